@@ -1,0 +1,26 @@
+//! Shared vocabulary of ferry: every other crate, and every provider, speaks in these types.
+//!
+//! This crate does no I/O and depends on no provider. Providers depend on it and on nothing
+//! else of ferry's, which keeps them swappable and keeps the planner pure.
+
+pub mod address;
+pub mod observation;
+pub mod plan;
+pub mod provider;
+pub mod registry;
+pub mod resource;
+pub mod secret;
+pub mod value;
+
+pub use address::{AddressError, Generation, InstanceAddress, Kind, ResourceAddress, UnknownKind};
+pub use observation::{Health, Observation, Snapshot};
+pub use value::Expression;
+pub use plan::{Action, AttributeChange, Failover, Plan, PlanSummary, Step, StepId};
+pub use provider::{
+    ApplyContext, ChangeClass, FailoverContext, FieldError, FieldSchema, FieldType, KindRules,
+    OnChange, OutputSchema, Provider, ReadContext, StepDraft, StepError, StepOutcome,
+};
+pub use registry::{Providers, RuleBook};
+pub use resource::{Ensure, ResourceSpec};
+pub use secret::Secret;
+pub use value::{Attributes, Value};

@@ -1,0 +1,178 @@
+//! What providers read from the world: one [`Observation`] per resource instance, gathered in a
+//! [`Snapshot`] that `ferry observe` writes and `ferry plan --observed` reads.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::address::{Generation, InstanceAddress};
+use crate::value::{Attributes, Value};
+
+/// Whether a resource that exists is doing its job, as far as its provider can tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Health {
+    Healthy,
+    /// Present but not serving: for an AKS cluster, ARM says it is provisioned and its API
+    /// server's `/readyz` does not answer.
+    Unhealthy { reason: String },
+}
+
+impl Health {
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, Health::Healthy)
+    }
+}
+
+/// The actual state of one resource instance.
+///
+/// `Unknown` is never treated as `Absent`: nothing is created or deleted on an unknown reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Observation {
+    Present {
+        /// The resource's attributes and outputs, with the names the spec uses.
+        attributes: Attributes,
+        health: Health,
+    },
+    Absent,
+    /// The provider could not tell (an unreachable API, a timeout), and says why.
+    Unknown { reason: String },
+}
+
+impl Observation {
+    pub fn present(attributes: Attributes) -> Self {
+        Observation::Present {
+            attributes,
+            health: Health::Healthy,
+        }
+    }
+
+    pub fn attributes(&self) -> Option<&Attributes> {
+        match self {
+            Observation::Present { attributes, .. } => Some(attributes),
+            _ => None,
+        }
+    }
+
+    pub fn attribute(&self, name: &str) -> Option<&Value> {
+        self.attributes().and_then(|attributes| attributes.get(name))
+    }
+
+    pub fn is_present(&self) -> bool {
+        matches!(self, Observation::Present { .. })
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        matches!(
+            self,
+            Observation::Present {
+                health: Health::Healthy,
+                ..
+            }
+        )
+    }
+
+    /// A short stable digest of this reading, stored in saved plans so that `ferry apply`
+    /// can tell whether the world still looks the way it did when the plan was made.
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::to_vec(self).expect("observations always serialise");
+        let digest = Sha256::digest(&canonical);
+        digest[..12].iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// One line for people: `present, healthy`, `present, unhealthy: readyz timed out`, `absent`.
+    pub fn describe(&self) -> String {
+        match self {
+            Observation::Present {
+                health: Health::Healthy,
+                ..
+            } => "present, healthy".to_owned(),
+            Observation::Present {
+                health: Health::Unhealthy { reason },
+                ..
+            } => format!("present, unhealthy: {reason}"),
+            Observation::Absent => "absent".to_owned(),
+            Observation::Unknown { reason } => format!("unknown: {reason}"),
+        }
+    }
+}
+
+/// The observations of a whole deployment at one moment: the input of the planner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Always `"1"` for this layout.
+    pub format_version: String,
+    /// The generation that serves now (from ferry's state); `0` before the first apply.
+    pub active_generation: Generation,
+    /// Every instance read, keyed by instance address (`vm.nfs@g1`, `disk.home0`). An instance
+    /// missing from the map was not read, which the planner treats like `Unknown`.
+    pub resources: BTreeMap<InstanceAddress, Observation>,
+}
+
+/// The one snapshot layout this version reads and writes.
+pub const SNAPSHOT_FORMAT_VERSION: &str = "1";
+
+impl Snapshot {
+    pub fn new(active_generation: Generation) -> Self {
+        Self {
+            format_version: SNAPSHOT_FORMAT_VERSION.to_owned(),
+            active_generation,
+            resources: BTreeMap::new(),
+        }
+    }
+
+    pub fn get(&self, instance: &InstanceAddress) -> Option<&Observation> {
+        self.resources.get(instance)
+    }
+
+    pub fn insert(&mut self, instance: InstanceAddress, observation: Observation) {
+        self.resources.insert(instance, observation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn snapshots_round_trip_in_their_documented_layout() {
+        let text = r#"{
+  "format_version": "1",
+  "active_generation": 1,
+  "resources": {
+    "aks_cluster.hub@g1": {
+      "status": "present",
+      "attributes": {"fqdn": "hub.example"},
+      "health": {"state": "unhealthy", "reason": "GET /readyz timed out after 5s"}
+    },
+    "disk.home0": {"status": "absent"},
+    "zfs_pool.home": {"status": "unknown", "reason": "ssh: connection refused"}
+  }
+}"#;
+        let snapshot: Snapshot = serde_json::from_str(text).unwrap();
+        let hub = snapshot.get(&"aks_cluster.hub@g1".parse().unwrap()).unwrap();
+        assert_eq!(hub.attribute("fqdn"), Some(&json!("hub.example")));
+        assert!(hub.is_present() && !hub.is_healthy());
+        let again: Snapshot =
+            serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap();
+        assert_eq!(again, snapshot);
+    }
+
+    #[test]
+    fn fingerprints_change_with_the_reading() {
+        let healthy = Observation::present(Attributes::new());
+        let unhealthy = Observation::Present {
+            attributes: Attributes::new(),
+            health: Health::Unhealthy {
+                reason: "down".into(),
+            },
+        };
+        assert_eq!(healthy.fingerprint(), healthy.clone().fingerprint());
+        assert_ne!(healthy.fingerprint(), unhealthy.fingerprint());
+        assert_eq!(healthy.fingerprint().len(), 24);
+    }
+}

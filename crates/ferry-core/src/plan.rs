@@ -1,0 +1,204 @@
+//! Plans: the ordered steps that take the world from what was observed to what the spec wants.
+//!
+//! The planner builds a [`Plan`]; the apply engine executes it; the CLI renders it. Its JSON form
+//! (`format_version` "1") is documented in `docs/spec-reference.md` and pinned by tests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::{Generation, InstanceAddress};
+use crate::value::{Attributes, Value};
+
+/// The vocabulary of steps, shared by the text and JSON renderings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    /// Make sure a host can no longer touch stateful data (deallocate a VM, confirmed by ARM).
+    Fence,
+    Detach,
+    Move,
+    Attach,
+    Import,
+    Export,
+    /// Run a hook.
+    Run,
+    /// Wait for a check to pass.
+    Wait,
+    /// Delete an old generation's instance after the new generation serves.
+    Retire,
+}
+
+impl Action {
+    pub const ALL: [Action; 13] = [
+        Action::Create,
+        Action::Update,
+        Action::Replace,
+        Action::Delete,
+        Action::Fence,
+        Action::Detach,
+        Action::Move,
+        Action::Attach,
+        Action::Import,
+        Action::Export,
+        Action::Run,
+        Action::Wait,
+        Action::Retire,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+            Action::Fence => "fence",
+            Action::Detach => "detach",
+            Action::Move => "move",
+            Action::Attach => "attach",
+            Action::Import => "import",
+            Action::Export => "export",
+            Action::Run => "run",
+            Action::Wait => "wait",
+            Action::Retire => "retire",
+        }
+    }
+
+    /// Whether the step removes something from the world.
+    pub fn is_destructive(self) -> bool {
+        matches!(self, Action::Delete | Action::Replace | Action::Retire)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A step's identity, stable for given inputs: `aks_cluster.hub@g2:create`.
+///
+/// A resource instance has at most one step per action, so the pair names the step, in the
+/// journal as in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StepId(pub String);
+
+impl StepId {
+    pub fn new(instance: &InstanceAddress, action: Action) -> Self {
+        StepId(format!("{instance}:{action}"))
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One attribute's change, as a plan shows it. `None` means "not set" on that side; a string
+/// still holding `${...}` is known only after apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributeChange {
+    pub path: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    /// Why this change cannot be made in place, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forces_replacement: Option<String>,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub id: StepId,
+    /// The logical address (`vm.nfs`), as the spec names it.
+    pub address: crate::ResourceAddress,
+    /// The generation the step acts on, for replaceable resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<Generation>,
+    pub action: Action,
+    /// Why the step exists: the attribute diff or the health reading that caused it.
+    pub reason: String,
+    /// Steps that must have succeeded before this one starts.
+    pub after: Vec<StepId>,
+    pub estimate_seconds: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<AttributeChange>,
+    /// What the provider needs to carry the step out. Strings may still hold `${...}` of
+    /// outputs produced earlier in the same apply; the engine resolves them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: Attributes,
+    /// A warning the operator must not miss (shown in red): a forced detach, a forced import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+impl Step {
+    pub fn instance(&self) -> InstanceAddress {
+        self.address.at(self.generation)
+    }
+}
+
+/// Counts of steps by action, for the summary line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PlanSummary(pub BTreeMap<Action, usize>);
+
+impl PlanSummary {
+    pub fn of(steps: &[Step]) -> Self {
+        let mut counts = BTreeMap::new();
+        for step in steps {
+            *counts.entry(step.action).or_insert(0) += 1;
+        }
+        PlanSummary(counts)
+    }
+
+    pub fn total(&self) -> usize {
+        self.0.values().sum()
+    }
+}
+
+/// Why a plan is a failover, when it is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failover {
+    pub from_generation: Generation,
+    pub to_generation: Generation,
+    /// The reading (or the `--failover` flag) that called for it.
+    pub trigger: String,
+}
+
+/// The result of planning: steps in execution order (a topological order of `after`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: String,
+    pub steps: Vec<Step>,
+    /// The chain of steps whose estimates add up to the plan's estimated duration.
+    pub critical_path: Vec<StepId>,
+    pub estimated_seconds: u64,
+    pub summary: PlanSummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+    /// Things the operator should know that do not stop the plan (an `Unknown` reading that
+    /// held back a create, for instance).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// The one plan layout this version reads and writes.
+pub const PLAN_FORMAT_VERSION: &str = "1";
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn step(&self, id: &StepId) -> Option<&Step> {
+        self.steps.iter().find(|step| &step.id == id)
+    }
+}

@@ -1,0 +1,326 @@
+//! The provider contract, in two halves.
+//!
+//! [`KindRules`] is pure: a kind's schema, validation, which changes force a replacement, how a
+//! failover moves a stateful resource, and duration estimates. The planner only ever holds
+//! `&dyn KindRules`, which is what keeps it free of I/O.
+//!
+//! [`Provider`] does the I/O: it reads an instance's observation and carries out one step.
+//! Its invariants, which every implementation keeps and the engine relies on:
+//! - `read` never changes anything in the world;
+//! - `apply` of the same step twice is harmless: a step that already took effect succeeds again
+//!   without doing it twice (create finds the resource, attach finds the disk attached, ...);
+//! - errors say whether a retry can help (`transient`), and how long to wait if the remote
+//!   side said so (`retry_after`);
+//! - secrets never appear in observations, outputs, errors or progress lines.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::address::{Generation, InstanceAddress, Kind};
+use crate::observation::{Observation, Snapshot};
+use crate::plan::{Action, AttributeChange, Step, StepId};
+use crate::resource::ResourceSpec;
+use crate::value::{Attributes, Value};
+
+/// The type a spec field must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Integer,
+    Boolean,
+    StringList,
+    /// A table of string values (environment variables, tags).
+    StringMap,
+    /// A table whose keys are names and whose values are tables (ZFS datasets).
+    Table,
+    /// The address of another resource of this kind: `vm = "vm.nfs"`.
+    Reference(Kind),
+    /// A list of addresses of resources of this kind: `disks = ["disk.home0", ...]`.
+    ReferenceList(Kind),
+}
+
+impl FieldType {
+    pub fn describe(self) -> String {
+        match self {
+            FieldType::String => "a string".into(),
+            FieldType::Integer => "an integer".into(),
+            FieldType::Boolean => "a boolean".into(),
+            FieldType::StringList => "a list of strings".into(),
+            FieldType::StringMap => "a table of strings".into(),
+            FieldType::Table => "a table".into(),
+            FieldType::Reference(kind) => format!("the address of a {kind} (\"{kind}.NAME\")"),
+            FieldType::ReferenceList(kind) => {
+                format!("a list of {kind} addresses ([\"{kind}.NAME\", ...])")
+            }
+        }
+    }
+}
+
+/// What changing a field in the spec does to an existing resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChange {
+    InPlace,
+    /// The resource must be replaced; the text says why (it is shown in the plan).
+    Replace(&'static str),
+}
+
+/// One field of a kind, as the spec loader checks it and the reference documents it.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSchema {
+    pub name: &'static str,
+    pub field_type: FieldType,
+    pub required: bool,
+    /// The default when the field is left out, as documentation text.
+    pub default: Option<&'static str>,
+    pub description: &'static str,
+    pub on_change: OnChange,
+}
+
+/// One output of a kind, which other resources reference as `${kind.name.OUTPUT}`.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputSchema {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+/// A problem with one field of one resource, found by a kind's validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field (`name`, `disks[2]`); empty for the resource as a whole.
+    pub field: String,
+    pub message: String,
+    /// What to do about it.
+    pub help: Option<String>,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// How a kind classifies one attribute's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeClass {
+    InPlace,
+    Replace(String),
+    /// The change cannot be made at all (a disk cannot shrink); the plan stops with this text.
+    Refuse(String),
+}
+
+/// What a stateful kind's rules see when a failover moves the service to a new generation.
+#[derive(Debug, Clone, Copy)]
+pub struct FailoverContext<'a> {
+    pub spec: &'a ResourceSpec,
+    /// This resource's own observation.
+    pub observed: &'a Observation,
+    pub from_generation: Generation,
+    pub to_generation: Generation,
+    /// Every observation the plan is made from, to look at the old and new instances of the
+    /// resources this one references.
+    pub snapshot: &'a Snapshot,
+    /// The spec's fields resolved for the new generation, as a step's inputs start out.
+    pub inputs: &'a Attributes,
+}
+
+/// A step as a kind's rules propose it; the planner gives it its id, edges and estimate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepDraft {
+    pub target: InstanceAddress,
+    pub action: Action,
+    pub reason: String,
+    pub inputs: Attributes,
+    pub changes: Vec<AttributeChange>,
+    /// Steps this one must follow, beyond the planner's own edges. A step named here that is
+    /// not in the plan is ignored: its work was already done.
+    pub after: Vec<StepId>,
+    /// Steps that must follow this one.
+    pub before: Vec<StepId>,
+    pub warning: Option<String>,
+}
+
+impl StepDraft {
+    pub fn new(target: InstanceAddress, action: Action, reason: impl Into<String>) -> Self {
+        Self {
+            target,
+            action,
+            reason: reason.into(),
+            inputs: Attributes::new(),
+            changes: Vec::new(),
+            after: Vec::new(),
+            before: Vec::new(),
+            warning: None,
+        }
+    }
+
+    pub fn id(&self) -> StepId {
+        StepId::new(&self.target, self.action)
+    }
+
+    pub fn input(mut self, name: &str, value: Value) -> Self {
+        self.inputs.insert(name.to_owned(), value);
+        self
+    }
+
+    pub fn after(mut self, id: StepId) -> Self {
+        self.after.push(id);
+        self
+    }
+
+    pub fn before(mut self, id: StepId) -> Self {
+        self.before.push(id);
+        self
+    }
+}
+
+/// The pure half of a provider: everything the planner and the spec loader need to know about
+/// one kind. Implementations do no I/O, read no clock and use no randomness.
+pub trait KindRules: Send + Sync + fmt::Debug {
+    fn kind(&self) -> Kind;
+
+    /// One line for the reference and for `ferry validate` messages.
+    fn description(&self) -> &'static str;
+
+    fn fields(&self) -> &'static [FieldSchema];
+
+    fn outputs(&self) -> &'static [OutputSchema];
+
+    /// Checks beyond the schema: naming rules, ranges, combinations of fields.
+    fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
+        let _ = spec;
+        Vec::new()
+    }
+
+    /// How changing `attribute` from `before` to `after` is carried out. The default follows
+    /// the schema's [`OnChange`]; kinds override it where the answer depends on the values.
+    fn classify_change(&self, attribute: &str, before: &Value, after: &Value) -> ChangeClass {
+        let _ = (before, after);
+        match self
+            .fields()
+            .iter()
+            .find(|field| field.name == attribute)
+            .map(|field| field.on_change)
+        {
+            Some(OnChange::Replace(why)) => ChangeClass::Replace(why.to_owned()),
+            _ => ChangeClass::InPlace,
+        }
+    }
+
+    /// The usual time one step of this kind takes on Azure, in seconds, for estimates.
+    fn estimate_seconds(&self, action: Action) -> u64;
+
+    /// The steps that move this stateful resource to a new generation in a failover. Called
+    /// for stateful kinds only; replaceable kinds get a new instance from the planner.
+    fn failover(&self, context: &FailoverContext<'_>) -> Result<Vec<StepDraft>, String> {
+        let _ = context;
+        Ok(Vec::new())
+    }
+
+    /// Whether a field is compared with the observation. Fields that only steer ferry (a
+    /// hook's `retry`, a pinned host key) are not attributes of the real resource.
+    fn is_observed(&self, field: &str) -> bool {
+        let _ = field;
+        true
+    }
+}
+
+/// What a provider gets to read one instance.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadContext<'a> {
+    pub spec: &'a ResourceSpec,
+    pub instance: &'a InstanceAddress,
+    /// The spec's fields resolved for this instance's generation.
+    pub fields: &'a Attributes,
+    /// What ferry's state remembers of this instance (real id, outputs), if anything.
+    pub remembered: Option<&'a Attributes>,
+}
+
+/// What a provider gets to carry out one step.
+pub struct ApplyContext<'a> {
+    /// The step's inputs with every `${...}` resolved.
+    pub inputs: &'a Attributes,
+    /// Outputs of any instance, from state and from steps already done in this apply.
+    pub outputs: &'a (dyn Fn(&InstanceAddress) -> Option<Attributes> + Send + Sync),
+    /// A line for the progress view (a hook's output, a poll's result). Never a secret.
+    pub progress: &'a (dyn Fn(String) + Send + Sync),
+    /// A long-running operation this step started in an earlier, interrupted apply: poll it
+    /// instead of starting the work again.
+    pub resume_operation: Option<&'a str>,
+    /// Records a long-running operation's URL in the journal as soon as it is known.
+    pub record_operation: &'a (dyn Fn(String) + Send + Sync),
+}
+
+impl fmt::Debug for ApplyContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApplyContext")
+            .field("inputs", &self.inputs)
+            .field("resume_operation", &self.resume_operation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A step that succeeded, with the outputs its instance now has.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepOutcome {
+    pub outputs: Attributes,
+}
+
+/// A step that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub message: String,
+    /// A retry may succeed (throttling, a 5xx, a dropped connection).
+    pub transient: bool,
+    /// How long the remote side asked us to wait before trying again.
+    pub retry_after: Option<Duration>,
+}
+
+impl StepError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: false,
+            retry_after: None,
+        }
+    }
+
+    pub fn transient(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Self {
+            message: message.into(),
+            transient: true,
+            retry_after,
+        }
+    }
+}
+
+/// The I/O half of a provider. Object safe: the registry holds `Box<dyn Provider>`.
+#[async_trait]
+pub trait Provider: Send + Sync + fmt::Debug {
+    fn kind(&self) -> Kind;
+
+    /// How many of this provider's steps may run at once (ARM throttles per subscription, an
+    /// SSH host runs one `zpool` command at a time).
+    fn concurrency_limit(&self) -> usize {
+        8
+    }
+
+    async fn read(&self, context: ReadContext<'_>) -> Observation;
+
+    async fn apply(
+        &self,
+        step: &Step,
+        context: ApplyContext<'_>,
+    ) -> Result<StepOutcome, StepError>;
+}

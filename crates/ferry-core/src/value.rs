@@ -1,0 +1,376 @@
+//! Attribute values and the `${...}` interpolation language used inside spec strings.
+//!
+//! Values are JSON values: TOML maps onto them without loss for everything a spec holds, and
+//! snapshots, plans and the state file are JSON. An expression that cannot be resolved yet
+//! (an output of a resource that a plan creates) stays in the string as `${...}`: a step's
+//! inputs are partially evaluated at plan time and finished by the apply engine.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+
+use crate::address::{Generation, Kind, ResourceAddress};
+
+pub use serde_json::Value;
+
+/// Named attributes of a resource, sorted so that everything derived from them is deterministic.
+pub type Attributes = BTreeMap<String, Value>;
+
+/// What a `${...}` can refer to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Expression {
+    /// `${vm.nfs.private_ip}`: an output of another resource. The planner pins the generation
+    /// (`${vm.nfs@g2.private_ip}`) when it leaves an expression for the apply engine to finish.
+    Output {
+        address: ResourceAddress,
+        generation: Option<Generation>,
+        output: String,
+    },
+    /// `${var.NAME}`: a variable from the spec's `[variables]` or `--var NAME=VALUE`.
+    Variable(String),
+    /// `${env.NAME}`: the environment of the process that loads the spec.
+    Environment(String),
+    /// `${generation}`: the generation being built, in names of replaceable resources.
+    Generation,
+}
+
+impl fmt::Display for Expression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expression::Output {
+                address,
+                generation: None,
+                output,
+            } => write!(f, "{address}.{output}"),
+            Expression::Output {
+                address,
+                generation: Some(generation),
+                output,
+            } => write!(f, "{address}@g{generation}.{output}"),
+            Expression::Variable(name) => write!(f, "var.{name}"),
+            Expression::Environment(name) => write!(f, "env.{name}"),
+            Expression::Generation => f.write_str("generation"),
+        }
+    }
+}
+
+/// A piece of a string with interpolations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    /// The expression, and the byte range of the whole `${...}` in the string.
+    Expression(Expression, Range<usize>),
+}
+
+/// Why the text inside `${...}` is not an expression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("`${{` is never closed: end the expression with `}}`, or write `$${{` for a literal `${{`")]
+    Unclosed { at: Range<usize> },
+    #[error(
+        "`${{{text}}}` is not an expression: use kind.name.output, var.NAME, env.NAME or generation"
+    )]
+    Malformed { text: String, at: Range<usize> },
+    #[error("`${{{text}}}` names an unknown resource kind `{kind}`")]
+    UnknownKind {
+        text: String,
+        kind: String,
+        at: Range<usize>,
+    },
+}
+
+impl TemplateError {
+    /// Where in the string the offending expression is.
+    pub fn range(&self) -> Range<usize> {
+        match self {
+            TemplateError::Unclosed { at }
+            | TemplateError::Malformed { at, .. }
+            | TemplateError::UnknownKind { at, .. } => at.clone(),
+        }
+    }
+}
+
+fn is_identifier(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn parse_expression(text: &str, at: Range<usize>) -> Result<Expression, TemplateError> {
+    let text = text.trim();
+    let malformed = || TemplateError::Malformed {
+        text: text.to_owned(),
+        at: at.clone(),
+    };
+    if text == "generation" {
+        return Ok(Expression::Generation);
+    }
+    let parts: Vec<&str> = text.split('.').collect();
+    match parts.as_slice() {
+        ["var", name] if is_identifier(name) => Ok(Expression::Variable((*name).to_owned())),
+        ["env", name] if is_identifier(name) => Ok(Expression::Environment((*name).to_owned())),
+        [kind, name, output] if is_identifier(output) => {
+            let kind: Kind = kind.parse().map_err(|_| TemplateError::UnknownKind {
+                text: text.to_owned(),
+                kind: (*kind).to_owned(),
+                at: at.clone(),
+            })?;
+            let (name, generation) = match name.split_once("@g") {
+                Some((name, digits)) => (
+                    name,
+                    Some(digits.parse::<Generation>().map_err(|_| malformed())?),
+                ),
+                None => (*name, None),
+            };
+            if !is_identifier(name) {
+                return Err(malformed());
+            }
+            Ok(Expression::Output {
+                address: ResourceAddress::new(kind, name),
+                generation,
+                output: (*output).to_owned(),
+            })
+        }
+        _ => Err(malformed()),
+    }
+}
+
+/// Splits a string into literal text and `${...}` expressions; `$${` is a literal `${`.
+pub fn parse_template(text: &str) -> Result<Vec<Segment>, TemplateError> {
+    let mut segments = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(position) = rest.find("${") {
+        if rest[..position].ends_with('$') {
+            literal.push_str(&rest[..position - 1]);
+            literal.push_str("${");
+            rest = &rest[position + 2..];
+            offset += position + 2;
+            continue;
+        }
+        literal.push_str(&rest[..position]);
+        let start = offset + position;
+        let Some(close) = rest[position..].find('}') else {
+            return Err(TemplateError::Unclosed {
+                at: start..text.len(),
+            });
+        };
+        let end = start + close + 1;
+        let expression = parse_expression(&text[start + 2..end - 1], start..end)?;
+        if !literal.is_empty() {
+            segments.push(Segment::Literal(std::mem::take(&mut literal)));
+        }
+        segments.push(Segment::Expression(expression, start..end));
+        rest = &text[end..];
+        offset = end;
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        segments.push(Segment::Literal(literal));
+    }
+    Ok(segments)
+}
+
+/// Every expression in a value, with the path of the string it sits in (`env.KUBECONFIG`,
+/// `values[0]`). Strings that do not parse are skipped: the spec loader reports those.
+pub fn expressions(value: &Value) -> Vec<(String, Expression)> {
+    let mut found = Vec::new();
+    walk_strings(value, String::new(), &mut |path, text| {
+        if let Ok(segments) = parse_template(text) {
+            for segment in segments {
+                if let Segment::Expression(expression, _) = segment {
+                    found.push((path.to_owned(), expression));
+                }
+            }
+        }
+    });
+    found
+}
+
+fn walk_strings(value: &Value, path: String, visit: &mut dyn FnMut(&str, &str)) {
+    match value {
+        Value::String(text) => visit(&path, text),
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                walk_strings(item, format!("{path}[{index}]"), visit);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                walk_strings(item, child, visit);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn escape_literal(text: &str) -> String {
+    text.replace("${", "$${")
+}
+
+/// Replaces every expression that `lookup` can answer and leaves the others as `${...}`.
+///
+/// A string that is exactly one expression takes the looked-up value whole, so a list output
+/// stays a list. Literal `${` in the result stays escaped as `$${` until [`finish`].
+pub fn resolve(value: &Value, lookup: &dyn Fn(&Expression) -> Option<Value>) -> Value {
+    match value {
+        Value::String(text) => {
+            let Ok(segments) = parse_template(text) else {
+                return value.clone();
+            };
+            if let [Segment::Expression(expression, _)] = segments.as_slice()
+                && let Some(found) = lookup(expression)
+            {
+                return match found {
+                    Value::String(text) => Value::String(escape_literal(&text)),
+                    other => other,
+                };
+            }
+            let mut out = String::new();
+            for segment in segments {
+                match segment {
+                    Segment::Literal(text) => out.push_str(&escape_literal(&text)),
+                    Segment::Expression(expression, _) => match lookup(&expression) {
+                        Some(Value::String(text)) => out.push_str(&escape_literal(&text)),
+                        Some(other) => out.push_str(&escape_literal(&other.to_string())),
+                        None => {
+                            out.push_str("${");
+                            out.push_str(&expression.to_string());
+                            out.push('}');
+                        }
+                    },
+                }
+            }
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|item| resolve(item, lookup)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| (key.clone(), resolve(item, lookup)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The expressions still unresolved in a value, each once, sorted.
+pub fn unresolved(value: &Value) -> Vec<Expression> {
+    let mut found: Vec<Expression> = expressions(value).into_iter().map(|(_, e)| e).collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Turns a fully resolved value into what a provider receives: `$${` becomes `${` again.
+///
+/// Returns the first unresolved expression if there is one: a provider never sees one.
+pub fn finish(value: &Value) -> Result<Value, Expression> {
+    if let Some(first) = unresolved(value).into_iter().next() {
+        return Err(first);
+    }
+    Ok(unescape(value))
+}
+
+fn unescape(value: &Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(text.replace("$${", "${")),
+        Value::Array(items) => Value::Array(items.iter().map(unescape).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| (key.clone(), unescape(item)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn output(address: &str, output: &str) -> Expression {
+        let instance: crate::InstanceAddress = address.parse().unwrap();
+        Expression::Output {
+            address: instance.address,
+            generation: instance.generation,
+            output: output.to_owned(),
+        }
+    }
+
+    #[test]
+    fn templates_split_into_literals_and_expressions() {
+        let segments = parse_template("http://${public_ip.ingress.address}:${var.port}/").unwrap();
+        assert_eq!(
+            segments,
+            vec![
+                Segment::Literal("http://".into()),
+                Segment::Expression(output("public_ip.ingress", "address"), 7..35),
+                Segment::Literal(":".into()),
+                Segment::Expression(Expression::Variable("port".into()), 36..47),
+                Segment::Literal("/".into()),
+            ]
+        );
+        assert_eq!(
+            parse_template("${vm.nfs@g2.id}").unwrap(),
+            vec![Segment::Expression(output("vm.nfs@g2", "id"), 0..15)]
+        );
+        assert_eq!(
+            parse_template("cost $${HOME}").unwrap(),
+            vec![Segment::Literal("cost ${HOME}".into())]
+        );
+    }
+
+    #[test]
+    fn malformed_templates_say_what_is_allowed() {
+        let errors: Vec<String> = ["${vm.nfs", "${vm}", "${virtual.nfs.ip}", "${var.}"]
+            .into_iter()
+            .map(|text| parse_template(text).unwrap_err().to_string())
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "`${` is never closed: end the expression with `}`, or write `$${` for a literal `${`",
+                "`${vm}` is not an expression: use kind.name.output, var.NAME, env.NAME or generation",
+                "`${virtual.nfs.ip}` names an unknown resource kind `virtual`",
+                "`${var.}` is not an expression: use kind.name.output, var.NAME, env.NAME or generation",
+            ]
+        );
+    }
+
+    #[test]
+    fn resolution_is_partial_and_keeps_whole_values() {
+        let value = json!({
+            "ips": "${vm.nfs.ips}",
+            "url": "https://${dns_record.prod.fqdn}/hub?x=$${y}",
+            "kept": "${aks_cluster.hub.fqdn}",
+        });
+        let lookup = |expression: &Expression| match expression.to_string().as_str() {
+            "vm.nfs.ips" => Some(json!(["127.0.0.5"])),
+            "dns_record.prod.fqdn" => Some(json!("hub.example.org")),
+            _ => None,
+        };
+        let resolved = resolve(&value, &lookup);
+        assert_eq!(
+            resolved,
+            json!({
+                "ips": ["127.0.0.5"],
+                "url": "https://hub.example.org/hub?x=$${y}",
+                "kept": "${aks_cluster.hub.fqdn}",
+            })
+        );
+        assert_eq!(finish(&resolved), Err(output("aks_cluster.hub", "fqdn")));
+        let all = resolve(&resolved, &|_| Some(json!("h")));
+        assert_eq!(
+            finish(&all).unwrap(),
+            json!({"ips": ["127.0.0.5"], "url": "https://hub.example.org/hub?x=${y}", "kept": "h"})
+        );
+    }
+}

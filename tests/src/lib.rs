@@ -1,0 +1,1 @@
+//! End-to-end tests that cross crates live in this package's `tests/` folder.
