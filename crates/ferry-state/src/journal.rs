@@ -1,0 +1,436 @@
+//! The apply journal: an append-only JSON-lines file, one record per event, written and
+//! fsynced before the step it describes proceeds.
+//!
+//! It is what makes an interrupted apply (Ctrl-C, `kill -9`, a lost network) resumable: the
+//! next apply reads it with [`read_summary`], skips the steps that finished, and resumes a step
+//! that started but never finished through the long-running operation it recorded.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ferry_core::{Action, Attributes, InstanceAddress, StepId};
+use serde::{Deserialize, Serialize};
+
+/// One line of the journal. `at` is a wall-clock RFC 3339 time, for people reading it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum JournalRecord {
+    ApplyStarted {
+        apply_id: String,
+        at: String,
+        /// How many steps the plan has.
+        steps: usize,
+    },
+    StepStarted {
+        apply_id: String,
+        step: StepId,
+        instance: InstanceAddress,
+        action: Action,
+        at: String,
+        /// The operation this start resumes, when it resumes one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_operation: Option<String>,
+    },
+    /// A long-running operation's URL, recorded as soon as the provider knows it.
+    OperationRecorded {
+        apply_id: String,
+        step: StepId,
+        url: String,
+        at: String,
+    },
+    StepFinished {
+        apply_id: String,
+        step: StepId,
+        at: String,
+        result: StepResult,
+    },
+    ApplyFinished {
+        apply_id: String,
+        at: String,
+        /// Every step of the plan succeeded: nothing is left to resume.
+        complete: bool,
+    },
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepResult {
+    Ok { outputs: Attributes },
+    Failed { error: String },
+}
+
+/// Why the journal could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot open journal {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot write journal {path}: {source}; no step is started without its journal record")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read journal {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "journal {path} line {line} is not a journal record ({source}): move the journal away to apply without resuming"
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+}
+
+/// An open journal, appended to by one apply. Appends may come from several steps at once.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path` for appending.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| JournalError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record and waits until it is on disk.
+    pub fn append(&self, record: &JournalRecord) -> Result<(), JournalError> {
+        let mut line = serde_json::to_string(record).expect("journal records always serialise");
+        line.push('\n');
+        let file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // One write call per record keeps lines whole even if two steps append at once.
+        (&*file)
+            .write_all(line.as_bytes())
+            .and_then(|()| (&*file).flush())
+            .and_then(|()| file.sync_data())
+            .map_err(|source| JournalError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// Reads every record of the journal at `path`; a missing file has none.
+///
+/// A torn last line (the process died while writing it) is ignored: its step had not proceeded.
+pub fn read_records(path: &Path) -> Result<Vec<JournalRecord>, JournalError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(JournalError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut records = Vec::with_capacity(lines.len());
+    for (index, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(record) => records.push(record),
+            Err(_) if index + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(source) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_owned(),
+                    line: index + 1,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// What the journal knows of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepPhase {
+    NotStarted,
+    /// Started, and no record of its end: it may or may not have taken effect.
+    Started,
+    Succeeded,
+    Failed,
+}
+
+/// One step's last known phase and operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepJournal {
+    pub phase: StepPhase,
+    /// The last operation URL recorded for it and not since finished.
+    pub operation: Option<String>,
+}
+
+/// The journal's account of the applies since the last one that completed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalSummary {
+    /// The id of the last apply that started, if any did since the last complete one.
+    pub last_apply: Option<String>,
+    /// Whether that apply never wrote its end (it was killed or lost).
+    pub interrupted: bool,
+    pub steps: BTreeMap<StepId, StepJournal>,
+}
+
+impl JournalSummary {
+    /// Folds records into a summary. Only records after the last complete apply count: once
+    /// everything succeeded, a later plan with the same step ids is new work, not a resume.
+    pub fn from_records(records: &[JournalRecord]) -> Self {
+        let start = records
+            .iter()
+            .rposition(|record| {
+                matches!(record, JournalRecord::ApplyFinished { complete: true, .. })
+            })
+            .map_or(0, |position| position + 1);
+        let mut summary = JournalSummary::default();
+        for record in &records[start..] {
+            match record {
+                JournalRecord::ApplyStarted { apply_id, .. } => {
+                    summary.last_apply = Some(apply_id.clone());
+                    summary.interrupted = true;
+                }
+                JournalRecord::ApplyFinished { .. } => summary.interrupted = false,
+                JournalRecord::StepStarted { step, .. } => {
+                    // A restarted step keeps its recorded operation: if this run dies before
+                    // recording a new one, the old one is still the one to poll.
+                    summary.entry(step).phase = StepPhase::Started;
+                }
+                JournalRecord::OperationRecorded { step, url, .. } => {
+                    summary.entry(step).operation = Some(url.clone());
+                }
+                JournalRecord::StepFinished { step, result, .. } => {
+                    let entry = summary.entry(step);
+                    entry.operation = None;
+                    entry.phase = match result {
+                        StepResult::Ok { .. } => StepPhase::Succeeded,
+                        StepResult::Failed { .. } => StepPhase::Failed,
+                    };
+                }
+            }
+        }
+        summary
+    }
+
+    fn entry(&mut self, step: &StepId) -> &mut StepJournal {
+        self.steps.entry(step.clone()).or_insert(StepJournal {
+            phase: StepPhase::NotStarted,
+            operation: None,
+        })
+    }
+
+    pub fn phase(&self, step: &StepId) -> StepPhase {
+        self.steps
+            .get(step)
+            .map_or(StepPhase::NotStarted, |entry| entry.phase)
+    }
+
+    /// The operation to resume for a step that started and never finished.
+    pub fn operation_to_resume(&self, step: &StepId) -> Option<&str> {
+        self.steps
+            .get(step)
+            .filter(|entry| entry.phase == StepPhase::Started)
+            .and_then(|entry| entry.operation.as_deref())
+    }
+}
+
+/// Reads the journal at `path` and summarises it (see [`JournalSummary::from_records`]).
+pub fn read_summary(path: &Path) -> Result<JournalSummary, JournalError> {
+    Ok(JournalSummary::from_records(&read_records(path)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const AT: &str = "2024-05-02T13:00:00Z";
+
+    fn started(apply: &str, step: &str) -> JournalRecord {
+        let step = StepId(step.to_owned());
+        let (instance, action) = step.0.split_once(':').unwrap();
+        JournalRecord::StepStarted {
+            apply_id: apply.into(),
+            step: step.clone(),
+            instance: instance.parse().unwrap(),
+            action: serde_json::from_value(json!(action)).unwrap(),
+            at: AT.into(),
+            resume_operation: None,
+        }
+    }
+
+    fn finished(apply: &str, step: &str, ok: bool) -> JournalRecord {
+        JournalRecord::StepFinished {
+            apply_id: apply.into(),
+            step: StepId(step.to_owned()),
+            at: AT.into(),
+            result: if ok {
+                StepResult::Ok {
+                    outputs: [("id".to_owned(), json!("/x"))].into(),
+                }
+            } else {
+                StepResult::Failed {
+                    error: "quota exceeded".into(),
+                }
+            },
+        }
+    }
+
+    fn operation(apply: &str, step: &str, url: &str) -> JournalRecord {
+        JournalRecord::OperationRecorded {
+            apply_id: apply.into(),
+            step: StepId(step.to_owned()),
+            url: url.into(),
+            at: AT.into(),
+        }
+    }
+
+    fn apply_started(apply: &str) -> JournalRecord {
+        JournalRecord::ApplyStarted {
+            apply_id: apply.into(),
+            at: AT.into(),
+            steps: 3,
+        }
+    }
+
+    fn apply_finished(apply: &str, complete: bool) -> JournalRecord {
+        JournalRecord::ApplyFinished {
+            apply_id: apply.into(),
+            at: AT.into(),
+            complete,
+        }
+    }
+
+    /// Renders a summary as `step: phase [operation]` lines, for compact expectations.
+    fn check(records: &[JournalRecord], expected: &str) {
+        let summary = JournalSummary::from_records(records);
+        let mut lines = vec![format!(
+            "last apply {:?}, interrupted {}",
+            summary.last_apply, summary.interrupted
+        )];
+        for (step, entry) in &summary.steps {
+            lines.push(format!(
+                "{step}: {:?} {}",
+                entry.phase,
+                summary.operation_to_resume(step).unwrap_or("-")
+            ));
+        }
+        assert_eq!(lines.join("\n"), expected.trim());
+    }
+
+    #[test]
+    fn the_summary_gives_each_step_its_last_phase() {
+        check(
+            &[
+                apply_started("a1"),
+                started("a1", "vm.nfs@g2:create"),
+                started("a1", "disk.home0:detach"),
+                operation("a1", "vm.nfs@g2:create", "https://arm/op/1"),
+                finished("a1", "disk.home0:detach", true),
+                started("a1", "hook.hub@g2:run"),
+                finished("a1", "hook.hub@g2:run", false),
+            ],
+            r#"
+last apply Some("a1"), interrupted true
+disk.home0:detach: Succeeded -
+hook.hub@g2:run: Failed -
+vm.nfs@g2:create: Started https://arm/op/1
+"#,
+        );
+    }
+
+    #[test]
+    fn a_restarted_step_keeps_its_operation_until_it_finishes() {
+        check(
+            &[
+                apply_started("a1"),
+                started("a1", "vm.nfs@g2:create"),
+                operation("a1", "vm.nfs@g2:create", "https://arm/op/1"),
+                apply_started("a2"),
+                started("a2", "vm.nfs@g2:create"),
+            ],
+            r#"
+last apply Some("a2"), interrupted true
+vm.nfs@g2:create: Started https://arm/op/1
+"#,
+        );
+    }
+
+    #[test]
+    fn a_complete_apply_closes_the_books() {
+        check(
+            &[
+                apply_started("a1"),
+                started("a1", "vm.nfs@g2:create"),
+                finished("a1", "vm.nfs@g2:create", true),
+                apply_finished("a1", true),
+                apply_started("a2"),
+                started("a2", "disk.home0:attach"),
+                finished("a2", "disk.home0:attach", false),
+                apply_finished("a2", false),
+            ],
+            r#"
+last apply Some("a2"), interrupted false
+disk.home0:attach: Failed -
+"#,
+        );
+    }
+
+    #[test]
+    fn records_round_trip_through_the_file_and_a_torn_tail_is_ignored() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("journal.jsonl");
+        let records = vec![
+            apply_started("a1"),
+            started("a1", "vm.nfs@g2:create"),
+            operation("a1", "vm.nfs@g2:create", "https://arm/op/1"),
+            finished("a1", "vm.nfs@g2:create", true),
+        ];
+        let journal = Journal::open(&path).unwrap();
+        for record in &records {
+            journal.append(record).unwrap();
+        }
+        drop(journal);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        insta::assert_snapshot!(text.lines().nth(1).unwrap(), @r#"{"event":"step_started","apply_id":"a1","step":"vm.nfs@g2:create","instance":"vm.nfs@g2","action":"create","at":"2024-05-02T13:00:00Z"}"#);
+        text.push_str(r#"{"event":"step_sta"#);
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read_records(&path).unwrap(), records);
+        assert_eq!(
+            read_summary(&directory.path().join("missing.jsonl")).unwrap(),
+            JournalSummary::default()
+        );
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_names_the_line() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("journal.jsonl");
+        std::fs::write(&path, "{\"event\":\"nonsense\"}\n{}\n").unwrap();
+        let message = read_records(&path)
+            .unwrap_err()
+            .to_string()
+            .replace(&directory.path().display().to_string(), "<dir>");
+        insta::assert_snapshot!(message, @"journal <dir>/journal.jsonl line 1 is not a journal record (unknown variant `nonsense`, expected one of `apply_started`, `step_started`, `operation_recorded`, `step_finished`, `apply_finished` at line 1 column 19): move the journal away to apply without resuming");
+    }
+}
