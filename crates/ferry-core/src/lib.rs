@@ -4,6 +4,7 @@
 //! else of ferry's, which keeps them swappable and keeps the planner pure.
 
 pub mod address;
+pub mod naming;
 pub mod observation;
 pub mod plan;
 pub mod provider;

@@ -74,6 +74,18 @@ impl Observation {
         )
     }
 
+    /// For a VM: whether ARM shows it can no longer write to any disk (gone, or deallocated).
+    /// This is what a fence establishes and what an import of a pool relies on.
+    pub fn is_fenced_host(&self) -> bool {
+        match self {
+            Observation::Absent => true,
+            Observation::Present { attributes, .. } => {
+                attributes.get("power_state").and_then(Value::as_str) == Some("deallocated")
+            }
+            Observation::Unknown { .. } => false,
+        }
+    }
+
     /// A short stable digest of this reading, stored in saved plans so that `ferry apply`
     /// can tell whether the world still looks the way it did when the plan was made.
     pub fn fingerprint(&self) -> String {

@@ -206,19 +206,12 @@ pub trait KindRules: Send + Sync + fmt::Debug {
     /// the schema's [`OnChange`]; kinds override it where the answer depends on the values.
     fn classify_change(&self, attribute: &str, before: &Value, after: &Value) -> ChangeClass {
         let _ = (before, after);
-        match self
-            .fields()
-            .iter()
-            .find(|field| field.name == attribute)
-            .map(|field| field.on_change)
-        {
-            Some(OnChange::Replace(why)) => ChangeClass::Replace(why.to_owned()),
-            _ => ChangeClass::InPlace,
-        }
+        schema_class(self, attribute)
     }
 
-    /// The usual time one step of this kind takes on Azure, in seconds, for estimates.
-    fn estimate_seconds(&self, action: Action) -> u64;
+    /// The usual time one step of this kind takes on Azure, in seconds, for estimates. The
+    /// spec is there for kinds whose duration the operator knows best (a hook's deploy time).
+    fn estimate_seconds(&self, action: Action, spec: &ResourceSpec) -> u64;
 
     /// The steps that move this stateful resource to a new generation in a failover. Called
     /// for stateful kinds only; replaceable kinds get a new instance from the planner.
@@ -323,4 +316,62 @@ pub trait Provider: Send + Sync + fmt::Debug {
         step: &Step,
         context: ApplyContext<'_>,
     ) -> Result<StepOutcome, StepError>;
+}
+
+impl FieldSchema {
+    /// A required field.
+    pub const fn required(
+        name: &'static str,
+        field_type: FieldType,
+        on_change: OnChange,
+        description: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            field_type,
+            required: true,
+            default: None,
+            description,
+            on_change,
+        }
+    }
+
+    /// An optional field, with its default as documentation text (`None`: unset).
+    pub const fn optional(
+        name: &'static str,
+        field_type: FieldType,
+        default: Option<&'static str>,
+        on_change: OnChange,
+        description: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            field_type,
+            required: false,
+            default,
+            description,
+            on_change,
+        }
+    }
+}
+
+/// The reason shown when an Azure resource's location would change.
+pub const LOCATION_IS_FIXED: OnChange =
+    OnChange::Replace("an Azure resource's location cannot change");
+/// The reason shown when an Azure resource's name would change.
+pub const NAME_IS_THE_ID: OnChange =
+    OnChange::Replace("the name is part of the Azure resource id");
+
+/// The schema's answer to [`KindRules::classify_change`], for kinds that override it for a few
+/// fields only.
+pub fn schema_class<R: KindRules + ?Sized>(rules: &R, attribute: &str) -> ChangeClass {
+    match rules
+        .fields()
+        .iter()
+        .find(|field| field.name == attribute)
+        .map(|field| field.on_change)
+    {
+        Some(OnChange::Replace(why)) => ChangeClass::Replace(why.to_owned()),
+        _ => ChangeClass::InPlace,
+    }
 }

@@ -1,0 +1,394 @@
+//! Planning rules of the Azure kinds that a failover rebuilds: resource groups, virtual
+//! networks, public IP addresses and virtual machines.
+//!
+//! These are replaceable kinds: a failover creates a new generation of each beside the old one.
+//! The VM is also the fence: deallocating it, confirmed by ARM, is what guarantees that the old
+//! host can no longer write to disks that are moving away.
+
+use ferry_core::naming::{self, check_choice, check_field};
+use ferry_core::provider::{
+    FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange,
+};
+use ferry_core::{
+    Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O,
+    ResourceSpec, Value,
+};
+
+const LOCATION: F = F::optional(
+    "location",
+    T::String,
+    Some("the deployment's location"),
+    LOCATION_IS_FIXED,
+    "Azure region",
+);
+const TAGS: F = F::optional(
+    "tags",
+    T::StringMap,
+    None,
+    OnChange::InPlace,
+    "Azure tags",
+);
+const IN_RESOURCE_GROUP: F = F::required(
+    "resource_group",
+    T::Reference(Kind::ResourceGroup),
+    OnChange::Replace("a resource moves to another resource group only in a failover"),
+    "the resource group that holds it",
+);
+const ID: O = O {
+    name: "id",
+    description: "the Azure resource id",
+};
+const NAME: O = O {
+    name: "name",
+    description: "the Azure resource name, with the generation filled in",
+};
+
+/// `[resource_group.NAME]`
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResourceGroupRules;
+
+impl KindRules for ResourceGroupRules {
+    fn kind(&self) -> Kind {
+        Kind::ResourceGroup
+    }
+
+    fn description(&self) -> &'static str {
+        "An Azure resource group; each generation of a deployment gets its own"
+    }
+
+    fn fields(&self) -> &'static [F] {
+        const FIELDS: &[F] = &[
+            F::required(
+                "name",
+                T::String,
+                NAME_IS_THE_ID,
+                "resource group name; include ${generation} so that a failover can build a new one beside it",
+            ),
+            LOCATION,
+            TAGS,
+        ];
+        FIELDS
+    }
+
+    fn outputs(&self) -> &'static [O] {
+        &[ID, NAME]
+    }
+
+    fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
+        check_field(spec, "name", &naming::RESOURCE_GROUP)
+            .into_iter()
+            .collect()
+    }
+
+    fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {
+        match action {
+            Action::Delete | Action::Retire => 120,
+            _ => 5,
+        }
+    }
+}
+
+/// `[vnet.NAME]`
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VnetRules;
+
+impl KindRules for VnetRules {
+    fn kind(&self) -> Kind {
+        Kind::Vnet
+    }
+
+    fn description(&self) -> &'static str {
+        "An Azure virtual network with its subnets"
+    }
+
+    fn fields(&self) -> &'static [F] {
+        const FIELDS: &[F] = &[
+            F::required("name", T::String, NAME_IS_THE_ID, "virtual network name"),
+            IN_RESOURCE_GROUP,
+            LOCATION,
+            F::required(
+                "address_space",
+                T::StringList,
+                OnChange::InPlace,
+                "address prefixes in CIDR notation, such as [\"10.0.0.0/16\"]",
+            ),
+            F::optional(
+                "subnets",
+                T::StringMap,
+                None,
+                OnChange::InPlace,
+                "subnet name to address prefix, such as { default = \"10.0.0.0/24\" }",
+            ),
+            TAGS,
+        ];
+        FIELDS
+    }
+
+    fn outputs(&self) -> &'static [O] {
+        &[
+            ID,
+            NAME,
+            O {
+                name: "subnet_ids",
+                description: "subnet name to subnet resource id",
+            },
+        ]
+    }
+
+    fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
+        let mut errors: Vec<FieldError> = check_field(spec, "name", &naming::VIRTUAL_NETWORK)
+            .into_iter()
+            .collect();
+        let prefixes = spec
+            .field("address_space")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, value)| (format!("address_space[{index}]"), value));
+        let subnets = spec
+            .field("subnets")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| (format!("subnets.{name}"), value));
+        for (field, value) in prefixes.chain(subnets) {
+            if let Some(text) = value.as_str()
+                && !is_cidr(text)
+            {
+                errors.push(
+                    FieldError::new(field, format!("`{text}` is not an IPv4 prefix in CIDR notation"))
+                        .with_help("write it as address/length, such as 10.0.0.0/16"),
+                );
+            }
+        }
+        errors
+    }
+
+    fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {
+        match action {
+            Action::Delete | Action::Retire => 20,
+            _ => 10,
+        }
+    }
+}
+
+fn is_cidr(text: &str) -> bool {
+    if text.contains("${") {
+        return true;
+    }
+    let Some((address, length)) = text.split_once('/') else {
+        return false;
+    };
+    address.parse::<std::net::Ipv4Addr>().is_ok()
+        && length.parse::<u8>().is_ok_and(|length| length <= 32)
+}
+
+/// `[public_ip.NAME]`
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PublicIpRules;
+
+impl KindRules for PublicIpRules {
+    fn kind(&self) -> Kind {
+        Kind::PublicIp
+    }
+
+    fn description(&self) -> &'static str {
+        "An Azure public IP address (static, Standard SKU by default)"
+    }
+
+    fn fields(&self) -> &'static [F] {
+        const FIELDS: &[F] = &[
+            F::required("name", T::String, NAME_IS_THE_ID, "public IP address name"),
+            IN_RESOURCE_GROUP,
+            LOCATION,
+            F::optional(
+                "sku",
+                T::String,
+                Some("Standard"),
+                OnChange::Replace("a public IP's SKU cannot change"),
+                "Standard or Basic",
+            ),
+            F::optional(
+                "allocation",
+                T::String,
+                Some("Static"),
+                OnChange::InPlace,
+                "Static or Dynamic",
+            ),
+            TAGS,
+        ];
+        FIELDS
+    }
+
+    fn outputs(&self) -> &'static [O] {
+        &[
+            ID,
+            NAME,
+            O {
+                name: "address",
+                description: "the allocated IP address",
+            },
+        ]
+    }
+
+    fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
+        let mut errors: Vec<FieldError> = check_field(spec, "name", &naming::PUBLIC_IP)
+            .into_iter()
+            .collect();
+        errors.extend(check_choice(spec, "sku", &["Standard", "Basic"]));
+        errors.extend(check_choice(spec, "allocation", &["Static", "Dynamic"]));
+        errors
+    }
+
+    fn estimate_seconds(&self, _: Action, _: &ResourceSpec) -> u64 {
+        10
+    }
+}
+
+/// The VM sizes ferry accepts; a typo here would otherwise surface only as an ARM error
+/// minutes into a failover.
+pub const VM_SIZES: &[&str] = &[
+    "Standard_B2s",
+    "Standard_B2ms",
+    "Standard_B4ms",
+    "Standard_D2s_v5",
+    "Standard_D4s_v5",
+    "Standard_D8s_v5",
+    "Standard_D16s_v5",
+    "Standard_D2as_v5",
+    "Standard_D4as_v5",
+    "Standard_D8as_v5",
+    "Standard_E4s_v5",
+    "Standard_E8s_v5",
+    "Standard_E16s_v5",
+    "Standard_F4s_v2",
+    "Standard_F8s_v2",
+];
+
+/// `[vm.NAME]`
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VmRules;
+
+impl KindRules for VmRules {
+    fn kind(&self) -> Kind {
+        Kind::Vm
+    }
+
+    fn description(&self) -> &'static str {
+        "An Azure Linux virtual machine with its network interface, such as the NFS server"
+    }
+
+    fn fields(&self) -> &'static [F] {
+        const FIELDS: &[F] = &[
+            F::required("name", T::String, NAME_IS_THE_ID, "virtual machine name"),
+            IN_RESOURCE_GROUP,
+            LOCATION,
+            F::required(
+                "vnet",
+                T::Reference(Kind::Vnet),
+                OnChange::Replace("a VM's network interface cannot change virtual network"),
+                "the virtual network of its network interface",
+            ),
+            F::optional(
+                "subnet",
+                T::String,
+                Some("default"),
+                OnChange::Replace("a VM's network interface cannot change subnet here"),
+                "the subnet of its network interface",
+            ),
+            F::required(
+                "size",
+                T::String,
+                OnChange::InPlace,
+                "VM size, such as Standard_D4s_v5; a change deallocates the VM when Azure needs it",
+            ),
+            F::optional(
+                "image",
+                T::String,
+                Some("Canonical:ubuntu-24_04-lts:server:latest"),
+                OnChange::Replace("a VM's OS image cannot change"),
+                "marketplace image as publisher:offer:sku:version",
+            ),
+            F::optional(
+                "admin_username",
+                T::String,
+                Some("azureuser"),
+                OnChange::Replace("a VM's admin user is set at creation only"),
+                "the Linux admin user",
+            ),
+            F::required(
+                "ssh_public_key",
+                T::String,
+                OnChange::Replace("a VM's SSH key is set at creation only"),
+                "the admin user's SSH public key (OpenSSH format)",
+            ),
+            F::optional(
+                "public_ip",
+                T::Reference(Kind::PublicIp),
+                None,
+                OnChange::InPlace,
+                "a public IP address for its network interface",
+            ),
+            F::optional(
+                "device_folder",
+                T::String,
+                Some("/dev/disk/azure/scsi1"),
+                OnChange::InPlace,
+                "where the guest sees attached data disks, one lunN entry per disk",
+            ),
+            TAGS,
+        ];
+        FIELDS
+    }
+
+    fn outputs(&self) -> &'static [O] {
+        &[
+            ID,
+            NAME,
+            O {
+                name: "private_ip",
+                description: "the private IP address of its network interface",
+            },
+            O {
+                name: "public_address",
+                description: "its public IP address, when it has one",
+            },
+            O {
+                name: "power_state",
+                description: "running, stopped or deallocated",
+            },
+            O {
+                name: "device_folder",
+                description: "where the guest sees attached data disks",
+            },
+        ]
+    }
+
+    fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
+        let mut errors: Vec<FieldError> = check_field(spec, "name", &naming::VIRTUAL_MACHINE)
+            .into_iter()
+            .collect();
+        errors.extend(check_choice(spec, "size", VM_SIZES));
+        if let Some(key) = spec.str_field("ssh_public_key")
+            && !key.contains("${")
+            && !(key.starts_with("ssh-") || key.starts_with("ecdsa-"))
+        {
+            errors.push(
+                FieldError::new("ssh_public_key", "this is not an OpenSSH public key")
+                    .with_help("paste the one line of the .pub file, starting with ssh-ed25519 or ssh-rsa"),
+            );
+        }
+        errors
+    }
+
+    fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {
+        match action {
+            Action::Create | Action::Replace => 120,
+            Action::Update => 60,
+            Action::Fence => 90,
+            Action::Delete | Action::Retire => 90,
+            _ => 30,
+        }
+    }
+}

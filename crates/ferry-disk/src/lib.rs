@@ -1,0 +1,265 @@
+//! Planning rules of managed disks: the stateful heart of a failover.
+//!
+//! A failover never recreates a disk. It fences the old VM, detaches the disk, moves it to the
+//! new generation's resource group and attaches it to the new VM at the same LUN, in that
+//! order, so that the disk is attached to at most one VM at every instant without relying on
+//! ARM to refuse a second attachment.
+
+use ferry_core::naming::{self, check_choice, check_field};
+use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, OnChange, schema_class};
+use ferry_core::{
+    Action, ChangeClass, FailoverContext, FieldError, FieldSchema as F, InstanceAddress, Kind,
+    KindRules, Observation, OutputSchema as O, ResourceAddress, ResourceSpec, StepDraft, StepId,
+    Value,
+};
+use serde_json::json;
+
+/// Managed disk SKUs, as ARM spells them.
+pub const DISK_SKUS: &[&str] = &[
+    "Standard_LRS",
+    "StandardSSD_LRS",
+    "Premium_LRS",
+    "PremiumV2_LRS",
+    "UltraSSD_LRS",
+    "StandardSSD_ZRS",
+    "Premium_ZRS",
+];
+
+/// `[disk.NAME]`
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskRules;
+
+impl KindRules for DiskRules {
+    fn kind(&self) -> Kind {
+        Kind::Disk
+    }
+
+    fn description(&self) -> &'static str {
+        "An Azure managed data disk, attached to a VM at a LUN; stateful, moved by a failover"
+    }
+
+    fn fields(&self) -> &'static [F] {
+        const FIELDS: &[F] = &[
+            F::required(
+                "name",
+                T::String,
+                OnChange::Replace("the name is part of the Azure resource id"),
+                "managed disk name; it stays the same in every generation",
+            ),
+            F::required(
+                "resource_group",
+                T::Reference(Kind::ResourceGroup),
+                OnChange::InPlace,
+                "the resource group that holds it; a failover moves it to the new generation's",
+            ),
+            F::optional(
+                "location",
+                T::String,
+                Some("the deployment's location"),
+                LOCATION_IS_FIXED,
+                "Azure region",
+            ),
+            F::required(
+                "size_gb",
+                T::Integer,
+                OnChange::InPlace,
+                "size in GiB; it can grow in place, never shrink",
+            ),
+            F::optional(
+                "sku",
+                T::String,
+                Some("Premium_LRS"),
+                OnChange::InPlace,
+                "storage SKU, such as Premium_LRS",
+            ),
+            F::optional(
+                "vm",
+                T::Reference(Kind::Vm),
+                None,
+                OnChange::InPlace,
+                "the VM it is attached to",
+            ),
+            F::optional(
+                "lun",
+                T::Integer,
+                None,
+                OnChange::InPlace,
+                "the logical unit number on that VM, 0 to 63; required with vm",
+            ),
+            F::optional(
+                "tags",
+                T::StringMap,
+                None,
+                OnChange::InPlace,
+                "Azure tags",
+            ),
+        ];
+        FIELDS
+    }
+
+    fn outputs(&self) -> &'static [O] {
+        &[
+            O {
+                name: "id",
+                description: "the Azure resource id; it changes when the disk moves",
+            },
+            O {
+                name: "name",
+                description: "the managed disk name",
+            },
+            O {
+                name: "disk_state",
+                description: "Attached, Unattached or Reserved, as ARM reports it",
+            },
+        ]
+    }
+
+    fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
+        let mut errors: Vec<FieldError> = check_field(spec, "name", &naming::MANAGED_DISK)
+            .into_iter()
+            .collect();
+        errors.extend(check_choice(spec, "sku", DISK_SKUS));
+        if let Some(size) = spec.field("size_gb").and_then(Value::as_i64)
+            && !(4..=65_536).contains(&size)
+        {
+            errors.push(
+                FieldError::new("size_gb", format!("{size} GiB is outside what Azure allows"))
+                    .with_help("use a size from 4 to 65536 GiB"),
+            );
+        }
+        match (spec.field("vm"), spec.field("lun").and_then(Value::as_i64)) {
+            (Some(_), None) => errors.push(
+                FieldError::new("lun", "a disk attached to a vm needs a lun")
+                    .with_help("add lun = N, with N from 0 to 63, unique on that vm"),
+            ),
+            (None, Some(_)) => errors.push(
+                FieldError::new("lun", "lun is set but vm is not")
+                    .with_help("add vm = \"vm.NAME\" or remove lun"),
+            ),
+            (_, Some(lun)) if !(0..=63).contains(&lun) => errors.push(
+                FieldError::new("lun", format!("lun {lun} is out of range"))
+                    .with_help("use a lun from 0 to 63"),
+            ),
+            _ => {}
+        }
+        errors
+    }
+
+    fn classify_change(&self, attribute: &str, before: &Value, after: &Value) -> ChangeClass {
+        match (attribute, before.as_i64(), after.as_i64()) {
+            ("size_gb", Some(before), Some(after)) if after < before => ChangeClass::Refuse(
+                format!("a managed disk cannot shrink ({before} GiB to {after} GiB): keep size_gb at {before} or more"),
+            ),
+            _ => schema_class(self, attribute),
+        }
+    }
+
+    fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {
+        match action {
+            Action::Create => 15,
+            Action::Update => 30,
+            Action::Detach | Action::Attach => 30,
+            Action::Move => 180,
+            _ => 30,
+        }
+    }
+
+    fn failover(&self, context: &FailoverContext<'_>) -> Result<Vec<StepDraft>, String> {
+        let spec = context.spec;
+        let me = spec.address.at(None);
+        let to = context.to_generation;
+        let mut drafts = Vec::new();
+        let attached_to = context
+            .observed
+            .attribute("vm")
+            .and_then(Value::as_str)
+            .and_then(|text| text.parse::<InstanceAddress>().ok());
+        let target_vm = reference(spec, "vm").map(|vm| vm.at(Some(to)));
+        let target_group = reference(spec, "resource_group").map(|group| group.at(Some(to)));
+        let mut last = None;
+
+        if let Some(old_vm) = attached_to.clone().filter(|vm| Some(vm) != target_vm.as_ref()) {
+            let old_vm_reading = context.snapshot.get(&old_vm);
+            let fence = StepId::new(&old_vm, Action::Fence);
+            if !old_vm_reading.is_some_and(Observation::is_fenced_host) {
+                drafts.push(
+                    StepDraft::new(
+                        old_vm.clone(),
+                        Action::Fence,
+                        format!(
+                            "its disks move to generation {to}: deallocate it so that it can no longer write to them"
+                        ),
+                    )
+                    .input("mode", json!("deallocate")),
+                );
+            }
+            let mut detach = StepDraft::new(
+                me.clone(),
+                Action::Detach,
+                format!("attached to {old_vm}, which generation {to} replaces"),
+            )
+            .input("vm", json!(old_vm.to_string()))
+            .after(fence);
+            if matches!(old_vm_reading, Some(Observation::Unknown { .. }) | None) {
+                detach = detach.input("detach_option", json!("ForceDetach"));
+                detach.warning = Some(format!(
+                    "{old_vm} could not be read: the disk is force-detached after the fence"
+                ));
+            }
+            last = Some(detach.id());
+            drafts.push(detach);
+        }
+
+        let in_group = context
+            .observed
+            .attribute("resource_group")
+            .and_then(Value::as_str)
+            .and_then(|text| text.parse::<InstanceAddress>().ok());
+        if let Some(group) = target_group.filter(|group| Some(group) != in_group.as_ref()) {
+            let mut step = StepDraft::new(
+                me.clone(),
+                Action::Move,
+                format!(
+                    "generation {to} lives in {group}; the disk is moved, never recreated",
+                ),
+            )
+            .input("resource_group", json!(group.to_string()))
+            .after(StepId::new(&group, Action::Create));
+            if let Some(from_group) = &in_group {
+                step = step.input("from_resource_group", json!(from_group.to_string()));
+            }
+            if let Some(previous) = last.take() {
+                step = step.after(previous);
+            }
+            last = Some(step.id());
+            drafts.push(step);
+        }
+
+        if let Some(vm) = target_vm
+            && attached_to.as_ref() != Some(&vm)
+        {
+            let lun = spec.field("lun").cloned().unwrap_or(Value::Null);
+            let mut step = StepDraft::new(
+                me.clone(),
+                Action::Attach,
+                format!("generation {to}'s {} needs it at lun {lun}", vm.address),
+            )
+            .input("vm", json!(vm.to_string()))
+            .input("lun", lun)
+            .after(StepId::new(&vm, Action::Create));
+            if let Some(previous) = last.take() {
+                step = step.after(previous);
+            }
+            drafts.push(step);
+        }
+        Ok(drafts)
+    }
+
+    fn is_observed(&self, field: &str) -> bool {
+        field != "tags"
+    }
+}
+
+fn reference(spec: &ResourceSpec, field: &str) -> Option<ResourceAddress> {
+    spec.str_field(field)?.parse().ok()
+}

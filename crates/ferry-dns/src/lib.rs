@@ -1,0 +1,169 @@
+//! Planning rules of DNS records.
+//!
+//! A record is stateful (a name people and certificates depend on): a failover repoints it,
+//! and deleting one needs both opt-ins. Which server holds the zone (Azure DNS or an RFC 2136
+//! server) is set per zone in the spec's `[zones]` block, not per record.
+
+use ferry_core::provider::{FieldType as T, OnChange};
+use ferry_core::{
+    Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O, ResourceSpec, Value,
+};
+
+/// `[dns_record.NAME]`
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DnsRecordRules;
+
+/// The record types ferry manages.
+pub const RECORD_TYPES: &[&str] = &["A", "AAAA", "CNAME", "TXT"];
+
+impl KindRules for DnsRecordRules {
+    fn kind(&self) -> Kind {
+        Kind::DnsRecord
+    }
+
+    fn description(&self) -> &'static str {
+        "A DNS record set in a zone served by Azure DNS or by an RFC 2136 server"
+    }
+
+    fn fields(&self) -> &'static [F] {
+        const FIELDS: &[F] = &[
+            F::required(
+                "zone",
+                T::String,
+                OnChange::Replace("a record cannot move to another zone"),
+                "the zone, declared in [zones.\"NAME\"]",
+            ),
+            F::required(
+                "name",
+                T::String,
+                OnChange::Replace("a record set's name is its identity"),
+                "name relative to the zone; @ for the apex",
+            ),
+            F::required(
+                "type",
+                T::String,
+                OnChange::Replace("a record set's type is part of its identity"),
+                "A, AAAA, CNAME or TXT",
+            ),
+            F::optional("ttl", T::Integer, Some("300"), OnChange::InPlace, "time to live, in seconds"),
+            F::required(
+                "values",
+                T::StringList,
+                OnChange::InPlace,
+                "the record set's values; one for CNAME",
+            ),
+            F::optional(
+                "take_over",
+                T::Boolean,
+                Some("false"),
+                OnChange::InPlace,
+                "allow ferry to manage a record that exists but that ferry did not create",
+            ),
+            F::optional(
+                "wait",
+                T::Boolean,
+                Some("true"),
+                OnChange::InPlace,
+                "after a change, wait until the zone's authoritative servers answer the new values",
+            ),
+        ];
+        FIELDS
+    }
+
+    fn outputs(&self) -> &'static [O] {
+        &[O {
+            name: "fqdn",
+            description: "the record's fully qualified name",
+        }]
+    }
+
+    fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let record_type = spec.str_field("type").unwrap_or("A");
+        if !RECORD_TYPES.contains(&record_type) {
+            errors.push(
+                FieldError::new("type", format!("`{record_type}` is not a record type ferry manages"))
+                    .with_help(format!("use one of: {}", RECORD_TYPES.join(", "))),
+            );
+        }
+        let values: Vec<&Value> = spec
+            .field("values")
+            .and_then(Value::as_array)
+            .map(|values| values.iter().collect())
+            .unwrap_or_default();
+        if values.is_empty() && spec.field("values").is_some() {
+            errors.push(
+                FieldError::new("values", "a record set needs at least one value")
+                    .with_help("to remove the record, set ensure = \"absent\""),
+            );
+        }
+        if record_type == "CNAME" && values.len() > 1 {
+            errors.push(FieldError::new("values", "a CNAME record set holds exactly one value"));
+        }
+        for (index, value) in values.iter().enumerate() {
+            let Some(text) = value.as_str().filter(|text| !text.contains("${")) else {
+                continue;
+            };
+            let valid = match record_type {
+                "A" => text.parse::<std::net::Ipv4Addr>().is_ok(),
+                "AAAA" => text.parse::<std::net::Ipv6Addr>().is_ok(),
+                "CNAME" => is_host_name(text),
+                _ => true,
+            };
+            if !valid {
+                errors.push(FieldError::new(
+                    format!("values[{index}]"),
+                    format!("`{text}` is not a valid {record_type} value"),
+                ));
+            }
+        }
+        if let Some(name) = spec.str_field("name")
+            && name != "@"
+            && !is_host_name(name)
+        {
+            errors.push(
+                FieldError::new("name", format!("`{name}` is not a DNS name"))
+                    .with_help("use labels of letters, digits and `-` separated by dots, or @"),
+            );
+        }
+        if let Some(ttl) = spec.field("ttl").and_then(Value::as_i64)
+            && !(1..=2_147_483_647).contains(&ttl)
+        {
+            errors.push(FieldError::new("ttl", format!("ttl {ttl} is out of range")));
+        }
+        errors
+    }
+
+    fn estimate_seconds(&self, action: Action, spec: &ResourceSpec) -> u64 {
+        // Azure DNS and RFC 2136 updates are synchronous; the wait for the authoritative
+        // servers to answer is a few seconds more.
+        let wait = if spec.field("wait").and_then(Value::as_bool) == Some(false) {
+            0
+        } else {
+            5
+        };
+        match action {
+            Action::Create | Action::Update | Action::Replace => 2 + wait,
+            _ => 2,
+        }
+    }
+
+    fn is_observed(&self, field: &str) -> bool {
+        !matches!(field, "take_over" | "wait")
+    }
+}
+
+fn is_host_name(text: &str) -> bool {
+    let text = text.strip_suffix('.').unwrap_or(text);
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '*')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}

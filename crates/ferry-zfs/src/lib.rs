@@ -1,0 +1,366 @@
+//! Planning rules of ZFS pools on the NFS host.
+//!
+//! A pool is stateful: a failover imports it on the new host. The import happens only after
+//! every disk of the pool is attached there and every other host that could hold the pool is
+//! fenced, and `zpool import -f` only when the old host could not export it first.
+
+use ferry_core::provider::{FieldType as T, OnChange};
+use ferry_core::{
+    Action, ChangeClass, FailoverContext, FieldError, FieldSchema as F, InstanceAddress, Kind,
+    KindRules, Observation, OutputSchema as O, ResourceAddress, ResourceSpec, StepDraft, StepId,
+    Value,
+};
+use serde_json::json;
+
+/// `[zfs_pool.NAME]`
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ZfsPoolRules;
+
+/// Checks a pool or dataset name against ZFS's naming rules (zfs(8), "naming").
+pub fn check_zfs_name(name: &str, what: &str) -> Result<(), String> {
+    let components: Vec<&str> = name.split('/').collect();
+    for component in &components {
+        if component.is_empty() {
+            return Err(format!("`{name}` has an empty component: a {what} name cannot have `//` or a leading or trailing `/`"));
+        }
+        if let Some(bad) = component
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "_-.:".contains(*c)))
+        {
+            return Err(format!(
+                "`{name}` contains `{bad}`: a {what} name may hold letters, digits, `_`, `-`, `.`, `:`"
+            ));
+        }
+    }
+    let pool = components[0];
+    if !pool.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(format!("`{name}` must start with a letter"));
+    }
+    const RESERVED: &[&str] = &["mirror", "raidz", "draid", "spare", "log"];
+    if what == "pool"
+        && (RESERVED.iter().any(|word| pool.starts_with(word))
+            || (pool.len() >= 2
+                && pool.starts_with('c')
+                && pool[1..2].chars().all(|c| c.is_ascii_digit())))
+    {
+        return Err(format!(
+            "`{name}` is reserved: pool names cannot begin with mirror, raidz, draid, spare, log or c followed by a digit"
+        ));
+    }
+    if name.len() > 255 {
+        return Err(format!("`{name}` is longer than ZFS's 255 characters"));
+    }
+    Ok(())
+}
+
+impl KindRules for ZfsPoolRules {
+    fn kind(&self) -> Kind {
+        Kind::ZfsPool
+    }
+
+    fn description(&self) -> &'static str {
+        "A ZFS pool on managed disks, imported on a VM over SSH, with its datasets and NFS shares"
+    }
+
+    fn fields(&self) -> &'static [F] {
+        const FIELDS: &[F] = &[
+            F::optional(
+                "pool_name",
+                T::String,
+                Some("the resource's name"),
+                OnChange::Replace("a pool is never renamed by ferry"),
+                "the pool's name in ZFS",
+            ),
+            F::required(
+                "host",
+                T::Reference(Kind::Vm),
+                OnChange::InPlace,
+                "the VM that imports the pool and serves it over NFS",
+            ),
+            F::required(
+                "disks",
+                T::ReferenceList(Kind::Disk),
+                OnChange::InPlace,
+                "every managed disk holding a vdev of the pool",
+            ),
+            F::optional(
+                "layout",
+                T::String,
+                Some("stripe"),
+                OnChange::Replace("a pool's vdev layout cannot change"),
+                "stripe, mirror or raidz, for a pool that ferry creates",
+            ),
+            F::optional(
+                "datasets",
+                T::Table,
+                None,
+                OnChange::InPlace,
+                "dataset name to its properties: mountpoint, sharenfs, quota",
+            ),
+            F::optional(
+                "ssh_user",
+                T::String,
+                Some("the VM's admin_username"),
+                OnChange::InPlace,
+                "user for SSH to the host",
+            ),
+            F::optional(
+                "ssh_port",
+                T::Integer,
+                Some("22"),
+                OnChange::InPlace,
+                "SSH port of the host",
+            ),
+            F::optional(
+                "ssh_key_file",
+                T::String,
+                Some("the SSH agent"),
+                OnChange::InPlace,
+                "private key file for SSH",
+            ),
+            F::optional(
+                "known_hosts",
+                T::String,
+                Some("~/.ssh/known_hosts"),
+                OnChange::InPlace,
+                "known_hosts file that verifies the host's key",
+            ),
+            F::optional(
+                "host_key",
+                T::String,
+                None,
+                OnChange::InPlace,
+                "the host's public key, pinned (OpenSSH format); overrides known_hosts",
+            ),
+        ];
+        FIELDS
+    }
+
+    fn outputs(&self) -> &'static [O] {
+        &[
+            O {
+                name: "mountpoint",
+                description: "where the pool's root dataset is mounted on the host",
+            },
+            O {
+                name: "nfs_export",
+                description: "HOST:PATH of the pool's NFS export, for hooks",
+            },
+            O {
+                name: "health",
+                description: "ONLINE, DEGRADED, FAULTED, ... as zpool reports it",
+            },
+        ]
+    }
+
+    fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let pool = spec
+            .str_field("pool_name")
+            .unwrap_or(&spec.address.name)
+            .to_owned();
+        let pool_field = if spec.field("pool_name").is_some() {
+            "pool_name"
+        } else {
+            ""
+        };
+        if let Err(message) = check_zfs_name(&pool, "pool") {
+            errors.push(
+                FieldError::new(pool_field, message)
+                    .with_help("set pool_name to a valid ZFS pool name"),
+            );
+        }
+        if let Some(datasets) = spec.field("datasets").and_then(Value::as_object) {
+            for (name, properties) in datasets {
+                let field = format!("datasets.{name}");
+                if let Err(message) = check_zfs_name(&format!("{pool}/{name}"), "dataset") {
+                    errors.push(FieldError::new(&field, message));
+                }
+                let Some(properties) = properties.as_object() else {
+                    errors.push(
+                        FieldError::new(&field, "a dataset is a table of properties")
+                            .with_help("write it as { mountpoint = \"/home/x\", sharenfs = \"on\" }"),
+                    );
+                    continue;
+                };
+                for key in properties.keys() {
+                    if !["mountpoint", "sharenfs", "quota", "compression"].contains(&key.as_str())
+                    {
+                        errors.push(
+                            FieldError::new(format!("{field}.{key}"), format!("unknown dataset property `{key}`"))
+                                .with_help("ferry manages mountpoint, sharenfs, quota and compression"),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(layout) = spec.str_field("layout")
+            && !["stripe", "mirror", "raidz"].contains(&layout)
+        {
+            errors.push(
+                FieldError::new("layout", format!("`{layout}` is not a layout ferry builds"))
+                    .with_help("use stripe, mirror or raidz"),
+            );
+        }
+        if spec
+            .field("disks")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            errors.push(
+                FieldError::new("disks", "a pool needs at least one disk")
+                    .with_help("list the disks that hold its vdevs"),
+            );
+        }
+        errors
+    }
+
+    fn classify_change(&self, attribute: &str, before: &Value, after: &Value) -> ChangeClass {
+        if attribute == "disks" && before != after {
+            return ChangeClass::Refuse(
+                "ferry does not add or remove a pool's vdevs: change the pool with zpool, then the spec"
+                    .to_owned(),
+            );
+        }
+        ferry_core::provider::schema_class(self, attribute)
+    }
+
+    fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {
+        match action {
+            Action::Import => 20,
+            Action::Export => 10,
+            Action::Create => 30,
+            _ => 5,
+        }
+    }
+
+    fn is_observed(&self, field: &str) -> bool {
+        !matches!(
+            field,
+            "ssh_user" | "ssh_port" | "ssh_key_file" | "known_hosts" | "host_key" | "layout"
+        )
+    }
+
+    fn failover(&self, context: &FailoverContext<'_>) -> Result<Vec<StepDraft>, String> {
+        let spec = context.spec;
+        let me = spec.address.at(None);
+        let to = context.to_generation;
+        let Some(new_host) = reference(spec, "host").map(|host| host.at(Some(to))) else {
+            return Ok(Vec::new());
+        };
+        let observed_host = context
+            .observed
+            .attribute("host")
+            .and_then(Value::as_str)
+            .and_then(|text| text.parse::<InstanceAddress>().ok());
+        if observed_host.as_ref() == Some(&new_host) {
+            return Ok(Vec::new());
+        }
+        // The host that may hold the pool now: what the pool's reading says, or else the
+        // previous generation of the spec's host.
+        let old_host = observed_host
+            .clone()
+            .unwrap_or_else(|| new_host.address.at(Some(context.from_generation)));
+        let fence = StepId::new(&old_host, Action::Fence);
+        let mut drafts = Vec::new();
+        let exportable = matches!(context.observed, Observation::Present { .. })
+            && context
+                .observed
+                .attribute("imported")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        if exportable {
+            drafts.push(
+                StepDraft::new(
+                    me.clone(),
+                    Action::Export,
+                    format!("{old_host} answers: export the pool cleanly before it is fenced"),
+                )
+                .input("host", json!(old_host.to_string()))
+                .before(fence.clone()),
+            );
+        }
+        if !context
+            .snapshot
+            .get(&old_host)
+            .is_some_and(Observation::is_fenced_host)
+        {
+            drafts.push(
+                StepDraft::new(
+                    old_host.clone(),
+                    Action::Fence,
+                    format!("the pool {} moves to generation {to}: deallocate the old host so that it can never import it again", spec.address),
+                )
+                .input("mode", json!("deallocate")),
+            );
+        }
+        let mut import = StepDraft::new(
+            me,
+            Action::Import,
+            format!("generation {to}'s host is {new_host}"),
+        )
+        .input("host", json!(new_host.to_string()))
+        .input("force", json!(!exportable))
+        .after(fence)
+        .after(StepId::new(&new_host, Action::Create));
+        for disk in spec
+            .field("disks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(|text| text.parse::<ResourceAddress>().ok())
+        {
+            import = import.after(StepId::new(&disk.at(None), Action::Attach));
+        }
+        if exportable {
+            import = import.after(StepId::new(&spec.address.at(None), Action::Export));
+        } else {
+            import.warning = Some(format!(
+                "the pool could not be exported from {old_host}: it is imported with -f, only after {old_host} is fenced"
+            ));
+        }
+        drafts.push(import);
+        Ok(drafts)
+    }
+}
+
+fn reference(spec: &ResourceSpec, field: &str) -> Option<ResourceAddress> {
+    spec.str_field(field)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_zfs_name;
+
+    #[test]
+    fn zfs_names_follow_zfs_rules() {
+        let results: Vec<String> = [
+            ("home", "pool"),
+            ("home/staging", "dataset"),
+            ("mirror1", "pool"),
+            ("c0", "pool"),
+            ("1home", "pool"),
+            ("home//x", "dataset"),
+            ("home/st aging", "dataset"),
+        ]
+        .into_iter()
+        .map(|(name, what)| match check_zfs_name(name, what) {
+            Ok(()) => "ok".to_owned(),
+            Err(message) => message,
+        })
+        .collect();
+        assert_eq!(
+            results,
+            [
+                "ok",
+                "ok",
+                "`mirror1` is reserved: pool names cannot begin with mirror, raidz, draid, spare, log or c followed by a digit",
+                "`c0` is reserved: pool names cannot begin with mirror, raidz, draid, spare, log or c followed by a digit",
+                "`1home` must start with a letter",
+                "`home//x` has an empty component: a dataset name cannot have `//` or a leading or trailing `/`",
+                "`home/st aging` contains ` `: a dataset name may hold letters, digits, `_`, `-`, `.`, `:`",
+            ]
+        );
+    }
+}
