@@ -117,11 +117,8 @@ pub struct AttributeChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub id: StepId,
-    /// The logical address (`vm.nfs`), as the spec names it.
-    pub address: crate::ResourceAddress,
-    /// The generation the step acts on, for replaceable resources.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<Generation>,
+    /// The instance the step acts on: `vm.nfs@g2`, or `disk.home0` for a stateful resource.
+    pub address: InstanceAddress,
     pub action: Action,
     /// Why the step exists: the attribute diff or the health reading that caused it.
     pub reason: String,
@@ -140,8 +137,12 @@ pub struct Step {
 }
 
 impl Step {
+    pub fn generation(&self) -> Option<Generation> {
+        self.address.generation
+    }
+
     pub fn instance(&self) -> InstanceAddress {
-        self.address.at(self.generation)
+        self.address.clone()
     }
 }
 
