@@ -1,1 +1,26 @@
-//! The apply engine.
+//! ferry's apply engine: carries out a [`Plan`](ferry_core::Plan) through the providers.
+//!
+//! A step starts as soon as every step in its `after` list has succeeded (event-driven, not in
+//! level-by-level waves), within a global parallelism limit and each provider's own
+//! [`concurrency_limit`](ferry_core::Provider::concurrency_limit). Transient errors are retried
+//! with backoff, each attempt has a time limit, a failure skips only the steps that depend on
+//! it, and cancellation comes in two strengths (stop starting; abort). The journal is written
+//! before each step starts and after it ends, and the state is saved after each successful
+//! step, so that an interrupted apply resumes where it stopped.
+//!
+//! The entry point is [`apply`]; [`progress`] renders its [`Event`]s for a terminal.
+
+mod cancel;
+mod config;
+mod engine;
+mod event;
+pub mod progress;
+mod report;
+mod store;
+
+pub use cancel::{ApplyControl, CancelLevel};
+pub use config::{ApplyConfig, RetryPolicy};
+pub use engine::{ApplyError, apply};
+pub use event::{Event, EventKind};
+pub use report::{ApplyReport, Counts, StepReport, StepStatus};
+pub use store::{Store, StoreError};

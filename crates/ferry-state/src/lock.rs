@@ -78,7 +78,7 @@ pub enum LockError {
         holder = lock.holder, pid = lock.pid, host = lock.host, operation = lock.operation,
         started_at = lock.started_at, expires_at = lock.expires_at, id = lock.id
     )]
-    Held { path: PathBuf, lock: LockInfo },
+    Held { path: PathBuf, lock: Box<LockInfo> },
     #[error(
         "{path} holds a stale lock from {holder} (pid {pid} on {host}) for `{operation}` since {started_at}: {reason}; make sure it is not running, then run `ferry force-unlock {id}`",
         holder = lock.holder, pid = lock.pid, host = lock.host, operation = lock.operation,
@@ -86,7 +86,7 @@ pub enum LockError {
     )]
     Stale {
         path: PathBuf,
-        lock: LockInfo,
+        lock: Box<LockInfo>,
         reason: String,
     },
     #[error(
@@ -222,12 +222,12 @@ pub fn acquire(path: &Path, request: &LockRequest, now: SystemTime) -> Result<Lo
             Err(match staleness(&existing, now) {
                 Some(reason) => LockError::Stale {
                     path: path.to_owned(),
-                    lock: existing,
+                    lock: Box::new(existing),
                     reason,
                 },
                 None => LockError::Held {
                     path: path.to_owned(),
-                    lock: existing,
+                    lock: Box::new(existing),
                 },
             })
         }

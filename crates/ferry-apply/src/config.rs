@@ -1,0 +1,116 @@
+//! How an apply runs: parallelism, retries and time limits.
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use ferry_core::{Step, StepId};
+
+/// Retries of transient errors ([`StepError::transient`](ferry_core::StepError)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Calls of a step in all, the first included; 1 means no retry.
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles after each further one.
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+    /// Up to this fraction is added to each wait, so that steps throttled together do not
+    /// retry together.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(120),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `failed_attempt + 1` of `step`.
+    ///
+    /// A `retry_after` from the remote side replaces the backoff (it knows best when it will
+    /// accept us); jitter only ever lengthens a wait, so it never undercuts `retry_after`. The
+    /// jitter comes from a hash of the step and attempt rather than a random number generator,
+    /// which spreads steps apart and keeps runs (and tests) reproducible.
+    pub fn delay(
+        &self,
+        step: &StepId,
+        failed_attempt: u32,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let base = retry_after.unwrap_or_else(|| {
+            let doublings = failed_attempt.saturating_sub(1).min(30);
+            self.initial_delay
+                .saturating_mul(1 << doublings)
+                .min(self.max_delay)
+        });
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (step, failed_attempt).hash(&mut hasher);
+        let fraction = (hasher.finish() % 10_000) as f64 / 10_000.0;
+        base + base.mul_f64(self.jitter.max(0.0) * fraction)
+    }
+}
+
+/// How an apply runs. `ApplyConfig::default()` is what `ferry apply` uses without flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplyConfig {
+    /// Steps running at once, over all providers (each provider has its own limit too).
+    pub parallelism: usize,
+    pub retry: RetryPolicy,
+    /// The least time one attempt of a step may take before it is abandoned as failed.
+    pub step_timeout: Duration,
+    /// A step's attempt may take up to this many times its estimate, when that is longer than
+    /// `step_timeout`: an AKS create estimated at 10 minutes gets 30.
+    pub estimate_multiplier: u32,
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        Self {
+            parallelism: 10,
+            retry: RetryPolicy::default(),
+            step_timeout: Duration::from_secs(15 * 60),
+            estimate_multiplier: 3,
+        }
+    }
+}
+
+impl ApplyConfig {
+    /// The time limit of one attempt of `step`: max(step_timeout, estimate_multiplier x its
+    /// estimate).
+    pub fn time_limit(&self, step: &Step) -> Duration {
+        let from_estimate = Duration::from_secs(
+            step.estimate_seconds
+                .saturating_mul(self.estimate_multiplier.into()),
+        );
+        self.step_timeout.max(from_estimate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_honours_retry_after() {
+        let policy = RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        let step = StepId("vm.nfs@g2:create".into());
+        let waits: Vec<u64> = (1..=8)
+            .map(|attempt| policy.delay(&step, attempt, None).as_secs())
+            .collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 64, 120, 120]);
+        assert_eq!(
+            policy.delay(&step, 3, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        let jittered = RetryPolicy::default().delay(&step, 1, Some(Duration::from_secs(10)));
+        assert!(jittered >= Duration::from_secs(10) && jittered <= Duration::from_secs(12));
+    }
+}

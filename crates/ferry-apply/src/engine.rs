@@ -1,0 +1,678 @@
+//! The scheduler: runs every step as soon as its predecessors have succeeded.
+//!
+//! All step futures are polled by the apply's own task (a `FuturesUnordered`): providers do
+//! I/O, not computation, so one task is enough, and it lets a hard cancel abort running steps
+//! by simply dropping their futures. It also means the shared state needs no cross-thread
+//! coordination beyond a `Mutex` that is never contended.
+//!
+//! Crash safety follows from the order of writes: the journal records a step's start before
+//! the provider is called; after a success the state (with the step's outputs) is saved
+//! *before* the journal records the end. A crash between the two re-runs the step, which the
+//! provider contract makes harmless; the reverse order could lose outputs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ferry_core::value::{finish, resolve};
+use ferry_core::{
+    Action, ApplyContext, Attributes, Expression, InstanceAddress, Kind, Plan, Provider, Providers,
+    Step, StepError, StepId, StepOutcome,
+};
+use ferry_state::journal::{JournalError, StepResult};
+use ferry_state::{Journal, JournalRecord, StateFile, format_time};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::time::Instant;
+
+use crate::cancel::{ApplyControl, CancelLevel};
+use crate::config::ApplyConfig;
+use crate::event::{Event, EventKind};
+use crate::report::{ApplyReport, StepReport, StepStatus};
+use crate::store::Store;
+
+/// Why an apply did not start: the plan cannot be carried out as given. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(
+        "step {step} needs a provider for {kind}, and none is registered: add one to the providers passed to apply"
+    )]
+    NoProvider { step: StepId, kind: Kind },
+    #[error(
+        "step {step} must follow {after}, which is not in the plan: the plan is damaged; make it again with `ferry plan`"
+    )]
+    UnknownPredecessor { step: StepId, after: StepId },
+    #[error(
+        "step {step} comes before {after}, which it must follow: the plan is not in execution order; make it again with `ferry plan`"
+    )]
+    OutOfOrder { step: StepId, after: StepId },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Carries out `plan` and reports what happened to every step.
+///
+/// Steps start in plan order as soon as all their predecessors succeeded, at most
+/// `config.parallelism` at once and at most each provider's `concurrency_limit()` of its kind.
+/// `store` is read for outputs and for what an interrupted apply already did, and written
+/// after every step. `control` cancels; `on_event` sees progress as it happens (it is called
+/// inline: keep it quick).
+///
+/// Returns an error only when the plan cannot start (see [`ApplyError`]); once steps run,
+/// every outcome, failures and storage errors included, is in the [`ApplyReport`].
+pub async fn apply(
+    plan: &Plan,
+    providers: &Providers,
+    config: &ApplyConfig,
+    store: &mut Store,
+    control: &ApplyControl,
+    on_event: &(dyn Fn(&Event) + Send + Sync),
+) -> Result<ApplyReport, ApplyError> {
+    let start = Instant::now();
+    let mut schedule = Schedule::new(plan, providers)?;
+    let apply_id = new_apply_id();
+    let state = Mutex::new(std::mem::take(&mut store.state));
+    let shared = Shared {
+        config,
+        journal: store.journal.as_ref(),
+        apply_id: &apply_id,
+        start,
+        on_event,
+        state: &state,
+        storage_error: Mutex::new(None),
+    };
+    shared.write(JournalRecord::ApplyStarted {
+        apply_id: apply_id.clone(),
+        at: format_time(SystemTime::now()),
+        steps: plan.steps.len(),
+    })?;
+
+    // Steps an interrupted apply finished count as succeeded; their outputs are in the state,
+    // which was saved before their end was journaled.
+    let mut already_done = 0;
+    for (index, step) in plan.steps.iter().enumerate() {
+        if store.resume.phase(&step.id) == ferry_state::StepPhase::Succeeded {
+            schedule.reports[index].status = StepStatus::AlreadyDone;
+            schedule.succeeded(index);
+            already_done += 1;
+        }
+    }
+    shared.emit(EventKind::ApplyStarted {
+        apply_id: apply_id.clone(),
+        steps: plan.steps.len(),
+        already_done,
+    });
+    for report in &schedule.reports {
+        if report.status == StepStatus::AlreadyDone {
+            shared.emit(EventKind::StepAlreadyDone {
+                step: report.id.clone(),
+            });
+        }
+    }
+    schedule.queue_ready();
+
+    let mut running: FuturesUnordered<BoxFuture<'_, Finished>> = FuturesUnordered::new();
+    let mut cancels = control.subscribe();
+    let mut cancel = *cancels.borrow_and_update();
+    let mut stopping = false;
+    if cancel >= CancelLevel::StopStarting {
+        stopping = true;
+        shared.emit(EventKind::Stopping {
+            hard: cancel == CancelLevel::Abort,
+        });
+    }
+
+    loop {
+        if shared.storage_error().is_some() && !stopping {
+            stopping = true;
+        }
+        while !stopping {
+            let Some(index) = schedule.next_ready(config.parallelism) else {
+                break;
+            };
+            let step = &plan.steps[index];
+            let inputs = match resolve_inputs(step, &shared.lock_state()) {
+                Ok(inputs) => inputs,
+                Err(error) => {
+                    shared.step_failed(&mut schedule, index, error);
+                    continue;
+                }
+            };
+            let resume_operation = store
+                .resume
+                .operation_to_resume(&step.id)
+                .map(str::to_owned);
+            let started = shared.write(JournalRecord::StepStarted {
+                apply_id: apply_id.clone(),
+                step: step.id.clone(),
+                instance: step.instance(),
+                action: step.action,
+                at: format_time(SystemTime::now()),
+                resume_operation: resume_operation.clone(),
+            });
+            if let Err(error) = started {
+                // Without its journal record a step must not start: the next apply could not
+                // tell that it might have taken effect.
+                shared.storage_failed(error.to_string());
+                schedule.unstart(index);
+                stopping = true;
+                break;
+            }
+            schedule.reports[index].started = Some(start.elapsed());
+            shared.emit(EventKind::StepStarted {
+                step: step.id.clone(),
+                resume_operation: resume_operation.clone(),
+            });
+            let provider = &**schedule.providers[index];
+            running.push(
+                run_step(&shared, step, provider, inputs, resume_operation)
+                    .map(move |(result, attempts)| Finished {
+                        index,
+                        result,
+                        attempts,
+                    })
+                    .boxed(),
+            );
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            // Cancels first: a hard cancel must not wait behind a stream of completions.
+            biased;
+            Ok(()) = cancels.changed() => {
+                let level = *cancels.borrow_and_update();
+                if level > cancel {
+                    cancel = level;
+                    stopping = true;
+                    shared.emit(EventKind::Stopping { hard: level == CancelLevel::Abort });
+                }
+                if level == CancelLevel::Abort {
+                    // Dropping the futures aborts the provider calls where they stand. Their
+                    // journal has a start and no end, so the next apply re-runs them.
+                    running.clear();
+                    for (index, report) in schedule.reports.iter_mut().enumerate() {
+                        if schedule.is_running[index] {
+                            report.status = StepStatus::Interrupted;
+                            report.finished = Some(start.elapsed());
+                            shared.emit(EventKind::StepInterrupted { step: report.id.clone() });
+                        }
+                    }
+                    break;
+                }
+            }
+            Some(finished) = running.next() => {
+                let Finished { index, result, attempts } = finished;
+                schedule.reports[index].attempts = attempts;
+                match result {
+                    Ok(outcome) => shared.step_succeeded(
+                        &mut schedule,
+                        &plan.steps[index],
+                        index,
+                        outcome,
+                        store.state_path.as_deref(),
+                    ),
+                    Err(error) => shared.step_failed(&mut schedule, index, error.message),
+                }
+            }
+        }
+    }
+
+    let mut report = ApplyReport {
+        apply_id: apply_id.clone(),
+        steps: schedule.reports,
+        elapsed: start.elapsed(),
+        cancel,
+        storage_error: shared.storage_error(),
+    };
+    let finished = shared.write(JournalRecord::ApplyFinished {
+        apply_id: apply_id.clone(),
+        at: format_time(SystemTime::now()),
+        complete: report.succeeded(),
+    });
+    if let Err(error) = finished
+        && report.storage_error.is_none()
+    {
+        report.storage_error = Some(error.to_string());
+    }
+    shared.emit(EventKind::ApplyFinished {
+        counts: report.counts(),
+    });
+    drop(running);
+    drop(shared);
+    store.state = state
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Ok(report)
+}
+
+/// A step future's result, tagged with the step's position in the plan.
+struct Finished {
+    index: usize,
+    result: Result<StepOutcome, StepError>,
+    attempts: u32,
+}
+
+/// What the running steps share with the scheduler loop.
+struct Shared<'a> {
+    config: &'a ApplyConfig,
+    journal: Option<&'a Journal>,
+    apply_id: &'a str,
+    start: Instant,
+    on_event: &'a (dyn Fn(&Event) + Send + Sync),
+    /// Outputs of every instance, updated as steps succeed.
+    state: &'a Mutex<StateFile>,
+    /// The first failure to write the state or journal; once set, no new step starts.
+    storage_error: Mutex<Option<String>>,
+}
+
+impl Shared<'_> {
+    fn emit(&self, kind: EventKind) {
+        (self.on_event)(&Event {
+            elapsed: self.start.elapsed(),
+            kind,
+        });
+    }
+
+    fn write(&self, record: JournalRecord) -> Result<(), JournalError> {
+        match self.journal {
+            Some(journal) => journal.append(&record),
+            None => Ok(()),
+        }
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, StateFile> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn storage_error(&self) -> Option<String> {
+        self.storage_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn storage_failed(&self, error: String) {
+        let mut slot = self
+            .storage_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            *slot = Some(error.clone());
+            drop(slot);
+            self.emit(EventKind::StorageFailed { error });
+        }
+    }
+
+    fn step_succeeded(
+        &self,
+        schedule: &mut Schedule<'_>,
+        step: &Step,
+        index: usize,
+        outcome: StepOutcome,
+        state_path: Option<&Path>,
+    ) {
+        let instance = step.instance();
+        let saved = {
+            let mut state = self.lock_state();
+            match step.action {
+                Action::Delete | Action::Retire => state.forget(&instance),
+                _ => state.record_outputs(&instance, outcome.outputs.clone()),
+            }
+            state_path.map(|path| state.save(path)).transpose()
+        };
+        if let Err(error) = saved {
+            self.storage_failed(error.to_string());
+        }
+        if let Err(error) = self.write(JournalRecord::StepFinished {
+            apply_id: self.apply_id.to_owned(),
+            step: step.id.clone(),
+            at: format_time(SystemTime::now()),
+            result: StepResult::Ok {
+                outputs: outcome.outputs,
+            },
+        }) {
+            self.storage_failed(error.to_string());
+        }
+        let now = self.start.elapsed();
+        let report = &mut schedule.reports[index];
+        report.status = StepStatus::Done;
+        report.finished = Some(now);
+        let took = now - report.started.unwrap_or(now);
+        self.emit(EventKind::StepSucceeded {
+            step: step.id.clone(),
+            took,
+        });
+        schedule.succeeded(index);
+    }
+
+    fn step_failed(&self, schedule: &mut Schedule<'_>, index: usize, error: String) {
+        let id = schedule.reports[index].id.clone();
+        if let Err(journal_error) = self.write(JournalRecord::StepFinished {
+            apply_id: self.apply_id.to_owned(),
+            step: id.clone(),
+            at: format_time(SystemTime::now()),
+            result: StepResult::Failed {
+                error: error.clone(),
+            },
+        }) {
+            self.storage_failed(journal_error.to_string());
+        }
+        let report = &mut schedule.reports[index];
+        report.status = StepStatus::Failed {
+            error: error.clone(),
+        };
+        report.finished = Some(self.start.elapsed());
+        self.emit(EventKind::StepFailed {
+            step: id.clone(),
+            error,
+        });
+        for skipped in schedule.failed(index) {
+            self.emit(EventKind::StepSkipped {
+                step: schedule.reports[skipped].id.clone(),
+                because: id.clone(),
+            });
+        }
+    }
+}
+
+/// Runs one step to its end: calls the provider, within the time limit, retrying transient
+/// errors. Returns the result and the number of calls made.
+async fn run_step(
+    shared: &Shared<'_>,
+    step: &Step,
+    provider: &dyn Provider,
+    inputs: Attributes,
+    resume_operation: Option<String>,
+) -> (Result<StepOutcome, StepError>, u32) {
+    // The operation to poll: the one an earlier apply recorded, or one this apply's earlier
+    // attempt recorded before failing transiently.
+    let operation = Mutex::new(resume_operation);
+    let time_limit = shared.config.time_limit(step);
+    let max_attempts = shared.config.retry.max_attempts.max(1);
+    let outputs = |instance: &InstanceAddress| shared.lock_state().outputs(instance).cloned();
+    let progress = |line: String| {
+        shared.emit(EventKind::StepProgress {
+            step: step.id.clone(),
+            line,
+        })
+    };
+    let record_operation = |url: String| {
+        if let Err(error) = shared.write(JournalRecord::OperationRecorded {
+            apply_id: shared.apply_id.to_owned(),
+            step: step.id.clone(),
+            url: url.clone(),
+            at: format_time(SystemTime::now()),
+        }) {
+            shared.storage_failed(error.to_string());
+        }
+        *operation.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.clone());
+        shared.emit(EventKind::StepOperation {
+            step: step.id.clone(),
+            url,
+        });
+    };
+    let mut attempt = 1;
+    loop {
+        let resume = operation.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let context = ApplyContext {
+            inputs: &inputs,
+            outputs: &outputs,
+            progress: &progress,
+            resume_operation: resume.as_deref(),
+            record_operation: &record_operation,
+        };
+        let result = match tokio::time::timeout(time_limit, provider.apply(step, context)).await {
+            Ok(result) => result,
+            Err(_) => Err(StepError::permanent(format!(
+                "no result within {}, the step's time limit (the larger of the step timeout and {} times its estimate of {}s): raise the step timeout if it needs longer",
+                humantime::format_duration(time_limit),
+                shared.config.estimate_multiplier,
+                step.estimate_seconds,
+            ))),
+        };
+        match result {
+            Err(error) if error.transient && attempt < max_attempts => {
+                let delay = shared
+                    .config
+                    .retry
+                    .delay(&step.id, attempt, error.retry_after);
+                shared.emit(EventKind::StepRetrying {
+                    step: step.id.clone(),
+                    attempt,
+                    delay,
+                    error: error.message,
+                });
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(mut error) if error.transient => {
+                error.message = format!("{} (gave up after {attempt} attempts)", error.message);
+                return (Err(error), attempt);
+            }
+            other => return (other, attempt),
+        }
+    }
+}
+
+/// Resolves a step's `${...}` against the outputs known so far and finishes its values.
+fn resolve_inputs(step: &Step, state: &StateFile) -> Result<Attributes, String> {
+    let lookup = |expression: &Expression| state.lookup_output(expression);
+    let mut inputs = Attributes::new();
+    for (name, value) in &step.inputs {
+        let resolved = finish(&resolve(value, &lookup))
+            .map_err(|expression| unresolvable(name, &expression, state))?;
+        inputs.insert(name.clone(), resolved);
+    }
+    Ok(inputs)
+}
+
+fn unresolvable(input: &str, expression: &Expression, state: &StateFile) -> String {
+    let why = match expression {
+        Expression::Output {
+            address,
+            generation,
+            output,
+        } => {
+            let instance = address.at(*generation);
+            match state.outputs(&instance) {
+                Some(outputs) => {
+                    let known: Vec<&str> = outputs.keys().map(String::as_str).collect();
+                    format!(
+                        "{instance} has no output `{output}` (it has: {})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    )
+                }
+                None => format!(
+                    "{instance} has no outputs in the state: the step that makes it has not succeeded"
+                ),
+            }
+        }
+        other => format!("`{other}` should have been substituted when the spec was loaded"),
+    };
+    format!("cannot resolve input `{input}`: ${{{expression}}} is unknown, as {why}")
+}
+
+fn new_apply_id() -> String {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    format!("{millis:x}-{:x}", std::process::id())
+}
+
+/// Per-kind bookkeeping: the provider's limit, how many run, and which steps are ready.
+#[derive(Debug, Default)]
+struct KindQueue {
+    limit: usize,
+    running: usize,
+    /// Plan positions, so that the smallest is the first in plan order.
+    ready: BTreeSet<usize>,
+}
+
+/// The DAG's bookkeeping: who waits on whom, who is ready, who runs.
+struct Schedule<'a> {
+    reports: Vec<StepReport>,
+    providers: Vec<&'a std::sync::Arc<dyn Provider>>,
+    kinds: Vec<Kind>,
+    dependents: Vec<Vec<usize>>,
+    /// Predecessors not yet succeeded.
+    waiting_on: Vec<usize>,
+    is_running: Vec<bool>,
+    queues: BTreeMap<Kind, KindQueue>,
+    running: usize,
+}
+
+impl<'a> Schedule<'a> {
+    fn new(plan: &Plan, providers: &'a Providers) -> Result<Self, ApplyError> {
+        let count = plan.steps.len();
+        let position: HashMap<&StepId, usize> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| (&step.id, index))
+            .collect();
+        let mut schedule = Schedule {
+            reports: Vec::with_capacity(count),
+            providers: Vec::with_capacity(count),
+            kinds: Vec::with_capacity(count),
+            dependents: vec![Vec::new(); count],
+            waiting_on: vec![0; count],
+            is_running: vec![false; count],
+            queues: BTreeMap::new(),
+            running: 0,
+        };
+        for (index, step) in plan.steps.iter().enumerate() {
+            let kind = step.address.kind();
+            let provider = providers.get(kind).ok_or_else(|| ApplyError::NoProvider {
+                step: step.id.clone(),
+                kind,
+            })?;
+            schedule.queues.entry(kind).or_insert_with(|| KindQueue {
+                // A limit of 0 would leave the kind's steps waiting forever.
+                limit: provider.concurrency_limit().max(1),
+                ..KindQueue::default()
+            });
+            for after in &step.after {
+                let predecessor =
+                    *position
+                        .get(after)
+                        .ok_or_else(|| ApplyError::UnknownPredecessor {
+                            step: step.id.clone(),
+                            after: after.clone(),
+                        })?;
+                // Requiring plan order also rules out cycles.
+                if predecessor >= index {
+                    return Err(ApplyError::OutOfOrder {
+                        step: step.id.clone(),
+                        after: after.clone(),
+                    });
+                }
+                schedule.dependents[predecessor].push(index);
+                schedule.waiting_on[index] += 1;
+            }
+            schedule.providers.push(provider);
+            schedule.kinds.push(kind);
+            schedule.reports.push(StepReport {
+                id: step.id.clone(),
+                status: StepStatus::NotStarted,
+                attempts: 0,
+                started: None,
+                finished: None,
+            });
+        }
+        Ok(schedule)
+    }
+
+    /// Queues every step that waits on nothing and has not run.
+    fn queue_ready(&mut self) {
+        for index in 0..self.reports.len() {
+            if self.waiting_on[index] == 0 && self.reports[index].status == StepStatus::NotStarted {
+                self.queue(index);
+            }
+        }
+    }
+
+    fn queue(&mut self, index: usize) {
+        if let Some(queue) = self.queues.get_mut(&self.kinds[index]) {
+            queue.ready.insert(index);
+        }
+    }
+
+    /// The first ready step, in plan order, whose kind has a free slot, now marked running.
+    fn next_ready(&mut self, parallelism: usize) -> Option<usize> {
+        if self.running >= parallelism.max(1) {
+            return None;
+        }
+        let queue = self
+            .queues
+            .values_mut()
+            .filter(|queue| queue.running < queue.limit)
+            .filter_map(|queue| queue.ready.first().copied().map(|first| (first, queue)))
+            .min_by_key(|(first, _)| *first)
+            .map(|(_, queue)| queue)?;
+        let index = queue.ready.pop_first()?;
+        queue.running += 1;
+        self.running += 1;
+        self.is_running[index] = true;
+        Some(index)
+    }
+
+    fn stop_running(&mut self, index: usize) {
+        if std::mem::replace(&mut self.is_running[index], false) {
+            self.running -= 1;
+            if let Some(queue) = self.queues.get_mut(&self.kinds[index]) {
+                queue.running -= 1;
+            }
+        }
+    }
+
+    /// Puts a step taken by `next_ready` back, as never started.
+    fn unstart(&mut self, index: usize) {
+        self.stop_running(index);
+        self.queue(index);
+    }
+
+    /// Releases the step's slot and queues the dependents that now wait on nothing.
+    fn succeeded(&mut self, index: usize) {
+        self.stop_running(index);
+        for position in 0..self.dependents[index].len() {
+            let dependent = self.dependents[index][position];
+            self.waiting_on[dependent] -= 1;
+            if self.waiting_on[dependent] == 0
+                && self.reports[dependent].status == StepStatus::NotStarted
+            {
+                self.queue(dependent);
+            }
+        }
+    }
+
+    /// Releases the step's slot and skips every step that depends on it, transitively.
+    /// Returns the newly skipped steps.
+    fn failed(&mut self, index: usize) -> Vec<usize> {
+        self.stop_running(index);
+        let because = self.reports[index].id.clone();
+        let mut skipped = Vec::new();
+        let mut stack = self.dependents[index].clone();
+        while let Some(dependent) = stack.pop() {
+            if self.reports[dependent].status != StepStatus::NotStarted {
+                continue;
+            }
+            self.reports[dependent].status = StepStatus::Skipped {
+                because: because.clone(),
+            };
+            skipped.push(dependent);
+            stack.extend(self.dependents[dependent].iter().copied());
+        }
+        skipped.sort_unstable();
+        skipped
+    }
+}

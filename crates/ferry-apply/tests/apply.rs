@@ -1,0 +1,563 @@
+//! Behaviour of the apply engine against the in-memory provider, on tokio's paused clock:
+//! sleeps cost nothing and every instant is exact, so timing is asserted on recorded instants.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ferry_apply::{
+    ApplyConfig, ApplyControl, ApplyReport, CancelLevel, Event, RetryPolicy, Store, apply, progress,
+};
+use ferry_core::{Action, Kind, Plan, ResourceAddress, Step, StepId, Value};
+use ferry_state::{StateDir, StateFile, StepPhase, journal};
+use ferry_testkit::random::plan_of;
+use ferry_testkit::{Behaviour, CallOutcome, MemoryProvider, World, memory_providers};
+use tokio::time::Instant;
+
+/// A step from its id (`vm.a:create`, `vm.a@g2:create`), its estimate and its predecessors.
+fn step(id: &str, estimate_seconds: u64, after: &[&str]) -> Step {
+    let (instance, action) = id.split_once(':').unwrap();
+    let instance: ferry_core::InstanceAddress = instance.parse().unwrap();
+    let action: Action = serde_json::from_value(Value::String(action.to_owned())).unwrap();
+    Step {
+        id: StepId::new(&instance, action),
+        address: instance,
+        action,
+        reason: "test".to_owned(),
+        after: after.iter().map(|id| StepId((*id).to_owned())).collect(),
+        estimate_seconds,
+        changes: Vec::new(),
+        inputs: Default::default(),
+        warning: None,
+    }
+}
+
+fn id(text: &str) -> StepId {
+    StepId(text.to_owned())
+}
+
+fn with_input(mut step: Step, name: &str, value: &str) -> Step {
+    step.inputs
+        .insert(name.to_owned(), Value::String(value.to_owned()));
+    step
+}
+
+/// Runs `plan` with `control`, collecting events.
+async fn run_with(
+    plan: &Plan,
+    providers: &ferry_core::Providers,
+    config: &ApplyConfig,
+    store: &mut Store,
+    control: &ApplyControl,
+) -> (ApplyReport, Vec<Event>) {
+    let events = Mutex::new(Vec::new());
+    let report = apply(plan, providers, config, store, control, &|event: &Event| {
+        events.lock().unwrap().push(event.clone())
+    })
+    .await
+    .unwrap();
+    (report, events.into_inner().unwrap())
+}
+
+async fn run(plan: &Plan, providers: &ferry_core::Providers, config: &ApplyConfig) -> ApplyReport {
+    let mut store = Store::default();
+    run_with(plan, providers, config, &mut store, &ApplyControl::new())
+        .await
+        .0
+}
+
+/// The report as one line per step: `id: status (attempts) start..end`, for snapshots.
+fn table(report: &ApplyReport) -> String {
+    let seconds = |time: Option<Duration>| time.map_or("-".to_owned(), |t| t.as_secs().to_string());
+    report
+        .steps
+        .iter()
+        .map(|step| {
+            format!(
+                "{}: {:?} x{} {}..{}",
+                step.id,
+                step.status,
+                step.attempts,
+                seconds(step.started),
+                seconds(step.finished)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn providers_with(world: &World, behaviour: Behaviour, limit: usize) -> ferry_core::Providers {
+    memory_providers(world, |provider| {
+        provider.behaviour(behaviour.clone()).concurrency(limit)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn parallelism_is_bounded_globally_and_per_provider() {
+    // (global parallelism, per-provider limit, kinds used, expected max at once overall,
+    //  expected max of one kind)
+    let cases = [
+        (10, 3, 1, 3, 3),
+        (10, 8, 1, 8, 8),
+        (5, 8, 3, 5, 2),
+        (10, 2, 3, 6, 2),
+        (1, 8, 3, 1, 1),
+    ];
+    for (parallelism, limit, kinds, expected_max, expected_kind_max) in cases {
+        let world = World::new();
+        let steps = (0..40)
+            .map(|index| {
+                let kind = Kind::ALL[index % kinds];
+                step(&format!("{kind}.s{index}:create"), 10, &[])
+            })
+            .collect();
+        let plan = plan_of(steps);
+        let providers = providers_with(&world, Behaviour::from_estimates(), limit);
+        let config = ApplyConfig {
+            parallelism,
+            ..ApplyConfig::default()
+        };
+        let report = run(&plan, &providers, &config).await;
+        assert!(report.succeeded());
+        assert_eq!(
+            (world.max_running(), world.max_running_of(Kind::ALL[0])),
+            (expected_max, expected_kind_max),
+            "parallelism {parallelism}, limit {limit}, {kinds} kinds"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_starts_as_soon_as_its_own_predecessors_succeed() {
+    // b's chain finishes long before a: with waves, d would wait for a.
+    let plan = plan_of(vec![
+        step("vm.a:create", 100, &[]),
+        step("vm.b:create", 10, &[]),
+        step("vm.c:create", 10, &["vm.b:create"]),
+        step("vm.d:create", 10, &["vm.c:create"]),
+        step("vm.e:create", 10, &["vm.a:create", "vm.d:create"]),
+    ]);
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::from_estimates(), 8);
+    let report = run(&plan, &providers, &ApplyConfig::default()).await;
+    insta::assert_snapshot!(table(&report), @r"
+    vm.a:create: Done x1 0..100
+    vm.b:create: Done x1 0..10
+    vm.c:create: Done x1 10..20
+    vm.d:create: Done x1 20..30
+    vm.e:create: Done x1 100..110
+    ");
+    // The provider saw every step start only after all of its predecessors' calls ended.
+    let calls = world.calls();
+    for step in &plan.steps {
+        let call = calls.iter().find(|call| call.step == step.id).unwrap();
+        for predecessor in &step.after {
+            let before = calls.iter().find(|call| &call.step == predecessor).unwrap();
+            assert!(before.ended_sequence.unwrap() < call.started_sequence);
+            assert!(before.ended.unwrap() <= call.started);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_skips_only_its_dependents() {
+    let plan = plan_of(vec![
+        step("vm.a:create", 10, &[]),
+        step("vm.b:create", 10, &["vm.a:create"]),
+        step("vm.c:create", 10, &["vm.b:create"]),
+        step("disk.d:create", 50, &[]),
+        step("disk.e:attach", 10, &["disk.d:create"]),
+        step("hook.f:run", 10, &["vm.c:create", "disk.e:attach"]),
+    ]);
+    let world = World::new();
+    let providers = memory_providers(&world, |provider| {
+        provider.behaviour(Behaviour::from_estimates()).step(
+            "vm.a:create",
+            Behaviour::failing("quota exceeded for vm size D4s_v5"),
+        )
+    });
+    let report = run(&plan, &providers, &ApplyConfig::default()).await;
+    insta::assert_snapshot!(table(&report), @r#"
+    vm.a:create: Failed { error: "quota exceeded for vm size D4s_v5" } x1 0..0
+    vm.b:create: Skipped { because: StepId("vm.a:create") } x0 -..-
+    vm.c:create: Skipped { because: StepId("vm.a:create") } x0 -..-
+    disk.d:create: Done x1 0..50
+    disk.e:attach: Done x1 50..60
+    hook.f:run: Skipped { because: StepId("vm.a:create") } x0 -..-
+    "#);
+    assert!(!report.succeeded());
+    assert_eq!(report.counts().describe(), "2 done, 1 failed, 3 skipped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_are_retried_no_sooner_than_retry_after() {
+    let plan = plan_of(vec![step("dns_record.hub:update", 1, &[])]);
+    let world = World::new();
+    let providers = providers_with(
+        &world,
+        Behaviour::transient(2, Some(Duration::from_secs(30))),
+        8,
+    );
+    let report = run(&plan, &providers, &ApplyConfig::default()).await;
+    assert!(report.succeeded());
+    let calls = world.calls();
+    let outcomes: Vec<&CallOutcome> = calls.iter().map(|call| &call.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            &CallOutcome::Transient,
+            &CallOutcome::Transient,
+            &CallOutcome::Succeeded
+        ]
+    );
+    for pair in calls.windows(2) {
+        let gap = pair[1].started - pair[0].ended.unwrap();
+        // Jitter may lengthen the wait by up to a fifth, never shorten it.
+        assert!(
+            gap >= Duration::from_secs(30) && gap <= Duration::from_secs(36),
+            "{gap:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_and_give_up_after_the_last_attempt() {
+    let plan = plan_of(vec![step("vm.a:create", 1, &[])]);
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::transient(10, None), 8);
+    let config = ApplyConfig {
+        retry: RetryPolicy {
+            max_attempts: 4,
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            jitter: 0.0,
+        },
+        ..ApplyConfig::default()
+    };
+    let report = run(&plan, &providers, &config).await;
+    let starts: Vec<u64> = world
+        .calls()
+        .iter()
+        .map(|call| (call.started - world.calls()[0].started).as_secs())
+        .collect();
+    assert_eq!(starts, [0, 1, 3, 7]);
+    insta::assert_snapshot!(table(&report), @r#"vm.a:create: Failed { error: "vm.a is busy (attempt 4) (gave up after 4 attempts)" } x4 0..7"#);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_step_fails_at_its_time_limit() {
+    // The limit is the larger of the step timeout (60 s) and 3 x the estimate.
+    let plan = plan_of(vec![
+        step("hook.short:run", 10, &[]),
+        step("hook.long:run", 100, &[]),
+        step("hook.after:run", 1, &["hook.short:run"]),
+    ]);
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::hanging(), 8);
+    let config = ApplyConfig {
+        step_timeout: Duration::from_secs(60),
+        ..ApplyConfig::default()
+    };
+    let report = run(&plan, &providers, &config).await;
+    insta::assert_snapshot!(table(&report), @r#"
+    hook.short:run: Failed { error: "no result within 1m, the step's time limit (the larger of the step timeout and 3 times its estimate of 10s): raise the step timeout if it needs longer" } x1 0..60
+    hook.long:run: Failed { error: "no result within 5m, the step's time limit (the larger of the step timeout and 3 times its estimate of 100s): raise the step timeout if it needs longer" } x1 0..300
+    hook.after:run: Skipped { because: StepId("hook.short:run") } x0 -..-
+    "#);
+    assert!(
+        world
+            .calls()
+            .iter()
+            .all(|call| call.outcome == CallOutcome::Dropped)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_graceful_cancel_starts_nothing_new_and_lets_running_steps_finish() {
+    let plan = plan_of(vec![
+        step("vm.a:create", 10, &[]),
+        step("vm.b:create", 10, &["vm.a:create"]),
+        step("disk.c:create", 30, &[]),
+        step("disk.d:create", 10, &["disk.c:create"]),
+    ]);
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::from_estimates(), 8);
+    let control = ApplyControl::new();
+    let mut store = Store::default();
+    let config = ApplyConfig::default();
+    let ((report, _), ()) = tokio::join!(
+        run_with(&plan, &providers, &config, &mut store, &control),
+        async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert_eq!(control.escalate(), CancelLevel::StopStarting);
+        }
+    );
+    insta::assert_snapshot!(table(&report), @r"
+    vm.a:create: Done x1 0..10
+    vm.b:create: NotStarted x0 -..-
+    disk.c:create: Done x1 0..30
+    disk.d:create: NotStarted x0 -..-
+    ");
+    assert_eq!(report.cancel, CancelLevel::StopStarting);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hard_cancel_aborts_running_steps_and_reports_them_interrupted() {
+    let plan = plan_of(vec![
+        step("vm.a:create", 10, &[]),
+        step("vm.b:create", 100, &["vm.a:create"]),
+        step("disk.c:create", 1000, &[]),
+    ]);
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::from_estimates(), 8);
+    let control = ApplyControl::new();
+    let mut store = Store::default();
+    let config = ApplyConfig::default();
+    let started = Instant::now();
+    let ((report, _), ()) = tokio::join!(
+        run_with(&plan, &providers, &config, &mut store, &control),
+        async {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            control.escalate();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert_eq!(control.escalate(), CancelLevel::Abort);
+        }
+    );
+    // The first Ctrl-C let b run on; the second, 5 s later, aborted b and c at once.
+    assert_eq!(started.elapsed(), Duration::from_secs(25));
+    insta::assert_snapshot!(table(&report), @r"
+    vm.a:create: Done x1 0..10
+    vm.b:create: Interrupted x0 10..25
+    disk.c:create: Interrupted x0 0..25
+    ");
+    assert_eq!(report.cancel, CancelLevel::Abort);
+    let dropped: Vec<_> = world
+        .calls()
+        .into_iter()
+        .filter(|call| call.outcome == CallOutcome::Dropped)
+        .map(|call| call.step.0)
+        .collect();
+    assert_eq!(dropped, ["disk.c:create", "vm.b:create"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_apply_resumes_from_its_journal() {
+    let directory = tempfile::tempdir().unwrap();
+    let state_dir = StateDir::new(directory.path().join(".ferry"));
+    let plan = plan_of(vec![
+        step("vm.a@g2:create", 10, &[]),
+        with_input(
+            step("disk.b:attach", 100, &["vm.a@g2:create"]),
+            "vm",
+            "${vm.a@g2.id}",
+        ),
+        step("hook.c:run", 10, &["disk.b:attach"]),
+    ]);
+    let world = World::new();
+    let providers = memory_providers(&world, |provider| {
+        provider.behaviour(Behaviour {
+            latency_from_estimate: true,
+            records_operation: true,
+            ..Behaviour::default()
+        })
+    });
+    let config = ApplyConfig::default();
+
+    // First apply: a finishes, b starts an operation, then the operator aborts.
+    let control = ApplyControl::new();
+    let mut store = Store::open(&state_dir).unwrap();
+    let ((first, _), ()) = tokio::join!(
+        run_with(&plan, &providers, &config, &mut store, &control),
+        async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            control.abort();
+        }
+    );
+    drop(store);
+    assert_eq!(
+        first.counts().describe(),
+        "1 done, 1 interrupted, 1 not started"
+    );
+    let saved = StateFile::load(&state_dir.state_path()).unwrap();
+    assert_eq!(
+        saved.outputs(&"vm.a@g2".parse().unwrap()).unwrap()["id"],
+        "/memory/vm.a@g2"
+    );
+    let summary = journal::read_summary(&state_dir.journal_path()).unwrap();
+    assert_eq!(summary.phase(&id("vm.a@g2:create")), StepPhase::Succeeded);
+    assert_eq!(
+        summary.operation_to_resume(&id("disk.b:attach")),
+        Some("memory://operations/disk.b:attach")
+    );
+
+    // Second apply, as a new process would: a is not run again, b polls its operation, and b's
+    // input still resolves from a's outputs, which only the state holds now.
+    let mut store = Store::open(&state_dir).unwrap();
+    let (second, events) =
+        run_with(&plan, &providers, &config, &mut store, &ApplyControl::new()).await;
+    insta::assert_snapshot!(table(&second), @r"
+    vm.a@g2:create: AlreadyDone x0 -..-
+    disk.b:attach: Done x1 0..100
+    hook.c:run: Done x1 100..110
+    ");
+    assert_eq!(world.calls_of(&id("vm.a@g2:create")).len(), 1);
+    let attaches = world.calls_of(&id("disk.b:attach"));
+    assert_eq!(attaches.len(), 2);
+    assert_eq!(
+        attaches[1].resume_operation.as_deref(),
+        Some("memory://operations/disk.b:attach")
+    );
+    assert_eq!(attaches[1].inputs["vm"], "/memory/vm.a@g2");
+    let lines: Vec<String> = events.iter().filter_map(progress::plain_line).collect();
+    insta::assert_snapshot!(lines.join("\n"), @r"
+    [00:00:00] apply resumed: 3 steps, 1 already done
+    [00:00:00] vm.a@g2:create: already done
+    [00:00:00] disk.b:attach: resumed, polling memory://operations/disk.b:attach
+    [00:01:40] disk.b:attach: done in 1m 40s
+    [00:01:40] hook.c:run: started
+    [00:01:40] hook.c:run: operation memory://operations/hook.c:run
+    [00:01:50] hook.c:run: done in 10s
+    [00:01:50] apply finished: 2 done, 1 already done
+    ");
+
+    // Once an apply completed, the same plan is new work: nothing is skipped any more.
+    let summary = journal::read_summary(&state_dir.journal_path()).unwrap();
+    assert_eq!(summary, Default::default());
+}
+
+#[tokio::test(start_paused = true)]
+async fn inputs_resolve_from_outputs_of_earlier_steps_or_fail_clearly() {
+    let plan = plan_of(vec![
+        step("public_ip.ingress@g2:create", 5, &[]),
+        with_input(
+            step("dns_record.hub:update", 5, &["public_ip.ingress@g2:create"]),
+            "address",
+            "http://${public_ip.ingress@g2.address}/",
+        ),
+        with_input(
+            step("hook.deploy@g2:run", 5, &["public_ip.ingress@g2:create"]),
+            "fqdn",
+            "${public_ip.ingress@g2.fqdn}",
+        ),
+        with_input(
+            step("check.tls:wait", 5, &[]),
+            "host",
+            "${vm.nfs@g2.private_ip}",
+        ),
+    ]);
+    let world = World::new();
+    let providers = ferry_core::Providers::new()
+        .with(std::sync::Arc::new(
+            MemoryProvider::new(Kind::PublicIp, &world).output("address", "127.0.0.9".into()),
+        ))
+        .with(std::sync::Arc::new(MemoryProvider::new(
+            Kind::DnsRecord,
+            &world,
+        )))
+        .with(std::sync::Arc::new(MemoryProvider::new(Kind::Hook, &world)))
+        .with(std::sync::Arc::new(MemoryProvider::new(
+            Kind::Check,
+            &world,
+        )));
+    let report = run(&plan, &providers, &ApplyConfig::default()).await;
+    let record = world
+        .get(&ResourceAddress::new(Kind::DnsRecord, "hub").at(None))
+        .unwrap();
+    assert_eq!(record["address"], "http://127.0.0.9/");
+    insta::assert_snapshot!(table(&report), @r#"
+    public_ip.ingress@g2:create: Done x1 0..0
+    dns_record.hub:update: Done x1 0..0
+    hook.deploy@g2:run: Failed { error: "cannot resolve input `fqdn`: ${public_ip.ingress@g2.fqdn} is unknown, as public_ip.ingress@g2 has no output `fqdn` (it has: address, id)" } x0 -..0
+    check.tls:wait: Failed { error: "cannot resolve input `host`: ${vm.nfs@g2.private_ip} is unknown, as vm.nfs@g2 has no outputs in the state: the step that makes it has not succeeded" } x0 -..0
+    "#);
+}
+
+#[tokio::test(start_paused = true)]
+async fn plans_that_cannot_run_are_refused_before_anything_starts() {
+    let world = World::new();
+    let cases = [
+        vec![step("vm.a:create", 1, &["vm.gone:create"])],
+        vec![
+            step("vm.a:create", 1, &["vm.b:create"]),
+            step("vm.b:create", 1, &[]),
+        ],
+        vec![step("zfs_pool.home:import", 1, &[])],
+    ];
+    let providers = ferry_core::Providers::new()
+        .with(std::sync::Arc::new(MemoryProvider::new(Kind::Vm, &world)));
+    let mut messages = Vec::new();
+    for steps in cases {
+        let plan = plan_of(steps);
+        let error = apply(
+            &plan,
+            &providers,
+            &ApplyConfig::default(),
+            &mut Store::default(),
+            &ApplyControl::new(),
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+        messages.push(error.to_string());
+    }
+    assert!(world.calls().is_empty());
+    insta::assert_snapshot!(messages.join("\n"), @r"
+    step vm.a:create must follow vm.gone:create, which is not in the plan: the plan is damaged; make it again with `ferry plan`
+    step vm.a:create comes before vm.b:create, which it must follow: the plan is not in execution order; make it again with `ferry plan`
+    step zfs_pool.home:import needs a provider for zfs_pool, and none is registered: add one to the providers passed to apply
+    ");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_plain_progress_log_of_a_small_apply() {
+    let plan = plan_of(vec![
+        step("resource_group.ferry@g2:create", 20, &[]),
+        step(
+            "aks_cluster.hub@g2:create",
+            480,
+            &["resource_group.ferry@g2:create"],
+        ),
+        step("vm.nfs@g2:create", 90, &["resource_group.ferry@g2:create"]),
+        step("disk.home0:attach", 30, &["vm.nfs@g2:create"]),
+        step("zfs_pool.home:import", 10, &["disk.home0:attach"]),
+        step(
+            "hook.hub@g2:run",
+            60,
+            &["aks_cluster.hub@g2:create", "zfs_pool.home:import"],
+        ),
+    ]);
+    let world = World::new();
+    let providers = memory_providers(&world, |provider| {
+        provider
+            .behaviour(Behaviour::from_estimates())
+            .step(
+                "disk.home0:attach",
+                Behaviour {
+                    transient_failures: 1,
+                    retry_after: Some(Duration::from_secs(15)),
+                    ..Behaviour::from_estimates()
+                },
+            )
+            .step(
+                "zfs_pool.home:import",
+                Behaviour {
+                    progress: vec!["zpool import -d /dev/disk/azure home".to_owned()],
+                    fail: Some("pool home was last used by another system".to_owned()),
+                    ..Behaviour::from_estimates()
+                },
+            )
+    });
+    let renderer = progress::PlainProgress::new(Vec::new());
+    let report = apply(
+        &plan,
+        &providers,
+        &ApplyConfig::default(),
+        &mut Store::default(),
+        &ApplyControl::new(),
+        &|event| renderer.handle(event),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.counts().failed, 1);
+    let log = String::from_utf8(renderer.into_inner()).unwrap();
+    insta::assert_snapshot!(log);
+}

@@ -1,0 +1,413 @@
+//! An in-memory world and a provider for any kind that reads and changes it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ferry_core::{
+    Action, ApplyContext, Attributes, Generation, InstanceAddress, Kind, Observation, Provider,
+    Providers, ReadContext, Snapshot, Step, StepError, StepId, StepOutcome, Value,
+};
+use tokio::time::Instant;
+
+/// How a provider behaves for a kind or for one step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Behaviour {
+    /// How long each call takes (a `tokio::time::sleep`: free under a paused clock).
+    pub latency: Duration,
+    /// Sleep for the step's `estimate_seconds` instead of `latency`.
+    pub latency_from_estimate: bool,
+    /// The first N calls of a step fail with a transient error.
+    pub transient_failures: u32,
+    /// The `retry_after` those transient errors carry.
+    pub retry_after: Option<Duration>,
+    /// Every call fails with this permanent error.
+    pub fail: Option<String>,
+    /// Calls never return.
+    pub hang: bool,
+    /// Calls record a long-running operation (`memory://operations/<step>`) before working,
+    /// unless they resume one.
+    pub records_operation: bool,
+    /// Lines each call reports as progress.
+    pub progress: Vec<String>,
+}
+
+impl Behaviour {
+    pub fn latency(latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Self::default()
+        }
+    }
+
+    pub fn from_estimates() -> Self {
+        Self {
+            latency_from_estimate: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn transient(failures: u32, retry_after: Option<Duration>) -> Self {
+        Self {
+            transient_failures: failures,
+            retry_after,
+            ..Self::default()
+        }
+    }
+
+    pub fn failing(message: &str) -> Self {
+        Self {
+            fail: Some(message.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    pub fn hanging() -> Self {
+        Self {
+            hang: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// How one recorded call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome {
+    Running,
+    Succeeded,
+    Transient,
+    Failed,
+    /// Its future was dropped before it returned (a timeout or a hard cancel).
+    Dropped,
+}
+
+/// One call of `Provider::apply`, as the world saw it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub step: StepId,
+    pub kind: Kind,
+    /// 1 for the first call of this step.
+    pub attempt: u32,
+    pub resume_operation: Option<String>,
+    pub inputs: Attributes,
+    pub started: Instant,
+    pub ended: Option<Instant>,
+    /// Positions in the world's sequence of starts and ends: orders events that share an
+    /// instant, which a paused clock makes common.
+    pub started_sequence: u64,
+    pub ended_sequence: Option<u64>,
+    pub outcome: CallOutcome,
+}
+
+#[derive(Debug, Default)]
+struct WorldState {
+    instances: BTreeMap<InstanceAddress, Attributes>,
+    calls: Vec<Call>,
+    sequence: u64,
+    running: usize,
+    max_running: usize,
+    running_by_kind: BTreeMap<Kind, usize>,
+    max_running_by_kind: BTreeMap<Kind, usize>,
+}
+
+/// A shared in-memory world: instance address to attributes, plus the record of calls.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    state: Arc<Mutex<WorldState>>,
+}
+
+impl World {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WorldState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn get(&self, instance: &InstanceAddress) -> Option<Attributes> {
+        self.lock().instances.get(instance).cloned()
+    }
+
+    /// Puts an instance in the world, as if it existed before the test.
+    pub fn insert(&self, instance: InstanceAddress, attributes: Attributes) {
+        self.lock().instances.insert(instance, attributes);
+    }
+
+    pub fn instances(&self) -> BTreeMap<InstanceAddress, Attributes> {
+        self.lock().instances.clone()
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    pub fn calls_of(&self, step: &StepId) -> Vec<Call> {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|call| &call.step == step)
+            .cloned()
+            .collect()
+    }
+
+    /// The most calls that were running at once, over all kinds.
+    pub fn max_running(&self) -> usize {
+        self.lock().max_running
+    }
+
+    pub fn max_running_of(&self, kind: Kind) -> usize {
+        self.lock()
+            .max_running_by_kind
+            .get(&kind)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// What providers would read now for `instances`: present with the stored attributes,
+    /// or absent. Feed it to the planner to re-plan after an apply.
+    pub fn snapshot(
+        &self,
+        active_generation: Generation,
+        instances: impl IntoIterator<Item = InstanceAddress>,
+    ) -> Snapshot {
+        let state = self.lock();
+        let mut snapshot = Snapshot::new(active_generation);
+        for instance in instances {
+            let observation = match state.instances.get(&instance) {
+                Some(attributes) => Observation::present(attributes.clone()),
+                None => Observation::Absent,
+            };
+            snapshot.insert(instance, observation);
+        }
+        snapshot
+    }
+
+    /// A snapshot of every instance the world holds.
+    pub fn snapshot_all(&self, active_generation: Generation) -> Snapshot {
+        let instances: Vec<InstanceAddress> = self.lock().instances.keys().cloned().collect();
+        self.snapshot(active_generation, instances)
+    }
+
+    fn start_call(
+        &self,
+        step: &Step,
+        resume_operation: Option<&str>,
+        inputs: &Attributes,
+    ) -> usize {
+        let mut state = self.lock();
+        let kind = step.address.kind();
+        let attempt = 1 + state
+            .calls
+            .iter()
+            .filter(|call| call.step == step.id)
+            .count() as u32;
+        state.sequence += 1;
+        state.running += 1;
+        state.max_running = state.max_running.max(state.running);
+        let running = {
+            let count = state.running_by_kind.entry(kind).or_insert(0);
+            *count += 1;
+            *count
+        };
+        let max = state.max_running_by_kind.entry(kind).or_insert(0);
+        *max = (*max).max(running);
+        let sequence = state.sequence;
+        state.calls.push(Call {
+            step: step.id.clone(),
+            kind,
+            attempt,
+            resume_operation: resume_operation.map(str::to_owned),
+            inputs: inputs.clone(),
+            started: Instant::now(),
+            ended: None,
+            started_sequence: sequence,
+            ended_sequence: None,
+            outcome: CallOutcome::Running,
+        });
+        state.calls.len() - 1
+    }
+
+    fn end_call(&self, index: usize, outcome: CallOutcome) {
+        let mut state = self.lock();
+        state.sequence += 1;
+        state.running -= 1;
+        let sequence = state.sequence;
+        let kind = state.calls[index].kind;
+        if let Some(count) = state.running_by_kind.get_mut(&kind) {
+            *count -= 1;
+        }
+        let call = &mut state.calls[index];
+        call.ended = Some(Instant::now());
+        call.ended_sequence = Some(sequence);
+        call.outcome = outcome;
+    }
+}
+
+/// Ends a call when its future is dropped before it returned.
+struct CallGuard<'a> {
+    world: &'a World,
+    index: usize,
+    outcome: Option<CallOutcome>,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        let outcome = self.outcome.take().unwrap_or(CallOutcome::Dropped);
+        self.world.end_call(self.index, outcome);
+    }
+}
+
+/// A provider for any kind that acts on a [`World`].
+///
+/// `apply` of a delete or retire removes the instance; every other action stores the step's
+/// inputs plus generated outputs (`id` = `/memory/<instance>`, and the kind's configured
+/// outputs) and returns them. Doing a step twice gives the same result.
+#[derive(Debug, Clone)]
+pub struct MemoryProvider {
+    kind: Kind,
+    world: World,
+    concurrency_limit: usize,
+    behaviour: Behaviour,
+    step_behaviours: BTreeMap<StepId, Behaviour>,
+    outputs: Attributes,
+}
+
+impl MemoryProvider {
+    pub fn new(kind: Kind, world: &World) -> Self {
+        Self {
+            kind,
+            world: world.clone(),
+            concurrency_limit: 8,
+            behaviour: Behaviour::default(),
+            step_behaviours: BTreeMap::new(),
+            outputs: Attributes::new(),
+        }
+    }
+
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.concurrency_limit = limit;
+        self
+    }
+
+    /// The behaviour of every step of this kind without its own.
+    pub fn behaviour(mut self, behaviour: Behaviour) -> Self {
+        self.behaviour = behaviour;
+        self
+    }
+
+    pub fn step(mut self, step: &str, behaviour: Behaviour) -> Self {
+        self.step_behaviours
+            .insert(StepId(step.to_owned()), behaviour);
+        self
+    }
+
+    /// An extra output every instance of this kind gets.
+    pub fn output(mut self, name: &str, value: Value) -> Self {
+        self.outputs.insert(name.to_owned(), value);
+        self
+    }
+}
+
+/// One memory provider per kind on `world`, each passed through `configure`.
+pub fn memory_providers(
+    world: &World,
+    configure: impl Fn(MemoryProvider) -> MemoryProvider,
+) -> Providers {
+    Kind::ALL
+        .into_iter()
+        .fold(Providers::new(), |providers, kind| {
+            providers.with(Arc::new(configure(MemoryProvider::new(kind, world))))
+        })
+}
+
+#[async_trait]
+impl Provider for MemoryProvider {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn concurrency_limit(&self) -> usize {
+        self.concurrency_limit
+    }
+
+    async fn read(&self, context: ReadContext<'_>) -> Observation {
+        match self.world.get(context.instance) {
+            Some(attributes) => Observation::present(attributes),
+            None => Observation::Absent,
+        }
+    }
+
+    async fn apply(
+        &self,
+        step: &Step,
+        context: ApplyContext<'_>,
+    ) -> Result<StepOutcome, StepError> {
+        let behaviour = self
+            .step_behaviours
+            .get(&step.id)
+            .unwrap_or(&self.behaviour);
+        let index = self
+            .world
+            .start_call(step, context.resume_operation, context.inputs);
+        let mut guard = CallGuard {
+            world: &self.world,
+            index,
+            outcome: None,
+        };
+        let attempt = self.world.lock().calls[index].attempt;
+        if behaviour.records_operation && context.resume_operation.is_none() {
+            (context.record_operation)(format!("memory://operations/{}", step.id));
+        }
+        for line in &behaviour.progress {
+            (context.progress)(line.clone());
+        }
+        if behaviour.hang {
+            std::future::pending::<()>().await;
+        }
+        let latency = if behaviour.latency_from_estimate {
+            Duration::from_secs(step.estimate_seconds)
+        } else {
+            behaviour.latency
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if attempt <= behaviour.transient_failures {
+            guard.outcome = Some(CallOutcome::Transient);
+            return Err(StepError::transient(
+                format!("{} is busy (attempt {attempt})", step.instance()),
+                behaviour.retry_after,
+            ));
+        }
+        if let Some(message) = &behaviour.fail {
+            guard.outcome = Some(CallOutcome::Failed);
+            return Err(StepError::permanent(message.clone()));
+        }
+        let instance = step.instance();
+        let outputs = match step.action {
+            Action::Delete | Action::Retire => {
+                self.world.lock().instances.remove(&instance);
+                Attributes::new()
+            }
+            _ => {
+                let mut attributes = context.inputs.clone();
+                attributes.insert(
+                    "id".to_owned(),
+                    Value::String(format!("/memory/{instance}")),
+                );
+                attributes.extend(self.outputs.clone());
+                self.world
+                    .lock()
+                    .instances
+                    .insert(instance, attributes.clone());
+                attributes
+            }
+        };
+        guard.outcome = Some(CallOutcome::Succeeded);
+        Ok(StepOutcome { outputs })
+    }
+}
