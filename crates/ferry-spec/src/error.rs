@@ -1,0 +1,325 @@
+//! Spec errors: what is wrong, where (file and byte span), and what to do, rendered by miette.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use miette::{
+    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, Severity,
+    SourceCode,
+};
+
+/// One loaded spec file: its name as shown in messages and its text.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceFile {
+    /// Its rank among the spec's files, which orders problems as a reader meets them.
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) text: Arc<str>,
+    named: Arc<NamedSource<Arc<str>>>,
+}
+
+impl SourceFile {
+    pub(crate) fn new(index: usize, name: String, text: String) -> Arc<Self> {
+        let text: Arc<str> = Arc::from(text);
+        let named = Arc::new(NamedSource::new(&name, Arc::clone(&text)));
+        Arc::new(Self {
+            index,
+            name,
+            text,
+            named,
+        })
+    }
+
+    /// `file:line:column`, 1-based, of a byte offset; columns count characters.
+    pub(crate) fn position(&self, offset: usize) -> String {
+        let offset = floor_char_boundary(&self.text, offset);
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |index| index + 1);
+        let column = before[line_start..].chars().count() + 1;
+        format!("{}:{line}:{column}", self.name)
+    }
+}
+
+fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
+    offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+/// Where a problem is: a span of one file.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
+    pub(crate) file: Arc<SourceFile>,
+    pub(crate) span: Range<usize>,
+}
+
+/// What is wrong, one variant per kind of mistake a spec can hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("{path} holds no .toml files")]
+    NoSpecFiles { path: String },
+    #[error("{message}")]
+    Syntax { message: String },
+    #[error("unknown block `[{name}]`")]
+    UnknownBlock { name: String },
+    #[error("unknown resource kind `{name}`")]
+    UnknownKind { name: String },
+    #[error("unknown key `{key}` in {within}")]
+    UnknownKey { key: String, within: String },
+    #[error("{what} must be {expected}, not {found}")]
+    WrongType {
+        what: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{within} is missing the required field `{field}`")]
+    MissingField { within: String, field: String },
+    #[error("the spec has no [{block}] block")]
+    MissingBlock { block: String },
+    #[error("{what} must be a table")]
+    NotATable { what: String },
+    #[error("`{name}` is not a valid resource name")]
+    BadResourceName { name: String },
+    #[error("{what} is defined more than once")]
+    Duplicate { what: String },
+    #[error("first defined here")]
+    FirstDefinedHere,
+    #[error("{message}")]
+    Note { message: String },
+    #[error("`{value}` is not a valid {what}")]
+    BadChoice { what: String, value: String },
+    #[error("`{text}` is not a resource address")]
+    BadAddress { text: String },
+    #[error("{address} does not exist")]
+    UnknownResource { address: String },
+    #[error("`{field}` must name a {expected}, but {address} is a {found}")]
+    WrongKind {
+        field: String,
+        expected: String,
+        address: String,
+        found: String,
+    },
+    #[error("{kind} has no output `{output}`")]
+    UnknownOutput { kind: String, output: String },
+    #[error("{message}")]
+    Template { message: String },
+    #[error("`${{{expression}}}` cannot be used in [{block}]")]
+    ExpressionInBlock { expression: String, block: String },
+    #[error("dependency cycle: {path}")]
+    Cycle { path: String },
+    #[error("{address}: {message}")]
+    Invalid { address: String, message: String },
+    #[error("undefined variable `{name}`")]
+    UndefinedVariable { name: String },
+    #[error("environment variable `{name}` is not set")]
+    UnsetEnvironment { name: String },
+    #[error("--var {name} sets a variable that [variables] does not declare")]
+    UndeclaredVariable { name: String },
+    #[error("failover trigger {address} is not a replaceable resource")]
+    BadTrigger { address: String },
+    #[error("the name of {address} does not contain ${{generation}}")]
+    GenerationMissing { address: String },
+    #[error("zone `{zone}` is not declared in [zones]")]
+    UndeclaredZone { zone: String },
+    #[error("{vm} has two disks at lun {lun}")]
+    SharedLun { vm: String, lun: i64 },
+    #[error("{address} is stateful: deleting it needs `allow_destroy = true`")]
+    DestroyNeedsOptIn { address: String },
+    #[error("`allow_destroy` does nothing on {address}: {kind} is not a stateful kind")]
+    UselessAllowDestroy { address: String, kind: String },
+}
+
+/// One problem in a spec, with where it is and what to do about it.
+#[derive(Debug, Clone)]
+pub struct SpecError {
+    problem: Problem,
+    place: Option<Place>,
+    label: Option<String>,
+    help: Option<String>,
+    severity: Severity,
+    related: Vec<SpecError>,
+}
+
+impl SpecError {
+    pub(crate) fn new(problem: Problem, place: Option<Place>) -> Self {
+        Self {
+            problem,
+            place,
+            label: None,
+            help: None,
+            severity: Severity::Error,
+            related: Vec::new(),
+        }
+    }
+
+    pub(crate) fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    pub(crate) fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub(crate) fn maybe_help(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+
+    /// Adds a note pointing at another place, such as the first definition of a duplicate.
+    pub(crate) fn note(mut self, problem: Problem, place: Place) -> Self {
+        let mut note = SpecError::new(problem, Some(place));
+        note.severity = Severity::Advice;
+        self.related.push(note);
+        self
+    }
+
+    /// What is wrong.
+    pub fn problem(&self) -> &Problem {
+        &self.problem
+    }
+
+    /// `file:line:column` of the offending text, when the problem has a place.
+    pub fn location(&self) -> Option<String> {
+        self.place
+            .as_ref()
+            .map(|place| place.file.position(place.span.start))
+    }
+
+    /// What to do about it.
+    pub fn help_text(&self) -> Option<&str> {
+        self.help.as_deref()
+    }
+
+    /// The file and the byte offset, for sorting problems in reading order; problems of the
+    /// spec as a whole come first.
+    pub(crate) fn sort_key(&self) -> (usize, usize, usize) {
+        self.place.as_ref().map_or((0, 0, 0), |place| {
+            (place.file.index + 1, place.span.start, place.span.end)
+        })
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.problem, f)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+impl Diagnostic for SpecError {
+    fn severity(&self) -> Option<Severity> {
+        Some(self.severity)
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|help| Box::new(help) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.place
+            .as_ref()
+            .map(|place| &*place.file.named as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let place = self.place.as_ref()?;
+        let span = place.span.start..place.span.end.max(place.span.start);
+        let label = LabeledSpan::new_primary_with_span(self.label.clone(), span);
+        Some(Box::new(std::iter::once(label)))
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(
+            self.related.iter().map(|note| note as &dyn Diagnostic),
+        ))
+    }
+}
+
+/// Every problem found in a spec; loading reports them all at once.
+#[derive(Debug, Clone)]
+pub struct SpecErrors {
+    errors: Vec<SpecError>,
+}
+
+impl SpecErrors {
+    pub(crate) fn new(errors: Vec<SpecError>) -> Self {
+        Self { errors }
+    }
+
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &SpecError> {
+        self.errors.iter()
+    }
+
+    /// Every diagnostic, rendered at a fixed width so that the text does not depend on the
+    /// terminal, then a summary line.
+    pub fn render(&self, color: bool) -> String {
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        let handler = GraphicalReportHandler::new_themed(theme)
+            .with_width(100)
+            .with_links(false);
+        let mut out = String::new();
+        for error in &self.errors {
+            // Writing to a String cannot fail; a rendering bug must not hide the other errors.
+            if handler.render_report(&mut out, error).is_err() {
+                out.push_str(&format!("{error}\n"));
+            }
+        }
+        out.push_str(&format!("error: {self}\n"));
+        out
+    }
+}
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.errors.len() {
+            1 => f.write_str("1 problem in the spec"),
+            count => write!(f, "{count} problems in the spec"),
+        }
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+impl Diagnostic for SpecErrors {
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        Some(Box::new(
+            self.errors.iter().map(|error| error as &dyn Diagnostic),
+        ))
+    }
+}
+
+impl<'a> IntoIterator for &'a SpecErrors {
+    type Item = &'a SpecError;
+    type IntoIter = std::slice::Iter<'a, SpecError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.errors.iter()
+    }
+}

@@ -1,0 +1,207 @@
+//! ferry's TOML spec language: loading a folder of `*.toml` files into a validated [`Spec`].
+//!
+//! Loading never stops at the first mistake: every problem in every file is collected into
+//! [`SpecErrors`], each pointing at the file, line and column of the offending text with a
+//! help line, so that one `ferry validate` run shows everything to fix.
+//!
+//! A [`Spec`] is only ever built from a spec without problems: the planner can rely on every
+//! reference naming an existing resource of the right kind, every output existing, no cycle,
+//! and every kind's own validation passing.
+
+mod error;
+mod graph;
+mod load;
+mod reference;
+mod suggest;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferry_core::{Attributes, ResourceAddress, ResourceSpec, RuleBook, Value};
+
+pub use error::{Problem, SpecError, SpecErrors};
+pub use reference::kinds_reference;
+
+use error::SourceFile;
+
+/// A validated spec: the deployment, its policies, and every resource.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The spec's folder (for a single file: its parent); hooks run relative to it.
+    pub root: PathBuf,
+    pub deployment: Deployment,
+    pub failover: FailoverPolicy,
+    pub state: StateConfig,
+    /// `[variables]`, after `--var` overrides.
+    pub variables: BTreeMap<String, Value>,
+    /// `[zones."NAME"]`: the DNS zones that records may live in, with their backend settings.
+    pub zones: BTreeMap<String, Attributes>,
+    pub resources: BTreeMap<ResourceAddress, ResourceSpec>,
+    origins: BTreeMap<ResourceAddress, Origin>,
+    dependencies: BTreeMap<ResourceAddress, Vec<Dependency>>,
+}
+
+/// Where a resource was written, for messages from later stages.
+#[derive(Debug, Clone)]
+struct Origin {
+    file: Arc<SourceFile>,
+    /// The table header (`[vm.nfs]`) or inline table.
+    header: Range<usize>,
+}
+
+/// `[deployment]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub name: String,
+    pub subscription: Option<String>,
+    pub location: String,
+}
+
+/// `[failover]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverPolicy {
+    pub mode: FailoverMode,
+    /// The resources whose bad health starts a failover.
+    pub triggers: Vec<ResourceAddress>,
+}
+
+/// When `ferry plan` shows a failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailoverMode {
+    /// Never: only reconcile.
+    Off,
+    /// Only with `--failover`.
+    #[default]
+    Manual,
+    /// As soon as a trigger reads unhealthy.
+    Automatic,
+}
+
+/// `[state]`: where ferry keeps what it must remember.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateConfig {
+    /// A state folder on this machine, relative paths taken from the spec's folder.
+    Local { path: PathBuf },
+    /// A blob in Azure Storage, locked with a lease.
+    AzureBlob {
+        account: String,
+        container: String,
+        blob: String,
+    },
+}
+
+/// What the caller adds to the spec's files.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--var NAME=VALUE`: overrides of variables declared in `[variables]`.
+    pub variables: BTreeMap<String, String>,
+    /// The process environment, for `${env.NAME}`; passed in so that tests are hermetic.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// One resource that another depends on, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dependency {
+    pub address: ResourceAddress,
+    pub via: DependencyVia,
+}
+
+/// How a dependency is written in the spec.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DependencyVia {
+    /// A reference field (`vm = "vm.nfs"`, `disks = ["disk.home0"]`): `field` is the field's
+    /// name as the kind's schema has it.
+    Reference { field: String },
+    /// `${kind.name.output}` inside a field: `field` is the path of the string that holds it
+    /// (`env.KUBECONFIG`, `values[0]`).
+    Interpolation { field: String, output: String },
+    /// `depends_on = ["kind.name"]`.
+    DependsOn,
+}
+
+impl Spec {
+    /// Every resource this one depends on, with why: reference fields in field order,
+    /// then interpolations in field order, then `depends_on` in the order written.
+    pub fn dependencies(&self, address: &ResourceAddress) -> Vec<Dependency> {
+        self.dependencies.get(address).cloned().unwrap_or_default()
+    }
+
+    /// `file:line:column` where the resource's table starts, for messages from later stages.
+    pub fn location_of(&self, address: &ResourceAddress) -> Option<String> {
+        let origin = self.origins.get(address)?;
+        Some(origin.file.position(origin.header.start))
+    }
+}
+
+/// Loads a spec: a folder of `*.toml` files (sorted by name, not recursive) or one file.
+pub fn load(path: &Path, options: &LoadOptions, rules: &RuleBook) -> Result<Spec, SpecErrors> {
+    let unreadable = |reason: std::io::Error| {
+        SpecErrors::new(vec![SpecError::new(
+            Problem::Unreadable {
+                path: path.display().to_string(),
+                reason: reason.to_string(),
+            },
+            None,
+        )])
+    };
+    let (root, paths) = if path.is_dir() {
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(unreadable)? {
+            let entry_path = entry.map_err(unreadable)?.path();
+            if entry_path.extension().is_some_and(|extension| extension == "toml")
+                && entry_path.is_file()
+            {
+                paths.push(entry_path);
+            }
+        }
+        paths.sort();
+        if paths.is_empty() {
+            return Err(SpecErrors::new(vec![
+                SpecError::new(
+                    Problem::NoSpecFiles {
+                        path: path.display().to_string(),
+                    },
+                    None,
+                )
+                .help("point ferry at a folder of spec files, such as specs/data100"),
+            ]));
+        }
+        (path.to_path_buf(), paths)
+    } else {
+        let parent = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        (parent.to_path_buf(), vec![path.to_path_buf()])
+    };
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for file in paths {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => files.push((file, text)),
+            Err(reason) => errors.push(SpecError::new(
+                Problem::Unreadable {
+                    path: file.display().to_string(),
+                    reason: reason.to_string(),
+                },
+                None,
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(SpecErrors::new(errors));
+    }
+    load_sources(&root, files, options, rules)
+}
+
+/// Loads a spec from files already in memory, named as they should appear in messages.
+pub fn load_sources(
+    root: &Path,
+    files: Vec<(PathBuf, String)>,
+    options: &LoadOptions,
+    rules: &RuleBook,
+) -> Result<Spec, SpecErrors> {
+    load::load(root, files, options, rules)
+}

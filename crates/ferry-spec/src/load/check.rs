@@ -1,0 +1,518 @@
+//! Checks that cross resources: references, outputs, `depends_on`, each kind's own validation,
+//! the failover policy, DNS zones, LUNs, the two-key destroy opt-in, and cycles.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ferry_core::provider::FieldType;
+use ferry_core::{Attributes, Ensure, Kind, ResourceAddress, Value};
+
+use super::{Loader, Read, Step, navigate, parse_path, place};
+use crate::error::{Place, Problem, SpecError};
+use crate::suggest::did_you_mean;
+use crate::{Dependency, DependencyVia, FailoverMode, FailoverPolicy, graph};
+
+/// The names of the resources of one kind, for "did you mean".
+fn names_of<'r>(
+    read: &'r BTreeMap<ResourceAddress, Read<'_, '_>>,
+    kind: Kind,
+) -> impl Iterator<Item = &'r str> {
+    read.range(ResourceAddress::new(kind, "")..)
+        .take_while(move |(address, _)| address.kind == kind)
+        .map(|(address, _)| address.name.as_str())
+}
+
+/// "did you mean `vm.nfs`?" among the resources of the address's kind, or how to declare it.
+fn missing_help(read: &BTreeMap<ResourceAddress, Read<'_, '_>>, address: &ResourceAddress) -> String {
+    did_you_mean(&address.name, names_of(read, address.kind))
+        .map(|_| {
+            let name = crate::suggest::closest(&address.name, names_of(read, address.kind))
+                .unwrap_or_default();
+            format!("did you mean `{}.{name}`?", address.kind)
+        })
+        .unwrap_or_else(|| format!("declare it as [{address}], or fix the name"))
+}
+
+/// One edge of the dependency graph, with where it is written.
+struct Edge {
+    to: ResourceAddress,
+    place: Place,
+}
+
+impl Loader<'_> {
+    pub(super) fn check_across(
+        &mut self,
+        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        zones: &BTreeMap<String, Attributes>,
+        failover: &mut FailoverPolicy,
+        triggers: &[(String, Place)],
+    ) -> BTreeMap<ResourceAddress, Vec<Dependency>> {
+        let mut dependencies = BTreeMap::new();
+        let mut edges: BTreeMap<&ResourceAddress, Vec<Edge>> = BTreeMap::new();
+        let mut luns: HashMap<(&str, i64), &ResourceAddress> = HashMap::new();
+        for (address, resource) in read {
+            let mut found = Vec::new();
+            let mut resource_edges = Vec::new();
+            self.check_references(read, resource, &mut found, &mut resource_edges);
+            self.check_outputs(read, resource, &mut found, &mut resource_edges);
+            for (target, at) in &resource.depends_on {
+                if read.contains_key(target) {
+                    found.push(Dependency {
+                        address: target.clone(),
+                        via: DependencyVia::DependsOn,
+                    });
+                    resource_edges.push(Edge {
+                        to: target.clone(),
+                        place: at.clone(),
+                    });
+                } else {
+                    self.push(
+                        SpecError::new(
+                            Problem::UnknownResource {
+                                address: target.to_string(),
+                            },
+                            Some(at.clone()),
+                        )
+                        .help(missing_help(read, target)),
+                    );
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            found.retain(|dependency| seen.insert(dependency.clone()));
+            dependencies.insert(address.clone(), found);
+            edges.insert(address, resource_edges);
+
+            self.check_kind_rules(resource);
+            self.check_destroy(resource);
+            self.check_zone(resource, zones);
+            self.check_lun(resource, read, &mut luns);
+            if failover.mode != FailoverMode::Off {
+                self.check_generation(resource);
+            }
+        }
+        self.check_triggers(read, failover, triggers);
+        self.check_cycles(read, &edges);
+        dependencies
+    }
+
+    fn field_place(&self, resource: &Read<'_, '_>, field: &str) -> Place {
+        let path = parse_path(field);
+        let node = match path.first() {
+            Some(Step::Key(key)) => resource
+                .field_nodes
+                .get(key)
+                .or_else(|| resource.meta_nodes.get(key.as_str()))
+                .map(|node| navigate(node, &path[1..])),
+            _ => None,
+        };
+        let span = node.map_or_else(|| resource.gathered.node.span(), |node| node.span());
+        place(&resource.gathered.file, span)
+    }
+
+    fn check_references(
+        &mut self,
+        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        resource: &Read<'_, '_>,
+        found: &mut Vec<Dependency>,
+        edges: &mut Vec<Edge>,
+    ) {
+        let Some(rules) = self.rules.get(resource.spec.address.kind) else {
+            return;
+        };
+        for field in rules.fields() {
+            let (kind, list) = match field.field_type {
+                FieldType::Reference(kind) => (kind, false),
+                FieldType::ReferenceList(kind) => (kind, true),
+                _ => continue,
+            };
+            let Some(value) = resource.spec.fields.get(field.name) else {
+                continue;
+            };
+            let items: Vec<(String, &Value)> = if list {
+                value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(index, item)| (format!("{}[{index}]", field.name), item))
+                    .collect()
+            } else {
+                vec![(field.name.to_owned(), value)]
+            };
+            for (path, item) in items {
+                // Mistyped values are reported by the type check already.
+                let Some(text) = item.as_str() else { continue };
+                let at = self.field_place(resource, &path);
+                let target = match text.parse::<ResourceAddress>() {
+                    Ok(target) => target,
+                    Err(_) => {
+                        self.push(
+                            SpecError::new(Problem::BadAddress { text: text.to_owned() }, Some(at))
+                                .help(format!(
+                                    "`{}` names a {kind}: write it as \"{kind}.NAME\"",
+                                    field.name
+                                )),
+                        );
+                        continue;
+                    }
+                };
+                if target.kind != kind {
+                    let same_name = ResourceAddress::new(kind, target.name.clone());
+                    let help = if read.contains_key(&same_name) {
+                        format!("did you mean `{same_name}`?")
+                    } else {
+                        format!("name a {kind} here, such as \"{kind}.NAME\"")
+                    };
+                    self.push(
+                        SpecError::new(
+                            Problem::WrongKind {
+                                field: path.clone(),
+                                expected: kind.to_string(),
+                                address: target.to_string(),
+                                found: target.kind.to_string(),
+                            },
+                            Some(at),
+                        )
+                        .help(help),
+                    );
+                    continue;
+                }
+                if !read.contains_key(&target) {
+                    self.push(
+                        SpecError::new(
+                            Problem::UnknownResource {
+                                address: target.to_string(),
+                            },
+                            Some(at),
+                        )
+                        .help(missing_help(read, &target)),
+                    );
+                    continue;
+                }
+                found.push(Dependency {
+                    address: target.clone(),
+                    via: DependencyVia::Reference {
+                        field: field.name.to_owned(),
+                    },
+                });
+                edges.push(Edge { to: target, place: at });
+            }
+        }
+    }
+
+    fn check_outputs(
+        &mut self,
+        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        resource: &Read<'_, '_>,
+        found: &mut Vec<Dependency>,
+        edges: &mut Vec<Edge>,
+    ) {
+        for used in &resource.outputs {
+            let Some(target) = read.get(&used.address) else {
+                self.push(
+                    SpecError::new(
+                        Problem::UnknownResource {
+                            address: used.address.to_string(),
+                        },
+                        Some(used.place.clone()),
+                    )
+                    .help(missing_help(read, &used.address)),
+                );
+                continue;
+            };
+            let kind = used.address.kind;
+            let mut outputs: Vec<&str> = self
+                .rules
+                .get(kind)
+                .map(|rules| rules.outputs().iter().map(|output| output.name).collect())
+                .unwrap_or_default();
+            // A hook's own outputs are the names its `outputs` field lists.
+            if kind == Kind::Hook {
+                outputs.extend(
+                    target
+                        .spec
+                        .fields
+                        .get("outputs")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str),
+                );
+            }
+            // Recovery after a syntax error may have dropped the hook's `outputs`.
+            let known = outputs.contains(&used.output.as_str()) || target.gathered.broken;
+            if !known {
+                let help = did_you_mean(&used.output, outputs.iter().copied()).unwrap_or_else(|| {
+                    match (outputs.is_empty(), kind) {
+                        (_, Kind::Hook) => format!(
+                            "list it in {}'s outputs = [...], and print it in the JSON object on the command's last line",
+                            used.address
+                        ),
+                        (true, _) => format!("a {kind} has no outputs"),
+                        (false, _) => format!("the outputs of a {kind} are: {}", outputs.join(", ")),
+                    }
+                });
+                self.push(
+                    SpecError::new(
+                        Problem::UnknownOutput {
+                            kind: used.address.to_string(),
+                            output: used.output.clone(),
+                        },
+                        Some(used.place.clone()),
+                    )
+                    .help(help),
+                );
+                continue;
+            }
+            found.push(Dependency {
+                address: used.address.clone(),
+                via: DependencyVia::Interpolation {
+                    field: used.field.clone(),
+                    output: used.output.clone(),
+                },
+            });
+            edges.push(Edge {
+                to: used.address.clone(),
+                place: used.place.clone(),
+            });
+        }
+    }
+
+    /// The kind's own rules, on resources whose fields are complete and well-typed: on others
+    /// they would mostly repeat what the type check said.
+    fn check_kind_rules(&mut self, resource: &Read<'_, '_>) {
+        if !resource.clean {
+            return;
+        }
+        let Some(rules) = self.rules.get(resource.spec.address.kind) else {
+            return;
+        };
+        for error in rules.validate(&resource.spec) {
+            let at = self.field_place(resource, &error.field);
+            self.push(
+                SpecError::new(
+                    Problem::Invalid {
+                        address: resource.spec.address.to_string(),
+                        message: error.message,
+                    },
+                    Some(at),
+                )
+                .maybe_help(error.help),
+            );
+        }
+    }
+
+    fn check_destroy(&mut self, resource: &Read<'_, '_>) {
+        let spec = &resource.spec;
+        let kind = spec.address.kind;
+        if kind.is_stateful() && spec.ensure == Ensure::Absent && !spec.allow_destroy {
+            let at = self.field_place(resource, "ensure");
+            self.push(
+                SpecError::new(
+                    Problem::DestroyNeedsOptIn {
+                        address: spec.address.to_string(),
+                    },
+                    Some(at),
+                )
+                .help("deleting a stateful resource takes two opt-ins: add allow_destroy = true to it, and pass --allow-destroy to ferry apply"),
+            );
+        }
+        if !kind.is_stateful() && resource.meta_nodes.contains_key("allow_destroy") {
+            let at = self.field_place(resource, "allow_destroy");
+            self.push(
+                SpecError::new(
+                    Problem::UselessAllowDestroy {
+                        address: spec.address.to_string(),
+                        kind: kind.to_string(),
+                    },
+                    Some(at),
+                )
+                .help("remove it: ensure = \"absent\" deletes a resource that a failover can rebuild without any opt-in"),
+            );
+        }
+    }
+
+    fn check_zone(&mut self, resource: &Read<'_, '_>, zones: &BTreeMap<String, Attributes>) {
+        if resource.spec.address.kind != Kind::DnsRecord {
+            return;
+        }
+        let Some(zone) = resource.spec.str_field("zone") else {
+            return;
+        };
+        if zone.contains("${") || zones.contains_key(zone) {
+            return;
+        }
+        let help = did_you_mean(zone, zones.keys().map(String::as_str)).unwrap_or_else(|| {
+            format!("declare it as [zones.\"{zone}\"] with its backend (azure or rfc2136)")
+        });
+        let at = self.field_place(resource, "zone");
+        self.push(
+            SpecError::new(
+                Problem::UndeclaredZone {
+                    zone: zone.to_owned(),
+                },
+                Some(at),
+            )
+            .help(help),
+        );
+    }
+
+    fn check_lun<'r>(
+        &mut self,
+        resource: &'r Read<'_, '_>,
+        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        luns: &mut HashMap<(&'r str, i64), &'r ResourceAddress>,
+    ) {
+        let spec = &resource.spec;
+        if spec.address.kind != Kind::Disk || spec.ensure == Ensure::Absent {
+            return;
+        }
+        let (Some(vm), Some(lun)) = (
+            spec.str_field("vm"),
+            spec.field("lun").and_then(Value::as_i64),
+        ) else {
+            return;
+        };
+        let Some(first) = luns.get(&(vm, lun)) else {
+            luns.insert((vm, lun), &spec.address);
+            return;
+        };
+        let at = self.field_place(resource, "lun");
+        let mut error = SpecError::new(
+            Problem::SharedLun {
+                vm: vm.to_owned(),
+                lun,
+            },
+            Some(at),
+        )
+        .label(format!("{} is at lun {lun}", spec.address))
+        .help("give each disk on a vm its own lun, 0 to 63");
+        if let Some(first_resource) = read.get(*first) {
+            let first_place = self.field_place(first_resource, "lun");
+            error = error.note(
+                Problem::Note {
+                    message: format!("{first} is at lun {lun} too"),
+                },
+                first_place,
+            );
+        }
+        self.push(error);
+    }
+
+    fn check_generation(&mut self, resource: &Read<'_, '_>) {
+        let spec = &resource.spec;
+        if spec.address.kind != Kind::ResourceGroup {
+            return;
+        }
+        let Some(name) = spec.str_field("name") else {
+            return;
+        };
+        if name.contains("${generation}") {
+            return;
+        }
+        let at = self.field_place(resource, "name");
+        self.push(
+            SpecError::new(
+                Problem::GenerationMissing {
+                    address: spec.address.to_string(),
+                },
+                Some(at),
+            )
+            .help(format!(
+                "a failover builds the new generation's resources in a new resource group beside the old one, so each generation needs its own name: write name = \"{name}-g${{generation}}\", or set mode = \"off\" in [failover]"
+            )),
+        );
+    }
+
+    fn check_triggers(
+        &mut self,
+        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        failover: &mut FailoverPolicy,
+        triggers: &[(String, Place)],
+    ) {
+        for (text, at) in triggers {
+            let address = match text.parse::<ResourceAddress>() {
+                Ok(address) => address,
+                Err(error) => {
+                    self.push(
+                        SpecError::new(Problem::BadAddress { text: text.clone() }, Some(at.clone()))
+                            .help(error.to_string()),
+                    );
+                    continue;
+                }
+            };
+            if !read.contains_key(&address) {
+                self.push(
+                    SpecError::new(
+                        Problem::UnknownResource {
+                            address: address.to_string(),
+                        },
+                        Some(at.clone()),
+                    )
+                    .help(missing_help(read, &address)),
+                );
+                continue;
+            }
+            if !address.kind.is_replaceable() {
+                self.push(
+                    SpecError::new(
+                        Problem::BadTrigger {
+                            address: address.to_string(),
+                        },
+                        Some(at.clone()),
+                    )
+                    .help("a trigger is a replaceable resource whose bad health calls for a new generation, such as aks_cluster.hub; stateful resources and checks are moved or waited for, not rebuilt"),
+                );
+                continue;
+            }
+            failover.triggers.push(address);
+        }
+    }
+
+    fn check_cycles(
+        &mut self,
+        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        edges: &BTreeMap<&ResourceAddress, Vec<Edge>>,
+    ) {
+        let index: HashMap<&ResourceAddress, usize> = read
+            .keys()
+            .enumerate()
+            .map(|(position, address)| (address, position))
+            .collect();
+        let addresses: Vec<&ResourceAddress> = read.keys().collect();
+        let adjacency: Vec<Vec<usize>> = addresses
+            .iter()
+            .map(|address| {
+                edges
+                    .get(address)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|edge| index.get(&edge.to).copied())
+                    .collect()
+            })
+            .collect();
+        for component in graph::cyclic_components(&adjacency) {
+            let cycle = graph::cycle_through(&component, &adjacency);
+            let path: Vec<String> = cycle.iter().map(|node| addresses[*node].to_string()).collect();
+            let from = addresses[cycle[0]];
+            let to = addresses[cycle[1]];
+            let Some(edge) = edges
+                .get(from)
+                .into_iter()
+                .flatten()
+                .find(|edge| &edge.to == to)
+            else {
+                continue;
+            };
+            self.push(
+                SpecError::new(
+                    Problem::Cycle {
+                        path: path.join(" -> "),
+                    },
+                    Some(edge.place.clone()),
+                )
+                .label(format!("{from} depends on {to} here"))
+                .help("resources cannot depend on each other in a circle: remove one of these references or depends_on entries"),
+            );
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The example spec that the whole project is built around must load without a problem.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ferry_core::{Kind, ResourceAddress};
+use ferry_spec::{DependencyVia, FailoverMode, LoadOptions, StateConfig, load};
+
+fn data100() -> ferry_spec::Spec {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100");
+    let options = LoadOptions {
+        variables: BTreeMap::new(),
+        environment: BTreeMap::new(),
+    };
+    match load(&path, &options, &ferry_providers::rule_book()) {
+        Ok(spec) => spec,
+        Err(errors) => panic!("{}", errors.render(false)),
+    }
+}
+
+#[test]
+fn data100_loads_without_problems() {
+    let spec = data100();
+    assert_eq!(spec.deployment.name, "data100");
+    assert_eq!(spec.deployment.location, "westeurope");
+    assert_eq!(spec.failover.mode, FailoverMode::Automatic);
+    assert_eq!(
+        spec.failover.triggers,
+        [ResourceAddress::new(Kind::AksCluster, "hub")]
+    );
+    assert!(matches!(&spec.state, StateConfig::Local { path } if path.ends_with(".ferry")));
+    assert!(spec.zones.contains_key("data100.example.org"));
+    assert_eq!(spec.resources.len(), 15);
+
+    let vm = &spec.resources[&"vm.nfs".parse().unwrap()];
+    assert!(vm.str_field("ssh_public_key").unwrap().starts_with("ssh-ed25519 "));
+    let staging = &spec.resources[&"dns_record.staging".parse().unwrap()];
+    assert_eq!(staging.str_field("zone"), Some("data100.example.org"));
+    assert_eq!(
+        staging.field("values").unwrap(),
+        &serde_json::json!(["${public_ip.ingress.address}"])
+    );
+    let group = &spec.resources[&"resource_group.main".parse().unwrap()];
+    assert_eq!(group.str_field("name"), Some("data100-g${generation}"));
+}
+
+#[test]
+fn data100_dependencies_say_why() {
+    let spec = data100();
+    let rendered: Vec<String> = spec
+        .dependencies(&"dns_record.staging".parse().unwrap())
+        .into_iter()
+        .map(|dependency| match dependency.via {
+            DependencyVia::Reference { field } => format!("{} via {field}", dependency.address),
+            DependencyVia::Interpolation { field, output } => {
+                format!("{} via ${{..{output}}} in {field}", dependency.address)
+            }
+            DependencyVia::DependsOn => format!("{} via depends_on", dependency.address),
+        })
+        .collect();
+    assert_eq!(
+        rendered,
+        [
+            "public_ip.ingress via ${..address} in values[0]",
+            "hook.staging_hub via depends_on",
+        ]
+    );
+    let pool = spec.dependencies(&"zfs_pool.home".parse().unwrap());
+    assert_eq!(pool.len(), 5);
+    assert_eq!(
+        spec.location_of(&"zfs_pool.home".parse().unwrap()).unwrap(),
+        format!(
+            "{}:35:1",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../specs/data100/storage.toml")
+                .display()
+        )
+    );
+}
