@@ -1,0 +1,275 @@
+//! `ferry apply` and `ferry force-unlock`: the lock, the confirmation, Ctrl-C, and the report.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use ferry_apply::{ApplyConfig, ApplyControl, CancelLevel, Store, progress};
+use ferry_core::{Plan, Providers};
+use ferry_plan::render;
+use ferry_state::lock::{self, LockRequest};
+
+use crate::args::{ApplyArgs, SpecArgs, UnlockArgs};
+use crate::observe::{self, load_world, save_world, world_providers};
+use crate::output::Output;
+use crate::{load_spec, make_plan, read_saved_plan};
+
+/// How long a lock lasts without renewal: a crashed apply's lock goes stale after this.
+const LOCK_LEASE: Duration = Duration::from_secs(300);
+
+/// A saved plan is JSON; a spec is a folder or a `.toml` file.
+fn is_saved_plan(path: &Path) -> bool {
+    path.is_file() && path.extension().is_none_or(|extension| extension != "toml")
+}
+
+pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
+    if args.source.observed.is_some() {
+        bail!("ferry apply reads the world itself: --observed is for ferry plan");
+    }
+    let rules = ferry_providers::rule_book();
+    let saved = if is_saved_plan(&args.target) {
+        Some(read_saved_plan(&args.target)?)
+    } else {
+        None
+    };
+    let spec_args = match &saved {
+        Some(saved) => SpecArgs {
+            spec: PathBuf::from(&saved.spec_path),
+            vars: saved
+                .variables
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect(),
+        },
+        None => SpecArgs {
+            spec: args.target.clone(),
+            vars: args.vars.clone(),
+        },
+    };
+    let spec = load_spec(&spec_args, &rules, output)?;
+    if let Some(saved) = &saved
+        && saved.deployment != spec.deployment.name
+    {
+        bail!(
+            "{} is a plan for deployment {}, but {} is deployment {}",
+            args.target.display(),
+            saved.deployment,
+            spec_args.spec.display(),
+            spec.deployment.name
+        );
+    }
+    let directory = observe::state_dir(&spec)?;
+    directory
+        .create()
+        .with_context(|| format!("cannot create {}", directory.root.display()))?;
+    let lock_path = directory.lock_path();
+    let held = lock::acquire(
+        &lock_path,
+        &LockRequest::for_this_process("apply", LOCK_LEASE),
+        SystemTime::now(),
+    )?;
+    let result = locked_apply(
+        args,
+        output,
+        &spec_args,
+        &spec,
+        &rules,
+        saved.as_ref(),
+        &held,
+    );
+    if let Err(error) = lock::release(&lock_path, &held.id) {
+        output.error(&format!("{error}"));
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn locked_apply(
+    args: &ApplyArgs,
+    output: &Output,
+    spec_args: &SpecArgs,
+    spec: &ferry_spec::Spec,
+    rules: &ferry_core::RuleBook,
+    saved: Option<&ferry_plan::SavedPlan>,
+    held: &ferry_state::lock::LockInfo,
+) -> Result<ExitCode> {
+    let directory = observe::state_dir(spec)?;
+    let mut store = Store::open(&directory)?;
+    let world = args
+        .source
+        .world
+        .as_ref()
+        .map(|path| load_world(path))
+        .transpose()?;
+    let providers: Providers = match &world {
+        Some(world) => world_providers(world),
+        None => observe::live_providers(),
+    };
+    let snapshot = observe::read_with(spec, rules, &store.state, &providers)?;
+
+    let plan: Plan = match saved {
+        Some(saved) => {
+            let stale = saved.stale(&snapshot);
+            if !stale.is_empty() {
+                let lines: Vec<String> = stale.iter().map(|change| format!("  {change}")).collect();
+                bail!(
+                    "the world changed since this plan was made, so it is not applied:\n{}\nmake a new plan with ferry plan",
+                    lines.join("\n")
+                );
+            }
+            saved.plan.clone()
+        }
+        None => {
+            let plan = make_plan(spec, &snapshot, rules, &args.planning)?;
+            output.stdout(&render::text(&plan, &output.text_options()));
+            if plan.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !args.auto_approve && !confirm(output, &plan)? {
+                output.stderr("Apply cancelled: nothing was changed.\n");
+                return Ok(ExitCode::from(1));
+            }
+            plan
+        }
+    };
+    if plan.is_empty() {
+        output.stderr("No changes: the world matches the spec.\n");
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let config = ApplyConfig {
+        parallelism: usize::from(args.parallelism),
+        ..ApplyConfig::default()
+    };
+    let control = ApplyControl::new();
+    let on_event = progress::for_stderr();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let lock_path = directory.lock_path();
+    let report = runtime.block_on(async {
+        let interrupts = tokio::spawn(watch_interrupts(control.clone(), Arc::new(output_plain())));
+        let renewals = tokio::spawn(renew_lock(lock_path, held.id.clone()));
+        let report =
+            ferry_apply::apply(&plan, &providers, &config, &mut store, &control, &*on_event).await;
+        interrupts.abort();
+        renewals.abort();
+        report
+    })?;
+
+    if report.succeeded() {
+        let generation = plan
+            .failover
+            .as_ref()
+            .map(|failover| failover.to_generation)
+            .unwrap_or(store.state.active_generation.max(1));
+        store.state.active_generation = generation;
+        store
+            .state
+            .save(&directory.state_path())
+            .context("the apply succeeded but its state could not be saved")?;
+    }
+    if let (Some(world), Some(path)) = (&world, &args.source.world) {
+        save_world(path, world)?;
+    }
+    let target = if saved.is_some() {
+        args.target.display().to_string()
+    } else {
+        spec_args.spec.display().to_string()
+    };
+    let counts = report.counts();
+    if report.succeeded() {
+        output.stderr(&format!(
+            "Apply complete: {} in {}. Generation {} serves.\n",
+            counts.describe(),
+            render::duration(report.elapsed.as_secs()),
+            store.state.active_generation
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failed: Vec<String> = report
+        .steps
+        .iter()
+        .filter_map(|step| match &step.status {
+            ferry_apply::StepStatus::Failed { error } => Some(format!("  {}: {error}", step.id)),
+            _ => None,
+        })
+        .collect();
+    let why = if report.cancel >= CancelLevel::StopStarting {
+        "Apply interrupted"
+    } else {
+        "Apply failed"
+    };
+    output.stderr(&format!(
+        "{why}: {}.\n{}{}Run `ferry apply {target}` again to resume: finished steps are not repeated.\n",
+        counts.describe(),
+        failed.join("\n"),
+        if failed.is_empty() { "" } else { "\n" },
+    ));
+    Ok(ExitCode::from(1))
+}
+
+fn output_plain() -> Output {
+    Output::new(crate::args::ColorChoice::Never)
+}
+
+/// The first Ctrl-C stops starting steps and lets running ones finish; the second aborts them.
+async fn watch_interrupts(control: ApplyControl, output: Arc<Output>) {
+    loop {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        match control.escalate() {
+            CancelLevel::StopStarting => output.stderr(
+                "\nStopping: no new step starts; running steps finish. Press Ctrl-C again to abort them.\n",
+            ),
+            _ => output.stderr("\nAborting the running steps.\n"),
+        }
+    }
+}
+
+/// Keeps the lock's lease alive while the apply runs.
+async fn renew_lock(path: PathBuf, id: String) {
+    loop {
+        tokio::time::sleep(LOCK_LEASE / 3).await;
+        let _ = lock::renew(&path, &id, LOCK_LEASE, SystemTime::now());
+    }
+}
+
+fn confirm(output: &Output, plan: &Plan) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "ferry apply needs a confirmation and stdin is not a terminal: review the plan, then pass --auto-approve"
+        );
+    }
+    output.stderr(&format!(
+        "\nApply these {} steps? Only 'yes' is accepted: ",
+        plan.steps.len()
+    ));
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+pub fn force_unlock(args: &UnlockArgs, output: &Output) -> Result<ExitCode> {
+    let rules = ferry_providers::rule_book();
+    let spec = load_spec(
+        &SpecArgs {
+            spec: args.spec.clone(),
+            vars: Vec::new(),
+        },
+        &rules,
+        output,
+    )?;
+    let directory = observe::state_dir(&spec)?;
+    let broken = lock::force_unlock(&directory.lock_path(), &args.id)?;
+    output.stderr(&format!(
+        "Unlocked: the lock of {} (pid {} on {}, `{}` since {}) is broken.\n",
+        broken.holder, broken.pid, broken.host, broken.operation, broken.started_at
+    ));
+    Ok(ExitCode::SUCCESS)
+}

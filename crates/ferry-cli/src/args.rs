@@ -1,0 +1,170 @@
+//! The command line, as clap parses it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Plan and apply the failover of a service to a new generation of its infrastructure",
+    long_about = "ferry computes a failover as an ordered diff between a TOML spec and the observed \
+                  world, shows the exact plan, and applies it with every independent step in parallel."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// When to colour the output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a spec and show every problem in it at once.
+    Validate(SpecArgs),
+    /// Show what apply would do: the failover when one is due.
+    Plan(PlanArgs),
+    /// Carry out a plan: a spec's (after confirmation) or a saved one.
+    Apply(ApplyArgs),
+    /// Read every resource of a spec and write the observations as JSON.
+    Observe(ObserveArgs),
+    /// Print a saved plan.
+    Show(ShowArgs),
+    /// Print the spec's dependency graph, or a plan's step graph, as Graphviz DOT.
+    Graph(GraphArgs),
+    /// Break the apply lock of a spec's state, after making sure its holder is gone.
+    ForceUnlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// The spec: a folder of *.toml files, or one file.
+    pub spec: PathBuf,
+    /// Set a variable declared in [variables].
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct SourceArgs {
+    /// Plan from this snapshot (written by `ferry observe`) instead of reading the world.
+    #[arg(long, value_name = "FILE", conflicts_with = "world")]
+    pub observed: Option<PathBuf>,
+    /// Use a simulated in-memory world kept in this JSON file instead of real providers:
+    /// for trying ferry, demos and tests.
+    #[arg(long, value_name = "FILE")]
+    pub world: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct PlanningArgs {
+    /// Plan a failover whatever the readings say (a drill, or a planned move).
+    #[arg(long, conflicts_with = "no_failover")]
+    pub failover: bool,
+    /// Only reconcile the active generation, even if a trigger is unhealthy.
+    #[arg(long)]
+    pub no_failover: bool,
+    /// Allow deleting stateful resources whose spec says ensure = "absent" and allow_destroy.
+    #[arg(long)]
+    pub allow_destroy: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+    /// Print the plan as JSON (format_version 1, documented in docs/spec-reference.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan, with the fingerprints of the observations it was made from.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The spec (a folder or a file), or a plan saved by `ferry plan -o`.
+    pub target: PathBuf,
+    /// Set a variable declared in [variables].
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+    /// Apply without asking for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Steps running at once, over all providers.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A plan saved by `ferry plan -o FILE`.
+    pub plan: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// The plan's steps instead of the spec's resources.
+    #[arg(long)]
+    pub plan: bool,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The lock's id, as the refused apply printed it.
+    pub id: String,
+    /// The spec whose state is locked.
+    #[arg(default_value = ".")]
+    pub spec: PathBuf,
+}
+
+/// `--var NAME=VALUE` pairs.
+pub fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut parsed = BTreeMap::new();
+    for var in vars {
+        let Some((name, value)) = var.split_once('=') else {
+            bail!("--var {var} has no value: write it as --var NAME=VALUE");
+        };
+        parsed.insert(name.trim().to_owned(), value.to_owned());
+    }
+    Ok(parsed)
+}

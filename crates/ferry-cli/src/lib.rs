@@ -1,0 +1,197 @@
+//! The `ferry` command line: argument parsing, output formats and colour. Everything else is
+//! library code that a program can call directly.
+
+mod apply;
+mod args;
+mod observe;
+mod output;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ferry_core::{Plan, RuleBook, Snapshot};
+use ferry_plan::{FailoverRequest, PlanConfig, SavedPlan, render};
+use ferry_spec::{LoadOptions, Spec};
+
+use args::{Cli, Command, GraphArgs, PlanArgs, PlanningArgs, ShowArgs, SpecArgs};
+use output::Output;
+
+/// Runs `ferry` with the process's arguments; returns the exit code scripts rely on: 0 for
+/// success (and no changes with `--detailed-exitcode`), 2 for changes present, 1 for errors.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let output = Output::new(cli.color);
+    match run(cli.command, &output) {
+        Ok(code) => code,
+        Err(error) => {
+            if error.downcast_ref::<Shown>().is_none() {
+                output.error(&format!("{error:#}"));
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// An error already shown to the user in full (spec diagnostics): only the exit code is left.
+#[derive(Debug)]
+pub(crate) struct Shown;
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the problems above stop ferry")
+    }
+}
+
+impl std::error::Error for Shown {}
+
+fn run(command: Command, output: &Output) -> Result<ExitCode> {
+    match command {
+        Command::Validate(args) => validate(&args, output),
+        Command::Plan(args) => plan_command(&args, output),
+        Command::Show(args) => show(&args, output),
+        Command::Graph(args) => graph(&args, output),
+        Command::Observe(args) => {
+            let rules = ferry_providers::rule_book();
+            let spec = load_spec(&args.spec, &rules, output)?;
+            let snapshot = observe::observe(&spec, &rules, &args.source)?;
+            let mut text = serde_json::to_string_pretty(&snapshot)?;
+            text.push('\n');
+            output.stdout(&text);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply(args) => apply::apply_command(&args, output),
+        Command::ForceUnlock(args) => apply::force_unlock(&args, output),
+    }
+}
+
+/// Loads and validates a spec, showing every problem in it on stderr when there are some.
+pub(crate) fn load_spec(args: &SpecArgs, rules: &RuleBook, output: &Output) -> Result<Spec> {
+    let options = LoadOptions {
+        variables: args::parse_vars(&args.vars)?,
+        environment: std::env::vars().collect(),
+    };
+    match ferry_spec::load(&args.spec, &options, rules) {
+        Ok(spec) => Ok(spec),
+        Err(errors) => {
+            output.stderr(&errors.render(output.stderr_color()));
+            Err(Shown.into())
+        }
+    }
+}
+
+fn validate(args: &SpecArgs, output: &Output) -> Result<ExitCode> {
+    let rules = ferry_providers::rule_book();
+    let spec = load_spec(args, &rules, output)?;
+    output.stdout(&format!(
+        "{} is valid: deployment {}, {} resources.\n",
+        args.spec.display(),
+        spec.deployment.name,
+        spec.resources.len()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn plan_config(args: &PlanningArgs) -> PlanConfig {
+    PlanConfig {
+        failover: if args.failover {
+            FailoverRequest::Force
+        } else if args.no_failover {
+            FailoverRequest::Never
+        } else {
+            FailoverRequest::Policy
+        },
+        allow_destroy: args.allow_destroy,
+    }
+}
+
+/// Plans, showing every planning problem at once when there are some.
+pub(crate) fn make_plan(
+    spec: &Spec,
+    snapshot: &Snapshot,
+    rules: &RuleBook,
+    planning: &PlanningArgs,
+) -> Result<Plan> {
+    ferry_plan::plan(spec, snapshot, rules, &plan_config(planning))
+        .map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+
+fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
+    let rules = ferry_providers::rule_book();
+    let spec = load_spec(&args.spec, &rules, output)?;
+    let snapshot = observe::observe(&spec, &rules, &args.source)?;
+    let plan = make_plan(&spec, &snapshot, &rules, &args.planning)?;
+    if args.json {
+        output.stdout(&render::json(&plan));
+    } else {
+        output.stdout(&render::text(&plan, &output.text_options()));
+    }
+    if let Some(path) = &args.out {
+        let saved = SavedPlan::new(&spec.deployment.name, plan.clone(), &snapshot)
+            .for_spec(&args.spec.spec, &args::parse_vars(&args.spec.vars)?);
+        write_file(path, &saved.to_json())?;
+        output.stderr(&format!(
+            "Saved the plan to {}: apply exactly it with `ferry apply {}`.\n",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(if args.detailed_exitcode && !plan.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn show(args: &ShowArgs, output: &Output) -> Result<ExitCode> {
+    let saved = read_saved_plan(&args.plan)?;
+    if args.json {
+        output.stdout(&render::json(&saved.plan));
+    } else {
+        output.stdout(&render::text(&saved.plan, &output.text_options()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn graph(args: &GraphArgs, output: &Output) -> Result<ExitCode> {
+    let rules = ferry_providers::rule_book();
+    let spec = load_spec(&args.spec, &rules, output)?;
+    if args.plan {
+        let snapshot = observe::observe(&spec, &rules, &args.source)?;
+        let plan = make_plan(&spec, &snapshot, &rules, &args.planning)?;
+        output.stdout(&render::plan_dot(&plan));
+    } else {
+        output.stdout(&render::spec_dot(&spec));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn read_saved_plan(path: &Path) -> Result<SavedPlan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the saved plan {}", path.display()))?;
+    SavedPlan::from_json(&text).with_context(|| format!("{} is not a usable plan", path.display()))
+}
+
+/// Writes a file whole, through a temporary file beside it, so that a crash never leaves half
+/// a plan behind.
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
+    let directory = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temporary = directory.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("ferry")
+    ));
+    let mut file = std::fs::File::create(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

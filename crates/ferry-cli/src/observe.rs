@@ -1,0 +1,116 @@
+//! Where the CLI's observations come from: a snapshot file, a simulated world, or the
+//! providers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use ferry_core::observation::SNAPSHOT_FORMAT_VERSION;
+use ferry_core::{Attributes, InstanceAddress, Kind, Providers, RuleBook, Snapshot};
+use ferry_observe::ObserveConfig;
+use ferry_spec::{Spec, StateConfig};
+use ferry_state::{StateDir, StateFile};
+use ferry_testkit::{MemoryProvider, World};
+
+use crate::args::SourceArgs;
+
+/// The folder that holds a spec's local state.
+pub fn state_dir(spec: &Spec) -> Result<StateDir> {
+    match &spec.state {
+        StateConfig::Local { path } => Ok(StateDir::new(spec.root.join(path))),
+        StateConfig::AzureBlob { .. } => bail!(
+            "the azure_blob state backend is not available in this version: use backend = \"local\" in [state]"
+        ),
+    }
+}
+
+/// The state as it is on disk now (empty before the first apply).
+pub fn read_state(spec: &Spec) -> Result<StateFile> {
+    let directory = state_dir(spec)?;
+    StateFile::load(&directory.state_path()).map_err(Into::into)
+}
+
+/// Reads a snapshot written by `ferry observe`.
+pub fn read_snapshot(path: &Path) -> Result<Snapshot> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the snapshot {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    match value.get("format_version").and_then(|v| v.as_str()) {
+        Some(SNAPSHOT_FORMAT_VERSION) => {}
+        other => bail!(
+            "{} has snapshot format {}, and this ferry reads format {SNAPSHOT_FORMAT_VERSION}: write it again with ferry observe",
+            path.display(),
+            other.unwrap_or("(none)")
+        ),
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("{} is not a ferry snapshot", path.display()))
+}
+
+/// A simulated world kept in a JSON file: instance address to attributes.
+pub fn load_world(path: &Path) -> Result<World> {
+    let world = World::new();
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the world {}", path.display()))?;
+        let instances: std::collections::BTreeMap<InstanceAddress, Attributes> =
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a ferry world file", path.display()))?;
+        for (instance, attributes) in instances {
+            world.insert(instance, attributes);
+        }
+    }
+    Ok(world)
+}
+
+pub fn save_world(path: &Path, world: &World) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(&world.instances())?;
+    text.push('\n');
+    crate::write_file(path, &text)
+}
+
+/// Providers over a simulated world, for every kind.
+pub fn world_providers(world: &World) -> Providers {
+    Kind::ALL
+        .into_iter()
+        .fold(Providers::new(), |providers, kind| {
+            providers.with(Arc::new(MemoryProvider::new(kind, world)))
+        })
+}
+
+/// The real providers. None is built in yet: each provider family arrives with its own issue.
+pub fn live_providers() -> Providers {
+    Providers::new()
+}
+
+/// The observations a command plans from.
+pub fn observe(spec: &Spec, rules: &RuleBook, source: &SourceArgs) -> Result<Snapshot> {
+    if let Some(path) = &source.observed {
+        return read_snapshot(path);
+    }
+    let state = read_state(spec)?;
+    let providers = match &source.world {
+        Some(path) => world_providers(&load_world(path)?),
+        None => live_providers(),
+    };
+    read_with(spec, rules, &state, &providers)
+}
+
+pub fn read_with(
+    spec: &Spec,
+    rules: &RuleBook,
+    state: &StateFile,
+    providers: &Providers,
+) -> Result<Snapshot> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(ferry_observe::observe(
+        spec,
+        rules,
+        state,
+        providers,
+        &ObserveConfig::default(),
+    ))?)
+}

@@ -1,0 +1,64 @@
+//! Where output goes and whether it is coloured.
+
+use std::io::{IsTerminal, Write};
+
+use ferry_plan::render::TextOptions;
+
+use crate::args::ColorChoice;
+
+/// stdout for results (plans, snapshots, graphs), stderr for everything said to the operator.
+#[derive(Debug)]
+pub struct Output {
+    choice: ColorChoice,
+}
+
+impl Output {
+    pub fn new(choice: ColorChoice) -> Self {
+        Self { choice }
+    }
+
+    fn color_for(&self, is_terminal: bool) -> bool {
+        match self.choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                is_terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+            }
+        }
+    }
+
+    pub fn stdout_color(&self) -> bool {
+        self.color_for(std::io::stdout().is_terminal())
+    }
+
+    pub fn stderr_color(&self) -> bool {
+        self.color_for(std::io::stderr().is_terminal())
+    }
+
+    pub fn text_options(&self) -> TextOptions {
+        TextOptions {
+            color: self.stdout_color(),
+        }
+    }
+
+    pub fn stdout(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+
+    pub fn stderr(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        let _ = err.flush();
+    }
+
+    pub fn error(&self, message: &str) {
+        let label = if self.stderr_color() {
+            "\x1b[31;1merror:\x1b[0m"
+        } else {
+            "error:"
+        };
+        self.stderr(&format!("{label} {message}\n"));
+    }
+}

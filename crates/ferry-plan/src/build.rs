@@ -1,0 +1,643 @@
+//! Turns spec and observations into step drafts with their edges: the diff itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_core::provider::FieldType;
+use ferry_core::value;
+use ferry_core::{
+    Action, AttributeChange, Attributes, ChangeClass, Ensure, Failover, FailoverContext,
+    Generation, InstanceAddress, Kind, KindRules, Observation, ResourceAddress, ResourceSpec,
+    RuleBook, Snapshot, StepDraft,
+};
+use ferry_spec::{FailoverMode, Spec};
+
+use crate::resolve::{instance_at, resolve_fields};
+use crate::{FailoverRequest, PlanConfig, PlanError, PlanErrors};
+
+/// A step before ordering: the rules' draft plus what the planner knows about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Draft {
+    pub step: StepDraft,
+    pub estimate_seconds: u64,
+    /// The spec resource whose dependencies give this step its default edges; `None` for
+    /// steps whose rules set every edge themselves (failover moves, fences, retires).
+    pub resource: Option<ResourceAddress>,
+}
+
+/// What [`build`] hands to the ordering stage.
+#[derive(Debug)]
+pub(crate) struct Built {
+    pub drafts: Vec<Draft>,
+    /// Each resource's dependencies, for the default edges.
+    pub dependencies: BTreeMap<ResourceAddress, Vec<ResourceAddress>>,
+    pub target: Generation,
+    pub failover: Option<Failover>,
+    pub notes: Vec<String>,
+}
+
+struct Builder<'a> {
+    spec: &'a Spec,
+    snapshot: &'a Snapshot,
+    rules: &'a RuleBook,
+    config: &'a PlanConfig,
+    failover: Option<Failover>,
+    /// The generation the spec is converged at: the active one, or the next in a failover.
+    target: Generation,
+    drafts: Vec<Draft>,
+    /// Instances whose outputs are known only after this plan is applied.
+    unsettled: BTreeSet<InstanceAddress>,
+    /// Resources with a step, or downstream of one: a check after them waits again.
+    changed: BTreeSet<ResourceAddress>,
+    errors: Vec<PlanError>,
+    notes: Vec<String>,
+}
+
+pub(crate) fn build(
+    spec: &Spec,
+    snapshot: &Snapshot,
+    rules: &RuleBook,
+    config: &PlanConfig,
+) -> Result<Built, PlanErrors> {
+    let failover = decide_failover(spec, snapshot, config)?;
+    let (target, notes) = match &failover {
+        Decision::Failover(failover) => (failover.to_generation, Vec::new()),
+        Decision::Reconcile { notes } => (snapshot.active_generation.max(1), notes.clone()),
+    };
+    let mut builder = Builder {
+        spec,
+        snapshot,
+        rules,
+        config,
+        failover: match failover {
+            Decision::Failover(failover) => Some(failover),
+            Decision::Reconcile { .. } => None,
+        },
+        target,
+        drafts: Vec::new(),
+        unsettled: BTreeSet::new(),
+        changed: BTreeSet::new(),
+        errors: Vec::new(),
+        notes,
+    };
+    for address in resource_order(spec) {
+        let resource = &spec.resources[&address];
+        builder.plan_resource(resource);
+    }
+    builder.plan_old_instances();
+    if !builder.errors.is_empty() {
+        return Err(PlanErrors(builder.errors));
+    }
+    let dependencies = spec
+        .resources
+        .keys()
+        .map(|address| {
+            let mut dependencies: Vec<ResourceAddress> = spec
+                .dependencies(address)
+                .into_iter()
+                .map(|dependency| dependency.address)
+                .collect();
+            dependencies.sort();
+            dependencies.dedup();
+            (address.clone(), dependencies)
+        })
+        .collect();
+    Ok(Built {
+        drafts: builder.drafts,
+        dependencies,
+        target,
+        failover: builder.failover,
+        notes: builder.notes,
+    })
+}
+
+enum Decision {
+    Failover(Failover),
+    Reconcile { notes: Vec<String> },
+}
+
+fn decide_failover(
+    spec: &Spec,
+    snapshot: &Snapshot,
+    config: &PlanConfig,
+) -> Result<Decision, PlanErrors> {
+    let active = snapshot.active_generation;
+    let unhealthy: Vec<String> = spec
+        .failover
+        .triggers
+        .iter()
+        .filter_map(|trigger| {
+            let instance = trigger.at(Some(active));
+            match snapshot.get(&instance) {
+                Some(Observation::Present {
+                    health: ferry_core::Health::Unhealthy { reason },
+                    ..
+                }) => Some(format!("{instance} is unhealthy: {reason}")),
+                _ => None,
+            }
+        })
+        .collect();
+    let failover = |trigger: String| {
+        Decision::Failover(Failover {
+            from_generation: active,
+            to_generation: active + 1,
+            trigger,
+        })
+    };
+    match config.failover {
+        FailoverRequest::Never => Ok(Decision::Reconcile {
+            notes: unhealthy
+                .into_iter()
+                .map(|reading| format!("{reading} (no failover: --no-failover)"))
+                .collect(),
+        }),
+        FailoverRequest::Force if active == 0 => Err(PlanErrors(vec![
+            PlanError::new(None, "there is nothing to fail over: no generation was ever built")
+                .help("run ferry apply without --failover to build generation 1"),
+        ])),
+        FailoverRequest::Force if spec.failover.mode == FailoverMode::Off => {
+            Err(PlanErrors(vec![
+                PlanError::new(None, "the spec's failover mode is off")
+                    .help("set mode = \"manual\" or \"automatic\" in [failover] to allow a failover"),
+            ]))
+        }
+        FailoverRequest::Force => Ok(failover(match unhealthy.first() {
+            Some(reading) => format!("--failover ({reading})"),
+            None => "--failover (a planned failover: every trigger reads healthy)".to_owned(),
+        })),
+        FailoverRequest::Policy => match (spec.failover.mode, unhealthy.first()) {
+            (_, None) => Ok(Decision::Reconcile { notes: Vec::new() }),
+            (FailoverMode::Automatic, Some(_)) if active > 0 => {
+                Ok(failover(unhealthy.join("; ")))
+            }
+            (FailoverMode::Manual, Some(_)) => Ok(Decision::Reconcile {
+                notes: unhealthy
+                    .into_iter()
+                    .map(|reading| {
+                        format!("{reading}: the failover mode is manual, run `ferry plan --failover` to plan the failover")
+                    })
+                    .collect(),
+            }),
+            (_, Some(_)) => Ok(Decision::Reconcile {
+                notes: unhealthy
+                    .into_iter()
+                    .map(|reading| format!("{reading} (the spec's failover mode is off)"))
+                    .collect(),
+            }),
+        },
+    }
+}
+
+/// Resources in dependency order (dependencies first), ties broken by address.
+pub(crate) fn resource_order(spec: &Spec) -> Vec<ResourceAddress> {
+    let mut remaining: BTreeMap<&ResourceAddress, usize> = BTreeMap::new();
+    let mut dependents: BTreeMap<ResourceAddress, Vec<ResourceAddress>> = BTreeMap::new();
+    for address in spec.resources.keys() {
+        let dependencies: BTreeSet<ResourceAddress> = spec
+            .dependencies(address)
+            .into_iter()
+            .map(|dependency| dependency.address)
+            .filter(|dependency| dependency != address && spec.resources.contains_key(dependency))
+            .collect();
+        remaining.insert(address, dependencies.len());
+        for dependency in dependencies {
+            dependents
+                .entry(dependency)
+                .or_default()
+                .push(address.clone());
+        }
+    }
+    let mut ready: BTreeSet<ResourceAddress> = remaining
+        .iter()
+        .filter(|(_, count)| **count == 0)
+        .map(|(address, _)| (*address).clone())
+        .collect();
+    let mut order = Vec::with_capacity(remaining.len());
+    while let Some(next) = ready.pop_first() {
+        for dependent in dependents.get(&next).into_iter().flatten() {
+            let count = remaining
+                .get_mut(dependent)
+                .expect("every dependent is a resource");
+            *count -= 1;
+            if *count == 0 {
+                ready.insert(dependent.clone());
+            }
+        }
+        order.push(next);
+    }
+    order
+}
+
+impl<'a> Builder<'a> {
+    fn rules(&self, kind: Kind) -> &'a dyn KindRules {
+        self.rules
+            .get(kind)
+            .unwrap_or_else(|| panic!("the rule book has no rules for {kind}"))
+    }
+
+    /// The instance of a resource that the plan converges: the target generation for
+    /// replaceable kinds, the one and only instance for the others.
+    fn target_of(&self, address: &ResourceAddress) -> InstanceAddress {
+        instance_at(address, self.target)
+    }
+
+    fn observation(&self, instance: &InstanceAddress) -> Observation {
+        match self.snapshot.get(instance) {
+            Some(observation) => observation.clone(),
+            // A generation beyond the active one was never built, as far as ferry's state
+            // knows; anything else missing was simply not read, which is not the same as gone.
+            None if instance
+                .generation
+                .is_some_and(|generation| generation > self.snapshot.active_generation) =>
+            {
+                Observation::Absent
+            }
+            None => Observation::Unknown {
+                reason: "not in the snapshot".to_owned(),
+            },
+        }
+    }
+
+    /// The spec's fields as the target generation wants them, with the outputs known now.
+    fn desired(&self, resource: &ResourceSpec) -> Attributes {
+        let rules = self.rules(resource.address.kind);
+        resolve_fields(
+            self.spec,
+            rules,
+            &resource.address,
+            self.target,
+            &|instance, output| {
+                if self.unsettled.contains(instance) {
+                    return None;
+                }
+                self.snapshot.get(instance)?.attribute(output).cloned()
+            },
+        )
+    }
+
+    fn push(&mut self, draft: StepDraft, resource: Option<&ResourceSpec>) {
+        let rules = self.rules(draft.target.kind());
+        let spec_for_estimate = resource
+            .cloned()
+            .or_else(|| self.spec.resources.get(&draft.target.address).cloned())
+            .unwrap_or_else(|| ResourceSpec::new(draft.target.address.clone()));
+        let estimate_seconds = rules.estimate_seconds(draft.action, &spec_for_estimate);
+        if !matches!(draft.action, Action::Update | Action::Wait | Action::Fence) {
+            self.unsettled.insert(draft.target.clone());
+        }
+        self.changed.insert(draft.target.address.clone());
+        self.drafts.push(Draft {
+            step: draft,
+            estimate_seconds,
+            resource: resource.map(|resource| resource.address.clone()),
+        });
+    }
+
+    fn plan_resource(&mut self, resource: &ResourceSpec) {
+        let address = &resource.address;
+        let instance = self.target_of(address);
+        let observed = self.observation(&instance);
+        let desired = self.desired(resource);
+        let upstream_changed = self
+            .spec
+            .dependencies(address)
+            .iter()
+            .find(|dependency| self.changed.contains(&dependency.address))
+            .map(|dependency| dependency.address.clone());
+        match address.kind {
+            Kind::Check => self.plan_check(resource, instance, &observed, upstream_changed.clone()),
+            Kind::Hook => self.plan_hook(resource, instance, &observed, desired),
+            _ => self.plan_generic(resource, instance, &observed, desired),
+        }
+        // Whatever depends on a changed resource may behave differently too: a check further
+        // down waits again.
+        if upstream_changed.is_some() {
+            self.changed.insert(address.clone());
+        }
+    }
+
+    fn plan_check(
+        &mut self,
+        resource: &ResourceSpec,
+        instance: InstanceAddress,
+        observed: &Observation,
+        upstream_changed: Option<ResourceAddress>,
+    ) {
+        let reason = match (upstream_changed, observed) {
+            (Some(upstream), _) => format!("{upstream} changes: wait until the check passes again"),
+            (
+                None,
+                Observation::Present {
+                    health: ferry_core::Health::Healthy,
+                    ..
+                },
+            ) => return,
+            (None, observation) => {
+                format!("the check does not pass now ({})", observation.describe())
+            }
+        };
+        let mut draft = StepDraft::new(instance, Action::Wait, reason);
+        draft.inputs = self.desired(resource);
+        self.push(draft, Some(resource));
+    }
+
+    fn plan_hook(
+        &mut self,
+        resource: &ResourceSpec,
+        instance: InstanceAddress,
+        observed: &Observation,
+        desired: Attributes,
+    ) {
+        let rules = self.rules(Kind::Hook);
+        let (reason, changes) = match observed {
+            Observation::Unknown { reason } => {
+                self.notes.push(format!(
+                    "{instance}: not planned, its last run is unknown ({reason})"
+                ));
+                return;
+            }
+            Observation::Absent => (
+                match instance.generation {
+                    Some(generation) if self.failover.is_some() => {
+                        format!("generation {generation} needs it run")
+                    }
+                    _ => "it has never run".to_owned(),
+                },
+                creation_changes(&desired, rules),
+            ),
+            Observation::Present { attributes, .. } => {
+                let changes = diff(&desired, attributes, rules, &|_| false);
+                if changes.is_empty() {
+                    return;
+                }
+                (
+                    format!("its inputs changed: {}", change_paths(&changes)),
+                    changes,
+                )
+            }
+        };
+        let mut draft = StepDraft::new(instance, Action::Run, reason);
+        draft.changes = changes;
+        draft.inputs = desired;
+        self.push(draft, Some(resource));
+    }
+
+    fn plan_generic(
+        &mut self,
+        resource: &ResourceSpec,
+        instance: InstanceAddress,
+        observed: &Observation,
+        desired: Attributes,
+    ) {
+        let kind = resource.address.kind;
+        let rules = self.rules(kind);
+        let stateful = kind.is_stateful();
+        let in_failover = self.failover.clone();
+
+        if resource.ensure == Ensure::Absent {
+            match observed {
+                Observation::Present { .. } => {
+                    if stateful && !(resource.allow_destroy && self.config.allow_destroy) {
+                        self.errors.push(
+                            PlanError::new(
+                                Some(instance),
+                                "the spec deletes a stateful resource, which needs two opt-ins",
+                            )
+                            .help("keep allow_destroy = true in the spec and pass --allow-destroy"),
+                        );
+                        return;
+                    }
+                    let reason = "the spec says ensure = \"absent\"";
+                    self.push(
+                        StepDraft::new(instance, Action::Delete, reason),
+                        Some(resource),
+                    );
+                }
+                Observation::Unknown { reason } => self.notes.push(format!(
+                    "{instance}: not deleted, its reading is unknown ({reason})"
+                )),
+                Observation::Absent => {}
+            }
+            return;
+        }
+
+        match observed {
+            Observation::Unknown { reason } => {
+                self.notes.push(format!(
+                    "{instance}: not planned, its reading is unknown ({reason}); nothing is created or deleted on an unknown reading"
+                ));
+            }
+            Observation::Absent => {
+                if stateful && in_failover.is_some() {
+                    self.errors.push(
+                        PlanError::new(
+                            Some(instance),
+                            "it reads absent, and a failover moves stateful resources, it never creates them",
+                        )
+                        .help("find out what happened to it before failing over; plan with --no-failover to create it anew"),
+                    );
+                    return;
+                }
+                let reason = match (&in_failover, instance.generation) {
+                    (Some(failover), Some(generation)) => format!(
+                        "generation {generation} is built beside generation {} (failover)",
+                        failover.from_generation
+                    ),
+                    _ => "it does not exist".to_owned(),
+                };
+                let mut draft = StepDraft::new(instance, Action::Create, reason);
+                draft.changes = creation_changes(&desired, rules);
+                draft.inputs = desired;
+                self.push(draft, Some(resource));
+            }
+            Observation::Present { attributes, .. } => {
+                let relocated = |name: &str| {
+                    stateful
+                        && in_failover.is_some()
+                        && rules.fields().iter().any(|field| {
+                            field.name == name
+                                && matches!(
+                                    field.field_type,
+                                    FieldType::Reference(_) | FieldType::ReferenceList(_)
+                                )
+                        })
+                };
+                if let Some(failover) = &in_failover
+                    && stateful
+                {
+                    let context = FailoverContext {
+                        spec: resource,
+                        observed,
+                        from_generation: failover.from_generation,
+                        to_generation: failover.to_generation,
+                        snapshot: self.snapshot,
+                        inputs: &desired,
+                    };
+                    match rules.failover(&context) {
+                        Ok(drafts) => {
+                            for draft in drafts {
+                                self.push(draft, None);
+                            }
+                        }
+                        Err(message) => self
+                            .errors
+                            .push(PlanError::new(Some(instance.clone()), message)),
+                    }
+                }
+                let changes = diff(&desired, attributes, rules, &relocated);
+                if changes.is_empty() {
+                    return;
+                }
+                let mut replacement = None;
+                for change in &changes {
+                    let (Some(before), Some(after)) = (&change.before, &change.after) else {
+                        continue;
+                    };
+                    if !value::unresolved(after).is_empty() {
+                        continue;
+                    }
+                    match rules.classify_change(&change.path, before, after) {
+                        ChangeClass::InPlace => {}
+                        ChangeClass::Replace(why) => replacement = Some((change.path.clone(), why)),
+                        ChangeClass::Refuse(why) => {
+                            self.errors.push(PlanError::new(
+                                Some(instance.clone()),
+                                format!("{}: {why}", change.path),
+                            ));
+                            return;
+                        }
+                    }
+                }
+                let changes: Vec<AttributeChange> = changes
+                    .into_iter()
+                    .map(|mut change| {
+                        if let (Some(before), Some(after)) = (&change.before, &change.after)
+                            && let ChangeClass::Replace(why) =
+                                rules.classify_change(&change.path, before, after)
+                        {
+                            change.forces_replacement = Some(why);
+                        }
+                        change
+                    })
+                    .collect();
+                let draft = match replacement {
+                    Some((path, why)) if stateful => {
+                        self.errors.push(
+                            PlanError::new(
+                                Some(instance),
+                                format!("changing {path} would replace a stateful resource ({why})"),
+                            )
+                            .help("ferry never recreates a stateful resource: revert the change, or move the data yourself"),
+                        );
+                        return;
+                    }
+                    Some((path, why)) => {
+                        StepDraft::new(instance, Action::Replace, format!("{path} changed: {why}"))
+                    }
+                    None => StepDraft::new(
+                        instance,
+                        Action::Update,
+                        format!("changed in place: {}", change_paths(&changes)),
+                    ),
+                };
+                let mut draft = draft;
+                draft.changes = changes;
+                draft.inputs = desired;
+                self.push(draft, Some(resource));
+            }
+        }
+    }
+
+    /// Retires the previous generation after a failover, and deletes what the spec dropped.
+    fn plan_old_instances(&mut self) {
+        let retire_from = match &self.failover {
+            Some(failover) => Some(failover.from_generation),
+            None => None,
+        };
+        let readings: Vec<(InstanceAddress, Observation)> = self
+            .snapshot
+            .resources
+            .iter()
+            .map(|(instance, observation)| (instance.clone(), observation.clone()))
+            .collect();
+        for (instance, observation) in readings.into_iter().rev() {
+            let in_spec = self.spec.resources.get(&instance.address);
+            let old_generation = instance
+                .generation
+                .filter(|generation| *generation < self.target || retire_from == Some(*generation));
+            match (in_spec, old_generation, &observation) {
+                (Some(_), Some(generation), Observation::Present { .. })
+                    if instance.kind() != Kind::Hook =>
+                {
+                    let reason = format!(
+                        "generation {} serves now: generation {generation} is retired",
+                        self.target
+                    );
+                    self.push(StepDraft::new(instance, Action::Retire, reason), None);
+                }
+                (Some(_), Some(_), Observation::Unknown { reason }) => self.notes.push(format!(
+                    "{instance}: not retired, its reading is unknown ({reason}); a later apply retires it"
+                )),
+                (None, _, Observation::Present { .. }) if instance.kind().is_stateful() => {
+                    self.errors.push(
+                        PlanError::new(
+                            Some(instance.clone()),
+                            "it exists but the spec no longer declares it, and ferry never deletes a stateful resource implicitly",
+                        )
+                        .help(format!(
+                            "declare [{}] again with ensure = \"absent\" and allow_destroy = true, then run with --allow-destroy",
+                            instance.address
+                        )),
+                    );
+                }
+                (None, _, Observation::Present { .. }) if instance.kind() != Kind::Hook => {
+                    let reason = "the spec no longer declares it";
+                    self.push(StepDraft::new(instance, Action::Delete, reason), None);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Every desired field, as a creation shows it.
+fn creation_changes(desired: &Attributes, rules: &dyn KindRules) -> Vec<AttributeChange> {
+    desired
+        .iter()
+        .filter(|(name, _)| rules.is_observed(name))
+        .map(|(name, after)| AttributeChange {
+            path: name.clone(),
+            before: None,
+            after: Some(after.clone()),
+            forces_replacement: None,
+        })
+        .collect()
+}
+
+/// The fields whose desired value differs from the observed one. Fields the spec leaves out
+/// are not compared: ferry manages what the spec says, and only that.
+fn diff(
+    desired: &Attributes,
+    observed: &Attributes,
+    rules: &dyn KindRules,
+    skip: &dyn Fn(&str) -> bool,
+) -> Vec<AttributeChange> {
+    desired
+        .iter()
+        .filter(|(name, _)| rules.is_observed(name) && !skip(name))
+        .filter(|(name, after)| observed.get(*name) != Some(*after))
+        .map(|(name, after)| AttributeChange {
+            path: name.clone(),
+            before: observed.get(name).cloned(),
+            after: Some(after.clone()),
+            forces_replacement: None,
+        })
+        .collect()
+}
+
+fn change_paths(changes: &[AttributeChange]) -> String {
+    changes
+        .iter()
+        .map(|change| change.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

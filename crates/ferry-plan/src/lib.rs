@@ -1,0 +1,108 @@
+//! The planner: given a spec, a snapshot of observations and the kinds' rules, the ordered
+//! steps that take the world to the spec, a failover when one is due.
+//!
+//! Pure by construction: no I/O, no clock, no randomness. The same inputs give the same plan,
+//! byte for byte, which is what lets a saved plan be checked and a plan be reviewed.
+
+mod build;
+pub mod order;
+pub mod render;
+pub mod resolve;
+mod safety;
+pub mod saved;
+
+use std::fmt;
+
+use ferry_core::{InstanceAddress, Plan, RuleBook, Snapshot};
+use ferry_spec::Spec;
+
+pub use saved::{SavedPlan, StaleObservation};
+
+/// Whether to plan a failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailoverRequest {
+    /// As the spec's failover policy says: with `mode = "automatic"`, when a trigger reads
+    /// unhealthy.
+    #[default]
+    Policy,
+    /// `--failover`: a planned failover (a drill, or a move), whatever the readings say.
+    Force,
+    /// `--no-failover`: only reconcile the active generation.
+    Never,
+}
+
+/// How to plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanConfig {
+    pub failover: FailoverRequest,
+    /// `--allow-destroy`: the command-line half of the two-key opt-in for deleting a stateful
+    /// resource (the other half is `allow_destroy = true` in the spec).
+    pub allow_destroy: bool,
+}
+
+/// Something that stops a plan from being made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    pub address: Option<InstanceAddress>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl PlanError {
+    fn new(address: Option<InstanceAddress>, message: impl Into<String>) -> Self {
+        Self {
+            address,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.address {
+            Some(address) => write!(f, "{address}: {}", self.message)?,
+            None => f.write_str(&self.message)?,
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every reason the plan could not be made, all at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PlanErrors(pub Vec<PlanError>);
+
+impl fmt::Display for PlanErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for error in &self.0 {
+            writeln!(f, "error: {error}")?;
+        }
+        let count = self.0.len();
+        write!(
+            f,
+            "no plan: {count} problem{} to fix first",
+            if count == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// Plans the changes that take the observed world to the spec.
+pub fn plan(
+    spec: &Spec,
+    snapshot: &Snapshot,
+    rules: &RuleBook,
+    config: &PlanConfig,
+) -> Result<Plan, PlanErrors> {
+    let built = build::build(spec, snapshot, rules, config)?;
+    let plan = order::finish(built)?;
+    safety::check(&plan, snapshot, config).map_err(PlanErrors)?;
+    Ok(plan)
+}

@@ -1,0 +1,300 @@
+//! Edges, execution order, and the critical path of a plan.
+//!
+//! The order is a topological order of the `after` edges in which, among the steps that are
+//! ready, the one that can start earliest comes first, then the one drafted first: a reader
+//! sees the steps roughly as they will happen.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+use ferry_core::plan::PLAN_FORMAT_VERSION;
+use ferry_core::{Action, Plan, PlanSummary, Step, StepId};
+
+use crate::build::{Built, Draft};
+use crate::{PlanError, PlanErrors};
+
+/// The order of a resource instance's own steps, when it has several.
+fn action_rank(action: Action) -> u8 {
+    match action {
+        Action::Export => 0,
+        Action::Fence => 1,
+        Action::Detach => 2,
+        Action::Move => 3,
+        Action::Attach => 4,
+        Action::Import => 5,
+        Action::Create => 6,
+        Action::Replace => 7,
+        Action::Update => 8,
+        Action::Run => 9,
+        Action::Wait => 10,
+        Action::Delete => 11,
+        Action::Retire => 12,
+    }
+}
+
+pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
+    let drafts = merge(built.drafts);
+    let count = drafts.len();
+    let index: HashMap<StepId, usize> = drafts
+        .iter()
+        .enumerate()
+        .map(|(position, draft)| (draft.step.id(), position))
+        .collect();
+    let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
+
+    // The rules' own edges; a step named there that is not in the plan was already done.
+    for (me, draft) in drafts.iter().enumerate() {
+        for before in &draft.step.after {
+            if let Some(&first) = index.get(before) {
+                edges.insert((first, me));
+            }
+        }
+        for after in &draft.step.before {
+            if let Some(&then) = index.get(after) {
+                edges.insert((me, then));
+            }
+        }
+    }
+
+    // Default edges: a resource's steps follow its dependencies' steps on their converged
+    // instances; deletions go the other way, dependents first.
+    let mut by_resource: BTreeMap<&ferry_core::ResourceAddress, Vec<usize>> = BTreeMap::new();
+    for (position, draft) in drafts.iter().enumerate() {
+        by_resource
+            .entry(&draft.step.target.address)
+            .or_default()
+            .push(position);
+    }
+    for (me, draft) in drafts.iter().enumerate() {
+        let Some(resource) = &draft.resource else {
+            continue;
+        };
+        for dependency in built.dependencies.get(resource).into_iter().flatten() {
+            for &other in by_resource.get(dependency).into_iter().flatten() {
+                let other_step = &drafts[other].step;
+                let converged = other_step
+                    .target
+                    .generation
+                    .is_none_or(|generation| generation == built.target);
+                match (draft.step.action, other_step.action) {
+                    (_, Action::Retire) => {}
+                    (Action::Delete, Action::Delete) => {
+                        edges.insert((me, other));
+                    }
+                    (_, Action::Delete) => {}
+                    _ if converged => {
+                        edges.insert((other, me));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // An instance's own steps, in their natural order.
+    let mut by_instance: BTreeMap<&ferry_core::InstanceAddress, Vec<usize>> = BTreeMap::new();
+    for (position, draft) in drafts.iter().enumerate() {
+        by_instance
+            .entry(&draft.step.target)
+            .or_default()
+            .push(position);
+    }
+    for steps in by_instance.values() {
+        let mut ranked = steps.clone();
+        ranked.sort_by_key(|&position| action_rank(drafts[position].step.action));
+        for pair in ranked.windows(2) {
+            edges.insert((pair[0], pair[1]));
+        }
+    }
+
+    // Retirement comes last: after every other step has ended, dependents before what they
+    // depend on.
+    let retires: Vec<usize> = (0..count)
+        .filter(|&position| drafts[position].step.action == Action::Retire)
+        .collect();
+    if !retires.is_empty() {
+        let has_successor: BTreeSet<usize> = edges
+            .iter()
+            .filter(|(_, to)| drafts[*to].step.action != Action::Retire)
+            .map(|(from, _)| *from)
+            .collect();
+        let sinks: Vec<usize> = (0..count)
+            .filter(|&position| {
+                drafts[position].step.action != Action::Retire && !has_successor.contains(&position)
+            })
+            .collect();
+        for &retire in &retires {
+            for &sink in &sinks {
+                edges.insert((sink, retire));
+            }
+            let resource = &drafts[retire].step.target.address;
+            for &other in &retires {
+                let other_resource = &drafts[other].step.target.address;
+                if built
+                    .dependencies
+                    .get(resource)
+                    .is_some_and(|dependencies| dependencies.contains(other_resource))
+                {
+                    edges.insert((retire, other));
+                }
+            }
+        }
+    }
+
+    let mut predecessors: Vec<Vec<usize>> = vec![Vec::new(); count];
+    let mut successors: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for &(from, to) in &edges {
+        if from != to {
+            predecessors[to].push(from);
+            successors[from].push(to);
+        }
+    }
+
+    let order = topological_order(&drafts, &predecessors, &successors)?;
+    let mut finish_at = vec![0u64; count];
+    let mut via: Vec<Option<usize>> = vec![None; count];
+    for &position in &order {
+        let (start, from) = predecessors[position]
+            .iter()
+            .map(|&predecessor| (finish_at[predecessor], Some(predecessor)))
+            .max_by_key(|(finish, predecessor)| (*finish, Reverse(*predecessor)))
+            .unwrap_or((0, None));
+        finish_at[position] = start + drafts[position].estimate_seconds;
+        via[position] = from;
+    }
+    let mut critical_path = Vec::new();
+    let mut cursor = order
+        .iter()
+        .copied()
+        .max_by_key(|&position| (finish_at[position], Reverse(position)));
+    let estimated_seconds = cursor.map(|position| finish_at[position]).unwrap_or(0);
+    while let Some(position) = cursor {
+        critical_path.push(drafts[position].step.id());
+        cursor = via[position];
+    }
+    critical_path.reverse();
+
+    let place: HashMap<usize, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(place, &position)| (position, place))
+        .collect();
+    let steps: Vec<Step> = order
+        .iter()
+        .map(|&position| {
+            let draft = &drafts[position];
+            let mut after: Vec<usize> = predecessors[position].clone();
+            after.sort_by_key(|predecessor| place[predecessor]);
+            Step {
+                id: draft.step.id(),
+                address: draft.step.target.clone(),
+                action: draft.step.action,
+                reason: draft.step.reason.clone(),
+                after: after
+                    .into_iter()
+                    .map(|predecessor| drafts[predecessor].step.id())
+                    .collect(),
+                estimate_seconds: draft.estimate_seconds,
+                changes: draft.step.changes.clone(),
+                inputs: draft.step.inputs.clone(),
+                warning: draft.step.warning.clone(),
+            }
+        })
+        .collect();
+    Ok(Plan {
+        format_version: PLAN_FORMAT_VERSION.to_owned(),
+        summary: PlanSummary::of(&steps),
+        steps,
+        critical_path,
+        estimated_seconds,
+        failover: built.failover,
+        notes: built.notes,
+    })
+}
+
+/// Folds drafts with the same id (four disks each asking for the same fence) into one.
+fn merge(drafts: Vec<Draft>) -> Vec<Draft> {
+    let mut merged: Vec<Draft> = Vec::with_capacity(drafts.len());
+    let mut seen: HashMap<StepId, usize> = HashMap::new();
+    for draft in drafts {
+        match seen.get(&draft.step.id()) {
+            Some(&position) => {
+                let kept = &mut merged[position];
+                kept.step.after.extend(draft.step.after);
+                kept.step.before.extend(draft.step.before);
+                if kept.step.warning.is_none() {
+                    kept.step.warning = draft.step.warning;
+                }
+                if kept.resource.is_none() {
+                    kept.resource = draft.resource;
+                }
+            }
+            None => {
+                seen.insert(draft.step.id(), merged.len());
+                merged.push(draft);
+            }
+        }
+    }
+    merged
+}
+
+fn topological_order(
+    drafts: &[Draft],
+    predecessors: &[Vec<usize>],
+    successors: &[Vec<usize>],
+) -> Result<Vec<usize>, PlanErrors> {
+    let count = drafts.len();
+    let mut waiting: Vec<usize> = predecessors.iter().map(Vec::len).collect();
+    let mut earliest = vec![0u64; count];
+    let mut ready: BinaryHeap<Reverse<(u64, usize)>> = (0..count)
+        .filter(|&position| waiting[position] == 0)
+        .map(|position| Reverse((0, position)))
+        .collect();
+    let mut order = Vec::with_capacity(count);
+    while let Some(Reverse((start, position))) = ready.pop() {
+        order.push(position);
+        let finish = start + drafts[position].estimate_seconds;
+        for &next in &successors[position] {
+            earliest[next] = earliest[next].max(finish);
+            waiting[next] -= 1;
+            if waiting[next] == 0 {
+                ready.push(Reverse((earliest[next], next)));
+            }
+        }
+    }
+    if order.len() == count {
+        return Ok(order);
+    }
+    let stuck: Vec<String> = (0..count)
+        .filter(|&position| waiting[position] > 0)
+        .map(|position| drafts[position].step.id().to_string())
+        .collect();
+    Err(PlanErrors(vec![
+        PlanError::new(
+            None,
+            format!(
+                "the steps wait on each other in a cycle: {}",
+                stuck.join(", ")
+            ),
+        )
+        .help("this is a bug in a kind's rules; please report it with the spec and snapshot"),
+    ]))
+}
+
+/// The earliest start of every step of a plan, in seconds from the start, from the steps'
+/// estimates: what a timeline draws.
+pub fn earliest_starts(plan: &Plan) -> BTreeMap<StepId, u64> {
+    let mut finish: HashMap<&StepId, u64> = HashMap::new();
+    let mut starts = BTreeMap::new();
+    for step in &plan.steps {
+        let start = step
+            .after
+            .iter()
+            .filter_map(|id| finish.get(id).copied())
+            .max()
+            .unwrap_or(0);
+        finish.insert(&step.id, start + step.estimate_seconds);
+        starts.insert(step.id.clone(), start);
+    }
+    starts
+}

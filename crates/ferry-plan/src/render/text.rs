@@ -1,0 +1,277 @@
+//! The human plan, in the spirit of `terraform plan`: one block per step in execution order,
+//! attribute diffs, a summary line and the estimated time to recovery with its critical path.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use ferry_core::value::{self, Expression};
+use ferry_core::{Action, AttributeChange, Plan, StepId, Value};
+use similar::{ChangeTag, TextDiff};
+
+/// How to render text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// ANSI colours, for a terminal.
+    pub color: bool,
+}
+
+struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+fn style(action: Action) -> (&'static str, &'static str) {
+    match action {
+        Action::Create => ("+", "32"),
+        Action::Update => ("~", "33"),
+        Action::Replace => ("-/+", "31"),
+        Action::Delete | Action::Retire => ("-", "31"),
+        Action::Fence => ("!", "31;1"),
+        Action::Detach | Action::Move | Action::Attach | Action::Import | Action::Export => {
+            (">", "36")
+        }
+        Action::Run => ("*", "35"),
+        Action::Wait => ("?", "34"),
+    }
+}
+
+/// A duration as people read it: `45s`, `1m 30s`, `8m`, `1h 05m`.
+pub fn duration(seconds: u64) -> String {
+    let (hours, minutes, seconds) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    match (hours, minutes, seconds) {
+        (0, 0, seconds) => format!("{seconds}s"),
+        (0, minutes, 0) => format!("{minutes}m"),
+        (0, minutes, seconds) => format!("{minutes}m {seconds:02}s"),
+        (hours, minutes, _) => format!("{hours}h {minutes:02}m"),
+    }
+}
+
+/// Renders a plan for people.
+pub fn text(plan: &Plan, options: &TextOptions) -> String {
+    let paint = Paint {
+        color: options.color,
+    };
+    let mut out = String::new();
+    if let Some(failover) = &plan.failover {
+        let _ = writeln!(
+            out,
+            "{} from generation {} to generation {}",
+            paint.paint("1;31", "Failover"),
+            failover.from_generation,
+            failover.to_generation
+        );
+        let _ = writeln!(out, "  because {}", failover.trigger);
+        out.push('\n');
+    }
+    for note in &plan.notes {
+        let _ = writeln!(out, "{} {note}", paint.paint("33", "note:"));
+    }
+    if !plan.notes.is_empty() {
+        out.push('\n');
+    }
+    if plan.steps.is_empty() {
+        out.push_str("No changes: the world matches the spec.\n");
+        return out;
+    }
+
+    let numbers: HashMap<&StepId, usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| (&step.id, index + 1))
+        .collect();
+    let width = plan.steps.len().to_string().len();
+    let critical: std::collections::HashSet<&StepId> = plan.critical_path.iter().collect();
+    for (index, step) in plan.steps.iter().enumerate() {
+        let (symbol, code) = style(step.action);
+        let head = format!("{symbol} {} {}", step.action, step.address);
+        let marker = if critical.contains(&step.id) {
+            "  (critical path)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:>width$}. {}  ~{}{}",
+            index + 1,
+            paint.paint(code, &head),
+            duration(step.estimate_seconds),
+            paint.paint("2", marker),
+        );
+        let indent = " ".repeat(width + 4);
+        let _ = writeln!(out, "{indent}{}", step.reason);
+        if let Some(warning) = &step.warning {
+            let _ = writeln!(
+                out,
+                "{indent}{}",
+                paint.paint("31;1", &format!("warning: {warning}"))
+            );
+        }
+        if !step.after.is_empty() {
+            let after: Vec<String> = step
+                .after
+                .iter()
+                .map(|id| {
+                    numbers
+                        .get(id)
+                        .map_or_else(|| id.to_string(), |n| n.to_string())
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{indent}{}",
+                paint.paint("2", &format!("after {}", after.join(", ")))
+            );
+        }
+        render_changes(&mut out, &indent, &step.changes, &paint);
+        out.push('\n');
+    }
+
+    let counts: Vec<String> = Action::ALL
+        .iter()
+        .filter_map(|action| {
+            plan.summary
+                .0
+                .get(action)
+                .map(|count| format!("{count} to {action}"))
+        })
+        .collect();
+    let total = plan.summary.total();
+    let _ = writeln!(
+        out,
+        "{} {} ({total} step{}).",
+        paint.paint("1", "Plan:"),
+        counts.join(", "),
+        if total == 1 { "" } else { "s" }
+    );
+    let label = if plan.failover.is_some() {
+        "Estimated time to recovery:"
+    } else {
+        "Estimated duration:"
+    };
+    let _ = writeln!(
+        out,
+        "{} {}, along the critical path:",
+        paint.paint("1", label),
+        duration(plan.estimated_seconds)
+    );
+    let by_id: HashMap<&StepId, &ferry_core::Step> =
+        plan.steps.iter().map(|step| (&step.id, step)).collect();
+    let path: Vec<String> = plan
+        .critical_path
+        .iter()
+        .filter_map(|id| by_id.get(id))
+        .map(|step| {
+            format!(
+                "{} {} ({})",
+                step.action,
+                step.address,
+                duration(step.estimate_seconds)
+            )
+        })
+        .collect();
+    for (index, hop) in path.iter().enumerate() {
+        let arrow = if index == 0 { "   " } else { "-> " };
+        let _ = writeln!(out, "  {arrow}{hop}");
+    }
+    out
+}
+
+fn render_changes(out: &mut String, indent: &str, changes: &[AttributeChange], paint: &Paint) {
+    let name_width = changes
+        .iter()
+        .map(|change| change.path.len())
+        .max()
+        .unwrap_or(0);
+    for change in changes {
+        let replacement = change
+            .forces_replacement
+            .as_ref()
+            .map(|why| paint.paint("31", &format!("  # forces replacement: {why}")))
+            .unwrap_or_default();
+        match (&change.before, &change.after) {
+            (None, Some(after)) => {
+                let _ = writeln!(
+                    out,
+                    "{indent}{} {:name_width$} = {}{replacement}",
+                    paint.paint("32", "+"),
+                    change.path,
+                    show(after)
+                );
+            }
+            (Some(before), None) => {
+                let _ = writeln!(
+                    out,
+                    "{indent}{} {:name_width$} = {}",
+                    paint.paint("31", "-"),
+                    change.path,
+                    show(before)
+                );
+            }
+            (Some(before), Some(after)) => {
+                let (old, new) = (pretty(before), pretty(after));
+                if !old.contains('\n') && !new.contains('\n') {
+                    let _ = writeln!(
+                        out,
+                        "{indent}{} {:name_width$} = {} -> {}{replacement}",
+                        paint.paint("33", "~"),
+                        change.path,
+                        show(before),
+                        show(after)
+                    );
+                    continue;
+                }
+                let _ = writeln!(
+                    out,
+                    "{indent}{} {}:{replacement}",
+                    paint.paint("33", "~"),
+                    change.path
+                );
+                let diff = TextDiff::from_lines(&old, &new);
+                for line in diff.iter_all_changes() {
+                    let text = line.value().trim_end_matches('\n');
+                    let line = match line.tag() {
+                        ChangeTag::Delete => paint.paint("31", &format!("- {text}")),
+                        ChangeTag::Insert => paint.paint("32", &format!("+ {text}")),
+                        ChangeTag::Equal => format!("  {text}"),
+                    };
+                    let _ = writeln!(out, "{indent}    {line}");
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// A value on one line, with `(known after apply)` where it is not known yet.
+fn show(value: &Value) -> String {
+    if let Some(text) = value.as_str() {
+        let unresolved = value::unresolved(value);
+        if let ([expression], Ok(segments)) = (unresolved.as_slice(), value::parse_template(text))
+            && segments.len() == 1
+        {
+            return format!("(known after apply: {})", describe(expression));
+        }
+    }
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn describe(expression: &Expression) -> String {
+    expression.to_string()
+}
+
+fn pretty(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}

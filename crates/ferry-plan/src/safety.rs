@@ -1,0 +1,284 @@
+//! The design's planning invariants, checked on every finished plan.
+//!
+//! The kinds' rules are written to keep them; this pass makes sure, so that a mistake in a
+//! rule stops the plan instead of reaching the data.
+
+use std::collections::{HashMap, HashSet};
+
+use ferry_core::{Action, InstanceAddress, Observation, Plan, Snapshot, Step, StepId, Value};
+
+use crate::{PlanConfig, PlanError};
+
+pub(crate) fn check(
+    plan: &Plan,
+    snapshot: &Snapshot,
+    config: &PlanConfig,
+) -> Result<(), Vec<PlanError>> {
+    let steps: HashMap<&StepId, &Step> = plan.steps.iter().map(|step| (&step.id, step)).collect();
+    let mut errors = Vec::new();
+    for step in &plan.steps {
+        let instance = &step.address;
+        let reading = snapshot.get(instance);
+        let violation = |message: String| {
+            PlanError::new(Some(instance.clone()), message).help(
+                "this is a bug in a kind's rules; please report it with the spec and snapshot",
+            )
+        };
+
+        // 3. No create or delete from an Unknown observation.
+        if matches!(
+            step.action,
+            Action::Create | Action::Delete | Action::Replace | Action::Retire
+        ) && matches!(reading, Some(Observation::Unknown { .. }))
+        {
+            errors.push(violation(format!(
+                "a {} was planned from an unknown reading",
+                step.action
+            )));
+        }
+
+        // 4. Nothing stateful is destroyed without both opt-ins (the spec's half is checked
+        // where the step is made).
+        if instance.kind().is_stateful()
+            && (matches!(step.action, Action::Replace | Action::Retire)
+                || (step.action == Action::Delete && !config.allow_destroy))
+        {
+            errors.push(violation(format!(
+                "a stateful resource would be destroyed by a {}",
+                step.action
+            )));
+        }
+
+        // 1. A pool is imported only after every other host that could hold it is fenced.
+        if step.action == Action::Import {
+            let target = step.inputs.get("host").and_then(Value::as_str);
+            let holder = reading
+                .and_then(|reading| reading.attribute("host"))
+                .and_then(Value::as_str)
+                .filter(|holder| Some(*holder) != target)
+                .and_then(|holder| holder.parse::<InstanceAddress>().ok());
+            let forced = step.inputs.get("force").and_then(Value::as_bool) == Some(true);
+            let ancestors = ancestors(step, &steps);
+            let fenced = |host: &InstanceAddress| {
+                snapshot.get(host).is_some_and(Observation::is_fenced_host)
+                    || ancestors.contains(&StepId::new(host, Action::Fence))
+            };
+            match &holder {
+                Some(holder) if !fenced(holder) => errors.push(violation(format!(
+                    "the import does not wait for a fence of {holder}, which may still hold the pool"
+                ))),
+                None if forced
+                    && !ancestors
+                        .iter()
+                        .any(|id| steps.get(id).is_some_and(|s| s.action == Action::Fence)) =>
+                {
+                    errors.push(violation(
+                        "zpool import -f is planned without any fence before it".to_owned(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+
+        // 2. A disk is attached to at most one VM: an attach follows the detach from the old.
+        if step.action == Action::Attach {
+            let target = step.inputs.get("vm").and_then(Value::as_str);
+            let attached = reading
+                .and_then(|reading| reading.attribute("vm"))
+                .and_then(Value::as_str)
+                .filter(|vm| Some(*vm) != target);
+            if let Some(attached) = attached
+                && !ancestors(step, &steps).contains(&StepId::new(instance, Action::Detach))
+            {
+                errors.push(violation(format!(
+                    "the attach does not wait for the detach from {attached}"
+                )));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn ancestors(step: &Step, steps: &HashMap<&StepId, &Step>) -> HashSet<StepId> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<&StepId> = step.after.iter().collect();
+    while let Some(id) = stack.pop() {
+        if seen.insert(id.clone())
+            && let Some(step) = steps.get(id)
+        {
+            stack.extend(step.after.iter());
+        }
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::{Attributes, PlanSummary};
+    use serde_json::json;
+
+    fn step(id: &str, action: Action, after: &[&str], inputs: Value) -> Step {
+        let address: InstanceAddress = id.parse().unwrap();
+        Step {
+            id: StepId::new(&address, action),
+            address,
+            action,
+            reason: String::new(),
+            after: after.iter().map(|id| StepId((*id).to_owned())).collect(),
+            estimate_seconds: 1,
+            changes: Vec::new(),
+            inputs: serde_json::from_value::<Attributes>(inputs).unwrap(),
+            warning: None,
+        }
+    }
+
+    fn plan(steps: Vec<Step>) -> Plan {
+        Plan {
+            format_version: "1".into(),
+            summary: PlanSummary::of(&steps),
+            steps,
+            critical_path: Vec::new(),
+            estimated_seconds: 0,
+            failover: None,
+            notes: Vec::new(),
+        }
+    }
+
+    fn messages(plan: &Plan, snapshot: &Snapshot, allow_destroy: bool) -> Vec<String> {
+        let config = PlanConfig {
+            allow_destroy,
+            ..PlanConfig::default()
+        };
+        match check(plan, snapshot, &config) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors
+                .iter()
+                .map(|error| error.to_string().lines().next().unwrap().to_owned())
+                .collect(),
+        }
+    }
+
+    fn pool_on(host: &str) -> Snapshot {
+        let mut snapshot = Snapshot::new(1);
+        snapshot.insert(
+            "zfs_pool.home".parse().unwrap(),
+            Observation::present(
+                serde_json::from_value(json!({"host": host, "imported": true})).unwrap(),
+            ),
+        );
+        snapshot.insert(
+            "vm.nfs@g1".parse().unwrap(),
+            Observation::present(Attributes::new()),
+        );
+        snapshot
+    }
+
+    #[test]
+    fn an_import_without_a_fence_of_the_old_host_is_refused() {
+        let unfenced = plan(vec![step(
+            "zfs_pool.home",
+            Action::Import,
+            &[],
+            json!({"host": "vm.nfs@g2", "force": true}),
+        )]);
+        assert_eq!(
+            messages(&unfenced, &pool_on("vm.nfs@g1"), false),
+            [
+                "zfs_pool.home: the import does not wait for a fence of vm.nfs@g1, which may still hold the pool"
+            ]
+        );
+        let fenced = plan(vec![
+            step("vm.nfs@g1", Action::Fence, &[], json!({})),
+            step(
+                "zfs_pool.home",
+                Action::Import,
+                &["vm.nfs@g1:fence"],
+                json!({"host": "vm.nfs@g2", "force": true}),
+            ),
+        ]);
+        assert_eq!(
+            messages(&fenced, &pool_on("vm.nfs@g1"), false),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_forced_import_of_a_pool_nobody_can_read_needs_a_fence() {
+        let mut snapshot = Snapshot::new(1);
+        snapshot.insert(
+            "zfs_pool.home".parse().unwrap(),
+            Observation::Unknown {
+                reason: "ssh: connection refused".into(),
+            },
+        );
+        let forced = plan(vec![step(
+            "zfs_pool.home",
+            Action::Import,
+            &[],
+            json!({"host": "vm.nfs@g2", "force": true}),
+        )]);
+        assert_eq!(
+            messages(&forced, &snapshot, false),
+            ["zfs_pool.home: zpool import -f is planned without any fence before it"]
+        );
+    }
+
+    #[test]
+    fn a_disk_is_never_attached_before_its_detach() {
+        let mut snapshot = Snapshot::new(1);
+        snapshot.insert(
+            "disk.home0".parse().unwrap(),
+            Observation::present(serde_json::from_value(json!({"vm": "vm.nfs@g1"})).unwrap()),
+        );
+        let attach = plan(vec![step(
+            "disk.home0",
+            Action::Attach,
+            &[],
+            json!({"vm": "vm.nfs@g2"}),
+        )]);
+        assert_eq!(
+            messages(&attach, &snapshot, false),
+            ["disk.home0: the attach does not wait for the detach from vm.nfs@g1"]
+        );
+    }
+
+    #[test]
+    fn nothing_is_created_or_deleted_from_an_unknown_reading_and_nothing_stateful_retired() {
+        let mut snapshot = Snapshot::new(1);
+        snapshot.insert(
+            "vm.nfs@g1".parse().unwrap(),
+            Observation::Unknown {
+                reason: "timeout".into(),
+            },
+        );
+        snapshot.insert(
+            "disk.home0".parse().unwrap(),
+            Observation::present(Attributes::new()),
+        );
+        let bad = plan(vec![
+            step("vm.nfs@g1", Action::Delete, &[], json!({})),
+            step("disk.home0", Action::Retire, &[], json!({})),
+            step("disk.home0", Action::Delete, &[], json!({})),
+        ]);
+        assert_eq!(
+            messages(&bad, &snapshot, false),
+            [
+                "vm.nfs@g1: a delete was planned from an unknown reading",
+                "disk.home0: a stateful resource would be destroyed by a retire",
+                "disk.home0: a stateful resource would be destroyed by a delete",
+            ]
+        );
+        assert_eq!(
+            messages(&bad, &snapshot, true),
+            [
+                "vm.nfs@g1: a delete was planned from an unknown reading",
+                "disk.home0: a stateful resource would be destroyed by a retire",
+            ]
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Saved plans: `ferry plan -o FILE` writes one, `ferry apply FILE` applies exactly it, but only
+//! while the observations it was made from still hold (safety invariant 5).
+
+use std::collections::BTreeMap;
+
+use ferry_core::{Generation, InstanceAddress, Observation, Plan, Snapshot};
+use serde::{Deserialize, Serialize};
+
+/// The one saved-plan layout this version reads and writes.
+pub const SAVED_PLAN_FORMAT_VERSION: &str = "1";
+
+/// A plan with the fingerprint of every observation it was made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub format_version: String,
+    /// The deployment the plan belongs to, so that it is not applied to another one.
+    pub deployment: String,
+    /// The spec the plan was made from, and the `--var` values given, so that `ferry apply FILE`
+    /// reads the same world again.
+    #[serde(default)]
+    pub spec_path: String,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    pub active_generation: Generation,
+    /// Instance address to [`Observation::fingerprint`], with the reading in words for people.
+    pub observations: BTreeMap<InstanceAddress, Fingerprint>,
+    pub plan: Plan,
+}
+
+/// One observation's fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub digest: String,
+    pub reading: String,
+}
+
+/// An observation that no longer holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleObservation {
+    /// The instance, or `active generation`.
+    pub subject: String,
+    /// The reading when the plan was made, and now (`None`: not read now).
+    pub then: String,
+    pub now: Option<String>,
+}
+
+impl std::fmt::Display for StaleObservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.now {
+            Some(now) if *now == self.then => {
+                write!(f, "{}: its attributes changed ({now})", self.subject)
+            }
+            Some(now) => write!(f, "{}: was {}, now {now}", self.subject, self.then),
+            None => write!(f, "{}: was {}, now not read", self.subject, self.then),
+        }
+    }
+}
+
+/// Why a saved plan cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedPlanError {
+    #[error("this is not a saved ferry plan ({0}): make one with ferry plan -o FILE")]
+    Malformed(#[from] serde_json::Error),
+    #[error(
+        "this saved plan has format {0}, and this ferry reads format {SAVED_PLAN_FORMAT_VERSION}: plan again with this version"
+    )]
+    Version(String),
+}
+
+impl SavedPlan {
+    pub fn new(deployment: &str, plan: Plan, snapshot: &Snapshot) -> Self {
+        Self {
+            format_version: SAVED_PLAN_FORMAT_VERSION.to_owned(),
+            deployment: deployment.to_owned(),
+            spec_path: String::new(),
+            variables: BTreeMap::new(),
+            active_generation: snapshot.active_generation,
+            observations: snapshot
+                .resources
+                .iter()
+                .map(|(instance, observation)| {
+                    (
+                        instance.clone(),
+                        Fingerprint {
+                            digest: observation.fingerprint(),
+                            reading: observation.describe(),
+                        },
+                    )
+                })
+                .collect(),
+            plan,
+        }
+    }
+
+    /// Records where the spec is and which `--var` values were given.
+    pub fn for_spec(
+        mut self,
+        path: &std::path::Path,
+        variables: &BTreeMap<String, String>,
+    ) -> Self {
+        self.spec_path = path.display().to_string();
+        self.variables = variables.clone();
+        self
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("saved plans always serialise");
+        text.push('\n');
+        text
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, SavedPlanError> {
+        let version: serde_json::Value = serde_json::from_str(text)?;
+        match version.get("format_version").and_then(|v| v.as_str()) {
+            Some(SAVED_PLAN_FORMAT_VERSION) => Ok(serde_json::from_value(version)?),
+            Some(other) => Err(SavedPlanError::Version(other.to_owned())),
+            None => Err(SavedPlanError::Version("(none)".to_owned())),
+        }
+    }
+
+    /// Every observation that differs now from when the plan was made: empty when the plan may
+    /// be applied.
+    pub fn stale(&self, now: &Snapshot) -> Vec<StaleObservation> {
+        let mut stale: Vec<StaleObservation> = self
+            .observations
+            .iter()
+            .filter_map(|(instance, then)| {
+                let current = now.get(instance);
+                if current.map(Observation::fingerprint).as_deref() == Some(then.digest.as_str()) {
+                    return None;
+                }
+                Some(StaleObservation {
+                    subject: instance.to_string(),
+                    then: then.reading.clone(),
+                    now: current.map(Observation::describe),
+                })
+            })
+            .collect();
+        stale.extend(
+            now.resources
+                .iter()
+                .filter(|(instance, _)| !self.observations.contains_key(*instance))
+                .map(|(instance, observation)| StaleObservation {
+                    subject: instance.to_string(),
+                    then: "not read".to_owned(),
+                    now: Some(observation.describe()),
+                }),
+        );
+        if now.active_generation != self.active_generation {
+            stale.insert(
+                0,
+                StaleObservation {
+                    subject: "active generation".to_owned(),
+                    then: format!("generation {}", self.active_generation),
+                    now: Some(format!("generation {}", now.active_generation)),
+                },
+            );
+        }
+        stale
+    }
+}
