@@ -106,8 +106,8 @@ pub enum Problem {
         address: String,
         found: String,
     },
-    #[error("{kind} has no output `{output}`")]
-    UnknownOutput { kind: String, output: String },
+    #[error("{address} has no output `{output}`")]
+    UnknownOutput { address: String, output: String },
     #[error("{message}")]
     Template { message: String },
     #[error("`${{{expression}}}` cannot be used in [{block}]")]
@@ -286,6 +286,9 @@ impl SpecErrors {
             .with_links(false);
         let mut out = String::new();
         for error in &self.errors {
+            if !out.is_empty() {
+                out.push('\n');
+            }
             // Writing to a String cannot fail; a rendering bug must not hide the other errors.
             if handler.render_report(&mut out, error).is_err() {
                 out.push_str(&format!("{error}\n"));

@@ -414,7 +414,7 @@ pub(crate) fn load(
                     },
                     Some(place(file, span)),
                 )
-                .help("fix the TOML syntax here"),
+                .help("fix the TOML syntax here; see https://toml.io for the format"),
             );
         }
         documents.push((Arc::clone(file), document, broken));
@@ -464,6 +464,9 @@ pub(crate) fn load(
                     Ok(kind) if rules.get(kind).is_some() => {
                         loader.gather_kind(kind, &entry, *broken, &mut gathered);
                     }
+                    // Recovery after a syntax error can turn a broken header's keys into
+                    // top-level ones: reporting those would only repeat the syntax error.
+                    _ if *broken => {}
                     _ => loader.unknown_top_level(name, &entry),
                 },
             }
@@ -752,6 +755,7 @@ impl<'a> Loader<'a> {
             let segments = match value::parse_template(&text) {
                 Ok(segments) => segments,
                 Err(error) => {
+                    let help = template_help(&error, self.rules);
                     self.push(
                         SpecError::new(
                             Problem::Template {
@@ -759,7 +763,7 @@ impl<'a> Loader<'a> {
                             },
                             Some(place(file, span_of(error.range()))),
                         )
-                        .help("write ${kind.name.output}, ${var.NAME}, ${env.NAME} or ${generation}; `$${` is a literal `${`"),
+                        .help(help),
                     );
                     continue;
                 }
@@ -773,7 +777,7 @@ impl<'a> Loader<'a> {
                     (Expression::Variable(name), Allowed::Everything | Allowed::VariablesAndEnvironment) => {
                         let help = did_you_mean(name, self.variables.keys().map(String::as_str))
                             .unwrap_or_else(|| {
-                                format!("declare it in [variables], or pass --var {name}=VALUE")
+                                format!("declare it in [variables], such as {name} = \"...\"; --var {name}=VALUE can then override it")
                             });
                         self.push(
                             SpecError::new(Problem::UndefinedVariable { name: name.clone() }, Some(at))
@@ -974,7 +978,7 @@ impl<'a> Loader<'a> {
         let table = self.table_of(entry, within)?;
         Some(self.read_table(
             &entry.file,
-            entry.key.clone(),
+            entry.node.span(),
             table,
             schema,
             &[],
@@ -1255,14 +1259,14 @@ impl<'a> Loader<'a> {
                         let item_place = place(&file, navigate(node, &[Step::Index(index)]).span());
                         match item.as_str().map(str::parse::<ResourceAddress>) {
                             Some(Ok(target)) => depends_on.push((target, item_place)),
-                            Some(Err(error)) => self.push(
+                            Some(Err(_)) => self.push(
                                 SpecError::new(
                                     Problem::BadAddress {
                                         text: item.as_str().unwrap_or_default().to_owned(),
                                     },
                                     Some(item_place),
                                 )
-                                .help(format!("{error}")),
+                                .help("write it as kind.name, such as hook.staging_hub"),
                             ),
                             None => self.push(
                                 SpecError::new(
@@ -1325,6 +1329,21 @@ impl<'a> Loader<'a> {
             field_nodes: read.nodes,
             meta_nodes,
         }
+    }
+}
+
+/// What to do about a malformed `${...}`.
+fn template_help(error: &value::TemplateError, rules: &RuleBook) -> String {
+    match error {
+        value::TemplateError::Unclosed { .. } => {
+            "close it with `}`, or write `$${` for a literal `${`".to_owned()
+        }
+        value::TemplateError::UnknownKind { kind, .. } => {
+            let kinds: Vec<&str> = rules.kinds().map(Kind::as_str).collect();
+            did_you_mean(kind, kinds.iter().copied())
+                .unwrap_or_else(|| format!("the resource kinds are: {}", kinds.join(", ")))
+        }
+        _ => "write ${kind.name.output}, ${var.NAME}, ${env.NAME} or ${generation}".to_owned(),
     }
 }
 

@@ -1,21 +1,36 @@
 //! "Did you mean" suggestions: the closest known name to a misspelt one, when it is close enough.
 
-/// The edit distance (Levenshtein) between two strings, counted in characters.
+/// The edit distance between two strings, in characters: insertions, deletions,
+/// substitutions and swaps of two neighbours (optimal string alignment), because a swap
+/// (`szie`) is the most common typo of all.
 pub(crate) fn edit_distance(left: &str, right: &str) -> usize {
+    let left: Vec<char> = left.chars().collect();
     let right: Vec<char> = right.chars().collect();
-    let mut previous: Vec<usize> = (0..=right.len()).collect();
-    let mut current = vec![0; right.len() + 1];
-    for (row, left_char) in left.chars().enumerate() {
-        current[0] = row + 1;
-        for (column, right_char) in right.iter().enumerate() {
-            let substitution = previous[column] + usize::from(left_char != *right_char);
-            current[column + 1] = substitution
-                .min(previous[column + 1] + 1)
-                .min(current[column] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
+    let width = right.len() + 1;
+    let mut table = vec![0; (left.len() + 1) * width];
+    for (row, cell) in table.iter_mut().step_by(width).enumerate() {
+        *cell = row;
     }
-    previous[right.len()]
+    for (column, cell) in table.iter_mut().take(width).enumerate() {
+        *cell = column;
+    }
+    for row in 1..=left.len() {
+        for column in 1..=right.len() {
+            let cost = usize::from(left[row - 1] != right[column - 1]);
+            let mut best = (table[(row - 1) * width + column - 1] + cost)
+                .min(table[(row - 1) * width + column] + 1)
+                .min(table[row * width + column - 1] + 1);
+            if row > 1
+                && column > 1
+                && left[row - 1] == right[column - 2]
+                && left[row - 2] == right[column - 1]
+            {
+                best = best.min(table[(row - 2) * width + column - 2] + 1);
+            }
+            table[row * width + column] = best;
+        }
+    }
+    table[left.len() * width + right.len()]
 }
 
 /// The candidate closest to `wanted`, if it is within a third of its length (at least one
@@ -56,6 +71,7 @@ mod tests {
     fn distances_and_suggestions() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("szie", "size"), 1);
         assert_eq!(closest("szie", ["name", "size", "sku"]), Some("size"));
         assert_eq!(closest("virtual_machine", ["vm", "vnet"]), None);
         assert_eq!(closest("x", ["vm"]), None);

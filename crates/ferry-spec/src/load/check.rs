@@ -32,6 +32,14 @@ fn missing_help(read: &BTreeMap<ResourceAddress, Read<'_, '_>>, address: &Resour
         .unwrap_or_else(|| format!("declare it as [{address}], or fix the name"))
 }
 
+/// How to write an address, or the address of a resource with that very name.
+pub(super) fn address_help(read: &BTreeMap<ResourceAddress, Read<'_, '_>>, text: &str) -> String {
+    match read.keys().find(|address| address.name == text) {
+        Some(address) => format!("did you mean `{address}`?"),
+        None => "write it as kind.name, such as vm.nfs".to_owned(),
+    }
+}
+
 /// One edge of the dependency graph, with where it is written.
 struct Edge {
     to: ResourceAddress,
@@ -145,12 +153,15 @@ impl Loader<'_> {
                 let target = match text.parse::<ResourceAddress>() {
                     Ok(target) => target,
                     Err(_) => {
+                        let named = ResourceAddress::new(kind, text);
+                        let help = if read.contains_key(&named) {
+                            format!("did you mean `{named}`?")
+                        } else {
+                            format!("`{}` names a {kind}: write it as \"{kind}.NAME\"", field.name)
+                        };
                         self.push(
                             SpecError::new(Problem::BadAddress { text: text.to_owned() }, Some(at))
-                                .help(format!(
-                                    "`{}` names a {kind}: write it as \"{kind}.NAME\"",
-                                    field.name
-                                )),
+                                .help(help),
                         );
                         continue;
                     }
@@ -254,7 +265,7 @@ impl Loader<'_> {
                 self.push(
                     SpecError::new(
                         Problem::UnknownOutput {
-                            kind: used.address.to_string(),
+                            address: used.address.to_string(),
                             output: used.output.clone(),
                         },
                         Some(used.place.clone()),
@@ -432,10 +443,10 @@ impl Loader<'_> {
         for (text, at) in triggers {
             let address = match text.parse::<ResourceAddress>() {
                 Ok(address) => address,
-                Err(error) => {
+                Err(_) => {
                     self.push(
                         SpecError::new(Problem::BadAddress { text: text.clone() }, Some(at.clone()))
-                            .help(error.to_string()),
+                            .help(address_help(read, text)),
                     );
                     continue;
                 }

@@ -1,0 +1,456 @@
+//! Every problem a user can write into a spec, with the exact message ferry shows for it.
+//!
+//! Each test hands a few files to [`check`] and snapshots the rendering: the message, the file,
+//! line and column, the underlined text and the help line. Read the diff when one changes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ferry_spec::{LoadOptions, load_sources};
+
+/// A small valid spec that tests extend or break.
+const BASE: &str = r#"[deployment]
+name = "demo"
+location = "westeurope"
+
+[resource_group.main]
+name = "demo-g${generation}"
+
+[vnet.main]
+name = "demo-vnet"
+resource_group = "resource_group.main"
+address_space = ["10.0.0.0/16"]
+
+[vm.nfs]
+name = "demo-nfs"
+resource_group = "resource_group.main"
+vnet = "vnet.main"
+size = "Standard_E8s_v5"
+ssh_public_key = "ssh-ed25519 AAAA demo"
+"#;
+
+fn options(variables: &[(&str, &str)]) -> LoadOptions {
+    LoadOptions {
+        variables: variables
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        environment: BTreeMap::from([("FERRY_TSIG_SECRET".to_owned(), "c2VjcmV0".to_owned())]),
+    }
+}
+
+/// Loads the files and renders what went wrong; "ok" when nothing did.
+fn check_with(files: &[(&str, &str)], options: &LoadOptions) -> String {
+    let files: Vec<(PathBuf, String)> = files
+        .iter()
+        .map(|(name, text)| (PathBuf::from(name), text.to_string()))
+        .collect();
+    match load_sources(
+        Path::new("spec"),
+        files,
+        options,
+        &ferry_providers::rule_book(),
+    ) {
+        Ok(_) => "ok".to_owned(),
+        Err(errors) => errors.render(false),
+    }
+}
+
+fn check(files: &[(&str, &str)]) -> String {
+    check_with(files, &options(&[]))
+}
+
+#[test]
+fn the_base_spec_is_valid() {
+    assert_eq!(check(&[("main.toml", BASE)]), "ok");
+}
+
+#[test]
+fn syntax_errors_are_all_reported_and_other_files_still_checked() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "broken.toml",
+            "[disk.home0]\nname = \"home0\nsize_gb = = 12\n\n[disk.home1\nname = \"home1\"\n",
+        ),
+        ("other.toml", "[public_ip.ingress]\nname = \"ip\"\nresource_group = \"resource_group.main\"\nsku = 3\n"),
+    ]));
+}
+
+#[test]
+fn unknown_blocks_kinds_and_keys_suggest_the_closest() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "more.toml",
+            r#"[failovr]
+mode = "off"
+
+[virtual_machine.nfs]
+name = "x"
+
+[vms.other]
+name = "x"
+
+[settings]
+color = true
+
+[disk.home0]
+name = "home0"
+resource_group = "resource_group.main"
+size_gb = 100
+lnu = 3
+flavour = "x"
+
+[state]
+backend = "local"
+pth = ".ferry"
+"#,
+        ),
+    ]));
+}
+
+#[test]
+fn wrong_types_missing_fields_and_bad_tables() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "more.toml",
+            r#"[disk.home0]
+name = "home0"
+resource_group = "resource_group.main"
+size_gb = "big"
+lun = 1.5
+vm = "vm.nfs"
+
+[disk.Home1]
+name = "home1"
+
+[public_ip]
+ingress = 3
+
+[zfs_pool.home]
+host = "vm.nfs"
+disks = ["disk.home0", 7]
+datasets = "staging"
+
+[aks_cluster.hub]
+name = "hub"
+
+[check.when]
+type = "http"
+url = "https://example.org"
+interval_seconds = 2024-01-01T00:00:00Z
+"#,
+        ),
+    ]));
+}
+
+#[test]
+fn duplicate_names_across_files_point_at_both() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "again.toml",
+            "[vm.nfs]\nname = \"other\"\n\n[deployment]\nname = \"again\"\nlocation = \"x\"\n\n[variables]\nsize = 1\n",
+        ),
+        ("third.toml", "[variables]\nsize = 2\n"),
+    ]));
+}
+
+#[test]
+fn references_must_name_existing_resources_of_the_right_kind() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "more.toml",
+            r#"[disk.home0]
+name = "home0"
+resource_group = "resource_group.main"
+size_gb = 100
+vm = "vm.nfz"
+lun = 0
+
+[disk.home1]
+name = "home1"
+resource_group = "vnet.main"
+size_gb = 100
+vm = "nfs"
+lun = 1
+
+[zfs_pool.home]
+host = "vm.nfs"
+disks = ["disk.home0", "disk.home2"]
+depends_on = ["hook.setup", "vm.nfs"]
+"#,
+        ),
+    ]));
+}
+
+#[test]
+fn interpolations_must_name_existing_resources_and_outputs() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "hooks.toml",
+            r#"[public_ip.ingress]
+name = "ingress"
+resource_group = "resource_group.main"
+
+[hook.deploy]
+command = ["deploy", "${public_ip.ingres.address}", "--ip=${public_ip.ingress.adress}"]
+outputs = ["url"]
+
+[hook.after]
+shell = "echo ${hook.deploy.url} ${hook.deploy.urls} ${vm.nfs.private_ip}"
+env = { A = "${vm.nfs.nothing}", B = "${check.ready.status}", C = "${disk.home.id}" }
+
+[check.ready]
+type = "http"
+url = "${hook.deploy.url"
+expect_status = 200
+
+[hook.odd]
+command = ["x", "${vm.nfs}", "${virtual.nfs.ip}", "$${literal} is fine"]
+"#,
+        ),
+    ]));
+}
+
+#[test]
+fn cycles_name_every_resource_in_order() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "cycle.toml",
+            r#"[hook.a]
+command = ["a", "${hook.b.exit_code}"]
+
+[hook.b]
+command = ["b"]
+depends_on = ["hook.c"]
+
+[hook.c]
+shell = "c"
+env = { A = "${hook.a.exit_code}" }
+
+[hook.self]
+command = ["s"]
+depends_on = ["hook.self"]
+"#,
+        ),
+    ]));
+}
+
+#[test]
+fn kind_validation_points_at_the_offending_value() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "more.toml",
+            r#"[vm.web]
+name = "_web"
+resource_group = "resource_group.main"
+vnet = "vnet.main"
+size = "Standard_E8s_v6"
+ssh_public_key = "not a key"
+
+[disk.home0]
+name = "home 0"
+resource_group = "resource_group.main"
+size_gb = 100000
+
+[zfs_pool.home]
+host = "vm.nfs"
+disks = []
+
+[zfs_pool.home.datasets]
+prod = { mountpoint = "/export/prod", quota = "3T", colour = "blue" }
+
+[hook.nothing]
+retry = true
+
+[vnet.second]
+name = "second"
+resource_group = "resource_group.main"
+address_space = ["10.1.0.0/16", "10.2.0.0"]
+"#,
+        ),
+    ]));
+}
+
+#[test]
+fn undefined_variables_and_environment() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "more.toml",
+            r#"[variables]
+domain = "example.org"
+home = "${env.HOME_FOLDER}"
+nested = "${var.domain}"
+
+[hook.deploy]
+command = ["deploy", "hub.${var.domian}", "${var.region}"]
+env = { TOKEN = "${env.DEPLOY_TOKEN}", SECRET = "${env.FERRY_TSIG_SECRET}" }
+"#,
+        ),
+    ]));
+}
+
+#[test]
+fn failover_policy_zones_luns_and_destroy() {
+    insta::assert_snapshot!(check(&[
+        (
+            "main.toml",
+            &BASE.replace("demo-g${generation}", "demo-rg"),
+        ),
+        (
+            "policy.toml",
+            r#"[failover]
+mode = "automatic"
+triggers = ["disk.home0", "aks_cluster.hub", "vm.nfs", "nfs"]
+
+[zones."example.org"]
+backend = "rfc2136"
+server = "127.0.0.1:53"
+tsig_key_name = "ferry"
+tsig_secret_env = "FERRY_TSIG_SECRET"
+
+[zones."example.com"]
+backend = "rfc2136"
+server = "127.0.0.1:53"
+tsig_key_name = "ferry"
+tsig_algorithm = "sha256"
+
+[zones."example.net"]
+backend = "route53"
+
+[dns_record.hub]
+zone = "exmaple.org"
+name = "hub"
+type = "A"
+values = ["127.0.0.1"]
+
+[disk.home0]
+name = "home0"
+resource_group = "resource_group.main"
+size_gb = 100
+vm = "vm.nfs"
+lun = 0
+ensure = "absent"
+
+[disk.home1]
+name = "home1"
+resource_group = "resource_group.main"
+size_gb = 100
+vm = "vm.nfs"
+lun = 1
+
+[disk.home2]
+name = "home2"
+resource_group = "resource_group.main"
+size_gb = 100
+vm = "vm.nfs"
+lun = 1
+
+[disk.home3]
+name = "home3"
+resource_group = "resource_group.main"
+size_gb = 100
+ensure = "gone"
+
+[hook.old]
+command = ["x"]
+allow_destroy = true
+"#,
+        ),
+    ]));
+}
+
+#[test]
+fn failover_off_allows_fixed_group_names_and_a_destroy_with_both_keys() {
+    let spec = BASE.replace("demo-g${generation}", "demo-rg");
+    assert_eq!(
+        check(&[
+            ("main.toml", &spec),
+            (
+                "more.toml",
+                "[failover]\nmode = \"off\"\n\n[disk.old]\nname = \"old\"\nresource_group = \"resource_group.main\"\nsize_gb = 8\nensure = \"absent\"\nallow_destroy = true\n",
+            ),
+        ]),
+        "ok"
+    );
+}
+
+#[test]
+fn var_overrides_must_be_declared() {
+    insta::assert_snapshot!(check_with(
+        &[
+            ("main.toml", BASE),
+            ("vars.toml", "[variables]\ndomain = \"example.org\"\nreplicas = 2\n"),
+        ],
+        &options(&[("domian", "x"), ("zone", "y"), ("domain", "example.com")]),
+    ));
+}
+
+#[test]
+fn var_overrides_are_substituted_whole_or_inside_strings() {
+    let files = [
+        (
+            "main.toml",
+            BASE.replace("\"Standard_E8s_v5\"", "\"${var.size}\""),
+        ),
+        (
+            "vars.toml",
+            "[variables]\nsize = \"Standard_B2s\"\ndisk_size = 100\n\n[disk.d]\nname = \"d-${var.size}\"\nresource_group = \"resource_group.main\"\nsize_gb = \"${var.disk_size}\"\n".to_owned(),
+        ),
+    ];
+    let files: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|(name, text)| (PathBuf::from(name), text))
+        .collect();
+    let spec = load_sources(
+        Path::new("spec"),
+        files,
+        &options(&[("size", "Standard_D4s_v5"), ("disk_size", "200")]),
+        &ferry_providers::rule_book(),
+    )
+    .map_err(|errors| errors.render(false))
+    .unwrap();
+    let vm = &spec.resources[&"vm.nfs".parse().unwrap()];
+    assert_eq!(vm.str_field("size"), Some("Standard_D4s_v5"));
+    let disk = &spec.resources[&"disk.d".parse().unwrap()];
+    assert_eq!(disk.field("size_gb"), Some(&serde_json::json!(200)));
+    assert_eq!(disk.str_field("name"), Some("d-Standard_D4s_v5"));
+    assert_eq!(spec.variables["disk_size"], serde_json::json!(200));
+}
+
+#[test]
+fn blocks_are_checked_too() {
+    insta::assert_snapshot!(check(&[(
+        "main.toml",
+        r#"[deployment]
+name = 5
+region = "westeurope"
+
+[failover]
+mode = "sometimes"
+
+[state]
+backend = "azure_blob"
+account = "ferrystate"
+
+[zones]
+"example.org" = "rfc2136"
+
+[resource_group.main]
+name = "rg-${generation}-${vm.nfs.name}"
+"#,
+    )]));
+}
+
+#[test]
+fn a_spec_without_a_deployment_says_so() {
+    insta::assert_snapshot!(check(&[("main.toml", "# nothing yet\n")]));
+}
