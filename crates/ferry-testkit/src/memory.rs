@@ -104,6 +104,8 @@ pub struct Call {
 struct WorldState {
     instances: BTreeMap<InstanceAddress, Attributes>,
     calls: Vec<Call>,
+    /// Calls so far per step, so that counting attempts does not scan every call.
+    attempts: BTreeMap<StepId, u32>,
     sequence: u64,
     running: usize,
     max_running: usize,
@@ -200,11 +202,11 @@ impl World {
     ) -> usize {
         let mut state = self.lock();
         let kind = step.address.kind();
-        let attempt = 1 + state
-            .calls
-            .iter()
-            .filter(|call| call.step == step.id)
-            .count() as u32;
+        let attempt = {
+            let count = state.attempts.entry(step.id.clone()).or_insert(0);
+            *count += 1;
+            *count
+        };
         state.sequence += 1;
         state.running += 1;
         state.max_running = state.max_running.max(state.running);

@@ -92,6 +92,7 @@ pub fn plan_of(steps: Vec<Step>) -> Plan {
         steps,
         critical_path,
         estimated_seconds,
+        recovery_seconds: None,
         failover: None,
         notes: Vec::new(),
     }
