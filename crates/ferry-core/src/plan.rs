@@ -181,7 +181,12 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// The chain of steps whose estimates add up to the plan's estimated duration.
     pub critical_path: Vec<StepId>,
+    /// When every step is done, from the steps' estimates.
     pub estimated_seconds: u64,
+    /// In a failover, when the service is back: every step but the retirement of the old
+    /// generation is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_seconds: Option<u64>,
     pub summary: PlanSummary,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Failover>,

@@ -260,6 +260,43 @@ pub fn resolve(value: &Value, lookup: &dyn Fn(&Expression) -> Option<Value>) -> 
     }
 }
 
+/// Rewrites expressions in place (`${vm.nfs.id}` to `${vm.nfs@g2.id}`), keeping the others.
+pub fn rewrite(value: &Value, rewrite: &dyn Fn(&Expression) -> Option<Expression>) -> Value {
+    match value {
+        Value::String(text) => {
+            let Ok(segments) = parse_template(text) else {
+                return value.clone();
+            };
+            if !segments
+                .iter()
+                .any(|segment| matches!(segment, Segment::Expression(..)))
+            {
+                return value.clone();
+            }
+            let mut out = String::new();
+            for segment in segments {
+                match segment {
+                    Segment::Literal(text) => out.push_str(&escape_literal(&text)),
+                    Segment::Expression(expression, _) => {
+                        let expression = rewrite(&expression).unwrap_or(expression);
+                        out.push_str("${");
+                        out.push_str(&expression.to_string());
+                        out.push('}');
+                    }
+                }
+            }
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|item| self::rewrite(item, rewrite)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| (key.clone(), self::rewrite(item, rewrite)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// The expressions still unresolved in a value, each once, sorted.
 pub fn unresolved(value: &Value) -> Vec<Expression> {
     let mut found: Vec<Expression> = expressions(value).into_iter().map(|(_, e)| e).collect();

@@ -165,6 +165,11 @@ impl KindRules for DiskRules {
     }
 
     fn failover(&self, context: &FailoverContext<'_>) -> Result<Vec<StepDraft>, String> {
+        if let Observation::Unknown { reason } = context.observed {
+            return Err(format!(
+                "its reading is unknown ({reason}), so ferry cannot tell which VM holds it: a disk is never moved blind"
+            ));
+        }
         let spec = context.spec;
         let me = spec.address.at(None);
         let to = context.to_generation;

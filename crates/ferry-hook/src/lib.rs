@@ -119,8 +119,12 @@ impl KindRules for HookRules {
         errors
     }
 
-    fn estimate_seconds(&self, _: Action, spec: &ResourceSpec) -> u64 {
-        estimate(spec)
+    fn estimate_seconds(&self, action: Action, spec: &ResourceSpec) -> u64 {
+        match action {
+            Action::Run => estimate(spec),
+            // Retiring or deleting a hook only forgets its last run.
+            _ => 0,
+        }
     }
 
     fn is_observed(&self, field: &str) -> bool {

@@ -243,11 +243,13 @@ impl<'a> Builder<'a> {
     fn observation(&self, instance: &InstanceAddress) -> Observation {
         match self.snapshot.get(instance) {
             Some(observation) => observation.clone(),
-            // A generation beyond the active one was never built, as far as ferry's state
-            // knows; anything else missing was simply not read, which is not the same as gone.
-            None if instance
-                .generation
-                .is_some_and(|generation| generation > self.snapshot.active_generation) =>
+            // Nothing was built before the first apply, and a generation beyond the active one
+            // was never built, as far as ferry's state knows; anything else missing was simply
+            // not read, which is not the same as gone.
+            None if self.snapshot.active_generation == 0
+                || instance
+                    .generation
+                    .is_some_and(|generation| generation > self.snapshot.active_generation) =>
             {
                 Observation::Absent
             }
@@ -422,6 +424,13 @@ impl<'a> Builder<'a> {
 
         match observed {
             Observation::Unknown { reason } => {
+                // A failover still moves a stateful resource that cannot be read, when its
+                // kind's rules know how to do that safely (a pool behind a fence); the others
+                // refuse. Nothing else is planned from an unknown reading.
+                if stateful && in_failover.is_some() {
+                    self.plan_failover_moves(resource, &instance, observed, &desired);
+                    return;
+                }
                 self.notes.push(format!(
                     "{instance}: not planned, its reading is unknown ({reason}); nothing is created or deleted on an unknown reading"
                 ));
@@ -461,27 +470,8 @@ impl<'a> Builder<'a> {
                                 )
                         })
                 };
-                if let Some(failover) = &in_failover
-                    && stateful
-                {
-                    let context = FailoverContext {
-                        spec: resource,
-                        observed,
-                        from_generation: failover.from_generation,
-                        to_generation: failover.to_generation,
-                        snapshot: self.snapshot,
-                        inputs: &desired,
-                    };
-                    match rules.failover(&context) {
-                        Ok(drafts) => {
-                            for draft in drafts {
-                                self.push(draft, None);
-                            }
-                        }
-                        Err(message) => self
-                            .errors
-                            .push(PlanError::new(Some(instance.clone()), message)),
-                    }
+                if in_failover.is_some() && stateful {
+                    self.plan_failover_moves(resource, &instance, observed, &desired);
                 }
                 let changes = diff(&desired, attributes, rules, &relocated);
                 if changes.is_empty() {
@@ -547,6 +537,38 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Asks a stateful kind's rules how it moves to the new generation.
+    fn plan_failover_moves(
+        &mut self,
+        resource: &ResourceSpec,
+        instance: &InstanceAddress,
+        observed: &Observation,
+        desired: &Attributes,
+    ) {
+        let Some(failover) = self.failover.clone() else {
+            return;
+        };
+        let context = FailoverContext {
+            spec: resource,
+            observed,
+            from_generation: failover.from_generation,
+            to_generation: failover.to_generation,
+            snapshot: self.snapshot,
+            inputs: desired,
+        };
+        match self.rules(resource.address.kind).failover(&context) {
+            Ok(drafts) => {
+                for draft in drafts {
+                    self.push(draft, None);
+                }
+            }
+            Err(message) => self.errors.push(
+                PlanError::new(Some(instance.clone()), message)
+                    .help("make it readable again (or find out why it is not) and plan again"),
+            ),
+        }
+    }
+
     /// Retires the previous generation after a failover, and deletes what the spec dropped.
     fn plan_old_instances(&mut self) {
         let retire_from = match &self.failover {
@@ -565,13 +587,18 @@ impl<'a> Builder<'a> {
                 .generation
                 .filter(|generation| *generation < self.target || retire_from == Some(*generation));
             match (in_spec, old_generation, &observation) {
-                (Some(_), Some(generation), Observation::Present { .. })
-                    if instance.kind() != Kind::Hook =>
-                {
-                    let reason = format!(
-                        "generation {} serves now: generation {generation} is retired",
-                        self.target
-                    );
+                (Some(_), Some(generation), Observation::Present { .. }) => {
+                    let reason = if instance.kind() == Kind::Hook {
+                        format!(
+                            "generation {} serves now: forget generation {generation}'s run, whose deployment goes with its cluster",
+                            self.target
+                        )
+                    } else {
+                        format!(
+                            "generation {} serves now: generation {generation} is retired",
+                            self.target
+                        )
+                    };
                     self.push(StepDraft::new(instance, Action::Retire, reason), None);
                 }
                 (Some(_), Some(_), Observation::Unknown { reason }) => self.notes.push(format!(
@@ -589,7 +616,7 @@ impl<'a> Builder<'a> {
                         )),
                     );
                 }
-                (None, _, Observation::Present { .. }) if instance.kind() != Kind::Hook => {
+                (None, _, Observation::Present { .. }) => {
                     let reason = "the spec no longer declares it";
                     self.push(StepDraft::new(instance, Action::Delete, reason), None);
                 }

@@ -162,6 +162,14 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         finish_at[position] = start + drafts[position].estimate_seconds;
         via[position] = from;
     }
+    let recovery_seconds = built.failover.as_ref().map(|_| {
+        order
+            .iter()
+            .filter(|&&position| drafts[position].step.action != Action::Retire)
+            .map(|&position| finish_at[position])
+            .max()
+            .unwrap_or(0)
+    });
     let mut critical_path = Vec::new();
     let mut cursor = order
         .iter()
@@ -207,6 +215,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         steps,
         critical_path,
         estimated_seconds,
+        recovery_seconds,
         failover: built.failover,
         notes: built.notes,
     })

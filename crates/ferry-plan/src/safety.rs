@@ -144,6 +144,7 @@ mod tests {
             steps,
             critical_path: Vec::new(),
             estimated_seconds: 0,
+            recovery_seconds: None,
             failover: None,
             notes: Vec::new(),
         }

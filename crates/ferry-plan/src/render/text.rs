@@ -153,17 +153,26 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
         counts.join(", "),
         if total == 1 { "" } else { "s" }
     );
-    let label = if plan.failover.is_some() {
-        "Estimated time to recovery:"
-    } else {
-        "Estimated duration:"
-    };
-    let _ = writeln!(
-        out,
-        "{} {}, along the critical path:",
-        paint.paint("1", label),
-        duration(plan.estimated_seconds)
-    );
+    match plan.recovery_seconds {
+        Some(recovery) => {
+            let _ = writeln!(
+                out,
+                "{} {} (the service is back); {} until the old generation is retired.",
+                paint.paint("1", "Estimated time to recovery:"),
+                duration(recovery),
+                duration(plan.estimated_seconds)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "{} {}.",
+                paint.paint("1", "Estimated duration:"),
+                duration(plan.estimated_seconds)
+            );
+        }
+    }
+    let _ = writeln!(out, "Critical path:");
     let by_id: HashMap<&StepId, &ferry_core::Step> =
         plan.steps.iter().map(|step| (&step.id, step)).collect();
     let path: Vec<String> = plan
@@ -200,12 +209,19 @@ fn render_changes(out: &mut String, indent: &str, changes: &[AttributeChange], p
             .unwrap_or_default();
         match (&change.before, &change.after) {
             (None, Some(after)) => {
+                let line = show(after);
+                if line.len() > 60 && (after.is_object() || after.is_array()) {
+                    let _ = writeln!(out, "{indent}{} {}:", paint.paint("32", "+"), change.path);
+                    for item in pretty(after).lines() {
+                        let _ = writeln!(out, "{indent}    {item}");
+                    }
+                    continue;
+                }
                 let _ = writeln!(
                     out,
-                    "{indent}{} {:name_width$} = {}{replacement}",
+                    "{indent}{} {:name_width$} = {line}{replacement}",
                     paint.paint("32", "+"),
                     change.path,
-                    show(after)
                 );
             }
             (Some(before), None) => {
@@ -252,26 +268,45 @@ fn render_changes(out: &mut String, indent: &str, changes: &[AttributeChange], p
     }
 }
 
-/// A value on one line, with `(known after apply)` where it is not known yet.
+/// A value on one line, TOML-like, with `(known after apply: ...)` where it is not known yet.
 fn show(value: &Value) -> String {
-    if let Some(text) = value.as_str() {
-        let unresolved = value::unresolved(value);
-        if let ([expression], Ok(segments)) = (unresolved.as_slice(), value::parse_template(text))
-            && segments.len() == 1
-        {
-            return format!("(known after apply: {})", describe(expression));
+    match value {
+        Value::String(text) => match whole_expression(text) {
+            Some(expression) => format!("(known after apply: {expression})"),
+            None => serde_json::to_string(text).unwrap_or_default(),
+        },
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(show).collect();
+            format!("[{}]", items.join(", "))
         }
+        Value::Object(map) => {
+            let entries: Vec<String> = map
+                .iter()
+                .map(|(key, item)| format!("{key} = {}", show(item)))
+                .collect();
+            format!("{{ {} }}", entries.join(", "))
+        }
+        other => other.to_string(),
     }
-    serde_json::to_string(value).unwrap_or_default()
 }
 
-fn describe(expression: &Expression) -> String {
-    expression.to_string()
+/// The expression a string consists of, when it is one `${...}` and nothing else.
+fn whole_expression(text: &str) -> Option<Expression> {
+    match value::parse_template(text).ok()?.as_slice() {
+        [value::Segment::Expression(expression, _)] => Some(expression.clone()),
+        _ => None,
+    }
 }
 
+/// A value over several lines when it is a list or a table, for line diffs.
 fn pretty(value: &Value) -> String {
     match value {
-        Value::String(text) => text.clone(),
-        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        Value::Array(items) => items.iter().map(|item| format!("{}\n", show(item))).collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, item)| format!("{key} = {}\n", show(item)))
+            .collect(),
+        Value::String(text) if text.contains('\n') => text.clone(),
+        other => show(other),
     }
 }
