@@ -181,3 +181,43 @@ pub fn for_stderr() -> Box<dyn Fn(&Event) + Send + Sync> {
         Box::new(move |event| plain.handle(event))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Counts;
+
+    #[test]
+    fn the_terminal_view_follows_a_step_from_start_to_end() {
+        let view = TerminalProgress::new(ProgressDrawTarget::hidden());
+        let step = StepId("vm.nfs@g2:create".to_owned());
+        let events = [
+            EventKind::StepStarted {
+                step: step.clone(),
+                resume_operation: None,
+            },
+            EventKind::StepProgress {
+                step: step.clone(),
+                line: "provisioning".to_owned(),
+            },
+            EventKind::StepSucceeded {
+                step: step.clone(),
+                took: Duration::from_secs(65),
+            },
+            EventKind::ApplyFinished {
+                counts: Counts {
+                    done: 1,
+                    ..Counts::default()
+                },
+            },
+        ];
+        for kind in events {
+            view.handle(&Event {
+                elapsed: Duration::from_secs(65),
+                kind,
+            });
+        }
+        assert!(view.spinners.lock().unwrap().is_empty());
+        assert_eq!(clock(Duration::from_secs(3725)), "01:02:05");
+    }
+}

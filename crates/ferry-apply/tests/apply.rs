@@ -561,3 +561,38 @@ async fn the_plain_progress_log_of_a_small_apply() {
     let log = String::from_utf8(renderer.into_inner()).unwrap();
     insta::assert_snapshot!(log);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_state_that_cannot_be_saved_stops_new_steps() {
+    let directory = tempfile::tempdir().unwrap();
+    let plan = plan_of(vec![
+        step("vm.a:create", 10, &[]),
+        step("vm.b:create", 10, &["vm.a:create"]),
+    ]);
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::from_estimates(), 8);
+    let mut store = Store {
+        state_path: Some(directory.path().join("missing").join("state.json")),
+        ..Store::default()
+    };
+    let (report, _) = run_with(
+        &plan,
+        &providers,
+        &ApplyConfig::default(),
+        &mut store,
+        &ApplyControl::new(),
+    )
+    .await;
+    let error = report
+        .storage_error
+        .as_deref()
+        .unwrap()
+        .replace(&directory.path().display().to_string(), "<dir>");
+    insta::assert_snapshot!(error, @"cannot save state file <dir>/missing/state.json: No such file or directory (os error 2); the previous state is left as it was");
+    insta::assert_snapshot!(table(&report), @r"
+    vm.a:create: Done x1 0..10
+    vm.b:create: NotStarted x0 -..-
+    ");
+    // The outputs are still in memory for the caller to save elsewhere.
+    assert!(store.state.outputs(&"vm.a".parse().unwrap()).is_some());
+}

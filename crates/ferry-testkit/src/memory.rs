@@ -413,3 +413,74 @@ impl Provider for MemoryProvider {
         Ok(StepOutcome { outputs })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(id: &str) -> Step {
+        let (instance, action) = id.split_once(':').unwrap();
+        let address: InstanceAddress = instance.parse().unwrap();
+        let action: Action = serde_json::from_value(Value::String(action.to_owned())).unwrap();
+        Step {
+            id: StepId::new(&address, action),
+            address,
+            action,
+            reason: String::new(),
+            after: Vec::new(),
+            estimate_seconds: 1,
+            changes: Vec::new(),
+            inputs: [("size_gb".to_owned(), Value::from(256))].into(),
+            warning: None,
+        }
+    }
+
+    async fn call(provider: &MemoryProvider, step: &Step) -> Result<StepOutcome, StepError> {
+        let outputs = |_: &InstanceAddress| None;
+        let ignore = |_: String| {};
+        provider
+            .apply(
+                step,
+                ApplyContext {
+                    inputs: &step.inputs,
+                    outputs: &outputs,
+                    progress: &ignore,
+                    resume_operation: None,
+                    record_operation: &ignore,
+                },
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn steps_change_the_world_idempotently_and_snapshots_show_it() {
+        let world = World::new();
+        let provider = MemoryProvider::new(Kind::Disk, &world).output("lun", Value::from(0));
+        let create = step("disk.home0:create");
+        let first = call(&provider, &create).await.unwrap();
+        assert_eq!(call(&provider, &create).await.unwrap(), first);
+        assert_eq!(
+            serde_json::to_string(&first.outputs).unwrap(),
+            r#"{"id":"/memory/disk.home0","lun":0,"size_gb":256}"#
+        );
+        let instance: InstanceAddress = "disk.home0".parse().unwrap();
+        let other: InstanceAddress = "disk.home1".parse().unwrap();
+        let snapshot = world.snapshot(1, [instance.clone(), other.clone()]);
+        assert_eq!(
+            snapshot.get(&instance),
+            Some(&Observation::present(first.outputs))
+        );
+        assert_eq!(snapshot.get(&other), Some(&Observation::Absent));
+        call(&provider, &step("disk.home0:delete")).await.unwrap();
+        call(&provider, &step("disk.home0:delete")).await.unwrap();
+        assert_eq!(world.snapshot_all(1).resources.len(), 0);
+        let attempts: Vec<u32> = world.calls().iter().map(|call| call.attempt).collect();
+        assert_eq!(attempts, [1, 2, 1, 2]);
+        assert!(
+            world
+                .calls()
+                .iter()
+                .all(|call| call.outcome == CallOutcome::Succeeded)
+        );
+    }
+}
