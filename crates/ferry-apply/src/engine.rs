@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::value::{finish, resolve};
 use ferry_core::{
@@ -124,6 +124,16 @@ pub async fn apply(
         });
     }
 
+    // Renewing at a third of the lease leaves two chances before it lapses.
+    let mut renewal = tokio::time::interval(
+        store
+            .lock
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |lock| lock.lease / 3)
+            .max(Duration::from_millis(10)),
+    );
+    renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     loop {
         if shared.storage_error().is_some() && !stopping {
             stopping = true;
@@ -201,6 +211,15 @@ pub async fn apply(
                         }
                     }
                     break;
+                }
+            }
+            _ = renewal.tick(), if store.lock.is_some() => {
+                if let Some(lock) = &store.lock
+                    && let Err(error) =
+                        ferry_state::lock::renew(&lock.path, &lock.id, lock.lease, SystemTime::now())
+                {
+                    shared.storage_failed(error.to_string());
+                    stopping = true;
                 }
             }
             Some(finished) = running.next() => {

@@ -23,4 +23,4 @@ pub use config::{ApplyConfig, RetryPolicy};
 pub use engine::{ApplyError, apply};
 pub use event::{Event, EventKind};
 pub use report::{ApplyReport, Counts, StepReport, StepStatus};
-pub use store::{Store, StoreError};
+pub use store::{HeldLock, Store, StoreError};

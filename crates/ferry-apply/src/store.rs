@@ -2,6 +2,7 @@
 //! says about an earlier apply that did not finish.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ferry_state::journal::{self, JournalError};
 use ferry_state::{Journal, JournalSummary, StateDir, StateError, StateFile};
@@ -19,6 +20,18 @@ pub struct Store {
     /// again, and its started-but-unfinished steps resume their recorded operations. Set it to
     /// `JournalSummary::default()` to run every step afresh.
     pub resume: JournalSummary,
+    /// The lock this apply holds (from `ferry_state::lock::acquire`). The engine renews its
+    /// lease every third of the lease while it runs, and stops starting steps if the lock was
+    /// lost (someone ran `ferry force-unlock`).
+    pub lock: Option<HeldLock>,
+}
+
+/// A lock taken before the apply, for the engine to keep renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLock {
+    pub path: PathBuf,
+    pub id: String,
+    pub lease: Duration,
 }
 
 /// Why the store could not be opened.
@@ -58,6 +71,7 @@ impl Store {
             state_path: Some(state_path),
             resume: journal::read_summary(&journal_path)?,
             journal: Some(Journal::open(&journal_path)?),
+            lock: None,
         })
     }
 }

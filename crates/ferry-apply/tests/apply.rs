@@ -596,3 +596,47 @@ async fn a_state_that_cannot_be_saved_stops_new_steps() {
     // The outputs are still in memory for the caller to save elsewhere.
     assert!(store.state.outputs(&"vm.a".parse().unwrap()).is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_lock_is_renewed_while_applying_and_a_lost_lock_stops_new_steps() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("lock.json");
+    let lease = Duration::from_secs(300);
+    let request = ferry_state::LockRequest::for_this_process("apply", lease);
+    let lock = ferry_state::lock::acquire(&path, &request, std::time::SystemTime::now()).unwrap();
+    let plan = plan_of(vec![
+        step("aks_cluster.hub@g2:create", 1000, &[]),
+        step("hook.hub@g2:run", 10, &["aks_cluster.hub@g2:create"]),
+    ]);
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::from_estimates(), 8);
+    let mut store = Store {
+        lock: Some(ferry_apply::HeldLock {
+            path: path.clone(),
+            id: lock.id.clone(),
+            lease,
+        }),
+        ..Store::default()
+    };
+    let config = ApplyConfig::default();
+    let control = ApplyControl::new();
+    let ((report, _), ()) = tokio::join!(
+        run_with(&plan, &providers, &config, &mut store, &control),
+        async {
+            tokio::time::sleep(Duration::from_secs(150)).await;
+            // Renewals at 0 s and 100 s kept the lock; another operator now breaks it.
+            ferry_state::lock::force_unlock(&path, &lock.id).unwrap();
+        }
+    );
+    let error = report
+        .storage_error
+        .as_deref()
+        .unwrap()
+        .replace(&directory.path().display().to_string(), "<dir>")
+        .replace(&lock.id, "<id>");
+    insta::assert_snapshot!(error, @"our lock <id> on <dir>/lock.json is gone or was replaced (someone ran `ferry force-unlock`): stop, and check that no other apply is running");
+    insta::assert_snapshot!(table(&report), @r"
+    aks_cluster.hub@g2:create: Done x1 0..1000
+    hook.hub@g2:run: NotStarted x0 -..-
+    ");
+}
