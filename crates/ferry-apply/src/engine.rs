@@ -91,14 +91,20 @@ pub async fn apply(
 
     // Steps an interrupted apply finished count as succeeded; their outputs are in the state,
     // which was saved before their end was journaled.
-    let mut already_done = 0;
-    for (index, step) in plan.steps.iter().enumerate() {
-        if store.resume.phase(&step.id) == ferry_state::StepPhase::Succeeded {
-            schedule.reports[index].status = StepStatus::AlreadyDone;
-            schedule.succeeded(index);
-            already_done += 1;
-        }
+    // All are marked before any is counted as succeeded, so that a finished step is never
+    // queued as the ready dependent of another finished step.
+    let finished_earlier: Vec<usize> = (0..plan.steps.len())
+        .filter(|&index| {
+            store.resume.phase(&plan.steps[index].id) == ferry_state::StepPhase::Succeeded
+        })
+        .collect();
+    for &index in &finished_earlier {
+        schedule.reports[index].status = StepStatus::AlreadyDone;
     }
+    for &index in &finished_earlier {
+        schedule.succeeded(index);
+    }
+    let already_done = finished_earlier.len();
     shared.emit(EventKind::ApplyStarted {
         apply_id: apply_id.clone(),
         steps: plan.steps.len(),

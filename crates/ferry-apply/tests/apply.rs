@@ -640,3 +640,41 @@ async fn the_lock_is_renewed_while_applying_and_a_lost_lock_stops_new_steps() {
     hook.hub@g2:run: NotStarted x0 -..-
     ");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_chain_of_finished_steps_is_not_run_again() {
+    use ferry_state::journal::{JournalRecord, JournalSummary, StepResult};
+    let plan = plan_of(vec![
+        step("vm.a:create", 10, &[]),
+        step("vm.b:create", 10, &["vm.a:create"]),
+        step("vm.c:create", 10, &["vm.b:create"]),
+    ]);
+    let finished = |step: &str| JournalRecord::StepFinished {
+        apply_id: "earlier".into(),
+        step: id(step),
+        at: "2024-05-02T13:00:00Z".into(),
+        result: StepResult::Ok {
+            outputs: Default::default(),
+        },
+    };
+    let mut store = Store {
+        resume: JournalSummary::from_records(&[finished("vm.a:create"), finished("vm.b:create")]),
+        ..Store::default()
+    };
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::from_estimates(), 8);
+    let (report, _) = run_with(
+        &plan,
+        &providers,
+        &ApplyConfig::default(),
+        &mut store,
+        &ApplyControl::new(),
+    )
+    .await;
+    insta::assert_snapshot!(table(&report), @r"
+    vm.a:create: AlreadyDone x0 -..-
+    vm.b:create: AlreadyDone x0 -..-
+    vm.c:create: Done x1 0..10
+    ");
+    assert_eq!(world.calls().len(), 1);
+}
