@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use ferry_apply::{ApplyConfig, ApplyControl, CancelLevel, Store, progress};
+use ferry_apply::{ApplyConfig, ApplyControl, CancelLevel, HeldLock, Store, progress};
 use ferry_core::{Plan, Providers};
 use ferry_plan::render;
 use ferry_state::lock::{self, LockRequest};
@@ -98,6 +98,12 @@ fn locked_apply(
 ) -> Result<ExitCode> {
     let directory = observe::state_dir(spec)?;
     let mut store = Store::open(&directory)?;
+    // The engine renews the lease while steps run, and stops starting steps if it is lost.
+    store.lock = Some(HeldLock {
+        path: directory.lock_path(),
+        id: held.id.clone(),
+        lease: LOCK_LEASE,
+    });
     let world = args
         .source
         .world
@@ -150,14 +156,11 @@ fn locked_apply(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let lock_path = directory.lock_path();
     let report = runtime.block_on(async {
         let interrupts = tokio::spawn(watch_interrupts(control.clone(), Arc::new(output_plain())));
-        let renewals = tokio::spawn(renew_lock(lock_path, held.id.clone()));
         let report =
             ferry_apply::apply(&plan, &providers, &config, &mut store, &control, &*on_event).await;
         interrupts.abort();
-        renewals.abort();
         report
     })?;
 
@@ -229,14 +232,6 @@ async fn watch_interrupts(control: ApplyControl, output: Arc<Output>) {
             ),
             _ => output.stderr("\nAborting the running steps.\n"),
         }
-    }
-}
-
-/// Keeps the lock's lease alive while the apply runs.
-async fn renew_lock(path: PathBuf, id: String) {
-    loop {
-        tokio::time::sleep(LOCK_LEASE / 3).await;
-        let _ = lock::renew(&path, &id, LOCK_LEASE, SystemTime::now());
     }
 }
 

@@ -1,1 +1,43 @@
-fn main() {}
+//! Planning time for synthetic specs of 1,000, 10,000 and 100,000 resources: parsing and
+//! validation, then graph, diff and order, each measured on its own.
+//!
+//! Run with `cargo bench -p ferry-plan --bench plan`; the figures are in BENCHMARKS.md.
+
+#[path = "../tests/support/synthetic.rs"]
+mod synthetic;
+
+use std::path::{Path, PathBuf};
+
+use ferry_core::Snapshot;
+use ferry_plan::PlanConfig;
+use ferry_spec::{LoadOptions, Spec};
+
+fn main() {
+    divan::main();
+}
+
+const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+
+fn load(text: &str) -> Spec {
+    ferry_spec::load_sources(
+        Path::new("synthetic"),
+        vec![(PathBuf::from("synthetic.toml"), text.to_owned())],
+        &LoadOptions::default(),
+        &ferry_providers::rule_book(),
+    )
+    .expect("the synthetic spec is valid")
+}
+
+#[divan::bench(args = SIZES, sample_count = 5)]
+fn parse_and_validate(bencher: divan::Bencher, size: usize) {
+    let text = synthetic::spec_text(size, 7);
+    bencher.bench(|| load(divan::black_box(&text)));
+}
+
+#[divan::bench(args = SIZES, sample_count = 5)]
+fn plan_from_scratch(bencher: divan::Bencher, size: usize) {
+    let spec = load(&synthetic::spec_text(size, 7));
+    let rules = ferry_providers::rule_book();
+    let empty = Snapshot::new(0);
+    bencher.bench(|| ferry_plan::plan(&spec, &empty, &rules, &PlanConfig::default()).unwrap());
+}

@@ -17,6 +17,7 @@ use crate::{FailoverRequest, PlanConfig, PlanError, PlanErrors};
 /// A step before ordering: the rules' draft plus what the planner knows about it.
 #[derive(Debug, Clone)]
 pub(crate) struct Draft {
+    pub id: ferry_core::StepId,
     pub step: StepDraft,
     pub estimate_seconds: u64,
     /// The spec resource whose dependencies give this step its default edges; `None` for
@@ -37,6 +38,7 @@ pub(crate) struct Built {
 
 struct Builder<'a> {
     spec: &'a Spec,
+    dependencies: &'a BTreeMap<ResourceAddress, Vec<ResourceAddress>>,
     snapshot: &'a Snapshot,
     rules: &'a RuleBook,
     config: &'a PlanConfig,
@@ -63,8 +65,26 @@ pub(crate) fn build(
         Decision::Failover(failover) => (failover.to_generation, Vec::new()),
         Decision::Reconcile { notes } => (snapshot.active_generation.max(1), notes.clone()),
     };
+    let dependencies: BTreeMap<ResourceAddress, Vec<ResourceAddress>> = spec
+        .resources
+        .keys()
+        .map(|address| {
+            let mut dependencies: Vec<ResourceAddress> = spec
+                .dependencies(address)
+                .into_iter()
+                .map(|dependency| dependency.address)
+                .filter(|dependency| {
+                    dependency != address && spec.resources.contains_key(dependency)
+                })
+                .collect();
+            dependencies.sort();
+            dependencies.dedup();
+            (address.clone(), dependencies)
+        })
+        .collect();
     let mut builder = Builder {
         spec,
+        dependencies: &dependencies,
         snapshot,
         rules,
         config,
@@ -79,7 +99,7 @@ pub(crate) fn build(
         errors: Vec::new(),
         notes,
     };
-    for address in resource_order(spec) {
+    for address in resource_order(&dependencies) {
         let resource = &spec.resources[&address];
         builder.plan_resource(resource);
     }
@@ -87,26 +107,12 @@ pub(crate) fn build(
     if !builder.errors.is_empty() {
         return Err(PlanErrors(builder.errors));
     }
-    let dependencies = spec
-        .resources
-        .keys()
-        .map(|address| {
-            let mut dependencies: Vec<ResourceAddress> = spec
-                .dependencies(address)
-                .into_iter()
-                .map(|dependency| dependency.address)
-                .collect();
-            dependencies.sort();
-            dependencies.dedup();
-            (address.clone(), dependencies)
-        })
-        .collect();
     Ok(Built {
         drafts: builder.drafts,
-        dependencies,
         target,
         failover: builder.failover,
         notes: builder.notes,
+        dependencies,
     })
 }
 
@@ -188,41 +194,34 @@ fn decide_failover(
 }
 
 /// Resources in dependency order (dependencies first), ties broken by address.
-pub(crate) fn resource_order(spec: &Spec) -> Vec<ResourceAddress> {
+pub(crate) fn resource_order(
+    dependencies: &BTreeMap<ResourceAddress, Vec<ResourceAddress>>,
+) -> Vec<ResourceAddress> {
     let mut remaining: BTreeMap<&ResourceAddress, usize> = BTreeMap::new();
-    let mut dependents: BTreeMap<ResourceAddress, Vec<ResourceAddress>> = BTreeMap::new();
-    for address in spec.resources.keys() {
-        let dependencies: BTreeSet<ResourceAddress> = spec
-            .dependencies(address)
-            .into_iter()
-            .map(|dependency| dependency.address)
-            .filter(|dependency| dependency != address && spec.resources.contains_key(dependency))
-            .collect();
-        remaining.insert(address, dependencies.len());
-        for dependency in dependencies {
-            dependents
-                .entry(dependency)
-                .or_default()
-                .push(address.clone());
+    let mut dependents: BTreeMap<&ResourceAddress, Vec<&ResourceAddress>> = BTreeMap::new();
+    for (address, needs) in dependencies {
+        remaining.insert(address, needs.len());
+        for dependency in needs {
+            dependents.entry(dependency).or_default().push(address);
         }
     }
-    let mut ready: BTreeSet<ResourceAddress> = remaining
+    let mut ready: BTreeSet<&ResourceAddress> = remaining
         .iter()
         .filter(|(_, count)| **count == 0)
-        .map(|(address, _)| (*address).clone())
+        .map(|(address, _)| *address)
         .collect();
     let mut order = Vec::with_capacity(remaining.len());
     while let Some(next) = ready.pop_first() {
-        for dependent in dependents.get(&next).into_iter().flatten() {
+        for dependent in dependents.get(next).into_iter().flatten() {
             let count = remaining
                 .get_mut(dependent)
                 .expect("every dependent is a resource");
             *count -= 1;
             if *count == 0 {
-                ready.insert(dependent.clone());
+                ready.insert(dependent);
             }
         }
-        order.push(next);
+        order.push(next.clone());
     }
     order
 }
@@ -278,16 +277,20 @@ impl<'a> Builder<'a> {
 
     fn push(&mut self, draft: StepDraft, resource: Option<&ResourceSpec>) {
         let rules = self.rules(draft.target.kind());
-        let spec_for_estimate = resource
-            .cloned()
-            .or_else(|| self.spec.resources.get(&draft.target.address).cloned())
-            .unwrap_or_else(|| ResourceSpec::new(draft.target.address.clone()));
-        let estimate_seconds = rules.estimate_seconds(draft.action, &spec_for_estimate);
+        let estimate_seconds =
+            match resource.or_else(|| self.spec.resources.get(&draft.target.address)) {
+                Some(spec) => rules.estimate_seconds(draft.action, spec),
+                None => rules.estimate_seconds(
+                    draft.action,
+                    &ResourceSpec::new(draft.target.address.clone()),
+                ),
+            };
         if !matches!(draft.action, Action::Update | Action::Wait | Action::Fence) {
             self.unsettled.insert(draft.target.clone());
         }
         self.changed.insert(draft.target.address.clone());
         self.drafts.push(Draft {
+            id: draft.id(),
             step: draft,
             estimate_seconds,
             resource: resource.map(|resource| resource.address.clone()),
@@ -299,12 +302,10 @@ impl<'a> Builder<'a> {
         let instance = self.target_of(address);
         let observed = self.observation(&instance);
         let desired = self.desired(resource);
-        let upstream_changed = self
-            .spec
-            .dependencies(address)
+        let upstream_changed = self.dependencies[address]
             .iter()
-            .find(|dependency| self.changed.contains(&dependency.address))
-            .map(|dependency| dependency.address.clone());
+            .find(|dependency| self.changed.contains(*dependency))
+            .cloned();
         match address.kind {
             Kind::Check => self.plan_check(resource, instance, &observed, upstream_changed.clone()),
             Kind::Hook => self.plan_hook(resource, instance, &observed, desired),

@@ -38,7 +38,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
     let index: HashMap<StepId, usize> = drafts
         .iter()
         .enumerate()
-        .map(|(position, draft)| (draft.step.id(), position))
+        .map(|(position, draft)| (draft.id.clone(), position))
         .collect();
     let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
 
@@ -58,7 +58,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
 
     // Default edges: a resource's steps follow its dependencies' steps on their converged
     // instances; deletions go the other way, dependents first.
-    let mut by_resource: BTreeMap<&ferry_core::ResourceAddress, Vec<usize>> = BTreeMap::new();
+    let mut by_resource: HashMap<&ferry_core::ResourceAddress, Vec<usize>> = HashMap::new();
     for (position, draft) in drafts.iter().enumerate() {
         by_resource
             .entry(&draft.step.target.address)
@@ -92,7 +92,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
     }
 
     // An instance's own steps, in their natural order.
-    let mut by_instance: BTreeMap<&ferry_core::InstanceAddress, Vec<usize>> = BTreeMap::new();
+    let mut by_instance: HashMap<&ferry_core::InstanceAddress, Vec<usize>> = HashMap::new();
     for (position, draft) in drafts.iter().enumerate() {
         by_instance
             .entry(&draft.step.target)
@@ -142,6 +142,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
     }
 
     let mut predecessors: Vec<Vec<usize>> = vec![Vec::new(); count];
+    // (edges are deduplicated by the set above)
     let mut successors: Vec<Vec<usize>> = vec![Vec::new(); count];
     for &(from, to) in &edges {
         if from != to {
@@ -177,35 +178,36 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         .max_by_key(|&position| (finish_at[position], Reverse(position)));
     let estimated_seconds = cursor.map(|position| finish_at[position]).unwrap_or(0);
     while let Some(position) = cursor {
-        critical_path.push(drafts[position].step.id());
+        critical_path.push(drafts[position].id.clone());
         cursor = via[position];
     }
     critical_path.reverse();
 
-    let place: HashMap<usize, usize> = order
-        .iter()
-        .enumerate()
-        .map(|(place, &position)| (position, place))
-        .collect();
+    let mut place = vec![0usize; count];
+    for (index, &position) in order.iter().enumerate() {
+        place[position] = index;
+    }
+    let ids: Vec<StepId> = drafts.iter().map(|draft| draft.id.clone()).collect();
+    let mut slots: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
     let steps: Vec<Step> = order
         .iter()
         .map(|&position| {
-            let draft = &drafts[position];
-            let mut after: Vec<usize> = predecessors[position].clone();
-            after.sort_by_key(|predecessor| place[predecessor]);
+            let draft = slots[position].take().expect("each step is placed once");
+            let mut after: Vec<usize> = std::mem::take(&mut predecessors[position]);
+            after.sort_by_key(|&predecessor| place[predecessor]);
             Step {
-                id: draft.step.id(),
-                address: draft.step.target.clone(),
+                id: draft.id,
+                address: draft.step.target,
                 action: draft.step.action,
-                reason: draft.step.reason.clone(),
+                reason: draft.step.reason,
                 after: after
                     .into_iter()
-                    .map(|predecessor| drafts[predecessor].step.id())
+                    .map(|predecessor| ids[predecessor].clone())
                     .collect(),
                 estimate_seconds: draft.estimate_seconds,
-                changes: draft.step.changes.clone(),
-                inputs: draft.step.inputs.clone(),
-                warning: draft.step.warning.clone(),
+                changes: draft.step.changes,
+                inputs: draft.step.inputs,
+                warning: draft.step.warning,
             }
         })
         .collect();
@@ -226,7 +228,7 @@ fn merge(drafts: Vec<Draft>) -> Vec<Draft> {
     let mut merged: Vec<Draft> = Vec::with_capacity(drafts.len());
     let mut seen: HashMap<StepId, usize> = HashMap::new();
     for draft in drafts {
-        match seen.get(&draft.step.id()) {
+        match seen.get(&draft.id) {
             Some(&position) => {
                 let kept = &mut merged[position];
                 kept.step.after.extend(draft.step.after);
@@ -239,7 +241,7 @@ fn merge(drafts: Vec<Draft>) -> Vec<Draft> {
                 }
             }
             None => {
-                seen.insert(draft.step.id(), merged.len());
+                seen.insert(draft.id.clone(), merged.len());
                 merged.push(draft);
             }
         }
@@ -276,7 +278,7 @@ fn topological_order(
     }
     let stuck: Vec<String> = (0..count)
         .filter(|&position| waiting[position] > 0)
-        .map(|position| drafts[position].step.id().to_string())
+        .map(|position| drafts[position].id.to_string())
         .collect();
     Err(PlanErrors(vec![
         PlanError::new(

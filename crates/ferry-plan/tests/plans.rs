@@ -53,12 +53,22 @@ lun = 0
 /// The small spec, converged: what its providers read after a clean first apply.
 fn small_converged(spec: &ferry_spec::Spec) -> Snapshot {
     let empty = Snapshot::new(0);
-    let plan = ferry_plan::plan(spec, &empty, &ferry_providers::rule_book(), &PlanConfig::default())
-        .unwrap();
+    let plan = ferry_plan::plan(
+        spec,
+        &empty,
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    )
+    .unwrap();
     converge(&empty, &plan, 1)
 }
 
-fn with_attribute(snapshot: &Snapshot, instance: &str, name: &str, value: serde_json::Value) -> Snapshot {
+fn with_attribute(
+    snapshot: &Snapshot,
+    instance: &str,
+    name: &str,
+    value: serde_json::Value,
+) -> Snapshot {
     let mut changed = snapshot.clone();
     let instance = instance.parse().unwrap();
     let Some(Observation::Present { attributes, .. }) = changed.resources.get_mut(&instance) else {
@@ -70,7 +80,11 @@ fn with_attribute(snapshot: &Snapshot, instance: &str, name: &str, value: serde_
 
 #[test]
 fn data100_healthy_has_no_changes() {
-    insta::assert_snapshot!(check(&data100(), &data100_snapshot("observed-healthy.json"), &PlanConfig::default()));
+    insta::assert_snapshot!(check(
+        &data100(),
+        &data100_snapshot("observed-healthy.json"),
+        &PlanConfig::default()
+    ));
 }
 
 #[test]
@@ -125,20 +139,38 @@ fn data100_failover_order_keeps_the_story() {
     let import = ancestors("zfs_pool.home:import");
     for disk in 0..4 {
         for action in ["detach", "move", "attach"] {
-            assert!(import.contains(&format!("disk.home{disk}:{action}")), "import after {action} of disk {disk}");
+            assert!(
+                import.contains(&format!("disk.home{disk}:{action}")),
+                "import after {action} of disk {disk}"
+            );
         }
         let attach = ancestors(&format!("disk.home{disk}:attach"));
-        assert!(attach.contains("vm.nfs@g1:fence") && attach.contains(&format!("disk.home{disk}:move")));
+        assert!(
+            attach.contains("vm.nfs@g1:fence") && attach.contains(&format!("disk.home{disk}:move"))
+        );
     }
     assert!(import.contains("vm.nfs@g1:fence"));
     let staging = ancestors("hook.staging_hub@g2:run");
-    assert!(staging.contains("aks_cluster.hub@g2:create") && staging.contains("zfs_pool.home:import"));
+    assert!(
+        staging.contains("aks_cluster.hub@g2:create") && staging.contains("zfs_pool.home:import")
+    );
     assert!(ancestors("dns_record.staging:update").contains("hook.staging_hub@g2:run"));
     assert!(ancestors("hook.prod_hub@g2:run").contains("dns_record.staging:update"));
     assert!(ancestors("check.prod_tls:wait").contains("dns_record.prod:update"));
-    let last_non_retire = plan.steps.iter().rposition(|step| step.action != Action::Retire).unwrap();
-    let first_retire = plan.steps.iter().position(|step| step.action == Action::Retire).unwrap();
-    assert!(first_retire > last_non_retire, "the old generation is retired last");
+    let last_non_retire = plan
+        .steps
+        .iter()
+        .rposition(|step| step.action != Action::Retire)
+        .unwrap();
+    let first_retire = plan
+        .steps
+        .iter()
+        .position(|step| step.action == Action::Retire)
+        .unwrap();
+    assert!(
+        first_retire > last_non_retire,
+        "the old generation is retired last"
+    );
     assert!(ancestors("resource_group.main@g1:retire").contains("check.prod_tls:wait"));
 }
 
@@ -150,8 +182,18 @@ fn data100_from_scratch_builds_generation_one() {
 #[test]
 fn in_place_update_shows_the_diff() {
     let spec = spec(&[("small.toml", SMALL)]);
-    let observed = with_attribute(&small_converged(&spec), "disk.data", "size_gb", serde_json::json!(128));
-    let observed = with_attribute(&observed, "vm.nfs@g1", "size", serde_json::json!("Standard_D2s_v5"));
+    let observed = with_attribute(
+        &small_converged(&spec),
+        "disk.data",
+        "size_gb",
+        serde_json::json!(128),
+    );
+    let observed = with_attribute(
+        &observed,
+        "vm.nfs@g1",
+        "size",
+        serde_json::json!("Standard_D2s_v5"),
+    );
     insta::assert_snapshot!(check(&spec, &observed, &PlanConfig::default()));
 }
 
@@ -172,7 +214,12 @@ fn refusals_and_stateful_protection_are_errors() {
     let spec = spec(&[("small.toml", SMALL)]);
     let converged = small_converged(&spec);
     let shrink = with_attribute(&converged, "disk.data", "size_gb", serde_json::json!(512));
-    let relocate = with_attribute(&converged, "disk.data", "location", serde_json::json!("northeurope"));
+    let relocate = with_attribute(
+        &converged,
+        "disk.data",
+        "location",
+        serde_json::json!("northeurope"),
+    );
     let mut orphan = converged.clone();
     orphan.insert(
         "disk.old".parse().unwrap(),
@@ -196,7 +243,9 @@ fn nothing_is_created_or_deleted_from_an_unknown_reading() {
     let mut observed = small_converged(&spec);
     observed.insert(
         "vm.nfs@g1".parse().unwrap(),
-        Observation::Unknown { reason: "ARM answered 503 three times".into() },
+        Observation::Unknown {
+            reason: "ARM answered 503 three times".into(),
+        },
     );
     observed.resources.remove(&"disk.data".parse().unwrap());
     insta::assert_snapshot!(check(&spec, &observed, &PlanConfig::default()));
@@ -204,35 +253,68 @@ fn nothing_is_created_or_deleted_from_an_unknown_reading() {
 
 #[test]
 fn deleting_a_stateful_resource_needs_both_opt_ins() {
-    let absent_spec = SMALL.replace("lun = 0\n", "lun = 0\nensure = \"absent\"\nallow_destroy = true\n");
+    let absent_spec = SMALL.replace(
+        "lun = 0\n",
+        "lun = 0\nensure = \"absent\"\nallow_destroy = true\n",
+    );
     let spec = spec(&[("small.toml", &absent_spec)]);
     let converged = small_converged(&support::spec(&[("small.toml", SMALL)]));
     insta::assert_snapshot!(format!(
         "--- without --allow-destroy\n{}\n--- with --allow-destroy\n{}",
         check(&spec, &converged, &PlanConfig::default()),
-        check(&spec, &converged, &PlanConfig { allow_destroy: true, ..PlanConfig::default() }),
+        check(
+            &spec,
+            &converged,
+            &PlanConfig {
+                allow_destroy: true,
+                ..PlanConfig::default()
+            }
+        ),
     ));
 }
 
 #[test]
 fn failover_requests_the_policy_does_not_allow_are_errors_or_notes() {
     let spec = spec(&[("small.toml", SMALL)]);
-    let manual = support::spec(&[("small.toml", &SMALL.replace("mode = \"off\"", "mode = \"manual\"\ntriggers = [\"vm.nfs\"]"))]);
+    let manual = support::spec(&[(
+        "small.toml",
+        &SMALL.replace(
+            "mode = \"off\"",
+            "mode = \"manual\"\ntriggers = [\"vm.nfs\"]",
+        ),
+    )]);
     let mut sick = small_converged(&spec);
     sick.insert(
         "vm.nfs@g1".parse().unwrap(),
         Observation::Present {
-            attributes: sick.get(&"vm.nfs@g1".parse().unwrap()).unwrap().attributes().unwrap().clone(),
-            health: ferry_core::Health::Unhealthy { reason: "the NFS server does not answer".into() },
+            attributes: sick
+                .get(&"vm.nfs@g1".parse().unwrap())
+                .unwrap()
+                .attributes()
+                .unwrap()
+                .clone(),
+            health: ferry_core::Health::Unhealthy {
+                reason: "the NFS server does not answer".into(),
+            },
         },
     );
-    let force = PlanConfig { failover: FailoverRequest::Force, ..PlanConfig::default() };
+    let force = PlanConfig {
+        failover: FailoverRequest::Force,
+        ..PlanConfig::default()
+    };
     insta::assert_snapshot!(format!(
         "--- --failover with mode off\n{}\n--- --failover before anything was built\n{}\n--- manual mode, unhealthy trigger\n{}\n--- --no-failover\n{}",
         check(&spec, &sick, &force),
         check(&manual, &Snapshot::new(0), &force),
         check(&manual, &sick, &PlanConfig::default()),
-        check(&manual, &sick, &PlanConfig { failover: FailoverRequest::Never, ..PlanConfig::default() }),
+        check(
+            &manual,
+            &sick,
+            &PlanConfig {
+                failover: FailoverRequest::Never,
+                ..PlanConfig::default()
+            }
+        ),
     ));
 }
 
@@ -241,13 +323,22 @@ fn failover_from_an_unreachable_host_forces_only_after_the_fence() {
     let mut observed = data100_snapshot("observed-apiserver-down.json");
     observed.insert(
         "vm.nfs@g1".parse().unwrap(),
-        Observation::Unknown { reason: "ARM timed out".into() },
+        Observation::Unknown {
+            reason: "ARM timed out".into(),
+        },
     );
     observed.insert(
         "zfs_pool.home".parse().unwrap(),
-        Observation::Unknown { reason: "ssh 10.40.16.4:22: connection timed out".into() },
+        Observation::Unknown {
+            reason: "ssh 10.40.16.4:22: connection timed out".into(),
+        },
     );
-    let plan = ferry_plan::plan(&data100(), &observed, &ferry_providers::rule_book(), &PlanConfig::default());
+    let plan = ferry_plan::plan(
+        &data100(),
+        &observed,
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    );
     // The pool's reading is unknown, so ferry cannot know where it is imported: the failover
     // rules for it are not run, and the plan says so rather than guessing.
     insta::assert_snapshot!(match plan {
@@ -261,9 +352,12 @@ fn planning_is_deterministic() {
     let spec = data100();
     let snapshot = data100_snapshot("observed-apiserver-down.json");
     let rules = ferry_providers::rule_book();
-    let first = render::json(&ferry_plan::plan(&spec, &snapshot, &rules, &PlanConfig::default()).unwrap());
+    let first =
+        render::json(&ferry_plan::plan(&spec, &snapshot, &rules, &PlanConfig::default()).unwrap());
     for _ in 0..5 {
-        let again = render::json(&ferry_plan::plan(&spec, &snapshot, &rules, &PlanConfig::default()).unwrap());
+        let again = render::json(
+            &ferry_plan::plan(&spec, &snapshot, &rules, &PlanConfig::default()).unwrap(),
+        );
         assert_eq!(first, again);
     }
 }
@@ -279,7 +373,21 @@ fn replanning_after_the_failover_shows_no_changes() {
     let check: ferry_core::InstanceAddress = "check.prod_tls".parse().unwrap();
     after.insert(check, Observation::present(Default::default()));
     let again = ferry_plan::plan(&spec, &after, &rules, &PlanConfig::default()).unwrap();
-    assert!(again.is_empty(), "{}", render::text(&again, &TextOptions::default()));
-    assert!(after.resources.keys().all(|instance| instance.generation.is_none_or(|g| g == 2)));
-    assert!(after.resources.keys().any(|instance| instance.kind() == Kind::Disk));
+    assert!(
+        again.is_empty(),
+        "{}",
+        render::text(&again, &TextOptions::default())
+    );
+    assert!(
+        after
+            .resources
+            .keys()
+            .all(|instance| instance.generation.is_none_or(|g| g == 2))
+    );
+    assert!(
+        after
+            .resources
+            .keys()
+            .any(|instance| instance.kind() == Kind::Disk)
+    );
 }

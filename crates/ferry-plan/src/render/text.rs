@@ -301,7 +301,10 @@ fn whole_expression(text: &str) -> Option<Expression> {
 /// A value over several lines when it is a list or a table, for line diffs.
 fn pretty(value: &Value) -> String {
     match value {
-        Value::Array(items) => items.iter().map(|item| format!("{}\n", show(item))).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| format!("{}\n", show(item)))
+            .collect(),
         Value::Object(map) => map
             .iter()
             .map(|(key, item)| format!("{key} = {}\n", show(item)))

@@ -31,8 +31,12 @@ pub fn spec(files: &[(&str, &str)]) -> Spec {
 /// The data100 spec from the repository.
 pub fn data100() -> Spec {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100");
-    ferry_spec::load(&root, &LoadOptions::default(), &ferry_providers::rule_book())
-        .unwrap_or_else(|errors| panic!("{}", errors.render(false)))
+    ferry_spec::load(
+        &root,
+        &LoadOptions::default(),
+        &ferry_providers::rule_book(),
+    )
+    .unwrap_or_else(|errors| panic!("{}", errors.render(false)))
 }
 
 pub fn data100_snapshot(name: &str) -> Snapshot {
@@ -87,10 +91,19 @@ pub fn converge(before: &Snapshot, plan: &Plan, active_generation: u32) -> Snaps
     }
     // The instances whose outputs the steps waited for now report them.
     for step in &plan.steps {
-        for (_, expression) in value::expressions(&Value::Object(step.inputs.clone().into_iter().collect())) {
-            if let Expression::Output { address, generation, output: name } = expression {
+        for (_, expression) in
+            value::expressions(&Value::Object(step.inputs.clone().into_iter().collect()))
+        {
+            if let Expression::Output {
+                address,
+                generation,
+                output: name,
+            } = expression
+            {
                 let instance = address.at(generation);
-                if let Some(Observation::Present { attributes, .. }) = after.resources.get_mut(&instance) {
+                if let Some(Observation::Present { attributes, .. }) =
+                    after.resources.get_mut(&instance)
+                {
                     attributes.insert(name.clone(), output(&instance.to_string(), &name));
                 }
             }

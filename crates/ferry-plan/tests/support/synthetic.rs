@@ -6,7 +6,9 @@ use std::fmt::Write;
 /// VM, disks attached to it, and hooks that use their outputs, the shape of data100 repeated.
 /// `seed` varies the shape (how many disks, which hooks depend on which).
 pub fn spec_text(resources: usize, seed: u64) -> String {
-    let mut random = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut random = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move |bound: u64| {
         random ^= random << 13;
         random ^= random >> 7;
