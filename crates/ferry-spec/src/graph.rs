@@ -115,7 +115,13 @@ mod tests {
     fn a_long_chain_does_not_overflow() {
         let count = 100_000;
         let edges: Vec<Vec<usize>> = (0..count)
-            .map(|node| if node + 1 < count { vec![node + 1] } else { vec![] })
+            .map(|node| {
+                if node + 1 < count {
+                    vec![node + 1]
+                } else {
+                    vec![]
+                }
+            })
             .collect();
         assert!(cyclic_components(&edges).is_empty());
     }

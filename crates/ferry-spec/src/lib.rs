@@ -150,7 +150,9 @@ pub fn load(path: &Path, options: &LoadOptions, rules: &RuleBook) -> Result<Spec
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(path).map_err(unreadable)? {
             let entry_path = entry.map_err(unreadable)?.path();
-            if entry_path.extension().is_some_and(|extension| extension == "toml")
+            if entry_path
+                .extension()
+                .is_some_and(|extension| extension == "toml")
                 && entry_path.is_file()
             {
                 paths.push(entry_path);

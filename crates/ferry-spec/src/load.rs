@@ -18,10 +18,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::{Place, Problem, SourceFile, SpecError, SpecErrors};
 use crate::suggest::did_you_mean;
-use crate::{
-    Deployment, FailoverMode, FailoverPolicy, LoadOptions, Origin,
-    Spec, StateConfig,
-};
+use crate::{Deployment, FailoverMode, FailoverPolicy, LoadOptions, Origin, Spec, StateConfig};
 
 mod check;
 
@@ -268,7 +265,7 @@ fn found_type(value: &Value, node: &Node<'_>) -> &'static str {
 /// A string that is nothing but one `${var.X}` or `${env.X}` that could not be resolved: its
 /// problem is already reported, so its type is not checked too.
 fn is_unresolved_variable(value: &Value) -> bool {
-    let Some(text) = value.as_str() else {
+    let Some(text) = value.as_str().filter(|text| text.contains("${")) else {
         return false;
     };
     matches!(
@@ -359,7 +356,7 @@ struct Read<'d, 'i> {
     clean: bool,
     outputs: Vec<OutputUse>,
     depends_on: Vec<(ResourceAddress, Place)>,
-    field_nodes: BTreeMap<String, &'d Node<'i>>,
+    field_nodes: BTreeMap<&'d str, &'d Node<'i>>,
     meta_nodes: BTreeMap<&'static str, &'d Node<'i>>,
 }
 
@@ -559,7 +556,9 @@ impl<'a> Loader<'a> {
                         },
                         Some(place(&entry.file, entry.node.span())),
                     )
-                    .help(format!("write it as a table: {what} on a line of its own, then its keys")),
+                    .help(format!(
+                        "write it as a table: {what} on a line of its own, then its keys"
+                    )),
                 );
                 None
             }
@@ -639,7 +638,9 @@ impl<'a> Loader<'a> {
                         },
                         Some(place(&entry.file, node.span())),
                     )
-                    .help(format!("write [{address}] on a line of its own, then its fields")),
+                    .help(format!(
+                        "write [{address}] on a line of its own, then its fields"
+                    )),
                 );
                 continue;
             }
@@ -670,7 +671,7 @@ impl<'a> Loader<'a> {
     }
 
     /// TOML to JSON; integers that do not fit in 64 bits are reported.
-    fn to_json(&mut self, file: &Arc<SourceFile>, node: &Node<'_>) -> Value {
+    fn json_of(&mut self, file: &Arc<SourceFile>, node: &Node<'_>) -> Value {
         match node.get_ref() {
             DeValue::String(text) => Value::String(text.to_string()),
             DeValue::Integer(integer) => {
@@ -702,22 +703,26 @@ impl<'a> Loader<'a> {
             DeValue::Boolean(flag) => Value::Bool(*flag),
             DeValue::Datetime(datetime) => Value::String(datetime.to_string()),
             DeValue::Array(items) => {
-                Value::Array(items.iter().map(|item| self.to_json(file, item)).collect())
+                Value::Array(items.iter().map(|item| self.json_of(file, item)).collect())
             }
             DeValue::Table(table) => Value::Object(
                 table
                     .iter()
-                    .map(|(key, item)| (key.get_ref().to_string(), self.to_json(file, item)))
+                    .map(|(key, item)| (key.get_ref().to_string(), self.json_of(file, item)))
                     .collect(),
             ),
         }
     }
 
     /// Substitutes variables and the environment in one field's value.
-    fn substitute(&self, value: &Value) -> Value {
+    fn substitute(&self, value: Value) -> Value {
+        // Most values hold no `${`: keep them as they are rather than copy them.
+        if !has_expression(&value) {
+            return value;
+        }
         let variables = &self.variables;
         let environment = self.environment;
-        value::resolve(value, &|expression| match expression {
+        value::resolve(&value, &|expression| match expression {
             Expression::Variable(name) => variables.get(name).cloned(),
             Expression::Environment(name) => environment.get(name).cloned().map(Value::String),
             _ => None,
@@ -774,23 +779,37 @@ impl<'a> Loader<'a> {
                 };
                 let at = place(file, span_of(range));
                 match (&expression, allowed) {
-                    (Expression::Variable(name), Allowed::Everything | Allowed::VariablesAndEnvironment) => {
+                    (
+                        Expression::Variable(name),
+                        Allowed::Everything | Allowed::VariablesAndEnvironment,
+                    ) => {
                         let help = did_you_mean(name, self.variables.keys().map(String::as_str))
                             .unwrap_or_else(|| {
                                 format!("declare it in [variables], such as {name} = \"...\"; --var {name}=VALUE can then override it")
                             });
                         self.push(
-                            SpecError::new(Problem::UndefinedVariable { name: name.clone() }, Some(at))
-                                .help(help),
+                            SpecError::new(
+                                Problem::UndefinedVariable { name: name.clone() },
+                                Some(at),
+                            )
+                            .help(help),
                         );
                     }
                     (Expression::Environment(name), _) => {
                         self.push(
-                            SpecError::new(Problem::UnsetEnvironment { name: name.clone() }, Some(at))
-                                .help(format!("set {name} in the environment ferry runs in")),
+                            SpecError::new(
+                                Problem::UnsetEnvironment { name: name.clone() },
+                                Some(at),
+                            )
+                            .help(format!("set {name} in the environment ferry runs in")),
                         );
                     }
-                    (Expression::Output { address, output, .. }, Allowed::Everything) => {
+                    (
+                        Expression::Output {
+                            address, output, ..
+                        },
+                        Allowed::Everything,
+                    ) => {
                         outputs.push(OutputUse {
                             field: path_text(&path),
                             address: address.clone(),
@@ -801,8 +820,12 @@ impl<'a> Loader<'a> {
                     (Expression::Generation, Allowed::Everything) => {}
                     (_, _) => {
                         let help = match allowed {
-                            Allowed::EnvironmentOnly => "a variable's value may use ${env.NAME} only",
-                            _ => "only ${var.NAME} and ${env.NAME} are known when the spec loads; resource outputs belong in resources",
+                            Allowed::EnvironmentOnly => {
+                                "a variable's value may use ${env.NAME} only"
+                            }
+                            _ => {
+                                "only ${var.NAME} and ${env.NAME} are known when the spec loads; resource outputs belong in resources"
+                            }
                         };
                         self.push(
                             SpecError::new(
@@ -833,8 +856,8 @@ impl<'a> Loader<'a> {
         outputs: &mut Vec<OutputUse>,
     ) -> (Value, bool) {
         let errors_before = self.errors.len();
-        let raw = self.to_json(file, node);
-        let value = self.substitute(&raw);
+        let raw = self.json_of(file, node);
+        let value = self.substitute(raw);
         outputs.extend(self.check_expressions(file, schema.name, node, &value, allowed, within));
         if let Some((path, expected)) = type_mismatch(schema.field_type, &value) {
             let mut full = vec![Step::Key(schema.name.to_owned())];
@@ -888,7 +911,10 @@ impl<'a> Loader<'a> {
                 continue;
             }
             let Some(field) = schema.iter().find(|field| field.name == name) else {
-                let known = schema.iter().map(|field| field.name).chain(extra.iter().copied());
+                let known = schema
+                    .iter()
+                    .map(|field| field.name)
+                    .chain(extra.iter().copied());
                 let help = did_you_mean(name, known).unwrap_or_else(|| {
                     let names: Vec<&str> = schema.iter().map(|field| field.name).collect();
                     format!("the keys of {within} are: {}", names.join(", "))
@@ -910,7 +936,7 @@ impl<'a> Loader<'a> {
                 self.read_field(file, field, node, allowed, within, &mut read.outputs);
             read.clean &= clean;
             read.values.insert(name.to_owned(), value);
-            read.nodes.insert(name.to_owned(), node);
+            read.nodes.insert(name, node);
         }
         for field in schema.iter().filter(|field| field.required) {
             if !read.values.contains_key(field.name) && report_missing {
@@ -932,7 +958,7 @@ impl<'a> Loader<'a> {
 
     fn read_variables(&mut self, entries: &BTreeMap<String, Entry>, options: &LoadOptions) {
         for (name, entry) in entries {
-            let raw = self.to_json(&entry.file, entry.node);
+            let raw = self.json_of(&entry.file, entry.node);
             // Variables see the environment only: no order among variables to get wrong.
             let environment = self.environment;
             let value = value::resolve(&raw, &|expression| match expression {
@@ -952,7 +978,11 @@ impl<'a> Loader<'a> {
         for (name, text) in &options.variables {
             let Some(declared) = self.variables.get(name) else {
                 let help = did_you_mean(name, self.variables.keys().map(String::as_str))
-                    .unwrap_or_else(|| format!("declare it in [variables] with a default, such as {name} = \"...\""));
+                    .unwrap_or_else(|| {
+                        format!(
+                            "declare it in [variables] with a default, such as {name} = \"...\""
+                        )
+                    });
                 self.push(
                     SpecError::new(Problem::UndeclaredVariable { name: name.clone() }, None)
                         .help(help),
@@ -961,8 +991,12 @@ impl<'a> Loader<'a> {
             };
             // A --var keeps the declared type when the text reads as one.
             let value = match declared {
-                Value::Number(_) => text.parse::<i64>().map_or_else(|_| Value::String(text.clone()), Value::from),
-                Value::Bool(_) => text.parse::<bool>().map_or_else(|_| Value::String(text.clone()), Value::Bool),
+                Value::Number(_) => text
+                    .parse::<i64>()
+                    .map_or_else(|_| Value::String(text.clone()), Value::from),
+                Value::Bool(_) => text
+                    .parse::<bool>()
+                    .map_or_else(|_| Value::String(text.clone()), Value::Bool),
                 _ => Value::String(text.clone()),
             };
             self.variables.insert(name.clone(), value);
@@ -1075,7 +1109,8 @@ impl<'a> Loader<'a> {
         let Some(entry) = entry else {
             return local(".ferry");
         };
-        let Some(backend) = self.backend(entry, "[state]", &["local", "azure_blob"], "local") else {
+        let Some(backend) = self.backend(entry, "[state]", &["local", "azure_blob"], "local")
+        else {
             return local(".ferry");
         };
         let schema = if backend == "azure_blob" {
@@ -1100,7 +1135,12 @@ impl<'a> Loader<'a> {
                 blob: text("blob"),
             }
         } else {
-            local(read.values.get("path").and_then(Value::as_str).unwrap_or(".ferry"))
+            local(
+                read.values
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or(".ferry"),
+            )
         }
     }
 
@@ -1144,7 +1184,8 @@ impl<'a> Loader<'a> {
         for (name, entry) in entries {
             let within = format!("[zones.\"{name}\"]");
             let has_backend = matches!(entry.node.get_ref(), DeValue::Table(table) if table.contains_key("backend"));
-            let (schema, is_rfc2136) = match self.backend(entry, &within, &["azure", "rfc2136"], "") {
+            let (schema, is_rfc2136) = match self.backend(entry, &within, &["azure", "rfc2136"], "")
+            {
                 Some(backend) if backend == "azure" => (ZONE_AZURE, false),
                 Some(backend) if backend == "rfc2136" => (ZONE_RFC2136, true),
                 // No backend: the schema's required `backend` reports it.
@@ -1211,7 +1252,10 @@ impl<'a> Loader<'a> {
                 meta_nodes: BTreeMap::new(),
             };
         };
-        let fields = self.rules.get(address.kind).map_or(&[][..], |rules| rules.fields());
+        let fields = self
+            .rules
+            .get(address.kind)
+            .map_or(&[][..], |rules| rules.fields());
         let file = Arc::clone(&gathered.file);
         let within = address.to_string();
         let read = self.read_table(
@@ -1243,7 +1287,7 @@ impl<'a> Loader<'a> {
                     Some(at.clone()),
                 )
             };
-            let value = self.to_json(&file, node);
+            let value = self.json_of(&file, node);
             let found = found_type(&value, node);
             match meta {
                 "depends_on" => {
@@ -1273,8 +1317,11 @@ impl<'a> Loader<'a> {
                                     Problem::WrongType {
                                         what: format!("`depends_on[{index}]`"),
                                         expected: "a resource address".to_owned(),
-                                        found: found_type(item, navigate(node, &[Step::Index(index)]))
-                                            .to_owned(),
+                                        found: found_type(
+                                            item,
+                                            navigate(node, &[Step::Index(index)]),
+                                        )
+                                        .to_owned(),
                                     },
                                     Some(item_place),
                                 )
@@ -1319,7 +1366,10 @@ impl<'a> Loader<'a> {
         }
         let broken = gathered.broken;
         spec.fields = read.values;
-        spec.depends_on = depends_on.iter().map(|(target, _)| target.clone()).collect();
+        spec.depends_on = depends_on
+            .iter()
+            .map(|(target, _)| target.clone())
+            .collect();
         Read {
             spec,
             gathered,
@@ -1350,9 +1400,18 @@ fn template_help(error: &value::TemplateError, rules: &RuleBook) -> String {
 /// What [`Loader::read_table`] found.
 struct TableRead<'d, 'i> {
     values: Attributes,
-    nodes: BTreeMap<String, &'d Node<'i>>,
+    nodes: BTreeMap<&'d str, &'d Node<'i>>,
     clean: bool,
     outputs: Vec<OutputUse>,
+}
+
+fn has_expression(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains("${"),
+        Value::Array(items) => items.iter().any(has_expression),
+        Value::Object(map) => map.values().any(has_expression),
+        _ => false,
+    }
 }
 
 fn collect_strings(value: &Value, path: &mut Vec<Step>, out: &mut Vec<(Vec<Step>, String)>) {

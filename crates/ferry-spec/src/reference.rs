@@ -88,10 +88,7 @@ pub fn kinds_reference(rules: &RuleBook) -> String {
         let _ = writeln!(out, "{}.", kind_rules.description());
         let _ = writeln!(out, "{}", sort_of(kind));
         let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "| Field | Type | Required | A change | Description |"
-        );
+        let _ = writeln!(out, "| Field | Type | Required | A change | Description |");
         let _ = writeln!(out, "|---|---|---|---|---|");
         for field in kind_rules.fields() {
             let _ = writeln!(

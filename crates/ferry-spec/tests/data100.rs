@@ -33,7 +33,11 @@ fn data100_loads_without_problems() {
     assert_eq!(spec.resources.len(), 15);
 
     let vm = &spec.resources[&"vm.nfs".parse().unwrap()];
-    assert!(vm.str_field("ssh_public_key").unwrap().starts_with("ssh-ed25519 "));
+    assert!(
+        vm.str_field("ssh_public_key")
+            .unwrap()
+            .starts_with("ssh-ed25519 ")
+    );
     let staging = &spec.resources[&"dns_record.staging".parse().unwrap()];
     assert_eq!(staging.str_field("zone"), Some("data100.example.org"));
     assert_eq!(

@@ -73,7 +73,10 @@ fn syntax_errors_are_all_reported_and_other_files_still_checked() {
             "broken.toml",
             "[disk.home0]\nname = \"home0\nsize_gb = = 12\n\n[disk.home1\nname = \"home1\"\n",
         ),
-        ("other.toml", "[public_ip.ingress]\nname = \"ip\"\nresource_group = \"resource_group.main\"\nsku = 3\n"),
+        (
+            "other.toml",
+            "[public_ip.ingress]\nname = \"ip\"\nresource_group = \"resource_group.main\"\nsku = 3\n"
+        ),
     ]));
 }
 
@@ -301,10 +304,7 @@ env = { TOKEN = "${env.DEPLOY_TOKEN}", SECRET = "${env.FERRY_TSIG_SECRET}" }
 #[test]
 fn failover_policy_zones_luns_and_destroy() {
     insta::assert_snapshot!(check(&[
-        (
-            "main.toml",
-            &BASE.replace("demo-g${generation}", "demo-rg"),
-        ),
+        ("main.toml", &BASE.replace("demo-g${generation}", "demo-rg"),),
         (
             "policy.toml",
             r#"[failover]
@@ -388,7 +388,10 @@ fn var_overrides_must_be_declared() {
     insta::assert_snapshot!(check_with(
         &[
             ("main.toml", BASE),
-            ("vars.toml", "[variables]\ndomain = \"example.org\"\nreplicas = 2\n"),
+            (
+                "vars.toml",
+                "[variables]\ndomain = \"example.org\"\nreplicas = 2\n"
+            ),
         ],
         &options(&[("domian", "x"), ("zone", "y"), ("domain", "example.com")]),
     ));

@@ -22,7 +22,10 @@ fn names_of<'r>(
 }
 
 /// "did you mean `vm.nfs`?" among the resources of the address's kind, or how to declare it.
-fn missing_help(read: &BTreeMap<ResourceAddress, Read<'_, '_>>, address: &ResourceAddress) -> String {
+fn missing_help(
+    read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+    address: &ResourceAddress,
+) -> String {
     did_you_mean(&address.name, names_of(read, address.kind))
         .map(|_| {
             let name = crate::suggest::closest(&address.name, names_of(read, address.kind))
@@ -84,8 +87,14 @@ impl Loader<'_> {
                     );
                 }
             }
-            let mut seen = std::collections::HashSet::new();
-            found.retain(|dependency| seen.insert(dependency.clone()));
+            // A resource has a handful of dependencies: a linear scan beats hashing clones.
+            let mut unique: Vec<Dependency> = Vec::with_capacity(found.len());
+            for dependency in found {
+                if !unique.contains(&dependency) {
+                    unique.push(dependency);
+                }
+            }
+            let found = unique;
             dependencies.insert(address.clone(), found);
             edges.insert(address, resource_edges);
 
@@ -107,7 +116,7 @@ impl Loader<'_> {
         let node = match path.first() {
             Some(Step::Key(key)) => resource
                 .field_nodes
-                .get(key)
+                .get(key.as_str())
                 .or_else(|| resource.meta_nodes.get(key.as_str()))
                 .map(|node| navigate(node, &path[1..])),
             _ => None,
@@ -135,21 +144,31 @@ impl Loader<'_> {
             let Some(value) = resource.spec.fields.get(field.name) else {
                 continue;
             };
-            let items: Vec<(String, &Value)> = if list {
+            let field_node = resource.field_nodes.get(field.name).copied();
+            let items: Vec<(Option<usize>, &Value)> = if list {
                 value
                     .as_array()
                     .into_iter()
                     .flatten()
                     .enumerate()
-                    .map(|(index, item)| (format!("{}[{index}]", field.name), item))
+                    .map(|(index, item)| (Some(index), item))
                     .collect()
             } else {
-                vec![(field.name.to_owned(), value)]
+                vec![(None, value)]
             };
-            for (path, item) in items {
+            for (index, item) in items {
                 // Mistyped values are reported by the type check already.
                 let Some(text) = item.as_str() else { continue };
-                let at = self.field_place(resource, &path);
+                let path = || match index {
+                    Some(index) => format!("{}[{index}]", field.name),
+                    None => field.name.to_owned(),
+                };
+                let span = match (field_node, index) {
+                    (Some(node), Some(index)) => navigate(node, &[Step::Index(index)]).span(),
+                    (Some(node), None) => node.span(),
+                    (None, _) => resource.gathered.node.span(),
+                };
+                let at = place(&resource.gathered.file, span);
                 let target = match text.parse::<ResourceAddress>() {
                     Ok(target) => target,
                     Err(_) => {
@@ -157,11 +176,19 @@ impl Loader<'_> {
                         let help = if read.contains_key(&named) {
                             format!("did you mean `{named}`?")
                         } else {
-                            format!("`{}` names a {kind}: write it as \"{kind}.NAME\"", field.name)
+                            format!(
+                                "`{}` names a {kind}: write it as \"{kind}.NAME\"",
+                                field.name
+                            )
                         };
                         self.push(
-                            SpecError::new(Problem::BadAddress { text: text.to_owned() }, Some(at))
-                                .help(help),
+                            SpecError::new(
+                                Problem::BadAddress {
+                                    text: text.to_owned(),
+                                },
+                                Some(at),
+                            )
+                            .help(help),
                         );
                         continue;
                     }
@@ -176,7 +203,7 @@ impl Loader<'_> {
                     self.push(
                         SpecError::new(
                             Problem::WrongKind {
-                                field: path.clone(),
+                                field: path(),
                                 expected: kind.to_string(),
                                 address: target.to_string(),
                                 found: target.kind.to_string(),
@@ -205,7 +232,10 @@ impl Loader<'_> {
                         field: field.name.to_owned(),
                     },
                 });
-                edges.push(Edge { to: target, place: at });
+                edges.push(Edge {
+                    to: target,
+                    place: at,
+                });
             }
         }
     }
@@ -445,8 +475,11 @@ impl Loader<'_> {
                 Ok(address) => address,
                 Err(_) => {
                     self.push(
-                        SpecError::new(Problem::BadAddress { text: text.clone() }, Some(at.clone()))
-                            .help(address_help(read, text)),
+                        SpecError::new(
+                            Problem::BadAddress { text: text.clone() },
+                            Some(at.clone()),
+                        )
+                        .help(address_help(read, text)),
                     );
                     continue;
                 }
@@ -503,7 +536,10 @@ impl Loader<'_> {
             .collect();
         for component in graph::cyclic_components(&adjacency) {
             let cycle = graph::cycle_through(&component, &adjacency);
-            let path: Vec<String> = cycle.iter().map(|node| addresses[*node].to_string()).collect();
+            let path: Vec<String> = cycle
+                .iter()
+                .map(|node| addresses[*node].to_string())
+                .collect();
             let from = addresses[cycle[0]];
             let to = addresses[cycle[1]];
             let Some(edge) = edges
