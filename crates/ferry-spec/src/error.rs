@@ -110,7 +110,7 @@ pub enum Problem {
     UnknownOutput { address: String, output: String },
     #[error("{message}")]
     Template { message: String },
-    #[error("`${{{expression}}}` cannot be used in [{block}]")]
+    #[error("`${{{expression}}}` cannot be used in {block}")]
     ExpressionInBlock { expression: String, block: String },
     #[error("dependency cycle: {path}")]
     Cycle { path: String },

@@ -279,7 +279,8 @@ fn is_unresolved_variable(value: &Value) -> bool {
 
 /// Where a value does not have its field's type: the path below the field, and what is there.
 fn type_mismatch(field_type: FieldType, value: &Value) -> Option<(Vec<Step>, String)> {
-    if is_unresolved_variable(value) {
+    // Null stands for an integer too large to read, which is reported already.
+    if value.is_null() || is_unresolved_variable(value) {
         return None;
     }
     let is_string = |value: &Value| value.is_string() || is_unresolved_variable(value);
@@ -404,6 +405,11 @@ pub(crate) fn load(
         let broken = !syntax_errors.is_empty();
         for error in syntax_errors {
             let span = error.span().unwrap_or(0..0);
+            let help = if error.message() == "duplicate key" {
+                "a key or table is defined once: remove or rename one of the two"
+            } else {
+                "fix the TOML syntax here; see https://toml.io for the format"
+            };
             loader.errors.push(
                 SpecError::new(
                     Problem::Syntax {
@@ -411,7 +417,7 @@ pub(crate) fn load(
                     },
                     Some(place(file, span)),
                 )
-                .help("fix the TOML syntax here; see https://toml.io for the format"),
+                .help(help),
             );
         }
         documents.push((Arc::clone(file), document, broken));
@@ -971,7 +977,7 @@ impl<'a> Loader<'a> {
                 entry.node,
                 &value,
                 Allowed::EnvironmentOnly,
-                "variables",
+                "[variables]",
             );
             self.variables.insert(name.clone(), value);
         }
@@ -1188,8 +1194,20 @@ impl<'a> Loader<'a> {
             {
                 Some(backend) if backend == "azure" => (ZONE_AZURE, false),
                 Some(backend) if backend == "rfc2136" => (ZONE_RFC2136, true),
-                // No backend: the schema's required `backend` reports it.
-                Some(_) if !has_backend => (ZONE_RFC2136, false),
+                // Without a backend the other keys have no schema to be checked against.
+                Some(_) if !has_backend => {
+                    self.push(
+                        SpecError::new(
+                            Problem::MissingField {
+                                within: within.clone(),
+                                field: "backend".to_owned(),
+                            },
+                            Some(place(&entry.file, entry.node.span())),
+                        )
+                        .help("add backend = \"azure\" (Azure DNS) or backend = \"rfc2136\" (a DNS server with dynamic updates)"),
+                    );
+                    continue;
+                }
                 _ => continue,
             };
             let Some(read) = self.read_block(entry, schema, &within) else {

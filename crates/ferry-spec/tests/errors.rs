@@ -69,6 +69,7 @@ fn the_base_spec_is_valid() {
 fn syntax_errors_are_all_reported_and_other_files_still_checked() {
     insta::assert_snapshot!(check(&[
         ("main.toml", BASE),
+        ("twice.toml", "[hook.a]\nshell = \"a\"\nshell = \"b\"\n"),
         (
             "broken.toml",
             "[disk.home0]\nname = \"home0\nsize_gb = = 12\n\n[disk.home1\nname = \"home1\"\n",
@@ -456,4 +457,75 @@ name = "rg-${generation}-${vm.nfs.name}"
 #[test]
 fn a_spec_without_a_deployment_says_so() {
     insta::assert_snapshot!(check(&[("main.toml", "# nothing yet\n")]));
+}
+
+#[test]
+fn odd_shapes_and_meta_keys_of_the_wrong_type() {
+    insta::assert_snapshot!(check(&[
+        (
+            "main.toml",
+            &BASE.replace("name = \"demo\"", "name = \"demo-${vm.nfs.id}\"")
+        ),
+        (
+            "odd.toml",
+            r#"variables = 3
+public_ip = "ingress"
+
+[[check.ready]]
+type = "http"
+
+[disk.home0]
+name = "home0"
+resource_group = "resource_group.main"
+size_gb = 99999999999999999999
+depends_on = "vm.nfs"
+allow_destroy = "yes"
+ensure = false
+
+[disk.home1]
+name = "home1"
+resource_group = "resource_group.main"
+size_gb = 10
+depends_on = [3, "vm..nfs"]
+
+[zones."example.org"]
+server = "127.0.0.1:53"
+
+[zones."example.com"]
+backend = "azure"
+"#,
+        ),
+    ]));
+}
+
+#[test]
+fn loading_a_folder_reads_its_toml_files_in_name_order() {
+    let folder = tempfile::tempdir().unwrap();
+    let rules = ferry_providers::rule_book();
+    let empty = ferry_spec::load(folder.path(), &options(&[]), &rules).unwrap_err();
+    assert_eq!(
+        empty
+            .render(false)
+            .replace(&folder.path().display().to_string(), "FOLDER"),
+        "  × FOLDER holds no .toml files\n  help: point ferry at a folder of spec files, such as specs/data100\nerror: 1 problem in the spec\n"
+    );
+    std::fs::write(folder.path().join("b.toml"), "[vm.nfs]\nname = \"again\"\n").unwrap();
+    std::fs::write(folder.path().join("a.toml"), BASE).unwrap();
+    std::fs::write(folder.path().join("notes.txt"), "[not toml").unwrap();
+    let errors = ferry_spec::load(folder.path(), &options(&[]), &rules).unwrap_err();
+    let duplicate = errors.iter().next().unwrap();
+    assert_eq!(
+        duplicate.location().unwrap(),
+        format!("{}:1:1", folder.path().join("b.toml").display())
+    );
+    std::fs::remove_file(folder.path().join("b.toml")).unwrap();
+    let spec = ferry_spec::load(&folder.path().join("a.toml"), &options(&[]), &rules).unwrap();
+    assert_eq!(spec.root, folder.path());
+    assert_eq!(
+        spec.location_of(&"vm.nfs".parse().unwrap()).unwrap(),
+        format!("{}:13:1", folder.path().join("a.toml").display())
+    );
+    let missing =
+        ferry_spec::load(&folder.path().join("none.toml"), &options(&[]), &rules).unwrap_err();
+    assert!(missing.render(false).contains("cannot read"));
 }
