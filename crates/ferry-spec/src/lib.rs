@@ -122,8 +122,9 @@ pub enum DependencyVia {
 }
 
 impl Spec {
-    /// Every resource this one depends on, with why: reference fields in field order,
-    /// then interpolations in field order, then `depends_on` in the order written.
+    /// Every resource this one depends on, with why, each once: reference fields in the
+    /// order of the kind's schema, then interpolations by field name and position, then
+    /// `depends_on` in the order written.
     pub fn dependencies(&self, address: &ResourceAddress) -> Vec<Dependency> {
         self.dependencies.get(address).cloned().unwrap_or_default()
     }
