@@ -111,7 +111,7 @@ fn locked_apply(
         .map(|path| load_world(path))
         .transpose()?;
     let providers: Providers = match &world {
-        Some(world) => world_providers(world),
+        Some(world) => world_providers(world, args.source.world_time_scale),
         None => observe::live_providers(),
     };
     let snapshot = observe::read_with(spec, rules, &store.state, &providers)?;

@@ -6,18 +6,18 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use ferry_core::observation::SNAPSHOT_FORMAT_VERSION;
-use ferry_core::{Attributes, InstanceAddress, Kind, Providers, RuleBook, Snapshot};
+use ferry_core::{Kind, Providers, RuleBook, Snapshot};
 use ferry_observe::ObserveConfig;
 use ferry_spec::{Spec, StateConfig};
 use ferry_state::{StateDir, StateFile};
-use ferry_testkit::{MemoryProvider, World};
+use ferry_testkit::{Behaviour, MemoryProvider, World};
 
 use crate::args::SourceArgs;
 
 /// The folder that holds a spec's local state.
 pub fn state_dir(spec: &Spec) -> Result<StateDir> {
     match &spec.state {
-        StateConfig::Local { path } => Ok(StateDir::new(spec.root.join(path))),
+        StateConfig::Local { path } => Ok(StateDir::new(path.clone())),
         StateConfig::AzureBlob { .. } => bail!(
             "the azure_blob state backend is not available in this version: use backend = \"local\" in [state]"
         ),
@@ -48,34 +48,34 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot> {
         .with_context(|| format!("{} is not a ferry snapshot", path.display()))
 }
 
-/// A simulated world kept in a JSON file: instance address to attributes.
+/// A simulated world kept in a JSON file (created empty when missing).
 pub fn load_world(path: &Path) -> Result<World> {
-    let world = World::new();
-    if path.exists() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the world {}", path.display()))?;
-        let instances: std::collections::BTreeMap<InstanceAddress, Attributes> =
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a ferry world file", path.display()))?;
-        for (instance, attributes) in instances {
-            world.insert(instance, attributes);
-        }
+    if !path.exists() {
+        return Ok(World::new());
     }
-    Ok(world)
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the world {}", path.display()))?;
+    World::from_json(&text).with_context(|| format!("{} is not a ferry world file", path.display()))
 }
 
 pub fn save_world(path: &Path, world: &World) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(&world.instances())?;
-    text.push('\n');
-    crate::write_file(path, &text)
+    crate::write_file(path, &world.to_json())
 }
 
-/// Providers over a simulated world, for every kind.
-pub fn world_providers(world: &World) -> Providers {
+/// Providers over a simulated world, for every kind; each step takes `time_scale` times its
+/// estimate.
+pub fn world_providers(world: &World, time_scale: f64) -> Providers {
+    let behaviour = Behaviour {
+        latency_from_estimate: time_scale > 0.0,
+        estimate_scale: Some(time_scale),
+        ..Behaviour::default()
+    };
     Kind::ALL
         .into_iter()
         .fold(Providers::new(), |providers, kind| {
-            providers.with(Arc::new(MemoryProvider::new(kind, world)))
+            providers.with(Arc::new(
+                MemoryProvider::new(kind, world).behaviour(behaviour.clone()),
+            ))
         })
 }
 
@@ -91,7 +91,7 @@ pub fn observe(spec: &Spec, rules: &RuleBook, source: &SourceArgs) -> Result<Sna
     }
     let state = read_state(spec)?;
     let providers = match &source.world {
-        Some(path) => world_providers(&load_world(path)?),
+        Some(path) => world_providers(&load_world(path)?, source.world_time_scale),
         None => live_providers(),
     };
     read_with(spec, rules, &state, &providers)

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_core::{
-    Action, ApplyContext, Attributes, Generation, InstanceAddress, Kind, Observation, Provider,
-    Providers, ReadContext, Snapshot, Step, StepError, StepId, StepOutcome, Value,
+    Action, ApplyContext, Attributes, Generation, Health, InstanceAddress, Kind, Observation,
+    Provider, Providers, ReadContext, Snapshot, Step, StepError, StepId, StepOutcome, Value,
 };
 use tokio::time::Instant;
 
@@ -18,6 +18,9 @@ pub struct Behaviour {
     pub latency: Duration,
     /// Sleep for the step's `estimate_seconds` instead of `latency`.
     pub latency_from_estimate: bool,
+    /// With `latency_from_estimate`, the share of the estimate to sleep (1.0 when unset): a
+    /// demo runs a 40-minute plan in seconds at 0.005.
+    pub estimate_scale: Option<f64>,
     /// The first N calls of a step fail with a transient error.
     pub transient_failures: u32,
     /// The `retry_after` those transient errors carry.
@@ -103,6 +106,8 @@ pub struct Call {
 #[derive(Debug, Default)]
 struct WorldState {
     instances: BTreeMap<InstanceAddress, Attributes>,
+    /// Instances that read unhealthy, with the reason (an API server that stopped answering).
+    unhealthy: BTreeMap<InstanceAddress, String>,
     calls: Vec<Call>,
     /// Calls so far per step, so that counting attempts does not scan every call.
     attempts: BTreeMap<StepId, u32>,
@@ -143,6 +148,56 @@ impl World {
         self.lock().instances.clone()
     }
 
+    /// Makes an instance read unhealthy (`Some(reason)`) or healthy again (`None`).
+    pub fn set_unhealthy(&self, instance: InstanceAddress, reason: Option<String>) {
+        let mut state = self.lock();
+        match reason {
+            Some(reason) => state.unhealthy.insert(instance, reason),
+            None => state.unhealthy.remove(&instance),
+        };
+    }
+
+    /// What providers read for one instance.
+    pub fn observe(&self, instance: &InstanceAddress) -> Observation {
+        let state = self.lock();
+        match state.instances.get(instance) {
+            Some(attributes) => Observation::Present {
+                attributes: attributes.clone(),
+                health: match state.unhealthy.get(instance) {
+                    Some(reason) => Health::Unhealthy {
+                        reason: reason.clone(),
+                    },
+                    None => Health::Healthy,
+                },
+            },
+            None => Observation::Absent,
+        }
+    }
+
+    /// The world as JSON, for a world kept in a file between commands.
+    pub fn to_json(&self) -> String {
+        let state = self.lock();
+        let file = WorldFile {
+            instances: state.instances.clone(),
+            unhealthy: state.unhealthy.clone(),
+        };
+        let mut text = serde_json::to_string_pretty(&file).expect("worlds always serialise");
+        text.push('\n');
+        text
+    }
+
+    /// A world read back from [`World::to_json`].
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        let file: WorldFile = serde_json::from_str(text)?;
+        let world = World::new();
+        {
+            let mut state = world.lock();
+            state.instances = file.instances;
+            state.unhealthy = file.unhealthy;
+        }
+        Ok(world)
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
     }
@@ -177,12 +232,10 @@ impl World {
         instances: impl IntoIterator<Item = InstanceAddress>,
     ) -> Snapshot {
         let state = self.lock();
+        drop(state);
         let mut snapshot = Snapshot::new(active_generation);
         for instance in instances {
-            let observation = match state.instances.get(&instance) {
-                Some(attributes) => Observation::present(attributes.clone()),
-                None => Observation::Absent,
-            };
+            let observation = self.observe(&instance);
             snapshot.insert(instance, observation);
         }
         snapshot
@@ -247,6 +300,154 @@ impl World {
         call.ended_sequence = Some(sequence);
         call.outcome = outcome;
     }
+}
+
+/// The world file: instances and the ones that read unhealthy.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct WorldFile {
+    #[serde(default)]
+    instances: BTreeMap<InstanceAddress, Attributes>,
+    #[serde(default)]
+    unhealthy: BTreeMap<InstanceAddress, String>,
+}
+
+/// What a step does to an instance in the memory world: its new attributes, or `None` when it
+/// is gone. Each action changes what the real provider would change, and each kind reports
+/// outputs shaped like the real ones, so that plans applied here converge like real ones.
+fn effect(
+    step: &Step,
+    existing: Option<Attributes>,
+    inputs: &Attributes,
+    extra_outputs: &Attributes,
+    outputs_of: &(dyn Fn(&InstanceAddress) -> Option<Attributes> + Send + Sync),
+) -> Option<Attributes> {
+    let instance = step.instance();
+    let mut attributes = existing.unwrap_or_default();
+    let set = |attributes: &mut Attributes, name: &str, value: Value| {
+        attributes.insert(name.to_owned(), value);
+    };
+    match step.action {
+        Action::Delete | Action::Retire => return None,
+        Action::Fence => set(&mut attributes, "power_state", Value::from("deallocated")),
+        Action::Detach => {
+            attributes.remove("vm");
+            attributes.remove("lun");
+            set(&mut attributes, "disk_state", Value::from("Unattached"));
+        }
+        Action::Move => {
+            if let Some(group) = inputs.get("resource_group") {
+                set(&mut attributes, "resource_group", group.clone());
+            }
+        }
+        Action::Attach => {
+            for name in ["vm", "lun"] {
+                if let Some(value) = inputs.get(name) {
+                    set(&mut attributes, name, value.clone());
+                }
+            }
+            set(&mut attributes, "disk_state", Value::from("Attached"));
+        }
+        Action::Export => set(&mut attributes, "imported", Value::Bool(false)),
+        Action::Import => {
+            if let Some(host) = inputs.get("host") {
+                set(&mut attributes, "host", host.clone());
+            }
+            set(&mut attributes, "imported", Value::Bool(true));
+        }
+        Action::Create | Action::Update | Action::Replace | Action::Run | Action::Wait => {
+            attributes.extend(inputs.clone());
+        }
+    }
+    set(
+        &mut attributes,
+        "id",
+        Value::from(format!("/memory/{instance}")),
+    );
+    let text = |name: &str| {
+        attributes
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let generation = instance.generation.unwrap_or(0);
+    // A small stable number per instance, for addresses.
+    let number = instance.to_string().bytes().fold(7u32, |hash, byte| {
+        hash.wrapping_mul(31).wrapping_add(u32::from(byte))
+    }) % 200
+        + 20;
+    let mut outputs: Vec<(&str, Value)> = Vec::new();
+    match instance.kind() {
+        Kind::PublicIp => outputs.push((
+            "address",
+            Value::from(format!("127.0.{generation}.{number}")),
+        )),
+        Kind::Vm => {
+            outputs.push((
+                "private_ip",
+                Value::from(format!("10.{generation}.16.{number}")),
+            ));
+            if !attributes.contains_key("power_state") {
+                outputs.push(("power_state", Value::from("running")));
+            }
+            if !attributes.contains_key("device_folder") {
+                outputs.push(("device_folder", Value::from("/dev/disk/azure/scsi1")));
+            }
+        }
+        Kind::AksCluster => {
+            let prefix = text("dns_prefix").unwrap_or_else(|| instance.address.name.clone());
+            let location = text("location").unwrap_or_else(|| "westeurope".to_owned());
+            outputs.push((
+                "fqdn",
+                Value::from(format!("{prefix}-{number:x}.hcp.{location}.azmk8s.io")),
+            ));
+            outputs.push(("node_resource_group", Value::from(format!("MC_{prefix}"))));
+            outputs.push((
+                "kubeconfig",
+                Value::from(format!("/memory/kubeconfig/{instance}")),
+            ));
+        }
+        Kind::Disk if !attributes.contains_key("disk_state") => {
+            let state = if attributes.contains_key("vm") {
+                "Attached"
+            } else {
+                "Unattached"
+            };
+            outputs.push(("disk_state", Value::from(state)));
+        }
+        Kind::ZfsPool => {
+            let pool = text("pool_name").unwrap_or_else(|| instance.address.name.clone());
+            let host_ip = text("host")
+                .and_then(|host| host.parse::<InstanceAddress>().ok())
+                .and_then(|host| outputs_of(&host))
+                .and_then(|host| {
+                    host.get("private_ip")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| "127.0.0.1".to_owned());
+            outputs.push(("mountpoint", Value::from(format!("/{pool}"))));
+            outputs.push((
+                "nfs_export",
+                Value::from(format!("{host_ip}:/export/{pool}")),
+            ));
+            outputs.push(("health", Value::from("ONLINE")));
+            if !attributes.contains_key("imported") {
+                outputs.push(("imported", Value::Bool(true)));
+            }
+        }
+        Kind::DnsRecord => {
+            if let (Some(name), Some(zone)) = (text("name"), text("zone")) {
+                outputs.push(("fqdn", Value::from(format!("{name}.{zone}"))));
+            }
+        }
+        Kind::Hook => outputs.push(("exit_code", Value::from(0))),
+        _ => {}
+    }
+    for (name, value) in outputs {
+        attributes.insert(name.to_owned(), value);
+    }
+    attributes.extend(extra_outputs.clone());
+    Some(attributes)
 }
 
 /// Ends a call when its future is dropped before it returned.
@@ -337,10 +538,7 @@ impl Provider for MemoryProvider {
     }
 
     async fn read(&self, context: ReadContext<'_>) -> Observation {
-        match self.world.get(context.instance) {
-            Some(attributes) => Observation::present(attributes),
-            None => Observation::Absent,
-        }
+        self.world.observe(context.instance)
     }
 
     async fn apply(
@@ -371,7 +569,9 @@ impl Provider for MemoryProvider {
             std::future::pending::<()>().await;
         }
         let latency = if behaviour.latency_from_estimate {
-            Duration::from_secs(step.estimate_seconds)
+            Duration::from_secs_f64(
+                step.estimate_seconds as f64 * behaviour.estimate_scale.unwrap_or(1.0).max(0.0),
+            )
         } else {
             behaviour.latency
         };
@@ -390,23 +590,24 @@ impl Provider for MemoryProvider {
             return Err(StepError::permanent(message.clone()));
         }
         let instance = step.instance();
-        let outputs = match step.action {
-            Action::Delete | Action::Retire => {
-                self.world.lock().instances.remove(&instance);
-                Attributes::new()
-            }
-            _ => {
-                let mut attributes = context.inputs.clone();
-                attributes.insert(
-                    "id".to_owned(),
-                    Value::String(format!("/memory/{instance}")),
-                );
-                attributes.extend(self.outputs.clone());
-                self.world
-                    .lock()
-                    .instances
-                    .insert(instance, attributes.clone());
-                attributes
+        let outputs = {
+            let mut state = self.world.lock();
+            let existing = state.instances.get(&instance).cloned();
+            match effect(
+                step,
+                existing,
+                context.inputs,
+                &self.outputs,
+                context.outputs,
+            ) {
+                Some(attributes) => {
+                    state.instances.insert(instance, attributes.clone());
+                    attributes
+                }
+                None => {
+                    state.instances.remove(&instance);
+                    Attributes::new()
+                }
             }
         };
         guard.outcome = Some(CallOutcome::Succeeded);
@@ -461,7 +662,7 @@ mod tests {
         assert_eq!(call(&provider, &create).await.unwrap(), first);
         assert_eq!(
             serde_json::to_string(&first.outputs).unwrap(),
-            r#"{"id":"/memory/disk.home0","lun":0,"size_gb":256}"#
+            r#"{"disk_state":"Unattached","id":"/memory/disk.home0","lun":0,"size_gb":256}"#
         );
         let instance: InstanceAddress = "disk.home0".parse().unwrap();
         let other: InstanceAddress = "disk.home1".parse().unwrap();
