@@ -122,8 +122,11 @@ impl KindRules for AksClusterRules {
             && !(1..=1000).contains(&count)
         {
             errors.push(
-                FieldError::new("node_count", format!("{count} nodes is outside what AKS allows"))
-                    .with_help("use 1 to 1000 nodes"),
+                FieldError::new(
+                    "node_count",
+                    format!("{count} nodes is outside what AKS allows"),
+                )
+                .with_help("use 1 to 1000 nodes"),
             );
         }
         errors

@@ -6,12 +6,9 @@
 //! host can no longer write to disks that are moving away.
 
 use ferry_core::naming::{self, check_choice, check_field};
-use ferry_core::provider::{
-    FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange,
-};
+use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange};
 use ferry_core::{
-    Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O,
-    ResourceSpec, Value,
+    Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O, ResourceSpec, Value,
 };
 
 const LOCATION: F = F::optional(
@@ -21,13 +18,7 @@ const LOCATION: F = F::optional(
     LOCATION_IS_FIXED,
     "Azure region",
 );
-const TAGS: F = F::optional(
-    "tags",
-    T::StringMap,
-    None,
-    OnChange::InPlace,
-    "Azure tags",
-);
+const TAGS: F = F::optional("tags", T::StringMap, None, OnChange::InPlace, "Azure tags");
 const IN_RESOURCE_GROUP: F = F::required(
     "resource_group",
     T::Reference(Kind::ResourceGroup),
@@ -157,8 +148,11 @@ impl KindRules for VnetRules {
                 && !is_cidr(text)
             {
                 errors.push(
-                    FieldError::new(field, format!("`{text}` is not an IPv4 prefix in CIDR notation"))
-                        .with_help("write it as address/length, such as 10.0.0.0/16"),
+                    FieldError::new(
+                        field,
+                        format!("`{text}` is not an IPv4 prefix in CIDR notation"),
+                    )
+                    .with_help("write it as address/length, such as 10.0.0.0/16"),
                 );
             }
         }
@@ -375,8 +369,9 @@ impl KindRules for VmRules {
             && !(key.starts_with("ssh-") || key.starts_with("ecdsa-"))
         {
             errors.push(
-                FieldError::new("ssh_public_key", "this is not an OpenSSH public key")
-                    .with_help("paste the one line of the .pub file, starting with ssh-ed25519 or ssh-rsa"),
+                FieldError::new("ssh_public_key", "this is not an OpenSSH public key").with_help(
+                    "paste the one line of the .pub file, starting with ssh-ed25519 or ssh-rsa",
+                ),
             );
         }
         errors

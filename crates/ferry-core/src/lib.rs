@@ -15,7 +15,6 @@ pub mod value;
 
 pub use address::{AddressError, Generation, InstanceAddress, Kind, ResourceAddress, UnknownKind};
 pub use observation::{Health, Observation, Snapshot};
-pub use value::Expression;
 pub use plan::{Action, AttributeChange, Failover, Plan, PlanSummary, Step, StepId};
 pub use provider::{
     ApplyContext, ChangeClass, FailoverContext, FieldError, FieldSchema, FieldType, KindRules,
@@ -24,4 +23,5 @@ pub use provider::{
 pub use registry::{Providers, RuleBook};
 pub use resource::{Ensure, ResourceSpec};
 pub use secret::Secret;
+pub use value::Expression;
 pub use value::{Attributes, Value};

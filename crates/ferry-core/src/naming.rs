@@ -132,6 +132,35 @@ impl NameRule {
     }
 }
 
+/// Checks a resource's string field against a rule, as a [`crate::FieldError`] for that field.
+pub fn check_field(
+    spec: &crate::ResourceSpec,
+    field: &str,
+    rule: &NameRule,
+) -> Option<crate::FieldError> {
+    let name = spec.str_field(field)?;
+    rule.check(name).err().map(|message| {
+        crate::FieldError::new(field, message)
+            .with_help(format!("rename it to match the rule for {}", rule.what))
+    })
+}
+
+/// Checks that a string field holds one of the known choices, naming them when it does not.
+pub fn check_choice(
+    spec: &crate::ResourceSpec,
+    field: &str,
+    choices: &[&str],
+) -> Option<crate::FieldError> {
+    let value = spec.str_field(field)?;
+    if value.contains("${") || choices.contains(&value) {
+        return None;
+    }
+    Some(
+        crate::FieldError::new(field, format!("`{value}` is not a valid {field}"))
+            .with_help(format!("use one of: {}", choices.join(", "))),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,33 +196,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// Checks a resource's string field against a rule, as a [`crate::FieldError`] for that field.
-pub fn check_field(
-    spec: &crate::ResourceSpec,
-    field: &str,
-    rule: &NameRule,
-) -> Option<crate::FieldError> {
-    let name = spec.str_field(field)?;
-    rule.check(name).err().map(|message| {
-        crate::FieldError::new(field, message)
-            .with_help(format!("rename it to match the rule for {}", rule.what))
-    })
-}
-
-/// Checks that a string field holds one of the known choices, naming them when it does not.
-pub fn check_choice(
-    spec: &crate::ResourceSpec,
-    field: &str,
-    choices: &[&str],
-) -> Option<crate::FieldError> {
-    let value = spec.str_field(field)?;
-    if value.contains("${") || choices.contains(&value) {
-        return None;
-    }
-    Some(
-        crate::FieldError::new(field, format!("`{value}` is not a valid {field}"))
-            .with_help(format!("use one of: {}", choices.join(", "))),
-    )
 }

@@ -16,7 +16,9 @@ pub enum Health {
     Healthy,
     /// Present but not serving: for an AKS cluster, ARM says it is provisioned and its API
     /// server's `/readyz` does not answer.
-    Unhealthy { reason: String },
+    Unhealthy {
+        reason: String,
+    },
 }
 
 impl Health {
@@ -38,7 +40,9 @@ pub enum Observation {
     },
     Absent,
     /// The provider could not tell (an unreachable API, a timeout), and says why.
-    Unknown { reason: String },
+    Unknown {
+        reason: String,
+    },
 }
 
 impl Observation {
@@ -57,7 +61,8 @@ impl Observation {
     }
 
     pub fn attribute(&self, name: &str) -> Option<&Value> {
-        self.attributes().and_then(|attributes| attributes.get(name))
+        self.attributes()
+            .and_then(|attributes| attributes.get(name))
     }
 
     pub fn is_present(&self) -> bool {
@@ -91,7 +96,10 @@ impl Observation {
     pub fn fingerprint(&self) -> String {
         let canonical = serde_json::to_vec(self).expect("observations always serialise");
         let digest = Sha256::digest(&canonical);
-        digest[..12].iter().map(|byte| format!("{byte:02x}")).collect()
+        digest[..12]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     }
 
     /// One line for people: `present, healthy`, `present, unhealthy: readyz timed out`, `absent`.
@@ -166,7 +174,9 @@ mod tests {
   }
 }"#;
         let snapshot: Snapshot = serde_json::from_str(text).unwrap();
-        let hub = snapshot.get(&"aks_cluster.hub@g1".parse().unwrap()).unwrap();
+        let hub = snapshot
+            .get(&"aks_cluster.hub@g1".parse().unwrap())
+            .unwrap();
         assert_eq!(hub.attribute("fqdn"), Some(&json!("hub.example")));
         assert!(hub.is_present() && !hub.is_healthy());
         let again: Snapshot =

@@ -311,11 +311,8 @@ pub trait Provider: Send + Sync + fmt::Debug {
 
     async fn read(&self, context: ReadContext<'_>) -> Observation;
 
-    async fn apply(
-        &self,
-        step: &Step,
-        context: ApplyContext<'_>,
-    ) -> Result<StepOutcome, StepError>;
+    async fn apply(&self, step: &Step, context: ApplyContext<'_>)
+    -> Result<StepOutcome, StepError>;
 }
 
 impl FieldSchema {
@@ -359,8 +356,7 @@ impl FieldSchema {
 pub const LOCATION_IS_FIXED: OnChange =
     OnChange::Replace("an Azure resource's location cannot change");
 /// The reason shown when an Azure resource's name would change.
-pub const NAME_IS_THE_ID: OnChange =
-    OnChange::Replace("the name is part of the Azure resource id");
+pub const NAME_IS_THE_ID: OnChange = OnChange::Replace("the name is part of the Azure resource id");
 
 /// The schema's answer to [`KindRules::classify_change`], for kinds that override it for a few
 /// fields only.

@@ -65,7 +65,9 @@ pub enum Segment {
 /// Why the text inside `${...}` is not an expression.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("`${{` is never closed: end the expression with `}}`, or write `$${{` for a literal `${{`")]
+    #[error(
+        "`${{` is never closed: end the expression with `}}`, or write `$${{` for a literal `${{`"
+    )]
     Unclosed { at: Range<usize> },
     #[error(
         "`${{{text}}}` is not an expression: use kind.name.output, var.NAME, env.NAME or generation"
@@ -250,7 +252,9 @@ pub fn resolve(value: &Value, lookup: &dyn Fn(&Expression) -> Option<Value>) -> 
             }
             Value::String(out)
         }
-        Value::Array(items) => Value::Array(items.iter().map(|item| resolve(item, lookup)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|item| resolve(item, lookup)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(key, item)| (key.clone(), resolve(item, lookup)))
@@ -287,7 +291,12 @@ pub fn rewrite(value: &Value, rewrite: &dyn Fn(&Expression) -> Option<Expression
             }
             Value::String(out)
         }
-        Value::Array(items) => Value::Array(items.iter().map(|item| self::rewrite(item, rewrite)).collect()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| self::rewrite(item, rewrite))
+                .collect(),
+        ),
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(key, item)| (key.clone(), self::rewrite(item, rewrite)))

@@ -86,13 +86,7 @@ impl KindRules for DiskRules {
                 OnChange::InPlace,
                 "the logical unit number on that VM, 0 to 63; required with vm",
             ),
-            F::optional(
-                "tags",
-                T::StringMap,
-                None,
-                OnChange::InPlace,
-                "Azure tags",
-            ),
+            F::optional("tags", T::StringMap, None, OnChange::InPlace, "Azure tags"),
         ];
         FIELDS
     }
@@ -123,8 +117,11 @@ impl KindRules for DiskRules {
             && !(4..=65_536).contains(&size)
         {
             errors.push(
-                FieldError::new("size_gb", format!("{size} GiB is outside what Azure allows"))
-                    .with_help("use a size from 4 to 65536 GiB"),
+                FieldError::new(
+                    "size_gb",
+                    format!("{size} GiB is outside what Azure allows"),
+                )
+                .with_help("use a size from 4 to 65536 GiB"),
             );
         }
         match (spec.field("vm"), spec.field("lun").and_then(Value::as_i64)) {
@@ -147,9 +144,11 @@ impl KindRules for DiskRules {
 
     fn classify_change(&self, attribute: &str, before: &Value, after: &Value) -> ChangeClass {
         match (attribute, before.as_i64(), after.as_i64()) {
-            ("size_gb", Some(before), Some(after)) if after < before => ChangeClass::Refuse(
-                format!("a managed disk cannot shrink ({before} GiB to {after} GiB): keep size_gb at {before} or more"),
-            ),
+            ("size_gb", Some(before), Some(after)) if after < before => {
+                ChangeClass::Refuse(format!(
+                    "a managed disk cannot shrink ({before} GiB to {after} GiB): keep size_gb at {before} or more"
+                ))
+            }
             _ => schema_class(self, attribute),
         }
     }
@@ -183,7 +182,10 @@ impl KindRules for DiskRules {
         let target_group = reference(spec, "resource_group").map(|group| group.at(Some(to)));
         let mut last = None;
 
-        if let Some(old_vm) = attached_to.clone().filter(|vm| Some(vm) != target_vm.as_ref()) {
+        if let Some(old_vm) = attached_to
+            .clone()
+            .filter(|vm| Some(vm) != target_vm.as_ref())
+        {
             let old_vm_reading = context.snapshot.get(&old_vm);
             let fence = StepId::new(&old_vm, Action::Fence);
             if !old_vm_reading.is_some_and(Observation::is_fenced_host) {
@@ -224,9 +226,7 @@ impl KindRules for DiskRules {
             let mut step = StepDraft::new(
                 me.clone(),
                 Action::Move,
-                format!(
-                    "generation {to} lives in {group}; the disk is moved, never recreated",
-                ),
+                format!("generation {to} lives in {group}; the disk is moved, never recreated",),
             )
             .input("resource_group", json!(group.to_string()))
             .after(StepId::new(&group, Action::Create));

@@ -45,7 +45,13 @@ impl KindRules for DnsRecordRules {
                 OnChange::Replace("a record set's type is part of its identity"),
                 "A, AAAA, CNAME or TXT",
             ),
-            F::optional("ttl", T::Integer, Some("300"), OnChange::InPlace, "time to live, in seconds"),
+            F::optional(
+                "ttl",
+                T::Integer,
+                Some("300"),
+                OnChange::InPlace,
+                "time to live, in seconds",
+            ),
             F::required(
                 "values",
                 T::StringList,
@@ -82,8 +88,11 @@ impl KindRules for DnsRecordRules {
         let record_type = spec.str_field("type").unwrap_or("A");
         if !RECORD_TYPES.contains(&record_type) {
             errors.push(
-                FieldError::new("type", format!("`{record_type}` is not a record type ferry manages"))
-                    .with_help(format!("use one of: {}", RECORD_TYPES.join(", "))),
+                FieldError::new(
+                    "type",
+                    format!("`{record_type}` is not a record type ferry manages"),
+                )
+                .with_help(format!("use one of: {}", RECORD_TYPES.join(", "))),
             );
         }
         let values: Vec<&Value> = spec
@@ -98,7 +107,10 @@ impl KindRules for DnsRecordRules {
             );
         }
         if record_type == "CNAME" && values.len() > 1 {
-            errors.push(FieldError::new("values", "a CNAME record set holds exactly one value"));
+            errors.push(FieldError::new(
+                "values",
+                "a CNAME record set holds exactly one value",
+            ));
         }
         for (index, value) in values.iter().enumerate() {
             let Some(text) = value.as_str().filter(|text| !text.contains("${")) else {

@@ -114,7 +114,10 @@ impl KindRules for HookRules {
             _ => {}
         }
         if spec.field("timeout_seconds").and_then(Value::as_i64) == Some(0) {
-            errors.push(FieldError::new("timeout_seconds", "a timeout of 0 would kill the hook at once"));
+            errors.push(FieldError::new(
+                "timeout_seconds",
+                "a timeout of 0 would kill the hook at once",
+            ));
         }
         errors
     }
@@ -151,7 +154,13 @@ impl KindRules for CheckRules {
     fn fields(&self) -> &'static [F] {
         const FIELDS: &[F] = &[
             F::required("type", T::String, OnChange::InPlace, "http, tls or dns"),
-            F::optional("url", T::String, None, OnChange::InPlace, "http: the URL to GET"),
+            F::optional(
+                "url",
+                T::String,
+                None,
+                OnChange::InPlace,
+                "http: the URL to GET",
+            ),
             F::optional(
                 "expect_status",
                 T::Integer,
@@ -166,7 +175,13 @@ impl KindRules for CheckRules {
                 OnChange::InPlace,
                 "tls: the host name the certificate must match; dns: the name to resolve",
             ),
-            F::optional("port", T::Integer, Some("443"), OnChange::InPlace, "tls: the port"),
+            F::optional(
+                "port",
+                T::Integer,
+                Some("443"),
+                OnChange::InPlace,
+                "tls: the port",
+            ),
             F::optional(
                 "ca_file",
                 T::String,

@@ -572,10 +572,10 @@ impl<'a> Builder<'a> {
 
     /// Retires the previous generation after a failover, and deletes what the spec dropped.
     fn plan_old_instances(&mut self) {
-        let retire_from = match &self.failover {
-            Some(failover) => Some(failover.from_generation),
-            None => None,
-        };
+        let retire_from = self
+            .failover
+            .as_ref()
+            .map(|failover| failover.from_generation);
         let readings: Vec<(InstanceAddress, Observation)> = self
             .snapshot
             .resources

@@ -21,7 +21,9 @@ pub fn check_zfs_name(name: &str, what: &str) -> Result<(), String> {
     let components: Vec<&str> = name.split('/').collect();
     for component in &components {
         if component.is_empty() {
-            return Err(format!("`{name}` has an empty component: a {what} name cannot have `//` or a leading or trailing `/`"));
+            return Err(format!(
+                "`{name}` has an empty component: a {what} name cannot have `//` or a leading or trailing `/`"
+            ));
         }
         if let Some(bad) = component
             .chars()
@@ -178,17 +180,20 @@ impl KindRules for ZfsPoolRules {
                 }
                 let Some(properties) = properties.as_object() else {
                     errors.push(
-                        FieldError::new(&field, "a dataset is a table of properties")
-                            .with_help("write it as { mountpoint = \"/home/x\", sharenfs = \"on\" }"),
+                        FieldError::new(&field, "a dataset is a table of properties").with_help(
+                            "write it as { mountpoint = \"/home/x\", sharenfs = \"on\" }",
+                        ),
                     );
                     continue;
                 };
                 for key in properties.keys() {
-                    if !["mountpoint", "sharenfs", "quota", "compression"].contains(&key.as_str())
-                    {
+                    if !["mountpoint", "sharenfs", "quota", "compression"].contains(&key.as_str()) {
                         errors.push(
-                            FieldError::new(format!("{field}.{key}"), format!("unknown dataset property `{key}`"))
-                                .with_help("ferry manages mountpoint, sharenfs, quota and compression"),
+                            FieldError::new(
+                                format!("{field}.{key}"),
+                                format!("unknown dataset property `{key}`"),
+                            )
+                            .with_help("ferry manages mountpoint, sharenfs, quota and compression"),
                         );
                     }
                 }
