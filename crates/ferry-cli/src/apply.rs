@@ -112,7 +112,7 @@ fn locked_apply(
         .transpose()?;
     let providers: Providers = match &world {
         Some(world) => world_providers(world, args.source.world_time_scale),
-        None => observe::live_providers(),
+        None => observe::live_providers(spec)?,
     };
     let snapshot = observe::read_with(spec, rules, &store.state, &providers)?;
 

@@ -79,9 +79,9 @@ pub fn world_providers(world: &World, time_scale: f64) -> Providers {
         })
 }
 
-/// The real providers. None is built in yet: each provider family arrives with its own issue.
-pub fn live_providers() -> Providers {
-    Providers::new()
+/// The real providers, configured for the spec.
+pub fn live_providers(spec: &Spec) -> Result<Providers> {
+    Ok(ferry_providers::live_providers(spec)?)
 }
 
 /// The observations a command plans from.
@@ -92,7 +92,7 @@ pub fn observe(spec: &Spec, rules: &RuleBook, source: &SourceArgs) -> Result<Sna
     let state = read_state(spec)?;
     let providers = match &source.world {
         Some(path) => world_providers(&load_world(path)?, source.world_time_scale),
-        None => live_providers(),
+        None => live_providers(spec)?,
     };
     read_with(spec, rules, &state, &providers)
 }

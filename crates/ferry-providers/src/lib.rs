@@ -1,6 +1,11 @@
-//! Every built-in kind, assembled: the one place that depends on all provider crates.
+//! Every built-in kind, assembled: the one place that depends on all provider crates. It
+//! gives the rules of every kind ([`rule_book`]) and the real providers ([`live_providers`]).
+
+mod live;
 
 use ferry_core::RuleBook;
+
+pub use live::{SetupError, live_providers};
 
 /// The rules of every kind ferry ships.
 pub fn rule_book() -> RuleBook {
