@@ -60,11 +60,17 @@ impl std::fmt::Display for StaleObservation {
 #[derive(Debug, thiserror::Error)]
 pub enum SavedPlanError {
     #[error("this is not a saved ferry plan ({0}): make one with ferry plan -o FILE")]
-    Malformed(#[from] serde_json::Error),
+    Malformed(serde_json::Error),
     #[error(
         "this saved plan has format {0}, and this ferry reads format {SAVED_PLAN_FORMAT_VERSION}: plan again with this version"
     )]
     Version(String),
+}
+
+impl From<serde_json::Error> for SavedPlanError {
+    fn from(error: serde_json::Error) -> Self {
+        SavedPlanError::Malformed(error)
+    }
 }
 
 impl SavedPlan {

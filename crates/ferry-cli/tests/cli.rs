@@ -1,0 +1,574 @@
+//! The `ferry` binary as an operator uses it: real processes, real files, a simulated world.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// A scratch folder holding a copy of specs/data100 (as `data100`) and the world file.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &repository().join("specs/data100"),
+            &dir.path().join("data100"),
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn ferry(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn world(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path().join("world.json")).unwrap())
+            .unwrap()
+    }
+
+    fn set_world(&self, world: &serde_json::Value) {
+        std::fs::write(self.path().join("world.json"), world.to_string()).unwrap();
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.path().join("data100/.ferry/state.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.path().join("data100/.ferry/lock.json")
+    }
+
+    /// Builds generation 1 in the simulated world.
+    fn build(&self) {
+        let run = self.ferry(&[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--auto-approve",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+
+    /// Makes the AKS API server of the active generation stop answering.
+    fn break_api_server(&self, generation: u32) {
+        let mut world = self.world();
+        world["unhealthy"][format!("aks_cluster.hub@g{generation}")] =
+            serde_json::Value::from("GET /readyz timed out after 5s");
+        self.set_world(&world);
+    }
+}
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == ".ferry" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Lines of plain progress carry times; a snapshot keeps what does not change between runs.
+fn without_times(text: &str) -> String {
+    text.lines()
+        .filter(|line| !line.starts_with('['))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+#[test]
+fn validate_accepts_data100_and_shows_every_problem_of_a_bad_spec() {
+    let scratch = Scratch::new();
+    let good = scratch.ferry(&["validate", "data100"]);
+    assert_eq!(
+        (good.code, good.stdout.as_str()),
+        (0, "data100 is valid: deployment data100, 15 resources.\n")
+    );
+    std::fs::write(
+        scratch.path().join("bad.toml"),
+        "[deployment]\nname = \"bad\"\nlocation = \"westeurope\"\n\n[vm.nfs]\nname = \"nfs_\"\nsize = \"Standard_D4s_v5\"\nresourse_group = \"resource_group.main\"\n",
+    )
+    .unwrap();
+    let bad = scratch.ferry(&["validate", "bad.toml"]);
+    assert_eq!(bad.code, 1);
+    insta::assert_snapshot!(bad.stderr);
+}
+
+#[test]
+fn plan_from_snapshots_exits_with_detailed_codes() {
+    let scratch = Scratch::new();
+    let healthy = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--observed",
+        "data100/observed-healthy.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(
+        (healthy.code, healthy.stdout.as_str()),
+        (0, "No changes: the world matches the spec.\n")
+    );
+    let down = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--observed",
+        "data100/observed-apiserver-down.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(down.code, 2, "{}", down.stderr);
+    assert!(
+        down.stdout
+            .starts_with("Failover from generation 1 to generation 2\n")
+    );
+    let json = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--observed",
+        "data100/observed-apiserver-down.json",
+        "--json",
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(plan["format_version"], "1");
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 32);
+    let forced = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--observed",
+        "data100/observed-healthy.json",
+        "--failover",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(forced.code, 2);
+    assert!(
+        forced
+            .stdout
+            .contains("because --failover (a planned failover: every trigger reads healthy)")
+    );
+}
+
+#[test]
+fn bad_input_on_the_command_line_is_explained() {
+    let scratch = Scratch::new();
+    std::fs::write(
+        scratch.path().join("broken.json"),
+        "{\"format_version\": \"7\"}",
+    )
+    .unwrap();
+    let cases = [
+        vec!["plan", "data100", "--var", "domain"],
+        vec![
+            "plan",
+            "data100",
+            "--var",
+            "domian=x.org",
+            "--observed",
+            "data100/observed-healthy.json",
+        ],
+        vec!["plan", "data100", "--observed", "missing.json"],
+        vec!["plan", "data100", "--observed", "broken.json"],
+        vec!["show", "data100/main.toml"],
+        vec![
+            "apply",
+            "data100",
+            "--observed",
+            "data100/observed-healthy.json",
+        ],
+        vec!["apply", "data100", "--world", "world.json"],
+        vec!["plan", "data100", "--failover", "--no-failover"],
+    ];
+    let mut shown = String::new();
+    for args in cases {
+        let run = scratch.ferry(&args);
+        let first_line = run
+            .stderr
+            .lines()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or("");
+        shown.push_str(&format!(
+            "$ ferry {}\nexit {}: {first_line}\n\n",
+            args.join(" "),
+            run.code
+        ));
+    }
+    insta::assert_snapshot!(shown);
+}
+
+#[test]
+fn build_failover_and_replan_through_a_saved_plan() {
+    let scratch = Scratch::new();
+    scratch.build();
+    assert_eq!(scratch.state()["active_generation"], 1);
+    assert!(!scratch.lock_path().exists(), "the lock is released");
+    let again = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+
+    scratch.break_api_server(1);
+    let plan = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "-o",
+        "failover.plan",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(plan.code, 2, "{}", plan.stderr);
+    assert_eq!(
+        plan.stderr,
+        "Saved the plan to failover.plan: apply exactly it with `ferry apply failover.plan`.\n"
+    );
+    let show = scratch.ferry(&["show", "failover.plan"]);
+    assert_eq!(show.stdout, plan.stdout);
+
+    let apply = scratch.ferry(&["apply", "failover.plan", "--world", "world.json"]);
+    assert_eq!(apply.code, 0, "{}", apply.stderr);
+    assert!(
+        apply
+            .stderr
+            .ends_with("Apply complete: 32 done in 0s. Generation 2 serves.\n"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(scratch.state()["active_generation"], 2);
+    let world = scratch.world();
+    assert!(
+        world["instances"].get("aks_cluster.hub@g1").is_none(),
+        "the old cluster is retired"
+    );
+    assert_eq!(world["instances"]["disk.home0"]["vm"], "vm.nfs@g2");
+    assert_eq!(
+        world["instances"]["disk.home0"]["resource_group"],
+        "resource_group.main@g2"
+    );
+    let after = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(after.code, 0, "{}", after.stdout);
+}
+
+#[test]
+fn a_saved_plan_is_refused_once_the_world_changed() {
+    let scratch = Scratch::new();
+    scratch.build();
+    scratch.break_api_server(1);
+    let plan = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "-o",
+        "failover.plan",
+    ]);
+    assert_eq!(plan.code, 0);
+    let mut world = scratch.world();
+    world["instances"]["disk.home2"]["size_gb"] = serde_json::Value::from(2048);
+    world["unhealthy"] = serde_json::json!({});
+    scratch.set_world(&world);
+    let apply = scratch.ferry(&["apply", "failover.plan", "--world", "world.json"]);
+    assert_eq!(apply.code, 1);
+    insta::assert_snapshot!(apply.stderr);
+}
+
+#[test]
+fn the_lock_keeps_a_second_apply_out_until_force_unlock() {
+    let scratch = Scratch::new();
+    scratch.build();
+    let lock = scratch.lock_path();
+    let write_lock = |pid: u32, expires: &str| {
+        std::fs::write(
+            &lock,
+            serde_json::json!({
+                "id": "lock-test-1",
+                "holder": "alice",
+                "pid": pid,
+                "host": ferry_state::lock::this_host(),
+                "operation": "apply",
+                "started_at": "2026-11-29T10:00:00Z",
+                "expires_at": expires,
+            })
+            .to_string(),
+        )
+        .unwrap();
+    };
+    // A live holder: this test process.
+    write_lock(std::process::id(), "2999-01-01T00:00:00Z");
+    let held = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(held.code, 1);
+    let message = held
+        .stderr
+        .replace(&lock.display().to_string(), "LOCK")
+        .replace(&std::process::id().to_string(), "PID")
+        .replace(&ferry_state::lock::this_host(), "HOST");
+    insta::assert_snapshot!("held", message);
+    // A dead holder: reported as stale, never taken over silently.
+    write_lock(4_000_000, "2999-01-01T00:00:00Z");
+    let stale = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(stale.code, 1);
+    let message = stale
+        .stderr
+        .replace(&lock.display().to_string(), "LOCK")
+        .replace(&ferry_state::lock::this_host(), "HOST");
+    insta::assert_snapshot!("stale", message);
+    let wrong = scratch.ferry(&["force-unlock", "lock-test-2", "data100"]);
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong
+            .stderr
+            .contains("not lock-test-2: nothing was unlocked"),
+        "{}",
+        wrong.stderr
+    );
+    let right = scratch.ferry(&["force-unlock", "lock-test-1", "data100"]);
+    assert_eq!(right.code, 0, "{}", right.stderr);
+    assert!(!lock.exists());
+    let apply = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(apply.code, 0, "{}", apply.stderr);
+}
+
+#[test]
+fn apply_asks_before_changing_anything() {
+    let scratch = Scratch::new();
+    let run = scratch.ferry(&["apply", "data100", "--world", "world.json"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains("Plan: 12 to create, 2 to run, 1 to wait (15 steps).")
+    );
+    assert!(
+        run.stderr
+            .contains("stdin is not a terminal: review the plan, then pass --auto-approve"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !scratch.path().join("world.json").exists()
+            || scratch.world()["instances"].as_object().unwrap().is_empty()
+    );
+}
+
+/// Sends SIGINT to a running `ferry apply` once it has started steps; returns its output.
+fn interrupt(scratch: &Scratch, args: &[&str], signals: usize) -> Run {
+    let child = scratch
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = scratch.path().join("data100/.ferry/journal.jsonl");
+    let start = Instant::now();
+    // Wait until a step is under way (the journal records its start), then interrupt.
+    while start.elapsed() < Duration::from_secs(60) {
+        let started = std::fs::read_to_string(&journal).unwrap_or_default();
+        if started.matches("step_started").count() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..signals {
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_next_apply_resumes() {
+    let scratch = Scratch::new();
+    let args = [
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+        "--world-time-scale",
+        "0.004",
+    ];
+    let stopped = interrupt(&scratch, &args, 1);
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert!(
+        stopped
+            .stderr
+            .contains("Stopping: no new step starts; running steps finish."),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        stopped
+            .stderr
+            .contains("Run `ferry apply data100` again to resume"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(!scratch.lock_path().exists(), "the lock is released");
+    assert_eq!(
+        scratch.state()["active_generation"],
+        0,
+        "the build is not complete"
+    );
+
+    let resumed = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stdout.contains("to create"),
+        "only the rest is planned: {}",
+        resumed.stdout
+    );
+    assert!(
+        !resumed.stdout.contains("create resource_group.main@g1"),
+        "{}",
+        resumed.stdout
+    );
+    assert_eq!(scratch.state()["active_generation"], 1);
+    let after = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(after.code, 0, "{}", after.stdout);
+}
+
+#[test]
+fn a_second_ctrl_c_aborts_running_steps_and_the_next_apply_resumes() {
+    let scratch = Scratch::new();
+    let args = [
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+        "--world-time-scale",
+        "0.05",
+    ];
+    let aborted = interrupt(&scratch, &args, 2);
+    assert_eq!(aborted.code, 1, "{}", aborted.stderr);
+    assert!(
+        aborted.stderr.contains("Aborting the running steps."),
+        "{}",
+        aborted.stderr
+    );
+    assert!(aborted.stderr.contains("interrupted"), "{}", aborted.stderr);
+    let resumed = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let after = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(after.code, 0, "{}", after.stdout);
+}
+
+#[test]
+fn graph_prints_the_spec_and_the_plan_as_dot() {
+    let scratch = Scratch::new();
+    let spec = scratch.ferry(&["graph", "data100"]);
+    assert_eq!(spec.code, 0);
+    insta::assert_snapshot!(spec.stdout);
+    let plan = scratch.ferry(&[
+        "graph",
+        "data100",
+        "--plan",
+        "--observed",
+        "data100/observed-apiserver-down.json",
+    ]);
+    assert_eq!(plan.code, 0);
+    assert!(plan.stdout.starts_with("digraph plan {"));
+    assert!(
+        plan.stdout
+            .contains("\"vm.nfs@g1:fence\" -> \"disk.home0:detach\"")
+    );
+    let _ = without_times("");
+}
