@@ -229,7 +229,7 @@ pub trait KindRules: Send + Sync + fmt::Debug {
 }
 
 /// What a provider gets to read one instance.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ReadContext<'a> {
     pub spec: &'a ResourceSpec,
     pub instance: &'a InstanceAddress,
@@ -237,6 +237,20 @@ pub struct ReadContext<'a> {
     pub fields: &'a Attributes,
     /// What ferry's state remembers of this instance (real id, outputs), if anything.
     pub remembered: Option<&'a Attributes>,
+    /// What ferry's state remembers of any other instance: a ZFS pool is read over SSH on its
+    /// host, whose address and device folder are that VM's outputs.
+    pub outputs: &'a (dyn Fn(&InstanceAddress) -> Option<Attributes> + Send + Sync),
+}
+
+impl fmt::Debug for ReadContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadContext")
+            .field("spec", &self.spec)
+            .field("instance", &self.instance)
+            .field("fields", &self.fields)
+            .field("remembered", &self.remembered)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a provider gets to carry out one step.

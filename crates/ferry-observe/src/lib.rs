@@ -98,6 +98,10 @@ pub async fn observe(
             (instance, resource, fields)
         })
         .collect();
+    // Other instances' outputs as the state remembers them (a pool's host address).
+    let remembered_outputs =
+        |instance: &InstanceAddress| -> Option<Attributes> { state.outputs(instance).cloned() };
+    let remembered_outputs = &remembered_outputs;
     let readings: Vec<(InstanceAddress, Observation)> = futures_util::stream::iter(prepared.iter())
         .map(|(instance, resource, fields)| async move {
             let provider = providers
@@ -109,6 +113,7 @@ pub async fn observe(
                     instance,
                     fields,
                     remembered: state.outputs(instance),
+                    outputs: remembered_outputs,
                 })
                 .await;
             (instance.clone(), observation)
