@@ -3,14 +3,12 @@
 //!
 //! Run with `cargo bench -p ferry-plan --bench plan`; the figures are in BENCHMARKS.md.
 
-#[path = "../tests/support/synthetic.rs"]
-mod synthetic;
-
 use std::path::{Path, PathBuf};
 
 use ferry_core::Snapshot;
 use ferry_plan::PlanConfig;
 use ferry_spec::{LoadOptions, Spec};
+use ferry_testkit::synthetic;
 
 fn main() {
     divan::main();

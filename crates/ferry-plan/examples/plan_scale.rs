@@ -2,15 +2,13 @@
 //! process's peak memory (VmHWM): `cargo run --release -p ferry-plan --example plan_scale -- 10000`.
 //! One process per size, so that the peak belongs to that size alone.
 
-#[path = "../tests/support/synthetic.rs"]
-mod synthetic;
-
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ferry_core::Snapshot;
 use ferry_plan::PlanConfig;
 use ferry_spec::LoadOptions;
+use ferry_testkit::synthetic;
 
 fn peak_memory_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

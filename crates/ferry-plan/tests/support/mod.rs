@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-pub mod synthetic;
+#[allow(unused_imports)]
+pub use ferry_testkit::synthetic;
 
 use std::path::{Path, PathBuf};
 
