@@ -1,0 +1,313 @@
+//! Errors of the ARM client: ARM's own error body kept whole, plus what ferry needs to decide on a retry.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// ARM's error object: `{"error": {"code", "message", "target", "details"}}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArmErrorDetail {
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<ArmErrorDetail>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The envelope ARM wraps error objects in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArmErrorResponse {
+    pub error: ArmErrorDetail,
+}
+
+/// An error that ARM returned for a request, with everything it said about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArmServiceError {
+    pub status: u16,
+    pub method: String,
+    pub url: String,
+    /// ARM's code (`ConflictingUserInput`, `ResourceGroupNotFound`), or `HttpStatus{N}` when the
+    /// body carried no error object.
+    pub code: String,
+    pub message: String,
+    pub target: Option<String>,
+    pub details: Vec<ArmErrorDetail>,
+    /// `x-ms-request-id`, which Azure support asks for.
+    pub request_id: Option<String>,
+    /// How long ARM asked us to wait (`Retry-After` in seconds, or `x-ms-retry-after-ms`).
+    pub retry_after: Option<Duration>,
+}
+
+/// Everything that can go wrong talking to ARM.
+#[derive(Debug, thiserror::Error)]
+pub enum ArmError {
+    #[error("{}", render_service_error(.0))]
+    Service(Box<ArmServiceError>),
+
+    #[error(
+        "long-running operation {operation_url} ended {status}: {code}: {message}{}",
+        request_suffix(.request_id)
+    )]
+    OperationFailed {
+        operation_url: String,
+        /// `Failed`, `Canceled` or `Cancelled`, as ARM spelled it.
+        status: String,
+        code: String,
+        message: String,
+        target: Option<String>,
+        details: Vec<ArmErrorDetail>,
+        request_id: Option<String>,
+    },
+
+    #[error(
+        "long-running operation {operation_url} reported status `{status}`, which ferry does not know: expected InProgress, Succeeded, Failed or Canceled"
+    )]
+    UnknownOperationStatus {
+        operation_url: String,
+        status: String,
+    },
+
+    #[error(
+        "resource {url} reported provisioningState `{state}`, which ferry does not know: expected Succeeded, Failed, Canceled or an in-progress state"
+    )]
+    UnknownProvisioningState { url: String, state: String },
+
+    #[error(
+        "{method} {url} answered {status} with a body that is not the expected JSON ({reason}){}; the first bytes were: {snippet}",
+        request_suffix(.request_id)
+    )]
+    InvalidBody {
+        method: String,
+        url: String,
+        status: u16,
+        reason: String,
+        snippet: String,
+        request_id: Option<String>,
+    },
+
+    #[error("{method} {url} answered with header {header}: `{value}`, which is not {expected}")]
+    InvalidHeader {
+        method: String,
+        url: String,
+        header: String,
+        value: String,
+        expected: &'static str,
+    },
+
+    #[error(
+        "{method} {url} redirected to {location}, on another host than the ARM endpoint; ferry never sends its token elsewhere: check the endpoint setting"
+    )]
+    RedirectOffHost {
+        method: String,
+        url: String,
+        location: String,
+    },
+
+    #[error(
+        "{method} {url} answered {status} (a redirect) without usable Location; ARM does not redirect: check the endpoint setting"
+    )]
+    UnexpectedRedirect {
+        method: String,
+        url: String,
+        status: u16,
+    },
+
+    #[error(
+        "ARM gave an operation URL {operation_url} on another host than the endpoint {endpoint}; ferry never sends its token elsewhere"
+    )]
+    OperationOffHost {
+        operation_url: String,
+        endpoint: String,
+    },
+
+    #[error(
+        "could not reach ARM for {method} {url}: {reason}; check the network and the endpoint setting"
+    )]
+    Transport {
+        method: String,
+        url: String,
+        reason: String,
+    },
+
+    #[error("could not build a request for {url}: {reason}")]
+    Request { url: String, reason: String },
+
+    #[error("no Azure credential worked; tried, in order:\n{}\nset one of these up (for example `az login`) or pass a credential in the client config", render_attempts(.attempts))]
+    NoCredential { attempts: Vec<CredentialAttempt> },
+
+    #[error(
+        "could not read the CA file {path}: {reason}; pass a PEM file with one or more certificates"
+    )]
+    CaFile { path: String, reason: String },
+
+    #[error("invalid ARM client config: {0}")]
+    Config(String),
+
+    #[error(
+        "waited for long-running operation {operation_url} longer than {limit:?}; resume polling it later with the saved operation"
+    )]
+    OperationTimeout {
+        operation_url: String,
+        limit: Duration,
+    },
+}
+
+/// One credential that the chain tried, and why it did not work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialAttempt {
+    pub credential: &'static str,
+    pub reason: String,
+}
+
+fn render_attempts(attempts: &[CredentialAttempt]) -> String {
+    attempts
+        .iter()
+        .map(|attempt| format!("  - {}: {}", attempt.credential, attempt.reason))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn request_suffix(request_id: &Option<String>) -> String {
+    match request_id {
+        Some(id) => format!(" (x-ms-request-id {id})"),
+        None => String::new(),
+    }
+}
+
+fn render_service_error(error: &ArmServiceError) -> String {
+    let advice = match error.status {
+        409 => {
+            "; the resource is busy or in conflict: wait for other operations or fix the conflict, then retry"
+        }
+        412 => {
+            "; the resource changed since it was read (ETag mismatch): read it again and re-plan"
+        }
+        429 => "; ARM is throttling requests: retry after the given delay",
+        401 | 403 => "; check the credential and its role assignments",
+        404 => "; check the resource id and that its resource group exists",
+        500..=599 => "; ARM had a server error: retrying may help",
+        _ => "",
+    };
+    let target = match &error.target {
+        Some(target) => format!(" (target {target})"),
+        None => String::new(),
+    };
+    format!(
+        "{} {} failed with {} {}: {}{}{}{}",
+        error.method,
+        error.url,
+        error.status,
+        error.code,
+        error.message,
+        target,
+        request_suffix(&error.request_id),
+        advice
+    )
+}
+
+impl ArmError {
+    /// The HTTP status ARM answered with, when it answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ArmError::Service(error) => Some(error.status),
+            _ => None,
+        }
+    }
+
+    /// ARM's error code, for a service error or a failed operation.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ArmError::Service(error) => Some(&error.code),
+            ArmError::OperationFailed { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// 409: a conflict (the disk is attached elsewhere, a group is locked by a move).
+    pub fn is_conflict(&self) -> bool {
+        self.status() == Some(409)
+    }
+
+    /// 412: an `If-Match`/`If-None-Match` precondition failed.
+    pub fn is_precondition_failed(&self) -> bool {
+        self.status() == Some(412)
+    }
+
+    /// A retry may succeed: throttling, server errors, a dropped connection, an operation
+    /// that ARM itself failed with an internal error.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ArmError::Service(error) => {
+                error.status == 429 || error.status == 408 || (500..=599).contains(&error.status)
+            }
+            ArmError::Transport { .. } => true,
+            ArmError::OperationFailed { code, .. } => {
+                matches!(
+                    code.as_str(),
+                    "InternalServerError" | "InternalOperationError" | "RetryableError"
+                )
+            }
+            ArmError::OperationTimeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// How long ARM asked us to wait before retrying.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ArmError::Service(error) => error.retry_after,
+            _ => None,
+        }
+    }
+
+    /// The `x-ms-request-id` of the failing response, when there was one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ArmError::Service(error) => error.request_id.as_deref(),
+            ArmError::OperationFailed { request_id, .. }
+            | ArmError::InvalidBody { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The error as the apply engine sees it: its message, whether to retry, and when.
+    pub fn to_step_error(&self) -> ferry_core::StepError {
+        if self.is_transient() {
+            ferry_core::StepError::transient(self.to_string(), self.retry_after())
+        } else {
+            ferry_core::StepError::permanent(self.to_string())
+        }
+    }
+}
+
+impl From<ArmError> for ferry_core::StepError {
+    fn from(error: ArmError) -> Self {
+        error.to_step_error()
+    }
+}
+
+/// Parses `Retry-After` as ARM sends it: whole seconds. An HTTP date is also accepted,
+/// because the HTTP standard allows it; anything else is an error naming the header.
+pub fn parse_retry_after(value: &str) -> Result<Duration, &'static str> {
+    let trimmed = value.trim();
+    if let Ok(seconds) = trimmed.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    if let Ok(date) =
+        time::OffsetDateTime::parse(trimmed, &time::format_description::well_known::Rfc2822)
+    {
+        let now = time::OffsetDateTime::now_utc();
+        let wait = (date - now).max(time::Duration::ZERO);
+        return Ok(Duration::from_secs_f64(wait.as_seconds_f64()));
+    }
+    Err("a number of seconds or an HTTP date")
+}

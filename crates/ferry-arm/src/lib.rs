@@ -1,0 +1,28 @@
+//! Azure Resource Manager client of ferry: credentials, typed requests by resource id,
+//! long-running operations that survive a restart, typed models that keep unknown fields,
+//! and errors that keep what ARM said.
+//!
+//! Built on `azure_core` 1.x (pipeline, bearer token policy, retry of 429 and 5xx) and
+//! `azure_identity` 1.x (credentials). The same client talks to Azure and to `ferry-sim`:
+//! point [`ArmClientConfig`] at an endpoint, an authority host and a CA file.
+
+pub mod client;
+pub mod credential;
+pub mod error;
+pub mod id;
+pub mod models;
+pub mod operation;
+pub mod operations;
+
+pub use client::{
+    AZURE_PUBLIC_ENDPOINT, ArmClient, ArmClientConfig, ArmResponse, Fetched, PollOutcome,
+    PollSettings, RetrySettings, WriteOptions,
+};
+pub use credential::{ChainedCredential, CredentialChoice, StaticTokenCredential};
+pub use error::{ArmError, ArmErrorDetail, ArmErrorResponse, ArmServiceError, CredentialAttempt};
+pub use id::{ResourceId, ResourceIdError};
+pub use operation::{PendingOperation, PollStyle, Started};
+pub use operations::api_version;
+
+/// `azure_core`'s URL and method types, so callers need not depend on it.
+pub use azure_core::http::{Method, Url};
