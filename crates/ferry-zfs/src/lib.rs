@@ -1,8 +1,21 @@
-//! Planning rules of ZFS pools on the NFS host.
+//! ZFS pools on the NFS host: the planning rules of the `zfs_pool` kind (this file) and its
+//! provider ([`provider`]), which runs `zpool` and `zfs` over SSH.
 //!
 //! A pool is stateful: a failover imports it on the new host. The import happens only after
 //! every disk of the pool is attached there and every other host that could hold the pool is
 //! fenced, and `zpool import -f` only when the old host could not export it first.
+//!
+//! # Why the `openssh` crate (over the system `ssh`) and not `russh`
+//!
+//! The provider drives the system OpenSSH client through the `openssh` crate, one ControlMaster
+//! connection per host that every command reuses. It inherits OpenSSH's host-key checking
+//! (`StrictHostKeyChecking=yes` with a known_hosts file or a pinned key, the exact semantics
+//! operators already know), its key-file and agent authentication, and its keepalives, without
+//! ferry reimplementing any of them; it builds in seconds with a handful of small dependencies,
+//! where `russh` brings its own cryptography stack to compile and to keep patched. The cost is a
+//! runtime dependency on the `ssh` binary, which every machine that administers Linux VMs has,
+//! and error details that come as ssh's text (ferry parses the few it must, such as a changed
+//! host key's fingerprint).
 
 use ferry_core::provider::{FieldType as T, OnChange};
 use ferry_core::{
@@ -11,6 +24,13 @@ use ferry_core::{
     Value,
 };
 use serde_json::json;
+
+pub mod parse;
+pub mod provider;
+pub mod shell;
+pub mod ssh;
+
+pub use provider::{ZfsError, ZfsPoolProvider, ZfsProviderConfig};
 
 /// `[zfs_pool.NAME]`
 #[derive(Debug, Clone, Copy, Default)]

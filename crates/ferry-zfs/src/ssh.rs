@@ -1,0 +1,463 @@
+//! One SSH connection per host, through the system `ssh` with a ControlMaster (the `openssh`
+//! crate), with strict host-key checking, timeouts and reconnection.
+//!
+//! Every connection gets its own generated `ssh_config` (passed with `-F`) so that nothing in
+//! the operator's or the system's configuration can weaken host-key checking: a pinned key is
+//! the only key the connection accepts, and a key that is not known is refused, never added.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Command as StdCommand;
+use std::time::Duration;
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
+use tempfile::TempDir;
+
+/// How the host's key is verified.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostKeys {
+    /// The host's public key in OpenSSH format (`ssh-ed25519 AAAA... comment`): only this key.
+    Pinned(String),
+    /// A known_hosts file that must already hold the host's key.
+    KnownHostsFile(PathBuf),
+}
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SshTarget {
+    /// An IP address or a host name, checked by [`SshTarget::check`].
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// A private key file; without one, the SSH agent (`SSH_AUTH_SOCK`) is used.
+    pub key_file: Option<PathBuf>,
+    pub host_keys: HostKeys,
+}
+
+impl fmt::Display for SshTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}:{}", self.user, self.address, self.port)
+    }
+}
+
+impl SshTarget {
+    /// Refuses addresses and users that `ssh` could read as options or that hold anything but
+    /// the characters of host names, IP addresses and user names.
+    pub fn check(&self) -> Result<(), SshError> {
+        let bad = |text: &str, extra: &str| {
+            text.is_empty()
+                || text.starts_with('-')
+                || !text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        };
+        if bad(&self.address, ".-:") {
+            return Err(SshError::Setup {
+                message: format!(
+                    "`{}` is not a host name or IP address: check the VM's outputs",
+                    self.address
+                ),
+            });
+        }
+        if bad(&self.user, "._-") {
+            return Err(SshError::Setup {
+                message: format!(
+                    "`{}` is not a user name: check ssh_user in the spec",
+                    self.user
+                ),
+            });
+        }
+        if let HostKeys::Pinned(key) = &self.host_keys {
+            let words: Vec<&str> = key.split_whitespace().collect();
+            let well_formed = words.len() >= 2
+                && (words[0].starts_with("ssh-") || words[0].starts_with("ecdsa-"))
+                && words[1]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+            if !well_formed || key.contains('\n') {
+                return Err(SshError::Setup {
+                    message: "host_key is not an OpenSSH public key: write it as `ssh-ed25519 AAAA...`, as in the host's /etc/ssh/ssh_host_*_key.pub".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Time limits of one host's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SshTimeouts {
+    pub connect: Duration,
+    /// For one command; `zpool import` of a large pool takes a while.
+    pub command: Duration,
+}
+
+impl Default for SshTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(15),
+            command: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why a command could not be run on the host (not why it failed there).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SshError {
+    #[error(
+        "the host key of {target} does not match: expected {}, the host presented {presented}; if the host was rebuilt, check its new key out of band and update host_key or the known_hosts file",
+        expected.join(" or ")
+    )]
+    HostKeyMismatch {
+        target: String,
+        expected: Vec<String>,
+        presented: String,
+    },
+    #[error(
+        "the host key of {target} is not in {source_name}, and ferry never trusts a key on first use: add the host's key to {source_name} or pin it with host_key"
+    )]
+    HostKeyUnknown { target: String, source_name: String },
+    #[error("cannot connect to {target}: {message}")]
+    Connect { target: String, message: String },
+    #[error(
+        "`{command}` on {target} did not finish within {seconds} s: check the host, then apply again"
+    )]
+    Timeout {
+        target: String,
+        command: String,
+        seconds: u64,
+    },
+    #[error(
+        "the connection to {target} dropped while running `{command}`: {message}; ferry reconnects on the next try"
+    )]
+    Dropped {
+        target: String,
+        command: String,
+        message: String,
+    },
+    #[error("cannot prepare the SSH connection: {message}")]
+    Setup { message: String },
+}
+
+impl SshError {
+    /// Whether trying again may help: not for a host key problem or a bad setting.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SshError::Connect { .. } | SshError::Timeout { .. } | SshError::Dropped { .. }
+        )
+    }
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+struct Live {
+    session: Session,
+    // Holds the generated ssh_config and known_hosts for as long as the session lives.
+    _files: TempDir,
+}
+
+/// A connection to one host, opened on first use and again after it dropped.
+pub struct SshConnection {
+    target: SshTarget,
+    timeouts: SshTimeouts,
+    live: tokio::sync::Mutex<Option<Live>>,
+}
+
+impl fmt::Debug for SshConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshConnection")
+            .field("target", &self.target)
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The name a pinned key is filed under, so that the lookup does not depend on address or port.
+const PINNED_ALIAS: &str = "ferry-pinned-host";
+
+impl SshConnection {
+    pub fn new(target: SshTarget, timeouts: SshTimeouts) -> Self {
+        Self {
+            target,
+            timeouts,
+            live: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn target(&self) -> &SshTarget {
+        &self.target
+    }
+
+    /// Runs a command line (already quoted) on the host. A dropped connection is reported, not
+    /// retried: whether running the command again is safe is the caller's call.
+    pub async fn run(&self, command: &str) -> Result<CommandOutput, SshError> {
+        let mut live = self.live.lock().await;
+        if live.is_none() {
+            *live = Some(self.connect().await?);
+        }
+        let session = &live.as_ref().expect("connected just above").session;
+        let target = self.target.to_string();
+        let result =
+            tokio::time::timeout(self.timeouts.command, session.raw_command(command).output())
+                .await;
+        let dropped = |message: String| SshError::Dropped {
+            target: target.clone(),
+            command: command.to_owned(),
+            message,
+        };
+        let outcome = match result {
+            Err(_) => Err(SshError::Timeout {
+                target: target.clone(),
+                command: command.to_owned(),
+                seconds: self.timeouts.command.as_secs(),
+            }),
+            Ok(Err(error)) => Err(dropped(error.to_string())),
+            // 255 is ssh's own failure: the master or the connection behind it is gone.
+            Ok(Ok(output)) if output.status.code() == Some(255) => Err(dropped(
+                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            )),
+            Ok(Ok(output)) => Ok(CommandOutput {
+                status: output.status.code(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }),
+        };
+        if outcome.is_err() {
+            // A fresh connection next time: the old master may be half dead.
+            if let Some(old) = live.take() {
+                let _ = old.session.close().await;
+            }
+        }
+        outcome
+    }
+
+    /// Runs a command that changes nothing, once more on a fresh connection if the first
+    /// connection dropped.
+    pub async fn run_read_only(&self, command: &str) -> Result<CommandOutput, SshError> {
+        match self.run(command).await {
+            Err(SshError::Dropped { .. }) => self.run(command).await,
+            other => other,
+        }
+    }
+
+    async fn connect(&self) -> Result<Live, SshError> {
+        self.target.check()?;
+        let target = self.target.to_string();
+        let setup = |error: std::io::Error| SshError::Setup {
+            message: format!("cannot write ssh's files in a temporary folder: {error}"),
+        };
+        let files = tempfile::Builder::new()
+            .prefix("ferry-ssh-")
+            .tempdir()
+            .map_err(setup)?;
+        let known_hosts = match &self.target.host_keys {
+            HostKeys::Pinned(key) => {
+                let path = files.path().join("known_hosts");
+                std::fs::write(&path, format!("{PINNED_ALIAS} {}\n", key.trim())).map_err(setup)?;
+                path
+            }
+            HostKeys::KnownHostsFile(path) => path.clone(),
+        };
+        let mut config = String::from("Host *\n");
+        config.push_str("  StrictHostKeyChecking yes\n  UpdateHostKeys no\n  CheckHostIP no\n");
+        config.push_str(
+            "  BatchMode yes\n  PasswordAuthentication no\n  KbdInteractiveAuthentication no\n",
+        );
+        config.push_str("  ServerAliveInterval 5\n  ServerAliveCountMax 3\n");
+        config.push_str(&format!(
+            "  UserKnownHostsFile \"{}\"\n",
+            known_hosts.display()
+        ));
+        if matches!(self.target.host_keys, HostKeys::Pinned(_)) {
+            config.push_str(&format!(
+                "  GlobalKnownHostsFile /dev/null\n  HostKeyAlias {PINNED_ALIAS}\n"
+            ));
+        }
+        let config_path = files.path().join("ssh_config");
+        std::fs::write(&config_path, config).map_err(setup)?;
+
+        let mut builder = SessionBuilder::default();
+        builder
+            .user(self.target.user.clone())
+            .port(self.target.port)
+            .config_file(&config_path)
+            .known_hosts_check(KnownHosts::Strict)
+            .user_known_hosts_file(&known_hosts)
+            .connect_timeout(self.timeouts.connect.max(Duration::from_secs(1)))
+            .server_alive_interval(Duration::from_secs(5))
+            .control_directory(files.path())
+            // A master left behind by a killed ferry goes away by itself.
+            .control_persist(ControlPersist::IdleFor(
+                std::num::NonZeroUsize::new(120).expect("not zero"),
+            ));
+        if let Some(key_file) = &self.target.key_file {
+            builder.keyfile(key_file);
+        }
+        let connect = builder.connect(&self.target.address);
+        let session =
+            match tokio::time::timeout(self.timeouts.connect + Duration::from_secs(5), connect)
+                .await
+            {
+                Err(_) => {
+                    return Err(SshError::Connect {
+                        target,
+                        message: format!(
+                            "no answer within {} s: check that the host is up and reachable",
+                            self.timeouts.connect.as_secs()
+                        ),
+                    });
+                }
+                Ok(Err(error)) => return Err(self.explain(&error.to_string(), &known_hosts)),
+                Ok(Ok(session)) => session,
+            };
+        Ok(Live {
+            session,
+            _files: files,
+        })
+    }
+
+    /// Turns ssh's complaint into a typed error, with both fingerprints for a mismatch.
+    fn explain(&self, message: &str, known_hosts: &std::path::Path) -> SshError {
+        let target = self.target.to_string();
+        if message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || message.contains("Host key verification failed")
+            || message.contains("host key for")
+        {
+            let presented = presented_fingerprint(message);
+            let expected = self.expected_fingerprints(known_hosts);
+            if let Some(presented) = presented {
+                return SshError::HostKeyMismatch {
+                    target,
+                    expected,
+                    presented,
+                };
+            }
+            return SshError::HostKeyUnknown {
+                target,
+                source_name: self.key_source(),
+            };
+        }
+        if message.contains("No ") && message.contains("host key is known") {
+            return SshError::HostKeyUnknown {
+                target,
+                source_name: self.key_source(),
+            };
+        }
+        // ssh's own words, first line only: they say what failed (refused, denied, no route).
+        let line = message
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .unwrap_or("ssh failed")
+            .to_owned();
+        SshError::Connect {
+            target,
+            message: line,
+        }
+    }
+
+    fn key_source(&self) -> String {
+        match &self.target.host_keys {
+            HostKeys::Pinned(_) => "the pinned host_key".to_owned(),
+            HostKeys::KnownHostsFile(path) => path.display().to_string(),
+        }
+    }
+
+    /// The fingerprints ferry expected, from `ssh-keygen -l` over the pinned key or the
+    /// known_hosts entries for this host.
+    fn expected_fingerprints(&self, known_hosts: &std::path::Path) -> Vec<String> {
+        let lookup = match &self.target.host_keys {
+            HostKeys::Pinned(_) => PINNED_ALIAS.to_owned(),
+            HostKeys::KnownHostsFile(_) if self.target.port == 22 => self.target.address.clone(),
+            HostKeys::KnownHostsFile(_) => {
+                format!("[{}]:{}", self.target.address, self.target.port)
+            }
+        };
+        let output = StdCommand::new("ssh-keygen")
+            .arg("-l")
+            .arg("-F")
+            .arg(&lookup)
+            .arg("-f")
+            .arg(known_hosts)
+            .output();
+        let Ok(output) = output else {
+            return vec!["(ssh-keygen could not list the expected key)".to_owned()];
+        };
+        let found: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                line.split_whitespace()
+                    .find(|word| word.starts_with("SHA256:"))
+                    .map(str::to_owned)
+            })
+            .collect();
+        if found.is_empty() {
+            vec!["(no key for this host)".to_owned()]
+        } else {
+            found
+        }
+    }
+}
+
+/// The fingerprint ssh printed for the key the host sent: `SHA256:...`.
+pub fn presented_fingerprint(message: &str) -> Option<String> {
+    let after = message.split("sent by the remote host is").nth(1)?;
+    after
+        .split_whitespace()
+        .find(|word| word.starts_with("SHA256:"))
+        .map(|word| word.trim_end_matches('.').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_presented_fingerprint_is_read_from_ssh_warning() {
+        let message = "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\nIT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\nSomeone could be eavesdropping on you right now (man-in-the-middle attack)!\nIt is also possible that a host key has just been changed.\nThe fingerprint for the ED25519 key sent by the remote host is\nSHA256:3pb5B0jvs0mVvZ1dD6v1jMFtdTi1bUdR4+3bvNnPQZk.\nPlease contact your system administrator.\n";
+        assert_eq!(
+            presented_fingerprint(message).as_deref(),
+            Some("SHA256:3pb5B0jvs0mVvZ1dD6v1jMFtdTi1bUdR4+3bvNnPQZk")
+        );
+        assert_eq!(presented_fingerprint("Connection refused"), None);
+    }
+
+    #[test]
+    fn targets_that_ssh_could_read_as_options_are_refused() {
+        let target = |address: &str, user: &str, key: &str| SshTarget {
+            address: address.to_owned(),
+            port: 22,
+            user: user.to_owned(),
+            key_file: None,
+            host_keys: HostKeys::Pinned(key.to_owned()),
+        };
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake+key/= comment";
+        let results: Vec<String> = [
+            target("10.0.0.4", "azureuser", key),
+            target("-oProxyCommand=x", "azureuser", key),
+            target("10.0.0.4", "root;reboot", key),
+            target("10.0.0.4", "azureuser", "not a key"),
+        ]
+        .iter()
+        .map(|target| match target.check() {
+            Ok(()) => "ok".to_owned(),
+            Err(error) => error.to_string(),
+        })
+        .collect();
+        insta::assert_snapshot!(results.join("\n"));
+    }
+}
