@@ -572,3 +572,22 @@ fn graph_prints_the_spec_and_the_plan_as_dot() {
     );
     let _ = without_times("");
 }
+
+#[test]
+fn observe_writes_a_snapshot_that_plans_like_the_live_read() {
+    let scratch = Scratch::new();
+    scratch.build();
+    scratch.break_api_server(1);
+    let observed = scratch.ferry(&["observe", "data100", "--world", "world.json"]);
+    assert_eq!(observed.code, 0, "{}", observed.stderr);
+    std::fs::write(scratch.path().join("snapshot.json"), &observed.stdout).unwrap();
+    let snapshot: serde_json::Value = serde_json::from_str(&observed.stdout).unwrap();
+    assert_eq!(snapshot["active_generation"], 1);
+    assert_eq!(
+        snapshot["resources"]["aks_cluster.hub@g1"]["health"]["state"],
+        "unhealthy"
+    );
+    let live = scratch.ferry(&["plan", "data100", "--world", "world.json", "--json"]);
+    let from_file = scratch.ferry(&["plan", "data100", "--observed", "snapshot.json", "--json"]);
+    assert_eq!(live.stdout, from_file.stdout);
+}
