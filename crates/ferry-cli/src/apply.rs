@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use ferry_apply::{ApplyConfig, ApplyControl, CancelLevel, HeldLock, Store, progress};
+use ferry_apply::{ApplyConfig, ApplyControl, CancelLevel, HeldLock, StepStatus, Store, progress};
 use ferry_core::{Plan, Providers};
 use ferry_plan::render;
 use ferry_state::lock::{self, LockRequest};
@@ -15,7 +15,7 @@ use ferry_state::lock::{self, LockRequest};
 use crate::args::{ApplyArgs, SpecArgs, UnlockArgs};
 use crate::observe::{self, load_world, save_world, world_providers};
 use crate::output::Output;
-use crate::{load_spec, make_plan, read_saved_plan};
+use crate::{load_spec, make_plan, read_saved_plan, write_file};
 
 /// How long a lock lasts without renewal: a crashed apply's lock goes stale after this.
 const LOCK_LEASE: Duration = Duration::from_secs(300);
@@ -176,6 +176,12 @@ fn locked_apply(
             .save(&directory.state_path())
             .context("the apply succeeded but its state could not be saved")?;
     }
+    if let Some(path) = &args.timeline {
+        write_file(
+            path,
+            &render::timeline_svg(&plan, &actual_bars(&report), "ferry apply: what happened"),
+        )?;
+    }
     if let (Some(world), Some(path)) = (&world, &args.source.world) {
         save_world(path, world)?;
     }
@@ -198,7 +204,7 @@ fn locked_apply(
         .steps
         .iter()
         .filter_map(|step| match &step.status {
-            ferry_apply::StepStatus::Failed { error } => Some(format!("  {}: {error}", step.id)),
+            StepStatus::Failed { error } => Some(format!("  {}: {error}", step.id)),
             _ => None,
         })
         .collect();
@@ -214,6 +220,34 @@ fn locked_apply(
         if failed.is_empty() { "" } else { "\n" },
     ));
     Ok(ExitCode::from(1))
+}
+
+/// The report's real start and end times, as timeline bars.
+fn actual_bars(report: &ferry_apply::ApplyReport) -> Vec<render::Bar> {
+    report
+        .steps
+        .iter()
+        .map(|step| {
+            let start = step.started.unwrap_or(report.elapsed).as_secs_f64();
+            let end = step
+                .finished
+                .map_or(start, |finished| finished.as_secs_f64());
+            let outcome = match &step.status {
+                StepStatus::Done => "done",
+                StepStatus::AlreadyDone => "done by an earlier apply",
+                StepStatus::Failed { .. } => "failed",
+                StepStatus::Skipped { .. } => "skipped",
+                StepStatus::NotStarted => "not started",
+                StepStatus::Interrupted => "interrupted",
+            };
+            render::Bar {
+                step: step.id.clone(),
+                start_seconds: start,
+                duration_seconds: end - start,
+                outcome: Some(outcome.to_owned()),
+            }
+        })
+        .collect()
 }
 
 fn output_plain() -> Output {

@@ -102,6 +102,10 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Draw the plan as a timeline (SVG): one bar per step at its earliest start, the critical
+    /// path outlined.
+    #[arg(long, value_name = "FILE.svg")]
+    pub timeline: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +125,10 @@ pub struct ApplyArgs {
     /// Steps running at once, over all providers.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
+    /// After the apply, draw what happened as a timeline (SVG) from the real start and end
+    /// times.
+    #[arg(long, value_name = "FILE.svg")]
+    pub timeline: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

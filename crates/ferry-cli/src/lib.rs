@@ -128,6 +128,13 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
     } else {
         output.stdout(&render::text(&plan, &output.text_options()));
     }
+    if let Some(path) = &args.timeline {
+        let title = format!("ferry plan: {}", spec.deployment.name);
+        write_file(
+            path,
+            &render::timeline_svg(&plan, &render::estimated_bars(&plan), &title),
+        )?;
+    }
     if let Some(path) = &args.out {
         let saved = SavedPlan::new(&spec.deployment.name, plan.clone(), &snapshot)
             .for_spec(&args.spec.spec, &args::parse_vars(&args.spec.vars)?);

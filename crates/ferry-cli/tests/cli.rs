@@ -267,8 +267,19 @@ fn build_failover_and_replan_through_a_saved_plan() {
     let show = scratch.ferry(&["show", "failover.plan"]);
     assert_eq!(show.stdout, plan.stdout);
 
-    let apply = scratch.ferry(&["apply", "failover.plan", "--world", "world.json"]);
+    let apply = scratch.ferry(&[
+        "apply",
+        "failover.plan",
+        "--world",
+        "world.json",
+        "--timeline",
+        "applied.svg",
+    ]);
     assert_eq!(apply.code, 0, "{}", apply.stderr);
+    let drawn = std::fs::read_to_string(scratch.path().join("applied.svg")).unwrap();
+    assert!(
+        drawn.starts_with("<svg") && drawn.contains("zfs_pool.home") && drawn.contains("(done)")
+    );
     assert!(
         apply
             .stderr

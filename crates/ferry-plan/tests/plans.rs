@@ -391,3 +391,23 @@ fn replanning_after_the_failover_shows_no_changes() {
             .any(|instance| instance.kind() == Kind::Disk)
     );
 }
+
+#[test]
+fn data100_failover_timeline_is_drawn_from_the_estimates() {
+    let plan = ferry_plan::plan(
+        &data100(),
+        &data100_snapshot("observed-apiserver-down.json"),
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    )
+    .unwrap();
+    let bars = render::estimated_bars(&plan);
+    let import = bars
+        .iter()
+        .find(|bar| bar.step.0 == "zfs_pool.home:import")
+        .unwrap();
+    // The import waits for the slowest disk: detach after the fence (export 10 s, fence 90 s),
+    // 30 s detach, 180 s move, then the 30 s attach.
+    assert_eq!(import.start_seconds, 340.0);
+    insta::assert_snapshot!(render::timeline_svg(&plan, &bars, "ferry plan: data100"));
+}

@@ -5,9 +5,11 @@
 
 mod dot;
 mod text;
+mod timeline;
 
 pub use dot::{plan_dot, spec_dot};
 pub use text::{TextOptions, duration, text};
+pub use timeline::{Bar, estimated_bars, timeline_svg};
 
 use ferry_core::Plan;
 
