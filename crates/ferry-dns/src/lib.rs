@@ -3,6 +3,25 @@
 //! A record is stateful (a name people and certificates depend on): a failover repoints it,
 //! and deleting one needs both opt-ins. Which server holds the zone (Azure DNS or an RFC 2136
 //! server) is set per zone in the spec's `[zones]` block, not per record.
+//!
+//! The provider ([`DnsRecordProvider`]) reads and writes through a [`DnsBackend`] per zone:
+//! [`Rfc2136Backend`] for standard authoritative servers; Azure DNS plugs in through
+//! [`DnsRecordProvider::with_backend`]. Ownership markers are described in [`record`], the
+//! mass-change guard for the planner in [`threshold`].
+
+pub mod backend;
+pub mod provider;
+pub mod record;
+pub mod rfc2136;
+pub mod threshold;
+
+pub use backend::{BackendError, Change, DnsBackend, Precondition, Reading};
+pub use provider::{DnsProviderConfig, DnsRecordProvider, DnsSetupError};
+pub use record::{RecordKey, RecordSet, RecordType};
+pub use rfc2136::{Rfc2136Backend, Rfc2136Config, ZoneConfigError};
+pub use threshold::{
+    ChangeShareConfig, ChangeShareRefused, ZoneShare, check_change_share, managed_records_per_zone,
+};
 
 use ferry_core::provider::{FieldType as T, OnChange};
 use ferry_core::{
