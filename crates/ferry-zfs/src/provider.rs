@@ -76,6 +76,14 @@ pub enum ZfsError {
         detail: String,
     },
     #[error(
+        "{pool}: refused to import on {host} although the plan fenced the other hosts: the pool is still imported by another host ({detail}); make sure the fence took effect (the old VM deallocated), then apply again"
+    )]
+    StillImportedAfterFence {
+        pool: String,
+        host: String,
+        detail: String,
+    },
+    #[error(
         "{pool}: cannot import on {host}: {}; attach the missing disks to the host, then apply again",
         missing.join(", ")
     )]
@@ -430,7 +438,10 @@ async fn pool_state(host: &Host, pool: &str) -> Result<PoolState, ZfsError> {
     }
     let command = command_line(["zpool", "import", "-d", &host.device_folder]);
     let output = host.connection.run_read_only(&command).await?;
-    if !output.success() && !output.stderr.contains("no pools available") {
+    // With nothing to list, zpool exits 1 and prints nothing (or "no pools available").
+    let nothing_listed = output.stdout.trim().is_empty()
+        && (output.stderr.trim().is_empty() || output.stderr.contains("no pools available"));
+    if !output.success() && !nothing_listed {
         return Err(command_failed(host, pool, &command, &output));
     }
     let importable = parse::parse_import_listing(&command, &output.stdout)?;
@@ -730,10 +741,21 @@ impl StepTarget<'_> {
                 return Ok(self.outcome(&status, &datasets));
             }
             PoolState::ImportedElsewhere { devices } => {
-                return Err(ZfsError::ImportedElsewhere {
-                    pool: label,
-                    host,
-                    detail: format!("its devices {} are not on this host", devices.join(", ")),
+                let detail = format!("its devices {} are not on this host", devices.join(", "));
+                // With force too: a fence that did not take effect must not become a double
+                // import.
+                return Err(if force {
+                    ZfsError::StillImportedAfterFence {
+                        pool: label,
+                        host,
+                        detail,
+                    }
+                } else {
+                    ZfsError::ImportedElsewhere {
+                        pool: label,
+                        host,
+                        detail,
+                    }
                 });
             }
             PoolState::NotFound => {

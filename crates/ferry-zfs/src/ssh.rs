@@ -320,7 +320,16 @@ impl SshConnection {
                         ),
                     });
                 }
-                Ok(Err(error)) => return Err(self.explain(&error.to_string(), &known_hosts)),
+                Ok(Err(error)) => {
+                    // openssh puts ssh's own words in the error's source.
+                    let mut message = error.to_string();
+                    let mut source = std::error::Error::source(&error);
+                    while let Some(inner) = source {
+                        message = format!("{inner}\n{message}");
+                        source = inner.source();
+                    }
+                    return Err(self.explain(&message, &known_hosts));
+                }
                 Ok(Ok(session)) => session,
             };
         Ok(Live {
