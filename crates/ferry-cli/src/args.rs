@@ -46,6 +46,8 @@ pub enum Command {
     Graph(GraphArgs),
     /// Break the apply lock of a spec's state, after making sure its holder is gone.
     ForceUnlock(UnlockArgs),
+    /// Read every resource's health at an interval and alert on changes.
+    Watch(WatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -179,4 +181,35 @@ pub fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>> {
         parsed.insert(name.trim().to_owned(), value.to_owned());
     }
     Ok(parsed)
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Time between two rounds of readings.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// How long a new state must hold before it counts: damps a flapping endpoint.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub hold: std::time::Duration,
+    /// POST each alert as JSON to this URL (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Vec<String>,
+    /// Run this program for each alert, with the alert as JSON on stdin and in FERRY_ALERT.
+    #[arg(long, value_name = "PROGRAM")]
+    pub alert_command: Option<String>,
+    /// When the active generation becomes unhealthy, write the failover plan to this file,
+    /// ready for review and `ferry apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub plan_on_failure: Option<PathBuf>,
+    /// Apply that plan at once. Only with --plan-on-failure and a spec whose failover mode is
+    /// automatic.
+    #[arg(long, requires = "plan_on_failure")]
+    pub auto_apply: bool,
+    /// Stop after this many rounds (for scripts and cron); without it, run until Ctrl-C.
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<u64>,
 }

@@ -5,6 +5,7 @@ mod apply;
 mod args;
 mod observe;
 mod output;
+mod watch;
 
 use std::io::Write;
 use std::path::Path;
@@ -64,6 +65,7 @@ fn run(command: Command, output: &Output) -> Result<ExitCode> {
         }
         Command::Apply(args) => apply::apply_command(&args, output),
         Command::ForceUnlock(args) => apply::force_unlock(&args, output),
+        Command::Watch(args) => watch::watch(&args, output),
     }
 }
 

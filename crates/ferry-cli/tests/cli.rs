@@ -602,3 +602,199 @@ fn observe_writes_a_snapshot_that_plans_like_the_live_read() {
     let from_file = scratch.ferry(&["plan", "data100", "--observed", "snapshot.json", "--json"]);
     assert_eq!(live.stdout, from_file.stdout);
 }
+
+/// A webhook receiver on loopback that keeps the body of every POST.
+struct Receiver {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                kept.lock().unwrap().push(String::from_utf8(body).unwrap());
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Self { url, bodies }
+    }
+
+    /// Waits (bounded) until `count` alerts arrived, and returns them all.
+    fn wait_for(&self, count: usize) -> Vec<serde_json::Value> {
+        let start = Instant::now();
+        while self.bodies.lock().unwrap().len() < count && start.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|body| serde_json::from_str(body).unwrap())
+            .collect()
+    }
+}
+
+impl Scratch {
+    /// Replaces the world file in one rename, so that a concurrent reader never sees half.
+    fn set_world_atomically(&self, world: &serde_json::Value) {
+        let temporary = self.path().join("world.json.new");
+        std::fs::write(&temporary, world.to_string()).unwrap();
+        std::fs::rename(temporary, self.path().join("world.json")).unwrap();
+    }
+}
+
+#[test]
+fn watch_alerts_once_per_change_and_writes_the_failover_plan() {
+    let scratch = Scratch::new();
+    scratch.build();
+    let receiver = Receiver::start();
+    let child = scratch
+        .command(&[
+            "watch",
+            "data100",
+            "--world",
+            "world.json",
+            "--interval",
+            "50ms",
+            "--hold",
+            "0s",
+            "--webhook",
+            &receiver.url,
+            "--plan-on-failure",
+            "failover.plan",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(receiver.wait_for(0).is_empty(), "a healthy start is silent");
+
+    let healthy = scratch.world();
+    let mut down = healthy.clone();
+    down["unhealthy"]["aks_cluster.hub@g1"] =
+        serde_json::Value::from("GET /readyz timed out after 5s");
+    scratch.set_world_atomically(&down);
+    let alerts = receiver.wait_for(1);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["resource"], "aks_cluster.hub@g1");
+    assert_eq!(alerts[0]["old"]["state"], "healthy");
+    assert_eq!(alerts[0]["new"]["reason"], "GET /readyz timed out after 5s");
+    assert_eq!(alerts[0]["plan_written"], "failover.plan");
+    // The plan it wrote is the one `ferry plan` makes.
+    let plan = scratch.ferry(&["plan", "data100", "--world", "world.json", "--json"]);
+    let written: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(scratch.path().join("failover.plan")).unwrap(),
+    )
+    .unwrap();
+    let planned: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(written["plan"], planned);
+
+    scratch.set_world_atomically(&healthy);
+    let alerts = receiver.wait_for(2);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        receiver.wait_for(2).len(),
+        2,
+        "exactly one alert per change: {alerts:?}"
+    );
+    assert_eq!(alerts[1]["new"]["state"], "healthy");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(printed.lines().count(), 2, "{printed}");
+}
+
+#[test]
+fn watch_refuses_auto_apply_without_an_automatic_policy() {
+    let scratch = Scratch::new();
+    let main = scratch.path().join("data100/main.toml");
+    let text = std::fs::read_to_string(&main)
+        .unwrap()
+        .replace("mode = \"automatic\"", "mode = \"manual\"");
+    std::fs::write(&main, text).unwrap();
+    let run = scratch.ferry(&[
+        "watch",
+        "data100",
+        "--world",
+        "world.json",
+        "--plan-on-failure",
+        "p.plan",
+        "--auto-apply",
+        "--rounds",
+        "1",
+    ]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        "error: --auto-apply needs the spec's failover mode to be automatic: set mode = \"automatic\" in [failover], or review the plan and apply it yourself\n"
+    );
+}
+
+#[test]
+fn watch_with_auto_apply_fails_over_on_its_own() {
+    let scratch = Scratch::new();
+    scratch.build();
+    scratch.break_api_server(1);
+    let run = scratch.ferry(&[
+        "watch",
+        "data100",
+        "--world",
+        "world.json",
+        "--hold",
+        "0s",
+        "--plan-on-failure",
+        "failover.plan",
+        "--auto-apply",
+        "--rounds",
+        "1",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with(
+            "aks_cluster.hub@g1: unhealthy (GET /readyz timed out after 5s) at start since "
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("; ferry applies the failover plan it wrote to failover.plan"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("Generation 2 serves."),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(scratch.state()["active_generation"], 2);
+}

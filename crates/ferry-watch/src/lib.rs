@@ -1,0 +1,289 @@
+//! `ferry watch`: the postmortem's action item, "monitor the API server remotely and alert".
+//!
+//! Each round reads every instance's health (through the same providers as `ferry observe`);
+//! a [`Tracker`] turns readings into state changes, damped so that a flapping endpoint does not
+//! page anyone: a new state counts only once it has held for the configured time. Each change
+//! becomes an [`Alert`], delivered as a JSON POST to a webhook and/or to a command.
+
+mod deliver;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use ferry_core::{Health, InstanceAddress, Observation, Snapshot};
+use serde::Serialize;
+
+pub use deliver::{DeliveryError, Destination, deliver};
+
+/// What a resource's health reading says, in the words alerts use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum HealthState {
+    Healthy,
+    Unhealthy { reason: String },
+    Absent,
+    Unknown { reason: String },
+}
+
+impl HealthState {
+    pub fn of(observation: &Observation) -> Self {
+        match observation {
+            Observation::Present {
+                health: Health::Healthy,
+                ..
+            } => HealthState::Healthy,
+            Observation::Present {
+                health: Health::Unhealthy { reason },
+                ..
+            } => HealthState::Unhealthy {
+                reason: reason.clone(),
+            },
+            Observation::Absent => HealthState::Absent,
+            Observation::Unknown { reason } => HealthState::Unknown {
+                reason: reason.clone(),
+            },
+        }
+    }
+
+    /// Whether two readings are the same state: the reason of an unhealthy reading may change
+    /// from round to round (a timeout, then a refused connection) without being news.
+    fn same_state(&self, other: &HealthState) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, HealthState::Healthy)
+    }
+}
+
+impl fmt::Display for HealthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HealthState::Healthy => f.write_str("healthy"),
+            HealthState::Unhealthy { reason } => write!(f, "unhealthy ({reason})"),
+            HealthState::Absent => f.write_str("absent"),
+            HealthState::Unknown { reason } => write!(f, "unknown ({reason})"),
+        }
+    }
+}
+
+/// One state change worth telling someone about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub deployment: String,
+    pub resource: InstanceAddress,
+    /// `None` for the first reading of a resource that is not healthy when the watch starts.
+    pub old: Option<HealthState>,
+    pub new: HealthState,
+    /// When the new state was first read, in RFC 3339.
+    pub since: String,
+    /// The failover plan written because of this change, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_written: Option<String>,
+    /// What ferry did or suggests next, in a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.old {
+            Some(old) => write!(f, "{}: {old} -> {}", self.resource, self.new)?,
+            None => write!(f, "{}: {} at start", self.resource, self.new)?,
+        }
+        write!(f, " since {}", self.since)?;
+        if let Some(action) = &self.action {
+            write!(f, "; {action}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    /// The state that counts: the last one that held long enough.
+    confirmed: HealthState,
+    /// A different state read since, and when it was first read.
+    pending: Option<(HealthState, SystemTime)>,
+}
+
+/// Turns successive readings into damped state changes.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    deployment: String,
+    /// How long a new state must hold before it counts.
+    hold: Duration,
+    tracked: BTreeMap<InstanceAddress, Tracked>,
+}
+
+impl Tracker {
+    pub fn new(deployment: &str, hold: Duration) -> Self {
+        Self {
+            deployment: deployment.to_owned(),
+            hold,
+            tracked: BTreeMap::new(),
+        }
+    }
+
+    /// Takes one round of readings made at `now`; returns the changes that now count.
+    ///
+    /// The first reading of a resource sets its state silently when it is healthy, and alerts
+    /// when it is not: a watch started during an outage says so at once.
+    pub fn update(&mut self, snapshot: &Snapshot, now: SystemTime) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        for (instance, observation) in &snapshot.resources {
+            let reading = HealthState::of(observation);
+            let Some(tracked) = self.tracked.get_mut(instance) else {
+                if !reading.is_healthy() {
+                    alerts.push(Alert {
+                        deployment: self.deployment.clone(),
+                        resource: instance.clone(),
+                        old: None,
+                        new: reading.clone(),
+                        since: format_time(now),
+                        plan_written: None,
+                        action: None,
+                    });
+                }
+                self.tracked.insert(
+                    instance.clone(),
+                    Tracked {
+                        confirmed: reading,
+                        pending: None,
+                    },
+                );
+                continue;
+            };
+            if reading.same_state(&tracked.confirmed) {
+                tracked.confirmed = reading;
+                tracked.pending = None;
+                continue;
+            }
+            let since = match &tracked.pending {
+                Some((pending, since)) if pending.same_state(&reading) => *since,
+                _ => now,
+            };
+            if now.duration_since(since).unwrap_or_default() >= self.hold {
+                alerts.push(Alert {
+                    deployment: self.deployment.clone(),
+                    resource: instance.clone(),
+                    old: Some(tracked.confirmed.clone()),
+                    new: reading.clone(),
+                    since: format_time(since),
+                    plan_written: None,
+                    action: None,
+                });
+                tracked.confirmed = reading;
+                tracked.pending = None;
+            } else {
+                tracked.pending = Some((reading, since));
+            }
+        }
+        alerts
+    }
+}
+
+/// RFC 3339 in UTC, to the second, without a time crate.
+pub fn format_time(time: SystemTime) -> String {
+    let seconds = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::Attributes;
+
+    fn reading(healthy: bool) -> Snapshot {
+        let mut snapshot = Snapshot::new(1);
+        snapshot.insert(
+            "aks_cluster.hub@g1".parse().unwrap(),
+            Observation::Present {
+                attributes: Attributes::new(),
+                health: if healthy {
+                    Health::Healthy
+                } else {
+                    Health::Unhealthy {
+                        reason: "GET /readyz timed out".into(),
+                    }
+                },
+            },
+        );
+        snapshot
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_374_460 + seconds)
+    }
+
+    #[test]
+    fn a_state_counts_only_once_it_held_for_the_hold_time() {
+        let mut tracker = Tracker::new("data100", Duration::from_secs(60));
+        let mut alerts = Vec::new();
+        // Healthy, a 30-second blip, healthy, then down for good.
+        for (second, healthy) in [
+            (0, true),
+            (30, false),
+            (60, true),
+            (90, false),
+            (120, false),
+            (150, false),
+            (180, true),
+        ] {
+            for alert in tracker.update(&reading(healthy), at(second)) {
+                alerts.push(alert.to_string());
+            }
+        }
+        assert_eq!(
+            alerts,
+            [
+                "aks_cluster.hub@g1: healthy -> unhealthy (GET /readyz timed out) since 2025-11-29T00:02:30Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_hold_every_change_alerts_and_a_bad_start_alerts_at_once() {
+        let mut tracker = Tracker::new("data100", Duration::ZERO);
+        let mut alerts = Vec::new();
+        for (second, healthy) in [(0, false), (10, true), (20, false)] {
+            alerts.extend(tracker.update(&reading(healthy), at(second)));
+        }
+        insta::assert_json_snapshot!(alerts);
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(format_time(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(at(0)), "2025-11-29T00:01:00Z");
+        assert_eq!(
+            format_time(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+}
