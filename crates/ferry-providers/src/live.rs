@@ -21,6 +21,10 @@ pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
     let providers = Providers::new();
     // Each provider family registers itself here, one block per family.
     // -- providers: begin --
+    let providers = providers.with(Arc::new(ferry_zfs::ZfsPoolProvider::new(
+        ferry_zfs::ZfsProviderConfig::default(),
+        spec.resources.values(),
+    )));
     // -- providers: end --
     let _ = (spec, Arc::<()>::new(()));
     Ok(providers)
