@@ -358,6 +358,60 @@ fn reference(spec: &ResourceSpec, field: &str) -> Option<ResourceAddress> {
 mod tests {
     use super::check_zfs_name;
 
+    /// The failover drafts: a fence of the old host always precedes the import, and `force`
+    /// is set only when the old host could not export the pool.
+    #[test]
+    fn the_import_follows_a_fence_and_forces_only_without_an_export() {
+        use super::*;
+        use ferry_core::Snapshot;
+        let spec = ResourceSpec::new("zfs_pool.home".parse().unwrap())
+            .with("host", json!("vm.nfs"))
+            .with("disks", json!(["disk.home0"]));
+        let imported = Observation::present(
+            serde_json::from_value(json!({"host": "vm.nfs@g1", "imported": true})).unwrap(),
+        );
+        let unreachable = Observation::Unknown {
+            reason: "ssh: connection refused".into(),
+        };
+        let snapshot = Snapshot::new(1);
+        let inputs = ferry_core::Attributes::new();
+        let mut lines = Vec::new();
+        for observed in [&imported, &unreachable] {
+            let drafts = ZfsPoolRules
+                .failover(&FailoverContext {
+                    spec: &spec,
+                    observed,
+                    from_generation: 1,
+                    to_generation: 2,
+                    snapshot: &snapshot,
+                    inputs: &inputs,
+                })
+                .unwrap();
+            let import = drafts
+                .iter()
+                .find(|draft| draft.action == Action::Import)
+                .unwrap();
+            assert!(import.after.contains(&StepId("vm.nfs@g1:fence".into())));
+            lines.push(format!(
+                "{}: force={} after={:?}",
+                observed.describe(),
+                import.inputs["force"],
+                import
+                    .after
+                    .iter()
+                    .map(|id| id.0.as_str())
+                    .collect::<Vec<_>>()
+            ));
+        }
+        assert_eq!(
+            lines,
+            [
+                "present, healthy: force=false after=[\"vm.nfs@g1:fence\", \"vm.nfs@g2:create\", \"disk.home0:attach\", \"zfs_pool.home:export\"]",
+                "unknown: ssh: connection refused: force=true after=[\"vm.nfs@g1:fence\", \"vm.nfs@g2:create\", \"disk.home0:attach\"]",
+            ]
+        );
+    }
+
     #[test]
     fn zfs_names_follow_zfs_rules() {
         let results: Vec<String> = [
