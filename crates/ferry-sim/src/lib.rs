@@ -1,0 +1,301 @@
+//! A local Azure Resource Manager simulator over HTTPS, for ferry's tests and demos.
+//!
+//! [`start`] serves ARM's protocol for the resource types ferry uses (groups, networks,
+//! public IPs, NICs, VMs with data disks, managed disks, AKS clusters, DNS zones and record
+//! sets, moves) with ARM's rules, real long-running operations scaled by a time scale, an
+//! Entra ID-like token endpoint, and fault injection. Its CA is generated at start and
+//! written to `{data_directory}/ca.pem`.
+//!
+//! Routes besides ARM's:
+//! - `POST /{tenant}/oauth2/v2.0/token`: issues a bearer token to any client credential.
+//! - `POST /ferry-sim/faults` (a [`Fault`] as JSON), `DELETE /ferry-sim/faults`,
+//!   `PUT /ferry-sim/latency` (`{"milliseconds": 20}`), `POST /ferry-sim/seed`
+//!   (`{"id": ..., "body": {...}}`), `GET /ferry-sim/state`: the control API.
+
+mod faults;
+mod readyz;
+mod scenario;
+mod server;
+mod tls;
+mod world;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use faults::{ApiServerDownMode, Fault};
+pub use scenario::{Scenario, SeededResource};
+pub use world::World;
+
+/// How long operations take on Azure, before the time scale applies.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct OperationDurations {
+    pub aks_create: Duration,
+    pub aks_update: Duration,
+    pub vm_create: Duration,
+    pub vm_update: Duration,
+    pub vm_deallocate: Duration,
+    pub vm_start: Duration,
+    pub disk_create: Duration,
+    pub disk_attach_detach: Duration,
+    pub network: Duration,
+    pub delete: Duration,
+    pub move_resources: Duration,
+}
+
+impl Default for OperationDurations {
+    /// Close to the figures Azure's documentation and users report.
+    fn default() -> Self {
+        OperationDurations {
+            aks_create: Duration::from_secs(8 * 60),
+            aks_update: Duration::from_secs(4 * 60),
+            vm_create: Duration::from_secs(2 * 60),
+            vm_update: Duration::from_secs(30),
+            vm_deallocate: Duration::from_secs(60),
+            vm_start: Duration::from_secs(45),
+            disk_create: Duration::from_secs(5),
+            disk_attach_detach: Duration::from_secs(30),
+            network: Duration::from_secs(5),
+            delete: Duration::from_secs(30),
+            move_resources: Duration::from_secs(3 * 60),
+        }
+    }
+}
+
+impl OperationDurations {
+    pub(crate) fn duration_for(&self, kind: &str, creating: bool) -> Duration {
+        match (kind, creating) {
+            ("aks", true) => self.aks_create,
+            ("aks", false) => self.aks_update,
+            ("vm", true) => self.vm_create,
+            ("vm", false) => self.vm_update,
+            ("disk", _) => self.disk_create,
+            ("network", _) => self.network,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// How to run the simulator.
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    /// Where ARM is served; `127.0.0.1:0` picks a free port.
+    pub address: SocketAddr,
+    /// Multiplies every operation duration: 1.0 is Azure's pace, 0.001 turns an
+    /// 8-minute AKS create into 480 ms.
+    pub time_scale: f64,
+    pub durations: OperationDurations,
+    /// Holds `ca.pem`, `disks/` (backing files) and `vms/{vm}/scsi1/lunN` links.
+    pub data_directory: PathBuf,
+    /// Size of each disk's sparse backing file; `None` uses the disk's own size.
+    pub disk_backing_size: Option<u64>,
+    /// Added to every ARM request, to model network and ARM latency.
+    pub latency: Duration,
+    /// Items per list page before `nextLink`.
+    pub page_size: usize,
+    /// Port of each AKS API server; 443 like Azure, falling back to a free port if taken.
+    pub readyz_port: u16,
+    /// First loopback address handed to public IPs and API servers.
+    pub first_public_ip: Ipv4Addr,
+    pub scenario: Option<Scenario>,
+}
+
+impl SimulatorConfig {
+    /// A config for tests: a free port, a fast clock, small disks, API servers on free ports.
+    pub fn for_tests(data_directory: PathBuf) -> Self {
+        SimulatorConfig {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            time_scale: 0.0005,
+            durations: OperationDurations::default(),
+            data_directory,
+            disk_backing_size: Some(64 << 20),
+            latency: Duration::ZERO,
+            page_size: 100,
+            readyz_port: 0,
+            first_public_ip: Ipv4Addr::new(127, 0, 1, 1),
+            scenario: None,
+        }
+    }
+}
+
+/// Why the simulator could not start or do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulatorError {
+    #[error("could not listen on {address}: {reason}; pick another address or free the port")]
+    Bind { address: String, reason: String },
+    #[error("could not set up TLS: {0}")]
+    Tls(String),
+    #[error("could not use {path}: {reason}; check the data directory and its permissions")]
+    Io { path: PathBuf, reason: String },
+    #[error("scenario {path}: {reason}")]
+    Scenario { path: String, reason: String },
+    #[error("could not seed {id}: {reason}")]
+    Seed { id: String, reason: String },
+}
+
+/// A running simulator. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Simulator {
+    endpoint: String,
+    ca_file: PathBuf,
+    ca_pem: String,
+    world: world::SharedWorld,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// Starts the simulator on the current tokio runtime.
+pub async fn start(config: SimulatorConfig) -> Result<Simulator, SimulatorError> {
+    std::fs::create_dir_all(&config.data_directory).map_err(|error| SimulatorError::Io {
+        path: config.data_directory.clone(),
+        reason: error.to_string(),
+    })?;
+    let authority = Arc::new(tls::CertificateAuthority::generate()?);
+    let ca_file = config.data_directory.join("ca.pem");
+    std::fs::write(&ca_file, authority.pem()).map_err(|error| SimulatorError::Io {
+        path: ca_file.clone(),
+        reason: error.to_string(),
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.address)
+        .await
+        .map_err(|error| SimulatorError::Bind {
+            address: config.address.to_string(),
+            reason: error.to_string(),
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|error| SimulatorError::Bind {
+            address: config.address.to_string(),
+            reason: error.to_string(),
+        })?;
+    let host = match local.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let endpoint = format!("https://{host}:{}", local.port());
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    if !names.contains(&local.ip().to_string()) && !local.ip().is_unspecified() {
+        names.push(local.ip().to_string());
+    }
+    let server_tls = authority.server_config(&names)?;
+    let settings = world::WorldSettings {
+        endpoint: endpoint.clone(),
+        time_scale: config.time_scale,
+        durations: config.durations.clone(),
+        data_directory: config.data_directory.clone(),
+        disk_backing_size: config.disk_backing_size,
+        page_size: config.page_size,
+        readyz_port: config.readyz_port,
+        first_public_ip: config.first_public_ip,
+    };
+    let mut world = World::new(settings, authority.clone())?;
+    world.latency = config.latency;
+    let world = Arc::new(Mutex::new(world));
+    let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
+    let simulator = Simulator {
+        endpoint,
+        ca_file,
+        ca_pem: authority.pem().to_owned(),
+        world: world.clone(),
+        shutdown,
+    };
+    if let Some(scenario) = &config.scenario {
+        simulator.apply_scenario(scenario)?;
+    }
+    tokio::spawn(server::serve(
+        listener,
+        server_tls,
+        world,
+        shutdown_receiver,
+    ));
+    Ok(simulator)
+}
+
+impl Simulator {
+    /// `https://127.0.0.1:{port}`: the ARM endpoint and the authority host.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The PEM file of the CA that signed the simulator's certificates.
+    pub fn ca_file(&self) -> &std::path::Path {
+        &self.ca_file
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    fn with_world<T>(&self, action: impl FnOnce(&mut World) -> T) -> T {
+        let mut world = self
+            .world
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        action(&mut world)
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.with_world(|world| world.add_fault(fault));
+    }
+
+    pub fn clear_faults(&self) {
+        self.with_world(World::clear_faults);
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.with_world(|world| world.latency = latency);
+    }
+
+    /// Puts a resource in place at once, creating its group if needed.
+    pub fn seed(&self, id: &str, body: serde_json::Value) -> Result<(), SimulatorError> {
+        self.with_world(|world| world.seed(id, body))
+            .map_err(|reason| SimulatorError::Seed {
+                id: id.to_owned(),
+                reason,
+            })
+    }
+
+    pub fn apply_scenario(&self, scenario: &Scenario) -> Result<(), SimulatorError> {
+        for resource in &scenario.resources {
+            self.seed(&resource.id, resource.body.clone())?;
+        }
+        for fault in &scenario.faults {
+            self.inject(fault.clone());
+        }
+        Ok(())
+    }
+
+    /// The world as JSON (resources, operations, locks, faults).
+    pub fn dump_state(&self) -> serde_json::Value {
+        self.with_world(|world| world.dump())
+    }
+
+    /// The folder of `lunN` links for a VM, like `/dev/disk/azure/scsi1` on Azure.
+    pub fn attachment_directory(&self, vm_name: &str) -> PathBuf {
+        self.with_world(|world| world.attachment_directory(vm_name))
+    }
+
+    /// Where a cluster's `/readyz` listens, by cluster name or id.
+    pub fn api_server_address(&self, cluster: &str) -> Option<SocketAddr> {
+        self.with_world(|world| world.api_server_address(cluster))
+    }
+
+    /// How many tokens the token endpoint issued.
+    pub fn tokens_issued(&self) -> u64 {
+        self.with_world(|world| world.tokens_issued)
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        self.with_world(World::shutdown);
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
