@@ -81,20 +81,17 @@ impl ReadyzServer {
                     }
                     _ => {
                         let acceptor = acceptor.clone();
+                        let connection_state = loop_state.clone();
+                        let connection_stopped = stopped.clone();
                         tokio::spawn(async move {
                             let Ok(tls_stream) = acceptor.accept(stream).await else {
                                 return;
                             };
                             let service = hyper::service::service_fn(
-                                |request: hyper::Request<hyper::body::Incoming>| async move {
-                                    let (status, text) = match request.uri().path() {
-                                        "/readyz" | "/livez" | "/healthz" => (200, "ok"),
-                                        _ => (404, "not found"),
-                                    };
-                                    hyper::Response::builder()
-                                        .status(status)
-                                        .header("content-type", "text/plain")
-                                        .body(Full::new(Bytes::from_static(text.as_bytes())))
+                                move |request: hyper::Request<hyper::body::Incoming>| {
+                                    let state = connection_state.clone();
+                                    let stopped = connection_stopped.clone();
+                                    answer_probe(request, state, stopped)
                                 },
                             );
                             let _ = hyper::server::conn::http1::Builder::new()
@@ -141,4 +138,30 @@ impl ReadyzServer {
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// Answers one request; a kept-alive connection sees an outage too: `refuse` closes it,
+/// `hang` never answers.
+async fn answer_probe(
+    request: hyper::Request<hyper::body::Incoming>,
+    state: Arc<AtomicU8>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
+    match state.load(Ordering::SeqCst) {
+        DOWN_REFUSE => return Err(std::io::Error::other("api server is down")),
+        DOWN_HANG => {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+            return Err(std::io::Error::other("api server stopped"));
+        }
+        _ => {}
+    }
+    let (status, text) = match request.uri().path() {
+        "/readyz" | "/livez" | "/healthz" => (200, "ok"),
+        _ => (404, "not found"),
+    };
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from_static(text.as_bytes())))
+        .map_err(std::io::Error::other)
 }
