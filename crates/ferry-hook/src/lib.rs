@@ -1,5 +1,13 @@
 //! Planning rules of hooks (commands ferry runs, such as `helm upgrade --install`) and checks
-//! (conditions ferry waits for, such as "this host serves a valid TLS certificate").
+//! (conditions ferry waits for, such as "this host serves a valid TLS certificate"), and
+//! their providers: [`HookProvider`] runs commands, [`CheckProvider`] polls conditions.
+
+pub mod check;
+pub mod mask;
+pub mod run;
+
+pub use check::CheckProvider;
+pub use run::HookProvider;
 
 use ferry_core::provider::{FieldType as T, OnChange};
 use ferry_core::{

@@ -1,0 +1,493 @@
+//! The `hook` provider: runs a command in its own process group, streams its output into the
+//! progress view, kills the whole group on timeout, and reads outputs from its last line.
+//!
+//! A hook has no remote state to read: its reading is what ferry's state remembers of its
+//! last successful run (the inputs it ran with, its exit code and outputs), so that the
+//! planner runs it again exactly when those inputs change.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ferry_core::{
+    Action, ApplyContext, Attributes, Kind, Observation, Provider, ReadContext, Step, StepError,
+    StepOutcome, Value,
+};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::mask::{Masker, fingerprint, looks_secret};
+
+/// The timeout of a hook whose spec leaves it out (the rules document the same default).
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 900;
+
+/// How many of the last output lines an error message shows.
+pub const KEPT_LINES: usize = 20;
+
+/// How long a timed-out hook's process group gets between SIGTERM and SIGKILL.
+const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long output is still read after the command exited: a background process that kept
+/// the pipes open must not hold the step.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// `hook`
+#[derive(Debug, Clone)]
+pub struct HookProvider {
+    spec_root: PathBuf,
+}
+
+impl HookProvider {
+    /// Hooks run relative to `spec_root`, the spec's folder.
+    pub fn new(spec_root: impl Into<PathBuf>) -> Self {
+        Self {
+            spec_root: spec_root.into(),
+        }
+    }
+}
+
+/// A hook's inputs, checked.
+#[derive(Debug, Clone)]
+struct Invocation {
+    program: String,
+    arguments: Vec<String>,
+    env: BTreeMap<String, String>,
+    working_dir: PathBuf,
+    timeout: Duration,
+    retry: bool,
+    outputs: Vec<String>,
+}
+
+fn invocation(inputs: &Attributes, spec_root: &Path) -> Result<Invocation, String> {
+    let strings = |name: &str| -> Result<Vec<String>, String> {
+        match inputs.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(text) => Ok(text.clone()),
+                    other => Ok(other.to_string()),
+                })
+                .collect(),
+            Some(other) => Err(format!("`{name}` must be a list of strings, not {other}")),
+        }
+    };
+    let (program, arguments) = match (
+        strings("command")?,
+        inputs.get("shell").and_then(Value::as_str),
+    ) {
+        (command, None) if !command.is_empty() => (command[0].clone(), command[1..].to_vec()),
+        (command, Some(script)) if command.is_empty() => {
+            ("sh".to_owned(), vec!["-c".to_owned(), script.to_owned()])
+        }
+        (_, Some(_)) => return Err("a hook has either command or shell, not both".to_owned()),
+        _ => return Err("the hook has no command: add command = [\"program\", ...]".to_owned()),
+    };
+    let env: BTreeMap<String, String> = match inputs.get("env") {
+        None => BTreeMap::new(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(name, value)| {
+                let text = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                (name.clone(), text)
+            })
+            .collect(),
+        Some(other) => return Err(format!("`env` must be a table of strings, not {other}")),
+    };
+    let working_dir = match inputs.get("working_dir").and_then(Value::as_str) {
+        Some(folder) => spec_root.join(folder),
+        None => spec_root.to_owned(),
+    };
+    let timeout = inputs
+        .get("timeout_seconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+    // A value the apply engine could not resolve would run the command with `${...}` in it.
+    let unresolved = std::iter::once(&program)
+        .chain(&arguments)
+        .chain(env.values())
+        .find(|text| text.contains("${"));
+    if let Some(text) = unresolved {
+        let shown = Masker::for_env(&env).mask(text);
+        return Err(format!(
+            "`{shown}` is still unresolved: the step that produces it has not run"
+        ));
+    }
+    Ok(Invocation {
+        program,
+        arguments,
+        env,
+        working_dir,
+        timeout: Duration::from_secs(timeout.max(1)),
+        retry: inputs.get("retry").and_then(Value::as_bool) == Some(true),
+        outputs: strings("outputs")?,
+    })
+}
+
+/// The inputs as ferry's state keeps them: secret-looking env values as fingerprints.
+fn remembered_inputs(inputs: &Attributes) -> Attributes {
+    let mut kept = inputs.clone();
+    if let Some(Value::Object(env)) = kept.get_mut("env") {
+        for (name, value) in env.iter_mut() {
+            if looks_secret(name)
+                && let Some(text) = value.as_str()
+            {
+                *value = json!(fingerprint(text));
+            }
+        }
+    }
+    kept
+}
+
+/// Kills a process group when dropped: when the engine cancels a step (drops its future),
+/// the hook's processes must not live on.
+struct GroupGuard {
+    group: Option<rustix::process::Pid>,
+}
+
+impl GroupGuard {
+    fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(group) = self.group {
+            // The group may already be gone; there is nothing to do about a failure here.
+            let _ = rustix::process::kill_process_group(group, signal);
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.group = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.signal(rustix::process::Signal::KILL);
+    }
+}
+
+/// The end of a run.
+enum Ending {
+    Exited(ExitStatus),
+    TimedOut,
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "ended without an exit code".to_owned(),
+    }
+}
+
+fn with_last_lines(message: String, lines: &VecDeque<String>) -> String {
+    if lines.is_empty() {
+        format!("{message}; it printed nothing")
+    } else {
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        format!("{message}; last lines:\n{}", lines.join("\n"))
+    }
+}
+
+/// Reads the declared outputs from the JSON object on the last line of standard output.
+fn parse_outputs(declared: &[String], last_line: Option<&str>) -> Result<Attributes, String> {
+    let mut outputs = Attributes::new();
+    if declared.is_empty() {
+        return Ok(outputs);
+    }
+    let help = format!(
+        "print a JSON object with {} as the command's last line",
+        declared.join(", ")
+    );
+    let Some(line) = last_line else {
+        return Err(format!(
+            "the hook declares outputs but printed nothing: {help}"
+        ));
+    };
+    let object = match serde_json::from_str::<Value>(line.trim()) {
+        Ok(Value::Object(object)) => object,
+        _ => {
+            return Err(format!(
+                "the hook's last line is not a JSON object, so its outputs cannot be read: {help}"
+            ));
+        }
+    };
+    for name in declared {
+        match object.get(name) {
+            Some(value) => {
+                outputs.insert(name.clone(), value.clone());
+            }
+            None => {
+                return Err(format!(
+                    "the JSON object on the hook's last line has no `{name}`: {help}"
+                ));
+            }
+        }
+    }
+    Ok(outputs)
+}
+
+impl HookProvider {
+    async fn run(
+        &self,
+        invocation: &Invocation,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<(i32, Option<String>), StepError> {
+        let masker = Masker::for_env(&invocation.env);
+        let fail = |message: String| {
+            let message = masker.mask(&message);
+            if invocation.retry {
+                StepError::transient(message, None)
+            } else {
+                StepError::permanent(message)
+            }
+        };
+        // A relative program path (`./hooks/deploy.sh`) means the one in the working folder,
+        // whatever folder ferry itself runs in.
+        let program = if invocation.program.contains('/') {
+            invocation
+                .working_dir
+                .join(&invocation.program)
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            invocation.program.clone()
+        };
+        let mut command = Command::new(&program);
+        command
+            .args(&invocation.arguments)
+            .envs(&invocation.env)
+            .current_dir(&invocation.working_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|error| {
+            StepError::permanent(masker.mask(&format!(
+                "cannot start `{}` in {}: {error}; check the command and working_dir",
+                invocation.program,
+                invocation.working_dir.display()
+            )))
+        })?;
+        let mut guard = GroupGuard {
+            group: child
+                .id()
+                .and_then(|id| rustix::process::Pid::from_raw(id as i32)),
+        };
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+        let mut kept: VecDeque<String> = VecDeque::with_capacity(KEPT_LINES);
+        let mut last_stdout: Option<String> = None;
+        let keep = |line: String, kept: &mut VecDeque<String>| {
+            let line = masker.mask(&line);
+            progress(line.clone());
+            if kept.len() == KEPT_LINES {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        };
+        let deadline = tokio::time::Instant::now() + invocation.timeout;
+        let mut stdout_open = true;
+        let mut stderr_open = true;
+        let mut status: Option<ExitStatus> = None;
+        let mut drain_until: Option<tokio::time::Instant> = None;
+        let ending = loop {
+            if let Some(status) = status
+                && (!(stdout_open || stderr_open)
+                    || drain_until.is_some_and(|until| tokio::time::Instant::now() >= until))
+            {
+                break Ending::Exited(status);
+            }
+            let wake = drain_until.map_or(deadline, |until| until.min(deadline));
+            tokio::select! {
+                line = stdout.next_line(), if stdout_open => match line {
+                    Ok(Some(line)) => {
+                        if !line.trim().is_empty() {
+                            last_stdout = Some(line.clone());
+                        }
+                        keep(line, &mut kept);
+                    }
+                    _ => stdout_open = false,
+                },
+                line = stderr.next_line(), if stderr_open => match line {
+                    Ok(Some(line)) => keep(line, &mut kept),
+                    _ => stderr_open = false,
+                },
+                exited = child.wait(), if status.is_none() => match exited {
+                    Ok(exited) => {
+                        status = Some(exited);
+                        drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+                    }
+                    Err(error) => return Err(fail(format!("cannot wait for the hook: {error}"))),
+                },
+                () = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        break Ending::TimedOut;
+                    }
+                }
+            }
+        };
+        match ending {
+            Ending::TimedOut => {
+                guard.signal(rustix::process::Signal::TERM);
+                if tokio::time::timeout(TERMINATE_GRACE, child.wait())
+                    .await
+                    .is_err()
+                {
+                    guard.signal(rustix::process::Signal::KILL);
+                }
+                // The group's other members may outlive the leader's TERM: KILL reaches them.
+                guard.signal(rustix::process::Signal::KILL);
+                let _ = child.wait().await;
+                guard.disarm();
+                Err(fail(with_last_lines(
+                    format!(
+                        "timed out after {}s, and its whole process group was killed; raise timeout_seconds if it needs longer",
+                        invocation.timeout.as_secs()
+                    ),
+                    &kept,
+                )))
+            }
+            Ending::Exited(status) => {
+                guard.disarm();
+                match status.code() {
+                    Some(0) => Ok((0, last_stdout)),
+                    _ => Err(fail(with_last_lines(describe_status(status), &kept))),
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for HookProvider {
+    fn kind(&self) -> Kind {
+        Kind::Hook
+    }
+
+    /// Hooks are commands on this machine; a few at a time is what a laptop or CI runner takes.
+    fn concurrency_limit(&self) -> usize {
+        4
+    }
+
+    async fn read(&self, context: ReadContext<'_>) -> Observation {
+        let Some(remembered) = context.remembered else {
+            return Observation::Absent;
+        };
+        let mut attributes = remembered.clone();
+        // A secret env value is remembered as a fingerprint: when the spec's value still
+        // has that fingerprint, show the spec's value, so that the planner sees no change.
+        if let (Some(Value::Object(remembered_env)), Some(Value::Object(wanted_env))) =
+            (attributes.get_mut("env"), context.fields.get("env"))
+        {
+            for (name, value) in remembered_env.iter_mut() {
+                if let (Some(kept), Some(wanted)) =
+                    (value.as_str(), wanted_env.get(name).and_then(Value::as_str))
+                    && looks_secret(name)
+                    && kept == fingerprint(wanted)
+                {
+                    *value = json!(wanted);
+                }
+            }
+        }
+        Observation::present(attributes)
+    }
+
+    async fn apply(
+        &self,
+        step: &Step,
+        context: ApplyContext<'_>,
+    ) -> Result<StepOutcome, StepError> {
+        match step.action {
+            // Forgetting a run is all there is to delete: its effects went with its cluster.
+            Action::Delete | Action::Retire => return Ok(StepOutcome::default()),
+            Action::Run | Action::Create | Action::Update | Action::Replace => {}
+            other => {
+                return Err(StepError::permanent(format!(
+                    "a hook has no `{other}` step: plan again with this version of ferry"
+                )));
+            }
+        }
+        let invocation = invocation(context.inputs, &self.spec_root)
+            .map_err(|message| StepError::permanent(format!("{}: {message}", step.address)))?;
+        let (exit_code, last_line) = self.run(&invocation, context.progress).await?;
+        let declared =
+            parse_outputs(&invocation.outputs, last_line.as_deref()).map_err(|message| {
+                let message = Masker::for_env(&invocation.env).mask(&message);
+                StepError::permanent(message)
+            })?;
+        let mut outputs = remembered_inputs(context.inputs);
+        outputs.insert("exit_code".to_owned(), json!(exit_code));
+        outputs.extend(declared);
+        Ok(StepOutcome { outputs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(value: Value) -> Attributes {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn outputs_come_from_the_last_line_only_as_declared() {
+        let declared = vec!["url".to_owned(), "replicas".to_owned()];
+        let outputs = parse_outputs(
+            &declared,
+            Some(r#"{"url": "https://hub", "replicas": 2, "extra": true}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(outputs.into_iter().collect()),
+            json!({"url": "https://hub", "replicas": 2})
+        );
+        let errors = [
+            parse_outputs(&declared, None),
+            parse_outputs(&declared, Some("done")),
+            parse_outputs(&declared, Some(r#"{"url": "x"}"#)),
+        ]
+        .map(|result| result.unwrap_err());
+        insta::assert_snapshot!(errors.join("\n"));
+        assert_eq!(parse_outputs(&[], Some("anything")), Ok(Attributes::new()));
+    }
+
+    #[test]
+    fn bad_inputs_are_explained() {
+        let root = Path::new("/specs");
+        let errors: Vec<String> = [
+            json!({}),
+            json!({"command": ["a"], "shell": "b"}),
+            json!({"command": ["helm", "${aks_cluster.hub@g2.kubeconfig}"]}),
+            json!({"command": ["x"], "env": {"API_TOKEN": "${hook.a.token}"}}),
+        ]
+        .into_iter()
+        .map(|value| invocation(&inputs(value), root).unwrap_err())
+        .collect();
+        insta::assert_snapshot!(errors.join("\n"));
+        let shell = invocation(
+            &inputs(json!({"shell": "echo hi", "working_dir": "hooks", "timeout_seconds": 5})),
+            root,
+        )
+        .unwrap();
+        assert_eq!(shell.program, "sh");
+        assert_eq!(shell.arguments, vec!["-c", "echo hi"]);
+        assert_eq!(shell.working_dir, Path::new("/specs/hooks"));
+        assert_eq!(shell.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn secret_env_values_are_remembered_as_fingerprints() {
+        let kept = remembered_inputs(&inputs(
+            json!({"command": ["x"], "env": {"API_TOKEN": "s3cr3t-value", "HOST": "hub"}}),
+        ));
+        assert_eq!(kept["env"]["HOST"], json!("hub"));
+        assert_eq!(kept["env"]["API_TOKEN"], json!(fingerprint("s3cr3t-value")));
+    }
+}
