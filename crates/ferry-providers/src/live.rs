@@ -25,6 +25,21 @@ pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
         ferry_zfs::ZfsProviderConfig::default(),
         spec.resources.values(),
     )));
+    // DNS records (RFC 2136 zones now; Azure DNS zones read as unknown until their backend
+    // lands), hooks and checks (run relative to the spec's folder).
+    let dns = ferry_dns::DnsRecordProvider::new(ferry_dns::DnsProviderConfig::new(
+        spec.deployment.name.clone(),
+        spec.zones.clone(),
+        spec.root.clone(),
+    ))
+    .map_err(|error| SetupError {
+        provider: "dns_record",
+        message: error.to_string(),
+    })?;
+    let providers = providers
+        .with(Arc::new(dns))
+        .with(Arc::new(ferry_hook::HookProvider::new(spec.root.clone())))
+        .with(Arc::new(ferry_hook::CheckProvider::new(spec.root.clone())));
     // -- providers: end --
     let _ = (spec, Arc::<()>::new(()));
     Ok(providers)
