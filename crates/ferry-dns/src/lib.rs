@@ -8,6 +8,15 @@
 //! [`Rfc2136Backend`] for standard authoritative servers; Azure DNS plugs in through
 //! [`DnsRecordProvider::with_backend`]. Ownership markers are described in [`record`], the
 //! mass-change guard for the planner in [`threshold`].
+//!
+//! Not done yet:
+//! - the Azure DNS backend: a [`DnsBackend`] over the ARM client (`ferry-arm`) for record
+//!   sets `Microsoft.Network/dnsZones/{zone}/{A|AAAA|CNAME|TXT}/{name}`: `read` returns the
+//!   ETag as [`Reading::version`] and ownership from the record set's `metadata`
+//!   (`ferry_deployment`), `write` sends `If-None-Match: *` for [`Precondition::Absent`] and
+//!   `If-Match` for [`Precondition::Unchanged`], mapping 412 to [`BackendError::Conflict`].
+//!   Until then `backend = "azure"` zones read as `Unknown`, so nothing is planned for them;
+//! - waiting for the old TTL to pass after a change (the spec has no field for it yet).
 
 pub mod backend;
 pub mod provider;
