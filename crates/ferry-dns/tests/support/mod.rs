@@ -12,7 +12,6 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_core::{
@@ -221,8 +220,16 @@ impl Bind {
     /// `tsig-keygen` writes it. (The tests cannot set environment variables: that is unsafe
     /// code in edition 2024, which the workspace forbids.)
     pub fn zones_with_secret(&self, secret: &str) -> BTreeMap<String, Attributes> {
-        static FILES: AtomicUsize = AtomicUsize::new(0);
-        let number = FILES.fetch_add(1, Ordering::Relaxed);
+        // Numbered within this server's folder, so that names do not depend on which other
+        // tests ran in the same process.
+        let number = std::fs::read_dir(self.folder.path())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.file_name().to_string_lossy().starts_with("client-"))
+                    .count()
+            })
+            .unwrap_or(0);
         let file = self.folder.path().join(format!("client-{number}.key"));
         std::fs::write(
             &file,
