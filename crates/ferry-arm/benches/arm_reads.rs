@@ -16,7 +16,10 @@ fn main() {
 
 #[divan::bench(sample_count = 3, sample_size = 1)]
 fn thousand_reads_at_concurrency_32(bencher: divan::Bencher) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let folder = tempfile::tempdir().unwrap();
     let (simulator, client, ids) = runtime.block_on(async {
         let mut config = ferry_sim::SimulatorConfig::for_tests(folder.path().join("sim"));
@@ -45,7 +48,14 @@ fn thousand_reads_at_concurrency_32(bencher: divan::Bencher) {
                 .map(|index| {
                     let client = client.clone();
                     let id = ids[index % RESOURCES].clone();
-                    async move { client.get::<ferry_arm::models::PublicIpAddress>(&id, ferry_arm::api_version::PUBLIC_IP).await }
+                    async move {
+                        client
+                            .get::<ferry_arm::models::PublicIpAddress>(
+                                &id,
+                                ferry_arm::api_version::PUBLIC_IP,
+                            )
+                            .await
+                    }
                 })
                 .buffer_unordered(CONCURRENCY)
                 .collect::<Vec<_>>()

@@ -166,7 +166,7 @@ async fn the_simulator_accepts_every_example_request() {
         if method != "PUT" {
             ids_in(&example["responses"]["200"]["body"], &mut disks);
         }
-        disks.retain(|id| id.to_ascii_lowercase() != path.to_ascii_lowercase());
+        disks.retain(|id| !id.eq_ignore_ascii_case(&path));
         for disk in disks {
             let _ = world.simulator.seed(
                 &disk,
@@ -175,7 +175,7 @@ async fn the_simulator_accepts_every_example_request() {
         }
         // Reads, changes and deletes need the resource: seed it from the example's own answer.
         let resource_path = if method == "POST" || path.ends_with("/instanceView") {
-            path.rsplitn(2, '/').nth(1).unwrap().to_owned()
+            path.rsplit_once('/').unwrap().0.to_owned()
         } else {
             path.clone()
         };
@@ -217,7 +217,7 @@ async fn the_simulator_accepts_every_example_request() {
                 .unwrap_or_else(|error| panic!("{file}: {error}"));
         }
         if is_collection && path.to_ascii_lowercase().contains("/dnszones/") {
-            let zone = path.rsplitn(2, '/').nth(1).unwrap();
+            let zone = path.rsplit_once('/').unwrap().0;
             world
                 .simulator
                 .seed(zone, serde_json::json!({"location": "global"}))
@@ -294,19 +294,17 @@ async fn the_simulator_accepts_every_example_request() {
             if let (Some(expected), Some(actual)) = (
                 expected.get("properties").and_then(Value::as_object),
                 actual.get("properties"),
-            ) {
-                if let Some(request_properties) =
-                    request_body(&example).and_then(|body| body.get("properties").cloned())
+            ) && let Some(request_properties) =
+                request_body(&example).and_then(|body| body.get("properties").cloned())
+            {
+                for key in expected
+                    .keys()
+                    .filter(|key| request_properties.get(key.as_str()).is_some())
                 {
-                    for key in expected
-                        .keys()
-                        .filter(|key| request_properties.get(key.as_str()).is_some())
-                    {
-                        assert!(
-                            actual.get(key).is_some(),
-                            "{file}: the simulator's answer lacks properties.{key}"
-                        );
-                    }
+                    assert!(
+                        actual.get(key).is_some(),
+                        "{file}: the simulator's answer lacks properties.{key}"
+                    );
                 }
             }
         }

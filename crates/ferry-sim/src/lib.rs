@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use faults::{ApiServerDownMode, Fault};
 pub use scenario::{Scenario, SeededResource};
-pub use world::World;
+pub use world::{SimEvent, World};
 
 /// How long operations take on Azure, before the time scale applies.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -281,6 +281,11 @@ impl Simulator {
     /// Where a cluster's `/readyz` listens, by cluster name or id.
     pub fn api_server_address(&self, cluster: &str) -> Option<SocketAddr> {
         self.with_world(|world| world.api_server_address(cluster))
+    }
+
+    /// Every ARM request answered and long-running operation ended so far, in order.
+    pub fn events(&self) -> Vec<SimEvent> {
+        self.with_world(|world| world.events())
     }
 
     /// How many tokens the token endpoint issued.

@@ -129,6 +129,22 @@ struct OperationRecord {
     result: Option<Value>,
     hung: bool,
     finish_after_milliseconds: u64,
+    /// The request that started it, for the event log.
+    #[serde(skip)]
+    request: (String, String),
+}
+
+/// One thing the simulator saw, in the order it saw it: an ARM request it answered, or a
+/// long-running operation that ended. Tests assert the order of a failover with these.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SimEvent {
+    /// `request` or `operation`.
+    pub what: &'static str,
+    pub method: String,
+    /// The request's path (for an operation, the path of the request that started it).
+    pub path: String,
+    /// The HTTP status of a request (`201`), or how an operation ended (`Succeeded`, `Failed`).
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -167,6 +183,7 @@ pub struct World {
     counter: u64,
     pub(crate) latency: Duration,
     pub(crate) tokens_issued: u64,
+    events: Vec<SimEvent>,
 }
 
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -357,6 +374,7 @@ impl World {
             counter: 0,
             latency: Duration::ZERO,
             tokens_issued: 0,
+            events: Vec::new(),
         })
     }
 
@@ -434,29 +452,25 @@ impl World {
                     share,
                     retry_after_seconds,
                     count,
-                } => {
-                    if active.hit_share(share, count) {
-                        let scaled_milliseconds =
-                            (retry_after_seconds as f64 * 1000.0 * time_scale).round() as u64;
-                        return Some(
-                            SimResponse::error(
-                                429,
-                                "TooManyRequests",
-                                "the request is being throttled: retry after the given time",
-                            )
-                            .with_header("Retry-After", retry_after_seconds.to_string())
-                            .with_header("x-ms-retry-after-ms", scaled_milliseconds.to_string()),
-                        );
-                    }
+                } if active.hit_share(share, count) => {
+                    let scaled_milliseconds =
+                        (retry_after_seconds as f64 * 1000.0 * time_scale).round() as u64;
+                    return Some(
+                        SimResponse::error(
+                            429,
+                            "TooManyRequests",
+                            "the request is being throttled: retry after the given time",
+                        )
+                        .with_header("Retry-After", retry_after_seconds.to_string())
+                        .with_header("x-ms-retry-after-ms", scaled_milliseconds.to_string()),
+                    );
                 }
-                Fault::ServerError { share, count } => {
-                    if active.hit_share(share, count) {
-                        return Some(SimResponse::error(
-                            500,
-                            "InternalServerError",
-                            "the simulator was told to fail this request",
-                        ));
-                    }
+                Fault::ServerError { share, count } if active.hit_share(share, count) => {
+                    return Some(SimResponse::error(
+                        500,
+                        "InternalServerError",
+                        "the simulator was told to fail this request",
+                    ));
                 }
                 Fault::RawResponse {
                     method,
@@ -465,20 +479,19 @@ impl World {
                     headers,
                     body,
                     count,
-                } => {
-                    if active.hit_match(
-                        &method,
-                        &path_contains,
-                        count,
-                        &request.method,
-                        &request.path,
-                    ) {
-                        return Some(SimResponse {
-                            status,
-                            headers,
-                            body: body.into_bytes(),
-                        });
-                    }
+                } if active.hit_match(
+                    &method,
+                    &path_contains,
+                    count,
+                    &request.method,
+                    &request.path,
+                ) =>
+                {
+                    return Some(SimResponse {
+                        status,
+                        headers,
+                        body: body.into_bytes(),
+                    });
                 }
                 _ => {}
             }
@@ -496,19 +509,15 @@ impl World {
                     code,
                     message,
                     count,
-                } => {
-                    if active.hit_match(&wanted, &path_contains, count, method, path) {
-                        return (Some(json!({"code": code, "message": message})), false);
-                    }
+                } if active.hit_match(&wanted, &path_contains, count, method, path) => {
+                    return (Some(json!({"code": code, "message": message})), false);
                 }
                 Fault::HangOperation {
                     method: wanted,
                     path_contains,
                     count,
-                } => {
-                    if active.hit_match(&wanted, &path_contains, count, method, path) {
-                        return (None, true);
-                    }
+                } if active.hit_match(&wanted, &path_contains, count, method, path) => {
+                    return (None, true);
                 }
                 _ => {}
             }
@@ -553,6 +562,7 @@ impl World {
                 result: None,
                 hung,
                 finish_after_milliseconds: scaled.as_millis() as u64,
+                request: (method.to_owned(), path.to_owned()),
             },
         );
         (operation_id, scaled)
@@ -591,6 +601,7 @@ impl World {
                 record.state = OperationState::Failed;
                 record.failure = Some(failure);
             }
+            self.log_operation_end(&record, "Failed");
             return;
         }
         let outcome = match record.completion.clone() {
@@ -619,6 +630,11 @@ impl World {
             }
             Completion::Nothing => Ok(()),
         };
+        let ended = if outcome.is_ok() {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
         if let Some(record) = self.operations.get_mut(operation_id) {
             match outcome {
                 Ok(()) => record.state = OperationState::Succeeded,
@@ -629,6 +645,21 @@ impl World {
                 }
             }
         }
+        self.log_operation_end(&record, ended);
+    }
+
+    fn log_operation_end(&mut self, record: &OperationRecord, outcome: &str) {
+        self.events.push(SimEvent {
+            what: "operation",
+            method: record.request.0.clone(),
+            path: record.request.1.clone(),
+            outcome: outcome.to_owned(),
+        });
+    }
+
+    /// Every request answered and operation ended so far, in order.
+    pub fn events(&self) -> Vec<SimEvent> {
+        self.events.clone()
     }
 
     fn operation_status(&self, operation_id: &str) -> SimResponse {
@@ -689,10 +720,17 @@ impl World {
     /// Handles one authenticated ARM request. Returns the response and, when it started an
     /// operation, the operation to complete after the given (scaled) time.
     pub fn handle(&mut self, request: &SimRequest) -> (SimResponse, Option<(String, Duration)>) {
-        match self.route(request) {
+        let answer = match self.route(request) {
             Ok(answer) => answer,
             Err(refusal) => (refusal, None),
-        }
+        };
+        self.events.push(SimEvent {
+            what: "request",
+            method: request.method.clone(),
+            path: request.path.clone(),
+            outcome: answer.0.status.to_string(),
+        });
+        answer
     }
 
     fn route(
@@ -773,7 +811,7 @@ impl World {
         self.require_group(&group_id)?;
         let full_path = format!("/{}", segments.join("/"));
         let after_namespace = segments.len() - 6;
-        if after_namespace % 2 == 0 {
+        if after_namespace.is_multiple_of(2) {
             return self.resource_request(request, &full_path);
         }
         // An odd count: a collection, an action on a resource, or a DNS record-type listing.
@@ -938,14 +976,11 @@ impl World {
         request: &SimRequest,
         id: &str,
     ) -> Result<(SimResponse, Option<(String, Duration)>), Refusal> {
-        let kind = kind_of(id);
+        let _kind = kind_of(id);
         let key = lower(id);
         let existing = self.resources.get(&key).cloned();
-        if kind != Kind::Group {
-            self.require_unlocked(id)?;
-        } else if self.locked_groups.contains_key(&key) {
-            self.require_unlocked(id)?;
-        }
+        // A group's own PUT is refused while a move locks it, like any write inside it.
+        self.require_unlocked(id)?;
         self.check_preconditions(request, existing.as_ref())?;
         let incoming = Self::parse_body(request)?;
         let body = if request.method == "PATCH" {
@@ -1035,12 +1070,6 @@ impl World {
                 duration = self.settings.durations.disk_attach_detach;
             }
         }
-        if kind == Kind::Group
-            && let Some(stored) = &existing
-        {
-            // A group PUT changes tags and such; it never touches the resources inside.
-            let _ = stored;
-        }
         let synchronous = immediate
             || duration.is_zero()
             || matches!(kind, Kind::Group | Kind::DnsZone | Kind::RecordSet);
@@ -1051,9 +1080,7 @@ impl World {
         } else {
             "Updating"
         };
-        if kind != Kind::Group || body.get("properties").is_some() || true {
-            properties_mut(&mut body).insert("provisioningState".to_owned(), json!(state));
-        }
+        properties_mut(&mut body).insert("provisioningState".to_owned(), json!(state));
         let etag = self.next_etag();
         if !matches!(
             kind,
