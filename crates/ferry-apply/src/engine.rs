@@ -11,7 +11,6 @@
 //! provider contract makes harmless; the reverse order could lose outputs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -220,10 +219,7 @@ pub async fn apply(
                 }
             }
             _ = renewal.tick(), if store.lock.is_some() => {
-                if let Some(lock) = &store.lock
-                    && let Err(error) =
-                        ferry_state::lock::renew(&lock.path, &lock.id, lock.lease, SystemTime::now())
-                {
+                if let Err(error) = store.renew_lock() {
                     shared.storage_failed(error.to_string());
                     stopping = true;
                 }
@@ -237,7 +233,7 @@ pub async fn apply(
                         &plan.steps[index],
                         index,
                         outcome,
-                        store.state_path.as_deref(),
+                        store,
                     ),
                     Err(error) => shared.step_failed(&mut schedule, index, error.message),
                 }
@@ -339,7 +335,7 @@ impl Shared<'_> {
         step: &Step,
         index: usize,
         outcome: StepOutcome,
-        state_path: Option<&Path>,
+        store: &Store,
     ) {
         let instance = step.instance();
         let saved = {
@@ -348,7 +344,7 @@ impl Shared<'_> {
                 Action::Delete | Action::Retire => state.forget(&instance),
                 _ => state.record_outputs(&instance, outcome.outputs.clone()),
             }
-            state_path.map(|path| state.save(path)).transpose()
+            store.save_state(&state)
         };
         if let Err(error) = saved {
             self.storage_failed(error.to_string());

@@ -2,17 +2,25 @@
 //! says about an earlier apply that did not finish.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use ferry_state::journal::{self, JournalError};
-use ferry_state::{Journal, JournalSummary, StateDir, StateError, StateFile};
+use ferry_state::journal::JournalError;
+use ferry_state::lock::LockError;
+use ferry_state::{
+    Journal, JournalSummary, LocalBackend, StateBackend, StateDir, StateError, StateFile,
+};
 
 /// The state and journal an apply reads and writes.
 #[derive(Debug, Default)]
 pub struct Store {
     /// Updated with each successful step's outputs.
     pub state: StateFile,
-    /// Where to save `state` after each successful step; `None` keeps it in memory only.
+    /// Where the state is saved after each successful step and the lock is renewed: the local
+    /// folder or a shared store. `None` uses `state_path` and `HeldLock::path` instead.
+    pub backend: Option<Arc<dyn StateBackend>>,
+    /// Without a backend: the file to save `state` to after each successful step; `None`
+    /// keeps it in memory only.
     pub state_path: Option<PathBuf>,
     /// Where to journal each step; `None` journals nothing (tests, benchmarks).
     pub journal: Option<Journal>,
@@ -20,7 +28,7 @@ pub struct Store {
     /// again, and its started-but-unfinished steps resume their recorded operations. Set it to
     /// `JournalSummary::default()` to run every step afresh.
     pub resume: JournalSummary,
-    /// The lock this apply holds (from `ferry_state::lock::acquire`). The engine renews its
+    /// The lock this apply holds (from [`StateBackend::acquire_lock`]). The engine renews its
     /// lease every third of the lease while it runs, and stops starting steps if the lock was
     /// lost (someone ran `ferry force-unlock`).
     pub lock: Option<HeldLock>,
@@ -29,6 +37,8 @@ pub struct Store {
 /// A lock taken before the apply, for the engine to keep renewed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldLock {
+    /// Where the lock is ([`StateBackend::lock_place`]); renewed there directly when the
+    /// store has no backend.
     pub path: PathBuf,
     pub id: String,
     pub lease: Duration,
@@ -57,21 +67,48 @@ impl Store {
         }
     }
 
-    /// Loads the state and the journal's summary from `directory` and opens the journal for
-    /// appending. Take the lock (`ferry_state::lock::acquire`) first.
+    /// Loads the state and the journal's summary from the local `directory` and opens the
+    /// journal for appending. Take the lock first.
     pub fn open(directory: &StateDir) -> Result<Self, StoreError> {
         directory.create().map_err(|source| StoreError::Directory {
             path: directory.root.clone(),
             source,
         })?;
-        let state_path = directory.state_path();
-        let journal_path = directory.journal_path();
+        Self::open_backend(Arc::new(LocalBackend::new(directory.clone())))
+    }
+
+    /// Loads the state and the journal's summary from `backend` and opens its journal for
+    /// appending. Take the lock (`StateBackend::acquire_lock`) first, so that nobody writes
+    /// between this read and the apply's writes.
+    pub fn open_backend(backend: Arc<dyn StateBackend>) -> Result<Self, StoreError> {
         Ok(Self {
-            state: StateFile::load(&state_path)?,
-            state_path: Some(state_path),
-            resume: journal::read_summary(&journal_path)?,
-            journal: Some(Journal::open(&journal_path)?),
+            state: backend.load_state()?,
+            resume: JournalSummary::from_records(&backend.read_journal()?),
+            journal: Some(backend.open_journal()?),
+            backend: Some(backend),
+            state_path: None,
             lock: None,
         })
+    }
+
+    /// Saves `state` where this store keeps it (nowhere for an in-memory store).
+    pub fn save_state(&self, state: &StateFile) -> Result<(), StateError> {
+        match (&self.backend, &self.state_path) {
+            (Some(backend), _) => backend.save_state(state),
+            (None, Some(path)) => state.save(path),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Renews the lock this store holds, if any.
+    pub fn renew_lock(&self) -> Result<(), LockError> {
+        match (&self.lock, &self.backend) {
+            (None, _) => Ok(()),
+            (Some(lock), Some(backend)) => backend.renew_lock(&lock.id, lock.lease),
+            (Some(lock), None) => {
+                ferry_state::lock::renew(&lock.path, &lock.id, lock.lease, SystemTime::now())
+                    .map(|_| ())
+            }
+        }
     }
 }

@@ -80,6 +80,23 @@ pub enum JournalError {
         line: usize,
         source: serde_json::Error,
     },
+    /// The shared copy of the journal (a blob) did not answer or refused.
+    #[error(
+        "cannot {doing} journal {place}: {reason}; no step is started without its journal record"
+    )]
+    Remote {
+        place: String,
+        doing: &'static str,
+        reason: String,
+    },
+}
+
+/// A second place every journal record goes to after the local file: the shared state's copy,
+/// from which another operator's machine can resume.
+pub trait JournalMirror: Send + Sync + std::fmt::Debug {
+    /// Appends one record, given whole and as its line (with the final newline); returns only
+    /// once the record is durable there.
+    fn append(&self, record: &JournalRecord, line: &str) -> Result<(), JournalError>;
 }
 
 /// An open journal, appended to by one apply. Appends may come from several steps at once.
@@ -87,6 +104,7 @@ pub enum JournalError {
 pub struct Journal {
     path: PathBuf,
     file: Mutex<File>,
+    mirror: Option<std::sync::Arc<dyn JournalMirror>>,
 }
 
 impl Journal {
@@ -103,7 +121,15 @@ impl Journal {
         Ok(Self {
             path: path.to_owned(),
             file: Mutex::new(file),
+            mirror: None,
         })
+    }
+
+    /// Also appends every record to `mirror`, after the local file: a step proceeds only once
+    /// both hold its record.
+    pub fn with_mirror(mut self, mirror: std::sync::Arc<dyn JournalMirror>) -> Self {
+        self.mirror = Some(mirror);
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -126,7 +152,12 @@ impl Journal {
             .map_err(|source| JournalError::Write {
                 path: self.path.clone(),
                 source,
-            })
+            })?;
+        // The file lock is still held, so the mirror sees records in the file's order.
+        match &self.mirror {
+            Some(mirror) => mirror.append(record, &line),
+            None => Ok(()),
+        }
     }
 }
 
@@ -144,6 +175,14 @@ pub fn read_records(path: &Path) -> Result<Vec<JournalRecord>, JournalError> {
             });
         }
     };
+    parse_records(&text, path)
+}
+
+/// Parses journal text (JSON lines); `place` names where it came from in errors.
+///
+/// A torn last line (the process died while writing it) is ignored: its step had not proceeded.
+pub fn parse_records(text: &str, place: &Path) -> Result<Vec<JournalRecord>, JournalError> {
+    let path = place;
     let lines: Vec<&str> = text.lines().collect();
     let mut records = Vec::with_capacity(lines.len());
     for (index, line) in lines.iter().enumerate() {

@@ -7,16 +7,24 @@
 //!   which an interrupted apply is resumed ([`journal`]);
 //! - `lock.json`: a lease that stops two operators applying at once ([`lock`]).
 //!
+//! [`StateBackend`] is the interface the engine and the CLI use, so that this local folder
+//! ([`LocalBackend`]) and a shared store (Azure Blob Storage, in `ferry-state-blob`) work the
+//! same way.
+//!
 //! Nothing here reads a clock behind the caller's back: functions that care about time take
 //! `now`, which keeps the tests free of sleeps.
 
 mod atomic;
+pub mod backend;
 pub mod journal;
 pub mod lock;
 mod paths;
 mod state;
 
-pub use journal::{Journal, JournalError, JournalRecord, JournalSummary, StepPhase, StepResult};
+pub use backend::{LocalBackend, StateBackend, acquire_waiting};
+pub use journal::{
+    Journal, JournalError, JournalMirror, JournalRecord, JournalSummary, StepPhase, StepResult,
+};
 pub use lock::{LockError, LockInfo, LockRequest};
 pub use paths::StateDir;
 pub use state::{InstanceRecord, STATE_FORMAT_VERSION, StateError, StateFile};

@@ -71,6 +71,8 @@ pub fn this_host() -> String {
 }
 
 /// Why the lock could not be taken, renewed or released.
+///
+/// `path` is where the lock is: a lock file, or for a shared state the lock blob's URL.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
@@ -105,6 +107,13 @@ pub enum LockError {
     NotLocked { path: PathBuf },
     #[error("lock file {path} is not a ferry lock ({reason}): if no apply is running, delete it")]
     Corrupt { path: PathBuf, reason: String },
+    /// A remote lock (a blob lease) did not answer or refused.
+    #[error("cannot {doing} the lock {place}: {reason}")]
+    Remote {
+        place: String,
+        doing: &'static str,
+        reason: String,
+    },
     #[error("cannot {doing} lock file {path}: {source}")]
     Io {
         path: PathBuf,

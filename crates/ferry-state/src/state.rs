@@ -57,6 +57,19 @@ pub enum StateError {
     Version { path: PathBuf, found: String },
     #[error("cannot save state file {path}: {source}; the previous state is left as it was")]
     Write { path: PathBuf, source: io::Error },
+    /// A shared state was written by someone else since this process read it: saving would
+    /// silently overwrite their change, so nothing was written.
+    #[error(
+        "state {place} was changed by someone else since this ferry read it: nothing was overwritten; make sure no other apply runs without the lock, then run the command again to start from the new state"
+    )]
+    Conflict { place: String },
+    /// A remote state store did not answer or refused.
+    #[error("cannot {doing} state {place}: {reason}")]
+    Remote {
+        place: String,
+        doing: &'static str,
+        reason: String,
+    },
 }
 
 impl StateFile {
@@ -72,25 +85,35 @@ impl StateFile {
                 });
             }
         };
+        Self::from_json(&text, path)
+    }
+
+    /// Reads a state from its JSON text; `place` names where it came from in errors.
+    pub fn from_json(text: &str, place: &Path) -> Result<Self, StateError> {
         let state: StateFile =
-            serde_json::from_str(&text).map_err(|source| StateError::Corrupt {
-                path: path.to_owned(),
+            serde_json::from_str(text).map_err(|source| StateError::Corrupt {
+                path: place.to_owned(),
                 source,
             })?;
         if state.format_version != STATE_FORMAT_VERSION {
             return Err(StateError::Version {
-                path: path.to_owned(),
+                path: place.to_owned(),
                 found: state.format_version,
             });
         }
         Ok(state)
     }
 
-    /// Writes the state atomically: a crash leaves the old file or the new one, whole.
-    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+    /// The state as its file holds it: pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("state always serialises");
         text.push('\n');
-        write_atomically(path, text.as_bytes()).map_err(|source| StateError::Write {
+        text
+    }
+
+    /// Writes the state atomically: a crash leaves the old file or the new one, whole.
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        write_atomically(path, self.to_json().as_bytes()).map_err(|source| StateError::Write {
             path: path.to_owned(),
             source,
         })
