@@ -85,6 +85,9 @@ pub struct PlanningArgs {
     /// Allow deleting stateful resources whose spec says ensure = "absent" and allow_destroy.
     #[arg(long)]
     pub allow_destroy: bool,
+    /// Accept a plan that changes more than 30% of a DNS zone's managed records.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

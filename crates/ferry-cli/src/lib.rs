@@ -116,8 +116,10 @@ pub(crate) fn make_plan(
     rules: &RuleBook,
     planning: &PlanningArgs,
 ) -> Result<Plan> {
-    ferry_plan::plan(spec, snapshot, rules, &plan_config(planning))
-        .map_err(|errors| anyhow::anyhow!("{errors}"))
+    let plan = ferry_plan::plan(spec, snapshot, rules, &plan_config(planning))
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    ferry_providers::check_plan(&plan, snapshot, planning.force).map_err(anyhow::Error::msg)?;
+    Ok(plan)
 }
 
 fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {

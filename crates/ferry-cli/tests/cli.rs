@@ -798,3 +798,53 @@ fn watch_with_auto_apply_fails_over_on_its_own() {
     );
     assert_eq!(scratch.state()["active_generation"], 2);
 }
+
+#[test]
+fn a_plan_that_repoints_most_of_a_zone_needs_force() {
+    let scratch = Scratch::new();
+    let mut spec = String::from(
+        "[deployment]\nname = \"zone\"\nlocation = \"westeurope\"\n\n[zones.\"example.org\"]\nbackend = \"rfc2136\"\nserver = \"127.0.0.1:53\"\ntsig_key_name = \"ferry\"\ntsig_secret_env = \"TSIG\"\n\n",
+    );
+    let mut resources = serde_json::Map::new();
+    for index in 0..10 {
+        spec.push_str(&format!(
+            "[dns_record.r{index}]\nzone = \"example.org\"\nname = \"host{index}\"\ntype = \"A\"\nvalues = [\"192.0.2.{index}\"]\n\n"
+        ));
+        resources.insert(
+            format!("dns_record.r{index}"),
+            serde_json::json!({
+                "status": "present",
+                "health": {"state": "healthy"},
+                "attributes": {
+                    "zone": "example.org", "name": format!("host{index}"), "type": "A", "ttl": 300,
+                    "values": [if index < 4 { "198.51.100.1".to_owned() } else { format!("192.0.2.{index}") }],
+                    "managed": true,
+                },
+            }),
+        );
+    }
+    std::fs::write(scratch.path().join("zone.toml"), spec).unwrap();
+    let snapshot =
+        serde_json::json!({"format_version": "1", "active_generation": 1, "resources": resources});
+    std::fs::write(scratch.path().join("zone.json"), snapshot.to_string()).unwrap();
+    let refused = scratch.ferry(&["plan", "zone.toml", "--observed", "zone.json"]);
+    assert_eq!(refused.code, 1);
+    assert_eq!(
+        refused.stderr,
+        "error: the plan changes or deletes more than 30% of a zone's managed DNS records (zone `example.org`: 4 of 10 managed records (40%)): check the spec's values, then plan again with --force if the change is meant\n"
+    );
+    let forced = scratch.ferry(&[
+        "plan",
+        "zone.toml",
+        "--observed",
+        "zone.json",
+        "--force",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(forced.code, 2, "{}", forced.stderr);
+    assert!(
+        forced.stdout.contains("Plan: 4 to update (4 steps)."),
+        "{}",
+        forced.stdout
+    );
+}

@@ -34,3 +34,20 @@ mod tests {
         }
     }
 }
+
+/// Provider-level guards on a finished plan, beyond the planner's invariants: today, DNS's
+/// refusal of a plan that changes more than 30% of a zone's managed records (as octoDNS does)
+/// unless `force`. Returns what to tell the operator when the plan is refused.
+pub fn check_plan(
+    plan: &ferry_core::Plan,
+    observed: &ferry_core::Snapshot,
+    force: bool,
+) -> Result<(), String> {
+    let managed = ferry_dns::managed_records_per_zone(observed);
+    let config = ferry_dns::ChangeShareConfig {
+        force,
+        ..ferry_dns::ChangeShareConfig::default()
+    };
+    ferry_dns::check_change_share(&plan.steps, observed, &managed, &config)
+        .map_err(|refused| refused.to_string())
+}
