@@ -22,19 +22,6 @@ pub fn rule_book() -> RuleBook {
         .with(Box::new(ferry_hook::CheckRules))
 }
 
-#[cfg(test)]
-mod tests {
-    use ferry_core::Kind;
-
-    #[test]
-    fn every_kind_has_rules() {
-        let book = super::rule_book();
-        for kind in Kind::ALL {
-            assert_eq!(book.get(kind).map(|rules| rules.kind()), Some(kind));
-        }
-    }
-}
-
 /// Provider-level guards on a finished plan, beyond the planner's invariants: today, DNS's
 /// refusal of a plan that changes more than 30% of a zone's managed records (as octoDNS does)
 /// unless `force`. Returns what to tell the operator when the plan is refused.
@@ -50,4 +37,17 @@ pub fn check_plan(
     };
     ferry_dns::check_change_share(&plan.steps, observed, &managed, &config)
         .map_err(|refused| refused.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use ferry_core::Kind;
+
+    #[test]
+    fn every_kind_has_rules() {
+        let book = super::rule_book();
+        for kind in Kind::ALL {
+            assert_eq!(book.get(kind).map(|rules| rules.kind()), Some(kind));
+        }
+    }
 }
