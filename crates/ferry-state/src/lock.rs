@@ -176,7 +176,8 @@ pub fn staleness(lock: &LockInfo, now: SystemTime) -> Option<String> {
     None
 }
 
-fn new_lock_id(request: &LockRequest, now: SystemTime) -> String {
+/// A fresh lock id, unique per process and acquisition, for any backend.
+pub fn new_lock_id(request: &LockRequest, now: SystemTime) -> String {
     // Time, pid and a counter make the id unique without a random number generator: two
     // processes differ by pid, two acquisitions in one process by the counter.
     static COUNTER: AtomicU32 = AtomicU32::new(0);
