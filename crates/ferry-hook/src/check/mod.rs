@@ -116,7 +116,9 @@ pub fn settings(fields: &Attributes, spec_root: &Path) -> Result<CheckSettings, 
             ));
         }
         None => {
-            return Err("the check has no type: add type = \"http\", \"tls\" or \"dns\"".to_owned());
+            return Err(
+                "the check has no type: add type = \"http\", \"tls\" or \"dns\"".to_owned(),
+            );
         }
     };
     let unresolved = match &probe {
