@@ -4,21 +4,19 @@ use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ferry_apply::{ApplyConfig, ApplyControl, CancelLevel, HeldLock, StepStatus, Store, progress};
 use ferry_core::{Plan, Providers};
 use ferry_plan::render;
-use ferry_state::lock::{self, LockRequest};
+use ferry_state::lock::LockRequest;
+use ferry_state::{StateBackend, acquire_waiting};
 
 use crate::args::{ApplyArgs, SpecArgs, UnlockArgs};
 use crate::observe::{self, load_world, save_world, world_providers};
 use crate::output::Output;
 use crate::{load_spec, make_plan, read_saved_plan, write_file};
-
-/// How long a lock lasts without renewal: a crashed apply's lock goes stale after this.
-const LOCK_LEASE: Duration = Duration::from_secs(300);
 
 /// A saved plan is JSON; a spec is a folder or a `.toml` file.
 fn is_saved_plan(path: &Path) -> bool {
@@ -61,15 +59,13 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
             spec.deployment.name
         );
     }
-    let directory = observe::state_dir(&spec)?;
-    directory
-        .create()
-        .with_context(|| format!("cannot create {}", directory.root.display()))?;
-    let lock_path = directory.lock_path();
-    let held = lock::acquire(
-        &lock_path,
-        &LockRequest::for_this_process("apply", LOCK_LEASE),
-        SystemTime::now(),
+    let backend = observe::state_backend(&spec)?;
+    // Polling once a second is plenty for a lock held for minutes, and cheap for a blob.
+    let held = acquire_waiting(
+        &*backend,
+        &LockRequest::for_this_process("apply", backend.lease()),
+        args.lock_timeout,
+        Duration::from_secs(1),
     )?;
     let result = locked_apply(
         args,
@@ -78,9 +74,9 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
         &spec,
         &rules,
         saved.as_ref(),
-        &held,
+        (&backend, &held),
     );
-    if let Err(error) = lock::release(&lock_path, &held.id) {
+    if let Err(error) = backend.release_lock(&held.id) {
         output.error(&format!("{error}"));
     }
     result
@@ -94,15 +90,15 @@ fn locked_apply(
     spec: &ferry_spec::Spec,
     rules: &ferry_core::RuleBook,
     saved: Option<&ferry_plan::SavedPlan>,
-    held: &ferry_state::lock::LockInfo,
+    (backend, held): (&Arc<dyn StateBackend>, &ferry_state::lock::LockInfo),
 ) -> Result<ExitCode> {
-    let directory = observe::state_dir(spec)?;
-    let mut store = Store::open(&directory)?;
-    // The engine renews the lease while steps run, and stops starting steps if it is lost.
+    let mut store = Store::open_backend(backend.clone())?;
+    // The engine renews the lease while steps run (a blob's lease is also renewed in the
+    // background from the moment it was taken), and stops starting steps if it is lost.
     store.lock = Some(HeldLock {
-        path: directory.lock_path(),
+        path: backend.lock_place(),
         id: held.id.clone(),
-        lease: LOCK_LEASE,
+        lease: backend.lease(),
     });
     let world = args
         .source
@@ -172,8 +168,7 @@ fn locked_apply(
             .unwrap_or(store.state.active_generation.max(1));
         store.state.active_generation = generation;
         store
-            .state
-            .save(&directory.state_path())
+            .save_state(&store.state)
             .context("the apply succeeded but its state could not be saved")?;
     }
     if let Some(path) = &args.timeline {
@@ -294,8 +289,7 @@ pub fn force_unlock(args: &UnlockArgs, output: &Output) -> Result<ExitCode> {
         &rules,
         output,
     )?;
-    let directory = observe::state_dir(&spec)?;
-    let broken = lock::force_unlock(&directory.lock_path(), &args.id)?;
+    let broken = observe::state_backend(&spec)?.force_unlock(&args.id)?;
     output.stderr(&format!(
         "Unlocked: the lock of {} (pid {} on {}, `{}` since {}) is broken.\n",
         broken.holder, broken.pid, broken.host, broken.operation, broken.started_at

@@ -3,31 +3,84 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ferry_core::Secret;
 use ferry_core::observation::SNAPSHOT_FORMAT_VERSION;
 use ferry_core::{Kind, Providers, RuleBook, Snapshot};
 use ferry_observe::ObserveConfig;
 use ferry_spec::{Spec, StateConfig};
-use ferry_state::{StateDir, StateFile};
+use ferry_state::{LocalBackend, StateBackend, StateDir, StateFile};
+use ferry_state_blob::{BlobAuth, BlobBackend, BlobStateConfig};
 use ferry_testkit::{Behaviour, MemoryProvider, World};
 
 use crate::args::SourceArgs;
 
-/// The folder that holds a spec's local state.
-pub fn state_dir(spec: &Spec) -> Result<StateDir> {
+/// How long a blob lock lasts without renewal: Azure's longest finite lease, renewed in the
+/// background every third of it; a crashed apply's lock is free again after this.
+const BLOB_LEASE: Duration = Duration::from_secs(60);
+
+/// Where the spec's state, journal and lock are: the local folder or an Azure blob, both
+/// behind the same interface so that apply, plan and force-unlock need not care.
+pub fn state_backend(spec: &Spec) -> Result<Arc<dyn StateBackend>> {
     match &spec.state {
-        StateConfig::Local { path } => Ok(StateDir::new(path.clone())),
-        StateConfig::AzureBlob { .. } => bail!(
-            "the azure_blob state backend is not available in this version: use backend = \"local\" in [state]"
-        ),
+        StateConfig::Local { path } => Ok(Arc::new(LocalBackend::new(StateDir::new(path.clone())))),
+        StateConfig::AzureBlob {
+            account,
+            container,
+            blob,
+            endpoint,
+            sas_url_env,
+            ca_file,
+        } => {
+            let (container_url, auth) = match sas_url_env {
+                Some(variable) => {
+                    let sas_url = std::env::var(variable)
+                        .ok()
+                        .filter(|value| !value.is_empty());
+                    let Some(sas_url) = sas_url else {
+                        bail!(
+                            "[state] sas_url_env names {variable}, which is not set: export the container's SAS URL in {variable}, or remove sas_url_env to sign in with Entra ID"
+                        );
+                    };
+                    let (url, signature) = BlobStateConfig::split_sas_url(&Secret::new(sas_url))?;
+                    (url, BlobAuth::Sas(signature))
+                }
+                None => {
+                    let url = match endpoint {
+                        Some(endpoint) => {
+                            let text = format!("{}/{container}", endpoint.trim_end_matches('/'));
+                            url::Url::parse(&text).with_context(|| {
+                                format!("[state] endpoint {endpoint} is not a URL: write it like https://ACCOUNT.blob.core.windows.net")
+                            })?
+                        }
+                        None => BlobStateConfig::public_container_url(account, container)?,
+                    };
+                    (
+                        url,
+                        BlobAuth::Credential(ferry_arm::CredentialChoice::Chain),
+                    )
+                }
+            };
+            let config = BlobStateConfig {
+                container_url,
+                blob: blob.clone(),
+                auth,
+                ca_file: ca_file.clone(),
+                // The operator's own copy of every journal record this machine writes.
+                local_journal: StateDir::for_spec_dir(&spec.root).journal_path(),
+                lease: BLOB_LEASE,
+                request_timeout: Duration::from_secs(30),
+            };
+            Ok(Arc::new(BlobBackend::new(config)?))
+        }
     }
 }
 
-/// The state as it is on disk now (empty before the first apply).
+/// The state as it is saved now (empty before the first apply).
 pub fn read_state(spec: &Spec) -> Result<StateFile> {
-    let directory = state_dir(spec)?;
-    StateFile::load(&directory.state_path()).map_err(Into::into)
+    state_backend(spec)?.load_state().map_err(Into::into)
 }
 
 /// Reads a snapshot written by `ferry observe`.

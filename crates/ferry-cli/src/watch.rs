@@ -115,6 +115,8 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
                 source: args.source.clone(),
                 planning: PlanningArgs::default(),
                 auto_approve: true,
+                // Someone already applying is handling it: do not queue behind them.
+                lock_timeout: std::time::Duration::ZERO,
                 parallelism: 10,
                 timeline: None,
             };

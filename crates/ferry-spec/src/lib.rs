@@ -89,6 +89,14 @@ pub enum StateConfig {
         account: String,
         container: String,
         blob: String,
+        /// The account's blob endpoint (Azurite, sovereign clouds); `None` for Azure's public
+        /// `https://ACCOUNT.blob.core.windows.net`.
+        endpoint: Option<String>,
+        /// The environment variable that holds a container SAS URL; without it, an Entra ID
+        /// token from the same credential chain as ARM. The SAS itself is never in a spec.
+        sas_url_env: Option<String>,
+        /// Extra CA certificates to trust (PEM), resolved against the spec's folder.
+        ca_file: Option<PathBuf>,
     },
 }
 

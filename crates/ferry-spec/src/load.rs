@@ -82,6 +82,24 @@ const STATE_AZURE_BLOB: &[FieldSchema] = &[
     text("account", true, None, "the storage account"),
     text("container", true, None, "the blob container"),
     text("blob", true, None, "the blob that holds the state"),
+    text(
+        "endpoint",
+        false,
+        None,
+        "the container's account endpoint, for Azurite or a sovereign cloud (default https://ACCOUNT.blob.core.windows.net)",
+    ),
+    text(
+        "sas_url_env",
+        false,
+        None,
+        "an environment variable holding a container SAS URL, used instead of an Entra ID token",
+    ),
+    text(
+        "ca_file",
+        false,
+        None,
+        "a PEM file of extra CA certificates to trust, relative to the spec's folder",
+    ),
 ];
 
 const ZONE_AZURE: &[FieldSchema] = &[
@@ -1135,10 +1153,19 @@ impl<'a> Loader<'a> {
                 .to_owned()
         };
         if backend == "azure_blob" {
+            let optional = |key: &str| {
+                read.values
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
             StateConfig::AzureBlob {
                 account: text("account"),
                 container: text("container"),
                 blob: text("blob"),
+                endpoint: optional("endpoint"),
+                sas_url_env: optional("sas_url_env"),
+                ca_file: optional("ca_file").map(|path| root.join(path)),
             }
         } else {
             local(

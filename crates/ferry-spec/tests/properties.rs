@@ -61,6 +61,9 @@ fn print(spec: &Spec) -> String {
         account,
         container,
         blob,
+        endpoint,
+        sas_url_env,
+        ca_file,
     } = &spec.state
     {
         let mut state = toml::Table::new();
@@ -68,6 +71,16 @@ fn print(spec: &Spec) -> String {
         state.insert("account".into(), account.clone().into());
         state.insert("container".into(), container.clone().into());
         state.insert("blob".into(), blob.clone().into());
+        if let Some(endpoint) = endpoint {
+            state.insert("endpoint".into(), endpoint.clone().into());
+        }
+        if let Some(variable) = sas_url_env {
+            state.insert("sas_url_env".into(), variable.clone().into());
+        }
+        if let Some(path) = ca_file {
+            // Absolute once loaded, and an absolute path joined to the spec's folder stays so.
+            state.insert("ca_file".into(), path.display().to_string().into());
+        }
         root.insert("state".into(), state.into());
     }
     let variables: toml::Table = spec
