@@ -4,6 +4,10 @@
 //! its API server does not answer, which is exactly the data100 outage. Clusters cannot move
 //! between resource groups, so a failover always builds a new one.
 
+mod provider;
+
+pub use provider::{AksClusterProvider, AksError};
+
 use ferry_core::naming::{self, check_field};
 use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange};
 use ferry_core::{

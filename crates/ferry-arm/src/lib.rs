@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod credential;
+pub mod deployment;
 pub mod error;
 pub mod id;
 pub mod models;
@@ -23,6 +24,7 @@ pub use client::{
     PollSettings, RetrySettings, WriteOptions,
 };
 pub use credential::{ChainedCredential, CredentialChoice, StaticTokenCredential};
+pub use deployment::{AzureDeployment, AzureSettings, LocateError, StepOperations};
 pub use error::{ArmError, ArmErrorDetail, ArmErrorResponse, ArmServiceError, CredentialAttempt};
 pub use id::{ResourceId, ResourceIdError};
 pub use operation::{PendingOperation, PollStyle, Started};

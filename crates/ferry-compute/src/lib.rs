@@ -5,6 +5,13 @@
 //! The VM is also the fence: deallocating it, confirmed by ARM, is what guarantees that the old
 //! host can no longer write to disks that are moving away.
 
+mod provider;
+
+pub use provider::{
+    ComputeError, DEFAULT_DEVICE_FOLDER, PublicIpProvider, ResourceGroupProvider, VmProvider,
+    VnetProvider, observed_group,
+};
+
 use ferry_core::naming::{self, check_choice, check_field};
 use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange};
 use ferry_core::{

@@ -5,6 +5,10 @@
 //! order, so that the disk is attached to at most one VM at every instant without relying on
 //! ARM to refuse a second attachment.
 
+mod provider;
+
+pub use provider::{DiskError, DiskProvider};
+
 use ferry_core::naming::{self, check_choice, check_field};
 use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, OnChange, schema_class};
 use ferry_core::{

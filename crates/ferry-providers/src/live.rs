@@ -40,6 +40,37 @@ pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
         .with(Arc::new(dns))
         .with(Arc::new(ferry_hook::HookProvider::new(spec.root.clone())))
         .with(Arc::new(ferry_hook::CheckProvider::new(spec.root.clone())));
+    // Azure: resource groups, networks, public IPs, VMs, disks and AKS clusters share one
+    // ARM client, configured from the environment (FERRY_ARM_*, the Azure credential chain)
+    // and the spec's subscription; AKS kubeconfigs go to the state folder.
+    let state_folder = match &spec.state {
+        ferry_spec::StateConfig::Local { path } => path.clone(),
+        _ => spec.root.join(".ferry"),
+    };
+    let azure_setup = |error: ferry_arm::ArmError| SetupError {
+        provider: "azure",
+        message: error.to_string(),
+    };
+    let settings = ferry_arm::AzureSettings::from_environment(
+        spec.deployment.subscription.clone(),
+        state_folder,
+        &|name| std::env::var(name).ok(),
+    )
+    .map_err(azure_setup)?;
+    let azure = Arc::new(
+        ferry_arm::AzureDeployment::new(settings, spec.resources.values()).map_err(azure_setup)?,
+    );
+    let providers = providers
+        .with(Arc::new(ferry_compute::ResourceGroupProvider::new(
+            azure.clone(),
+        )))
+        .with(Arc::new(ferry_compute::VnetProvider::new(azure.clone())))
+        .with(Arc::new(ferry_compute::PublicIpProvider::new(
+            azure.clone(),
+        )))
+        .with(Arc::new(ferry_compute::VmProvider::new(azure.clone())))
+        .with(Arc::new(ferry_disk::DiskProvider::new(azure.clone())))
+        .with(Arc::new(ferry_aks::AksClusterProvider::new(azure)));
     // -- providers: end --
     let _ = (spec, Arc::<()>::new(()));
     Ok(providers)

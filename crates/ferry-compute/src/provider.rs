@@ -1,0 +1,860 @@
+//! The Azure providers of the compute kinds, on the ARM client: resource groups, virtual
+//! networks, public IP addresses and virtual machines with their network interface.
+//!
+//! Each read reports the spec's field names and value shapes (references as instance
+//! addresses) plus the kind's outputs, so that the planner compares like with like; each step
+//! returns the same attributes as its outputs. Every write goes through
+//! [`StepOperations`], which records a long-running operation as soon as ARM accepts it and
+//! polls a recorded one instead of sending its request again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ferry_arm::deployment::{
+    self, AzureDeployment, OutputsOf, generations_around, location_value, tags_from,
+};
+use ferry_arm::{ArmError, LocateError, ResourceId, StepOperations, api_version};
+use ferry_core::{
+    Action, ApplyContext, Attributes, Health, InstanceAddress, Kind, Observation, Provider,
+    ReadContext, Step, StepError, StepOutcome, Value,
+};
+use serde_json::json;
+
+/// Where an Azure Linux VM shows its data disks when nothing else is known.
+pub const DEFAULT_DEVICE_FOLDER: &str = "/dev/disk/azure/scsi1";
+const DEFAULT_IMAGE: &str = "Canonical:ubuntu-24_04-lts:server:latest";
+
+/// Why a compute step was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ComputeError {
+    #[error("{0}")]
+    Arm(Box<ArmError>),
+    #[error("{0}")]
+    Locate(#[from] LocateError),
+    #[error(
+        "{instance}: resource group {group} still holds managed disks ({}): ferry never deletes a group with data in it; move the disks out (a failover moves them) or delete them explicitly with allow_destroy, then apply again",
+        disks.join(", ")
+    )]
+    GroupHoldsDisks {
+        instance: InstanceAddress,
+        group: String,
+        disks: Vec<String>,
+    },
+    #[error(
+        "{instance}: replacing a resource group would delete everything in it: keep its name and location, or plan a failover, which builds a new group beside it"
+    )]
+    GroupReplacement { instance: InstanceAddress },
+    #[error("{instance}: {message}")]
+    Step {
+        instance: InstanceAddress,
+        message: String,
+    },
+    #[error(
+        "{instance}: ARM did not show the VM deallocated after the deallocation (power state {state}); check it in the portal, then apply again"
+    )]
+    NotFenced {
+        instance: InstanceAddress,
+        state: String,
+    },
+}
+
+impl From<ArmError> for ComputeError {
+    fn from(error: ArmError) -> Self {
+        Self::Arm(Box::new(error))
+    }
+}
+
+impl From<ComputeError> for StepError {
+    fn from(error: ComputeError) -> Self {
+        match &error {
+            ComputeError::Arm(arm) if arm.is_transient() => {
+                StepError::transient(error.to_string(), arm.retry_after())
+            }
+            _ => StepError::permanent(error.to_string()),
+        }
+    }
+}
+
+fn step_error(instance: &InstanceAddress, message: impl Into<String>) -> ComputeError {
+    ComputeError::Step {
+        instance: instance.clone(),
+        message: message.into(),
+    }
+}
+
+/// GET by id: `None` for 404.
+async fn get(azure: &AzureDeployment, id: &ResourceId) -> Result<Option<Value>, ArmError> {
+    Ok(azure
+        .client()
+        .read::<Value>(id)
+        .await?
+        .map(|fetched| fetched.value))
+}
+
+fn text(value: &Value, pointer: &str) -> Option<String> {
+    deployment::text_at(value, pointer)
+}
+
+fn tags_of(body: &Value) -> Value {
+    deployment::tags_of_body(body)
+}
+
+/// The common attributes of a tracked resource in a group: `name`, `resource_group` (as the
+/// instance address of the group, when ferry knows it), `location`, `tags` and `id`.
+fn common_attributes(
+    azure: &AzureDeployment,
+    body: &Value,
+    id: &ResourceId,
+    fields: &Attributes,
+    outputs: OutputsOf<'_>,
+) -> Attributes {
+    let mut attributes = Attributes::new();
+    attributes.insert("id".into(), json!(id.as_str()));
+    attributes.insert(
+        "name".into(),
+        json!(text(body, "/name").unwrap_or_else(|| id.name().to_owned())),
+    );
+    if let Some(group) = id.resource_group_name()
+        && id.namespace().is_some()
+    {
+        attributes.insert(
+            "resource_group".into(),
+            observed_group(azure, group, fields.get("resource_group"), outputs),
+        );
+    }
+    attributes.insert(
+        "location".into(),
+        location_value(
+            body.get("location").and_then(Value::as_str),
+            fields.get("location"),
+        ),
+    );
+    attributes.insert("tags".into(), tags_of(body));
+    attributes
+}
+
+/// A group's Azure name as the spec writes it (see [`AzureDeployment::group_reference`]).
+pub fn observed_group(
+    azure: &AzureDeployment,
+    group_name: &str,
+    desired: Option<&Value>,
+    outputs: OutputsOf<'_>,
+) -> Value {
+    azure.group_reference(group_name, desired, outputs)
+}
+
+/// The id of the instance being read: what the state remembers, else where the spec puts it.
+fn read_id(
+    azure: &AzureDeployment,
+    instance: &InstanceAddress,
+    fields: &Attributes,
+    outputs: OutputsOf<'_>,
+) -> Result<ResourceId, LocateError> {
+    azure.read_id(instance, fields, outputs)
+}
+
+/// Where the spec (resolved for this instance) puts it.
+fn desired_id(
+    azure: &AzureDeployment,
+    instance: &InstanceAddress,
+    fields: &Attributes,
+    outputs: OutputsOf<'_>,
+) -> Result<ResourceId, LocateError> {
+    azure.desired_id(instance, fields, outputs)
+}
+
+/// The id of another instance a step refers to (`vnet = "vnet.main@g2"`).
+fn referenced_id(
+    azure: &AzureDeployment,
+    reference: Option<&Value>,
+    outputs: OutputsOf<'_>,
+) -> Result<Option<ResourceId>, LocateError> {
+    let Some(instance) = reference
+        .and_then(Value::as_str)
+        .and_then(|text| text.parse::<InstanceAddress>().ok())
+    else {
+        return Ok(None);
+    };
+    azure.id_of(&instance, outputs).map(Some)
+}
+
+fn already_replaced(step: &Step, observed: &Attributes) -> bool {
+    deployment::already_replaced(step, observed)
+}
+
+/// The shared shape of the four providers: a kind, the deployment, and a read function.
+macro_rules! azure_provider {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            azure: Arc<AzureDeployment>,
+        }
+
+        impl $name {
+            pub fn new(azure: Arc<AzureDeployment>) -> Self {
+                Self { azure }
+            }
+        }
+    };
+}
+
+azure_provider!(
+    /// `resource_group`: `Microsoft.Resources/resourceGroups`.
+    ResourceGroupProvider
+);
+azure_provider!(
+    /// `vnet`: `Microsoft.Network/virtualNetworks` with its subnets.
+    VnetProvider
+);
+azure_provider!(
+    /// `public_ip`: `Microsoft.Network/publicIPAddresses`.
+    PublicIpProvider
+);
+azure_provider!(
+    /// `vm`: `Microsoft.Compute/virtualMachines` with its network interface `{name}-nic`.
+    VmProvider
+);
+
+/// Reads one instance's attributes, or `None` when ARM says it does not exist.
+async fn read_attributes(
+    azure: &AzureDeployment,
+    instance: &InstanceAddress,
+    fields: &Attributes,
+    outputs: OutputsOf<'_>,
+) -> Result<Option<(Attributes, Health)>, ComputeError> {
+    let id = read_id(azure, instance, fields, outputs)?;
+    let Some(body) = get(azure, &id).await? else {
+        // The remembered id may be stale (a renamed resource): try where the spec puts it.
+        let wanted = desired_id(azure, instance, fields, outputs)?;
+        if wanted == id {
+            return Ok(None);
+        }
+        return match get(azure, &wanted).await? {
+            Some(body) => describe(azure, instance, &wanted, &body, fields, outputs)
+                .await
+                .map(Some),
+            None => Ok(None),
+        };
+    };
+    describe(azure, instance, &id, &body, fields, outputs)
+        .await
+        .map(Some)
+}
+
+async fn describe(
+    azure: &AzureDeployment,
+    instance: &InstanceAddress,
+    id: &ResourceId,
+    body: &Value,
+    fields: &Attributes,
+    outputs: OutputsOf<'_>,
+) -> Result<(Attributes, Health), ComputeError> {
+    let mut attributes = common_attributes(azure, body, id, fields, outputs);
+    let provisioning = text(body, "/properties/provisioningState");
+    let mut health = match provisioning.as_deref() {
+        Some(state) if state.eq_ignore_ascii_case("failed") => Health::Unhealthy {
+            reason: "ARM reports provisioningState Failed".to_owned(),
+        },
+        _ => Health::Healthy,
+    };
+    match instance.kind() {
+        Kind::ResourceGroup => {}
+        Kind::Vnet => {
+            let prefixes = body
+                .pointer("/properties/addressSpace/addressPrefixes")
+                .cloned()
+                .unwrap_or_else(|| json!([]));
+            attributes.insert("address_space".into(), prefixes);
+            let mut subnets = serde_json::Map::new();
+            let mut subnet_ids = serde_json::Map::new();
+            for subnet in body
+                .pointer("/properties/subnets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(name) = text(subnet, "/name") else {
+                    continue;
+                };
+                let prefix = text(subnet, "/properties/addressPrefix")
+                    .or_else(|| text(subnet, "/properties/addressPrefixes/0"));
+                subnets.insert(name.clone(), json!(prefix));
+                subnet_ids.insert(
+                    name.clone(),
+                    json!(text(subnet, "/id").unwrap_or_else(|| format!("{id}/subnets/{name}"))),
+                );
+            }
+            attributes.insert("subnets".into(), Value::Object(subnets));
+            attributes.insert("subnet_ids".into(), Value::Object(subnet_ids));
+        }
+        Kind::PublicIp => {
+            attributes.insert("sku".into(), json!(text(body, "/sku/name")));
+            attributes.insert(
+                "allocation".into(),
+                json!(text(body, "/properties/publicIPAllocationMethod")),
+            );
+            attributes.insert("address".into(), json!(text(body, "/properties/ipAddress")));
+        }
+        Kind::Vm => {
+            describe_vm(azure, id, body, fields, outputs, &mut attributes).await?;
+            if let Some(state) = attributes.get("power_state").and_then(Value::as_str)
+                && state != "running"
+                && health.is_healthy()
+            {
+                // A deallocated VM is where a fence leaves it: present, not serving.
+                health = Health::Unhealthy {
+                    reason: format!("the VM is {state}"),
+                };
+            }
+        }
+        _ => {}
+    }
+    Ok((attributes, health))
+}
+
+async fn describe_vm(
+    azure: &AzureDeployment,
+    id: &ResourceId,
+    body: &Value,
+    fields: &Attributes,
+    outputs: OutputsOf<'_>,
+    attributes: &mut Attributes,
+) -> Result<(), ComputeError> {
+    let generations = generations_around(fields.get("vnet"));
+    attributes.insert(
+        "size".into(),
+        json!(text(body, "/properties/hardwareProfile/vmSize")),
+    );
+    if let Some(image) = body.pointer("/properties/storageProfile/imageReference") {
+        let part = |name: &str| image.get(name).and_then(Value::as_str).unwrap_or_default();
+        attributes.insert(
+            "image".into(),
+            json!(format!(
+                "{}:{}:{}:{}",
+                part("publisher"),
+                part("offer"),
+                part("sku"),
+                part("version")
+            )),
+        );
+    }
+    if let Some(user) = text(body, "/properties/osProfile/adminUsername") {
+        attributes.insert("admin_username".into(), json!(user));
+    }
+    if let Some(key) = text(
+        body,
+        "/properties/osProfile/linuxConfiguration/ssh/publicKeys/0/keyData",
+    ) {
+        attributes.insert("ssh_public_key".into(), json!(key));
+    }
+    let name = attributes
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let device_folder = fields
+        .get("device_folder")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| {
+            azure
+                .device_folder(&name)
+                .map(|folder| folder.display().to_string())
+        })
+        .unwrap_or_else(|| DEFAULT_DEVICE_FOLDER.to_owned());
+    attributes.insert("device_folder".into(), json!(device_folder));
+    let view = azure.client().virtual_machine_instance_view(id).await?;
+    attributes.insert(
+        "power_state".into(),
+        json!(view.power_state().unwrap_or("unknown")),
+    );
+    let nic_id = text(body, "/properties/networkProfile/networkInterfaces/0/id")
+        .and_then(|text| ResourceId::parse(&text).ok());
+    let Some(nic_id) = nic_id else {
+        return Ok(());
+    };
+    let Some(nic) = get(azure, &nic_id).await? else {
+        return Ok(());
+    };
+    let configuration = nic
+        .pointer("/properties/ipConfigurations/0/properties")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if let Some(address) = text(&configuration, "/privateIPAddress") {
+        attributes.insert("private_ip".into(), json!(address));
+    }
+    if let Some(subnet) =
+        text(&configuration, "/subnet/id").and_then(|text| ResourceId::parse(&text).ok())
+    {
+        attributes.insert("subnet".into(), json!(subnet.name()));
+        let vnet_text = subnet.as_str().rsplitn(3, '/').nth(2).unwrap_or_default();
+        if let Ok(vnet) = ResourceId::parse(vnet_text) {
+            let reference = azure
+                .instance_with_id(Kind::Vnet, &vnet, generations.clone(), outputs)
+                .map(|instance| instance.to_string())
+                .unwrap_or_else(|| vnet.as_str().to_owned());
+            attributes.insert("vnet".into(), json!(reference));
+        }
+    }
+    if let Some(public) =
+        text(&configuration, "/publicIPAddress/id").and_then(|text| ResourceId::parse(&text).ok())
+    {
+        let reference = azure
+            .instance_with_id(Kind::PublicIp, &public, generations, outputs)
+            .map(|instance| instance.to_string())
+            .unwrap_or_else(|| public.as_str().to_owned());
+        attributes.insert("public_ip".into(), json!(reference));
+        if let Some(address) = get(azure, &public)
+            .await?
+            .and_then(|body| text(&body, "/properties/ipAddress"))
+        {
+            attributes.insert("public_address".into(), json!(address));
+        }
+    }
+    Ok(())
+}
+
+async fn read_observation(azure: &AzureDeployment, context: &ReadContext<'_>) -> Observation {
+    match read_attributes(azure, context.instance, context.fields, context.outputs).await {
+        Ok(Some((attributes, health))) => Observation::Present { attributes, health },
+        Ok(None) => Observation::Absent,
+        Err(error) => Observation::Unknown {
+            reason: error.to_string(),
+        },
+    }
+}
+
+/// What every step ends with: the instance as ARM has it now, as its outputs.
+async fn outputs_now(
+    azure: &AzureDeployment,
+    instance: &InstanceAddress,
+    fields: &Attributes,
+    outputs: OutputsOf<'_>,
+) -> Result<StepOutcome, ComputeError> {
+    match read_attributes(azure, instance, fields, outputs).await? {
+        Some((attributes, _)) => Ok(StepOutcome {
+            outputs: attributes,
+        }),
+        None => Err(step_error(
+            instance,
+            "ARM does not show it after the step succeeded; plan again",
+        )),
+    }
+}
+
+fn location(fields: &Attributes) -> Value {
+    fields.get("location").cloned().unwrap_or(Value::Null)
+}
+
+fn with_tags(mut body: Value, fields: &Attributes) -> Value {
+    if let Some(tags) = tags_from(fields) {
+        body["tags"] = json!(tags);
+    }
+    body
+}
+
+/// The body of a resource PUT for one of the network kinds.
+fn network_body(kind: Kind, fields: &Attributes) -> Value {
+    let body = match kind {
+        Kind::ResourceGroup => json!({"location": location(fields)}),
+        Kind::Vnet => {
+            let subnets: Vec<Value> = fields
+                .get("subnets")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(
+                    |(name, prefix)| json!({"name": name, "properties": {"addressPrefix": prefix}}),
+                )
+                .collect();
+            json!({
+                "location": location(fields),
+                "properties": {
+                    "addressSpace": {"addressPrefixes": fields.get("address_space").cloned().unwrap_or_else(|| json!([]))},
+                    "subnets": subnets,
+                }
+            })
+        }
+        _ => json!({
+            "location": location(fields),
+            "sku": {"name": fields.get("sku").and_then(Value::as_str).unwrap_or("Standard")},
+            "properties": {
+                "publicIPAllocationMethod": fields.get("allocation").and_then(Value::as_str).unwrap_or("Static"),
+                "publicIPAddressVersion": "IPv4",
+            }
+        }),
+    };
+    with_tags(body, fields)
+}
+
+/// Creates, updates or replaces a resource group, network or public IP: one PUT.
+async fn put_simple(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    step: &Step,
+    context: &ApplyContext<'_>,
+) -> Result<StepOutcome, ComputeError> {
+    let instance = &step.address;
+    let fields = context.inputs;
+    let id = desired_id(azure, instance, fields, context.outputs)?;
+    let existing = read_attributes(azure, instance, fields, context.outputs).await?;
+    if step.action == Action::Replace {
+        if instance.kind() == Kind::ResourceGroup {
+            return Err(ComputeError::GroupReplacement {
+                instance: instance.clone(),
+            });
+        }
+        let done = existing
+            .as_ref()
+            .is_some_and(|(attributes, _)| already_replaced(step, attributes));
+        if !done && let Some(old) = azure.remembered_id(instance, context.outputs)? {
+            operations.progress(format!("deleting {old} to replace it"));
+            operations.delete(&old).await?;
+        }
+    }
+    let creating_again = step.action == Action::Create
+        && existing.as_ref().is_some_and(|(attributes, _)| {
+            attributes.get("id").and_then(Value::as_str) == Some(id.as_str())
+        });
+    if !creating_again {
+        operations
+            .put::<_, Value>(&id, &network_body(instance.kind(), fields))
+            .await?;
+    }
+    outputs_now(azure, instance, fields, context.outputs).await
+}
+
+/// Deletes one instance (a delete, a retirement, or the first half of a replacement).
+async fn delete_instance(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    instance: &InstanceAddress,
+    outputs: OutputsOf<'_>,
+) -> Result<StepOutcome, ComputeError> {
+    let id = azure.id_of(instance, outputs)?;
+    match instance.kind() {
+        Kind::ResourceGroup => {
+            let disks_path = format!("{id}/providers/Microsoft.Compute/disks");
+            let disks = match azure
+                .client()
+                .list::<Value>(&disks_path, api_version::DISKS)
+                .await
+            {
+                Ok(disks) => disks,
+                Err(error) if error.is_not_found() => return Ok(StepOutcome::default()),
+                Err(error) => return Err(error.into()),
+            };
+            if !disks.is_empty() {
+                return Err(ComputeError::GroupHoldsDisks {
+                    instance: instance.clone(),
+                    group: id.name().to_owned(),
+                    disks: disks
+                        .iter()
+                        .filter_map(|disk| text(disk, "/name"))
+                        .collect(),
+                });
+            }
+            operations.delete(&id).await?;
+        }
+        Kind::Vm => {
+            let nic = get(azure, &id)
+                .await?
+                .and_then(|body| text(&body, "/properties/networkProfile/networkInterfaces/0/id"));
+            operations.delete(&id).await?;
+            if let Some(nic) = nic.and_then(|text| ResourceId::parse(&text).ok()) {
+                operations.delete(&nic).await?;
+            }
+        }
+        _ => operations.delete(&id).await?,
+    }
+    Ok(StepOutcome::default())
+}
+
+#[async_trait]
+impl Provider for ResourceGroupProvider {
+    fn kind(&self) -> Kind {
+        Kind::ResourceGroup
+    }
+
+    async fn read(&self, context: ReadContext<'_>) -> Observation {
+        read_observation(&self.azure, &context).await
+    }
+
+    async fn apply(
+        &self,
+        step: &Step,
+        context: ApplyContext<'_>,
+    ) -> Result<StepOutcome, StepError> {
+        apply_simple(&self.azure, step, &context).await
+    }
+}
+
+#[async_trait]
+impl Provider for VnetProvider {
+    fn kind(&self) -> Kind {
+        Kind::Vnet
+    }
+
+    async fn read(&self, context: ReadContext<'_>) -> Observation {
+        read_observation(&self.azure, &context).await
+    }
+
+    async fn apply(
+        &self,
+        step: &Step,
+        context: ApplyContext<'_>,
+    ) -> Result<StepOutcome, StepError> {
+        apply_simple(&self.azure, step, &context).await
+    }
+}
+
+#[async_trait]
+impl Provider for PublicIpProvider {
+    fn kind(&self) -> Kind {
+        Kind::PublicIp
+    }
+
+    async fn read(&self, context: ReadContext<'_>) -> Observation {
+        read_observation(&self.azure, &context).await
+    }
+
+    async fn apply(
+        &self,
+        step: &Step,
+        context: ApplyContext<'_>,
+    ) -> Result<StepOutcome, StepError> {
+        apply_simple(&self.azure, step, &context).await
+    }
+}
+
+async fn apply_simple(
+    azure: &AzureDeployment,
+    step: &Step,
+    context: &ApplyContext<'_>,
+) -> Result<StepOutcome, StepError> {
+    let operations =
+        StepOperations::new(azure.client(), context.record_operation, context.progress);
+    operations
+        .resume(context.resume_operation)
+        .await
+        .map_err(ComputeError::from)?;
+    let result = match step.action {
+        Action::Create | Action::Update | Action::Replace => {
+            put_simple(azure, &operations, step, context).await
+        }
+        Action::Delete | Action::Retire => {
+            delete_instance(azure, &operations, &step.address, context.outputs).await
+        }
+        other => Err(step_error(
+            &step.address,
+            format!("{} has no `{other}` step", step.address.kind()),
+        )),
+    };
+    Ok(result?)
+}
+
+#[async_trait]
+impl Provider for VmProvider {
+    fn kind(&self) -> Kind {
+        Kind::Vm
+    }
+
+    async fn read(&self, context: ReadContext<'_>) -> Observation {
+        read_observation(&self.azure, &context).await
+    }
+
+    async fn apply(
+        &self,
+        step: &Step,
+        context: ApplyContext<'_>,
+    ) -> Result<StepOutcome, StepError> {
+        let azure = &*self.azure;
+        let operations =
+            StepOperations::new(azure.client(), context.record_operation, context.progress);
+        operations
+            .resume(context.resume_operation)
+            .await
+            .map_err(ComputeError::from)?;
+        let result = match step.action {
+            Action::Create | Action::Update | Action::Replace => {
+                put_vm(azure, &operations, step, &context).await
+            }
+            Action::Fence => fence_vm(azure, &operations, &step.address, context.outputs).await,
+            Action::Delete | Action::Retire => {
+                delete_instance(azure, &operations, &step.address, context.outputs).await
+            }
+            other => Err(step_error(
+                &step.address,
+                format!("vm has no `{other}` step"),
+            )),
+        };
+        Ok(result?)
+    }
+}
+
+/// Creates, updates or replaces a VM: its network interface first, then the VM. An update
+/// keeps the VM's data disks: it is a PATCH of what changed, never a PUT without them.
+async fn put_vm(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    step: &Step,
+    context: &ApplyContext<'_>,
+) -> Result<StepOutcome, ComputeError> {
+    let instance = &step.address;
+    let fields = context.inputs;
+    let outputs = context.outputs;
+    let id = desired_id(azure, instance, fields, outputs)?;
+    let existing = read_attributes(azure, instance, fields, outputs).await?;
+    let mut exists = existing.as_ref().is_some_and(|(attributes, _)| {
+        attributes.get("id").and_then(Value::as_str) == Some(id.as_str())
+    });
+    if step.action == Action::Replace {
+        let done = existing
+            .as_ref()
+            .is_some_and(|(attributes, _)| already_replaced(step, attributes));
+        if !done && let Some(old) = azure.remembered_id(instance, outputs)? {
+            operations.progress(format!("deleting {old} to replace it"));
+            delete_instance(azure, operations, instance, outputs).await?;
+            exists = false;
+        }
+    }
+    let vnet = referenced_id(azure, fields.get("vnet"), outputs)?
+        .ok_or_else(|| step_error(instance, "the step has no vnet: plan again"))?;
+    let subnet = fields
+        .get("subnet")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let public_ip = referenced_id(azure, fields.get("public_ip"), outputs)?;
+    let nic_id = ResourceId::provider_resource(
+        azure.subscription()?,
+        id.resource_group_name().unwrap_or_default(),
+        "Microsoft.Network",
+        "networkInterfaces",
+        &format!("{}-nic", id.name()),
+    );
+    let mut configuration = json!({
+        "subnet": {"id": format!("{vnet}/subnets/{subnet}")},
+        "privateIPAllocationMethod": "Dynamic",
+        "primary": true,
+    });
+    if let Some(public_ip) = &public_ip {
+        configuration["publicIPAddress"] = json!({"id": public_ip.as_str()});
+    }
+    let nic_body = with_tags(
+        json!({
+            "location": location(fields),
+            "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": configuration}]}
+        }),
+        fields,
+    );
+    let nic_needed = !exists
+        || existing
+            .as_ref()
+            .is_some_and(|(attributes, _)| attributes.get("public_ip") != fields.get("public_ip"));
+    if nic_needed {
+        operations.put::<_, Value>(&nic_id, &nic_body).await?;
+    }
+    let size = fields
+        .get("size")
+        .and_then(Value::as_str)
+        .ok_or_else(|| step_error(instance, "the step has no size: plan again"))?;
+    if exists {
+        if step.action != Action::Create {
+            let mut patch = json!({"properties": {"hardwareProfile": {"vmSize": size}}});
+            if let Some(tags) = tags_from(fields) {
+                patch["tags"] = json!(tags);
+            }
+            operations.patch::<_, Value>(&id, &patch).await?;
+        }
+    } else {
+        let image = fields
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or(DEFAULT_IMAGE);
+        let parts: Vec<&str> = image.split(':').collect();
+        let [publisher, offer, sku, version] = parts[..] else {
+            return Err(step_error(
+                instance,
+                format!("image `{image}` is not publisher:offer:sku:version"),
+            ));
+        };
+        let user = fields
+            .get("admin_username")
+            .and_then(Value::as_str)
+            .unwrap_or("azureuser");
+        let key = fields
+            .get("ssh_public_key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| step_error(instance, "the step has no ssh_public_key: plan again"))?;
+        let body = with_tags(
+            json!({
+                "location": location(fields),
+                "properties": {
+                    "hardwareProfile": {"vmSize": size},
+                    "storageProfile": {
+                        "imageReference": {"publisher": publisher, "offer": offer, "sku": sku, "version": version},
+                        "osDisk": {"createOption": "FromImage", "managedDisk": {"storageAccountType": "Premium_LRS"}, "deleteOption": "Delete"},
+                        "dataDisks": [],
+                    },
+                    "osProfile": {
+                        "computerName": id.name(),
+                        "adminUsername": user,
+                        "linuxConfiguration": {
+                            "disablePasswordAuthentication": true,
+                            "ssh": {"publicKeys": [{"path": format!("/home/{user}/.ssh/authorized_keys"), "keyData": key}]},
+                        },
+                    },
+                    "networkProfile": {"networkInterfaces": [{"id": nic_id.as_str(), "properties": {"primary": true}}]},
+                }
+            }),
+            fields,
+        );
+        operations.put::<_, Value>(&id, &body).await?;
+    }
+    outputs_now(azure, instance, fields, outputs).await
+}
+
+/// Deallocates a VM and waits until ARM shows it deallocated: only then can nothing on it
+/// write to the disks that move away. A VM that is gone is fenced already.
+async fn fence_vm(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    instance: &InstanceAddress,
+    outputs: OutputsOf<'_>,
+) -> Result<StepOutcome, ComputeError> {
+    let id = azure.id_of(instance, outputs)?;
+    let power_state = |view: ferry_arm::models::VirtualMachineInstanceView| {
+        view.power_state().unwrap_or("unknown").to_owned()
+    };
+    let state = match azure.client().virtual_machine_instance_view(&id).await {
+        Ok(view) => power_state(view),
+        Err(error) if error.is_not_found() => return Ok(StepOutcome::default()),
+        Err(error) => return Err(error.into()),
+    };
+    if state != "deallocated" {
+        operations.progress(format!("deallocating {} (now {state})", id.name()));
+        operations
+            .post::<()>(&format!("{id}/deallocate"), api_version::COMPUTE, None)
+            .await?;
+    }
+    // ARM may finish the operation a moment before the instance view says so.
+    let mut state = String::new();
+    for attempt in 0..20u32 {
+        state = power_state(azure.client().virtual_machine_instance_view(&id).await?);
+        if state == "deallocated" {
+            let mut outputs_after = outputs(instance).unwrap_or_default();
+            outputs_after.insert("power_state".into(), json!("deallocated"));
+            outputs_after.insert("id".into(), json!(id.as_str()));
+            return Ok(StepOutcome {
+                outputs: outputs_after,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt + 1))).await;
+    }
+    Err(ComputeError::NotFenced {
+        instance: instance.clone(),
+        state,
+    })
+}
