@@ -307,7 +307,13 @@ impl<'a> Builder<'a> {
             .find(|dependency| self.changed.contains(*dependency))
             .cloned();
         match address.kind {
-            Kind::Check => self.plan_check(resource, instance, &observed, upstream_changed.clone()),
+            Kind::Check => self.plan_check(
+                resource,
+                instance,
+                &observed,
+                desired,
+                upstream_changed.clone(),
+            ),
             Kind::Hook => self.plan_hook(resource, instance, &observed, desired),
             _ => self.plan_generic(resource, instance, &observed, desired),
         }
@@ -323,6 +329,7 @@ impl<'a> Builder<'a> {
         resource: &ResourceSpec,
         instance: InstanceAddress,
         observed: &Observation,
+        desired: Attributes,
         upstream_changed: Option<ResourceAddress>,
     ) {
         let reason = match (upstream_changed, observed) {
@@ -339,7 +346,7 @@ impl<'a> Builder<'a> {
             }
         };
         let mut draft = StepDraft::new(instance, Action::Wait, reason);
-        draft.inputs = self.desired(resource);
+        draft.inputs = desired;
         self.push(draft, Some(resource));
     }
 
