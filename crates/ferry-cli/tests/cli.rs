@@ -123,7 +123,7 @@ fn validate_accepts_data100_and_shows_every_problem_of_a_bad_spec() {
     let good = scratch.ferry(&["validate", "data100"]);
     assert_eq!(
         (good.code, good.stdout.as_str()),
-        (0, "data100 is valid: deployment data100, 15 resources.\n")
+        (0, "data100 is valid: deployment data100, 16 resources.\n")
     );
     std::fs::write(
         scratch.path().join("bad.toml"),
@@ -170,7 +170,7 @@ fn plan_from_snapshots_exits_with_detailed_codes() {
     ]);
     let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(plan["format_version"], "1");
-    assert_eq!(plan["steps"].as_array().unwrap().len(), 32);
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 34);
     let forced = scratch.ferry(&[
         "plan",
         "data100",
@@ -283,7 +283,7 @@ fn build_failover_and_replan_through_a_saved_plan() {
     assert!(
         apply
             .stderr
-            .ends_with("Apply complete: 32 done in 0s. Generation 2 serves.\n"),
+            .ends_with("Apply complete: 34 done in 0s. Generation 2 serves.\n"),
         "{}",
         apply.stderr
     );
@@ -412,7 +412,7 @@ fn apply_asks_before_changing_anything() {
     assert_eq!(run.code, 1);
     assert!(
         run.stdout
-            .contains("Plan: 12 to create, 2 to run, 1 to wait (15 steps).")
+            .contains("Plan: 13 to create, 2 to run, 1 to wait (16 steps).")
     );
     assert!(
         run.stderr

@@ -90,7 +90,7 @@ impl KindRules for HookRules {
                 T::StringList,
                 None,
                 OnChange::InPlace,
-                "output names read from the JSON object the command prints on its last line",
+                "output names read from the JSON object the command writes to the file named by $FERRY_OUTPUTS, or prints on its last line",
             ),
             ESTIMATE,
         ];
@@ -189,6 +189,13 @@ impl KindRules for CheckRules {
                 Some("443"),
                 OnChange::InPlace,
                 "tls: the port",
+            ),
+            F::optional(
+                "connect_to",
+                T::String,
+                None,
+                OnChange::InPlace,
+                "tls: the address to connect to instead of resolving host (a new ingress before resolvers see its DNS record); the certificate must still match host",
             ),
             F::optional(
                 "ca_file",

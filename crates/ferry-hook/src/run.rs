@@ -1,5 +1,6 @@
 //! The `hook` provider: runs a command in its own process group, streams its output into the
-//! progress view, kills the whole group on timeout, and reads outputs from its last line.
+//! progress view, kills the whole group on timeout, and reads its outputs from the file named
+//! by `FERRY_OUTPUTS` or from its last line.
 //!
 //! A hook has no remote state to read: its reading is what ferry's state remembers of its
 //! last successful run (the inputs it ran with, its exit code and outputs), so that the
@@ -33,6 +34,11 @@ const TERMINATE_GRACE: Duration = Duration::from_secs(2);
 /// How long output is still read after the command exited: a background process that kept
 /// the pipes open must not hold the step.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// The environment variable that names the file a hook may write its outputs to. The file is
+/// in a temporary folder made for the run, so it is fresh each time: outputs left by an
+/// earlier run are never read as this one's.
+pub const OUTPUTS_FILE_VARIABLE: &str = "FERRY_OUTPUTS";
 
 /// `hook`
 #[derive(Debug, Clone)]
@@ -193,42 +199,70 @@ fn with_last_lines(message: String, lines: &VecDeque<String>) -> String {
     }
 }
 
-/// Reads the declared outputs from the JSON object on the last line of standard output.
-fn parse_outputs(declared: &[String], last_line: Option<&str>) -> Result<Attributes, String> {
+/// Reads the declared outputs: from the JSON object the hook wrote to the file named by
+/// `FERRY_OUTPUTS` (`written`, when the file exists), else from the JSON object on the last
+/// line of standard output. A name in the file wins over the same name on the last line, so
+/// a script can print what it likes and still hand over its outputs.
+fn parse_outputs(
+    declared: &[String],
+    written: Option<&str>,
+    last_line: Option<&str>,
+) -> Result<Attributes, String> {
     let mut outputs = Attributes::new();
     if declared.is_empty() {
         return Ok(outputs);
     }
     let help = format!(
-        "print a JSON object with {} as the command's last line",
+        "print a JSON object with {} as the command's last line, or write it to the file named by ${OUTPUTS_FILE_VARIABLE}",
         declared.join(", ")
     );
-    let Some(line) = last_line else {
-        return Err(format!(
-            "the hook declares outputs but printed nothing: {help}"
-        ));
-    };
-    let object = match serde_json::from_str::<Value>(line.trim()) {
-        Ok(Value::Object(object)) => object,
-        _ => {
+    let written = match written.map(|text| serde_json::from_str::<Value>(text.trim())) {
+        None => None,
+        Some(Ok(Value::Object(object))) => Some(object),
+        Some(_) => {
             return Err(format!(
-                "the hook's last line is not a JSON object, so its outputs cannot be read: {help}"
+                "the file the hook wrote to ${OUTPUTS_FILE_VARIABLE} does not hold a JSON object, so its outputs cannot be read: write one JSON object with {} to it",
+                declared.join(", ")
             ));
         }
     };
+    let printed = match last_line.map(|line| serde_json::from_str::<Value>(line.trim())) {
+        Some(Ok(Value::Object(object))) => Some(object),
+        _ => None,
+    };
     for name in declared {
-        match object.get(name) {
-            Some(value) => {
-                outputs.insert(name.clone(), value.clone());
-            }
-            None => {
-                return Err(format!(
-                    "the JSON object on the hook's last line has no `{name}`: {help}"
-                ));
-            }
+        let value = written
+            .as_ref()
+            .and_then(|object| object.get(name))
+            .or_else(|| printed.as_ref().and_then(|object| object.get(name)));
+        if let Some(value) = value {
+            outputs.insert(name.clone(), value.clone());
+            continue;
         }
+        return Err(match (&written, last_line, &printed) {
+            (Some(_), _, _) => format!(
+                "neither the file in ${OUTPUTS_FILE_VARIABLE} nor the hook's last line has `{name}`: {help}"
+            ),
+            (None, None, _) => format!("the hook declares outputs but printed nothing: {help}"),
+            (None, Some(_), None) => format!(
+                "the hook's last line is not a JSON object, so its outputs cannot be read: {help}"
+            ),
+            (None, Some(_), Some(_)) => {
+                format!("the JSON object on the hook's last line has no `{name}`: {help}")
+            }
+        });
     }
     Ok(outputs)
+}
+
+/// What a successful run left behind.
+#[derive(Debug)]
+struct Finished {
+    exit_code: i32,
+    /// The last non-empty line of standard output.
+    last_line: Option<String>,
+    /// The contents of the `FERRY_OUTPUTS` file, when the hook wrote one.
+    written_outputs: Option<String>,
 }
 
 impl HookProvider {
@@ -236,7 +270,7 @@ impl HookProvider {
         &self,
         invocation: &Invocation,
         progress: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<(i32, Option<String>), StepError> {
+    ) -> Result<Finished, StepError> {
         let masker = Masker::for_env(&invocation.env);
         let fail = |message: String| {
             let message = masker.mask(&message);
@@ -257,10 +291,26 @@ impl HookProvider {
         } else {
             invocation.program.clone()
         };
+        // Removed with its contents when the run ends, however it ends.
+        let outputs_folder = tempfile::Builder::new()
+            .prefix("ferry-hook-")
+            .tempdir()
+            .map_err(|error| {
+                StepError::transient(
+                    format!(
+                        "cannot make a temporary folder for the hook's outputs file: {error}; check that {} is writable",
+                        std::env::temp_dir().display()
+                    ),
+                    None,
+                )
+            })?;
+        let outputs_file = outputs_folder.path().join("outputs.json");
         let mut command = Command::new(&program);
         command
             .args(&invocation.arguments)
             .envs(&invocation.env)
+            // After the spec's env: the file ferry reads is always the one it made.
+            .env(OUTPUTS_FILE_VARIABLE, &outputs_file)
             .current_dir(&invocation.working_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -355,10 +405,24 @@ impl HookProvider {
             }
             Ending::Exited(status) => {
                 guard.disarm();
-                match status.code() {
-                    Some(0) => Ok((0, last_stdout)),
-                    _ => Err(fail(with_last_lines(describe_status(status), &kept))),
+                if status.code() != Some(0) {
+                    return Err(fail(with_last_lines(describe_status(status), &kept)));
                 }
+                // A small file on local disk, read once: not worth a blocking-pool round trip.
+                let written_outputs = match std::fs::read_to_string(&outputs_file) {
+                    Ok(text) => Some(text),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(error) => {
+                        return Err(fail(format!(
+                            "cannot read the outputs file the hook wrote to ${OUTPUTS_FILE_VARIABLE}: {error}; write a UTF-8 JSON object to it"
+                        )));
+                    }
+                };
+                Ok(Finished {
+                    exit_code: 0,
+                    last_line: last_stdout,
+                    written_outputs,
+                })
             }
         }
     }
@@ -415,14 +479,18 @@ impl Provider for HookProvider {
         }
         let invocation = invocation(context.inputs, &self.spec_root)
             .map_err(|message| StepError::permanent(format!("{}: {message}", step.address)))?;
-        let (exit_code, last_line) = self.run(&invocation, context.progress).await?;
-        let declared =
-            parse_outputs(&invocation.outputs, last_line.as_deref()).map_err(|message| {
-                let message = Masker::for_env(&invocation.env).mask(&message);
-                StepError::permanent(message)
-            })?;
+        let finished = self.run(&invocation, context.progress).await?;
+        let declared = parse_outputs(
+            &invocation.outputs,
+            finished.written_outputs.as_deref(),
+            finished.last_line.as_deref(),
+        )
+        .map_err(|message| {
+            let message = Masker::for_env(&invocation.env).mask(&message);
+            StepError::permanent(message)
+        })?;
         let mut outputs = remembered_inputs(context.inputs);
-        outputs.insert("exit_code".to_owned(), json!(exit_code));
+        outputs.insert("exit_code".to_owned(), json!(finished.exit_code));
         outputs.extend(declared);
         Ok(StepOutcome { outputs })
     }
@@ -441,6 +509,7 @@ mod tests {
         let declared = vec!["url".to_owned(), "replicas".to_owned()];
         let outputs = parse_outputs(
             &declared,
+            None,
             Some(r#"{"url": "https://hub", "replicas": 2, "extra": true}"#),
         )
         .unwrap();
@@ -449,13 +518,38 @@ mod tests {
             json!({"url": "https://hub", "replicas": 2})
         );
         let errors = [
-            parse_outputs(&declared, None),
-            parse_outputs(&declared, Some("done")),
-            parse_outputs(&declared, Some(r#"{"url": "x"}"#)),
+            parse_outputs(&declared, None, None),
+            parse_outputs(&declared, None, Some("done")),
+            parse_outputs(&declared, None, Some(r#"{"url": "x"}"#)),
         ]
         .map(|result| result.unwrap_err());
         insta::assert_snapshot!(errors.join("\n"));
-        assert_eq!(parse_outputs(&[], Some("anything")), Ok(Attributes::new()));
+        assert_eq!(
+            parse_outputs(&[], None, Some("anything")),
+            Ok(Attributes::new())
+        );
+    }
+
+    #[test]
+    fn outputs_from_the_file_win_over_the_last_line() {
+        let declared = vec!["url".to_owned(), "replicas".to_owned()];
+        let outputs = parse_outputs(
+            &declared,
+            Some("{\"url\": \"https://from-file\", \"extra\": 1}\n"),
+            Some(r#"{"url": "https://from-stdout", "replicas": 3}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(outputs.into_iter().collect()),
+            json!({"url": "https://from-file", "replicas": 3})
+        );
+        let errors = [
+            parse_outputs(&declared, Some("not json"), Some(r#"{"url": "x"}"#)),
+            parse_outputs(&declared, Some("[1, 2]"), None),
+            parse_outputs(&declared, Some(r#"{"url": "x"}"#), Some("done")),
+        ]
+        .map(|result| result.unwrap_err());
+        insta::assert_snapshot!(errors.join("\n"));
     }
 
     #[test]

@@ -107,6 +107,36 @@ async fn https_and_tls_checks_pass_on_a_valid_certificate() {
 }
 
 #[tokio::test]
+async fn a_tls_check_with_connect_to_reaches_an_address_but_verifies_the_name() {
+    // A new ingress serves the hub's name before any resolver points the name at it.
+    let ca = TestCa::new();
+    let (certificate, key) = ca.leaf(&["hub.data100.example.org"], Validity::Long);
+    let server = https_server(certificate, key).await;
+    let provider = CheckProvider::new(ca.folder.path());
+    let tls = json!({"type": "tls", "host": "hub.data100.example.org", "connect_to": "127.0.0.1", "port": server.port(), "ca_file": "ca.pem"});
+    let (result, lines) = apply(&provider, &wait(tls)).await;
+    result.unwrap();
+    assert_eq!(
+        redact(&lines[0], server.port(), None)
+            .split_once(": ")
+            .unwrap()
+            .1,
+        "passed: hub.data100.example.org:PORT serves a valid certificate, valid for at least 7 more days"
+    );
+    // The address changes where ferry connects, never which name the certificate must match.
+    let other = json!({"type": "tls", "host": "staging.data100.example.org", "connect_to": "127.0.0.1", "port": server.port(), "ca_file": "ca.pem"});
+    let observed = read(&provider, "check.tls", other, None).await;
+    let Observation::Present {
+        health: Health::Unhealthy { reason },
+        ..
+    } = observed
+    else {
+        panic!("expected unhealthy, got {observed:?}")
+    };
+    insta::assert_snapshot!(redact(&reason, server.port(), Some(&ca)));
+}
+
+#[tokio::test]
 async fn tls_checks_explain_what_is_wrong_with_a_certificate() {
     let ca = TestCa::new();
     let provider = CheckProvider::new(ca.folder.path());

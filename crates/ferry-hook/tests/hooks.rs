@@ -71,6 +71,54 @@ async fn outputs_are_read_from_the_last_line() {
 }
 
 #[tokio::test]
+async fn outputs_written_to_the_ferry_outputs_file_win_over_the_last_line() {
+    let provider = HookProvider::new(Path::new("/"));
+    // The file is the hook's; the last line says something else, and `replicas` is only there.
+    let script = r#"echo "outputs go to $FERRY_OUTPUTS"; printf '{"url": "https://from-file.example.org", "extra": 1}' > "$FERRY_OUTPUTS"; echo '{"url": "https://from-stdout", "replicas": 2}'"#;
+    let inputs = json!({
+        "shell": script,
+        "outputs": ["url", "replicas"],
+        // The spec cannot point ferry at another file: the variable is always ferry's own.
+        "env": {"FERRY_OUTPUTS": "/tmp/not-this-one.json"},
+    });
+    let (result, lines) = apply(&provider, &hook(inputs.clone())).await;
+    let outputs = result.unwrap().outputs;
+    assert_eq!(outputs["url"], json!("https://from-file.example.org"));
+    assert_eq!(outputs["replicas"], json!(2));
+    assert!(!outputs.contains_key("extra"));
+    let first_path = lines[0].strip_prefix("outputs go to ").unwrap().to_owned();
+    assert!(first_path.ends_with("/outputs.json"), "{first_path}");
+    assert_ne!(first_path, "/tmp/not-this-one.json");
+    // The folder went away with the run, so nothing is left for a later run to read.
+    assert!(!Path::new(&first_path).exists());
+
+    // A second run gets a fresh file: one that writes nothing falls back to its last line.
+    let (result, lines) = apply(
+        &provider,
+        &hook(json!({
+            "shell": r#"echo "outputs go to $FERRY_OUTPUTS"; echo '{"url": "https://from-stdout", "replicas": 3}'"#,
+            "outputs": ["url", "replicas"],
+        })),
+    )
+    .await;
+    let outputs = result.unwrap().outputs;
+    assert_eq!(outputs["url"], json!("https://from-stdout"));
+    assert_eq!(outputs["replicas"], json!(3));
+    assert_ne!(lines[0], format!("outputs go to {first_path}"));
+
+    // A file that is not a JSON object fails the step, saying what to write.
+    let (result, _) = apply(
+        &provider,
+        &hook(json!({
+            "shell": r#"echo 'done' > "$FERRY_OUTPUTS""#,
+            "outputs": ["url"],
+        })),
+    )
+    .await;
+    insta::assert_snapshot!(result.unwrap_err().message);
+}
+
+#[tokio::test]
 async fn a_failing_command_reports_its_exit_code_and_last_lines() {
     let provider = HookProvider::new(Path::new("/"));
     let script = "for i in $(seq 1 25); do echo line $i; done; exit 3";

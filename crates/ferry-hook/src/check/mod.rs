@@ -48,6 +48,8 @@ pub enum Probe {
     Tls {
         host: String,
         port: u16,
+        /// Where to connect when not to `host` itself; the certificate must still match `host`.
+        connect_to: Option<String>,
         ca_file: Option<PathBuf>,
         min_days_valid: u64,
     },
@@ -88,6 +90,7 @@ pub fn settings(fields: &Attributes, spec_root: &Path) -> Result<CheckSettings, 
             host: required("host")?,
             port: u16::try_from(number("port", 443))
                 .map_err(|_| "port is out of range".to_owned())?,
+            connect_to: text("connect_to"),
             ca_file,
             min_days_valid: number("min_days_valid", 7),
         },
@@ -123,7 +126,12 @@ pub fn settings(fields: &Attributes, spec_root: &Path) -> Result<CheckSettings, 
     };
     let unresolved = match &probe {
         Probe::Http { url, .. } => vec![url.clone()],
-        Probe::Tls { host, .. } => vec![host.clone()],
+        Probe::Tls {
+            host, connect_to, ..
+        } => [host.clone()]
+            .into_iter()
+            .chain(connect_to.clone())
+            .collect(),
         Probe::Dns {
             host,
             server,
@@ -157,9 +165,19 @@ impl Probe {
                 Probe::Tls {
                     host,
                     port,
+                    connect_to,
                     ca_file,
                     min_days_valid,
-                } => tls::probe(host, *port, ca_file.as_deref(), *min_days_valid).await,
+                } => {
+                    tls::probe(
+                        host,
+                        connect_to.as_deref(),
+                        *port,
+                        ca_file.as_deref(),
+                        *min_days_valid,
+                    )
+                    .await
+                }
                 Probe::Dns {
                     host,
                     server,

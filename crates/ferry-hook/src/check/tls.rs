@@ -198,6 +198,7 @@ fn explain(error: &rustls::Error, host: &str, trusted: &str) -> String {
 /// Connects to `host:port`, and checks the certificate it serves for `host`.
 pub async fn probe(
     host: &str,
+    connect_to: Option<&str>,
     port: u16,
     ca_file: Option<&Path>,
     min_days_valid: u64,
@@ -220,9 +221,12 @@ pub async fn probe(
         .dangerous()
         .with_custom_certificate_verifier(keeper.clone())
         .with_no_client_auth();
-    let stream = TcpStream::connect((host, port))
+    // The name is still what the certificate must match (and the SNI sent): only the
+    // address connected to changes.
+    let address = connect_to.unwrap_or(host);
+    let stream = TcpStream::connect((address, port))
         .await
-        .map_err(|error| format!("cannot connect to {host}:{port}: {error}"))?;
+        .map_err(|error| format!("cannot connect to {address}:{port}: {error}"))?;
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(server_name.clone(), stream)
         .await

@@ -1,0 +1,415 @@
+//! Crash-safe resume (safety invariant 9): a real `ferry apply` of the data100 failover on the
+//! simulated world is killed with SIGKILL at points found by watching its journal, then the
+//! documented recovery runs (`ferry force-unlock` of the dead holder's lock, `ferry apply`
+//! again). Each case checks that the apply converges (`ferry plan --detailed-exitcode` exits
+//! 0), that no step the journal recorded as finished ran again, and that every disk was
+//! detached before it was attached and the pool imported only after the fence.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A scratch copy of specs/data100 with generation 1 built and its API server broken.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+struct Run {
+    code: i32,
+    stderr: String,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100"),
+            &dir.path().join("data100"),
+        );
+        let scratch = Self { dir };
+        let build = scratch.ferry(&[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--auto-approve",
+        ]);
+        assert_eq!(build.code, 0, "{}", build.stderr);
+        let mut world = scratch.world();
+        world["unhealthy"]["aks_cluster.hub@g1"] = Value::from("GET /readyz timed out after 5s");
+        std::fs::write(scratch.path().join("world.json"), world.to_string()).unwrap();
+        scratch
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn ferry(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn world(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path().join("world.json")).unwrap())
+            .unwrap()
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.path().join("data100/.ferry/journal.jsonl")
+    }
+
+    /// Every whole line of the journal, parsed.
+    fn journal(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.journal_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == ".ferry" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn event(record: &Value) -> &str {
+    record["event"].as_str().unwrap_or_default()
+}
+
+fn step(record: &Value) -> &str {
+    record["step"].as_str().unwrap_or_default()
+}
+
+fn finished_ok(record: &Value) -> bool {
+    event(record) == "step_finished" && record["result"].get("ok").is_some()
+}
+
+/// Where to kill: a test on the records the killed apply has journaled so far.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// Right after the apply's start record, before any step finished.
+    AtStart,
+    /// Once this step started (it is in flight).
+    Started(&'static str),
+    /// Once this step finished.
+    Finished(&'static str),
+    /// Once this many steps whose id ends with the suffix finished.
+    FinishedCount(&'static str, usize),
+}
+
+impl KillPoint {
+    fn reached(self, records: &[Value]) -> bool {
+        match self {
+            KillPoint::AtStart => records.iter().any(|r| event(r) == "apply_started"),
+            KillPoint::Started(id) => records
+                .iter()
+                .any(|r| event(r) == "step_started" && step(r) == id),
+            KillPoint::Finished(id) => records.iter().any(|r| finished_ok(r) && step(r) == id),
+            KillPoint::FinishedCount(suffix, count) => {
+                records
+                    .iter()
+                    .filter(|r| finished_ok(r) && step(r).ends_with(suffix))
+                    .count()
+                    >= count
+            }
+        }
+    }
+}
+
+/// A disk is attached only to a VM of the generation whose resource group holds it: a world
+/// where that fails has a disk attached before its move, the road to two attachments.
+fn check_world(world: &Value, when: &str) {
+    for (instance, attributes) in world["instances"].as_object().unwrap() {
+        if !instance.starts_with("disk.") {
+            continue;
+        }
+        if let Some(vm) = attributes["vm"].as_str() {
+            let generation = vm.rsplit_once('@').unwrap().1;
+            let group = attributes["resource_group"].as_str().unwrap_or_default();
+            assert!(
+                group.ends_with(&format!("@{generation}")),
+                "{when}: {instance} is attached to {vm} while in {group}"
+            );
+        }
+    }
+}
+
+/// Kills a failover apply at `point`, recovers as an operator would, and checks the outcome.
+fn kill_and_resume(point: KillPoint) {
+    let scratch = Scratch::new();
+    let before = scratch.journal().len();
+    let mut child = scratch
+        .command(&[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--world-time-scale",
+            "0.002",
+            "--auto-approve",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let records = scratch.journal();
+        if point.reached(&records[before.min(records.len())..]) {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{point:?}: the apply ended ({status}) before the kill point was reached");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{point:?}: not reached"
+        );
+        // Checked while the apply runs, not only at the end.
+        check_world(&scratch.world(), &format!("{point:?}, running"));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "{point:?}: the apply must still run when it is killed"
+    );
+    child.kill().unwrap(); // SIGKILL: no handler, no cleanup.
+    child.wait().unwrap();
+    let killed_records = scratch.journal();
+    let killed_world = scratch.world();
+    check_world(&killed_world, &format!("{point:?}, killed"));
+
+    // The dead apply's lock is reported stale, never taken over silently.
+    let refused = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(refused.code, 1, "{point:?}: {}", refused.stderr);
+    assert!(
+        refused.stderr.contains("holds a stale lock") && refused.stderr.contains("no longer runs"),
+        "{point:?}: {}",
+        refused.stderr
+    );
+    let lock: Value = serde_json::from_str(
+        &std::fs::read_to_string(scratch.path().join("data100/.ferry/lock.json")).unwrap(),
+    )
+    .unwrap();
+    let unlock = scratch.ferry(&["force-unlock", lock["id"].as_str().unwrap(), "data100"]);
+    assert_eq!(unlock.code, 0, "{}", unlock.stderr);
+
+    let resumed = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(
+        resumed.code, 0,
+        "{point:?}: the resumed apply failed:\n{}",
+        resumed.stderr
+    );
+    let settled = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(
+        settled.code, 0,
+        "{point:?}: changes are left after the resume:\n{}",
+        settled.stderr
+    );
+
+    let world = scratch.world();
+    check_world(&world, &format!("{point:?}, converged"));
+    for disk in ["home0", "home1", "home2", "home3"] {
+        let attributes = &world["instances"][format!("disk.{disk}")];
+        assert_eq!(attributes["vm"], "vm.nfs@g2", "{point:?}: disk.{disk}");
+        assert_eq!(attributes["resource_group"], "resource_group.main@g2");
+    }
+    assert_eq!(world["instances"]["zfs_pool.home"]["host"], "vm.nfs@g2");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(scratch.path().join("data100/.ferry/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["active_generation"], 2);
+
+    check_journal(
+        point,
+        &scratch.journal()[before..],
+        killed_records.len() - before,
+        &killed_world,
+    );
+}
+
+/// Whether the world the killed apply left already shows the effect of `step` (a step that
+/// started and was killed before its end was journaled may or may not have taken effect; the
+/// next plan is made from the world, so such a step is then rightly not planned again).
+fn effect_in_world(step: &str, world: &Value) -> bool {
+    let Some((instance, action)) = step.split_once(':') else {
+        return false;
+    };
+    let attributes = &world["instances"][instance];
+    match action {
+        "detach" => attributes["vm"].is_null(),
+        "move" => attributes["resource_group"] == "resource_group.main@g2",
+        "attach" => attributes["vm"] == "vm.nfs@g2",
+        "fence" => attributes["power_state"] == "deallocated" || attributes.is_null(),
+        _ => false,
+    }
+}
+
+/// The journal of the failover (the killed apply and the resumes): nothing finished runs
+/// again, and the order of the moves is safe across the crash.
+fn check_journal(point: KillPoint, records: &[Value], killed_len: usize, killed_world: &Value) {
+    let mut finished: BTreeSet<&str> = BTreeSet::new();
+    let mut finished_at: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut started_at: BTreeMap<&str, usize> = BTreeMap::new();
+    for (position, record) in records.iter().enumerate() {
+        match event(record) {
+            "step_started" => {
+                assert!(
+                    !finished.contains(step(record)),
+                    "{point:?}: {} ran again after the journal recorded it finished",
+                    step(record)
+                );
+                started_at.entry(step(record)).or_insert(position);
+            }
+            "step_finished" if finished_ok(record) => {
+                finished.insert(step(record));
+                finished_at.entry(step(record)).or_insert(position);
+            }
+            _ => {}
+        }
+    }
+    let before = |first: &str, then: &str| {
+        if let Some(&start) = started_at.get(then) {
+            let done = finished_at.get(first).copied();
+            let killed_after_effect = start >= killed_len && effect_in_world(first, killed_world);
+            assert!(
+                done.is_some_and(|done| done < start) || killed_after_effect,
+                "{point:?}: {then} started before {first} finished"
+            );
+        }
+    };
+    for disk in ["home0", "home1", "home2", "home3"] {
+        before(&format!("disk.{disk}:detach"), &format!("disk.{disk}:move"));
+        before(&format!("disk.{disk}:move"), &format!("disk.{disk}:attach"));
+        before(&format!("disk.{disk}:attach"), "zfs_pool.home:import");
+    }
+    before("vm.nfs@g1:fence", "zfs_pool.home:import");
+    assert!(
+        started_at.contains_key("zfs_pool.home:import"),
+        "{point:?}: the pool was never imported"
+    );
+    // The killed apply left no end record; the resume is the one that completed.
+    assert!(
+        !records[..killed_len]
+            .iter()
+            .any(|r| event(r) == "apply_finished"),
+        "{point:?}: the killed apply journaled an end"
+    );
+    let last = records.last().unwrap();
+    assert_eq!(event(last), "apply_finished");
+    assert_eq!(last["complete"], true);
+}
+
+#[test]
+fn killed_right_after_it_started() {
+    kill_and_resume(KillPoint::AtStart);
+}
+
+#[test]
+fn killed_during_the_fence() {
+    kill_and_resume(KillPoint::Started("vm.nfs@g1:fence"));
+}
+
+#[test]
+fn killed_right_after_the_fence() {
+    kill_and_resume(KillPoint::Finished("vm.nfs@g1:fence"));
+}
+
+#[test]
+fn killed_between_the_detaches() {
+    kill_and_resume(KillPoint::FinishedCount(":detach", 2));
+}
+
+#[test]
+fn killed_in_the_middle_of_the_disk_moves() {
+    kill_and_resume(KillPoint::FinishedCount(":move", 2));
+}
+
+#[test]
+fn killed_during_an_attach() {
+    kill_and_resume(KillPoint::Started("disk.home2:attach"));
+}
+
+#[test]
+fn killed_before_the_import() {
+    kill_and_resume(KillPoint::FinishedCount(":attach", 4));
+}
+
+#[test]
+fn killed_during_the_import() {
+    kill_and_resume(KillPoint::Started("zfs_pool.home:import"));
+}
+
+#[test]
+fn killed_right_after_the_import() {
+    kill_and_resume(KillPoint::Finished("zfs_pool.home:import"));
+}
+
+#[test]
+fn killed_during_a_hook() {
+    kill_and_resume(KillPoint::Started("hook.staging_hub@g2:run"));
+}
+
+#[test]
+fn killed_between_the_hooks() {
+    kill_and_resume(KillPoint::Finished("hook.staging_hub@g2:run"));
+}
+
+#[test]
+fn killed_during_the_retirement() {
+    kill_and_resume(KillPoint::Started("aks_cluster.hub@g1:retire"));
+}
+
+#[test]
+fn killed_late_in_the_retirement() {
+    kill_and_resume(KillPoint::FinishedCount(":retire", 5));
+}
