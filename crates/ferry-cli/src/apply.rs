@@ -14,7 +14,7 @@ use ferry_state::lock::LockRequest;
 use ferry_state::{StateBackend, acquire_waiting};
 
 use crate::args::{ApplyArgs, SpecArgs, UnlockArgs};
-use crate::observe::{self, load_world, save_world, world_providers};
+use crate::observe::{self, load_world, persisting_world_providers, save_world};
 use crate::output::Output;
 use crate::{load_spec, make_plan, read_saved_plan, write_file};
 
@@ -106,9 +106,11 @@ fn locked_apply(
         .as_ref()
         .map(|path| load_world(path))
         .transpose()?;
-    let providers: Providers = match &world {
-        Some(world) => world_providers(world, args.source.world_time_scale),
-        None => observe::live_providers(spec)?,
+    let providers: Providers = match (&world, &args.source.world) {
+        (Some(world), Some(path)) => {
+            persisting_world_providers(world, args.source.world_time_scale, path)
+        }
+        _ => observe::live_providers(spec)?,
     };
     let snapshot = observe::read_with(spec, rules, &store.state, &providers)?;
 

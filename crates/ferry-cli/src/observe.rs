@@ -132,6 +132,70 @@ pub fn world_providers(world: &World, time_scale: f64) -> Providers {
         })
 }
 
+/// Like [`world_providers`], and the world file is saved after every step, as a cloud keeps
+/// each finished operation: an apply killed half-way (`kill -9`) leaves the world with the
+/// effects of the steps that ran, which is what resuming must cope with.
+pub fn persisting_world_providers(world: &World, time_scale: f64, path: &Path) -> Providers {
+    let inner = world_providers(world, time_scale);
+    let saving = Arc::new(std::sync::Mutex::new(()));
+    Kind::ALL
+        .into_iter()
+        .fold(Providers::new(), |providers, kind| match inner.get(kind) {
+            Some(provider) => providers.with(Arc::new(PersistingProvider {
+                inner: provider.clone(),
+                world: world.clone(),
+                path: path.to_owned(),
+                saving: saving.clone(),
+            })),
+            None => providers,
+        })
+}
+
+/// A simulated world's provider that saves the world after each step it runs.
+#[derive(Debug)]
+struct PersistingProvider {
+    inner: Arc<dyn ferry_core::Provider>,
+    world: World,
+    path: std::path::PathBuf,
+    /// One save at a time: each writes the whole world.
+    saving: Arc<std::sync::Mutex<()>>,
+}
+
+#[async_trait::async_trait]
+impl ferry_core::Provider for PersistingProvider {
+    fn kind(&self) -> Kind {
+        self.inner.kind()
+    }
+
+    fn concurrency_limit(&self) -> usize {
+        self.inner.concurrency_limit()
+    }
+
+    async fn read(&self, context: ferry_core::ReadContext<'_>) -> ferry_core::Observation {
+        self.inner.read(context).await
+    }
+
+    async fn apply(
+        &self,
+        step: &ferry_core::Step,
+        context: ferry_core::ApplyContext<'_>,
+    ) -> Result<ferry_core::StepOutcome, ferry_core::StepError> {
+        let result = self.inner.apply(step, context).await;
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        // Temporary file and rename: a kill leaves the old world or the new one, whole.
+        let temporary = self.path.with_extension("json.saving");
+        let saved = std::fs::write(&temporary, self.world.to_json())
+            .and_then(|()| std::fs::rename(&temporary, &self.path));
+        match (result, saved) {
+            (Ok(_), Err(error)) => Err(ferry_core::StepError::permanent(format!(
+                "the step ran, but the simulated world {} could not be saved: {error}",
+                self.path.display()
+            ))),
+            (result, _) => result,
+        }
+    }
+}
+
 /// The real providers, configured for the spec.
 pub fn live_providers(spec: &Spec) -> Result<Providers> {
     Ok(ferry_providers::live_providers(spec)?)
