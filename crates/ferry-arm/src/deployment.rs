@@ -39,7 +39,7 @@ pub const CA_FILE_VARIABLE: &str = "FERRY_ARM_CA_FILE";
 pub const AUTHORITY_HOST_VARIABLE: &str = "FERRY_ARM_AUTHORITY_HOST";
 /// `1`: the endpoint is ferry-sim, whose own token endpoint issues the token.
 pub const SIMULATOR_VARIABLE: &str = "FERRY_ARM_SIMULATOR";
-/// The simulator's data folder: a VM's data disks show up in `{folder}/vms/{vm}/scsi1`.
+/// The simulator's data folder: a VM's data disks show up in `{folder}/vms/{group}/{vm}/scsi1`.
 pub const DEVICE_ROOT_VARIABLE: &str = "FERRY_ARM_DEVICE_ROOT";
 /// Seconds to wait for an AKS API server's `/readyz` (5 when unset).
 pub const READYZ_TIMEOUT_VARIABLE: &str = "FERRY_AKS_READYZ_TIMEOUT";
@@ -56,7 +56,8 @@ pub struct AzureSettings {
     pub subscription: Option<String>,
     /// ferry's state folder: AKS kubeconfigs are written below it (mode 0600).
     pub state_folder: PathBuf,
-    /// Where attached data disks appear per VM, for the simulator (`{root}/vms/{vm}/scsi1`);
+    /// Where attached data disks appear per VM, for the simulator
+    /// (`{root}/vms/{group}/{vm}/scsi1`, lower-cased);
     /// `None` on Azure, where the guest sees them in the VM's `device_folder`.
     pub device_root: Option<PathBuf>,
     /// How long a probe of an API server's `/readyz` may take.
@@ -492,10 +493,12 @@ impl AzureDeployment {
     }
 
     /// The folder where a VM's attached data disks appear, when the settings know it.
-    pub fn device_folder(&self, vm_name: &str) -> Option<PathBuf> {
+    pub fn device_folder(&self, vm: &ResourceId) -> Option<PathBuf> {
+        let group = vm.resource_group_name()?.to_ascii_lowercase();
         self.settings.device_root.as_ref().map(|root| {
             root.join("vms")
-                .join(vm_name.to_ascii_lowercase())
+                .join(group)
+                .join(vm.name().to_ascii_lowercase())
                 .join("scsi1")
         })
     }
@@ -675,6 +678,30 @@ impl<'a> StepOperations<'a> {
         }
     }
 
+    /// Starts a write, waiting out a resource group that a move locks (ARM answers 409
+    /// `ScopeLocked` until the move ends; moves take minutes, so the wait is long).
+    async fn start_unlocked<T, F, Fut>(&self, start: F) -> Result<Started<T>, ArmError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Started<T>, ArmError>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(30 * 60);
+        loop {
+            match start().await {
+                Err(error) if is_move_lock(&error) && tokio::time::Instant::now() < give_up => {
+                    self.progress(format!(
+                        "waiting for a move to release the resource group ({})",
+                        error.code().unwrap_or_default()
+                    ));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(15));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// PUT a resource and wait until ARM has provisioned it; returns it as ARM has it then.
     pub async fn put<B: Serialize, T: DeserializeOwned>(
         &self,
@@ -682,24 +709,44 @@ impl<'a> StepOperations<'a> {
         body: &B,
     ) -> Result<T, ArmError> {
         let version = api_version::for_type(&id.resource_type());
+        let options = WriteOptions::default();
         let started = self
-            .client
-            .put::<B, serde_json::Value>(id.as_str(), version, body, &WriteOptions::default())
+            .start_unlocked(|| {
+                self.client
+                    .put::<B, serde_json::Value>(id.as_str(), version, body, &options)
+            })
             .await?;
         self.finish(started).await?;
         Ok(self.client.get(id.as_str(), version).await?.value)
     }
 
-    /// PATCH a resource and wait; returns it as ARM has it then.
+    /// PATCH a resource and wait; returns it as ARM has it then. With `if_match`, only if
+    /// the resource still has that ETag (a 412 otherwise: read it again and retry).
     pub async fn patch<B: Serialize, T: DeserializeOwned>(
         &self,
         id: &ResourceId,
         body: &B,
     ) -> Result<T, ArmError> {
+        self.patch_if_match(id, body, None).await
+    }
+
+    /// PATCH with an optional `If-Match` ETag.
+    pub async fn patch_if_match<B: Serialize, T: DeserializeOwned>(
+        &self,
+        id: &ResourceId,
+        body: &B,
+        if_match: Option<&str>,
+    ) -> Result<T, ArmError> {
         let version = api_version::for_type(&id.resource_type());
+        let options = WriteOptions {
+            if_match: if_match.map(str::to_owned),
+            ..WriteOptions::default()
+        };
         let started = self
-            .client
-            .patch::<B, serde_json::Value>(id.as_str(), version, body, &WriteOptions::default())
+            .start_unlocked(|| {
+                self.client
+                    .patch::<B, serde_json::Value>(id.as_str(), version, body, &options)
+            })
             .await?;
         self.finish(started).await?;
         Ok(self.client.get(id.as_str(), version).await?.value)
@@ -708,9 +755,9 @@ impl<'a> StepOperations<'a> {
     /// DELETE a resource and wait until it is gone; one that is already gone is success.
     pub async fn delete(&self, id: &ResourceId) -> Result<(), ArmError> {
         let version = api_version::for_type(&id.resource_type());
+        let options = WriteOptions::default();
         match self
-            .client
-            .delete(id.as_str(), version, &WriteOptions::default())
+            .start_unlocked(|| self.client.delete(id.as_str(), version, &options))
             .await
         {
             Ok(started) => self.finish(started).await.map(|_| ()),
@@ -726,12 +773,25 @@ impl<'a> StepOperations<'a> {
         version: &str,
         body: Option<&B>,
     ) -> Result<Option<serde_json::Value>, ArmError> {
+        let options = WriteOptions::default();
         let started = self
-            .client
-            .post::<B, serde_json::Value>(path, version, body, &WriteOptions::default())
+            .start_unlocked(|| {
+                self.client
+                    .post::<B, serde_json::Value>(path, version, body, &options)
+            })
             .await?;
         self.finish(started).await
     }
+}
+
+/// A 409 because a move holds the resource group: it ends on its own.
+fn is_move_lock(error: &ArmError) -> bool {
+    error.is_conflict()
+        && error.code().is_some_and(|code| {
+            code.eq_ignore_ascii_case("ScopeLocked")
+                || code.eq_ignore_ascii_case("ResourceGroupBeingMoved")
+                || code.eq_ignore_ascii_case("MoveResourcesInProgress")
+        })
 }
 
 #[cfg(test)]

@@ -349,18 +349,13 @@ async fn describe_vm(
     ) {
         attributes.insert("ssh_public_key".into(), json!(key));
     }
-    let name = attributes
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
     let device_folder = fields
         .get("device_folder")
         .and_then(Value::as_str)
         .map(str::to_owned)
         .or_else(|| {
             azure
-                .device_folder(&name)
+                .device_folder(id)
                 .map(|folder| folder.display().to_string())
         })
         .unwrap_or_else(|| DEFAULT_DEVICE_FOLDER.to_owned());

@@ -6,7 +6,8 @@
 //! any other VM, and a move while it is attached at all. A disk's id changes when it moves;
 //! every step returns the id ARM shows afterwards, so that ferry's state follows the disk.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ferry_arm::deployment::{
@@ -84,13 +85,40 @@ impl From<DiskError> for StepError {
 #[derive(Debug, Clone)]
 pub struct DiskProvider {
     azure: Arc<AzureDeployment>,
+    vm_locks: VmLocks,
 }
 
 impl DiskProvider {
     pub fn new(azure: Arc<AzureDeployment>) -> Self {
-        Self { azure }
+        Self {
+            azure,
+            vm_locks: VmLocks::default(),
+        }
     }
 }
+
+/// One lock per VM: attaching and detaching rewrite the VM's whole `dataDisks` list, so two
+/// disks' steps on one VM take turns (and `If-Match` guards against other writers).
+#[derive(Debug, Clone, Default)]
+struct VmLocks {
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl VmLocks {
+    async fn lock(&self, vm: &ResourceId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(vm.normalized())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+}
+
+/// How often a VM write is tried again when another writer changed the VM in between.
+const PRECONDITION_ATTEMPTS: u32 = 5;
 
 /// A disk as ARM has it now.
 struct Found {
@@ -303,8 +331,8 @@ impl Provider for DiskProvider {
         let outputs = context.outputs;
         let result = async {
             let found = match step.action {
-                Action::Create => create(azure, &operations, disk, &hint, outputs).await?,
-                Action::Update => update(azure, &operations, disk, &hint, outputs).await?,
+                Action::Create => create(azure, &self.vm_locks, &operations, disk, &hint, outputs).await?,
+                Action::Update => update(azure, &self.vm_locks, &operations, disk, &hint, outputs).await?,
                 Action::Detach => {
                     let found = require(azure, disk, &hint, outputs).await?;
                     let vm = reference(&hint, "vm").ok_or_else(|| DiskError::Step {
@@ -314,13 +342,14 @@ impl Provider for DiskProvider {
                     let force = hint.get("detach_option").and_then(Value::as_str)
                         == Some("ForceDetach");
                     let vm_id = azure.id_of(&vm, outputs)?;
+                    let _turn = self.vm_locks.lock(&vm_id).await;
                     detach(azure, &operations, disk, &found, &vm_id, force).await?;
                     require(azure, disk, &hint, outputs).await?
                 }
                 Action::Move => move_disk(azure, &operations, disk, &hint, outputs).await?,
                 Action::Attach => {
                     let found = require(azure, disk, &hint, outputs).await?;
-                    attach_as_planned(azure, &operations, disk, found, &hint, outputs).await?
+                    attach_as_planned(azure, &self.vm_locks, &operations, disk, found, &hint, outputs).await?
                 }
                 Action::Delete => {
                     if let Some(found) = locate(azure, disk, &hint, outputs).await? {
@@ -394,6 +423,7 @@ fn desired_id(
 
 async fn create(
     azure: &AzureDeployment,
+    locks: &VmLocks,
     operations: &StepOperations<'_>,
     disk: &InstanceAddress,
     hint: &Attributes,
@@ -420,7 +450,7 @@ async fn create(
         }
     };
     if hint.get("vm").is_some() {
-        return attach_as_planned(azure, operations, disk, found, hint, outputs).await;
+        return attach_as_planned(azure, locks, operations, disk, found, hint, outputs).await;
     }
     Ok(found)
 }
@@ -429,6 +459,7 @@ async fn create(
 /// attachment when the spec names a VM and a lun.
 async fn update(
     azure: &AzureDeployment,
+    locks: &VmLocks,
     operations: &StepOperations<'_>,
     disk: &InstanceAddress,
     hint: &Attributes,
@@ -462,7 +493,7 @@ async fn update(
         found
     };
     if hint.get("vm").is_some() {
-        return attach_as_planned(azure, operations, disk, found, hint, outputs).await;
+        return attach_as_planned(azure, locks, operations, disk, found, hint, outputs).await;
     }
     Ok(found)
 }
@@ -471,6 +502,7 @@ async fn update(
 /// the same VM at another lun is detached first; one on another VM is refused.
 async fn attach_as_planned(
     azure: &AzureDeployment,
+    locks: &VmLocks,
     operations: &StepOperations<'_>,
     disk: &InstanceAddress,
     found: Found,
@@ -501,61 +533,72 @@ async fn attach_as_planned(
             vm: vm.to_string(),
         });
     }
-    let vm_body: Value = azure
-        .client()
-        .read::<Value>(&vm_id)
-        .await?
-        .map(|fetched| fetched.value)
-        .ok_or_else(|| DiskError::Step {
-            disk: disk.clone(),
-            message: format!("{vm} ({vm_id}) does not exist: create it first"),
-        })?;
-    let entries = data_disks(&vm_body);
-    let mut kept: Vec<Value> = Vec::new();
-    let mut relocate = false;
-    for entry in entries {
-        if entry.get("toBeDetached").and_then(Value::as_bool) == Some(true) {
-            continue;
-        }
-        let entry_lun = entry.get("lun").and_then(Value::as_i64);
-        if is_disk(&entry, &found.id) {
-            if entry_lun == Some(lun) {
-                // Attached where the plan wants it: done.
-                return require(azure, disk, hint, outputs).await;
+    let _turn = locks.lock(&vm_id).await;
+    for attempt in 1..=PRECONDITION_ATTEMPTS {
+        let fetched =
+            azure
+                .client()
+                .read::<Value>(&vm_id)
+                .await?
+                .ok_or_else(|| DiskError::Step {
+                    disk: disk.clone(),
+                    message: format!("{vm} ({vm_id}) does not exist: create it first"),
+                })?;
+        let mut kept: Vec<Value> = Vec::new();
+        let mut relocate = false;
+        for entry in data_disks(&fetched.value) {
+            if entry.get("toBeDetached").and_then(Value::as_bool) == Some(true) {
+                continue;
             }
-            relocate = true;
+            let entry_lun = entry.get("lun").and_then(Value::as_i64);
+            if is_disk(&entry, &found.id) {
+                if entry_lun == Some(lun) {
+                    // Attached where the plan wants it: done.
+                    return require(azure, disk, hint, outputs).await;
+                }
+                relocate = true;
+                continue;
+            }
+            if entry_lun == Some(lun) {
+                return Err(DiskError::LunTaken {
+                    disk: disk.clone(),
+                    vm: vm.to_string(),
+                    lun,
+                    other: text_at(&entry, "/managedDisk/id").unwrap_or_default(),
+                });
+            }
+            kept.push(entry);
+        }
+        if relocate {
+            // The same VM at another lun: a detach, then the attach below.
+            detach(azure, operations, disk, &found, &vm_id, false).await?;
             continue;
         }
-        if entry_lun == Some(lun) {
-            return Err(DiskError::LunTaken {
-                disk: disk.clone(),
-                vm: vm.to_string(),
-                lun,
-                other: text_at(&entry, "/managedDisk/id").unwrap_or_default(),
-            });
+        kept.push(json!({
+            "lun": lun,
+            "createOption": "Attach",
+            "managedDisk": {"id": found.id.as_str()},
+        }));
+        operations.progress(format!(
+            "attaching {} to {} at lun {lun}",
+            found.id.name(),
+            vm_id.name()
+        ));
+        match operations
+            .patch_if_match::<_, Value>(
+                &vm_id,
+                &json!({"properties": {"storageProfile": {"dataDisks": kept}}}),
+                fetched.etag.as_deref(),
+            )
+            .await
+        {
+            Ok(_) => return require(azure, disk, hint, outputs).await,
+            Err(error) if error.is_precondition_failed() && attempt < PRECONDITION_ATTEMPTS => {
+                continue;
+            }
+            Err(error) => return Err(error.into()),
         }
-        kept.push(entry);
     }
-    if relocate {
-        // The same VM at another lun: a detach, then the attach below.
-        detach(azure, operations, disk, &found, &vm_id, false).await?;
-    }
-    kept.push(json!({
-        "lun": lun,
-        "createOption": "Attach",
-        "managedDisk": {"id": found.id.as_str()},
-    }));
-    operations.progress(format!(
-        "attaching {} to {} at lun {lun}",
-        found.id.name(),
-        vm_id.name()
-    ));
-    let _: Value = operations
-        .patch(
-            &vm_id,
-            &json!({"properties": {"storageProfile": {"dataDisks": kept}}}),
-        )
-        .await?;
     require(azure, disk, hint, outputs).await
 }
 
@@ -569,35 +612,44 @@ async fn detach(
     vm_id: &ResourceId,
     force: bool,
 ) -> Result<(), DiskError> {
-    let vm_body = match azure.client().read::<Value>(vm_id).await? {
-        Some(fetched) => fetched.value,
-        // A VM that is gone holds nothing.
-        None => return Ok(()),
-    };
-    let mut entries = data_disks(&vm_body);
-    let mut listed = false;
-    for entry in &mut entries {
-        if is_disk(entry, &found.id) {
-            listed = true;
-            entry["toBeDetached"] = json!(true);
-            if force {
-                entry["detachOption"] = json!("ForceDetach");
+    for attempt in 1..=PRECONDITION_ATTEMPTS {
+        let fetched = match azure.client().read::<Value>(vm_id).await? {
+            Some(fetched) => fetched,
+            // A VM that is gone holds nothing.
+            None => return Ok(()),
+        };
+        let mut entries = data_disks(&fetched.value);
+        let mut listed = false;
+        for entry in &mut entries {
+            if is_disk(entry, &found.id) {
+                listed = true;
+                entry["toBeDetached"] = json!(true);
+                if force {
+                    entry["detachOption"] = json!("ForceDetach");
+                }
             }
         }
-    }
-    if listed {
+        if !listed {
+            break;
+        }
         operations.progress(format!(
             "{}detaching {} from {}",
             if force { "force-" } else { "" },
             found.id.name(),
             vm_id.name()
         ));
-        let _: Value = operations
-            .patch(
+        match operations
+            .patch_if_match::<_, Value>(
                 vm_id,
                 &json!({"properties": {"storageProfile": {"dataDisks": entries}}}),
+                fetched.etag.as_deref(),
             )
-            .await?;
+            .await
+        {
+            Ok(_) => break,
+            Err(error) if error.is_precondition_failed() && attempt < PRECONDITION_ATTEMPTS => {}
+            Err(error) => return Err(error.into()),
+        }
     }
     let after = azure.client().read::<Value>(&found.id).await?;
     if let Some(owner) = after

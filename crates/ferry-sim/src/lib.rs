@@ -87,7 +87,7 @@ pub struct SimulatorConfig {
     /// 8-minute AKS create into 480 ms.
     pub time_scale: f64,
     pub durations: OperationDurations,
-    /// Holds `ca.pem`, `disks/` (backing files) and `vms/{vm}/scsi1/lunN` links.
+    /// Holds `ca.pem`, `disks/` (backing files) and `vms/{group}/{vm}/scsi1/lunN` links.
     pub data_directory: PathBuf,
     /// Size of each disk's sparse backing file; `None` uses the disk's own size.
     pub disk_backing_size: Option<u64>,
@@ -274,8 +274,9 @@ impl Simulator {
     }
 
     /// The folder of `lunN` links for a VM, like `/dev/disk/azure/scsi1` on Azure.
-    pub fn attachment_directory(&self, vm_name: &str) -> PathBuf {
-        self.with_world(|world| world.attachment_directory(vm_name))
+    /// By VM id, or by name (see [`World::attachment_directory`]).
+    pub fn attachment_directory(&self, vm: &str) -> PathBuf {
+        self.with_world(|world| world.attachment_directory(vm))
     }
 
     /// Where a cluster's `/readyz` listens, by cluster name or id.

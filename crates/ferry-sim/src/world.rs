@@ -383,11 +383,39 @@ impl World {
     }
 
     /// The folder that mirrors a VM's `/dev/disk/azure/scsi1`: one `lunN` link per attached disk.
-    pub fn attachment_directory(&self, vm_name: &str) -> PathBuf {
+    /// The folder of a VM's `lunN` links, by VM id or by VM name. Two VMs of the same name in
+    /// different groups (one per generation) get their own folders,
+    /// `vms/{group}/{vm}/scsi1`; a name finds the VM of that name that exists (the last
+    /// created, when several do).
+    pub fn attachment_directory(&self, vm: &str) -> PathBuf {
+        let id = if vm.starts_with('/') {
+            Some(vm.to_owned())
+        } else {
+            self.resources
+                .values()
+                .filter(|stored| {
+                    kind_of(&stored.id) == Kind::VirtualMachine
+                        && name_of(&stored.id).eq_ignore_ascii_case(vm)
+                })
+                .max_by_key(|stored| {
+                    stored
+                        .body
+                        .pointer("/properties/vmId")
+                        .and_then(Value::as_str)
+                        .and_then(|id| u64::from_str_radix(id.get(..8)?, 16).ok())
+                        .unwrap_or(0)
+                })
+                .map(|stored| stored.id.clone())
+        };
+        let (group, name) = match &id {
+            Some(id) => (lower(&group_name(id)), lower(&name_of(id))),
+            None => ("_".to_owned(), lower(vm)),
+        };
         self.settings
             .data_directory
             .join("vms")
-            .join(lower(vm_name))
+            .join(group)
+            .join(name)
             .join("scsi1")
     }
 
@@ -1574,7 +1602,7 @@ impl World {
             .power_states
             .get(&lower(vm_id))
             .is_none_or(|state| state == "running");
-        let folder = self.attachment_directory(&name_of(vm_id));
+        let folder = self.attachment_directory(vm_id);
         let _ = std::fs::remove_dir_all(&folder);
         let disks: Vec<(i64, String)> = stored
             .body
@@ -1833,8 +1861,7 @@ impl World {
                                 .insert("diskState".to_owned(), json!("Unattached"));
                         }
                     }
-                    let _ =
-                        std::fs::remove_dir_all(self.attachment_directory(&name_of(&stored.id)));
+                    let _ = std::fs::remove_dir_all(self.attachment_directory(&stored.id));
                     self.power_states.remove(&doomed_key);
                 }
                 Kind::ManagedCluster => {

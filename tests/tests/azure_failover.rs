@@ -1,0 +1,318 @@
+//! The Azure part of the data100 failover, end to end against the in-process ARM simulator:
+//! the real resource group, network, public IP, VM, disk and AKS providers, with the ZFS pool,
+//! DNS records, hooks and checks served by the in-memory world so that only the Azure kinds
+//! are real. Build generation 1, stop its API server, plan the failover from a live read,
+//! apply it, and check the order in which the simulator saw the operations.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ferry_apply::{ApplyConfig, ApplyControl, ApplyReport, Store};
+use ferry_arm::{AzureDeployment, AzureSettings, Url};
+use ferry_core::{Action, Kind, Observation, Plan, Providers, RuleBook, Snapshot};
+use ferry_observe::ObserveConfig;
+use ferry_plan::PlanConfig;
+use ferry_sim::{Fault, SimEvent, Simulator, SimulatorConfig};
+use ferry_spec::{LoadOptions, Spec};
+use ferry_state::StateFile;
+use ferry_testkit::{MemoryProvider, World};
+
+const AZURE_KINDS: [Kind; 6] = [
+    Kind::ResourceGroup,
+    Kind::Vnet,
+    Kind::PublicIp,
+    Kind::Vm,
+    Kind::Disk,
+    Kind::AksCluster,
+];
+
+struct Deployment {
+    spec: Spec,
+    rules: RuleBook,
+    simulator: Simulator,
+    providers: Providers,
+    store: Store,
+    _folder: tempfile::TempDir,
+}
+
+impl Deployment {
+    async fn start() -> Self {
+        let folder = tempfile::tempdir().unwrap();
+        let simulator = ferry_sim::start(SimulatorConfig::for_tests(folder.path().join("sim")))
+            .await
+            .unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
+        let rules = ferry_providers::rule_book();
+        let spec = ferry_spec::load(&root, &LoadOptions::default(), &rules)
+            .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
+        let mut settings = AzureSettings::simulator(
+            Url::parse(simulator.endpoint()).unwrap(),
+            simulator.ca_file().to_path_buf(),
+            folder.path().join("state"),
+        );
+        settings.subscription = spec.deployment.subscription.clone();
+        settings.device_root = Some(folder.path().join("sim"));
+        let azure = Arc::new(AzureDeployment::new(settings, spec.resources.values()).unwrap());
+        let world = World::new();
+        let providers = Providers::new()
+            .with(Arc::new(ferry_compute::ResourceGroupProvider::new(
+                azure.clone(),
+            )))
+            .with(Arc::new(ferry_compute::VnetProvider::new(azure.clone())))
+            .with(Arc::new(ferry_compute::PublicIpProvider::new(
+                azure.clone(),
+            )))
+            .with(Arc::new(ferry_compute::VmProvider::new(azure.clone())))
+            .with(Arc::new(ferry_disk::DiskProvider::new(azure.clone())))
+            .with(Arc::new(ferry_aks::AksClusterProvider::new(azure)))
+            .with(Arc::new(MemoryProvider::new(Kind::ZfsPool, &world)))
+            .with(Arc::new(MemoryProvider::new(Kind::DnsRecord, &world)))
+            .with(Arc::new(MemoryProvider::new(Kind::Hook, &world)))
+            .with(Arc::new(MemoryProvider::new(Kind::Check, &world)));
+        Deployment {
+            spec,
+            rules,
+            simulator,
+            providers,
+            store: Store::in_memory(StateFile::default()),
+            _folder: folder,
+        }
+    }
+
+    async fn observe(&self) -> Snapshot {
+        ferry_observe::observe(
+            &self.spec,
+            &self.rules,
+            &self.store.state,
+            &self.providers,
+            &ObserveConfig::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn plan(&self, snapshot: &Snapshot) -> Plan {
+        ferry_plan::plan(&self.spec, snapshot, &self.rules, &PlanConfig::default())
+            .unwrap_or_else(|errors| panic!("{errors}"))
+    }
+
+    /// Applies `plan`; on success its generation becomes the active one, as the CLI does.
+    async fn apply(&mut self, plan: &Plan) -> ApplyReport {
+        let report = ferry_apply::apply(
+            plan,
+            &self.providers,
+            &ApplyConfig::default(),
+            &mut self.store,
+            &ApplyControl::new(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        if report.succeeded() {
+            self.store.state.active_generation = plan
+                .failover
+                .as_ref()
+                .map(|failover| failover.to_generation)
+                .unwrap_or(self.store.state.active_generation.max(1));
+        }
+        report
+    }
+}
+
+fn azure_steps(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .filter(|step| AZURE_KINDS.contains(&step.address.kind()))
+        .map(|step| format!("{}: {}", step.id, step.reason))
+        .collect()
+}
+
+/// The position of the first event matching `wanted`, panicking with the log otherwise.
+fn position(events: &[SimEvent], what: &str, wanted: impl Fn(&SimEvent) -> bool) -> usize {
+    events
+        .iter()
+        .position(wanted)
+        .unwrap_or_else(|| panic!("the simulator never saw {what}; it saw:\n{events:#?}"))
+}
+
+fn positions(events: &[SimEvent], wanted: impl Fn(&SimEvent) -> bool) -> Vec<usize> {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, event)| wanted(event))
+        .map(|(index, _)| index)
+        .collect()
+}
+
+fn vm_path(generation: u32) -> String {
+    format!(
+        "/resourceGroups/data100-g{generation}/providers/Microsoft.Compute/virtualMachines/data100-nfs-g{generation}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data100_fails_over_on_the_arm_simulator() {
+    let mut deployment = Deployment::start().await;
+
+    // Generation 1, built through ferry.
+    let first = deployment.plan(&deployment.observe().await);
+    assert!(first.failover.is_none());
+    let report = deployment.apply(&first).await;
+    assert!(report.succeeded(), "{}", report.counts().describe());
+    let healthy = deployment.observe().await;
+    let hub = healthy.get(&"aks_cluster.hub@g1".parse().unwrap()).unwrap();
+    assert!(hub.is_healthy(), "{}", hub.describe());
+    assert_eq!(
+        azure_steps(&deployment.plan(&healthy)),
+        Vec::<String>::new(),
+        "planning right after the first build changes nothing in Azure"
+    );
+    let kubeconfig = hub.attribute("kubeconfig").unwrap().as_str().unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(kubeconfig).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let attached = deployment.simulator.attachment_directory("data100-nfs-g1");
+    for lun in 0..4 {
+        assert!(
+            attached.join(format!("lun{lun}")).exists(),
+            "lun{lun} in {}: {:?}",
+            attached.display(),
+            std::fs::read_dir(
+                attached
+                    .parent()
+                    .unwrap()
+                    .parent()
+                    .unwrap()
+                    .parent()
+                    .unwrap()
+            )
+            .map(|entries| entries.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        );
+    }
+
+    // The API server stops answering while ARM still calls the cluster fine.
+    let cluster_id = hub.attribute("id").unwrap().as_str().unwrap().to_owned();
+    deployment.simulator.inject(Fault::ApiServerDown {
+        cluster: cluster_id,
+        mode: ferry_sim::ApiServerDownMode::Refuse,
+    });
+    let broken = deployment.observe().await;
+    let hub = broken.get(&"aks_cluster.hub@g1".parse().unwrap()).unwrap();
+    let Observation::Present { health, .. } = hub else {
+        panic!("the cluster should read present: {}", hub.describe());
+    };
+    assert!(!health.is_healthy(), "{}", hub.describe());
+    assert!(hub.describe().contains("/readyz"), "{}", hub.describe());
+
+    let failover = deployment.plan(&broken);
+    assert_eq!(failover.failover.as_ref().map(|f| f.to_generation), Some(2));
+    // A snapshot written by `ferry observe` plans exactly like the live read.
+    let written = serde_json::to_string_pretty(&broken).unwrap();
+    let read_back: Snapshot = serde_json::from_str(&written).unwrap();
+    assert_eq!(deployment.plan(&read_back), failover);
+    let actions: Vec<String> = failover
+        .steps
+        .iter()
+        .filter(|step| step.address.kind() == Kind::Disk || step.action == Action::Fence)
+        .map(|step| step.id.to_string())
+        .collect();
+    for disk in 0..4 {
+        for action in ["detach", "move", "attach"] {
+            let id = format!("disk.home{disk}:{action}");
+            assert!(actions.contains(&id), "{id} missing from {actions:?}");
+        }
+    }
+    assert!(actions.contains(&"vm.nfs@g1:fence".to_owned()));
+
+    let before = deployment.simulator.events().len();
+    let report = deployment.apply(&failover).await;
+    assert!(report.succeeded(), "{}", report.counts().describe());
+    let events: Vec<SimEvent> = deployment.simulator.events()[before..].to_vec();
+
+    let old_vm = vm_path(1);
+    let new_vm = vm_path(2);
+    let fenced = position(&events, "the deallocation of the old VM end", |event| {
+        event.what == "operation"
+            && event.path.ends_with(&format!("{old_vm}/deallocate"))
+            && event.outcome == "Succeeded"
+    });
+    // Requests ARM accepted (a move locks both groups: others wait with 409 and try again).
+    let accepted = |event: &SimEvent| event.what == "request" && event.outcome.starts_with('2');
+    let detach_requests = positions(&events, |event| {
+        accepted(event) && event.method == "PATCH" && event.path.ends_with(&old_vm)
+    });
+    assert_eq!(detach_requests.len(), 4, "{events:#?}");
+    assert!(
+        detach_requests.iter().all(|&detach| detach > fenced),
+        "every detach follows the fence: {events:#?}"
+    );
+    let detached = positions(&events, |event| {
+        event.what == "operation"
+            && event.method == "PATCH"
+            && event.path.ends_with(&old_vm)
+            && event.outcome == "Succeeded"
+    });
+    let moved = positions(&events, |event| {
+        event.what == "operation"
+            && event
+                .path
+                .ends_with("/resourceGroups/data100-g1/moveResources")
+            && event.outcome == "Succeeded"
+    });
+    assert_eq!(moved.len(), 4, "{events:#?}");
+    let move_requests = positions(&events, |event| {
+        event.what == "request"
+            && event
+                .path
+                .ends_with("/resourceGroups/data100-g1/moveResources")
+    });
+    assert!(
+        move_requests.iter().all(|&request| request > detached[0]),
+        "no move before a detach succeeded: {events:#?}"
+    );
+    let attach_requests = positions(&events, |event| {
+        accepted(event) && event.method == "PATCH" && event.path.ends_with(&new_vm)
+    });
+    assert!(attach_requests.len() >= 4, "{events:#?}");
+    assert!(
+        attach_requests[0] > detached[0] && attach_requests[0] > moved[0],
+        "no attach to the new VM before a detach and a move succeeded: {events:#?}"
+    );
+    // The fourth attach needs all four moves behind it, and every detach.
+    assert!(
+        attach_requests[3] > moved[3] && attach_requests[3] > detached[3],
+        "{events:#?}"
+    );
+    let attached = deployment.simulator.attachment_directory("data100-nfs-g2");
+    for lun in 0..4 {
+        assert!(
+            attached.join(format!("lun{lun}")).exists(),
+            "lun{lun} on the new VM"
+        );
+    }
+
+    let after = deployment.observe().await;
+    assert_eq!(
+        azure_steps(&deployment.plan(&after)),
+        Vec::<String>::new(),
+        "planning right after the failover changes nothing in Azure"
+    );
+    for disk in 0..4 {
+        let reading = after
+            .get(&format!("disk.home{disk}").parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            reading.attribute("resource_group").and_then(|v| v.as_str()),
+            Some("resource_group.main@g2")
+        );
+        assert!(
+            reading
+                .attribute("id")
+                .and_then(|v| v.as_str())
+                .is_some_and(|id| id.contains("/resourceGroups/data100-g2/")),
+            "{}",
+            reading.describe()
+        );
+    }
+}
