@@ -74,9 +74,27 @@ pub enum BackendError {
         record: String,
         reason: String,
     },
-    /// The record set changed since ferry read it.
-    #[error("{record} changed on the server since ferry read it: run `ferry plan` again")]
-    Conflict { record: String },
+    /// The record set changed since ferry read it; the write was refused, nothing was
+    /// overwritten.
+    #[error(
+        "{record} changed on {server} since ferry read it ({detail}), so ferry changed nothing: run `ferry plan` again and apply the new plan"
+    )]
+    Conflict {
+        server: String,
+        record: String,
+        /// How the server said so: `the update's prerequisite failed (NXRRSET)`,
+        /// `its etag no longer matches (412 PreconditionFailed)`.
+        detail: String,
+    },
+    /// Azure Resource Manager answered with an error that a retry will not fix (a missing
+    /// zone, a credential without rights to it, a record set ARM will not accept).
+    #[error("azure dns could not {operation} {record}: {message}")]
+    Arm {
+        /// `read`, `write`, `delete`
+        operation: &'static str,
+        record: String,
+        message: String,
+    },
     /// The zone's settings or secret are missing or wrong.
     #[error("zone `{zone}`: {message}")]
     Configuration { zone: String, message: String },
@@ -115,4 +133,18 @@ pub trait DnsBackend: Send + Sync + fmt::Debug {
 
     /// Writes one change; either all of it takes effect or none.
     async fn write(&self, key: &RecordKey, change: &Change) -> Result<(), BackendError>;
+
+    /// How this backend marks `deployment`'s ownership of `key`, for messages.
+    fn ownership_marker(&self, key: &RecordKey, deployment: &str) -> String {
+        format!(
+            "a TXT \"{}\" at {}",
+            key.marker_text(deployment),
+            key.marker_fqdn()
+        )
+    }
+
+    /// Who answers reads, for progress lines: `the primary` (RFC 2136), `azure dns`.
+    fn authority(&self) -> &'static str {
+        "the primary"
+    }
 }

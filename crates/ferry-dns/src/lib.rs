@@ -5,27 +5,25 @@
 //! server) is set per zone in the spec's `[zones]` block, not per record.
 //!
 //! The provider ([`DnsRecordProvider`]) reads and writes through a [`DnsBackend`] per zone:
-//! [`Rfc2136Backend`] for standard authoritative servers; Azure DNS plugs in through
-//! [`DnsRecordProvider::with_backend`]. Ownership markers are described in [`record`], the
-//! mass-change guard for the planner in [`threshold`].
+//! [`Rfc2136Backend`] for standard authoritative servers, [`AzureDnsBackend`] for Azure DNS
+//! record sets over the ARM client (ETags with `If-Match` / `If-None-Match: *`, ownership in
+//! the record set's metadata). Ownership markers are described in [`record`] and [`azure`],
+//! the mass-change guard for the planner in [`threshold`].
 //!
-//! Not done yet:
-//! - the Azure DNS backend: a [`DnsBackend`] over the ARM client (`ferry-arm`) for record
-//!   sets `Microsoft.Network/dnsZones/{zone}/{A|AAAA|CNAME|TXT}/{name}`: `read` returns the
-//!   ETag as [`Reading::version`] and ownership from the record set's `metadata`
-//!   (`ferry_deployment`), `write` sends `If-None-Match: *` for [`Precondition::Absent`] and
-//!   `If-Match` for [`Precondition::Unchanged`], mapping 412 to [`BackendError::Conflict`].
-//!   Until then `backend = "azure"` zones read as `Unknown`, so nothing is planned for them;
-//! - waiting for the old TTL to pass after a change (the spec has no field for it yet).
+//! After a change, `wait` confirms that the zone's authority answers the new values, and
+//! `wait_for_ttl` then waits out the TTL of the values the change replaced, which the
+//! provider knows from its own read at the start of the step.
 
+pub mod azure;
 pub mod backend;
 pub mod provider;
 pub mod record;
 pub mod rfc2136;
 pub mod threshold;
 
+pub use azure::{AzureDnsBackend, AzureDnsConfig, OWNER_METADATA_KEY};
 pub use backend::{BackendError, Change, DnsBackend, Precondition, Reading};
-pub use provider::{DnsProviderConfig, DnsRecordProvider, DnsSetupError};
+pub use provider::{AzureDnsAccess, DnsProviderConfig, DnsRecordProvider, DnsSetupError};
 pub use record::{RecordKey, RecordSet, RecordType};
 pub use rfc2136::{Rfc2136Backend, Rfc2136Config, ZoneConfigError};
 pub use threshold::{
@@ -99,6 +97,13 @@ impl KindRules for DnsRecordRules {
                 Some("true"),
                 OnChange::InPlace,
                 "after a change, wait until the zone's authoritative servers answer the new values",
+            ),
+            F::optional(
+                "wait_for_ttl",
+                T::Boolean,
+                Some("false"),
+                OnChange::InPlace,
+                "after a change, also wait for the replaced values' TTL to pass, so that resolvers no longer serve them from their caches",
             ),
         ];
         FIELDS
@@ -182,14 +187,24 @@ impl KindRules for DnsRecordRules {
         } else {
             5
         };
+        // The old TTL is known only at apply time; the spec's TTL is the usual guess, since
+        // a record's TTL rarely changes with its values.
+        let old_ttl = if spec.field("wait_for_ttl").and_then(Value::as_bool) == Some(true) {
+            spec.field("ttl")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::from(provider::DEFAULT_TTL))
+        } else {
+            0
+        };
         match action {
-            Action::Create | Action::Update | Action::Replace => 2 + wait,
+            Action::Create | Action::Update | Action::Replace => 2 + wait + old_ttl,
+            Action::Delete | Action::Retire => 2 + old_ttl,
             _ => 2,
         }
     }
 
     fn is_observed(&self, field: &str) -> bool {
-        !matches!(field, "take_over" | "wait")
+        !matches!(field, "take_over" | "wait" | "wait_for_ttl")
     }
 }
 

@@ -13,6 +13,7 @@ use ferry_core::{
 };
 use serde_json::json;
 
+use crate::azure::{AzureDnsBackend, AzureDnsConfig};
 use crate::backend::{BackendError, Change, DnsBackend, Precondition, Reading};
 use crate::record::{
     RecordKey, RecordSet, RecordType, normalize_zone, same_values, values_for_comparison,
@@ -35,6 +36,18 @@ pub struct DnsProviderConfig {
     pub wait_timeout: Duration,
     /// Time between two of those checks.
     pub wait_interval: Duration,
+    /// How `backend = "azure"` zones are reached; `None` leaves them unreachable (they read
+    /// as unknown, so nothing is planned for them).
+    pub azure: Option<AzureDnsAccess>,
+}
+
+/// What Azure DNS zones need: the ARM client of the deployment, and its subscription.
+#[derive(Debug, Clone)]
+pub struct AzureDnsAccess {
+    pub client: ferry_arm::ArmClient,
+    /// `[deployment] subscription` or `AZURE_SUBSCRIPTION_ID`: a zone without its own
+    /// `subscription` is in this one.
+    pub subscription: Option<String>,
 }
 
 impl DnsProviderConfig {
@@ -50,6 +63,7 @@ impl DnsProviderConfig {
             spec_root: spec_root.into(),
             wait_timeout: Duration::from_secs(60),
             wait_interval: Duration::from_millis(500),
+            azure: None,
         }
     }
 }
@@ -69,8 +83,8 @@ pub enum DnsSetupError {
 #[derive(Debug, Clone)]
 enum ZoneBackend {
     Ready(Arc<dyn DnsBackend>),
-    /// A zone this build cannot reach yet (Azure DNS until the ARM client lands); reads are
-    /// `Unknown`, so nothing is planned for its records.
+    /// A zone ferry cannot reach (an Azure zone without an ARM client); reads are `Unknown`,
+    /// so nothing is planned for its records.
     Unavailable(String),
 }
 
@@ -84,8 +98,8 @@ pub struct DnsRecordProvider {
 }
 
 impl DnsRecordProvider {
-    /// A provider for every zone of the spec. RFC 2136 zones get their backend now; Azure
-    /// zones wait for [`DnsRecordProvider::with_backend`].
+    /// A provider for every zone of the spec: RFC 2136 zones through their primary, Azure
+    /// zones through `config.azure`'s ARM client.
     pub fn new(config: DnsProviderConfig) -> Result<Self, DnsSetupError> {
         let mut zones = BTreeMap::new();
         for (zone, settings) in &config.zones {
@@ -93,9 +107,19 @@ impl DnsRecordProvider {
                 Some("rfc2136") => ZoneBackend::Ready(Arc::new(Rfc2136Backend::new(
                     Rfc2136Config::from_attributes(zone, settings, &config.spec_root)?,
                 ))),
-                Some("azure") => ZoneBackend::Unavailable(format!(
-                    "zone `{zone}` uses Azure DNS, which this build of ferry cannot reach yet: use an rfc2136 zone, or a build with the Azure DNS backend"
-                )),
+                Some("azure") => match &config.azure {
+                    Some(access) => ZoneBackend::Ready(Arc::new(AzureDnsBackend::new(
+                        access.client.clone(),
+                        AzureDnsConfig::from_attributes(
+                            zone,
+                            settings,
+                            access.subscription.as_deref(),
+                        )?,
+                    ))),
+                    None => ZoneBackend::Unavailable(format!(
+                        "zone `{zone}` uses Azure DNS, and ferry was set up without an Azure connection: set up the ARM client (FERRY_ARM_ENDPOINT and a credential) and plan again"
+                    )),
+                },
                 Some(other) => {
                     return Err(DnsSetupError::UnknownBackend {
                         zone: zone.clone(),
@@ -114,7 +138,8 @@ impl DnsRecordProvider {
         })
     }
 
-    /// Serves `zone` through `backend`: how the Azure DNS backend plugs in.
+    /// Serves `zone` through `backend` instead of the one its settings name (tests wrap a
+    /// backend this way).
     pub fn with_backend(mut self, zone: &str, backend: Arc<dyn DnsBackend>) -> Self {
         self.zones
             .insert(normalize_zone(zone), ZoneBackend::Ready(backend));
@@ -159,21 +184,20 @@ impl DnsRecordProvider {
                 Ok(_) => "no records".to_owned(),
                 Err(error) => error.to_string(),
             };
+            let authority = backend.authority();
             if done {
                 progress(format!(
-                    "{}: the primary answers {seen} (check {attempt})",
-                    key
+                    "{key}: {authority} answers {seen} (check {attempt})"
                 ));
                 return Ok(());
             }
             progress(format!(
-                "{}: waiting for the primary, which answers {seen} (check {attempt})",
-                key
+                "{key}: waiting for {authority}, which answers {seen} (check {attempt})"
             ));
             if tokio::time::Instant::now() + self.wait_interval > deadline {
                 return Err(StepError::transient(
                     format!(
-                        "{key}: the primary still answers {seen} after {}s: the change was sent; check the server's zone, then apply again",
+                        "{key}: {authority} still answers {seen} after {}s: the change was sent; check the server's zone, then apply again",
                         self.wait_timeout.as_secs()
                     ),
                     None,
@@ -185,6 +209,41 @@ impl DnsRecordProvider {
     }
 }
 
+/// Waits out the TTL of the values a change replaced (`wait_for_ttl = true`): a resolver
+/// that cached them just before the change may serve them that long, so only after it are
+/// clients sure to see the new ones. Reports the time left every tenth of the wait (at
+/// least every second, at most every 30 seconds).
+async fn wait_out_old_ttl(
+    key: &RecordKey,
+    old_ttl: u32,
+    progress: &(dyn Fn(String) + Send + Sync),
+) {
+    let total = Duration::from_secs(u64::from(old_ttl));
+    let report_every = (total / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    progress(format!(
+        "{key}: waiting {old_ttl}s, the old ttl, so that resolvers' cached answers expire"
+    ));
+    let deadline = tokio::time::Instant::now() + total;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let left = deadline - now;
+        tokio::time::sleep(left.min(report_every)).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !left.is_zero() {
+            progress(format!(
+                "{key}: {}s of the old ttl left",
+                left.as_secs_f64().ceil()
+            ));
+        }
+    }
+    progress(format!(
+        "{key}: the old ttl ({old_ttl}s) has passed; resolvers no longer hold the old values"
+    ));
+}
+
 /// A record's identity and wishes, from a step's inputs or a reading's fields.
 #[derive(Debug, Clone)]
 struct Wanted {
@@ -193,6 +252,7 @@ struct Wanted {
     values: Option<Vec<String>>,
     take_over: bool,
     wait: bool,
+    wait_for_ttl: bool,
 }
 
 fn wanted(fields: &Attributes) -> Result<Wanted, String> {
@@ -231,6 +291,7 @@ fn wanted(fields: &Attributes) -> Result<Wanted, String> {
         values,
         take_over: fields.get("take_over").and_then(Value::as_bool) == Some(true),
         wait: fields.get("wait").and_then(Value::as_bool) != Some(false),
+        wait_for_ttl: fields.get("wait_for_ttl").and_then(Value::as_bool) == Some(true),
     })
 }
 
@@ -271,12 +332,17 @@ fn attributes(
     attributes
 }
 
-fn ownership_refusal(key: &RecordKey, owners: &[String], deployment: &str, doing: Doing) -> String {
+fn ownership_refusal(
+    backend: &dyn DnsBackend,
+    key: &RecordKey,
+    owners: &[String],
+    deployment: &str,
+    doing: Doing,
+) -> String {
     let holder = if owners.is_empty() {
         format!(
-            "it has no ferry ownership marker (a TXT \"{}\" at {})",
-            key.marker_text(deployment),
-            key.marker_fqdn()
+            "it has no ferry ownership marker ({})",
+            backend.ownership_marker(key, deployment)
         )
     } else {
         format!("ferry deployment `{}` owns it", owners.join("`, `"))
@@ -339,6 +405,7 @@ impl Provider for DnsRecordProvider {
         } else {
             Health::Unhealthy {
                 reason: ownership_refusal(
+                    backend.as_ref(),
                     &wanted.key,
                     &reading.owners,
                     &self.deployment,
@@ -389,6 +456,7 @@ impl Provider for DnsRecordProvider {
             }
             if reading.record_set.is_some() && !owned {
                 return Err(StepError::permanent(ownership_refusal(
+                    backend.as_ref(),
                     key,
                     &reading.owners,
                     &self.deployment,
@@ -404,6 +472,11 @@ impl Provider for DnsRecordProvider {
             if wanted.wait {
                 self.wait_for(backend.as_ref(), key, None, context.progress)
                     .await?;
+            }
+            if wanted.wait_for_ttl
+                && let Some(old) = &reading.record_set
+            {
+                wait_out_old_ttl(key, old.ttl, context.progress).await;
             }
             return Ok(StepOutcome::default());
         }
@@ -423,6 +496,7 @@ impl Provider for DnsRecordProvider {
         let precondition = match &reading.record_set {
             Some(_) if !owned && !wanted.take_over => {
                 return Err(StepError::permanent(ownership_refusal(
+                    backend.as_ref(),
                     key,
                     &reading.owners,
                     &self.deployment,
@@ -461,6 +535,14 @@ impl Provider for DnsRecordProvider {
         if wanted.wait {
             self.wait_for(backend.as_ref(), key, Some(&desired), context.progress)
                 .await?;
+        }
+        // Only values that this step replaced can be in resolvers' caches; a create or a
+        // step that found the record already right has nothing to wait out.
+        if wanted.wait_for_ttl
+            && !already
+            && let Some(old) = &reading.record_set
+        {
+            wait_out_old_ttl(key, old.ttl, context.progress).await;
         }
         Ok(StepOutcome {
             outputs: attributes(fields, key, &desired, Some(&desired.values)),

@@ -80,6 +80,10 @@ pub enum ZoneConfigError {
     Algorithm { zone: String, algorithm: String },
     #[error("zone `{zone}`: server `{server}` is not address:port, such as 192.0.2.53:53")]
     Server { zone: String, server: String },
+    #[error(
+        "zone `{zone}` has no Azure subscription: add subscription = \"...\" to [zones.\"{zone}\"] or to [deployment], or set AZURE_SUBSCRIPTION_ID"
+    )]
+    NoSubscription { zone: String },
 }
 
 impl Rfc2136Config {
@@ -344,11 +348,18 @@ impl Rfc2136Backend {
                     self.config.key_name, self.config.zone
                 )));
             }
-            ResponseCode::YXRRSet
+            code @ (ResponseCode::YXRRSet
             | ResponseCode::NXRRSet
             | ResponseCode::YXDomain
-            | ResponseCode::NXDomain => {
-                return Err(BackendError::Conflict { record });
+            | ResponseCode::NXDomain) => {
+                return Err(BackendError::Conflict {
+                    server: self.config.server.clone(),
+                    record,
+                    detail: format!(
+                        "the update's prerequisite failed: {}",
+                        format!("{code:?}").to_ascii_uppercase()
+                    ),
+                });
             }
             ResponseCode::NotZone => {
                 return Err(refused(format!(

@@ -343,3 +343,56 @@ async fn an_unreachable_or_foreign_server_reads_as_unknown() {
     assert!(reason.contains("did not answer"), "{reason}");
     insta::assert_snapshot!(refused);
 }
+
+#[tokio::test]
+async fn wait_for_ttl_waits_out_the_replaced_values_ttl_and_reports_it() {
+    let bind = Bind::start();
+    let provider = provider(bind.zones());
+    let recorder = Recorder::default();
+    let with_wait = |ttl: u32, values: &[&str]| {
+        let mut fields = inputs("moving", "A", ttl, values);
+        fields["wait_for_ttl"] = json!(true);
+        fields
+    };
+    // A create replaces nothing that a resolver could hold: no wait.
+    let create = step("moving", Action::Create, with_wait(2, &["127.0.0.70"]));
+    recorder.apply(&provider, &create).await.unwrap();
+    assert!(
+        !recorder.lines().iter().any(|line| line.contains("old ttl")),
+        "{:?}",
+        recorder.lines()
+    );
+
+    // The update lowers the TTL too: the wait is the old one's, 2s, after the primary
+    // answers the new value.
+    let update = step("moving", Action::Update, with_wait(1, &["127.0.0.71"]));
+    recorder.apply(&provider, &update).await.unwrap();
+    assert_eq!(bind.dig("moving", "A"), vec!["127.0.0.71"]);
+    let lines = recorder.lines();
+    let answered = lines
+        .iter()
+        .position(|line| line.starts_with("moving.ferry.test A: the primary answers 127.0.0.71"))
+        .unwrap();
+    let started = lines
+        .iter()
+        .position(|line| {
+            line == "moving.ferry.test A: waiting 2s, the old ttl, so that resolvers' cached answers expire"
+        })
+        .unwrap();
+    assert!(answered < started, "{lines:?}");
+    assert_eq!(
+        lines.last().unwrap(),
+        "moving.ferry.test A: the old ttl (2s) has passed; resolvers no longer hold the old values"
+    );
+
+    // Nothing changed, nothing to wait out.
+    let before = recorder.lines().len();
+    recorder.apply(&provider, &update).await.unwrap();
+    assert!(
+        !recorder.lines()[before..]
+            .iter()
+            .any(|line| line.contains("old ttl")),
+        "{:?}",
+        recorder.lines()
+    );
+}
