@@ -25,19 +25,8 @@ pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
         ferry_zfs::ZfsProviderConfig::default(),
         spec.resources.values(),
     )));
-    // DNS records (RFC 2136 zones now; Azure DNS zones read as unknown until their backend
-    // lands), hooks and checks (run relative to the spec's folder).
-    let dns = ferry_dns::DnsRecordProvider::new(ferry_dns::DnsProviderConfig::new(
-        spec.deployment.name.clone(),
-        spec.zones.clone(),
-        spec.root.clone(),
-    ))
-    .map_err(|error| SetupError {
-        provider: "dns_record",
-        message: error.to_string(),
-    })?;
+    // Hooks and checks run relative to the spec's folder.
     let providers = providers
-        .with(Arc::new(dns))
         .with(Arc::new(ferry_hook::HookProvider::new(spec.root.clone())))
         .with(Arc::new(ferry_hook::CheckProvider::new(spec.root.clone())));
     // Azure: resource groups, networks, public IPs, VMs, disks and AKS clusters share one
@@ -70,7 +59,23 @@ pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
         )))
         .with(Arc::new(ferry_compute::VmProvider::new(azure.clone())))
         .with(Arc::new(ferry_disk::DiskProvider::new(azure.clone())))
-        .with(Arc::new(ferry_aks::AksClusterProvider::new(azure)));
+        .with(Arc::new(ferry_aks::AksClusterProvider::new(azure.clone())));
+    // DNS records: RFC 2136 zones through their primary; Azure DNS zones through the same
+    // ARM client, in the zone's subscription or else the deployment's.
+    let mut dns_config = ferry_dns::DnsProviderConfig::new(
+        spec.deployment.name.clone(),
+        spec.zones.clone(),
+        spec.root.clone(),
+    );
+    dns_config.azure = Some(ferry_dns::AzureDnsAccess {
+        client: azure.client().clone(),
+        subscription: azure.settings().subscription.clone(),
+    });
+    let dns = ferry_dns::DnsRecordProvider::new(dns_config).map_err(|error| SetupError {
+        provider: "dns_record",
+        message: error.to_string(),
+    })?;
+    let providers = providers.with(Arc::new(dns));
     // -- providers: end --
     let _ = (spec, Arc::<()>::new(()));
     Ok(providers)
