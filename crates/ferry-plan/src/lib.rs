@@ -101,6 +101,7 @@ pub fn plan(
     rules: &RuleBook,
     config: &PlanConfig,
 ) -> Result<Plan, PlanErrors> {
+    safety::check_spec(spec).map_err(PlanErrors)?;
     let built = build::build(spec, snapshot, rules, config)?;
     let plan = order::finish(built)?;
     safety::check(&plan, snapshot, config).map_err(PlanErrors)?;

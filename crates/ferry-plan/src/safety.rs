@@ -5,9 +5,62 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ferry_core::{Action, InstanceAddress, Observation, Plan, Snapshot, Step, StepId, Value};
+use std::collections::BTreeMap;
+
+use ferry_core::{
+    Action, InstanceAddress, Kind, Observation, Plan, ResourceAddress, Snapshot, Step, StepId,
+    Value,
+};
+use ferry_spec::Spec;
 
 use crate::{PlanConfig, PlanError};
+
+/// Invariant 2, a managed disk is attached to at most one VM, for the spec itself: two `disk`
+/// resources that name the same Azure disk (the same name in the same resource group) and
+/// each attach it to a VM would attach one disk to two VMs. The plan is refused before it is
+/// made, whatever ARM would say.
+pub(crate) fn check_spec(spec: &Spec) -> Result<(), Vec<PlanError>> {
+    let mut attached: BTreeMap<(String, String), Vec<(&ResourceAddress, &str)>> = BTreeMap::new();
+    for resource in spec.resources.values() {
+        if resource.address.kind != Kind::Disk || resource.ensure == ferry_core::Ensure::Absent {
+            continue;
+        }
+        let (Some(name), Some(group), Some(vm)) = (
+            resource.str_field("name"),
+            resource.str_field("resource_group"),
+            resource.str_field("vm"),
+        ) else {
+            continue;
+        };
+        attached
+            .entry((name.to_ascii_lowercase(), group.to_owned()))
+            .or_default()
+            .push((&resource.address, vm));
+    }
+    let errors: Vec<PlanError> = attached
+        .into_iter()
+        .filter(|(_, holders)| holders.len() > 1)
+        .map(|((name, group), holders)| {
+            let described: Vec<String> = holders
+                .iter()
+                .map(|(disk, vm)| format!("{disk} to {vm}"))
+                .collect();
+            PlanError::new(
+                None,
+                format!(
+                    "the managed disk `{name}` in {group} would be attached to more than one VM ({}): a disk is attached to at most one VM",
+                    described.join(", ")
+                ),
+            )
+            .help("declare the disk once, or give each disk resource its own name")
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
 
 pub(crate) fn check(
     plan: &Plan,
@@ -162,6 +215,87 @@ mod tests {
                 .map(|error| error.to_string().lines().next().unwrap().to_owned())
                 .collect(),
         }
+    }
+
+    #[test]
+    fn one_disk_declared_twice_for_two_vms_is_refused() {
+        let text = |second_name: &str| {
+            format!(
+                r#"
+[deployment]
+name = "twice"
+location = "westeurope"
+
+[failover]
+mode = "off"
+
+[resource_group.main]
+name = "twice-g${{generation}}"
+
+[vnet.main]
+name = "twice-vnet"
+resource_group = "resource_group.main"
+address_space = ["10.1.0.0/16"]
+
+[vm.a]
+name = "twice-a"
+resource_group = "resource_group.main"
+vnet = "vnet.main"
+size = "Standard_D4s_v5"
+ssh_public_key = "ssh-ed25519 AAAA a"
+
+[vm.b]
+name = "twice-b"
+resource_group = "resource_group.main"
+vnet = "vnet.main"
+size = "Standard_D4s_v5"
+ssh_public_key = "ssh-ed25519 AAAA b"
+
+[disk.first]
+name = "shared-data"
+resource_group = "resource_group.main"
+size_gb = 64
+vm = "vm.a"
+lun = 0
+
+[disk.second]
+name = "{second_name}"
+resource_group = "resource_group.main"
+size_gb = 64
+vm = "vm.b"
+lun = 0
+"#
+            )
+        };
+        let load = |text: &str| {
+            let folder = std::env::temp_dir().join(format!(
+                "ferry-plan-twice-{}-{}",
+                std::process::id(),
+                text.len()
+            ));
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join("spec.toml"), text).unwrap();
+            let spec = ferry_spec::load(
+                &folder.join("spec.toml"),
+                &ferry_spec::LoadOptions::default(),
+                &ferry_providers::rule_book(),
+            )
+            .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
+            let _ = std::fs::remove_dir_all(&folder);
+            spec
+        };
+        let refused = check_spec(&load(&text("SHARED-data")))
+            .unwrap_err()
+            .iter()
+            .map(|error| error.to_string())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            refused,
+            [
+                "the managed disk `shared-data` in resource_group.main would be attached to more than one VM (disk.first to vm.a, disk.second to vm.b): a disk is attached to at most one VM\n  help: declare the disk once, or give each disk resource its own name"
+            ]
+        );
+        assert!(check_spec(&load(&text("other-data"))).is_ok());
     }
 
     fn pool_on(host: &str) -> Snapshot {
