@@ -316,3 +316,74 @@ async fn data100_fails_over_on_the_arm_simulator() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_behind_ferrys_back_show_in_the_plan_and_are_put_right() {
+    let mut deployment = Deployment::start().await;
+    let first = deployment.plan(&deployment.observe().await);
+    let report = deployment.apply(&first).await;
+    assert!(report.succeeded(), "{}", report.counts().describe());
+
+    // Someone resizes the NFS VM and detaches a disk in the portal.
+    let client = ferry_arm::ArmClient::new(ferry_arm::ArmClientConfig::simulator(
+        Url::parse(deployment.simulator.endpoint()).unwrap(),
+        deployment.simulator.ca_file().to_path_buf(),
+    ))
+    .unwrap();
+    let vm_id = deployment
+        .store
+        .state
+        .outputs(&"vm.nfs@g1".parse().unwrap())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let vm: serde_json::Value = client
+        .get(&vm_id, ferry_arm::api_version::COMPUTE)
+        .await
+        .unwrap()
+        .value;
+    let kept: Vec<serde_json::Value> = vm["properties"]["storageProfile"]["dataDisks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|disk| disk["lun"] != serde_json::json!(3))
+        .cloned()
+        .collect();
+    let _: serde_json::Value = client
+        .patch_and_wait(
+            &vm_id,
+            ferry_arm::api_version::COMPUTE,
+            &serde_json::json!({"properties": {
+                "hardwareProfile": {"vmSize": "Standard_E16s_v5"},
+                "storageProfile": {"dataDisks": kept},
+            }}),
+            &ferry_arm::WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+
+    let drifted = deployment.plan(&deployment.observe().await);
+    let steps = azure_steps(&drifted);
+    assert_eq!(
+        steps,
+        [
+            "vm.nfs@g1:update: changed in place: size",
+            "disk.home3:update: changed in place: lun, vm",
+        ],
+        "{drifted:#?}"
+    );
+    let report = deployment.apply(&drifted).await;
+    assert!(report.succeeded(), "{}", report.counts().describe());
+    assert_eq!(
+        azure_steps(&deployment.plan(&deployment.observe().await)),
+        Vec::<String>::new()
+    );
+    assert!(
+        deployment
+            .simulator
+            .attachment_directory("data100-nfs-g1")
+            .join("lun3")
+            .exists()
+    );
+}
