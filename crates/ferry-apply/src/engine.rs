@@ -151,7 +151,7 @@ pub async fn apply(
             let inputs = match resolve_inputs(step, &shared.lock_state()) {
                 Ok(inputs) => inputs,
                 Err(error) => {
-                    shared.step_failed(&mut schedule, index, error);
+                    shared.step_failed(&mut schedule, index, error, Ending::Journaled);
                     continue;
                 }
             };
@@ -183,10 +183,11 @@ pub async fn apply(
             let provider = &**schedule.providers[index];
             running.push(
                 run_step(&shared, step, provider, inputs, resume_operation)
-                    .map(move |(result, attempts)| Finished {
+                    .map(move |(result, attempts, ending)| Finished {
                         index,
                         result,
                         attempts,
+                        ending,
                     })
                     .boxed(),
             );
@@ -225,7 +226,7 @@ pub async fn apply(
                 }
             }
             Some(finished) = running.next() => {
-                let Finished { index, result, attempts } = finished;
+                let Finished { index, result, attempts, ending } = finished;
                 schedule.reports[index].attempts = attempts;
                 match result {
                     Ok(outcome) => shared.step_succeeded(
@@ -235,7 +236,7 @@ pub async fn apply(
                         outcome,
                         store,
                     ),
-                    Err(error) => shared.step_failed(&mut schedule, index, error.message),
+                    Err(error) => shared.step_failed(&mut schedule, index, error.message, ending),
                 }
             }
         }
@@ -274,6 +275,18 @@ struct Finished {
     index: usize,
     result: Result<StepOutcome, StepError>,
     attempts: u32,
+    ending: Ending,
+}
+
+/// Whether a failed step's end goes in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The provider said how the step ended.
+    Journaled,
+    /// The step was abandoned at its time limit: its operation may still be running, so the
+    /// journal keeps it started, with its recorded operation, and the next apply polls that
+    /// operation instead of sending the request again (as after a crash).
+    OutcomeUnknown,
 }
 
 /// What the running steps share with the scheduler loop.
@@ -346,10 +359,13 @@ impl Shared<'_> {
             }
             store.save_state(&state)
         };
+        // The journal records a step's end only once its outputs are saved: a resumed apply
+        // takes a finished step's outputs from the state, so an end journaled without them
+        // would leave its dependents unable to resolve their inputs. Left started, the step is
+        // run again by the next apply, which the provider contract makes harmless.
         if let Err(error) = saved {
             self.storage_failed(error.to_string());
-        }
-        if let Err(error) = self.write(JournalRecord::StepFinished {
+        } else if let Err(error) = self.write(JournalRecord::StepFinished {
             apply_id: self.apply_id.to_owned(),
             step: step.id.clone(),
             at: format_time(SystemTime::now()),
@@ -371,16 +387,24 @@ impl Shared<'_> {
         schedule.succeeded(index);
     }
 
-    fn step_failed(&self, schedule: &mut Schedule<'_>, index: usize, error: String) {
+    fn step_failed(
+        &self,
+        schedule: &mut Schedule<'_>,
+        index: usize,
+        error: String,
+        ending: Ending,
+    ) {
         let id = schedule.reports[index].id.clone();
-        if let Err(journal_error) = self.write(JournalRecord::StepFinished {
-            apply_id: self.apply_id.to_owned(),
-            step: id.clone(),
-            at: format_time(SystemTime::now()),
-            result: StepResult::Failed {
-                error: error.clone(),
-            },
-        }) {
+        if ending == Ending::Journaled
+            && let Err(journal_error) = self.write(JournalRecord::StepFinished {
+                apply_id: self.apply_id.to_owned(),
+                step: id.clone(),
+                at: format_time(SystemTime::now()),
+                result: StepResult::Failed {
+                    error: error.clone(),
+                },
+            })
+        {
             self.storage_failed(journal_error.to_string());
         }
         let report = &mut schedule.reports[index];
@@ -409,7 +433,7 @@ async fn run_step(
     provider: &dyn Provider,
     inputs: Attributes,
     resume_operation: Option<String>,
-) -> (Result<StepOutcome, StepError>, u32) {
+) -> (Result<StepOutcome, StepError>, u32, Ending) {
     // The operation to poll: the one an earlier apply recorded, or one this apply's earlier
     // attempt recorded before failing transiently.
     let operation = Mutex::new(resume_operation);
@@ -449,12 +473,15 @@ async fn run_step(
         };
         let result = match tokio::time::timeout(time_limit, provider.apply(step, context)).await {
             Ok(result) => result,
-            Err(_) => Err(StepError::permanent(format!(
-                "no result within {}, the step's time limit (the larger of the step timeout and {} times its estimate of {}s): raise the step timeout if it needs longer",
-                humantime::format_duration(time_limit),
-                shared.config.estimate_multiplier,
-                step.estimate_seconds,
-            ))),
+            Err(_) => {
+                let error = StepError::permanent(format!(
+                    "no result within {}, the step's time limit (the larger of the step timeout and {} times its estimate of {}s): raise the step timeout if it needs longer",
+                    humantime::format_duration(time_limit),
+                    shared.config.estimate_multiplier,
+                    step.estimate_seconds,
+                ));
+                return (Err(error), attempt, Ending::OutcomeUnknown);
+            }
         };
         match result {
             Err(error) if error.transient && attempt < max_attempts => {
@@ -473,9 +500,9 @@ async fn run_step(
             }
             Err(mut error) if error.transient => {
                 error.message = format!("{} (gave up after {attempt} attempts)", error.message);
-                return (Err(error), attempt);
+                return (Err(error), attempt, Ending::Journaled);
             }
-            other => return (other, attempt),
+            other => return (other, attempt, Ending::Journaled),
         }
     }
 }
