@@ -56,6 +56,16 @@ impl ResourceId {
             text: trimmed.to_owned(),
             segments,
         };
+        if id
+            .segments
+            .last()
+            .is_some_and(|last| last.eq_ignore_ascii_case("providers"))
+        {
+            return Err(ResourceIdError::OddSegments {
+                id: text.to_owned(),
+                segment: "providers".to_owned(),
+            });
+        }
         // After `providers/{namespace}` the rest alternates type/name; a trailing type
         // without a name is a collection path, not a resource id.
         let pairs = id.type_name_pairs();
@@ -146,7 +156,11 @@ impl ResourceId {
         else {
             return Vec::new();
         };
-        self.segments[position + 2..]
+        // `.../providers` or `.../providers/{namespace}` alone has no pairs (and `parse`
+        // refuses the first); slicing past the end would panic on such an id.
+        self.segments
+            .get(position + 2..)
+            .unwrap_or_default()
             .chunks(2)
             .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
             .collect()
