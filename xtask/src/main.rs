@@ -6,6 +6,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod demo;
+
 const HELP: &str = "\
 cargo xtask <task>
 
@@ -13,7 +15,8 @@ tasks:
   test     install and start what the tests need (as root: Debian packages, local servers),
            then run every test of the workspace
   setup    only the installation and start of the test servers
-  demo     the data100 failover story, end to end, on a simulated world
+  demo     the data100 failover story, end to end, against the ARM simulator, BIND,
+           sshd and zfs-fuse on this machine
 ";
 
 fn main() -> Result<()> {
@@ -26,7 +29,7 @@ fn main() -> Result<()> {
             test()
         }
         "setup" => setup(&root),
-        "demo" => demo(),
+        "demo" => demo::demo(&root),
         _ => {
             print!("{HELP}");
             if task.is_empty() || task == "help" || task == "--help" {
@@ -45,7 +48,7 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn run(command: &mut Command) -> Result<()> {
+pub(crate) fn run(command: &mut Command) -> Result<()> {
     let shown = format!("{command:?}");
     let status = command
         .status()
@@ -93,68 +96,7 @@ fn test() -> Result<()> {
     }
 }
 
-/// The data100 story on a simulated world: build generation 1, make the AKS API server stop
-/// answering, plan the failover, apply it, and plan again.
-fn demo() -> Result<()> {
-    run(Command::new("cargo").args(["build", "--release", "-p", "ferry-cli"]))?;
-    let ferry = workspace_root().join("target/release/ferry");
-    let work = std::env::temp_dir().join(format!("ferry-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let spec = work.join("data100");
-    copy_dir(&workspace_root().join("specs/data100"), &spec)?;
-    let world = work.join("world.json");
-    let ferry_cmd = || {
-        let mut command = Command::new(&ferry);
-        command.current_dir(&work);
-        command
-    };
-    println!("== Generation 1: build data100 from nothing");
-    run(ferry_cmd().args([
-        "apply",
-        "data100",
-        "--world",
-        "world.json",
-        "--auto-approve",
-        "--world-time-scale",
-        "0.002",
-    ]))?;
-    println!("\n== 11:21: the AKS API server stops answering; ARM still calls the cluster fine");
-    let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&world)?)?;
-    value["unhealthy"]["aks_cluster.hub@g1"] = serde_json::Value::from(
-        "GET /readyz timed out after 5s (ARM: provisioningState Succeeded, powerState Running)",
-    );
-    std::fs::write(&world, serde_json::to_string_pretty(&value)?)?;
-    println!("\n== The operator runs ferry plan");
-    run(ferry_cmd().args([
-        "plan",
-        "data100",
-        "--world",
-        "world.json",
-        "-o",
-        "failover.plan",
-    ]))?;
-    println!("\n== ... and applies exactly that plan");
-    run(ferry_cmd().args([
-        "apply",
-        "failover.plan",
-        "--world",
-        "world.json",
-        "--world-time-scale",
-        "0.002",
-    ]))?;
-    println!("\n== Planning again: nothing left to do");
-    run(ferry_cmd().args([
-        "plan",
-        "data100",
-        "--world",
-        "world.json",
-        "--detailed-exitcode",
-    ]))?;
-    println!("\nThe demo's files are in {}", work.display());
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
