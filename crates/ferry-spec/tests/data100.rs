@@ -30,7 +30,7 @@ fn data100_loads_without_problems() {
     );
     assert!(matches!(&spec.state, StateConfig::Local { path } if path.ends_with(".ferry")));
     assert!(spec.zones.contains_key("data100.example.org"));
-    assert_eq!(spec.resources.len(), 15);
+    assert_eq!(spec.resources.len(), 16);
 
     let vm = &spec.resources[&"vm.nfs".parse().unwrap()];
     assert!(
