@@ -43,6 +43,29 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("sha256sum", "coreutils"),
 ];
 
+/// Destroys the demo's pool when the demo ends, however it ends, so that the next run (or
+/// anything else on this machine) does not find it imported with its mountpoints taken.
+struct PoolCleanup;
+
+impl Drop for PoolCleanup {
+    fn drop(&mut self) {
+        // The hub servers were just told to stop and may still hold files in the pool for a
+        // moment: try again a few times, briefly.
+        for _ in 0..20 {
+            ferry_servers::destroy_pool_if_present(POOL);
+            let present = Command::new("zpool")
+                .args(["status", POOL])
+                .output()
+                .is_ok_and(|output| output.status.success());
+            if !present {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        eprintln!("the demo's pool {POOL} could not be destroyed: run zpool destroy -f {POOL}");
+    }
+}
+
 /// Stops the hub stand-ins' HTTPS servers when the demo ends, however it ends: a server
 /// left on an ingress address would answer the next demo with an old certificate.
 struct HubServers(PathBuf);
@@ -188,15 +211,23 @@ fn group_exists(state: &serde_json::Value, group: &str) -> bool {
     })
 }
 
-/// A pool called `home` from an earlier demo (its vdevs under a ferry-demo folder) is ours
-/// to destroy; any other is not.
+/// The user property the demo sets on its pool, so that a later run knows a leftover pool
+/// of that name is the demo's to destroy.
+const DEMO_PROPERTY: &str = "org.ferry:demo";
+
+/// A pool of the demo's name left by an earlier demo (marked with [`DEMO_PROPERTY`], or with
+/// vdevs under a ferry-demo folder) is ours to destroy; any other is not.
 fn clear_leftover_pool() -> Result<()> {
     let status = Command::new("zpool").args(["status", POOL]).output()?;
     if !status.status.success() {
         return Ok(());
     }
     let text = String::from_utf8_lossy(&status.stdout);
-    if text.contains("ferry-demo-") {
+    let mark = Command::new("zfs")
+        .args(["get", "-H", "-o", "value", DEMO_PROPERTY, POOL])
+        .output()?;
+    let marked = String::from_utf8_lossy(&mark.stdout).contains("ferry-demo-");
+    if marked || text.contains("ferry-demo-") {
         ferry_servers::destroy_pool_if_present(POOL);
         return Ok(());
     }
@@ -213,6 +244,9 @@ pub fn demo(root: &Path) -> Result<()> {
     }
     ferry_servers::check_zfs()?;
     clear_leftover_pool()?;
+    // Declared before the hub servers, so dropped after them: a pool whose files a hub still
+    // holds open cannot be destroyed.
+    let _pool = PoolCleanup;
     // FERRY_DEMO_PREBUILT=1 reuses target/release/{ferry,ferry-sim} as they are.
     if std::env::var_os("FERRY_DEMO_PREBUILT").is_none() {
         crate::run(Command::new("cargo").args([
@@ -297,6 +331,9 @@ pub fn demo(root: &Path) -> Result<()> {
 
     section("Generation 1: ferry apply builds data100 from nothing");
     ok(&mut story.with_variables(&["apply", "data100", "--auto-approve"]))?;
+    let _ = Command::new("zfs")
+        .args(["set", &format!("{DEMO_PROPERTY}={}", work.display()), POOL])
+        .status();
     let mut files = write_home_files(Path::new("/export/home/staging"), "alice", 4)?;
     files.extend(write_home_files(Path::new("/export/home/prod"), "bob", 6)?);
     files.extend(write_home_files(
@@ -455,7 +492,6 @@ pub fn demo(root: &Path) -> Result<()> {
     drop(bind);
     let dump = simulator.stop();
     println!("Simulator state dump: {}", dump.display());
-    ferry_servers::destroy_pool_if_present(POOL);
     if proofs.iter().any(|(_, good)| !good) {
         bail!("some proofs failed: see the summary above");
     }
