@@ -29,7 +29,11 @@ fn main() -> Result<()> {
             test()
         }
         "setup" => setup(&root),
-        "demo" => demo::demo(&root),
+        "demo" => {
+            // Like the tests, the demo installs and starts what it needs on a fresh machine.
+            setup(&root)?;
+            demo::demo(&root)
+        }
         _ => {
             print!("{HELP}");
             if task.is_empty() || task == "help" || task == "--help" {
