@@ -848,3 +848,34 @@ fn a_plan_that_repoints_most_of_a_zone_needs_force() {
         forced.stdout
     );
 }
+
+#[test]
+fn a_hook_with_a_relative_program_runs_from_the_spec_folder_whatever_the_current_folder() {
+    let scratch = Scratch::new();
+    let spec = scratch.path().join("hooked");
+    std::fs::create_dir_all(spec.join("hooks")).unwrap();
+    std::fs::write(
+        spec.join("main.toml"),
+        "[deployment]\nname = \"hooked\"\nlocation = \"westeurope\"\n\n[hook.hello]\ncommand = [\"./hooks/hello.sh\"]\noutputs = [\"folder\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        spec.join("hooks/hello.sh"),
+        "#!/bin/sh\nprintf '{\"folder\": \"%s\"}\\n' \"$(basename \"$(pwd)\")\"\n",
+    )
+    .unwrap();
+    let chmod = Command::new("chmod")
+        .args(["+x", &spec.join("hooks/hello.sh").display().to_string()])
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let run = scratch.ferry(&["apply", "hooked", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(spec.join(".ferry/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        state["instances"]["hook.hello@g1"]["outputs"]["folder"],
+        "hooked"
+    );
+}

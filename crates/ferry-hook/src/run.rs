@@ -281,11 +281,13 @@ impl HookProvider {
             }
         };
         // A relative program path (`./hooks/deploy.sh`) means the one in the working folder,
-        // whatever folder ferry itself runs in.
+        // whatever folder ferry itself runs in. It is made absolute because the child resolves
+        // a relative path after it has changed into the working folder, which may itself be
+        // relative (a spec given as `data100`).
         let program = if invocation.program.contains('/') {
-            invocation
-                .working_dir
-                .join(&invocation.program)
+            let joined = invocation.working_dir.join(&invocation.program);
+            std::path::absolute(&joined)
+                .unwrap_or(joined)
                 .to_string_lossy()
                 .into_owned()
         } else {
