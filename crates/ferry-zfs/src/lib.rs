@@ -166,7 +166,7 @@ impl KindRules for ZfsPoolRules {
             },
             O {
                 name: "nfs_export",
-                description: "HOST:PATH of the pool's NFS export, for hooks",
+                description: "HOST:PATH of the folder that holds every shared dataset (else the pool's mountpoint), for hooks",
             },
             O {
                 name: "health",

@@ -536,21 +536,51 @@ fn imported_attributes(
         attributes.insert("datasets".into(), Value::Object(observed_datasets));
     }
     let mountpoint = pool_mountpoint(pool, datasets);
-    let export_path = settings
+    // The folder that holds every shared dataset: with staging and prod under /export/home,
+    // hooks get /export/home and add their release's folder.
+    let shared: Vec<&str> = settings
         .datasets
         .keys()
         .filter_map(|relative| {
             let full = format!("{pool}/{relative}");
             datasets.iter().find(|row| row.name == full)
         })
-        .find(|row| row.sharenfs != "off")
-        .map_or_else(|| mountpoint.clone(), |row| row.mountpoint.clone());
+        .filter(|row| row.sharenfs != "off")
+        .map(|row| row.mountpoint.as_str())
+        .collect();
+    let export_path = common_parent(&shared).unwrap_or_else(|| mountpoint.clone());
     attributes.insert("mountpoint".into(), json!(mountpoint));
     attributes.insert(
         "nfs_export".into(),
         json!(format!("{}:{export_path}", host.nfs_address)),
     );
     attributes
+}
+
+/// The deepest folder that holds every one of `paths`: itself when there is one path, their
+/// common parent otherwise; `None` when there are none or they share nothing but `/`.
+fn common_parent(paths: &[&str]) -> Option<String> {
+    let (first, rest) = paths.split_first()?;
+    if rest.is_empty() {
+        return Some((*first).to_owned());
+    }
+    let split = |path: &str| -> Vec<String> {
+        path.split('/')
+            .filter(|part| !part.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut common = split(first);
+    for path in rest {
+        let parts = split(path);
+        let same = common
+            .iter()
+            .zip(&parts)
+            .take_while(|(left, right)| left == right)
+            .count();
+        common.truncate(same);
+    }
+    (!common.is_empty()).then(|| format!("/{}", common.join("/")))
 }
 
 fn health_of(status: &PoolStatus) -> Health {
@@ -1068,5 +1098,24 @@ impl Provider for ZfsPoolProvider {
         self.run_step(step, &context)
             .await
             .map_err(ZfsError::into_step_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_parent;
+
+    #[test]
+    fn the_nfs_export_is_the_folder_that_holds_every_shared_dataset() {
+        assert_eq!(common_parent(&[]), None);
+        assert_eq!(
+            common_parent(&["/export/home/prod"]).as_deref(),
+            Some("/export/home/prod")
+        );
+        assert_eq!(
+            common_parent(&["/export/home/prod", "/export/home/staging"]).as_deref(),
+            Some("/export/home")
+        );
+        assert_eq!(common_parent(&["/a/b", "/c/d"]), None);
     }
 }
