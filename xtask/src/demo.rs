@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ferry_servers::{
-    Bind, DemoCa, SimulatorProcess, SimulatorSettings, Sshd, checksums, simulator_addresses,
-    write_home_files,
+    Bind, DemoCa, HubServers, PoolCleanup, SimulatorProcess, SimulatorSettings, Sshd, ZfsLock,
+    checksums, data100_variables, group_exists, hub_environment, public_address,
+    simulator_addresses, write_home_files,
 };
 
 /// The simulator's clock: one real second stands for 100 on Azure.
@@ -42,43 +43,6 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("sha256sum", "coreutils"),
 ];
-
-/// Destroys the demo's pool when the demo ends, however it ends, so that the next run (or
-/// anything else on this machine) does not find it imported with its mountpoints taken.
-struct PoolCleanup;
-
-impl Drop for PoolCleanup {
-    fn drop(&mut self) {
-        // The hub servers were just told to stop and may still hold files in the pool for a
-        // moment: try again a few times, briefly.
-        for _ in 0..20 {
-            ferry_servers::destroy_pool_if_present(POOL);
-            let present = Command::new("zpool")
-                .args(["status", POOL])
-                .output()
-                .is_ok_and(|output| output.status.success());
-            if !present {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-        eprintln!("the demo's pool {POOL} could not be destroyed: run zpool destroy -f {POOL}");
-    }
-}
-
-/// Stops the hub stand-ins' HTTPS servers when the demo ends, however it ends: a server
-/// left on an ingress address would answer the next demo with an old certificate.
-struct HubServers(PathBuf);
-
-impl Drop for HubServers {
-    fn drop(&mut self) {
-        for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
-            if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
-                let _ = Command::new("kill").arg(pid.trim()).status();
-            }
-        }
-    }
-}
 
 struct Story {
     ferry: PathBuf,
@@ -154,63 +118,6 @@ fn minutes(seconds: f64) -> String {
     }
 }
 
-/// The address ARM gives a public IP of one generation's group.
-fn public_address(state: &serde_json::Value, group: &str, name: &str) -> Option<String> {
-    resources(state)
-        .into_iter()
-        .find(|resource| {
-            let id = resource["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            id.contains(&format!("/resourcegroups/{group}/"))
-                && id.ends_with(&format!("/publicipaddresses/{name}"))
-        })
-        .and_then(|resource| {
-            resource["properties"]["ipAddress"]
-                .as_str()
-                .map(str::to_owned)
-        })
-}
-
-/// The resources of a simulator state dump, wherever its layout keeps them.
-fn resources(state: &serde_json::Value) -> Vec<serde_json::Value> {
-    match &state["resources"] {
-        serde_json::Value::Array(items) => items
-            .iter()
-            .map(|item| {
-                item.get("body").cloned().map_or(item.clone(), |mut body| {
-                    if body.get("id").is_none() {
-                        body["id"] = item["id"].clone();
-                    }
-                    body
-                })
-            })
-            .collect(),
-        serde_json::Value::Object(map) => map
-            .iter()
-            .map(|(id, body)| {
-                let mut body = body.get("body").cloned().unwrap_or_else(|| body.clone());
-                if body.get("id").is_none() {
-                    body["id"] = serde_json::Value::from(id.clone());
-                }
-                body
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn group_exists(state: &serde_json::Value, group: &str) -> bool {
-    resources(state).iter().any(|resource| {
-        resource["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-            .contains(&format!("/resourcegroups/{group}"))
-    })
-}
-
 /// The user property the demo sets on its pool, so that a later run knows a leftover pool
 /// of that name is the demo's to destroy.
 const DEMO_PROPERTY: &str = "org.ferry:demo";
@@ -243,10 +150,14 @@ pub fn demo(root: &Path) -> Result<()> {
         }
     }
     ferry_servers::check_zfs()?;
+    // The end-to-end tests use the same zfs-fuse and the same hub addresses: one at a time.
+    let _zfs = ZfsLock::acquire()?;
     clear_leftover_pool()?;
     // Declared before the hub servers, so dropped after them: a pool whose files a hub still
     // holds open cannot be destroyed.
-    let _pool = PoolCleanup;
+    let _pool = PoolCleanup {
+        pool: POOL.to_owned(),
+    };
     // FERRY_DEMO_PREBUILT=1 reuses target/release/{ferry,ferry-sim} as they are.
     if std::env::var_os("FERRY_DEMO_PREBUILT").is_none() {
         crate::run(Command::new("cargo").args([
@@ -288,44 +199,22 @@ pub fn demo(root: &Path) -> Result<()> {
     );
     println!("zfs-fuse       answers `zpool list`");
     let ca = DemoCa::generate(&work.join("ca"))?;
-    let _hubs = HubServers(ca.folder.join("hubs"));
+    let _hubs = HubServers::of(&ca);
 
     let mut environment: Vec<(String, String)> = simulator
         .ferry_environment()
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
         .collect();
-    environment.push(("DEMO_CA_DIR".into(), ca.folder.display().to_string()));
-    environment.push((
-        "DEMO_HUB_SECONDS_STAGING".into(),
-        format!("{:.2}", STAGING_HELM_SECONDS * TIME_SCALE),
-    ));
-    environment.push((
-        "DEMO_HUB_SECONDS_PROD".into(),
-        format!("{:.2}", PROD_HELM_SECONDS * TIME_SCALE),
+    environment.extend(hub_environment(
+        &ca,
+        STAGING_HELM_SECONDS * TIME_SCALE,
+        PROD_HELM_SECONDS * TIME_SCALE,
     ));
     let story = Story {
         ferry: release.join("ferry"),
         work: work.clone(),
-        variables: vec![
-            // Absolute: ferry-hook starts a relative program from ferry's own folder, not the
-            // spec's, when the spec is given as a relative path.
-            format!(
-                "hub_deployer={}",
-                work.join("data100/hooks/demo-hub.sh").display()
-            ),
-            format!("admin_ssh_key={}", sshd.user_public_key),
-            "nfs_ssh_user=root".into(),
-            format!("nfs_ssh_port={}", sshd.port),
-            format!("nfs_known_hosts={}", sshd.known_hosts.display()),
-            format!("nfs_ssh_key_file={}", sshd.user_key.display()),
-            format!("dns_server={}", bind.server()),
-            format!("tsig_key_file={}", bind.key_file.display()),
-            format!("tls_ca_file={}", ca.ca_file.display()),
-            // No NFS server here: zfs-fuse cannot export, and the hub stand-in reads the
-            // mounted datasets directly.
-            "nfs_share=off".into(),
-        ],
+        variables: data100_variables(&work.join("data100"), &sshd, &bind, &ca),
         environment,
     };
 

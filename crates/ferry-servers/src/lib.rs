@@ -555,15 +555,7 @@ impl SimulatorProcess {
 
     /// The environment that points ferry's Azure providers at this simulator.
     pub fn ferry_environment(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("FERRY_ARM_ENDPOINT", self.endpoint.clone()),
-            ("FERRY_ARM_CA_FILE", self.ca_file.display().to_string()),
-            ("FERRY_ARM_SIMULATOR", "1".to_owned()),
-            (
-                "FERRY_ARM_DEVICE_ROOT",
-                self.data_directory.display().to_string(),
-            ),
-        ]
+        simulator_environment(&self.endpoint, &self.ca_file, &self.data_directory)
     }
 
     fn control(
@@ -647,4 +639,205 @@ pub fn write_home_files(
         paths.push(path);
     }
     Ok(paths)
+}
+
+/// The environment that points ferry's Azure providers at a simulator, whether it runs as
+/// the `ferry-sim` process or in the test's own process.
+pub fn simulator_environment(
+    endpoint: &str,
+    ca_file: &Path,
+    data_directory: &Path,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("FERRY_ARM_ENDPOINT", endpoint.to_owned()),
+        ("FERRY_ARM_CA_FILE", ca_file.display().to_string()),
+        ("FERRY_ARM_SIMULATOR", "1".to_owned()),
+        (
+            "FERRY_ARM_DEVICE_ROOT",
+            data_directory.display().to_string(),
+        ),
+    ]
+}
+
+/// Whether zfs-fuse knows a pool of this name (imported).
+pub fn pool_exists(pool: &str) -> bool {
+    Command::new("zpool")
+        .args(["status", pool])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// Destroys a pool when dropped, however the run ends, so that the next run (or anything else
+/// on this machine) does not find it imported with its mountpoints taken. Declare it before
+/// the [`HubServers`] guard, so that it is dropped after it: a pool whose files a hub still
+/// holds open cannot be destroyed.
+#[derive(Debug)]
+pub struct PoolCleanup {
+    pub pool: String,
+}
+
+impl Drop for PoolCleanup {
+    fn drop(&mut self) {
+        // The hub servers were just told to stop and may still hold files in the pool for a
+        // moment: try again a few times, briefly.
+        for _ in 0..20 {
+            destroy_pool_if_present(&self.pool);
+            if !pool_exists(&self.pool) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        eprintln!(
+            "the pool {pool} could not be destroyed: run zpool destroy -f {pool}",
+            pool = self.pool
+        );
+    }
+}
+
+/// Stops the hub stand-ins' HTTPS servers (`specs/data100/hooks/demo-hub.sh`, one per ingress
+/// address, its pid in `hubs/<address>/pid` under the demo CA folder) when dropped: a server
+/// left on an ingress address would answer the next run with an old certificate.
+#[derive(Debug)]
+pub struct HubServers(pub PathBuf);
+
+impl HubServers {
+    /// The guard for the hubs started with `DEMO_CA_DIR` set to this CA's folder.
+    pub fn of(ca: &DemoCa) -> HubServers {
+        HubServers(ca.folder.join("hubs"))
+    }
+}
+
+impl Drop for HubServers {
+    fn drop(&mut self) {
+        for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+}
+
+/// Holds the machine-wide lock on zfs-fuse for the runs that create pools with fixed names
+/// and mountpoints and serve hubs on port 443 of the simulator's addresses (the demo and the
+/// end-to-end tests): one at a time, across processes (nextest runs each test in its own).
+#[derive(Debug)]
+pub struct ZfsLock {
+    _file: std::fs::File,
+}
+
+/// The lock file [`ZfsLock`] takes.
+pub const ZFS_LOCK_FILE: &str = "/tmp/ferry-zfs-servers.lock";
+
+impl ZfsLock {
+    /// Waits for the lock; it is released when the guard is dropped or the process ends.
+    pub fn acquire() -> Result<ZfsLock, ServerError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(ZFS_LOCK_FILE)
+            .map_err(|failure| error("lock", format!("cannot open {ZFS_LOCK_FILE}: {failure}")))?;
+        file.lock()
+            .map_err(|failure| error("lock", format!("cannot lock {ZFS_LOCK_FILE}: {failure}")))?;
+        Ok(ZfsLock { _file: file })
+    }
+}
+
+/// The `--var` settings that point the data100 spec at these servers: the hub stand-in
+/// (`hooks/demo-hub.sh` in `spec_folder`, absolute, since ferry-hook starts a relative program
+/// from ferry's own folder), sshd's port, keys and known_hosts, BIND and its TSIG key, and
+/// the demo CA for the TLS check.
+pub fn data100_variables(spec_folder: &Path, sshd: &Sshd, bind: &Bind, ca: &DemoCa) -> Vec<String> {
+    vec![
+        format!(
+            "hub_deployer={}",
+            spec_folder.join("hooks/demo-hub.sh").display()
+        ),
+        format!("admin_ssh_key={}", sshd.user_public_key),
+        "nfs_ssh_user=root".into(),
+        format!("nfs_ssh_port={}", sshd.port),
+        format!("nfs_known_hosts={}", sshd.known_hosts.display()),
+        format!("nfs_ssh_key_file={}", sshd.user_key.display()),
+        format!("dns_server={}", bind.server()),
+        format!("tsig_key_file={}", bind.key_file.display()),
+        format!("tls_ca_file={}", ca.ca_file.display()),
+        // No NFS server here: zfs-fuse cannot export, and the hub stand-in reads the mounted
+        // datasets directly.
+        "nfs_share=off".into(),
+    ]
+}
+
+/// The environment of the hub stand-in: its CA, and how long each hub's "helm" takes.
+pub fn hub_environment(
+    ca: &DemoCa,
+    staging_seconds: f64,
+    prod_seconds: f64,
+) -> Vec<(String, String)> {
+    vec![
+        ("DEMO_CA_DIR".into(), ca.folder.display().to_string()),
+        (
+            "DEMO_HUB_SECONDS_STAGING".into(),
+            format!("{staging_seconds:.2}"),
+        ),
+        ("DEMO_HUB_SECONDS_PROD".into(), format!("{prod_seconds:.2}")),
+    ]
+}
+
+/// The resources of a simulator state dump (`GET /ferry-sim/state` or `dump_state`),
+/// wherever its layout keeps them, each body with its `id`.
+pub fn state_resources(state: &serde_json::Value) -> Vec<serde_json::Value> {
+    match &state["resources"] {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.get("body").cloned().map_or(item.clone(), |mut body| {
+                    if body.get("id").is_none() {
+                        body["id"] = item["id"].clone();
+                    }
+                    body
+                })
+            })
+            .collect(),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(id, body)| {
+                let mut body = body.get("body").cloned().unwrap_or_else(|| body.clone());
+                if body.get("id").is_none() {
+                    body["id"] = serde_json::Value::from(id.clone());
+                }
+                body
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The address ARM gave a public IP of one resource group, from a simulator state dump.
+pub fn public_address(state: &serde_json::Value, group: &str, name: &str) -> Option<String> {
+    state_resources(state)
+        .into_iter()
+        .find(|resource| {
+            let id = resource["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            id.contains(&format!("/resourcegroups/{group}/"))
+                && id.ends_with(&format!("/publicipaddresses/{name}"))
+        })
+        .and_then(|resource| {
+            resource["properties"]["ipAddress"]
+                .as_str()
+                .map(str::to_owned)
+        })
+}
+
+/// Whether a simulator state dump holds anything in the resource group.
+pub fn group_exists(state: &serde_json::Value, group: &str) -> bool {
+    state_resources(state).iter().any(|resource| {
+        resource["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains(&format!("/resourcegroups/{group}"))
+    })
 }
