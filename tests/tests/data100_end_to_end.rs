@@ -75,7 +75,7 @@ fn copy_folder(from: &Path, to: &Path) {
 /// the folder (with the simulator's disk files) goes.
 struct World {
     _hubs: HubServers,
-    _sshd: Sshd,
+    sshd: Sshd,
     bind: Bind,
     simulator: Simulator,
     ca: DemoCa,
@@ -175,7 +175,7 @@ impl World {
         let variables = data100_variables(&spec, &sshd, &bind, &ca);
         World {
             _hubs: hubs,
-            _sshd: sshd,
+            sshd,
             bind,
             simulator,
             ca,
@@ -529,4 +529,103 @@ async fn data100_fails_over_through_the_cli_against_real_servers() {
     let events = world.simulator.events()[before..].to_vec();
     assert_simulator_order(&events, 1, 2);
     world.assert_served_from(2, &files, &sums);
+}
+
+/// The old NFS VM cannot be reached (its SSH address is gone), so the pool reads `Unknown`:
+/// nothing is exported, the plan fences the old VM by deallocation before its disks leave
+/// it, and imports with `-f`, only after the fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_old_nfs_vm_is_fenced_and_the_pool_imported_with_force_after() {
+    let mut world = World::start().await;
+    let (files, sums) = world.build_generation_one();
+    let old_address: std::net::Ipv4Addr = public_address(
+        &world.simulator.dump_state(),
+        "data100-g1",
+        "data100-nfs-ssh",
+    )
+    .expect("the old NFS VM's address")
+    .parse()
+    .unwrap();
+    // zfs-fuse is one daemon for every "host": the old VM's loss is modelled as its ZFS
+    // letting go of the pool (as a deallocated VM's does) and its SSH address going away.
+    let export = Command::new("zpool")
+        .args(["export", "-f", POOL])
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let reachable: Vec<_> = simulator_addresses(16)
+        .into_iter()
+        .filter(|address| *address != old_address)
+        .collect();
+    world.sshd.listen_on(reachable).unwrap();
+    world.break_api_server(1);
+
+    let plan = world.saved_plan("failover.plan", &[]);
+    assert_eq!(plan.failover.as_ref().map(|f| f.to_generation), Some(2));
+    assert_failover_order(&plan, 1, 2);
+    assert!(
+        !ids(&plan).contains(&"zfs_pool.home:export".to_owned()),
+        "no export from a host that cannot be reached: {:#?}",
+        ids(&plan)
+    );
+    let import = step(&plan, "zfs_pool.home:import");
+    assert_eq!(import.inputs.get("force"), Some(&serde_json::json!(true)));
+    assert!(
+        import.warning.as_deref().is_some_and(
+            |warning| warning.contains("imported with -f, only after vm.nfs@g1 is fenced")
+        ),
+        "{:?}",
+        import.warning
+    );
+    // ARM still reads the old VM (only its network is gone), so its disks are detached
+    // normally, after the deallocation; `ForceDetach` is for a VM that ARM itself cannot
+    // read (crates/ferry-plan's `failover_from_an_unreachable_host_forces_only_after_the_fence`).
+    for disk in 0..4 {
+        let detach = step(&plan, &format!("disk.home{disk}:detach"));
+        assert_eq!(detach.inputs.get("detach_option"), None, "{}", detach.id);
+        assert_eq!(
+            detach.after,
+            vec![step(&plan, "vm.nfs@g1:fence").id.clone()]
+        );
+    }
+
+    let before = world.simulator.events().len();
+    world
+        .ferry(&["apply", "failover.plan"], false)
+        .expect_code(0, "the failover apply");
+    let events = world.simulator.events()[before..].to_vec();
+    assert_simulator_order(&events, 1, 2);
+    world.assert_served_from(2, &files, &sums);
+}
+
+/// Failing back (or on) to a third generation is the same operation: `--failover` plans it
+/// from a healthy generation 2, and the pool moves again with every file intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_failover_to_a_third_generation_moves_everything_again() {
+    let world = World::start().await;
+    let (files, sums) = world.build_generation_one();
+    world.break_api_server(1);
+    world
+        .ferry(&["apply", "data100", "--auto-approve"], true)
+        .expect_code(0, "the failover to generation 2");
+    world.assert_served_from(2, &files, &sums);
+
+    let plan = world.saved_plan("failback.plan", &["--failover"]);
+    assert_eq!(plan.failover.as_ref().map(|f| f.to_generation), Some(3));
+    assert_failover_order(&plan, 2, 3);
+    assert_eq!(
+        step(&plan, "zfs_pool.home:import").inputs.get("force"),
+        Some(&serde_json::json!(false))
+    );
+    let before = world.simulator.events().len();
+    world
+        .ferry(&["apply", "failback.plan"], false)
+        .expect_code(0, "the planned failover to generation 3");
+    let events = world.simulator.events()[before..].to_vec();
+    assert_simulator_order(&events, 2, 3);
+    world.assert_served_from(3, &files, &sums);
 }
