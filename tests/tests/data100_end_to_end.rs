@@ -229,10 +229,8 @@ impl World {
     fn break_api_server(&self, generation: u32) {
         self.simulator.inject(Fault::ApiServerDown {
             cluster: Self::cluster_id(generation),
-            // Hang, as the demo does: a refused connection reads with an error text that
-            // varies from one read to the next ("reset by peer", "tls handshake eof"), and a
-            // saved plan's fingerprint includes it, so the apply would refuse the plan as stale.
-            // FIXME: fingerprint the reading's health, not its error text.
+            // Hang, as the demo does. (A refused connection reads with a reason that varies
+            // from one read to the next; fingerprints leave reasons out, so either works.)
             mode: ferry_sim::ApiServerDownMode::Hang,
         });
     }
@@ -681,7 +679,7 @@ async fn a_cluster_create_that_fails_stops_its_dependents_and_apply_again_finish
     assert!(
         failed
             .stderr
-            .contains("Run `ferry apply failover.plan` again to resume"),
+            .contains("Run `ferry apply data100` again to resume"),
         "the report says how to resume: {report}"
     );
     let done = failed.steps_done();
@@ -699,10 +697,10 @@ async fn a_cluster_create_that_fails_stops_its_dependents_and_apply_again_finish
         "prod still points at generation 1"
     );
 
-    // FIXME: the report says to run `ferry apply failover.plan` again, but a saved plan is
-    // refused once its steps changed the world (the old VM is deallocated, the disks moved),
-    // so that advice does not resume. What resumes is applying the spec: it plans the rest of
-    // the same failover (to generation 2, not 3) and the journal skips what is done.
+    // A saved plan is applied once: its own steps changed the world it was made from (the
+    // old VM is deallocated, the disks moved), so it is refused as stale, and the report says
+    // to apply the spec instead, which plans the rest of the same failover (to generation 2,
+    // not 3) while the journal skips what is done.
     world
         .ferry(&["apply", "failover.plan"], false)
         .expect_code(1, "the saved plan applied again");

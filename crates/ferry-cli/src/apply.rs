@@ -182,11 +182,9 @@ fn locked_apply(
     if let (Some(world), Some(path)) = (&world, &args.source.world) {
         save_world(path, world)?;
     }
-    let target = if saved.is_some() {
-        args.target.display().to_string()
-    } else {
-        spec_args.spec.display().to_string()
-    };
+    // A saved plan is applied once: the steps that ran changed the world it was made from, so
+    // resuming means planning again from the spec.
+    let target = spec_args.spec.display().to_string();
     let counts = report.counts();
     if report.succeeded() {
         output.stderr(&format!(

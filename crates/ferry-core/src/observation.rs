@@ -93,8 +93,22 @@ impl Observation {
 
     /// A short stable digest of this reading, stored in saved plans so that `ferry apply`
     /// can tell whether the world still looks the way it did when the plan was made.
+    ///
+    /// The digest covers whether the instance is present, its attributes and whether it is
+    /// healthy, but not the words of a reason: an API server that refuses connections says
+    /// "reset by peer" on one read and "handshake eof" on the next, and neither makes a plan
+    /// stale.
     pub fn fingerprint(&self) -> String {
-        let canonical = serde_json::to_vec(self).expect("observations always serialise");
+        let canonical = match self {
+            Observation::Present { attributes, health } => serde_json::json!({
+                "status": "present",
+                "attributes": attributes,
+                "healthy": health.is_healthy(),
+            }),
+            Observation::Absent => serde_json::json!({"status": "absent"}),
+            Observation::Unknown { .. } => serde_json::json!({"status": "unknown"}),
+        };
+        let canonical = serde_json::to_vec(&canonical).expect("observations always serialise");
         let digest = Sha256::digest(&canonical);
         digest[..12]
             .iter()
@@ -185,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_change_with_the_reading() {
+    fn fingerprints_change_with_the_reading_but_not_with_its_wording() {
         let healthy = Observation::present(Attributes::new());
         let unhealthy = Observation::Present {
             attributes: Attributes::new(),
@@ -196,5 +210,18 @@ mod tests {
         assert_eq!(healthy.fingerprint(), healthy.clone().fingerprint());
         assert_ne!(healthy.fingerprint(), unhealthy.fingerprint());
         assert_eq!(healthy.fingerprint().len(), 24);
+        let reworded = Observation::Present {
+            attributes: Attributes::new(),
+            health: Health::Unhealthy {
+                reason: "connection reset by peer".into(),
+            },
+        };
+        assert_eq!(unhealthy.fingerprint(), reworded.fingerprint());
+        let changed = Observation::present(
+            [("size_gb".to_owned(), serde_json::json!(2048))]
+                .into_iter()
+                .collect(),
+        );
+        assert_ne!(healthy.fingerprint(), changed.fingerprint());
     }
 }
