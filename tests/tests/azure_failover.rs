@@ -54,17 +54,7 @@ impl Deployment {
         settings.device_root = Some(folder.path().join("sim"));
         let azure = Arc::new(AzureDeployment::new(settings, spec.resources.values()).unwrap());
         let world = World::new();
-        let providers = Providers::new()
-            .with(Arc::new(ferry_compute::ResourceGroupProvider::new(
-                azure.clone(),
-            )))
-            .with(Arc::new(ferry_compute::VnetProvider::new(azure.clone())))
-            .with(Arc::new(ferry_compute::PublicIpProvider::new(
-                azure.clone(),
-            )))
-            .with(Arc::new(ferry_compute::VmProvider::new(azure.clone())))
-            .with(Arc::new(ferry_disk::DiskProvider::new(azure.clone())))
-            .with(Arc::new(ferry_aks::AksClusterProvider::new(azure)))
+        let providers = ferry_providers::with_azure_providers(Providers::new(), &azure)
             .with(Arc::new(MemoryProvider::new(Kind::ZfsPool, &world)))
             .with(Arc::new(MemoryProvider::new(Kind::DnsRecord, &world)))
             .with(Arc::new(MemoryProvider::new(Kind::Hook, &world)))

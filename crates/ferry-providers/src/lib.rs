@@ -5,7 +5,7 @@ mod live;
 
 use ferry_core::RuleBook;
 
-pub use live::{SetupError, live_providers};
+pub use live::{SetupError, live_providers, with_azure_providers};
 
 /// The rules of every kind ferry ships.
 pub fn rule_book() -> RuleBook {

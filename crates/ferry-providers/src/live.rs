@@ -49,17 +49,7 @@ pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
     let azure = Arc::new(
         ferry_arm::AzureDeployment::new(settings, spec.resources.values()).map_err(azure_setup)?,
     );
-    let providers = providers
-        .with(Arc::new(ferry_compute::ResourceGroupProvider::new(
-            azure.clone(),
-        )))
-        .with(Arc::new(ferry_compute::VnetProvider::new(azure.clone())))
-        .with(Arc::new(ferry_compute::PublicIpProvider::new(
-            azure.clone(),
-        )))
-        .with(Arc::new(ferry_compute::VmProvider::new(azure.clone())))
-        .with(Arc::new(ferry_disk::DiskProvider::new(azure.clone())))
-        .with(Arc::new(ferry_aks::AksClusterProvider::new(azure.clone())));
+    let providers = with_azure_providers(providers, &azure);
     // DNS records: RFC 2136 zones through their primary; Azure DNS zones through the same
     // ARM client, in the zone's subscription or else the deployment's.
     let mut dns_config = ferry_dns::DnsProviderConfig::new(
@@ -79,4 +69,23 @@ pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
     // -- providers: end --
     let _ = (spec, Arc::<()>::new(()));
     Ok(providers)
+}
+
+/// Adds the six Azure providers (resource group, virtual network, public IP, VM, disk, AKS)
+/// over one deployment's ARM client.
+pub fn with_azure_providers(
+    providers: Providers,
+    azure: &Arc<ferry_arm::AzureDeployment>,
+) -> Providers {
+    providers
+        .with(Arc::new(ferry_compute::ResourceGroupProvider::new(
+            azure.clone(),
+        )))
+        .with(Arc::new(ferry_compute::VnetProvider::new(azure.clone())))
+        .with(Arc::new(ferry_compute::PublicIpProvider::new(
+            azure.clone(),
+        )))
+        .with(Arc::new(ferry_compute::VmProvider::new(azure.clone())))
+        .with(Arc::new(ferry_disk::DiskProvider::new(azure.clone())))
+        .with(Arc::new(ferry_aks::AksClusterProvider::new(azure.clone())))
 }
