@@ -567,62 +567,33 @@ async fn delete_instance(
     Ok(StepOutcome::default())
 }
 
-#[async_trait]
-impl Provider for ResourceGroupProvider {
-    fn kind(&self) -> Kind {
-        Kind::ResourceGroup
-    }
+/// The providers whose steps are a plain create, update or delete of one ARM resource.
+macro_rules! simple_provider {
+    ($name:ident, $kind:expr) => {
+        #[async_trait]
+        impl Provider for $name {
+            fn kind(&self) -> Kind {
+                $kind
+            }
 
-    async fn read(&self, context: ReadContext<'_>) -> Observation {
-        read_observation(&self.azure, &context).await
-    }
+            async fn read(&self, context: ReadContext<'_>) -> Observation {
+                read_observation(&self.azure, &context).await
+            }
 
-    async fn apply(
-        &self,
-        step: &Step,
-        context: ApplyContext<'_>,
-    ) -> Result<StepOutcome, StepError> {
-        apply_simple(&self.azure, step, &context).await
-    }
+            async fn apply(
+                &self,
+                step: &Step,
+                context: ApplyContext<'_>,
+            ) -> Result<StepOutcome, StepError> {
+                apply_simple(&self.azure, step, &context).await
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl Provider for VnetProvider {
-    fn kind(&self) -> Kind {
-        Kind::Vnet
-    }
-
-    async fn read(&self, context: ReadContext<'_>) -> Observation {
-        read_observation(&self.azure, &context).await
-    }
-
-    async fn apply(
-        &self,
-        step: &Step,
-        context: ApplyContext<'_>,
-    ) -> Result<StepOutcome, StepError> {
-        apply_simple(&self.azure, step, &context).await
-    }
-}
-
-#[async_trait]
-impl Provider for PublicIpProvider {
-    fn kind(&self) -> Kind {
-        Kind::PublicIp
-    }
-
-    async fn read(&self, context: ReadContext<'_>) -> Observation {
-        read_observation(&self.azure, &context).await
-    }
-
-    async fn apply(
-        &self,
-        step: &Step,
-        context: ApplyContext<'_>,
-    ) -> Result<StepOutcome, StepError> {
-        apply_simple(&self.azure, step, &context).await
-    }
-}
+simple_provider!(ResourceGroupProvider, Kind::ResourceGroup);
+simple_provider!(VnetProvider, Kind::Vnet);
+simple_provider!(PublicIpProvider, Kind::PublicIp);
 
 async fn apply_simple(
     azure: &AzureDeployment,
