@@ -4,27 +4,17 @@
 //! are real. Build generation 1, stop its API server, plan the failover from a live read,
 //! apply it, and check the order in which the simulator saw the operations.
 
-use std::path::Path;
-use std::sync::Arc;
+mod support;
 
 use ferry_apply::{ApplyConfig, ApplyControl, ApplyReport, Store};
-use ferry_arm::{AzureDeployment, AzureSettings, Url};
+use ferry_arm::Url;
 use ferry_core::{Action, Kind, Observation, Plan, Providers, RuleBook, Snapshot};
 use ferry_observe::ObserveConfig;
 use ferry_plan::PlanConfig;
-use ferry_sim::{Fault, SimEvent, Simulator, SimulatorConfig};
-use ferry_spec::{LoadOptions, Spec};
+use ferry_sim::{Fault, SimEvent, Simulator};
+use ferry_spec::Spec;
 use ferry_state::StateFile;
-use ferry_testkit::{MemoryProvider, World};
-
-const AZURE_KINDS: [Kind; 6] = [
-    Kind::ResourceGroup,
-    Kind::Vnet,
-    Kind::PublicIp,
-    Kind::Vm,
-    Kind::Disk,
-    Kind::AksCluster,
-];
+use support::AZURE_KINDS;
 
 struct Deployment {
     spec: Spec,
@@ -38,27 +28,12 @@ struct Deployment {
 impl Deployment {
     async fn start() -> Self {
         let folder = tempfile::tempdir().unwrap();
-        let simulator = ferry_sim::start(SimulatorConfig::for_tests(folder.path().join("sim")))
-            .await
-            .unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
-        let rules = ferry_providers::rule_book();
-        let spec = ferry_spec::load(&root, &LoadOptions::default(), &rules)
-            .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
-        let mut settings = AzureSettings::simulator(
-            Url::parse(simulator.endpoint()).unwrap(),
-            simulator.ca_file().to_path_buf(),
-            folder.path().join("state"),
-        );
-        settings.subscription = spec.deployment.subscription.clone();
-        settings.device_root = Some(folder.path().join("sim"));
-        let azure = Arc::new(AzureDeployment::new(settings, spec.resources.values()).unwrap());
-        let world = World::new();
-        let providers = ferry_providers::with_azure_providers(Providers::new(), &azure)
-            .with(Arc::new(MemoryProvider::new(Kind::ZfsPool, &world)))
-            .with(Arc::new(MemoryProvider::new(Kind::DnsRecord, &world)))
-            .with(Arc::new(MemoryProvider::new(Kind::Hook, &world)))
-            .with(Arc::new(MemoryProvider::new(Kind::Check, &world)));
+        let support::AzureWorld {
+            spec,
+            rules,
+            simulator,
+            providers,
+        } = support::azure_world(folder.path(), "state").await;
         Deployment {
             spec,
             rules,

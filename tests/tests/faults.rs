@@ -8,30 +8,21 @@
 //! The Azure kinds are the real providers against the simulator; the pool, DNS, hooks and checks
 //! are the in-memory world's (their own faults are in their crates' tests, see TESTING.md).
 
-use std::path::Path;
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
+use support::AZURE_KINDS;
 
 use ferry_apply::{
     ApplyConfig, ApplyControl, ApplyReport, Event, EventKind, RetryPolicy, StepStatus, Store,
 };
-use ferry_arm::{AzureDeployment, AzureSettings, Url};
-use ferry_core::{Kind, Plan, Providers, RuleBook, Snapshot, StepId};
+use ferry_arm::Url;
+use ferry_core::{Plan, Providers, RuleBook, Snapshot, StepId};
 use ferry_observe::ObserveConfig;
 use ferry_plan::{PlanConfig, SavedPlan};
-use ferry_sim::{ApiServerDownMode, Fault, Simulator, SimulatorConfig};
-use ferry_spec::{LoadOptions, Spec};
+use ferry_sim::{ApiServerDownMode, Fault, Simulator};
+use ferry_spec::Spec;
 use ferry_state::{StateDir, StateFile};
-use ferry_testkit::{MemoryProvider, World};
-
-const AZURE_KINDS: [Kind; 6] = [
-    Kind::ResourceGroup,
-    Kind::Vnet,
-    Kind::PublicIp,
-    Kind::Vm,
-    Kind::Disk,
-    Kind::AksCluster,
-];
 
 struct Deployment {
     spec: Spec,
@@ -60,27 +51,12 @@ impl Deployment {
     /// state folder is asked for.
     async fn built(state_folder: bool) -> Self {
         let folder = tempfile::tempdir().unwrap();
-        let simulator = ferry_sim::start(SimulatorConfig::for_tests(folder.path().join("sim")))
-            .await
-            .unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
-        let rules = ferry_providers::rule_book();
-        let spec = ferry_spec::load(&root, &LoadOptions::default(), &rules)
-            .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
-        let mut settings = AzureSettings::simulator(
-            Url::parse(simulator.endpoint()).unwrap(),
-            simulator.ca_file().to_path_buf(),
-            folder.path().join("operations"),
-        );
-        settings.subscription = spec.deployment.subscription.clone();
-        settings.device_root = Some(folder.path().join("sim"));
-        let azure = Arc::new(AzureDeployment::new(settings, spec.resources.values()).unwrap());
-        let world = World::new();
-        let providers = ferry_providers::with_azure_providers(Providers::new(), &azure)
-            .with(Arc::new(MemoryProvider::new(Kind::ZfsPool, &world)))
-            .with(Arc::new(MemoryProvider::new(Kind::DnsRecord, &world)))
-            .with(Arc::new(MemoryProvider::new(Kind::Hook, &world)))
-            .with(Arc::new(MemoryProvider::new(Kind::Check, &world)));
+        let support::AzureWorld {
+            spec,
+            rules,
+            simulator,
+            providers,
+        } = support::azure_world(folder.path(), "operations").await;
         let store = if state_folder {
             Store::open(&StateDir::new(folder.path().join("state"))).unwrap()
         } else {
