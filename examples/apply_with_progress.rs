@@ -60,10 +60,7 @@ async fn main() -> anyhow::Result<()> {
             "the apply failed: {}",
             report.counts().describe()
         );
-        store.state.active_generation = plan
-            .failover
-            .map(|failover| failover.to_generation)
-            .unwrap_or(1);
+        // The engine made the plan's target generation the active one.
         // As on the day: ARM still calls the cluster fine, but its API server stops answering.
         let cluster = ferry_core::ResourceAddress::new(Kind::AksCluster, "hub")
             .at(Some(store.state.active_generation));

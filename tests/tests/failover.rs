@@ -62,13 +62,6 @@ impl Deployment {
         )
         .await
         .unwrap();
-        if report.succeeded() {
-            self.store.state.active_generation = plan
-                .failover
-                .as_ref()
-                .map(|failover| failover.to_generation)
-                .unwrap_or(self.store.state.active_generation.max(1));
-        }
         report
     }
 

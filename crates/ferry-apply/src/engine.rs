@@ -49,6 +49,9 @@ pub enum ApplyError {
     OutOfOrder { step: StepId, after: StepId },
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The failover could not be recorded as started, so no step ran.
+    #[error("the failover could not be recorded in the state, so nothing was changed: {0}")]
+    State(ferry_state::StateError),
 }
 
 /// Carries out `plan` and reports what happened to every step.
@@ -82,6 +85,15 @@ pub async fn apply(
         state: &state,
         storage_error: Mutex::new(None),
     };
+    // A failover is recorded as in progress before its first step, so that a plan made after
+    // a crash finishes it rather than deciding again from what the old generation reads.
+    if let Some(failover) = &plan.failover {
+        let mut state = shared.lock_state();
+        if state.failover.as_ref() != Some(failover) {
+            state.failover = Some(failover.clone());
+            store.save_state(&state).map_err(ApplyError::State)?;
+        }
+    }
     shared.write(JournalRecord::ApplyStarted {
         apply_id: apply_id.clone(),
         at: format_time(SystemTime::now()),
@@ -249,6 +261,27 @@ pub async fn apply(
         cancel,
         storage_error: shared.storage_error(),
     };
+    // Every step done: the target generation serves, and a failover is over. Saved before the
+    // end is journaled; a crash in between leaves the failover recorded, and the next apply
+    // finishes it with nothing left to do but this.
+    if report.succeeded() {
+        let mut state = shared.lock_state();
+        let mut done = state.clone();
+        done.active_generation = plan
+            .failover
+            .as_ref()
+            .map(|failover| failover.to_generation)
+            .unwrap_or(state.active_generation.max(1));
+        done.failover = None;
+        match store.save_state(&done) {
+            Ok(()) => *state = done,
+            Err(error) => {
+                drop(state);
+                shared.storage_failed(error.to_string());
+                report.storage_error = shared.storage_error();
+            }
+        }
+    }
     let finished = shared.write(JournalRecord::ApplyFinished {
         apply_id: apply_id.clone(),
         at: format_time(SystemTime::now()),

@@ -77,10 +77,13 @@ impl ApplyReport {
     }
 
     /// Every step of the plan is done, now or by an earlier apply.
+    /// Every step done, and everything ferry must remember saved.
     pub fn succeeded(&self) -> bool {
-        self.steps
-            .iter()
-            .all(|step| matches!(step.status, StepStatus::Done | StepStatus::AlreadyDone))
+        self.storage_error.is_none()
+            && self
+                .steps
+                .iter()
+                .all(|step| matches!(step.status, StepStatus::Done | StepStatus::AlreadyDone))
     }
 
     pub fn step(&self, id: &StepId) -> Option<&StepReport> {

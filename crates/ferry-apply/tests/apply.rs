@@ -678,3 +678,112 @@ async fn a_chain_of_finished_steps_is_not_run_again() {
     ");
     assert_eq!(world.calls().len(), 1);
 }
+
+/// Safety invariant 9 in the engine: a failover is written to the state as in progress before
+/// its first step, stays there while any step is left (so that the next plan finishes it), and
+/// is replaced by the new active generation only when every step is done.
+#[tokio::test(start_paused = true)]
+async fn a_failover_is_recorded_before_its_first_step_and_cleared_only_when_done() {
+    let directory = tempfile::tempdir().unwrap();
+    let state_path = directory.path().join("state.json");
+    let mut plan = plan_of(vec![
+        step("vm.nfs@g1:fence", 10, &[]),
+        step("disk.home0:move", 10, &["vm.nfs@g1:fence"]),
+    ]);
+    let failover = ferry_core::Failover {
+        from_generation: 1,
+        to_generation: 2,
+        trigger: "aks_cluster.hub@g1 is unhealthy".into(),
+    };
+    plan.failover = Some(failover.clone());
+    let saved = || StateFile::load(&state_path).unwrap();
+    let world = World::new();
+    let mut store = Store {
+        state: StateFile {
+            active_generation: 1,
+            ..StateFile::default()
+        },
+        state_path: Some(state_path.clone()),
+        ..Store::default()
+    };
+
+    // The move fails: the failover stays recorded, generation 1 stays active.
+    let seen_at_first_step = Mutex::new(None);
+    let failing = memory_providers(&world, |provider| {
+        provider.step("disk.home0:move", Behaviour::failing("the move failed"))
+    });
+    let report = apply(
+        &plan,
+        &failing,
+        &ApplyConfig::default(),
+        &mut store,
+        &ApplyControl::new(),
+        &|event: &Event| {
+            if matches!(event.kind, ferry_apply::EventKind::StepStarted { .. }) {
+                seen_at_first_step
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| StateFile::load(&state_path).unwrap().failover);
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!report.succeeded());
+    assert_eq!(
+        seen_at_first_step.into_inner().unwrap(),
+        Some(Some(failover.clone())),
+        "saved before the first step started"
+    );
+    assert_eq!(
+        (saved().active_generation, saved().failover),
+        (1, Some(failover.clone()))
+    );
+
+    // Applied again (its journal skips the fence): done, generation 2 serves, nothing pending.
+    let mut store = Store {
+        state: saved(),
+        state_path: Some(state_path.clone()),
+        ..Store::default()
+    };
+    let working = providers_with(&world, Behaviour::default(), 8);
+    let (report, _) = run_with(
+        &plan,
+        &working,
+        &ApplyConfig::default(),
+        &mut store,
+        &ApplyControl::new(),
+    )
+    .await;
+    assert!(report.succeeded());
+    assert_eq!((saved().active_generation, saved().failover), (2, None));
+    assert_eq!(store.state, saved());
+
+    // A state that cannot take the record: nothing starts.
+    let mut store = Store {
+        state: StateFile {
+            active_generation: 1,
+            ..StateFile::default()
+        },
+        state_path: Some(directory.path().join("missing").join("state.json")),
+        ..Store::default()
+    };
+    let error = apply(
+        &plan,
+        &working,
+        &ApplyConfig::default(),
+        &mut store,
+        &ApplyControl::new(),
+        &|_| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string()
+    .replace(&directory.path().display().to_string(), "<dir>");
+    insta::assert_snapshot!(error, @"the failover could not be recorded in the state, so nothing was changed: cannot save state file <dir>/missing/state.json: No such file or directory (os error 2); the previous state is left as it was");
+    assert_eq!(
+        world.calls_of(&id("vm.nfs@g1:fence")).len(),
+        2,
+        "not a third time"
+    );
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use ferry_apply::{ApplyConfig, ApplyControl, CancelLevel, HeldLock, StepStatus, Store, progress};
 use ferry_core::{Plan, Providers};
 use ferry_plan::render;
@@ -129,7 +129,7 @@ fn locked_apply(
         None => {
             let plan = make_plan(spec, &snapshot, rules, &args.planning)?;
             output.stdout(&render::text(&plan, &output.text_options()));
-            if plan.is_empty() {
+            if plan.is_empty() && plan.failover.is_none() {
                 return Ok(ExitCode::SUCCESS);
             }
             if !args.auto_approve && !confirm(output, &plan)? {
@@ -139,7 +139,9 @@ fn locked_apply(
             plan
         }
     };
-    if plan.is_empty() {
+    // An empty failover plan still runs: the engine records the failover as finished (an
+    // apply killed after its last step, before that, leaves nothing else to do).
+    if plan.is_empty() && plan.failover.is_none() {
         output.stderr("No changes: the world matches the spec.\n");
         return Ok(ExitCode::SUCCESS);
     }
@@ -162,17 +164,6 @@ fn locked_apply(
         report
     })?;
 
-    if report.succeeded() {
-        let generation = plan
-            .failover
-            .as_ref()
-            .map(|failover| failover.to_generation)
-            .unwrap_or(store.state.active_generation.max(1));
-        store.state.active_generation = generation;
-        store
-            .save_state(&store.state)
-            .context("the apply succeeded but its state could not be saved")?;
-    }
     if let Some(path) = &args.timeline {
         write_file(
             path,
@@ -195,7 +186,7 @@ fn locked_apply(
         ));
         return Ok(ExitCode::SUCCESS);
     }
-    let failed: Vec<String> = report
+    let mut failed: Vec<String> = report
         .steps
         .iter()
         .filter_map(|step| match &step.status {
@@ -203,6 +194,9 @@ fn locked_apply(
             _ => None,
         })
         .collect();
+    if let Some(error) = &report.storage_error {
+        failed.push(format!("  the state: {error}"));
+    }
     let why = if report.cancel >= CancelLevel::StopStarting {
         "Apply interrupted"
     } else {

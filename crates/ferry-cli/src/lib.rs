@@ -149,11 +149,14 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
             path.display()
         ));
     }
-    Ok(if args.detailed_exitcode && !plan.is_empty() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    // A failover with no steps left still has its end to record: there is something to apply.
+    Ok(
+        if args.detailed_exitcode && (!plan.is_empty() || plan.failover.is_some()) {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn show(args: &ShowArgs, output: &Output) -> Result<ExitCode> {

@@ -59,6 +59,9 @@ impl Output {
         } else {
             "error:"
         };
+        // Messages that label their own lines (a plan's problems, one `error:` each) are
+        // printed as they are, never as `error: error: ...`.
+        let message = message.strip_prefix("error: ").unwrap_or(message);
         self.stderr(&format!("{label} {message}\n"));
     }
 }

@@ -38,9 +38,7 @@ impl Scratch {
             "--auto-approve",
         ]);
         assert_eq!(build.code, 0, "{}", build.stderr);
-        let mut world = scratch.world();
-        world["unhealthy"]["aks_cluster.hub@g1"] = Value::from("GET /readyz timed out after 5s");
-        std::fs::write(scratch.path().join("world.json"), world.to_string()).unwrap();
+        scratch.set_unhealthy(Some("GET /readyz timed out after 5s"));
         scratch
     }
 
@@ -66,6 +64,20 @@ impl Scratch {
             code: output.status.code().unwrap_or(-1),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// Marks generation 1's cluster unhealthy with `reason`, or healthy with `None`.
+    fn set_unhealthy(&self, reason: Option<&str>) {
+        let mut world = self.world();
+        match reason {
+            Some(reason) => world["unhealthy"]["aks_cluster.hub@g1"] = Value::from(reason),
+            None => {
+                if let Some(unhealthy) = world["unhealthy"].as_object_mut() {
+                    unhealthy.remove("aks_cluster.hub@g1");
+                }
+            }
+        }
+        std::fs::write(self.path().join("world.json"), world.to_string()).unwrap();
     }
 
     fn world(&self) -> Value {
@@ -165,20 +177,43 @@ fn check_world(world: &Value, when: &str) {
     }
 }
 
+/// Why the killed apply was a failover, and what the old generation reads after the kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Story {
+    /// Generation 1's API server is down, and stays down.
+    Outage,
+    /// It comes back while nobody runs ferry: the failover must still be finished.
+    OutageThenRecovery,
+    /// Every trigger reads healthy; the operator asked for `--failover`, and resumes with a
+    /// plain `ferry apply`.
+    Planned,
+}
+
 /// Kills a failover apply at `point`, recovers as an operator would, and checks the outcome.
 fn kill_and_resume(point: KillPoint) {
+    kill_and_resume_in(Story::Outage, point);
+}
+
+fn kill_and_resume_in(story: Story, point: KillPoint) {
     let scratch = Scratch::new();
+    if story == Story::Planned {
+        scratch.set_unhealthy(None);
+    }
     let before = scratch.journal().len();
+    let mut arguments = vec![
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--world-time-scale",
+        "0.002",
+        "--auto-approve",
+    ];
+    if story == Story::Planned {
+        arguments.push("--failover");
+    }
     let mut child = scratch
-        .command(&[
-            "apply",
-            "data100",
-            "--world",
-            "world.json",
-            "--world-time-scale",
-            "0.002",
-            "--auto-approve",
-        ])
+        .command(&arguments)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -208,6 +243,9 @@ fn kill_and_resume(point: KillPoint) {
     let killed_records = scratch.journal();
     let killed_world = scratch.world();
     check_world(&killed_world, &format!("{point:?}, killed"));
+    if story == Story::OutageThenRecovery {
+        scratch.set_unhealthy(None);
+    }
 
     // The dead apply's lock is reported stale, never taken over silently.
     let refused = scratch.ferry(&[
@@ -412,4 +450,22 @@ fn killed_during_the_retirement() {
 #[test]
 fn killed_late_in_the_retirement() {
     kill_and_resume(KillPoint::FinishedCount(":retire", 5));
+}
+
+#[test]
+fn killed_in_the_middle_of_the_disk_moves_while_the_old_api_server_comes_back() {
+    kill_and_resume_in(
+        Story::OutageThenRecovery,
+        KillPoint::FinishedCount(":move", 2),
+    );
+}
+
+#[test]
+fn killed_during_the_import_of_a_planned_failover_resumed_without_the_flag() {
+    kill_and_resume_in(Story::Planned, KillPoint::Started("zfs_pool.home:import"));
+}
+
+#[test]
+fn killed_in_the_middle_of_the_disk_moves_of_a_planned_failover() {
+    kill_and_resume_in(Story::Planned, KillPoint::FinishedCount(":move", 2));
 }

@@ -141,6 +141,10 @@ pub struct Snapshot {
     pub format_version: String,
     /// The generation that serves now (from ferry's state); `0` before the first apply.
     pub active_generation: Generation,
+    /// A failover that an earlier apply started and did not finish (from ferry's state): the
+    /// planner finishes it rather than deciding again from the readings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_in_progress: Option<crate::Failover>,
     /// Every instance read, keyed by instance address (`vm.nfs@g1`, `disk.home0`). An instance
     /// missing from the map was not read, which the planner treats like `Unknown`.
     pub resources: BTreeMap<InstanceAddress, Observation>,
@@ -154,6 +158,7 @@ impl Snapshot {
         Self {
             format_version: SNAPSHOT_FORMAT_VERSION.to_owned(),
             active_generation,
+            failover_in_progress: None,
             resources: BTreeMap::new(),
         }
     }

@@ -122,6 +122,7 @@ pub async fn observe(
         .collect()
         .await;
     let mut snapshot = Snapshot::new(state.active_generation);
+    snapshot.failover_in_progress = state.failover.clone();
     for (instance, observation) in readings {
         snapshot.insert(instance, observation);
     }

@@ -149,6 +149,30 @@ fn decide_failover(
             trigger,
         })
     };
+    // A failover an earlier apply started is finished whatever the readings say now: part
+    // of the service may already have moved (the old VM fenced, disks in the new group), and
+    // neither reconciling the old generation nor starting another failover is safe from there.
+    if let Some(started) = &snapshot.failover_in_progress
+        && started.from_generation == active
+    {
+        let to = started.to_generation;
+        return match config.failover {
+            FailoverRequest::Never => Err(PlanErrors(vec![
+                PlanError::new(
+                    None,
+                    format!(
+                        "the failover from generation {active} to {to} that an earlier apply started is not finished, and --no-failover would leave it half done"
+                    ),
+                )
+                .help("run the command without --no-failover: the plan finishes that failover"),
+            ])),
+            FailoverRequest::Force | FailoverRequest::Policy => Ok(Decision::Failover(Failover {
+                from_generation: active,
+                to_generation: to,
+                trigger: finishing(&started.trigger),
+            })),
+        };
+    }
     match config.failover {
         FailoverRequest::Never => Ok(Decision::Reconcile {
             notes: unhealthy
@@ -191,6 +215,16 @@ fn decide_failover(
             }),
         },
     }
+}
+
+/// The trigger of a plan that finishes an interrupted failover, naming the original trigger
+/// once however many applies were interrupted.
+fn finishing(trigger: &str) -> String {
+    const PREFIX: &str = "finishing the failover an earlier apply started: ";
+    format!(
+        "{PREFIX}{}",
+        trigger.strip_prefix(PREFIX).unwrap_or(trigger)
+    )
 }
 
 /// Resources in dependency order (dependencies first), ties broken by address.

@@ -411,3 +411,92 @@ fn data100_failover_timeline_is_drawn_from_the_estimates() {
     assert_eq!(import.start_seconds, 340.0);
     insta::assert_snapshot!(render::timeline_svg(&plan, &bars, "ferry plan: data100"));
 }
+
+/// Safety invariant 9: a failover an earlier apply started (recorded in the state, so in the
+/// snapshot) is finished by every plan made after it, whatever the trigger reads now: the old
+/// API server answering again, or the operator's `--failover`, must not turn a half-moved
+/// service into a reconcile of the old generation or into a second failover.
+#[test]
+fn a_failover_an_earlier_apply_started_is_finished_whatever_the_trigger_reads_now() {
+    let spec = data100();
+    let mut healthy = data100_snapshot("observed-healthy.json");
+    let plan = |snapshot: &Snapshot, failover: FailoverRequest| {
+        ferry_plan::plan(
+            &spec,
+            snapshot,
+            &ferry_providers::rule_book(),
+            &PlanConfig {
+                failover,
+                ..PlanConfig::default()
+            },
+        )
+    };
+    assert_eq!(
+        plan(&healthy, FailoverRequest::Policy).unwrap().failover,
+        None,
+        "a healthy generation 1 with nothing in progress is only reconciled"
+    );
+
+    healthy.failover_in_progress = Some(ferry_core::Failover {
+        from_generation: 1,
+        to_generation: 2,
+        trigger: "aks_cluster.hub@g1 is unhealthy: GET /readyz timed out after 5s".into(),
+    });
+    for request in [FailoverRequest::Policy, FailoverRequest::Force] {
+        let finishing = plan(&healthy, request).unwrap();
+        let failover = finishing.failover.as_ref().expect("the failover goes on");
+        assert_eq!(
+            (failover.from_generation, failover.to_generation),
+            (1, 2),
+            "{request:?}: the same failover, not a second one"
+        );
+        assert!(
+            finishing
+                .steps
+                .iter()
+                .any(|step| step.id.0 == "zfs_pool.home:import"),
+            "{request:?}: the data moves on to generation 2"
+        );
+        // Applying a plan made while it is in progress, and then planning again, names the
+        // original trigger once.
+        let mut again = healthy.clone();
+        again.failover_in_progress = Some(failover.clone());
+        assert_eq!(
+            plan(&again, request).unwrap().failover.unwrap().trigger,
+            failover.trigger
+        );
+    }
+    insta::assert_snapshot!(
+        render::text(
+            &plan(&healthy, FailoverRequest::Policy).unwrap(),
+            &TextOptions { color: false }
+        )
+        .lines()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n"),
+        @r"
+    Failover from generation 1 to generation 2
+      because finishing the failover an earlier apply started: aks_cluster.hub@g1 is unhealthy: GET /readyz timed out after 5s
+    "
+    );
+    insta::assert_snapshot!(
+        plan(&healthy, FailoverRequest::Never).unwrap_err().to_string(),
+        @r"
+    error: the failover from generation 1 to 2 that an earlier apply started is not finished, and --no-failover would leave it half done
+      help: run the command without --no-failover: the plan finishes that failover
+    no plan: 1 problem to fix first
+    "
+    );
+
+    // A record of another generation's failover (the state edited by hand) decides nothing.
+    healthy
+        .failover_in_progress
+        .as_mut()
+        .unwrap()
+        .from_generation = 7;
+    assert_eq!(
+        plan(&healthy, FailoverRequest::Policy).unwrap().failover,
+        None
+    );
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use ferry_core::{Attributes, Expression, Generation, InstanceAddress, Value};
+use ferry_core::{Attributes, Expression, Failover, Generation, InstanceAddress, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomically;
@@ -25,6 +25,11 @@ pub struct StateFile {
     pub format_version: String,
     /// The generation that serves now; `0` before the first apply.
     pub active_generation: Generation,
+    /// A failover an apply started and no apply has finished yet: saved before its first
+    /// step, cleared when `active_generation` becomes its target. Every plan made meanwhile
+    /// finishes this failover (safety invariant 9), whatever the old generation reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
     /// Keyed by instance address: `vm.nfs@g1`, `disk.home0`.
     pub instances: BTreeMap<InstanceAddress, InstanceRecord>,
 }
@@ -34,6 +39,7 @@ impl Default for StateFile {
         Self {
             format_version: STATE_FORMAT_VERSION.to_owned(),
             active_generation: 0,
+            failover: None,
             instances: BTreeMap::new(),
         }
     }

@@ -79,7 +79,16 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
         out.push('\n');
     }
     if plan.steps.is_empty() {
-        out.push_str("No changes: the world matches the spec.\n");
+        match &plan.failover {
+            Some(failover) => {
+                let _ = writeln!(
+                    out,
+                    "No steps left: the world is already at generation {}; applying records the failover as finished.",
+                    failover.to_generation
+                );
+            }
+            None => out.push_str("No changes: the world matches the spec.\n"),
+        }
         return out;
     }
 
