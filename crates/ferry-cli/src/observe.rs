@@ -72,6 +72,9 @@ pub fn state_backend(spec: &Spec) -> Result<Arc<dyn StateBackend>> {
                 local_journal: StateDir::for_spec_dir(&spec.root).journal_path(),
                 lease: BLOB_LEASE,
                 request_timeout: Duration::from_secs(30),
+                // Long enough for a passing fault; an apply whose storage is gone stops
+                // within it of the first write that failed.
+                retry_for: Duration::from_secs(30),
             };
             Ok(Arc::new(BlobBackend::new(config)?))
         }

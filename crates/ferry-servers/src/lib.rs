@@ -1,7 +1,8 @@
 //! The real local servers that `cargo xtask demo` and the end-to-end tests in `tests/` run
 //! ferry against: the ARM simulator (the `ferry-sim` binary), a BIND `named` for the deployment's
 //! zone with a generated TSIG key, an `sshd` with generated host and user keys on the loopback
-//! addresses the simulator hands to public IPs, the machine's zfs-fuse, and a demo CA.
+//! addresses the simulator hands to public IPs, the machine's zfs-fuse, a demo CA, and Azurite
+//! (the Azure Blob Storage emulator) for the shared-state tests.
 //!
 //! Everything listens on 127.0.0.0/8 only. Each server is stopped when its handle is dropped.
 //! A missing program is reported with the Debian package that provides it, since the demo and
@@ -13,6 +14,10 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod azurite;
+
+pub use azurite::{AZURITE_ACCOUNT, Azurite, azurite_token};
 
 /// Why a server could not be started or asked something.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +124,7 @@ impl Drop for Process {
 /// Waits until `ready` holds, or the process exits, or [`READY_WITHIN`] passes.
 fn wait_ready(
     server: &'static str,
-    process: &mut Process,
+    exited: &mut dyn FnMut() -> Option<std::process::ExitStatus>,
     log: &Path,
     mut ready: impl FnMut() -> bool,
 ) -> Result<(), ServerError> {
@@ -129,7 +134,7 @@ fn wait_ready(
             return Ok(());
         }
         let log_text = || std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(status) = process.exited() {
+        if let Some(status) = exited() {
             return Err(error(
                 server,
                 format!(
@@ -239,7 +244,7 @@ impl Bind {
         )?;
         let mut bind_ready =
             || dig_short(port, &format!("{zone}."), "SOA").is_ok_and(|lines| !lines.is_empty());
-        wait_ready("named", &mut process, &log, &mut bind_ready)?;
+        wait_ready("named", &mut || process.exited(), &log, &mut bind_ready)?;
         Ok(Bind {
             process,
             port,
@@ -391,7 +396,7 @@ impl Sshd {
         )?;
         let port = self.port;
         if let Some(first) = addresses.first().copied() {
-            wait_ready("sshd", &mut process, &log, || {
+            wait_ready("sshd", &mut || process.exited(), &log, || {
                 TcpStream::connect((first, port)).is_ok()
             })?;
         }

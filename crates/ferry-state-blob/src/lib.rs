@@ -18,16 +18,26 @@
 //!
 //! The backend runs its requests on its own small tokio runtime and the synchronous trait
 //! methods wait for them: the engine's journal writes are synchronous by design.
+//!
+//! A request that finds the service unreachable (no connection, a 5xx) is retried for
+//! `retry_for`, then fails. From then on every request is tried once, until one gets an answer:
+//! an apply whose storage went away stops within `retry_for` of the first write that failed and
+//! then ends (each running step's save, the journal's end, the lock's release) without paying
+//! the retries again for each of them, where otherwise it would take minutes to give up.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
-use azure_core::http::{ClientOptions, Etag, RequestContent, StatusCode, Transport, Url};
+use azure_core::http::policies::{Policy, PolicyResult, RetryHeaders, RetryPolicy};
+use azure_core::http::{
+    ClientOptions, Context, Etag, Request, RequestContent, RetryOptions, StatusCode, Transport, Url,
+};
 use azure_storage_blob::models::{
     AppendBlobClientCreateOptions, BlobClientAcquireLeaseResultHeaders,
     BlobClientBreakLeaseOptions, BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
@@ -69,6 +79,9 @@ pub struct BlobStateConfig {
     pub lease: Duration,
     /// One HTTP exchange.
     pub request_timeout: Duration,
+    /// How long a request is retried while the service cannot be reached or answers 5xx, 408
+    /// or 429; after one has failed so, requests are tried once until one gets an answer.
+    pub retry_for: Duration,
 }
 
 impl BlobStateConfig {
@@ -229,12 +242,99 @@ fn without_query(url: &Url) -> String {
     url.to_string()
 }
 
+/// The longest a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first and the longest pause between two attempts of a request.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
+const LONGEST_RETRY_DELAY: Duration = Duration::from_secs(4);
+
+/// The retry policy of every request: exponential pauses for at most `retry_for`, or a single
+/// attempt while the service is known to be unreachable (`unreachable`, shared with
+/// [`NoteAnswers`], which clears it as soon as any request gets an answer).
+#[derive(Debug)]
+struct GiveUpAfter {
+    retry_for: Duration,
+    unreachable: Arc<AtomicBool>,
+    retry_headers: RetryHeaders,
+}
+
+impl GiveUpAfter {
+    fn pause(retry_count: u32) -> Duration {
+        FIRST_RETRY_DELAY
+            .saturating_mul(1 << retry_count.saturating_sub(1).min(16))
+            .min(LONGEST_RETRY_DELAY)
+    }
+}
+
+impl RetryPolicy for GiveUpAfter {
+    fn is_expired(&self, since_start: azure_core::time::Duration, retry_count: u32) -> bool {
+        if self.unreachable.load(Ordering::SeqCst) {
+            return true;
+        }
+        // The pause before the next attempt counts: the last attempt starts within retry_for.
+        let since_start = Duration::try_from(since_start).unwrap_or_default();
+        let expired = since_start + Self::pause(retry_count + 1) > self.retry_for;
+        if expired {
+            self.unreachable.store(true, Ordering::SeqCst);
+        }
+        expired
+    }
+
+    fn retry_headers(&self) -> Option<&RetryHeaders> {
+        Some(&self.retry_headers)
+    }
+
+    fn retry_status_codes(&self) -> &[StatusCode] {
+        // The defaults: 408, 429, 500, 502, 503, 504.
+        &[]
+    }
+
+    fn sleep_duration(&self, retry_count: u32) -> azure_core::time::Duration {
+        azure_core::time::Duration::try_from(Self::pause(retry_count))
+            .unwrap_or(azure_core::time::Duration::SECOND)
+    }
+}
+
+/// Clears `unreachable` as soon as an attempt gets an answer other than 5xx, 408 or 429: the
+/// service is back, and requests are retried again.
+#[derive(Debug)]
+struct NoteAnswers {
+    unreachable: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl Policy for NoteAnswers {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let result = next[0].send(ctx, request, &next[1..]).await;
+        if let Ok(response) = &result {
+            let status = response.status();
+            if !status.is_server_error()
+                && !matches!(
+                    status,
+                    StatusCode::RequestTimeout | StatusCode::TooManyRequests
+                )
+            {
+                self.unreachable.store(false, Ordering::SeqCst);
+            }
+        }
+        result
+    }
+}
+
 fn http_client(config: &BlobStateConfig) -> Result<reqwest::Client, BlobError> {
     // No redirects: following one could carry the bearer token to another host. No automatic
     // decompression either (the workspace's reqwest has none), as the blob client requires.
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .https_only(true)
+        // A host that drops packets must not hold each attempt for the whole exchange's time.
+        .connect_timeout(config.request_timeout.min(CONNECT_TIMEOUT))
         .timeout(config.request_timeout);
     if let Some(path) = &config.ca_file {
         let ca_error = |reason: String| BlobError::CaFile {
@@ -297,8 +397,21 @@ impl BlobBackend {
             .enable_all()
             .build()
             .map_err(|error| BlobError::Config(format!("cannot start a runtime: {error}")))?;
+        let unreachable = Arc::new(AtomicBool::new(false));
         let client_options = ClientOptions {
             transport: Some(Transport::new(Arc::new(http_client(&config)?))),
+            retry: RetryOptions::custom(Arc::new(GiveUpAfter {
+                retry_for: config.retry_for,
+                unreachable: unreachable.clone(),
+                retry_headers: RetryHeaders {
+                    retry_headers: vec![
+                        azure_core::http::headers::RETRY_AFTER_MS,
+                        azure_core::http::headers::X_MS_RETRY_AFTER_MS,
+                        azure_core::http::headers::RETRY_AFTER,
+                    ],
+                },
+            })),
+            per_try_policies: vec![Arc::new(NoteAnswers { unreachable })],
             ..ClientOptions::default()
         };
         let (token, sas) = match &config.auth {
@@ -412,8 +525,41 @@ fn describe(error: &azure_core::Error) -> String {
             "no Entra ID token: {}; log in (az login) or set the AZURE_* variables, or use sas_url_env",
             first_line(&error.to_string())
         ),
-        _ => first_line(&error.to_string()),
+        // The outer messages are the pipeline's ("retry policy expired") and reqwest's (which
+        // holds the URL, and with it a SAS): what went wrong is the innermost cause.
+        ErrorKind::Io | ErrorKind::Connection => format!(
+            "the storage service cannot be reached ({}): check the endpoint and the network",
+            redact_signature(&first_line(&root_cause(error)))
+        ),
+        _ => redact_signature(&first_line(&error.to_string())),
     }
+}
+
+/// The text of the innermost error under `error`.
+fn root_cause(error: &azure_core::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// `text` with the value of any `sig=` (a SAS signature) replaced: a URL in an error message
+/// must not carry the secret into a log.
+fn redact_signature(text: &str) -> String {
+    let mut redacted = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(position) = rest.find("sig=") {
+        redacted.push_str(&rest[..position + 4]);
+        redacted.push_str("[redacted]");
+        rest = &rest[position + 4..];
+        let end = rest
+            .find(|c: char| c == '&' || c == ')' || c == '"' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    redacted.push_str(rest);
+    redacted
 }
 
 fn first_line(text: &str) -> String {
@@ -810,10 +956,15 @@ impl StateBackend for BlobBackend {
                     id: id.to_owned(),
                 }
             } else {
+                // Nobody renews it any more: the lease runs out by itself.
                 LockError::Remote {
                     place: place.clone(),
                     doing: "release",
-                    reason: describe(&error),
+                    reason: format!(
+                        "{}; its lease ends by itself within {}s, or once the service answers, `ferry force-unlock {id}` frees it at once",
+                        describe(&error),
+                        self.lease.as_secs()
+                    ),
                 }
             }
         })
@@ -1038,5 +1189,58 @@ impl JournalMirror for BlobJournal {
             doing: "append to",
             reason: describe(&error),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_in_an_error_message_is_redacted() {
+        assert_eq!(
+            redact_signature(
+                "error sending request for url (https://a.blob.core.windows.net/c/s?sv=2018-11-09&sig=abc%2Bdef%3D&sp=racw)"
+            ),
+            "error sending request for url (https://a.blob.core.windows.net/c/s?sv=2018-11-09&sig=[redacted]&sp=racw)"
+        );
+        assert_eq!(
+            redact_signature("https://x/c?sig=secret) and https://y/c?sig=other"),
+            "https://x/c?sig=[redacted]) and https://y/c?sig=[redacted]"
+        );
+        assert_eq!(
+            redact_signature("Connection refused (os error 111)"),
+            "Connection refused (os error 111)"
+        );
+    }
+
+    #[test]
+    fn pauses_between_attempts_double_up_to_a_limit() {
+        let pauses: Vec<Duration> = (1..=7).map(GiveUpAfter::pause).collect();
+        assert_eq!(
+            pauses,
+            [250, 500, 1000, 2000, 4000, 4000, 4000].map(Duration::from_millis)
+        );
+        assert_eq!(GiveUpAfter::pause(u32::MAX), LONGEST_RETRY_DELAY);
+    }
+
+    #[test]
+    fn retries_stop_within_retry_for_and_at_once_while_unreachable() {
+        let unreachable = Arc::new(AtomicBool::new(false));
+        let policy = GiveUpAfter {
+            retry_for: Duration::from_secs(3),
+            unreachable: unreachable.clone(),
+            retry_headers: RetryHeaders {
+                retry_headers: Vec::new(),
+            },
+        };
+        let seconds = azure_core::time::Duration::seconds;
+        assert!(!policy.is_expired(seconds(0), 0));
+        assert!(!policy.is_expired(seconds(2), 2));
+        assert!(!unreachable.load(Ordering::SeqCst));
+        // The next pause (2 s) would start the attempt after retry_for.
+        assert!(policy.is_expired(seconds(2), 3));
+        assert!(unreachable.load(Ordering::SeqCst));
+        assert!(policy.is_expired(seconds(0), 0));
     }
 }

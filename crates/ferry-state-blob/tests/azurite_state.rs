@@ -1,6 +1,7 @@
 //! The Azure Blob state backend against a real Azurite over HTTPS: state round trip, ETag
 //! conflicts between two writers, the lease lock (refusal naming the holder, expiry after a
-//! crash, force-unlock, background renewal), the shared journal, and SAS URLs.
+//! crash, force-unlock, background renewal), the shared journal, SAS URLs, and a service that
+//! stops answering.
 
 mod azurite;
 
@@ -13,6 +14,7 @@ use ferry_state::{StateBackend, StateError, StateFile, acquire_waiting};
 use ferry_state_blob::{BlobAuth, BlobBackend, BlobStateConfig};
 
 use azurite::azurite;
+use ferry_servers::Azurite;
 
 fn request(holder: &str) -> LockRequest {
     LockRequest {
@@ -304,4 +306,116 @@ fn a_sas_url_reaches_the_same_blobs_without_a_token() {
         missing.to_string(),
         "azure_blob state: the SAS URL has no signature (sig=...): generate a container SAS with read, add, create and write permissions"
     );
+}
+
+/// Stands in for a service that accepts connections and drops them at once, on the port of a
+/// stopped Azurite, counting the connections: each is one attempt of a request.
+struct DroppingEverything {
+    attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DroppingEverything {
+    fn on(port: u16) -> Self {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let attempts = attempts.clone();
+            let stop = stop.clone();
+            move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((connection, _)) => {
+                            attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            drop(connection);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            }
+        });
+        DroppingEverything {
+            attempts,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn attempts(&self) -> usize {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for DroppingEverything {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An apply whose storage goes away must end, not retry every remaining write for a minute
+/// each: the first request that finds the service unreachable is retried for `retry_for`,
+/// later ones are tried once, until the service answers again. Nothing is written meanwhile.
+#[test]
+fn an_unreachable_service_is_retried_for_a_while_then_tried_once_until_it_answers() {
+    let folder = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let mut server = Azurite::start(&folder.path().join("azurite")).unwrap();
+    let config = BlobStateConfig {
+        retry_for: Duration::from_secs(3),
+        ..azurite::config(&server, "down", "state.json", local.path())
+    };
+    let backend = BlobBackend::new(config).unwrap();
+    backend.create_container().unwrap();
+    assert_eq!(backend.load_state().unwrap(), StateFile::default());
+    backend.save_state(&state(1)).unwrap();
+
+    server.stop().unwrap();
+    let dropping = DroppingEverything::on(server.port);
+    let error = backend.save_state(&state(2)).unwrap_err();
+    let message = error.to_string().replace(&server.port.to_string(), "PORT");
+    assert!(
+        message.starts_with(
+            "cannot save state https://127.0.0.1:PORT/devstoreaccount1/down/state.json: the storage service cannot be reached ("
+        ) && message.ends_with("): check the endpoint and the network"),
+        "{message}"
+    );
+    let first = dropping.attempts();
+    assert!(first > 1, "the first request is retried: {first} attempts");
+    // Known to be unreachable: each request is now tried once, whatever it is.
+    assert!(backend.save_state(&state(2)).is_err());
+    assert_eq!(dropping.attempts(), first + 1);
+    let journal_error = backend.read_journal().unwrap_err();
+    assert!(
+        journal_error
+            .to_string()
+            .contains("the storage service cannot be reached"),
+        "{journal_error}"
+    );
+    assert_eq!(dropping.attempts(), first + 2);
+    let lock_error = backend.read_lock().unwrap_err();
+    assert!(
+        matches!(lock_error, LockError::Remote { .. }),
+        "{lock_error}"
+    );
+    assert_eq!(dropping.attempts(), first + 3);
+
+    // Back, with its data: what was saved before is there, nothing else was written.
+    drop(dropping);
+    server.start_again().unwrap();
+    assert_eq!(backend.load_state().unwrap(), state(1));
+    backend.save_state(&state(2)).unwrap();
+    // An answer clears the alarm: a later outage is retried again before it is given up.
+    server.stop().unwrap();
+    let dropping = DroppingEverything::on(server.port);
+    assert!(backend.save_state(&state(3)).is_err());
+    assert!(dropping.attempts() > 1, "{} attempts", dropping.attempts());
+    drop(dropping);
+    server.start_again().unwrap();
+    assert_eq!(backend.load_state().unwrap(), state(2));
 }
