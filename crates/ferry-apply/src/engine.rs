@@ -396,21 +396,31 @@ impl Shared<'_> {
         // takes a finished step's outputs from the state, so an end journaled without them
         // would leave its dependents unable to resolve their inputs. Left started, the step is
         // run again by the next apply, which the provider contract makes harmless.
-        if let Err(error) = saved {
-            self.storage_failed(error.to_string());
-        } else if let Err(error) = self.write(JournalRecord::StepFinished {
-            apply_id: self.apply_id.to_owned(),
-            step: step.id.clone(),
-            at: format_time(SystemTime::now()),
-            result: StepResult::Ok {
-                outputs: outcome.outputs,
-            },
-        }) {
-            self.storage_failed(error.to_string());
-        }
+        // A step whose outputs are saved is done, even if its end could not be journaled: the
+        // state has everything its dependents need.
+        let status = match saved {
+            Err(error) => {
+                let error = error.to_string();
+                self.storage_failed(error.clone());
+                StepStatus::NotSaved { error }
+            }
+            Ok(()) => {
+                if let Err(error) = self.write(JournalRecord::StepFinished {
+                    apply_id: self.apply_id.to_owned(),
+                    step: step.id.clone(),
+                    at: format_time(SystemTime::now()),
+                    result: StepResult::Ok {
+                        outputs: outcome.outputs,
+                    },
+                }) {
+                    self.storage_failed(error.to_string());
+                }
+                StepStatus::Done
+            }
+        };
         let now = self.start.elapsed();
         let report = &mut schedule.reports[index];
-        report.status = StepStatus::Done;
+        report.status = status;
         report.finished = Some(now);
         let took = now - report.started.unwrap_or(now);
         self.emit(EventKind::StepSucceeded {

@@ -23,6 +23,12 @@ pub enum StepStatus {
     },
     /// Aborted while running; the next apply runs it again.
     Interrupted,
+    /// It took effect, but its outputs could not be saved in the state (`error` says why), so
+    /// its end is not journaled either: it is not recorded as done, and the next apply treats
+    /// it as started and unfinished.
+    NotSaved {
+        error: String,
+    },
 }
 
 /// One step's line in the report, in plan order.
@@ -46,6 +52,7 @@ pub struct Counts {
     pub skipped: usize,
     pub not_started: usize,
     pub interrupted: usize,
+    pub not_saved: usize,
 }
 
 /// The result of [`apply`](crate::apply).
@@ -71,6 +78,7 @@ impl ApplyReport {
                 StepStatus::Failed { .. } => counts.failed += 1,
                 StepStatus::Skipped { .. } => counts.skipped += 1,
                 StepStatus::Interrupted => counts.interrupted += 1,
+                StepStatus::NotSaved { .. } => counts.not_saved += 1,
             }
         }
         counts
@@ -105,6 +113,7 @@ impl Counts {
     pub fn describe(&self) -> String {
         let parts = [
             (self.done, "done"),
+            (self.not_saved, "done but not saved"),
             (self.already_done, "already done"),
             (self.failed, "failed"),
             (self.skipped, "skipped"),

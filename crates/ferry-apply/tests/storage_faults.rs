@@ -90,6 +90,17 @@ async fn a_step_whose_outputs_were_not_saved_is_not_journaled_as_done() {
         report.step(&id("vm.b:create")).unwrap().status,
         StepStatus::NotStarted
     );
+    // It took effect, and the report says it is not recorded, rather than counting it done.
+    let StepStatus::NotSaved { error } = &report.step(&id("vm.a:create")).unwrap().status else {
+        panic!("vm.a:create must be reported not saved: {report:?}");
+    };
+    assert!(error.contains("cannot save state file"), "{error}");
+    assert_eq!(report.counts().not_saved, 1);
+    assert_eq!(report.counts().done, 0);
+    assert_eq!(
+        report.counts().describe(),
+        "1 done but not saved, 1 not started"
+    );
     std::fs::rename(&away, &directory.root).unwrap();
     let resumed = Store::open(&directory).unwrap();
     // Its outputs are not in the saved state, so it must not count as done: it runs again.

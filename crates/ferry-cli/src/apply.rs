@@ -197,6 +197,19 @@ fn locked_apply(
     if let Some(error) = &report.storage_error {
         failed.push(format!("  the state: {error}"));
     }
+    // Their effect happened but is not recorded: the operator must know which, since the
+    // progress lines above showed them done.
+    let not_saved: Vec<String> = report
+        .ids(|status| matches!(status, StepStatus::NotSaved { .. }))
+        .into_iter()
+        .map(ToString::to_string)
+        .collect();
+    if !not_saved.is_empty() {
+        failed.push(format!(
+            "  done but not saved, so not recorded as done (the next apply checks them again): {}",
+            not_saved.join(", ")
+        ));
+    }
     let why = if report.cancel >= CancelLevel::StopStarting {
         "Apply interrupted"
     } else {
@@ -228,6 +241,7 @@ fn actual_bars(report: &ferry_apply::ApplyReport) -> Vec<render::Bar> {
                 StepStatus::Skipped { .. } => "skipped",
                 StepStatus::NotStarted => "not started",
                 StepStatus::Interrupted => "interrupted",
+                StepStatus::NotSaved { .. } => "done but not saved",
             };
             render::Bar {
                 step: step.id.clone(),
