@@ -120,14 +120,33 @@ pub(crate) fn check(
                 Some(holder) if !fenced(holder) => errors.push(violation(format!(
                     "the import does not wait for a fence of {holder}, which may still hold the pool"
                 ))),
-                None if forced
-                    && !ancestors
+                None if forced => {
+                    // Nobody can say where the pool is: every other instance of the target
+                    // host's resource must be fenced, by this plan or already (an apply that
+                    // was interrupted after its fence), and some fence must exist.
+                    let target = target.and_then(|text| text.parse::<InstanceAddress>().ok());
+                    let others: Vec<&InstanceAddress> = target
+                        .as_ref()
+                        .map(|target| {
+                            snapshot
+                                .resources
+                                .keys()
+                                .filter(|host| host.address == target.address && *host != target)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let fence_before = ancestors
                         .iter()
-                        .any(|id| steps.get(id).is_some_and(|s| s.action == Action::Fence)) =>
-                {
-                    errors.push(violation(
-                        "zpool import -f is planned without any fence before it".to_owned(),
-                    ))
+                        .any(|id| steps.get(id).is_some_and(|s| s.action == Action::Fence));
+                    if let Some(unfenced) = others.iter().find(|host| !fenced(host)) {
+                        errors.push(violation(format!(
+                            "zpool import -f does not wait for a fence of {unfenced}, which may still hold the pool"
+                        )));
+                    } else if others.is_empty() && !fence_before {
+                        errors.push(violation(
+                            "zpool import -f is planned without any fence before it".to_owned(),
+                        ));
+                    }
                 }
                 _ => {}
             }
@@ -339,6 +358,45 @@ lun = 0
         assert_eq!(
             messages(&fenced, &pool_on("vm.nfs@g1"), false),
             Vec::<String>::new()
+        );
+    }
+
+    /// An apply interrupted after its fence: the old host reads deallocated and the pool reads
+    /// nowhere, so the resumed plan forces the import with no fence step of its own.
+    #[test]
+    fn a_forced_import_after_a_fence_that_already_happened_is_allowed_only_then() {
+        let forced = plan(vec![step(
+            "zfs_pool.home",
+            Action::Import,
+            &[],
+            json!({"host": "vm.nfs@g2", "force": true}),
+        )]);
+        let reading = |power_state: &str| {
+            let mut snapshot = Snapshot::new(1);
+            snapshot.insert("zfs_pool.home".parse().unwrap(), Observation::Absent);
+            snapshot.insert(
+                "vm.nfs@g1".parse().unwrap(),
+                Observation::present(
+                    serde_json::from_value(json!({"power_state": power_state})).unwrap(),
+                ),
+            );
+            snapshot.insert(
+                "vm.nfs@g2".parse().unwrap(),
+                Observation::present(
+                    serde_json::from_value(json!({"power_state": "running"})).unwrap(),
+                ),
+            );
+            snapshot
+        };
+        assert_eq!(
+            messages(&forced, &reading("deallocated"), false),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            messages(&forced, &reading("running"), false),
+            [
+                "zfs_pool.home: zpool import -f does not wait for a fence of vm.nfs@g1, which may still hold the pool"
+            ]
         );
     }
 

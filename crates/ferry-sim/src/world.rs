@@ -145,6 +145,16 @@ pub struct SimEvent {
     pub path: String,
     /// The HTTP status of a request (`201`), or how an operation ended (`Succeeded`, `Failed`).
     pub outcome: String,
+    /// ARM's error code of a refused request or a failed operation (`ScopeLocked`,
+    /// `ConflictingUserInput`), to tell a refusal worth a retry from a duplicate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// The ARM error code in an error body, if it is one.
+fn error_code(body: &[u8]) -> Option<String> {
+    let body: Value = serde_json::from_slice(body).ok()?;
+    Some(body.get("error")?.get("code")?.as_str()?.to_owned())
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -682,6 +692,12 @@ impl World {
             method: record.request.0.clone(),
             path: record.request.1.clone(),
             outcome: outcome.to_owned(),
+            code: record
+                .failure
+                .as_ref()
+                .and_then(|failure| failure.get("code"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         });
     }
 
@@ -757,6 +773,9 @@ impl World {
             method: request.method.clone(),
             path: request.path.clone(),
             outcome: answer.0.status.to_string(),
+            code: (answer.0.status >= 400)
+                .then(|| error_code(&answer.0.body))
+                .flatten(),
         });
         answer
     }

@@ -239,11 +239,15 @@ fn inner_span(
     } else {
         return token;
     };
-    if raw.len() < 2 * delimiter {
+    // A token that is not a whole quoted string (damaged input: unterminated, or cut inside
+    // a character) has no body to point into.
+    if raw.len() < 2 * delimiter || !raw.ends_with(&raw[..delimiter]) {
         return token;
     }
     let mut body_start = token.start + delimiter;
-    let mut body = &raw[delimiter..raw.len() - delimiter];
+    let Some(mut body) = raw.get(delimiter..raw.len() - delimiter) else {
+        return token;
+    };
     if delimiter == 3 {
         for newline in ["\r\n", "\n"] {
             if let Some(rest) = body.strip_prefix(newline) {
@@ -1477,5 +1481,29 @@ fn collect_strings(value: &Value, path: &mut Vec<Step>, out: &mut Vec<(Vec<Step>
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inner_span;
+
+    #[test]
+    fn a_span_inside_a_string_points_into_its_body() {
+        let source = r#"name = "${var.domain}""#;
+        assert_eq!(inner_span(source, 7..22, "${var.domain}", 2..12), 10..20);
+    }
+
+    /// Found by `tests/tests/bad_input.rs`: a random byte turned a string into an unterminated
+    /// one whose last character is several bytes long; the whole token is the answer.
+    #[test]
+    fn a_damaged_string_token_gives_the_whole_token_never_a_panic() {
+        let source = "name = \"${var.domainp\u{fffd}";
+        let token = 7..source.len();
+        assert_eq!(
+            inner_span(source, token.clone(), "${var.domainp", 2..12),
+            token
+        );
+        assert_eq!(inner_span("x = \"\u{fffd}", 4..8, "", 0..0), 4..8);
     }
 }

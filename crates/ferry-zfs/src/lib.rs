@@ -294,6 +294,14 @@ impl KindRules for ZfsPoolRules {
                 .attribute("imported")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+        // Exported already (by an earlier apply that was then interrupted): importable
+        // without -f, with nothing left to export.
+        let flag = |name: &str| context.observed.attribute(name).and_then(Value::as_bool);
+        let exported = matches!(context.observed, Observation::Present { .. })
+            && flag("imported") == Some(false)
+            && flag("importable") == Some(true)
+            && flag("needs_force") == Some(false)
+            && flag("imported_elsewhere") != Some(true);
         if exportable {
             drafts.push(
                 StepDraft::new(
@@ -325,7 +333,7 @@ impl KindRules for ZfsPoolRules {
             format!("generation {to}'s host is {new_host}"),
         )
         .input("host", json!(new_host.to_string()))
-        .input("force", json!(!exportable))
+        .input("force", json!(!exportable && !exported))
         .after(fence)
         .after(StepId::new(&new_host, Action::Create));
         for disk in spec
@@ -340,7 +348,7 @@ impl KindRules for ZfsPoolRules {
         }
         if exportable {
             import = import.after(StepId::new(&spec.address.at(None), Action::Export));
-        } else {
+        } else if !exported {
             import.warning = Some(format!(
                 "the pool could not be exported from {old_host}: it is imported with -f, only after {old_host} is fenced"
             ));
@@ -373,10 +381,21 @@ mod tests {
         let unreachable = Observation::Unknown {
             reason: "ssh: connection refused".into(),
         };
+        let listed = |needs_force: bool| {
+            Observation::present(
+                serde_json::from_value(json!({
+                    "imported": false, "importable": true, "needs_force": needs_force
+                }))
+                .unwrap(),
+            )
+        };
+        // Exported by an apply that was interrupted after it, and a pool ZFS says was last
+        // used by another system.
+        let (exported, abandoned) = (listed(false), listed(true));
         let snapshot = Snapshot::new(1);
         let inputs = ferry_core::Attributes::new();
         let mut lines = Vec::new();
-        for observed in [&imported, &unreachable] {
+        for observed in [&imported, &unreachable, &exported, &abandoned] {
             let drafts = ZfsPoolRules
                 .failover(&FailoverContext {
                     spec: &spec,
@@ -408,6 +427,8 @@ mod tests {
             [
                 "present, healthy: force=false after=[\"vm.nfs@g1:fence\", \"vm.nfs@g2:create\", \"disk.home0:attach\", \"zfs_pool.home:export\"]",
                 "unknown: ssh: connection refused: force=true after=[\"vm.nfs@g1:fence\", \"vm.nfs@g2:create\", \"disk.home0:attach\"]",
+                "present, healthy: force=false after=[\"vm.nfs@g1:fence\", \"vm.nfs@g2:create\", \"disk.home0:attach\"]",
+                "present, healthy: force=true after=[\"vm.nfs@g1:fence\", \"vm.nfs@g2:create\", \"disk.home0:attach\"]",
             ]
         );
     }

@@ -240,6 +240,12 @@ impl ImportablePool {
     pub fn can_import(&self) -> bool {
         self.state == "ONLINE" || self.state == "DEGRADED"
     }
+
+    /// Whether ZFS asks for `-f`: the pool was not exported, and the system that last had it
+    /// may still use it ("... and the '-f' flag"). A cleanly exported pool never does.
+    pub fn needs_force(&self) -> bool {
+        self.action.contains("'-f'")
+    }
 }
 
 /// Parses `zpool import -d DIR`: every pool it lists, possibly none.

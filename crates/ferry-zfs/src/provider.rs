@@ -649,6 +649,7 @@ impl ZfsPoolProvider {
                 let mut attributes = Attributes::new();
                 attributes.insert("imported".into(), json!(false));
                 attributes.insert("importable".into(), json!(found.can_import()));
+                attributes.insert("needs_force".into(), json!(found.needs_force()));
                 attributes.insert("health".into(), json!(found.state));
                 let vdevs: Vec<Value> = found
                     .vdevs

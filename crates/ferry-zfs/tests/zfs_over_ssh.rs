@@ -75,6 +75,11 @@ async fn a_pool_built_on_host_a_moves_to_host_b_with_every_file_intact() {
     let on_b = fixture.read(2).await;
     assert_eq!(on_b.attribute("imported"), Some(&json!(false)));
     assert_eq!(on_b.attribute("importable"), Some(&json!(true)));
+    assert_eq!(
+        on_b.attribute("needs_force"),
+        Some(&json!(false)),
+        "a cleanly exported pool imports without -f"
+    );
 
     let imported = fixture
         .apply(Action::Import, json!({"host": "vm.nfs@g2", "force": false}))

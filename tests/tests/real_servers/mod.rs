@@ -1,0 +1,497 @@
+//! What the tests on real local servers share: the data100 spec pointed at the ARM simulator
+//! (in the test's process), BIND with TSIG, sshd in front of the machine's zfs-fuse and the hub
+//! stand-in, the `ferry` binary that runs against them, and the checks that tools other than
+//! ferry make of the outcome (the simulator's record of operations, `sha256sum`, `dig`,
+//! `zpool status`, `curl`).
+//!
+//! zfs-fuse is one daemon for every "host": pool names and mountpoints are global, so these
+//! tests use a pool of their own, take the machine-wide [`ZfsLock`] (the demo takes it too),
+//! and destroy the pool however they end.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use ferry_core::{Action, Plan, Step};
+use ferry_plan::SavedPlan;
+use ferry_servers::{
+    Bind, DemoCa, HubServers, PoolCleanup, Sshd, ZfsLock, checksums, data100_variables,
+    group_exists, hub_environment, public_address, simulator_addresses, simulator_environment,
+    write_home_files,
+};
+use ferry_sim::{Fault, SimEvent, Simulator, SimulatorConfig};
+
+/// The tests' own pool and mountpoints, so that they never meet the demo's `data100`.
+pub const POOL: &str = "ferrye2e";
+pub const HOME_ROOT: &str = "/tmp/ferrye2e-home";
+pub const ZONE: &str = "data100.example.org";
+pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
+/// An 8-minute AKS create takes about a second.
+pub const TIME_SCALE: f64 = 0.002;
+
+/// The `ferry` binary of this build: built here (a no-op when it is up to date) in the target
+/// folder this test runs from, so the test never depends on an earlier `cargo build`.
+pub fn ferry_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // target/<profile>/deps/data100_end_to_end-HASH
+        let executable = std::env::current_exe().unwrap();
+        let profile_folder = executable.parent().unwrap().parent().unwrap();
+        let mut command = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        command.args(["build", "--quiet", "-p", "ferry-cli", "--bin", "ferry"]);
+        match profile_folder.file_name().and_then(|name| name.to_str()) {
+            Some("debug") | None => {}
+            Some(profile) => {
+                command.args(["--profile", profile]);
+            }
+        }
+        command.current_dir(env!("CARGO_MANIFEST_DIR"));
+        let status = command.status().unwrap();
+        assert!(status.success(), "cargo build -p ferry-cli failed");
+        let binary = profile_folder.join("ferry");
+        assert!(binary.is_file(), "no ferry binary at {}", binary.display());
+        binary
+    })
+}
+
+/// Copies a folder, keeping file permissions (the hook scripts stay executable).
+pub fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_folder(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The local world of one test. Fields drop in order: the hubs stop, then the servers, then
+/// the pool is destroyed (no hub holds its files any more), then the lock is released, then
+/// the folder (with the simulator's disk files) goes.
+pub struct World {
+    _hubs: HubServers,
+    pub sshd: Sshd,
+    pub bind: Bind,
+    pub simulator: Simulator,
+    pub ca: DemoCa,
+    pub variables: Vec<String>,
+    pub environment: Vec<(String, String)>,
+    pub work: PathBuf,
+    _pool: PoolCleanup,
+    _lock: ZfsLock,
+    _folder: tempfile::TempDir,
+}
+
+/// What one `ferry` run printed, and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn shown(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    pub fn expect_code(self, code: i32, what: &str) -> Run {
+        assert_eq!(self.code, code, "{what}: {}", self.shown());
+        self
+    }
+
+    /// The steps the plain progress lines report done: `[00:00:05] vm.nfs@g2:create: done in 3s`.
+    pub fn steps_done(&self) -> Vec<String> {
+        self.stderr
+            .lines()
+            .filter_map(|line| {
+                let (_, rest) = line.split_once("] ")?;
+                let (step, status) = rest.rsplit_once(": ")?;
+                status.starts_with("done").then(|| step.to_owned())
+            })
+            .collect()
+    }
+}
+
+impl World {
+    pub async fn start() -> World {
+        ferry_servers::check_zfs().unwrap();
+        let lock = ZfsLock::acquire().unwrap();
+        // The pool's name is the tests' own: one left by a test that was killed is ours.
+        ferry_servers::destroy_pool_if_present(POOL);
+        let _ = std::fs::remove_dir_all(HOME_ROOT);
+        let pool = PoolCleanup {
+            pool: POOL.to_owned(),
+        };
+        let folder = tempfile::tempdir().unwrap();
+        let work = folder.path().to_path_buf();
+        let spec = work.join("data100");
+        copy_folder(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100"),
+            &spec,
+        );
+        let storage = std::fs::read_to_string(spec.join("storage.toml")).unwrap();
+        let storage = storage
+            .replace(
+                "pool_name = \"data100\"",
+                &format!("pool_name = \"{POOL}\""),
+            )
+            .replace("\"/export/home/", &format!("\"{HOME_ROOT}/"));
+        assert!(storage.contains(POOL) && storage.contains(HOME_ROOT));
+        std::fs::write(spec.join("storage.toml"), storage).unwrap();
+
+        let simulator = ferry_sim::start(SimulatorConfig {
+            time_scale: TIME_SCALE,
+            ..SimulatorConfig::for_tests(work.join("sim"))
+        })
+        .await
+        .unwrap();
+        let bind = Bind::start(&work.join("bind"), ZONE).unwrap();
+        let sshd = Sshd::start(&work.join("ssh"), simulator_addresses(16)).unwrap();
+        let ca = DemoCa::generate(&work.join("ca")).unwrap();
+        let hubs = HubServers::of(&ca);
+        let mut environment: Vec<(String, String)> =
+            simulator_environment(simulator.endpoint(), simulator.ca_file(), &work.join("sim"))
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect();
+        environment.extend(hub_environment(&ca, 0.05, 0.05));
+        environment.push(("DEMO_HOME_ROOT".into(), HOME_ROOT.into()));
+        // A hung API server is given up on after a second, not five.
+        environment.push(("FERRY_AKS_READYZ_TIMEOUT".into(), "1".into()));
+        let variables = data100_variables(&spec, &sshd, &bind, &ca);
+        World {
+            _hubs: hubs,
+            sshd,
+            bind,
+            simulator,
+            ca,
+            variables,
+            environment,
+            work,
+            _pool: pool,
+            _lock: lock,
+            _folder: folder,
+        }
+    }
+
+    /// `ferry ARGUMENTS` in the work folder, pointed at the simulator; `with_variables` adds
+    /// the `--var`s that point the spec at the local servers.
+    pub fn ferry(&self, arguments: &[&str], with_variables: bool) -> Run {
+        Run::from(self.command(arguments, with_variables).output().unwrap())
+    }
+
+    /// The command [`World::ferry`] runs, to start it in the background.
+    pub fn command(&self, arguments: &[&str], with_variables: bool) -> Command {
+        let mut command = Command::new(ferry_binary());
+        command
+            .current_dir(&self.work)
+            .args(arguments)
+            .args(["--color", "never"])
+            .envs(self.environment.iter().map(|(name, value)| (name, value)));
+        if with_variables {
+            for variable in &self.variables {
+                command.args(["--var", variable]);
+            }
+        }
+        command
+    }
+
+    /// Builds generation 1 and writes users' files into its pool; returns their checksums.
+    pub fn build_generation_one(&self) -> (Vec<PathBuf>, BTreeMap<PathBuf, String>) {
+        self.ferry(&["apply", "data100", "--auto-approve"], true)
+            .expect_code(0, "generation 1");
+        let home = Path::new(HOME_ROOT);
+        let mut files = write_home_files(&home.join("staging"), "alice", 3).unwrap();
+        files.extend(write_home_files(&home.join("prod"), "bob", 4).unwrap());
+        let sums = checksums(&files).unwrap();
+        assert_eq!(sums.len(), files.len());
+        (files, sums)
+    }
+
+    pub fn cluster_id(generation: u32) -> String {
+        format!(
+            "/subscriptions/{SUBSCRIPTION}/resourceGroups/data100-g{generation}/providers/Microsoft.ContainerService/managedClusters/data100-hub"
+        )
+    }
+
+    /// The API server of a generation's cluster stops answering; ARM still calls it fine.
+    pub fn break_api_server(&self, generation: u32) {
+        self.simulator.inject(Fault::ApiServerDown {
+            cluster: Self::cluster_id(generation),
+            // Hang, as the demo does. (A refused connection reads with a reason that varies
+            // from one read to the next; fingerprints leave reasons out, so either works.)
+            mode: ferry_sim::ApiServerDownMode::Hang,
+        });
+    }
+
+    /// `ferry plan -o FILE`, read back through the library.
+    pub fn saved_plan(&self, file: &str, extra: &[&str]) -> Plan {
+        let mut arguments = vec!["plan", "data100", "-o", file];
+        arguments.extend_from_slice(extra);
+        self.ferry(&arguments, true).expect_code(0, "ferry plan");
+        let text = std::fs::read_to_string(self.work.join(file)).unwrap();
+        SavedPlan::from_json(&text).unwrap().plan
+    }
+
+    pub fn ingress(&self, generation: u32) -> String {
+        public_address(
+            &self.simulator.dump_state(),
+            &format!("data100-g{generation}"),
+            "data100-ingress",
+        )
+        .unwrap_or_else(|| panic!("no ingress address in data100-g{generation}"))
+    }
+
+    /// The proofs from tools that are not ferry, after a failover to `generation`.
+    pub fn assert_served_from(
+        &self,
+        generation: u32,
+        files: &[PathBuf],
+        sums: &BTreeMap<PathBuf, String>,
+    ) {
+        let ingress = self.ingress(generation);
+        for name in ["staging", "hub"] {
+            assert_eq!(
+                self.bind.dig(&format!("{name}.{ZONE}."), "A").unwrap(),
+                vec![ingress.clone()],
+                "dig {name}.{ZONE} answers the new ingress"
+            );
+        }
+        assert_eq!(
+            &checksums(files).unwrap(),
+            sums,
+            "sha256sum: every file unchanged after the pool moved"
+        );
+        let status = Command::new("zpool")
+            .args(["status", POOL])
+            .output()
+            .unwrap();
+        let status = String::from_utf8_lossy(&status.stdout);
+        for lun in 0..4 {
+            assert!(
+                status.contains(&format!("data100-nfs-g{generation}/scsi1/lun{lun}")),
+                "zpool status: lun{lun} of the new VM is a vdev:\n{status}"
+            );
+        }
+        assert!(status.contains("ONLINE"), "{status}");
+        let tls = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&self.ca.ca_file)
+            .args([
+                "--resolve",
+                &format!("hub.{ZONE}:443:{ingress}"),
+                &format!("https://hub.{ZONE}/"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&tls.stdout),
+            "200",
+            "curl verifies the hub's certificate at the new ingress: {}",
+            String::from_utf8_lossy(&tls.stderr)
+        );
+        let state = self.simulator.dump_state();
+        assert!(
+            !group_exists(&state, &format!("data100-g{}", generation - 1)),
+            "the old generation's resource group is gone"
+        );
+        // The law: planning right after a successful apply gives no changes.
+        self.ferry(&["plan", "data100", "--detailed-exitcode"], true)
+            .expect_code(0, "ferry plan right after the failover");
+    }
+}
+
+pub fn step<'p>(plan: &'p Plan, id: &str) -> &'p Step {
+    plan.steps
+        .iter()
+        .find(|step| step.id.0 == id)
+        .unwrap_or_else(|| panic!("{id} is not in the plan: {:#?}", ids(plan)))
+}
+
+pub fn ids(plan: &Plan) -> Vec<String> {
+    plan.steps.iter().map(|step| step.id.0.clone()).collect()
+}
+
+/// Whether `later` waits, through the plan's edges, for `earlier`; and comes after it in the
+/// plan's execution order.
+pub fn assert_after(plan: &Plan, earlier: &str, later: &str) {
+    let position = |id: &str| {
+        plan.steps
+            .iter()
+            .position(|step| step.id.0 == id)
+            .unwrap_or_else(|| panic!("{id} is not in the plan: {:#?}", ids(plan)))
+    };
+    assert!(
+        position(earlier) < position(later),
+        "{earlier} comes before {later}"
+    );
+    let mut waiting = vec![later.to_owned()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(id) = waiting.pop() {
+        if id == earlier {
+            return;
+        }
+        if seen.insert(id.clone()) {
+            waiting.extend(step(plan, &id).after.iter().map(|id| id.0.clone()));
+        }
+    }
+    panic!("{later} does not wait for {earlier}");
+}
+
+/// The step order every data100 failover keeps, whether the old VM can be reached or not.
+pub fn assert_failover_order(plan: &Plan, from: u32, to: u32) {
+    let fence = format!("vm.nfs@g{from}:fence");
+    let new_vm = format!("vm.nfs@g{to}:create");
+    let new_cluster = format!("aks_cluster.hub@g{to}:create");
+    let import = "zfs_pool.home:import";
+    for disk in 0..4 {
+        let detach = format!("disk.home{disk}:detach");
+        let moved = format!("disk.home{disk}:move");
+        let attach = format!("disk.home{disk}:attach");
+        assert_after(plan, &fence, &detach);
+        assert_after(plan, &detach, &moved);
+        assert_after(plan, &moved, &attach);
+        assert_after(plan, &new_vm, &attach);
+        assert_after(plan, &attach, import);
+    }
+    assert_after(plan, &fence, import);
+    for hook in ["staging_hub", "prod_hub"] {
+        let hook = format!("hook.{hook}@g{to}:run");
+        assert_after(plan, &new_cluster, &hook);
+        assert_after(plan, import, &hook);
+    }
+    assert_after(
+        plan,
+        "dns_record.staging:update",
+        &format!("hook.prod_hub@g{to}:run"),
+    );
+    assert_after(plan, "dns_record.prod:update", "check.prod_tls:wait");
+    // Retirement comes last: every retire waits for the service to be back, and nothing
+    // but retirement follows it.
+    let first_retire = plan
+        .steps
+        .iter()
+        .position(|step| step.action == Action::Retire)
+        .expect("the old generation is retired");
+    assert!(
+        plan.steps[first_retire..]
+            .iter()
+            .all(|step| step.action == Action::Retire),
+        "{:#?}",
+        ids(plan)
+    );
+    for retire in &plan.steps[first_retire..] {
+        assert_eq!(retire.generation(), Some(from), "{}", retire.id);
+        assert_after(plan, "check.prod_tls:wait", &retire.id.0);
+    }
+}
+
+pub fn vm_path(generation: u32) -> String {
+    format!(
+        "/resourceGroups/data100-g{generation}/providers/Microsoft.Compute/virtualMachines/data100-nfs-g{generation}"
+    )
+}
+
+pub fn positions(events: &[SimEvent], wanted: impl Fn(&SimEvent) -> bool) -> Vec<usize> {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, event)| wanted(event))
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// The order in which the simulator saw the failover's Azure operations: the old VM
+/// deallocated (the fence) before any disk leaves it, each disk moved after it was detached,
+/// attached to the new VM after its move, the new cluster created, the old group deleted.
+pub fn assert_simulator_order(events: &[SimEvent], from: u32, to: u32) {
+    let old_vm = vm_path(from);
+    let new_vm = vm_path(to);
+    let fenced = positions(events, |event| {
+        event.what == "operation"
+            && event.path.ends_with(&format!("{old_vm}/deallocate"))
+            && event.outcome == "Succeeded"
+    });
+    assert_eq!(
+        fenced.len(),
+        1,
+        "one deallocation of the old VM: {events:#?}"
+    );
+    let accepted = |event: &SimEvent| event.what == "request" && event.outcome.starts_with('2');
+    let detach_requests = positions(events, |event| {
+        accepted(event) && event.method == "PATCH" && event.path.ends_with(&old_vm)
+    });
+    assert_eq!(detach_requests.len(), 4, "four detaches: {events:#?}");
+    assert!(
+        detach_requests.iter().all(|&detach| detach > fenced[0]),
+        "every detach follows the fence: {events:#?}"
+    );
+    let detached = positions(events, |event| {
+        event.what == "operation"
+            && event.method == "PATCH"
+            && event.path.ends_with(&old_vm)
+            && event.outcome == "Succeeded"
+    });
+    let moves = format!("/resourceGroups/data100-g{from}/moveResources");
+    let moved = positions(events, |event| {
+        event.what == "operation" && event.path.ends_with(&moves) && event.outcome == "Succeeded"
+    });
+    assert_eq!(moved.len(), 4, "four moves: {events:#?}");
+    let move_requests = positions(events, |event| {
+        event.what == "request" && event.path.ends_with(&moves)
+    });
+    assert!(
+        move_requests.iter().all(|&request| request > detached[0]),
+        "no move before a detach ended: {events:#?}"
+    );
+    let attach_requests = positions(events, |event| {
+        accepted(event) && event.method == "PATCH" && event.path.ends_with(&new_vm)
+    });
+    assert!(attach_requests.len() >= 4, "four attaches: {events:#?}");
+    assert!(
+        attach_requests[0] > moved[0] && attach_requests[3] > moved[3],
+        "no attach before its move ended: {events:#?}"
+    );
+    let cluster = format!(
+        "/resourceGroups/data100-g{to}/providers/Microsoft.ContainerService/managedClusters/data100-hub"
+    );
+    assert_eq!(
+        positions(events, |event| {
+            event.what == "operation"
+                && event.method == "PUT"
+                && event.path.ends_with(&cluster)
+                && event.outcome == "Succeeded"
+        })
+        .len(),
+        1,
+        "the new cluster created once: {events:#?}"
+    );
+    let old_group = format!("/resourceGroups/data100-g{from}");
+    let deleted = positions(events, |event| {
+        event.what == "operation"
+            && event.method == "DELETE"
+            && event.path.ends_with(&old_group)
+            && event.outcome == "Succeeded"
+    });
+    assert_eq!(deleted.len(), 1, "the old group deleted once: {events:#?}");
+    assert!(
+        deleted[0] > *attach_requests.last().unwrap(),
+        "the old group goes last: {events:#?}"
+    );
+}
