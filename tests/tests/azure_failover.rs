@@ -63,7 +63,7 @@ impl Deployment {
 
     /// Applies `plan`; on success its generation becomes the active one, as the CLI does.
     async fn apply(&mut self, plan: &Plan) -> ApplyReport {
-        let report = ferry_apply::apply(
+        ferry_apply::apply(
             plan,
             &self.providers,
             &ApplyConfig::default(),
@@ -72,8 +72,7 @@ impl Deployment {
             &|_| {},
         )
         .await
-        .unwrap();
-        report
+        .unwrap()
     }
 }
 

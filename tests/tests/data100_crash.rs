@@ -245,7 +245,7 @@ fn check_simulator(point: KillPoint, events: &[SimEvent]) {
     );
     // No disk leaves the old VM before the fence, and none reaches the new VM before it
     // moved: the order held across the crash.
-    let first = |wanted: &dyn Fn(&SimEvent) -> bool| events.iter().position(|e| wanted(e));
+    let first = |wanted: &dyn Fn(&SimEvent) -> bool| events.iter().position(wanted);
     let fenced = first(&|event| {
         event.what == "operation"
             && event.path.ends_with(&deallocate)

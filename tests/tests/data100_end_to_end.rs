@@ -7,6 +7,7 @@
 
 mod real_servers;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_servers::{public_address, simulator_addresses};
@@ -244,4 +245,128 @@ async fn a_cluster_create_that_fails_stops_its_dependents_and_apply_again_finish
     );
     world.assert_served_from(2, &files, &sums);
     assert_eq!(plan.failover.as_ref().map(|f| f.to_generation), Some(2));
+}
+
+/// The TSIG secret in BIND's key file: it must never show in ferry's output.
+fn tsig_secret(world: &World) -> String {
+    let key = std::fs::read_to_string(&world.bind.key_file).unwrap();
+    let secret = key
+        .split("secret \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a secret in the key file");
+    secret.to_owned()
+}
+
+/// Starts the failover apply in the background with its progress lines in a file, stops BIND
+/// once the pool is imported (the DNS updates come after the hooks that follow), and returns
+/// the running apply and its log.
+fn apply_with_bind_stopped_after_the_import(world: &mut World) -> (std::process::Child, PathBuf) {
+    let log = world.work.join("apply.log");
+    let child = world
+        .command(&["apply", "data100", "--auto-approve"], true)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_line(&log, "zfs_pool.home:import: done");
+    world.bind.stop();
+    (child, log)
+}
+
+/// Waits until the progress log has a line containing `text`; returns the log.
+fn wait_for_line(log: &Path, text: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let written = std::fs::read_to_string(log).unwrap_or_default();
+        if written.lines().any(|line| line.contains(text)) {
+            return written;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(300),
+            "no line with `{text}`:\n{written}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// BIND goes down just before DNS moves and comes back while ferry retries the update: the
+/// same apply finishes the failover, and its output names the server, never the TSIG secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_restarted_during_the_dns_update_and_the_same_apply_finishes() {
+    let mut world = World::start().await;
+    let (files, sums) = world.build_generation_one();
+    world.break_api_server(1);
+    let (child, log) = apply_with_bind_stopped_after_the_import(&mut world);
+    let failed_once = wait_for_line(&log, "dns_record.staging:update: attempt 1 failed");
+    world.bind.start_again().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let progress = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        output.status.success(),
+        "the apply finishes once BIND is back:\n{progress}"
+    );
+    let failure = failed_once
+        .lines()
+        .find(|line| line.contains("dns_record.staging:update: attempt 1 failed"))
+        .unwrap();
+    assert!(
+        failure.contains(&world.bind.server()),
+        "the failure names the server: {failure}"
+    );
+    assert!(!progress.contains(&tsig_secret(&world)), "{progress}");
+    assert!(progress.contains("Generation 2 serves"), "{progress}");
+    world.assert_served_from(2, &files, &sums);
+}
+
+/// BIND stays down for longer than ferry retries: the apply stops with a report that names
+/// the DNS step, its error and the command that resumes; nothing after it ran and nothing of
+/// generation 1 is retired; once BIND is back, applying again finishes the failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_down_for_longer_than_the_retries_stops_the_apply_and_apply_again_finishes() {
+    let mut world = World::start().await;
+    let (files, sums) = world.build_generation_one();
+    world.break_api_server(1);
+    let (child, log) = apply_with_bind_stopped_after_the_import(&mut world);
+    let output = child.wait_with_output().unwrap();
+    let report = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    let failed = report
+        .lines()
+        .find(|line| line.starts_with("  dns_record.staging:update: "))
+        .unwrap_or_else(|| panic!("the report names the failed DNS step:\n{report}"));
+    assert!(failed.contains(&world.bind.server()), "{failed}");
+    assert!(
+        report.contains("Run `ferry apply data100` again to resume"),
+        "{report}"
+    );
+    assert!(!report.contains(&tsig_secret(&world)), "{report}");
+    for skipped in [
+        "hook.prod_hub@g2:run",
+        "dns_record.prod:update",
+        "check.prod_tls:wait",
+    ] {
+        assert!(
+            report.contains(&format!("{skipped}: skipped, because")),
+            "{skipped} skipped:\n{report}"
+        );
+    }
+    assert!(!report.contains(":retire: done"), "{report}");
+
+    world.bind.start_again().unwrap();
+    // The zone kept every update BIND had accepted: prod still answers generation 1.
+    assert_eq!(
+        world.bind.dig(&format!("hub.{ZONE}."), "A").unwrap(),
+        vec![world.ingress(1)]
+    );
+    let resumed = world
+        .ferry(&["apply", "data100", "--auto-approve"], true)
+        .expect_code(0, "the apply once BIND is back");
+    assert!(
+        resumed.stderr.contains("Generation 2 serves"),
+        "{}",
+        resumed.shown()
+    );
+    world.assert_served_from(2, &files, &sums);
 }

@@ -52,7 +52,7 @@ impl Deployment {
 
     /// Applies `plan`; on success the plan's generation becomes the active one, as the CLI does.
     async fn apply(&mut self, plan: &Plan, providers: &Providers) -> ApplyReport {
-        let report = ferry_apply::apply(
+        ferry_apply::apply(
             plan,
             providers,
             &ApplyConfig::default(),
@@ -61,8 +61,7 @@ impl Deployment {
             &|_| {},
         )
         .await
-        .unwrap();
-        report
+        .unwrap()
     }
 
     async fn converge(&mut self, config: &PlanConfig) -> Plan {

@@ -104,7 +104,7 @@ impl Deployment {
         config: &ApplyConfig,
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) -> ApplyReport {
-        let report = ferry_apply::apply(
+        ferry_apply::apply(
             plan,
             &self.providers,
             config,
@@ -113,8 +113,7 @@ impl Deployment {
             on_event,
         )
         .await
-        .unwrap();
-        report
+        .unwrap()
     }
 
     fn cluster_id(&self, generation: u32) -> String {

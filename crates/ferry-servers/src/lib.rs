@@ -231,27 +231,26 @@ impl Bind {
                 zone_file = zone_file.display(),
             ),
         )?;
-        let log = folder.join("named.log");
-        let log_file = std::fs::File::create(&log)
-            .map_err(|failure| error("named", format!("cannot create its log: {failure}")))?;
-        let mut process = Process::spawn(
-            "named",
-            Command::new(named)
-                .args(["-g", "-n", "1", "-c"])
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(log_file),
-        )?;
-        let mut bind_ready =
-            || dig_short(port, &format!("{zone}."), "SOA").is_ok_and(|lines| !lines.is_empty());
-        wait_ready("named", &mut || process.exited(), &log, &mut bind_ready)?;
         Ok(Bind {
-            process,
+            process: launch_named(&named, folder, port, zone)?,
             port,
             zone: zone.to_owned(),
             key_file,
             folder: folder.to_path_buf(),
         })
+    }
+
+    /// Stops the server, as an outage would (SIGINT: the zone's journal of dynamic updates
+    /// stays on disk, as it does when a server is restarted).
+    pub fn stop(&mut self) {
+        self.process.interrupt();
+    }
+
+    /// Starts the server again after [`Bind::stop`]: same port, zone, key and data.
+    pub fn start_again(&mut self) -> Result<(), ServerError> {
+        let named = need("named", "bind9")?;
+        self.process = launch_named(&named, &self.folder, self.port, &self.zone)?;
+        Ok(())
     }
 
     /// `127.0.0.1:PORT`, the zone's `server`.
@@ -268,6 +267,34 @@ impl Bind {
     pub fn is_running(&mut self) -> bool {
         self.process.exited().is_none()
     }
+}
+
+/// Starts `named` on the configuration [`Bind::start`] wrote in `folder`, and waits until it
+/// answers for the zone.
+fn launch_named(
+    named: &Path,
+    folder: &Path,
+    port: u16,
+    zone: &str,
+) -> Result<Process, ServerError> {
+    let log = folder.join("named.log");
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|failure| error("named", format!("cannot open its log: {failure}")))?;
+    let mut process = Process::spawn(
+        "named",
+        Command::new(named)
+            .args(["-g", "-n", "1", "-c"])
+            .arg(folder.join("named.conf"))
+            .stdout(Stdio::null())
+            .stderr(log_file),
+    )?;
+    let mut bind_ready =
+        || dig_short(port, &format!("{zone}."), "SOA").is_ok_and(|lines| !lines.is_empty());
+    wait_ready("named", &mut || process.exited(), &log, &mut bind_ready)?;
+    Ok(process)
 }
 
 fn dig_short(port: u16, name: &str, record_type: &str) -> Result<Vec<String>, ServerError> {
