@@ -183,12 +183,6 @@ fn check_pool_history(point: KillPoint, history: &[String]) {
     );
 }
 
-fn vm_path(generation: u32) -> String {
-    format!(
-        "/resourceGroups/data100-g{generation}/providers/Microsoft.Compute/virtualMachines/data100-nfs-g{generation}"
-    )
-}
-
 /// What ARM saw over the killed apply and the one that finished it.
 fn check_simulator(point: KillPoint, events: &[SimEvent]) {
     let count = |wanted: &dyn Fn(&SimEvent) -> bool| events.iter().filter(|e| wanted(e)).count();

@@ -84,8 +84,8 @@ impl ApplyReport {
         counts
     }
 
-    /// Every step of the plan is done, now or by an earlier apply.
-    /// Every step done, and everything ferry must remember saved.
+    /// Every step of the plan is done, now or by an earlier apply, and everything ferry must
+    /// remember is saved.
     pub fn succeeded(&self) -> bool {
         self.storage_error.is_none()
             && self
