@@ -302,7 +302,7 @@ impl KindRules for VmRules {
                 "size",
                 T::String,
                 OnChange::InPlace,
-                "VM size, such as Standard_D4s_v5; a change deallocates the VM when Azure needs it",
+                "VM size, such as Standard_D4s_v5; Azure restarts the VM to resize it, and a size its hardware cannot host needs it deallocated first: it stops for a few minutes",
             ),
             F::optional(
                 "image",
@@ -387,7 +387,11 @@ impl KindRules for VmRules {
     fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {
         match action {
             Action::Create | Action::Replace => 120,
-            Action::Update => 60,
+            // The longest update, a resize that needs a deallocation: deallocate (as long as a
+            // fence), PATCH, start. The estimate cannot tell it from a resize in place or a
+            // change of tags, which take less: whether Azure can resize in place is known from
+            // the VM's `vmSizes`, which only the provider reads.
+            Action::Update => 90 + 30 + 60,
             Action::Fence => 90,
             Action::Delete | Action::Retire => 90,
             _ => 30,

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use ferry_arm::deployment::{
     self, AzureDeployment, OutputsOf, generations_around, location_value, tags_from,
 };
-use ferry_arm::{ArmError, LocateError, ResourceId, StepOperations, api_version};
+use ferry_arm::{ArmError, LocateError, PendingOperation, ResourceId, StepOperations, api_version};
 use ferry_core::{
     Action, ApplyContext, Attributes, Health, InstanceAddress, Kind, Observation, Provider,
     ReadContext, Step, StepError, StepOutcome, Value,
@@ -57,6 +57,24 @@ pub enum ComputeError {
         instance: InstanceAddress,
         state: String,
     },
+    /// The start that ends a resize by deallocation failed: the VM has its new size and is
+    /// not serving, and no plan starts it again (its power state is not in the spec).
+    #[error(
+        "{instance}: the VM was deallocated and resized to {size}, but did not start again: {source}; it stays deallocated until it is started: start it in the portal or with `az vm start`, or change its size in the spec and apply again"
+    )]
+    NotStartedAfterResize {
+        instance: InstanceAddress,
+        size: String,
+        source: Box<ArmError>,
+    },
+    #[error(
+        "{instance}: the VM was deallocated and resized to {size}, but ARM did not show it running after the start (power state {state}); check it in the portal and start it if it is not running"
+    )]
+    NotRunningAfterResize {
+        instance: InstanceAddress,
+        size: String,
+        state: String,
+    },
 }
 
 impl From<ArmError> for ComputeError {
@@ -68,7 +86,9 @@ impl From<ArmError> for ComputeError {
 impl From<ComputeError> for StepError {
     fn from(error: ComputeError) -> Self {
         match &error {
-            ComputeError::Arm(arm) if arm.is_transient() => {
+            ComputeError::Arm(arm) | ComputeError::NotStartedAfterResize { source: arm, .. }
+                if arm.is_transient() =>
+            {
                 StepError::transient(error.to_string(), arm.retry_after())
             }
             _ => StepError::permanent(error.to_string()),
@@ -361,10 +381,23 @@ async fn describe_vm(
         .unwrap_or_else(|| DEFAULT_DEVICE_FOLDER.to_owned());
     attributes.insert("device_folder".into(), json!(device_folder));
     let view = azure.client().virtual_machine_instance_view(id).await?;
-    attributes.insert(
-        "power_state".into(),
-        json!(view.power_state().unwrap_or("unknown")),
-    );
+    let power_state = view.power_state().unwrap_or("unknown").to_owned();
+    attributes.insert("power_state".into(), json!(power_state));
+    // Read only while a resize is pending, so a converged VM's reading (and a saved plan's
+    // fingerprint of it) does not change with the sizes Azure has free in its cluster.
+    if let (Some(current), Some(wanted)) = (
+        text(body, "/properties/hardwareProfile/vmSize"),
+        fields.get("size").and_then(Value::as_str),
+    ) && !wanted.contains("${")
+        && !current.eq_ignore_ascii_case(wanted)
+    {
+        let in_place = power_state == "deallocated"
+            || sizes_in_place(azure, id)
+                .await?
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(wanted));
+        attributes.insert("resizable_in_place".into(), json!(in_place));
+    }
     let nic_id = text(body, "/properties/networkProfile/networkInterfaces/0/id")
         .and_then(|text| ResourceId::parse(&text).ok());
     let Some(nic_id) = nic_id else {
@@ -728,11 +761,7 @@ async fn put_vm(
         .ok_or_else(|| step_error(instance, "the step has no size: plan again"))?;
     if exists {
         if step.action != Action::Create {
-            let mut patch = json!({"properties": {"hardwareProfile": {"vmSize": size}}});
-            if let Some(tags) = tags_from(fields) {
-                patch["tags"] = json!(tags);
-            }
-            operations.patch::<_, Value>(&id, &patch).await?;
+            update_vm(azure, operations, context, instance, &id, size).await?;
         }
     } else {
         let image = fields
@@ -791,36 +820,214 @@ async fn fence_vm(
     outputs: OutputsOf<'_>,
 ) -> Result<StepOutcome, ComputeError> {
     let id = azure.id_of(instance, outputs)?;
-    let power_state = |view: ferry_arm::models::VirtualMachineInstanceView| {
-        view.power_state().unwrap_or("unknown").to_owned()
-    };
-    let state = match azure.client().virtual_machine_instance_view(&id).await {
-        Ok(view) => power_state(view),
+    let state = match power_state(azure, &id).await {
+        Ok(state) => state,
         Err(error) if error.is_not_found() => return Ok(StepOutcome::default()),
         Err(error) => return Err(error.into()),
     };
+    deallocate(azure, operations, instance, &id, &state).await?;
+    let mut outputs_after = outputs(instance).unwrap_or_default();
+    outputs_after.insert("power_state".into(), json!("deallocated"));
+    outputs_after.insert("id".into(), json!(id.as_str()));
+    Ok(StepOutcome {
+        outputs: outputs_after,
+    })
+}
+
+/// The VM's power state as its instance view shows it (`running`, `deallocated`, ...).
+async fn power_state(azure: &AzureDeployment, id: &ResourceId) -> Result<String, ArmError> {
+    let view = azure.client().virtual_machine_instance_view(id).await?;
+    Ok(view.power_state().unwrap_or("unknown").to_owned())
+}
+
+/// Deallocates a VM that is in `state` now, unless it is deallocated already, and waits until
+/// ARM shows it deallocated.
+async fn deallocate(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    instance: &InstanceAddress,
+    id: &ResourceId,
+    state: &str,
+) -> Result<(), ComputeError> {
     if state != "deallocated" {
         operations.progress(format!("deallocating {} (now {state})", id.name()));
         operations
             .post::<()>(&format!("{id}/deallocate"), api_version::COMPUTE, None)
             .await?;
     }
-    // ARM may finish the operation a moment before the instance view says so.
+    match settle(azure, id, "deallocated").await? {
+        Ok(()) => Ok(()),
+        Err(state) => Err(ComputeError::NotFenced {
+            instance: instance.clone(),
+            state,
+        }),
+    }
+}
+
+/// Waits until the instance view shows `wanted`: ARM may finish a power operation a moment
+/// before the instance view says so. `Err` carries the last state seen.
+async fn settle(
+    azure: &AzureDeployment,
+    id: &ResourceId,
+    wanted: &str,
+) -> Result<Result<(), String>, ArmError> {
     let mut state = String::new();
     for attempt in 0..20u32 {
-        state = power_state(azure.client().virtual_machine_instance_view(&id).await?);
-        if state == "deallocated" {
-            let mut outputs_after = outputs(instance).unwrap_or_default();
-            outputs_after.insert("power_state".into(), json!("deallocated"));
-            outputs_after.insert("id".into(), json!(id.as_str()));
-            return Ok(StepOutcome {
-                outputs: outputs_after,
-            });
+        state = power_state(azure, id).await?;
+        if state == wanted {
+            return Ok(Ok(()));
         }
         tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt + 1))).await;
     }
-    Err(ComputeError::NotFenced {
+    Ok(Err(state))
+}
+
+/// The sizes ARM can resize the VM to where it is now (`GET {vm}/vmSizes`): while it runs,
+/// those its hardware cluster hosts; once deallocated, every size of the region.
+async fn sizes_in_place(azure: &AzureDeployment, id: &ResourceId) -> Result<Vec<String>, ArmError> {
+    let sizes = azure
+        .client()
+        .list::<Value>(&format!("{id}/vmSizes"), api_version::COMPUTE)
+        .await?;
+    Ok(sizes
+        .iter()
+        .filter_map(|size| text(size, "/name"))
+        .collect())
+}
+
+/// ARM's refusal of a resize that the VM's hardware cluster cannot host while it runs.
+fn needs_deallocation(error: &ArmError) -> bool {
+    error.is_conflict()
+        && error
+            .code()
+            .is_some_and(|code| code.eq_ignore_ascii_case("OperationNotAllowed"))
+}
+
+/// Whether the operation an interrupted attempt of this step recorded is part of a resize of
+/// this VM: its deallocation, its PATCH or its start. Such an attempt found the VM running.
+fn resuming_a_resize(recorded: Option<&str>, id: &ResourceId) -> bool {
+    let Some(operation) =
+        recorded.and_then(|text| serde_json::from_str::<PendingOperation>(text).ok())
+    else {
+        return false;
+    };
+    let Ok(url) = ferry_arm::Url::parse(&operation.resource_url) else {
+        return false;
+    };
+    let path = url.path().trim_end_matches('/').to_ascii_lowercase();
+    let vm = id.as_str().trim_end_matches('/').to_ascii_lowercase();
+    match operation.method.to_ascii_uppercase().as_str() {
+        "PATCH" => path == vm,
+        "POST" => path == format!("{vm}/deallocate") || path == format!("{vm}/start"),
+        _ => false,
+    }
+}
+
+/// Brings an existing VM to the step's size and tags: a PATCH, which keeps its data disks.
+///
+/// A new size is one PATCH when the VM's `vmSizes` lists it: its hardware cluster hosts that
+/// size, and Azure restarts the VM to resize it. Any other size of a running VM needs the VM
+/// off its hardware first: deallocate, PATCH, start, and wait until ARM shows it running; the
+/// VM stops for a few minutes. ARM refusing an in-place PATCH (`409 OperationNotAllowed`,
+/// when its cluster changed since `vmSizes` answered) takes the same way. A VM deallocated
+/// before the step takes any size and is left deallocated: starting it is not this step's
+/// job.
+///
+/// A retried step carries on where its attempt stopped. When the operation that attempt
+/// recorded is this VM's deallocation, PATCH or start, the VM was running when the step began,
+/// so a VM found deallocated is resized if it is not yet and started. The PATCH of a VM that
+/// was deallocated before the step is therefore not recorded: a retry must never mistake it
+/// for the middle of a resize and start that VM.
+async fn update_vm(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    context: &ApplyContext<'_>,
+    instance: &InstanceAddress,
+    id: &ResourceId,
+    size: &str,
+) -> Result<(), ComputeError> {
+    let mut patch = json!({"properties": {"hardwareProfile": {"vmSize": size}}});
+    if let Some(tags) = tags_from(context.inputs) {
+        patch["tags"] = json!(tags);
+    }
+    let body = get(azure, id)
+        .await?
+        .ok_or_else(|| step_error(instance, "ARM does not show the VM any more: plan again"))?;
+    let current = text(&body, "/properties/hardwareProfile/vmSize").unwrap_or_default();
+    let resized = current.eq_ignore_ascii_case(size);
+    let state = power_state(azure, id).await?;
+    if state == "deallocated" {
+        if !resuming_a_resize(context.resume_operation, id) {
+            let unrecorded = StepOperations::new(azure.client(), &|_: String| {}, context.progress);
+            unrecorded.patch::<_, Value>(id, &patch).await?;
+            return Ok(());
+        }
+        operations.progress(format!(
+            "{} is deallocated: carrying on with the resize to {size} that an earlier attempt began",
+            id.name()
+        ));
+        if !resized {
+            operations.patch::<_, Value>(id, &patch).await?;
+        }
+        return start_after_resize(azure, operations, instance, id, size).await;
+    }
+    if resized {
+        operations.patch::<_, Value>(id, &patch).await?;
+        return Ok(());
+    }
+    let in_place = sizes_in_place(azure, id)
+        .await?
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case(size));
+    if in_place {
+        operations.progress(format!(
+            "resizing {} from {current} to {size} in place (Azure restarts it)",
+            id.name()
+        ));
+        match operations.patch::<_, Value>(id, &patch).await {
+            Ok(_) => return Ok(()),
+            Err(error) if needs_deallocation(&error) => operations.progress(format!(
+                "ARM refused to resize {} where it runs: {error}",
+                id.name()
+            )),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    operations.progress(format!(
+        "{size} is not available on the hardware {} runs on: deallocating it, resizing it from {current} and starting it again; it stops for a few minutes",
+        id.name()
+    ));
+    deallocate(azure, operations, instance, id, &state).await?;
+    operations.patch::<_, Value>(id, &patch).await?;
+    start_after_resize(azure, operations, instance, id, size).await
+}
+
+/// Starts a VM deallocated for its resize and waits until ARM shows it running.
+async fn start_after_resize(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    instance: &InstanceAddress,
+    id: &ResourceId,
+    size: &str,
+) -> Result<(), ComputeError> {
+    let failed = |source: ArmError| ComputeError::NotStartedAfterResize {
         instance: instance.clone(),
-        state,
-    })
+        size: size.to_owned(),
+        source: Box::new(source),
+    };
+    if power_state(azure, id).await.map_err(failed)? != "running" {
+        operations.progress(format!("starting {} again", id.name()));
+        operations
+            .post::<()>(&format!("{id}/start"), api_version::COMPUTE, None)
+            .await
+            .map_err(failed)?;
+    }
+    match settle(azure, id, "running").await.map_err(failed)? {
+        Ok(()) => Ok(()),
+        Err(state) => Err(ComputeError::NotRunningAfterResize {
+            instance: instance.clone(),
+            size: size.to_owned(),
+            state,
+        }),
+    }
 }
