@@ -7,7 +7,11 @@
 //! written to `{data_directory}/ca.pem`.
 //!
 //! Routes besides ARM's:
-//! - `POST /{tenant}/oauth2/v2.0/token`: issues a bearer token to any client credential.
+//! - `POST /{tenant}/oauth2/v2.0/token`: Entra ID's token endpoint for one application
+//!   ([`CLIENT_ID`]): the client credentials grant with its secret ([`CLIENT_SECRET`]) or
+//!   with a client assertion ([`FEDERATED_TOKEN`], workload identity); anything else is refused
+//!   in Entra's error shape with its AADSTS code. [`Simulator::token_requests`] lists what it
+//!   was asked.
 //! - `POST /ferry-sim/faults` (a [`Fault`] as JSON), `DELETE /ferry-sim/faults`,
 //!   `PUT /ferry-sim/latency` (`{"milliseconds": 20}`), `POST /ferry-sim/seed`
 //!   (`{"id": ..., "body": {...}}`), `GET /ferry-sim/state`: the control API.
@@ -26,6 +30,7 @@ use std::time::Duration;
 
 pub use faults::{ApiServerDownMode, Fault};
 pub use scenario::{Scenario, SeededResource};
+pub use server::{CLIENT_ID, CLIENT_SECRET, ClientProof, FEDERATED_TOKEN, TENANT_ID, TokenRequest};
 pub use world::{SimEvent, World};
 
 /// How long operations take on Azure, before the time scale applies.
@@ -142,6 +147,7 @@ pub struct Simulator {
     ca_file: PathBuf,
     ca_pem: String,
     world: world::SharedWorld,
+    tokens: server::TokenLog,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -195,11 +201,13 @@ pub async fn start(config: SimulatorConfig) -> Result<Simulator, SimulatorError>
     world.latency = config.latency;
     let world = Arc::new(Mutex::new(world));
     let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
+    let tokens = server::TokenLog::default();
     let simulator = Simulator {
         endpoint,
         ca_file,
         ca_pem: authority.pem().to_owned(),
         world: world.clone(),
+        tokens: tokens.clone(),
         shutdown,
     };
     if let Some(scenario) = &config.scenario {
@@ -209,6 +217,7 @@ pub async fn start(config: SimulatorConfig) -> Result<Simulator, SimulatorError>
         listener,
         server_tls,
         world,
+        tokens,
         shutdown_receiver,
     ));
     Ok(simulator)
@@ -292,6 +301,14 @@ impl Simulator {
     /// How many tokens the token endpoint issued.
     pub fn tokens_issued(&self) -> u64 {
         self.with_world(|world| world.tokens_issued)
+    }
+
+    /// Every request the token endpoint answered, issued or refused, in order.
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub fn shutdown(&self) {
