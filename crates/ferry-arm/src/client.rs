@@ -17,8 +17,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::credential::{
-    ChainedCredential, CredentialChoice, StaticTokenCredential, build_azure_cli,
-    build_client_secret, build_managed_identity, build_workload_identity,
+    ChainedCredential, CredentialChoice, CredentialVariables, StaticTokenCredential,
+    build_azure_cli, build_client_secret, build_managed_identity, build_workload_identity,
+    credential_message,
 };
 use crate::error::{ArmError, ArmErrorResponse, ArmServiceError, parse_retry_after};
 use crate::id::ResourceId;
@@ -117,7 +118,8 @@ impl ArmClientConfig {
     }
 
     /// A simulator at `endpoint` whose CA is in `ca_file`: the simulator's token endpoint
-    /// issues the token for a client secret credential, as Entra ID would.
+    /// issues the token for a client secret credential, as Entra ID would. The tenant, client
+    /// and secret are the ones `ferry_sim` knows (`TENANT_ID`, `CLIENT_ID`, `CLIENT_SECRET`).
     pub fn simulator(endpoint: Url, ca_file: PathBuf) -> Self {
         ArmClientConfig {
             authority_host: Some(endpoint.clone()),
@@ -265,6 +267,8 @@ pub struct ArmClient {
     endpoint: Url,
     polling: PollSettings,
     chain: Option<Arc<ChainedCredential>>,
+    /// The configured credential's name, for errors about it.
+    credential_name: &'static str,
 }
 
 impl ArmClient {
@@ -292,12 +296,18 @@ impl ArmClient {
             client_options.cloud = Some(Arc::new(custom.into()));
         }
         let mut chain = None;
+        let mut remember_chain = |built: ChainedCredential| {
+            let built = Arc::new(built);
+            chain = Some(built.clone());
+            built as Arc<dyn TokenCredential>
+        };
         let credential: Arc<dyn TokenCredential> = match &config.credential {
             CredentialChoice::Chain => {
-                let built = Arc::new(ChainedCredential::from_environment(&client_options));
-                chain = Some(built.clone());
-                built
+                remember_chain(ChainedCredential::from_environment(&client_options))
             }
+            CredentialChoice::ChainWith(variables) => remember_chain(
+                ChainedCredential::from_variables(variables, &client_options),
+            ),
             CredentialChoice::ClientSecret {
                 tenant_id,
                 client_id,
@@ -306,16 +316,18 @@ impl ArmClient {
                 .map_err(|reason| {
                     ArmError::Config(format!("client secret credential: {reason}"))
                 })?,
-            CredentialChoice::WorkloadIdentity => build_workload_identity(&client_options)
-                .map_err(|reason| {
-                    ArmError::Config(format!("workload identity credential: {reason}"))
-                })?,
+            CredentialChoice::WorkloadIdentity => {
+                build_workload_identity(&CredentialVariables::from_process(), &client_options)
+                    .map_err(|reason| {
+                        ArmError::Config(format!("workload identity credential: {reason}"))
+                    })?
+            }
             CredentialChoice::ManagedIdentity { client_id } => {
                 build_managed_identity(client_id.clone(), &client_options).map_err(|reason| {
                     ArmError::Config(format!("managed identity credential: {reason}"))
                 })?
             }
-            CredentialChoice::AzureCli => build_azure_cli()
+            CredentialChoice::AzureCli => build_azure_cli(&CredentialVariables::from_process())
                 .map_err(|reason| ArmError::Config(format!("Azure CLI credential: {reason}")))?,
             CredentialChoice::StaticToken(token) => {
                 Arc::new(StaticTokenCredential::new(token.clone()))
@@ -343,11 +355,18 @@ impl ArmClient {
             endpoint: config.endpoint,
             polling: config.polling,
             chain,
+            credential_name: credential_name(&config.credential),
         })
     }
 
     pub fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    /// The credential chain, when the client uses it: which credential it chose, and why each
+    /// failed when none worked.
+    pub fn credential_chain(&self) -> Option<&ChainedCredential> {
+        self.chain.as_deref()
     }
 
     /// The full URL of an ARM path (`/subscriptions/...`) with its api-version.
@@ -430,12 +449,19 @@ impl ArmClient {
     }
 
     fn transport_error(&self, method: &str, url: &Url, error: azure_core::Error) -> ArmError {
-        if matches!(error.kind(), azure_core::error::ErrorKind::Credential)
-            && let Some(chain) = &self.chain
-        {
-            let attempts = chain.last_attempts();
-            if !attempts.is_empty() {
-                return ArmError::NoCredential { attempts };
+        if matches!(error.kind(), azure_core::error::ErrorKind::Credential) {
+            if let Some(chain) = &self.chain {
+                let attempts = chain.last_attempts();
+                if !attempts.is_empty() {
+                    return ArmError::NoCredential { attempts };
+                }
+            } else if !reached_no_server(&error) {
+                // The credential's service answered and refused (a wrong secret, an identity
+                // that is not assigned): not a network problem, and retrying will not help.
+                return ArmError::Credential {
+                    credential: self.credential_name,
+                    reason: credential_message(&error),
+                };
             }
         }
         let mut reason = error.to_string();
@@ -993,6 +1019,36 @@ fn snippet(body: &[u8]) -> String {
 
 fn to_time_duration(duration: Duration) -> azure_core::time::Duration {
     azure_core::time::Duration::try_from(duration).unwrap_or(azure_core::time::Duration::MAX)
+}
+
+fn credential_name(choice: &CredentialChoice) -> &'static str {
+    match choice {
+        CredentialChoice::Chain | CredentialChoice::ChainWith(_) => "chained",
+        CredentialChoice::ClientSecret { .. } => "client secret",
+        CredentialChoice::WorkloadIdentity => "workload identity",
+        CredentialChoice::ManagedIdentity { .. } => "managed identity",
+        CredentialChoice::AzureCli => "Azure CLI",
+        CredentialChoice::StaticToken(_) => "static token",
+        CredentialChoice::Custom(_) => "custom",
+    }
+}
+
+/// True when a credential's error came from a connection that failed (the token service is
+/// unreachable), which is worth retrying like any transport error.
+fn reached_no_server(error: &azure_core::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(inner) = current.downcast_ref::<azure_core::Error>()
+            && matches!(
+                inner.kind(),
+                azure_core::error::ErrorKind::Io | azure_core::error::ErrorKind::Connection
+            )
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 fn build_http_client(config: &ArmClientConfig) -> Result<reqwest::Client, ArmError> {

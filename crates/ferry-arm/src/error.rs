@@ -137,6 +137,12 @@ pub enum ArmError {
     #[error("could not build a request for {url}: {reason}")]
     Request { url: String, reason: String },
 
+    #[error("the {credential} credential gave no token: {reason}; check its settings")]
+    Credential {
+        credential: &'static str,
+        reason: String,
+    },
+
     #[error("no Azure credential worked; tried, in order:\n{}\nset one of these up (for example `az login`) or pass a credential in the client config", render_attempts(.attempts))]
     NoCredential { attempts: Vec<CredentialAttempt> },
 

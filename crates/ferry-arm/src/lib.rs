@@ -23,7 +23,9 @@ pub use client::{
     AZURE_PUBLIC_ENDPOINT, ArmClient, ArmClientConfig, ArmResponse, Fetched, PollOutcome,
     PollSettings, RetrySettings, WriteOptions,
 };
-pub use credential::{ChainedCredential, CredentialChoice, StaticTokenCredential};
+pub use credential::{
+    ChainedCredential, CredentialChoice, CredentialVariables, StaticTokenCredential,
+};
 pub use deployment::{AzureDeployment, AzureSettings, LocateError, StepOperations};
 pub use error::{ArmError, ArmErrorDetail, ArmErrorResponse, ArmServiceError, CredentialAttempt};
 pub use id::{ResourceId, ResourceIdError};

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod credentials;
+
 use ferry_arm::{ArmClient, ArmClientConfig, Url};
 use ferry_sim::{Simulator, SimulatorConfig};
 
