@@ -1,13 +1,15 @@
 //! Conformance with the official ARM examples in `../shared/arm-examples`: every body parses
 //! into ferry's models and serialises back without losing a field, and the simulator accepts
-//! every example request and answers with a body of the example's shape.
+//! every example request and answers with a body of the example's shape, key path by key path
+//! and JSON type by JSON type, but for the paths listed in [`NOT_PRODUCED`].
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use ferry_arm::models::*;
-use ferry_arm::{Method, Url, WriteOptions};
+use ferry_arm::{Method, PendingOperation, PollStyle, Url, WriteOptions};
 use serde_json::Value;
 
 fn examples_folder() -> PathBuf {
@@ -143,9 +145,27 @@ fn ids_in(value: &Value, found: &mut Vec<String>) {
     }
 }
 
+/// Sends every example request to the simulator and compares the shape of its answers with the
+/// example's, deeply: every key path of the example's answer must be in the simulator's with
+/// the same JSON type (object, array, string, number, bool), but for [`NOT_PRODUCED`]. A write
+/// is compared twice: its first answer, and once its operation ended, the resource (or the
+/// action's result) against the example's 200 answer. Reads and lists are seeded from the
+/// example's own answer, so for them the check shows that the simulator keeps what it is given
+/// and adds what ARM computes.
 #[tokio::test]
 async fn the_simulator_accepts_every_example_request() {
+    let mut gaps = Vec::new();
+    let mut compared = BTreeSet::new();
+    let mut with_bodies = BTreeSet::new();
     for (file, method, template, example) in examples() {
+        if example["responses"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|answer| answer.get("body").is_some())
+        {
+            with_bodies.insert(file.clone());
+        }
         // A world per example: examples reuse names and disks that would otherwise collide.
         let world = support::start().await;
         let client = &world.client;
@@ -222,13 +242,25 @@ async fn the_simulator_accepts_every_example_request() {
                 .simulator
                 .seed(zone, serde_json::json!({"location": "global"}))
                 .unwrap();
-            world
-                .simulator
-                .seed(
-                    &format!("{zone}/A/record1"),
-                    serde_json::json!({"properties": {"TTL": 3600}}),
-                )
-                .unwrap();
+        }
+        // A list answers what is there: the example's own items, under the listed path.
+        if is_collection {
+            let items = example["responses"]["200"]["body"]["value"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for item in items {
+                let name = item["name"].as_str().unwrap();
+                let mut seed = item.clone();
+                seed.as_object_mut()
+                    .unwrap()
+                    .entry("location")
+                    .or_insert(serde_json::json!("global"));
+                world
+                    .simulator
+                    .seed(&format!("{path}/{name}"), seed)
+                    .unwrap_or_else(|error| panic!("{file}: {error}"));
+            }
         }
         if path.to_ascii_lowercase().contains("/dnszones/")
             && method == "PUT"
@@ -262,7 +294,7 @@ async fn the_simulator_accepts_every_example_request() {
         let response = client
             .send(
                 method,
-                url,
+                url.clone(),
                 body.map(|body| serde_json::to_vec(&body).unwrap()),
                 &WriteOptions::default(),
             )
@@ -274,39 +306,482 @@ async fn the_simulator_accepts_every_example_request() {
             "{file}: answered {status}: {}",
             String::from_utf8_lossy(&response.body)
         );
-        let expected = example["responses"]
+        let responses = &example["responses"];
+        let is_write = matches!(method, Method::Put | Method::Patch | Method::Post);
+        // The example's answer for the same status; for a write that Azure answers with another
+        // status than the simulator (a disk create: 202 there, 201 here), its final 200 answer.
+        let expected = responses
             .get(status.to_string())
-            .and_then(|answer| answer.get("body"));
-        if let (Some(expected), Some(actual)) = (expected, response.json_if_any::<Value>().unwrap())
+            .and_then(|answer| answer.get("body"))
+            .or_else(|| {
+                is_write
+                    .then(|| responses.get("200").and_then(|answer| answer.get("body")))
+                    .flatten()
+            });
+        let actual = response.json_if_any::<Value>().unwrap();
+        if let (Some(expected), Some(actual)) = (expected, &actual) {
+            gaps.extend(shape_gaps(&file, "answer", expected, actual));
+            compared.insert(file.clone());
+        }
+        // A write that started an operation: once it ends, the resource (or the action's
+        // result) against the example's final 200 answer.
+        if is_write
+            && let Some(operation) = pending_operation(method, &url, &response)
+            && let Some(expected) = responses.get("200").and_then(|answer| answer.get("body"))
         {
-            let expected_keys: Vec<&String> = expected
-                .as_object()
-                .map(|map| map.keys().collect())
-                .unwrap_or_default();
-            for key in ["id", "name", "type", "properties", "value", "location"] {
-                if expected_keys.iter().any(|expected| *expected == key) {
-                    assert!(
-                        actual.get(key).is_some(),
-                        "{file}: the simulator's {status} answer lacks `{key}`"
-                    );
-                }
-            }
-            if let (Some(expected), Some(actual)) = (
-                expected.get("properties").and_then(Value::as_object),
-                actual.get("properties"),
-            ) && let Some(request_properties) =
-                request_body(&example).and_then(|body| body.get("properties").cloned())
-            {
-                for key in expected
-                    .keys()
-                    .filter(|key| request_properties.get(key.as_str()).is_some())
-                {
-                    assert!(
-                        actual.get(key).is_some(),
-                        "{file}: the simulator's answer lacks properties.{key}"
-                    );
-                }
+            let finished = client
+                .wait::<Value>(&operation)
+                .await
+                .unwrap_or_else(|error| panic!("{file}: {error}"));
+            compared.insert(file.clone());
+            match finished {
+                Some(actual) => gaps.extend(shape_gaps(&file, "final", expected, &actual)),
+                None => gaps.push(Gap {
+                    file: file.clone(),
+                    answer: "final",
+                    path: "(body)".to_owned(),
+                    problem: "missing: the operation ended without a result".to_owned(),
+                }),
             }
         }
     }
+    assert_eq!(
+        compared, with_bodies,
+        "every example with an answer body is compared with one of the simulator's answers"
+    );
+    check_gaps(&gaps);
+}
+
+/// The operation a raw answer started, as `ArmClient::put` and friends would record it.
+fn pending_operation(
+    method: Method,
+    url: &Url,
+    response: &ferry_arm::ArmResponse,
+) -> Option<PendingOperation> {
+    let asynchronous = response.header("azure-asyncoperation");
+    let location = response.header("location");
+    let (operation_url, style) = match (asynchronous, location) {
+        (Some(operation), _) => (operation, PollStyle::AzureAsyncOperation),
+        (None, Some(location)) => (location, PollStyle::Location),
+        (None, None) => return None,
+    };
+    Some(PendingOperation {
+        method: format!("{method:?}").to_ascii_uppercase(),
+        resource_url: url.to_string(),
+        operation_url: operation_url.to_owned(),
+        location_url: asynchronous.and(location).map(str::to_owned),
+        style,
+        retry_after: None,
+    })
+}
+
+/// Key paths of the examples' answers that the simulator deliberately does not produce:
+/// `(example file, key path, why)`. A path excuses everything below it too. Each entry must
+/// still be needed: the test fails on one the simulator has started to produce, so that this
+/// list stays the simulator's exact limits. `TODO(world.rs)` marks a gap worth closing in
+/// `crates/ferry-sim/src/world.rs`.
+const NOT_PRODUCED: &[(&str, &str, &str)] = &[
+    // A VM's defaults that ARM fills in from the image and its own catalog; ferry sends none
+    // of them and reads none of them.
+    (
+        VM_CREATE,
+        "properties.osProfile.secrets",
+        "ARM's default, an empty list; ferry uses no secrets",
+    ),
+    (
+        VM_CREATE,
+        "properties.storageProfile.osDisk.osType",
+        "ARM reads it from the image",
+    ),
+    // TODO(world.rs): ARM answers `dataDisks: []` for a VM created without data disks. ferry
+    // reads the list (ferry-disk), taking a missing one for an empty one, and creates its
+    // VMs with `dataDisks: []`, so only a VM made outside ferry shows the gap.
+    (
+        VM_CREATE,
+        "properties.storageProfile.dataDisks",
+        "TODO(world.rs): an empty list for a VM created without data disks",
+    ),
+    // A data disk's defaults once attached: the caching (`None`) and the storage type (the
+    // disk's SKU). ferry sends the list back as it read it, and reads neither.
+    (
+        VM_DETACH,
+        "properties.storageProfile.dataDisks[].caching",
+        "ARM's default for an attached disk; ferry reads none",
+    ),
+    (
+        VM_DETACH,
+        "properties.storageProfile.dataDisks[].managedDisk.storageAccountType",
+        "ARM copies the disk's SKU; ferry reads the disk's own",
+    ),
+    (
+        VM_FORCE_DETACH,
+        "properties.storageProfile.dataDisks[].caching",
+        "ARM's default for an attached disk; ferry reads none",
+    ),
+    (
+        VM_FORCE_DETACH,
+        "properties.storageProfile.dataDisks[].managedDisk.storageAccountType",
+        "ARM copies the disk's SKU; ferry reads the disk's own",
+    ),
+    (
+        VM_FORCE_DETACH,
+        "properties.storageProfile.dataDisks[].detachOption",
+        "the example's 200 answer still lists the disk being detached; once the operation ends, the simulator, like Azure, lists it no more",
+    ),
+    // TODO(world.rs): Azure's attachDetachDataDisks ends with the VM's storage profile; the
+    // simulator's operation ends without a result. ferry attaches and detaches with a PATCH
+    // of `dataDisks`, never with this action.
+    (
+        VM_ATTACH_DETACH,
+        "(body)",
+        "TODO(world.rs): the action's result, the VM's storage profile",
+    ),
+    // The instance view's guest agent, platform and per-disk readings: the simulator has no
+    // guest, and ferry reads only the power state from the statuses' codes.
+    (VM_INSTANCE_VIEW, "bootDiagnostics", "no guest to report it"),
+    (
+        VM_INSTANCE_VIEW,
+        "disks[]",
+        "per-disk statuses; ferry reads disks from the VM's dataDisks",
+    ),
+    (
+        VM_INSTANCE_VIEW,
+        "extensions",
+        "no VM extensions in the simulator",
+    ),
+    (
+        VM_INSTANCE_VIEW,
+        "hyperVGeneration",
+        "a platform value ferry does not read",
+    ),
+    (
+        VM_INSTANCE_VIEW,
+        "isVMInStandbyPool",
+        "no standby pools in the simulator",
+    ),
+    (VM_INSTANCE_VIEW, "osName", "no guest to report it"),
+    (VM_INSTANCE_VIEW, "osVersion", "no guest to report it"),
+    (VM_INSTANCE_VIEW, "patchStatus", "no guest to report it"),
+    (
+        VM_INSTANCE_VIEW,
+        "platformFaultDomain",
+        "a placement value ferry does not read",
+    ),
+    (
+        VM_INSTANCE_VIEW,
+        "platformUpdateDomain",
+        "a placement value ferry does not read",
+    ),
+    (
+        VM_INSTANCE_VIEW,
+        "statuses[].time",
+        "when a status began; ferry reads the codes only",
+    ),
+    (
+        VM_INSTANCE_VIEW,
+        "vmAgent",
+        "no guest agent in the simulator",
+    ),
+    // An AKS cluster's values that ARM fills in from its catalog and defaults: versions, the
+    // network plugin's defaults, the identity's ids. ferry reads the cluster's provisioning
+    // and power states, its FQDN and kubeconfig, none of these.
+    (
+        AKS_CREATE,
+        "identity.userAssignedIdentities",
+        "ARM copies each identity's client and principal ids from Entra ID",
+    ),
+    (
+        AKS_CREATE,
+        "properties.agentPoolProfiles[].currentOrchestratorVersion",
+        "ARM's Kubernetes version catalog",
+    ),
+    (
+        AKS_CREATE,
+        "properties.agentPoolProfiles[].maxPods",
+        "ARM's default for the network plugin",
+    ),
+    (
+        AKS_CREATE,
+        "properties.agentPoolProfiles[].nodeImageVersion",
+        "ARM's node image catalog",
+    ),
+    (
+        AKS_CREATE,
+        "properties.agentPoolProfiles[].orchestratorVersion",
+        "ARM's Kubernetes version catalog",
+    ),
+    (
+        AKS_CREATE,
+        "properties.agentPoolProfiles[].provisioningState",
+        "a pool's own state; ferry reads the cluster's",
+    ),
+    (AKS_CREATE, "properties.maxAgentPools", "a service limit"),
+    (
+        AKS_CREATE,
+        "properties.networkProfile.dnsServiceIP",
+        "the network plugin's default",
+    ),
+    (
+        AKS_CREATE,
+        "properties.networkProfile.ipFamilies",
+        "the network plugin's default",
+    ),
+    (
+        AKS_CREATE,
+        "properties.networkProfile.loadBalancerProfile.allocatedOutboundPorts",
+        "the load balancer's default",
+    ),
+    (
+        AKS_CREATE,
+        "properties.networkProfile.loadBalancerProfile.effectiveOutboundIPs",
+        "addresses ARM allocates for outbound traffic",
+    ),
+    (
+        AKS_CREATE,
+        "properties.networkProfile.loadBalancerProfile.idleTimeoutInMinutes",
+        "the load balancer's default",
+    ),
+    (
+        AKS_CREATE,
+        "properties.networkProfile.networkPlugin",
+        "the network plugin's default",
+    ),
+    (
+        AKS_CREATE,
+        "properties.networkProfile.podCidr",
+        "the network plugin's default",
+    ),
+    (
+        AKS_CREATE,
+        "properties.networkProfile.podCidrs",
+        "the network plugin's default",
+    ),
+    (
+        AKS_CREATE,
+        "properties.networkProfile.serviceCidr",
+        "the network plugin's default",
+    ),
+    (
+        AKS_CREATE,
+        "properties.networkProfile.serviceCidrs",
+        "the network plugin's default",
+    ),
+    // Lists: the example's page came with a next page; the simulator's one item fits in one
+    // page (paging itself is tested in against_simulator.rs, lists_follow_next_link_across_pages).
+    (
+        "dns/ListARecordset.json",
+        "nextLink",
+        "one item is one page",
+    ),
+    // A network interface's defaults.
+    (
+        NIC_CREATE,
+        "properties.dnsSettings",
+        "ARM's default, Azure's own DNS",
+    ),
+    (
+        NIC_CREATE,
+        "properties.enableIPForwarding",
+        "ARM's default, false",
+    ),
+    (
+        NIC_CREATE,
+        "properties.vnetEncryptionSupported",
+        "a platform value ferry does not read",
+    ),
+    (
+        NIC_CREATE,
+        "properties.ipConfigurations[].properties.privateIPAddressVersion",
+        "ARM's default, IPv4",
+    ),
+    // TODO(world.rs): ARM gives each IP configuration its id (`{nic}/ipConfigurations/{name}`),
+    // as the simulator does for a network's subnets, and marks a NIC's only configuration
+    // primary. ferry reads the first configuration's address and subnet, neither of these.
+    (
+        NIC_CREATE,
+        "properties.ipConfigurations[].id",
+        "TODO(world.rs): ARM computes a child's id",
+    ),
+    (
+        NIC_CREATE,
+        "properties.ipConfigurations[].properties.primary",
+        "TODO(world.rs): the only configuration is the primary one",
+    ),
+    // TODO(world.rs): ARM gives an address created without a SKU its default SKU (Standard).
+    // ferry reads `sku.name` and always sends it, so only an address made outside ferry reads
+    // differently from Azure.
+    (PUBLIC_IP_CREATE, "sku", "TODO(world.rs): ARM's default SKU"),
+    (
+        PUBLIC_IP_CREATE,
+        "properties.ipConfiguration",
+        "the example's address is bound to a NIC; a new one is bound to none",
+    ),
+    (
+        VNET_CREATE,
+        "properties.virtualNetworkPeerings",
+        "ARM's default, an empty list; ferry makes no peerings",
+    ),
+];
+
+const VM_CREATE: &str = "compute-virtualmachines/VirtualMachine_Create_WithSshAuthentication.json";
+const VM_DETACH: &str =
+    "compute-virtualmachines/VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty.json";
+const VM_FORCE_DETACH: &str =
+    "compute-virtualmachines/VirtualMachine_Update_ForceDetachDataDisk.json";
+const VM_ATTACH_DETACH: &str =
+    "compute-virtualmachines/VirtualMachine_AttachDetachDataDisks_MaximumSet_Gen.json";
+const VM_INSTANCE_VIEW: &str = "compute-virtualmachines/VirtualMachine_Get_InstanceView.json";
+const AKS_CREATE: &str = "containerservice/ManagedClustersCreate_Update.json";
+const NIC_CREATE: &str = "network/NetworkInterfaceCreate.json";
+const PUBLIC_IP_CREATE: &str = "network/PublicIpAddressCreateDefaults.json";
+const VNET_CREATE: &str = "network/VirtualNetworkCreateSubnet.json";
+
+/// A key path of an example's answer that the simulator's answer lacks or types differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Gap {
+    file: String,
+    /// `answer` (the first answer) or `final` (once the operation ended).
+    answer: &'static str,
+    path: String,
+    problem: String,
+}
+
+/// Every key path of `value` with the JSON types found there; an array's elements are `[]`,
+/// merged, so the paths of a list's items are compared whatever their number and order.
+fn shape(value: &Value, path: &str, found: &mut BTreeMap<String, BTreeSet<&'static str>>) {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    if !path.is_empty() {
+        found.entry(path.to_owned()).or_default().insert(kind);
+    }
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                shape(item, &format!("{path}[]"), found);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                shape(item, &child, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// True when `path` is `parent` or below it.
+fn is_under(path: &str, parent: &str) -> bool {
+    path == parent
+        || path
+            .strip_prefix(parent)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with("[]"))
+}
+
+/// The key paths of `expected` that `actual` lacks or holds with another JSON type. A `null`
+/// in the example says nothing about the type and is skipped; below a missing path, only
+/// that path is reported.
+fn shape_gaps(file: &str, answer: &'static str, expected: &Value, actual: &Value) -> Vec<Gap> {
+    let mut wanted = BTreeMap::new();
+    shape(expected, "", &mut wanted);
+    let mut produced = BTreeMap::new();
+    shape(actual, "", &mut produced);
+    let mut gaps: Vec<Gap> = Vec::new();
+    for (path, kinds) in &wanted {
+        if kinds.contains("null") || gaps.iter().any(|gap| is_under(path, &gap.path)) {
+            continue;
+        }
+        let problem = match produced.get(path) {
+            None => "missing".to_owned(),
+            Some(found) if found.is_disjoint(kinds) => {
+                format!("is {found:?}, the example has {kinds:?}")
+            }
+            Some(_) => continue,
+        };
+        gaps.push(Gap {
+            file: file.to_owned(),
+            answer,
+            path: path.clone(),
+            problem,
+        });
+    }
+    gaps
+}
+
+/// Fails on a gap [`NOT_PRODUCED`] does not excuse, and on an excuse no gap needs any more.
+fn check_gaps(gaps: &[Gap]) {
+    let excused = |gap: &Gap| {
+        NOT_PRODUCED
+            .iter()
+            .any(|(file, path, _)| gap.file == *file && is_under(&gap.path, path))
+    };
+    let unexcused: Vec<String> = gaps
+        .iter()
+        .filter(|gap| !excused(gap))
+        .map(|gap| {
+            format!(
+                "{} ({}): {} {}",
+                gap.file, gap.answer, gap.path, gap.problem
+            )
+        })
+        .collect();
+    let stale: Vec<String> = NOT_PRODUCED
+        .iter()
+        .filter(|(file, path, _)| {
+            !gaps
+                .iter()
+                .any(|gap| gap.file == *file && is_under(&gap.path, path))
+        })
+        .map(|(file, path, _)| format!("{file}: {path}"))
+        .collect();
+    assert!(
+        unexcused.is_empty(),
+        "the simulator's answers lack these key paths of the examples' answers (produce them, or add them to NOT_PRODUCED with the reason):\n{}",
+        unexcused.join("\n")
+    );
+    assert!(
+        stale.is_empty(),
+        "the simulator now produces these key paths: remove them from NOT_PRODUCED:\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn the_deep_shape_check_reports_missing_and_retyped_paths_once() {
+    let expected = serde_json::json!({
+        "id": "/subscriptions/s/resourceGroups/g",
+        "etag": "W/\"1\"",
+        "properties": {
+            "diskSizeGB": 8,
+            "dataDisks": [{"lun": 0, "managedDisk": {"id": "d"}}],
+            "tags": null,
+        },
+    });
+    let actual = serde_json::json!({
+        "id": "/subscriptions/s/resourceGroups/g",
+        "properties": {"diskSizeGB": "8", "dataDisks": []},
+    });
+    let found: Vec<String> = shape_gaps("example.json", "answer", &expected, &actual)
+        .into_iter()
+        .map(|gap| format!("{} {}", gap.path, gap.problem))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "etag missing",
+            "properties.dataDisks[] missing",
+            r#"properties.diskSizeGB is {"string"}, the example has {"number"}"#,
+        ]
+    );
+    assert!(shape_gaps("example.json", "answer", &expected, &expected).is_empty());
 }
