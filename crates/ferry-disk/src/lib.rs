@@ -5,6 +5,7 @@
 //! order, so that the disk is attached to at most one VM at every instant without relying on
 //! ARM to refuse a second attachment.
 
+mod batch;
 mod provider;
 
 pub use provider::{DiskError, DiskProvider};

@@ -6,8 +6,7 @@
 //! any other VM, and a move while it is attached at all. A disk's id changes when it moves;
 //! every step returns the id ARM shows afterwards, so that ferry's state follows the disk.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferry_arm::deployment::{
@@ -22,11 +21,14 @@ use ferry_core::{
 };
 use serde_json::json;
 
+use crate::batch::Batches;
+
 /// Why a disk step was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
+    /// Shared: one ARM operation may carry several disks' changes, and each step reports it.
     #[error("{0}")]
-    Arm(Box<ArmError>),
+    Arm(Arc<ArmError>),
     #[error("{0}")]
     Locate(#[from] LocateError),
     #[error(
@@ -66,7 +68,7 @@ pub enum DiskError {
 
 impl From<ArmError> for DiskError {
     fn from(error: ArmError) -> Self {
-        Self::Arm(Box::new(error))
+        Self::Arm(Arc::new(error))
     }
 }
 
@@ -85,36 +87,48 @@ impl From<DiskError> for StepError {
 #[derive(Debug, Clone)]
 pub struct DiskProvider {
     azure: Arc<AzureDeployment>,
-    vm_locks: VmLocks,
+    vm_updates: Arc<VmUpdates>,
+    moves: Arc<Moves>,
 }
 
 impl DiskProvider {
     pub fn new(azure: Arc<AzureDeployment>) -> Self {
         Self {
             azure,
-            vm_locks: VmLocks::default(),
+            vm_updates: Arc::default(),
+            moves: Arc::default(),
         }
     }
 }
 
-/// One lock per VM: attaching and detaching rewrite the VM's whole `dataDisks` list, so two
-/// disks' steps on one VM take turns (and `If-Match` guards against other writers).
-#[derive(Debug, Clone, Default)]
-struct VmLocks {
-    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+/// Attaching and detaching rewrite the VM's whole `dataDisks` list, and ARM takes one update
+/// of a VM at a time: the disks' changes to one VM are gathered into one update (`If-Match`
+/// guards against other writers).
+type VmUpdates = Batches<VmChange, Result<(), VmRefusal>>;
+
+/// A move locks both resource groups for minutes: the disks moving between the same two
+/// groups go in one `moveResources`.
+type Moves = Batches<ResourceId, Result<(), Arc<ArmError>>>;
+
+/// One disk's change in a VM update.
+#[derive(Debug, Clone)]
+enum VmChange {
+    Attach { disk: ResourceId, lun: i64 },
+    Detach { disk: ResourceId, force: bool },
 }
 
-impl VmLocks {
-    async fn lock(&self, vm: &ResourceId) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = self
-            .locks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(vm.normalized())
-            .or_default()
-            .clone();
-        lock.lock_owned().await
-    }
+/// Why one disk's change in a VM update was not made.
+#[derive(Debug)]
+enum VmRefusal {
+    Arm(Arc<ArmError>),
+    /// The VM does not exist (an attach needs it).
+    NoVm,
+    /// Another disk holds the lun.
+    LunTaken {
+        other: String,
+    },
+    /// The disk is attached to this VM at another lun: detach it first.
+    OtherLun,
 }
 
 /// How often a VM write is tried again when another writer changed the VM in between.
@@ -331,8 +345,8 @@ impl Provider for DiskProvider {
         let outputs = context.outputs;
         let result = async {
             let found = match step.action {
-                Action::Create => create(azure, &self.vm_locks, &operations, disk, &hint, outputs).await?,
-                Action::Update => update(azure, &self.vm_locks, &operations, disk, &hint, outputs).await?,
+                Action::Create => create(azure, &self.vm_updates, &operations, disk, &hint, outputs).await?,
+                Action::Update => update(azure, &self.vm_updates, &operations, disk, &hint, outputs).await?,
                 Action::Detach => {
                     let found = require(azure, disk, &hint, outputs).await?;
                     let vm = reference(&hint, "vm").ok_or_else(|| DiskError::Step {
@@ -342,14 +356,13 @@ impl Provider for DiskProvider {
                     let force = hint.get("detach_option").and_then(Value::as_str)
                         == Some("ForceDetach");
                     let vm_id = azure.id_of(&vm, outputs)?;
-                    let _turn = self.vm_locks.lock(&vm_id).await;
-                    detach(azure, &operations, disk, &found, &vm_id, force).await?;
+                    detach(azure, &self.vm_updates, &operations, disk, &found, &vm_id, force).await?;
                     require(azure, disk, &hint, outputs).await?
                 }
-                Action::Move => move_disk(azure, &operations, disk, &hint, outputs).await?,
+                Action::Move => move_disk(azure, &self.moves, &operations, disk, &hint, outputs).await?,
                 Action::Attach => {
                     let found = require(azure, disk, &hint, outputs).await?;
-                    attach_as_planned(azure, &self.vm_locks, &operations, disk, found, &hint, outputs).await?
+                    attach_as_planned(azure, &self.vm_updates, &operations, disk, found, &hint, outputs).await?
                 }
                 Action::Delete => {
                     if let Some(found) = locate(azure, disk, &hint, outputs).await? {
@@ -423,7 +436,7 @@ fn desired_id(
 
 async fn create(
     azure: &AzureDeployment,
-    locks: &VmLocks,
+    updates: &VmUpdates,
     operations: &StepOperations<'_>,
     disk: &InstanceAddress,
     hint: &Attributes,
@@ -450,7 +463,7 @@ async fn create(
         }
     };
     if hint.get("vm").is_some() {
-        return attach_as_planned(azure, locks, operations, disk, found, hint, outputs).await;
+        return attach_as_planned(azure, updates, operations, disk, found, hint, outputs).await;
     }
     Ok(found)
 }
@@ -459,7 +472,7 @@ async fn create(
 /// attachment when the spec names a VM and a lun.
 async fn update(
     azure: &AzureDeployment,
-    locks: &VmLocks,
+    updates: &VmUpdates,
     operations: &StepOperations<'_>,
     disk: &InstanceAddress,
     hint: &Attributes,
@@ -493,7 +506,7 @@ async fn update(
         found
     };
     if hint.get("vm").is_some() {
-        return attach_as_planned(azure, locks, operations, disk, found, hint, outputs).await;
+        return attach_as_planned(azure, updates, operations, disk, found, hint, outputs).await;
     }
     Ok(found)
 }
@@ -502,7 +515,7 @@ async fn update(
 /// the same VM at another lun is detached first; one on another VM is refused.
 async fn attach_as_planned(
     azure: &AzureDeployment,
-    locks: &VmLocks,
+    updates: &VmUpdates,
     operations: &StepOperations<'_>,
     disk: &InstanceAddress,
     found: Found,
@@ -533,122 +546,80 @@ async fn attach_as_planned(
             vm: vm.to_string(),
         });
     }
-    let _turn = locks.lock(&vm_id).await;
-    for attempt in 1..=PRECONDITION_ATTEMPTS {
-        let fetched =
-            azure
-                .client()
-                .read::<Value>(&vm_id)
-                .await?
-                .ok_or_else(|| DiskError::Step {
-                    disk: disk.clone(),
-                    message: format!("{vm} ({vm_id}) does not exist: create it first"),
-                })?;
-        let mut kept: Vec<Value> = Vec::new();
-        let mut relocate = false;
-        for entry in data_disks(&fetched.value) {
-            if entry.get("toBeDetached").and_then(Value::as_bool) == Some(true) {
-                continue;
+    operations.progress(format!(
+        "attaching {} to {} at lun {lun}",
+        found.id.name(),
+        vm_id.name()
+    ));
+    let attach = VmChange::Attach {
+        disk: found.id.clone(),
+        lun,
+    };
+    let refused = match update_vm(azure, updates, operations, &vm_id, attach.clone()).await {
+        Ok(()) => return require(azure, disk, hint, outputs).await,
+        Err(refused) => refused,
+    };
+    let refused = match refused {
+        // The same VM at another lun: a detach, then the attach.
+        VmRefusal::OtherLun => {
+            detach(azure, updates, operations, disk, &found, &vm_id, false).await?;
+            match update_vm(azure, updates, operations, &vm_id, attach).await {
+                Ok(()) => return require(azure, disk, hint, outputs).await,
+                Err(refused) => refused,
             }
-            let entry_lun = entry.get("lun").and_then(Value::as_i64);
-            if is_disk(&entry, &found.id) {
-                if entry_lun == Some(lun) {
-                    // Attached where the plan wants it: done.
-                    return require(azure, disk, hint, outputs).await;
-                }
-                relocate = true;
-                continue;
-            }
-            if entry_lun == Some(lun) {
-                return Err(DiskError::LunTaken {
-                    disk: disk.clone(),
-                    vm: vm.to_string(),
-                    lun,
-                    other: text_at(&entry, "/managedDisk/id").unwrap_or_default(),
-                });
-            }
-            kept.push(entry);
         }
-        if relocate {
-            // The same VM at another lun: a detach, then the attach below.
-            detach(azure, operations, disk, &found, &vm_id, false).await?;
-            continue;
-        }
-        kept.push(json!({
-            "lun": lun,
-            "createOption": "Attach",
-            "managedDisk": {"id": found.id.as_str()},
-        }));
-        operations.progress(format!(
-            "attaching {} to {} at lun {lun}",
-            found.id.name(),
-            vm_id.name()
-        ));
-        match operations
-            .patch_if_match::<_, Value>(
-                &vm_id,
-                &json!({"properties": {"storageProfile": {"dataDisks": kept}}}),
-                fetched.etag.as_deref(),
-            )
-            .await
-        {
-            Ok(_) => return require(azure, disk, hint, outputs).await,
-            Err(error) if error.is_precondition_failed() && attempt < PRECONDITION_ATTEMPTS => {
-                continue;
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    require(azure, disk, hint, outputs).await
+        refused => refused,
+    };
+    Err(match refused {
+        VmRefusal::Arm(error) => DiskError::Arm(error),
+        VmRefusal::NoVm => DiskError::Step {
+            disk: disk.clone(),
+            message: format!("{vm} ({vm_id}) does not exist: create it first"),
+        },
+        VmRefusal::LunTaken { other } => DiskError::LunTaken {
+            disk: disk.clone(),
+            vm: vm.to_string(),
+            lun,
+            other,
+        },
+        VmRefusal::OtherLun => DiskError::Step {
+            disk: disk.clone(),
+            message: format!(
+                "{vm} still shows it at another lun after detaching it; apply again to retry"
+            ),
+        },
+    })
 }
 
 /// Detaches the disk from `vm_id` through the VM (`toBeDetached`, with `ForceDetach` when the
 /// plan says the old VM could not be read), and checks that ARM released it.
 async fn detach(
     azure: &AzureDeployment,
+    updates: &VmUpdates,
     operations: &StepOperations<'_>,
     disk: &InstanceAddress,
     found: &Found,
     vm_id: &ResourceId,
     force: bool,
 ) -> Result<(), DiskError> {
-    for attempt in 1..=PRECONDITION_ATTEMPTS {
-        let fetched = match azure.client().read::<Value>(vm_id).await? {
-            Some(fetched) => fetched,
-            // A VM that is gone holds nothing.
-            None => return Ok(()),
-        };
-        let mut entries = data_disks(&fetched.value);
-        let mut listed = false;
-        for entry in &mut entries {
-            if is_disk(entry, &found.id) {
-                listed = true;
-                entry["toBeDetached"] = json!(true);
-                if force {
-                    entry["detachOption"] = json!("ForceDetach");
-                }
-            }
-        }
-        if !listed {
-            break;
-        }
-        operations.progress(format!(
-            "{}detaching {} from {}",
-            if force { "force-" } else { "" },
-            found.id.name(),
-            vm_id.name()
-        ));
-        match operations
-            .patch_if_match::<_, Value>(
-                vm_id,
-                &json!({"properties": {"storageProfile": {"dataDisks": entries}}}),
-                fetched.etag.as_deref(),
-            )
-            .await
-        {
-            Ok(_) => break,
-            Err(error) if error.is_precondition_failed() && attempt < PRECONDITION_ATTEMPTS => {}
-            Err(error) => return Err(error.into()),
+    operations.progress(format!(
+        "{}detaching {} from {}",
+        if force { "force-" } else { "" },
+        found.id.name(),
+        vm_id.name()
+    ));
+    let change = VmChange::Detach {
+        disk: found.id.clone(),
+        force,
+    };
+    match update_vm(azure, updates, operations, vm_id, change).await {
+        Ok(()) => {}
+        Err(VmRefusal::Arm(error)) => return Err(DiskError::Arm(error)),
+        Err(refused) => {
+            return Err(DiskError::Step {
+                disk: disk.clone(),
+                message: format!("the detach from {vm_id} was refused: {refused:?}"),
+            });
         }
     }
     let after = azure.client().read::<Value>(&found.id).await?;
@@ -667,10 +638,154 @@ async fn detach(
     Ok(())
 }
 
+/// Makes one disk's change to a VM, in one update with the other disks' changes to that VM
+/// that arrive together.
+async fn update_vm(
+    azure: &AzureDeployment,
+    updates: &VmUpdates,
+    operations: &StepOperations<'_>,
+    vm_id: &ResourceId,
+    change: VmChange,
+) -> Result<(), VmRefusal> {
+    updates
+        .submit(vm_id.as_str(), change, |changes| {
+            send_vm_update(azure, operations, vm_id, changes)
+        })
+        .await
+}
+
+/// One PATCH of the VM's `dataDisks` carrying every change that can be made, read fresh and
+/// guarded by `If-Match`; a result per change.
+async fn send_vm_update(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    vm_id: &ResourceId,
+    changes: Vec<VmChange>,
+) -> Vec<Result<(), VmRefusal>> {
+    let mut results: Vec<Option<Result<(), VmRefusal>>> = changes.iter().map(|_| None).collect();
+    for attempt in 1..=PRECONDITION_ATTEMPTS {
+        let fetched = match azure.client().read::<Value>(vm_id).await {
+            Ok(Some(fetched)) => fetched,
+            // A VM that is gone holds nothing: a detach is done, an attach has nowhere to go.
+            Ok(None) => {
+                for (result, change) in results.iter_mut().zip(&changes) {
+                    result.get_or_insert(match change {
+                        VmChange::Detach { .. } => Ok(()),
+                        VmChange::Attach { .. } => Err(VmRefusal::NoVm),
+                    });
+                }
+                break;
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for result in &mut results {
+                    result.get_or_insert_with(|| Err(VmRefusal::Arm(error.clone())));
+                }
+                break;
+            }
+        };
+        // A disk ARM is still detaching is left out, as a finished detach would leave it.
+        let mut entries: Vec<Value> = data_disks(&fetched.value)
+            .into_iter()
+            .filter(|entry| entry.get("toBeDetached").and_then(Value::as_bool) != Some(true))
+            .collect();
+        let mut sent = Vec::new();
+        let mut said = Vec::new();
+        for (index, change) in changes.iter().enumerate() {
+            if results[index].is_some() {
+                continue;
+            }
+            match change {
+                VmChange::Detach { disk, force } => {
+                    match entries.iter_mut().find(|entry| is_disk(entry, disk)) {
+                        Some(entry) => {
+                            entry["toBeDetached"] = json!(true);
+                            if *force {
+                                entry["detachOption"] = json!("ForceDetach");
+                            }
+                            sent.push(index);
+                            said.push(format!(
+                                "{}detaching {}",
+                                if *force { "force-" } else { "" },
+                                disk.name()
+                            ));
+                        }
+                        None => results[index] = Some(Ok(())),
+                    }
+                }
+                VmChange::Attach { disk, lun } => {
+                    let at_lun =
+                        |entry: &Value| entry.get("lun").and_then(Value::as_i64) == Some(*lun);
+                    if let Some(entry) = entries.iter().find(|entry| is_disk(entry, disk)) {
+                        // Attached where the plan wants it: done.
+                        results[index] = Some(if at_lun(entry) {
+                            Ok(())
+                        } else {
+                            Err(VmRefusal::OtherLun)
+                        });
+                    } else if let Some(other) = entries.iter().find(|entry| at_lun(entry)) {
+                        results[index] = Some(Err(VmRefusal::LunTaken {
+                            other: text_at(other, "/managedDisk/id").unwrap_or_default(),
+                        }));
+                    } else {
+                        entries.push(json!({
+                            "lun": lun,
+                            "createOption": "Attach",
+                            "managedDisk": {"id": disk.as_str()},
+                        }));
+                        sent.push(index);
+                        said.push(format!("attaching {} at lun {lun}", disk.name()));
+                    }
+                }
+            }
+        }
+        if sent.is_empty() {
+            break;
+        }
+        if changes.len() > 1 {
+            operations.progress(format!(
+                "one update of {} for {} disks: {}",
+                vm_id.name(),
+                sent.len(),
+                said.join(", ")
+            ));
+        }
+        match operations
+            .patch_if_match::<_, Value>(
+                vm_id,
+                &json!({"properties": {"storageProfile": {"dataDisks": entries}}}),
+                fetched.etag.as_deref(),
+            )
+            .await
+        {
+            Ok(_) => {
+                for index in sent {
+                    results[index] = Some(Ok(()));
+                }
+                break;
+            }
+            // Another writer changed the VM in between: read it again.
+            Err(error) if error.is_precondition_failed() && attempt < PRECONDITION_ATTEMPTS => {}
+            Err(error) => {
+                let error = Arc::new(error);
+                for index in sent {
+                    results[index] = Some(Err(VmRefusal::Arm(error.clone())));
+                }
+                break;
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or(Ok(())))
+        .collect()
+}
+
 /// Moves the disk to the step's `resource_group`: `validateMoveResources`, then
 /// `moveResources`. Its id changes; the outputs carry the new one.
 async fn move_disk(
     azure: &AzureDeployment,
+    moves: &Moves,
     operations: &StepOperations<'_>,
     disk: &InstanceAddress,
     hint: &Attributes,
@@ -707,30 +822,13 @@ async fn move_disk(
             message: format!("{} is not in a resource group", found.id),
         })?;
     let target = ResourceId::resource_group(azure.subscription()?, &target_name);
-    let request = MoveResourcesRequest {
-        resources: vec![found.id.as_str().to_owned()],
-        target_resource_group: target.as_str().to_owned(),
-        extra: Default::default(),
-    };
-    operations.progress(format!(
-        "validating the move of {} to {target_name}",
-        found.id.name()
-    ));
-    operations
-        .post(
-            &format!("{source}/validateMoveResources"),
-            api_version::RESOURCES,
-            Some(&request),
-        )
-        .await?;
     operations.progress(format!("moving {} to {target_name}", found.id.name()));
-    operations
-        .post(
-            &format!("{source}/moveResources"),
-            api_version::RESOURCES,
-            Some(&request),
-        )
-        .await?;
+    moves
+        .submit(&format!("{source} {target}"), found.id.clone(), |disks| {
+            send_move(operations, &source, &target, disks)
+        })
+        .await
+        .map_err(DiskError::Arm)?;
     let moved = found.id.in_resource_group(&target_name);
     match azure.client().read::<Value>(&moved).await? {
         Some(fetched) => Ok(Found {
@@ -741,5 +839,94 @@ async fn move_disk(
             disk: disk.clone(),
             message: format!("ARM does not show {moved} after the move; plan again"),
         }),
+    }
+}
+
+/// One `validateMoveResources` and one `moveResources` for every disk moving between the same
+/// two groups. When the batch does not validate, each disk is validated alone, so that only
+/// the one ARM refuses fails, and the others still move together.
+async fn send_move(
+    operations: &StepOperations<'_>,
+    source: &ResourceId,
+    target: &ResourceId,
+    disks: Vec<ResourceId>,
+) -> Vec<Result<(), Arc<ArmError>>> {
+    let validate = |disks: Vec<ResourceId>| async move {
+        let request = move_request(&disks, target);
+        operations
+            .post(
+                &format!("{source}/validateMoveResources"),
+                api_version::RESOURCES,
+                Some(&request),
+            )
+            .await
+            .map_err(Arc::new)
+    };
+    let names = |disks: &[&ResourceId]| {
+        disks
+            .iter()
+            .map(|disk| disk.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let target_name = target.name();
+    operations.progress(format!(
+        "validating the move of {} to {target_name}",
+        names(&disks.iter().collect::<Vec<_>>())
+    ));
+    let mut results: Vec<Option<Result<(), Arc<ArmError>>>> = disks.iter().map(|_| None).collect();
+    if let Err(error) = validate(disks.clone()).await {
+        if disks.len() == 1 {
+            return vec![Err(error)];
+        }
+        for (index, disk) in disks.iter().enumerate() {
+            if let Err(error) = validate(vec![disk.clone()]).await {
+                results[index] = Some(Err(error));
+            }
+        }
+    }
+    let moving: Vec<&ResourceId> = disks
+        .iter()
+        .zip(&results)
+        .filter(|(_, result)| result.is_none())
+        .map(|(disk, _)| disk)
+        .collect();
+    if !moving.is_empty() {
+        operations.progress(format!(
+            "moving {} to {target_name}{}",
+            names(&moving),
+            if moving.len() > 1 { " in one move" } else { "" }
+        ));
+        let request = move_request(
+            &moving
+                .iter()
+                .map(|disk| (*disk).clone())
+                .collect::<Vec<_>>(),
+            target,
+        );
+        let moved = operations
+            .post(
+                &format!("{source}/moveResources"),
+                api_version::RESOURCES,
+                Some(&request),
+            )
+            .await
+            .map(|_| ())
+            .map_err(Arc::new);
+        for result in &mut results {
+            result.get_or_insert_with(|| moved.clone());
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or(Ok(())))
+        .collect()
+}
+
+fn move_request(disks: &[ResourceId], target: &ResourceId) -> MoveResourcesRequest {
+    MoveResourcesRequest {
+        resources: disks.iter().map(|disk| disk.as_str().to_owned()).collect(),
+        target_resource_group: target.as_str().to_owned(),
+        extra: Default::default(),
     }
 }

@@ -334,3 +334,134 @@ async fn a_move_resumes_from_its_recorded_operation_without_moving_again() {
         .count();
     assert_eq!(moves_sent, 0, "the move was polled, not sent again");
 }
+
+/// The failover's disk steps become ready together (every detach right after the fence, each
+/// move after its detach): the four disks of one VM go in one VM update, one move and one
+/// VM update again, not one operation each, which ARM would run one after another.
+#[tokio::test]
+async fn the_disks_of_one_vm_are_detached_moved_and_attached_in_one_operation_each() {
+    let names = ["home0", "home1", "home2", "home3"];
+    let resources: Vec<(String, serde_json::Value)> = names
+        .iter()
+        .map(|name| {
+            (
+                format!("disk.{name}"),
+                json!({"name": name, "resource_group": "resource_group.main"}),
+            )
+        })
+        .collect();
+    let mut spec = vec![
+        (
+            "resource_group.main".to_owned(),
+            json!({"name": "data-g${generation}"}),
+        ),
+        (
+            "vm.nfs".to_owned(),
+            json!({"name": "nfs-g${generation}", "resource_group": "resource_group.main"}),
+        ),
+    ];
+    spec.extend(resources);
+    let spec: Vec<(&str, serde_json::Value)> = spec
+        .iter()
+        .map(|(address, fields)| (address.as_str(), fields.clone()))
+        .collect();
+    let harness = Harness::start(&spec).await;
+    harness.seed_group("resource_group.main@g1", "data-g1");
+    harness.seed_group("resource_group.main@g2", "data-g2");
+    let old_vm = harness.seed_vm("vm.nfs@g1", "data-g1", "nfs-g1");
+    let new_vm = harness.seed_vm("vm.nfs@g2", "data-g2", "nfs-g2");
+    let provider = DiskProvider::new(harness.azure.clone());
+    let step = |lun: usize, action: Action, inputs: serde_json::Value| {
+        let harness = &harness;
+        let provider = &provider;
+        async move {
+            harness
+                .apply(
+                    provider,
+                    &instance(&format!("disk.{}", names[lun])),
+                    action,
+                    &attributes(inputs),
+                    Vec::new(),
+                    None,
+                )
+                .await
+        }
+    };
+    let all = |action: Action, inputs: fn(usize) -> serde_json::Value| async move {
+        let (a, b, c, d) = tokio::join!(
+            step(0, action, inputs(0)),
+            step(1, action, inputs(1)),
+            step(2, action, inputs(2)),
+            step(3, action, inputs(3)),
+        );
+        [a, b, c, d].map(|result| result.unwrap())
+    };
+    let created = all(Action::Create, |lun| {
+        json!({
+            "name": format!("home{lun}"), "resource_group": "resource_group.main@g1",
+            "location": "westeurope", "size_gb": 8, "sku": "Premium_LRS",
+            "vm": "vm.nfs@g1", "lun": lun
+        })
+    })
+    .await;
+    for (lun, outputs) in created.iter().enumerate() {
+        assert_eq!(outputs["vm"], json!("vm.nfs@g1"));
+        assert_eq!(outputs["lun"], json!(lun));
+    }
+    let before = harness.simulator.events().len();
+    all(Action::Detach, |_| json!({"vm": "vm.nfs@g1"})).await;
+    let moved = all(
+        Action::Move,
+        |_| json!({"resource_group": "resource_group.main@g2"}),
+    )
+    .await;
+    let attached = all(Action::Attach, |lun| json!({"vm": "vm.nfs@g2", "lun": lun})).await;
+    for (lun, (moved, attached)) in moved.iter().zip(&attached).enumerate() {
+        assert!(
+            moved["id"]
+                .as_str()
+                .unwrap()
+                .contains("/resourceGroups/data-g2/"),
+            "{moved:?}"
+        );
+        assert_eq!(attached["vm"], json!("vm.nfs@g2"));
+        assert_eq!(attached["lun"], json!(lun));
+        assert!(
+            harness
+                .simulator
+                .attachment_directory("nfs-g2")
+                .join(format!("lun{lun}"))
+                .exists()
+        );
+    }
+    let events = harness.simulator.events()[before..].to_vec();
+    let sent = |method: &str, path: &str| {
+        events
+            .iter()
+            .filter(|event| {
+                event.what == "request"
+                    && event.method == method
+                    && event.path.eq_ignore_ascii_case(path)
+            })
+            .map(|event| event.outcome.clone())
+            .collect::<Vec<_>>()
+    };
+    // One request each, accepted: no second update of a VM, no move refused while another
+    // holds the groups.
+    let group = |name: &str| harness.group_id(name);
+    for (method, path) in [
+        ("PATCH", old_vm.clone()),
+        (
+            "POST",
+            format!("{}/validateMoveResources", group("data-g1")),
+        ),
+        ("POST", format!("{}/moveResources", group("data-g1"))),
+        ("PATCH", new_vm.clone()),
+    ] {
+        let answers = sent(method, &path);
+        assert!(
+            answers.len() == 1 && answers[0].starts_with('2'),
+            "{method} {path}: {answers:?}\n{events:#?}"
+        );
+    }
+}

@@ -18,6 +18,7 @@
 
 mod faults;
 mod readyz;
+mod record;
 mod scenario;
 mod server;
 mod tls;
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use faults::{ApiServerDownMode, Fault};
+pub use record::{DiskRecord, check_failover_order, disk_records};
 pub use scenario::{Scenario, SeededResource};
 pub use server::{CLIENT_ID, CLIENT_SECRET, ClientProof, FEDERATED_TOKEN, TENANT_ID, TokenRequest};
 pub use world::{SimEvent, World};

@@ -132,6 +132,9 @@ struct OperationRecord {
     /// The request that started it, for the event log.
     #[serde(skip)]
     request: (String, String),
+    /// The request's `SimEvent::disks`.
+    #[serde(skip)]
+    disks: Vec<String>,
 }
 
 /// One thing the simulator saw, in the order it saw it: an ARM request it answered, or a
@@ -149,6 +152,11 @@ pub struct SimEvent {
     /// `ConflictingUserInput`), to tell a refusal worth a retry from a duplicate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// What a request asks of managed disks, one entry per disk: `move NAME` (a move or its
+    /// validation), `attach NAME` and `detach NAME` (a VM write); an operation carries its
+    /// request's. Several disks can share one request.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<String>,
 }
 
 /// The ARM error code in an error body, if it is one.
@@ -601,6 +609,7 @@ impl World {
                 hung,
                 finish_after_milliseconds: scaled.as_millis() as u64,
                 request: (method.to_owned(), path.to_owned()),
+                disks: Vec::new(),
             },
         );
         (operation_id, scaled)
@@ -698,7 +707,53 @@ impl World {
                 .and_then(|failure| failure.get("code"))
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            disks: record.disks.clone(),
         });
+    }
+
+    /// What a request asks of managed disks (`SimEvent::disks`), read before it is handled.
+    fn disk_changes(&self, request: &SimRequest) -> Vec<String> {
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return Vec::new();
+        };
+        let path = lower(&request.path);
+        if request.method == "POST"
+            && (path.ends_with("/moveresources") || path.ends_with("/validatemoveresources"))
+        {
+            return body
+                .get("resources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|id| kind_of(id) == Kind::Disk)
+                .map(|id| format!("move {}", name_of(id)))
+                .collect();
+        }
+        if !matches!(request.method.as_str(), "PUT" | "PATCH")
+            || kind_of(&request.path) != Kind::VirtualMachine
+        {
+            return Vec::new();
+        }
+        body.pointer("/properties/storageProfile/dataDisks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let id = entry.pointer("/managedDisk/id").and_then(Value::as_str)?;
+                if entry.get("toBeDetached").and_then(Value::as_bool) == Some(true) {
+                    return Some(format!("detach {}", name_of(id)));
+                }
+                let holder = self
+                    .resources
+                    .get(&lower(id))
+                    .and_then(|disk| disk.body.get("managedBy"))
+                    .and_then(Value::as_str)
+                    .map(lower);
+                (holder.as_deref() != Some(path.as_str()))
+                    .then(|| format!("attach {}", name_of(id)))
+            })
+            .collect()
     }
 
     /// Every request answered and operation ended so far, in order.
@@ -764,10 +819,16 @@ impl World {
     /// Handles one authenticated ARM request. Returns the response and, when it started an
     /// operation, the operation to complete after the given (scaled) time.
     pub fn handle(&mut self, request: &SimRequest) -> (SimResponse, Option<(String, Duration)>) {
+        let disks = self.disk_changes(request);
         let answer = match self.route(request) {
             Ok(answer) => answer,
             Err(refusal) => (refusal, None),
         };
+        if let Some((operation_id, _)) = &answer.1
+            && let Some(record) = self.operations.get_mut(operation_id)
+        {
+            record.disks = disks.clone();
+        }
         self.events.push(SimEvent {
             what: "request",
             method: request.method.clone(),
@@ -776,6 +837,7 @@ impl World {
             code: (answer.0.status >= 400)
                 .then(|| error_code(&answer.0.body))
                 .flatten(),
+            disks,
         });
         answer
     }

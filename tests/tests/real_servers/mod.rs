@@ -402,6 +402,14 @@ pub fn assert_failover_order(plan: &Plan, from: u32, to: u32) {
     }
 }
 
+/// The data100 disks, as ARM names them.
+pub const DISKS: [&str; 4] = [
+    "data100-home0",
+    "data100-home1",
+    "data100-home2",
+    "data100-home3",
+];
+
 pub fn vm_path(generation: u32) -> String {
     format!(
         "/resourceGroups/data100-g{generation}/providers/Microsoft.Compute/virtualMachines/data100-nfs-g{generation}"
@@ -422,7 +430,6 @@ pub fn positions(events: &[SimEvent], wanted: impl Fn(&SimEvent) -> bool) -> Vec
 /// attached to the new VM after its move, the new cluster created, the old group deleted.
 pub fn assert_simulator_order(events: &[SimEvent], from: u32, to: u32) {
     let old_vm = vm_path(from);
-    let new_vm = vm_path(to);
     let fenced = positions(events, |event| {
         event.what == "operation"
             && event.path.ends_with(&format!("{old_vm}/deallocate"))
@@ -433,41 +440,10 @@ pub fn assert_simulator_order(events: &[SimEvent], from: u32, to: u32) {
         1,
         "one deallocation of the old VM: {events:#?}"
     );
-    let accepted = |event: &SimEvent| event.what == "request" && event.outcome.starts_with('2');
-    let detach_requests = positions(events, |event| {
-        accepted(event) && event.method == "PATCH" && event.path.ends_with(&old_vm)
-    });
-    assert_eq!(detach_requests.len(), 4, "four detaches: {events:#?}");
-    assert!(
-        detach_requests.iter().all(|&detach| detach > fenced[0]),
-        "every detach follows the fence: {events:#?}"
-    );
-    let detached = positions(events, |event| {
-        event.what == "operation"
-            && event.method == "PATCH"
-            && event.path.ends_with(&old_vm)
-            && event.outcome == "Succeeded"
-    });
-    let moves = format!("/resourceGroups/data100-g{from}/moveResources");
-    let moved = positions(events, |event| {
-        event.what == "operation" && event.path.ends_with(&moves) && event.outcome == "Succeeded"
-    });
-    assert_eq!(moved.len(), 4, "four moves: {events:#?}");
-    let move_requests = positions(events, |event| {
-        event.what == "request" && event.path.ends_with(&moves)
-    });
-    assert!(
-        move_requests.iter().all(|&request| request > detached[0]),
-        "no move before a detach ended: {events:#?}"
-    );
-    let attach_requests = positions(events, |event| {
-        accepted(event) && event.method == "PATCH" && event.path.ends_with(&new_vm)
-    });
-    assert!(attach_requests.len() >= 4, "four attaches: {events:#?}");
-    assert!(
-        attach_requests[0] > moved[0] && attach_requests[3] > moved[3],
-        "no attach before its move ended: {events:#?}"
-    );
+    // Disk by disk: several disks share one VM update or one move.
+    if let Err(broken) = ferry_sim::check_failover_order(events, fenced[0], &DISKS) {
+        panic!("{broken}\n{events:#?}");
+    }
     let cluster = format!(
         "/resourceGroups/data100-g{to}/providers/Microsoft.ContainerService/managedClusters/data100-hub"
     );
@@ -491,7 +467,10 @@ pub fn assert_simulator_order(events: &[SimEvent], from: u32, to: u32) {
     });
     assert_eq!(deleted.len(), 1, "the old group deleted once: {events:#?}");
     assert!(
-        deleted[0] > *attach_requests.last().unwrap(),
+        ferry_sim::disk_records(events)
+            .values()
+            .flat_map(|record| &record.attached)
+            .all(|&attached| attached < deleted[0]),
         "the old group goes last: {events:#?}"
     );
 }
