@@ -501,20 +501,25 @@ impl<'a> Builder<'a> {
                 self.push(draft, Some(resource));
             }
             Observation::Present { attributes, .. } => {
-                let relocated = |name: &str| {
-                    stateful
-                        && in_failover.is_some()
-                        && rules.fields().iter().any(|field| {
-                            field.name == name
-                                && matches!(
-                                    field.field_type,
-                                    FieldType::Reference(_) | FieldType::ReferenceList(_)
-                                )
-                        })
+                // What the failover's own steps set (the attach's lun, say) is theirs to set,
+                // not an update's.
+                let moved = if in_failover.is_some() && stateful {
+                    self.plan_failover_moves(resource, &instance, observed, &desired)
+                } else {
+                    BTreeSet::new()
                 };
-                if in_failover.is_some() && stateful {
-                    self.plan_failover_moves(resource, &instance, observed, &desired);
-                }
+                let relocated = |name: &str| {
+                    moved.contains(name)
+                        || stateful
+                            && in_failover.is_some()
+                            && rules.fields().iter().any(|field| {
+                                field.name == name
+                                    && matches!(
+                                        field.field_type,
+                                        FieldType::Reference(_) | FieldType::ReferenceList(_)
+                                    )
+                            })
+                };
                 let changes = diff(&desired, attributes, rules, &relocated);
                 if changes.is_empty() {
                     return;
@@ -579,16 +584,18 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Asks a stateful kind's rules how it moves to the new generation.
+    /// Asks a stateful kind's rules how it moves to the new generation; returns the fields
+    /// that the instance's own failover steps set.
     fn plan_failover_moves(
         &mut self,
         resource: &ResourceSpec,
         instance: &InstanceAddress,
         observed: &Observation,
         desired: &Attributes,
-    ) {
+    ) -> BTreeSet<String> {
+        let mut set = BTreeSet::new();
         let Some(failover) = self.failover.clone() else {
-            return;
+            return set;
         };
         let context = FailoverContext {
             spec: resource,
@@ -601,6 +608,9 @@ impl<'a> Builder<'a> {
         match self.rules(resource.address.kind).failover(&context) {
             Ok(drafts) => {
                 for draft in drafts {
+                    if &draft.target == instance {
+                        set.extend(draft.inputs.keys().cloned());
+                    }
                     self.push(draft, None);
                 }
             }
@@ -609,6 +619,7 @@ impl<'a> Builder<'a> {
                     .help("make it readable again (or find out why it is not) and plan again"),
             ),
         }
+        set
     }
 
     /// Retires the previous generation after a failover, and deletes what the spec dropped.

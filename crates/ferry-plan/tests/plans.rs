@@ -500,3 +500,50 @@ fn a_failover_an_earlier_apply_started_is_finished_whatever_the_trigger_reads_no
         None
     );
 }
+
+/// A failover resumed after the disks moved but before they were attached: each disk's only
+/// step is its attach, which sets the lun; no update repeats it.
+#[test]
+fn a_resumed_failover_attaches_moved_disks_without_a_second_update() {
+    let spec = data100();
+    let mut snapshot = data100_snapshot("observed-apiserver-down.json");
+    snapshot.failover_in_progress = Some(ferry_core::Failover {
+        from_generation: 1,
+        to_generation: 2,
+        trigger: "aks_cluster.hub@g1 is unhealthy".into(),
+    });
+    let snapshot = (0..4).fold(snapshot, |snapshot, lun| {
+        let disk = format!("disk.home{lun}");
+        let mut moved = with_attribute(
+            &snapshot,
+            &disk,
+            "resource_group",
+            serde_json::json!("resource_group.main@g2"),
+        );
+        moved = with_attribute(&moved, &disk, "disk_state", serde_json::json!("Unattached"));
+        let Some(Observation::Present { attributes, .. }) =
+            moved.resources.get_mut(&disk.parse().unwrap())
+        else {
+            unreachable!()
+        };
+        attributes.remove("vm");
+        attributes.remove("lun");
+        moved
+    });
+    let plan = ferry_plan::plan(
+        &spec,
+        &snapshot,
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    )
+    .unwrap();
+    for lun in 0..4 {
+        let steps: Vec<&str> = plan
+            .steps
+            .iter()
+            .filter(|step| step.address.to_string() == format!("disk.home{lun}"))
+            .map(|step| step.id.0.as_str())
+            .collect();
+        assert_eq!(steps, [format!("disk.home{lun}:attach")], "{plan:#?}");
+    }
+}
