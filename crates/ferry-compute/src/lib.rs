@@ -15,7 +15,8 @@ pub use provider::{
 use ferry_core::naming::{self, check_choice, check_field};
 use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange};
 use ferry_core::{
-    Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O, ResourceSpec, Value,
+    Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O, ResourceSpec,
+    UpdateContext, UpdateRefinement, Value,
 };
 
 const LOCATION: F = F::optional(
@@ -267,6 +268,14 @@ pub const VM_SIZES: &[&str] = &[
     "Standard_F8s_v2",
 ];
 
+/// A VM's deallocation, as a fence or before a resize, in seconds.
+const VM_DEALLOCATE_SECONDS: u64 = 90;
+/// A VM update of tags or of a size its hardware hosts, one PATCH (Azure restarts the VM to
+/// resize it).
+const VM_UPDATE_SECONDS: u64 = 60;
+/// A resize its hardware cannot host: deallocate, PATCH, start.
+const VM_DEALLOCATING_RESIZE_SECONDS: u64 = VM_DEALLOCATE_SECONDS + 30 + 60;
+
 /// `[vm.NAME]`
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VmRules;
@@ -387,14 +396,91 @@ impl KindRules for VmRules {
     fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {
         match action {
             Action::Create | Action::Replace => 120,
-            // The longest update, a resize that needs a deallocation: deallocate (as long as a
-            // fence), PATCH, start. The estimate cannot tell it from a resize in place or a
-            // change of tags, which take less: whether Azure can resize in place is known from
-            // the VM's `vmSizes`, which only the provider reads.
-            Action::Update => 90 + 30 + 60,
-            Action::Fence => 90,
+            // A resize that needs a deallocation takes longer: `refine_update` says so.
+            Action::Update => VM_UPDATE_SECONDS,
+            Action::Fence => VM_DEALLOCATE_SECONDS,
             Action::Delete | Action::Retire => 90,
             _ => 30,
+        }
+    }
+
+    /// A size change says which way Azure takes, as the reading's `resizable_in_place` tells
+    /// (read only while the size differs from the spec's): in place, where Azure restarts the
+    /// VM; or deallocate, resize, start, where the VM stops for a few minutes, with a warning
+    /// and the longer estimate. Without that reading (a snapshot from before it existed) the
+    /// plan says the VM may be deallocated, and estimates the long way.
+    fn refine_update(&self, context: &UpdateContext<'_>) -> UpdateRefinement {
+        let Some(size) = context.changes.iter().find(|change| change.path == "size") else {
+            return UpdateRefinement::default();
+        };
+        let (Some(before), Some(after)) = (
+            size.before.as_ref().and_then(Value::as_str),
+            size.after.as_ref().and_then(Value::as_str),
+        ) else {
+            return UpdateRefinement::default();
+        };
+        // A size known only after apply, or only spelled another way (ARM compares sizes
+        // without case), says nothing of a resize.
+        if after.contains("${") || before.eq_ignore_ascii_case(after) {
+            return UpdateRefinement::default();
+        }
+        let others: Vec<&str> = context
+            .changes
+            .iter()
+            .filter(|change| change.path != "size")
+            .map(|change| change.path.as_str())
+            .collect();
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!("; also changed in place: {}", others.join(", "))
+        };
+        let power_state = context.observed.get("power_state").and_then(Value::as_str);
+        let in_place = context
+            .observed
+            .get("resizable_in_place")
+            .and_then(Value::as_bool);
+        let (reason, warning, estimate_seconds) = match (power_state, in_place) {
+            // A deallocated VM takes any size, and the step leaves it deallocated.
+            (Some("deallocated"), _) => (
+                format!(
+                    "resized to {after} while deallocated: the VM stays deallocated (the step does not start it)"
+                ),
+                None,
+                None,
+            ),
+            (_, Some(true)) => (
+                format!(
+                    "resized in place to {after}: the VM restarts (its current hardware hosts that size)"
+                ),
+                None,
+                None,
+            ),
+            (_, Some(false)) => (
+                format!(
+                    "deallocated to resize to {after}: the VM stops for a few minutes (Azure cannot resize it in place on its current hardware)"
+                ),
+                Some(
+                    "the VM stops while it is deallocated, resized and started again: what it serves is down for a few minutes"
+                        .to_owned(),
+                ),
+                Some(VM_DEALLOCATING_RESIZE_SECONDS),
+            ),
+            (_, None) => (
+                format!(
+                    "resized to {after}, perhaps after a deallocation: the VM restarts, or stops for a few minutes if Azure cannot resize it in place on its current hardware (the reading does not say)"
+                ),
+                Some(
+                    "the VM may be deallocated to resize it: what it serves may be down for a few minutes"
+                        .to_owned(),
+                ),
+                Some(VM_DEALLOCATING_RESIZE_SECONDS),
+            ),
+        };
+        UpdateRefinement {
+            reason: Some(format!("{reason}{also}")),
+            warning,
+            estimate_seconds,
         }
     }
 }

@@ -19,6 +19,7 @@ pub use plan::{Action, AttributeChange, Failover, Plan, PlanSummary, Step, StepI
 pub use provider::{
     ApplyContext, ChangeClass, FailoverContext, FieldError, FieldSchema, FieldType, KindRules,
     OnChange, OutputSchema, Provider, ReadContext, StepDraft, StepError, StepOutcome,
+    UpdateContext, UpdateRefinement,
 };
 pub use registry::{Providers, RuleBook};
 pub use resource::{Ensure, ResourceSpec};

@@ -1,8 +1,8 @@
 //! The provider contract, in two halves.
 //!
-//! [`KindRules`] is pure: a kind's schema, validation, which changes force a replacement, how a
-//! failover moves a stateful resource, and duration estimates. The planner only ever holds
-//! `&dyn KindRules`, which is what keeps it free of I/O.
+//! [`KindRules`] is pure: a kind's schema, validation, which changes force a replacement, what
+//! an in-place update does, how a failover moves a stateful resource, and duration estimates.
+//! The planner only ever holds `&dyn KindRules`, which is what keeps it free of I/O.
 //!
 //! [`Provider`] does the I/O: it reads an instance's observation and carries out one step.
 //! Its invariants, which every implementation keeps and the engine relies on:
@@ -134,6 +134,33 @@ pub struct FailoverContext<'a> {
     pub inputs: &'a Attributes,
 }
 
+/// What a kind's rules see of an in-place update the planner drafted from the diff.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateContext<'a> {
+    pub spec: &'a ResourceSpec,
+    /// The instance's observed attributes: an update is only planned for an instance that
+    /// reads present.
+    pub observed: &'a Attributes,
+    /// The changes the update makes, every one of them in place. An `after` may still hold
+    /// `${...}` of an output known only after apply.
+    pub changes: &'a [AttributeChange],
+}
+
+/// What a kind's rules tell about one in-place update beyond the planner's own draft; a part
+/// left `None` keeps the planner's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateRefinement {
+    /// The step's reason, instead of the planner's `changed in place: PATHS`. It names every
+    /// attribute that changes, as the planner's does: the plan lists the changes under it.
+    pub reason: Option<String>,
+    /// A warning the operator must not miss ([`Step::warning`], shown in red), such as a VM
+    /// that stops for a few minutes.
+    pub warning: Option<String>,
+    /// The step's estimate, instead of [`KindRules::estimate_seconds`] for an update, when
+    /// this update takes another way than the kind's usual one.
+    pub estimate_seconds: Option<u64>,
+}
+
 /// A step as a kind's rules propose it; the planner gives it its id, edges and estimate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepDraft {
@@ -218,6 +245,18 @@ pub trait KindRules: Send + Sync + fmt::Debug {
     fn failover(&self, context: &FailoverContext<'_>) -> Result<Vec<StepDraft>, String> {
         let _ = context;
         Ok(Vec::new())
+    }
+
+    /// What this in-place update does, where the kind knows more than "changed in place": a
+    /// reason to show, a warning, its own estimate. The planner calls it for every `update` it
+    /// drafts from the diff of an instance that reads present (not for the steps
+    /// [`KindRules::failover`] drafts), after [`KindRules::classify_change`] found every change
+    /// in place. What it knows of the world is what the observation carries (a VM's reading
+    /// says whether Azure can resize it without a deallocation), so it stays pure. The default
+    /// keeps the planner's draft.
+    fn refine_update(&self, context: &UpdateContext<'_>) -> UpdateRefinement {
+        let _ = context;
+        UpdateRefinement::default()
     }
 
     /// Whether a field is compared with the observation. Fields that only steer ferry (a

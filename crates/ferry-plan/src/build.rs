@@ -7,7 +7,7 @@ use ferry_core::value;
 use ferry_core::{
     Action, AttributeChange, Attributes, ChangeClass, Ensure, Failover, FailoverContext,
     Generation, InstanceAddress, Kind, KindRules, Observation, ResourceAddress, ResourceSpec,
-    RuleBook, Snapshot, StepDraft,
+    RuleBook, Snapshot, StepDraft, UpdateContext,
 };
 use ferry_spec::{FailoverMode, Spec};
 
@@ -310,15 +310,27 @@ impl<'a> Builder<'a> {
     }
 
     fn push(&mut self, draft: StepDraft, resource: Option<&ResourceSpec>) {
+        self.push_estimated(draft, resource, None);
+    }
+
+    /// Pushes a draft with the estimate its kind's rules gave for this very step, if they did,
+    /// else the kind's usual one for its action.
+    fn push_estimated(
+        &mut self,
+        draft: StepDraft,
+        resource: Option<&ResourceSpec>,
+        estimate_seconds: Option<u64>,
+    ) {
         let rules = self.rules(draft.target.kind());
-        let estimate_seconds =
+        let estimate_seconds = estimate_seconds.unwrap_or_else(|| {
             match resource.or_else(|| self.spec.resources.get(&draft.target.address)) {
                 Some(spec) => rules.estimate_seconds(draft.action, spec),
                 None => rules.estimate_seconds(
                     draft.action,
                     &ResourceSpec::new(draft.target.address.clone()),
                 ),
-            };
+            }
+        });
         if !matches!(draft.action, Action::Update | Action::Wait | Action::Fence) {
             self.unsettled.insert(draft.target.clone());
         }
@@ -556,7 +568,7 @@ impl<'a> Builder<'a> {
                         change
                     })
                     .collect();
-                let draft = match replacement {
+                let (mut draft, estimate_seconds) = match replacement {
                     Some((path, why)) if stateful => {
                         self.errors.push(
                             PlanError::new(
@@ -567,19 +579,29 @@ impl<'a> Builder<'a> {
                         );
                         return;
                     }
-                    Some((path, why)) => {
-                        StepDraft::new(instance, Action::Replace, format!("{path} changed: {why}"))
-                    }
-                    None => StepDraft::new(
-                        instance,
-                        Action::Update,
-                        format!("changed in place: {}", change_paths(&changes)),
+                    Some((path, why)) => (
+                        StepDraft::new(instance, Action::Replace, format!("{path} changed: {why}")),
+                        None,
                     ),
+                    None => {
+                        // The kind may know what this update does beyond "in place" (a VM
+                        // resize that stops the VM) from the changes and the reading.
+                        let refinement = rules.refine_update(&UpdateContext {
+                            spec: resource,
+                            observed: attributes,
+                            changes: &changes,
+                        });
+                        let reason = refinement.reason.unwrap_or_else(|| {
+                            format!("changed in place: {}", change_paths(&changes))
+                        });
+                        let mut draft = StepDraft::new(instance, Action::Update, reason);
+                        draft.warning = refinement.warning;
+                        (draft, refinement.estimate_seconds)
+                    }
                 };
-                let mut draft = draft;
                 draft.changes = changes;
                 draft.inputs = desired;
-                self.push(draft, Some(resource));
+                self.push_estimated(draft, Some(resource), estimate_seconds);
             }
         }
     }

@@ -197,6 +197,263 @@ fn in_place_update_shows_the_diff() {
     insta::assert_snapshot!(check(&spec, &observed, &PlanConfig::default()));
 }
 
+/// The plan of `source` (the small spec, or a variant of it) when its converged VM reads these
+/// attributes (a VM's reading carries `resizable_in_place` while its size differs from the
+/// spec's).
+fn plan_with_vm_read_as(
+    source: &str,
+    attributes: &[(&str, serde_json::Value)],
+) -> ferry_core::Plan {
+    let spec = spec(&[("small.toml", source)]);
+    let observed = attributes.iter().fold(
+        with_attribute(
+            &small_converged(&spec),
+            "vm.nfs@g1",
+            "power_state",
+            serde_json::json!("running"),
+        ),
+        |observed, (name, value)| with_attribute(&observed, "vm.nfs@g1", name, value.clone()),
+    );
+    ferry_plan::plan(
+        &spec,
+        &observed,
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    )
+    .unwrap()
+}
+
+/// [`plan_with_vm_read_as`]'s plan as a person reads it, then as JSON.
+fn vm_read_as(source: &str, attributes: &[(&str, serde_json::Value)]) -> String {
+    let plan = plan_with_vm_read_as(source, attributes);
+    format!(
+        "{}--- json\n{}",
+        render::text(&plan, &TextOptions { color: false }),
+        render::json(&plan)
+    )
+}
+
+#[test]
+fn vm_resize_in_place_says_the_vm_restarts() {
+    insta::assert_snapshot!(vm_read_as(SMALL, &[
+        ("size", serde_json::json!("Standard_D2s_v5")),
+        ("resizable_in_place", serde_json::json!(true)),
+    ]), @r#"
+    1. ~ update vm.nfs@g1  ~1m  (critical path)
+         resized in place to Standard_D4s_v5: the VM restarts (its current hardware hosts that size)
+         ~ size = "Standard_D2s_v5" -> "Standard_D4s_v5"
+
+    Plan: 1 to update (1 step).
+    Estimated duration: 1m.
+    Critical path:
+         update vm.nfs@g1 (1m)
+    --- json
+    {
+      "format_version": "1",
+      "steps": [
+        {
+          "id": "vm.nfs@g1:update",
+          "address": "vm.nfs@g1",
+          "action": "update",
+          "reason": "resized in place to Standard_D4s_v5: the VM restarts (its current hardware hosts that size)",
+          "after": [],
+          "estimate_seconds": 60,
+          "changes": [
+            {
+              "path": "size",
+              "before": "Standard_D2s_v5",
+              "after": "Standard_D4s_v5"
+            }
+          ],
+          "inputs": {
+            "image": "Canonical:ubuntu-24_04-lts:server:latest",
+            "location": "westeurope",
+            "name": "small-nfs",
+            "resource_group": "resource_group.main@g1",
+            "size": "Standard_D4s_v5",
+            "ssh_public_key": "ssh-ed25519 AAAA small",
+            "vnet": "vnet.main@g1"
+          }
+        }
+      ],
+      "critical_path": [
+        "vm.nfs@g1:update"
+      ],
+      "estimated_seconds": 60,
+      "summary": {
+        "update": 1
+      }
+    }
+    "#);
+}
+
+#[test]
+fn vm_resize_by_deallocation_warns_that_the_vm_stops() {
+    insta::assert_snapshot!(vm_read_as(SMALL, &[
+        ("size", serde_json::json!("Standard_E8s_v5")),
+        ("resizable_in_place", serde_json::json!(false)),
+    ]), @r#"
+    1. ~ update vm.nfs@g1  ~3m  (critical path)
+         deallocated to resize to Standard_D4s_v5: the VM stops for a few minutes (Azure cannot resize it in place on its current hardware)
+         warning: the VM stops while it is deallocated, resized and started again: what it serves is down for a few minutes
+         ~ size = "Standard_E8s_v5" -> "Standard_D4s_v5"
+
+    Plan: 1 to update (1 step).
+    Estimated duration: 3m.
+    Critical path:
+         update vm.nfs@g1 (3m)
+    --- json
+    {
+      "format_version": "1",
+      "steps": [
+        {
+          "id": "vm.nfs@g1:update",
+          "address": "vm.nfs@g1",
+          "action": "update",
+          "reason": "deallocated to resize to Standard_D4s_v5: the VM stops for a few minutes (Azure cannot resize it in place on its current hardware)",
+          "after": [],
+          "estimate_seconds": 180,
+          "changes": [
+            {
+              "path": "size",
+              "before": "Standard_E8s_v5",
+              "after": "Standard_D4s_v5"
+            }
+          ],
+          "inputs": {
+            "image": "Canonical:ubuntu-24_04-lts:server:latest",
+            "location": "westeurope",
+            "name": "small-nfs",
+            "resource_group": "resource_group.main@g1",
+            "size": "Standard_D4s_v5",
+            "ssh_public_key": "ssh-ed25519 AAAA small",
+            "vnet": "vnet.main@g1"
+          },
+          "warning": "the VM stops while it is deallocated, resized and started again: what it serves is down for a few minutes"
+        }
+      ],
+      "critical_path": [
+        "vm.nfs@g1:update"
+      ],
+      "estimated_seconds": 180,
+      "summary": {
+        "update": 1
+      }
+    }
+    "#);
+    // On a terminal the warning is red, as a forced detach's is.
+    let plan = plan_with_vm_read_as(
+        SMALL,
+        &[
+            ("size", serde_json::json!("Standard_E8s_v5")),
+            ("resizable_in_place", serde_json::json!(false)),
+        ],
+    );
+    assert!(
+        render::text(&plan, &TextOptions { color: true })
+            .contains("\x1b[31;1mwarning: the VM stops while it is deallocated"),
+    );
+}
+
+#[test]
+fn vm_resize_from_a_reading_without_resizable_in_place_expects_the_long_way() {
+    insta::assert_snapshot!(vm_read_as(SMALL, &[("size", serde_json::json!("Standard_E8s_v5"))]), @r#"
+    1. ~ update vm.nfs@g1  ~3m  (critical path)
+         resized to Standard_D4s_v5, perhaps after a deallocation: the VM restarts, or stops for a few minutes if Azure cannot resize it in place on its current hardware (the reading does not say)
+         warning: the VM may be deallocated to resize it: what it serves may be down for a few minutes
+         ~ size = "Standard_E8s_v5" -> "Standard_D4s_v5"
+
+    Plan: 1 to update (1 step).
+    Estimated duration: 3m.
+    Critical path:
+         update vm.nfs@g1 (3m)
+    --- json
+    {
+      "format_version": "1",
+      "steps": [
+        {
+          "id": "vm.nfs@g1:update",
+          "address": "vm.nfs@g1",
+          "action": "update",
+          "reason": "resized to Standard_D4s_v5, perhaps after a deallocation: the VM restarts, or stops for a few minutes if Azure cannot resize it in place on its current hardware (the reading does not say)",
+          "after": [],
+          "estimate_seconds": 180,
+          "changes": [
+            {
+              "path": "size",
+              "before": "Standard_E8s_v5",
+              "after": "Standard_D4s_v5"
+            }
+          ],
+          "inputs": {
+            "image": "Canonical:ubuntu-24_04-lts:server:latest",
+            "location": "westeurope",
+            "name": "small-nfs",
+            "resource_group": "resource_group.main@g1",
+            "size": "Standard_D4s_v5",
+            "ssh_public_key": "ssh-ed25519 AAAA small",
+            "vnet": "vnet.main@g1"
+          },
+          "warning": "the VM may be deallocated to resize it: what it serves may be down for a few minutes"
+        }
+      ],
+      "critical_path": [
+        "vm.nfs@g1:update"
+      ],
+      "estimated_seconds": 180,
+      "summary": {
+        "update": 1
+      }
+    }
+    "#);
+}
+
+#[test]
+fn vm_resize_of_a_deallocated_vm_and_a_change_of_tags_alone() {
+    let tagged = SMALL.replace(
+        "ssh_public_key = \"ssh-ed25519 AAAA small\"\n",
+        "ssh_public_key = \"ssh-ed25519 AAAA small\"\ntags = { owner = \"data-team\" }\n",
+    );
+    let text = |attributes: &[(&str, serde_json::Value)]| {
+        let both = vm_read_as(&tagged, attributes);
+        both.split("--- json").next().unwrap().to_owned()
+    };
+    insta::assert_snapshot!(format!(
+        "--- a deallocated VM, its size and tags changed\n{}--- its tags alone\n{}",
+        text(&[
+            ("size", serde_json::json!("Standard_E8s_v5")),
+            ("power_state", serde_json::json!("deallocated")),
+            ("resizable_in_place", serde_json::json!(true)),
+            ("tags", serde_json::json!({"owner": "someone"})),
+        ]),
+        text(&[("tags", serde_json::json!({"owner": "someone"}))]),
+    ), @r#"
+    --- a deallocated VM, its size and tags changed
+    1. ~ update vm.nfs@g1  ~1m  (critical path)
+         resized to Standard_D4s_v5 while deallocated: the VM stays deallocated (the step does not start it); also changed in place: tags
+         ~ size = "Standard_E8s_v5" -> "Standard_D4s_v5"
+         ~ tags:
+             - owner = "someone"
+             + owner = "data-team"
+
+    Plan: 1 to update (1 step).
+    Estimated duration: 1m.
+    Critical path:
+         update vm.nfs@g1 (1m)
+    --- its tags alone
+    1. ~ update vm.nfs@g1  ~1m  (critical path)
+         changed in place: tags
+         ~ tags:
+             - owner = "someone"
+             + owner = "data-team"
+
+    Plan: 1 to update (1 step).
+    Estimated duration: 1m.
+    Critical path:
+         update vm.nfs@g1 (1m)
+    "#);
+}
+
 #[test]
 fn replacement_says_why() {
     let spec = spec(&[("small.toml", SMALL)]);
