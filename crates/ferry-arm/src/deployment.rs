@@ -632,6 +632,13 @@ impl<'a> StepOperations<'a> {
         (self.progress)(line);
     }
 
+    /// Records an operation as this step's, as [`StepOperations::finish`] does with the ones
+    /// it starts: for an operation another step started on this one's behalf (several disks'
+    /// changes in one VM update), so that a resumed apply polls it here too.
+    pub fn record(&self, operation: String) {
+        (self.record)(operation);
+    }
+
     /// Waits for the operation an earlier attempt recorded. A step then carries on from the
     /// start, finding done what that operation did. An operation ARM no longer knows, or one
     /// that failed in a way a retry can mend, is left behind: the step starts it afresh.

@@ -10,6 +10,10 @@
 //! goes in the next one. Results are per change, so one bad disk does not fail the others
 //! where ARM can tell them apart.
 //!
+//! Every step whose change an operation carries records that operation (through its own
+//! `record` callback) as soon as ARM accepts it, as it would its own: an apply killed in the
+//! middle resumes each of those steps by polling the operation, never by sending it again.
+//!
 //! The step that sends the operation may be cancelled (a timeout, a second Ctrl-C): its
 //! unfinished changes then go back to the queue for the next step that takes the turn, and a
 //! cancelled step's own change leaves the queue with it.
@@ -51,12 +55,16 @@ struct Queue<C, R> {
     /// Held by the step that sends this key's operation; one operation per key at a time.
     turn: tokio::sync::Mutex<()>,
     waiting: Mutex<Waiting<C, R>>,
+    /// Wakes the steps waiting for their turn when an operation carrying their change starts.
+    recorded: tokio::sync::Notify,
 }
 
 struct Waiting<C, R> {
     next_ticket: u64,
     pending: Vec<(u64, C)>,
     results: HashMap<u64, R>,
+    /// Operations started for a waiting step, for it to record.
+    operations: HashMap<u64, Vec<String>>,
 }
 
 impl<C, R> Queue<C, R> {
@@ -80,19 +88,29 @@ impl<C, R> Batches<C, R> {
                         next_ticket: 0,
                         pending: Vec::new(),
                         results: HashMap::new(),
+                        operations: HashMap::new(),
                     }),
+                    recorded: tokio::sync::Notify::new(),
                 })
             })
             .clone()
     }
 
     /// Queues `change` under `key` and returns its result. When this step is the one to send
-    /// the operation, `send` gets every queued change (this one among them) and must return
-    /// one result per change, in the same order.
-    pub(crate) async fn submit<F, Fut>(&self, key: &str, change: C, send: F) -> R
+    /// the operation, `send` gets every queued change (this one among them) and a
+    /// [`Recorder`] to hand each operation it starts to the other steps, and must return one
+    /// result per change, in the same order. While it waits, this step passes the operations
+    /// started for it to `record`.
+    pub(crate) async fn submit<F, Fut>(
+        &self,
+        key: &str,
+        change: C,
+        record: &(dyn Fn(String) + Send + Sync),
+        send: F,
+    ) -> R
     where
         C: Clone,
-        F: FnOnce(Vec<C>) -> Fut,
+        F: FnOnce(Vec<C>, Recorder<C, R>) -> Fut,
         Fut: Future<Output = Vec<R>>,
     {
         let queue = self.queue(key);
@@ -109,9 +127,24 @@ impl<C, R> Batches<C, R> {
         };
         tokio::time::sleep(self.gather).await;
         loop {
-            let _turn = queue.turn.lock().await;
+            let turn = {
+                let recorded = queue.recorded.notified();
+                tokio::pin!(recorded);
+                recorded.as_mut().enable();
+                let operations = queue.waiting().operations.remove(&ticket);
+                for operation in operations.into_iter().flatten() {
+                    record(operation);
+                }
+                tokio::select! {
+                    turn = queue.turn.lock() => turn,
+                    () = recorded => continue,
+                }
+            };
             let batch = {
                 let mut waiting = queue.waiting();
+                if let Some(operations) = waiting.operations.remove(&ticket) {
+                    operations.into_iter().for_each(record);
+                }
                 if let Some(result) = waiting.results.remove(&ticket) {
                     mine.ticket = None;
                     return result;
@@ -122,17 +155,25 @@ impl<C, R> Batches<C, R> {
                 // Neither answered nor queued: only a bug could get here. Put the batch back
                 // and let a step that owns one of its changes send it.
                 queue.waiting().pending.extend(batch);
-                drop(_turn);
+                drop(turn);
                 tokio::time::sleep(self.gather).await;
                 continue;
             }
             let tickets: Vec<u64> = batch.iter().map(|(queued, _)| *queued).collect();
             let changes: Vec<C> = batch.iter().map(|(_, change)| change.clone()).collect();
+            let recorder = Recorder {
+                queue: queue.clone(),
+                others: tickets
+                    .iter()
+                    .copied()
+                    .filter(|queued| *queued != ticket)
+                    .collect(),
+            };
             let mut unsent = Unsent {
                 queue: &queue,
                 batch,
             };
-            let results = send(changes).await;
+            let results = send(changes, recorder).await;
             unsent.batch.clear();
             let mut waiting = queue.waiting();
             let mut own = None;
@@ -149,6 +190,30 @@ impl<C, R> Batches<C, R> {
             };
             return own;
         }
+    }
+}
+
+/// Hands an operation that carries several steps' changes to the steps that did not send it.
+pub(crate) struct Recorder<C, R> {
+    queue: Arc<Queue<C, R>>,
+    others: Vec<u64>,
+}
+
+impl<C, R> Recorder<C, R> {
+    pub(crate) fn record(&self, operation: &str) {
+        if self.others.is_empty() {
+            return;
+        }
+        let mut waiting = self.queue.waiting();
+        for ticket in &self.others {
+            waiting
+                .operations
+                .entry(*ticket)
+                .or_default()
+                .push(operation.to_owned());
+        }
+        drop(waiting);
+        self.queue.recorded.notify_waiters();
     }
 }
 
@@ -181,6 +246,7 @@ impl<C, R> Drop for Ticket<'_, C, R> {
             let mut waiting = self.queue.waiting();
             waiting.pending.retain(|(queued, _)| *queued != ticket);
             waiting.results.remove(&ticket);
+            waiting.operations.remove(&ticket);
         }
     }
 }
@@ -191,12 +257,21 @@ mod tests {
 
     type Sent = Arc<Mutex<Vec<Vec<u32>>>>;
 
-    /// Sends a batch: records it, takes `takes` of (paused) time, answers each change doubled.
-    async fn send(sent: Sent, changes: Vec<u32>, takes: Duration) -> Vec<u32> {
+    /// Sends a batch: keeps it in `sent`, starts an operation named after it and hands it to
+    /// the other steps, takes `takes` of (paused) time, answers each change doubled.
+    async fn send(
+        sent: Sent,
+        changes: Vec<u32>,
+        recorder: Recorder<u32, u32>,
+        takes: Duration,
+    ) -> Vec<u32> {
         sent.lock().unwrap().push(changes.clone());
+        recorder.record(&format!("operation {changes:?}"));
         tokio::time::sleep(takes).await;
         changes.into_iter().map(|change| change * 2).collect()
     }
+
+    fn ignore(_: String) {}
 
     #[tokio::test(start_paused = true)]
     async fn changes_that_arrive_together_share_one_operation_and_each_gets_its_own_result() {
@@ -207,8 +282,8 @@ mod tests {
                 let (batches, sent) = (batches.clone(), sent.clone());
                 tokio::spawn(async move {
                     batches
-                        .submit("vm1", change, |changes| {
-                            send(sent, changes, Duration::from_secs(30))
+                        .submit("vm1", change, &ignore, |changes, recorder| {
+                            send(sent, changes, recorder, Duration::from_secs(30))
                         })
                         .await
                 })
@@ -231,8 +306,8 @@ mod tests {
             tokio::spawn(async move {
                 tokio::time::sleep(after).await;
                 batches
-                    .submit(key, change, |changes| {
-                        send(sent, changes, Duration::from_secs(30))
+                    .submit(key, change, &ignore, |changes, recorder| {
+                        send(sent, changes, recorder, Duration::from_secs(30))
                     })
                     .await
             })
@@ -259,8 +334,8 @@ mod tests {
             tokio::spawn(async move {
                 tokio::time::sleep(after).await;
                 batches
-                    .submit("vm1", change, |changes| {
-                        send(sent, changes, Duration::from_secs(30))
+                    .submit("vm1", change, &ignore, |changes, recorder| {
+                        send(sent, changes, recorder, Duration::from_secs(30))
                     })
                     .await
             })
@@ -291,8 +366,8 @@ mod tests {
             let (batches, sent) = (batches.clone(), sent.clone());
             tokio::spawn(async move {
                 batches
-                    .submit("vm1", change, |changes| {
-                        send(sent, changes, Duration::from_secs(30))
+                    .submit("vm1", change, &ignore, |changes, recorder| {
+                        send(sent, changes, recorder, Duration::from_secs(30))
                     })
                     .await
             })
@@ -303,5 +378,41 @@ mod tests {
         cancelled.abort();
         assert_eq!(first.await.unwrap(), 2);
         assert_eq!(*sent.lock().unwrap(), vec![vec![1]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_step_records_the_operation_that_carries_its_change_while_it_runs() {
+        let batches = Arc::new(Batches::<u32, u32>::default());
+        let sent: Sent = Arc::default();
+        let records: Arc<Mutex<Vec<(u32, String)>>> = Arc::default();
+        let steps: Vec<_> = (1..=3)
+            .map(|change| {
+                let (batches, sent, records) = (batches.clone(), sent.clone(), records.clone());
+                tokio::spawn(async move {
+                    let record =
+                        move |operation: String| records.lock().unwrap().push((change, operation));
+                    batches
+                        .submit("vm1", change, &record, |changes, recorder| {
+                            send(sent, changes, recorder, Duration::from_secs(30))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        // In the middle of the operation, the steps that did not send it have recorded it.
+        tokio::time::sleep(GATHER + Duration::from_secs(1)).await;
+        let mut recorded = records.lock().unwrap().clone();
+        recorded.sort();
+        assert_eq!(
+            recorded,
+            [
+                (2, "operation [1, 2, 3]".to_owned()),
+                (3, "operation [1, 2, 3]".to_owned())
+            ]
+        );
+        for step in steps {
+            step.await.unwrap();
+        }
+        assert_eq!(records.lock().unwrap().len(), 2, "recorded once each");
     }
 }

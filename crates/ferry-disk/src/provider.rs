@@ -21,7 +21,7 @@ use ferry_core::{
 };
 use serde_json::json;
 
-use crate::batch::Batches;
+use crate::batch::{Batches, Recorder};
 
 /// Why a disk step was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -647,16 +647,50 @@ async fn update_vm(
     vm_id: &ResourceId,
     change: VmChange,
 ) -> Result<(), VmRefusal> {
+    let record = |operation: String| operations.record(operation);
     updates
-        .submit(vm_id.as_str(), change, |changes| {
-            send_vm_update(azure, operations, vm_id, changes)
+        .submit(vm_id.as_str(), change, &record, |changes, recorder| {
+            send_vm_update(azure, operations, recorder, vm_id, changes)
         })
         .await
+}
+
+/// Runs `work` with step operations that also record each operation for the other steps
+/// whose changes it carries.
+async fn shared<C: Send, R: Send, T>(
+    operations: &StepOperations<'_>,
+    recorder: Recorder<C, R>,
+    work: impl AsyncFnOnce(&StepOperations<'_>) -> T,
+) -> T {
+    let record = |operation: String| {
+        recorder.record(&operation);
+        operations.record(operation);
+    };
+    let progress = |line: String| operations.progress(line);
+    work(&StepOperations::new(
+        operations.client(),
+        &record,
+        &progress,
+    ))
+    .await
 }
 
 /// One PATCH of the VM's `dataDisks` carrying every change that can be made, read fresh and
 /// guarded by `If-Match`; a result per change.
 async fn send_vm_update(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    recorder: Recorder<VmChange, Result<(), VmRefusal>>,
+    vm_id: &ResourceId,
+    changes: Vec<VmChange>,
+) -> Vec<Result<(), VmRefusal>> {
+    shared(operations, recorder, async |operations| {
+        vm_update(azure, operations, vm_id, changes).await
+    })
+    .await
+}
+
+async fn vm_update(
     azure: &AzureDeployment,
     operations: &StepOperations<'_>,
     vm_id: &ResourceId,
@@ -823,10 +857,18 @@ async fn move_disk(
         })?;
     let target = ResourceId::resource_group(azure.subscription()?, &target_name);
     operations.progress(format!("moving {} to {target_name}", found.id.name()));
+    let record = |operation: String| operations.record(operation);
     moves
-        .submit(&format!("{source} {target}"), found.id.clone(), |disks| {
-            send_move(operations, &source, &target, disks)
-        })
+        .submit(
+            &format!("{source} {target}"),
+            found.id.clone(),
+            &record,
+            |disks, recorder| {
+                shared(operations, recorder, async |operations| {
+                    send_move(operations, &source, &target, disks).await
+                })
+            },
+        )
         .await
         .map_err(DiskError::Arm)?;
     let moved = found.id.in_resource_group(&target_name);
