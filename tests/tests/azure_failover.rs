@@ -278,7 +278,7 @@ async fn changes_behind_ferrys_back_show_in_the_plan_and_are_put_right() {
     assert_eq!(
         steps,
         [
-            "vm.nfs@g1:update: changed in place: size",
+            "vm.nfs@g1:update: resized in place to Standard_E8s_v5: the VM restarts (its current hardware hosts that size)",
             "disk.home3:update: changed in place: lun, vm",
         ],
         "{drifted:#?}"
