@@ -140,17 +140,20 @@ impl<C, R> Batches<C, R> {
                     () = recorded => continue,
                 }
             };
-            let batch = {
+            let (operations, result, batch) = {
                 let mut waiting = queue.waiting();
-                if let Some(operations) = waiting.operations.remove(&ticket) {
-                    operations.into_iter().for_each(record);
+                let operations = waiting.operations.remove(&ticket);
+                match waiting.results.remove(&ticket) {
+                    Some(result) => (operations, Some(result), Vec::new()),
+                    None => (operations, None, std::mem::take(&mut waiting.pending)),
                 }
-                if let Some(result) = waiting.results.remove(&ticket) {
-                    mine.ticket = None;
-                    return result;
-                }
-                std::mem::take(&mut waiting.pending)
             };
+            // Recorded outside the queue's lock: recording writes the journal.
+            operations.into_iter().flatten().for_each(record);
+            if let Some(result) = result {
+                mine.ticket = None;
+                return result;
+            }
             if batch.iter().all(|(queued, _)| *queued != ticket) {
                 // Neither answered nor queued: only a bug could get here. Put the batch back
                 // and let a step that owns one of its changes send it.
