@@ -12,10 +12,13 @@
 //!
 //! After a change, `wait` confirms that the zone's authority answers the new values, and
 //! `wait_for_ttl` then waits out the TTL of the values the change replaced, which the
-//! provider knows from its own read at the start of the step.
+//! provider knows from its own read at the start of the step. That wait is journaled as soon
+//! as the values are replaced (a token, see the `old_ttl` module), so that an interrupted
+//! apply's next attempt waits out the rest even though it finds the record already changed.
 
 pub mod azure;
 pub mod backend;
+mod old_ttl;
 pub mod provider;
 pub mod record;
 pub mod rfc2136;

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::azure::{AzureDnsBackend, AzureDnsConfig};
 use crate::backend::{BackendError, Change, DnsBackend, Precondition, Reading};
+use crate::old_ttl::{OldTtlWait, WaitStart, resumed_wait, wait_out, wall_clock};
 use crate::record::{
     RecordKey, RecordSet, RecordType, normalize_zone, same_values, values_for_comparison,
 };
@@ -209,39 +210,29 @@ impl DnsRecordProvider {
     }
 }
 
-/// Waits out the TTL of the values a change replaced (`wait_for_ttl = true`): a resolver
-/// that cached them just before the change may serve them that long, so only after it are
-/// clients sure to see the new ones. Reports the time left every tenth of the wait (at
-/// least every second, at most every 30 seconds).
-async fn wait_out_old_ttl(
+/// Records the wait for the old TTL that a step owes once its change replaced `replaced`
+/// (`None` when it replaced nothing resolvers could hold, or `wait_for_ttl` is off), together
+/// with `owed`, what it owed already: an interrupted attempt's wait, or this step's own
+/// recorded earlier. Records only what differs from `owed`, so that a wait restated in the
+/// same second is not journaled twice.
+fn owe_old_ttl(
     key: &RecordKey,
-    old_ttl: u32,
-    progress: &(dyn Fn(String) + Send + Sync),
-) {
-    let total = Duration::from_secs(u64::from(old_ttl));
-    let report_every = (total / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    progress(format!(
-        "{key}: waiting {old_ttl}s, the old ttl, so that resolvers' cached answers expire"
-    ));
-    let deadline = tokio::time::Instant::now() + total;
-    loop {
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            break;
-        }
-        let left = deadline - now;
-        tokio::time::sleep(left.min(report_every)).await;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if !left.is_zero() {
-            progress(format!(
-                "{key}: {}s of the old ttl left",
-                left.as_secs_f64().ceil()
-            ));
-        }
+    replaced: Option<&RecordSet>,
+    owed: Option<OldTtlWait>,
+    record_operation: &(dyn Fn(String) + Send + Sync),
+) -> Option<OldTtlWait> {
+    let Some(replaced) = replaced else {
+        return owed;
+    };
+    let fresh = OldTtlWait::starting(key, replaced, wall_clock());
+    let wait = match &owed {
+        Some(earlier) => fresh.merged(earlier),
+        None => fresh,
+    };
+    if owed.as_ref() != Some(&wait) {
+        record_operation(wait.to_token());
     }
-    progress(format!(
-        "{key}: the old ttl ({old_ttl}s) has passed; resolvers no longer hold the old values"
-    ));
+    Some(wait)
 }
 
 /// A record's identity and wishes, from a step's inputs or a reading's fields.
@@ -447,11 +438,22 @@ impl Provider for DnsRecordProvider {
             .backend(&wanted.key.zone)
             .map_err(StepError::permanent)?;
         let key = &wanted.key;
+        // An interrupted attempt may have replaced values and not waited out their TTL: that
+        // wait is still owed, although this attempt will find the change made.
+        let resumed = resumed_wait(
+            context.resume_operation,
+            key,
+            wanted.wait_for_ttl,
+            context.progress,
+        );
         let reading = backend.read(key).await.map_err(step_error)?;
         let owned = reading.owners.contains(&self.deployment);
         if deleting {
             if reading.record_set.is_none() && !owned {
                 (context.progress)(format!("{key}: already gone"));
+                if let Some(wait) = &resumed {
+                    wait_out(wait, key, WaitStart::Resumed, context.progress).await;
+                }
                 return Ok(StepOutcome::default());
             }
             if reading.record_set.is_some() && !owned {
@@ -469,14 +471,23 @@ impl Provider for DnsRecordProvider {
             };
             backend.write(key, &change).await.map_err(step_error)?;
             (context.progress)(format!("{key}: deleted through {}", backend.describe()));
+            // Recorded as soon as the values are gone, so that an interruption while the
+            // primary is checked still leaves the wait owed.
+            let replaced = reading.record_set.as_ref().filter(|_| wanted.wait_for_ttl);
+            let mut owed = owe_old_ttl(key, replaced, resumed, context.record_operation);
             if wanted.wait {
                 self.wait_for(backend.as_ref(), key, None, context.progress)
                     .await?;
+                // The TTL counts from when the primary answers without the values.
+                owed = owe_old_ttl(key, replaced, owed, context.record_operation);
             }
-            if wanted.wait_for_ttl
-                && let Some(old) = &reading.record_set
-            {
-                wait_out_old_ttl(key, old.ttl, context.progress).await;
+            if let Some(wait) = &owed {
+                let start = if replaced.is_some() {
+                    WaitStart::Fresh
+                } else {
+                    WaitStart::Resumed
+                };
+                wait_out(wait, key, start, context.progress).await;
             }
             return Ok(StepOutcome::default());
         }
@@ -532,17 +543,29 @@ impl Provider for DnsRecordProvider {
                 backend.describe()
             ));
         }
+        // Only values that this step replaced can be in resolvers' caches, besides those an
+        // interrupted attempt replaced (`resumed`); a create, or a step that found the record
+        // already right, owes no wait of its own. The wait is recorded as soon as the values
+        // are replaced, so that an interruption while the primary is checked still leaves it
+        // owed.
+        let replaced = reading
+            .record_set
+            .as_ref()
+            .filter(|_| wanted.wait_for_ttl && !already);
+        let mut owed = owe_old_ttl(key, replaced, resumed, context.record_operation);
         if wanted.wait {
             self.wait_for(backend.as_ref(), key, Some(&desired), context.progress)
                 .await?;
+            // The TTL counts from when the primary answers the new values.
+            owed = owe_old_ttl(key, replaced, owed, context.record_operation);
         }
-        // Only values that this step replaced can be in resolvers' caches; a create or a
-        // step that found the record already right has nothing to wait out.
-        if wanted.wait_for_ttl
-            && !already
-            && let Some(old) = &reading.record_set
-        {
-            wait_out_old_ttl(key, old.ttl, context.progress).await;
+        if let Some(wait) = &owed {
+            let start = if replaced.is_some() {
+                WaitStart::Fresh
+            } else {
+                WaitStart::Resumed
+            };
+            wait_out(wait, key, start, context.progress).await;
         }
         Ok(StepOutcome {
             outputs: attributes(fields, key, &desired, Some(&desired.values)),

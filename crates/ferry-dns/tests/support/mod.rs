@@ -287,16 +287,23 @@ pub fn step(name: &str, action: Action, inputs: serde_json::Value) -> Step {
     }
 }
 
-/// The progress lines and remembered outputs an apply sees.
+/// The progress lines, recorded operations and remembered outputs an apply sees.
 #[derive(Debug, Default)]
 pub struct Recorder {
     pub lines: Mutex<Vec<String>>,
+    pub operations: Mutex<Vec<String>>,
     pub outputs: Mutex<BTreeMap<InstanceAddress, Attributes>>,
 }
 
 impl Recorder {
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
+    }
+
+    /// What the steps recorded through `record_operation`, in order: what the engine
+    /// journals and gives back to a resumed step.
+    pub fn operations(&self) -> Vec<String> {
+        self.operations.lock().unwrap().clone()
     }
 
     /// Applies `step` as the engine would: progress lines kept, outputs remembered after a
@@ -306,10 +313,21 @@ impl Recorder {
         provider: &dyn Provider,
         step: &Step,
     ) -> Result<StepOutcome, StepError> {
+        self.apply_resuming(provider, step, None).await
+    }
+
+    /// Applies `step` as a resumed apply would, with the operation an interrupted attempt
+    /// recorded.
+    pub async fn apply_resuming(
+        &self,
+        provider: &dyn Provider,
+        step: &Step,
+        resume_operation: Option<&str>,
+    ) -> Result<StepOutcome, StepError> {
         let progress = |line: String| self.lines.lock().unwrap().push(line);
         let outputs =
             |instance: &InstanceAddress| self.outputs.lock().unwrap().get(instance).cloned();
-        let record = |_: String| {};
+        let record = |operation: String| self.operations.lock().unwrap().push(operation);
         let result = provider
             .apply(
                 step,
@@ -317,7 +335,7 @@ impl Recorder {
                     inputs: &step.inputs,
                     outputs: &outputs,
                     progress: &progress,
-                    resume_operation: None,
+                    resume_operation,
                     record_operation: &record,
                 },
             )
