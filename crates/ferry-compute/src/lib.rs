@@ -15,8 +15,8 @@ pub use provider::{
 use ferry_core::naming::{self, check_choice, check_field};
 use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange};
 use ferry_core::{
-    Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O, ResourceSpec,
-    UpdateContext, UpdateRefinement, Value,
+    Action, AttributeChange, Attributes, FieldError, FieldSchema as F, Kind, KindRules,
+    OutputSchema as O, ResourceSpec, UpdateContext, UpdateRefinement, Value,
 };
 
 const LOCATION: F = F::optional(
@@ -273,8 +273,13 @@ const VM_DEALLOCATE_SECONDS: u64 = 90;
 /// A VM update of tags or of a size its hardware hosts, one PATCH (Azure restarts the VM to
 /// resize it).
 const VM_UPDATE_SECONDS: u64 = 60;
+/// One PATCH of a VM that is not running (a size or tags): Azure has nothing to restart.
+const VM_PATCH_SECONDS: u64 = 30;
+/// A VM's start, until ARM shows it running.
+const VM_START_SECONDS: u64 = 60;
 /// A resize its hardware cannot host: deallocate, PATCH, start.
-const VM_DEALLOCATING_RESIZE_SECONDS: u64 = VM_DEALLOCATE_SECONDS + 30 + 60;
+const VM_DEALLOCATING_RESIZE_SECONDS: u64 =
+    VM_DEALLOCATE_SECONDS + VM_PATCH_SECONDS + VM_START_SECONDS;
 
 /// `[vm.NAME]`
 #[derive(Debug, Clone, Copy, Default)]
@@ -404,30 +409,71 @@ impl KindRules for VmRules {
         }
     }
 
+    /// A VM of the serving generation runs: one that reads `deallocated` or `stopped` (a
+    /// resize whose start failed or was killed, someone in the portal) is started again. The
+    /// planner asks this only of the generation it converges, so a VM a failover fenced, of
+    /// the old generation, is never started: it is only retired. Other states (`running`,
+    /// `starting`, `deallocating` on its way, `unknown`) and a reading without a power state
+    /// are no change; a VM caught `deallocating` is started by the plan after it.
+    fn implied_changes(&self, _: &ResourceSpec, observed: &Attributes) -> Vec<AttributeChange> {
+        match observed.get("power_state").and_then(Value::as_str) {
+            Some(state @ ("deallocated" | "stopped")) => vec![AttributeChange {
+                path: "power_state".to_owned(),
+                before: Some(Value::from(state)),
+                after: Some(Value::from("running")),
+                forces_replacement: None,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
     /// A size change says which way Azure takes, as the reading's `resizable_in_place` tells
     /// (read only while the size differs from the spec's): in place, where Azure restarts the
     /// VM; or deallocate, resize, start, where the VM stops for a few minutes, with a warning
     /// and the longer estimate. Without that reading (a snapshot from before it existed) the
     /// plan says the VM may be deallocated, and estimates the long way.
+    ///
+    /// A start ([`VmRules::implied_changes`]) says the VM is started again so that it serves,
+    /// resized first when its size changes too, with the estimate of what the step does: the
+    /// start, a PATCH before it when anything else changes, and a deallocation before that
+    /// for a stopped VM whose hardware cannot host its new size. No warning: the VM serves
+    /// nothing now, and the step ends that.
     fn refine_update(&self, context: &UpdateContext<'_>) -> UpdateRefinement {
-        let Some(size) = context.changes.iter().find(|change| change.path == "size") else {
-            return UpdateRefinement::default();
-        };
-        let (Some(before), Some(after)) = (
-            size.before.as_ref().and_then(Value::as_str),
-            size.after.as_ref().and_then(Value::as_str),
-        ) else {
-            return UpdateRefinement::default();
-        };
-        // A size known only after apply, or only spelled another way (ARM compares sizes
-        // without case), says nothing of a resize.
-        if after.contains("${") || before.eq_ignore_ascii_case(after) {
-            return UpdateRefinement::default();
-        }
+        let resize = context
+            .changes
+            .iter()
+            .find(|change| change.path == "size")
+            .and_then(|size| {
+                Some((
+                    size.before.as_ref()?.as_str()?,
+                    size.after.as_ref()?.as_str()?,
+                ))
+            })
+            // A size known only after apply, or only spelled another way (ARM compares sizes
+            // without case), says nothing of a resize.
+            .filter(|(before, after)| !after.contains("${") && !before.eq_ignore_ascii_case(after))
+            .map(|(_, after)| after);
+        let start = context
+            .changes
+            .iter()
+            .find(|change| {
+                change.path == "power_state"
+                    && change.after.as_ref().and_then(Value::as_str) == Some("running")
+            })
+            .map(|change| {
+                change
+                    .before
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .unwrap_or("not running")
+            });
         let others: Vec<&str> = context
             .changes
             .iter()
-            .filter(|change| change.path != "size")
+            .filter(|change| {
+                !(change.path == "size" && resize.is_some()
+                    || change.path == "power_state" && start.is_some())
+            })
             .map(|change| change.path.as_str())
             .collect();
         let also = if others.is_empty() {
@@ -435,13 +481,53 @@ impl KindRules for VmRules {
         } else {
             format!("; also changed in place: {}", others.join(", "))
         };
-        let power_state = context.observed.get("power_state").and_then(Value::as_str);
         let in_place = context
             .observed
             .get("resizable_in_place")
             .and_then(Value::as_bool);
+        if let Some(state) = start {
+            let (reason, estimate_seconds) = match (resize, state, in_place) {
+                (None, _, _) if others.is_empty() => (
+                    format!("it is {state}: started again, so that it serves"),
+                    VM_START_SECONDS,
+                ),
+                (None, _, _) => (
+                    format!("it is {state}: started again, so that it serves"),
+                    VM_PATCH_SECONDS + VM_START_SECONDS,
+                ),
+                // A deallocated VM takes any size; a stopped one still holds its hardware.
+                (Some(after), "deallocated", _) | (Some(after), _, Some(true)) => (
+                    format!(
+                        "it is {state}: resized to {after} and started again, so that it serves"
+                    ),
+                    VM_PATCH_SECONDS + VM_START_SECONDS,
+                ),
+                (Some(after), _, Some(false)) => (
+                    format!(
+                        "it is {state}: deallocated to resize to {after} (its current hardware cannot host that size) and started again, so that it serves"
+                    ),
+                    VM_DEALLOCATING_RESIZE_SECONDS,
+                ),
+                (Some(after), _, None) => (
+                    format!(
+                        "it is {state}: resized to {after}, perhaps after a deallocation (the reading does not say), and started again, so that it serves"
+                    ),
+                    VM_DEALLOCATING_RESIZE_SECONDS,
+                ),
+            };
+            return UpdateRefinement {
+                reason: Some(format!("{reason}{also}")),
+                warning: None,
+                estimate_seconds: Some(estimate_seconds),
+            };
+        }
+        let Some(after) = resize else {
+            return UpdateRefinement::default();
+        };
+        let power_state = context.observed.get("power_state").and_then(Value::as_str);
         let (reason, warning, estimate_seconds) = match (power_state, in_place) {
-            // A deallocated VM takes any size, and the step leaves it deallocated.
+            // A deallocated VM takes any size, and a step that does not start it (its changes
+            // have no start) leaves it deallocated.
             (Some("deallocated"), _) => (
                 format!(
                     "resized to {after} while deallocated: the VM stays deallocated (the step does not start it)"

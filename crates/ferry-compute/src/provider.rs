@@ -58,9 +58,9 @@ pub enum ComputeError {
         state: String,
     },
     /// The start that ends a resize by deallocation failed: the VM has its new size and is
-    /// not serving, and no plan starts it again (its power state is not in the spec).
+    /// not serving until the next plan, which reads it deallocated, starts it.
     #[error(
-        "{instance}: the VM was deallocated and resized to {size}, but did not start again: {source}; it stays deallocated until it is started: start it in the portal or with `az vm start`, or change its size in the spec and apply again"
+        "{instance}: the VM was deallocated and resized to {size}, but did not start again: {source}; it stays deallocated and serves nothing until it starts: the next `ferry apply` starts it (its plan shows the start); if Azure has no capacity for {size} there (AllocationFailed), change its size in the spec and apply again"
     )]
     NotStartedAfterResize {
         instance: InstanceAddress,
@@ -68,11 +68,27 @@ pub enum ComputeError {
         source: Box<ArmError>,
     },
     #[error(
-        "{instance}: the VM was deallocated and resized to {size}, but ARM did not show it running after the start (power state {state}); check it in the portal and start it if it is not running"
+        "{instance}: the VM was deallocated and resized to {size}, but ARM did not show it running after the start (power state {state}); check it in the portal: the next `ferry apply` starts it if it is not running"
     )]
     NotRunningAfterResize {
         instance: InstanceAddress,
         size: String,
+        state: String,
+    },
+    /// The start of a VM of the serving generation that read deallocated or stopped failed.
+    #[error(
+        "{instance}: the VM is {state} and did not start: {source}; it serves nothing until it starts: apply again (the next plan starts it again); if Azure has no capacity for its size there (AllocationFailed), change its size in the spec and apply again"
+    )]
+    NotStarted {
+        instance: InstanceAddress,
+        state: String,
+        source: Box<ArmError>,
+    },
+    #[error(
+        "{instance}: ARM did not show the VM running after its start (power state {state}); check it in the portal: the next `ferry apply` starts it if it is not running"
+    )]
+    NotRunning {
+        instance: InstanceAddress,
         state: String,
     },
 }
@@ -86,7 +102,9 @@ impl From<ArmError> for ComputeError {
 impl From<ComputeError> for StepError {
     fn from(error: ComputeError) -> Self {
         match &error {
-            ComputeError::Arm(arm) | ComputeError::NotStartedAfterResize { source: arm, .. }
+            ComputeError::Arm(arm)
+            | ComputeError::NotStartedAfterResize { source: arm, .. }
+            | ComputeError::NotStarted { source: arm, .. }
                 if arm.is_transient() =>
             {
                 StepError::transient(error.to_string(), arm.retry_after())
@@ -923,21 +941,28 @@ fn resuming_a_resize(recorded: Option<&str>, id: &ResourceId) -> bool {
     }
 }
 
-/// Brings an existing VM to the step's size and tags: a PATCH, which keeps its data disks.
+/// Brings an existing VM to the step's size and tags: a PATCH, which keeps its data disks;
+/// and to running when the step's inputs say `power_state = "running"`, which the plan puts
+/// there only for a VM of the serving generation that read deallocated or stopped
+/// (`VmRules::implied_changes`).
 ///
 /// A new size is one PATCH when the VM's `vmSizes` lists it: its hardware cluster hosts that
 /// size, and Azure restarts the VM to resize it. Any other size of a running VM needs the VM
 /// off its hardware first: deallocate, PATCH, start, and wait until ARM shows it running; the
 /// VM stops for a few minutes. ARM refusing an in-place PATCH (`409 OperationNotAllowed`,
-/// when its cluster changed since `vmSizes` answered) takes the same way. A VM deallocated
-/// before the step takes any size and is left deallocated: starting it is not this step's
-/// job.
+/// when its cluster changed since `vmSizes` answered) takes the same way. A stopped VM still
+/// holds its hardware and is resized the same way.
+///
+/// A VM deallocated before the step takes any size. A step that starts it PATCHes what
+/// changes, if anything, then starts it and waits until ARM shows it running. Any other step
+/// leaves it deallocated: only a plan that showed the start starts a VM, so one deallocated
+/// between the plan and the apply (by hand, say) stays so until a plan shows its start.
 ///
 /// A retried step carries on where its attempt stopped. When the operation that attempt
 /// recorded is this VM's deallocation, PATCH or start, the VM was running when the step began,
 /// so a VM found deallocated is resized if it is not yet and started. The PATCH of a VM that
-/// was deallocated before the step is therefore not recorded: a retry must never mistake it
-/// for the middle of a resize and start that VM.
+/// was deallocated before a step that does not start it is therefore not recorded: a retry
+/// must never mistake it for the middle of a resize and start that VM.
 async fn update_vm(
     azure: &AzureDeployment,
     operations: &StepOperations<'_>,
@@ -946,8 +971,10 @@ async fn update_vm(
     id: &ResourceId,
     size: &str,
 ) -> Result<(), ComputeError> {
+    let start = context.inputs.get("power_state").and_then(Value::as_str) == Some("running");
     let mut patch = json!({"properties": {"hardwareProfile": {"vmSize": size}}});
-    if let Some(tags) = tags_from(context.inputs) {
+    let tags = tags_from(context.inputs);
+    if let Some(tags) = &tags {
         patch["tags"] = json!(tags);
     }
     let body = get(azure, id)
@@ -955,54 +982,107 @@ async fn update_vm(
         .ok_or_else(|| step_error(instance, "ARM does not show the VM any more: plan again"))?;
     let current = text(&body, "/properties/hardwareProfile/vmSize").unwrap_or_default();
     let resized = current.eq_ignore_ascii_case(size);
+    let tagged = tags
+        .as_ref()
+        .is_none_or(|tags| tags_of(&body) == json!(tags));
     let state = power_state(azure, id).await?;
     if state == "deallocated" {
-        if !resuming_a_resize(context.resume_operation, id) {
+        let carrying_on = resuming_a_resize(context.resume_operation, id);
+        if !carrying_on && !start {
             let unrecorded = StepOperations::new(azure.client(), &|_: String| {}, context.progress);
             unrecorded.patch::<_, Value>(id, &patch).await?;
             return Ok(());
         }
-        operations.progress(format!(
-            "{} is deallocated: carrying on with the resize to {size} that an earlier attempt began",
-            id.name()
-        ));
-        if !resized {
+        if carrying_on {
+            operations.progress(format!(
+                "{} is deallocated: carrying on with the resize to {size} that an earlier attempt began",
+                id.name()
+            ));
+        }
+        if !resized || !tagged {
             operations.patch::<_, Value>(id, &patch).await?;
         }
-        return start_after_resize(azure, operations, instance, id, size).await;
+        return if carrying_on || !resized {
+            start_after_resize(azure, operations, instance, id, size).await
+        } else {
+            start_again(azure, operations, instance, id, &state).await
+        };
     }
     if resized {
         operations.patch::<_, Value>(id, &patch).await?;
-        return Ok(());
-    }
-    let in_place = sizes_in_place(azure, id)
-        .await?
-        .iter()
-        .any(|name| name.eq_ignore_ascii_case(size));
-    if in_place {
-        operations.progress(format!(
-            "resizing {} from {current} to {size} in place (Azure restarts it)",
-            id.name()
-        ));
-        match operations.patch::<_, Value>(id, &patch).await {
-            Ok(_) => return Ok(()),
-            Err(error) if needs_deallocation(&error) => operations.progress(format!(
-                "ARM refused to resize {} where it runs: {error}",
+    } else {
+        let in_place = sizes_in_place(azure, id)
+            .await?
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(size));
+        let mut resized_in_place = false;
+        if in_place {
+            operations.progress(format!(
+                "resizing {} from {current} to {size} in place (Azure restarts it)",
                 id.name()
-            )),
-            Err(error) => return Err(error.into()),
+            ));
+            match operations.patch::<_, Value>(id, &patch).await {
+                Ok(_) => resized_in_place = true,
+                Err(error) if needs_deallocation(&error) => operations.progress(format!(
+                    "ARM refused to resize {} where it runs: {error}",
+                    id.name()
+                )),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if !resized_in_place {
+            operations.progress(format!(
+                "{size} is not available on the hardware {} runs on: deallocating it, resizing it from {current} and starting it again; it stops for a few minutes",
+                id.name()
+            ));
+            deallocate(azure, operations, instance, id, &state).await?;
+            operations.patch::<_, Value>(id, &patch).await?;
+            return start_after_resize(azure, operations, instance, id, size).await;
         }
     }
-    operations.progress(format!(
-        "{size} is not available on the hardware {} runs on: deallocating it, resizing it from {current} and starting it again; it stops for a few minutes",
-        id.name()
-    ));
-    deallocate(azure, operations, instance, id, &state).await?;
-    operations.patch::<_, Value>(id, &patch).await?;
-    start_after_resize(azure, operations, instance, id, size).await
+    if start && state != "running" {
+        return start_again(azure, operations, instance, id, &state).await;
+    }
+    Ok(())
 }
 
-/// Starts a VM deallocated for its resize and waits until ARM shows it running.
+/// Why a start did not leave a VM running.
+enum StartFailure {
+    /// ARM refused the start, or could not be asked (such as `AllocationFailed`).
+    Refused(ArmError),
+    /// ARM took the start but did not show the VM running; the last state seen.
+    NotRunning(String),
+}
+
+/// Starts a VM unless ARM shows it running already, and waits until ARM shows it running.
+async fn start_vm(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    id: &ResourceId,
+    progress: String,
+) -> Result<(), StartFailure> {
+    if power_state(azure, id)
+        .await
+        .map_err(StartFailure::Refused)?
+        != "running"
+    {
+        operations.progress(progress);
+        operations
+            .post::<()>(&format!("{id}/start"), api_version::COMPUTE, None)
+            .await
+            .map_err(StartFailure::Refused)?;
+    }
+    match settle(azure, id, "running")
+        .await
+        .map_err(StartFailure::Refused)?
+    {
+        Ok(()) => Ok(()),
+        Err(state) => Err(StartFailure::NotRunning(state)),
+    }
+}
+
+/// Starts a VM deallocated for its resize (or resized while deallocated) and waits until ARM
+/// shows it running.
 async fn start_after_resize(
     azure: &AzureDeployment,
     operations: &StepOperations<'_>,
@@ -1010,24 +1090,52 @@ async fn start_after_resize(
     id: &ResourceId,
     size: &str,
 ) -> Result<(), ComputeError> {
-    let failed = |source: ArmError| ComputeError::NotStartedAfterResize {
-        instance: instance.clone(),
-        size: size.to_owned(),
-        source: Box::new(source),
-    };
-    if power_state(azure, id).await.map_err(failed)? != "running" {
-        operations.progress(format!("starting {} again", id.name()));
-        operations
-            .post::<()>(&format!("{id}/start"), api_version::COMPUTE, None)
-            .await
-            .map_err(failed)?;
-    }
-    match settle(azure, id, "running").await.map_err(failed)? {
-        Ok(()) => Ok(()),
-        Err(state) => Err(ComputeError::NotRunningAfterResize {
+    start_vm(
+        azure,
+        operations,
+        id,
+        format!("starting {} again", id.name()),
+    )
+    .await
+    .map_err(|failure| match failure {
+        StartFailure::Refused(source) => ComputeError::NotStartedAfterResize {
+            instance: instance.clone(),
+            size: size.to_owned(),
+            source: Box::new(source),
+        },
+        StartFailure::NotRunning(state) => ComputeError::NotRunningAfterResize {
             instance: instance.clone(),
             size: size.to_owned(),
             state,
-        }),
-    }
+        },
+    })
+}
+
+/// Starts a VM of the serving generation that the plan read `state` (deallocated or stopped)
+/// and waits until ARM shows it running.
+async fn start_again(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    instance: &InstanceAddress,
+    id: &ResourceId,
+    state: &str,
+) -> Result<(), ComputeError> {
+    start_vm(
+        azure,
+        operations,
+        id,
+        format!("starting {} (it is {state}) so that it serves", id.name()),
+    )
+    .await
+    .map_err(|failure| match failure {
+        StartFailure::Refused(source) => ComputeError::NotStarted {
+            instance: instance.clone(),
+            state: state.to_owned(),
+            source: Box::new(source),
+        },
+        StartFailure::NotRunning(last) => ComputeError::NotRunning {
+            instance: instance.clone(),
+            state: last,
+        },
+    })
 }

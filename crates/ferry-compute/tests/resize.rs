@@ -399,7 +399,7 @@ async fn a_retry_that_finds_the_vm_deallocated_with_its_new_size_starts_it() {
     );
     assert!(
         error.message.ends_with(
-            "it stays deallocated until it is started: start it in the portal or with `az vm start`, or change its size in the spec and apply again"
+            "it stays deallocated and serves nothing until it starts: the next `ferry apply` starts it (its plan shows the start); if Azure has no capacity for Standard_E8s_v5 there (AllocationFailed), change its size in the spec and apply again"
         ),
         "{error}"
     );

@@ -259,6 +259,18 @@ pub trait KindRules: Send + Sync + fmt::Debug {
         UpdateRefinement::default()
     }
 
+    /// Changes a present instance needs although the spec does not write the attribute: what
+    /// every converged instance of this kind is, such as a VM that runs. The planner asks only
+    /// about the instance of the generation it converges (the active one, or a failover's new
+    /// one), never about an older generation's, which a failover fences and then only retires.
+    /// It adds each change whose attribute the spec's diff does not change already, in place,
+    /// and puts its `after` in the update's inputs so that the provider carries it out; a
+    /// reading that does not carry the attribute is no change. The default is none.
+    fn implied_changes(&self, spec: &ResourceSpec, observed: &Attributes) -> Vec<AttributeChange> {
+        let _ = (spec, observed);
+        Vec::new()
+    }
+
     /// Whether a field is compared with the observation. Fields that only steer ferry (a
     /// hook's `retry`, a pinned host key) are not attributes of the real resource.
     fn is_observed(&self, field: &str) -> bool {

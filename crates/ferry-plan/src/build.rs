@@ -532,7 +532,25 @@ impl<'a> Builder<'a> {
                                     )
                             })
                 };
-                let changes = diff(&desired, attributes, rules, &relocated);
+                let mut changes = diff(&desired, attributes, rules, &relocated);
+                // What every converged instance of the kind is although the spec does not
+                // write it (a VM of the serving generation runs). Only this instance, of the
+                // target generation, is asked: an older generation's is fenced and retired in
+                // `plan_old_instances`, never updated.
+                let mut desired = desired;
+                for change in rules.implied_changes(resource, attributes) {
+                    if changes
+                        .iter()
+                        .any(|spec_change| spec_change.path == change.path)
+                    {
+                        continue;
+                    }
+                    if let Some(after) = &change.after {
+                        desired.insert(change.path.clone(), after.clone());
+                    }
+                    changes.push(change);
+                }
+                changes.sort_by(|left, right| left.path.cmp(&right.path));
                 if changes.is_empty() {
                     return;
                 }

@@ -68,6 +68,18 @@ pub(crate) fn check(
     config: &PlanConfig,
 ) -> Result<(), Vec<PlanError>> {
     let steps: HashMap<&StepId, &Step> = plan.steps.iter().map(|step| (&step.id, step)).collect();
+    let started: HashSet<&InstanceAddress> = plan
+        .steps
+        .iter()
+        .filter(|step| starts_a_vm(step))
+        .map(|step| &step.address)
+        .collect();
+    let serving = plan
+        .failover
+        .as_ref()
+        .map_or(snapshot.active_generation.max(1), |failover| {
+            failover.to_generation
+        });
     let mut errors = Vec::new();
     for step in &plan.steps {
         let instance = &step.address;
@@ -102,6 +114,25 @@ pub(crate) fn check(
             )));
         }
 
+        // 1, its fences: a VM is started only in the generation that serves and never by a
+        // plan that fences it (a host that an import relies on as fenced is checked below).
+        if starts_a_vm(step) {
+            if plan
+                .steps
+                .iter()
+                .any(|other| other.address == *instance && other.action == Action::Fence)
+            {
+                errors.push(violation(
+                    "a VM would be started and fenced by one plan".to_owned(),
+                ));
+            }
+            if let Some(generation) = instance.generation.filter(|g| *g != serving) {
+                errors.push(violation(format!(
+                    "a VM of generation {generation} would be started, but generation {serving} serves: an older generation's VM is fenced and only retired"
+                )));
+            }
+        }
+
         // 1. A pool is imported only after every other host that could hold it is fenced.
         if step.action == Action::Import {
             let target = step.inputs.get("host").and_then(Value::as_str);
@@ -112,8 +143,10 @@ pub(crate) fn check(
                 .and_then(|holder| holder.parse::<InstanceAddress>().ok());
             let forced = step.inputs.get("force").and_then(Value::as_bool) == Some(true);
             let ancestors = ancestors(step, &steps);
+            // A host this plan starts is not fenced, whatever it reads now.
             let fenced = |host: &InstanceAddress| {
-                snapshot.get(host).is_some_and(Observation::is_fenced_host)
+                (snapshot.get(host).is_some_and(Observation::is_fenced_host)
+                    && !started.contains(host))
                     || ancestors.contains(&StepId::new(host, Action::Fence))
             };
             match &holder {
@@ -173,6 +206,17 @@ pub(crate) fn check(
     } else {
         Err(errors)
     }
+}
+
+/// Whether a step starts a VM: an update or replacement that takes its power state to
+/// running (what `KindRules::implied_changes` asks of a VM that reads deallocated or stopped).
+fn starts_a_vm(step: &Step) -> bool {
+    step.address.kind() == Kind::Vm
+        && matches!(step.action, Action::Update | Action::Replace)
+        && step.changes.iter().any(|change| {
+            change.path == "power_state"
+                && change.after.as_ref().and_then(Value::as_str) == Some("running")
+        })
 }
 
 fn ancestors(step: &Step, steps: &HashMap<&StepId, &Step>) -> HashSet<StepId> {
@@ -418,6 +462,98 @@ lun = 0
         assert_eq!(
             messages(&forced, &snapshot, false),
             ["zfs_pool.home: zpool import -f is planned without any fence before it"]
+        );
+    }
+
+    /// An update that starts a VM, as `VmRules::implied_changes` has the planner draft it.
+    fn start(id: &str, after: &[&str]) -> Step {
+        let mut step = step(id, Action::Update, after, json!({"power_state": "running"}));
+        step.changes = vec![ferry_core::AttributeChange {
+            path: "power_state".into(),
+            before: Some(json!("deallocated")),
+            after: Some(json!("running")),
+            forces_replacement: None,
+        }];
+        step
+    }
+
+    #[test]
+    fn a_vm_is_started_only_in_the_serving_generation_and_never_where_a_fence_is_relied_on() {
+        // The old generation of a failover: fenced, and only retired.
+        let mut old = plan(vec![start("vm.nfs@g1", &[])]);
+        old.failover = Some(ferry_core::Failover {
+            from_generation: 1,
+            to_generation: 2,
+            trigger: "a test".into(),
+        });
+        assert_eq!(
+            messages(&old, &Snapshot::new(1), false),
+            [
+                "vm.nfs@g1: a VM of generation 1 would be started, but generation 2 serves: an older generation's VM is fenced and only retired"
+            ]
+        );
+        // After the failover, without one in the plan.
+        assert_eq!(
+            messages(
+                &plan(vec![start("vm.nfs@g1", &[])]),
+                &Snapshot::new(2),
+                false
+            ),
+            [
+                "vm.nfs@g1: a VM of generation 1 would be started, but generation 2 serves: an older generation's VM is fenced and only retired"
+            ]
+        );
+        // Started and fenced by one plan.
+        let both = plan(vec![
+            step("vm.nfs@g1", Action::Fence, &[], json!({})),
+            start("vm.nfs@g1", &["vm.nfs@g1:fence"]),
+        ]);
+        assert_eq!(
+            messages(&both, &Snapshot::new(1), false),
+            ["vm.nfs@g1: a VM would be started and fenced by one plan"]
+        );
+        // An import that relies on another host's reading deallocated, which the plan starts.
+        let mut snapshot = Snapshot::new(1);
+        snapshot.insert(
+            "zfs_pool.home".parse().unwrap(),
+            Observation::present(
+                serde_json::from_value(json!({"host": "vm.old@g1", "imported": true})).unwrap(),
+            ),
+        );
+        snapshot.insert(
+            "vm.old@g1".parse().unwrap(),
+            Observation::present(
+                serde_json::from_value(json!({"power_state": "deallocated"})).unwrap(),
+            ),
+        );
+        let import = step(
+            "zfs_pool.home",
+            Action::Import,
+            &[],
+            json!({"host": "vm.nfs@g1", "force": true}),
+        );
+        assert_eq!(
+            messages(&plan(vec![import.clone()]), &snapshot, false),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            messages(
+                &plan(vec![start("vm.old@g1", &[]), import]),
+                &snapshot,
+                false
+            ),
+            [
+                "zfs_pool.home: the import does not wait for a fence of vm.old@g1, which may still hold the pool"
+            ]
+        );
+        // The serving generation's VM is started.
+        assert_eq!(
+            messages(
+                &plan(vec![start("vm.nfs@g2", &[])]),
+                &Snapshot::new(2),
+                false
+            ),
+            Vec::<String>::new()
         );
     }
 

@@ -429,17 +429,18 @@ fn vm_resize_of_a_deallocated_vm_and_a_change_of_tags_alone() {
         text(&[("tags", serde_json::json!({"owner": "someone"}))]),
     ), @r#"
     --- a deallocated VM, its size and tags changed
-    1. ~ update vm.nfs@g1  ~1m  (critical path)
-         resized to Standard_D4s_v5 while deallocated: the VM stays deallocated (the step does not start it); also changed in place: tags
-         ~ size = "Standard_E8s_v5" -> "Standard_D4s_v5"
+    1. ~ update vm.nfs@g1  ~1m 30s  (critical path)
+         it is deallocated: resized to Standard_D4s_v5 and started again, so that it serves; also changed in place: tags
+         ~ power_state = "deallocated" -> "running"
+         ~ size        = "Standard_E8s_v5" -> "Standard_D4s_v5"
          ~ tags:
              - owner = "someone"
              + owner = "data-team"
 
     Plan: 1 to update (1 step).
-    Estimated duration: 1m.
+    Estimated duration: 1m 30s.
     Critical path:
-         update vm.nfs@g1 (1m)
+         update vm.nfs@g1 (1m 30s)
     --- its tags alone
     1. ~ update vm.nfs@g1  ~1m  (critical path)
          changed in place: tags
@@ -803,4 +804,228 @@ fn a_resumed_failover_attaches_moved_disks_without_a_second_update() {
             .collect();
         assert_eq!(steps, [format!("disk.home{lun}:attach")], "{plan:#?}");
     }
+}
+
+// A VM of the serving generation that reads deallocated or stopped is started again
+// (`VmRules::implied_changes`); a VM that a failover fenced never is.
+
+/// The steps of the VMs in `plan`, each with its reason.
+fn vm_steps(plan: &ferry_core::Plan) -> String {
+    plan.steps
+        .iter()
+        .filter(|step| step.address.kind() == Kind::Vm)
+        .map(|step| format!("{}: {}\n", step.id.0, step.reason))
+        .collect()
+}
+
+/// Whether any step of `plan` starts a VM.
+fn starts_a_vm(plan: &ferry_core::Plan) -> bool {
+    plan.steps.iter().any(|step| {
+        step.changes
+            .iter()
+            .any(|change| change.path == "power_state")
+    })
+}
+
+#[test]
+fn a_deallocated_vm_of_the_serving_generation_is_started() {
+    let deallocated = [("power_state", serde_json::json!("deallocated"))];
+    insta::assert_snapshot!(vm_read_as(SMALL, &deallocated), @r#"
+    1. ~ update vm.nfs@g1  ~1m  (critical path)
+         it is deallocated: started again, so that it serves
+         ~ power_state = "deallocated" -> "running"
+
+    Plan: 1 to update (1 step).
+    Estimated duration: 1m.
+    Critical path:
+         update vm.nfs@g1 (1m)
+    --- json
+    {
+      "format_version": "1",
+      "steps": [
+        {
+          "id": "vm.nfs@g1:update",
+          "address": "vm.nfs@g1",
+          "action": "update",
+          "reason": "it is deallocated: started again, so that it serves",
+          "after": [],
+          "estimate_seconds": 60,
+          "changes": [
+            {
+              "path": "power_state",
+              "before": "deallocated",
+              "after": "running"
+            }
+          ],
+          "inputs": {
+            "image": "Canonical:ubuntu-24_04-lts:server:latest",
+            "location": "westeurope",
+            "name": "small-nfs",
+            "power_state": "running",
+            "resource_group": "resource_group.main@g1",
+            "size": "Standard_D4s_v5",
+            "ssh_public_key": "ssh-ed25519 AAAA small",
+            "vnet": "vnet.main@g1"
+          }
+        }
+      ],
+      "critical_path": [
+        "vm.nfs@g1:update"
+      ],
+      "estimated_seconds": 60,
+      "summary": {
+        "update": 1
+      }
+    }
+    "#);
+
+    let text = |attributes: &[(&str, serde_json::Value)]| {
+        render::text(
+            &plan_with_vm_read_as(SMALL, attributes),
+            &TextOptions { color: false },
+        )
+    };
+    insta::assert_snapshot!(format!(
+        "--- stopped\n{}--- stopped, and resized where its hardware cannot host the size\n{}--- deallocating, on its way\n{}\n--- a power state ARM did not give\n{}",
+        text(&[("power_state", serde_json::json!("stopped"))]),
+        text(&[
+            ("power_state", serde_json::json!("stopped")),
+            ("size", serde_json::json!("Standard_E8s_v5")),
+            ("resizable_in_place", serde_json::json!(false)),
+        ]),
+        text(&[("power_state", serde_json::json!("deallocating"))]),
+        text(&[("power_state", serde_json::json!("unknown"))]),
+    ), @r#"
+    --- stopped
+    1. ~ update vm.nfs@g1  ~1m  (critical path)
+         it is stopped: started again, so that it serves
+         ~ power_state = "stopped" -> "running"
+
+    Plan: 1 to update (1 step).
+    Estimated duration: 1m.
+    Critical path:
+         update vm.nfs@g1 (1m)
+    --- stopped, and resized where its hardware cannot host the size
+    1. ~ update vm.nfs@g1  ~3m  (critical path)
+         it is stopped: deallocated to resize to Standard_D4s_v5 (its current hardware cannot host that size) and started again, so that it serves
+         ~ power_state = "stopped" -> "running"
+         ~ size        = "Standard_E8s_v5" -> "Standard_D4s_v5"
+
+    Plan: 1 to update (1 step).
+    Estimated duration: 3m.
+    Critical path:
+         update vm.nfs@g1 (3m)
+    --- deallocating, on its way
+    No changes: the world matches the spec.
+
+    --- a power state ARM did not give
+    No changes: the world matches the spec.
+    "#);
+
+    // Applied, the VM reads running: the next plan has no changes.
+    let spec = spec(&[("small.toml", SMALL)]);
+    let before = with_attribute(
+        &small_converged(&spec),
+        "vm.nfs@g1",
+        "power_state",
+        serde_json::json!("deallocated"),
+    );
+    let rules = ferry_providers::rule_book();
+    let plan = ferry_plan::plan(&spec, &before, &rules, &PlanConfig::default()).unwrap();
+    let after = converge(&before, &plan, 1);
+    let again = ferry_plan::plan(&spec, &after, &rules, &PlanConfig::default()).unwrap();
+    assert!(
+        again.is_empty(),
+        "{}",
+        render::text(&again, &TextOptions::default())
+    );
+}
+
+/// The old generation's VM, deallocated by the failover's fence, is retired and nothing else,
+/// while the failover is in progress (whatever its trigger reads now) and after it; the VM of
+/// the generation that serves is started when it reads deallocated.
+#[test]
+fn the_vm_a_failover_fenced_is_never_started_only_retired() {
+    let spec = data100();
+    let rules = ferry_providers::rule_book();
+    let plan = |snapshot: &Snapshot| {
+        ferry_plan::plan(&spec, snapshot, &rules, &PlanConfig::default())
+            .unwrap_or_else(|errors| panic!("{errors}"))
+    };
+    let in_progress = ferry_core::Failover {
+        from_generation: 1,
+        to_generation: 2,
+        trigger: "aks_cluster.hub@g1 is unhealthy: GET /readyz timed out after 5s".into(),
+    };
+    // Killed after the fence, with the API server still down or answering again.
+    let mut during = Vec::new();
+    for reading in ["observed-apiserver-down.json", "observed-healthy.json"] {
+        let mut fenced = with_attribute(
+            &data100_snapshot(reading),
+            "vm.nfs@g1",
+            "power_state",
+            serde_json::json!("deallocated"),
+        );
+        fenced.failover_in_progress = Some(in_progress.clone());
+        let plan = plan(&fenced);
+        let old: Vec<&str> = plan
+            .steps
+            .iter()
+            .filter(|step| step.address.to_string() == "vm.nfs@g1")
+            .map(|step| step.id.0.as_str())
+            .collect();
+        assert_eq!(old, ["vm.nfs@g1:retire"], "{reading}");
+        assert!(!starts_a_vm(&plan), "{reading}: {}", vm_steps(&plan));
+        during.push(vm_steps(&plan));
+    }
+    assert_eq!(during[0], during[1]);
+
+    // After it: generation 2 serves. Its VM reads deallocated (stopped in the portal), and the
+    // old one is still there, deallocated (its retirement has not run yet).
+    let before = data100_snapshot("observed-apiserver-down.json");
+    let mut after = converge(&before, &plan(&before), 2);
+    after.insert(
+        "check.prod_tls".parse().unwrap(),
+        Observation::present(Default::default()),
+    );
+    let after = with_attribute(
+        &after,
+        "vm.nfs@g2",
+        "power_state",
+        serde_json::json!("deallocated"),
+    );
+    let mut old_vm = before.get(&"vm.nfs@g1".parse().unwrap()).unwrap().clone();
+    if let Observation::Present { attributes, .. } = &mut old_vm {
+        attributes.insert("power_state".into(), serde_json::json!("deallocated"));
+    }
+    let mut after = after;
+    after.insert("vm.nfs@g1".parse().unwrap(), old_vm);
+    let after_plan = plan(&after);
+
+    insta::assert_snapshot!(format!(
+        "--- during the failover\n{}--- after it\n{}",
+        during[0],
+        render::text(&after_plan, &TextOptions { color: false }),
+    ), @r#"
+    --- during the failover
+    vm.nfs@g2:create: generation 2 is built beside generation 1 (failover)
+    vm.nfs@g1:retire: generation 2 serves now: generation 1 is retired
+    --- after it
+    1. ~ update vm.nfs@g2  ~1m
+         it is deallocated: started again, so that it serves
+         ~ power_state = "deallocated" -> "running"
+
+    2. ? wait check.prod_tls  ~10m  (critical path)
+         dns_record.prod changes: wait until the check passes again
+
+    3. - retire vm.nfs@g1  ~1m 30s  (critical path)
+         generation 2 serves now: generation 1 is retired
+         after 1, 2
+
+    Plan: 1 to update, 1 to wait, 1 to retire (3 steps).
+    Estimated duration: 11m 30s.
+    Critical path:
+         wait check.prod_tls (10m)
+      -> retire vm.nfs@g1 (1m 30s)
+    "#);
 }
