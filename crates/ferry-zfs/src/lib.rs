@@ -334,6 +334,9 @@ impl KindRules for ZfsPoolRules {
         )
         .input("host", json!(new_host.to_string()))
         .input("force", json!(!exportable && !exported))
+        // Asked over SSH right before the import: one that still answers with the pool
+        // imported was not fenced, whatever ARM says.
+        .input("fenced_hosts", json!([old_host.to_string()]))
         .after(fence)
         .after(StepId::new(&new_host, Action::Create));
         for disk in spec

@@ -763,7 +763,45 @@ impl StepTarget<'_> {
         StepOutcome { outputs }
     }
 
-    async fn import(&self, force: bool) -> Result<StepOutcome, ZfsError> {
+    /// Asks each host the plan fenced whether it still has the pool imported. ZFS on another
+    /// host cannot tell a live holder from a crashed one (a pool last used by another system
+    /// reads the same either way, and hosts cloned with one host id do not even read that), so
+    /// a fence that did not take effect (ARM says deallocated, the VM still runs) would
+    /// otherwise become a double import. A host that does not answer is taken as fenced: that
+    /// is what a fence looks like.
+    async fn held_by_fenced_host(
+        &self,
+        fenced: &[Host],
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Option<String> {
+        let command = command_line(["zpool", "list", "-H", "-o", "name", self.pool()]);
+        for other in fenced {
+            match other.connection.run_read_only(&command).await {
+                Ok(output) if output.success() => {
+                    return Some(format!(
+                        "{} still answers over SSH and lists it imported",
+                        other.instance
+                    ));
+                }
+                Ok(_) => progress(format!(
+                    "{} answers over SSH and does not hold the pool",
+                    other.instance
+                )),
+                Err(error) => progress(format!(
+                    "{} does not answer over SSH ({error}): fenced",
+                    other.instance
+                )),
+            }
+        }
+        None
+    }
+
+    async fn import(
+        &self,
+        force: bool,
+        fenced: &[Host],
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<StepOutcome, ZfsError> {
         let label = self.label();
         let host = self.host.instance.to_string();
         match pool_state(&self.host, self.pool()).await? {
@@ -819,6 +857,21 @@ impl StepTarget<'_> {
                 });
             }
             PoolState::Importable(_) => {}
+        }
+        if let Some(holder) = self.held_by_fenced_host(fenced, progress).await {
+            return Err(if force {
+                ZfsError::StillImportedAfterFence {
+                    pool: label,
+                    host,
+                    detail: holder,
+                }
+            } else {
+                ZfsError::ImportedElsewhere {
+                    pool: label,
+                    host,
+                    detail: holder,
+                }
+            });
         }
         let folder = self.host.device_folder.clone();
         let mut arguments = vec!["zpool", "import", "-d", folder.as_str()];
@@ -926,7 +979,7 @@ impl StepTarget<'_> {
         let (status, mut datasets) = match pool_state(&self.host, self.pool()).await? {
             PoolState::Imported { status, datasets } => (status, datasets),
             PoolState::Importable(_) => {
-                self.import(false).await?;
+                self.import(false, &[], &|_| {}).await?;
                 match pool_state(&self.host, self.pool()).await? {
                     PoolState::Imported { status, datasets } => (status, datasets),
                     _ => {
@@ -1057,7 +1110,31 @@ impl ZfsPoolProvider {
         match step.action {
             Action::Import => {
                 let force = context.inputs.get("force").and_then(Value::as_bool) == Some(true);
-                target.import(force).await
+                let mut fenced = Vec::new();
+                for text in context
+                    .inputs
+                    .get("fenced_hosts")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    let Ok(instance) = text.parse::<InstanceAddress>() else {
+                        continue;
+                    };
+                    match self.host(
+                        address,
+                        &target.settings,
+                        &instance,
+                        (context.outputs)(&instance),
+                    ) {
+                        Ok(host) => fenced.push(host),
+                        Err(error) => (context.progress)(format!(
+                            "{instance} cannot be asked whether it still holds the pool ({error}): relying on its fence"
+                        )),
+                    }
+                }
+                target.import(force, &fenced, context.progress).await
             }
             Action::Export => target.export().await,
             Action::Create => target.create().await,

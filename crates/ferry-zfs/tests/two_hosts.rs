@@ -198,18 +198,14 @@ async fn a_pool_held_by_a_live_host_is_imported_on_another_only_after_that_host_
     // B reads the pool exactly as it did while A held it: on separate hosts, what ZFS shows B
     // cannot tell a live holder from a crashed one, so only the fence makes -f safe.
     assert_eq!(fixture.read(2).await, on_b);
-    let imported = fixture
-        .apply(Action::Import, json!({"host": "vm.nfs@g2", "force": true}))
-        .await
-        .unwrap();
+    // As the plan gives it: A, fenced, is asked first and does not answer.
+    let import = json!({"host": "vm.nfs@g2", "force": true, "fenced_hosts": ["vm.nfs@g1"]});
+    let imported = fixture.apply(Action::Import, import.clone()).await.unwrap();
     assert_eq!(imported.outputs["host"], json!("vm.nfs@g2"));
     assert_eq!(imported.outputs["health"], json!("ONLINE"));
     assert_eq!(read_sums(&hosts.b.path(&hosts.mountpoint()), &sums), sums);
     // A retry of the step finds the pool imported and imports nothing.
-    fixture
-        .apply(Action::Import, json!({"host": "vm.nfs@g2", "force": true}))
-        .await
-        .unwrap();
+    fixture.apply(Action::Import, import).await.unwrap();
 
     // (4) B's own history: exactly one import, with -f, after A was gone.
     assert_eq!(hosts.holders(), ["ferry-host-b"]);
@@ -229,31 +225,32 @@ async fn a_pool_held_by_a_live_host_is_imported_on_another_only_after_that_host_
     );
 }
 
-/// FIXME(ferry-zfs): on separate hosts, ferry's provider performs a forced import while
-/// another host holds the pool. Its guard against that (`PoolState::ImportedElsewhere`, the
-/// `StillImportedAfterFence` refusal, and ARCHITECTURE's "the import is refused even with
-/// `force`") looks for the pool in `zpool list` on the importing host, which only finds it
-/// when the two hosts share one ZFS daemon; a real second host's ZFS lists it as importable
-/// with `-f`, as after a crash. The planner never gives `force` without a fence of every other
-/// host (the test above), so this needs a fence that did not take effect to happen: a VM that
-/// ARM reads as deallocated while it still runs. This test pins today's behaviour, asking each
-/// daemon itself; when the provider learns to refuse (ZFS's `multihost` property does it on
-/// OpenZFS 0.7 and later; zfs-fuse has no such thing), it should assert the refusal instead.
+/// A fence that did not take effect (ARM reads the old VM as deallocated while it still runs)
+/// must not become a double import. ZFS on B cannot tell a live holder from a crashed one: it
+/// lists the pool as importable with `-f` either way (and hosts cloned with one host id would
+/// not even need `-f`). So before importing, ferry asks every host the plan fenced whether it
+/// still holds the pool; A answers that it does, and the forced import is refused. Without
+/// that question (as before), B imported the pool while A held it: both daemons listed it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fixme_a_forced_import_on_a_second_host_is_performed_while_the_first_still_holds_the_pool()
-{
+async fn a_forced_import_is_refused_while_a_fenced_host_still_answers_with_the_pool_imported() {
     let hosts = TwoHosts::start(1);
     hosts.create_pool_on_a();
     let fixture = Fixture::new(&hosts);
     assert_eq!(hosts.holders(), ["ferry-host-a"]);
 
-    let forced = fixture
-        .apply(Action::Import, json!({"host": "vm.nfs@g2", "force": true}))
-        .await;
-    assert!(forced.is_ok(), "{forced:?}");
-    // A double import, for real: both daemons list the pool as theirs.
-    assert_eq!(hosts.holders(), ["ferry-host-a", "ferry-host-b"]);
-    let history = hosts.b.history(&hosts.pool).unwrap();
-    assert!(history.contains("zpool import -d"), "{history}");
-    assert!(history.contains(" -f "), "{history}");
+    let refused = fixture
+        .apply(
+            Action::Import,
+            json!({"host": "vm.nfs@g2", "force": true, "fenced_hosts": ["vm.nfs@g1"]}),
+        )
+        .await
+        .expect_err("a forced import while A still holds the pool must be refused")
+        .message;
+    insta::assert_snapshot!(
+        hosts.redact(&refused),
+        @"zfs_pool.[pool]: refused to import on vm.nfs@g2 although the plan fenced the other hosts: the pool is still imported by another host (vm.nfs@g1 still answers over SSH and lists it imported); make sure the fence took effect (the old VM deallocated), then apply again"
+    );
+    // Each daemon, asked itself: A still holds the pool, B never imported it.
+    assert_eq!(hosts.holders(), ["ferry-host-a"]);
+    assert_eq!(hosts.b.history(&hosts.pool), None);
 }
