@@ -7,10 +7,9 @@
 
 mod real_servers;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use ferry_servers::{public_address, simulator_addresses};
 use ferry_sim::Fault;
 use real_servers::*;
 
@@ -65,30 +64,7 @@ async fn data100_fails_over_through_the_cli_against_real_servers() {
 async fn an_unreachable_old_nfs_vm_is_fenced_and_the_pool_imported_with_force_after() {
     let mut world = World::start().await;
     let (files, sums) = world.build_generation_one();
-    let old_address: std::net::Ipv4Addr = public_address(
-        &world.simulator.dump_state(),
-        "data100-g1",
-        "data100-nfs-ssh",
-    )
-    .expect("the old NFS VM's address")
-    .parse()
-    .unwrap();
-    // zfs-fuse is one daemon for every "host": the old VM's loss is modelled as its ZFS
-    // letting go of the pool (as a deallocated VM's does) and its SSH address going away.
-    let export = Command::new("zpool")
-        .args(["export", "-f", POOL])
-        .output()
-        .unwrap();
-    assert!(
-        export.status.success(),
-        "{}",
-        String::from_utf8_lossy(&export.stderr)
-    );
-    let reachable: Vec<_> = simulator_addresses(16)
-        .into_iter()
-        .filter(|address| *address != old_address)
-        .collect();
-    world.sshd.listen_on(reachable).unwrap();
+    world.lose_nfs_host(1);
     world.break_api_server(1);
 
     let plan = world.saved_plan("failover.plan", &[]);
@@ -110,7 +86,7 @@ async fn an_unreachable_old_nfs_vm_is_fenced_and_the_pool_imported_with_force_af
     );
     // ARM still reads the old VM (only its network is gone), so its disks are detached
     // normally, after the deallocation; `ForceDetach` is for a VM that ARM itself cannot
-    // read (crates/ferry-plan's `failover_from_an_unreachable_host_forces_only_after_the_fence`).
+    // read (`an_old_nfs_vm_arm_cannot_read_is_force_detached_after_the_fence_once_arm_answers`).
     for disk in 0..4 {
         let detach = step(&plan, &format!("disk.home{disk}:detach"));
         assert_eq!(detach.inputs.get("detach_option"), None, "{}", detach.id);
@@ -125,6 +101,353 @@ async fn an_unreachable_old_nfs_vm_is_fenced_and_the_pool_imported_with_force_af
         .ferry(&["apply", "failover.plan"], false)
         .expect_code(0, "the failover apply");
     let events = world.simulator.events()[before..].to_vec();
+    assert_simulator_order(&events, 1, 2);
+    world.assert_served_from(2, &files, &sums);
+}
+
+/// The warning the plan shows on each forced detach.
+const FORCED: &str = "vm.nfs@g1 could not be read: the disk is force-detached after the fence";
+
+/// The old NFS VM's host is lost (no SSH, its pool let go), and ARM cannot read that VM at
+/// all. ferry reads each disk's lun from the VM that holds it, so the disks read `Unknown`
+/// too: `ferry plan` refuses rather than move a disk blind, says to make it readable and plan
+/// again, and nothing is changed. Once ARM answers, the plan detaches the disks normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_nfs_vm_arm_cannot_read_at_all_stops_the_plan_before_any_disk_moves() {
+    let mut world = World::start().await;
+    world.build_generation_one();
+    world.lose_nfs_host(1);
+    world.break_api_server(1);
+    // Every GET of the VM and of its instance view.
+    world.fail_arm_reads(&vm_path(1));
+    let before = world.simulator.events().len();
+
+    for arguments in [
+        &["plan", "data100", "-o", "failover.plan"][..],
+        &["apply", "data100", "--auto-approve"][..],
+    ] {
+        let refused = world
+            .ferry(arguments, true)
+            .expect_code(1, "a plan while ARM cannot read the old VM");
+        let shown = refused.shown();
+        for disk in 0..4 {
+            let error = refused
+                .stderr
+                .lines()
+                .find(|line| line.starts_with(&format!("error: disk.home{disk}: ")))
+                .unwrap_or_else(|| panic!("disk.home{disk} named: {shown}"));
+            assert!(
+                error.contains("its reading is unknown (GET ")
+                    && error.contains("/virtualMachines/data100-nfs-g1?")
+                    && error.contains("500 InternalServerError")
+                    && error.ends_with(
+                        "so ferry cannot tell which VM holds it: a disk is never moved blind"
+                    ),
+                "{error}"
+            );
+        }
+        assert!(
+            refused.stderr.contains(
+                "help: make it readable again (or find out why it is not) and plan again"
+            ) && refused.stderr.contains("no plan: 4 problems to fix first"),
+            "{shown}"
+        );
+        assert!(!refused.stdout.contains("Failover from"), "{shown}");
+    }
+    assert!(!world.work.join("failover.plan").exists());
+    let events = world.simulator.events();
+    assert!(
+        events[before..].iter().all(|event| event.method == "GET"),
+        "nothing was changed: {:#?}",
+        &events[before..]
+    );
+
+    // The blip passes: ARM reads the VM (still running: nothing fenced it), so its disks are
+    // detached normally after the fence.
+    world.simulator.clear_faults();
+    world.break_api_server(1);
+    let (shown, saved) = world.shown_and_saved_plan("failover.plan", &[]);
+    assert_failover_order(&saved.plan, 1, 2);
+    assert!(!shown.stdout.contains("force-detached"), "{}", shown.stdout);
+    for disk in 0..4 {
+        let detach = step(&saved.plan, &format!("disk.home{disk}:detach"));
+        assert_eq!(detach.inputs.get("detach_option"), None, "{}", detach.id);
+    }
+}
+
+/// The old NFS VM's host is lost and ARM can read the VM but not its instance view (the
+/// VM's state comes from the host), so the VM reads `Unknown` while each disk still names
+/// it as its holder. Sets that up and saves the failover plan, checking what it shows: the
+/// fence before every detach, each detach forced, the pool imported with `-f` after the
+/// fence. Returns generation 1's files and their checksums.
+fn a_forced_failover_plan(world: &mut World) -> (Vec<PathBuf>, BTreeMap<PathBuf, String>) {
+    let (files, sums) = world.build_generation_one();
+    world.lose_nfs_host(1);
+    world.break_api_server(1);
+    world.fail_arm_reads(&format!("{}/instanceView", vm_path(1)));
+
+    let (shown, saved) = world.shown_and_saved_plan("failover.plan", &[]);
+    let text = &shown.stdout;
+    assert!(
+        text.starts_with("Failover from generation 1 to generation 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: vm.nfs@g1: not retired, its reading is unknown (GET ")
+            && text.contains("/virtualMachines/data100-nfs-g1/instanceView?"),
+        "the plan says why the old VM is not read: {text}"
+    );
+    let fence = shown_step(text, "fence vm.nfs@g1");
+    for disk in 0..4 {
+        let detach = shown_step(text, &format!("detach disk.home{disk}"));
+        assert_eq!(detach.warnings(), vec![FORCED], "{:#?}", detach.lines);
+        assert_eq!(
+            detach.after(),
+            vec![fence.number],
+            "the detach waits for the fence: {:#?}",
+            detach.lines
+        );
+        assert!(detach.number > fence.number, "{text}");
+        let attach = shown_step(text, &format!("attach disk.home{disk}"));
+        assert!(attach.warnings().is_empty(), "{:#?}", attach.lines);
+    }
+    let import = shown_step(text, "import zfs_pool.home");
+    assert_eq!(
+        import.warnings(),
+        vec![
+            "the pool could not be exported from vm.nfs@g1: it is imported with -f, only after vm.nfs@g1 is fenced"
+        ],
+        "{:#?}",
+        import.lines
+    );
+    assert!(
+        import.after().contains(&fence.number),
+        "{:#?}",
+        import.lines
+    );
+    assert!(
+        text.contains("1 to fence, 4 to detach, 4 to move, 4 to attach, 1 to import"),
+        "{text}"
+    );
+
+    // The same, as the saved plan carries it to the apply.
+    let plan = &saved.plan;
+    assert_eq!(plan.failover.as_ref().map(|f| f.to_generation), Some(2));
+    assert_failover_order(plan, 1, 2);
+    assert!(!ids(plan).contains(&"zfs_pool.home:export".to_owned()));
+    for disk in 0..4 {
+        let detach = step(plan, &format!("disk.home{disk}:detach"));
+        assert_eq!(
+            detach.inputs.get("detach_option"),
+            Some(&serde_json::json!("ForceDetach")),
+            "{}",
+            detach.id
+        );
+    }
+    assert_eq!(
+        step(plan, "zfs_pool.home:import").inputs.get("force"),
+        Some(&serde_json::json!(true))
+    );
+    (files, sums)
+}
+
+/// The path a real operator takes with such a plan: `ferry apply FILE` during the blip. The
+/// fence cannot read the VM's power state, so it fails and is retried, and not one disk is
+/// detached meanwhile; ARM answers again before the retries run out, and the same apply
+/// deallocates the VM, force-detaches every disk from it, moves and attaches them, and
+/// imports the pool with `-f` on the new VM, only after the fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_nfs_vm_arm_cannot_read_is_force_detached_after_the_fence_once_arm_answers() {
+    let mut world = World::start().await;
+    let (files, sums) = a_forced_failover_plan(&mut world);
+    let events_before = world.simulator.events().len();
+    let journal_before = world.journal_records().len();
+
+    let log = world.work.join("apply.log");
+    let child = world
+        .command(&["apply", "failover.plan"], false)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let during_the_blip = wait_for_line(&log, "vm.nfs@g1:fence: attempt 1 failed");
+    // The blip passes; generation 1's API server stays down (clearing the faults brought it
+    // back).
+    world.simulator.clear_faults();
+    world.break_api_server(1);
+    assert!(
+        during_the_blip
+            .lines()
+            .find(|line| line.contains("vm.nfs@g1:fence: attempt 1 failed"))
+            .is_some_and(|line| line.contains("/instanceView?") && line.contains("500")),
+        "{during_the_blip}"
+    );
+    assert!(
+        !during_the_blip.contains(":detach: started"),
+        "no disk is detached while the fence has not run:\n{during_the_blip}"
+    );
+    let output = child.wait_with_output().unwrap();
+    let progress = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        output.status.success(),
+        "the apply finishes once ARM answers:\n{progress}"
+    );
+    assert!(progress.contains("Generation 2 serves"), "{progress}");
+    for disk in 0..4 {
+        assert!(
+            progress.lines().any(|line| line.ends_with(&format!(
+                "] disk.home{disk}:detach: force-detaching data100-home{disk} from data100-nfs-g1"
+            ))),
+            "disk.home{disk} force-detached:\n{progress}"
+        );
+    }
+
+    // ARM's record: the deallocation ended before the first detach was asked for, each disk
+    // moved once after its detach and attached after its move, so never on two VMs.
+    let events = world.simulator.events()[events_before..].to_vec();
+    assert_simulator_order(&events, 1, 2);
+    // ferry's journal: the import started only after the fence finished.
+    let journal = world.journal_records()[journal_before..].to_vec();
+    let position = |event: &str, id: &str| {
+        journal
+            .iter()
+            .position(|record| record["event"] == event && record["step"] == id)
+            .unwrap_or_else(|| panic!("no {event} of {id}: {journal:#?}"))
+    };
+    assert!(
+        position("step_finished", "vm.nfs@g1:fence")
+            < position("step_started", "zfs_pool.home:import")
+    );
+    // The pool's own record: after the host let go of it, one import, forced, from the new
+    // VM's disks, and no export.
+    let history = zpool_history();
+    let lost = history
+        .iter()
+        .rposition(|command| command.starts_with("zpool export -f"))
+        .expect("the lost host's export");
+    let after_loss = &history[lost + 1..];
+    let imports: Vec<&String> = after_loss
+        .iter()
+        .filter(|command| command.starts_with("zpool import"))
+        .collect();
+    assert_eq!(imports.len(), 1, "one import: {history:#?}");
+    assert!(
+        imports[0].contains(" -f") && imports[0].contains("data100-nfs-g2/scsi1"),
+        "imported with -f from the new VM's disks: {history:#?}"
+    );
+    assert!(
+        !after_loss
+            .iter()
+            .any(|command| command.starts_with("zpool export")),
+        "{history:#?}"
+    );
+    world.assert_served_from(2, &files, &sums);
+}
+
+/// The blip outlasts the fence's retries: the apply of the saved plan gives up at the fence,
+/// and not one disk is detached, moved or attached. Once ARM answers, that saved plan is
+/// refused (the old VM read `Unknown` when it was made and reads present now) with the
+/// operator told to plan again; the new plan, made while ARM reads the VM, detaches
+/// normally and finishes the failover the first apply started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blip_longer_than_the_fences_retries_detaches_nothing_and_a_new_plan_finishes() {
+    let mut world = World::start().await;
+    let (files, sums) = a_forced_failover_plan(&mut world);
+    let events_before = world.simulator.events().len();
+
+    let failed = world
+        .ferry(&["apply", "failover.plan"], false)
+        .expect_code(1, "the apply while ARM cannot read the old VM");
+    let report = failed.shown();
+    let fence = failed
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("  vm.nfs@g1:fence: "))
+        .unwrap_or_else(|| panic!("the report names the fence: {report}"));
+    assert!(
+        fence.contains("/instanceView?") && fence.ends_with("(gave up after 5 attempts)"),
+        "{fence}"
+    );
+    for disk in 0..4 {
+        for action in ["detach", "move", "attach"] {
+            assert!(
+                failed.stderr.contains(&format!(
+                    "disk.home{disk}:{action}: skipped, because vm.nfs@g1:fence failed"
+                )),
+                "disk.home{disk}:{action} skipped: {report}"
+            );
+        }
+    }
+    assert!(
+        failed
+            .stderr
+            .contains("zfs_pool.home:import: skipped, because vm.nfs@g1:fence failed")
+            && failed
+                .stderr
+                .contains("Run `ferry apply data100` again to resume"),
+        "{report}"
+    );
+    let events = world.simulator.events()[events_before..].to_vec();
+    assert!(
+        events.iter().all(|event| event.disks.is_empty()
+            && !event.path.ends_with(&format!("{}/deallocate", vm_path(1)))),
+        "no disk request and no deallocation: {events:#?}"
+    );
+
+    world.simulator.clear_faults();
+    world.break_api_server(1);
+    let refused_from = world.simulator.events().len();
+    let refused = world
+        .ferry(&["apply", "failover.plan"], false)
+        .expect_code(1, "the saved plan once ARM reads the old VM again");
+    let stale = refused
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("  vm.nfs@g1: was unknown: "))
+        .unwrap_or_else(|| panic!("the old VM's change is named: {}", refused.shown()));
+    assert!(stale.ends_with(", now present, healthy"), "{stale}");
+    assert!(
+        refused.stderr.starts_with(
+            "error: the world changed since this plan was made, so it is not applied:"
+        ) && refused.stderr.contains("make a new plan with ferry plan"),
+        "{}",
+        refused.shown()
+    );
+    assert!(
+        world.simulator.events()[refused_from..]
+            .iter()
+            .all(|event| event.method == "GET"),
+        "the refused apply only read"
+    );
+
+    let resumed = world
+        .ferry(&["apply", "data100", "--auto-approve"], true)
+        .expect_code(0, "the new plan's apply");
+    assert!(
+        resumed
+            .stdout
+            .starts_with("Failover from generation 1 to generation 2\n"),
+        "the same failover: {}",
+        resumed.shown()
+    );
+    let fence = shown_step(&resumed.stdout, "fence vm.nfs@g1");
+    for disk in 0..4 {
+        let detach = shown_step(&resumed.stdout, &format!("detach disk.home{disk}"));
+        assert!(detach.warnings().is_empty(), "{:#?}", detach.lines);
+        assert_eq!(detach.after(), vec![fence.number], "{:#?}", detach.lines);
+    }
+    assert!(
+        !resumed.stderr.contains("force-detaching"),
+        "{}",
+        resumed.shown()
+    );
+    assert!(
+        resumed.stderr.contains("Generation 2 serves"),
+        "{}",
+        resumed.shown()
+    );
+    let events = world.simulator.events()[events_before..].to_vec();
     assert_simulator_order(&events, 1, 2);
     world.assert_served_from(2, &files, &sums);
 }

@@ -240,6 +240,69 @@ impl World {
         });
     }
 
+    /// The old NFS host of `generation` is lost: its ZFS lets go of the pool (as a deallocated
+    /// VM's does; zfs-fuse is one daemon for every "host") and its SSH address goes away.
+    pub fn lose_nfs_host(&mut self, generation: u32) {
+        let address: std::net::Ipv4Addr = public_address(
+            &self.simulator.dump_state(),
+            &format!("data100-g{generation}"),
+            "data100-nfs-ssh",
+        )
+        .unwrap_or_else(|| panic!("no SSH address for the NFS VM of data100-g{generation}"))
+        .parse()
+        .unwrap();
+        let export = Command::new("zpool")
+            .args(["export", "-f", POOL])
+            .output()
+            .unwrap();
+        assert!(
+            export.status.success(),
+            "{}",
+            String::from_utf8_lossy(&export.stderr)
+        );
+        let reachable: Vec<_> = simulator_addresses(16)
+            .into_iter()
+            .filter(|other| *other != address)
+            .collect();
+        self.sshd.listen_on(reachable).unwrap();
+    }
+
+    /// ARM answers every GET of a path containing `path_contains` with a `500`, as in a
+    /// regional blip, until the simulator's faults are cleared.
+    pub fn fail_arm_reads(&self, path_contains: &str) {
+        self.simulator.inject(Fault::RawResponse {
+            method: Some("GET".into()),
+            path_contains: path_contains.to_owned(),
+            status: 500,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::json!({"error": {
+                "code": "InternalServerError",
+                "message": "the regional blip of this test: ARM cannot read this resource",
+            }})
+            .to_string(),
+            count: None,
+        });
+    }
+
+    /// `ferry plan data100 -o FILE`: what it showed, and the saved plan read back through the
+    /// library.
+    pub fn shown_and_saved_plan(&self, file: &str, extra: &[&str]) -> (Run, SavedPlan) {
+        let mut arguments = vec!["plan", "data100", "-o", file];
+        arguments.extend_from_slice(extra);
+        let shown = self.ferry(&arguments, true).expect_code(0, "ferry plan -o");
+        let text = std::fs::read_to_string(self.work.join(file)).unwrap();
+        (shown, SavedPlan::from_json(&text).unwrap())
+    }
+
+    /// The records of ferry's journal (`data100/.ferry/journal.jsonl`), in order.
+    pub fn journal_records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.work.join("data100/.ferry/journal.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
     /// `ferry plan -o FILE`, read back through the library.
     pub fn saved_plan(&self, file: &str, extra: &[&str]) -> Plan {
         let mut arguments = vec!["plan", "data100", "-o", file];
@@ -473,4 +536,80 @@ pub fn assert_simulator_order(events: &[SimEvent], from: u32, to: u32) {
             .all(|&attached| attached < deleted[0]),
         "the old group goes last: {events:#?}"
     );
+}
+
+/// The commands `zpool history` recorded for the tests' pool, oldest first.
+pub fn zpool_history() -> Vec<String> {
+    let output = Command::new("zpool")
+        .args(["history", POOL])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "zpool history {POOL}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' ').map(|(_, command)| command.to_owned()))
+        .filter(|command| command.starts_with("zpool ") || command.starts_with("zfs "))
+        .collect()
+}
+
+/// One step as `ferry plan` shows it (`colour never`): its number and its lines, the heading
+/// (` 8. > detach disk.home0  ~30s`) first.
+#[derive(Debug)]
+pub struct ShownStep<'t> {
+    pub number: usize,
+    pub lines: Vec<&'t str>,
+}
+
+impl ShownStep<'_> {
+    /// The step numbers of its `after` line, empty without one.
+    pub fn after(&self) -> Vec<usize> {
+        self.lines
+            .iter()
+            .find_map(|line| line.trim_start().strip_prefix("after "))
+            .map(|numbers| {
+                numbers
+                    .split(", ")
+                    .map(|number| number.parse().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Its `warning:` lines, without the prefix.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|line| line.trim_start().strip_prefix("warning: "))
+            .collect()
+    }
+}
+
+/// The step of the plan text whose heading names `heading` (`detach disk.home0`); its block
+/// ends at the blank line after it.
+pub fn shown_step<'t>(text: &'t str, heading: &str) -> ShownStep<'t> {
+    let lines: Vec<&str> = text.lines().collect();
+    for (index, line) in lines.iter().enumerate() {
+        let Some((number, rest)) = line.trim_start().split_once(". ") else {
+            continue;
+        };
+        let Ok(number) = number.parse::<usize>() else {
+            continue;
+        };
+        // `> detach disk.home0  ~30s`: the change's symbol, then the heading.
+        let Some((_, named)) = rest.split_once(' ') else {
+            continue;
+        };
+        if named == heading || named.starts_with(&format!("{heading} ")) {
+            let block = lines[index..]
+                .iter()
+                .take_while(|line| !line.trim().is_empty())
+                .copied()
+                .collect();
+            return ShownStep {
+                number,
+                lines: block,
+            };
+        }
+    }
+    panic!("no step `{heading}` in the plan shown:\n{text}");
 }
