@@ -15,7 +15,7 @@
 mod real_servers;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ferry_sim::SimEvent;
@@ -61,26 +61,12 @@ fn journal(world: &World) -> Vec<Value> {
         .collect()
 }
 
-/// The commands `zpool history` recorded for the tests' pool.
-fn pool_history() -> Vec<String> {
-    let output = Command::new("zpool")
-        .args(["history", POOL])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "zpool history {POOL}");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_once(' ').map(|(_, command)| command.to_owned()))
-        .filter(|command| command.starts_with("zpool ") || command.starts_with("zfs "))
-        .collect()
-}
-
 /// Kills the failover at `point`, recovers, and checks everything above.
 async fn kill_and_recover(point: KillPoint) {
     let world = World::start().await;
     let (files, sums) = world.build_generation_one();
     world.break_api_server(1);
-    let history_before = pool_history().len();
+    let history_before = zpool_history().len();
     let events_before = world.simulator.events().len();
     let journal_before = journal(&world).len();
 
@@ -150,7 +136,7 @@ async fn kill_and_recover(point: KillPoint) {
 
     // Files, DNS, TLS, the pool on the new VM's disks, the old group gone, nothing left to do.
     world.assert_served_from(2, &files, &sums);
-    check_pool_history(point, &pool_history()[history_before..]);
+    check_pool_history(point, &zpool_history()[history_before..]);
     check_simulator(point, &world.simulator.events()[events_before..]);
     check_journal(point, &journal(&world)[journal_before..], killed_records);
 }
