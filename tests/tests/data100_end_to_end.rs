@@ -54,6 +54,12 @@ async fn data100_fails_over_through_the_cli_against_real_servers() {
     }
     let events = world.simulator.events()[before..].to_vec();
     assert_simulator_order(&events, 1, 2);
+    // ARM read the old VM: a plain detach, never `ForceDetach`.
+    let records = ferry_sim::disk_records(&events);
+    assert!(
+        records.values().all(|record| !record.force_detached),
+        "{records:#?}"
+    );
     world.assert_served_from(2, &files, &sums);
 }
 
@@ -102,6 +108,12 @@ async fn an_unreachable_old_nfs_vm_is_fenced_and_the_pool_imported_with_force_af
         .expect_code(0, "the failover apply");
     let events = world.simulator.events()[before..].to_vec();
     assert_simulator_order(&events, 1, 2);
+    // ARM read the old VM: a plain detach, never `ForceDetach`.
+    let records = ferry_sim::disk_records(&events);
+    assert!(
+        records.values().all(|record| !record.force_detached),
+        "{records:#?}"
+    );
     world.assert_served_from(2, &files, &sums);
 }
 
@@ -307,6 +319,16 @@ async fn an_old_nfs_vm_arm_cannot_read_is_force_detached_after_the_fence_once_ar
     // moved once after its detach and attached after its move, so never on two VMs.
     let events = world.simulator.events()[events_before..].to_vec();
     assert_simulator_order(&events, 1, 2);
+    // And each of those detaches was a `ForceDetach`, as ARM received it.
+    let records = ferry_sim::disk_records(&events);
+    for disk in DISKS {
+        assert!(
+            records
+                .get(disk)
+                .is_some_and(|record| record.force_detached),
+            "{disk} force-detached: {records:#?}"
+        );
+    }
     // ferry's journal: the import started only after the fence finished.
     let journal = world.journal_records()[journal_before..].to_vec();
     let position = |event: &str, id: &str| {

@@ -10,6 +10,8 @@ use crate::SimEvent;
 pub struct DiskRecord {
     /// Positions of the accepted (2xx) VM writes that detach the disk.
     pub detach_requests: Vec<usize>,
+    /// Whether any of them was a `ForceDetach`.
+    pub force_detached: bool,
     /// Positions of the succeeded operations of those writes.
     pub detached: Vec<usize>,
     /// Positions of the accepted `moveResources` requests that carry the disk (not their
@@ -46,9 +48,12 @@ pub fn disk_records(events: &[SimEvent]) -> BTreeMap<String, DiskRecord> {
                 continue;
             };
             let record = records.entry(disk.to_owned()).or_default();
+            if action == "force-detach" && request {
+                record.force_detached = true;
+            }
             let positions = match (action, request) {
-                ("detach", true) => &mut record.detach_requests,
-                ("detach", false) => &mut record.detached,
+                ("detach" | "force-detach", true) => &mut record.detach_requests,
+                ("detach" | "force-detach", false) => &mut record.detached,
                 ("move", true) => &mut record.move_requests,
                 ("move", false) => &mut record.moved,
                 ("attach", true) => &mut record.attach_requests,

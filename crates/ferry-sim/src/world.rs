@@ -153,8 +153,9 @@ pub struct SimEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// What a request asks of managed disks, one entry per disk: `move NAME` (a move or its
-    /// validation), `attach NAME` and `detach NAME` (a VM write); an operation carries its
-    /// request's. Several disks can share one request.
+    /// validation), `attach NAME`, `detach NAME` and `force-detach NAME` (a VM write with
+    /// `detachOption: ForceDetach`); an operation carries its request's. Several disks can
+    /// share one request.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub disks: Vec<String>,
 }
@@ -742,7 +743,12 @@ impl World {
             .filter_map(|entry| {
                 let id = entry.pointer("/managedDisk/id").and_then(Value::as_str)?;
                 if entry.get("toBeDetached").and_then(Value::as_bool) == Some(true) {
-                    return Some(format!("detach {}", name_of(id)));
+                    let forced = entry
+                        .get("detachOption")
+                        .and_then(Value::as_str)
+                        .is_some_and(|option| option.eq_ignore_ascii_case("ForceDetach"));
+                    let action = if forced { "force-detach" } else { "detach" };
+                    return Some(format!("{action} {}", name_of(id)));
                 }
                 let holder = self
                     .resources
