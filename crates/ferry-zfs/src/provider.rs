@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_core::{
@@ -230,6 +231,10 @@ enum PoolState {
     Importable(ImportablePool),
     NotFound,
 }
+
+/// How long a host the plan fenced is given to accept an SSH connection before it counts as
+/// fenced.
+const FENCED_HOST_CONNECT: Duration = Duration::from_secs(5);
 
 /// The host a read or step works on, from its VM's outputs.
 #[derive(Debug, Clone)]
@@ -776,7 +781,16 @@ impl StepTarget<'_> {
     ) -> Option<String> {
         let command = command_line(["zpool", "list", "-H", "-o", "name", self.pool()]);
         for other in fenced {
-            match other.connection.run_read_only(&command).await {
+            // A fenced VM's address usually drops packets: a short connect timeout, so that
+            // the question costs seconds on the recovery's critical path, not the full 15.
+            let asked = SshConnection::new(
+                other.connection.target().clone(),
+                SshTimeouts {
+                    connect: FENCED_HOST_CONNECT.min(other.connection.timeouts().connect),
+                    command: Duration::from_secs(30),
+                },
+            );
+            match asked.run_read_only(&command).await {
                 Ok(output) if output.success() => {
                     return Some(format!(
                         "{} still answers over SSH and lists it imported",

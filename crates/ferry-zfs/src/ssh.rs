@@ -201,6 +201,10 @@ impl SshConnection {
         &self.target
     }
 
+    pub fn timeouts(&self) -> SshTimeouts {
+        self.timeouts
+    }
+
     /// Runs a command line (already quoted) on the host. A dropped connection is reported, not
     /// retried: whether running the command again is safe is the caller's call.
     pub async fn run(&self, command: &str) -> Result<CommandOutput, SshError> {
