@@ -12,9 +12,11 @@
 //!
 //! After a change, `wait` confirms that the zone's authority answers the new values, and
 //! `wait_for_ttl` then waits out the TTL of the values the change replaced, which the
-//! provider knows from its own read at the start of the step. That wait is journaled as soon
-//! as the values are replaced (a token, see the `old_ttl` module), so that an interrupted
-//! apply's next attempt waits out the rest even though it finds the record already changed.
+//! provider knows from its own read at the start of the step. A delete step carries no inputs,
+//! so a record's outputs keep the `wait` and `wait_for_ttl` of its last change, and its delete
+//! waits as they say. The wait for the old TTL is journaled as soon as the values are replaced
+//! (a token, see the `old_ttl` module), so that an interrupted apply's next attempt waits out
+//! the rest even though it finds the record already changed.
 
 pub mod azure;
 pub mod backend;

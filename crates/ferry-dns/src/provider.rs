@@ -323,6 +323,21 @@ fn attributes(
     attributes
 }
 
+/// The outputs of a create, update or replace, which the state remembers: the record set as
+/// written, and what a later delete of it must do beyond deleting it. A delete step carries no
+/// inputs (the planner gives none to a delete, whether the spec says `ensure = "absent"` or
+/// dropped the record), so without `wait` and `wait_for_ttl` here it would fall back to their
+/// defaults and never wait for the old TTL. They steer ferry and are not attributes of the
+/// record set: `read` never reports them, even for a record read from what the state
+/// remembers, and the planner never compares the spec's with a reading
+/// (`DnsRecordRules::is_observed`).
+fn written_outputs(fields: &Attributes, wanted: &Wanted, written: &RecordSet) -> Attributes {
+    let mut outputs = attributes(fields, &wanted.key, written, Some(&written.values));
+    outputs.insert("wait".to_owned(), json!(wanted.wait));
+    outputs.insert("wait_for_ttl".to_owned(), json!(wanted.wait_for_ttl));
+    outputs
+}
+
 fn ownership_refusal(
     backend: &dyn DnsBackend,
     key: &RecordKey,
@@ -424,7 +439,8 @@ impl Provider for DnsRecordProvider {
                 step.action
             )));
         }
-        // A delete step carries no inputs: the record is the one the state remembers.
+        // A delete step carries no inputs: the record is the one the state remembers, with the
+        // `wait` and `wait_for_ttl` of its last change (see `written_outputs`).
         let remembered;
         let fields = if context.inputs.contains_key("zone") {
             context.inputs
@@ -568,7 +584,7 @@ impl Provider for DnsRecordProvider {
             wait_out(wait, key, start, context.progress).await;
         }
         Ok(StepOutcome {
-            outputs: attributes(fields, key, &desired, Some(&desired.values)),
+            outputs: written_outputs(fields, &wanted, &desired),
         })
     }
 }

@@ -396,3 +396,117 @@ async fn wait_for_ttl_waits_out_the_replaced_values_ttl_and_reports_it() {
         recorder.lines()
     );
 }
+
+/// A delete as a real plan delivers it: the planner gives a delete step no inputs (whether the
+/// spec dropped the record or says `ensure = "absent"`), so what it waits for comes from the
+/// outputs the state remembers of the record's last change.
+#[tokio::test]
+async fn a_delete_without_inputs_waits_out_the_old_ttl_as_the_remembered_outputs_say() {
+    let bind = Bind::start();
+    let provider = provider(bind.zones());
+    let recorder = Recorder::default();
+    let mut fields = inputs("leaving", "A", 3, &["127.0.0.72"]);
+    fields["wait_for_ttl"] = json!(true);
+    let create = step("leaving", Action::Create, fields.clone());
+    let outcome = recorder.apply(&provider, &create).await.unwrap();
+    assert_eq!(outcome.outputs["wait"], json!(true));
+    assert_eq!(outcome.outputs["wait_for_ttl"], json!(true));
+
+    // They steer ferry and are not the record set's: a reading never carries them, neither
+    // from the spec's fields nor from the remembered outputs of a record the spec dropped.
+    let observed = read(&provider, "leaving", fields).await;
+    let remembered = {
+        let spec = ResourceSpec::new("dns_record.leaving".parse().unwrap());
+        let instance = spec.address.at(None);
+        provider
+            .read(ReadContext {
+                spec: &spec,
+                instance: &instance,
+                fields: &Attributes::new(),
+                remembered: Some(&outcome.outputs),
+                outputs: &|_| None,
+            })
+            .await
+    };
+    for observation in [&observed, &remembered] {
+        assert!(observation.is_healthy(), "{observation:?}");
+        assert_eq!(
+            observation.attribute("values"),
+            Some(&json!(["127.0.0.72"]))
+        );
+        assert_eq!(observation.attribute("wait"), None, "{observation:?}");
+        assert_eq!(
+            observation.attribute("wait_for_ttl"),
+            None,
+            "{observation:?}"
+        );
+    }
+
+    let delete = step("leaving", Action::Delete, json!({}));
+    let before = recorder.lines().len();
+    let started = std::time::Instant::now();
+    recorder.apply(&provider, &delete).await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(bind.dig("leaving", "A").is_empty());
+    let lines = recorder.lines()[before..].to_vec();
+    let answered = lines
+        .iter()
+        .position(|line| line.starts_with("leaving.ferry.test A: the primary answers no records"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let waiting = lines
+        .iter()
+        .position(|line| {
+            line == "leaving.ferry.test A: waiting 3s, the old ttl, so that resolvers' cached answers expire"
+        })
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(answered < waiting, "{lines:?}");
+    assert_eq!(
+        lines.last().unwrap(),
+        "leaving.ferry.test A: the old ttl (3s) has passed; resolvers no longer hold the old values"
+    );
+    // A sleep never ends early: a lower bound, not a timing.
+    assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
+    // The wait was journaled as it began, so an interrupted delete resumes it.
+    let operations = recorder.operations();
+    let token: serde_json::Value = serde_json::from_str(operations.last().unwrap()).unwrap();
+    assert_eq!(token["wait_for_old_ttl"]["replaced"], json!(["127.0.0.72"]));
+    assert_eq!(token["wait_for_old_ttl"]["ttl"], json!(3));
+}
+
+/// The remembered `wait_for_ttl` is the last change's: a record whose last update turned it
+/// off is deleted without the wait, as the spec said at that change.
+#[tokio::test]
+async fn a_delete_without_inputs_follows_the_last_changes_wait_for_ttl() {
+    let bind = Bind::start();
+    let provider = provider(bind.zones());
+    let recorder = Recorder::default();
+    let mut waiting = inputs("leaving", "A", 3, &["127.0.0.73"]);
+    waiting["wait_for_ttl"] = json!(true);
+    let create = step("leaving", Action::Create, waiting);
+    recorder.apply(&provider, &create).await.unwrap();
+    let update = step(
+        "leaving",
+        Action::Update,
+        inputs("leaving", "A", 3, &["127.0.0.74"]),
+    );
+    let outcome = recorder.apply(&provider, &update).await.unwrap();
+    assert_eq!(outcome.outputs["wait_for_ttl"], json!(false));
+
+    let delete = step("leaving", Action::Delete, json!({}));
+    let before = recorder.lines().len();
+    recorder.apply(&provider, &delete).await.unwrap();
+    assert!(bind.dig("leaving", "A").is_empty());
+    let lines = recorder.lines()[before..].to_vec();
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("leaving.ferry.test A: the primary answers no records"),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|line| line.contains("old ttl")),
+        "{lines:?}"
+    );
+    assert!(recorder.operations().is_empty());
+}

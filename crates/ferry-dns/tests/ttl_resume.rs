@@ -173,13 +173,10 @@ async fn a_delete_interrupted_during_the_wait_is_resumed_although_the_record_is_
     );
     setup.apply(&provider, &create).await.unwrap();
 
-    // A delete step given the record's fields, wait_for_ttl among them.
-    let delete = step(
-        "leaving",
-        Action::Delete,
-        waiting("leaving", 3, &["127.0.0.82"]),
-    );
-    let interrupted = Recorder::default();
+    // A delete step as a real plan gives it, with no inputs: wait_for_ttl comes from the
+    // outputs the state remembers of the create, in both attempts.
+    let delete = step("leaving", Action::Delete, json!({}));
+    let interrupted = setup.next_apply();
     interrupt_during_the_wait(&interrupted, &provider, &delete).await;
     assert!(bind.dig("leaving", "A").is_empty());
     let recorded = interrupted.operations().last().unwrap().clone();
@@ -188,7 +185,7 @@ async fn a_delete_interrupted_during_the_wait_is_resumed_although_the_record_is_
     assert_eq!(wait["replaced"], json!(["127.0.0.82"]));
     assert_eq!(wait["ttl"], json!(3));
 
-    let resumed = Recorder::default();
+    let resumed = interrupted.next_apply();
     let started = Instant::now();
     resumed
         .apply_resuming(&provider, &delete, Some(&recorded))

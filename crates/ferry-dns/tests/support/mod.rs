@@ -296,6 +296,15 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder for a later apply on the same state: no lines or operations yet, and the
+    /// outputs this one remembers (what a delete step, which carries no inputs, works from).
+    pub fn next_apply(&self) -> Recorder {
+        Recorder {
+            outputs: Mutex::new(self.outputs.lock().unwrap().clone()),
+            ..Recorder::default()
+        }
+    }
+
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
