@@ -47,9 +47,11 @@ pub fn describe(kind: &EventKind) -> Option<String> {
         EventKind::StepStarted {
             step,
             resume_operation: Some(operation),
-        } => format!("{step}: resumed, polling {operation}"),
+        } => format!("{step}: resumed from what an earlier apply recorded: {operation}"),
         EventKind::StepProgress { step, line } => format!("{step}: {line}"),
-        EventKind::StepOperation { step, url } => format!("{step}: operation {url}"),
+        // What a provider records is its own: an ARM operation to poll, a DNS record's wait
+        // for its old TTL, ...; these two lines name it without saying which.
+        EventKind::StepOperation { step, url } => format!("{step}: recorded to resume from: {url}"),
         EventKind::StepRetrying {
             step,
             attempt,
@@ -219,5 +221,35 @@ mod tests {
         }
         assert!(view.spinners.lock().unwrap().is_empty());
         assert_eq!(clock(Duration::from_secs(3725)), "01:02:05");
+    }
+
+    #[test]
+    fn what_a_step_records_and_resumes_from_is_named_the_same_for_every_provider() {
+        let dns = StepId("dns_record.hub:update".to_owned());
+        let token = r#"{"wait_for_old_ttl":{"fqdn":"hub.data100.example.org","type":"A","replaced":["20.1.2.3"],"ttl":300,"until_unix":1767225900}}"#;
+        let vm = StepId("vm.nfs@g1:fence".to_owned());
+        let operation = r#"{"method":"POST","resource_url":"https://management.azure.com/x/deallocate","status_url":"https://management.azure.com/op"}"#;
+        let lines: Vec<String> = [(dns, token), (vm, operation)]
+            .into_iter()
+            .flat_map(|(step, recorded)| {
+                [
+                    EventKind::StepOperation {
+                        step: step.clone(),
+                        url: recorded.to_owned(),
+                    },
+                    EventKind::StepStarted {
+                        step,
+                        resume_operation: Some(recorded.to_owned()),
+                    },
+                ]
+            })
+            .filter_map(|kind| describe(&kind))
+            .collect();
+        insta::assert_snapshot!(lines.join("\n"), @r#"
+        dns_record.hub:update: recorded to resume from: {"wait_for_old_ttl":{"fqdn":"hub.data100.example.org","type":"A","replaced":["20.1.2.3"],"ttl":300,"until_unix":1767225900}}
+        dns_record.hub:update: resumed from what an earlier apply recorded: {"wait_for_old_ttl":{"fqdn":"hub.data100.example.org","type":"A","replaced":["20.1.2.3"],"ttl":300,"until_unix":1767225900}}
+        vm.nfs@g1:fence: recorded to resume from: {"method":"POST","resource_url":"https://management.azure.com/x/deallocate","status_url":"https://management.azure.com/op"}
+        vm.nfs@g1:fence: resumed from what an earlier apply recorded: {"method":"POST","resource_url":"https://management.azure.com/x/deallocate","status_url":"https://management.azure.com/op"}
+        "#);
     }
 }

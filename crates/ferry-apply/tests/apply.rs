@@ -411,10 +411,10 @@ async fn an_interrupted_apply_resumes_from_its_journal() {
     insta::assert_snapshot!(lines.join("\n"), @r"
     [00:00:00] apply resumed: 3 steps, 1 already done
     [00:00:00] vm.a@g2:create: already done
-    [00:00:00] disk.b:attach: resumed, polling memory://operations/disk.b:attach
+    [00:00:00] disk.b:attach: resumed from what an earlier apply recorded: memory://operations/disk.b:attach
     [00:01:40] disk.b:attach: done in 1m 40s
     [00:01:40] hook.c:run: started
-    [00:01:40] hook.c:run: operation memory://operations/hook.c:run
+    [00:01:40] hook.c:run: recorded to resume from: memory://operations/hook.c:run
     [00:01:50] hook.c:run: done in 10s
     [00:01:50] apply finished: 2 done, 1 already done
     ");
