@@ -158,6 +158,37 @@ impl DnsRecordProvider {
     }
 
     /// Reads the backend until it answers `expected` (or no record set, for `None`).
+    /// After a change (or finding it made): records the old values' TTL as owed, as soon as
+    /// they are gone; with `wanted.wait`, waits until the primary answers `expected` (`None`: no
+    /// records) and records the wait again, since the TTL counts from then; then waits out
+    /// what is owed, by this change or by an interrupted earlier attempt (`resumed`).
+    async fn settle(
+        &self,
+        backend: &dyn DnsBackend,
+        wanted: &Wanted,
+        expected: Option<&RecordSet>,
+        replaced: Option<&RecordSet>,
+        resumed: Option<OldTtlWait>,
+        context: &ApplyContext<'_>,
+    ) -> Result<(), StepError> {
+        let key = &wanted.key;
+        let mut owed = owe_old_ttl(key, replaced, resumed, context.record_operation);
+        if wanted.wait {
+            self.wait_for(backend, key, expected, context.progress)
+                .await?;
+            owed = owe_old_ttl(key, replaced, owed, context.record_operation);
+        }
+        if let Some(owed) = &owed {
+            let start = if replaced.is_some() {
+                WaitStart::Fresh
+            } else {
+                WaitStart::Resumed
+            };
+            wait_out(owed, key, start, context.progress).await;
+        }
+        Ok(())
+    }
+
     async fn wait_for(
         &self,
         backend: &dyn DnsBackend,
@@ -490,21 +521,8 @@ impl Provider for DnsRecordProvider {
             // Recorded as soon as the values are gone, so that an interruption while the
             // primary is checked still leaves the wait owed.
             let replaced = reading.record_set.as_ref().filter(|_| wanted.wait_for_ttl);
-            let mut owed = owe_old_ttl(key, replaced, resumed, context.record_operation);
-            if wanted.wait {
-                self.wait_for(backend.as_ref(), key, None, context.progress)
-                    .await?;
-                // The TTL counts from when the primary answers without the values.
-                owed = owe_old_ttl(key, replaced, owed, context.record_operation);
-            }
-            if let Some(wait) = &owed {
-                let start = if replaced.is_some() {
-                    WaitStart::Fresh
-                } else {
-                    WaitStart::Resumed
-                };
-                wait_out(wait, key, start, context.progress).await;
-            }
+            self.settle(backend.as_ref(), &wanted, None, replaced, resumed, &context)
+                .await?;
             return Ok(StepOutcome::default());
         }
 
@@ -568,21 +586,15 @@ impl Provider for DnsRecordProvider {
             .record_set
             .as_ref()
             .filter(|_| wanted.wait_for_ttl && !already);
-        let mut owed = owe_old_ttl(key, replaced, resumed, context.record_operation);
-        if wanted.wait {
-            self.wait_for(backend.as_ref(), key, Some(&desired), context.progress)
-                .await?;
-            // The TTL counts from when the primary answers the new values.
-            owed = owe_old_ttl(key, replaced, owed, context.record_operation);
-        }
-        if let Some(wait) = &owed {
-            let start = if replaced.is_some() {
-                WaitStart::Fresh
-            } else {
-                WaitStart::Resumed
-            };
-            wait_out(wait, key, start, context.progress).await;
-        }
+        self.settle(
+            backend.as_ref(),
+            &wanted,
+            Some(&desired),
+            replaced,
+            resumed,
+            &context,
+        )
+        .await?;
         Ok(StepOutcome {
             outputs: written_outputs(fields, &wanted, &desired),
         })
