@@ -355,10 +355,9 @@ fn attributes(
 }
 
 /// The outputs of a create, update or replace, which the state remembers: the record set as
-/// written, and what a later delete of it must do beyond deleting it. A delete step carries no
-/// inputs (the planner gives none to a delete, whether the spec says `ensure = "absent"` or
-/// dropped the record), so without `wait` and `wait_for_ttl` here it would fall back to their
-/// defaults and never wait for the old TTL. They steer ferry and are not attributes of the
+/// written, and what a later delete of it must do beyond deleting it. The delete of a record
+/// the spec dropped carries no inputs, so without `wait` and `wait_for_ttl` here it would fall
+/// back to their defaults and never wait for the old TTL. They steer ferry and are not attributes of the
 /// record set: `read` never reports them, even for a record read from what the state
 /// remembers, and the planner never compares the spec's with a reading
 /// (`DnsRecordRules::is_observed`).
@@ -470,8 +469,9 @@ impl Provider for DnsRecordProvider {
                 step.action
             )));
         }
-        // A delete step carries no inputs: the record is the one the state remembers, with the
-        // `wait` and `wait_for_ttl` of its last change (see `written_outputs`).
+        // A delete the spec asks for (`ensure = "absent"`) carries the spec's literal fields;
+        // one of a record the spec dropped carries none: the record is the one the state
+        // remembers, with the `wait` and `wait_for_ttl` of its last change (`written_outputs`).
         let remembered;
         let fields = if context.inputs.contains_key("zone") {
             context.inputs

@@ -473,6 +473,42 @@ async fn a_delete_without_inputs_waits_out_the_old_ttl_as_the_remembered_outputs
     assert_eq!(token["wait_for_old_ttl"]["ttl"], json!(3));
 }
 
+/// A record the spec says `ensure = "absent"` that ferry's state forgot (a lost state file):
+/// the delete works from the spec's literal fields, which the planner gives it, and waits as
+/// the spec says; its values come from another step's output, so the planner left them out.
+#[tokio::test]
+async fn an_absent_record_the_state_forgot_is_deleted_from_the_specs_fields() {
+    let bind = Bind::start();
+    let provider = provider(bind.zones());
+    Recorder::default()
+        .apply(
+            &provider,
+            &step(
+                "forgotten",
+                Action::Create,
+                inputs("forgotten", "A", 2, &["127.0.0.73"]),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bind.dig("forgotten", "A"), ["127.0.0.73"]);
+
+    let forgetful = Recorder::default();
+    let delete = step(
+        "forgotten",
+        Action::Delete,
+        json!({"zone": ZONE, "name": "forgotten", "type": "A", "ttl": 2, "wait_for_ttl": true}),
+    );
+    forgetful.apply(&provider, &delete).await.unwrap();
+    assert!(bind.dig("forgotten", "A").is_empty());
+    let lines = forgetful.lines();
+    assert_eq!(
+        lines.last().unwrap(),
+        "forgotten.ferry.test A: the old ttl (2s) has passed; resolvers no longer hold the old values",
+        "{lines:?}"
+    );
+}
+
 /// The remembered `wait_for_ttl` is the last change's: a record whose last update turned it
 /// off is deleted without the wait, as the spec said at that change.
 #[tokio::test]

@@ -463,10 +463,16 @@ impl<'a> Builder<'a> {
                         return;
                     }
                     let reason = "the spec says ensure = \"absent\"";
-                    self.push(
-                        StepDraft::new(instance, Action::Delete, reason),
-                        Some(resource),
-                    );
+                    let mut draft = StepDraft::new(instance, Action::Delete, reason);
+                    // The spec's literal fields, so that the provider can find what it deletes
+                    // (and how, such as a record's wait for its old ttl) when ferry's state
+                    // forgot it; a value from another step's output is left out, since a
+                    // delete never waits for one.
+                    draft.inputs = desired
+                        .into_iter()
+                        .filter(|(_, value)| value::unresolved(value).is_empty())
+                        .collect();
+                    self.push(draft, Some(resource));
                 }
                 Observation::Unknown { reason } => self.notes.push(format!(
                     "{instance}: not deleted, its reading is unknown ({reason})"

@@ -1029,3 +1029,46 @@ fn the_vm_a_failover_fenced_is_never_started_only_retired() {
       -> retire vm.nfs@g1 (1m 30s)
     "#);
 }
+
+/// A delete the spec asks for (`ensure = "absent"`) carries the spec's literal fields, so that
+/// the provider finds what it deletes even when ferry's state forgot it; a value that waits on
+/// another step's output is left out, since a delete never waits for one.
+#[test]
+fn a_delete_the_spec_asks_for_carries_its_literal_fields() {
+    let absent_spec = SMALL.replace(
+        "lun = 0\n",
+        "lun = 0\ntags = { nfs = \"${vm.nfs.private_ip}\", team = \"data\" }\nensure = \"absent\"\nallow_destroy = true\n",
+    );
+    let spec = spec(&[("small.toml", &absent_spec)]);
+    let converged = small_converged(&support::spec(&[("small.toml", SMALL)]));
+    let plan = ferry_plan::plan(
+        &spec,
+        &converged,
+        &ferry_providers::rule_book(),
+        &PlanConfig {
+            allow_destroy: true,
+            ..PlanConfig::default()
+        },
+    )
+    .unwrap();
+    let delete = plan
+        .steps
+        .iter()
+        .find(|step| step.id.0 == "disk.data:delete")
+        .expect("the disk's delete");
+    let mut inputs: Vec<String> = delete
+        .inputs
+        .iter()
+        .map(|(name, value)| format!("{name} = {value}"))
+        .collect();
+    inputs.sort();
+    // The tags wait on the VM's private_ip: left out, whole.
+    insta::assert_snapshot!(inputs.join("\n"), @r#"
+    location = "westeurope"
+    lun = 0
+    name = "small-data"
+    resource_group = "resource_group.main@g1"
+    size_gb = 256
+    vm = "vm.nfs@g1"
+    "#);
+}
