@@ -25,6 +25,7 @@
 //! Where the pool is imported is asked of each daemon with its own `zpool list` and `zpool
 //! history`, never through ferry's code.
 
+mod support;
 mod zfs_hosts;
 
 use ferry_core::provider::{FieldError, FieldSchema, OutputSchema};
@@ -143,7 +144,7 @@ async fn a_pool_held_by_a_live_host_is_imported_on_another_only_after_that_host_
     let mut hosts = TwoHosts::start(2);
     hosts.create_pool_on_a();
     let sums = write_files(&hosts.a.path(&hosts.mountpoint()));
-    let fixture = Fixture::new(&hosts);
+    let fixture = fixture(&hosts);
     assert_eq!(hosts.holders(), ["ferry-host-a"]);
 
     // Host A answers and holds the pool.
@@ -235,7 +236,7 @@ async fn a_pool_held_by_a_live_host_is_imported_on_another_only_after_that_host_
 async fn a_forced_import_is_refused_while_a_fenced_host_still_answers_with_the_pool_imported() {
     let hosts = TwoHosts::start(1);
     hosts.create_pool_on_a();
-    let fixture = Fixture::new(&hosts);
+    let fixture = fixture(&hosts);
     assert_eq!(hosts.holders(), ["ferry-host-a"]);
 
     let refused = fixture

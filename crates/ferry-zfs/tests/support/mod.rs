@@ -337,17 +337,33 @@ pub fn host(generation: u32) -> InstanceAddress {
 
 impl Fixture {
     pub fn new(sshd: &Sshd, disks: &Disks, extra_fields: Value) -> Fixture {
-        let mut spec = ResourceSpec::new(format!("zfs_pool.{}", disks.pool).parse().unwrap());
-        let disk_names: Vec<String> = (0..disks.files.len())
-            .map(|lun| format!("disk.d{lun}"))
-            .collect();
+        Fixture::for_hosts(
+            &disks.pool,
+            disks.files.len(),
+            (sshd.port, &sshd.user_key, &sshd.known_hosts),
+            [("127.0.0.1", &disks.host_a), ("127.0.0.1", &disks.host_b)],
+            extra_fields,
+        )
+    }
+
+    /// The pool `pool` on disks `disk.d0..`, reached over SSH as `(port, user key, known
+    /// hosts)`, with host g1 at the first `(address, device folder)` and g2 at the second.
+    pub fn for_hosts(
+        pool: &str,
+        disk_count: usize,
+        (port, user_key, known_hosts): (u16, &Path, &Path),
+        hosts: [(&str, &Path); 2],
+        extra_fields: Value,
+    ) -> Fixture {
+        let mut spec = ResourceSpec::new(format!("zfs_pool.{pool}").parse().unwrap());
+        let disk_names: Vec<String> = (0..disk_count).map(|lun| format!("disk.d{lun}")).collect();
         let mut fields = json!({
             "host": "vm.nfs",
             "disks": disk_names,
             "ssh_user": "root",
-            "ssh_port": sshd.port,
-            "ssh_key_file": sshd.user_key.display().to_string(),
-            "known_hosts": sshd.known_hosts.display().to_string(),
+            "ssh_port": port,
+            "ssh_key_file": user_key.display().to_string(),
+            "known_hosts": known_hosts.display().to_string(),
         });
         for (key, value) in extra_fields.as_object().into_iter().flatten() {
             fields[key] = value.clone();
@@ -356,11 +372,11 @@ impl Fixture {
             spec = spec.with(key, value.clone());
         }
         let mut outputs = BTreeMap::new();
-        for (generation, folder) in [(1, &disks.host_a), (2, &disks.host_b)] {
+        for (generation, (address, folder)) in (1..).zip(hosts) {
             outputs.insert(
                 host(generation),
                 serde_json::from_value(json!({
-                    "private_ip": "127.0.0.1",
+                    "private_ip": address,
                     "device_folder": folder.display().to_string(),
                 }))
                 .unwrap(),

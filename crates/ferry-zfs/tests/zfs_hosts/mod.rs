@@ -29,11 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_core::{
-    Action, ApplyContext, Attributes, InstanceAddress, Observation, Provider, ReadContext,
-    ResourceSpec, Step, StepError, StepId, StepOutcome,
-};
-use ferry_zfs::{ZfsPoolProvider, ZfsProviderConfig};
+pub use crate::support::Fixture;
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -461,105 +457,15 @@ pub fn read_sums(folder: &Path, names: &BTreeMap<String, String>) -> BTreeMap<St
         .collect()
 }
 
-pub fn host(generation: u32) -> InstanceAddress {
-    format!("vm.nfs@g{generation}").parse().unwrap()
-}
-
-/// A zfs_pool resource and ferry's real provider, with host g1 at host A's address and g2 at
+/// ferry's real provider for the hosts' pool, with host g1 at host A's address and g2 at
 /// host B's, both seeing the disks in the same device folder.
-pub struct Fixture {
-    pub spec: ResourceSpec,
-    pub provider: ZfsPoolProvider,
-    pub outputs: BTreeMap<InstanceAddress, Attributes>,
-}
-
-impl Fixture {
-    pub fn new(hosts: &TwoHosts) -> Fixture {
-        let mut spec = ResourceSpec::new(format!("zfs_pool.{}", hosts.pool).parse().unwrap());
-        let disk_names: Vec<String> = (0..hosts.disk_files.len())
-            .map(|lun| format!("disk.d{lun}"))
-            .collect();
-        let fields = json!({
-            "host": "vm.nfs",
-            "disks": disk_names,
-            "ssh_user": "root",
-            "ssh_port": hosts.port,
-            "ssh_key_file": hosts.user_key.display().to_string(),
-            "known_hosts": hosts.known_hosts.display().to_string(),
-        });
-        for (key, value) in fields.as_object().unwrap() {
-            spec = spec.with(key, value.clone());
-        }
-        let mut outputs = BTreeMap::new();
-        for (generation, identity) in [(1, HOST_A), (2, HOST_B)] {
-            outputs.insert(
-                host(generation),
-                serde_json::from_value(json!({
-                    "private_ip": identity.address.to_string(),
-                    "device_folder": hosts.devices.display().to_string(),
-                }))
-                .unwrap(),
-            );
-        }
-        let provider = ZfsPoolProvider::new(ZfsProviderConfig::default(), [&spec]);
-        Fixture {
-            spec,
-            provider,
-            outputs,
-        }
-    }
-
-    pub fn instance(&self) -> InstanceAddress {
-        self.spec.address.at(None)
-    }
-
-    /// Reads the pool as the spec at `generation` sees it.
-    pub async fn read(&self, generation: u32) -> Observation {
-        let mut fields = self.spec.fields.clone();
-        fields.insert("host".into(), json!(host(generation).to_string()));
-        let outputs = |instance: &InstanceAddress| self.outputs.get(instance).cloned();
-        let instance = self.instance();
-        self.provider
-            .read(ReadContext {
-                spec: &self.spec,
-                instance: &instance,
-                fields: &fields,
-                remembered: None,
-                outputs: &outputs,
-            })
-            .await
-    }
-
-    /// Applies one step with these inputs, as the engine would.
-    pub async fn apply(
-        &self,
-        action: Action,
-        inputs: serde_json::Value,
-    ) -> Result<StepOutcome, StepError> {
-        let address = self.instance();
-        let step = Step {
-            id: StepId::new(&address, action),
-            address,
-            action,
-            reason: "test".into(),
-            after: Vec::new(),
-            estimate_seconds: 1,
-            changes: Vec::new(),
-            inputs: serde_json::from_value(inputs).unwrap(),
-            warning: None,
-        };
-        let outputs = |instance: &InstanceAddress| self.outputs.get(instance).cloned();
-        self.provider
-            .apply(
-                &step,
-                ApplyContext {
-                    inputs: &step.inputs,
-                    outputs: &outputs,
-                    progress: &|_| {},
-                    resume_operation: None,
-                    record_operation: &|_| {},
-                },
-            )
-            .await
-    }
+pub fn fixture(hosts: &TwoHosts) -> Fixture {
+    let (a, b) = (HOST_A.address.to_string(), HOST_B.address.to_string());
+    Fixture::for_hosts(
+        &hosts.pool,
+        hosts.disk_files.len(),
+        (hosts.port, &hosts.user_key, &hosts.known_hosts),
+        [(&a, &hosts.devices), (&b, &hosts.devices)],
+        json!({}),
+    )
 }
