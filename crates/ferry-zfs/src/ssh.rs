@@ -185,6 +185,22 @@ impl fmt::Debug for SshConnection {
     }
 }
 
+/// The line every command prints on stdout and stderr before it runs. The remote user's shell
+/// runs its start-up files first (root's `.bashrc` may run `pyenv init`, which can complain on
+/// stderr when two sessions race), and what they print is not the command's: it would be taken
+/// for `zpool`'s answer, or its error.
+const BEGIN_MARK: &str = "ferry-command-begins-7c2e";
+
+/// The output after the begin mark's line: what the command itself printed. Without the mark
+/// (the shell failed before it), the whole output.
+fn after_begin_mark(output: &str) -> String {
+    let line = format!("{BEGIN_MARK}\n");
+    match output.find(&line) {
+        Some(start) => output[start + line.len()..].to_owned(),
+        None => output.to_owned(),
+    }
+}
+
 /// The name a pinned key is filed under, so that the lookup does not depend on address or port.
 const PINNED_ALIAS: &str = "ferry-pinned-host";
 
@@ -214,8 +230,10 @@ impl SshConnection {
         }
         let session = &live.as_ref().expect("connected just above").session;
         let target = self.target.to_string();
+        let marked =
+            format!("printf '%s\\n' {BEGIN_MARK}; printf '%s\\n' {BEGIN_MARK} >&2; {command}");
         let result =
-            tokio::time::timeout(self.timeouts.command, session.raw_command(command).output())
+            tokio::time::timeout(self.timeouts.command, session.raw_command(&marked).output())
                 .await;
         let dropped = |message: String| SshError::Dropped {
             target: target.clone(),
@@ -235,8 +253,8 @@ impl SshConnection {
             )),
             Ok(Ok(output)) => Ok(CommandOutput {
                 status: output.status.code(),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                stdout: after_begin_mark(&String::from_utf8_lossy(&output.stdout)),
+                stderr: after_begin_mark(&String::from_utf8_lossy(&output.stderr)),
             }),
         };
         if outcome.is_err() {
@@ -438,6 +456,20 @@ pub fn presented_fingerprint(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_shell_printed_before_the_command_is_not_the_commands() {
+        let stderr = format!(
+            "rm: cannot remove '/root/.pyenv/shims/tmp.DHOSGQya0A': No such file or directory\n{BEGIN_MARK}\ncannot import 'home': no such pool available\n"
+        );
+        assert_eq!(
+            after_begin_mark(&stderr),
+            "cannot import 'home': no such pool available\n"
+        );
+        assert_eq!(after_begin_mark(&format!("{BEGIN_MARK}\n")), "");
+        // The shell failed before the mark: everything it said is the answer.
+        assert_eq!(after_begin_mark("bash: fatal\n"), "bash: fatal\n");
+    }
 
     #[test]
     fn the_presented_fingerprint_is_read_from_ssh_warning() {

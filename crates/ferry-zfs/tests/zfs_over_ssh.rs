@@ -231,6 +231,35 @@ async fn an_unknown_pool_is_absent_and_cannot_be_imported() {
     insta::assert_snapshot!(disks.redact(&message));
 }
 
+/// The remote shell's start-up files print on stdout and stderr before every command (root's
+/// `.bashrc` may run `pyenv init`, which complains when two sessions race): ferry reads only
+/// what the command printed, so a missing pool is still absent and named as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_hosts_shell_prints_at_start_up_is_not_taken_for_zfss_answer() {
+    let _zfs = zfs_lock().await;
+    let noise = tempfile::tempdir().unwrap();
+    let start_up = noise.path().join("start-up.sh");
+    std::fs::write(
+        &start_up,
+        "echo 'welcome to the NFS host'\n\
+         echo \"rm: cannot remove '/root/.pyenv/shims/tmp.x': No such file or directory\" >&2\n",
+    )
+    .unwrap();
+    let sshd = Sshd::start_with(&format!("SetEnv BASH_ENV={}", start_up.display()));
+    let disks = Disks::new(1);
+    let fixture = Fixture::new(&sshd, &disks, json!({}));
+    assert_eq!(fixture.read(1).await, Observation::Absent);
+    let message = error_text(
+        fixture
+            .apply(Action::Import, json!({"host": "vm.nfs@g1", "force": false}))
+            .await,
+    );
+    assert_eq!(
+        disks.redact(&message),
+        "zfs_pool.[pool]: no pool of that name is imported on vm.nfs@g1 or found in [dir]/host-a; check pool_name and that its disks are attached"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_keys_are_verified_and_never_trusted_on_first_use() {
     let _zfs = zfs_lock().await;
