@@ -1,4 +1,5 @@
-//! Conformance with the official ARM examples in `../shared/arm-examples`: every body parses
+//! Conformance with the official ARM examples in `tests/fixtures/arm-examples` (copies from
+//! Azure/azure-rest-api-specs, source and license noted there): every body parses
 //! into ferry's models and serialises back without losing a field, and the simulator accepts
 //! every example request and answers with a body of the example's shape, key path by key path
 //! and JSON type by JSON type, but for the paths listed in [`NOT_PRODUCED`].
@@ -13,14 +14,14 @@ use ferry_arm::{Method, PendingOperation, PollStyle, Url, WriteOptions};
 use serde_json::Value;
 
 fn examples_folder() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/arm-examples")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/arm-examples")
 }
 
 /// Each example with its method and URL template, read from the README beside them.
 fn examples() -> Vec<(String, String, String, Value)> {
     let folder = examples_folder();
     let readme = std::fs::read_to_string(folder.join("README.md"))
-        .expect("the shared examples are beside the repository");
+        .expect("the official examples are in tests/fixtures/arm-examples");
     let mut found = Vec::new();
     let mut current: Option<String> = None;
     for line in readme.lines() {
