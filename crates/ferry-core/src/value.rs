@@ -32,6 +32,11 @@ pub enum Expression {
     Environment(String),
     /// `${generation}`: the generation being built, in names of replaceable resources.
     Generation,
+    /// `${env.NAME@sha256:1a2b3c4d}`: a secret in a plan. The planner writes it where a value
+    /// from the environment was, with the first 8 hex digits of the value's SHA-256 (see
+    /// [`crate::secret::Secrets`]); the apply engine puts the value back from the environment
+    /// it is given, and refuses when the value no longer has that fingerprint.
+    Sealed { name: String, fingerprint: String },
 }
 
 impl fmt::Display for Expression {
@@ -50,6 +55,9 @@ impl fmt::Display for Expression {
             Expression::Variable(name) => write!(f, "var.{name}"),
             Expression::Environment(name) => write!(f, "env.{name}"),
             Expression::Generation => f.write_str("generation"),
+            Expression::Sealed { name, fingerprint } => {
+                write!(f, "env.{name}@sha256:{fingerprint}")
+            }
         }
     }
 }
@@ -112,6 +120,17 @@ fn parse_expression(text: &str, at: Range<usize>) -> Result<Expression, Template
     match parts.as_slice() {
         ["var", name] if is_identifier(name) => Ok(Expression::Variable((*name).to_owned())),
         ["env", name] if is_identifier(name) => Ok(Expression::Environment((*name).to_owned())),
+        ["env", sealed] => match sealed.split_once("@sha256:") {
+            Some((name, fingerprint))
+                if is_identifier(name) && crate::secret::is_fingerprint(fingerprint) =>
+            {
+                Ok(Expression::Sealed {
+                    name: name.to_owned(),
+                    fingerprint: fingerprint.to_owned(),
+                })
+            }
+            _ => Err(malformed()),
+        },
         [kind, name, output] if is_identifier(output) => {
             let kind: Kind = kind.parse().map_err(|_| TemplateError::UnknownKind {
                 text: text.to_owned(),
@@ -213,7 +232,8 @@ fn walk_strings(value: &Value, path: String, visit: &mut dyn FnMut(&str, &str)) 
     }
 }
 
-fn escape_literal(text: &str) -> String {
+/// Writes a literal `${` as `$${`, as resolved values keep it until [`finish`].
+pub fn escape_literal(text: &str) -> String {
     text.replace("${", "$${")
 }
 
@@ -368,6 +388,17 @@ mod tests {
             parse_template("${vm.nfs@g2.id}").unwrap(),
             vec![Segment::Expression(output("vm.nfs@g2", "id"), 0..15)]
         );
+        assert_eq!(
+            parse_template("${env.API_TOKEN@sha256:1a2b3c4d}").unwrap(),
+            vec![Segment::Expression(
+                Expression::Sealed {
+                    name: "API_TOKEN".into(),
+                    fingerprint: "1a2b3c4d".into()
+                },
+                0..32
+            )]
+        );
+        assert!(parse_template("${env.API_TOKEN@sha256:xyz}").is_err());
         assert_eq!(
             parse_template("cost $${HOME}").unwrap(),
             vec![Segment::Literal("cost ${HOME}".into())]
