@@ -9,7 +9,9 @@ mod provider;
 pub use provider::{AksClusterProvider, AksError};
 
 use ferry_core::naming::{self, check_field};
-use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange};
+use ferry_core::provider::{
+    FieldType as T, IntegerRange, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange,
+};
 use ferry_core::{
     Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O, ResourceSpec, Value,
 };
@@ -58,7 +60,7 @@ impl KindRules for AksClusterRules {
             ),
             F::optional(
                 "node_count",
-                T::Integer,
+                T::Integer(IntegerRange::new(1, 1000)),
                 Some("3"),
                 OnChange::InPlace,
                 "nodes in the system pool",

@@ -28,7 +28,9 @@ use crate::value::{Attributes, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
     String,
-    Integer,
+    /// A whole number within its range: the loader refuses one outside it, so that no value
+    /// a spec can hold overflows the arithmetic it feeds (a deadline, a sum of estimates).
+    Integer(IntegerRange),
     Boolean,
     StringList,
     /// A table of string values (environment variables, tags).
@@ -45,7 +47,7 @@ impl FieldType {
     pub fn describe(self) -> String {
         match self {
             FieldType::String => "a string".into(),
-            FieldType::Integer => "an integer".into(),
+            FieldType::Integer(range) => format!("an integer, {}", range.describe()),
             FieldType::Boolean => "a boolean".into(),
             FieldType::StringList => "a list of strings".into(),
             FieldType::StringMap => "a table of strings".into(),
@@ -55,6 +57,41 @@ impl FieldType {
                 format!("a list of {kind} addresses ([\"{kind}.NAME\", ...])")
             }
         }
+    }
+}
+
+/// The values an integer field accepts, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntegerRange {
+    pub min: i64,
+    pub max: i64,
+}
+
+/// The longest time any one duration in a spec may say (a timeout, an interval, an estimate):
+/// 7 days. A failover that needs one step to wait longer has stopped being a failover, and the
+/// bound keeps every deadline and every sum of estimates far from overflowing.
+pub const MAX_DURATION_SECONDS: i64 = 7 * 24 * 60 * 60;
+
+impl IntegerRange {
+    pub const fn new(min: i64, max: i64) -> Self {
+        Self { min, max }
+    }
+
+    /// A duration in seconds, from `min` up to [`MAX_DURATION_SECONDS`].
+    pub const fn seconds(min: i64) -> Self {
+        Self::new(min, MAX_DURATION_SECONDS)
+    }
+
+    /// A TCP or UDP port.
+    pub const PORT: IntegerRange = IntegerRange::new(1, 65_535);
+
+    pub fn contains(self, number: i64) -> bool {
+        (self.min..=self.max).contains(&number)
+    }
+
+    /// `from 1 to 65535`, as messages and the reference say it.
+    pub fn describe(self) -> String {
+        format!("from {} to {}", self.min, self.max)
     }
 }
 

@@ -11,7 +11,9 @@ mod provider;
 pub use provider::{DiskError, DiskProvider};
 
 use ferry_core::naming::{self, check_choice, check_field};
-use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, OnChange, schema_class};
+use ferry_core::provider::{
+    FieldType as T, IntegerRange, LOCATION_IS_FIXED, OnChange, schema_class,
+};
 use ferry_core::{
     Action, ChangeClass, FailoverContext, FieldError, FieldSchema as F, InstanceAddress, Kind,
     KindRules, Observation, OutputSchema as O, ResourceAddress, ResourceSpec, StepDraft, StepId,
@@ -66,7 +68,7 @@ impl KindRules for DiskRules {
             ),
             F::required(
                 "size_gb",
-                T::Integer,
+                T::Integer(IntegerRange::new(4, 65_536)),
                 OnChange::InPlace,
                 "size in GiB; it can grow in place, never shrink",
             ),
@@ -86,7 +88,7 @@ impl KindRules for DiskRules {
             ),
             F::optional(
                 "lun",
-                T::Integer,
+                T::Integer(IntegerRange::new(0, 63)),
                 None,
                 OnChange::InPlace,
                 "the logical unit number on that VM, 0 to 63; required with vm",
@@ -118,15 +120,19 @@ impl KindRules for DiskRules {
             .into_iter()
             .collect();
         errors.extend(check_choice(spec, "sku", DISK_SKUS));
+        // The schema bounds size_gb by the largest SKUs (4 to 65536 GiB); the others stop at
+        // 32767 GiB.
+        let sku = spec.str_field("sku").unwrap_or("Premium_LRS");
         if let Some(size) = spec.field("size_gb").and_then(Value::as_i64)
-            && !(4..=65_536).contains(&size)
+            && (32_768..=65_536).contains(&size)
+            && !["PremiumV2_LRS", "UltraSSD_LRS"].contains(&sku)
         {
             errors.push(
                 FieldError::new(
                     "size_gb",
-                    format!("{size} GiB is outside what Azure allows"),
+                    format!("{size} GiB is larger than Azure's largest {sku} disk (32767 GiB)"),
                 )
-                .with_help("use a size from 4 to 65536 GiB"),
+                .with_help("use a size up to 32767 GiB, or sku = \"PremiumV2_LRS\" or \"UltraSSD_LRS\" for up to 65536 GiB"),
             );
         }
         match (spec.field("vm"), spec.field("lun").and_then(Value::as_i64)) {
@@ -137,10 +143,6 @@ impl KindRules for DiskRules {
             (None, Some(_)) => errors.push(
                 FieldError::new("lun", "lun is set but vm is not")
                     .with_help("add vm = \"vm.NAME\" or remove lun"),
-            ),
-            (_, Some(lun)) if !(0..=63).contains(&lun) => errors.push(
-                FieldError::new("lun", format!("lun {lun} is out of range"))
-                    .with_help("use a lun from 0 to 63"),
             ),
             _ => {}
         }

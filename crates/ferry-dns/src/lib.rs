@@ -35,7 +35,7 @@ pub use threshold::{
     ChangeShareConfig, ChangeShareRefused, ZoneShare, check_change_share, managed_records_per_zone,
 };
 
-use ferry_core::provider::{FieldType as T, OnChange};
+use ferry_core::provider::{FieldType as T, IntegerRange, OnChange};
 use ferry_core::{
     Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O, ResourceSpec, Value,
 };
@@ -78,7 +78,7 @@ impl KindRules for DnsRecordRules {
             ),
             F::optional(
                 "ttl",
-                T::Integer,
+                T::Integer(IntegerRange::new(1, 2_147_483_647)),
                 Some("300"),
                 OnChange::InPlace,
                 "time to live, in seconds",

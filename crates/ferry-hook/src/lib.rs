@@ -9,14 +9,14 @@ pub mod run;
 pub use check::CheckProvider;
 pub use run::HookProvider;
 
-use ferry_core::provider::{FieldType as T, OnChange};
+use ferry_core::provider::{FieldType as T, IntegerRange, OnChange};
 use ferry_core::{
     Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O, ResourceSpec, Value,
 };
 
 const ESTIMATE: F = F::optional(
     "estimate_seconds",
-    T::Integer,
+    T::Integer(IntegerRange::seconds(0)),
     Some("120"),
     OnChange::InPlace,
     "how long it usually takes, for the plan's time to recovery",
@@ -73,7 +73,7 @@ impl KindRules for HookRules {
             ),
             F::optional(
                 "timeout_seconds",
-                T::Integer,
+                T::Integer(IntegerRange::seconds(1)),
                 Some("900"),
                 OnChange::InPlace,
                 "the whole process group is killed after this long",
@@ -171,7 +171,7 @@ impl KindRules for CheckRules {
             ),
             F::optional(
                 "expect_status",
-                T::Integer,
+                T::Integer(IntegerRange::new(100, 599)),
                 Some("200"),
                 OnChange::InPlace,
                 "http: the status that passes",
@@ -185,7 +185,7 @@ impl KindRules for CheckRules {
             ),
             F::optional(
                 "port",
-                T::Integer,
+                T::Integer(IntegerRange::PORT),
                 Some("443"),
                 OnChange::InPlace,
                 "tls: the port",
@@ -206,7 +206,7 @@ impl KindRules for CheckRules {
             ),
             F::optional(
                 "min_days_valid",
-                T::Integer,
+                T::Integer(IntegerRange::new(0, 3650)),
                 Some("7"),
                 OnChange::InPlace,
                 "tls: the certificate must stay valid at least this many days",
@@ -234,14 +234,14 @@ impl KindRules for CheckRules {
             ),
             F::optional(
                 "timeout_seconds",
-                T::Integer,
+                T::Integer(IntegerRange::seconds(1)),
                 Some("900"),
                 OnChange::InPlace,
                 "how long to wait before the check fails",
             ),
             F::optional(
                 "interval_seconds",
-                T::Integer,
+                T::Integer(IntegerRange::seconds(1)),
                 Some("10"),
                 OnChange::InPlace,
                 "time between two polls",

@@ -128,6 +128,12 @@ pub enum Problem {
     GenerationMissing { address: String },
     #[error("zone `{zone}` is not declared in [zones]")]
     UndeclaredZone { zone: String },
+    #[error("{what} is {value}, outside its range {range}")]
+    OutOfRange {
+        what: String,
+        value: String,
+        range: String,
+    },
     #[error("{vm} has two disks at lun {lun}")]
     SharedLun { vm: String, lun: i64 },
     #[error("{address} is stateful: deleting it needs `allow_destroy = true`")]

@@ -319,7 +319,7 @@ fn type_mismatch(field_type: FieldType, value: &Value) -> Option<(Vec<Step>, Str
         FieldType::String | FieldType::Reference(_) => {
             (!value.is_string()).then(|| (Vec::new(), field_type.describe()))
         }
-        FieldType::Integer => {
+        FieldType::Integer(_) => {
             (!(value.is_i64() || value.is_u64())).then(|| (Vec::new(), field_type.describe()))
         }
         FieldType::Boolean => (!value.is_boolean()).then(|| (Vec::new(), field_type.describe())),
@@ -887,7 +887,9 @@ impl<'a> Loader<'a> {
         let raw = self.json_of(file, node);
         let value = self.substitute(raw);
         outputs.extend(self.check_expressions(file, schema.name, node, &value, allowed, within));
-        if let Some((path, expected)) = type_mismatch(schema.field_type, &value) {
+        let mismatch = type_mismatch(schema.field_type, &value);
+        let well_typed = mismatch.is_none();
+        if let Some((path, expected)) = mismatch {
             let mut full = vec![Step::Key(schema.name.to_owned())];
             full.extend(path.iter().cloned());
             let at = navigate(node, &path);
@@ -910,7 +912,33 @@ impl<'a> Loader<'a> {
                 .help(format!("{}: {}", schema.name, schema.description)),
             );
         }
-        (value, self.errors.len() == errors_before)
+        // A value out of range is still well-typed: the kind's own validation may run on it.
+        let clean = self.errors.len() == errors_before;
+        // Recovery after a syntax error makes up values with an empty span: not the user's.
+        if let FieldType::Integer(range) = schema.field_type
+            && well_typed
+            && let Some(number) = value.as_number()
+            && !number.as_i64().is_some_and(|number| range.contains(number))
+            && !node.span().is_empty()
+        {
+            self.push(
+                SpecError::new(
+                    Problem::OutOfRange {
+                        what: format!("`{}`", schema.name),
+                        value: number.to_string(),
+                        range: range.describe(),
+                    },
+                    Some(place(file, node.span())),
+                )
+                .help(format!(
+                    "write {} = N with N {}: {}",
+                    schema.name,
+                    range.describe(),
+                    schema.description
+                )),
+            );
+        }
+        (value, clean)
     }
 
     /// Reads a table's keys against a schema, reporting unknown keys and missing required

@@ -168,7 +168,7 @@ fn name() -> impl Strategy<Value = String> {
 /// reading another hook's exit code or a variable.
 fn generated_spec() -> impl Strategy<Value = String> {
     (
-        prop::collection::btree_map(name(), (4i64..60000, prop::option::of(0i64..63)), 0..5),
+        prop::collection::btree_map(name(), (4i64..32_768, prop::option::of(0i64..63)), 0..5),
         prop::collection::btree_map(name(), prop::collection::vec(argument(), 1..4), 1..5),
         argument(),
         prop::bool::ANY,

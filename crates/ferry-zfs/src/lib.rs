@@ -17,7 +17,7 @@
 //! and error details that come as ssh's text (ferry parses the few it must, such as a changed
 //! host key's fingerprint).
 
-use ferry_core::provider::{FieldType as T, OnChange};
+use ferry_core::provider::{FieldType as T, IntegerRange, OnChange};
 use ferry_core::{
     Action, ChangeClass, FailoverContext, FieldError, FieldSchema as F, InstanceAddress, Kind,
     KindRules, Observation, OutputSchema as O, ResourceAddress, ResourceSpec, StepDraft, StepId,
@@ -128,7 +128,7 @@ impl KindRules for ZfsPoolRules {
             ),
             F::optional(
                 "ssh_port",
-                T::Integer,
+                T::Integer(IntegerRange::PORT),
                 Some("22"),
                 OnChange::InPlace,
                 "SSH port of the host",

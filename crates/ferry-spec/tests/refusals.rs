@@ -1,0 +1,123 @@
+//! What `ferry validate` refuses so that it cannot fail later, during a failover (issue 18):
+//! numbers outside their real range, storage that ZFS or Azure cannot build, DNS records that
+//! are not what they seem, and stateful identities that would change with the generation.
+//!
+//! Each test snapshots the rendering, as `errors.rs` does: the message, the file, line and
+//! column, the underlined text and the help line that says what to do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ferry_spec::{LoadOptions, load_sources};
+
+/// A small valid spec with a pool on two disks and a zone, which the tests extend or break.
+const BASE: &str = r#"[deployment]
+name = "demo"
+location = "westeurope"
+
+[resource_group.main]
+name = "demo-g${generation}"
+
+[vnet.main]
+name = "demo-vnet"
+resource_group = "resource_group.main"
+address_space = ["10.0.0.0/16"]
+
+[vm.nfs]
+name = "demo-nfs"
+resource_group = "resource_group.main"
+vnet = "vnet.main"
+size = "Standard_E8s_v5"
+ssh_public_key = "ssh-ed25519 AAAA demo"
+
+[zones."example.org"]
+backend = "rfc2136"
+server = "127.0.0.1:53"
+tsig_key_name = "ferry"
+tsig_secret_env = "FERRY_TSIG_SECRET"
+"#;
+
+fn check(files: &[(&str, &str)]) -> String {
+    let files: Vec<(PathBuf, String)> = files
+        .iter()
+        .map(|(name, text)| (PathBuf::from(name), text.to_string()))
+        .collect();
+    let options = LoadOptions {
+        variables: BTreeMap::new(),
+        environment: BTreeMap::from([("FERRY_TSIG_SECRET".to_owned(), "c2VjcmV0".to_owned())]),
+    };
+    match load_sources(
+        Path::new("spec"),
+        files,
+        &options,
+        &ferry_providers::rule_book(),
+    ) {
+        Ok(_) => "ok".to_owned(),
+        Err(errors) => errors.render(false),
+    }
+}
+
+#[test]
+fn the_base_spec_is_valid() {
+    assert_eq!(check(&[("main.toml", BASE)]), "ok");
+}
+
+/// Issue 18: `timeout_seconds = 9223372036854775807` validated, then panicked at apply
+/// (`Instant + Duration`) and left the lock behind. Every integer field has a real range.
+#[test]
+fn every_number_outside_its_range_is_refused_with_the_range() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "numbers.toml",
+            r#"[hook.deploy]
+shell = "true"
+timeout_seconds = 9223372036854775807
+estimate_seconds = 18446744073709551615
+
+[check.ready]
+type = "tls"
+host = "hub.example.org"
+port = 0
+min_days_valid = -1
+interval_seconds = 0
+timeout_seconds = 604801
+
+[check.status]
+type = "http"
+url = "https://hub.example.org"
+expect_status = 1000
+
+[disk.home0]
+name = "home0"
+resource_group = "resource_group.main"
+size_gb = 2
+vm = "vm.nfs"
+lun = 64
+
+[disk.home1]
+name = "home1"
+resource_group = "resource_group.main"
+size_gb = 40000
+
+[zfs_pool.home]
+host = "vm.nfs"
+disks = ["disk.home0"]
+ssh_port = 65536
+
+[dns_record.hub]
+zone = "example.org"
+name = "hub"
+type = "A"
+ttl = 0
+values = ["10.0.0.1"]
+
+[aks_cluster.hub]
+name = "hub"
+resource_group = "resource_group.main"
+dns_prefix = "hub"
+node_count = 0
+"#,
+        ),
+    ]));
+}
