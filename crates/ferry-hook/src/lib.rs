@@ -65,6 +65,13 @@ impl KindRules for HookRules {
                 "environment variables; values may reference outputs, such as ${aks_cluster.hub.kubeconfig}",
             ),
             F::optional(
+                "pass_env",
+                T::StringList,
+                None,
+                OnChange::InPlace,
+                "names of ferry's environment variables the hook also gets (it gets only PATH, HOME, LANG, LC_ALL, LC_CTYPE, TMPDIR, TZ, env and these); never AZURE_*, ARM_*, MSI_*, IDENTITY_* or FERRY_*",
+            ),
+            F::optional(
                 "working_dir",
                 T::String,
                 Some("the spec's folder"),
@@ -120,6 +127,32 @@ impl KindRules for HookRules {
                     .with_help("put the program first, then its arguments"),
             ),
             _ => {}
+        }
+        for (index, name) in spec
+            .field("pass_env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(name) = name.as_str() else { continue };
+            if run::is_ferrys_own_variable(name) {
+                errors.push(
+                    FieldError::new(
+                        format!("pass_env[{index}]"),
+                        format!("{name} is one of ferry's own credentials or settings, which never reach a hook"),
+                    )
+                    .with_help("give the hook its own credential through env, such as env = { TOKEN = \"${env.HOOK_TOKEN}\" }"),
+                );
+            } else if name.is_empty() || name.contains('=') || name.contains('\0') {
+                errors.push(
+                    FieldError::new(
+                        format!("pass_env[{index}]"),
+                        format!("`{name}` is not an environment variable's name"),
+                    )
+                    .with_help("list names only, such as pass_env = [\"HTTPS_PROXY\"]"),
+                );
+            }
         }
         if spec.field("timeout_seconds").and_then(Value::as_i64) == Some(0) {
             errors.push(FieldError::new(

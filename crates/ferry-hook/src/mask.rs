@@ -53,6 +53,16 @@ impl Masker {
         Self { secrets }
     }
 
+    /// Also masks `values` (those of at least 4 characters), whatever their names.
+    pub fn with_values(mut self, values: impl IntoIterator<Item = String>) -> Self {
+        self.secrets
+            .extend(values.into_iter().filter(|value| value.len() >= 4));
+        self.secrets
+            .sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        self.secrets.dedup();
+        self
+    }
+
     pub fn mask(&self, text: &str) -> String {
         let mut text = text.to_owned();
         for secret in &self.secrets {

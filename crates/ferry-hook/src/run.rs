@@ -40,10 +40,32 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// earlier run are never read as this one's.
 pub const OUTPUTS_FILE_VARIABLE: &str = "FERRY_OUTPUTS";
 
+/// What a hook gets of ferry's own environment, besides its `env` and the names its
+/// `pass_env` lists: where to find programs, the home folder their configuration is in, the
+/// language, the temporary folder and the time zone. Nothing else: ferry's own credentials
+/// (`AZURE_*`, `FERRY_ARM_*`, the TSIG secret's variable) never reach a hook (invariant 13).
+pub const INHERITED_VARIABLES: &[&str] =
+    &["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"];
+
+/// The `PATH` of a hook when ferry itself runs without one.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Whether `pass_env` may not name this variable: ferry's own credentials and settings stay
+/// ferry's, whatever the spec asks.
+pub fn is_ferrys_own_variable(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    ["AZURE_", "FERRY_", "ARM_", "MSI_", "IDENTITY_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
 /// `hook`
 #[derive(Debug, Clone)]
 pub struct HookProvider {
     spec_root: PathBuf,
+    /// The environment a hook's `PATH`, `HOME`, ... and `pass_env` come from: ferry's own
+    /// (`None`), or one given (tests).
+    parent_environment: Option<BTreeMap<String, String>>,
 }
 
 impl HookProvider {
@@ -51,7 +73,54 @@ impl HookProvider {
     pub fn new(spec_root: impl Into<PathBuf>) -> Self {
         Self {
             spec_root: spec_root.into(),
+            parent_environment: None,
         }
+    }
+
+    /// Takes a hook's inherited variables and `pass_env` from `environment` instead of ferry's
+    /// own environment.
+    pub fn with_parent_environment(mut self, environment: BTreeMap<String, String>) -> Self {
+        self.parent_environment = Some(environment);
+        self
+    }
+
+    fn parent_variable(&self, name: &str) -> Option<String> {
+        match &self.parent_environment {
+            Some(environment) => environment.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }
+    }
+
+    /// The whole environment of a hook's process: the inherited variables, `pass_env`, the
+    /// hook's `env`, and `FERRY_OUTPUTS` last, so that the file ferry reads is always its own.
+    fn child_environment(
+        &self,
+        invocation: &Invocation,
+        outputs_file: &Path,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut environment = BTreeMap::new();
+        for name in INHERITED_VARIABLES {
+            if let Some(value) = self.parent_variable(name) {
+                environment.insert((*name).to_owned(), value);
+            }
+        }
+        environment
+            .entry("PATH".to_owned())
+            .or_insert_with(|| DEFAULT_PATH.to_owned());
+        for name in &invocation.pass_env {
+            let value = self.parent_variable(name).ok_or_else(|| {
+                format!(
+                    "pass_env names {name}, which is not set in ferry's environment: set it, or take it out of pass_env"
+                )
+            })?;
+            environment.insert(name.clone(), value);
+        }
+        environment.extend(invocation.env.clone());
+        environment.insert(
+            OUTPUTS_FILE_VARIABLE.to_owned(),
+            outputs_file.display().to_string(),
+        );
+        Ok(environment)
     }
 }
 
@@ -61,6 +130,8 @@ struct Invocation {
     program: String,
     arguments: Vec<String>,
     env: BTreeMap<String, String>,
+    /// Variables of ferry's environment passed on by name.
+    pass_env: Vec<String>,
     working_dir: PathBuf,
     timeout: Duration,
     retry: bool,
@@ -124,10 +195,17 @@ fn invocation(inputs: &Attributes, spec_root: &Path) -> Result<Invocation, Strin
             "`{shown}` is still unresolved: the step that produces it has not run"
         ));
     }
+    let pass_env = strings("pass_env")?;
+    if let Some(name) = pass_env.iter().find(|name| is_ferrys_own_variable(name)) {
+        return Err(format!(
+            "pass_env names {name}, one of ferry's own credentials or settings, which never reach a hook: give the hook its own credential through env"
+        ));
+    }
     Ok(Invocation {
         program,
         arguments,
         env,
+        pass_env,
         working_dir,
         timeout: Duration::from_secs(timeout.max(1)),
         retry: inputs.get("retry").and_then(Value::as_bool) == Some(true),
@@ -271,7 +349,14 @@ impl HookProvider {
         invocation: &Invocation,
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Finished, StepError> {
-        let masker = Masker::for_env(&invocation.env);
+        // What ferry passes on from its own environment is a secret by default, like every
+        // value from the environment.
+        let passed: Vec<String> = invocation
+            .pass_env
+            .iter()
+            .filter_map(|name| self.parent_variable(name))
+            .collect();
+        let masker = Masker::for_env(&invocation.env).with_values(passed);
         let fail = |message: String| {
             let message = masker.mask(&message);
             if invocation.retry {
@@ -307,12 +392,15 @@ impl HookProvider {
                 )
             })?;
         let outputs_file = outputs_folder.path().join("outputs.json");
+        let environment = self
+            .child_environment(invocation, &outputs_file)
+            .map_err(|message| StepError::permanent(masker.mask(&message)))?;
         let mut command = Command::new(&program);
         command
             .args(&invocation.arguments)
-            .envs(&invocation.env)
-            // After the spec's env: the file ferry reads is always the one it made.
-            .env(OUTPUTS_FILE_VARIABLE, &outputs_file)
+            // A clean environment: nothing of ferry's but what `child_environment` lists.
+            .env_clear()
+            .envs(&environment)
             .current_dir(&invocation.working_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -46,7 +46,7 @@ async fn the_environment_and_working_folder_are_passed_and_output_is_streamed() 
         lines.contains(&"deploying staging to staging.data100.example.org from hooks".to_owned()),
         "{lines:?}"
     );
-    // ferry's own environment is there too.
+    // PATH is passed on from ferry's environment.
     assert!(lines.contains(&"path is set: yes".to_owned()), "{lines:?}");
     assert!(lines.contains(&"warning on stderr".to_owned()), "{lines:?}");
 }
@@ -234,4 +234,97 @@ async fn a_hook_reads_as_its_last_remembered_run() {
             .unwrap()
             .starts_with("[redacted] sha256:")
     );
+}
+
+/// The variables a hook printed with `env`, without `FERRY_OUTPUTS` (a fresh path each run).
+fn printed_environment(lines: &[String]) -> Vec<String> {
+    let mut printed: Vec<String> = lines
+        .iter()
+        .filter(|line| !line.starts_with("FERRY_OUTPUTS="))
+        .cloned()
+        .collect();
+    printed.sort();
+    printed
+}
+
+#[tokio::test]
+async fn a_hook_gets_a_clean_environment_never_ferrys_credentials() {
+    let path = std::env::var("PATH").unwrap();
+    let ferrys_environment = std::collections::BTreeMap::from(
+        [
+            ("PATH", path.as_str()),
+            ("HOME", "/home/operator"),
+            ("LANG", "C.UTF-8"),
+            ("AZURE_CLIENT_SECRET", "azure-client-secret-value"),
+            ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+            ("FERRY_ARM_TOKEN", "ferry-arm-token-value"),
+            ("DATA100_TSIG_SECRET", "tsig-secret-value"),
+            ("HTTPS_PROXY", "http://proxy.example:3128"),
+        ]
+        .map(|(name, value)| (name.to_owned(), value.to_owned())),
+    );
+    let provider = HookProvider::new(Path::new("/")).with_parent_environment(ferrys_environment);
+    let (result, lines) = apply(
+        &provider,
+        &hook(json!({
+            "command": ["env"],
+            "env": {"HUB_HOST": "hub.data100.example.org"},
+            "pass_env": ["HTTPS_PROXY"],
+        })),
+    )
+    .await;
+    result.unwrap();
+    // What ferry passes on is a secret by default: its value is masked in the output.
+    assert_eq!(
+        printed_environment(&lines),
+        vec![
+            "HOME=/home/operator".to_owned(),
+            "HTTPS_PROXY=[redacted]".to_owned(),
+            "HUB_HOST=hub.data100.example.org".to_owned(),
+            "LANG=C.UTF-8".to_owned(),
+            format!("PATH={path}"),
+        ]
+    );
+    assert!(lines.iter().any(|line| line.starts_with("FERRY_OUTPUTS=")));
+}
+
+#[tokio::test]
+async fn a_hook_gets_nothing_of_the_real_process_environment_but_what_is_listed() {
+    // The test runs under cargo, whose CARGO_* variables are in this process's environment.
+    assert!(std::env::var("CARGO_MANIFEST_DIR").is_ok());
+    let provider = HookProvider::new(Path::new("/"));
+    let (result, lines) = apply(&provider, &hook(json!({"command": ["env"]}))).await;
+    result.unwrap();
+    let names: Vec<String> = printed_environment(&lines)
+        .iter()
+        .map(|line| line.split('=').next().unwrap().to_owned())
+        .collect();
+    for name in &names {
+        assert!(
+            ferry_hook::run::INHERITED_VARIABLES.contains(&name.as_str()),
+            "{name} reached the hook: {names:?}"
+        );
+    }
+    assert!(names.contains(&"PATH".to_owned()), "{names:?}");
+}
+
+#[tokio::test]
+async fn pass_env_of_ferrys_credentials_or_of_an_unset_variable_is_refused() {
+    let provider = HookProvider::new(Path::new("/")).with_parent_environment(
+        std::collections::BTreeMap::from([(
+            "AZURE_CLIENT_SECRET".to_owned(),
+            "azure-client-secret-value".to_owned(),
+        )]),
+    );
+    let mut messages = Vec::new();
+    for pass_env in [json!(["AZURE_CLIENT_SECRET"]), json!(["NOT_SET_ANYWHERE"])] {
+        let (result, lines) = apply(
+            &provider,
+            &hook(json!({"command": ["env"], "pass_env": pass_env})),
+        )
+        .await;
+        assert!(lines.is_empty(), "the hook must not run: {lines:?}");
+        messages.push(result.unwrap_err().message);
+    }
+    insta::assert_snapshot!(messages.join("\n"));
 }
