@@ -10,6 +10,7 @@ pub mod render;
 pub mod resolve;
 mod safety;
 pub mod saved;
+pub mod world;
 
 use std::fmt;
 
@@ -102,8 +103,24 @@ pub fn plan(
     config: &PlanConfig,
 ) -> Result<Plan, PlanErrors> {
     safety::check_spec(spec).map_err(PlanErrors)?;
+    // The world, not the state, says which generation serves and whether a failover is under
+    // way: a snapshot made with a lost or stale state is corrected before anything is planned.
+    let reconstruction =
+        world::reconstruct(snapshot, rules).map_err(|error| PlanErrors(vec![error]))?;
+    let corrected;
+    let snapshot = if reconstruction.active_generation == snapshot.active_generation
+        && reconstruction.failover_in_progress == snapshot.failover_in_progress
+    {
+        snapshot
+    } else {
+        corrected = world::corrected(snapshot, &reconstruction);
+        &corrected
+    };
     let built = build::build(spec, snapshot, rules, config)?;
-    let plan = order::finish(built)?;
-    safety::check(&plan, snapshot, config).map_err(PlanErrors)?;
+    let mut plan = order::finish(built)?;
+    if let Some(note) = reconstruction.note {
+        plan.notes.insert(0, note);
+    }
+    safety::check(&plan, snapshot, rules, config).map_err(PlanErrors)?;
     Ok(plan)
 }

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::collections::BTreeMap;
 
 use ferry_core::{
-    Action, InstanceAddress, Kind, Observation, Plan, ResourceAddress, Snapshot, Step, StepId,
-    Value,
+    Action, InstanceAddress, Kind, Observation, Plan, ResourceAddress, RuleBook, Snapshot, Step,
+    StepId, Value, value,
 };
 use ferry_spec::Spec;
 
@@ -65,6 +65,7 @@ pub(crate) fn check_spec(spec: &Spec) -> Result<(), Vec<PlanError>> {
 pub(crate) fn check(
     plan: &Plan,
     snapshot: &Snapshot,
+    rules: &RuleBook,
     config: &PlanConfig,
 ) -> Result<(), Vec<PlanError>> {
     let steps: HashMap<&StepId, &Step> = plan.steps.iter().map(|step| (&step.id, step)).collect();
@@ -80,6 +81,9 @@ pub(crate) fn check(
         .map_or(snapshot.active_generation.max(1), |failover| {
             failover.to_generation
         });
+    // 11. The generation the data is on, from the readings alone: whatever the state says,
+    // nothing is built, started or placed behind it.
+    let data = crate::world::data_generation(snapshot, rules);
     let mut errors = Vec::new();
     for step in &plan.steps {
         let instance = &step.address;
@@ -89,6 +93,16 @@ pub(crate) fn check(
                 "this is a bug in a kind's rules; please report it with the spec and snapshot",
             )
         };
+
+        // 10. A stateful instance changes placement (a disk's VM or group, a pool's host) only
+        // by the failover's moves: fence, detach, move, attach; export, fence, import.
+        errors.extend(placement_changed_in_place(step, reading, rules).map(&violation));
+
+        // 11. Nothing is created, changed, started or run on a generation older than the one
+        // the data is on, and nothing stateful is placed there.
+        if let Some((data, evidence)) = &data {
+            errors.extend(behind_the_data(step, rules, *data, evidence).map(&violation));
+        }
 
         // 3. No create or delete from an Unknown observation.
         if matches!(
@@ -208,6 +222,163 @@ pub(crate) fn check(
     }
 }
 
+/// The moves that may change where a stateful instance is; every other step must leave it.
+fn is_failover_move(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Fence
+            | Action::Detach
+            | Action::Move
+            | Action::Attach
+            | Action::Export
+            | Action::Import
+            | Action::Retire
+            | Action::Delete
+    )
+}
+
+/// Invariant 10: a step other than a failover move that would change a stateful instance's
+/// placement as it reads now (an update of a disk's `vm` from one VM to another, of a pool's
+/// `host`) in place, with no fence, detach or export before it.
+fn placement_changed_in_place(
+    step: &Step,
+    reading: Option<&Observation>,
+    rules: &RuleBook,
+) -> Option<String> {
+    let kind = step.address.kind();
+    if !kind.is_stateful() || is_failover_move(step.action) {
+        return None;
+    }
+    let observed = reading.and_then(Observation::attributes);
+    let mut changed: Vec<String> = Vec::new();
+    for (attribute, before) in observed.into_iter().flatten() {
+        if !crate::world::is_placement(rules, kind, attribute)
+            || crate::world::generation_references(before).is_empty()
+        {
+            continue;
+        }
+        if let Some(after) = step.inputs.get(attribute)
+            && after != before
+            && value::unresolved(after).is_empty()
+        {
+            changed.push(format!(
+                "{attribute} from {} to {}",
+                show(before),
+                show(after)
+            ));
+        }
+    }
+    for change in &step.changes {
+        let (Some(before), Some(after)) = (&change.before, &change.after) else {
+            continue;
+        };
+        if before != after
+            && crate::world::is_placement(rules, kind, &change.path)
+            && !crate::world::generation_references(before).is_empty()
+            && !changed
+                .iter()
+                .any(|line| line.starts_with(&format!("{} from", change.path)))
+        {
+            changed.push(format!(
+                "{} from {} to {}",
+                change.path,
+                show(before),
+                show(after)
+            ));
+        }
+    }
+    if changed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} would change {} in place: a stateful resource changes placement only by a fence, detach, move and attach (a pool: export, fence, import), never by an update",
+        article(step.action),
+        changed.join(", ")
+    ))
+}
+
+/// Invariant 11: a step that builds, changes, starts or runs an instance of a generation older
+/// than the data's, or places a stateful instance there.
+fn behind_the_data(
+    step: &Step,
+    rules: &RuleBook,
+    data: ferry_core::Generation,
+    evidence: &crate::world::Placement,
+) -> Option<String> {
+    let because = format!(
+        "the data is on generation {data} ({}'s {} reads {})",
+        evidence.instance, evidence.attribute, evidence.on
+    );
+    if let Some(generation) = step.address.generation
+        && generation < data
+        && matches!(
+            step.action,
+            Action::Create | Action::Update | Action::Replace | Action::Run | Action::Wait
+        )
+    {
+        let what = if starts_a_vm(step) {
+            "a start".to_owned()
+        } else {
+            article(step.action)
+        };
+        return Some(format!(
+            "{what} of generation {generation} was planned, but {because}: ferry never moves the service back behind its data"
+        ));
+    }
+    if !step.address.kind().is_stateful() {
+        return None;
+    }
+    // What the step places: every reference for a build or an update; for a move, only where
+    // it moves to (a detach names the VM it leaves, an import the hosts it relies on as fenced).
+    let placing: Vec<&str> = match step.action {
+        Action::Create | Action::Update | Action::Replace => step
+            .inputs
+            .keys()
+            .map(String::as_str)
+            .filter(|name| crate::world::is_placement(rules, step.address.kind(), name))
+            .collect(),
+        Action::Attach => vec!["vm"],
+        Action::Move => vec!["resource_group"],
+        Action::Import => vec!["host"],
+        _ => Vec::new(),
+    };
+    let behind: Vec<String> = placing
+        .into_iter()
+        .filter_map(|name| step.inputs.get(name).map(|value| (name, value)))
+        .flat_map(|(name, value)| {
+            crate::world::generation_references(value)
+                .into_iter()
+                .filter(|on| on.generation.is_some_and(|generation| generation < data))
+                .map(move |on| format!("{name} = {on}"))
+        })
+        .collect();
+    if behind.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} would place it on an older generation ({}), but {because}: data never moves backwards",
+        article(step.action),
+        behind.join(", ")
+    ))
+}
+
+/// "an update", "a move".
+fn article(action: Action) -> String {
+    let name = action.to_string();
+    if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {name}")
+    } else {
+        format!("a {name}")
+    }
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Whether a step starts a VM: an update or replacement that takes its power state to
 /// running (what `KindRules::implied_changes` asks of a VM that reads deallocated or stopped).
 fn starts_a_vm(step: &Step) -> bool {
@@ -271,7 +442,7 @@ mod tests {
             allow_destroy,
             ..PlanConfig::default()
         };
-        match check(plan, snapshot, &config) {
+        match check(plan, snapshot, &ferry_providers::rule_book(), &config) {
             Ok(()) => Vec::new(),
             Err(errors) => errors
                 .iter()
@@ -574,6 +745,165 @@ lun = 0
             messages(&attach, &snapshot, false),
             ["disk.home0: the attach does not wait for the detach from vm.nfs@g1"]
         );
+    }
+
+    /// The world after a failover to generation 2, as a state that says generation 1 serves
+    /// (lost and rebuilt empty, or restored from an old copy) would have it planned.
+    fn data_on_generation_2() -> Snapshot {
+        let mut snapshot = Snapshot::new(1);
+        snapshot.insert(
+            "disk.home0".parse().unwrap(),
+            Observation::present(
+                serde_json::from_value(
+                    json!({"vm": "vm.nfs@g2", "resource_group": "resource_group.main@g2", "lun": 0}),
+                )
+                .unwrap(),
+            ),
+        );
+        snapshot.insert(
+            "zfs_pool.home".parse().unwrap(),
+            Observation::present(
+                serde_json::from_value(json!({"host": "vm.nfs@g2", "imported": true})).unwrap(),
+            ),
+        );
+        snapshot.insert(
+            "vm.nfs@g1".parse().unwrap(),
+            Observation::present(
+                serde_json::from_value(json!({"power_state": "deallocated"})).unwrap(),
+            ),
+        );
+        snapshot
+    }
+
+    /// Invariant 10: whatever the state says, a disk changes VM (and a pool host) only by the
+    /// failover's moves, never by an update in place.
+    #[test]
+    fn a_disk_or_pool_is_never_moved_by_an_update_in_place() {
+        let snapshot = data_on_generation_2();
+        let mut disk = step(
+            "disk.home0",
+            Action::Update,
+            &[],
+            json!({"vm": "vm.nfs@g1", "resource_group": "resource_group.main@g1", "lun": 0}),
+        );
+        disk.changes = vec![ferry_core::AttributeChange {
+            path: "vm".into(),
+            before: Some(json!("vm.nfs@g2")),
+            after: Some(json!("vm.nfs@g1")),
+            forces_replacement: None,
+        }];
+        let pool = step(
+            "zfs_pool.home",
+            Action::Update,
+            &[],
+            json!({"host": "vm.nfs@g1"}),
+        );
+        assert_eq!(
+            messages(&plan(vec![disk, pool]), &snapshot, false),
+            [
+                "disk.home0: an update would change resource_group from resource_group.main@g2 to resource_group.main@g1, vm from vm.nfs@g2 to vm.nfs@g1 in place: a stateful resource changes placement only by a fence, detach, move and attach (a pool: export, fence, import), never by an update",
+                "disk.home0: an update would place it on an older generation (resource_group = resource_group.main@g1, vm = vm.nfs@g1), but the data is on generation 2 (disk.home0's resource_group reads resource_group.main@g2): data never moves backwards",
+                "zfs_pool.home: an update would change host from vm.nfs@g2 to vm.nfs@g1 in place: a stateful resource changes placement only by a fence, detach, move and attach (a pool: export, fence, import), never by an update",
+                "zfs_pool.home: an update would place it on an older generation (host = vm.nfs@g1), but the data is on generation 2 (disk.home0's resource_group reads resource_group.main@g2): data never moves backwards",
+            ]
+        );
+        // Forward, too: a move to the next generation is a failover's, not an update's.
+        let mut forward = data_on_generation_2();
+        forward.insert(
+            "disk.home0".parse().unwrap(),
+            Observation::present(serde_json::from_value(json!({"vm": "vm.nfs@g1"})).unwrap()),
+        );
+        forward.resources.remove(&"zfs_pool.home".parse().unwrap());
+        assert_eq!(
+            messages(
+                &plan(vec![step(
+                    "disk.home0",
+                    Action::Update,
+                    &[],
+                    json!({"vm": "vm.nfs@g2"})
+                )]),
+                &forward,
+                false
+            ),
+            [
+                "disk.home0: an update would change vm from vm.nfs@g1 to vm.nfs@g2 in place: a stateful resource changes placement only by a fence, detach, move and attach (a pool: export, fence, import), never by an update"
+            ]
+        );
+        // The moves themselves, and an update that leaves the placement as it reads, pass.
+        let moves = plan(vec![
+            step(
+                "disk.home0",
+                Action::Detach,
+                &[],
+                json!({"vm": "vm.nfs@g1"}),
+            ),
+            step(
+                "disk.home0",
+                Action::Attach,
+                &["disk.home0:detach"],
+                json!({"vm": "vm.nfs@g2", "lun": 0}),
+            ),
+        ]);
+        assert_eq!(messages(&moves, &forward, false), Vec::<String>::new());
+        let grow = step(
+            "disk.home0",
+            Action::Update,
+            &[],
+            json!({"vm": "vm.nfs@g2", "size_gb": 2048}),
+        );
+        assert_eq!(
+            messages(&plan(vec![grow]), &snapshot, false),
+            Vec::<String>::new()
+        );
+    }
+
+    /// Invariant 11: whatever the state says (here: generation 1 serves), nothing of a
+    /// generation older than the one the data is on is started, built or run, and nothing
+    /// stateful is attached or imported there.
+    #[test]
+    fn nothing_is_started_built_or_placed_behind_the_generation_the_data_is_on() {
+        let snapshot = data_on_generation_2();
+        let backwards = plan(vec![
+            start("vm.nfs@g1", &[]),
+            step("hook.prod_hub@g1", Action::Run, &[], json!({})),
+            step(
+                "disk.home0",
+                Action::Attach,
+                &[],
+                json!({"vm": "vm.nfs@g1", "lun": 0}),
+            ),
+            step(
+                "zfs_pool.home",
+                Action::Import,
+                &["vm.nfs@g1:fence"],
+                json!({"host": "vm.nfs@g1", "fenced_hosts": ["vm.nfs@g2"]}),
+            ),
+        ]);
+        let refused = messages(&backwards, &snapshot, false);
+        assert!(
+            refused.contains(&"vm.nfs@g1: a start of generation 1 was planned, but the data is on generation 2 (disk.home0's resource_group reads resource_group.main@g2): ferry never moves the service back behind its data".to_owned()),
+            "{refused:#?}"
+        );
+        assert!(
+            refused.contains(&"hook.prod_hub@g1: a run of generation 1 was planned, but the data is on generation 2 (disk.home0's resource_group reads resource_group.main@g2): ferry never moves the service back behind its data".to_owned()),
+            "{refused:#?}"
+        );
+        assert!(
+            refused.contains(&"disk.home0: an attach would place it on an older generation (vm = vm.nfs@g1), but the data is on generation 2 (disk.home0's resource_group reads resource_group.main@g2): data never moves backwards".to_owned()),
+            "{refused:#?}"
+        );
+        assert!(
+            refused.contains(&"zfs_pool.home: an import would place it on an older generation (host = vm.nfs@g1), but the data is on generation 2 (disk.home0's resource_group reads resource_group.main@g2): data never moves backwards".to_owned()),
+            "{refused:#?}"
+        );
+        // Retiring the old generation, and starting the one the data is on, pass.
+        let forward = plan(vec![
+            step("vm.nfs@g1", Action::Retire, &[], json!({})),
+            start("vm.nfs@g2", &[]),
+        ]);
+        let mut serving = snapshot.clone();
+        serving.active_generation = 2;
+        assert_eq!(messages(&forward, &serving, false), Vec::<String>::new());
     }
 
     #[test]

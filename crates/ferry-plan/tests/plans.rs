@@ -1072,3 +1072,143 @@ fn a_delete_the_spec_asks_for_carries_its_literal_fields() {
     vm = "vm.nfs@g1"
     "#);
 }
+
+// Issue 18, item 1: the world is the source of truth; the state is a cache that can be lost.
+
+/// data100 in the middle of its failover to generation 2, interrupted right after the
+/// attaches: generation 2 built, the old NFS VM fenced, the pool exported from it, every disk
+/// detached, moved and attached to `vm.nfs@g2`, the pool not imported yet.
+fn data100_interrupted_after_the_attaches() -> Snapshot {
+    let spec = data100();
+    let before = data100_snapshot("observed-apiserver-down.json");
+    let plan = ferry_plan::plan(
+        &spec,
+        &before,
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    )
+    .unwrap();
+    let mut done = plan.clone();
+    done.steps.retain(|step| {
+        matches!(step.action, Action::Fence | Action::Export)
+            || (step.action == Action::Create && step.address.generation == Some(2))
+    });
+    let mut snapshot = converge(&before, &done, 1);
+    for lun in 0..4 {
+        let disk = format!("disk.home{lun}");
+        snapshot = with_attribute(
+            &snapshot,
+            &disk,
+            "resource_group",
+            serde_json::json!("resource_group.main@g2"),
+        );
+        snapshot = with_attribute(&snapshot, &disk, "vm", serde_json::json!("vm.nfs@g2"));
+    }
+    let snapshot = with_attribute(&snapshot, "zfs_pool.home", "imported", false.into());
+    assert!(
+        snapshot
+            .get(&"vm.nfs@g1".parse().unwrap())
+            .unwrap()
+            .is_fenced_host()
+    );
+    snapshot
+}
+
+/// The finding: with the state lost (moved away, as ferry's own error message once suggested)
+/// in the middle of a failover, the plan started the fenced old VM, updated each disk's `vm`
+/// back to it in place and moved the pool back with no export or fence. From the world alone,
+/// the plan now finishes that same failover: the import on generation 2, the hubs, DNS and the
+/// retirement of generation 1, and nothing that starts `vm.nfs@g1` or touches a disk.
+#[test]
+fn a_lost_state_in_the_middle_of_a_failover_finishes_that_failover_from_the_world() {
+    let spec = data100();
+    let mut lost = data100_interrupted_after_the_attaches();
+    lost.active_generation = 0;
+    lost.failover_in_progress = None;
+    for state_says in [0, 1] {
+        lost.active_generation = state_says;
+        for request in [FailoverRequest::Policy, FailoverRequest::Force] {
+            let plan = ferry_plan::plan(
+                &spec,
+                &lost,
+                &ferry_providers::rule_book(),
+                &PlanConfig {
+                    failover: request,
+                    ..PlanConfig::default()
+                },
+            )
+            .unwrap_or_else(|errors| panic!("{errors}"));
+            let failover = plan.failover.as_ref().expect("the failover is finished");
+            assert_eq!((failover.from_generation, failover.to_generation), (1, 2));
+            assert!(!starts_a_vm(&plan), "{}", vm_steps(&plan));
+            let disk_steps: Vec<&str> = plan
+                .steps
+                .iter()
+                .filter(|step| step.address.kind() == Kind::Disk)
+                .map(|step| step.id.0.as_str())
+                .collect();
+            assert_eq!(disk_steps, Vec::<&str>::new());
+            let import = plan
+                .steps
+                .iter()
+                .find(|step| step.id.0 == "zfs_pool.home:import")
+                .expect("the pool is imported on generation 2");
+            assert_eq!(import.inputs["host"], "vm.nfs@g2");
+            assert!(
+                plan.steps
+                    .iter()
+                    .filter(|step| step.address.generation == Some(1))
+                    .all(|step| step.action == Action::Retire),
+                "generation 1 is only retired"
+            );
+        }
+    }
+    lost.active_generation = 0;
+    let text = text(&spec, &lost, &PlanConfig::default());
+    insta::assert_snapshot!(text.lines().take(2).collect::<Vec<_>>().join("\n"), @r"
+    Failover from generation 1 to generation 2
+      because finishing the failover an earlier apply started: ferry's state is lost or stale, and the world shows a failover under way: disk.home0's resource_group reads resource_group.main@g2, but zfs_pool.home's host reads vm.nfs@g1
+    ");
+    // --no-failover would leave it half done.
+    insta::assert_snapshot!(
+        self::text(
+            &spec,
+            &lost,
+            &PlanConfig {
+                failover: FailoverRequest::Never,
+                ..PlanConfig::default()
+            }
+        ),
+        @r"
+    error: the failover from generation 1 to 2 that an earlier apply started is not finished, and --no-failover would leave it half done
+      help: run the command without --no-failover: the plan finishes that failover
+    no plan: 1 problem to fix first
+    "
+    );
+}
+
+/// After a finished failover the state is lost: the plan is "no changes" on generation 2, not
+/// a move back to generation 1.
+#[test]
+fn a_lost_state_after_a_finished_failover_plans_no_changes_on_the_new_generation() {
+    let spec = data100();
+    let rules = ferry_providers::rule_book();
+    let before = data100_snapshot("observed-apiserver-down.json");
+    let plan = ferry_plan::plan(&spec, &before, &rules, &PlanConfig::default()).unwrap();
+    let mut after = converge(&before, &plan, 2);
+    after.insert(
+        "check.prod_tls".parse().unwrap(),
+        Observation::present(Default::default()),
+    );
+    for state_says in [0, 1] {
+        after.active_generation = state_says;
+        let again = ferry_plan::plan(&spec, &after, &rules, &PlanConfig::default())
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        assert!(
+            again.is_empty() && again.failover.is_none(),
+            "{}",
+            render::text(&again, &TextOptions::default())
+        );
+        assert_eq!(again.notes.len(), 1, "{:?}", again.notes);
+    }
+}
