@@ -188,6 +188,24 @@ impl SpecError {
         self
     }
 
+    /// Shows every secret in the message, label and help as redacted.
+    pub(crate) fn mask(&mut self, secrets: &ferry_core::secret::Secrets) {
+        if secrets.is_empty() {
+            return;
+        }
+        let message = self.problem.to_string();
+        let masked = secrets.mask(&message);
+        if masked != message {
+            self.problem = Problem::Note { message: masked };
+        }
+        for text in [&mut self.label, &mut self.help].into_iter().flatten() {
+            *text = secrets.mask(text);
+        }
+        for note in &mut self.related {
+            note.mask(secrets);
+        }
+    }
+
     /// What is wrong.
     pub fn problem(&self) -> &Problem {
         &self.problem

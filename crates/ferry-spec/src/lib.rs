@@ -36,6 +36,9 @@ pub struct Spec {
     pub state: StateConfig,
     /// `[variables]`, after `--var` overrides.
     pub variables: BTreeMap<String, Value>,
+    /// The value of every `${env.NAME}` the spec holds: secrets by default, sealed in plans
+    /// (`ferry_plan::plan`) and masked in errors and output.
+    pub secrets: ferry_core::secret::Secrets,
     /// `[zones."NAME"]`: the DNS zones that records may live in, with their backend settings.
     pub zones: BTreeMap<String, Attributes>,
     pub resources: BTreeMap<ResourceAddress, ResourceSpec>,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_core::provider::{FieldSchema, FieldType, OnChange};
+use ferry_core::secret::Secrets;
 use ferry_core::value::{self, Expression, Segment};
 use ferry_core::{Attributes, Ensure, Kind, ResourceAddress, ResourceSpec, RuleBook, Value};
 use toml::Spanned;
@@ -394,6 +395,8 @@ struct Loader<'a> {
     rules: &'a RuleBook,
     environment: &'a BTreeMap<String, String>,
     variables: BTreeMap<String, Value>,
+    /// Every value substituted for a `${env.NAME}`: secrets by default.
+    secrets: Secrets,
     errors: Vec<SpecError>,
 }
 
@@ -419,6 +422,7 @@ pub(crate) fn load(
         rules,
         environment: &options.environment,
         variables: BTreeMap::new(),
+        secrets: Secrets::new(),
         errors: Vec::new(),
     };
     let mut documents = Vec::new();
@@ -515,6 +519,11 @@ pub(crate) fn load(
     if !loader.errors.is_empty() {
         let mut errors = loader.errors;
         errors.sort_by_key(SpecError::sort_key);
+        // A message may quote a value from the environment (a URL that is not one): it shows
+        // as redacted, like everywhere else.
+        for error in &mut errors {
+            error.mask(&loader.secrets);
+        }
         return Err(SpecErrors::new(errors));
     }
     let mut resources = BTreeMap::new();
@@ -535,6 +544,7 @@ pub(crate) fn load(
         failover,
         state,
         variables: loader.variables,
+        secrets: loader.secrets,
         zones,
         resources,
         origins,
@@ -743,11 +753,12 @@ impl<'a> Loader<'a> {
     }
 
     /// Substitutes variables and the environment in one field's value.
-    fn substitute(&self, value: Value) -> Value {
+    fn substitute(&mut self, value: Value) -> Value {
         // Most values hold no `${`: keep them as they are rather than copy them.
         if !has_expression(&value) {
             return value;
         }
+        self.record_secrets(&value);
         let variables = &self.variables;
         let environment = self.environment;
         value::resolve(&value, &|expression| match expression {
@@ -755,6 +766,17 @@ impl<'a> Loader<'a> {
             Expression::Environment(name) => environment.get(name).cloned().map(Value::String),
             _ => None,
         })
+    }
+
+    /// Records the value of every `${env.NAME}` in `value` that the environment has.
+    fn record_secrets(&mut self, value: &Value) {
+        for (_, expression) in value::expressions(value) {
+            if let Expression::Environment(name) = expression
+                && let Some(text) = self.environment.get(&name)
+            {
+                self.secrets.insert(name, text.clone());
+            }
+        }
     }
 
     /// Checks every `${...}` in a substituted value: malformed ones, variables and environment
@@ -846,6 +868,19 @@ impl<'a> Loader<'a> {
                         });
                     }
                     (Expression::Generation, Allowed::Everything) => {}
+                    (Expression::Sealed { name, .. }, _) => {
+                        self.push(
+                            SpecError::new(
+                                Problem::Template {
+                                    message: format!(
+                                        "`${{{expression}}}` is how a plan shows a secret, not something a spec holds"
+                                    ),
+                                },
+                                Some(at),
+                            )
+                            .help(format!("write ${{env.{name}}}")),
+                        );
+                    }
                     (_, _) => {
                         let help = match allowed {
                             Allowed::EnvironmentOnly => {
@@ -1015,6 +1050,7 @@ impl<'a> Loader<'a> {
     fn read_variables(&mut self, entries: &BTreeMap<String, Entry>, options: &LoadOptions) {
         for (name, entry) in entries {
             let raw = self.json_of(&entry.file, entry.node);
+            self.record_secrets(&raw);
             // Variables see the environment only: no order among variables to get wrong.
             let environment = self.environment;
             let value = value::resolve(&raw, &|expression| match expression {

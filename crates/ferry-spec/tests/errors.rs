@@ -529,3 +529,35 @@ fn loading_a_folder_reads_its_toml_files_in_name_order() {
         ferry_spec::load(&folder.path().join("none.toml"), &options(&[]), &rules).unwrap_err();
     assert!(missing.render(false).contains("cannot read"));
 }
+
+#[test]
+fn values_from_the_environment_never_show_in_errors_and_hooks_never_get_ferrys_credentials() {
+    let mut options = options(&[]);
+    options.environment.insert(
+        "HUB_URL".to_owned(),
+        "ftp://hub-secret-host.example.org".to_owned(),
+    );
+    let rendered = check_with(
+        &[
+            ("main.toml", BASE),
+            (
+                "hooks.toml",
+                r#"[check.hub]
+type = "http"
+url = "${env.HUB_URL}"
+
+[hook.deploy]
+command = ["deploy"]
+pass_env = ["HTTPS_PROXY", "AZURE_CLIENT_SECRET", "FERRY_ARM_TOKEN", "A=B"]
+
+[hook.copied_from_a_plan]
+command = ["deploy"]
+env = { TOKEN = "${env.HUB_URL@sha256:1a2b3c4d}" }
+"#,
+            ),
+        ],
+        &options,
+    );
+    assert!(!rendered.contains("hub-secret-host"), "{rendered}");
+    insta::assert_snapshot!(rendered);
+}
