@@ -344,6 +344,59 @@ impl Secrets {
         })
     }
 
+    /// A plan with every secret sealed: in each step's inputs (which the engine resolves) and
+    /// changes (both sides of a diff), and shown redacted in its reasons, warnings and notes.
+    /// Planning compares plain values; this is what leaves the planner.
+    pub fn seal_plan(&self, plan: &mut crate::Plan) {
+        if self.is_empty() {
+            return;
+        }
+        for step in &mut plan.steps {
+            for value in step.inputs.values_mut() {
+                *value = self.seal(value);
+            }
+            for change in &mut step.changes {
+                for side in [&mut change.before, &mut change.after]
+                    .into_iter()
+                    .flatten()
+                {
+                    *side = self.seal(side);
+                }
+            }
+            step.reason = self.mask_whole(&step.reason);
+            if let Some(warning) = &mut step.warning {
+                *warning = self.mask_whole(warning);
+            }
+        }
+        for note in &mut plan.notes {
+            *note = self.mask_whole(note);
+        }
+    }
+
+    /// Free text a plan holds, masked even where a short secret is the whole text.
+    fn mask_whole(&self, text: &str) -> String {
+        self.replace(text, false, true, &redacted)
+            .unwrap_or_else(|| text.to_owned())
+    }
+
+    /// A snapshot whose readings hold sealed references (a hook's remembered inputs, sealed
+    /// by the engine) with each opened while its secret still has its fingerprint, so that
+    /// the planner compares plain values; a reading of an older value stays sealed.
+    pub fn unseal_snapshot(&self, snapshot: &crate::Snapshot) -> crate::Snapshot {
+        let mut unsealed = snapshot.clone();
+        if self.is_empty() {
+            return unsealed;
+        }
+        for observation in unsealed.resources.values_mut() {
+            if let crate::Observation::Present { attributes, .. } = observation {
+                for value in attributes.values_mut() {
+                    *value = self.unseal_raw(value);
+                }
+            }
+        }
+        unsealed
+    }
+
     fn map_strings(&self, value: &Value, change: &dyn Fn(&str) -> Option<String>) -> Value {
         if self.is_empty() {
             return value.clone();

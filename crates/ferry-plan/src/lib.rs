@@ -103,6 +103,15 @@ pub fn plan(
     config: &PlanConfig,
 ) -> Result<Plan, PlanErrors> {
     safety::check_spec(spec).map_err(PlanErrors)?;
+    // Secrets: the planner compares plain values, and what leaves it is sealed
+    // (`${env.NAME@sha256:…}`), so that no plan, JSON or saved plan holds one.
+    let unsealed;
+    let snapshot = if spec.secrets.is_empty() {
+        snapshot
+    } else {
+        unsealed = spec.secrets.unseal_snapshot(snapshot);
+        &unsealed
+    };
     // The world, not the state, says which generation serves and whether a failover is under
     // way: a snapshot made with a lost or stale state is corrected before anything is planned.
     let reconstruction =
@@ -122,5 +131,6 @@ pub fn plan(
         plan.notes.insert(0, note);
     }
     safety::check(&plan, snapshot, rules, config).map_err(PlanErrors)?;
+    spec.secrets.seal_plan(&mut plan);
     Ok(plan)
 }

@@ -280,6 +280,13 @@ fn render_changes(out: &mut String, indent: &str, changes: &[AttributeChange], p
 /// A value on one line, TOML-like, with `(known after apply: ...)` where it is not known yet.
 fn show(value: &Value) -> String {
     match value {
+        // A secret, sealed by the planner: `[redacted env.NAME sha256:…]`.
+        Value::String(text) if let Some(shown) = ferry_core::secret::display_sealed(text) => {
+            match whole_expression(text) {
+                Some(_) => shown,
+                None => serde_json::to_string(&shown).unwrap_or_default(),
+            }
+        }
         Value::String(text) => match whole_expression(text) {
             Some(expression) => format!("(known after apply: {expression})"),
             None => serde_json::to_string(text).unwrap_or_default(),
