@@ -15,7 +15,10 @@ pub mod value;
 
 pub use address::{AddressError, Generation, InstanceAddress, Kind, ResourceAddress, UnknownKind};
 pub use observation::{Health, Observation, Snapshot};
-pub use plan::{Action, AttributeChange, Failover, Plan, PlanSummary, Step, StepId};
+pub use plan::{
+    Action, AttributeChange, Blocker, Failover, Plan, PlanSummary, PlanWarning, Readiness, Step,
+    StepId, UnknownReading,
+};
 pub use provider::{
     ApplyContext, ChangeClass, FailoverContext, FieldError, FieldSchema, FieldType, KindRules,
     OnChange, OutputSchema, Provider, ReadContext, StepDraft, StepError, StepOutcome,

@@ -19,11 +19,25 @@ pub enum Health {
     Unhealthy {
         reason: String,
     },
+    /// Its provisioning failed (ARM's `provisioningState` Failed, a create that ended in a
+    /// quota error): it exists but was never built right. The plan replaces it, as Terraform
+    /// replaces a tainted resource; a stateful one is reported, never replaced.
+    Failed {
+        reason: String,
+    },
 }
 
 impl Health {
     pub fn is_healthy(&self) -> bool {
         matches!(self, Health::Healthy)
+    }
+
+    /// Why it is not healthy, when it is not.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Health::Healthy => None,
+            Health::Unhealthy { reason } | Health::Failed { reason } => Some(reason),
+        }
     }
 }
 
@@ -100,6 +114,17 @@ impl Observation {
     /// stale.
     pub fn fingerprint(&self) -> String {
         let canonical = match self {
+            // A failed provisioning is its own reading (it plans a replacement); the key is
+            // there only then, so that every other reading keeps its fingerprint.
+            Observation::Present {
+                attributes,
+                health: Health::Failed { .. },
+            } => serde_json::json!({
+                "status": "present",
+                "attributes": attributes,
+                "healthy": false,
+                "failed": true,
+            }),
             Observation::Present { attributes, health } => serde_json::json!({
                 "status": "present",
                 "attributes": attributes,
@@ -127,6 +152,10 @@ impl Observation {
                 health: Health::Unhealthy { reason },
                 ..
             } => format!("present, unhealthy: {reason}"),
+            Observation::Present {
+                health: Health::Failed { reason },
+                ..
+            } => format!("present, provisioning failed: {reason}"),
             Observation::Absent => "absent".to_owned(),
             Observation::Unknown { reason } => format!("unknown: {reason}"),
         }

@@ -174,6 +174,27 @@ pub struct Failover {
     pub trigger: String,
 }
 
+/// A reading the plan could not rely on: nothing is created, deleted or retired from it, and
+/// what depends on it is held back (see `held_back`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownReading {
+    pub address: InstanceAddress,
+    /// Why the provider could not tell (an unreachable API, a refused credential).
+    pub reason: String,
+    /// The spec resources not planned because they depend on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<crate::ResourceAddress>,
+}
+
+/// Something the operator must look at that no step of the plan fixes: an unhealthy resource
+/// that is not a failover trigger (the NFS VM failed, a pool degraded), or a trigger that
+/// reads unhealthy while the plan makes no failover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanWarning {
+    pub address: InstanceAddress,
+    pub reason: String,
+}
+
 /// The result of planning: steps in execution order (a topological order of `after`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -194,6 +215,57 @@ pub struct Plan {
     /// held back a create, for instance).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Every reading that is unknown: a plan made from them is never "no changes".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<UnknownReading>,
+    /// Unhealthy resources that no step of this plan fixes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<PlanWarning>,
+    /// A failover that the readings call for but the spec's `mode = "manual"` leaves to the
+    /// operator (`--failover`): the reading that calls for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_due: Option<String>,
+    /// Whether the failover this plan's readings would give could be made now: computed by
+    /// `ferry plan` and `ferry watch` (`ferry_plan::readiness`) when the plan is not a failover
+    /// itself; `None` when not computed, or when the spec's failover mode is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Readiness>,
+}
+
+/// Failover readiness: the failover planned from today's readings, so that whatever would
+/// block it is seen on an ordinary day and not at the moment it is needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// True when the failover plan was made and nothing blocks it.
+    pub ready: bool,
+    /// The generation the failover would move to.
+    pub to_generation: Generation,
+    /// The failover plan's estimated time to recovery, when it could be made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_seconds: Option<u64>,
+    /// Each thing that stops the failover, with its reason and what to do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<Blocker>,
+}
+
+/// One thing that stops a failover: an error of the failover plan, or a reading it needs that
+/// is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocker {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<InstanceAddress>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.address {
+            Some(address) => write!(f, "{address}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
 }
 
 /// The one plan layout this version reads and writes.

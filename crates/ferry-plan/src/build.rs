@@ -6,8 +6,8 @@ use ferry_core::provider::FieldType;
 use ferry_core::value;
 use ferry_core::{
     Action, AttributeChange, Attributes, ChangeClass, Ensure, Failover, FailoverContext,
-    Generation, InstanceAddress, Kind, KindRules, Observation, ResourceAddress, ResourceSpec,
-    RuleBook, Snapshot, StepDraft, UpdateContext,
+    Generation, Health, InstanceAddress, Kind, KindRules, Observation, PlanWarning,
+    ResourceAddress, ResourceSpec, RuleBook, Snapshot, StepDraft, UnknownReading, UpdateContext,
 };
 use ferry_spec::{FailoverMode, Spec};
 
@@ -34,6 +34,9 @@ pub(crate) struct Built {
     pub target: Generation,
     pub failover: Option<Failover>,
     pub notes: Vec<String>,
+    pub unknown: Vec<UnknownReading>,
+    pub warnings: Vec<PlanWarning>,
+    pub failover_due: Option<String>,
 }
 
 struct Builder<'a> {
@@ -52,6 +55,12 @@ struct Builder<'a> {
     changed: BTreeSet<ResourceAddress>,
     errors: Vec<PlanError>,
     notes: Vec<String>,
+    /// Every unknown reading met, by instance.
+    unknown: BTreeMap<InstanceAddress, UnknownReading>,
+    /// Resources with no step because their own reading, or a dependency's, is unknown: the
+    /// unknown instance that holds each back. What depends on them is held back too, and
+    /// nothing they rely on is retired.
+    held: BTreeMap<ResourceAddress, InstanceAddress>,
 }
 
 pub(crate) fn build(
@@ -61,9 +70,13 @@ pub(crate) fn build(
     config: &PlanConfig,
 ) -> Result<Built, PlanErrors> {
     let failover = decide_failover(spec, snapshot, config)?;
-    let (target, notes) = match &failover {
-        Decision::Failover(failover) => (failover.to_generation, Vec::new()),
-        Decision::Reconcile { notes } => (snapshot.active_generation.max(1), notes.clone()),
+    let (target, notes, failover_due) = match &failover {
+        Decision::Failover(failover) => (failover.to_generation, Vec::new(), None),
+        Decision::Reconcile { notes, due } => (
+            snapshot.active_generation.max(1),
+            notes.clone(),
+            due.clone(),
+        ),
     };
     let dependencies: BTreeMap<ResourceAddress, Vec<ResourceAddress>> = spec
         .resources
@@ -98,6 +111,8 @@ pub(crate) fn build(
         changed: BTreeSet::new(),
         errors: Vec::new(),
         notes,
+        unknown: BTreeMap::new(),
+        held: BTreeMap::new(),
     };
     for address in resource_order(&dependencies) {
         let resource = &spec.resources[&address];
@@ -107,18 +122,28 @@ pub(crate) fn build(
     if !builder.errors.is_empty() {
         return Err(PlanErrors(builder.errors));
     }
+    let warnings = builder.warnings(failover_due.is_some());
+    let unknown = builder.unknown_readings();
     Ok(Built {
         drafts: builder.drafts,
         target,
         failover: builder.failover,
         notes: builder.notes,
+        unknown,
+        warnings,
+        failover_due,
         dependencies,
     })
 }
 
 enum Decision {
     Failover(Failover),
-    Reconcile { notes: Vec<String> },
+    /// `due`: the readings that call for a failover the spec's manual mode leaves to the
+    /// operator.
+    Reconcile {
+        notes: Vec<String>,
+        due: Option<String>,
+    },
 }
 
 fn decide_failover(
@@ -175,6 +200,7 @@ fn decide_failover(
     }
     match config.failover {
         FailoverRequest::Never => Ok(Decision::Reconcile {
+            due: None,
             notes: unhealthy
                 .into_iter()
                 .map(|reading| format!("{reading} (no failover: --no-failover)"))
@@ -195,11 +221,15 @@ fn decide_failover(
             None => "--failover (a planned failover: every trigger reads healthy)".to_owned(),
         })),
         FailoverRequest::Policy => match (spec.failover.mode, unhealthy.first()) {
-            (_, None) => Ok(Decision::Reconcile { notes: Vec::new() }),
+            (_, None) => Ok(Decision::Reconcile {
+                notes: Vec::new(),
+                due: None,
+            }),
             (FailoverMode::Automatic, Some(_)) if active > 0 => {
                 Ok(failover(unhealthy.join("; ")))
             }
             (FailoverMode::Manual, Some(_)) => Ok(Decision::Reconcile {
+                due: Some(unhealthy.join("; ")),
                 notes: unhealthy
                     .into_iter()
                     .map(|reading| {
@@ -208,6 +238,7 @@ fn decide_failover(
                     .collect(),
             }),
             (_, Some(_)) => Ok(Decision::Reconcile {
+                due: None,
                 notes: unhealthy
                     .into_iter()
                     .map(|reading| format!("{reading} (the spec's failover mode is off)"))
@@ -347,6 +378,34 @@ impl<'a> Builder<'a> {
         let address = &resource.address;
         let instance = self.target_of(address);
         let observed = self.observation(&instance);
+        if let Observation::Unknown { reason } = &observed {
+            self.unknown
+                .entry(instance.clone())
+                .or_insert_with(|| UnknownReading {
+                    address: instance.clone(),
+                    reason: reason.clone(),
+                    held_back: Vec::new(),
+                });
+        }
+        // What depends on a resource held back by an unknown reading is held back too: its
+        // inputs may be stale (a record that may still point at the old ingress), and a check
+        // after it would wait for nothing. (A reading unknown itself says so on its own.)
+        if !matches!(observed, Observation::Unknown { .. })
+            && let Some((dependency, source)) =
+                self.dependencies[address].iter().find_map(|dependency| {
+                    Some((dependency.clone(), self.held.get(dependency)?.clone()))
+                })
+        {
+            let reason = self
+                .unknown
+                .get(&source)
+                .map_or_else(|| "unknown".to_owned(), |reading| reading.reason.clone());
+            self.notes.push(format!(
+                "{instance}: not planned, it depends on {dependency}, held back by {source}, whose reading is unknown ({reason}); plan again once it reads"
+            ));
+            self.hold(address, source);
+            return;
+        }
         let desired = self.desired(resource);
         let upstream_changed = self.dependencies[address]
             .iter()
@@ -409,6 +468,7 @@ impl<'a> Builder<'a> {
                 self.notes.push(format!(
                     "{instance}: not planned, its last run is unknown ({reason})"
                 ));
+                self.hold(&resource.address, instance);
                 return;
             }
             Observation::Absent => (
@@ -474,9 +534,12 @@ impl<'a> Builder<'a> {
                         .collect();
                     self.push(draft, Some(resource));
                 }
-                Observation::Unknown { reason } => self.notes.push(format!(
-                    "{instance}: not deleted, its reading is unknown ({reason})"
-                )),
+                Observation::Unknown { reason } => {
+                    self.notes.push(format!(
+                        "{instance}: not deleted, its reading is unknown ({reason})"
+                    ));
+                    self.hold(&resource.address, instance);
+                }
                 Observation::Absent => {}
             }
             return;
@@ -488,12 +551,22 @@ impl<'a> Builder<'a> {
                 // kind's rules know how to do that safely (a pool behind a fence); the others
                 // refuse. Nothing else is planned from an unknown reading.
                 if stateful && in_failover.is_some() {
+                    let before = self.drafts.len();
                     self.plan_failover_moves(resource, &instance, observed, &desired);
-                    return;
+                    // A kind with no move for an unreadable instance (a DNS record, which a
+                    // failover repoints by an update from its reading) is held back like any
+                    // other unknown: nothing that relies on it goes ahead.
+                    if self.drafts[before..]
+                        .iter()
+                        .any(|draft| draft.step.target == instance)
+                    {
+                        return;
+                    }
                 }
                 self.notes.push(format!(
                     "{instance}: not planned, its reading is unknown ({reason}); nothing is created or deleted on an unknown reading"
                 ));
+                self.hold(&resource.address, instance);
             }
             Observation::Absent => {
                 if stateful && in_failover.is_some() {
@@ -518,6 +591,22 @@ impl<'a> Builder<'a> {
                 draft.inputs = desired;
                 self.push(draft, Some(resource));
             }
+            Observation::Present {
+                attributes,
+                health: Health::Failed { reason },
+            } if !stateful => {
+                // A resource whose provisioning failed (a create that ended in a quota error)
+                // exists but was never built: it is built again, as Terraform replaces a
+                // tainted resource, on a first build as inside a failover.
+                let mut draft = StepDraft::new(
+                    instance,
+                    Action::Replace,
+                    format!("its provisioning failed ({reason}): it is built again"),
+                );
+                draft.changes = diff(&desired, attributes, rules, &|_| false);
+                draft.inputs = desired;
+                self.push(draft, Some(resource));
+            }
             Observation::Present { attributes, .. } => {
                 // What the failover's own steps set (the attach's lun, say) is theirs to set,
                 // not an update's.
@@ -530,15 +619,16 @@ impl<'a> Builder<'a> {
                     moved.contains(name)
                         || stateful
                             && in_failover.is_some()
-                            && rules.fields().iter().any(|field| {
-                                field.name == name
-                                    && matches!(
-                                        field.field_type,
-                                        FieldType::Reference(_) | FieldType::ReferenceList(_)
-                                    )
-                            })
+                            && relocated_reference(rules, name, desired.get(name), attributes)
                 };
                 let mut changes = diff(&desired, attributes, rules, &relocated);
+                // The fields the failover's own steps move (a disk's group and VM) are not an
+                // update's to set: an update in a failover (a disk grown) runs after them.
+                let placed: BTreeSet<String> = desired
+                    .keys()
+                    .filter(|name| relocated(name))
+                    .cloned()
+                    .collect();
                 // What every converged instance of the kind is although the spec does not
                 // write it (a VM of the serving generation runs). Only this instance, of the
                 // target generation, is asked: an older generation's is fenced and retired in
@@ -625,6 +715,9 @@ impl<'a> Builder<'a> {
                 };
                 draft.changes = changes;
                 draft.inputs = desired;
+                if in_failover.is_some() && stateful {
+                    draft.inputs.retain(|name, _| !placed.contains(name));
+                }
                 self.push_estimated(draft, Some(resource), estimate_seconds);
             }
         }
@@ -660,16 +753,115 @@ impl<'a> Builder<'a> {
                     self.push(draft, None);
                 }
             }
-            Err(message) => self.errors.push(
-                PlanError::new(Some(instance.clone()), message)
+            // The rules' message says what to do; an unknown reading gets the usual advice.
+            Err(message) => self.errors.push(match observed {
+                Observation::Unknown { .. } => PlanError::new(Some(instance.clone()), message)
                     .help("make it readable again (or find out why it is not) and plan again"),
-            ),
+                _ => PlanError::new(Some(instance.clone()), message),
+            }),
         }
         set
     }
 
+    /// Holds a resource back because of `source`'s unknown reading.
+    fn hold(&mut self, address: &ResourceAddress, source: InstanceAddress) {
+        if let Some(reading) = self.unknown.get_mut(&source)
+            && &source.address != address
+        {
+            reading.held_back.push(address.clone());
+        }
+        self.held.insert(address.clone(), source);
+    }
+
+    /// The resources a held-back resource relies on, directly or not, itself included: none
+    /// of their old instances is retired while it is held back (a DNS record that reads
+    /// unknown may still point at the old generation's ingress).
+    fn relied_on_by_held(&self) -> BTreeMap<ResourceAddress, InstanceAddress> {
+        let mut relied: BTreeMap<ResourceAddress, InstanceAddress> = BTreeMap::new();
+        let mut stack: Vec<(ResourceAddress, InstanceAddress)> = self
+            .held
+            .iter()
+            .map(|(address, source)| (address.clone(), source.clone()))
+            .collect();
+        while let Some((address, source)) = stack.pop() {
+            if relied.contains_key(&address) {
+                continue;
+            }
+            for dependency in self.dependencies.get(&address).into_iter().flatten() {
+                stack.push((dependency.clone(), source.clone()));
+            }
+            relied.insert(address, source);
+        }
+        relied
+    }
+
+    /// Every unknown reading, of the instances planned and of the others in the snapshot.
+    fn unknown_readings(&mut self) -> Vec<UnknownReading> {
+        for (instance, observation) in &self.snapshot.resources {
+            if let Observation::Unknown { reason } = observation {
+                self.unknown
+                    .entry(instance.clone())
+                    .or_insert_with(|| UnknownReading {
+                        address: instance.clone(),
+                        reason: reason.clone(),
+                        held_back: Vec::new(),
+                    });
+            }
+        }
+        std::mem::take(&mut self.unknown).into_values().collect()
+    }
+
+    /// The readings that say present but not healthy, of instances no step acts on: what the
+    /// operator must look at though there is nothing to apply.
+    /// `failover_due`: the triggers read unhealthy and the failover is the operator's to make,
+    /// which says more than a warning about each.
+    fn warnings(&self, failover_due: bool) -> Vec<PlanWarning> {
+        let mut acted_on: BTreeSet<InstanceAddress> = self
+            .drafts
+            .iter()
+            .map(|draft| draft.step.target.clone())
+            .collect();
+        if failover_due {
+            acted_on.extend(
+                self.spec
+                    .failover
+                    .triggers
+                    .iter()
+                    .map(|trigger| trigger.at(Some(self.snapshot.active_generation))),
+            );
+        }
+        self.snapshot
+            .resources
+            .iter()
+            .filter(|(instance, _)| {
+                instance
+                    .generation
+                    .is_none_or(|generation| generation == self.target)
+                    && !acted_on.contains(*instance)
+            })
+            .filter_map(|(instance, observation)| {
+                let Observation::Present { health, .. } = observation else {
+                    return None;
+                };
+                let reason = match health {
+                    Health::Healthy => return None,
+                    Health::Unhealthy { reason } => format!("unhealthy: {reason}"),
+                    Health::Failed { reason } if instance.kind().is_stateful() => format!(
+                        "its provisioning failed ({reason}); ferry never rebuilds a stateful resource: find out why in Azure and repair it"
+                    ),
+                    Health::Failed { reason } => format!("its provisioning failed: {reason}"),
+                };
+                Some(PlanWarning {
+                    address: instance.clone(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+
     /// Retires the previous generation after a failover, and deletes what the spec dropped.
     fn plan_old_instances(&mut self) {
+        let relied_on = self.relied_on_by_held();
         let retire_from = self
             .failover
             .as_ref()
@@ -686,6 +878,14 @@ impl<'a> Builder<'a> {
                 .generation
                 .filter(|generation| *generation < self.target || retire_from == Some(*generation));
             match (in_spec, old_generation, &observation) {
+                (Some(_), Some(_), Observation::Present { .. })
+                    if relied_on.contains_key(&instance.address) =>
+                {
+                    let source = &relied_on[&instance.address];
+                    self.notes.push(format!(
+                        "{instance}: not retired, {source} reads unknown and may still rely on it; a later apply retires it"
+                    ));
+                }
                 (Some(_), Some(generation), Observation::Present { .. }) => {
                     let reason = if instance.kind() == Kind::Hook {
                         format!(
@@ -766,4 +966,44 @@ fn change_paths(changes: &[AttributeChange]) -> String {
         .map(|change| change.path.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Whether a stateful resource's reference field differs from its reading only by the
+/// generation a failover moves it to (a disk's `resource_group` from `@g1` to `@g2`): that is
+/// the failover's own move, not a change of the spec, and so is a field the reading lacks.
+/// Any other difference (a pool's `disks` list edited) is diffed and classified exactly as on
+/// the normal path, so that a failover refuses whatever `--no-failover` refuses.
+fn relocated_reference(
+    rules: &dyn KindRules,
+    name: &str,
+    desired: Option<&ferry_core::Value>,
+    observed: &Attributes,
+) -> bool {
+    let is_reference = rules.fields().iter().any(|field| {
+        field.name == name
+            && matches!(
+                field.field_type,
+                FieldType::Reference(_) | FieldType::ReferenceList(_)
+            )
+    });
+    // Not read (a pool exported by an interrupted apply lists no disks): nothing to compare,
+    // the failover's own steps set it.
+    let (Some(desired), Some(observed)) = (desired, observed.get(name)) else {
+        return is_reference;
+    };
+    is_reference && without_generations(desired) == without_generations(observed)
+}
+
+/// A reference value with every instance address reduced to its resource address.
+fn without_generations(value: &ferry_core::Value) -> ferry_core::Value {
+    match value {
+        ferry_core::Value::String(text) => match text.parse::<InstanceAddress>() {
+            Ok(instance) => ferry_core::Value::String(instance.address.to_string()),
+            Err(_) => value.clone(),
+        },
+        ferry_core::Value::Array(items) => {
+            ferry_core::Value::Array(items.iter().map(without_generations).collect())
+        }
+        other => other.clone(),
+    }
 }

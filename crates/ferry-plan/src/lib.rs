@@ -6,6 +6,8 @@
 
 mod build;
 pub mod order;
+pub mod outcome;
+mod readiness;
 pub mod render;
 pub mod resolve;
 mod safety;
@@ -17,6 +19,8 @@ use std::fmt;
 use ferry_core::{InstanceAddress, Plan, RuleBook, Snapshot};
 use ferry_spec::Spec;
 
+pub use outcome::{Finding, Severity, Verdict};
+pub use readiness::{readiness, readiness_with};
 pub use saved::{SavedPlan, StaleObservation};
 
 /// Whether to plan a failover.

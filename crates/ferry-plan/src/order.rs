@@ -56,6 +56,8 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         }
     }
 
+    waits_for_updates(&drafts, &mut edges);
+
     // Default edges: a resource's steps follow its dependencies' steps on their converged
     // instances; deletions go the other way, dependents first.
     let mut by_resource: HashMap<&ferry_core::ResourceAddress, Vec<usize>> = HashMap::new();
@@ -160,7 +162,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
             .map(|&predecessor| (finish_at[predecessor], Some(predecessor)))
             .max_by_key(|(finish, predecessor)| (*finish, Reverse(*predecessor)))
             .unwrap_or((0, None));
-        finish_at[position] = start + drafts[position].estimate_seconds;
+        finish_at[position] = start.saturating_add(drafts[position].estimate_seconds);
         via[position] = from;
     }
     let recovery_seconds = built.failover.as_ref().map(|_| {
@@ -220,7 +222,39 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         recovery_seconds,
         failover: built.failover,
         notes: built.notes,
+        unknown: built.unknown,
+        warnings: built.warnings,
+        failover_due: built.failover_due,
+        readiness: None,
     })
+}
+
+/// A step that waits for an instance's move (a pool's import for each disk's attach) waits for
+/// that instance's in-place update too: a disk grown during a failover is grown after its
+/// attach (its own steps' order) and before the import and the hooks, never while the pool is
+/// imported from it.
+fn waits_for_updates(drafts: &[Draft], edges: &mut BTreeSet<(usize, usize)>) {
+    let updates: HashMap<&ferry_core::InstanceAddress, usize> = drafts
+        .iter()
+        .enumerate()
+        .filter(|(_, draft)| draft.step.action == Action::Update)
+        .map(|(position, draft)| (&draft.step.target, position))
+        .collect();
+    if updates.is_empty() {
+        return;
+    }
+    let waits: Vec<(usize, usize)> = edges
+        .iter()
+        .filter_map(|&(first, then)| {
+            let moved = &drafts[first].step;
+            if !matches!(moved.action, Action::Detach | Action::Move | Action::Attach) {
+                return None;
+            }
+            let update = *updates.get(&moved.target)?;
+            (drafts[then].step.target != moved.target).then_some((update, then))
+        })
+        .collect();
+    edges.extend(waits);
 }
 
 /// Folds drafts with the same id (four disks each asking for the same fence) into one.
@@ -264,7 +298,7 @@ fn topological_order(
     let mut order = Vec::with_capacity(count);
     while let Some(Reverse((start, position))) = ready.pop() {
         order.push(position);
-        let finish = start + drafts[position].estimate_seconds;
+        let finish = start.saturating_add(drafts[position].estimate_seconds);
         for &next in &successors[position] {
             earliest[next] = earliest[next].max(finish);
             waiting[next] -= 1;
@@ -304,7 +338,7 @@ pub fn earliest_starts(plan: &Plan) -> BTreeMap<StepId, u64> {
             .filter_map(|id| finish.get(id).copied())
             .max()
             .unwrap_or(0);
-        finish.insert(&step.id, start + step.estimate_seconds);
+        finish.insert(&step.id, start.saturating_add(step.estimate_seconds));
         starts.insert(step.id.clone(), start);
     }
     starts

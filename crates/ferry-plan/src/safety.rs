@@ -434,6 +434,10 @@ mod tests {
             recovery_seconds: None,
             failover: None,
             notes: Vec::new(),
+            unknown: Vec::new(),
+            warnings: Vec::new(),
+            failover_due: None,
+            readiness: None,
         }
     }
 

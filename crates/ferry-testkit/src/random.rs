@@ -95,6 +95,10 @@ pub fn plan_of(steps: Vec<Step>) -> Plan {
         recovery_seconds: None,
         failover: None,
         notes: Vec::new(),
+        unknown: Vec::new(),
+        warnings: Vec::new(),
+        failover_due: None,
+        readiness: None,
     }
 }
 

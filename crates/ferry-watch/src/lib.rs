@@ -6,6 +6,7 @@
 //! becomes an [`Alert`], delivered as a JSON POST to a webhook and/or to a command.
 
 mod deliver;
+mod readiness;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,7 +15,8 @@ use std::time::{Duration, SystemTime};
 use ferry_core::{Health, InstanceAddress, Observation, Snapshot};
 use serde::Serialize;
 
-pub use deliver::{DeliveryError, Destination, deliver};
+pub use deliver::{DeliveryError, Destination, deliver, deliver_readiness};
+pub use readiness::{ReadinessAlert, ReadinessTracker};
 
 /// What a resource's health reading says, in the words alerts use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,7 +36,7 @@ impl HealthState {
                 ..
             } => HealthState::Healthy,
             Observation::Present {
-                health: Health::Unhealthy { reason },
+                health: Health::Unhealthy { reason } | Health::Failed { reason },
                 ..
             } => HealthState::Unhealthy {
                 reason: reason.clone(),

@@ -6,6 +6,8 @@ use std::fmt::Write;
 
 use ferry_core::value::{self, Expression};
 use ferry_core::{Action, AttributeChange, Plan, StepId, Value};
+
+use crate::outcome::{Severity, Verdict};
 use similar::{ChangeTag, TextDiff};
 
 /// How to render text.
@@ -78,16 +80,22 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
     if !plan.notes.is_empty() {
         out.push('\n');
     }
+    render_readings(&mut out, plan, &paint);
+    let verdict = Verdict::of(plan);
     if plan.steps.is_empty() {
-        match &plan.failover {
-            Some(failover) => {
-                let _ = writeln!(
-                    out,
-                    "No steps left: the world is already at generation {}; applying records the failover as finished.",
-                    failover.to_generation
-                );
-            }
-            None => out.push_str("No changes: the world matches the spec.\n"),
+        if let Some(failover) = &plan.failover {
+            let _ = writeln!(
+                out,
+                "No steps left: the world is already at generation {}; applying records the failover as finished.",
+                failover.to_generation
+            );
+        }
+        render_readiness(&mut out, plan, &paint);
+        let headline = verdict.headline();
+        if !headline.is_empty()
+            && (plan.failover.is_none() || verdict.severity() != Severity::Changes)
+        {
+            let _ = writeln!(out, "{}", paint_headline(&paint, &verdict, &headline));
         }
         return out;
     }
@@ -201,15 +209,102 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
         let arrow = if index == 0 { "   " } else { "-> " };
         let _ = writeln!(out, "  {arrow}{hop}");
     }
+    render_readiness(&mut out, plan, &paint);
+    let headline = verdict.headline();
+    if !headline.is_empty() {
+        let _ = writeln!(out, "{}", paint_headline(&paint, &verdict, &headline));
+    }
     out
 }
 
+/// Failover readiness, when the plan carries it: ready with the failover's estimated time to
+/// recovery, or every blocker with its reason and what to do.
+fn render_readiness(out: &mut String, plan: &Plan, paint: &Paint) {
+    let Some(readiness) = &plan.readiness else {
+        return;
+    };
+    let heading = paint.paint("1", "Failover readiness:");
+    let to = readiness.to_generation;
+    if readiness.ready {
+        let recovery = readiness
+            .recovery_seconds
+            .map(|seconds| format!(", estimated time to recovery {}", duration(seconds)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{heading} {}{recovery} (a failover to generation {to} planned from these readings).",
+            paint.paint("32", "ready")
+        );
+        return;
+    }
+    let count = readiness.blockers.len();
+    let _ = writeln!(
+        out,
+        "{heading} {}: {count} thing{} would block a failover to generation {to}:",
+        paint.paint("1;31", "NOT READY"),
+        if count == 1 { "" } else { "s" }
+    );
+    for blocker in &readiness.blockers {
+        let _ = writeln!(out, "  {blocker}");
+        if let Some(help) = &blocker.help {
+            let _ = writeln!(out, "    help: {help}");
+        }
+    }
+}
+
+/// The unknown readings and the warnings, each under its heading: never hidden behind "No
+/// changes".
+fn render_readings(out: &mut String, plan: &Plan, paint: &Paint) {
+    if !plan.unknown.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} nothing is created, deleted or retired from them, and what relies on them waits:",
+            paint.paint("1;33", "Unknown readings:")
+        );
+        for reading in &plan.unknown {
+            let held = if reading.held_back.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> =
+                    reading.held_back.iter().map(ToString::to_string).collect();
+                format!(" (holds back {})", names.join(", "))
+            };
+            let _ = writeln!(out, "  {}: {}{held}", reading.address, reading.reason);
+        }
+        out.push('\n');
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} unhealthy, and no step of this plan fixes them:",
+            paint.paint("1;33", "Warnings:")
+        );
+        for warning in &plan.warnings {
+            let _ = writeln!(out, "  {}: {}", warning.address, warning.reason);
+        }
+        out.push('\n');
+    }
+}
+
+fn paint_headline(paint: &Paint, verdict: &Verdict, headline: &str) -> String {
+    match verdict.severity() {
+        Severity::Clean | Severity::Changes => headline.to_owned(),
+        _ => paint.paint("1;33", headline),
+    }
+}
+
+/// The widest attribute name the changes of a step are aligned to.
+const MAX_ALIGNED_NAME: usize = 60;
+
 fn render_changes(out: &mut String, indent: &str, changes: &[AttributeChange], paint: &Paint) {
+    // Names are aligned up to a width a reader can follow; beyond it a name takes its own
+    // length, which also keeps `format!` from a pad it cannot make (65,535 at most).
     let name_width = changes
         .iter()
         .map(|change| change.path.len())
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .min(MAX_ALIGNED_NAME);
     for change in changes {
         let replacement = change
             .forces_replacement
