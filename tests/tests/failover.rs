@@ -174,6 +174,73 @@ async fn a_cluster_create_that_fails_skips_its_dependents_and_a_rerun_completes(
     assert!(deployment.plan(&PlanConfig::default()).await.is_empty());
 }
 
+/// Issue 18, item 1, end to end on the simulated world: the failover is interrupted right
+/// after the disks are attached to the new VM (the pool's import fails), and the state is
+/// lost (`.ferry/state.json` moved away). Observing and planning from the world alone finishes
+/// that same failover: the import on generation 2 and what follows, never a start of the
+/// fenced `vm.nfs@g1` or a disk moved back; and once it is done, a second lost state plans no
+/// changes on generation 2.
+#[tokio::test]
+async fn a_state_lost_in_the_middle_of_a_failover_is_rebuilt_from_the_world() {
+    let mut deployment = Deployment::new(data100());
+    deployment.converge(&PlanConfig::default()).await;
+    deployment.break_api_server();
+    let plan = deployment.plan(&PlanConfig::default()).await;
+    let failing = memory_providers(&deployment.world, |provider| {
+        provider.step(
+            "zfs_pool.home:import",
+            Behaviour::failing("ssh: connection reset by peer"),
+        )
+    });
+    let report = deployment.apply(&plan, &failing).await;
+    assert!(!report.succeeded());
+    let world = deployment.world.instances();
+    for disk in 0..4 {
+        assert_eq!(
+            world[&format!("disk.home{disk}").parse().unwrap()]["vm"],
+            "vm.nfs@g2"
+        );
+    }
+    assert_eq!(
+        world[&"vm.nfs@g1".parse().unwrap()]["power_state"],
+        "deallocated"
+    );
+
+    deployment.store = Store::in_memory(StateFile::default());
+    let rest = deployment.plan(&PlanConfig::default()).await;
+    let failover = rest.failover.as_ref().expect("the same failover goes on");
+    assert_eq!((failover.from_generation, failover.to_generation), (1, 2));
+    let steps: Vec<&str> = rest.steps.iter().map(|step| step.id.0.as_str()).collect();
+    assert!(steps.contains(&"zfs_pool.home:import"), "{steps:?}");
+    // Generation 2 was read, not taken for absent: what exists is not created again.
+    assert!(
+        rest.steps
+            .iter()
+            .all(|step| step.action != ferry_core::Action::Create),
+        "{steps:?}"
+    );
+    assert!(
+        rest.steps
+            .iter()
+            .all(|step| step.address.kind() != Kind::Disk
+                && (step.address.generation != Some(1)
+                    || step.action == ferry_core::Action::Retire)),
+        "nothing moves back to generation 1: {steps:?}"
+    );
+    deployment.converge(&PlanConfig::default()).await;
+    assert_eq!(deployment.store.state.active_generation, 2);
+    let pool = &deployment.world.instances()[&"zfs_pool.home".parse().unwrap()];
+    assert_eq!(pool["host"], "vm.nfs@g2");
+
+    deployment.store = Store::in_memory(StateFile::default());
+    let after = deployment.plan(&PlanConfig::default()).await;
+    assert!(
+        after.is_empty() && after.failover.is_none(),
+        "{}",
+        ferry_plan::render::text(&after, &Default::default())
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 

@@ -5,7 +5,9 @@
 //! active generation (generation 1 before the first apply), every other generation the state
 //! still remembers (a failover under way, an old generation not yet retired), and every
 //! instance the state remembers that the spec no longer declares, so that the plan can
-//! delete it.
+//! delete it. The state is only where reading starts: the next generation is probed, and the
+//! generations the stateful resources read placed on are read too, since the world, not the
+//! state, says which generation serves.
 
 use std::collections::BTreeSet;
 
@@ -57,6 +59,12 @@ pub fn instances_to_read(spec: &Spec, state: &StateFile) -> Vec<InstanceAddress>
 }
 
 /// Reads every instance of `spec` through `providers`.
+///
+/// The state only says where to start: the generation after the active one is probed too
+/// (what reads present is kept), and when the stateful resources read placed on generations
+/// the state did not name (a state lost, reset or stale, in the middle of a failover or after
+/// one), those generations are read as well, so that the planner can rebuild from the world
+/// which generation serves and finish a failover under way (`ferry_plan::world`).
 pub async fn observe(
     spec: &Spec,
     rules: &RuleBook,
@@ -75,11 +83,83 @@ pub async fn observe(
     if !missing.is_empty() {
         return Err(MissingProviders { kinds: missing });
     }
+    let mut snapshot = Snapshot::new(state.active_generation);
+    snapshot.failover_in_progress = state.failover.clone();
+    let mut read: BTreeSet<InstanceAddress> = BTreeSet::new();
+    let mut wanted: Vec<InstanceAddress> = instances;
+    let mut probed: BTreeSet<Generation> = BTreeSet::new();
+    let mut next = state.active_generation.max(1) + 1;
+    // Each round reads what the last one pointed at; a world can point at no more generations
+    // than it holds, and four rounds cover a state lost two generations behind.
+    for _ in 0..4 {
+        wanted.retain(|instance| !read.contains(instance));
+        for (instance, observation) in
+            read_instances(spec, rules, state, providers, config, &wanted).await
+        {
+            snapshot.insert(instance, observation);
+        }
+        read.extend(wanted.drain(..));
+        // A generation beyond the ones read, kept only where it reads present: evidence of a
+        // failover that started, never a reason to plan anything on its own.
+        if probed.insert(next) {
+            let probe: Vec<InstanceAddress> = generation_instances(spec, next)
+                .into_iter()
+                .filter(|instance| !read.contains(instance))
+                .collect();
+            for (instance, observation) in
+                read_instances(spec, rules, state, providers, config, &probe).await
+            {
+                if observation.is_present() {
+                    snapshot.insert(instance, observation);
+                }
+            }
+            read.extend(probe);
+        }
+        let Ok(world) = ferry_plan::world::reconstruct(&snapshot, rules) else {
+            break;
+        };
+        let mut generations = vec![world.active_generation.max(1)];
+        if let Some(failover) = &world.failover_in_progress {
+            generations.push(failover.from_generation);
+            generations.push(failover.to_generation);
+        }
+        wanted = generations
+            .iter()
+            .flat_map(|generation| generation_instances(spec, *generation))
+            .filter(|instance| !read.contains(instance))
+            .collect();
+        next = generations.iter().copied().max().unwrap_or(1) + 1;
+        if wanted.is_empty() && probed.contains(&next) {
+            break;
+        }
+    }
+    Ok(snapshot)
+}
+
+/// The instances of the spec's generation-scoped resources at `generation`.
+fn generation_instances(spec: &Spec, generation: Generation) -> Vec<InstanceAddress> {
+    spec.resources
+        .keys()
+        .map(|address| instance_at(address, generation))
+        .filter(|instance| instance.generation.is_some())
+        .collect()
+}
+
+/// Reads `instances` through their providers, with bounded concurrency.
+async fn read_instances(
+    spec: &Spec,
+    rules: &RuleBook,
+    state: &StateFile,
+    providers: &Providers,
+    config: &ObserveConfig,
+    instances: &[InstanceAddress],
+) -> Vec<(InstanceAddress, Observation)> {
     let output = |instance: &InstanceAddress, name: &str| -> Option<Value> {
         state.outputs(instance)?.get(name).cloned()
     };
     let prepared: Vec<(InstanceAddress, ResourceSpec, Attributes)> = instances
-        .into_iter()
+        .iter()
+        .filter(|instance| providers.get(instance.kind()).is_some())
         .map(|instance| {
             let resource = spec
                 .resources
@@ -95,18 +175,18 @@ pub async fn observe(
                 }
                 None => Attributes::new(),
             };
-            (instance, resource, fields)
+            (instance.clone(), resource, fields)
         })
         .collect();
     // Other instances' outputs as the state remembers them (a pool's host address).
     let remembered_outputs =
         |instance: &InstanceAddress| -> Option<Attributes> { state.outputs(instance).cloned() };
     let remembered_outputs = &remembered_outputs;
-    let readings: Vec<(InstanceAddress, Observation)> = futures_util::stream::iter(prepared.iter())
+    futures_util::stream::iter(prepared.iter())
         .map(|(instance, resource, fields)| async move {
             let provider = providers
                 .get(instance.kind())
-                .expect("checked above: every kind has a provider");
+                .expect("filtered above: every kind read has a provider");
             let observation = provider
                 .read(ReadContext {
                     spec: resource,
@@ -120,11 +200,5 @@ pub async fn observe(
         })
         .buffer_unordered(config.concurrency.max(1))
         .collect()
-        .await;
-    let mut snapshot = Snapshot::new(state.active_generation);
-    snapshot.failover_in_progress = state.failover.clone();
-    for (instance, observation) in readings {
-        snapshot.insert(instance, observation);
-    }
-    Ok(snapshot)
+        .await
 }
