@@ -1,0 +1,169 @@
+//! The `ferry` binary with its state lost (issue 18, item 1): `.ferry/state.json` moved away in
+//! the middle of a failover and after one, on the simulated world (`--world`). The world, not
+//! the state, says which generation serves.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == ".ferry" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn ferry(folder: &Path, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .current_dir(folder)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Moves the state file away, as ferry's own error message once suggested.
+fn lose_state(folder: &Path) {
+    let state = folder.join("data100/.ferry/state.json");
+    std::fs::rename(&state, folder.join("state.json.moved-away")).unwrap();
+}
+
+const APPLY: [&str; 5] = [
+    "apply",
+    "data100",
+    "--world",
+    "world.json",
+    "--auto-approve",
+];
+
+/// The finding, through the binary: data100 at generation 1, its API server down, the
+/// failover interrupted right after the disks were attached to `vm.nfs@g2` (generation 2
+/// built, `vm.nfs@g1` fenced, the pool exported and not imported yet), and the state moved
+/// away. `ferry plan` used to start the fenced VM, update each disk's vm back to it in place and
+/// move the pool back; now it finishes the same failover, and `ferry apply` completes it. After
+/// that, a second lost state plans "no changes" on generation 2.
+#[test]
+fn a_state_moved_away_mid_failover_is_rebuilt_from_the_world_by_plan_and_apply() {
+    let scratch = tempfile::tempdir().unwrap();
+    let folder = scratch.path();
+    copy_dir(&repository().join("specs/data100"), &folder.join("data100"));
+    let built = ferry(folder, &APPLY);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let generation_1 = read_json(&folder.join("world.json"));
+    let mut broken = generation_1.clone();
+    broken["unhealthy"]["aks_cluster.hub@g1"] = Value::from("GET /readyz timed out after 5s");
+    std::fs::write(folder.join("world.json"), broken.to_string()).unwrap();
+    let failed_over = ferry(folder, &APPLY);
+    assert_eq!(failed_over.code, 0, "{}", failed_over.stderr);
+    let generation_2 = read_json(&folder.join("world.json"));
+
+    // The world as the interrupted apply left it.
+    let mut interrupted = broken.clone();
+    let instances = interrupted["instances"].as_object_mut().unwrap();
+    for (instance, attributes) in generation_2["instances"].as_object().unwrap() {
+        let built_in_generation_2 = instance.ends_with("@g2") && !instance.starts_with("hook.");
+        if built_in_generation_2 || instance.starts_with("disk.") {
+            instances.insert(instance.clone(), attributes.clone());
+        }
+    }
+    instances["vm.nfs@g1"]["power_state"] = Value::from("deallocated");
+    instances["zfs_pool.home"]["imported"] = Value::Bool(false);
+    assert_eq!(instances["disk.home0"]["vm"], "vm.nfs@g2");
+    assert_eq!(instances["zfs_pool.home"]["host"], "vm.nfs@g1");
+    std::fs::write(folder.join("world.json"), interrupted.to_string()).unwrap();
+    lose_state(folder);
+
+    let planned = ferry(
+        folder,
+        &["plan", "data100", "--world", "world.json", "--json"],
+    );
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    let plan: Value = serde_json::from_str(&planned.stdout).unwrap();
+    assert_eq!(plan["failover"]["from_generation"], 1, "{}", planned.stdout);
+    assert_eq!(plan["failover"]["to_generation"], 2);
+    let steps: Vec<(String, String)> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            (
+                step["id"].as_str().unwrap().to_owned(),
+                step["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        steps.iter().any(|(id, _)| id == "zfs_pool.home:import"),
+        "{steps:?}"
+    );
+    for (id, action) in &steps {
+        assert!(!id.starts_with("disk."), "no disk moves back: {steps:?}");
+        assert!(
+            !id.contains("@g1") || action == "retire",
+            "generation 1 is only retired: {steps:?}"
+        );
+        assert_ne!(action, "create", "generation 2 exists: {steps:?}");
+    }
+
+    let finished = ferry(folder, &APPLY);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("Generation 2 serves."),
+        "{}",
+        finished.stderr
+    );
+    let world = read_json(&folder.join("world.json"));
+    assert_eq!(world["instances"]["zfs_pool.home"]["host"], "vm.nfs@g2");
+    assert_eq!(world["instances"]["disk.home0"]["vm"], "vm.nfs@g2");
+
+    std::fs::remove_file(folder.join("state.json.moved-away")).unwrap();
+    lose_state(folder);
+    let again = ferry(
+        folder,
+        &[
+            "plan",
+            "data100",
+            "--world",
+            "world.json",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert!(
+        again
+            .stdout
+            .contains("but the world says generation 2 does"),
+        "{}",
+        again.stdout
+    );
+}
