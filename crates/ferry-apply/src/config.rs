@@ -66,6 +66,11 @@ pub struct ApplyConfig {
     /// A step's attempt may take up to this many times its estimate, when that is longer than
     /// `step_timeout`: an AKS create estimated at 10 minutes gets 30.
     pub estimate_multiplier: u32,
+    /// The values of the environment variables the spec read (`Spec::secrets`): the engine
+    /// opens the plan's sealed `${env.NAME@sha256:…}` with them (refusing the plan when one
+    /// is missing or changed), masks them in every event and error, and keeps them sealed in
+    /// the state and the journal.
+    pub secrets: ferry_core::secret::Secrets,
 }
 
 impl Default for ApplyConfig {
@@ -75,6 +80,7 @@ impl Default for ApplyConfig {
             retry: RetryPolicy::default(),
             step_timeout: Duration::from_secs(15 * 60),
             estimate_multiplier: 3,
+            secrets: ferry_core::secret::Secrets::new(),
         }
     }
 }

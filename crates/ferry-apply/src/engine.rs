@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ferry_core::secret::Secrets;
 use ferry_core::value::{finish, resolve};
 use ferry_core::{
     Action, ApplyContext, Attributes, Expression, InstanceAddress, Kind, Plan, Provider, Providers,
@@ -47,6 +48,12 @@ pub enum ApplyError {
         "step {step} comes before {after}, which it must follow: the plan is not in execution order; make it again with `ferry plan`"
     )]
     OutOfOrder { step: StepId, after: StepId },
+    /// A secret the plan was made with is not in the environment given, or changed since.
+    #[error("step {step}: {error}")]
+    Secret {
+        step: StepId,
+        error: ferry_core::secret::SealError,
+    },
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// The failover could not be recorded as started, so no step ran.
@@ -74,6 +81,7 @@ pub async fn apply(
 ) -> Result<ApplyReport, ApplyError> {
     let start = Instant::now();
     let mut schedule = Schedule::new(plan, providers)?;
+    check_secrets(plan, &config.secrets)?;
     let apply_id = new_apply_id();
     let state = Mutex::new(std::mem::take(&mut store.state));
     let shared = Shared {
@@ -160,7 +168,7 @@ pub async fn apply(
                 break;
             };
             let step = &plan.steps[index];
-            let inputs = match resolve_inputs(step, &shared.lock_state()) {
+            let inputs = match resolve_inputs(step, &shared.lock_state(), &config.secrets) {
                 Ok(inputs) => inputs,
                 Err(error) => {
                     shared.step_failed(&mut schedule, index, error, Ending::Journaled);
@@ -337,6 +345,29 @@ struct Shared<'a> {
 
 impl Shared<'_> {
     fn emit(&self, kind: EventKind) {
+        // Whatever a provider or a hook says is masked for every secret ferry knows.
+        let secrets = &self.config.secrets;
+        let kind = match kind {
+            EventKind::StepProgress { step, line } => EventKind::StepProgress {
+                step,
+                line: secrets.mask(&line),
+            },
+            EventKind::StepRetrying {
+                step,
+                attempt,
+                delay,
+                error,
+            } => EventKind::StepRetrying {
+                step,
+                attempt,
+                delay,
+                error: secrets.mask(&error),
+            },
+            EventKind::StorageFailed { error } => EventKind::StorageFailed {
+                error: secrets.mask(&error),
+            },
+            other => other,
+        };
         (self.on_event)(&Event {
             elapsed: self.start.elapsed(),
             kind,
@@ -384,6 +415,11 @@ impl Shared<'_> {
         store: &Store,
     ) {
         let instance = step.instance();
+        // The state and the journal keep a secret as its sealed reference, never its value.
+        let mut outcome = outcome;
+        for value in outcome.outputs.values_mut() {
+            *value = self.config.secrets.seal_raw(value);
+        }
         let saved = {
             let mut state = self.lock_state();
             match step.action {
@@ -438,6 +474,7 @@ impl Shared<'_> {
         ending: Ending,
     ) {
         let id = schedule.reports[index].id.clone();
+        let error = self.config.secrets.mask(&error);
         if ending == Ending::Journaled
             && let Err(journal_error) = self.write(JournalRecord::StepFinished {
                 apply_id: self.apply_id.to_owned(),
@@ -550,9 +587,39 @@ async fn run_step(
     }
 }
 
-/// Resolves a step's `${...}` against the outputs known so far and finishes its values.
-fn resolve_inputs(step: &Step, state: &StateFile) -> Result<Attributes, String> {
-    let lookup = |expression: &Expression| state.lookup_output(expression);
+/// Refuses a plan whose secrets are not in `secrets` as the plan saw them: a saved plan
+/// carries sealed references, and the environment must still hold the same values.
+fn check_secrets(plan: &Plan, secrets: &Secrets) -> Result<(), ApplyError> {
+    for step in &plan.steps {
+        for value in step.inputs.values() {
+            for expression in ferry_core::value::unresolved(value) {
+                if let Expression::Sealed { name, fingerprint } = expression {
+                    secrets
+                        .open(&name, &fingerprint)
+                        .map_err(|error| ApplyError::Secret {
+                            step: step.id.clone(),
+                            error,
+                        })?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a step's `${...}` against the outputs known so far and the secrets, and finishes
+/// its values.
+fn resolve_inputs(step: &Step, state: &StateFile, secrets: &Secrets) -> Result<Attributes, String> {
+    let lookup = |expression: &Expression| match expression {
+        Expression::Sealed { name, fingerprint } => secrets
+            .open(name, fingerprint)
+            .ok()
+            .map(|secret| serde_json::Value::String(secret.expose().to_owned())),
+        // An output the state keeps sealed is the secret's value again.
+        _ => state
+            .lookup_output(expression)
+            .map(|value| secrets.unseal_raw(&value)),
+    };
     let mut inputs = Attributes::new();
     for (name, value) in &step.inputs {
         let resolved = finish(&resolve(value, &lookup))

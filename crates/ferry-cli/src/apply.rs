@@ -148,6 +148,9 @@ fn locked_apply(
 
     let config = ApplyConfig {
         parallelism: usize::from(args.parallelism),
+        // The spec was loaded again from this process's environment: a saved plan's sealed
+        // secrets are opened with today's values, and refused when they changed.
+        secrets: spec.secrets.clone(),
         ..ApplyConfig::default()
     };
     let control = ApplyControl::new();
