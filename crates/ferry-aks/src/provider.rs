@@ -125,7 +125,12 @@ impl AksClusterProvider {
                 Err(_) => {}
             }
         }
-        let health = if !provisioning.eq_ignore_ascii_case("succeeded") {
+        let health = if provisioning.eq_ignore_ascii_case("failed") {
+            // A create or update that ended Failed (a quota error): the plan builds it again.
+            Health::Failed {
+                reason: "ARM reports provisioningState Failed".to_owned(),
+            }
+        } else if !provisioning.eq_ignore_ascii_case("succeeded") {
             Health::Unhealthy {
                 reason: format!("ARM reports provisioningState {provisioning}"),
             }

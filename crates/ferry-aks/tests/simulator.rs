@@ -191,9 +191,25 @@ async fn a_failed_create_says_why_and_faults_read_unknown() {
             .contains("QuotaExceeded: not enough vCPU quota for 3 nodes"),
         "{error}"
     );
-    // The failed cluster reads unhealthy (ARM says Failed), and a retry puts it right.
-    let reason = unhealthy_reason(&harness.read(&provider, &cluster, &fields("1.33")).await);
-    assert_eq!(reason, "ARM reports provisioningState Failed");
+    // The advice fits the error: a quota is raised by a person, applying again does nothing.
+    assert!(
+        !error.transient
+            && error.message.contains("request a higher quota")
+            && error.message.contains(ferry_arm::error::FIX_FIRST),
+        "{error}"
+    );
+    // The failed cluster reads present with a failed provisioning (which the planner
+    // replaces), not merely unhealthy, and a replacement puts it right.
+    let reading = harness.read(&provider, &cluster, &fields("1.33")).await;
+    assert!(
+        matches!(
+            &reading,
+            Observation::Present { health: Health::Failed { reason }, .. }
+                if reason == "ARM reports provisioningState Failed"
+        ),
+        "{}",
+        reading.describe()
+    );
     harness
         .apply(
             &provider,

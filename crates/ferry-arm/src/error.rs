@@ -50,8 +50,9 @@ pub enum ArmError {
     Service(Box<ArmServiceError>),
 
     #[error(
-        "long-running operation {operation_url} ended {status}: {code}: {message}{}",
-        request_suffix(.request_id)
+        "long-running operation {operation_url} ended {status}: {code}: {message}{}{}",
+        request_suffix(.request_id),
+        code_advice(.code).unwrap_or_default()
     )]
     OperationFailed {
         operation_url: String,
@@ -185,8 +186,33 @@ fn request_suffix(request_id: &Option<String>) -> String {
     }
 }
 
+/// The words every advice for an error that applying again does not fix ends with, so that a
+/// report can tell them apart from a failure the next apply resumes.
+pub const FIX_FIRST: &str = "applying again will not help until it changes";
+
+/// What to do about an ARM error code that no retry fixes: a quota is raised or a size
+/// changed by a person, not by applying again.
+pub fn code_advice(code: &str) -> Option<&'static str> {
+    let advice = match code {
+        "QuotaExceeded"
+        | "DiskQuotaExceeded"
+        | "InsufficientVCPUQuota"
+        | "QuotaExceededForResource" => {
+            "; a quota stops it, and applying again will not help until it changes: request a higher quota in that region (Azure portal, Quotas), or choose a smaller size or another region in the spec, then run ferry apply"
+        }
+        "InvalidParameter" | "BadRequest" | "InvalidTemplate" | "PropertyChangeNotAllowed" => {
+            "; Azure refuses a value the spec gives, and applying again will not help until it changes: fix the spec where the message points, then run ferry plan"
+        }
+        "AuthorizationFailed" | "LinkedAuthorizationFailed" => {
+            "; the credential lacks a role for this, and applying again will not help until it changes: grant it (Contributor on the resource group or subscription), then run ferry apply"
+        }
+        _ => return None,
+    };
+    Some(advice)
+}
+
 fn render_service_error(error: &ArmServiceError) -> String {
-    let advice = match error.status {
+    let advice = code_advice(&error.code).unwrap_or(match error.status {
         409 => {
             "; the resource is busy or in conflict: wait for other operations or fix the conflict, then retry"
         }
@@ -198,7 +224,7 @@ fn render_service_error(error: &ArmServiceError) -> String {
         404 => "; check the resource id and that its resource group exists",
         500..=599 => "; ARM had a server error: retrying may help",
         _ => "",
-    };
+    });
     let target = match &error.target {
         Some(target) => format!(" (target {target})"),
         None => String::new(),

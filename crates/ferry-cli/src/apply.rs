@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use ferry_apply::{ApplyConfig, ApplyControl, CancelLevel, HeldLock, StepStatus, Store, progress};
 use ferry_core::{Plan, Providers};
-use ferry_plan::render;
+use ferry_plan::{Verdict, render};
 use ferry_state::lock::LockRequest;
-use ferry_state::{StateBackend, acquire_waiting};
+use ferry_state::{IfHolderRuns, StateBackend, acquire_waiting};
 
 use crate::args::{ApplyArgs, SpecArgs, UnlockArgs};
 use crate::observe::{self, load_world, persisting_world_providers, save_world};
@@ -66,7 +66,8 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
         &LockRequest::for_this_process("apply", backend.lease()),
         args.lock_timeout,
         Duration::from_secs(1),
-    )?;
+    )
+    .map_err(|error| error.for_spec(&spec_args.spec))?;
     let result = locked_apply(
         args,
         output,
@@ -76,10 +77,18 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
         saved.as_ref(),
         (&backend, &held),
     );
-    if let Err(error) = backend.release_lock(&held.id) {
-        output.error(&format!("{error}"));
+    // A lock lost before the end means another apply may have run beside this one: never a
+    // success, whatever the steps did.
+    match (backend.release_lock(&held.id), result) {
+        (Ok(()), result) => result,
+        (Err(error), Ok(code)) if code == ExitCode::SUCCESS => {
+            bail!("{error}")
+        }
+        (Err(error), result) => {
+            output.error(&format!("{error}"));
+            result
+        }
     }
-    result
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -129,8 +138,11 @@ fn locked_apply(
         None => {
             let plan = make_plan(spec, &snapshot, rules, &args.planning)?;
             output.stdout(&render::text(&plan, &output.text_options()));
+            // Nothing to apply is a success only when every reading is known and healthy: an
+            // unknown reading, a failover left to the operator or an unhealthy resource no
+            // step fixes exits as `ferry plan --detailed-exitcode` does (4, 3, 5).
             if plan.is_empty() && plan.failover.is_none() {
-                return Ok(ExitCode::SUCCESS);
+                return Ok(ExitCode::from(Verdict::of(&plan).exit_code()));
             }
             if !args.auto_approve && !confirm(output, &plan)? {
                 output.stderr("Apply cancelled: nothing was changed.\n");
@@ -142,8 +154,9 @@ fn locked_apply(
     // An empty failover plan still runs: the engine records the failover as finished (an
     // apply killed after its last step, before that, leaves nothing else to do).
     if plan.is_empty() && plan.failover.is_none() {
-        output.stderr("No changes: the world matches the spec.\n");
-        return Ok(ExitCode::SUCCESS);
+        let verdict = Verdict::of(&plan);
+        output.stderr(&format!("{}\n", verdict.headline()));
+        return Ok(ExitCode::from(verdict.exit_code()));
     }
 
     let config = ApplyConfig {
@@ -218,8 +231,20 @@ fn locked_apply(
     } else {
         "Apply failed"
     };
+    // Each failure says what fixes it (a quota is raised by a person, a throttled call
+    // passes on its own); resuming is the last thing to do, not the first.
+    let resume = if failed
+        .iter()
+        .any(|line| line.contains(ferry_arm::error::FIX_FIRST))
+    {
+        format!(
+            "Once each failure above is dealt with as it says, run `ferry apply {target}`: finished steps are not repeated."
+        )
+    } else {
+        format!("Run `ferry apply {target}` again to resume: finished steps are not repeated.")
+    };
     output.stderr(&format!(
-        "{why}: {}.\n{}{}Run `ferry apply {target}` again to resume: finished steps are not repeated.\n",
+        "{why}: {}.\n{}{}{resume}\n",
         counts.describe(),
         failed.join("\n"),
         if failed.is_empty() { "" } else { "\n" },
@@ -300,10 +325,19 @@ pub fn force_unlock(args: &UnlockArgs, output: &Output) -> Result<ExitCode> {
         &rules,
         output,
     )?;
-    let broken = observe::state_backend(&spec)?.force_unlock(&args.id)?;
+    let if_running = if args.force_alive {
+        IfHolderRuns::BreakAnyway
+    } else {
+        IfHolderRuns::Refuse
+    };
+    let broken = observe::state_backend(&spec)?
+        .force_unlock(&args.id, if_running)
+        .map_err(|error| error.for_spec(&args.spec))?;
     output.stderr(&format!(
-        "Unlocked: the lock of {} (pid {} on {}, `{}` since {}) is broken.\n",
-        broken.holder, broken.pid, broken.host, broken.operation, broken.started_at
+        "Unlocked: the lock of {} (`{}` since {}) is broken.\n",
+        broken.who(),
+        broken.operation,
+        broken.started_at
     ));
     Ok(ExitCode::SUCCESS)
 }

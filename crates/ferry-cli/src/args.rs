@@ -104,7 +104,10 @@ pub struct PlanArgs {
     /// Save the plan, with the fingerprints of the observations it was made from.
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    /// Exit 0 only when there is nothing to do and every reading is known and healthy; 2 changes
+    /// to apply; 3 a failover is due but the spec's mode is manual; 4 some readings are
+    /// unknown; 5 attention needed with nothing to apply; 1 on error. The most severe wins:
+    /// 1, 4, 3, 2, 5, 0.
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Draw the plan as a timeline (SVG): one bar per step at its earliest start, the critical
@@ -176,6 +179,11 @@ pub struct UnlockArgs {
     /// The spec whose state is locked.
     #[arg(default_value = ".")]
     pub spec: PathBuf,
+    /// Break the lock even though its holder still runs on this host (its pid alive, started
+    /// when the lock says): the holder then stops before its next step and fails. Without it,
+    /// such a lock is refused: breaking it lets a second apply run the same steps at once.
+    #[arg(long)]
+    pub force_alive: bool,
 }
 
 /// `--var NAME=VALUE` pairs.

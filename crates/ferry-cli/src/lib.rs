@@ -14,16 +14,29 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ferry_core::{Plan, RuleBook, Snapshot};
-use ferry_plan::{FailoverRequest, PlanConfig, SavedPlan, render};
+use ferry_plan::{FailoverRequest, PlanConfig, SavedPlan, Verdict, render};
 use ferry_spec::{LoadOptions, Spec};
 
 use args::{Cli, Command, GraphArgs, PlanArgs, PlanningArgs, ShowArgs, SpecArgs};
 use output::Output;
 
 /// Runs `ferry` with the process's arguments; returns the exit code scripts rely on: 0 for
-/// success (and no changes with `--detailed-exitcode`), 2 for changes present, 1 for errors.
+/// success, 1 for any error (a usage error included); with `ferry plan --detailed-exitcode`,
+/// the plan's [`ferry_plan::Verdict`]: 0 nothing to do and every reading known and healthy,
+/// 2 changes, 3 a failover due in manual mode, 4 unknown readings, 5 attention needed.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap exits 2 on a usage error, which a script would take for "changes to apply".
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(ferry_plan::outcome::EXIT_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let output = Output::new(cli.color);
     match run(cli.command, &output) {
         Ok(code) => code,
@@ -31,7 +44,7 @@ pub fn main() -> ExitCode {
             if error.downcast_ref::<Shown>().is_none() {
                 output.error(&format!("{error:#}"));
             }
-            ExitCode::from(1)
+            ExitCode::from(ferry_plan::outcome::EXIT_ERROR)
         }
     }
 }
@@ -122,11 +135,29 @@ pub(crate) fn make_plan(
     Ok(plan)
 }
 
+/// Failover readiness beside a plan that is not a failover itself: the failover the same
+/// readings would give, with every check `ferry plan --failover` would make.
+pub(crate) fn readiness(
+    spec: &Spec,
+    snapshot: &Snapshot,
+    rules: &RuleBook,
+    planning: &PlanningArgs,
+    plan: &Plan,
+) -> Option<ferry_core::Readiness> {
+    if plan.failover.is_some() {
+        return None;
+    }
+    ferry_plan::readiness_with(spec, snapshot, rules, &plan_config(planning), &|failover| {
+        ferry_providers::check_plan(failover, snapshot, planning.force)
+    })
+}
+
 fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
     let rules = ferry_providers::rule_book();
     let spec = load_spec(&args.spec, &rules, output)?;
     let snapshot = observe::observe(&spec, &rules, &args.source)?;
-    let plan = make_plan(&spec, &snapshot, &rules, &args.planning)?;
+    let mut plan = make_plan(&spec, &snapshot, &rules, &args.planning)?;
+    plan.readiness = readiness(&spec, &snapshot, &rules, &args.planning, &plan);
     if args.json {
         output.stdout(&render::json(&plan));
     } else {
@@ -149,14 +180,13 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
             path.display()
         ));
     }
-    // A failover with no steps left still has its end to record: there is something to apply.
-    Ok(
-        if args.detailed_exitcode && (!plan.is_empty() || plan.failover.is_some()) {
-            ExitCode::from(2)
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
+    // A failover with no steps left still has its end to record: there is something to apply
+    // (the verdict counts it as a change).
+    Ok(if args.detailed_exitcode {
+        ExitCode::from(Verdict::of(&plan).exit_code())
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn show(args: &ShowArgs, output: &Output) -> Result<ExitCode> {
