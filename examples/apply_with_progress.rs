@@ -49,7 +49,11 @@ async fn main() -> anyhow::Result<()> {
         let report = ferry_apply::apply(
             &plan,
             &providers,
-            &ApplyConfig::default(),
+            // The values the spec read from the environment, to open the plan's sealed ones.
+            &ApplyConfig {
+                secrets: spec.secrets.clone(),
+                ..ApplyConfig::default()
+            },
             &mut store,
             &ApplyControl::new(),
             &on_event,
