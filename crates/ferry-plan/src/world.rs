@@ -303,3 +303,122 @@ pub fn corrected(snapshot: &Snapshot, reconstruction: &Reconstruction) -> Snapsh
         .clone_from(&reconstruction.failover_in_progress);
     corrected
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reading(attributes: Value) -> Observation {
+        Observation::present(serde_json::from_value(attributes).unwrap())
+    }
+
+    /// Disks on the given VMs, and whatever else `extra` holds.
+    fn world(stated: Generation, disks: &[&str], extra: &[(&str, Observation)]) -> Snapshot {
+        let mut snapshot = Snapshot::new(stated);
+        for (index, vm) in disks.iter().enumerate() {
+            snapshot.insert(
+                format!("disk.home{index}").parse().unwrap(),
+                reading(json!({"vm": vm, "lun": index, "tags": {"note": "vm.nfs@g9"}})),
+            );
+        }
+        for (instance, observation) in extra {
+            snapshot.insert(instance.parse().unwrap(), observation.clone());
+        }
+        snapshot
+    }
+
+    fn answer(snapshot: &Snapshot) -> String {
+        match reconstruct(snapshot, &ferry_providers::rule_book()) {
+            Ok(found) => format!(
+                "active {}, failover {}",
+                found.active_generation,
+                found
+                    .failover_in_progress
+                    .map_or("none".to_owned(), |failover| format!(
+                        "{} to {}",
+                        failover.from_generation, failover.to_generation
+                    ))
+            ),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_world_decides_the_serving_generation_and_a_failover_under_way() {
+        let fenced = reading(json!({"power_state": "deallocated"}));
+        let running = reading(json!({"power_state": "running"}));
+        // A state that agrees, and one lost before the first apply, are kept.
+        assert_eq!(
+            answer(&world(1, &["vm.nfs@g1"], &[])),
+            "active 1, failover none"
+        );
+        assert_eq!(answer(&Snapshot::new(0)), "active 0, failover none");
+        // Lost at generation 1, or after a finished failover to 2.
+        assert_eq!(
+            answer(&world(0, &["vm.nfs@g1"], &[])),
+            "active 1, failover none"
+        );
+        assert_eq!(
+            answer(&world(1, &["vm.nfs@g2"], &[])),
+            "active 2, failover none"
+        );
+        // Moved but generation 1 not retired; split over 1 and 2.
+        assert_eq!(
+            answer(&world(0, &["vm.nfs@g2"], &[("vm.nfs@g1", fenced.clone())])),
+            "active 1, failover 1 to 2"
+        );
+        assert_eq!(
+            answer(&world(0, &["vm.nfs@g2", "vm.nfs@g1"], &[])),
+            "active 1, failover 1 to 2"
+        );
+        // Started: generation 2 exists and the data's VM is fenced; not when it still runs.
+        assert_eq!(
+            answer(&world(
+                0,
+                &["vm.nfs@g1"],
+                &[("vm.nfs@g1", fenced), ("vm.nfs@g2", running.clone())]
+            )),
+            "active 1, failover 1 to 2"
+        );
+        assert_eq!(
+            answer(&world(
+                1,
+                &["vm.nfs@g1"],
+                &[("vm.nfs@g1", running.clone()), ("vm.nfs@g2", running)]
+            )),
+            "active 1, failover none"
+        );
+        // A tag that happens to name an instance is not a placement.
+        assert_eq!(
+            placements(
+                &world(1, &["vm.nfs@g1"], &[]),
+                &ferry_providers::rule_book()
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_world_ferry_cannot_finish_safely_is_refused_naming_the_reading() {
+        assert_eq!(
+            answer(&world(0, &["vm.nfs@g1", "vm.nfs@g3"], &[])),
+            "the data is spread over generations 1 and 3 (disk.home0's vm reads vm.nfs@g1; disk.home1's vm reads vm.nfs@g3): ferry finishes a failover only from one generation to the next\n  help: move the stateful resources onto one generation by hand (detach, move, attach; export, import), then plan again"
+        );
+        assert_eq!(
+            answer(&world(3, &["vm.nfs@g2"], &[])),
+            "the state says generation 3 serves, but every stateful resource is on generation 2 (disk.home0's vm reads vm.nfs@g2): the state and the world disagree\n  help: if the state is wrong, move .ferry/state.json away and plan again: ferry rebuilds it from the world (see \"When the state is lost\" in the README)"
+        );
+        let mut recorded = world(1, &["vm.nfs@g3"], &[]);
+        recorded.failover_in_progress = Some(Failover {
+            from_generation: 1,
+            to_generation: 2,
+            trigger: "a test".into(),
+        });
+        assert_eq!(
+            answer(&recorded),
+            "the state records a failover from generation 1 to 2, but disk.home0's vm reads vm.nfs@g3: the state and the world disagree\n  help: if the state is wrong, move .ferry/state.json away and plan again: ferry rebuilds it from the world (see \"When the state is lost\" in the README)"
+        );
+    }
+}
