@@ -371,6 +371,16 @@ impl Secrets {
         for note in &mut plan.notes {
             *note = self.mask_whole(note);
         }
+        // A reading's reason may quote a value from the spec (a URL a check could not reach).
+        for unknown in &mut plan.unknown {
+            unknown.reason = self.mask_whole(&unknown.reason);
+        }
+        for warning in &mut plan.warnings {
+            warning.reason = self.mask_whole(&warning.reason);
+        }
+        if let Some(due) = &mut plan.failover_due {
+            *due = self.mask_whole(due);
+        }
     }
 
     /// Free text a plan holds, masked even where a short secret is the whole text.
@@ -479,6 +489,33 @@ mod tests {
                 "Bearer [redacted env.LONGER sha256:{}]",
                 fingerprint("s3cr3t-token-2")
             )
+        );
+    }
+
+    #[test]
+    fn a_plans_reasons_notes_and_readings_are_masked() {
+        let mut plan: crate::Plan = serde_json::from_value(json!({
+            "format_version": "1",
+            "steps": [{
+                "id": "hook.a@g1:run", "address": "hook.a@g1", "action": "run",
+                "reason": "changed: s3cr3t-token", "after": [], "estimate_seconds": 1,
+                "warning": "s3cr3t-token"
+            }],
+            "critical_path": [],
+            "estimated_seconds": 1,
+            "summary": {},
+            "notes": ["note s3cr3t-token"],
+            "unknown": [{"address": "check.a", "reason": "GET https://s3cr3t-token@hub failed"}],
+            "warnings": [{"address": "vm.a@g1", "reason": "s3cr3t-token down"}],
+            "failover_due": "ab"
+        }))
+        .unwrap();
+        secrets().seal_plan(&mut plan);
+        let text = serde_json::to_string(&plan).unwrap();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert_eq!(
+            plan.failover_due.unwrap(),
+            redacted("SHORT", &fingerprint("ab"))
         );
     }
 
