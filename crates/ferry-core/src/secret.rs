@@ -14,7 +14,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::value::{Value, escape_literal};
+use crate::value::{Segment, Value, escape_literal};
 
 /// A secret value (a client secret, a TSIG key, a private key's passphrase).
 ///
@@ -313,7 +313,42 @@ impl Secrets {
     /// A plan's value (literal `${` kept as `$${`) with every secret replaced by its sealed
     /// reference, which the apply engine resolves.
     pub fn seal(&self, value: &Value) -> Value {
-        self.map_strings(value, &|text| self.replace(text, true, true, &sealed))
+        self.map_strings(value, &|text| {
+            // Only literal text is sealed: an expression left for the engine (`${hook.a@g2.url}`)
+            // stays whole even when a secret is part of its text.
+            let segments = match crate::value::parse_template(text) {
+                Ok(segments)
+                    if segments
+                        .iter()
+                        .any(|segment| matches!(segment, Segment::Expression(..))) =>
+                {
+                    segments
+                }
+                _ => return self.replace(text, true, true, &sealed),
+            };
+            let mut out = String::new();
+            let mut changed = false;
+            for segment in segments {
+                match segment {
+                    Segment::Literal(literal) => {
+                        let literal = escape_literal(&literal);
+                        match self.replace(&literal, true, true, &sealed) {
+                            Some(replaced) => {
+                                changed = true;
+                                out.push_str(&replaced);
+                            }
+                            None => out.push_str(&literal),
+                        }
+                    }
+                    Segment::Expression(expression, _) => {
+                        out.push_str("${");
+                        out.push_str(&expression.to_string());
+                        out.push('}');
+                    }
+                }
+            }
+            changed.then_some(out)
+        })
     }
 
     /// A plain value (an output, a reading) with every secret replaced by its sealed reference.
@@ -516,6 +551,20 @@ mod tests {
         assert_eq!(
             plan.failover_due.unwrap(),
             redacted("SHORT", &fingerprint("ab"))
+        );
+    }
+
+    #[test]
+    fn an_expression_left_for_the_engine_is_never_sealed_inside() {
+        let mut secrets = Secrets::new();
+        secrets.insert("WORD", "hook");
+        let value = json!("${hook.a@g2.url}/hook?x=$${y}");
+        assert_eq!(
+            secrets.seal(&value),
+            json!(format!(
+                "${{hook.a@g2.url}}/${{env.WORD@sha256:{}}}?x=$${{y}}",
+                fingerprint("hook")
+            ))
         );
     }
 
