@@ -295,6 +295,28 @@ impl ArmClient {
             custom.authority_host = authority_host.as_str().trim_end_matches('/').to_owned();
             client_options.cloud = Some(Arc::new(custom.into()));
         }
+        // The token endpoint gets a short retry budget of its own: a refused connection there
+        // fails in seconds (the credential's retries nested inside ARM's took 161 s), while a
+        // throttled or failing token service is still tried again a few times.
+        let authority = config.authority_host.as_ref().map_or_else(
+            || match std::env::var("AZURE_AUTHORITY_HOST") {
+                Ok(host) if !host.is_empty() => host,
+                _ => "https://login.microsoftonline.com".to_owned(),
+            },
+            |host| host.as_str().trim_end_matches('/').to_owned(),
+        );
+        let client_options_for_arm = client_options.clone();
+        let client_options = ClientOptions {
+            retry: RetryOptions::exponential(ExponentialRetryOptions {
+                initial_delay: to_time_duration(
+                    config.retry.initial_delay.min(Duration::from_millis(500)),
+                ),
+                max_retries: 3,
+                max_total_elapsed: to_time_duration(Duration::from_secs(10)),
+                max_delay: to_time_duration(Duration::from_secs(2)),
+            }),
+            ..client_options
+        };
         let mut chain = None;
         let mut remember_chain = |built: ChainedCredential| {
             let built = Arc::new(built);
@@ -340,12 +362,16 @@ impl ArmClient {
                 config.endpoint.as_str().trim_end_matches('/')
             )
         });
+        let credential: Arc<dyn TokenCredential> = Arc::new(FailFastCredential {
+            inner: credential,
+            authority,
+        });
         let authorization: Arc<dyn Policy> =
             Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]));
         let pipeline = Pipeline::new(
             Some(env!("CARGO_PKG_NAME")),
             Some(env!("CARGO_PKG_VERSION")),
-            client_options,
+            client_options_for_arm,
             Vec::new(),
             vec![authorization],
             None,
@@ -1035,6 +1061,46 @@ fn credential_name(choice: &CredentialChoice) -> &'static str {
 
 /// True when a credential's error came from a connection that failed (the token service is
 /// unreachable), which is worth retrying like any transport error.
+/// A credential whose token endpoint cannot be reached fails at once with a message that names
+/// the endpoint, as a credential error: ARM's retry policy retries only transport errors, and
+/// retrying a refused connection to the token endpoint for minutes helps nobody.
+#[derive(Debug)]
+struct FailFastCredential {
+    inner: Arc<dyn TokenCredential>,
+    /// The authority host, for the message.
+    authority: String,
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for FailFastCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        match self.inner.get_token(scopes, options).await {
+            Err(error) if reached_no_server(&error) => {
+                let mut reason = credential_message(&error);
+                let mut source = std::error::Error::source(&error);
+                while let Some(inner) = source {
+                    if inner.source().is_none() {
+                        reason = format!("{reason}: {inner}");
+                    }
+                    source = inner.source();
+                }
+                Err(azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Credential,
+                    format!(
+                        "the token endpoint {} cannot be reached ({reason}); check the authority host (AZURE_AUTHORITY_HOST, or the cloud the client is set up for), the network and any proxy",
+                        self.authority
+                    ),
+                ))
+            }
+            other => other,
+        }
+    }
+}
+
 fn reached_no_server(error: &azure_core::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = source {
