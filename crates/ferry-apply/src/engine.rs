@@ -275,11 +275,14 @@ pub async fn apply(
     if report.succeeded() {
         let mut state = shared.lock_state();
         let mut done = state.clone();
+        // Without a failover, the generation the plan converged: a plan made after the state
+        // was lost or reset converges the generation the world says serves, which the state
+        // records from now on.
         done.active_generation = plan
             .failover
             .as_ref()
             .map(|failover| failover.to_generation)
-            .unwrap_or(state.active_generation.max(1));
+            .unwrap_or_else(|| converged_generation(plan).max(state.active_generation.max(1)));
         done.failover = None;
         match store.save_state(&done) {
             Ok(()) => *state = done,
@@ -833,4 +836,15 @@ impl<'a> Schedule<'a> {
         skipped.sort_unstable();
         skipped
     }
+}
+
+/// The newest generation a plan builds, changes or runs (its retires, fences and deletes are of
+/// older generations): the one it converges.
+fn converged_generation(plan: &Plan) -> ferry_core::Generation {
+    plan.steps
+        .iter()
+        .filter(|step| !matches!(step.action, Action::Retire | Action::Fence | Action::Delete))
+        .filter_map(|step| step.address.generation)
+        .max()
+        .unwrap_or(0)
 }

@@ -166,4 +166,19 @@ fn a_state_moved_away_mid_failover_is_rebuilt_from_the_world_by_plan_and_apply()
         "{}",
         again.stdout
     );
+
+    // A reconcile applied with the state still lost (the new NFS VM deallocated behind ferry's
+    // back is started) records the generation the world says serves, not generation 1.
+    let mut world = read_json(&folder.join("world.json"));
+    world["instances"]["vm.nfs@g2"]["power_state"] = Value::from("deallocated");
+    std::fs::write(folder.join("world.json"), world.to_string()).unwrap();
+    let started = ferry(folder, &APPLY);
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    assert!(
+        started.stderr.contains("Generation 2 serves."),
+        "{}",
+        started.stderr
+    );
+    let state = read_json(&folder.join("data100/.ferry/state.json"));
+    assert_eq!(state["active_generation"], 2);
 }
