@@ -98,7 +98,9 @@ pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
     let tick = [10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0]
         .into_iter()
         .find(|tick| end / tick <= 12.0)
-        .unwrap_or(7200.0);
+        // Longer plans get whole hours, still about ten ticks (not one every two hours of
+        // a plan that a library user's estimates made years long).
+        .unwrap_or_else(|| (end / 12.0 / 3600.0).ceil() * 3600.0);
     let mut at = 0.0;
     while at <= end {
         let x = label_width + at * scale;
