@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use anyhow::{Result, bail};
 use ferry_plan::{PlanConfig, SavedPlan};
 use ferry_spec::FailoverMode;
-use ferry_watch::{Destination, Tracker};
+use ferry_watch::{Destination, ReadinessTracker, Tracker};
 
 use crate::args::{ApplyArgs, PlanningArgs, WatchArgs};
 use crate::observe::{self, load_world, world_providers};
@@ -38,6 +38,7 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
         .build()?;
     let client = reqwest::Client::new();
     let mut tracker = Tracker::new(&spec.deployment.name, args.hold);
+    let mut readiness_tracker = ReadinessTracker::new(&spec.deployment.name, args.hold);
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -100,6 +101,30 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
             for destination in &destinations {
                 if let Err(error) =
                     runtime.block_on(ferry_watch::deliver(alert, destination, &client))
+                {
+                    output.error(&error.to_string());
+                }
+            }
+        }
+        // Failover readiness, each round: the failover these readings would give, planned
+        // beside them; its loss (and its return) is alerted like a health change.
+        let readiness = ferry_plan::plan(&spec, &snapshot, &rules, &PlanConfig::default())
+            .ok()
+            .filter(|plan| plan.failover.is_none())
+            .and_then(|_| {
+                ferry_plan::readiness_with(
+                    &spec,
+                    &snapshot,
+                    &rules,
+                    &PlanConfig::default(),
+                    &|failover| ferry_providers::check_plan(failover, &snapshot, false),
+                )
+            });
+        if let Some(alert) = readiness_tracker.update(readiness.as_ref(), SystemTime::now()) {
+            output.stdout(&format!("{alert}\n"));
+            for destination in &destinations {
+                if let Err(error) =
+                    runtime.block_on(ferry_watch::deliver_readiness(&alert, destination, &client))
                 {
                     output.error(&error.to_string());
                 }

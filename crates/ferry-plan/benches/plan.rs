@@ -39,3 +39,43 @@ fn plan_from_scratch(bencher: divan::Bencher, size: usize) {
     let empty = Snapshot::new(0);
     bencher.bench(|| ferry_plan::plan(&spec, &empty, &rules, &PlanConfig::default()).unwrap());
 }
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+/// The synthetic spec converged at generation 1: what its providers read after its first
+/// apply, so that the plan is a reconcile (no steps) and readiness plans a whole failover.
+fn converged(size: usize) -> (Spec, Snapshot) {
+    let spec = load(&synthetic::spec_text(size, 7));
+    let empty = Snapshot::new(0);
+    let first = ferry_plan::plan(
+        &spec,
+        &empty,
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    )
+    .unwrap();
+    let snapshot = support::converge(&empty, &first, 1);
+    (spec, snapshot)
+}
+
+/// `ferry plan` on an ordinary day: the reconcile plan of a converged world.
+#[divan::bench(args = [1_000, 10_000], sample_count = 5)]
+fn plan_converged(bencher: divan::Bencher, size: usize) {
+    let (spec, snapshot) = converged(size);
+    let rules = ferry_providers::rule_book();
+    bencher.bench(|| ferry_plan::plan(&spec, &snapshot, &rules, &PlanConfig::default()).unwrap());
+}
+
+/// What failover readiness adds to it: the failover planned from the same readings.
+#[divan::bench(args = [1_000, 10_000], sample_count = 5)]
+fn readiness_converged(bencher: divan::Bencher, size: usize) {
+    let (spec, snapshot) = converged(size);
+    let rules = ferry_providers::rule_book();
+    bencher.bench(|| {
+        let readiness =
+            ferry_plan::readiness(&spec, &snapshot, &rules, &PlanConfig::default()).unwrap();
+        assert!(readiness.ready, "{readiness:?}");
+        readiness
+    });
+}

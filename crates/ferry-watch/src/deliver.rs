@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::Alert;
+use crate::{Alert, ReadinessAlert};
 
 /// One place alerts are delivered to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,44 @@ pub async fn deliver(
     client: &reqwest::Client,
 ) -> Result<(), DeliveryError> {
     let body = serde_json::to_string(alert).expect("alerts always serialise");
+    let environment = [
+        ("FERRY_RESOURCE", alert.resource.to_string()),
+        (
+            "FERRY_OLD",
+            alert
+                .old
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        ),
+        ("FERRY_NEW", alert.new.to_string()),
+        ("FERRY_SINCE", alert.since.clone()),
+    ];
+    send(body, &environment, destination, client).await
+}
+
+/// Delivers a change of failover readiness the same way: the JSON body (with `"alert":
+/// "failover_readiness"`), and for a command `FERRY_READY` (`true` or `false`) and
+/// `FERRY_SINCE`.
+pub async fn deliver_readiness(
+    alert: &ReadinessAlert,
+    destination: &Destination,
+    client: &reqwest::Client,
+) -> Result<(), DeliveryError> {
+    let body = serde_json::to_string(alert).expect("alerts always serialise");
+    let environment = [
+        ("FERRY_READY", alert.ready.to_string()),
+        ("FERRY_SINCE", alert.since.clone()),
+    ];
+    send(body, &environment, destination, client).await
+}
+
+async fn send(
+    body: String,
+    environment: &[(&str, String)],
+    destination: &Destination,
+    client: &reqwest::Client,
+) -> Result<(), DeliveryError> {
     match destination {
         Destination::Webhook(url) => {
             let failed = |reason: String| DeliveryError::Webhook {
@@ -68,17 +106,7 @@ pub async fn deliver(
             let mut child = tokio::process::Command::new(program)
                 .args(arguments)
                 .env("FERRY_ALERT", &body)
-                .env("FERRY_RESOURCE", alert.resource.to_string())
-                .env(
-                    "FERRY_OLD",
-                    alert
-                        .old
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                )
-                .env("FERRY_NEW", alert.new.to_string())
-                .env("FERRY_SINCE", &alert.since)
+                .envs(environment.iter().map(|(name, value)| (*name, value)))
                 .stdin(std::process::Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()

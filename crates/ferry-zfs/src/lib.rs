@@ -339,14 +339,7 @@ impl KindRules for ZfsPoolRules {
         .input("fenced_hosts", json!([old_host.to_string()]))
         .after(fence)
         .after(StepId::new(&new_host, Action::Create));
-        for disk in spec
-            .field("disks")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .filter_map(|text| text.parse::<ResourceAddress>().ok())
-        {
+        for disk in pool_disks(spec, context.observed)? {
             import = import.after(StepId::new(&disk.at(None), Action::Attach));
         }
         if exportable {
@@ -363,6 +356,43 @@ impl KindRules for ZfsPoolRules {
 
 fn reference(spec: &ResourceSpec, field: &str) -> Option<ResourceAddress> {
     spec.str_field(field)?.parse().ok()
+}
+
+/// Every disk the import must wait for: the spec's `disks` and every disk the pool was read
+/// with, so that no vdev the pool really has is left behind. Refused when the reading shows
+/// more vdevs than disks that ferry can name (a vdev on a disk the spec does not list): the
+/// import would then wait for none of that disk's steps, and a striped pool would not import,
+/// a raidz one would come up degraded.
+fn pool_disks(
+    spec: &ResourceSpec,
+    observed: &Observation,
+) -> Result<std::collections::BTreeSet<ResourceAddress>, String> {
+    let addresses = |value: Option<&Value>| -> Vec<ResourceAddress> {
+        value
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(|text| text.parse::<ResourceAddress>().ok())
+            .collect()
+    };
+    let listed = addresses(spec.field("disks"));
+    let read = addresses(observed.attribute("disks"));
+    let vdevs = observed
+        .attribute("vdevs")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if observed.attribute("disks").is_some() && vdevs > read.len() {
+        return Err(format!(
+            "the pool has {vdevs} vdevs but only {} of them are on disks the spec lists ({}): the import would not wait for the others' attach; list every disk that holds a vdev of the pool in disks",
+            read.len(),
+            read.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(listed.into_iter().chain(read).collect())
 }
 
 #[cfg(test)]
