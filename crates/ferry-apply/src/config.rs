@@ -51,7 +51,7 @@ impl RetryPolicy {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (step, failed_attempt).hash(&mut hasher);
         let fraction = (hasher.finish() % 10_000) as f64 / 10_000.0;
-        base + base.mul_f64(self.jitter.max(0.0) * fraction)
+        base.saturating_add(base.mul_f64(self.jitter.clamp(0.0, 1.0) * fraction))
     }
 }
 

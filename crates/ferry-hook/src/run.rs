@@ -12,6 +12,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ferry_core::provider::MAX_DURATION_SECONDS;
 use ferry_core::{
     Action, ApplyContext, Attributes, Kind, Observation, Provider, ReadContext, Step, StepError,
     StepOutcome, Value,
@@ -207,7 +208,9 @@ fn invocation(inputs: &Attributes, spec_root: &Path) -> Result<Invocation, Strin
         env,
         pass_env,
         working_dir,
-        timeout: Duration::from_secs(timeout.max(1)),
+        // The spec bounds it; a saved plan edited by hand is held to the same bound, so
+        // that the deadline `now + timeout` cannot overflow.
+        timeout: Duration::from_secs(timeout.clamp(1, MAX_DURATION_SECONDS.unsigned_abs())),
         retry: inputs.get("retry").and_then(Value::as_bool) == Some(true),
         outputs: strings("outputs")?,
     })
@@ -664,6 +667,15 @@ mod tests {
         assert_eq!(shell.arguments, vec!["-c", "echo hi"]);
         assert_eq!(shell.working_dir, Path::new("/specs/hooks"));
         assert_eq!(shell.timeout, Duration::from_secs(5));
+        // Issue 18: a timeout past the spec's bound (a saved plan edited by hand) is held to
+        // it, so that the hook's deadline `now + timeout` cannot overflow.
+        let endless = invocation(
+            &inputs(json!({"shell": "true", "timeout_seconds": u64::MAX})),
+            root,
+        )
+        .unwrap();
+        assert_eq!(endless.timeout, Duration::from_secs(7 * 24 * 60 * 60));
+        assert!(tokio::time::Instant::now().checked_add(endless.timeout).is_some());
     }
 
     #[test]

@@ -20,6 +20,9 @@ use ferry_core::{
 pub use tls::format_date;
 
 /// How long one probe may take before it counts as failed.
+/// The spec's bound on a duration, in seconds.
+const MAX_SECONDS: u64 = ferry_core::provider::MAX_DURATION_SECONDS.unsigned_abs();
+
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `check`
@@ -147,8 +150,9 @@ pub fn settings(fields: &Attributes, spec_root: &Path) -> Result<CheckSettings, 
     }
     Ok(CheckSettings {
         probe,
-        timeout: Duration::from_secs(number("timeout_seconds", 900)),
-        interval: Duration::from_secs(number("interval_seconds", 10).max(1)),
+        // Held to the spec's bound whatever the inputs say, so that no deadline overflows.
+        timeout: Duration::from_secs(number("timeout_seconds", 900).min(MAX_SECONDS)),
+        interval: Duration::from_secs(number("interval_seconds", 10).clamp(1, MAX_SECONDS)),
     })
 }
 

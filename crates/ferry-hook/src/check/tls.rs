@@ -250,7 +250,9 @@ pub async fn probe(
         )
     };
     verify_at(now).map_err(|error| explain(&error, host, &trusted))?;
-    let horizon = now + Duration::from_secs(min_days_valid * 86_400);
+    let horizon = now
+        .checked_add(Duration::from_secs(min_days_valid.saturating_mul(86_400)))
+        .unwrap_or(now);
     match verify_at(horizon) {
         Ok(_) => Ok(format!(
             "{host}:{port} serves a valid certificate, valid for at least {min_days_valid} more days"
