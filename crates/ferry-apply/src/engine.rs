@@ -167,6 +167,14 @@ pub async fn apply(
             let Some(index) = schedule.next_ready(config.parallelism) else {
                 break;
             };
+            // A step starts only under the lock: once another operator broke it (or someone
+            // deleted it), a second apply may be running the same plan.
+            if let Err(error) = store.verify_lock() {
+                shared.storage_failed(error.to_string());
+                schedule.unstart(index);
+                stopping = true;
+                break;
+            }
             let step = &plan.steps[index];
             let inputs = match resolve_inputs(step, &shared.lock_state(), &config.secrets) {
                 Ok(inputs) => inputs,
@@ -262,6 +270,11 @@ pub async fn apply(
         }
     }
 
+    // A lock lost while the last steps ran is a failure too: another apply may have started
+    // meanwhile, so this one neither reports success nor switches the generation.
+    if let Err(error) = store.verify_lock() {
+        shared.storage_failed(error.to_string());
+    }
     let mut report = ApplyReport {
         apply_id: apply_id.clone(),
         steps: schedule.reports,

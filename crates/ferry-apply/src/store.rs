@@ -28,9 +28,11 @@ pub struct Store {
     /// again, and its started-but-unfinished steps resume their recorded operations. Set it to
     /// `JournalSummary::default()` to run every step afresh.
     pub resume: JournalSummary,
-    /// The lock this apply holds (from [`StateBackend::acquire_lock`]). The engine renews its
-    /// lease every third of the lease while it runs, and stops starting steps if the lock was
-    /// lost (someone ran `ferry force-unlock`).
+    /// The lock this apply holds (from [`StateBackend::acquire_lock`]). The engine checks it
+    /// still holds it before starting each step ([`Store::verify_lock`]) and when every step
+    /// ended, renews its lease every third of the lease while it runs, and starts no step once
+    /// it was lost (someone ran `ferry force-unlock` or deleted the lock): a lost lock fails
+    /// the apply.
     pub lock: Option<HeldLock>,
 }
 
@@ -97,6 +99,17 @@ impl Store {
             (Some(backend), _) => backend.save_state(state),
             (None, Some(path)) => state.save(path),
             (None, None) => Ok(()),
+        }
+    }
+
+    /// Says whether this store still holds its lock (always, without one): asked before each
+    /// step starts, so that a lock broken by `ferry force-unlock` or deleted stops the apply at
+    /// its next step, not at its next renewal.
+    pub fn verify_lock(&self) -> Result<(), LockError> {
+        match (&self.lock, &self.backend) {
+            (None, _) => Ok(()),
+            (Some(lock), Some(backend)) => backend.verify_lock(&lock.id),
+            (Some(lock), None) => ferry_state::lock::verify(&lock.path, &lock.id),
         }
     }
 

@@ -626,7 +626,12 @@ async fn the_lock_is_renewed_while_applying_and_a_lost_lock_stops_new_steps() {
         async {
             tokio::time::sleep(Duration::from_secs(150)).await;
             // Renewals at 0 s and 100 s kept the lock; another operator now breaks it.
-            ferry_state::lock::force_unlock(&path, &lock.id).unwrap();
+            ferry_state::lock::force_unlock(
+                &path,
+                &lock.id,
+                ferry_state::IfHolderRuns::BreakAnyway,
+            )
+            .unwrap();
         }
     );
     let error = report
@@ -635,7 +640,7 @@ async fn the_lock_is_renewed_while_applying_and_a_lost_lock_stops_new_steps() {
         .unwrap()
         .replace(&directory.path().display().to_string(), "<dir>")
         .replace(&lock.id, "<id>");
-    insta::assert_snapshot!(error, @"our lock <id> on <dir>/lock.json is gone or was replaced (someone ran `ferry force-unlock`): stop, and check that no other apply is running");
+    insta::assert_snapshot!(error, @"our lock <id> on <dir>/lock.json is gone or was replaced (someone ran `ferry force-unlock` or deleted it): stop, and check that no other apply is running");
     insta::assert_snapshot!(table(&report), @r"
     aks_cluster.hub@g2:create: Done x1 0..1000
     hook.hub@g2:run: NotStarted x0 -..-
@@ -787,4 +792,92 @@ async fn a_failover_is_recorded_before_its_first_step_and_cleared_only_when_done
         2,
         "not a third time"
     );
+}
+
+/// A lock broken while a step runs stops the apply at its next step, not at its next renewal
+/// (100 s later with the local lease): found by issue 18, where a second apply then ran the
+/// same failover alongside the first, and the first ended "Apply complete".
+#[tokio::test(start_paused = true)]
+async fn a_lock_broken_during_a_step_stops_the_apply_before_its_next_step() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("lock.json");
+    let lease = Duration::from_secs(300);
+    let request = ferry_state::LockRequest::for_this_process("apply", lease);
+    let lock = ferry_state::lock::acquire(&path, &request, std::time::SystemTime::now()).unwrap();
+    // The second step starts at 20 s, long before the first renewal at 100 s.
+    let plan = plan_of(vec![
+        step("vm.nfs@g1:fence", 20, &[]),
+        step("disk.home0:detach", 10, &["vm.nfs@g1:fence"]),
+    ]);
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::from_estimates(), 8);
+    let mut store = Store {
+        lock: Some(ferry_apply::HeldLock {
+            path: path.clone(),
+            id: lock.id.clone(),
+            lease,
+        }),
+        ..Store::default()
+    };
+    let config = ApplyConfig::default();
+    let control = ApplyControl::new();
+    let ((report, _), ()) = tokio::join!(
+        run_with(&plan, &providers, &config, &mut store, &control),
+        async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            // Someone deletes the lock file while the fence runs.
+            std::fs::remove_file(&path).unwrap();
+        }
+    );
+    insta::assert_snapshot!(table(&report), @r"
+    vm.nfs@g1:fence: Done x1 0..20
+    disk.home0:detach: NotStarted x0 -..-
+    ");
+    assert!(!report.succeeded());
+    assert!(report.storage_error.is_some());
+}
+
+/// A lock lost while the last step runs fails the apply: never a success, and the failover is
+/// not recorded as finished.
+#[tokio::test(start_paused = true)]
+async fn a_lock_lost_during_the_last_step_fails_the_apply() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("lock.json");
+    let lease = Duration::from_secs(300);
+    let request = ferry_state::LockRequest::for_this_process("apply", lease);
+    let lock = ferry_state::lock::acquire(&path, &request, std::time::SystemTime::now()).unwrap();
+    let plan = plan_of(vec![step("vm.nfs@g1:fence", 20, &[])]);
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::from_estimates(), 8);
+    let mut store = Store {
+        lock: Some(ferry_apply::HeldLock {
+            path: path.clone(),
+            id: lock.id.clone(),
+            lease,
+        }),
+        ..Store::default()
+    };
+    let config = ApplyConfig::default();
+    let control = ApplyControl::new();
+    let ((report, _), ()) = tokio::join!(
+        run_with(&plan, &providers, &config, &mut store, &control),
+        async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            ferry_state::lock::force_unlock(
+                &path,
+                &lock.id,
+                ferry_state::IfHolderRuns::BreakAnyway,
+            )
+            .unwrap();
+        }
+    );
+    assert!(!report.succeeded());
+    let error = report
+        .storage_error
+        .as_deref()
+        .unwrap()
+        .replace(&directory.path().display().to_string(), "<dir>")
+        .replace(&lock.id, "<id>");
+    insta::assert_snapshot!(error, @"our lock <id> on <dir>/lock.json is gone or was replaced (someone ran `ferry force-unlock` or deleted it): stop, and check that no other apply is running");
+    assert_eq!(store.state.active_generation, 0);
 }

@@ -879,3 +879,186 @@ fn a_hook_with_a_relative_program_runs_from_the_spec_folder_whatever_the_current
         "hooked"
     );
 }
+
+/// Issue 18: `force-unlock` of a holder that still runs used to succeed, and a second apply
+/// then ran the same steps beside the first, which noticed only at its end and exited 0. Now
+/// the running holder's lock is refused without `--force-alive`; with it, no second apply gets
+/// in while the holder lives (its OS lock), and the holder stops before its next step and fails.
+#[test]
+fn a_running_applys_lock_is_broken_only_with_force_alive_and_that_apply_then_fails() {
+    let scratch = Scratch::new();
+    let apply = [
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+        "--world-time-scale",
+        "0.05",
+    ];
+    let holder = scratch
+        .command(&apply)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = scratch.path().join("data100/.ferry/journal.jsonl");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60)
+        && !std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .contains("step_started")
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.lock_path()).unwrap()).unwrap();
+    let id = lock["id"].as_str().unwrap().to_owned();
+    let hide = |text: &str| {
+        text.replace(&id, "ID")
+            .replace(&format!("pid {}", holder.id()), "pid PID")
+            .replace(&format!("kill {}", holder.id()), "kill PID")
+            .replace(&ferry_state::lock::this_host(), "HOST")
+            .replace(lock["holder"].as_str().unwrap(), "USER")
+            .replace(lock["started_at"].as_str().unwrap(), "TIME")
+    };
+    let second = scratch.ferry(&apply);
+    assert_eq!(second.code, 1, "{}", second.stderr);
+    insta::assert_snapshot!(hide(&second.stderr), @"error: data100/.ferry/lock.json is locked by USER@HOST (pid PID) for `apply` since TIME, and that process still runs (it holds the lock file open): wait for it to finish (`--lock-timeout 10m` waits), or stop that process; its lock frees itself when it ends");
+    let refused = scratch.ferry(&["force-unlock", &id, "data100"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    insta::assert_snapshot!(hide(&refused.stderr), @"error: data100/.ferry/lock.json is locked by USER@HOST (pid PID) for `apply` since TIME, and that process still runs on this host: nothing was unlocked, since breaking a running apply's lock lets a second apply run the same steps at once; wait for it to finish or stop it (kill PID); if you really mean to take the lock from it, run `ferry force-unlock ID data100 --force-alive`, and it stops before its next step");
+    let broken = scratch.ferry(&["force-unlock", &id, "data100", "--force-alive"]);
+    assert_eq!(broken.code, 0, "{}", broken.stderr);
+    // The holder still runs, and holds its process lock: still no second apply.
+    let still = scratch.ferry(&apply);
+    assert_eq!(still.code, 1, "{}", still.stderr);
+    assert!(
+        still.stderr.contains("that process still runs"),
+        "{}",
+        still.stderr
+    );
+    let output = holder.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("Apply complete"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "our lock {id} on data100/.ferry/lock.json is gone or was replaced"
+        )),
+        "{stderr}"
+    );
+    // Once it ended, the next apply finishes the build.
+    let resumed = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+}
+
+/// Failover readiness (issue 18): `ferry plan` shows it beside a plan that is not a failover,
+/// and `ferry watch` alerts once when it is lost and once when it comes back, while every
+/// resource reads healthy. The blocker: the pool reads a fifth vdev on a disk the spec does
+/// not list, which would only stop the failover itself.
+#[test]
+fn plan_shows_failover_readiness_and_watch_alerts_when_it_is_lost_and_back() {
+    let scratch = Scratch::new();
+    scratch.build();
+    let ready = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(ready.code, 0, "{}{}", ready.stdout, ready.stderr);
+    assert!(
+        ready
+            .stdout
+            .contains("Failover readiness: ready, estimated time to recovery"),
+        "{}",
+        ready.stdout
+    );
+    let healthy = scratch.world();
+    let mut blocked = healthy.clone();
+    blocked["instances"]["zfs_pool.home"]["vdevs"] = (0..5)
+        .map(|lun| serde_json::json!({"path": format!("/dev/disk/azure/scsi1/lun{lun}"), "state": "ONLINE"}))
+        .collect();
+    scratch.set_world(&blocked);
+    let plan = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(
+        plan.code, 5,
+        "attention needed: {}{}",
+        plan.stdout, plan.stderr
+    );
+    assert!(
+        plan.stdout.contains("Failover readiness: NOT READY"),
+        "{}",
+        plan.stdout
+    );
+    let json = scratch.ferry(&["plan", "data100", "--world", "world.json", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["readiness"]["ready"], false);
+    assert_eq!(json["readiness"]["blockers"][0]["address"], "zfs_pool.home");
+    scratch.set_world(&healthy);
+
+    let receiver = Receiver::start();
+    let child = scratch
+        .command(&[
+            "watch",
+            "data100",
+            "--world",
+            "world.json",
+            "--interval",
+            "50ms",
+            "--hold",
+            "0s",
+            "--webhook",
+            &receiver.url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(receiver.wait_for(0).is_empty(), "a ready start is silent");
+    scratch.set_world_atomically(&blocked);
+    let alerts = receiver.wait_for(1);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["alert"], "failover_readiness");
+    assert_eq!(alerts[0]["ready"], false);
+    assert_eq!(alerts[0]["blockers"][0]["address"], "zfs_pool.home");
+    scratch.set_world_atomically(&healthy);
+    let alerts = receiver.wait_for(2);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        receiver.wait_for(2).len(),
+        2,
+        "one alert per change: {alerts:?}"
+    );
+    assert_eq!(alerts[1]["ready"], true);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed
+            .lines()
+            .next()
+            .is_some_and(|line| line.starts_with("failover readiness lost")),
+        "{printed}"
+    );
+}

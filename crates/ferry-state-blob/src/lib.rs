@@ -50,7 +50,7 @@ use azure_storage_blob::{
 use ferry_arm::{ChainedCredential, CredentialChoice, StaticTokenCredential};
 use ferry_core::Secret;
 use ferry_state::journal::{self, JournalError, JournalMirror, JournalRecord};
-use ferry_state::lock::{self, LockError, LockInfo, LockRequest};
+use ferry_state::lock::{self, IfHolderRuns, LockError, LockInfo, LockRequest};
 use ferry_state::{Journal, StateBackend, StateError, StateFile, format_time};
 
 /// How the backend proves who it is.
@@ -804,6 +804,7 @@ impl StateBackend for BlobBackend {
             operation: request.operation.clone(),
             started_at: format_time(now),
             expires_at: format_time(now + self.lease),
+            process_start: request.process_start,
         };
         let lease_seconds = self.lease.as_secs() as i32;
         let metadata = to_metadata(&info);
@@ -883,6 +884,7 @@ impl StateBackend for BlobBackend {
             LockAttempt::HeldBy(metadata) => Err(LockError::Held {
                 path: PathBuf::from(&place),
                 lock: Box::new(from_metadata(&metadata)),
+                spec: None,
             }),
             LockAttempt::NoLeaseId => Err(remote(
                 "take",
@@ -908,6 +910,11 @@ impl StateBackend for BlobBackend {
             }
             _ => Err(lost()),
         }
+    }
+
+    fn verify_lock(&self, id: &str) -> Result<(), LockError> {
+        // The background renewal learns first that the lease was broken or lost.
+        self.renew_lock(id, self.lease)
     }
 
     fn release_lock(&self, id: &str) -> Result<(), LockError> {
@@ -987,7 +994,7 @@ impl StateBackend for BlobBackend {
         })
     }
 
-    fn force_unlock(&self, id: &str) -> Result<LockInfo, LockError> {
+    fn force_unlock(&self, id: &str, if_running: IfHolderRuns) -> Result<LockInfo, LockError> {
         let place = self.inner.lock_place.clone();
         let path = PathBuf::from(&place);
         let lock = self
@@ -998,8 +1005,10 @@ impl StateBackend for BlobBackend {
                 path,
                 given: id.to_owned(),
                 found: lock.id,
+                spec: None,
             });
         }
+        lock::refuse_running_holder(&path, &lock, if_running)?;
         let broken = self
             .inner
             .run(|inner| {
@@ -1127,6 +1136,10 @@ fn to_metadata(info: &LockInfo) -> HashMap<String, String> {
         ("ferry_expires_at", info.expires_at.clone()),
     ]
     .into_iter()
+    .chain(
+        info.process_start
+            .map(|start| ("ferry_process_start", start.to_string())),
+    )
     .map(|(name, value)| (name.to_owned(), ascii(&value)))
     .collect()
 }
@@ -1152,6 +1165,7 @@ fn from_metadata(metadata: &HashMap<String, String>) -> LockInfo {
         operation: get("ferry_operation").unwrap_or_else(unknown),
         started_at: get("ferry_started_at").unwrap_or_else(unknown),
         expires_at: get("ferry_expires_at").unwrap_or_else(unknown),
+        process_start: get("ferry_process_start").and_then(|start| start.parse().ok()),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ferry_core::Secret;
 use ferry_state::journal::JournalRecord;
-use ferry_state::lock::{LockError, LockRequest};
+use ferry_state::lock::{IfHolderRuns, LockError, LockRequest};
 use ferry_state::{StateBackend, StateError, StateFile, acquire_waiting};
 use ferry_state_blob::{BlobAuth, BlobBackend, BlobStateConfig};
 
@@ -23,6 +23,8 @@ fn request(holder: &str) -> LockRequest {
         host: "test-host".to_owned(),
         operation: "apply data100".to_owned(),
         lease: BlobStateConfig::SHORTEST_LEASE,
+        // Another host's process: force-unlock cannot see whether it runs.
+        process_start: None,
     }
 }
 
@@ -215,11 +217,15 @@ fn force_unlock_breaks_only_the_named_lease_and_the_holder_learns_it_lost_it() {
     let alice = azurite().backend("unlock", "state.json", local.path());
     let operator = azurite().backend("unlock", "state.json", local.path());
     assert!(matches!(
-        operator.force_unlock("anything").unwrap_err(),
+        operator
+            .force_unlock("anything", IfHolderRuns::Refuse)
+            .unwrap_err(),
         LockError::NotLocked { .. }
     ));
     let lock = alice.acquire_lock(&request("alice")).unwrap();
-    let wrong = operator.force_unlock("not-the-id").unwrap_err();
+    let wrong = operator
+        .force_unlock("not-the-id", IfHolderRuns::Refuse)
+        .unwrap_err();
     let LockError::WrongId { found, .. } = &wrong else {
         panic!("expected a wrong id, got {wrong}");
     };
@@ -229,7 +235,9 @@ fn force_unlock_breaks_only_the_named_lease_and_the_holder_learns_it_lost_it() {
         operator.acquire_lock(&request("bob")).unwrap_err(),
         LockError::Held { .. }
     ));
-    let broken = operator.force_unlock(&lock.id).unwrap();
+    let broken = operator
+        .force_unlock(&lock.id, IfHolderRuns::Refuse)
+        .unwrap();
     assert_eq!(broken.holder, "alice");
     let taken = operator.acquire_lock(&request("bob")).unwrap();
     // Alice's background renewal finds its lease gone, and her engine would stop.

@@ -8,10 +8,11 @@
 //! as it waits for the local file's fsync.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::journal::{self, Journal, JournalError, JournalRecord};
-use crate::lock::{self, LockError, LockInfo, LockRequest};
+use crate::lock::{self, IfHolderRuns, LockError, LockInfo, LockRequest, ProcessLock};
 use crate::{StateDir, StateError, StateFile};
 
 /// Where ferry keeps one deployment's state, journal and lock.
@@ -36,13 +37,17 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     /// there is one).
     fn open_journal(&self) -> Result<Journal, JournalError>;
 
-    /// One attempt to take the lock: refused with [`LockError::Held`] (or `Stale`) naming the
-    /// holder. See [`acquire_waiting`] to wait for it.
+    /// One attempt to take the lock: refused with [`LockError::Held`] (or `Running`, `Stale`)
+    /// naming the holder. See [`acquire_waiting`] to wait for it.
     fn acquire_lock(&self, request: &LockRequest) -> Result<LockInfo, LockError>;
 
     /// Keeps our lock alive for another `lease`, or says it was lost ([`LockError::Lost`]).
     /// A backend that renews in the background only reports how that goes.
     fn renew_lock(&self, id: &str, lease: Duration) -> Result<(), LockError>;
+
+    /// Says, cheaply, whether we still hold our lock ([`LockError::Lost`] when not): the engine
+    /// asks before it starts each step, and starts none once the answer is no.
+    fn verify_lock(&self, id: &str) -> Result<(), LockError>;
 
     /// Gives our lock up; refuses if the lock there is not ours any more.
     fn release_lock(&self, id: &str) -> Result<(), LockError>;
@@ -50,8 +55,10 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     /// The lock held now, if any.
     fn read_lock(&self) -> Result<Option<LockInfo>, LockError>;
 
-    /// Breaks the lock with this id, whoever holds it, and returns what it held.
-    fn force_unlock(&self, id: &str) -> Result<LockInfo, LockError>;
+    /// Breaks the lock with this id and returns what it held. A holder that provably still
+    /// runs (this host, its pid alive and started when the lock says) is refused
+    /// ([`LockError::HolderRuns`]) unless `if_running` says to break it anyway.
+    fn force_unlock(&self, id: &str, if_running: IfHolderRuns) -> Result<LockInfo, LockError>;
 
     /// Where the lock is, as [`LockError`] names it.
     fn lock_place(&self) -> PathBuf;
@@ -68,7 +75,7 @@ pub fn acquire_waiting(
     let give_up = std::time::Instant::now() + timeout;
     loop {
         match backend.acquire_lock(request) {
-            Err(LockError::Held { .. }) if std::time::Instant::now() < give_up => {
+            Err(error) if error.is_held() && std::time::Instant::now() < give_up => {
                 let left = give_up.saturating_duration_since(std::time::Instant::now());
                 std::thread::sleep(poll.min(left).max(Duration::from_millis(10)));
             }
@@ -77,11 +84,14 @@ pub fn acquire_waiting(
     }
 }
 
-/// The state folder on this machine: `state.json`, `journal.jsonl`, `lock.json`.
+/// The state folder on this machine: `state.json`, `journal.jsonl`, `lock.json` (the lease)
+/// and `lock.flock` (the process lock, held while an apply runs).
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     directory: StateDir,
     lease: Duration,
+    /// The process lock this backend holds, with the id of the lease taken with it.
+    held: Arc<Mutex<Option<(String, ProcessLock)>>>,
 }
 
 impl LocalBackend {
@@ -93,6 +103,7 @@ impl LocalBackend {
         Self {
             directory,
             lease: Self::LEASE,
+            held: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -102,6 +113,29 @@ impl LocalBackend {
 
     fn create(&self) -> std::io::Result<()> {
         self.directory.create()
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<(String, ProcessLock)>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Why the process lock at `path` could not be taken: who holds it, as its file says.
+    fn process_lock_busy(&self, path: &std::path::Path) -> LockError {
+        // A holder that is gone wrote this before it died, and the live one has not written
+        // its name yet: say it is being taken rather than name the dead one.
+        match ProcessLock::holder(path) {
+            Some(holder) if !matches!(lock::liveness(&holder), lock::Liveness::Gone(_)) => {
+                LockError::Running {
+                    path: self.directory.lock_path(),
+                    lock: Box::new(holder),
+                }
+            }
+            _ => LockError::Busy {
+                path: self.directory.lock_path(),
+            },
+        }
     }
 }
 
@@ -141,23 +175,66 @@ impl StateBackend for LocalBackend {
             doing: "create the folder of",
             source,
         })?;
-        lock::acquire(&path, request, SystemTime::now())
+        // The process lock first: while another process holds it, that process runs, whatever
+        // the lease file says or whether it is there at all.
+        let process_path = self.directory.process_lock_path();
+        let Some(mut process_lock) = ProcessLock::try_take(&process_path)? else {
+            return Err(self.process_lock_busy(&process_path));
+        };
+        // A lease left by a process that died is reported (stale), never taken over; dropping
+        // the process lock on the way out lets it go.
+        let info = lock::acquire(&path, request, SystemTime::now())?;
+        if let Err(error) = process_lock.record(&info) {
+            let _ = lock::release(&path, &info.id);
+            return Err(error);
+        }
+        if let Some((_, previous)) = self.held().replace((info.id.clone(), process_lock)) {
+            previous.release();
+        }
+        Ok(info)
     }
 
     fn renew_lock(&self, id: &str, lease: Duration) -> Result<(), LockError> {
         lock::renew(&self.directory.lock_path(), id, lease, SystemTime::now()).map(|_| ())
     }
 
+    fn verify_lock(&self, id: &str) -> Result<(), LockError> {
+        let lost = || LockError::Lost {
+            path: self.directory.lock_path(),
+            id: id.to_owned(),
+        };
+        match &*self.held() {
+            Some((held_id, process_lock)) if held_id == id => {
+                if !process_lock.still_in_place() {
+                    return Err(LockError::Lost {
+                        path: process_lock.path().to_owned(),
+                        id: id.to_owned(),
+                    });
+                }
+            }
+            _ => return Err(lost()),
+        }
+        lock::verify(&self.directory.lock_path(), id)
+    }
+
     fn release_lock(&self, id: &str) -> Result<(), LockError> {
-        lock::release(&self.directory.lock_path(), id)
+        let released = lock::release(&self.directory.lock_path(), id);
+        // The process lock goes whatever became of the lease: this apply is over.
+        let mut held = self.held();
+        if held.as_ref().is_some_and(|(held_id, _)| held_id == id)
+            && let Some((_, process_lock)) = held.take()
+        {
+            process_lock.release();
+        }
+        released
     }
 
     fn read_lock(&self) -> Result<Option<LockInfo>, LockError> {
         lock::read(&self.directory.lock_path())
     }
 
-    fn force_unlock(&self, id: &str) -> Result<LockInfo, LockError> {
-        lock::force_unlock(&self.directory.lock_path(), id)
+    fn force_unlock(&self, id: &str, if_running: IfHolderRuns) -> Result<LockInfo, LockError> {
+        lock::force_unlock(&self.directory.lock_path(), id, if_running)
     }
 
     fn lock_place(&self) -> PathBuf {
@@ -176,6 +253,7 @@ mod tests {
             host: lock::this_host(),
             operation: "apply".to_owned(),
             lease: LocalBackend::LEASE,
+            process_start: lock::process_start_time(std::process::id()),
         }
     }
 
@@ -217,10 +295,81 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(&error, LockError::Held { lock, .. } if lock.holder == "alice"),
+            matches!(&error, LockError::Running { lock, .. } if lock.holder == "alice"),
             "{error}"
         );
         backend.release_lock(&held.id).unwrap();
         acquire_waiting(&backend, &request("bob"), Duration::ZERO, Duration::ZERO).unwrap();
+    }
+
+    /// What `ls` shows of the state folder, with the lock's id and pid replaced.
+    fn shown(error: &LockError, directory: &std::path::Path, lock: &LockInfo) -> String {
+        error
+            .to_string()
+            .replace(&directory.display().to_string(), "<dir>")
+            .replace(&lock.id, "<id>")
+            .replace(&format!("(pid {})", lock.pid), "(pid <pid>)")
+            .replace(&lock.host, "<host>")
+            .replace(&lock.started_at, "<time>")
+    }
+
+    #[test]
+    fn deleting_the_lease_file_lets_no_second_apply_in_and_the_holder_learns_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let state = StateDir::new(directory.path());
+        let holder = LocalBackend::new(state.clone());
+        let lock = holder.acquire_lock(&request("alice")).unwrap();
+        holder.verify_lock(&lock.id).unwrap();
+        std::fs::remove_file(state.lock_path()).unwrap();
+        // Another operator's ferry, a backend of its own over the same folder.
+        let other = LocalBackend::new(state.clone());
+        let refused = other.acquire_lock(&request("bob")).unwrap_err();
+        insta::assert_snapshot!(shown(&refused, directory.path(), &lock), @"<dir>/lock.json is locked by alice@<host> (pid <pid>) for `apply` since <time>, and that process still runs (it holds the lock file open): wait for it to finish (`--lock-timeout 10m` waits), or stop that process; its lock frees itself when it ends");
+        // The holder stops before its next step.
+        let lost = holder.verify_lock(&lock.id).unwrap_err();
+        assert!(matches!(lost, LockError::Lost { .. }), "{lost}");
+        // Releasing frees the process lock even though the lease is gone.
+        assert!(holder.release_lock(&lock.id).is_err());
+        other.acquire_lock(&request("bob")).unwrap();
+    }
+
+    #[test]
+    fn deleting_the_process_lock_file_is_noticed_by_the_holder() {
+        let directory = tempfile::tempdir().unwrap();
+        let state = StateDir::new(directory.path());
+        let holder = LocalBackend::new(state.clone());
+        let lock = holder.acquire_lock(&request("alice")).unwrap();
+        std::fs::remove_file(state.process_lock_path()).unwrap();
+        let lost = holder.verify_lock(&lock.id).unwrap_err();
+        assert!(matches!(lost, LockError::Lost { .. }), "{lost}");
+    }
+
+    #[test]
+    fn a_stale_lease_is_reported_and_the_process_lock_let_go() {
+        let directory = tempfile::tempdir().unwrap();
+        let state = StateDir::new(directory.path());
+        // A lease a dead process left (kill -9): its process lock died with it.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        lock::acquire(
+            &state.lock_path(),
+            &LockRequest {
+                pid: dead,
+                process_start: None,
+                ..request("alice")
+            },
+            SystemTime::now(),
+        )
+        .unwrap();
+        let backend = LocalBackend::new(state.clone());
+        let error = backend.acquire_lock(&request("bob")).unwrap_err();
+        assert!(matches!(error, LockError::Stale { .. }), "{error}");
+        // Refused, so the process lock is free again for whoever force-unlocks and applies.
+        assert!(
+            ProcessLock::try_take(&state.process_lock_path())
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -5,7 +5,8 @@
 //!   saved atomically ([`StateFile`]);
 //! - `journal.jsonl`: an append-only record of every apply, fsynced before a step proceeds, from
 //!   which an interrupted apply is resumed ([`journal`]);
-//! - `lock.json`: a lease that stops two operators applying at once ([`lock`]).
+//! - `lock.json`: a lease that stops two operators applying at once, and `lock.flock`, the OS
+//!   lock the applying process holds for its lifetime ([`lock`]).
 //!
 //! [`StateBackend`] is the interface the engine and the CLI use, so that this local folder
 //! ([`LocalBackend`]) and a shared store (Azure Blob Storage, in `ferry-state-blob`) work the
@@ -25,9 +26,36 @@ pub use backend::{LocalBackend, StateBackend, acquire_waiting};
 pub use journal::{
     Journal, JournalError, JournalMirror, JournalRecord, JournalSummary, StepPhase, StepResult,
 };
-pub use lock::{LockError, LockInfo, LockRequest};
+pub use lock::{IfHolderRuns, LockError, LockInfo, LockRequest};
 pub use paths::StateDir;
 pub use state::{InstanceRecord, STATE_FORMAT_VERSION, StateError, StateFile};
+
+/// An I/O error on `path` in words that say what to do. A refused permission, a read-only or
+/// full file system name the folder and the fix (the OS's own text only says "permission
+/// denied"); anything else is the OS's text.
+pub fn describe_io(error: &std::io::Error, path: &std::path::Path) -> String {
+    let folder = if path.is_dir() {
+        path
+    } else {
+        path.parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+    };
+    let folder = folder.display();
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => format!(
+            "permission denied: user {} may not write in {folder}; give that user write access to the folder (chown or chmod), or set [state] path to a folder it can write",
+            lock::this_user()
+        ),
+        std::io::ErrorKind::ReadOnlyFilesystem => format!(
+            "{folder} is on a read-only file system: mount it read-write, or set [state] path to a writable folder"
+        ),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => format!(
+            "no space left for {folder}: free some space on its disk, then run the command again"
+        ),
+        _ => error.to_string(),
+    }
+}
 
 /// Formats a wall-clock time the way every ferry file shows it: RFC 3339, UTC, whole seconds.
 pub fn format_time(time: std::time::SystemTime) -> String {

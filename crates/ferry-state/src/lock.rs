@@ -1,14 +1,21 @@
 //! The lock that stops two applies running at once on the same state (safety invariant 6).
 //!
-//! It is a lease: a file holding who took it, for what, and until when. A lock whose lease
-//! expired, or whose process is gone from this host, is *stale*, and is still only broken by
-//! `ferry force-unlock ID`: a silent takeover could run two applies at once if the holder is
-//! merely slow, which is exactly what the lock exists to prevent.
+//! It has two parts. The *lease* is a file holding who took it, for what, and until when: it is
+//! what people read and what `ferry force-unlock ID` breaks. The *process lock* is an OS
+//! advisory lock (`flock`) on a second file, held by the applying process for its whole life
+//! and freed by the kernel however that process ends: while it is held, no second apply starts,
+//! even if someone deletes the lease file. A holder checks both before it starts each step.
+//!
+//! A lock whose lease expired, or whose process is gone from this host, is *stale*, and is
+//! still only broken by `ferry force-unlock ID`: a silent takeover could run two applies at
+//! once if the holder is merely slow, which is exactly what the lock exists to prevent. A
+//! holder that provably still runs (same host, its pid alive and started when the lock says)
+//! is not broken unless the operator says so ([`IfHolderRuns::BreakAnyway`]).
 //!
 //! Functions take `now` instead of reading the clock, so tests need not sleep.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,7 +30,7 @@ use crate::format_time;
 pub struct LockInfo {
     /// What `ferry force-unlock` takes.
     pub id: String,
-    /// The user who took it.
+    /// The user who took it: a name, or a uid number where the uid has no name.
     pub holder: String,
     pub pid: u32,
     pub host: String,
@@ -32,6 +39,18 @@ pub struct LockInfo {
     /// RFC 3339 times.
     pub started_at: String,
     pub expires_at: String,
+    /// When the holding process started, in clock ticks since the host booted (field 22 of
+    /// `/proc/PID/stat`): with host and pid, it tells the holder from a later process that got
+    /// the same pid. Absent in locks written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_start: Option<u64>,
+}
+
+impl LockInfo {
+    /// `alice@nfs-admin (pid 4242)`: who holds the lock, as messages name them.
+    pub fn who(&self) -> String {
+        format!("{}@{} (pid {})", self.holder, self.host, self.pid)
+    }
 }
 
 /// What a process asks the lock for.
@@ -43,19 +62,21 @@ pub struct LockRequest {
     pub operation: String,
     /// How long the lock holds without a renewal.
     pub lease: Duration,
+    /// See [`LockInfo::process_start`].
+    pub process_start: Option<u64>,
 }
 
 impl LockRequest {
-    /// A request from this process, by the user in `$USER`.
+    /// A request from this process, by the user it runs as.
     pub fn for_this_process(operation: impl Into<String>, lease: Duration) -> Self {
+        let pid = std::process::id();
         Self {
-            holder: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "unknown".to_owned()),
-            pid: std::process::id(),
+            holder: this_user(),
+            pid,
             host: this_host(),
             operation: operation.into(),
             lease,
+            process_start: process_start_time(pid),
         }
     }
 }
@@ -70,37 +91,185 @@ pub fn this_host() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// The user this process runs as: the name of its uid in `/etc/passwd`, else `$USER` or
+/// `$LOGNAME`, else the uid number. Never "unknown": a lock must say whom to ask.
+pub fn this_user() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| user_name(&passwd, uid))
+        .or_else(|| {
+            ["USER", "LOGNAME"]
+                .into_iter()
+                .filter_map(|variable| std::env::var(variable).ok())
+                .find(|name| !name.trim().is_empty())
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// The name `passwd` (the `/etc/passwd` text) gives `uid`.
+fn user_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let uid_field = fields.nth(1)?;
+        (uid_field.parse::<u32>().ok() == Some(uid) && !name.is_empty()).then(|| name.to_owned())
+    })
+}
+
+/// When process `pid` of this host started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`); `None` where there is no such process or no `/proc`.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses itself:
+    // the fields after it start at the last ')'.
+    let (_, after_name) = stat.rsplit_once(')')?;
+    // Field 3 is the first after the name, so field 22 is the 20th.
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether a lock's process still runs, as far as this host can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// On this host, its pid runs, and (where the lock recorded it) started when the lock says.
+    Alive,
+    /// On this host, and gone: why.
+    Gone(String),
+    /// Another host's process, or no `/proc` to look in.
+    Unknown,
+}
+
+/// Whether the process that holds `lock` still runs.
+pub fn liveness(lock: &LockInfo) -> Liveness {
+    // Only a process on this host can be checked, and only where /proc exists.
+    if lock.host != this_host() || !Path::new("/proc/self").exists() {
+        return Liveness::Unknown;
+    }
+    if !Path::new(&format!("/proc/{}", lock.pid)).exists() {
+        return Liveness::Gone(format!(
+            "process {} no longer runs on {}",
+            lock.pid, lock.host
+        ));
+    }
+    match (lock.process_start, process_start_time(lock.pid)) {
+        (Some(recorded), Some(now)) if recorded != now => Liveness::Gone(format!(
+            "process {} on {} is another program now (it started after the lock was taken: the pid was reused)",
+            lock.pid, lock.host
+        )),
+        _ => Liveness::Alive,
+    }
+}
+
+/// What `force-unlock` does when the lock's holder provably still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IfHolderRuns {
+    /// Refuse ([`LockError::HolderRuns`]): breaking a running apply's lock is how two applies
+    /// end up running the same failover at once.
+    #[default]
+    Refuse,
+    /// Break it all the same: the holder stops before its next step and fails.
+    BreakAnyway,
+}
+
+/// Refuses to break `lock` while its holder provably runs, unless asked to.
+pub fn refuse_running_holder(
+    place: &Path,
+    lock: &LockInfo,
+    if_running: IfHolderRuns,
+) -> Result<(), LockError> {
+    if if_running == IfHolderRuns::Refuse && liveness(lock) == Liveness::Alive {
+        return Err(LockError::HolderRuns {
+            path: place.to_owned(),
+            lock: Box::new(lock.clone()),
+            spec: None,
+        });
+    }
+    Ok(())
+}
+
+/// `ferry force-unlock ID SPEC`, or without the spec when it is not known.
+fn unlock_command(id: &str, spec: &Option<String>) -> String {
+    match spec {
+        Some(spec) => format!("ferry force-unlock {id} {}", shell_word(spec)),
+        None => format!("ferry force-unlock {id}"),
+    }
+}
+
+/// `text` as one shell word: quoted only when it needs to be.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@,=".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// Why the lock could not be taken, renewed or released.
 ///
 /// `path` is where the lock is: a lock file, or for a shared state the lock blob's URL.
+/// `spec`, when set (see [`LockError::for_spec`]), completes the `ferry force-unlock` command
+/// the message suggests.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "{path} is locked by {holder} (pid {pid} on {host}) for `{operation}` since {started_at}, lease until {expires_at}: wait for it to finish, or if you are sure it is not running, run `ferry force-unlock {id}`",
-        holder = lock.holder, pid = lock.pid, host = lock.host, operation = lock.operation,
-        started_at = lock.started_at, expires_at = lock.expires_at, id = lock.id
+        "{path} is locked by {who} for `{operation}` since {started_at}, lease until {expires_at}: wait for it to finish, or if you are sure it is not running, run `{command}`",
+        who = lock.who(), operation = lock.operation,
+        started_at = lock.started_at, expires_at = lock.expires_at,
+        command = unlock_command(&lock.id, spec)
     )]
-    Held { path: PathBuf, lock: Box<LockInfo> },
+    Held {
+        path: PathBuf,
+        lock: Box<LockInfo>,
+        spec: Option<String>,
+    },
+    /// The process lock is held: a ferry process on this machine runs with it now.
     #[error(
-        "{path} holds a stale lock from {holder} (pid {pid} on {host}) for `{operation}` since {started_at}: {reason}; make sure it is not running, then run `ferry force-unlock {id}`",
-        holder = lock.holder, pid = lock.pid, host = lock.host, operation = lock.operation,
-        started_at = lock.started_at, id = lock.id
+        "{path} is locked by {who} for `{operation}` since {started_at}, and that process still runs (it holds the lock file open): wait for it to finish (`--lock-timeout 10m` waits), or stop that process; its lock frees itself when it ends",
+        who = lock.who(), operation = lock.operation, started_at = lock.started_at
+    )]
+    Running { path: PathBuf, lock: Box<LockInfo> },
+    /// The process lock is held and its holder has not written its name yet.
+    #[error(
+        "{path} is being taken by another ferry process on this machine at this moment: try again in a few seconds"
+    )]
+    Busy { path: PathBuf },
+    #[error(
+        "{path} holds a stale lock from {who} for `{operation}` since {started_at}: {reason}; make sure it is not running, then run `{command}`",
+        who = lock.who(), operation = lock.operation, started_at = lock.started_at,
+        command = unlock_command(&lock.id, spec)
     )]
     Stale {
         path: PathBuf,
         lock: Box<LockInfo>,
         reason: String,
+        spec: Option<String>,
     },
     #[error(
-        "{path} is locked under id {found}, not {given}: nothing was unlocked; check the id in the lock error and run `ferry force-unlock {found}` if that is the lock to break"
+        "{path} is locked by {who} for `{operation}` since {started_at}, and that process still runs on this host: nothing was unlocked, since breaking a running apply's lock lets a second apply run the same steps at once; wait for it to finish or stop it (kill {pid}); if you really mean to take the lock from it, run `{command} --force-alive`, and it stops before its next step",
+        who = lock.who(), operation = lock.operation, started_at = lock.started_at, pid = lock.pid,
+        command = unlock_command(&lock.id, spec)
+    )]
+    HolderRuns {
+        path: PathBuf,
+        lock: Box<LockInfo>,
+        spec: Option<String>,
+    },
+    #[error(
+        "{path} is locked under id {found}, not {given}: nothing was unlocked; check the id in the lock error and run `{command}` if that is the lock to break",
+        command = unlock_command(found, spec)
     )]
     WrongId {
         path: PathBuf,
         given: String,
         found: String,
+        spec: Option<String>,
     },
     #[error(
-        "our lock {id} on {path} is gone or was replaced (someone ran `ferry force-unlock`): stop, and check that no other apply is running"
+        "our lock {id} on {path} is gone or was replaced (someone ran `ferry force-unlock` or deleted it): stop, and check that no other apply is running"
     )]
     Lost { path: PathBuf, id: String },
     #[error("{path} is not locked: there is nothing to unlock")]
@@ -114,12 +283,38 @@ pub enum LockError {
         doing: &'static str,
         reason: String,
     },
-    #[error("cannot {doing} lock file {path}: {source}")]
+    #[error(
+        "cannot {doing} lock file {path}: {}",
+        crate::describe_io(source, path)
+    )]
     Io {
         path: PathBuf,
         doing: &'static str,
         source: io::Error,
     },
+}
+
+impl LockError {
+    /// Completes the `ferry force-unlock` command the message suggests with the spec it takes.
+    pub fn for_spec(mut self, spec: &Path) -> Self {
+        let text = spec.display().to_string();
+        match &mut self {
+            LockError::Held { spec, .. }
+            | LockError::Stale { spec, .. }
+            | LockError::HolderRuns { spec, .. }
+            | LockError::WrongId { spec, .. } => *spec = Some(text),
+            _ => {}
+        }
+        self
+    }
+
+    /// Waiting may clear it: another apply holds the lock now.
+    pub fn is_held(&self) -> bool {
+        matches!(
+            self,
+            LockError::Held { .. } | LockError::Running { .. } | LockError::Busy { .. }
+        )
+    }
 }
 
 fn io_error(path: &Path, doing: &'static str) -> impl FnOnce(io::Error) -> LockError {
@@ -163,17 +358,10 @@ pub fn staleness(lock: &LockInfo, now: SystemTime) -> Option<String> {
             lock.expires_at
         ));
     }
-    // Only a process on this host can be checked, and only where /proc exists.
-    if lock.host == this_host()
-        && Path::new("/proc/self").exists()
-        && !Path::new(&format!("/proc/{}", lock.pid)).exists()
-    {
-        return Some(format!(
-            "process {} no longer runs on {}",
-            lock.pid, lock.host
-        ));
+    match liveness(lock) {
+        Liveness::Gone(reason) => Some(reason),
+        Liveness::Alive | Liveness::Unknown => None,
     }
-    None
 }
 
 /// A fresh lock id, unique per process and acquisition, for any backend.
@@ -205,15 +393,20 @@ pub fn acquire(path: &Path, request: &LockRequest, now: SystemTime) -> Result<Lo
         operation: request.operation.clone(),
         started_at: format_time(now),
         expires_at: format_time(now + request.lease),
+        process_start: request.process_start,
     };
     // Write the whole content to a private file, then hard-link it into place: the link fails
     // if a lock exists (create_new semantics), and a crash never leaves a half-written lock.
+    // Errors name the lock file, not the private file: that is the one a reader can act on.
     let directory = path.parent().unwrap_or(Path::new("."));
     let temporary = directory.join(format!(".lock.{}.{}.tmp", request.pid, lock.id));
-    fs::write(&temporary, serialise(&lock)).map_err(io_error(&temporary, "write"))?;
-    fs::File::open(&temporary)
-        .and_then(|file| file.sync_all())
-        .map_err(io_error(&temporary, "sync"))?;
+    let written = fs::write(&temporary, serialise(&lock))
+        .and_then(|()| fs::File::open(&temporary))
+        .and_then(|file| file.sync_all());
+    if let Err(source) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(io_error(path, "write")(source));
+    }
     let linked = fs::hard_link(&temporary, path);
     let _ = fs::remove_file(&temporary);
     match linked {
@@ -224,20 +417,20 @@ pub fn acquire(path: &Path, request: &LockRequest, now: SystemTime) -> Result<Lo
             Ok(lock)
         }
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-            let existing = read(path)?.ok_or_else(|| LockError::Io {
+            let existing = read(path)?.ok_or_else(|| LockError::Busy {
                 path: path.to_owned(),
-                doing: "take",
-                source: io::Error::other("it vanished while being taken: try again"),
             })?;
             Err(match staleness(&existing, now) {
                 Some(reason) => LockError::Stale {
                     path: path.to_owned(),
                     lock: Box::new(existing),
                     reason,
+                    spec: None,
                 },
                 None => LockError::Held {
                     path: path.to_owned(),
                     lock: Box::new(existing),
+                    spec: None,
                 },
             })
         }
@@ -253,6 +446,12 @@ fn read_ours(path: &Path, id: &str) -> Result<LockInfo, LockError> {
             id: id.to_owned(),
         }),
     }
+}
+
+/// Says whether the lease at `path` still names our lock `id`: a holder asks before it
+/// starts each step.
+pub fn verify(path: &Path, id: &str) -> Result<(), LockError> {
+    read_ours(path, id).map(|_| ())
 }
 
 /// Pushes our lease's end to `now + lease`. The holder calls it well before the lease ends.
@@ -274,8 +473,13 @@ pub fn release(path: &Path, id: &str) -> Result<(), LockError> {
     fs::remove_file(path).map_err(io_error(path, "remove"))
 }
 
-/// Breaks the lock with this id, whoever holds it, and returns what it held.
-pub fn force_unlock(path: &Path, id: &str) -> Result<LockInfo, LockError> {
+/// Breaks the lock with this id and returns what it held; refuses while its holder provably
+/// still runs, unless `if_running` says to break it anyway.
+pub fn force_unlock(
+    path: &Path,
+    id: &str,
+    if_running: IfHolderRuns,
+) -> Result<LockInfo, LockError> {
     let lock = read(path)?.ok_or_else(|| LockError::NotLocked {
         path: path.to_owned(),
     })?;
@@ -284,12 +488,84 @@ pub fn force_unlock(path: &Path, id: &str) -> Result<LockInfo, LockError> {
             path: path.to_owned(),
             given: id.to_owned(),
             found: lock.id,
+            spec: None,
         });
     }
+    refuse_running_holder(path, &lock, if_running)?;
     fs::remove_file(path).map_err(io_error(path, "remove"))?;
     Ok(lock)
 }
 
+/// The OS lock (`flock`) an applying process holds on a file beside the lease, for as long as
+/// it lives: the kernel frees it when the process ends, however it ends, and nothing a user
+/// does to the lease file lets a second process take it meanwhile.
+///
+/// The file also holds the holder's [`LockInfo`], so that a refused apply can name the holder
+/// even when the lease file was deleted.
+#[derive(Debug)]
+pub struct ProcessLock {
+    path: PathBuf,
+    file: fs::File,
+}
+
+impl ProcessLock {
+    /// Takes the process lock at `path`, or `None` while another process (or another
+    /// `ProcessLock` in this one) holds it.
+    pub fn try_take(path: &Path) -> Result<Option<Self>, LockError> {
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_error(path, "open"))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Self {
+                path: path.to_owned(),
+                file,
+            })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(errno) => Err(io_error(path, "lock")(errno.into())),
+        }
+    }
+
+    /// Writes the holder into the file, for refused applies to name.
+    pub fn record(&mut self, lock: &LockInfo) -> Result<(), LockError> {
+        let path = self.path.clone();
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.rewind())
+            .and_then(|()| self.file.write_all(serialise(lock).as_bytes()))
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_error(&path, "write"))
+    }
+
+    /// The holder recorded in the process lock file at `path`, if it can be read.
+    pub fn holder(path: &Path) -> Option<LockInfo> {
+        let mut text = String::new();
+        fs::File::open(path).ok()?.read_to_string(&mut text).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Whether the file this lock is held on is still the one at its path: deleting or
+    /// replacing it would let another process take a lock of its own there.
+    pub fn still_in_place(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), fs::metadata(&self.path)) {
+            (Ok(held), Ok(there)) => held.dev() == there.dev() && held.ino() == there.ino(),
+            _ => false,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Empties the file and lets the lock go (dropping it lets it go too, leaving the name).
+    pub fn release(self) {
+        let _ = self.file.set_len(0);
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +582,7 @@ mod tests {
             host: this_host(),
             operation: "apply failover.plan".to_owned(),
             lease: Duration::from_secs(300),
+            process_start: process_start_time(std::process::id()),
         }
     }
 
@@ -315,7 +592,8 @@ mod tests {
             .to_string()
             .replace(&directory.display().to_string(), "<dir>")
             .replace(&lock.id, "<id>")
-            .replace(&format!("pid {} ", lock.pid), "pid <pid> ")
+            .replace(&format!("(pid {})", lock.pid), "(pid <pid>)")
+            .replace(&format!("kill {})", lock.pid), "kill <pid>)")
             .replace(&format!("process {} ", lock.pid), "process <pid> ")
             .replace(&lock.host, "<host>")
     }
@@ -329,7 +607,7 @@ mod tests {
         assert_eq!(read(&path).unwrap().as_ref(), Some(&lock));
         let error = acquire(&path, &request("bob"), now + Duration::from_secs(60)).unwrap_err();
         assert!(matches!(error, LockError::Held { .. }));
-        insta::assert_snapshot!(shown(&error, directory.path(), &lock), @"<dir>/lock.json is locked by alice (pid <pid> on <host>) for `apply failover.plan` since 2024-05-02T13:00:00Z, lease until 2024-05-02T13:05:00Z: wait for it to finish, or if you are sure it is not running, run `ferry force-unlock <id>`");
+        insta::assert_snapshot!(shown(&error, directory.path(), &lock), @"<dir>/lock.json is locked by alice@<host> (pid <pid>) for `apply failover.plan` since 2024-05-02T13:00:00Z, lease until 2024-05-02T13:05:00Z: wait for it to finish, or if you are sure it is not running, run `ferry force-unlock <id>`");
     }
 
     #[test]
@@ -338,7 +616,7 @@ mod tests {
         let path = directory.path().join("lock.json");
         let lock = acquire(&path, &request("alice"), at("2024-05-02T13:00:00Z")).unwrap();
         let error = acquire(&path, &request("bob"), at("2024-05-02T13:06:00Z")).unwrap_err();
-        insta::assert_snapshot!(shown(&error, directory.path(), &lock), @"<dir>/lock.json holds a stale lock from alice (pid <pid> on <host>) for `apply failover.plan` since 2024-05-02T13:00:00Z: its lease expired at 2024-05-02T13:05:00Z without being renewed; make sure it is not running, then run `ferry force-unlock <id>`");
+        insta::assert_snapshot!(shown(&error, directory.path(), &lock), @"<dir>/lock.json holds a stale lock from alice@<host> (pid <pid>) for `apply failover.plan` since 2024-05-02T13:00:00Z: its lease expired at 2024-05-02T13:05:00Z without being renewed; make sure it is not running, then run `ferry force-unlock <id>`");
         assert_eq!(read(&path).unwrap(), Some(lock));
     }
 
@@ -361,7 +639,7 @@ mod tests {
         .unwrap();
         let error = acquire(&path, &request("bob"), now).unwrap_err();
         assert!(matches!(error, LockError::Stale { .. }), "{error}");
-        insta::assert_snapshot!(shown(&error, directory.path(), &lock), @"<dir>/lock.json holds a stale lock from alice (pid <pid> on <host>) for `apply failover.plan` since 2024-05-02T13:00:00Z: process <pid> no longer runs on <host>; make sure it is not running, then run `ferry force-unlock <id>`");
+        insta::assert_snapshot!(shown(&error, directory.path(), &lock), @"<dir>/lock.json holds a stale lock from alice@<host> (pid <pid>) for `apply failover.plan` since 2024-05-02T13:00:00Z: process <pid> no longer runs on <host>; make sure it is not running, then run `ferry force-unlock <id>`");
     }
 
     #[test]
@@ -370,10 +648,14 @@ mod tests {
         let path = directory.path().join("lock.json");
         let now = at("2024-05-02T13:00:00Z");
         let lock = acquire(&path, &request("alice"), now).unwrap();
-        let wrong = force_unlock(&path, "not-the-id").unwrap_err();
+        let wrong = force_unlock(&path, "not-the-id", IfHolderRuns::Refuse).unwrap_err();
         insta::assert_snapshot!(shown(&wrong, directory.path(), &lock), @"<dir>/lock.json is locked under id <id>, not not-the-id: nothing was unlocked; check the id in the lock error and run `ferry force-unlock <id>` if that is the lock to break");
-        assert_eq!(force_unlock(&path, &lock.id).unwrap(), lock);
-        let nothing = force_unlock(&path, &lock.id).unwrap_err();
+        // The holder is this test's process, which runs: breaking it takes saying so.
+        assert_eq!(
+            force_unlock(&path, &lock.id, IfHolderRuns::BreakAnyway).unwrap(),
+            lock
+        );
+        let nothing = force_unlock(&path, &lock.id, IfHolderRuns::BreakAnyway).unwrap_err();
         insta::assert_snapshot!(shown(&nothing, directory.path(), &lock), @"<dir>/lock.json is not locked: there is nothing to unlock");
         // Once broken, the lock can be taken again.
         acquire(&path, &request("bob"), now).unwrap();
@@ -397,10 +679,75 @@ mod tests {
         let error = acquire(&path, &request("bob"), at("2024-05-02T13:06:00Z")).unwrap_err();
         assert!(matches!(error, LockError::Held { .. }), "{error}");
         let lost = release(&path, "someone-else").unwrap_err();
-        insta::assert_snapshot!(shown(&lost, directory.path(), &lock), @"our lock someone-else on <dir>/lock.json is gone or was replaced (someone ran `ferry force-unlock`): stop, and check that no other apply is running");
+        insta::assert_snapshot!(shown(&lost, directory.path(), &lock), @"our lock someone-else on <dir>/lock.json is gone or was replaced (someone ran `ferry force-unlock` or deleted it): stop, and check that no other apply is running");
         release(&path, &lock.id).unwrap();
         assert_eq!(read(&path).unwrap(), None);
         let leftovers: Vec<_> = fs::read_dir(directory.path()).unwrap().collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn force_unlock_refuses_a_holder_that_provably_runs() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("lock.json");
+        let now = at("2024-05-02T13:00:00Z");
+        let lock = acquire(&path, &request("alice"), now).unwrap();
+        let refused = force_unlock(&path, &lock.id, IfHolderRuns::Refuse)
+            .unwrap_err()
+            .for_spec(Path::new("specs/data 100"));
+        assert!(matches!(refused, LockError::HolderRuns { .. }), "{refused}");
+        insta::assert_snapshot!(shown(&refused, directory.path(), &lock), @"<dir>/lock.json is locked by alice@<host> (pid <pid>) for `apply failover.plan` since 2024-05-02T13:00:00Z, and that process still runs on this host: nothing was unlocked, since breaking a running apply's lock lets a second apply run the same steps at once; wait for it to finish or stop it (kill <pid>); if you really mean to take the lock from it, run `ferry force-unlock <id> 'specs/data 100' --force-alive`, and it stops before its next step");
+        assert_eq!(read(&path).unwrap(), Some(lock.clone()));
+        force_unlock(&path, &lock.id, IfHolderRuns::BreakAnyway).unwrap();
+        assert_eq!(read(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn a_holder_whose_pid_now_runs_another_program_is_stale() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("lock.json");
+        let now = at("2024-05-02T13:00:00Z");
+        // This process's pid, but a start time it does not have: the pid was reused.
+        let started = process_start_time(std::process::id()).unwrap();
+        let lock = acquire(
+            &path,
+            &LockRequest {
+                process_start: Some(started + 1),
+                ..request("alice")
+            },
+            now,
+        )
+        .unwrap();
+        assert!(matches!(liveness(&lock), Liveness::Gone(_)));
+        let error = acquire(&path, &request("bob"), now).unwrap_err();
+        insta::assert_snapshot!(shown(&error, directory.path(), &lock), @"<dir>/lock.json holds a stale lock from alice@<host> (pid <pid>) for `apply failover.plan` since 2024-05-02T13:00:00Z: process <pid> on <host> is another program now (it started after the lock was taken: the pid was reused); make sure it is not running, then run `ferry force-unlock <id>`");
+        // Gone, so force-unlock needs no flag.
+        force_unlock(&path, &lock.id, IfHolderRuns::Refuse).unwrap();
+    }
+
+    #[test]
+    fn the_holder_is_named_by_its_uid_without_user_in_the_environment() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(user_name(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(user_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_name(passwd, 1001), None);
+        assert!(!this_user().is_empty());
+        assert_ne!(this_user(), "unknown");
+    }
+
+    #[test]
+    fn a_process_lock_keeps_a_second_taker_out_until_released() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("lock.flock");
+        let mut first = ProcessLock::try_take(&path).unwrap().unwrap();
+        let now = at("2024-05-02T13:00:00Z");
+        let info = acquire(&directory.path().join("lock.json"), &request("alice"), now).unwrap();
+        first.record(&info).unwrap();
+        // flock locks belong to an open file, so a second open in this process is refused too.
+        assert!(ProcessLock::try_take(&path).unwrap().is_none());
+        assert_eq!(ProcessLock::holder(&path), Some(info));
+        assert!(first.still_in_place());
+        first.release();
+        assert!(ProcessLock::try_take(&path).unwrap().is_some());
     }
 }

@@ -30,6 +30,11 @@ impl StateDir {
         self.root.join("lock.json")
     }
 
+    /// The file an applying process holds its OS lock on ([`crate::lock::ProcessLock`]).
+    pub fn process_lock_path(&self) -> PathBuf {
+        self.root.join("lock.flock")
+    }
+
     /// Creates the directory if needed, so that the first apply can write its files.
     pub fn create(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.root)
