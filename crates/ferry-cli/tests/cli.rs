@@ -1062,3 +1062,41 @@ fn plan_shows_failover_readiness_and_watch_alerts_when_it_is_lost_and_back() {
         "{printed}"
     );
 }
+
+/// Issue 18: a kill in the middle of a journal append leaves a torn last line; the next apply
+/// appended after it, and the apply after that refused the journal. The fragment is cut off
+/// when the journal is opened, so both applies work.
+#[test]
+fn a_torn_last_journal_line_never_poisons_the_applies_after_it() {
+    let scratch = Scratch::new();
+    scratch.build();
+    let journal = scratch.path().join("data100/.ferry/journal.jsonl");
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    text.push_str(r#"{"event":"step_started","apply_id":"x","st"#);
+    std::fs::write(&journal, text).unwrap();
+    let mut world = scratch.world();
+    world["unhealthy"] = serde_json::json!({"aks_cluster.hub@g1": "readyz timed out"});
+    scratch.set_world(&world);
+    let failover = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(failover.code, 0, "{}", failover.stderr);
+    let again = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .lines()
+            .all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok())
+    );
+}

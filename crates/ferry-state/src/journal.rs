@@ -108,16 +108,21 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal at `path` for appending.
+    /// Opens (creating if needed) the journal at `path` for appending. A record cut short by
+    /// a crash (the bytes after the last newline) is cut off first, so that the next record
+    /// starts on a line of its own instead of being glued to the fragment.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let open_error = |source| JournalError::Open {
+            path: path.to_owned(),
+            source,
+        };
         let file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
-            .map_err(|source| JournalError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(open_error)?;
+        cut_torn_tail(&file).map_err(open_error)?;
         Ok(Self {
             path: path.to_owned(),
             file: Mutex::new(file),
@@ -161,6 +166,35 @@ impl Journal {
     }
 }
 
+/// Cuts whatever follows the last newline of `file`: a record whose write a crash cut short.
+/// A record counts as written only once its newline is, which is also when its step may
+/// proceed.
+fn cut_torn_tail(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let length = file.metadata()?.len();
+    let mut end = length;
+    let mut chunk = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(part, start)?;
+        if let Some(newline) = part.iter().rposition(|&byte| byte == b'\n') {
+            let keep = start + newline as u64 + 1;
+            if keep == length {
+                return Ok(());
+            }
+            file.set_len(keep)?;
+            return file.sync_data();
+        }
+        end = start;
+    }
+    if length > 0 {
+        file.set_len(0)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
 /// Reads every record of the journal at `path`; a missing file has none.
 ///
 /// A torn last line (the process died while writing it) is ignored: its step had not proceeded.
@@ -180,7 +214,9 @@ pub fn read_records(path: &Path) -> Result<Vec<JournalRecord>, JournalError> {
 
 /// Parses journal text (JSON lines); `place` names where it came from in errors.
 ///
-/// A torn last line (the process died while writing it) is ignored: its step had not proceeded.
+/// A torn last line (the process died while writing it: no newline yet) is ignored: its step
+/// had not proceeded. So is a torn record that an older ferry appended to before cutting it
+/// off (the fragment and a whole record on one line): the whole record is kept.
 pub fn parse_records(text: &str, place: &Path) -> Result<Vec<JournalRecord>, JournalError> {
     let path = place;
     let lines: Vec<&str> = text.lines().collect();
@@ -189,10 +225,16 @@ pub fn parse_records(text: &str, place: &Path) -> Result<Vec<JournalRecord>, Jou
         if line.trim().is_empty() {
             continue;
         }
+        if index + 1 == lines.len() && !text.ends_with('\n') {
+            continue;
+        }
         match serde_json::from_str(line) {
             Ok(record) => records.push(record),
-            Err(_) if index + 1 == lines.len() && !text.ends_with('\n') => {}
             Err(source) => {
+                if let Some(record) = after_a_torn_fragment(line) {
+                    records.push(record);
+                    continue;
+                }
                 return Err(JournalError::Corrupt {
                     path: path.to_owned(),
                     line: index + 1,
@@ -202,6 +244,13 @@ pub fn parse_records(text: &str, place: &Path) -> Result<Vec<JournalRecord>, Jou
         }
     }
     Ok(records)
+}
+
+/// The whole record at the end of `line`, when what comes before it is the fragment of a torn
+/// one: every record starts with its `event` tag.
+fn after_a_torn_fragment(line: &str) -> Option<JournalRecord> {
+    let start = line.rfind(r#"{"event":"#).filter(|&start| start > 0)?;
+    serde_json::from_str(&line[start..]).ok()
 }
 
 /// What the journal knows of one step.
@@ -471,5 +520,65 @@ disk.home0:attach: Failed -
             .to_string()
             .replace(&directory.path().display().to_string(), "<dir>");
         insta::assert_snapshot!(message, @"journal <dir>/journal.jsonl line 1 is not a journal record (unknown variant `nonsense`, expected one of `apply_started`, `step_started`, `operation_recorded`, `step_finished`, `apply_finished` at line 1 column 19): move the journal away to apply without resuming");
+    }
+
+    /// Issue 18: a kill in the middle of an append left a fragment; the next apply appended
+    /// after it (gluing its first record to the fragment) and the apply after that refused the
+    /// journal. The fragment is now cut off when the journal is opened.
+    #[test]
+    fn a_torn_last_record_is_cut_off_before_the_next_append() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("journal.jsonl");
+        let first = vec![apply_started("a1"), started("a1", "vm.nfs@g2:create")];
+        let journal = Journal::open(&path).unwrap();
+        for record in &first {
+            journal.append(record).unwrap();
+        }
+        drop(journal);
+        // A kill in the middle of the next record's write.
+        let mut torn = std::fs::read_to_string(&path).unwrap();
+        torn.push_str(r#"{"event":"operation_recorded","apply_id":"a1","st"#);
+        std::fs::write(&path, &torn).unwrap();
+        // The next apply opens the journal and appends; the one after reads it whole.
+        let journal = Journal::open(&path).unwrap();
+        let second = vec![
+            apply_started("a2"),
+            finished("a2", "vm.nfs@g2:create", true),
+        ];
+        for record in &second {
+            journal.append(record).unwrap();
+        }
+        drop(journal);
+        let all: Vec<JournalRecord> = first.into_iter().chain(second).collect();
+        assert_eq!(read_records(&path).unwrap(), all);
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("\"st{"));
+        // A journal that is one fragment and nothing else is emptied.
+        std::fs::write(&path, r#"{"event":"apply_sta"#).unwrap();
+        Journal::open(&path)
+            .unwrap()
+            .append(&apply_started("a3"))
+            .unwrap();
+        assert_eq!(read_records(&path).unwrap(), vec![apply_started("a3")]);
+    }
+
+    #[test]
+    fn a_fragment_an_older_ferry_appended_to_is_skipped_and_its_record_kept() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("journal.jsonl");
+        let whole = serde_json::to_string(&apply_started("a2")).unwrap();
+        let text = format!(
+            "{}\n{{\"event\":\"step_sta{whole}\n{}\n",
+            serde_json::to_string(&apply_started("a1")).unwrap(),
+            serde_json::to_string(&started("a2", "vm.nfs@g2:create")).unwrap(),
+        );
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(
+            read_records(&path).unwrap(),
+            vec![
+                apply_started("a1"),
+                apply_started("a2"),
+                started("a2", "vm.nfs@g2:create")
+            ]
+        );
     }
 }
