@@ -145,10 +145,11 @@ impl KindRules for DnsRecordRules {
             );
         }
         if record_type == "CNAME" && values.len() > 1 {
-            errors.push(FieldError::new(
-                "values",
-                "a CNAME record set holds exactly one value",
-            ));
+            errors.push(
+                FieldError::new("values", "a CNAME record set holds exactly one value").with_help(
+                    "keep one target name; a name with several addresses is an A or AAAA record",
+                ),
+            );
         }
         for (index, value) in values.iter().enumerate() {
             let Some(text) = value.as_str().filter(|text| !text.contains("${")) else {
@@ -161,10 +162,18 @@ impl KindRules for DnsRecordRules {
                 _ => true,
             };
             if !valid {
-                errors.push(FieldError::new(
-                    format!("values[{index}]"),
-                    format!("`{text}` is not a valid {record_type} value"),
-                ));
+                let help = match record_type {
+                    "A" => "write an IPv4 address, such as 203.0.113.10",
+                    "AAAA" => "write an IPv6 address, such as 2001:db8::10",
+                    _ => "write a host name, such as hub.example.org.",
+                };
+                errors.push(
+                    FieldError::new(
+                        format!("values[{index}]"),
+                        format!("`{text}` is not a valid {record_type} value"),
+                    )
+                    .with_help(help),
+                );
             }
         }
         if let Some(name) = spec.str_field("name")
@@ -176,10 +185,13 @@ impl KindRules for DnsRecordRules {
                     .with_help("use labels of letters, digits and `-` separated by dots, or @"),
             );
         }
-        if let Some(ttl) = spec.field("ttl").and_then(Value::as_i64)
-            && !(1..=2_147_483_647).contains(&ttl)
-        {
-            errors.push(FieldError::new("ttl", format!("ttl {ttl} is out of range")));
+        // The schema bounds ttl (RFC 2181: 1 to 2^31 - 1).
+        if let Some(name) = spec.str_field("name") {
+            errors.extend(check_relative_name(
+                name,
+                spec.str_field("zone"),
+                record_type,
+            ));
         }
         errors
     }
@@ -211,6 +223,64 @@ impl KindRules for DnsRecordRules {
     fn is_observed(&self, field: &str) -> bool {
         !matches!(field, "take_over" | "wait" | "wait_for_ttl")
     }
+}
+
+/// A record's `name` is relative to its zone: `hub` in `example.org` is hub.example.org. A
+/// trailing dot or the zone's own name inside it would make ferry manage another name than
+/// the one meant (`hub.example.org` in `example.org` is hub.example.org.example.org).
+fn check_relative_name(name: &str, zone: Option<&str>, record_type: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let zone = zone.map(|zone| zone.trim_end_matches('.').to_ascii_lowercase());
+    let relative = |name: &str| match &zone {
+        Some(zone) => {
+            let lower = name.trim_end_matches('.').to_ascii_lowercase();
+            if lower == *zone {
+                "@".to_owned()
+            } else {
+                lower
+                    .strip_suffix(&format!(".{zone}"))
+                    .unwrap_or(&lower)
+                    .to_owned()
+            }
+        }
+        None => name.trim_end_matches('.').to_owned(),
+    };
+    if name.ends_with('.') {
+        errors.push(
+            FieldError::new(
+                "name",
+                format!("`{name}` ends with a dot: a record's name is relative to its zone"),
+            )
+            .with_help(format!("write name = \"{}\"", relative(name))),
+        );
+    } else if let Some(zone) = &zone
+        && !zone.contains("${")
+        && (name.eq_ignore_ascii_case(zone)
+            || name.to_ascii_lowercase().ends_with(&format!(".{zone}")))
+    {
+        errors.push(
+            FieldError::new(
+                "name",
+                format!("`{name}` repeats the zone `{zone}`: it would be {name}.{zone}"),
+            )
+            .with_help(format!(
+                "a record's name is relative to its zone: write name = \"{}\"",
+                relative(name)
+            )),
+        );
+    }
+    if record_type == "CNAME"
+        && (name == "@"
+            || zone
+                .as_deref()
+                .is_some_and(|zone| name.eq_ignore_ascii_case(zone)))
+    {
+        errors.push(
+            FieldError::new("name", "a CNAME cannot be at the zone's apex (@)")
+                .with_help("the apex holds the zone's SOA and NS records: use an A or AAAA record there, or a CNAME on a name below it, such as www"),
+        );
+    }
+    errors
 }
 
 fn is_host_name(text: &str) -> bool {

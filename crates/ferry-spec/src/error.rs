@@ -5,8 +5,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use miette::{
-    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, Severity,
-    SourceCode,
+    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError,
+    MietteSpanContents, NamedSource, Severity, SourceCode, SourceSpan, SpanContents,
 };
 
 /// One loaded spec file: its name as shown in messages and its text.
@@ -48,6 +48,105 @@ fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
         offset -= 1;
     }
     offset
+}
+
+/// The longest line shown whole around a problem. Longer ones are cut to a window around the
+/// offending text: miette cannot pad a line past 65,535 characters (it panics), and nobody
+/// reads one that long either.
+const LONGEST_SHOWN_LINE: usize = 1_000;
+
+/// How much of a cut line is shown on each side of the offending text, and of the text itself.
+const EXCERPT_MARGIN: usize = 60;
+
+/// A window of one long line around a problem, in the file's own offsets, so that the line and
+/// column miette shows stay the file's.
+#[derive(Debug, Clone)]
+struct Excerpt {
+    name: String,
+    text: String,
+    /// The window's byte offset in the file.
+    start: usize,
+    /// 0-based line and column (in characters) of the window's start.
+    line: usize,
+    column: usize,
+    /// The problem's span, cut to the window.
+    span: Range<usize>,
+}
+
+impl Excerpt {
+    /// The window to show instead of the lines around `span`, when one of them is too long.
+    fn around(file: &SourceFile, span: &Range<usize>) -> Option<Self> {
+        let text = &*file.text;
+        let start = floor_char_boundary(text, span.start);
+        let line_start = text[..start].rfind('\n').map_or(0, |index| index + 1);
+        // The line before, the problem's lines and the line after: what miette would show.
+        let context_start = text[..line_start.saturating_sub(1)]
+            .rfind('\n')
+            .map_or(0, |index| index + 1);
+        let end = floor_char_boundary(text, span.end.max(start));
+        let context_end = text[end..]
+            .match_indices('\n')
+            .nth(1)
+            .map_or(text.len(), |(index, _)| end + index);
+        let too_long = text[context_start..context_end]
+            .split('\n')
+            .any(|line| line.len() > LONGEST_SHOWN_LINE);
+        if !too_long {
+            return None;
+        }
+        let line_end = text[start..]
+            .find('\n')
+            .map_or(text.len(), |index| start + index);
+        let span_end = end.min(line_end).min(start + EXCERPT_MARGIN);
+        let span_end = floor_char_boundary(text, span_end);
+        let window_start =
+            floor_char_boundary(text, start.saturating_sub(EXCERPT_MARGIN).max(line_start));
+        let window_end = floor_char_boundary(text, (span_end + EXCERPT_MARGIN).min(line_end));
+        Some(Self {
+            name: file.name.clone(),
+            text: text[window_start..window_end].to_owned(),
+            start: window_start,
+            line: text[..line_start].matches('\n').count(),
+            column: text[line_start..window_start].chars().count(),
+            span: start..span_end,
+        })
+    }
+}
+
+impl SourceCode for Excerpt {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        // Asked for the problem itself (the header's line and column): exactly that.
+        if before == 0 && after == 0 {
+            let from = span
+                .offset()
+                .clamp(self.start, self.start + self.text.len())
+                - self.start;
+            let to = (from + span.len()).min(self.text.len());
+            let column = self.column + self.text.get(..from).map_or(0, |text| text.chars().count());
+            let data = self.text.get(from..to).unwrap_or_default().as_bytes();
+            return Ok(Box::new(MietteSpanContents::new_named(
+                self.name.clone(),
+                data,
+                (self.start + from, data.len()).into(),
+                self.line,
+                column,
+                1,
+            )));
+        }
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            self.text.as_bytes(),
+            (self.start, self.text.len()).into(),
+            self.line,
+            self.column,
+            1,
+        )))
+    }
 }
 
 /// Where a problem is: a span of one file.
@@ -151,13 +250,20 @@ pub struct SpecError {
     help: Option<String>,
     severity: Severity,
     related: Vec<SpecError>,
+    /// What miette shows instead of the file when a line around the problem is too long.
+    excerpt: Option<Arc<Excerpt>>,
 }
 
 impl SpecError {
     pub(crate) fn new(problem: Problem, place: Option<Place>) -> Self {
+        let excerpt = place
+            .as_ref()
+            .and_then(|place| Excerpt::around(&place.file, &place.span))
+            .map(Arc::new);
         Self {
             problem,
             place,
+            excerpt,
             label: None,
             help: None,
             severity: Severity::Error,
@@ -252,6 +358,9 @@ impl Diagnostic for SpecError {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
+        if let Some(excerpt) = &self.excerpt {
+            return Some(&**excerpt as &dyn SourceCode);
+        }
         self.place
             .as_ref()
             .map(|place| &*place.file.named as &dyn SourceCode)
@@ -259,7 +368,10 @@ impl Diagnostic for SpecError {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let place = self.place.as_ref()?;
-        let span = place.span.start..place.span.end.max(place.span.start);
+        let span = match &self.excerpt {
+            Some(excerpt) => excerpt.span.clone(),
+            None => place.span.start..place.span.end.max(place.span.start),
+        };
         let label = LabeledSpan::new_primary_with_span(self.label.clone(), span);
         Some(Box::new(std::iter::once(label)))
     }

@@ -121,3 +121,54 @@ node_count = 0
         ),
     ]));
 }
+
+/// Issue 18: a spec error on a line longer than 65,535 characters panicked inside miette's
+/// renderer. The line is cut around the offending text; the message and place stay whole.
+#[test]
+fn an_error_on_a_line_longer_than_65535_characters_is_rendered() {
+    let long = format!(
+        "[hook.a]\nshell = \"true\"\nenv = {{ A = \"{}\", B = 3 }}\n",
+        "x".repeat(70_000)
+    );
+    let rendered = check(&[("main.toml", BASE), ("long.toml", &long)]);
+    assert!(rendered.contains("long.toml:3:"), "{rendered}");
+    assert!(rendered.contains("`env.B` must be a string"), "{rendered}");
+    assert!(rendered.len() < 10_000, "{} characters", rendered.len());
+    insta::assert_snapshot!(rendered);
+}
+
+/// A record's name is relative to its zone; a CNAME is alone and below the apex; an address
+/// record holds addresses.
+#[test]
+fn dns_records_that_are_not_what_they_seem_are_refused() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "dns.toml",
+            r#"[dns_record.dotted]
+zone = "example.org"
+name = "hub."
+type = "A"
+values = ["10.0.0.1"]
+
+[dns_record.repeated]
+zone = "example.org"
+name = "hub.example.org"
+type = "A"
+values = ["10.0.0.1"]
+
+[dns_record.apex]
+zone = "example.org"
+name = "@"
+type = "CNAME"
+values = ["hub.example.org.", "other.example.org."]
+
+[dns_record.address]
+zone = "example.org"
+name = "v6"
+type = "AAAA"
+values = ["10.0.0.1"]
+"#,
+        ),
+    ]));
+}
