@@ -675,7 +675,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(endless.timeout, Duration::from_secs(7 * 24 * 60 * 60));
-        assert!(tokio::time::Instant::now().checked_add(endless.timeout).is_some());
+        assert!(
+            tokio::time::Instant::now()
+                .checked_add(endless.timeout)
+                .is_some()
+        );
     }
 
     #[test]

@@ -225,6 +225,12 @@ pub enum Problem {
     BadTrigger { address: String },
     #[error("the name of {address} does not contain ${{generation}}")]
     GenerationMissing { address: String },
+    #[error("`{field}` of {address} changes with the generation ({through}), but {address} is stateful")]
+    IdentityChangesWithGeneration {
+        address: String,
+        field: String,
+        through: String,
+    },
     #[error("zone `{zone}` is not declared in [zones]")]
     UndeclaredZone { zone: String },
     #[error("{what} is {value}, outside its range {range}")]

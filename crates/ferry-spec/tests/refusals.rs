@@ -172,3 +172,36 @@ values = ["10.0.0.1"]
         ),
     ]));
 }
+
+/// Issue 18, 5(a): a disk named with `${generation}` validated and built generation 1; the
+/// failover's plan then failed ("changing name would replace a stateful resource"). Every
+/// field that identifies a stateful resource is refused when it changes with the generation,
+/// directly or through a replaceable resource's output; a disk's vm and resource group, a
+/// pool's host, are meant to move and stay allowed.
+#[test]
+fn a_stateful_identity_that_changes_with_the_generation_is_refused() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "stateful.toml",
+            r#"[disk.home0]
+name = "home0-g${generation}"
+resource_group = "resource_group.main"
+size_gb = 100
+vm = "vm.nfs"
+lun = 0
+
+[zfs_pool.home]
+pool_name = "home${generation}"
+host = "vm.nfs"
+disks = ["disk.home0"]
+
+[dns_record.hub]
+zone = "example.org"
+name = "${vm.nfs.name}"
+type = "A"
+values = ["10.0.0.1"]
+"#,
+        ),
+    ]));
+}

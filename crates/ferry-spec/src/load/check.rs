@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ferry_core::provider::FieldType;
+use ferry_core::provider::{FieldType, OnChange};
+use ferry_core::value::{self, Expression, Segment};
 use ferry_core::{Attributes, Ensure, Kind, ResourceAddress, Value};
 
 use super::{Loader, Read, Step, navigate, parse_path, place};
@@ -99,6 +100,7 @@ impl Loader<'_> {
             edges.insert(address, resource_edges);
 
             self.check_kind_rules(resource);
+            self.check_stateful_identity(resource);
             self.check_destroy(resource);
             self.check_zone(resource, zones);
             self.check_lun(resource, read, &mut luns);
@@ -338,6 +340,58 @@ impl Loader<'_> {
                     Some(at),
                 )
                 .maybe_help(error.help),
+            );
+        }
+    }
+
+    /// A stateful resource is moved by a failover, never recreated: a field that identifies it
+    /// (one whose change would replace it) must read the same in every generation. Found here
+    /// rather than by the failover's plan, when it is too late (issue 18).
+    fn check_stateful_identity(&mut self, resource: &Read<'_, '_>) {
+        let spec = &resource.spec;
+        if !spec.address.kind.is_stateful() {
+            return;
+        }
+        let Some(rules) = self.rules.get(spec.address.kind) else {
+            return;
+        };
+        for field in rules.fields() {
+            let OnChange::Replace(why) = field.on_change else {
+                continue;
+            };
+            let Some(text) = spec.str_field(field.name) else {
+                continue;
+            };
+            let Ok(segments) = value::parse_template(text) else {
+                continue;
+            };
+            let through = segments.iter().find_map(|segment| match segment {
+                Segment::Expression(Expression::Generation, _) => Some("${generation}".to_owned()),
+                Segment::Expression(
+                    Expression::Output {
+                        address, output, ..
+                    },
+                    _,
+                ) if address.kind.is_replaceable() => Some(format!(
+                    "${{{address}.{output}}}, an output of a replaceable resource"
+                )),
+                _ => None,
+            });
+            let Some(through) = through else { continue };
+            let at = self.field_place(resource, field.name);
+            self.push(
+                SpecError::new(
+                    Problem::IdentityChangesWithGeneration {
+                        address: spec.address.to_string(),
+                        field: field.name.to_owned(),
+                        through,
+                    },
+                    Some(at),
+                )
+                .help(format!(
+                    "a failover moves a stateful resource to the new generation and never recreates it ({why}), so the plan would fail when it is needed: write a fixed {}, the same in every generation",
+                    field.name
+                )),
             );
         }
     }
