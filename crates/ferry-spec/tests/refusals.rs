@@ -205,3 +205,53 @@ values = ["10.0.0.1"]
         ),
     ]));
 }
+
+/// Storage the spec says and ZFS or Azure cannot build: a disk in two pools, a pool whose host
+/// is not its disks' VM, a pool disk on no VM, a mirror of one disk, two pools of one name on
+/// one host.
+#[test]
+fn pools_that_zfs_cannot_build_are_refused() {
+    insta::assert_snapshot!(check(&[
+        ("main.toml", BASE),
+        (
+            "storage.toml",
+            r#"[vm.other]
+name = "demo-other"
+resource_group = "resource_group.main"
+vnet = "vnet.main"
+size = "Standard_E8s_v5"
+ssh_public_key = "ssh-ed25519 AAAA demo"
+
+[disk.home0]
+name = "home0"
+resource_group = "resource_group.main"
+size_gb = 100
+vm = "vm.nfs"
+lun = 0
+
+[disk.home1]
+name = "home1"
+resource_group = "resource_group.main"
+size_gb = 100
+vm = "vm.other"
+lun = 0
+
+[disk.loose]
+name = "loose"
+resource_group = "resource_group.main"
+size_gb = 100
+
+[zfs_pool.home]
+pool_name = "data"
+host = "vm.nfs"
+disks = ["disk.home0", "disk.home1", "disk.loose"]
+
+[zfs_pool.again]
+pool_name = "data"
+host = "vm.nfs"
+disks = ["disk.home0"]
+layout = "mirror"
+"#,
+        ),
+    ]));
+}

@@ -227,6 +227,25 @@ impl KindRules for ZfsPoolRules {
                     .with_help("use stripe, mirror or raidz"),
             );
         }
+        let disk_count = spec
+            .field("disks")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        // What `zpool create` accepts: a mirror or a raidz vdev of one disk is refused.
+        if let Some(layout) = spec.str_field("layout")
+            && ["mirror", "raidz"].contains(&layout)
+            && (1..2).contains(&disk_count)
+        {
+            errors.push(
+                FieldError::new(
+                    "layout",
+                    format!("a {layout} needs at least 2 disks, and the pool lists {disk_count}"),
+                )
+                .with_help(
+                    "list at least 2 disks in disks, or use layout = \"stripe\" for a pool on one disk",
+                ),
+            );
+        }
         if spec
             .field("disks")
             .and_then(Value::as_array)

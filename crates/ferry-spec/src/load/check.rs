@@ -109,6 +109,7 @@ impl Loader<'_> {
             }
         }
         self.check_triggers(read, failover, triggers);
+        self.check_pools(read);
         self.check_cycles(read, &edges);
         dependencies
     }
@@ -393,6 +394,103 @@ impl Loader<'_> {
                     field.name
                 )),
             );
+        }
+    }
+
+    /// What a pool's disks and host must agree on, across resources: each disk in one pool,
+    /// attached to a VM, the pool's host; one pool of a name on a host.
+    fn check_pools(&mut self, read: &BTreeMap<ResourceAddress, Read<'_, '_>>) {
+        let mut owners: BTreeMap<&str, &ResourceAddress> = BTreeMap::new();
+        let mut names: BTreeMap<(&str, String), &ResourceAddress> = BTreeMap::new();
+        let pools = read
+            .range(ResourceAddress::new(Kind::ZfsPool, "")..)
+            .take_while(|(address, _)| address.kind == Kind::ZfsPool);
+        for (address, pool) in pools {
+            if pool.spec.ensure == Ensure::Absent {
+                continue;
+            }
+            let host = pool.spec.str_field("host");
+            let pool_name = pool
+                .spec
+                .str_field("pool_name")
+                .unwrap_or(&address.name)
+                .to_owned();
+            if let Some(host) = host {
+                if let Some(first) = names.get(&(host, pool_name.clone())) {
+                    let at = self.field_place(pool, "pool_name");
+                    self.push(
+                        SpecError::new(
+                            Problem::Invalid {
+                                address: address.to_string(),
+                                message: format!(
+                                    "{first} is a pool named `{pool_name}` on {host} too"
+                                ),
+                            },
+                            Some(at),
+                        )
+                        .help("ZFS names a pool once per host: give one of them another pool_name"),
+                    );
+                } else {
+                    names.insert((host, pool_name), address);
+                }
+            }
+            let disks = pool.spec.field("disks").and_then(Value::as_array);
+            for (index, disk) in disks.into_iter().flatten().enumerate() {
+                let Some(text) = disk.as_str() else { continue };
+                let field = format!("disks[{index}]");
+                if let Some(first) = owners.get(text) {
+                    let at = self.field_place(pool, &field);
+                    self.push(
+                        SpecError::new(
+                            Problem::Invalid {
+                                address: address.to_string(),
+                                message: format!("{text} is in {first} already"),
+                            },
+                            Some(at),
+                        )
+                        .help("a disk holds vdevs of one pool: remove it from one of the two"),
+                    );
+                    continue;
+                }
+                owners.insert(text, address);
+                let Some(disk) = text.parse().ok().and_then(|target| read.get(&target)) else {
+                    continue;
+                };
+                let at = self.field_place(pool, &field);
+                match (disk.spec.str_field("vm"), host) {
+                    (None, _) => self.push(
+                        SpecError::new(
+                            Problem::Invalid {
+                                address: address.to_string(),
+                                message: format!("{text} is attached to no vm, so the pool's host cannot see it"),
+                            },
+                            Some(at),
+                        )
+                        .help(format!(
+                            "attach it to the pool's host: add vm = \"{}\" and a lun to [{text}]",
+                            host.unwrap_or("vm.NAME")
+                        )),
+                    ),
+                    // A vm that does not exist is reported as such already.
+                    (Some(vm), Some(host))
+                        if vm != host
+                            && vm
+                                .parse::<ResourceAddress>()
+                                .is_ok_and(|vm| read.contains_key(&vm)) => self.push(
+                        SpecError::new(
+                            Problem::Invalid {
+                                address: address.to_string(),
+                                message: format!("{text} is attached to {vm}, but the pool's host is {host}"),
+                            },
+                            Some(at),
+                        )
+                        .help(format!(
+                            "a pool is imported where its disks are: set vm = \"{host}\" in [{text}], or host = \"{vm}\" here"
+                        )),
+                    ),
+                    _ => {}
+                }
+            }
         }
     }
 
