@@ -145,9 +145,13 @@ fn plan_from_snapshots_exits_with_detailed_codes() {
         "data100/observed-healthy.json",
         "--detailed-exitcode",
     ]);
+    // Every plan that is not a failover says whether the failover would be ready.
     assert_eq!(
         (healthy.code, healthy.stdout.as_str()),
-        (0, "No changes: the world matches the spec.\n")
+        (
+            0,
+            "Failover readiness: ready, estimated time to recovery 39m 29s (a failover to generation 2 planned from these readings).\nNo changes: the world matches the spec.\n"
+        )
     );
     let down = scratch.ferry(&[
         "plan",
