@@ -23,6 +23,19 @@ fn is_saved_plan(path: &Path) -> bool {
     path.is_file() && path.extension().is_none_or(|extension| extension != "toml")
 }
 
+/// The spec a saved plan was made from. Plans record it absolute; an older plan's relative
+/// path is tried from here, then from the plan file's folder.
+fn saved_spec_path(plan: &Path, recorded: &str) -> PathBuf {
+    let recorded = PathBuf::from(recorded);
+    if recorded.is_absolute() || recorded.exists() {
+        return recorded;
+    }
+    match plan.parent() {
+        Some(folder) if folder.join(&recorded).exists() => folder.join(&recorded),
+        _ => recorded,
+    }
+}
+
 pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
     if args.source.observed.is_some() {
         bail!("ferry apply reads the world itself: --observed is for ferry plan");
@@ -35,7 +48,7 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
     };
     let spec_args = match &saved {
         Some(saved) => SpecArgs {
-            spec: PathBuf::from(&saved.spec_path),
+            spec: saved_spec_path(&args.target, &saved.spec_path),
             vars: saved
                 .variables
                 .iter()

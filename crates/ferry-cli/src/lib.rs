@@ -171,8 +171,7 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
         )?;
     }
     if let Some(path) = &args.out {
-        let saved = SavedPlan::new(&spec.deployment.name, plan.clone(), &snapshot)
-            .for_spec(&args.spec.spec, &args::parse_vars(&args.spec.vars)?);
+        let saved = saved_plan(&spec, plan.clone(), &snapshot, &args.spec)?;
         write_file(path, &saved.to_json())?;
         output.stderr(&format!(
             "Saved the plan to {}: apply exactly it with `ferry apply {}`.\n",
@@ -189,11 +188,50 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
     })
 }
 
+/// A plan to save: with its spec's absolute path (so that it applies from any folder), the
+/// `--var` values, and who made it and when, for the reviewer.
+pub(crate) fn saved_plan(
+    spec: &Spec,
+    plan: Plan,
+    snapshot: &Snapshot,
+    spec_args: &SpecArgs,
+) -> Result<SavedPlan> {
+    let author = format!(
+        "{}@{}",
+        ferry_state::lock::this_user(),
+        ferry_state::lock::this_host()
+    );
+    Ok(SavedPlan::new(&spec.deployment.name, plan, snapshot)
+        .for_spec(
+            &std::path::absolute(&spec_args.spec)?,
+            &args::parse_vars(&spec_args.vars)?,
+        )
+        .made_by(
+            &author,
+            &ferry_state::format_time(std::time::SystemTime::now()),
+        ))
+}
+
 fn show(args: &ShowArgs, output: &Output) -> Result<ExitCode> {
     let saved = read_saved_plan(&args.plan)?;
     if args.json {
         output.stdout(&render::json(&saved.plan));
     } else {
+        let unknown = |text: &str| {
+            if text.is_empty() {
+                "unknown".to_owned()
+            } else {
+                text.to_owned()
+            }
+        };
+        output.stdout(&format!(
+            "Saved plan for deployment {} from {}, made by {} at {} with ferry {}.\n\n",
+            saved.deployment,
+            unknown(&saved.spec_path),
+            unknown(&saved.author),
+            unknown(&saved.created_at),
+            unknown(&saved.ferry_version),
+        ));
         output.stdout(&render::text(&saved.plan, &output.text_options()));
     }
     Ok(ExitCode::SUCCESS)

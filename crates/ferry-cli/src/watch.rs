@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use anyhow::{Result, bail};
-use ferry_plan::{PlanConfig, SavedPlan};
+use ferry_plan::PlanConfig;
 use ferry_spec::FailoverMode;
 use ferry_watch::{Destination, ReadinessTracker, Tracker};
 
@@ -72,8 +72,7 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
             let plan = ferry_plan::plan(&spec, &snapshot, &rules, &PlanConfig::default());
             match plan {
                 Ok(plan) if plan.failover.is_some() => {
-                    let saved = SavedPlan::new(&spec.deployment.name, plan, &snapshot)
-                        .for_spec(&args.spec.spec, &crate::args::parse_vars(&args.spec.vars)?);
+                    let saved = crate::saved_plan(&spec, plan, &snapshot, &args.spec)?;
                     write_file(path, &saved.to_json())?;
                     let action = if args.auto_apply {
                         format!(

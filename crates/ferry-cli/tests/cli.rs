@@ -268,8 +268,14 @@ fn build_failover_and_replan_through_a_saved_plan() {
         plan.stderr,
         "Saved the plan to failover.plan: apply exactly it with `ferry apply failover.plan`.\n"
     );
+    // `ferry show` prints the same plan after a line saying where, by whom and when.
     let show = scratch.ferry(&["show", "failover.plan"]);
-    assert_eq!(show.stdout, plan.stdout);
+    let (header, shown) = show.stdout.split_once("\n\n").unwrap();
+    assert!(
+        header.starts_with("Saved plan for deployment data100 from /"),
+        "{header}"
+    );
+    assert_eq!(shown, plan.stdout);
 
     let apply = scratch.ferry(&[
         "apply",
@@ -1103,4 +1109,54 @@ fn a_torn_last_journal_line_never_poisons_the_applies_after_it() {
             .lines()
             .all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok())
     );
+}
+
+/// Issue 18: a saved plan applied from another folder failed ("cannot read data100"): it now
+/// records its spec's absolute path, and who made it, when and with which ferry, which `ferry
+/// show` prints.
+#[test]
+fn a_saved_plan_applies_from_another_folder_and_says_who_made_it() {
+    let scratch = Scratch::new();
+    scratch.build();
+    scratch.break_api_server(1);
+    let plan = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "-o",
+        "failover.plan",
+    ]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let elsewhere = scratch.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let in_elsewhere = |args: &[&str]| {
+        let output = scratch
+            .command(args)
+            .current_dir(&elsewhere)
+            .output()
+            .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    };
+    let show = in_elsewhere(&["show", "../failover.plan"]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(scratch.path().join("failover.plan")).unwrap(),
+    )
+    .unwrap();
+    let header = show.stdout.lines().next().unwrap().replace(
+        &scratch.path().canonicalize().unwrap().display().to_string(),
+        "<scratch>",
+    );
+    let header = header
+        .replace(&scratch.path().display().to_string(), "<scratch>")
+        .replace(saved["author"].as_str().unwrap(), "<user@host>")
+        .replace(saved["created_at"].as_str().unwrap(), "<time>");
+    insta::assert_snapshot!(header, @"Saved plan for deployment data100 from <scratch>/data100, made by <user@host> at <time> with ferry 0.1.0.");
+    let apply = in_elsewhere(&["apply", "../failover.plan", "--world", "../world.json"]);
+    assert_eq!(apply.code, 0, "{}", apply.stderr);
 }

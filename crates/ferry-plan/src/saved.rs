@@ -21,6 +21,14 @@ pub struct SavedPlan {
     pub spec_path: String,
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// Who made the plan, with which ferry, and when, for `ferry show` and the reviewer:
+    /// `user@host`, the version, an RFC 3339 time. Empty in plans saved before they were kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub author: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ferry_version: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub created_at: String,
     pub active_generation: Generation,
     /// Instance address to [`Observation::fingerprint`], with the reading in words for people.
     pub observations: BTreeMap<InstanceAddress, Fingerprint>,
@@ -32,6 +40,30 @@ pub struct SavedPlan {
 pub struct Fingerprint {
     pub digest: String,
     pub reading: String,
+    /// Each attribute's own fingerprint, so that a stale plan names the attributes that
+    /// changed (digests, not values: a reviewer's file need not carry what was read).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A short digest of one attribute's value.
+fn attribute_digest(value: &serde_json::Value) -> String {
+    use sha2::Digest;
+    let bytes = serde_json::to_vec(value).expect("values always serialise");
+    sha2::Sha256::digest(&bytes)[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn attribute_digests(observation: &Observation) -> BTreeMap<String, String> {
+    match observation {
+        Observation::Present { attributes, .. } => attributes
+            .iter()
+            .map(|(name, value)| (name.clone(), attribute_digest(value)))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
 }
 
 /// An observation that no longer holds.
@@ -42,18 +74,53 @@ pub struct StaleObservation {
     /// The reading when the plan was made, and now (`None`: not read now).
     pub then: String,
     pub now: Option<String>,
+    /// The attributes whose values differ, as `name`, `name (new)` or `name (gone)`; empty
+    /// when the plan did not record them or none differ.
+    pub attributes: Vec<String>,
 }
 
 impl std::fmt::Display for StaleObservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let changed = self.attributes.join(", ");
         match &self.now {
+            Some(now) if *now == self.then && !changed.is_empty() => {
+                write!(f, "{}: {changed} changed ({now})", self.subject)
+            }
             Some(now) if *now == self.then => {
                 write!(f, "{}: its attributes changed ({now})", self.subject)
             }
-            Some(now) => write!(f, "{}: was {}, now {now}", self.subject, self.then),
+            Some(now) => {
+                write!(f, "{}: was {}, now {now}", self.subject, self.then)?;
+                if !changed.is_empty() {
+                    write!(f, "; {changed} changed")?;
+                }
+                Ok(())
+            }
             None => write!(f, "{}: was {}, now not read", self.subject, self.then),
         }
     }
+}
+
+/// The attributes whose digests differ between `then` and `now`.
+fn changed_attributes(
+    then: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+) -> Vec<String> {
+    if then.is_empty() || now.is_empty() {
+        return Vec::new();
+    }
+    let mut changed = Vec::new();
+    for (name, digest) in then {
+        match now.get(name) {
+            Some(current) if current == digest => {}
+            Some(_) => changed.push(name.clone()),
+            None => changed.push(format!("{name} (gone)")),
+        }
+    }
+    for name in now.keys().filter(|name| !then.contains_key(*name)) {
+        changed.push(format!("{name} (new)"));
+    }
+    changed
 }
 
 /// Why a saved plan cannot be read.
@@ -80,6 +147,9 @@ impl SavedPlan {
             deployment: deployment.to_owned(),
             spec_path: String::new(),
             variables: BTreeMap::new(),
+            author: String::new(),
+            ferry_version: env!("CARGO_PKG_VERSION").to_owned(),
+            created_at: String::new(),
             active_generation: snapshot.active_generation,
             observations: snapshot
                 .resources
@@ -90,6 +160,7 @@ impl SavedPlan {
                         Fingerprint {
                             digest: observation.fingerprint(),
                             reading: observation.describe(),
+                            attributes: attribute_digests(observation),
                         },
                     )
                 })
@@ -98,7 +169,16 @@ impl SavedPlan {
         }
     }
 
-    /// Records where the spec is and which `--var` values were given.
+    /// Records who made the plan (`user@host`) and when (RFC 3339): the caller knows the
+    /// clock and the user, this library does not.
+    pub fn made_by(mut self, author: &str, created_at: &str) -> Self {
+        self.author = author.to_owned();
+        self.created_at = created_at.to_owned();
+        self
+    }
+
+    /// Records where the spec is and which `--var` values were given. Give an absolute path:
+    /// the plan is applied from wherever its file is.
     pub fn for_spec(
         mut self,
         path: &std::path::Path,
@@ -139,6 +219,11 @@ impl SavedPlan {
                     subject: instance.to_string(),
                     then: then.reading.clone(),
                     now: current.map(Observation::describe),
+                    attributes: current
+                        .map(|current| {
+                            changed_attributes(&then.attributes, &attribute_digests(current))
+                        })
+                        .unwrap_or_default(),
                 })
             })
             .collect();
@@ -150,6 +235,7 @@ impl SavedPlan {
                     subject: instance.to_string(),
                     then: "not read".to_owned(),
                     now: Some(observation.describe()),
+                    attributes: Vec::new(),
                 }),
         );
         if now.active_generation != self.active_generation {
@@ -159,6 +245,7 @@ impl SavedPlan {
                     subject: "active generation".to_owned(),
                     then: format!("generation {}", self.active_generation),
                     now: Some(format!("generation {}", now.active_generation)),
+                    attributes: Vec::new(),
                 },
             );
         }
