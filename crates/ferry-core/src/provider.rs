@@ -101,6 +101,9 @@ pub enum OnChange {
     InPlace,
     /// The resource must be replaced; the text says why (it is shown in the plan).
     Replace(&'static str),
+    /// The change cannot be made at all (a pool's layout: the pool holds data and is never
+    /// recreated); the plan stops with this text.
+    Refuse(&'static str),
 }
 
 /// One field of a kind, as the spec loader checks it and the reference documents it.
@@ -470,6 +473,7 @@ pub fn schema_class<R: KindRules + ?Sized>(rules: &R, attribute: &str) -> Change
         .map(|field| field.on_change)
     {
         Some(OnChange::Replace(why)) => ChangeClass::Replace(why.to_owned()),
+        Some(OnChange::Refuse(why)) => ChangeClass::Refuse(why.to_owned()),
         _ => ChangeClass::InPlace,
     }
 }

@@ -25,6 +25,7 @@ fn on_change(field: &FieldSchema) -> String {
     match field.on_change {
         OnChange::InPlace => "in place".to_owned(),
         OnChange::Replace(why) => format!("replaces: {why}"),
+        OnChange::Refuse(why) => format!("refused: {why}"),
     }
 }
 

@@ -32,6 +32,10 @@ pub mod ssh;
 
 pub use provider::{ZfsError, ZfsPoolProvider, ZfsProviderConfig};
 
+/// Why a pool's layout never changes: ZFS cannot turn a stripe into a mirror or a raidz in
+/// place, and ferry never recreates a pool, which holds data.
+const LAYOUT_IS_FIXED: &str = "a pool's vdev layout cannot change in place, and ferry never recreates a pool (it holds data): keep the layout the pool has, or move the data to a new pool by hand, then change the spec";
+
 /// `[zfs_pool.NAME]`
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ZfsPoolRules;
@@ -109,8 +113,8 @@ impl KindRules for ZfsPoolRules {
                 "layout",
                 T::String,
                 Some("stripe"),
-                OnChange::Replace("a pool's vdev layout cannot change"),
-                "stripe, mirror or raidz, for a pool that ferry creates",
+                OnChange::Refuse(LAYOUT_IS_FIXED),
+                "stripe, mirror or raidz, for a pool that ferry creates; an existing pool's layout is read, and a change is refused",
             ),
             F::optional(
                 "datasets",
@@ -281,7 +285,7 @@ impl KindRules for ZfsPoolRules {
     fn is_observed(&self, field: &str) -> bool {
         !matches!(
             field,
-            "ssh_user" | "ssh_port" | "ssh_key_file" | "known_hosts" | "host_key" | "layout"
+            "ssh_user" | "ssh_port" | "ssh_key_file" | "known_hosts" | "host_key"
         )
     }
 
@@ -417,6 +421,39 @@ fn pool_disks(
 #[cfg(test)]
 mod tests {
     use super::check_zfs_name;
+
+    /// Issue 18: a `layout` change planned "No changes" (the field was not compared) while the
+    /// kinds reference said it replaces the pool. The layout is read, and a change refused.
+    #[test]
+    fn a_layout_change_is_read_and_refused() {
+        use super::*;
+        use crate::parse::{VdevRow, layout_of};
+        assert!(ZfsPoolRules.is_observed("layout"));
+        let refused =
+            ZfsPoolRules.classify_change("layout", &Value::from("stripe"), &Value::from("mirror"));
+        assert!(
+            matches!(&refused, ChangeClass::Refuse(why) if why.contains("never recreates a pool")),
+            "{refused:?}"
+        );
+        let row = |name: &str, depth| VdevRow {
+            name: name.to_owned(),
+            state: "ONLINE".to_owned(),
+            depth,
+            note: String::new(),
+        };
+        assert_eq!(
+            layout_of(&[row("/dev/sdb", 1), row("/dev/sdc", 1)]),
+            "stripe"
+        );
+        assert_eq!(
+            layout_of(&[row("mirror-0", 1), row("/dev/sdb", 2), row("/dev/sdc", 2)]),
+            "mirror"
+        );
+        assert_eq!(
+            layout_of(&[row("raidz1-0", 1), row("/dev/sdb", 2)]),
+            "raidz"
+        );
+    }
 
     /// The failover drafts: a fence of the old host always precedes the import, and `force`
     /// is set only when the old host could not export the pool.

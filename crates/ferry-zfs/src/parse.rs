@@ -123,6 +123,21 @@ pub struct PoolStatus {
     pub vdevs: Vec<VdevRow>,
 }
 
+/// The layout of a pool's top-level vdevs as ferry's `layout` says it: `mirror` or `raidz`
+/// when they are such groups, `stripe` when they are plain devices.
+pub fn layout_of(rows: &[VdevRow]) -> &'static str {
+    let top = rows.iter().filter(|row| row.depth == 1);
+    let mut layout = "stripe";
+    for row in top {
+        if row.name.starts_with("mirror") {
+            layout = "mirror";
+        } else if row.name.starts_with("raidz") {
+            layout = "raidz";
+        }
+    }
+    layout
+}
+
 impl PoolStatus {
     /// The devices, without grouping rows.
     pub fn devices(&self) -> impl Iterator<Item = &VdevRow> {

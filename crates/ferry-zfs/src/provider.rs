@@ -508,6 +508,10 @@ fn imported_attributes(
         .map(|row| json!({"path": row.path(), "state": row.state}))
         .collect();
     attributes.insert("vdevs".into(), Value::Array(vdevs));
+    attributes.insert(
+        "layout".into(),
+        json!(crate::parse::layout_of(&status.vdevs)),
+    );
     // A disk of the spec belongs to the pool when its device is one of the pool's vdevs.
     let paths: Vec<&str> = status.devices().map(|row| row.path()).collect();
     let disks: Vec<Value> = expected
@@ -663,6 +667,10 @@ impl ZfsPoolProvider {
                     .map(|row| json!({"path": row.path(), "state": row.state}))
                     .collect();
                 attributes.insert("vdevs".into(), Value::Array(vdevs));
+                attributes.insert(
+                    "layout".into(),
+                    json!(crate::parse::layout_of(&found.vdevs)),
+                );
                 let health = if found.can_import() {
                     Health::Healthy
                 } else {

@@ -357,7 +357,7 @@ impl Loader<'_> {
             return;
         };
         for field in rules.fields() {
-            let OnChange::Replace(why) = field.on_change else {
+            let (OnChange::Replace(why) | OnChange::Refuse(why)) = field.on_change else {
                 continue;
             };
             let Some(text) = spec.str_field(field.name) else {
