@@ -1,6 +1,9 @@
 //! Bad input, generated: arbitrary and mutated bytes for every reader of outside text (the
 //! spec loader, ARM's models, error bodies, headers and ids, the ZFS output parsers, and the
-//! snapshot, saved-plan, state and world files). None may panic; each returns its typed error.
+//! snapshot, plan, saved-plan, state, world and journal files). None may panic; each returns its
+//! typed error. Hostile edits (a number past any range, a line past 65,535 characters) go
+//! further: a spec or saved plan that still reads is planned and rendered as `ferry plan` and
+//! `ferry show` would (issue 18).
 //! Case counts are bounded so that the whole file runs in seconds.
 
 use std::path::{Path, PathBuf};
@@ -33,6 +36,11 @@ enum Edit {
     SwapLines(usize, usize),
     Truncate(usize),
     Overwrite(usize, Vec<u8>),
+    /// The first number at or after the offset becomes one past every range, pushed past
+    /// column 65,535 by spaces when the flag says so.
+    HugeNumber(usize, &'static str, bool),
+    /// A line is repeated onto itself past 65,535 characters.
+    LongLine(usize),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -43,6 +51,26 @@ fn edit() -> impl Strategy<Value = Edit> {
         any::<usize>().prop_map(Edit::Truncate),
         (any::<usize>(), prop::collection::vec(any::<u8>(), 1..6))
             .prop_map(|(at, bytes)| Edit::Overwrite(at, bytes)),
+    ]
+}
+
+/// The edits above, and the hostile ones.
+fn hostile_edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        edit(),
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                "9223372036854775807",
+                "18446744073709551615",
+                "-9223372036854775808",
+                "-1",
+                "0",
+            ]),
+            any::<bool>(),
+        )
+            .prop_map(|(at, number, far)| Edit::HugeNumber(at, number, far)),
+        any::<usize>().prop_map(Edit::LongLine),
     ]
 }
 
@@ -77,6 +105,29 @@ fn mutate(text: &str, edits: &[Edit]) -> Vec<u8> {
                 let at = at % (bytes.len() + 1);
                 let end = (at + new.len()).min(bytes.len());
                 bytes.splice(at..end, new.iter().copied());
+            }
+            Edit::HugeNumber(at, number, far) => {
+                let at = at % (bytes.len() + 1);
+                if let Some(start) = bytes[at..].iter().position(u8::is_ascii_digit) {
+                    let start = at + start;
+                    let length = bytes[start..]
+                        .iter()
+                        .take_while(|byte| byte.is_ascii_digit())
+                        .count();
+                    let padding = if *far { 70_000 } else { 0 };
+                    let replacement = " ".repeat(padding) + number;
+                    bytes.splice(start..start + length, replacement.bytes());
+                }
+            }
+            Edit::LongLine(at) => {
+                if !lines.is_empty() {
+                    let line = &mut lines[at % count];
+                    let copy = line.clone();
+                    while line.len() <= 70_000 && !copy.is_empty() {
+                        line.extend_from_slice(&copy);
+                    }
+                }
+                bytes = lines.join(&b'\n');
             }
         }
     }
@@ -164,6 +215,46 @@ fn read_ferry_files(bytes: &[u8]) {
     let _ = SavedPlan::from_json(&text);
     let _ = StateFile::from_json(&text, Path::new("state.json"));
     let _ = World::from_json(&text);
+    let _ = serde_json::from_slice::<ferry_core::Plan>(bytes);
+    let _ = ferry_state::journal::parse_records(&text, Path::new("journal.jsonl"));
+}
+
+/// What `ferry plan` does with a spec that loads: plan it against the failover's readings and
+/// render every view; what `ferry validate` does with one that does not: render the problems.
+fn load_plan_and_render(file: usize, text: String) {
+    let root = repository().join("specs/data100");
+    let mut sources: Vec<(PathBuf, String)> = SPEC_FILES
+        .iter()
+        .map(|name| (root.join(name), read(&format!("specs/data100/{name}"))))
+        .collect();
+    sources[file].1 = text;
+    let rules = ferry_providers::rule_book();
+    match load_sources(&root, sources, &LoadOptions::default(), &rules) {
+        Ok(spec) => {
+            let snapshot: Snapshot =
+                serde_json::from_str(&read("specs/data100/observed-apiserver-down.json")).unwrap();
+            if let Ok(plan) =
+                ferry_plan::plan(&spec, &snapshot, &rules, &ferry_plan::PlanConfig::default())
+            {
+                render_plan(&plan);
+            }
+        }
+        Err(errors) => {
+            let _ = errors.render(false);
+            let _ = errors.render(true);
+        }
+    }
+}
+
+/// Every view of a plan: text (both colours), JSON, DOT and the timeline.
+fn render_plan(plan: &ferry_core::Plan) {
+    use ferry_plan::render;
+    let _ = render::text(plan, &render::TextOptions { color: false });
+    let _ = render::text(plan, &render::TextOptions { color: true });
+    let _ = render::json(plan);
+    let _ = render::plan_dot(plan);
+    let bars = render::estimated_bars(plan);
+    let _ = render::timeline_svg(plan, &bars, "fuzz");
 }
 
 fn zfs_parsers(text: &str) {
@@ -298,5 +389,29 @@ proptest! {
         };
         read_ferry_files(&mutate(&original, &edits));
         read_ferry_files(value.to_string().as_bytes());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_hostile_data100_file_is_planned_and_rendered_or_refused_without_panicking(
+        file in 0..SPEC_FILES.len(),
+        edits in prop::collection::vec(hostile_edit(), 1..3),
+    ) {
+        let original = read(&format!("specs/data100/{}", SPEC_FILES[file]));
+        load_plan_and_render(file, String::from_utf8_lossy(&mutate(&original, &edits)).into_owned());
+    }
+
+    #[test]
+    fn a_hostile_saved_plan_that_reads_is_shown_without_panicking(
+        edits in prop::collection::vec(hostile_edit(), 1..3),
+    ) {
+        let text = String::from_utf8_lossy(&mutate(&saved_failover(), &edits)).into_owned();
+        read_ferry_files(text.as_bytes());
+        if let Ok(saved) = SavedPlan::from_json(&text) {
+            render_plan(&saved.plan);
+        }
     }
 }
