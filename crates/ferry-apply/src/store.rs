@@ -49,7 +49,10 @@ pub struct HeldLock {
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create state directory {path}: {source}")]
+    #[error(
+        "cannot create state directory {path}: {}",
+        ferry_state::describe_io(source, path)
+    )]
     Directory {
         path: PathBuf,
         source: std::io::Error,

@@ -42,11 +42,29 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             if error.downcast_ref::<Shown>().is_none() {
-                output.error(&format!("{error:#}"));
+                output.error(&error_text(&error));
             }
             ExitCode::from(ferry_plan::outcome::EXIT_ERROR)
         }
     }
+}
+
+/// An error and its causes, each said once: ferry's errors already carry their cause's text
+/// in their own message (`cannot save state file X: permission denied …`), so a cause whose
+/// text the message holds is not repeated after it.
+pub(crate) fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 /// An error already shown to the user in full (spec diagnostics): only the exit code is left.
@@ -269,11 +287,20 @@ pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
             .and_then(|name| name.to_str())
             .unwrap_or("ferry")
     ));
-    let mut file = std::fs::File::create(&temporary)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    // Errors name the file asked for and its folder, never the temporary file beside it.
+    let written = std::fs::File::create(&temporary)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary);
+        anyhow::bail!(
+            "cannot write {}: {}",
+            path.display(),
+            ferry_state::describe_io(&error, path)
+        );
+    }
     Ok(())
 }

@@ -1160,3 +1160,21 @@ fn a_saved_plan_applies_from_another_folder_and_says_who_made_it() {
     let apply = in_elsewhere(&["apply", "../failover.plan", "--world", "../world.json"]);
     assert_eq!(apply.code, 0, "{}", apply.stderr);
 }
+
+/// Issue 18: a state folder ferry cannot use showed the OS error twice (once in ferry's message,
+/// once as its cause). Each cause is now said once. (The tests run as root, which permissions
+/// do not stop, so the folder is a file here.)
+#[test]
+fn a_state_folder_ferry_cannot_use_is_named_with_its_error_once() {
+    let scratch = Scratch::new();
+    std::fs::write(scratch.path().join("data100/.ferry"), "not a folder").unwrap();
+    let run = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    insta::assert_snapshot!(run.stderr, @"error: cannot create the folder of lock file data100/.ferry/lock.json: File exists (os error 17)");
+}

@@ -66,11 +66,14 @@ pub enum StepResult {
 /// Why the journal could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("cannot open journal {path}: {source}")]
+    #[error("cannot open journal {path}: {}", crate::describe_io(source, path))]
     Open { path: PathBuf, source: io::Error },
-    #[error("cannot write journal {path}: {source}; no step is started without its journal record")]
+    #[error(
+        "cannot write journal {path}: {}; no step is started without its journal record",
+        crate::describe_io(source, path)
+    )]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot read journal {path}: {source}")]
+    #[error("cannot read journal {path}: {}", crate::describe_io(source, path))]
     Read { path: PathBuf, source: io::Error },
     #[error(
         "journal {path} line {line} is not a journal record ({source}): move the journal away to apply without resuming"

@@ -61,3 +61,25 @@ pub fn describe_io(error: &std::io::Error, path: &std::path::Path) -> String {
 pub fn format_time(time: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+    use std::path::Path;
+
+    /// The tests run as root, which no permission stops, so the refusals are made by hand.
+    #[test]
+    fn a_refused_permission_names_the_folder_and_the_fix() {
+        let user = crate::lock::this_user();
+        let denied = crate::StateError::Write {
+            path: "/srv/data100/.ferry/state.json".into(),
+            source: Error::from(ErrorKind::PermissionDenied),
+        };
+        insta::assert_snapshot!(denied.to_string().replace(&user, "<user>"), @"cannot save state file /srv/data100/.ferry/state.json: permission denied: user <user> may not write in /srv/data100/.ferry; give that user write access to the folder (chown or chmod), or set [state] path to a folder it can write; the previous state is left as it was");
+        let read_only = crate::describe_io(
+            &Error::from(ErrorKind::ReadOnlyFilesystem),
+            Path::new("/srv/data100/.ferry/journal.jsonl"),
+        );
+        insta::assert_snapshot!(read_only, @"/srv/data100/.ferry is on a read-only file system: mount it read-write, or set [state] path to a writable folder");
+    }
+}

@@ -48,7 +48,7 @@ impl Default for StateFile {
 /// Why the state file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot read state file {path}: {source}")]
+    #[error("cannot read state file {path}: {}", crate::describe_io(source, path))]
     Read { path: PathBuf, source: io::Error },
     #[error(
         "state file {path} is not valid ferry state ({source}): restore it from a backup, or move it away to start from empty state"
@@ -61,7 +61,10 @@ pub enum StateError {
         "state file {path} has format version {found}, and this ferry reads version {STATE_FORMAT_VERSION}: use the ferry release that wrote it"
     )]
     Version { path: PathBuf, found: String },
-    #[error("cannot save state file {path}: {source}; the previous state is left as it was")]
+    #[error(
+        "cannot save state file {path}: {}; the previous state is left as it was",
+        crate::describe_io(source, path)
+    )]
     Write { path: PathBuf, source: io::Error },
     /// A shared state was written by someone else since this process read it: saving would
     /// silently overwrite their change, so nothing was written.
