@@ -172,7 +172,7 @@ fn a_held_lease_refuses_a_second_apply_naming_the_holder_until_released() {
         .replace(&holder.expires_at, "END");
     assert_eq!(
         message,
-        "https://127.0.0.1:PORT/devstoreaccount1/held/state.json.lock is locked by alice (pid PID on test-host) for `apply data100` since START, lease until END: wait for it to finish, or if you are sure it is not running, run `ferry force-unlock ID`"
+        "https://127.0.0.1:PORT/devstoreaccount1/held/state.json.lock is locked by alice@test-host (pid PID) for `apply data100` since START, lease until END: wait for it to finish, or if you are sure it is not running, run `ferry force-unlock ID`"
     );
     assert_eq!(bob.read_lock().unwrap().unwrap().id, lock.id);
     // Only the holder releases; then the lock is free at once.
