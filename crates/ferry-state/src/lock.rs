@@ -128,6 +128,13 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// The state letter of process `pid` (field 3 of `/proc/PID/stat`: `R`, `S`, `Z`…).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().next()?.chars().next()
+}
+
 /// Whether a lock's process still runs, as far as this host can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Liveness {
@@ -148,6 +155,13 @@ pub fn liveness(lock: &LockInfo) -> Liveness {
     if !Path::new(&format!("/proc/{}", lock.pid)).exists() {
         return Liveness::Gone(format!(
             "process {} no longer runs on {}",
+            lock.pid, lock.host
+        ));
+    }
+    // A zombie (killed, not yet reaped by its parent) holds nothing any more.
+    if process_state(lock.pid).is_some_and(|state| state == 'Z' || state == 'X') {
+        return Liveness::Gone(format!(
+            "process {} on {} has ended (it awaits its parent)",
             lock.pid, lock.host
         ));
     }
@@ -723,6 +737,40 @@ mod tests {
         insta::assert_snapshot!(shown(&error, directory.path(), &lock), @"<dir>/lock.json holds a stale lock from alice@<host> (pid <pid>) for `apply failover.plan` since 2024-05-02T13:00:00Z: process <pid> on <host> is another program now (it started after the lock was taken: the pid was reused); make sure it is not running, then run `ferry force-unlock <id>`");
         // Gone, so force-unlock needs no flag.
         force_unlock(&path, &lock.id, IfHolderRuns::Refuse).unwrap();
+    }
+
+    #[test]
+    fn a_killed_holder_not_yet_reaped_is_gone() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("lock.json");
+        // Killed and not waited for: a zombie, whose /proc entry stays until it is reaped.
+        let mut child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let started = process_start_time(pid);
+        child.kill().unwrap();
+        while process_state(pid) != Some('Z') {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let lock = acquire(
+            &path,
+            &LockRequest {
+                pid,
+                process_start: started,
+                ..request("alice")
+            },
+            at("2024-05-02T13:00:00Z"),
+        )
+        .unwrap();
+        assert!(
+            matches!(liveness(&lock), Liveness::Gone(_)),
+            "{:?}",
+            liveness(&lock)
+        );
+        force_unlock(&path, &lock.id, IfHolderRuns::Refuse).unwrap();
+        child.wait().unwrap();
     }
 
     #[test]
