@@ -225,7 +225,9 @@ pub enum Problem {
     BadTrigger { address: String },
     #[error("the name of {address} does not contain ${{generation}}")]
     GenerationMissing { address: String },
-    #[error("`{field}` of {address} changes with the generation ({through}), but {address} is stateful")]
+    #[error(
+        "`{field}` of {address} changes with the generation ({through}), but {address} is stateful"
+    )]
     IdentityChangesWithGeneration {
         address: String,
         field: String,
