@@ -200,7 +200,9 @@ impl KindRules for ZfsPoolRules {
             for (name, properties) in datasets {
                 let field = format!("datasets.{name}");
                 if let Err(message) = check_zfs_name(&format!("{pool}/{name}"), "dataset") {
-                    errors.push(FieldError::new(&field, message));
+                    errors.push(FieldError::new(&field, message).with_help(
+                        "rename the dataset: letters, digits, `_`, `-`, `.`, `:`, with `/` between levels",
+                    ));
                 }
                 let Some(properties) = properties.as_object() else {
                     errors.push(
