@@ -99,3 +99,36 @@ fn a_change_path_longer_than_65535_characters_renders() {
         assert!(rendered.contains(&long));
     }
 }
+
+/// Issue 18: a `layout` change planned "No changes" while the kinds reference said it
+/// replaced the pool. The pool reads its layout, and the plan refuses the change.
+#[test]
+fn a_pool_layout_change_is_refused_not_no_changes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100");
+    let files: Vec<(String, String)> = ["main.toml", "azure.toml", "service.toml", "storage.toml"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(root.join(name)).unwrap();
+            (
+                name.to_string(),
+                text.replace("layout = \"stripe\"", "layout = \"mirror\""),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_str()))
+        .collect();
+    let spec = spec(&files);
+    let snapshot = support::data100_snapshot("observed-healthy.json");
+    let errors = ferry_plan::plan(
+        &spec,
+        &snapshot,
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    )
+    .expect_err("a layout change is refused");
+    let text = errors.to_string();
+    assert!(text.contains("layout"), "{text}");
+    assert!(text.contains("never recreates a pool"), "{text}");
+}
