@@ -455,6 +455,20 @@ mod tests {
             layout_of(&[row("raidz1-0", 1), row("/dev/sdb", 2)]),
             "raidz"
         );
+        // As zfs-fuse prints them.
+        for (captured, layout) in [
+            (
+                include_str!("parse/captured/status-stripe-online.txt"),
+                "stripe",
+            ),
+            (
+                include_str!("parse/captured/status-mirror-online.txt"),
+                "mirror",
+            ),
+        ] {
+            let status = crate::parse::parse_status("zpool status", captured).unwrap();
+            assert_eq!(layout_of(&status.vdevs), layout);
+        }
     }
 
     /// The failover drafts: a fence of the old host always precedes the import, and `force`

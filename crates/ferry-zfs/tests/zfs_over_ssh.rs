@@ -207,6 +207,9 @@ async fn missing_disks_are_named_and_a_degraded_pool_stops_the_plan() {
     let reading = fixture.read(2).await;
     assert!(!reading.is_healthy(), "{reading:?}");
     assert_eq!(reading.attribute("health"), Some(&json!("DEGRADED")));
+    // The layout is read from the pool's top-level vdevs, so that a change in the spec is
+    // refused instead of planning nothing (issue 18).
+    assert_eq!(reading.attribute("layout"), Some(&json!("mirror")));
 
     insta::assert_snapshot!(format!(
         "{}\n{}",
