@@ -31,6 +31,28 @@ pub const ZONE: &str = "data100.example.org";
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
 /// An 8-minute AKS create takes about a second.
 pub const TIME_SCALE: f64 = 0.002;
+/// The simulator's smallest time scale the tests use (`SimulatorConfig::for_tests`): an
+/// 8-minute AKS create takes a quarter of a second, a 3-minute disk move 90 ms.
+pub const SMALLEST_TIME_SCALE: f64 = 0.0005;
+
+/// How a [`World`] differs from the one most tests use.
+#[derive(Debug, Clone, Copy)]
+pub struct WorldSettings {
+    /// The simulator's time scale.
+    pub time_scale: f64,
+    /// When set, both DNS records of the spec get this TTL and `wait_for_ttl = true`, so that
+    /// each update of a failover waits out the old TTL (a recorded wait).
+    pub record_ttl_with_wait: Option<u32>,
+}
+
+impl Default for WorldSettings {
+    fn default() -> Self {
+        WorldSettings {
+            time_scale: TIME_SCALE,
+            record_ttl_with_wait: None,
+        }
+    }
+}
 
 /// The `ferry` binary of this build: built here (a no-op when it is up to date) in the target
 /// folder this test runs from, so the test never depends on an earlier `cargo build`.
@@ -130,6 +152,10 @@ impl Run {
 
 impl World {
     pub async fn start() -> World {
+        World::start_with(WorldSettings::default()).await
+    }
+
+    pub async fn start_with(settings: WorldSettings) -> World {
         ferry_servers::check_zfs().unwrap();
         let lock = ZfsLock::acquire().unwrap();
         // The pool's name is the tests' own: one left by a test that was killed is ours.
@@ -154,9 +180,29 @@ impl World {
             .replace("\"/export/home/", &format!("\"{HOME_ROOT}/"));
         assert!(storage.contains(POOL) && storage.contains(HOME_ROOT));
         std::fs::write(spec.join("storage.toml"), storage).unwrap();
+        // Hooks get a clean environment: the hub stand-in is told where the demo CA, the
+        // home folders and its pace are (unless the spec already passes them).
+        let service = std::fs::read_to_string(spec.join("service.toml")).unwrap();
+        if !service.contains("pass_env") {
+            let service = service.replace(
+                "retry = true\n",
+                "retry = true\npass_env = [\"DEMO_CA_DIR\", \"DEMO_HOME_ROOT\", \"DEMO_HUB_SECONDS_STAGING\", \"DEMO_HUB_SECONDS_PROD\"]\n",
+            );
+            assert_eq!(service.matches("pass_env").count(), 2);
+            std::fs::write(spec.join("service.toml"), service).unwrap();
+        }
+        if let Some(ttl) = settings.record_ttl_with_wait {
+            let service = std::fs::read_to_string(spec.join("service.toml")).unwrap();
+            let service = service.replace(
+                "ttl = 300\n",
+                &format!("ttl = {ttl}\nwait_for_ttl = true\n"),
+            );
+            assert_eq!(service.matches("wait_for_ttl = true").count(), 2);
+            std::fs::write(spec.join("service.toml"), service).unwrap();
+        }
 
         let simulator = ferry_sim::start(SimulatorConfig {
-            time_scale: TIME_SCALE,
+            time_scale: settings.time_scale,
             ..SimulatorConfig::for_tests(work.join("sim"))
         })
         .await
@@ -267,6 +313,43 @@ impl World {
         self.sshd.listen_on(reachable).unwrap();
     }
 
+    /// sshd listens on the 16 loopback addresses from the NFS VM's of `generation` on, so that
+    /// it and the generations after it reach sshd however many generations came before
+    /// (sshd listens on at most 16 addresses; the simulator never hands one out twice).
+    pub fn serve_ssh_from(&mut self, generation: u32) {
+        let first: std::net::Ipv4Addr = public_address(
+            &self.simulator.dump_state(),
+            &format!("data100-g{generation}"),
+            "data100-nfs-ssh",
+        )
+        .unwrap_or_else(|| panic!("no SSH address for the NFS VM of data100-g{generation}"))
+        .parse()
+        .unwrap();
+        let addresses: Vec<std::net::Ipv4Addr> = (0..16)
+            .map(|offset| std::net::Ipv4Addr::from(u32::from(first) + offset))
+            .collect();
+        if self.sshd.addresses.first() != Some(&first) {
+            // known_hosts lists sshd's one host key for every address it was started on:
+            // the same key, for the addresses it listens on now.
+            let known = std::fs::read_to_string(&self.sshd.known_hosts).unwrap();
+            let host_key = known
+                .lines()
+                .next()
+                .and_then(|line| line.split_once(' '))
+                .map(|(_, key)| key.to_owned())
+                .expect("a host key in known_hosts");
+            let mut lines = known.clone();
+            for address in &addresses {
+                let entry = format!("[{address}]:{} {host_key}\n", self.sshd.port);
+                if !known.contains(&entry) {
+                    lines.push_str(&entry);
+                }
+            }
+            std::fs::write(&self.sshd.known_hosts, lines).unwrap();
+            self.sshd.listen_on(addresses).unwrap();
+        }
+    }
+
     /// ARM answers every GET of a path containing `path_contains` with a `500`, as in a
     /// regional blip, until the simulator's faults are cleared.
     pub fn fail_arm_reads(&self, path_contains: &str) {
@@ -321,8 +404,21 @@ impl World {
         .unwrap_or_else(|| panic!("no ingress address in data100-g{generation}"))
     }
 
-    /// The proofs from tools that are not ferry, after a failover to `generation`.
+    /// The proofs from tools that are not ferry, after a failover to `generation`, and the
+    /// law that planning right after it gives no changes.
     pub fn assert_served_from(
+        &self,
+        generation: u32,
+        files: &[PathBuf],
+        sums: &BTreeMap<PathBuf, String>,
+    ) {
+        self.assert_served_by_tools_from(generation, files, sums);
+        self.ferry(&["plan", "data100", "--detailed-exitcode"], true)
+            .expect_code(0, "ferry plan right after the failover");
+    }
+
+    /// The proofs from tools that are not ferry, after a failover to `generation`.
+    pub fn assert_served_by_tools_from(
         &self,
         generation: u32,
         files: &[PathBuf],
@@ -374,9 +470,6 @@ impl World {
             !group_exists(&state, &format!("data100-g{}", generation - 1)),
             "the old generation's resource group is gone"
         );
-        // The law: planning right after a successful apply gives no changes.
-        self.ferry(&["plan", "data100", "--detailed-exitcode"], true)
-            .expect_code(0, "ferry plan right after the failover");
     }
 }
 
