@@ -49,11 +49,8 @@ fn join_lexically(base: &Path, path: &str) -> Option<PathBuf> {
     let mut joined = base.to_path_buf();
     for component in Path::new(path).components() {
         match component {
-            Component::ParentDir => {
-                if !joined.pop() {
-                    return None;
-                }
-            }
+            Component::ParentDir if !joined.pop() => return None,
+            Component::ParentDir => {}
             Component::Normal(part) => joined.push(part),
             _ => {}
         }
