@@ -407,7 +407,11 @@ fn pool_disks(
         .attribute("vdevs")
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
-    if observed.attribute("disks").is_some() && vdevs > read.len() {
+    // The provider names a vdev's disk only where it finds one of the spec's disks at the path
+    // it expects on the host it read (an empty list when the pool sits on another host's luns,
+    // as after an import on the new generation): only a partly named pool says a vdev is on a
+    // disk the spec does not list.
+    if !read.is_empty() && vdevs > read.len() {
         return Err(format!(
             "the pool has {vdevs} vdevs but only {} of them are on disks the spec lists ({}): the import would not wait for the others' attach; list every disk that holds a vdev of the pool in disks",
             read.len(),
