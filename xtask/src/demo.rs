@@ -211,6 +211,17 @@ pub fn demo(root: &Path) -> Result<()> {
         STAGING_HELM_SECONDS * TIME_SCALE,
         PROD_HELM_SECONDS * TIME_SCALE,
     ));
+    // Hooks get a clean environment: the hub stand-in is passed its CA and pace by name.
+    let hub_variables: Vec<String> = hub_environment(&ca, 0.0, 0.0)
+        .into_iter()
+        .map(|(name, _)| format!("\"{name}\""))
+        .collect();
+    let service_file = work.join("data100/service.toml");
+    let service = std::fs::read_to_string(&service_file)?.replace(
+        "retry = true\n",
+        &format!("retry = true\npass_env = [{}]\n", hub_variables.join(", ")),
+    );
+    std::fs::write(&service_file, service)?;
     let story = Story {
         ferry: release.join("ferry"),
         work: work.clone(),
