@@ -36,6 +36,9 @@ pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
         ferry_spec::StateConfig::Local { path } => path.clone(),
         _ => spec.root.join(".ferry"),
     };
+    // Absolute, so that an output naming a file there (a kubeconfig) reads the same whatever
+    // folder ferry runs from: a saved plan applied from elsewhere is not stale for that.
+    let state_folder = std::path::absolute(&state_folder).unwrap_or(state_folder);
     let azure_setup = |error: ferry_arm::ArmError| SetupError {
         provider: "azure",
         message: error.to_string(),
