@@ -519,7 +519,12 @@ fn imported_attributes(
         .filter(|(_, path)| paths.contains(&path.as_str()))
         .map(|(disk, _)| json!(disk.to_string()))
         .collect();
-    attributes.insert("disks".into(), Value::Array(disks));
+    // None named (the disks' expected paths are another host's luns, as while a failover is
+    // resumed after the import) says nothing about which disks hold the pool: the reading
+    // then lacks `disks` rather than claiming the pool has none.
+    if !disks.is_empty() {
+        attributes.insert("disks".into(), Value::Array(disks));
+    }
     let mut observed_datasets = serde_json::Map::new();
     for (relative, managed) in &settings.datasets {
         let full = format!("{pool}/{relative}");
