@@ -407,7 +407,11 @@ async fn a_blip_longer_than_the_fences_retries_detaches_nothing_and_a_new_plan_f
             .contains("zfs_pool.home:import: skipped, because vm.nfs@g1:fence failed")
             && failed
                 .stderr
-                .contains("Run `ferry apply data100` again to resume"),
+                // A saved plan records its spec's absolute path, and the hint names it.
+                .contains(&format!(
+                    "Run `ferry apply {}` again to resume",
+                    world.work.join("data100").display()
+                )),
         "{report}"
     );
     let events = world.simulator.events()[events_before..].to_vec();
@@ -548,7 +552,10 @@ async fn a_cluster_create_that_fails_stops_its_dependents_and_apply_again_finish
     assert!(
         failed.stderr.contains("request a higher quota")
             && failed.stderr.contains(
-                "Once each failure above is dealt with as it says, run `ferry apply data100`"
+                &format!(
+                    "Once each failure above is dealt with as it says, run `ferry apply {}`",
+                    world.work.join("data100").display()
+                )
             )
             && !failed.stderr.contains("again to resume"),
         "the report says what to do about the quota, then how to resume: {report}"
