@@ -551,12 +551,10 @@ async fn a_cluster_create_that_fails_stops_its_dependents_and_apply_again_finish
     // A quota is raised by a person: the advice says so, not "apply again".
     assert!(
         failed.stderr.contains("request a higher quota")
-            && failed.stderr.contains(
-                &format!(
-                    "Once each failure above is dealt with as it says, run `ferry apply {}`",
-                    world.work.join("data100").display()
-                )
-            )
+            && failed.stderr.contains(&format!(
+                "Once each failure above is dealt with as it says, run `ferry apply {}`",
+                world.work.join("data100").display()
+            ))
             && !failed.stderr.contains("again to resume"),
         "the report says what to do about the quota, then how to resume: {report}"
     );
