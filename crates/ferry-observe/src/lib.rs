@@ -85,6 +85,9 @@ pub async fn observe(
     }
     let mut snapshot = Snapshot::new(state.active_generation);
     snapshot.failover_in_progress = state.failover.clone();
+    // A generation-less instance (a pool, whose host is a generation's VM) is read where the
+    // active generation places it.
+    let active = state.active_generation.max(1);
     let mut read: BTreeSet<InstanceAddress> = BTreeSet::new();
     let mut wanted: Vec<InstanceAddress> = instances;
     let mut probed: BTreeSet<Generation> = BTreeSet::new();
@@ -94,7 +97,7 @@ pub async fn observe(
     for _ in 0..4 {
         wanted.retain(|instance| !read.contains(instance));
         for (instance, observation) in
-            read_instances(spec, rules, state, providers, config, &wanted).await
+            read_instances(spec, rules, state, providers, config, &wanted, active).await
         {
             snapshot.insert(instance, observation);
         }
@@ -107,7 +110,7 @@ pub async fn observe(
                 .filter(|instance| !read.contains(instance))
                 .collect();
             for (instance, observation) in
-                read_instances(spec, rules, state, providers, config, &probe).await
+                read_instances(spec, rules, state, providers, config, &probe, active).await
             {
                 if observation.is_present() {
                     snapshot.insert(instance, observation);
@@ -133,6 +136,35 @@ pub async fn observe(
             break;
         }
     }
+    // In a failover under way, a stateful instance may already sit on the new generation (the
+    // pool imported there) while the old one's host is gone (its VM retired): one that reads
+    // absent where the active generation places it is read where the failover takes it, and
+    // that reading is kept when it finds the instance there.
+    if let Some(failover) = &state.failover {
+        let absent: Vec<InstanceAddress> = snapshot
+            .resources
+            .iter()
+            .filter(|(instance, observation)| {
+                instance.generation.is_none() && matches!(observation, Observation::Absent)
+            })
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        for (instance, observation) in read_instances(
+            spec,
+            rules,
+            state,
+            providers,
+            config,
+            &absent,
+            failover.to_generation,
+        )
+        .await
+        {
+            if observation.is_present() {
+                snapshot.insert(instance, observation);
+            }
+        }
+    }
     Ok(snapshot)
 }
 
@@ -153,6 +185,7 @@ async fn read_instances(
     providers: &Providers,
     config: &ObserveConfig,
     instances: &[InstanceAddress],
+    generation_less_at: Generation,
 ) -> Vec<(InstanceAddress, Observation)> {
     let output = |instance: &InstanceAddress, name: &str| -> Option<Value> {
         state.outputs(instance)?.get(name).cloned()
@@ -166,9 +199,7 @@ async fn read_instances(
                 .get(&instance.address)
                 .cloned()
                 .unwrap_or_else(|| ResourceSpec::new(instance.address.clone()));
-            let generation: Generation = instance
-                .generation
-                .unwrap_or(state.active_generation.max(1));
+            let generation: Generation = instance.generation.unwrap_or(generation_less_at);
             let fields = match rules.get(instance.kind()) {
                 Some(kind_rules) => {
                     resolve_fields(spec, kind_rules, &instance.address, generation, &output)
