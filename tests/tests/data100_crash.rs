@@ -359,28 +359,8 @@ struct Chain {
     serving: u32,
     /// How many kills landed while their step ran, of the `While` boundaries tried.
     while_running: (usize, usize),
-    /// The cases the known bug of lost outputs stopped (see [`Chain::kill_and_recover`]).
-    known_lost_outputs: Vec<String>,
-    /// The case after which the known refused resume stopped this test's cases.
-    blocked: Option<String>,
     started: Instant,
 }
-
-/// Why a case's recovery stopped on a known bug.
-#[derive(Debug)]
-enum Stopped {
-    /// See the FIXME on lost outputs in [`Chain::kill_and_recover`].
-    LostOutputs(String),
-    /// See the FIXME on the refused resume in [`Chain::kill_and_recover`].
-    PoolDisksRefused(String),
-}
-
-/// What the plan of a resume says when it refuses the pool's disks.
-const POOL_DISKS_REFUSED: &str = "of them are on disks the spec lists";
-/// What the apply after the crash says when the new NFS VM's outputs were lost.
-const LOST_OUTPUTS_AT_IMPORT: &str = "zfs_pool.home: the host vm.nfs";
-/// What the plan after the failover says when the new ingress's outputs were lost.
-const LOST_OUTPUTS_IN_PLAN: &str = ".address}` is not known yet";
 
 /// Where one failover's records start, to check only what it did.
 struct Marks {
@@ -404,8 +384,6 @@ impl Chain {
             sums,
             serving: 1,
             while_running: (0, 0),
-            known_lost_outputs: Vec::new(),
-            blocked: None,
             started,
         }
     }
@@ -460,8 +438,7 @@ impl Chain {
                 (generic(id, from, to), reference)
             })
             .collect();
-        self.finish_failover("reference failover", &marks, &[])
-            .unwrap_or_else(|stopped| panic!("reference failover: {stopped:?}"));
+        self.finish_failover("reference failover", &marks, &[]);
         Reference { steps }
     }
 
@@ -503,63 +480,15 @@ impl Chain {
                 }
             }
         }
-        match self.finish_failover(&case, &marks, &killed_segments) {
-            Ok(()) => {}
-            Err(Stopped::PoolDisksRefused(said)) => {
-                // FIXME(issue 18, found by this suite): once the pool is imported on the new
-                // VM, every resume of the failover is refused at planning by the check that
-                // the import waits for every disk holding a vdev (commit 6defd22): the pool's
-                // reading names none of its disks then. Nothing converges until that is
-                // fixed, so the cases after this one in the same test are not run.
-                eprintln!("{case}: FIXME: the resume is refused: {said}");
-                self.blocked = Some(case);
-            }
-            Err(Stopped::LostOutputs(said)) => {
-                // FIXME(issue 18, found by this suite): a create whose Azure operation was
-                // accepted when the apply was killed ends in Azure; the resume reads the resource
-                // present and plans no step for it, so the outputs its step would have recorded
-                // (the VM's address, the ingress address) never reach the state: the import cannot
-                // reach the new VM, or the TLS check stays unknown, apply after apply. The same
-                // after the export: the resume plans `update zfs_pool.home` on `vm.nfs` with no
-                // generation. The case is recorded, and the next case starts from a new world.
-                eprintln!("{case}: FIXME: lost outputs: {said}");
-                self.known_lost_outputs.push(case);
-                self.restart().await;
-            }
-        }
+        self.finish_failover(&case, &marks, &killed_segments);
     }
 
-    /// A new world, generation 1 built, for the cases after one the known bug stopped.
-    async fn restart(&mut self) {
-        let started = self.started;
-        let while_running = self.while_running;
-        let known = std::mem::take(&mut self.known_lost_outputs);
-        // The old world's pool and servers go before the new one takes the zfs-fuse lock.
-        drop(self.world.take());
-        *self = Chain::start().await;
-        self.started = started;
-        self.while_running = while_running;
-        self.known_lost_outputs = known;
-    }
-
-    /// `ferry apply` finishes the failover; then every proof. `Err` with what ferry said when
-    /// the known bug of lost outputs (see [`LOST_OUTPUTS_AT_IMPORT`]) stops the recovery.
-    fn finish_failover(
-        &mut self,
-        case: &str,
-        marks: &Marks,
-        killed: &[std::ops::Range<usize>],
-    ) -> Result<(), Stopped> {
+    /// `ferry apply` finishes the failover; then every proof.
+    fn finish_failover(&mut self, case: &str, marks: &Marks, killed: &[std::ops::Range<usize>]) {
         let (from, to) = (self.serving, self.serving + 1);
         let resumed = self
             .world()
             .ferry(&["apply", "data100", "--auto-approve"], true);
-        if resumed.code != 0 && resumed.stderr.contains(LOST_OUTPUTS_AT_IMPORT) {
-            return Err(Stopped::LostOutputs(resumed.stderr));
-        }
-        if resumed.code != 0 && resumed.stderr.contains(POOL_DISKS_REFUSED) {
-            return Err(Stopped::PoolDisksRefused(resumed.stderr));
-        }
         let resumed = resumed.expect_code(0, "the apply after the crash");
         assert!(
             killed.is_empty() || resumed.stderr.contains(&format!("Generation {to} serves")),
@@ -570,9 +499,6 @@ impl Chain {
         let plan = self
             .world()
             .ferry(&["plan", "data100", "--detailed-exitcode"], true);
-        if plan.code != 0 && plan.stdout.contains(LOST_OUTPUTS_IN_PLAN) {
-            return Err(Stopped::LostOutputs(plan.stdout));
-        }
         plan.expect_code(0, "ferry plan right after the failover");
         self.world()
             .assert_served_by_tools_from(to, &self.files, &self.sums);
@@ -589,22 +515,15 @@ impl Chain {
             "{case}: recovered and checked ({:.0?} since the suite started)",
             self.started.elapsed()
         );
-        Ok(())
     }
 
     fn summary(&self, what: &str, cases: usize) {
         eprintln!(
-            "{what}: {cases} boundaries in {:.0?}; {} of {} `while` kills landed while their step ran; FIXME, stopped by lost outputs: {:?}",
+            "{what}: {cases} boundaries in {:.0?}; {} of {} `while` kills landed while their step ran",
             self.started.elapsed(),
             self.while_running.0,
             self.while_running.1,
-            self.known_lost_outputs
         );
-        if let Some(case) = &self.blocked {
-            eprintln!(
-                "{what}: FIXME: the cases after `{case}` were not run: its resume was refused"
-            );
-        }
     }
 }
 
@@ -752,9 +671,6 @@ async fn kill_at_every_boundary(what: &str, wanted: impl Fn(Action) -> bool) -> 
     );
     for boundary in &boundaries {
         chain.kill_and_recover(&reference, boundary, None).await;
-        if chain.blocked.is_some() {
-            break;
-        }
     }
     chain.summary(what, boundaries.len());
     boundaries.len()
@@ -819,11 +735,5 @@ async fn killed_again_while_resuming() {
     chain
         .kill_and_recover(&reference, &first, Some(&second))
         .await;
-    assert!(
-        chain.known_lost_outputs.is_empty() && chain.blocked.is_none(),
-        "{:?} {:?}",
-        chain.known_lost_outputs,
-        chain.blocked
-    );
     chain.summary("the resume killed", 1);
 }

@@ -135,6 +135,9 @@ fn locked_apply(
         _ => observe::live_providers(spec)?,
     };
     let snapshot = observe::read_with(spec, rules, &store.state, &providers)?;
+    // The world wins over the state: outputs a killed apply never recorded (a create Azure
+    // had accepted) are taken from the readings, and saved with the apply's first step.
+    ferry_observe::learn_outputs(&mut store.state, &snapshot, rules);
 
     let plan: Plan = match saved {
         Some(saved) => {

@@ -85,6 +85,10 @@ pub async fn observe(
     }
     let mut snapshot = Snapshot::new(state.active_generation);
     snapshot.failover_in_progress = state.failover.clone();
+    // What the state remembers, taught what each round reads (the world wins): an output the
+    // state lost (a create killed after Azure accepted it) is known from its reading before
+    // anything that needs it (a pool's host address, a check's target) is read again.
+    let mut known = state.clone();
     // A generation-less instance (a pool, whose host is a generation's VM) is read where the
     // active generation places it.
     let active = state.active_generation.max(1);
@@ -97,7 +101,7 @@ pub async fn observe(
     for _ in 0..4 {
         wanted.retain(|instance| !read.contains(instance));
         for (instance, observation) in
-            read_instances(spec, rules, state, providers, config, &wanted, active).await
+            read_instances(spec, rules, &known, providers, config, &wanted, active).await
         {
             snapshot.insert(instance, observation);
         }
@@ -110,7 +114,7 @@ pub async fn observe(
                 .filter(|instance| !read.contains(instance))
                 .collect();
             for (instance, observation) in
-                read_instances(spec, rules, state, providers, config, &probe, active).await
+                read_instances(spec, rules, &known, providers, config, &probe, active).await
             {
                 if observation.is_present() {
                     snapshot.insert(instance, observation);
@@ -118,6 +122,7 @@ pub async fn observe(
             }
             read.extend(probe);
         }
+        learn_outputs(&mut known, &snapshot, rules);
         let Ok(world) = ferry_plan::world::reconstruct(&snapshot, rules) else {
             break;
         };
@@ -152,7 +157,7 @@ pub async fn observe(
         for (instance, observation) in read_instances(
             spec,
             rules,
-            state,
+            &known,
             providers,
             config,
             &absent,
@@ -165,7 +170,73 @@ pub async fn observe(
             }
         }
     }
+    // A reading that was unknown because it needed an output the state had lost, read in the
+    // same round as the instance that has it, is read again now that the output is known.
+    // Only when something was learned: a world that cannot be read is not read twice.
+    if known.instances != state.instances {
+        let unknown: Vec<InstanceAddress> = snapshot
+            .resources
+            .iter()
+            .filter(|(_, observation)| matches!(observation, Observation::Unknown { .. }))
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        for (instance, observation) in
+            read_instances(spec, rules, &known, providers, config, &unknown, active).await
+        {
+            snapshot.insert(instance, observation);
+        }
+    }
     Ok(snapshot)
+}
+
+/// Teaches `state` the outputs the world reads, the world winning: for every instance that
+/// reads present, each output its kind declares and its reading carries (a VM's address, a
+/// cluster's kubeconfig). Returns the instances whose remembered outputs changed.
+///
+/// The state is a cache of the world: an apply killed after Azure accepted a create never
+/// recorded that step's outputs, and the resume plans no step for an instance that reads
+/// present. Without this, everything that needs those outputs (the pool's import on the new
+/// VM, the TLS check of the new ingress) would wait for them apply after apply. `ferry apply`
+/// calls it on the state it applies with; [`observe`] reads with what it learns.
+pub fn learn_outputs(
+    state: &mut StateFile,
+    snapshot: &Snapshot,
+    rules: &RuleBook,
+) -> Vec<InstanceAddress> {
+    let mut changed = Vec::new();
+    for (instance, observation) in &snapshot.resources {
+        let Observation::Present { attributes, .. } = observation else {
+            continue;
+        };
+        let Some(kind_rules) = rules.get(instance.kind()) else {
+            continue;
+        };
+        let read: Vec<(&str, &Value)> = kind_rules
+            .outputs()
+            .iter()
+            .filter_map(|output| {
+                attributes
+                    .get(output.name)
+                    .filter(|value| !value.is_null())
+                    .map(|value| (output.name, value))
+            })
+            .collect();
+        if read.is_empty() {
+            continue;
+        }
+        let record = state.instances.entry(instance.clone()).or_default();
+        let mut learned = false;
+        for (name, value) in read {
+            if record.outputs.get(name) != Some(value) {
+                record.outputs.insert(name.to_owned(), value.clone());
+                learned = true;
+            }
+        }
+        if learned {
+            changed.push(instance.clone());
+        }
+    }
+    changed
 }
 
 /// The instances of the spec's generation-scoped resources at `generation`.
@@ -232,4 +303,80 @@ async fn read_instances(
         .buffer_unordered(config.concurrency.max(1))
         .collect()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use ferry_core::{Health, Snapshot};
+    use serde_json::json;
+
+    use super::*;
+
+    fn instance(text: &str) -> InstanceAddress {
+        text.parse().unwrap()
+    }
+
+    fn attributes(value: serde_json::Value) -> Attributes {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn outputs_a_killed_apply_never_recorded_are_learned_from_the_world() {
+        let rules = ferry_providers::rule_book();
+        // The state lost the new VM (its create was killed after Azure accepted it) and
+        // remembers an old address for the public IP.
+        let mut state = StateFile::default();
+        state.record_outputs(
+            &instance("public_ip.ingress@g2"),
+            attributes(json!({"address": "127.0.1.9", "sku": "Standard"})),
+        );
+        let mut snapshot = Snapshot::new(1);
+        snapshot.insert(
+            instance("vm.nfs@g2"),
+            Observation::Present {
+                attributes: attributes(json!({
+                    "id": "/subscriptions/s/resourceGroups/data100-g2/providers/Microsoft.Compute/virtualMachines/data100-nfs-g2",
+                    "public_address": "127.0.1.2",
+                    "device_folder": "/srv/luns/g2",
+                    "size": "Standard_D4s_v5",
+                })),
+                // A VM still starting is present: its address is known all the same.
+                health: Health::Unhealthy {
+                    reason: "the VM is starting".into(),
+                },
+            },
+        );
+        snapshot.insert(
+            instance("public_ip.ingress@g2"),
+            Observation::present(attributes(json!({"address": "127.0.1.3"}))),
+        );
+        snapshot.insert(instance("vm.nfs@g3"), Observation::Absent);
+        snapshot.insert(
+            instance("public_ip.nfs@g2"),
+            Observation::Unknown {
+                reason: "ARM did not answer".into(),
+            },
+        );
+
+        let changed = learn_outputs(&mut state, &snapshot, &rules);
+
+        assert_eq!(
+            changed,
+            vec![instance("public_ip.ingress@g2"), instance("vm.nfs@g2")]
+        );
+        let vm = state.outputs(&instance("vm.nfs@g2")).unwrap();
+        assert_eq!(vm["public_address"], json!("127.0.1.2"));
+        assert_eq!(vm["device_folder"], json!("/srv/luns/g2"));
+        // Only what the kind declares as an output is learned, not every attribute read.
+        assert!(!vm.contains_key("size"), "{vm:?}");
+        // The world wins over the state; what the reading does not carry is kept.
+        let ip = state.outputs(&instance("public_ip.ingress@g2")).unwrap();
+        assert_eq!(ip["address"], json!("127.0.1.3"));
+        assert_eq!(ip["sku"], json!("Standard"));
+        // Absent and unknown readings teach nothing, and forget nothing.
+        assert!(state.outputs(&instance("vm.nfs@g3")).is_none());
+        assert!(state.outputs(&instance("public_ip.nfs@g2")).is_none());
+        // Learning again what is already known changes nothing.
+        assert!(learn_outputs(&mut state, &snapshot, &rules).is_empty());
+    }
 }
