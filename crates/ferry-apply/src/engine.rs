@@ -282,9 +282,23 @@ pub async fn apply(
         cancel,
         storage_error: shared.storage_error(),
     };
-    // Every step done: the target generation serves, and a failover is over. Saved before the
-    // end is journaled; a crash in between leaves the failover recorded, and the next apply
-    // finishes it with nothing left to do but this.
+    // The end is journaled before the state records the target generation. A crash in
+    // between leaves the failover recorded in the state and no apply open in the journal: the
+    // next apply plans that failover from the world, finds nothing left, and records it. The
+    // other order would leave the journal's apply open behind a finished state, and its
+    // finished steps (`disk.home0:move`, `zfs_pool.home:import`: ids without a generation)
+    // would count as done for the next failover's plan, a year later.
+    let finished = shared.write(JournalRecord::ApplyFinished {
+        apply_id: apply_id.clone(),
+        at: format_time(SystemTime::now()),
+        complete: report.succeeded(),
+    });
+    if let Err(error) = finished
+        && report.storage_error.is_none()
+    {
+        report.storage_error = Some(error.to_string());
+    }
+    // Every step done: the target generation serves, and a failover is over.
     if report.succeeded() {
         let mut state = shared.lock_state();
         let mut done = state.clone();
@@ -305,16 +319,6 @@ pub async fn apply(
                 report.storage_error = shared.storage_error();
             }
         }
-    }
-    let finished = shared.write(JournalRecord::ApplyFinished {
-        apply_id: apply_id.clone(),
-        at: format_time(SystemTime::now()),
-        complete: report.succeeded(),
-    });
-    if let Err(error) = finished
-        && report.storage_error.is_none()
-    {
-        report.storage_error = Some(error.to_string());
     }
     shared.emit(EventKind::ApplyFinished {
         counts: report.counts(),

@@ -141,11 +141,34 @@ pub async fn observe(
             break;
         }
     }
-    // In a failover under way, a stateful instance may already sit on the new generation (the
-    // pool imported there) while the old one's host is gone (its VM retired): one that reads
-    // absent where the active generation places it is read where the failover takes it, and
-    // that reading is kept when it finds the instance there.
-    if let Some(failover) = &state.failover {
+    // A reading that was not present may have needed an output the state had lost (a pool's
+    // host address, a check's target) and been read in the same round as the instance that
+    // has it: it is read again now that the output is known. Only when something was learned,
+    // so that a world that cannot be read is not read twice.
+    if known.instances != state.instances {
+        let not_present: Vec<InstanceAddress> = snapshot
+            .resources
+            .iter()
+            .filter(|(_, observation)| !observation.is_present())
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        for (instance, observation) in
+            read_instances(spec, rules, &known, providers, config, &not_present, active).await
+        {
+            snapshot.insert(instance, observation);
+        }
+    }
+    // In a failover under way (as the state says, or as the world shows when the state was
+    // lost), a stateful instance may already sit on the new generation (the pool imported
+    // there) while the old one's host is gone (its VM retired): one that reads absent where
+    // the active generation places it is read where the failover takes it, and that reading
+    // is kept when it finds the instance there.
+    let failover = state.failover.clone().or_else(|| {
+        ferry_plan::world::reconstruct(&snapshot, rules)
+            .ok()?
+            .failover_in_progress
+    });
+    if let Some(failover) = failover {
         let absent: Vec<InstanceAddress> = snapshot
             .resources
             .iter()
@@ -168,22 +191,6 @@ pub async fn observe(
             if observation.is_present() {
                 snapshot.insert(instance, observation);
             }
-        }
-    }
-    // A reading that was unknown because it needed an output the state had lost, read in the
-    // same round as the instance that has it, is read again now that the output is known.
-    // Only when something was learned: a world that cannot be read is not read twice.
-    if known.instances != state.instances {
-        let unknown: Vec<InstanceAddress> = snapshot
-            .resources
-            .iter()
-            .filter(|(_, observation)| matches!(observation, Observation::Unknown { .. }))
-            .map(|(instance, _)| instance.clone())
-            .collect();
-        for (instance, observation) in
-            read_instances(spec, rules, &known, providers, config, &unknown, active).await
-        {
-            snapshot.insert(instance, observation);
         }
     }
     Ok(snapshot)

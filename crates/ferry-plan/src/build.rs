@@ -622,6 +622,14 @@ impl<'a> Builder<'a> {
                             && relocated_reference(rules, name, desired.get(name), attributes)
                 };
                 let mut changes = diff(&desired, attributes, rules, &relocated);
+                if !moved.is_empty() {
+                    // An instance the failover's own steps move still reads where it is now,
+                    // which may not show every attribute (a pool exported by a killed apply
+                    // reads as importable: its datasets are read once it is imported). What
+                    // the reading does not show is compared by the plan after the move, never
+                    // set on the instance's old placement by an update here.
+                    changes.retain(|change| change.before.is_some());
+                }
                 // The fields the failover's own steps move (a disk's group and VM) are not an
                 // update's to set: an update in a failover (a disk grown) runs after them.
                 let placed: BTreeSet<String> = desired

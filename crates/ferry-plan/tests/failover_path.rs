@@ -228,3 +228,50 @@ fn every_plan_says_whether_the_failover_is_ready_and_names_each_blocker() {
         with_readiness(&spec, &unreadable),
     ));
 }
+
+/// A failover killed right after the old host exported the pool: the resume reads the pool as
+/// importable, which shows no datasets (they are read once it is imported). Found by the
+/// real-server kill suite (issue 18, item 12): the plan added an update of the pool that set
+/// its datasets on a host it no longer named, and failed there, apply after apply. The import
+/// moves it; what the reading could not show is compared by the plan after the failover.
+#[test]
+fn a_pool_exported_by_a_killed_failover_is_imported_with_no_update_of_what_it_cannot_read() {
+    let spec = support::data100();
+    let mut snapshot = data100_snapshot("observed-apiserver-down.json");
+    snapshot.failover_in_progress = Some(ferry_core::Failover {
+        from_generation: 1,
+        to_generation: 2,
+        trigger: "aks_cluster.hub@g1 is unhealthy".into(),
+    });
+    let exported: ferry_core::Attributes = serde_json::from_value(serde_json::json!({
+        "imported": false,
+        "importable": true,
+        "needs_force": false,
+        "health": "ONLINE",
+        "layout": "stripe",
+        "vdevs": [
+            {"path": "/dev/disk/azure/scsi1/lun0", "state": "ONLINE"},
+            {"path": "/dev/disk/azure/scsi1/lun1", "state": "ONLINE"},
+            {"path": "/dev/disk/azure/scsi1/lun2", "state": "ONLINE"},
+            {"path": "/dev/disk/azure/scsi1/lun3", "state": "ONLINE"},
+        ],
+    }))
+    .unwrap();
+    snapshot.insert(
+        "zfs_pool.home".parse().unwrap(),
+        ferry_core::Observation::present(exported),
+    );
+    let plan = plan(&spec, &snapshot, FailoverRequest::Policy).unwrap();
+    let pool_steps: Vec<&str> = plan
+        .steps
+        .iter()
+        .map(|step| step.id.0.as_str())
+        .filter(|id| id.starts_with("zfs_pool.home:"))
+        .collect();
+    assert_eq!(
+        pool_steps,
+        ["zfs_pool.home:import"],
+        "{}",
+        text(&Ok(plan.clone()))
+    );
+}
