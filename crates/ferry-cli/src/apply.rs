@@ -126,7 +126,7 @@ fn locked_apply(
         .source
         .world
         .as_ref()
-        .map(|path| load_world(path))
+        .map(|path| load_world(path, args.source.new_world))
         .transpose()?;
     let providers: Providers = match (&world, &args.source.world) {
         (Some(world), Some(path)) => {

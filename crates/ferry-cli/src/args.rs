@@ -68,6 +68,10 @@ pub struct SourceArgs {
     /// for trying ferry, demos and tests.
     #[arg(long, value_name = "FILE")]
     pub world: Option<PathBuf>,
+    /// With --world: start from an empty world when FILE does not exist (without it, a missing
+    /// file is an error, so that a mistyped path never plans everything from nothing).
+    #[arg(long, requires = "world")]
+    pub new_world: bool,
     /// With --world: each simulated step takes this share of its estimate (0.01 runs a
     /// 40-minute plan in 24 seconds).
     #[arg(long, value_name = "SHARE", default_value_t = 0.0, requires = "world")]

@@ -105,9 +105,16 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot> {
 }
 
 /// A simulated world kept in a JSON file (created empty when missing).
-pub fn load_world(path: &Path) -> Result<World> {
+/// The simulated world in `path`; a missing file is an empty world only when `new` says so.
+pub fn load_world(path: &Path, new: bool) -> Result<World> {
     if !path.exists() {
-        return Ok(World::new());
+        if new {
+            return Ok(World::new());
+        }
+        bail!(
+            "the world file {} does not exist: check the path, or add --new-world to start from an empty simulated world (it is saved there by ferry apply)",
+            path.display()
+        );
     }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the world {}", path.display()))?;
@@ -211,7 +218,10 @@ pub fn observe(spec: &Spec, rules: &RuleBook, source: &SourceArgs) -> Result<Sna
     }
     let state = read_state(spec)?;
     let providers = match &source.world {
-        Some(path) => world_providers(&load_world(path)?, source.world_time_scale),
+        Some(path) => world_providers(
+            &load_world(path, source.new_world)?,
+            source.world_time_scale,
+        ),
         None => live_providers(spec)?,
     };
     read_with(spec, rules, &state, &providers)

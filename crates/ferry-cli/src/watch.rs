@@ -165,7 +165,7 @@ fn read_once(
 ) -> Result<ferry_core::Snapshot> {
     let state = observe::read_state(spec)?;
     let providers = match &args.source.world {
-        Some(path) => world_providers(&load_world(path)?, 0.0),
+        Some(path) => world_providers(&load_world(path, args.source.new_world)?, 0.0),
         None => observe::live_providers(spec)?,
     };
     observe::read_with(spec, rules, &state, &providers)

@@ -104,6 +104,7 @@ impl Scratch {
             "data100",
             "--world",
             "world.json",
+            "--new-world",
             "--auto-approve",
         ])
     }

@@ -75,6 +75,7 @@ impl Scratch {
             "data100",
             "--world",
             "world.json",
+            "--new-world",
             "--auto-approve",
         ]);
         assert_eq!(run.code, 0, "{}", run.stderr);
@@ -218,7 +219,9 @@ fn bad_input_on_the_command_line_is_explained() {
             "--observed",
             "data100/observed-healthy.json",
         ],
-        vec!["apply", "data100", "--world", "world.json"],
+        vec!["apply", "data100", "--world", "world.json", "--new-world"],
+        vec!["plan", "data100", "--world", "mistyped.json"],
+        vec!["plan", "data100", "--observed", "x.json", "--new-world"],
         vec!["plan", "data100", "--failover", "--no-failover"],
     ];
     let mut shown = String::new();

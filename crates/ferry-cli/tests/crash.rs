@@ -35,6 +35,7 @@ impl Scratch {
             "data100",
             "--world",
             "world.json",
+            "--new-world",
             "--auto-approve",
         ]);
         assert_eq!(build.code, 0, "{}", build.stderr);

@@ -58,11 +58,12 @@ fn lose_state(folder: &Path) {
     std::fs::rename(&state, folder.join("state.json.moved-away")).unwrap();
 }
 
-const APPLY: [&str; 5] = [
+const APPLY: [&str; 6] = [
     "apply",
     "data100",
     "--world",
     "world.json",
+    "--new-world",
     "--auto-approve",
 ];
 
