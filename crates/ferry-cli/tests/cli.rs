@@ -221,7 +221,7 @@ fn bad_input_on_the_command_line_is_explained() {
         ],
         vec!["apply", "data100", "--world", "world.json", "--new-world"],
         vec!["plan", "data100", "--world", "mistyped.json"],
-        vec!["plan", "data100", "--observed", "x.json", "--new-world"],
+        vec!["plan", "data100", "--new-world"],
         vec!["plan", "data100", "--failover", "--no-failover"],
     ];
     let mut shown = String::new();
@@ -413,6 +413,7 @@ fn the_lock_keeps_a_second_apply_out_until_force_unlock() {
         "data100",
         "--world",
         "world.json",
+        "--new-world",
         "--auto-approve",
     ]);
     assert_eq!(apply.code, 0, "{}", apply.stderr);
@@ -421,7 +422,7 @@ fn the_lock_keeps_a_second_apply_out_until_force_unlock() {
 #[test]
 fn apply_asks_before_changing_anything() {
     let scratch = Scratch::new();
-    let run = scratch.ferry(&["apply", "data100", "--world", "world.json"]);
+    let run = scratch.ferry(&["apply", "data100", "--world", "world.json", "--new-world"]);
     assert_eq!(run.code, 1);
     assert!(
         run.stdout
@@ -481,6 +482,7 @@ fn ctrl_c_stops_cleanly_and_the_next_apply_resumes() {
         "data100",
         "--world",
         "world.json",
+        "--new-world",
         "--auto-approve",
         "--world-time-scale",
         "0.004",
@@ -545,6 +547,7 @@ fn a_second_ctrl_c_aborts_running_steps_and_the_next_apply_resumes() {
         "data100",
         "--world",
         "world.json",
+        "--new-world",
         "--auto-approve",
         "--world-time-scale",
         "0.05",
@@ -905,6 +908,7 @@ fn a_running_applys_lock_is_broken_only_with_force_alive_and_that_apply_then_fai
         "data100",
         "--world",
         "world.json",
+        "--new-world",
         "--auto-approve",
         "--world-time-scale",
         "0.05",
