@@ -1,5 +1,5 @@
 //! A clone of the repository is self-contained: no test, source, script or manifest names a
-//! path that climbs out of the repository (a `../shared` folder beside it, a sibling checkout),
+//! path that climbs out of the repository (a folder beside it, a sibling checkout),
 //! since a user's clone has nothing beside it.
 
 use std::path::{Component, Path, PathBuf};
@@ -141,10 +141,10 @@ fn a_path_that_climbs_out_is_found() {
     let file = root.join("crates/ferry-arm/tests/conformance.rs");
     // Taken from crates/ferry-arm (CARGO_MANIFEST_DIR), three levels up is outside, and from
     // the file's folder it names nothing; `../../../xtask/setup` exists from the file's folder.
-    let text = r#"join("../../../shared/arm-examples") and "../../../xtask/setup" and "../x""#;
+    let text = r#"join("../../../elsewhere/arm-examples") and "../../../xtask/setup" and "../x""#;
     assert_eq!(
         escaping_paths(&root, &file, text),
-        vec!["../../../shared/arm-examples".to_owned()]
+        vec!["../../../elsewhere/arm-examples".to_owned()]
     );
     assert!(escaping_paths(&root, &file, "a/../b and x../y").is_empty());
     let harness = root.join("crates/ferry-disk/tests/support/mod.rs");
