@@ -12,7 +12,7 @@ use ferry_observe::ObserveConfig;
 use ferry_plan::PlanConfig;
 use ferry_spec::LoadOptions;
 use ferry_state::StateFile;
-use ferry_testkit::{World, memory_providers};
+use ferry_world::{World, memory_providers};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     let rules = ferry_providers::rule_book();
     let spec = ferry_spec::load(&root, &LoadOptions::default(), &rules)
         .map_err(|errors| anyhow::anyhow!("{}", errors.render(false)))?;
-    let world = World::new();
+    let world = World::simulating(&rules);
     let providers = memory_providers(&world, |provider| provider);
     let mut store = Store::in_memory(StateFile::default());
 

@@ -17,7 +17,7 @@ use ferry_core::Snapshot;
 use ferry_plan::SavedPlan;
 use ferry_spec::{LoadOptions, load_sources};
 use ferry_state::StateFile;
-use ferry_testkit::World;
+use ferry_world::World;
 use proptest::prelude::*;
 
 fn repository() -> PathBuf {
@@ -214,7 +214,7 @@ fn read_ferry_files(bytes: &[u8]) {
     let _ = serde_json::from_slice::<Snapshot>(bytes);
     let _ = SavedPlan::from_json(&text);
     let _ = StateFile::from_json(&text, Path::new("state.json"));
-    let _ = World::from_json(&text);
+    let _ = World::from_json(&text, &ferry_providers::rule_book());
     let _ = serde_json::from_slice::<ferry_core::Plan>(bytes);
     let _ = ferry_state::journal::parse_records(&text, Path::new("journal.jsonl"));
 }

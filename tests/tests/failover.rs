@@ -9,7 +9,7 @@ use ferry_observe::ObserveConfig;
 use ferry_plan::{FailoverRequest, PlanConfig};
 use ferry_spec::{LoadOptions, Spec};
 use ferry_state::StateFile;
-use ferry_testkit::{Behaviour, World, memory_providers};
+use ferry_world::{Behaviour, World, memory_providers};
 use proptest::prelude::*;
 
 struct Deployment {
@@ -24,7 +24,7 @@ impl Deployment {
         Self {
             spec,
             rules: ferry_providers::rule_book(),
-            world: World::new(),
+            world: World::simulating(&ferry_providers::rule_book()),
             store: Store::in_memory(StateFile::default()),
         }
     }

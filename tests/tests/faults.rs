@@ -58,7 +58,7 @@ impl Deployment {
             providers,
         } = support::azure_world(folder.path(), "operations").await;
         let store = if state_folder {
-            Store::open(&StateDir::new(folder.path().join("state"))).unwrap()
+            Store::lock_and_open(&StateDir::new(folder.path().join("state")), "test").unwrap()
         } else {
             Store::in_memory(StateFile::default())
         };
@@ -412,7 +412,8 @@ async fn an_operation_that_never_ends_times_out_naming_the_step_and_is_never_sen
 
     // The next apply resumes the recorded operation instead of deallocating again: while the
     // operation still hangs it times out again, and only one deallocation was ever sent.
-    let resumed = Store::open(&deployment.state_dir()).unwrap();
+    deployment.store.release_lock().unwrap();
+    let resumed = Store::lock_and_open(&deployment.state_dir(), "test").unwrap();
     assert!(
         resumed.resume.operation_to_resume(&fence).is_some(),
         "the journal keeps the fence's operation"
@@ -545,7 +546,8 @@ async fn a_state_folder_that_disappears_mid_apply_stops_it_and_the_next_apply_re
 
     // The volume comes back; the next apply reads the journal and the world and finishes.
     std::fs::rename(&away, &state_dir.root).unwrap();
-    deployment.store = Store::open(&state_dir).unwrap();
+    deployment.store.release_lock().unwrap();
+    deployment.store = Store::lock_and_open(&state_dir, "test").unwrap();
     let again = deployment.plan(&deployment.observe().await);
     assert_eq!(again.failover.as_ref().map(|f| f.to_generation), Some(2));
     let report = deployment.apply(&again, &quick_retries(), &|_| {}).await;

@@ -21,6 +21,30 @@ use ferry_core::{
 pub struct AksClusterRules;
 
 impl KindRules for AksClusterRules {
+    fn simulate(
+        &self,
+        step: &ferry_core::SimulatedStep<'_>,
+        attributes: &mut ferry_core::Attributes,
+    ) {
+        use ferry_core::Value;
+        let text = |name: &str| {
+            attributes
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let prefix = text("dns_prefix").unwrap_or_else(|| step.instance.address.name.clone());
+        let location = text("location").unwrap_or_else(|| "westeurope".to_owned());
+        let fqdn = format!("{prefix}-{:x}.hcp.{location}.azmk8s.io", step.number);
+        attributes.insert("fqdn".to_owned(), Value::from(fqdn));
+        attributes.insert(
+            "node_resource_group".to_owned(),
+            Value::from(format!("MC_{prefix}")),
+        );
+        let kubeconfig = format!("/memory/kubeconfig/{}", step.instance);
+        attributes.insert("kubeconfig".to_owned(), Value::from(kubeconfig));
+    }
+
     fn kind(&self) -> Kind {
         Kind::AksCluster
     }

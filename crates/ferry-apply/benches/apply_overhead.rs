@@ -6,7 +6,7 @@
 use ferry_apply::{ApplyConfig, ApplyControl, Store, apply};
 use ferry_core::{Plan, Providers};
 use ferry_testkit::random::{RandomPlan, random_plan, wide_plan};
-use ferry_testkit::{World, memory_providers};
+use ferry_world::{World, memory_providers};
 
 fn main() {
     divan::main();
@@ -73,7 +73,9 @@ fn wide_1k_journaled(bencher: divan::Bencher) {
     bencher
         .with_inputs(|| {
             let directory = tempfile::tempdir().unwrap();
-            let store = Store::open(&ferry_state::StateDir::new(directory.path())).unwrap();
+            let store =
+                Store::lock_and_open(&ferry_state::StateDir::new(directory.path()), "bench")
+                    .unwrap();
             (directory, store, providers())
         })
         .bench_local_refs(|(_directory, store, providers)| {

@@ -12,7 +12,7 @@ use ferry_apply::{ApplyConfig, ApplyControl, Store, apply};
 use ferry_core::{Plan, Providers};
 use ferry_testkit::baseline::{run_in_waves, run_sequentially};
 use ferry_testkit::random::{RandomPlan, random_plan};
-use ferry_testkit::{Behaviour, World, memory_providers};
+use ferry_world::{Behaviour, World, memory_providers};
 
 fn paused<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()

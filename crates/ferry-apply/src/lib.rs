@@ -8,13 +8,13 @@
 //! before each step starts and after it ends, and the state is saved after each successful
 //! step, so that an interrupted apply resumes where it stopped.
 //!
-//! The entry point is [`apply`]; [`progress`] renders its [`Event`]s for a terminal.
+//! The entry point is [`apply`]; what its [`Event`]s look like on a terminal is the CLI's
+//! business, and `ferry_ops` wraps it in the lock and the plan's guards.
 
 mod cancel;
 mod config;
 mod engine;
 mod event;
-pub mod progress;
 mod report;
 mod store;
 

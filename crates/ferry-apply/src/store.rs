@@ -11,19 +11,24 @@ use ferry_state::{
     Journal, JournalSummary, LocalBackend, StateBackend, StateDir, StateError, StateFile,
 };
 
-/// The state and journal an apply reads and writes.
+/// The state and journal an apply reads and writes, and the lock it holds.
+///
+/// A store over a state backend is opened only with the lock taken ([`Store::open_backend`]):
+/// the state and journal that other processes share are never written without it. An
+/// in-memory store (tests, benchmarks, a library user with no state to share) needs none.
+/// `ferry_ops::Deployment::apply` takes the lock, opens the store and applies in one call.
 #[derive(Debug, Default)]
 pub struct Store {
     /// Updated with each successful step's outputs.
     pub state: StateFile,
     /// Where the state is saved after each successful step and the lock is renewed: the local
     /// folder or a shared store. `None` uses `state_path` and `HeldLock::path` instead.
-    pub backend: Option<Arc<dyn StateBackend>>,
+    pub(crate) backend: Option<Arc<dyn StateBackend>>,
     /// Without a backend: the file to save `state` to after each successful step; `None`
     /// keeps it in memory only.
-    pub state_path: Option<PathBuf>,
+    pub(crate) state_path: Option<PathBuf>,
     /// Where to journal each step; `None` journals nothing (tests, benchmarks).
-    pub journal: Option<Journal>,
+    pub(crate) journal: Option<Journal>,
     /// The journal of the applies since the last complete one: its finished steps are not run
     /// again, and its started-but-unfinished steps resume their recorded operations. Set it to
     /// `JournalSummary::default()` to run every step afresh.
@@ -33,7 +38,7 @@ pub struct Store {
     /// ended, renews its lease every third of the lease while it runs, and starts no step once
     /// it was lost (someone ran `ferry force-unlock` or deleted the lock): a lost lock fails
     /// the apply.
-    pub lock: Option<HeldLock>,
+    pub(crate) lock: Option<HeldLock>,
 }
 
 /// A lock taken before the apply, for the engine to keep renewed.
@@ -44,6 +49,22 @@ pub struct HeldLock {
     pub path: PathBuf,
     pub id: String,
     pub lease: Duration,
+}
+
+impl HeldLock {
+    /// Takes `backend`'s lock for this process now, without waiting: the lock a store over
+    /// that backend is opened with. (`ferry_ops` waits for a held lock; this does not.)
+    pub fn take(backend: &dyn StateBackend, operation: &str) -> Result<Self, LockError> {
+        let lease = backend.lease();
+        let info = backend.acquire_lock(&ferry_state::LockRequest::for_this_process(
+            operation, lease,
+        ))?;
+        Ok(Self {
+            path: backend.lock_place(),
+            id: info.id,
+            lease,
+        })
+    }
 }
 
 /// Why the store could not be opened.
@@ -61,6 +82,8 @@ pub enum StoreError {
     State(#[from] StateError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 impl Store {
@@ -72,27 +95,68 @@ impl Store {
         }
     }
 
-    /// Loads the state and the journal's summary from the local `directory` and opens the
-    /// journal for appending. Take the lock first.
-    pub fn open(directory: &StateDir) -> Result<Self, StoreError> {
+    /// An in-memory store that also saves the state to `path` after each successful step,
+    /// with no journal and no lock: for tests of what a failed save does.
+    pub fn saving_to(mut self, path: PathBuf) -> Self {
+        self.state_path = Some(path);
+        self
+    }
+
+    /// An in-memory store that also journals to `journal`, with no lock: for tests of what the
+    /// journal records.
+    pub fn journaling_to(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// This store holds `lock`: the engine checks it before each step and renews it. Without
+    /// a backend, the lock is the local lock file at `lock.path`.
+    pub fn holding(mut self, lock: HeldLock) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// The lock this store holds, if any.
+    pub fn lock(&self) -> Option<&HeldLock> {
+        self.lock.as_ref()
+    }
+
+    /// Takes the lock of the local `directory` for this process (without waiting) and opens
+    /// the store under it; [`Store::release_lock`] gives it back.
+    pub fn lock_and_open(directory: &StateDir, operation: &str) -> Result<Self, StoreError> {
         directory.create().map_err(|source| StoreError::Directory {
             path: directory.root.clone(),
             source,
         })?;
-        Self::open_backend(Arc::new(LocalBackend::new(directory.clone())))
+        let backend = Arc::new(LocalBackend::new(directory.clone()));
+        let lock = HeldLock::take(&*backend, operation)?;
+        Self::open_backend(backend, lock)
+    }
+
+    /// Gives back the lock this store holds, if any: an apply's caller does, once the apply
+    /// ended, whatever happened.
+    pub fn release_lock(&mut self) -> Result<(), LockError> {
+        match (self.lock.take(), &self.backend) {
+            (Some(lock), Some(backend)) => backend.release_lock(&lock.id),
+            (Some(lock), None) => ferry_state::lock::release(&lock.path, &lock.id),
+            (None, _) => Ok(()),
+        }
     }
 
     /// Loads the state and the journal's summary from `backend` and opens its journal for
-    /// appending. Take the lock (`StateBackend::acquire_lock`) first, so that nobody writes
-    /// between this read and the apply's writes.
-    pub fn open_backend(backend: Arc<dyn StateBackend>) -> Result<Self, StoreError> {
+    /// appending, under `lock`: taken first (`StateBackend::acquire_lock`), so that nobody
+    /// writes between this read and the apply's writes.
+    pub fn open_backend(
+        backend: Arc<dyn StateBackend>,
+        lock: HeldLock,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             state: backend.load_state()?,
             resume: JournalSummary::from_records(&backend.read_journal()?),
             journal: Some(backend.open_journal()?),
             backend: Some(backend),
             state_path: None,
-            lock: None,
+            lock: Some(lock),
         })
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ferry_apply::{ApplyConfig, ApplyControl, Store, apply};
 use ferry_testkit::random::{RandomPlan, random_plan};
-use ferry_testkit::{Behaviour, World, memory_providers};
+use ferry_world::{Behaviour, World, memory_providers};
 use proptest::prelude::*;
 
 fn check(shape: RandomPlan, parallelism: usize, limit: usize) {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use ferry_apply::{ApplyConfig, ApplyControl, ApplyError, Event, EventKind, Store, apply};
 use ferry_core::{Kind, Plan};
 use ferry_state::{Journal, StateFile};
-use ferry_testkit::{Behaviour, MemoryProvider, World};
+use ferry_world::{Behaviour, MemoryProvider, World};
 
 const TOKEN: &str = "tok-1-very-secret";
 
@@ -79,8 +79,8 @@ async fn a_secret_reaches_the_provider_but_no_event_error_state_or_journal() {
     let providers = careless_hooks(&world);
     let folder = tempfile::tempdir().unwrap();
     let journal_path = folder.path().join("journal.jsonl");
-    let mut store = Store::in_memory(StateFile::default());
-    store.journal = Some(Journal::open(&journal_path).unwrap());
+    let mut store =
+        Store::in_memory(StateFile::default()).journaling_to(Journal::open(&journal_path).unwrap());
     let config = ApplyConfig {
         secrets,
         ..ApplyConfig::default()

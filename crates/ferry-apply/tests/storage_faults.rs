@@ -8,7 +8,7 @@ use ferry_apply::{ApplyConfig, ApplyControl, StepStatus, Store, apply};
 use ferry_core::{Action, Plan, Step, StepId, Value};
 use ferry_state::{StateDir, StepPhase};
 use ferry_testkit::random::plan_of;
-use ferry_testkit::{Behaviour, World, memory_providers};
+use ferry_world::{Behaviour, World, memory_providers};
 
 fn step(id: &str, estimate_seconds: u64, after: &[&str]) -> Step {
     let (instance, action) = id.split_once(':').unwrap();
@@ -62,7 +62,7 @@ async fn a_step_whose_outputs_were_not_saved_is_not_journaled_as_done() {
     let providers = memory_providers(&world, |provider| {
         provider.behaviour(Behaviour::from_estimates())
     });
-    let mut store = Store::open(&directory).unwrap();
+    let mut store = Store::lock_and_open(&directory, "test").unwrap();
     // The state folder goes away while vm.a is created; the open journal file still takes
     // records, as it does on a volume that was unmounted under the process.
     let report = {
@@ -102,7 +102,8 @@ async fn a_step_whose_outputs_were_not_saved_is_not_journaled_as_done() {
         "1 done but not saved, 1 not started"
     );
     std::fs::rename(&away, &directory.root).unwrap();
-    let resumed = Store::open(&directory).unwrap();
+    store.release_lock().unwrap();
+    let resumed = Store::lock_and_open(&directory, "test").unwrap();
     // Its outputs are not in the saved state, so it must not count as done: it runs again.
     assert!(resumed.state.outputs(&"vm.a".parse().unwrap()).is_none());
     assert_eq!(resumed.resume.phase(&id("vm.a:create")), StepPhase::Started);
@@ -137,7 +138,7 @@ async fn a_step_abandoned_at_its_time_limit_keeps_its_operation_for_the_next_app
         estimate_multiplier: 0,
         ..ApplyConfig::default()
     };
-    let mut store = Store::open(&directory).unwrap();
+    let mut store = Store::lock_and_open(&directory, "test").unwrap();
     let report = run(&plan, &providers, &config, &mut store).await;
     let StepStatus::Failed { error } = &report.step(&id("vm.old:fence")).unwrap().status else {
         panic!("{report:?}");
@@ -147,7 +148,8 @@ async fn a_step_abandoned_at_its_time_limit_keeps_its_operation_for_the_next_app
         report.step(&id("disk.d:detach")).unwrap().status,
         StepStatus::Skipped { .. }
     ));
-    let resumed = Store::open(&directory).unwrap();
+    store.release_lock().unwrap();
+    let resumed = Store::lock_and_open(&directory, "test").unwrap();
     assert_eq!(
         resumed.resume.phase(&id("vm.old:fence")),
         StepPhase::Started

@@ -4,19 +4,17 @@ use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Result, bail};
-use ferry_apply::{ApplyConfig, ApplyControl, CancelLevel, HeldLock, StepStatus, Store, progress};
-use ferry_core::{Plan, Providers};
+use ferry_apply::{ApplyConfig, ApplyControl, ApplyReport, CancelLevel, StepStatus};
+use ferry_core::Plan;
+use ferry_ops::{Applied, ApplyRequest, Approval, PlanSource};
 use ferry_plan::{Verdict, render};
-use ferry_state::lock::LockRequest;
-use ferry_state::{IfHolderRuns, StateBackend, acquire_waiting};
+use ferry_state::IfHolderRuns;
 
 use crate::args::{ApplyArgs, SpecArgs, UnlockArgs};
-use crate::observe::{self, load_world, persisting_world_providers, save_world};
 use crate::output::Output;
-use crate::{load_spec, make_plan, read_saved_plan, write_file};
+use crate::{plan_options, progress, read_saved_plan, write_file};
 
 /// A saved plan is JSON; a spec is a folder or a `.toml` file.
 fn is_saved_plan(path: &Path) -> bool {
@@ -40,7 +38,6 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
     if args.source.observed.is_some() {
         bail!("ferry apply reads the world itself: --observed is for ferry plan");
     }
-    let rules = ferry_providers::rule_book();
     let saved = if is_saved_plan(&args.target) {
         Some(read_saved_plan(&args.target)?)
     } else {
@@ -60,150 +57,99 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
             vars: args.vars.clone(),
         },
     };
-    let spec = load_spec(&spec_args, &rules, output)?;
-    if let Some(saved) = &saved
-        && saved.deployment != spec.deployment.name
-    {
-        bail!(
-            "{} is a plan for deployment {}, but {} is deployment {}",
-            args.target.display(),
-            saved.deployment,
-            spec_args.spec.display(),
-            spec.deployment.name
-        );
-    }
-    let backend = observe::state_backend(&spec)?;
-    // Polling once a second is plenty for a lock held for minutes, and cheap for a blob.
-    let held = acquire_waiting(
-        &*backend,
-        &LockRequest::for_this_process("apply", backend.lease()),
-        args.lock_timeout,
-        Duration::from_secs(1),
-    )
-    .map_err(|error| error.for_spec(&spec_args.spec))?;
-    let result = locked_apply(
-        args,
-        output,
-        &spec_args,
-        &spec,
-        &rules,
-        saved.as_ref(),
-        (&backend, &held),
-    );
-    // A lock lost before the end means another apply may have run beside this one: never a
-    // success, whatever the steps did.
-    match (backend.release_lock(&held.id), result) {
-        (Ok(()), result) => result,
-        (Err(error), Ok(code)) if code == ExitCode::SUCCESS => {
-            bail!("{error}")
-        }
-        (Err(error), result) => {
-            output.error(&format!("{error}"));
-            result
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn locked_apply(
-    args: &ApplyArgs,
-    output: &Output,
-    spec_args: &SpecArgs,
-    spec: &ferry_spec::Spec,
-    rules: &ferry_core::RuleBook,
-    saved: Option<&ferry_plan::SavedPlan>,
-    (backend, held): (&Arc<dyn StateBackend>, &ferry_state::lock::LockInfo),
-) -> Result<ExitCode> {
-    let mut store = Store::open_backend(backend.clone())?;
-    // The engine renews the lease while steps run (a blob's lease is also renewed in the
-    // background from the moment it was taken), and stops starting steps if it is lost.
-    store.lock = Some(HeldLock {
-        path: backend.lock_place(),
-        id: held.id.clone(),
-        lease: backend.lease(),
-    });
-    let world = args
-        .source
-        .world
-        .as_ref()
-        .map(|path| load_world(path, args.source.new_world))
-        .transpose()?;
-    let providers: Providers = match (&world, &args.source.world) {
-        (Some(world), Some(path)) => {
-            persisting_world_providers(world, args.source.world_time_scale, path)
-        }
-        _ => observe::live_providers(spec)?,
-    };
-    let snapshot = observe::read_with(spec, rules, &store.state, &providers)?;
-    // The world wins over the state: outputs a killed apply never recorded (a create Azure
-    // had accepted) are taken from the readings, and saved with the apply's first step.
-    ferry_observe::learn_outputs(&mut store.state, &snapshot, rules);
-
-    let plan: Plan = match saved {
-        Some(saved) => {
-            let stale = saved.stale(&snapshot);
-            if !stale.is_empty() {
-                let lines: Vec<String> = stale.iter().map(|change| format!("  {change}")).collect();
-                bail!(
-                    "the world changed since this plan was made, so it is not applied:\n{}\nmake a new plan with ferry plan",
-                    lines.join("\n")
-                );
-            }
-            saved.plan.clone()
-        }
-        None => {
-            let plan = make_plan(spec, &snapshot, rules, &args.planning)?;
-            output.stdout(&render::text(&plan, &output.text_options()));
-            // Nothing to apply is a success only when every reading is known and healthy: an
-            // unknown reading, a failover left to the operator or an unhealthy resource no
-            // step fixes exits as `ferry plan --detailed-exitcode` does (4, 3, 5).
-            if plan.is_empty() && plan.failover.is_none() {
-                return Ok(ExitCode::from(Verdict::of(&plan).exit_code()));
-            }
-            if !args.auto_approve && !confirm(output, &plan)? {
-                output.stderr("Apply cancelled: nothing was changed.\n");
-                return Ok(ExitCode::from(1));
-            }
-            plan
-        }
-    };
-    // An empty failover plan still runs: the engine records the failover as finished (an
-    // apply killed after its last step, before that, leaves nothing else to do).
-    if plan.is_empty() && plan.failover.is_none() {
-        let verdict = Verdict::of(&plan);
-        output.stderr(&format!("{}\n", verdict.headline()));
-        return Ok(ExitCode::from(verdict.exit_code()));
-    }
-
-    let config = ApplyConfig {
-        parallelism: usize::from(args.parallelism),
-        // The spec was loaded again from this process's environment: a saved plan's sealed
-        // secrets are opened with today's values, and refused when they changed.
-        secrets: spec.secrets.clone(),
-        ..ApplyConfig::default()
+    let deployment = crate::open(&spec_args, &args.source, output)?;
+    let fresh = saved.is_none();
+    let plan = match saved {
+        Some(plan) => PlanSource::Saved {
+            plan: Box::new(plan),
+            path: args.target.clone(),
+        },
+        None => PlanSource::Fresh(plan_options(&args.planning)),
     };
     let control = ApplyControl::new();
     let on_event = progress::for_stderr();
+    let auto_approve = args.auto_approve;
+    let mut approve = |plan: &Plan| {
+        output.stdout(&render::text(plan, &output.text_options()));
+        if auto_approve {
+            return Ok(Approval::Approved);
+        }
+        confirm(output, plan).map_err(|error| error.to_string())
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let report = runtime.block_on(async {
+    let applied = runtime.block_on(async {
         let interrupts = tokio::spawn(watch_interrupts(control.clone(), Arc::new(output_plain())));
-        let report =
-            ferry_apply::apply(&plan, &providers, &config, &mut store, &control, &*on_event).await;
+        let applied = deployment
+            .apply(ApplyRequest {
+                plan,
+                lock_timeout: args.lock_timeout,
+                config: ApplyConfig {
+                    parallelism: usize::from(args.parallelism),
+                    ..ApplyConfig::default()
+                },
+                control: &control,
+                on_event: &*on_event,
+                approve: &mut approve,
+            })
+            .await;
         interrupts.abort();
-        report
+        applied
     })?;
+    let (plan, report, active_generation, release_error) = match applied {
+        Applied::NothingToDo { plan } => {
+            // Nothing to apply is a success only when every reading is known and healthy: an
+            // unknown reading, a failover left to the operator or an unhealthy resource no
+            // step fixes exits as `ferry plan --detailed-exitcode` does (4, 3, 5).
+            let verdict = Verdict::of(&plan);
+            if fresh {
+                output.stdout(&render::text(&plan, &output.text_options()));
+            } else {
+                output.stderr(&format!("{}\n", verdict.headline()));
+            }
+            return Ok(ExitCode::from(verdict.exit_code()));
+        }
+        Applied::Declined { .. } => {
+            output.stderr("Apply cancelled: nothing was changed.\n");
+            return Ok(ExitCode::from(1));
+        }
+        Applied::Ran {
+            plan,
+            report,
+            active_generation,
+            release_error,
+        } => (plan, report, active_generation, release_error),
+    };
+    let code = report_apply(args, output, &spec_args, &plan, &report, active_generation)?;
+    // A lock lost before the end means another apply may have run beside this one: never a
+    // success, whatever the steps did.
+    match release_error {
+        None => Ok(code),
+        Some(error) if code == ExitCode::SUCCESS => bail!("{error}"),
+        Some(error) => {
+            output.error(&error);
+            Ok(code)
+        }
+    }
+}
 
+/// What the operator reads once the engine is done: the timeline, the counts, each failure
+/// with what fixes it, and how to resume.
+fn report_apply(
+    args: &ApplyArgs,
+    output: &Output,
+    spec_args: &SpecArgs,
+    plan: &Plan,
+    report: &ApplyReport,
+    active_generation: ferry_core::Generation,
+) -> Result<ExitCode> {
     if let Some(path) = &args.timeline {
         write_file(
             path,
-            &render::timeline_svg(&plan, &actual_bars(&report), "ferry apply: what happened"),
+            &render::timeline_svg(plan, &actual_bars(report), "ferry apply: what happened"),
         )?;
-    }
-    if let (Some(world), Some(path)) = (&world, &args.source.world) {
-        save_world(path, world)?;
     }
     // A saved plan is applied once: the steps that ran changed the world it was made from, so
     // resuming means planning again from the spec.
@@ -211,10 +157,9 @@ fn locked_apply(
     let counts = report.counts();
     if report.succeeded() {
         output.stderr(&format!(
-            "Apply complete: {} in {}. Generation {} serves.\n",
+            "Apply complete: {} in {}. Generation {active_generation} serves.\n",
             counts.describe(),
             render::duration(report.elapsed.as_secs()),
-            store.state.active_generation
         ));
         return Ok(ExitCode::SUCCESS);
     }
@@ -251,7 +196,7 @@ fn locked_apply(
     // passes on its own); resuming is the last thing to do, not the first.
     let resume = if failed
         .iter()
-        .any(|line| line.contains(ferry_arm::error::FIX_FIRST))
+        .any(|line| ferry_ops::needs_fixing_first(line))
     {
         format!(
             "Once each failure above is dealt with as it says, run `ferry apply {target}`: finished steps are not repeated."
@@ -316,7 +261,7 @@ async fn watch_interrupts(control: ApplyControl, output: Arc<Output>) {
     }
 }
 
-fn confirm(output: &Output, plan: &Plan) -> Result<bool> {
+fn confirm(output: &Output, plan: &Plan) -> Result<Approval> {
     if !std::io::stdin().is_terminal() {
         bail!(
             "ferry apply needs a confirmation and stdin is not a terminal: review the plan, then pass --auto-approve"
@@ -328,17 +273,20 @@ fn confirm(output: &Output, plan: &Plan) -> Result<bool> {
     ));
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(answer.trim() == "yes")
+    Ok(if answer.trim() == "yes" {
+        Approval::Approved
+    } else {
+        Approval::Declined
+    })
 }
 
 pub fn force_unlock(args: &UnlockArgs, output: &Output) -> Result<ExitCode> {
-    let rules = ferry_providers::rule_book();
-    let spec = load_spec(
+    let deployment = crate::open(
         &SpecArgs {
             spec: args.spec.clone(),
             vars: Vec::new(),
         },
-        &rules,
+        &crate::args::SourceArgs::default(),
         output,
     )?;
     let if_running = if args.force_alive {
@@ -346,9 +294,7 @@ pub fn force_unlock(args: &UnlockArgs, output: &Output) -> Result<ExitCode> {
     } else {
         IfHolderRuns::Refuse
     };
-    let broken = observe::state_backend(&spec)?
-        .force_unlock(&args.id, if_running)
-        .map_err(|error| error.for_spec(&args.spec))?;
+    let broken = deployment.force_unlock(&args.id, if_running)?;
     output.stderr(&format!(
         "Unlocked: the lock of {} (`{}` since {}) is broken.\n",
         broken.who(),

@@ -3,8 +3,9 @@
 
 mod apply;
 mod args;
-mod observe;
 mod output;
+pub mod progress;
+mod source;
 mod watch;
 
 use std::io::Write;
@@ -14,10 +15,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ferry_core::{Plan, RuleBook, Snapshot};
+use ferry_ops::{Deployment, PlanOptions};
 use ferry_plan::{FailoverRequest, PlanConfig, SavedPlan, Verdict, render};
 use ferry_spec::{LoadOptions, Spec};
 
-use args::{Cli, Command, GraphArgs, PlanArgs, PlanningArgs, ShowArgs, SpecArgs};
+use args::{Cli, Command, GraphArgs, PlanArgs, PlanningArgs, ShowArgs, SourceArgs, SpecArgs};
 use output::Output;
 
 /// Runs `ferry` with the process's arguments; returns the exit code scripts rely on: 0 for
@@ -86,9 +88,8 @@ fn run(command: Command, output: &Output) -> Result<ExitCode> {
         Command::Show(args) => show(&args, output),
         Command::Graph(args) => graph(&args, output),
         Command::Observe(args) => {
-            let rules = ferry_providers::rule_book();
-            let spec = load_spec(&args.spec, &rules, output)?;
-            let snapshot = observe::observe(&spec, &rules, &args.source)?;
+            let deployment = open(&args.spec, &args.source, output)?;
+            let snapshot = source::snapshot(&deployment, &args.source)?;
             let mut text = serde_json::to_string_pretty(&snapshot)?;
             text.push('\n');
             output.stdout(&text);
@@ -98,6 +99,19 @@ fn run(command: Command, output: &Output) -> Result<ExitCode> {
         Command::ForceUnlock(args) => apply::force_unlock(&args, output),
         Command::Watch(args) => watch::watch(&args, output),
     }
+}
+
+/// Loads a spec (showing every problem in it on stderr when there are some) and opens it for
+/// operations on the world the arguments name.
+pub(crate) fn open(spec: &SpecArgs, source: &SourceArgs, output: &Output) -> Result<Deployment> {
+    let rules = ferry_ops::rule_book();
+    let loaded = load_spec(spec, &rules, output)?;
+    Ok(Deployment::open(
+        loaded,
+        rules,
+        &spec.spec,
+        source::world_source(source),
+    )?)
 }
 
 /// Loads and validates a spec, showing every problem in it on stderr when there are some.
@@ -116,7 +130,7 @@ pub(crate) fn load_spec(args: &SpecArgs, rules: &RuleBook, output: &Output) -> R
 }
 
 fn validate(args: &SpecArgs, output: &Output) -> Result<ExitCode> {
-    let rules = ferry_providers::rule_book();
+    let rules = ferry_ops::rule_book();
     let spec = load_spec(args, &rules, output)?;
     output.stdout(&format!(
         "{} is valid: deployment {}, {} resources.\n",
@@ -127,55 +141,28 @@ fn validate(args: &SpecArgs, output: &Output) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn plan_config(args: &PlanningArgs) -> PlanConfig {
-    PlanConfig {
-        failover: if args.failover {
-            FailoverRequest::Force
-        } else if args.no_failover {
-            FailoverRequest::Never
-        } else {
-            FailoverRequest::Policy
+/// The planning options the arguments give.
+pub(crate) fn plan_options(args: &PlanningArgs) -> PlanOptions {
+    PlanOptions {
+        config: PlanConfig {
+            failover: if args.failover {
+                FailoverRequest::Force
+            } else if args.no_failover {
+                FailoverRequest::Never
+            } else {
+                FailoverRequest::Policy
+            },
+            allow_destroy: args.allow_destroy,
         },
-        allow_destroy: args.allow_destroy,
+        force: args.force,
     }
-}
-
-/// Plans, showing every planning problem at once when there are some.
-pub(crate) fn make_plan(
-    spec: &Spec,
-    snapshot: &Snapshot,
-    rules: &RuleBook,
-    planning: &PlanningArgs,
-) -> Result<Plan> {
-    let plan = ferry_plan::plan(spec, snapshot, rules, &plan_config(planning))
-        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    ferry_providers::check_plan(&plan, snapshot, planning.force).map_err(anyhow::Error::msg)?;
-    Ok(plan)
-}
-
-/// Failover readiness beside a plan that is not a failover itself: the failover the same
-/// readings would give, with every check `ferry plan --failover` would make.
-pub(crate) fn readiness(
-    spec: &Spec,
-    snapshot: &Snapshot,
-    rules: &RuleBook,
-    planning: &PlanningArgs,
-    plan: &Plan,
-) -> Option<ferry_core::Readiness> {
-    if plan.failover.is_some() {
-        return None;
-    }
-    ferry_plan::readiness_with(spec, snapshot, rules, &plan_config(planning), &|failover| {
-        ferry_providers::check_plan(failover, snapshot, planning.force)
-    })
 }
 
 fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
-    let rules = ferry_providers::rule_book();
-    let spec = load_spec(&args.spec, &rules, output)?;
-    let snapshot = observe::observe(&spec, &rules, &args.source)?;
-    let mut plan = make_plan(&spec, &snapshot, &rules, &args.planning)?;
-    plan.readiness = readiness(&spec, &snapshot, &rules, &args.planning, &plan);
+    let deployment = open(&args.spec, &args.source, output)?;
+    let spec = deployment.spec();
+    let snapshot = source::snapshot(&deployment, &args.source)?;
+    let plan = deployment.plan(&snapshot, &plan_options(&args.planning))?;
     if args.json {
         output.stdout(&render::json(&plan));
     } else {
@@ -189,7 +176,7 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
         )?;
     }
     if let Some(path) = &args.out {
-        let saved = saved_plan(&spec, plan.clone(), &snapshot, &args.spec)?;
+        let saved = saved_plan(spec, plan.clone(), &snapshot, &args.spec)?;
         write_file(path, &saved.to_json())?;
         output.stderr(&format!(
             "Saved the plan to {}: apply exactly it with `ferry apply {}`.\n",
@@ -206,28 +193,20 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
     })
 }
 
-/// A plan to save: with its spec's absolute path (so that it applies from any folder), the
-/// `--var` values, and who made it and when, for the reviewer.
+/// A plan to save, with the spec's path and the `--var` values it was loaded with.
 pub(crate) fn saved_plan(
     spec: &Spec,
     plan: Plan,
     snapshot: &Snapshot,
     spec_args: &SpecArgs,
 ) -> Result<SavedPlan> {
-    let author = format!(
-        "{}@{}",
-        ferry_state::lock::this_user(),
-        ferry_state::lock::this_host()
-    );
-    Ok(SavedPlan::new(&spec.deployment.name, plan, snapshot)
-        .for_spec(
-            &std::path::absolute(&spec_args.spec)?,
-            &args::parse_vars(&spec_args.vars)?,
-        )
-        .made_by(
-            &author,
-            &ferry_state::format_time(std::time::SystemTime::now()),
-        ))
+    Ok(ferry_ops::saved_plan(
+        spec,
+        plan,
+        snapshot,
+        &spec_args.spec,
+        &args::parse_vars(&spec_args.vars)?,
+    )?)
 }
 
 fn show(args: &ShowArgs, output: &Output) -> Result<ExitCode> {
@@ -256,14 +235,18 @@ fn show(args: &ShowArgs, output: &Output) -> Result<ExitCode> {
 }
 
 fn graph(args: &GraphArgs, output: &Output) -> Result<ExitCode> {
-    let rules = ferry_providers::rule_book();
-    let spec = load_spec(&args.spec, &rules, output)?;
+    let deployment = open(&args.spec, &args.source, output)?;
     if args.plan {
-        let snapshot = observe::observe(&spec, &rules, &args.source)?;
-        let plan = make_plan(&spec, &snapshot, &rules, &args.planning)?;
+        let snapshot = source::snapshot(&deployment, &args.source)?;
+        let plan = ferry_ops::plan(
+            deployment.spec(),
+            &snapshot,
+            deployment.rules(),
+            &plan_options(&args.planning),
+        )?;
         output.stdout(&render::plan_dot(&plan));
     } else {
-        output.stdout(&render::spec_dot(&spec));
+        output.stdout(&render::spec_dot(deployment.spec()));
     }
     Ok(ExitCode::SUCCESS)
 }

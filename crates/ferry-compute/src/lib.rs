@@ -16,7 +16,7 @@ use ferry_core::naming::{self, check_choice, check_field};
 use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange};
 use ferry_core::{
     Action, AttributeChange, Attributes, FieldError, FieldSchema as F, Kind, KindRules,
-    OutputSchema as O, ResourceSpec, UpdateContext, UpdateRefinement, Value,
+    OutputSchema as O, ResourceSpec, SimulatedStep, UpdateContext, UpdateRefinement, Value,
 };
 
 const LOCATION: F = F::optional(
@@ -191,6 +191,11 @@ fn is_cidr(text: &str) -> bool {
 pub struct PublicIpRules;
 
 impl KindRules for PublicIpRules {
+    fn simulate(&self, step: &SimulatedStep<'_>, attributes: &mut Attributes) {
+        let address = format!("127.0.{}.{}", step.generation(), step.number);
+        attributes.insert("address".to_owned(), Value::from(address));
+    }
+
     fn kind(&self) -> Kind {
         Kind::PublicIp
     }
@@ -286,6 +291,20 @@ const VM_DEALLOCATING_RESIZE_SECONDS: u64 =
 pub struct VmRules;
 
 impl KindRules for VmRules {
+    fn simulate(&self, step: &SimulatedStep<'_>, attributes: &mut Attributes) {
+        if step.action == Action::Fence {
+            attributes.insert("power_state".to_owned(), Value::from("deallocated"));
+        }
+        let private_ip = format!("10.{}.16.{}", step.generation(), step.number);
+        attributes.insert("private_ip".to_owned(), Value::from(private_ip));
+        SimulatedStep::default_output(attributes, "power_state", Value::from("running"));
+        SimulatedStep::default_output(
+            attributes,
+            "device_folder",
+            Value::from(DEFAULT_DEVICE_FOLDER),
+        );
+    }
+
     fn kind(&self) -> Kind {
         Kind::Vm
     }

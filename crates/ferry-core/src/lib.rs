@@ -21,8 +21,8 @@ pub use plan::{
 };
 pub use provider::{
     ApplyContext, ChangeClass, FailoverContext, FieldError, FieldSchema, FieldType, KindRules,
-    OnChange, OutputSchema, Provider, ReadContext, StepDraft, StepError, StepOutcome,
-    UpdateContext, UpdateRefinement,
+    OnChange, OutputSchema, Provider, ReadContext, SimulatedStep, StepDraft, StepError,
+    StepOutcome, UpdateContext, UpdateRefinement,
 };
 pub use registry::{Providers, RuleBook};
 pub use resource::{Ensure, ResourceSpec};

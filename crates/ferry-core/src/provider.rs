@@ -317,6 +317,52 @@ pub trait KindRules: Send + Sync + fmt::Debug {
         let _ = field;
         true
     }
+
+    /// What a step does to an instance of this kind in the simulated world (`ferry --world`,
+    /// the `ferry-world` crate) beyond what every kind does there (a create or update stores
+    /// its inputs, a delete removes the instance): the attributes the real provider changes
+    /// (a fence deallocates, an attach sets the disk's VM) and outputs shaped like the real
+    /// ones, so that plans applied to the simulation converge as they do on Azure. Pure, like
+    /// the rest of the rules. The default changes nothing.
+    fn simulate(&self, step: &SimulatedStep<'_>, attributes: &mut Attributes) {
+        let _ = (step, attributes);
+    }
+}
+
+/// What [`KindRules::simulate`] sees of a step run in the simulated world.
+#[derive(Clone, Copy)]
+pub struct SimulatedStep<'a> {
+    pub instance: &'a InstanceAddress,
+    pub action: Action,
+    /// The step's inputs, every `${...}` already finished.
+    pub inputs: &'a Attributes,
+    /// A small number stable for this instance, for addresses that look real and differ.
+    pub number: u32,
+    /// The simulated attributes of another instance (a pool's host VM), if it exists.
+    pub outputs_of: &'a (dyn Fn(&InstanceAddress) -> Option<Attributes> + Send + Sync),
+}
+
+impl fmt::Debug for SimulatedStep<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimulatedStep")
+            .field("instance", &self.instance)
+            .field("action", &self.action)
+            .field("inputs", &self.inputs)
+            .field("number", &self.number)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimulatedStep<'_> {
+    /// The instance's generation (0 for a stateful instance).
+    pub fn generation(&self) -> Generation {
+        self.instance.generation.unwrap_or(0)
+    }
+
+    /// Sets `name` to `value` unless the attributes already hold it.
+    pub fn default_output(attributes: &mut Attributes, name: &str, value: Value) {
+        attributes.entry(name.to_owned()).or_insert(value);
+    }
 }
 
 /// What a provider gets to read one instance.

@@ -10,7 +10,7 @@ use crate::provider::{KindRules, Provider};
 /// The rules of every kind a spec may use. The spec loader and the planner take one of these.
 #[derive(Default)]
 pub struct RuleBook {
-    rules: BTreeMap<Kind, Box<dyn KindRules>>,
+    rules: BTreeMap<Kind, Arc<dyn KindRules>>,
 }
 
 impl RuleBook {
@@ -20,8 +20,14 @@ impl RuleBook {
 
     /// Adds (or replaces) the rules of one kind.
     pub fn with(mut self, rules: Box<dyn KindRules>) -> Self {
-        self.rules.insert(rules.kind(), rules);
+        self.rules.insert(rules.kind(), Arc::from(rules));
         self
+    }
+
+    /// The rules of one kind, to keep beside something that outlives this book (the simulated
+    /// world's provider of that kind).
+    pub fn shared(&self, kind: Kind) -> Option<Arc<dyn KindRules>> {
+        self.rules.get(&kind).cloned()
     }
 
     pub fn get(&self, kind: Kind) -> Option<&dyn KindRules> {

@@ -37,6 +37,44 @@ pub const DISK_SKUS: &[&str] = &[
 pub struct DiskRules;
 
 impl KindRules for DiskRules {
+    fn simulate(
+        &self,
+        step: &ferry_core::SimulatedStep<'_>,
+        attributes: &mut ferry_core::Attributes,
+    ) {
+        use ferry_core::Value;
+        let mut set = |name: &str, value: Value| {
+            attributes.insert(name.to_owned(), value);
+        };
+        match step.action {
+            Action::Detach => {
+                set("disk_state", Value::from("Unattached"));
+                attributes.remove("vm");
+                attributes.remove("lun");
+            }
+            Action::Move => {
+                if let Some(group) = step.inputs.get("resource_group") {
+                    set("resource_group", group.clone());
+                }
+            }
+            Action::Attach => {
+                for name in ["vm", "lun"] {
+                    if let Some(value) = step.inputs.get(name) {
+                        set(name, value.clone());
+                    }
+                }
+                set("disk_state", Value::from("Attached"));
+            }
+            _ => {}
+        }
+        let state = if attributes.contains_key("vm") {
+            "Attached"
+        } else {
+            "Unattached"
+        };
+        ferry_core::SimulatedStep::default_output(attributes, "disk_state", Value::from(state));
+    }
+
     fn kind(&self) -> Kind {
         Kind::Disk
     }

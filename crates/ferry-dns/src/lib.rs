@@ -48,6 +48,23 @@ pub struct DnsRecordRules;
 pub const RECORD_TYPES: &[&str] = &["A", "AAAA", "CNAME", "TXT"];
 
 impl KindRules for DnsRecordRules {
+    fn simulate(
+        &self,
+        _step: &ferry_core::SimulatedStep<'_>,
+        attributes: &mut ferry_core::Attributes,
+    ) {
+        use ferry_core::Value;
+        let text = |name: &str| {
+            attributes
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        if let (Some(name), Some(zone)) = (text("name"), text("zone")) {
+            attributes.insert("fqdn".to_owned(), Value::from(format!("{name}.{zone}")));
+        }
+    }
+
     fn kind(&self) -> Kind {
         Kind::DnsRecord
     }

@@ -33,6 +33,14 @@ fn estimate(spec: &ResourceSpec) -> u64 {
 pub struct HookRules;
 
 impl KindRules for HookRules {
+    fn simulate(
+        &self,
+        _step: &ferry_core::SimulatedStep<'_>,
+        attributes: &mut ferry_core::Attributes,
+    ) {
+        attributes.insert("exit_code".to_owned(), ferry_core::Value::from(0));
+    }
+
     fn kind(&self) -> Kind {
         Kind::Hook
     }

@@ -19,8 +19,7 @@ pub struct SetupError {
 /// provider yet is simply missing: reading or changing it reports that.
 pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
     let providers = Providers::new();
-    // Each provider family registers itself here, one block per family.
-    // -- providers: begin --
+    // One block per provider family.
     let providers = providers.with(Arc::new(ferry_zfs::ZfsPoolProvider::new(
         ferry_zfs::ZfsProviderConfig::default(),
         spec.resources.values(),
@@ -69,8 +68,6 @@ pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
         message: error.to_string(),
     })?;
     let providers = providers.with(Arc::new(dns));
-    // -- providers: end --
-    let _ = (spec, Arc::<()>::new(()));
     Ok(providers)
 }
 

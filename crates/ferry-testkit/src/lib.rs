@@ -1,9 +1,6 @@
-//! Test and benchmark helpers for ferry. The product uses one piece of it: the simulated
-//! world behind `ferry --world`, for trying ferry without a cloud.
+//! Test and benchmark helpers for ferry, used only as a dev-dependency (the simulated world the
+//! product ships is `ferry-world`).
 //!
-//! - [`World`] and [`MemoryProvider`]: an in-memory world and a provider for any kind that
-//!   acts on it, with configurable latency and faults, recording every call so that tests can
-//!   assert ordering and concurrency on the instants the (paused) tokio clock gave them;
 //! - [`random`]: random DAG plans for property tests and benchmarks;
 //! - [`synthetic`]: spec text of any size shaped like data100, for planner benchmarks and
 //!   property tests;
@@ -11,8 +8,5 @@
 //!   time) and the critical path, for the makespan benchmark.
 
 pub mod baseline;
-mod memory;
 pub mod random;
 pub mod synthetic;
-
-pub use memory::{Behaviour, Call, CallOutcome, MemoryProvider, World, memory_providers};

@@ -60,7 +60,7 @@ impl Default for RandomPlan {
 
 /// A step `kind.sINDEX:create` with one input per predecessor referencing its `id`, so that
 /// running the plan exercises the engine's resolution of `${...}`.
-fn step(index: usize, kind: Kind, estimate_seconds: u64, after: Vec<&Step>) -> Step {
+fn numbered_step(index: usize, kind: Kind, estimate_seconds: u64, after: Vec<&Step>) -> Step {
     let address = ResourceAddress::new(kind, format!("s{index}")).at(None);
     let mut inputs = ferry_core::Attributes::new();
     inputs.insert("index".to_owned(), Value::from(index));
@@ -84,6 +84,30 @@ fn step(index: usize, kind: Kind, estimate_seconds: u64, after: Vec<&Step>) -> S
 }
 
 /// Wraps steps into a plan with its summary and critical path.
+/// A step from its id (`INSTANCE:ACTION`), estimate and the ids it follows, for hand-written
+/// plans in tests.
+pub fn step(id: &str, estimate_seconds: u64, after: &[&str]) -> Step {
+    let (instance, action) = id.split_once(':').expect("a step id is INSTANCE:ACTION");
+    let instance: ferry_core::InstanceAddress = instance.parse().expect("a valid instance");
+    let action: ferry_core::Action =
+        serde_json::from_value(serde_json::Value::String(action.to_owned()))
+            .expect("a valid action");
+    Step {
+        id: ferry_core::StepId::new(&instance, action),
+        address: instance,
+        action,
+        reason: "test".to_owned(),
+        after: after
+            .iter()
+            .map(|id| ferry_core::StepId((*id).to_owned()))
+            .collect(),
+        estimate_seconds,
+        changes: Vec::new(),
+        inputs: Default::default(),
+        warning: None,
+    }
+}
+
 pub fn plan_of(steps: Vec<Step>) -> Plan {
     let (critical_path, estimated_seconds) = critical_path(&steps);
     Plan {
@@ -121,7 +145,7 @@ pub fn random_plan(shape: &RandomPlan) -> Plan {
             predecessors.sort_unstable();
         }
         let after = predecessors.iter().map(|&p| &steps[p]).collect();
-        let new = step(index, kind, estimate, after);
+        let new = numbered_step(index, kind, estimate, after);
         steps.push(new);
     }
     plan_of(steps)
@@ -131,7 +155,7 @@ pub fn random_plan(shape: &RandomPlan) -> Plan {
 pub fn wide_plan(count: usize, estimate_seconds: u64) -> Plan {
     let steps = (0..count)
         .map(|index| {
-            step(
+            numbered_step(
                 index,
                 Kind::ALL[index % Kind::ALL.len()],
                 estimate_seconds,

@@ -80,6 +80,50 @@ pub fn check_zfs_name(name: &str, what: &str) -> Result<(), String> {
 }
 
 impl KindRules for ZfsPoolRules {
+    fn simulate(
+        &self,
+        step: &ferry_core::SimulatedStep<'_>,
+        attributes: &mut ferry_core::Attributes,
+    ) {
+        use ferry_core::{InstanceAddress, Value};
+        match step.action {
+            Action::Export => {
+                attributes.insert("imported".to_owned(), Value::Bool(false));
+            }
+            Action::Import => {
+                if let Some(host) = step.inputs.get("host") {
+                    attributes.insert("host".to_owned(), host.clone());
+                }
+                attributes.insert("imported".to_owned(), Value::Bool(true));
+            }
+            _ => {}
+        }
+        let text = |name: &str| {
+            attributes
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let pool = text("pool_name").unwrap_or_else(|| step.instance.address.name.clone());
+        // The export names the host's address, as the real provider's does.
+        let host_ip = text("host")
+            .and_then(|host| host.parse::<InstanceAddress>().ok())
+            .and_then(|host| (step.outputs_of)(&host))
+            .and_then(|host| {
+                host.get("private_ip")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        attributes.insert("mountpoint".to_owned(), Value::from(format!("/{pool}")));
+        attributes.insert(
+            "nfs_export".to_owned(),
+            Value::from(format!("{host_ip}:/export/{pool}")),
+        );
+        attributes.insert("health".to_owned(), Value::from("ONLINE"));
+        ferry_core::SimulatedStep::default_output(attributes, "imported", Value::Bool(true));
+    }
+
     fn kind(&self) -> Kind {
         Kind::ZfsPool
     }

@@ -10,7 +10,7 @@ use ferry_arm::{AzureDeployment, AzureSettings, Url};
 use ferry_core::{Kind, Providers, RuleBook};
 use ferry_sim::{Simulator, SimulatorConfig};
 use ferry_spec::{LoadOptions, Spec};
-use ferry_testkit::{MemoryProvider, World};
+use ferry_world::{MemoryProvider, World};
 
 /// The kinds the simulator serves for real.
 pub const AZURE_KINDS: [Kind; 6] = [
@@ -47,7 +47,7 @@ pub async fn azure_world(folder: &Path, operations: &str) -> AzureWorld {
     settings.subscription = spec.deployment.subscription.clone();
     settings.device_root = Some(folder.join("sim"));
     let azure = Arc::new(AzureDeployment::new(settings, spec.resources.values()).unwrap());
-    let world = World::new();
+    let world = World::simulating(&rules);
     let providers = ferry_providers::with_azure_providers(Providers::new(), &azure)
         .with(Arc::new(MemoryProvider::new(Kind::ZfsPool, &world)))
         .with(Arc::new(MemoryProvider::new(Kind::DnsRecord, &world)))

@@ -1,4 +1,4 @@
-//! An in-memory world and a provider for any kind that reads and changes it.
+//! The in-memory world, and the provider for any kind that reads and changes it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_core::{
-    Action, ApplyContext, Attributes, Generation, Health, InstanceAddress, Kind, Observation,
-    Provider, Providers, ReadContext, Snapshot, Step, StepError, StepId, StepOutcome, Value,
+    Action, ApplyContext, Attributes, Generation, Health, InstanceAddress, Kind, KindRules,
+    Observation, Provider, Providers, ReadContext, RuleBook, SimulatedStep, Snapshot, Step,
+    StepError, StepId, StepOutcome, Value,
 };
 use tokio::time::Instant;
 
@@ -118,15 +119,47 @@ struct WorldState {
     max_running_by_kind: BTreeMap<Kind, usize>,
 }
 
-/// A shared in-memory world: instance address to attributes, plus the record of calls.
-#[derive(Debug, Clone, Default)]
+/// A shared in-memory world: instance address to attributes, plus the record of calls, and
+/// the kinds' rules that say what a step does to each kind's instances.
+#[derive(Clone, Default)]
 pub struct World {
     state: Arc<Mutex<WorldState>>,
+    rules: Arc<BTreeMap<Kind, Arc<dyn KindRules>>>,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("state", &self.state)
+            .field("kinds", &self.rules.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl World {
+    /// An empty world where steps only store their inputs: no kind's own effect (no address
+    /// for a VM, no fence). Engine tests that need no more use it.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty world where each step also has its kind's simulated effect
+    /// ([`KindRules::simulate`]), as the real provider would: give it the rule book of the
+    /// kinds the spec uses (`ferry_providers::rule_book()`).
+    pub fn simulating(rules: &RuleBook) -> Self {
+        Self {
+            state: Arc::default(),
+            rules: Arc::new(
+                rules
+                    .kinds()
+                    .filter_map(|kind| rules.shared(kind).map(|rules| (kind, rules)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn rules_of(&self, kind: Kind) -> Option<&dyn KindRules> {
+        self.rules.get(&kind).map(|rules| &**rules)
     }
 
     fn lock(&self) -> MutexGuard<'_, WorldState> {
@@ -178,6 +211,7 @@ impl World {
     pub fn to_json(&self) -> String {
         let state = self.lock();
         let file = WorldFile {
+            format_version: WORLD_FORMAT_VERSION.to_owned(),
             instances: state.instances.clone(),
             unhealthy: state.unhealthy.clone(),
         };
@@ -186,10 +220,14 @@ impl World {
         text
     }
 
-    /// A world read back from [`World::to_json`].
-    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+    /// A world read back from [`World::to_json`], simulating with `rules`. A file with no
+    /// `format_version` is read as format 1 (worlds were written without one before).
+    pub fn from_json(text: &str, rules: &RuleBook) -> Result<Self, WorldFormatError> {
         let file: WorldFile = serde_json::from_str(text)?;
-        let world = World::new();
+        if file.format_version != WORLD_FORMAT_VERSION {
+            return Err(WorldFormatError::Version(file.format_version));
+        }
+        let world = World::simulating(rules);
         {
             let mut state = world.lock();
             state.instances = file.instances;
@@ -302,152 +340,83 @@ impl World {
     }
 }
 
+/// The version of the world file's format this ferry writes and reads.
+pub const WORLD_FORMAT_VERSION: &str = "1";
+
+/// Why a text is not a world this ferry reads.
+#[derive(Debug, thiserror::Error)]
+pub enum WorldFormatError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("it has world format {0}, and this ferry reads format {WORLD_FORMAT_VERSION}")]
+    Version(String),
+}
+
 /// The world file: instances and the ones that read unhealthy.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct WorldFile {
+    #[serde(default = "first_format")]
+    format_version: String,
     #[serde(default)]
     instances: BTreeMap<InstanceAddress, Attributes>,
     #[serde(default)]
     unhealthy: BTreeMap<InstanceAddress, String>,
 }
 
-/// What a step does to an instance in the memory world: its new attributes, or `None` when it
-/// is gone. Each action changes what the real provider would change, and each kind reports
-/// outputs shaped like the real ones, so that plans applied here converge like real ones.
+fn first_format() -> String {
+    WORLD_FORMAT_VERSION.to_owned()
+}
+
+/// What a step does to an instance in the simulated world: its new attributes, or `None` when
+/// it is gone. What every kind does is here (a create or update stores its inputs, a delete
+/// removes the instance, every instance gets an id); what one kind does beyond that (a fence
+/// deallocates, an attach sets the disk's VM, a VM gets an address) is its rules'
+/// [`KindRules::simulate`], so that plans applied here converge as they do on Azure.
 fn effect(
     step: &Step,
     existing: Option<Attributes>,
     inputs: &Attributes,
+    rules: Option<&dyn KindRules>,
     extra_outputs: &Attributes,
     outputs_of: &(dyn Fn(&InstanceAddress) -> Option<Attributes> + Send + Sync),
 ) -> Option<Attributes> {
     let instance = step.instance();
     let mut attributes = existing.unwrap_or_default();
-    let set = |attributes: &mut Attributes, name: &str, value: Value| {
-        attributes.insert(name.to_owned(), value);
-    };
     match step.action {
         Action::Delete | Action::Retire => return None,
-        Action::Fence => set(&mut attributes, "power_state", Value::from("deallocated")),
-        Action::Detach => {
-            attributes.remove("vm");
-            attributes.remove("lun");
-            set(&mut attributes, "disk_state", Value::from("Unattached"));
-        }
-        Action::Move => {
-            if let Some(group) = inputs.get("resource_group") {
-                set(&mut attributes, "resource_group", group.clone());
-            }
-        }
-        Action::Attach => {
-            for name in ["vm", "lun"] {
-                if let Some(value) = inputs.get(name) {
-                    set(&mut attributes, name, value.clone());
-                }
-            }
-            set(&mut attributes, "disk_state", Value::from("Attached"));
-        }
-        Action::Export => set(&mut attributes, "imported", Value::Bool(false)),
-        Action::Import => {
-            if let Some(host) = inputs.get("host") {
-                set(&mut attributes, "host", host.clone());
-            }
-            set(&mut attributes, "imported", Value::Bool(true));
-        }
         Action::Create | Action::Update | Action::Replace | Action::Run | Action::Wait => {
             attributes.extend(inputs.clone());
         }
+        Action::Fence
+        | Action::Detach
+        | Action::Move
+        | Action::Attach
+        | Action::Export
+        | Action::Import => {}
     }
-    set(
-        &mut attributes,
-        "id",
-        Value::from(format!("/memory/{instance}")),
-    );
-    let text = |name: &str| {
-        attributes
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let generation = instance.generation.unwrap_or(0);
-    // A small stable number per instance, for addresses.
-    let number = instance.to_string().bytes().fold(7u32, |hash, byte| {
-        hash.wrapping_mul(31).wrapping_add(u32::from(byte))
-    }) % 200
-        + 20;
-    let mut outputs: Vec<(&str, Value)> = Vec::new();
-    match instance.kind() {
-        Kind::PublicIp => outputs.push((
-            "address",
-            Value::from(format!("127.0.{generation}.{number}")),
-        )),
-        Kind::Vm => {
-            outputs.push((
-                "private_ip",
-                Value::from(format!("10.{generation}.16.{number}")),
-            ));
-            if !attributes.contains_key("power_state") {
-                outputs.push(("power_state", Value::from("running")));
-            }
-            if !attributes.contains_key("device_folder") {
-                outputs.push(("device_folder", Value::from("/dev/disk/azure/scsi1")));
-            }
-        }
-        Kind::AksCluster => {
-            let prefix = text("dns_prefix").unwrap_or_else(|| instance.address.name.clone());
-            let location = text("location").unwrap_or_else(|| "westeurope".to_owned());
-            outputs.push((
-                "fqdn",
-                Value::from(format!("{prefix}-{number:x}.hcp.{location}.azmk8s.io")),
-            ));
-            outputs.push(("node_resource_group", Value::from(format!("MC_{prefix}"))));
-            outputs.push((
-                "kubeconfig",
-                Value::from(format!("/memory/kubeconfig/{instance}")),
-            ));
-        }
-        Kind::Disk if !attributes.contains_key("disk_state") => {
-            let state = if attributes.contains_key("vm") {
-                "Attached"
-            } else {
-                "Unattached"
-            };
-            outputs.push(("disk_state", Value::from(state)));
-        }
-        Kind::ZfsPool => {
-            let pool = text("pool_name").unwrap_or_else(|| instance.address.name.clone());
-            let host_ip = text("host")
-                .and_then(|host| host.parse::<InstanceAddress>().ok())
-                .and_then(|host| outputs_of(&host))
-                .and_then(|host| {
-                    host.get("private_ip")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| "127.0.0.1".to_owned());
-            outputs.push(("mountpoint", Value::from(format!("/{pool}"))));
-            outputs.push((
-                "nfs_export",
-                Value::from(format!("{host_ip}:/export/{pool}")),
-            ));
-            outputs.push(("health", Value::from("ONLINE")));
-            if !attributes.contains_key("imported") {
-                outputs.push(("imported", Value::Bool(true)));
-            }
-        }
-        Kind::DnsRecord => {
-            if let (Some(name), Some(zone)) = (text("name"), text("zone")) {
-                outputs.push(("fqdn", Value::from(format!("{name}.{zone}"))));
-            }
-        }
-        Kind::Hook => outputs.push(("exit_code", Value::from(0))),
-        _ => {}
-    }
-    for (name, value) in outputs {
-        attributes.insert(name.to_owned(), value);
+    attributes.insert("id".to_owned(), Value::from(format!("/memory/{instance}")));
+    if let Some(rules) = rules {
+        rules.simulate(
+            &SimulatedStep {
+                instance: &instance,
+                action: step.action,
+                inputs,
+                number: stable_number(&instance),
+                outputs_of,
+            },
+            &mut attributes,
+        );
     }
     attributes.extend(extra_outputs.clone());
     Some(attributes)
+}
+
+/// A small number stable for an instance (20 to 219), for simulated addresses.
+fn stable_number(instance: &InstanceAddress) -> u32 {
+    instance.to_string().bytes().fold(7u32, |hash, byte| {
+        hash.wrapping_mul(31).wrapping_add(u32::from(byte))
+    }) % 200
+        + 20
 }
 
 /// Ends a call when its future is dropped before it returned.
@@ -597,6 +566,7 @@ impl Provider for MemoryProvider {
                 step,
                 existing,
                 context.inputs,
+                self.world.rules_of(self.kind),
                 &self.outputs,
                 context.outputs,
             ) {
@@ -636,6 +606,65 @@ mod tests {
         }
     }
 
+    /// A kind whose simulated effect says whether the disk is attached.
+    #[derive(Debug)]
+    struct DiskLike;
+
+    impl KindRules for DiskLike {
+        fn kind(&self) -> Kind {
+            Kind::Disk
+        }
+        fn description(&self) -> &'static str {
+            "a disk"
+        }
+        fn fields(&self) -> &'static [ferry_core::FieldSchema] {
+            &[]
+        }
+        fn outputs(&self) -> &'static [ferry_core::OutputSchema] {
+            &[]
+        }
+        fn estimate_seconds(&self, _: Action, _: &ferry_core::ResourceSpec) -> u64 {
+            1
+        }
+        fn simulate(&self, _: &SimulatedStep<'_>, attributes: &mut Attributes) {
+            let state = if attributes.contains_key("vm") {
+                "Attached"
+            } else {
+                "Unattached"
+            };
+            attributes.insert("disk_state".to_owned(), Value::from(state));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_world_without_rules_only_stores_inputs() {
+        let world = World::new();
+        let provider = MemoryProvider::new(Kind::Disk, &world);
+        let outcome = call(&provider, &step("disk.home0:create")).await.unwrap();
+        assert_eq!(
+            serde_json::to_string(&outcome.outputs).unwrap(),
+            r#"{"id":"/memory/disk.home0","size_gb":256}"#
+        );
+    }
+
+    #[test]
+    fn a_world_file_of_another_format_is_refused_and_one_without_a_version_is_read() {
+        let rules = RuleBook::new();
+        let error = World::from_json(r#"{"format_version": "2"}"#, &rules).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "it has world format 2, and this ferry reads format 1"
+        );
+        let world =
+            World::from_json(r#"{"instances": {"disk.home0": {"size_gb": 1}}}"#, &rules).unwrap();
+        assert!(
+            world
+                .to_json()
+                .starts_with("{\n  \"format_version\": \"1\",")
+        );
+        assert_eq!(world.instances().len(), 1);
+    }
+
     async fn call(provider: &MemoryProvider, step: &Step) -> Result<StepOutcome, StepError> {
         let outputs = |_: &InstanceAddress| None;
         let ignore = |_: String| {};
@@ -655,7 +684,7 @@ mod tests {
 
     #[tokio::test]
     async fn steps_change_the_world_idempotently_and_snapshots_show_it() {
-        let world = World::new();
+        let world = World::simulating(&RuleBook::new().with(Box::new(DiskLike)));
         let provider = MemoryProvider::new(Kind::Disk, &world).output("lun", Value::from(0));
         let create = step("disk.home0:create");
         let first = call(&provider, &create).await.unwrap();

@@ -1,6 +1,6 @@
 //! Renders an apply's events for people: a live multi-line view on a terminal, plain
 //! timestamped lines elsewhere (CI logs, pipes). The CLI plugs [`for_stderr`] into
-//! [`apply`](crate::apply).
+//! `ferry_apply::apply` (through `ferry_ops::Deployment::apply`).
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use ferry_core::StepId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::event::{Event, EventKind};
+use ferry_apply::{Event, EventKind};
 
 /// `00:01:05`: elapsed time as hours, minutes and seconds.
 pub fn clock(elapsed: Duration) -> String {
@@ -103,6 +103,7 @@ impl<W: Write + Send> PlainProgress<W> {
         }
     }
 
+    /// The writer, with every line written so far.
     pub fn into_inner(self) -> W {
         self.out.into_inner().unwrap_or_else(|p| p.into_inner())
     }
@@ -187,7 +188,7 @@ pub fn for_stderr() -> Box<dyn Fn(&Event) + Send + Sync> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Counts;
+    use ferry_apply::Counts;
 
     #[test]
     fn the_terminal_view_follows_a_step_from_start_to_end() {

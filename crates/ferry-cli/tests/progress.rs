@@ -1,0 +1,64 @@
+//! The plain progress log (`ferry apply` when stderr is not a terminal) of a small apply on the
+//! simulated world, on tokio's paused clock.
+
+use std::time::Duration;
+
+use ferry_apply::{ApplyConfig, ApplyControl, Store, apply};
+use ferry_cli::progress;
+use ferry_testkit::random::{plan_of, step};
+use ferry_world::{Behaviour, World, memory_providers};
+
+#[tokio::test(start_paused = true)]
+async fn the_plain_progress_log_of_a_small_apply() {
+    let plan = plan_of(vec![
+        step("resource_group.ferry@g2:create", 20, &[]),
+        step(
+            "aks_cluster.hub@g2:create",
+            480,
+            &["resource_group.ferry@g2:create"],
+        ),
+        step("vm.nfs@g2:create", 90, &["resource_group.ferry@g2:create"]),
+        step("disk.home0:attach", 30, &["vm.nfs@g2:create"]),
+        step("zfs_pool.home:import", 10, &["disk.home0:attach"]),
+        step(
+            "hook.hub@g2:run",
+            60,
+            &["aks_cluster.hub@g2:create", "zfs_pool.home:import"],
+        ),
+    ]);
+    let world = World::new();
+    let providers = memory_providers(&world, |provider| {
+        provider
+            .behaviour(Behaviour::from_estimates())
+            .step(
+                "disk.home0:attach",
+                Behaviour {
+                    transient_failures: 1,
+                    retry_after: Some(Duration::from_secs(15)),
+                    ..Behaviour::from_estimates()
+                },
+            )
+            .step(
+                "zfs_pool.home:import",
+                Behaviour {
+                    progress: vec!["zpool import -d /dev/disk/azure home".to_owned()],
+                    fail: Some("pool home was last used by another system".to_owned()),
+                    ..Behaviour::from_estimates()
+                },
+            )
+    });
+    let renderer = progress::PlainProgress::new(Vec::new());
+    let report = apply(
+        &plan,
+        &providers,
+        &ApplyConfig::default(),
+        &mut Store::default(),
+        &ApplyControl::new(),
+        &|event| renderer.handle(event),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.counts().failed, 1);
+    let log = String::from_utf8(renderer.into_inner()).unwrap();
+    insta::assert_snapshot!(log);
+}

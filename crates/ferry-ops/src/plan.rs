@@ -1,0 +1,85 @@
+//! Planning with every guard: the planner's own safety invariants, then the providers' (DNS's
+//! refusal of a plan that changes more than 30 % of a zone), and failover readiness beside a
+//! plan that is not a failover.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use ferry_core::{Plan, Readiness, RuleBook, Snapshot};
+use ferry_plan::{PlanConfig, SavedPlan};
+use ferry_spec::Spec;
+
+use crate::{Deployment, OpsError};
+
+/// How to plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Whether to fail over, and whether stateful resources may be destroyed.
+    pub config: PlanConfig,
+    /// Accept a plan that changes more than 30 % of a DNS zone's managed records.
+    pub force: bool,
+}
+
+/// Plans `spec` against `snapshot` with every guard; a plan no guard refused.
+pub fn plan(
+    spec: &Spec,
+    snapshot: &Snapshot,
+    rules: &RuleBook,
+    options: &PlanOptions,
+) -> Result<Plan, OpsError> {
+    let plan = ferry_plan::plan(spec, snapshot, rules, &options.config)?;
+    ferry_providers::check_plan(&plan, snapshot, options.force).map_err(OpsError::Guard)?;
+    Ok(plan)
+}
+
+/// Failover readiness beside a plan that is not a failover itself: the failover the same
+/// readings would give, with every guard `ferry plan --failover` would apply.
+pub fn readiness(
+    spec: &Spec,
+    snapshot: &Snapshot,
+    rules: &RuleBook,
+    options: &PlanOptions,
+    plan: &Plan,
+) -> Option<Readiness> {
+    if plan.failover.is_some() {
+        return None;
+    }
+    ferry_plan::readiness_with(spec, snapshot, rules, &options.config, &|failover| {
+        ferry_providers::check_plan(failover, snapshot, options.force)
+    })
+}
+
+/// A plan to save: with its spec's absolute path (so that it applies from any folder), the
+/// variables it was loaded with, and who made it and when, for the reviewer.
+pub fn saved_plan(
+    spec: &Spec,
+    plan: Plan,
+    snapshot: &Snapshot,
+    spec_path: &Path,
+    variables: &std::collections::BTreeMap<String, String>,
+) -> Result<SavedPlan, OpsError> {
+    let author = format!(
+        "{}@{}",
+        ferry_state::lock::this_user(),
+        ferry_state::lock::this_host()
+    );
+    let spec_path = std::path::absolute(spec_path).map_err(|error| {
+        OpsError::StateSetup(format!(
+            "cannot make {} absolute: {error}",
+            spec_path.display()
+        ))
+    })?;
+    Ok(SavedPlan::new(&spec.deployment.name, plan, snapshot)
+        .for_spec(&spec_path, variables)
+        .made_by(&author, &ferry_state::format_time(SystemTime::now())))
+}
+
+impl Deployment {
+    /// Plans from `snapshot` with every guard, with failover readiness beside a plan that is not
+    /// a failover.
+    pub fn plan(&self, snapshot: &Snapshot, options: &PlanOptions) -> Result<Plan, OpsError> {
+        let mut planned = plan(&self.spec, snapshot, &self.rules, options)?;
+        planned.readiness = readiness(&self.spec, snapshot, &self.rules, options, &planned);
+        Ok(planned)
+    }
+}
