@@ -79,15 +79,12 @@ impl From<ArmError> for ComputeError {
 
 impl From<ComputeError> for StepError {
     fn from(error: ComputeError) -> Self {
+        let message = error.to_string();
         match &error {
             ComputeError::Arm(arm)
             | ComputeError::NotStartedAfterResize { source: arm, .. }
-            | ComputeError::NotStarted { source: arm, .. }
-                if arm.is_transient() =>
-            {
-                StepError::transient(error.to_string(), arm.retry_after())
-            }
-            _ => StepError::permanent(error.to_string()),
+            | ComputeError::NotStarted { source: arm, .. } => arm.step_error(message),
+            _ => StepError::permanent(message),
         }
     }
 }
