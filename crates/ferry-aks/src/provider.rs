@@ -58,11 +58,10 @@ impl From<ArmError> for AksError {
 
 impl From<AksError> for StepError {
     fn from(error: AksError) -> Self {
+        let message = error.to_string();
         match &error {
-            AksError::Arm(arm) if arm.is_transient() => {
-                StepError::transient(error.to_string(), arm.retry_after())
-            }
-            _ => StepError::permanent(error.to_string()),
+            AksError::Arm(arm) => arm.step_error(message),
+            _ => StepError::permanent(message),
         }
     }
 }

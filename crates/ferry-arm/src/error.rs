@@ -313,10 +313,18 @@ impl ArmError {
 
     /// The error as the apply engine sees it: its message, whether to retry, and when.
     pub fn to_step_error(&self) -> ferry_core::StepError {
+        self.step_error(self.to_string())
+    }
+
+    /// The step error for a failure whose cause is this ARM error, under `message` (a
+    /// provider's own error, naming its instance): transient, after ARM's `Retry-After` when
+    /// it sent one, when a retry may succeed; permanent otherwise. The one place a provider's
+    /// ARM failure is judged for a retry.
+    pub fn step_error(&self, message: String) -> ferry_core::StepError {
         if self.is_transient() {
-            ferry_core::StepError::transient(self.to_string(), self.retry_after())
+            ferry_core::StepError::transient(message, self.retry_after())
         } else {
-            ferry_core::StepError::permanent(self.to_string())
+            ferry_core::StepError::permanent(message)
         }
     }
 }
@@ -342,4 +350,35 @@ pub fn parse_retry_after(value: &str) -> Result<Duration, &'static str> {
         return Ok(Duration::from_secs_f64(wait.as_seconds_f64()));
     }
     Err("a number of seconds or an HTTP date")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service_error(status: u16, retry_after: Option<Duration>) -> ArmError {
+        ArmError::Service(Box::new(ArmServiceError {
+            status,
+            method: "GET".to_owned(),
+            url: "https://management.azure.com/subscriptions/s".to_owned(),
+            code: format!("HttpStatus{status}"),
+            message: String::new(),
+            target: None,
+            details: Vec::new(),
+            request_id: None,
+            retry_after,
+        }))
+    }
+
+    #[test]
+    fn a_step_error_keeps_the_providers_message_and_retries_only_what_arm_may_grant() {
+        let wait = Some(Duration::from_secs(10));
+        let throttled = service_error(429, wait).step_error("disk.home0: throttled".to_owned());
+        assert!(throttled.transient);
+        assert_eq!(throttled.retry_after, wait);
+        assert_eq!(throttled.message, "disk.home0: throttled");
+        let missing = service_error(404, None).step_error("disk.home0: gone".to_owned());
+        assert!(!missing.transient);
+        assert_eq!(missing.message, "disk.home0: gone");
+    }
 }

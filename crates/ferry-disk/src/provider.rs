@@ -74,11 +74,10 @@ impl From<ArmError> for DiskError {
 
 impl From<DiskError> for StepError {
     fn from(error: DiskError) -> Self {
+        let message = error.to_string();
         match &error {
-            DiskError::Arm(arm) if arm.is_transient() => {
-                StepError::transient(error.to_string(), arm.retry_after())
-            }
-            _ => StepError::permanent(error.to_string()),
+            DiskError::Arm(arm) => arm.step_error(message),
+            _ => StepError::permanent(message),
         }
     }
 }

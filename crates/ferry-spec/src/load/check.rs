@@ -7,7 +7,9 @@ use ferry_core::provider::{FieldType, OnChange};
 use ferry_core::value::{self, Expression, Segment};
 use ferry_core::{Attributes, Ensure, Kind, ResourceAddress, Value};
 
-use super::{Loader, Read, Step, navigate, parse_path, place};
+use super::paths::{PathSegment, navigate, parse_path};
+use super::resources::Read;
+use super::{Loader, place};
 use crate::error::{Place, Problem, SpecError};
 use crate::suggest::did_you_mean;
 use crate::{Dependency, DependencyVia, FailoverMode, FailoverPolicy, graph};
@@ -117,7 +119,7 @@ impl Loader<'_> {
     fn field_place(&self, resource: &Read<'_, '_>, field: &str) -> Place {
         let path = parse_path(field);
         let node = match path.first() {
-            Some(Step::Key(key)) => resource
+            Some(PathSegment::Key(key)) => resource
                 .field_nodes
                 .get(key.as_str())
                 .or_else(|| resource.meta_nodes.get(key.as_str()))
@@ -167,7 +169,9 @@ impl Loader<'_> {
                     None => field.name.to_owned(),
                 };
                 let span = match (field_node, index) {
-                    (Some(node), Some(index)) => navigate(node, &[Step::Index(index)]).span(),
+                    (Some(node), Some(index)) => {
+                        navigate(node, &[PathSegment::Index(index)]).span()
+                    }
                     (Some(node), None) => node.span(),
                     (None, _) => resource.gathered.node.span(),
                 };

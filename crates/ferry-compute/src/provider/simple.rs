@@ -1,0 +1,142 @@
+//! The providers of resource groups, virtual networks and public IPs, whose steps are one PUT
+//! or one delete of one ARM resource.
+
+use async_trait::async_trait;
+use ferry_arm::StepOperations;
+use ferry_arm::deployment::AzureDeployment;
+use ferry_core::{
+    Action, ApplyContext, Attributes, Kind, Observation, Provider, ReadContext, Step, StepError,
+    StepOutcome, Value,
+};
+use serde_json::json;
+
+use super::read::{outputs_now, read_attributes, read_observation};
+use super::{
+    ComputeError, PublicIpProvider, ResourceGroupProvider, VnetProvider, already_replaced,
+    delete_instance, desired_id, location, step_error, with_tags,
+};
+
+/// The body of a resource PUT for one of the network kinds.
+fn network_body(kind: Kind, fields: &Attributes) -> Value {
+    let body = match kind {
+        Kind::ResourceGroup => json!({"location": location(fields)}),
+        Kind::Vnet => {
+            let subnets: Vec<Value> = fields
+                .get("subnets")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(
+                    |(name, prefix)| json!({"name": name, "properties": {"addressPrefix": prefix}}),
+                )
+                .collect();
+            json!({
+                "location": location(fields),
+                "properties": {
+                    "addressSpace": {"addressPrefixes": fields.get("address_space").cloned().unwrap_or_else(|| json!([]))},
+                    "subnets": subnets,
+                }
+            })
+        }
+        _ => json!({
+            "location": location(fields),
+            "sku": {"name": fields.get("sku").and_then(Value::as_str).unwrap_or("Standard")},
+            "properties": {
+                "publicIPAllocationMethod": fields.get("allocation").and_then(Value::as_str).unwrap_or("Static"),
+                "publicIPAddressVersion": "IPv4",
+            }
+        }),
+    };
+    with_tags(body, fields)
+}
+
+/// Creates, updates or replaces a resource group, network or public IP: one PUT.
+async fn put_simple(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    step: &Step,
+    context: &ApplyContext<'_>,
+) -> Result<StepOutcome, ComputeError> {
+    let instance = &step.address;
+    let fields = context.inputs;
+    let id = desired_id(azure, instance, fields, context.outputs)?;
+    let existing = read_attributes(azure, instance, fields, context.outputs).await?;
+    if step.action == Action::Replace {
+        if instance.kind() == Kind::ResourceGroup {
+            return Err(ComputeError::GroupReplacement {
+                instance: instance.clone(),
+            });
+        }
+        let done = existing
+            .as_ref()
+            .is_some_and(|(attributes, _)| already_replaced(step, attributes));
+        if !done && let Some(old) = azure.remembered_id(instance, context.outputs)? {
+            operations.progress(format!("deleting {old} to replace it"));
+            operations.delete(&old).await?;
+        }
+    }
+    let creating_again = step.action == Action::Create
+        && existing.as_ref().is_some_and(|(attributes, _)| {
+            attributes.get("id").and_then(Value::as_str) == Some(id.as_str())
+        });
+    if !creating_again {
+        operations
+            .put::<_, Value>(&id, &network_body(instance.kind(), fields))
+            .await?;
+    }
+    outputs_now(azure, instance, fields, context.outputs).await
+}
+
+/// The providers whose steps are a plain create, update or delete of one ARM resource.
+macro_rules! simple_provider {
+    ($name:ident, $kind:expr) => {
+        #[async_trait]
+        impl Provider for $name {
+            fn kind(&self) -> Kind {
+                $kind
+            }
+
+            async fn read(&self, context: ReadContext<'_>) -> Observation {
+                read_observation(&self.azure, &context).await
+            }
+
+            async fn apply(
+                &self,
+                step: &Step,
+                context: ApplyContext<'_>,
+            ) -> Result<StepOutcome, StepError> {
+                apply_simple(&self.azure, step, &context).await
+            }
+        }
+    };
+}
+
+simple_provider!(ResourceGroupProvider, Kind::ResourceGroup);
+simple_provider!(VnetProvider, Kind::Vnet);
+simple_provider!(PublicIpProvider, Kind::PublicIp);
+
+async fn apply_simple(
+    azure: &AzureDeployment,
+    step: &Step,
+    context: &ApplyContext<'_>,
+) -> Result<StepOutcome, StepError> {
+    let operations =
+        StepOperations::new(azure.client(), context.record_operation, context.progress);
+    operations
+        .resume(context.resume_operation)
+        .await
+        .map_err(ComputeError::from)?;
+    let result = match step.action {
+        Action::Create | Action::Update | Action::Replace => {
+            put_simple(azure, &operations, step, context).await
+        }
+        Action::Delete | Action::Retire => {
+            delete_instance(azure, &operations, &step.address, context.outputs).await
+        }
+        other => Err(step_error(
+            &step.address,
+            format!("{} has no `{other}` step", step.address.kind()),
+        )),
+    };
+    Ok(result?)
+}

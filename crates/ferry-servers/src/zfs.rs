@@ -1,0 +1,86 @@
+//! The machine's one zfs-fuse daemon: checking that it answers, the cross-process lock the
+//! runs that create pools take on it, and destroying a run's pool however the run ends.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{ServerError, error, need, run};
+
+/// Checks that the machine's zfs-fuse daemon answers (`xtask/setup/30-zfs.sh` starts it).
+pub fn check_zfs() -> Result<(), ServerError> {
+    let zpool = need("zpool", "zfs-fuse")?;
+    run("zfs-fuse", Command::new(zpool).arg("list"))
+        .map(|_| ())
+        .map_err(|_| {
+            error(
+                "zfs-fuse",
+                "the zfs-fuse daemon does not answer `zpool list`: start it with cargo xtask setup (Debian package zfs-fuse)",
+            )
+        })
+}
+
+/// Destroys a leftover pool of an earlier run, so that a new generation 1 can create it.
+pub fn destroy_pool_if_present(pool: &str) {
+    let _ = Command::new("zpool").args(["destroy", "-f", pool]).output();
+}
+
+/// Whether zfs-fuse knows a pool of this name (imported).
+pub fn pool_exists(pool: &str) -> bool {
+    Command::new("zpool")
+        .args(["status", pool])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// Destroys a pool when dropped, however the run ends, so that the next run (or anything else
+/// on this machine) does not find it imported with its mountpoints taken. Declare it before
+/// the [`HubServers`](crate::HubServers) guard, so that it is dropped after it: a pool whose
+/// files a hub still holds open cannot be destroyed.
+#[derive(Debug)]
+pub struct PoolCleanup {
+    pub pool: String,
+}
+
+impl Drop for PoolCleanup {
+    fn drop(&mut self) {
+        // The hub servers were just told to stop and may still hold files in the pool for a
+        // moment: try again a few times, briefly.
+        for _ in 0..20 {
+            destroy_pool_if_present(&self.pool);
+            if !pool_exists(&self.pool) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        eprintln!(
+            "the pool {pool} could not be destroyed: run zpool destroy -f {pool}",
+            pool = self.pool
+        );
+    }
+}
+
+/// Holds the machine-wide lock on zfs-fuse for the runs that create pools with fixed names
+/// and mountpoints and serve hubs on port 443 of the simulator's addresses (the demo and the
+/// end-to-end tests): one at a time, across processes (nextest runs each test in its own).
+#[derive(Debug)]
+pub struct ZfsLock {
+    _file: std::fs::File,
+}
+
+/// The lock file [`ZfsLock`] takes.
+pub const ZFS_LOCK_FILE: &str = "/tmp/ferry-zfs-servers.lock";
+
+impl ZfsLock {
+    /// Waits for the lock; it is released when the guard is dropped or the process ends.
+    pub fn acquire() -> Result<ZfsLock, ServerError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(ZFS_LOCK_FILE)
+            .map_err(|failure| error("lock", format!("cannot open {ZFS_LOCK_FILE}: {failure}")))?;
+        file.lock()
+            .map_err(|failure| error("lock", format!("cannot lock {ZFS_LOCK_FILE}: {failure}")))?;
+        Ok(ZfsLock { _file: file })
+    }
+}

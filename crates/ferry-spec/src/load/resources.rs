@@ -1,0 +1,265 @@
+//! Resource tables: gathering `[KIND.NAME]` tables across files, then reading each against its
+//! kind's schema and the keys every resource may hold (`depends_on`, `allow_destroy`, `ensure`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ferry_core::{Ensure, Kind, ResourceAddress, ResourceSpec};
+use toml::de::DeValue;
+
+use super::fields::{Allowed, OutputUse, found_type};
+use super::paths::{PathSegment, navigate};
+use super::schemas::META_KEYS;
+use super::{Entry, Loader, Node, place};
+use crate::error::{Place, Problem, SourceFile, SpecError};
+
+fn is_resource_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// A resource table, as gathered from its file.
+pub(super) struct Gathered<'d, 'i> {
+    pub(super) file: Arc<SourceFile>,
+    pub(super) node: &'d Node<'i>,
+    /// Recovery after a syntax error may have dropped some of its lines.
+    pub(super) broken: bool,
+}
+
+/// A resource after its own table is read.
+pub(super) struct Read<'d, 'i> {
+    pub(super) spec: ResourceSpec,
+    pub(super) gathered: Gathered<'d, 'i>,
+    /// Its own fields are well-typed and complete: the kind's validation may run.
+    pub(super) clean: bool,
+    pub(super) outputs: Vec<OutputUse>,
+    pub(super) depends_on: Vec<(ResourceAddress, Place)>,
+    pub(super) field_nodes: BTreeMap<&'d str, &'d Node<'i>>,
+    pub(super) meta_nodes: BTreeMap<&'static str, &'d Node<'i>>,
+}
+
+impl Loader<'_> {
+    pub(super) fn gather_kind<'d, 'i>(
+        &mut self,
+        kind: Kind,
+        entry: &Entry<'d, 'i>,
+        broken: bool,
+        gathered: &mut BTreeMap<ResourceAddress, Gathered<'d, 'i>>,
+    ) {
+        let DeValue::Table(table) = entry.node.get_ref() else {
+            self.push(
+                SpecError::new(
+                    Problem::NotATable {
+                        what: format!("`{kind}`"),
+                    },
+                    Some(place(&entry.file, entry.node.span())),
+                )
+                .help(format!("declare each resource as a table: [{kind}.NAME]")),
+            );
+            return;
+        };
+        for (name_key, node) in table {
+            let name: &str = name_key.get_ref();
+            let address = ResourceAddress::new(kind, name);
+            if !is_resource_name(name) {
+                self.push(
+                    SpecError::new(
+                        Problem::BadResourceName {
+                            name: name.to_owned(),
+                        },
+                        Some(place(&entry.file, name_key.span())),
+                    )
+                    .help("a resource name starts with a lower-case letter, followed by lower-case letters, digits, `_` or `-`"),
+                );
+                continue;
+            }
+            if !matches!(node.get_ref(), DeValue::Table(_)) {
+                self.push(
+                    SpecError::new(
+                        Problem::NotATable {
+                            what: address.to_string(),
+                        },
+                        Some(place(&entry.file, node.span())),
+                    )
+                    .help(format!(
+                        "write [{address}] on a line of its own, then its fields"
+                    )),
+                );
+                continue;
+            }
+            if let Some(first) = gathered.get(&address) {
+                let first_place = place(&first.file, first.node.span());
+                self.push(
+                    SpecError::new(
+                        Problem::Duplicate {
+                            what: address.to_string(),
+                        },
+                        Some(place(&entry.file, node.span())),
+                    )
+                    .label("defined again here")
+                    .help("each resource is defined once: remove this one or give it another name")
+                    .note(Problem::FirstDefinedHere, first_place),
+                );
+                continue;
+            }
+            gathered.insert(
+                address,
+                Gathered {
+                    file: Arc::clone(&entry.file),
+                    node,
+                    broken,
+                },
+            );
+        }
+    }
+
+    pub(super) fn read_resource<'d, 'i>(
+        &mut self,
+        address: ResourceAddress,
+        gathered: Gathered<'d, 'i>,
+    ) -> Read<'d, 'i> {
+        let mut spec = ResourceSpec::new(address.clone());
+        // Gathering kept only tables of kinds with rules; this stays total all the same.
+        let DeValue::Table(table) = gathered.node.get_ref() else {
+            return Read {
+                spec,
+                gathered,
+                clean: false,
+                outputs: Vec::new(),
+                depends_on: Vec::new(),
+                field_nodes: BTreeMap::new(),
+                meta_nodes: BTreeMap::new(),
+            };
+        };
+        let fields = self
+            .rules
+            .get(address.kind)
+            .map_or(&[][..], |rules| rules.fields());
+        let file = Arc::clone(&gathered.file);
+        let within = address.to_string();
+        let read = self.read_table(
+            &file,
+            gathered.node.span(),
+            table,
+            fields,
+            &META_KEYS,
+            Allowed::Everything,
+            &within,
+            !gathered.broken,
+        );
+        let mut clean = read.clean;
+        let mut depends_on = Vec::new();
+        let mut meta_nodes = BTreeMap::new();
+        for meta in META_KEYS {
+            let Some(node) = table.get(meta) else {
+                continue;
+            };
+            meta_nodes.insert(meta, node);
+            let at = place(&file, node.span());
+            let wrong_type = |expected: &str, found: &str| {
+                SpecError::new(
+                    Problem::WrongType {
+                        what: format!("`{meta}`"),
+                        expected: expected.to_owned(),
+                        found: found.to_owned(),
+                    },
+                    Some(at.clone()),
+                )
+            };
+            let value = self.json_of(&file, node);
+            let found = found_type(&value, node);
+            match meta {
+                "depends_on" => {
+                    let Some(items) = value.as_array() else {
+                        self.push(
+                            wrong_type("a list of resource addresses", found)
+                                .help("write depends_on = [\"kind.name\", ...]"),
+                        );
+                        clean = false;
+                        continue;
+                    };
+                    for (index, item) in items.iter().enumerate() {
+                        let item_place =
+                            place(&file, navigate(node, &[PathSegment::Index(index)]).span());
+                        match item.as_str().map(str::parse::<ResourceAddress>) {
+                            Some(Ok(target)) => depends_on.push((target, item_place)),
+                            Some(Err(_)) => self.push(
+                                SpecError::new(
+                                    Problem::BadAddress {
+                                        text: item.as_str().unwrap_or_default().to_owned(),
+                                    },
+                                    Some(item_place),
+                                )
+                                .help("write it as kind.name, such as hook.staging_hub"),
+                            ),
+                            None => self.push(
+                                SpecError::new(
+                                    Problem::WrongType {
+                                        what: format!("`depends_on[{index}]`"),
+                                        expected: "a resource address".to_owned(),
+                                        found: found_type(
+                                            item,
+                                            navigate(node, &[PathSegment::Index(index)]),
+                                        )
+                                        .to_owned(),
+                                    },
+                                    Some(item_place),
+                                )
+                                .help("write it as \"kind.name\", such as \"hook.staging_hub\""),
+                            ),
+                        }
+                    }
+                }
+                "allow_destroy" => match value.as_bool() {
+                    Some(flag) => spec.allow_destroy = flag,
+                    None => {
+                        self.push(
+                            wrong_type("a boolean", found).help("write allow_destroy = true"),
+                        );
+                        clean = false;
+                    }
+                },
+                _ => match value.as_str() {
+                    Some("present") => spec.ensure = Ensure::Present,
+                    Some("absent") => spec.ensure = Ensure::Absent,
+                    Some(other) => {
+                        self.push(
+                            SpecError::new(
+                                Problem::BadChoice {
+                                    what: "ensure".to_owned(),
+                                    value: other.to_owned(),
+                                },
+                                Some(at),
+                            )
+                            .help("use \"present\" or \"absent\""),
+                        );
+                        clean = false;
+                    }
+                    None => {
+                        self.push(
+                            wrong_type("a string", found).help("use \"present\" or \"absent\""),
+                        );
+                        clean = false;
+                    }
+                },
+            }
+        }
+        let broken = gathered.broken;
+        spec.fields = read.values;
+        spec.depends_on = depends_on
+            .iter()
+            .map(|(target, _)| target.clone())
+            .collect();
+        Read {
+            spec,
+            gathered,
+            clean: clean && !broken,
+            outputs: read.outputs,
+            depends_on,
+            field_nodes: read.nodes,
+            meta_nodes,
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Why a zfs_pool read or step failed, and which failures are worth a retry.
+
+use ferry_core::{Action, StepError};
+
+use crate::parse::ParseError;
+use crate::ssh::SshError;
+
+/// Why a zfs_pool read or step failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ZfsError {
+    #[error("{0}")]
+    Ssh(#[from] SshError),
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error("{pool}: {message}")]
+    Setting { pool: String, message: String },
+    #[error(
+        "{pool}: the host {host} has no recorded address yet: create it first, or check ferry's state"
+    )]
+    HostNotKnown { pool: String, host: String },
+    #[error("{pool}: `{command}` failed on {host}: {stderr}")]
+    Command {
+        pool: String,
+        host: String,
+        command: String,
+        stderr: String,
+    },
+    #[error(
+        "{pool}: refused to import on {host}: the pool is imported by another host ({detail}); fence that host, then import with force"
+    )]
+    ImportedElsewhere {
+        pool: String,
+        host: String,
+        detail: String,
+    },
+    #[error(
+        "{pool}: refused to import on {host} although the plan fenced the other hosts: the pool is still imported by another host ({detail}); make sure the fence took effect (the old VM deallocated), then apply again"
+    )]
+    StillImportedAfterFence {
+        pool: String,
+        host: String,
+        detail: String,
+    },
+    #[error(
+        "{pool}: cannot import on {host}: {}; attach the missing disks to the host, then apply again",
+        missing.join(", ")
+    )]
+    MissingDisks {
+        pool: String,
+        host: String,
+        missing: Vec<String>,
+    },
+    #[error(
+        "{pool}: imported on {host} but {state}, not ONLINE: {}; replace or reattach those disks with zpool, then plan again",
+        problems.join(", ")
+    )]
+    NotOnline {
+        pool: String,
+        host: String,
+        state: String,
+        problems: Vec<String>,
+    },
+    #[error(
+        "{pool}: no pool of that name is imported on {host} or found in {folder}; check pool_name and that its disks are attached"
+    )]
+    NotFound {
+        pool: String,
+        host: String,
+        folder: String,
+    },
+    #[error(
+        "{pool}: the pool already exists on the disks in {folder} but is not imported: plan again to import it instead of creating it"
+    )]
+    ExistsNotImported { pool: String, folder: String },
+    #[error("{pool}: zfs_pool has no `{action}` step")]
+    Unsupported { pool: String, action: Action },
+}
+
+impl ZfsError {
+    pub(super) fn into_step_error(self) -> StepError {
+        let transient = matches!(&self, ZfsError::Ssh(error) if error.is_transient());
+        if transient {
+            StepError::transient(self.to_string(), None)
+        } else {
+            StepError::permanent(self.to_string())
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Reading a pool: the devices its disks should have, and its attributes named like the
+//! spec's fields plus its outputs (`mountpoint`, `nfs_export`).
+
+use ferry_core::{Attributes, Health, InstanceAddress, Observation, ReadContext, Value};
+use serde_json::json;
+
+use super::host::{Host, PoolState, pool_state};
+use super::settings::PoolSettings;
+use super::{ZfsError, ZfsPoolProvider};
+use crate::parse::{DatasetRow, PoolStatus};
+
+/// The device path each disk of the pool should have on the host: `FOLDER/lunN`, with N the
+/// disk's recorded `lun`, or its position in `disks` when none is recorded.
+pub(super) fn expected_devices(
+    settings: &PoolSettings,
+    folder: &str,
+    outputs: &dyn Fn(&InstanceAddress) -> Option<Attributes>,
+) -> Vec<(InstanceAddress, String)> {
+    settings
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(position, disk)| {
+            let lun = outputs(disk)
+                .and_then(|attributes| attributes.get("lun").and_then(Value::as_u64))
+                .unwrap_or(position as u64);
+            (
+                disk.clone(),
+                format!("{}/lun{lun}", folder.trim_end_matches('/')),
+            )
+        })
+        .collect()
+}
+
+fn pool_mountpoint(pool: &str, datasets: &[DatasetRow]) -> String {
+    datasets
+        .iter()
+        .find(|row| row.name == pool)
+        .map_or_else(|| format!("/{pool}"), |row| row.mountpoint.clone())
+}
+
+/// The pool's observed attributes, named like the spec's fields, plus its outputs.
+pub(super) fn imported_attributes(
+    settings: &PoolSettings,
+    host: &Host,
+    status: &PoolStatus,
+    datasets: &[DatasetRow],
+    expected: &[(InstanceAddress, String)],
+    has_pool_name: bool,
+) -> Attributes {
+    let mut attributes = Attributes::new();
+    let pool = &settings.name;
+    attributes.insert("host".into(), json!(host.instance.to_string()));
+    attributes.insert("imported".into(), json!(true));
+    attributes.insert("health".into(), json!(status.state));
+    if has_pool_name {
+        attributes.insert("pool_name".into(), json!(pool));
+    }
+    let vdevs: Vec<Value> = status
+        .devices()
+        .map(|row| json!({"path": row.path(), "state": row.state}))
+        .collect();
+    attributes.insert("vdevs".into(), Value::Array(vdevs));
+    attributes.insert(
+        "layout".into(),
+        json!(crate::parse::layout_of(&status.vdevs)),
+    );
+    // A disk of the spec belongs to the pool when its device is one of the pool's vdevs.
+    let paths: Vec<&str> = status.devices().map(|row| row.path()).collect();
+    let disks: Vec<Value> = expected
+        .iter()
+        .filter(|(_, path)| paths.contains(&path.as_str()))
+        .map(|(disk, _)| json!(disk.to_string()))
+        .collect();
+    // None named (the disks' expected paths are another host's luns, as while a failover is
+    // resumed after the import) says nothing about which disks hold the pool: the reading
+    // then lacks `disks` rather than claiming the pool has none.
+    if !disks.is_empty() {
+        attributes.insert("disks".into(), Value::Array(disks));
+    }
+    let mut observed_datasets = serde_json::Map::new();
+    for (relative, managed) in &settings.datasets {
+        let full = format!("{pool}/{relative}");
+        let Some(row) = datasets.iter().find(|row| row.name == full) else {
+            continue;
+        };
+        let mut properties = serde_json::Map::new();
+        for key in managed.keys() {
+            let value = match key.as_str() {
+                "mountpoint" => Some(&row.mountpoint),
+                "sharenfs" => Some(&row.sharenfs),
+                "quota" => Some(&row.quota),
+                // Not listed: it is set on every apply that names it.
+                _ => managed.get(key),
+            };
+            if let Some(value) = value {
+                properties.insert(key.clone(), json!(value));
+            }
+        }
+        observed_datasets.insert(relative.clone(), Value::Object(properties));
+    }
+    if !settings.datasets.is_empty() {
+        attributes.insert("datasets".into(), Value::Object(observed_datasets));
+    }
+    let mountpoint = pool_mountpoint(pool, datasets);
+    // The folder that holds every shared dataset: with staging and prod under /export/home,
+    // hooks get /export/home and add their release's folder.
+    let shared: Vec<&str> = settings
+        .datasets
+        .keys()
+        .filter_map(|relative| {
+            let full = format!("{pool}/{relative}");
+            datasets.iter().find(|row| row.name == full)
+        })
+        .filter(|row| row.sharenfs != "off")
+        .map(|row| row.mountpoint.as_str())
+        .collect();
+    let export_path = common_parent(&shared).unwrap_or_else(|| mountpoint.clone());
+    attributes.insert("mountpoint".into(), json!(mountpoint));
+    attributes.insert(
+        "nfs_export".into(),
+        json!(format!("{}:{export_path}", host.nfs_address)),
+    );
+    attributes
+}
+
+/// The deepest folder that holds every one of `paths`: itself when there is one path, their
+/// common parent otherwise; `None` when there are none or they share nothing but `/`.
+fn common_parent(paths: &[&str]) -> Option<String> {
+    let (first, rest) = paths.split_first()?;
+    if rest.is_empty() {
+        return Some((*first).to_owned());
+    }
+    let split = |path: &str| -> Vec<String> {
+        path.split('/')
+            .filter(|part| !part.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut common = split(first);
+    for path in rest {
+        let parts = split(path);
+        let same = common
+            .iter()
+            .zip(&parts)
+            .take_while(|(left, right)| left == right)
+            .count();
+        common.truncate(same);
+    }
+    (!common.is_empty()).then(|| format!("/{}", common.join("/")))
+}
+
+fn health_of(status: &PoolStatus) -> Health {
+    if status.state == "ONLINE" {
+        return Health::Healthy;
+    }
+    let problems: Vec<String> = status
+        .devices()
+        .filter(|row| row.state != "ONLINE")
+        .map(|row| format!("{} {}", row.path(), row.state))
+        .collect();
+    Health::Unhealthy {
+        reason: format!("the pool is {}: {}", status.state, problems.join(", ")),
+    }
+}
+
+impl ZfsPoolProvider {
+    pub(super) async fn observe(&self, context: &ReadContext<'_>) -> Result<Observation, ZfsError> {
+        let address = &context.instance.address;
+        let settings = self.merged_settings(address, context.fields)?;
+        let Some(host_instance) = context
+            .fields
+            .get("host")
+            .and_then(Value::as_str)
+            .and_then(|text| text.parse::<InstanceAddress>().ok())
+        else {
+            return Err(ZfsError::Setting {
+                pool: address.to_string(),
+                message: "host is not a VM address".to_owned(),
+            });
+        };
+        let host_outputs = (context.outputs)(&host_instance);
+        if host_outputs.is_none() {
+            // ferry never built this host, so it never imported the pool there. The first
+            // build then plans a create, and `zpool create` (never with -f) refuses disks that
+            // already hold a pool, so no data is at risk from this reading.
+            return Ok(Observation::Absent);
+        }
+        let host = self.host(address, &settings, &host_instance, host_outputs)?;
+        let expected = expected_devices(&settings, &host.device_folder, context.outputs);
+        match pool_state(&host, &settings.name).await? {
+            PoolState::Imported { status, datasets } => Ok(Observation::Present {
+                attributes: imported_attributes(
+                    &settings,
+                    &host,
+                    &status,
+                    &datasets,
+                    &expected,
+                    context.fields.contains_key("pool_name"),
+                ),
+                health: health_of(&status),
+            }),
+            PoolState::ImportedElsewhere { devices } => {
+                let mut attributes = Attributes::new();
+                attributes.insert("imported".into(), json!(false));
+                attributes.insert("imported_elsewhere".into(), json!(true));
+                attributes.insert("vdevs".into(), json!(devices));
+                Ok(Observation::Present {
+                    attributes,
+                    health: Health::Unhealthy {
+                        reason: format!("imported by another host, not by {}", host.instance),
+                    },
+                })
+            }
+            PoolState::Importable(found) => {
+                let mut attributes = Attributes::new();
+                attributes.insert("imported".into(), json!(false));
+                attributes.insert("importable".into(), json!(found.can_import()));
+                attributes.insert("needs_force".into(), json!(found.needs_force()));
+                attributes.insert("health".into(), json!(found.state));
+                let vdevs: Vec<Value> = found
+                    .vdevs
+                    .iter()
+                    .filter(|row| !row.is_group())
+                    .map(|row| json!({"path": row.path(), "state": row.state}))
+                    .collect();
+                attributes.insert("vdevs".into(), Value::Array(vdevs));
+                attributes.insert(
+                    "layout".into(),
+                    json!(crate::parse::layout_of(&found.vdevs)),
+                );
+                let health = if found.can_import() {
+                    Health::Healthy
+                } else {
+                    Health::Unhealthy {
+                        reason: format!("not importable on {}: {}", host.instance, found.action),
+                    }
+                };
+                Ok(Observation::Present { attributes, health })
+            }
+            PoolState::NotFound => Ok(Observation::Absent),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_parent;
+
+    #[test]
+    fn the_nfs_export_is_the_folder_that_holds_every_shared_dataset() {
+        assert_eq!(common_parent(&[]), None);
+        assert_eq!(
+            common_parent(&["/export/home/prod"]).as_deref(),
+            Some("/export/home/prod")
+        );
+        assert_eq!(
+            common_parent(&["/export/home/prod", "/export/home/staging"]).as_deref(),
+            Some("/export/home")
+        );
+        assert_eq!(common_parent(&["/a/b", "/c/d"]), None);
+    }
+}

@@ -1,0 +1,340 @@
+//! A step's target (pool, settings, host, expected devices) and the export, create and update
+//! steps; `run_step` turns a plan step into one of them.
+
+use ferry_core::{
+    Action, ApplyContext, Attributes, InstanceAddress, ResourceAddress, Step, StepOutcome, Value,
+};
+use serde_json::json;
+
+use super::host::{Host, PoolState, command_failed, existing_paths, pool_state, query};
+use super::read::{expected_devices, imported_attributes};
+use super::settings::PoolSettings;
+use super::{ZfsError, ZfsPoolProvider};
+use crate::parse::{self, DatasetRow, PoolStatus};
+use crate::shell::{command_line, quote};
+use crate::ssh::SshError;
+
+/// What a step works with.
+pub(super) struct StepTarget<'a> {
+    pub(super) address: &'a ResourceAddress,
+    pub(super) settings: PoolSettings,
+    pub(super) host: Host,
+    pub(super) expected: Vec<(InstanceAddress, String)>,
+}
+
+impl StepTarget<'_> {
+    pub(super) fn pool(&self) -> &str {
+        &self.settings.name
+    }
+
+    pub(super) fn label(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// Runs a command that changes the pool. If the connection drops, the command may or may
+    /// not have taken effect: the caller reads the state again rather than repeating it.
+    pub(super) async fn change(
+        &self,
+        arguments: &[&str],
+    ) -> Result<Result<(), ZfsError>, SshError> {
+        let command = command_line(arguments.iter().copied());
+        let output = self.host.connection.run(&command).await?;
+        if output.success() {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(command_failed(
+                &self.host,
+                &self.label(),
+                &command,
+                &output,
+            )))
+        }
+    }
+
+    /// The spec's disks whose device is not in the host's device folder.
+    pub(super) async fn missing_disks(&self) -> Result<Vec<String>, ZfsError> {
+        let paths: Vec<String> = self.expected.iter().map(|(_, path)| path.clone()).collect();
+        let present = existing_paths(&self.host, &paths).await?;
+        Ok(self
+            .expected
+            .iter()
+            .filter(|(_, path)| !present.contains(path))
+            .map(|(disk, path)| format!("{disk} is not at {path}"))
+            .collect())
+    }
+
+    /// The pool is ONLINE with every expected device ONLINE.
+    pub(super) fn verify(&self, status: &PoolStatus) -> Result<(), ZfsError> {
+        let mut problems: Vec<String> = status
+            .devices()
+            .filter(|row| row.state != "ONLINE")
+            .map(|row| {
+                let disk = self
+                    .expected
+                    .iter()
+                    .find(|(_, path)| path == row.path())
+                    .map_or_else(String::new, |(disk, _)| format!(" ({disk})"));
+                format!("{}{disk} is {}", row.path(), row.state)
+            })
+            .collect();
+        for (disk, path) in &self.expected {
+            if !status.devices().any(|row| row.path() == path) {
+                problems.push(format!("{disk} ({path}) is not a vdev of the pool"));
+            }
+        }
+        if status.state == "ONLINE" && problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ZfsError::NotOnline {
+                pool: self.label(),
+                host: self.host.instance.to_string(),
+                state: status.state.clone(),
+                problems,
+            })
+        }
+    }
+
+    pub(super) fn outcome(&self, status: &PoolStatus, datasets: &[DatasetRow]) -> StepOutcome {
+        let mut outputs = imported_attributes(
+            &self.settings,
+            &self.host,
+            status,
+            datasets,
+            &self.expected,
+            false,
+        );
+        // Outputs are what other resources reference; the dataset table stays in the reading.
+        outputs.remove("datasets");
+        StepOutcome { outputs }
+    }
+
+    async fn export(&self) -> Result<StepOutcome, ZfsError> {
+        let not_imported = || {
+            let mut outputs = Attributes::new();
+            outputs.insert("imported".into(), json!(false));
+            StepOutcome { outputs }
+        };
+        match pool_state(&self.host, self.pool()).await? {
+            PoolState::Imported { .. } => {}
+            _ => return Ok(not_imported()),
+        }
+        match self.change(&["zpool", "export", self.pool()]).await {
+            Ok(Ok(())) => Ok(not_imported()),
+            Ok(Err(error)) => Err(error),
+            Err(error) => match pool_state(&self.host, self.pool()).await? {
+                PoolState::Imported { .. } => Err(error.into()),
+                _ => Ok(not_imported()),
+            },
+        }
+    }
+
+    async fn create(&self) -> Result<StepOutcome, ZfsError> {
+        match pool_state(&self.host, self.pool()).await? {
+            PoolState::Imported { .. } => return self.update().await,
+            PoolState::Importable(_) | PoolState::ImportedElsewhere { .. } => {
+                return Err(ZfsError::ExistsNotImported {
+                    pool: self.label(),
+                    folder: self.host.device_folder.clone(),
+                });
+            }
+            PoolState::NotFound => {}
+        }
+        let missing = self.missing_disks().await?;
+        if !missing.is_empty() {
+            return Err(ZfsError::MissingDisks {
+                pool: self.label(),
+                host: self.host.instance.to_string(),
+                missing,
+            });
+        }
+        let mut arguments = vec!["zpool", "create", self.pool()];
+        match self.settings.layout.as_str() {
+            "mirror" => arguments.push("mirror"),
+            "raidz" => arguments.push("raidz"),
+            _ => {}
+        }
+        for (_, path) in &self.expected {
+            arguments.push(path);
+        }
+        match self.change(&arguments).await {
+            Ok(result) => result?,
+            Err(error) => match pool_state(&self.host, self.pool()).await? {
+                PoolState::Imported { .. } => {}
+                _ => return Err(error.into()),
+            },
+        }
+        self.update().await
+    }
+
+    /// Imports a pool that is not imported (without -f), then makes its datasets match.
+    async fn update(&self) -> Result<StepOutcome, ZfsError> {
+        let (status, mut datasets) = match pool_state(&self.host, self.pool()).await? {
+            PoolState::Imported { status, datasets } => (status, datasets),
+            PoolState::Importable(_) => {
+                self.import(false, &[], &|_| {}).await?;
+                match pool_state(&self.host, self.pool()).await? {
+                    PoolState::Imported { status, datasets } => (status, datasets),
+                    _ => {
+                        return Err(ZfsError::NotFound {
+                            pool: self.label(),
+                            host: self.host.instance.to_string(),
+                            folder: self.host.device_folder.clone(),
+                        });
+                    }
+                }
+            }
+            PoolState::ImportedElsewhere { devices } => {
+                return Err(ZfsError::ImportedElsewhere {
+                    pool: self.label(),
+                    host: self.host.instance.to_string(),
+                    detail: format!("its devices {} are not on this host", devices.join(", ")),
+                });
+            }
+            PoolState::NotFound => {
+                return Err(ZfsError::NotFound {
+                    pool: self.label(),
+                    host: self.host.instance.to_string(),
+                    folder: self.host.device_folder.clone(),
+                });
+            }
+        };
+        let mut changed = false;
+        for (relative, managed) in &self.settings.datasets {
+            let full = format!("{}/{relative}", self.pool());
+            let assignments: Vec<String> = managed
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            match datasets.iter().find(|row| row.name == full) {
+                None => {
+                    let mut arguments = vec!["zfs", "create"];
+                    for assignment in &assignments {
+                        arguments.push("-o");
+                        arguments.push(assignment);
+                    }
+                    arguments.push(&full);
+                    self.change(&arguments).await??;
+                    changed = true;
+                }
+                Some(row) => {
+                    for (key, value) in managed {
+                        let current = match key.as_str() {
+                            "mountpoint" => Some(&row.mountpoint),
+                            "sharenfs" => Some(&row.sharenfs),
+                            "quota" => Some(&row.quota),
+                            _ => None,
+                        };
+                        if current == Some(value) {
+                            continue;
+                        }
+                        let assignment = format!("{key}={value}");
+                        // Repeating a `zfs set` is harmless, so a dropped connection is simply
+                        // reported as transient and the engine retries the step.
+                        self.change(&["zfs", "set", &assignment, &full]).await??;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if changed {
+            let command = format!(
+                "zfs list -H -o {} -r {}",
+                parse::DATASET_COLUMNS,
+                quote(self.pool())
+            );
+            let listed = query(
+                &self.host,
+                &self.label(),
+                &[
+                    "zfs",
+                    "list",
+                    "-H",
+                    "-o",
+                    parse::DATASET_COLUMNS,
+                    "-r",
+                    self.pool(),
+                ],
+            )
+            .await?;
+            datasets = parse::parse_dataset_list(&command, &listed.stdout)?;
+        }
+        Ok(self.outcome(&status, &datasets))
+    }
+}
+
+impl ZfsPoolProvider {
+    pub(super) async fn run_step(
+        &self,
+        step: &Step,
+        context: &ApplyContext<'_>,
+    ) -> Result<StepOutcome, ZfsError> {
+        let address = &step.address.address;
+        let settings = self.merged_settings(address, context.inputs)?;
+        let host_instance = context
+            .inputs
+            .get("host")
+            .and_then(Value::as_str)
+            .or_else(|| {
+                self.pools
+                    .get(address)
+                    .and_then(|fields| fields.get("host"))
+                    .and_then(Value::as_str)
+            })
+            .and_then(|text| text.parse::<InstanceAddress>().ok())
+            .ok_or_else(|| ZfsError::Setting {
+                pool: address.to_string(),
+                message: "the step names no host".to_owned(),
+            })?;
+        let host = self.host(
+            address,
+            &settings,
+            &host_instance,
+            (context.outputs)(&host_instance),
+        )?;
+        let expected = expected_devices(&settings, &host.device_folder, context.outputs);
+        let target = StepTarget {
+            address,
+            settings,
+            host,
+            expected,
+        };
+        (context.progress)(format!("{} on {}", step.action, target.host.instance));
+        match step.action {
+            Action::Import => {
+                let force = context.inputs.get("force").and_then(Value::as_bool) == Some(true);
+                let mut fenced = Vec::new();
+                for text in context
+                    .inputs
+                    .get("fenced_hosts")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    let Ok(instance) = text.parse::<InstanceAddress>() else {
+                        continue;
+                    };
+                    match self.host(
+                        address,
+                        &target.settings,
+                        &instance,
+                        (context.outputs)(&instance),
+                    ) {
+                        Ok(host) => fenced.push(host),
+                        Err(error) => (context.progress)(format!(
+                            "{instance} cannot be asked whether it still holds the pool ({error}): relying on its fence"
+                        )),
+                    }
+                }
+                target.import(force, &fenced, context.progress).await
+            }
+            Action::Export => target.export().await,
+            Action::Create => target.create().await,
+            Action::Update => target.update().await,
+            action => Err(ZfsError::Unsupported {
+                pool: address.to_string(),
+                action,
+            }),
+        }
+    }
+}
