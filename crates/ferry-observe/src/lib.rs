@@ -15,7 +15,7 @@ use ferry_core::{
     Attributes, Generation, InstanceAddress, Observation, Providers, ReadContext, ResourceSpec,
     RuleBook, Snapshot, Value,
 };
-use ferry_plan::resolve::{instance_at, resolve_fields};
+use ferry_spec::resolve::{instance_at, resolve_fields};
 use ferry_spec::Spec;
 use ferry_state::StateFile;
 use futures_util::StreamExt;

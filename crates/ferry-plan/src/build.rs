@@ -11,7 +11,7 @@ use ferry_core::{
 };
 use ferry_spec::{FailoverMode, Spec};
 
-use crate::resolve::{instance_at, resolve_fields};
+use ferry_spec::resolve::{instance_at, resolve_fields};
 use crate::{FailoverRequest, PlanConfig, PlanError, PlanErrors};
 
 /// A step before ordering: the rules' draft plus what the planner knows about it.

@@ -9,7 +9,8 @@ pub mod order;
 pub mod outcome;
 mod readiness;
 pub mod render;
-pub mod resolve;
+/// Spec fields to an instance's attributes: it lives with the spec, re-exported for old paths.
+pub use ferry_spec::resolve;
 mod safety;
 pub mod saved;
 pub mod world;

@@ -13,7 +13,7 @@ use ferry_core::{
 };
 use ferry_spec::{FailoverMode, Spec};
 
-use crate::resolve::instance_at;
+use ferry_spec::resolve::instance_at;
 use crate::{FailoverRequest, PlanConfig};
 
 /// Whether the failover planned from `snapshot` could be made now, and how long it would take;

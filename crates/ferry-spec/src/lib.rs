@@ -12,6 +12,7 @@ mod error;
 mod graph;
 mod load;
 mod reference;
+pub mod resolve;
 mod suggest;
 
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@
 use ferry_core::provider::FieldType;
 use ferry_core::value::{self, Expression};
 use ferry_core::{Attributes, Generation, InstanceAddress, KindRules, ResourceAddress, Value};
-use ferry_spec::Spec;
+use crate::Spec;
 use serde_json::json;
 
 /// The instance of `address` at `generation`: replaceable kinds have one per generation, the
