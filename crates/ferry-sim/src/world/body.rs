@@ -1,6 +1,8 @@
 //! Helpers over the JSON bodies the world stores and answers: ARM's merge patch, the
 //! `properties` object, server-owned fields kept from before, and the timestamps ARM writes.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use serde_json::{Map, Value, json};
 
 /// Merges a JSON merge patch (RFC 7396) into `target`, as ARM's PATCH does.
@@ -28,34 +30,15 @@ pub(super) fn properties_mut(body: &mut Value) -> &mut Map<String, Value> {
         .expect("just made an object")
 }
 
+/// The time now as ARM writes it in `startTime` and `timeCreated`: RFC 3339 in UTC, to the
+/// second (`2025-06-01T11:59:59Z`).
 pub(super) fn iso_time_now() -> String {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|duration| duration.as_secs() as i64)
-        .unwrap_or_default();
-    let days = seconds.div_euclid(86_400);
-    let second_of_day = seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        second_of_day / 3600,
-        (second_of_day / 60) % 60,
-        second_of_day % 60
-    )
+    rfc3339_seconds(SystemTime::now())
+}
+
+/// A clock set before 1970 reads as 1970's first second (humantime refuses earlier times).
+fn rfc3339_seconds(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time.max(UNIX_EPOCH)).to_string()
 }
 
 /// Keeps `properties.{field}` of the previous body when a write omits it: the fields ARM owns
@@ -70,5 +53,38 @@ pub(super) fn keep_previous(body: &mut Value, previous: &Value, field: &str) {
             .is_none()
     {
         properties_mut(body).insert(field.to_owned(), value.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc_to_the_second() {
+        for (time, text) in [
+            (UNIX_EPOCH, "1970-01-01T00:00:00Z"),
+            (UNIX_EPOCH - Duration::from_secs(1), "1970-01-01T00:00:00Z"),
+            (
+                UNIX_EPOCH + Duration::from_millis(1_999),
+                "1970-01-01T00:00:01Z",
+            ),
+            (
+                UNIX_EPOCH + Duration::from_secs(951_782_400),
+                "2000-02-29T00:00:00Z",
+            ),
+            (
+                UNIX_EPOCH + Duration::from_secs(1_748_779_199),
+                "2025-06-01T11:59:59Z",
+            ),
+            (
+                UNIX_EPOCH + Duration::from_secs(4_107_542_399),
+                "2100-02-28T23:59:59Z",
+            ),
+        ] {
+            assert_eq!(rfc3339_seconds(time), text);
+        }
     }
 }
