@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::{ArmClient, WriteOptions};
 use crate::error::ArmError;
 use crate::models::{AsyncOperationStatus, OperationPhase};
-use crate::operation::{PendingOperation, PollStyle};
+use crate::pending_operation::{PendingOperation, PollStyle};
 
 impl ArmClient {
     /// Polls `operation` once: `Ok(None)` while it runs (with the wait ARM asked for).

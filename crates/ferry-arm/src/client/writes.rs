@@ -9,7 +9,7 @@ use super::polling::provisioning_state_of;
 use super::{AZURE_ASYNC_OPERATION, ArmClient, ETAG, Fetched, LOCATION, WriteOptions, method_name};
 use crate::error::ArmError;
 use crate::models::OperationPhase;
-use crate::operation::{PendingOperation, PollStyle, Started};
+use crate::pending_operation::{PendingOperation, PollStyle, Started};
 
 impl ArmClient {
     /// PUT (create or replace) and return at once: done, or an operation to wait for.
