@@ -28,8 +28,8 @@ use serde::de::DeserializeOwned;
 use crate::client::{AZURE_PUBLIC_ENDPOINT, ArmClient, ArmClientConfig, WriteOptions};
 use crate::error::ArmError;
 use crate::id::ResourceId;
-use crate::operation::{PendingOperation, Started};
-use crate::operations::api_version;
+use crate::pending_operation::{PendingOperation, Started};
+use crate::provider_calls::api_version;
 
 /// The ARM endpoint (`https://management.azure.com` when unset).
 pub const ENDPOINT_VARIABLE: &str = "FERRY_ARM_ENDPOINT";

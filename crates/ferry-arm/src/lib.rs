@@ -16,8 +16,8 @@ pub mod deployment;
 pub mod error;
 pub mod id;
 pub mod models;
-pub mod operation;
-pub mod operations;
+pub mod pending_operation;
+pub mod provider_calls;
 
 pub use client::{
     AZURE_PUBLIC_ENDPOINT, ArmClient, ArmClientConfig, ArmResponse, Fetched, PollOutcome,
@@ -29,8 +29,8 @@ pub use credential::{
 pub use deployment::{AzureDeployment, AzureSettings, LocateError, StepOperations};
 pub use error::{ArmError, ArmErrorDetail, ArmErrorResponse, ArmServiceError, CredentialAttempt};
 pub use id::{ResourceId, ResourceIdError};
-pub use operation::{PendingOperation, PollStyle, Started};
-pub use operations::api_version;
+pub use pending_operation::{PendingOperation, PollStyle, Started};
+pub use provider_calls::api_version;
 
 /// `azure_core`'s URL and method types, so callers need not depend on it.
 pub use azure_core::http::{Method, Url};

@@ -379,8 +379,8 @@ fn pending_operation(
 /// Key paths of the examples' answers that the simulator deliberately does not produce:
 /// `(example file, key path, why)`. A path excuses everything below it too. Each entry must
 /// still be needed: the test fails on one the simulator has started to produce, so that this
-/// list stays the simulator's exact limits. `TODO(world.rs)` marks a gap worth closing in
-/// `crates/ferry-sim/src/world.rs`.
+/// list stays the simulator's exact limits. `TODO(world/FILE)` marks a gap worth closing in
+/// that file of `crates/ferry-sim/src/world/`.
 const NOT_PRODUCED: &[(&str, &str, &str)] = &[
     // A VM's defaults that ARM fills in from the image and its own catalog; ferry sends none
     // of them and reads none of them.
@@ -394,13 +394,13 @@ const NOT_PRODUCED: &[(&str, &str, &str)] = &[
         "properties.storageProfile.osDisk.osType",
         "ARM reads it from the image",
     ),
-    // TODO(world.rs): ARM answers `dataDisks: []` for a VM created without data disks. ferry
-    // reads the list (ferry-disk), taking a missing one for an empty one, and creates its
-    // VMs with `dataDisks: []`, so only a VM made outside ferry shows the gap.
+    // TODO(world/virtual_machines.rs): ARM answers `dataDisks: []` for a VM created without
+    // data disks. ferry reads the list (ferry-disk), taking a missing one for an empty one,
+    // and creates its VMs with `dataDisks: []`, so only a VM made outside ferry shows the gap.
     (
         VM_CREATE,
         "properties.storageProfile.dataDisks",
-        "TODO(world.rs): an empty list for a VM created without data disks",
+        "TODO(world/virtual_machines.rs): an empty list for a VM created without data disks",
     ),
     // A data disk's defaults once attached: the caching (`None`) and the storage type (the
     // disk's SKU). ferry sends the list back as it read it, and reads neither.
@@ -429,13 +429,13 @@ const NOT_PRODUCED: &[(&str, &str, &str)] = &[
         "properties.storageProfile.dataDisks[].detachOption",
         "the example's 200 answer still lists the disk being detached; once the operation ends, the simulator, like Azure, lists it no more",
     ),
-    // TODO(world.rs): Azure's attachDetachDataDisks ends with the VM's storage profile; the
-    // simulator's operation ends without a result. ferry attaches and detaches with a PATCH
-    // of `dataDisks`, never with this action.
+    // TODO(world/virtual_machines.rs): Azure's attachDetachDataDisks ends with the VM's
+    // storage profile; the simulator's operation ends without a result. ferry attaches and
+    // detaches with a PATCH of `dataDisks`, never with this action.
     (
         VM_ATTACH_DETACH,
         "(body)",
-        "TODO(world.rs): the action's result, the VM's storage profile",
+        "TODO(world/virtual_machines.rs): the action's result, the VM's storage profile",
     ),
     // The instance view's guest agent, platform and per-disk readings: the simulator has no
     // guest, and ferry reads only the power state from the statuses' codes.
@@ -595,23 +595,28 @@ const NOT_PRODUCED: &[(&str, &str, &str)] = &[
         "properties.ipConfigurations[].properties.privateIPAddressVersion",
         "ARM's default, IPv4",
     ),
-    // TODO(world.rs): ARM gives each IP configuration its id (`{nic}/ipConfigurations/{name}`),
-    // as the simulator does for a network's subnets, and marks a NIC's only configuration
-    // primary. ferry reads the first configuration's address and subnet, neither of these.
+    // TODO(world/network_interfaces.rs): ARM gives each IP configuration its id
+    // (`{nic}/ipConfigurations/{name}`), as the simulator does for a network's subnets, and
+    // marks a NIC's only configuration primary. ferry reads the first configuration's address
+    // and subnet, neither of these.
     (
         NIC_CREATE,
         "properties.ipConfigurations[].id",
-        "TODO(world.rs): ARM computes a child's id",
+        "TODO(world/network_interfaces.rs): ARM computes a child's id",
     ),
     (
         NIC_CREATE,
         "properties.ipConfigurations[].properties.primary",
-        "TODO(world.rs): the only configuration is the primary one",
+        "TODO(world/network_interfaces.rs): the only configuration is the primary one",
     ),
-    // TODO(world.rs): ARM gives an address created without a SKU its default SKU (Standard).
-    // ferry reads `sku.name` and always sends it, so only an address made outside ferry reads
-    // differently from Azure.
-    (PUBLIC_IP_CREATE, "sku", "TODO(world.rs): ARM's default SKU"),
+    // TODO(world/public_ips.rs): ARM gives an address created without a SKU its default SKU
+    // (Standard). ferry reads `sku.name` and always sends it, so only an address made outside
+    // ferry reads differently from Azure.
+    (
+        PUBLIC_IP_CREATE,
+        "sku",
+        "TODO(world/public_ips.rs): ARM's default SKU",
+    ),
     (
         PUBLIC_IP_CREATE,
         "properties.ipConfiguration",

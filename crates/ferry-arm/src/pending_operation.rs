@@ -1,4 +1,5 @@
-//! Long-running operations as values: what to poll, so an interrupted apply can resume.
+//! Long-running operations as values: what a write started ([`Started`]) and, while it runs,
+//! what to poll ([`PendingOperation`], serialisable), so an interrupted apply can resume.
 
 use std::time::Duration;
 

@@ -1,4 +1,7 @@
-//! Named ARM operations that ferry's Azure providers use, over the generic requests.
+//! The ARM calls ferry's Azure providers make, over the client's generic requests: a
+//! resource read, written or deleted by its id, and named actions (a VM's instance view,
+//! deallocate and start, moves and their validation, a cluster's credentials); with the
+//! api-version ferry uses for each resource type.
 
 use serde::Serialize;
 
@@ -6,7 +9,7 @@ use crate::client::{ArmClient, Fetched, WriteOptions};
 use crate::error::ArmError;
 use crate::id::ResourceId;
 use crate::models::{CredentialResults, MoveResourcesRequest, VirtualMachineInstanceView};
-use crate::operation::Started;
+use crate::pending_operation::Started;
 
 /// The api-versions ferry uses, the same as the official examples it is tested against.
 pub mod api_version {

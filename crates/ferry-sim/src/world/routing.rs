@@ -1,0 +1,284 @@
+//! ARM's paths: which request reads or writes a resource, lists a collection, runs an action
+//! or polls an operation; and the answers common to every type (not found, pages of a list).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::body::properties_mut;
+use super::ids::{Kind, group_name, kind_of, lower, name_of, type_and_name, type_of};
+use super::{Refusal, SimRequest, SimResponse, Stored, World};
+
+impl World {
+    /// Handles one authenticated ARM request. Returns the response and, when it started an
+    /// operation, the operation to complete after the given (scaled) time.
+    pub fn handle(&mut self, request: &SimRequest) -> (SimResponse, Option<(String, Duration)>) {
+        let disks = self.disk_changes(request);
+        let answer = match self.route(request) {
+            Ok(answer) => answer,
+            Err(refusal) => (refusal, None),
+        };
+        if let Some((operation_id, _)) = &answer.1
+            && let Some(record) = self.operations.get_mut(operation_id)
+        {
+            record.disks = disks.clone();
+        }
+        self.record_request(request, &answer.0, disks);
+        answer
+    }
+
+    fn route(
+        &mut self,
+        request: &SimRequest,
+    ) -> Result<(SimResponse, Option<(String, Duration)>), Refusal> {
+        let segments: Vec<&str> = request
+            .path
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let lowered: Vec<String> = segments.iter().map(|segment| lower(segment)).collect();
+        let method = request.method.as_str();
+        if segments.len() < 2 || lowered[0] != "subscriptions" {
+            return Err(SimResponse::error(
+                404,
+                "InvalidResourceType",
+                format!("no ARM route for {}", request.path),
+            ));
+        }
+        if request.query_value("api-version").is_none() {
+            return Err(SimResponse::error(
+                400,
+                "MissingApiVersionParameter",
+                "the api-version query parameter (?api-version=) is required for all requests",
+            ));
+        }
+        let subscription = segments[1];
+        // Operation status and results.
+        if segments.len() == 8 && lowered[2] == "providers" && lowered[3] == "microsoft.simulator" {
+            return Ok(match lowered[6].as_str() {
+                "operations" => (self.operation_status(segments[7]), None),
+                _ => (self.operation_result(segments[7]), None),
+            });
+        }
+        if segments.len() == 3 && lowered[2] == "resourcegroups" {
+            return Ok((
+                self.list(
+                    request,
+                    &format!("/subscriptions/{subscription}/resourceGroups"),
+                )?,
+                None,
+            ));
+        }
+        if segments.len() < 4 || lowered[2] != "resourcegroups" {
+            return Err(SimResponse::error(
+                404,
+                "InvalidResourceType",
+                format!("no ARM route for {}", request.path),
+            ));
+        }
+        let group_id = format!(
+            "/subscriptions/{subscription}/resourceGroups/{}",
+            segments[3]
+        );
+        if segments.len() == 4 {
+            return self.resource_request(request, &group_id);
+        }
+        if segments.len() == 5 && method == "POST" {
+            return match lowered[4].as_str() {
+                "moveresources" => self.move_resources(request, &group_id, false),
+                "validatemoveresources" => self.move_resources(request, &group_id, true),
+                _ => Err(SimResponse::error(
+                    404,
+                    "InvalidResourceType",
+                    format!("no action {}", segments[4]),
+                )),
+            };
+        }
+        if segments.len() < 7 || lowered[4] != "providers" {
+            return Err(SimResponse::error(
+                404,
+                "InvalidResourceType",
+                format!("no ARM route for {}", request.path),
+            ));
+        }
+        self.require_group(&group_id)?;
+        let full_path = format!("/{}", segments.join("/"));
+        let after_namespace = segments.len() - 6;
+        if after_namespace.is_multiple_of(2) {
+            return self.resource_request(request, &full_path);
+        }
+        // An odd count: a collection, an action on a resource, or a DNS record-type listing.
+        let parent = format!("/{}", segments[..segments.len() - 1].join("/"));
+        let last = lowered[lowered.len() - 1].as_str();
+        let is_zone_listing = after_namespace == 3 && lowered[6] == "dnszones";
+        if is_zone_listing && method == "GET" {
+            if last == "recordsets" || last == "all" {
+                return Ok((self.list_children(request, &parent, None)?, None));
+            }
+            return Ok((
+                self.list_children(request, &parent, Some(segments[segments.len() - 1]))?,
+                None,
+            ));
+        }
+        if after_namespace == 1 && method == "GET" {
+            return Ok((self.list(request, &full_path)?, None));
+        }
+        if after_namespace >= 3 && method == "GET" && last != "instanceview" && last != "vmsizes" {
+            return Ok((self.list(request, &full_path)?, None));
+        }
+        self.action(request, &parent, last)
+    }
+
+    pub(super) fn stored_response(&self, status: u16, stored: &Stored) -> SimResponse {
+        SimResponse::json(status, &stored.body).with_header("ETag", stored.etag.clone())
+    }
+
+    pub(super) fn not_found(id: &str) -> SimResponse {
+        let kind = kind_of(id);
+        if kind == Kind::Group {
+            return SimResponse::error(
+                404,
+                "ResourceGroupNotFound",
+                format!("Resource group '{}' could not be found.", name_of(id)),
+            );
+        }
+        SimResponse::error(
+            404,
+            "ResourceNotFound",
+            format!(
+                "The Resource '{}' under resource group '{}' was not found.",
+                type_and_name(id),
+                group_name(id)
+            ),
+        )
+    }
+
+    fn resource_request(
+        &mut self,
+        request: &SimRequest,
+        id: &str,
+    ) -> Result<(SimResponse, Option<(String, Duration)>), Refusal> {
+        match request.method.as_str() {
+            "GET" | "HEAD" => {
+                let stored = self
+                    .resources
+                    .get(&lower(id))
+                    .ok_or_else(|| Self::not_found(id))?;
+                let mut stored = stored.clone();
+                if kind_of(id) == Kind::VirtualMachine
+                    && request
+                        .query_value("$expand")
+                        .is_some_and(|expand| expand.eq_ignore_ascii_case("instanceView"))
+                {
+                    properties_mut(&mut stored.body)
+                        .insert("instanceView".to_owned(), self.instance_view(id));
+                }
+                if request.method == "HEAD" {
+                    return Ok((SimResponse::empty(204), None));
+                }
+                Ok((self.stored_response(200, &stored), None))
+            }
+            "PUT" | "PATCH" => self.write(request, id),
+            "DELETE" => self.delete(request, id),
+            other => Err(SimResponse::error(
+                405,
+                "MethodNotAllowed",
+                format!("{other} is not supported on {id}"),
+            )),
+        }
+    }
+
+    /// Routes an action (`POST {vm}/deallocate`, `GET {vm}/instanceView`) to its resource's
+    /// ARM type.
+    fn action(
+        &mut self,
+        request: &SimRequest,
+        resource_id: &str,
+        action: &str,
+    ) -> Result<(SimResponse, Option<(String, Duration)>), Refusal> {
+        let key = lower(resource_id);
+        let stored = self
+            .resources
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Self::not_found(resource_id))?;
+        match kind_of(resource_id) {
+            Kind::VirtualMachine => {
+                self.virtual_machine_action(request, resource_id, stored, action)
+            }
+            Kind::ManagedCluster => {
+                self.managed_cluster_action(request, resource_id, &stored, action)
+            }
+            _ => Err(no_such_action(request, resource_id, action)),
+        }
+    }
+
+    fn list(&self, request: &SimRequest, collection: &str) -> Result<SimResponse, Refusal> {
+        let prefix = format!("{}/", lower(collection));
+        let items: Vec<Value> = self
+            .resources
+            .iter()
+            .filter(|(key, _)| key.starts_with(&prefix) && !key[prefix.len()..].contains('/'))
+            .map(|(_, stored)| stored.body.clone())
+            .collect();
+        Ok(self.page(request, items))
+    }
+
+    fn list_children(
+        &self,
+        request: &SimRequest,
+        zone: &str,
+        record_type: Option<&str>,
+    ) -> Result<SimResponse, Refusal> {
+        let prefix = format!("{}/", lower(zone));
+        let items: Vec<Value> = self
+            .resources
+            .iter()
+            .filter(|(key, _)| {
+                let Some(rest) = key.strip_prefix(&prefix) else {
+                    return false;
+                };
+                let parts: Vec<&str> = rest.split('/').collect();
+                parts.len() == 2
+                    && record_type.is_none_or(|wanted| parts[0].eq_ignore_ascii_case(wanted))
+            })
+            .map(|(_, stored)| stored.body.clone())
+            .collect();
+        Ok(self.page(request, items))
+    }
+
+    /// One page of a list, with `nextLink` carrying `$skiptoken` when more remain.
+    fn page(&self, request: &SimRequest, items: Vec<Value>) -> SimResponse {
+        let start: usize = request
+            .query_value("$skiptoken")
+            .and_then(|token| token.parse().ok())
+            .unwrap_or(0);
+        let size = self.settings.page_size.max(1);
+        let page: Vec<Value> = items.iter().skip(start).take(size).cloned().collect();
+        let mut body = json!({"value": page});
+        if start + size < items.len() {
+            let api_version = request.query_value("api-version").unwrap_or_default();
+            body["nextLink"] = json!(format!(
+                "{}{}?api-version={api_version}&$skiptoken={}",
+                self.settings.endpoint,
+                request.path,
+                start + size
+            ));
+        }
+        SimResponse::json(200, &body)
+    }
+}
+
+/// ARM's answer to an action the simulator does not serve.
+pub(super) fn no_such_action(request: &SimRequest, resource_id: &str, action: &str) -> Refusal {
+    SimResponse::error(
+        404,
+        "InvalidResourceType",
+        format!(
+            "the simulator has no {} {action} on {}",
+            request.method,
+            type_of(resource_id)
+        ),
+    )
+}
