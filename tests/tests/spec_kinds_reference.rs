@@ -4,7 +4,7 @@ use std::path::Path;
 
 #[test]
 fn docs_kinds_md_is_up_to_date() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/kinds.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/kinds.md");
     let rendered = ferry_spec::kinds_reference(&ferry_providers::rule_book());
     if std::env::var_os("UPDATE_DOCS").is_some() {
         std::fs::write(&path, &rendered).unwrap();

@@ -145,7 +145,7 @@ fn assert_same(first: &Spec, second: &Spec) {
 
 #[test]
 fn data100_round_trips_through_toml() {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100");
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
     let first = ferry_spec::load(&folder, &options(), &ferry_providers::rule_book())
         .map_err(|errors| errors.render(false))
         .unwrap();
@@ -228,7 +228,7 @@ fn generated_spec() -> impl Strategy<Value = String> {
 
 /// Small edits of the data100 spec: the kind of broken input a user really writes.
 fn mutated_data100() -> impl Strategy<Value = String> {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100");
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
     let text: String = ["main.toml", "azure.toml", "service.toml", "storage.toml"]
         .iter()
         .map(|file| std::fs::read_to_string(folder.join(file)).unwrap())

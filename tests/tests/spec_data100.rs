@@ -7,7 +7,7 @@ use ferry_core::{Kind, ResourceAddress};
 use ferry_spec::{DependencyVia, FailoverMode, LoadOptions, StateConfig, load};
 
 fn data100() -> ferry_spec::Spec {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
     let options = LoadOptions {
         variables: BTreeMap::new(),
         environment: BTreeMap::new(),
@@ -76,7 +76,7 @@ fn data100_dependencies_say_why() {
         format!(
             "{}:35:1",
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../specs/data100/storage.toml")
+                .join("../specs/data100/storage.toml")
                 .display()
         )
     );
