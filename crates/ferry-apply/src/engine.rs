@@ -15,13 +15,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::secret::Secrets;
+use ferry_core::time::format_time;
 use ferry_core::value::{finish, resolve};
 use ferry_core::{
     Action, ApplyContext, Attributes, Expression, InstanceAddress, Kind, Plan, Provider, Providers,
     Step, StepError, StepId, StepOutcome,
 };
 use ferry_state::journal::{JournalError, StepResult};
-use ferry_state::{Journal, JournalRecord, StateFile, format_time};
+use ferry_state::{Journal, JournalRecord, StateFile};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};

@@ -226,7 +226,7 @@ pub(crate) fn saved_plan(
         )
         .made_by(
             &author,
-            &ferry_state::format_time(std::time::SystemTime::now()),
+            &ferry_core::time::format_time(std::time::SystemTime::now()),
         ))
 }
 

@@ -11,6 +11,7 @@ pub mod provider;
 pub mod registry;
 pub mod resource;
 pub mod secret;
+pub mod time;
 pub mod value;
 
 pub use address::{AddressError, Generation, InstanceAddress, Kind, ResourceAddress, UnknownKind};
