@@ -192,10 +192,12 @@ impl ferry_core::Provider for PersistingProvider {
     ) -> Result<ferry_core::StepOutcome, ferry_core::StepError> {
         let result = self.inner.apply(step, context).await;
         let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
-        // Temporary file and rename: a kill leaves the old world or the new one, whole.
-        let temporary = self.path.with_extension("json.saving");
-        let saved = std::fs::write(&temporary, self.world.to_json())
-            .and_then(|()| std::fs::rename(&temporary, &self.path));
+        // Written whole: a kill leaves the old world or the new one.
+        let saved = ferry_core::fs::write_atomically(
+            &self.path,
+            self.world.to_json().as_bytes(),
+            &ferry_core::fs::WriteOptions::default(),
+        );
         match (result, saved) {
             (Ok(_), Err(error)) => Err(ferry_core::StepError::permanent(format!(
                 "the step ran, but the simulated world {} could not be saved: {error}",

@@ -15,7 +15,6 @@
 //! Nothing here reads a clock behind the caller's back: functions that care about time take
 //! `now`, which keeps the tests free of sleeps.
 
-mod atomic;
 pub mod backend;
 pub mod journal;
 pub mod lock;
