@@ -10,8 +10,6 @@
 //! `{state folder}/kubeconfigs/{instance}.yaml` with mode 0600, and its path is the
 //! `kubeconfig` output. Its content is never logged, returned or put in an error.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +20,7 @@ use ferry_arm::deployment::{
     tags_of_body, text_at,
 };
 use ferry_arm::{ArmError, LocateError, ResourceId, StepOperations};
+use ferry_core::fs::{WriteOptions, write_atomically};
 use ferry_core::{
     Action, ApplyContext, Attributes, Health, InstanceAddress, Kind, Observation, Provider,
     ReadContext, Step, StepError, StepOutcome, Value,
@@ -348,27 +347,12 @@ fn cluster_ca(kubeconfig: &str) -> Option<Vec<u8>> {
     })
 }
 
-/// Writes a file only its owner can read, atomically (a temporary file, then a rename).
+/// Writes a file only its owner can read (created 0600, never wider), atomically, in a folder
+/// made if it is missing.
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let folder = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(folder)?;
-    let temporary = folder.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    // A file left by an older run may have looser permissions than `mode` gives new ones.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
+    write_atomically(path, contents, &WriteOptions::OWNER_ONLY)
 }
 
 #[async_trait]
@@ -551,6 +535,7 @@ impl AksClusterProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn the_cluster_ca_comes_from_the_kubeconfig() {

@@ -15,13 +15,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::secret::Secrets;
+use ferry_core::time::format_time;
 use ferry_core::value::{finish, resolve};
 use ferry_core::{
     Action, ApplyContext, Attributes, Expression, InstanceAddress, Kind, Plan, Provider, Providers,
     Step, StepError, StepId, StepOutcome,
 };
 use ferry_state::journal::{JournalError, StepResult};
-use ferry_state::{Journal, JournalRecord, StateFile, format_time};
+use ferry_state::{Journal, JournalRecord, StateFile};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
@@ -93,8 +94,50 @@ pub async fn apply(
         state: &state,
         storage_error: Mutex::new(None),
     };
-    // A failover is recorded as in progress before its first step, so that a plan made after
-    // a crash finishes it rather than deciding again from what the old generation reads.
+    record_failover(plan, &shared, store)?;
+    shared.write(JournalRecord::ApplyStarted {
+        apply_id: apply_id.clone(),
+        at: format_time(SystemTime::now()),
+        steps: plan.steps.len(),
+    })?;
+    mark_finished_earlier(plan, &shared, store, &mut schedule);
+    schedule.queue_ready();
+    let cancel = run_steps(plan, &shared, store, control, &mut schedule).await;
+
+    // A lock lost while the last steps ran is a failure too: another apply may have started
+    // meanwhile, so this one neither reports success nor switches the generation.
+    if let Err(error) = store.verify_lock() {
+        shared.storage_failed(error.to_string());
+    }
+    let mut report = ApplyReport {
+        apply_id: apply_id.clone(),
+        steps: schedule.reports,
+        elapsed: start.elapsed(),
+        cancel,
+        storage_error: shared.storage_error(),
+    };
+    // The end is journaled before the state records the target generation. A crash in
+    // between leaves the failover recorded in the state and no apply open in the journal: the
+    // next apply plans that failover from the world, finds nothing left, and records it. The
+    // other order would leave the journal's apply open behind a finished state, and its
+    // finished steps (`disk.home0:move`, `zfs_pool.home:import`: ids without a generation)
+    // would count as done for the next failover's plan, a year later.
+    journal_end(&shared, &mut report);
+    switch_generation(plan, &shared, store, &mut report);
+    shared.emit(EventKind::ApplyFinished {
+        counts: report.counts(),
+    });
+    drop(shared);
+    store.state = state
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Ok(report)
+}
+
+/// Records the plan's failover in the state as in progress, before its first step, so that a
+/// plan made after a crash finishes it rather than deciding again from what the old
+/// generation reads.
+fn record_failover(plan: &Plan, shared: &Shared<'_>, store: &Store) -> Result<(), ApplyError> {
     if let Some(failover) = &plan.failover {
         let mut state = shared.lock_state();
         if state.failover.as_ref() != Some(failover) {
@@ -102,14 +145,19 @@ pub async fn apply(
             store.save_state(&state).map_err(ApplyError::State)?;
         }
     }
-    shared.write(JournalRecord::ApplyStarted {
-        apply_id: apply_id.clone(),
-        at: format_time(SystemTime::now()),
-        steps: plan.steps.len(),
-    })?;
+    Ok(())
+}
 
-    // Steps an interrupted apply finished count as succeeded; their outputs are in the state,
-    // which was saved before their end was journaled.
+/// Marks the steps an interrupted apply finished as already done, and announces the start.
+///
+/// Such steps count as succeeded; their outputs are in the state, which was saved before
+/// their end was journaled.
+fn mark_finished_earlier(
+    plan: &Plan,
+    shared: &Shared<'_>,
+    store: &Store,
+    schedule: &mut Schedule<'_>,
+) {
     // All are marked before any is counted as succeeded, so that a finished step is never
     // queued as the ready dependent of another finished step.
     let finished_earlier: Vec<usize> = (0..plan.steps.len())
@@ -125,7 +173,7 @@ pub async fn apply(
     }
     let already_done = finished_earlier.len();
     shared.emit(EventKind::ApplyStarted {
-        apply_id: apply_id.clone(),
+        apply_id: shared.apply_id.to_owned(),
         steps: plan.steps.len(),
         already_done,
     });
@@ -136,9 +184,19 @@ pub async fn apply(
             });
         }
     }
-    schedule.queue_ready();
+}
 
-    let mut running: FuturesUnordered<BoxFuture<'_, Finished>> = FuturesUnordered::new();
+/// Runs the queued steps: starts each as soon as it is ready, collects their ends, renews the
+/// lock and follows cancellation, until no step runs and none may start. Returns the highest
+/// cancel level asked for.
+async fn run_steps<'run>(
+    plan: &'run Plan,
+    shared: &'run Shared<'_>,
+    store: &Store,
+    control: &ApplyControl,
+    schedule: &mut Schedule<'run>,
+) -> CancelLevel {
+    let mut running: FuturesUnordered<BoxFuture<'run, Finished>> = FuturesUnordered::new();
     let mut cancels = control.subscribe();
     let mut cancel = *cancels.borrow_and_update();
     let mut stopping = false;
@@ -163,62 +221,8 @@ pub async fn apply(
         if shared.storage_error().is_some() && !stopping {
             stopping = true;
         }
-        while !stopping {
-            let Some(index) = schedule.next_ready(config.parallelism) else {
-                break;
-            };
-            // A step starts only under the lock: once another operator broke it (or someone
-            // deleted it), a second apply may be running the same plan.
-            if let Err(error) = store.verify_lock() {
-                shared.storage_failed(error.to_string());
-                schedule.unstart(index);
-                stopping = true;
-                break;
-            }
-            let step = &plan.steps[index];
-            let inputs = match resolve_inputs(step, &shared.lock_state(), &config.secrets) {
-                Ok(inputs) => inputs,
-                Err(error) => {
-                    shared.step_failed(&mut schedule, index, error, Ending::Journaled);
-                    continue;
-                }
-            };
-            let resume_operation = store
-                .resume
-                .operation_to_resume(&step.id)
-                .map(str::to_owned);
-            let started = shared.write(JournalRecord::StepStarted {
-                apply_id: apply_id.clone(),
-                step: step.id.clone(),
-                instance: step.instance(),
-                action: step.action,
-                at: format_time(SystemTime::now()),
-                resume_operation: resume_operation.clone(),
-            });
-            if let Err(error) = started {
-                // Without its journal record a step must not start: the next apply could not
-                // tell that it might have taken effect.
-                shared.storage_failed(error.to_string());
-                schedule.unstart(index);
-                stopping = true;
-                break;
-            }
-            schedule.reports[index].started = Some(start.elapsed());
-            shared.emit(EventKind::StepStarted {
-                step: step.id.clone(),
-                resume_operation: resume_operation.clone(),
-            });
-            let provider = &**schedule.providers[index];
-            running.push(
-                run_step(&shared, step, provider, inputs, resume_operation)
-                    .map(move |(result, attempts, ending)| Finished {
-                        index,
-                        result,
-                        attempts,
-                        ending,
-                    })
-                    .boxed(),
-            );
+        if !stopping && start_ready_steps(plan, shared, store, schedule, &mut running) {
+            stopping = true;
         }
         if running.is_empty() {
             break;
@@ -234,16 +238,7 @@ pub async fn apply(
                     shared.emit(EventKind::Stopping { hard: level == CancelLevel::Abort });
                 }
                 if level == CancelLevel::Abort {
-                    // Dropping the futures aborts the provider calls where they stand. Their
-                    // journal has a start and no end, so the next apply re-runs them.
-                    running.clear();
-                    for (index, report) in schedule.reports.iter_mut().enumerate() {
-                        if schedule.is_running[index] {
-                            report.status = StepStatus::Interrupted;
-                            report.finished = Some(start.elapsed());
-                            shared.emit(EventKind::StepInterrupted { step: report.id.clone() });
-                        }
-                    }
+                    abort_running(shared, schedule, &mut running);
                     break;
                 }
             }
@@ -258,38 +253,110 @@ pub async fn apply(
                 schedule.reports[index].attempts = attempts;
                 match result {
                     Ok(outcome) => shared.step_succeeded(
-                        &mut schedule,
+                        schedule,
                         &plan.steps[index],
                         index,
                         outcome,
                         store,
                     ),
-                    Err(error) => shared.step_failed(&mut schedule, index, error.message, ending),
+                    Err(error) => shared.step_failed(schedule, index, error.message, ending),
                 }
             }
         }
     }
+    cancel
+}
 
-    // A lock lost while the last steps ran is a failure too: another apply may have started
-    // meanwhile, so this one neither reports success nor switches the generation.
-    if let Err(error) = store.verify_lock() {
-        shared.storage_failed(error.to_string());
+/// Starts every ready step that the limits leave room for, each journaled before its
+/// provider is called. Returns whether the apply must stop starting steps: its lock is lost
+/// or its journal cannot be written.
+fn start_ready_steps<'run>(
+    plan: &'run Plan,
+    shared: &'run Shared<'_>,
+    store: &Store,
+    schedule: &mut Schedule<'run>,
+    running: &mut FuturesUnordered<BoxFuture<'run, Finished>>,
+) -> bool {
+    while let Some(index) = schedule.next_ready(shared.config.parallelism) {
+        // A step starts only under the lock: once another operator broke it (or someone
+        // deleted it), a second apply may be running the same plan.
+        if let Err(error) = store.verify_lock() {
+            shared.storage_failed(error.to_string());
+            schedule.unstart(index);
+            return true;
+        }
+        let step = &plan.steps[index];
+        let inputs = match resolve_inputs(step, &shared.lock_state(), &shared.config.secrets) {
+            Ok(inputs) => inputs,
+            Err(error) => {
+                shared.step_failed(schedule, index, error, Ending::Journaled);
+                continue;
+            }
+        };
+        let resume_operation = store
+            .resume
+            .operation_to_resume(&step.id)
+            .map(str::to_owned);
+        let started = shared.write(JournalRecord::StepStarted {
+            apply_id: shared.apply_id.to_owned(),
+            step: step.id.clone(),
+            instance: step.instance(),
+            action: step.action,
+            at: format_time(SystemTime::now()),
+            resume_operation: resume_operation.clone(),
+        });
+        if let Err(error) = started {
+            // Without its journal record a step must not start: the next apply could not
+            // tell that it might have taken effect.
+            shared.storage_failed(error.to_string());
+            schedule.unstart(index);
+            return true;
+        }
+        schedule.reports[index].started = Some(shared.start.elapsed());
+        shared.emit(EventKind::StepStarted {
+            step: step.id.clone(),
+            resume_operation: resume_operation.clone(),
+        });
+        let provider = &**schedule.providers[index];
+        running.push(
+            run_step(shared, step, provider, inputs, resume_operation)
+                .map(move |(result, attempts, ending)| Finished {
+                    index,
+                    result,
+                    attempts,
+                    ending,
+                })
+                .boxed(),
+        );
     }
-    let mut report = ApplyReport {
-        apply_id: apply_id.clone(),
-        steps: schedule.reports,
-        elapsed: start.elapsed(),
-        cancel,
-        storage_error: shared.storage_error(),
-    };
-    // The end is journaled before the state records the target generation. A crash in
-    // between leaves the failover recorded in the state and no apply open in the journal: the
-    // next apply plans that failover from the world, finds nothing left, and records it. The
-    // other order would leave the journal's apply open behind a finished state, and its
-    // finished steps (`disk.home0:move`, `zfs_pool.home:import`: ids without a generation)
-    // would count as done for the next failover's plan, a year later.
+    false
+}
+
+/// A hard cancel: drops the running steps' futures, which aborts the provider calls where
+/// they stand, and reports those steps as interrupted. Their journal has a start and no end,
+/// so the next apply re-runs them.
+fn abort_running(
+    shared: &Shared<'_>,
+    schedule: &mut Schedule<'_>,
+    running: &mut FuturesUnordered<BoxFuture<'_, Finished>>,
+) {
+    running.clear();
+    for (index, report) in schedule.reports.iter_mut().enumerate() {
+        if schedule.is_running[index] {
+            report.status = StepStatus::Interrupted;
+            report.finished = Some(shared.start.elapsed());
+            shared.emit(EventKind::StepInterrupted {
+                step: report.id.clone(),
+            });
+        }
+    }
+}
+
+/// Journals the apply's end; a failure to do so is the report's storage error unless an
+/// earlier one is.
+fn journal_end(shared: &Shared<'_>, report: &mut ApplyReport) {
     let finished = shared.write(JournalRecord::ApplyFinished {
-        apply_id: apply_id.clone(),
+        apply_id: shared.apply_id.to_owned(),
         at: format_time(SystemTime::now()),
         complete: report.succeeded(),
     });
@@ -298,37 +365,33 @@ pub async fn apply(
     {
         report.storage_error = Some(error.to_string());
     }
-    // Every step done: the target generation serves, and a failover is over.
-    if report.succeeded() {
-        let mut state = shared.lock_state();
-        let mut done = state.clone();
-        // Without a failover, the generation the plan converged: a plan made after the state
-        // was lost or reset converges the generation the world says serves, which the state
-        // records from now on.
-        done.active_generation = plan
-            .failover
-            .as_ref()
-            .map(|failover| failover.to_generation)
-            .unwrap_or_else(|| converged_generation(plan).max(state.active_generation.max(1)));
-        done.failover = None;
-        match store.save_state(&done) {
-            Ok(()) => *state = done,
-            Err(error) => {
-                drop(state);
-                shared.storage_failed(error.to_string());
-                report.storage_error = shared.storage_error();
-            }
+}
+
+/// Every step done: the target generation serves, and a failover is over. Called only after
+/// the apply's end is journaled (see [`apply`]).
+fn switch_generation(plan: &Plan, shared: &Shared<'_>, store: &Store, report: &mut ApplyReport) {
+    if !report.succeeded() {
+        return;
+    }
+    let mut state = shared.lock_state();
+    let mut done = state.clone();
+    // Without a failover, the generation the plan converged: a plan made after the state
+    // was lost or reset converges the generation the world says serves, which the state
+    // records from now on.
+    done.active_generation = plan
+        .failover
+        .as_ref()
+        .map(|failover| failover.to_generation)
+        .unwrap_or_else(|| converged_generation(plan).max(state.active_generation.max(1)));
+    done.failover = None;
+    match store.save_state(&done) {
+        Ok(()) => *state = done,
+        Err(error) => {
+            drop(state);
+            shared.storage_failed(error.to_string());
+            report.storage_error = shared.storage_error();
         }
     }
-    shared.emit(EventKind::ApplyFinished {
-        counts: report.counts(),
-    });
-    drop(running);
-    drop(shared);
-    store.state = state
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    Ok(report)
 }
 
 /// A step future's result, tagged with the step's position in the plan.

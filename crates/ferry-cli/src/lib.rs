@@ -8,7 +8,6 @@ pub mod progress;
 mod source;
 mod watch;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -257,28 +256,16 @@ pub(crate) fn read_saved_plan(path: &Path) -> Result<SavedPlan> {
     SavedPlan::from_json(&text).with_context(|| format!("{} is not a usable plan", path.display()))
 }
 
-/// Writes a file whole, through a temporary file beside it, so that a crash never leaves half
-/// a plan behind.
+/// Writes a file whole (`ferry_core::fs::write_atomically`), so that a crash never leaves
+/// half a plan behind.
 pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
-    let directory = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temporary = directory.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|name| name.to_str())
-            .unwrap_or("ferry")
-    ));
     // Errors name the file asked for and its folder, never the temporary file beside it.
-    let written = std::fs::File::create(&temporary)
-        .and_then(|mut file| {
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temporary, path));
+    let written = ferry_core::fs::write_atomically(
+        path,
+        text.as_bytes(),
+        &ferry_core::fs::WriteOptions::default(),
+    );
     if let Err(error) = written {
-        let _ = std::fs::remove_file(&temporary);
         anyhow::bail!(
             "cannot write {}: {}",
             path.display(),

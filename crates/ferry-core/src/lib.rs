@@ -1,9 +1,11 @@
 //! Shared vocabulary of ferry: every other crate, and every provider, speaks in these types.
 //!
-//! This crate does no I/O and depends on no provider. Providers depend on it and on nothing
+//! This crate depends on no provider, and does no I/O but one: [`fs::write_atomically`], the
+//! one helper every crate writes a file with. Providers depend on it and on nothing
 //! else of ferry's, which keeps them swappable and keeps the planner pure.
 
 pub mod address;
+pub mod fs;
 pub mod naming;
 pub mod observation;
 pub mod plan;
@@ -11,6 +13,7 @@ pub mod provider;
 pub mod registry;
 pub mod resource;
 pub mod secret;
+pub mod time;
 pub mod value;
 
 pub use address::{AddressError, Generation, InstanceAddress, Kind, ResourceAddress, UnknownKind};

@@ -15,8 +15,8 @@ use ferry_core::{
     Attributes, Generation, InstanceAddress, Observation, Providers, ReadContext, ResourceSpec,
     RuleBook, Snapshot, Value,
 };
-use ferry_spec::resolve::{instance_at, resolve_fields};
 use ferry_spec::Spec;
+use ferry_spec::resolve::{instance_at, resolve_fields};
 use ferry_state::StateFile;
 use futures_util::StreamExt;
 

@@ -71,7 +71,7 @@ pub fn saved_plan(
     })?;
     Ok(SavedPlan::new(&spec.deployment.name, plan, snapshot)
         .for_spec(&spec_path, variables)
-        .made_by(&author, &ferry_state::format_time(SystemTime::now())))
+        .made_by(&author, &ferry_core::time::format_time(SystemTime::now())))
 }
 
 impl Deployment {

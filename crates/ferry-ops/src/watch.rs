@@ -138,17 +138,18 @@ impl<'a> Watcher<'a> {
     }
 }
 
-/// Writes the plan whole: a temporary file beside it, then a rename.
+/// Writes the plan whole (`ferry_core::fs::write_atomically`).
 fn write_plan(path: &std::path::Path, text: &str) -> Result<(), OpsError> {
-    let temporary = path.with_extension("saving");
-    std::fs::write(&temporary, text)
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|error| {
-            let _ = std::fs::remove_file(&temporary);
-            OpsError::Write(format!(
-                "cannot write {}: {}",
-                path.display(),
-                ferry_state::describe_io(&error, path)
-            ))
-        })
+    ferry_core::fs::write_atomically(
+        path,
+        text.as_bytes(),
+        &ferry_core::fs::WriteOptions::default(),
+    )
+    .map_err(|error| {
+        OpsError::Write(format!(
+            "cannot write {}: {}",
+            path.display(),
+            ferry_state::describe_io(&error, path)
+        ))
+    })
 }

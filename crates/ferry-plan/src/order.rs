@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use ferry_core::plan::PLAN_FORMAT_VERSION;
-use ferry_core::{Action, Plan, PlanSummary, Step, StepId};
+use ferry_core::{Action, Generation, Plan, PlanSummary, Step, StepId};
 
 use crate::build::{Built, Draft};
 use crate::{PlanError, PlanErrors};
@@ -32,17 +32,59 @@ fn action_rank(action: Action) -> u8 {
     }
 }
 
+/// The steps' edges, as (first, then) pairs of draft positions; a set, so each is kept once.
+type Edges = BTreeSet<(usize, usize)>;
+
+/// Each resource's dependencies, as [`Built`] carries them.
+type Dependencies = BTreeMap<ferry_core::ResourceAddress, Vec<ferry_core::ResourceAddress>>;
+
 pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
     let drafts = merge(built.drafts);
-    let count = drafts.len();
-    let index: HashMap<StepId, usize> = drafts
+    // The kinds of edge are added in this order: the update waits read the rules' edges, and
+    // retirement follows whatever ends the other steps, so it reads all the edges before it.
+    let mut edges = Edges::new();
+    rules_edges(&drafts, &mut edges);
+    waits_for_updates(&drafts, &mut edges);
+    dependency_edges(&drafts, &built.dependencies, built.target, &mut edges);
+    instance_edges(&drafts, &mut edges);
+    retirement_edges(&drafts, &built.dependencies, &mut edges);
+
+    let mut predecessors: Vec<Vec<usize>> = vec![Vec::new(); drafts.len()];
+    // (edges are deduplicated by the set above)
+    let mut successors: Vec<Vec<usize>> = vec![Vec::new(); drafts.len()];
+    for &(from, to) in &edges {
+        if from != to {
+            predecessors[to].push(from);
+            successors[from].push(to);
+        }
+    }
+
+    let order = topological_order(&drafts, &predecessors, &successors)?;
+    let timing = timing(&drafts, &order, &predecessors, built.failover.is_some());
+    let steps = steps_in_order(drafts, &order, predecessors);
+    Ok(Plan {
+        format_version: PLAN_FORMAT_VERSION.to_owned(),
+        summary: PlanSummary::of(&steps),
+        steps,
+        critical_path: timing.critical_path,
+        estimated_seconds: timing.estimated_seconds,
+        recovery_seconds: timing.recovery_seconds,
+        failover: built.failover,
+        notes: built.notes,
+        unknown: built.unknown,
+        warnings: built.warnings,
+        failover_due: built.failover_due,
+        readiness: None,
+    })
+}
+
+/// The rules' own edges; a step named there that is not in the plan was already done.
+fn rules_edges(drafts: &[Draft], edges: &mut Edges) {
+    let index: HashMap<&StepId, usize> = drafts
         .iter()
         .enumerate()
-        .map(|(position, draft)| (draft.id.clone(), position))
+        .map(|(position, draft)| (&draft.id, position))
         .collect();
-    let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
-
-    // The rules' own edges; a step named there that is not in the plan was already done.
     for (me, draft) in drafts.iter().enumerate() {
         for before in &draft.step.after {
             if let Some(&first) = index.get(before) {
@@ -55,11 +97,16 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
             }
         }
     }
+}
 
-    waits_for_updates(&drafts, &mut edges);
-
-    // Default edges: a resource's steps follow its dependencies' steps on their converged
-    // instances; deletions go the other way, dependents first.
+/// Default edges: a resource's steps follow its dependencies' steps on their converged
+/// instances; deletions go the other way, dependents first.
+fn dependency_edges(
+    drafts: &[Draft],
+    dependencies: &Dependencies,
+    target: Generation,
+    edges: &mut Edges,
+) {
     let mut by_resource: HashMap<&ferry_core::ResourceAddress, Vec<usize>> = HashMap::new();
     for (position, draft) in drafts.iter().enumerate() {
         by_resource
@@ -71,13 +118,13 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         let Some(resource) = &draft.resource else {
             continue;
         };
-        for dependency in built.dependencies.get(resource).into_iter().flatten() {
+        for dependency in dependencies.get(resource).into_iter().flatten() {
             for &other in by_resource.get(dependency).into_iter().flatten() {
                 let other_step = &drafts[other].step;
                 let converged = other_step
                     .target
                     .generation
-                    .is_none_or(|generation| generation == built.target);
+                    .is_none_or(|generation| generation == target);
                 match (draft.step.action, other_step.action) {
                     (_, Action::Retire) => {}
                     (Action::Delete, Action::Delete) => {
@@ -92,8 +139,10 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
             }
         }
     }
+}
 
-    // An instance's own steps, in their natural order.
+/// An instance's own steps, in their natural order.
+fn instance_edges(drafts: &[Draft], edges: &mut Edges) {
     let mut by_instance: HashMap<&ferry_core::InstanceAddress, Vec<usize>> = HashMap::new();
     for (position, draft) in drafts.iter().enumerate() {
         by_instance
@@ -108,55 +157,66 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
             edges.insert((pair[0], pair[1]));
         }
     }
+}
 
-    // Retirement comes last: after every other step has ended, dependents before what they
-    // depend on.
+/// Retirement comes last: after every other step has ended, dependents before what they
+/// depend on. Reads the edges of every other kind, so it is added last.
+fn retirement_edges(drafts: &[Draft], dependencies: &Dependencies, edges: &mut Edges) {
+    let count = drafts.len();
     let retires: Vec<usize> = (0..count)
         .filter(|&position| drafts[position].step.action == Action::Retire)
         .collect();
-    if !retires.is_empty() {
-        let has_successor: BTreeSet<usize> = edges
-            .iter()
-            .filter(|(_, to)| drafts[*to].step.action != Action::Retire)
-            .map(|(from, _)| *from)
-            .collect();
-        let sinks: Vec<usize> = (0..count)
-            .filter(|&position| {
-                drafts[position].step.action != Action::Retire && !has_successor.contains(&position)
-            })
-            .collect();
-        for &retire in &retires {
-            for &sink in &sinks {
-                edges.insert((sink, retire));
-            }
-            let resource = &drafts[retire].step.target.address;
-            for &other in &retires {
-                let other_resource = &drafts[other].step.target.address;
-                if built
-                    .dependencies
-                    .get(resource)
-                    .is_some_and(|dependencies| dependencies.contains(other_resource))
-                {
-                    edges.insert((retire, other));
-                }
+    if retires.is_empty() {
+        return;
+    }
+    let has_successor: BTreeSet<usize> = edges
+        .iter()
+        .filter(|(_, to)| drafts[*to].step.action != Action::Retire)
+        .map(|(from, _)| *from)
+        .collect();
+    let sinks: Vec<usize> = (0..count)
+        .filter(|&position| {
+            drafts[position].step.action != Action::Retire && !has_successor.contains(&position)
+        })
+        .collect();
+    for &retire in &retires {
+        for &sink in &sinks {
+            edges.insert((sink, retire));
+        }
+        let resource = &drafts[retire].step.target.address;
+        for &other in &retires {
+            let other_resource = &drafts[other].step.target.address;
+            if dependencies
+                .get(resource)
+                .is_some_and(|dependencies| dependencies.contains(other_resource))
+            {
+                edges.insert((retire, other));
             }
         }
     }
+}
 
-    let mut predecessors: Vec<Vec<usize>> = vec![Vec::new(); count];
-    // (edges are deduplicated by the set above)
-    let mut successors: Vec<Vec<usize>> = vec![Vec::new(); count];
-    for &(from, to) in &edges {
-        if from != to {
-            predecessors[to].push(from);
-            successors[from].push(to);
-        }
-    }
+/// What the estimates say of a plan's steps in their order.
+struct Timing {
+    /// The chain of steps that ends last, first step first.
+    critical_path: Vec<StepId>,
+    estimated_seconds: u64,
+    /// For a failover: when every step but the retirements has ended.
+    recovery_seconds: Option<u64>,
+}
 
-    let order = topological_order(&drafts, &predecessors, &successors)?;
+/// Each step's earliest finish from its predecessors' and its own estimate, and the critical
+/// path through them.
+fn timing(
+    drafts: &[Draft],
+    order: &[usize],
+    predecessors: &[Vec<usize>],
+    is_failover: bool,
+) -> Timing {
+    let count = drafts.len();
     let mut finish_at = vec![0u64; count];
     let mut via: Vec<Option<usize>> = vec![None; count];
-    for &position in &order {
+    for &position in order {
         let (start, from) = predecessors[position]
             .iter()
             .map(|&predecessor| (finish_at[predecessor], Some(predecessor)))
@@ -165,7 +225,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         finish_at[position] = start.saturating_add(drafts[position].estimate_seconds);
         via[position] = from;
     }
-    let recovery_seconds = built.failover.as_ref().map(|_| {
+    let recovery_seconds = is_failover.then(|| {
         order
             .iter()
             .filter(|&&position| drafts[position].step.action != Action::Retire)
@@ -184,14 +244,26 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         cursor = via[position];
     }
     critical_path.reverse();
+    Timing {
+        critical_path,
+        estimated_seconds,
+        recovery_seconds,
+    }
+}
 
-    let mut place = vec![0usize; count];
+/// The drafts as the plan's steps, in `order`, each naming its predecessors in that order.
+fn steps_in_order(
+    drafts: Vec<Draft>,
+    order: &[usize],
+    mut predecessors: Vec<Vec<usize>>,
+) -> Vec<Step> {
+    let mut place = vec![0usize; drafts.len()];
     for (index, &position) in order.iter().enumerate() {
         place[position] = index;
     }
     let ids: Vec<StepId> = drafts.iter().map(|draft| draft.id.clone()).collect();
     let mut slots: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
-    let steps: Vec<Step> = order
+    order
         .iter()
         .map(|&position| {
             let draft = slots[position].take().expect("each step is placed once");
@@ -212,28 +284,14 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
                 warning: draft.step.warning,
             }
         })
-        .collect();
-    Ok(Plan {
-        format_version: PLAN_FORMAT_VERSION.to_owned(),
-        summary: PlanSummary::of(&steps),
-        steps,
-        critical_path,
-        estimated_seconds,
-        recovery_seconds,
-        failover: built.failover,
-        notes: built.notes,
-        unknown: built.unknown,
-        warnings: built.warnings,
-        failover_due: built.failover_due,
-        readiness: None,
-    })
+        .collect()
 }
 
 /// A step that waits for an instance's move (a pool's import for each disk's attach) waits for
 /// that instance's in-place update too: a disk grown during a failover is grown after its
 /// attach (its own steps' order) and before the import and the hooks, never while the pool is
 /// imported from it.
-fn waits_for_updates(drafts: &[Draft], edges: &mut BTreeSet<(usize, usize)>) {
+fn waits_for_updates(drafts: &[Draft], edges: &mut Edges) {
     let updates: HashMap<&ferry_core::InstanceAddress, usize> = drafts
         .iter()
         .enumerate()

@@ -13,8 +13,8 @@ use ferry_core::{
 };
 use ferry_spec::{FailoverMode, Spec};
 
-use ferry_spec::resolve::instance_at;
 use crate::{FailoverRequest, PlanConfig};
+use ferry_spec::resolve::instance_at;
 
 /// Whether the failover planned from `snapshot` could be made now, and how long it would take;
 /// `None` when there is nothing to fail over (the spec's failover mode is off, or no generation

@@ -5,10 +5,10 @@
 //! The planner uses this with the observations it plans from; `ferry observe` uses it with the
 //! outputs that ferry's state remembers, so that both read the same names.
 
+use crate::Spec;
 use ferry_core::provider::FieldType;
 use ferry_core::value::{self, Expression};
 use ferry_core::{Attributes, Generation, InstanceAddress, KindRules, ResourceAddress, Value};
-use crate::Spec;
 use serde_json::json;
 
 /// The instance of `address` at `generation`: replaceable kinds have one per generation, the

@@ -15,7 +15,6 @@
 //! Nothing here reads a clock behind the caller's back: functions that care about time take
 //! `now`, which keeps the tests free of sleeps.
 
-mod atomic;
 pub mod backend;
 pub mod journal;
 pub mod lock;
@@ -57,10 +56,9 @@ pub fn describe_io(error: &std::io::Error, path: &std::path::Path) -> String {
     }
 }
 
-/// Formats a wall-clock time the way every ferry file shows it: RFC 3339, UTC, whole seconds.
-pub fn format_time(time: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
-}
+/// Formats a wall-clock time the way every ferry file shows it: ferry's one time format, kept
+/// here for the backends that write state, journal and locks.
+pub use ferry_core::time::format_time;
 
 #[cfg(test)]
 mod tests {

@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomically;
-use crate::format_time;
+use ferry_core::fs::{WriteOptions, write_atomically};
+use ferry_core::time::format_time;
 
 /// The content of `lock.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +411,8 @@ pub fn acquire(path: &Path, request: &LockRequest, now: SystemTime) -> Result<Lo
     };
     // Write the whole content to a private file, then hard-link it into place: the link fails
     // if a lock exists (create_new semantics), and a crash never leaves a half-written lock.
+    // Not `ferry_core::fs::write_atomically`, deliberately: its rename would replace a lock
+    // another process holds.
     // Errors name the lock file, not the private file: that is the one a reader can act on.
     let directory = path.parent().unwrap_or(Path::new("."));
     let temporary = directory.join(format!(".lock.{}.{}.tmp", request.pid, lock.id));
@@ -477,7 +479,8 @@ pub fn renew(
 ) -> Result<LockInfo, LockError> {
     let mut lock = read_ours(path, id)?;
     lock.expires_at = format_time(now + lease);
-    write_atomically(path, serialise(&lock).as_bytes()).map_err(io_error(path, "renew"))?;
+    write_atomically(path, serialise(&lock).as_bytes(), &WriteOptions::default())
+        .map_err(io_error(path, "renew"))?;
     Ok(lock)
 }
 
@@ -544,6 +547,9 @@ impl ProcessLock {
     }
 
     /// Writes the holder into the file, for refused applies to name.
+    ///
+    /// In place, deliberately not with `ferry_core::fs::write_atomically`: the `flock` is held
+    /// on this file, and a rename would put another file, unlocked, at its path.
     pub fn record(&mut self, lock: &LockInfo) -> Result<(), LockError> {
         let path = self.path.clone();
         self.file

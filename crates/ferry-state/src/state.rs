@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use ferry_core::fs::{WriteOptions, write_atomically};
 use ferry_core::{Attributes, Expression, Failover, Generation, InstanceAddress, Value};
 use serde::{Deserialize, Serialize};
-
-use crate::atomic::write_atomically;
 
 /// The one state layout this version reads and writes.
 pub const STATE_FORMAT_VERSION: &str = "1";
@@ -122,10 +121,12 @@ impl StateFile {
 
     /// Writes the state atomically: a crash leaves the old file or the new one, whole.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        write_atomically(path, self.to_json().as_bytes()).map_err(|source| StateError::Write {
-            path: path.to_owned(),
-            source,
-        })
+        write_atomically(path, self.to_json().as_bytes(), &WriteOptions::default()).map_err(
+            |source| StateError::Write {
+                path: path.to_owned(),
+                source,
+            },
+        )
     }
 
     pub fn outputs(&self, instance: &InstanceAddress) -> Option<&Attributes> {

@@ -16,6 +16,8 @@ use ferry_core::{Health, InstanceAddress, Observation, Snapshot};
 use serde::Serialize;
 
 pub use deliver::{DeliveryError, Destination, deliver, deliver_readiness};
+/// Alerts' times: ferry's one time format, kept here for the alerts' users.
+pub use ferry_core::time::format_time;
 pub use readiness::{ReadinessAlert, ReadinessTracker};
 
 /// What a resource's health reading says, in the words alerts use.
@@ -184,36 +186,6 @@ impl Tracker {
         }
         alerts
     }
-}
-
-/// RFC 3339 in UTC, to the second, without a time crate.
-pub fn format_time(time: SystemTime) -> String {
-    let seconds = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 #[cfg(test)]

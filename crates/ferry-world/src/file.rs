@@ -59,19 +59,18 @@ pub fn load(path: &Path, new: bool, rules: &RuleBook) -> Result<World, WorldFile
     })
 }
 
-/// Saves the world whole: a temporary file beside it, then a rename, so that a kill leaves the
-/// old world or the new one, never half of one.
+/// Saves the world whole (`ferry_core::fs::write_atomically`), so that a kill leaves the old
+/// world or the new one, never half of one.
 pub fn save(path: &Path, world: &World) -> Result<(), WorldFileError> {
-    let temporary = path.with_extension("json.saving");
-    std::fs::write(&temporary, world.to_json())
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|source| {
-            let _ = std::fs::remove_file(&temporary);
-            WorldFileError::Write {
-                path: path.to_owned(),
-                source,
-            }
-        })
+    ferry_core::fs::write_atomically(
+        path,
+        world.to_json().as_bytes(),
+        &ferry_core::fs::WriteOptions::default(),
+    )
+    .map_err(|source| WorldFileError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Providers over a simulated world, for every kind; each step takes `time_scale` times its

@@ -138,24 +138,10 @@ impl ServerCertVerifier for KeepChain {
     }
 }
 
-/// A date for people: `2026-11-29`.
+/// A certificate's time as a date for people: `2026-11-29` (ferry's one time format, its
+/// date part).
 pub fn format_date(time: UnixTime) -> String {
-    // Howard Hinnant's civil_from_days: days since 1970-01-01 to a proleptic Gregorian date.
-    let days = (time.as_secs() / 86_400) as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    ferry_core::time::format_date(ferry_core::time::from_unix_seconds(time.as_secs()))
 }
 
 /// A verification failure in words.
