@@ -1,0 +1,413 @@
+//! Turns spec and observations into step drafts with their edges: the diff itself.
+//!
+//! `decide` says whether the plan is a failover, `resource` plans one resource from its spec
+//! and reading, `retire` retires the old generation; this file holds the builder they share.
+
+mod decide;
+mod resource;
+mod retire;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_core::provider::FieldType;
+use ferry_core::value;
+use ferry_core::{
+    Action, AttributeChange, Attributes, ChangeClass, Ensure, Failover, FailoverContext,
+    Generation, Health, InstanceAddress, Kind, KindRules, Observation, PlanWarning,
+    ResourceAddress, ResourceSpec, RuleBook, Snapshot, StepDraft, UnknownReading, UpdateContext,
+};
+use ferry_spec::{FailoverMode, Spec};
+
+use crate::{FailoverRequest, PlanConfig, PlanError, PlanErrors};
+use decide::{Decision, decide_failover};
+use ferry_spec::resolve::{instance_at, resolve_fields};
+
+/// A step before ordering: the rules' draft plus what the planner knows about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Draft {
+    pub id: ferry_core::StepId,
+    pub step: StepDraft,
+    pub estimate_seconds: u64,
+    /// The spec resource whose dependencies give this step its default edges; `None` for
+    /// steps whose rules set every edge themselves (failover moves, fences, retires).
+    pub resource: Option<ResourceAddress>,
+}
+
+/// What [`build`] hands to the ordering stage.
+#[derive(Debug)]
+pub(crate) struct Built {
+    pub drafts: Vec<Draft>,
+    /// Each resource's dependencies, for the default edges.
+    pub dependencies: BTreeMap<ResourceAddress, Vec<ResourceAddress>>,
+    pub target: Generation,
+    pub failover: Option<Failover>,
+    pub notes: Vec<String>,
+    pub unknown: Vec<UnknownReading>,
+    pub warnings: Vec<PlanWarning>,
+    pub failover_due: Option<String>,
+}
+
+struct Builder<'a> {
+    spec: &'a Spec,
+    dependencies: &'a BTreeMap<ResourceAddress, Vec<ResourceAddress>>,
+    snapshot: &'a Snapshot,
+    rules: &'a RuleBook,
+    config: &'a PlanConfig,
+    failover: Option<Failover>,
+    /// The generation the spec is converged at: the active one, or the next in a failover.
+    target: Generation,
+    drafts: Vec<Draft>,
+    /// Instances whose outputs are known only after this plan is applied.
+    unsettled: BTreeSet<InstanceAddress>,
+    /// Resources with a step, or downstream of one: a check after them waits again.
+    changed: BTreeSet<ResourceAddress>,
+    errors: Vec<PlanError>,
+    notes: Vec<String>,
+    /// Every unknown reading met, by instance.
+    unknown: BTreeMap<InstanceAddress, UnknownReading>,
+    /// Resources with no step because their own reading, or a dependency's, is unknown: the
+    /// unknown instance that holds each back. What depends on them is held back too, and
+    /// nothing they rely on is retired.
+    held: BTreeMap<ResourceAddress, InstanceAddress>,
+}
+
+pub(crate) fn build(
+    spec: &Spec,
+    snapshot: &Snapshot,
+    rules: &RuleBook,
+    config: &PlanConfig,
+) -> Result<Built, PlanErrors> {
+    let failover = decide_failover(spec, snapshot, config)?;
+    let (target, notes, failover_due) = match &failover {
+        Decision::Failover(failover) => (failover.to_generation, Vec::new(), None),
+        Decision::Reconcile { notes, due } => (
+            snapshot.active_generation.max(1),
+            notes.clone(),
+            due.clone(),
+        ),
+    };
+    let dependencies: BTreeMap<ResourceAddress, Vec<ResourceAddress>> = spec
+        .resources
+        .keys()
+        .map(|address| {
+            let mut dependencies: Vec<ResourceAddress> = spec
+                .dependencies(address)
+                .into_iter()
+                .map(|dependency| dependency.address)
+                .filter(|dependency| {
+                    dependency != address && spec.resources.contains_key(dependency)
+                })
+                .collect();
+            dependencies.sort();
+            dependencies.dedup();
+            (address.clone(), dependencies)
+        })
+        .collect();
+    let mut builder = Builder {
+        spec,
+        dependencies: &dependencies,
+        snapshot,
+        rules,
+        config,
+        failover: match failover {
+            Decision::Failover(failover) => Some(failover),
+            Decision::Reconcile { .. } => None,
+        },
+        target,
+        drafts: Vec::new(),
+        unsettled: BTreeSet::new(),
+        changed: BTreeSet::new(),
+        errors: Vec::new(),
+        notes,
+        unknown: BTreeMap::new(),
+        held: BTreeMap::new(),
+    };
+    for address in resource_order(&dependencies) {
+        let resource = &spec.resources[&address];
+        builder.plan_resource(resource);
+    }
+    builder.plan_old_instances();
+    if !builder.errors.is_empty() {
+        return Err(PlanErrors(builder.errors));
+    }
+    let warnings = builder.warnings(failover_due.is_some());
+    let unknown = builder.unknown_readings();
+    Ok(Built {
+        drafts: builder.drafts,
+        target,
+        failover: builder.failover,
+        notes: builder.notes,
+        unknown,
+        warnings,
+        failover_due,
+        dependencies,
+    })
+}
+
+/// Resources in dependency order (dependencies first), ties broken by address.
+pub(crate) fn resource_order(
+    dependencies: &BTreeMap<ResourceAddress, Vec<ResourceAddress>>,
+) -> Vec<ResourceAddress> {
+    let mut remaining: BTreeMap<&ResourceAddress, usize> = BTreeMap::new();
+    let mut dependents: BTreeMap<&ResourceAddress, Vec<&ResourceAddress>> = BTreeMap::new();
+    for (address, needs) in dependencies {
+        remaining.insert(address, needs.len());
+        for dependency in needs {
+            dependents.entry(dependency).or_default().push(address);
+        }
+    }
+    let mut ready: BTreeSet<&ResourceAddress> = remaining
+        .iter()
+        .filter(|(_, count)| **count == 0)
+        .map(|(address, _)| *address)
+        .collect();
+    let mut order = Vec::with_capacity(remaining.len());
+    while let Some(next) = ready.pop_first() {
+        for dependent in dependents.get(next).into_iter().flatten() {
+            let count = remaining
+                .get_mut(dependent)
+                .expect("every dependent is a resource");
+            *count -= 1;
+            if *count == 0 {
+                ready.insert(dependent);
+            }
+        }
+        order.push(next.clone());
+    }
+    order
+}
+
+impl<'a> Builder<'a> {
+    fn rules(&self, kind: Kind) -> &'a dyn KindRules {
+        self.rules
+            .get(kind)
+            .unwrap_or_else(|| panic!("the rule book has no rules for {kind}"))
+    }
+
+    /// The instance of a resource that the plan converges: the target generation for
+    /// replaceable kinds, the one and only instance for the others.
+    fn target_of(&self, address: &ResourceAddress) -> InstanceAddress {
+        instance_at(address, self.target)
+    }
+
+    fn observation(&self, instance: &InstanceAddress) -> Observation {
+        match self.snapshot.get(instance) {
+            Some(observation) => observation.clone(),
+            // Nothing was built before the first apply, and a generation beyond the active one
+            // was never built, as far as ferry's state knows; anything else missing was simply
+            // not read, which is not the same as gone.
+            None if self.snapshot.active_generation == 0
+                || instance
+                    .generation
+                    .is_some_and(|generation| generation > self.snapshot.active_generation) =>
+            {
+                Observation::Absent
+            }
+            None => Observation::Unknown {
+                reason: "not in the snapshot".to_owned(),
+            },
+        }
+    }
+
+    /// The spec's fields as the target generation wants them, with the outputs known now.
+    fn desired(&self, resource: &ResourceSpec) -> Attributes {
+        let rules = self.rules(resource.address.kind);
+        resolve_fields(
+            self.spec,
+            rules,
+            &resource.address,
+            self.target,
+            &|instance, output| {
+                if self.unsettled.contains(instance) {
+                    return None;
+                }
+                self.snapshot.get(instance)?.attribute(output).cloned()
+            },
+        )
+    }
+
+    fn push(&mut self, draft: StepDraft, resource: Option<&ResourceSpec>) {
+        self.push_estimated(draft, resource, None);
+    }
+
+    /// Pushes a draft with the estimate its kind's rules gave for this very step, if they did,
+    /// else the kind's usual one for its action.
+    fn push_estimated(
+        &mut self,
+        draft: StepDraft,
+        resource: Option<&ResourceSpec>,
+        estimate_seconds: Option<u64>,
+    ) {
+        let rules = self.rules(draft.target.kind());
+        let estimate_seconds = estimate_seconds.unwrap_or_else(|| {
+            match resource.or_else(|| self.spec.resources.get(&draft.target.address)) {
+                Some(spec) => rules.estimate_seconds(draft.action, spec),
+                None => rules.estimate_seconds(
+                    draft.action,
+                    &ResourceSpec::new(draft.target.address.clone()),
+                ),
+            }
+        });
+        if !matches!(draft.action, Action::Update | Action::Wait | Action::Fence) {
+            self.unsettled.insert(draft.target.clone());
+        }
+        self.changed.insert(draft.target.address.clone());
+        self.drafts.push(Draft {
+            id: draft.id(),
+            step: draft,
+            estimate_seconds,
+            resource: resource.map(|resource| resource.address.clone()),
+        });
+    }
+
+    fn plan_resource(&mut self, resource: &ResourceSpec) {
+        let address = &resource.address;
+        let instance = self.target_of(address);
+        let observed = self.observation(&instance);
+        if let Observation::Unknown { reason } = &observed {
+            self.unknown
+                .entry(instance.clone())
+                .or_insert_with(|| UnknownReading {
+                    address: instance.clone(),
+                    reason: reason.clone(),
+                    held_back: Vec::new(),
+                });
+        }
+        // What depends on a resource held back by an unknown reading is held back too: its
+        // inputs may be stale (a record that may still point at the old ingress), and a check
+        // after it would wait for nothing. (A reading unknown itself says so on its own.)
+        if !matches!(observed, Observation::Unknown { .. })
+            && let Some((dependency, source)) =
+                self.dependencies[address].iter().find_map(|dependency| {
+                    Some((dependency.clone(), self.held.get(dependency)?.clone()))
+                })
+        {
+            let reason = self
+                .unknown
+                .get(&source)
+                .map_or_else(|| "unknown".to_owned(), |reading| reading.reason.clone());
+            self.notes.push(format!(
+                "{instance}: not planned, it depends on {dependency}, held back by {source}, whose reading is unknown ({reason}); plan again once it reads"
+            ));
+            self.hold(address, source);
+            return;
+        }
+        let desired = self.desired(resource);
+        let upstream_changed = self.dependencies[address]
+            .iter()
+            .find(|dependency| self.changed.contains(*dependency))
+            .cloned();
+        match address.kind {
+            Kind::Check => self.plan_check(
+                resource,
+                instance,
+                &observed,
+                desired,
+                upstream_changed.clone(),
+            ),
+            Kind::Hook => self.plan_hook(resource, instance, &observed, desired),
+            _ => self.plan_generic(resource, instance, &observed, desired),
+        }
+        // Whatever depends on a changed resource may behave differently too: a check further
+        // down waits again.
+        if upstream_changed.is_some() {
+            self.changed.insert(address.clone());
+        }
+    }
+
+    /// Holds a resource back because of `source`'s unknown reading.
+    fn hold(&mut self, address: &ResourceAddress, source: InstanceAddress) {
+        if let Some(reading) = self.unknown.get_mut(&source)
+            && &source.address != address
+        {
+            reading.held_back.push(address.clone());
+        }
+        self.held.insert(address.clone(), source);
+    }
+
+    /// The resources a held-back resource relies on, directly or not, itself included: none
+    /// of their old instances is retired while it is held back (a DNS record that reads
+    /// unknown may still point at the old generation's ingress).
+    fn relied_on_by_held(&self) -> BTreeMap<ResourceAddress, InstanceAddress> {
+        let mut relied: BTreeMap<ResourceAddress, InstanceAddress> = BTreeMap::new();
+        let mut stack: Vec<(ResourceAddress, InstanceAddress)> = self
+            .held
+            .iter()
+            .map(|(address, source)| (address.clone(), source.clone()))
+            .collect();
+        while let Some((address, source)) = stack.pop() {
+            if relied.contains_key(&address) {
+                continue;
+            }
+            for dependency in self.dependencies.get(&address).into_iter().flatten() {
+                stack.push((dependency.clone(), source.clone()));
+            }
+            relied.insert(address, source);
+        }
+        relied
+    }
+
+    /// Every unknown reading, of the instances planned and of the others in the snapshot.
+    fn unknown_readings(&mut self) -> Vec<UnknownReading> {
+        for (instance, observation) in &self.snapshot.resources {
+            if let Observation::Unknown { reason } = observation {
+                self.unknown
+                    .entry(instance.clone())
+                    .or_insert_with(|| UnknownReading {
+                        address: instance.clone(),
+                        reason: reason.clone(),
+                        held_back: Vec::new(),
+                    });
+            }
+        }
+        std::mem::take(&mut self.unknown).into_values().collect()
+    }
+
+    /// The readings that say present but not healthy, of instances no step acts on: what the
+    /// operator must look at though there is nothing to apply.
+    /// `failover_due`: the triggers read unhealthy and the failover is the operator's to make,
+    /// which says more than a warning about each.
+    fn warnings(&self, failover_due: bool) -> Vec<PlanWarning> {
+        let mut acted_on: BTreeSet<InstanceAddress> = self
+            .drafts
+            .iter()
+            .map(|draft| draft.step.target.clone())
+            .collect();
+        if failover_due {
+            acted_on.extend(
+                self.spec
+                    .failover
+                    .triggers
+                    .iter()
+                    .map(|trigger| trigger.at(Some(self.snapshot.active_generation))),
+            );
+        }
+        self.snapshot
+            .resources
+            .iter()
+            .filter(|(instance, _)| {
+                instance
+                    .generation
+                    .is_none_or(|generation| generation == self.target)
+                    && !acted_on.contains(*instance)
+            })
+            .filter_map(|(instance, observation)| {
+                let Observation::Present { health, .. } = observation else {
+                    return None;
+                };
+                let reason = match health {
+                    Health::Healthy => return None,
+                    Health::Unhealthy { reason } => format!("unhealthy: {reason}"),
+                    Health::Failed { reason } if instance.kind().is_stateful() => format!(
+                        "its provisioning failed ({reason}); ferry never rebuilds a stateful resource: find out why in Azure and repair it"
+                    ),
+                    Health::Failed { reason } => format!("its provisioning failed: {reason}"),
+                };
+                Some(PlanWarning {
+                    address: instance.clone(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+}
