@@ -1,24 +1,21 @@
-//! ferry as a library: load the data100 spec, plan from a snapshot in which the AKS API server
-//! does not answer, and walk the failover plan step by step.
+//! ferry as a library: open the data100 deployment, plan (with every guard `ferry plan`
+//! applies) from a snapshot in which the AKS API server does not answer, and walk the failover
+//! plan step by step.
 //!
 //! `cargo run --example plan_failover`
 
 use std::path::Path;
 
-use ferry_core::Snapshot;
-use ferry_plan::PlanConfig;
+use ferry_ops::{Deployment, PlanOptions, WorldSource};
 use ferry_spec::LoadOptions;
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
-    let rules = ferry_providers::rule_book();
-    let spec = ferry_spec::load(&root, &LoadOptions::default(), &rules)
-        .map_err(|errors| anyhow::anyhow!("{}", errors.render(false)))?;
-    let snapshot: Snapshot = serde_json::from_str(&std::fs::read_to_string(
-        root.join("observed-apiserver-down.json"),
-    )?)?;
+    // Planning from a snapshot reads nothing else: no state, no provider is touched.
+    let deployment = Deployment::load(&root, &LoadOptions::default(), WorldSource::Live)?;
+    let snapshot = ferry_ops::read_snapshot(&root.join("observed-apiserver-down.json"))?;
 
-    let plan = ferry_plan::plan(&spec, &snapshot, &rules, &PlanConfig::default())?;
+    let plan = deployment.plan(&snapshot, &PlanOptions::default())?;
     if let Some(failover) = &plan.failover {
         println!(
             "failover from generation {} to {}: {}",

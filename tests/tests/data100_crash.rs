@@ -1,4 +1,4 @@
-//! Crash-safe resume on real servers (safety invariant 9): the data100 failover through the
+//! Crash-safe resume on real servers (safety invariant 9 of ARCHITECTURE.md): the data100 failover through the
 //! `ferry` binary against the ARM simulator, BIND, sshd and zfs-fuse, killed with SIGKILL at
 //! every step boundary of its plan, then recovered as the README says: `ferry force-unlock`
 //! of the dead holder's lock and `ferry apply` again.

@@ -75,14 +75,11 @@ fn main() {
             max_estimate_seconds: 600,
         })
     };
+    let failover = failover_plan();
+    let failover_name = format!("data100 failover ({} steps, planned)", failover.steps.len());
     // (name, plan, global parallelism, per-provider limit)
     let cases = [
-        (
-            "data100 failover (32 steps, planned)",
-            failover_plan(),
-            10,
-            8,
-        ),
+        (failover_name.as_str(), failover, 10, 8),
         ("random 200, window 20", random(1, 200, 20), 10_000, 10_000),
         ("random 200, window 20", random(1, 200, 20), 10, 8),
         (

@@ -631,7 +631,7 @@ async fn a_chain_of_finished_steps_is_not_run_again() {
     assert_eq!(world.calls().len(), 1);
 }
 
-/// Safety invariant 9 in the engine: a failover is written to the state as in progress before
+/// Safety invariant 9 of ARCHITECTURE.md in the engine: a failover is written to the state as in progress before
 /// its first step, stays there while any step is left (so that the next plan finishes it), and
 /// is replaced by the new active generation only when every step is done.
 #[tokio::test(start_paused = true)]

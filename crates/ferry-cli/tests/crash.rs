@@ -1,4 +1,4 @@
-//! Crash-safe resume (safety invariant 9): a real `ferry apply` of the data100 failover on the
+//! Crash-safe resume (safety invariant 9 of ARCHITECTURE.md): a real `ferry apply` of the data100 failover on the
 //! simulated world is killed with SIGKILL at points found by watching its journal, then the
 //! documented recovery runs (`ferry force-unlock` of the dead holder's lock, `ferry apply`
 //! again). Each case checks that the apply converges (`ferry plan --detailed-exitcode` exits

@@ -44,7 +44,7 @@ pub const OUTPUTS_FILE_VARIABLE: &str = "FERRY_OUTPUTS";
 /// What a hook gets of ferry's own environment, besides its `env` and the names its
 /// `pass_env` lists: where to find programs, the home folder their configuration is in, the
 /// language, the temporary folder and the time zone. Nothing else: ferry's own credentials
-/// (`AZURE_*`, `FERRY_ARM_*`, the TSIG secret's variable) never reach a hook (invariant 13).
+/// (`AZURE_*`, `FERRY_ARM_*`, the TSIG secret's variable) never reach a hook (safety invariant 13 of ARCHITECTURE.md).
 pub const INHERITED_VARIABLES: &[&str] =
     &["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"];
 

@@ -20,7 +20,7 @@ use crate::OpsError;
 const BLOB_LEASE: Duration = Duration::from_secs(60);
 
 /// Where a deployment's resources are read and changed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum WorldSource {
     /// The real providers, configured from the spec and the environment (`FERRY_ARM_*`, the
     /// Azure credential chain).
@@ -33,6 +33,9 @@ pub enum WorldSource {
         new: bool,
         time_scale: f64,
     },
+    /// Providers the caller built itself: its own settings (an ARM client pointed at the
+    /// simulator), or a mix of real and simulated kinds.
+    Providers(Providers),
 }
 
 /// A spec opened for operations, with its state backend and its world.
@@ -106,6 +109,7 @@ impl Deployment {
     pub(crate) fn providers(&self, persist: bool) -> Result<(Providers, Option<World>), OpsError> {
         match &self.source {
             WorldSource::Live => Ok((ferry_providers::live_providers(&self.spec)?, None)),
+            WorldSource::Providers(providers) => Ok((providers.clone(), None)),
             WorldSource::Simulated {
                 path,
                 new,

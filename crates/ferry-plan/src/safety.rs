@@ -15,7 +15,7 @@ use ferry_spec::Spec;
 
 use crate::{PlanConfig, PlanError};
 
-/// Invariant 2, a managed disk is attached to at most one VM, for the spec itself: two `disk`
+/// Safety invariant 2 of ARCHITECTURE.md, a managed disk is attached to at most one VM, for the spec itself: two `disk`
 /// resources that name the same Azure disk (the same name in the same resource group) and
 /// each attach it to a VM would attach one disk to two VMs. The plan is refused before it is
 /// made, whatever ARM would say.
@@ -237,7 +237,7 @@ fn is_failover_move(action: Action) -> bool {
     )
 }
 
-/// Invariant 10: a step other than a failover move that would change a stateful instance's
+/// Safety invariant 10 of ARCHITECTURE.md: a step other than a failover move that would change a stateful instance's
 /// placement as it reads now (an update of a disk's `vm` from one VM to another, of a pool's
 /// `host`) in place, with no fence, detach or export before it.
 fn placement_changed_in_place(
@@ -297,7 +297,7 @@ fn placement_changed_in_place(
     ))
 }
 
-/// Invariant 11: a step that builds, changes, starts or runs an instance of a generation older
+/// Safety invariant 11 of ARCHITECTURE.md: a step that builds, changes, starts or runs an instance of a generation older
 /// than the data's, or places a stateful instance there.
 fn behind_the_data(
     step: &Step,
@@ -779,7 +779,7 @@ lun = 0
         snapshot
     }
 
-    /// Invariant 10: whatever the state says, a disk changes VM (and a pool host) only by the
+    /// Safety invariant 10 of ARCHITECTURE.md: whatever the state says, a disk changes VM (and a pool host) only by the
     /// failover's moves, never by an update in place.
     #[test]
     fn a_disk_or_pool_is_never_moved_by_an_update_in_place() {
@@ -861,7 +861,7 @@ lun = 0
         );
     }
 
-    /// Invariant 11: whatever the state says (here: generation 1 serves), nothing of a
+    /// Safety invariant 11 of ARCHITECTURE.md: whatever the state says (here: generation 1 serves), nothing of a
     /// generation older than the one the data is on is started, built or run, and nothing
     /// stateful is attached or imported there.
     #[test]

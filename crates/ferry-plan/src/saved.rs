@@ -1,5 +1,5 @@
 //! Saved plans: `ferry plan -o FILE` writes one, `ferry apply FILE` applies exactly it, but only
-//! while the observations it was made from still hold (safety invariant 5).
+//! while the observations it was made from still hold (safety invariant 5 of ARCHITECTURE.md).
 
 use std::collections::BTreeMap;
 

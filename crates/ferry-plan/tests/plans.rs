@@ -670,7 +670,7 @@ fn data100_failover_timeline_is_drawn_from_the_estimates() {
     insta::assert_snapshot!(render::timeline_svg(&plan, &bars, "ferry plan: data100"));
 }
 
-/// Safety invariant 9: a failover an earlier apply started (recorded in the state, so in the
+/// Safety invariant 9 of ARCHITECTURE.md: a failover an earlier apply started (recorded in the state, so in the
 /// snapshot) is finished by every plan made after it, whatever the trigger reads now: the old
 /// API server answering again, or the operator's `--failover`, must not turn a half-moved
 /// service into a reconcile of the old generation or into a second failover.

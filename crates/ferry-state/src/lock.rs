@@ -1,4 +1,4 @@
-//! The lock that stops two applies running at once on the same state (safety invariant 6).
+//! The lock that stops two applies running at once on the same state (safety invariant 6 of ARCHITECTURE.md).
 //!
 //! It has two parts. The *lease* is a file holding who took it, for what, and until when: it is
 //! what people read and what `ferry force-unlock ID` breaks. The *process lock* is an OS

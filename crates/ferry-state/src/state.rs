@@ -26,7 +26,7 @@ pub struct StateFile {
     pub active_generation: Generation,
     /// A failover an apply started and no apply has finished yet: saved before its first
     /// step, cleared when `active_generation` becomes its target. Every plan made meanwhile
-    /// finishes this failover (safety invariant 9), whatever the old generation reads.
+    /// finishes this failover (safety invariant 9 of ARCHITECTURE.md), whatever the old generation reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Failover>,
     /// Keyed by instance address: `vm.nfs@g1`, `disk.home0`.
