@@ -2,15 +2,13 @@
 //! `/readyz` probe that makes a cluster ARM calls fine read unhealthy, an in-place upgrade,
 //! retirement, a failed operation and unknown readings.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 
 use ferry_aks::AksClusterProvider;
 use ferry_core::{Action, Health, Observation};
 use ferry_sim::{ApiServerDownMode, Fault};
+use ferry_testkit::provider_harness::{Harness, attributes, instance};
 use serde_json::json;
-use support::{Harness, attributes, instance};
 
 async fn harness() -> Harness {
     let harness = Harness::start(&[

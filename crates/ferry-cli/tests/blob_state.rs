@@ -10,6 +10,8 @@
 //! with the same data folder, the dead apply's lock is dealt with as an operator would, and
 //! `ferry apply` again must converge without running a finished step twice.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,6 +24,7 @@ use ferry_state::StateBackend;
 use ferry_state::journal::JournalRecord;
 use ferry_state_blob::{BlobAuth, BlobBackend, BlobStateConfig};
 use serde_json::Value;
+use support::{Run, event, finished_ok, step};
 
 /// The container and the state blob the spec names.
 const CONTAINER: &str = "ferry";
@@ -38,25 +41,16 @@ struct Scratch {
     /// Declared first so that it is dropped (stopped) before the folder holding its data is
     /// removed, however the test ends.
     azurite: Azurite,
-    dir: tempfile::TempDir,
-}
-
-struct Run {
-    code: i32,
-    stderr: String,
+    data100: support::Scratch,
 }
 
 impl Scratch {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let azurite =
-            Azurite::start(&dir.path().join("azurite")).unwrap_or_else(|error| panic!("{error}"));
-        let scratch = Scratch { azurite, dir };
+        let data100 = support::Scratch::new();
+        let azurite = Azurite::start(&data100.path().join("azurite"))
+            .unwrap_or_else(|error| panic!("{error}"));
+        let scratch = Scratch { azurite, data100 };
         scratch.backend().create_container().unwrap();
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100"),
-            &scratch.spec(),
-        );
         let main = scratch.spec().join("main.toml");
         let text = std::fs::read_to_string(&main).unwrap();
         let local = "[state]\nbackend = \"local\"\n";
@@ -70,32 +64,24 @@ impl Scratch {
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.data100.path()
     }
 
     fn spec(&self) -> PathBuf {
-        self.path().join("data100")
+        self.data100.spec()
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        let mut command = self.data100.command(args);
         command
-            .args(args)
-            .current_dir(self.path())
-            .env("NO_COLOR", "1")
             .env(SAS_VARIABLE, self.azurite.sas_url(CONTAINER))
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         command
     }
 
     fn ferry(&self, args: &[&str]) -> Run {
-        let output = self.command(args).output().unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        self.command(args).output().unwrap().into()
     }
 
     fn apply(&self) -> Run {
@@ -146,16 +132,11 @@ impl Scratch {
 
     /// Every whole line of the local journal mirror, parsed.
     fn local_journal(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.spec().join(".ferry/journal.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
+        self.data100.journal()
     }
 
     fn world(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.path().join("world.json")).unwrap())
-            .unwrap()
+        self.data100.world()
     }
 
     /// Generation 1 built, its state in the blob; then its API server breaks.
@@ -163,39 +144,9 @@ impl Scratch {
         let build = self.apply();
         assert_eq!(build.code, 0, "{}", build.stderr);
         assert_eq!(self.blob_state()["active_generation"], 1);
-        let mut world = self.world();
-        world["unhealthy"]["aks_cluster.hub@g1"] = Value::from("GET /readyz timed out after 5s");
-        std::fs::write(self.path().join("world.json"), world.to_string()).unwrap();
+        self.data100.break_api_server(1);
         self
     }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() == ".ferry" {
-            continue;
-        }
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn event(record: &Value) -> &str {
-    record["event"].as_str().unwrap_or_default()
-}
-
-fn step(record: &Value) -> &str {
-    record["step"].as_str().unwrap_or_default()
-}
-
-fn finished_ok(record: &Value) -> bool {
-    event(record) == "step_finished" && record["result"].get("ok").is_some()
 }
 
 /// The steps a journal records as finished with success.
@@ -254,6 +205,7 @@ impl Running {
         let status = self.child.wait().unwrap();
         Run {
             code: status.code().unwrap_or(-1),
+            stdout: String::new(),
             stderr: self.stderr.take().unwrap().join().unwrap(),
         }
     }

@@ -1,114 +1,11 @@
 //! The `ferry` binary as an operator uses it: real processes, real files, a simulated world.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// A scratch folder holding a copy of specs/data100 (as `data100`) and the world file.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(
-            &repository().join("specs/data100"),
-            &dir.path().join("data100"),
-        );
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        command
-            .args(args)
-            .current_dir(self.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn ferry(&self, args: &[&str]) -> Run {
-        let output = self.command(args).output().unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    fn world(&self) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(self.path().join("world.json")).unwrap())
-            .unwrap()
-    }
-
-    fn set_world(&self, world: &serde_json::Value) {
-        std::fs::write(self.path().join("world.json"), world.to_string()).unwrap();
-    }
-
-    fn state(&self) -> serde_json::Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(self.path().join("data100/.ferry/state.json")).unwrap(),
-        )
-        .unwrap()
-    }
-
-    fn lock_path(&self) -> PathBuf {
-        self.path().join("data100/.ferry/lock.json")
-    }
-
-    /// Builds generation 1 in the simulated world.
-    fn build(&self) {
-        let run = self.ferry(&[
-            "apply",
-            "data100",
-            "--world",
-            "world.json",
-            "--new-world",
-            "--auto-approve",
-        ]);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-    }
-
-    /// Makes the AKS API server of the active generation stop answering.
-    fn break_api_server(&self, generation: u32) {
-        let mut world = self.world();
-        world["unhealthy"][format!("aks_cluster.hub@g{generation}")] =
-            serde_json::Value::from("GET /readyz timed out after 5s");
-        self.set_world(&world);
-    }
-}
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() == ".ferry" {
-            continue;
-        }
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
+use support::{Run, Scratch};
 
 /// Lines of plain progress carry times; a snapshot keeps what does not change between runs.
 fn without_times(text: &str) -> String {
@@ -466,12 +363,7 @@ fn interrupt(scratch: &Scratch, args: &[&str], signals: usize) -> Run {
         assert!(status.success());
         std::thread::sleep(Duration::from_millis(200));
     }
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Run::from(child.wait_with_output().unwrap())
 }
 
 #[test]
@@ -1137,18 +1029,7 @@ fn a_saved_plan_applies_from_another_folder_and_says_who_made_it() {
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let elsewhere = scratch.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
-    let in_elsewhere = |args: &[&str]| {
-        let output = scratch
-            .command(args)
-            .current_dir(&elsewhere)
-            .output()
-            .unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    };
+    let in_elsewhere = |args: &[&str]| support::ferry(&elsewhere, args);
     let show = in_elsewhere(&["show", "../failover.plan"]);
     assert_eq!(show.code, 0, "{}", show.stderr);
     let saved: serde_json::Value = serde_json::from_str(

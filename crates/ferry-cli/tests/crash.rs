@@ -5,127 +5,21 @@
 //! 0), that no step the journal recorded as finished ran again, and that every disk was
 //! detached before it was attached and the pool imported only after the fence.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{Scratch, event, finished_ok, step};
 
 /// A scratch copy of specs/data100 with generation 1 built and its API server broken.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-struct Run {
-    code: i32,
-    stderr: String,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100"),
-            &dir.path().join("data100"),
-        );
-        let scratch = Self { dir };
-        let build = scratch.ferry(&[
-            "apply",
-            "data100",
-            "--world",
-            "world.json",
-            "--new-world",
-            "--auto-approve",
-        ]);
-        assert_eq!(build.code, 0, "{}", build.stderr);
-        scratch.set_unhealthy(Some("GET /readyz timed out after 5s"));
-        scratch
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        command
-            .args(args)
-            .current_dir(self.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        command
-    }
-
-    fn ferry(&self, args: &[&str]) -> Run {
-        let output = self.command(args).output().unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Marks generation 1's cluster unhealthy with `reason`, or healthy with `None`.
-    fn set_unhealthy(&self, reason: Option<&str>) {
-        let mut world = self.world();
-        match reason {
-            Some(reason) => world["unhealthy"]["aks_cluster.hub@g1"] = Value::from(reason),
-            None => {
-                if let Some(unhealthy) = world["unhealthy"].as_object_mut() {
-                    unhealthy.remove("aks_cluster.hub@g1");
-                }
-            }
-        }
-        std::fs::write(self.path().join("world.json"), world.to_string()).unwrap();
-    }
-
-    fn world(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.path().join("world.json")).unwrap())
-            .unwrap()
-    }
-
-    fn journal_path(&self) -> PathBuf {
-        self.path().join("data100/.ferry/journal.jsonl")
-    }
-
-    /// Every whole line of the journal, parsed.
-    fn journal(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.journal_path())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() == ".ferry" {
-            continue;
-        }
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn event(record: &Value) -> &str {
-    record["event"].as_str().unwrap_or_default()
-}
-
-fn step(record: &Value) -> &str {
-    record["step"].as_str().unwrap_or_default()
-}
-
-fn finished_ok(record: &Value) -> bool {
-    event(record) == "step_finished" && record["result"].get("ok").is_some()
+fn built_and_broken() -> Scratch {
+    let scratch = Scratch::new();
+    scratch.build();
+    scratch.break_api_server(1);
+    scratch
 }
 
 /// Where to kill: a test on the records the killed apply has journaled so far.
@@ -196,9 +90,9 @@ fn kill_and_resume(point: KillPoint) {
 }
 
 fn kill_and_resume_in(story: Story, point: KillPoint) {
-    let scratch = Scratch::new();
+    let scratch = built_and_broken();
     if story == Story::Planned {
-        scratch.set_unhealthy(None);
+        scratch.mend_api_server(1);
     }
     let before = scratch.journal().len();
     let mut arguments = vec![
@@ -215,6 +109,7 @@ fn kill_and_resume_in(story: Story, point: KillPoint) {
     }
     let mut child = scratch
         .command(&arguments)
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -245,7 +140,7 @@ fn kill_and_resume_in(story: Story, point: KillPoint) {
     let killed_world = scratch.world();
     check_world(&killed_world, &format!("{point:?}, killed"));
     if story == Story::OutageThenRecovery {
-        scratch.set_unhealthy(None);
+        scratch.mend_api_server(1);
     }
 
     // The dead apply's lock is reported stale, never taken over silently.
@@ -262,10 +157,7 @@ fn kill_and_resume_in(story: Story, point: KillPoint) {
         "{point:?}: {}",
         refused.stderr
     );
-    let lock: Value = serde_json::from_str(
-        &std::fs::read_to_string(scratch.path().join("data100/.ferry/lock.json")).unwrap(),
-    )
-    .unwrap();
+    let lock = support::read_json(&scratch.lock_path());
     let unlock = scratch.ferry(&["force-unlock", lock["id"].as_str().unwrap(), "data100"]);
     assert_eq!(unlock.code, 0, "{}", unlock.stderr);
 
@@ -302,11 +194,7 @@ fn kill_and_resume_in(story: Story, point: KillPoint) {
         assert_eq!(attributes["resource_group"], "resource_group.main@g2");
     }
     assert_eq!(world["instances"]["zfs_pool.home"]["host"], "vm.nfs@g2");
-    let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(scratch.path().join("data100/.ferry/state.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(state["active_generation"], 2);
+    assert_eq!(scratch.state()["active_generation"], 2);
 
     check_journal(
         point,

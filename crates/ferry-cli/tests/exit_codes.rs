@@ -2,18 +2,11 @@
 //! every reading is known and healthy and nothing is to do; 1 error (usage errors included);
 //! 2 changes; 3 a failover due in manual mode; 4 unknown readings; 5 attention needed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod support;
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use support::{Run, ferry, repository};
 
 /// A folder with a copy of specs/data100's files, so that the spec's mode can be changed.
 fn scratch() -> tempfile::TempDir {
@@ -27,21 +20,6 @@ fn scratch() -> tempfile::TempDir {
         }
     }
     dir
-}
-
-fn ferry(dir: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 /// Writes `observed-healthy.json` (or another snapshot) changed by `change` as `name`.

@@ -2,55 +2,12 @@
 //! the middle of a failover and after one, on the simulated world (`--world`). The world, not
 //! the state, says which generation serves.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod support;
+
+use std::path::Path;
 
 use serde_json::Value;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() == ".ferry" {
-            continue;
-        }
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn ferry(folder: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .current_dir(folder)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use support::{Scratch, ferry, read_json};
 
 /// Moves the state file away, as ferry's own error message once suggested.
 fn lose_state(folder: &Path) {
@@ -75,9 +32,8 @@ const APPLY: [&str; 6] = [
 /// that, a second lost state plans "no changes" on generation 2.
 #[test]
 fn a_state_moved_away_mid_failover_is_rebuilt_from_the_world_by_plan_and_apply() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new();
     let folder = scratch.path();
-    copy_dir(&repository().join("specs/data100"), &folder.join("data100"));
     let built = ferry(folder, &APPLY);
     assert_eq!(built.code, 0, "{}", built.stderr);
     let generation_1 = read_json(&folder.join("world.json"));

@@ -3,34 +3,29 @@
 //! plan carries it as a reference re-read at apply, refused when the value changed; and a
 //! hook gets none of ferry's credentials.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 const TOKEN: &str = "hub-token-very-secret";
 const AZURE_SECRET: &str = "azure-client-secret-value";
 
+/// A run's exit code and everything it printed (stdout, then stderr): a secret must show in
+/// neither.
 struct Run {
     code: i32,
     output: String,
 }
 
 fn ferry(folder: &Path, token: &str, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .current_dir(folder)
-        .env("NO_COLOR", "1")
+    let mut command = support::command(folder, args);
+    command
         .env("HUB_TOKEN", token)
-        .env("AZURE_CLIENT_SECRET", AZURE_SECRET)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .env("AZURE_CLIENT_SECRET", AZURE_SECRET);
+    let run = support::Run::from(command.output().unwrap());
     Run {
-        code: output.status.code().unwrap_or(-1),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
+        code: run.code,
+        output: format!("{}{}", run.stdout, run.stderr),
     }
 }
 

@@ -2,8 +2,6 @@
 //! hardware cluster hosts the new size (`vmSizes` lists it), else deallocate, PATCH and start;
 //! a retried step carries on where its attempt stopped.
 
-mod support;
-
 use std::sync::Mutex;
 
 use ferry_compute::{ResourceGroupProvider, VmProvider, VmRules, VnetProvider};
@@ -12,8 +10,8 @@ use ferry_core::{
     StepError, StepId,
 };
 use ferry_sim::Fault;
+use ferry_testkit::provider_harness::{Harness, attributes, instance};
 use serde_json::json;
-use support::{Harness, attributes, instance};
 
 fn vm_fields(size: &str) -> Attributes {
     attributes(json!({

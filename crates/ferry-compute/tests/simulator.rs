@@ -2,13 +2,11 @@
 //! read, update in place, replace, delete, drift, unknown readings on faults, retries of 429
 //! and 500, failed operations, the fence, and the refusal to delete a group holding a disk.
 
-mod support;
-
 use ferry_compute::{PublicIpProvider, ResourceGroupProvider, VmProvider, VnetProvider};
 use ferry_core::{Action, AttributeChange, Observation};
 use ferry_sim::Fault;
+use ferry_testkit::provider_harness::{Harness, attributes, instance};
 use serde_json::json;
-use support::{Harness, attributes, instance};
 
 fn group_fields() -> ferry_core::Attributes {
     attributes(json!({"name": "web-g1", "location": "westeurope"}))

@@ -2,14 +2,12 @@
 //! disk on one VM, detach, move (the id changes), attach elsewhere, grow, drift, unknown on
 //! faults, a failed operation, and a move resumed from its recorded operation.
 
-mod support;
-
 use ferry_arm::models::MoveResourcesRequest;
 use ferry_core::{Action, Observation};
 use ferry_disk::DiskProvider;
 use ferry_sim::Fault;
+use ferry_testkit::provider_harness::{Harness, attributes, instance};
 use serde_json::json;
-use support::{Harness, attributes, instance};
 
 async fn harness() -> (Harness, String, String) {
     let harness = Harness::start(&[

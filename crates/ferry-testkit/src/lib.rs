@@ -5,8 +5,12 @@
 //! - [`synthetic`]: spec text of any size shaped like data100, for planner benchmarks and
 //!   property tests;
 //! - [`baseline`]: the schedulers the apply engine is compared with (level by level, one at a
-//!   time) and the critical path, for the makespan benchmark.
+//!   time) and the critical path, for the makespan benchmark;
+//! - `provider_harness` (feature `provider-harness`): the Azure providers called one step at a
+//!   time against an in-process ARM simulator, for the provider crates' tests.
 
 pub mod baseline;
+#[cfg(feature = "provider-harness")]
+pub mod provider_harness;
 pub mod random;
 pub mod synthetic;

@@ -1,4 +1,4 @@
-//! Two real ZFS hosts on one machine, for `two_hosts.rs`: each is a zfs-fuse daemon of its own
+//! Two real ZFS hosts on one machine, for `zfs_two_hosts.rs`: each is a zfs-fuse daemon of its own
 //! and an `sshd` of its own, started together in a private mount and UTS namespace, so that a
 //! pool imported on one is unknown to the other, as on two VMs sharing a disk.
 //!
@@ -29,8 +29,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub use crate::support::Fixture;
-use serde_json::json;
+use ferry_core::{
+    Action, ApplyContext, Attributes, InstanceAddress, Observation, Provider, ReadContext,
+    ResourceSpec, Step, StepError, StepId, StepOutcome,
+};
+use ferry_zfs::{ZfsPoolProvider, ZfsProviderConfig};
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 /// How long a daemon or an sshd may take to answer before the harness gives up.
@@ -468,4 +472,111 @@ pub fn fixture(hosts: &TwoHosts) -> Fixture {
         [(&a, &hosts.devices), (&b, &hosts.devices)],
         json!({}),
     )
+}
+
+/// A zfs_pool resource, ferry's real provider for it, and the outputs of hosts g1 and g2.
+pub struct Fixture {
+    pub spec: ResourceSpec,
+    pub provider: ZfsPoolProvider,
+    pub outputs: BTreeMap<InstanceAddress, Attributes>,
+}
+
+pub fn host(generation: u32) -> InstanceAddress {
+    format!("vm.nfs@g{generation}").parse().unwrap()
+}
+
+impl Fixture {
+    /// The pool `pool` on disks `disk.d0..`, reached over SSH as `(port, user key, known
+    /// hosts)`, with host g1 at the first `(address, device folder)` and g2 at the second.
+    pub fn for_hosts(
+        pool: &str,
+        disk_count: usize,
+        (port, user_key, known_hosts): (u16, &Path, &Path),
+        hosts: [(&str, &Path); 2],
+        extra_fields: Value,
+    ) -> Fixture {
+        let mut spec = ResourceSpec::new(format!("zfs_pool.{pool}").parse().unwrap());
+        let disk_names: Vec<String> = (0..disk_count).map(|lun| format!("disk.d{lun}")).collect();
+        let mut fields = json!({
+            "host": "vm.nfs",
+            "disks": disk_names,
+            "ssh_user": "root",
+            "ssh_port": port,
+            "ssh_key_file": user_key.display().to_string(),
+            "known_hosts": known_hosts.display().to_string(),
+        });
+        for (key, value) in extra_fields.as_object().into_iter().flatten() {
+            fields[key] = value.clone();
+        }
+        for (key, value) in fields.as_object().unwrap() {
+            spec = spec.with(key, value.clone());
+        }
+        let mut outputs = BTreeMap::new();
+        for (generation, (address, folder)) in (1..).zip(hosts) {
+            outputs.insert(
+                host(generation),
+                serde_json::from_value(json!({
+                    "private_ip": address,
+                    "device_folder": folder.display().to_string(),
+                }))
+                .unwrap(),
+            );
+        }
+        let provider = ZfsPoolProvider::new(ZfsProviderConfig::default(), [&spec]);
+        Fixture {
+            spec,
+            provider,
+            outputs,
+        }
+    }
+
+    pub fn instance(&self) -> InstanceAddress {
+        self.spec.address.at(None)
+    }
+
+    /// Reads the pool as the spec at `generation` sees it.
+    pub async fn read(&self, generation: u32) -> Observation {
+        let mut fields = self.spec.fields.clone();
+        fields.insert("host".into(), json!(host(generation).to_string()));
+        let outputs = |instance: &InstanceAddress| self.outputs.get(instance).cloned();
+        let instance = self.instance();
+        self.provider
+            .read(ReadContext {
+                spec: &self.spec,
+                instance: &instance,
+                fields: &fields,
+                remembered: None,
+                outputs: &outputs,
+            })
+            .await
+    }
+
+    /// Applies one step with these inputs, as the engine would.
+    pub async fn apply(&self, action: Action, inputs: Value) -> Result<StepOutcome, StepError> {
+        let address = self.instance();
+        let step = Step {
+            id: StepId::new(&address, action),
+            address,
+            action,
+            reason: "test".into(),
+            after: Vec::new(),
+            estimate_seconds: 1,
+            changes: Vec::new(),
+            inputs: serde_json::from_value(inputs).unwrap(),
+            warning: None,
+        };
+        let outputs = |instance: &InstanceAddress| self.outputs.get(instance).cloned();
+        self.provider
+            .apply(
+                &step,
+                ApplyContext {
+                    inputs: &step.inputs,
+                    outputs: &outputs,
+                    progress: &|_| {},
+                    resume_operation: None,
+                    record_operation: &|_| {},
+                },
+            )
+            .await
+    }
 }

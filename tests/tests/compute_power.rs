@@ -3,8 +3,6 @@
 //! simulator: a VM deallocated behind ferry's back, and a resize whose start failed or that
 //! was killed between its PATCH and its start.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -18,8 +16,8 @@ use ferry_plan::PlanConfig;
 use ferry_plan::render::{self, TextOptions};
 use ferry_sim::Fault;
 use ferry_spec::Spec;
+use ferry_testkit::provider_harness::{Harness, instance};
 use serde_json::json;
-use support::{Harness, instance};
 
 const INSTANCES: [&str; 3] = ["resource_group.main@g1", "vnet.main@g1", "vm.web@g1"];
 

@@ -20,12 +20,12 @@
 //! deallocated or powered off. Nothing more is written by A, but A never exported the pool, so
 //! its labels still name A's host id as an active user: ZFS on B asks for `-f`, and ferry's
 //! plan gives it only after the fence. An export on A would not be a fence: it is the clean
-//! path, after which ZFS imports without `-f` (`zfs_over_ssh.rs` covers it).
+//! path, after which ZFS imports without `-f` (`crates/ferry-zfs/tests/zfs_over_ssh.rs` covers
+//! it).
 //!
 //! Where the pool is imported is asked of each daemon with its own `zpool list` and `zpool
 //! history`, never through ferry's code.
 
-mod support;
 mod zfs_hosts;
 
 use ferry_core::provider::{FieldError, FieldSchema, OutputSchema};
@@ -91,7 +91,7 @@ impl KindRules for RulesWithoutTheFence {
 /// the rules that forget the fence. Returns the first plan's ancestors of the pool's import
 /// and the second plan's refusal.
 fn plan_the_failover(host_a_reading: &Observation) -> (Vec<String>, String) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
     let rules = ferry_providers::rule_book();
     let spec = ferry_spec::load(&root, &ferry_spec::LoadOptions::default(), &rules)
         .unwrap_or_else(|errors| panic!("{}", errors.render(false)));

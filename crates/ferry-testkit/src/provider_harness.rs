@@ -1,6 +1,8 @@
 //! A small harness for calling Azure providers directly against an in-process simulator: a
 //! deployment of resource specs, the outputs ferry's state would remember, and steps built
-//! by hand as the planner would make them.
+//! by hand as the planner would make them. The Azure providers' tests share it; it is behind
+//! the `provider-harness` feature, so that the crates that use the testkit for plans and
+//! worlds never build the simulator for it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,7 @@ use ferry_sim::{Simulator, SimulatorConfig};
 
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000aa";
 
+#[derive(Debug)]
 pub struct Harness {
     pub simulator: Simulator,
     pub azure: Arc<AzureDeployment>,

@@ -1,0 +1,182 @@
+//! The harness the `ferry` binary's tests share: a scratch folder holding a copy of
+//! specs/data100, the binary run in it as an operator runs it, and readers of the world file,
+//! the state and the journal it leaves there.
+
+// Each test file uses a part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// How a run of `ferry` ended: its exit code (-1 when a signal ended it) and what it printed.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Copies the folder `from` to `to`, leaving out any `.ferry` folder (a state, a journal and
+/// a lock that a run in the repository may have left).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == ".ferry" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `ferry ARGS` run from `folder`, without colour and with nothing on stdin.
+pub fn command(folder: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(args)
+        .current_dir(folder)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `ferry ARGS` from `folder` to its end.
+pub fn ferry(folder: &Path, args: &[&str]) -> Run {
+    command(folder, args).output().unwrap().into()
+}
+
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Every whole line of the journal at `path`, parsed (none when there is no journal yet).
+pub fn read_journal(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// A journal record's event: `apply_started`, `step_started`, `step_finished`, ...
+pub fn event(record: &Value) -> &str {
+    record["event"].as_str().unwrap_or_default()
+}
+
+/// The id of the step a journal record is about.
+pub fn step(record: &Value) -> &str {
+    record["step"].as_str().unwrap_or_default()
+}
+
+/// Whether a journal record is a step's successful end.
+pub fn finished_ok(record: &Value) -> bool {
+    event(record) == "step_finished" && record["result"].get("ok").is_some()
+}
+
+/// A scratch folder holding a copy of specs/data100 (as `data100`) and the world file.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &repository().join("specs/data100"),
+            &dir.path().join("data100"),
+        );
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The copy of specs/data100.
+    pub fn spec(&self) -> PathBuf {
+        self.path().join("data100")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        command(self.path(), args)
+    }
+
+    pub fn ferry(&self, args: &[&str]) -> Run {
+        ferry(self.path(), args)
+    }
+
+    pub fn world(&self) -> Value {
+        read_json(&self.path().join("world.json"))
+    }
+
+    pub fn set_world(&self, world: &Value) {
+        std::fs::write(self.path().join("world.json"), world.to_string()).unwrap();
+    }
+
+    pub fn state(&self) -> Value {
+        read_json(&self.path().join("data100/.ferry/state.json"))
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.path().join("data100/.ferry/lock.json")
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.path().join("data100/.ferry/journal.jsonl")
+    }
+
+    /// Every whole line of the journal, parsed.
+    pub fn journal(&self) -> Vec<Value> {
+        read_journal(&self.journal_path())
+    }
+
+    /// Builds generation 1 in the simulated world.
+    pub fn build(&self) {
+        let run = self.ferry(&[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--new-world",
+            "--auto-approve",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+
+    /// Makes the AKS API server of `generation` stop answering.
+    pub fn break_api_server(&self, generation: u32) {
+        let mut world = self.world();
+        world["unhealthy"][format!("aks_cluster.hub@g{generation}")] =
+            Value::from("GET /readyz timed out after 5s");
+        self.set_world(&world);
+    }
+
+    /// Makes the AKS API server of `generation` answer again.
+    pub fn mend_api_server(&self, generation: u32) {
+        let mut world = self.world();
+        if let Some(unhealthy) = world["unhealthy"].as_object_mut() {
+            unhealthy.remove(&format!("aks_cluster.hub@g{generation}"));
+        }
+        self.set_world(&world);
+    }
+}
