@@ -7,14 +7,6 @@ use std::time::{Duration, Instant};
 
 use support::{Run, Scratch};
 
-/// Lines of plain progress carry times; a snapshot keeps what does not change between runs.
-fn without_times(text: &str) -> String {
-    text.lines()
-        .filter(|line| !line.starts_with('['))
-        .map(|line| format!("{line}\n"))
-        .collect()
-}
-
 #[test]
 fn validate_accepts_data100_and_shows_every_problem_of_a_bad_spec() {
     let scratch = Scratch::new();
@@ -489,7 +481,6 @@ fn graph_prints_the_spec_and_the_plan_as_dot() {
         plan.stdout
             .contains("\"vm.nfs@g1:fence\" -> \"disk.home0:detach\"")
     );
-    let _ = without_times("");
 }
 
 #[test]
