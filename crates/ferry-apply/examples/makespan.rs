@@ -23,8 +23,10 @@ fn paused<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// Each kind's simulated effect (a VM's address, a pool's export) is there, so that the
+/// failover's inputs that wait on outputs resolve as they do on Azure.
 fn providers(limit: usize) -> Providers {
-    memory_providers(&World::new(), |provider| {
+    memory_providers(&World::simulating(&ferry_providers::rule_book()), |provider| {
         provider
             .behaviour(Behaviour::from_estimates())
             .concurrency(limit)
