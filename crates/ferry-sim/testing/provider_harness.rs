@@ -126,8 +126,8 @@ impl Harness {
                     inputs,
                     outputs: &outputs,
                     progress: &progress,
-                    resume_operation: resume,
-                    record_operation: &record,
+                    resume_token: resume,
+                    record_resume_token: &record,
                 },
             )
             .await?;
