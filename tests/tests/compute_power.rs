@@ -120,8 +120,8 @@ async fn apply(harness: &Harness, plan: &Plan) -> (Result<(), StepError>, Vec<St
                     inputs: &step.inputs,
                     outputs: &outputs,
                     progress: &progress,
-                    resume_operation: None,
-                    record_operation: &record,
+                    resume_token: None,
+                    record_resume_token: &record,
                 },
             )
             .await;

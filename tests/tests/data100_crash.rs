@@ -5,9 +5,9 @@
 //!
 //! The kill points are generated from the plan, not picked by hand: a reference failover
 //! (applied whole, from `ferry plan -o`) gives the steps in plan order, which of them journal
-//! an operation (an Azure long-running operation, the DNS update's wait for the old TTL), and
+//! a resume token (an Azure long-running operation, the DNS update's wait for the old TTL), and
 //! how long each took. Every step then yields two boundaries: while it runs (once its
-//! operation is journaled, or, for a step that journals none, half its reference time after
+//! resume token is journaled, or, for a step that journals none, half its reference time after
 //! the journal recorded its start, at most 150 ms) and right after it ends (once the journal
 //! records its end). One more case kills the resume itself. Each case is one failover of the
 //! same world, killed once: generation N fails over to N+1, so generation 1 is built once per
@@ -78,8 +78,8 @@ fn concrete(step: &str, from: u32, to: u32) -> String {
 #[derive(Debug, Clone)]
 struct StepReference {
     action: Action,
-    /// It journaled an operation while it ran.
-    records_operation: bool,
+    /// It journaled a resume token while it ran.
+    records_resume_token: bool,
     /// From its start to its end in the journal, as the watcher saw them.
     took: Duration,
 }
@@ -122,7 +122,7 @@ impl Reference {
         let reference = self.step(&boundary.step);
         match boundary.moment {
             Moment::After => Trigger::Finished(step),
-            Moment::While if reference.records_operation => Trigger::OperationRecorded(step),
+            Moment::While if reference.records_resume_token => Trigger::ResumeTokenRecorded(step),
             Moment::While => {
                 Trigger::Started(step, (reference.took / 2).min(Duration::from_millis(150)))
             }
@@ -135,9 +135,9 @@ impl Reference {
 enum Trigger {
     /// This long after the step's start was journaled.
     Started(String, Duration),
-    /// Once the step journaled an operation (the request was accepted and runs, or the wait
+    /// Once the step journaled a resume token (the request was accepted and runs, or the wait
     /// it owes is recorded).
-    OperationRecorded(String),
+    ResumeTokenRecorded(String),
     /// Once the step's end was journaled.
     Finished(String),
 }
@@ -146,7 +146,7 @@ impl Trigger {
     fn step(&self) -> &str {
         match self {
             Trigger::Started(step, _)
-            | Trigger::OperationRecorded(step)
+            | Trigger::ResumeTokenRecorded(step)
             | Trigger::Finished(step) => step,
         }
     }
@@ -160,7 +160,7 @@ impl Trigger {
         };
         match self {
             Trigger::Started(_, wait) => first("step_started").map(|at| at + *wait),
-            Trigger::OperationRecorded(_) => first("operation_recorded"),
+            Trigger::ResumeTokenRecorded(_) => first("resume_token_recorded"),
             Trigger::Finished(_) => first("step_finished"),
         }
     }
@@ -413,7 +413,7 @@ impl Chain {
                     .unwrap_or_else(|| panic!("reference failover: {id} never ended"));
                 let reference = StepReference {
                     action: step.action,
-                    records_operation: first("operation_recorded", id).is_some(),
+                    records_resume_token: first("resume_token_recorded", id).is_some(),
                     took: finished.saturating_duration_since(started),
                 };
                 (generic(id, from, to), reference)

@@ -415,7 +415,7 @@ async fn an_operation_that_never_ends_times_out_naming_the_step_and_is_never_sen
     deployment.store.release_lock().unwrap();
     let resumed = Store::lock_and_open(&deployment.state_dir(), "test").unwrap();
     assert!(
-        resumed.resume.operation_to_resume(&fence).is_some(),
+        resumed.resume.resume_token_of(&fence).is_some(),
         "the journal keeps the fence's operation"
     );
     deployment.store = resumed;

@@ -381,11 +381,11 @@ impl Provider for AksClusterProvider {
     ) -> Result<StepOutcome, StepError> {
         let operations = StepOperations::new(
             self.azure.client(),
-            context.record_operation,
+            context.record_resume_token,
             context.progress,
         );
         operations
-            .resume(context.resume_operation)
+            .resume(context.resume_token)
             .await
             .map_err(AksError::from)?;
         let result = match step.action {

@@ -12,7 +12,7 @@ pub enum CancelLevel {
     /// Start no new step; let running steps finish (and record their results).
     StopStarting,
     /// Drop running steps' futures at once; they are reported as interrupted and, as the
-    /// journal has no end for them, are re-run (resuming their operations) by the next apply.
+    /// journal has no end for them, are re-run (from their resume tokens) by the next apply.
     Abort,
 }
 

@@ -22,7 +22,7 @@ use ferry_core::{
     Step, StepError, StepId, StepOutcome,
 };
 use ferry_state::journal::{JournalError, StepResult};
-use ferry_state::{Journal, JournalRecord, StateFile};
+use ferry_state::{JOURNAL_FORMAT_VERSION, Journal, JournalRecord, StateFile};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
@@ -96,6 +96,7 @@ pub async fn apply(
     };
     record_failover(plan, &shared, store)?;
     shared.write(JournalRecord::ApplyStarted {
+        format_version: JOURNAL_FORMAT_VERSION.to_owned(),
         apply_id: apply_id.clone(),
         at: format_time(SystemTime::now()),
         steps: plan.steps.len(),
@@ -293,17 +294,14 @@ fn start_ready_steps<'run>(
                 continue;
             }
         };
-        let resume_operation = store
-            .resume
-            .operation_to_resume(&step.id)
-            .map(str::to_owned);
+        let resume_token = store.resume.resume_token_of(&step.id).map(str::to_owned);
         let started = shared.write(JournalRecord::StepStarted {
             apply_id: shared.apply_id.to_owned(),
             step: step.id.clone(),
             instance: step.instance(),
             action: step.action,
             at: format_time(SystemTime::now()),
-            resume_operation: resume_operation.clone(),
+            resume_token: resume_token.clone(),
         });
         if let Err(error) = started {
             // Without its journal record a step must not start: the next apply could not
@@ -315,11 +313,11 @@ fn start_ready_steps<'run>(
         schedule.reports[index].started = Some(shared.start.elapsed());
         shared.emit(EventKind::StepStarted {
             step: step.id.clone(),
-            resume_operation: resume_operation.clone(),
+            resume_token: resume_token.clone(),
         });
         let provider = &**schedule.providers[index];
         running.push(
-            run_step(shared, step, provider, inputs, resume_operation)
+            run_step(shared, step, provider, inputs, resume_token)
                 .map(move |(result, attempts, ending)| Finished {
                     index,
                     result,
@@ -407,9 +405,9 @@ struct Finished {
 enum Ending {
     /// The provider said how the step ended.
     Journaled,
-    /// The step was abandoned at its time limit: its operation may still be running, so the
-    /// journal keeps it started, with its recorded operation, and the next apply polls that
-    /// operation instead of sending the request again (as after a crash).
+    /// The step was abandoned at its time limit: what it started may still be running, so the
+    /// journal keeps it started, with its resume token, and the next apply resumes from that
+    /// (polls an ARM operation) instead of sending the request again (as after a crash).
     OutcomeUnknown,
 }
 
@@ -595,11 +593,11 @@ async fn run_step(
     step: &Step,
     provider: &dyn Provider,
     inputs: Attributes,
-    resume_operation: Option<String>,
+    resume_token: Option<String>,
 ) -> (Result<StepOutcome, StepError>, u32, Ending) {
-    // The operation to poll: the one an earlier apply recorded, or one this apply's earlier
+    // The token to resume from: the one an earlier apply recorded, or one this apply's earlier
     // attempt recorded before failing transiently.
-    let operation = Mutex::new(resume_operation);
+    let resume_token = Mutex::new(resume_token);
     let time_limit = shared.config.time_limit(step);
     let max_attempts = shared.config.retry.max_attempts.max(1);
     let outputs = |instance: &InstanceAddress| shared.lock_state().outputs(instance).cloned();
@@ -609,30 +607,33 @@ async fn run_step(
             line,
         })
     };
-    let record_operation = |url: String| {
-        if let Err(error) = shared.write(JournalRecord::OperationRecorded {
+    let record_resume_token = |token: String| {
+        if let Err(error) = shared.write(JournalRecord::ResumeTokenRecorded {
             apply_id: shared.apply_id.to_owned(),
             step: step.id.clone(),
-            url: url.clone(),
+            token: token.clone(),
             at: format_time(SystemTime::now()),
         }) {
             shared.storage_failed(error.to_string());
         }
-        *operation.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.clone());
-        shared.emit(EventKind::StepOperation {
+        *resume_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        shared.emit(EventKind::StepResumeTokenRecorded {
             step: step.id.clone(),
-            url,
+            token,
         });
     };
     let mut attempt = 1;
     loop {
-        let resume = operation.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let resume = resume_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let context = ApplyContext {
             inputs: &inputs,
             outputs: &outputs,
             progress: &progress,
-            resume_operation: resume.as_deref(),
-            record_operation: &record_operation,
+            resume_token: resume.as_deref(),
+            record_resume_token: &record_resume_token,
         };
         let result = match tokio::time::timeout(time_limit, provider.apply(step, context)).await {
             Ok(result) => result,

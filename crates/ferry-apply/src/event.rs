@@ -2,7 +2,7 @@
 //!
 //! The caller passes a `&(dyn Fn(&Event) + Send + Sync)` to [`apply`](crate::apply); it is
 //! called inline, from the apply's own task, so it must be quick (render a line, send on a
-//! channel). Events of one step come in order: started, progress/operation/retrying, then
+//! channel). Events of one step come in order: started, progress/resume token/retrying, then
 //! one of succeeded, failed or interrupted.
 
 use std::time::Duration;
@@ -33,18 +33,20 @@ pub enum EventKind {
     },
     StepStarted {
         step: StepId,
-        /// The operation of an earlier apply this run resumes, if any.
-        resume_operation: Option<String>,
+        /// The resume token this run resumes the step from, if an earlier apply (or attempt)
+        /// recorded one.
+        resume_token: Option<String>,
     },
     /// A line from the provider (a hook's output, a poll's result).
     StepProgress {
         step: StepId,
         line: String,
     },
-    /// The provider started a long-running operation; it is in the journal.
-    StepOperation {
+    /// The provider recorded the step's resume token (an ARM operation's URL to poll, a DNS
+    /// wait's deadline); it is in the journal.
+    StepResumeTokenRecorded {
         step: StepId,
-        url: String,
+        token: String,
     },
     StepRetrying {
         step: StepId,

@@ -30,8 +30,8 @@ pub struct Store {
     /// Where to journal each step; `None` journals nothing (tests, benchmarks).
     pub(crate) journal: Option<Journal>,
     /// The journal of the applies since the last complete one: its finished steps are not run
-    /// again, and its started-but-unfinished steps resume their recorded operations. Set it to
-    /// `JournalSummary::default()` to run every step afresh.
+    /// again, and its started-but-unfinished steps resume from their recorded resume tokens.
+    /// Set it to `JournalSummary::default()` to run every step afresh.
     pub resume: JournalSummary,
     /// The lock this apply holds (from [`StateBackend::acquire_lock`]). The engine checks it
     /// still holds it before starting each step ([`Store::verify_lock`]) and when every step

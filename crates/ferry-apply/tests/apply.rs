@@ -27,10 +27,10 @@ fn event_line(event: &Event) -> String {
         EventKind::StepAlreadyDone { step } => format!("{step}: already done"),
         EventKind::StepStarted {
             step,
-            resume_operation: Some(operation),
-        } => format!("{step}: resumed from {operation}"),
+            resume_token: Some(token),
+        } => format!("{step}: resumed from {token}"),
         EventKind::StepStarted { step, .. } => format!("{step}: started"),
-        EventKind::StepOperation { step, url } => format!("{step}: recorded {url}"),
+        EventKind::StepResumeTokenRecorded { step, token } => format!("{step}: recorded {token}"),
         EventKind::StepSucceeded { step, took } => format!("{step}: done in {}s", took.as_secs()),
         EventKind::ApplyFinished { counts } => format!("apply finished: {}", counts.describe()),
         other => format!("{other:?}"),
@@ -363,13 +363,14 @@ async fn an_interrupted_apply_resumes_from_its_journal() {
     let providers = memory_providers(&world, |provider| {
         provider.behaviour(Behaviour {
             latency_from_estimate: true,
-            records_operation: true,
+            records_resume_token: true,
             ..Behaviour::default()
         })
     });
     let config = ApplyConfig::default();
 
-    // First apply: a finishes, b starts an operation, then the operator aborts.
+    // First apply: a finishes, b records its resume token (an operation), then the operator
+    // aborts.
     let control = ApplyControl::new();
     let mut store = Store::lock_and_open(&state_dir, "test").unwrap();
     let ((first, _), ()) = tokio::join!(
@@ -393,12 +394,12 @@ async fn an_interrupted_apply_resumes_from_its_journal() {
     let summary = journal::read_summary(&state_dir.journal_path()).unwrap();
     assert_eq!(summary.phase(&id("vm.a@g2:create")), StepPhase::Succeeded);
     assert_eq!(
-        summary.operation_to_resume(&id("disk.b:attach")),
+        summary.resume_token_of(&id("disk.b:attach")),
         Some("memory://operations/disk.b:attach")
     );
 
-    // Second apply, as a new process would: a is not run again, b polls its operation, and b's
-    // input still resolves from a's outputs, which only the state holds now.
+    // Second apply, as a new process would: a is not run again, b resumes from its token, and
+    // b's input still resolves from a's outputs, which only the state holds now.
     let mut store = Store::lock_and_open(&state_dir, "test").unwrap();
     let (second, events) =
         run_with(&plan, &providers, &config, &mut store, &ApplyControl::new()).await;
@@ -411,7 +412,7 @@ async fn an_interrupted_apply_resumes_from_its_journal() {
     let attaches = world.calls_of(&id("disk.b:attach"));
     assert_eq!(attaches.len(), 2);
     assert_eq!(
-        attaches[1].resume_operation.as_deref(),
+        attaches[1].resume_token.as_deref(),
         Some("memory://operations/disk.b:attach")
     );
     assert_eq!(attaches[1].inputs["vm"], "/memory/vm.a@g2");
@@ -430,6 +431,90 @@ async fn an_interrupted_apply_resumes_from_its_journal() {
     // Once an apply completed, the same plan is new work: nothing is skipped any more.
     let summary = journal::read_summary(&state_dir.journal_path()).unwrap();
     assert_eq!(summary, Default::default());
+}
+
+/// An apply that a ferry of journal format version 1 left interrupted: its journal names the
+/// resume token as an operation (`operation_recorded` with a `url`). This ferry resumes it as
+/// its own: the finished step is not run again, the interrupted one gets its token back, and
+/// what this apply adds to the journal is in version 2.
+#[tokio::test(start_paused = true)]
+async fn an_apply_an_older_ferry_left_interrupted_resumes_from_its_version_1_journal() {
+    let directory = tempfile::tempdir().unwrap();
+    let state_dir = StateDir::new(directory.path().join(".ferry"));
+    state_dir.create().unwrap();
+    let version_1 = concat!(
+        r#"{"event":"apply_started","apply_id":"a1","at":"2024-05-02T13:00:00Z","steps":2}"#,
+        "\n",
+        r#"{"event":"step_started","apply_id":"a1","step":"vm.a@g2:create","instance":"vm.a@g2","action":"create","at":"2024-05-02T13:00:00Z"}"#,
+        "\n",
+        r#"{"event":"step_finished","apply_id":"a1","step":"vm.a@g2:create","at":"2024-05-02T13:00:10Z","result":{"ok":{"outputs":{"id":"/memory/vm.a@g2"}}}}"#,
+        "\n",
+        r#"{"event":"step_started","apply_id":"a1","step":"disk.b:attach","instance":"disk.b","action":"attach","at":"2024-05-02T13:00:10Z"}"#,
+        "\n",
+        r#"{"event":"operation_recorded","apply_id":"a1","step":"disk.b:attach","url":"memory://operations/disk.b:attach","at":"2024-05-02T13:00:11Z"}"#,
+        "\n",
+    );
+    std::fs::write(state_dir.journal_path(), version_1).unwrap();
+    let plan = plan_of(vec![
+        step("vm.a@g2:create", 10, &[]),
+        step("disk.b:attach", 100, &["vm.a@g2:create"]),
+    ]);
+    let world = World::new();
+    let providers = memory_providers(&world, |provider| {
+        provider.behaviour(Behaviour {
+            latency_from_estimate: true,
+            records_resume_token: true,
+            ..Behaviour::default()
+        })
+    });
+
+    let mut store = Store::lock_and_open(&state_dir, "test").unwrap();
+    let (report, events) = run_with(
+        &plan,
+        &providers,
+        &ApplyConfig::default(),
+        &mut store,
+        &ApplyControl::new(),
+    )
+    .await;
+    store.release_lock().unwrap();
+    insta::assert_snapshot!(table(&report), @r"
+    vm.a@g2:create: AlreadyDone x0 -..-
+    disk.b:attach: Done x1 0..100
+    ");
+    assert!(world.calls_of(&id("vm.a@g2:create")).is_empty());
+    let attaches = world.calls_of(&id("disk.b:attach"));
+    assert_eq!(attaches.len(), 1);
+    assert_eq!(
+        attaches[0].resume_token.as_deref(),
+        Some("memory://operations/disk.b:attach")
+    );
+    let lines: Vec<String> = events.iter().map(event_line).collect();
+    insta::assert_snapshot!(lines.join("\n"), @r"
+    [0s] apply started: 2 steps, 1 already done
+    [0s] vm.a@g2:create: already done
+    [0s] disk.b:attach: resumed from memory://operations/disk.b:attach
+    [100s] disk.b:attach: done in 100s
+    [100s] apply finished: 1 done, 1 already done
+    ");
+    let journal = std::fs::read_to_string(state_dir.journal_path()).unwrap();
+    // What this apply added, without its id and times.
+    let added: Vec<String> = journal[version_1.len()..]
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(line).unwrap();
+            record.shift_remove("apply_id");
+            record.shift_remove("at");
+            serde_json::Value::Object(record).to_string()
+        })
+        .collect();
+    insta::assert_snapshot!(added.join("\n"), @r#"
+    {"event":"apply_started","format_version":"2","steps":2}
+    {"event":"step_started","step":"disk.b:attach","instance":"disk.b","action":"attach","resume_token":"memory://operations/disk.b:attach"}
+    {"event":"step_finished","step":"disk.b:attach","result":{"ok":{"outputs":{"id":"/memory/disk.b"}}}}
+    {"event":"apply_finished","complete":true}
+    "#);
 }
 
 #[tokio::test(start_paused = true)]

@@ -117,7 +117,7 @@ async fn a_step_whose_outputs_were_not_saved_is_not_journaled_as_done() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_step_abandoned_at_its_time_limit_keeps_its_operation_for_the_next_apply() {
+async fn a_step_abandoned_at_its_time_limit_keeps_its_resume_token_for_the_next_apply() {
     let folder = tempfile::tempdir().unwrap();
     let directory = StateDir::new(folder.path().join("state"));
     let plan = plan_of(vec![
@@ -127,7 +127,7 @@ async fn a_step_abandoned_at_its_time_limit_keeps_its_operation_for_the_next_app
     let world = World::new();
     let hanging = Behaviour {
         hang: true,
-        records_operation: true,
+        records_resume_token: true,
         ..Behaviour::default()
     };
     let providers = memory_providers(&world, |provider| {
@@ -155,7 +155,7 @@ async fn a_step_abandoned_at_its_time_limit_keeps_its_operation_for_the_next_app
         StepPhase::Started
     );
     assert_eq!(
-        resumed.resume.operation_to_resume(&id("vm.old:fence")),
+        resumed.resume.resume_token_of(&id("vm.old:fence")),
         Some("memory://operations/vm.old:fence")
     );
 }

@@ -598,7 +598,9 @@ pub fn required_text<'a>(attributes: &'a Attributes, name: &str) -> Result<&'a s
 
 /// Runs the long-running operations of one step: first waits for the one an interrupted
 /// attempt recorded (polling it, never sending its request again), then records each new one
-/// as soon as ARM accepts it.
+/// as soon as ARM accepts it. An ARM step's resume token is its last operation
+/// ([`PendingOperation`] as JSON): `record` is the step's `ApplyContext::record_resume_token`,
+/// and [`StepOperations::resume`] takes its `resume_token`.
 pub struct StepOperations<'a> {
     client: &'a ArmClient,
     record: &'a (dyn Fn(String) + Send + Sync),

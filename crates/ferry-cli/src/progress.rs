@@ -42,16 +42,18 @@ pub fn describe(kind: &EventKind) -> Option<String> {
         EventKind::StepAlreadyDone { step } => format!("{step}: already done"),
         EventKind::StepStarted {
             step,
-            resume_operation: None,
+            resume_token: None,
         } => format!("{step}: started"),
         EventKind::StepStarted {
             step,
-            resume_operation: Some(operation),
-        } => format!("{step}: resumed from what an earlier apply recorded: {operation}"),
+            resume_token: Some(token),
+        } => format!("{step}: resumed from what an earlier apply recorded: {token}"),
         EventKind::StepProgress { step, line } => format!("{step}: {line}"),
-        // What a provider records is its own: an ARM operation to poll, a DNS record's wait
+        // A resume token is its provider's own: an ARM operation to poll, a DNS record's wait
         // for its old TTL, ...; these two lines name it without saying which.
-        EventKind::StepOperation { step, url } => format!("{step}: recorded to resume from: {url}"),
+        EventKind::StepResumeTokenRecorded { step, token } => {
+            format!("{step}: recorded to resume from: {token}")
+        }
         EventKind::StepRetrying {
             step,
             attempt,
@@ -149,7 +151,8 @@ impl TerminalProgress {
                     spinner.set_message(line.clone());
                 }
             }
-            EventKind::StepRetrying { step, .. } | EventKind::StepOperation { step, .. } => {
+            EventKind::StepRetrying { step, .. }
+            | EventKind::StepResumeTokenRecorded { step, .. } => {
                 if let (Some(spinner), Some(text)) = (spinners.get(step), describe(&event.kind)) {
                     spinner.set_message(text);
                 }
@@ -197,7 +200,7 @@ mod tests {
         let events = [
             EventKind::StepStarted {
                 step: step.clone(),
-                resume_operation: None,
+                resume_token: None,
             },
             EventKind::StepProgress {
                 step: step.clone(),
@@ -234,13 +237,13 @@ mod tests {
             .into_iter()
             .flat_map(|(step, recorded)| {
                 [
-                    EventKind::StepOperation {
+                    EventKind::StepResumeTokenRecorded {
                         step: step.clone(),
-                        url: recorded.to_owned(),
+                        token: recorded.to_owned(),
                     },
                     EventKind::StepStarted {
                         step,
-                        resume_operation: Some(recorded.to_owned()),
+                        resume_token: Some(recorded.to_owned()),
                     },
                 ]
             })

@@ -134,8 +134,8 @@ async fn update(
                 inputs: &inputs,
                 outputs: &outputs,
                 progress: &progress,
-                resume_operation: resume,
-                record_operation: &record,
+                resume_token: resume,
+                record_resume_token: &record,
             },
         )
         .await

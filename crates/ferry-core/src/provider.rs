@@ -398,18 +398,24 @@ pub struct ApplyContext<'a> {
     pub outputs: &'a (dyn Fn(&InstanceAddress) -> Option<Attributes> + Send + Sync),
     /// A line for the progress view (a hook's output, a poll's result). Never a secret.
     pub progress: &'a (dyn Fn(String) + Send + Sync),
-    /// A long-running operation this step started in an earlier, interrupted apply: poll it
-    /// instead of starting the work again.
-    pub resume_operation: Option<&'a str>,
-    /// Records a long-running operation's URL in the journal as soon as it is known.
-    pub record_operation: &'a (dyn Fn(String) + Send + Sync),
+    /// The resume token an earlier, interrupted attempt of this step recorded (through
+    /// `record_resume_token`), if any: what the provider needs to carry on without repeating
+    /// its request, such as an ARM long-running operation to poll instead of sending it again,
+    /// or the deadline of a DNS record's wait for its old TTL.
+    pub resume_token: Option<&'a str>,
+    /// Records this step's resume token in the journal, at once: a provider calls it as soon as
+    /// it has started something a repeated request must not start again (ARM accepted an
+    /// operation, DNS replaced values resolvers may cache). The token is the provider's own
+    /// text, given back as `resume_token` to the step's next attempt or the next apply; the
+    /// last one recorded counts. Never put a secret in it: the journal and progress show it.
+    pub record_resume_token: &'a (dyn Fn(String) + Send + Sync),
 }
 
 impl fmt::Debug for ApplyContext<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApplyContext")
             .field("inputs", &self.inputs)
-            .field("resume_operation", &self.resume_operation)
+            .field("resume_token", &self.resume_token)
             .finish_non_exhaustive()
     }
 }

@@ -1,15 +1,15 @@
 //! The wait for an old TTL (`wait_for_ttl = true`) as data, so that it survives an
 //! interrupted apply.
 //!
-//! As soon as a change has replaced values that resolvers may have cached, the step records
-//! (through [`ferry_core::ApplyContext::record_operation`], which journals it at once) which
-//! record's values those were and until when their cached copies may live:
+//! As soon as a change has replaced values that resolvers may have cached, the step records as
+//! its resume token (through [`ferry_core::ApplyContext::record_resume_token`], which journals
+//! it at once) which record's values those were and until when their cached copies may live:
 //!
 //! ```text
 //! {"wait_for_old_ttl":{"fqdn":"hub.data100.example.org","type":"A","replaced":["20.1.2.3"],"ttl":300,"until_unix":1767225900}}
 //! ```
 //!
-//! A resumed step gets it back as its `resume_operation` and waits out what is left even when
+//! A resumed step gets it back as its `resume_token` and waits out what is left even when
 //! it finds the record already right, which is exactly when it would otherwise wait for
 //! nothing. The token holds the record's name, type and public values only, never a server,
 //! a key name or a secret: the journal keeps it and progress lines print it.
@@ -117,8 +117,8 @@ impl OldTtlWait {
         .to_string()
     }
 
-    /// A recorded token, or `None` for text that is not one (another provider's operation,
-    /// another version's token, garbage).
+    /// A recorded token, or `None` for text that is not one (another provider's resume token,
+    /// such as an ARM operation; another version's token; garbage).
     pub fn from_token(text: &str) -> Option<OldTtlWait> {
         let token: Value = serde_json::from_str(text).ok()?;
         let wait = token.as_object()?.get(TOKEN_KEY)?.as_object()?;
@@ -157,7 +157,7 @@ pub(crate) fn resumed_wait(
     let recorded = recorded?;
     let Some(wait) = OldTtlWait::from_token(recorded) else {
         progress(format!(
-            "{key}: the recorded operation is not a wait for the old ttl that this version of ferry wrote; ignoring it"
+            "{key}: the recorded resume token is not a wait for the old ttl that this version of ferry wrote; ignoring it"
         ));
         return None;
     };

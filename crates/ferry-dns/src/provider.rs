@@ -172,11 +172,11 @@ impl DnsRecordProvider {
         context: &ApplyContext<'_>,
     ) -> Result<(), StepError> {
         let key = &wanted.key;
-        let mut owed = owe_old_ttl(key, replaced, resumed, context.record_operation);
+        let mut owed = owe_old_ttl(key, replaced, resumed, context.record_resume_token);
         if wanted.wait {
             self.wait_for(backend, key, expected, context.progress)
                 .await?;
-            owed = owe_old_ttl(key, replaced, owed, context.record_operation);
+            owed = owe_old_ttl(key, replaced, owed, context.record_resume_token);
         }
         if let Some(owed) = &owed {
             let start = if replaced.is_some() {
@@ -250,7 +250,7 @@ fn owe_old_ttl(
     key: &RecordKey,
     replaced: Option<&RecordSet>,
     owed: Option<OldTtlWait>,
-    record_operation: &(dyn Fn(String) + Send + Sync),
+    record_resume_token: &(dyn Fn(String) + Send + Sync),
 ) -> Option<OldTtlWait> {
     let Some(replaced) = replaced else {
         return owed;
@@ -261,7 +261,7 @@ fn owe_old_ttl(
         None => fresh,
     };
     if owed.as_ref() != Some(&wait) {
-        record_operation(wait.to_token());
+        record_resume_token(wait.to_token());
     }
     Some(wait)
 }
@@ -488,7 +488,7 @@ impl Provider for DnsRecordProvider {
         // An interrupted attempt may have replaced values and not waited out their TTL: that
         // wait is still owed, although this attempt will find the change made.
         let resumed = resumed_wait(
-            context.resume_operation,
+            context.resume_token,
             key,
             wanted.wait_for_ttl,
             context.progress,

@@ -467,8 +467,8 @@ async fn a_delete_without_inputs_waits_out_the_old_ttl_as_the_remembered_outputs
     // A sleep never ends early: a lower bound, not a timing.
     assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
     // The wait was journaled as it began, so an interrupted delete resumes it.
-    let operations = recorder.operations();
-    let token: serde_json::Value = serde_json::from_str(operations.last().unwrap()).unwrap();
+    let tokens = recorder.resume_tokens();
+    let token: serde_json::Value = serde_json::from_str(tokens.last().unwrap()).unwrap();
     assert_eq!(token["wait_for_old_ttl"]["replaced"], json!(["127.0.0.72"]));
     assert_eq!(token["wait_for_old_ttl"]["ttl"], json!(3));
 }
@@ -544,5 +544,5 @@ async fn a_delete_without_inputs_follows_the_last_changes_wait_for_ttl() {
         !lines.iter().any(|line| line.contains("old ttl")),
         "{lines:?}"
     );
-    assert!(recorder.operations().is_empty());
+    assert!(recorder.resume_tokens().is_empty());
 }

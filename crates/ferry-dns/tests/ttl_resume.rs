@@ -110,8 +110,8 @@ async fn an_update_interrupted_during_the_wait_is_resumed_although_the_record_is
     assert_eq!(bind.dig("moving", "A"), vec!["127.0.0.81"]);
     // Recorded once: right after the write, and the primary answered within that second.
     // (A second token, only when the answer came in a later second, would be the later one.)
-    let operations = interrupted.operations();
-    let recorded = operations.last().unwrap().clone();
+    let tokens = interrupted.resume_tokens();
+    let recorded = tokens.last().unwrap().clone();
     let wait = fields(&recorded);
     assert_eq!(wait["fqdn"], json!("moving.ferry.test"));
     assert_eq!(wait["type"], json!("A"));
@@ -155,9 +155,9 @@ async fn an_update_interrupted_during_the_wait_is_resumed_although_the_record_is
     );
     // Nothing new owed, nothing new recorded.
     assert!(
-        resumed.operations().is_empty(),
+        resumed.resume_tokens().is_empty(),
         "{:?}",
-        resumed.operations()
+        resumed.resume_tokens()
     );
 }
 
@@ -179,7 +179,7 @@ async fn a_delete_interrupted_during_the_wait_is_resumed_although_the_record_is_
     let interrupted = setup.next_apply();
     interrupt_during_the_wait(&interrupted, &provider, &delete).await;
     assert!(bind.dig("leaving", "A").is_empty());
-    let recorded = interrupted.operations().last().unwrap().clone();
+    let recorded = interrupted.resume_tokens().last().unwrap().clone();
     let wait = fields(&recorded);
     assert_eq!(wait["fqdn"], json!("leaving.ferry.test"));
     assert_eq!(wait["replaced"], json!(["127.0.0.82"]));
@@ -309,14 +309,14 @@ async fn a_wait_for_another_record_or_an_unreadable_one_is_ignored_with_a_line()
     moving.ferry.test A: the recorded wait for the old ttl is for other.ferry.test A, not this record; ignoring it
     moving.ferry.test A: already 127.0.0.81
     moving.ferry.test A: the primary answers 127.0.0.81 (check 1)
-    moving.ferry.test A: the recorded operation is not a wait for the old ttl that this version of ferry wrote; ignoring it
+    moving.ferry.test A: the recorded resume token is not a wait for the old ttl that this version of ferry wrote; ignoring it
     moving.ferry.test A: already 127.0.0.81
     moving.ferry.test A: the primary answers 127.0.0.81 (check 1)
-    moving.ferry.test A: the recorded operation is not a wait for the old ttl that this version of ferry wrote; ignoring it
+    moving.ferry.test A: the recorded resume token is not a wait for the old ttl that this version of ferry wrote; ignoring it
     moving.ferry.test A: already 127.0.0.81
     moving.ferry.test A: the primary answers 127.0.0.81 (check 1)
     ");
-    assert!(resumed.operations().is_empty());
+    assert!(resumed.resume_tokens().is_empty());
 }
 
 #[tokio::test]
@@ -356,8 +356,8 @@ async fn a_change_made_while_an_earlier_wait_is_owed_waits_for_both_and_records_
     );
     // The journal's last token, the one a further interruption would resume, keeps the
     // earlier deadline.
-    let operations = resumed.operations();
-    let wait = fields(operations.last().unwrap());
+    let tokens = resumed.resume_tokens();
+    let wait = fields(tokens.last().unwrap());
     assert_eq!(wait["replaced"], json!(["127.0.0.81", "127.0.0.80"]));
     assert_eq!(wait["ttl"], json!(3));
     assert_eq!(wait["until_unix"], json!(until));

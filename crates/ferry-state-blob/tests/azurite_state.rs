@@ -46,6 +46,7 @@ fn state(generation: u32) -> StateFile {
 
 fn started(apply: &str) -> JournalRecord {
     JournalRecord::ApplyStarted {
+        format_version: ferry_state::JOURNAL_FORMAT_VERSION.to_owned(),
         apply_id: apply.to_owned(),
         at: "2024-05-02T13:00:00Z".to_owned(),
         steps: 3,

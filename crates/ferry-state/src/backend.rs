@@ -3,7 +3,7 @@
 //! `ferry-state-blob` crate).
 //!
 //! The interface is synchronous on purpose. The engine must write a journal record before a
-//! step proceeds, including from inside a provider's `record_operation` callback, which is not
+//! step proceeds, including from inside a provider's `record_resume_token` callback, which is not
 //! async; a remote backend runs its I/O on its own runtime and the caller waits for it, exactly
 //! as it waits for the local file's fsync.
 
@@ -270,6 +270,7 @@ mod tests {
         backend.save_state(&state).unwrap();
         assert_eq!(backend.load_state().unwrap(), state);
         let record = JournalRecord::ApplyStarted {
+            format_version: crate::journal::JOURNAL_FORMAT_VERSION.into(),
             apply_id: "a1".into(),
             at: "2024-05-02T13:00:00Z".into(),
             steps: 1,

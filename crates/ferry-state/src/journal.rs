@@ -3,7 +3,23 @@
 //!
 //! It is what makes an interrupted apply (Ctrl-C, `kill -9`, a lost network) resumable: the
 //! next apply reads it with [`read_summary`], skips the steps that finished, and resumes a step
-//! that started but never finished through the long-running operation it recorded.
+//! that started but never finished from the resume token it recorded (an ARM operation to poll,
+//! a DNS wait's deadline: whatever its provider needs to carry on without repeating itself).
+//!
+//! # Format versions
+//!
+//! Each apply's records follow its `apply_started`, which names their `format_version`
+//! ([`JOURNAL_FORMAT_VERSION`]); one file may hold applies of several versions, appended by
+//! successive ferry releases. A record carrying a version this ferry does not know is refused
+//! ([`JournalError::Version`]) before anything else on its line is read.
+//!
+//! - Version 1 had no `format_version`, and named the resume token for one of its uses: the
+//!   record `operation_recorded` with a `url`, and `step_started`'s `resume_operation`.
+//! - Version 2 writes `format_version: "2"` in `apply_started`, the record
+//!   `resume_token_recorded` with a `token`, and `step_started`'s `resume_token`.
+//!
+//! Version 1's names are read as version 2's (serde aliases), so a journal an older ferry left
+//! behind, interrupted, is resumed from where it stopped.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -14,11 +30,22 @@ use std::sync::Mutex;
 use ferry_core::{Action, Attributes, InstanceAddress, StepId};
 use serde::{Deserialize, Serialize};
 
+/// The journal format this ferry writes (in each `apply_started`); see the module's docs.
+pub const JOURNAL_FORMAT_VERSION: &str = "2";
+
+/// Every journal format this ferry reads, from 1 (an `apply_started` without `format_version`)
+/// to [`JOURNAL_FORMAT_VERSION`].
+const READABLE_FORMAT_VERSIONS: &[&str] = &["1", JOURNAL_FORMAT_VERSION];
+
 /// One line of the journal. `at` is a wall-clock RFC 3339 time, for people reading it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum JournalRecord {
     ApplyStarted {
+        /// The format of this apply's records: [`JOURNAL_FORMAT_VERSION`] when written, "1"
+        /// when read from an apply that named none.
+        #[serde(default = "unversioned_format")]
+        format_version: String,
         apply_id: String,
         at: String,
         /// How many steps the plan has.
@@ -30,15 +57,24 @@ pub enum JournalRecord {
         instance: InstanceAddress,
         action: Action,
         at: String,
-        /// The operation this start resumes, when it resumes one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        resume_operation: Option<String>,
+        /// The resume token this start resumes from, when an earlier attempt recorded one.
+        #[serde(
+            default,
+            alias = "resume_operation",
+            skip_serializing_if = "Option::is_none"
+        )]
+        resume_token: Option<String>,
     },
-    /// A long-running operation's URL, recorded as soon as the provider knows it.
-    OperationRecorded {
+    /// A step's resume token, recorded as soon as its provider has one: what the provider
+    /// needs to carry the step on without repeating its request (an ARM long-running
+    /// operation to poll, the deadline of a DNS record's wait for its old TTL). Version 1
+    /// called it `operation_recorded`, with a `url`.
+    #[serde(alias = "operation_recorded")]
+    ResumeTokenRecorded {
         apply_id: String,
         step: StepId,
-        url: String,
+        #[serde(alias = "url")]
+        token: String,
         at: String,
     },
     StepFinished {
@@ -53,6 +89,10 @@ pub enum JournalRecord {
         /// Every step of the plan succeeded: nothing is left to resume.
         complete: bool,
     },
+}
+
+fn unversioned_format() -> String {
+    "1".to_owned()
 }
 
 /// How a step ended.
@@ -75,6 +115,14 @@ pub enum JournalError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read journal {path}: {}", crate::describe_io(source, path))]
     Read { path: PathBuf, source: io::Error },
+    #[error(
+        "journal {path} line {line} has format version {found}, and this ferry reads versions 1 to {JOURNAL_FORMAT_VERSION}: resume with the ferry release that wrote it, or move the journal away to apply without resuming"
+    )]
+    Version {
+        path: PathBuf,
+        line: usize,
+        found: String,
+    },
     #[error(
         "journal {path} line {line} is not a journal record ({source}): move the journal away to apply without resuming"
     )]
@@ -215,13 +263,14 @@ pub fn read_records(path: &Path) -> Result<Vec<JournalRecord>, JournalError> {
     parse_records(&text, path)
 }
 
-/// Parses journal text (JSON lines); `place` names where it came from in errors.
+/// Parses journal text (JSON lines); `place` names where it came from in errors. Every local
+/// and shared copy of the journal is read here (the blob backend downloads its copy and
+/// parses it with this), so each reads every format version alike.
 ///
 /// A torn last line (the process died while writing it: no newline yet) is ignored: its step
 /// had not proceeded. So is a torn record that an older ferry appended to before cutting it
 /// off (the fragment and a whole record on one line): the whole record is kept.
 pub fn parse_records(text: &str, place: &Path) -> Result<Vec<JournalRecord>, JournalError> {
-    let path = place;
     let lines: Vec<&str> = text.lines().collect();
     let mut records = Vec::with_capacity(lines.len());
     for (index, line) in lines.iter().enumerate() {
@@ -231,29 +280,64 @@ pub fn parse_records(text: &str, place: &Path) -> Result<Vec<JournalRecord>, Jou
         if index + 1 == lines.len() && !text.ends_with('\n') {
             continue;
         }
-        match serde_json::from_str(line) {
-            Ok(record) => records.push(record),
-            Err(source) => {
-                if let Some(record) = after_a_torn_fragment(line) {
-                    records.push(record);
-                    continue;
-                }
-                return Err(JournalError::Corrupt {
-                    path: path.to_owned(),
-                    line: index + 1,
-                    source,
-                });
-            }
-        }
+        records.push(parse_line(line, place, index + 1)?);
     }
     Ok(records)
 }
 
+/// Reads the record on line `number`: the whole line, or the whole record at its end when a
+/// torn record's fragment comes first. Its format version is checked first, since a newer
+/// ferry's record need not parse as any record this one knows.
+fn parse_line(line: &str, place: &Path, number: usize) -> Result<JournalRecord, JournalError> {
+    check_format_version(line, place, number)?;
+    match serde_json::from_str(line) {
+        Ok(record) => Ok(record),
+        Err(source) => {
+            if let Some(whole) = after_a_torn_fragment(line) {
+                check_format_version(whole, place, number)?;
+                if let Ok(record) = serde_json::from_str(whole) {
+                    return Ok(record);
+                }
+            }
+            Err(JournalError::Corrupt {
+                path: place.to_owned(),
+                line: number,
+                source,
+            })
+        }
+    }
+}
+
+/// Refuses a record (a JSON object) whose `format_version` this ferry does not read; text
+/// that is no JSON object is left for the record parser to name.
+fn check_format_version(text: &str, place: &Path, number: usize) -> Result<(), JournalError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        format_version: Option<serde_json::Value>,
+    }
+    let Ok(Versioned {
+        format_version: Some(found),
+    }) = serde_json::from_str(text)
+    else {
+        return Ok(());
+    };
+    match found.as_str() {
+        Some(version) if READABLE_FORMAT_VERSIONS.contains(&version) => Ok(()),
+        Some(version) => Err(version.to_owned()),
+        None => Err(found.to_string()),
+    }
+    .map_err(|found| JournalError::Version {
+        path: place.to_owned(),
+        line: number,
+        found,
+    })
+}
+
 /// The whole record at the end of `line`, when what comes before it is the fragment of a torn
 /// one: every record starts with its `event` tag.
-fn after_a_torn_fragment(line: &str) -> Option<JournalRecord> {
+fn after_a_torn_fragment(line: &str) -> Option<&str> {
     let start = line.rfind(r#"{"event":"#).filter(|&start| start > 0)?;
-    serde_json::from_str(&line[start..]).ok()
+    Some(&line[start..])
 }
 
 /// What the journal knows of one step.
@@ -266,12 +350,12 @@ pub enum StepPhase {
     Failed,
 }
 
-/// One step's last known phase and operation.
+/// One step's last known phase and resume token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepJournal {
     pub phase: StepPhase,
-    /// The last operation URL recorded for it and not since finished.
-    pub operation: Option<String>,
+    /// The last resume token recorded for it and not since finished.
+    pub resume_token: Option<String>,
 }
 
 /// The journal's account of the applies since the last one that completed.
@@ -303,16 +387,16 @@ impl JournalSummary {
                 }
                 JournalRecord::ApplyFinished { .. } => summary.interrupted = false,
                 JournalRecord::StepStarted { step, .. } => {
-                    // A restarted step keeps its recorded operation: if this run dies before
-                    // recording a new one, the old one is still the one to poll.
+                    // A restarted step keeps its recorded token: if this run dies before
+                    // recording a new one, the old one is still the one to resume from.
                     summary.entry(step).phase = StepPhase::Started;
                 }
-                JournalRecord::OperationRecorded { step, url, .. } => {
-                    summary.entry(step).operation = Some(url.clone());
+                JournalRecord::ResumeTokenRecorded { step, token, .. } => {
+                    summary.entry(step).resume_token = Some(token.clone());
                 }
                 JournalRecord::StepFinished { step, result, .. } => {
                     let entry = summary.entry(step);
-                    entry.operation = None;
+                    entry.resume_token = None;
                     entry.phase = match result {
                         StepResult::Ok { .. } => StepPhase::Succeeded,
                         StepResult::Failed { .. } => StepPhase::Failed,
@@ -326,7 +410,7 @@ impl JournalSummary {
     fn entry(&mut self, step: &StepId) -> &mut StepJournal {
         self.steps.entry(step.clone()).or_insert(StepJournal {
             phase: StepPhase::NotStarted,
-            operation: None,
+            resume_token: None,
         })
     }
 
@@ -336,12 +420,13 @@ impl JournalSummary {
             .map_or(StepPhase::NotStarted, |entry| entry.phase)
     }
 
-    /// The operation to resume for a step that started and never finished.
-    pub fn operation_to_resume(&self, step: &StepId) -> Option<&str> {
+    /// The resume token of a step that started and never finished: what the provider gets
+    /// back as `ApplyContext::resume_token` when the step runs again.
+    pub fn resume_token_of(&self, step: &StepId) -> Option<&str> {
         self.steps
             .get(step)
             .filter(|entry| entry.phase == StepPhase::Started)
-            .and_then(|entry| entry.operation.as_deref())
+            .and_then(|entry| entry.resume_token.as_deref())
     }
 }
 
@@ -366,7 +451,7 @@ mod tests {
             instance: instance.parse().unwrap(),
             action: serde_json::from_value(json!(action)).unwrap(),
             at: AT.into(),
-            resume_operation: None,
+            resume_token: None,
         }
     }
 
@@ -387,17 +472,18 @@ mod tests {
         }
     }
 
-    fn operation(apply: &str, step: &str, url: &str) -> JournalRecord {
-        JournalRecord::OperationRecorded {
+    fn resume_token(apply: &str, step: &str, token: &str) -> JournalRecord {
+        JournalRecord::ResumeTokenRecorded {
             apply_id: apply.into(),
             step: StepId(step.to_owned()),
-            url: url.into(),
+            token: token.into(),
             at: AT.into(),
         }
     }
 
     fn apply_started(apply: &str) -> JournalRecord {
         JournalRecord::ApplyStarted {
+            format_version: JOURNAL_FORMAT_VERSION.into(),
             apply_id: apply.into(),
             at: AT.into(),
             steps: 3,
@@ -412,7 +498,7 @@ mod tests {
         }
     }
 
-    /// Renders a summary as `step: phase [operation]` lines, for compact expectations.
+    /// Renders a summary as `step: phase [resume token]` lines, for compact expectations.
     fn check(records: &[JournalRecord], expected: &str) {
         let summary = JournalSummary::from_records(records);
         let mut lines = vec![format!(
@@ -423,7 +509,7 @@ mod tests {
             lines.push(format!(
                 "{step}: {:?} {}",
                 entry.phase,
-                summary.operation_to_resume(step).unwrap_or("-")
+                summary.resume_token_of(step).unwrap_or("-")
             ));
         }
         assert_eq!(lines.join("\n"), expected.trim());
@@ -436,7 +522,7 @@ mod tests {
                 apply_started("a1"),
                 started("a1", "vm.nfs@g2:create"),
                 started("a1", "disk.home0:detach"),
-                operation("a1", "vm.nfs@g2:create", "https://arm/op/1"),
+                resume_token("a1", "vm.nfs@g2:create", "https://arm/op/1"),
                 finished("a1", "disk.home0:detach", true),
                 started("a1", "hook.hub@g2:run"),
                 finished("a1", "hook.hub@g2:run", false),
@@ -451,12 +537,12 @@ vm.nfs@g2:create: Started https://arm/op/1
     }
 
     #[test]
-    fn a_restarted_step_keeps_its_operation_until_it_finishes() {
+    fn a_restarted_step_keeps_its_resume_token_until_it_finishes() {
         check(
             &[
                 apply_started("a1"),
                 started("a1", "vm.nfs@g2:create"),
-                operation("a1", "vm.nfs@g2:create", "https://arm/op/1"),
+                resume_token("a1", "vm.nfs@g2:create", "https://arm/op/1"),
                 apply_started("a2"),
                 started("a2", "vm.nfs@g2:create"),
             ],
@@ -494,7 +580,7 @@ disk.home0:attach: Failed -
         let records = vec![
             apply_started("a1"),
             started("a1", "vm.nfs@g2:create"),
-            operation("a1", "vm.nfs@g2:create", "https://arm/op/1"),
+            resume_token("a1", "vm.nfs@g2:create", "https://arm/op/1"),
             finished("a1", "vm.nfs@g2:create", true),
         ];
         let journal = Journal::open(&path).unwrap();
@@ -503,7 +589,12 @@ disk.home0:attach: Failed -
         }
         drop(journal);
         let mut text = std::fs::read_to_string(&path).unwrap();
-        insta::assert_snapshot!(text.lines().nth(1).unwrap(), @r#"{"event":"step_started","apply_id":"a1","step":"vm.nfs@g2:create","instance":"vm.nfs@g2","action":"create","at":"2024-05-02T13:00:00Z"}"#);
+        let written: Vec<&str> = text.lines().take(3).collect();
+        insta::assert_snapshot!(written.join("\n"), @r#"
+        {"event":"apply_started","format_version":"2","apply_id":"a1","at":"2024-05-02T13:00:00Z","steps":3}
+        {"event":"step_started","apply_id":"a1","step":"vm.nfs@g2:create","instance":"vm.nfs@g2","action":"create","at":"2024-05-02T13:00:00Z"}
+        {"event":"resume_token_recorded","apply_id":"a1","step":"vm.nfs@g2:create","token":"https://arm/op/1","at":"2024-05-02T13:00:00Z"}
+        "#);
         text.push_str(r#"{"event":"step_sta"#);
         std::fs::write(&path, &text).unwrap();
         assert_eq!(read_records(&path).unwrap(), records);
@@ -522,7 +613,105 @@ disk.home0:attach: Failed -
             .unwrap_err()
             .to_string()
             .replace(&directory.path().display().to_string(), "<dir>");
-        insta::assert_snapshot!(message, @"journal <dir>/journal.jsonl line 1 is not a journal record (unknown variant `nonsense`, expected one of `apply_started`, `step_started`, `operation_recorded`, `step_finished`, `apply_finished` at line 1 column 19): move the journal away to apply without resuming");
+        insta::assert_snapshot!(message, @"journal <dir>/journal.jsonl line 1 is not a journal record (unknown variant `nonsense`, expected one of `apply_started`, `step_started`, `operation_recorded`, `resume_token_recorded`, `step_finished`, `apply_finished` at line 1 column 19): move the journal away to apply without resuming");
+    }
+
+    /// A journal a version 1 ferry left behind (no `format_version`, the resume token called an
+    /// operation: `operation_recorded` with a `url`, `step_started`'s `resume_operation`), its
+    /// step interrupted twice, then appended to by this ferry: every line is read, version 1's
+    /// names as version 2's, and the step still resumes from the token recorded before.
+    #[test]
+    fn a_version_1_journal_is_read_and_its_interrupted_step_resumes_from_its_token() {
+        let version_1 = concat!(
+            r#"{"event":"apply_started","apply_id":"a1","at":"2024-05-02T13:00:00Z","steps":3}"#,
+            "\n",
+            r#"{"event":"step_started","apply_id":"a1","step":"vm.nfs@g2:create","instance":"vm.nfs@g2","action":"create","at":"2024-05-02T13:00:00Z"}"#,
+            "\n",
+            r#"{"event":"operation_recorded","apply_id":"a1","step":"vm.nfs@g2:create","url":"https://arm/op/1","at":"2024-05-02T13:00:00Z"}"#,
+            "\n",
+            r#"{"event":"apply_started","apply_id":"a2","at":"2024-05-02T13:00:00Z","steps":3}"#,
+            "\n",
+            r#"{"event":"step_started","apply_id":"a2","step":"vm.nfs@g2:create","instance":"vm.nfs@g2","action":"create","at":"2024-05-02T13:00:00Z","resume_operation":"https://arm/op/1"}"#,
+            "\n",
+        );
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("journal.jsonl");
+        std::fs::write(&path, version_1).unwrap();
+        let read = read_records(&path).unwrap();
+        let unversioned = |apply: &str| JournalRecord::ApplyStarted {
+            format_version: "1".into(),
+            apply_id: apply.into(),
+            at: AT.into(),
+            steps: 3,
+        };
+        let resumed = JournalRecord::StepStarted {
+            apply_id: "a2".into(),
+            step: StepId("vm.nfs@g2:create".into()),
+            instance: "vm.nfs@g2".parse().unwrap(),
+            action: Action::Create,
+            at: AT.into(),
+            resume_token: Some("https://arm/op/1".into()),
+        };
+        assert_eq!(
+            read,
+            vec![
+                unversioned("a1"),
+                started("a1", "vm.nfs@g2:create"),
+                resume_token("a1", "vm.nfs@g2:create", "https://arm/op/1"),
+                unversioned("a2"),
+                resumed,
+            ]
+        );
+        check(
+            &read,
+            r#"
+last apply Some("a2"), interrupted true
+vm.nfs@g2:create: Started https://arm/op/1
+"#,
+        );
+
+        // This ferry's apply goes on in the same file, in its own format.
+        let journal = Journal::open(&path).unwrap();
+        journal.append(&apply_started("a3")).unwrap();
+        journal.append(&started("a3", "vm.nfs@g2:create")).unwrap();
+        drop(journal);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(version_1));
+        insta::assert_snapshot!(text[version_1.len()..].trim_end(), @r#"
+        {"event":"apply_started","format_version":"2","apply_id":"a3","at":"2024-05-02T13:00:00Z","steps":3}
+        {"event":"step_started","apply_id":"a3","step":"vm.nfs@g2:create","instance":"vm.nfs@g2","action":"create","at":"2024-05-02T13:00:00Z"}
+        "#);
+        check(
+            &read_records(&path).unwrap(),
+            r#"
+last apply Some("a3"), interrupted true
+vm.nfs@g2:create: Started https://arm/op/1
+"#,
+        );
+    }
+
+    /// A newer ferry's apply is refused at its `apply_started`, by its version, though its
+    /// record does not parse as any this ferry knows: what it recorded may mean more than this
+    /// ferry can tell, and resuming it blind could repeat a step.
+    #[test]
+    fn a_journal_a_newer_ferry_wrote_is_refused_naming_its_version() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("journal.jsonl");
+        let ours = serde_json::to_string(&apply_started("a1")).unwrap();
+        let newer = r#"{"event":"apply_started","format_version":"3","apply_id":"a2","at":"2024-05-02T13:00:00Z","steps":{"total":3}}"#;
+        std::fs::write(&path, format!("{ours}\n{newer}\n")).unwrap();
+        let message = read_records(&path)
+            .unwrap_err()
+            .to_string()
+            .replace(&directory.path().display().to_string(), "<dir>");
+        insta::assert_snapshot!(message, @"journal <dir>/journal.jsonl line 2 has format version 3, and this ferry reads versions 1 to 2: resume with the ferry release that wrote it, or move the journal away to apply without resuming");
+        // A version that is not even a string is named as written.
+        std::fs::write(&path, newer.replace(r#""3""#, "3") + "\n").unwrap();
+        let message = read_records(&path).unwrap_err().to_string();
+        assert!(
+            message.contains("line 1 has format version 3,"),
+            "{message}"
+        );
     }
 
     /// Issue 18: a kill in the middle of an append left a fragment; the next apply appended
@@ -540,7 +729,7 @@ disk.home0:attach: Failed -
         drop(journal);
         // A kill in the middle of the next record's write.
         let mut torn = std::fs::read_to_string(&path).unwrap();
-        torn.push_str(r#"{"event":"operation_recorded","apply_id":"a1","st"#);
+        torn.push_str(r#"{"event":"resume_token_recorded","apply_id":"a1","st"#);
         std::fs::write(&path, &torn).unwrap();
         // The next apply opens the journal and appends; the one after reads it whole.
         let journal = Journal::open(&path).unwrap();

@@ -23,7 +23,8 @@ mod state;
 
 pub use backend::{LocalBackend, StateBackend, acquire_waiting};
 pub use journal::{
-    Journal, JournalError, JournalMirror, JournalRecord, JournalSummary, StepPhase, StepResult,
+    JOURNAL_FORMAT_VERSION, Journal, JournalError, JournalMirror, JournalRecord, JournalSummary,
+    StepPhase, StepResult,
 };
 pub use lock::{IfHolderRuns, LockError, LockInfo, LockRequest};
 pub use paths::StateDir;

@@ -77,8 +77,8 @@ async fn run_one(step: &Step, providers: &Providers) {
                 inputs: &step.inputs,
                 outputs: &outputs,
                 progress: &ignore,
-                resume_operation: None,
-                record_operation: &ignore,
+                resume_token: None,
+                record_resume_token: &ignore,
             },
         )
         .await;

@@ -129,8 +129,8 @@ impl Harness {
                     inputs,
                     outputs: &outputs,
                     progress: &progress,
-                    resume_operation: resume,
-                    record_operation: &record,
+                    resume_token: resume,
+                    record_resume_token: &record,
                 },
             )
             .await?;

@@ -30,9 +30,9 @@ pub struct Behaviour {
     pub fail: Option<String>,
     /// Calls never return.
     pub hang: bool,
-    /// Calls record a long-running operation (`memory://operations/<step>`) before working,
-    /// unless they resume one.
-    pub records_operation: bool,
+    /// Calls record a resume token before working, unless they resume from one: the URL of a
+    /// long-running operation (`memory://operations/<step>`), as the ARM providers record.
+    pub records_resume_token: bool,
     /// Lines each call reports as progress.
     pub progress: Vec<String>,
 }
@@ -93,7 +93,8 @@ pub struct Call {
     pub kind: Kind,
     /// 1 for the first call of this step.
     pub attempt: u32,
-    pub resume_operation: Option<String>,
+    /// The resume token the call was given (`ApplyContext::resume_token`).
+    pub resume_token: Option<String>,
     pub inputs: Attributes,
     pub started: Instant,
     pub ended: Option<Instant>,
@@ -285,12 +286,7 @@ impl World {
         self.snapshot(active_generation, instances)
     }
 
-    fn start_call(
-        &self,
-        step: &Step,
-        resume_operation: Option<&str>,
-        inputs: &Attributes,
-    ) -> usize {
+    fn start_call(&self, step: &Step, resume_token: Option<&str>, inputs: &Attributes) -> usize {
         let mut state = self.lock();
         let kind = step.address.kind();
         let attempt = {
@@ -313,7 +309,7 @@ impl World {
             step: step.id.clone(),
             kind,
             attempt,
-            resume_operation: resume_operation.map(str::to_owned),
+            resume_token: resume_token.map(str::to_owned),
             inputs: inputs.clone(),
             started: Instant::now(),
             ended: None,
@@ -521,15 +517,15 @@ impl Provider for MemoryProvider {
             .unwrap_or(&self.behaviour);
         let index = self
             .world
-            .start_call(step, context.resume_operation, context.inputs);
+            .start_call(step, context.resume_token, context.inputs);
         let mut guard = CallGuard {
             world: &self.world,
             index,
             outcome: None,
         };
         let attempt = self.world.lock().calls[index].attempt;
-        if behaviour.records_operation && context.resume_operation.is_none() {
-            (context.record_operation)(format!("memory://operations/{}", step.id));
+        if behaviour.records_resume_token && context.resume_token.is_none() {
+            (context.record_resume_token)(format!("memory://operations/{}", step.id));
         }
         for line in &behaviour.progress {
             (context.progress)(line.clone());
@@ -675,8 +671,8 @@ mod tests {
                     inputs: &step.inputs,
                     outputs: &outputs,
                     progress: &ignore,
-                    resume_operation: None,
-                    record_operation: &ignore,
+                    resume_token: None,
+                    record_resume_token: &ignore,
                 },
             )
             .await

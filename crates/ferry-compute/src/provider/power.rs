@@ -171,7 +171,7 @@ pub(super) async fn update_vm(
         .is_none_or(|tags| tags_of(&body) == json!(tags));
     let state = power_state(azure, id).await?;
     if state == "deallocated" {
-        let carrying_on = resuming_a_resize(context.resume_operation, id);
+        let carrying_on = resuming_a_resize(context.resume_token, id);
         if !carrying_on && !start {
             let unrecorded = StepOperations::new(azure.client(), &|_: String| {}, context.progress);
             unrecorded.patch::<_, Value>(id, &patch).await?;

@@ -33,10 +33,13 @@ impl Provider for VmProvider {
         context: ApplyContext<'_>,
     ) -> Result<StepOutcome, StepError> {
         let azure = &*self.azure;
-        let operations =
-            StepOperations::new(azure.client(), context.record_operation, context.progress);
+        let operations = StepOperations::new(
+            azure.client(),
+            context.record_resume_token,
+            context.progress,
+        );
         operations
-            .resume(context.resume_operation)
+            .resume(context.resume_token)
             .await
             .map_err(ComputeError::from)?;
         let result = match step.action {

@@ -287,16 +287,16 @@ pub fn step(name: &str, action: Action, inputs: serde_json::Value) -> Step {
     }
 }
 
-/// The progress lines, recorded operations and remembered outputs an apply sees.
+/// The progress lines, recorded resume tokens and remembered outputs an apply sees.
 #[derive(Debug, Default)]
 pub struct Recorder {
     pub lines: Mutex<Vec<String>>,
-    pub operations: Mutex<Vec<String>>,
+    pub resume_tokens: Mutex<Vec<String>>,
     pub outputs: Mutex<BTreeMap<InstanceAddress, Attributes>>,
 }
 
 impl Recorder {
-    /// A recorder for a later apply on the same state: no lines or operations yet, and the
+    /// A recorder for a later apply on the same state: no lines or resume tokens yet, and the
     /// outputs this one remembers (what a delete step, which carries no inputs, works from).
     pub fn next_apply(&self) -> Recorder {
         Recorder {
@@ -309,10 +309,10 @@ impl Recorder {
         self.lines.lock().unwrap().clone()
     }
 
-    /// What the steps recorded through `record_operation`, in order: what the engine
+    /// What the steps recorded through `record_resume_token`, in order: what the engine
     /// journals and gives back to a resumed step.
-    pub fn operations(&self) -> Vec<String> {
-        self.operations.lock().unwrap().clone()
+    pub fn resume_tokens(&self) -> Vec<String> {
+        self.resume_tokens.lock().unwrap().clone()
     }
 
     /// Applies `step` as the engine would: progress lines kept, outputs remembered after a
@@ -325,18 +325,18 @@ impl Recorder {
         self.apply_resuming(provider, step, None).await
     }
 
-    /// Applies `step` as a resumed apply would, with the operation an interrupted attempt
+    /// Applies `step` as a resumed apply would, with the resume token an interrupted attempt
     /// recorded.
     pub async fn apply_resuming(
         &self,
         provider: &dyn Provider,
         step: &Step,
-        resume_operation: Option<&str>,
+        resume_token: Option<&str>,
     ) -> Result<StepOutcome, StepError> {
         let progress = |line: String| self.lines.lock().unwrap().push(line);
         let outputs =
             |instance: &InstanceAddress| self.outputs.lock().unwrap().get(instance).cloned();
-        let record = |operation: String| self.operations.lock().unwrap().push(operation);
+        let record = |token: String| self.resume_tokens.lock().unwrap().push(token);
         let result = provider
             .apply(
                 step,
@@ -344,8 +344,8 @@ impl Recorder {
                     inputs: &step.inputs,
                     outputs: &outputs,
                     progress: &progress,
-                    resume_operation,
-                    record_operation: &record,
+                    resume_token,
+                    record_resume_token: &record,
                 },
             )
             .await;

@@ -48,8 +48,8 @@ pub async fn apply(
                 inputs: &step.inputs,
                 outputs: &outputs,
                 progress: &progress,
-                resume_operation: None,
-                record_operation: &record,
+                resume_token: None,
+                record_resume_token: &record,
             },
         )
         .await;
