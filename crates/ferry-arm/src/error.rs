@@ -311,11 +311,6 @@ impl ArmError {
         }
     }
 
-    /// The error as the apply engine sees it: its message, whether to retry, and when.
-    pub fn to_step_error(&self) -> ferry_core::StepError {
-        self.step_error(self.to_string())
-    }
-
     /// The step error for a failure whose cause is this ARM error, under `message` (a
     /// provider's own error, naming its instance): transient, after ARM's `Retry-After` when
     /// it sent one, when a retry may succeed; permanent otherwise. The one place a provider's
@@ -326,12 +321,6 @@ impl ArmError {
         } else {
             ferry_core::StepError::permanent(message)
         }
-    }
-}
-
-impl From<ArmError> for ferry_core::StepError {
-    fn from(error: ArmError) -> Self {
-        error.to_step_error()
     }
 }
 

@@ -359,7 +359,7 @@ async fn a_failed_operation_keeps_its_arm_error() {
     );
     assert_eq!(error.code(), Some("AllocationFailed"));
     assert!(!error.is_transient());
-    let step_error = error.to_step_error();
+    let step_error = error.step_error(error.to_string());
     assert!(!step_error.transient);
     insta::assert_snapshot!(
         "failed_operation",
@@ -407,7 +407,7 @@ async fn throttling_is_honoured_and_server_errors_are_retried() {
         .unwrap_err();
     assert_eq!(error.status(), Some(429));
     assert!(error.is_transient());
-    let step_error = error.to_step_error();
+    let step_error = error.step_error(error.to_string());
     assert!(step_error.transient);
     assert_eq!(
         step_error.retry_after,

@@ -8,10 +8,10 @@
 mod provider;
 
 pub use provider::{
-    ComputeError, DEFAULT_DEVICE_FOLDER, PublicIpProvider, ResourceGroupProvider, VmProvider,
-    VnetProvider, observed_group,
+    ComputeError, PublicIpProvider, ResourceGroupProvider, VmProvider, VnetProvider, observed_group,
 };
 
+use ferry_core::fields::{resource_group, vm};
 use ferry_core::naming::{self, check_choice, check_field};
 use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange};
 use ferry_core::{
@@ -58,7 +58,7 @@ impl KindRules for ResourceGroupRules {
     fn fields(&self) -> &'static [F] {
         const FIELDS: &[F] = &[
             F::required(
-                "name",
+                resource_group::NAME,
                 T::String,
                 NAME_IS_THE_ID,
                 "resource group name; include ${generation} so that a failover can build a new one beside it",
@@ -74,7 +74,7 @@ impl KindRules for ResourceGroupRules {
     }
 
     fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
-        check_field(spec, "name", &naming::RESOURCE_GROUP)
+        check_field(spec, resource_group::NAME, &naming::RESOURCE_GROUP)
             .into_iter()
             .collect()
     }
@@ -293,15 +293,15 @@ pub struct VmRules;
 impl KindRules for VmRules {
     fn simulate(&self, step: &SimulatedStep<'_>, attributes: &mut Attributes) {
         if step.action == Action::Fence {
-            attributes.insert("power_state".to_owned(), Value::from("deallocated"));
+            attributes.insert(vm::POWER_STATE.to_owned(), Value::from("deallocated"));
         }
         let private_ip = format!("10.{}.16.{}", step.generation(), step.number);
-        attributes.insert("private_ip".to_owned(), Value::from(private_ip));
-        SimulatedStep::default_output(attributes, "power_state", Value::from("running"));
+        attributes.insert(vm::PRIVATE_IP.to_owned(), Value::from(private_ip));
+        SimulatedStep::default_output(attributes, vm::POWER_STATE, Value::from("running"));
         SimulatedStep::default_output(
             attributes,
-            "device_folder",
-            Value::from(DEFAULT_DEVICE_FOLDER),
+            vm::DEVICE_FOLDER,
+            Value::from(vm::DEFAULT_DEVICE_FOLDER),
         );
     }
 
@@ -345,7 +345,7 @@ impl KindRules for VmRules {
                 "marketplace image as publisher:offer:sku:version",
             ),
             F::optional(
-                "admin_username",
+                vm::ADMIN_USERNAME,
                 T::String,
                 Some("azureuser"),
                 OnChange::Replace("a VM's admin user is set at creation only"),
@@ -365,9 +365,9 @@ impl KindRules for VmRules {
                 "a public IP address for its network interface",
             ),
             F::optional(
-                "device_folder",
+                vm::DEVICE_FOLDER,
                 T::String,
-                Some("/dev/disk/azure/scsi1"),
+                Some(vm::DEFAULT_DEVICE_FOLDER),
                 OnChange::InPlace,
                 "where the guest sees attached data disks, one lunN entry per disk",
             ),
@@ -381,19 +381,19 @@ impl KindRules for VmRules {
             ID,
             NAME,
             O {
-                name: "private_ip",
+                name: vm::PRIVATE_IP,
                 description: "the private IP address of its network interface",
             },
             O {
-                name: "public_address",
+                name: vm::PUBLIC_ADDRESS,
                 description: "its public IP address, when it has one",
             },
             O {
-                name: "power_state",
+                name: vm::POWER_STATE,
                 description: "running, stopped or deallocated",
             },
             O {
-                name: "device_folder",
+                name: vm::DEVICE_FOLDER,
                 description: "where the guest sees attached data disks",
             },
         ]
@@ -435,9 +435,9 @@ impl KindRules for VmRules {
     /// `starting`, `deallocating` on its way, `unknown`) and a reading without a power state
     /// are no change; a VM caught `deallocating` is started by the plan after it.
     fn implied_changes(&self, _: &ResourceSpec, observed: &Attributes) -> Vec<AttributeChange> {
-        match observed.get("power_state").and_then(Value::as_str) {
+        match observed.get(vm::POWER_STATE).and_then(Value::as_str) {
             Some(state @ ("deallocated" | "stopped")) => vec![AttributeChange {
-                path: "power_state".to_owned(),
+                path: vm::POWER_STATE.to_owned(),
                 before: Some(Value::from(state)),
                 after: Some(Value::from("running")),
                 forces_replacement: None,
@@ -476,7 +476,7 @@ impl KindRules for VmRules {
             .changes
             .iter()
             .find(|change| {
-                change.path == "power_state"
+                change.path == vm::POWER_STATE
                     && change.after.as_ref().and_then(Value::as_str) == Some("running")
             })
             .map(|change| {
@@ -491,7 +491,7 @@ impl KindRules for VmRules {
             .iter()
             .filter(|change| {
                 !(change.path == "size" && resize.is_some()
-                    || change.path == "power_state" && start.is_some())
+                    || change.path == vm::POWER_STATE && start.is_some())
             })
             .map(|change| change.path.as_str())
             .collect();
@@ -543,7 +543,10 @@ impl KindRules for VmRules {
         let Some(after) = resize else {
             return UpdateRefinement::default();
         };
-        let power_state = context.observed.get("power_state").and_then(Value::as_str);
+        let power_state = context
+            .observed
+            .get(vm::POWER_STATE)
+            .and_then(Value::as_str);
         let (reason, warning, estimate_seconds) = match (power_state, in_place) {
             // A deallocated VM takes any size, and a step that does not start it (its changes
             // have no start) leaves it deallocated.

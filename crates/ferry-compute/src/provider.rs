@@ -29,8 +29,6 @@ pub use read::observed_group;
 
 use error::step_error;
 
-/// Where an Azure Linux VM shows its data disks when nothing else is known.
-pub const DEFAULT_DEVICE_FOLDER: &str = "/dev/disk/azure/scsi1";
 const DEFAULT_IMAGE: &str = "Canonical:ubuntu-24_04-lts:server:latest";
 
 /// GET by id: `None` for 404.

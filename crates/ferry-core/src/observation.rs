@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::address::{Generation, InstanceAddress};
+use crate::fields;
 use crate::value::{Attributes, Value};
 
 /// Whether a resource that exists is doing its job, as far as its provider can tell.
@@ -99,7 +100,10 @@ impl Observation {
         match self {
             Observation::Absent => true,
             Observation::Present { attributes, .. } => {
-                attributes.get("power_state").and_then(Value::as_str) == Some("deallocated")
+                attributes
+                    .get(fields::vm::POWER_STATE)
+                    .and_then(Value::as_str)
+                    == Some("deallocated")
             }
             Observation::Unknown { .. } => false,
         }

@@ -10,6 +10,7 @@ mod provider;
 
 pub use provider::{DiskError, DiskProvider};
 
+use ferry_core::fields::disk;
 use ferry_core::naming::{self, check_choice, check_field};
 use ferry_core::provider::{
     FieldType as T, IntegerRange, LOCATION_IS_FIXED, OnChange, schema_class,
@@ -49,16 +50,16 @@ impl KindRules for DiskRules {
         match step.action {
             Action::Detach => {
                 set("disk_state", Value::from("Unattached"));
-                attributes.remove("vm");
-                attributes.remove("lun");
+                attributes.remove(disk::VM);
+                attributes.remove(disk::LUN);
             }
             Action::Move => {
-                if let Some(group) = step.inputs.get("resource_group") {
-                    set("resource_group", group.clone());
+                if let Some(group) = step.inputs.get(disk::RESOURCE_GROUP) {
+                    set(disk::RESOURCE_GROUP, group.clone());
                 }
             }
             Action::Attach => {
-                for name in ["vm", "lun"] {
+                for name in [disk::VM, disk::LUN] {
                     if let Some(value) = step.inputs.get(name) {
                         set(name, value.clone());
                     }
@@ -67,7 +68,7 @@ impl KindRules for DiskRules {
             }
             _ => {}
         }
-        let state = if attributes.contains_key("vm") {
+        let state = if attributes.contains_key(disk::VM) {
             "Attached"
         } else {
             "Unattached"
@@ -86,13 +87,13 @@ impl KindRules for DiskRules {
     fn fields(&self) -> &'static [F] {
         const FIELDS: &[F] = &[
             F::required(
-                "name",
+                disk::NAME,
                 T::String,
                 OnChange::Replace("the name is part of the Azure resource id"),
                 "managed disk name; it stays the same in every generation",
             ),
             F::required(
-                "resource_group",
+                disk::RESOURCE_GROUP,
                 T::Reference(Kind::ResourceGroup),
                 OnChange::InPlace,
                 "the resource group that holds it; a failover moves it to the new generation's",
@@ -118,14 +119,14 @@ impl KindRules for DiskRules {
                 "storage SKU, such as Premium_LRS",
             ),
             F::optional(
-                "vm",
+                disk::VM,
                 T::Reference(Kind::Vm),
                 None,
                 OnChange::InPlace,
                 "the VM it is attached to",
             ),
             F::optional(
-                "lun",
+                disk::LUN,
                 T::Integer(IntegerRange::new(0, 63)),
                 None,
                 OnChange::InPlace,
@@ -143,7 +144,7 @@ impl KindRules for DiskRules {
                 description: "the Azure resource id; it changes when the disk moves",
             },
             O {
-                name: "name",
+                name: disk::NAME,
                 description: "the managed disk name",
             },
             O {
@@ -154,7 +155,7 @@ impl KindRules for DiskRules {
     }
 
     fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
-        let mut errors: Vec<FieldError> = check_field(spec, "name", &naming::MANAGED_DISK)
+        let mut errors: Vec<FieldError> = check_field(spec, disk::NAME, &naming::MANAGED_DISK)
             .into_iter()
             .collect();
         errors.extend(check_choice(spec, "sku", DISK_SKUS));
@@ -173,13 +174,16 @@ impl KindRules for DiskRules {
                 .with_help("use a size up to 32767 GiB, or sku = \"PremiumV2_LRS\" or \"UltraSSD_LRS\" for up to 65536 GiB"),
             );
         }
-        match (spec.field("vm"), spec.field("lun").and_then(Value::as_i64)) {
+        match (
+            spec.field(disk::VM),
+            spec.field(disk::LUN).and_then(Value::as_i64),
+        ) {
             (Some(_), None) => errors.push(
-                FieldError::new("lun", "a disk attached to a vm needs a lun")
+                FieldError::new(disk::LUN, "a disk attached to a vm needs a lun")
                     .with_help("add lun = N, with N from 0 to 63, unique on that vm"),
             ),
             (None, Some(_)) => errors.push(
-                FieldError::new("lun", "lun is set but vm is not")
+                FieldError::new(disk::LUN, "lun is set but vm is not")
                     .with_help("add vm = \"vm.NAME\" or remove lun"),
             ),
             _ => {}
@@ -220,11 +224,11 @@ impl KindRules for DiskRules {
         let mut drafts = Vec::new();
         let attached_to = context
             .observed
-            .attribute("vm")
+            .attribute(disk::VM)
             .and_then(Value::as_str)
             .and_then(|text| text.parse::<InstanceAddress>().ok());
-        let target_vm = reference(spec, "vm").map(|vm| vm.at(Some(to)));
-        let target_group = reference(spec, "resource_group").map(|group| group.at(Some(to)));
+        let target_vm = reference(spec, disk::VM).map(|vm| vm.at(Some(to)));
+        let target_group = reference(spec, disk::RESOURCE_GROUP).map(|group| group.at(Some(to)));
         let mut last = None;
 
         if let Some(old_vm) = attached_to
@@ -250,7 +254,7 @@ impl KindRules for DiskRules {
                 Action::Detach,
                 format!("attached to {old_vm}, which generation {to} replaces"),
             )
-            .input("vm", json!(old_vm.to_string()))
+            .input(disk::VM, json!(old_vm.to_string()))
             .after(fence);
             if matches!(old_vm_reading, Some(Observation::Unknown { .. }) | None) {
                 detach = detach.input("detach_option", json!("ForceDetach"));
@@ -264,7 +268,7 @@ impl KindRules for DiskRules {
 
         let in_group = context
             .observed
-            .attribute("resource_group")
+            .attribute(disk::RESOURCE_GROUP)
             .and_then(Value::as_str)
             .and_then(|text| text.parse::<InstanceAddress>().ok());
         if let Some(group) = target_group.filter(|group| Some(group) != in_group.as_ref()) {
@@ -273,7 +277,7 @@ impl KindRules for DiskRules {
                 Action::Move,
                 format!("generation {to} lives in {group}; the disk is moved, never recreated",),
             )
-            .input("resource_group", json!(group.to_string()))
+            .input(disk::RESOURCE_GROUP, json!(group.to_string()))
             .after(StepId::new(&group, Action::Create));
             if let Some(from_group) = &in_group {
                 step = step.input("from_resource_group", json!(from_group.to_string()));
@@ -288,14 +292,14 @@ impl KindRules for DiskRules {
         if let Some(vm) = target_vm
             && attached_to.as_ref() != Some(&vm)
         {
-            let lun = spec.field("lun").cloned().unwrap_or(Value::Null);
+            let lun = spec.field(disk::LUN).cloned().unwrap_or(Value::Null);
             let mut step = StepDraft::new(
                 me.clone(),
                 Action::Attach,
                 format!("generation {to}'s {} needs it at lun {lun}", vm.address),
             )
-            .input("vm", json!(vm.to_string()))
-            .input("lun", lun)
+            .input(disk::VM, json!(vm.to_string()))
+            .input(disk::LUN, lun)
             .after(StepId::new(&vm, Action::Create));
             if let Some(previous) = last.take() {
                 step = step.after(previous);

@@ -15,6 +15,7 @@ use ferry_arm::deployment::{
 };
 use ferry_arm::models::MoveResourcesRequest;
 use ferry_arm::{ArmError, LocateError, ResourceId, StepOperations, api_version};
+use ferry_core::fields;
 use ferry_core::{
     Action, ApplyContext, Attributes, Generation, InstanceAddress, Kind, Observation, Provider,
     ReadContext, Step, StepError, StepOutcome, Value,
@@ -147,8 +148,8 @@ fn reference(hint: &Attributes, name: &str) -> Option<InstanceAddress> {
 
 /// The generations worth searching: around the group and VM the spec or the step names.
 fn generations(hint: &Attributes) -> std::ops::RangeInclusive<Generation> {
-    let group = generations_around(hint.get("resource_group"));
-    let vm = generations_around(hint.get("vm"));
+    let group = generations_around(hint.get(fields::disk::RESOURCE_GROUP));
+    let vm = generations_around(hint.get(fields::disk::VM));
     1..=(*group.end()).max(*vm.end())
 }
 
@@ -166,14 +167,15 @@ async fn locate(
         candidates.push(id);
     }
     let name = hint
-        .get("name")
+        .get(fields::disk::NAME)
         .and_then(Value::as_str)
         .map(str::to_owned)
         .or_else(|| azure.name_at(&disk.address, 1));
     if let Some(name) = name {
         let subscription = azure.subscription()?;
-        let mut groups: Vec<InstanceAddress> =
-            reference(hint, "resource_group").into_iter().collect();
+        let mut groups: Vec<InstanceAddress> = reference(hint, fields::disk::RESOURCE_GROUP)
+            .into_iter()
+            .collect();
         for generation in generations(hint) {
             if let Some(group) = azure.group_at(&disk.address, generation) {
                 groups.push(group);
@@ -230,13 +232,13 @@ async fn describe(
     let mut attributes = Attributes::new();
     attributes.insert("id".into(), json!(found.id.as_str()));
     attributes.insert(
-        "name".into(),
+        fields::disk::NAME.into(),
         json!(text_at(body, "/name").unwrap_or_else(|| found.id.name().to_owned())),
     );
     if let Some(group) = found.id.resource_group_name() {
         attributes.insert(
-            "resource_group".into(),
-            azure.group_reference(group, hint.get("resource_group"), outputs),
+            fields::disk::RESOURCE_GROUP.into(),
+            azure.group_reference(group, hint.get(fields::disk::RESOURCE_GROUP), outputs),
         );
     }
     attributes.insert(
@@ -264,14 +266,14 @@ async fn describe(
             .instance_with_id(Kind::Vm, &vm, generations(hint), outputs)
             .map(|instance| instance.to_string())
             .unwrap_or_else(|| vm.as_str().to_owned());
-        attributes.insert("vm".into(), json!(reference));
+        attributes.insert(fields::disk::VM.into(), json!(reference));
         if let Some(vm_body) = azure.client().read::<Value>(&vm).await?
             && let Some(lun) = data_disks(&vm_body.value)
                 .iter()
                 .find(|entry| is_disk(entry, &found.id))
                 .and_then(|entry| entry.get("lun"))
         {
-            attributes.insert("lun".into(), lun.clone());
+            attributes.insert(fields::disk::LUN.into(), lun.clone());
         }
     }
     Ok(attributes)
@@ -351,7 +353,7 @@ impl Provider for DiskProvider {
                 Action::Update => update(azure, &self.vm_updates, &operations, disk, &hint, outputs).await?,
                 Action::Detach => {
                     let found = require(azure, disk, &hint, outputs).await?;
-                    let vm = reference(&hint, "vm").ok_or_else(|| DiskError::Step {
+                    let vm = reference(&hint, fields::disk::VM).ok_or_else(|| DiskError::Step {
                         disk: disk.clone(),
                         message: "the detach names no vm: plan again".into(),
                     })?;
@@ -401,7 +403,7 @@ async fn require(
         .ok_or_else(|| DiskError::NotFound {
             disk: disk.clone(),
             name: hint
-                .get("name")
+                .get(fields::disk::NAME)
                 .and_then(Value::as_str)
                 .unwrap_or("?")
                 .to_owned(),
@@ -416,13 +418,13 @@ fn desired_id(
     outputs: OutputsOf<'_>,
 ) -> Result<ResourceId, DiskError> {
     let name = hint
-        .get("name")
+        .get(fields::disk::NAME)
         .and_then(Value::as_str)
         .ok_or_else(|| DiskError::Step {
             disk: disk.clone(),
             message: "the step has no name: plan again".into(),
         })?;
-    let group = reference(hint, "resource_group")
+    let group = reference(hint, fields::disk::RESOURCE_GROUP)
         .and_then(|group| azure.group_name(&group, outputs))
         .ok_or_else(|| LocateError::NoGroup {
             instance: disk.clone(),
@@ -464,7 +466,7 @@ async fn create(
             Found { id, body: value }
         }
     };
-    if hint.get("vm").is_some() {
+    if hint.get(fields::disk::VM).is_some() {
         return attach_as_planned(azure, updates, operations, disk, found, hint, outputs).await;
     }
     Ok(found)
@@ -507,7 +509,7 @@ async fn update(
     } else {
         found
     };
-    if hint.get("vm").is_some() {
+    if hint.get(fields::disk::VM).is_some() {
         return attach_as_planned(azure, updates, operations, disk, found, hint, outputs).await;
     }
     Ok(found)
@@ -524,12 +526,12 @@ async fn attach_as_planned(
     hint: &Attributes,
     outputs: OutputsOf<'_>,
 ) -> Result<Found, DiskError> {
-    let vm = reference(hint, "vm").ok_or_else(|| DiskError::Step {
+    let vm = reference(hint, fields::disk::VM).ok_or_else(|| DiskError::Step {
         disk: disk.clone(),
         message: "the attach names no vm: plan again".into(),
     })?;
     let lun = hint
-        .get("lun")
+        .get(fields::disk::LUN)
         .and_then(Value::as_i64)
         .ok_or_else(|| DiskError::Step {
             disk: disk.clone(),
@@ -828,7 +830,7 @@ async fn move_disk(
     outputs: OutputsOf<'_>,
 ) -> Result<Found, DiskError> {
     let found = require(azure, disk, hint, outputs).await?;
-    let group = reference(hint, "resource_group").ok_or_else(|| DiskError::Step {
+    let group = reference(hint, fields::disk::RESOURCE_GROUP).ok_or_else(|| DiskError::Step {
         disk: disk.clone(),
         message: "the move names no resource_group: plan again".into(),
     })?;

@@ -35,6 +35,7 @@ pub use threshold::{
     ChangeShareConfig, ChangeShareRefused, ZoneShare, check_change_share, managed_records_per_zone,
 };
 
+use ferry_core::fields::dns_record;
 use ferry_core::provider::{FieldType as T, IntegerRange, OnChange};
 use ferry_core::{
     Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O, ResourceSpec, Value,
@@ -60,7 +61,7 @@ impl KindRules for DnsRecordRules {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        if let (Some(name), Some(zone)) = (text("name"), text("zone")) {
+        if let (Some(name), Some(zone)) = (text("name"), text(dns_record::ZONE)) {
             attributes.insert("fqdn".to_owned(), Value::from(format!("{name}.{zone}")));
         }
     }
@@ -76,7 +77,7 @@ impl KindRules for DnsRecordRules {
     fn fields(&self) -> &'static [F] {
         const FIELDS: &[F] = &[
             F::required(
-                "zone",
+                dns_record::ZONE,
                 T::String,
                 OnChange::Replace("a record cannot move to another zone"),
                 "the zone, declared in [zones.\"NAME\"]",
@@ -206,7 +207,7 @@ impl KindRules for DnsRecordRules {
         if let Some(name) = spec.str_field("name") {
             errors.extend(check_relative_name(
                 name,
-                spec.str_field("zone"),
+                spec.str_field(dns_record::ZONE),
                 record_type,
             ));
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ferry_core::fields::dns_record;
 use ferry_core::{
     Action, ApplyContext, Attributes, Health, Kind, Observation, Provider, ReadContext, Step,
     StepError, StepOutcome, Value,
@@ -279,13 +280,13 @@ struct Wanted {
 
 fn wanted(fields: &Attributes) -> Result<Wanted, String> {
     let text = |name: &str| fields.get(name).and_then(Value::as_str);
-    let zone = text("zone").ok_or("the record has no zone")?;
+    let zone = text(dns_record::ZONE).ok_or("the record has no zone")?;
     let name = text("name").ok_or("the record has no name")?;
     let record_type: RecordType = text("type")
         .unwrap_or("A")
         .parse()
         .map_err(|error: crate::record::UnknownRecordType| error.to_string())?;
-    for (field, value) in [("zone", zone), ("name", name)] {
+    for (field, value) in [(dns_record::ZONE, zone), ("name", name)] {
         if value.contains("${") {
             return Err(format!("its {field} `{value}` is not known yet"));
         }
@@ -336,7 +337,7 @@ fn attributes(
     // Identity fields echo the spec's spelling, so that `Example.org` in the spec and
     // `example.org` on the wire are not a difference.
     for (field, fallback) in [
-        ("zone", json!(key.zone)),
+        (dns_record::ZONE, json!(key.zone)),
         ("name", json!(key.name)),
         ("type", json!(key.record_type.as_str())),
     ] {
@@ -407,7 +408,7 @@ impl Provider for DnsRecordProvider {
 
     async fn read(&self, context: ReadContext<'_>) -> Observation {
         // A record dropped from the spec is read with what the state remembers of it.
-        let fields = if context.fields.contains_key("zone") {
+        let fields = if context.fields.contains_key(dns_record::ZONE) {
             context.fields
         } else if let Some(remembered) = context.remembered {
             remembered
@@ -473,7 +474,7 @@ impl Provider for DnsRecordProvider {
         // one of a record the spec dropped carries none: the record is the one the state
         // remembers, with the `wait` and `wait_for_ttl` of its last change (`written_outputs`).
         let remembered;
-        let fields = if context.inputs.contains_key("zone") {
+        let fields = if context.inputs.contains_key(dns_record::ZONE) {
             context.inputs
         } else {
             remembered = (context.outputs)(&step.address).unwrap_or_default();

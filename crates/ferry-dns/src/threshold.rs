@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use ferry_core::fields::dns_record;
 use ferry_core::{Action, Kind, Observation, Snapshot, Step, Value};
 
 use crate::record::normalize_zone;
@@ -88,11 +89,11 @@ impl fmt::Display for ChangeShareRefused {
 /// none) from the record's observation.
 fn zone_of(step: &Step, observed: &Snapshot) -> Option<String> {
     step.inputs
-        .get("zone")
+        .get(dns_record::ZONE)
         .or_else(|| {
             observed
                 .get(&step.address)
-                .and_then(|observation| observation.attribute("zone"))
+                .and_then(|observation| observation.attribute(dns_record::ZONE))
         })
         .and_then(Value::as_str)
         .map(normalize_zone)
@@ -109,7 +110,7 @@ pub fn managed_records_per_zone(observed: &Snapshot) -> BTreeMap<String, usize> 
         }
         if let Observation::Present { attributes, .. } = observation
             && attributes.get("managed").and_then(Value::as_bool) == Some(true)
-            && let Some(zone) = attributes.get("zone").and_then(Value::as_str)
+            && let Some(zone) = attributes.get(dns_record::ZONE).and_then(Value::as_str)
         {
             *counts.entry(normalize_zone(zone)).or_insert(0) += 1;
         }

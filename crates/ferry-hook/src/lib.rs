@@ -9,6 +9,7 @@ pub mod run;
 pub use check::CheckProvider;
 pub use run::HookProvider;
 
+use ferry_core::fields::hook;
 use ferry_core::provider::{FieldType as T, IntegerRange, OnChange};
 use ferry_core::{
     Action, FieldError, FieldSchema as F, Kind, KindRules, OutputSchema as O, ResourceSpec, Value,
@@ -101,7 +102,7 @@ impl KindRules for HookRules {
                 "whether ferry may run it again after a failure; only for idempotent commands",
             ),
             F::optional(
-                "outputs",
+                hook::OUTPUTS,
                 T::StringList,
                 None,
                 OnChange::InPlace,

@@ -12,6 +12,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ferry_core::fields::hook;
 use ferry_core::provider::MAX_DURATION_SECONDS;
 use ferry_core::{
     Action, ApplyContext, Attributes, Kind, Observation, Provider, ReadContext, Step, StepError,
@@ -212,7 +213,7 @@ fn invocation(inputs: &Attributes, spec_root: &Path) -> Result<Invocation, Strin
         // that the deadline `now + timeout` cannot overflow.
         timeout: Duration::from_secs(timeout.clamp(1, MAX_DURATION_SECONDS.unsigned_abs())),
         retry: inputs.get("retry").and_then(Value::as_bool) == Some(true),
-        outputs: strings("outputs")?,
+        outputs: strings(hook::OUTPUTS)?,
     })
 }
 

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use std::collections::BTreeMap;
 
+use ferry_core::fields::{disk, vm, zfs_pool};
 use ferry_core::{
     Action, InstanceAddress, Kind, Observation, Plan, ResourceAddress, RuleBook, Snapshot, Step,
     StepId, Value, value,
@@ -26,9 +27,9 @@ pub(crate) fn check_spec(spec: &Spec) -> Result<(), Vec<PlanError>> {
             continue;
         }
         let (Some(name), Some(group), Some(vm)) = (
-            resource.str_field("name"),
-            resource.str_field("resource_group"),
-            resource.str_field("vm"),
+            resource.str_field(disk::NAME),
+            resource.str_field(disk::RESOURCE_GROUP),
+            resource.str_field(disk::VM),
         ) else {
             continue;
         };
@@ -149,13 +150,13 @@ pub(crate) fn check(
 
         // 1. A pool is imported only after every other host that could hold it is fenced.
         if step.action == Action::Import {
-            let target = step.inputs.get("host").and_then(Value::as_str);
+            let target = step.inputs.get(zfs_pool::HOST).and_then(Value::as_str);
             let holder = reading
-                .and_then(|reading| reading.attribute("host"))
+                .and_then(|reading| reading.attribute(zfs_pool::HOST))
                 .and_then(Value::as_str)
                 .filter(|holder| Some(*holder) != target)
                 .and_then(|holder| holder.parse::<InstanceAddress>().ok());
-            let forced = step.inputs.get("force").and_then(Value::as_bool) == Some(true);
+            let forced = step.inputs.get(zfs_pool::FORCE).and_then(Value::as_bool) == Some(true);
             let ancestors = ancestors(step, &steps);
             // A host this plan starts is not fenced, whatever it reads now.
             let fenced = |host: &InstanceAddress| {
@@ -201,9 +202,9 @@ pub(crate) fn check(
 
         // 2. A disk is attached to at most one VM: an attach follows the detach from the old.
         if step.action == Action::Attach {
-            let target = step.inputs.get("vm").and_then(Value::as_str);
+            let target = step.inputs.get(disk::VM).and_then(Value::as_str);
             let attached = reading
-                .and_then(|reading| reading.attribute("vm"))
+                .and_then(|reading| reading.attribute(disk::VM))
                 .and_then(Value::as_str)
                 .filter(|vm| Some(*vm) != target);
             if let Some(attached) = attached
@@ -337,9 +338,9 @@ fn behind_the_data(
             .map(String::as_str)
             .filter(|name| crate::world::is_placement(rules, step.address.kind(), name))
             .collect(),
-        Action::Attach => vec!["vm"],
-        Action::Move => vec!["resource_group"],
-        Action::Import => vec!["host"],
+        Action::Attach => vec![disk::VM],
+        Action::Move => vec![disk::RESOURCE_GROUP],
+        Action::Import => vec![zfs_pool::HOST],
         _ => Vec::new(),
     };
     let behind: Vec<String> = placing
@@ -385,7 +386,7 @@ fn starts_a_vm(step: &Step) -> bool {
     step.address.kind() == Kind::Vm
         && matches!(step.action, Action::Update | Action::Replace)
         && step.changes.iter().any(|change| {
-            change.path == "power_state"
+            change.path == vm::POWER_STATE
                 && change.after.as_ref().and_then(Value::as_str) == Some("running")
         })
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Bind, DemoCa, ServerError, Sshd, create_folder, run, write};
+use crate::{Bind, DemoCa, ServerError, Sshd, create_folder, need, run, write};
 
 /// SHA-256 of each file, by `sha256sum`: a check made by a tool that is not ferry.
 pub fn checksums(files: &[PathBuf]) -> Result<BTreeMap<PathBuf, String>, ServerError> {
@@ -13,7 +13,8 @@ pub fn checksums(files: &[PathBuf]) -> Result<BTreeMap<PathBuf, String>, ServerE
     if files.is_empty() {
         return Ok(sums);
     }
-    let output = run("sha256sum", Command::new("sha256sum").args(files))?;
+    let sha256sum = need("sha256sum", "coreutils")?;
+    let output = run("sha256sum", Command::new(sha256sum).args(files))?;
     for line in output.lines() {
         if let Some((sum, path)) = line.split_once("  ") {
             sums.insert(PathBuf::from(path), sum.to_owned());

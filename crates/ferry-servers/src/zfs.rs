@@ -1,15 +1,20 @@
 //! The machine's one zfs-fuse daemon: checking that it answers, the cross-process lock the
 //! runs that create pools take on it, and destroying a run's pool however the run ends.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::{ServerError, error, need, run};
 
+/// `zpool`, found where [`need`] looks, or an error that says which package installs it.
+fn zpool() -> Result<PathBuf, ServerError> {
+    need("zpool", "zfs-fuse")
+}
+
 /// Checks that the machine's zfs-fuse daemon answers (`xtask/setup/30-zfs.sh` starts it).
 pub fn check_zfs() -> Result<(), ServerError> {
-    let zpool = need("zpool", "zfs-fuse")?;
-    run("zfs-fuse", Command::new(zpool).arg("list"))
+    run("zfs-fuse", Command::new(zpool()?).arg("list"))
         .map(|_| ())
         .map_err(|_| {
             error(
@@ -20,16 +25,21 @@ pub fn check_zfs() -> Result<(), ServerError> {
 }
 
 /// Destroys a leftover pool of an earlier run, so that a new generation 1 can create it.
+/// Without `zpool` there is no pool to destroy ([`check_zfs`] says how to install it).
 pub fn destroy_pool_if_present(pool: &str) {
-    let _ = Command::new("zpool").args(["destroy", "-f", pool]).output();
+    if let Ok(zpool) = zpool() {
+        let _ = Command::new(zpool).args(["destroy", "-f", pool]).output();
+    }
 }
 
-/// Whether zfs-fuse knows a pool of this name (imported).
+/// Whether zfs-fuse knows a pool of this name (imported); never without `zpool`.
 pub fn pool_exists(pool: &str) -> bool {
-    Command::new("zpool")
-        .args(["status", pool])
-        .output()
-        .is_ok_and(|output| output.status.success())
+    zpool().is_ok_and(|zpool| {
+        Command::new(zpool)
+            .args(["status", pool])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    })
 }
 
 /// Destroys a pool when dropped, however the run ends, so that the next run (or anything else
@@ -43,6 +53,10 @@ pub struct PoolCleanup {
 
 impl Drop for PoolCleanup {
     fn drop(&mut self) {
+        if let Err(missing) = zpool() {
+            eprintln!("the pool {} could not be destroyed: {missing}", self.pool);
+            return;
+        }
         // The hub servers were just told to stop and may still hold files in the pool for a
         // moment: try again a few times, briefly.
         for _ in 0..20 {

@@ -17,6 +17,7 @@
 //! and error details that come as ssh's text (ferry parses the few it must, such as a changed
 //! host key's fingerprint).
 
+use ferry_core::fields::{vm, zfs_pool};
 use ferry_core::provider::{FieldType as T, IntegerRange, OnChange};
 use ferry_core::{
     Action, ChangeClass, FailoverContext, FieldError, FieldSchema as F, InstanceAddress, Kind,
@@ -91,8 +92,8 @@ impl KindRules for ZfsPoolRules {
                 attributes.insert("imported".to_owned(), Value::Bool(false));
             }
             Action::Import => {
-                if let Some(host) = step.inputs.get("host") {
-                    attributes.insert("host".to_owned(), host.clone());
+                if let Some(host) = step.inputs.get(zfs_pool::HOST) {
+                    attributes.insert(zfs_pool::HOST.to_owned(), host.clone());
                 }
                 attributes.insert("imported".to_owned(), Value::Bool(true));
             }
@@ -104,13 +105,13 @@ impl KindRules for ZfsPoolRules {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        let pool = text("pool_name").unwrap_or_else(|| step.instance.address.name.clone());
+        let pool = text(zfs_pool::POOL_NAME).unwrap_or_else(|| step.instance.address.name.clone());
         // The export names the host's address, as the real provider's does.
-        let host_ip = text("host")
+        let host_ip = text(zfs_pool::HOST)
             .and_then(|host| host.parse::<InstanceAddress>().ok())
             .and_then(|host| (step.outputs_of)(&host))
             .and_then(|host| {
-                host.get("private_ip")
+                host.get(vm::PRIVATE_IP)
                     .and_then(Value::as_str)
                     .map(str::to_owned)
             })
@@ -135,20 +136,20 @@ impl KindRules for ZfsPoolRules {
     fn fields(&self) -> &'static [F] {
         const FIELDS: &[F] = &[
             F::optional(
-                "pool_name",
+                zfs_pool::POOL_NAME,
                 T::String,
                 Some("the resource's name"),
                 OnChange::Replace("a pool is never renamed by ferry"),
                 "the pool's name in ZFS",
             ),
             F::required(
-                "host",
+                zfs_pool::HOST,
                 T::Reference(Kind::Vm),
                 OnChange::InPlace,
                 "the VM that imports the pool and serves it over NFS",
             ),
             F::required(
-                "disks",
+                zfs_pool::DISKS,
                 T::ReferenceList(Kind::Disk),
                 OnChange::InPlace,
                 "every managed disk holding a vdev of the pool",
@@ -226,11 +227,11 @@ impl KindRules for ZfsPoolRules {
     fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let pool = spec
-            .str_field("pool_name")
+            .str_field(zfs_pool::POOL_NAME)
             .unwrap_or(&spec.address.name)
             .to_owned();
-        let pool_field = if spec.field("pool_name").is_some() {
-            "pool_name"
+        let pool_field = if spec.field(zfs_pool::POOL_NAME).is_some() {
+            zfs_pool::POOL_NAME
         } else {
             ""
         };
@@ -278,7 +279,7 @@ impl KindRules for ZfsPoolRules {
             );
         }
         let disk_count = spec
-            .field("disks")
+            .field(zfs_pool::DISKS)
             .and_then(Value::as_array)
             .map_or(0, Vec::len);
         // What `zpool create` accepts: a mirror or a raidz vdev of one disk is refused.
@@ -297,12 +298,12 @@ impl KindRules for ZfsPoolRules {
             );
         }
         if spec
-            .field("disks")
+            .field(zfs_pool::DISKS)
             .and_then(Value::as_array)
             .is_some_and(Vec::is_empty)
         {
             errors.push(
-                FieldError::new("disks", "a pool needs at least one disk")
+                FieldError::new(zfs_pool::DISKS, "a pool needs at least one disk")
                     .with_help("list the disks that hold its vdevs"),
             );
         }
@@ -310,7 +311,7 @@ impl KindRules for ZfsPoolRules {
     }
 
     fn classify_change(&self, attribute: &str, before: &Value, after: &Value) -> ChangeClass {
-        if attribute == "disks" && before != after {
+        if attribute == zfs_pool::DISKS && before != after {
             return ChangeClass::Refuse(
                 "ferry does not add or remove a pool's vdevs: change the pool with zpool, then the spec"
                     .to_owned(),
@@ -339,12 +340,12 @@ impl KindRules for ZfsPoolRules {
         let spec = context.spec;
         let me = spec.address.at(None);
         let to = context.to_generation;
-        let Some(new_host) = reference(spec, "host").map(|host| host.at(Some(to))) else {
+        let Some(new_host) = reference(spec, zfs_pool::HOST).map(|host| host.at(Some(to))) else {
             return Ok(Vec::new());
         };
         let observed_host = context
             .observed
-            .attribute("host")
+            .attribute(zfs_pool::HOST)
             .and_then(Value::as_str)
             .and_then(|text| text.parse::<InstanceAddress>().ok());
         if observed_host.as_ref() == Some(&new_host) {
@@ -378,7 +379,7 @@ impl KindRules for ZfsPoolRules {
                     Action::Export,
                     format!("{old_host} answers: export the pool cleanly before it is fenced"),
                 )
-                .input("host", json!(old_host.to_string()))
+                .input(zfs_pool::HOST, json!(old_host.to_string()))
                 .before(fence.clone()),
             );
         }
@@ -401,8 +402,8 @@ impl KindRules for ZfsPoolRules {
             Action::Import,
             format!("generation {to}'s host is {new_host}"),
         )
-        .input("host", json!(new_host.to_string()))
-        .input("force", json!(!exportable && !exported))
+        .input(zfs_pool::HOST, json!(new_host.to_string()))
+        .input(zfs_pool::FORCE, json!(!exportable && !exported))
         // Asked over SSH right before the import: one that still answers with the pool
         // imported was not fenced, whatever ARM says.
         .input("fenced_hosts", json!([old_host.to_string()]))
@@ -445,8 +446,8 @@ fn pool_disks(
             .filter_map(|text| text.parse::<ResourceAddress>().ok())
             .collect()
     };
-    let listed = addresses(spec.field("disks"));
-    let read = addresses(observed.attribute("disks"));
+    let listed = addresses(spec.field(zfs_pool::DISKS));
+    let read = addresses(observed.attribute(zfs_pool::DISKS));
     let vdevs = observed
         .attribute("vdevs")
         .and_then(Value::as_array)

@@ -31,9 +31,6 @@ pub use error::ZfsError;
 
 use settings::{PoolSettings, settings};
 
-/// Where Azure Linux VMs show attached data disks, one `lunN` link per disk.
-pub const AZURE_DEVICE_FOLDER: &str = "/dev/disk/azure/scsi1";
-
 /// The provider's settings; the pools' own settings come from the spec.
 #[derive(Debug, Clone)]
 pub struct ZfsProviderConfig {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ferry_arm::deployment::{AzureDeployment, OutputsOf, tags_from};
 use ferry_arm::{ArmError, PendingOperation, ResourceId, StepOperations, api_version};
+use ferry_core::fields::vm;
 use ferry_core::{ApplyContext, InstanceAddress, StepOutcome, Value};
 use serde_json::json;
 
@@ -26,7 +27,7 @@ pub(super) async fn fence_vm(
     };
     deallocate(azure, operations, instance, &id, &state).await?;
     let mut outputs_after = outputs(instance).unwrap_or_default();
-    outputs_after.insert("power_state".into(), json!("deallocated"));
+    outputs_after.insert(vm::POWER_STATE.into(), json!("deallocated"));
     outputs_after.insert("id".into(), json!(id.as_str()));
     Ok(StepOutcome {
         outputs: outputs_after,
@@ -155,7 +156,7 @@ pub(super) async fn update_vm(
     id: &ResourceId,
     size: &str,
 ) -> Result<(), ComputeError> {
-    let start = context.inputs.get("power_state").and_then(Value::as_str) == Some("running");
+    let start = context.inputs.get(vm::POWER_STATE).and_then(Value::as_str) == Some("running");
     let mut patch = json!({"properties": {"hardwareProfile": {"vmSize": size}}});
     let tags = tags_from(context.inputs);
     if let Some(tags) = &tags {

@@ -4,15 +4,14 @@
 
 use ferry_arm::ResourceId;
 use ferry_arm::deployment::{AzureDeployment, OutputsOf, generations_around, location_value};
+use ferry_core::fields::vm;
 use ferry_core::{
     Attributes, Health, InstanceAddress, Kind, Observation, ReadContext, StepOutcome, Value,
 };
 use serde_json::json;
 
 use super::power::sizes_in_place;
-use super::{
-    ComputeError, DEFAULT_DEVICE_FOLDER, desired_id, get, read_id, step_error, tags_of, text,
-};
+use super::{ComputeError, desired_id, get, read_id, step_error, tags_of, text};
 
 /// The common attributes of a tracked resource in a group: `name`, `resource_group` (as the
 /// instance address of the group, when ferry knows it), `location`, `tags` and `id`.
@@ -140,7 +139,7 @@ async fn describe(
         }
         Kind::Vm => {
             describe_vm(azure, id, body, fields, outputs, &mut attributes).await?;
-            if let Some(state) = attributes.get("power_state").and_then(Value::as_str)
+            if let Some(state) = attributes.get(vm::POWER_STATE).and_then(Value::as_str)
                 && state != "running"
                 && health.is_healthy()
             {
@@ -182,7 +181,7 @@ async fn describe_vm(
         );
     }
     if let Some(user) = text(body, "/properties/osProfile/adminUsername") {
-        attributes.insert("admin_username".into(), json!(user));
+        attributes.insert(vm::ADMIN_USERNAME.into(), json!(user));
     }
     if let Some(key) = text(
         body,
@@ -191,7 +190,7 @@ async fn describe_vm(
         attributes.insert("ssh_public_key".into(), json!(key));
     }
     let device_folder = fields
-        .get("device_folder")
+        .get(vm::DEVICE_FOLDER)
         .and_then(Value::as_str)
         .map(str::to_owned)
         .or_else(|| {
@@ -199,11 +198,11 @@ async fn describe_vm(
                 .device_folder(id)
                 .map(|folder| folder.display().to_string())
         })
-        .unwrap_or_else(|| DEFAULT_DEVICE_FOLDER.to_owned());
-    attributes.insert("device_folder".into(), json!(device_folder));
+        .unwrap_or_else(|| vm::DEFAULT_DEVICE_FOLDER.to_owned());
+    attributes.insert(vm::DEVICE_FOLDER.into(), json!(device_folder));
     let view = azure.client().virtual_machine_instance_view(id).await?;
     let power_state = view.power_state().unwrap_or("unknown").to_owned();
-    attributes.insert("power_state".into(), json!(power_state));
+    attributes.insert(vm::POWER_STATE.into(), json!(power_state));
     // Read only while a resize is pending, so a converged VM's reading (and a saved plan's
     // fingerprint of it) does not change with the sizes Azure has free in its cluster.
     if let (Some(current), Some(wanted)) = (
@@ -232,7 +231,7 @@ async fn describe_vm(
         .cloned()
         .unwrap_or(Value::Null);
     if let Some(address) = text(&configuration, "/privateIPAddress") {
-        attributes.insert("private_ip".into(), json!(address));
+        attributes.insert(vm::PRIVATE_IP.into(), json!(address));
     }
     if let Some(subnet) =
         text(&configuration, "/subnet/id").and_then(|text| ResourceId::parse(&text).ok())
@@ -259,7 +258,7 @@ async fn describe_vm(
             .await?
             .and_then(|body| text(&body, "/properties/ipAddress"))
         {
-            attributes.insert("public_address".into(), json!(address));
+            attributes.insert(vm::PUBLIC_ADDRESS.into(), json!(address));
         }
     }
     Ok(())

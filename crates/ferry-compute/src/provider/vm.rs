@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use ferry_arm::deployment::AzureDeployment;
 use ferry_arm::{ResourceId, StepOperations};
+use ferry_core::fields::vm::ADMIN_USERNAME;
 use ferry_core::{
     Action, ApplyContext, Kind, Observation, Provider, ReadContext, Step, StepError, StepOutcome,
     Value,
@@ -142,7 +143,7 @@ async fn put_vm(
             ));
         };
         let user = fields
-            .get("admin_username")
+            .get(ADMIN_USERNAME)
             .and_then(Value::as_str)
             .unwrap_or("azureuser");
         let key = fields

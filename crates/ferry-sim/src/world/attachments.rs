@@ -11,11 +11,10 @@ use super::ids::{Kind, group_id_of, group_name, kind_of, lower, name_of};
 use super::{Refusal, SimRequest, SimResponse, World};
 
 impl World {
-    /// The folder that mirrors a VM's `/dev/disk/azure/scsi1`: one `lunN` link per attached disk.
-    /// The folder of a VM's `lunN` links, by VM id or by VM name. Two VMs of the same name in
-    /// different groups (one per generation) get their own folders,
-    /// `vms/{group}/{vm}/scsi1`; a name finds the VM of that name that exists (the last
-    /// created, when several do).
+    /// The folder that mirrors a VM's `/dev/disk/azure/scsi1`, one `lunN` link per attached
+    /// disk, by VM id or by VM name. Two VMs of the same name in different groups (one per
+    /// generation) get their own folders, `vms/{group}/{vm}/scsi1`; a name finds the VM of that
+    /// name that exists (the last created, when several do).
     pub fn attachment_directory(&self, vm: &str) -> PathBuf {
         let id = if vm.starts_with('/') {
             Some(vm.to_owned())

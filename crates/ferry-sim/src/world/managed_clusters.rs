@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use data_encoding::BASE64;
 use serde_json::{Value, json};
 
 use super::body::{keep_previous, properties_mut};
@@ -32,12 +33,12 @@ impl World {
                 let name = name_of(resource_id);
                 let kubeconfig = format!(
                     "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: https://{fqdn}\n    certificate-authority-data: {}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: clusterUser_{name}\ncurrent-context: {name}\nusers:\n- name: clusterUser_{name}\n  user:\n    token: ferry-sim-kubernetes-token\n",
-                    base64(self.authority.pem().as_bytes())
+                    BASE64.encode(self.authority.pem().as_bytes())
                 );
                 Ok((
                     SimResponse::json(
                         200,
-                        &json!({"kubeconfigs": [{"name": "clusterUser", "value": base64(kubeconfig.as_bytes())}]}),
+                        &json!({"kubeconfigs": [{"name": "clusterUser", "value": BASE64.encode(kubeconfig.as_bytes())}]}),
                     ),
                     None,
                 ))
@@ -111,22 +112,4 @@ pub(super) fn fill_managed_cluster_fields(id: &str, body: &mut Value, previous: 
         properties.insert("fqdn".to_owned(), fqdn.clone());
         properties.insert("azurePortalFQDN".to_owned(), fqdn.clone());
     }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let triple = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for position in 0..4 {
-            if position <= chunk.len() {
-                out.push(ALPHABET[((triple >> (18 - 6 * position)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

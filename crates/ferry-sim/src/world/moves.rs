@@ -192,10 +192,8 @@ impl World {
                     self.resources.insert(lower(&stored.id), stored);
                 }
             }
-            for table in [&mut self.power_states] {
-                if let Some(value) = table.remove(&old_key) {
-                    table.insert(lower(new), value);
-                }
+            if let Some(value) = self.power_states.remove(&old_key) {
+                self.power_states.insert(lower(new), value);
             }
             if let Some(server) = self.readyz.remove(&old_key) {
                 self.readyz.insert(lower(new), server);

@@ -81,8 +81,8 @@ impl World {
         )
     }
 
-    /// Registers an operation and returns its id; `spawn_completion` must then be called
-    /// outside the lock.
+    /// Registers an operation and returns its id; the server's `schedule_completion` must then
+    /// be called outside the lock.
     pub(super) fn begin_operation(
         &mut self,
         method: &str,

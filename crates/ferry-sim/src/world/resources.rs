@@ -71,7 +71,6 @@ impl World {
         request: &SimRequest,
         id: &str,
     ) -> Result<(SimResponse, Option<(String, Duration)>), Refusal> {
-        let _kind = kind_of(id);
         let key = lower(id);
         let existing = self.resources.get(&key).cloned();
         // A group's own PUT is refused while a move locks it, like any write inside it.
@@ -132,10 +131,7 @@ impl World {
         }
         // Parents must exist: a subnet needs its network, a record set its zone.
         if matches!(kind, Kind::Subnet | Kind::RecordSet) {
-            let parent = match kind {
-                Kind::Subnet => id.rsplitn(3, '/').nth(2).unwrap_or_default().to_owned(),
-                _ => id.rsplitn(3, '/').nth(2).unwrap_or_default().to_owned(),
-            };
+            let parent = id.rsplitn(3, '/').nth(2).unwrap_or_default().to_owned();
             if !self.resources.contains_key(&lower(&parent)) {
                 return Err(SimResponse::error(
                     404,
@@ -159,7 +155,7 @@ impl World {
             .map(|stored| stored.body.clone())
             .unwrap_or(Value::Null);
         // Server-owned fields survive a PUT that omits them.
-        self.fill_server_fields(kind, &stored_id, &mut body, &previous)?;
+        self.fill_server_fields(kind, &stored_id, &mut body, &previous);
         let mut duration = self
             .settings
             .durations
@@ -222,13 +218,7 @@ impl World {
     }
 
     /// Fills what ARM computes: IP addresses, disk state, AKS endpoints, DNS name servers.
-    fn fill_server_fields(
-        &mut self,
-        kind: Kind,
-        id: &str,
-        body: &mut Value,
-        previous: &Value,
-    ) -> Result<(), Refusal> {
+    fn fill_server_fields(&mut self, kind: Kind, id: &str, body: &mut Value, previous: &Value) {
         match kind {
             Kind::PublicIp => self.fill_public_ip_fields(body, previous),
             Kind::Disk => self.fill_disk_fields(body, previous),
@@ -241,7 +231,6 @@ impl World {
             Kind::VirtualNetwork => fill_virtual_network_fields(id, body),
             Kind::Subnet | Kind::Other => {}
         }
-        Ok(())
     }
 
     pub(super) fn finish_provisioning(&mut self, id: &str) -> Result<(), String> {

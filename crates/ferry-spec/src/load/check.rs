@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use ferry_core::fields;
 use ferry_core::provider::{FieldType, OnChange};
 use ferry_core::value::{self, Expression, Segment};
 use ferry_core::{Attributes, Ensure, Kind, ResourceAddress, Value};
@@ -279,7 +280,7 @@ impl Loader<'_> {
                     target
                         .spec
                         .fields
-                        .get("outputs")
+                        .get(fields::hook::OUTPUTS)
                         .and_then(Value::as_array)
                         .into_iter()
                         .flatten()
@@ -413,15 +414,15 @@ impl Loader<'_> {
             if pool.spec.ensure == Ensure::Absent {
                 continue;
             }
-            let host = pool.spec.str_field("host");
+            let host = pool.spec.str_field(fields::zfs_pool::HOST);
             let pool_name = pool
                 .spec
-                .str_field("pool_name")
+                .str_field(fields::zfs_pool::POOL_NAME)
                 .unwrap_or(&address.name)
                 .to_owned();
             if let Some(host) = host {
                 if let Some(first) = names.get(&(host, pool_name.clone())) {
-                    let at = self.field_place(pool, "pool_name");
+                    let at = self.field_place(pool, fields::zfs_pool::POOL_NAME);
                     self.push(
                         SpecError::new(
                             Problem::Invalid {
@@ -438,10 +439,13 @@ impl Loader<'_> {
                     names.insert((host, pool_name), address);
                 }
             }
-            let disks = pool.spec.field("disks").and_then(Value::as_array);
+            let disks = pool
+                .spec
+                .field(fields::zfs_pool::DISKS)
+                .and_then(Value::as_array);
             for (index, disk) in disks.into_iter().flatten().enumerate() {
                 let Some(text) = disk.as_str() else { continue };
-                let field = format!("disks[{index}]");
+                let field = format!("{}[{index}]", fields::zfs_pool::DISKS);
                 if let Some(first) = owners.get(text) {
                     let at = self.field_place(pool, &field);
                     self.push(
@@ -461,7 +465,7 @@ impl Loader<'_> {
                     continue;
                 };
                 let at = self.field_place(pool, &field);
-                match (disk.spec.str_field("vm"), host) {
+                match (disk.spec.str_field(fields::disk::VM), host) {
                     (None, _) => self.push(
                         SpecError::new(
                             Problem::Invalid {
@@ -532,7 +536,7 @@ impl Loader<'_> {
         if resource.spec.address.kind != Kind::DnsRecord {
             return;
         }
-        let Some(zone) = resource.spec.str_field("zone") else {
+        let Some(zone) = resource.spec.str_field(fields::dns_record::ZONE) else {
             return;
         };
         if zone.contains("${") || zones.contains_key(zone) {
@@ -541,7 +545,7 @@ impl Loader<'_> {
         let help = did_you_mean(zone, zones.keys().map(String::as_str)).unwrap_or_else(|| {
             format!("declare it as [zones.\"{zone}\"] with its backend (azure or rfc2136)")
         });
-        let at = self.field_place(resource, "zone");
+        let at = self.field_place(resource, fields::dns_record::ZONE);
         self.push(
             SpecError::new(
                 Problem::UndeclaredZone {
@@ -564,8 +568,8 @@ impl Loader<'_> {
             return;
         }
         let (Some(vm), Some(lun)) = (
-            spec.str_field("vm"),
-            spec.field("lun").and_then(Value::as_i64),
+            spec.str_field(fields::disk::VM),
+            spec.field(fields::disk::LUN).and_then(Value::as_i64),
         ) else {
             return;
         };
@@ -573,7 +577,7 @@ impl Loader<'_> {
             luns.insert((vm, lun), &spec.address);
             return;
         };
-        let at = self.field_place(resource, "lun");
+        let at = self.field_place(resource, fields::disk::LUN);
         let mut error = SpecError::new(
             Problem::SharedLun {
                 vm: vm.to_owned(),
@@ -584,7 +588,7 @@ impl Loader<'_> {
         .label(format!("{} is at lun {lun}", spec.address))
         .help("give each disk on a vm its own lun, 0 to 63");
         if let Some(first_resource) = read.get(*first) {
-            let first_place = self.field_place(first_resource, "lun");
+            let first_place = self.field_place(first_resource, fields::disk::LUN);
             error = error.note(
                 Problem::Note {
                     message: format!("{first} is at lun {lun} too"),
@@ -600,13 +604,13 @@ impl Loader<'_> {
         if spec.address.kind != Kind::ResourceGroup {
             return;
         }
-        let Some(name) = spec.str_field("name") else {
+        let Some(name) = spec.str_field(fields::resource_group::NAME) else {
             return;
         };
         if name.contains("${generation}") {
             return;
         }
-        let at = self.field_place(resource, "name");
+        let at = self.field_place(resource, fields::resource_group::NAME);
         self.push(
             SpecError::new(
                 Problem::GenerationMissing {

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use ferry_core::fields::vm;
 use ferry_core::{Attributes, InstanceAddress, ResourceAddress, Value};
 
 use super::settings::PoolSettings;
-use super::{AZURE_DEVICE_FOLDER, ZfsError, ZfsPoolProvider};
+use super::{ZfsError, ZfsPoolProvider};
 use crate::parse::{self, DatasetRow, ImportablePool, PoolStatus};
 use crate::shell::{command_line, quote};
 use crate::ssh::{CommandOutput, HostKeys, SshConnection, SshTarget};
@@ -46,13 +47,14 @@ impl ZfsPoolProvider {
             .config
             .address_override
             .clone()
-            .or_else(|| text("public_address"))
-            .or_else(|| text("private_ip"))
+            .or_else(|| text(vm::PUBLIC_ADDRESS))
+            .or_else(|| text(vm::PRIVATE_IP))
             .ok_or_else(|| ZfsError::HostNotKnown {
                 pool: pool.to_string(),
                 host: host.to_string(),
             })?;
-        let device_folder = text("device_folder").unwrap_or_else(|| AZURE_DEVICE_FOLDER.to_owned());
+        let device_folder =
+            text(vm::DEVICE_FOLDER).unwrap_or_else(|| vm::DEFAULT_DEVICE_FOLDER.to_owned());
         if !device_folder.starts_with('/') || device_folder.chars().any(char::is_control) {
             return Err(ZfsError::Setting {
                 pool: pool.to_string(),
@@ -67,7 +69,7 @@ impl ZfsPoolProvider {
             user: settings
                 .ssh_user
                 .clone()
-                .or_else(|| text("admin_username"))
+                .or_else(|| text(vm::ADMIN_USERNAME))
                 .unwrap_or_else(|| self.config.default_user.clone()),
             key_file: settings.ssh_key_file.clone(),
             host_keys: match (&settings.host_key, &settings.known_hosts) {
@@ -86,7 +88,7 @@ impl ZfsPoolProvider {
         Ok(Host {
             instance: host.clone(),
             device_folder,
-            nfs_address: text("private_ip").unwrap_or(address),
+            nfs_address: text(vm::PRIVATE_IP).unwrap_or(address),
             connection,
         })
     }

@@ -1,6 +1,7 @@
 //! Reading a pool: the devices its disks should have, and its attributes named like the
 //! spec's fields plus its outputs (`mountpoint`, `nfs_export`).
 
+use ferry_core::fields::{self, zfs_pool};
 use ferry_core::{Attributes, Health, InstanceAddress, Observation, ReadContext, Value};
 use serde_json::json;
 
@@ -22,7 +23,7 @@ pub(super) fn expected_devices(
         .enumerate()
         .map(|(position, disk)| {
             let lun = outputs(disk)
-                .and_then(|attributes| attributes.get("lun").and_then(Value::as_u64))
+                .and_then(|attributes| attributes.get(fields::disk::LUN).and_then(Value::as_u64))
                 .unwrap_or(position as u64);
             (
                 disk.clone(),
@@ -50,11 +51,11 @@ pub(super) fn imported_attributes(
 ) -> Attributes {
     let mut attributes = Attributes::new();
     let pool = &settings.name;
-    attributes.insert("host".into(), json!(host.instance.to_string()));
+    attributes.insert(zfs_pool::HOST.into(), json!(host.instance.to_string()));
     attributes.insert("imported".into(), json!(true));
     attributes.insert("health".into(), json!(status.state));
     if has_pool_name {
-        attributes.insert("pool_name".into(), json!(pool));
+        attributes.insert(zfs_pool::POOL_NAME.into(), json!(pool));
     }
     let vdevs: Vec<Value> = status
         .devices()
@@ -76,7 +77,7 @@ pub(super) fn imported_attributes(
     // resumed after the import) says nothing about which disks hold the pool: the reading
     // then lacks `disks` rather than claiming the pool has none.
     if !disks.is_empty() {
-        attributes.insert("disks".into(), Value::Array(disks));
+        attributes.insert(zfs_pool::DISKS.into(), Value::Array(disks));
     }
     let mut observed_datasets = serde_json::Map::new();
     for (relative, managed) in &settings.datasets {
@@ -170,7 +171,7 @@ impl ZfsPoolProvider {
         let settings = self.merged_settings(address, context.fields)?;
         let Some(host_instance) = context
             .fields
-            .get("host")
+            .get(zfs_pool::HOST)
             .and_then(Value::as_str)
             .and_then(|text| text.parse::<InstanceAddress>().ok())
         else {
@@ -196,7 +197,7 @@ impl ZfsPoolProvider {
                     &status,
                     &datasets,
                     &expected,
-                    context.fields.contains_key("pool_name"),
+                    context.fields.contains_key(zfs_pool::POOL_NAME),
                 ),
                 health: health_of(&status),
             }),

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use ferry_core::fields::zfs_pool;
 use ferry_core::{Attributes, InstanceAddress, ResourceAddress, Value};
 
 use super::ZfsError;
@@ -31,7 +32,7 @@ pub(super) fn settings(
     fields: &Attributes,
 ) -> Result<PoolSettings, ZfsError> {
     let text = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_owned);
-    let name = text("pool_name").unwrap_or_else(|| address.name.clone());
+    let name = text(zfs_pool::POOL_NAME).unwrap_or_else(|| address.name.clone());
     let setting = |message: String| ZfsError::Setting {
         pool: address.to_string(),
         message,
@@ -65,7 +66,7 @@ pub(super) fn settings(
         }
     }
     let disks = fields
-        .get("disks")
+        .get(zfs_pool::DISKS)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

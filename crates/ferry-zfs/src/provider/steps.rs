@@ -1,6 +1,7 @@
 //! A step's target (pool, settings, host, expected devices) and the export, create and update
 //! steps; `run_step` turns a plan step into one of them.
 
+use ferry_core::fields::zfs_pool;
 use ferry_core::{
     Action, ApplyContext, Attributes, InstanceAddress, ResourceAddress, Step, StepOutcome, Value,
 };
@@ -272,12 +273,12 @@ impl ZfsPoolProvider {
         let settings = self.merged_settings(address, context.inputs)?;
         let host_instance = context
             .inputs
-            .get("host")
+            .get(zfs_pool::HOST)
             .and_then(Value::as_str)
             .or_else(|| {
                 self.pools
                     .get(address)
-                    .and_then(|fields| fields.get("host"))
+                    .and_then(|fields| fields.get(zfs_pool::HOST))
                     .and_then(Value::as_str)
             })
             .and_then(|text| text.parse::<InstanceAddress>().ok())
@@ -301,7 +302,8 @@ impl ZfsPoolProvider {
         (context.progress)(format!("{} on {}", step.action, target.host.instance));
         match step.action {
             Action::Import => {
-                let force = context.inputs.get("force").and_then(Value::as_bool) == Some(true);
+                let force =
+                    context.inputs.get(zfs_pool::FORCE).and_then(Value::as_bool) == Some(true);
                 let mut fenced = Vec::new();
                 for text in context
                     .inputs
