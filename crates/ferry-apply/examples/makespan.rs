@@ -26,11 +26,14 @@ fn paused<F: std::future::Future>(future: F) -> F::Output {
 /// Each kind's simulated effect (a VM's address, a pool's export) is there, so that the
 /// failover's inputs that wait on outputs resolve as they do on Azure.
 fn providers(limit: usize) -> Providers {
-    memory_providers(&World::simulating(&ferry_providers::rule_book()), |provider| {
-        provider
-            .behaviour(Behaviour::from_estimates())
-            .concurrency(limit)
-    })
+    memory_providers(
+        &World::simulating(&ferry_providers::rule_book()),
+        |provider| {
+            provider
+                .behaviour(Behaviour::from_estimates())
+                .concurrency(limit)
+        },
+    )
 }
 
 fn engine_makespan(plan: &Plan, parallelism: usize, limit: usize) -> Duration {
