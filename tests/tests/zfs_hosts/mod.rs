@@ -573,8 +573,8 @@ impl Fixture {
                     inputs: &step.inputs,
                     outputs: &outputs,
                     progress: &|_| {},
-                    resume_operation: None,
-                    record_operation: &|_| {},
+                    resume_token: None,
+                    record_resume_token: &|_| {},
                 },
             )
             .await
