@@ -11,7 +11,7 @@ use ferry_plan::SavedPlan;
 use ferry_state::StateBackend;
 use ferry_state::lock::{LockInfo, LockRequest};
 
-use crate::{Deployment, OpsError, PlanOptions};
+use crate::{Deployment, OpsError, PlanOptions, WorldSource};
 
 /// Which plan an apply carries out.
 #[derive(Debug, Clone)]
@@ -172,7 +172,7 @@ impl Deployment {
                 plan.plan
             }
             PlanSource::Fresh(options) => {
-                let plan = self.plan_without_readiness(&snapshot, &options)?;
+                let plan = crate::plan(&self.spec, &snapshot, &self.rules, &options)?;
                 // A failover with no steps left still has its end to record.
                 if plan.is_empty() && plan.failover.is_none() {
                     return Ok(Applied::NothingToDo { plan });
@@ -211,14 +211,4 @@ impl Deployment {
             release_error: None,
         })
     }
-
-    fn plan_without_readiness(
-        &self,
-        snapshot: &ferry_core::Snapshot,
-        options: &PlanOptions,
-    ) -> Result<Plan, OpsError> {
-        crate::plan(&self.spec, snapshot, &self.rules, options)
-    }
 }
-
-use crate::WorldSource;
