@@ -146,18 +146,35 @@ impl Store {
     /// Loads the state and the journal's summary from `backend` and opens its journal for
     /// appending, under `lock`: taken first (`StateBackend::acquire_lock`), so that nobody
     /// writes between this read and the apply's writes.
+    ///
+    /// When the state or the journal cannot be read, the lock is given back before the error
+    /// is returned: nobody holds a store that was never opened, so nobody else would.
     pub fn open_backend(
         backend: Arc<dyn StateBackend>,
         lock: HeldLock,
     ) -> Result<Self, StoreError> {
-        Ok(Self {
-            state: backend.load_state()?,
-            resume: JournalSummary::from_records(&backend.read_journal()?),
-            journal: Some(backend.open_journal()?),
-            backend: Some(backend),
-            state_path: None,
-            lock: Some(lock),
-        })
+        let opened = (|| -> Result<_, StoreError> {
+            let state = backend.load_state()?;
+            let resume = JournalSummary::from_records(&backend.read_journal()?);
+            let journal = backend.open_journal()?;
+            Ok((state, resume, journal))
+        })();
+        match opened {
+            Ok((state, resume, journal)) => Ok(Self {
+                state,
+                resume,
+                journal: Some(journal),
+                backend: Some(backend),
+                state_path: None,
+                lock: Some(lock),
+            }),
+            Err(error) => {
+                // The read's error is the one to report; a failed release leaves a lease that
+                // `ferry force-unlock` clears, and the process lock goes with the process.
+                let _ = backend.release_lock(&lock.id);
+                Err(error)
+            }
+        }
     }
 
     /// Saves `state` where this store keeps it (nowhere for an in-memory store).

@@ -1,6 +1,7 @@
 //! What the journal says after a step whose outputs could not be saved, and after a step
 //! abandoned at its time limit: in both cases the next apply must not take the step as done,
 //! and a timed-out step's operation is polled again rather than sent again.
+//! A store that cannot read its state gives its lock back.
 
 use std::time::Duration;
 
@@ -158,4 +159,22 @@ async fn a_step_abandoned_at_its_time_limit_keeps_its_resume_token_for_the_next_
         resumed.resume.resume_token_of(&id("vm.old:fence")),
         Some("memory://operations/vm.old:fence")
     );
+}
+
+#[test]
+fn a_store_that_cannot_read_its_state_gives_its_lock_back() {
+    let folder = tempfile::tempdir().unwrap();
+    let directory = StateDir::new(folder.path().join("state"));
+    directory.create().unwrap();
+    std::fs::write(directory.state_path(), "{ not json").unwrap();
+    let error = Store::lock_and_open(&directory, "test").unwrap_err();
+    assert!(error.to_string().contains("state.json"), "{error}");
+    assert!(
+        !directory.lock_path().exists(),
+        "the lease must not outlive a store that was never opened"
+    );
+    // Once the file is mended, the next open takes the lock without a force-unlock.
+    std::fs::remove_file(directory.state_path()).unwrap();
+    let mut store = Store::lock_and_open(&directory, "test").unwrap();
+    store.release_lock().unwrap();
 }
