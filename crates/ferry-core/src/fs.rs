@@ -48,12 +48,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8], options: &WriteOptions) -> io
         file.sync_all()?;
         drop(file);
         fs::rename(&temporary, path)?;
-        File::open(directory)?.sync_all()
+        sync_directory(directory)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temporary);
     }
     result
+}
+
+/// Makes a directory's entries durable: a file created or renamed in it survives a power
+/// cut only once its directory is synced too (POSIX leaves it to the caller).
+pub fn sync_directory(directory: &Path) -> io::Result<()> {
+    File::open(directory)?.sync_all()
 }
 
 /// A temporary file's path beside the target. The pid keeps two processes that race (which

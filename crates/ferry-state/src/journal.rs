@@ -167,12 +167,19 @@ impl Journal {
             path: path.to_owned(),
             source,
         };
+        let existed = path.exists();
         let file = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
             .open(path)
             .map_err(open_error)?;
+        if !existed {
+            // A journal whose name is lost in a power cut loses every record written to it.
+            let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty());
+            ferry_core::fs::sync_directory(directory.unwrap_or(Path::new(".")))
+                .map_err(open_error)?;
+        }
         cut_torn_tail(&file).map_err(open_error)?;
         Ok(Self {
             path: path.to_owned(),
