@@ -176,7 +176,9 @@ impl Journal {
             .map_err(open_error)?;
         if !existed {
             // A journal whose name is lost in a power cut loses every record written to it.
-            let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty());
+            let directory = path
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty());
             ferry_core::fs::sync_directory(directory.unwrap_or(Path::new(".")))
                 .map_err(open_error)?;
         }
