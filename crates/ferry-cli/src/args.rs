@@ -159,6 +159,8 @@ pub struct ObserveArgs {
 pub struct ShowArgs {
     /// A plan saved by `ferry plan -o FILE`.
     pub plan: PathBuf,
+    /// Print the saved plan's steps as JSON, the same as `ferry plan --json` (format_version
+    /// 1, documented in docs/spec-reference.md).
     #[arg(long)]
     pub json: bool,
 }

@@ -5,6 +5,7 @@ mod apply;
 mod args;
 mod output;
 pub mod progress;
+mod single_dash;
 mod source;
 mod watch;
 
@@ -26,7 +27,12 @@ use output::Output;
 /// the plan's [`ferry_plan::Verdict`]: 0 nothing to do and every reading known and healthy,
 /// 2 changes, 3 a failover due in manual mode, 4 unknown readings, 5 attention needed.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(advice) = single_dash::misspelled_long_option(&arguments) {
+        Output::new(args::ColorChoice::Auto).error(&advice);
+        return ExitCode::from(ferry_plan::outcome::EXIT_ERROR);
+    }
+    let cli = match Cli::try_parse_from(arguments) {
         Ok(cli) => cli,
         // clap exits 2 on a usage error, which a script would take for "changes to apply".
         Err(error) => {

@@ -25,6 +25,25 @@ fn validate_accepts_data100_and_shows_every_problem_of_a_bad_spec() {
     insta::assert_snapshot!(bad.stderr);
 }
 
+/// Terraform's one-dash spelling: clap alone would save the plan to a file named `ut`.
+#[test]
+fn a_terraform_spelling_is_refused_with_what_to_type_and_writes_nothing() {
+    let scratch = Scratch::new();
+    let run = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--observed",
+        "data100/observed-healthy.json",
+        "-out",
+        "x.plan",
+    ]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stdout, "");
+    insta::assert_snapshot!(run.stderr, @"error: `-out` has one dash, as Terraform spells it; ferry's long options take two: type `--out x.plan`");
+    assert!(!scratch.path().join("ut").exists());
+    assert!(!scratch.path().join("x.plan").exists());
+}
+
 #[test]
 fn plan_from_snapshots_exits_with_detailed_codes() {
     let scratch = Scratch::new();
