@@ -1,6 +1,5 @@
 //! `ferry apply` and `ferry force-unlock`: the lock, the confirmation, Ctrl-C, and the report.
 
-use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -262,18 +261,8 @@ async fn watch_interrupts(control: ApplyControl, output: Arc<Output>) {
 }
 
 fn confirm(output: &Output, plan: &Plan) -> Result<Approval> {
-    if !std::io::stdin().is_terminal() {
-        bail!(
-            "ferry apply needs a confirmation and stdin is not a terminal: review the plan, then pass --auto-approve"
-        );
-    }
-    output.stderr(&format!(
-        "\nApply these {} steps? Only 'yes' is accepted: ",
-        plan.steps.len()
-    ));
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(if answer.trim() == "yes" {
+    let question = format!("Apply these {} steps?", plan.steps.len());
+    Ok(if output.confirm("ferry apply", "the plan", &question)? {
         Approval::Approved
     } else {
         Approval::Declined

@@ -48,6 +48,52 @@ pub enum Command {
     ForceUnlock(UnlockArgs),
     /// Read every resource's health at an interval and alert on changes.
     Watch(WatchArgs),
+    /// Look at what the state knows, or make it forget an instance.
+    State(StateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    #[command(subcommand)]
+    pub command: StateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Every instance the state holds, with its role: serving, stateful, an old generation not
+    /// retired yet, or the next one a failover is building.
+    List {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Print the state as JSON (format_version 1, documented in docs/spec-reference.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// One instance's outputs as the state holds them.
+    Show {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// The instance: KIND.NAME (disk.home0) or KIND.NAME@gN (vm.nfs@g2).
+        address: String,
+        /// Print the instance as JSON, as one entry of `ferry state list --json`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the state forget an instance (Terraform's `state rm`); the resource is untouched
+    /// and the next plan reads the world again. Refused for a stateful instance while a
+    /// failover is in progress.
+    Forget {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// The instance: KIND.NAME (disk.home0) or KIND.NAME@gN (vm.nfs@g2).
+        address: String,
+        /// Forget without asking for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        /// While an apply holds the state's lock, wait up to this long for it (e.g. 5m).
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod output;
 pub mod progress;
 mod single_dash;
 mod source;
+mod state;
 mod watch;
 
 use std::path::Path;
@@ -103,6 +104,7 @@ fn run(command: Command, output: &Output) -> Result<ExitCode> {
         Command::Apply(args) => apply::apply_command(&args, output),
         Command::ForceUnlock(args) => apply::force_unlock(&args, output),
         Command::Watch(args) => watch::watch(&args, output),
+        Command::State(args) => state::state_command(&args, output),
     }
 }
 

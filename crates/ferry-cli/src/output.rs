@@ -1,6 +1,6 @@
 //! Where output goes and whether it is coloured.
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 
 use ferry_plan::render::TextOptions;
 
@@ -51,6 +51,21 @@ impl Output {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(text.as_bytes());
         let _ = err.flush();
+    }
+
+    /// Asks `question` on the terminal; true only for the answer `yes`. Without a terminal on
+    /// stdin nothing is asked: `command` (`ferry apply`) is refused, saying to review `shown`
+    /// (`the plan`) and pass `--auto-approve`.
+    pub fn confirm(&self, command: &str, shown: &str, question: &str) -> anyhow::Result<bool> {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "{command} needs a confirmation and stdin is not a terminal: review {shown}, then pass --auto-approve"
+            );
+        }
+        self.stderr(&format!("\n{question} Only 'yes' is accepted: "));
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        Ok(answer.trim() == "yes")
     }
 
     pub fn error(&self, message: &str) {

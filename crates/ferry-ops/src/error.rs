@@ -54,6 +54,9 @@ pub enum OpsError {
     /// A file the operation writes (a plan for review) could not be written.
     #[error("{0}")]
     Write(String),
+    /// The operation would do something unsafe or meaningless; the text says what to do.
+    #[error("{0}")]
+    Refused(String),
     /// The operation's own runtime could not start.
     #[error("cannot start the operation's runtime: {0}")]
     Runtime(std::io::Error),

@@ -11,6 +11,8 @@
 //!   saved plan whose readings changed, asks the caller to approve, applies, saves the world and
 //!   releases the lock: a program that embeds ferry gets the CLI's guarantees;
 //! - [`Deployment::force_unlock`] breaks a lock whose holder is gone;
+//! - [`Deployment::state_view`] shows what the state knows, and [`Deployment::forget`] makes it
+//!   forget an instance, under the lock;
 //! - [`watch::Watcher`] runs one round of `ferry watch`: readings, damped alerts delivered, the
 //!   failover plan written, failover readiness followed.
 //!
@@ -21,12 +23,14 @@ mod apply;
 mod deployment;
 mod error;
 mod plan;
+mod state;
 pub mod watch;
 
 pub use apply::{Applied, ApplyRequest, Approval, PlanSource};
 pub use deployment::{Deployment, WorldSource, read_snapshot, state_backend};
 pub use error::OpsError;
 pub use plan::{PlanOptions, plan, readiness, saved_plan};
+pub use state::{Forgotten, InstanceView, Role, STATE_VIEW_FORMAT_VERSION, StateView};
 
 /// The rules of every kind ferry ships, for loading a spec before opening it.
 pub fn rule_book() -> ferry_core::RuleBook {
