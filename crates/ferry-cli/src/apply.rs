@@ -37,6 +37,11 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
     if args.source.observed.is_some() {
         bail!("ferry apply reads the world itself: --observed is for ferry plan");
     }
+    if args.json && !args.auto_approve && !is_saved_plan(&args.target) {
+        bail!(
+            "ferry apply --json cannot ask for a confirmation: pass --auto-approve, or apply a plan saved by ferry plan --out"
+        );
+    }
     let saved = if is_saved_plan(&args.target) {
         Some(read_saved_plan(&args.target)?)
     } else {
@@ -66,10 +71,26 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
         None => PlanSource::Fresh(plan_options(&args.planning)),
     };
     let control = ApplyControl::new();
-    let on_event = progress::for_stderr();
+    let view = progress::Progress::for_stderr(args.verbose);
+    let json = args.json;
+    let on_event = |event: &ferry_apply::Event| {
+        if json {
+            output.stdout(&format!("{}\n", progress::json_line(event)));
+        } else {
+            view.handle(event);
+        }
+    };
+    if let PlanSource::Saved { plan, .. } = &plan {
+        view.set_plan(&plan.plan);
+    }
     let auto_approve = args.auto_approve;
     let mut approve = |plan: &Plan| {
-        output.stdout(&render::text(plan, &output.text_options()));
+        view.set_plan(plan);
+        if json {
+            output.stdout(&format!("{}\n", progress::plan_line(plan)));
+        } else {
+            output.stdout(&render::text(plan, &output.text_options()));
+        }
         if auto_approve {
             return Ok(Approval::Approved);
         }
@@ -90,7 +111,7 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
                     ..ApplyConfig::default()
                 },
                 control: &control,
-                on_event: &*on_event,
+                on_event: &on_event,
                 approve: &mut approve,
             })
             .await;

@@ -191,6 +191,14 @@ pub struct ApplyArgs {
     /// times.
     #[arg(long, value_name = "FILE.svg")]
     pub timeline: Option<PathBuf>,
+    /// Print the plan and every event as JSON lines on stdout, for automation (format_version
+    /// 1, documented in docs/spec-reference.md); needs --auto-approve or a saved plan.
+    #[arg(long)]
+    pub json: bool,
+    /// Also show what each step records to resume from (ARM operation URLs, DNS waits), which
+    /// is otherwise only in the journal.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]

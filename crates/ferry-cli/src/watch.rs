@@ -94,6 +94,8 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
                 lock_timeout: std::time::Duration::ZERO,
                 parallelism: 10,
                 timeline: None,
+                json: false,
+                verbose: false,
             };
             let code = crate::apply::apply_command(&apply, output)?;
             output.stderr(&format!(

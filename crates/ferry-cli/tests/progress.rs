@@ -48,6 +48,7 @@ async fn the_plain_progress_log_of_a_small_apply() {
             )
     });
     let renderer = progress::PlainProgress::new(Vec::new());
+    renderer.tracker().set_plan(&plan);
     let report = apply(
         &plan,
         &providers,
@@ -59,6 +60,49 @@ async fn the_plain_progress_log_of_a_small_apply() {
     .await
     .unwrap();
     assert_eq!(report.counts().failed, 1);
+    let log = String::from_utf8(renderer.into_inner()).unwrap();
+    insta::assert_snapshot!(log);
+}
+
+/// A failover: the moment the service is back (every step but retirement done) is said once,
+/// measured against the plan's estimate, and each line after it counts from it.
+#[tokio::test(start_paused = true)]
+async fn the_plain_progress_of_a_failover_says_when_the_service_is_back() {
+    let mut plan = plan_of(vec![
+        step("vm.nfs@g1:fence", 60, &[]),
+        step("aks_cluster.hub@g2:create", 480, &[]),
+        step(
+            "hook.hub@g2:run",
+            60,
+            &["aks_cluster.hub@g2:create", "vm.nfs@g1:fence"],
+        ),
+        step("aks_cluster.hub@g1:retire", 300, &["hook.hub@g2:run"]),
+    ]);
+    plan.recovery_seconds = Some(540);
+    let world = World::new();
+    let providers = memory_providers(&world, |provider| {
+        provider.behaviour(Behaviour::from_estimates()).step(
+            "aks_cluster.hub@g2:create",
+            Behaviour {
+                // Two minutes late, as a cluster create often is.
+                estimate_scale: Some(1.25),
+                ..Behaviour::from_estimates()
+            },
+        )
+    });
+    let renderer = progress::PlainProgress::new(Vec::new());
+    renderer.tracker().set_plan(&plan);
+    let report = apply(
+        &plan,
+        &providers,
+        &ApplyConfig::default(),
+        &mut Store::default(),
+        &ApplyControl::new(),
+        &|event| renderer.handle(event),
+    )
+    .await
+    .unwrap();
+    assert!(report.succeeded(), "{report:?}");
     let log = String::from_utf8(renderer.into_inner()).unwrap();
     insta::assert_snapshot!(log);
 }
