@@ -71,7 +71,11 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
         None => PlanSource::Fresh(plan_options(&args.planning)),
     };
     let control = ApplyControl::new();
-    let view = progress::Progress::for_stderr(args.verbose);
+    let time_scale = match (&args.source.world, args.source.world_time_scale) {
+        (Some(_), scale) if scale > 0.0 => scale,
+        _ => 1.0,
+    };
+    let view = progress::Progress::for_stderr(args.verbose, time_scale);
     let json = args.json;
     let on_event = |event: &ferry_apply::Event| {
         if json {

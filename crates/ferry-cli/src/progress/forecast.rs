@@ -32,6 +32,18 @@ struct StepFact {
 
 impl PlanFacts {
     pub fn of(plan: &Plan) -> Self {
+        Self::scaled(plan, 1.0)
+    }
+
+    /// With every estimate multiplied by `scale`: a simulated world at `--world-time-scale`
+    /// runs each step in that share of its estimate, and the forecast follows the real clock.
+    pub fn scaled(plan: &Plan, scale: f64) -> Self {
+        let scale = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            1.0
+        };
+        let seconds = |value: u64| Duration::from_secs(value).mul_f64(scale);
         let index: HashMap<StepId, usize> = plan
             .steps
             .iter()
@@ -43,7 +55,7 @@ impl PlanFacts {
             .steps
             .iter()
             .map(|step| StepFact {
-                estimate: Duration::from_secs(step.estimate_seconds),
+                estimate: seconds(step.estimate_seconds),
                 after: step
                     .after
                     .iter()
@@ -56,8 +68,8 @@ impl PlanFacts {
         Self {
             steps,
             index,
-            estimated_recovery: plan.recovery_seconds.map(Duration::from_secs),
-            estimated_total: Duration::from_secs(plan.estimated_seconds),
+            estimated_recovery: plan.recovery_seconds.map(seconds),
+            estimated_total: seconds(plan.estimated_seconds),
         }
     }
 

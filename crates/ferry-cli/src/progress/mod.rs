@@ -35,8 +35,12 @@ pub fn clock(elapsed: Duration) -> String {
     )
 }
 
-/// `1m 5s`: a duration to the second, as people read it.
+/// `1m 5s`: a duration to the second, as people read it; tenths under ten seconds (`2.4s`),
+/// where a simulated world at a small time scale runs its steps.
 fn seconds(duration: Duration) -> String {
+    if duration < Duration::from_secs(10) && duration.subsec_millis() >= 100 {
+        return format!("{:.1}s", duration.as_secs_f64());
+    }
     humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
 }
 
@@ -98,10 +102,20 @@ pub fn describe(kind: &EventKind, verbose: bool) -> Option<String> {
 }
 
 /// What every view follows: the plan's facts once known, and where each step is.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tracker {
     forecast: Mutex<Option<Forecast>>,
     verbose: bool,
+    /// Plain lines end with the outlook; the live view has its status line for it.
+    outlook_in_lines: bool,
+    /// The share of its estimate each step takes: a simulated world's time scale, else 1.
+    scale: f64,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new(false)
+    }
 }
 
 impl Tracker {
@@ -109,13 +123,26 @@ impl Tracker {
         Self {
             forecast: Mutex::new(None),
             verbose,
+            outlook_in_lines: true,
+            scale: 1.0,
         }
+    }
+
+    /// Estimates scaled to a simulated world's `--world-time-scale`.
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    fn without_outlook_in_lines(mut self) -> Self {
+        self.outlook_in_lines = false;
+        self
     }
 
     /// The plan being applied: its estimates, critical path and recovery moment.
     pub fn set_plan(&self, plan: &Plan) {
         *self.forecast.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Forecast::new(PlanFacts::of(plan)));
+            Some(Forecast::new(PlanFacts::scaled(plan, self.scale)));
     }
 
     /// The plain lines for one event, the forecast updated first: the event's own line with
@@ -134,7 +161,7 @@ impl Tracker {
             "[{time}] {text}{}",
             forecast
                 .as_ref()
-                .map(|forecast| annotation(forecast, event))
+                .map(|forecast| annotation(forecast, event, self.outlook_in_lines))
                 .unwrap_or_default()
         )];
         if let (Some(at), Some(forecast)) = (recovered, forecast.as_ref()) {
@@ -187,7 +214,7 @@ fn follow(forecast: &mut Forecast, event: &Event) -> Option<Duration> {
 
 /// The plan's figures after an event's own text: `, estimated 1m 30s` when a step starts or
 /// ends, and the outlook after each ending.
-fn annotation(forecast: &Forecast, event: &Event) -> String {
+fn annotation(forecast: &Forecast, event: &Event, with_outlook: bool) -> String {
     let facts = forecast.facts();
     match &event.kind {
         EventKind::ApplyStarted { .. } => match facts.estimated_recovery {
@@ -208,14 +235,17 @@ fn annotation(forecast: &Forecast, event: &Event) -> String {
             }
             text
         }
-        EventKind::StepSucceeded { step, .. } => format!(
-            "{}; {}",
-            facts
+        EventKind::StepSucceeded { step, .. } => {
+            let mut text = facts
                 .estimate(step)
                 .map(|estimate| format!(", estimated {}", seconds(estimate)))
-                .unwrap_or_default(),
-            outlook_text(forecast, event.elapsed)
-        ),
+                .unwrap_or_default();
+            if with_outlook {
+                text.push_str("; ");
+                text.push_str(&outlook_text(forecast, event.elapsed));
+            }
+            text
+        }
         _ => String::new(),
     }
 }
@@ -433,10 +463,14 @@ enum View {
 }
 
 impl Progress {
-    pub fn for_stderr(verbose: bool) -> Self {
-        let tracker = Tracker::new(verbose);
+    /// `time_scale`: a simulated world's, for the forecast to follow the real clock; 1 else.
+    pub fn for_stderr(verbose: bool, time_scale: f64) -> Self {
+        let tracker = Tracker::new(verbose).time_scale(time_scale);
         if std::io::stderr().is_terminal() {
-            let view = Arc::new(TerminalProgress::new(ProgressDrawTarget::stderr(), tracker));
+            let view = Arc::new(TerminalProgress::new(
+                ProgressDrawTarget::stderr(),
+                tracker.without_outlook_in_lines(),
+            ));
             // The status line counts down between events; the thread ends with the view.
             let weak = Arc::downgrade(&view);
             std::thread::spawn(move || {
