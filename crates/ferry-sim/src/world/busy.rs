@@ -42,6 +42,8 @@ pub(super) struct OtherWriter {
     pub duration: Duration,
     /// `None` until it starts (at the first write on its resource).
     pub start: Option<Instant>,
+    /// Whether its write has changed the resources it matches (their ETags) yet.
+    pub wrote: bool,
 }
 
 impl OtherWriter {
@@ -71,6 +73,7 @@ impl World {
             resource: resource.to_owned(),
             duration: self.scaled(Duration::from_secs(seconds)),
             start,
+            wrote: false,
         });
     }
 
@@ -79,6 +82,7 @@ impl World {
     pub(super) fn require_idle(&mut self, id: &str) -> Result<(), Refusal> {
         let now = Instant::now();
         let mut other = None;
+        let mut changed = false;
         for writer in &mut self.other_writers {
             if !writer.matches(id) {
                 continue;
@@ -86,11 +90,22 @@ impl World {
             if writer.start.is_none() {
                 writer.start = Some(now);
             }
+            if writer.start.is_some_and(|start| now >= start) && !writer.wrote {
+                writer.wrote = true;
+                changed = true;
+            }
             if writer.running(now) {
                 other = Some(Hold {
                     operation: None,
                     activity: "Updating",
                 });
+            }
+        }
+        // Its write changed the resource: an `If-Match` with the ETag read before it fails.
+        if changed {
+            let etag = self.next_etag();
+            if let Some(stored) = self.resources.get_mut(&lower(id)) {
+                stored.etag = etag;
             }
         }
         let hold = match other {
