@@ -608,7 +608,11 @@ async fn another_writer_on_the_nfs_vm_and_the_aks_cluster_during_the_failover_is
     assert!(report.succeeded(), "{}", failures(&report));
     let events = deployment.simulator.events()[before..].to_vec();
     assert!(
-        refusals(&events, "ConflictingConcurrentWriteNotAllowed", "/data100-nfs-g1") > 0,
+        refusals(
+            &events,
+            "ConflictingConcurrentWriteNotAllowed",
+            "/data100-nfs-g1"
+        ) > 0,
         "the fence met the other writer"
     );
     assert!(
@@ -632,7 +636,10 @@ async fn the_failover_finishes_under_arms_throttling_at_azures_sizes() {
     let events = deployment.simulator.events()[before..].to_vec();
     eprintln!(
         "ARM's limits: {} requests, {} throttled; pacing: {:?}",
-        events.iter().filter(|event| event.what == "request").count(),
+        events
+            .iter()
+            .filter(|event| event.what == "request")
+            .count(),
         refusals(&events, "SubscriptionRequestsThrottled", ""),
         deployment.azure.client().pacing_report()
     );
@@ -666,7 +673,10 @@ async fn with_tiny_buckets_ferry_paces_itself_by_the_remaining_counts() {
     let throttled = refusals(&events, "SubscriptionRequestsThrottled", "");
     eprintln!(
         "tiny buckets: {} requests, {throttled} throttled; pacing: {} requests, {} held back for {:?}",
-        events.iter().filter(|event| event.what == "request").count(),
+        events
+            .iter()
+            .filter(|event| event.what == "request")
+            .count(),
         paced.requests - paced_before.requests,
         paced.delayed - paced_before.delayed,
         paced.total_delay - paced_before.total_delay,

@@ -431,8 +431,16 @@ mod tests {
                 "ScopeLocked",
                 "the resource group 'g' is locked while resources move into or out of it; retry after the move",
             ),
-            refused(409, "AnotherOperationInProgress", "Another operation on this or dependent resource is in progress."),
-            refused(429, "RetryableErrorDueToAnotherOperation", "locked by another operation"),
+            refused(
+                409,
+                "AnotherOperationInProgress",
+                "Another operation on this or dependent resource is in progress.",
+            ),
+            refused(
+                429,
+                "RetryableErrorDueToAnotherOperation",
+                "locked by another operation",
+            ),
             ArmError::OperationFailed {
                 operation_url: "https://management.azure.com/operations/1".to_owned(),
                 status: "Failed".to_owned(),
@@ -448,8 +456,16 @@ mod tests {
             assert!(error.step_error(error.to_string()).transient, "{error}");
         }
         let permanent = [
-            refused(409, "ConflictingUserInput", "Disk d is already attached to VM v."),
-            refused(409, "InvalidResourceLocation", "The resource already exists in location westeurope."),
+            refused(
+                409,
+                "ConflictingUserInput",
+                "Disk d is already attached to VM v.",
+            ),
+            refused(
+                409,
+                "InvalidResourceLocation",
+                "The resource already exists in location westeurope.",
+            ),
             refused(
                 409,
                 "OperationNotAllowed",

@@ -134,11 +134,21 @@ async fn a_write_on_a_vm_or_its_disk_while_the_vm_write_runs_is_refused_and_read
     // A write whose operation ends frees its resource.
     let other = resource_id("rg-busy", "Microsoft.Compute/virtualMachines", "vm-two");
     let _: Value = client
-        .put_and_wait(&other, api_version::COMPUTE, &vm_body(json!([])), &WriteOptions::default())
+        .put_and_wait(
+            &other,
+            api_version::COMPUTE,
+            &vm_body(json!([])),
+            &WriteOptions::default(),
+        )
         .await
         .unwrap();
     let _: Value = client
-        .patch_and_wait(&other, api_version::COMPUTE, &tags(), &WriteOptions::default())
+        .patch_and_wait(
+            &other,
+            api_version::COMPUTE,
+            &tags(),
+            &WriteOptions::default(),
+        )
         .await
         .unwrap();
 }
@@ -160,11 +170,21 @@ async fn a_write_on_an_aks_cluster_being_created_is_refused_as_aks_refuses_it() 
     });
     let body = json!({"location": "westeurope", "properties": {"dnsPrefix": "aks"}});
     client
-        .put::<_, Value>(&cluster, api_version::CONTAINER_SERVICE, &body, &WriteOptions::default())
+        .put::<_, Value>(
+            &cluster,
+            api_version::CONTAINER_SERVICE,
+            &body,
+            &WriteOptions::default(),
+        )
         .await
         .unwrap();
     let again = client
-        .put::<_, Value>(&cluster, api_version::CONTAINER_SERVICE, &body, &WriteOptions::default())
+        .put::<_, Value>(
+            &cluster,
+            api_version::CONTAINER_SERVICE,
+            &body,
+            &WriteOptions::default(),
+        )
         .await;
     assert!(again.as_ref().is_err_and(ArmError::is_busy));
     assert_eq!(
@@ -194,7 +214,12 @@ async fn step_operations_ride_through_another_writer_on_the_vm() {
     create_group(client, "rg-other").await;
     let vm = resource_id("rg-other", "Microsoft.Compute/virtualMachines", "nfs");
     let _: Value = client
-        .put_and_wait(&vm, api_version::COMPUTE, &vm_body(json!([])), &WriteOptions::default())
+        .put_and_wait(
+            &vm,
+            api_version::COMPUTE,
+            &vm_body(json!([])),
+            &WriteOptions::default(),
+        )
         .await
         .unwrap();
     // A VM extension update starts just before ferry's first write and runs for two Azure
@@ -250,7 +275,8 @@ fn raw_client(simulator: &Simulator) -> ArmClient {
 #[tokio::test]
 async fn arm_throttling_counts_reads_writes_and_deletes_apart_and_says_what_remains() {
     // Three tokens per bucket and one back every 100 s: the fourth read in a row is refused.
-    let world = start_with(|config| config.throttling = Some(ArmThrottling::uniform(3, 0.01))).await;
+    let world =
+        start_with(|config| config.throttling = Some(ArmThrottling::uniform(3, 0.01))).await;
     let client = raw_client(&world.simulator);
     let url = client
         .url_for(&group_id("rg-none"), api_version::RESOURCES, &[])
@@ -341,7 +367,11 @@ async fn the_control_api_turns_azures_limits_on_and_off() {
         None,
         "off by default"
     );
-    let control = Url::parse(&format!("{}/ferry-sim/throttling", world.simulator.endpoint())).unwrap();
+    let control = Url::parse(&format!(
+        "{}/ferry-sim/throttling",
+        world.simulator.endpoint()
+    ))
+    .unwrap();
     let turned_on = client
         .send(
             Method::Put,
@@ -373,13 +403,17 @@ async fn the_control_api_turns_azures_limits_on_and_off() {
         .send(Method::Get, url, None, &WriteOptions::default())
         .await
         .unwrap();
-    assert_eq!(off.header("x-ms-ratelimit-remaining-subscription-reads"), None);
+    assert_eq!(
+        off.header("x-ms-ratelimit-remaining-subscription-reads"),
+        None
+    );
 }
 
 #[tokio::test]
 async fn the_pacer_keeps_a_client_below_a_tiny_bucket() {
     // Five tokens, twenty back a second: forty reads in a row need two seconds.
-    let world = start_with(|config| config.throttling = Some(ArmThrottling::uniform(5, 20.0))).await;
+    let world =
+        start_with(|config| config.throttling = Some(ArmThrottling::uniform(5, 20.0))).await;
     let mut config = ArmClientConfig::simulator(
         Url::parse(world.simulator.endpoint()).unwrap(),
         world.simulator.ca_file().to_path_buf(),

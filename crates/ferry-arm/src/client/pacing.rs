@@ -244,11 +244,7 @@ impl Policy for Pacer {
         request: &mut Request,
         next: &[Arc<dyn Policy>],
     ) -> PolicyResult {
-        let bucket = self
-            .settings
-            .enabled
-            .then(|| bucket_of(request))
-            .flatten();
+        let bucket = self.settings.enabled.then(|| bucket_of(request)).flatten();
         let Some(bucket) = bucket else {
             return next[0].send(ctx, request, &next[1..]).await;
         };

@@ -309,7 +309,11 @@ impl World {
                 id: existing.id.clone(),
             },
         );
-        self.hold(&[existing.id.clone()], &operation_id, "Deleting");
+        self.hold(
+            std::slice::from_ref(&existing.id),
+            &operation_id,
+            "Deleting",
+        );
         let (status_url, result_url) = self.operation_urls(&subscription_of(id), &operation_id);
         let mut response = SimResponse::empty(202)
             .with_header("Location", result_url)

@@ -69,7 +69,7 @@ impl World {
                         running,
                     },
                 );
-                self.hold(&[stored.id.clone()], &operation_id, "Updating");
+                self.hold(std::slice::from_ref(&stored.id), &operation_id, "Updating");
                 let (status_url, result_url) =
                     self.operation_urls(&subscription_of(resource_id), &operation_id);
                 let response = SimResponse::empty(202)
