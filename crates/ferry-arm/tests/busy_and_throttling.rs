@@ -443,3 +443,41 @@ async fn the_pacer_keeps_a_client_below_a_tiny_bucket() {
         .count();
     assert_eq!(refused, 0);
 }
+
+#[tokio::test]
+async fn another_writers_write_changes_the_etag_a_conditional_write_read_before_it() {
+    let world = start().await;
+    let client = &world.client;
+    create_group(client, "rg-etag").await;
+    let disk = create_disk(client, "rg-etag", "data1").await;
+    let before = client
+        .get::<Value>(&disk, api_version::DISKS)
+        .await
+        .unwrap();
+    // Someone else writes the disk now, for one Azure hour (1.8 s at the tests' time scale).
+    world.simulator.inject(Fault::AnotherWriter {
+        resource: disk.clone(),
+        seconds: 3600,
+        after_seconds: 0,
+        at_first_write: false,
+    });
+    let conditional = WriteOptions {
+        if_match: before.etag.clone(),
+        ..WriteOptions::default()
+    };
+    let busy = client
+        .patch::<_, Value>(&disk, api_version::DISKS, &tags(), &conditional)
+        .await;
+    assert_eq!(refusal(busy).1, "ConflictingConcurrentWriteNotAllowed");
+    // Once it ended, the ETag read before it no longer matches.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let stale = client
+        .patch::<_, Value>(&disk, api_version::DISKS, &tags(), &conditional)
+        .await;
+    assert!(stale.as_ref().is_err_and(ArmError::is_precondition_failed));
+    let after = client
+        .get::<Value>(&disk, api_version::DISKS)
+        .await
+        .unwrap();
+    assert_ne!(after.etag, before.etag);
+}
