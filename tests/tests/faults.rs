@@ -1,6 +1,7 @@
 //! Faults injected while the data100 failover runs on the ARM simulator: throttle storms,
-//! server errors, operations that end `Failed` or never end, an AKS API server that flaps, and
-//! a state folder that disappears under the apply. For each, the apply either completes or
+//! server errors, operations that end `Failed` or never end, an AKS API server that flaps, a
+//! state folder that disappears under the apply, another writer busy on the NFS VM and the AKS
+//! cluster, and ARM's own throttling (at Azure's sizes, and with tiny buckets). For each, the apply either completes or
 //! stops naming the failed step and its error; nothing stateful is lost (every disk still
 //! exists, in one group, attached to at most one VM); and applying again once the fault clears
 //! converges without a second failover.
@@ -20,7 +21,7 @@ use ferry_arm::Url;
 use ferry_core::{Plan, Providers, RuleBook, Snapshot, StepId};
 use ferry_observe::ObserveConfig;
 use ferry_plan::{PlanConfig, SavedPlan};
-use ferry_sim::{ApiServerDownMode, Fault, Simulator};
+use ferry_sim::{ApiServerDownMode, ArmThrottling, Fault, SimEvent, Simulator};
 use ferry_spec::Spec;
 use ferry_state::{StateDir, StateFile};
 
@@ -31,6 +32,8 @@ struct Deployment {
     providers: Providers,
     store: Store,
     folder: tempfile::TempDir,
+    /// What the Azure providers share: its ARM client tells how it paced itself.
+    azure: std::sync::Arc<ferry_arm::AzureDeployment>,
 }
 
 /// Retries that wait milliseconds, not seconds, so that a test is quick.
@@ -50,13 +53,24 @@ impl Deployment {
     /// The simulator with generation 1 built through ferry; `store` is in memory unless a
     /// state folder is asked for.
     async fn built(state_folder: bool) -> Self {
+        Self::built_with(state_folder, |_| {}).await
+    }
+
+    /// [`Deployment::built`] with ferry's Azure settings adjusted first.
+    async fn built_with(
+        state_folder: bool,
+        adjust: impl FnOnce(&mut ferry_arm::AzureSettings),
+    ) -> Self {
         let folder = tempfile::tempdir().unwrap();
-        let support::AzureWorld {
-            spec,
-            rules,
-            simulator,
-            providers,
-        } = support::azure_world(folder.path(), "operations").await;
+        let (
+            support::AzureWorld {
+                spec,
+                rules,
+                simulator,
+                providers,
+            },
+            azure,
+        ) = support::azure_world_with(folder.path(), "operations", adjust).await;
         let store = if state_folder {
             Store::lock_and_open(&StateDir::new(folder.path().join("state")), "test").unwrap()
         } else {
@@ -69,6 +83,7 @@ impl Deployment {
             providers,
             store,
             folder,
+            azure,
         };
         let first = deployment.plan(&deployment.observe().await);
         let report = deployment.apply(&first, &quick_retries(), &|_| {}).await;
@@ -557,4 +572,121 @@ async fn a_state_folder_that_disappears_mid_apply_stops_it_and_the_next_apply_re
     assert!(report.succeeded(), "{}", failures(&report));
     deployment.check_disks_intact();
     assert_eq!(deployment.converge(1).await, Vec::<Plan>::new());
+}
+
+/// The requests the simulator refused with `code`, on paths that contain `path_contains`.
+fn refusals(events: &[SimEvent], code: &str, path_contains: &str) -> usize {
+    events
+        .iter()
+        .filter(|event| {
+            event.what == "request"
+                && event.code.as_deref() == Some(code)
+                && event
+                    .path
+                    .to_ascii_lowercase()
+                    .contains(&path_contains.to_ascii_lowercase())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_writer_on_the_nfs_vm_and_the_aks_cluster_during_the_failover_is_waited_out() {
+    let mut deployment = Deployment::built(false).await;
+    let failover = deployment.break_and_plan().await;
+    // A VM extension update starts on the old NFS VM just as ferry fences it, and a person
+    // changes the cluster in the portal just as ferry writes it; five Azure minutes each.
+    for resource in ["data100-nfs-g1", "data100-hub"] {
+        deployment.simulator.inject(Fault::AnotherWriter {
+            resource: resource.to_owned(),
+            seconds: 300,
+            after_seconds: 0,
+            at_first_write: true,
+        });
+    }
+    let before = deployment.simulator.events().len();
+    let report = deployment.apply(&failover, &quick_retries(), &|_| {}).await;
+    assert!(report.succeeded(), "{}", failures(&report));
+    let events = deployment.simulator.events()[before..].to_vec();
+    assert!(
+        refusals(
+            &events,
+            "ConflictingConcurrentWriteNotAllowed",
+            "/data100-nfs-g1"
+        ) > 0,
+        "the fence met the other writer"
+    );
+    assert!(
+        refusals(&events, "OperationNotAllowed", "/data100-hub") > 0,
+        "the cluster's write met the other writer"
+    );
+    deployment.check_disks_intact();
+    assert_eq!(deployment.converge(1).await, Vec::<Plan>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failover_finishes_under_arms_throttling_at_azures_sizes() {
+    let mut deployment = Deployment::built(false).await;
+    let failover = deployment.break_and_plan().await;
+    deployment
+        .simulator
+        .set_throttling(Some(ArmThrottling::azure()));
+    let before = deployment.simulator.events().len();
+    let report = deployment.apply(&failover, &quick_retries(), &|_| {}).await;
+    assert!(report.succeeded(), "{}", failures(&report));
+    let events = deployment.simulator.events()[before..].to_vec();
+    eprintln!(
+        "ARM's limits: {} requests, {} throttled; pacing: {:?}",
+        events
+            .iter()
+            .filter(|event| event.what == "request")
+            .count(),
+        refusals(&events, "SubscriptionRequestsThrottled", ""),
+        deployment.azure.client().pacing_report()
+    );
+    deployment.check_disks_intact();
+    assert_eq!(deployment.converge(1).await, Vec::<Plan>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tiny_buckets_ferry_paces_itself_by_the_remaining_counts() {
+    // Ten tokens per bucket and ten back a second, and ferry told those rates.
+    let mut deployment = Deployment::built_with(false, |settings| {
+        settings.arm.pacing = ferry_arm::PacingSettings {
+            reads_per_second: 10.0,
+            writes_per_second: 10.0,
+            deletes_per_second: 10.0,
+            reserve: 2,
+            ..ferry_arm::PacingSettings::default()
+        };
+    })
+    .await;
+    let failover = deployment.break_and_plan().await;
+    deployment
+        .simulator
+        .set_throttling(Some(ArmThrottling::uniform(10, 10.0)));
+    let paced_before = deployment.azure.client().pacing_report();
+    let before = deployment.simulator.events().len();
+    let report = deployment.apply(&failover, &quick_retries(), &|_| {}).await;
+    assert!(report.succeeded(), "{}", failures(&report));
+    let events = deployment.simulator.events()[before..].to_vec();
+    let paced = deployment.azure.client().pacing_report();
+    let throttled = refusals(&events, "SubscriptionRequestsThrottled", "");
+    eprintln!(
+        "tiny buckets: {} requests, {throttled} throttled; pacing: {} requests, {} held back for {:?}",
+        events
+            .iter()
+            .filter(|event| event.what == "request")
+            .count(),
+        paced.requests - paced_before.requests,
+        paced.delayed - paced_before.delayed,
+        paced.total_delay - paced_before.total_delay,
+    );
+    // The headers were read: ferry held requests back, and saw each 429 the simulator sent.
+    assert!(paced.delayed > paced_before.delayed, "{paced:?}");
+    assert_eq!(
+        (paced.throttled - paced_before.throttled) as usize,
+        throttled,
+        "{paced:?}"
+    );
+    deployment.check_disks_intact();
 }

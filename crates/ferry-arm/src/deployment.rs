@@ -687,24 +687,29 @@ impl<'a> StepOperations<'a> {
         }
     }
 
-    /// Starts a write, waiting out a resource group that a move locks (ARM answers 409
-    /// `ScopeLocked` until the move ends; moves take minutes, so the wait is long).
-    async fn start_unlocked<T, F, Fut>(&self, start: F) -> Result<Started<T>, ArmError>
+    /// Starts a write, waiting out a resource that another operation holds ([`ArmError::is_busy`]:
+    /// a write in progress on it, ours or someone else's, or a move that locks its group).
+    /// Sending the same request again is safe: ARM refused it before doing anything, and a PUT
+    /// or PATCH carries the same body. The waits and their bound are the client's
+    /// [`BusySettings`](crate::BusySettings); past the bound the busy error is returned, and the
+    /// engine retries the step as a transient failure.
+    async fn start_when_free<T, F, Fut>(&self, start: F) -> Result<Started<T>, ArmError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Started<T>, ArmError>>,
     {
-        let mut delay = Duration::from_millis(50);
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(30 * 60);
+        let settings = self.client.busy_settings().clone();
+        let mut delay = settings.first_wait;
+        let give_up = tokio::time::Instant::now() + settings.give_up_after;
         loop {
             match start().await {
-                Err(error) if is_move_lock(&error) && tokio::time::Instant::now() < give_up => {
+                Err(error) if error.is_busy() && tokio::time::Instant::now() < give_up => {
                     self.progress(format!(
-                        "waiting for a move to release the resource group ({})",
+                        "waiting for another operation to release the resource ({}), then sending the same request again",
                         error.code().unwrap_or_default()
                     ));
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(15));
+                    delay = (delay * 2).min(settings.longest_wait);
                 }
                 other => return other,
             }
@@ -720,7 +725,7 @@ impl<'a> StepOperations<'a> {
         let version = api_version::for_type(&id.resource_type());
         let options = WriteOptions::default();
         let started = self
-            .start_unlocked(|| {
+            .start_when_free(|| {
                 self.client
                     .put::<B, serde_json::Value>(id.as_str(), version, body, &options)
             })
@@ -752,7 +757,7 @@ impl<'a> StepOperations<'a> {
             ..WriteOptions::default()
         };
         let started = self
-            .start_unlocked(|| {
+            .start_when_free(|| {
                 self.client
                     .patch::<B, serde_json::Value>(id.as_str(), version, body, &options)
             })
@@ -766,7 +771,7 @@ impl<'a> StepOperations<'a> {
         let version = api_version::for_type(&id.resource_type());
         let options = WriteOptions::default();
         match self
-            .start_unlocked(|| self.client.delete(id.as_str(), version, &options))
+            .start_when_free(|| self.client.delete(id.as_str(), version, &options))
             .await
         {
             Ok(started) => self.finish(started).await.map(|_| ()),
@@ -784,23 +789,13 @@ impl<'a> StepOperations<'a> {
     ) -> Result<Option<serde_json::Value>, ArmError> {
         let options = WriteOptions::default();
         let started = self
-            .start_unlocked(|| {
+            .start_when_free(|| {
                 self.client
                     .post::<B, serde_json::Value>(path, version, body, &options)
             })
             .await?;
         self.finish(started).await
     }
-}
-
-/// A 409 because a move holds the resource group: it ends on its own.
-fn is_move_lock(error: &ArmError) -> bool {
-    error.is_conflict()
-        && error.code().is_some_and(|code| {
-            code.eq_ignore_ascii_case("ScopeLocked")
-                || code.eq_ignore_ascii_case("ResourceGroupBeingMoved")
-                || code.eq_ignore_ascii_case("MoveResourcesInProgress")
-        })
 }
 
 #[cfg(test)]

@@ -274,9 +274,49 @@ impl ArmError {
         self.status() == Some(412)
     }
 
+    /// ARM refused (or ended) a write because another operation holds the resource or its
+    /// group: a write in progress on it (`ConflictingConcurrentWriteNotAllowed`, AKS's
+    /// `OperationNotAllowed` naming another operation in progress, Network's
+    /// `AnotherOperationInProgress`, `RetryableError`), or a move that locks its group
+    /// (`ScopeLocked`). It frees itself when that operation ends, usually in minutes, so the
+    /// same request is sent again later. A permanent conflict (a disk attached elsewhere, a
+    /// management lock that a person must remove, an AKS refusal of another kind) is not busy.
+    pub fn is_busy(&self) -> bool {
+        let (code, message) = match self {
+            ArmError::Service(error) if matches!(error.status, 409 | 429) => {
+                (error.code.as_str(), error.message.as_str())
+            }
+            ArmError::OperationFailed { code, message, .. } => (code.as_str(), message.as_str()),
+            _ => return false,
+        };
+        let message = message.to_ascii_lowercase();
+        match code {
+            "ConflictingConcurrentWriteNotAllowed"
+            | "AnotherOperationInProgress"
+            | "RetryableError"
+            | "RetryableErrorDueToAnotherOperation"
+            | "ResourceGroupBeingMoved"
+            | "MoveResourcesInProgress" => true,
+            // A move's lock on the group ends with the move; a management lock (whose message
+            // asks to remove it) stays until a person does.
+            "ScopeLocked" => !message.contains("remove the lock"),
+            // AKS: "Operation is not allowed: Another operation (Updating) is in progress".
+            "OperationNotAllowed" => {
+                message.contains("another operation") && message.contains("in progress")
+            }
+            // Compute's older wording: "The request failed due to conflict with a concurrent
+            // request."
+            "Conflict" => message.contains("concurrent request"),
+            _ => false,
+        }
+    }
+
     /// A retry may succeed: throttling, server errors, a dropped connection, an operation
-    /// that ARM itself failed with an internal error.
+    /// that ARM itself failed with an internal error, a resource busy with another write.
     pub fn is_transient(&self) -> bool {
+        if self.is_busy() {
+            return true;
+        }
         match self {
             ArmError::Service(error) => {
                 error.status == 429 || error.status == 408 || (500..=599).contains(&error.status)
@@ -357,6 +397,90 @@ mod tests {
             request_id: None,
             retry_after,
         }))
+    }
+
+    fn refused(status: u16, code: &str, message: &str) -> ArmError {
+        ArmError::Service(Box::new(ArmServiceError {
+            status,
+            method: "PUT".to_owned(),
+            url: "https://management.azure.com/subscriptions/s".to_owned(),
+            code: code.to_owned(),
+            message: message.to_owned(),
+            target: None,
+            details: Vec::new(),
+            request_id: None,
+            retry_after: None,
+        }))
+    }
+
+    #[test]
+    fn busy_answers_are_retried_and_permanent_conflicts_are_not() {
+        let busy = [
+            refused(
+                409,
+                "ConflictingConcurrentWriteNotAllowed",
+                "The operation was interrupted by a conflicting concurrent write on the same entity. Please retry later.",
+            ),
+            refused(
+                409,
+                "OperationNotAllowed",
+                "Operation is not allowed: Another operation (Updating) is in progress, please wait for it to finish before starting a new operation. See https://aka.ms/aks-pending-operation for more details",
+            ),
+            refused(
+                409,
+                "ScopeLocked",
+                "the resource group 'g' is locked while resources move into or out of it; retry after the move",
+            ),
+            refused(
+                409,
+                "AnotherOperationInProgress",
+                "Another operation on this or dependent resource is in progress.",
+            ),
+            refused(
+                429,
+                "RetryableErrorDueToAnotherOperation",
+                "locked by another operation",
+            ),
+            ArmError::OperationFailed {
+                operation_url: "https://management.azure.com/operations/1".to_owned(),
+                status: "Failed".to_owned(),
+                code: "RetryableError".to_owned(),
+                message: "a retryable error occurred".to_owned(),
+                target: None,
+                details: Vec::new(),
+                request_id: None,
+            },
+        ];
+        for error in &busy {
+            assert!(error.is_busy() && error.is_transient(), "{error}");
+            assert!(error.step_error(error.to_string()).transient, "{error}");
+        }
+        let permanent = [
+            refused(
+                409,
+                "ConflictingUserInput",
+                "Disk d is already attached to VM v.",
+            ),
+            refused(
+                409,
+                "InvalidResourceLocation",
+                "The resource already exists in location westeurope.",
+            ),
+            refused(
+                409,
+                "OperationNotAllowed",
+                "Unable to resize the VM 'web-vm' because the requested size Standard_D8s_v5 is not available in the current hardware cluster.",
+            ),
+            refused(
+                409,
+                "ScopeLocked",
+                "The scope 'g' cannot perform write operation because following scope(s) are locked: 'g'. Please remove the lock and try again.",
+            ),
+        ];
+        for error in &permanent {
+            assert!(!error.is_busy() && !error.is_transient(), "{error}");
+            assert!(!error.step_error(error.to_string()).transient, "{error}");
+        }
     }
 
     #[test]

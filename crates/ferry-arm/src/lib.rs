@@ -20,8 +20,8 @@ pub mod pending_operation;
 pub mod provider_calls;
 
 pub use client::{
-    AZURE_PUBLIC_ENDPOINT, ArmClient, ArmClientConfig, ArmResponse, Fetched, PollOutcome,
-    PollSettings, RetrySettings, WriteOptions,
+    AZURE_PUBLIC_ENDPOINT, ArmClient, ArmClientConfig, ArmResponse, BusySettings, Fetched,
+    PacingReport, PacingSettings, PollOutcome, PollSettings, RetrySettings, WriteOptions,
 };
 pub use credential::{
     ChainedCredential, CredentialChoice, CredentialVariables, StaticTokenCredential,

@@ -1,5 +1,6 @@
 //! Faults the simulator injects on request: throttling, server errors, failed or hung
-//! operations, canned raw responses, and AKS API servers that stop answering.
+//! operations, canned raw responses, AKS API servers that stop answering, and another writer
+//! busy on a resource.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,22 @@ pub enum Fault {
         path_contains: String,
         #[serde(default)]
         count: Option<u32>,
+    },
+    /// Someone else (a VM extension update, a person changing the cluster in the portal)
+    /// starts one write on a resource that runs for `seconds` of Azure's time (scaled like
+    /// every operation). While it runs, every write on the resource is refused as ARM refuses
+    /// concurrent writes (`409 ConflictingConcurrentWriteNotAllowed` on a VM or a disk, `409
+    /// OperationNotAllowed` on an AKS cluster); reads are answered. It starts at once, after
+    /// `after_seconds` (scaled), or, with `at_first_write`, just before the first write
+    /// anyone sends to the resource, which it thus refuses. `resource` is an id, or a name
+    /// that matches every resource of that name.
+    AnotherWriter {
+        resource: String,
+        seconds: u64,
+        #[serde(default)]
+        after_seconds: u64,
+        #[serde(default)]
+        at_first_write: bool,
     },
     /// A canned answer for matching ARM requests (malformed bodies, odd headers, redirects).
     RawResponse {

@@ -14,7 +14,9 @@
 //!   was asked.
 //! - `POST /ferry-sim/faults` (a [`Fault`] as JSON), `DELETE /ferry-sim/faults`,
 //!   `PUT /ferry-sim/latency` (`{"milliseconds": 20}`), `POST /ferry-sim/seed`
-//!   (`{"id": ..., "body": {...}}`), `GET /ferry-sim/state`: the control API.
+//!   (`{"id": ..., "body": {...}}`), `PUT /ferry-sim/throttling` (an [`ArmThrottling`] as JSON,
+//!   or `"azure"` for Azure's documented limits), `DELETE /ferry-sim/throttling`,
+//!   `GET /ferry-sim/state`: the control API.
 
 mod faults;
 mod readyz;
@@ -33,7 +35,7 @@ pub use faults::{ApiServerDownMode, Fault};
 pub use record::{DiskRecord, check_failover_order, disk_records};
 pub use scenario::{Scenario, SeededResource};
 pub use server::{CLIENT_ID, CLIENT_SECRET, ClientProof, FEDERATED_TOKEN, TENANT_ID, TokenRequest};
-pub use world::{SimEvent, World};
+pub use world::{ArmThrottling, SimEvent, TokenBucket, World};
 
 /// How long operations take on Azure, before the time scale applies.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -107,6 +109,9 @@ pub struct SimulatorConfig {
     /// First loopback address handed to public IPs and API servers.
     pub first_public_ip: Ipv4Addr,
     pub scenario: Option<Scenario>,
+    /// ARM's throttling (token buckets per subscription and principal, in real time); `None`
+    /// (the default) throttles only through injected faults.
+    pub throttling: Option<ArmThrottling>,
 }
 
 impl SimulatorConfig {
@@ -123,6 +128,7 @@ impl SimulatorConfig {
             readyz_port: 0,
             first_public_ip: Ipv4Addr::new(127, 0, 1, 1),
             scenario: None,
+            throttling: None,
         }
     }
 }
@@ -201,6 +207,7 @@ pub async fn start(config: SimulatorConfig) -> Result<Simulator, SimulatorError>
     };
     let mut world = World::new(settings, authority.clone())?;
     world.latency = config.latency;
+    world.set_throttling(config.throttling);
     let world = Arc::new(Mutex::new(world));
     let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
     let tokens = server::TokenLog::default();
@@ -254,6 +261,11 @@ impl Simulator {
 
     pub fn clear_faults(&self) {
         self.with_world(World::clear_faults);
+    }
+
+    /// Turns ARM's throttling on with `limits`, buckets full, or off with `None`.
+    pub fn set_throttling(&self, limits: Option<ArmThrottling>) {
+        self.with_world(|world| world.set_throttling(limits));
     }
 
     pub fn set_latency(&self, latency: Duration) {

@@ -440,6 +440,34 @@ fn control(world: &SharedWorld, request: &SimRequest, segments: &[&str]) -> SimR
                 ),
             }
         }
+        ("PUT", ["throttling"]) => {
+            let limits = match serde_json::from_slice::<serde_json::Value>(&request.body) {
+                Ok(serde_json::Value::String(name)) if name == "azure" => {
+                    Ok(crate::ArmThrottling::azure())
+                }
+                Ok(value) => {
+                    serde_json::from_value::<crate::ArmThrottling>(value).map_err(|e| e.to_string())
+                }
+                Err(error) => Err(error.to_string()),
+            };
+            match limits {
+                Ok(limits) => {
+                    lock(world).set_throttling(Some(limits));
+                    SimResponse::empty(204)
+                }
+                Err(error) => SimResponse::error(
+                    400,
+                    "InvalidThrottling",
+                    format!(
+                        "send \"azure\" or {{\"reads\": {{\"size\", \"refill_per_second\"}}, \"writes\": ..., \"deletes\": ...}}: {error}"
+                    ),
+                ),
+            }
+        }
+        ("DELETE", ["throttling"]) => {
+            lock(world).set_throttling(None);
+            SimResponse::empty(204)
+        }
         ("GET", ["state"]) => SimResponse::json(200, &lock(world).dump()),
         _ => SimResponse::error(
             404,

@@ -32,6 +32,17 @@ pub struct AzureWorld {
 /// Starts a simulator under `folder` and builds the providers for data100 against it; the
 /// Azure providers keep their operation files in `folder/operations`.
 pub async fn azure_world(folder: &Path, operations: &str) -> AzureWorld {
+    azure_world_with(folder, operations, |_| {}).await.0
+}
+
+/// [`azure_world`] with ferry's Azure settings (its ARM client's retries, pacing, waits)
+/// adjusted first; also returns the deployment the Azure providers share, whose client tells
+/// how it paced itself.
+pub async fn azure_world_with(
+    folder: &Path,
+    operations: &str,
+    adjust: impl FnOnce(&mut AzureSettings),
+) -> (AzureWorld, Arc<AzureDeployment>) {
     let simulator = ferry_sim::start(SimulatorConfig::for_tests(folder.join("sim")))
         .await
         .unwrap();
@@ -46,6 +57,7 @@ pub async fn azure_world(folder: &Path, operations: &str) -> AzureWorld {
     );
     settings.subscription = spec.deployment.subscription.clone();
     settings.device_root = Some(folder.join("sim"));
+    adjust(&mut settings);
     let azure = Arc::new(AzureDeployment::new(settings, spec.resources.values()).unwrap());
     let world = World::simulating(&rules);
     let providers = ferry_providers::with_azure_providers(Providers::new(), &azure)
@@ -53,10 +65,13 @@ pub async fn azure_world(folder: &Path, operations: &str) -> AzureWorld {
         .with(Arc::new(MemoryProvider::new(Kind::DnsRecord, &world)))
         .with(Arc::new(MemoryProvider::new(Kind::Hook, &world)))
         .with(Arc::new(MemoryProvider::new(Kind::Check, &world)));
-    AzureWorld {
-        spec,
-        rules,
-        simulator,
-        providers,
-    }
+    (
+        AzureWorld {
+            spec,
+            rules,
+            simulator,
+            providers,
+        },
+        azure,
+    )
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use azure_core::http::Url;
 
+use super::pacing::PacingSettings;
 use crate::credential::CredentialChoice;
 
 /// The public Azure cloud's ARM endpoint.
@@ -56,6 +57,29 @@ impl Default for PollSettings {
     }
 }
 
+/// How long a write that ARM refuses as busy (another operation holds the resource or its
+/// group, [`ArmError::is_busy`](crate::ArmError::is_busy)) is sent again: after `first_wait`,
+/// doubling up to `longest_wait`, until `give_up_after`. The operations that hold a resource
+/// take minutes (a VM update, an AKS update, a move), so the waits grow to a minute; after ten
+/// minutes the busy error goes to the engine, which retries the step as a transient failure
+/// within its own attempts and time limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusySettings {
+    pub first_wait: Duration,
+    pub longest_wait: Duration,
+    pub give_up_after: Duration,
+}
+
+impl Default for BusySettings {
+    fn default() -> Self {
+        BusySettings {
+            first_wait: Duration::from_secs(5),
+            longest_wait: Duration::from_secs(60),
+            give_up_after: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
 /// Everything the client needs to know; the same code talks to Azure and to the simulator.
 #[derive(Debug, Clone)]
 pub struct ArmClientConfig {
@@ -71,6 +95,9 @@ pub struct ArmClientConfig {
     pub scope: Option<String>,
     pub retry: RetrySettings,
     pub polling: PollSettings,
+    pub busy: BusySettings,
+    /// Slowing down before ARM throttles, by its remaining-count headers.
+    pub pacing: PacingSettings,
     /// One HTTP exchange, not a whole long-running operation.
     pub request_timeout: Duration,
 }
@@ -86,6 +113,8 @@ impl ArmClientConfig {
             scope: None,
             retry: RetrySettings::default(),
             polling: PollSettings::default(),
+            busy: BusySettings::default(),
+            pacing: PacingSettings::default(),
             request_timeout: Duration::from_secs(100),
         }
     }
@@ -116,6 +145,13 @@ impl ArmClientConfig {
                 maximum_interval: Duration::from_secs(2),
                 timeout: None,
             },
+            // The simulator's operations last milliseconds; its throttling, when on, is ARM's.
+            busy: BusySettings {
+                first_wait: Duration::from_millis(20),
+                longest_wait: Duration::from_millis(500),
+                give_up_after: Duration::from_secs(10 * 60),
+            },
+            pacing: PacingSettings::default(),
             request_timeout: Duration::from_secs(30),
         }
     }

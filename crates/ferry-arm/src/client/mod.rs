@@ -1,13 +1,15 @@
-//! The ARM client: an `azure_core` pipeline (bearer token, retries of 429/5xx) and typed
+//! The ARM client: an `azure_core` pipeline (pacing by ARM's remaining-count headers, bearer
+//! token, retries of 429/5xx) and typed
 //! GET/PUT/PATCH/DELETE/POST by resource id, with long-running operations that can be resumed.
 //!
 //! `config` holds what a client is built from, `pipeline` how it is built (transport,
-//! retries, credential), `response` ARM's answer as it came; here is the one way a request
+//! retries, credential), `pacing` the pacer every try passes, `response` ARM's answer as it came; here is the one way a request
 //! is sent. `reads`, `writes` and `polling` are the requests themselves: GET and lists,
 //! PUT/PATCH/DELETE/POST that return at once or wait, and long-running operations polled
 //! until they end.
 
 mod config;
+mod pacing;
 mod pipeline;
 mod polling;
 mod reads;
@@ -23,7 +25,10 @@ use crate::credential::{ChainedCredential, credential_message};
 use crate::error::ArmError;
 use pipeline::reached_no_server;
 
-pub use config::{AZURE_PUBLIC_ENDPOINT, ArmClientConfig, PollSettings, RetrySettings};
+pub use config::{
+    AZURE_PUBLIC_ENDPOINT, ArmClientConfig, BusySettings, PollSettings, RetrySettings,
+};
+pub use pacing::{PacingReport, PacingSettings};
 pub use polling::PollOutcome;
 pub use response::{ArmResponse, Fetched};
 
@@ -54,6 +59,9 @@ pub struct ArmClient {
     pipeline: Pipeline,
     endpoint: Url,
     polling: PollSettings,
+    busy: BusySettings,
+    /// Shared by every clone: one pacer per client.
+    pacer: Arc<pacing::Pacer>,
     chain: Option<Arc<ChainedCredential>>,
     /// The configured credential's name, for errors about it.
     credential_name: &'static str,
@@ -62,6 +70,16 @@ pub struct ArmClient {
 impl ArmClient {
     pub fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    /// How writes refused as busy are sent again.
+    pub fn busy_settings(&self) -> &BusySettings {
+        &self.busy
+    }
+
+    /// What the pacer did so far: requests, those it held back and for how long, 429s.
+    pub fn pacing_report(&self) -> PacingReport {
+        self.pacer.report()
     }
 
     /// The credential chain, when the client uses it: which credential it chose, and why each

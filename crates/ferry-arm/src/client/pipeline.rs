@@ -115,18 +115,22 @@ impl ArmClient {
         });
         let authorization: Arc<dyn Policy> =
             Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]));
+        // Every try passes the pacer, retries of a 429 included.
+        let pacer = super::pacing::Pacer::new(config.pacing.clone());
         let pipeline = Pipeline::new(
             Some(env!("CARGO_PKG_NAME")),
             Some(env!("CARGO_PKG_VERSION")),
             client_options_for_arm,
             Vec::new(),
-            vec![authorization],
+            vec![pacer.clone() as Arc<dyn Policy>, authorization],
             None,
         );
         Ok(ArmClient {
             pipeline,
             endpoint: config.endpoint,
             polling: config.polling,
+            busy: config.busy,
+            pacer,
             chain,
             credential_name: credential_name(&config.credential),
         })

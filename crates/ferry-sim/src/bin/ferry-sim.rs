@@ -35,6 +35,10 @@ struct Arguments {
     /// Port of each AKS API server's /readyz (falls back to a free port if taken).
     #[arg(long, default_value_t = 443)]
     readyz_port: u16,
+    /// Throttle like ARM: token buckets per subscription and principal with Azure's documented
+    /// sizes (reads 250 and 25 a second, writes and deletes 200 and 10 a second), in real time.
+    #[arg(long)]
+    arm_throttling: bool,
 }
 
 #[tokio::main]
@@ -60,6 +64,9 @@ async fn main() -> anyhow::Result<()> {
         readyz_port: arguments.readyz_port,
         first_public_ip: std::net::Ipv4Addr::new(127, 0, 1, 1),
         scenario,
+        throttling: arguments
+            .arm_throttling
+            .then(ferry_sim::ArmThrottling::azure),
     };
     let simulator = ferry_sim::start(config).await?;
     println!("endpoint: {}", simulator.endpoint());

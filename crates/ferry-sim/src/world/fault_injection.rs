@@ -12,12 +12,19 @@ impl World {
         match &fault {
             Fault::ApiServerDown { cluster, mode } => self.set_api_server(cluster, Some(*mode)),
             Fault::ApiServerUp { cluster } => self.set_api_server(cluster, None),
+            Fault::AnotherWriter {
+                resource,
+                seconds,
+                after_seconds,
+                at_first_write,
+            } => self.add_other_writer(resource, *seconds, *after_seconds, *at_first_write),
             _ => self.faults.push(ActiveFault::new(fault)),
         }
     }
 
     pub fn clear_faults(&mut self) {
         self.faults.clear();
+        self.other_writers.clear();
         for server in self.readyz.values() {
             server.set_down(None);
         }

@@ -11,6 +11,9 @@
 //!   provisioning) and their dispatch to each type's file;
 //! - `operations`: long-running operations, the URLs they are polled at, their completion;
 //! - `moves`: moves between resource groups and the lock they hold on both groups;
+//! - `busy`: a resource held by the write in progress on it (or another writer's), and the
+//!   refusal of a second write meanwhile;
+//! - `throttling`: ARM's token buckets per subscription and principal, when turned on;
 //! - `attachments`: data disks attached to VMs, and their `lunN` links;
 //! - `events`: the record of every request answered and operation ended ([`SimEvent`]);
 //! - `fault_injection`: the faults a test or a scenario adds;
@@ -24,6 +27,7 @@
 
 mod attachments;
 mod body;
+mod busy;
 mod disks;
 mod dns;
 mod events;
@@ -38,6 +42,7 @@ mod public_ips;
 mod resource_groups;
 mod resources;
 mod routing;
+mod throttling;
 mod virtual_machines;
 mod virtual_networks;
 mod vm_sizes;
@@ -57,6 +62,7 @@ use crate::{OperationDurations, SimulatorError};
 
 pub use events::SimEvent;
 pub use messages::{SimRequest, SimResponse};
+pub use throttling::{ArmThrottling, TokenBucket};
 
 use ids::{Kind, group_id_of, kind_of, lower};
 use operations::OperationRecord;
@@ -91,6 +97,11 @@ pub struct World {
     /// Lower-cased group id to the id of the move operation that locks it.
     locked_groups: HashMap<String, String>,
     faults: Vec<ActiveFault>,
+    /// Lower-cased resource id to the write in progress on it.
+    holds: HashMap<String, busy::Hold>,
+    other_writers: Vec<busy::OtherWriter>,
+    /// ARM's throttling, when on.
+    throttling: Option<throttling::Throttling>,
     power_states: HashMap<String, String>,
     readyz: HashMap<String, ReadyzServer>,
     next_public_ip: u32,
@@ -126,6 +137,9 @@ impl World {
             operations: HashMap::new(),
             locked_groups: HashMap::new(),
             faults: Vec::new(),
+            holds: HashMap::new(),
+            other_writers: Vec::new(),
+            throttling: None,
             power_states: HashMap::new(),
             readyz: HashMap::new(),
             next_public_ip,
@@ -199,6 +213,7 @@ impl World {
             "operations": self.operations.values().collect::<Vec<_>>(),
             "lockedGroups": self.locked_groups.keys().collect::<Vec<_>>(),
             "faults": self.faults.iter().map(|active| &active.fault).collect::<Vec<_>>(),
+            "holds": self.holds,
             "powerStates": self.power_states,
             "apiServers": self.readyz.iter().map(|(id, server)| json!({"cluster": id, "address": server.address().to_string(), "up": server.is_up()})).collect::<Vec<_>>(),
         })

@@ -125,6 +125,7 @@ impl World {
         if record.hung || record.state != OperationState::InProgress {
             return;
         }
+        self.release(operation_id);
         if let Some(failure) = record.failure.clone() {
             if let Completion::Provisioned { id } = &record.completion
                 && let Some(stored) = self.resources.get_mut(&lower(id))

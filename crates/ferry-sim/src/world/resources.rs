@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::body::{merge_patch, properties_mut};
+use super::busy::disks_changing;
 use super::dns::fill_record_set_fields;
 use super::ids::{Kind, group_id_of, kind_name, kind_of, lower, name_of, subscription_of, type_of};
 use super::managed_clusters::fill_managed_cluster_fields;
@@ -75,6 +76,7 @@ impl World {
         let existing = self.resources.get(&key).cloned();
         // A group's own PUT is refused while a move locks it, like any write inside it.
         self.require_unlocked(id)?;
+        self.require_idle(id)?;
         self.check_preconditions(request, existing.as_ref())?;
         let incoming = Self::parse_body(request)?;
         let body = if request.method == "PATCH" {
@@ -160,6 +162,13 @@ impl World {
             .settings
             .durations
             .duration_for(kind_name(kind), creating);
+        let disks_changing = if kind == Kind::VirtualMachine && !immediate {
+            let changing = disks_changing(&previous, &body);
+            self.require_disks_idle(&changing)?;
+            changing
+        } else {
+            Vec::new()
+        };
         if kind == Kind::VirtualMachine {
             let disks_changed = self.apply_vm_disk_request(&stored_id, &mut body, &previous)?;
             if disks_changed && !creating {
@@ -207,6 +216,13 @@ impl World {
             Completion::Provisioned {
                 id: stored_id.clone(),
             },
+        );
+        let mut held = disks_changing;
+        held.push(stored_id.clone());
+        self.hold(
+            &held,
+            &operation_id,
+            if creating { "Creating" } else { "Updating" },
         );
         let subscription = subscription_of(&stored_id);
         let (status_url, _) = self.operation_urls(&subscription, &operation_id);
@@ -262,6 +278,7 @@ impl World {
             return Ok((SimResponse::empty(204), None));
         };
         self.require_unlocked(id)?;
+        self.require_idle(id)?;
         self.check_preconditions(request, Some(&existing))?;
         if kind == Kind::Disk
             && let Some(owner) = existing.body.get("managedBy").and_then(Value::as_str)
@@ -291,6 +308,11 @@ impl World {
             Completion::Deleted {
                 id: existing.id.clone(),
             },
+        );
+        self.hold(
+            std::slice::from_ref(&existing.id),
+            &operation_id,
+            "Deleting",
         );
         let (status_url, result_url) = self.operation_urls(&subscription_of(id), &operation_id);
         let mut response = SimResponse::empty(202)

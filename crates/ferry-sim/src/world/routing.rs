@@ -14,10 +14,20 @@ impl World {
     /// operation, the operation to complete after the given (scaled) time.
     pub fn handle(&mut self, request: &SimRequest) -> (SimResponse, Option<(String, Duration)>) {
         let disks = self.disk_changes(request);
-        let answer = match self.route(request) {
+        let remaining = match self.charge(request) {
+            Ok(remaining) => remaining,
+            Err(throttled) => {
+                self.record_request(request, &throttled, disks);
+                return (throttled, None);
+            }
+        };
+        let mut answer = match self.route(request) {
             Ok(answer) => answer,
             Err(refusal) => (refusal, None),
         };
+        for (name, value) in remaining {
+            answer.0 = answer.0.with_header(&name, value);
+        }
         if let Some((operation_id, _)) = &answer.1
             && let Some(record) = self.operations.get_mut(operation_id)
         {

@@ -44,6 +44,7 @@ impl World {
             }
             ("POST", "deallocate" | "poweroff" | "start" | "restart") => {
                 self.require_unlocked(resource_id)?;
+                self.require_idle(resource_id)?;
                 let running = matches!(action, "start" | "restart");
                 let transitional = if running {
                     "starting"
@@ -68,6 +69,7 @@ impl World {
                         running,
                     },
                 );
+                self.hold(std::slice::from_ref(&stored.id), &operation_id, "Updating");
                 let (status_url, result_url) =
                     self.operation_urls(&subscription_of(resource_id), &operation_id);
                 let response = SimResponse::empty(202)
@@ -78,6 +80,7 @@ impl World {
             }
             ("POST", "attachdetachdatadisks") => {
                 self.require_unlocked(resource_id)?;
+                self.require_idle(resource_id)?;
                 let body = Self::parse_body(request)?;
                 let mut vm = stored.body.clone();
                 let mut disks: Vec<Value> = vm
