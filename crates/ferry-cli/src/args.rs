@@ -138,6 +138,22 @@ pub struct PlanningArgs {
     /// Accept a plan that changes more than 30% of a DNS zone's managed records.
     #[arg(long)]
     pub force: bool,
+    /// Build this replaceable resource again although it matches the spec (Terraform's
+    /// -replace); refused for stateful resources and for what they are placed on.
+    #[arg(long, value_name = "KIND.NAME", value_parser = resource_address)]
+    pub replace: Vec<ferry_core::ResourceAddress>,
+}
+
+/// A resource address on the command line (`vm.nfs`): one generation's instance (`@g2`) is
+/// not what `--replace` takes, since it replaces the serving generation's.
+fn resource_address(text: &str) -> Result<ferry_core::ResourceAddress, String> {
+    if text.contains('@') {
+        return Err(format!(
+            "`{text}` names one generation's instance: --replace takes the resource (`{}`) and replaces the serving generation's",
+            text.split('@').next().unwrap_or(text)
+        ));
+    }
+    text.parse().map_err(|error| format!("{error}"))
 }
 
 #[derive(Debug, Args)]

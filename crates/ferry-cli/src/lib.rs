@@ -160,6 +160,7 @@ pub(crate) fn plan_options(args: &PlanningArgs) -> PlanOptions {
                 FailoverRequest::Policy
             },
             allow_destroy: args.allow_destroy,
+            replace: args.replace.iter().cloned().collect(),
         },
         force: args.force,
     }

@@ -44,6 +44,56 @@ fn a_terraform_spelling_is_refused_with_what_to_type_and_writes_nothing() {
     assert!(!scratch.path().join("x.plan").exists());
 }
 
+/// `ferry apply --replace`: the cluster is built again in the simulated world and the state
+/// records its new outputs; an instance address is refused with the resource to name.
+#[test]
+fn apply_replace_builds_a_replaceable_resource_again() {
+    let scratch = Scratch::new();
+    scratch.build();
+    let run = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+        "--replace",
+        "aks_cluster.hub",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("-/+ replace aks_cluster.hub@g1"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("Apply complete"), "{}", run.stderr);
+    assert!(scratch.world()["instances"]["aks_cluster.hub@g1"].is_object());
+    let again = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+
+    let instance = scratch.ferry(&[
+        "plan",
+        "data100",
+        "--world",
+        "world.json",
+        "--replace",
+        "vm.nfs@g1",
+    ]);
+    assert_eq!(instance.code, 1);
+    assert!(
+        instance.stderr.contains(
+            "`vm.nfs@g1` names one generation's instance: --replace takes the resource (`vm.nfs`)"
+        ),
+        "{}",
+        instance.stderr
+    );
+}
+
 #[test]
 fn plan_from_snapshots_exits_with_detailed_codes() {
     let scratch = Scratch::new();

@@ -44,6 +44,10 @@ pub struct PlanConfig {
     /// `--allow-destroy`: the command-line half of the two-key opt-in for deleting a stateful
     /// resource (the other half is `allow_destroy = true` in the spec).
     pub allow_destroy: bool,
+    /// `--replace ADDRESS`: replaceable resources to build again although they match the spec
+    /// (Terraform's `-replace`). Refused for stateful kinds and for what a stateful resource is
+    /// placed on; moot in a failover, which builds every replaceable resource anew.
+    pub replace: std::collections::BTreeSet<ferry_core::ResourceAddress>,
 }
 
 /// Something that stops a plan from being made.

@@ -1212,3 +1212,44 @@ fn a_lost_state_after_a_finished_failover_plans_no_changes_on_the_new_generation
         assert_eq!(again.notes.len(), 1, "{:?}", again.notes);
     }
 }
+
+fn replacing(addresses: &[&str]) -> PlanConfig {
+    PlanConfig {
+        replace: addresses
+            .iter()
+            .map(|address| address.parse().unwrap())
+            .collect(),
+        ..PlanConfig::default()
+    }
+}
+
+/// `--replace`: a replaceable resource that matches the spec is built again, with what
+/// depends on it; in a failover it is moot and said so.
+#[test]
+fn a_replacement_asked_for_is_planned_for_the_serving_generation() {
+    let healthy = data100_snapshot("observed-healthy.json");
+    insta::assert_snapshot!(format!(
+        "--- --replace aks_cluster.hub\n{}\n--- --replace aks_cluster.hub in a failover (notes only)\n{}",
+        check(&data100(), &healthy, &replacing(&["aks_cluster.hub"])),
+        ferry_plan::plan(
+            &data100(),
+            &data100_snapshot("observed-apiserver-down.json"),
+            &ferry_providers::rule_book(),
+            &replacing(&["aks_cluster.hub"]),
+        )
+        .unwrap()
+        .notes
+        .join("\n"),
+    ));
+}
+
+/// What `--replace` refuses, every problem at once: an address the spec lacks, a stateful
+/// resource, and what a stateful resource is placed on (the NFS VM holds the disks).
+#[test]
+fn a_replacement_of_data_or_of_what_holds_it_is_refused() {
+    insta::assert_snapshot!(check(
+        &data100(),
+        &data100_snapshot("observed-healthy.json"),
+        &replacing(&["vm.nope", "disk.home0", "vm.nfs"]),
+    ));
+}

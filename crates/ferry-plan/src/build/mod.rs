@@ -122,6 +122,7 @@ pub(crate) fn build(
         unknown: BTreeMap::new(),
         held: BTreeMap::new(),
     };
+    builder.check_replacements();
     for address in resource_order(&dependencies) {
         let resource = &spec.resources[&address];
         builder.plan_resource(resource);
@@ -178,6 +179,58 @@ pub(crate) fn resource_order(
 }
 
 impl<'a> Builder<'a> {
+    /// `--replace`: each address must be a replaceable resource of the spec on which no
+    /// stateful resource is placed (replacing the NFS VM would take its disks and pool
+    /// offline: a failover moves them instead).
+    fn check_replacements(&mut self) {
+        for address in &self.config.replace {
+            match self.replacement_problem(address) {
+                Some((message, help)) => self.errors.push(PlanError::new(None, message).help(help)),
+                None => {
+                    if let Some(failover) = &self.failover {
+                        self.notes.push(format!(
+                            "--replace {address}: the failover to generation {} builds it anew anyway",
+                            failover.to_generation
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Why `--replace address` is refused, with the help to give; `None` when it may be.
+    fn replacement_problem(&self, address: &ResourceAddress) -> Option<(String, String)> {
+        if !self.spec.resources.contains_key(address) {
+            return Some((
+                format!("--replace {address}: the spec declares no such resource"),
+                "name a resource of the spec as KIND.NAME (vm.nfs), as ferry plan lists them"
+                    .to_owned(),
+            ));
+        }
+        if address.kind.is_stateful() {
+            return Some((
+                format!(
+                    "--replace {address}: it is stateful, and ferry never replaces a stateful resource"
+                ),
+                "ferry never recreates data: move the data yourself, or leave it".to_owned(),
+            ));
+        }
+        let placed = self.spec.resources.keys().find(|other| {
+            other.kind.is_stateful()
+                && self
+                    .dependencies
+                    .get(*other)
+                    .is_some_and(|needs| needs.contains(address))
+        })?;
+        Some((
+            format!(
+                "--replace {address}: {placed} (stateful) depends on it, and replacing it would take {placed} offline"
+            ),
+            "to build it anew with the data moved safely, fail over: ferry plan --failover"
+                .to_owned(),
+        ))
+    }
+
     fn rules(&self, kind: Kind) -> &'a dyn KindRules {
         self.rules
             .get(kind)

@@ -277,6 +277,19 @@ impl<'a> Builder<'a> {
         let mut desired = desired;
         add_implied_changes(rules, resource, attributes, &mut desired, &mut changes);
         changes.sort_by(|left, right| left.path.cmp(&right.path));
+        // `--replace` (checked in `check_replacements`: never a stateful resource, nor one a
+        // stateful resource is placed on): built again whatever the diff says.
+        if !stateful && self.failover.is_none() && self.config.replace.contains(&resource.address) {
+            let mut draft = StepDraft::new(
+                instance,
+                Action::Replace,
+                "its replacement was asked for (--replace)".to_owned(),
+            );
+            draft.changes = mark_forced_replacements(rules, changes);
+            draft.inputs = desired;
+            self.push(draft, Some(resource));
+            return;
+        }
         if changes.is_empty() {
             return;
         }
