@@ -298,10 +298,12 @@ fn status_line(forecast: &Forecast, now: Duration) -> String {
         (None, Some(_)) => line.push_str(" · recovery waits on a failed step"),
         _ => {}
     }
-    line.push_str(&format!(
-        " · all done in ~{}",
-        seconds(outlook.finish.saturating_sub(now))
-    ));
+    if outlook.ended < outlook.total {
+        line.push_str(&format!(
+            " · all done in ~{}",
+            seconds(outlook.finish.saturating_sub(now))
+        ));
+    }
     line
 }
 
