@@ -90,6 +90,10 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
     let auto_approve = args.auto_approve;
     let mut approve = |plan: &Plan| {
         view.set_plan(plan);
+        output.stderr(&crate::header(
+            &deployment,
+            plan.failover.as_ref().map(|failover| failover.from_generation),
+        ));
         if json {
             output.stdout(&format!("{}\n", progress::plan_line(plan)));
         } else {

@@ -171,6 +171,7 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
     let spec = deployment.spec();
     let snapshot = source::snapshot(&deployment, &args.source)?;
     let plan = deployment.plan(&snapshot, &plan_options(&args.planning))?;
+    output.stderr(&header(&deployment, Some(snapshot.active_generation)));
     if args.json {
         output.stdout(&render::json(&plan));
     } else {
@@ -199,6 +200,24 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The line above a plan or an apply: which deployment, which generation serves (as the world
+/// reads, when read), and where its state is.
+pub(crate) fn header(deployment: &Deployment, serving: Option<ferry_core::Generation>) -> String {
+    let mut line = format!("Deployment {}", deployment.spec().deployment.name);
+    match serving {
+        Some(0) => line.push_str(", nothing built yet"),
+        Some(generation) => line.push_str(&format!(", generation {generation} serves")),
+        None => {}
+    }
+    // A shared backend that cannot be set up here (no credential for the blob) is not worth
+    // failing a plan from a snapshot for: its location is left out.
+    if let Ok(backend) = deployment.backend() {
+        line.push_str(&format!(", state at {}", backend.location()));
+    }
+    line.push_str(".\n");
+    line
 }
 
 /// A plan to save, with the spec's path and the `--var` values it was loaded with.

@@ -185,10 +185,11 @@ fn bad_input_on_the_command_line_is_explained() {
     let mut shown = String::new();
     for args in cases {
         let run = scratch.ferry(&args);
+        // The first line that is not the header naming the deployment.
         let first_line = run
             .stderr
             .lines()
-            .find(|line| !line.trim().is_empty())
+            .find(|line| !line.trim().is_empty() && !line.starts_with("Deployment "))
             .unwrap_or("");
         shown.push_str(&format!(
             "$ ferry {}\nexit {}: {first_line}\n\n",
@@ -227,7 +228,7 @@ fn build_failover_and_replan_through_a_saved_plan() {
     assert_eq!(plan.code, 2, "{}", plan.stderr);
     assert_eq!(
         plan.stderr,
-        "Saved the plan to failover.plan: apply exactly it with `ferry apply failover.plan`.\n"
+        "Deployment data100, generation 1 serves, state at data100/.ferry.\nSaved the plan to failover.plan: apply exactly it with `ferry apply failover.plan`.\n"
     );
     // `ferry show` prints the same plan after a line saying where, by whom and when.
     let show = scratch.ferry(&["show", "failover.plan"]);
