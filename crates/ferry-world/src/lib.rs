@@ -7,7 +7,7 @@
 //!   inputs, a delete removes the instance, and each kind's own effect (a fence deallocates, a
 //!   VM gets an address) comes from that kind's rules ([`ferry_core::KindRules::simulate`]),
 //!   so that adding a kind touches its own crate only; [`Behaviour`] adds latency and faults;
-//! - [`file`]: the world kept in a JSON file between commands, and providers that save it
+//! - [`file`](mod@file): the world kept in a JSON file between commands, and providers that save it
 //!   after every step.
 
 pub mod file;

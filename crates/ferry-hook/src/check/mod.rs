@@ -1,7 +1,7 @@
 //! The `check` provider: `wait` steps that poll a condition until it holds or time runs out,
 //! and readings that probe it once.
 //!
-//! Each probe is one of [`http`], [`tls`] or [`dns`]; a probe's failure is a sentence that
+//! Each probe is one of `http`, `tls` or `dns`; a probe's failure is a sentence that
 //! says what was seen, so that the last one can end the step as its error.
 
 mod dns;

@@ -10,7 +10,7 @@
 //!   Terraform's and the Azure CLI's users report it);
 //! - an AKS cluster: `409 OperationNotAllowed`, "Operation is not allowed: Another operation
 //!   (Updating) is in progress, please wait for it to finish before starting a new operation.
-//!   See https://aka.ms/aks-pending-operation for more details." (AKS's troubleshooting page);
+//!   See <https://aka.ms/aks-pending-operation> for more details." (AKS's troubleshooting page);
 //! - a network resource: `409 AnotherOperationInProgress`, "Another operation on this or
 //!   dependent resource is in progress." with the operation's status URL.
 //!
