@@ -102,9 +102,13 @@ impl World {
         let Some(location) = location_of(body) else {
             return Ok(());
         };
-        let normalised = normalise_location(location);
         let kind = kind_of(id);
-        let available = if matches!(kind, Kind::DnsZone | Kind::RecordSet) {
+        // A subnet or a record set is a proxy resource: ARM tracks no location of its own.
+        if matches!(kind, Kind::Subnet | Kind::RecordSet | Kind::Other) {
+            return Ok(());
+        }
+        let normalised = normalise_location(location);
+        let available = if kind == Kind::DnsZone {
             vec![GLOBAL.to_owned()]
         } else {
             self.available_regions()
