@@ -517,7 +517,8 @@ mod tests {
             ),
         ] {
             assert!(
-                versions_of(namespace, type_path).is_some_and(|versions| versions.contains(&version)),
+                versions_of(namespace, type_path)
+                    .is_some_and(|versions| versions.contains(&version)),
                 "{namespace}/{type_path} {version}"
             );
         }
@@ -549,7 +550,9 @@ mod tests {
         assert_eq!(route.type_path, "virtualMachines");
         assert_eq!(
             route.resource_id.as_deref(),
-            Some("/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm")
+            Some(
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm"
+            )
         );
         let path = "subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v/subnets";
         let segments: Vec<&str> = path.split('/').collect();

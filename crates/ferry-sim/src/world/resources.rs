@@ -12,7 +12,7 @@ use super::dns::fill_record_set_fields;
 use super::ids::{Kind, group_id_of, kind_name, kind_of, lower, name_of, subscription_of, type_of};
 use super::managed_clusters::fill_managed_cluster_fields;
 use super::operations::Completion;
-use super::regions::check_location_unchanged;
+use super::regions::{check_location_unchanged, normalise_location};
 use super::resource_groups::fill_resource_group_fields;
 use super::virtual_networks::fill_virtual_network_fields;
 use super::{Refusal, SimRequest, SimResponse, Stored, World};
@@ -134,6 +134,10 @@ impl World {
             ));
         }
         self.check_location_available(id, &body)?;
+        // ARM keeps and answers a location by its normalised name (`West Europe`: `westeurope`).
+        if let Some(location) = body.get("location").and_then(Value::as_str) {
+            body["location"] = json!(normalise_location(location));
+        }
         // Parents must exist: a subnet needs its network, a record set its zone.
         if matches!(kind, Kind::Subnet | Kind::RecordSet) {
             let parent = id.rsplitn(3, '/').nth(2).unwrap_or_default().to_owned();
