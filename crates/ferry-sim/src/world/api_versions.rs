@@ -20,8 +20,8 @@
 //!   namespace Azure does not have: `400 InvalidResourceNamespace`, "The resource namespace '...'
 //!   is invalid." (Azure/aci-connector-k8s#13).
 //!
-//! The operation URLs the simulator hands out (`Microsoft.Simulator`) are its own and accept any
-//! api-version, as a poller sends back whatever the URL carried.
+//! The operation URLs the simulator hands out (`Microsoft.Simulator`, and any under a provider's
+//! `locations/`) accept any api-version, as a poller sends back whatever the URL carried.
 
 use serde_json::Value;
 
@@ -393,7 +393,14 @@ impl World {
             }
             _ => return Ok(()),
         };
-        if lowered.get(providers_at + 1).map(String::as_str) == Some("microsoft.simulator") {
+        // The simulator's own operation URLs, ARM's own namespace, and location-scoped routes
+        // (operation statuses, sizes by region) are left to the routes that serve them.
+        let namespace = lowered.get(providers_at + 1).map(String::as_str);
+        if matches!(
+            namespace,
+            Some("microsoft.simulator" | "microsoft.resources")
+        ) || lowered.get(providers_at + 2).map(String::as_str) == Some("locations")
+        {
             return Ok(());
         }
         let Some(route) = provider_route(segments, providers_at) else {
