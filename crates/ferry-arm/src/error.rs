@@ -190,6 +190,14 @@ fn request_suffix(request_id: &Option<String>) -> String {
 /// report can tell them apart from a failure the next apply resumes.
 pub const FIX_FIRST: &str = "applying again will not help until it changes";
 
+/// ARM's codes for a request it could not route to a resource provider.
+const UNROUTED_CODES: &[&str] = &[
+    "InvalidResourceType",
+    "InvalidResourceNamespace",
+    "InvalidApiVersionParameter",
+    "NoRegisteredProviderFound",
+];
+
 /// What to do about an ARM error code that no retry fixes: a quota is raised or a size
 /// changed by a person, not by applying again.
 pub fn code_advice(code: &str) -> Option<&'static str> {
@@ -202,6 +210,24 @@ pub fn code_advice(code: &str) -> Option<&'static str> {
         }
         "InvalidParameter" | "BadRequest" | "InvalidTemplate" | "PropertyChangeNotAllowed" => {
             "; Azure refuses a value the spec gives, and applying again will not help until it changes: fix the spec where the message points, then run ferry plan"
+        }
+        "InvalidResourceType"
+        | "InvalidResourceNamespace"
+        | "InvalidApiVersionParameter"
+        | "NoRegisteredProviderFound" => {
+            "; ARM does not serve this type or api-version there, and applying again will not help until it changes: check the resource type and region in the spec, and that this ferry's api-versions are ones Azure still serves"
+        }
+        "LocationNotAvailableForResourceGroup"
+        | "LocationNotAvailableForResourceType"
+        | "InvalidResourceGroupLocation"
+        | "InvalidResourceLocation" => {
+            "; Azure has no such region for it, or it already exists in another one (Azure never moves a resource between regions), and applying again will not help until it changes: fix `location` in the spec, then run ferry plan"
+        }
+        "MissingSubscriptionRegistration" => {
+            "; the subscription has not registered this resource provider, and applying again will not help until it changes: register it (az provider register --namespace NAMESPACE), then run ferry apply"
+        }
+        "ResourceGroupBeingDeleted" => {
+            "; the resource group is being deleted and takes no writes: wait until its deletion ends, then run ferry apply"
         }
         "AuthorizationFailed" | "LinkedAuthorizationFailed" => {
             "; the credential lacks a role for this, and applying again will not help until it changes: grant it (Contributor on the resource group or subscription), then run ferry apply"
@@ -260,8 +286,12 @@ impl ArmError {
         }
     }
 
+    /// 404 for a resource or group that does not exist. ARM also answers 404 when it cannot
+    /// route the request at all (`InvalidResourceType`: a type or api-version it does not
+    /// have): that says nothing of the resource, so it is not "absent".
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+            && !matches!(self.code(), Some(code) if UNROUTED_CODES.contains(&code))
     }
 
     /// 409: a conflict (the disk is attached elsewhere, a group is locked by a move).

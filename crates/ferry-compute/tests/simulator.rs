@@ -508,3 +508,61 @@ async fn a_group_that_holds_a_managed_disk_is_never_deleted() {
             .is_present()
     );
 }
+
+#[tokio::test]
+async fn a_group_being_deleted_reads_unknown_so_nothing_is_planned_into_it() {
+    let harness = harness().await;
+    build(&harness).await;
+    let azure = harness.azure.clone();
+    let group = instance("resource_group.main@g1");
+    // The group's deletion starts and does not end while the test reads it.
+    harness.simulator.inject(Fault::HangOperation {
+        method: Some("DELETE".to_owned()),
+        path_contains: "resourceGroups/web-g1".to_owned(),
+        count: None,
+    });
+    let started = azure
+        .client()
+        .delete(
+            &harness.group_id("web-g1"),
+            ferry_arm::api_version::RESOURCES,
+            &ferry_arm::WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(started.pending().is_some());
+    let observation = harness
+        .read(
+            &ResourceGroupProvider::new(azure.clone()),
+            &group,
+            &group_fields(),
+        )
+        .await;
+    let Observation::Unknown { reason } = &observation else {
+        panic!("a group being deleted is not present for planning: {observation:?}");
+    };
+    assert_eq!(
+        reason,
+        "resource_group.main@g1: resource group web-g1 is being deleted (ARM reports provisioningState Deleting) and takes no writes; nothing in it is planned until the deletion ends: plan again once it is gone"
+    );
+    // What ferry would otherwise write into it, ARM refuses.
+    let error = harness
+        .apply(
+            &VnetProvider::new(azure),
+            &instance("vnet.main@g1"),
+            Action::Update,
+            &vnet_fields(),
+            Vec::new(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error.message.contains("409 ResourceGroupBeingDeleted")
+            && error
+                .message
+                .contains("wait until its deletion ends, then run ferry apply"),
+        "{}",
+        error.message
+    );
+}

@@ -108,6 +108,9 @@ pub struct SimulatorConfig {
     pub readyz_port: u16,
     /// First loopback address handed to public IPs and API servers.
     pub first_public_ip: Ipv4Addr,
+    /// Locations accepted beside Azure's public regions, for a world that deliberately needs
+    /// a region Azure does not have (an official example's `location1`); empty otherwise.
+    pub extra_regions: Vec<String>,
     pub scenario: Option<Scenario>,
     /// ARM's throttling (token buckets per subscription and principal, in real time); `None`
     /// (the default) throttles only through injected faults.
@@ -127,6 +130,7 @@ impl SimulatorConfig {
             page_size: 100,
             readyz_port: 0,
             first_public_ip: Ipv4Addr::new(127, 0, 1, 1),
+            extra_regions: Vec::new(),
             scenario: None,
             throttling: None,
         }
@@ -204,6 +208,7 @@ pub async fn start(config: SimulatorConfig) -> Result<Simulator, SimulatorError>
         page_size: config.page_size,
         readyz_port: config.readyz_port,
         first_public_ip: config.first_public_ip,
+        extra_regions: config.extra_regions.clone(),
     };
     let mut world = World::new(settings, authority.clone())?;
     world.latency = config.latency;

@@ -19,6 +19,15 @@ pub enum ComputeError {
         group: String,
         disks: Vec<String>,
     },
+    /// ARM takes no write into a group whose deletion has started (`ResourceGroupBeingDeleted`),
+    /// so such a group reads unknown: nothing that lives in it is planned.
+    #[error(
+        "{instance}: resource group {group} is being deleted (ARM reports provisioningState Deleting) and takes no writes; nothing in it is planned until the deletion ends: plan again once it is gone"
+    )]
+    GroupBeingDeleted {
+        instance: InstanceAddress,
+        group: String,
+    },
     #[error(
         "{instance}: replacing a resource group would delete everything in it: keep its name and location, or plan a failover, which builds a new group beside it"
     )]

@@ -91,8 +91,18 @@ async fn describe(
     fields: &Attributes,
     outputs: OutputsOf<'_>,
 ) -> Result<(Attributes, Health), ComputeError> {
-    let mut attributes = common_attributes(azure, body, id, fields, outputs);
     let provisioning = text(body, "/properties/provisioningState");
+    if instance.kind() == Kind::ResourceGroup
+        && provisioning
+            .as_deref()
+            .is_some_and(|state| state.eq_ignore_ascii_case("deleting"))
+    {
+        return Err(ComputeError::GroupBeingDeleted {
+            instance: instance.clone(),
+            group: id.name().to_owned(),
+        });
+    }
+    let mut attributes = common_attributes(azure, body, id, fields, outputs);
     let mut health = match provisioning.as_deref() {
         Some(state) if state.eq_ignore_ascii_case("failed") => Health::Unhealthy {
             reason: "ARM reports provisioningState Failed".to_owned(),

@@ -63,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         page_size: 100,
         readyz_port: arguments.readyz_port,
         first_public_ip: std::net::Ipv4Addr::new(127, 0, 1, 1),
+        extra_regions: Vec::new(),
         scenario,
         throttling: arguments
             .arm_throttling

@@ -57,7 +57,7 @@ impl World {
         let location = body
             .get("location")
             .and_then(Value::as_str)
-            .unwrap_or("local")
+            .unwrap_or_default()
             .to_owned();
         let group = group_id_of(vm_id).unwrap_or_default();
         let vm_name = name_of(vm_id);

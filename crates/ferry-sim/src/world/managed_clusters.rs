@@ -92,7 +92,7 @@ pub(super) fn fill_managed_cluster_fields(id: &str, body: &mut Value, previous: 
     let location = body
         .get("location")
         .and_then(Value::as_str)
-        .unwrap_or("local")
+        .unwrap_or_default()
         .to_owned();
     let properties = properties_mut(body);
     properties

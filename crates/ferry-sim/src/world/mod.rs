@@ -7,6 +7,9 @@
 //! - `ids`: resource ids and paths, and the `Kind` of ARM type an id names;
 //! - `body`: helpers over JSON bodies (merge patches, `properties`, timestamps);
 //! - `routing`: ARM's paths: a resource, a list, an action, an operation's status;
+//! - `api_versions`: the api-versions of each served type, and ARM's refusals of a namespace,
+//!   type or api-version it cannot route;
+//! - `regions`: Azure's public regions, and the refusals of an unknown or changed location;
 //! - `resources`: writes and deletes of every type (preconditions, server-owned fields,
 //!   provisioning) and their dispatch to each type's file;
 //! - `operations`: long-running operations, the URLs they are polled at, their completion;
@@ -25,6 +28,7 @@
 //! and a line in the dispatch of `fill_server_fields` (`resources`) and, when it has actions,
 //! of `action` (`routing`).
 
+mod api_versions;
 mod attachments;
 mod body;
 mod busy;
@@ -39,6 +43,7 @@ mod moves;
 mod network_interfaces;
 mod operations;
 mod public_ips;
+mod regions;
 mod resource_groups;
 mod resources;
 mod routing;
@@ -85,6 +90,8 @@ pub struct WorldSettings {
     pub page_size: usize,
     pub readyz_port: u16,
     pub first_public_ip: Ipv4Addr,
+    /// Locations accepted beside Azure's public regions (`regions`).
+    pub extra_regions: Vec<String>,
 }
 
 /// The whole simulated world behind one lock. Handlers never hold the lock across an await.
@@ -112,6 +119,9 @@ pub struct World {
 }
 
 pub type SharedWorld = Arc<Mutex<World>>;
+
+/// The region of a group seeded for a resource that names none of its own.
+const DEFAULT_SEED_REGION: &str = "westeurope";
 
 /// Why a request is refused, as ARM would say it.
 type Refusal = SimResponse;
@@ -189,7 +199,12 @@ impl World {
             && let Some(group) = group_id_of(id)
             && !self.resources.contains_key(&lower(&group))
         {
-            let location = body.get("location").cloned().unwrap_or(json!("local"));
+            // A group lives in a region: a global resource's (a DNS zone's) group gets one.
+            let location = body
+                .get("location")
+                .and_then(Value::as_str)
+                .filter(|location| !location.eq_ignore_ascii_case("global"))
+                .unwrap_or(DEFAULT_SEED_REGION);
             self.seed(&group, json!({"location": location}))?;
         }
         let existing = self.resources.get(&lower(id)).cloned();

@@ -81,6 +81,7 @@ impl World {
         }
         self.require_unlocked(&format!("{source_group}/x"))?;
         self.require_unlocked(&format!("{target}/x"))?;
+        self.require_group_not_deleting(request, &target)?;
         let moving: Vec<String> = ids.iter().map(|id| lower(id)).collect();
         let mut resolved = Vec::new();
         for id in &ids {

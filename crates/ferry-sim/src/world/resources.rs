@@ -13,6 +13,7 @@ use super::dns::fill_record_set_fields;
 use super::ids::{Kind, group_id_of, kind_name, kind_of, lower, name_of, subscription_of, type_of};
 use super::managed_clusters::fill_managed_cluster_fields;
 use super::operations::Completion;
+use super::regions::{check_location_unchanged, normalise_location};
 use super::resource_groups::fill_resource_group_fields;
 use super::virtual_networks::fill_virtual_network_fields;
 use super::{Refusal, SimRequest, SimResponse, Stored, World};
@@ -89,6 +90,9 @@ impl World {
         } else {
             incoming
         };
+        if let Some(existing) = &existing {
+            check_location_unchanged(id, &existing.body, &body)?;
+        }
         if let Some(existing) = &existing
             && kind_of(id) == Kind::VirtualMachine
         {
@@ -130,6 +134,11 @@ impl World {
                 "LocationRequired",
                 "The location property is required for this definition.",
             ));
+        }
+        self.check_location_available(id, &body)?;
+        // ARM keeps and answers a location by its normalised name (`West Europe`: `westeurope`).
+        if let Some(location) = body.get("location").and_then(Value::as_str) {
+            body["location"] = json!(normalise_location(location));
         }
         // Parents must exist: a subnet needs its network, a record set its zone.
         if matches!(kind, Kind::Subnet | Kind::RecordSet) {
@@ -272,9 +281,9 @@ impl World {
         let key = lower(id);
         let kind = kind_of(id);
         let Some(existing) = self.resources.get(&key).cloned() else {
-            if kind != Kind::Group {
-                self.require_group(&group_id_of(id).unwrap_or_default())?;
-            }
+            // A missing group is an error; a missing resource in an existing group is not
+            // (ARM's DELETE is idempotent: 204).
+            self.require_group(&group_id_of(id).unwrap_or_default())?;
             return Ok((SimResponse::empty(204), None));
         };
         self.require_unlocked(id)?;

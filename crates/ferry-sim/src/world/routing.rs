@@ -63,6 +63,7 @@ impl World {
                 "the api-version query parameter (?api-version=) is required for all requests",
             ));
         }
+        self.check_route_and_api_version(request, &segments)?;
         let subscription = segments[1];
         // Operation status and results.
         if segments.len() == 8 && lowered[2] == "providers" && lowered[3] == "microsoft.simulator" {
@@ -91,6 +92,7 @@ impl World {
             "/subscriptions/{subscription}/resourceGroups/{}",
             segments[3]
         );
+        self.require_group_not_deleting(request, &format!("/{}", segments.join("/")))?;
         if segments.len() == 4 {
             return self.resource_request(request, &group_id);
         }
