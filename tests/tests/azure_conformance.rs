@@ -23,9 +23,22 @@ use openapi::{Definitions, Verdict, definitions_folder, path_shape};
 use serde_json::{Value, json};
 
 /// Mismatches known today, each owned by another part of issue 14 that is being fixed now:
-/// a problem containing the first text is expected, for the reason given. Each must still
-/// happen: when one is fixed, this test says so and its line goes.
-const EXPECTED: &[(&str, &str)] = &[];
+/// a problem of the operation (first) containing the text (second) is expected, for the
+/// reason given. Each must still happen: when one is fixed, this test says so and its line
+/// goes.
+const EXPECTED: &[(&str, &str, &str)] = &[(
+    "Disks_CreateOrUpdate",
+    "answered 201, the definition declares only 200, 202",
+    // FIXME: DiskRP declares 200 and 202 for a disk's PUT, never 201; fixed by the part of
+    // issue 14 that puts the simulator's answers in Azure's shape.
+    "the simulator answers a new disk's PUT with 201",
+)];
+
+fn expected(problem: &str) -> bool {
+    EXPECTED
+        .iter()
+        .any(|(operation, text, _)| problem.starts_with(operation) && problem.contains(text))
+}
 
 // ---- the checker, on exchanges made by hand ----------------------------------------------
 
@@ -81,8 +94,10 @@ fn check(exchange: Exchange) -> String {
             operation,
             problems,
             read_only_sent,
+            left_open,
         } => {
             let mut lines = vec![format!("checked as {operation}")];
+            lines.extend(left_open.into_iter().map(|file| format!("left open: {file}")));
             lines.extend(problems);
             lines.extend(
                 read_only_sent
@@ -147,8 +162,8 @@ fn a_read_only_property_in_a_request_is_allowed_and_reported() {
     assert_eq!(
         check(put),
         "checked as Disks_CreateOrUpdate\n\
-         read-only sent: /id\n\
-         read-only sent: /properties/provisioningState"
+         read-only sent: /properties/provisioningState\n\
+         read-only sent: /id"
     );
 }
 
@@ -183,9 +198,9 @@ fn an_answer_missing_a_required_property_or_with_a_wrong_type_fails() {
         check(get),
         format!(
             "checked as ResourceGroups_Get\n\
-             ResourceGroups_Get (GET {GROUP}) response 200 body at /: \"location\" is a required property\n\
              ResourceGroups_Get (GET {GROUP}) response 200 body at /properties/provisioningState: \
-             1 is not of type \"string\""
+             1 is not of type \"string\"\n\
+             ResourceGroups_Get (GET {GROUP}) response 200 body at /: \"location\" is a required property"
         )
     );
 }
@@ -317,6 +332,8 @@ struct Findings {
     not_covered: BTreeMap<String, usize>,
     problems: Vec<String>,
     read_only_sent: BTreeSet<String>,
+    /// Operation id to the files not copied whose models it left open.
+    left_open: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Findings {
@@ -339,6 +356,12 @@ impl Findings {
                 .iter()
                 .map(|(shape, count)| format!("  not covered {shape}: {count}")),
         );
+        lines.extend(self.left_open.iter().map(|(operation, files)| {
+            format!(
+                "  {operation}: models left open, their files not copied: {}",
+                files.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }));
         lines.extend(
             self.read_only_sent
                 .iter()
@@ -389,7 +412,15 @@ async fn the_azure_failover_conforms_to_azures_api_definitions() {
                 operation,
                 problems,
                 read_only_sent,
+                left_open,
             } => {
+                if !left_open.is_empty() {
+                    findings
+                        .left_open
+                        .entry(operation.clone())
+                        .or_default()
+                        .extend(left_open);
+                }
                 *findings.covered.entry(operation.clone()).or_default() += 1;
                 findings.problems.extend(problems);
                 findings.read_only_sent.extend(
@@ -410,7 +441,7 @@ async fn the_azure_failover_conforms_to_azures_api_definitions() {
     let unexpected: Vec<&String> = findings
         .problems
         .iter()
-        .filter(|problem| !EXPECTED.iter().any(|(text, _)| problem.contains(text)))
+        .filter(|problem| !expected(problem))
         .collect();
     assert!(
         unexpected.is_empty(),
@@ -421,10 +452,14 @@ async fn the_azure_failover_conforms_to_azures_api_definitions() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    for (text, why) in EXPECTED {
+    for (operation, text, why) in EXPECTED {
         assert!(
-            findings.problems.iter().any(|problem| problem.contains(text)),
-            "the expected mismatch {text:?} ({why}) no longer happens: remove it from EXPECTED"
+            findings
+                .problems
+                .iter()
+                .any(|problem| problem.starts_with(operation) && problem.contains(text)),
+            "the expected mismatch of {operation} {text:?} ({why}) no longer happens: remove \
+             it from EXPECTED"
         );
     }
 }

@@ -13,7 +13,9 @@
 //!   `modelAsString: true` accepts any string, as Azure's SDKs do;
 //! - the formats cheap to check are kept: `int32` as bounds, `date-time`, `uri`, `uuid`;
 //! - in a request, a `readOnly` property is allowed (Azure ignores it) and reported; in an
-//!   answer, `required` holds like everywhere else.
+//!   answer, `required` holds like everywhere else;
+//! - a model in a file that was not copied is left open (any value): the exchange is still
+//!   checked, and the verdict names the files whose models it could not check.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -96,6 +98,8 @@ pub enum Verdict {
         problems: Vec<String>,
         /// JSON pointers of the `readOnly` properties the request sent (Azure ignores them).
         read_only_sent: Vec<String>,
+        /// Files not copied whose models were left open (unchecked) in this exchange.
+        left_open: BTreeSet<String>,
     },
 }
 
@@ -105,10 +109,10 @@ struct NotCopied(String);
 
 /// The copied definitions, their operations, and the JSON Schemas made from them so far.
 pub struct Definitions {
-    folder: PathBuf,
     files: HashMap<String, Value>,
     operations: Vec<Operation>,
-    schemas: HashMap<(Place, Side), jsonschema::Validator>,
+    /// Each schema compiled so far, with the files not copied whose models it leaves open.
+    schemas: HashMap<(Place, Side), (jsonschema::Validator, BTreeSet<String>)>,
     /// Every model (definition) turned into JSON Schema so far.
     models: BTreeSet<Place>,
 }
@@ -144,7 +148,6 @@ impl Definitions {
             }
         }
         let mut definitions = Definitions {
-            folder: folder.to_path_buf(),
             files,
             operations: Vec::new(),
             schemas: HashMap::new(),
@@ -307,6 +310,7 @@ impl Definitions {
         let name = format!("{} ({} {})", operation.id, exchange.method, exchange.path);
         let mut problems = Vec::new();
         let mut read_only_sent = Vec::new();
+        let mut left_open = BTreeSet::new();
         if exchange.api_version.as_deref() != Some(operation.api_version.as_str()) {
             problems.push(format!(
                 "{name}: sent api-version {:?}, the definition ({}) is for {}",
@@ -318,11 +322,14 @@ impl Definitions {
         match (&operation.body, &exchange.request_body) {
             (Some((place, _)), Some(body)) => {
                 match self.validate(place, Side::Request, body) {
-                    Ok(found) => problems.extend(
-                        found
-                            .into_iter()
-                            .map(|problem| format!("{name} request body {problem}")),
-                    ),
+                    Ok((found, open)) => {
+                        problems.extend(
+                            found
+                                .into_iter()
+                                .map(|problem| format!("{name} request body {problem}")),
+                        );
+                        left_open.extend(open);
+                    }
                     Err(NotCopied(file)) => {
                         return Verdict::NotCovered {
                             reason: format!("{} needs {file}, which was not copied", operation.id),
@@ -372,11 +379,14 @@ impl Definitions {
                     "{name}: answered {status} without a body, the definition declares one"
                 )),
                 Some(body) => match self.validate(&place, Side::Response, body) {
-                    Ok(found) => problems.extend(
-                        found
-                            .into_iter()
-                            .map(|problem| format!("{name} response {status} body {problem}")),
-                    ),
+                    Ok((found, open)) => {
+                        problems.extend(
+                            found
+                                .into_iter()
+                                .map(|problem| format!("{name} response {status} body {problem}")),
+                        );
+                        left_open.extend(open);
+                    }
                     Err(NotCopied(file)) => {
                         return Verdict::NotCovered {
                             reason: format!("{} needs {file}, which was not copied", operation.id),
@@ -389,19 +399,21 @@ impl Definitions {
             operation: operation.id,
             problems,
             read_only_sent,
+            left_open,
         }
     }
 
-    /// The mismatches of `body` with the schema at `place`, each as `at POINTER: WHAT`.
+    /// The mismatches of `body` with the schema at `place`, each as `at POINTER: WHAT`, and
+    /// the files not copied whose models were left open.
     fn validate(
         &mut self,
         place: &Place,
         side: Side,
         body: &Value,
-    ) -> Result<Vec<String>, NotCopied> {
+    ) -> Result<(Vec<String>, BTreeSet<String>), NotCopied> {
         let key = (place.clone(), side);
         if !self.schemas.contains_key(&key) {
-            let schema = self.json_schema(place, side)?;
+            let (schema, open) = self.json_schema(place, side)?;
             let validator = jsonschema::options()
                 .with_draft(jsonschema::Draft::Draft202012)
                 .should_validate_formats(true)
@@ -409,10 +421,10 @@ impl Definitions {
                 .unwrap_or_else(|error| {
                     panic!("the JSON Schema made from {place:?} does not compile: {error}")
                 });
-            self.schemas.insert(key.clone(), validator);
+            self.schemas.insert(key.clone(), (validator, open));
         }
-        let validator = &self.schemas[&key];
-        Ok(validator
+        let (validator, open) = &self.schemas[&key];
+        let problems = validator
             .iter_errors(body)
             .map(|error| {
                 let pointer = error.instance_path().to_string();
@@ -423,7 +435,8 @@ impl Definitions {
                 };
                 format!("at {pointer}: {error}")
             })
-            .collect())
+            .collect();
+        Ok((problems, open.clone()))
     }
 
     // ---- reading the files ----------------------------------------------------------------
@@ -491,12 +504,17 @@ impl Definitions {
 
     /// The whole JSON Schema for the Swagger schema at `place`: the schema itself with every
     /// model it reaches under `$defs`.
-    fn json_schema(&mut self, place: &Place, side: Side) -> Result<Value, NotCopied> {
+    fn json_schema(
+        &mut self,
+        place: &Place,
+        side: Side,
+    ) -> Result<(Value, BTreeSet<String>), NotCopied> {
         let mut converter = Converter {
             definitions: self,
             side,
             keys: BTreeMap::new(),
             pending: Vec::new(),
+            left_open: BTreeSet::new(),
         };
         let root = converter.node(place)?.clone();
         let mut schema = converter.convert(&place.file, &root)?;
@@ -506,12 +524,13 @@ impl Definitions {
             let model_schema = converter.convert(&model.file, &node)?;
             converted.insert(key, model_schema);
         }
+        let left_open = converter.left_open;
         let models: Vec<Place> = converter.keys.into_keys().collect();
         self.models.extend(models);
         if let Value::Object(object) = &mut schema {
             object.insert("$defs".to_owned(), Value::Object(converted));
         }
-        Ok(schema)
+        Ok((schema, left_open))
     }
 
     /// Pointers of the `readOnly` properties in a request body, found by walking the body and
@@ -529,9 +548,7 @@ impl Definitions {
         };
         match body {
             Value::Object(members) => {
-                let Ok(shape) = flatten(self, &place.file, schema) else {
-                    return;
-                };
+                let shape = flatten(self, &place.file, schema);
                 for (name, value) in members {
                     let inner = format!("{pointer}/{}", escape_pointer(name));
                     if let Some((property_file, property)) = shape.properties.get(name) {
@@ -583,20 +600,30 @@ struct Shape {
     required: BTreeSet<String>,
     /// The declared `additionalProperties`, with the file it is in.
     additional: Option<(String, Value)>,
+    /// Files not copied that hold models of its `allOf`: their properties are unknown.
+    not_copied: BTreeSet<String>,
 }
 
 /// Merges a model's own properties with those of every model in its `allOf`.
-fn flatten(definitions: &Definitions, file: &str, node: &Value) -> Result<Shape, NotCopied> {
+fn flatten(definitions: &Definitions, file: &str, node: &Value) -> Shape {
     let mut shape = Shape {
         properties: BTreeMap::new(),
         required: BTreeSet::new(),
         additional: None,
+        not_copied: BTreeSet::new(),
     };
     for member in node.get("allOf").and_then(Value::as_array).into_iter().flatten() {
-        let (place, member) = definitions.follow(file, member, String::new())?;
-        let inner = flatten(definitions, &place.file, member)?;
+        let (place, member) = match definitions.follow(file, member, String::new()) {
+            Ok(found) => found,
+            Err(NotCopied(missing)) => {
+                shape.not_copied.insert(missing);
+                continue;
+            }
+        };
+        let inner = flatten(definitions, &place.file, member);
         shape.properties.extend(inner.properties);
         shape.required.extend(inner.required);
+        shape.not_copied.extend(inner.not_copied);
         if inner.additional.is_some() {
             shape.additional = inner.additional;
         }
@@ -622,7 +649,7 @@ fn flatten(definitions: &Definitions, file: &str, node: &Value) -> Result<Shape,
     if let Some(additional) = node.get("additionalProperties") {
         shape.additional = Some((file.to_owned(), additional.clone()));
     }
-    Ok(shape)
+    shape
 }
 
 /// Whether a property is `readOnly`, on itself or on the model its `$ref` names.
@@ -646,6 +673,8 @@ struct Converter<'a> {
     side: Side,
     keys: BTreeMap<Place, String>,
     pending: Vec<(String, Place)>,
+    /// Files not copied whose models were left open.
+    left_open: BTreeSet<String>,
 }
 
 impl Converter<'_> {
@@ -667,8 +696,10 @@ impl Converter<'_> {
     fn convert(&mut self, file: &str, node: &Value) -> Result<Value, NotCopied> {
         if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
             let place = self.definitions.resolve(file, reference);
-            // Fail now, naming the file, rather than later inside `$defs`.
-            self.node(&place)?;
+            if !self.definitions.files.contains_key(&place.file) {
+                self.left_open.insert(place.file);
+                return Ok(json!({}));
+            }
             let key = self.key_for(place);
             return Ok(json!({"$ref": format!("#/$defs/{key}")}));
         }
@@ -678,7 +709,8 @@ impl Converter<'_> {
             || declared_type == Some("object");
         let mut schema = Map::new();
         if is_object {
-            let shape = flatten(self.definitions, file, node)?;
+            let shape = flatten(self.definitions, file, node);
+            self.left_open.extend(shape.not_copied.iter().cloned());
             schema.insert("type".to_owned(), json!("object"));
             let mut properties = Map::new();
             let mut required: Vec<String> = shape.required.iter().cloned().collect();
@@ -704,7 +736,7 @@ impl Converter<'_> {
                     let additional = self.convert(additional_file, additional)?;
                     schema.insert("additionalProperties".to_owned(), additional);
                 }
-                None if !shape.properties.is_empty() => {
+                None if !shape.properties.is_empty() && shape.not_copied.is_empty() => {
                     schema.insert("additionalProperties".to_owned(), json!(false));
                 }
                 None => {}
@@ -794,11 +826,4 @@ pub fn path_shape(path: &str) -> String {
         index += 2;
     }
     format!("/{}", shaped.join("/"))
-}
-
-/// The folder the definitions were read from.
-impl Definitions {
-    pub fn folder(&self) -> &Path {
-        &self.folder
-    }
 }
