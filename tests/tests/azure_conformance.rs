@@ -263,6 +263,28 @@ fn a_wrong_api_version_and_a_body_where_none_is_declared_fail() {
 }
 
 #[test]
+fn a_vm_answer_is_checked_through_models_in_other_files() {
+    // `VirtualMachine` (virtualMachine.json) takes `Resource` from compute's common-types and
+    // `StorageProfile` and `DataDisk` from computeRPCommon.json.
+    let vm = "/subscriptions/sub/resourceGroups/group/providers/Microsoft.Compute/virtualMachines/vm";
+    let answer = json!({
+        "id": vm, "name": "vm", "type": "Microsoft.Compute/virtualMachines", "location": "westeurope",
+        "properties": {"storageProfile": {"dataDisks": [
+            {"lun": 0, "createOption": "Attach", "managedDisk": {"id": DISK}, "attached": true},
+        ]}},
+    });
+    let get = exchange("GET", vm, "2025-04-01", None, 200, Some(answer));
+    assert_eq!(
+        check(get),
+        format!(
+            "checked as VirtualMachines_Get\n\
+             VirtualMachines_Get (GET {vm}) response 200 body at /properties/storageProfile/dataDisks/0: \
+             Additional properties are not allowed ('attached' was unexpected)"
+        )
+    );
+}
+
+#[test]
 fn an_operation_in_no_copied_file_is_not_covered() {
     let poll = exchange(
         "GET",

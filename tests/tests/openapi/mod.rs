@@ -166,12 +166,6 @@ impl Definitions {
         self.models.len()
     }
 
-    pub fn files(&self) -> Vec<String> {
-        let mut files: Vec<String> = self.files.keys().cloned().collect();
-        files.sort();
-        files
-    }
-
     fn read_operations(&self) -> Vec<Operation> {
         let mut operations = Vec::new();
         let mut names: Vec<&String> = self.files.keys().collect();
@@ -441,18 +435,16 @@ impl Definitions {
 
     // ---- reading the files ----------------------------------------------------------------
 
-    /// The node at `place`.
+    /// The node at `place`. A place missing from a copied file (the stored copies of two
+    /// files can be of different commits) is treated like a file not copied, and named.
     fn node(&self, place: &Place) -> Result<&Value, NotCopied> {
         let document = self
             .files
             .get(&place.file)
             .ok_or_else(|| NotCopied(place.file.clone()))?;
-        document.pointer(&place.pointer).ok_or_else(|| {
-            panic!(
-                "{} has nothing at {}: a dangling $ref in a copied file",
-                place.file, place.pointer
-            )
-        })
+        document
+            .pointer(&place.pointer)
+            .ok_or_else(|| NotCopied(format!("{}#{} (not in the copy)", place.file, place.pointer)))
     }
 
     /// Follows `node`'s `$ref`s (found in `file` at `pointer`) to the node they name.
@@ -696,8 +688,8 @@ impl Converter<'_> {
     fn convert(&mut self, file: &str, node: &Value) -> Result<Value, NotCopied> {
         if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
             let place = self.definitions.resolve(file, reference);
-            if !self.definitions.files.contains_key(&place.file) {
-                self.left_open.insert(place.file);
+            if let Err(NotCopied(missing)) = self.node(&place) {
+                self.left_open.insert(missing);
                 return Ok(json!({}));
             }
             let key = self.key_for(place);
