@@ -42,8 +42,7 @@ fn expected(problem: &str) -> bool {
 
 // ---- the checker, on exchanges made by hand ----------------------------------------------
 
-const DISK: &str =
-    "/subscriptions/sub/resourceGroups/group/providers/Microsoft.Compute/disks/data";
+const DISK: &str = "/subscriptions/sub/resourceGroups/group/providers/Microsoft.Compute/disks/data";
 const GROUP: &str = "/subscriptions/sub/resourcegroups/group";
 
 fn exchange(
@@ -97,7 +96,11 @@ fn check(exchange: Exchange) -> String {
             left_open,
         } => {
             let mut lines = vec![format!("checked as {operation}")];
-            lines.extend(left_open.into_iter().map(|file| format!("left open: {file}")));
+            lines.extend(
+                left_open
+                    .into_iter()
+                    .map(|file| format!("left open: {file}")),
+            );
             lines.extend(problems);
             lines.extend(
                 read_only_sent
@@ -126,7 +129,14 @@ fn a_conforming_disk_write_passes() {
 fn a_property_the_definition_does_not_have_fails_with_the_operation_and_pointer() {
     let mut body = disk_request();
     body["properties"]["diskSizeGb"] = json!(64);
-    let put = exchange("PUT", DISK, "2025-01-02", Some(body), 200, Some(disk_answer()));
+    let put = exchange(
+        "PUT",
+        DISK,
+        "2025-01-02",
+        Some(body),
+        200,
+        Some(disk_answer()),
+    );
     assert_eq!(
         check(put),
         format!(
@@ -143,7 +153,14 @@ fn a_property_of_an_all_of_parent_is_known_and_a_missing_required_one_fails() {
     let mut body = disk_request();
     body["tags"] = json!({"owner": "ferry"});
     body.as_object_mut().unwrap().remove("location");
-    let put = exchange("PUT", DISK, "2025-01-02", Some(body), 200, Some(disk_answer()));
+    let put = exchange(
+        "PUT",
+        DISK,
+        "2025-01-02",
+        Some(body),
+        200,
+        Some(disk_answer()),
+    );
     assert_eq!(
         check(put),
         format!(
@@ -158,7 +175,14 @@ fn a_read_only_property_in_a_request_is_allowed_and_reported() {
     let mut body = disk_request();
     body["properties"]["provisioningState"] = json!("Succeeded");
     body["id"] = json!(DISK);
-    let put = exchange("PUT", DISK, "2025-01-02", Some(body), 200, Some(disk_answer()));
+    let put = exchange(
+        "PUT",
+        DISK,
+        "2025-01-02",
+        Some(body),
+        200,
+        Some(disk_answer()),
+    );
     assert_eq!(
         check(put),
         "checked as Disks_CreateOrUpdate\n\
@@ -173,7 +197,14 @@ fn an_open_enum_takes_any_string_and_a_closed_one_does_not() {
     let mut body = disk_request();
     body["sku"]["name"] = json!("Future_LRS");
     body["properties"]["osType"] = json!("Plan9");
-    let put = exchange("PUT", DISK, "2025-01-02", Some(body), 200, Some(disk_answer()));
+    let put = exchange(
+        "PUT",
+        DISK,
+        "2025-01-02",
+        Some(body),
+        200,
+        Some(disk_answer()),
+    );
     assert_eq!(
         check(put),
         format!(
@@ -266,7 +297,8 @@ fn a_wrong_api_version_and_a_body_where_none_is_declared_fail() {
 fn a_vm_answer_is_checked_through_models_in_other_files() {
     // `VirtualMachine` (virtualMachine.json) takes `Resource` from compute's common-types and
     // `StorageProfile` and `DataDisk` from computeRPCommon.json.
-    let vm = "/subscriptions/sub/resourceGroups/group/providers/Microsoft.Compute/virtualMachines/vm";
+    let vm =
+        "/subscriptions/sub/resourceGroups/group/providers/Microsoft.Compute/virtualMachines/vm";
     let answer = json!({
         "id": vm, "name": "vm", "type": "Microsoft.Compute/virtualMachines", "location": "westeurope",
         "properties": {"storageProfile": {"dataDisks": [
@@ -303,12 +335,67 @@ fn an_operation_in_no_copied_file_is_not_covered() {
 #[test]
 fn paths_not_covered_are_listed_by_shape() {
     assert_eq!(
-        path_shape("/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/v/start"),
+        path_shape(
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/v/start"
+        ),
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}/start"
     );
     assert_eq!(
         path_shape("/subscriptions/s/providers/Microsoft.Simulator/operations/1"),
         "/subscriptions/{}/providers/Microsoft.Simulator/operations/{}"
+    );
+}
+
+// ---- the simulator's record ---------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_keeps_exchanges_only_once_asked() {
+    let folder = tempfile::tempdir().unwrap();
+    let simulator = ferry_sim::start(ferry_sim::SimulatorConfig::for_tests(folder.path().into()))
+        .await
+        .unwrap();
+    let client = ferry_arm::ArmClient::new(ferry_arm::ArmClientConfig::simulator(
+        ferry_arm::Url::parse(simulator.endpoint()).unwrap(),
+        simulator.ca_file().to_path_buf(),
+    ))
+    .unwrap();
+    let group = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/recorded";
+    let absent: Option<ferry_arm::Fetched<Value>> =
+        client.get_if_exists(group, "2025-04-01").await.unwrap();
+    assert!(absent.is_none());
+    assert_eq!(
+        simulator.exchanges(),
+        Vec::<Exchange>::new(),
+        "off by default"
+    );
+
+    simulator.record_exchanges();
+    let _: Value = client
+        .put_and_wait(
+            group,
+            "2025-04-01",
+            &json!({"location": "westeurope"}),
+            &ferry_arm::WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let exchanges = simulator.exchanges();
+    let put = &exchanges[0];
+    assert_eq!(
+        (
+            put.method.as_str(),
+            put.path.as_str(),
+            put.api_version.as_deref()
+        ),
+        ("PUT", group, Some("2025-04-01"))
+    );
+    assert_eq!(put.request_body, Some(json!({"location": "westeurope"})));
+    assert_eq!(put.status, 201);
+    assert_eq!(
+        put.response_body
+            .as_ref()
+            .and_then(|body| body.get("location")),
+        Some(&json!("westeurope"))
     );
 }
 
@@ -389,7 +476,11 @@ impl Findings {
                 .iter()
                 .map(|sent| format!("  read-only property sent (allowed): {sent}")),
         );
-        lines.extend(self.problems.iter().map(|problem| format!("  MISMATCH {problem}")));
+        lines.extend(
+            self.problems
+                .iter()
+                .map(|problem| format!("  MISMATCH {problem}")),
+        );
         lines.join("\n")
     }
 }
@@ -407,7 +498,11 @@ async fn the_azure_failover_conforms_to_azures_api_definitions() {
     let mut store = Store::in_memory(StateFile::default());
 
     // Generation 1, then its API server stops answering, then the failover to generation 2.
-    let first = plan(&spec, &rules, &observe(&spec, &rules, &store, &providers).await);
+    let first = plan(
+        &spec,
+        &rules,
+        &observe(&spec, &rules, &store, &providers).await,
+    );
     apply(&first, &providers, &mut store).await;
     let healthy = observe(&spec, &rules, &store, &providers).await;
     let hub = healthy.get(&"aks_cluster.hub@g1".parse().unwrap()).unwrap();
@@ -416,7 +511,11 @@ async fn the_azure_failover_conforms_to_azures_api_definitions() {
         cluster,
         mode: ferry_sim::ApiServerDownMode::Refuse,
     });
-    let failover = plan(&spec, &rules, &observe(&spec, &rules, &store, &providers).await);
+    let failover = plan(
+        &spec,
+        &rules,
+        &observe(&spec, &rules, &store, &providers).await,
+    );
     assert_eq!(failover.failover.as_ref().map(|f| f.to_generation), Some(2));
     apply(&failover, &providers, &mut store).await;
     observe(&spec, &rules, &store, &providers).await;
@@ -427,7 +526,11 @@ async fn the_azure_failover_conforms_to_azures_api_definitions() {
     for exchange in &exchanges {
         match definitions.check(exchange) {
             Verdict::NotCovered { reason } => {
-                let shape = format!("{} {} ({reason})", exchange.method, path_shape(&exchange.path));
+                let shape = format!(
+                    "{} {} ({reason})",
+                    exchange.method,
+                    path_shape(&exchange.path)
+                );
                 *findings.not_covered.entry(shape).or_default() += 1;
             }
             Verdict::Checked {

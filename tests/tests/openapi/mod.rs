@@ -134,7 +134,10 @@ impl Definitions {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
                     pending.push(path);
-                } else if path.extension().is_some_and(|extension| extension == "json") {
+                } else if path
+                    .extension()
+                    .is_some_and(|extension| extension == "json")
+                {
                     let relative = path
                         .strip_prefix(folder)
                         .unwrap()
@@ -204,8 +207,7 @@ impl Definitions {
                     let Some(operation) = item.get(method) else {
                         continue;
                     };
-                    let operation_pointer =
-                        format!("/paths/{}/{method}", escape_pointer(template));
+                    let operation_pointer = format!("/paths/{}/{method}", escape_pointer(template));
                     let mut body = None;
                     let parameters = shared_parameters
                         .as_array()
@@ -227,8 +229,7 @@ impl Definitions {
                     for (parameter, pointer) in parameters {
                         // A parameter `$ref` into a file not copied is a path or query
                         // parameter in every definition ferry uses: only bodies matter here.
-                        let Ok((place, parameter)) =
-                            self.follow(file, parameter, pointer.clone())
+                        let Ok((place, parameter)) = self.follow(file, parameter, pointer.clone())
                         else {
                             continue;
                         };
@@ -442,9 +443,12 @@ impl Definitions {
             .files
             .get(&place.file)
             .ok_or_else(|| NotCopied(place.file.clone()))?;
-        document
-            .pointer(&place.pointer)
-            .ok_or_else(|| NotCopied(format!("{}#{} (not in the copy)", place.file, place.pointer)))
+        document.pointer(&place.pointer).ok_or_else(|| {
+            NotCopied(format!(
+                "{}#{} (not in the copy)",
+                place.file, place.pointer
+            ))
+        })
     }
 
     /// Follows `node`'s `$ref`s (found in `file` at `pointer`) to the node they name.
@@ -604,7 +608,12 @@ fn flatten(definitions: &Definitions, file: &str, node: &Value) -> Shape {
         additional: None,
         not_copied: BTreeSet::new(),
     };
-    for member in node.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+    for member in node
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let (place, member) = match definitions.follow(file, member, String::new()) {
             Ok(found) => found,
             Err(NotCopied(missing)) => {
