@@ -50,7 +50,6 @@ pub struct Operation {
     pub file: String,
     pub api_version: String,
     pub method: String,
-    pub template: String,
     segments: Vec<Segment>,
     /// The body parameter's schema, and whether the body is required.
     body: Option<(Place, bool)>,
@@ -273,7 +272,6 @@ impl Definitions {
                         file: file.clone(),
                         api_version: api_version.clone(),
                         method: method.to_ascii_uppercase(),
-                        template: template.clone(),
                         segments: segments.clone(),
                         body,
                         responses,
@@ -362,13 +360,10 @@ impl Definitions {
             )),
             // An error the definition gives no shape for (DiskRP declares no `default`).
             None => {}
-            Some(None) => {
-                if exchange.response_body.is_some() {
-                    problems.push(format!(
-                        "{name}: answered {status} with a body, the definition declares none"
-                    ));
-                }
-            }
+            Some(None) if exchange.response_body.is_some() => problems.push(format!(
+                "{name}: answered {status} with a body, the definition declares none"
+            )),
+            Some(None) => {}
             Some(Some(place)) => match &exchange.response_body {
                 None => problems.push(format!(
                     "{name}: answered {status} without a body, the definition declares one"
