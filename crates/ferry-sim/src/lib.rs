@@ -35,7 +35,7 @@ pub use faults::{ApiServerDownMode, Fault};
 pub use record::{DiskRecord, check_failover_order, disk_records};
 pub use scenario::{Scenario, SeededResource};
 pub use server::{CLIENT_ID, CLIENT_SECRET, ClientProof, FEDERATED_TOKEN, TENANT_ID, TokenRequest};
-pub use world::{ArmThrottling, SimEvent, TokenBucket, World};
+pub use world::{ArmThrottling, Exchange, SimEvent, TokenBucket, World};
 
 /// How long operations take on Azure, before the time scale applies.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -315,6 +315,17 @@ impl Simulator {
     /// Every ARM request answered and long-running operation ended so far, in order.
     pub fn events(&self) -> Vec<SimEvent> {
         self.with_world(|world| world.events())
+    }
+
+    /// From now on, keeps every ARM request and answer in full (off by default), for
+    /// [`Simulator::exchanges`].
+    pub fn record_exchanges(&self) {
+        self.with_world(World::record_exchanges);
+    }
+
+    /// Every ARM request and answer kept since [`Simulator::record_exchanges`], in order.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.with_world(|world| world.exchanges())
     }
 
     /// How many tokens the token endpoint issued.

@@ -1,5 +1,6 @@
 //! The record of what the simulator saw: every ARM request it answered and every
-//! long-running operation that ended, with the managed disks each one carries.
+//! long-running operation that ended, with the managed disks each one carries; and, only when
+//! a test asks for it, every request and answer in full ([`Exchange`]).
 
 use serde_json::Value;
 
@@ -30,6 +31,33 @@ pub struct SimEvent {
     pub disks: Vec<String>,
 }
 
+/// One ARM request and the simulator's answer in full, kept only while
+/// [`World::record_exchanges`] is on: what a test checks against Azure's API definitions.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Exchange {
+    pub method: String,
+    /// The request's path, without its query.
+    pub path: String,
+    /// The `api-version` query parameter, if the request had one.
+    pub api_version: Option<String>,
+    /// The request's body: JSON as parsed, other text as a JSON string, `None` when empty.
+    pub request_body: Option<Value>,
+    pub status: u16,
+    /// The answer's body, read the same way as the request's.
+    pub response_body: Option<Value>,
+}
+
+/// A body as an [`Exchange`] keeps it.
+fn exchange_body(bytes: &[u8]) -> Option<Value> {
+    if bytes.is_empty() {
+        return None;
+    }
+    Some(
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())),
+    )
+}
+
 /// The ARM error code in an error body, if it is one.
 fn error_code(body: &[u8]) -> Option<String> {
     let body: Value = serde_json::from_slice(body).ok()?;
@@ -42,6 +70,17 @@ impl World {
         self.events.clone()
     }
 
+    /// From now on, keeps every request and answer in full (off by default: bodies cost
+    /// memory a long-running simulator should not spend).
+    pub fn record_exchanges(&mut self) {
+        self.exchanges.get_or_insert_with(Vec::new);
+    }
+
+    /// Every request and answer kept since [`World::record_exchanges`], in order.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.exchanges.clone().unwrap_or_default()
+    }
+
     /// Records a request with its answer and the disks it asks for.
     pub(super) fn record_request(
         &mut self,
@@ -49,6 +88,16 @@ impl World {
         response: &SimResponse,
         disks: Vec<String>,
     ) {
+        if let Some(exchanges) = &mut self.exchanges {
+            exchanges.push(Exchange {
+                method: request.method.clone(),
+                path: request.path.clone(),
+                api_version: request.query_value("api-version").map(str::to_owned),
+                request_body: exchange_body(&request.body),
+                status: response.status,
+                response_body: exchange_body(&response.body),
+            });
+        }
         self.events.push(SimEvent {
             what: "request",
             method: request.method.clone(),

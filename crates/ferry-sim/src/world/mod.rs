@@ -65,7 +65,7 @@ use crate::readyz::ReadyzServer;
 use crate::tls::CertificateAuthority;
 use crate::{OperationDurations, SimulatorError};
 
-pub use events::SimEvent;
+pub use events::{Exchange, SimEvent};
 pub use messages::{SimRequest, SimResponse};
 pub use throttling::{ArmThrottling, TokenBucket};
 
@@ -116,6 +116,8 @@ pub struct World {
     pub(crate) latency: Duration,
     pub(crate) tokens_issued: u64,
     events: Vec<SimEvent>,
+    /// Every request and answer in full, once a test asks for them (`record_exchanges`).
+    exchanges: Option<Vec<events::Exchange>>,
 }
 
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -157,6 +159,7 @@ impl World {
             latency: Duration::ZERO,
             tokens_issued: 0,
             events: Vec::new(),
+            exchanges: None,
         })
     }
 

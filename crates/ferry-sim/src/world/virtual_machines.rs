@@ -210,8 +210,20 @@ impl World {
                 disks
                     .iter()
                     .map(|disk| {
+                        // Azure names each disk of the instance view, a string the definition
+                        // (`DiskInstanceView.name`) types as such: the managed disk's name when
+                        // the VM's entry has none.
+                        let name = disk
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                            .or_else(|| {
+                                disk.pointer("/managedDisk/id")
+                                    .and_then(Value::as_str)
+                                    .map(name_of)
+                            });
                         json!({
-                            "name": disk.get("name").cloned().unwrap_or(Value::Null),
+                            "name": name,
                             "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"}]
                         })
                     })
