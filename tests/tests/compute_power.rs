@@ -296,8 +296,8 @@ async fn a_resize_whose_start_failed_is_finished_by_the_next_plan_and_apply() {
     let error = result.unwrap_err();
     assert!(
         error.message.starts_with(
-            "vm.web@g1: the VM was deallocated and resized to Standard_E8s_v5, but did not start again: POST "
-        ) && error.message.contains("AllocationFailed")
+            "vm.web@g1: the VM was deallocated and resized to Standard_E8s_v5, but did not start again: AllocationFailed: "
+        ) && error.message.contains("(POST ")
             && error.message.ends_with(
                 "it stays deallocated and serves nothing until it starts: the next `ferry apply` starts it (its plan shows the start); if Azure has no capacity for Standard_E8s_v5 there (AllocationFailed), change its size in the spec and apply again"
             ),

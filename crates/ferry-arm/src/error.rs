@@ -49,8 +49,10 @@ pub enum ArmError {
     #[error("{}", render_service_error(.0))]
     Service(Box<ArmServiceError>),
 
+    /// Said code and message first, then where (the operation, ARM's request id) in
+    /// parentheses, then what to do.
     #[error(
-        "long-running operation {operation_url} ended {status}: {code}: {message}{}{}",
+        "{code}: {message} (long-running operation {operation_url} ended {status}{}){}",
         request_suffix(.request_id),
         code_advice(.code).unwrap_or_default()
     )]
@@ -80,7 +82,7 @@ pub enum ArmError {
 
     #[error(
         "{method} {url} answered {status} with a body that is not the expected JSON ({reason}){}; the first bytes were: {snippet}",
-        request_suffix(.request_id)
+        request_suffix(.request_id).replacen(", ", " (", 1) + if .request_id.is_some() { ")" } else { "" }
     )]
     InvalidBody {
         method: String,
@@ -181,7 +183,7 @@ fn render_attempts(attempts: &[CredentialAttempt]) -> String {
 
 fn request_suffix(request_id: &Option<String>) -> String {
     match request_id {
-        Some(id) => format!(" (x-ms-request-id {id})"),
+        Some(id) => format!(", x-ms-request-id {id}"),
         None => String::new(),
     }
 }
@@ -207,6 +209,9 @@ pub fn code_advice(code: &str) -> Option<&'static str> {
         | "InsufficientVCPUQuota"
         | "QuotaExceededForResource" => {
             "; a quota stops it, and applying again will not help until it changes: request a higher quota in that region (Azure portal, Quotas), or choose a smaller size or another region in the spec, then run ferry apply"
+        }
+        "AllocationFailed" | "ZonalAllocationFailed" | "SkuNotAvailable" => {
+            "; Azure has no capacity for this size there now, and applying again will not help until it changes: choose another size (or region) in the spec, or wait for capacity, then run ferry apply"
         }
         "InvalidParameter" | "BadRequest" | "InvalidTemplate" | "PropertyChangeNotAllowed" => {
             "; Azure refuses a value the spec gives, and applying again will not help until it changes: fix the spec where the message points, then run ferry plan"
@@ -255,14 +260,16 @@ fn render_service_error(error: &ArmServiceError) -> String {
         Some(target) => format!(" (target {target})"),
         None => String::new(),
     };
+    // ARM's code and message first, which is what a person acts on; the request that got
+    // them (and the id Azure support asks for) in parentheses; the advice last.
     format!(
-        "{} {} failed with {} {}: {}{}{}{}",
-        error.method,
-        error.url,
-        error.status,
+        "{}: {}{} ({} {} answered {}{}){}",
         error.code,
         error.message,
         target,
+        error.method,
+        error.url,
+        error.status,
         request_suffix(&error.request_id),
         advice
     )

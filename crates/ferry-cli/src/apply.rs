@@ -92,7 +92,9 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
         view.set_plan(plan);
         output.stderr(&crate::header(
             &deployment,
-            plan.failover.as_ref().map(|failover| failover.from_generation),
+            plan.failover
+                .as_ref()
+                .map(|failover| failover.from_generation),
         ));
         if json {
             output.stdout(&format!("{}\n", progress::plan_line(plan)));

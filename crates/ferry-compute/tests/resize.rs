@@ -317,8 +317,9 @@ async fn a_refusal_in_place_after_vm_sizes_said_yes_takes_the_deallocation() {
         ["POST deallocate 202", "PATCH 200", "POST start 202"]
     );
     assert!(
-        lines[1].starts_with("ARM refused to resize web-vm where it runs: PATCH ")
-            && lines[1].contains("409 OperationNotAllowed"),
+        lines[1].starts_with("ARM refused to resize web-vm where it runs: OperationNotAllowed: ")
+            && lines[1].contains("(PATCH ")
+            && lines[1].contains(" answered 409"),
         "{lines:?}"
     );
 }
@@ -391,7 +392,7 @@ async fn a_retry_that_finds_the_vm_deallocated_with_its_new_size_starts_it() {
     assert!(!error.transient);
     assert!(
         error.message.starts_with(
-            "vm.web@g1: the VM was deallocated and resized to Standard_E8s_v5, but did not start again: POST "
+            "vm.web@g1: the VM was deallocated and resized to Standard_E8s_v5, but did not start again: Interrupted: the test stops the attempt here (POST "
         ),
         "{error}"
     );

@@ -82,11 +82,14 @@ pub fn describe(kind: &EventKind, verbose: bool) -> Option<String> {
             delay,
             error,
         } => format!(
-            "{step}: attempt {attempt} failed ({error}), retrying in {}",
+            "{step}: attempt {attempt} failed ({}), retrying in {}",
+            brief(error, verbose),
             seconds(*delay)
         ),
         EventKind::StepSucceeded { step, took } => format!("{step}: done in {}", seconds(*took)),
-        EventKind::StepFailed { step, error } => format!("{step}: failed: {error}"),
+        EventKind::StepFailed { step, error } => {
+            format!("{step}: failed: {}", brief(error, verbose))
+        }
         EventKind::StepSkipped { step, because } => {
             format!("{step}: skipped, because {because} failed")
         }
@@ -522,6 +525,45 @@ pub fn plan_line(plan: &Plan) -> String {
     .to_string()
 }
 
+/// An error as a progress line shows it: without the parentheses that name the request
+/// behind it (`(PUT https://management.azure.com/... answered 409, x-ms-request-id ...)`),
+/// which the journal, the final report and `--verbose` keep. The provider's code, message and
+/// advice stay.
+fn brief(error: &str, verbose: bool) -> String {
+    if verbose || !error.contains("://") {
+        return error.to_owned();
+    }
+    let mut kept = String::with_capacity(error.len());
+    let mut group = String::new();
+    let mut depth = 0usize;
+    for character in error.chars() {
+        match (character, depth) {
+            ('(', _) => {
+                depth += 1;
+                group.push(character);
+            }
+            (')', 1) => {
+                group.push(character);
+                depth = 0;
+                if !group.contains("://") {
+                    kept.push_str(&group);
+                } else if kept.ends_with(' ') {
+                    kept.pop();
+                }
+                group.clear();
+            }
+            (')', d) if d > 1 => {
+                depth -= 1;
+                group.push(character);
+            }
+            (_, 0) => kept.push(character),
+            _ => group.push(character),
+        }
+    }
+    kept.push_str(&group);
+    kept
+}
+
 /// One event as a JSON object on one line (`ferry apply --json`), versioned by
 /// [`EVENT_FORMAT_VERSION`] and documented in docs/spec-reference.md.
 pub fn json_line(event: &Event) -> String {
@@ -615,6 +657,20 @@ mod tests {
         }
         assert!(view.spinners.lock().unwrap().is_empty());
         assert_eq!(clock(Duration::from_secs(3725)), "01:02:05");
+    }
+
+    #[test]
+    fn a_failure_line_says_the_code_and_advice_and_leaves_the_request_to_the_journal() {
+        let error = "vm.nfs@g2: cannot create: QuotaExceeded: Operation could not be completed as it results in exceeding approved standardESv5Family Cores quota (PUT https://management.azure.com/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/nfs?api-version=2025-04-01 answered 409, x-ms-request-id 1f2e); a quota stops it, and applying again will not help until it changes: request a higher quota (Azure portal, Quotas)";
+        assert_eq!(
+            brief(error, false),
+            "vm.nfs@g2: cannot create: QuotaExceeded: Operation could not be completed as it results in exceeding approved standardESv5Family Cores quota; a quota stops it, and applying again will not help until it changes: request a higher quota (Azure portal, Quotas)"
+        );
+        assert_eq!(brief(error, true), error);
+        assert_eq!(
+            brief("pool home (on vm.nfs@g1) is busy", false),
+            "pool home (on vm.nfs@g1) is busy"
+        );
     }
 
     #[test]
