@@ -81,6 +81,10 @@ def expect(condition, message):
         raise AssertionError(message)
 
 
+# Request bodies are written as ARM's JSON (`properties`, camelCase), which every one of these
+# SDKs sends as it is given.
+
+
 def main():
     endpoint, ca_file, subscription = sys.argv[1], sys.argv[2], sys.argv[3]
     credential = FixedTokenCredential()
@@ -114,8 +118,10 @@ def main():
     # A network with a subnet inside its PUT, and one more subnet created on its own.
     vnet_body = {
         "location": LOCATION,
-        "address_space": {"address_prefixes": ["10.0.0.0/16"]},
-        "subnets": [{"name": "inline", "address_prefix": "10.0.0.0/24"}],
+        "properties": {
+            "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+            "subnets": [{"name": "inline", "properties": {"addressPrefix": "10.0.0.0/24"}}],
+        },
     }
     run.step(
         "virtual_networks.begin_create_or_update",
@@ -126,7 +132,7 @@ def main():
     run.step(
         "subnets.begin_create_or_update",
         lambda: network.subnets.begin_create_or_update(
-            GROUP, "vnet", "own", {"address_prefix": "10.0.1.0/24"}
+            GROUP, "vnet", "own", {"properties": {"addressPrefix": "10.0.1.0/24"}}
         ).result(),
     )
 
@@ -150,22 +156,24 @@ def main():
             {
                 "location": LOCATION,
                 "sku": {"name": "Standard"},
-                "public_ip_allocation_method": "Static",
+                "properties": {"publicIPAllocationMethod": "Static"},
             },
         ).result(),
     )
     run.step("public_ip_addresses.get", lambda: network.public_ip_addresses.get(GROUP, "pip"))
     nic_body = {
         "location": LOCATION,
-        "ip_configurations": [
-            {
-                "name": "ipconfig1",
-                "subnet": {"id": f"{prefix}/Microsoft.Network/virtualNetworks/vnet/subnets/inline"},
-                "public_ip_address": {
-                    "id": f"{prefix}/Microsoft.Network/publicIPAddresses/pip"
-                },
-            }
-        ],
+        "properties": {
+            "ipConfigurations": [
+                {
+                    "name": "ipconfig1",
+                    "properties": {
+                        "subnet": {"id": f"{prefix}/Microsoft.Network/virtualNetworks/vnet/subnets/inline"},
+                        "publicIPAddress": {"id": f"{prefix}/Microsoft.Network/publicIPAddresses/pip"},
+                    },
+                }
+            ]
+        },
     }
     run.step(
         "network_interfaces.begin_create_or_update",
@@ -310,7 +318,7 @@ def main():
     run.step(
         "record_sets.create_or_update",
         lambda: dns.record_sets.create_or_update(
-            GROUP, "example.test", "www", "A", {"ttl": 60, "a_records": [{"ipv4_address": "127.0.1.9"}]}
+            GROUP, "example.test", "www", "A", {"properties": {"TTL": 60, "ARecords": [{"ipv4Address": "127.0.1.9"}]}}
         ).fqdn,
     )
     run.step("record_sets.get", lambda: dns.record_sets.get(GROUP, "example.test", "www", "A").ttl)

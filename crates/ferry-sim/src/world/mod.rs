@@ -12,6 +12,7 @@
 //! - `operations`: long-running operations, the URLs they are polled at, their completion;
 //! - `moves`: moves between resource groups and the lock they hold on both groups;
 //! - `attachments`: data disks attached to VMs, and their `lunN` links;
+//! - `views`: what a response shows of a stored resource (no secrets, a network's subnets);
 //! - `events`: the record of every request answered and operation ended ([`SimEvent`]);
 //! - `fault_injection`: the faults a test or a scenario adds;
 //! - one file per ARM type for what only that type does: `resource_groups`,
@@ -38,6 +39,7 @@ mod public_ips;
 mod resource_groups;
 mod resources;
 mod routing;
+mod views;
 mod virtual_machines;
 mod virtual_networks;
 mod vm_sizes;

@@ -10,10 +10,8 @@ use serde_json::{Value, json};
 use super::body::{merge_patch, properties_mut};
 use super::dns::fill_record_set_fields;
 use super::ids::{Kind, group_id_of, kind_name, kind_of, lower, name_of, subscription_of, type_of};
-use super::managed_clusters::fill_managed_cluster_fields;
 use super::operations::Completion;
 use super::resource_groups::fill_resource_group_fields;
-use super::virtual_networks::fill_virtual_network_fields;
 use super::{Refusal, SimRequest, SimResponse, Stored, World};
 
 impl World {
@@ -169,9 +167,15 @@ impl World {
         let synchronous = immediate
             || duration.is_zero()
             || matches!(kind, Kind::Group | Kind::DnsZone | Kind::RecordSet);
+        // Network's `ProvisioningState` enum has no `Creating`: Succeeded, Updating, Deleting,
+        // Failed (network.json of Microsoft.Network's 2025-03-01 definitions).
+        let network_kind = matches!(
+            kind,
+            Kind::VirtualNetwork | Kind::Subnet | Kind::PublicIp | Kind::NetworkInterface
+        );
         let state = if synchronous {
             "Succeeded"
-        } else if creating {
+        } else if creating && !network_kind {
             "Creating"
         } else {
             "Updating"
@@ -190,7 +194,15 @@ impl World {
             body,
         };
         self.resources.insert(lower(&stored_id), stored.clone());
-        let status = if creating { 201 } else { 200 };
+        // Each type answers a PUT with the statuses its definition declares: 200 or 201 for
+        // most, but DiskRP's disk.json (2025-01-02) declares 200 and 202 only, for a create
+        // as for an update.
+        let status = match (kind, synchronous, creating) {
+            (Kind::Disk, true, _) => 200,
+            (Kind::Disk, false, _) => 202,
+            (_, _, true) => 201,
+            (_, _, false) => 200,
+        };
         if synchronous {
             let _ = self.finish_provisioning(&stored_id);
             let stored = self
@@ -224,11 +236,11 @@ impl World {
             Kind::Disk => self.fill_disk_fields(body, previous),
             Kind::NetworkInterface => self.fill_network_interface_fields(body, previous),
             Kind::VirtualMachine => self.fill_virtual_machine_fields(body, previous),
-            Kind::ManagedCluster => fill_managed_cluster_fields(id, body, previous),
+            Kind::ManagedCluster => self.fill_managed_cluster_fields(id, body, previous),
             Kind::DnsZone => self.fill_dns_zone_fields(id, body),
             Kind::RecordSet => fill_record_set_fields(id, body),
             Kind::Group => fill_resource_group_fields(body, previous),
-            Kind::VirtualNetwork => fill_virtual_network_fields(id, body),
+            Kind::VirtualNetwork => self.take_inline_subnets(id, body),
             Kind::Subnet | Kind::Other => {}
         }
     }
@@ -242,7 +254,7 @@ impl World {
         match kind_of(id) {
             Kind::Disk => self.ensure_backing_file(id)?,
             Kind::VirtualMachine => self.virtual_machine_provisioned(id),
-            Kind::ManagedCluster => self.start_api_server(id)?,
+            Kind::ManagedCluster => self.start_api_server(id).map(|_| ())?,
             _ => {}
         }
         Ok(())
@@ -256,9 +268,9 @@ impl World {
         let key = lower(id);
         let kind = kind_of(id);
         let Some(existing) = self.resources.get(&key).cloned() else {
-            if kind != Kind::Group {
-                self.require_group(&group_id_of(id).unwrap_or_default())?;
-            }
+            // A group's DELETE declares 200 and 202 only: deleting a missing group is
+            // `404 ResourceGroupNotFound`, while a missing resource in a group is a 204.
+            self.require_group(&group_id_of(id).unwrap_or_else(|| id.to_owned()))?;
             return Ok((SimResponse::empty(204), None));
         };
         self.require_unlocked(id)?;
