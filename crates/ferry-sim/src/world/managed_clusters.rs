@@ -132,10 +132,9 @@ impl World {
             .and_then(Value::as_str)
             .unwrap_or("westeurope")
             .to_owned();
-        let fqdn = match self.start_api_server(id) {
-            Ok(fqdn) => Some(fqdn),
-            Err(_) => None,
-        };
+        // A server that cannot start leaves the fqdn out; the operation's end tries again and
+        // fails the operation with the reason.
+        let fqdn = self.start_api_server(id).ok();
         let properties = properties_mut(body);
         properties
             .entry("nodeResourceGroup")
