@@ -137,19 +137,22 @@ impl ArmClient {
         .await
     }
 
-    /// Asks ARM whether a move would succeed, without moving.
+    /// Asks ARM whether a move would succeed, without moving, and waits for its answer: ARM
+    /// accepts the request (202) and answers at its Location, 204 when the move would succeed
+    /// or 409 with the reason, returned here as [`ArmError::OperationFailed`].
     pub async fn validate_move_resources(
         &self,
         source_group: &ResourceId,
         request: &MoveResourcesRequest,
-    ) -> Result<Started<serde_json::Value>, ArmError> {
-        self.post(
+    ) -> Result<(), ArmError> {
+        self.post_and_wait::<_, serde_json::Value>(
             &format!("{source_group}/validateMoveResources"),
             api_version::RESOURCES,
             Some(request),
             &WriteOptions::default(),
         )
         .await
+        .map(|_| ())
     }
 
     /// The cluster's user kubeconfigs (secrets: never log them).

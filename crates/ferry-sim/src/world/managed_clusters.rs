@@ -47,10 +47,11 @@ impl World {
         }
     }
 
-    pub(super) fn start_api_server(&mut self, cluster_id: &str) -> Result<(), String> {
+    /// Starts the cluster's API server, once; returns what ARM reports as its `fqdn`.
+    pub(super) fn start_api_server(&mut self, cluster_id: &str) -> Result<String, String> {
         let key = lower(cluster_id);
-        if self.readyz.contains_key(&key) {
-            return Ok(());
+        if let Some(server) = self.readyz.get(&key) {
+            return Ok(server.fqdn());
         }
         let address = self.allocate_public_ip();
         let server = ReadyzServer::start(address, self.settings.readyz_port, &self.authority)
@@ -59,10 +60,10 @@ impl World {
         if let Some(stored) = self.resources.get_mut(&key) {
             let properties = properties_mut(&mut stored.body);
             properties.insert("fqdn".to_owned(), json!(fqdn.clone()));
-            properties.insert("azurePortalFQDN".to_owned(), json!(fqdn));
+            properties.insert("azurePortalFQDN".to_owned(), json!(fqdn.clone()));
         }
         self.readyz.insert(key, server);
-        Ok(())
+        Ok(fqdn)
     }
 
     /// Stops a deleted cluster's API server.
@@ -83,33 +84,91 @@ impl World {
     }
 }
 
-pub(super) fn fill_managed_cluster_fields(id: &str, body: &mut Value, previous: &Value) {
-    keep_previous(body, previous, "fqdn");
-    keep_previous(body, previous, "azurePortalFQDN");
-    keep_previous(body, previous, "nodeResourceGroup");
-    let name = name_of(id);
-    let group = group_name(id);
-    let location = body
-        .get("location")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let properties = properties_mut(body);
-    properties
-        .entry("nodeResourceGroup")
-        .or_insert(json!(format!("MC_{group}_{name}_{location}")));
-    properties
-        .entry("kubernetesVersion")
-        .or_insert(json!("1.33.0"));
-    properties.entry("dnsPrefix").or_insert(json!(name.clone()));
-    properties.insert("powerState".to_owned(), json!({"code": "Running"}));
-    properties.remove("fqdn");
-    properties.remove("azurePortalFQDN");
-    if let Some(fqdn) = previous
-        .get("properties")
-        .and_then(|properties| properties.get("fqdn"))
-    {
-        properties.insert("fqdn".to_owned(), fqdn.clone());
-        properties.insert("azurePortalFQDN".to_owned(), fqdn.clone());
+/// What AKS fills in an agent pool that does not say (the defaults of
+/// `ManagedClusterAgentPoolProfile` in the 2026-05-01 definitions, and the values the official
+/// create example answers with).
+fn fill_agent_pool_defaults(pool: &mut Value, kubernetes_version: &str, azure_cni: bool) {
+    let Some(pool) = pool.as_object_mut() else {
+        return;
+    };
+    pool.entry("type")
+        .or_insert(json!("VirtualMachineScaleSets"));
+    pool.entry("mode").or_insert(json!("System"));
+    pool.entry("osType").or_insert(json!("Linux"));
+    pool.entry("osSKU").or_insert(json!("Ubuntu"));
+    pool.entry("osDiskSizeGB").or_insert(json!(128));
+    pool.entry("osDiskType").or_insert(json!("Managed"));
+    pool.entry("kubeletDiskType").or_insert(json!("OS"));
+    // 30 pods a node with Azure CNI, 110 with kubenet.
+    pool.entry("maxPods")
+        .or_insert(json!(if azure_cni { 30 } else { 110 }));
+    pool.entry("orchestratorVersion")
+        .or_insert(json!(kubernetes_version));
+    pool.insert(
+        "currentOrchestratorVersion".to_owned(),
+        json!(kubernetes_version),
+    );
+    pool.entry("nodeImageVersion")
+        .or_insert(json!("AKSUbuntu-2204gen2containerd-202505.14.0"));
+    pool.insert("powerState".to_owned(), json!({"code": "Running"}));
+    pool.entry("enableFIPS").or_insert(json!(false));
+}
+
+impl World {
+    /// What AKS computes for a cluster, in the create's own response already: the API
+    /// server's `fqdn` (its server starts now, so that its address is known), the node
+    /// group, versions, power state and each agent pool's defaults.
+    pub(super) fn fill_managed_cluster_fields(
+        &mut self,
+        id: &str,
+        body: &mut Value,
+        previous: &Value,
+    ) {
+        keep_previous(body, previous, "nodeResourceGroup");
+        let name = name_of(id);
+        let group = group_name(id);
+        let location = body
+            .get("location")
+            .and_then(Value::as_str)
+            .unwrap_or("westeurope")
+            .to_owned();
+        // A server that cannot start leaves the fqdn out; the operation's end tries again and
+        // fails the operation with the reason.
+        let fqdn = self.start_api_server(id).ok();
+        let properties = properties_mut(body);
+        properties
+            .entry("nodeResourceGroup")
+            .or_insert(json!(format!("MC_{group}_{name}_{location}")));
+        let kubernetes_version = match properties.get("kubernetesVersion").and_then(Value::as_str) {
+            Some(version) if !version.is_empty() => version.to_owned(),
+            _ => "1.33.0".to_owned(),
+        };
+        properties.insert("kubernetesVersion".to_owned(), json!(kubernetes_version));
+        properties.insert(
+            "currentKubernetesVersion".to_owned(),
+            json!(kubernetes_version),
+        );
+        properties.entry("dnsPrefix").or_insert(json!(name.clone()));
+        properties.insert("maxAgentPools".to_owned(), json!(100));
+        properties.insert("powerState".to_owned(), json!({"code": "Running"}));
+        properties.remove("fqdn");
+        properties.remove("azurePortalFQDN");
+        if let Some(fqdn) = fqdn {
+            properties.insert("fqdn".to_owned(), json!(fqdn.clone()));
+            properties.insert("azurePortalFQDN".to_owned(), json!(fqdn));
+        }
+        let azure_cni = properties
+            .get("networkProfile")
+            .and_then(|profile| profile.get("networkPlugin"))
+            .and_then(Value::as_str)
+            .is_some_and(|plugin| plugin.eq_ignore_ascii_case("azure"));
+        if let Some(pools) = properties
+            .get_mut("agentPoolProfiles")
+            .and_then(Value::as_array_mut)
+        {
+            for pool in pools {
+                fill_agent_pool_defaults(pool, &kubernetes_version, azure_cni);
+            }
+        }
     }
 }

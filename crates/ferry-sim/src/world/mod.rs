@@ -18,6 +18,7 @@
 //!   refusal of a second write meanwhile;
 //! - `throttling`: ARM's token buckets per subscription and principal, when turned on;
 //! - `attachments`: data disks attached to VMs, and their `lunN` links;
+//! - `views`: what a response shows of a stored resource (no secrets, a network's subnets);
 //! - `events`: the record of every request answered and operation ended ([`SimEvent`]);
 //! - `fault_injection`: the faults a test or a scenario adds;
 //! - one file per ARM type for what only that type does: `resource_groups`,
@@ -48,6 +49,7 @@ mod resource_groups;
 mod resources;
 mod routing;
 mod throttling;
+mod views;
 mod virtual_machines;
 mod virtual_networks;
 mod vm_sizes;

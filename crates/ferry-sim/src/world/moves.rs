@@ -62,29 +62,84 @@ impl World {
                 "resources must list at least one resource id.",
             ));
         }
-        self.require_group(&target).map_err(|_| {
+        self.require_unlocked(&format!("{source_group}/x"))?;
+        self.require_unlocked(&format!("{target}/x"))?;
+        self.require_group_not_deleting(request, &target)?;
+        // Azure validates a move asynchronously: `validateMoveResources` answers 202, and its
+        // Location answers 204 when the move would succeed or 409 with the reason ("If
+        // validation fails, it returns HTTP response code 409 (Conflict) with an error
+        // message. Retrieve the URL in the Location header value to check the result",
+        // Resources_ValidateMoveResources). A move itself still refuses at once here.
+        let checked = self.check_move(source_group, &target, &ids);
+        let (resolved, validation_failure) = match checked {
+            Ok(resolved) => (resolved, None),
+            Err(refusal) if validate_only => (Vec::new(), Some(refusal)),
+            Err(refusal) => return Err(refusal),
+        };
+        let completion = if validate_only {
+            Completion::Nothing
+        } else {
+            Completion::Move {
+                source_group: source_group.to_owned(),
+                target_group: target.clone(),
+                ids: resolved,
+            }
+        };
+        let duration = if validate_only {
+            Duration::ZERO
+        } else {
+            self.settings.durations.move_resources
+        };
+        let (operation_id, scaled) =
+            self.begin_operation("POST", &request.path, duration, completion);
+        if !validate_only {
+            self.locked_groups
+                .insert(lower(source_group), operation_id.clone());
+            self.locked_groups
+                .insert(lower(&target), operation_id.clone());
+        }
+        let failure = validation_failure
+            .and_then(|refusal| serde_json::from_slice::<Value>(&refusal.body).ok())
+            .and_then(|body| body.get("error").cloned());
+        match failure {
+            Some(error) => self.set_failure(&operation_id, 409, error),
+            None => self.set_failure_status(&operation_id, 409),
+        }
+        let (_, result_url) = self.operation_urls(&subscription_of(source_group), &operation_id);
+        let response = SimResponse::empty(202)
+            .with_header("Location", result_url)
+            .with_header("Retry-After", self.retry_after_seconds(scaled));
+        Ok((response, Some((operation_id, scaled))))
+    }
+
+    /// ARM's checks of a move: the target group, and each resource's group, existence and
+    /// type. Returns the resources' ids as stored.
+    fn check_move(
+        &self,
+        source_group: &str,
+        target: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, Refusal> {
+        self.require_group(target).map_err(|_| {
             SimResponse::error(
                 404,
                 "ResourceGroupNotFound",
                 format!(
                     "Target resource group '{}' could not be found.",
-                    name_of(&target)
+                    name_of(target)
                 ),
             )
         })?;
-        if lower(&target) == lower(source_group) {
+        if lower(target) == lower(source_group) {
             return Err(SimResponse::error(
                 400,
                 "InvalidTargetResourceGroup",
                 "The target resource group is the source group.",
             ));
         }
-        self.require_unlocked(&format!("{source_group}/x"))?;
-        self.require_unlocked(&format!("{target}/x"))?;
-        self.require_group_not_deleting(request, &target)?;
         let moving: Vec<String> = ids.iter().map(|id| lower(id)).collect();
         let mut resolved = Vec::new();
-        for id in &ids {
+        for id in ids {
             if !group_id_of(id).is_some_and(|group| group.eq_ignore_ascii_case(source_group)) {
                 return Err(SimResponse::error(
                     400,
@@ -131,36 +186,7 @@ impl World {
             }
             resolved.push(stored.id.clone());
         }
-        let completion = if validate_only {
-            Completion::Nothing
-        } else {
-            Completion::Move {
-                source_group: source_group.to_owned(),
-                target_group: target.clone(),
-                ids: resolved,
-            }
-        };
-        let duration = if validate_only {
-            Duration::ZERO
-        } else {
-            self.settings.durations.move_resources
-        };
-        let (operation_id, scaled) =
-            self.begin_operation("POST", &request.path, duration, completion);
-        if !validate_only {
-            self.locked_groups
-                .insert(lower(source_group), operation_id.clone());
-            self.locked_groups
-                .insert(lower(&target), operation_id.clone());
-        }
-        if let Some(record) = self.operations.get_mut(&operation_id) {
-            record.failure_status = 409;
-        }
-        let (_, result_url) = self.operation_urls(&subscription_of(source_group), &operation_id);
-        let response = SimResponse::empty(202)
-            .with_header("Location", result_url)
-            .with_header("Retry-After", self.retry_after_seconds(scaled));
-        Ok((response, Some((operation_id, scaled))))
+        Ok(resolved)
     }
 
     pub(super) fn apply_move(&mut self, target_group: &str, ids: &[String]) {

@@ -16,6 +16,11 @@ pub(super) enum Completion {
     Provisioned {
         id: String,
     },
+    /// An `attachDetachDataDisks` finished: as `Provisioned`, and its result is the VM's
+    /// storage profile afterwards.
+    DataDisks {
+        vm_id: String,
+    },
     Deleted {
         id: String,
     },
@@ -112,6 +117,27 @@ impl World {
         (operation_id, scaled)
     }
 
+    /// Sets what an operation ends with: its kind of completion, or the failure a validation
+    /// found (answered with `status` at its Location URL).
+    pub(super) fn set_completion(&mut self, operation_id: &str, completion: Completion) {
+        if let Some(record) = self.operations.get_mut(operation_id) {
+            record.completion = completion;
+        }
+    }
+
+    pub(super) fn set_failure(&mut self, operation_id: &str, status: u16, error: Value) {
+        if let Some(record) = self.operations.get_mut(operation_id) {
+            record.failure_status = status;
+            record.failure.get_or_insert(error);
+        }
+    }
+
+    pub(super) fn set_failure_status(&mut self, operation_id: &str, status: u16) {
+        if let Some(record) = self.operations.get_mut(operation_id) {
+            record.failure_status = status;
+        }
+    }
+
     pub(super) fn retry_after_seconds(&self, remaining: Duration) -> String {
         let cap = self.scaled(Duration::from_secs(15));
         remaining.min(cap).as_secs().to_string()
@@ -127,7 +153,8 @@ impl World {
         }
         self.release(operation_id);
         if let Some(failure) = record.failure.clone() {
-            if let Completion::Provisioned { id } = &record.completion
+            if let Completion::Provisioned { id } | Completion::DataDisks { vm_id: id } =
+                &record.completion
                 && let Some(stored) = self.resources.get_mut(&lower(id))
             {
                 properties_mut(&mut stored.body)
@@ -151,6 +178,14 @@ impl World {
         }
         let outcome = match record.completion.clone() {
             Completion::Provisioned { id } => self.finish_provisioning(&id),
+            Completion::DataDisks { vm_id } => {
+                let finished = self.finish_provisioning(&vm_id);
+                let profile = self.storage_profile(&vm_id);
+                if let Some(record) = self.operations.get_mut(operation_id) {
+                    record.result = Some(profile);
+                }
+                finished
+            }
             Completion::Deleted { id } => {
                 self.remove_resource(&id);
                 Ok(())

@@ -11,11 +11,9 @@ use super::body::{merge_patch, properties_mut};
 use super::busy::disks_changing;
 use super::dns::fill_record_set_fields;
 use super::ids::{Kind, group_id_of, kind_name, kind_of, lower, name_of, subscription_of, type_of};
-use super::managed_clusters::fill_managed_cluster_fields;
 use super::operations::Completion;
 use super::regions::{check_location_unchanged, normalise_location};
 use super::resource_groups::fill_resource_group_fields;
-use super::virtual_networks::fill_virtual_network_fields;
 use super::{Refusal, SimRequest, SimResponse, Stored, World};
 
 impl World {
@@ -187,9 +185,15 @@ impl World {
         let synchronous = immediate
             || duration.is_zero()
             || matches!(kind, Kind::Group | Kind::DnsZone | Kind::RecordSet);
+        // Network's `ProvisioningState` enum has no `Creating`: Succeeded, Updating, Deleting,
+        // Failed (network.json of Microsoft.Network's 2025-03-01 definitions).
+        let network_kind = matches!(
+            kind,
+            Kind::VirtualNetwork | Kind::Subnet | Kind::PublicIp | Kind::NetworkInterface
+        );
         let state = if synchronous {
             "Succeeded"
-        } else if creating {
+        } else if creating && !network_kind {
             "Creating"
         } else {
             "Updating"
@@ -208,7 +212,15 @@ impl World {
             body,
         };
         self.resources.insert(lower(&stored_id), stored.clone());
-        let status = if creating { 201 } else { 200 };
+        // Each type answers a PUT with the statuses its definition declares: 200 or 201 for
+        // most, but DiskRP's disk.json (2025-01-02) declares 200 and 202 only, for a create
+        // as for an update.
+        let status = match (kind, synchronous, creating) {
+            (Kind::Disk, true, _) => 200,
+            (Kind::Disk, false, _) => 202,
+            (_, _, true) => 201,
+            (_, _, false) => 200,
+        };
         if synchronous {
             let _ = self.finish_provisioning(&stored_id);
             let stored = self
@@ -249,11 +261,11 @@ impl World {
             Kind::Disk => self.fill_disk_fields(body, previous),
             Kind::NetworkInterface => self.fill_network_interface_fields(body, previous),
             Kind::VirtualMachine => self.fill_virtual_machine_fields(body, previous),
-            Kind::ManagedCluster => fill_managed_cluster_fields(id, body, previous),
+            Kind::ManagedCluster => self.fill_managed_cluster_fields(id, body, previous),
             Kind::DnsZone => self.fill_dns_zone_fields(id, body),
             Kind::RecordSet => fill_record_set_fields(id, body),
             Kind::Group => fill_resource_group_fields(body, previous),
-            Kind::VirtualNetwork => fill_virtual_network_fields(id, body),
+            Kind::VirtualNetwork => self.take_inline_subnets(id, body),
             Kind::Subnet | Kind::Other => {}
         }
     }
@@ -267,7 +279,7 @@ impl World {
         match kind_of(id) {
             Kind::Disk => self.ensure_backing_file(id)?,
             Kind::VirtualMachine => self.virtual_machine_provisioned(id),
-            Kind::ManagedCluster => self.start_api_server(id)?,
+            Kind::ManagedCluster => self.start_api_server(id).map(|_| ())?,
             _ => {}
         }
         Ok(())
@@ -281,9 +293,10 @@ impl World {
         let key = lower(id);
         let kind = kind_of(id);
         let Some(existing) = self.resources.get(&key).cloned() else {
-            // A missing group is an error; a missing resource in an existing group is not
-            // (ARM's DELETE is idempotent: 204).
-            self.require_group(&group_id_of(id).unwrap_or_default())?;
+            // A group's DELETE declares 200 and 202 only: deleting a missing group is
+            // `404 ResourceGroupNotFound`, while a missing resource in an existing group is a
+            // 204 (ARM's DELETE is idempotent).
+            self.require_group(&group_id_of(id).unwrap_or_else(|| id.to_owned()))?;
             return Ok((SimResponse::empty(204), None));
         };
         self.require_unlocked(id)?;

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::body::properties_mut;
-use super::ids::{Kind, group_name, kind_of, lower, name_of, type_and_name, type_of};
+use super::ids::{
+    Kind, group_name, kind_of, lower, name_of, subscription_of, type_and_name, type_of,
+};
 use super::{Refusal, SimRequest, SimResponse, Stored, World};
 
 impl World {
@@ -81,6 +83,14 @@ impl World {
                 None,
             ));
         }
+        // A type's list across the subscription, `/subscriptions/{id}/providers/{namespace}/{type}`.
+        if segments.len() == 5 && lowered[2] == "providers" && method == "GET" {
+            let resource_type = format!("{}/{}", segments[3], segments[4]);
+            return Ok((
+                self.list_in_subscription(request, subscription, &resource_type),
+                None,
+            ));
+        }
         if segments.len() < 4 || lowered[2] != "resourcegroups" {
             return Err(SimResponse::error(
                 404,
@@ -143,7 +153,8 @@ impl World {
     }
 
     pub(super) fn stored_response(&self, status: u16, stored: &Stored) -> SimResponse {
-        SimResponse::json(status, &stored.body).with_header("ETag", stored.etag.clone())
+        SimResponse::json(status, &self.response_body(stored))
+            .with_header("ETag", stored.etag.clone())
     }
 
     pub(super) fn not_found(id: &str) -> SimResponse {
@@ -232,9 +243,29 @@ impl World {
             .resources
             .iter()
             .filter(|(key, _)| key.starts_with(&prefix) && !key[prefix.len()..].contains('/'))
-            .map(|(_, stored)| stored.body.clone())
+            .map(|(_, stored)| self.response_body(stored))
             .collect();
         Ok(self.page(request, items))
+    }
+
+    /// Every resource of one type in a subscription, whatever its group, paged like a group's list.
+    fn list_in_subscription(
+        &self,
+        request: &SimRequest,
+        subscription: &str,
+        resource_type: &str,
+    ) -> SimResponse {
+        let items: Vec<Value> = self
+            .resources
+            .values()
+            .filter(|stored| {
+                subscription_of(&stored.id).eq_ignore_ascii_case(subscription)
+                    && kind_of(&stored.id) != Kind::Group
+                    && type_of(&stored.id).eq_ignore_ascii_case(resource_type)
+            })
+            .map(|stored| self.response_body(stored))
+            .collect();
+        self.page(request, items)
     }
 
     fn list_children(
@@ -255,7 +286,7 @@ impl World {
                 parts.len() == 2
                     && record_type.is_none_or(|wanted| parts[0].eq_ignore_ascii_case(wanted))
             })
-            .map(|(_, stored)| stored.body.clone())
+            .map(|(_, stored)| self.response_body(stored))
             .collect();
         Ok(self.page(request, items))
     }

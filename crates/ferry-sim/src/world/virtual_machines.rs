@@ -144,12 +144,24 @@ impl World {
                     properties_mut(&mut vm).insert("storageProfile".to_owned(), json!({}));
                 }
                 vm["properties"]["storageProfile"]["dataDisks"] = Value::Array(disks);
-                let (response, operation) =
+                let (_, operation) =
                     self.write_body(request, resource_id, vm, Some(stored.clone()), false)?;
+                // Compute's API answers 200 with the VM's storage profile, at once or at the
+                // end of the operation (`attachDetachDataDisks` in ComputeRP's
+                // virtualMachine.json: 200 `StorageProfile`, 202).
                 let (operation_id, scaled) = match operation {
                     Some(operation) => operation,
-                    None => return Ok((response, None)),
+                    None => {
+                        let profile = self.storage_profile(resource_id);
+                        return Ok((SimResponse::json(200, &profile), None));
+                    }
                 };
+                self.set_completion(
+                    &operation_id,
+                    Completion::DataDisks {
+                        vm_id: stored.id.clone(),
+                    },
+                );
                 let (status_url, result_url) =
                     self.operation_urls(&subscription_of(resource_id), &operation_id);
                 let response = SimResponse::empty(202)
@@ -189,6 +201,15 @@ impl World {
         }
         let _ = std::fs::remove_dir_all(self.attachment_directory(&stored.id));
         self.power_states.remove(key);
+    }
+
+    /// The VM's `storageProfile` as a GET shows it, `{}` when it has none.
+    pub(super) fn storage_profile(&self, vm_id: &str) -> Value {
+        self.resources
+            .get(&lower(vm_id))
+            .and_then(|stored| stored.body.pointer("/properties/storageProfile"))
+            .cloned()
+            .unwrap_or_else(|| json!({}))
     }
 
     pub(super) fn instance_view(&self, vm_id: &str) -> Value {
