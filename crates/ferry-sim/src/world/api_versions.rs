@@ -92,6 +92,8 @@ const RESOURCES: &[&str] = &[
 
 /// `Microsoft.Compute/virtualMachines` (ComputeRP's stable versions).
 const VIRTUAL_MACHINES: &[&str] = &[
+    // The defaults of Microsoft's Python SDKs pinned in tests/python-sdk/requirements.txt.
+    "2026-04-01",
     "2025-04-01",
     "2024-11-01",
     "2024-07-01",
@@ -123,6 +125,8 @@ const VIRTUAL_MACHINES: &[&str] = &[
 
 /// `Microsoft.Compute/disks` (DiskRP's stable versions, which differ from ComputeRP's).
 const DISKS: &[&str] = &[
+    // The defaults of Microsoft's Python SDKs pinned in tests/python-sdk/requirements.txt.
+    "2026-03-02",
     "2025-01-02",
     "2024-03-02",
     "2023-10-02",
@@ -148,6 +152,8 @@ const DISKS: &[&str] = &[
 
 /// `Microsoft.Network`'s networks, subnets, interfaces and public IPs.
 const NETWORK: &[&str] = &[
+    // The defaults of Microsoft's Python SDKs pinned in tests/python-sdk/requirements.txt.
+    "2026-03-01",
     "2025-05-01",
     "2025-03-01",
     "2025-01-01",
@@ -191,6 +197,8 @@ const NETWORK: &[&str] = &[
 
 /// `Microsoft.ContainerService/managedClusters`.
 const MANAGED_CLUSTERS: &[&str] = &[
+    // The defaults of Microsoft's Python SDKs pinned in tests/python-sdk/requirements.txt.
+    "2026-08-01",
     "2026-05-01",
     "2025-10-01",
     "2025-08-01",
