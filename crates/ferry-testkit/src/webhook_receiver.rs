@@ -35,6 +35,7 @@ pub struct Received {
 }
 
 /// A running receiver; its thread lives as long as the test process.
+#[derive(Debug)]
 pub struct WebhookReceiver {
     address: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,

@@ -230,7 +230,96 @@ fn group_key(group_labels: &BTreeMap<String, String>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use ferry_core::{Attributes, Blocker, Health, Observation, Readiness, Snapshot};
+
     use super::*;
+    use crate::{ReadinessTracker, Severity, Tracker};
+
+    fn reading(healthy: bool) -> Snapshot {
+        let mut snapshot = Snapshot::new(1);
+        snapshot.insert(
+            "aks_cluster.hub@g1".parse().unwrap(),
+            Observation::Present {
+                attributes: Attributes::new(),
+                health: if healthy {
+                    Health::Healthy
+                } else {
+                    Health::Unhealthy {
+                        reason: "GET /readyz timed out after 5s".into(),
+                    }
+                },
+            },
+        );
+        snapshot
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_374_460 + seconds)
+    }
+
+    /// The active generation's API server fails for longer than the hold (a failover is due,
+    /// its plan written), then comes back: one firing body, then one resolved body with the
+    /// same fingerprint, `startsAt` when it began and `endsAt` when it ended.
+    #[test]
+    fn a_resource_alert_fires_then_resolves_with_one_fingerprint() {
+        let mut tracker = Tracker::new("data100", Duration::from_secs(60));
+        assert!(tracker.update(&reading(true), at(0)).is_empty());
+        assert!(tracker.update(&reading(false), at(30)).is_empty());
+        let mut firing = tracker.update(&reading(false), at(90)).remove(0);
+        // What the watcher adds: a failover is due, and its plan was written.
+        firing.severity = Severity::Critical;
+        firing.failover = FailoverFigures {
+            plan_steps: Some(31),
+            recovery_seconds: Some(2369),
+            plan_written: Some("failover.plan".into()),
+            blockers: Vec::new(),
+        };
+        firing.action = Some(
+            "the failover plan is in failover.plan: review it, then run ferry apply failover.plan"
+                .into(),
+        );
+        assert!(tracker.update(&reading(true), at(300)).is_empty());
+        let mut resolved = tracker.update(&reading(true), at(360)).remove(0);
+        resolved.severity = Severity::Critical;
+        let firing = message(AlertRef::Health(&firing));
+        let resolved = message(AlertRef::Health(&resolved));
+        assert_eq!(firing.alerts[0].fingerprint, resolved.alerts[0].fingerprint);
+        assert_eq!(firing.group_key, resolved.group_key);
+        insta::assert_json_snapshot!("resource_firing", firing);
+        insta::assert_json_snapshot!("resource_resolved", resolved);
+    }
+
+    #[test]
+    fn a_lost_failover_readiness_fires_as_a_warning_with_its_blockers() {
+        let mut tracker = ReadinessTracker::new("data100", Duration::ZERO);
+        let blocked = Readiness {
+            ready: false,
+            to_generation: 2,
+            recovery_seconds: None,
+            steps: None,
+            blockers: vec![Blocker {
+                address: Some("zfs_pool.home".parse().unwrap()),
+                reason: "it reads a vdev on a disk the spec does not list".into(),
+                help: None,
+            }],
+        };
+        let firing = tracker.update(Some(&blocked), 1, at(0)).unwrap();
+        let ready = Readiness {
+            ready: true,
+            recovery_seconds: Some(2369),
+            steps: Some(31),
+            blockers: Vec::new(),
+            ..blocked
+        };
+        let resolved = tracker.update(Some(&ready), 1, at(60)).unwrap();
+        let firing = message(AlertRef::Readiness(&firing));
+        let resolved = message(AlertRef::Readiness(&resolved));
+        assert_eq!(firing.alerts[0].fingerprint, resolved.alerts[0].fingerprint);
+        insta::assert_json_snapshot!("readiness_firing", firing);
+        insta::assert_json_snapshot!("readiness_resolved", resolved);
+    }
 
     #[test]
     fn the_fingerprint_is_fnv1a_of_the_identity_labels() {
