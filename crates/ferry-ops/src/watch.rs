@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use ferry_core::{Blocker, InstanceAddress, Readiness};
 use ferry_plan::PlanConfig;
 use ferry_watch::{
-    Alert, AlertRef, DeliveryError, DeliveryEvent, Destination, ReadinessAlert,
-    ReadinessTracker, RetryPolicy, Severity, Tracker,
+    Alert, AlertRef, DeliveryError, DeliveryEvent, Destination, ReadinessAlert, ReadinessTracker,
+    RetryPolicy, Severity, Tracker,
 };
 
 use crate::{Deployment, OpsError, PlanOptions};
@@ -200,7 +200,8 @@ impl Watcher<'_> {
                     Severity::Warning
                 };
                 let severity = opened.map_or(severity, |opened| opened.max(severity));
-                self.open_severities.insert(alert.resource.clone(), severity);
+                self.open_severities
+                    .insert(alert.resource.clone(), severity);
                 severity
             };
             alert.failover = figures.clone();

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use ferry_apply::{ApplyConfig, ApplyControl};
 use ferry_ops::watch::{WatchConfig, Watcher};
-use ferry_ops::{Applied, ApplyRequest, Approval, Deployment, PlanOptions, PlanSource, WorldSource};
+use ferry_ops::{
+    Applied, ApplyRequest, Approval, Deployment, PlanOptions, PlanSource, WorldSource,
+};
 use ferry_spec::LoadOptions;
 use ferry_testkit::webhook_receiver::{Answer, WebhookReceiver};
 use ferry_watch::{Destination, RetryPolicy, WebhookFormat};
@@ -98,7 +100,10 @@ async fn a_failed_active_generation_fires_critical_once_with_a_stable_fingerprin
     let mut watcher = Watcher::new(&deployment, config(&receiver, plan.clone()));
 
     let round = watcher.round().await.unwrap();
-    assert!(round.alerts.is_empty() && round.readiness.is_none(), "{round:?}");
+    assert!(
+        round.alerts.is_empty() && round.readiness.is_none(),
+        "{round:?}"
+    );
     assert!(receiver.received().is_empty(), "a healthy start is silent");
 
     set_api_server_unhealthy(&world, true);
@@ -135,10 +140,7 @@ async fn a_failed_active_generation_fires_critical_once_with_a_stable_fingerprin
     let round = restarted.round().await.unwrap();
     assert_eq!(round.alerts.len(), 1, "{round:?}");
     let again = receiver.wait_for_accepted(2);
-    assert_eq!(
-        again[1]["alerts"][0]["fingerprint"],
-        alert["fingerprint"]
-    );
+    assert_eq!(again[1]["alerts"][0]["fingerprint"], alert["fingerprint"]);
     assert_eq!(again[1]["groupKey"], firing[0]["groupKey"]);
 
     set_api_server_unhealthy(&world, false);
@@ -151,8 +153,7 @@ async fn a_failed_active_generation_fires_critical_once_with_a_stable_fingerprin
     assert_eq!(resolved["alerts"][0]["startsAt"], alert["startsAt"]);
     assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
     assert_eq!(
-        resolved["alerts"][0]["labels"]["severity"],
-        "critical",
+        resolved["alerts"][0]["labels"]["severity"], "critical",
         "resolved with the severity it fired with"
     );
     // Nothing else was sent: one 503, then three deliveries.

@@ -74,10 +74,7 @@ pub fn message(alert: AlertRef<'_>) -> Message {
         match alert {
             AlertRef::Health(alert) => {
                 let summary = if alert.is_resolved() {
-                    format!(
-                        "{}: {} is healthy again",
-                        alert.deployment, alert.resource
-                    )
+                    format!("{}: {} is healthy again", alert.deployment, alert.resource)
                 } else {
                     format!("{}: {} is {}", alert.deployment, alert.resource, alert.new)
                 };

@@ -437,7 +437,10 @@ mod tests {
                 "https://ferry:hunter2@alerts.example.com/v2/alerts",
                 "https://ferry:***@alerts.example.com/v2/alerts",
             ),
-            ("http://127.0.0.1:9093/alerts", "http://127.0.0.1:9093/alerts"),
+            (
+                "http://127.0.0.1:9093/alerts",
+                "http://127.0.0.1:9093/alerts",
+            ),
             ("not a url", "(a webhook URL that does not parse)"),
         ] {
             assert_eq!(mask_url(url), shown, "{url}");

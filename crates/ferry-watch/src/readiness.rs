@@ -55,7 +55,9 @@ impl fmt::Display for ReadinessAlert {
             let blockers: Vec<String> = self
                 .failover
                 .blockers
-                .iter().map(ToString::to_string).collect();
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             write!(
                 f,
                 "failover readiness lost: a failover to generation {} is blocked: {}",

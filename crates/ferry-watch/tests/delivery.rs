@@ -7,9 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use ferry_core::{Attributes, Health, Observation, Snapshot};
-use ferry_testkit::webhook_receiver::{
-    Answer, WebhookReceiver, unused_loopback_address, url_of,
-};
+use ferry_testkit::webhook_receiver::{Answer, WebhookReceiver, unused_loopback_address, url_of};
 use ferry_watch::{
     Alert, AlertRef, DeliveryError, DeliveryEvent, Destination, RetryPolicy, Tracker,
     WebhookFormat, deliver,
@@ -76,32 +74,40 @@ async fn a_webhook_down_then_up_then_failing_once_gets_the_alert_exactly_once() 
     let events = events.into_inner().unwrap();
     let reasons: Vec<String> = events
         .iter()
-        .map(|DeliveryEvent::AttemptFailed { attempt, reason, .. }| format!("{attempt}: {reason}"))
+        .map(
+            |DeliveryEvent::AttemptFailed {
+                 attempt, reason, ..
+             }| format!("{attempt}: {reason}"),
+        )
         .collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(
-        reasons[0].starts_with("1: cannot connect: "),
-        "{reasons:?}"
-    );
+    assert!(reasons[0].starts_with("1: cannot connect: "), "{reasons:?}");
     assert_eq!(reasons[1], "2: it answered 500 Internal Server Error");
     let receiver = receiver.into_inner().unwrap().unwrap();
     let received = receiver.received();
     assert_eq!(
-        received.iter().map(|request| request.status).collect::<Vec<_>>(),
+        received
+            .iter()
+            .map(|request| request.status)
+            .collect::<Vec<_>>(),
         [500, 200],
         "the 500 and then the one delivery"
     );
     assert_eq!(received[0].body, received[1].body, "the same body again");
     assert_eq!(received[1].path, "/alerts");
-    assert_eq!(received[1].content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        received[1].content_type.as_deref(),
+        Some("application/json")
+    );
     let accepted = receiver.wait_for_accepted(1);
     assert_eq!(accepted.len(), 1);
-    let expected = serde_json::to_value(ferry_watch::alertmanager::message(AlertRef::Health(
-        &alert,
-    )))
-    .unwrap();
+    let expected =
+        serde_json::to_value(ferry_watch::alertmanager::message(AlertRef::Health(&alert))).unwrap();
     assert_eq!(accepted[0], expected);
-    assert_eq!(accepted[0]["alerts"][0]["labels"]["resource"], "aks_cluster.hub@g1");
+    assert_eq!(
+        accepted[0]["alerts"][0]["labels"]["resource"],
+        "aks_cluster.hub@g1"
+    );
 }
 
 #[tokio::test]
