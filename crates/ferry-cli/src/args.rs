@@ -274,6 +274,13 @@ pub fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(parsed)
 }
 
+/// `--webhook-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebhookFormatArg {
+    Ferry,
+    Alertmanager,
+}
+
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     #[command(flatten)]
@@ -286,9 +293,26 @@ pub struct WatchArgs {
     /// How long a new state must hold before it counts: damps a flapping endpoint.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub hold: std::time::Duration,
-    /// POST each alert as JSON to this URL (repeatable).
+    /// POST each alert as JSON to this URL (repeatable). A refused connection, a timeout, a
+    /// 5xx or a 429 is tried again (see --webhook-attempts); a token in the URL is masked in
+    /// messages.
     #[arg(long, value_name = "URL")]
     pub webhook: Vec<String>,
+    /// The webhook body: ferry's own JSON, or the body Alertmanager's webhook receiver sends
+    /// (for a route built for Alertmanager: Slack, PagerDuty, OpsGenie adapters).
+    #[arg(long, value_enum, default_value = "ferry", value_name = "FORMAT")]
+    pub webhook_format: WebhookFormatArg,
+    /// Attempts per alert and webhook, the first included.
+    #[arg(long, default_value = "5", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_attempts: u32,
+    /// The wait before the second attempt; it doubles each time (up to 8s, with jitter), or is
+    /// the webhook's Retry-After.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub webhook_backoff: std::time::Duration,
+    /// How long one alert's delivery may hold the watch, attempts and waits included: past it
+    /// the alert is given up (and said so on stderr).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub webhook_give_up_after: std::time::Duration,
     /// Run this program for each alert, with the alert as JSON on stdin and in FERRY_ALERT.
     #[arg(long, value_name = "PROGRAM")]
     pub alert_command: Option<String>,

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Result, bail};
 use ferry_ops::watch::{WatchConfig, Watcher};
 use ferry_spec::FailoverMode;
-use ferry_watch::Destination;
+use ferry_watch::{Destination, RetryPolicy, WebhookFormat};
 
-use crate::args::{self, ApplyArgs, PlanningArgs, WatchArgs};
+use crate::args::{self, ApplyArgs, PlanningArgs, WatchArgs, WebhookFormatArg};
 use crate::output::Output;
 
 pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
@@ -21,12 +21,27 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
             "--auto-apply needs the spec's failover mode to be automatic: set mode = \"automatic\" in [failover], or review the plan and apply it yourself"
         );
     }
+    let format = match args.webhook_format {
+        WebhookFormatArg::Ferry => WebhookFormat::Ferry,
+        WebhookFormatArg::Alertmanager => WebhookFormat::Alertmanager,
+    };
     let mut destinations: Vec<Destination> = args
         .webhook
         .iter()
-        .cloned()
-        .map(Destination::Webhook)
+        .map(|url| Destination::Webhook {
+            url: url.clone(),
+            format,
+        })
         .collect();
+    let defaults = RetryPolicy::default();
+    let retry = RetryPolicy {
+        attempts: args.webhook_attempts,
+        first_backoff: args.webhook_backoff,
+        max_backoff: defaults.max_backoff.max(args.webhook_backoff),
+        attempt_timeout: defaults.attempt_timeout.min(args.webhook_give_up_after),
+        bound: args.webhook_give_up_after,
+    };
+    let (event_sender, mut delivery_events) = tokio::sync::mpsc::unbounded_channel();
     if let Some(program) = &args.alert_command {
         destinations.push(Destination::Command(vec![program.clone()]));
     }
@@ -38,6 +53,8 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
             plan_on_failure: args.plan_on_failure.clone(),
             variables: args::parse_vars(&args.spec.vars)?,
             auto_apply: args.auto_apply,
+            retry,
+            delivery_events: Some(event_sender),
         },
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -61,7 +78,21 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
     let mut round_number = 0u64;
     while !stop.load(Ordering::SeqCst) && args.rounds.is_none_or(|rounds| round_number < rounds) {
         round_number += 1;
-        let round = match runtime.block_on(watcher.round()) {
+        // Failed delivery attempts are printed as they happen, while the round waits to retry.
+        let round = runtime.block_on(async {
+            let round = watcher.round();
+            tokio::pin!(round);
+            loop {
+                tokio::select! {
+                    round = &mut round => break round,
+                    Some(event) = delivery_events.recv() => output.stderr(&format!("warning: {event}\n")),
+                }
+            }
+        });
+        while let Ok(event) = delivery_events.try_recv() {
+            output.stderr(&format!("warning: {event}\n"));
+        }
+        let round = match round {
             Ok(round) => round,
             Err(error) => {
                 output.error(&format!(
@@ -77,6 +108,9 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
         }
         if let Some(alert) = &round.readiness {
             output.stdout(&format!("{alert}\n"));
+        }
+        for failure in &round.delivery_failures {
+            output.error(&failure.to_string());
         }
         for problem in &round.problems {
             output.error(problem);

@@ -243,6 +243,10 @@ pub struct Readiness {
     /// The failover plan's estimated time to recovery, when it could be made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_seconds: Option<u64>,
+    /// How many steps the failover plan has, when it could be made (`ferry watch` alerts
+    /// carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
     /// Each thing that stops the failover, with its reason and what to do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<Blocker>,

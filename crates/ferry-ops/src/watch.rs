@@ -2,13 +2,21 @@
 //! the readings into damped changes, writes the failover plan when the active generation
 //! fails, delivers the alerts, and follows failover readiness. The caller owns the loop (its
 //! interval, its stop signal) and decides what to do with a written plan.
+//!
+//! A round's deliveries run side by side, each a webhook's retries within
+//! [`RetryPolicy::bound`] (or a command's time limit), so that a dead receiver delays the next
+//! round's readings by one bound at most.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use ferry_core::{Blocker, InstanceAddress, Readiness};
 use ferry_plan::PlanConfig;
-use ferry_watch::{Alert, Destination, ReadinessAlert, ReadinessTracker, Tracker};
+use ferry_watch::{
+    Alert, AlertRef, DeliveryError, DeliveryEvent, Destination, ReadinessAlert, ReadinessTracker,
+    RetryPolicy, Severity, Tracker,
+};
 
 use crate::{Deployment, OpsError, PlanOptions};
 
@@ -26,6 +34,11 @@ pub struct WatchConfig {
     pub variables: BTreeMap<String, String>,
     /// Said in the alert: the caller applies the written plan itself.
     pub auto_apply: bool,
+    /// How hard a webhook delivery tries, and for how long at most.
+    pub retry: RetryPolicy,
+    /// Where to send each failed delivery attempt as it happens (the CLI prints them while the
+    /// round waits); they are in [`Round::delivery_events`] too.
+    pub delivery_events: Option<tokio::sync::mpsc::UnboundedSender<DeliveryEvent>>,
 }
 
 /// What one round found.
@@ -37,8 +50,11 @@ pub struct Round {
     pub readiness: Option<ReadinessAlert>,
     /// The failover plan written this round.
     pub plan_written: Option<PathBuf>,
-    /// What went wrong without stopping the watch: a delivery that failed, a failover that
-    /// could not be planned.
+    /// Each failed webhook attempt that was tried again, in the order they happened.
+    pub delivery_events: Vec<DeliveryEvent>,
+    /// Each delivery given up: its destination did not get the alert.
+    pub delivery_failures: Vec<DeliveryError>,
+    /// What else went wrong without stopping the watch: a failover that could not be planned.
     pub problems: Vec<String>,
 }
 
@@ -49,6 +65,11 @@ pub struct Watcher<'a> {
     config: WatchConfig,
     tracker: Tracker,
     readiness: ReadinessTracker,
+    /// The last failover readiness read, for the blockers a health alert carries.
+    last_readiness: Option<Readiness>,
+    /// The severity each resource's open condition fired with: its return to healthy is
+    /// resolved with the same one, and it does not drop while the condition lasts.
+    open_severities: BTreeMap<InstanceAddress, Severity>,
     client: reqwest::Client,
 }
 
@@ -60,6 +81,8 @@ impl<'a> Watcher<'a> {
             readiness: ReadinessTracker::new(name, config.hold),
             deployment,
             config,
+            last_readiness: None,
+            open_severities: BTreeMap::new(),
             client: reqwest::Client::new(),
         }
     }
@@ -74,20 +97,65 @@ impl<'a> Watcher<'a> {
             alerts: self.tracker.update(&snapshot, SystemTime::now()),
             ..Round::default()
         };
-        if !round.alerts.is_empty()
-            && let Some(path) = &self.config.plan_on_failure
-        {
-            match ferry_plan::plan(spec, &snapshot, rules, &PlanConfig::default()) {
-                Ok(plan) if plan.failover.is_some() => {
+        if !round.alerts.is_empty() {
+            self.describe_failover(&snapshot, &mut round)?;
+        }
+        // Failover readiness, each round: the failover these readings would give, planned
+        // beside them; its loss (and its return) is alerted like a health change.
+        let readiness = ferry_plan::plan(spec, &snapshot, rules, &PlanConfig::default())
+            .ok()
+            .filter(|plan| plan.failover.is_none())
+            .and_then(|plan| {
+                crate::readiness(spec, &snapshot, rules, &PlanOptions::default(), &plan)
+            });
+        round.readiness = self.readiness.update(
+            readiness.as_ref(),
+            snapshot.active_generation,
+            SystemTime::now(),
+        );
+        if readiness.is_some() {
+            self.last_readiness = readiness;
+        }
+        self.deliver(&mut round).await;
+        Ok(round)
+    }
+}
+
+impl Watcher<'_> {
+    /// Gives this round's health alerts their severity and failover figures, and writes the
+    /// failover plan when one is due and `plan_on_failure` asks for it.
+    fn describe_failover(
+        &mut self,
+        snapshot: &ferry_core::Snapshot,
+        round: &mut Round,
+    ) -> Result<(), OpsError> {
+        let spec = self.deployment.spec();
+        let rules = self.deployment.rules();
+        let mut figures = ferry_watch::FailoverFigures {
+            blockers: self
+                .last_readiness
+                .as_ref()
+                .map(|readiness| readiness.blockers.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let mut failover_due = false;
+        let mut action = None;
+        match ferry_plan::plan(spec, snapshot, rules, &PlanConfig::default()) {
+            Ok(plan) if plan.failover.is_some() => {
+                failover_due = true;
+                figures.plan_steps = Some(plan.steps.len());
+                figures.recovery_seconds = plan.recovery_seconds;
+                if let Some(path) = &self.config.plan_on_failure {
                     let saved = crate::saved_plan(
                         spec,
                         plan,
-                        &snapshot,
+                        snapshot,
                         self.deployment.spec_path(),
                         &self.config.variables,
                     )?;
                     write_plan(path, &saved.to_json())?;
-                    let action = if self.config.auto_apply {
+                    action = Some(if self.config.auto_apply {
                         format!(
                             "ferry applies the failover plan it wrote to {}",
                             path.display()
@@ -98,43 +166,79 @@ impl<'a> Watcher<'a> {
                             path.display(),
                             path.display()
                         )
-                    };
-                    for alert in &mut round.alerts {
-                        alert.plan_written = Some(path.display().to_string());
-                        alert.action = Some(action.clone());
-                    }
+                    });
+                    figures.plan_written = Some(path.display().to_string());
                     round.plan_written = Some(path.clone());
                 }
-                Ok(_) => {}
-                Err(errors) => round.problems.push(format!("no failover plan: {errors}")),
             }
-        }
-        for alert in &round.alerts {
-            for destination in &self.config.destinations {
-                if let Err(error) = ferry_watch::deliver(alert, destination, &self.client).await {
-                    round.problems.push(error.to_string());
+            Ok(plan) => failover_due = plan.failover_due.is_some(),
+            Err(errors) => {
+                if self.config.plan_on_failure.is_some() {
+                    round.problems.push(format!("no failover plan: {errors}"));
                 }
+                figures.blockers = errors
+                    .0
+                    .into_iter()
+                    .map(|error| Blocker {
+                        address: error.address,
+                        reason: error.message,
+                        help: error.help,
+                    })
+                    .collect();
             }
         }
-        // Failover readiness, each round: the failover these readings would give, planned
-        // beside them; its loss (and its return) is alerted like a health change.
-        let readiness = ferry_plan::plan(spec, &snapshot, rules, &PlanConfig::default())
-            .ok()
-            .filter(|plan| plan.failover.is_none())
-            .and_then(|plan| {
-                crate::readiness(spec, &snapshot, rules, &PlanOptions::default(), &plan)
-            });
-        round.readiness = self.readiness.update(readiness.as_ref(), SystemTime::now());
-        if let Some(alert) = &round.readiness {
-            for destination in &self.config.destinations {
-                if let Err(error) =
-                    ferry_watch::deliver_readiness(alert, destination, &self.client).await
-                {
-                    round.problems.push(error.to_string());
-                }
-            }
+        for alert in &mut round.alerts {
+            alert.severity = if alert.is_resolved() {
+                self.open_severities
+                    .remove(&alert.resource)
+                    .unwrap_or_default()
+            } else {
+                let opened = self.open_severities.get(&alert.resource).copied();
+                let severity = if failover_due {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                };
+                let severity = opened.map_or(severity, |opened| opened.max(severity));
+                self.open_severities
+                    .insert(alert.resource.clone(), severity);
+                severity
+            };
+            alert.failover = figures.clone();
+            alert.action = action.clone();
         }
-        Ok(round)
+        Ok(())
+    }
+
+    /// Delivers this round's alerts to every destination, side by side.
+    async fn deliver(&self, round: &mut Round) {
+        let alerts = round
+            .alerts
+            .iter()
+            .map(AlertRef::Health)
+            .chain(round.readiness.as_ref().map(AlertRef::Readiness));
+        let events = std::sync::Mutex::new(Vec::new());
+        let on_event = |event: &DeliveryEvent| {
+            if let Some(sender) = &self.config.delivery_events {
+                let _ = sender.send(event.clone());
+            }
+            events.lock().unwrap().push(event.clone());
+        };
+        let on_event = &on_event;
+        let deliveries = alerts.flat_map(|alert| {
+            self.config.destinations.iter().map(move |destination| {
+                ferry_watch::deliver(
+                    alert,
+                    destination,
+                    &self.client,
+                    &self.config.retry,
+                    on_event,
+                )
+            })
+        });
+        let outcomes = futures_util::future::join_all(deliveries).await;
+        round.delivery_events = events.into_inner().unwrap();
+        round.delivery_failures = outcomes.into_iter().filter_map(Result::err).collect();
     }
 }
 

@@ -58,6 +58,7 @@ pub fn readiness_with(
                 ready: false,
                 to_generation,
                 recovery_seconds: None,
+                steps: None,
                 blockers: errors
                     .0
                     .into_iter()
@@ -86,6 +87,7 @@ pub fn readiness_with(
             .as_ref()
             .map_or(to_generation, |failover| failover.to_generation),
         recovery_seconds: plan.recovery_seconds,
+        steps: Some(plan.steps.len()),
         blockers,
     })
 }

@@ -6,6 +6,8 @@
 //!   property tests;
 //! - [`baseline`]: the schedulers the apply engine is compared with (level by level, one at a
 //!   time) and the critical path, for the makespan benchmark;
+//! - [`webhook_receiver`]: a scripted webhook receiver on 127.0.0.1, for `ferry watch`'s
+//!   delivery tests;
 //! - `provider_harness` (feature `provider-harness`): the Azure providers called one step at a
 //!   time against an in-process ARM simulator, for the provider crates' tests.
 
@@ -14,3 +16,4 @@ pub mod baseline;
 pub mod provider_harness;
 pub mod random;
 pub mod synthetic;
+pub mod webhook_receiver;

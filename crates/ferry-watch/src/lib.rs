@@ -3,8 +3,11 @@
 //! Each round reads every instance's health (through the same providers as `ferry observe`);
 //! a [`Tracker`] turns readings into state changes, damped so that a flapping endpoint does not
 //! page anyone: a new state counts only once it has held for the configured time. Each change
-//! becomes an [`Alert`], delivered as a JSON POST to a webhook and/or to a command.
+//! becomes an [`Alert`], delivered as a JSON POST to a webhook (in ferry's own format or the
+//! body of Alertmanager's webhook receiver, [`alertmanager`]) and/or to a command, a webhook
+//! retried with backoff within a bound ([`RetryPolicy`]).
 
+pub mod alertmanager;
 mod deliver;
 mod readiness;
 
@@ -12,10 +15,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use ferry_core::{Health, InstanceAddress, Observation, Snapshot};
+use ferry_core::{Blocker, Generation, Health, InstanceAddress, Observation, Snapshot};
 use serde::Serialize;
 
-pub use deliver::{DeliveryError, Destination, deliver, deliver_readiness};
+pub use deliver::{
+    AlertRef, DeliveryError, DeliveryEvent, Destination, RetryPolicy, WebhookFormat, deliver,
+    mask_url,
+};
 /// Alerts' times: ferry's one time format, kept here for the alerts' users.
 pub use ferry_core::time::format_time;
 pub use readiness::{ReadinessAlert, ReadinessTracker};
@@ -72,6 +78,43 @@ impl fmt::Display for HealthState {
     }
 }
 
+/// How urgent an alert is, as on-call routes read it (Alertmanager's `severity` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Nobody is woken: a resource that is not healthy without a failover due, failover
+    /// readiness lost.
+    #[default]
+    Warning,
+    /// A failover is due: the active generation failed.
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// The failover plan and readiness figures an alert carries, in both webhook formats: how many
+/// steps the failover plan has, its estimated time to recovery, where it was written, and what
+/// blocks it. Each is absent when not known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct FailoverFigures {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_steps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_seconds: Option<u64>,
+    /// The failover plan written because of this change, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_written: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<Blocker>,
+}
+
 /// One state change worth telling someone about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alert {
@@ -82,12 +125,26 @@ pub struct Alert {
     pub new: HealthState,
     /// When the new state was first read, in RFC 3339.
     pub since: String,
-    /// The failover plan written because of this change, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan_written: Option<String>,
+    /// When the condition began: the first reading that was not healthy (for a return to
+    /// healthy, the one of the condition it ends), in RFC 3339.
+    pub began: String,
+    /// The generation that served when the change was read.
+    pub generation: Generation,
+    /// Critical when the change makes a failover due, warning otherwise; a return to healthy
+    /// keeps the severity of the condition it ends.
+    pub severity: Severity,
+    #[serde(flatten)]
+    pub failover: FailoverFigures,
     /// What ferry did or suggests next, in a sentence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+}
+
+impl Alert {
+    /// Whether this alert ends a condition (the resource is healthy again).
+    pub fn is_resolved(&self) -> bool {
+        self.new.is_healthy()
+    }
 }
 
 impl fmt::Display for Alert {
@@ -110,6 +167,8 @@ struct Tracked {
     confirmed: HealthState,
     /// A different state read since, and when it was first read.
     pending: Option<(HealthState, SystemTime)>,
+    /// While the confirmed state is not healthy: when that condition began.
+    began: Option<SystemTime>,
 }
 
 /// Turns successive readings into damped state changes.
@@ -136,25 +195,35 @@ impl Tracker {
     /// when it is not: a watch started during an outage says so at once.
     pub fn update(&mut self, snapshot: &Snapshot, now: SystemTime) -> Vec<Alert> {
         let mut alerts = Vec::new();
+        let alert = |resource: &InstanceAddress,
+                     old: Option<HealthState>,
+                     new: HealthState,
+                     since: SystemTime,
+                     began: SystemTime| Alert {
+            deployment: self.deployment.clone(),
+            resource: resource.clone(),
+            old,
+            new,
+            since: format_time(since),
+            began: format_time(began),
+            generation: snapshot.active_generation,
+            severity: Severity::Warning,
+            failover: FailoverFigures::default(),
+            action: None,
+        };
         for (instance, observation) in &snapshot.resources {
             let reading = HealthState::of(observation);
             let Some(tracked) = self.tracked.get_mut(instance) else {
-                if !reading.is_healthy() {
-                    alerts.push(Alert {
-                        deployment: self.deployment.clone(),
-                        resource: instance.clone(),
-                        old: None,
-                        new: reading.clone(),
-                        since: format_time(now),
-                        plan_written: None,
-                        action: None,
-                    });
+                let healthy = reading.is_healthy();
+                if !healthy {
+                    alerts.push(alert(instance, None, reading.clone(), now, now));
                 }
                 self.tracked.insert(
                     instance.clone(),
                     Tracked {
                         confirmed: reading,
                         pending: None,
+                        began: (!healthy).then_some(now),
                     },
                 );
                 continue;
@@ -169,15 +238,15 @@ impl Tracker {
                 _ => now,
             };
             if now.duration_since(since).unwrap_or_default() >= self.hold {
-                alerts.push(Alert {
-                    deployment: self.deployment.clone(),
-                    resource: instance.clone(),
-                    old: Some(tracked.confirmed.clone()),
-                    new: reading.clone(),
-                    since: format_time(since),
-                    plan_written: None,
-                    action: None,
-                });
+                let began = tracked.began.unwrap_or(since);
+                alerts.push(alert(
+                    instance,
+                    Some(tracked.confirmed.clone()),
+                    reading.clone(),
+                    since,
+                    began,
+                ));
+                tracked.began = (!reading.is_healthy()).then_some(began);
                 tracked.confirmed = reading;
                 tracked.pending = None;
             } else {

@@ -6,10 +6,10 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use ferry_core::{Blocker, Generation, Readiness};
+use ferry_core::{Generation, Readiness};
 use serde::Serialize;
 
-use crate::format_time;
+use crate::{FailoverFigures, Severity, format_time};
 
 /// A change of failover readiness worth telling someone about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,13 +19,25 @@ pub struct ReadinessAlert {
     pub alert: &'static str,
     /// Whether a failover could be made now.
     pub ready: bool,
+    /// The generation that serves now.
+    pub generation: Generation,
     pub to_generation: Generation,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recovery_seconds: Option<u64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub blockers: Vec<Blocker>,
+    /// The failover plan's steps, its estimated time to recovery, and the blockers.
+    #[serde(flatten)]
+    pub failover: FailoverFigures,
     /// When the new state was first read, in RFC 3339.
     pub since: String,
+    /// When readiness was lost (for an alert that it is back: when it was lost), in RFC 3339.
+    pub began: String,
+    /// Always warning: a lost readiness needs a person on an ordinary day, not at night.
+    pub severity: Severity,
+}
+
+impl ReadinessAlert {
+    /// Whether this alert ends a condition (readiness is back).
+    pub fn is_resolved(&self) -> bool {
+        self.ready
+    }
 }
 
 impl fmt::Display for ReadinessAlert {
@@ -36,11 +48,16 @@ impl fmt::Display for ReadinessAlert {
                 "failover readiness back: a failover to generation {} could be made",
                 self.to_generation
             )?;
-            if let Some(seconds) = self.recovery_seconds {
+            if let Some(seconds) = self.failover.recovery_seconds {
                 write!(f, ", estimated time to recovery {seconds}s")?;
             }
         } else {
-            let blockers: Vec<String> = self.blockers.iter().map(ToString::to_string).collect();
+            let blockers: Vec<String> = self
+                .failover
+                .blockers
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             write!(
                 f,
                 "failover readiness lost: a failover to generation {} is blocked: {}",
@@ -62,6 +79,8 @@ pub struct ReadinessTracker {
     confirmed: Option<bool>,
     /// A different state read since, and when it was first read.
     pending: Option<(bool, SystemTime)>,
+    /// While readiness is lost: since when.
+    lost_since: Option<SystemTime>,
 }
 
 impl ReadinessTracker {
@@ -71,29 +90,42 @@ impl ReadinessTracker {
             hold,
             confirmed: None,
             pending: None,
+            lost_since: None,
         }
     }
 
-    /// Takes one round's readiness (`None`: nothing to fail over, the round says nothing);
-    /// returns the change that now counts, if any.
+    /// Takes one round's readiness (`None`: nothing to fail over, the round says nothing) and
+    /// the generation that serves; returns the change that now counts, if any.
     pub fn update(
         &mut self,
         readiness: Option<&Readiness>,
+        generation: Generation,
         now: SystemTime,
     ) -> Option<ReadinessAlert> {
         let readiness = readiness?;
-        let alert = |since: SystemTime| ReadinessAlert {
+        let alert = |since: SystemTime, began: SystemTime| ReadinessAlert {
             deployment: self.deployment.clone(),
             alert: "failover_readiness",
             ready: readiness.ready,
+            generation,
             to_generation: readiness.to_generation,
-            recovery_seconds: readiness.recovery_seconds,
-            blockers: readiness.blockers.clone(),
+            failover: FailoverFigures {
+                plan_steps: readiness.steps,
+                recovery_seconds: readiness.recovery_seconds,
+                plan_written: None,
+                blockers: readiness.blockers.clone(),
+            },
             since: format_time(since),
+            began: format_time(began),
+            severity: Severity::Warning,
         };
         let Some(confirmed) = self.confirmed else {
             self.confirmed = Some(readiness.ready);
-            return (!readiness.ready).then(|| alert(now));
+            if readiness.ready {
+                return None;
+            }
+            self.lost_since = Some(now);
+            return Some(alert(now, now));
         };
         if confirmed == readiness.ready {
             self.pending = None;
@@ -104,7 +136,9 @@ impl ReadinessTracker {
             _ => now,
         };
         if now.duration_since(since).unwrap_or_default() >= self.hold {
-            let alert = alert(since);
+            let began = self.lost_since.unwrap_or(since);
+            let alert = alert(since, began);
+            self.lost_since = (!readiness.ready).then_some(began);
             self.confirmed = Some(readiness.ready);
             self.pending = None;
             Some(alert)
@@ -118,12 +152,14 @@ impl ReadinessTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_core::Blocker;
 
     fn readiness(ready: bool) -> Readiness {
         Readiness {
             ready,
             to_generation: 2,
             recovery_seconds: Some(2369),
+            steps: Some(31),
             blockers: if ready {
                 Vec::new()
             } else {
@@ -160,7 +196,7 @@ mod tests {
             let reading = ready.map(readiness);
             alerts.extend(
                 tracker
-                    .update(reading.as_ref(), at(second))
+                    .update(reading.as_ref(), 1, at(second))
                     .map(|alert| alert.to_string()),
             );
         }
@@ -176,7 +212,7 @@ mod tests {
     #[test]
     fn a_watch_that_starts_not_ready_alerts_at_once() {
         let mut tracker = ReadinessTracker::new("data100", Duration::from_secs(60));
-        let alert = tracker.update(Some(&readiness(false)), at(0)).unwrap();
+        let alert = tracker.update(Some(&readiness(false)), 1, at(0)).unwrap();
         insta::assert_json_snapshot!(alert);
     }
 }
