@@ -222,7 +222,7 @@ async fn an_api_version_the_type_does_not_have_is_refused_as_arm_words_it() {
         answer(&put_error(client, &disk, "1999-01-01", disk_body("westeurope")).await);
     assert_eq!((status, code.as_str()), (400, "NoRegisteredProviderFound"));
     assert!(
-        message.starts_with("No registered resource provider found for location 'westeurope' and API version '1999-01-01' for type 'disks'. The supported api-versions are '2025-01-02, 2024-03-02,"),
+        message.starts_with("No registered resource provider found for location 'westeurope' and API version '1999-01-01' for type 'disks'. The supported api-versions are '2026-03-02, 2025-01-02, 2024-03-02,"),
         "{message}"
     );
     assert!(
@@ -245,7 +245,7 @@ async fn an_api_version_the_type_does_not_have_is_refused_as_arm_words_it() {
     let (status, code, message) = answer(&refused);
     assert_eq!((status, code.as_str()), (404, "InvalidResourceType"));
     assert!(
-        message.starts_with("The resource type 'disks' could not be found in the namespace 'Microsoft.Compute' for api version '1999-01-01'. The supported api-versions are '2025-01-02,"),
+        message.starts_with("The resource type 'disks' could not be found in the namespace 'Microsoft.Compute' for api version '1999-01-01'. The supported api-versions are '2026-03-02, 2025-01-02,"),
         "{message}"
     );
     assert!(
