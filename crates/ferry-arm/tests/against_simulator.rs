@@ -8,49 +8,11 @@ use ferry_arm::models::{
     VirtualNetwork,
 };
 use ferry_arm::{
-    ArmClient, ArmError, PendingOperation, PollStyle, ResourceId, Started, WriteOptions,
-    api_version,
+    ArmError, PendingOperation, PollStyle, ResourceId, Started, WriteOptions, api_version,
 };
 use ferry_sim::{ApiServerDownMode, Fault};
 use serde_json::json;
-use support::{group_id, resource_id, start};
-
-async fn create_group(client: &ArmClient, name: &str) {
-    let _: ResourceGroup = client
-        .put_and_wait(
-            &group_id(name),
-            api_version::RESOURCES,
-            &json!({"location": "westeurope"}),
-            &WriteOptions::default(),
-        )
-        .await
-        .unwrap();
-}
-
-async fn create_disk(client: &ArmClient, group: &str, name: &str) -> String {
-    let id = resource_id(group, "Microsoft.Compute/disks", name);
-    let disk: Disk = client
-        .put_and_wait(
-            &id,
-            api_version::DISKS,
-            &json!({"location": "westeurope", "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 64}}),
-            &WriteOptions::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(disk.provisioning_state(), Some("Succeeded"));
-    id
-}
-
-fn vm_body(disks: serde_json::Value) -> serde_json::Value {
-    json!({
-        "location": "westeurope",
-        "properties": {
-            "hardwareProfile": {"vmSize": "Standard_D2s_v3"},
-            "storageProfile": {"dataDisks": disks},
-        }
-    })
-}
+use support::{create_disk, create_group, group_id, resource_id, start, vm_body};
 
 #[tokio::test]
 async fn groups_networks_and_public_ips_through_both_operation_styles() {

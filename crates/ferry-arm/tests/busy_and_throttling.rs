@@ -6,50 +6,13 @@
 
 mod support;
 
-use ferry_arm::models::Disk;
 use ferry_arm::{
     ArmClient, ArmClientConfig, ArmError, Method, PacingSettings, ResourceId, RetrySettings,
     StepOperations, Url, WriteOptions, api_version,
 };
 use ferry_sim::{ArmThrottling, Fault, Simulator};
 use serde_json::{Value, json};
-use support::{group_id, resource_id, start, start_with};
-
-async fn create_group(client: &ArmClient, name: &str) {
-    let _: Value = client
-        .put_and_wait(
-            &group_id(name),
-            api_version::RESOURCES,
-            &json!({"location": "westeurope"}),
-            &WriteOptions::default(),
-        )
-        .await
-        .unwrap();
-}
-
-async fn create_disk(client: &ArmClient, group: &str, name: &str) -> String {
-    let id = resource_id(group, "Microsoft.Compute/disks", name);
-    let _: Disk = client
-        .put_and_wait(
-            &id,
-            api_version::DISKS,
-            &json!({"location": "westeurope", "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 64}}),
-            &WriteOptions::default(),
-        )
-        .await
-        .unwrap();
-    id
-}
-
-fn vm_body(disks: Value) -> Value {
-    json!({
-        "location": "westeurope",
-        "properties": {
-            "hardwareProfile": {"vmSize": "Standard_D2s_v3"},
-            "storageProfile": {"dataDisks": disks},
-        }
-    })
-}
+use support::{create_disk, create_group, group_id, resource_id, start, start_with, vm_body};
 
 fn tags() -> Value {
     json!({"tags": {"owner": "ferry"}})

@@ -10,19 +10,7 @@ use std::time::Duration;
 use ferry_arm::{ArmError, ResourceId, WriteOptions, api_version};
 use ferry_sim::Simulator;
 use serde_json::{Value, json};
-use support::{SUBSCRIPTION, group_id, resource_id, start, start_with};
-
-async fn create_group(client: &ferry_arm::ArmClient, name: &str) {
-    let _: Value = client
-        .put_and_wait(
-            &group_id(name),
-            api_version::RESOURCES,
-            &json!({"location": "westeurope"}),
-            &WriteOptions::default(),
-        )
-        .await
-        .unwrap();
-}
+use support::{SUBSCRIPTION, create_group, group_id, resource_id, start, start_with};
 
 /// The statuses the simulator answered `method` on `path` with, in order.
 fn answers(simulator: &Simulator, method: &str, path: &str) -> Vec<String> {

@@ -4,8 +4,10 @@
 
 pub mod credentials;
 
-use ferry_arm::{ArmClient, ArmClientConfig, Url};
+use ferry_arm::models::Disk;
+use ferry_arm::{ArmClient, ArmClientConfig, Url, WriteOptions, api_version};
 use ferry_sim::{Simulator, SimulatorConfig};
+use serde_json::{Value, json};
 
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000001";
 
@@ -65,4 +67,44 @@ pub fn redact(simulator: &Simulator, text: &str) -> String {
         }
     }
     text
+}
+
+/// Creates the resource group `name` in westeurope and waits for it.
+pub async fn create_group(client: &ArmClient, name: &str) {
+    let _: Value = client
+        .put_and_wait(
+            &group_id(name),
+            api_version::RESOURCES,
+            &json!({"location": "westeurope"}),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Creates an empty 64 GB disk and waits for it; its id.
+pub async fn create_disk(client: &ArmClient, group: &str, name: &str) -> String {
+    let id = resource_id(group, "Microsoft.Compute/disks", name);
+    let disk: Disk = client
+        .put_and_wait(
+            &id,
+            api_version::DISKS,
+            &json!({"location": "westeurope", "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 64}}),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(disk.provisioning_state(), Some("Succeeded"));
+    id
+}
+
+/// A small VM's body in westeurope with these data disks.
+pub fn vm_body(disks: Value) -> Value {
+    json!({
+        "location": "westeurope",
+        "properties": {
+            "hardwareProfile": {"vmSize": "Standard_D2s_v3"},
+            "storageProfile": {"dataDisks": disks},
+        }
+    })
 }
