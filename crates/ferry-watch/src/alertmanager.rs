@@ -227,34 +227,13 @@ fn group_key(group_labels: &BTreeMap<String, String>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
-    use ferry_core::{Attributes, Blocker, Health, Observation, Readiness, Snapshot};
+    use ferry_core::{Blocker, Readiness};
 
     use super::*;
+    use crate::test_readings::{at, reading};
     use crate::{ReadinessTracker, Severity, Tracker};
-
-    fn reading(healthy: bool) -> Snapshot {
-        let mut snapshot = Snapshot::new(1);
-        snapshot.insert(
-            "aks_cluster.hub@g1".parse().unwrap(),
-            Observation::Present {
-                attributes: Attributes::new(),
-                health: if healthy {
-                    Health::Healthy
-                } else {
-                    Health::Unhealthy {
-                        reason: "GET /readyz timed out after 5s".into(),
-                    }
-                },
-            },
-        );
-        snapshot
-    }
-
-    fn at(seconds: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_374_460 + seconds)
-    }
 
     /// The active generation's API server fails for longer than the hold (a failover is due,
     /// its plan written), then comes back: one firing body, then one resolved body with the

@@ -257,12 +257,15 @@ impl Tracker {
     }
 }
 
+/// What the unit tests of this crate read: the data100 cluster, healthy or not, at a moment.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ferry_core::Attributes;
+pub(crate) mod test_readings {
+    use std::time::{Duration, SystemTime};
 
-    fn reading(healthy: bool) -> Snapshot {
+    use ferry_core::{Attributes, Health, Observation, Snapshot};
+
+    /// generation 1's cluster, healthy or with its API server timing out.
+    pub(crate) fn reading(healthy: bool) -> Snapshot {
         let mut snapshot = Snapshot::new(1);
         snapshot.insert(
             "aks_cluster.hub@g1".parse().unwrap(),
@@ -272,7 +275,7 @@ mod tests {
                     Health::Healthy
                 } else {
                     Health::Unhealthy {
-                        reason: "GET /readyz timed out".into(),
+                        reason: "GET /readyz timed out after 5s".into(),
                     }
                 },
             },
@@ -280,9 +283,16 @@ mod tests {
         snapshot
     }
 
-    fn at(seconds: u64) -> SystemTime {
+    /// `seconds` after a fixed moment.
+    pub(crate) fn at(seconds: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_374_460 + seconds)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_readings::{at, reading};
 
     #[test]
     fn a_state_counts_only_once_it_held_for_the_hold_time() {
@@ -305,7 +315,7 @@ mod tests {
         assert_eq!(
             alerts,
             [
-                "aks_cluster.hub@g1: healthy -> unhealthy (GET /readyz timed out) since 2025-11-29T00:02:30Z"
+                "aks_cluster.hub@g1: healthy -> unhealthy (GET /readyz timed out after 5s) since 2025-11-29T00:02:30Z"
             ]
         );
     }
