@@ -362,6 +362,8 @@ enum Strictness {
 /// Refusals the strict simulator answered over a chain's failovers.
 #[derive(Debug, Clone, Copy, Default)]
 struct Refused {
+    /// Every ARM request, answered or refused.
+    requests: usize,
     /// `409 ConflictingConcurrentWriteNotAllowed` on the NFS VMs and their disks.
     concurrent_writes_on_the_nfs_vms: usize,
     /// `409 OperationNotAllowed` on the AKS cluster.
@@ -567,6 +569,7 @@ impl Chain {
         );
         self.refused.concurrent_writes_on_the_nfs_vms += refused.concurrent_writes_on_the_nfs_vms;
         self.refused.concurrent_writes_on_the_cluster += refused.concurrent_writes_on_the_cluster;
+        self.refused.requests += refused.requests;
         self.refused.stale_etags += refused.stale_etags;
         self.refused.throttled += refused.throttled;
         self.refused.most_throttled_in_a_row = self
@@ -719,6 +722,7 @@ fn check_simulator(
         panic!("{case}: {broken}\n{events:#?}");
     }
     let refused = Refused {
+        requests: count(&|event| event.what == "request"),
         concurrent_writes_on_the_nfs_vms: count(&|event| {
             event.what == "request"
                 && event.code.as_deref() == Some("ConflictingConcurrentWriteNotAllowed")
