@@ -21,6 +21,12 @@
 //! changing request refused, so nothing was sent twice where Azure would reject or duplicate
 //! it; and the journal shows no finished step run again. zfs-fuse must already run (`cargo
 //! xtask test` starts it).
+//!
+//! One more test runs the kills against the strict simulator: ARM's throttling at Azure's sizes
+//! all along, and another writer on the NFS VMs and the AKS cluster that refuses ferry's first
+//! write to each, armed again before every apply. It kills at both boundaries of the steps that
+//! meet that writer, and checks too that the refusals happened and that no request was
+//! throttled more than three times in a row.
 
 mod real_servers;
 
