@@ -21,6 +21,12 @@
 //! changing request refused, so nothing was sent twice where Azure would reject or duplicate
 //! it; and the journal shows no finished step run again. zfs-fuse must already run (`cargo
 //! xtask test` starts it).
+//!
+//! One more test runs the kills against the strict simulator: ARM's throttling at Azure's sizes
+//! all along, and another writer on the NFS VMs and the AKS cluster that refuses ferry's first
+//! write to each, armed again before every apply. It kills at both boundaries of the steps that
+//! meet that writer, and checks too that the refusals happened and that no request was
+//! throttled more than three times in a row.
 
 mod real_servers;
 
@@ -31,7 +37,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_core::Action;
-use ferry_sim::SimEvent;
+use ferry_sim::{ArmThrottling, Fault, SimEvent};
 use real_servers::*;
 use serde_json::Value;
 
@@ -341,6 +347,39 @@ struct Chain {
     /// How many kills landed while their step ran, of the `While` boundaries tried.
     while_running: (usize, usize),
     started: Instant,
+    strictness: Strictness,
+    /// What the strict simulator refused over the chain's failovers, for the summary.
+    refused: Refused,
+}
+
+/// How hostile the simulator is beyond its default strictness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    /// The simulator as the other cases use it: no throttling, no one else writing.
+    Default,
+    /// ARM's throttling at Azure's sizes (`ArmThrottling::azure`) from generation 1 on, and
+    /// another writer on the NFS VMs and the AKS cluster armed before every apply of a
+    /// failover (the reference, each killed one and the one that finishes): it starts at the
+    /// first write ferry sends to each, which it thus refuses as ARM refuses concurrent
+    /// writes, and runs five Azure minutes.
+    AnotherWriterAndThrottling,
+}
+
+/// Refusals the strict simulator answered over a chain's failovers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Refused {
+    /// Every ARM request, answered or refused.
+    requests: usize,
+    /// `409 ConflictingConcurrentWriteNotAllowed` on the NFS VMs and their disks.
+    concurrent_writes_on_the_nfs_vms: usize,
+    /// `409 OperationNotAllowed` on the AKS cluster.
+    concurrent_writes_on_the_cluster: usize,
+    /// `412 PreconditionFailed` on the NFS VMs: the other writer changed the ETag ferry read.
+    stale_etags: usize,
+    /// `429 SubscriptionRequestsThrottled`.
+    throttled: usize,
+    /// The most times one request (method and path) was throttled in a row.
+    most_throttled_in_a_row: usize,
 }
 
 /// Where one failover's records start, to check only what it did.
@@ -351,13 +390,17 @@ struct Marks {
 }
 
 impl Chain {
-    async fn start() -> Chain {
-        let started = Instant::now();
+    async fn start(strictness: Strictness) -> Chain {
         let world = World::start_with(WorldSettings {
             time_scale: SMALLEST_TIME_SCALE,
             record_ttl_with_wait: Some(1),
         })
         .await;
+        // Timed from here: the wait for the machine's zfs lock is another test's time.
+        let started = Instant::now();
+        if strictness == Strictness::AnotherWriterAndThrottling {
+            world.simulator.set_throttling(Some(ArmThrottling::azure()));
+        }
         let (files, sums) = world.build_generation_one();
         Chain {
             world: Some(world),
@@ -366,6 +409,32 @@ impl Chain {
             serving: 1,
             while_running: (0, 0),
             started,
+            strictness,
+            refused: Refused::default(),
+        }
+    }
+
+    /// With another writer, arms it on the failover's two NFS VMs and on the cluster (by
+    /// name, so the new generation's and the old one's): each starts at the next write ferry
+    /// sends to its resource. Armed again before every apply, so that an apply that resumes
+    /// after a kill meets it too; one armed before a kill that came first still waits, and
+    /// starts with the new one.
+    fn arm_another_writer(&self) {
+        if self.strictness != Strictness::AnotherWriterAndThrottling {
+            return;
+        }
+        let (from, to) = (self.serving, self.serving + 1);
+        for resource in [
+            format!("data100-nfs-g{from}"),
+            format!("data100-nfs-g{to}"),
+            "data100-hub".to_owned(),
+        ] {
+            self.world().simulator.inject(Fault::AnotherWriter {
+                resource,
+                seconds: 300,
+                after_seconds: 0,
+                at_first_write: true,
+            });
         }
     }
 
@@ -396,6 +465,7 @@ impl Chain {
         let plan = self.world().saved_plan("failover.plan", &[]);
         assert_eq!(plan.failover.as_ref().map(|f| f.to_generation), Some(to));
         assert_failover_order(&plan, from, to);
+        self.arm_another_writer();
         let (_, seen) = watch_apply(self.world(), "reference failover", None);
         let first = |event: &str, id: &str| {
             seen.iter()
@@ -443,6 +513,7 @@ impl Chain {
         for (index, boundary) in kills.iter().enumerate() {
             let trigger = reference.trigger(boundary, from, to);
             let journal_before = journal(self.world()).len();
+            self.arm_another_writer();
             let (ending, _) =
                 watch_apply(self.world(), &format!("{case} ({index})"), Some(&trigger));
             let journal_after = journal(self.world()).len();
@@ -467,6 +538,7 @@ impl Chain {
     /// `ferry apply` finishes the failover; then every proof.
     fn finish_failover(&mut self, case: &str, marks: &Marks, killed: &[std::ops::Range<usize>]) {
         let (from, to) = (self.serving, self.serving + 1);
+        self.arm_another_writer();
         let resumed = self
             .world()
             .ferry(&["apply", "data100", "--auto-approve"], true);
@@ -494,12 +566,22 @@ impl Chain {
         self.world()
             .assert_served_by_tools_from(to, &self.files, &self.sums);
         check_pool_history(case, to, &zpool_history()[marks.history..]);
-        check_simulator(
+        let refused = check_simulator(
             case,
             from,
             to,
             &self.world().simulator.events()[marks.events..],
+            self.strictness,
         );
+        self.refused.concurrent_writes_on_the_nfs_vms += refused.concurrent_writes_on_the_nfs_vms;
+        self.refused.concurrent_writes_on_the_cluster += refused.concurrent_writes_on_the_cluster;
+        self.refused.requests += refused.requests;
+        self.refused.stale_etags += refused.stale_etags;
+        self.refused.throttled += refused.throttled;
+        self.refused.most_throttled_in_a_row = self
+            .refused
+            .most_throttled_in_a_row
+            .max(refused.most_throttled_in_a_row);
         check_journal(case, &journal(self.world())[marks.journal..], killed);
         self.serving = to;
         eprintln!(
@@ -515,6 +597,9 @@ impl Chain {
             self.while_running.0,
             self.while_running.1,
         );
+        if self.strictness == Strictness::AnotherWriterAndThrottling {
+            eprintln!("{what}: the strict simulator refused {:?}", self.refused);
+        }
     }
 }
 
@@ -546,24 +631,52 @@ fn check_pool_history(case: &str, to: u32, history: &[String]) {
     );
 }
 
-/// What ARM saw over the killed applies and the one that finished the failover.
-fn check_simulator(case: &str, from: u32, to: u32, events: &[SimEvent]) {
-    let count = |wanted: &dyn Fn(&SimEvent) -> bool| events.iter().filter(|e| wanted(e)).count();
+/// What ARM saw over the killed applies and the one that finished the failover; with the
+/// strict simulator, what it refused that ferry waited out.
+fn check_simulator(
+    case: &str,
+    from: u32,
+    to: u32,
+    events: &[SimEvent],
+    strictness: Strictness,
+) -> Refused {
     // ARM refuses a change to a group while a move locks it (`ScopeLocked`), and ferry waits
-    // and retries: that is the failover's normal course. Any other refusal of a change would
-    // be a request ARM rejects, such as a second move or attach of the same disk.
+    // and retries: that is the failover's normal course. With the strict simulator, so are a
+    // VM's or a disk's write refused while another writer's runs, the cluster's likewise, and
+    // a request ARM throttles. Any other refusal of a change would be a request ARM rejects,
+    // such as a second move or attach of the same disk.
+    let waited_out = |event: &SimEvent| match event.code.as_deref() {
+        Some("ScopeLocked") => true,
+        Some("ConflictingConcurrentWriteNotAllowed" | "SubscriptionRequestsThrottled") => {
+            strictness == Strictness::AnotherWriterAndThrottling
+        }
+        Some("OperationNotAllowed") => {
+            strictness == Strictness::AnotherWriterAndThrottling
+                && event.path.contains("/managedClusters/")
+        }
+        // The other writer's write changed the VM: ferry's `If-Match` with the ETag it read
+        // before fails, and it reads the VM again.
+        Some("PreconditionFailed") => {
+            strictness == Strictness::AnotherWriterAndThrottling
+                && event.path.contains("/virtualMachines/")
+        }
+        _ => false,
+    };
+    // A request ARM took: it neither failed nor was refused for a retry.
+    let accepted = |event: &SimEvent| event.what == "request" && !waited_out(event);
+    let count = |wanted: &dyn Fn(&SimEvent) -> bool| events.iter().filter(|e| wanted(e)).count();
     let refused: Vec<&SimEvent> = events
         .iter()
         .filter(|event| {
             event.what == "request"
                 && event.method != "GET"
                 && (event.outcome.starts_with('4') || event.outcome.starts_with('5'))
-                && event.code.as_deref() != Some("ScopeLocked")
+                && !waited_out(event)
         })
         .collect();
     assert!(
         refused.is_empty(),
-        "{case}: no change refused but for a retry while a move locks a group: {refused:#?}"
+        "{case}: no change refused but for one ferry waits out or reads again for: {refused:#?}"
     );
     // Each disk moved exactly once, whichever request carried it (several disks share one).
     let moves = format!("/resourceGroups/data100-g{from}/moveResources");
@@ -576,12 +689,12 @@ fn check_simulator(case: &str, from: u32, to: u32, events: &[SimEvent]) {
         );
     }
     assert!(
-        count(&|event| event.what == "request" && event.path.ends_with(&moves)) <= 4,
+        count(&|event| accepted(event) && event.path.ends_with(&moves)) <= 4,
         "{case}: at most one move request per disk: {events:#?}"
     );
     let deallocate = format!("{}/deallocate", vm_path(from));
     assert_eq!(
-        count(&|event| event.what == "request" && event.path.ends_with(&deallocate)),
+        count(&|event| accepted(event) && event.path.ends_with(&deallocate)),
         1,
         "{case}: the fence's deallocation requested once: {events:#?}"
     );
@@ -589,15 +702,13 @@ fn check_simulator(case: &str, from: u32, to: u32, events: &[SimEvent]) {
         "/resourceGroups/data100-g{to}/providers/Microsoft.ContainerService/managedClusters/data100-hub"
     );
     assert_eq!(
-        count(&|event| event.what == "request"
-            && event.method == "PUT"
-            && event.path.ends_with(&cluster)),
+        count(&|event| accepted(event) && event.method == "PUT" && event.path.ends_with(&cluster)),
         1,
         "{case}: the new cluster created once: {events:#?}"
     );
     let old_group = format!("/resourceGroups/data100-g{from}");
     assert_eq!(
-        count(&|event| event.what == "request"
+        count(&|event| accepted(event)
             && event.method == "DELETE"
             && event.path.ends_with(&old_group)),
         1,
@@ -616,6 +727,61 @@ fn check_simulator(case: &str, from: u32, to: u32, events: &[SimEvent]) {
     if let Err(broken) = ferry_sim::check_failover_order(events, fenced, &DISKS) {
         panic!("{case}: {broken}\n{events:#?}");
     }
+    let refused = Refused {
+        requests: count(&|event| event.what == "request"),
+        concurrent_writes_on_the_nfs_vms: count(&|event| {
+            event.what == "request"
+                && event.code.as_deref() == Some("ConflictingConcurrentWriteNotAllowed")
+        }),
+        concurrent_writes_on_the_cluster: count(&|event| {
+            event.what == "request"
+                && event.code.as_deref() == Some("OperationNotAllowed")
+                && event.path.contains("/managedClusters/data100-hub")
+        }),
+        stale_etags: count(&|event| {
+            event.what == "request" && event.code.as_deref() == Some("PreconditionFailed")
+        }),
+        throttled: count(&|event| {
+            event.what == "request"
+                && event.code.as_deref() == Some("SubscriptionRequestsThrottled")
+        }),
+        most_throttled_in_a_row: most_throttled_in_a_row(events),
+    };
+    if strictness == Strictness::AnotherWriterAndThrottling {
+        // Every failover writes the old VM (its fence) and creates the cluster: the writer
+        // armed before the apply that sends each meets it.
+        assert!(
+            refused.concurrent_writes_on_the_nfs_vms > 0
+                && refused.concurrent_writes_on_the_cluster > 0,
+            "{case}: the other writer refused a write on the NFS VMs and on the cluster: {refused:?}\n{events:#?}"
+        );
+        // ferry paces itself by ARM's remaining counts and waits a 429's `Retry-After`: a
+        // request may meet an empty bucket that a killed apply drained, not again and again.
+        assert!(
+            refused.most_throttled_in_a_row <= 3,
+            "{case}: no request throttled more than three times in a row: {refused:?}\n{events:#?}"
+        );
+    }
+    refused
+}
+
+/// The most times ARM throttled one request (the same method and path) before it answered
+/// it otherwise.
+fn most_throttled_in_a_row(events: &[SimEvent]) -> usize {
+    let mut in_a_row: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut most = 0;
+    for event in events.iter().filter(|event| event.what == "request") {
+        let run = in_a_row
+            .entry((event.method.as_str(), event.path.as_str()))
+            .or_default();
+        if event.code.as_deref() == Some("SubscriptionRequestsThrottled") {
+            *run += 1;
+            most = most.max(*run);
+        } else {
+            *run = 0;
+        }
+    }
+    most
 }
 
 /// No step the journal recorded as finished ran again, no killed apply journaled an end, and
@@ -665,7 +831,7 @@ fn check_journal(case: &str, records: &[Value], killed: &[std::ops::Range<usize>
 /// Runs the reference failover, then one failover killed at each boundary of the steps whose
 /// action `wanted` selects; returns how many boundaries it covered.
 async fn kill_at_every_boundary(what: &str, wanted: impl Fn(Action) -> bool) -> usize {
-    let mut chain = Chain::start().await;
+    let mut chain = Chain::start(Strictness::Default).await;
     let reference = chain.reference();
     let boundaries = reference.boundaries(wanted);
     assert!(
@@ -725,7 +891,7 @@ async fn killed_at_every_boundary_of_the_old_generations_retirement() {
 /// import runs, and the apply after that finishes the failover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_again_while_resuming() {
-    let mut chain = Chain::start().await;
+    let mut chain = Chain::start(Strictness::Default).await;
     let reference = chain.reference();
     let first = Boundary {
         step: "disk.home1:move".into(),
@@ -739,4 +905,40 @@ async fn killed_again_while_resuming() {
         .kill_and_recover(&reference, &first, Some(&second))
         .await;
     chain.summary("the resume killed", 1);
+}
+
+/// The steps whose requests meet the other writer: the old VM's fence (the first write on it)
+/// and a disk's detach from it, the new VM's and the new cluster's creates (the first write on
+/// each) and a disk's attach to the new VM. One disk stands for the four: they share their
+/// VM's writes.
+fn writes_the_nfs_vms_or_the_cluster(step: &str) -> bool {
+    matches!(
+        step,
+        "vm.nfs@old:fence"
+            | "vm.nfs@new:create"
+            | "aks_cluster.hub@new:create"
+            | "disk.home0:detach"
+            | "disk.home0:attach"
+    )
+}
+
+/// The strict simulator: ARM's throttling at Azure's sizes all along, and another writer on
+/// the NFS VMs and the cluster at ferry's first write to each, armed again before every apply.
+/// Killed at both boundaries of the steps that meet the other writer (a subset: every boundary
+/// would add minutes to the suite, and the others meet no more of it than any apply does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_the_boundaries_of_the_writes_another_writer_refuses_under_arms_throttling() {
+    let what = "another writer and ARM's throttling";
+    let mut chain = Chain::start(Strictness::AnotherWriterAndThrottling).await;
+    let reference = chain.reference();
+    let boundaries: Vec<Boundary> = reference
+        .boundaries(|_| true)
+        .into_iter()
+        .filter(|boundary| writes_the_nfs_vms_or_the_cluster(&boundary.step))
+        .collect();
+    assert_eq!(boundaries.len(), 10, "{what}: {boundaries:#?}");
+    for boundary in &boundaries {
+        chain.kill_and_recover(&reference, boundary, None).await;
+    }
+    chain.summary(what, boundaries.len());
 }
