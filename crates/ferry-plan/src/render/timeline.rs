@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
 
-use ferry_core::{Action, Plan, StepId};
+use ferry_core::{Action, Plan, Step, StepId};
 
 use super::text::duration;
 
@@ -33,6 +33,7 @@ pub fn estimated_bars(plan: &Plan) -> Vec<Bar> {
         .collect()
 }
 
+/// The colour of an action's bars, and the legend's name for the group.
 fn color(action: Action) -> &'static str {
     match action {
         Action::Create => "#2e7d32",
@@ -47,6 +48,17 @@ fn color(action: Action) -> &'static str {
     }
 }
 
+/// The legend, one entry per colour, in the order a failover meets them.
+const LEGEND: [(&str, Action); 7] = [
+    ("fence", Action::Fence),
+    ("move the data", Action::Move),
+    ("create", Action::Create),
+    ("update, replace", Action::Update),
+    ("run a hook", Action::Run),
+    ("wait for a check", Action::Wait),
+    ("retire, delete", Action::Retire),
+];
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -54,34 +66,54 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// When the service is back in `bars`: the end of the last bar that is not a retirement,
+/// for a failover plan; `None` otherwise.
+fn recovery_seconds(plan: &Plan, bars: &[Bar], steps: &BTreeMap<&StepId, &Step>) -> Option<f64> {
+    plan.failover.as_ref()?;
+    bars.iter()
+        .filter(|bar| {
+            steps
+                .get(&bar.step)
+                .is_some_and(|step| step.action != Action::Retire)
+        })
+        .map(|bar| bar.start_seconds + bar.duration_seconds)
+        .reduce(f64::max)
+}
+
 /// Draws `bars` of `plan` as an SVG document. `title` heads the picture.
+///
+/// One row per step, labelled with its action and instance, so that no bar hides another
+/// (the old VM's fence and the new VM's create overlap in time); the critical path outlined
+/// in red; in a failover, a line where the service is back; a legend of the colours.
 pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
     let critical: HashSet<&StepId> = plan.critical_path.iter().collect();
-    let steps: BTreeMap<&StepId, &ferry_core::Step> =
-        plan.steps.iter().map(|step| (&step.id, step)).collect();
-    // Rows: one per resource, in the order its first step appears, so the picture reads
-    // top to bottom roughly as the plan does.
-    let mut rows: Vec<String> = Vec::new();
-    for bar in bars {
-        if let Some(step) = steps.get(&bar.step) {
-            let row = step.address.address.to_string();
-            if !rows.contains(&row) {
-                rows.push(row);
-            }
-        }
-    }
+    let steps: BTreeMap<&StepId, &Step> = plan.steps.iter().map(|step| (&step.id, step)).collect();
+    let rows: Vec<(&Bar, &Step)> = bars
+        .iter()
+        .filter_map(|bar| steps.get(&bar.step).map(|step| (bar, *step)))
+        .collect();
     let end = bars
         .iter()
         .map(|bar| bar.start_seconds + bar.duration_seconds)
         .fold(1.0_f64, f64::max);
-    let (label_width, chart_width, row_height, top) = (190.0, 900.0, 24.0, 56.0);
+    let recovery = recovery_seconds(plan, bars, &steps);
+    let label_width = rows
+        .iter()
+        .map(|(_, step)| row_label(step).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(20, 60) as f64
+        * 6.6
+        + 20.0;
+    let (chart_width, row_height, top) = (820.0, 18.0, 64.0);
     let scale = chart_width / end;
-    let height = top + row_height * rows.len() as f64 + 50.0;
-    let width = label_width + chart_width + 90.0;
+    let chart_bottom = top + row_height * rows.len() as f64;
+    let height = chart_bottom + 80.0;
+    let width = label_width + chart_width + 40.0;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="11">"#
     );
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
@@ -89,10 +121,23 @@ pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
         r#"<text x="10" y="22" font-size="15" font-weight="bold">{}</text>"#,
         escape(title)
     );
+    let subtitle = match recovery {
+        Some(back) => format!(
+            "{} steps; the service is back after {}, everything ends after {}",
+            rows.len(),
+            duration(back.round() as u64),
+            duration(end.round() as u64)
+        ),
+        None => format!(
+            "{} steps; everything ends after {}",
+            rows.len(),
+            duration(end.round() as u64)
+        ),
+    };
     let _ = writeln!(
         out,
-        r##"<text x="10" y="40" fill="#555">critical path outlined in red; total {}</text>"##,
-        duration(end.round() as u64)
+        r##"<text x="10" y="40" fill="#555">{}</text>"##,
+        escape(&subtitle)
     );
     // Grid: about ten ticks, on whole minutes when the plan is long enough.
     let tick = [10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0]
@@ -106,43 +151,20 @@ pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
         let x = label_width + at * scale;
         let _ = writeln!(
             out,
-            r##"<line x1="{x:.1}" y1="{top:.0}" x2="{x:.1}" y2="{:.0}" stroke="#e0e0e0"/><text x="{x:.1}" y="{:.0}" fill="#555" text-anchor="middle">{}</text>"##,
-            height - 40.0,
-            height - 25.0,
+            r##"<line x1="{x:.1}" y1="{top:.0}" x2="{x:.1}" y2="{chart_bottom:.0}" stroke="#e0e0e0"/><text x="{x:.1}" y="{:.0}" fill="#555" text-anchor="middle">{}</text>"##,
+            chart_bottom + 14.0,
             duration(at as u64)
         );
         at += tick;
     }
-    for (index, row) in rows.iter().enumerate() {
+    for (index, (bar, step)) in rows.iter().enumerate() {
         let y = top + row_height * index as f64;
         let _ = writeln!(
             out,
             r#"<text x="10" y="{:.1}">{}</text>"#,
-            y + 16.0,
-            escape(row)
+            y + 13.0,
+            escape(&row_label(step))
         );
-    }
-    // Where each row's bars start, so that a label goes only where it has room.
-    let row_of = |bar: &Bar| {
-        steps.get(&bar.step).and_then(|step| {
-            rows.iter()
-                .position(|row| *row == step.address.address.to_string())
-        })
-    };
-    let mut starts_by_row: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    for bar in bars {
-        if let Some(row) = row_of(bar) {
-            starts_by_row
-                .entry(row)
-                .or_default()
-                .push(label_width + bar.start_seconds * scale);
-        }
-    }
-    for bar in bars {
-        let (Some(step), Some(row)) = (steps.get(&bar.step), row_of(bar)) else {
-            continue;
-        };
-        let y = top + row_height * row as f64 + 3.0;
         let x = label_width + bar.start_seconds * scale;
         let w = (bar.duration_seconds * scale).max(2.0);
         let stroke = if critical.contains(&bar.step) {
@@ -166,41 +188,59 @@ pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
         }
         let _ = writeln!(
             out,
-            r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{:.0}" rx="3" fill="{}" fill-opacity="{opacity}"{stroke}><title>{}</title></rect>"#,
-            row_height - 6.0,
+            r#"<rect x="{x:.1}" y="{:.1}" width="{w:.1}" height="{:.0}" rx="2" fill="{}" fill-opacity="{opacity}"{stroke}><title>{}</title></rect>"#,
+            y + 2.0,
+            row_height - 4.0,
             color(step.action),
             escape(&tooltip)
         );
-        let label = match &step.address.generation {
-            Some(generation) => format!("{} g{generation}", step.action),
-            None => step.action.to_string(),
-        };
-        let label_room = label.len() as f64 * 6.0 + 6.0;
-        let next = starts_by_row
-            .get(&row)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|start| *start > x + 0.5)
-            .fold(f64::INFINITY, f64::min);
-        if w >= label_room {
-            let _ = writeln!(
-                out,
-                r#"<text x="{:.1}" y="{:.1}" font-size="10" fill="white">{}</text>"#,
-                x + 4.0,
-                y + 12.0,
-                escape(&label)
-            );
-        } else if next - (x + w) >= label_room {
-            let _ = writeln!(
-                out,
-                r#"<text x="{:.1}" y="{:.1}" font-size="10">{}</text>"#,
-                x + w + 3.0,
-                y + 12.0,
-                escape(&label)
-            );
+        // The bar's own duration beside it, and how it ended when it did not succeed.
+        let mut note = duration(bar.duration_seconds.round() as u64);
+        if let Some(outcome) = bar.outcome.as_deref().filter(|outcome| *outcome != "done") {
+            note.push_str(&format!(" ({outcome})"));
         }
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" font-size="9" fill="#555">{}</text>"##,
+            x + w + 3.0,
+            y + 12.0,
+            escape(&note)
+        );
     }
+    if let Some(back) = recovery {
+        let x = label_width + back * scale;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{x:.1}" y1="{:.0}" x2="{x:.1}" y2="{chart_bottom:.0}" stroke="#2e7d32" stroke-width="2" stroke-dasharray="6,3"/><text x="{x:.1}" y="{:.0}" fill="#2e7d32" text-anchor="middle" font-weight="bold">service back: {}</text>"##,
+            top - 12.0,
+            top - 2.0,
+            duration(back.round() as u64)
+        );
+    }
+    // The legend, under the axis.
+    let mut x = 10.0;
+    let y = chart_bottom + 36.0;
+    for (name, action) in LEGEND {
+        let _ = writeln!(
+            out,
+            r#"<rect x="{x:.1}" y="{:.1}" width="12" height="12" rx="2" fill="{}"/><text x="{:.1}" y="{y:.1}">{name}</text>"#,
+            y - 10.0,
+            color(action),
+            x + 16.0
+        );
+        x += 24.0 + name.len() as f64 * 6.2;
+    }
+    let _ = writeln!(
+        out,
+        r##"<rect x="{x:.1}" y="{:.1}" width="12" height="12" rx="2" fill="white" stroke="#d50000" stroke-width="2"/><text x="{:.1}" y="{y:.1}">critical path</text>"##,
+        y - 10.0,
+        x + 16.0
+    );
     out.push_str("</svg>\n");
     out
+}
+
+/// A row's label: the action and the instance (`fence vm.nfs@g1`).
+fn row_label(step: &Step) -> String {
+    format!("{} {}", step.action, step.address)
 }
