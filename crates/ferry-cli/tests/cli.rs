@@ -551,6 +551,21 @@ fn graph_prints_the_spec_and_the_plan_as_dot() {
         plan.stdout
             .contains("\"vm.nfs@g1:fence\" -> \"disk.home0:detach\"")
     );
+    // The cluster comes after the group through the network: that edge is not drawn again.
+    assert!(
+        plan.stdout
+            .contains("\"vnet.main@g2:create\" -> \"aks_cluster.hub@g2:create\"")
+    );
+    assert!(
+        !plan
+            .stdout
+            .contains("\"resource_group.main@g2:create\" -> \"aks_cluster.hub@g2:create\""),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("subgraph cluster_legend"));
+    let edges = plan.stdout.matches(" -> ").count();
+    assert_eq!(edges, 51, "72 edges in the plan, 21 implied by others");
 }
 
 #[test]

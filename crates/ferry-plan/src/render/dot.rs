@@ -12,11 +12,60 @@ fn quote(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// The plan's DAG: one node per step, the critical path in bold red.
+/// What the colours and widths say, as a box of its own.
+const LEGEND: &str = "  subgraph cluster_legend {\n    label=\"legend\"; fontname=\"monospace\"; color=gray;\n    \"legend: create\" [label=\"create\", color=darkgreen];\n    \"legend: fence, replace, retire, delete\" [label=\"fence, replace, retire, delete\", color=red3];\n    \"legend: move the data, update\" [label=\"move the data, update\", color=blue];\n    \"legend: hooks and checks\" [label=\"run a hook, wait for a check\", color=purple];\n    \"legend: critical path\" [label=\"critical path\", penwidth=3];\n  }\n";
+
+/// The edges another path already implies (`a -> c` when `a -> b -> c`): left out of the
+/// drawing, which then shows only what orders each step directly. Above 5,000 steps every edge
+/// is kept rather than spend quadratic time on a picture.
+fn implied_edges(plan: &Plan) -> HashSet<(&StepId, &StepId)> {
+    let mut implied = HashSet::new();
+    if plan.steps.len() > 5_000 {
+        return implied;
+    }
+    let position: std::collections::HashMap<&StepId, usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| (&step.id, index))
+        .collect();
+    // Steps are in execution order: everything a step comes after is known before it.
+    let mut reaches: Vec<Vec<bool>> = Vec::with_capacity(plan.steps.len());
+    for step in &plan.steps {
+        let mut before = vec![false; plan.steps.len()];
+        let predecessors: Vec<usize> = step
+            .after
+            .iter()
+            .filter_map(|id| position.get(id).copied())
+            .collect();
+        for &predecessor in &predecessors {
+            before[predecessor] = true;
+            for (index, reached) in reaches[predecessor].iter().enumerate() {
+                if *reached {
+                    before[index] = true;
+                }
+            }
+        }
+        for &predecessor in &predecessors {
+            let through_another = predecessors
+                .iter()
+                .any(|&other| other != predecessor && reaches[other][predecessor]);
+            if through_another {
+                implied.insert((&plan.steps[predecessor].id, &step.id));
+            }
+        }
+        reaches.push(before);
+    }
+    implied
+}
+
+/// The plan's DAG: one node per step, the critical path in bold red, only the edges no other
+/// path implies, and a legend.
 pub fn plan_dot(plan: &Plan) -> String {
     let critical: HashSet<&StepId> = plan.critical_path.iter().collect();
     let mut out = String::from(
-        "digraph plan {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        // Top to bottom: a failover is a long chain, and a page is taller than wide.
+        "digraph plan {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
     );
     for step in &plan.steps {
         let color = match step.action {
@@ -43,8 +92,12 @@ pub fn plan_dot(plan: &Plan) -> String {
             label.replace('"', "\\\"")
         );
     }
+    let implied = implied_edges(plan);
     for step in &plan.steps {
         for before in &step.after {
+            if implied.contains(&(before, &step.id)) {
+                continue;
+            }
             let emphasis = if critical.contains(before) && critical.contains(&step.id) {
                 " [color=red3, penwidth=2]"
             } else {
@@ -58,6 +111,7 @@ pub fn plan_dot(plan: &Plan) -> String {
             );
         }
     }
+    out.push_str(LEGEND);
     out.push_str("}\n");
     out
 }
