@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use ferry_apply::{ApplyConfig, ApplyControl, ApplyReport, CancelLevel, StepStatus};
 use ferry_core::Plan;
-use ferry_ops::{Applied, ApplyRequest, Approval, PlanSource};
+use ferry_ops::{Applied, ApplyRequest, Approval, Deployment, PlanSource};
 use ferry_plan::{Verdict, render};
 use ferry_state::IfHolderRuns;
 
@@ -152,7 +152,15 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
             release_error,
         } => (plan, report, active_generation, release_error),
     };
-    let code = report_apply(args, output, &spec_args, &plan, &report, active_generation)?;
+    let code = report_apply(
+        &deployment,
+        args,
+        output,
+        &spec_args,
+        &plan,
+        &report,
+        active_generation,
+    )?;
     // A lock lost before the end means another apply may have run beside this one: never a
     // success, whatever the steps did.
     match release_error {
@@ -168,6 +176,7 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
 /// What the operator reads once the engine is done: the timeline, the counts, each failure
 /// with what fixes it, and how to resume.
 fn report_apply(
+    deployment: &Deployment,
     args: &ApplyArgs,
     output: &Output,
     spec_args: &SpecArgs,
@@ -176,10 +185,7 @@ fn report_apply(
     active_generation: ferry_core::Generation,
 ) -> Result<ExitCode> {
     if let Some(path) = &args.timeline {
-        write_file(
-            path,
-            &render::timeline_svg(plan, &actual_bars(report), "ferry apply: what happened"),
-        )?;
+        write_file(path, &applied_svg(deployment, plan, report))?;
     }
     // A saved plan is applied once: the steps that ran changed the world it was made from, so
     // resuming means planning again from the spec.
@@ -241,6 +247,23 @@ fn report_apply(
         if failed.is_empty() { "" } else { "\n" },
     ));
     Ok(ExitCode::from(1))
+}
+
+/// What happened, drawn: every apply of this piece of work from the journal (an interrupted
+/// failover's earlier applies too, each resume marked); from this apply's report alone when
+/// the journal cannot be read.
+fn applied_svg(deployment: &Deployment, plan: &Plan, report: &ApplyReport) -> String {
+    let title = "ferry apply: what happened";
+    let journal = deployment
+        .backend()
+        .ok()
+        .and_then(|backend| backend.read_journal().ok());
+    match journal.map(|records| ferry_ops::applied_timeline(&records, &report.apply_id)) {
+        Some(timeline) if !timeline.bars.is_empty() => {
+            render::timeline_svg_marked(plan, &timeline.bars, &timeline.markers, title)
+        }
+        _ => render::timeline_svg(plan, &actual_bars(report), title),
+    }
 }
 
 /// The report's real start and end times, as timeline bars.

@@ -167,11 +167,19 @@ fn kill_and_resume_in(story: Story, point: KillPoint) {
         "--world",
         "world.json",
         "--auto-approve",
+        "--timeline",
+        "applied.svg",
     ]);
     assert_eq!(
         resumed.code, 0,
         "{point:?}: the resumed apply failed:\n{}",
         resumed.stderr
+    );
+    // The picture of what happened holds both applies, the resume marked.
+    let drawn = std::fs::read_to_string(scratch.path().join("applied.svg")).unwrap();
+    assert!(
+        drawn.contains(">apply started<") && drawn.contains(">apply 2 resumed<"),
+        "{point:?}: {drawn}"
     );
     let settled = scratch.ferry(&[
         "plan",

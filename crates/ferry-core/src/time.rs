@@ -33,6 +33,12 @@ pub fn from_unix_seconds(seconds: u64) -> SystemTime {
         .unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(LAST_SHOWN_SECOND))
 }
 
+/// A time as [`format_time`] writes it (any RFC 3339 time in UTC is read); `None` for
+/// anything else.
+pub fn parse_time(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text.trim()).ok()
+}
+
 /// `time` within the range RFC 3339 (and humantime) can show.
 fn shown(time: SystemTime) -> SystemTime {
     match time.duration_since(UNIX_EPOCH) {

@@ -24,6 +24,7 @@ mod deployment;
 mod error;
 mod plan;
 mod state;
+mod timeline;
 pub mod watch;
 
 pub use apply::{Applied, ApplyRequest, Approval, PlanSource};
@@ -31,6 +32,7 @@ pub use deployment::{Deployment, WorldSource, read_snapshot, state_backend};
 pub use error::OpsError;
 pub use plan::{PlanOptions, plan, readiness, saved_plan};
 pub use state::{Forgotten, InstanceView, Role, STATE_VIEW_FORMAT_VERSION, StateView};
+pub use timeline::{AppliedTimeline, applied_timeline};
 
 /// The rules of every kind ferry ships, for loading a spec before opening it.
 pub fn rule_book() -> ferry_core::RuleBook {

@@ -9,7 +9,7 @@ mod timeline;
 
 pub use dot::{plan_dot, spec_dot};
 pub use text::{TextOptions, duration, text};
-pub use timeline::{Bar, estimated_bars, timeline_svg};
+pub use timeline::{Bar, Marker, estimated_bars, timeline_svg, timeline_svg_marked};
 
 use ferry_core::Plan;
 

@@ -19,6 +19,13 @@ pub struct Bar {
     pub outcome: Option<String>,
 }
 
+/// A moment drawn across the picture: an apply that started, was interrupted, resumed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    pub at_seconds: f64,
+    pub label: String,
+}
+
 /// The bars of a plan from its estimates: each step at its earliest start.
 pub fn estimated_bars(plan: &Plan) -> Vec<Bar> {
     let starts = crate::order::earliest_starts(plan);
@@ -72,9 +79,11 @@ fn recovery_seconds(plan: &Plan, bars: &[Bar], steps: &BTreeMap<&StepId, &Step>)
     plan.failover.as_ref()?;
     bars.iter()
         .filter(|bar| {
-            steps
-                .get(&bar.step)
-                .is_some_and(|step| step.action != Action::Retire)
+            let action = match steps.get(&bar.step) {
+                Some(step) => Some(step.action),
+                None => RowStep::from_id(&bar.step).map(|step| step.action),
+            };
+            action.is_some_and(|action| action != Action::Retire)
         })
         .map(|bar| bar.start_seconds + bar.duration_seconds)
         .reduce(f64::max)
@@ -86,11 +95,20 @@ fn recovery_seconds(plan: &Plan, bars: &[Bar], steps: &BTreeMap<&StepId, &Step>)
 /// (the old VM's fence and the new VM's create overlap in time); the critical path outlined
 /// in red; in a failover, a line where the service is back; a legend of the colours.
 pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
+    timeline_svg_marked(plan, bars, &[], title)
+}
+
+/// [`timeline_svg`] with `markers` drawn across it (where each apply of a resumed failover
+/// started). A bar whose step `plan` does not have (an earlier apply's) is drawn from its id.
+pub fn timeline_svg_marked(plan: &Plan, bars: &[Bar], markers: &[Marker], title: &str) -> String {
     let critical: HashSet<&StepId> = plan.critical_path.iter().collect();
     let steps: BTreeMap<&StepId, &Step> = plan.steps.iter().map(|step| (&step.id, step)).collect();
-    let rows: Vec<(&Bar, &Step)> = bars
+    let rows: Vec<(&Bar, RowStep)> = bars
         .iter()
-        .filter_map(|bar| steps.get(&bar.step).map(|step| (bar, *step)))
+        .filter_map(|bar| match steps.get(&bar.step) {
+            Some(step) => Some((bar, RowStep::of(step))),
+            None => RowStep::from_id(&bar.step).map(|step| (bar, step)),
+        })
         .collect();
     let end = bars
         .iter()
@@ -99,13 +117,13 @@ pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
     let recovery = recovery_seconds(plan, bars, &steps);
     let label_width = rows
         .iter()
-        .map(|(_, step)| row_label(step).chars().count())
+        .map(|(_, step)| step.label.chars().count())
         .max()
         .unwrap_or(0)
         .clamp(20, 60) as f64
         * 6.6
         + 20.0;
-    let (chart_width, row_height, top) = (820.0, 18.0, 64.0);
+    let (chart_width, row_height, top) = (820.0, 18.0, 80.0);
     let scale = chart_width / end;
     let chart_bottom = top + row_height * rows.len() as f64;
     let height = chart_bottom + 80.0;
@@ -163,7 +181,7 @@ pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
             out,
             r#"<text x="10" y="{:.1}">{}</text>"#,
             y + 13.0,
-            escape(&row_label(step))
+            escape(&step.label)
         );
         let x = label_width + bar.start_seconds * scale;
         let w = (bar.duration_seconds * scale).max(2.0);
@@ -174,12 +192,18 @@ pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
         };
         let opacity = match bar.outcome.as_deref() {
             Some("skipped" | "not started") => "0.25",
+            Some("interrupted") => "0.45",
             _ => "0.9",
         };
+        // A step cut short by a kill or a Ctrl-C: dashed, whatever path it was on.
+        let stroke = if bar.outcome.as_deref() == Some("interrupted") {
+            r##" stroke="#424242" stroke-width="1.5" stroke-dasharray="3,2""##
+        } else {
+            stroke
+        };
         let mut tooltip = format!(
-            "{} {}: starts at {}, takes {}",
-            step.action,
-            step.address,
+            "{}: starts at {}, takes {}",
+            step.label,
             duration(bar.start_seconds as u64),
             duration(bar.duration_seconds.round() as u64)
         );
@@ -205,6 +229,17 @@ pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
             x + w + 3.0,
             y + 12.0,
             escape(&note)
+        );
+    }
+    for marker in markers {
+        let x = label_width + marker.at_seconds.max(0.0) * scale;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{x:.1}" y1="{:.0}" x2="{x:.1}" y2="{chart_bottom:.0}" stroke="#616161" stroke-width="1" stroke-dasharray="3,3"/><text x="{:.1}" y="{:.0}" fill="#616161" font-size="10">{}</text>"##,
+            top - 24.0,
+            x + 3.0,
+            top - 16.0,
+            escape(&marker.label)
         );
     }
     if let Some(back) = recovery {
@@ -240,7 +275,28 @@ pub fn timeline_svg(plan: &Plan, bars: &[Bar], title: &str) -> String {
     out
 }
 
-/// A row's label: the action and the instance (`fence vm.nfs@g1`).
-fn row_label(step: &Step) -> String {
-    format!("{} {}", step.action, step.address)
+/// What a row shows of its step: `fence vm.nfs@g1`, and the colour of its action.
+struct RowStep {
+    label: String,
+    action: Action,
+}
+
+impl RowStep {
+    fn of(step: &Step) -> Self {
+        Self {
+            label: format!("{} {}", step.action, step.address),
+            action: step.action,
+        }
+    }
+
+    /// From a step id (`vm.nfs@g1:fence`) alone, for a step an earlier apply ran.
+    fn from_id(id: &StepId) -> Option<Self> {
+        let (instance, action) = id.0.rsplit_once(':')?;
+        let action: Action =
+            serde_json::from_value(serde_json::Value::String(action.to_owned())).ok()?;
+        Some(Self {
+            label: format!("{action} {instance}"),
+            action,
+        })
+    }
 }
