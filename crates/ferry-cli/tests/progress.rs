@@ -8,6 +8,26 @@ use ferry_cli::progress;
 use ferry_testkit::random::{plan_of, step};
 use ferry_world::{Behaviour, World, memory_providers};
 
+/// Applies `plan` and returns the report with the plain log its events made.
+async fn plain_log(
+    plan: &ferry_core::Plan,
+    providers: &ferry_core::Providers,
+) -> (ferry_apply::ApplyReport, String) {
+    let renderer = progress::PlainProgress::new(Vec::new());
+    renderer.tracker().set_plan(plan);
+    let report = apply(
+        plan,
+        providers,
+        &ApplyConfig::default(),
+        &mut Store::default(),
+        &ApplyControl::new(),
+        &|event| renderer.handle(event),
+    )
+    .await
+    .unwrap();
+    (report, String::from_utf8(renderer.into_inner()).unwrap())
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_plain_progress_log_of_a_small_apply() {
     let plan = plan_of(vec![
@@ -47,20 +67,8 @@ async fn the_plain_progress_log_of_a_small_apply() {
                 },
             )
     });
-    let renderer = progress::PlainProgress::new(Vec::new());
-    renderer.tracker().set_plan(&plan);
-    let report = apply(
-        &plan,
-        &providers,
-        &ApplyConfig::default(),
-        &mut Store::default(),
-        &ApplyControl::new(),
-        &|event| renderer.handle(event),
-    )
-    .await
-    .unwrap();
+    let (report, log) = plain_log(&plan, &providers).await;
     assert_eq!(report.counts().failed, 1);
-    let log = String::from_utf8(renderer.into_inner()).unwrap();
     insta::assert_snapshot!(log);
 }
 
@@ -90,19 +98,7 @@ async fn the_plain_progress_of_a_failover_says_when_the_service_is_back() {
             },
         )
     });
-    let renderer = progress::PlainProgress::new(Vec::new());
-    renderer.tracker().set_plan(&plan);
-    let report = apply(
-        &plan,
-        &providers,
-        &ApplyConfig::default(),
-        &mut Store::default(),
-        &ApplyControl::new(),
-        &|event| renderer.handle(event),
-    )
-    .await
-    .unwrap();
+    let (report, log) = plain_log(&plan, &providers).await;
     assert!(report.succeeded(), "{report:?}");
-    let log = String::from_utf8(renderer.into_inner()).unwrap();
     insta::assert_snapshot!(log);
 }
