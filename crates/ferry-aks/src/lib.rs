@@ -21,6 +21,18 @@ use ferry_core::{
 pub struct AksClusterRules;
 
 impl KindRules for AksClusterRules {
+    /// The nodes are VMs billed while the cluster exists, whether its API server answers or not.
+    fn upkeep(&self, observed: &ferry_core::Attributes) -> Option<String> {
+        use ferry_core::Value;
+        let count = observed.get("node_count").and_then(Value::as_i64);
+        let size = observed.get("node_vm_size").and_then(Value::as_str);
+        Some(match (count, size) {
+            (Some(1), Some(size)) => format!("1 node of {size}"),
+            (Some(count), Some(size)) => format!("{count} nodes of {size}"),
+            _ => "its nodes".to_owned(),
+        })
+    }
+
     fn simulate(
         &self,
         step: &ferry_core::SimulatedStep<'_>,

@@ -18,6 +18,7 @@ use ferry_core::secret::Secrets;
 use ferry_core::time::format_time;
 use ferry_core::value::{finish, resolve};
 use ferry_core::{
+    Generation,
     Action, ApplyContext, Attributes, Expression, InstanceAddress, Kind, Plan, Provider, Providers,
     Step, StepError, StepId, StepOutcome,
 };
@@ -381,7 +382,21 @@ fn switch_generation(plan: &Plan, shared: &Shared<'_>, store: &Store, report: &m
         .as_ref()
         .map(|failover| failover.to_generation)
         .unwrap_or_else(|| converged_generation(plan).max(state.active_generation.max(1)));
+    if let Some(failover) = &plan.failover {
+        done.stood_down.insert(
+            failover.from_generation,
+            format_time(SystemTime::now()),
+        );
+    }
     done.failover = None;
+    // A generation's retention ends with its last instance.
+    let remembered: std::collections::BTreeSet<Generation> = done
+        .instances
+        .keys()
+        .filter_map(|instance| instance.generation)
+        .collect();
+    done.stood_down
+        .retain(|generation, _| remembered.contains(generation));
     match store.save_state(&done) {
         Ok(()) => *state = done,
         Err(error) => {

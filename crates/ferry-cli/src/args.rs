@@ -142,6 +142,15 @@ pub struct PlanningArgs {
     /// -replace); refused for stateful resources and for what they are placed on.
     #[arg(long, value_name = "KIND.NAME", value_parser = resource_address)]
     pub replace: Vec<ferry_core::ResourceAddress>,
+    /// When the generation a failover leaves is retired, over the spec's [failover]
+    /// retire_old: now, when-asked, or a duration such as 24h after its failover. A later
+    /// `ferry apply --retire-old now` retires a generation kept before.
+    #[arg(long, value_name = "WHEN", value_parser = retention)]
+    pub retire_old: Option<ferry_core::RetireOld>,
+}
+
+fn retention(text: &str) -> Result<ferry_core::RetireOld, String> {
+    text.parse().map_err(|error| format!("{error}"))
 }
 
 /// A resource address on the command line (`vm.nfs`): one generation's instance (`@g2`) is

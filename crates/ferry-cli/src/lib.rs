@@ -161,6 +161,8 @@ pub(crate) fn plan_options(args: &PlanningArgs) -> PlanOptions {
             },
             allow_destroy: args.allow_destroy,
             replace: args.replace.iter().cloned().collect(),
+            retire_old: args.retire_old,
+            now: None,
         },
         force: args.force,
     }

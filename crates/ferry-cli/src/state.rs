@@ -140,15 +140,34 @@ fn list_text(view: &StateView) -> String {
         text.push_str(line.join("  ").trim_end());
         text.push('\n');
     }
-    let old = view
-        .instances
-        .iter()
-        .filter(|instance| instance.role == ferry_ops::Role::Old)
-        .count();
-    if old > 0 {
-        text.push_str(&format!(
-            "\n{old} instances of an older generation are still running: ferry apply retires them.\n"
-        ));
+    for kept in &view.kept {
+        text.push('\n');
+        text.push_str(&kept_text(kept));
+    }
+    text
+}
+
+/// An older generation the state holds: since when, until when, and what it keeps running.
+fn kept_text(kept: &ferry_ops::KeptView) -> String {
+    let count = kept.instances.len();
+    let since = kept
+        .stood_down
+        .as_deref()
+        .map(|at| format!(" stopped serving at {at};"))
+        .unwrap_or_default();
+    let until = match &kept.until {
+        Some(until) => format!("kept, {until}"),
+        None => "its retention is over: the next ferry apply retires it".to_owned(),
+    };
+    let mut text = format!(
+        "Generation {} ({count} instance{}):{since} {until}.\n",
+        kept.generation,
+        if count == 1 { "" } else { "s" }
+    );
+    for instance in &kept.instances {
+        if let Some(upkeep) = &instance.upkeep {
+            text.push_str(&format!("  still billed: {}: {upkeep}\n", instance.address));
+        }
     }
     text
 }

@@ -191,6 +191,15 @@ fn is_cidr(text: &str) -> bool {
 pub struct PublicIpRules;
 
 impl KindRules for PublicIpRules {
+    /// A Standard or static address is billed for as long as it exists, associated or not.
+    fn upkeep(&self, observed: &Attributes) -> Option<String> {
+        let text = |name: &str| observed.get(name).and_then(Value::as_str);
+        let sku = text("sku").unwrap_or("Standard");
+        let allocation = text("allocation").unwrap_or("Static");
+        (sku == "Standard" || allocation == "Static")
+            .then(|| format!("a {sku} {} public IP", allocation.to_lowercase()))
+    }
+
     fn simulate(&self, step: &SimulatedStep<'_>, attributes: &mut Attributes) {
         let address = format!("127.0.{}.{}", step.generation(), step.number);
         attributes.insert("address".to_owned(), Value::from(address));
@@ -291,6 +300,22 @@ const VM_DEALLOCATING_RESIZE_SECONDS: u64 =
 pub struct VmRules;
 
 impl KindRules for VmRules {
+    /// A running or stopped VM is billed for its size; a deallocated (fenced) one only for
+    /// its OS disk.
+    fn upkeep(&self, observed: &Attributes) -> Option<String> {
+        let size = observed
+            .get("size")
+            .and_then(Value::as_str)
+            .unwrap_or("VM");
+        match observed.get(vm::POWER_STATE).and_then(Value::as_str) {
+            Some("deallocated") => Some("its OS disk (the VM is deallocated)".to_owned()),
+            Some("stopped") => Some(format!(
+                "a {size} VM, stopped but not deallocated: billed as if running"
+            )),
+            _ => Some(format!("a running {size} VM")),
+        }
+    }
+
     fn simulate(&self, step: &SimulatedStep<'_>, attributes: &mut Attributes) {
         if step.action == Action::Fence {
             attributes.insert(vm::POWER_STATE.to_owned(), Value::from("deallocated"));

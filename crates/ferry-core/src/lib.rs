@@ -13,6 +13,7 @@ pub mod plan;
 pub mod provider;
 pub mod registry;
 pub mod resource;
+pub mod retention;
 pub mod secret;
 pub mod time;
 pub mod value;
@@ -30,6 +31,7 @@ pub use provider::{
 };
 pub use registry::{Providers, RuleBook};
 pub use resource::{Ensure, ResourceSpec};
+pub use retention::{KeptGeneration, KeptInstance, KeptUntil, RetireOld};
 pub use secret::Secret;
 pub use value::Expression;
 pub use value::{Attributes, Value};

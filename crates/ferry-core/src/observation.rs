@@ -178,6 +178,10 @@ pub struct Snapshot {
     /// planner finishes it rather than deciding again from the readings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover_in_progress: Option<crate::Failover>,
+    /// When each older generation stopped serving (its failover finished, RFC 3339), from
+    /// ferry's state, for as long as something of it remains: the start of its retention.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stood_down: BTreeMap<Generation, String>,
     /// Every instance read, keyed by instance address (`vm.nfs@g1`, `disk.home0`). An instance
     /// missing from the map was not read, which the planner treats like `Unknown`.
     pub resources: BTreeMap<InstanceAddress, Observation>,
@@ -192,6 +196,7 @@ impl Snapshot {
             format_version: SNAPSHOT_FORMAT_VERSION.to_owned(),
             active_generation,
             failover_in_progress: None,
+            stood_down: BTreeMap::new(),
             resources: BTreeMap::new(),
         }
     }

@@ -230,6 +230,10 @@ pub struct Plan {
     /// itself; `None` when not computed, or when the spec's failover mode is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<Readiness>,
+    /// Generations that no longer serve and that this plan keeps, as the spec's
+    /// `[failover] retire_old` or `--retire-old` says, with what they keep running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<crate::KeptGeneration>,
 }
 
 /// Failover readiness: the failover planned from today's readings, so that whatever would

@@ -318,6 +318,15 @@ pub trait KindRules: Send + Sync + fmt::Debug {
         true
     }
 
+    /// What an instance of this kind keeps running and billing while it exists, from its
+    /// reading (`3 nodes of Standard_D4s_v5`, `a Standard static public IP`): shown for a
+    /// generation a plan keeps after a failover, so that the operator sees what keeping it
+    /// costs. `None` when it costs nothing worth naming; the default.
+    fn upkeep(&self, observed: &Attributes) -> Option<String> {
+        let _ = observed;
+        None
+    }
+
     /// What a step does to an instance of this kind in the simulated world (`ferry --world`,
     /// the `ferry-world` crate) beyond what every kind does there (a create or update stores
     /// its inputs, a delete removes the instance): the attributes the real provider changes

@@ -85,6 +85,7 @@ pub async fn observe(
     }
     let mut snapshot = Snapshot::new(state.active_generation);
     snapshot.failover_in_progress = state.failover.clone();
+    snapshot.stood_down = state.stood_down.clone();
     // What the state remembers, taught what each round reads (the world wins): an output the
     // state lost (a create killed after Azure accepted it) is known from its reading before
     // anything that needs it (a pool's host address, a check's target) is read again.

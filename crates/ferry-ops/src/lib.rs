@@ -31,7 +31,7 @@ pub use apply::{Applied, ApplyRequest, Approval, PlanSource};
 pub use deployment::{Deployment, WorldSource, read_snapshot, state_backend};
 pub use error::OpsError;
 pub use plan::{PlanOptions, plan, readiness, saved_plan};
-pub use state::{Forgotten, InstanceView, Role, STATE_VIEW_FORMAT_VERSION, StateView};
+pub use state::{Forgotten, InstanceView, KeptView, Role, STATE_VIEW_FORMAT_VERSION, StateView};
 pub use timeline::{AppliedTimeline, applied_timeline};
 
 /// The rules of every kind ferry ships, for loading a spec before opening it.

@@ -27,9 +27,17 @@ pub fn plan(
     rules: &RuleBook,
     options: &PlanOptions,
 ) -> Result<Plan, OpsError> {
-    let plan = ferry_plan::plan(spec, snapshot, rules, &options.config)?;
+    let plan = ferry_plan::plan(spec, snapshot, rules, &clocked(&options.config))?;
     ferry_providers::check_plan(&plan, snapshot, options.force).map_err(OpsError::Guard)?;
     Ok(plan)
+}
+
+/// The planning configuration with the time it plans at, the one thing the pure planner cannot
+/// know (when a kept generation's retention ends): the caller's, or the clock's.
+pub fn clocked(config: &PlanConfig) -> PlanConfig {
+    let mut config = config.clone();
+    config.now.get_or_insert_with(SystemTime::now);
+    config
 }
 
 /// Failover readiness beside a plan that is not a failover itself: the failover the same
@@ -44,7 +52,7 @@ pub fn readiness(
     if plan.failover.is_some() {
         return None;
     }
-    ferry_plan::readiness_with(spec, snapshot, rules, &options.config, &|failover| {
+    ferry_plan::readiness_with(spec, snapshot, rules, &clocked(&options.config), &|failover| {
         ferry_providers::check_plan(failover, snapshot, options.force)
     })
 }

@@ -6,9 +6,12 @@
 //! be forgotten is what a failover in progress still moves: its stateful instances.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use ferry_core::{Attributes, Failover, Generation, InstanceAddress};
+use ferry_core::retention::kept_until;
+use ferry_core::{
+    Attributes, Failover, Generation, InstanceAddress, KeptInstance, KeptUntil,
+};
 use ferry_state::LockRequest;
 use serde::Serialize;
 
@@ -30,6 +33,24 @@ pub struct StateView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<Failover>,
     pub instances: Vec<InstanceView>,
+    /// The older generations still in the state, with when each goes (as the spec's
+    /// `[failover] retire_old` says, from when it stopped serving) and what it keeps running,
+    /// from the outputs the state recorded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<KeptView>,
+}
+
+/// An older generation the state still holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptView {
+    pub generation: Generation,
+    /// When it stopped serving, if the state recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stood_down: Option<String>,
+    /// When it goes; `None`: its retention is over, and the next apply retires it.
+    pub until: Option<KeptUntil>,
+    /// Its instances, with what each keeps running as their recorded outputs say.
+    pub instances: Vec<KeptInstance>,
 }
 
 /// One instance the state remembers.
@@ -98,6 +119,7 @@ impl Deployment {
             location: self.backend()?.location(),
             active_generation: active,
             failover: state.failover.clone(),
+            kept: self.kept_generations(&state),
             instances: state
                 .instances
                 .iter()
@@ -109,6 +131,40 @@ impl Deployment {
                 })
                 .collect(),
         })
+    }
+
+    /// The older generations `state` still holds, as [`StateView::kept`] shows them. One whose
+    /// retention is over shows as due (`KeptUntil::Time` in the past): the next apply retires it.
+    fn kept_generations(&self, state: &ferry_state::StateFile) -> Vec<KeptView> {
+        let rules = self.rules();
+        let mut kept: BTreeMap<Generation, KeptView> = BTreeMap::new();
+        for (address, record) in &state.instances {
+            let Some(generation) = address
+                .generation
+                .filter(|generation| *generation < state.active_generation)
+            else {
+                continue;
+            };
+            let stood_down = state.stood_down.get(&generation).cloned();
+            let view = kept.entry(generation).or_insert_with(|| KeptView {
+                generation,
+                until: kept_until(
+                    self.spec().failover.retire_old,
+                    stood_down.as_deref(),
+                    false,
+                    Some(SystemTime::now()),
+                ),
+                stood_down,
+                instances: Vec::new(),
+            });
+            view.instances.push(KeptInstance {
+                address: address.clone(),
+                upkeep: rules
+                    .get(address.kind())
+                    .and_then(|rules| rules.upkeep(&record.outputs)),
+            });
+        }
+        kept.into_values().collect()
     }
 
     /// One instance of [`Deployment::state_view`], or an error naming the instances there are.

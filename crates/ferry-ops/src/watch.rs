@@ -102,7 +102,7 @@ impl<'a> Watcher<'a> {
         }
         // Failover readiness, each round: the failover these readings would give, planned
         // beside them; its loss (and its return) is alerted like a health change.
-        let readiness = ferry_plan::plan(spec, &snapshot, rules, &PlanConfig::default())
+        let readiness = ferry_plan::plan(spec, &snapshot, rules, &crate::plan::clocked(&PlanConfig::default()))
             .ok()
             .filter(|plan| plan.failover.is_none())
             .and_then(|plan| {
@@ -141,7 +141,7 @@ impl Watcher<'_> {
         };
         let mut failover_due = false;
         let mut action = None;
-        match ferry_plan::plan(spec, snapshot, rules, &PlanConfig::default()) {
+        match ferry_plan::plan(spec, snapshot, rules, &crate::plan::clocked(&PlanConfig::default())) {
             Ok(plan) if plan.failover.is_some() => {
                 failover_due = true;
                 figures.plan_steps = Some(plan.steps.len());

@@ -48,6 +48,12 @@ pub struct PlanConfig {
     /// (Terraform's `-replace`). Refused for stateful kinds and for what a stateful resource is
     /// placed on; moot in a failover, which builds every replaceable resource anew.
     pub replace: std::collections::BTreeSet<ferry_core::ResourceAddress>,
+    /// `--retire-old`: when the generation a failover leaves is retired, over the spec's
+    /// `[failover] retire_old`.
+    pub retire_old: Option<ferry_core::RetireOld>,
+    /// The time the plan is made at, for retentions that end at a time: the planner reads no
+    /// clock. Without it, such a generation is kept.
+    pub now: Option<std::time::SystemTime>,
 }
 
 /// Something that stops a plan from being made.

@@ -75,6 +75,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         warnings: built.warnings,
         failover_due: built.failover_due,
         readiness: None,
+        kept: built.kept,
     })
 }
 

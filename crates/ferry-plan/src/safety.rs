@@ -439,6 +439,7 @@ mod tests {
             warnings: Vec::new(),
             failover_due: None,
             readiness: None,
+            kept: Vec::new(),
         }
     }
 

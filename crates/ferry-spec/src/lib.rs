@@ -69,6 +69,8 @@ pub struct FailoverPolicy {
     pub mode: FailoverMode,
     /// The resources whose bad health starts a failover.
     pub triggers: Vec<ResourceAddress>,
+    /// When the generation a failover leaves is retired.
+    pub retire_old: ferry_core::RetireOld,
 }
 
 /// When `ferry plan` shows a failover.

@@ -29,6 +29,12 @@ pub struct StateFile {
     /// finishes this failover (safety invariant 9 of ARCHITECTURE.md), whatever the old generation reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Failover>,
+    /// When each older generation stopped serving (the failover away from it finished, RFC
+    /// 3339): where its retention (`[failover] retire_old`) counts from. Kept while the state
+    /// remembers any of its instances; lost with the state, after which a kept generation
+    /// waits for `--retire-old now` rather than guessing when its time is up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stood_down: BTreeMap<Generation, String>,
     /// Keyed by instance address: `vm.nfs@g1`, `disk.home0`.
     pub instances: BTreeMap<InstanceAddress, InstanceRecord>,
 }
@@ -39,6 +45,7 @@ impl Default for StateFile {
             format_version: STATE_FORMAT_VERSION.to_owned(),
             active_generation: 0,
             failover: None,
+            stood_down: BTreeMap::new(),
             instances: BTreeMap::new(),
         }
     }

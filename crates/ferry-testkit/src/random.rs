@@ -123,6 +123,7 @@ pub fn plan_of(steps: Vec<Step>) -> Plan {
         warnings: Vec::new(),
         failover_due: None,
         readiness: None,
+        kept: Vec::new(),
     }
 }
 

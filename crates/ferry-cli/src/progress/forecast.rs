@@ -79,6 +79,11 @@ impl PlanFacts {
             .map(|&position| self.steps[position].estimate)
     }
 
+    /// Whether the plan retires an old generation (one kept by `retire_old` is not).
+    pub fn retires(&self) -> bool {
+        self.steps.iter().any(|step| step.retire)
+    }
+
     pub fn is_critical(&self, step: &StepId) -> bool {
         self.index
             .get(step)

@@ -317,10 +317,12 @@ fn recovery_line(forecast: &Forecast, at: Duration) -> String {
         .estimated_recovery
         .map(|planned| format!(", estimated {}", seconds(planned)))
         .unwrap_or_default();
-    format!(
-        "the service is back after {}{planned}: every step but the old generation's retirement is done",
-        seconds(at)
-    )
+    let rest = if forecast.facts().retires() {
+        ": every step but the old generation's retirement is done"
+    } else {
+        ""
+    };
+    format!("the service is back after {}{planned}{rest}", seconds(at))
 }
 
 /// Writes plain lines to any writer; for logs, pipes and tests.

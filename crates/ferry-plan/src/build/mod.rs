@@ -45,6 +45,8 @@ pub(crate) struct Built {
     pub unknown: Vec<UnknownReading>,
     pub warnings: Vec<PlanWarning>,
     pub failover_due: Option<String>,
+    /// Old generations kept rather than retired, with what they keep running.
+    pub kept: Vec<ferry_core::KeptGeneration>,
 }
 
 struct Builder<'a> {
@@ -69,6 +71,8 @@ struct Builder<'a> {
     /// unknown instance that holds each back. What depends on them is held back too, and
     /// nothing they rely on is retired.
     held: BTreeMap<ResourceAddress, InstanceAddress>,
+    /// Old generations kept, by generation.
+    kept: BTreeMap<Generation, ferry_core::KeptGeneration>,
 }
 
 pub(crate) fn build(
@@ -121,6 +125,7 @@ pub(crate) fn build(
         notes,
         unknown: BTreeMap::new(),
         held: BTreeMap::new(),
+        kept: BTreeMap::new(),
     };
     builder.check_replacements();
     for address in resource_order(&dependencies) {
@@ -133,6 +138,15 @@ pub(crate) fn build(
     }
     let warnings = builder.warnings(failover_due.is_some());
     let unknown = builder.unknown_readings();
+    let kept = builder
+        .kept
+        .into_values()
+        .map(|mut kept| {
+            kept.instances
+                .sort_by(|one, other| one.address.cmp(&other.address));
+            kept
+        })
+        .collect();
     Ok(Built {
         drafts: builder.drafts,
         target,
@@ -142,6 +156,7 @@ pub(crate) fn build(
         warnings,
         failover_due,
         dependencies,
+        kept,
     })
 }
 

@@ -1,5 +1,9 @@
 //! The old generation retired after a failover, and what the spec dropped deleted.
 
+use ferry_core::retention::{kept_until, retention_end};
+use ferry_core::time::format_time;
+use ferry_core::{KeptGeneration, KeptInstance, KeptUntil, RetireOld};
+
 use super::*;
 
 impl Builder<'_> {
@@ -30,6 +34,24 @@ impl Builder<'_> {
                         "{instance}: not retired, {source} reads unknown and may still rely on it; a later apply retires it"
                     ));
                 }
+                (Some(_), Some(generation), Observation::Present { attributes, .. })
+                    if self.retention_of(generation).is_some() =>
+                {
+                    let until = self.retention_of(generation).expect("checked by the guard");
+                    let upkeep = self.upkeep(&instance, attributes);
+                    self.kept
+                        .entry(generation)
+                        .or_insert_with(|| KeptGeneration {
+                            generation,
+                            until,
+                            instances: Vec::new(),
+                        })
+                        .instances
+                        .push(KeptInstance {
+                            address: instance,
+                            upkeep,
+                        });
+                }
                 (Some(_), Some(generation), Observation::Present { .. }) => {
                     let reason = if instance.kind() == Kind::Hook {
                         format!(
@@ -41,6 +63,10 @@ impl Builder<'_> {
                             "generation {} serves now: generation {generation} is retired",
                             self.target
                         )
+                    };
+                    let reason = match self.retention_ended(generation) {
+                        Some(ended) => format!("{reason} ({ended})"),
+                        None => reason,
                     };
                     self.push(StepDraft::new(instance, Action::Retire, reason), None);
                 }
@@ -66,5 +92,65 @@ impl Builder<'_> {
                 _ => {}
             }
         }
+    }
+
+    /// When a generation that no longer serves goes, as `--retire-old` or the spec's
+    /// `[failover] retire_old` says: `None` when it is retired by this plan.
+    fn retention_of(&self, generation: Generation) -> Option<KeptUntil> {
+        let leaving_now = self
+            .failover
+            .as_ref()
+            .is_some_and(|failover| failover.from_generation == generation);
+        kept_until(
+            self.retire_old(),
+            self.stood_down(generation),
+            leaving_now,
+            self.config.now,
+        )
+    }
+
+    fn stood_down(&self, generation: Generation) -> Option<&str> {
+        self.snapshot.stood_down.get(&generation).map(String::as_str)
+    }
+
+    /// Why an old generation kept for a while is retired now, for its steps' reasons.
+    fn retention_ended(&self, generation: Generation) -> Option<String> {
+        match (self.retire_old(), self.config.retire_old) {
+            (RetireOld::Now, Some(RetireOld::Now)) => Some("--retire-old now".to_owned()),
+            (RetireOld::After(duration), _) => {
+                let until = retention_end(self.stood_down(generation), duration)?;
+                Some(format!(
+                    "kept {} after its failover, until {}",
+                    RetireOld::After(duration),
+                    format_time(until)
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// What a kept instance keeps costing once this plan is applied: a VM this plan fences
+    /// is deallocated by then.
+    fn upkeep(&self, instance: &InstanceAddress, observed: &Attributes) -> Option<String> {
+        let rules = self.rules.get(instance.kind())?;
+        let fenced = self
+            .drafts
+            .iter()
+            .any(|draft| draft.step.action == Action::Fence && &draft.step.target == instance);
+        if !fenced {
+            return rules.upkeep(observed);
+        }
+        let mut after = observed.clone();
+        after.insert(
+            ferry_core::fields::vm::POWER_STATE.to_owned(),
+            ferry_core::Value::from("deallocated"),
+        );
+        rules.upkeep(&after)
+    }
+
+    fn retire_old(&self) -> RetireOld {
+        self.config
+            .retire_old
+            .unwrap_or(self.spec.failover.retire_old)
     }
 }

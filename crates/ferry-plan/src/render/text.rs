@@ -90,6 +90,7 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
                 failover.to_generation
             );
         }
+        render_kept(&mut out, plan, &paint);
         render_readiness(&mut out, plan, &paint);
         let headline = verdict.headline();
         if !headline.is_empty()
@@ -171,13 +172,21 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
         if total == 1 { "" } else { "s" }
     );
     match plan.recovery_seconds {
-        Some(recovery) => {
+        Some(recovery) if plan.steps.iter().any(|step| step.action == Action::Retire) => {
             let _ = writeln!(
                 out,
                 "{} {} (the service is back); {} until the old generation is retired.",
                 paint.paint("1", "Estimated time to recovery:"),
                 duration(recovery),
                 duration(plan.estimated_seconds)
+            );
+        }
+        Some(recovery) => {
+            let _ = writeln!(
+                out,
+                "{} {} (the service is back; the old generation is kept).",
+                paint.paint("1", "Estimated time to recovery:"),
+                duration(recovery),
             );
         }
         None => {
@@ -209,12 +218,58 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
         let arrow = if index == 0 { "   " } else { "-> " };
         let _ = writeln!(out, "  {arrow}{hop}");
     }
+    render_kept(&mut out, plan, &paint);
     render_readiness(&mut out, plan, &paint);
     let headline = verdict.headline();
     if !headline.is_empty() {
         let _ = writeln!(out, "{}", paint_headline(&paint, &verdict, &headline));
     }
     out
+}
+
+/// The old generations the plan keeps: when each goes, and what it keeps running.
+fn render_kept(out: &mut String, plan: &Plan, paint: &Paint) {
+    for kept in &plan.kept {
+        let count = kept.instances.len();
+        if !out.is_empty() && !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "{} generation {} ({count} resource{}), {}.",
+            paint.paint("1;36", "Kept:"),
+            kept.generation,
+            if count == 1 { "" } else { "s" },
+            kept.until
+        );
+        let costly: Vec<_> = kept.costly().collect();
+        if !costly.is_empty() {
+            let width = costly
+                .iter()
+                .map(|instance| instance.address.to_string().len())
+                .max()
+                .unwrap_or(0);
+            let _ = writeln!(out, "  still running and billed:");
+            for instance in &costly {
+                let _ = writeln!(
+                    out,
+                    "    {:<width$}  {}",
+                    instance.address.to_string(),
+                    instance.upkeep.as_deref().unwrap_or_default()
+                );
+            }
+        }
+        let free: Vec<String> = kept
+            .instances
+            .iter()
+            .filter(|instance| instance.upkeep.is_none())
+            .map(|instance| instance.address.to_string())
+            .collect();
+        if !free.is_empty() {
+            let _ = writeln!(out, "  costing nothing worth naming: {}", free.join(", "));
+        }
+        out.push('\n');
+    }
 }
 
 /// Failover readiness, when the plan carries it: ready with the failover's estimated time to

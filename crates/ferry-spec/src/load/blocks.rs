@@ -126,6 +126,7 @@ impl Loader<'_> {
         let mut policy = FailoverPolicy {
             mode: FailoverMode::Manual,
             triggers: Vec::new(),
+            retire_old: ferry_core::RetireOld::default(),
         };
         let Some(entry) = entry else {
             return (policy, Vec::new());
@@ -155,6 +156,24 @@ impl Loader<'_> {
                     FailoverMode::Manual
                 }
             };
+        }
+        if let (Some(text), Some(node)) = (
+            read.values.get("retire_old").and_then(Value::as_str),
+            read.nodes.get("retire_old"),
+        ) {
+            match text.parse() {
+                Ok(retire_old) => policy.retire_old = retire_old,
+                Err(_) => self.push(
+                    SpecError::new(
+                        Problem::BadChoice {
+                            what: "retention of the old generation".to_owned(),
+                            value: text.to_owned(),
+                        },
+                        Some(place(&entry.file, node.span())),
+                    )
+                    .help(format!("use {}", ferry_core::retention::RETIRE_OLD_CHOICES)),
+                ),
+            }
         }
         let mut triggers = Vec::new();
         if let (Some(items), Some(node)) = (

@@ -46,6 +46,12 @@ pub(super) const FAILOVER: &[FieldSchema] = &[
         description: "replaceable resources whose bad health starts a failover",
         on_change: OnChange::InPlace,
     },
+    text(
+        "retire_old",
+        false,
+        Some("now"),
+        "when the generation a failover leaves is retired: now (in the failover's apply), when-asked (by `ferry apply --retire-old now`), or a duration such as 24h (by the first apply that long after the failover)",
+    ),
 ];
 
 pub(super) const STATE_LOCAL: &[FieldSchema] = &[
