@@ -18,9 +18,8 @@ use ferry_core::secret::Secrets;
 use ferry_core::time::format_time;
 use ferry_core::value::{finish, resolve};
 use ferry_core::{
-    Generation,
-    Action, ApplyContext, Attributes, Expression, InstanceAddress, Kind, Plan, Provider, Providers,
-    Step, StepError, StepId, StepOutcome,
+    Action, ApplyContext, Attributes, Expression, Generation, InstanceAddress, Kind, Plan,
+    Provider, Providers, Step, StepError, StepId, StepOutcome,
 };
 use ferry_state::journal::{JournalError, StepResult};
 use ferry_state::{JOURNAL_FORMAT_VERSION, Journal, JournalRecord, StateFile};
@@ -383,10 +382,8 @@ fn switch_generation(plan: &Plan, shared: &Shared<'_>, store: &Store, report: &m
         .map(|failover| failover.to_generation)
         .unwrap_or_else(|| converged_generation(plan).max(state.active_generation.max(1)));
     if let Some(failover) = &plan.failover {
-        done.stood_down.insert(
-            failover.from_generation,
-            format_time(SystemTime::now()),
-        );
+        done.stood_down
+            .insert(failover.from_generation, format_time(SystemTime::now()));
     }
     done.failover = None;
     // A generation's retention ends with its last instance.

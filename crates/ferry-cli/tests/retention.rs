@@ -31,7 +31,13 @@ fn fail_over(scratch: &Scratch, generation: u32) -> Run {
     scratch.break_api_server(generation);
     ferry_ok(
         scratch,
-        &["apply", "data100", "--world", "world.json", "--auto-approve"],
+        &[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--auto-approve",
+        ],
     )
 }
 
@@ -96,7 +102,12 @@ fn a_generation_kept_until_asked_stays_fenced_until_an_apply_retires_it() {
     );
 
     fail_over(&scratch, 1);
-    assert_eq!(of_generation(&scratch, 1).len(), 8, "{:?}", instances(&scratch));
+    assert_eq!(
+        of_generation(&scratch, 1).len(),
+        8,
+        "{:?}",
+        instances(&scratch)
+    );
     let world = scratch.world();
     assert_eq!(
         world["instances"]["vm.nfs@g1"]["power_state"], "deallocated",
@@ -112,7 +123,13 @@ fn a_generation_kept_until_asked_stays_fenced_until_an_apply_retires_it() {
     // An ordinary apply keeps it, and does not start the fenced VM.
     let apply = ferry_ok(
         &scratch,
-        &["apply", "data100", "--world", "world.json", "--auto-approve"],
+        &[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--auto-approve",
+        ],
     );
     assert!(
         apply.stdout.contains("No changes"),
@@ -163,7 +180,11 @@ fn a_generation_kept_until_asked_stays_fenced_until_an_apply_retires_it() {
 fn a_generation_kept_for_a_while_is_retired_by_the_first_apply_after_its_time() {
     let scratch = built_keeping("24h");
     let failover = fail_over(&scratch, 1);
-    assert!(!failover.stdout.contains("- retire "), "{}", failover.stdout);
+    assert!(
+        !failover.stdout.contains("- retire "),
+        "{}",
+        failover.stdout
+    );
     let plan = ferry_ok(&scratch, &["plan", "data100", "--world", "world.json"]);
     let kept = section(&plan.stdout, "Kept:");
     assert!(
@@ -204,7 +225,10 @@ fn a_second_failover_keeps_both_older_generations_each_on_its_own_clock() {
     scratch.mend_api_server(1);
     scratch.break_api_server(2);
     let plan = ferry_ok(&scratch, &["plan", "data100", "--world", "world.json"]);
-    assert!(plan.stdout.starts_with("Failover from generation 2 to generation 3"));
+    assert!(
+        plan.stdout
+            .starts_with("Failover from generation 2 to generation 3")
+    );
     let kept: Vec<&str> = plan
         .stdout
         .lines()
@@ -220,7 +244,14 @@ fn a_second_failover_keeps_both_older_generations_each_on_its_own_clock() {
     // The flag wins over the spec: this failover retires both.
     let plan = ferry_ok(
         &scratch,
-        &["plan", "data100", "--world", "world.json", "--retire-old", "now"],
+        &[
+            "plan",
+            "data100",
+            "--world",
+            "world.json",
+            "--retire-old",
+            "now",
+        ],
     );
     assert!(!plan.stdout.contains("Kept:"), "{}", plan.stdout);
     assert!(plan.stdout.contains("16 to retire"), "{}", plan.stdout);
@@ -249,4 +280,66 @@ fn a_retention_that_is_not_one_is_refused_where_it_is_written() {
     ]);
     assert_eq!(flag.code, 1);
     insta::assert_snapshot!("retire_old_flag_not_a_retention", flag.stderr);
+}
+
+/// The world is the source of truth: with the state lost, the world shows generation 1 not
+/// retired, which reads as a failover not finished. Finishing it records it, and the retention
+/// counts from then: later than the real end, never earlier. With the state forgetting one of
+/// its instances, that instance is still read (the generation below the serving one is
+/// probed) and kept with the rest.
+#[test]
+fn a_kept_generation_is_still_seen_after_the_state_is_lost_or_forgets_part_of_it() {
+    let scratch = built_keeping("24h");
+    fail_over(&scratch, 1);
+    std::fs::remove_dir_all(scratch.spec().join(".ferry")).unwrap();
+    let plan = ferry_ok(&scratch, &["plan", "data100", "--world", "world.json"]);
+    assert!(!plan.stdout.contains("- retire "), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(
+            "Kept: generation 1 (8 resources), retired by the first apply 24h after this failover."
+        ),
+        "{}",
+        plan.stdout
+    );
+    ferry_ok(
+        &scratch,
+        &[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--auto-approve",
+        ],
+    );
+    assert!(scratch.state()["stood_down"]["1"].is_string());
+
+    let forget = ferry_ok(
+        &scratch,
+        &["state", "forget", "data100", "vm.nfs@g1", "--auto-approve"],
+    );
+    assert!(forget.stdout.contains("vm.nfs@g1"), "{}", forget.stdout);
+    let plan = ferry_ok(&scratch, &["plan", "data100", "--world", "world.json"]);
+    let kept = section(&plan.stdout, "Kept:");
+    assert!(
+        kept.starts_with("Kept: generation 1 (8 resources), retired by the first apply after 2")
+            && kept.contains("vm.nfs@g1             its OS disk (the VM is deallocated)"),
+        "{}",
+        plan.stdout
+    );
+
+    // Asked, it goes, the forgotten VM with it.
+    let retire = ferry_ok(
+        &scratch,
+        &[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--retire-old",
+            "now",
+            "--auto-approve",
+        ],
+    );
+    assert!(retire.stderr.contains("8 done"), "{}", retire.stderr);
+    assert_eq!(of_generation(&scratch, 1), Vec::<String>::new());
 }

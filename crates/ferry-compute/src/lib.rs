@@ -303,10 +303,7 @@ impl KindRules for VmRules {
     /// A running or stopped VM is billed for its size; a deallocated (fenced) one only for
     /// its OS disk.
     fn upkeep(&self, observed: &Attributes) -> Option<String> {
-        let size = observed
-            .get("size")
-            .and_then(Value::as_str)
-            .unwrap_or("VM");
+        let size = observed.get("size").and_then(Value::as_str).unwrap_or("VM");
         match observed.get(vm::POWER_STATE).and_then(Value::as_str) {
             Some("deallocated") => Some("its OS disk (the VM is deallocated)".to_owned()),
             Some("stopped") => Some(format!(

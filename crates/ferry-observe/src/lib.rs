@@ -142,6 +142,25 @@ pub async fn observe(
             break;
         }
     }
+    // The generation before the serving one, where the state holds none of it: a generation
+    // kept after its failover (`[failover] retire_old`) whose record went with a lost state,
+    // or one a lost state never retired. Kept only where it reads present, so that what
+    // still runs is seen (and retired, or shown as kept) rather than forgotten with the state.
+    let serving = ferry_plan::world::reconstruct(&snapshot, rules)
+        .map_or(active, |world| world.active_generation.max(1));
+    if serving > 1 {
+        let below: Vec<InstanceAddress> = generation_instances(spec, serving - 1)
+            .into_iter()
+            .filter(|instance| !read.contains(instance))
+            .collect();
+        for (instance, observation) in
+            read_instances(spec, rules, &known, providers, config, &below, active).await
+        {
+            if observation.is_present() {
+                snapshot.insert(instance, observation);
+            }
+        }
+    }
     // A reading that was not present may have needed an output the state had lost (a pool's
     // host address, a check's target) and been read in the same round as the instance that
     // has it: it is read again now that the output is known. Only when something was learned,

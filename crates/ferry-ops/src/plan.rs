@@ -52,9 +52,13 @@ pub fn readiness(
     if plan.failover.is_some() {
         return None;
     }
-    ferry_plan::readiness_with(spec, snapshot, rules, &clocked(&options.config), &|failover| {
-        ferry_providers::check_plan(failover, snapshot, options.force)
-    })
+    ferry_plan::readiness_with(
+        spec,
+        snapshot,
+        rules,
+        &clocked(&options.config),
+        &|failover| ferry_providers::check_plan(failover, snapshot, options.force),
+    )
 }
 
 /// A plan to save: with its spec's absolute path (so that it applies from any folder), the

@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use ferry_core::retention::kept_until;
-use ferry_core::{
-    Attributes, Failover, Generation, InstanceAddress, KeptInstance, KeptUntil,
-};
+use ferry_core::{Attributes, Failover, Generation, InstanceAddress, KeptInstance, KeptUntil};
 use ferry_state::LockRequest;
 use serde::Serialize;
 

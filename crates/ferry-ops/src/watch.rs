@@ -102,12 +102,15 @@ impl<'a> Watcher<'a> {
         }
         // Failover readiness, each round: the failover these readings would give, planned
         // beside them; its loss (and its return) is alerted like a health change.
-        let readiness = ferry_plan::plan(spec, &snapshot, rules, &crate::plan::clocked(&PlanConfig::default()))
-            .ok()
-            .filter(|plan| plan.failover.is_none())
-            .and_then(|plan| {
-                crate::readiness(spec, &snapshot, rules, &PlanOptions::default(), &plan)
-            });
+        let readiness = ferry_plan::plan(
+            spec,
+            &snapshot,
+            rules,
+            &crate::plan::clocked(&PlanConfig::default()),
+        )
+        .ok()
+        .filter(|plan| plan.failover.is_none())
+        .and_then(|plan| crate::readiness(spec, &snapshot, rules, &PlanOptions::default(), &plan));
         round.readiness = self.readiness.update(
             readiness.as_ref(),
             snapshot.active_generation,
@@ -141,7 +144,12 @@ impl Watcher<'_> {
         };
         let mut failover_due = false;
         let mut action = None;
-        match ferry_plan::plan(spec, snapshot, rules, &crate::plan::clocked(&PlanConfig::default())) {
+        match ferry_plan::plan(
+            spec,
+            snapshot,
+            rules,
+            &crate::plan::clocked(&PlanConfig::default()),
+        ) {
             Ok(plan) if plan.failover.is_some() => {
                 failover_due = true;
                 figures.plan_steps = Some(plan.steps.len());

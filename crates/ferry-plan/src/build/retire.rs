@@ -110,7 +110,10 @@ impl Builder<'_> {
     }
 
     fn stood_down(&self, generation: Generation) -> Option<&str> {
-        self.snapshot.stood_down.get(&generation).map(String::as_str)
+        self.snapshot
+            .stood_down
+            .get(&generation)
+            .map(String::as_str)
     }
 
     /// Why an old generation kept for a while is retired now, for its steps' reasons.
