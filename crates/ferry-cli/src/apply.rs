@@ -86,6 +86,16 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
     };
     if let PlanSource::Saved { plan, .. } = &plan {
         view.set_plan(&plan.plan);
+        // No confirmation comes before a saved plan's steps: the header says here what is
+        // about to change, and which plan.
+        let mut header = crate::header(&deployment, Some(plan.active_generation));
+        header.push_str(&format!(
+            "Applying the plan saved in {} by {} at {}.\n",
+            args.target.display(),
+            plan.author,
+            plan.created_at
+        ));
+        output.stderr(&header);
     }
     let auto_approve = args.auto_approve;
     let mut approve = |plan: &Plan| {

@@ -300,7 +300,12 @@ fn a_saved_plan_is_refused_once_the_world_changed() {
     scratch.set_world(&world);
     let apply = scratch.ferry(&["apply", "failover.plan", "--world", "world.json"]);
     assert_eq!(apply.code, 1);
-    insta::assert_snapshot!(apply.stderr);
+    let (header, refusal) = apply.stderr.split_at(apply.stderr.find("error:").unwrap());
+    assert!(
+        header.contains("Applying the plan saved in failover.plan by "),
+        "{header}"
+    );
+    insta::assert_snapshot!(refusal);
 }
 
 #[test]
@@ -1123,6 +1128,24 @@ fn a_saved_plan_applies_from_another_folder_and_says_who_made_it() {
     insta::assert_snapshot!(header, @"Saved plan for deployment data100 from <scratch>/data100, made by <user@host> at <time> with ferry 0.1.0.");
     let apply = in_elsewhere(&["apply", "../failover.plan", "--world", "../world.json"]);
     assert_eq!(apply.code, 0, "{}", apply.stderr);
+    // No confirmation comes first: the header says which deployment and which plan.
+    let header: Vec<String> = apply
+        .stderr
+        .lines()
+        .take(2)
+        .map(|line| {
+            line.replace(
+                &scratch.path().canonicalize().unwrap().display().to_string(),
+                "<scratch>",
+            )
+            .replace(saved["author"].as_str().unwrap(), "<user@host>")
+            .replace(saved["created_at"].as_str().unwrap(), "<time>")
+        })
+        .collect();
+    insta::assert_snapshot!(header.join("\n"), @r"
+    Deployment data100, generation 1 serves, state at <scratch>/data100/.ferry.
+    Applying the plan saved in ../failover.plan by <user@host> at <time>.
+    ");
 }
 
 /// Issue 18: a state folder ferry cannot use showed the OS error twice (once in ferry's message,
