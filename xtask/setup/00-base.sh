@@ -2,7 +2,8 @@
 # Packages every test run needs, installed only when missing (needs root on a fresh machine).
 set -euo pipefail
 need=()
-for package in git ca-certificates; do
+# librsvg2-bin and graphviz: the pictures test renders every picture ferry draws to PNG.
+for package in git ca-certificates librsvg2-bin graphviz; do
   dpkg -s "$package" >/dev/null 2>&1 || need+=("$package")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -568,7 +568,7 @@ fn graph_prints_the_spec_and_the_plan_as_dot() {
         "{}",
         plan.stdout
     );
-    assert!(plan.stdout.contains("subgraph cluster_legend"));
+    assert!(plan.stdout.contains("  legend [shape=plaintext"));
     let edges = plan.stdout.matches(" -> ").count();
     assert_eq!(edges, 51, "72 edges in the plan, 21 implied by others");
 }

@@ -12,8 +12,18 @@ fn quote(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// What the colours and widths say, as a box of its own.
-const LEGEND: &str = "  subgraph cluster_legend {\n    label=\"legend\"; fontname=\"monospace\"; color=gray;\n    \"legend: create\" [label=\"create\", color=darkgreen];\n    \"legend: fence, replace, retire, delete\" [label=\"fence, replace, retire, delete\", color=red3];\n    \"legend: move the data, update\" [label=\"move the data, update\", color=blue];\n    \"legend: hooks and checks\" [label=\"run a hook, wait for a check\", color=purple];\n    \"legend: critical path\" [label=\"critical path\", penwidth=3];\n  }\n";
+/// What the colours and widths say: one node holding a table, one row per colour, so that
+/// the legend is narrow and the picture keeps to a page's width.
+const LEGEND: &str = concat!(
+    "  legend [shape=plaintext, label=<<table border=\"0\" cellborder=\"1\" cellspacing=\"3\" cellpadding=\"3\">",
+    "<tr><td border=\"0\">legend</td></tr>",
+    "<tr><td color=\"darkgreen\">create</td></tr>",
+    "<tr><td color=\"red3\">fence, replace, retire, delete</td></tr>",
+    "<tr><td color=\"blue\">move the data, update</td></tr>",
+    "<tr><td color=\"purple\">run a hook, wait for a check</td></tr>",
+    "<tr><td border=\"3\">critical path</td></tr>",
+    "</table>>];\n",
+);
 
 /// The edges another path already implies (`a -> c` when `a -> b -> c`): left out of the
 /// drawing, which then shows only what orders each step directly. Above 5,000 steps every edge
@@ -65,7 +75,7 @@ pub fn plan_dot(plan: &Plan) -> String {
     let critical: HashSet<&StepId> = plan.critical_path.iter().collect();
     let mut out = String::from(
         // Top to bottom: a failover is a long chain, and a page is taller than wide.
-        "digraph plan {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+        "digraph plan {\n  rankdir=TB;\n  nodesep=0.2;\n  ranksep=0.35;\n  node [shape=box, fontname=\"monospace\", fontsize=12];\n",
     );
     for step in &plan.steps {
         let color = match step.action {

@@ -158,12 +158,14 @@ pub fn timeline_svg_marked(plan: &Plan, bars: &[Bar], markers: &[Marker], title:
         escape(&subtitle)
     );
     // Grid: about ten ticks, on whole minutes when the plan is long enough.
-    let tick = [10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0]
-        .into_iter()
-        .find(|tick| end / tick <= 12.0)
-        // Longer plans get whole hours, still about ten ticks (not one every two hours of
-        // a plan that a library user's estimates made years long).
-        .unwrap_or_else(|| (end / 12.0 / 3600.0).ceil() * 3600.0);
+    let tick = [
+        1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+    ]
+    .into_iter()
+    .find(|tick| end / tick <= 12.0)
+    // Longer plans get whole hours, still about ten ticks (not one every two hours of
+    // a plan that a library user's estimates made years long).
+    .unwrap_or_else(|| (end / 12.0 / 3600.0).ceil() * 3600.0);
     let mut at = 0.0;
     while at <= end {
         let x = label_width + at * scale;
