@@ -279,6 +279,9 @@ pub fn demo(root: &Path) -> Result<()> {
         "failover.plan",
         "--timeline",
         "applied.svg",
+        // The simulator runs at TIME_SCALE: the progress compares with estimates scaled alike.
+        "--estimates-scale",
+        &TIME_SCALE.to_string(),
     ]))?;
     let apply_wall = started.elapsed();
     if code != 0 {

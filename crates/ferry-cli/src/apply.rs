@@ -71,8 +71,12 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
         None => PlanSource::Fresh(plan_options(&args.planning)),
     };
     let control = ApplyControl::new();
-    let time_scale = match (&args.source.world, args.source.world_time_scale) {
-        (Some(_), scale) if scale > 0.0 => scale,
+    let time_scale = match (args.estimates_scale, &args.source.world) {
+        (Some(scale), _) if scale.is_finite() && scale > 0.0 => scale,
+        (Some(scale), _) => bail!(
+            "--estimates-scale {scale} is not a share of the estimates: give a number above 0, such as 0.01"
+        ),
+        (None, Some(_)) if args.source.world_time_scale > 0.0 => args.source.world_time_scale,
         _ => 1.0,
     };
     let view = progress::Progress::for_stderr(args.verbose, time_scale);

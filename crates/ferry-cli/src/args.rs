@@ -224,6 +224,11 @@ pub struct ApplyArgs {
     /// is otherwise only in the journal.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// The share of its estimate each step is expected to take, for a simulator that runs
+    /// faster than Azure (the ARM simulator's --time-scale): the progress and its forecast of
+    /// the time to recovery follow it. With --world, --world-time-scale sets it.
+    #[arg(long, value_name = "SHARE", conflicts_with = "world_time_scale")]
+    pub estimates_scale: Option<f64>,
 }
 
 #[derive(Debug, Args)]

@@ -130,6 +130,7 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
                 timeline: None,
                 json: false,
                 verbose: false,
+                estimates_scale: None,
             };
             let code = crate::apply::apply_command(&apply, output)?;
             output.stderr(&format!(

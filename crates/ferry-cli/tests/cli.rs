@@ -1165,3 +1165,41 @@ fn a_state_folder_ferry_cannot_use_is_named_with_its_error_once() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     insta::assert_snapshot!(run.stderr, @"error: cannot create the folder of lock file data100/.ferry/lock.json: File exists (os error 17)");
 }
+
+/// Against a simulator that runs faster than Azure, `--estimates-scale` scales what the progress
+/// compares with; a share that is not one is refused before anything runs.
+#[test]
+fn estimates_scale_follows_a_faster_simulator_and_refuses_a_share_that_is_not_one() {
+    let scratch = Scratch::new();
+    scratch.build();
+    scratch.break_api_server(1);
+    let refused = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+        "--estimates-scale",
+        "0",
+    ]);
+    assert_eq!(refused.code, 1);
+    insta::assert_snapshot!(refused.stderr, @"error: --estimates-scale 0 is not a share of the estimates: give a number above 0, such as 0.01");
+    assert_eq!(scratch.state()["active_generation"], 1);
+    let applied = scratch.ferry(&[
+        "apply",
+        "data100",
+        "--world",
+        "world.json",
+        "--auto-approve",
+        "--estimates-scale",
+        "0.001",
+    ]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    assert!(
+        applied
+            .stderr
+            .contains(", estimated 2.4s: every step but the old generation's retirement is done"),
+        "{}",
+        applied.stderr
+    );
+}
