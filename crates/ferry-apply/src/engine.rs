@@ -778,8 +778,14 @@ struct Schedule<'a> {
     providers: Vec<&'a std::sync::Arc<dyn Provider>>,
     kinds: Vec<Kind>,
     dependents: Vec<Vec<usize>>,
-    /// Predecessors not yet succeeded.
+    /// Predecessors not yet succeeded; a retirement counts the rest of the plan as one.
     waiting_on: Vec<usize>,
+    /// The retirements, which go last ([`ferry_core::Action::goes_last`]): each waits, besides
+    /// its `after`, for every step that is not a retirement.
+    retirements: Vec<usize>,
+    goes_last: Vec<bool>,
+    /// Steps that are not retirements and have not succeeded yet.
+    others_left: usize,
     is_running: Vec<bool>,
     queues: BTreeMap<Kind, KindQueue>,
     running: usize,
@@ -800,6 +806,9 @@ impl<'a> Schedule<'a> {
             kinds: Vec::with_capacity(count),
             dependents: vec![Vec::new(); count],
             waiting_on: vec![0; count],
+            retirements: Vec::new(),
+            goes_last: vec![false; count],
+            others_left: 0,
             is_running: vec![false; count],
             queues: BTreeMap::new(),
             running: 0,
@@ -833,6 +842,12 @@ impl<'a> Schedule<'a> {
                 schedule.dependents[predecessor].push(index);
                 schedule.waiting_on[index] += 1;
             }
+            if step.action.goes_last() {
+                schedule.retirements.push(index);
+                schedule.goes_last[index] = true;
+            } else {
+                schedule.others_left += 1;
+            }
             schedule.providers.push(provider);
             schedule.kinds.push(kind);
             schedule.reports.push(StepReport {
@@ -842,6 +857,11 @@ impl<'a> Schedule<'a> {
                 started: None,
                 finished: None,
             });
+        }
+        if schedule.others_left > 0 {
+            for &retirement in &schedule.retirements {
+                schedule.waiting_on[retirement] += 1;
+            }
         }
         Ok(schedule)
     }
@@ -898,8 +918,18 @@ impl<'a> Schedule<'a> {
     /// Releases the step's slot and queues the dependents that now wait on nothing.
     fn succeeded(&mut self, index: usize) {
         self.stop_running(index);
-        for position in 0..self.dependents[index].len() {
-            let dependent = self.dependents[index][position];
+        let mut released = Vec::new();
+        if !self.goes_last[index] {
+            self.others_left -= 1;
+            if self.others_left == 0 {
+                released.clone_from(&self.retirements);
+            }
+        }
+        for position in 0..self.dependents[index].len() + released.len() {
+            let dependent = match self.dependents[index].get(position) {
+                Some(&dependent) => dependent,
+                None => released[position - self.dependents[index].len()],
+            };
             self.waiting_on[dependent] -= 1;
             if self.waiting_on[dependent] == 0
                 && self.reports[dependent].status == StepStatus::NotStarted
@@ -916,6 +946,10 @@ impl<'a> Schedule<'a> {
         let because = self.reports[index].id.clone();
         let mut skipped = Vec::new();
         let mut stack = self.dependents[index].clone();
+        // A step of the rest that fails holds every retirement back: they go last.
+        if !self.goes_last[index] {
+            stack.extend(self.retirements.iter().copied());
+        }
         while let Some(dependent) = stack.pop() {
             if self.reports[dependent].status != StepStatus::NotStarted {
                 continue;

@@ -195,6 +195,44 @@ async fn a_failure_skips_only_its_dependents() {
     assert_eq!(report.counts().describe(), "2 done, 1 failed, 3 skipped");
 }
 
+/// Retirements go last by the plan's rule (`Action::goes_last`), which their `after` does not
+/// spell out: each starts once every other step has succeeded, and a failure among those
+/// skips every retirement, even one that lists nothing.
+#[tokio::test(start_paused = true)]
+async fn retirements_wait_for_every_other_step_and_are_skipped_when_one_fails() {
+    let plan = || {
+        plan_of(vec![
+            step("vm.a@g2:create", 100, &[]),
+            step("hook.b@g2:run", 30, &[]),
+            step("hook.b@g1:retire", 5, &[]),
+            step("vm.a@g1:retire", 20, &["hook.b@g1:retire"]),
+        ])
+    };
+    let world = World::new();
+    let providers = providers_with(&world, Behaviour::from_estimates(), 8);
+    let report = run(&plan(), &providers, &ApplyConfig::default()).await;
+    insta::assert_snapshot!(table(&report), @r"
+    vm.a@g2:create: Done x1 0..100
+    hook.b@g2:run: Done x1 0..30
+    hook.b@g1:retire: Done x1 100..105
+    vm.a@g1:retire: Done x1 105..125
+    ");
+
+    let world = World::new();
+    let providers = memory_providers(&world, |provider| {
+        provider
+            .behaviour(Behaviour::from_estimates())
+            .step("hook.b@g2:run", Behaviour::failing("helm: release failed"))
+    });
+    let report = run(&plan(), &providers, &ApplyConfig::default()).await;
+    insta::assert_snapshot!(table(&report), @r#"
+    vm.a@g2:create: Done x1 0..100
+    hook.b@g2:run: Failed { error: "helm: release failed" } x1 0..0
+    hook.b@g1:retire: Skipped { because: StepId("hook.b@g2:run") } x0 -..-
+    vm.a@g1:retire: Skipped { because: StepId("hook.b@g2:run") } x0 -..-
+    "#);
+}
+
 #[tokio::test(start_paused = true)]
 async fn transient_errors_are_retried_no_sooner_than_retry_after() {
     let plan = plan_of(vec![step("dns_record.hub:update", 1, &[])]);

@@ -132,7 +132,7 @@ fn plan_from_snapshots_exits_with_detailed_codes() {
         "--json",
     ]);
     let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(plan["format_version"], "1");
+    assert_eq!(plan["format_version"], "2");
     assert_eq!(plan["steps"].as_array().unwrap().len(), 34);
     let forced = scratch.ferry(&[
         "plan",
@@ -570,7 +570,14 @@ fn graph_prints_the_spec_and_the_plan_as_dot() {
     );
     assert!(plan.stdout.contains("  legend [shape=plaintext"));
     let edges = plan.stdout.matches(" -> ").count();
-    assert_eq!(edges, 51, "72 edges in the plan, 21 implied by others");
+    assert_eq!(
+        edges, 52,
+        "63 edges in the plan, 15 implied by others, 4 through the retirements' gate"
+    );
+    assert!(
+        plan.stdout
+            .contains("\"check.prod_tls:wait\" -> \"every other step done\"")
+    );
 }
 
 #[test]

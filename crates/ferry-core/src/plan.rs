@@ -30,11 +30,21 @@ pub enum Action {
     Run,
     /// Wait for a check to pass.
     Wait,
-    /// Delete an old generation's instance after the new generation serves.
+    /// Delete an old generation's instance after the new generation serves. A retirement
+    /// goes last ([`Action::goes_last`]).
     Retire,
 }
 
 impl Action {
+    /// A retirement goes last: it starts only once every step of its plan that is not a
+    /// retirement has succeeded, whatever its `after` says (which lists only the retirements
+    /// it follows), and it is skipped when one of them fails. The rule is the plan's, not an
+    /// edge per pair: a failover of N groups would otherwise need N retirements times N last
+    /// steps of edges. Planner, engine, forecasts and pictures all follow it.
+    pub fn goes_last(self) -> bool {
+        self == Action::Retire
+    }
+
     pub const ALL: [Action; 13] = [
         Action::Create,
         Action::Update,
@@ -122,7 +132,8 @@ pub struct Step {
     pub action: Action,
     /// Why the step exists: the attribute diff or the health reading that caused it.
     pub reason: String,
-    /// Steps that must have succeeded before this one starts.
+    /// Steps that must have succeeded before this one starts; a retirement also waits for
+    /// every step that is not one ([`Action::goes_last`]).
     pub after: Vec<StepId>,
     pub estimate_seconds: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -276,12 +287,44 @@ impl fmt::Display for Blocker {
     }
 }
 
-/// The one plan layout this version reads and writes.
-pub const PLAN_FORMAT_VERSION: &str = "1";
+/// The one plan layout this version writes. Version 2: a retirement goes last by the plan's
+/// rule ([`Action::goes_last`]) and its `after` lists only retirements; version 1 listed the
+/// last steps of the rest too, which version 2 reads the same.
+pub const PLAN_FORMAT_VERSION: &str = "2";
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// Every step that must have succeeded before `id` starts: its `after`, transitively, and
+    /// for a retirement every step that is not one ([`Action::goes_last`]). Empty for a step
+    /// the plan does not hold.
+    pub fn ancestors(&self, id: &StepId) -> std::collections::BTreeSet<StepId> {
+        let by_id: BTreeMap<&StepId, &Step> =
+            self.steps.iter().map(|step| (&step.id, step)).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack: Vec<&StepId> = vec![id];
+        let mut rest_added = false;
+        while let Some(next) = stack.pop() {
+            let Some(step) = by_id.get(next) else {
+                continue;
+            };
+            if step.action.goes_last() && !rest_added {
+                rest_added = true;
+                for other in self.steps.iter().filter(|other| !other.action.goes_last()) {
+                    if seen.insert(other.id.clone()) {
+                        stack.push(&other.id);
+                    }
+                }
+            }
+            for before in &step.after {
+                if seen.insert(before.clone()) {
+                    stack.push(before);
+                }
+            }
+        }
+        seen
     }
 
     pub fn step(&self, id: &StepId) -> Option<&Step> {

@@ -47,7 +47,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
     waits_for_updates(&drafts, &mut edges);
     dependency_edges(&drafts, &built.dependencies, built.target, &mut edges);
     instance_edges(&drafts, &mut edges);
-    retirement_edges(&drafts, &built.dependencies, &mut edges);
+    retirement_edges(&drafts, &built.dependencies, &mut edges)?;
 
     let mut predecessors: Vec<Vec<usize>> = vec![Vec::new(); drafts.len()];
     // (edges are deduplicated by the set above)
@@ -160,41 +160,68 @@ fn instance_edges(drafts: &[Draft], edges: &mut Edges) {
     }
 }
 
-/// Retirement comes last: after every other step has ended, dependents before what they
-/// depend on. Reads the edges of every other kind, so it is added last.
-fn retirement_edges(drafts: &[Draft], dependencies: &Dependencies, edges: &mut Edges) {
-    let count = drafts.len();
-    let retires: Vec<usize> = (0..count)
-        .filter(|&position| drafts[position].step.action == Action::Retire)
-        .collect();
-    if retires.is_empty() {
-        return;
-    }
-    let has_successor: BTreeSet<usize> = edges
-        .iter()
-        .filter(|(_, to)| drafts[*to].step.action != Action::Retire)
-        .map(|(from, _)| *from)
-        .collect();
-    let sinks: Vec<usize> = (0..count)
-        .filter(|&position| {
-            drafts[position].step.action != Action::Retire && !has_successor.contains(&position)
-        })
-        .collect();
-    for &retire in &retires {
-        for &sink in &sinks {
-            edges.insert((sink, retire));
+/// Retirements among themselves: one whose resource depends on another's retires first (the
+/// VM before its resource group). What every retirement waits for besides (every step that is
+/// not one) is the plan's rule, [`Action::goes_last`], not edges: a failover of N groups would
+/// otherwise hold N retirements times N last steps of edges.
+///
+/// A step that is not a retirement never waits for one: that edge would make the two phases
+/// wait on each other, and is refused as the cycle it is.
+fn retirement_edges(
+    drafts: &[Draft],
+    dependencies: &Dependencies,
+    edges: &mut Edges,
+) -> Result<(), PlanErrors> {
+    let mut retires_of: HashMap<&ferry_core::ResourceAddress, Vec<usize>> = HashMap::new();
+    for (position, draft) in drafts.iter().enumerate() {
+        if draft.step.action.goes_last() {
+            retires_of
+                .entry(&draft.step.target.address)
+                .or_default()
+                .push(position);
         }
-        let resource = &drafts[retire].step.target.address;
-        for &other in &retires {
-            let other_resource = &drafts[other].step.target.address;
-            if dependencies
-                .get(resource)
-                .is_some_and(|dependencies| dependencies.contains(other_resource))
-            {
-                edges.insert((retire, other));
+    }
+    if retires_of.is_empty() {
+        return Ok(());
+    }
+    // What the rule says already (a VM's retirement after its fence) is not an edge too.
+    edges.retain(|&(first, then)| {
+        drafts[first].step.action.goes_last() || !drafts[then].step.action.goes_last()
+    });
+    for (position, draft) in drafts.iter().enumerate() {
+        if !draft.step.action.goes_last() {
+            continue;
+        }
+        for dependency in dependencies
+            .get(&draft.step.target.address)
+            .into_iter()
+            .flatten()
+        {
+            for &other in retires_of.get(dependency).into_iter().flatten() {
+                edges.insert((position, other));
             }
         }
     }
+    let backwards: Vec<String> = edges
+        .iter()
+        .filter(|&&(first, then)| {
+            drafts[first].step.action.goes_last() && !drafts[then].step.action.goes_last()
+        })
+        .map(|&(first, then)| format!("{} waits for {}", drafts[then].id, drafts[first].id))
+        .collect();
+    if backwards.is_empty() {
+        return Ok(());
+    }
+    Err(PlanErrors(vec![
+        PlanError::new(
+            None,
+            format!(
+                "the steps wait on each other in a cycle: retirements go last, and {}",
+                backwards.join(", ")
+            ),
+        )
+        .help("this is a bug in a kind's rules; please report it with the spec and snapshot"),
+    ]))
 }
 
 /// What the estimates say of a plan's steps in their order.
@@ -217,19 +244,32 @@ fn timing(
     let count = drafts.len();
     let mut finish_at = vec![0u64; count];
     let mut via: Vec<Option<usize>> = vec![None; count];
+    // The step that is not a retirement and ends last: every retirement waits for it (the
+    // order places retirements after every other step).
+    let mut last_of_the_rest: Option<usize> = None;
     for &position in order {
+        let goes_last = drafts[position].step.action.goes_last();
+        let barrier = last_of_the_rest.filter(|_| goes_last);
         let (start, from) = predecessors[position]
             .iter()
+            .chain(barrier.iter())
             .map(|&predecessor| (finish_at[predecessor], Some(predecessor)))
             .max_by_key(|(finish, predecessor)| (*finish, Reverse(*predecessor)))
             .unwrap_or((0, None));
         finish_at[position] = start.saturating_add(drafts[position].estimate_seconds);
         via[position] = from;
+        if !goes_last
+            && last_of_the_rest.is_none_or(|last| {
+                (finish_at[position], Reverse(position)) > (finish_at[last], Reverse(last))
+            })
+        {
+            last_of_the_rest = Some(position);
+        }
     }
     let recovery_seconds = is_failover.then(|| {
         order
             .iter()
-            .filter(|&&position| drafts[position].step.action != Action::Retire)
+            .filter(|&&position| !drafts[position].step.action.goes_last())
             .map(|&position| finish_at[position])
             .max()
             .unwrap_or(0)
@@ -348,21 +388,49 @@ fn topological_order(
     successors: &[Vec<usize>],
 ) -> Result<Vec<usize>, PlanErrors> {
     let count = drafts.len();
+    let goes_last = |position: usize| drafts[position].step.action.goes_last();
     let mut waiting: Vec<usize> = predecessors.iter().map(Vec::len).collect();
     let mut earliest = vec![0u64; count];
-    let mut ready: BinaryHeap<Reverse<(u64, usize)>> = (0..count)
-        .filter(|&position| waiting[position] == 0)
-        .map(|position| Reverse((0, position)))
-        .collect();
+    // Retirements go last: one ready before every other step is placed waits here.
+    let mut others_left = (0..count).filter(|&position| !goes_last(position)).count();
+    let mut others_end = 0u64;
+    let mut parked: Vec<usize> = Vec::new();
+    let mut ready: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    for position in (0..count).filter(|&position| waiting[position] == 0) {
+        if goes_last(position) && others_left > 0 {
+            parked.push(position);
+        } else {
+            ready.push(Reverse((0, position)));
+        }
+    }
     let mut order = Vec::with_capacity(count);
     while let Some(Reverse((start, position))) = ready.pop() {
         order.push(position);
         let finish = start.saturating_add(drafts[position].estimate_seconds);
+        if !goes_last(position) {
+            others_end = others_end.max(finish);
+            others_left -= 1;
+            if others_left == 0 {
+                for waiting_retirement in parked.drain(..) {
+                    let start = earliest[waiting_retirement].max(others_end);
+                    ready.push(Reverse((start, waiting_retirement)));
+                }
+            }
+        }
         for &next in &successors[position] {
             earliest[next] = earliest[next].max(finish);
             waiting[next] -= 1;
             if waiting[next] == 0 {
-                ready.push(Reverse((earliest[next], next)));
+                if goes_last(next) && others_left > 0 {
+                    parked.push(next);
+                } else {
+                    let start = if goes_last(next) {
+                        earliest[next].max(others_end)
+                    } else {
+                        earliest[next]
+                    };
+                    ready.push(Reverse((start, next)));
+                }
             }
         }
     }
@@ -390,6 +458,8 @@ fn topological_order(
 pub fn earliest_starts(plan: &Plan) -> BTreeMap<StepId, u64> {
     let mut finish: HashMap<&StepId, u64> = HashMap::new();
     let mut starts = BTreeMap::new();
+    // Retirements go last: after the end of every other step, which the order places first.
+    let mut rest_ends = 0u64;
     for step in &plan.steps {
         let start = step
             .after
@@ -397,7 +467,16 @@ pub fn earliest_starts(plan: &Plan) -> BTreeMap<StepId, u64> {
             .filter_map(|id| finish.get(id).copied())
             .max()
             .unwrap_or(0);
-        finish.insert(&step.id, start.saturating_add(step.estimate_seconds));
+        let start = if step.action.goes_last() {
+            start.max(rest_ends)
+        } else {
+            start
+        };
+        let end = start.saturating_add(step.estimate_seconds);
+        if !step.action.goes_last() {
+            rest_ends = rest_ends.max(end);
+        }
+        finish.insert(&step.id, end);
         starts.insert(step.id.clone(), start);
     }
     starts

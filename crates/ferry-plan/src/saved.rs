@@ -7,7 +7,10 @@ use ferry_core::{Generation, InstanceAddress, Observation, Plan, Snapshot};
 use serde::{Deserialize, Serialize};
 
 /// The one saved-plan layout this version reads and writes.
-pub const SAVED_PLAN_FORMAT_VERSION: &str = "1";
+/// Version 2 holds a plan of format 2, whose retirements go last by the plan's rule rather
+/// than by edges: a ferry that reads only version 1 would start them too early, so it refuses
+/// these. Version 1 plans are read (their explicit edges say no less).
+pub const SAVED_PLAN_FORMAT_VERSION: &str = "2";
 
 /// A plan with the fingerprint of every observation it was made from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,7 +132,7 @@ pub enum SavedPlanError {
     #[error("this is not a saved ferry plan ({0}): make one with ferry plan -o FILE")]
     Malformed(serde_json::Error),
     #[error(
-        "this saved plan has format {0}, and this ferry reads format {SAVED_PLAN_FORMAT_VERSION}: plan again with this version"
+        "this saved plan has format {0}, and this ferry reads formats 1 and {SAVED_PLAN_FORMAT_VERSION}: plan again with this version"
     )]
     Version(String),
 }
@@ -198,7 +201,7 @@ impl SavedPlan {
     pub fn from_json(text: &str) -> Result<Self, SavedPlanError> {
         let version: serde_json::Value = serde_json::from_str(text)?;
         match version.get("format_version").and_then(|v| v.as_str()) {
-            Some(SAVED_PLAN_FORMAT_VERSION) => Ok(serde_json::from_value(version)?),
+            Some(SAVED_PLAN_FORMAT_VERSION | "1") => Ok(serde_json::from_value(version)?),
             Some(other) => Err(SavedPlanError::Version(other.to_owned())),
             None => Err(SavedPlanError::Version("(none)".to_owned())),
         }

@@ -81,23 +81,12 @@ fn a_pools_disks_changed_in_the_spec_are_refused_by_the_failover_as_by_the_recon
     ));
 }
 
-/// Every step that `id` waits for, directly or not.
+/// Every step the plan runs before `id` (retirements after every other step).
 fn ancestors(plan: &Plan, id: &str) -> std::collections::BTreeSet<String> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut stack = vec![id.to_owned()];
-    while let Some(next) = stack.pop() {
-        let step = plan
-            .steps
-            .iter()
-            .find(|step| step.id.0 == next)
-            .unwrap_or_else(|| panic!("{next} is not in the plan"));
-        for before in &step.after {
-            if seen.insert(before.0.clone()) {
-                stack.push(before.0.clone());
-            }
-        }
-    }
-    seen
+    plan.ancestors(&ferry_core::StepId(id.to_owned()))
+        .into_iter()
+        .map(|step| step.0)
+        .collect()
 }
 
 /// A disk grown in the spec while a failover moves it: the update comes after the disk's

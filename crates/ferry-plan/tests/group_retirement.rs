@@ -11,23 +11,12 @@ use ferry_core::{Action, Kind, Plan, Snapshot};
 use ferry_plan::{FailoverRequest, PlanConfig};
 use support::{converge, data100, data100_snapshot};
 
-/// Every step the plan runs before `id`, through `after` edges.
-fn ancestors(plan: &Plan, id: &str) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![id.to_owned()];
-    while let Some(next) = stack.pop() {
-        let step = plan
-            .steps
-            .iter()
-            .find(|step| step.id.0 == next)
-            .unwrap_or_else(|| panic!("{next} is not in the plan"));
-        for before in &step.after {
-            if seen.insert(before.0.clone()) {
-                stack.push(before.0.clone());
-            }
-        }
-    }
-    seen
+/// Every step the plan runs before `id` (retirements after every other step).
+fn ancestors(plan: &Plan, id: &str) -> std::collections::BTreeSet<String> {
+    plan.ancestors(&ferry_core::StepId(id.to_owned()))
+        .into_iter()
+        .map(|step| step.0)
+        .collect()
 }
 
 /// Checks that each group retirement comes after every step of what lives in that group, and

@@ -123,18 +123,11 @@ fn data100_failover_order_keeps_the_story() {
             .position(|step| step.id.0 == id)
             .unwrap_or_else(|| panic!("{id} is not in the plan"))
     };
-    let ancestors = |id: &str| {
-        let mut seen = std::collections::BTreeSet::new();
-        let mut stack = vec![id.to_owned()];
-        while let Some(next) = stack.pop() {
-            let step = &plan.steps[position(&next)];
-            for before in &step.after {
-                if seen.insert(before.0.clone()) {
-                    stack.push(before.0.clone());
-                }
-            }
-        }
-        seen
+    let ancestors = |id: &str| -> std::collections::BTreeSet<String> {
+        plan.ancestors(&ferry_core::StepId(id.to_owned()))
+            .into_iter()
+            .map(|step| step.0)
+            .collect()
     };
     let import = ancestors("zfs_pool.home:import");
     for disk in 0..4 {
@@ -249,7 +242,7 @@ fn vm_resize_in_place_says_the_vm_restarts() {
          update vm.nfs@g1 (1m)
     --- json
     {
-      "format_version": "1",
+      "format_version": "2",
       "steps": [
         {
           "id": "vm.nfs@g1:update",
@@ -304,7 +297,7 @@ fn vm_resize_by_deallocation_warns_that_the_vm_stops() {
          update vm.nfs@g1 (3m)
     --- json
     {
-      "format_version": "1",
+      "format_version": "2",
       "steps": [
         {
           "id": "vm.nfs@g1:update",
@@ -369,7 +362,7 @@ fn vm_resize_from_a_reading_without_resizable_in_place_expects_the_long_way() {
          update vm.nfs@g1 (3m)
     --- json
     {
-      "format_version": "1",
+      "format_version": "2",
       "steps": [
         {
           "id": "vm.nfs@g1:update",
@@ -841,7 +834,7 @@ fn a_deallocated_vm_of_the_serving_generation_is_started() {
          update vm.nfs@g1 (1m)
     --- json
     {
-      "format_version": "1",
+      "format_version": "2",
       "steps": [
         {
           "id": "vm.nfs@g1:update",
@@ -1020,7 +1013,7 @@ fn the_vm_a_failover_fenced_is_never_started_only_retired() {
 
     3. - retire vm.nfs@g1  ~1m 30s  (critical path)
          generation 2 serves now: generation 1 is retired
-         after 1, 2
+         after every step but the retirements
 
     Plan: 1 to update, 1 to wait, 1 to retire (3 steps).
     Estimated duration: 11m 30s.

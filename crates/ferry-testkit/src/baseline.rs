@@ -20,15 +20,28 @@ pub fn critical_path(steps: &[Step]) -> (Vec<StepId>, u64) {
     // finish[i]: the earliest a step can end if everything ran as soon as possible.
     let mut finish = vec![0u64; steps.len()];
     let mut via: Vec<Option<usize>> = vec![None; steps.len()];
+    // Retirements go last (`Action::goes_last`): after the step of the rest that ends last.
+    let mut last_of_the_rest: Option<usize> = None;
     for (index, step) in steps.iter().enumerate() {
         let mut start = 0;
-        for predecessor in step.after.iter().filter_map(|id| position.get(id)) {
+        let barrier = last_of_the_rest.filter(|_| step.action.goes_last());
+        for predecessor in step
+            .after
+            .iter()
+            .filter_map(|id| position.get(id))
+            .chain(barrier.as_ref())
+        {
             if via[index].is_none() || finish[*predecessor] > start {
                 start = finish[*predecessor];
                 via[index] = Some(*predecessor);
             }
         }
         finish[index] = start + step.estimate_seconds;
+        if !step.action.goes_last()
+            && last_of_the_rest.is_none_or(|last| finish[index] > finish[last])
+        {
+            last_of_the_rest = Some(index);
+        }
     }
     let Some(mut last) = (0..steps.len()).max_by_key(|&i| (finish[i], std::cmp::Reverse(i))) else {
         return (Vec::new(), 0);
@@ -52,6 +65,8 @@ pub fn levels(plan: &Plan) -> Vec<usize> {
         .map(|(i, s)| (&s.id, i))
         .collect();
     let mut level = vec![0; plan.steps.len()];
+    // Retirements go last: below the deepest step of the rest.
+    let mut below_the_rest = 0;
     for (index, step) in plan.steps.iter().enumerate() {
         level[index] = step
             .after
@@ -60,6 +75,11 @@ pub fn levels(plan: &Plan) -> Vec<usize> {
             .map(|&p| level[p] + 1)
             .max()
             .unwrap_or(0);
+        if step.action.goes_last() {
+            level[index] = level[index].max(below_the_rest);
+        } else {
+            below_the_rest = below_the_rest.max(level[index] + 1);
+        }
     }
     level
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ferry_core::{Action, Plan, StepId};
+use ferry_core::{Plan, StepId};
 
 /// What the plan says of each step, indexed for the events.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ impl PlanFacts {
                     .filter_map(|id| index.get(id).copied())
                     .collect(),
                 critical: critical.contains(&step.id),
-                retire: step.action == Action::Retire,
+                retire: step.action.goes_last(),
             })
             .collect();
         Self {
@@ -172,6 +172,9 @@ impl Forecast {
     pub fn outlook(&self, now: Duration) -> Outlook {
         let mut ends = Vec::with_capacity(self.phases.len());
         let mut recovery_blocked = false;
+        // Retirements go last: each waits for the end of every other step, which the plan's
+        // order places before them.
+        let mut rest_ends = now;
         for (fact, phase) in self.facts.steps.iter().zip(&self.phases) {
             let end = match *phase {
                 Phase::Ended { at, ok } => {
@@ -189,9 +192,17 @@ impl Forecast {
                         .max()
                         .unwrap_or(now)
                         .max(now);
+                    let ready = if fact.retire {
+                        ready.max(rest_ends)
+                    } else {
+                        ready
+                    };
                     ready + fact.estimate
                 }
             };
+            if !fact.retire {
+                rest_ends = rest_ends.max(end);
+            }
             ends.push(end);
         }
         let finish = ends.iter().copied().max().unwrap_or(now);

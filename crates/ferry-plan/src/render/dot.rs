@@ -121,9 +121,63 @@ pub fn plan_dot(plan: &Plan) -> String {
             );
         }
     }
+    retirement_gate(plan, &critical, &mut out);
     out.push_str(LEGEND);
     out.push_str("}\n");
     out
+}
+
+/// Retirements go last by the plan's rule, not by edges: the picture shows the rule as one
+/// node that the last steps of the rest lead to and the first retirements follow.
+fn retirement_gate(plan: &Plan, critical: &HashSet<&StepId>, out: &mut String) {
+    let retirements: HashSet<&StepId> = plan
+        .steps
+        .iter()
+        .filter(|step| step.action.goes_last())
+        .map(|step| &step.id)
+        .collect();
+    let first_retirements: Vec<&StepId> = plan
+        .steps
+        .iter()
+        .filter(|step| {
+            step.action.goes_last() && !step.after.iter().any(|before| retirements.contains(before))
+        })
+        .map(|step| &step.id)
+        .collect();
+    if first_retirements.is_empty() {
+        return;
+    }
+    let followed: HashSet<&StepId> = plan
+        .steps
+        .iter()
+        .filter(|step| !step.action.goes_last())
+        .flat_map(|step| step.after.iter())
+        .collect();
+    let gate = quote("every other step done");
+    let _ = writeln!(
+        out,
+        "  {gate} [shape=ellipse, style=dashed, label=\"every other step done:\\nthe old generation goes\"];"
+    );
+    for step in plan
+        .steps
+        .iter()
+        .filter(|step| !step.action.goes_last() && !followed.contains(&step.id))
+    {
+        let emphasis = if critical.contains(&step.id) {
+            " [color=red3, penwidth=2]"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {} -> {gate}{emphasis};", quote(&step.id.0));
+    }
+    for retirement in first_retirements {
+        let emphasis = if critical.contains(retirement) {
+            " [color=red3, penwidth=2]"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {gate} -> {}{emphasis};", quote(&retirement.0));
+    }
 }
 
 /// The spec's resources and their dependencies: an edge from each resource to what it needs.

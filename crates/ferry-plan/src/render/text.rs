@@ -134,16 +134,25 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
                 paint.paint("31;1", &format!("warning: {warning}"))
             );
         }
-        if !step.after.is_empty() {
-            let after: Vec<String> = step
-                .after
-                .iter()
-                .map(|id| {
-                    numbers
-                        .get(id)
-                        .map_or_else(|| id.to_string(), |n| n.to_string())
-                })
-                .collect();
+        let mut after: Vec<String> = step
+            .after
+            .iter()
+            .map(|id| {
+                numbers
+                    .get(id)
+                    .map_or_else(|| id.to_string(), |n| n.to_string())
+            })
+            .collect();
+        // Retirements go last by the plan's rule, which their `after` does not spell out.
+        if step.action.goes_last() {
+            let rest = if after.is_empty() {
+                "every step but the retirements"
+            } else {
+                "and every step but the retirements"
+            };
+            after.push(rest.to_owned());
+        }
+        if !after.is_empty() {
             let _ = writeln!(
                 out,
                 "{indent}{}",
