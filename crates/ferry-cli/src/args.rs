@@ -297,10 +297,21 @@ pub enum WebhookFormatArg {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    #[command(flatten)]
-    pub spec: SpecArgs,
+    /// The specs to watch, each a folder of *.toml files or one file; a folder that holds spec
+    /// folders (and no *.toml of its own) is each of them. With several, --world and
+    /// --plan-on-failure take {deployment}, replaced by each spec's deployment name.
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<PathBuf>,
+    /// Set a variable declared in [variables] (in every spec watched).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
     #[command(flatten)]
     pub source: SourceArgs,
+    /// How many specs are read at the same time. Each spec's round reads up to 32 resources at
+    /// once, and the specs of one subscription share ARM's read bucket (250 reads, refilled at
+    /// 25 a second, per subscription and principal): 4 specs at once stay within it.
+    #[arg(long, default_value = "4", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_specs: u32,
     /// Time between two rounds of readings.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub interval: std::time::Duration,

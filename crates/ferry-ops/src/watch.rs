@@ -124,6 +124,43 @@ impl<'a> Watcher<'a> {
     }
 }
 
+/// One round of each watcher, at most `max_concurrent` of them at a time (a fleet's specs in one
+/// process), the results in the watchers' order. A watcher whose round fails (its world cannot
+/// be read) has its error in its place; the others' rounds are not held by it.
+///
+/// The rounds share the caller's task: their reads interleave while each waits on the network,
+/// and a blocking moment of one (a state blob's load) holds the others for its length.
+pub async fn round_each(
+    watchers: &mut [Watcher<'_>],
+    max_concurrent: usize,
+) -> Vec<Result<Round, OpsError>> {
+    in_order_at_most(
+        watchers.iter_mut().map(|watcher| watcher.round()),
+        max_concurrent,
+    )
+    .await
+}
+
+/// Runs `futures` with at most `max_concurrent` of them under way at once; their outputs in
+/// the order the futures came.
+async fn in_order_at_most<T>(
+    futures: impl IntoIterator<Item = impl std::future::Future<Output = T>>,
+    max_concurrent: usize,
+) -> Vec<T> {
+    use futures_util::StreamExt;
+    let mut outputs: Vec<(usize, T)> = futures_util::stream::iter(
+        futures
+            .into_iter()
+            .enumerate()
+            .map(|(index, future)| async move { (index, future.await) }),
+    )
+    .buffer_unordered(max_concurrent.max(1))
+    .collect()
+    .await;
+    outputs.sort_by_key(|(index, _)| *index);
+    outputs.into_iter().map(|(_, output)| output).collect()
+}
+
 impl Watcher<'_> {
     /// Gives this round's health alerts their severity and failover figures, and writes the
     /// failover plan when one is due and `plan_on_failure` asks for it.
@@ -264,4 +301,32 @@ fn write_plan(path: &std::path::Path, text: &str) -> Result<(), OpsError> {
             ferry_state::describe_io(&error, path)
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::in_order_at_most;
+
+    #[tokio::test(start_paused = true)]
+    async fn rounds_side_by_side_stay_within_the_bound_and_keep_their_order() {
+        let running = AtomicUsize::new(0);
+        let most_running = AtomicUsize::new(0);
+        let futures = (0..7u64).map(|index| {
+            let (running, most_running) = (&running, &most_running);
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most_running.fetch_max(now, Ordering::SeqCst);
+                // The later ones finish first: the output is still in the given order.
+                tokio::time::sleep(Duration::from_millis(100 - index * 10)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                index
+            }
+        });
+        let outputs = in_order_at_most(futures, 3).await;
+        assert_eq!(outputs, [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(most_running.load(Ordering::SeqCst), 3);
+    }
 }
