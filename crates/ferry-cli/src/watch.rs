@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
 use ferry_ops::Deployment;
-use ferry_ops::watch::{WatchConfig, Watcher};
-use ferry_spec::FailoverMode;
+use ferry_ops::watch::{LeadershipChange, WatchConfig, Watcher};
+use ferry_spec::{FailoverMode, StateConfig};
 use ferry_watch::{Destination, RetryPolicy, WebhookFormat};
 
 use crate::args::{
@@ -139,8 +139,20 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
     } else {
         names[0].to_owned()
     };
+    let local = |one: &Watched| matches!(one.deployment.spec().state, StateConfig::Local { .. });
+    let peers = if watched.iter().all(local) {
+        if several {
+            " Their states are local: this watcher has no peers and always acts."
+        } else {
+            " The state is local: this watcher has no peers and always acts."
+        }
+    } else if watched.iter().any(local) {
+        " A spec with a local state has no other watcher and is always acted on; one with a shared state only while this watcher leads its watchers (a 15s lease on the state's .watch-leader blob)."
+    } else {
+        " Its watchers elect one to act by a 15s lease on the state's .watch-leader blob: this one acts only while it leads."
+    };
     output.stderr(&format!(
-        "Watching {what} every {}, alerting once a change holds for {}. Ctrl-C stops.\n",
+        "Watching {what} every {}, alerting once a change holds for {}.{peers} Ctrl-C stops.\n",
         humantime::format_duration(args.interval),
         humantime::format_duration(args.hold)
     ));
@@ -169,7 +181,15 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
                 String::new()
             };
             let round = match round {
-                Ok(round) => round,
+                Ok(round) => {
+                    // Said in the startup line.
+                    if let Some(change) = &round.leadership
+                        && *change != LeadershipChange::Alone
+                    {
+                        output.stderr(&format!("{label}{change}\n"));
+                    }
+                    round
+                }
                 Err(error) => {
                     output.error(&format!(
                         "round {round_number}: {label}cannot read the world: {}",
@@ -216,6 +236,9 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
         if args.rounds.is_none_or(|rounds| round_number < rounds) {
             runtime.block_on(pause(args.interval, &stop));
         }
+    }
+    for watcher in &mut watchers {
+        watcher.resign();
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -111,7 +111,7 @@ fn one_watch_follows_a_folder_of_specs_each_on_its_own_and_a_broken_one_stops_no
     assert!(stderr.contains(not_watching), "{stderr}");
     assert!(
         stderr.contains(
-            "Watching 3 deployments (alpha, bravo, charlie), 2 at a time, every 10ms, alerting once a change holds for 0s. Ctrl-C stops.\n"
+            "Watching 3 deployments (alpha, bravo, charlie), 2 at a time, every 10ms, alerting once a change holds for 0s. Their states are local: this watcher has no peers and always acts. Ctrl-C stops.\n"
         ),
         "{stderr}"
     );

@@ -10,7 +10,7 @@ use ferry_observe::ObserveConfig;
 use ferry_spec::{LoadOptions, Spec, StateConfig};
 use ferry_state::lock::{IfHolderRuns, LockInfo};
 use ferry_state::{LocalBackend, StateBackend, StateDir, StateFile};
-use ferry_state_blob::{BlobAuth, BlobBackend, BlobStateConfig};
+use ferry_state_blob::{BlobAuth, BlobBackend, BlobStateConfig, WatchLeader};
 use ferry_world::World;
 
 use crate::OpsError;
@@ -149,6 +149,22 @@ impl Deployment {
         .await?)
     }
 
+    /// The election of the one acting `ferry watch` among this deployment's watchers: a lease
+    /// on the state blob's `.watch-leader` beside it ([`WatchLeader`]), this process named by
+    /// user, host and pid. `None` for a local state: its watcher has no peers and always acts.
+    pub fn watch_leader(&self) -> Result<Option<WatchLeader>, OpsError> {
+        if matches!(self.spec.state, StateConfig::Local { .. }) {
+            return Ok(None);
+        }
+        let name = format!(
+            "{}@{} (pid {})",
+            ferry_state::lock::this_user(),
+            ferry_state::lock::this_host(),
+            std::process::id()
+        );
+        Ok(Some(WatchLeader::new(blob_config(&self.spec)?, &name)?))
+    }
+
     /// Breaks the apply lock `id` after making sure its holder is gone; a holder that provably
     /// runs is refused unless `if_running` says otherwise. Returns the lock that was broken.
     pub fn force_unlock(&self, id: &str, if_running: IfHolderRuns) -> Result<LockInfo, OpsError> {
@@ -163,6 +179,16 @@ impl Deployment {
 pub fn state_backend(spec: &Spec) -> Result<Arc<dyn StateBackend>, OpsError> {
     match &spec.state {
         StateConfig::Local { path } => Ok(Arc::new(LocalBackend::new(StateDir::new(path.clone())))),
+        StateConfig::AzureBlob { .. } => Ok(Arc::new(BlobBackend::new(blob_config(spec)?)?)),
+    }
+}
+
+/// The blob backend's configuration of the spec's `azure_blob` `[state]`.
+pub(crate) fn blob_config(spec: &Spec) -> Result<BlobStateConfig, OpsError> {
+    match &spec.state {
+        StateConfig::Local { .. } => Err(OpsError::StateSetup(
+            "the state is local, not in Azure Blob Storage: set backend = \"azure_blob\" in [state]".to_owned(),
+        )),
         StateConfig::AzureBlob {
             account,
             container,
@@ -215,7 +241,7 @@ pub fn state_backend(spec: &Spec) -> Result<Arc<dyn StateBackend>, OpsError> {
                 // within it of the first write that failed.
                 retry_for: Duration::from_secs(30),
             };
-            Ok(Arc::new(BlobBackend::new(config)?))
+            Ok(config)
         }
     }
 }

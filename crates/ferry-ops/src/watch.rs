@@ -56,6 +56,128 @@ pub struct Round {
     pub delivery_failures: Vec<DeliveryError>,
     /// What else went wrong without stopping the watch: a failover that could not be planned.
     pub problems: Vec<String>,
+    /// Whether this watcher acted this round (alerted, wrote the plan): always with a local
+    /// state, only while it leads with a shared one.
+    pub acting: bool,
+    /// Its part among the deployment's watchers, when that changed this round (and on the
+    /// first round).
+    pub leadership: Option<LeadershipChange>,
+}
+
+/// A watcher's part among the watchers of its deployment, when it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeadershipChange {
+    /// The state is local: no other watcher shares it, this one always acts.
+    Alone,
+    /// This watcher took the lead: it acts from this round on.
+    Leads,
+    /// Another watcher leads: this one reads and keeps its trackers, to take over at once,
+    /// and acts on nothing.
+    Follows { leader: String },
+    /// The leader blob could not be reached: this watcher acts rather than let an alert go
+    /// unsent, so that one may come from more than one watcher.
+    Unelected { reason: String },
+}
+
+impl std::fmt::Display for LeadershipChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeadershipChange::Alone => {
+                f.write_str("the state is local: this watcher has no peers and always acts")
+            }
+            LeadershipChange::Leads => f.write_str(
+                "this watcher leads now: it alerts, writes the failover plan and applies it",
+            ),
+            LeadershipChange::Follows { leader } => write!(
+                f,
+                "{leader} leads: this watcher follows, reading without acting, and takes over if the leader stops renewing its lease"
+            ),
+            LeadershipChange::Unelected { reason } => write!(
+                f,
+                "{reason}; this watcher acts without an election until it is back, so an alert may come from more than one watcher"
+            ),
+        }
+    }
+}
+
+/// What the deployment's leader has alerted: each condition's fingerprint (Alertmanager's, the
+/// same from one process to the next) and the status it was last alerted with. The content of
+/// the leader blob, read by a new leader before it acts, so that it does not alert again what
+/// its predecessor did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertRecord {
+    pub format_version: String,
+    pub alerted: BTreeMap<String, AlertedStatus>,
+}
+
+/// The status a condition was last alerted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertedStatus {
+    Firing,
+    Resolved,
+}
+
+impl Default for AlertRecord {
+    fn default() -> Self {
+        Self {
+            format_version: Self::FORMAT_VERSION.to_owned(),
+            alerted: BTreeMap::new(),
+        }
+    }
+}
+
+impl AlertRecord {
+    pub const FORMAT_VERSION: &str = "1";
+
+    /// A condition's fingerprint and the status this alert gives it.
+    pub fn key(alert: AlertRef<'_>) -> (String, AlertedStatus) {
+        let message = ferry_watch::alertmanager::message(alert);
+        let status = match message.status {
+            ferry_watch::alertmanager::Status::Firing => AlertedStatus::Firing,
+            ferry_watch::alertmanager::Status::Resolved => AlertedStatus::Resolved,
+        };
+        let fingerprint = message
+            .alerts
+            .into_iter()
+            .next()
+            .map(|alert| alert.fingerprint)
+            .unwrap_or_default();
+        (fingerprint, status)
+    }
+
+    /// Whether `alert` is news against this record: a firing alert of a condition not known to
+    /// fire, or the end of one that was alerted firing (an end whose start was never alerted
+    /// is not).
+    pub fn is_news(&self, alert: AlertRef<'_>) -> bool {
+        let (fingerprint, status) = Self::key(alert);
+        match (self.alerted.get(&fingerprint), status) {
+            (Some(alerted), status) => *alerted != status,
+            (None, AlertedStatus::Firing) => true,
+            (None, AlertedStatus::Resolved) => false,
+        }
+    }
+
+    pub fn note(&mut self, alert: AlertRef<'_>) {
+        let (fingerprint, status) = Self::key(alert);
+        self.alerted.insert(fingerprint, status);
+    }
+}
+
+/// Who acts among the watchers of one deployment.
+#[derive(Debug)]
+enum Leadership {
+    /// Not decided yet: the first round asks the deployment.
+    Unknown,
+    /// A local state: no peers, always acts.
+    Alone,
+    /// A lease on the leader blob. `record` is what the leader alerted, known while this
+    /// watcher leads; `leading` what it was last round.
+    Elected {
+        lease: Box<ferry_state_blob::WatchLeader>,
+        record: AlertRecord,
+        leading: Option<bool>,
+    },
 }
 
 /// Rounds of readings of one deployment.
@@ -71,6 +193,11 @@ pub struct Watcher<'a> {
     /// resolved with the same one, and it does not drop while the condition lasts.
     open_severities: BTreeMap<InstanceAddress, Severity>,
     client: reqwest::Client,
+    leadership: Leadership,
+    /// While following: the latest alert of each condition, for when this watcher takes over
+    /// (what its predecessor did not alert, it alerts then).
+    unsent_health: BTreeMap<String, Alert>,
+    unsent_readiness: Option<ReadinessAlert>,
 }
 
 impl<'a> Watcher<'a> {
@@ -84,6 +211,17 @@ impl<'a> Watcher<'a> {
             last_readiness: None,
             open_severities: BTreeMap::new(),
             client: reqwest::Client::new(),
+            leadership: Leadership::Unknown,
+            unsent_health: BTreeMap::new(),
+            unsent_readiness: None,
+        }
+    }
+
+    /// Gives the lead up at once, when the watcher stops, so that a follower takes over at its
+    /// next round rather than once the lease runs out.
+    pub fn resign(&mut self) {
+        if let Leadership::Elected { lease, .. } = &self.leadership {
+            lease.resign();
         }
     }
 
@@ -97,7 +235,12 @@ impl<'a> Watcher<'a> {
             alerts: self.tracker.update(&snapshot, SystemTime::now()),
             ..Round::default()
         };
-        if !round.alerts.is_empty() {
+        let turn = self.take_turn(&mut round)?;
+        round.acting = turn != Turn::Follows;
+        // A watcher that takes over while a condition is open plans the failover its
+        // predecessor may not have finished (the apply's lock keeps it to one apply).
+        if !round.alerts.is_empty() || (turn == Turn::TookOver && !self.open_severities.is_empty())
+        {
             self.describe_failover(&snapshot, &mut round)?;
         }
         // Failover readiness, each round: the failover these readings would give, planned
@@ -119,9 +262,62 @@ impl<'a> Watcher<'a> {
         if readiness.is_some() {
             self.last_readiness = readiness;
         }
+        match turn {
+            Turn::Follows => {
+                for alert in round.alerts.drain(..) {
+                    let (fingerprint, _) = AlertRecord::key(AlertRef::Health(&alert));
+                    self.unsent_health.insert(fingerprint, alert);
+                }
+                if let Some(alert) = round.readiness.take() {
+                    self.unsent_readiness = Some(alert);
+                }
+                return Ok(round);
+            }
+            Turn::TookOver => {
+                let fresh: Vec<String> = round
+                    .alerts
+                    .iter()
+                    .map(|alert| AlertRecord::key(AlertRef::Health(alert)).0)
+                    .collect();
+                let unsent = std::mem::take(&mut self.unsent_health)
+                    .into_iter()
+                    .filter(|(fingerprint, _)| !fresh.contains(fingerprint))
+                    .map(|(_, alert)| alert);
+                round.alerts = unsent.chain(round.alerts.drain(..)).collect();
+                let unsent_readiness = self.unsent_readiness.take();
+                if round.readiness.is_none() {
+                    round.readiness = unsent_readiness;
+                }
+            }
+            Turn::Acts => {}
+        }
+        if let Leadership::Elected { record, .. } = &self.leadership {
+            round
+                .alerts
+                .retain(|alert| record.is_news(AlertRef::Health(alert)));
+            if round
+                .readiness
+                .as_ref()
+                .is_some_and(|alert| !record.is_news(AlertRef::Readiness(alert)))
+            {
+                round.readiness = None;
+            }
+        }
         self.deliver(&mut round).await;
+        self.record_alerted(&mut round);
         Ok(round)
     }
+}
+
+/// What a watcher does this round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Reads only.
+    Follows,
+    /// Acts, having just taken the lead: what it kept while following is news to check.
+    TookOver,
+    /// Acts, as it did.
+    Acts,
 }
 
 /// One round of each watcher, at most `max_concurrent` of them at a time (a fleet's specs in one
@@ -162,6 +358,98 @@ async fn in_order_at_most<T>(
 }
 
 impl Watcher<'_> {
+    /// Learns whether this watcher acts this round: always with a local state; with a shared
+    /// one, while it holds the leader blob's lease (or cannot reach the blob at all).
+    fn take_turn(&mut self, round: &mut Round) -> Result<Turn, OpsError> {
+        if matches!(self.leadership, Leadership::Unknown) {
+            self.leadership = match self.deployment.watch_leader()? {
+                None => {
+                    round.leadership = Some(LeadershipChange::Alone);
+                    Leadership::Alone
+                }
+                Some(lease) => Leadership::Elected {
+                    lease: Box::new(lease),
+                    record: AlertRecord::default(),
+                    leading: None,
+                },
+            };
+        }
+        let Leadership::Elected {
+            lease,
+            record,
+            leading,
+        } = &mut self.leadership
+        else {
+            return Ok(Turn::Acts);
+        };
+        let (turn, change) = match lease.take_turn() {
+            Ok(ferry_state_blob::Turn::Leading {
+                taken_now: true,
+                record: previous,
+            }) => {
+                *record = match previous {
+                    None => AlertRecord::default(),
+                    Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                        round.problems.push(format!(
+                            "the leader blob {} does not hold a record of alerts ({error}): alerts the previous leader sent may be sent again",
+                            lease.place()
+                        ));
+                        AlertRecord::default()
+                    }),
+                };
+                (Turn::TookOver, Some(LeadershipChange::Leads))
+            }
+            Ok(ferry_state_blob::Turn::Leading { .. }) => {
+                let change = (*leading != Some(true)).then_some(LeadershipChange::Leads);
+                (Turn::Acts, change)
+            }
+            Ok(ferry_state_blob::Turn::Following { leader }) => {
+                let change =
+                    (*leading != Some(false)).then_some(LeadershipChange::Follows { leader });
+                (Turn::Follows, change)
+            }
+            Err(error) => {
+                let turn = if *leading == Some(true) {
+                    Turn::Acts
+                } else {
+                    Turn::TookOver
+                };
+                (
+                    turn,
+                    Some(LeadershipChange::Unelected {
+                        reason: error.to_string(),
+                    }),
+                )
+            }
+        };
+        *leading = Some(turn != Turn::Follows);
+        round.leadership = change;
+        Ok(turn)
+    }
+
+    /// Notes what this round alerted in the leader blob, for the next leader.
+    fn record_alerted(&mut self, round: &mut Round) {
+        let Leadership::Elected { lease, record, .. } = &mut self.leadership else {
+            return;
+        };
+        let before = record.clone();
+        for alert in &round.alerts {
+            record.note(AlertRef::Health(alert));
+        }
+        if let Some(alert) = &round.readiness {
+            record.note(AlertRef::Readiness(alert));
+        }
+        if *record == before {
+            return;
+        }
+        let text = serde_json::to_vec(record).unwrap_or_default();
+        if let Err(error) = lease.write_record(text) {
+            round
+                .problems
+                .push(format!("{error}: the next leader may alert these again"));
+        }
+    }
+
     /// Gives this round's health alerts their severity and failover figures, and writes the
     /// failover plan when one is due and `plan_on_failure` asks for it.
     fn describe_failover(
@@ -191,7 +479,10 @@ impl Watcher<'_> {
                 failover_due = true;
                 figures.plan_steps = Some(plan.steps.len());
                 figures.recovery_seconds = plan.recovery_seconds;
-                if let Some(path) = &self.config.plan_on_failure {
+                // Only the acting watcher writes it: a follower's would be applied twice.
+                if round.acting
+                    && let Some(path) = &self.config.plan_on_failure
+                {
                     let saved = crate::saved_plan(
                         spec,
                         plan,
@@ -308,7 +599,56 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    use super::in_order_at_most;
+    use ferry_watch::{Alert, AlertRef, FailoverFigures, HealthState, Severity};
+
+    use super::{AlertRecord, in_order_at_most};
+
+    fn alert(healthy: bool) -> Alert {
+        Alert {
+            deployment: "data100".into(),
+            resource: "aks_cluster.hub@g1".parse().unwrap(),
+            old: None,
+            new: if healthy {
+                HealthState::Healthy
+            } else {
+                HealthState::Unhealthy {
+                    reason: "GET /readyz timed out after 5s".into(),
+                }
+            },
+            since: "2025-11-29T00:01:00Z".into(),
+            began: "2025-11-29T00:01:00Z".into(),
+            generation: 1,
+            severity: Severity::Warning,
+            failover: FailoverFigures::default(),
+            action: None,
+        }
+    }
+
+    #[test]
+    fn what_the_leader_alerted_is_not_news_to_its_successor_and_an_end_is_news_once() {
+        let (firing, resolved) = (alert(false), alert(true));
+        let mut record = AlertRecord::default();
+        assert!(record.is_news(AlertRef::Health(&firing)));
+        assert!(
+            !record.is_news(AlertRef::Health(&resolved)),
+            "an end whose start was never alerted"
+        );
+        record.note(AlertRef::Health(&firing));
+        // The severity (critical once a failover is due) is not part of the condition.
+        let mut critical = firing.clone();
+        critical.severity = Severity::Critical;
+        assert!(!record.is_news(AlertRef::Health(&critical)));
+        assert!(record.is_news(AlertRef::Health(&resolved)));
+        record.note(AlertRef::Health(&resolved));
+        assert!(!record.is_news(AlertRef::Health(&resolved)));
+        assert!(record.is_news(AlertRef::Health(&firing)), "a new condition");
+        // As the leader blob holds it.
+        let text = serde_json::to_string(&record).unwrap();
+        assert_eq!(
+            text,
+            r#"{"format_version":"1","alerted":{"e8317908174000ff":"resolved"}}"#
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn rounds_side_by_side_stay_within_the_bound_and_keep_their_order() {

@@ -1,6 +1,6 @@
 //! ferry's shared state in Azure Blob Storage, behind `ferry_state::StateBackend`.
 //!
-//! Three blobs in one container, named after the state blob `B`:
+//! Four blobs in one container, named after the state blob `B`:
 //! - `B`: the state JSON. Every write carries the ETag of the version this process last read or
 //!   wrote (`If-Match`, or `If-None-Match: *` for the first), so two writers can never silently
 //!   overwrite each other: the second gets [`StateError::Conflict`].
@@ -8,6 +8,9 @@
 //!   and need no read-modify-write, so a record costs one request, and another operator's
 //!   machine reads the whole journal with one download to resume. Each record is also appended
 //!   to a local `journal.jsonl` first, for the operator who ran the apply.
+//! - `B.watch-leader`: the lease that elects one acting `ferry watch` among the watchers of the
+//!   deployment, and in its content what that watcher alerted ([`WatchLeader`]). Apart from the
+//!   lock: a watcher leads for as long as it runs, while an apply holds the lock for its length.
 //! - `B.lock`: an empty blob whose lease is the lock and whose metadata records holder, host,
 //!   pid, operation, start and lease end. A separate blob, because metadata writes change a
 //!   blob's ETag: on the state blob they would break our own `If-Match` writes.
@@ -47,11 +50,13 @@ use ferry_state::{Journal, StateBackend, StateError, StateFile};
 
 mod config;
 mod journal;
+mod leader;
 mod lock;
 mod state;
 mod transport;
 
 pub use config::{BlobAuth, BlobError, BlobStateConfig};
+pub use leader::{Turn, WatchLeader, WatchLeaderError};
 
 use lock::Held;
 use state::{Version, remote_state};
@@ -67,11 +72,14 @@ struct Inner {
     /// The journal's URL as a plain blob, for downloading it.
     journal_reader: BlobClient,
     lock: BlobClient,
+    /// `B.watch-leader`: the lease `ferry watch` elects its acting watcher by.
+    watch_leader: BlobClient,
     container: BlobContainerClient,
     /// URLs without queries, for messages.
     state_place: String,
     journal_place: String,
     lock_place: String,
+    watch_leader_place: String,
 }
 
 impl std::fmt::Debug for Inner {
@@ -187,6 +195,7 @@ impl BlobBackend {
         let (state, state_place) = client(&config.blob)?;
         let (journal, journal_place) = client(&format!("{}.journal", config.blob))?;
         let (lock, lock_place) = client(&format!("{}.lock", config.blob))?;
+        let (watch_leader, watch_leader_place) = client(&format!("{}.watch-leader", config.blob))?;
         let container = {
             let mut url = config.container_url.clone();
             if let Some(sas) = sas {
@@ -206,10 +215,12 @@ impl BlobBackend {
             journal: journal.append_blob_client(),
             journal_reader: journal,
             lock,
+            watch_leader,
             container,
             state_place,
             journal_place,
             lock_place,
+            watch_leader_place,
         });
         Ok(BlobBackend {
             inner,

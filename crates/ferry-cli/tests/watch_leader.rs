@@ -1,0 +1,226 @@
+//! Two `ferry watch` processes of one deployment whose state is in Azure Blob Storage (a real
+//! Azurite over HTTPS): one leads and alerts, the other follows; the leader is killed with
+//! SIGKILL (no chance to give its lease up), the follower takes over once the lease runs out,
+//! does not send again the alert the first one sent (it reads what was alerted from the leader
+//! blob), and sends the condition's end itself. Only the order of events is asserted.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_servers::Azurite;
+use ferry_testkit::webhook_receiver::WebhookReceiver;
+
+const CONTAINER: &str = "ferry";
+const BLOB: &str = "data100/state.json";
+const SAS_VARIABLE: &str = "FERRY_TEST_STATE_SAS_URL";
+/// The longest the test waits for a line: a lease period and then some on a slow machine,
+/// so that a hang ends the test instead of blocking it for ever.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// A scratch copy of data100 whose state is in Azurite.
+struct Scratch {
+    /// Declared first: stopped before the folder holding its data is removed.
+    azurite: Azurite,
+    data100: support::Scratch,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let data100 = support::Scratch::new();
+        let azurite = Azurite::start(&data100.path().join("azurite"))
+            .unwrap_or_else(|error| panic!("{error}"));
+        let main = data100.spec().join("main.toml");
+        let text = std::fs::read_to_string(&main).unwrap();
+        let local = "[state]\nbackend = \"local\"\n";
+        assert!(text.contains(local), "data100's [state] changed: {text}");
+        let blob_state = format!(
+            "[state]\nbackend = \"azure_blob\"\naccount = \"devstoreaccount1\"\ncontainer = \"{CONTAINER}\"\nblob = \"{BLOB}\"\nsas_url_env = \"{SAS_VARIABLE}\"\nca_file = \"{}\"\n",
+            azurite.ca_file.display()
+        );
+        std::fs::write(&main, text.replace(local, &blob_state)).unwrap();
+        let scratch = Scratch { azurite, data100 };
+        scratch.create_container();
+        let run: support::Run = scratch
+            .command(&[
+                "apply",
+                "data100",
+                "--world",
+                "world.json",
+                "--new-world",
+                "--auto-approve",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        scratch
+    }
+
+    fn create_container(&self) {
+        use ferry_state_blob::{BlobAuth, BlobBackend, BlobStateConfig};
+        let elsewhere = self.data100.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let backend = BlobBackend::new(BlobStateConfig {
+            container_url: url::Url::parse(&self.azurite.container_url(CONTAINER)).unwrap(),
+            blob: BLOB.to_owned(),
+            auth: BlobAuth::Credential(ferry_arm::CredentialChoice::StaticToken(
+                ferry_core::Secret::new(ferry_servers::azurite_token()),
+            )),
+            ca_file: Some(self.azurite.ca_file.clone()),
+            local_journal: elsewhere.join("journal.jsonl"),
+            lease: BlobStateConfig::SHORTEST_LEASE,
+            request_timeout: Duration::from_secs(30),
+            retry_for: Duration::from_secs(30),
+        })
+        .unwrap();
+        backend.create_container().unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.data100.command(args);
+        command.env(SAS_VARIABLE, self.azurite.sas_url(CONTAINER));
+        command
+    }
+
+    /// Replaces the world file in one rename, so that a watcher never reads half of it.
+    fn set_world(&self, world: &serde_json::Value) {
+        let temporary = self.data100.path().join("world.json.new");
+        std::fs::write(&temporary, world.to_string()).unwrap();
+        std::fs::rename(temporary, self.data100.path().join("world.json")).unwrap();
+    }
+}
+
+/// A running watcher and its stderr, line by line as it comes.
+struct Watcher {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watcher {
+    fn start(scratch: &Scratch, webhook: &str) -> Watcher {
+        let mut child = scratch
+            .command(&[
+                "watch",
+                "data100",
+                "--world",
+                "world.json",
+                "--interval",
+                "100ms",
+                "--hold",
+                "0s",
+                "--webhook",
+                webhook,
+                "--webhook-format",
+                "alertmanager",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (sender, lines) = channel();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                for line in stderr.lines().map_while(Result::ok) {
+                    seen.lock().unwrap().push(line.clone());
+                    let _ = sender.send(line);
+                }
+            });
+        }
+        Watcher { child, lines, seen }
+    }
+
+    /// Waits for a line holding `text`; panics with everything seen when it does not come.
+    fn wait_for(&self, text: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(PATIENCE) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no line with {text:?} came; stderr so far:\n{}",
+                    self.seen.lock().unwrap().join("\n")
+                ),
+            }
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.seen.lock().unwrap().join("\n")
+    }
+}
+
+#[test]
+fn a_killed_leader_is_replaced_by_its_follower_which_does_not_alert_again_what_it_sent() {
+    let scratch = Scratch::new();
+    let receiver = WebhookReceiver::start(Vec::new());
+    let healthy = scratch.data100.world();
+
+    let mut first = Watcher::start(&scratch, &receiver.url());
+    let startup = first.wait_for("Watching data100");
+    assert!(
+        startup.contains(
+            "Its watchers elect one to act by a 15s lease on the state's .watch-leader blob"
+        ),
+        "{startup}"
+    );
+    first.wait_for("this watcher leads now");
+    let second = Watcher::start(&scratch, &receiver.url());
+    let following = second.wait_for("leads: this watcher follows");
+    assert!(
+        following.contains(&format!("(pid {}) leads", first.child.id())),
+        "{following}"
+    );
+
+    // The API server goes down: the leader alerts, the follower only reads.
+    let mut down = healthy.clone();
+    down["unhealthy"]["aks_cluster.hub@g1"] =
+        serde_json::Value::from("GET /readyz timed out after 5s");
+    scratch.set_world(&down);
+    let firing = receiver.wait_for_accepted(1);
+    assert_eq!(firing.len(), 1, "{:?}", receiver.received());
+    assert_eq!(firing[0]["status"], "firing");
+    // A few of the follower's rounds read the condition too, before the leader dies.
+    std::thread::sleep(Duration::from_millis(500));
+
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    second.wait_for("this watcher leads now");
+    // The new leader's first rounds would have sent the firing alert again by now; the end of
+    // the condition comes after them.
+    std::thread::sleep(Duration::from_millis(500));
+    scratch.set_world(&healthy);
+    let bodies = receiver.wait_for_accepted(2);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = second;
+    let status = Command::new("kill")
+        .args(["-INT", &second.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    second.child.wait().unwrap();
+
+    let received = receiver.received();
+    assert_eq!(
+        received.len(),
+        2,
+        "one firing alert, from the first leader, and its end, from the second: {received:?}\nsecond watcher:\n{}",
+        second.stderr()
+    );
+    assert_eq!(bodies[0]["status"], "firing");
+    assert_eq!(bodies[1]["status"], "resolved");
+    assert_eq!(
+        bodies[0]["alerts"][0]["fingerprint"],
+        bodies[1]["alerts"][0]["fingerprint"]
+    );
+    assert_eq!(bodies[1]["alerts"][0]["labels"]["deployment"], "data100");
+}
