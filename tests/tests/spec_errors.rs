@@ -561,3 +561,33 @@ env = { TOKEN = "${env.HUB_URL@sha256:1a2b3c4d}" }
     assert!(!rendered.contains("hub-secret-host"), "{rendered}");
     insta::assert_snapshot!(rendered);
 }
+
+#[test]
+fn a_watch_quorum_needs_a_shared_state_and_stays_within_its_range() {
+    let local = format!("{BASE}\n[watch]\nquorum = 2\n");
+    let too_many = format!("{BASE}\n[watch]\nquorum = 10\n");
+    insta::assert_snapshot!(format!(
+        "{}\n{}",
+        check(&[("main.toml", &local)]),
+        check(&[("main.toml", &too_many)])
+    ));
+    let shared = format!(
+        "{BASE}\n[state]\nbackend = \"azure_blob\"\naccount = \"ferrystate\"\ncontainer = \"ferry\"\nblob = \"demo/state.json\"\n\n[watch]\nquorum = 3\n"
+    );
+    let spec = load_sources(
+        Path::new("spec"),
+        vec![(PathBuf::from("main.toml"), shared)],
+        &options(&[]),
+        &ferry_providers::rule_book(),
+    )
+    .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
+    assert_eq!(spec.watch.quorum, 3);
+    let without = load_sources(
+        Path::new("spec"),
+        vec![(PathBuf::from("main.toml"), BASE.to_owned())],
+        &options(&[]),
+        &ferry_providers::rule_book(),
+    )
+    .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
+    assert_eq!(without.watch.quorum, 1, "the leader alone by default");
+}

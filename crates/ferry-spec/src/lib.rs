@@ -35,6 +35,7 @@ pub struct Spec {
     pub deployment: Deployment,
     pub failover: FailoverPolicy,
     pub state: StateConfig,
+    pub watch: WatchPolicy,
     /// `[variables]`, after `--var` overrides.
     pub variables: BTreeMap<String, Value>,
     /// The value of every `${env.NAME}` the spec holds: secrets by default, sealed in plans
@@ -71,6 +72,20 @@ pub struct FailoverPolicy {
     pub triggers: Vec<ResourceAddress>,
     /// When the generation a failover leaves is retired.
     pub retire_old: ferry_core::RetireOld,
+}
+
+/// `[watch]`: what `ferry watch`'s watchers of the deployment agree on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchPolicy {
+    /// How many watchers must each have seen a trigger unhealthy for their hold time before
+    /// the leader fails over automatically; 1 (the default) is the leader alone.
+    pub quorum: u32,
+}
+
+impl Default for WatchPolicy {
+    fn default() -> Self {
+        Self { quorum: 1 }
+    }
 }
 
 /// When `ferry plan` shows a failover.

@@ -12,12 +12,13 @@ use toml::de::DeValue;
 use super::fields::{Allowed, TableRead};
 use super::paths::{PathSegment, navigate};
 use super::schemas::{
-    DEPLOYMENT, FAILOVER, STATE_AZURE_BLOB, STATE_LOCAL, TSIG_ALGORITHMS, ZONE_AZURE, ZONE_RFC2136,
+    DEPLOYMENT, FAILOVER, STATE_AZURE_BLOB, STATE_LOCAL, TSIG_ALGORITHMS, WATCH, ZONE_AZURE,
+    ZONE_RFC2136,
 };
 use super::{Entry, Loader, place};
 use crate::error::{Place, Problem, SpecError};
 use crate::suggest::did_you_mean;
-use crate::{Deployment, FailoverMode, FailoverPolicy, LoadOptions, StateConfig};
+use crate::{Deployment, FailoverMode, FailoverPolicy, LoadOptions, StateConfig, WatchPolicy};
 
 impl Loader<'_> {
     pub(super) fn read_variables(
@@ -188,6 +189,43 @@ impl Loader<'_> {
             }
         }
         (policy, triggers)
+    }
+
+    /// `[watch]`; a quorum above 1 needs a state the watchers share.
+    pub(super) fn read_watch(&mut self, entry: Option<&Entry>, state: &StateConfig) -> WatchPolicy {
+        let mut policy = WatchPolicy::default();
+        let Some(entry) = entry else {
+            return policy;
+        };
+        let Some(read) = self.read_block(entry, WATCH, "[watch]") else {
+            return policy;
+        };
+        if let (Some(quorum), Some(node)) = (
+            read.values.get("quorum").and_then(Value::as_i64),
+            read.nodes.get("quorum"),
+        ) {
+            // The schema's range has refused anything outside it, once.
+            let Some(quorum) = u32::try_from(quorum).ok().filter(|quorum| (1..=9).contains(quorum))
+            else {
+                return policy;
+            };
+            policy.quorum = quorum;
+            if quorum > 1 && matches!(state, StateConfig::Local { .. }) {
+                self.push(
+                    SpecError::new(
+                        Problem::Invalid {
+                            address: "[watch] quorum".to_owned(),
+                            message: format!(
+                                "a quorum of {quorum} watchers needs a state they share, and this one is local"
+                            ),
+                        },
+                        Some(place(&entry.file, node.span())),
+                    )
+                    .help("set backend = \"azure_blob\" in [state], or remove quorum"),
+                );
+            }
+        }
+        policy
     }
 
     pub(super) fn read_state(&mut self, entry: Option<&Entry>, root: &Path) -> StateConfig {

@@ -1,10 +1,17 @@
 //! The schemas of the blocks that are not resources (`[deployment]`, `[failover]`, `[state]`,
-//! `[zones."NAME"]`), and the names the loader treats apart from kinds.
+//! `[watch]`, `[zones."NAME"]`), and the names the loader treats apart from kinds.
 
 use ferry_core::provider::{FieldSchema, FieldType, OnChange};
 
 /// The top-level tables that are not resource kinds.
-pub(super) const BLOCKS: [&str; 5] = ["deployment", "failover", "state", "variables", "zones"];
+pub(super) const BLOCKS: [&str; 6] = [
+    "deployment",
+    "failover",
+    "state",
+    "variables",
+    "watch",
+    "zones",
+];
 
 /// Keys every resource table may hold besides its kind's fields.
 pub(super) const META_KEYS: [&str; 3] = ["depends_on", "allow_destroy", "ensure"];
@@ -53,6 +60,15 @@ pub(super) const FAILOVER: &[FieldSchema] = &[
         "when the generation a failover leaves is retired: now (in the failover's apply), when-asked (by `ferry apply --retire-old now`), or a duration such as 24h (by the first apply that long after the failover)",
     ),
 ];
+
+pub(super) const WATCH: &[FieldSchema] = &[FieldSchema {
+    name: "quorum",
+    field_type: FieldType::Integer(ferry_core::provider::IntegerRange::new(1, 9)),
+    required: false,
+    default: Some("1"),
+    description: "how many `ferry watch` processes must each have seen a trigger unhealthy for their hold time before the leader fails over automatically (or marks its alert confirmed); above 1 it needs a shared [state]",
+    on_change: OnChange::InPlace,
+}];
 
 pub(super) const STATE_LOCAL: &[FieldSchema] = &[
     text("backend", false, Some("local"), "local or azure_blob"),
