@@ -108,6 +108,11 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
                     auto_apply: args.auto_apply,
                     retry: retry.clone(),
                     delivery_events: Some(event_sender.clone()),
+                    // A few of this watcher's rounds: a peer at the same interval writes its
+                    // verdict every round.
+                    verdict_freshness: Some(
+                        (args.interval * 3).max(std::time::Duration::from_secs(45)),
+                    ),
                 },
             )
         })

@@ -91,9 +91,13 @@ impl Scratch {
 
     /// Replaces the world file in one rename, so that a watcher never reads half of it.
     fn set_world(&self, world: &serde_json::Value) {
-        let temporary = self.data100.path().join("world.json.new");
+        self.set_world_file("world.json", world);
+    }
+
+    fn set_world_file(&self, name: &str, world: &serde_json::Value) {
+        let temporary = self.data100.path().join(format!("{name}.new"));
         std::fs::write(&temporary, world.to_string()).unwrap();
-        std::fs::rename(temporary, self.data100.path().join("world.json")).unwrap();
+        std::fs::rename(temporary, self.data100.path().join(name)).unwrap();
     }
 }
 
@@ -106,21 +110,28 @@ struct Watcher {
 
 impl Watcher {
     fn start(scratch: &Scratch, webhook: &str) -> Watcher {
+        Self::start_with(scratch, webhook, "world.json", &[])
+    }
+
+    /// A watcher on its own world file, with more arguments.
+    fn start_with(scratch: &Scratch, webhook: &str, world: &str, more: &[&str]) -> Watcher {
+        let mut args = vec![
+            "watch",
+            "data100",
+            "--world",
+            world,
+            "--interval",
+            "100ms",
+            "--hold",
+            "0s",
+            "--webhook",
+            webhook,
+            "--webhook-format",
+            "alertmanager",
+        ];
+        args.extend_from_slice(more);
         let mut child = scratch
-            .command(&[
-                "watch",
-                "data100",
-                "--world",
-                "world.json",
-                "--interval",
-                "100ms",
-                "--hold",
-                "0s",
-                "--webhook",
-                webhook,
-                "--webhook-format",
-                "alertmanager",
-            ])
+            .command(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -156,6 +167,27 @@ impl Watcher {
 
     fn stderr(&self) -> String {
         self.seen.lock().unwrap().join("\n")
+    }
+
+    /// How the other watchers name it.
+    fn name(&self) -> String {
+        format!(
+            "{}@{} (pid {})",
+            ferry_state::lock::this_user(),
+            ferry_state::lock::this_host(),
+            self.child.id()
+        )
+    }
+
+    /// Stops it as Ctrl-C does.
+    fn interrupt(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap();
+        self.stderr()
     }
 }
 
@@ -223,4 +255,96 @@ fn a_killed_leader_is_replaced_by_its_follower_which_does_not_alert_again_what_i
         bodies[1]["alerts"][0]["fingerprint"]
     );
     assert_eq!(bodies[1]["alerts"][0]["labels"]["deployment"], "data100");
+}
+
+#[test]
+fn a_failover_seen_by_one_watcher_of_three_waits_for_a_second_and_its_alerts_say_who_saw_what() {
+    let scratch = Scratch::new();
+    let main = scratch.data100.spec().join("main.toml");
+    let text = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(&main, format!("{text}\n[watch]\nquorum = 2\n")).unwrap();
+    // Each watcher reads its own copy of the world: the first one's path to the API server is
+    // cut, the others read it fine.
+    let healthy = scratch.data100.world();
+    for name in ["world-a.json", "world-b.json", "world-c.json"] {
+        scratch.set_world_file(name, &healthy);
+    }
+    let receiver = WebhookReceiver::start(Vec::new());
+    let acting = ["--plan-on-failure", "failover.plan", "--auto-apply"];
+    let cut = Watcher::start_with(&scratch, &receiver.url(), "world-a.json", &acting);
+    cut.wait_for("this watcher leads now");
+    let second = Watcher::start_with(&scratch, &receiver.url(), "world-b.json", &acting);
+    second.wait_for("leads: this watcher follows");
+    let third = Watcher::start_with(&scratch, &receiver.url(), "world-c.json", &acting);
+    third.wait_for("leads: this watcher follows");
+    // Two of the followers' rounds, so that each has written its verdict.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut down = healthy.clone();
+    down["unhealthy"]["aks_cluster.hub@g1"] =
+        serde_json::Value::from("GET /readyz timed out after 5s");
+    scratch.set_world_file("world-a.json", &down);
+    let unconfirmed = receiver.wait_for_accepted(1);
+    assert_eq!(unconfirmed.len(), 1, "{:?}", receiver.received());
+    let mut others = [second.name(), third.name()];
+    others.sort();
+    let annotations = &unconfirmed[0]["alerts"][0]["annotations"];
+    assert_eq!(
+        annotations["quorum"],
+        format!(
+            "unconfirmed: 1 of 3 watchers saw it unhealthy for the hold time and the quorum is 2 (seen by {}); read healthy by {}, {}",
+            cut.name(),
+            others[0],
+            others[1]
+        ),
+        "{annotations}"
+    );
+    assert!(
+        annotations["action"]
+            .as_str()
+            .unwrap()
+            .starts_with("no failover: unconfirmed: "),
+        "{annotations}"
+    );
+    assert!(annotations.get("plan_written").is_none(), "{annotations}");
+    // Some of the leader's rounds pass: still no plan, nothing applied.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!scratch.data100.path().join("failover.plan").exists());
+    assert_eq!(receiver.received().len(), 1, "{:?}", receiver.received());
+
+    // A second watcher loses the API server too: the quorum is reached, the leader says so,
+    // writes the plan and applies it.
+    scratch.set_world_file("world-b.json", &down);
+    let bodies = receiver.wait_for_accepted(2);
+    assert_eq!(bodies.len(), 2, "{:?}", receiver.received());
+    let confirmed = &bodies[1]["alerts"][0];
+    assert_eq!(confirmed["status"], "firing");
+    assert_eq!(
+        confirmed["fingerprint"],
+        unconfirmed[0]["alerts"][0]["fingerprint"]
+    );
+    let mut seen = [cut.name(), second.name()];
+    seen.sort();
+    assert_eq!(
+        confirmed["annotations"]["quorum"],
+        format!(
+            "confirmed by 2 of 3 watchers (quorum 2): {}, {}; read healthy by {}",
+            seen[0],
+            seen[1],
+            third.name()
+        )
+    );
+    assert_eq!(confirmed["annotations"]["plan_written"], "failover.plan");
+    let leader = cut.wait_for("The automatic failover apply ended with");
+    assert!(leader.contains("exit_status(0)"), "{leader}");
+
+    third.interrupt();
+    second.interrupt();
+    let leader_stderr = cut.interrupt();
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "{:?}\n{leader_stderr}",
+        receiver.received()
+    );
 }

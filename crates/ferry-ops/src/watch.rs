@@ -39,6 +39,23 @@ pub struct WatchConfig {
     /// Where to send each failed delivery attempt as it happens (the CLI prints them while the
     /// round waits); they are in [`Round::delivery_events`] too.
     pub delivery_events: Option<tokio::sync::mpsc::UnboundedSender<DeliveryEvent>>,
+    /// With `[watch] quorum` above 1: how recent another watcher's verdict must be to count
+    /// (a few of its rounds; machines' clocks must agree well within it). `None`: 45 s.
+    pub verdict_freshness: Option<Duration>,
+}
+
+/// How recent a watcher's verdict must be to count, unless the caller says.
+const DEFAULT_VERDICT_FRESHNESS: Duration = Duration::from_secs(45);
+
+/// What one watcher saw, in its verdict blob beside the leader blob: the triggers whose
+/// unhealthy state held for its hold time, when it last read them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Verdict {
+    pub format_version: String,
+    pub watcher: String,
+    /// When it read them, RFC 3339.
+    pub at: String,
+    pub unhealthy: Vec<InstanceAddress>,
 }
 
 /// What one round found.
@@ -115,6 +132,8 @@ pub struct AlertRecord {
 #[serde(rename_all = "snake_case")]
 pub enum AlertedStatus {
     Firing,
+    /// Firing, with the failover confirmed by a quorum of watchers.
+    Confirmed,
     Resolved,
 }
 
@@ -133,7 +152,16 @@ impl AlertRecord {
     /// A condition's fingerprint and the status this alert gives it.
     pub fn key(alert: AlertRef<'_>) -> (String, AlertedStatus) {
         let message = ferry_watch::alertmanager::message(alert);
+        let confirmed = match alert {
+            AlertRef::Health(alert) => alert
+                .failover
+                .quorum
+                .as_ref()
+                .is_some_and(|quorum| quorum.confirmed),
+            AlertRef::Readiness(_) => false,
+        };
         let status = match message.status {
+            ferry_watch::alertmanager::Status::Firing if confirmed => AlertedStatus::Confirmed,
             ferry_watch::alertmanager::Status::Firing => AlertedStatus::Firing,
             ferry_watch::alertmanager::Status::Resolved => AlertedStatus::Resolved,
         };
@@ -152,8 +180,10 @@ impl AlertRecord {
     pub fn is_news(&self, alert: AlertRef<'_>) -> bool {
         let (fingerprint, status) = Self::key(alert);
         match (self.alerted.get(&fingerprint), status) {
+            // Once confirmed, a condition is not news again until it ends.
+            (Some(AlertedStatus::Confirmed), AlertedStatus::Firing) => false,
             (Some(alerted), status) => *alerted != status,
-            (None, AlertedStatus::Firing) => true,
+            (None, AlertedStatus::Firing | AlertedStatus::Confirmed) => true,
             (None, AlertedStatus::Resolved) => false,
         }
     }
@@ -198,6 +228,9 @@ pub struct Watcher<'a> {
     /// (what its predecessor did not alert, it alerts then).
     unsent_health: BTreeMap<String, Alert>,
     unsent_readiness: Option<ReadinessAlert>,
+    /// The health alerts of a failover due whose quorum was not reached: checked again each
+    /// round, and alerted again once it is.
+    awaiting_quorum: Vec<Alert>,
 }
 
 impl<'a> Watcher<'a> {
@@ -214,6 +247,7 @@ impl<'a> Watcher<'a> {
             leadership: Leadership::Unknown,
             unsent_health: BTreeMap::new(),
             unsent_readiness: None,
+            awaiting_quorum: Vec::new(),
         }
     }
 
@@ -222,6 +256,9 @@ impl<'a> Watcher<'a> {
     pub fn resign(&mut self) {
         if let Leadership::Elected { lease, .. } = &self.leadership {
             lease.resign();
+            if self.deployment.spec().watch.quorum > 1 {
+                lease.remove_verdict();
+            }
         }
     }
 
@@ -237,6 +274,11 @@ impl<'a> Watcher<'a> {
         };
         let turn = self.take_turn(&mut round)?;
         round.acting = turn != Turn::Follows;
+        self.write_verdict(&mut round);
+        // A failover held back for want of a quorum is looked at again each round.
+        if round.acting && round.alerts.is_empty() && !self.awaiting_quorum.is_empty() {
+            round.alerts = self.awaiting_quorum.clone();
+        }
         // A watcher that takes over while a condition is open plans the failover its
         // predecessor may not have finished (the apply's lock keeps it to one apply).
         if !round.alerts.is_empty() || (turn == Turn::TookOver && !self.open_severities.is_empty())
@@ -427,6 +469,101 @@ impl Watcher<'_> {
         Ok(turn)
     }
 
+    /// With a quorum: writes what this watcher saw, for the leader to count.
+    fn write_verdict(&self, round: &mut Round) {
+        let spec = self.deployment.spec();
+        let Leadership::Elected { lease, .. } = &self.leadership else {
+            return;
+        };
+        if spec.watch.quorum <= 1 {
+            return;
+        }
+        let verdict = Verdict {
+            format_version: "1".to_owned(),
+            watcher: lease.name().to_owned(),
+            at: ferry_watch::format_time(SystemTime::now()),
+            unhealthy: self
+                .tracker
+                .unhealthy()
+                .filter(|instance| spec.failover.triggers.contains(&instance.address))
+                .cloned()
+                .collect(),
+        };
+        let text = serde_json::to_vec(&verdict).unwrap_or_default();
+        if let Err(error) = lease.write_verdict(text) {
+            round
+                .problems
+                .push(format!("{error}: the leader cannot count this watcher"));
+        }
+    }
+
+    /// With a quorum: whether enough watchers saw, for their hold time, a trigger this one sees
+    /// unhealthy. `None` without a quorum (or when this watcher does not act).
+    fn count_quorum(&self, round: &mut Round) -> Option<ferry_watch::QuorumVerdict> {
+        let spec = self.deployment.spec();
+        let Leadership::Elected { lease, .. } = &self.leadership else {
+            return None;
+        };
+        if spec.watch.quorum <= 1 || !round.acting {
+            return None;
+        }
+        let own: Vec<&InstanceAddress> = self
+            .tracker
+            .unhealthy()
+            .filter(|instance| spec.failover.triggers.contains(&instance.address))
+            .collect();
+        let freshness = self
+            .config
+            .verdict_freshness
+            .unwrap_or(DEFAULT_VERDICT_FRESHNESS);
+        let now = SystemTime::now();
+        let verdicts = lease.read_verdicts().unwrap_or_else(|error| {
+            round.problems.push(format!(
+                "{error}: the failover counts this watcher's verdict alone"
+            ));
+            Vec::new()
+        });
+        let mut latest: BTreeMap<String, Verdict> = BTreeMap::new();
+        for bytes in verdicts {
+            let Ok(verdict) = serde_json::from_slice::<Verdict>(&bytes) else {
+                continue;
+            };
+            let fresh = humantime::parse_rfc3339(&verdict.at)
+                .is_ok_and(|at| now.duration_since(at).unwrap_or_default() <= freshness);
+            if fresh {
+                latest.insert(verdict.watcher.clone(), verdict);
+            }
+        }
+        // This watcher's own verdict counts even if its write did not get through.
+        latest.insert(
+            lease.name().to_owned(),
+            Verdict {
+                format_version: "1".to_owned(),
+                watcher: lease.name().to_owned(),
+                at: ferry_watch::format_time(now),
+                unhealthy: own.iter().map(|instance| (*instance).clone()).collect(),
+            },
+        );
+        let (seen, dissenting): (Vec<&Verdict>, Vec<&Verdict>) =
+            latest.values().partition(|verdict| {
+                verdict
+                    .unhealthy
+                    .iter()
+                    .any(|instance| own.contains(&instance))
+            });
+        let seen_unhealthy_by: Vec<String> =
+            seen.iter().map(|verdict| verdict.watcher.clone()).collect();
+        Some(ferry_watch::QuorumVerdict {
+            confirmed: seen_unhealthy_by.len() >= spec.watch.quorum as usize,
+            needed: spec.watch.quorum,
+            seen_unhealthy_by,
+            dissenters: dissenting
+                .iter()
+                .map(|verdict| verdict.watcher.clone())
+                .collect(),
+        })
+    }
+
     /// Notes what this round alerted in the leader blob, for the next leader.
     fn record_alerted(&mut self, round: &mut Round) {
         let Leadership::Elected { lease, record, .. } = &mut self.leadership else {
@@ -479,8 +616,21 @@ impl Watcher<'_> {
                 failover_due = true;
                 figures.plan_steps = Some(plan.steps.len());
                 figures.recovery_seconds = plan.recovery_seconds;
+                figures.quorum = self.count_quorum(round);
+                let unconfirmed = figures
+                    .quorum
+                    .as_ref()
+                    .is_some_and(|quorum| !quorum.confirmed);
+                if let Some(quorum) = figures.quorum.as_ref().filter(|_| unconfirmed) {
+                    action = Some(format!(
+                        "no failover: {quorum}; ferry fails over once {} watchers see it ([watch] quorum)",
+                        quorum.needed
+                    ));
+                }
                 // Only the acting watcher writes it: a follower's would be applied twice.
+                // Without its quorum, it writes none: the plan would be applied.
                 if round.acting
+                    && !unconfirmed
                     && let Some(path) = &self.config.plan_on_failure
                 {
                     let saved = crate::saved_plan(
@@ -543,6 +693,20 @@ impl Watcher<'_> {
             alert.failover = figures.clone();
             alert.action = action.clone();
         }
+        let held_back = figures
+            .quorum
+            .as_ref()
+            .is_some_and(|quorum| !quorum.confirmed);
+        self.awaiting_quorum = if held_back {
+            round
+                .alerts
+                .iter()
+                .filter(|alert| !alert.is_resolved())
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(())
     }
 

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use azure_core::http::{Etag, RequestContent, StatusCode};
-use azure_storage_blob::models::{BlobClientSetMetadataOptions, BlobClientUploadOptions};
+use azure_storage_blob::models::{
+    BlobClientSetMetadataOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
+};
 
 use crate::transport::{describe, download, status};
 use crate::{BlobBackend, BlobError, BlobStateConfig, Inner};
@@ -55,6 +57,10 @@ pub struct WatchLeader {
     /// This watcher's name, as the followers see it.
     name: String,
     held: Mutex<Option<HeldLead>>,
+    /// `B.watch-verdicts/`: where each watcher keeps its verdict, one blob each.
+    verdict_prefix: String,
+    /// This watcher's verdict blob's name.
+    verdict_blob: String,
 }
 
 #[derive(Debug)]
@@ -80,6 +86,8 @@ impl WatchLeader {
     /// The election on the blobs of `config` (its lease is not used: the lead's is
     /// [`Self::LEASE`]); `name` is how the followers name this watcher.
     pub fn new(config: BlobStateConfig, name: &str) -> Result<Self, BlobError> {
+        let verdict_prefix = format!("{}.watch-verdicts/", config.blob);
+        let verdict_blob = format!("{verdict_prefix}{}", blob_name_part(name));
         let backend = BlobBackend::new(BlobStateConfig {
             lease: Self::LEASE,
             ..config
@@ -88,7 +96,77 @@ impl WatchLeader {
             backend,
             name: name.to_owned(),
             held: Mutex::new(None),
+            verdict_prefix,
+            verdict_blob,
         })
+    }
+
+    /// This watcher's name, as the others see it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Replaces this watcher's verdict (`B.watch-verdicts/NAME`, a small blob of its own that
+    /// only it writes) with `verdict`.
+    pub fn write_verdict(&self, verdict: Vec<u8>) -> Result<(), WatchLeaderError> {
+        let name = self.verdict_blob.clone();
+        let written = self
+            .backend
+            .inner
+            .run(move |inner| {
+                Box::pin(async move {
+                    inner
+                        .container
+                        .blob_client(&name)
+                        .upload(RequestContent::from(verdict), None)
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .ok_or_else(|| {
+                self.error("write a verdict beside", BlobBackend::stopped(self.place()))
+            })?;
+        written.map_err(|error| self.error("write a verdict beside", describe(&error)))
+    }
+
+    /// Every watcher's verdict, as written (old ones included: the caller judges their age).
+    pub fn read_verdicts(&self) -> Result<Vec<Vec<u8>>, WatchLeaderError> {
+        let prefix = self.verdict_prefix.clone();
+        let read = self
+            .backend
+            .inner
+            .run(move |inner| {
+                Box::pin(async move {
+                    use futures_util::TryStreamExt;
+                    let options = BlobContainerClientListBlobsOptions {
+                        prefix: Some(prefix),
+                        ..BlobContainerClientListBlobsOptions::default()
+                    };
+                    let mut pages = inner.container.list_blobs(Some(options))?.into_pages();
+                    let mut names = Vec::new();
+                    while let Some(page) = pages.try_next().await? {
+                        let listed = page.into_model()?;
+                        names.extend(listed.blob_items.into_iter().filter_map(|blob| blob.name));
+                    }
+                    let mut verdicts = Vec::new();
+                    for name in names {
+                        // One that went between the listing and now is no verdict.
+                        if let Some((bytes, _)) =
+                            download(&inner.container.blob_client(&name)).await?
+                        {
+                            verdicts.push(bytes);
+                        }
+                    }
+                    Ok::<_, azure_core::Error>(verdicts)
+                })
+            })
+            .ok_or_else(|| {
+                self.error(
+                    "read the verdicts beside",
+                    BlobBackend::stopped(self.place()),
+                )
+            })?;
+        read.map_err(|error| self.error("read the verdicts beside", describe(&error)))
     }
 
     /// The leader blob's URL, without a query.
@@ -272,6 +350,17 @@ impl WatchLeader {
         });
     }
 
+    /// Removes this watcher's verdict, when it stops: a stopped watcher has no say. (A killed
+    /// one's verdict stays, and ages out of every count.)
+    pub fn remove_verdict(&self) {
+        let name = self.verdict_blob.clone();
+        let _ = self.backend.inner.run(move |inner| {
+            Box::pin(async move {
+                let _ = inner.container.blob_client(&name).delete(None).await;
+            })
+        });
+    }
+
     fn metadata(&self) -> HashMap<String, String> {
         let name: String = self
             .name
@@ -286,6 +375,20 @@ impl WatchLeader {
             .collect();
         HashMap::from([(LEADER_METADATA.to_owned(), name)])
     }
+}
+
+/// `name` as one segment of a blob name: letters, digits, `@`, `.`, `-` and `_`, anything else
+/// as `-`.
+fn blob_name_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 enum Attempt {

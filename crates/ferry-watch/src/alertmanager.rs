@@ -187,6 +187,9 @@ fn figure_annotations(figures: &FailoverFigures) -> BTreeMap<String, String> {
     if let Some(path) = &figures.plan_written {
         annotations.insert("plan_written".into(), path.clone());
     }
+    if let Some(quorum) = &figures.quorum {
+        annotations.insert("quorum".into(), quorum.to_string());
+    }
     if !figures.blockers.is_empty() {
         let blockers: Vec<String> = figures.blockers.iter().map(ToString::to_string).collect();
         annotations.insert("blockers".into(), blockers.join("; "));
@@ -251,6 +254,7 @@ mod tests {
             recovery_seconds: Some(2369),
             plan_written: Some("failover.plan".into()),
             blockers: Vec::new(),
+            quorum: None,
         };
         firing.action = Some(
             "the failover plan is in failover.plan: review it, then run ferry apply failover.plan"

@@ -113,6 +113,49 @@ pub struct FailoverFigures {
     pub plan_written: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<Blocker>,
+    /// With `[watch] quorum` above 1: whether enough watchers saw the trigger unhealthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumVerdict>,
+}
+
+/// How many of a deployment's watchers saw a failover's trigger unhealthy for their hold time,
+/// against the `[watch] quorum` an automatic failover needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuorumVerdict {
+    pub confirmed: bool,
+    /// The quorum: how many watchers must agree.
+    pub needed: u32,
+    /// The watchers whose recent verdict saw it unhealthy.
+    pub seen_unhealthy_by: Vec<String>,
+    /// The watchers whose recent verdict did not: the dissenters.
+    pub dissenters: Vec<String>,
+}
+
+impl fmt::Display for QuorumVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let watchers = self.seen_unhealthy_by.len() + self.dissenters.len();
+        if self.confirmed {
+            write!(
+                f,
+                "confirmed by {} of {watchers} watchers (quorum {}): {}",
+                self.seen_unhealthy_by.len(),
+                self.needed,
+                self.seen_unhealthy_by.join(", ")
+            )?;
+        } else {
+            write!(
+                f,
+                "unconfirmed: {} of {watchers} watchers saw it unhealthy for the hold time and the quorum is {} (seen by {})",
+                self.seen_unhealthy_by.len(),
+                self.needed,
+                self.seen_unhealthy_by.join(", ")
+            )?;
+        }
+        if !self.dissenters.is_empty() {
+            write!(f, "; read healthy by {}", self.dissenters.join(", "))?;
+        }
+        Ok(())
+    }
 }
 
 /// One state change worth telling someone about.
@@ -187,6 +230,14 @@ impl Tracker {
             hold,
             tracked: BTreeMap::new(),
         }
+    }
+
+    /// The resources whose state that counts (held for the hold time) is unhealthy.
+    pub fn unhealthy(&self) -> impl Iterator<Item = &InstanceAddress> {
+        self.tracked
+            .iter()
+            .filter(|(_, tracked)| matches!(tracked.confirmed, HealthState::Unhealthy { .. }))
+            .map(|(instance, _)| instance)
     }
 
     /// Takes one round of readings made at `now`; returns the changes that now count.

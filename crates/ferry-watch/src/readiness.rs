@@ -114,6 +114,7 @@ impl ReadinessTracker {
                 recovery_seconds: readiness.recovery_seconds,
                 plan_written: None,
                 blockers: readiness.blockers.clone(),
+                quorum: None,
             },
             since: format_time(since),
             began: format_time(began),

@@ -205,7 +205,9 @@ impl Loader<'_> {
             read.nodes.get("quorum"),
         ) {
             // The schema's range has refused anything outside it, once.
-            let Some(quorum) = u32::try_from(quorum).ok().filter(|quorum| (1..=9).contains(quorum))
+            let Some(quorum) = u32::try_from(quorum)
+                .ok()
+                .filter(|quorum| (1..=9).contains(quorum))
             else {
                 return policy;
             };
