@@ -8,6 +8,10 @@
 //! the leader writes it; a new leader reads it as it takes the lease, before it acts. The
 //! leader's name is in the blob's metadata, for the followers to say who leads.
 //!
+//! With `[watch] quorum`, each watcher also keeps its verdict (what it saw) in a small blob of
+//! its own, `B.watch-verdicts/NAME`, written without a lease since only it writes there; the
+//! leader lists and reads them all.
+//!
 //! Azure's Lease Blob: a lease lasts 15 to 60 seconds or is infinite; a write to a leased blob
 //! must carry the lease id and keeps the lease (learn.microsoft.com, rest/api/storageservices/
 //! lease-blob).
@@ -61,6 +65,9 @@ pub struct WatchLeader {
     verdict_prefix: String,
     /// This watcher's verdict blob's name.
     verdict_blob: String,
+    /// Whether the leader blob is known to exist: a follower then tries the lease alone each
+    /// round, without the create that would only be refused.
+    exists: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -98,6 +105,7 @@ impl WatchLeader {
             held: Mutex::new(None),
             verdict_prefix,
             verdict_blob,
+            exists: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -201,6 +209,7 @@ impl WatchLeader {
         }
         let lease_seconds = Self::LEASE.as_secs() as i32;
         let metadata = self.metadata();
+        let known_to_exist = self.exists.load(std::sync::atomic::Ordering::SeqCst);
         let attempt = self
             .backend
             .inner
@@ -212,9 +221,10 @@ impl WatchLeader {
                         if_none_match: Some(Etag::from("*")),
                         ..BlobClientUploadOptions::default()
                     };
-                    if let Err(error) = client
-                        .upload(RequestContent::from(Vec::new()), Some(create))
-                        .await
+                    if !known_to_exist
+                        && let Err(error) = client
+                            .upload(RequestContent::from(Vec::new()), Some(create))
+                            .await
                         && !matches!(
                             status(&error),
                             Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
@@ -267,6 +277,9 @@ impl WatchLeader {
                 })
             })
             .ok_or_else(|| self.error("take", BlobBackend::stopped(self.place())))?;
+        let exists = !matches!(attempt, Attempt::Failed(..));
+        self.exists
+            .store(exists, std::sync::atomic::Ordering::SeqCst);
         match attempt {
             Attempt::Taken(lease_id, record) => {
                 let lost = Arc::new(Mutex::new(None));

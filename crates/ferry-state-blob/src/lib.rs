@@ -1,6 +1,7 @@
 //! ferry's shared state in Azure Blob Storage, behind `ferry_state::StateBackend`.
 //!
-//! Four blobs in one container, named after the state blob `B`:
+//! Four blobs in one container, named after the state blob `B` (and with `[watch] quorum`, one
+//! more per watcher, `B.watch-verdicts/NAME`):
 //! - `B`: the state JSON. Every write carries the ETag of the version this process last read or
 //!   wrote (`If-Match`, or `If-None-Match: *` for the first), so two writers can never silently
 //!   overwrite each other: the second gets [`StateError::Conflict`].
