@@ -156,8 +156,15 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
     } else {
         " Its watchers elect one to act by a 15s lease on the state's .watch-leader blob: this one acts only while it leads."
     };
+    let quorum = match watched.as_slice() {
+        [one] if one.deployment.spec().watch.quorum > 1 => format!(
+            " A failover needs {} watchers that saw its trigger unhealthy ([watch] quorum).",
+            one.deployment.spec().watch.quorum
+        ),
+        _ => String::new(),
+    };
     output.stderr(&format!(
-        "Watching {what} every {}, alerting once a change holds for {}.{peers} Ctrl-C stops.\n",
+        "Watching {what} every {}, alerting once a change holds for {}.{peers}{quorum} Ctrl-C stops.\n",
         humantime::format_duration(args.interval),
         humantime::format_duration(args.hold)
     ));

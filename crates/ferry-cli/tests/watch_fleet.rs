@@ -180,3 +180,15 @@ fn two_specs_of_one_deployment_name_are_refused_for_the_second() {
         run.stderr
     );
 }
+
+#[test]
+fn a_watcher_of_a_local_state_says_it_has_no_peers_and_always_acts() {
+    let scratch = Scratch::new();
+    scratch.build();
+    let run = scratch.ferry(&["watch", "data100", "--world", "world.json", "--rounds", "1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "Watching data100 every 30s, alerting once a change holds for 1m. The state is local: this watcher has no peers and always acts. Ctrl-C stops.\n"
+    );
+}

@@ -285,6 +285,13 @@ fn a_failover_seen_by_one_watcher_of_three_waits_for_a_second_and_its_alerts_say
     let receiver = WebhookReceiver::start(Vec::new());
     let acting = ["--plan-on-failure", "failover.plan", "--auto-apply"];
     let cut = Watcher::start_with(&scratch, &receiver.url(), "world-a.json", &acting);
+    let startup = cut.wait_for("Watching data100");
+    assert!(
+        startup.contains(
+            "A failover needs 2 watchers that saw its trigger unhealthy ([watch] quorum)."
+        ),
+        "{startup}"
+    );
     cut.wait_for("this watcher leads now");
     let second = Watcher::start_with(&scratch, &receiver.url(), "world-b.json", &acting);
     second.wait_for("leads: this watcher follows");

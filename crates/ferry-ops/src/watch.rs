@@ -3,6 +3,16 @@
 //! fails, delivers the alerts, and follows failover readiness. The caller owns the loop (its
 //! interval, its stop signal) and decides what to do with a written plan.
 //!
+//! Watchers of one deployment may run on several machines: with a state in Azure Blob Storage
+//! they elect one to act (alert, write the plan; the caller applies it) by a lease on the
+//! state blob's `.watch-leader` (`ferry_state_blob::WatchLeader`); the others read and keep
+//! their trackers, to take over when the leader's lease runs out. The leader records what it
+//! alerted ([`AlertRecord`]) in that blob, and a new leader does not alert it again. With a
+//! local state a watcher has no peers and always acts. With `[watch] quorum` above 1, every
+//! watcher writes its [`Verdict`] each round, and a failover waits until that many saw its
+//! trigger unhealthy for their hold time. [`round_each`] runs the rounds of several
+//! deployments (a fleet in one process) side by side.
+//!
 //! A round's deliveries run side by side, each a webhook's retries within
 //! [`RetryPolicy::bound`] (or a command's time limit), so that a dead receiver delays the next
 //! round's readings by one bound at most.
