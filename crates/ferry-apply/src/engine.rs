@@ -65,7 +65,8 @@ pub enum ApplyError {
 /// Carries out `plan` and reports what happened to every step.
 ///
 /// Steps start in plan order as soon as all their predecessors succeeded, at most
-/// `config.parallelism` at once and at most each provider's `concurrency_limit()` of its kind.
+/// `config.parallelism` at once and at most each kind's limit: `config.kind_parallelism`'s
+/// where it names the kind, else its provider's `concurrency_limit()`.
 /// `store` is read for outputs and for what an interrupted apply already did, and written
 /// after every step. `control` cancels; `on_event` sees progress as it happens (it is called
 /// inline: keep it quick).
@@ -81,7 +82,7 @@ pub async fn apply(
     on_event: &(dyn Fn(&Event) + Send + Sync),
 ) -> Result<ApplyReport, ApplyError> {
     let start = Instant::now();
-    let mut schedule = Schedule::new(plan, providers)?;
+    let mut schedule = Schedule::new(plan, providers, config)?;
     check_secrets(plan, &config.secrets)?;
     let apply_id = new_apply_id();
     let state = Mutex::new(std::mem::take(&mut store.state));
@@ -751,7 +752,7 @@ fn new_apply_id() -> String {
     format!("{millis:x}-{:x}", std::process::id())
 }
 
-/// Per-kind bookkeeping: the provider's limit, how many run, and which steps are ready.
+/// Per-kind bookkeeping: the kind's limit, how many run, and which steps are ready.
 #[derive(Debug, Default)]
 struct KindQueue {
     limit: usize,
@@ -774,7 +775,11 @@ struct Schedule<'a> {
 }
 
 impl<'a> Schedule<'a> {
-    fn new(plan: &Plan, providers: &'a Providers) -> Result<Self, ApplyError> {
+    fn new(
+        plan: &Plan,
+        providers: &'a Providers,
+        config: &ApplyConfig,
+    ) -> Result<Self, ApplyError> {
         let count = plan.steps.len();
         let position: HashMap<&StepId, usize> = plan
             .steps
@@ -799,8 +804,7 @@ impl<'a> Schedule<'a> {
                 kind,
             })?;
             schedule.queues.entry(kind).or_insert_with(|| KindQueue {
-                // A limit of 0 would leave the kind's steps waiting forever.
-                limit: provider.concurrency_limit().max(1),
+                limit: config.kind_limit(kind, provider.concurrency_limit()),
                 ..KindQueue::default()
             });
             for after in &step.after {
