@@ -70,7 +70,11 @@ fn narrow(sequence: &mut Sequence) -> Vec<Hook> {
 }
 
 fn sleep_command(hook: &Hook) -> String {
-    format!("sleep {}.{:02}", hook.centiseconds / 100, hook.centiseconds % 100)
+    format!(
+        "sleep {}.{:02}",
+        hook.centiseconds / 100,
+        hook.centiseconds % 100
+    )
 }
 
 fn ferry_spec(hooks: &[Hook]) -> String {
@@ -192,7 +196,10 @@ pub(crate) fn bench_hooks(root: &Path, arguments: &[String]) -> Result<()> {
     let _ = std::fs::remove_dir_all(&work);
 
     let mut sequence = Sequence(SEED);
-    let dags = [("wide", wide(&mut sequence)), ("narrow", narrow(&mut sequence))];
+    let dags = [
+        ("wide", wide(&mut sequence)),
+        ("narrow", narrow(&mut sequence)),
+    ];
     let ferry_settings = [
         Setting {
             label: "ferry, default (--parallelism 10)",

@@ -68,7 +68,12 @@ fn the_specs_limit_bounds_hooks_and_the_flag_overrides_it() {
         ),
         (
             "hook = 5",
-            &["--kind-parallelism", "hook=4", "--kind-parallelism", "hook=1"],
+            &[
+                "--kind-parallelism",
+                "hook=4",
+                "--kind-parallelism",
+                "hook=1",
+            ],
             1,
         ),
     ];
@@ -103,10 +108,23 @@ fn a_malformed_kind_limit_is_refused_with_the_way_to_write_it() {
     let scratch = tempfile::tempdir().unwrap();
     hooks_spec(scratch.path(), 1, "", "true");
     let mut shown = String::new();
-    for value in ["hook", "hok=16", "hook=many", "hook=0", "hook=1001", "hook=-3"] {
+    for value in [
+        "hook",
+        "hok=16",
+        "hook=many",
+        "hook=0",
+        "hook=1001",
+        "hook=-3",
+    ] {
         let run = support::ferry(
             scratch.path(),
-            &["apply", "hooks", "--auto-approve", "--kind-parallelism", value],
+            &[
+                "apply",
+                "hooks",
+                "--auto-approve",
+                "--kind-parallelism",
+                value,
+            ],
         );
         let first_line = run.stderr.lines().next().unwrap_or("");
         shown.push_str(&format!(

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ferry_core::provider::FieldSchema;
 use ferry_core::limits::{KIND_PARALLELISM_RANGE, KindLimits};
+use ferry_core::provider::FieldSchema;
 use ferry_core::value::{self, Expression};
 use ferry_core::{Attributes, Kind, Value};
 use toml::de::DeValue;
