@@ -115,7 +115,7 @@ pub(crate) fn load(
                 node,
             };
             match name {
-                "deployment" | "failover" | "state" => {
+                "deployment" | "failover" | "state" | "limits" => {
                     let block = BLOCKS
                         .into_iter()
                         .find(|block| *block == name)
@@ -158,6 +158,7 @@ pub(crate) fn load(
     let deployment = loader.read_deployment(blocks.get("deployment"));
     let (mut failover, trigger_nodes) = loader.read_failover(blocks.get("failover"));
     let state = loader.read_state(blocks.get("state"), root);
+    let limits = loader.read_limits(blocks.get("limits"));
     let zones = loader.read_zones(&zone_entries);
 
     let mut read: BTreeMap<ResourceAddress, Read> = BTreeMap::new();
@@ -195,6 +196,7 @@ pub(crate) fn load(
         deployment,
         failover,
         state,
+        limits,
         variables: loader.variables,
         secrets: loader.secrets,
         zones,

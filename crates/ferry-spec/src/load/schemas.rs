@@ -1,10 +1,19 @@
 //! The schemas of the blocks that are not resources (`[deployment]`, `[failover]`, `[state]`,
-//! `[zones."NAME"]`), and the names the loader treats apart from kinds.
+//! `[limits]`, `[zones."NAME"]`), and the names the loader treats apart from kinds.
 
+use ferry_core::Kind;
+use ferry_core::limits::KIND_PARALLELISM_RANGE;
 use ferry_core::provider::{FieldSchema, FieldType, OnChange};
 
 /// The top-level tables that are not resource kinds.
-pub(super) const BLOCKS: [&str; 5] = ["deployment", "failover", "state", "variables", "zones"];
+pub(super) const BLOCKS: [&str; 6] = [
+    "deployment",
+    "failover",
+    "state",
+    "limits",
+    "variables",
+    "zones",
+];
 
 /// Keys every resource table may hold besides its kind's fields.
 pub(super) const META_KEYS: [&str; 3] = ["depends_on", "allow_destroy", "ensure"];
@@ -53,6 +62,21 @@ pub(super) const FAILOVER: &[FieldSchema] = &[
         "when the generation a failover leaves is retired: now (in the failover's apply), when-asked (by `ferry apply --retire-old now`), or a duration such as 24h (by the first apply that long after the failover)",
     ),
 ];
+
+/// `[limits]`: one optional integer per kind, the steps of that kind an apply runs at once.
+pub(super) fn limits() -> Vec<FieldSchema> {
+    Kind::ALL
+        .into_iter()
+        .map(|kind| FieldSchema {
+            name: kind.as_str(),
+            field_type: FieldType::Integer(KIND_PARALLELISM_RANGE),
+            required: false,
+            default: None,
+            description: "the steps of this kind an apply runs at once, in place of its provider's own limit (--kind-parallelism overrides it)",
+            on_change: OnChange::InPlace,
+        })
+        .collect()
+}
 
 pub(super) const STATE_LOCAL: &[FieldSchema] = &[
     text("backend", false, Some("local"), "local or azure_blob"),
