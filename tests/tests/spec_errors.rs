@@ -455,6 +455,52 @@ name = "rg-${generation}-${vm.nfs.name}"
 }
 
 #[test]
+fn limits_name_kinds_and_stay_in_range() {
+    insta::assert_snapshot!(check(&[(
+        "main.toml",
+        r#"[deployment]
+name = "demo"
+location = "westeurope"
+
+[limits]
+hook = 0
+vm = 1001
+hok = 16
+fleet = 3
+disk = "many"
+zfs_pool = 2
+"#,
+    )]));
+}
+
+#[test]
+fn limits_are_read_per_kind_and_leave_the_others_to_their_providers() {
+    let files = vec![(
+        PathBuf::from("main.toml"),
+        format!("{BASE}\n[limits]\nhook = 16\nvm = 1\n"),
+    )];
+    let spec = load_sources(
+        Path::new("spec"),
+        files,
+        &options(&[]),
+        &ferry_providers::rule_book(),
+    )
+    .unwrap();
+    assert_eq!(
+        spec.limits,
+        BTreeMap::from([(ferry_core::Kind::Vm, 1), (ferry_core::Kind::Hook, 16)])
+    );
+    let without = load_sources(
+        Path::new("spec"),
+        vec![(PathBuf::from("main.toml"), BASE.to_owned())],
+        &options(&[]),
+        &ferry_providers::rule_book(),
+    )
+    .unwrap();
+    assert!(without.limits.is_empty());
+}
+
+#[test]
 fn a_spec_without_a_deployment_says_so() {
     insta::assert_snapshot!(check(&[("main.toml", "# nothing yet\n")]));
 }

@@ -1,11 +1,13 @@
 //! Developer automation for ferry, in Rust: `cargo xtask test` sets up the local servers the
-//! tests use and runs every test; `cargo xtask demo` runs the data100 failover story.
+//! tests use and runs every test; `cargo xtask demo` runs the data100 failover story;
+//! `cargo xtask bench-hooks` measures ferry's hooks against Terraform's `local-exec`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod bench_hooks;
 mod demo;
 
 const HELP: &str = "\
@@ -17,6 +19,9 @@ tasks:
   setup    only the installation and start of the test servers
   demo     the data100 failover story, end to end, against the ARM simulator, BIND,
            sshd and zfs-fuse on this machine
+  bench-hooks [--repeat N]
+           ferry's hooks against Terraform's terraform_data + local-exec on the same
+           wide and narrow DAGs of sleeps; prints wall times and ratios (BENCHMARKS.md)
 ";
 
 fn main() -> Result<()> {
@@ -33,6 +38,10 @@ fn main() -> Result<()> {
             // Like the tests, the demo installs and starts what it needs on a fresh machine.
             setup(&root)?;
             demo::demo(&root)
+        }
+        "bench-hooks" => {
+            let arguments: Vec<String> = std::env::args().skip(2).collect();
+            bench_hooks::bench_hooks(&root, &arguments)
         }
         _ => {
             print!("{HELP}");

@@ -60,6 +60,11 @@ impl RetryPolicy {
 pub struct ApplyConfig {
     /// Steps running at once, over all providers (each provider has its own limit too).
     pub parallelism: usize,
+    /// Steps of one kind running at once, for the kinds named here (the spec's `[limits]`,
+    /// `--kind-parallelism`): each replaces its provider's own
+    /// [`concurrency_limit`](ferry_core::Provider::concurrency_limit). `parallelism` still
+    /// bounds the sum.
+    pub kind_parallelism: ferry_core::limits::KindLimits,
     pub retry: RetryPolicy,
     /// The least time one attempt of a step may take before it is abandoned as failed.
     pub step_timeout: Duration,
@@ -77,6 +82,7 @@ impl Default for ApplyConfig {
     fn default() -> Self {
         Self {
             parallelism: 10,
+            kind_parallelism: ferry_core::limits::KindLimits::new(),
             retry: RetryPolicy::default(),
             step_timeout: Duration::from_secs(15 * 60),
             estimate_multiplier: 3,
@@ -86,6 +92,16 @@ impl Default for ApplyConfig {
 }
 
 impl ApplyConfig {
+    /// How many steps of `kind` may run at once: the limit set for it, else its provider's.
+    /// Never 0, which would leave the kind's steps waiting forever.
+    pub fn kind_limit(&self, kind: ferry_core::Kind, provider_limit: usize) -> usize {
+        self.kind_parallelism
+            .get(&kind)
+            .copied()
+            .unwrap_or(provider_limit)
+            .max(1)
+    }
+
     /// The time limit of one attempt of `step`: max(step_timeout, estimate_multiplier x its
     /// estimate).
     pub fn time_limit(&self, step: &Step) -> Duration {

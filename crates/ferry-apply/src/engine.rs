@@ -65,7 +65,8 @@ pub enum ApplyError {
 /// Carries out `plan` and reports what happened to every step.
 ///
 /// Steps start in plan order as soon as all their predecessors succeeded, at most
-/// `config.parallelism` at once and at most each provider's `concurrency_limit()` of its kind.
+/// `config.parallelism` at once and at most each kind's limit: `config.kind_parallelism`'s
+/// where it names the kind, else its provider's `concurrency_limit()`.
 /// `store` is read for outputs and for what an interrupted apply already did, and written
 /// after every step. `control` cancels; `on_event` sees progress as it happens (it is called
 /// inline: keep it quick).
@@ -81,7 +82,7 @@ pub async fn apply(
     on_event: &(dyn Fn(&Event) + Send + Sync),
 ) -> Result<ApplyReport, ApplyError> {
     let start = Instant::now();
-    let mut schedule = Schedule::new(plan, providers)?;
+    let mut schedule = Schedule::new(plan, providers, config)?;
     check_secrets(plan, &config.secrets)?;
     let apply_id = new_apply_id();
     let state = Mutex::new(std::mem::take(&mut store.state));
@@ -250,18 +251,12 @@ async fn run_steps<'run>(
                 }
             }
             Some(finished) = running.next() => {
-                let Finished { index, result, attempts, ending } = finished;
-                schedule.reports[index].attempts = attempts;
-                match result {
-                    Ok(outcome) => shared.step_succeeded(
-                        schedule,
-                        &plan.steps[index],
-                        index,
-                        outcome,
-                        store,
-                    ),
-                    Err(error) => shared.step_failed(schedule, index, error.message, ending),
+                // The steps that ended meanwhile are saved and journaled with this one.
+                let mut ended = vec![finished];
+                while let Some(Some(finished)) = running.next().now_or_never() {
+                    ended.push(finished);
                 }
+                shared.steps_ended(schedule, plan, ended, store);
             }
         }
     }
@@ -271,6 +266,9 @@ async fn run_steps<'run>(
 /// Starts every ready step that the limits leave room for, each journaled before its
 /// provider is called. Returns whether the apply must stop starting steps: its lock is lost
 /// or its journal cannot be written.
+///
+/// The steps that can start together are journaled together, with one fsync (a group
+/// commit): at one fsync per step, a wide plan of short steps was bound by the disk.
 fn start_ready_steps<'run>(
     plan: &'run Plan,
     shared: &'run Shared<'_>,
@@ -278,56 +276,78 @@ fn start_ready_steps<'run>(
     schedule: &mut Schedule<'run>,
     running: &mut FuturesUnordered<BoxFuture<'run, Finished>>,
 ) -> bool {
-    while let Some(index) = schedule.next_ready(shared.config.parallelism) {
+    loop {
+        let mut starting = Vec::new();
+        while let Some(index) = schedule.next_ready(shared.config.parallelism) {
+            starting.push(index);
+        }
+        if starting.is_empty() {
+            return false;
+        }
         // A step starts only under the lock: once another operator broke it (or someone
         // deleted it), a second apply may be running the same plan.
         if let Err(error) = store.verify_lock() {
             shared.storage_failed(error.to_string());
-            schedule.unstart(index);
+            for index in starting {
+                schedule.unstart(index);
+            }
             return true;
         }
-        let step = &plan.steps[index];
-        let inputs = match resolve_inputs(step, &shared.lock_state(), &shared.config.secrets) {
-            Ok(inputs) => inputs,
-            Err(error) => {
-                shared.step_failed(schedule, index, error, Ending::Journaled);
-                continue;
+        let mut ready = Vec::with_capacity(starting.len());
+        for index in starting {
+            let step = &plan.steps[index];
+            // A step whose inputs cannot be resolved fails; its slot goes to the next round.
+            match resolve_inputs(step, &shared.lock_state(), &shared.config.secrets) {
+                Ok(inputs) => {
+                    let resume_token = store.resume.resume_token_of(&step.id).map(str::to_owned);
+                    ready.push((index, inputs, resume_token));
+                }
+                Err(error) => shared.step_failed(schedule, index, error, Ending::Journaled),
             }
-        };
-        let resume_token = store.resume.resume_token_of(&step.id).map(str::to_owned);
-        let started = shared.write(JournalRecord::StepStarted {
-            apply_id: shared.apply_id.to_owned(),
-            step: step.id.clone(),
-            instance: step.instance(),
-            action: step.action,
-            at: format_time(SystemTime::now()),
-            resume_token: resume_token.clone(),
-        });
-        if let Err(error) = started {
+        }
+        let records: Vec<JournalRecord> = ready
+            .iter()
+            .map(|(index, _, resume_token)| {
+                let step = &plan.steps[*index];
+                JournalRecord::StepStarted {
+                    apply_id: shared.apply_id.to_owned(),
+                    step: step.id.clone(),
+                    instance: step.instance(),
+                    action: step.action,
+                    at: format_time(SystemTime::now()),
+                    resume_token: resume_token.clone(),
+                }
+            })
+            .collect();
+        if let Err(error) = shared.write_all(&records) {
             // Without its journal record a step must not start: the next apply could not
             // tell that it might have taken effect.
             shared.storage_failed(error.to_string());
-            schedule.unstart(index);
+            for (index, _, _) in ready {
+                schedule.unstart(index);
+            }
             return true;
         }
-        schedule.reports[index].started = Some(shared.start.elapsed());
-        shared.emit(EventKind::StepStarted {
-            step: step.id.clone(),
-            resume_token: resume_token.clone(),
-        });
-        let provider = &**schedule.providers[index];
-        running.push(
-            run_step(shared, step, provider, inputs, resume_token)
-                .map(move |(result, attempts, ending)| Finished {
-                    index,
-                    result,
-                    attempts,
-                    ending,
-                })
-                .boxed(),
-        );
+        for (index, inputs, resume_token) in ready {
+            let step = &plan.steps[index];
+            schedule.reports[index].started = Some(shared.start.elapsed());
+            shared.emit(EventKind::StepStarted {
+                step: step.id.clone(),
+                resume_token: resume_token.clone(),
+            });
+            let provider = &**schedule.providers[index];
+            running.push(
+                run_step(shared, step, provider, inputs, resume_token)
+                    .map(move |(result, attempts, ending)| Finished {
+                        index,
+                        result,
+                        attempts,
+                        ending,
+                    })
+                    .boxed(),
+            );
+        }
     }
-    false
 }
 
 /// A hard cancel: drops the running steps' futures, which aborts the provider calls where
@@ -468,8 +488,13 @@ impl Shared<'_> {
     }
 
     fn write(&self, record: JournalRecord) -> Result<(), JournalError> {
+        self.write_all(std::slice::from_ref(&record))
+    }
+
+    /// Journals records together, with one fsync.
+    fn write_all(&self, records: &[JournalRecord]) -> Result<(), JournalError> {
         match self.journal {
-            Some(journal) => journal.append(&record),
+            Some(journal) => journal.append_all(records),
             None => Ok(()),
         }
     }
@@ -499,25 +524,51 @@ impl Shared<'_> {
         }
     }
 
-    fn step_succeeded(
+    /// Records the end of steps that ended together: the successes' outputs in the state,
+    /// saved once; then every end in the journal, with one fsync; then the reports, the
+    /// events and the steps that now wait on nothing.
+    fn steps_ended(
         &self,
         schedule: &mut Schedule<'_>,
-        step: &Step,
-        index: usize,
-        outcome: StepOutcome,
+        plan: &Plan,
+        ended: Vec<Finished>,
         store: &Store,
     ) {
-        let instance = step.instance();
-        // The state and the journal keep a secret as its sealed reference, never its value.
-        let mut outcome = outcome;
-        for value in outcome.outputs.values_mut() {
-            *value = self.config.secrets.seal_raw(value);
+        let mut succeeded = Vec::new();
+        let mut failed = Vec::new();
+        for Finished {
+            index,
+            result,
+            attempts,
+            ending,
+        } in ended
+        {
+            schedule.reports[index].attempts = attempts;
+            match result {
+                Ok(mut outcome) => {
+                    // The state and the journal keep a secret as its sealed reference, never
+                    // its value.
+                    for value in outcome.outputs.values_mut() {
+                        *value = self.config.secrets.seal_raw(value);
+                    }
+                    succeeded.push((index, outcome));
+                }
+                Err(error) => {
+                    failed.push((index, self.config.secrets.mask(&error.message), ending));
+                }
+            }
         }
-        let saved = {
+        let saved = if succeeded.is_empty() {
+            Ok(())
+        } else {
             let mut state = self.lock_state();
-            match step.action {
-                Action::Delete | Action::Retire => state.forget(&instance),
-                _ => state.record_outputs(&instance, outcome.outputs.clone()),
+            for (index, outcome) in &succeeded {
+                let step = &plan.steps[*index];
+                let instance = step.instance();
+                match step.action {
+                    Action::Delete | Action::Retire => state.forget(&instance),
+                    _ => state.record_outputs(&instance, outcome.outputs.clone()),
+                }
             }
             store.save_state(&state)
         };
@@ -525,38 +576,59 @@ impl Shared<'_> {
         // takes a finished step's outputs from the state, so an end journaled without them
         // would leave its dependents unable to resolve their inputs. Left started, the step is
         // run again by the next apply, which the provider contract makes harmless.
+        let mut records = Vec::new();
+        if saved.is_ok() {
+            for (index, outcome) in &succeeded {
+                records.push(JournalRecord::StepFinished {
+                    apply_id: self.apply_id.to_owned(),
+                    step: plan.steps[*index].id.clone(),
+                    at: format_time(SystemTime::now()),
+                    result: StepResult::Ok {
+                        outputs: outcome.outputs.clone(),
+                    },
+                });
+            }
+        }
+        for (index, error, ending) in &failed {
+            if *ending == Ending::Journaled {
+                records.push(JournalRecord::StepFinished {
+                    apply_id: self.apply_id.to_owned(),
+                    step: plan.steps[*index].id.clone(),
+                    at: format_time(SystemTime::now()),
+                    result: StepResult::Failed {
+                        error: error.clone(),
+                    },
+                });
+            }
+        }
+        if let Err(error) = self.write_all(&records) {
+            self.storage_failed(error.to_string());
+        }
         // A step whose outputs are saved is done, even if its end could not be journaled: the
         // state has everything its dependents need.
-        let status = match saved {
+        let status = match &saved {
             Err(error) => {
                 let error = error.to_string();
                 self.storage_failed(error.clone());
                 StepStatus::NotSaved { error }
             }
-            Ok(()) => {
-                if let Err(error) = self.write(JournalRecord::StepFinished {
-                    apply_id: self.apply_id.to_owned(),
-                    step: step.id.clone(),
-                    at: format_time(SystemTime::now()),
-                    result: StepResult::Ok {
-                        outputs: outcome.outputs,
-                    },
-                }) {
-                    self.storage_failed(error.to_string());
-                }
-                StepStatus::Done
-            }
+            Ok(()) => StepStatus::Done,
         };
-        let now = self.start.elapsed();
-        let report = &mut schedule.reports[index];
-        report.status = status;
-        report.finished = Some(now);
-        let took = now - report.started.unwrap_or(now);
-        self.emit(EventKind::StepSucceeded {
-            step: step.id.clone(),
-            took,
-        });
-        schedule.succeeded(index);
+        for (index, _) in succeeded {
+            let now = self.start.elapsed();
+            let report = &mut schedule.reports[index];
+            report.status = status.clone();
+            report.finished = Some(now);
+            let took = now - report.started.unwrap_or(now);
+            self.emit(EventKind::StepSucceeded {
+                step: plan.steps[index].id.clone(),
+                took,
+            });
+            schedule.succeeded(index);
+        }
+        for (index, error, _) in failed {
+            self.finish_failed(schedule, index, error);
+        }
     }
 
     fn step_failed(
@@ -580,6 +652,13 @@ impl Shared<'_> {
         {
             self.storage_failed(journal_error.to_string());
         }
+        self.finish_failed(schedule, index, error);
+    }
+
+    /// A failed step's report and events, once its end is journaled (or left unjournaled),
+    /// and the steps that depend on it skipped.
+    fn finish_failed(&self, schedule: &mut Schedule<'_>, index: usize, error: String) {
+        let id = schedule.reports[index].id.clone();
         let report = &mut schedule.reports[index];
         report.status = StepStatus::Failed {
             error: error.clone(),
@@ -763,7 +842,7 @@ fn new_apply_id() -> String {
     format!("{millis:x}-{:x}", std::process::id())
 }
 
-/// Per-kind bookkeeping: the provider's limit, how many run, and which steps are ready.
+/// Per-kind bookkeeping: the kind's limit, how many run, and which steps are ready.
 #[derive(Debug, Default)]
 struct KindQueue {
     limit: usize,
@@ -792,7 +871,11 @@ struct Schedule<'a> {
 }
 
 impl<'a> Schedule<'a> {
-    fn new(plan: &Plan, providers: &'a Providers) -> Result<Self, ApplyError> {
+    fn new(
+        plan: &Plan,
+        providers: &'a Providers,
+        config: &ApplyConfig,
+    ) -> Result<Self, ApplyError> {
         let count = plan.steps.len();
         let position: HashMap<&StepId, usize> = plan
             .steps
@@ -820,8 +903,7 @@ impl<'a> Schedule<'a> {
                 kind,
             })?;
             schedule.queues.entry(kind).or_insert_with(|| KindQueue {
-                // A limit of 0 would leave the kind's steps waiting forever.
-                limit: provider.concurrency_limit().max(1),
+                limit: config.kind_limit(kind, provider.concurrency_limit()),
                 ..KindQueue::default()
             });
             for after in &step.after {

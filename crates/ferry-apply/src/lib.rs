@@ -2,7 +2,8 @@
 //!
 //! A step starts as soon as every step in its `after` list has succeeded (event-driven, not in
 //! level-by-level waves), within a global parallelism limit and each provider's own
-//! [`concurrency_limit`](ferry_core::Provider::concurrency_limit). Transient errors are retried
+//! [`concurrency_limit`](ferry_core::Provider::concurrency_limit) or the limit the caller sets
+//! for its kind ([`ApplyConfig::kind_parallelism`]). Transient errors are retried
 //! with backoff, each attempt has a time limit, a failure skips only the steps that depend on
 //! it, and cancellation comes in two strengths (stop starting; abort). The journal is written
 //! before each step starts and after it ends, and the state is saved after each successful

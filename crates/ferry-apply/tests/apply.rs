@@ -133,6 +133,50 @@ async fn parallelism_is_bounded_globally_and_per_provider() {
     }
 }
 
+/// A kind's limit from the config (the spec's `[limits]`, `--kind-parallelism`) replaces its
+/// provider's own, for that kind only, and the global parallelism still bounds the sum: the
+/// counts are the in-memory provider's, which records how many of each kind ran at once.
+#[tokio::test(start_paused = true)]
+async fn a_kind_limit_from_the_config_replaces_the_providers_own() {
+    // (global parallelism, hook limit set, expected max of hooks at once, of VMs at once)
+    let cases = [
+        (40, None, 4, 4),
+        (40, Some(1), 1, 4),
+        (40, Some(16), 16, 4),
+        (40, Some(30), 30, 4),
+        (12, Some(30), 12, 4),
+    ];
+    for (parallelism, hook_limit, expected_hooks, expected_vms) in cases {
+        let world = World::new();
+        // Hooks first in plan order, so that they fill what the limits leave before any VM.
+        let steps = (0..40)
+            .map(|index| step(&format!("hook.h{index}:create"), 10, &[]))
+            .chain((0..10).map(|index| step(&format!("vm.v{index}:create"), 10, &[])))
+            .collect();
+        let plan = plan_of(steps);
+        // Every provider's own limit is 4, as the hook provider's was.
+        let providers = providers_with(&world, Behaviour::from_estimates(), 4);
+        let config = ApplyConfig {
+            parallelism,
+            kind_parallelism: hook_limit
+                .map(|limit| [(Kind::Hook, limit)].into())
+                .unwrap_or_default(),
+            ..ApplyConfig::default()
+        };
+        let report = run(&plan, &providers, &config).await;
+        assert!(report.succeeded());
+        assert_eq!(
+            (
+                world.max_running_of(Kind::Hook),
+                world.max_running_of(Kind::Vm),
+                world.max_running() <= parallelism,
+            ),
+            (expected_hooks, expected_vms, true),
+            "parallelism {parallelism}, hook limit {hook_limit:?}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_step_starts_as_soon_as_its_own_predecessors_succeed() {
     // b's chain finishes long before a: with waves, d would wait for a.

@@ -132,6 +132,7 @@ pub fn apply_command(args: &ApplyArgs, output: &Output) -> Result<ExitCode> {
                 lock_timeout: args.lock_timeout,
                 config: ApplyConfig {
                     parallelism: usize::from(args.parallelism),
+                    kind_parallelism: args.kind_parallelism.iter().copied().collect(),
                     ..ApplyConfig::default()
                 },
                 control: &control,

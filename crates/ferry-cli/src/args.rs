@@ -212,6 +212,12 @@ pub struct ApplyArgs {
     /// Steps running at once, over all providers.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
+    /// Steps of one kind running at once, as KIND=N (repeatable: --kind-parallelism hook=16
+    /// --kind-parallelism vm=4), overriding the spec's [limits]. Without either, hooks follow
+    /// --parallelism, each Azure kind runs at most 8 at once (ARM's write limits) and zfs_pool
+    /// 4 (a host runs one zpool command at a time).
+    #[arg(long, value_name = "KIND=N", value_parser = ferry_core::limits::parse_kind_limit)]
+    pub kind_parallelism: Vec<(ferry_core::Kind, usize)>,
     /// After the apply, draw what happened as a timeline (SVG) from the real start and end
     /// times.
     #[arg(long, value_name = "FILE.svg")]

@@ -234,6 +234,8 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
                     // Someone already applying is handling it: do not queue behind them.
                     lock_timeout: std::time::Duration::ZERO,
                     parallelism: 10,
+                    // The spec's [limits] still apply: the operations read them.
+                    kind_parallelism: Vec::new(),
                     timeline: None,
                     json: false,
                     verbose: false,

@@ -7,6 +7,7 @@
 pub mod address;
 pub mod fields;
 pub mod fs;
+pub mod limits;
 pub mod naming;
 pub mod observation;
 pub mod plan;

@@ -469,8 +469,16 @@ impl StepError {
 pub trait Provider: Send + Sync + fmt::Debug {
     fn kind(&self) -> Kind;
 
-    /// How many of this provider's steps may run at once (ARM throttles per subscription, an
-    /// SSH host runs one `zpool` command at a time).
+    /// How many of this provider's steps may run at once, unless the spec's `[limits]` or
+    /// `--kind-parallelism` sets the kind's (`ApplyConfig::kind_parallelism`).
+    ///
+    /// The default, 8, is what the Azure providers keep (and `dns_record`, `check`): ARM's
+    /// write limits. A subscription's writes share a bucket of 200 requests refilled at 10 a
+    /// second (learn.microsoft.com, "Understand how Azure Resource Manager throttles
+    /// requests"), and each step is a write and then polls; 8 per kind leaves room for the
+    /// other kinds' writes and for whoever else writes to the subscription, so a failover
+    /// never drains the bucket. `hook` has no limit of its own (the global parallelism
+    /// bounds it) and `zfs_pool` keeps 4 (an SSH host runs one `zpool` command at a time).
     fn concurrency_limit(&self) -> usize {
         8
     }

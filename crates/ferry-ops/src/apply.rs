@@ -42,6 +42,8 @@ pub struct ApplyRequest<'a> {
     pub lock_timeout: Duration,
     /// The engine's settings. Its `secrets` are replaced with the spec's, read from this
     /// process's environment: a saved plan's sealed values are opened with today's values.
+    /// Its `kind_parallelism` is laid over the spec's `[limits]`: a kind it names takes its
+    /// limit, the others the spec's, then their provider's.
     pub config: ApplyConfig,
     /// Stops starting steps, or aborts them (the CLI wires Ctrl-C to it).
     pub control: &'a ApplyControl,
@@ -188,10 +190,12 @@ impl Deployment {
         if plan.is_empty() && plan.failover.is_none() {
             return Ok(Applied::NothingToDo { plan });
         }
-        let config = ApplyConfig {
-            secrets: self.spec.secrets.clone(),
-            ..request.config
-        };
+        let mut config = request.config;
+        config.secrets = self.spec.secrets.clone();
+        // The spec's `[limits]` first, the caller's own (`--kind-parallelism`) over them.
+        let mut kind_parallelism = self.spec.limits.clone();
+        kind_parallelism.append(&mut config.kind_parallelism);
+        config.kind_parallelism = kind_parallelism;
         let report = ferry_apply::apply(
             &plan,
             &providers,

@@ -253,3 +253,71 @@ async fn a_saved_plan_is_refused_once_its_readings_changed_or_for_another_deploy
         "a saved plan was approved when it was reviewed"
     );
 }
+
+/// A spec of `count` independent hooks, with `limits` as its `[limits]` block's lines.
+fn hooks_spec(folder: &Path, count: usize, limits: &str) -> PathBuf {
+    let mut text = String::from("[deployment]\nname = \"hooks\"\nlocation = \"westeurope\"\n");
+    if !limits.is_empty() {
+        text.push_str(&format!("\n[limits]\n{limits}\n"));
+    }
+    for index in 0..count {
+        text.push_str(&format!("\n[hook.h{index}]\nshell = \"true\"\n"));
+    }
+    let spec = folder.join("hooks.toml");
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+/// The spec's `[limits]` reach the engine through the operations, and the caller's
+/// `kind_parallelism` wins over them: counted by the in-memory providers (each with a limit
+/// of 8 of its own), whose steps take their estimates on tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn the_specs_limits_bound_an_apply_and_the_callers_override_them() {
+    // (the spec's [limits], the caller's hook limit, most hooks at once)
+    let cases = [
+        ("", None, 8),
+        ("hook = 3", None, 3),
+        ("hook = 3", Some(5), 5),
+        ("vm = 1", Some(12), 12),
+    ];
+    for (limits, callers, expected) in cases {
+        let folder = tempfile::tempdir().unwrap();
+        let spec = hooks_spec(folder.path(), 20, limits);
+        let world = ferry_world::World::new();
+        let providers = ferry_world::memory_providers(&world, |provider| {
+            provider.behaviour(ferry_world::Behaviour::from_estimates())
+        });
+        let deployment = Deployment::load(
+            &spec,
+            &LoadOptions::default(),
+            WorldSource::Providers(providers),
+        )
+        .unwrap();
+        let mut approve = |_: &ferry_core::Plan| Ok(Approval::Approved);
+        let applied = deployment
+            .apply(ApplyRequest {
+                plan: PlanSource::Fresh(PlanOptions::default()),
+                lock_timeout: Duration::ZERO,
+                config: ApplyConfig {
+                    parallelism: 16,
+                    kind_parallelism: callers
+                        .map(|limit| [(ferry_core::Kind::Hook, limit)].into())
+                        .unwrap_or_default(),
+                    ..ApplyConfig::default()
+                },
+                control: &ApplyControl::new(),
+                on_event: &|_| {},
+                approve: &mut approve,
+            })
+            .await;
+        let Ok(Applied::Ran { report, .. }) = applied else {
+            panic!("the apply must run: {applied:?}");
+        };
+        assert!(report.succeeded(), "{report:?}");
+        assert_eq!(
+            world.max_running_of(ferry_core::Kind::Hook),
+            expected,
+            "[limits] {limits:?}, the caller's {callers:?}"
+        );
+    }
+}

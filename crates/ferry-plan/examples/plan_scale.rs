@@ -39,16 +39,18 @@ fn main() {
     )
     .expect("the synthetic spec is valid");
     let parsed = start.elapsed();
+    let peak_after_parse = peak_memory_mib();
     let plan = ferry_plan::plan(&spec, &Snapshot::new(0), &rules, &PlanConfig::default())
         .expect("the synthetic spec plans");
     let planned = start.elapsed() - parsed;
     println!(
-        "{} resources, {} steps: parse+validate {:.1} ms, plan {:.1} ms, total {:.1} ms, peak memory {:.0} MiB",
+        "{} resources, {} steps: parse+validate {:.1} ms, plan {:.1} ms, total {:.1} ms, peak memory {:.0} MiB ({:.0} MiB after parse+validate)",
         spec.resources.len(),
         plan.steps.len(),
         parsed.as_secs_f64() * 1000.0,
         planned.as_secs_f64() * 1000.0,
         (parsed + planned).as_secs_f64() * 1000.0,
-        peak_memory_mib()
+        peak_memory_mib(),
+        peak_after_parse
     );
 }

@@ -35,6 +35,9 @@ pub struct Spec {
     pub deployment: Deployment,
     pub failover: FailoverPolicy,
     pub state: StateConfig,
+    /// `[limits]`: the steps of a kind an apply runs at once, for the kinds it names; the
+    /// others keep their provider's own limit. `ferry apply --kind-parallelism` overrides it.
+    pub limits: ferry_core::limits::KindLimits,
     pub watch: WatchPolicy,
     /// `[variables]`, after `--var` overrides.
     pub variables: BTreeMap<String, Value>,

@@ -115,7 +115,7 @@ pub(crate) fn load(
                 node,
             };
             match name {
-                "deployment" | "failover" | "state" | "watch" => {
+                "deployment" | "failover" | "state" | "limits" | "watch" => {
                     let block = BLOCKS
                         .into_iter()
                         .find(|block| *block == name)
@@ -158,6 +158,7 @@ pub(crate) fn load(
     let deployment = loader.read_deployment(blocks.get("deployment"));
     let (mut failover, trigger_nodes) = loader.read_failover(blocks.get("failover"));
     let state = loader.read_state(blocks.get("state"), root);
+    let limits = loader.read_limits(blocks.get("limits"));
     let watch = loader.read_watch(blocks.get("watch"), &state);
     let zones = loader.read_zones(&zone_entries);
 
@@ -196,6 +197,7 @@ pub(crate) fn load(
         deployment,
         failover,
         state,
+        limits,
         watch,
         variables: loader.variables,
         secrets: loader.secrets,

@@ -203,15 +203,32 @@ impl Journal {
 
     /// Appends one record and waits until it is on disk.
     pub fn append(&self, record: &JournalRecord) -> Result<(), JournalError> {
-        let mut line = serde_json::to_string(record).expect("journal records always serialise");
-        line.push('\n');
+        self.append_all(std::slice::from_ref(record))
+    }
+
+    /// Appends records in order and waits until all are on disk, with one write and one
+    /// fsync: the steps that start or end together cost one fsync, not one each (a group
+    /// commit). A crash may keep a prefix of them, never a torn line (see [`cut_torn_tail`]).
+    pub fn append_all(&self, records: &[JournalRecord]) -> Result<(), JournalError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = records
+            .iter()
+            .map(|record| {
+                let mut line =
+                    serde_json::to_string(record).expect("journal records always serialise");
+                line.push('\n');
+                line
+            })
+            .collect();
         let file = self
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // One write call per record keeps lines whole even if two steps append at once.
+        // One write call keeps lines whole even if two steps append at once.
         (&*file)
-            .write_all(line.as_bytes())
+            .write_all(lines.concat().as_bytes())
             .and_then(|()| (&*file).flush())
             .and_then(|()| file.sync_data())
             .map_err(|source| JournalError::Write {
@@ -219,10 +236,12 @@ impl Journal {
                 source,
             })?;
         // The file lock is still held, so the mirror sees records in the file's order.
-        match &self.mirror {
-            Some(mirror) => mirror.append(record, &line),
-            None => Ok(()),
+        if let Some(mirror) = &self.mirror {
+            for (record, line) in records.iter().zip(&lines) {
+                mirror.append(record, line)?;
+            }
         }
+        Ok(())
     }
 }
 
@@ -505,6 +524,24 @@ mod tests {
             at: AT.into(),
             complete,
         }
+    }
+
+    #[test]
+    fn records_appended_together_are_read_back_whole_and_in_order() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("journal.jsonl");
+        let journal = Journal::open(&path).unwrap();
+        journal.append(&apply_started("a1")).unwrap();
+        let together = [
+            started("a1", "vm.x@g1:create"),
+            started("a1", "vm.y@g1:create"),
+            finished("a1", "vm.x@g1:create", true),
+        ];
+        journal.append_all(&together).unwrap();
+        journal.append_all(&[]).unwrap();
+        let mut expected = vec![apply_started("a1")];
+        expected.extend(together);
+        assert_eq!(read_records(&path).unwrap(), expected);
     }
 
     /// Renders a summary as `step: phase [resume token]` lines, for compact expectations.

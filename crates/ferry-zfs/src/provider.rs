@@ -109,7 +109,9 @@ impl Provider for ZfsPoolProvider {
     }
 
     fn concurrency_limit(&self) -> usize {
-        // Each host runs one command at a time anyway (one connection per host).
+        // Each host runs one command at a time anyway (one connection per host), so a higher
+        // limit would only queue steps on the hosts; 4 lets the pools of a few hosts move
+        // together. The spec's `[limits] zfs_pool = N` can still change it.
         4
     }
 

@@ -1,12 +1,14 @@
 //! The blocks that are not resources: `[variables]` (with `--var` overrides), `[deployment]`,
-//! `[failover]`, `[state]` and `[zones."NAME"]`, each with its backend when it has one.
+//! `[failover]`, `[state]`, `[limits]` and `[zones."NAME"]`, each with its backend when it has
+//! one.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use ferry_core::limits::{KIND_PARALLELISM_RANGE, KindLimits};
 use ferry_core::provider::FieldSchema;
 use ferry_core::value::{self, Expression};
-use ferry_core::{Attributes, Value};
+use ferry_core::{Attributes, Kind, Value};
 use toml::de::DeValue;
 
 use super::fields::{Allowed, TableRead};
@@ -279,6 +281,65 @@ impl Loader<'_> {
                     .unwrap_or(".ferry"),
             )
         }
+    }
+
+    /// `[limits]`: a key per kind whose limit the spec sets. A key that names no kind is
+    /// reported as an unknown kind, with the closest kind when one is close.
+    pub(super) fn read_limits(&mut self, entry: Option<&Entry>) -> KindLimits {
+        let mut limits = KindLimits::new();
+        let Some(entry) = entry else {
+            return limits;
+        };
+        let Some(table) = self.table_of(entry, "[limits]") else {
+            return limits;
+        };
+        let kind_names: Vec<&str> = Kind::ALL.into_iter().map(Kind::as_str).collect();
+        let mut not_kinds = Vec::new();
+        for key in table.keys() {
+            let name: &str = key.get_ref();
+            if name.parse::<Kind>().is_ok() {
+                continue;
+            }
+            let help = did_you_mean(name, kind_names.iter().copied()).unwrap_or_else(|| {
+                format!(
+                    "[limits] takes the resource kinds: {}",
+                    kind_names.join(", ")
+                )
+            });
+            self.push(
+                SpecError::new(
+                    Problem::UnknownKind {
+                        name: name.to_owned(),
+                    },
+                    Some(place(&entry.file, key.span())),
+                )
+                .help(help),
+            );
+            not_kinds.push(name);
+        }
+        let schema = super::schemas::limits();
+        let read = self.read_table(
+            &entry.file,
+            entry.node.span(),
+            table,
+            &schema,
+            &not_kinds,
+            Allowed::VariablesAndEnvironment,
+            "[limits]",
+            true,
+        );
+        for (name, value) in &read.values {
+            let (Ok(kind), Some(limit)) = (name.parse::<Kind>(), value.as_i64()) else {
+                continue;
+            };
+            // Out of range was reported by the schema's check: leave the provider's limit.
+            if KIND_PARALLELISM_RANGE.contains(limit)
+                && let Ok(limit) = usize::try_from(limit)
+            {
+                limits.insert(kind, limit);
+            }
+        }
+        limits
     }
 
     /// The `backend` of a block, checked against the choices; `None` when it is not usable.

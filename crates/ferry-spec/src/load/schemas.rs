@@ -1,13 +1,16 @@
 //! The schemas of the blocks that are not resources (`[deployment]`, `[failover]`, `[state]`,
-//! `[watch]`, `[zones."NAME"]`), and the names the loader treats apart from kinds.
+//! `[limits]`, `[watch]`, `[zones."NAME"]`), and the names the loader treats apart from kinds.
 
+use ferry_core::Kind;
+use ferry_core::limits::KIND_PARALLELISM_RANGE;
 use ferry_core::provider::{FieldSchema, FieldType, OnChange};
 
 /// The top-level tables that are not resource kinds.
-pub(super) const BLOCKS: [&str; 6] = [
+pub(super) const BLOCKS: [&str; 7] = [
     "deployment",
     "failover",
     "state",
+    "limits",
     "variables",
     "watch",
     "zones",
@@ -69,6 +72,21 @@ pub(super) const WATCH: &[FieldSchema] = &[FieldSchema {
     description: "how many `ferry watch` processes must each have seen a trigger unhealthy for their hold time before the leader fails over automatically (or marks its alert confirmed); above 1 it needs a shared [state]",
     on_change: OnChange::InPlace,
 }];
+
+/// `[limits]`: one optional integer per kind, the steps of that kind an apply runs at once.
+pub(super) fn limits() -> Vec<FieldSchema> {
+    Kind::ALL
+        .into_iter()
+        .map(|kind| FieldSchema {
+            name: kind.as_str(),
+            field_type: FieldType::Integer(KIND_PARALLELISM_RANGE),
+            required: false,
+            default: None,
+            description: "the steps of this kind an apply runs at once, in place of its provider's own limit (--kind-parallelism overrides it)",
+            on_change: OnChange::InPlace,
+        })
+        .collect()
+}
 
 pub(super) const STATE_LOCAL: &[FieldSchema] = &[
     text("backend", false, Some("local"), "local or azure_blob"),
