@@ -440,9 +440,12 @@ async fn a_blip_longer_than_the_fences_retries_detaches_nothing_and_a_new_plan_f
         .unwrap_or_else(|| panic!("the old VM's change is named: {}", refused.shown()));
     assert!(stale.ends_with(", now present, healthy"), "{stale}");
     assert!(
-        refused.stderr.starts_with(
-            "error: the world changed since this plan was made, so it is not applied:"
-        ) && refused.stderr.contains("make a new plan with ferry plan"),
+        // After the header that names the deployment and the saved plan.
+        refused.stderr.starts_with("Deployment data100, generation 1 serves")
+            && refused.stderr.contains(
+                "\nerror: the world changed since this plan was made, so it is not applied:"
+            )
+            && refused.stderr.contains("make a new plan with ferry plan"),
         "{}",
         refused.shown()
     );
