@@ -441,7 +441,9 @@ async fn a_blip_longer_than_the_fences_retries_detaches_nothing_and_a_new_plan_f
     assert!(stale.ends_with(", now present, healthy"), "{stale}");
     assert!(
         // After the header that names the deployment and the saved plan.
-        refused.stderr.starts_with("Deployment data100, generation 1 serves")
+        refused
+            .stderr
+            .starts_with("Deployment data100, generation 1 serves")
             && refused.stderr.contains(
                 "\nerror: the world changed since this plan was made, so it is not applied:"
             )
