@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
-
 use ferry_core::{Action, Kind, Plan, Snapshot};
 use ferry_plan::{FailoverRequest, PlanConfig};
 use support::{converge, data100, data100_snapshot};

@@ -117,12 +117,6 @@ fn data100_failover_order_keeps_the_story() {
         &PlanConfig::default(),
     )
     .unwrap();
-    let position = |id: &str| {
-        plan.steps
-            .iter()
-            .position(|step| step.id.0 == id)
-            .unwrap_or_else(|| panic!("{id} is not in the plan"))
-    };
     let ancestors = |id: &str| -> std::collections::BTreeSet<String> {
         plan.ancestors(&ferry_core::StepId(id.to_owned()))
             .into_iter()

@@ -208,7 +208,7 @@ impl Journal {
 
     /// Appends records in order and waits until all are on disk, with one write and one
     /// fsync: the steps that start or end together cost one fsync, not one each (a group
-    /// commit). A crash may keep a prefix of them, never a torn line (see [`cut_torn_tail`]).
+    /// commit). A crash may keep a prefix of them, never a torn line (the reader cuts a torn tail).
     pub fn append_all(&self, records: &[JournalRecord]) -> Result<(), JournalError> {
         if records.is_empty() {
             return Ok(());
