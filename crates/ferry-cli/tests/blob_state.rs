@@ -13,24 +13,14 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_arm::CredentialChoice;
-use ferry_core::Secret;
-use ferry_servers::Azurite;
 use ferry_state::StateBackend;
 use ferry_state::journal::JournalRecord;
-use ferry_state_blob::{BlobAuth, BlobBackend, BlobStateConfig};
+use ferry_state_blob::BlobBackend;
 use serde_json::Value;
-use support::{Run, event, finished_ok, step};
-
-/// The container and the state blob the spec names.
-const CONTAINER: &str = "ferry";
-const BLOB: &str = "data100/state.json";
-/// The variable the spec's `sas_url_env` names.
-const SAS_VARIABLE: &str = "FERRY_TEST_STATE_SAS_URL";
+use support::{BlobScratch, Run, event, finished_ok, step};
 
 /// The longest the test waits for anything: generous, so that it never fails on a slow
 /// machine, yet a hang ends the test instead of blocking it for ever.
@@ -38,45 +28,19 @@ const PATIENCE: Duration = Duration::from_secs(600);
 
 /// A scratch copy of specs/data100 whose state is in Azurite, and the Azurite.
 struct Scratch {
-    /// Declared first so that it is dropped (stopped) before the folder holding its data is
-    /// removed, however the test ends.
-    azurite: Azurite,
-    data100: support::Scratch,
+    blob: BlobScratch,
 }
 
 impl Scratch {
     fn new() -> Self {
-        let data100 = support::Scratch::new();
-        let azurite = Azurite::start(&data100.path().join("azurite"))
-            .unwrap_or_else(|error| panic!("{error}"));
-        let scratch = Scratch { azurite, data100 };
-        scratch.backend().create_container().unwrap();
-        let main = scratch.spec().join("main.toml");
-        let text = std::fs::read_to_string(&main).unwrap();
-        let local = "[state]\nbackend = \"local\"\n";
-        assert!(text.contains(local), "data100's [state] changed: {text}");
-        let blob_state = format!(
-            "[state]\nbackend = \"azure_blob\"\naccount = \"devstoreaccount1\"\ncontainer = \"{CONTAINER}\"\nblob = \"{BLOB}\"\nsas_url_env = \"{SAS_VARIABLE}\"\nca_file = \"{}\"\n",
-            scratch.azurite.ca_file.display()
-        );
-        std::fs::write(&main, text.replace(local, &blob_state)).unwrap();
-        scratch
-    }
-
-    fn path(&self) -> &Path {
-        self.data100.path()
-    }
-
-    fn spec(&self) -> PathBuf {
-        self.data100.spec()
+        Scratch {
+            blob: BlobScratch::new(),
+        }
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = self.data100.command(args);
-        command
-            .env(SAS_VARIABLE, self.azurite.sas_url(CONTAINER))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut command = self.blob.command(args);
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
         command
     }
 
@@ -95,24 +59,9 @@ impl Scratch {
         ])
     }
 
-    /// A backend of its own on the same blobs (a bearer token, another local journal): what
-    /// another machine would read.
+    /// A backend of its own on the same blobs: what another machine would read.
     fn backend(&self) -> BlobBackend {
-        let elsewhere = self.path().join("elsewhere");
-        std::fs::create_dir_all(&elsewhere).unwrap();
-        BlobBackend::new(BlobStateConfig {
-            container_url: url::Url::parse(&self.azurite.container_url(CONTAINER)).unwrap(),
-            blob: BLOB.to_owned(),
-            auth: BlobAuth::Credential(CredentialChoice::StaticToken(Secret::new(
-                ferry_servers::azurite_token(),
-            ))),
-            ca_file: Some(self.azurite.ca_file.clone()),
-            local_journal: elsewhere.join("journal.jsonl"),
-            lease: BlobStateConfig::SHORTEST_LEASE,
-            request_timeout: Duration::from_secs(30),
-            retry_for: Duration::from_secs(30),
-        })
-        .unwrap()
+        self.blob.backend()
     }
 
     /// The state blob, as JSON.
@@ -132,11 +81,11 @@ impl Scratch {
 
     /// Every whole line of the local journal mirror, parsed.
     fn local_journal(&self) -> Vec<Value> {
-        self.data100.journal()
+        self.blob.data100.journal()
     }
 
     fn world(&self) -> Value {
-        self.data100.world()
+        self.blob.data100.world()
     }
 
     /// Generation 1 built, its state in the blob; then its API server breaks.
@@ -144,7 +93,7 @@ impl Scratch {
         let build = self.apply();
         assert_eq!(build.code, 0, "{}", build.stderr);
         assert_eq!(self.blob_state()["active_generation"], 1);
-        self.data100.break_api_server(1);
+        self.blob.data100.break_api_server(1);
         self
     }
 }
@@ -270,7 +219,7 @@ fn azurite_stopped_mid_apply_stops_it_and_the_next_apply_resumes() {
         done >= 2
     });
     let saved_before_the_stop = scratch.blob_state();
-    scratch.azurite.stop().unwrap();
+    scratch.blob.azurite.stop().unwrap();
 
     // 1. It stops starting steps and ends by itself, once the backend's retries give up.
     wait_for("the apply ends without its state backend", || {
@@ -279,7 +228,7 @@ fn azurite_stopped_mid_apply_stops_it_and_the_next_apply_resumes() {
     let failed = apply.ended();
     let stderr = failed
         .stderr
-        .replace(&scratch.azurite.port.to_string(), "PORT");
+        .replace(&scratch.blob.azurite.port.to_string(), "PORT");
     eprintln!("the apply Azurite stopped under:\n{stderr}");
     assert_eq!(failed.code, 1, "{stderr}");
     let state_place = "https://127.0.0.1:PORT/devstoreaccount1/ferry/data100/state.json";
@@ -332,7 +281,7 @@ fn azurite_stopped_mid_apply_stops_it_and_the_next_apply_resumes() {
     let failed_records = scratch.local_journal()[before..].to_vec();
 
     // 3. Azurite comes back on the same port with the same data.
-    scratch.azurite.start_again().unwrap();
+    scratch.blob.azurite.start_again().unwrap();
     let blob_records = scratch.blob_journal()[before_blob..].to_vec();
     // 2. Nothing stateful is lost. The blob journal is the local one less what could not be
     // written to it, in the same order.

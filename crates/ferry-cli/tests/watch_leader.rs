@@ -12,40 +12,21 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferry_servers::Azurite;
 use ferry_testkit::webhook_receiver::WebhookReceiver;
 
-const CONTAINER: &str = "ferry";
-const BLOB: &str = "data100/state.json";
-const SAS_VARIABLE: &str = "FERRY_TEST_STATE_SAS_URL";
 /// The longest the test waits for a line: a lease period and then some on a slow machine,
 /// so that a hang ends the test instead of blocking it for ever.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-/// A scratch copy of data100 whose state is in Azurite.
+/// A scratch copy of data100 whose state is in Azurite, generation 1 built.
 struct Scratch {
-    /// Declared first: stopped before the folder holding its data is removed.
-    azurite: Azurite,
-    data100: support::Scratch,
+    blob: support::BlobScratch,
 }
 
 impl Scratch {
     fn new() -> Self {
-        let data100 = support::Scratch::new();
-        let azurite = Azurite::start(&data100.path().join("azurite"))
-            .unwrap_or_else(|error| panic!("{error}"));
-        let main = data100.spec().join("main.toml");
-        let text = std::fs::read_to_string(&main).unwrap();
-        let local = "[state]\nbackend = \"local\"\n";
-        assert!(text.contains(local), "data100's [state] changed: {text}");
-        let blob_state = format!(
-            "[state]\nbackend = \"azure_blob\"\naccount = \"devstoreaccount1\"\ncontainer = \"{CONTAINER}\"\nblob = \"{BLOB}\"\nsas_url_env = \"{SAS_VARIABLE}\"\nca_file = \"{}\"\n",
-            azurite.ca_file.display()
-        );
-        std::fs::write(&main, text.replace(local, &blob_state)).unwrap();
-        let scratch = Scratch { azurite, data100 };
-        scratch.create_container();
-        let run: support::Run = scratch
+        let blob = support::BlobScratch::new();
+        let run: support::Run = blob
             .command(&[
                 "apply",
                 "data100",
@@ -60,33 +41,11 @@ impl Scratch {
             .unwrap()
             .into();
         assert_eq!(run.code, 0, "{}", run.stderr);
-        scratch
-    }
-
-    fn create_container(&self) {
-        use ferry_state_blob::{BlobAuth, BlobBackend, BlobStateConfig};
-        let elsewhere = self.data100.path().join("elsewhere");
-        std::fs::create_dir_all(&elsewhere).unwrap();
-        let backend = BlobBackend::new(BlobStateConfig {
-            container_url: url::Url::parse(&self.azurite.container_url(CONTAINER)).unwrap(),
-            blob: BLOB.to_owned(),
-            auth: BlobAuth::Credential(ferry_arm::CredentialChoice::StaticToken(
-                ferry_core::Secret::new(ferry_servers::azurite_token()),
-            )),
-            ca_file: Some(self.azurite.ca_file.clone()),
-            local_journal: elsewhere.join("journal.jsonl"),
-            lease: BlobStateConfig::SHORTEST_LEASE,
-            request_timeout: Duration::from_secs(30),
-            retry_for: Duration::from_secs(30),
-        })
-        .unwrap();
-        backend.create_container().unwrap();
+        Scratch { blob }
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = self.data100.command(args);
-        command.env(SAS_VARIABLE, self.azurite.sas_url(CONTAINER));
-        command
+        self.blob.command(args)
     }
 
     /// Replaces the world file in one rename, so that a watcher never reads half of it.
@@ -95,9 +54,9 @@ impl Scratch {
     }
 
     fn set_world_file(&self, name: &str, world: &serde_json::Value) {
-        let temporary = self.data100.path().join(format!("{name}.new"));
+        let temporary = self.blob.data100.path().join(format!("{name}.new"));
         std::fs::write(&temporary, world.to_string()).unwrap();
-        std::fs::rename(temporary, self.data100.path().join(name)).unwrap();
+        std::fs::rename(temporary, self.blob.data100.path().join(name)).unwrap();
     }
 }
 
@@ -195,7 +154,7 @@ impl Watcher {
 fn a_killed_leader_is_replaced_by_its_follower_which_does_not_alert_again_what_it_sent() {
     let scratch = Scratch::new();
     let receiver = WebhookReceiver::start(Vec::new());
-    let healthy = scratch.data100.world();
+    let healthy = scratch.blob.data100.world();
 
     let mut first = Watcher::start(&scratch, &receiver.url());
     let startup = first.wait_for("Watching data100");
@@ -273,12 +232,12 @@ fn a_killed_leader_is_replaced_by_its_follower_which_does_not_alert_again_what_i
 #[test]
 fn a_failover_seen_by_one_watcher_of_three_waits_for_a_second_and_its_alerts_say_who_saw_what() {
     let scratch = Scratch::new();
-    let main = scratch.data100.spec().join("main.toml");
+    let main = scratch.blob.data100.spec().join("main.toml");
     let text = std::fs::read_to_string(&main).unwrap();
     std::fs::write(&main, format!("{text}\n[watch]\nquorum = 2\n")).unwrap();
     // Each watcher reads its own copy of the world: the first one's path to the API server is
     // cut, the others read it fine.
-    let healthy = scratch.data100.world();
+    let healthy = scratch.blob.data100.world();
     for name in ["world-a.json", "world-b.json", "world-c.json"] {
         scratch.set_world_file(name, &healthy);
     }
@@ -329,7 +288,7 @@ fn a_failover_seen_by_one_watcher_of_three_waits_for_a_second_and_its_alerts_say
     assert!(annotations.get("plan_written").is_none(), "{annotations}");
     // Some of the leader's rounds pass: still no plan, nothing applied.
     std::thread::sleep(Duration::from_millis(500));
-    assert!(!scratch.data100.path().join("failover.plan").exists());
+    assert!(!scratch.blob.data100.path().join("failover.plan").exists());
     assert_eq!(receiver.received().len(), 1, "{:?}", receiver.received());
 
     // A second watcher loses the API server too: the quorum is reached, the leader says so,

@@ -25,6 +25,7 @@ use azure_storage_blob::models::{
     BlobClientSetMetadataOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
 };
 
+use crate::lock::{Renewal, renew_once};
 use crate::transport::{describe, download, status};
 use crate::{BlobBackend, BlobError, BlobStateConfig, Inner};
 
@@ -420,23 +421,11 @@ async fn renew_in_background(
     let mut last_renewed = Instant::now();
     loop {
         tokio::time::sleep(lease / 3).await;
-        match inner.watch_leader.renew_lease(lease_id.clone(), None).await {
-            Ok(_) => last_renewed = Instant::now(),
-            Err(error)
-                if matches!(
-                    status(&error),
-                    Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
-                ) =>
-            {
-                *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(describe(&error));
+        match renew_once(&inner.watch_leader, &lease_id, lease, &mut last_renewed).await {
+            Renewal::Renewed | Renewal::NotYet => {}
+            Renewal::Lost(reason) => {
+                *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
                 return;
-            }
-            Err(error) => {
-                // A passing fault: try again at the next tick while the lease may still hold.
-                if last_renewed.elapsed() >= lease {
-                    *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(describe(&error));
-                    return;
-                }
             }
         }
     }

@@ -311,9 +311,8 @@ async fn renew_in_background(
     let mut last_renewed = Instant::now();
     loop {
         tokio::time::sleep(lease / 3).await;
-        match inner.lock.renew_lease(lease_id.clone(), None).await {
-            Ok(_) => {
-                last_renewed = Instant::now();
+        match renew_once(&inner.lock, &lease_id, lease, &mut last_renewed).await {
+            Renewal::Renewed => {
                 info.expires_at = format_time(SystemTime::now() + lease);
                 let options = BlobClientSetMetadataOptions {
                     lease_id: Some(lease_id.clone()),
@@ -324,24 +323,48 @@ async fn renew_in_background(
                     .set_metadata(&to_metadata(&info), Some(options))
                     .await;
             }
-            // Another lease, or none: someone broke ours.
-            Err(error)
-                if matches!(
-                    status(&error),
-                    Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
-                ) =>
-            {
-                *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(describe(&error));
+            Renewal::Lost(reason) => {
+                *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
                 return;
             }
-            Err(error) => {
-                // A passing fault: try again at the next tick while the lease may still hold.
-                if last_renewed.elapsed() >= lease {
-                    *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(describe(&error));
-                    return;
-                }
-            }
+            Renewal::NotYet => {}
         }
+    }
+}
+
+/// How one renewal of a lease went.
+pub(crate) enum Renewal {
+    Renewed,
+    /// Another lease, or none (someone broke ours), or no renewal for a whole lease period:
+    /// the lease may have gone, and whoever holds it must stop acting on it.
+    Lost(String),
+    /// A passing fault while the lease may still hold: try again at the next tick.
+    NotYet,
+}
+
+/// Renews the lease `lease_id` on `client` once; `last_renewed` is when it last succeeded.
+/// The one rule of every lease ferry keeps (the apply lock, the watch leader).
+pub(crate) async fn renew_once(
+    client: &BlobClient,
+    lease_id: &str,
+    lease: Duration,
+    last_renewed: &mut Instant,
+) -> Renewal {
+    match client.renew_lease(lease_id.to_owned(), None).await {
+        Ok(_) => {
+            *last_renewed = Instant::now();
+            Renewal::Renewed
+        }
+        Err(error)
+            if matches!(
+                status(&error),
+                Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
+            ) =>
+        {
+            Renewal::Lost(describe(&error))
+        }
+        Err(error) if last_renewed.elapsed() >= lease => Renewal::Lost(describe(&error)),
+        Err(_) => Renewal::NotYet,
     }
 }
 

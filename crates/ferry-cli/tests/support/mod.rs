@@ -180,3 +180,71 @@ impl Scratch {
         self.set_world(&world);
     }
 }
+
+/// A scratch copy of specs/data100 whose `[state]` is in Azure Blob Storage on a real Azurite
+/// (HTTPS, a test CA, a container SAS URL in [`BlobScratch::SAS_VARIABLE`]).
+pub struct BlobScratch {
+    /// Declared first so that it is dropped (stopped) before the folder holding its data is
+    /// removed, however the test ends.
+    pub azurite: ferry_servers::Azurite,
+    pub data100: Scratch,
+}
+
+impl BlobScratch {
+    /// The container and the state blob the spec names.
+    pub const CONTAINER: &'static str = "ferry";
+    pub const BLOB: &'static str = "data100/state.json";
+    /// The variable the spec's `sas_url_env` names.
+    pub const SAS_VARIABLE: &'static str = "FERRY_TEST_STATE_SAS_URL";
+
+    /// Azurite started in the scratch folder, its container created, data100's `[state]`
+    /// pointed at it.
+    pub fn new() -> Self {
+        let data100 = Scratch::new();
+        let azurite = ferry_servers::Azurite::start(&data100.path().join("azurite"))
+            .unwrap_or_else(|error| panic!("{error}"));
+        let main = data100.spec().join("main.toml");
+        let text = std::fs::read_to_string(&main).unwrap();
+        let local = "[state]\nbackend = \"local\"\n";
+        assert!(text.contains(local), "data100's [state] changed: {text}");
+        let blob_state = format!(
+            "[state]\nbackend = \"azure_blob\"\naccount = \"devstoreaccount1\"\ncontainer = \"{}\"\nblob = \"{}\"\nsas_url_env = \"{}\"\nca_file = \"{}\"\n",
+            Self::CONTAINER,
+            Self::BLOB,
+            Self::SAS_VARIABLE,
+            azurite.ca_file.display()
+        );
+        std::fs::write(&main, text.replace(local, &blob_state)).unwrap();
+        let scratch = BlobScratch { azurite, data100 };
+        scratch.backend().create_container().unwrap();
+        scratch
+    }
+
+    /// `ferry ARGS` in the scratch folder, with the container's SAS URL in its environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.data100.command(args);
+        command.env(Self::SAS_VARIABLE, self.azurite.sas_url(Self::CONTAINER));
+        command
+    }
+
+    /// A backend of its own on the same blobs (a bearer token, another local journal): what
+    /// another machine would read.
+    pub fn backend(&self) -> ferry_state_blob::BlobBackend {
+        use ferry_state_blob::{BlobAuth, BlobBackend, BlobStateConfig};
+        let elsewhere = self.data100.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        BlobBackend::new(BlobStateConfig {
+            container_url: url::Url::parse(&self.azurite.container_url(Self::CONTAINER)).unwrap(),
+            blob: Self::BLOB.to_owned(),
+            auth: BlobAuth::Credential(ferry_arm::CredentialChoice::StaticToken(
+                ferry_core::Secret::new(ferry_servers::azurite_token()),
+            )),
+            ca_file: Some(self.azurite.ca_file.clone()),
+            local_journal: elsewhere.join("journal.jsonl"),
+            lease: BlobStateConfig::SHORTEST_LEASE,
+            request_timeout: std::time::Duration::from_secs(30),
+            retry_for: std::time::Duration::from_secs(30),
+        })
+        .unwrap()
+    }
+}
