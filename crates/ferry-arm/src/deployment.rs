@@ -193,6 +193,8 @@ pub struct AzureDeployment {
     client: ArmClient,
     settings: AzureSettings,
     templates: BTreeMap<ResourceAddress, Template>,
+    /// The read rounds open on this deployment and their lists (`list_reads`).
+    read_rounds: std::sync::Arc<crate::list_reads::ReadRounds>,
 }
 
 /// Other instances' outputs, as `ReadContext::outputs` and `ApplyContext::outputs` give them.
@@ -236,7 +238,12 @@ impl AzureDeployment {
             client,
             settings,
             templates,
+            read_rounds: Default::default(),
         }
+    }
+
+    pub(crate) fn read_rounds(&self) -> &std::sync::Arc<crate::list_reads::ReadRounds> {
+        &self.read_rounds
     }
 
     pub fn client(&self) -> &ArmClient {
