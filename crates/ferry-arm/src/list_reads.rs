@@ -21,12 +21,19 @@
 //! subscription", `VirtualMachines_ListAll`) carries every VM's instance view; a VM missing
 //! from it (created since) has its instance view read on its own.
 //!
+//! The first read of a group at a generation fetches, at once and a few at a time, every list
+//! the spec's resources at that generation will need (each of its groups' lists of the types
+//! it places there, and the VMs' statuses): an observation reads its instances kind by kind,
+//! so without this its reads would wait for one group's lists after another.
+//!
 //! Outside a round (a step's reads before and after its writes), and for every type without a
 //! list here, reads are one GET each, as they always were: a step must see its own writes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use ferry_core::Generation;
+use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -66,10 +73,18 @@ enum Listing {
     Failed,
 }
 
+/// How many lists a round's prefetch asks for at once.
+const PREFETCH_CONCURRENCY: usize = 16;
+
+/// The newest generation a group's name is looked for in, to prefetch its generation's lists.
+const PREFETCH_GENERATIONS: Generation = 32;
+
 /// The lists read in one round, each fetched once however many reads wait for it.
 #[derive(Debug, Default)]
 struct RoundCache {
     lists: Mutex<HashMap<String, Arc<OnceCell<Arc<Listing>>>>>,
+    /// The groups (lower-cased names) whose generation's lists were prefetched.
+    prefetched: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
 }
 
 impl RoundCache {
@@ -147,7 +162,7 @@ impl AzureDeployment {
     ) -> Result<Option<Value>, ArmError> {
         if via == ReadVia::Lists
             && let Some(cache) = self.read_rounds().current()
-            && let Some(answer) = listed(self.client(), &cache, id).await
+            && let Some(answer) = listed(self, &cache, id).await
         {
             return Ok(answer);
         }
@@ -168,11 +183,7 @@ impl AzureDeployment {
         if via == ReadVia::Lists
             && let Some(cache) = self.read_rounds().current()
         {
-            let path = format!(
-                "/subscriptions/{}/providers/Microsoft.Compute/virtualMachines",
-                vm.subscription_id()
-            );
-            let query = [("statusOnly".to_owned(), "true".to_owned())];
+            let (path, query) = statuses_list(vm.subscription_id());
             let listing = fetch(self.client(), &cache, &path, api_version::COMPUTE, &query).await;
             if let Listing::Complete(items) = &*listing
                 && let Some(view) = items
@@ -189,16 +200,23 @@ impl AzureDeployment {
 
 /// What the round's lists say of `id`: `Some(Some(body))` present, `Some(None)` absent,
 /// `None` when no list can answer (a type without a list, a list that failed).
-async fn listed(client: &ArmClient, cache: &RoundCache, id: &ResourceId) -> Option<Option<Value>> {
+async fn listed(
+    azure: &AzureDeployment,
+    cache: &RoundCache,
+    id: &ResourceId,
+) -> Option<Option<Value>> {
+    let client = azure.client();
     let subscription = id.subscription_id();
     let group = id.resource_group_name()?;
-    let groups_path = format!("/subscriptions/{subscription}/resourcegroups");
-    let groups = fetch(client, cache, &groups_path, api_version::RESOURCES, &[]).await;
+    let groups = groups_listing(client, cache, subscription).await;
     let group_id = ResourceId::resource_group(subscription, group);
     let group_listed = match &*groups {
         Listing::Complete(items) => Some(items.get(&group_id.normalized()).cloned()),
         _ => None,
     };
+    if !matches!(group_listed, Some(None)) {
+        prefetch(azure, cache, subscription, group, &groups).await;
+    }
     if id.namespace().is_none() {
         // The group itself.
         return group_listed;
@@ -226,6 +244,76 @@ async fn listed(client: &ArmClient, cache: &RoundCache, id: &ResourceId) -> Opti
         Listing::GroupMissing => Some(None),
         Listing::Failed => None,
     }
+}
+
+/// The subscription's resource groups.
+async fn groups_listing(client: &ArmClient, cache: &RoundCache, subscription: &str) -> Arc<Listing> {
+    let path = format!("/subscriptions/{subscription}/resourcegroups");
+    fetch(client, cache, &path, api_version::RESOURCES, &[]).await
+}
+
+/// The path and query of the subscription's list of VMs with their statuses.
+fn statuses_list(subscription: &str) -> (String, Vec<(String, String)>) {
+    (
+        format!("/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines"),
+        vec![("statusOnly".to_owned(), "true".to_owned())],
+    )
+}
+
+/// Fetches, once per round and group, every list the spec's resources need at the generation
+/// whose group is named `group`: its groups' lists of the types the spec places in each
+/// (and the VMs' interfaces and statuses), skipping groups the subscription does not have.
+async fn prefetch(
+    azure: &AzureDeployment,
+    cache: &RoundCache,
+    subscription: &str,
+    group: &str,
+    groups: &Listing,
+) {
+    let cell = {
+        let mut prefetched = cache
+            .prefetched
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        prefetched
+            .entry(group.to_ascii_lowercase())
+            .or_default()
+            .clone()
+    };
+    cell.get_or_init(|| async {
+        let Some(generation) =
+            (1..=PREFETCH_GENERATIONS).find(|generation| azure.has_group_named(group, *generation))
+        else {
+            return;
+        };
+        let mut lists: Vec<(String, &'static str, Vec<(String, String)>)> = Vec::new();
+        for (group_name, resource_type) in azure.listed_types_at(generation) {
+            let group_id = ResourceId::resource_group(subscription, &group_name);
+            if let Listing::Complete(items) = groups
+                && !items.contains_key(&group_id.normalized())
+            {
+                continue;
+            }
+            let path = format!("{group_id}/providers/{resource_type}");
+            if lists.iter().all(|(known, _, _)| !known.eq_ignore_ascii_case(&path)) {
+                lists.push((path, api_version::for_type(&resource_type), Vec::new()));
+            }
+        }
+        if lists
+            .iter()
+            .any(|(path, _, _)| path.to_ascii_lowercase().ends_with("/virtualmachines"))
+        {
+            // Its pages come one after another: it starts first.
+            let (path, query) = statuses_list(subscription);
+            lists.insert(0, (path, api_version::COMPUTE, query));
+        }
+        futures_util::stream::iter(lists)
+            .for_each_concurrent(PREFETCH_CONCURRENCY, |(path, version, query)| async move {
+                fetch(azure.client(), cache, &path, version, &query).await;
+            })
+            .await;
+    })
+    .await;
 }
 
 /// The list at `path`, fetched once per round: every page, or why not.

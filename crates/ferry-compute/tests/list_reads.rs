@@ -86,9 +86,10 @@ async fn a_round_reads_a_groups_vms_with_one_list_and_their_power_with_another()
     drop(round);
     assert_eq!(listed, one_by_one, "a list shows what the GETs show");
     let stats = harness.simulator.request_stats();
-    // The subscription's groups, the group's VMs, the subscription's VMs with statusOnly:
-    // one request each, however many VMs wait for them at once.
-    assert_eq!((stats.requests, stats.throttled), (3, 0), "{stats:?}");
+    // The subscription's groups, then what the spec's resources at generation 1 need, fetched
+    // at once: the group's VMs, their interfaces and its public IPs, and the subscription's VMs
+    // with statusOnly. One request each, however many VMs wait for them at once.
+    assert_eq!((stats.requests, stats.throttled), (5, 0), "{stats:?}");
 }
 
 #[tokio::test]
@@ -100,8 +101,9 @@ async fn lists_of_several_pages_are_read_to_their_end() {
     let listed = read_vms(&harness, 1).await;
     drop(round);
     assert_eq!(listed, one_by_one);
-    // One page per item: one group, four VMs in the group's list, four in statusOnly's.
-    assert_eq!(harness.simulator.request_stats().requests, 1 + 4 + 4);
+    // One page per item: one group, four VMs in the group's list, four in statusOnly's, and
+    // an empty page each of interfaces and public IPs.
+    assert_eq!(harness.simulator.request_stats().requests, 1 + 4 + 4 + 1 + 1);
 }
 
 #[tokio::test]
@@ -118,7 +120,8 @@ async fn everything_in_a_missing_group_is_absent_from_the_groups_list_alone() {
     );
     drop(round);
 
-    // Without the groups' list, the VMs' list answers 404 ResourceGroupNotFound: absent too.
+    // Without the groups' list, each list in the group answers 404 ResourceGroupNotFound:
+    // absent too.
     harness.simulator.inject(Fault::RawResponse {
         method: Some("GET".into()),
         path_contains: "/resourcegroups".into(),
@@ -132,7 +135,8 @@ async fn everything_in_a_missing_group_is_absent_from_the_groups_list_alone() {
     let next_generation = read_vms(&harness, 2).await;
     drop(round);
     assert_eq!(next_generation, vec![Observation::Absent; 4]);
-    assert_eq!(harness.simulator.request_stats().requests, 2);
+    // The refused groups' list, statusOnly's, and the group's VMs, interfaces and public IPs.
+    assert_eq!(harness.simulator.request_stats().requests, 5);
 }
 
 #[tokio::test]

@@ -335,10 +335,93 @@ async fn read_instances(
 
 #[cfg(test)]
 mod tests {
-    use ferry_core::{Health, Snapshot};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ferry_core::provider::ReadRound;
+    use ferry_core::{ApplyContext, Health, Kind, Provider, Snapshot, Step, StepError, StepOutcome};
     use serde_json::json;
 
     use super::*;
+
+    /// A provider of resource groups that counts the read rounds opened on it and, for each
+    /// read, how many were open.
+    #[derive(Debug, Default)]
+    struct RoundCounting {
+        begun: AtomicUsize,
+        open: Arc<AtomicUsize>,
+        reads_in_a_round: AtomicUsize,
+        reads: AtomicUsize,
+    }
+
+    struct Open(Arc<AtomicUsize>);
+
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for RoundCounting {
+        fn kind(&self) -> Kind {
+            Kind::ResourceGroup
+        }
+
+        async fn read(&self, _: ReadContext<'_>) -> Observation {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            if self.open.load(Ordering::SeqCst) > 0 {
+                self.reads_in_a_round.fetch_add(1, Ordering::SeqCst);
+            }
+            Observation::Absent
+        }
+
+        async fn apply(&self, _: &Step, _: ApplyContext<'_>) -> Result<StepOutcome, StepError> {
+            Ok(StepOutcome::default())
+        }
+
+        fn begin_read_round(&self) -> ReadRound {
+            self.begun.fetch_add(1, Ordering::SeqCst);
+            self.open.fetch_add(1, Ordering::SeqCst);
+            ReadRound::new(Open(self.open.clone()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_observation_reads_within_one_round_that_closes_when_it_ends() {
+        let rules = ferry_providers::rule_book();
+        let root = std::path::Path::new("/spec");
+        let text = "[deployment]\nname = \"t\"\nlocation = \"westeurope\"\n\n\
+                    [resource_group.a]\nname = \"a-g${generation}\"\n\n\
+                    [resource_group.b]\nname = \"b-g${generation}\"\n";
+        let spec = ferry_spec::load_sources(
+            root,
+            vec![(root.join("main.toml"), text.to_owned())],
+            &ferry_spec::LoadOptions::default(),
+            &rules,
+        )
+        .unwrap();
+        for (read_rounds, begun) in [(true, 1), (false, 0)] {
+            let provider = Arc::new(RoundCounting::default());
+            let providers = Providers::new().with(provider.clone());
+            let config = ObserveConfig {
+                read_rounds,
+                ..ObserveConfig::default()
+            };
+            observe(&spec, &rules, &StateFile::default(), &providers, &config)
+                .await
+                .unwrap();
+            let reads = provider.reads.load(Ordering::SeqCst);
+            // Generation 1 and the probe of generation 2, every read in the one round.
+            assert_eq!(reads, 4);
+            assert_eq!(provider.begun.load(Ordering::SeqCst), begun);
+            assert_eq!(
+                provider.reads_in_a_round.load(Ordering::SeqCst),
+                if read_rounds { reads } else { 0 }
+            );
+            assert_eq!(provider.open.load(Ordering::SeqCst), 0, "closed at the end");
+        }
+    }
 
     fn instance(text: &str) -> InstanceAddress {
         text.parse().unwrap()

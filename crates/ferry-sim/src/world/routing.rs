@@ -241,13 +241,14 @@ impl World {
 
     fn list(&self, request: &SimRequest, collection: &str) -> Result<SimResponse, Refusal> {
         let prefix = format!("{}/", lower(collection));
-        let items: Vec<Value> = self
+        let items: Vec<&Stored> = self
             .resources
-            .iter()
-            .filter(|(key, _)| key.starts_with(&prefix) && !key[prefix.len()..].contains('/'))
-            .map(|(_, stored)| self.response_body(stored))
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .filter(|(key, _)| !key[prefix.len()..].contains('/'))
+            .map(|(_, stored)| stored)
             .collect();
-        Ok(self.page(request, items))
+        Ok(self.page(request, items, |stored| self.response_body(stored)))
     }
 
     /// Every resource of one type in a subscription, whatever its group, paged like a group's list.
@@ -262,7 +263,7 @@ impl World {
         let status_only = request
             .query_value("statusOnly")
             .is_some_and(|value| value.eq_ignore_ascii_case("true"));
-        let items: Vec<Value> = self
+        let items: Vec<&Stored> = self
             .resources
             .values()
             .filter(|stored| {
@@ -270,15 +271,14 @@ impl World {
                     && kind_of(&stored.id) != Kind::Group
                     && type_of(&stored.id).eq_ignore_ascii_case(resource_type)
             })
-            .map(|stored| {
-                if status_only && kind_of(&stored.id) == Kind::VirtualMachine {
-                    self.status_only_body(stored)
-                } else {
-                    self.response_body(stored)
-                }
-            })
             .collect();
-        self.page(request, items)
+        self.page(request, items, |stored| {
+            if status_only && kind_of(&stored.id) == Kind::VirtualMachine {
+                self.status_only_body(stored)
+            } else {
+                self.response_body(stored)
+            }
+        })
     }
 
     /// A VM as `statusOnly=true` lists it: who it is and its instance view (power state),
@@ -300,7 +300,7 @@ impl World {
         record_type: Option<&str>,
     ) -> Result<SimResponse, Refusal> {
         let prefix = format!("{}/", lower(zone));
-        let items: Vec<Value> = self
+        let items: Vec<&Stored> = self
             .resources
             .iter()
             .filter(|(key, _)| {
@@ -311,19 +311,30 @@ impl World {
                 parts.len() == 2
                     && record_type.is_none_or(|wanted| parts[0].eq_ignore_ascii_case(wanted))
             })
-            .map(|(_, stored)| self.response_body(stored))
+            .map(|(_, stored)| stored)
             .collect();
-        Ok(self.page(request, items))
+        Ok(self.page(request, items, |stored| self.response_body(stored)))
     }
 
-    /// One page of a list, with `nextLink` carrying `$skiptoken` when more remain.
-    fn page(&self, request: &SimRequest, items: Vec<Value>) -> SimResponse {
+    /// One page of a list, with `nextLink` carrying `$skiptoken` when more remain; `body`
+    /// shows each item of the page (only of the page: a list of thousands is asked page by page).
+    fn page(
+        &self,
+        request: &SimRequest,
+        items: Vec<&Stored>,
+        body: impl Fn(&Stored) -> Value,
+    ) -> SimResponse {
         let start: usize = request
             .query_value("$skiptoken")
             .and_then(|token| token.parse().ok())
             .unwrap_or(0);
         let size = self.settings.page_size.max(1);
-        let page: Vec<Value> = items.iter().skip(start).take(size).cloned().collect();
+        let page: Vec<Value> = items
+            .iter()
+            .skip(start)
+            .take(size)
+            .map(|stored| body(stored))
+            .collect();
         let mut body = json!({"value": page});
         if start + size < items.len() {
             // The next page is asked with the same query (`statusOnly`, `$expand`) and where
