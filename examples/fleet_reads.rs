@@ -21,7 +21,9 @@ use ferry_apply::{ApplyConfig, ApplyControl};
 use ferry_arm::{AzureDeployment, AzureSettings};
 use ferry_core::{Kind, Providers, RuleBook};
 use ferry_observe::ObserveConfig;
-use ferry_ops::{Applied, ApplyRequest, Approval, Deployment, PlanOptions, PlanSource, WorldSource};
+use ferry_ops::{
+    Applied, ApplyRequest, Approval, Deployment, PlanOptions, PlanSource, WorldSource,
+};
 use ferry_sim::{ArmThrottling, Simulator, SimulatorConfig};
 use ferry_spec::{LoadOptions, Spec};
 use ferry_state::StateFile;
@@ -34,7 +36,9 @@ const GROUPS: usize = 50;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let before_10000 = arguments.iter().any(|argument| argument == "--before-10000");
+    let before_10000 = arguments
+        .iter()
+        .any(|argument| argument == "--before-10000");
     // `--fleet N`: only the fleet of N resources, through lists (for a profiler).
     let only = arguments
         .iter()
@@ -74,7 +78,10 @@ async fn measure(
     simulator.set_throttling(Some(ArmThrottling::azure()));
     simulator.set_latency(Duration::from_millis(100));
     simulator.reset_request_stats();
-    let azure = Arc::new(AzureDeployment::new(settings.clone(), spec.resources.values())?);
+    let azure = Arc::new(AzureDeployment::new(
+        settings.clone(),
+        spec.resources.values(),
+    )?);
     let providers = providers(&azure);
     let config = ObserveConfig {
         read_rounds,
@@ -127,7 +134,10 @@ async fn data100() -> anyhow::Result<()> {
             .with(Arc::new(MemoryProvider::new(Kind::Hook, &world)))
             .with(Arc::new(MemoryProvider::new(Kind::Check, &world)))
     };
-    let azure = Arc::new(AzureDeployment::new(settings.clone(), spec.resources.values())?);
+    let azure = Arc::new(AzureDeployment::new(
+        settings.clone(),
+        spec.resources.values(),
+    )?);
     let deployment = Deployment::open(
         spec,
         ferry_ops::rule_book(),
@@ -186,15 +196,20 @@ async fn fleet(resources: usize, before: bool, count_before: bool) -> anyhow::Re
     let rules = ferry_ops::rule_book();
     let spec = ferry_spec::load(&spec_path, &LoadOptions::default(), &rules)
         .map_err(|errors| anyhow::anyhow!("{}", errors.render(false)))?;
-    anyhow::ensure!(spec.resources.len() == resources, "{} resources", spec.resources.len());
+    anyhow::ensure!(
+        spec.resources.len() == resources,
+        "{} resources",
+        spec.resources.len()
+    );
     let mut settings = AzureSettings::simulator(
         url::Url::parse(simulator.endpoint())?,
         simulator.ca_file().to_path_buf(),
         folder.path().join("operations"),
     );
     settings.subscription = Some(SUBSCRIPTION.to_owned());
-    let providers =
-        |azure: &Arc<AzureDeployment>| ferry_providers::with_azure_providers(Providers::new(), azure);
+    let providers = |azure: &Arc<AzureDeployment>| {
+        ferry_providers::with_azure_providers(Providers::new(), azure)
+    };
     let world = format!("{resources} in {GROUPS} groups");
     let state = StateFile::default();
     let mut modes = vec![("lists", true)];
@@ -202,15 +217,26 @@ async fn fleet(resources: usize, before: bool, count_before: bool) -> anyhow::Re
         modes.insert(0, ("one GET each", false));
     }
     for (how, read_rounds) in modes {
-        let measured =
-            measure(&simulator, &spec, &rules, &state, providers, &settings, read_rounds).await?;
+        let measured = measure(
+            &simulator,
+            &spec,
+            &rules,
+            &state,
+            providers,
+            &settings,
+            read_rounds,
+        )
+        .await?;
         report(&world, how, &measured);
     }
     if !before && count_before {
         // The requests one GET each would send, counted without throttling or latency, and
         // the time ARM's limits would take to answer them: the burst, then 25 a second.
         simulator.reset_request_stats();
-        let azure = Arc::new(AzureDeployment::new(settings.clone(), spec.resources.values())?);
+        let azure = Arc::new(AzureDeployment::new(
+            settings.clone(),
+            spec.resources.values(),
+        )?);
         let config = ObserveConfig {
             read_rounds: false,
             ..ObserveConfig::default()
@@ -252,7 +278,10 @@ fn seed_group(
          [vnet.n{group}]\nname = \"vnet-{group}\"\nresource_group = \"resource_group.g{group}\"\naddress_space = [\"10.{}.0.0/16\"]\nsubnets = {{ default = \"10.{}.0.0/24\" }}\n\n",
         group, group
     );
-    let vnet = id("Microsoft.Network/virtualNetworks", &format!("vnet-{group}"));
+    let vnet = id(
+        "Microsoft.Network/virtualNetworks",
+        &format!("vnet-{group}"),
+    );
     seed(
         &vnet,
         json!({"location": "westeurope", "properties": {
@@ -270,7 +299,8 @@ fn seed_group(
         )?;
         let vm = disk % vms;
         let lun = attached[vm].len();
-        attached[vm].push(json!({"lun": lun, "createOption": "Attach", "managedDisk": {"id": disk_id}}));
+        attached[vm]
+            .push(json!({"lun": lun, "createOption": "Attach", "managedDisk": {"id": disk_id}}));
         let _ = write!(
             text,
             "[disk.d{group}_{disk}]\nname = \"{name}\"\nresource_group = \"resource_group.g{group}\"\nsize_gb = 64\nvm = \"vm.v{group}_{vm}\"\nlun = {lun}\n\n"
@@ -283,7 +313,10 @@ fn seed_group(
             &ip_id,
             json!({"location": "westeurope", "sku": {"name": "Standard"}, "properties": {"publicIPAllocationMethod": "Static", "publicIPAddressVersion": "IPv4"}}),
         )?;
-        let nic_id = id("Microsoft.Network/networkInterfaces", &format!("{name}-nic"));
+        let nic_id = id(
+            "Microsoft.Network/networkInterfaces",
+            &format!("{name}-nic"),
+        );
         seed(
             &nic_id,
             json!({"location": "westeurope", "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {

@@ -453,7 +453,11 @@ impl AzureDeployment {
         let wanted_name = id.name().to_ascii_lowercase();
         for generation in generations.clone() {
             let names = self.names_at(generation);
-            for address in names.get(&(kind, wanted_name.clone())).into_iter().flatten() {
+            for address in names
+                .get(&(kind, wanted_name.clone()))
+                .into_iter()
+                .flatten()
+            {
                 let instance = address.at(kind.is_replaceable().then_some(generation));
                 let remembered = self.remembered_id(&instance, outputs).ok().flatten();
                 let computed = self.computed_id(&instance, generation, outputs).ok();

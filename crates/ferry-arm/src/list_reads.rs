@@ -247,7 +247,11 @@ async fn listed(
 }
 
 /// The subscription's resource groups.
-async fn groups_listing(client: &ArmClient, cache: &RoundCache, subscription: &str) -> Arc<Listing> {
+async fn groups_listing(
+    client: &ArmClient,
+    cache: &RoundCache,
+    subscription: &str,
+) -> Arc<Listing> {
     let path = format!("/subscriptions/{subscription}/resourcegroups");
     fetch(client, cache, &path, api_version::RESOURCES, &[]).await
 }
@@ -286,7 +290,9 @@ async fn prefetch(
         else {
             return;
         };
-        let mut lists: Vec<(String, &'static str, Vec<(String, String)>)> = Vec::new();
+        // Each list's path, api-version and query.
+        type ListToFetch = (String, &'static str, Vec<(String, String)>);
+        let mut lists: Vec<ListToFetch> = Vec::new();
         for (group_name, resource_type) in azure.listed_types_at(generation) {
             let group_id = ResourceId::resource_group(subscription, &group_name);
             if let Listing::Complete(items) = groups
@@ -295,7 +301,10 @@ async fn prefetch(
                 continue;
             }
             let path = format!("{group_id}/providers/{resource_type}");
-            if lists.iter().all(|(known, _, _)| !known.eq_ignore_ascii_case(&path)) {
+            if lists
+                .iter()
+                .all(|(known, _, _)| !known.eq_ignore_ascii_case(&path))
+            {
                 lists.push((path, api_version::for_type(&resource_type), Vec::new()));
             }
         }
@@ -327,7 +336,10 @@ async fn fetch(
     let key = format!("{}?{query:?}", path.to_ascii_lowercase());
     let cell = cache.cell(&key);
     cell.get_or_init(|| async {
-        let listing = match client.list_with_query::<Value>(path, api_version, query).await {
+        let listing = match client
+            .list_with_query::<Value>(path, api_version, query)
+            .await
+        {
             Ok(items) => Listing::Complete(
                 items
                     .into_iter()

@@ -479,7 +479,12 @@ async fn the_simulator_counts_the_requests_it_answered_and_throttled() {
     let body: Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(body, json!({"requests": 3, "reads": 3, "throttled": 1}));
     let reset = client
-        .send(Method::Delete, control.clone(), None, &WriteOptions::default())
+        .send(
+            Method::Delete,
+            control.clone(),
+            None,
+            &WriteOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(reset.status, 204);

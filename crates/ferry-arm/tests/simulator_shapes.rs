@@ -533,20 +533,34 @@ async fn a_vm_list_carries_power_states_only_with_status_only_on_the_subscriptio
             .unwrap();
     }
     // A group's list of VMs takes `$expand=instanceView` only with a scale set's `$filter`.
-    let group_list = format!("{}/providers/Microsoft.Compute/virtualMachines", group_id("rg-vms"));
+    let group_list = format!(
+        "{}/providers/Microsoft.Compute/virtualMachines",
+        group_id("rg-vms")
+    );
     let expand = [("$expand".to_owned(), "instanceView".to_owned())];
     let refused = client
         .list_with_query::<Value>(&group_list, api_version::COMPUTE, &expand)
         .await
         .unwrap_err();
-    assert_eq!((refused.status(), refused.code()), (Some(400), Some("InvalidParameter")));
-    let listed: Vec<Value> = client.list(&group_list, api_version::COMPUTE).await.unwrap();
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (Some(400), Some("InvalidParameter"))
+    );
+    let listed: Vec<Value> = client
+        .list(&group_list, api_version::COMPUTE)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 2);
-    assert!(listed.iter().all(|vm| vm.pointer("/properties/instanceView").is_none()));
+    assert!(
+        listed
+            .iter()
+            .all(|vm| vm.pointer("/properties/instanceView").is_none())
+    );
 
     // The subscription's list with statusOnly=true: every VM's instance view, on every page
     // (nextLink keeps the query).
-    let subscription_list = format!("/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/virtualMachines");
+    let subscription_list =
+        format!("/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/virtualMachines");
     let status_only = [("statusOnly".to_owned(), "true".to_owned())];
     let statuses: Vec<Value> = client
         .list_with_query(&subscription_list, api_version::COMPUTE, &status_only)
@@ -560,7 +574,10 @@ async fn a_vm_list_carries_power_states_only_with_status_only_on_the_subscriptio
             .iter()
             .filter_map(|status| status["code"].as_str())
             .collect();
-        assert!(codes.iter().any(|code| code.starts_with("PowerState/")), "{vm}");
+        assert!(
+            codes.iter().any(|code| code.starts_with("PowerState/")),
+            "{vm}"
+        );
         assert!(vm.pointer("/properties/hardwareProfile").is_none(), "{vm}");
     }
 }

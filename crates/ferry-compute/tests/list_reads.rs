@@ -14,7 +14,10 @@ const VMS: [&str; 4] = ["a", "b", "c", "d"];
 
 fn resources() -> Vec<(&'static str, serde_json::Value)> {
     let mut resources = vec![
-        ("resource_group.main", json!({"name": "fleet-g${generation}"})),
+        (
+            "resource_group.main",
+            json!({"name": "fleet-g${generation}"}),
+        ),
         (
             "public_ip.web",
             json!({"name": "web-ip", "resource_group": "resource_group.main"}),
@@ -103,7 +106,10 @@ async fn lists_of_several_pages_are_read_to_their_end() {
     assert_eq!(listed, one_by_one);
     // One page per item: one group, four VMs in the group's list, four in statusOnly's, and
     // an empty page each of interfaces and public IPs.
-    assert_eq!(harness.simulator.request_stats().requests, 1 + 4 + 4 + 1 + 1);
+    assert_eq!(
+        harness.simulator.request_stats().requests,
+        1 + 4 + 4 + 1 + 1
+    );
 }
 
 #[tokio::test]

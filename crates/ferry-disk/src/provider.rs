@@ -313,7 +313,15 @@ impl Provider for DiskProvider {
         let azure = &*self.azure;
         let result = async {
             let via = ReadVia::Lists;
-            match locate(azure, context.instance, context.fields, context.outputs, via).await? {
+            match locate(
+                azure,
+                context.instance,
+                context.fields,
+                context.outputs,
+                via,
+            )
+            .await?
+            {
                 Some(found) => describe(azure, &found, context.fields, context.outputs, via)
                     .await
                     .map(Some),

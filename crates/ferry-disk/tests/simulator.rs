@@ -494,7 +494,9 @@ async fn a_read_round_reads_a_groups_disks_with_one_list() {
     }
     let provider = DiskProvider::new(harness.azure.clone());
     let fields = |disk: &str| {
-        attributes(json!({"name": format!("disk-{disk}"), "resource_group": "resource_group.main@g1"}))
+        attributes(
+            json!({"name": format!("disk-{disk}"), "resource_group": "resource_group.main@g1"}),
+        )
     };
     let read_all = || async {
         let mut readings = Vec::new();

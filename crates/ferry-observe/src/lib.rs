@@ -11,11 +11,11 @@
 
 use std::collections::BTreeSet;
 
+use ferry_core::provider::ReadRound;
 use ferry_core::{
     Attributes, Generation, InstanceAddress, Observation, Providers, ReadContext, ResourceSpec,
     RuleBook, Snapshot, Value,
 };
-use ferry_core::provider::ReadRound;
 use ferry_spec::Spec;
 use ferry_spec::resolve::{instance_at, resolve_fields};
 use ferry_state::StateFile;
@@ -339,7 +339,9 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use ferry_core::provider::ReadRound;
-    use ferry_core::{ApplyContext, Health, Kind, Provider, Snapshot, Step, StepError, StepOutcome};
+    use ferry_core::{
+        ApplyContext, Health, Kind, Provider, Snapshot, Step, StepError, StepOutcome,
+    };
     use serde_json::json;
 
     use super::*;

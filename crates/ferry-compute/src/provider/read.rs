@@ -2,8 +2,8 @@
 //! the attributes every tracked resource shares, then each kind's own (a VM's size, image, power
 //! state, network interface and addresses).
 
-use ferry_arm::{ReadVia, ResourceId};
 use ferry_arm::deployment::{AzureDeployment, OutputsOf, generations_around, location_value};
+use ferry_arm::{ReadVia, ResourceId};
 use ferry_core::fields::vm;
 use ferry_core::{
     Attributes, Health, InstanceAddress, Kind, Observation, ReadContext, StepOutcome, Value,

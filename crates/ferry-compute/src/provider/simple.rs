@@ -2,8 +2,8 @@
 //! or one delete of one ARM resource.
 
 use async_trait::async_trait;
-use ferry_arm::{ReadVia, StepOperations};
 use ferry_arm::deployment::AzureDeployment;
+use ferry_arm::{ReadVia, StepOperations};
 use ferry_core::provider::ReadRound;
 use ferry_core::{
     Action, ApplyContext, Attributes, Kind, Observation, Provider, ReadContext, Step, StepError,
@@ -61,7 +61,8 @@ async fn put_simple(
     let instance = &step.address;
     let fields = context.inputs;
     let id = desired_id(azure, instance, fields, context.outputs)?;
-    let existing = read_attributes(azure, instance, fields, context.outputs, ReadVia::Single).await?;
+    let existing =
+        read_attributes(azure, instance, fields, context.outputs, ReadVia::Single).await?;
     if step.action == Action::Replace {
         if instance.kind() == Kind::ResourceGroup {
             return Err(ComputeError::GroupReplacement {
