@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 pub struct ObserveConfig {
     /// Reads in flight at once; each is bounded by its latency, not by ferry.
     pub concurrency: usize,
-    /// Open a read round on every provider for the observation (`Provider::begin_read_round`),
+    /// Open a read round on every provider for each pass of reads (`Provider::begin_read_round`),
     /// so that the Azure providers read each resource group's resources of a type with one
     /// ARM list instead of a GET each. `false` reads every instance on its own, as a
     /// benchmark's baseline.
@@ -92,18 +92,6 @@ pub async fn observe(
     if !missing.is_empty() {
         return Err(MissingProviders { kinds: missing });
     }
-    // One round for the whole observation: what several of its passes read (the probe of the
-    // next generation, a reading taken again) comes from the same lists, and the next
-    // observation (a watch round) reads afresh.
-    let _read_rounds: Vec<ReadRound> = if config.read_rounds {
-        providers
-            .kinds()
-            .filter_map(|kind| providers.get(kind))
-            .map(|provider| provider.begin_read_round())
-            .collect()
-    } else {
-        Vec::new()
-    };
     let mut snapshot = Snapshot::new(state.active_generation);
     snapshot.failover_in_progress = state.failover.clone();
     // What the state remembers, taught what each round reads (the world wins): an output the
@@ -312,6 +300,20 @@ async fn read_instances(
     let remembered_outputs =
         |instance: &InstanceAddress| -> Option<Attributes> { state.outputs(instance).cloned() };
     let remembered_outputs = &remembered_outputs;
+    // One read round per pass: the pass's reads share what the providers fetch for it (an
+    // ARM list of a group's disks), and the next pass (the probe of the next generation,
+    // after a pass that may take seconds) and the next observation read afresh. A round over
+    // the whole observation answered a later pass from lists fetched before it: a cluster
+    // still creating then, and long since created.
+    let _read_rounds: Vec<ReadRound> = if config.read_rounds && !prepared.is_empty() {
+        providers
+            .kinds()
+            .filter_map(|kind| providers.get(kind))
+            .map(|provider| provider.begin_read_round())
+            .collect()
+    } else {
+        Vec::new()
+    };
     futures_util::stream::iter(prepared.iter())
         .map(|(instance, resource, fields)| async move {
             let provider = providers
@@ -390,7 +392,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_observation_reads_within_one_round_that_closes_when_it_ends() {
+    async fn each_pass_of_an_observation_reads_within_a_round_of_its_own() {
         let rules = ferry_providers::rule_book();
         let root = std::path::Path::new("/spec");
         let text = "[deployment]\nname = \"t\"\nlocation = \"westeurope\"\n\n\
@@ -403,7 +405,8 @@ mod tests {
             &rules,
         )
         .unwrap();
-        for (read_rounds, begun) in [(true, 1), (false, 0)] {
+        // Two passes: generation 1, then the probe of generation 2.
+        for (read_rounds, begun) in [(true, 2), (false, 0)] {
             let provider = Arc::new(RoundCounting::default());
             let providers = Providers::new().with(provider.clone());
             let config = ObserveConfig {
@@ -414,7 +417,6 @@ mod tests {
                 .await
                 .unwrap();
             let reads = provider.reads.load(Ordering::SeqCst);
-            // Generation 1 and the probe of generation 2, every read in the one round.
             assert_eq!(reads, 4);
             assert_eq!(provider.begun.load(Ordering::SeqCst), begun);
             assert_eq!(
