@@ -1,7 +1,8 @@
-//! Reads through lists: within a read round (one observation), a resource is read from ARM's
-//! list of its type in its resource group, fetched once for every instance that asks, instead
-//! of one GET each. ARM meters reads per subscription and principal (a burst of about 250,
-//! then about 25 a second), so 10,000 GETs take minutes where a few hundred lists take seconds.
+//! Reads through lists: within a read round (one pass of an observation's reads), a resource
+//! is read from ARM's list of its type in its resource group, fetched once for every instance
+//! that asks, instead of one GET each. ARM meters reads per subscription and principal (a
+//! burst of about 250, then about 25 a second), so 10,000 GETs take minutes where a few
+//! hundred lists take seconds.
 //!
 //! What a list may answer, and what it may not:
 //! - an item in a list whose every page was read is the resource, as its GET shows it (a

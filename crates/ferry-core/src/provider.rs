@@ -474,7 +474,7 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// Opens a read round, which lasts until the returned value is dropped: meanwhile `read`
     /// may answer from what the provider already fetched in the round (the Azure providers
     /// read a resource group's disks with one ARM list instead of a GET each). An observation
-    /// opens one round for its reads, so the next observation reads the world afresh; a
+    /// opens one round for each pass of its reads, so the next pass reads the world afresh; a
     /// step's own reads never use one. The default holds nothing.
     fn begin_read_round(&self) -> ReadRound {
         ReadRound::default()
