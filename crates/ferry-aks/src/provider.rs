@@ -19,8 +19,9 @@ use ferry_arm::deployment::{
     AzureDeployment, OutputsOf, already_replaced, generations_around, location_value, tags_from,
     tags_of_body, text_at,
 };
-use ferry_arm::{ArmError, LocateError, ResourceId, StepOperations};
+use ferry_arm::{ArmError, LocateError, ReadVia, ResourceId, StepOperations};
 use ferry_core::fs::{WriteOptions, write_atomically};
+use ferry_core::provider::ReadRound;
 use ferry_core::{
     Action, ApplyContext, Attributes, Health, InstanceAddress, Kind, Observation, Provider,
     ReadContext, Step, StepError, StepOutcome, Value,
@@ -90,21 +91,21 @@ impl AksClusterProvider {
         cluster: &InstanceAddress,
         fields: &Attributes,
         outputs: OutputsOf<'_>,
+        via: ReadVia,
     ) -> Result<Option<(Attributes, Health)>, AksError> {
         let azure = &*self.azure;
         let mut id = azure.read_id(cluster, fields, outputs)?;
-        let mut body = azure.client().read::<Value>(&id).await?;
+        let mut body = azure.read_resource(&id, via).await?;
         if body.is_none() {
             let wanted = azure.desired_id(cluster, fields, outputs)?;
             if wanted != id {
-                body = azure.client().read::<Value>(&wanted).await?;
+                body = azure.read_resource(&wanted, via).await?;
                 id = wanted;
             }
         }
-        let Some(fetched) = body else {
+        let Some(body) = body else {
             return Ok(None);
         };
-        let body = fetched.value;
         let mut attributes = self.describe(cluster, &id, &body, fields, outputs);
         let fqdn = text_at(&body, "/properties/fqdn");
         let provisioning = text_at(&body, "/properties/provisioningState").unwrap_or_default();
@@ -363,7 +364,12 @@ impl Provider for AksClusterProvider {
 
     async fn read(&self, context: ReadContext<'_>) -> Observation {
         match self
-            .read_cluster(context.instance, context.fields, context.outputs)
+            .read_cluster(
+                context.instance,
+                context.fields,
+                context.outputs,
+                ReadVia::Lists,
+            )
             .await
         {
             Ok(Some((attributes, health))) => Observation::Present { attributes, health },
@@ -372,6 +378,10 @@ impl Provider for AksClusterProvider {
                 reason: error.to_string(),
             },
         }
+    }
+
+    fn begin_read_round(&self) -> ReadRound {
+        ReadRound::new(self.azure.begin_read_round())
     }
 
     async fn apply(
@@ -448,7 +458,10 @@ impl AksClusterProvider {
             operations.progress(format!("could not remove an old kubeconfig: {error}"));
         }
         self.fetch_kubeconfig(cluster, &id).await?;
-        match self.read_cluster(cluster, fields, outputs).await? {
+        match self
+            .read_cluster(cluster, fields, outputs, ReadVia::Single)
+            .await?
+        {
             Some((attributes, _)) => Ok(StepOutcome {
                 outputs: attributes,
             }),

@@ -12,7 +12,7 @@
 //! `name` field resolved the same way. Ids that ferry's state remembers win over computed
 //! ones, because a disk's id changes when it moves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -193,7 +193,14 @@ pub struct AzureDeployment {
     client: ArmClient,
     settings: AzureSettings,
     templates: BTreeMap<ResourceAddress, Template>,
+    /// The read rounds open on this deployment and their lists (`list_reads`).
+    read_rounds: std::sync::Arc<crate::list_reads::ReadRounds>,
+    /// [`AzureDeployment::names_at`]'s indexes, by generation.
+    names: std::sync::Mutex<HashMap<Generation, std::sync::Arc<NamesAt>>>,
 }
+
+/// Spec resources by kind and lower-cased Azure name, at one generation.
+type NamesAt = HashMap<(Kind, String), Vec<ResourceAddress>>;
 
 /// Other instances' outputs, as `ReadContext::outputs` and `ApplyContext::outputs` give them.
 pub type OutputsOf<'a> = &'a (dyn Fn(&InstanceAddress) -> Option<Attributes> + Send + Sync);
@@ -236,7 +243,13 @@ impl AzureDeployment {
             client,
             settings,
             templates,
+            read_rounds: Default::default(),
+            names: Default::default(),
         }
+    }
+
+    pub(crate) fn read_rounds(&self) -> &std::sync::Arc<crate::list_reads::ReadRounds> {
+        &self.read_rounds
     }
 
     pub fn client(&self) -> &ArmClient {
@@ -434,6 +447,27 @@ impl AzureDeployment {
         generations: RangeInclusive<Generation>,
         outputs: OutputsOf<'_>,
     ) -> Option<InstanceAddress> {
+        // First the resources named like the id at each generation: a fleet's reads look up
+        // thousands of references, and resolving every name for each was quadratic (a minute
+        // of CPU for 10,000 resources).
+        let wanted_name = id.name().to_ascii_lowercase();
+        for generation in generations.clone() {
+            let names = self.names_at(generation);
+            for address in names
+                .get(&(kind, wanted_name.clone()))
+                .into_iter()
+                .flatten()
+            {
+                let instance = address.at(kind.is_replaceable().then_some(generation));
+                let remembered = self.remembered_id(&instance, outputs).ok().flatten();
+                let computed = self.computed_id(&instance, generation, outputs).ok();
+                if remembered.as_ref() == Some(id) || computed.as_ref() == Some(id) {
+                    return Some(instance);
+                }
+            }
+        }
+        // Then every resource of the kind, for an id ferry's state remembers under another
+        // name.
         for address in self.addresses_of(kind) {
             for generation in generations.clone() {
                 let instance = address.at(kind.is_replaceable().then_some(generation));
@@ -445,6 +479,58 @@ impl AzureDeployment {
             }
         }
         None
+    }
+
+    /// The spec's resources by kind and lower-cased Azure name at `generation`, built once.
+    fn names_at(&self, generation: Generation) -> std::sync::Arc<NamesAt> {
+        let mut names = self
+            .names
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        names
+            .entry(generation)
+            .or_insert_with(|| {
+                let mut index = NamesAt::new();
+                for address in self.templates.keys() {
+                    if let Some(name) = self.name_at(address, generation) {
+                        index
+                            .entry((address.kind, name.to_ascii_lowercase()))
+                            .or_default()
+                            .push(address.clone());
+                    }
+                }
+                std::sync::Arc::new(index)
+            })
+            .clone()
+    }
+
+    /// Whether the spec names a resource group `name` at `generation`.
+    pub(crate) fn has_group_named(&self, name: &str, generation: Generation) -> bool {
+        self.names_at(generation)
+            .contains_key(&(Kind::ResourceGroup, name.to_ascii_lowercase()))
+    }
+
+    /// The groups (their spec names at `generation`) and ARM types the spec's resources are
+    /// read from at `generation`: each resource's own, and a VM's network interface's.
+    pub(crate) fn listed_types_at(&self, generation: Generation) -> Vec<(String, String)> {
+        let mut listed = Vec::new();
+        for (address, template) in &self.templates {
+            let Some((namespace, resource_type)) = arm_type(address.kind) else {
+                continue;
+            };
+            let Some(group) = template
+                .resource_group
+                .as_ref()
+                .and_then(|group| self.name_at(group, generation))
+            else {
+                continue;
+            };
+            listed.push((group.clone(), format!("{namespace}/{resource_type}")));
+            if address.kind == Kind::Vm {
+                listed.push((group, "Microsoft.Network/networkInterfaces".to_owned()));
+            }
+        }
+        listed
     }
 
     /// The resource group instance whose Azure name is `name`, looking at `generations`.

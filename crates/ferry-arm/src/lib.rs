@@ -15,6 +15,7 @@ pub mod credential;
 pub mod deployment;
 pub mod error;
 pub mod id;
+pub mod list_reads;
 pub mod models;
 pub mod pending_operation;
 pub mod provider_calls;
@@ -29,6 +30,7 @@ pub use credential::{
 pub use deployment::{AzureDeployment, AzureSettings, LocateError, StepOperations};
 pub use error::{ArmError, ArmErrorDetail, ArmErrorResponse, ArmServiceError, CredentialAttempt};
 pub use id::{ResourceId, ResourceIdError};
+pub use list_reads::{ReadRoundGuard, ReadVia};
 pub use pending_operation::{PendingOperation, PollStyle, Started};
 pub use provider_calls::api_version;
 

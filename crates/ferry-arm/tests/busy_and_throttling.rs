@@ -444,3 +444,49 @@ async fn another_writers_write_changes_the_etag_a_conditional_write_read_before_
         .unwrap();
     assert_ne!(after.etag, before.etag);
 }
+
+#[tokio::test]
+async fn the_simulator_counts_the_requests_it_answered_and_throttled() {
+    // Two tokens and one back every 100 s: the third read in a row is throttled.
+    let world =
+        start_with(|config| config.throttling = Some(ArmThrottling::uniform(2, 0.01))).await;
+    let client = raw_client(&world.simulator);
+    let url = client
+        .url_for(&group_id("rg-none"), api_version::RESOURCES, &[])
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let answer = client
+            .send(Method::Get, url.clone(), None, &WriteOptions::default())
+            .await
+            .unwrap();
+        statuses.push(answer.status);
+    }
+    assert_eq!(statuses, [404, 404, 429]);
+    let stats = world.simulator.request_stats();
+    assert_eq!(
+        (stats.requests, stats.reads, stats.throttled),
+        (3, 3, 1),
+        "{stats:?}"
+    );
+
+    // The same through the control API, which itself is not counted; and back to zero.
+    let control = Url::parse(&format!("{}/ferry-sim/stats", world.simulator.endpoint())).unwrap();
+    let answer = client
+        .send(Method::Get, control.clone(), None, &WriteOptions::default())
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(body, json!({"requests": 3, "reads": 3, "throttled": 1}));
+    let reset = client
+        .send(
+            Method::Delete,
+            control.clone(),
+            None,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reset.status, 204);
+    assert_eq!(world.simulator.request_stats().requests, 0);
+}

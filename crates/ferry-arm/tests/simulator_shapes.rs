@@ -10,7 +10,7 @@ use std::time::Duration;
 use ferry_arm::{ArmError, ResourceId, WriteOptions, api_version};
 use ferry_sim::Simulator;
 use serde_json::{Value, json};
-use support::{SUBSCRIPTION, create_group, group_id, resource_id, start, start_with};
+use support::{SUBSCRIPTION, create_group, group_id, resource_id, start, start_with, vm_body};
 
 /// The statuses the simulator answered `method` on `path` with, in order.
 fn answers(simulator: &Simulator, method: &str, path: &str) -> Vec<String> {
@@ -514,4 +514,70 @@ async fn attach_detach_data_disks_ends_with_the_storage_profile() {
         .unwrap()
         .unwrap();
     assert_eq!(profile["dataDisks"], json!([]), "{profile}");
+}
+
+#[tokio::test]
+async fn a_vm_list_carries_power_states_only_with_status_only_on_the_subscription() {
+    let world = start_with(|config| config.page_size = 1).await;
+    let client = &world.client;
+    create_group(client, "rg-vms").await;
+    for name in ["one", "two"] {
+        let _: Value = client
+            .put_and_wait(
+                &resource_id("rg-vms", "Microsoft.Compute/virtualMachines", name),
+                api_version::COMPUTE,
+                &vm_body(json!([])),
+                &WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    // A group's list of VMs takes `$expand=instanceView` only with a scale set's `$filter`.
+    let group_list = format!(
+        "{}/providers/Microsoft.Compute/virtualMachines",
+        group_id("rg-vms")
+    );
+    let expand = [("$expand".to_owned(), "instanceView".to_owned())];
+    let refused = client
+        .list_with_query::<Value>(&group_list, api_version::COMPUTE, &expand)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (Some(400), Some("InvalidParameter"))
+    );
+    let listed: Vec<Value> = client
+        .list(&group_list, api_version::COMPUTE)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|vm| vm.pointer("/properties/instanceView").is_none())
+    );
+
+    // The subscription's list with statusOnly=true: every VM's instance view, on every page
+    // (nextLink keeps the query).
+    let subscription_list =
+        format!("/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/virtualMachines");
+    let status_only = [("statusOnly".to_owned(), "true".to_owned())];
+    let statuses: Vec<Value> = client
+        .list_with_query(&subscription_list, api_version::COMPUTE, &status_only)
+        .await
+        .unwrap();
+    assert_eq!(statuses.len(), 2);
+    for vm in &statuses {
+        let codes: Vec<&str> = vm["properties"]["instanceView"]["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|status| status["code"].as_str())
+            .collect();
+        assert!(
+            codes.iter().any(|code| code.starts_with("PowerState/")),
+            "{vm}"
+        );
+        assert!(vm.pointer("/properties/hardwareProfile").is_none(), "{vm}");
+    }
 }

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use ferry_arm::deployment::{self, AzureDeployment, OutputsOf, tags_from};
-use ferry_arm::{ArmError, LocateError, ResourceId, StepOperations, api_version};
+use ferry_arm::{ArmError, LocateError, ReadVia, ResourceId, StepOperations, api_version};
 use ferry_core::{Attributes, InstanceAddress, Kind, Step, StepOutcome, Value};
 use serde_json::json;
 
@@ -31,13 +31,14 @@ use error::step_error;
 
 const DEFAULT_IMAGE: &str = "Canonical:ubuntu-24_04-lts:server:latest";
 
-/// GET by id: `None` for 404.
-async fn get(azure: &AzureDeployment, id: &ResourceId) -> Result<Option<Value>, ArmError> {
-    Ok(azure
-        .client()
-        .read::<Value>(id)
-        .await?
-        .map(|fetched| fetched.value))
+/// A resource by id, `None` when ARM says it does not exist: its own GET, or within an
+/// observation's read round its group's list (`via`).
+async fn get(
+    azure: &AzureDeployment,
+    id: &ResourceId,
+    via: ReadVia,
+) -> Result<Option<Value>, ArmError> {
+    azure.read_resource(id, via).await
 }
 
 fn text(value: &Value, pointer: &str) -> Option<String> {
@@ -165,7 +166,7 @@ async fn delete_instance(
             operations.delete(&id).await?;
         }
         Kind::Vm => {
-            let nic = get(azure, &id)
+            let nic = get(azure, &id, ReadVia::Single)
                 .await?
                 .and_then(|body| text(&body, "/properties/networkProfile/networkInterfaces/0/id"));
             operations.delete(&id).await?;

@@ -487,6 +487,32 @@ pub trait Provider: Send + Sync + fmt::Debug {
 
     async fn apply(&self, step: &Step, context: ApplyContext<'_>)
     -> Result<StepOutcome, StepError>;
+
+    /// Opens a read round, which lasts until the returned value is dropped: meanwhile `read`
+    /// may answer from what the provider already fetched in the round (the Azure providers
+    /// read a resource group's disks with one ARM list instead of a GET each). An observation
+    /// opens one round for each pass of its reads, so the next pass reads the world afresh; a
+    /// step's own reads never use one. The default holds nothing.
+    fn begin_read_round(&self) -> ReadRound {
+        ReadRound::default()
+    }
+}
+
+/// An open read round ([`Provider::begin_read_round`]); dropping it closes the round.
+#[derive(Default)]
+pub struct ReadRound(Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl ReadRound {
+    /// A round that stays open while `guard` lives.
+    pub fn new(guard: impl std::any::Any + Send + Sync) -> Self {
+        ReadRound(Some(Box::new(guard)))
+    }
+}
+
+impl fmt::Debug for ReadRound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReadRound").field(&self.0.is_some()).finish()
+    }
 }
 
 impl FieldSchema {

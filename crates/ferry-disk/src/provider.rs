@@ -14,8 +14,9 @@ use ferry_arm::deployment::{
     text_at,
 };
 use ferry_arm::models::MoveResourcesRequest;
-use ferry_arm::{ArmError, LocateError, ResourceId, StepOperations, api_version};
+use ferry_arm::{ArmError, LocateError, ReadVia, ResourceId, StepOperations, api_version};
 use ferry_core::fields;
+use ferry_core::provider::ReadRound;
 use ferry_core::{
     Action, ApplyContext, Attributes, Generation, InstanceAddress, Kind, Observation, Provider,
     ReadContext, Step, StepError, StepOutcome, Value,
@@ -161,6 +162,7 @@ async fn locate(
     disk: &InstanceAddress,
     hint: &Attributes,
     outputs: OutputsOf<'_>,
+    via: ReadVia,
 ) -> Result<Option<Found>, DiskError> {
     let mut candidates: Vec<ResourceId> = Vec::new();
     if let Some(id) = azure.remembered_id(disk, outputs)? {
@@ -203,14 +205,11 @@ async fn locate(
         .into());
     }
     for id in candidates {
-        if let Some(fetched) = azure.client().read::<Value>(&id).await? {
-            let id = text_at(&fetched.value, "/id")
+        if let Some(body) = azure.read_resource(&id, via).await? {
+            let id = text_at(&body, "/id")
                 .and_then(|text| ResourceId::parse(&text).ok())
                 .unwrap_or(id);
-            return Ok(Some(Found {
-                id,
-                body: fetched.value,
-            }));
+            return Ok(Some(Found { id, body }));
         }
     }
     Ok(None)
@@ -227,6 +226,7 @@ async fn describe(
     found: &Found,
     hint: &Attributes,
     outputs: OutputsOf<'_>,
+    via: ReadVia,
 ) -> Result<Attributes, DiskError> {
     let body = &found.body;
     let mut attributes = Attributes::new();
@@ -267,8 +267,8 @@ async fn describe(
             .map(|instance| instance.to_string())
             .unwrap_or_else(|| vm.as_str().to_owned());
         attributes.insert(fields::disk::VM.into(), json!(reference));
-        if let Some(vm_body) = azure.client().read::<Value>(&vm).await?
-            && let Some(lun) = data_disks(&vm_body.value)
+        if let Some(vm_body) = azure.read_resource(&vm, via).await?
+            && let Some(lun) = data_disks(&vm_body)
                 .iter()
                 .find(|entry| is_disk(entry, &found.id))
                 .and_then(|entry| entry.get("lun"))
@@ -312,8 +312,17 @@ impl Provider for DiskProvider {
     async fn read(&self, context: ReadContext<'_>) -> Observation {
         let azure = &*self.azure;
         let result = async {
-            match locate(azure, context.instance, context.fields, context.outputs).await? {
-                Some(found) => describe(azure, &found, context.fields, context.outputs)
+            let via = ReadVia::Lists;
+            match locate(
+                azure,
+                context.instance,
+                context.fields,
+                context.outputs,
+                via,
+            )
+            .await?
+            {
+                Some(found) => describe(azure, &found, context.fields, context.outputs, via)
                     .await
                     .map(Some),
                 None => Ok(None),
@@ -327,6 +336,10 @@ impl Provider for DiskProvider {
                 reason: error.to_string(),
             },
         }
+    }
+
+    fn begin_read_round(&self) -> ReadRound {
+        ReadRound::new(self.azure.begin_read_round())
     }
 
     async fn apply(
@@ -369,7 +382,7 @@ impl Provider for DiskProvider {
                     attach_as_planned(azure, &self.vm_updates, &operations, disk, found, &hint, outputs).await?
                 }
                 Action::Delete => {
-                    if let Some(found) = locate(azure, disk, &hint, outputs).await? {
+                    if let Some(found) = locate(azure, disk, &hint, outputs, ReadVia::Single).await? {
                         operations.delete(&found.id).await?;
                     }
                     return Ok(StepOutcome::default());
@@ -384,7 +397,7 @@ impl Provider for DiskProvider {
                 }
             };
             Ok(StepOutcome {
-                outputs: describe(azure, &found, &hint, outputs).await?,
+                outputs: describe(azure, &found, &hint, outputs, ReadVia::Single).await?,
             })
         }
         .await;
@@ -398,7 +411,7 @@ async fn require(
     hint: &Attributes,
     outputs: OutputsOf<'_>,
 ) -> Result<Found, DiskError> {
-    locate(azure, disk, hint, outputs)
+    locate(azure, disk, hint, outputs, ReadVia::Single)
         .await?
         .ok_or_else(|| DiskError::NotFound {
             disk: disk.clone(),
@@ -446,7 +459,7 @@ async fn create(
     hint: &Attributes,
     outputs: OutputsOf<'_>,
 ) -> Result<Found, DiskError> {
-    let found = match locate(azure, disk, hint, outputs).await? {
+    let found = match locate(azure, disk, hint, outputs, ReadVia::Single).await? {
         // Created by an earlier attempt: creating is done.
         Some(found) => found,
         None => {

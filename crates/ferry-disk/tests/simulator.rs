@@ -463,3 +463,62 @@ async fn the_disks_of_one_vm_are_detached_moved_and_attached_in_one_operation_ea
         );
     }
 }
+
+#[tokio::test]
+async fn a_read_round_reads_a_groups_disks_with_one_list() {
+    let disks = ["d0", "d1", "d2"];
+    let mut resources = vec![(
+        "resource_group.main".to_owned(),
+        json!({"name": "data-g${generation}"}),
+    )];
+    for disk in disks {
+        resources.push((
+            format!("disk.{disk}"),
+            json!({"name": format!("disk-{disk}"), "resource_group": "resource_group.main"}),
+        ));
+    }
+    let resources: Vec<(&str, serde_json::Value)> = resources
+        .iter()
+        .map(|(address, fields)| (address.as_str(), fields.clone()))
+        .collect();
+    let harness = Harness::start(&resources).await;
+    harness.seed_group("resource_group.main@g1", "data-g1");
+    for disk in disks {
+        harness.change_behind_ferrys_back(
+            &format!(
+                "{}/providers/Microsoft.Compute/disks/disk-{disk}",
+                harness.group_id("data-g1")
+            ),
+            json!({"location": "westeurope", "sku": {"name": "Premium_LRS"}, "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 64}}),
+        );
+    }
+    let provider = DiskProvider::new(harness.azure.clone());
+    let fields = |disk: &str| {
+        attributes(
+            json!({"name": format!("disk-{disk}"), "resource_group": "resource_group.main@g1"}),
+        )
+    };
+    let read_all = || async {
+        let mut readings = Vec::new();
+        for disk in disks {
+            readings.push(
+                harness
+                    .read(&provider, &instance(&format!("disk.{disk}")), &fields(disk))
+                    .await,
+            );
+        }
+        readings
+    };
+    harness.simulator.reset_request_stats();
+    let one_by_one = read_all().await;
+    assert_eq!(harness.simulator.request_stats().requests, 3);
+    assert!(one_by_one.iter().all(Observation::is_present));
+
+    harness.simulator.reset_request_stats();
+    let round = harness.azure.begin_read_round();
+    let listed = read_all().await;
+    drop(round);
+    assert_eq!(listed, one_by_one);
+    // The subscription's groups and the group's disks.
+    assert_eq!(harness.simulator.request_stats().requests, 2);
+}

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 
+use ferry_core::provider::ReadRound;
 use ferry_core::{
     Attributes, Generation, InstanceAddress, Observation, Providers, ReadContext, ResourceSpec,
     RuleBook, Snapshot, Value,
@@ -25,11 +26,19 @@ use futures_util::StreamExt;
 pub struct ObserveConfig {
     /// Reads in flight at once; each is bounded by its latency, not by ferry.
     pub concurrency: usize,
+    /// Open a read round on every provider for each pass of reads (`Provider::begin_read_round`),
+    /// so that the Azure providers read each resource group's resources of a type with one
+    /// ARM list instead of a GET each. `false` reads every instance on its own, as a
+    /// benchmark's baseline.
+    pub read_rounds: bool,
 }
 
 impl Default for ObserveConfig {
     fn default() -> Self {
-        Self { concurrency: 32 }
+        Self {
+            concurrency: 32,
+            read_rounds: true,
+        }
     }
 }
 
@@ -311,6 +320,20 @@ async fn read_instances(
     let remembered_outputs =
         |instance: &InstanceAddress| -> Option<Attributes> { state.outputs(instance).cloned() };
     let remembered_outputs = &remembered_outputs;
+    // One read round per pass: the pass's reads share what the providers fetch for it (an
+    // ARM list of a group's disks), and the next pass (the probe of the next generation,
+    // after a pass that may take seconds) and the next observation read afresh. A round over
+    // the whole observation answered a later pass from lists fetched before it: a cluster
+    // still creating then, and long since created.
+    let _read_rounds: Vec<ReadRound> = if config.read_rounds && !prepared.is_empty() {
+        providers
+            .kinds()
+            .filter_map(|kind| providers.get(kind))
+            .map(|provider| provider.begin_read_round())
+            .collect()
+    } else {
+        Vec::new()
+    };
     futures_util::stream::iter(prepared.iter())
         .map(|(instance, resource, fields)| async move {
             let provider = providers
@@ -334,10 +357,95 @@ async fn read_instances(
 
 #[cfg(test)]
 mod tests {
-    use ferry_core::{Health, Snapshot};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ferry_core::provider::ReadRound;
+    use ferry_core::{
+        ApplyContext, Health, Kind, Provider, Snapshot, Step, StepError, StepOutcome,
+    };
     use serde_json::json;
 
     use super::*;
+
+    /// A provider of resource groups that counts the read rounds opened on it and, for each
+    /// read, how many were open.
+    #[derive(Debug, Default)]
+    struct RoundCounting {
+        begun: AtomicUsize,
+        open: Arc<AtomicUsize>,
+        reads_in_a_round: AtomicUsize,
+        reads: AtomicUsize,
+    }
+
+    struct Open(Arc<AtomicUsize>);
+
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for RoundCounting {
+        fn kind(&self) -> Kind {
+            Kind::ResourceGroup
+        }
+
+        async fn read(&self, _: ReadContext<'_>) -> Observation {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            if self.open.load(Ordering::SeqCst) > 0 {
+                self.reads_in_a_round.fetch_add(1, Ordering::SeqCst);
+            }
+            Observation::Absent
+        }
+
+        async fn apply(&self, _: &Step, _: ApplyContext<'_>) -> Result<StepOutcome, StepError> {
+            Ok(StepOutcome::default())
+        }
+
+        fn begin_read_round(&self) -> ReadRound {
+            self.begun.fetch_add(1, Ordering::SeqCst);
+            self.open.fetch_add(1, Ordering::SeqCst);
+            ReadRound::new(Open(self.open.clone()))
+        }
+    }
+
+    #[tokio::test]
+    async fn each_pass_of_an_observation_reads_within_a_round_of_its_own() {
+        let rules = ferry_providers::rule_book();
+        let root = std::path::Path::new("/spec");
+        let text = "[deployment]\nname = \"t\"\nlocation = \"westeurope\"\n\n\
+                    [resource_group.a]\nname = \"a-g${generation}\"\n\n\
+                    [resource_group.b]\nname = \"b-g${generation}\"\n";
+        let spec = ferry_spec::load_sources(
+            root,
+            vec![(root.join("main.toml"), text.to_owned())],
+            &ferry_spec::LoadOptions::default(),
+            &rules,
+        )
+        .unwrap();
+        // Two passes: generation 1, then the probe of generation 2.
+        for (read_rounds, begun) in [(true, 2), (false, 0)] {
+            let provider = Arc::new(RoundCounting::default());
+            let providers = Providers::new().with(provider.clone());
+            let config = ObserveConfig {
+                read_rounds,
+                ..ObserveConfig::default()
+            };
+            observe(&spec, &rules, &StateFile::default(), &providers, &config)
+                .await
+                .unwrap();
+            let reads = provider.reads.load(Ordering::SeqCst);
+            assert_eq!(reads, 4);
+            assert_eq!(provider.begun.load(Ordering::SeqCst), begun);
+            assert_eq!(
+                provider.reads_in_a_round.load(Ordering::SeqCst),
+                if read_rounds { reads } else { 0 }
+            );
+            assert_eq!(provider.open.load(Ordering::SeqCst), 0, "closed at the end");
+        }
+    }
 
     fn instance(text: &str) -> InstanceAddress {
         text.parse().unwrap()

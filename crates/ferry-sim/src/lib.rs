@@ -16,7 +16,8 @@
 //!   `PUT /ferry-sim/latency` (`{"milliseconds": 20}`), `POST /ferry-sim/seed`
 //!   (`{"id": ..., "body": {...}}`), `PUT /ferry-sim/throttling` (an [`ArmThrottling`] as JSON,
 //!   or `"azure"` for Azure's documented limits), `DELETE /ferry-sim/throttling`,
-//!   `GET /ferry-sim/state`: the control API.
+//!   `GET /ferry-sim/state`, `GET /ferry-sim/stats` (a [`RequestStats`]: ARM requests
+//!   answered, reads, throttled) and `DELETE /ferry-sim/stats` (back to zero): the control API.
 
 mod faults;
 mod readyz;
@@ -35,7 +36,7 @@ pub use faults::{ApiServerDownMode, Fault};
 pub use record::{DiskRecord, check_failover_order, disk_records};
 pub use scenario::{Scenario, SeededResource};
 pub use server::{CLIENT_ID, CLIENT_SECRET, ClientProof, FEDERATED_TOKEN, TENANT_ID, TokenRequest};
-pub use world::{ArmThrottling, Exchange, SimEvent, TokenBucket, World};
+pub use world::{ArmThrottling, Exchange, RequestStats, SimEvent, TokenBucket, World};
 
 /// How long operations take on Azure, before the time scale applies.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -326,6 +327,16 @@ impl Simulator {
     /// Every ARM request and answer kept since [`Simulator::record_exchanges`], in order.
     pub fn exchanges(&self) -> Vec<Exchange> {
         self.with_world(|world| world.exchanges())
+    }
+
+    /// How many ARM requests were answered, read and throttled since the start or the last
+    /// [`Simulator::reset_request_stats`].
+    pub fn request_stats(&self) -> RequestStats {
+        self.with_world(|world| world.request_stats())
+    }
+
+    pub fn reset_request_stats(&self) {
+        self.with_world(World::reset_request_stats);
     }
 
     /// How many tokens the token endpoint issued.

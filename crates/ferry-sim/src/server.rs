@@ -125,6 +125,13 @@ async fn dispatch(world: &SharedWorld, tokens: &TokenLog, request: &SimRequest) 
     if segments.first() == Some(&"ferry-sim") {
         return control(world, request, &segments[1..]);
     }
+    let response = answer_arm(world, request).await;
+    lock(world).count_request(request, &response);
+    response
+}
+
+/// An ARM request: latency, faults, authentication, then the world.
+async fn answer_arm(world: &SharedWorld, request: &SimRequest) -> SimResponse {
     let latency = lock(world).latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -469,6 +476,14 @@ fn control(world: &SharedWorld, request: &SimRequest, segments: &[&str]) -> SimR
             SimResponse::empty(204)
         }
         ("GET", ["state"]) => SimResponse::json(200, &lock(world).dump()),
+        ("GET", ["stats"]) => {
+            let stats = lock(world).request_stats();
+            SimResponse::json(200, &json!(stats))
+        }
+        ("DELETE", ["stats"]) => {
+            lock(world).reset_request_stats();
+            SimResponse::empty(204)
+        }
         _ => SimResponse::error(
             404,
             "UnknownControlRoute",

@@ -37,10 +37,18 @@ pub fn instance(text: &str) -> InstanceAddress {
 impl Harness {
     /// A simulator and a deployment whose spec holds `resources` (address and fields).
     pub async fn start(resources: &[(&str, serde_json::Value)]) -> Self {
+        Self::start_with(resources, |_| {}).await
+    }
+
+    /// The same with the simulator's config adjusted (a small list page).
+    pub async fn start_with(
+        resources: &[(&str, serde_json::Value)],
+        adjust: impl FnOnce(&mut SimulatorConfig),
+    ) -> Self {
         let folder = tempfile::tempdir().unwrap();
-        let simulator = ferry_sim::start(SimulatorConfig::for_tests(folder.path().join("sim")))
-            .await
-            .unwrap();
+        let mut config = SimulatorConfig::for_tests(folder.path().join("sim"));
+        adjust(&mut config);
+        let simulator = ferry_sim::start(config).await.unwrap();
         let specs: Vec<ResourceSpec> = resources
             .iter()
             .map(|(address, fields)| {

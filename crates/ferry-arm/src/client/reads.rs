@@ -54,8 +54,19 @@ impl ArmClient {
         path: &str,
         api_version: &str,
     ) -> Result<Vec<T>, ArmError> {
+        self.list_with_query(path, api_version, &[]).await
+    }
+
+    /// The same with query parameters on the first page (`statusOnly=true`); the next pages
+    /// are asked at `nextLink` as ARM gives it.
+    pub async fn list_with_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        api_version: &str,
+        query: &[(String, String)],
+    ) -> Result<Vec<T>, ArmError> {
         let mut items = Vec::new();
-        let mut url = self.url_for(path, api_version, &[])?;
+        let mut url = self.url_for(path, api_version, query)?;
         loop {
             let response = self
                 .send_checked(Method::Get, url, None, &WriteOptions::default())

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ferry_arm::deployment::{AzureDeployment, OutputsOf, tags_from};
-use ferry_arm::{ArmError, PendingOperation, ResourceId, StepOperations, api_version};
+use ferry_arm::{ArmError, PendingOperation, ReadVia, ResourceId, StepOperations, api_version};
 use ferry_core::fields::vm;
 use ferry_core::{ApplyContext, InstanceAddress, StepOutcome, Value};
 use serde_json::json;
@@ -162,7 +162,7 @@ pub(super) async fn update_vm(
     if let Some(tags) = &tags {
         patch["tags"] = json!(tags);
     }
-    let body = get(azure, id)
+    let body = get(azure, id, ReadVia::Single)
         .await?
         .ok_or_else(|| step_error(instance, "ARM does not show the VM any more: plan again"))?;
     let current = text(&body, "/properties/hardwareProfile/vmSize").unwrap_or_default();

@@ -2,8 +2,8 @@
 //! the attributes every tracked resource shares, then each kind's own (a VM's size, image, power
 //! state, network interface and addresses).
 
-use ferry_arm::ResourceId;
 use ferry_arm::deployment::{AzureDeployment, OutputsOf, generations_around, location_value};
+use ferry_arm::{ReadVia, ResourceId};
 use ferry_core::fields::vm;
 use ferry_core::{
     Attributes, Health, InstanceAddress, Kind, Observation, ReadContext, StepOutcome, Value,
@@ -63,22 +63,23 @@ pub(super) async fn read_attributes(
     instance: &InstanceAddress,
     fields: &Attributes,
     outputs: OutputsOf<'_>,
+    via: ReadVia,
 ) -> Result<Option<(Attributes, Health)>, ComputeError> {
     let id = read_id(azure, instance, fields, outputs)?;
-    let Some(body) = get(azure, &id).await? else {
+    let Some(body) = get(azure, &id, via).await? else {
         // The remembered id may be stale (a renamed resource): try where the spec puts it.
         let wanted = desired_id(azure, instance, fields, outputs)?;
         if wanted == id {
             return Ok(None);
         }
-        return match get(azure, &wanted).await? {
-            Some(body) => describe(azure, instance, &wanted, &body, fields, outputs)
+        return match get(azure, &wanted, via).await? {
+            Some(body) => describe(azure, instance, &wanted, &body, fields, outputs, via)
                 .await
                 .map(Some),
             None => Ok(None),
         };
     };
-    describe(azure, instance, &id, &body, fields, outputs)
+    describe(azure, instance, &id, &body, fields, outputs, via)
         .await
         .map(Some)
 }
@@ -90,6 +91,7 @@ async fn describe(
     body: &Value,
     fields: &Attributes,
     outputs: OutputsOf<'_>,
+    via: ReadVia,
 ) -> Result<(Attributes, Health), ComputeError> {
     let provisioning = text(body, "/properties/provisioningState");
     if instance.kind() == Kind::ResourceGroup
@@ -148,7 +150,7 @@ async fn describe(
             attributes.insert("address".into(), json!(text(body, "/properties/ipAddress")));
         }
         Kind::Vm => {
-            describe_vm(azure, id, body, fields, outputs, &mut attributes).await?;
+            describe_vm(azure, id, body, fields, outputs, via, &mut attributes).await?;
             if let Some(state) = attributes.get(vm::POWER_STATE).and_then(Value::as_str)
                 && state != "running"
                 && health.is_healthy()
@@ -170,6 +172,7 @@ async fn describe_vm(
     body: &Value,
     fields: &Attributes,
     outputs: OutputsOf<'_>,
+    via: ReadVia,
     attributes: &mut Attributes,
 ) -> Result<(), ComputeError> {
     let generations = generations_around(fields.get("vnet"));
@@ -210,7 +213,7 @@ async fn describe_vm(
         })
         .unwrap_or_else(|| vm::DEFAULT_DEVICE_FOLDER.to_owned());
     attributes.insert(vm::DEVICE_FOLDER.into(), json!(device_folder));
-    let view = azure.client().virtual_machine_instance_view(id).await?;
+    let view = azure.virtual_machine_instance_view(id, via).await?;
     let power_state = view.power_state().unwrap_or("unknown").to_owned();
     attributes.insert(vm::POWER_STATE.into(), json!(power_state));
     // Read only while a resize is pending, so a converged VM's reading (and a saved plan's
@@ -233,7 +236,7 @@ async fn describe_vm(
     let Some(nic_id) = nic_id else {
         return Ok(());
     };
-    let Some(nic) = get(azure, &nic_id).await? else {
+    let Some(nic) = get(azure, &nic_id, via).await? else {
         return Ok(());
     };
     let configuration = nic
@@ -264,7 +267,7 @@ async fn describe_vm(
             .map(|instance| instance.to_string())
             .unwrap_or_else(|| public.as_str().to_owned());
         attributes.insert("public_ip".into(), json!(reference));
-        if let Some(address) = get(azure, &public)
+        if let Some(address) = get(azure, &public, via)
             .await?
             .and_then(|body| text(&body, "/properties/ipAddress"))
         {
@@ -278,7 +281,15 @@ pub(super) async fn read_observation(
     azure: &AzureDeployment,
     context: &ReadContext<'_>,
 ) -> Observation {
-    match read_attributes(azure, context.instance, context.fields, context.outputs).await {
+    match read_attributes(
+        azure,
+        context.instance,
+        context.fields,
+        context.outputs,
+        ReadVia::Lists,
+    )
+    .await
+    {
         Ok(Some((attributes, health))) => Observation::Present { attributes, health },
         Ok(None) => Observation::Absent,
         Err(error) => Observation::Unknown {
@@ -294,7 +305,7 @@ pub(super) async fn outputs_now(
     fields: &Attributes,
     outputs: OutputsOf<'_>,
 ) -> Result<StepOutcome, ComputeError> {
-    match read_attributes(azure, instance, fields, outputs).await? {
+    match read_attributes(azure, instance, fields, outputs, ReadVia::Single).await? {
         Some((attributes, _)) => Ok(StepOutcome {
             outputs: attributes,
         }),

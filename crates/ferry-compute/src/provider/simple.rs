@@ -2,8 +2,9 @@
 //! or one delete of one ARM resource.
 
 use async_trait::async_trait;
-use ferry_arm::StepOperations;
 use ferry_arm::deployment::AzureDeployment;
+use ferry_arm::{ReadVia, StepOperations};
+use ferry_core::provider::ReadRound;
 use ferry_core::{
     Action, ApplyContext, Attributes, Kind, Observation, Provider, ReadContext, Step, StepError,
     StepOutcome, Value,
@@ -60,7 +61,8 @@ async fn put_simple(
     let instance = &step.address;
     let fields = context.inputs;
     let id = desired_id(azure, instance, fields, context.outputs)?;
-    let existing = read_attributes(azure, instance, fields, context.outputs).await?;
+    let existing =
+        read_attributes(azure, instance, fields, context.outputs, ReadVia::Single).await?;
     if step.action == Action::Replace {
         if instance.kind() == Kind::ResourceGroup {
             return Err(ComputeError::GroupReplacement {
@@ -98,6 +100,10 @@ macro_rules! simple_provider {
 
             async fn read(&self, context: ReadContext<'_>) -> Observation {
                 read_observation(&self.azure, &context).await
+            }
+
+            fn begin_read_round(&self) -> ReadRound {
+                ReadRound::new(self.azure.begin_read_round())
             }
 
             async fn apply(

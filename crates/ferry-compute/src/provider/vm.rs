@@ -3,8 +3,9 @@
 
 use async_trait::async_trait;
 use ferry_arm::deployment::AzureDeployment;
-use ferry_arm::{ResourceId, StepOperations};
+use ferry_arm::{ReadVia, ResourceId, StepOperations};
 use ferry_core::fields::vm::ADMIN_USERNAME;
+use ferry_core::provider::ReadRound;
 use ferry_core::{
     Action, ApplyContext, Kind, Observation, Provider, ReadContext, Step, StepError, StepOutcome,
     Value,
@@ -26,6 +27,10 @@ impl Provider for VmProvider {
 
     async fn read(&self, context: ReadContext<'_>) -> Observation {
         read_observation(&self.azure, &context).await
+    }
+
+    fn begin_read_round(&self) -> ReadRound {
+        ReadRound::new(self.azure.begin_read_round())
     }
 
     async fn apply(
@@ -72,7 +77,7 @@ async fn put_vm(
     let fields = context.inputs;
     let outputs = context.outputs;
     let id = desired_id(azure, instance, fields, outputs)?;
-    let existing = read_attributes(azure, instance, fields, outputs).await?;
+    let existing = read_attributes(azure, instance, fields, outputs, ReadVia::Single).await?;
     let mut exists = existing.as_ref().is_some_and(|(attributes, _)| {
         attributes.get("id").and_then(Value::as_str) == Some(id.as_str())
     });

@@ -80,7 +80,8 @@ impl World {
                     count,
                     &request.method,
                     &request.path,
-                ) =>
+                ) || (list_carries(&self.resources, request, &path_contains)
+                    && active.hit_match(&method, "", count, &request.method, &request.path)) =>
                 {
                     return Some(SimResponse {
                         status,
@@ -118,5 +119,58 @@ impl World {
             }
         }
         (None, false)
+    }
+}
+
+/// Whether `request` lists a resource whose path holds `path_contains`: a fault that makes
+/// ARM unable to read a resource fails the lists that would show it too (its group's list of
+/// its type; the subscription's list, and with `statusOnly=true` its instance view), so that
+/// the resource stays unreadable however a client reads it.
+fn list_carries(
+    resources: &std::collections::BTreeMap<String, super::Stored>,
+    request: &SimRequest,
+    path_contains: &str,
+) -> bool {
+    if request.method != "GET" || path_contains.is_empty() {
+        return false;
+    }
+    let wanted = path_contains.to_ascii_lowercase();
+    let path = request.path.trim_end_matches('/').to_ascii_lowercase();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let status_only = request
+        .query_value("statusOnly")
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let shows = |key: &str| {
+        key.contains(&wanted) || (status_only && format!("{key}/instanceview").contains(&wanted))
+    };
+    match segments.as_slice() {
+        ["subscriptions", _, "resourcegroups", _, "providers", _, _] => {
+            let prefix = format!("{path}/");
+            resources
+                .keys()
+                .filter(|key| key.starts_with(&prefix) && !key[prefix.len()..].contains('/'))
+                .any(|key| shows(key))
+        }
+        [
+            "subscriptions",
+            subscription,
+            "providers",
+            namespace,
+            resource_type,
+        ] => {
+            let prefix = format!("/subscriptions/{subscription}/resourcegroups/");
+            let middle = format!("/providers/{namespace}/{resource_type}/");
+            resources
+                .keys()
+                .filter(|key| key.starts_with(&prefix))
+                .filter(|key| {
+                    key.find(&middle).is_some_and(|at| {
+                        let rest = &key[at + middle.len()..];
+                        !rest.contains('/') && key[prefix.len()..at].split('/').count() == 1
+                    })
+                })
+                .any(|key| shows(key))
+        }
+        _ => false,
     }
 }

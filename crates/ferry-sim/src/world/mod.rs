@@ -20,6 +20,7 @@
 //! - `attachments`: data disks attached to VMs, and their `lunN` links;
 //! - `views`: what a response shows of a stored resource (no secrets, a network's subnets);
 //! - `events`: the record of every request answered and operation ended ([`SimEvent`]);
+//! - `stats`: how many ARM requests were answered, read and throttled ([`RequestStats`]);
 //! - `fault_injection`: the faults a test or a scenario adds;
 //! - one file per ARM type for what only that type does: `resource_groups`,
 //!   `virtual_networks`, `public_ips`, `network_interfaces`, `virtual_machines` (and
@@ -48,6 +49,7 @@ mod regions;
 mod resource_groups;
 mod resources;
 mod routing;
+mod stats;
 mod throttling;
 mod views;
 mod virtual_machines;
@@ -69,6 +71,7 @@ use crate::{OperationDurations, SimulatorError};
 
 pub use events::{Exchange, SimEvent};
 pub use messages::{SimRequest, SimResponse};
+pub use stats::RequestStats;
 pub use throttling::{ArmThrottling, TokenBucket};
 
 use ids::{Kind, group_id_of, kind_of, lower};
@@ -118,6 +121,8 @@ pub struct World {
     pub(crate) latency: Duration,
     pub(crate) tokens_issued: u64,
     events: Vec<SimEvent>,
+    /// How many ARM requests were answered and throttled (`stats`).
+    request_stats: RequestStats,
     /// Every request and answer in full, once a test asks for them (`record_exchanges`).
     exchanges: Option<Vec<events::Exchange>>,
 }
@@ -161,6 +166,7 @@ impl World {
             latency: Duration::ZERO,
             tokens_issued: 0,
             events: Vec::new(),
+            request_stats: RequestStats::default(),
             exchanges: None,
         })
     }

@@ -85,6 +85,7 @@ impl World {
         }
         // A type's list across the subscription, `/subscriptions/{id}/providers/{namespace}/{type}`.
         if segments.len() == 5 && lowered[2] == "providers" && method == "GET" {
+            refuse_instance_view_without_filter(request)?;
             let resource_type = format!("{}/{}", segments[3], segments[4]);
             return Ok((
                 self.list_in_subscription(request, subscription, &resource_type),
@@ -144,6 +145,7 @@ impl World {
             ));
         }
         if after_namespace == 1 && method == "GET" {
+            refuse_instance_view_without_filter(request)?;
             return Ok((self.list(request, &full_path)?, None));
         }
         if after_namespace >= 3 && method == "GET" && last != "instanceview" && last != "vmsizes" {
@@ -239,13 +241,14 @@ impl World {
 
     fn list(&self, request: &SimRequest, collection: &str) -> Result<SimResponse, Refusal> {
         let prefix = format!("{}/", lower(collection));
-        let items: Vec<Value> = self
+        let items: Vec<&Stored> = self
             .resources
-            .iter()
-            .filter(|(key, _)| key.starts_with(&prefix) && !key[prefix.len()..].contains('/'))
-            .map(|(_, stored)| self.response_body(stored))
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .filter(|(key, _)| !key[prefix.len()..].contains('/'))
+            .map(|(_, stored)| stored)
             .collect();
-        Ok(self.page(request, items))
+        Ok(self.page(request, items, |stored| self.response_body(stored)))
     }
 
     /// Every resource of one type in a subscription, whatever its group, paged like a group's list.
@@ -255,7 +258,12 @@ impl World {
         subscription: &str,
         resource_type: &str,
     ) -> SimResponse {
-        let items: Vec<Value> = self
+        // `statusOnly=true` "enables fetching run time status of all Virtual Machines in the
+        // subscription" (VirtualMachines_ListAll, Compute 2025-04-01).
+        let status_only = request
+            .query_value("statusOnly")
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        let items: Vec<&Stored> = self
             .resources
             .values()
             .filter(|stored| {
@@ -263,9 +271,26 @@ impl World {
                     && kind_of(&stored.id) != Kind::Group
                     && type_of(&stored.id).eq_ignore_ascii_case(resource_type)
             })
-            .map(|stored| self.response_body(stored))
             .collect();
-        self.page(request, items)
+        self.page(request, items, |stored| {
+            if status_only && kind_of(&stored.id) == Kind::VirtualMachine {
+                self.status_only_body(stored)
+            } else {
+                self.response_body(stored)
+            }
+        })
+    }
+
+    /// A VM as `statusOnly=true` lists it: who it is and its instance view (power state),
+    /// none of its configuration.
+    fn status_only_body(&self, stored: &Stored) -> Value {
+        json!({
+            "id": stored.body.get("id").cloned().unwrap_or_else(|| json!(stored.id)),
+            "name": name_of(&stored.id),
+            "type": type_of(&stored.id),
+            "location": stored.body.get("location").cloned().unwrap_or(Value::Null),
+            "properties": {"instanceView": self.instance_view(&stored.id)},
+        })
     }
 
     fn list_children(
@@ -275,7 +300,7 @@ impl World {
         record_type: Option<&str>,
     ) -> Result<SimResponse, Refusal> {
         let prefix = format!("{}/", lower(zone));
-        let items: Vec<Value> = self
+        let items: Vec<&Stored> = self
             .resources
             .iter()
             .filter(|(key, _)| {
@@ -286,31 +311,72 @@ impl World {
                 parts.len() == 2
                     && record_type.is_none_or(|wanted| parts[0].eq_ignore_ascii_case(wanted))
             })
-            .map(|(_, stored)| self.response_body(stored))
+            .map(|(_, stored)| stored)
             .collect();
-        Ok(self.page(request, items))
+        Ok(self.page(request, items, |stored| self.response_body(stored)))
     }
 
-    /// One page of a list, with `nextLink` carrying `$skiptoken` when more remain.
-    fn page(&self, request: &SimRequest, items: Vec<Value>) -> SimResponse {
+    /// One page of a list, with `nextLink` carrying `$skiptoken` when more remain; `body`
+    /// shows each item of the page (only of the page: a list of thousands is asked page by page).
+    fn page(
+        &self,
+        request: &SimRequest,
+        items: Vec<&Stored>,
+        body: impl Fn(&Stored) -> Value,
+    ) -> SimResponse {
         let start: usize = request
             .query_value("$skiptoken")
             .and_then(|token| token.parse().ok())
             .unwrap_or(0);
         let size = self.settings.page_size.max(1);
-        let page: Vec<Value> = items.iter().skip(start).take(size).cloned().collect();
+        let page: Vec<Value> = items
+            .iter()
+            .skip(start)
+            .take(size)
+            .map(|stored| body(stored))
+            .collect();
         let mut body = json!({"value": page});
         if start + size < items.len() {
-            let api_version = request.query_value("api-version").unwrap_or_default();
+            // The next page is asked with the same query (`statusOnly`, `$expand`) and where
+            // to start: a client follows `nextLink` as it is.
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            for (name, value) in &request.query {
+                if !name.eq_ignore_ascii_case("$skiptoken") {
+                    query.append_pair(name, value);
+                }
+            }
+            query.append_pair("$skiptoken", &(start + size).to_string());
             body["nextLink"] = json!(format!(
-                "{}{}?api-version={api_version}&$skiptoken={}",
+                "{}{}?{}",
                 self.settings.endpoint,
                 request.path,
-                start + size
+                query.finish()
             ));
         }
         SimResponse::json(200, &body)
     }
+}
+
+/// Compute's lists of VMs (`VirtualMachines_List` by group, `VirtualMachines_ListAll`) take
+/// `$expand=instanceView` only with a valid `$filter` ("this can only be specified if a valid
+/// $filter option is specified", Compute 2025-04-01's virtualMachine.json; the only filter is
+/// a scale set's id, which standalone VMs never match): a list of a group's VMs does not carry
+/// their power state. The subscription's list with `statusOnly=true` does.
+fn refuse_instance_view_without_filter(request: &SimRequest) -> Result<(), Refusal> {
+    let expands_instance_view = request
+        .query_value("$expand")
+        .is_some_and(|expand| expand.eq_ignore_ascii_case("instanceView"));
+    if expands_instance_view
+        && request.query_value("$filter").is_none()
+        && lower(&request.path).ends_with("/microsoft.compute/virtualmachines")
+    {
+        return Err(SimResponse::error(
+            400,
+            "InvalidParameter",
+            "$expand=instanceView can only be specified with a valid $filter on a list of virtual machines: list the subscription's virtual machines with statusOnly=true for their power state",
+        ));
+    }
+    Ok(())
 }
 
 /// ARM's answer to an action the simulator does not serve.
