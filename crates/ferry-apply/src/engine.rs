@@ -1000,24 +1000,25 @@ impl<'a> Schedule<'a> {
     /// Releases the step's slot and queues the dependents that now wait on nothing.
     fn succeeded(&mut self, index: usize) {
         self.stop_running(index);
-        let mut released = Vec::new();
+        for position in 0..self.dependents[index].len() {
+            self.one_less_to_wait_for(self.dependents[index][position]);
+        }
+        // The last step of the rest releases every retirement: they go last.
         if !self.goes_last[index] {
             self.others_left -= 1;
             if self.others_left == 0 {
-                released.clone_from(&self.retirements);
+                for position in 0..self.retirements.len() {
+                    self.one_less_to_wait_for(self.retirements[position]);
+                }
             }
         }
-        for position in 0..self.dependents[index].len() + released.len() {
-            let dependent = match self.dependents[index].get(position) {
-                Some(&dependent) => dependent,
-                None => released[position - self.dependents[index].len()],
-            };
-            self.waiting_on[dependent] -= 1;
-            if self.waiting_on[dependent] == 0
-                && self.reports[dependent].status == StepStatus::NotStarted
-            {
-                self.queue(dependent);
-            }
+    }
+
+    /// A step that `waiting` waited for succeeded: queued once it waits on nothing.
+    fn one_less_to_wait_for(&mut self, waiting: usize) {
+        self.waiting_on[waiting] -= 1;
+        if self.waiting_on[waiting] == 0 && self.reports[waiting].status == StepStatus::NotStarted {
+            self.queue(waiting);
         }
     }
 
