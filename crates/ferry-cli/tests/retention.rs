@@ -26,6 +26,22 @@ fn ferry_ok(scratch: &Scratch, args: &[&str]) -> Run {
     run
 }
 
+/// `ferry apply --retire-old now`: what an operator runs to retire a kept generation.
+fn retire_now(scratch: &Scratch) -> Run {
+    ferry_ok(
+        scratch,
+        &[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--retire-old",
+            "now",
+            "--auto-approve",
+        ],
+    )
+}
+
 /// The failover the broken API server of `generation` calls for, applied.
 fn fail_over(scratch: &Scratch, generation: u32) -> Run {
     scratch.break_api_server(generation);
@@ -154,18 +170,7 @@ fn a_generation_kept_until_asked_stays_fenced_until_an_apply_retires_it() {
     assert_eq!(view["kept"][0]["until"]["when"], "asked");
 
     // Asked: retired, and the state forgets when it stood down.
-    let retire = ferry_ok(
-        &scratch,
-        &[
-            "apply",
-            "data100",
-            "--world",
-            "world.json",
-            "--retire-old",
-            "now",
-            "--auto-approve",
-        ],
-    );
+    let retire = retire_now(&scratch);
     assert!(
         retire.stderr.contains("Apply complete: 8 done"),
         "{}{}",
@@ -328,18 +333,7 @@ fn a_kept_generation_is_still_seen_after_the_state_is_lost_or_forgets_part_of_it
     );
 
     // Asked, it goes, the forgotten VM with it.
-    let retire = ferry_ok(
-        &scratch,
-        &[
-            "apply",
-            "data100",
-            "--world",
-            "world.json",
-            "--retire-old",
-            "now",
-            "--auto-approve",
-        ],
-    );
+    let retire = retire_now(&scratch);
     assert!(retire.stderr.contains("8 done"), "{}", retire.stderr);
     assert_eq!(of_generation(&scratch, 1), Vec::<String>::new());
 }
