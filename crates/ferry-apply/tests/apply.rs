@@ -586,16 +586,16 @@ async fn an_apply_an_older_ferry_left_interrupted_resumes_from_its_version_1_jou
         .map(|line| {
             let mut record: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_str(line).unwrap();
-            record.shift_remove("apply_id");
-            record.shift_remove("at");
+            record.remove("apply_id");
+            record.remove("at");
             serde_json::Value::Object(record).to_string()
         })
         .collect();
     insta::assert_snapshot!(added.join("\n"), @r#"
     {"event":"apply_started","format_version":"2","steps":2}
-    {"event":"step_started","step":"disk.b:attach","instance":"disk.b","action":"attach","resume_token":"memory://operations/disk.b:attach"}
-    {"event":"step_finished","step":"disk.b:attach","result":{"ok":{"outputs":{"id":"/memory/disk.b"}}}}
-    {"event":"apply_finished","complete":true}
+    {"action":"attach","event":"step_started","instance":"disk.b","resume_token":"memory://operations/disk.b:attach","step":"disk.b:attach"}
+    {"event":"step_finished","result":{"ok":{"outputs":{"id":"/memory/disk.b"}}},"step":"disk.b:attach"}
+    {"complete":true,"event":"apply_finished"}
     "#);
 }
 

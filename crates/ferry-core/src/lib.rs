@@ -5,6 +5,7 @@
 //! else of ferry's, which keeps them swappable and keeps the planner pure.
 
 pub mod address;
+pub mod attributes;
 pub mod fields;
 pub mod fs;
 pub mod limits;

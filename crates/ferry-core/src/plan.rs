@@ -140,7 +140,7 @@ pub struct Step {
     pub changes: Vec<AttributeChange>,
     /// What the provider needs to carry the step out. Strings may still hold `${...}` of
     /// outputs produced earlier in the same apply; the engine resolves them.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub inputs: Attributes,
     /// A warning the operator must not miss (shown in red): a forced detach, a forced import.
     #[serde(default, skip_serializing_if = "Option::is_none")]

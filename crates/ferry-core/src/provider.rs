@@ -370,7 +370,7 @@ impl SimulatedStep<'_> {
 
     /// Sets `name` to `value` unless the attributes already hold it.
     pub fn default_output(attributes: &mut Attributes, name: &str, value: Value) {
-        attributes.entry(name.to_owned()).or_insert(value);
+        attributes.get_or_insert_with(name, || value);
     }
 }
 

@@ -5,7 +5,6 @@
 //! (an output of a resource that a plan creates) stays in the string as `${...}`: a step's
 //! inputs are partially evaluated at plan time and finished by the apply engine.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 
@@ -13,8 +12,7 @@ use crate::address::{Generation, Kind, ResourceAddress};
 
 pub use serde_json::Value;
 
-/// Named attributes of a resource, sorted so that everything derived from them is deterministic.
-pub type Attributes = BTreeMap<String, Value>;
+pub use crate::attributes::Attributes;
 
 /// What a `${...}` can refer to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn a_token_round_trips_and_holds_only_the_record_and_its_values() {
         let wait = recorded_at_700();
-        insta::assert_snapshot!(wait.to_token(), @r#"{"wait_for_old_ttl":{"fqdn":"hub.data100.example.org","type":"A","replaced":["20.1.2.3"],"ttl":300,"until_unix":1000}}"#);
+        insta::assert_snapshot!(wait.to_token(), @r#"{"wait_for_old_ttl":{"fqdn":"hub.data100.example.org","replaced":["20.1.2.3"],"ttl":300,"type":"A","until_unix":1000}}"#);
         assert_eq!(OldTtlWait::from_token(&wait.to_token()), Some(wait.clone()));
         assert!(wait.is_for(&RecordKey::new(
             "Data100.Example.org.",

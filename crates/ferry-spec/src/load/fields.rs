@@ -422,7 +422,7 @@ impl Loader<'_> {
         report_missing: bool,
     ) -> TableRead<'d, 'i> {
         let mut read = TableRead {
-            values: Attributes::new(),
+            values: Attributes::with_capacity(table.len()),
             nodes: BTreeMap::new(),
             clean: true,
             outputs: Vec::new(),
