@@ -1,6 +1,8 @@
 //! Plans a synthetic spec of N resources once and prints the time of each stage and the
 //! process's peak memory (VmHWM): `cargo run --release -p ferry-plan --example plan_scale -- 10000`.
-//! One process per size, so that the peak belongs to that size alone.
+//! One process per size, so that the peak belongs to that size alone. A second argument splits
+//! the spec into that many files (at group boundaries), as a fleet's spec would be written:
+//! `-- 100000 100`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,17 +25,48 @@ fn peak_memory_mib() -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
+/// The spec's text in `files` pieces of about equal size, each starting at a resource group.
+fn split(text: String, files: usize) -> Vec<(PathBuf, String)> {
+    if files <= 1 {
+        return vec![(PathBuf::from("synthetic.toml"), text)];
+    }
+    let target = text.len() / files + 1;
+    let mut pieces = Vec::with_capacity(files);
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let cut = if rest.len() <= target {
+            rest.len()
+        } else {
+            rest[target..]
+                .find("\n[resource_group.")
+                .map_or(rest.len(), |at| target + at + 1)
+        };
+        let (piece, after) = rest.split_at(cut);
+        pieces.push((
+            PathBuf::from(format!("synthetic-{:03}.toml", pieces.len())),
+            piece.to_owned(),
+        ));
+        rest = after;
+    }
+    pieces
+}
+
 fn main() {
     let size: usize = std::env::args()
         .nth(1)
         .and_then(|arg| arg.parse().ok())
         .unwrap_or(10_000);
-    let text = synthetic::spec_text(size, 7);
+    let files: usize = std::env::args()
+        .nth(2)
+        .and_then(|arg| arg.parse().ok())
+        .unwrap_or(1);
+    let sources = split(synthetic::spec_text(size, 7), files);
     let rules = ferry_providers::rule_book();
+    let spec_files = sources.len();
     let start = Instant::now();
     let spec = ferry_spec::load_sources(
         Path::new("synthetic"),
-        vec![(PathBuf::from("synthetic.toml"), text)],
+        sources,
         &LoadOptions::default(),
         &rules,
     )
@@ -44,8 +77,9 @@ fn main() {
         .expect("the synthetic spec plans");
     let planned = start.elapsed() - parsed;
     println!(
-        "{} resources, {} steps: parse+validate {:.1} ms, plan {:.1} ms, total {:.1} ms, peak memory {:.0} MiB ({:.0} MiB after parse+validate)",
+        "{} resources in {} files, {} steps: parse+validate {:.1} ms, plan {:.1} ms, total {:.1} ms, peak memory {:.0} MiB ({:.0} MiB after parse+validate)",
         spec.resources.len(),
+        spec_files,
         plan.steps.len(),
         parsed.as_secs_f64() * 1000.0,
         planned.as_secs_f64() * 1000.0,
