@@ -182,8 +182,8 @@ fn a_read_only_property_in_a_request_is_allowed_and_reported() {
     assert_eq!(
         check(put),
         "checked as Disks_CreateOrUpdate\n\
-         read-only sent: /properties/provisioningState\n\
-         read-only sent: /id"
+         read-only sent: /id\n\
+         read-only sent: /properties/provisioningState"
     );
 }
 
