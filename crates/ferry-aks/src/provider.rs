@@ -124,29 +124,32 @@ impl AksClusterProvider {
                 Err(_) => {}
             }
         }
-        let health = if provisioning.eq_ignore_ascii_case("failed") {
-            // A create or update that ended Failed (a quota error): the plan builds it again.
-            Health::Failed {
-                reason: "ARM reports provisioningState Failed".to_owned(),
-            }
-        } else if !provisioning.eq_ignore_ascii_case("succeeded") {
-            Health::Unhealthy {
-                reason: format!("ARM reports provisioningState {provisioning}"),
-            }
-        } else if !power.eq_ignore_ascii_case("running") {
-            Health::Unhealthy {
-                reason: format!("ARM reports powerState {power}"),
-            }
-        } else if let Some(fqdn) = &fqdn {
-            match self.probe(fqdn, kubeconfig_text.as_deref()).await {
-                Ok(()) => Health::Healthy,
-                Err(reason) => Health::Unhealthy { reason },
-            }
-        } else {
-            Health::Unhealthy {
-                reason: "ARM reports no API server fqdn".to_owned(),
-            }
-        };
+        let health =
+            if let creating @ Health::Creating { .. } = ferry_arm::provisioning::health_of(&body) {
+                creating
+            } else if provisioning.eq_ignore_ascii_case("failed") {
+                // A create or update that ended Failed (a quota error): the plan builds it again.
+                Health::Failed {
+                    reason: "ARM reports provisioningState Failed".to_owned(),
+                }
+            } else if !provisioning.eq_ignore_ascii_case("succeeded") {
+                Health::Unhealthy {
+                    reason: format!("ARM reports provisioningState {provisioning}"),
+                }
+            } else if !power.eq_ignore_ascii_case("running") {
+                Health::Unhealthy {
+                    reason: format!("ARM reports powerState {power}"),
+                }
+            } else if let Some(fqdn) = &fqdn {
+                match self.probe(fqdn, kubeconfig_text.as_deref()).await {
+                    Ok(()) => Health::Healthy,
+                    Err(reason) => Health::Unhealthy { reason },
+                }
+            } else {
+                Health::Unhealthy {
+                    reason: "ARM reports no API server fqdn".to_owned(),
+                }
+            };
         Ok(Some((attributes, health)))
     }
 

@@ -11,13 +11,20 @@ use ferry_testkit::provider_harness::{Harness, attributes, instance};
 use serde_json::json;
 
 async fn harness() -> Harness {
-    let harness = Harness::start(&[
-        ("resource_group.main", json!({"name": "hub-g${generation}"})),
-        (
-            "aks_cluster.hub",
-            json!({"name": "hub", "resource_group": "resource_group.main"}),
-        ),
-    ])
+    harness_at(|_| {}).await
+}
+
+async fn harness_at(adjust: impl FnOnce(&mut ferry_sim::SimulatorConfig)) -> Harness {
+    let harness = Harness::start_with(
+        &[
+            ("resource_group.main", json!({"name": "hub-g${generation}"})),
+            (
+                "aks_cluster.hub",
+                json!({"name": "hub", "resource_group": "resource_group.main"}),
+            ),
+        ],
+        adjust,
+    )
     .await;
     harness.seed_group("resource_group.main@g1", "hub-g1");
     harness
@@ -235,4 +242,35 @@ async fn a_failed_create_says_why_and_faults_read_unknown() {
         "{}",
         reading.describe()
     );
+}
+
+/// An apply killed while Azure is creating the cluster leaves it `Creating`. It reads so: not
+/// unhealthy (whose hooks would be planned at once and fail against a cluster that is not
+/// there yet), not absent. The create sent again waits for the one under way and finishes.
+#[tokio::test]
+async fn a_create_a_killed_apply_left_under_way_reads_creating_and_a_second_create_finishes_it() {
+    // A cluster create (8 minutes in Azure) lasts 2.4 s at this scale.
+    let harness = harness_at(|config| config.time_scale = 0.005).await;
+    let cluster = instance("aks_cluster.hub@g1");
+    let provider = AksClusterProvider::new(harness.azure.clone());
+    let killed =
+        tokio::time::timeout(std::time::Duration::from_millis(300), create(&harness)).await;
+    assert!(
+        killed.is_err(),
+        "the create was meant to be cut off while under way"
+    );
+    let reading = harness.read(&provider, &cluster, &fields("1.33")).await;
+    assert!(
+        matches!(
+            &reading,
+            Observation::Present { health: Health::Creating { reason }, .. }
+                if reason == "ARM reports provisioningState Creating"
+        ),
+        "{}",
+        reading.describe()
+    );
+    let outputs = create(&harness).await;
+    assert!(outputs["kubeconfig"].as_str().is_some(), "{outputs:?}");
+    let reading = harness.read(&provider, &cluster, &fields("1.33")).await;
+    assert!(reading.is_healthy(), "{}", reading.describe());
 }

@@ -19,6 +19,7 @@ pub mod list_reads;
 pub mod models;
 pub mod pending_operation;
 pub mod provider_calls;
+pub mod provisioning;
 
 pub use client::{
     AZURE_PUBLIC_ENDPOINT, ArmClient, ArmClientConfig, ArmResponse, BusySettings, Fetched,

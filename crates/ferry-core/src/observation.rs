@@ -26,6 +26,13 @@ pub enum Health {
     Failed {
         reason: String,
     },
+    /// Its create is still under way: ARM reports `provisioningState` Creating, from a create
+    /// an earlier apply started and did not see finish (killed, or its time limit). It exists
+    /// but is not built yet, so nothing that needs it may start: the plan creates it again,
+    /// which resumes the recorded operation or waits for it, then sends the same request.
+    Creating {
+        reason: String,
+    },
 }
 
 impl Health {
@@ -37,7 +44,9 @@ impl Health {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Health::Healthy => None,
-            Health::Unhealthy { reason } | Health::Failed { reason } => Some(reason),
+            Health::Unhealthy { reason }
+            | Health::Failed { reason }
+            | Health::Creating { reason } => Some(reason),
         }
     }
 }
@@ -160,6 +169,10 @@ impl Observation {
                 health: Health::Failed { reason },
                 ..
             } => format!("present, provisioning failed: {reason}"),
+            Observation::Present {
+                health: Health::Creating { reason },
+                ..
+            } => format!("present, still being created: {reason}"),
             Observation::Absent => "absent".to_owned(),
             Observation::Unknown { reason } => format!("unknown: {reason}"),
         }

@@ -18,8 +18,8 @@ use ferry_arm::{ArmError, LocateError, ReadVia, ResourceId, StepOperations, api_
 use ferry_core::fields;
 use ferry_core::provider::ReadRound;
 use ferry_core::{
-    Action, ApplyContext, Attributes, Generation, InstanceAddress, Kind, Observation, Provider,
-    ReadContext, Step, StepError, StepOutcome, Value,
+    Action, ApplyContext, Attributes, Generation, Health, InstanceAddress, Kind, Observation,
+    Provider, ReadContext, Step, StepError, StepOutcome, Value,
 };
 use serde_json::json;
 
@@ -322,15 +322,23 @@ impl Provider for DiskProvider {
             )
             .await?
             {
-                Some(found) => describe(azure, &found, context.fields, context.outputs, via)
-                    .await
-                    .map(Some),
+                Some(found) => {
+                    // A disk whose create is still under way is not there to attach yet; a
+                    // failed one is left to its attach and import to report, as before.
+                    let health = match ferry_arm::provisioning::health_of(&found.body) {
+                        creating @ Health::Creating { .. } => creating,
+                        _ => Health::Healthy,
+                    };
+                    describe(azure, &found, context.fields, context.outputs, via)
+                        .await
+                        .map(|attributes| Some((attributes, health)))
+                }
                 None => Ok(None),
             }
         }
         .await;
         match result {
-            Ok(Some(attributes)) => Observation::present(attributes),
+            Ok(Some((attributes, health))) => Observation::Present { attributes, health },
             Ok(None) => Observation::Absent,
             Err(error) => Observation::Unknown {
                 reason: error.to_string(),

@@ -301,6 +301,128 @@ fn a_failed_cluster_create_inside_a_failover_is_built_again_by_the_next_plan() {
     assert!(steps_of(&again, "aks_cluster.hub@g3").is_empty(), "{shown}");
 }
 
+fn creating() -> Health {
+    Health::Creating {
+        reason: "ARM reports provisioningState Creating".into(),
+    }
+}
+
+/// An apply killed while Azure was creating the cluster: the next plan reads the cluster
+/// present but still `Creating`. It plans the cluster's create again, under the same step id
+/// (the engine resumes the operation its journal recorded), and everything that needs the
+/// cluster waits for that step. Before: the cluster read present with nothing to change, got
+/// no step, and the hooks that deploy onto it ran at once and failed against a cluster that
+/// did not exist yet.
+#[test]
+fn a_cluster_still_being_created_by_a_killed_apply_is_created_again_before_its_hooks() {
+    let empty = Snapshot::new(0);
+    let first = plan(&empty, &PlanConfig::default());
+    let mut after = converge(&empty, &first, 0);
+    for step in &first.steps {
+        if matches!(
+            step.address.kind(),
+            ferry_core::Kind::Hook | ferry_core::Kind::Check | ferry_core::Kind::DnsRecord
+        ) {
+            after.insert(step.address.clone(), Observation::Absent);
+        }
+    }
+    set_health(&mut after, "aks_cluster.hub@g1", creating());
+    let again = plan(&after, &PlanConfig::default());
+    let shown = text(&again);
+    let cluster = steps_of(&again, "aks_cluster.hub@g1");
+    assert_eq!(cluster.len(), 1, "{shown}");
+    let create = first
+        .steps
+        .iter()
+        .find(|step| step.address == address("aks_cluster.hub@g1"))
+        .unwrap();
+    assert_eq!(cluster[0].action, Action::Create, "{shown}");
+    assert_eq!(cluster[0].id, create.id, "the journal's step id: {shown}");
+    assert_eq!(
+        cluster[0].reason,
+        "its create has not finished (ARM reports provisioningState Creating): the step waits for it and completes it"
+    );
+    let hook = steps_of(&again, "hook.staging_hub@g1");
+    assert_eq!(hook.len(), 1, "{shown}");
+    assert!(
+        again.ancestors(&hook[0].id).contains(&cluster[0].id),
+        "the hook waits for the cluster: {shown}"
+    );
+    assert_eq!(Verdict::of(&again).exit_code(), 2);
+    insta::assert_snapshot!(
+        shown
+            .lines()
+            .filter(|line| line.contains("create aks_cluster.hub") || line.contains("not finished"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        @r"
+    1. + create aks_cluster.hub@g1  ~8m  (critical path)
+         its create has not finished (ARM reports provisioningState Creating): the step waits for it and completes it
+         create aks_cluster.hub@g1 (8m)
+    "
+    );
+}
+
+/// The same inside a failover, and for a VM: the new generation's NFS VM is still being
+/// created when the apply is killed; the next plan finishes that failover (not a third
+/// generation) and creates the VM again before the pool's import.
+#[test]
+fn a_vm_still_being_created_inside_a_failover_is_created_again_before_the_import() {
+    let down = data100_snapshot("observed-apiserver-down.json");
+    let failover = plan(&down, &PlanConfig::default());
+    let mut after = down.clone();
+    for step in &failover.steps {
+        if step.address.generation == Some(2)
+            && matches!(
+                step.address.kind(),
+                ferry_core::Kind::ResourceGroup | ferry_core::Kind::Vnet | ferry_core::Kind::Vm
+            )
+        {
+            let converged = converge(&down, &only(&failover, &step.id), 1);
+            after.insert(
+                step.address.clone(),
+                converged.get(&step.address).unwrap().clone(),
+            );
+        }
+    }
+    let vm = failover
+        .steps
+        .iter()
+        .find(|step| {
+            step.address.kind() == ferry_core::Kind::Vm && step.address.generation == Some(2)
+        })
+        .expect("the failover builds a VM")
+        .clone();
+    set_health(&mut after, &vm.address.to_string(), creating());
+    after.failover_in_progress = Some(Failover {
+        from_generation: 1,
+        to_generation: 2,
+        trigger: "aks_cluster.hub@g1 is unhealthy".into(),
+    });
+    let again = plan(&after, &PlanConfig::default());
+    let shown = text(&again);
+    let steps = steps_of(&again, &vm.address.to_string());
+    assert_eq!(steps.len(), 1, "{shown}");
+    assert_eq!(steps[0].action, Action::Create, "{shown}");
+    assert_eq!(steps[0].id, vm.id, "{shown}");
+    let import = again
+        .steps
+        .iter()
+        .find(|step| step.action == Action::Import)
+        .expect("the failover imports the pool");
+    assert!(
+        again.ancestors(&import.id).contains(&vm.id),
+        "the import waits for the VM: {shown}"
+    );
+    assert!(
+        again
+            .steps
+            .iter()
+            .all(|step| step.address.generation != Some(3)),
+        "{shown}"
+    );
+}
+
 /// A plan of just one of `plan`'s steps, to converge that step alone.
 fn only(plan: &Plan, id: &ferry_core::StepId) -> Plan {
     let mut only = plan.clone();

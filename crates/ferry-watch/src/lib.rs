@@ -44,7 +44,10 @@ impl HealthState {
                 ..
             } => HealthState::Healthy,
             Observation::Present {
-                health: Health::Unhealthy { reason } | Health::Failed { reason },
+                health:
+                    Health::Unhealthy { reason }
+                    | Health::Failed { reason }
+                    | Health::Creating { reason },
                 ..
             } => HealthState::Unhealthy {
                 reason: reason.clone(),

@@ -105,11 +105,10 @@ async fn describe(
         });
     }
     let mut attributes = common_attributes(azure, body, id, fields, outputs);
-    let mut health = match provisioning.as_deref() {
-        Some(state) if state.eq_ignore_ascii_case("failed") => Health::Unhealthy {
-            reason: "ARM reports provisioningState Failed".to_owned(),
-        },
-        _ => Health::Healthy,
+    // A failed one reads unhealthy here, as it always has, and is left to its own steps.
+    let mut health = match ferry_arm::provisioning::health_of(body) {
+        Health::Failed { reason } => Health::Unhealthy { reason },
+        other => other,
     };
     match instance.kind() {
         Kind::ResourceGroup => {}

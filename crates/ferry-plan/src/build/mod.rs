@@ -470,6 +470,9 @@ impl<'a> Builder<'a> {
                         "its provisioning failed ({reason}); ferry never rebuilds a stateful resource: find out why in Azure and repair it"
                     ),
                     Health::Failed { reason } => format!("its provisioning failed: {reason}"),
+                    Health::Creating { reason } => format!(
+                        "it is still being created ({reason}): plan again once Azure has finished"
+                    ),
                 };
                 Some(PlanWarning {
                     address: instance.clone(),

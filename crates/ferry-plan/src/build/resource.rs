@@ -94,6 +94,14 @@ impl<'a> Builder<'a> {
             } if !resource.address.kind.is_stateful() => {
                 self.plan_failed_provisioning(resource, instance, attributes, reason, desired);
             }
+            // A failover moves stateful resources and never creates them: one still being
+            // created there is left to the warnings, as any reading no step answers.
+            Observation::Present {
+                health: Health::Creating { reason },
+                ..
+            } if !(resource.address.kind.is_stateful() && self.failover.is_some()) => {
+                self.plan_unfinished_create(resource, instance, reason, desired);
+            }
             Observation::Present { attributes, .. } => {
                 self.plan_present(resource, instance, observed, attributes, desired);
             }
@@ -204,6 +212,32 @@ impl<'a> Builder<'a> {
         };
         let rules = self.rules(resource.address.kind);
         let mut draft = StepDraft::new(instance, Action::Create, reason);
+        draft.changes = creation_changes(&desired, rules);
+        draft.inputs = desired;
+        self.push(draft, Some(resource));
+    }
+
+    /// A resource whose create an earlier apply started and did not see finish (killed, or
+    /// past its time limit) reads present while Azure is still creating it. It is not built:
+    /// its create is planned again, with the same step id, so that the engine resumes the
+    /// operation the journal recorded for it; without a record, the provider's request waits
+    /// for the operation in progress and is then sent again, unchanged. Either way whatever
+    /// needs the resource waits for that step, as it would for any create.
+    pub(super) fn plan_unfinished_create(
+        &mut self,
+        resource: &ResourceSpec,
+        instance: InstanceAddress,
+        reason: &str,
+        desired: Attributes,
+    ) {
+        let rules = self.rules(resource.address.kind);
+        let mut draft = StepDraft::new(
+            instance,
+            Action::Create,
+            format!(
+                "its create has not finished ({reason}): the step waits for it and completes it"
+            ),
+        );
         draft.changes = creation_changes(&desired, rules);
         draft.inputs = desired;
         self.push(draft, Some(resource));
