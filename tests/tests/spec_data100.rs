@@ -54,7 +54,7 @@ fn data100_dependencies_say_why() {
     let rendered: Vec<String> = spec
         .dependencies(&"dns_record.staging".parse().unwrap())
         .into_iter()
-        .map(|dependency| match dependency.via {
+        .map(|dependency| match &dependency.via {
             DependencyVia::Reference { field } => format!("{} via {field}", dependency.address),
             DependencyVia::Interpolation { field, output } => {
                 format!("{} via ${{..{output}}} in {field}", dependency.address)

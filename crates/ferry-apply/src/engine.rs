@@ -1049,11 +1049,14 @@ impl<'a> Schedule<'a> {
 }
 
 /// The newest generation a plan builds, changes or runs (its retires, fences and deletes are of
-/// older generations): the one it converges.
+/// older generations, and its warm standby's steps of the generation after): the one it
+/// converges.
 fn converged_generation(plan: &Plan) -> ferry_core::Generation {
+    let standby = plan.standby.as_ref().map(|standby| standby.generation);
     plan.steps
         .iter()
         .filter(|step| !matches!(step.action, Action::Retire | Action::Fence | Action::Delete))
+        .filter(|step| standby.is_none() || step.address.generation != standby)
         .filter_map(|step| step.address.generation)
         .max()
         .unwrap_or(0)

@@ -33,7 +33,7 @@ pub use provider::{
 };
 pub use registry::{Providers, RuleBook};
 pub use resource::{Ensure, ResourceSpec};
-pub use retention::{KeptGeneration, KeptInstance, KeptUntil, RetireOld};
+pub use retention::{KeptGeneration, KeptInstance, KeptUntil, RetireOld, StandbyGeneration};
 pub use secret::Secret;
 pub use value::Expression;
 pub use value::{Attributes, Value};

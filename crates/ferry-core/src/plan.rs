@@ -245,6 +245,11 @@ pub struct Plan {
     /// `[failover] retire_old` or `--retire-old` says, with what they keep running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<crate::KeptGeneration>,
+    /// With a warm standby: the generation after the serving one that this plan builds or
+    /// keeps ready, with what it costs. Its steps are in `steps`; it is not the generation the
+    /// plan converges, and a failover finds it built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<crate::StandbyGeneration>,
 }
 
 /// Failover readiness: the failover planned from today's readings, so that whatever would

@@ -149,6 +149,15 @@ pub struct KeptInstance {
     pub upkeep: Option<String>,
 }
 
+/// The generation after the serving one, built ahead and kept ready by a warm standby
+/// (`[failover] standby = "warm"`), with what keeping it costs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandbyGeneration {
+    pub generation: Generation,
+    /// Its instances once this plan is applied, in address order.
+    pub instances: Vec<KeptInstance>,
+}
+
 impl KeptGeneration {
     /// The instances that still cost something.
     pub fn costly(&self) -> impl Iterator<Item = &KeptInstance> {

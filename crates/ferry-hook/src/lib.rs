@@ -102,6 +102,13 @@ impl KindRules for HookRules {
                 "whether ferry may run it again after a failure; only for idempotent commands",
             ),
             F::optional(
+                "standby",
+                T::Boolean,
+                Some("false"),
+                OnChange::InPlace,
+                "with [failover] standby = \"warm\": also run it in the standby generation, ahead of a failover (a hub deployed idle); it may need only what the standby builds, never the data",
+            ),
+            F::optional(
                 hook::OUTPUTS,
                 T::StringList,
                 None,
@@ -181,7 +188,10 @@ impl KindRules for HookRules {
     }
 
     fn is_observed(&self, field: &str) -> bool {
-        !matches!(field, "retry" | "estimate_seconds" | "timeout_seconds")
+        !matches!(
+            field,
+            "retry" | "estimate_seconds" | "timeout_seconds" | "standby"
+        )
     }
 }
 

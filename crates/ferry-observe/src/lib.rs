@@ -133,7 +133,7 @@ pub async fn observe(
             read.extend(probe);
         }
         learn_outputs(&mut known, &snapshot, rules);
-        let Ok(world) = ferry_plan::world::reconstruct(&snapshot, rules) else {
+        let Ok(world) = ferry_plan::world::reconstruct(&snapshot, rules, spec.standby_resources()) else {
             break;
         };
         let mut generations = vec![world.active_generation.max(1)];
@@ -155,7 +155,7 @@ pub async fn observe(
     // kept after its failover (`[failover] retire_old`) whose record went with a lost state,
     // or one a lost state never retired. Kept only where it reads present, so that what
     // still runs is seen (and retired, or shown as kept) rather than forgotten with the state.
-    let serving = ferry_plan::world::reconstruct(&snapshot, rules)
+    let serving = ferry_plan::world::reconstruct(&snapshot, rules, spec.standby_resources())
         .map_or(active, |world| world.active_generation.max(1));
     if serving > 1 {
         let below: Vec<InstanceAddress> = generation_instances(spec, serving - 1)
@@ -169,6 +169,20 @@ pub async fn observe(
                 snapshot.insert(instance, observation);
             }
         }
+    }
+    // The warm standby, in the generation after the serving one: every reading is kept, absent
+    // and unknown too, since the planner builds there what reads absent and nothing from what
+    // it could not read.
+    let standby: Vec<InstanceAddress> = spec
+        .standby_resources()
+        .iter()
+        .map(|address| instance_at(address, serving + 1))
+        .filter(|instance| !snapshot.resources.contains_key(instance))
+        .collect();
+    for (instance, observation) in
+        read_instances(spec, rules, &known, providers, config, &standby, active).await
+    {
+        snapshot.insert(instance, observation);
     }
     // A reading that was not present may have needed an output the state had lost (a pool's
     // host address, a check's target) and been read in the same round as the instance that
@@ -193,7 +207,7 @@ pub async fn observe(
     // the active generation places it is read where the failover takes it, and that reading
     // is kept when it finds the instance there.
     let failover = state.failover.clone().or_else(|| {
-        ferry_plan::world::reconstruct(&snapshot, rules)
+        ferry_plan::world::reconstruct(&snapshot, rules, spec.standby_resources())
             .ok()?
             .failover_in_progress
     });

@@ -75,15 +75,23 @@ pub enum Role {
     Old,
     /// Of a newer generation: a failover in progress is building it.
     Next,
+    /// Of the generation after the active one, built ahead by a warm standby
+    /// (`[failover] standby = "warm"`).
+    Standby,
 }
 
 impl Role {
-    fn of(instance: &InstanceAddress, active: Generation) -> Role {
+    fn of(instance: &InstanceAddress, active: Generation, spec: &ferry_spec::Spec) -> Role {
         match instance.generation {
             _ if instance.kind().is_stateful() => Role::Stateful,
             None => Role::Serving,
             Some(generation) if generation == active => Role::Serving,
             Some(generation) if generation < active => Role::Old,
+            Some(generation)
+                if generation == active + 1 && spec.is_standby(&instance.address) =>
+            {
+                Role::Standby
+            }
             Some(_) => Role::Next,
         }
     }
@@ -94,6 +102,7 @@ impl Role {
             Role::Serving => "serving",
             Role::Old => "old generation",
             Role::Next => "next generation",
+            Role::Standby => "warm standby",
         }
     }
 }
@@ -123,7 +132,7 @@ impl Deployment {
                 .iter()
                 .map(|(address, record)| InstanceView {
                     address: address.clone(),
-                    role: Role::of(address, active),
+                    role: Role::of(address, active, self.spec()),
                     in_spec: self.spec().resources.contains_key(&address.address),
                     outputs: record.outputs.clone(),
                 })

@@ -76,6 +76,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         failover_due: built.failover_due,
         readiness: None,
         kept: built.kept,
+        standby: built.standby,
     })
 }
 
@@ -122,10 +123,10 @@ fn dependency_edges(
         for dependency in dependencies.get(resource).into_iter().flatten() {
             for &other in by_resource.get(dependency).into_iter().flatten() {
                 let other_step = &drafts[other].step;
-                let converged = other_step
-                    .target
-                    .generation
-                    .is_none_or(|generation| generation == target);
+                // The converged generation's steps, and a standby step's own generation's.
+                let converged = other_step.target.generation.is_none_or(|generation| {
+                    generation == target || Some(generation) == draft.step.target.generation
+                });
                 match (draft.step.action, other_step.action) {
                     (_, Action::Retire) => {}
                     (Action::Delete, Action::Delete) => {

@@ -141,7 +141,12 @@ pub(crate) fn check(
                     "a VM would be started and fenced by one plan".to_owned(),
                 ));
             }
-            if let Some(generation) = instance.generation.filter(|g| *g != serving) {
+            // The warm standby's VM runs ahead of its failover: it holds no data yet.
+            let standby = plan.standby.as_ref().map(|standby| standby.generation);
+            if let Some(generation) = instance
+                .generation
+                .filter(|g| *g != serving && Some(*g) != standby)
+            {
                 errors.push(violation(format!(
                     "a VM of generation {generation} would be started, but generation {serving} serves: an older generation's VM is fenced and only retired"
                 )));
@@ -440,6 +445,7 @@ mod tests {
             failover_due: None,
             readiness: None,
             kept: Vec::new(),
+            standby: None,
         }
     }
 

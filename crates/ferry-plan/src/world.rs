@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 
 use ferry_core::provider::FieldType;
 use ferry_core::{
-    Failover, Generation, InstanceAddress, Kind, Observation, RuleBook, Snapshot, Value,
+    Failover, Generation, InstanceAddress, Kind, Observation, ResourceAddress, RuleBook, Snapshot,
+    Value,
 };
 
 use crate::PlanError;
@@ -122,7 +123,15 @@ const PREFIX: &str = "ferry's state is lost or stale, and the world shows a fail
 /// against what the state said (the snapshot's `active_generation` and
 /// `failover_in_progress`). Refuses, naming the evidence, when the world and the state
 /// disagree in a way ferry cannot finish safely.
-pub fn reconstruct(snapshot: &Snapshot, rules: &RuleBook) -> Result<Reconstruction, PlanError> {
+///
+/// `standby`: the spec's warm standby resources ([`ferry_spec::Spec::standby_resources`]).
+/// Their instances in the generation after the data's exist on an ordinary day, and are no
+/// evidence that a failover started.
+pub fn reconstruct(
+    snapshot: &Snapshot,
+    rules: &RuleBook,
+    standby: &BTreeSet<ResourceAddress>,
+) -> Result<Reconstruction, PlanError> {
     let stated = snapshot.active_generation;
     let kept = Reconstruction {
         active_generation: stated,
@@ -207,7 +216,7 @@ pub fn reconstruct(snapshot: &Snapshot, rules: &RuleBook) -> Result<Reconstructi
 
     // A failover from the data's generation to the next that had started (its new generation
     // exists, the data's host is fenced) but moved nothing yet.
-    let next_exists = present_generations(snapshot).contains(&(data + 1));
+    let next_exists = present_generations(snapshot, standby).contains(&(data + 1));
     let holder_fenced = placements.iter().any(|placement| {
         placement.on.kind() == Kind::Vm
             && snapshot
@@ -247,7 +256,7 @@ pub fn reconstruct(snapshot: &Snapshot, rules: &RuleBook) -> Result<Reconstructi
 
     // The state is behind the data: either it was lost after a failover that finished, or in
     // one that moved every disk and pool but did not retire the old generation yet.
-    let older_exists = present_generations(snapshot)
+    let older_exists = present_generations(snapshot, standby)
         .iter()
         .any(|generation| *generation < data);
     if older_exists && data > 1 {
@@ -284,12 +293,18 @@ pub fn reconstruct(snapshot: &Snapshot, rules: &RuleBook) -> Result<Reconstructi
     })
 }
 
-/// The generations of which some instance reads present.
-fn present_generations(snapshot: &Snapshot) -> BTreeSet<Generation> {
+/// The generations of which some instance that is not a warm standby's reads present.
+fn present_generations(
+    snapshot: &Snapshot,
+    standby: &BTreeSet<ResourceAddress>,
+) -> BTreeSet<Generation> {
     snapshot
         .resources
         .iter()
-        .filter(|(_, observation)| matches!(observation, Observation::Present { .. }))
+        .filter(|(instance, observation)| {
+            matches!(observation, Observation::Present { .. })
+                && !standby.contains(&instance.address)
+        })
         .filter_map(|(instance, _)| instance.generation)
         .collect()
 }
@@ -329,7 +344,7 @@ mod tests {
     }
 
     fn answer(snapshot: &Snapshot) -> String {
-        match reconstruct(snapshot, &ferry_providers::rule_book()) {
+        match reconstruct(snapshot, &ferry_providers::rule_book(), &BTreeSet::new()) {
             Ok(found) => format!(
                 "active {}, failover {}",
                 found.active_generation,

@@ -223,6 +223,14 @@ pub enum Problem {
     UndeclaredVariable { name: String },
     #[error("failover trigger {address} is not a replaceable resource")]
     BadTrigger { address: String },
+    #[error(
+        "{address} is marked standby = true, but it needs {dependency}, which a standby generation does not have ({why})"
+    )]
+    StandbyNeedsData {
+        address: String,
+        dependency: String,
+        why: String,
+    },
     #[error("the name of {address} does not contain ${{generation}}")]
     GenerationMissing { address: String },
     #[error(

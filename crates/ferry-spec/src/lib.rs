@@ -15,7 +15,7 @@ mod reference;
 pub mod resolve;
 mod suggest;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,6 +49,9 @@ pub struct Spec {
     pub resources: BTreeMap<ResourceAddress, ResourceSpec>,
     origins: BTreeMap<ResourceAddress, Origin>,
     dependencies: BTreeMap<ResourceAddress, Vec<Dependency>>,
+    /// The resources a warm standby builds ahead ([`Spec::standby_resources`]); empty when the
+    /// standby is cold.
+    standby: BTreeSet<ResourceAddress>,
 }
 
 /// Where a resource was written, for messages from later stages.
@@ -75,6 +78,43 @@ pub struct FailoverPolicy {
     pub triggers: Vec<ResourceAddress>,
     /// When the generation a failover leaves is retired.
     pub retire_old: ferry_core::RetireOld,
+    /// Whether the next generation waits, built ahead, for the failover.
+    pub standby: Standby,
+}
+
+/// `[failover] standby`: what of the next generation exists before a failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Standby {
+    /// Nothing: a failover builds the next generation from nothing.
+    #[default]
+    Cold,
+    /// The next generation's resources that do not need the data (the network, the cluster,
+    /// the NFS VM, the hooks marked `standby = true`) are built ahead and kept ready; a
+    /// failover moves the data onto them and builds only what needs it.
+    Warm,
+}
+
+impl Standby {
+    pub const CHOICES: &'static str = "cold or warm";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standby::Cold => "cold",
+            Standby::Warm => "warm",
+        }
+    }
+}
+
+impl std::str::FromStr for Standby {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "cold" => Ok(Standby::Cold),
+            "warm" => Ok(Standby::Warm),
+            _ => Err(()),
+        }
+    }
 }
 
 /// `[watch]`: what `ferry watch`'s watchers of the deployment agree on.
@@ -157,8 +197,22 @@ impl Spec {
     /// Every resource this one depends on, with why, each once: reference fields in the
     /// order of the kind's schema, then interpolations by field name and position, then
     /// `depends_on` in the order written.
-    pub fn dependencies(&self, address: &ResourceAddress) -> Vec<Dependency> {
-        self.dependencies.get(address).cloned().unwrap_or_default()
+    pub fn dependencies(&self, address: &ResourceAddress) -> &[Dependency] {
+        self.dependencies.get(address).map_or(&[], Vec::as_slice)
+    }
+
+    /// The resources a warm standby builds ahead of a failover, in the generation after the
+    /// serving one: every replaceable resource that needs nothing stateful, directly or
+    /// through another resource (the resource group, the network, the cluster, the NFS VM,
+    /// its addresses), and the hooks marked `standby = true` (a hub deployed idle). Empty
+    /// when `[failover] standby` is cold or the failover mode is off.
+    pub fn standby_resources(&self) -> &BTreeSet<ResourceAddress> {
+        &self.standby
+    }
+
+    /// Whether `address` is built ahead in the standby generation.
+    pub fn is_standby(&self, address: &ResourceAddress) -> bool {
+        self.standby.contains(address)
     }
 
     /// `file:line:column` where the resource's table starts, for messages from later stages.
@@ -166,6 +220,66 @@ impl Spec {
         let origin = self.origins.get(address)?;
         Some(origin.file.position(origin.header.start))
     }
+}
+
+/// The name of a hook's field that puts it in a warm standby.
+pub const STANDBY_FIELD: &str = "standby";
+
+/// Whether a resource could be built ahead in a standby generation on its own account: a
+/// replaceable resource that is not a hook, or a hook marked `standby = true`. It is in the
+/// standby only if everything it needs is too ([`standby_closure`]).
+pub(crate) fn standby_eligible(resource: &ResourceSpec) -> bool {
+    let kind = resource.address.kind;
+    if !kind.is_replaceable() {
+        return false;
+    }
+    kind != ferry_core::Kind::Hook
+        || resource.field(STANDBY_FIELD).and_then(Value::as_bool) == Some(true)
+}
+
+/// Which resources a standby generation can build with no data present: the eligible ones
+/// (`eligible`, [`standby_eligible`]) whose dependencies are all in it too. Settled in
+/// dependency order, without recursion (a chain of 100,000 hooks is a spec like another);
+/// a resource on a cycle (refused at load anyway) is settled as neither.
+pub(crate) fn standby_closure(
+    dependencies: &BTreeMap<ResourceAddress, Vec<Dependency>>,
+    eligible: impl Fn(&ResourceAddress) -> bool,
+) -> BTreeMap<ResourceAddress, bool> {
+    let mut waiting: BTreeMap<&ResourceAddress, usize> = BTreeMap::new();
+    let mut dependents: BTreeMap<&ResourceAddress, Vec<&ResourceAddress>> = BTreeMap::new();
+    for (address, needs) in dependencies {
+        let needs: Vec<&ResourceAddress> = needs
+            .iter()
+            .map(|dependency| &dependency.address)
+            .filter(|dependency| *dependency != address && dependencies.contains_key(*dependency))
+            .collect();
+        waiting.insert(address, needs.len());
+        for dependency in needs {
+            dependents.entry(dependency).or_default().push(address);
+        }
+    }
+    let mut ready: Vec<&ResourceAddress> = waiting
+        .iter()
+        .filter(|(_, count)| **count == 0)
+        .map(|(address, _)| *address)
+        .collect();
+    let mut settled: BTreeMap<ResourceAddress, bool> = BTreeMap::new();
+    while let Some(address) = ready.pop() {
+        let inside = eligible(address)
+            && dependencies[address].iter().all(|dependency| {
+                dependency.address == *address
+                    || settled.get(&dependency.address).copied().unwrap_or(false)
+            });
+        settled.insert(address.clone(), inside);
+        for dependent in dependents.get(address).into_iter().flatten() {
+            let count = waiting.get_mut(dependent).expect("every dependent waits");
+            *count -= 1;
+            if *count == 0 {
+                ready.push(dependent);
+            }
+        }
+    }
+    settled
 }
 
 /// Loads a spec: a folder of `*.toml` files (sorted by name, not recursive) or one file.

@@ -22,7 +22,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::{Place, Problem, SourceFile, SpecError, SpecErrors};
 use crate::suggest::did_you_mean;
-use crate::{LoadOptions, Origin, Spec};
+use crate::{FailoverMode, LoadOptions, Origin, Spec};
 
 use resources::{Gathered, Read};
 use schemas::BLOCKS;
@@ -180,6 +180,19 @@ pub(crate) fn load(
         }
         return Err(SpecErrors::new(errors));
     }
+    let standby = if failover.standby == crate::Standby::Warm && failover.mode != FailoverMode::Off
+    {
+        crate::standby_closure(&dependencies, |address| {
+            read.get(address)
+                .is_some_and(|resource| crate::standby_eligible(&resource.spec))
+        })
+        .into_iter()
+        .filter(|(_, inside)| *inside)
+        .map(|(address, _)| address)
+        .collect()
+    } else {
+        std::collections::BTreeSet::new()
+    };
     let mut resources = BTreeMap::new();
     let mut origins = BTreeMap::new();
     for (address, resource) in read {
@@ -205,6 +218,7 @@ pub(crate) fn load(
         resources,
         origins,
         dependencies,
+        standby,
     })
 }
 

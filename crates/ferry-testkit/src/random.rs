@@ -124,6 +124,7 @@ pub fn plan_of(steps: Vec<Step>) -> Plan {
         failover_due: None,
         readiness: None,
         kept: Vec::new(),
+            standby: None,
     }
 }
 

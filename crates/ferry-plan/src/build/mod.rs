@@ -6,6 +6,7 @@
 mod decide;
 mod resource;
 mod retire;
+mod standby;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,6 +48,8 @@ pub(crate) struct Built {
     pub failover_due: Option<String>,
     /// Old generations kept rather than retired, with what they keep running.
     pub kept: Vec<ferry_core::KeptGeneration>,
+    /// The warm standby this plan builds or keeps.
+    pub standby: Option<ferry_core::StandbyGeneration>,
 }
 
 struct Builder<'a> {
@@ -73,6 +76,8 @@ struct Builder<'a> {
     held: BTreeMap<ResourceAddress, InstanceAddress>,
     /// Old generations kept, by generation.
     kept: BTreeMap<Generation, ferry_core::KeptGeneration>,
+    /// The warm standby's generation, once planned.
+    standby_generation: Option<Generation>,
 }
 
 pub(crate) fn build(
@@ -96,8 +101,8 @@ pub(crate) fn build(
         .map(|address| {
             let mut dependencies: Vec<ResourceAddress> = spec
                 .dependencies(address)
-                .into_iter()
-                .map(|dependency| dependency.address)
+                .iter()
+                .map(|dependency| dependency.address.clone())
                 .filter(|dependency| {
                     dependency != address && spec.resources.contains_key(dependency)
                 })
@@ -126,13 +131,16 @@ pub(crate) fn build(
         unknown: BTreeMap::new(),
         held: BTreeMap::new(),
         kept: BTreeMap::new(),
+        standby_generation: None,
     };
     builder.check_replacements();
-    for address in resource_order(&dependencies) {
-        let resource = &spec.resources[&address];
+    let order = resource_order(&dependencies);
+    for address in &order {
+        let resource = &spec.resources[address];
         builder.plan_resource(resource);
     }
     builder.plan_old_instances();
+    let standby = builder.plan_standby(&order);
     if !builder.errors.is_empty() {
         return Err(PlanErrors(builder.errors));
     }
@@ -157,6 +165,7 @@ pub(crate) fn build(
         failover_due,
         dependencies,
         kept,
+        standby,
     })
 }
 
@@ -264,6 +273,16 @@ impl<'a> Builder<'a> {
             // Nothing was built before the first apply, and a generation beyond the active one
             // was never built, as far as ferry's state knows; anything else missing was simply
             // not read, which is not the same as gone.
+            // The warm standby's instances are read like the serving generation's: one missing
+            // was not read, and nothing is created from what ferry does not know.
+            None if self.snapshot.active_generation > 0
+                && self.standby_generation.is_some()
+                && instance.generation == self.standby_generation =>
+            {
+                Observation::Unknown {
+                    reason: "not in the snapshot: the standby generation was not read".to_owned(),
+                }
+            }
             None if self.snapshot.active_generation == 0
                 || instance
                     .generation
@@ -454,10 +473,9 @@ impl<'a> Builder<'a> {
             .resources
             .iter()
             .filter(|(instance, _)| {
-                instance
-                    .generation
-                    .is_none_or(|generation| generation == self.target)
-                    && !acted_on.contains(*instance)
+                instance.generation.is_none_or(|generation| {
+                    generation == self.target || Some(generation) == self.standby_generation
+                }) && !acted_on.contains(*instance)
             })
             .filter_map(|(instance, observation)| {
                 let Observation::Present { health, .. } = observation else {

@@ -91,6 +91,7 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
             );
         }
         render_kept(&mut out, plan, &paint);
+        render_standby(&mut out, plan, &paint);
         render_readiness(&mut out, plan, &paint);
         let headline = verdict.headline();
         if !headline.is_empty()
@@ -228,6 +229,7 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
         let _ = writeln!(out, "  {arrow}{hop}");
     }
     render_kept(&mut out, plan, &paint);
+    render_standby(&mut out, plan, &paint);
     render_readiness(&mut out, plan, &paint);
     let headline = verdict.headline();
     if !headline.is_empty() {
@@ -251,33 +253,60 @@ fn render_kept(out: &mut String, plan: &Plan, paint: &Paint) {
             if count == 1 { "" } else { "s" },
             kept.until
         );
-        let costly: Vec<_> = kept.costly().collect();
-        if !costly.is_empty() {
-            let width = costly
-                .iter()
-                .map(|instance| instance.address.to_string().len())
-                .max()
-                .unwrap_or(0);
-            let _ = writeln!(out, "  still running and billed:");
-            for instance in &costly {
-                let _ = writeln!(
-                    out,
-                    "    {:<width$}  {}",
-                    instance.address.to_string(),
-                    instance.upkeep.as_deref().unwrap_or_default()
-                );
-            }
-        }
-        let free: Vec<String> = kept
-            .instances
-            .iter()
-            .filter(|instance| instance.upkeep.is_none())
-            .map(|instance| instance.address.to_string())
-            .collect();
-        if !free.is_empty() {
-            let _ = writeln!(out, "  costing nothing worth naming: {}", free.join(", "));
-        }
+        render_upkeep(out, &kept.instances, "still running and billed:");
         out.push('\n');
+    }
+}
+
+/// The warm standby the plan builds or keeps ready, and what keeping it costs.
+fn render_standby(out: &mut String, plan: &Plan, paint: &Paint) {
+    let Some(standby) = &plan.standby else {
+        return;
+    };
+    if !out.is_empty() && !out.ends_with("\n\n") {
+        out.push('\n');
+    }
+    let count = standby.instances.len();
+    let _ = writeln!(
+        out,
+        "{} generation {} ({count} resource{}), built ahead and kept ready for a failover.",
+        paint.paint("1;36", "Standby:"),
+        standby.generation,
+        if count == 1 { "" } else { "s" },
+    );
+    render_upkeep(out, &standby.instances, "running and billed while it waits:");
+    out.push('\n');
+}
+
+/// What a generation's instances keep running and billing, then those that cost nothing.
+fn render_upkeep(out: &mut String, instances: &[ferry_core::KeptInstance], heading: &str) {
+    let costly: Vec<_> = instances
+        .iter()
+        .filter(|instance| instance.upkeep.is_some())
+        .collect();
+    if !costly.is_empty() {
+        let width = costly
+            .iter()
+            .map(|instance| instance.address.to_string().len())
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(out, "  {heading}");
+        for instance in &costly {
+            let _ = writeln!(
+                out,
+                "    {:<width$}  {}",
+                instance.address.to_string(),
+                instance.upkeep.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    let free: Vec<String> = instances
+        .iter()
+        .filter(|instance| instance.upkeep.is_none())
+        .map(|instance| instance.address.to_string())
+        .collect();
+    if !free.is_empty() {
+        let _ = writeln!(out, "  costing nothing worth naming: {}", free.join(", "));
     }
 }
 

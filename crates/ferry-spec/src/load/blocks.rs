@@ -130,6 +130,7 @@ impl Loader<'_> {
             mode: FailoverMode::Manual,
             triggers: Vec::new(),
             retire_old: ferry_core::RetireOld::default(),
+            standby: crate::Standby::Cold,
         };
         let Some(entry) = entry else {
             return (policy, Vec::new());
@@ -175,6 +176,27 @@ impl Loader<'_> {
                         Some(place(&entry.file, node.span())),
                     )
                     .help(format!("use {}", ferry_core::retention::RETIRE_OLD_CHOICES)),
+                ),
+            }
+        }
+        if let (Some(text), Some(node)) = (
+            read.values.get("standby").and_then(Value::as_str),
+            read.nodes.get("standby"),
+        ) {
+            match text.parse() {
+                Ok(standby) => policy.standby = standby,
+                Err(()) => self.push(
+                    SpecError::new(
+                        Problem::BadChoice {
+                            what: "standby".to_owned(),
+                            value: text.to_owned(),
+                        },
+                        Some(place(&entry.file, node.span())),
+                    )
+                    .help(format!(
+                        "use {}: warm builds the next generation ahead and keeps it ready",
+                        crate::Standby::CHOICES
+                    )),
                 ),
             }
         }

@@ -114,7 +114,62 @@ impl Loader<'_> {
         self.check_triggers(read, failover, triggers);
         self.check_pools(read);
         self.check_cycles(read, &edges);
+        self.check_standby_hooks(read, &dependencies);
         dependencies
+    }
+
+    /// A hook marked `standby = true` runs in the standby generation, before any data is
+    /// there: everything it needs must be built there too. Checked whatever `[failover]
+    /// standby` says, so that a spec turned warm later holds no surprise for the failover.
+    fn check_standby_hooks(
+        &mut self,
+        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        dependencies: &BTreeMap<ResourceAddress, Vec<Dependency>>,
+    ) {
+        let eligible = |address: &ResourceAddress| {
+            read.get(address)
+                .is_some_and(|resource| crate::standby_eligible(&resource.spec))
+        };
+        let settled = crate::standby_closure(dependencies, eligible);
+        for (address, resource) in read {
+            if address.kind != Kind::Hook
+                || !eligible(address)
+                || settled.get(address).is_none_or(|inside| *inside)
+            {
+                continue;
+            }
+            // The first dependency outside the standby, and why it is outside.
+            let Some(outside) = dependencies
+                .get(address)
+                .into_iter()
+                .flatten()
+                .find(|dependency| settled.get(&dependency.address) == Some(&false))
+            else {
+                continue;
+            };
+            let kind = outside.address.kind;
+            let why = if kind.is_stateful() {
+                "it holds the data, which a failover moves there".to_owned()
+            } else if kind == Kind::Check {
+                "a check is waited for in the serving generation only".to_owned()
+            } else if kind == Kind::Hook && !eligible(&outside.address) {
+                "it is a hook without standby = true".to_owned()
+            } else {
+                "it needs, in turn, something the standby does not have".to_owned()
+            };
+            let at = self.field_place(resource, crate::STANDBY_FIELD);
+            self.push(
+                SpecError::new(
+                    Problem::StandbyNeedsData {
+                        address: address.to_string(),
+                        dependency: outside.address.to_string(),
+                        why,
+                    },
+                    Some(at),
+                )
+                .help("a standby hook runs ahead of the failover, with no data present: give it only what the standby builds (the cluster's kubeconfig, the VM's address), put what needs the data in a hook without standby = true that runs at the failover, or remove standby = true"),
+            );
+        }
     }
 
     fn field_place(&self, resource: &Read<'_, '_>, field: &str) -> Place {

@@ -62,6 +62,12 @@ pub(super) const FAILOVER: &[FieldSchema] = &[
         Some("now"),
         "when the generation a failover leaves is retired: now (in the failover's apply), when-asked (by `ferry apply --retire-old now`), or a duration such as 24h (by the first apply that long after the failover)",
     ),
+    text(
+        "standby",
+        false,
+        Some("cold"),
+        "cold (a failover builds the next generation) or warm (every apply keeps the next generation's resources that need no data built and ready, and hooks marked standby = true run there: a failover moves the data and runs only what needs it)",
+    ),
 ];
 
 pub(super) const WATCH: &[FieldSchema] = &[FieldSchema {
