@@ -216,9 +216,14 @@ pub struct Plan {
     /// When every step is done, from the steps' estimates.
     pub estimated_seconds: u64,
     /// In a failover, when the service is back: every step but the retirement of the old
-    /// generation is done.
+    /// generation is done, and the old answers resolvers may cache for a repointed record
+    /// (its TTL) have expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_seconds: Option<u64>,
+    /// When a cache ends the time to recovery: the record whose old answer resolvers may
+    /// keep after the plan repointed it, and for how long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_cached: Option<CachedAnswer>,
     pub summary: PlanSummary,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Failover>,
@@ -250,6 +255,14 @@ pub struct Plan {
     /// plan converges, and a failover finds it built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby: Option<crate::StandbyGeneration>,
+}
+
+/// A value clients may keep using after a step changed it: a DNS record's old answer, for
+/// its TTL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedAnswer {
+    pub address: InstanceAddress,
+    pub seconds: u64,
 }
 
 /// Failover readiness: the failover planned from today's readings, so that whatever would

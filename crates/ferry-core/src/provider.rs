@@ -327,6 +327,15 @@ pub trait KindRules: Send + Sync + fmt::Debug {
         None
     }
 
+    /// How long clients may go on using an instance's old value after an update changed it,
+    /// from its reading before the update: a DNS record's TTL, for which resolvers cache the
+    /// old answer. A failover's time to recovery counts it, since the service is back only
+    /// when clients reach the new generation. 0, the default, for everything read live.
+    fn cached_for_seconds(&self, observed: &Attributes) -> u64 {
+        let _ = observed;
+        0
+    }
+
     /// What a step does to an instance of this kind in the simulated world (`ferry --world`,
     /// the `ferry-world` crate) beyond what every kind does there (a create or update stores
     /// its inputs, a delete removes the instance): the attributes the real provider changes

@@ -49,6 +49,13 @@ pub struct DnsRecordRules;
 pub const RECORD_TYPES: &[&str] = &["A", "AAAA", "CNAME", "TXT"];
 
 impl KindRules for DnsRecordRules {
+    fn cached_for_seconds(&self, observed: &ferry_core::Attributes) -> u64 {
+        observed
+            .get("ttl")
+            .and_then(ferry_core::Value::as_u64)
+            .unwrap_or(0)
+    }
+
     fn simulate(
         &self,
         _step: &ferry_core::SimulatedStep<'_>,

@@ -133,7 +133,8 @@ pub async fn observe(
             read.extend(probe);
         }
         learn_outputs(&mut known, &snapshot, rules);
-        let Ok(world) = ferry_plan::world::reconstruct(&snapshot, rules, spec.standby_resources()) else {
+        let Ok(world) = ferry_plan::world::reconstruct(&snapshot, rules, spec.standby_resources())
+        else {
             break;
         };
         let mut generations = vec![world.active_generation.max(1)];

@@ -87,9 +87,7 @@ impl Role {
             None => Role::Serving,
             Some(generation) if generation == active => Role::Serving,
             Some(generation) if generation < active => Role::Old,
-            Some(generation)
-                if generation == active + 1 && spec.is_standby(&instance.address) =>
-            {
+            Some(generation) if generation == active + 1 && spec.is_standby(&instance.address) => {
                 Role::Standby
             }
             Some(_) => Role::Next,

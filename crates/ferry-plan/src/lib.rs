@@ -129,8 +129,8 @@ pub fn plan(
     };
     // The world, not the state, says which generation serves and whether a failover is under
     // way: a snapshot made with a lost or stale state is corrected before anything is planned.
-    let reconstruction =
-        world::reconstruct(snapshot, rules, spec.standby_resources()).map_err(|error| PlanErrors(vec![error]))?;
+    let reconstruction = world::reconstruct(snapshot, rules, spec.standby_resources())
+        .map_err(|error| PlanErrors(vec![error]))?;
     let corrected;
     let snapshot = if reconstruction.active_generation == snapshot.active_generation
         && reconstruction.failover_in_progress == snapshot.failover_in_progress

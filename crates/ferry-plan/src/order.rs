@@ -69,6 +69,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         critical_path: timing.critical_path,
         estimated_seconds: timing.estimated_seconds,
         recovery_seconds: timing.recovery_seconds,
+        recovery_cached: timing.recovery_cached,
         failover: built.failover,
         notes: built.notes,
         unknown: built.unknown,
@@ -123,10 +124,13 @@ fn dependency_edges(
         for dependency in dependencies.get(resource).into_iter().flatten() {
             for &other in by_resource.get(dependency).into_iter().flatten() {
                 let other_step = &drafts[other].step;
-                // The converged generation's steps, and a standby step's own generation's.
-                let converged = other_step.target.generation.is_none_or(|generation| {
-                    generation == target || Some(generation) == draft.step.target.generation
-                });
+                // The dependency's step in the step's own generation (a warm standby's steps
+                // are of the generation after the converged one), or its only instance.
+                let mine = draft.step.target.generation.unwrap_or(target);
+                let converged = other_step
+                    .target
+                    .generation
+                    .is_none_or(|generation| generation == mine);
                 match (draft.step.action, other_step.action) {
                     (_, Action::Retire) => {}
                     (Action::Delete, Action::Delete) => {
@@ -230,8 +234,11 @@ struct Timing {
     /// The chain of steps that ends last, first step first.
     critical_path: Vec<StepId>,
     estimated_seconds: u64,
-    /// For a failover: when every step but the retirements has ended.
+    /// For a failover: when every step but the retirements has ended, and the caches of
+    /// the records it repointed have expired.
     recovery_seconds: Option<u64>,
+    /// The record whose cache ends the recovery, when one does.
+    recovery_cached: Option<ferry_core::plan::CachedAnswer>,
 }
 
 /// Each step's earliest finish from its predecessors' and its own estimate, and the critical
@@ -267,14 +274,29 @@ fn timing(
             last_of_the_rest = Some(position);
         }
     }
-    let recovery_seconds = is_failover.then(|| {
-        order
-            .iter()
-            .filter(|&&position| !drafts[position].step.action.goes_last())
-            .map(|&position| finish_at[position])
-            .max()
-            .unwrap_or(0)
-    });
+    // The service is back when the last step that is not a retirement ends, or when
+    // resolvers' caches of a repointed record expire, whichever is later.
+    let back = order
+        .iter()
+        .filter(|&&position| !drafts[position].step.action.goes_last())
+        .map(|&position| {
+            let cached = drafts[position].cached_seconds;
+            (
+                finish_at[position].saturating_add(cached),
+                cached,
+                Reverse(position),
+            )
+        })
+        .max();
+    let recovery_seconds = is_failover.then(|| back.map_or(0, |(at, _, _)| at));
+    let recovery_cached = back
+        .filter(|(_, cached, _)| is_failover && *cached > 0)
+        .map(
+            |(_, seconds, Reverse(position))| ferry_core::plan::CachedAnswer {
+                address: drafts[position].step.target.clone(),
+                seconds,
+            },
+        );
     let mut critical_path = Vec::new();
     let mut cursor = order
         .iter()
@@ -290,6 +312,7 @@ fn timing(
         critical_path,
         estimated_seconds,
         recovery_seconds,
+        recovery_cached,
     }
 }
 

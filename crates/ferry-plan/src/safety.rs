@@ -438,6 +438,7 @@ mod tests {
             critical_path: Vec::new(),
             estimated_seconds: 0,
             recovery_seconds: None,
+            recovery_cached: None,
             failover: None,
             notes: Vec::new(),
             unknown: Vec::new(),

@@ -117,6 +117,7 @@ pub fn plan_of(steps: Vec<Step>) -> Plan {
         critical_path,
         estimated_seconds,
         recovery_seconds: None,
+        recovery_cached: None,
         failover: None,
         notes: Vec::new(),
         unknown: Vec::new(),
@@ -124,7 +125,7 @@ pub fn plan_of(steps: Vec<Step>) -> Plan {
         failover_due: None,
         readiness: None,
         kept: Vec::new(),
-            standby: None,
+        standby: None,
     }
 }
 

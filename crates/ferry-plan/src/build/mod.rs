@@ -32,6 +32,9 @@ pub(crate) struct Draft {
     /// The spec resource whose dependencies give this step its default edges; `None` for
     /// steps whose rules set every edge themselves (failover moves, fences, retires).
     pub resource: Option<ResourceAddress>,
+    /// How long clients may keep the old value once the step is done: a repointed DNS
+    /// record's old TTL, in a failover ([`KindRules::cached_for_seconds`]).
+    pub cached_seconds: u64,
 }
 
 /// What [`build`] hands to the ordering stage.
@@ -339,11 +342,22 @@ impl<'a> Builder<'a> {
             self.unsettled.insert(draft.target.clone());
         }
         self.changed.insert(draft.target.address.clone());
+        let cached_seconds = match (
+            &self.failover,
+            draft.action,
+            self.snapshot.get(&draft.target),
+        ) {
+            (Some(_), Action::Update, Some(Observation::Present { attributes, .. })) => {
+                rules.cached_for_seconds(attributes)
+            }
+            _ => 0,
+        };
         self.drafts.push(Draft {
             id: draft.id(),
             step: draft,
             estimate_seconds,
             resource: resource.map(|resource| resource.address.clone()),
+            cached_seconds,
         });
     }
 

@@ -181,11 +181,20 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
         counts.join(", "),
         if total == 1 { "" } else { "s" }
     );
+    // When a cache ends the recovery, the reader sees which and for how long.
+    let back = match &plan.recovery_cached {
+        Some(cached) => format!(
+            "the service is back once resolvers' cached answers for {} expire, {} after its update",
+            cached.address,
+            duration(cached.seconds)
+        ),
+        None => "the service is back".to_owned(),
+    };
     match plan.recovery_seconds {
         Some(recovery) if plan.steps.iter().any(|step| step.action == Action::Retire) => {
             let _ = writeln!(
                 out,
-                "{} {} (the service is back); {} until the old generation is retired.",
+                "{} {} ({back}); {} until the old generation is retired.",
                 paint.paint("1", "Estimated time to recovery:"),
                 duration(recovery),
                 duration(plan.estimated_seconds)
@@ -194,7 +203,7 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
         Some(recovery) => {
             let _ = writeln!(
                 out,
-                "{} {} (the service is back; the old generation is kept).",
+                "{} {} ({back}; the old generation is kept).",
                 paint.paint("1", "Estimated time to recovery:"),
                 duration(recovery),
             );
@@ -274,7 +283,11 @@ fn render_standby(out: &mut String, plan: &Plan, paint: &Paint) {
         standby.generation,
         if count == 1 { "" } else { "s" },
     );
-    render_upkeep(out, &standby.instances, "running and billed while it waits:");
+    render_upkeep(
+        out,
+        &standby.instances,
+        "running and billed while it waits:",
+    );
     out.push('\n');
 }
 
