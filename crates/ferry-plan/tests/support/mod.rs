@@ -40,6 +40,17 @@ pub fn data100() -> Spec {
     .unwrap_or_else(|errors| panic!("{}", errors.render(false)))
 }
 
+/// The data100 spec with a warm standby (`specs/data100/warm`).
+pub fn data100_warm() -> Spec {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100/warm");
+    ferry_spec::load(
+        &root,
+        &LoadOptions::default(),
+        &ferry_providers::rule_book(),
+    )
+    .unwrap_or_else(|errors| panic!("{}", errors.render(false)))
+}
+
 pub fn data100_snapshot(name: &str) -> Snapshot {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../specs/data100")
