@@ -81,3 +81,38 @@ fn data100_dependencies_say_why() {
         )
     );
 }
+
+/// `specs/data100/warm` is data100 with a warm standby: its main.toml is the cold one's with
+/// the standby's lines added and a header, its other files are the cold spec's own (links), so
+/// that the two never drift apart; only the hubs are split into an idle and an active part.
+#[test]
+fn the_warm_variant_is_data100_with_a_standby_and_nothing_else() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
+    let cold = std::fs::read_to_string(folder.join("main.toml")).unwrap();
+    let warm = std::fs::read_to_string(folder.join("warm/main.toml")).unwrap();
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.starts_with("standby ="))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(settings(&warm), settings(&cold));
+    assert!(warm.contains("\nstandby = \"warm\"\n"));
+    for linked in ["azure.toml", "storage.toml", "hooks"] {
+        let link = std::fs::read_link(folder.join("warm").join(linked)).unwrap();
+        assert_eq!(link, Path::new("..").join(linked));
+    }
+
+    let options = LoadOptions::default();
+    let spec = load(&folder.join("warm"), &options, &ferry_providers::rule_book())
+        .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
+    assert_eq!(spec.failover.standby, ferry_spec::Standby::Warm);
+    assert_eq!(spec.resources.len(), 18);
+    let standby: Vec<String> = spec
+        .standby_resources()
+        .iter()
+        .filter(|address| address.kind == Kind::Hook)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(standby, ["hook.prod_hub", "hook.staging_hub"]);
+}

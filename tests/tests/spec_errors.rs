@@ -637,3 +637,50 @@ fn a_watch_quorum_needs_a_shared_state_and_stays_within_its_range() {
     .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
     assert_eq!(without.watch.quorum, 1, "the leader alone by default");
 }
+
+/// A hook marked `standby = true` runs in the standby generation, before the data is there:
+/// one that needs the pool (directly, or through a hook that is not a standby's) is refused at
+/// the field, whatever `[failover] standby` says, so that turning the spec warm later holds no
+/// surprise; and the standby's own choice is checked like the failover mode.
+#[test]
+fn a_standby_hook_may_need_only_what_the_standby_builds() {
+    let spec = format!(
+        r#"{BASE}
+[failover]
+standby = "hot"
+
+[disk.d0]
+name = "d0"
+resource_group = "resource_group.main"
+size_gb = 10
+vm = "vm.nfs"
+lun = 0
+
+[zfs_pool.home]
+pool_name = "home"
+host = "vm.nfs"
+disks = ["disk.d0"]
+ssh_user = "azureuser"
+known_hosts = "~/.ssh/known_hosts"
+
+[hook.idle]
+command = ["deploy", "--idle"]
+env = {{ HOST = "${{vm.nfs.private_ip}}" }}
+standby = true
+
+[hook.mount]
+command = ["deploy", "--mount", "${{zfs_pool.home.nfs_export}}"]
+standby = true
+
+[hook.active]
+command = ["deploy", "--activate"]
+depends_on = ["zfs_pool.home"]
+
+[hook.after_active]
+command = ["deploy", "--after"]
+depends_on = ["hook.active", "hook.idle"]
+standby = true
+"#
+    );
+    insta::assert_snapshot!(check(&[("main.toml", &spec)]));
+}
