@@ -13,6 +13,6 @@ fn docs_kinds_md_is_up_to_date() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == rendered,
-        "docs/kinds.md is out of date with the kinds' schemas: refresh it with `UPDATE_DOCS=1 cargo test -p ferry-spec --test kinds_reference`, then commit it"
+        "docs/kinds.md is out of date with the kinds' schemas: refresh it with `UPDATE_DOCS=1 cargo test -p ferry-tests --test spec_kinds_reference`, then commit it"
     );
 }
