@@ -16,7 +16,8 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
+        // Following links: the warm variant's files are links to the cold spec's.
+        if std::fs::metadata(entry.path())?.is_dir() {
             if entry.file_name() != ".ferry" {
                 copy_dir(&entry.path(), &target)?;
             }

@@ -21,7 +21,7 @@ impl Scratch {
     fn new() -> Self {
         let folder = tempfile::tempdir().unwrap();
         let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        copy_dir(
+        ferry_testkit::copy_spec_folder(
             &repository.join("specs/data100"),
             &folder.path().join("data100"),
         );
@@ -47,22 +47,6 @@ impl Scratch {
             },
         )
         .unwrap()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            // The state of whoever ran data100 from the repository is not part of the spec.
-            if entry.file_name() != ".ferry" {
-                copy_dir(&entry.path(), &target);
-            }
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

@@ -15,25 +15,10 @@ use ferry_spec::LoadOptions;
 use ferry_testkit::webhook_receiver::{Answer, WebhookReceiver};
 use ferry_watch::{Destination, RetryPolicy, WebhookFormat};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if entry.file_name() != ".ferry" {
-                copy_dir(&entry.path(), &target);
-            }
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// data100 copied to a scratch folder, opened on a simulated world there, and built.
 async fn built_data100(folder: &Path) -> Deployment {
     let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    copy_dir(&repository.join("specs/data100"), &folder.join("data100"));
+    ferry_testkit::copy_spec_folder(&repository.join("specs/data100"), &folder.join("data100"));
     let deployment = Deployment::load(
         &folder.join("data100"),
         &LoadOptions::default(),

@@ -9,7 +9,8 @@
 //! - [`webhook_receiver`]: a scripted webhook receiver on 127.0.0.1, for `ferry watch`'s
 //!   delivery tests;
 //! - `provider_harness` (feature `provider-harness`): the Azure providers called one step at a
-//!   time against an in-process ARM simulator, for the provider crates' tests.
+//!   time against an in-process ARM simulator, for the provider crates' tests;
+//! - [`copy_spec_folder`]: a spec folder copied into a test's scratch folder.
 
 pub mod baseline;
 #[cfg(feature = "provider-harness")]
@@ -17,3 +18,27 @@ pub mod provider_harness;
 pub mod random;
 pub mod synthetic;
 pub mod webhook_receiver;
+
+/// Copies a spec folder (such as `specs/data100`) into `to`, following links (the warm
+/// variant's files are links to the cold spec's) and keeping permissions (hook scripts stay
+/// executable), without the `.ferry` state of whoever ran the spec from the repository.
+pub fn copy_spec_folder(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", to.display()));
+    let entries = std::fs::read_dir(from)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", from.display()));
+    for entry in entries {
+        let entry = entry.unwrap();
+        if entry.file_name() == ".ferry" {
+            continue;
+        }
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if std::fs::metadata(&source).is_ok_and(|metadata| metadata.is_dir()) {
+            copy_spec_folder(&source, &target);
+        } else {
+            std::fs::copy(&source, &target).unwrap_or_else(|error| {
+                panic!("cannot copy {} to {}: {error}", source.display(), target.display())
+            });
+        }
+    }
+}

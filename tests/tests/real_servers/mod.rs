@@ -79,17 +79,10 @@ pub fn ferry_binary() -> &'static Path {
     })
 }
 
-/// Copies a folder, keeping file permissions (the hook scripts stay executable).
+/// Copies a spec folder, following links and keeping file permissions (the hook scripts stay
+/// executable).
 pub fn copy_folder(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_folder(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
+    ferry_testkit::copy_spec_folder(from, to);
 }
 
 /// The local world of one test. Fields drop in order: the hubs stop, then the servers, then

@@ -34,19 +34,7 @@ pub fn repository() -> PathBuf {
 /// Copies the folder `from` to `to`, leaving out any `.ferry` folder (a state, a journal and
 /// a lock that a run in the repository may have left).
 pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() == ".ferry" {
-            continue;
-        }
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
+    ferry_testkit::copy_spec_folder(from, to);
 }
 
 /// `ferry ARGS` run from `folder`, without colour and with nothing on stdin.
