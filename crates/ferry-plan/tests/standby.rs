@@ -107,7 +107,11 @@ fn the_first_plan_builds_the_standby_beside_generation_1_in_parallel() {
         .collect(),
         "{shown}"
     );
-    for step in plan.steps.iter().filter(|step| step.address.generation == Some(2)) {
+    for step in plan
+        .steps
+        .iter()
+        .filter(|step| step.address.generation == Some(2))
+    {
         for before in &step.after {
             assert!(
                 before.to_string().contains("@g2:"),
@@ -321,12 +325,9 @@ fn a_lost_state_with_a_fenced_holder_is_not_read_as_a_failover_because_of_the_st
     assert_eq!(reconstruction.active_generation, 1);
     assert_eq!(reconstruction.failover_in_progress, None);
     // Without the standby's list, the same world reads as a failover under way.
-    let cold = ferry_plan::world::reconstruct(
-        &world,
-        &ferry_providers::rule_book(),
-        &BTreeSet::new(),
-    )
-    .unwrap();
+    let cold =
+        ferry_plan::world::reconstruct(&world, &ferry_providers::rule_book(), &BTreeSet::new())
+            .unwrap();
     assert!(cold.failover_in_progress.is_some());
     // And the plan does not fail over on its own: the trigger is healthy.
     let plan = plan_of(
@@ -348,9 +349,68 @@ fn a_standby_hook_runs_again_when_its_inputs_change() {
     if let Some(Observation::Present { attributes, .. }) =
         world.resources.get_mut(&address("hook.staging_hub@g2"))
     {
-        attributes.insert("env".into(), serde_json::json!({"INGRESS_IP": "10.0.0.9"}).into());
+        attributes.insert(
+            "env".into(),
+            serde_json::json!({"INGRESS_IP": "10.0.0.9"}).into(),
+        );
     }
     let plan = plan(&world);
     let ids: Vec<String> = plan.steps.iter().map(|step| step.id.to_string()).collect();
     assert_eq!(ids, ["hook.staging_hub@g2:run"], "{}", text(&plan));
+}
+
+/// The standby's own cluster is dead too when the failover comes: the failover builds it
+/// again before the data moves onto it, and the idle hubs on it are deployed again, rather
+/// than moving the service onto a cluster that cannot serve. On an ordinary day the same
+/// reading is a warning and makes the readiness's time to recovery honest.
+#[test]
+fn a_failover_rebuilds_an_unhealthy_standby_before_moving_onto_it() {
+    let mut world = warm_world();
+    api_server_down(&mut world);
+    if let Some(Observation::Present { health, .. }) =
+        world.resources.get_mut(&address("aks_cluster.hub@g2"))
+    {
+        *health = Health::Unhealthy {
+            reason: "the API server does not answer".into(),
+        };
+    }
+    let plan = plan(&world);
+    let shown = text(&plan);
+    let replaced: Vec<&ferry_core::Step> = plan
+        .steps
+        .iter()
+        .filter(|step| step.action == Action::Replace)
+        .collect();
+    assert_eq!(replaced.len(), 1, "{shown}");
+    assert_eq!(replaced[0].address, address("aks_cluster.hub@g2"));
+    assert_eq!(
+        replaced[0].reason,
+        "it reads unhealthy (the API server does not answer): built again before the service moves onto it"
+    );
+    let runs: BTreeSet<String> = plan
+        .steps
+        .iter()
+        .filter(|step| step.action == Action::Run)
+        .map(|step| step.id.to_string())
+        .collect();
+    for hook in [
+        "hook.staging_hub@g2:run",
+        "hook.prod_hub@g2:run",
+        "hook.staging_active@g2:run",
+        "hook.prod_active@g2:run",
+    ] {
+        assert!(runs.contains(hook), "{hook} is not run:\n{shown}");
+    }
+    let activation = plan
+        .steps
+        .iter()
+        .find(|step| step.id.to_string() == "hook.staging_hub@g2:run")
+        .unwrap();
+    assert!(
+        activation
+            .after
+            .iter()
+            .any(|id| id.to_string() == "aks_cluster.hub@g2:replace"),
+        "{shown}"
+    );
 }

@@ -92,7 +92,24 @@ impl<'a> Builder<'a> {
                 attributes,
                 health: Health::Failed { reason },
             } if !resource.address.kind.is_stateful() => {
-                self.plan_failed_provisioning(resource, instance, attributes, reason, desired);
+                let why = format!("its provisioning failed ({reason}): it is built again");
+                self.plan_rebuild(resource, instance, attributes, why, desired);
+            }
+            // A failover onto a generation built before it (a warm standby) moves the service
+            // onto what is there: an instance of it that reads unhealthy (the standby's own
+            // API server dead too) is built again first, or the data would move onto it.
+            Observation::Present {
+                attributes,
+                health: Health::Unhealthy { reason },
+            } if !resource.address.kind.is_stateful()
+                && self.failover.as_ref().is_some_and(|failover| {
+                    instance.generation == Some(failover.to_generation)
+                }) =>
+            {
+                let why = format!(
+                    "it reads unhealthy ({reason}): built again before the service moves onto it"
+                );
+                self.plan_rebuild(resource, instance, attributes, why, desired);
             }
             // A failover moves stateful resources and never creates them: one still being
             // created there is left to the warnings, as any reading no step answers.
@@ -243,23 +260,18 @@ impl<'a> Builder<'a> {
         self.push(draft, Some(resource));
     }
 
-    /// A replaceable resource whose provisioning failed (a create that ended in a quota error)
-    /// exists but was never built: it is built again, as Terraform replaces a tainted
-    /// resource, on a first build as inside a failover.
-    pub(super) fn plan_failed_provisioning(
+    /// A replaceable instance that is there but cannot serve (its provisioning failed; or,
+    /// in a failover onto a generation built ahead, it reads unhealthy) is built again.
+    pub(super) fn plan_rebuild(
         &mut self,
         resource: &ResourceSpec,
         instance: InstanceAddress,
         attributes: &Attributes,
-        reason: &str,
+        why: String,
         desired: Attributes,
     ) {
         let rules = self.rules(resource.address.kind);
-        let mut draft = StepDraft::new(
-            instance,
-            Action::Replace,
-            format!("its provisioning failed ({reason}): it is built again"),
-        );
+        let mut draft = StepDraft::new(instance, Action::Replace, why);
         draft.changes = diff(&desired, attributes, rules, &|_| false);
         draft.inputs = desired;
         self.push(draft, Some(resource));
