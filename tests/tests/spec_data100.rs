@@ -104,8 +104,12 @@ fn the_warm_variant_is_data100_with_a_standby_and_nothing_else() {
     }
 
     let options = LoadOptions::default();
-    let spec = load(&folder.join("warm"), &options, &ferry_providers::rule_book())
-        .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
+    let spec = load(
+        &folder.join("warm"),
+        &options,
+        &ferry_providers::rule_book(),
+    )
+    .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
     assert_eq!(spec.failover.standby, ferry_spec::Standby::Warm);
     assert_eq!(spec.resources.len(), 18);
     let standby: Vec<String> = spec

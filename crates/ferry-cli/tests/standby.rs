@@ -89,7 +89,11 @@ fn a_warm_standby_is_built_shown_used_by_the_failover_and_built_again() {
         "warm_failover_summary",
         format!(
             "{}\n{}",
-            failover.stdout.lines().find(|line| line.starts_with("note:")).unwrap(),
+            failover
+                .stdout
+                .lines()
+                .find(|line| line.starts_with("note:"))
+                .unwrap(),
             section(&failover.stdout, "Plan:")
         )
     );
@@ -112,7 +116,9 @@ fn a_warm_standby_is_built_shown_used_by_the_failover_and_built_again() {
     assert_eq!(of_generation(&scratch, 3).len(), 8);
     let settled = ferry_ok(&scratch, &["plan", SPEC, "--world", "world.json"]);
     assert!(
-        settled.stdout.contains("Standby: generation 3 (8 resources)"),
+        settled
+            .stdout
+            .contains("Standby: generation 3 (8 resources)"),
         "{}",
         settled.stdout
     );

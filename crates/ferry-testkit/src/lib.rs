@@ -37,7 +37,11 @@ pub fn copy_spec_folder(from: &std::path::Path, to: &std::path::Path) {
             copy_spec_folder(&source, &target);
         } else {
             std::fs::copy(&source, &target).unwrap_or_else(|error| {
-                panic!("cannot copy {} to {}: {error}", source.display(), target.display())
+                panic!(
+                    "cannot copy {} to {}: {error}",
+                    source.display(),
+                    target.display()
+                )
             });
         }
     }
