@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{Scratch, event, finished_ok, step};
 
-/// A scratch copy of specs/data100 with generation 1 built and its API server broken.
-fn built_and_broken() -> Scratch {
-    let scratch = Scratch::new();
+/// A scratch copy of `spec` (specs/data100, or its warm variant with generation 2 built as
+/// the standby) with generation 1 built and its API server broken.
+fn built_and_broken(spec: &str) -> Scratch {
+    let scratch = Scratch::with_spec(spec);
     scratch.build();
     scratch.break_api_server(1);
     scratch
@@ -90,7 +91,18 @@ fn kill_and_resume(point: KillPoint) {
 }
 
 fn kill_and_resume_in(story: Story, point: KillPoint) {
-    let scratch = built_and_broken();
+    kill_and_resume_of("specs/data100", story, point);
+}
+
+/// The same onto a warm standby: the failover has no creates, only moves, activations and
+/// repointing, and its kill points are among those.
+fn kill_and_resume_warm(story: Story, point: KillPoint) {
+    kill_and_resume_of("specs/data100/warm", story, point);
+}
+
+fn kill_and_resume_of(spec: &str, story: Story, point: KillPoint) {
+    let warm = spec.ends_with("warm");
+    let scratch = built_and_broken(spec);
     if story == Story::Planned {
         scratch.mend_api_server(1);
     }
@@ -181,6 +193,31 @@ fn kill_and_resume_in(story: Story, point: KillPoint) {
         drawn.contains(">apply started<") && drawn.contains(">apply 2 resumed<"),
         "{point:?}: {drawn}"
     );
+    let journaled = scratch.journal().len();
+    if warm {
+        // The failover plans no standby of its own: the next apply builds generation 3's.
+        assert!(
+            !scratch.world()["instances"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|instance| instance.ends_with("@g3")),
+            "{point:?}: a standby was built within the failover"
+        );
+        let standby = scratch.ferry(&[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--auto-approve",
+        ]);
+        assert_eq!(standby.code, 0, "{point:?}: {}", standby.stderr);
+        assert!(
+            standby.stderr.contains("Generation 2 serves."),
+            "{point:?}: {}",
+            standby.stderr
+        );
+    }
     let settled = scratch.ferry(&[
         "plan",
         "data100",
@@ -206,7 +243,7 @@ fn kill_and_resume_in(story: Story, point: KillPoint) {
 
     check_journal(
         point,
-        &scratch.journal()[before..],
+        &scratch.journal()[before..journaled],
         killed_records.len() - before,
         &killed_world,
     );
@@ -365,4 +402,50 @@ fn killed_during_the_import_of_a_planned_failover_resumed_without_the_flag() {
 #[test]
 fn killed_in_the_middle_of_the_disk_moves_of_a_planned_failover() {
     kill_and_resume_in(Story::Planned, KillPoint::FinishedCount(":move", 2));
+}
+
+#[test]
+fn warm_killed_right_after_it_started() {
+    kill_and_resume_warm(Story::Outage, KillPoint::AtStart);
+}
+
+#[test]
+fn warm_killed_during_the_fence() {
+    kill_and_resume_warm(Story::Outage, KillPoint::Started("vm.nfs@g1:fence"));
+}
+
+#[test]
+fn warm_killed_in_the_middle_of_the_disk_moves() {
+    kill_and_resume_warm(Story::Outage, KillPoint::FinishedCount(":move", 2));
+}
+
+#[test]
+fn warm_killed_during_the_import() {
+    kill_and_resume_warm(Story::Outage, KillPoint::Started("zfs_pool.home:import"));
+}
+
+#[test]
+fn warm_killed_during_an_activation() {
+    kill_and_resume_warm(
+        Story::Outage,
+        KillPoint::Started("hook.staging_active@g2:run"),
+    );
+}
+
+#[test]
+fn warm_killed_during_the_retirement() {
+    kill_and_resume_warm(Story::Outage, KillPoint::FinishedCount(":retire", 3));
+}
+
+#[test]
+fn warm_killed_in_the_disk_moves_while_the_old_api_server_comes_back() {
+    kill_and_resume_warm(
+        Story::OutageThenRecovery,
+        KillPoint::FinishedCount(":move", 2),
+    );
+}
+
+#[test]
+fn warm_killed_in_the_disk_moves_of_a_planned_failover() {
+    kill_and_resume_warm(Story::Planned, KillPoint::FinishedCount(":move", 2));
 }

@@ -88,11 +88,14 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Self {
+        Self::with_spec("specs/data100")
+    }
+
+    /// A scratch folder whose `data100` is a copy of `spec` (a folder of the repository, such
+    /// as `specs/data100/warm`), so that every path below works the same.
+    pub fn with_spec(spec: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(
-            &repository().join("specs/data100"),
-            &dir.path().join("data100"),
-        );
+        copy_dir(&repository().join(spec), &dir.path().join("data100"));
         Self { dir }
     }
 
