@@ -53,7 +53,7 @@ fn data100_dependencies_say_why() {
     let spec = data100();
     let rendered: Vec<String> = spec
         .dependencies(&"dns_record.staging".parse().unwrap())
-        .into_iter()
+        .iter()
         .map(|dependency| match &dependency.via {
             DependencyVia::Reference { field } => format!("{} via {field}", dependency.address),
             DependencyVia::Interpolation { field, output } => {

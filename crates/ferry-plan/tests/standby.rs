@@ -349,10 +349,7 @@ fn a_standby_hook_runs_again_when_its_inputs_change() {
     if let Some(Observation::Present { attributes, .. }) =
         world.resources.get_mut(&address("hook.staging_hub@g2"))
     {
-        attributes.insert(
-            "env".into(),
-            serde_json::json!({"INGRESS_IP": "10.0.0.9"}).into(),
-        );
+        attributes.insert("env".into(), serde_json::json!({"INGRESS_IP": "10.0.0.9"}));
     }
     let plan = plan(&world);
     let ids: Vec<String> = plan.steps.iter().map(|step| step.id.to_string()).collect();
