@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{Run, Scratch};
+use support::{Run, Scratch, ferry_ok, instances, of_generation, section};
 
 /// data100 built in the simulated world, with `retire_old` set in its `[failover]` block.
 fn built_keeping(retire_old: &str) -> Scratch {
@@ -18,12 +18,6 @@ fn built_keeping(retire_old: &str) -> Scratch {
     std::fs::write(&main, text).unwrap();
     scratch.build();
     scratch
-}
-
-fn ferry_ok(scratch: &Scratch, args: &[&str]) -> Run {
-    let run = scratch.ferry(args);
-    assert_eq!(run.code, 0, "ferry {args:?}\n{}{}", run.stdout, run.stderr);
-    run
 }
 
 /// `ferry apply --retire-old now`: what an operator runs to retire a kept generation.
@@ -55,32 +49,6 @@ fn fail_over(scratch: &Scratch, generation: u32) -> Run {
             "--auto-approve",
         ],
     )
-}
-
-fn instances(scratch: &Scratch) -> Vec<String> {
-    scratch.world()["instances"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect()
-}
-
-fn of_generation(scratch: &Scratch, generation: u32) -> Vec<String> {
-    let suffix = format!("@g{generation}");
-    instances(scratch)
-        .into_iter()
-        .filter(|address| address.ends_with(&suffix))
-        .collect()
-}
-
-/// From the section that starts with `heading` to the next blank line or the end.
-fn section<'a>(text: &'a str, heading: &str) -> &'a str {
-    let start = text
-        .find(heading)
-        .unwrap_or_else(|| panic!("no {heading} in:\n{text}"));
-    let rest = &text[start..];
-    rest.find("\n\n").map_or(rest, |end| &rest[..end + 1])
 }
 
 /// Times vary from run to run: each RFC 3339 time reads TIME.

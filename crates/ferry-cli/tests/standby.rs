@@ -4,41 +4,15 @@
 
 mod support;
 
-use support::{Run, Scratch};
+use support::{Run, Scratch, ferry_ok, of_generation, section};
 
 const SPEC: &str = "data100/warm";
-
-fn ferry_ok(scratch: &Scratch, args: &[&str]) -> Run {
-    let run = scratch.ferry(args);
-    assert_eq!(run.code, 0, "ferry {args:?}\n{}{}", run.stdout, run.stderr);
-    run
-}
 
 fn apply(scratch: &Scratch) -> Run {
     ferry_ok(
         scratch,
         &["apply", SPEC, "--world", "world.json", "--auto-approve"],
     )
-}
-
-fn of_generation(scratch: &Scratch, generation: u32) -> Vec<String> {
-    let suffix = format!("@g{generation}");
-    scratch.world()["instances"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .filter(|address| address.ends_with(&suffix))
-        .cloned()
-        .collect()
-}
-
-/// From the line that starts with `heading` to the next blank line or the end.
-fn section<'a>(text: &'a str, heading: &str) -> &'a str {
-    let start = text
-        .find(heading)
-        .unwrap_or_else(|| panic!("no {heading} in:\n{text}"));
-    let rest = &text[start..];
-    rest.find("\n\n").map_or(rest, |end| &rest[..end + 1])
 }
 
 #[test]

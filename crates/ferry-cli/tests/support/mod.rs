@@ -239,3 +239,38 @@ impl BlobScratch {
         .unwrap()
     }
 }
+
+/// `ferry ARGS` in `scratch`, which must succeed.
+pub fn ferry_ok(scratch: &Scratch, args: &[&str]) -> Run {
+    let run = scratch.ferry(args);
+    assert_eq!(run.code, 0, "ferry {args:?}\n{}{}", run.stdout, run.stderr);
+    run
+}
+
+/// The instances of the simulated world, in address order.
+pub fn instances(scratch: &Scratch) -> Vec<String> {
+    scratch.world()["instances"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// The world's instances of one generation.
+pub fn of_generation(scratch: &Scratch, generation: u32) -> Vec<String> {
+    let suffix = format!("@g{generation}");
+    instances(scratch)
+        .into_iter()
+        .filter(|address| address.ends_with(&suffix))
+        .collect()
+}
+
+/// From the section that starts with `heading` to the next blank line or the end.
+pub fn section<'a>(text: &'a str, heading: &str) -> &'a str {
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading} in:\n{text}"));
+    let rest = &text[start..];
+    rest.find("\n\n").map_or(rest, |end| &rest[..end + 1])
+}
