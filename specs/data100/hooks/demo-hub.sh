@@ -6,16 +6,85 @@
 # $INGRESS_IP:443 with a certificate for $HUB_HOST signed by the demo CA in $DEMO_CA_DIR, so
 # that the TLS check can pass. DEMO_HUB_SECONDS_<RELEASE> models helm's pace (scaled).
 # Idempotent, like helm upgrade --install: a second run replaces the server.
+#
+# demo-hub.sh RELEASE [--idle | --activate], for a warm standby (specs/data100/warm):
+# - --idle deploys the release without its home directories (no marker, no NFS_EXPORT
+#   needed), at helm's pace: what a standby generation runs ahead of any failover;
+# - --activate only writes the marker, once the pool is mounted, at the pace of scaling an
+#   idle release up (DEMO_HUB_ACTIVATE_SECONDS_<RELEASE>, else DEMO_HUB_ACTIVATE_SECONDS,
+#   else 0); the idle release must already serve on $INGRESS_IP;
+# - with neither, both at once, as a cold failover runs it.
 set -eu
 release="$1"
+mode="${2:-}"
+case "$mode" in
+  "" | --idle | --activate) ;;
+  *)
+    echo "demo-hub.sh: unknown option \`$mode\`: give --idle, --activate or neither" >&2
+    exit 2
+    ;;
+esac
 : "${DEMO_CA_DIR:?set DEMO_CA_DIR to the demo CA folder (ca.pem, ca.key)}"
-state="$DEMO_CA_DIR/hubs/$release"
-mkdir -p "$state"
+# One folder per ingress address: its HTTPS server (pid, log, a certificate and key per hub
+# name) and each release's certificate request. Each generation has its own ingress, so the
+# deploys of two generations (a serving one and its standby) never share a file.
+server="$DEMO_CA_DIR/hubs/$INGRESS_IP"
+state="$server/$release"
+
+# Staging and prod share their ingress's server, and a standby deploys both at once: one
+# deploy at a time restarts or inspects it, under a lock (mkdir is atomic).
+lock="$server/lock"
+take_lock() {
+  mkdir -p "$server"
+  tries=0
+  until mkdir "$lock" 2>/dev/null; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 300 ]; then
+      echo "hub-$release: $lock has been held for 30 s: remove it if no demo-hub.sh runs" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  trap 'rmdir "$lock"' EXIT
+  # A hook stopped by a signal lets go of the lock too.
+  trap 'exit 1' HUP INT TERM
+}
+release_lock() {
+  rmdir "$lock"
+  trap - EXIT HUP INT TERM
+}
 
 # The marker: the hub found its home directories on the pool.
-home="${DEMO_HOME_ROOT:-/export/home}/$release"
-mkdir -p "$home"
-printf '%s deployed on %s with kubeconfig %s\n' "hub-$release" "$INGRESS_IP" "$KUBECONFIG" > "$home/.hub-deployed"
+write_marker() {
+  home="${DEMO_HOME_ROOT:-/export/home}/$release"
+  mkdir -p "$home"
+  printf '%s deployed on %s with kubeconfig %s\n' "hub-$release" "$INGRESS_IP" "$KUBECONFIG" > "$home/.hub-deployed"
+}
+
+if [ "$mode" = --activate ]; then
+  # The idle release serves this hub's name on this ingress: its server runs and holds the
+  # name's certificate (read from its files, which costs nothing beside the pace below).
+  take_lock
+  if ! [ -f "$server/$HUB_HOST.pem" ] || ! [ -f "$server/pid" ] || ! kill -0 "$(cat "$server/pid")" 2>/dev/null; then
+    echo "hub-$release is not deployed on $INGRESS_IP: run demo-hub.sh $release --idle first" >&2
+    exit 1
+  fi
+  release_lock
+  # Scaling the idle release up: its pods start and mount the home directories.
+  case "$release" in
+    staging) pace="${DEMO_HUB_ACTIVATE_SECONDS_STAGING:-${DEMO_HUB_ACTIVATE_SECONDS:-0}}" ;;
+    *) pace="${DEMO_HUB_ACTIVATE_SECONDS_PROD:-${DEMO_HUB_ACTIVATE_SECONDS:-0}}" ;;
+  esac
+  sleep "$pace"
+  write_marker
+  echo "hub-$release active on $INGRESS_IP with its home directories"
+  exit 0
+fi
+
+if [ "$mode" != --idle ]; then
+  write_marker
+fi
+mkdir -p "$state"
 
 # helm's pace on the day, scaled like the simulator's clock.
 case "$release" in
@@ -33,12 +102,20 @@ openssl x509 -req -in "$state/request.pem" -CA "$DEMO_CA_DIR/ca.pem" -CAkey "$DE
 
 # The hub itself: one HTTPS server per ingress address, serving every hub name deployed there
 # (staging and prod share the ingress, told apart by SNI).
-server="$DEMO_CA_DIR/hubs/$INGRESS_IP"
-mkdir -p "$server"
+take_lock
 cp "$state/certificate.pem" "$server/$HUB_HOST.pem"
 cp "$state/key.pem" "$server/$HUB_HOST.key"
 if [ -f "$server/pid" ]; then
-  kill "$(cat "$server/pid")" 2>/dev/null || true
+  old="$(cat "$server/pid")"
+  kill "$old" 2>/dev/null || true
+  # The old server lets go of the address before the new one binds it: gone, or a zombie
+  # that its new parent has not reaped yet (a zombie holds no socket).
+  for _ in $(seq 1 50); do
+    case "$(ps -o stat= -p "$old" 2>/dev/null)" in
+      "" | Z*) break ;;
+    esac
+    sleep 0.1
+  done
 fi
 # Detached, with its output in a file: the hook ends while the hub keeps serving.
 setsid python3 - "$INGRESS_IP" "$server" > "$server/log" 2>&1 < /dev/null <<'PYTHON' &
@@ -69,9 +146,13 @@ httpd = http.server.ThreadingHTTPServer((address, 443), Hub)
 httpd.socket = default.wrap_socket(httpd.socket, server_side=True)
 httpd.serve_forever()
 PYTHON
-echo $! > "$server/pid"
-# Ready when it accepts connections.
+hub=$!
+echo "$hub" > "$server/pid"
+# Ready when it accepts connections, and it is this server that does.
 for _ in $(seq 1 100); do
+  if ! kill -0 "$hub" 2>/dev/null; then
+    break
+  fi
   if python3 -c "import socket,sys; socket.create_connection((sys.argv[1], 443), 1)" "$INGRESS_IP" 2>/dev/null; then
     echo "hub-$release serves https://$HUB_HOST on $INGRESS_IP:443"
     exit 0
