@@ -17,8 +17,11 @@ tasks:
   test     install and start what the tests need (as root: Debian packages, local servers),
            then run every test of the workspace
   setup    only the installation and start of the test servers
-  demo     the data100 failover story, end to end, against the ARM simulator, BIND,
-           sshd and zfs-fuse on this machine
+  demo [--mode cold|warm]
+           the data100 failover story, end to end, against the ARM simulator, BIND,
+           sshd and zfs-fuse on this machine; --mode warm tells it with a warm standby
+           (specs/data100/warm). Its last line is one JSON object with the measured time
+           to recovery
   bench-hooks [--repeat N]
            ferry's hooks against Terraform's terraform_data + local-exec on the same
            wide and narrow DAGs of sleeps; prints wall times and ratios (BENCHMARKS.md)
@@ -35,9 +38,10 @@ fn main() -> Result<()> {
         }
         "setup" => setup(&root),
         "demo" => {
+            let mode = demo_mode(std::env::args().skip(2))?;
             // Like the tests, the demo installs and starts what it needs on a fresh machine.
             setup(&root)?;
-            demo::demo(&root)
+            demo::demo(&root, mode)
         }
         "bench-hooks" => {
             let arguments: Vec<String> = std::env::args().skip(2).collect();
@@ -52,6 +56,22 @@ fn main() -> Result<()> {
             }
         }
     }
+}
+
+/// `cargo xtask demo [--mode cold|warm]` (or `--mode=warm`); cold without it.
+fn demo_mode(mut arguments: impl Iterator<Item = String>) -> Result<demo::Mode> {
+    let mut mode = demo::Mode::Cold;
+    while let Some(argument) = arguments.next() {
+        let value = match argument.strip_prefix("--mode") {
+            Some("") => arguments
+                .next()
+                .context("--mode needs a value: cold or warm")?,
+            Some(value) if value.starts_with('=') => value[1..].to_owned(),
+            _ => bail!("unknown argument `{argument}`: cargo xtask demo [--mode cold|warm]"),
+        };
+        mode = demo::Mode::parse(&value)?;
+    }
+    Ok(mode)
 }
 
 fn workspace_root() -> PathBuf {
@@ -109,12 +129,14 @@ fn test() -> Result<()> {
     }
 }
 
+/// Copies a folder, following links: a link is copied as what it names (the warm spec's
+/// `hooks` links to a folder).
 pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
+        if std::fs::metadata(entry.path())?.is_dir() {
             if entry.file_name() != ".ferry" {
                 copy_dir(&entry.path(), &target)?;
             }
