@@ -327,12 +327,13 @@ pub trait KindRules: Send + Sync + fmt::Debug {
         None
     }
 
-    /// How long clients may go on using an instance's old value after an update changed it,
-    /// from its reading before the update: a DNS record's TTL, for which resolvers cache the
-    /// old answer. A failover's time to recovery counts it, since the service is back only
+    /// How long clients may go on using an instance's old value once an update that changes
+    /// it has ended, from its reading before the update and the update's inputs: a DNS
+    /// record's TTL, for which resolvers cache the old answer (none when the update itself
+    /// waits it out). A failover's time to recovery counts it, since the service is back only
     /// when clients reach the new generation. 0, the default, for everything read live.
-    fn cached_for_seconds(&self, observed: &Attributes) -> u64 {
-        let _ = observed;
+    fn cached_for_seconds(&self, observed: &Attributes, inputs: &Attributes) -> u64 {
+        let _ = (observed, inputs);
         0
     }
 

@@ -49,11 +49,16 @@ pub struct DnsRecordRules;
 pub const RECORD_TYPES: &[&str] = &["A", "AAAA", "CNAME", "TXT"];
 
 impl KindRules for DnsRecordRules {
-    fn cached_for_seconds(&self, observed: &ferry_core::Attributes) -> u64 {
-        observed
-            .get("ttl")
-            .and_then(ferry_core::Value::as_u64)
-            .unwrap_or(0)
+    fn cached_for_seconds(
+        &self,
+        observed: &ferry_core::Attributes,
+        inputs: &ferry_core::Attributes,
+    ) -> u64 {
+        // With wait_for_ttl the update's own step waits the old TTL out (its estimate holds it).
+        if inputs.get("wait_for_ttl").and_then(Value::as_bool) == Some(true) {
+            return 0;
+        }
+        observed.get("ttl").and_then(Value::as_u64).unwrap_or(0)
     }
 
     fn simulate(

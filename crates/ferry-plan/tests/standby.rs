@@ -411,3 +411,36 @@ fn a_failover_rebuilds_an_unhealthy_standby_before_moving_onto_it() {
         "{shown}"
     );
 }
+
+/// A record whose update waits out its old TTL itself (`wait_for_ttl = true`) has the TTL in
+/// its step's estimate already: the time to recovery counts it once, not again as a cache.
+#[test]
+fn a_ttl_the_update_waits_out_itself_is_counted_once() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100/warm");
+    let read = |name: &str| std::fs::read_to_string(folder.join(name)).unwrap();
+    let service = read("service.toml").replace("ttl = 300\n", "ttl = 300\nwait_for_ttl = true\n");
+    assert_eq!(service.matches("wait_for_ttl").count(), 2);
+    let (main, azure, storage) = (read("main.toml"), read("azure.toml"), read("storage.toml"));
+    let waiting = support::spec(&[
+        ("main.toml", &main),
+        ("azure.toml", &azure),
+        ("storage.toml", &storage),
+        ("service.toml", &service),
+    ]);
+    let built = plan_of(&waiting, &Snapshot::new(0), &PlanConfig::default());
+    let mut world = converge(&Snapshot::new(0), &built, 1);
+    api_server_down(&mut world);
+    let failover = plan_of(&waiting, &world, &PlanConfig::default());
+    let shown = text(&failover);
+    assert!(failover.recovery_cached.is_none(), "{shown}");
+    let update = last_finish_of(&failover, "dns_record.prod:update");
+    let check = last_finish_of(&failover, "check.prod_tls:wait");
+    assert_eq!(
+        failover.recovery_seconds,
+        Some(update.max(check)),
+        "{shown}"
+    );
+    // Both records' updates wait their TTL on the critical path (staging's too): 19m 04s, not
+    // 24m 04s with the TTL counted a second time.
+    assert_eq!(failover.recovery_seconds, Some(19 * 60 + 4), "{shown}");
+}

@@ -32,26 +32,20 @@ server="$DEMO_CA_DIR/hubs/$INGRESS_IP"
 state="$server/$release"
 
 # Staging and prod share their ingress's server, and a standby deploys both at once: one
-# deploy at a time restarts or inspects it, under a lock (mkdir is atomic).
+# deploy at a time restarts or inspects it, under an flock, which the kernel lets go of when
+# its holder dies however it dies (a `kill -9` of the apply and its hooks included).
 lock="$server/lock"
 take_lock() {
   mkdir -p "$server"
-  tries=0
-  until mkdir "$lock" 2>/dev/null; do
-    tries=$((tries + 1))
-    if [ "$tries" -ge 300 ]; then
-      echo "hub-$release: $lock has been held for 30 s: remove it if no demo-hub.sh runs" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  trap 'rmdir "$lock"' EXIT
-  # A hook stopped by a signal lets go of the lock too.
-  trap 'exit 1' HUP INT TERM
+  exec 9>"$lock"
+  if ! flock -w 30 9; then
+    echo "hub-$release: another demo-hub.sh has held $lock for 30 s" >&2
+    exit 1
+  fi
 }
 release_lock() {
-  rmdir "$lock"
-  trap - EXIT HUP INT TERM
+  flock -u 9
+  exec 9>&-
 }
 
 # The marker: the hub found its home directories on the pool.
@@ -118,7 +112,7 @@ if [ -f "$server/pid" ]; then
   done
 fi
 # Detached, with its output in a file: the hook ends while the hub keeps serving.
-setsid python3 - "$INGRESS_IP" "$server" > "$server/log" 2>&1 < /dev/null <<'PYTHON' &
+setsid python3 - "$INGRESS_IP" "$server" > "$server/log" 2>&1 < /dev/null 9>&- <<'PYTHON' &
 import http.server, os, ssl, sys
 address, folder = sys.argv[1], sys.argv[2]
 contexts = {}

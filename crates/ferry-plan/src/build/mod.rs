@@ -348,7 +348,7 @@ impl<'a> Builder<'a> {
             self.snapshot.get(&draft.target),
         ) {
             (Some(_), Action::Update, Some(Observation::Present { attributes, .. })) => {
-                rules.cached_for_seconds(attributes)
+                rules.cached_for_seconds(attributes, &draft.inputs)
             }
             _ => 0,
         };
