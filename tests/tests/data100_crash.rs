@@ -394,6 +394,7 @@ impl Chain {
         let world = World::start_with(WorldSettings {
             time_scale: SMALLEST_TIME_SCALE,
             record_ttl_with_wait: Some(1),
+            ..WorldSettings::default()
         })
         .await;
         // Timed from here: the wait for the machine's zfs lock is another test's time.

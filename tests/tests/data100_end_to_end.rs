@@ -517,6 +517,81 @@ async fn a_planned_failover_to_a_third_generation_moves_everything_again() {
     world.assert_served_from(3, &files, &sums);
 }
 
+/// data100 with a warm standby (`specs/data100/warm`) on the same servers: the first apply
+/// builds generation 1 and the standby (generation 2's cluster, NFS VM, network, addresses and
+/// idle hubs, serving TLS at the standby's ingress before any failover), the failover creates
+/// nothing, only moves the disks and the pool, activates the hubs and repoints DNS, and the
+/// next apply builds generation 3's standby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_standby_takes_the_service_with_nothing_built_at_the_failover() {
+    let world = World::start_with(WorldSettings {
+        spec: "specs/data100/warm",
+        ..WorldSettings::default()
+    })
+    .await;
+    let (files, sums) = world.build_generation_one();
+    let state = world.simulator.dump_state();
+    assert!(
+        ferry_servers::group_exists(&state, "data100-g2"),
+        "the standby is built"
+    );
+    assert_eq!(
+        world
+            .ferry(&["plan", "data100", "--detailed-exitcode"], true)
+            .expect_code(0, "generation 1 and its standby converged")
+            .stdout
+            .lines()
+            .filter(|line| line.starts_with("Standby: generation 2 (8 resources)"))
+            .count(),
+        1
+    );
+    world.break_api_server(1);
+
+    let plan = world.saved_plan("failover.plan", &[]);
+    assert_eq!(plan.failover.as_ref().map(|f| f.to_generation), Some(2));
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|step| matches!(step.action, ferry_core::Action::Create)),
+        "the standby is built: {:?}",
+        ids(&plan)
+    );
+    assert_eq!(
+        plan.recovery_cached.as_ref().map(|cached| cached.seconds),
+        Some(300)
+    );
+    assert_after(&plan, "zfs_pool.home:import", "hook.staging_active@g2:run");
+    let before = world.simulator.events().len();
+    world
+        .ferry(&["apply", "failover.plan"], false)
+        .expect_code(0, "the failover onto the standby");
+    let events = world.simulator.events()[before..].to_vec();
+    assert_simulator_order_onto_standby(&events, 1, 2);
+    world.assert_served_by_tools_from(2, &files, &sums);
+
+    // Right after the failover the only plan left is generation 3's standby.
+    let next = world.saved_plan("standby.plan", &[]);
+    assert!(next.failover.is_none());
+    assert_eq!(
+        next.standby.as_ref().map(|standby| standby.generation),
+        Some(3)
+    );
+    assert!(
+        next.steps
+            .iter()
+            .all(|step| step.address.generation == Some(3)),
+        "{:?}",
+        ids(&next)
+    );
+    world
+        .ferry(&["apply", "standby.plan"], false)
+        .expect_code(0, "generation 3's standby");
+    world
+        .ferry(&["plan", "data100", "--detailed-exitcode"], true)
+        .expect_code(0, "nothing left after the standby is rebuilt");
+}
+
 /// The new cluster's create ends `Failed` in the middle of the failover: the steps that need
 /// it are skipped, the report names the failure and says how to resume, and once the fault
 /// has passed, running `ferry apply` again finishes the same failover.

@@ -43,6 +43,9 @@ pub struct WorldSettings {
     /// When set, both DNS records of the spec get this TTL and `wait_for_ttl = true`, so that
     /// each update of a failover waits out the old TTL (a recorded wait).
     pub record_ttl_with_wait: Option<u32>,
+    /// The spec folder of the repository copied as `data100`: `specs/data100`, or its warm
+    /// variant `specs/data100/warm`.
+    pub spec: &'static str,
 }
 
 impl Default for WorldSettings {
@@ -50,6 +53,7 @@ impl Default for WorldSettings {
         WorldSettings {
             time_scale: TIME_SCALE,
             record_ttl_with_wait: None,
+            spec: "specs/data100",
         }
     }
 }
@@ -161,7 +165,9 @@ impl World {
         let work = folder.path().to_path_buf();
         let spec = work.join("data100");
         copy_folder(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100"),
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(settings.spec),
             &spec,
         );
         let storage = std::fs::read_to_string(spec.join("storage.toml")).unwrap();
@@ -177,11 +183,12 @@ impl World {
         // home folders and its pace are (unless the spec already passes them).
         let service = std::fs::read_to_string(spec.join("service.toml")).unwrap();
         if !service.contains("pass_env") {
+            let hooks = service.matches("[hook.").count();
             let service = service.replace(
                 "retry = true\n",
                 "retry = true\npass_env = [\"DEMO_CA_DIR\", \"DEMO_HOME_ROOT\", \"DEMO_HUB_SECONDS_STAGING\", \"DEMO_HUB_SECONDS_PROD\"]\n",
             );
-            assert_eq!(service.matches("pass_env").count(), 2);
+            assert_eq!(service.matches("pass_env").count(), hooks);
             std::fs::write(spec.join("service.toml"), service).unwrap();
         }
         if let Some(ttl) = settings.record_ttl_with_wait {
@@ -571,6 +578,16 @@ pub fn positions(events: &[SimEvent], wanted: impl Fn(&SimEvent) -> bool) -> Vec
 /// deallocated (the fence) before any disk leaves it, each disk moved after it was detached,
 /// attached to the new VM after its move, the new cluster created, the old group deleted.
 pub fn assert_simulator_order(events: &[SimEvent], from: u32, to: u32) {
+    assert_failover_events(events, from, to, 1);
+}
+
+/// [`assert_simulator_order`] for a failover onto a warm standby: the new cluster was built
+/// before it, and the failover creates none.
+pub fn assert_simulator_order_onto_standby(events: &[SimEvent], from: u32, to: u32) {
+    assert_failover_events(events, from, to, 0);
+}
+
+fn assert_failover_events(events: &[SimEvent], from: u32, to: u32, clusters_created: usize) {
     let old_vm = vm_path(from);
     let fenced = positions(events, |event| {
         event.what == "operation"
@@ -597,8 +614,8 @@ pub fn assert_simulator_order(events: &[SimEvent], from: u32, to: u32) {
                 && event.outcome == "Succeeded"
         })
         .len(),
-        1,
-        "the new cluster created once: {events:#?}"
+        clusters_created,
+        "the new cluster created {clusters_created} time(s) by the failover: {events:#?}"
     );
     let old_group = format!("/resourceGroups/data100-g{from}");
     let deleted = positions(events, |event| {
