@@ -31,18 +31,17 @@ pub fn spec(files: &[(&str, &str)]) -> Spec {
 
 /// The data100 spec from the repository.
 pub fn data100() -> Spec {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100");
-    ferry_spec::load(
-        &root,
-        &LoadOptions::default(),
-        &ferry_providers::rule_book(),
-    )
-    .unwrap_or_else(|errors| panic!("{}", errors.render(false)))
+    repository_spec("specs/data100")
 }
 
 /// The data100 spec with a warm standby (`specs/data100/warm`).
 pub fn data100_warm() -> Spec {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100/warm");
+    repository_spec("specs/data100/warm")
+}
+
+/// A spec folder of the repository, loaded, panicking with the rendered errors.
+fn repository_spec(folder: &str) -> Spec {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(folder);
     ferry_spec::load(
         &root,
         &LoadOptions::default(),
