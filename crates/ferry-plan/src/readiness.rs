@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use ferry_core::{
-    Blocker, Ensure, InstanceAddress, Observation, Plan, Readiness, RuleBook, Snapshot,
+    Action, Blocker, Ensure, InstanceAddress, Observation, Plan, Readiness, RuleBook, Snapshot,
 };
 use ferry_spec::{FailoverMode, Spec};
 
@@ -80,6 +80,7 @@ pub fn readiness_with(
         });
     }
     blockers.extend(unknown_needs(spec, snapshot, &plan));
+    blockers.extend(standby_gap(spec, &plan));
     Some(Readiness {
         ready: blockers.is_empty(),
         to_generation: plan
@@ -148,4 +149,49 @@ fn unknown_needs(spec: &Spec, snapshot: &Snapshot, plan: &Plan) -> Vec<Blocker> 
         });
     }
     blockers
+}
+
+/// With a warm standby: what of it the failover would have to build, start or repair first
+/// (none built yet, one deleted behind ferry's back, its cluster unhealthy). Such a failover
+/// can still be made, but not at the pace the spec's standby exists for: the operator learns
+/// it now, from the plan and from `ferry watch`, not from a failover that takes three times
+/// as long as expected.
+fn standby_gap(spec: &Spec, plan: &Plan) -> Option<Blocker> {
+    let standby = spec.standby_resources();
+    let to = plan.failover.as_ref()?.to_generation;
+    let gaps: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|step| {
+            step.action != Action::Retire
+                && step.address.generation == Some(to)
+                && standby.contains(&step.address.address)
+        })
+        .map(|step| format!("{} {}", step.action, step.address))
+        .collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    let recovery = plan
+        .recovery_seconds
+        .map(|seconds| {
+            format!(
+                ", and its estimated time to recovery is {}",
+                crate::render::duration(seconds)
+            )
+        })
+        .unwrap_or_default();
+    Some(Blocker {
+        address: None,
+        reason: format!(
+            "the warm standby, generation {to}, is not ready: the failover would first {} ({} of its {} resources){recovery}",
+            gaps.join(", "),
+            gaps.len(),
+            standby.len()
+        ),
+        help: Some(
+            "run ferry apply: every apply builds the warm standby and keeps it ready (ferry plan shows what it lacks)"
+                .to_owned(),
+        ),
+    })
 }

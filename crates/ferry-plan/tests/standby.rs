@@ -444,3 +444,36 @@ fn a_ttl_the_update_waits_out_itself_is_counted_once() {
     // 24m 04s with the TTL counted a second time.
     assert_eq!(failover.recovery_seconds, Some(19 * 60 + 4), "{shown}");
 }
+
+/// Failover readiness holds the standby to its promise: with part of it missing (deleted
+/// behind ferry's back, or not built yet), the failover could still be made, but only after
+/// building what is missing, so readiness is lost and says what and how long, where the
+/// ordinary day's `ferry plan` and `ferry watch` show it.
+#[test]
+fn readiness_is_lost_while_the_standby_is_not_ready() {
+    let mut world = warm_world();
+    let spec = data100_warm();
+    let rules = ferry_providers::rule_book();
+    let ready = ferry_plan::readiness(&spec, &world, &rules, &PlanConfig::default()).unwrap();
+    assert!(ready.ready, "{:?}", ready.blockers);
+    assert_eq!(ready.recovery_seconds, Some(13 * 60 + 34));
+
+    world.insert(address("aks_cluster.hub@g2"), Observation::Absent);
+    let lost = ferry_plan::readiness(&spec, &world, &rules, &PlanConfig::default()).unwrap();
+    assert!(!lost.ready);
+    let reasons: Vec<String> = lost.blockers.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        reasons,
+        [
+            "the warm standby, generation 2, is not ready: the failover would first create aks_cluster.hub@g2, run hook.prod_hub@g2, run hook.staging_hub@g2 (3 of its 8 resources), and its estimated time to recovery is 29m 44s"
+        ]
+    );
+    // The cold spec has no standby to hold to anything.
+    let cold_world = converge(
+        &Snapshot::new(0),
+        &plan_of(&data100(), &Snapshot::new(0), &PlanConfig::default()),
+        1,
+    );
+    let cold = ferry_plan::readiness(&data100(), &cold_world, &rules, &PlanConfig::default());
+    assert!(cold.unwrap().ready);
+}

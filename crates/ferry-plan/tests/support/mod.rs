@@ -41,7 +41,9 @@ pub fn data100_warm() -> Spec {
 
 /// A spec folder of the repository, loaded, panicking with the rendered errors.
 fn repository_spec(folder: &str) -> Spec {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(folder);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(folder);
     ferry_spec::load(
         &root,
         &LoadOptions::default(),
