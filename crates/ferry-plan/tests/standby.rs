@@ -477,3 +477,67 @@ fn readiness_is_lost_while_the_standby_is_not_ready() {
     let cold = ferry_plan::readiness(&data100(), &cold_world, &rules, &PlanConfig::default());
     assert!(cold.unwrap().ready);
 }
+
+/// What the generation after the serving one holds beyond the standby costs without a
+/// purpose: the spec turned cold retires the whole standby, a hook no longer marked
+/// `standby = true` has its standby run forgotten, and nothing of the serving generation is
+/// touched.
+#[test]
+fn what_is_no_longer_the_standby_is_retired() {
+    let world = warm_world();
+    let cold = plan_of(&data100(), &world, &PlanConfig::default());
+    let shown = text(&cold);
+    let retired: BTreeSet<String> = cold
+        .steps
+        .iter()
+        .filter(|step| step.action == Action::Retire)
+        .map(|step| step.address.to_string())
+        .collect();
+    assert_eq!(
+        retired,
+        data100_warm()
+            .standby_resources()
+            .iter()
+            .map(|resource| resource.at(Some(2)).to_string())
+            .collect(),
+        "{shown}"
+    );
+    assert!(cold.standby.is_none());
+    assert!(
+        cold.steps
+            .iter()
+            .all(|step| step.address.generation != Some(1) || step.action != Action::Retire),
+        "{shown}"
+    );
+    let reason = &cold
+        .steps
+        .iter()
+        .find(|step| step.address == address("vm.nfs@g2"))
+        .unwrap()
+        .reason;
+    assert_eq!(
+        reason,
+        "generation 2 is no warm standby (the spec's standby is cold) and nothing serves from it: retired"
+    );
+
+    // Warm still, with prod's idle deploy no longer in the standby.
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100/warm");
+    let read = |name: &str| std::fs::read_to_string(folder.join(name)).unwrap();
+    let service = read("service.toml").replacen(
+        "HUB_HOST = \"hub.${var.domain}\" }\nstandby = true\n",
+        "HUB_HOST = \"hub.${var.domain}\" }\n",
+        1,
+    );
+    assert_eq!(service.matches("\nstandby = true\n").count(), 1);
+    let (main, azure, storage) = (read("main.toml"), read("azure.toml"), read("storage.toml"));
+    let narrower = support::spec(&[
+        ("main.toml", &main),
+        ("azure.toml", &azure),
+        ("storage.toml", &storage),
+        ("service.toml", &service),
+    ]);
+    let plan = plan_of(&narrower, &world, &PlanConfig::default());
+    let ids: Vec<String> = plan.steps.iter().map(|step| step.id.to_string()).collect();
+    assert_eq!(ids, ["hook.prod_hub@g2:retire"], "{}", text(&plan));
+    assert_eq!(plan.standby.as_ref().unwrap().instances.len(), 7);
+}

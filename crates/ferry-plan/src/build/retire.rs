@@ -22,6 +22,10 @@ impl Builder<'_> {
             .collect();
         for (instance, observation) in readings.into_iter().rev() {
             let in_spec = self.spec.resources.get(&instance.address);
+            if in_spec.is_some() && self.beyond_the_standby(&instance) {
+                self.retire_beyond_the_standby(instance, &observation);
+                continue;
+            }
             let old_generation = instance
                 .generation
                 .filter(|generation| *generation < self.target || retire_from == Some(*generation));
@@ -91,6 +95,39 @@ impl Builder<'_> {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Whether an instance is of the generation after the serving one without being part of
+    /// its warm standby, outside a failover: the spec turned cold, a hook's `standby = true`
+    /// removed, or a failover's first creates whose record went with a lost state. No data is
+    /// on it (the world would show a failover under way otherwise), nothing serves from it,
+    /// and it costs.
+    fn beyond_the_standby(&self, instance: &InstanceAddress) -> bool {
+        self.failover.is_none()
+            && instance.generation == Some(self.target + 1)
+            && !self.spec.is_standby(&instance.address)
+    }
+
+    fn retire_beyond_the_standby(&mut self, instance: InstanceAddress, observation: &Observation) {
+        let generation = self.target + 1;
+        match observation {
+            Observation::Present { .. } => {
+                let reason = if self.spec.standby_resources().is_empty() {
+                    format!(
+                        "generation {generation} is no warm standby (the spec's standby is cold) and nothing serves from it: retired"
+                    )
+                } else {
+                    format!(
+                        "not part of the warm standby, generation {generation}, and nothing serves from it: retired"
+                    )
+                };
+                self.push(StepDraft::new(instance, Action::Retire, reason), None);
+            }
+            Observation::Unknown { reason } => self.notes.push(format!(
+                "{instance}: not retired, its reading is unknown ({reason}); a later apply retires it"
+            )),
+            Observation::Absent => {}
         }
     }
 
