@@ -517,7 +517,7 @@ fn what_is_no_longer_the_standby_is_retired() {
         .reason;
     assert_eq!(
         reason,
-        "generation 2 is no warm standby (the spec's standby is cold) and nothing serves from it: retired"
+        "generation 2 is no warm standby (the spec keeps none) and nothing serves from it: retired"
     );
 
     // Warm still, with prod's idle deploy no longer in the standby.

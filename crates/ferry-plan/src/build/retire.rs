@@ -115,7 +115,7 @@ impl Builder<'_> {
             Observation::Present { .. } => {
                 let reason = if self.spec.standby_resources().is_empty() {
                     format!(
-                        "generation {generation} is no warm standby (the spec's standby is cold) and nothing serves from it: retired"
+                        "generation {generation} is no warm standby (the spec keeps none) and nothing serves from it: retired"
                     )
                 } else {
                     format!(
