@@ -43,6 +43,20 @@ fn warm_world() -> Snapshot {
     converge(&Snapshot::new(0), &first, 1)
 }
 
+/// The warm data100 spec with its service.toml changed by `edit`.
+fn warm_with_service(edit: impl Fn(String) -> String) -> Spec {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100/warm");
+    let read = |name: &str| std::fs::read_to_string(folder.join(name)).unwrap();
+    let service = edit(read("service.toml"));
+    let (main, azure, storage) = (read("main.toml"), read("azure.toml"), read("storage.toml"));
+    support::spec(&[
+        ("main.toml", &main),
+        ("azure.toml", &azure),
+        ("storage.toml", &storage),
+        ("service.toml", &service),
+    ])
+}
+
 fn api_server_down(snapshot: &mut Snapshot) {
     match snapshot.resources.get_mut(&address("aks_cluster.hub@g1")) {
         Some(Observation::Present { health, .. }) => {
@@ -416,17 +430,10 @@ fn a_failover_rebuilds_an_unhealthy_standby_before_moving_onto_it() {
 /// its step's estimate already: the time to recovery counts it once, not again as a cache.
 #[test]
 fn a_ttl_the_update_waits_out_itself_is_counted_once() {
-    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100/warm");
-    let read = |name: &str| std::fs::read_to_string(folder.join(name)).unwrap();
-    let service = read("service.toml").replace("ttl = 300\n", "ttl = 300\nwait_for_ttl = true\n");
-    assert_eq!(service.matches("wait_for_ttl").count(), 2);
-    let (main, azure, storage) = (read("main.toml"), read("azure.toml"), read("storage.toml"));
-    let waiting = support::spec(&[
-        ("main.toml", &main),
-        ("azure.toml", &azure),
-        ("storage.toml", &storage),
-        ("service.toml", &service),
-    ]);
+    let waiting = warm_with_service(|service| {
+        assert_eq!(service.matches("ttl = 300\n").count(), 2);
+        service.replace("ttl = 300\n", "ttl = 300\nwait_for_ttl = true\n")
+    });
     let built = plan_of(&waiting, &Snapshot::new(0), &PlanConfig::default());
     let mut world = converge(&Snapshot::new(0), &built, 1);
     api_server_down(&mut world);
@@ -521,21 +528,15 @@ fn what_is_no_longer_the_standby_is_retired() {
     );
 
     // Warm still, with prod's idle deploy no longer in the standby.
-    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/data100/warm");
-    let read = |name: &str| std::fs::read_to_string(folder.join(name)).unwrap();
-    let service = read("service.toml").replacen(
-        "HUB_HOST = \"hub.${var.domain}\" }\nstandby = true\n",
-        "HUB_HOST = \"hub.${var.domain}\" }\n",
-        1,
-    );
-    assert_eq!(service.matches("\nstandby = true\n").count(), 1);
-    let (main, azure, storage) = (read("main.toml"), read("azure.toml"), read("storage.toml"));
-    let narrower = support::spec(&[
-        ("main.toml", &main),
-        ("azure.toml", &azure),
-        ("storage.toml", &storage),
-        ("service.toml", &service),
-    ]);
+    let narrower = warm_with_service(|service| {
+        let service = service.replacen(
+            "HUB_HOST = \"hub.${var.domain}\" }\nstandby = true\n",
+            "HUB_HOST = \"hub.${var.domain}\" }\n",
+            1,
+        );
+        assert_eq!(service.matches("\nstandby = true\n").count(), 1);
+        service
+    });
     let plan = plan_of(&narrower, &world, &PlanConfig::default());
     let ids: Vec<String> = plan.steps.iter().map(|step| step.id.to_string()).collect();
     assert_eq!(ids, ["hook.prod_hub@g2:retire"], "{}", text(&plan));
