@@ -58,13 +58,29 @@ fn warm_with_service(edit: impl Fn(String) -> String) -> Spec {
 }
 
 fn api_server_down(snapshot: &mut Snapshot) {
-    match snapshot.resources.get_mut(&address("aks_cluster.hub@g1")) {
+    api_server_down_at(snapshot, "aks_cluster.hub@g1");
+}
+
+/// Makes a present cluster's API server stop answering; panics when it is not present, so
+/// that a test never passes on a world it did not change.
+fn api_server_down_at(snapshot: &mut Snapshot, instance: &str) {
+    match snapshot.resources.get_mut(&address(instance)) {
         Some(Observation::Present { health, .. }) => {
             *health = Health::Unhealthy {
                 reason: "the API server does not answer".into(),
             }
         }
-        other => panic!("aks_cluster.hub@g1 is not present: {other:?}"),
+        other => panic!("{instance} is not present: {other:?}"),
+    }
+}
+
+/// Sets an attribute of a present instance's reading; panics when it is not present.
+fn set_attribute(snapshot: &mut Snapshot, instance: &str, name: &str, value: Value) {
+    match snapshot.resources.get_mut(&address(instance)) {
+        Some(Observation::Present { attributes, .. }) => {
+            attributes.insert(name.into(), value);
+        }
+        other => panic!("{instance} is not present: {other:?}"),
     }
 }
 
@@ -287,18 +303,13 @@ fn nothing_is_created_in_the_standby_from_what_ferry_does_not_know() {
 #[test]
 fn a_stopped_standby_vm_is_started_and_an_unhealthy_standby_is_a_warning() {
     let mut world = warm_world();
-    if let Some(Observation::Present { attributes, .. }) =
-        world.resources.get_mut(&address("vm.nfs@g2"))
-    {
-        attributes.insert("power_state".into(), Value::from("deallocated"));
-    }
-    if let Some(Observation::Present { health, .. }) =
-        world.resources.get_mut(&address("aks_cluster.hub@g2"))
-    {
-        *health = Health::Unhealthy {
-            reason: "the API server does not answer".into(),
-        };
-    }
+    set_attribute(
+        &mut world,
+        "vm.nfs@g2",
+        "power_state",
+        Value::from("deallocated"),
+    );
+    api_server_down_at(&mut world, "aks_cluster.hub@g2");
     let plan = plan(&world);
     let shown = text(&plan);
     let ids: Vec<String> = plan.steps.iter().map(|step| step.id.to_string()).collect();
@@ -324,11 +335,12 @@ fn a_stopped_standby_vm_is_started_and_an_unhealthy_standby_is_a_warning() {
 #[test]
 fn a_lost_state_with_a_fenced_holder_is_not_read_as_a_failover_because_of_the_standby() {
     let mut world = warm_world();
-    if let Some(Observation::Present { attributes, .. }) =
-        world.resources.get_mut(&address("vm.nfs@g1"))
-    {
-        attributes.insert("power_state".into(), Value::from("deallocated"));
-    }
+    set_attribute(
+        &mut world,
+        "vm.nfs@g1",
+        "power_state",
+        Value::from("deallocated"),
+    );
     world.active_generation = 0;
     let reconstruction = ferry_plan::world::reconstruct(
         &world,
@@ -360,11 +372,12 @@ fn a_lost_state_with_a_fenced_holder_is_not_read_as_a_failover_because_of_the_st
 #[test]
 fn a_standby_hook_runs_again_when_its_inputs_change() {
     let mut world = warm_world();
-    if let Some(Observation::Present { attributes, .. }) =
-        world.resources.get_mut(&address("hook.staging_hub@g2"))
-    {
-        attributes.insert("env".into(), serde_json::json!({"INGRESS_IP": "10.0.0.9"}));
-    }
+    set_attribute(
+        &mut world,
+        "hook.staging_hub@g2",
+        "env",
+        serde_json::json!({"INGRESS_IP": "10.0.0.9"}),
+    );
     let plan = plan(&world);
     let ids: Vec<String> = plan.steps.iter().map(|step| step.id.to_string()).collect();
     assert_eq!(ids, ["hook.staging_hub@g2:run"], "{}", text(&plan));
@@ -378,13 +391,7 @@ fn a_standby_hook_runs_again_when_its_inputs_change() {
 fn a_failover_rebuilds_an_unhealthy_standby_before_moving_onto_it() {
     let mut world = warm_world();
     api_server_down(&mut world);
-    if let Some(Observation::Present { health, .. }) =
-        world.resources.get_mut(&address("aks_cluster.hub@g2"))
-    {
-        *health = Health::Unhealthy {
-            reason: "the API server does not answer".into(),
-        };
-    }
+    api_server_down_at(&mut world, "aks_cluster.hub@g2");
     let plan = plan(&world);
     let shown = text(&plan);
     let replaced: Vec<&ferry_core::Step> = plan
