@@ -28,6 +28,7 @@ use serde_json::json;
 
 pub mod parse;
 pub mod provider;
+pub mod replication;
 pub mod shell;
 pub mod ssh;
 

@@ -201,6 +201,57 @@ fn after_begin_mark(output: &str) -> String {
     }
 }
 
+/// What a stream from one host's command into another host's command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piped {
+    /// The bytes copied from the sender's stdout to the receiver's stdin.
+    pub bytes: u64,
+    pub sender: CommandOutput,
+    pub receiver: CommandOutput,
+}
+
+/// The most a shell's start-up files may print before the begin mark on a stream's stdout.
+const BEFORE_MARK_LIMIT: usize = 1 << 20;
+
+/// Reads `from` up to the begin mark's line and returns what came after it in the same reads:
+/// the first bytes of the command's own output. Empty when the stream ended without the mark
+/// (the shell failed before the command; its stderr says why).
+async fn skip_to_begin_mark(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let line = format!("{BEGIN_MARK}\n").into_bytes();
+    let mut seen = Vec::new();
+    let mut chunk = vec![0; 64 << 10];
+    loop {
+        if let Some(start) = seen.windows(line.len()).position(|window| window == line) {
+            return Ok(seen.split_off(start + line.len()));
+        }
+        if seen.len() > BEFORE_MARK_LIMIT {
+            return Err(std::io::Error::other(
+                "the remote shell printed more than 1 MiB before the command started",
+            ));
+        }
+        let read = from.read(&mut chunk).await?;
+        if read == 0 {
+            return Ok(Vec::new());
+        }
+        seen.extend_from_slice(&chunk[..read]);
+    }
+}
+
+fn marked(command: &str) -> String {
+    format!("printf '%s\\n' {BEGIN_MARK}; printf '%s\\n' {BEGIN_MARK} >&2; {command}")
+}
+
+fn command_output(output: &std::process::Output) -> CommandOutput {
+    CommandOutput {
+        status: output.status.code(),
+        stdout: after_begin_mark(&String::from_utf8_lossy(&output.stdout)),
+        stderr: after_begin_mark(&String::from_utf8_lossy(&output.stderr)),
+    }
+}
+
 /// The name a pinned key is filed under, so that the lookup does not depend on address or port.
 const PINNED_ALIAS: &str = "ferry-pinned-host";
 
@@ -230,8 +281,7 @@ impl SshConnection {
         }
         let session = &live.as_ref().expect("connected just above").session;
         let target = self.target.to_string();
-        let marked =
-            format!("printf '%s\\n' {BEGIN_MARK}; printf '%s\\n' {BEGIN_MARK} >&2; {command}");
+        let marked = marked(command);
         let result =
             tokio::time::timeout(self.timeouts.command, session.raw_command(&marked).output())
                 .await;
@@ -251,11 +301,7 @@ impl SshConnection {
             Ok(Ok(output)) if output.status.code() == Some(255) => Err(dropped(
                 String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             )),
-            Ok(Ok(output)) => Ok(CommandOutput {
-                status: output.status.code(),
-                stdout: after_begin_mark(&String::from_utf8_lossy(&output.stdout)),
-                stderr: after_begin_mark(&String::from_utf8_lossy(&output.stderr)),
-            }),
+            Ok(Ok(output)) => Ok(command_output(&output)),
         };
         if outcome.is_err() {
             // A fresh connection next time: the old master may be half dead.
@@ -273,6 +319,134 @@ impl SshConnection {
             Err(SshError::Dropped { .. }) => self.run(command).await,
             other => other,
         }
+    }
+
+    /// Runs `command` on this host and `receiving` on `receiver`'s, with this command's stdout
+    /// copied into the other's stdin as it comes (a `zfs send` into a `zfs receive`), within
+    /// the longer of the two command timeouts. The bytes pass through ferry's machine, so the
+    /// hosts need no way to reach each other. Either side's failure ends the other: the sender
+    /// sees its reader gone, the receiver an early end of its input.
+    pub async fn pipe_to(
+        &self,
+        command: &str,
+        receiver: &SshConnection,
+        receiving: &str,
+    ) -> Result<Piped, SshError> {
+        use openssh::Stdio;
+        use tokio::io::AsyncWriteExt;
+        if self.target == receiver.target {
+            return Err(SshError::Setup {
+                message: format!(
+                    "a stream from {} to itself: the two ends must be two hosts",
+                    self.target
+                ),
+            });
+        }
+        // Both connections are held for the stream, locked in one order (by target), so that
+        // two streams in opposite directions never wait for each other.
+        let self_first = self.target.to_string() <= receiver.target.to_string();
+        let (first, second) = if self_first {
+            (self, receiver)
+        } else {
+            (receiver, self)
+        };
+        let mut first_live = first.live.lock().await;
+        if first_live.is_none() {
+            *first_live = Some(first.connect().await?);
+        }
+        let mut second_live = second.live.lock().await;
+        if second_live.is_none() {
+            *second_live = Some(second.connect().await?);
+        }
+        let (ours, theirs) = if self_first {
+            (&first_live, &second_live)
+        } else {
+            (&second_live, &first_live)
+        };
+        let sending = &ours.as_ref().expect("connected just above").session;
+        let taking = &theirs.as_ref().expect("connected just above").session;
+        let dropped = |target: &SshTarget, command: &str, message: String| SshError::Dropped {
+            target: target.to_string(),
+            command: command.to_owned(),
+            message,
+        };
+        let stream = async {
+            let mut sender = sending
+                .raw_command(marked(command))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .await
+                .map_err(|error| dropped(&self.target, command, error.to_string()))?;
+            let mut taker = taking
+                .raw_command(marked(receiving))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .await
+                .map_err(|error| dropped(&receiver.target, receiving, error.to_string()))?;
+            let mut from = sender.stdout().take().expect("stdout is piped");
+            let mut to = taker.stdin().take().expect("stdin is piped");
+            let copy = async move {
+                let first = skip_to_begin_mark(&mut from).await?;
+                to.write_all(&first).await?;
+                let rest = tokio::io::copy(&mut from, &mut to).await?;
+                to.shutdown().await?;
+                Ok::<u64, std::io::Error>(first.len() as u64 + rest)
+            };
+            let (copied, sent, taken) =
+                tokio::join!(copy, sender.wait_with_output(), taker.wait_with_output());
+            let sent = sent.map_err(|error| dropped(&self.target, command, error.to_string()))?;
+            let taken =
+                taken.map_err(|error| dropped(&receiver.target, receiving, error.to_string()))?;
+            // 255 is ssh's own failure: the master or the connection behind it is gone.
+            if sent.status.code() == Some(255) {
+                let message = String::from_utf8_lossy(&sent.stderr).trim().to_owned();
+                return Err(dropped(&self.target, command, message));
+            }
+            if taken.status.code() == Some(255) {
+                let message = String::from_utf8_lossy(&taken.stderr).trim().to_owned();
+                return Err(dropped(&receiver.target, receiving, message));
+            }
+            let (sender, receiver) = (command_output(&sent), command_output(&taken));
+            match copied {
+                Ok(bytes) => Ok(Piped {
+                    bytes,
+                    sender,
+                    receiver,
+                }),
+                // A copy that failed while both commands say they succeeded: the stream is
+                // not known to be whole.
+                Err(error) if sender.success() && receiver.success() => {
+                    Err(dropped(&self.target, command, error.to_string()))
+                }
+                Err(_) => Ok(Piped {
+                    bytes: 0,
+                    sender,
+                    receiver,
+                }),
+            }
+        };
+        let limit = self.timeouts.command.max(receiver.timeouts.command);
+        let outcome = match tokio::time::timeout(limit, stream).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(SshError::Timeout {
+                target: self.target.to_string(),
+                command: format!("{command} | {receiving}"),
+                seconds: limit.as_secs(),
+            }),
+        };
+        if outcome.is_err() {
+            // Fresh connections next time: a master may be half dead.
+            for live in [&mut first_live, &mut second_live] {
+                if let Some(old) = live.take() {
+                    let _ = old.session.close().await;
+                }
+            }
+        }
+        outcome
     }
 
     async fn connect(&self) -> Result<Live, SshError> {

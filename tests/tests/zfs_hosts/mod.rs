@@ -250,6 +250,21 @@ impl ZfsHost {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Runs `zfs ARGUMENTS` as this host runs it, and fails the test on an error.
+    pub fn zfs_ok(&self, arguments: &[&str]) -> String {
+        let target = self.daemon_pid.to_string();
+        let mut all = vec!["-t", target.as_str(), "-m", "-u", "zfs"];
+        all.extend_from_slice(arguments);
+        run_ok("nsenter", &all)
+    }
+
+    /// A dataset's property, as this host's `zfs get` says.
+    pub fn zfs_value(&self, property: &str, dataset: &str) -> String {
+        self.zfs_ok(&["get", "-H", "-o", "value", property, dataset])
+            .trim()
+            .to_owned()
+    }
+
     /// The pools this host's daemon has imported, as its own `zpool list` says.
     pub fn imported_pools(&self) -> Vec<String> {
         self.zpool_ok(&["list", "-H", "-o", "name"])

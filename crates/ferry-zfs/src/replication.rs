@@ -1,0 +1,773 @@
+//! Continuous replication of a pool to a read-only replica on another host, and the replica's
+//! promotion when the primary is gone: what a hot standby runs on.
+//!
+//! How the bytes move: ferry runs `zfs send` on the primary and `zfs receive` on the replica,
+//! each over its own SSH connection, and copies the stream between them
+//! ([`SshConnection::pipe_to`]). The hosts hold no credentials for each other, so a primary
+//! that is compromised or confused cannot write to its replica; both host keys are checked the
+//! way every ferry connection checks them (safety invariant 8); and ferry, which fences and
+//! promotes, sees every snapshot that reached the replica. Debian's `syncoid` also pipes
+//! through the machine it runs on, but brings its own SSH options and bookkeeping (its own
+//! sync snapshots, resume tokens that zfs-fuse's pool version 23 does not have).
+//!
+//! The rules, each checked against the pools themselves right before it matters (the world,
+//! not a record, says which pool is the primary):
+//! - **Direction.** A pool receives only while it carries `ferry:role=replica` and
+//!   `readonly=on`; a pool sends only while it carries neither. Two pools can then never
+//!   receive from each other, and a promoted replica (`ferry:role=primary`, writable) is never
+//!   rolled back by a receive.
+//! - **One point in time.** Each round takes one recursive snapshot (`zfs snapshot -r`, atomic
+//!   across the pool's datasets) named `ferry-<UTC time>`, and sends each dataset's increment
+//!   from the newest snapshot both sides share (by GUID, not by name). Properties are not
+//!   sent: the replica keeps its own role and `readonly`, and a promotion applies the spec's
+//!   dataset settings.
+//! - **The base is kept.** The snapshot the next increment needs is held on the primary
+//!   (`zfs hold`), so that nothing destroys it; older `ferry-` snapshots are destroyed on both
+//!   sides only once a round has reached every dataset.
+//! - **An interrupted round leaves a usable replica.** A receive is atomic: a dataset that did
+//!   not finish stays at its previous snapshot, and the next round's `receive -F` rolls back
+//!   whatever the interrupted one left. A promotion rolls every dataset back to the newest
+//!   snapshot that all of them hold, so the promoted pool is one consistent point in time.
+//! - **Promotion only after the fence.** The old primary is asked over SSH right before; one
+//!   that answers with the pool imported is not fenced, and the promotion is refused (safety
+//!   invariant 14 of the design: a replica is writable only after the primary is fenced).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::shell::command_line;
+use crate::ssh::{CommandOutput, SshConnection, SshError, SshTimeouts};
+
+/// The user property that says which side of a replication a pool is.
+pub const ROLE_PROPERTY: &str = "ferry:role";
+/// The prefix of the snapshots replication takes; no other snapshot is ever destroyed.
+pub const SNAPSHOT_PREFIX: &str = "ferry-";
+/// The tag of the hold on the snapshot the next increment needs.
+pub const HOLD_TAG: &str = "ferry-replication-base";
+
+/// How long the old primary is given to answer before it counts as fenced (as for an import).
+const FENCED_HOST_CONNECT: Duration = Duration::from_secs(5);
+
+/// One end of a replication: a host's connection and the pool's name there.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolEnd<'a> {
+    pub connection: &'a SshConnection,
+    pub pool: &'a str,
+}
+
+impl std::fmt::Display for PoolEnd<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {}", self.pool, self.connection.target())
+    }
+}
+
+/// A snapshot as ZFS lists it: its name after the `@`, its GUID and when it was taken (Unix
+/// seconds, by the primary's clock; a received snapshot keeps its creation time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub name: String,
+    pub guid: u64,
+    pub created: u64,
+}
+
+/// Where a replica stands against its primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// The newest snapshot that every dataset of the primary has on the replica too: what a
+    /// promotion would roll back to. `None` before the first complete round.
+    pub last_complete: Option<SnapshotInfo>,
+    /// How many of the primary's datasets the replica has.
+    pub datasets: usize,
+    pub primary_datasets: usize,
+}
+
+impl ReplicaStatus {
+    /// The data a promotion now would lose, in seconds: the time since the last complete
+    /// snapshot was taken. `None` when the replica has no complete snapshot.
+    pub fn lag_seconds(&self, now: SystemTime) -> Option<u64> {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        self.last_complete
+            .as_ref()
+            .map(|snapshot| now.saturating_sub(snapshot.created))
+    }
+}
+
+/// What one replication round did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Round {
+    /// The snapshot that now is on both sides, for every dataset.
+    pub snapshot: SnapshotInfo,
+    /// Per dataset (its name under the pool, "" for the root): the base of its increment, or
+    /// `None` for a full send.
+    pub bases: BTreeMap<String, Option<String>>,
+    /// The bytes of the streams.
+    pub bytes: u64,
+    /// The older `ferry-` snapshots destroyed, on both sides together.
+    pub pruned: usize,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    /// The point in time the pool now holds. `None` when the pool was promoted already.
+    pub rolled_back_to: Option<SnapshotInfo>,
+    pub already_promoted: bool,
+}
+
+/// Why a replication round, a status read or a promotion failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("{0}")]
+    Ssh(#[from] SshError),
+    #[error("`{command}` failed on {host}: {stderr}")]
+    Command {
+        host: String,
+        command: String,
+        stderr: String,
+    },
+    #[error("`{command}` on {host} printed what ferry cannot read: {line}")]
+    Unreadable {
+        host: String,
+        command: String,
+        line: String,
+    },
+    #[error(
+        "refused to receive into {end}: it is not a read-only replica ({ROLE_PROPERTY}={role}, readonly={readonly}); a writable pool may be a promoted primary, and a receive would roll it back. Mark a new, empty pool as a replica with `mark_replica`, or demote an old primary once it is fenced"
+    )]
+    NotAReplica {
+        end: String,
+        role: String,
+        readonly: String,
+    },
+    #[error(
+        "refused to send from {end}: it is a replica ({ROLE_PROPERTY}={role}, readonly={readonly}); replication goes from the primary to its replica only"
+    )]
+    NotAPrimary {
+        end: String,
+        role: String,
+        readonly: String,
+    },
+    #[error(
+        "refused to mark {end} as a replica: {reason}; a replica's contents are replaced by the primary's, so only an empty pool or a fenced old primary (demoted) becomes one"
+    )]
+    CannotMark { end: String, reason: String },
+    #[error(
+        "the replica {replica} has snapshots of {dataset} but none in common with the primary's: they have diverged, and ferry does not overwrite them; destroy the replica's {dataset} (after checking it holds nothing the primary lacks), then replicate again"
+    )]
+    Diverged { replica: String, dataset: String },
+    #[error(
+        "refused to promote {replica}: the old primary {primary} still answers over SSH and lists the pool imported; fence it first (deallocate its VM), then promote"
+    )]
+    PrimaryNotFenced { replica: String, primary: String },
+    #[error(
+        "refused to promote {replica}: it holds no snapshot that every dataset has, so it holds no consistent copy of the primary; replicate first, or fail over by moving the disks"
+    )]
+    NothingToPromote { replica: String },
+    #[error(
+        "{end}: the stream of {dataset} failed ({side} side): {stderr}; the replica stays at its previous snapshot, and the next round sends again"
+    )]
+    Stream {
+        end: String,
+        dataset: String,
+        side: &'static str,
+        stderr: String,
+    },
+}
+
+impl ReplicationError {
+    /// Whether the next round may succeed by itself: a dropped connection, a timeout or a
+    /// failed stream; never a refusal.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReplicationError::Ssh(error) => error.is_transient(),
+            ReplicationError::Stream { .. } | ReplicationError::Command { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("(no message)")
+        .to_owned()
+}
+
+async fn run(end: PoolEnd<'_>, arguments: &[&str]) -> Result<CommandOutput, ReplicationError> {
+    let command = command_line(arguments.iter().copied());
+    let output = end.connection.run(&command).await?;
+    if !output.success() {
+        return Err(ReplicationError::Command {
+            host: end.connection.target().to_string(),
+            command,
+            stderr: first_line(&output.stderr),
+        });
+    }
+    Ok(output)
+}
+
+async fn query(end: PoolEnd<'_>, arguments: &[&str]) -> Result<CommandOutput, ReplicationError> {
+    let command = command_line(arguments.iter().copied());
+    let output = end.connection.run_read_only(&command).await?;
+    if !output.success() {
+        return Err(ReplicationError::Command {
+            host: end.connection.target().to_string(),
+            command,
+            stderr: first_line(&output.stderr),
+        });
+    }
+    Ok(output)
+}
+
+/// A pool's role and `readonly`, as its root dataset says now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Side {
+    role: String,
+    readonly: String,
+}
+
+impl Side {
+    fn is_replica(&self) -> bool {
+        self.role == "replica" && self.readonly == "on"
+    }
+}
+
+async fn side(end: PoolEnd<'_>) -> Result<Side, ReplicationError> {
+    let property = format!("{ROLE_PROPERTY},readonly");
+    let output = query(
+        end,
+        &[
+            "zfs",
+            "get",
+            "-H",
+            "-o",
+            "property,value",
+            &property,
+            end.pool,
+        ],
+    )
+    .await?;
+    let mut side = Side {
+        role: "-".to_owned(),
+        readonly: "off".to_owned(),
+    };
+    for line in output.stdout.lines() {
+        match line.split_once('\t') {
+            Some((name, value)) if name == ROLE_PROPERTY => side.role = value.to_owned(),
+            Some(("readonly", value)) => side.readonly = value.to_owned(),
+            _ => {}
+        }
+    }
+    Ok(side)
+}
+
+/// Every `ferry-` snapshot of every dataset of the pool, by dataset name under the pool ("" for
+/// the root), oldest first; and every filesystem of the pool, parents first.
+#[derive(Debug, Default)]
+struct Listing {
+    datasets: Vec<String>,
+    snapshots: BTreeMap<String, Vec<SnapshotInfo>>,
+}
+
+impl Listing {
+    fn newest_common(&self, dataset: &str, other: &Listing) -> Option<&SnapshotInfo> {
+        let theirs = other.snapshots.get(dataset)?;
+        self.snapshots
+            .get(dataset)?
+            .iter()
+            .rev()
+            .find(|mine| theirs.iter().any(|snapshot| snapshot.guid == mine.guid))
+    }
+
+    /// The newest snapshot name that every dataset holds.
+    fn newest_complete(&self) -> Option<&SnapshotInfo> {
+        let root = self.snapshots.get("")?;
+        root.iter().rev().find(|snapshot| {
+            self.datasets.iter().all(|dataset| {
+                self.snapshots
+                    .get(dataset)
+                    .is_some_and(|list| list.iter().any(|other| other.name == snapshot.name))
+            })
+        })
+    }
+}
+
+/// The dataset's name under the pool: "" for the root, "prod" for `pool/prod`.
+fn relative<'n>(pool: &str, name: &'n str) -> Option<&'n str> {
+    if name == pool {
+        Some("")
+    } else {
+        name.strip_prefix(pool)?.strip_prefix('/')
+    }
+}
+
+fn full_name(pool: &str, dataset: &str) -> String {
+    if dataset.is_empty() {
+        pool.to_owned()
+    } else {
+        format!("{pool}/{dataset}")
+    }
+}
+
+async fn listing(end: PoolEnd<'_>) -> Result<Listing, ReplicationError> {
+    let host = end.connection.target().to_string();
+    let command = [
+        "zfs",
+        "list",
+        "-H",
+        "-o",
+        "name",
+        "-t",
+        "filesystem",
+        "-r",
+        end.pool,
+    ];
+    let filesystems = query(end, &command).await?;
+    let mut listing = Listing::default();
+    for line in filesystems.stdout.lines().filter(|line| !line.is_empty()) {
+        let dataset = relative(end.pool, line).ok_or_else(|| ReplicationError::Unreadable {
+            host: host.clone(),
+            command: command_line(command),
+            line: line.to_owned(),
+        })?;
+        listing.datasets.push(dataset.to_owned());
+    }
+    // `zfs get -p` rather than `zfs list -p`, which zfs-fuse's `zfs list` does not have (nor
+    // `zfs get -t`): the filesystems' own lines are skipped below.
+    let command = [
+        "zfs",
+        "get",
+        "-H",
+        "-p",
+        "-r",
+        "-o",
+        "name,property,value",
+        "guid,creation",
+        end.pool,
+    ];
+    let properties = query(end, &command).await?;
+    let mut found: BTreeMap<(String, String), (Option<u64>, Option<u64>)> = BTreeMap::new();
+    for line in properties.stdout.lines().filter(|line| !line.is_empty()) {
+        let unreadable = || ReplicationError::Unreadable {
+            host: host.clone(),
+            command: command_line(command),
+            line: line.to_owned(),
+        };
+        let mut fields = line.split('\t');
+        let (Some(name), Some(property), Some(value)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(unreadable());
+        };
+        let Some((dataset, snapshot)) = name.split_once('@') else {
+            continue;
+        };
+        if !snapshot.starts_with(SNAPSHOT_PREFIX) {
+            continue;
+        }
+        let dataset = relative(end.pool, dataset).ok_or_else(unreadable)?;
+        let value: u64 = value.parse().map_err(|_| unreadable())?;
+        let entry = found
+            .entry((dataset.to_owned(), snapshot.to_owned()))
+            .or_default();
+        match property {
+            "guid" => entry.0 = Some(value),
+            "creation" => entry.1 = Some(value),
+            _ => return Err(unreadable()),
+        }
+    }
+    for ((dataset, name), (guid, created)) in found {
+        if let (Some(guid), Some(created)) = (guid, created) {
+            listing
+                .snapshots
+                .entry(dataset)
+                .or_default()
+                .push(SnapshotInfo {
+                    name,
+                    guid,
+                    created,
+                });
+        }
+    }
+    for list in listing.snapshots.values_mut() {
+        // Oldest first; the names sort by time too, and break ties within a second.
+        list.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    }
+    Ok(listing)
+}
+
+/// The name of the snapshot taken at `now`: `ferry-20261206T233000.123Z`. Sorts by time, and
+/// holds only characters ZFS accepts in a snapshot name.
+pub fn snapshot_name(now: SystemTime) -> String {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let text = ferry_core::time::format_time(now);
+    let stamp: String = text
+        .trim_end_matches('Z')
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
+    format!("{SNAPSHOT_PREFIX}{stamp}.{:03}Z", since.subsec_millis())
+}
+
+/// Marks `replica` as the receiving side: `ferry:role=replica` and `readonly=on`. Refused for
+/// a pool that holds snapshots or data of its own unless it is a replica already, and for a
+/// promoted primary: its contents are replaced by the first round.
+pub async fn mark_replica(replica: PoolEnd<'_>) -> Result<(), ReplicationError> {
+    let current = side(replica).await?;
+    if current.is_replica() {
+        return Ok(());
+    }
+    let role = format!("{ROLE_PROPERTY}=replica");
+    let finish = async {
+        let mounted = ["zfs", "get", "-H", "-o", "value", "mounted", replica.pool];
+        if query(replica, &mounted).await?.stdout.trim() == "yes" {
+            run(replica, &["zfs", "unmount", replica.pool]).await?;
+        }
+        run(replica, &["zfs", "set", "readonly=on", replica.pool]).await?;
+        Ok(())
+    };
+    if current.role == "replica" {
+        // A mark that was interrupted: the checks passed then, and nothing receives into the
+        // pool until it is read-only.
+        return finish.await;
+    }
+    let refuse = |reason: String| ReplicationError::CannotMark {
+        end: replica.to_string(),
+        reason,
+    };
+    if current.role != "-" {
+        return Err(refuse(format!(
+            "it carries {ROLE_PROPERTY}={}: it is a promoted primary",
+            current.role
+        )));
+    }
+    let snapshots = query(
+        replica,
+        &[
+            "zfs",
+            "list",
+            "-H",
+            "-o",
+            "name",
+            "-t",
+            "snapshot",
+            "-r",
+            replica.pool,
+        ],
+    )
+    .await?;
+    if snapshots.stdout.lines().any(|line| !line.is_empty()) {
+        return Err(refuse("it has snapshots of its own".to_owned()));
+    }
+    let filesystems = query(
+        replica,
+        &[
+            "zfs",
+            "list",
+            "-H",
+            "-o",
+            "name",
+            "-t",
+            "filesystem",
+            "-r",
+            replica.pool,
+        ],
+    )
+    .await?;
+    if filesystems
+        .stdout
+        .lines()
+        .filter(|line| !line.is_empty())
+        .count()
+        > 1
+    {
+        return Err(refuse("it has datasets of its own".to_owned()));
+    }
+    // Role first: a mark interrupted before the end leaves a pool that refuses to send and to
+    // receive until marked again. Unmounted before `readonly=on`, which a mounted zfs-fuse
+    // dataset would only take for its next mount (`zfs get` reads it `off`, `temporary`).
+    run(replica, &["zfs", "set", &role, replica.pool]).await?;
+    finish.await
+}
+
+/// Where the replica stands: its newest snapshot that every dataset of the primary holds.
+pub async fn status(
+    primary: PoolEnd<'_>,
+    replica: PoolEnd<'_>,
+) -> Result<ReplicaStatus, ReplicationError> {
+    let (mine, theirs) = tokio::try_join!(listing(primary), listing(replica))?;
+    Ok(status_of(&mine, &theirs))
+}
+
+fn status_of(primary: &Listing, replica: &Listing) -> ReplicaStatus {
+    // The replica's newest snapshot that all of the primary's datasets hold on the replica.
+    let last_complete = replica.snapshots.get("").and_then(|root| {
+        root.iter()
+            .rev()
+            .find(|snapshot| {
+                primary.datasets.iter().all(|dataset| {
+                    replica
+                        .snapshots
+                        .get(dataset)
+                        .is_some_and(|list| list.iter().any(|other| other.name == snapshot.name))
+                })
+            })
+            .cloned()
+    });
+    ReplicaStatus {
+        last_complete,
+        datasets: primary
+            .datasets
+            .iter()
+            .filter(|dataset| replica.datasets.contains(dataset))
+            .count(),
+        primary_datasets: primary.datasets.len(),
+    }
+}
+
+/// One round: a recursive snapshot of the primary, each dataset's increment received on the
+/// replica, the new snapshot held as the next base, and older `ferry-` snapshots destroyed.
+pub async fn replicate(
+    primary: PoolEnd<'_>,
+    replica: PoolEnd<'_>,
+    now: SystemTime,
+) -> Result<Round, ReplicationError> {
+    let (source, target) = tokio::try_join!(side(primary), side(replica))?;
+    if source.role == "replica" || source.readonly == "on" {
+        return Err(ReplicationError::NotAPrimary {
+            end: primary.to_string(),
+            role: source.role,
+            readonly: source.readonly,
+        });
+    }
+    if !target.is_replica() {
+        return Err(ReplicationError::NotAReplica {
+            end: replica.to_string(),
+            role: target.role,
+            readonly: target.readonly,
+        });
+    }
+    let name = snapshot_name(now);
+    let full = format!("{}@{name}", primary.pool);
+    run(primary, &["zfs", "snapshot", "-r", &full]).await?;
+    let (mine, theirs) = tokio::try_join!(listing(primary), listing(replica))?;
+    let mut bases = BTreeMap::new();
+    let mut bytes = 0;
+    for dataset in &mine.datasets {
+        let source_name = full_name(primary.pool, dataset);
+        let target_name = full_name(replica.pool, dataset);
+        let base = mine.newest_common(dataset, &theirs).map(|s| s.name.clone());
+        let present = theirs.datasets.contains(dataset);
+        let had_snapshots = theirs.snapshots.get(dataset).is_some_and(|l| !l.is_empty());
+        if base.as_deref() == Some(name.as_str()) {
+            // Received by an earlier, interrupted call of this same round.
+            bases.insert(dataset.clone(), base);
+            continue;
+        }
+        if base.is_none() && present && had_snapshots {
+            return Err(ReplicationError::Diverged {
+                replica: replica.to_string(),
+                dataset: target_name,
+            });
+        }
+        let snapshot = format!("{source_name}@{name}");
+        let send = match &base {
+            Some(base) => {
+                let from = format!("@{base}");
+                command_line(["zfs", "send", "-i", from.as_str(), snapshot.as_str()])
+            }
+            None => command_line(["zfs", "send", snapshot.as_str()]),
+        };
+        // -F rolls back what an interrupted receive left (the replica is read-only and
+        // unmounted, so nothing else changes it); -u leaves it unmounted. A dataset the
+        // replica lacks is created by the receive, under its parent received just before.
+        let receive = if present {
+            command_line(["zfs", "receive", "-F", "-u", target_name.as_str()])
+        } else {
+            command_line(["zfs", "receive", "-u", target_name.as_str()])
+        };
+        // Checked again right before each receive: a promotion may have happened meanwhile.
+        if !side(replica).await?.is_replica() {
+            let now = side(replica).await?;
+            return Err(ReplicationError::NotAReplica {
+                end: replica.to_string(),
+                role: now.role,
+                readonly: now.readonly,
+            });
+        }
+        let piped = primary
+            .connection
+            .pipe_to(&send, replica.connection, &receive)
+            .await?;
+        bytes += piped.bytes;
+        for (side, output) in [("send", &piped.sender), ("receive", &piped.receiver)] {
+            if !output.success() {
+                return Err(ReplicationError::Stream {
+                    end: replica.to_string(),
+                    dataset: target_name,
+                    side,
+                    stderr: first_line(&output.stderr),
+                });
+            }
+        }
+        bases.insert(dataset.clone(), base);
+    }
+    // Every dataset has the new snapshot: it becomes the held base, and the older ones go.
+    run(primary, &["zfs", "hold", "-r", HOLD_TAG, &full]).await?;
+    let mut pruned = 0;
+    for (end, listing) in [(primary, &mine), (replica, &theirs)] {
+        let Some(root) = listing.snapshots.get("") else {
+            continue;
+        };
+        for old in root.iter().filter(|snapshot| snapshot.name != name) {
+            let old_full = format!("{}@{}", end.pool, old.name);
+            if end.pool == primary.pool && std::ptr::eq(end.connection, primary.connection) {
+                // Released first; a hold that is not there (an older version's) is no error.
+                let release = command_line(["zfs", "release", "-r", HOLD_TAG, &old_full]);
+                let _ = end.connection.run(&release).await?;
+            }
+            run(end, &["zfs", "destroy", "-r", &old_full]).await?;
+            pruned += 1;
+        }
+    }
+    let created = mine
+        .snapshots
+        .get("")
+        .and_then(|root| root.iter().find(|snapshot| snapshot.name == name))
+        .cloned()
+        .ok_or_else(|| ReplicationError::Unreadable {
+            host: primary.connection.target().to_string(),
+            command: "zfs get guid,creation".to_owned(),
+            line: format!("no snapshot {full} right after it was taken"),
+        })?;
+    Ok(Round {
+        snapshot: created,
+        bases,
+        bytes,
+        pruned,
+    })
+}
+
+/// Makes the replica the primary: once the old primary is fenced (asked over SSH right before,
+/// as for an import), every dataset is rolled back to the newest snapshot all of them hold, the
+/// pool is marked `ferry:role=primary` and made writable, and its datasets are mounted. Done
+/// again on a pool promoted already, it only finishes what is left.
+pub async fn promote(
+    replica: PoolEnd<'_>,
+    old_primary: PoolEnd<'_>,
+) -> Result<Promotion, ReplicationError> {
+    let current = side(replica).await?;
+    if current.role != "primary"
+        && let Some(holder) = still_holds(old_primary).await
+    {
+        return Err(ReplicationError::PrimaryNotFenced {
+            replica: replica.to_string(),
+            primary: holder,
+        });
+    }
+    let mut rolled_back_to = None;
+    if current.role == "replica" {
+        let listing = listing(replica).await?;
+        let Some(point) = listing.newest_complete().cloned() else {
+            return Err(ReplicationError::NothingToPromote {
+                replica: replica.to_string(),
+            });
+        };
+        for dataset in &listing.datasets {
+            let snapshot = format!("{}@{}", full_name(replica.pool, dataset), point.name);
+            run(replica, &["zfs", "rollback", "-r", &snapshot]).await?;
+        }
+        rolled_back_to = Some(point);
+        // Role first, so that an interruption leaves a pool nothing receives into.
+        let role = format!("{ROLE_PROPERTY}=primary");
+        run(replica, &["zfs", "set", &role, replica.pool]).await?;
+    } else if current.role != "primary" {
+        return Err(ReplicationError::NotAReplica {
+            end: replica.to_string(),
+            role: current.role,
+            readonly: current.readonly,
+        });
+    }
+    run(replica, &["zfs", "set", "readonly=off", replica.pool]).await?;
+    run(replica, &["zfs", "mount", "-a"]).await?;
+    Ok(Promotion {
+        already_promoted: rolled_back_to.is_none(),
+        rolled_back_to,
+    })
+}
+
+/// Whether the old primary still answers with the pool imported (then it is not fenced): a
+/// host that does not answer is taken as fenced, which is what a fence looks like.
+async fn still_holds(old_primary: PoolEnd<'_>) -> Option<String> {
+    let asked = SshConnection::new(
+        old_primary.connection.target().clone(),
+        SshTimeouts {
+            connect: FENCED_HOST_CONNECT.min(old_primary.connection.timeouts().connect),
+            command: Duration::from_secs(30),
+        },
+    );
+    let command = command_line(["zpool", "list", "-H", "-o", "name", old_primary.pool]);
+    match asked.run_read_only(&command).await {
+        Ok(output) if output.success() => Some(old_primary.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(name: &str, guid: u64) -> SnapshotInfo {
+        SnapshotInfo {
+            name: name.to_owned(),
+            guid,
+            created: guid,
+        }
+    }
+
+    #[test]
+    fn snapshot_names_sort_by_time_and_are_zfs_names() {
+        let early = snapshot_name(UNIX_EPOCH + Duration::from_millis(1_796_600_000_123));
+        let late = snapshot_name(UNIX_EPOCH + Duration::from_millis(1_796_600_000_456));
+        assert!(early < late, "{early} < {late}");
+        assert!(early.starts_with(SNAPSHOT_PREFIX));
+        assert!(crate::check_zfs_name(&format!("pool@{early}"), "snapshot").is_ok());
+    }
+
+    #[test]
+    fn the_base_is_matched_by_guid_and_a_promotion_point_needs_every_dataset() {
+        let primary = Listing {
+            datasets: vec!["".into(), "prod".into()],
+            snapshots: BTreeMap::from([
+                (
+                    "".into(),
+                    vec![snapshot("ferry-1", 1), snapshot("ferry-2", 2)],
+                ),
+                (
+                    "prod".into(),
+                    vec![snapshot("ferry-1", 11), snapshot("ferry-2", 12)],
+                ),
+            ]),
+        };
+        // The replica got ferry-2 of the root but not of prod (an interrupted round), and a
+        // `ferry-1` of prod that is not the primary's (another GUID).
+        let replica = Listing {
+            datasets: vec!["".into(), "prod".into()],
+            snapshots: BTreeMap::from([
+                (
+                    "".into(),
+                    vec![snapshot("ferry-1", 1), snapshot("ferry-2", 2)],
+                ),
+                ("prod".into(), vec![snapshot("ferry-1", 99)]),
+            ]),
+        };
+        assert_eq!(primary.newest_common("", &replica).unwrap().name, "ferry-2");
+        assert_eq!(primary.newest_common("prod", &replica), None);
+        assert_eq!(replica.newest_complete().unwrap().name, "ferry-1");
+        let status = status_of(&primary, &replica);
+        assert_eq!(status.last_complete.unwrap().name, "ferry-1");
+    }
+}

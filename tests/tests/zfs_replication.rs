@@ -1,0 +1,295 @@
+//! A hot standby's data on two real ZFS hosts (the harness of `zfs_two_hosts.rs`: each host its
+//! own zfs-fuse daemon, sshd and host id), each with a pool on its own disk: host A's is the
+//! primary, host B's the replica that ferry keeps current with incremental sends
+//! (`ferry_zfs::replication`), and promotes once A is gone.
+//!
+//! The writer test keeps writing files with checksums on the primary for the whole test, while
+//! replication rounds run; then host A is killed (`kill -9` of its daemon and sshd, a VM
+//! powered off) in the middle of the writes, and B is promoted. Every file whose write had
+//! finished before the last complete round began is on B with its checksum, and the loss is
+//! measured (printed, never asserted against a clock). The other tests are the refusals: a
+//! receive into a writable pool, a promotion beside a primary that still answers, two pools
+//! receiving from each other, a replica that diverged, and a round cut in the middle of its
+//! stream, after which the replica is still usable.
+
+mod zfs_hosts;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use ferry_zfs::replication::{self, PoolEnd, ReplicationError};
+use ferry_zfs::ssh::{HostKeys, SshConnection, SshTarget, SshTimeouts};
+use zfs_hosts::*;
+
+/// Host A's pool on lun0 and host B's on lun1, both named like the primary (two VMs each see
+/// only their own disks; here both see both, and each daemon only ever imports its own).
+struct Pair {
+    hosts: TwoHosts,
+    a: SshConnection,
+    b: SshConnection,
+}
+
+impl Pair {
+    fn start() -> Pair {
+        let hosts = TwoHosts::start(2);
+        let mountpoint = hosts.mountpoint().display().to_string();
+        for (host, lun) in [(&hosts.a, 0), (&hosts.b, 1)] {
+            let disk = hosts.devices.join(format!("lun{lun}")).display().to_string();
+            host.zpool_ok(&["create", "-m", &mountpoint, &hosts.pool, &disk]);
+        }
+        hosts.a.zfs_ok(&["create", &format!("{}/prod", hosts.pool)]);
+        let connection = |identity: HostIdentity| {
+            SshConnection::new(
+                SshTarget {
+                    address: identity.address.to_string(),
+                    port: hosts.port,
+                    user: "root".to_owned(),
+                    key_file: Some(hosts.user_key.clone()),
+                    host_keys: HostKeys::KnownHostsFile(hosts.known_hosts.clone()),
+                },
+                SshTimeouts {
+                    connect: Duration::from_secs(5),
+                    command: Duration::from_secs(60),
+                },
+            )
+        };
+        let (a, b) = (connection(HOST_A), connection(HOST_B));
+        Pair { hosts, a, b }
+    }
+
+    fn primary(&self) -> PoolEnd<'_> {
+        PoolEnd {
+            connection: &self.a,
+            pool: &self.hosts.pool,
+        }
+    }
+
+    fn replica(&self) -> PoolEnd<'_> {
+        PoolEnd {
+            connection: &self.b,
+            pool: &self.hosts.pool,
+        }
+    }
+
+    /// Where host `host` sees the `prod` dataset.
+    fn prod(&self, host: &ZfsHost) -> PathBuf {
+        host.path(&self.hosts.mountpoint().join("prod"))
+    }
+}
+
+/// One file the writer finished: its checksum, and when its write (fsynced) had ended.
+#[derive(Debug, Clone)]
+struct Written {
+    sum: String,
+    done: Instant,
+}
+
+/// Writes numbered files into `folder` (fsynced, as an NFS server does before it acknowledges)
+/// until `stop` is set or a write fails (the host died); returns every file it finished.
+fn writer(folder: PathBuf, stop: Arc<AtomicBool>, log: Arc<Mutex<BTreeMap<String, Written>>>) {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    for index in 0u32.. {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let size = 4096 + (index as usize % 7) * 9000;
+        let data: Vec<u8> = (0..size)
+            .map(|byte| (byte as u32).wrapping_mul(2654435761).wrapping_add(index) as u8)
+            .collect();
+        let name = format!("w{index:06}.bin");
+        let written = std::fs::File::create(folder.join(&name)).and_then(|mut file| {
+            file.write_all(&data)?;
+            file.sync_all()
+        });
+        if written.is_err() {
+            return;
+        }
+        log.lock().unwrap().insert(
+            name,
+            Written {
+                sum: format!("{:x}", Sha256::digest(&data)),
+                done: Instant::now(),
+            },
+        );
+        std::thread::sleep(Duration::from_millis(15));
+    }
+}
+
+fn sum_of(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    std::fs::read(path)
+        .ok()
+        .map(|data| format!("{:x}", Sha256::digest(&data)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_loses_only_what_followed_the_last_complete_round() {
+    let mut pair = Pair::start();
+    replication::mark_replica(pair.replica()).await.unwrap();
+    // The first round is a full send of each dataset.
+    let first = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        first.bases,
+        BTreeMap::from([("".to_owned(), None), ("prod".to_owned(), None)])
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(BTreeMap::new()));
+    let writing = std::thread::spawn({
+        let (folder, stop, log) = (pair.prod(&pair.hosts.a), stop.clone(), log.clone());
+        move || writer(folder, stop, log)
+    });
+    // Rounds every 300 ms (a one-minute interval, scaled), each an increment from the last.
+    let mut last_started = None;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+            .await
+            .unwrap();
+        assert!(round.bases.values().all(Option::is_some), "{round:?}");
+        assert_eq!(round.pruned, 2, "the previous snapshot goes on both sides");
+        last_started = Some(started);
+    }
+    let status = replication::status(pair.primary(), pair.replica())
+        .await
+        .unwrap();
+    assert_eq!((status.datasets, status.primary_datasets), (2, 2));
+    assert!(status.lag_seconds(SystemTime::now()).is_some());
+
+    // Host A dies in the middle of the writes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = Instant::now();
+    pair.hosts.a.crash();
+    stop.store(true, Ordering::Relaxed);
+    writing.join().unwrap();
+
+    let promotion = replication::promote(pair.replica(), pair.primary())
+        .await
+        .unwrap();
+    assert!(!promotion.already_promoted);
+    let last_started = last_started.unwrap();
+    let written = log.lock().unwrap().clone();
+    let prod = pair.prod(&pair.hosts.b);
+    let mut checked = 0;
+    let mut lost = 0;
+    for (name, file) in &written {
+        match sum_of(&prod.join(name)) {
+            Some(sum) => {
+                assert_eq!(sum, file.sum, "{name} is on the promoted replica, damaged");
+                checked += 1;
+            }
+            None => {
+                assert!(
+                    file.done > last_started,
+                    "{name} was written before the last complete round began, and is lost"
+                );
+                lost += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no file reached the replica");
+    eprintln!(
+        "{checked} files checked, {lost} lost, {} written; the last complete round began {:.2} s before the kill",
+        written.len(),
+        killed.duration_since(last_started).as_secs_f64()
+    );
+
+    // Promoted: writable, a primary, and done again it changes nothing.
+    std::fs::write(prod.join("after-promotion"), b"written on B").unwrap();
+    let again = replication::promote(pair.replica(), pair.primary())
+        .await
+        .unwrap();
+    assert!(again.already_promoted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_refuses_every_direction_but_primary_to_replica() {
+    let pair = Pair::start();
+    // B is not marked: a writable pool never receives.
+    let refused = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ReplicationError::NotAReplica { .. }),
+        "{refused}"
+    );
+    // A pool with data of its own is never marked as a replica.
+    let refused = replication::mark_replica(pair.primary()).await.unwrap_err();
+    assert!(
+        matches!(refused, ReplicationError::CannotMark { .. }),
+        "{refused}"
+    );
+
+    replication::mark_replica(pair.replica()).await.unwrap();
+    replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    // Backwards: B is a replica, it never sends.
+    let refused = replication::replicate(pair.replica(), pair.primary(), SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ReplicationError::NotAPrimary { .. }),
+        "{refused}"
+    );
+    // A answers with the pool imported: B is not promoted, and stays read-only.
+    let refused = replication::promote(pair.replica(), pair.primary())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ReplicationError::PrimaryNotFenced { .. }),
+        "{refused}"
+    );
+    assert_eq!(pair.hosts.b.zfs_value("readonly", &pair.hosts.pool), "on");
+    insta::assert_snapshot!(pair.hosts.redact(&refused.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_cut_in_its_stream_leaves_a_replica_the_next_round_and_a_promotion_use() {
+    let mut pair = Pair::start();
+    replication::mark_replica(pair.replica()).await.unwrap();
+    replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    let before = write_files(&pair.prod(&pair.hosts.a));
+    replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    // A large increment, cut in the middle: the round's future is dropped, as when ferry is
+    // killed, which ends both SSH commands mid-stream.
+    let big = pair.prod(&pair.hosts.a).join("big.bin");
+    std::fs::write(&big, vec![7u8; 24 << 20]).unwrap();
+    let cut = tokio::time::timeout(
+        Duration::from_millis(150),
+        replication::replicate(pair.primary(), pair.replica(), SystemTime::now()),
+    )
+    .await;
+    assert!(cut.is_err(), "the round finished before it was cut: {cut:?}");
+    // The next round sends again from the last common snapshot.
+    let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    assert!(round.bases.values().all(Option::is_some), "{round:?}");
+    pair.hosts.a.crash();
+    replication::promote(pair.replica(), pair.primary())
+        .await
+        .unwrap();
+    let prod = pair.prod(&pair.hosts.b);
+    assert_eq!(read_sums(&prod, &before), before);
+    assert_eq!(
+        sum_of(&prod.join("big.bin")),
+        sum_of_bytes(&vec![7u8; 24 << 20])
+    );
+}
+
+fn sum_of_bytes(data: &[u8]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    Some(format!("{:x}", Sha256::digest(data)))
+}
