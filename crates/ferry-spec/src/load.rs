@@ -10,7 +10,7 @@
 //! its schema, `blocks` the non-resource blocks, `resources` the resource tables, and `check`
 //! what crosses resources.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::error::{Place, Problem, SourceFile, SpecError, SpecErrors};
 use crate::suggest::did_you_mean;
 use crate::{FailoverMode, LoadOptions, Origin, Spec};
 
-use resources::{Gathered, Read};
+use resources::Read;
 use schemas::BLOCKS;
 
 mod blocks;
@@ -50,6 +50,11 @@ struct Loader<'a> {
     /// Every value substituted for a `${env.NAME}`: secrets by default.
     secrets: Secrets,
     errors: Vec<SpecError>,
+    /// The spec's files, by index.
+    files: &'a [Arc<SourceFile>],
+    /// Files parsed again, each once, for the spans of the problems found after their
+    /// documents were dropped ([`Loader::field_place`]): a spec without problems parses once.
+    reparsed: HashMap<usize, Spanned<DeTable<'a>>>,
 }
 
 fn place(file: &Arc<SourceFile>, span: Range<usize>) -> Place {
@@ -76,6 +81,8 @@ pub(crate) fn load(
         variables: BTreeMap::new(),
         secrets: Secrets::new(),
         errors: Vec::new(),
+        files: &files,
+        reparsed: HashMap::new(),
     };
     let mut documents = Vec::new();
     for file in &files {
@@ -101,11 +108,11 @@ pub(crate) fn load(
         documents.push((Arc::clone(file), document, broken));
     }
 
-    // Gather every block and resource table, across files.
+    // Gather every block, variable and zone, across files; resource tables are read after
+    // them, since their fields may use the variables.
     let mut blocks: BTreeMap<&str, Entry> = BTreeMap::new();
     let mut variable_entries: BTreeMap<String, Entry> = BTreeMap::new();
     let mut zone_entries: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut gathered: BTreeMap<ResourceAddress, Gathered> = BTreeMap::new();
     for (file, document, broken) in &documents {
         for (key, node) in document.get_ref() {
             let name: &str = key.get_ref();
@@ -142,9 +149,8 @@ pub(crate) fn load(
                     }
                 }
                 _ => match name.parse::<Kind>() {
-                    Ok(kind) if rules.get(kind).is_some() => {
-                        loader.gather_kind(kind, &entry, *broken, &mut gathered);
-                    }
+                    // Read below, once the variables are known.
+                    Ok(kind) if rules.get(kind).is_some() => {}
                     // Recovery after a syntax error can turn a broken header's keys into
                     // top-level ones: reporting those would only repeat the syntax error.
                     _ if *broken => {}
@@ -161,11 +167,22 @@ pub(crate) fn load(
     let limits = loader.read_limits(blocks.get("limits"));
     let watch = loader.read_watch(blocks.get("watch"), &state);
     let zones = loader.read_zones(&zone_entries);
+    drop((blocks, variable_entries, zone_entries));
 
+    // Each resource table is read as soon as it is taken out of its document, and its part of
+    // the document dropped right after: a document with spans costs about 2 KiB a resource
+    // (a map per table), more than the resource itself, and a large spec's documents no longer
+    // wait, whole, for the checks across resources. Those checks find the spans they report
+    // on again from the file's text, when there is something to report (`Loader::field_place`).
     let mut read: BTreeMap<ResourceAddress, Read> = BTreeMap::new();
-    for (address, gathered) in gathered {
-        let resource = loader.read_resource(address.clone(), gathered);
-        read.insert(address, resource);
+    for (file, document, broken) in documents {
+        for (key, node) in document.into_inner() {
+            let kind = match key.get_ref().parse::<Kind>() {
+                Ok(kind) if rules.get(kind).is_some() => kind,
+                _ => continue,
+            };
+            loader.read_kind(kind, &file, node, broken, &mut read);
+        }
     }
 
     let dependencies = loader.check_across(&read, &zones, &mut failover, &trigger_nodes);
@@ -199,8 +216,8 @@ pub(crate) fn load(
         origins.insert(
             address.clone(),
             Origin {
-                file: resource.gathered.file,
-                header: resource.gathered.node.span(),
+                file: resource.file,
+                header: resource.header,
             },
         );
         resources.insert(address, resource.spec);

@@ -140,7 +140,7 @@ impl Loader<'_> {
         };
         if let (Some(mode), Some(node)) = (
             read.values.get("mode").and_then(Value::as_str),
-            read.nodes.get("mode"),
+            read.node("mode"),
         ) {
             policy.mode = match mode {
                 "off" => FailoverMode::Off,
@@ -163,7 +163,7 @@ impl Loader<'_> {
         }
         if let (Some(text), Some(node)) = (
             read.values.get("retire_old").and_then(Value::as_str),
-            read.nodes.get("retire_old"),
+            read.node("retire_old"),
         ) {
             match text.parse() {
                 Ok(retire_old) => policy.retire_old = retire_old,
@@ -181,7 +181,7 @@ impl Loader<'_> {
         }
         if let (Some(text), Some(node)) = (
             read.values.get("standby").and_then(Value::as_str),
-            read.nodes.get("standby"),
+            read.node("standby"),
         ) {
             match text.parse() {
                 Ok(standby) => policy.standby = standby,
@@ -203,7 +203,7 @@ impl Loader<'_> {
         let mut triggers = Vec::new();
         if let (Some(items), Some(node)) = (
             read.values.get("triggers").and_then(Value::as_array),
-            read.nodes.get("triggers"),
+            read.node("triggers"),
         ) {
             for (index, item) in items.iter().enumerate() {
                 if let Some(text) = item.as_str() {
@@ -226,7 +226,7 @@ impl Loader<'_> {
         };
         if let (Some(quorum), Some(node)) = (
             read.values.get("quorum").and_then(Value::as_i64),
-            read.nodes.get("quorum"),
+            read.node("quorum"),
         ) {
             // The schema's range has refused anything outside it, once.
             let Some(quorum) = u32::try_from(quorum)
@@ -449,7 +449,7 @@ impl Loader<'_> {
                 }
                 if let (Some(algorithm), Some(node)) = (
                     read.values.get("tsig_algorithm").and_then(Value::as_str),
-                    read.nodes.get("tsig_algorithm"),
+                    read.node("tsig_algorithm"),
                 ) && !TSIG_ALGORITHMS.contains(&algorithm)
                 {
                     self.push(

@@ -2,34 +2,31 @@
 //! the failover policy, DNS zones, LUNs, the two-key destroy opt-in, and cycles.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use ferry_core::fields;
 use ferry_core::provider::{FieldType, OnChange};
 use ferry_core::value::{self, Expression, Segment};
 use ferry_core::{Attributes, Ensure, Kind, ResourceAddress, Value};
+use toml::de::{DeTable, DeValue};
 
 use super::paths::{PathSegment, navigate, parse_path};
 use super::resources::Read;
+use super::schemas::META_KEYS;
 use super::{Loader, place};
 use crate::error::{Place, Problem, SpecError};
 use crate::suggest::did_you_mean;
 use crate::{Dependency, DependencyVia, FailoverMode, FailoverPolicy, graph};
 
 /// The names of the resources of one kind, for "did you mean".
-fn names_of<'r>(
-    read: &'r BTreeMap<ResourceAddress, Read<'_, '_>>,
-    kind: Kind,
-) -> impl Iterator<Item = &'r str> {
+fn names_of(read: &BTreeMap<ResourceAddress, Read>, kind: Kind) -> impl Iterator<Item = &str> {
     read.range(ResourceAddress::new(kind, "")..)
         .take_while(move |(address, _)| address.kind == kind)
         .map(|(address, _)| address.name.as_str())
 }
 
 /// "did you mean `vm.nfs`?" among the resources of the address's kind, or how to declare it.
-fn missing_help(
-    read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
-    address: &ResourceAddress,
-) -> String {
+fn missing_help(read: &BTreeMap<ResourceAddress, Read>, address: &ResourceAddress) -> String {
     did_you_mean(&address.name, names_of(read, address.kind))
         .map(|_| {
             let name = crate::suggest::closest(&address.name, names_of(read, address.kind))
@@ -40,7 +37,7 @@ fn missing_help(
 }
 
 /// How to write an address, or the address of a resource with that very name.
-pub(super) fn address_help(read: &BTreeMap<ResourceAddress, Read<'_, '_>>, text: &str) -> String {
+pub(super) fn address_help(read: &BTreeMap<ResourceAddress, Read>, text: &str) -> String {
     match read.keys().find(|address| address.name == text) {
         Some(address) => format!("did you mean `{address}`?"),
         None => "write it as kind.name, such as vm.nfs".to_owned(),
@@ -50,13 +47,23 @@ pub(super) fn address_help(read: &BTreeMap<ResourceAddress, Read<'_, '_>>, text:
 /// One edge of the dependency graph, with where it is written.
 struct Edge {
     to: ResourceAddress,
-    place: Place,
+    written: Written,
+}
+
+/// Where an edge is written: a place, or a reference field whose place is looked up only if
+/// the edge is reported (on a cycle), since that reads the file again.
+enum Written {
+    At(Place),
+    Reference {
+        field: &'static str,
+        index: Option<usize>,
+    },
 }
 
 impl Loader<'_> {
     pub(super) fn check_across(
         &mut self,
-        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        read: &BTreeMap<ResourceAddress, Read>,
         zones: &BTreeMap<String, Attributes>,
         failover: &mut FailoverPolicy,
         triggers: &[(String, Place)],
@@ -77,7 +84,7 @@ impl Loader<'_> {
                     });
                     resource_edges.push(Edge {
                         to: target.clone(),
-                        place: at.clone(),
+                        written: Written::At(at.clone()),
                     });
                 } else {
                     self.push(
@@ -123,7 +130,7 @@ impl Loader<'_> {
     /// standby` says, so that a spec turned warm later holds no surprise for the failover.
     fn check_standby_hooks(
         &mut self,
-        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        read: &BTreeMap<ResourceAddress, Read>,
         dependencies: &BTreeMap<ResourceAddress, Vec<Dependency>>,
     ) {
         let eligible = |address: &ResourceAddress| {
@@ -179,24 +186,55 @@ impl Loader<'_> {
         }
     }
 
-    fn field_place(&self, resource: &Read<'_, '_>, field: &str) -> Place {
+    /// Where a field of a resource is written (`lun`, `disks[2]`, `env.KUBECONFIG`): the
+    /// deepest part of the path the table holds, or the table's header when it holds no such
+    /// field. The resource's part of the document is gone by now: its file is parsed again,
+    /// once, which only a spec with a problem to report pays for.
+    fn field_place(&mut self, resource: &Read, field: &str) -> Place {
         let path = parse_path(field);
-        let node = match path.first() {
-            Some(PathSegment::Key(key)) => resource
-                .field_nodes
-                .get(key.as_str())
-                .or_else(|| resource.meta_nodes.get(key.as_str()))
-                .map(|node| navigate(node, &path[1..])),
+        let span = match path.first() {
+            // The kind's fields and the keys every resource may hold: an unknown key was
+            // reported as such, and is no place for another problem.
+            Some(PathSegment::Key(key))
+                if resource.spec.fields.contains_key(key.as_str())
+                    || META_KEYS.contains(&key.as_str()) =>
+            {
+                self.span_in_table(resource, &path)
+            }
             _ => None,
         };
-        let span = node.map_or_else(|| resource.gathered.node.span(), |node| node.span());
-        place(&resource.gathered.file, span)
+        place(
+            &resource.file,
+            span.unwrap_or_else(|| resource.header.clone()),
+        )
+    }
+
+    /// The span of the deepest node along `path` in a resource's table, from its file parsed
+    /// again; `None` when the table has not the path's first key.
+    fn span_in_table(&mut self, resource: &Read, path: &[PathSegment]) -> Option<Range<usize>> {
+        let files = self.files;
+        let index = resource.file.index;
+        let document = self
+            .reparsed
+            .entry(index)
+            .or_insert_with(|| DeTable::parse_recoverable(&files[index].text).0);
+        let address = &resource.spec.address;
+        let DeValue::Table(kind) = document.get_ref().get(address.kind.as_str())?.get_ref() else {
+            return None;
+        };
+        let DeValue::Table(table) = kind.get(address.name.as_str())?.get_ref() else {
+            return None;
+        };
+        let (PathSegment::Key(first), rest) = path.split_first()? else {
+            return None;
+        };
+        Some(navigate(table.get(first.as_str())?, rest).span())
     }
 
     fn check_references(
         &mut self,
-        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
-        resource: &Read<'_, '_>,
+        read: &BTreeMap<ResourceAddress, Read>,
+        resource: &Read,
         found: &mut Vec<Dependency>,
         edges: &mut Vec<Edge>,
     ) {
@@ -212,7 +250,6 @@ impl Loader<'_> {
             let Some(value) = resource.spec.fields.get(field.name) else {
                 continue;
             };
-            let field_node = resource.field_nodes.get(field.name).copied();
             let items: Vec<(Option<usize>, &Value)> = if list {
                 value
                     .as_array()
@@ -231,14 +268,6 @@ impl Loader<'_> {
                     Some(index) => format!("{}[{index}]", field.name),
                     None => field.name.to_owned(),
                 };
-                let span = match (field_node, index) {
-                    (Some(node), Some(index)) => {
-                        navigate(node, &[PathSegment::Index(index)]).span()
-                    }
-                    (Some(node), None) => node.span(),
-                    (None, _) => resource.gathered.node.span(),
-                };
-                let at = place(&resource.gathered.file, span);
                 let target = match text.parse::<ResourceAddress>() {
                     Ok(target) => target,
                     Err(_) => {
@@ -251,6 +280,7 @@ impl Loader<'_> {
                                 field.name
                             )
                         };
+                        let at = self.field_place(resource, &path());
                         self.push(
                             SpecError::new(
                                 Problem::BadAddress {
@@ -270,6 +300,7 @@ impl Loader<'_> {
                     } else {
                         format!("name a {kind} here, such as \"{kind}.NAME\"")
                     };
+                    let at = self.field_place(resource, &path());
                     self.push(
                         SpecError::new(
                             Problem::WrongKind {
@@ -285,6 +316,7 @@ impl Loader<'_> {
                     continue;
                 }
                 if !read.contains_key(&target) {
+                    let at = self.field_place(resource, &path());
                     self.push(
                         SpecError::new(
                             Problem::UnknownResource {
@@ -304,7 +336,10 @@ impl Loader<'_> {
                 });
                 edges.push(Edge {
                     to: target,
-                    place: at,
+                    written: Written::Reference {
+                        field: field.name,
+                        index,
+                    },
                 });
             }
         }
@@ -312,8 +347,8 @@ impl Loader<'_> {
 
     fn check_outputs(
         &mut self,
-        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
-        resource: &Read<'_, '_>,
+        read: &BTreeMap<ResourceAddress, Read>,
+        resource: &Read,
         found: &mut Vec<Dependency>,
         edges: &mut Vec<Edge>,
     ) {
@@ -350,7 +385,7 @@ impl Loader<'_> {
                 );
             }
             // Recovery after a syntax error may have dropped the hook's `outputs`.
-            let known = outputs.contains(&used.output.as_str()) || target.gathered.broken;
+            let known = outputs.contains(&used.output.as_str()) || target.broken;
             if !known {
                 let help = did_you_mean(&used.output, outputs.iter().copied()).unwrap_or_else(|| {
                     match (outputs.is_empty(), kind) {
@@ -383,14 +418,14 @@ impl Loader<'_> {
             });
             edges.push(Edge {
                 to: used.address.clone(),
-                place: used.place.clone(),
+                written: Written::At(used.place.clone()),
             });
         }
     }
 
     /// The kind's own rules, on resources whose fields are complete and well-typed: on others
     /// they would mostly repeat what the type check said.
-    fn check_kind_rules(&mut self, resource: &Read<'_, '_>) {
+    fn check_kind_rules(&mut self, resource: &Read) {
         if !resource.clean {
             return;
         }
@@ -415,7 +450,7 @@ impl Loader<'_> {
     /// A stateful resource is moved by a failover, never recreated: a field that identifies it
     /// (one whose change would replace it) must read the same in every generation. Found here
     /// rather than by the failover's plan, when it is too late (issue 18).
-    fn check_stateful_identity(&mut self, resource: &Read<'_, '_>) {
+    fn check_stateful_identity(&mut self, resource: &Read) {
         let spec = &resource.spec;
         if !spec.address.kind.is_stateful() {
             return;
@@ -466,7 +501,7 @@ impl Loader<'_> {
 
     /// What a pool's disks and host must agree on, across resources: each disk in one pool,
     /// attached to a VM, the pool's host; one pool of a name on a host.
-    fn check_pools(&mut self, read: &BTreeMap<ResourceAddress, Read<'_, '_>>) {
+    fn check_pools(&mut self, read: &BTreeMap<ResourceAddress, Read>) {
         let mut owners: BTreeMap<&str, &ResourceAddress> = BTreeMap::new();
         let mut names: BTreeMap<(&str, String), &ResourceAddress> = BTreeMap::new();
         let pools = read
@@ -564,7 +599,7 @@ impl Loader<'_> {
         }
     }
 
-    fn check_destroy(&mut self, resource: &Read<'_, '_>) {
+    fn check_destroy(&mut self, resource: &Read) {
         let spec = &resource.spec;
         let kind = spec.address.kind;
         if kind.is_stateful() && spec.ensure == Ensure::Absent && !spec.allow_destroy {
@@ -579,7 +614,7 @@ impl Loader<'_> {
                 .help("deleting a stateful resource takes two opt-ins: add allow_destroy = true to it, and pass --allow-destroy to ferry apply"),
             );
         }
-        if !kind.is_stateful() && resource.meta_nodes.contains_key("allow_destroy") {
+        if !kind.is_stateful() && resource.allow_destroy_written {
             let at = self.field_place(resource, "allow_destroy");
             self.push(
                 SpecError::new(
@@ -594,7 +629,7 @@ impl Loader<'_> {
         }
     }
 
-    fn check_zone(&mut self, resource: &Read<'_, '_>, zones: &BTreeMap<String, Attributes>) {
+    fn check_zone(&mut self, resource: &Read, zones: &BTreeMap<String, Attributes>) {
         if resource.spec.address.kind != Kind::DnsRecord {
             return;
         }
@@ -621,8 +656,8 @@ impl Loader<'_> {
 
     fn check_lun<'r>(
         &mut self,
-        resource: &'r Read<'_, '_>,
-        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        resource: &'r Read,
+        read: &BTreeMap<ResourceAddress, Read>,
         luns: &mut HashMap<(&'r str, i64), &'r ResourceAddress>,
     ) {
         let spec = &resource.spec;
@@ -661,7 +696,7 @@ impl Loader<'_> {
         self.push(error);
     }
 
-    fn check_generation(&mut self, resource: &Read<'_, '_>) {
+    fn check_generation(&mut self, resource: &Read) {
         let spec = &resource.spec;
         if spec.address.kind != Kind::ResourceGroup {
             return;
@@ -688,7 +723,7 @@ impl Loader<'_> {
 
     fn check_triggers(
         &mut self,
-        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        read: &BTreeMap<ResourceAddress, Read>,
         failover: &mut FailoverPolicy,
         triggers: &[(String, Place)],
     ) {
@@ -736,7 +771,7 @@ impl Loader<'_> {
 
     fn check_cycles(
         &mut self,
-        read: &BTreeMap<ResourceAddress, Read<'_, '_>>,
+        read: &BTreeMap<ResourceAddress, Read>,
         edges: &BTreeMap<&ResourceAddress, Vec<Edge>>,
     ) {
         let index: HashMap<&ResourceAddress, usize> = read
@@ -772,12 +807,22 @@ impl Loader<'_> {
             else {
                 continue;
             };
+            let at = match &edge.written {
+                Written::At(at) => at.clone(),
+                Written::Reference { field, index } => {
+                    let field = match index {
+                        Some(index) => format!("{field}[{index}]"),
+                        None => (*field).to_owned(),
+                    };
+                    self.field_place(&read[from], &field)
+                }
+            };
             self.push(
                 SpecError::new(
                     Problem::Cycle {
                         path: path.join(" -> "),
                     },
-                    Some(edge.place.clone()),
+                    Some(at),
                 )
                 .label(format!("{from} depends on {to} here"))
                 .help("resources cannot depend on each other in a circle: remove one of these references or depends_on entries"),

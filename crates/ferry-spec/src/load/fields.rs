@@ -1,7 +1,6 @@
 //! Reading one value against its schema: TOML to JSON, substitution of variables and the
 //! environment, the `${...}` expressions allowed where it sits, its type and its range.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -120,17 +119,20 @@ fn template_help(error: &value::TemplateError, rules: &RuleBook) -> String {
 /// What [`Loader::read_table`] found.
 pub(super) struct TableRead<'d, 'i> {
     pub(super) values: Attributes,
-    pub(super) nodes: BTreeMap<&'d str, &'d Node<'i>>,
+    /// The node of each field read, in the table's order (by name): a block's checks point
+    /// at them; a resource's are dropped with its part of the document.
+    nodes: Vec<(&'d str, &'d Node<'i>)>,
     pub(super) clean: bool,
     pub(super) outputs: Vec<OutputUse>,
 }
 
-fn has_expression(value: &Value) -> bool {
-    match value {
-        Value::String(text) => text.contains("${"),
-        Value::Array(items) => items.iter().any(has_expression),
-        Value::Object(map) => map.values().any(has_expression),
-        _ => false,
+impl<'d, 'i> TableRead<'d, 'i> {
+    /// The node of a field that was read.
+    pub(super) fn node(&self, name: &str) -> Option<&'d Node<'i>> {
+        self.nodes
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, node)| *node)
     }
 }
 
@@ -182,7 +184,7 @@ impl Loader<'_> {
     /// Substitutes variables and the environment in one field's value.
     fn substitute(&mut self, value: Value) -> Value {
         // Most values hold no `${`: keep them as they are rather than copy them.
-        if !has_expression(&value) {
+        if !value::has_expression(&value) {
             return value;
         }
         self.record_secrets(&value);
@@ -423,7 +425,7 @@ impl Loader<'_> {
     ) -> TableRead<'d, 'i> {
         let mut read = TableRead {
             values: Attributes::with_capacity(table.len()),
-            nodes: BTreeMap::new(),
+            nodes: Vec::with_capacity(table.len()),
             clean: true,
             outputs: Vec::new(),
         };
@@ -458,7 +460,7 @@ impl Loader<'_> {
                 self.read_field(file, field, node, allowed, within, &mut read.outputs);
             read.clean &= clean;
             read.values.insert(name.to_owned(), value);
-            read.nodes.insert(name, node);
+            read.nodes.push((name, node));
         }
         for field in schema.iter().filter(|field| field.required) {
             if !read.values.contains_key(field.name) && report_missing {

@@ -2,6 +2,7 @@
 //! kind's schema and the keys every resource may hold (`depends_on`, `allow_destroy`, `ensure`).
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use ferry_core::{Ensure, Kind, ResourceAddress, ResourceSpec};
@@ -10,7 +11,7 @@ use toml::de::DeValue;
 use super::fields::{Allowed, OutputUse, found_type};
 use super::paths::{PathSegment, navigate};
 use super::schemas::META_KEYS;
-use super::{Entry, Loader, Node, place};
+use super::{Loader, Node, place};
 use crate::error::{Place, Problem, SourceFile, SpecError};
 
 fn is_resource_name(name: &str) -> bool {
@@ -20,41 +21,44 @@ fn is_resource_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// A resource table, as gathered from its file.
-pub(super) struct Gathered<'d, 'i> {
+/// A resource after its own table is read. Its part of the document is dropped by then: what
+/// the checks across resources need of it is here, and the spans they report on are found
+/// again in the file's text ([`Loader::field_place`]).
+pub(super) struct Read {
+    pub(super) spec: ResourceSpec,
     pub(super) file: Arc<SourceFile>,
-    pub(super) node: &'d Node<'i>,
+    /// The table's header (`[vm.nfs]`), or the inline table.
+    pub(super) header: Range<usize>,
     /// Recovery after a syntax error may have dropped some of its lines.
     pub(super) broken: bool,
-}
-
-/// A resource after its own table is read.
-pub(super) struct Read<'d, 'i> {
-    pub(super) spec: ResourceSpec,
-    pub(super) gathered: Gathered<'d, 'i>,
     /// Its own fields are well-typed and complete: the kind's validation may run.
     pub(super) clean: bool,
     pub(super) outputs: Vec<OutputUse>,
     pub(super) depends_on: Vec<(ResourceAddress, Place)>,
-    pub(super) field_nodes: BTreeMap<&'d str, &'d Node<'i>>,
-    pub(super) meta_nodes: BTreeMap<&'static str, &'d Node<'i>>,
+    /// Whether `allow_destroy` is written, whatever its value.
+    pub(super) allow_destroy_written: bool,
 }
 
 impl Loader<'_> {
-    pub(super) fn gather_kind<'d, 'i>(
+    /// Reads every resource of a kind's table (`[vm.*]`) in turn, taking each out of the
+    /// document so that its part is dropped once it is read. A name defined again in a later
+    /// file is reported, and the first definition kept.
+    pub(super) fn read_kind(
         &mut self,
         kind: Kind,
-        entry: &Entry<'d, 'i>,
+        file: &Arc<SourceFile>,
+        node: Node<'_>,
         broken: bool,
-        gathered: &mut BTreeMap<ResourceAddress, Gathered<'d, 'i>>,
+        read: &mut BTreeMap<ResourceAddress, Read>,
     ) {
-        let DeValue::Table(table) = entry.node.get_ref() else {
+        let span = node.span();
+        let DeValue::Table(table) = node.into_inner() else {
             self.push(
                 SpecError::new(
                     Problem::NotATable {
                         what: format!("`{kind}`"),
                     },
-                    Some(place(&entry.file, entry.node.span())),
+                    Some(place(file, span)),
                 )
                 .help(format!("declare each resource as a table: [{kind}.NAME]")),
             );
@@ -69,7 +73,7 @@ impl Loader<'_> {
                         Problem::BadResourceName {
                             name: name.to_owned(),
                         },
-                        Some(place(&entry.file, name_key.span())),
+                        Some(place(file, name_key.span())),
                     )
                     .help("a resource name starts with a lower-case letter, followed by lower-case letters, digits, `_` or `-`"),
                 );
@@ -81,7 +85,7 @@ impl Loader<'_> {
                         Problem::NotATable {
                             what: address.to_string(),
                         },
-                        Some(place(&entry.file, node.span())),
+                        Some(place(file, node.span())),
                     )
                     .help(format!(
                         "write [{address}] on a line of its own, then its fields"
@@ -89,14 +93,14 @@ impl Loader<'_> {
                 );
                 continue;
             }
-            if let Some(first) = gathered.get(&address) {
-                let first_place = place(&first.file, first.node.span());
+            if let Some(first) = read.get(&address) {
+                let first_place = place(&first.file, first.header.clone());
                 self.push(
                     SpecError::new(
                         Problem::Duplicate {
                             what: address.to_string(),
                         },
-                        Some(place(&entry.file, node.span())),
+                        Some(place(file, node.span())),
                     )
                     .label("defined again here")
                     .help("each resource is defined once: remove this one or give it another name")
@@ -104,60 +108,56 @@ impl Loader<'_> {
                 );
                 continue;
             }
-            gathered.insert(
-                address,
-                Gathered {
-                    file: Arc::clone(&entry.file),
-                    node,
-                    broken,
-                },
-            );
+            let resource = self.read_resource(address.clone(), file, &node, broken);
+            read.insert(address, resource);
         }
     }
 
-    pub(super) fn read_resource<'d, 'i>(
+    fn read_resource(
         &mut self,
         address: ResourceAddress,
-        gathered: Gathered<'d, 'i>,
-    ) -> Read<'d, 'i> {
+        file: &Arc<SourceFile>,
+        node: &Node<'_>,
+        broken: bool,
+    ) -> Read {
         let mut spec = ResourceSpec::new(address.clone());
         // Gathering kept only tables of kinds with rules; this stays total all the same.
-        let DeValue::Table(table) = gathered.node.get_ref() else {
+        let header = node.span();
+        let DeValue::Table(table) = node.get_ref() else {
             return Read {
                 spec,
-                gathered,
+                file: Arc::clone(file),
+                header,
+                broken,
                 clean: false,
                 outputs: Vec::new(),
                 depends_on: Vec::new(),
-                field_nodes: BTreeMap::new(),
-                meta_nodes: BTreeMap::new(),
+                allow_destroy_written: false,
             };
         };
         let fields = self
             .rules
             .get(address.kind)
             .map_or(&[][..], |rules| rules.fields());
-        let file = Arc::clone(&gathered.file);
         let within = address.to_string();
         let read = self.read_table(
-            &file,
-            gathered.node.span(),
+            file,
+            header.clone(),
             table,
             fields,
             &META_KEYS,
             Allowed::Everything,
             &within,
-            !gathered.broken,
+            !broken,
         );
         let mut clean = read.clean;
         let mut depends_on = Vec::new();
-        let mut meta_nodes = BTreeMap::new();
+        let allow_destroy_written = table.contains_key("allow_destroy");
         for meta in META_KEYS {
             let Some(node) = table.get(meta) else {
                 continue;
             };
-            meta_nodes.insert(meta, node);
-            let at = place(&file, node.span());
+            let at = place(file, node.span());
             let wrong_type = |expected: &str, found: &str| {
                 SpecError::new(
                     Problem::WrongType {
@@ -168,7 +168,7 @@ impl Loader<'_> {
                     Some(at.clone()),
                 )
             };
-            let value = self.json_of(&file, node);
+            let value = self.json_of(file, node);
             let found = found_type(&value, node);
             match meta {
                 "depends_on" => {
@@ -182,7 +182,7 @@ impl Loader<'_> {
                     };
                     for (index, item) in items.iter().enumerate() {
                         let item_place =
-                            place(&file, navigate(node, &[PathSegment::Index(index)]).span());
+                            place(file, navigate(node, &[PathSegment::Index(index)]).span());
                         match item.as_str().map(str::parse::<ResourceAddress>) {
                             Some(Ok(target)) => depends_on.push((target, item_place)),
                             Some(Err(_)) => self.push(
@@ -246,7 +246,6 @@ impl Loader<'_> {
                 },
             }
         }
-        let broken = gathered.broken;
         spec.fields = read.values;
         spec.depends_on = depends_on
             .iter()
@@ -254,12 +253,13 @@ impl Loader<'_> {
             .collect();
         Read {
             spec,
-            gathered,
+            file: Arc::clone(file),
+            header,
+            broken,
             clean: clean && !broken,
             outputs: read.outputs,
             depends_on,
-            field_nodes: read.nodes,
-            meta_nodes,
+            allow_destroy_written,
         }
     }
 }
