@@ -65,6 +65,10 @@ pub fn resolve_fields(
             }
             _ => {}
         }
+        // A field without `${` (most of them) is already what the instance gets.
+        if !value::has_expression(field_value) {
+            continue;
+        }
         let pinned = value::rewrite(field_value, &|expression| match expression {
             Expression::Output {
                 address,
