@@ -514,16 +514,22 @@ pub(super) fn creation_changes(
     desired: &Attributes,
     rules: &dyn KindRules,
 ) -> Vec<AttributeChange> {
-    desired
-        .iter()
-        .filter(|(name, _)| rules.is_observed(name))
-        .map(|(name, after)| AttributeChange {
-            path: name.clone(),
-            before: None,
-            after: Some(after.clone()),
-            forces_replacement: None,
-        })
-        .collect()
+    let observed = |(name, _): &(&String, &ferry_core::Value)| rules.is_observed(name);
+    // Exactly the room the changes need: collected from a filter, the vector would grow to
+    // twice that (eight slots of 112 bytes for five fields), on every step of a large plan.
+    let mut changes = Vec::with_capacity(desired.iter().filter(observed).count());
+    changes.extend(
+        desired
+            .iter()
+            .filter(observed)
+            .map(|(name, after)| AttributeChange {
+                path: name.clone(),
+                before: None,
+                after: Some(after.clone()),
+                forces_replacement: None,
+            }),
+    );
+    changes
 }
 
 /// The fields whose desired value differs from the observed one. Fields the spec leaves out
