@@ -2,7 +2,8 @@
 //! process's peak memory (VmHWM): `cargo run --release -p ferry-plan --example plan_scale -- 10000`.
 //! One process per size, so that the peak belongs to that size alone. A second argument splits
 //! the spec into that many files (at group boundaries), as a fleet's spec would be written:
-//! `-- 100000 100`.
+//! `-- 100000 100`. With `--write DIR` it only writes the spec's files into DIR, for a run of
+//! the `ferry` binary itself: `-- 100000 1 --write /tmp/synthetic-100000`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -52,15 +53,28 @@ fn split(text: String, files: usize) -> Vec<(PathBuf, String)> {
 }
 
 fn main() {
-    let size: usize = std::env::args()
-        .nth(1)
+    let arguments: Vec<String> = std::env::args().collect();
+    let size: usize = arguments
+        .get(1)
         .and_then(|arg| arg.parse().ok())
         .unwrap_or(10_000);
-    let files: usize = std::env::args()
-        .nth(2)
+    let files: usize = arguments
+        .get(2)
         .and_then(|arg| arg.parse().ok())
         .unwrap_or(1);
     let sources = split(synthetic::spec_text(size, 7), files);
+    if let Some(folder) = arguments
+        .iter()
+        .position(|arg| arg == "--write")
+        .and_then(|at| arguments.get(at + 1))
+    {
+        std::fs::create_dir_all(folder).expect("the folder can be created");
+        for (path, text) in &sources {
+            std::fs::write(Path::new(folder).join(path), text).expect("the spec can be written");
+        }
+        println!("wrote {} files into {folder}", sources.len());
+        return;
+    }
     let rules = ferry_providers::rule_book();
     let spec_files = sources.len();
     let start = Instant::now();
