@@ -37,7 +37,11 @@ impl Pair {
         let hosts = TwoHosts::start(2);
         let mountpoint = hosts.mountpoint().display().to_string();
         for (host, lun) in [(&hosts.a, 0), (&hosts.b, 1)] {
-            let disk = hosts.devices.join(format!("lun{lun}")).display().to_string();
+            let disk = hosts
+                .devices
+                .join(format!("lun{lun}"))
+                .display()
+                .to_string();
             host.zpool_ok(&["create", "-m", &mountpoint, &hosts.pool, &disk]);
         }
         hosts.a.zfs_ok(&["create", &format!("{}/prod", hosts.pool)]);
@@ -147,12 +151,14 @@ async fn a_killed_primary_loses_only_what_followed_the_last_complete_round() {
     });
     // Rounds every 300 ms (a one-minute interval, scaled), each an increment from the last.
     let mut last_started = None;
+    let mut durations = Vec::new();
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let started = Instant::now();
         let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
             .await
             .unwrap();
+        durations.push(started.elapsed().as_secs_f64());
         assert!(round.bases.values().all(Option::is_some), "{round:?}");
         assert_eq!(round.pruned, 2, "the previous snapshot goes on both sides");
         last_started = Some(started);
@@ -195,10 +201,13 @@ async fn a_killed_primary_loses_only_what_followed_the_last_complete_round() {
         }
     }
     assert!(checked > 0, "no file reached the replica");
+    durations.sort_by(f64::total_cmp);
     eprintln!(
-        "{checked} files checked, {lost} lost, {} written; the last complete round began {:.2} s before the kill",
+        "{checked} files checked, {lost} lost, {} written; the last complete round began {:.2} s before the kill; rounds took {:.2} s (median) to {:.2} s while the writer ran",
         written.len(),
-        killed.duration_since(last_started).as_secs_f64()
+        killed.duration_since(last_started).as_secs_f64(),
+        durations[durations.len() / 2],
+        durations[durations.len() - 1],
     );
 
     // Promoted: writable, a primary, and done again it changes nothing.
@@ -249,6 +258,33 @@ async fn replication_refuses_every_direction_but_primary_to_replica() {
     );
     assert_eq!(pair.hosts.b.zfs_value("readonly", &pair.hosts.pool), "on");
     insta::assert_snapshot!(pair.hosts.redact(&refused.to_string()));
+
+    // The replica's prod loses the snapshot it shares with the primary and gains one of its
+    // own: nothing is sent over it.
+    let prod = format!("{}/prod", pair.hosts.pool);
+    let shared = pair
+        .hosts
+        .b
+        .zfs_ok(&["list", "-H", "-o", "name", "-t", "snapshot", "-r", &prod]);
+    pair.hosts
+        .b
+        .zfs_ok(&["snapshot", &format!("{prod}@ferry-foreign")]);
+    pair.hosts.b.zfs_ok(&["destroy", shared.trim()]);
+    let refused = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ReplicationError::Diverged { .. }),
+        "{refused}"
+    );
+    assert_eq!(
+        pair.hosts
+            .b
+            .zfs_ok(&["list", "-H", "-o", "name", "-t", "snapshot", "-r", &prod])
+            .trim(),
+        format!("{prod}@ferry-foreign"),
+        "the replica's own snapshot is left alone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +307,10 @@ async fn a_round_cut_in_its_stream_leaves_a_replica_the_next_round_and_a_promoti
         replication::replicate(pair.primary(), pair.replica(), SystemTime::now()),
     )
     .await;
-    assert!(cut.is_err(), "the round finished before it was cut: {cut:?}");
+    assert!(
+        cut.is_err(),
+        "the round finished before it was cut: {cut:?}"
+    );
     // The next round sends again from the last common snapshot.
     let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
         .await

@@ -197,7 +197,18 @@ fn first_line(text: &str) -> String {
 }
 
 async fn run(end: PoolEnd<'_>, arguments: &[&str]) -> Result<CommandOutput, ReplicationError> {
-    let command = command_line(arguments.iter().copied());
+    run_line(end, command_line(arguments.iter().copied())).await
+}
+
+/// Runs a command line (quoted already; nothing for an empty one) and fails on a non-zero exit.
+async fn run_line(end: PoolEnd<'_>, command: String) -> Result<CommandOutput, ReplicationError> {
+    if command.is_empty() {
+        return Ok(CommandOutput {
+            status: Some(0),
+            stdout: String::new(),
+            stderr: String::new(),
+        });
+    }
     let output = end.connection.run(&command).await?;
     if !output.success() {
         return Err(ReplicationError::Command {
@@ -235,33 +246,86 @@ impl Side {
     }
 }
 
-async fn side(end: PoolEnd<'_>) -> Result<Side, ReplicationError> {
-    let property = format!("{ROLE_PROPERTY},readonly");
-    let output = query(
-        end,
-        &[
-            "zfs",
-            "get",
-            "-H",
-            "-o",
-            "property,value",
-            &property,
-            end.pool,
-        ],
-    )
-    .await?;
+fn parse_side(text: &str) -> Side {
     let mut side = Side {
         role: "-".to_owned(),
         readonly: "off".to_owned(),
     };
-    for line in output.stdout.lines() {
+    for line in text.lines() {
         match line.split_once('\t') {
             Some((name, value)) if name == ROLE_PROPERTY => side.role = value.to_owned(),
             Some(("readonly", value)) => side.readonly = value.to_owned(),
             _ => {}
         }
     }
-    Ok(side)
+    side
+}
+
+/// The line between the parts of a survey's output.
+const SECTION: &str = "ferry-section";
+
+/// A pool's side and listing, in one SSH call (each call costs a round trip, a shell and a
+/// `zfs` start on the host), after `first` (a command that must succeed, or nothing).
+async fn survey(
+    end: PoolEnd<'_>,
+    first: Option<&str>,
+) -> Result<(Side, Listing), ReplicationError> {
+    let role = format!("{ROLE_PROPERTY},readonly");
+    let parts = [
+        command_line(["zfs", "get", "-H", "-o", "property,value", &role, end.pool]),
+        command_line([
+            "zfs",
+            "list",
+            "-H",
+            "-o",
+            "name",
+            "-t",
+            "filesystem",
+            "-r",
+            end.pool,
+        ]),
+        // `zfs get -p` rather than `zfs list -p`, which zfs-fuse's `zfs list` does not have
+        // (nor `zfs get -t`): the filesystems' own lines are skipped when read.
+        command_line([
+            "zfs",
+            "get",
+            "-H",
+            "-p",
+            "-r",
+            "-o",
+            "name,property,value",
+            "guid,creation",
+            end.pool,
+        ]),
+    ];
+    let mut command = first
+        .map(|first| format!("{first} && "))
+        .unwrap_or_default();
+    command.push_str(&parts.join(&format!(" && echo {SECTION} && ")));
+    let host = end.connection.target().to_string();
+    // Not read-only when it takes a snapshot: a dropped connection is not retried blindly.
+    let output = if first.is_some() {
+        end.connection.run(&command).await?
+    } else {
+        end.connection.run_read_only(&command).await?
+    };
+    if !output.success() {
+        return Err(ReplicationError::Command {
+            host,
+            command,
+            stderr: first_line(&output.stderr),
+        });
+    }
+    let sections: Vec<&str> = output.stdout.split(&format!("{SECTION}\n")).collect();
+    let [side, filesystems, properties] = sections[..] else {
+        return Err(ReplicationError::Unreadable {
+            host,
+            command,
+            line: format!("{} parts instead of 3", sections.len()),
+        });
+    };
+    let listing = parse_listing(end, &host, filesystems, properties)?;
+    Ok((parse_side(side), listing))
 }
 
 /// Every `ferry-` snapshot of every dataset of the pool, by dataset name under the pool ("" for
@@ -312,50 +376,25 @@ fn full_name(pool: &str, dataset: &str) -> String {
     }
 }
 
-async fn listing(end: PoolEnd<'_>) -> Result<Listing, ReplicationError> {
-    let host = end.connection.target().to_string();
-    let command = [
-        "zfs",
-        "list",
-        "-H",
-        "-o",
-        "name",
-        "-t",
-        "filesystem",
-        "-r",
-        end.pool,
-    ];
-    let filesystems = query(end, &command).await?;
+fn parse_listing(
+    end: PoolEnd<'_>,
+    host: &str,
+    filesystems: &str,
+    properties: &str,
+) -> Result<Listing, ReplicationError> {
+    let unreadable = |line: &str| ReplicationError::Unreadable {
+        host: host.to_owned(),
+        command: format!("zfs list and zfs get on {}", end.pool),
+        line: line.to_owned(),
+    };
     let mut listing = Listing::default();
-    for line in filesystems.stdout.lines().filter(|line| !line.is_empty()) {
-        let dataset = relative(end.pool, line).ok_or_else(|| ReplicationError::Unreadable {
-            host: host.clone(),
-            command: command_line(command),
-            line: line.to_owned(),
-        })?;
+    for line in filesystems.lines().filter(|line| !line.is_empty()) {
+        let dataset = relative(end.pool, line).ok_or_else(|| unreadable(line))?;
         listing.datasets.push(dataset.to_owned());
     }
-    // `zfs get -p` rather than `zfs list -p`, which zfs-fuse's `zfs list` does not have (nor
-    // `zfs get -t`): the filesystems' own lines are skipped below.
-    let command = [
-        "zfs",
-        "get",
-        "-H",
-        "-p",
-        "-r",
-        "-o",
-        "name,property,value",
-        "guid,creation",
-        end.pool,
-    ];
-    let properties = query(end, &command).await?;
     let mut found: BTreeMap<(String, String), (Option<u64>, Option<u64>)> = BTreeMap::new();
-    for line in properties.stdout.lines().filter(|line| !line.is_empty()) {
-        let unreadable = || ReplicationError::Unreadable {
-            host: host.clone(),
-            command: command_line(command),
-            line: line.to_owned(),
-        };
+    for line in properties.lines().filter(|line| !line.is_empty()) {
+        let unreadable = || unreadable(line);
         let mut fields = line.split('\t');
         let (Some(name), Some(property), Some(value)) =
             (fields.next(), fields.next(), fields.next())
@@ -416,7 +455,7 @@ pub fn snapshot_name(now: SystemTime) -> String {
 /// a pool that holds snapshots or data of its own unless it is a replica already, and for a
 /// promoted primary: its contents are replaced by the first round.
 pub async fn mark_replica(replica: PoolEnd<'_>) -> Result<(), ReplicationError> {
-    let current = side(replica).await?;
+    let (current, _) = survey(replica, None).await?;
     if current.is_replica() {
         return Ok(());
     }
@@ -498,7 +537,7 @@ pub async fn status(
     primary: PoolEnd<'_>,
     replica: PoolEnd<'_>,
 ) -> Result<ReplicaStatus, ReplicationError> {
-    let (mine, theirs) = tokio::try_join!(listing(primary), listing(replica))?;
+    let ((_, mine), (_, theirs)) = tokio::try_join!(survey(primary, None), survey(replica, None))?;
     Ok(status_of(&mine, &theirs))
 }
 
@@ -530,12 +569,17 @@ fn status_of(primary: &Listing, replica: &Listing) -> ReplicaStatus {
 
 /// One round: a recursive snapshot of the primary, each dataset's increment received on the
 /// replica, the new snapshot held as the next base, and older `ferry-` snapshots destroyed.
+///
+/// Each host is asked as few times as the rules allow, since every SSH call costs a round
+/// trip and a `zfs` start: both sides surveyed at once, the snapshot taken with the primary's
+/// listing, one stream per dataset, and the clean-up of both sides at once.
 pub async fn replicate(
     primary: PoolEnd<'_>,
     replica: PoolEnd<'_>,
     now: SystemTime,
 ) -> Result<Round, ReplicationError> {
-    let (source, target) = tokio::try_join!(side(primary), side(replica))?;
+    let ((source, _), (target, theirs)) =
+        tokio::try_join!(survey(primary, None), survey(replica, None))?;
     if source.role == "replica" || source.readonly == "on" {
         return Err(ReplicationError::NotAPrimary {
             end: primary.to_string(),
@@ -552,88 +596,53 @@ pub async fn replicate(
     }
     let name = snapshot_name(now);
     let full = format!("{}@{name}", primary.pool);
-    run(primary, &["zfs", "snapshot", "-r", &full]).await?;
-    let (mine, theirs) = tokio::try_join!(listing(primary), listing(replica))?;
+    let take = command_line(["zfs", "snapshot", "-r", &full]);
+    let (_, mine) = survey(primary, Some(&take)).await?;
     let mut bases = BTreeMap::new();
     let mut bytes = 0;
     for dataset in &mine.datasets {
-        let source_name = full_name(primary.pool, dataset);
-        let target_name = full_name(replica.pool, dataset);
         let base = mine.newest_common(dataset, &theirs).map(|s| s.name.clone());
+        let target_name = full_name(replica.pool, dataset);
         let present = theirs.datasets.contains(dataset);
-        let had_snapshots = theirs.snapshots.get(dataset).is_some_and(|l| !l.is_empty());
-        if base.as_deref() == Some(name.as_str()) {
-            // Received by an earlier, interrupted call of this same round.
-            bases.insert(dataset.clone(), base);
-            continue;
-        }
-        if base.is_none() && present && had_snapshots {
+        if base.is_none() && present && theirs.snapshots.get(dataset).is_some_and(|l| !l.is_empty())
+        {
             return Err(ReplicationError::Diverged {
                 replica: replica.to_string(),
                 dataset: target_name,
             });
         }
-        let snapshot = format!("{source_name}@{name}");
-        let send = match &base {
-            Some(base) => {
-                let from = format!("@{base}");
-                command_line(["zfs", "send", "-i", from.as_str(), snapshot.as_str()])
-            }
-            None => command_line(["zfs", "send", snapshot.as_str()]),
-        };
-        // -F rolls back what an interrupted receive left (the replica is read-only and
-        // unmounted, so nothing else changes it); -u leaves it unmounted. A dataset the
-        // replica lacks is created by the receive, under its parent received just before.
-        let receive = if present {
-            command_line(["zfs", "receive", "-F", "-u", target_name.as_str()])
-        } else {
-            command_line(["zfs", "receive", "-u", target_name.as_str()])
-        };
-        // Checked again right before each receive: a promotion may have happened meanwhile.
-        if !side(replica).await?.is_replica() {
-            let now = side(replica).await?;
-            return Err(ReplicationError::NotAReplica {
-                end: replica.to_string(),
-                role: now.role,
-                readonly: now.readonly,
-            });
-        }
-        let piped = primary
-            .connection
-            .pipe_to(&send, replica.connection, &receive)
-            .await?;
-        bytes += piped.bytes;
-        for (side, output) in [("send", &piped.sender), ("receive", &piped.receiver)] {
-            if !output.success() {
-                return Err(ReplicationError::Stream {
-                    end: replica.to_string(),
-                    dataset: target_name,
-                    side,
-                    stderr: first_line(&output.stderr),
-                });
-            }
-        }
+        bytes += stream(primary, replica, dataset, &name, base.as_deref(), present).await?;
         bases.insert(dataset.clone(), base);
     }
-    // Every dataset has the new snapshot: it becomes the held base, and the older ones go.
-    run(primary, &["zfs", "hold", "-r", HOLD_TAG, &full]).await?;
-    let mut pruned = 0;
-    for (end, listing) in [(primary, &mine), (replica, &theirs)] {
-        let Some(root) = listing.snapshots.get("") else {
-            continue;
-        };
-        for old in root.iter().filter(|snapshot| snapshot.name != name) {
-            let old_full = format!("{}@{}", end.pool, old.name);
-            if end.pool == primary.pool && std::ptr::eq(end.connection, primary.connection) {
-                // Released first; a hold that is not there (an older version's) is no error.
-                let release = command_line(["zfs", "release", "-r", HOLD_TAG, &old_full]);
-                let _ = end.connection.run(&release).await?;
-            }
-            run(end, &["zfs", "destroy", "-r", &old_full]).await?;
-            pruned += 1;
-        }
+    // Every dataset has the new snapshot: it becomes the held base, and the older ones go, on
+    // both sides at once. A hold that is not there (an interrupted round's) is no error.
+    let olds = |listing: &Listing| -> Vec<String> {
+        listing
+            .snapshots
+            .get("")
+            .into_iter()
+            .flatten()
+            .filter(|snapshot| snapshot.name != name)
+            .map(|snapshot| snapshot.name.clone())
+            .collect()
+    };
+    let mut keep = command_line(["zfs", "hold", "-r", HOLD_TAG, &full]);
+    for old in olds(&mine) {
+        let old = format!("{}@{old}", primary.pool);
+        let release = command_line(["zfs", "release", "-r", HOLD_TAG, &old]);
+        let destroy = command_line(["zfs", "destroy", "-r", &old]);
+        keep.push_str(&format!(
+            " && {{ {release} 2>/dev/null; true; }} && {destroy}"
+        ));
     }
-    let created = mine
+    let prune = olds(&theirs)
+        .iter()
+        .map(|old| command_line(["zfs", "destroy", "-r", &format!("{}@{old}", replica.pool)]))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    tokio::try_join!(run_line(primary, keep), run_line(replica, prune))?;
+    let pruned = olds(&mine).len() + olds(&theirs).len();
+    let snapshot = mine
         .snapshots
         .get("")
         .and_then(|root| root.iter().find(|snapshot| snapshot.name == name))
@@ -644,11 +653,75 @@ pub async fn replicate(
             line: format!("no snapshot {full} right after it was taken"),
         })?;
     Ok(Round {
-        snapshot: created,
+        snapshot,
         bases,
         bytes,
         pruned,
     })
+}
+
+/// What a refused receive prints on stderr, for [`stream`] to tell it from a failed one.
+const REFUSED_MARK: &str = "ferry-refused-not-a-replica";
+
+/// One dataset's snapshot `name` sent from the primary into the replica: an increment from
+/// `base`, or the whole dataset. The receive checks, in the same shell right before it starts,
+/// that the replica is still one (a promotion may have happened since the survey): no window
+/// between a check on ferry's side and the write on the host's.
+async fn stream(
+    primary: PoolEnd<'_>,
+    replica: PoolEnd<'_>,
+    dataset: &str,
+    name: &str,
+    base: Option<&str>,
+    present: bool,
+) -> Result<u64, ReplicationError> {
+    let snapshot = format!("{}@{name}", full_name(primary.pool, dataset));
+    let target_name = full_name(replica.pool, dataset);
+    let send = match base {
+        Some(base) => {
+            let from = format!("@{base}");
+            command_line(["zfs", "send", "-i", from.as_str(), snapshot.as_str()])
+        }
+        None => command_line(["zfs", "send", snapshot.as_str()]),
+    };
+    // -F rolls back what an interrupted receive left (the replica is read-only and unmounted,
+    // so nothing else changes it); -u leaves it unmounted. A dataset the replica lacks is
+    // created by the receive, under its parent received just before.
+    let receive = if present {
+        command_line(["zfs", "receive", "-F", "-u", target_name.as_str()])
+    } else {
+        command_line(["zfs", "receive", "-u", target_name.as_str()])
+    };
+    let get =
+        |property: &str| command_line(["zfs", "get", "-H", "-o", "value", property, replica.pool]);
+    let guarded = format!(
+        "if [ \"$({})\" = replica ] && [ \"$({})\" = on ]; then {receive}; else echo {REFUSED_MARK} >&2; exit 3; fi",
+        get(ROLE_PROPERTY),
+        get("readonly"),
+    );
+    let piped = primary
+        .connection
+        .pipe_to(&send, replica.connection, &guarded)
+        .await?;
+    if piped.receiver.stderr.contains(REFUSED_MARK) {
+        let (now, _) = survey(replica, None).await?;
+        return Err(ReplicationError::NotAReplica {
+            end: replica.to_string(),
+            role: now.role,
+            readonly: now.readonly,
+        });
+    }
+    for (side, output) in [("send", &piped.sender), ("receive", &piped.receiver)] {
+        if !output.success() {
+            return Err(ReplicationError::Stream {
+                end: replica.to_string(),
+                dataset: target_name,
+                side,
+                stderr: first_line(&output.stderr),
+            });
+        }
+    }
+    Ok(piped.bytes)
 }
 
 /// Makes the replica the primary: once the old primary is fenced (asked over SSH right before,
@@ -659,7 +732,7 @@ pub async fn promote(
     replica: PoolEnd<'_>,
     old_primary: PoolEnd<'_>,
 ) -> Result<Promotion, ReplicationError> {
-    let current = side(replica).await?;
+    let (current, listing) = survey(replica, None).await?;
     if current.role != "primary"
         && let Some(holder) = still_holds(old_primary).await
     {
@@ -670,7 +743,6 @@ pub async fn promote(
     }
     let mut rolled_back_to = None;
     if current.role == "replica" {
-        let listing = listing(replica).await?;
         let Some(point) = listing.newest_complete().cloned() else {
             return Err(ReplicationError::NothingToPromote {
                 replica: replica.to_string(),
