@@ -123,7 +123,8 @@ const VIRTUAL_MACHINES: &[&str] = &[
     "2015-06-15",
 ];
 
-/// `Microsoft.Compute/disks` (DiskRP's stable versions, which differ from ComputeRP's).
+/// `Microsoft.Compute/disks` and `snapshots` (DiskRP's stable versions, which differ from
+/// ComputeRP's).
 const DISKS: &[&str] = &[
     // The defaults of Microsoft's Python SDKs pinned in tests/python-sdk/requirements.txt.
     "2026-03-02",
@@ -260,6 +261,8 @@ const RECORD_TYPES: &[&str] = &[
 const RESOURCE_TYPES: &[(&str, &str, &[&str])] = &[
     ("microsoft.compute", "virtualmachines", VIRTUAL_MACHINES),
     ("microsoft.compute", "disks", DISKS),
+    // snapshot.json sits beside disk.json in each of DiskRP's stable folders: the same versions.
+    ("microsoft.compute", "snapshots", DISKS),
     ("microsoft.network", "virtualnetworks", NETWORK),
     ("microsoft.network", "virtualnetworks/subnets", NETWORK),
     ("microsoft.network", "networkinterfaces", NETWORK),
@@ -519,6 +522,7 @@ mod tests {
         for (namespace, type_path, version) in [
             ("Microsoft.Compute", "virtualMachines", "2025-04-01"),
             ("Microsoft.Compute", "disks", "2025-01-02"),
+            ("Microsoft.Compute", "snapshots", "2025-01-02"),
             ("Microsoft.Network", "virtualNetworks", "2025-03-01"),
             ("Microsoft.Network", "virtualNetworks/subnets", "2025-03-01"),
             ("Microsoft.Network", "networkInterfaces", "2025-03-01"),

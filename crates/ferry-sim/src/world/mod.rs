@@ -24,7 +24,7 @@
 //! - `fault_injection`: the faults a test or a scenario adds;
 //! - one file per ARM type for what only that type does: `resource_groups`,
 //!   `virtual_networks`, `public_ips`, `network_interfaces`, `virtual_machines` (and
-//!   `vm_sizes`), `disks`, `managed_clusters`, `dns`.
+//!   `vm_sizes`), `disks`, `snapshots` (and disks copied from one), `managed_clusters`, `dns`.
 //!
 //! Adding an ARM type: its `Kind` (`ids`), a file with its server-owned fields and actions,
 //! and a line in the dispatch of `fill_server_fields` (`resources`) and, when it has actions,
@@ -49,6 +49,7 @@ mod regions;
 mod resource_groups;
 mod resources;
 mod routing;
+mod snapshots;
 mod stats;
 mod throttling;
 mod views;
@@ -140,7 +141,7 @@ impl World {
         settings: WorldSettings,
         authority: Arc<CertificateAuthority>,
     ) -> Result<Self, SimulatorError> {
-        for folder in ["disks", "vms"] {
+        for folder in ["disks", "snapshots", "vms"] {
             std::fs::create_dir_all(settings.data_directory.join(folder)).map_err(|error| {
                 SimulatorError::Io {
                     path: settings.data_directory.join(folder),

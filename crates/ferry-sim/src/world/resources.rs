@@ -14,6 +14,7 @@ use super::ids::{Kind, group_id_of, kind_name, kind_of, lower, name_of, subscrip
 use super::operations::Completion;
 use super::regions::{check_location_unchanged, normalise_location};
 use super::resource_groups::fill_resource_group_fields;
+use super::snapshots::{CopySource, copied_disk_fields};
 use super::{Refusal, SimRequest, SimResponse, Stored, World};
 
 impl World {
@@ -119,6 +120,7 @@ impl World {
                 | Kind::NetworkInterface
                 | Kind::VirtualMachine
                 | Kind::Disk
+                | Kind::Snapshot
                 | Kind::ManagedCluster
         );
         if needs_location
@@ -163,8 +165,22 @@ impl World {
             .as_ref()
             .map(|stored| stored.body.clone())
             .unwrap_or(Value::Null);
+        // DiskRP checks a new disk's or snapshot's source; an update keeps what it was made from.
+        let copy_source = if creating && matches!(kind, Kind::Disk | Kind::Snapshot) {
+            self.check_creation_data(kind, &body)?
+        } else {
+            None
+        };
+        if kind == Kind::Disk
+            && let Some(source) = &copy_source
+        {
+            copied_disk_fields(&mut body, source);
+        }
         // Server-owned fields survive a PUT that omits them.
-        self.fill_server_fields(kind, &stored_id, &mut body, &previous);
+        self.fill_server_fields(kind, &stored_id, &mut body, &previous, copy_source.as_ref());
+        if let Some(source) = &copy_source {
+            self.copy_data(kind, &body, source)?;
+        }
         let mut duration = self
             .settings
             .durations
@@ -202,7 +218,7 @@ impl World {
         let etag = self.next_etag();
         if !matches!(
             kind,
-            Kind::Group | Kind::VirtualMachine | Kind::Disk | Kind::ManagedCluster
+            Kind::Group | Kind::VirtualMachine | Kind::Disk | Kind::Snapshot | Kind::ManagedCluster
         ) {
             body["etag"] = json!(etag.clone());
         }
@@ -214,10 +230,10 @@ impl World {
         self.resources.insert(lower(&stored_id), stored.clone());
         // Each type answers a PUT with the statuses its definition declares: 200 or 201 for
         // most, but DiskRP's disk.json (2025-01-02) declares 200 and 202 only, for a create
-        // as for an update.
+        // as for an update; its snapshot.json declares the same for snapshots.
         let status = match (kind, synchronous, creating) {
-            (Kind::Disk, true, _) => 200,
-            (Kind::Disk, false, _) => 202,
+            (Kind::Disk | Kind::Snapshot, true, _) => 200,
+            (Kind::Disk | Kind::Snapshot, false, _) => 202,
             (_, _, true) => 201,
             (_, _, false) => 200,
         };
@@ -255,10 +271,18 @@ impl World {
     }
 
     /// Fills what ARM computes: IP addresses, disk state, AKS endpoints, DNS name servers.
-    fn fill_server_fields(&mut self, kind: Kind, id: &str, body: &mut Value, previous: &Value) {
+    fn fill_server_fields(
+        &mut self,
+        kind: Kind,
+        id: &str,
+        body: &mut Value,
+        previous: &Value,
+        copy_source: Option<&CopySource>,
+    ) {
         match kind {
             Kind::PublicIp => self.fill_public_ip_fields(body, previous),
             Kind::Disk => self.fill_disk_fields(body, previous),
+            Kind::Snapshot => self.fill_snapshot_fields(body, previous, copy_source),
             Kind::NetworkInterface => self.fill_network_interface_fields(body, previous),
             Kind::VirtualMachine => self.fill_virtual_machine_fields(body, previous),
             Kind::ManagedCluster => self.fill_managed_cluster_fields(id, body, previous),
@@ -363,6 +387,7 @@ impl World {
                 Kind::VirtualMachine => self.virtual_machine_removed(&doomed_key, &stored),
                 Kind::ManagedCluster => self.stop_api_server(&doomed_key),
                 Kind::Disk => self.remove_backing_file(&stored),
+                Kind::Snapshot => self.remove_snapshot_file(&stored),
                 _ => {}
             }
         }
