@@ -1,8 +1,8 @@
 //! A local Azure Resource Manager simulator over HTTPS, for ferry's tests and demos.
 //!
 //! [`start`] serves ARM's protocol for the resource types ferry uses (groups, networks,
-//! public IPs, NICs, VMs with data disks, managed disks, AKS clusters, DNS zones and record
-//! sets, moves) with ARM's rules, real long-running operations scaled by a time scale, an
+//! public IPs, NICs, VMs with data disks, managed disks and their snapshots, AKS clusters, DNS
+//! zones and record sets, moves) with ARM's rules, real long-running operations scaled by a time scale, an
 //! Entra ID-like token endpoint, and fault injection. Its CA is generated at start and
 //! written to `{data_directory}/ca.pem`.
 //!
