@@ -2,9 +2,9 @@
 //!
 //! [`start`] serves ARM's protocol for the resource types ferry uses (groups, networks,
 //! public IPs, NICs, VMs with data disks, managed disks and their snapshots, AKS clusters, DNS
-//! zones and record sets, moves) with ARM's rules, real long-running operations scaled by a time scale, an
-//! Entra ID-like token endpoint, and fault injection. Its CA is generated at start and
-//! written to `{data_directory}/ca.pem`.
+//! zones and record sets, moves) with ARM's rules, real long-running operations scaled by a
+//! time scale, an Entra ID-like token endpoint, and fault injection. Its CA is generated at
+//! start and written to `{data_directory}/ca.pem`.
 //!
 //! Routes besides ARM's:
 //! - `POST /{tenant}/oauth2/v2.0/token`: Entra ID's token endpoint for one application
