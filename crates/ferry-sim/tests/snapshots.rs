@@ -562,3 +562,31 @@ async fn a_snapshot_waits_for_a_move_of_its_group_and_for_its_own_write() {
         "409 ConflictingConcurrentWriteNotAllowed: The operation was interrupted by a conflicting concurrent write on the same entity. Please retry later."
     );
 }
+
+#[tokio::test]
+async fn a_disk_copied_from_a_disk_or_a_snapshot_from_a_snapshot_carries_the_data_too() {
+    let world = start().await;
+    let client = &world.client;
+    create_group(client, "rg-copy", "westeurope").await;
+    let source = disk_id("rg-copy", "data0");
+    create(client, &source, DISKS, empty_disk("westeurope", 4)).await;
+    let device = attach_to_new_vm(&world, "rg-copy", "vm", &source).await;
+    write_at(&device, DATA_OFFSET, b"original");
+
+    let clone = disk_id("rg-copy", "clone");
+    let cloned = create(client, &clone, DISKS, copy_of("westeurope", &source)).await;
+    assert_eq!(cloned["properties"]["diskSizeGB"], 4);
+    let first = snapshot_id("rg-copy", "first");
+    create(client, &first, DISKS, copy_of("westeurope", &source)).await;
+    let second = snapshot_id("rg-copy", "second");
+    let copied = create(client, &second, DISKS, copy_of("westeurope", &first)).await;
+    assert_eq!(copied["properties"]["incremental"], false);
+    write_at(&device, DATA_OFFSET, b"changed!");
+
+    let from_second = disk_id("rg-copy", "from-second");
+    create(client, &from_second, DISKS, copy_of("westeurope", &second)).await;
+    for (vm, disk) in [("vm-clone", &clone), ("vm-second", &from_second)] {
+        let copy_device = attach_to_new_vm(&world, "rg-copy", vm, disk).await;
+        assert_eq!(read_at(&copy_device, DATA_OFFSET, 8), b"original", "{disk}");
+    }
+}
