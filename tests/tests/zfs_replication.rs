@@ -332,3 +332,113 @@ fn sum_of_bytes(data: &[u8]) -> Option<String> {
     use sha2::{Digest, Sha256};
     Some(format!("{:x}", Sha256::digest(data)))
 }
+
+/// Every file of `log` is under `folder` with its checksum.
+fn assert_all_there(folder: &Path, log: &BTreeMap<String, Written>, what: &str) {
+    for (name, file) in log {
+        assert_eq!(
+            sum_of(&folder.join(name)).as_deref(),
+            Some(file.sum.as_str()),
+            "{name} {what}"
+        );
+    }
+}
+
+/// Runs the writer on `folder` for `rounds` replication rounds from `from` to `to`, then stops
+/// it; returns what it wrote.
+async fn write_while_replicating(
+    folder: PathBuf,
+    from: PoolEnd<'_>,
+    to: PoolEnd<'_>,
+    rounds: usize,
+) -> BTreeMap<String, Written> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(BTreeMap::new()));
+    let writing = std::thread::spawn({
+        let (stop, log) = (stop.clone(), log.clone());
+        move || writer(folder, stop, log)
+    });
+    for _ in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let round = replication::replicate(from, to, SystemTime::now())
+            .await
+            .unwrap();
+        assert!(round.bases.values().all(Option::is_some), "{round:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    writing.join().unwrap();
+    let written = log.lock().unwrap().clone();
+    written
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_hand_over_loses_nothing_and_fails_back_the_same_way() {
+    let pair = Pair::start();
+    replication::mark_replica(pair.replica()).await.unwrap();
+    replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    let on_a =
+        write_while_replicating(pair.prod(&pair.hosts.a), pair.primary(), pair.replica(), 3).await;
+
+    // A hand-over cut after its last round and A's change of role (staged by hand: A stops
+    // writing, the last round, A marked a replica) is finished by the call: B is promoted,
+    // and nothing is sent again.
+    let pool = &pair.hosts.pool;
+    let prod = format!("{pool}/prod");
+    for dataset in [prod.as_str(), pool] {
+        pair.hosts.a.zfs_ok(&["unmount", dataset]);
+    }
+    pair.hosts.a.zfs_ok(&["set", "readonly=on", pool]);
+    replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    pair.hosts.a.zfs_ok(&["set", "ferry:role=replica", pool]);
+    let handed = replication::hand_over(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(handed.last_round, None);
+    assert!(!handed.promotion.already_promoted);
+    // B serves everything A wrote; A is B's replica now, read-only, unmounted.
+    assert_all_there(
+        &pair.prod(&pair.hosts.b),
+        &on_a,
+        "was written on A before the hand-over, and is not on B",
+    );
+    assert_eq!(pair.hosts.a.zfs_value("ferry:role", pool), "replica");
+    assert_eq!(pair.hosts.a.zfs_value("readonly", pool), "on");
+    assert_eq!(pair.hosts.b.zfs_value("ferry:role", pool), "primary");
+    assert_eq!(pair.hosts.b.zfs_value("readonly", pool), "off");
+
+    // Replication goes on the other way, from the hand-over's snapshot: no full send.
+    let on_b =
+        write_while_replicating(pair.prod(&pair.hosts.b), pair.replica(), pair.primary(), 2).await;
+    // Fail back the same way, from a hand-over cut after B stopped writing (staged by hand):
+    // B is not stopped twice, and the last round carries everything B wrote.
+    for dataset in [prod.as_str(), pool] {
+        pair.hosts.b.zfs_ok(&["unmount", dataset]);
+    }
+    pair.hosts.b.zfs_ok(&["set", "readonly=on", pool]);
+    let back = replication::hand_over(pair.replica(), pair.primary(), SystemTime::now())
+        .await
+        .unwrap();
+    assert!(back.last_round.is_some());
+    let prod = pair.prod(&pair.hosts.a);
+    assert_all_there(
+        &prod,
+        &on_a,
+        "was written on A at the start, and is not on A after the failback",
+    );
+    assert_all_there(
+        &prod,
+        &on_b,
+        "was written on B, and is not on A after the failback",
+    );
+    assert_eq!(pair.hosts.a.zfs_value("ferry:role", pool), "primary");
+    assert_eq!(pair.hosts.b.zfs_value("ferry:role", pool), "replica");
+    eprintln!(
+        "{} files written on A, {} on B, all on A after the failback",
+        on_a.len(),
+        on_b.len()
+    );
+}

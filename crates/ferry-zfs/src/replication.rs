@@ -116,6 +116,15 @@ pub struct Promotion {
     pub already_promoted: bool,
 }
 
+/// What a hand-over did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandOver {
+    /// The last round, sent once the primary had stopped writing. `None` when an interrupted
+    /// hand-over had sent it already.
+    pub last_round: Option<Round>,
+    pub promotion: Promotion,
+}
+
 /// Why a replication round, a status read or a promotion failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplicationError {
@@ -158,9 +167,9 @@ pub enum ReplicationError {
     )]
     Diverged { replica: String, dataset: String },
     #[error(
-        "refused to promote {replica}: the old primary {primary} still answers over SSH and lists the pool imported; fence it first (deallocate its VM), then promote"
+        "refused to promote {replica}: {detail}; fence it first (deallocate its VM) or hand it over, then promote"
     )]
-    PrimaryNotFenced { replica: String, primary: String },
+    PrimaryNotFenced { replica: String, detail: String },
     #[error(
         "refused to promote {replica}: it holds no snapshot that every dataset has, so it holds no consistent copy of the primary; replicate first, or fail over by moving the disks"
     )]
@@ -580,7 +589,9 @@ pub async fn replicate(
 ) -> Result<Round, ReplicationError> {
     let ((source, _), (target, theirs)) =
         tokio::try_join!(survey(primary, None), survey(replica, None))?;
-    if source.role == "replica" || source.readonly == "on" {
+    // A read-only primary still sends: that is how a hand-over's last round reaches the
+    // replica once writes have stopped.
+    if source.role == "replica" {
         return Err(ReplicationError::NotAPrimary {
             end: primary.to_string(),
             role: source.role,
@@ -626,20 +637,24 @@ pub async fn replicate(
             .map(|snapshot| snapshot.name.clone())
             .collect()
     };
-    let mut keep = command_line(["zfs", "hold", "-r", HOLD_TAG, &full]);
-    for old in olds(&mine) {
-        let old = format!("{}@{old}", primary.pool);
-        let release = command_line(["zfs", "release", "-r", HOLD_TAG, &old]);
-        let destroy = command_line(["zfs", "destroy", "-r", &old]);
-        keep.push_str(&format!(
-            " && {{ {release} 2>/dev/null; true; }} && {destroy}"
-        ));
-    }
-    let prune = olds(&theirs)
-        .iter()
-        .map(|old| command_line(["zfs", "destroy", "-r", &format!("{}@{old}", replica.pool)]))
+    // Released first: on the replica too, whose snapshots were held while it was the primary
+    // (before a hand-over).
+    let prune = |end: PoolEnd<'_>, listing: &Listing| -> Vec<String> {
+        olds(listing)
+            .iter()
+            .map(|old| {
+                let old = format!("{}@{old}", end.pool);
+                let release = command_line(["zfs", "release", "-r", HOLD_TAG, &old]);
+                let destroy = command_line(["zfs", "destroy", "-r", &old]);
+                format!("{{ {release} 2>/dev/null; true; }} && {destroy}")
+            })
+            .collect()
+    };
+    let keep = std::iter::once(command_line(["zfs", "hold", "-r", HOLD_TAG, &full]))
+        .chain(prune(primary, &mine))
         .collect::<Vec<_>>()
         .join(" && ");
+    let prune = prune(replica, &theirs).join(" && ");
     tokio::try_join!(run_line(primary, keep), run_line(replica, prune))?;
     let pruned = olds(&mine).len() + olds(&theirs).len();
     let snapshot = mine
@@ -738,7 +753,7 @@ pub async fn promote(
     {
         return Err(ReplicationError::PrimaryNotFenced {
             replica: replica.to_string(),
-            primary: holder,
+            detail: holder,
         });
     }
     let mut rolled_back_to = None;
@@ -764,14 +779,100 @@ pub async fn promote(
         });
     }
     run(replica, &["zfs", "set", "readonly=off", replica.pool]).await?;
-    run(replica, &["zfs", "mount", "-a"]).await?;
+    run_line(replica, mounts(replica, &listing.datasets, "mount")).await?;
     Ok(Promotion {
         already_promoted: rolled_back_to.is_none(),
         rolled_back_to,
     })
 }
 
-/// Whether the old primary still answers with the pool imported (then it is not fenced): a
+/// One command line that mounts (parents first) or unmounts (children first) each of the
+/// pool's datasets that is not so already: this pool's only, never the host's others.
+fn mounts(end: PoolEnd<'_>, datasets: &[String], verb: &str) -> String {
+    let (wanted, order): (&str, Box<dyn Iterator<Item = &String>>) = if verb == "mount" {
+        ("no", Box::new(datasets.iter()))
+    } else {
+        ("yes", Box::new(datasets.iter().rev()))
+    };
+    order
+        .map(|dataset| {
+            let name = full_name(end.pool, dataset);
+            let mounted = command_line(["zfs", "get", "-H", "-o", "value", "mounted", &name]);
+            let change = command_line(["zfs", verb, &name]);
+            format!("if [ \"$({mounted})\" = {wanted} ]; then {change}; fi")
+        })
+        .collect::<Vec<_>>()
+        .join(" && ")
+}
+
+/// A planned failover with no data lost, and the failback after it: the primary stops writing
+/// (its datasets unmounted, so its NFS shares go, and `readonly=on`), a last round sends
+/// everything it wrote, it becomes a read-only replica, and the replica is promoted. The roles
+/// are then simply swapped: replication goes on in the other direction from the last round's
+/// snapshot, and the same call in the other direction fails back.
+///
+/// Every step is read from the pools before it is taken, so a hand-over interrupted anywhere
+/// is finished by calling it again: a primary already read-only is not stopped twice, a last
+/// round already on the replica is not sent again, and a replica already promoted is left.
+pub async fn hand_over(
+    primary: PoolEnd<'_>,
+    replica: PoolEnd<'_>,
+    now: SystemTime,
+) -> Result<HandOver, ReplicationError> {
+    let ((source, mine), (target, theirs)) =
+        tokio::try_join!(survey(primary, None), survey(replica, None))?;
+    if target.role == "primary" && source.is_replica() {
+        // Done already: the replica was promoted after the primary became a replica.
+        let promotion = promote(replica, primary).await?;
+        return Ok(HandOver {
+            last_round: None,
+            promotion,
+        });
+    }
+    if !target.is_replica() {
+        return Err(ReplicationError::NotAReplica {
+            end: replica.to_string(),
+            role: target.role,
+            readonly: target.readonly,
+        });
+    }
+    let last_round = if source.role == "replica" {
+        // Interrupted after the primary became a replica: only a primary whose newest
+        // snapshot the replica holds (the last round's) may have got there.
+        let newest = mine.snapshots.get("").and_then(|root| root.last());
+        let received = newest.is_some_and(|newest| {
+            mine.datasets.iter().all(|dataset| {
+                mine.newest_common(dataset, &theirs).map(|s| &s.name) == Some(&newest.name)
+            })
+        });
+        if !received {
+            return Err(ReplicationError::NotAPrimary {
+                end: primary.to_string(),
+                role: source.role,
+                readonly: source.readonly,
+            });
+        }
+        None
+    } else {
+        if source.readonly != "on" {
+            // Writes stop: unmounted (the NFS shares go with the mounts), then read-only.
+            run_line(primary, mounts(primary, &mine.datasets, "unmount")).await?;
+            run(primary, &["zfs", "set", "readonly=on", primary.pool]).await?;
+        }
+        let round = replicate(primary, replica, now).await?;
+        let role = format!("{ROLE_PROPERTY}=replica");
+        run(primary, &["zfs", "set", &role, primary.pool]).await?;
+        Some(round)
+    };
+    let promotion = promote(replica, primary).await?;
+    Ok(HandOver {
+        last_round,
+        promotion,
+    })
+}
+
+/// Whether the old primary may still write: it answers over SSH with the pool imported, and
+/// the pool is not a read-only replica (a primary handed over is one, and writes nothing). A
 /// host that does not answer is taken as fenced, which is what a fence looks like.
 async fn still_holds(old_primary: PoolEnd<'_>) -> Option<String> {
     let asked = SshConnection::new(
@@ -781,9 +882,22 @@ async fn still_holds(old_primary: PoolEnd<'_>) -> Option<String> {
             command: Duration::from_secs(30),
         },
     );
+    let asked = PoolEnd {
+        connection: &asked,
+        pool: old_primary.pool,
+    };
     let command = command_line(["zpool", "list", "-H", "-o", "name", old_primary.pool]);
-    match asked.run_read_only(&command).await {
-        Ok(output) if output.success() => Some(old_primary.to_string()),
+    match asked.connection.run_read_only(&command).await {
+        Ok(output) if output.success() => match survey(asked, None).await {
+            Ok((side, _)) if side.is_replica() => None,
+            Ok((side, _)) => Some(format!(
+                "{old_primary} still answers over SSH with the pool imported ({ROLE_PROPERTY}={}, readonly={})",
+                side.role, side.readonly
+            )),
+            Err(error) => Some(format!(
+                "{old_primary} still answers over SSH with the pool imported, and its role cannot be read ({error})"
+            )),
+        },
         _ => None,
     }
 }
