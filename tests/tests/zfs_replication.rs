@@ -237,9 +237,21 @@ async fn replication_refuses_every_direction_but_primary_to_replica() {
     );
 
     replication::mark_replica(pair.replica()).await.unwrap();
-    replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+    let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
         .await
         .unwrap();
+    // The base of the next increment is held on the primary: nobody destroys it by mistake.
+    let base = format!("{}@{}", pair.hosts.pool, round.snapshot.name);
+    let destroy = pair.hosts.a.zfs(&["destroy", "-r", &base]);
+    assert!(
+        !destroy.status.success(),
+        "the held base {base} was destroyed"
+    );
+    assert!(
+        String::from_utf8_lossy(&destroy.stderr).contains("busy"),
+        "{}",
+        String::from_utf8_lossy(&destroy.stderr)
+    );
     // Backwards: B is a replica, it never sends.
     let refused = replication::replicate(pair.replica(), pair.primary(), SystemTime::now())
         .await

@@ -250,12 +250,24 @@ impl ZfsHost {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Runs `zfs ARGUMENTS` as this host runs it, and fails the test on an error.
-    pub fn zfs_ok(&self, arguments: &[&str]) -> String {
+    /// Runs `zfs ARGUMENTS` as this host runs it.
+    pub fn zfs(&self, arguments: &[&str]) -> Output {
         let target = self.daemon_pid.to_string();
         let mut all = vec!["-t", target.as_str(), "-m", "-u", "zfs"];
         all.extend_from_slice(arguments);
-        run_ok("nsenter", &all)
+        run("nsenter", &all)
+    }
+
+    /// Runs `zfs ARGUMENTS` as this host runs it, and fails the test on an error.
+    pub fn zfs_ok(&self, arguments: &[&str]) -> String {
+        let output = self.zfs(arguments);
+        assert!(
+            output.status.success(),
+            "{}: zfs {arguments:?} failed: {}",
+            self.identity.hostname,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// A dataset's property, as this host's `zfs get` says.
