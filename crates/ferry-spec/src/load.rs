@@ -210,18 +210,22 @@ pub(crate) fn load(
     } else {
         std::collections::BTreeSet::new()
     };
-    let mut resources = BTreeMap::new();
-    let mut origins = BTreeMap::new();
+    // Built from sorted vectors rather than entry by entry: a map filled in order by `insert`
+    // leaves each node it splits half empty, and these maps live as long as the spec.
+    let mut resources = Vec::with_capacity(read.len());
+    let mut origins = Vec::with_capacity(read.len());
     for (address, resource) in read {
-        origins.insert(
+        origins.push((
             address.clone(),
             Origin {
                 file: resource.file,
                 header: resource.header,
             },
-        );
-        resources.insert(address, resource.spec);
+        ));
+        resources.push((address, resource.spec));
     }
+    let resources = BTreeMap::from_iter(resources);
+    let origins = BTreeMap::from_iter(origins);
     Ok(Spec {
         root: root.to_path_buf(),
         deployment,

@@ -68,7 +68,9 @@ impl Loader<'_> {
         failover: &mut FailoverPolicy,
         triggers: &[(String, Place)],
     ) -> BTreeMap<ResourceAddress, Vec<Dependency>> {
-        let mut dependencies = BTreeMap::new();
+        // In address order, collected into a map at the end: filled by `insert`, its nodes
+        // would be half empty, and it lives as long as the spec.
+        let mut dependencies = Vec::with_capacity(read.len());
         let mut edges: BTreeMap<&ResourceAddress, Vec<Edge>> = BTreeMap::new();
         let mut luns: HashMap<(&str, i64), &ResourceAddress> = HashMap::new();
         for (address, resource) in read {
@@ -106,7 +108,7 @@ impl Loader<'_> {
                 }
             }
             let found = unique;
-            dependencies.insert(address.clone(), found);
+            dependencies.push((address.clone(), found));
             edges.insert(address, resource_edges);
 
             self.check_kind_rules(resource);
@@ -121,6 +123,7 @@ impl Loader<'_> {
         self.check_triggers(read, failover, triggers);
         self.check_pools(read);
         self.check_cycles(read, &edges);
+        let dependencies = BTreeMap::from_iter(dependencies);
         self.check_standby_hooks(read, &dependencies);
         dependencies
     }
