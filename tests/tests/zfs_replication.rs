@@ -142,6 +142,23 @@ async fn a_killed_primary_loses_only_what_followed_the_last_complete_round() {
         first.bases,
         BTreeMap::from([("".to_owned(), None), ("prod".to_owned(), None)])
     );
+    // ferry's zfs_pool provider reads the replica (host g2, B) as imported and whole, but
+    // serving nobody: unhealthy, with the reason, never "no changes".
+    let provider = fixture(&pair.hosts);
+    let replica = provider.read(2).await;
+    assert_eq!(
+        replica.attribute("replication_role"),
+        Some(&serde_json::json!("replica"))
+    );
+    let ferry_core::Observation::Present {
+        health: ferry_core::Health::Unhealthy { reason },
+        ..
+    } = &replica
+    else {
+        panic!("the replica reads {replica:?}");
+    };
+    insta::assert_snapshot!(reason, @"the pool takes no writes (readonly=on, ferry:role=replica): it is a replica or was handed over; promote it, or hand the service back to it");
+    assert!(provider.read(1).await.is_healthy());
 
     let stop = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(BTreeMap::new()));
@@ -180,6 +197,12 @@ async fn a_killed_primary_loses_only_what_followed_the_last_complete_round() {
         .await
         .unwrap();
     assert!(!promotion.already_promoted);
+    let promoted = provider.read(2).await;
+    assert!(promoted.is_healthy(), "{promoted:?}");
+    assert_eq!(
+        promoted.attribute("replication_role"),
+        Some(&serde_json::json!("primary"))
+    );
     let last_started = last_started.unwrap();
     let written = log.lock().unwrap().clone();
     let prod = pair.prod(&pair.hosts.b);

@@ -328,29 +328,35 @@ pub fn parse_import_listing(command: &str, text: &str) -> Result<Vec<ImportableP
     Ok(pools)
 }
 
-/// One dataset's managed properties from `zfs list -H -o name,mountpoint,sharenfs,quota`.
+/// One dataset's managed properties from `zfs list -H -o name,mountpoint,sharenfs,quota,
+/// readonly,ferry:role`, and the two that say whether it takes writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetRow {
     pub name: String,
     pub mountpoint: String,
     pub sharenfs: String,
     pub quota: String,
+    /// `on` when the dataset takes no writes (a replica's; or mounted read-only, which
+    /// zfs-fuse reads `on` too).
+    pub readonly: String,
+    /// The replication role ferry gave the pool (`replica` or `primary`), `-` when none.
+    pub role: String,
 }
 
 /// The columns [`parse_dataset_list`] reads, in order.
-pub const DATASET_COLUMNS: &str = "name,mountpoint,sharenfs,quota";
+pub const DATASET_COLUMNS: &str = "name,mountpoint,sharenfs,quota,readonly,ferry:role";
 
-/// Parses `zfs list -H -o name,mountpoint,sharenfs,quota -r POOL`.
+/// Parses `zfs list -H -o name,mountpoint,sharenfs,quota,readonly,ferry:role -r POOL`.
 pub fn parse_dataset_list(command: &str, text: &str) -> Result<Vec<DatasetRow>, ParseError> {
     text.lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
             let fields: Vec<&str> = line.split('\t').collect();
-            let [name, mountpoint, sharenfs, quota] = fields[..] else {
+            let [name, mountpoint, sharenfs, quota, readonly, role] = fields[..] else {
                 return Err(ParseError::new(
                     command,
                     format!(
-                        "expected 4 tab-separated columns, found {} in `{line}`",
+                        "expected 6 tab-separated columns, found {} in `{line}`",
                         fields.len()
                     ),
                 ));
@@ -360,6 +366,8 @@ pub fn parse_dataset_list(command: &str, text: &str) -> Result<Vec<DatasetRow>, 
                 mountpoint: mountpoint.to_owned(),
                 sharenfs: sharenfs.to_owned(),
                 quota: quota.to_owned(),
+                readonly: readonly.to_owned(),
+                role: role.to_owned(),
             })
         })
         .collect()

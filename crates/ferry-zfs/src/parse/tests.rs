@@ -140,22 +140,30 @@ fn import_listings_say_whether_a_pool_can_be_imported() {
 
 #[test]
 fn dataset_lists_keep_zfs_notation() {
+    let row = |name: &str, mountpoint: &str, quota: &str, readonly: &str, role: &str| DatasetRow {
+        name: name.into(),
+        mountpoint: mountpoint.into(),
+        sharenfs: "off".into(),
+        quota: quota.into(),
+        readonly: readonly.into(),
+        role: role.into(),
+    };
     let datasets = parse_dataset_list("zfs list", include_str!("captured/datasets.txt")).unwrap();
     assert_eq!(
         datasets,
         [
-            DatasetRow {
-                name: "capt".into(),
-                mountpoint: "/tmp/zcap/mnt".into(),
-                sharenfs: "off".into(),
-                quota: "none".into()
-            },
-            DatasetRow {
-                name: "capt/st".into(),
-                mountpoint: "/tmp/zcap/mnt/st".into(),
-                sharenfs: "off".into(),
-                quota: "100M".into()
-            }
+            row("capt", "/tmp/zcap/mnt", "none", "off", "-"),
+            row("capt/st", "/tmp/zcap/mnt/st", "100M", "off", "-"),
+        ]
+    );
+    // A replica's: read-only, and its role inherited by every dataset.
+    let datasets =
+        parse_dataset_list("zfs list", include_str!("captured/datasets-replica.txt")).unwrap();
+    assert_eq!(
+        datasets,
+        [
+            row("capt", "/tmp/zcap/mnt", "none", "on", "replica"),
+            row("capt/st", "/tmp/zcap/mnt/st", "100M", "on", "replica"),
         ]
     );
 }

@@ -62,6 +62,15 @@ pub(super) fn imported_attributes(
         .map(|row| json!({"path": row.path(), "state": row.state}))
         .collect();
     attributes.insert("vdevs".into(), Value::Array(vdevs));
+    // Only when set, so that a pool outside any replication reads as it always did.
+    if let Some(root) = datasets.iter().find(|row| &row.name == pool) {
+        if root.role != "-" {
+            attributes.insert("replication_role".into(), json!(root.role));
+        }
+        if root.readonly == "on" {
+            attributes.insert("readonly".into(), json!(true));
+        }
+    }
     attributes.insert(
         "layout".into(),
         json!(crate::parse::layout_of(&status.vdevs)),
@@ -151,8 +160,21 @@ fn common_parent(paths: &[&str]) -> Option<String> {
     (!common.is_empty()).then(|| format!("/{}", common.join("/")))
 }
 
-fn health_of(status: &PoolStatus) -> Health {
+fn health_of(status: &PoolStatus, datasets: &[DatasetRow], pool: &str) -> Health {
     if status.state == "ONLINE" {
+        // Imported and whole, but taking no writes: a hot standby's replica, or a primary
+        // stopped by a hand-over. It serves nobody; the plan and the watch say so.
+        if let Some(root) = datasets
+            .iter()
+            .find(|row| row.name == pool && (row.readonly == "on" || row.role == "replica"))
+        {
+            return Health::Unhealthy {
+                reason: format!(
+                    "the pool takes no writes (readonly={}, ferry:role={}): it is a replica or was handed over; promote it, or hand the service back to it",
+                    root.readonly, root.role
+                ),
+            };
+        }
         return Health::Healthy;
     }
     let problems: Vec<String> = status
@@ -199,7 +221,7 @@ impl ZfsPoolProvider {
                     &expected,
                     context.fields.contains_key(zfs_pool::POOL_NAME),
                 ),
-                health: health_of(&status),
+                health: health_of(&status, &datasets, &settings.name),
             }),
             PoolState::ImportedElsewhere { devices } => {
                 let mut attributes = Attributes::new();
