@@ -13,6 +13,7 @@
 pub mod client;
 pub mod credential;
 pub mod deployment;
+pub mod disk_snapshots;
 pub mod error;
 pub mod id;
 pub mod list_reads;
@@ -29,6 +30,9 @@ pub use credential::{
     ChainedCredential, CredentialChoice, CredentialVariables, StaticTokenCredential,
 };
 pub use deployment::{AzureDeployment, AzureSettings, LocateError, StepOperations};
+pub use disk_snapshots::{
+    DiskFromSnapshot, SnapshotCallError, SnapshotOfDisk, SnapshotRequestError, SnapshotSku,
+};
 pub use error::{ArmError, ArmErrorDetail, ArmErrorResponse, ArmServiceError, CredentialAttempt};
 pub use id::{ResourceId, ResourceIdError};
 pub use list_reads::{ReadRoundGuard, ReadVia};

@@ -277,7 +277,50 @@ arm_object!(DiskProperties {
     pub unique_id: Option<String>,
     pub provisioning_state: Option<String>,
 });
-arm_object!(CreationData { pub create_option: Option<String>, });
+arm_object!(
+    /// How a disk or snapshot was made (`diskRPCommon.json`'s `CreationData`): `Empty`, or
+    /// `Copy` of the disk or snapshot at `sourceResourceId`, whose `uniqueId` ARM then reports
+    /// as `sourceUniqueId`.
+    CreationData {
+        pub create_option: Option<String>,
+        pub source_resource_id: Option<String>,
+        /// Read-only: set by ARM.
+        pub source_unique_id: Option<String>,
+    }
+);
+
+arm_resource!(
+    /// `Microsoft.Compute/snapshots` (a managed disk's snapshot, served by DiskRP like disks).
+    Snapshot, SnapshotProperties {
+        /// `Standard_LRS`, `Premium_LRS` or `Standard_ZRS`; `tier` is read-only.
+        pub sku: Option<Sku>,
+        /// Read-only, "Unused. Always Null." (snapshot.json).
+        pub managed_by: Option<String>,
+    }
+);
+arm_object!(SnapshotProperties {
+    pub creation_data: Option<CreationData>,
+    #[serde(rename = "diskSizeGB")]
+    pub disk_size_gb: Option<i64>,
+    pub disk_size_bytes: Option<i64>,
+    /// Only the blocks changed since the disk's previous snapshot are stored.
+    pub incremental: Option<bool>,
+    /// Read-only: the incremental snapshots of one disk share it.
+    pub incremental_snapshot_family_id: Option<String>,
+    pub time_created: Option<String>,
+    pub unique_id: Option<String>,
+    pub provisioning_state: Option<String>,
+});
+
+impl Snapshot {
+    /// Whether the snapshot carries tag `key` with exactly `value`.
+    pub fn has_tag(&self, key: &str, value: &str) -> bool {
+        self.tags
+            .as_ref()
+            .and_then(|tags| tags.get(key))
+            .is_some_and(|found| found == value)
+    }
+}
 
 // ---- AKS --------------------------------------------------------------------------------------
 

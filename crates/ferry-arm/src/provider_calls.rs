@@ -18,6 +18,8 @@ pub mod api_version {
     pub const PUBLIC_IP: &str = "2025-01-01";
     pub const COMPUTE: &str = "2025-04-01";
     pub const DISKS: &str = "2025-01-02";
+    /// Managed-disk snapshots: DiskRP serves them with the disks' api-version.
+    pub const SNAPSHOTS: &str = "2025-01-02";
     pub const CONTAINER_SERVICE: &str = "2026-05-01";
     pub const DNS: &str = "2018-05-01";
 
@@ -26,6 +28,8 @@ pub mod api_version {
         let lower = resource_type.to_ascii_lowercase();
         if lower.starts_with("microsoft.compute/disks") {
             DISKS
+        } else if lower.starts_with("microsoft.compute/snapshots") {
+            SNAPSHOTS
         } else if lower.starts_with("microsoft.compute/") {
             COMPUTE
         } else if lower.starts_with("microsoft.network/publicipaddresses") {

@@ -63,6 +63,10 @@ fn check_body(file: &str, what: &str, body: &Value) {
     let name = file.rsplit('/').next().unwrap_or_default();
     match file.split('/').next().unwrap_or_default() {
         "compute-disks" => round_trip::<Disk>(file, what, body),
+        "compute-snapshots" if name.contains("List") => {
+            round_trip::<ListPage<Snapshot>>(file, what, body)
+        }
+        "compute-snapshots" => round_trip::<Snapshot>(file, what, body),
         "compute-virtualmachines" if name.contains("InstanceView") => {
             round_trip::<VirtualMachineInstanceView>(file, what, body)
         }
@@ -131,15 +135,55 @@ fn url_path(template: &str, parameters: &Value) -> String {
     path.replace(['{', '}'], "")
 }
 
+/// Whether `text` is the id of a managed disk or snapshot: what a `Copy` names as its source.
+fn is_disk_or_snapshot_id(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("/providers/microsoft.compute/disks/")
+        || lower.contains("/providers/microsoft.compute/snapshots/")
+}
+
+/// Fills the placeholders of the ids in a request body as [`url_path`] fills the path's, and
+/// gives an id written without its leading `/` (`subscriptions/{subscriptionId}/...`, as some
+/// DiskRP examples write `sourceResourceId`) its `/`: the id of a resource the test can seed.
+fn fill_ids(value: &mut Value) {
+    match value {
+        Value::String(text) if is_disk_or_snapshot_id(text) => {
+            let filled = text.replace(['{', '}'], "");
+            *text = match filled.strip_prefix("subscriptions/") {
+                Some(rest) => format!("/subscriptions/{rest}"),
+                None => filled,
+            };
+        }
+        Value::Array(items) => items.iter_mut().for_each(fill_ids),
+        Value::Object(map) => map.values_mut().for_each(fill_ids),
+        _ => {}
+    }
+}
+
+/// A seed the simulator stores as DiskRP would create it: ids filled as in a request, and a
+/// snapshot with a `creationData`, which DiskRP requires (an example that leaves it out is
+/// seeded `Empty`).
+fn seedable(id: &str, seed: &mut Value) {
+    fill_ids(seed);
+    if !id
+        .to_ascii_lowercase()
+        .contains("/providers/microsoft.compute/snapshots/")
+    {
+        return;
+    }
+    let properties = seed
+        .as_object_mut()
+        .unwrap()
+        .entry("properties")
+        .or_insert(serde_json::json!({}));
+    if properties.get("creationData").is_none() {
+        properties["creationData"] = serde_json::json!({"createOption": "Empty"});
+    }
+}
+
 fn ids_in(value: &Value, found: &mut Vec<String>) {
     match value {
-        Value::String(text)
-            if text
-                .to_ascii_lowercase()
-                .contains("/providers/microsoft.compute/disks/") =>
-        {
-            found.push(text.clone())
-        }
+        Value::String(text) if is_disk_or_snapshot_id(text) => found.push(text.clone()),
         Value::Array(items) => items.iter().for_each(|item| ids_in(item, found)),
         Value::Object(map) => map.values().for_each(|item| ids_in(item, found)),
         _ => {}
@@ -178,7 +222,10 @@ async fn the_simulator_accepts_every_example_request() {
         let path = url_path(&template, parameters);
         assert!(!path.contains('{'), "{file}: unfilled template {path}");
         let group = path.split('/').take(5).collect::<Vec<_>>().join("/");
-        let body = request_body(&example);
+        let mut body = request_body(&example);
+        if let Some(body) = &mut body {
+            fill_ids(body);
+        }
         // The group exists first, in the region of the example that creates it if there is one:
         // ARM refuses to move a group to another region.
         let group_location = body
@@ -190,20 +237,31 @@ async fn the_simulator_accepts_every_example_request() {
             .simulator
             .seed(&group, serde_json::json!({"location": group_location}))
             .unwrap();
-        // Disks a request refers to exist first, unattached, as they would on Azure.
+        // Disks and snapshots a request refers to exist first, unattached, as they would on Azure.
         let mut disks = Vec::new();
         if let Some(body) = &body {
             ids_in(body, &mut disks);
         }
         if method != "PUT" {
-            ids_in(&example["responses"]["200"]["body"], &mut disks);
+            let mut answer = example["responses"]["200"]["body"].clone();
+            fill_ids(&mut answer);
+            ids_in(&answer, &mut disks);
         }
         disks.retain(|id| !id.eq_ignore_ascii_case(&path));
         for disk in disks {
-            let _ = world.simulator.seed(
-                &disk,
-                serde_json::json!({"location": "westus", "properties": {"diskSizeGB": 8}}),
-            );
+            // The source may be in another group (or, placeholders filled, another
+            // subscription) than the example's resource.
+            let source_group = disk.split('/').take(5).collect::<Vec<_>>().join("/");
+            let _ = world
+                .simulator
+                .seed(&source_group, serde_json::json!({"location": "westus"}));
+            world
+                .simulator
+                .seed(
+                    &disk,
+                    serde_json::json!({"location": "westus", "properties": {"diskSizeGB": 8, "creationData": {"createOption": "Empty"}}}),
+                )
+                .unwrap_or_else(|error| panic!("{file}: seeding {disk}: {error}"));
         }
         // Reads, changes and deletes need the resource: seed it from the example's own answer.
         let resource_path = if method == "POST" || path.ends_with("/instanceView") {
@@ -231,6 +289,7 @@ async fn the_simulator_accepts_every_example_request() {
                 .unwrap()
                 .entry("location")
                 .or_insert(serde_json::json!("westus"));
+            seedable(&resource_path, &mut seed);
             if let Some(zone) = resource_path.to_ascii_lowercase().find("/dnszones/") {
                 let zone_end = resource_path[zone + 10..]
                     .find('/')
@@ -268,6 +327,7 @@ async fn the_simulator_accepts_every_example_request() {
                     .unwrap()
                     .entry("location")
                     .or_insert(serde_json::json!("global"));
+                seedable(&format!("{path}/{name}"), &mut seed);
                 world
                     .simulator
                     .seed(&format!("{path}/{name}"), seed)
