@@ -6,6 +6,7 @@
 //! ARM to refuse a second attachment.
 
 mod batch;
+pub mod copies;
 mod provider;
 
 pub use provider::{DiskError, DiskProvider};
