@@ -330,9 +330,28 @@ async fn a_round_cut_in_its_stream_leaves_a_replica_the_next_round_and_a_promoti
         .await
         .unwrap();
     let before = write_files(&pair.prod(&pair.hosts.a));
+    // A dataset that lives one round on the primary, then is destroyed there: it stays on the
+    // replica, but is no longer part of it, and never holds back a promotion.
+    let scratch = format!("{}/scratch", pair.hosts.pool);
+    pair.hosts.a.zfs_ok(&["create", &scratch]);
+    let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    // The replication base is held on it too: the operator releases the hold to destroy it.
+    let base = format!("{scratch}@{}", round.snapshot.name);
+    let busy = pair.hosts.a.zfs(&["destroy", "-r", &scratch]);
+    assert!(
+        !busy.status.success(),
+        "a dataset whose base is held was destroyed"
+    );
+    pair.hosts
+        .a
+        .zfs_ok(&["release", replication::HOLD_TAG, &base]);
+    pair.hosts.a.zfs_ok(&["destroy", "-r", &scratch]);
     replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
         .await
         .unwrap();
+    assert_eq!(pair.hosts.b.zfs_value("canmount", &scratch), "off");
     // A large increment, cut in the middle: the round's future is dropped, as when ferry is
     // killed, which ends both SSH commands mid-stream.
     let big = pair.prod(&pair.hosts.a).join("big.bin");
@@ -357,6 +376,7 @@ async fn a_round_cut_in_its_stream_leaves_a_replica_the_next_round_and_a_promoti
         .unwrap();
     let prod = pair.prod(&pair.hosts.b);
     assert_eq!(read_sums(&prod, &before), before);
+    assert_eq!(pair.hosts.b.zfs_value("mounted", &scratch), "no");
     assert_eq!(
         sum_of(&prod.join("big.bin")),
         sum_of_bytes(&vec![7u8; 24 << 20])

@@ -40,6 +40,9 @@ use crate::ssh::{CommandOutput, SshConnection, SshError, SshTimeouts};
 
 /// The user property that says which side of a replication a pool is.
 pub const ROLE_PROPERTY: &str = "ferry:role";
+/// The user property a replica's dataset gets when the primary no longer has it: the name of
+/// the round that found it gone.
+pub const REMOVED_PROPERTY: &str = "ferry:removed-at";
 /// The prefix of the snapshots replication takes; no other snapshot is ever destroyed.
 pub const SNAPSHOT_PREFIX: &str = "ferry-";
 /// The tag of the hold on the snapshot the next increment needs.
@@ -356,14 +359,20 @@ impl Listing {
     }
 
     /// The newest snapshot name that every dataset holds.
+    /// The newest snapshot name that every replicated dataset holds. A dataset with no
+    /// `ferry-` snapshot left is not one: the primary destroyed it, a round marked it
+    /// `canmount=off`, and the rounds' clean-up took its snapshots with the root's.
     fn newest_complete(&self) -> Option<&SnapshotInfo> {
         let root = self.snapshots.get("")?;
         root.iter().rev().find(|snapshot| {
-            self.datasets.iter().all(|dataset| {
-                self.snapshots
-                    .get(dataset)
-                    .is_some_and(|list| list.iter().any(|other| other.name == snapshot.name))
-            })
+            self.datasets
+                .iter()
+                .all(|dataset| match self.snapshots.get(dataset) {
+                    Some(list) if !list.is_empty() => {
+                        list.iter().any(|other| other.name == snapshot.name)
+                    }
+                    _ => true,
+                })
         })
     }
 }
@@ -654,7 +663,26 @@ pub async fn replicate(
         .chain(prune(primary, &mine))
         .collect::<Vec<_>>()
         .join(" && ");
-    let prune = prune(replica, &theirs).join(" && ");
+    // A dataset the primary no longer has stays on the replica (a replica never destroys
+    // data on its own), but is no longer part of it: never mounted by a promotion, and marked
+    // with the round that found it gone.
+    let removed = format!("{REMOVED_PROPERTY}={name}");
+    let prune = prune(replica, &theirs)
+        .into_iter()
+        .chain(
+            theirs
+                .datasets
+                .iter()
+                .filter(|dataset| !dataset.is_empty() && !mine.datasets.contains(dataset))
+                .map(|dataset| {
+                    let stale = full_name(replica.pool, dataset);
+                    command_line(["zfs", "set", "canmount=off", &stale])
+                        + " && "
+                        + &command_line(["zfs", "set", &removed, &stale])
+                }),
+        )
+        .collect::<Vec<_>>()
+        .join(" && ");
     tokio::try_join!(run_line(primary, keep), run_line(replica, prune))?;
     let pruned = olds(&mine).len() + olds(&theirs).len();
     let snapshot = mine
@@ -763,10 +791,24 @@ pub async fn promote(
                 replica: replica.to_string(),
             });
         };
-        for dataset in &listing.datasets {
-            let snapshot = format!("{}@{}", full_name(replica.pool, dataset), point.name);
-            run(replica, &["zfs", "rollback", "-r", &snapshot]).await?;
-        }
+        // Every replicated dataset, in one call; one the primary removed holds no snapshot
+        // of the point and is left as it is (never mounted).
+        let rollbacks = listing
+            .datasets
+            .iter()
+            .filter(|dataset| {
+                listing
+                    .snapshots
+                    .get(*dataset)
+                    .is_some_and(|list| list.iter().any(|snapshot| snapshot.name == point.name))
+            })
+            .map(|dataset| {
+                let snapshot = format!("{}@{}", full_name(replica.pool, dataset), point.name);
+                command_line(["zfs", "rollback", "-r", &snapshot])
+            })
+            .collect::<Vec<_>>()
+            .join(" && ");
+        run_line(replica, rollbacks).await?;
         rolled_back_to = Some(point);
         // Role first, so that an interruption leaves a pool nothing receives into.
         let role = format!("{ROLE_PROPERTY}=primary");
@@ -790,16 +832,24 @@ pub async fn promote(
 /// pool's datasets that is not so already: this pool's only, never the host's others.
 fn mounts(end: PoolEnd<'_>, datasets: &[String], verb: &str) -> String {
     let (wanted, order): (&str, Box<dyn Iterator<Item = &String>>) = if verb == "mount" {
-        ("no", Box::new(datasets.iter()))
+        ("no on", Box::new(datasets.iter()))
     } else {
         ("yes", Box::new(datasets.iter().rev()))
     };
     order
         .map(|dataset| {
             let name = full_name(end.pool, dataset);
-            let mounted = command_line(["zfs", "get", "-H", "-o", "value", "mounted", &name]);
+            // Mounted and canmount in one word pair: a dataset marked `canmount=off` (one the
+            // primary removed) is never mounted.
+            let state =
+                command_line(["zfs", "get", "-H", "-o", "value", "mounted,canmount", &name]);
             let change = command_line(["zfs", verb, &name]);
-            format!("if [ \"$({mounted})\" = {wanted} ]; then {change}; fi")
+            let test = if verb == "mount" {
+                format!("[ \"$({state} | tr '\\n' ' ')\" = '{wanted} ' ]")
+            } else {
+                format!("[ \"$({state} | head -n 1)\" = {wanted} ]")
+            };
+            format!("if {test}; then {change}; fi")
         })
         .collect::<Vec<_>>()
         .join(" && ")
