@@ -200,20 +200,25 @@ impl ReplicationError {
     }
 }
 
-fn first_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .find(|line| !line.is_empty())
-        .unwrap_or("(no message)")
-        .to_owned()
-}
-
 async fn run(end: PoolEnd<'_>, arguments: &[&str]) -> Result<CommandOutput, ReplicationError> {
-    run_line(end, command_line(arguments.iter().copied())).await
+    exec(end, command_line(arguments.iter().copied()), false).await
 }
 
-/// Runs a command line (quoted already; nothing for an empty one) and fails on a non-zero exit.
 async fn run_line(end: PoolEnd<'_>, command: String) -> Result<CommandOutput, ReplicationError> {
+    exec(end, command, false).await
+}
+
+async fn query(end: PoolEnd<'_>, arguments: &[&str]) -> Result<CommandOutput, ReplicationError> {
+    exec(end, command_line(arguments.iter().copied()), true).await
+}
+
+/// Runs a command line (quoted already; nothing for an empty one) and fails on a non-zero
+/// exit. A read-only one is run again on a fresh connection if the first dropped.
+async fn exec(
+    end: PoolEnd<'_>,
+    command: String,
+    read_only: bool,
+) -> Result<CommandOutput, ReplicationError> {
     if command.is_empty() {
         return Ok(CommandOutput {
             status: Some(0),
@@ -221,25 +226,16 @@ async fn run_line(end: PoolEnd<'_>, command: String) -> Result<CommandOutput, Re
             stderr: String::new(),
         });
     }
-    let output = end.connection.run(&command).await?;
+    let output = if read_only {
+        end.connection.run_read_only(&command).await?
+    } else {
+        end.connection.run(&command).await?
+    };
     if !output.success() {
         return Err(ReplicationError::Command {
             host: end.connection.target().to_string(),
             command,
-            stderr: first_line(&output.stderr),
-        });
-    }
-    Ok(output)
-}
-
-async fn query(end: PoolEnd<'_>, arguments: &[&str]) -> Result<CommandOutput, ReplicationError> {
-    let command = command_line(arguments.iter().copied());
-    let output = end.connection.run_read_only(&command).await?;
-    if !output.success() {
-        return Err(ReplicationError::Command {
-            host: end.connection.target().to_string(),
-            command,
-            stderr: first_line(&output.stderr),
+            stderr: output.first_error_line(),
         });
     }
     Ok(output)
@@ -316,18 +312,7 @@ async fn survey(
     command.push_str(&parts.join(&format!(" && echo {SECTION} && ")));
     let host = end.connection.target().to_string();
     // Not read-only when it takes a snapshot: a dropped connection is not retried blindly.
-    let output = if first.is_some() {
-        end.connection.run(&command).await?
-    } else {
-        end.connection.run_read_only(&command).await?
-    };
-    if !output.success() {
-        return Err(ReplicationError::Command {
-            host,
-            command,
-            stderr: first_line(&output.stderr),
-        });
-    }
+    let output = exec(end, command.clone(), first.is_none()).await?;
     let sections: Vec<&str> = output.stdout.split(&format!("{SECTION}\n")).collect();
     let [side, filesystems, properties] = sections[..] else {
         return Err(ReplicationError::Unreadable {
@@ -760,7 +745,7 @@ async fn stream(
                 end: replica.to_string(),
                 dataset: target_name,
                 side,
-                stderr: first_line(&output.stderr),
+                stderr: output.first_error_line(),
             });
         }
     }

@@ -161,6 +161,16 @@ impl CommandOutput {
     pub fn success(&self) -> bool {
         self.status == Some(0)
     }
+
+    /// The first line of stderr that says something: what an error message quotes.
+    pub fn first_error_line(&self) -> String {
+        self.stderr
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .unwrap_or("(no message)")
+            .to_owned()
+    }
 }
 
 struct Live {

@@ -118,16 +118,8 @@ pub(super) fn command_failed(
         pool: pool.to_owned(),
         host: host.instance.to_string(),
         command: command.to_owned(),
-        stderr: first_line(&output.stderr),
+        stderr: output.first_error_line(),
     }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .find(|line| !line.is_empty())
-        .unwrap_or("(no message)")
-        .to_owned()
 }
 
 /// Which of `paths` exist on the host.
