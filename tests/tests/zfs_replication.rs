@@ -352,18 +352,70 @@ async fn a_round_cut_in_its_stream_leaves_a_replica_the_next_round_and_a_promoti
         .await
         .unwrap();
     assert_eq!(pair.hosts.b.zfs_value("canmount", &scratch), "off");
-    // A large increment, cut in the middle: the round's future is dropped, as when ferry is
-    // killed, which ends both SSH commands mid-stream.
+    // A large increment, cut in the middle of prod's stream: the round's future is dropped
+    // once host B runs the receive, as when ferry is killed, which ends both SSH commands.
     let big = pair.prod(&pair.hosts.a).join("big.bin");
     std::fs::write(&big, vec![7u8; 24 << 20]).unwrap();
-    let cut = tokio::time::timeout(
-        Duration::from_millis(150),
-        replication::replicate(pair.primary(), pair.replica(), SystemTime::now()),
-    )
-    .await;
+    let receiving = format!("^zfs receive -F -u {}/prod$", pair.hosts.pool);
+    let receive_runs = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &receiving])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    {
+        let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now());
+        tokio::pin!(round);
+        let started = Instant::now();
+        loop {
+            tokio::select! {
+                done = &mut round => panic!("the round finished before it was cut: {done:?}"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+            if receive_runs() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "prod's receive never ran"
+            );
+        }
+        // Some of the stream on its way, then the cut.
+        let _ = tokio::time::timeout(Duration::from_millis(100), &mut round).await;
+    }
+    let newest_on_a = pair.hosts.a.zfs_ok(&[
+        "list",
+        "-H",
+        "-o",
+        "name",
+        "-t",
+        "snapshot",
+        "-r",
+        &prod_name(&pair),
+    ]);
+    let newest_on_a = newest_on_a
+        .lines()
+        .last()
+        .unwrap()
+        .rsplit_once('@')
+        .unwrap()
+        .1
+        .to_owned();
+    let on_b = pair.hosts.b.zfs_ok(&[
+        "list",
+        "-H",
+        "-o",
+        "name",
+        "-t",
+        "snapshot",
+        "-r",
+        &prod_name(&pair),
+    ]);
     assert!(
-        cut.is_err(),
-        "the round finished before it was cut: {cut:?}"
+        !on_b.contains(&newest_on_a),
+        "the cut round's snapshot {newest_on_a} reached B's prod: the cut was not mid-stream"
     );
     // The next round sends again from the last common snapshot.
     let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
@@ -381,6 +433,10 @@ async fn a_round_cut_in_its_stream_leaves_a_replica_the_next_round_and_a_promoti
         sum_of(&prod.join("big.bin")),
         sum_of_bytes(&vec![7u8; 24 << 20])
     );
+}
+
+fn prod_name(pair: &Pair) -> String {
+    format!("{}/prod", pair.hosts.pool)
 }
 
 fn sum_of_bytes(data: &[u8]) -> Option<String> {
