@@ -478,8 +478,7 @@ async fn write_while_replicating(
     }
     stop.store(true, Ordering::Relaxed);
     writing.join().unwrap();
-    let written = log.lock().unwrap().clone();
-    written
+    log.lock().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
