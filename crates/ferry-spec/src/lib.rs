@@ -184,8 +184,9 @@ pub struct Dependency {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DependencyVia {
     /// A reference field (`vm = "vm.nfs"`, `disks = ["disk.home0"]`): `field` is the field's
-    /// name as the kind's schema has it.
-    Reference { field: String },
+    /// name as the kind's schema has it (the schema's own text: a large spec has hundreds of
+    /// thousands of references, and a copy of the name for each was an allocation each).
+    Reference { field: &'static str },
     /// `${kind.name.output}` inside a field: `field` is the path of the string that holds it
     /// (`env.KUBECONFIG`, `values[0]`).
     Interpolation { field: String, output: String },

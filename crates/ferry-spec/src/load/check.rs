@@ -333,9 +333,7 @@ impl Loader<'_> {
                 }
                 found.push(Dependency {
                     address: target.clone(),
-                    via: DependencyVia::Reference {
-                        field: field.name.to_owned(),
-                    },
+                    via: DependencyVia::Reference { field: field.name },
                 });
                 edges.push(Edge {
                     to: target,
