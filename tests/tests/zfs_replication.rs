@@ -333,7 +333,9 @@ async fn a_round_cut_in_its_stream_leaves_a_replica_the_next_round_and_a_promoti
     // A dataset that lives one round on the primary, then is destroyed there: it stays on the
     // replica, but is no longer part of it, and never holds back a promotion.
     let scratch = format!("{}/scratch", pair.hosts.pool);
-    pair.hosts.a.zfs_ok(&["create", &scratch]);
+    // Never mounted on A: zfs-fuse sometimes calls a dataset it mounted a moment ago busy
+    // when it is destroyed (seen under load), which is not what this test is about.
+    pair.hosts.a.zfs_ok(&["create", "-o", "canmount=off", &scratch]);
     let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
         .await
         .unwrap();
@@ -551,4 +553,47 @@ async fn a_planned_hand_over_loses_nothing_and_fails_back_the_same_way() {
         on_a.len(),
         on_b.len()
     );
+}
+
+/// A stream is bounded by how long it stands still, not by how long it runs: a first full send
+/// of a large pool takes hours. With a 3-second command timeout, a sender that writes a line
+/// a second for 5 seconds gets through whole; one that says nothing for 8 seconds is given up
+/// after about 3, named as a timeout, and the next stream on the same connections works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_runs_as_long_as_it_moves_and_is_given_up_once_it_stands_still() {
+    let pair = Pair::start();
+    let short = |identity: HostIdentity| {
+        SshConnection::new(
+            SshTarget {
+                address: identity.address.to_string(),
+                port: pair.hosts.port,
+                user: "root".to_owned(),
+                key_file: Some(pair.hosts.user_key.clone()),
+                host_keys: HostKeys::KnownHostsFile(pair.hosts.known_hosts.clone()),
+            },
+            SshTimeouts {
+                connect: Duration::from_secs(5),
+                command: Duration::from_secs(3),
+            },
+        )
+    };
+    let (a, b) = (short(HOST_A), short(HOST_B));
+    let slow = "for i in 1 2 3 4 5; do echo line$i; sleep 1; done";
+    let piped = a.pipe_to(slow, &b, "wc -l").await.unwrap();
+    assert_eq!(piped.bytes, 30);
+    assert_eq!(piped.receiver.stdout.trim(), "5");
+
+    let stalled = a
+        .pipe_to("sleep 5; echo late", &b, "wc -l")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stalled,
+            ferry_zfs::ssh::SshError::Timeout { seconds: 3, .. }
+        ),
+        "{stalled}"
+    );
+    let again = a.pipe_to("echo again", &b, "cat").await.unwrap();
+    assert_eq!(again.receiver.stdout, "again\n");
 }

@@ -220,6 +220,41 @@ pub struct Piped {
     pub receiver: CommandOutput,
 }
 
+/// When a stream last moved, and how long it may stand still.
+struct Stillness {
+    started: std::time::Instant,
+    /// Milliseconds from `started` to the last move.
+    last: std::sync::atomic::AtomicU64,
+    limit: Duration,
+}
+
+impl Stillness {
+    fn new(limit: Duration) -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+            limit,
+        }
+    }
+
+    fn mark(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Ends once nothing has moved for the limit.
+    async fn stalled(&self) {
+        loop {
+            let last = Duration::from_millis(self.last.load(std::sync::atomic::Ordering::Relaxed));
+            let still = self.started.elapsed().saturating_sub(last);
+            if still >= self.limit {
+                return;
+            }
+            tokio::time::sleep((self.limit - still).min(Duration::from_secs(1))).await;
+        }
+    }
+}
+
 /// The most a shell's start-up files may print before the begin mark on a stream's stdout.
 const BEFORE_MARK_LIMIT: usize = 1 << 20;
 
@@ -332,8 +367,9 @@ impl SshConnection {
     }
 
     /// Runs `command` on this host and `receiving` on `receiver`'s, with this command's stdout
-    /// copied into the other's stdin as it comes (a `zfs send` into a `zfs receive`), within
-    /// the longer of the two command timeouts. The bytes pass through ferry's machine, so the
+    /// copied into the other's stdin as it comes (a `zfs send` into a `zfs receive`), for as
+    /// long as bytes keep moving: it fails once nothing has moved for the longer of the two
+    /// command timeouts (the commands' exits count as moves). The bytes pass through ferry's machine, so the
     /// hosts need no way to reach each other. Either side's failure ends the other: the sender
     /// sees its reader gone, the receiver an early end of its input.
     pub async fn pipe_to(
@@ -380,6 +416,8 @@ impl SshConnection {
             command: command.to_owned(),
             message,
         };
+        let limit = self.timeouts.command.max(receiver.timeouts.command);
+        let moved = &Stillness::new(limit);
         let stream = async {
             let mut sender = sending
                 .raw_command(marked(command))
@@ -400,14 +438,38 @@ impl SshConnection {
             let mut from = sender.stdout().take().expect("stdout is piped");
             let mut to = taker.stdin().take().expect("stdin is piped");
             let copy = async move {
+                use tokio::io::AsyncReadExt;
                 let first = skip_to_begin_mark(&mut from).await?;
                 to.write_all(&first).await?;
-                let rest = tokio::io::copy(&mut from, &mut to).await?;
+                moved.mark();
+                let mut total = first.len() as u64;
+                let mut buffer = vec![0u8; 256 << 10];
+                loop {
+                    let read = from.read(&mut buffer).await?;
+                    if read == 0 {
+                        break;
+                    }
+                    to.write_all(&buffer[..read]).await?;
+                    total += read as u64;
+                    moved.mark();
+                }
                 to.shutdown().await?;
-                Ok::<u64, std::io::Error>(first.len() as u64 + rest)
+                moved.mark();
+                Ok::<u64, std::io::Error>(total)
             };
-            let (copied, sent, taken) =
-                tokio::join!(copy, sender.wait_with_output(), taker.wait_with_output());
+            let (copied, sent, taken) = tokio::join!(
+                copy,
+                async {
+                    let sent = sender.wait_with_output().await;
+                    moved.mark();
+                    sent
+                },
+                async {
+                    let taken = taker.wait_with_output().await;
+                    moved.mark();
+                    taken
+                }
+            );
             let sent = sent.map_err(|error| dropped(&self.target, command, error.to_string()))?;
             let taken =
                 taken.map_err(|error| dropped(&receiver.target, receiving, error.to_string()))?;
@@ -439,10 +501,12 @@ impl SshConnection {
                 }),
             }
         };
-        let limit = self.timeouts.command.max(receiver.timeouts.command);
-        let outcome = match tokio::time::timeout(limit, stream).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(SshError::Timeout {
+        // Bounded by stillness, not by length: a first full send of a large pool takes hours
+        // and is alive while bytes move; one where nothing has moved (no byte, no exit) for
+        // the longer command timeout is given up.
+        let outcome = tokio::select! {
+            outcome = stream => outcome,
+            () = moved.stalled() => Err(SshError::Timeout {
                 target: self.target.to_string(),
                 command: format!("{command} | {receiving}"),
                 seconds: limit.as_secs(),
