@@ -297,14 +297,13 @@ async fn replication_refuses_every_direction_but_primary_to_replica() {
     // The replica's prod loses the snapshot it shares with the primary and gains one of its
     // own: nothing is sent over it.
     let prod = format!("{}/prod", pair.hosts.pool);
-    let shared = pair
-        .hosts
-        .b
-        .zfs_ok(&["list", "-H", "-o", "name", "-t", "snapshot", "-r", &prod]);
+    let shared = pair.hosts.b.snapshots(&prod);
     pair.hosts
         .b
         .zfs_ok(&["snapshot", &format!("{prod}@ferry-foreign")]);
-    pair.hosts.b.zfs_ok(&["destroy", shared.trim()]);
+    for name in shared {
+        pair.hosts.b.zfs_ok(&["destroy", &format!("{prod}@{name}")]);
+    }
     let refused = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
         .await
         .unwrap_err();
@@ -313,11 +312,8 @@ async fn replication_refuses_every_direction_but_primary_to_replica() {
         "{refused}"
     );
     assert_eq!(
-        pair.hosts
-            .b
-            .zfs_ok(&["list", "-H", "-o", "name", "-t", "snapshot", "-r", &prod])
-            .trim(),
-        format!("{prod}@ferry-foreign"),
+        pair.hosts.b.snapshots(&prod),
+        ["ferry-foreign"],
         "the replica's own snapshot is left alone"
     );
 }
@@ -335,7 +331,9 @@ async fn a_round_cut_in_its_stream_leaves_a_replica_the_next_round_and_a_promoti
     let scratch = format!("{}/scratch", pair.hosts.pool);
     // Never mounted on A: zfs-fuse sometimes calls a dataset it mounted a moment ago busy
     // when it is destroyed (seen under load), which is not what this test is about.
-    pair.hosts.a.zfs_ok(&["create", "-o", "canmount=off", &scratch]);
+    pair.hosts
+        .a
+        .zfs_ok(&["create", "-o", "canmount=off", &scratch]);
     let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
         .await
         .unwrap();
@@ -387,34 +385,8 @@ async fn a_round_cut_in_its_stream_leaves_a_replica_the_next_round_and_a_promoti
         // Some of the stream on its way, then the cut.
         let _ = tokio::time::timeout(Duration::from_millis(100), &mut round).await;
     }
-    let newest_on_a = pair.hosts.a.zfs_ok(&[
-        "list",
-        "-H",
-        "-o",
-        "name",
-        "-t",
-        "snapshot",
-        "-r",
-        &prod_name(&pair),
-    ]);
-    let newest_on_a = newest_on_a
-        .lines()
-        .last()
-        .unwrap()
-        .rsplit_once('@')
-        .unwrap()
-        .1
-        .to_owned();
-    let on_b = pair.hosts.b.zfs_ok(&[
-        "list",
-        "-H",
-        "-o",
-        "name",
-        "-t",
-        "snapshot",
-        "-r",
-        &prod_name(&pair),
-    ]);
+    let newest_on_a = pair.hosts.a.snapshots(&prod_name(&pair)).pop().unwrap();
+    let on_b = pair.hosts.b.snapshots(&prod_name(&pair));
     assert!(
         !on_b.contains(&newest_on_a),
         "the cut round's snapshot {newest_on_a} reached B's prod: the cut was not mid-stream"

@@ -458,7 +458,7 @@ pub fn snapshot_name(now: SystemTime) -> String {
 /// a pool that holds snapshots or data of its own unless it is a replica already, and for a
 /// promoted primary: its contents are replaced by the first round.
 pub async fn mark_replica(replica: PoolEnd<'_>) -> Result<(), ReplicationError> {
-    let (current, _) = survey(replica, None).await?;
+    let (current, Listing { datasets, .. }) = survey(replica, None).await?;
     if current.is_replica() {
         return Ok(());
     }
@@ -504,28 +504,7 @@ pub async fn mark_replica(replica: PoolEnd<'_>) -> Result<(), ReplicationError> 
     if snapshots.stdout.lines().any(|line| !line.is_empty()) {
         return Err(refuse("it has snapshots of its own".to_owned()));
     }
-    let filesystems = query(
-        replica,
-        &[
-            "zfs",
-            "list",
-            "-H",
-            "-o",
-            "name",
-            "-t",
-            "filesystem",
-            "-r",
-            replica.pool,
-        ],
-    )
-    .await?;
-    if filesystems
-        .stdout
-        .lines()
-        .filter(|line| !line.is_empty())
-        .count()
-        > 1
-    {
+    if datasets.len() > 1 {
         return Err(refuse("it has datasets of its own".to_owned()));
     }
     // Role first: a mark interrupted before the end leaves a pool that refuses to send and to

@@ -270,6 +270,16 @@ impl ZfsHost {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// The snapshots of `dataset` (not of its children), oldest first, as this host lists them.
+    pub fn snapshots(&self, dataset: &str) -> Vec<String> {
+        self.zfs_ok(&["list", "-H", "-o", "name", "-t", "snapshot", "-r", dataset])
+            .lines()
+            .filter_map(|line| line.split_once('@'))
+            .filter(|(owner, _)| *owner == dataset)
+            .map(|(_, name)| name.to_owned())
+            .collect()
+    }
+
     /// A dataset's property, as this host's `zfs get` says.
     pub fn zfs_value(&self, property: &str, dataset: &str) -> String {
         self.zfs_ok(&["get", "-H", "-o", "value", property, dataset])
