@@ -82,18 +82,19 @@ pub struct ReplicaStatus {
     /// How many of the primary's datasets the replica has.
     pub datasets: usize,
     pub primary_datasets: usize,
+    /// The primary's clock when it was read (Unix seconds): the clock the snapshots' creation
+    /// times come from, so that the lag owes nothing to ferry's own clock.
+    pub primary_clock: u64,
 }
 
 impl ReplicaStatus {
     /// The data a promotion now would lose, in seconds: the time since the last complete
-    /// snapshot was taken. `None` when the replica has no complete snapshot.
-    pub fn lag_seconds(&self, now: SystemTime) -> Option<u64> {
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
+    /// snapshot was taken, both read on the primary's clock. `None` when the replica has no
+    /// complete snapshot.
+    pub fn lag_seconds(&self) -> Option<u64> {
         self.last_complete
             .as_ref()
-            .map(|snapshot| now.saturating_sub(snapshot.created))
+            .map(|snapshot| self.primary_clock.saturating_sub(snapshot.created))
     }
 }
 
@@ -305,6 +306,7 @@ async fn survey(
             "guid,creation",
             end.pool,
         ]),
+        "date +%s".to_owned(),
     ];
     let mut command = first
         .map(|first| format!("{first} && "))
@@ -314,14 +316,22 @@ async fn survey(
     // Not read-only when it takes a snapshot: a dropped connection is not retried blindly.
     let output = exec(end, command.clone(), first.is_none()).await?;
     let sections: Vec<&str> = output.stdout.split(&format!("{SECTION}\n")).collect();
-    let [side, filesystems, properties] = sections[..] else {
+    let [side, filesystems, properties, clock] = sections[..] else {
         return Err(ReplicationError::Unreadable {
             host,
             command,
-            line: format!("{} parts instead of 3", sections.len()),
+            line: format!("{} parts instead of 4", sections.len()),
         });
     };
-    let listing = parse_listing(end, &host, filesystems, properties)?;
+    let mut listing = parse_listing(end, &host, filesystems, properties)?;
+    listing.clock = clock
+        .trim()
+        .parse()
+        .map_err(|_| ReplicationError::Unreadable {
+            host: host.clone(),
+            command: "date +%s".to_owned(),
+            line: clock.trim().to_owned(),
+        })?;
     Ok((parse_side(side), listing))
 }
 
@@ -331,6 +341,8 @@ async fn survey(
 struct Listing {
     datasets: Vec<String>,
     snapshots: BTreeMap<String, Vec<SnapshotInfo>>,
+    /// The host's clock when it was listed (Unix seconds).
+    clock: u64,
 }
 
 impl Listing {
@@ -524,17 +536,26 @@ pub async fn status(
 }
 
 fn status_of(primary: &Listing, replica: &Listing) -> ReplicaStatus {
-    // The replica's newest snapshot that all of the primary's datasets hold on the replica.
+    // The replica's newest snapshot that every dataset of the primary has on the replica:
+    // the primary's own snapshot of that name (the same GUID), not one that only shares it.
+    let same = |dataset: &String, name: &str| {
+        let find = |listing: &Listing| {
+            listing
+                .snapshots
+                .get(dataset)
+                .and_then(|list| list.iter().find(|snapshot| snapshot.name == name))
+                .map(|snapshot| snapshot.guid)
+        };
+        find(primary).is_some() && find(primary) == find(replica)
+    };
     let last_complete = replica.snapshots.get("").and_then(|root| {
         root.iter()
             .rev()
             .find(|snapshot| {
-                primary.datasets.iter().all(|dataset| {
-                    replica
-                        .snapshots
-                        .get(dataset)
-                        .is_some_and(|list| list.iter().any(|other| other.name == snapshot.name))
-                })
+                primary
+                    .datasets
+                    .iter()
+                    .all(|dataset| same(dataset, &snapshot.name))
             })
             .cloned()
     });
@@ -546,6 +567,7 @@ fn status_of(primary: &Listing, replica: &Listing) -> ReplicaStatus {
             .filter(|dataset| replica.datasets.contains(dataset))
             .count(),
         primary_datasets: primary.datasets.len(),
+        primary_clock: primary.clock,
     }
 }
 
@@ -951,6 +973,7 @@ mod tests {
                     vec![snapshot("ferry-1", 11), snapshot("ferry-2", 12)],
                 ),
             ]),
+            clock: 100,
         };
         // The replica got ferry-2 of the root but not of prod (an interrupted round), and a
         // `ferry-1` of prod that is not the primary's (another GUID).
@@ -963,11 +986,23 @@ mod tests {
                 ),
                 ("prod".into(), vec![snapshot("ferry-1", 99)]),
             ]),
+            clock: 5,
         };
         assert_eq!(primary.newest_common("", &replica).unwrap().name, "ferry-2");
         assert_eq!(primary.newest_common("prod", &replica), None);
         assert_eq!(replica.newest_complete().unwrap().name, "ferry-1");
+        // Nothing is complete for the primary: prod's `ferry-1` is not the primary's.
         let status = status_of(&primary, &replica);
-        assert_eq!(status.last_complete.unwrap().name, "ferry-1");
+        assert_eq!((status.lag_seconds(), status.last_complete), (None, None));
+        // With the primary's own `ferry-1` of prod, the round of `ferry-1` is complete: taken
+        // at 1 by the primary's clock, which reads 100 now (the replica's own clock, 5, is not
+        // used).
+        let mut replica = replica;
+        replica
+            .snapshots
+            .insert("prod".into(), vec![snapshot("ferry-1", 11)]);
+        let status = status_of(&primary, &replica);
+        assert_eq!(status.last_complete.as_ref().unwrap().name, "ferry-1");
+        assert_eq!(status.lag_seconds(), Some(99));
     }
 }
