@@ -59,37 +59,18 @@ impl Drill {
             )
             .await
             .unwrap();
-        let vm_id = format!(
-            "{}/providers/Microsoft.Compute/virtualMachines/{vm}",
-            self.production
-        );
-        client
-            .put_and_wait::<_, Value>(
-                &vm_id,
-                COMPUTE,
-                &json!({"location": "westeurope", "properties": {
-                    "hardwareProfile": {"vmSize": "Standard_D2s_v3"},
-                    "storageProfile": {"dataDisks": [{"lun": 0, "createOption": "Attach", "managedDisk": {"id": id.as_str()}}]},
-                }}),
-                &WriteOptions::default(),
-            )
-            .await
-            .unwrap();
-        (
-            id,
-            self.harness
-                .simulator
-                .attachment_directory(&vm_id)
-                .join("lun0"),
-        )
+        let device = self.vm_with(&self.production, vm, &id).await;
+        (id, device)
     }
 
     /// A VM in the drill's group with `disk` at lun 0; where its data shows.
     async fn attach_in_drill(&self, vm: &str, disk: &ResourceId) -> PathBuf {
-        let vm_id = format!(
-            "{}/providers/Microsoft.Compute/virtualMachines/{vm}",
-            self.drill
-        );
+        self.vm_with(&self.drill, vm, disk).await
+    }
+
+    /// A VM `vm` in `group` with `disk` at lun 0; its `lun0` link, where the disk's data shows.
+    async fn vm_with(&self, group: &ResourceId, vm: &str, disk: &ResourceId) -> PathBuf {
+        let vm_id = format!("{group}/providers/Microsoft.Compute/virtualMachines/{vm}");
         self.harness
             .azure
             .client()
