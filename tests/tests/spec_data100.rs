@@ -120,3 +120,68 @@ fn the_warm_variant_is_data100_with_a_standby_and_nothing_else() {
         .collect();
     assert_eq!(standby, ["hook.prod_hub", "hook.staging_hub"]);
 }
+
+/// `specs/data100/hot` is data100 with a hot standby: main.toml is the cold one's with the
+/// standby's lines, service.toml the warm spec's (hubs deployed idle ahead), and storage.toml
+/// the cold one's plus the replica's four disks and the pool's three replica fields.
+#[test]
+fn the_hot_variant_is_data100_with_a_replica_and_nothing_else() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
+    let read = |path: &str| std::fs::read_to_string(folder.join(path)).unwrap();
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.starts_with("standby ="))
+            .map(str::to_owned)
+            .collect()
+    };
+    let hot = read("hot/main.toml");
+    assert_eq!(settings(&hot), settings(&read("main.toml")));
+    assert!(hot.contains("\nstandby = \"hot\"\n"));
+    for (linked, to) in [
+        ("azure.toml", "../azure.toml"),
+        ("hooks", "../hooks"),
+        ("service.toml", "../warm/service.toml"),
+    ] {
+        let link = std::fs::read_link(folder.join("hot").join(linked)).unwrap();
+        assert_eq!(link, Path::new(to));
+    }
+    let extra: Vec<String> = {
+        let cold: Vec<String> = settings(&read("storage.toml"));
+        let mut left = cold.into_iter().peekable();
+        settings(&read("hot/storage.toml"))
+            .into_iter()
+            .filter(|line| {
+                if left.peek() == Some(line) {
+                    left.next();
+                    false
+                } else {
+                    true
+                }
+            })
+            .filter(|line| !line.is_empty())
+            .collect()
+    };
+    let replica_lines = extra
+        .iter()
+        .filter(|line| line.starts_with("replica_"))
+        .count();
+    assert_eq!(replica_lines, 3, "{extra:?}");
+    assert_eq!(
+        extra
+            .iter()
+            .filter(|line| line.starts_with("[disk.replica"))
+            .count(),
+        4,
+        "{extra:?}"
+    );
+
+    let spec = load(
+        &folder.join("hot"),
+        &LoadOptions::default(),
+        &ferry_providers::rule_book(),
+    )
+    .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
+    assert_eq!(spec.failover.standby, ferry_spec::Standby::Hot);
+    assert_eq!(spec.resources.len(), 22);
+    assert_eq!(spec.hot_pools().count(), 1);
+}

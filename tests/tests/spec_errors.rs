@@ -647,7 +647,7 @@ fn a_standby_hook_may_need_only_what_the_standby_builds() {
     let spec = format!(
         r#"{BASE}
 [failover]
-standby = "hot"
+standby = "tepid"
 
 [disk.d0]
 name = "d0"
@@ -683,4 +683,97 @@ standby = true
 "#
     );
     insta::assert_snapshot!(check(&[("main.toml", &spec)]));
+}
+
+/// A hot standby keeps a replica of every pool on disks of its own: each mistake in how the
+/// replica is written is refused at its field, with the fix.
+#[test]
+fn a_hot_standbys_replica_is_checked_across_resources() {
+    let disks = |prefix: &str, size: u32, vm: &str| -> String {
+        (0..2)
+            .map(|index| {
+                format!(
+                    "[disk.{prefix}{index}]\nname = \"{prefix}{index}\"\nresource_group = \"resource_group.main\"\nsize_gb = {size}\nvm = \"{vm}\"\nlun = {}\n\n",
+                    index + if prefix == "d" { 0 } else { 2 }
+                )
+            })
+            .collect()
+    };
+    let pool = |replica: &str| {
+        format!(
+            "[zfs_pool.home]\npool_name = \"home\"\nhost = \"vm.nfs\"\ndisks = [\"disk.d0\", \"disk.d1\"]\nssh_user = \"azureuser\"\n{replica}\n"
+        )
+    };
+    let other_vm = r#"
+[vm.other]
+name = "demo-other"
+resource_group = "resource_group.main"
+vnet = "vnet.main"
+size = "Standard_E8s_v5"
+ssh_public_key = "ssh-ed25519 AAAA demo"
+"#;
+    let hot = "[failover]\nstandby = \"hot\"\n\n";
+    let warm = "[failover]\nstandby = \"warm\"\n\n";
+    let cases = [
+        (
+            "a hot standby, and a pool with no replica",
+            format!("{BASE}{hot}{}{}", disks("d", 10, "vm.nfs"), pool("")),
+        ),
+        (
+            "a replica, and a warm standby",
+            format!(
+                "{BASE}{warm}{}{}{}",
+                disks("d", 10, "vm.nfs"),
+                disks("r", 10, "vm.nfs"),
+                pool("replica_disks = [\"disk.r0\", \"disk.r1\"]")
+            ),
+        ),
+        (
+            "replica disks that are smaller, on another VM, or the pool's own",
+            format!(
+                "{BASE}{other_vm}{hot}{}{}{}",
+                disks("d", 10, "vm.nfs"),
+                disks("r", 5, "vm.other"),
+                pool("replica_disks = [\"disk.r0\", \"disk.d1\"]")
+            ),
+        ),
+        (
+            "a count, an interval and a lag that do not fit",
+            format!(
+                "{BASE}{hot}{}{}{}",
+                disks("d", 10, "vm.nfs"),
+                disks("r", 10, "vm.nfs"),
+                pool(
+                    "replica_disks = [\"disk.r0\"]\nreplica_interval = \"5s\"\nreplica_max_lag = \"soon\""
+                )
+            ),
+        ),
+        (
+            "a lag shorter than the interval, and timing without a replica",
+            format!(
+                "{BASE}{hot}{}{}{}[zfs_pool.scratch]\nhost = \"vm.nfs\"\ndisks = [\"disk.s0\"]\nreplica_interval = \"1m\"\n\n[disk.s0]\nname = \"s0\"\nresource_group = \"resource_group.main\"\nsize_gb = 10\nvm = \"vm.nfs\"\nlun = 5\n",
+                disks("d", 10, "vm.nfs"),
+                disks("r", 10, "vm.nfs"),
+                pool(
+                    "replica_disks = [\"disk.r0\", \"disk.r1\"]\nreplica_interval = \"2m\"\nreplica_max_lag = \"1m\""
+                )
+            ),
+        ),
+        (
+            "a hot standby written right",
+            format!(
+                "{BASE}{hot}{}{}{}",
+                disks("d", 10, "vm.nfs"),
+                disks("r", 20, "vm.nfs"),
+                pool(
+                    "replica_disks = [\"disk.r0\", \"disk.r1\"]\nreplica_interval = \"30s\"\nreplica_max_lag = \"1m\""
+                )
+            ),
+        ),
+    ];
+    let shown: Vec<String> = cases
+        .iter()
+        .map(|(case, spec)| format!("## {case}\n{}", check(&[("main.toml", spec)])))
+        .collect();
+    insta::assert_snapshot!(shown.join("\n"));
 }

@@ -54,6 +54,53 @@ pub mod zfs_pool {
     pub const DISKS: &str = "disks";
     /// An import's input: import with `zpool import -f`.
     pub const FORCE: &str = "force";
+    /// A hot standby's disks (`[failover] standby = "hot"`): the replica pool's, attached to
+    /// the standby generation's host.
+    pub const REPLICA_DISKS: &str = "replica_disks";
+    /// How often a round of replication runs (a snapshot, then an increment to the replica).
+    pub const REPLICA_INTERVAL: &str = "replica_interval";
+    /// The most the replica may lag behind before failover readiness is lost: the recovery
+    /// point objective.
+    pub const REPLICA_MAX_LAG: &str = "replica_max_lag";
+    /// A replica instance's input when it is seeded: the host of the primary it copies.
+    pub const REPLICATE_FROM: &str = "replicate_from";
+    /// A promotion's input: the old primary's host, which still answers, hands the pool over
+    /// (its shares stopped, a last increment, then it becomes the replica): nothing is lost.
+    pub const HAND_OVER_FROM: &str = "hand_over_from";
+    /// Read: `primary` or `replica`, only on a pool in a replication.
+    pub const REPLICATION_ROLE: &str = "replication_role";
+    /// Read on a replica: seconds since the newest snapshot that reached it was taken, on the
+    /// primary's clock.
+    pub const REPLICA_LAG_SECONDS: &str = "replica_lag_seconds";
+
+    /// A round of replication every minute, unless the spec says otherwise.
+    pub const DEFAULT_REPLICA_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// A pool's replication timing, from its fields: the interval between rounds and the most
+    /// the replica may lag (twice the interval unless set). `None` for a pool without
+    /// `replica_disks`; a duration the spec's checks refused reads as its default.
+    pub fn replica_timing(
+        attributes: &crate::Attributes,
+    ) -> Option<(std::time::Duration, std::time::Duration)> {
+        attributes.get(REPLICA_DISKS)?;
+        let duration = |field: &str| {
+            attributes
+                .get(field)
+                .and_then(crate::Value::as_str)
+                .and_then(|text| humantime::parse_duration(text.trim()).ok())
+        };
+        let interval = duration(REPLICA_INTERVAL).unwrap_or(DEFAULT_REPLICA_INTERVAL);
+        let max_lag = duration(REPLICA_MAX_LAG).unwrap_or(interval * 2);
+        Some((interval, max_lag))
+    }
+
+    /// The attributes of a pool's replica instance (`zfs_pool.NAME@gN`, a hot standby's) from
+    /// the pool's resolved fields: its disks are the spec's `replica_disks`.
+    pub fn replica_view(attributes: &mut crate::Attributes) {
+        if let Some(replica) = attributes.remove(REPLICA_DISKS) {
+            attributes.insert(DISKS.to_owned(), replica);
+        }
+    }
 }
 
 /// `[dns_record.NAME]`.

@@ -26,6 +26,10 @@ pub enum Action {
     Attach,
     Import,
     Export,
+    /// Make a hot standby's replica pool the primary (`zfs_pool`): after the old primary's
+    /// fence, or by a hand-over from an old primary that still answers (a last increment,
+    /// nothing lost).
+    Promote,
     /// Run a hook.
     Run,
     /// Wait for a check to pass.
@@ -45,7 +49,7 @@ impl Action {
         self == Action::Retire
     }
 
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::Create,
         Action::Update,
         Action::Replace,
@@ -56,6 +60,7 @@ impl Action {
         Action::Attach,
         Action::Import,
         Action::Export,
+        Action::Promote,
         Action::Run,
         Action::Wait,
         Action::Retire,
@@ -73,6 +78,7 @@ impl Action {
             Action::Attach => "attach",
             Action::Import => "import",
             Action::Export => "export",
+            Action::Promote => "promote",
             Action::Run => "run",
             Action::Wait => "wait",
             Action::Retire => "retire",

@@ -39,6 +39,18 @@ pub const DISK_SKUS: &[&str] = &[
 pub struct DiskRules;
 
 impl KindRules for DiskRules {
+    /// A managed disk is billed for its provisioned size and tier, attached or not: shown for
+    /// a hot standby's replica disks and for an old generation kept with disks on it.
+    fn upkeep(&self, observed: &ferry_core::Attributes) -> Option<String> {
+        use ferry_core::Value;
+        let size = observed.get("size_gb").and_then(Value::as_u64)?;
+        let sku = observed
+            .get("sku")
+            .and_then(Value::as_str)
+            .unwrap_or("managed");
+        Some(format!("a {size} GB {sku} disk"))
+    }
+
     fn simulate(
         &self,
         step: &ferry_core::SimulatedStep<'_>,

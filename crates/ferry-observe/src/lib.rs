@@ -133,8 +133,11 @@ pub async fn observe(
             read.extend(probe);
         }
         learn_outputs(&mut known, &snapshot, rules);
-        let Ok(world) = ferry_plan::world::reconstruct(&snapshot, rules, spec.standby_resources())
-        else {
+        let Ok(world) = ferry_plan::world::reconstruct(
+            &snapshot,
+            rules,
+            &ferry_plan::world::not_evidence(spec, &snapshot),
+        ) else {
             break;
         };
         let mut generations = vec![world.active_generation.max(1)];
@@ -156,8 +159,12 @@ pub async fn observe(
     // kept after its failover (`[failover] retire_old`) whose record went with a lost state,
     // or one a lost state never retired. Kept only where it reads present, so that what
     // still runs is seen (and retired, or shown as kept) rather than forgotten with the state.
-    let serving = ferry_plan::world::reconstruct(&snapshot, rules, spec.standby_resources())
-        .map_or(active, |world| world.active_generation.max(1));
+    let serving = ferry_plan::world::reconstruct(
+        &snapshot,
+        rules,
+        &ferry_plan::world::not_evidence(spec, &snapshot),
+    )
+    .map_or(active, |world| world.active_generation.max(1));
     if serving > 1 {
         let below: Vec<InstanceAddress> = generation_instances(spec, serving - 1)
             .into_iter()
@@ -174,10 +181,15 @@ pub async fn observe(
     // The warm standby, in the generation after the serving one: every reading is kept, absent
     // and unknown too, since the planner builds there what reads absent and nothing from what
     // it could not read.
+    // A hot standby's replicas are their pools' instances of that generation.
     let standby: Vec<InstanceAddress> = spec
         .standby_resources()
         .iter()
         .map(|address| instance_at(address, serving + 1))
+        .chain(
+            spec.hot_pools()
+                .map(|pool| pool.address.at(Some(serving + 1))),
+        )
         .filter(|instance| !snapshot.resources.contains_key(instance))
         .collect();
     for (instance, observation) in
@@ -208,9 +220,13 @@ pub async fn observe(
     // the active generation places it is read where the failover takes it, and that reading
     // is kept when it finds the instance there.
     let failover = state.failover.clone().or_else(|| {
-        ferry_plan::world::reconstruct(&snapshot, rules, spec.standby_resources())
-            .ok()?
-            .failover_in_progress
+        ferry_plan::world::reconstruct(
+            &snapshot,
+            rules,
+            &ferry_plan::world::not_evidence(spec, &snapshot),
+        )
+        .ok()?
+        .failover_in_progress
     });
     if let Some(failover) = failover {
         let absent: Vec<InstanceAddress> = snapshot
@@ -322,12 +338,16 @@ async fn read_instances(
                 .cloned()
                 .unwrap_or_else(|| ResourceSpec::new(instance.address.clone()));
             let generation: Generation = instance.generation.unwrap_or(generation_less_at);
-            let fields = match rules.get(instance.kind()) {
+            let mut fields = match rules.get(instance.kind()) {
                 Some(kind_rules) => {
                     resolve_fields(spec, kind_rules, &instance.address, generation, &output)
                 }
                 None => Attributes::new(),
             };
+            // A stateful instance of a generation is a hot standby's replica, on its disks.
+            if instance.kind().is_stateful() && instance.generation.is_some() {
+                ferry_core::fields::zfs_pool::replica_view(&mut fields);
+            }
             (instance.clone(), resource, fields)
         })
         .collect();

@@ -129,7 +129,7 @@ pub fn plan(
     };
     // The world, not the state, says which generation serves and whether a failover is under
     // way: a snapshot made with a lost or stale state is corrected before anything is planned.
-    let reconstruction = world::reconstruct(snapshot, rules, spec.standby_resources())
+    let reconstruction = world::reconstruct(snapshot, rules, &world::not_evidence(spec, snapshot))
         .map_err(|error| PlanErrors(vec![error]))?;
     let corrected;
     let snapshot = if reconstruction.active_generation == snapshot.active_generation

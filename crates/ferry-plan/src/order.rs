@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use ferry_core::plan::PLAN_FORMAT_VERSION;
-use ferry_core::{Action, Generation, Plan, PlanSummary, Step, StepId};
+use ferry_core::{Action, Plan, PlanSummary, Step, StepId};
 
 use crate::build::{Built, Draft};
 use crate::{PlanError, PlanErrors};
@@ -21,7 +21,7 @@ fn action_rank(action: Action) -> u8 {
         Action::Detach => 2,
         Action::Move => 3,
         Action::Attach => 4,
-        Action::Import => 5,
+        Action::Import | Action::Promote => 5,
         Action::Create => 6,
         Action::Replace => 7,
         Action::Update => 8,
@@ -45,7 +45,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
     let mut edges = Edges::new();
     rules_edges(&drafts, &mut edges);
     waits_for_updates(&drafts, &mut edges);
-    dependency_edges(&drafts, &built.dependencies, built.target, &mut edges);
+    dependency_edges(&drafts, &built.dependencies, &mut edges);
     instance_edges(&drafts, &mut edges);
     retirement_edges(&drafts, &built.dependencies, &mut edges)?;
 
@@ -104,12 +104,7 @@ fn rules_edges(drafts: &[Draft], edges: &mut Edges) {
 
 /// Default edges: a resource's steps follow its dependencies' steps on their converged
 /// instances; deletions go the other way, dependents first.
-fn dependency_edges(
-    drafts: &[Draft],
-    dependencies: &Dependencies,
-    target: Generation,
-    edges: &mut Edges,
-) {
+fn dependency_edges(drafts: &[Draft], dependencies: &Dependencies, edges: &mut Edges) {
     let mut by_resource: HashMap<&ferry_core::ResourceAddress, Vec<usize>> = HashMap::new();
     for (position, draft) in drafts.iter().enumerate() {
         by_resource
@@ -125,12 +120,15 @@ fn dependency_edges(
             for &other in by_resource.get(dependency).into_iter().flatten() {
                 let other_step = &drafts[other].step;
                 // The dependency's step in the step's own generation (a warm standby's steps
-                // are of the generation after the converged one), or its only instance.
-                let mine = draft.step.target.generation.unwrap_or(target);
+                // are of the generation after the converged one; a generation-less instance's
+                // step is of the generation it was drafted for: a hot standby's replica disk
+                // is the standby's).
+                let mine = draft.step.target.generation.unwrap_or(draft.generation);
                 let converged = other_step
                     .target
                     .generation
-                    .is_none_or(|generation| generation == mine);
+                    .unwrap_or(drafts[other].generation)
+                    == mine;
                 match (draft.step.action, other_step.action) {
                     (_, Action::Retire) => {}
                     (Action::Delete, Action::Delete) => {

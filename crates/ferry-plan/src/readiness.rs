@@ -81,6 +81,7 @@ pub fn readiness_with(
     }
     blockers.extend(unknown_needs(spec, snapshot, &plan));
     blockers.extend(standby_gap(spec, &plan));
+    blockers.extend(replica_lag(spec, snapshot, &plan));
     Some(Readiness {
         ready: blockers.is_empty(),
         to_generation: plan
@@ -147,6 +148,45 @@ fn unknown_needs(spec: &Spec, snapshot: &Snapshot, plan: &Plan) -> Vec<Blocker> 
             ),
             help: Some(help.to_owned()),
         });
+    }
+    blockers
+}
+
+/// With a hot standby: each replica further behind its primary than the spec's
+/// `replica_max_lag` (the recovery point objective). The failover can still be made, and
+/// would lose up to the lag: the operator learns it today, not on the day.
+fn replica_lag(spec: &Spec, snapshot: &Snapshot, plan: &Plan) -> Vec<Blocker> {
+    use ferry_core::fields::zfs_pool;
+    let to = plan
+        .failover
+        .as_ref()
+        .map_or(snapshot.active_generation + 1, |failover| {
+            failover.to_generation
+        });
+    let mut blockers = Vec::new();
+    for pool in spec.hot_pools() {
+        let Some((_, max_lag)) = zfs_pool::replica_timing(&pool.fields) else {
+            continue;
+        };
+        let replica = pool.address.at(Some(to));
+        let Some(lag) = snapshot
+            .get(&replica)
+            .and_then(|reading| reading.attribute(zfs_pool::REPLICA_LAG_SECONDS))
+            .and_then(ferry_core::Value::as_u64)
+        else {
+            continue;
+        };
+        if lag > max_lag.as_secs() {
+            blockers.push(Blocker {
+                address: Some(replica),
+                reason: format!(
+                    "the replica lags {} behind the primary, more than replica_max_lag ({}): a failover now would lose up to that",
+                    crate::render::duration(lag),
+                    crate::render::duration(max_lag.as_secs())
+                ),
+                help: Some("find out why the replication rounds fall behind (ferry watch runs them; its log says why one failed), or raise replica_max_lag".to_owned()),
+            });
+        }
     }
     blockers
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_core::fields::{disk, vm, zfs_pool};
 use ferry_core::{
@@ -84,7 +84,34 @@ pub(crate) fn check(
         });
     // 11. The generation the data is on, from the readings alone: whatever the state says,
     // nothing is built, started or placed behind it.
-    let data = crate::world::data_generation(snapshot, rules);
+    let standby_data: BTreeSet<ResourceAddress> = plan
+        .standby
+        .iter()
+        .flat_map(|standby| &standby.instances)
+        .filter(|kept| kept.address.kind().is_stateful() && kept.address.generation.is_none())
+        .map(|kept| kept.address.address.clone())
+        .collect();
+    let data = crate::world::data_generation(snapshot, rules, &standby_data);
+    // 15. What stateful instances read placed on, and the plan's steps that move each away.
+    let mut placed_on: BTreeMap<&InstanceAddress, Vec<InstanceAddress>> = BTreeMap::new();
+    let placements = crate::world::placements(snapshot, rules);
+    for placement in &placements {
+        placed_on
+            .entry(&placement.on)
+            .or_default()
+            .push(placement.instance.clone());
+    }
+    let moved: BTreeSet<&InstanceAddress> = plan
+        .steps
+        .iter()
+        .filter(|step| {
+            matches!(
+                step.action,
+                Action::Detach | Action::Move | Action::Import | Action::Export | Action::Promote
+            )
+        })
+        .map(|step| &step.address)
+        .collect();
     let mut errors = Vec::new();
     for step in &plan.steps {
         let instance = &step.address;
@@ -103,6 +130,20 @@ pub(crate) fn check(
         // the data is on, and nothing stateful is placed there.
         if let Some((data, evidence)) = &data {
             errors.extend(behind_the_data(step, rules, *data, evidence).map(&violation));
+        }
+
+        // 15. Nothing is retired or deleted with data still on it (a VM a disk is attached
+        // to, a group a disk is in: deleting a group deletes its disks) unless the plan moves
+        // the data away first (retirements go last).
+        if matches!(step.action, Action::Retire | Action::Delete)
+            && let Some(data) = placed_on
+                .get(instance)
+                .and_then(|data| data.iter().find(|data| !moved.contains(data)))
+        {
+            errors.push(violation(format!(
+                "it would be {}d with {data} still on it, and the plan does not move {data} away first",
+                step.action
+            )));
         }
 
         // 3. No create or delete from an Unknown observation.
@@ -205,6 +246,35 @@ pub(crate) fn check(
             }
         }
 
+        // 14. A replica becomes writable only once the old primary cannot write: a fence of
+        // its host before the promotion, or a hand-over, in which the old primary itself
+        // stops, sends its last increment and becomes the replica.
+        if step.action == Action::Promote {
+            let target = step.inputs.get(zfs_pool::HOST).and_then(Value::as_str);
+            let handed_over = step
+                .inputs
+                .get(zfs_pool::HAND_OVER_FROM)
+                .and_then(Value::as_str);
+            let holder = reading
+                .and_then(|reading| reading.attribute(zfs_pool::HOST))
+                .and_then(Value::as_str)
+                .filter(|holder| Some(*holder) != target && Some(*holder) != handed_over)
+                .and_then(|holder| holder.parse::<InstanceAddress>().ok());
+            if let Some(holder) = holder {
+                let ancestors = ancestors(step, &steps);
+                let fenced = (snapshot
+                    .get(&holder)
+                    .is_some_and(Observation::is_fenced_host)
+                    && !started.contains(&holder))
+                    || ancestors.contains(&StepId::new(&holder, Action::Fence));
+                if !fenced {
+                    errors.push(violation(format!(
+                        "the promotion neither waits for a fence of {holder} nor hands the pool over from it, and {holder} may still write to the pool"
+                    )));
+                }
+            }
+        }
+
         // 2. A disk is attached to at most one VM: an attach follows the detach from the old.
         if step.action == Action::Attach {
             let target = step.inputs.get(disk::VM).and_then(Value::as_str);
@@ -238,6 +308,7 @@ fn is_failover_move(action: Action) -> bool {
             | Action::Attach
             | Action::Export
             | Action::Import
+            | Action::Promote
             | Action::Retire
             | Action::Delete
     )
@@ -345,7 +416,7 @@ fn behind_the_data(
             .collect(),
         Action::Attach => vec![disk::VM],
         Action::Move => vec![disk::RESOURCE_GROUP],
-        Action::Import => vec![zfs_pool::HOST],
+        Action::Import | Action::Promote => vec![zfs_pool::HOST],
         _ => Vec::new(),
     };
     let behind: Vec<String> = placing

@@ -71,11 +71,13 @@ pub fn is_placement(rules: &RuleBook, kind: Kind, attribute: &str) -> bool {
         })
 }
 
-/// Every placement the readings of stateful instances show, in address order.
+/// Every placement the readings of stateful instances show, in address order. A stateful
+/// instance of a generation (a hot standby's replica, `zfs_pool.home@g2`) places nothing:
+/// it is the standby's copy, not the data's home.
 pub fn placements(snapshot: &Snapshot, rules: &RuleBook) -> Vec<Placement> {
     let mut found = Vec::new();
     for (instance, observation) in &snapshot.resources {
-        if !instance.kind().is_stateful() {
+        if !instance.kind().is_stateful() || instance.generation.is_some() {
             continue;
         }
         let Some(attributes) = observation.attributes() else {
@@ -100,12 +102,50 @@ pub fn placements(snapshot: &Snapshot, rules: &RuleBook) -> Vec<Placement> {
 
 /// The newest generation any stateful instance is placed on: data is never moved back behind
 /// it, and no generation older than it is built, started or run.
-pub fn data_generation(snapshot: &Snapshot, rules: &RuleBook) -> Option<(Generation, Placement)> {
+///
+/// `standby`: the resources of a warm or hot standby; a hot standby's replica disks, on the
+/// generation after the data's, are the standby's, not the data's.
+pub fn data_generation(
+    snapshot: &Snapshot,
+    rules: &RuleBook,
+    standby: &BTreeSet<ResourceAddress>,
+) -> Option<(Generation, Placement)> {
     placements(snapshot, rules)
         .into_iter()
+        .filter(|placement| !standby.contains(&placement.instance.address))
         .rev()
         .max_by_key(|placement| placement.generation())
         .map(|placement| (placement.generation(), placement))
+}
+
+/// The resources whose placements are no evidence of where the data serves from: the
+/// standby's (`Spec::standby_resources`: a hot standby's replica disks sit on the generation
+/// after the data's every day) and, for a hot pool that reads present, its own disks too: the
+/// pool's `host` says where it serves, and after a hot failover the old primary's disks stay
+/// on the old generation without the data serving from there.
+pub fn not_evidence(spec: &ferry_spec::Spec, snapshot: &Snapshot) -> BTreeSet<ResourceAddress> {
+    let mut set = spec.standby_resources().clone();
+    for pool in spec.hot_pools() {
+        if !snapshot
+            .get(&pool.address.at(None))
+            .is_some_and(Observation::is_present)
+        {
+            continue;
+        }
+        for field in [
+            ferry_core::fields::zfs_pool::DISKS,
+            ferry_core::fields::zfs_pool::REPLICA_DISKS,
+        ] {
+            set.extend(
+                pool.field(field)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|disk| disk.as_str()?.parse::<ResourceAddress>().ok()),
+            );
+        }
+    }
+    set
 }
 
 /// What the world says about the serving generation, to plan from.
@@ -138,7 +178,12 @@ pub fn reconstruct(
         failover_in_progress: snapshot.failover_in_progress.clone(),
         note: None,
     };
-    let placements = placements(snapshot, rules);
+    // A hot standby's replica disks sit on the generation after the data's every day: the
+    // standby's, never evidence of where the data serves from.
+    let placements: Vec<Placement> = placements(snapshot, rules)
+        .into_iter()
+        .filter(|placement| !standby.contains(&placement.instance.address))
+        .collect();
     let (Some(newest), Some(oldest)) = (
         placements.iter().rev().max_by_key(|p| p.generation()),
         placements.iter().min_by_key(|p| p.generation()),

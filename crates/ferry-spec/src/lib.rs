@@ -92,15 +92,19 @@ pub enum Standby {
     /// the NFS VM, the hooks marked `standby = true`) are built ahead and kept ready; a
     /// failover moves the data onto them and builds only what needs it.
     Warm,
+    /// Warm, and each pool's replica (`replica_disks`) kept on the standby's host by
+    /// continuous replication: a failover promotes it and moves no disk.
+    Hot,
 }
 
 impl Standby {
-    pub const CHOICES: &'static str = "cold or warm";
+    pub const CHOICES: &'static str = "cold, warm or hot";
 
     pub fn as_str(self) -> &'static str {
         match self {
             Standby::Cold => "cold",
             Standby::Warm => "warm",
+            Standby::Hot => "hot",
         }
     }
 }
@@ -112,6 +116,7 @@ impl std::str::FromStr for Standby {
         match text {
             "cold" => Ok(Standby::Cold),
             "warm" => Ok(Standby::Warm),
+            "hot" => Ok(Standby::Hot),
             _ => Err(()),
         }
     }
@@ -211,6 +216,37 @@ impl Spec {
         &self.standby
     }
 
+    /// The pools a hot standby keeps a replica of (`[failover] standby = "hot"`, each with its
+    /// `replica_disks`); none otherwise.
+    pub fn hot_pools(&self) -> impl Iterator<Item = &ResourceSpec> {
+        let hot = self.failover.standby == Standby::Hot && self.failover.mode != FailoverMode::Off;
+        self.resources
+            .range(ResourceAddress::new(ferry_core::Kind::ZfsPool, "")..)
+            .take_while(|(address, _)| address.kind == ferry_core::Kind::ZfsPool)
+            .map(|(_, resource)| resource)
+            .filter(move |resource| {
+                hot && resource.ensure != ferry_core::Ensure::Absent
+                    && resource
+                        .field(ferry_core::fields::zfs_pool::REPLICA_DISKS)
+                        .is_some()
+            })
+    }
+
+    /// The disks that hold a pool itself (`disks`) in a hot standby's pools: they stay on the
+    /// old primary's host in a hot failover, which moves no disk.
+    pub fn hot_primary_disks(&self) -> BTreeSet<ResourceAddress> {
+        self.hot_pools()
+            .flat_map(|pool| {
+                pool.field(ferry_core::fields::zfs_pool::DISKS)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|disk| disk.as_str()?.parse().ok())
+                    .collect::<Vec<ResourceAddress>>()
+            })
+            .collect()
+    }
+
     /// Whether `address` is built ahead in the standby generation.
     pub fn is_standby(&self, address: &ResourceAddress) -> bool {
         self.standby.contains(address)
@@ -221,6 +257,20 @@ impl Spec {
         let origin = self.origins.get(address)?;
         Some(origin.file.position(origin.header.start))
     }
+}
+
+/// A pool's `replica_disks`, as addresses (none for any other resource).
+pub(crate) fn replica_disks(resource: &ResourceSpec) -> Vec<ResourceAddress> {
+    if resource.address.kind != ferry_core::Kind::ZfsPool {
+        return Vec::new();
+    }
+    resource
+        .field(ferry_core::fields::zfs_pool::REPLICA_DISKS)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|disk| disk.as_str()?.parse().ok())
+        .collect()
 }
 
 /// The name of a hook's field that puts it in a warm standby.

@@ -197,16 +197,25 @@ pub(crate) fn load(
         }
         return Err(SpecErrors::new(errors));
     }
-    let standby = if failover.standby == crate::Standby::Warm && failover.mode != FailoverMode::Off
+    let standby = if failover.standby != crate::Standby::Cold && failover.mode != FailoverMode::Off
     {
-        crate::standby_closure(&dependencies, |address| {
-            read.get(address)
-                .is_some_and(|resource| crate::standby_eligible(&resource.spec))
-        })
-        .into_iter()
-        .filter(|(_, inside)| *inside)
-        .map(|(address, _)| address)
-        .collect()
+        let mut standby: std::collections::BTreeSet<ResourceAddress> =
+            crate::standby_closure(&dependencies, |address| {
+                read.get(address)
+                    .is_some_and(|resource| crate::standby_eligible(&resource.spec))
+            })
+            .into_iter()
+            .filter(|(_, inside)| *inside)
+            .map(|(address, _)| address)
+            .collect();
+        // A hot standby holds the replicas' disks too: stateful, but the standby's own.
+        if failover.standby == crate::Standby::Hot {
+            standby.extend(
+                read.values()
+                    .flat_map(|resource| crate::replica_disks(&resource.spec)),
+            );
+        }
+        standby
     } else {
         std::collections::BTreeSet::new()
     };

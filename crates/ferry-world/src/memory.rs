@@ -388,7 +388,8 @@ fn effect(
         | Action::Move
         | Action::Attach
         | Action::Export
-        | Action::Import => {}
+        | Action::Import
+        | Action::Promote => {}
     }
     attributes.insert("id".to_owned(), Value::from(format!("/memory/{instance}")));
     if let Some(rules) = rules {

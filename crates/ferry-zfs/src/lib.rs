@@ -98,6 +98,25 @@ impl KindRules for ZfsPoolRules {
                 }
                 attributes.insert("imported".to_owned(), Value::Bool(true));
             }
+            // The pool is now the replica's, on its host and disks, and writable.
+            Action::Promote => {
+                for field in [zfs_pool::HOST, zfs_pool::DISKS] {
+                    if let Some(value) = step.inputs.get(field) {
+                        attributes.insert(field.to_owned(), value.clone());
+                    }
+                }
+                attributes.insert("imported".to_owned(), Value::Bool(true));
+                attributes.insert(zfs_pool::REPLICATION_ROLE.to_owned(), json!("primary"));
+                attributes.remove("readonly");
+            }
+            // A hot standby's replica (an instance of a generation) is seeded: read-only, and
+            // as current as the round that seeded it.
+            Action::Create if step.instance.generation.is_some() => {
+                attributes.insert(zfs_pool::REPLICATION_ROLE.to_owned(), json!("replica"));
+                attributes.insert("readonly".to_owned(), Value::Bool(true));
+                attributes.insert(zfs_pool::REPLICA_LAG_SECONDS.to_owned(), json!(0));
+                attributes.remove(zfs_pool::REPLICATE_FROM);
+            }
             _ => {}
         }
         let text = |name: &str| {
@@ -154,6 +173,27 @@ impl KindRules for ZfsPoolRules {
                 T::ReferenceList(Kind::Disk),
                 OnChange::InPlace,
                 "every managed disk holding a vdev of the pool",
+            ),
+            F::optional(
+                zfs_pool::REPLICA_DISKS,
+                T::ReferenceList(Kind::Disk),
+                None,
+                OnChange::InPlace,
+                "a hot standby's disks (`[failover] standby = \"hot\"`): as many as disks, each at least as large as its counterpart, attached to the same host resource; the standby generation's host keeps a read-only replica of the pool on them",
+            ),
+            F::optional(
+                zfs_pool::REPLICA_INTERVAL,
+                T::String,
+                Some("1m"),
+                OnChange::InPlace,
+                "with replica_disks: how often a round of replication runs (a snapshot of every dataset, then an increment sent to the replica), 10s to 1d",
+            ),
+            F::optional(
+                zfs_pool::REPLICA_MAX_LAG,
+                T::String,
+                Some("twice replica_interval"),
+                OnChange::InPlace,
+                "with replica_disks: the recovery point objective; a replica further behind the primary than this is a failover readiness blocker and a watch alert",
             ),
             F::optional(
                 "layout",
@@ -271,6 +311,7 @@ impl KindRules for ZfsPoolRules {
                 }
             }
         }
+        errors.extend(validate_replica(spec));
         if let Some(layout) = spec.str_field("layout")
             && !["stripe", "mirror", "raidz"].contains(&layout)
         {
@@ -312,7 +353,8 @@ impl KindRules for ZfsPoolRules {
     }
 
     fn classify_change(&self, attribute: &str, before: &Value, after: &Value) -> ChangeClass {
-        if attribute == zfs_pool::DISKS && before != after {
+        if (attribute == zfs_pool::DISKS || attribute == zfs_pool::REPLICA_DISKS) && before != after
+        {
             return ChangeClass::Refuse(
                 "ferry does not add or remove a pool's vdevs: change the pool with zpool, then the spec"
                     .to_owned(),
@@ -324,6 +366,9 @@ impl KindRules for ZfsPoolRules {
     fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {
         match action {
             Action::Import => 20,
+            // Seconds, not minutes: the replica's datasets rolled back to their last common
+            // snapshot and mounted (a hand-over adds one last increment, seconds of changes).
+            Action::Promote => 15,
             Action::Export => 10,
             Action::Create => 30,
             _ => 5,
@@ -333,7 +378,14 @@ impl KindRules for ZfsPoolRules {
     fn is_observed(&self, field: &str) -> bool {
         !matches!(
             field,
-            "ssh_user" | "ssh_port" | "ssh_key_file" | "known_hosts" | "host_key"
+            "ssh_user"
+                | "ssh_port"
+                | "ssh_key_file"
+                | "known_hosts"
+                | "host_key"
+                | zfs_pool::REPLICA_DISKS
+                | zfs_pool::REPLICA_INTERVAL
+                | zfs_pool::REPLICA_MAX_LAG
         )
     }
 
@@ -351,6 +403,9 @@ impl KindRules for ZfsPoolRules {
             .and_then(|text| text.parse::<InstanceAddress>().ok());
         if observed_host.as_ref() == Some(&new_host) {
             return Ok(Vec::new());
+        }
+        if spec.field(zfs_pool::REPLICA_DISKS).is_some() {
+            return hot_failover(context, new_host, observed_host);
         }
         // The host that may hold the pool now: what the pool's reading says, or else the
         // previous generation of the spec's host.
@@ -423,6 +478,201 @@ impl KindRules for ZfsPoolRules {
         drafts.push(import);
         Ok(drafts)
     }
+}
+
+/// A hot standby's failover (`replica_disks`): no disk moves; the replica on the new
+/// generation's host is promoted. When the old primary still answers with the pool imported,
+/// it hands the pool over (its shares stopped, a last increment sent, then it becomes the
+/// replica itself): nothing is lost, and nothing needs fencing. Otherwise its host is fenced
+/// first and the replica is rolled back to its newest complete snapshot: what was written
+/// after it is lost, at most the replica's lag.
+fn hot_failover(
+    context: &FailoverContext<'_>,
+    new_host: InstanceAddress,
+    observed_host: Option<InstanceAddress>,
+) -> Result<Vec<StepDraft>, String> {
+    let spec = context.spec;
+    let to = context.to_generation;
+    let me = spec.address.at(None);
+    let replica = spec.address.at(Some(to));
+    let role = |observation: &Observation| {
+        observation
+            .attribute(zfs_pool::REPLICATION_ROLE)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    match context.snapshot.get(&replica) {
+        Some(observation @ Observation::Present { .. })
+            if role(observation).as_deref() == Some("replica") => {}
+        Some(Observation::Present { .. }) => {
+            return Err(format!(
+                "the hot standby's pool {replica} is there but is no replica (its replication_role reads {}): ferry promotes only a read-only replica",
+                context
+                    .snapshot
+                    .get(&replica)
+                    .and_then(role)
+                    .unwrap_or_else(|| "nothing".to_owned())
+            ));
+        }
+        Some(Observation::Unknown { reason }) => {
+            return Err(format!(
+                "the hot standby's replica {replica} cannot be read ({reason}), and a hot failover promotes it: nothing else holds the data on generation {to}"
+            ));
+        }
+        Some(Observation::Absent) | None => {
+            return Err(format!(
+                "the hot standby has no replica on generation {to} ({replica} reads absent): a hot failover promotes the replica, and the data's disks stay where they are; seed it with ferry apply, or fail over warm (standby = \"warm\") to move the disks"
+            ));
+        }
+    }
+    let old_host =
+        observed_host.unwrap_or_else(|| new_host.address.at(Some(context.from_generation)));
+    let answers = matches!(context.observed, Observation::Present { .. })
+        && context
+            .observed
+            .attribute("imported")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+    let mut drafts = Vec::new();
+    let mut promote = if answers {
+        StepDraft::new(
+            me,
+            Action::Promote,
+            format!(
+                "{old_host} answers: it stops serving, sends its last increment and becomes the replica; {new_host}'s replica is promoted with nothing lost"
+            ),
+        )
+        .input(zfs_pool::HAND_OVER_FROM, json!(old_host.to_string()))
+    } else {
+        let fence = StepId::new(&old_host, Action::Fence);
+        if !context
+            .snapshot
+            .get(&old_host)
+            .is_some_and(Observation::is_fenced_host)
+        {
+            drafts.push(
+                StepDraft::new(
+                    old_host.clone(),
+                    Action::Fence,
+                    format!(
+                        "the replica of {} on generation {to} is promoted: deallocate the old primary's host so that it can never write to the pool again",
+                        spec.address
+                    ),
+                )
+                .input("mode", json!("deallocate")),
+            );
+        }
+        StepDraft::new(
+            me,
+            Action::Promote,
+            format!(
+                "{old_host} does not answer: once it is fenced, {new_host}'s replica is rolled back to its newest complete snapshot and promoted; what was written after that snapshot is lost"
+            ),
+        )
+        .input("fenced_hosts", json!([old_host.to_string()]))
+        .after(fence)
+    };
+    promote = promote.input(zfs_pool::HOST, json!(new_host.to_string()));
+    if let Some(replica_disks) = context.inputs.get(zfs_pool::REPLICA_DISKS) {
+        promote = promote.input(zfs_pool::DISKS, replica_disks.clone());
+    }
+    drafts.push(promote);
+    Ok(drafts)
+}
+
+/// What a pool's replica fields must say, on their own (the checks across resources, such as
+/// each replica disk's host and size, are the spec loader's).
+fn validate_replica(spec: &ResourceSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let duration = |field: &str| -> Option<Result<std::time::Duration, String>> {
+        let text = spec.str_field(field)?;
+        Some(
+            humantime::parse_duration(text.trim())
+                .map_err(|error| format!("`{text}` is not a duration ({error})")),
+        )
+    };
+    let Some(replica) = spec
+        .field(zfs_pool::REPLICA_DISKS)
+        .and_then(Value::as_array)
+    else {
+        for field in [zfs_pool::REPLICA_INTERVAL, zfs_pool::REPLICA_MAX_LAG] {
+            if spec.field(field).is_some() {
+                errors.push(
+                    FieldError::new(
+                        field,
+                        format!("{field} is set, but the pool has no replica_disks"),
+                    )
+                    .with_help("list the hot standby's disks in replica_disks, or remove it"),
+                );
+            }
+        }
+        return errors;
+    };
+    let disks = spec
+        .field(zfs_pool::DISKS)
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let count = |n: usize| {
+        if n == 1 {
+            "1 disk".to_owned()
+        } else {
+            format!("{n} disks")
+        }
+    };
+    if replica.len() != disks {
+        errors.push(
+            FieldError::new(
+                zfs_pool::REPLICA_DISKS,
+                format!(
+                    "the replica has {} and the pool {}: the replica is built with the pool's layout, disk for disk",
+                    count(replica.len()),
+                    count(disks)
+                ),
+            )
+            .with_help("list as many replica_disks as disks"),
+        );
+    }
+    let interval = match duration(zfs_pool::REPLICA_INTERVAL) {
+        Some(Ok(interval)) => {
+            if !(10..=86_400).contains(&interval.as_secs()) {
+                errors.push(
+                    FieldError::new(
+                        zfs_pool::REPLICA_INTERVAL,
+                        format!("{} is outside 10s to 1d", humantime::format_duration(interval)),
+                    )
+                    .with_help("a round under 10 seconds snapshots faster than it sends; over a day is no hot standby"),
+                );
+            }
+            interval
+        }
+        Some(Err(message)) => {
+            errors.push(
+                FieldError::new(zfs_pool::REPLICA_INTERVAL, message)
+                    .with_help("write it as 30s, 1m or 5m"),
+            );
+            zfs_pool::DEFAULT_REPLICA_INTERVAL
+        }
+        None => zfs_pool::DEFAULT_REPLICA_INTERVAL,
+    };
+    match duration(zfs_pool::REPLICA_MAX_LAG) {
+        Some(Ok(max_lag)) if max_lag < interval => errors.push(
+            FieldError::new(
+                zfs_pool::REPLICA_MAX_LAG,
+                format!(
+                    "{} is less than replica_interval ({}): the replica lags by up to an interval between rounds, so readiness would be lost every round",
+                    humantime::format_duration(max_lag),
+                    humantime::format_duration(interval)
+                ),
+            )
+            .with_help("set replica_max_lag to at least replica_interval (twice it leaves room for a slow round)"),
+        ),
+        Some(Err(message)) => errors.push(
+            FieldError::new(zfs_pool::REPLICA_MAX_LAG, message)
+                .with_help("write it as 2m or 5m"),
+        ),
+        _ => {}
+    }
+    errors
 }
 
 fn reference(spec: &ResourceSpec, field: &str) -> Option<ResourceAddress> {

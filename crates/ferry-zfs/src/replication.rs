@@ -761,8 +761,22 @@ pub async fn promote(
     replica: PoolEnd<'_>,
     old_primary: PoolEnd<'_>,
 ) -> Result<Promotion, ReplicationError> {
+    promote_after(replica, Some(old_primary)).await
+}
+
+/// [`promote`] when the old primary cannot even be addressed (its address is known to no
+/// record): its fence, done by the caller before, is all that stands between it and the pool.
+pub async fn promote_fenced(replica: PoolEnd<'_>) -> Result<Promotion, ReplicationError> {
+    promote_after(replica, None).await
+}
+
+async fn promote_after(
+    replica: PoolEnd<'_>,
+    old_primary: Option<PoolEnd<'_>>,
+) -> Result<Promotion, ReplicationError> {
     let (current, listing) = survey(replica, None).await?;
     if current.role != "primary"
+        && let Some(old_primary) = old_primary
         && let Some(holder) = still_holds(old_primary).await
     {
         return Err(ReplicationError::PrimaryNotFenced {

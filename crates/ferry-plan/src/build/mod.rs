@@ -32,6 +32,10 @@ pub(crate) struct Draft {
     /// The spec resource whose dependencies give this step its default edges; `None` for
     /// steps whose rules set every edge themselves (failover moves, fences, retires).
     pub resource: Option<ResourceAddress>,
+    /// The generation the builder converged when it drafted the step: the serving (or, in a
+    /// failover, the new) generation, or the standby's. A generation-less instance's step
+    /// (a hot standby's replica disk) follows its dependencies' steps in this generation.
+    pub generation: Generation,
     /// How long clients may keep the old value once the step is done: a repointed DNS
     /// record's old TTL, in a failover ([`KindRules::cached_for_seconds`]).
     pub cached_seconds: u64,
@@ -43,7 +47,6 @@ pub(crate) struct Built {
     pub drafts: Vec<Draft>,
     /// Each resource's dependencies, for the default edges.
     pub dependencies: BTreeMap<ResourceAddress, Vec<ResourceAddress>>,
-    pub target: Generation,
     pub failover: Option<Failover>,
     pub notes: Vec<String>,
     pub unknown: Vec<UnknownReading>,
@@ -81,6 +84,9 @@ struct Builder<'a> {
     kept: BTreeMap<Generation, ferry_core::KeptGeneration>,
     /// The warm standby's generation, once planned.
     standby_generation: Option<Generation>,
+    /// Hot pools that serve from their replica's disks since a hot failover
+    /// ([`Builder::swapped_pools`]): their desired `disks` are the replica's.
+    swapped: BTreeSet<ResourceAddress>,
 }
 
 pub(crate) fn build(
@@ -135,11 +141,32 @@ pub(crate) fn build(
         held: BTreeMap::new(),
         kept: BTreeMap::new(),
         standby_generation: None,
+        swapped: BTreeSet::new(),
     };
+    let (swapped, left_behind) = builder.swapped_pools();
+    builder.swapped = swapped;
     builder.check_replacements();
     let order = resource_order(&dependencies);
+    // A hot standby's disks on either side stay where they are in the serving pass: a
+    // replica's disks are the standby's (planned there, and found in place by a failover),
+    // and a hot failover moves no disk of the pool (the replica is promoted instead).
+    // After a hot failover the pool serves from its replica's disks, and its own stay on the
+    // old primary's host until a failback moves them (not built yet): left alone. A hot
+    // failover moves no disk of either side.
+    let hot_primary_disks = match &builder.failover {
+        Some(_) => {
+            let mut stay = spec.hot_primary_disks();
+            stay.extend(builder.serving_replica_disks());
+            stay
+        }
+        None => left_behind,
+    };
     for address in &order {
         let resource = &spec.resources[address];
+        let standby_data = address.kind.is_stateful() && spec.is_standby(address);
+        if (standby_data && builder.failover.is_none()) || hot_primary_disks.contains(address) {
+            continue;
+        }
         builder.plan_resource(resource);
     }
     builder.plan_old_instances();
@@ -160,7 +187,6 @@ pub(crate) fn build(
         .collect();
     Ok(Built {
         drafts: builder.drafts,
-        target,
         failover: builder.failover,
         notes: builder.notes,
         unknown,
@@ -258,6 +284,65 @@ impl<'a> Builder<'a> {
         ))
     }
 
+    /// The hot pools that serve from their replica's disks (a hot failover promoted the
+    /// replica: its disks read attached to the serving generation's host), and their own
+    /// `disks`, which stay on the old primary's host until a failback moves them.
+    fn swapped_pools(&self) -> (BTreeSet<ResourceAddress>, BTreeSet<ResourceAddress>) {
+        let mut pools = BTreeSet::new();
+        let mut left = BTreeSet::new();
+        for pool in self.spec.hot_pools() {
+            let Some(host) = pool
+                .str_field(ferry_core::fields::zfs_pool::HOST)
+                .and_then(|host| host.parse::<ResourceAddress>().ok())
+            else {
+                continue;
+            };
+            let serving = self
+                .failover
+                .as_ref()
+                .map_or(self.target, |failover| failover.from_generation);
+            let serving_host = host.at(Some(serving)).to_string();
+            let side = |field: &str| -> Vec<ResourceAddress> {
+                pool.field(field)
+                    .and_then(ferry_core::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|disk| disk.as_str()?.parse().ok())
+                    .collect()
+            };
+            let replica = side(ferry_core::fields::zfs_pool::REPLICA_DISKS);
+            let serves = !replica.is_empty()
+                && replica.iter().all(|disk| {
+                    self.snapshot
+                        .get(&disk.at(None))
+                        .and_then(|reading| reading.attribute(ferry_core::fields::disk::VM))
+                        .and_then(ferry_core::Value::as_str)
+                        == Some(serving_host.as_str())
+                });
+            if serves {
+                pools.insert(pool.address.clone());
+                left.extend(side(ferry_core::fields::zfs_pool::DISKS));
+            }
+        }
+        (pools, left)
+    }
+
+    /// The replica disks of the pools that serve from them ([`Builder::swapped_pools`]).
+    fn serving_replica_disks(&self) -> BTreeSet<ResourceAddress> {
+        self.spec
+            .hot_pools()
+            .filter(|pool| self.swapped.contains(&pool.address))
+            .flat_map(|pool| {
+                pool.field(ferry_core::fields::zfs_pool::REPLICA_DISKS)
+                    .and_then(ferry_core::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|disk| disk.as_str()?.parse::<ResourceAddress>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     fn rules(&self, kind: Kind) -> &'a dyn KindRules {
         self.rules
             .get(kind)
@@ -302,7 +387,7 @@ impl<'a> Builder<'a> {
     /// The spec's fields as the target generation wants them, with the outputs known now.
     fn desired(&self, resource: &ResourceSpec) -> Attributes {
         let rules = self.rules(resource.address.kind);
-        resolve_fields(
+        let mut desired = resolve_fields(
             self.spec,
             rules,
             &resource.address,
@@ -313,7 +398,12 @@ impl<'a> Builder<'a> {
                 }
                 self.snapshot.get(instance)?.attribute(output).cloned()
             },
-        )
+        );
+        // A pool that serves from its replica's disks since a hot failover is on those.
+        if self.swapped.contains(&resource.address) {
+            ferry_core::fields::zfs_pool::replica_view(&mut desired);
+        }
+        desired
     }
 
     fn push(&mut self, draft: StepDraft, resource: Option<&ResourceSpec>) {
@@ -353,6 +443,7 @@ impl<'a> Builder<'a> {
             _ => 0,
         };
         self.drafts.push(Draft {
+            generation: self.target,
             id: draft.id(),
             step: draft,
             estimate_seconds,

@@ -10,6 +10,14 @@ impl Builder<'_> {
     /// Retires the previous generation after a failover, and deletes what the spec dropped.
     pub(super) fn plan_old_instances(&mut self) {
         let relied_on = self.relied_on_by_held();
+        // Which stateful instances read placed on each instance, once for the whole pass.
+        let mut placed: BTreeMap<InstanceAddress, Vec<InstanceAddress>> = BTreeMap::new();
+        for placement in crate::world::placements(self.snapshot, self.rules) {
+            placed
+                .entry(placement.on)
+                .or_default()
+                .push(placement.instance);
+        }
         let retire_from = self
             .failover
             .as_ref()
@@ -21,6 +29,11 @@ impl Builder<'_> {
             .map(|(instance, observation)| (instance.clone(), observation.clone()))
             .collect();
         for (instance, observation) in readings.into_iter().rev() {
+            // A hot standby's replica (`zfs_pool.home@g2`) holds data: never retired, whatever
+            // its generation; what becomes of it is its pool's failover and failback.
+            if instance.kind().is_stateful() && instance.generation.is_some() {
+                continue;
+            }
             let in_spec = self.spec.resources.get(&instance.address);
             if in_spec.is_some() && self.beyond_the_standby(&instance) {
                 self.retire_beyond_the_standby(instance, &observation);
@@ -36,6 +49,16 @@ impl Builder<'_> {
                     let source = &relied_on[&instance.address];
                     self.notes.push(format!(
                         "{instance}: not retired, {source} reads unknown and may still rely on it; a later apply retires it"
+                    ));
+                }
+                (Some(_), Some(_), Observation::Present { .. })
+                    if self.data_left_on(&placed, &instance).is_some() =>
+                {
+                    let data = self
+                        .data_left_on(&placed, &instance)
+                        .expect("checked by the guard");
+                    self.notes.push(format!(
+                        "{instance}: not retired, {data} is still on it and this plan moves it nowhere (a hot failover leaves the old primary's disks where they were); it is retired once nothing stateful is on it"
                     ));
                 }
                 (Some(_), Some(generation), Observation::Present { attributes, .. })
@@ -133,6 +156,33 @@ impl Builder<'_> {
 
     /// When a generation that no longer serves goes, as `--retire-old` or the spec's
     /// `[failover] retire_old` says: `None` when it is retired by this plan.
+    /// A stateful instance that reads placed on `instance` (a disk attached to that VM or in
+    /// that group) and that no step of this plan moves: retiring `instance` would take the
+    /// data with it (a group's deletion deletes its disks).
+    fn data_left_on(
+        &self,
+        placed: &BTreeMap<InstanceAddress, Vec<InstanceAddress>>,
+        instance: &InstanceAddress,
+    ) -> Option<InstanceAddress> {
+        placed
+            .get(instance)?
+            .iter()
+            .find(|data| {
+                !self.drafts.iter().any(|draft| {
+                    &draft.step.target == *data
+                        && matches!(
+                            draft.step.action,
+                            Action::Detach
+                                | Action::Move
+                                | Action::Import
+                                | Action::Export
+                                | Action::Promote
+                        )
+                })
+            })
+            .cloned()
+    }
+
     fn retention_of(&self, generation: Generation) -> Option<KeptUntil> {
         let leaving_now = self
             .failover

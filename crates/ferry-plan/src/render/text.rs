@@ -38,9 +38,12 @@ fn style(action: Action) -> (&'static str, &'static str) {
         Action::Replace => ("-/+", "31"),
         Action::Delete | Action::Retire => ("-", "31"),
         Action::Fence => ("!", "31;1"),
-        Action::Detach | Action::Move | Action::Attach | Action::Import | Action::Export => {
-            (">", "36")
-        }
+        Action::Detach
+        | Action::Move
+        | Action::Attach
+        | Action::Import
+        | Action::Export
+        | Action::Promote => (">", "36"),
         Action::Run => ("*", "35"),
         Action::Wait => ("?", "34"),
     }

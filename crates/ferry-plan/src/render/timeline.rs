@@ -47,9 +47,12 @@ fn color(action: Action) -> &'static str {
         Action::Update | Action::Replace => "#f9a825",
         Action::Delete | Action::Retire => "#9e9e9e",
         Action::Fence => "#c62828",
-        Action::Detach | Action::Move | Action::Attach | Action::Import | Action::Export => {
-            "#1565c0"
-        }
+        Action::Detach
+        | Action::Move
+        | Action::Attach
+        | Action::Import
+        | Action::Export
+        | Action::Promote => "#1565c0",
         Action::Run => "#6a1b9a",
         Action::Wait => "#00838f",
     }

@@ -39,6 +39,11 @@ pub fn data100_warm() -> Spec {
     repository_spec("specs/data100/warm")
 }
 
+/// The data100 spec with a hot standby (`specs/data100/hot`).
+pub fn data100_hot() -> Spec {
+    repository_spec("specs/data100/hot")
+}
+
 /// A spec folder of the repository, loaded, panicking with the rendered errors.
 fn repository_spec(folder: &str) -> Spec {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -194,7 +194,7 @@ impl Loader<'_> {
                         Some(place(&entry.file, node.span())),
                     )
                     .help(format!(
-                        "use {}: warm builds the next generation ahead and keeps it ready",
+                        "use {}: warm builds the next generation ahead and keeps it ready, hot also keeps a replica of every pool there",
                         crate::Standby::CHOICES
                     )),
                 ),

@@ -121,7 +121,7 @@ impl Loader<'_> {
             }
         }
         self.check_triggers(read, failover, triggers);
-        self.check_pools(read);
+        self.check_pools(read, failover);
         self.check_cycles(read, &edges);
         let dependencies = BTreeMap::from_iter(dependencies);
         self.check_standby_hooks(read, &dependencies);
@@ -500,9 +500,12 @@ impl Loader<'_> {
         }
     }
 
-    /// What a pool's disks and host must agree on, across resources: each disk in one pool,
-    /// attached to a VM, the pool's host; one pool of a name on a host.
-    fn check_pools(&mut self, read: &BTreeMap<ResourceAddress, Read>) {
+    /// What a pool's disks and host must agree on, across resources: each disk in one pool
+    /// (on one side of it: the pool's own or its hot standby's replica), attached to a VM, the
+    /// pool's host; one pool of a name on a host; a replica exactly when the standby is hot,
+    /// with disks at least as large as the pool's.
+    fn check_pools(&mut self, read: &BTreeMap<ResourceAddress, Read>, failover: &FailoverPolicy) {
+        let hot = failover.standby == crate::Standby::Hot && failover.mode != FailoverMode::Off;
         let mut owners: BTreeMap<&str, &ResourceAddress> = BTreeMap::new();
         let mut names: BTreeMap<(&str, String), &ResourceAddress> = BTreeMap::new();
         let pools = read
@@ -537,66 +540,189 @@ impl Loader<'_> {
                     names.insert((host, pool_name), address);
                 }
             }
-            let disks = pool
-                .spec
-                .field(fields::zfs_pool::DISKS)
-                .and_then(Value::as_array);
-            for (index, disk) in disks.into_iter().flatten().enumerate() {
-                let Some(text) = disk.as_str() else { continue };
-                let field = format!("{}[{index}]", fields::zfs_pool::DISKS);
-                if let Some(first) = owners.get(text) {
-                    let at = self.field_place(pool, &field);
+            self.check_pool_side(read, address, pool, fields::zfs_pool::DISKS, &mut owners);
+            self.check_pool_side(
+                read,
+                address,
+                pool,
+                fields::zfs_pool::REPLICA_DISKS,
+                &mut owners,
+            );
+            self.check_replica(read, address, pool, hot, &failover.standby);
+        }
+    }
+
+    /// One side of a pool (`disks`, or a hot standby's `replica_disks`): each disk in no other
+    /// pool or side, and attached to the pool's host resource.
+    fn check_pool_side<'r>(
+        &mut self,
+        read: &'r BTreeMap<ResourceAddress, Read>,
+        address: &'r ResourceAddress,
+        pool: &'r Read,
+        side: &str,
+        owners: &mut BTreeMap<&'r str, &'r ResourceAddress>,
+    ) {
+        let host = pool.spec.str_field(fields::zfs_pool::HOST);
+        let disks = pool.spec.field(side).and_then(Value::as_array);
+        for (index, disk) in disks.into_iter().flatten().enumerate() {
+            let Some(text) = disk.as_str() else { continue };
+            let field = format!("{side}[{index}]");
+            if let Some(first) = owners.get(text) {
+                let at = self.field_place(pool, &field);
+                let message = if *first == address {
+                    format!(
+                        "{text} is listed twice in {address}: a disk holds the pool or its replica, once"
+                    )
+                } else {
+                    format!("{text} is in {first} already")
+                };
+                self.push(
+                    SpecError::new(
+                        Problem::Invalid {
+                            address: address.to_string(),
+                            message,
+                        },
+                        Some(at),
+                    )
+                    .help("a disk holds vdevs of one pool, on one side of it: remove it from one of the two"),
+                );
+                continue;
+            }
+            owners.insert(text, address);
+            let Some(disk) = text.parse().ok().and_then(|target| read.get(&target)) else {
+                continue;
+            };
+            let at = self.field_place(pool, &field);
+            match (disk.spec.str_field(fields::disk::VM), host) {
+                (None, _) => self.push(
+                    SpecError::new(
+                        Problem::Invalid {
+                            address: address.to_string(),
+                            message: format!("{text} is attached to no vm, so the pool's host cannot see it"),
+                        },
+                        Some(at),
+                    )
+                    .help(format!(
+                        "attach it to the pool's host: add vm = \"{}\" and a lun to [{text}]",
+                        host.unwrap_or("vm.NAME")
+                    )),
+                ),
+                // A vm that does not exist is reported as such already.
+                (Some(vm), Some(host))
+                    if vm != host
+                        && vm
+                            .parse::<ResourceAddress>()
+                            .is_ok_and(|vm| read.contains_key(&vm)) => self.push(
+                    SpecError::new(
+                        Problem::Invalid {
+                            address: address.to_string(),
+                            message: format!("{text} is attached to {vm}, but the pool's host is {host}"),
+                        },
+                        Some(at),
+                    )
+                    .help(format!(
+                        "a pool is imported where its disks are (a replica on the standby generation's instance of the same host): set vm = \"{host}\" in [{text}], or host = \"{vm}\" here"
+                    )),
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// A hot standby keeps a replica of every pool, and only a hot standby does: the replica's
+    /// disks, sorted by size, each at least as large as the pool's, so that any layout fits.
+    fn check_replica(
+        &mut self,
+        read: &BTreeMap<ResourceAddress, Read>,
+        address: &ResourceAddress,
+        pool: &Read,
+        hot: bool,
+        standby: &crate::Standby,
+    ) {
+        let replica = pool
+            .spec
+            .field(fields::zfs_pool::REPLICA_DISKS)
+            .and_then(Value::as_array);
+        match (hot, replica) {
+            (true, None) => {
+                let at = self.field_place(pool, fields::zfs_pool::REPLICA_DISKS);
+                self.push(
+                    SpecError::new(
+                        Problem::Invalid {
+                            address: address.to_string(),
+                            message: "[failover] standby is hot, but the pool has no replica_disks: a hot failover promotes a replica and moves no disk".to_owned(),
+                        },
+                        Some(at),
+                    )
+                    .help("list the standby's disks in replica_disks (as many as disks, each attached to the same host resource), or set standby = \"warm\""),
+                );
+            }
+            (false, Some(_)) => {
+                let at = self.field_place(pool, fields::zfs_pool::REPLICA_DISKS);
+                self.push(
+                    SpecError::new(
+                        Problem::Invalid {
+                            address: address.to_string(),
+                            message: format!(
+                                "replica_disks keeps a hot standby's replica, but [failover] standby is {}",
+                                standby.as_str()
+                            ),
+                        },
+                        Some(at),
+                    )
+                    .help("set standby = \"hot\" in [failover] (with a failover mode other than off), or remove replica_disks"),
+                );
+            }
+            (true, Some(replica)) => {
+                let sizes = |disks: Option<&Vec<Value>>| -> Option<Vec<i64>> {
+                    let mut sizes = disks?
+                        .iter()
+                        .map(|disk| {
+                            let disk = read.get(&disk.as_str()?.parse().ok()?)?;
+                            disk.spec.field("size_gb").and_then(Value::as_i64)
+                        })
+                        .collect::<Option<Vec<i64>>>()?;
+                    sizes.sort_unstable();
+                    Some(sizes)
+                };
+                let pool_sizes = sizes(
+                    pool.spec
+                        .field(fields::zfs_pool::DISKS)
+                        .and_then(Value::as_array),
+                );
+                let replica_sizes = sizes(Some(replica));
+                if let (Some(pool_sizes), Some(replica_sizes)) = (pool_sizes, replica_sizes)
+                    && pool_sizes.len() == replica_sizes.len()
+                    && pool_sizes
+                        .iter()
+                        .zip(&replica_sizes)
+                        .any(|(pool, replica)| replica < pool)
+                {
+                    let at = self.field_place(pool, fields::zfs_pool::REPLICA_DISKS);
+                    let list = |sizes: &[i64]| {
+                        sizes
+                            .iter()
+                            .map(|size| format!("{size} GB"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
                     self.push(
                         SpecError::new(
                             Problem::Invalid {
                                 address: address.to_string(),
-                                message: format!("{text} is in {first} already"),
+                                message: format!(
+                                    "the replica's disks ({}) are smaller than the pool's ({}): the replica could not hold the pool",
+                                    list(&replica_sizes),
+                                    list(&pool_sizes)
+                                ),
                             },
                             Some(at),
                         )
-                        .help("a disk holds vdevs of one pool: remove it from one of the two"),
+                        .help("give each replica disk at least the size_gb of its counterpart among disks"),
                     );
-                    continue;
-                }
-                owners.insert(text, address);
-                let Some(disk) = text.parse().ok().and_then(|target| read.get(&target)) else {
-                    continue;
-                };
-                let at = self.field_place(pool, &field);
-                match (disk.spec.str_field(fields::disk::VM), host) {
-                    (None, _) => self.push(
-                        SpecError::new(
-                            Problem::Invalid {
-                                address: address.to_string(),
-                                message: format!("{text} is attached to no vm, so the pool's host cannot see it"),
-                            },
-                            Some(at),
-                        )
-                        .help(format!(
-                            "attach it to the pool's host: add vm = \"{}\" and a lun to [{text}]",
-                            host.unwrap_or("vm.NAME")
-                        )),
-                    ),
-                    // A vm that does not exist is reported as such already.
-                    (Some(vm), Some(host))
-                        if vm != host
-                            && vm
-                                .parse::<ResourceAddress>()
-                                .is_ok_and(|vm| read.contains_key(&vm)) => self.push(
-                        SpecError::new(
-                            Problem::Invalid {
-                                address: address.to_string(),
-                                message: format!("{text} is attached to {vm}, but the pool's host is {host}"),
-                            },
-                            Some(at),
-                        )
-                        .help(format!(
-                            "a pool is imported where its disks are: set vm = \"{host}\" in [{text}], or host = \"{vm}\" here"
-                        )),
-                    ),
-                    _ => {}
                 }
             }
+            (false, None) => {}
         }
     }
 

@@ -72,13 +72,22 @@ pub enum ZfsError {
         "{pool}: the pool already exists on the disks in {folder} but is not imported: plan again to import it instead of creating it"
     )]
     ExistsNotImported { pool: String, folder: String },
+    #[error("{pool}: {source}")]
+    Replication {
+        pool: String,
+        source: crate::replication::ReplicationError,
+    },
     #[error("{pool}: zfs_pool has no `{action}` step")]
     Unsupported { pool: String, action: Action },
 }
 
 impl ZfsError {
     pub(super) fn into_step_error(self) -> StepError {
-        let transient = matches!(&self, ZfsError::Ssh(error) if error.is_transient());
+        let transient = match &self {
+            ZfsError::Ssh(error) => error.is_transient(),
+            ZfsError::Replication { source, .. } => source.is_transient(),
+            _ => false,
+        };
         if transient {
             StepError::transient(self.to_string(), None)
         } else {

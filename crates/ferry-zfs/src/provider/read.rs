@@ -187,10 +187,86 @@ fn health_of(status: &PoolStatus, datasets: &[DatasetRow], pool: &str) -> Health
     }
 }
 
+/// A hot standby's replica is healthy as a replica: whole, read-only and marked one. Anything
+/// else in its place (a writable pool, a pool outside any replication) is no replica.
+fn replica_health(status: &PoolStatus, datasets: &[DatasetRow], pool: &str) -> Health {
+    if status.state != "ONLINE" {
+        return health_of(status, datasets, pool);
+    }
+    match datasets.iter().find(|row| row.name == pool) {
+        Some(root) if root.role == "replica" && root.readonly == "on" => Health::Healthy,
+        Some(root) => Health::Unhealthy {
+            reason: format!(
+                "the standby's pool is no read-only replica (readonly={}, ferry:role={}): ferry neither promotes nor overwrites it",
+                root.readonly, root.role
+            ),
+        },
+        None => Health::Unhealthy {
+            reason: "the standby's pool lists no root dataset".to_owned(),
+        },
+    }
+}
+
 impl ZfsPoolProvider {
+    /// How far a replica is behind its primary, the serving generation's host (the one before
+    /// the replica's), in seconds on the primary's clock; `None` when the primary cannot be
+    /// asked (the read of the replica itself stands).
+    async fn replica_lag(
+        &self,
+        context: &ReadContext<'_>,
+        settings: &PoolSettings,
+        replica: &Host,
+        replica_host: &InstanceAddress,
+    ) -> Option<u64> {
+        let serving = replica_host.generation?.checked_sub(1)?;
+        let primary_instance = replica_host.address.at(Some(serving));
+        let primary = self
+            .host(
+                &context.instance.address,
+                settings,
+                &primary_instance,
+                (context.outputs)(&primary_instance),
+            )
+            .ok()?;
+        let status = crate::replication::status(
+            crate::replication::PoolEnd {
+                connection: &primary.connection,
+                pool: &settings.name,
+            },
+            crate::replication::PoolEnd {
+                connection: &replica.connection,
+                pool: &settings.name,
+            },
+        )
+        .await
+        .ok()?;
+        status.lag_seconds()
+    }
+
     pub(super) async fn observe(&self, context: &ReadContext<'_>) -> Result<Observation, ZfsError> {
         let address = &context.instance.address;
-        let settings = self.merged_settings(address, context.fields)?;
+        // A hot pool serves from either side's disks (its own, or its replica's after a hot
+        // failover): both are looked for, and the reading names the ones it finds.
+        let both_sides;
+        let fields = match (
+            context.instance.generation,
+            context.fields.get(zfs_pool::REPLICA_DISKS),
+        ) {
+            (None, Some(Value::Array(replica))) => {
+                let mut fields = context.fields.clone();
+                let mut disks = fields
+                    .get(zfs_pool::DISKS)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                disks.extend(replica.iter().cloned());
+                fields.insert(zfs_pool::DISKS.to_owned(), Value::Array(disks));
+                both_sides = fields;
+                &both_sides
+            }
+            _ => context.fields,
+        };
+        let settings = self.merged_settings(address, fields)?;
         let Some(host_instance) = context
             .fields
             .get(zfs_pool::HOST)
@@ -212,6 +288,25 @@ impl ZfsPoolProvider {
         let host = self.host(address, &settings, &host_instance, host_outputs)?;
         let expected = expected_devices(&settings, &host.device_folder, context.outputs);
         match pool_state(&host, &settings.name).await? {
+            // A stateful instance of a generation is a hot standby's replica.
+            PoolState::Imported { status, datasets } if context.instance.generation.is_some() => {
+                let mut attributes = imported_attributes(
+                    &settings,
+                    &host,
+                    &status,
+                    &datasets,
+                    &expected,
+                    context.fields.contains_key(zfs_pool::POOL_NAME),
+                );
+                let health = replica_health(&status, &datasets, &settings.name);
+                if let Some(lag) = self
+                    .replica_lag(context, &settings, &host, &host_instance)
+                    .await
+                {
+                    attributes.insert(zfs_pool::REPLICA_LAG_SECONDS.into(), json!(lag));
+                }
+                Ok(Observation::Present { attributes, health })
+            }
             PoolState::Imported { status, datasets } => Ok(Observation::Present {
                 attributes: imported_attributes(
                     &settings,

@@ -167,6 +167,188 @@ impl StepTarget<'_> {
         self.update().await
     }
 
+    /// Seeds a hot standby's replica on this host: the bare pool created on the replica's
+    /// disks (no dataset of its own: the primary's arrive by the first round), marked a
+    /// read-only replica, and a first full round sent from `primary`. Done again after an
+    /// interruption, it finds the pool and goes on: a replica already marked is not marked
+    /// again, and the round sends from the newest snapshot both sides hold.
+    pub(super) async fn seed_replica(
+        &self,
+        primary: &Host,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<StepOutcome, ZfsError> {
+        let replication = |source| ZfsError::Replication {
+            pool: self.label(),
+            source,
+        };
+        match pool_state(&self.host, self.pool()).await? {
+            PoolState::Imported { .. } => {}
+            PoolState::Importable(_) | PoolState::ImportedElsewhere { .. } => {
+                return Err(ZfsError::ExistsNotImported {
+                    pool: self.label(),
+                    folder: self.host.device_folder.clone(),
+                });
+            }
+            PoolState::NotFound => {
+                let missing = self.missing_disks().await?;
+                if !missing.is_empty() {
+                    return Err(ZfsError::MissingDisks {
+                        pool: self.label(),
+                        host: self.host.instance.to_string(),
+                        missing,
+                    });
+                }
+                let mut arguments = vec!["zpool", "create", self.pool()];
+                match self.settings.layout.as_str() {
+                    "mirror" => arguments.push("mirror"),
+                    "raidz" => arguments.push("raidz"),
+                    _ => {}
+                }
+                for (_, path) in &self.expected {
+                    arguments.push(path);
+                }
+                match self.change(&arguments).await {
+                    Ok(result) => result?,
+                    Err(error) => match pool_state(&self.host, self.pool()).await? {
+                        PoolState::Imported { .. } => {}
+                        _ => return Err(error.into()),
+                    },
+                }
+            }
+        }
+        let replica = crate::replication::PoolEnd {
+            connection: &self.host.connection,
+            pool: self.pool(),
+        };
+        let source = crate::replication::PoolEnd {
+            connection: &primary.connection,
+            pool: self.pool(),
+        };
+        let status = crate::replication::status(source, replica)
+            .await
+            .map_err(replication)?;
+        if status.last_complete.is_none() && status.datasets == 0 {
+            progress(format!("marking {replica} a read-only replica"));
+            if let Err(error) = crate::replication::mark_replica(replica).await {
+                // Marked by an interrupted seed already: its role says so.
+                if !matches!(
+                    error,
+                    crate::replication::ReplicationError::CannotMark { .. }
+                ) {
+                    return Err(replication(error));
+                }
+            }
+        }
+        progress(format!("a full round from {source}"));
+        let round = crate::replication::replicate(source, replica, std::time::SystemTime::now())
+            .await
+            .map_err(replication)?;
+        progress(format!(
+            "{replica} holds {} ({} bytes)",
+            round.snapshot.name, round.bytes
+        ));
+        self.replica_outcome(primary).await
+    }
+
+    /// The replica's outputs after a step: its host, role and lag, as a read gives them.
+    async fn replica_outcome(&self, primary: &Host) -> Result<StepOutcome, ZfsError> {
+        let replica = crate::replication::PoolEnd {
+            connection: &self.host.connection,
+            pool: self.pool(),
+        };
+        let source = crate::replication::PoolEnd {
+            connection: &primary.connection,
+            pool: self.pool(),
+        };
+        let status = crate::replication::status(source, replica)
+            .await
+            .map_err(|source| ZfsError::Replication {
+                pool: self.label(),
+                source,
+            })?;
+        let mut outputs = Attributes::new();
+        outputs.insert(
+            zfs_pool::HOST.to_owned(),
+            json!(self.host.instance.to_string()),
+        );
+        outputs.insert(zfs_pool::REPLICATION_ROLE.to_owned(), json!("replica"));
+        if let Some(lag) = status.lag_seconds() {
+            outputs.insert(zfs_pool::REPLICA_LAG_SECONDS.to_owned(), json!(lag));
+        }
+        Ok(StepOutcome {
+            outputs,
+            ..StepOutcome::default()
+        })
+    }
+
+    /// A planned promotion: the old primary, which answers, hands the pool over (stops, sends
+    /// its last increment, becomes the replica), then this host's replica is promoted.
+    pub(super) async fn take_over(
+        &self,
+        primary: &Host,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<StepOutcome, ZfsError> {
+        let replica = crate::replication::PoolEnd {
+            connection: &self.host.connection,
+            pool: self.pool(),
+        };
+        let source = crate::replication::PoolEnd {
+            connection: &primary.connection,
+            pool: self.pool(),
+        };
+        progress(format!("{source} hands the pool over to {replica}"));
+        let handed = crate::replication::hand_over(source, replica, std::time::SystemTime::now())
+            .await
+            .map_err(|source| ZfsError::Replication {
+                pool: self.label(),
+                source,
+            })?;
+        if let Some(round) = &handed.last_round {
+            progress(format!(
+                "the last increment, {}, reached {replica} ({} bytes)",
+                round.snapshot.name, round.bytes
+            ));
+        }
+        self.update().await
+    }
+
+    /// An unplanned promotion: the old primary, fenced (asked again right before, when it can
+    /// be reached), and this host's replica rolled back to its newest complete snapshot and
+    /// made the primary.
+    pub(super) async fn promote_replica(
+        &self,
+        old: Option<&Host>,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<StepOutcome, ZfsError> {
+        let replica = crate::replication::PoolEnd {
+            connection: &self.host.connection,
+            pool: self.pool(),
+        };
+        let promotion = match old {
+            Some(old) => {
+                crate::replication::promote(
+                    replica,
+                    crate::replication::PoolEnd {
+                        connection: &old.connection,
+                        pool: self.pool(),
+                    },
+                )
+                .await
+            }
+            // The old host's address is not known at all: nothing can be asked, and the plan's
+            // fence (an ancestor of this step) is what stands between it and the pool.
+            None => crate::replication::promote_fenced(replica).await,
+        }
+        .map_err(|source| ZfsError::Replication {
+            pool: self.label(),
+            source,
+        })?;
+        if let Some(snapshot) = &promotion.rolled_back_to {
+            progress(format!("{replica} rolled back to {}", snapshot.name));
+        }
+        self.update().await
+    }
+
     /// Imports a pool that is not imported (without -f), then makes its datasets match.
     async fn update(&self) -> Result<StepOutcome, ZfsError> {
         let (status, mut datasets) = match pool_state(&self.host, self.pool()).await? {
@@ -264,6 +446,31 @@ impl StepTarget<'_> {
 }
 
 impl ZfsPoolProvider {
+    /// The other end of a replication step: the host an input names (`replicate_from`,
+    /// `hand_over_from`), reached with the pool's own SSH settings.
+    fn other_host(
+        &self,
+        target: &StepTarget<'_>,
+        context: &ApplyContext<'_>,
+        input: &str,
+    ) -> Result<Host, ZfsError> {
+        let instance = context
+            .inputs
+            .get(input)
+            .and_then(Value::as_str)
+            .and_then(|text| text.parse::<InstanceAddress>().ok())
+            .ok_or_else(|| ZfsError::Setting {
+                pool: target.label(),
+                message: format!("the step names no {input}"),
+            })?;
+        self.host(
+            target.address,
+            &target.settings,
+            &instance,
+            (context.outputs)(&instance),
+        )
+    }
+
     pub(super) async fn run_step(
         &self,
         step: &Step,
@@ -331,6 +538,42 @@ impl ZfsPoolProvider {
                 target.import(force, &fenced, context.progress).await
             }
             Action::Export => target.export().await,
+            // A stateful instance of a generation is a hot standby's replica.
+            Action::Create if step.address.generation.is_some() => {
+                let primary = self.other_host(&target, context, zfs_pool::REPLICATE_FROM)?;
+                target.seed_replica(&primary, context.progress).await
+            }
+            Action::Promote => {
+                let handed_over = context
+                    .inputs
+                    .get(zfs_pool::HAND_OVER_FROM)
+                    .and_then(Value::as_str)
+                    .is_some();
+                if handed_over {
+                    let primary = self.other_host(&target, context, zfs_pool::HAND_OVER_FROM)?;
+                    target.take_over(&primary, context.progress).await
+                } else {
+                    let old = context
+                        .inputs
+                        .get("fenced_hosts")
+                        .and_then(Value::as_array)
+                        .and_then(|hosts| hosts.first())
+                        .and_then(Value::as_str)
+                        .and_then(|text| text.parse::<InstanceAddress>().ok());
+                    let old_host = old.and_then(|instance| {
+                        self.host(
+                            address,
+                            &target.settings,
+                            &instance,
+                            (context.outputs)(&instance),
+                        )
+                        .ok()
+                    });
+                    target
+                        .promote_replica(old_host.as_ref(), context.progress)
+                        .await
+                }
+            }
             Action::Create => target.create().await,
             Action::Update => target.update().await,
             action => Err(ZfsError::Unsupported {

@@ -1,0 +1,108 @@
+//! The hot standby from the command line (`specs/data100/hot`), in a simulated world: the
+//! first apply builds generation 1, the standby and the replica's disks, and seeds the
+//! replica; a failover promotes it and moves no disk; after it, the plan says that no replica
+//! is kept until a failback, readiness is lost, and the old primary's VM and group, which still
+//! hold its disks, are not retired.
+
+mod support;
+
+use support::{Scratch, ferry_ok, section};
+
+const SPEC: &str = "data100/hot";
+
+#[test]
+fn a_hot_standby_is_seeded_then_promoted_by_the_failover_with_no_disk_moved() {
+    let scratch = Scratch::new();
+    let first = ferry_ok(
+        &scratch,
+        &[
+            "apply",
+            SPEC,
+            "--world",
+            "world.json",
+            "--new-world",
+            "--auto-approve",
+        ],
+    );
+    assert!(
+        first.stderr.contains("Generation 1 serves."),
+        "{}",
+        first.stderr
+    );
+    let world = scratch.world();
+    let replica = &world["instances"]["zfs_pool.home@g2"];
+    assert_eq!(replica["replication_role"], "replica", "{world:#}");
+    assert_eq!(replica["host"], "vm.nfs@g2");
+    assert_eq!(world["instances"]["disk.replica0"]["vm"], "vm.nfs@g2");
+    assert_eq!(world["instances"]["disk.home0"]["vm"], "vm.nfs@g1");
+
+    let kept = ferry_ok(&scratch, &["plan", SPEC, "--world", "world.json"]);
+    assert!(kept.stdout.contains("No changes"), "{}", kept.stdout);
+    insta::assert_snapshot!("hot_standby_kept", section(&kept.stdout, "Standby:"));
+
+    // Generation 1's API server dies, its NFS VM does not: the pool is handed over.
+    scratch.break_api_server(1);
+    let failover = ferry_ok(&scratch, &["plan", SPEC, "--world", "world.json"]);
+    assert!(
+        !failover.stdout.contains("+ create"),
+        "the standby is built already:\n{}",
+        failover.stdout
+    );
+    insta::assert_snapshot!("hot_failover_plan", section(&failover.stdout, "Plan:"));
+    let moved: Vec<&str> = failover
+        .stdout
+        .lines()
+        .filter(|line| {
+            let step = line.trim_start();
+            step.split_once(". ").is_some_and(|(number, rest)| {
+                number.chars().all(|c| c.is_ascii_digit()) && rest.contains(" disk.")
+            })
+        })
+        .collect();
+    assert!(moved.is_empty(), "{moved:?}");
+
+    let applied = ferry_ok(
+        &scratch,
+        &["apply", SPEC, "--world", "world.json", "--auto-approve"],
+    );
+    assert!(
+        applied.stderr.contains("Generation 2 serves."),
+        "{}",
+        applied.stderr
+    );
+    let world = scratch.world();
+    assert_eq!(world["instances"]["zfs_pool.home"]["host"], "vm.nfs@g2");
+    assert_eq!(
+        world["instances"]["zfs_pool.home"]["replication_role"],
+        "primary"
+    );
+    // The old primary's VM and group still hold its disks: neither is retired.
+    for kept in ["vm.nfs@g1", "resource_group.main@g1", "disk.home0"] {
+        assert!(
+            world["instances"].get(kept).is_some(),
+            "{kept} is gone: {world:#}"
+        );
+    }
+
+    // After it: the next standby is built, no replica is kept, and readiness says so.
+    let after = ferry_ok(
+        &scratch,
+        &["apply", SPEC, "--world", "world.json", "--auto-approve"],
+    );
+    assert!(
+        after.stderr.contains("Generation 2 serves."),
+        "{}",
+        after.stderr
+    );
+    let plan = scratch.ferry(&["plan", SPEC, "--world", "world.json"]);
+    let notes: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|line| {
+            line.starts_with("note: zfs_pool.home serves")
+                || line.contains("not retired")
+                || line.starts_with("Failover readiness")
+        })
+        .collect();
+    insta::assert_snapshot!("hot_after_failover", notes.join("\n"));
+}
