@@ -48,6 +48,8 @@ pub enum Command {
     ForceUnlock(UnlockArgs),
     /// Read every resource's health at an interval and alert on changes.
     Watch(WatchArgs),
+    /// Send each hot standby's replica what its primary wrote since the last round, once.
+    Replicate(ObserveArgs),
     /// Look at what the state knows, or make it forget an instance.
     State(StateArgs),
 }

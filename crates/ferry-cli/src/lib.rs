@@ -101,11 +101,52 @@ fn run(command: Command, output: &Output) -> Result<ExitCode> {
             output.stdout(&text);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Replicate(args) => replicate(&args, output),
         Command::Apply(args) => apply::apply_command(&args, output),
         Command::ForceUnlock(args) => apply::force_unlock(&args, output),
         Command::Watch(args) => watch::watch(&args, output),
         Command::State(args) => state::state_command(&args, output),
     }
+}
+
+/// `ferry replicate`: one replication round for each pool of a hot standby, a line for each
+/// on stdout (on stderr for one that did not replicate, and then exit 1).
+fn replicate(args: &crate::args::ObserveArgs, output: &Output) -> Result<ExitCode> {
+    if args.source.observed.is_some() {
+        anyhow::bail!(
+            "--observed plans from a file; ferry replicate changes the world: give --world FILE or nothing"
+        );
+    }
+    let deployment = open(&args.spec, &args.source, output)?;
+    if deployment.spec().hot_pools().next().is_none() {
+        output.stdout(
+            "Nothing to replicate: the spec keeps no hot standby ([failover] standby = \"hot\", replica_disks).\n",
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let rounds = runtime.block_on(deployment.replicate())?;
+    if rounds.is_empty() {
+        output.stdout("Nothing to replicate: nothing is built yet (ferry apply builds the pool and seeds its replica).\n");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = false;
+    for round in rounds {
+        match round.outcome {
+            Ok(done) => output.stdout(&format!("{}: {done}\n", round.replica)),
+            Err(why) => {
+                failed = true;
+                output.stderr(&format!("{}: not replicated: {why}\n", round.replica));
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(ferry_plan::outcome::EXIT_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Loads a spec (showing every problem in it on stderr when there are some) and opens it for

@@ -219,6 +219,11 @@ pub fn watch(args: &WatchArgs, output: &Output) -> Result<ExitCode> {
             for failure in &round.delivery_failures {
                 output.error(&format!("{label}{failure}"));
             }
+            for replicated in &round.replication {
+                if let Ok(done) = &replicated.outcome {
+                    output.stderr(&format!("{label}{}: {done}\n", replicated.replica));
+                }
+            }
             for problem in &round.problems {
                 output.error(&format!("{label}{problem}"));
             }

@@ -40,6 +40,45 @@ fn a_hot_standby_is_seeded_then_promoted_by_the_failover_with_no_disk_moved() {
     assert!(kept.stdout.contains("No changes"), "{}", kept.stdout);
     insta::assert_snapshot!("hot_standby_kept", section(&kept.stdout, "Standby:"));
 
+    // The replica falls behind (no round ran for 8 minutes): readiness is lost, and says why.
+    let mut world = scratch.world();
+    world["instances"]["zfs_pool.home@g2"]["replica_lag_seconds"] = 480.into();
+    scratch.set_world(&world);
+    let behind = scratch.ferry(&["plan", SPEC, "--world", "world.json"]);
+    let readiness = section(&behind.stdout, "Failover readiness:");
+    assert!(
+        readiness.contains("zfs_pool.home@g2: the replica lags 8m behind the primary, more than replica_max_lag (1m)"),
+        "{}",
+        behind.stdout
+    );
+    // One round on demand brings it back.
+    let replicated = ferry_ok(&scratch, &["replicate", SPEC, "--world", "world.json"]);
+    assert_eq!(
+        replicated.stdout,
+        "zfs_pool.home@g2: a simulated round: the replica is current\n"
+    );
+    let current = ferry_ok(&scratch, &["plan", SPEC, "--world", "world.json"]);
+    assert!(current.stdout.contains("No changes"), "{}", current.stdout);
+    // The watch runs the rounds too, while it acts (a local state: always).
+    let mut world = scratch.world();
+    world["instances"]["zfs_pool.home@g2"]["replica_lag_seconds"] = 480.into();
+    scratch.set_world(&world);
+    let watched = ferry_ok(
+        &scratch,
+        &["watch", SPEC, "--world", "world.json", "--rounds", "1"],
+    );
+    assert!(
+        watched
+            .stderr
+            .contains("zfs_pool.home@g2: a simulated round: the replica is current"),
+        "{}",
+        watched.stderr
+    );
+    assert_eq!(
+        scratch.world()["instances"]["zfs_pool.home@g2"]["replica_lag_seconds"],
+        0
+    );
+
     // Generation 1's API server dies, its NFS VM does not: the pool is handed over.
     scratch.break_api_server(1);
     let failover = ferry_ok(&scratch, &["plan", SPEC, "--world", "world.json"]);
@@ -102,6 +141,7 @@ fn a_hot_standby_is_seeded_then_promoted_by_the_failover_with_no_disk_moved() {
             line.starts_with("note: zfs_pool.home serves")
                 || line.contains("not retired")
                 || line.starts_with("Failover readiness")
+                || line.starts_with("  zfs_pool.home")
         })
         .collect();
     insta::assert_snapshot!("hot_after_failover", notes.join("\n"));

@@ -498,6 +498,21 @@ pub trait Provider: Send + Sync + fmt::Debug {
     async fn apply(&self, step: &Step, context: ApplyContext<'_>)
     -> Result<StepOutcome, StepError>;
 
+    /// Work an instance needs between applies, with no plan step: a hot standby's replication
+    /// round, for `zfs_pool`'s replica instances (`zfs_pool.home@g2`). `ferry replicate` and
+    /// the `ferry watch` leader call it. `context.inputs` are the instance's fields resolved
+    /// for its generation, plus what the work needs besides (a replica's `replicate_from`).
+    /// Returns what was done, for the operator; `Ok(None)` when the kind has no such work,
+    /// the default.
+    async fn tend(
+        &self,
+        instance: &InstanceAddress,
+        context: ApplyContext<'_>,
+    ) -> Result<Option<String>, StepError> {
+        let _ = (instance, context);
+        Ok(None)
+    }
+
     /// Opens a read round, which lasts until the returned value is dropped: meanwhile `read`
     /// may answer from what the provider already fetched in the round (the Azure providers
     /// read a resource group's disks with one ARM list instead of a GET each). An observation

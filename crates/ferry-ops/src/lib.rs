@@ -13,6 +13,7 @@
 //! - [`Deployment::force_unlock`] breaks a lock whose holder is gone;
 //! - [`Deployment::state_view`] shows what the state knows, and [`Deployment::forget`] makes it
 //!   forget an instance, under the lock;
+//! - [`Deployment::replicate`] runs one replication round for each pool of a hot standby;
 //! - [`watch::Watcher`] runs one round of `ferry watch`: readings, damped alerts delivered, the
 //!   failover plan written, failover readiness followed.
 //!
@@ -23,6 +24,7 @@ mod apply;
 mod deployment;
 mod error;
 mod plan;
+mod replicate;
 mod state;
 mod timeline;
 pub mod watch;
@@ -31,6 +33,7 @@ pub use apply::{Applied, ApplyRequest, Approval, PlanSource};
 pub use deployment::{Deployment, WorldSource, read_snapshot, state_backend};
 pub use error::OpsError;
 pub use plan::{PlanOptions, plan, readiness, saved_plan};
+pub use replicate::ReplicationRound;
 pub use state::{Forgotten, InstanceView, KeptView, Role, STATE_VIEW_FORMAT_VERSION, StateView};
 pub use timeline::{AppliedTimeline, applied_timeline};
 

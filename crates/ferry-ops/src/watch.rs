@@ -89,6 +89,10 @@ pub struct Round {
     /// Its part among the deployment's watchers, when that changed this round (and on the
     /// first round).
     pub leadership: Option<LeadershipChange>,
+    /// The replication rounds this watcher ran for a hot standby's pools: only while it acts,
+    /// at most once per `replica_interval` (the shortest of the spec's pools), so that the
+    /// deployment has one replicator whatever the number of watchers.
+    pub replication: Vec<crate::ReplicationRound>,
 }
 
 /// A watcher's part among the watchers of its deployment, when it changes.
@@ -241,6 +245,8 @@ pub struct Watcher<'a> {
     /// The health alerts of a failover due whose quorum was not reached: checked again each
     /// round, and alerted again once it is.
     awaiting_quorum: Vec<Alert>,
+    /// When this watcher last ran the hot standby's replication rounds.
+    last_replication: Option<SystemTime>,
 }
 
 impl<'a> Watcher<'a> {
@@ -258,6 +264,7 @@ impl<'a> Watcher<'a> {
             unsent_health: BTreeMap::new(),
             unsent_readiness: None,
             awaiting_quorum: Vec::new(),
+            last_replication: None,
         }
     }
 
@@ -285,6 +292,9 @@ impl<'a> Watcher<'a> {
         let turn = self.take_turn(&mut round)?;
         round.acting = turn != Turn::Follows;
         self.write_verdict(&mut round);
+        if round.acting {
+            self.replicate(&mut round).await;
+        }
         // A failover held back for want of a quorum is looked at again each round.
         if round.acting && round.alerts.is_empty() && !self.awaiting_quorum.is_empty() {
             round.alerts = self.awaiting_quorum.clone();
@@ -358,6 +368,46 @@ impl<'a> Watcher<'a> {
         self.deliver(&mut round).await;
         self.record_alerted(&mut round);
         Ok(round)
+    }
+}
+
+impl Watcher<'_> {
+    /// The hot standby's replication rounds, when the shortest `replica_interval` of the
+    /// spec's pools has passed since the last ones. A round that fails is a problem of this
+    /// watch round, never its end: the lag it leaves shows in failover readiness.
+    async fn replicate(&mut self, round: &mut Round) {
+        let spec = self.deployment.spec();
+        let Some(interval) = spec
+            .hot_pools()
+            .filter_map(|pool| ferry_core::fields::zfs_pool::replica_timing(&pool.fields))
+            .map(|(interval, _)| interval)
+            .min()
+        else {
+            return;
+        };
+        let now = SystemTime::now();
+        if self
+            .last_replication
+            .is_some_and(|last| now.duration_since(last).is_ok_and(|since| since < interval))
+        {
+            return;
+        }
+        self.last_replication = Some(now);
+        match self.deployment.replicate().await {
+            Ok(rounds) => {
+                for done in &rounds {
+                    if let Err(why) = &done.outcome {
+                        round
+                            .problems
+                            .push(format!("{}: not replicated: {why}", done.replica));
+                    }
+                }
+                round.replication = rounds;
+            }
+            Err(error) => round
+                .problems
+                .push(format!("the replication rounds did not run: {error}")),
+        }
     }
 }
 

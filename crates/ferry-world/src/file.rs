@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ferry_core::{
-    ApplyContext, Kind, Observation, Provider, Providers, ReadContext, RuleBook, Step, StepError,
-    StepOutcome,
+    ApplyContext, InstanceAddress, Kind, Observation, Provider, Providers, ReadContext, RuleBook,
+    Step, StepError, StepOutcome,
 };
 
 use crate::memory::{Behaviour, MemoryProvider, World, WorldFormatError};
@@ -131,6 +131,21 @@ impl Provider for PersistingProvider {
 
     async fn read(&self, context: ReadContext<'_>) -> Observation {
         self.inner.read(context).await
+    }
+
+    async fn tend(
+        &self,
+        instance: &InstanceAddress,
+        context: ApplyContext<'_>,
+    ) -> Result<Option<String>, StepError> {
+        let result = self.inner.tend(instance, context).await;
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        match (result, save(&self.path, &self.world)) {
+            (Ok(_), Err(error)) => Err(StepError::permanent(format!(
+                "the round ran, but the simulated world could not be saved: {error}"
+            ))),
+            (result, _) => result,
+        }
     }
 
     async fn apply(

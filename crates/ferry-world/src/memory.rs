@@ -507,6 +507,32 @@ impl Provider for MemoryProvider {
         self.world.observe(context.instance)
     }
 
+    /// A simulated replication round: a replica (a stateful instance of a generation that
+    /// reads `replication_role = "replica"`) is current again.
+    async fn tend(
+        &self,
+        instance: &InstanceAddress,
+        _: ApplyContext<'_>,
+    ) -> Result<Option<String>, StepError> {
+        use ferry_core::fields::zfs_pool;
+        let Some(mut attributes) = self.world.get(instance) else {
+            return Err(StepError::permanent(format!(
+                "{instance} does not exist in the simulated world"
+            )));
+        };
+        if instance.generation.is_none()
+            || attributes
+                .get(zfs_pool::REPLICATION_ROLE)
+                .and_then(Value::as_str)
+                != Some("replica")
+        {
+            return Ok(None);
+        }
+        attributes.insert(zfs_pool::REPLICA_LAG_SECONDS.to_owned(), Value::from(0));
+        self.world.insert(instance.clone(), attributes);
+        Ok(Some("a simulated round: the replica is current".to_owned()))
+    }
+
     async fn apply(
         &self,
         step: &Step,

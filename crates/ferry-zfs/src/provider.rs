@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ferry_core::{
-    ApplyContext, Attributes, Kind, Observation, Provider, ReadContext, ResourceAddress,
-    ResourceSpec, Step, StepError, StepOutcome,
+    ApplyContext, Attributes, InstanceAddress, Kind, Observation, Provider, ReadContext,
+    ResourceAddress, ResourceSpec, Step, StepError, StepOutcome,
 };
 
 use crate::ssh::{SshConnection, SshTarget, SshTimeouts};
@@ -133,5 +133,85 @@ impl Provider for ZfsPoolProvider {
         self.run_step(step, &context)
             .await
             .map_err(ZfsError::into_step_error)
+    }
+
+    /// One replication round for a hot standby's replica (an instance with a generation):
+    /// a snapshot of every dataset on the primary (the host `replicate_from` names), each sent
+    /// to the replica as an increment, older rounds' snapshots pruned (`replication::replicate`).
+    async fn tend(
+        &self,
+        instance: &InstanceAddress,
+        context: ApplyContext<'_>,
+    ) -> Result<Option<String>, StepError> {
+        if instance.generation.is_none() {
+            return Ok(None);
+        }
+        self.replication_round(instance, &context)
+            .await
+            .map(Some)
+            .map_err(ZfsError::into_step_error)
+    }
+}
+
+impl ZfsPoolProvider {
+    async fn replication_round(
+        &self,
+        instance: &InstanceAddress,
+        context: &ApplyContext<'_>,
+    ) -> Result<String, ZfsError> {
+        let address = &instance.address;
+        let settings = self.merged_settings(address, context.inputs)?;
+        let named = |input: &str| -> Result<InstanceAddress, ZfsError> {
+            context
+                .inputs
+                .get(input)
+                .and_then(ferry_core::Value::as_str)
+                .and_then(|text| text.parse::<InstanceAddress>().ok())
+                .ok_or_else(|| ZfsError::Setting {
+                    pool: instance.to_string(),
+                    message: format!("the round names no {input}"),
+                })
+        };
+        let (replica_host, primary_host) = (
+            named(ferry_core::fields::zfs_pool::HOST)?,
+            named(ferry_core::fields::zfs_pool::REPLICATE_FROM)?,
+        );
+        let replica = self.host(
+            address,
+            &settings,
+            &replica_host,
+            (context.outputs)(&replica_host),
+        )?;
+        let primary = self.host(
+            address,
+            &settings,
+            &primary_host,
+            (context.outputs)(&primary_host),
+        )?;
+        fn end<'h>(host: &'h host::Host, pool: &'h str) -> crate::replication::PoolEnd<'h> {
+            crate::replication::PoolEnd {
+                connection: &host.connection,
+                pool,
+            }
+        }
+        let round = crate::replication::replicate(
+            end(&primary, &settings.name),
+            end(&replica, &settings.name),
+            std::time::SystemTime::now(),
+        )
+        .await
+        .map_err(|source| ZfsError::Replication {
+            pool: instance.to_string(),
+            source,
+        })?;
+        let sends = round.bases.values().filter(|base| base.is_some()).count();
+        Ok(format!(
+            "{} reached {replica_host} from {primary_host}: {} bytes in {} increments and {} full sends; {} older snapshots pruned",
+            round.snapshot.name,
+            round.bytes,
+            sends,
+            round.bases.len() - sends,
+            round.pruned
+        ))
     }
 }
