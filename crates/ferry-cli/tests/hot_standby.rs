@@ -1,8 +1,9 @@
 //! The hot standby from the command line (`specs/data100/hot`), in a simulated world: the
 //! first apply builds generation 1, the standby and the replica's disks, and seeds the
-//! replica; a failover promotes it and moves no disk; after it, the plan says that no replica
-//! is kept until a failback, readiness is lost, and the old primary's VM and group, which still
-//! hold its disks, are not retired.
+//! replica; a replica that lags loses readiness until a round (`ferry replicate`, or the
+//! watch's); a failover promotes it and moves no disk, and keeps the old primary's VM and
+//! group, which still hold its disks; the failback re-seats those disks on the next standby
+//! and makes them its replica; and the same again the other way.
 
 mod support;
 
@@ -11,7 +12,7 @@ use support::{Scratch, ferry_ok, section};
 const SPEC: &str = "data100/hot";
 
 #[test]
-fn a_hot_standby_is_seeded_then_promoted_by_the_failover_with_no_disk_moved() {
+fn a_hot_standby_is_seeded_promoted_with_no_disk_moved_and_failed_back_as_a_plan() {
     let scratch = Scratch::new();
     let first = ferry_ok(
         &scratch,
@@ -123,7 +124,26 @@ fn a_hot_standby_is_seeded_then_promoted_by_the_failover_with_no_disk_moved() {
         );
     }
 
-    // After it: the next standby is built, no replica is kept, and readiness says so.
+    // The failback, as a plan like any other: the next standby is built, the old primary's
+    // disks are re-seated on it (its host fenced, each disk detached, moved and attached) and
+    // made the next replica, and the old generation is retired once nothing is on it.
+    let failback = ferry_ok(&scratch, &["plan", SPEC, "--world", "world.json"]);
+    let data_steps: Vec<&str> = failback
+        .stdout
+        .lines()
+        .filter(|line| {
+            let step = line.trim_start();
+            step.split_once(". ").is_some_and(|(number, rest)| {
+                number.chars().all(|c| c.is_ascii_digit())
+                    && (rest.contains(" disk.")
+                        || rest.contains("zfs_pool")
+                        || rest.starts_with("!")
+                        || rest.starts_with("- retire vm")
+                        || rest.starts_with("- retire resource_group"))
+            })
+        })
+        .collect();
+    insta::assert_snapshot!("hot_failback_plan", data_steps.join("\n"));
     let after = ferry_ok(
         &scratch,
         &["apply", SPEC, "--world", "world.json", "--auto-approve"],
@@ -133,16 +153,58 @@ fn a_hot_standby_is_seeded_then_promoted_by_the_failover_with_no_disk_moved() {
         "{}",
         after.stderr
     );
-    let plan = scratch.ferry(&["plan", SPEC, "--world", "world.json"]);
-    let notes: Vec<&str> = plan
-        .stdout
-        .lines()
-        .filter(|line| {
-            line.starts_with("note: zfs_pool.home serves")
-                || line.contains("not retired")
-                || line.starts_with("Failover readiness")
-                || line.starts_with("  zfs_pool.home")
-        })
-        .collect();
-    insta::assert_snapshot!("hot_after_failover", notes.join("\n"));
+    let settled = scratch.ferry(&["plan", SPEC, "--world", "world.json", "--detailed-exitcode"]);
+    assert_eq!(settled.code, 0, "{}{}", settled.stdout, settled.stderr);
+    assert!(
+        settled
+            .stdout
+            .contains("Failover readiness: ready, estimated time to recovery 7m 59s"),
+        "{}",
+        settled.stdout
+    );
+    let world = scratch.world();
+    for disk in ["home0", "home1", "home2", "home3"] {
+        assert_eq!(
+            world["instances"][format!("disk.{disk}")]["vm"],
+            "vm.nfs@g3"
+        );
+    }
+    assert_eq!(
+        world["instances"]["zfs_pool.home@g3"]["replication_role"],
+        "replica"
+    );
+    assert!(world["instances"].get("vm.nfs@g1").is_none(), "{world:#}");
+    assert!(world["instances"].get("resource_group.main@g1").is_none());
+
+    // And back: generation 2's API server dies, the pool's own disks serve again on
+    // generation 3, and the replica's are re-seated on generation 4.
+    scratch.mend_api_server(1);
+    scratch.break_api_server(2);
+    let back = ferry_ok(
+        &scratch,
+        &["apply", SPEC, "--world", "world.json", "--auto-approve"],
+    );
+    assert!(
+        back.stderr.contains("Generation 3 serves."),
+        "{}",
+        back.stderr
+    );
+    ferry_ok(
+        &scratch,
+        &["apply", SPEC, "--world", "world.json", "--auto-approve"],
+    );
+    let settled = scratch.ferry(&["plan", SPEC, "--world", "world.json", "--detailed-exitcode"]);
+    assert_eq!(settled.code, 0, "{}{}", settled.stdout, settled.stderr);
+    let world = scratch.world();
+    assert_eq!(world["instances"]["zfs_pool.home"]["host"], "vm.nfs@g3");
+    for disk in ["replica0", "replica1", "replica2", "replica3"] {
+        assert_eq!(
+            world["instances"][format!("disk.{disk}")]["vm"],
+            "vm.nfs@g4"
+        );
+    }
+    assert_eq!(
+        world["instances"]["zfs_pool.home@g4"]["replication_role"],
+        "replica"
+    );
 }

@@ -94,11 +94,18 @@ pub mod zfs_pool {
         Some((interval, max_lag))
     }
 
-    /// The attributes of a pool's replica instance (`zfs_pool.NAME@gN`, a hot standby's) from
-    /// the pool's resolved fields: its disks are the spec's `replica_disks`.
-    pub fn replica_view(attributes: &mut crate::Attributes) {
-        if let Some(replica) = attributes.remove(REPLICA_DISKS) {
+    /// Swaps a hot pool's sides in its resolved fields: `disks` becomes `replica_disks` and the
+    /// other way round. The replica instance (`zfs_pool.home@g2`) is on the replica's disks,
+    /// and after a hot failover the pool itself serves from them (and its replica, once a
+    /// failback made one, is on the pool's own).
+    pub fn swap_sides(attributes: &mut crate::Attributes) {
+        let replica = attributes.remove(REPLICA_DISKS);
+        let disks = attributes.remove(DISKS);
+        if let Some(replica) = replica {
             attributes.insert(DISKS.to_owned(), replica);
+        }
+        if let Some(disks) = disks {
+            attributes.insert(REPLICA_DISKS.to_owned(), disks);
         }
     }
 }

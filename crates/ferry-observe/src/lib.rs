@@ -110,8 +110,16 @@ pub async fn observe(
     // than it holds, and four rounds cover a state lost two generations behind.
     for _ in 0..4 {
         wanted.retain(|instance| !read.contains(instance));
-        for (instance, observation) in
-            read_instances(spec, rules, &known, providers, config, &wanted, active).await
+        for (instance, observation) in read_instances(
+            spec,
+            rules,
+            &known,
+            providers,
+            config,
+            &wanted,
+            At::generation(active),
+        )
+        .await
         {
             snapshot.insert(instance, observation);
         }
@@ -123,8 +131,16 @@ pub async fn observe(
                 .into_iter()
                 .filter(|instance| !read.contains(instance))
                 .collect();
-            for (instance, observation) in
-                read_instances(spec, rules, &known, providers, config, &probe, active).await
+            for (instance, observation) in read_instances(
+                spec,
+                rules,
+                &known,
+                providers,
+                config,
+                &probe,
+                At::generation(active),
+            )
+            .await
             {
                 if observation.is_present() {
                     snapshot.insert(instance, observation);
@@ -170,8 +186,16 @@ pub async fn observe(
             .into_iter()
             .filter(|instance| !read.contains(instance))
             .collect();
-        for (instance, observation) in
-            read_instances(spec, rules, &known, providers, config, &below, active).await
+        for (instance, observation) in read_instances(
+            spec,
+            rules,
+            &known,
+            providers,
+            config,
+            &below,
+            At::generation(active),
+        )
+        .await
         {
             if observation.is_present() {
                 snapshot.insert(instance, observation);
@@ -192,8 +216,49 @@ pub async fn observe(
         )
         .filter(|instance| !snapshot.resources.contains_key(instance))
         .collect();
-    for (instance, observation) in
-        read_instances(spec, rules, &known, providers, config, &standby, active).await
+    // A replica is on the replica's disks, or on the pool's own once a failback re-seated
+    // them there (the disks' readings, read before, say which).
+    let on_own_disks: BTreeSet<InstanceAddress> = spec
+        .hot_pools()
+        .filter_map(|pool| {
+            let replica = pool.address.at(Some(serving + 1));
+            let host = pool
+                .str_field(ferry_core::fields::zfs_pool::HOST)?
+                .parse::<ferry_core::ResourceAddress>()
+                .ok()?
+                .at(Some(serving + 1))
+                .to_string();
+            let own: Vec<&str> = pool
+                .field(ferry_core::fields::zfs_pool::DISKS)?
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let there = !own.is_empty()
+                && own.iter().all(|disk| {
+                    disk.parse::<ferry_core::ResourceAddress>()
+                        .ok()
+                        .and_then(|disk| snapshot.get(&disk.at(None)))
+                        .and_then(|reading| reading.attribute(ferry_core::fields::disk::VM))
+                        .and_then(Value::as_str)
+                        == Some(host.as_str())
+                });
+            there.then_some(replica)
+        })
+        .collect();
+    for (instance, observation) in read_instances(
+        spec,
+        rules,
+        &known,
+        providers,
+        config,
+        &standby,
+        At {
+            generation_less: active,
+            replicas_on_own_disks: &on_own_disks,
+        },
+    )
+    .await
     {
         snapshot.insert(instance, observation);
     }
@@ -208,8 +273,16 @@ pub async fn observe(
             .filter(|(_, observation)| !observation.is_present())
             .map(|(instance, _)| instance.clone())
             .collect();
-        for (instance, observation) in
-            read_instances(spec, rules, &known, providers, config, &not_present, active).await
+        for (instance, observation) in read_instances(
+            spec,
+            rules,
+            &known,
+            providers,
+            config,
+            &not_present,
+            At::generation(active),
+        )
+        .await
         {
             snapshot.insert(instance, observation);
         }
@@ -244,7 +317,7 @@ pub async fn observe(
             providers,
             config,
             &absent,
-            failover.to_generation,
+            At::generation(failover.to_generation),
         )
         .await
         {
@@ -315,6 +388,28 @@ fn generation_instances(spec: &Spec, generation: Generation) -> Vec<InstanceAddr
         .collect()
 }
 
+/// Where a read places what the instance addresses leave open.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    /// The generation a generation-less instance (a pool, whose host is a generation's VM) is
+    /// read on.
+    generation_less: Generation,
+    /// The hot standby's replicas that are on their pool's own disks (after a failback),
+    /// rather than on its `replica_disks`.
+    replicas_on_own_disks: &'a BTreeSet<InstanceAddress>,
+}
+
+static NO_REPLICAS: BTreeSet<InstanceAddress> = BTreeSet::new();
+
+impl At<'_> {
+    fn generation(generation_less: Generation) -> At<'static> {
+        At {
+            generation_less,
+            replicas_on_own_disks: &NO_REPLICAS,
+        }
+    }
+}
+
 /// Reads `instances` through their providers, with bounded concurrency.
 async fn read_instances(
     spec: &Spec,
@@ -323,8 +418,9 @@ async fn read_instances(
     providers: &Providers,
     config: &ObserveConfig,
     instances: &[InstanceAddress],
-    generation_less_at: Generation,
+    at: At<'_>,
 ) -> Vec<(InstanceAddress, Observation)> {
+    let (generation_less_at, on_own_disks) = (at.generation_less, at.replicas_on_own_disks);
     let output = |instance: &InstanceAddress, name: &str| -> Option<Value> {
         state.outputs(instance)?.get(name).cloned()
     };
@@ -344,10 +440,15 @@ async fn read_instances(
                 }
                 None => Attributes::new(),
             };
-            // A stateful instance of a generation is a hot standby's replica, on its disks.
+            // A stateful instance of a generation is a hot standby's replica: read on its own
+            // side's disks only.
             if instance.kind().is_stateful() && instance.generation.is_some() {
-                ferry_core::fields::zfs_pool::replica_view(&mut fields);
+                if !on_own_disks.contains(instance) {
+                    ferry_core::fields::zfs_pool::swap_sides(&mut fields);
+                }
+                fields.remove(ferry_core::fields::zfs_pool::REPLICA_DISKS);
             }
+
             (instance.clone(), resource, fields)
         })
         .collect();

@@ -83,8 +83,8 @@ impl Deployment {
         Ok(rounds)
     }
 
-    /// The replica's fields at the generation after `serving`, on the replica's disks, with the
-    /// primary's host to copy from.
+    /// The replica's fields at the generation after `serving`, with the primary's host to
+    /// copy from.
     fn replica_inputs(
         &self,
         pool: &ferry_core::ResourceSpec,
@@ -96,7 +96,8 @@ impl Deployment {
         };
         let output = |instance: &InstanceAddress, name: &str| outputs(instance)?.get(name).cloned();
         let mut inputs = resolve_fields(&self.spec, rules, &pool.address, serving + 1, &output);
-        zfs_pool::replica_view(&mut inputs);
+        // The round names only the pool and its two hosts: which disks either side is on
+        // does not matter to it.
         if let Some(host) = pool
             .str_field(zfs_pool::HOST)
             .and_then(|host| host.parse::<ResourceAddress>().ok())

@@ -232,21 +232,6 @@ impl Spec {
             })
     }
 
-    /// The disks that hold a pool itself (`disks`) in a hot standby's pools: they stay on the
-    /// old primary's host in a hot failover, which moves no disk.
-    pub fn hot_primary_disks(&self) -> BTreeSet<ResourceAddress> {
-        self.hot_pools()
-            .flat_map(|pool| {
-                pool.field(ferry_core::fields::zfs_pool::DISKS)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|disk| disk.as_str()?.parse().ok())
-                    .collect::<Vec<ResourceAddress>>()
-            })
-            .collect()
-    }
-
     /// Whether `address` is built ahead in the standby generation.
     pub fn is_standby(&self, address: &ResourceAddress) -> bool {
         self.standby.contains(address)

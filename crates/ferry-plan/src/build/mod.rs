@@ -143,31 +143,27 @@ pub(crate) fn build(
         standby_generation: None,
         swapped: BTreeSet::new(),
     };
-    let (swapped, left_behind) = builder.swapped_pools();
-    builder.swapped = swapped;
+    builder.swapped = builder.swapped_pools();
     builder.check_replacements();
     let order = resource_order(&dependencies);
     // A hot standby's disks on either side stay where they are in the serving pass: a
     // replica's disks are the standby's (planned there, and found in place by a failover),
     // and a hot failover moves no disk of the pool (the replica is promoted instead).
-    // After a hot failover the pool serves from its replica's disks, and its own stay on the
-    // old primary's host until a failback moves them (not built yet): left alone. A hot
-    // failover moves no disk of either side.
-    let hot_primary_disks = match &builder.failover {
-        Some(_) => {
-            let mut stay = spec.hot_primary_disks();
-            stay.extend(builder.serving_replica_disks());
-            stay
-        }
-        None => left_behind,
+    // A hot pool's disks: the side it does not serve from is the standby's (planned with the
+    // standby, `plan_standby`), and a hot failover moves no disk of either side.
+    let hot_disks: BTreeSet<ResourceAddress> = match &builder.failover {
+        Some(_) => builder.hot_disks(),
+        None => builder
+            .hot_sides()
+            .into_iter()
+            .flat_map(|(_, side)| side)
+            .collect(),
     };
     for address in &order {
-        let resource = &spec.resources[address];
-        let standby_data = address.kind.is_stateful() && spec.is_standby(address);
-        if (standby_data && builder.failover.is_none()) || hot_primary_disks.contains(address) {
+        if hot_disks.contains(address) {
             continue;
         }
-        builder.plan_resource(resource);
+        builder.plan_resource(&spec.resources[address]);
     }
     builder.plan_old_instances();
     let standby = builder.plan_standby(&order);
@@ -287,9 +283,8 @@ impl<'a> Builder<'a> {
     /// The hot pools that serve from their replica's disks (a hot failover promoted the
     /// replica: its disks read attached to the serving generation's host), and their own
     /// `disks`, which stay on the old primary's host until a failback moves them.
-    fn swapped_pools(&self) -> (BTreeSet<ResourceAddress>, BTreeSet<ResourceAddress>) {
+    fn swapped_pools(&self) -> BTreeSet<ResourceAddress> {
         let mut pools = BTreeSet::new();
-        let mut left = BTreeSet::new();
         for pool in self.spec.hot_pools() {
             let Some(host) = pool
                 .str_field(ferry_core::fields::zfs_pool::HOST)
@@ -302,15 +297,7 @@ impl<'a> Builder<'a> {
                 .as_ref()
                 .map_or(self.target, |failover| failover.from_generation);
             let serving_host = host.at(Some(serving)).to_string();
-            let side = |field: &str| -> Vec<ResourceAddress> {
-                pool.field(field)
-                    .and_then(ferry_core::Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|disk| disk.as_str()?.parse().ok())
-                    .collect()
-            };
-            let replica = side(ferry_core::fields::zfs_pool::REPLICA_DISKS);
+            let replica = Self::side(&pool.fields, ferry_core::fields::zfs_pool::REPLICA_DISKS);
             let serves = !replica.is_empty()
                 && replica.iter().all(|disk| {
                     self.snapshot
@@ -321,26 +308,9 @@ impl<'a> Builder<'a> {
                 });
             if serves {
                 pools.insert(pool.address.clone());
-                left.extend(side(ferry_core::fields::zfs_pool::DISKS));
             }
         }
-        (pools, left)
-    }
-
-    /// The replica disks of the pools that serve from them ([`Builder::swapped_pools`]).
-    fn serving_replica_disks(&self) -> BTreeSet<ResourceAddress> {
-        self.spec
-            .hot_pools()
-            .filter(|pool| self.swapped.contains(&pool.address))
-            .flat_map(|pool| {
-                pool.field(ferry_core::fields::zfs_pool::REPLICA_DISKS)
-                    .and_then(ferry_core::Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|disk| disk.as_str()?.parse::<ResourceAddress>().ok())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        pools
     }
 
     fn rules(&self, kind: Kind) -> &'a dyn KindRules {
@@ -399,9 +369,10 @@ impl<'a> Builder<'a> {
                 self.snapshot.get(instance)?.attribute(output).cloned()
             },
         );
-        // A pool that serves from its replica's disks since a hot failover is on those.
+        // A pool that serves from its replica's disks since a hot failover is on those (and
+        // its replica, once a failback made one, on the pool's own).
         if self.swapped.contains(&resource.address) {
-            ferry_core::fields::zfs_pool::replica_view(&mut desired);
+            ferry_core::fields::zfs_pool::swap_sides(&mut desired);
         }
         desired
     }

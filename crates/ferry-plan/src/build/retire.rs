@@ -10,9 +10,22 @@ impl Builder<'_> {
     /// Retires the previous generation after a failover, and deletes what the spec dropped.
     pub(super) fn plan_old_instances(&mut self) {
         let relied_on = self.relied_on_by_held();
-        // Which stateful instances read placed on each instance, once for the whole pass.
+        // Which stateful instances read placed on each instance, once for the whole pass; the
+        // old primary's disks a failback re-seats on the standby (planned after this pass)
+        // leave their old generation too.
+        let reseated: BTreeSet<ResourceAddress> = match self.failover {
+            Some(_) => BTreeSet::new(),
+            None => self
+                .hot_sides()
+                .into_iter()
+                .flat_map(|(_, side)| side)
+                .collect(),
+        };
         let mut placed: BTreeMap<InstanceAddress, Vec<InstanceAddress>> = BTreeMap::new();
-        for placement in crate::world::placements(self.snapshot, self.rules) {
+        for placement in crate::world::placements(self.snapshot, self.rules)
+            .into_iter()
+            .filter(|placement| !reseated.contains(&placement.instance.address))
+        {
             placed
                 .entry(placement.on)
                 .or_default()
@@ -57,8 +70,13 @@ impl Builder<'_> {
                     let data = self
                         .data_left_on(&placed, &instance)
                         .expect("checked by the guard");
+                    let next = if self.failover.is_some() && self.spec.hot_pools().next().is_some() {
+                        " (a hot failover moves no disk: the apply after it re-seats the old primary's disks on the next standby, then retires this)"
+                    } else {
+                        ""
+                    };
                     self.notes.push(format!(
-                        "{instance}: not retired, {data} is still on it and this plan moves it nowhere (a hot failover leaves the old primary's disks where they were); it is retired once nothing stateful is on it"
+                        "{instance}: not retired, {data} is still on it and this plan moves it nowhere{next}; it is retired once nothing stateful is on it"
                     ));
                 }
                 (Some(_), Some(generation), Observation::Present { attributes, .. })

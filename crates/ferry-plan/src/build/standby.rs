@@ -38,21 +38,17 @@ impl Builder<'_> {
         // nothing about it, and its own holds stay its own.
         let held = std::mem::take(&mut self.held);
         let changed = std::mem::take(&mut self.changed);
-        // Pools a hot failover left serving from their replica's disks: those disks serve,
-        // and no replica is kept until a failback makes the old primary's disks one.
-        let swapped = self.swapped.clone();
-        let serving_disks = self.serving_replica_disks();
-        for pool in &swapped {
-            self.notes.push(format!(
-                "{pool} serves from its replica_disks since the hot failover; its own disks stay on the old primary's host, and the hot standby keeps no replica of it until a failback makes them one (not built yet): failover readiness says so"
-            ));
-        }
+        // A hot pool's two sides: the one it serves from stays, the other is the standby's
+        // (planned below: built, or re-seated after a failover).
+        let sides = self.hot_sides();
         self.target = generation;
         let first = self.drafts.len();
         let mut instances = Vec::new();
+        // Both sides of a hot pool are left out here: the one it serves from stays.
+        let hot_disks = self.hot_disks();
         for address in order
             .iter()
-            .filter(|address| standby.contains(*address) && !serving_disks.contains(*address))
+            .filter(|address| standby.contains(*address) && !hot_disks.contains(*address))
         {
             let resource = &self.spec.resources[address];
             self.plan_resource(resource);
@@ -71,12 +67,10 @@ impl Builder<'_> {
                 upkeep,
             });
         }
-        let pools: Vec<ResourceSpec> = self
-            .spec
-            .hot_pools()
-            .filter(|pool| !swapped.contains(&pool.address))
-            .cloned()
-            .collect();
+        let pools: Vec<ResourceSpec> = self.spec.hot_pools().cloned().collect();
+        for (_, side) in &sides {
+            instances.extend(self.plan_replica_side(side));
+        }
         for pool in &pools {
             if let Some(replica) = self.plan_replica(pool, serving) {
                 instances.push(replica);
@@ -110,8 +104,10 @@ impl Builder<'_> {
     fn plan_replica(&mut self, pool: &ResourceSpec, serving: Generation) -> Option<KeptInstance> {
         let instance = pool.address.at(Some(self.target));
         let observed = self.observation(&instance);
+        // The replica is on the side the pool does not serve from (`desired` is the serving
+        // side's, swapped already after a hot failover).
         let mut desired = self.desired(pool);
-        zfs_pool::replica_view(&mut desired);
+        zfs_pool::swap_sides(&mut desired);
         let primary_host = pool
             .str_field(zfs_pool::HOST)
             .and_then(|host| host.parse::<ResourceAddress>().ok())
@@ -148,6 +144,37 @@ impl Builder<'_> {
                 );
                 if let Some(host) = &primary_host {
                     desired.insert(zfs_pool::REPLICATE_FROM.to_owned(), json!(host.to_string()));
+                }
+                // The replica's disks hold a pool already after a hot failover (the old
+                // primary's): it is imported, after the plan's fence of the host it was on
+                // (asked again right before, as for any import), and never overwritten.
+                let old_hosts = self.old_hosts_of(&desired);
+                if !old_hosts.is_empty() {
+                    draft.reason = format!(
+                        "the replica of {}: the old primary's pool, on its disks now on {}, imported there (after the fence of {}), made a read-only replica and sent what it lacks from {from}; a pool that took writes after its last round (fenced, not handed over) is refused, never rolled back",
+                        pool.address,
+                        pool.str_field(zfs_pool::HOST).unwrap_or("its host"),
+                        old_hosts
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    desired.insert(
+                        "fenced_hosts".to_owned(),
+                        json!(
+                            old_hosts
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                        ),
+                    );
+                }
+                for disk in Self::side(&desired, zfs_pool::DISKS) {
+                    let attach = StepId::new(&disk.at(None), Action::Attach);
+                    if self.drafts.iter().any(|draft| draft.id == attach) {
+                        draft = draft.after(attach);
+                    }
                 }
                 for action in [Action::Create, Action::Import, Action::Promote] {
                     let primary = StepId::new(&pool.address.at(None), action);
@@ -190,4 +217,122 @@ fn replica_interval_text(attributes: &Attributes) -> String {
         .and_then(Value::as_str)
         .unwrap_or("1m")
         .to_owned()
+}
+
+impl Builder<'_> {
+    /// The disk addresses a pool's side lists (`disks` or `replica_disks`).
+    pub(super) fn side(attributes: &Attributes, field: &str) -> Vec<ResourceAddress> {
+        attributes
+            .get(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|disk| disk.as_str()?.parse().ok())
+            .collect()
+    }
+
+    /// The hosts other than the standby's that a side's disks read attached to: where the old
+    /// primary's pool was, to be fenced before it is imported anywhere else.
+    fn old_hosts_of(&self, desired: &Attributes) -> Vec<InstanceAddress> {
+        let standby_host = desired.get(zfs_pool::HOST).and_then(Value::as_str);
+        let mut hosts: Vec<InstanceAddress> = Self::side(desired, zfs_pool::DISKS)
+            .iter()
+            .filter_map(|disk| {
+                self.snapshot
+                    .get(&disk.at(None))?
+                    .attribute(ferry_core::fields::disk::VM)?
+                    .as_str()
+                    .filter(|vm| Some(*vm) != standby_host)?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
+    /// Every disk of a hot pool, on either side.
+    pub(super) fn hot_disks(&self) -> std::collections::BTreeSet<ResourceAddress> {
+        self.spec
+            .hot_pools()
+            .flat_map(|pool| {
+                let mut both = Self::side(&pool.fields, zfs_pool::DISKS);
+                both.extend(Self::side(&pool.fields, zfs_pool::REPLICA_DISKS));
+                both
+            })
+            .collect()
+    }
+
+    /// Each hot pool's two sides: the disks it serves from stay where they are, and the
+    /// other side's (`replica_disks`, or the pool's own `disks` after a hot failover) are the
+    /// standby's: `(pool, the other side)` for each pool.
+    pub(super) fn hot_sides(&self) -> Vec<(ResourceAddress, Vec<ResourceAddress>)> {
+        self.spec
+            .hot_pools()
+            .map(|pool| {
+                let field = if self.swapped.contains(&pool.address) {
+                    zfs_pool::DISKS
+                } else {
+                    zfs_pool::REPLICA_DISKS
+                };
+                (pool.address.clone(), Self::side(&pool.fields, field))
+            })
+            .collect()
+    }
+
+    /// The standby's side of a hot pool, at the standby's generation: a disk missing is
+    /// created there; one attached to another generation's host (the old primary's, after a
+    /// hot failover: the failback) is re-seated with the moves a failover makes (its old host
+    /// fenced, the disk detached, moved to the standby's group and attached), so that it holds
+    /// the next replica.
+    fn plan_replica_side(&mut self, disks: &[ResourceAddress]) -> Vec<KeptInstance> {
+        let mut kept = Vec::new();
+        for disk in disks {
+            let Some(resource) = self.spec.resources.get(disk) else {
+                continue;
+            };
+            let instance = disk.at(None);
+            let observed = self.observation(&instance);
+            let desired = self.desired(resource);
+            let attached = observed
+                .attribute(ferry_core::fields::disk::VM)
+                .and_then(Value::as_str)
+                .and_then(|vm| vm.parse::<InstanceAddress>().ok());
+            match attached.filter(|vm| vm.generation != Some(self.target)) {
+                Some(old_host) => {
+                    let context = FailoverContext {
+                        spec: resource,
+                        observed: &observed,
+                        from_generation: old_host.generation.unwrap_or(self.target),
+                        to_generation: self.target,
+                        snapshot: self.snapshot,
+                        inputs: &desired,
+                    };
+                    match self.rules(disk.kind).failover(&context) {
+                        Ok(drafts) => {
+                            for draft in drafts {
+                                self.push(draft, None);
+                            }
+                        }
+                        Err(message) => self.errors.push(
+                            PlanError::new(Some(instance.clone()), message).help(
+                                "make it readable again and plan again: the standby's disks move only from a known reading",
+                            ),
+                        ),
+                    }
+                }
+                None => self.plan_resource(resource),
+            }
+            let upkeep = match &observed {
+                Observation::Present { attributes, .. } => self.rules(disk.kind).upkeep(attributes),
+                _ => self.rules(disk.kind).upkeep(&desired),
+            };
+            kept.push(KeptInstance {
+                address: instance,
+                upkeep,
+            });
+        }
+        kept
+    }
 }

@@ -33,6 +33,25 @@ pub(super) fn expected_devices(
         .collect()
 }
 
+/// What a host's ZFS says about a hot standby's replica, which is the pool on the replica's
+/// own disks: a pool of that name that ZFS lists importable from none of them is another pool
+/// (the primary's, where the hosts see each other's disks, as a test's hosts or shared disks
+/// do), and the replica is not there. A seed then creates it on its own disks, which
+/// `zpool create` (never with -f) refuses should they hold a pool.
+pub(super) fn replica_state(state: PoolState, expected: &[(InstanceAddress, String)]) -> PoolState {
+    match state {
+        PoolState::Importable(found)
+            if !found
+                .vdevs
+                .iter()
+                .any(|row| expected.iter().any(|(_, path)| path == row.path())) =>
+        {
+            PoolState::NotFound
+        }
+        state => state,
+    }
+}
+
 fn pool_mountpoint(pool: &str, datasets: &[DatasetRow]) -> String {
     datasets
         .iter()
@@ -245,14 +264,12 @@ impl ZfsPoolProvider {
 
     pub(super) async fn observe(&self, context: &ReadContext<'_>) -> Result<Observation, ZfsError> {
         let address = &context.instance.address;
-        // A hot pool serves from either side's disks (its own, or its replica's after a hot
-        // failover): both are looked for, and the reading names the ones it finds.
+        // A hot pool and its replica are each on either side's disks (the pool's own, or its
+        // replica's: a hot failover swaps them): both are looked for, and the reading names
+        // the ones it finds.
         let both_sides;
-        let fields = match (
-            context.instance.generation,
-            context.fields.get(zfs_pool::REPLICA_DISKS),
-        ) {
-            (None, Some(Value::Array(replica))) => {
+        let fields = match context.fields.get(zfs_pool::REPLICA_DISKS) {
+            Some(Value::Array(replica)) => {
                 let mut fields = context.fields.clone();
                 let mut disks = fields
                     .get(zfs_pool::DISKS)
@@ -287,7 +304,11 @@ impl ZfsPoolProvider {
         }
         let host = self.host(address, &settings, &host_instance, host_outputs)?;
         let expected = expected_devices(&settings, &host.device_folder, context.outputs);
-        match pool_state(&host, &settings.name).await? {
+        let mut state = pool_state(&host, &settings.name).await?;
+        if context.instance.generation.is_some() {
+            state = replica_state(state, &expected);
+        }
+        match state {
             // A stateful instance of a generation is a hot standby's replica.
             PoolState::Imported { status, datasets } if context.instance.generation.is_some() => {
                 let mut attributes = imported_attributes(
