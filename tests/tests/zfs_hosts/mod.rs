@@ -6,8 +6,13 @@
 //! --uts`, no network namespace):
 //! - `/etc` is an overlay whose upper folder is the host's: `/etc/hostid` (what glibc's
 //!   `gethostid()` reads, and what both the daemon, which writes it into the pool's labels, and
-//!   the `zpool` command, which compares it on import, call) and `/etc/zfs/zpool.cache` are the
-//!   host's own; the machine's cache is hidden, so the daemon never loads another daemon's pools;
+//!   the `zpool` command, which compares it on import, call) is the host's own;
+//! - `/var/lib/zfs`, where Debian's zfs-fuse keeps its pool cache (`zpool.cache`: the pools a
+//!   daemon imports when it starts), is a bind mount of the host's folder, empty at start: a
+//!   daemon never loads the pools another daemon wrote there (the machine's, another host's,
+//!   another test's, or a run's long gone, whose disks are deleted). Before it was, every host
+//!   shared the machine's cache, and a host started while another test's host held its pool
+//!   imported that pool too, from the same disk files;
 //! - `/var/run/zfs` (the daemon's socket) and `/var/lock/zfs` (its lock file) are bind mounts
 //!   of the host's folders, so the `zpool` commands of the host's SSH sessions talk to its own
 //!   daemon, and the machine's daemon (which other tests share) is never seen nor touched;
@@ -121,6 +126,7 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$folder/etc,workdir=$folder/
 rm -f /etc/zfs/zpool.cache
 mount --bind "$folder/run-zfs" /var/run/zfs
 mount --bind "$folder/lock-zfs" /var/lock/zfs
+mount --bind "$folder/lib-zfs" /var/lib/zfs
 zfs-fuse --pidfile "$folder/zfs-fuse.pid"
 exec /usr/sbin/sshd -D -e -f "$folder/sshd_config"
 "#;
@@ -143,12 +149,12 @@ impl ZfsHost {
             .tempdir()
             .unwrap();
         let path = folder.path();
-        for name in ["etc/zfs", "etc-work", "run-zfs", "lock-zfs"] {
+        for name in ["etc/zfs", "etc-work", "run-zfs", "lock-zfs", "lib-zfs"] {
             std::fs::create_dir_all(path.join(name)).unwrap();
         }
         // gethostid() reads the host id as a native-endian 32-bit number.
         std::fs::write(path.join("etc/hostid"), identity.hostid.to_ne_bytes()).unwrap();
-        for mountpoint in ["/var/run/zfs", "/var/lock/zfs", "/run/sshd"] {
+        for mountpoint in ["/var/run/zfs", "/var/lock/zfs", "/var/lib/zfs", "/run/sshd"] {
             std::fs::create_dir_all(mountpoint).unwrap();
         }
         let host_key = path.join("host_key");
@@ -571,17 +577,47 @@ impl Fixture {
         self.spec.address.at(None)
     }
 
+    /// The pool's instance in generation `generation`: a hot standby's replica.
+    pub fn replica_instance(&self, generation: u32) -> InstanceAddress {
+        self.spec.address.at(Some(generation))
+    }
+
+    /// Records `disk`'s lun among the outputs, as its attach does: the pool's device for it is
+    /// then `lunN` whatever its position in `disks` (a replica's `disk.d1` is its first disk).
+    pub fn record_lun(&mut self, disk: &str, lun: u32) {
+        self.outputs.insert(
+            disk.parse().unwrap(),
+            serde_json::from_value(json!({ "lun": lun })).unwrap(),
+        );
+    }
+
     /// Reads the pool as the spec at `generation` sees it.
     pub async fn read(&self, generation: u32) -> Observation {
         let mut fields = self.spec.fields.clone();
         fields.insert("host".into(), json!(host(generation).to_string()));
+        self.read_instance(&self.instance(), &fields).await
+    }
+
+    /// Reads the hot standby's replica `zfs_pool.NAME@gN` on host gN, with the fields the
+    /// observer gives it: the spec's, on the replica's disks (`replica_disks` as `disks`).
+    pub async fn read_replica(&self, generation: u32) -> Observation {
+        let mut fields = self.spec.fields.clone();
+        let replica_disks = fields
+            .remove("replica_disks")
+            .expect("the pool has replica_disks");
+        fields.insert("disks".into(), replica_disks);
+        fields.insert("host".into(), json!(host(generation).to_string()));
+        self.read_instance(&self.replica_instance(generation), &fields)
+            .await
+    }
+
+    async fn read_instance(&self, instance: &InstanceAddress, fields: &Attributes) -> Observation {
         let outputs = |instance: &InstanceAddress| self.outputs.get(instance).cloned();
-        let instance = self.instance();
         self.provider
             .read(ReadContext {
                 spec: &self.spec,
-                instance: &instance,
-                fields: &fields,
+                instance,
+                fields,
                 remembered: None,
                 outputs: &outputs,
             })
@@ -590,7 +626,17 @@ impl Fixture {
 
     /// Applies one step with these inputs, as the engine would.
     pub async fn apply(&self, action: Action, inputs: Value) -> Result<StepOutcome, StepError> {
-        let address = self.instance();
+        self.apply_to(self.instance(), action, inputs).await
+    }
+
+    /// Applies one step of `address` (the pool's instance, or its replica's) with these
+    /// inputs, as the engine would.
+    pub async fn apply_to(
+        &self,
+        address: InstanceAddress,
+        action: Action,
+        inputs: Value,
+    ) -> Result<StepOutcome, StepError> {
         let step = Step {
             id: StepId::new(&address, action),
             address,

@@ -42,6 +42,15 @@ pub enum ZfsError {
         detail: String,
     },
     #[error(
+        "{pool}: refused to promote the replica on {host} although the plan fenced {old_host}: {detail}; make sure the fence took effect (the old VM deallocated), then apply again"
+    )]
+    StillPrimaryAfterFence {
+        pool: String,
+        host: String,
+        old_host: String,
+        detail: String,
+    },
+    #[error(
         "{pool}: cannot import on {host}: {}; attach the missing disks to the host, then apply again",
         missing.join(", ")
     )]

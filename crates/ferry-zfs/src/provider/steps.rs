@@ -8,7 +8,7 @@ use ferry_core::{
 use serde_json::json;
 
 use super::host::{Host, PoolState, command_failed, existing_paths, pool_state, query};
-use super::read::{expected_devices, imported_attributes};
+use super::read::{expected_devices, imported_attributes, replica_state};
 use super::settings::PoolSettings;
 use super::{ZfsError, ZfsPoolProvider};
 use crate::parse::{self, DatasetRow, PoolStatus};
@@ -181,7 +181,7 @@ impl StepTarget<'_> {
             pool: self.label(),
             source,
         };
-        match pool_state(&self.host, self.pool()).await? {
+        match replica_state(pool_state(&self.host, self.pool()).await?, &self.expected) {
             PoolState::Imported { .. } => {}
             PoolState::Importable(_) | PoolState::ImportedElsewhere { .. } => {
                 return Err(ZfsError::ExistsNotImported {
@@ -224,21 +224,15 @@ impl StepTarget<'_> {
             connection: &primary.connection,
             pool: self.pool(),
         };
-        let status = crate::replication::status(source, replica)
+        // Always asked: the mark reads the pool first, leaves a replica marked already as it
+        // is, finishes a mark an interrupted seed began, and refuses a pool with data of its
+        // own or a promoted primary, whose refusal says why. (The root dataset is in every
+        // pool, so a count of the datasets the replica shares with the primary never said
+        // whether it was marked: a new pool was never marked, and its first round refused.)
+        progress(format!("marking {replica} a read-only replica"));
+        crate::replication::mark_replica(replica)
             .await
             .map_err(replication)?;
-        if status.last_complete.is_none() && status.datasets == 0 {
-            progress(format!("marking {replica} a read-only replica"));
-            if let Err(error) = crate::replication::mark_replica(replica).await {
-                // Marked by an interrupted seed already: its role says so.
-                if !matches!(
-                    error,
-                    crate::replication::ReplicationError::CannotMark { .. }
-                ) {
-                    return Err(replication(error));
-                }
-            }
-        }
         progress(format!("a full round from {source}"));
         let round = crate::replication::replicate(source, replica, std::time::SystemTime::now())
             .await
@@ -275,10 +269,7 @@ impl StepTarget<'_> {
         if let Some(lag) = status.lag_seconds() {
             outputs.insert(zfs_pool::REPLICA_LAG_SECONDS.to_owned(), json!(lag));
         }
-        Ok(StepOutcome {
-            outputs,
-            ..StepOutcome::default()
-        })
+        Ok(StepOutcome { outputs })
     }
 
     /// A planned promotion: the old primary, which answers, hands the pool over (stops, sends
@@ -339,9 +330,21 @@ impl StepTarget<'_> {
             // fence (an ancestor of this step) is what stands between it and the pool.
             None => crate::replication::promote_fenced(replica).await,
         }
-        .map_err(|source| ZfsError::Replication {
-            pool: self.label(),
-            source,
+        .map_err(|source| match (source, old) {
+            // Named as the plan names the hosts, as an import after a fence is refused: the
+            // fence ran, and did not take effect.
+            (crate::replication::ReplicationError::PrimaryNotFenced { detail, .. }, Some(old)) => {
+                ZfsError::StillPrimaryAfterFence {
+                    pool: self.label(),
+                    host: self.host.instance.to_string(),
+                    old_host: old.instance.to_string(),
+                    detail,
+                }
+            }
+            (source, _) => ZfsError::Replication {
+                pool: self.label(),
+                source,
+            },
         })?;
         if let Some(snapshot) = &promotion.rolled_back_to {
             progress(format!("{replica} rolled back to {}", snapshot.name));

@@ -1,0 +1,331 @@
+//! A hot standby's steps, as the engine runs them, on two real ZFS hosts (the harness of
+//! `zfs_two_hosts.rs`: each host its own zfs-fuse daemon, sshd and host id). Host A (g1) holds
+//! the primary pool on lun0 (`disks = ["disk.d0"]`); the replica's disk is lun1
+//! (`replica_disks = ["disk.d1"]`), which host B (g2) holds. Everything goes through
+//! `ZfsPoolProvider`'s `read` and `apply`, never through `ferry_zfs::replication` directly:
+//! - the seed, `zfs_pool.POOL@g2:create`: a bare pool on lun1, marked a read-only replica, and a
+//!   full round from A; done again (a resumed apply), it only sends an increment;
+//! - the planned promotion, `zfs_pool.POOL:promote` with `hand_over_from`: A stops, sends its
+//!   last increment and becomes the replica; nothing is lost;
+//! - the unplanned one, with `fenced_hosts`: refused while A answers as the primary (safety
+//!   invariant 14 of ARCHITECTURE.md), done once A has crashed, with what the last complete
+//!   round brought.
+//!
+//! What each host holds is asked of its own daemon (`zfs get`, `zpool status`) and read through
+//! its own mounts, never through ferry's code.
+
+mod zfs_hosts;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ferry_core::{Action, Observation, StepOutcome};
+use serde_json::json;
+use zfs_hosts::*;
+
+/// The folder a bare pool's root gets (`/POOL`), which the seed's `zpool create` on host B
+/// makes on the machine's own file system (the hosts share it; only their mounts are their
+/// own). Removed, when empty, once the hosts are gone.
+struct RootFolder(PathBuf);
+
+impl Drop for RootFolder {
+    fn drop(&mut self) {
+        // Only empty folders: whatever the daemons wrote was in their own mounts.
+        let _ = std::fs::remove_dir(self.0.join("prod"));
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Host A with the primary pool on lun0, its `prod` dataset holding [`write_files`]' files, and
+/// ferry's provider for a pool whose replica is on lun1.
+struct Hot {
+    // Declared first, so dropped first: the daemons go before their folders.
+    hosts: TwoHosts,
+    fixture: Fixture,
+    /// The files written on A before the seed, with their checksums.
+    first: BTreeMap<String, String>,
+    _root: RootFolder,
+}
+
+impl Hot {
+    /// `name` keeps each test's pool name, and so the folder of its root, its own.
+    fn start(name: &str) -> Hot {
+        let mut hosts = TwoHosts::start(2);
+        hosts.pool = format!("ferryhot{name}{}", std::process::id());
+        let root = RootFolder(Path::new("/").join(&hosts.pool));
+        let pool = hosts.pool.clone();
+        let lun0 = hosts.devices.join("lun0").display().to_string();
+        let mountpoint = hosts.mountpoint().display().to_string();
+        hosts
+            .a
+            .zpool_ok(&["create", "-m", &mountpoint, &pool, &lun0]);
+        let prod = hosts.mountpoint().join("prod");
+        hosts.a.zfs_ok(&[
+            "create",
+            "-o",
+            &format!("mountpoint={}", prod.display()),
+            &format!("{pool}/prod"),
+        ]);
+        let first = write_files(&hosts.a.path(&prod));
+        let (a, b) = (HOST_A.address.to_string(), HOST_B.address.to_string());
+        let mut fixture = Fixture::for_hosts(
+            &pool,
+            1,
+            (hosts.port, &hosts.user_key, &hosts.known_hosts),
+            [(&a, &hosts.devices), (&b, &hosts.devices)],
+            json!({
+                "replica_disks": ["disk.d1"],
+                "datasets": {"prod": {"mountpoint": prod.display().to_string()}},
+            }),
+        );
+        fixture.record_lun("disk.d0", 0);
+        fixture.record_lun("disk.d1", 1);
+        Hot {
+            hosts,
+            fixture,
+            first,
+            _root: root,
+        }
+    }
+
+    fn pool(&self) -> &str {
+        &self.hosts.pool
+    }
+
+    fn prod_name(&self) -> String {
+        format!("{}/prod", self.pool())
+    }
+
+    /// Where `host` mounts `prod` once it serves (the spec's mountpoint).
+    fn prod(&self, host: &ZfsHost) -> PathBuf {
+        host.path(&self.hosts.mountpoint().join("prod"))
+    }
+
+    /// Applies the seed, `zfs_pool.POOL@g2:create`, with the inputs its plan step carries.
+    async fn seed(&self) -> StepOutcome {
+        self.fixture
+            .apply_to(
+                self.fixture.replica_instance(2),
+                Action::Create,
+                json!({
+                    "host": "vm.nfs@g2",
+                    "disks": ["disk.d1"],
+                    "replicate_from": "vm.nfs@g1",
+                    "layout": "stripe",
+                }),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("the seed failed: {}", error.message))
+    }
+
+    /// Writes a second set of files on A, in `prod/more`, after the seed.
+    fn write_more_on_a(&self) -> BTreeMap<String, String> {
+        let more = self.prod(&self.hosts.a).join("more");
+        std::fs::create_dir(&more).unwrap();
+        write_files(&more)
+    }
+
+    /// `ferry:role` and `readonly` of the pool's root, as `host`'s own `zfs get` says.
+    fn side(&self, host: &ZfsHost) -> (String, String) {
+        (
+            host.zfs_value("ferry:role", self.pool()),
+            host.zfs_value("readonly", self.pool()),
+        )
+    }
+
+    /// The checksums of the first files as the replica on B holds them: its `prod` mounted
+    /// (read-only, as the replica is) for the reading, then unmounted again for the rounds.
+    fn sums_on_the_replica(&self) -> BTreeMap<String, String> {
+        let prod = self.prod_name();
+        let b = &self.hosts.b;
+        assert_eq!(
+            b.zfs_value("mounted", &prod),
+            "no",
+            "the replica is mounted"
+        );
+        b.zfs_ok(&["mount", &prod]);
+        let folder = b.path(Path::new(&b.zfs_value("mountpoint", &prod)));
+        let sums = read_sums(&folder, &self.first);
+        b.zfs_ok(&["unmount", &prod]);
+        sums
+    }
+}
+
+fn role(observation: &Observation) -> Option<&str> {
+    observation
+        .attribute("replication_role")
+        .and_then(|value| value.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_makes_a_read_only_replica_on_its_own_disk_and_done_again_harms_nothing() {
+    let hot = Hot::start("seed");
+    let (a, b) = (&hot.hosts.a, &hot.hosts.b);
+    // Before the seed, the replica reads absent: that is what plans the seed.
+    let before = hot.fixture.read_replica(2).await;
+    assert_eq!(before, Observation::Absent);
+
+    let seeded = hot.seed().await;
+    assert_eq!(seeded.outputs["host"], json!("vm.nfs@g2"));
+    assert_eq!(seeded.outputs["replication_role"], json!("replica"));
+    assert!(
+        seeded.outputs["replica_lag_seconds"].is_u64(),
+        "{:?}",
+        seeded.outputs
+    );
+
+    // B's own daemon: the pool is on lun1 only, a read-only replica with A's dataset and files.
+    assert_eq!(b.imported_pools(), [hot.pool()]);
+    let status = b.zpool_ok(&["status", hot.pool()]);
+    let lun = |n: u32| {
+        hot.hosts
+            .devices
+            .join(format!("lun{n}"))
+            .display()
+            .to_string()
+    };
+    assert!(
+        status.contains(&lun(1)) && !status.contains(&lun(0)),
+        "{status}"
+    );
+    assert_eq!(hot.side(b), ("replica".to_owned(), "on".to_owned()));
+    assert_eq!(b.zfs_value("readonly", &hot.prod_name()), "on");
+    assert_eq!(hot.sums_on_the_replica(), hot.first);
+    // A is as it was: the primary, writable, never marked.
+    assert_eq!(hot.side(a), ("-".to_owned(), "off".to_owned()));
+    assert_eq!(read_sums(&hot.prod(a), &hot.first), hot.first);
+
+    // Read as the observer reads it: a healthy replica, with its lag.
+    let replica = hot.fixture.read_replica(2).await;
+    assert!(replica.is_healthy(), "{replica:?}");
+    assert_eq!(role(&replica), Some("replica"));
+    assert_eq!(replica.attribute("host"), Some(&json!("vm.nfs@g2")));
+    assert_eq!(replica.attribute("disks"), Some(&json!(["disk.d1"])));
+    assert!(
+        replica
+            .attribute("replica_lag_seconds")
+            .is_some_and(|lag| lag.is_u64()),
+        "{replica:?}"
+    );
+
+    // The seed again, as a resumed apply runs it: an increment from the seed's snapshot, the
+    // replica still a read-only replica with every file, A untouched.
+    let first_round = b.snapshots(&hot.prod_name());
+    assert_eq!(first_round.len(), 1, "{first_round:?}");
+    let again = hot.seed().await;
+    assert_eq!(again.outputs["replication_role"], json!("replica"));
+    let second_round = b.snapshots(&hot.prod_name());
+    assert_eq!(second_round.len(), 1, "{second_round:?}");
+    assert_ne!(second_round, first_round, "no round was sent");
+    assert_eq!(a.snapshots(&hot.prod_name()), second_round);
+    assert_eq!(hot.side(b), ("replica".to_owned(), "on".to_owned()));
+    assert_eq!(hot.sums_on_the_replica(), hot.first);
+    assert_eq!(hot.side(a), ("-".to_owned(), "off".to_owned()));
+    assert_eq!(b.imported_pools(), [hot.pool()]);
+    assert!(hot.fixture.read_replica(2).await.is_healthy());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_promotion_hands_the_pool_over_and_loses_nothing() {
+    let hot = Hot::start("handover");
+    let (a, b) = (&hot.hosts.a, &hot.hosts.b);
+    hot.seed().await;
+    let more = hot.write_more_on_a();
+
+    let promote = json!({
+        "host": "vm.nfs@g2",
+        "disks": ["disk.d1"],
+        "hand_over_from": "vm.nfs@g1",
+    });
+    let promoted = hot
+        .fixture
+        .apply(Action::Promote, promote.clone())
+        .await
+        .unwrap_or_else(|error| panic!("the hand-over failed: {}", error.message));
+    assert_eq!(promoted.outputs["host"], json!("vm.nfs@g2"));
+    assert_eq!(promoted.outputs["disks"], json!(["disk.d1"]));
+    assert_eq!(promoted.outputs["replication_role"], json!("primary"));
+
+    // Zero loss: every file A wrote, before the seed and after it, is on B, which serves it
+    // where A did (the spec's mountpoint) and takes writes.
+    let prod = hot.prod(b);
+    assert_eq!(read_sums(&prod, &hot.first), hot.first);
+    assert_eq!(read_sums(&prod.join("more"), &more), more);
+    assert_eq!(hot.side(b), ("primary".to_owned(), "off".to_owned()));
+    std::fs::write(prod.join("after-promotion"), b"written on B").unwrap();
+    // A is B's replica now: read-only, unmounted.
+    assert_eq!(hot.side(a), ("replica".to_owned(), "on".to_owned()));
+    assert_eq!(a.zfs_value("mounted", &hot.prod_name()), "no");
+
+    // The pool, read at generation 2 as the observer reads it: served by B, healthy.
+    let on_b = hot.fixture.read(2).await;
+    assert!(on_b.is_healthy(), "{on_b:?}");
+    assert_eq!(on_b.attribute("host"), Some(&json!("vm.nfs@g2")));
+    assert_eq!(on_b.attribute("disks"), Some(&json!(["disk.d1"])));
+    assert_eq!(role(&on_b), Some("primary"));
+    // At generation 1, A's pool takes no writes: never read as serving.
+    assert!(!hot.fixture.read(1).await.is_healthy());
+
+    // Done again (a resumed apply): nothing stopped or sent twice, B still serves everything.
+    hot.fixture
+        .apply(Action::Promote, promote)
+        .await
+        .unwrap_or_else(|error| panic!("the hand-over again failed: {}", error.message));
+    assert_eq!(read_sums(&prod.join("more"), &more), more);
+    assert_eq!(
+        std::fs::read(prod.join("after-promotion")).unwrap(),
+        b"written on B"
+    );
+    assert_eq!(hot.side(b), ("primary".to_owned(), "off".to_owned()));
+    assert_eq!(hot.side(a), ("replica".to_owned(), "on".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplanned_promotion_waits_for_the_primary_to_be_gone() {
+    let mut hot = Hot::start("fenced");
+    hot.seed().await;
+    let more = hot.write_more_on_a();
+    let promote = json!({
+        "host": "vm.nfs@g2",
+        "disks": ["disk.d1"],
+        "fenced_hosts": ["vm.nfs@g1"],
+    });
+
+    // A still answers as the primary (a fence that did not take effect): refused, for good.
+    let refused = hot
+        .fixture
+        .apply(Action::Promote, promote.clone())
+        .await
+        .expect_err("a promotion while the primary answers with the pool imported");
+    assert!(!refused.transient, "{refused:?}");
+    insta::assert_snapshot!(hot.hosts.redact(&refused.message));
+    assert_eq!(
+        hot.side(&hot.hosts.b),
+        ("replica".to_owned(), "on".to_owned())
+    );
+    assert_eq!(hot.side(&hot.hosts.a), ("-".to_owned(), "off".to_owned()));
+
+    // A crashes (its VM powered off): B is promoted with what the seed's round brought; what A
+    // wrote after it is the loss the fence-and-promote path accepts.
+    hot.hosts.a.crash();
+    let promoted = hot
+        .fixture
+        .apply(Action::Promote, promote)
+        .await
+        .unwrap_or_else(|error| panic!("the promotion failed: {}", error.message));
+    assert_eq!(promoted.outputs["host"], json!("vm.nfs@g2"));
+    assert_eq!(promoted.outputs["replication_role"], json!("primary"));
+    let b = &hot.hosts.b;
+    let prod = hot.prod(b);
+    assert_eq!(read_sums(&prod, &hot.first), hot.first);
+    assert!(
+        !prod.join("more").exists(),
+        "{} files written after the last round reached B",
+        more.len()
+    );
+    assert_eq!(hot.side(b), ("primary".to_owned(), "off".to_owned()));
+    std::fs::write(prod.join("after-promotion"), b"written on B").unwrap();
+    let on_b = hot.fixture.read(2).await;
+    assert!(on_b.is_healthy(), "{on_b:?}");
+    assert_eq!(on_b.attribute("host"), Some(&json!("vm.nfs@g2")));
+}
