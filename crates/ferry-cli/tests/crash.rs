@@ -100,8 +100,15 @@ fn kill_and_resume_warm(story: Story, point: KillPoint) {
     kill_and_resume_of("specs/data100/warm", story, point);
 }
 
+/// The same onto a hot standby: the failover promotes the replica and moves no disk; the
+/// apply after it is the failback, which re-seats the old primary's disks on the next standby.
+fn kill_and_resume_hot(story: Story, point: KillPoint) {
+    kill_and_resume_of("specs/data100/hot", story, point);
+}
+
 fn kill_and_resume_of(spec: &str, story: Story, point: KillPoint) {
-    let warm = spec.ends_with("warm");
+    let hot = spec.ends_with("hot");
+    let warm = spec.ends_with("warm") || hot;
     let scratch = built_and_broken(spec);
     if story == Story::Planned {
         scratch.mend_api_server(1);
@@ -195,7 +202,8 @@ fn kill_and_resume_of(spec: &str, story: Story, point: KillPoint) {
     );
     let journaled = scratch.journal().len();
     if warm {
-        // The failover plans no standby of its own: the next apply builds generation 3's.
+        // The failover plans no standby of its own: the next apply builds generation 3's
+        // (and, hot, re-seats the old primary's disks on it: the failback).
         assert!(
             !scratch.world()["instances"]
                 .as_object()
@@ -233,10 +241,41 @@ fn kill_and_resume_of(spec: &str, story: Story, point: KillPoint) {
 
     let world = scratch.world();
     check_world(&world, &format!("{point:?}, converged"));
-    for disk in ["home0", "home1", "home2", "home3"] {
-        let attributes = &world["instances"][format!("disk.{disk}")];
-        assert_eq!(attributes["vm"], "vm.nfs@g2", "{point:?}: disk.{disk}");
-        assert_eq!(attributes["resource_group"], "resource_group.main@g2");
+    // Hot: the replica's disks serve on generation 2, the pool's own were re-seated on the
+    // next standby by the failback; otherwise the failover moved the pool's own.
+    let (serving, serving_on, standby_on) = if hot {
+        ("replica", "vm.nfs@g2", Some(("home", "vm.nfs@g3")))
+    } else {
+        ("home", "vm.nfs@g2", None)
+    };
+    for disk in 0..4 {
+        let attributes = &world["instances"][format!("disk.{serving}{disk}")];
+        assert_eq!(
+            attributes["vm"], serving_on,
+            "{point:?}: disk.{serving}{disk}"
+        );
+        let group = format!(
+            "resource_group.main@{}",
+            serving_on.rsplit_once('@').unwrap().1
+        );
+        assert_eq!(attributes["resource_group"], group.as_str());
+    }
+    if let Some((side, on)) = standby_on {
+        for disk in 0..4 {
+            assert_eq!(
+                world["instances"][format!("disk.{side}{disk}")]["vm"],
+                on,
+                "{point:?}: disk.{side}{disk}"
+            );
+        }
+        assert_eq!(
+            world["instances"]["zfs_pool.home"]["replication_role"],
+            "primary"
+        );
+        assert_eq!(
+            world["instances"]["zfs_pool.home@g3"]["replication_role"],
+            "replica"
+        );
     }
     assert_eq!(world["instances"]["zfs_pool.home"]["host"], "vm.nfs@g2");
     assert_eq!(scratch.state()["active_generation"], 2);
@@ -246,6 +285,7 @@ fn kill_and_resume_of(spec: &str, story: Story, point: KillPoint) {
         &scratch.journal()[before..journaled],
         killed_records.len() - before,
         &killed_world,
+        hot,
     );
 }
 
@@ -268,7 +308,13 @@ fn effect_in_world(step: &str, world: &Value) -> bool {
 
 /// The journal of the failover (the killed apply and the resumes): nothing finished runs
 /// again, and the order of the moves is safe across the crash.
-fn check_journal(point: KillPoint, records: &[Value], killed_len: usize, killed_world: &Value) {
+fn check_journal(
+    point: KillPoint,
+    records: &[Value],
+    killed_len: usize,
+    killed_world: &Value,
+    hot: bool,
+) {
     let mut finished: BTreeSet<&str> = BTreeSet::new();
     let mut finished_at: BTreeMap<&str, usize> = BTreeMap::new();
     let mut started_at: BTreeMap<&str, usize> = BTreeMap::new();
@@ -299,16 +345,32 @@ fn check_journal(point: KillPoint, records: &[Value], killed_len: usize, killed_
             );
         }
     };
-    for disk in ["home0", "home1", "home2", "home3"] {
-        before(&format!("disk.{disk}:detach"), &format!("disk.{disk}:move"));
-        before(&format!("disk.{disk}:move"), &format!("disk.{disk}:attach"));
-        before(&format!("disk.{disk}:attach"), "zfs_pool.home:import");
+    if hot {
+        // Safety invariant 14 across the crash: the replica is promoted only after the old
+        // primary's fence (or by the hand-over, which needs none), and no disk moves.
+        if started_at.contains_key("vm.nfs@g1:fence") {
+            before("vm.nfs@g1:fence", "zfs_pool.home:promote");
+        }
+        assert!(
+            started_at.contains_key("zfs_pool.home:promote"),
+            "{point:?}: the replica was never promoted"
+        );
+        assert!(
+            !started_at.keys().any(|id| id.starts_with("disk.")),
+            "{point:?}: a hot failover moved a disk: {started_at:?}"
+        );
+    } else {
+        for disk in ["home0", "home1", "home2", "home3"] {
+            before(&format!("disk.{disk}:detach"), &format!("disk.{disk}:move"));
+            before(&format!("disk.{disk}:move"), &format!("disk.{disk}:attach"));
+            before(&format!("disk.{disk}:attach"), "zfs_pool.home:import");
+        }
+        before("vm.nfs@g1:fence", "zfs_pool.home:import");
+        assert!(
+            started_at.contains_key("zfs_pool.home:import"),
+            "{point:?}: the pool was never imported"
+        );
     }
-    before("vm.nfs@g1:fence", "zfs_pool.home:import");
-    assert!(
-        started_at.contains_key("zfs_pool.home:import"),
-        "{point:?}: the pool was never imported"
-    );
     // The killed apply left no end record; the resume is the one that completed.
     assert!(
         !records[..killed_len]
@@ -448,4 +510,37 @@ fn warm_killed_in_the_disk_moves_while_the_old_api_server_comes_back() {
 #[test]
 fn warm_killed_in_the_disk_moves_of_a_planned_failover() {
     kill_and_resume_warm(Story::Planned, KillPoint::FinishedCount(":move", 2));
+}
+
+#[test]
+fn hot_killed_right_after_it_started() {
+    kill_and_resume_hot(Story::Outage, KillPoint::AtStart);
+}
+
+#[test]
+fn hot_killed_during_the_promotion() {
+    kill_and_resume_hot(Story::Outage, KillPoint::Started("zfs_pool.home:promote"));
+}
+
+#[test]
+fn hot_killed_right_after_the_promotion() {
+    kill_and_resume_hot(Story::Outage, KillPoint::Finished("zfs_pool.home:promote"));
+}
+
+#[test]
+fn hot_killed_during_an_activation() {
+    kill_and_resume_hot(
+        Story::Outage,
+        KillPoint::Started("hook.staging_active@g2:run"),
+    );
+}
+
+#[test]
+fn hot_killed_during_the_retirement() {
+    kill_and_resume_hot(Story::Outage, KillPoint::FinishedCount(":retire", 3));
+}
+
+#[test]
+fn hot_killed_during_the_promotion_of_a_planned_failover() {
+    kill_and_resume_hot(Story::Planned, KillPoint::Started("zfs_pool.home:promote"));
 }

@@ -572,9 +572,10 @@ fn hot_failover(
         .input("fenced_hosts", json!([old_host.to_string()]))
         .after(fence)
     };
+    // The planner resolved the pool on the side it goes to, the replica's.
     promote = promote.input(zfs_pool::HOST, json!(new_host.to_string()));
-    if let Some(replica_disks) = context.inputs.get(zfs_pool::REPLICA_DISKS) {
-        promote = promote.input(zfs_pool::DISKS, replica_disks.clone());
+    if let Some(disks) = context.inputs.get(zfs_pool::DISKS) {
+        promote = promote.input(zfs_pool::DISKS, disks.clone());
     }
     drafts.push(promote);
     Ok(drafts)

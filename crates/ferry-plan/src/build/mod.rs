@@ -280,9 +280,9 @@ impl<'a> Builder<'a> {
         ))
     }
 
-    /// The hot pools that serve from their replica's disks (a hot failover promoted the
-    /// replica: its disks read attached to the serving generation's host), and their own
-    /// `disks`, which stay on the old primary's host until a failback moves them.
+    /// The hot pools on their replica's disks in the generation converged: a hot failover
+    /// promoted (or, in a failover, promotes) the replica, whose disks read attached to that
+    /// generation's host. The pool's own `disks` are then the other side, the standby's.
     fn swapped_pools(&self) -> BTreeSet<ResourceAddress> {
         let mut pools = BTreeSet::new();
         for pool in self.spec.hot_pools() {
@@ -292,11 +292,9 @@ impl<'a> Builder<'a> {
             else {
                 continue;
             };
-            let serving = self
-                .failover
-                .as_ref()
-                .map_or(self.target, |failover| failover.from_generation);
-            let serving_host = host.at(Some(serving)).to_string();
+            // The generation converged: the serving one, or the one a failover goes to (whose
+            // replica it promotes: the pool is then on the replica's disks).
+            let serving_host = host.at(Some(self.target)).to_string();
             let replica = Self::side(&pool.fields, ferry_core::fields::zfs_pool::REPLICA_DISKS);
             let serves = !replica.is_empty()
                 && replica.iter().all(|disk| {

@@ -294,11 +294,18 @@ impl<'a> Builder<'a> {
         let moves_in_failover = stateful && self.failover.is_some();
         // What the failover's own steps set (the attach's lun, say) is theirs to set,
         // not an update's.
-        let moved = if moves_in_failover {
+        let mut moved = if moves_in_failover {
             self.plan_failover_moves(resource, &instance, observed, &desired)
         } else {
             BTreeSet::new()
         };
+        // A hot pool's sides are its failover's to settle (a promotion, or its refusal when
+        // there is no replica to promote), never an update's.
+        if moves_in_failover && self.spec.hot_pools().any(|pool| pool.address == resource.address)
+        {
+            moved.insert(ferry_core::fields::zfs_pool::DISKS.to_owned());
+            moved.insert(ferry_core::fields::zfs_pool::REPLICA_DISKS.to_owned());
+        }
         let relocated = |name: &str| {
             moved.contains(name)
                 || moves_in_failover
