@@ -567,6 +567,20 @@ impl Shared<'_> {
                 let instance = step.instance();
                 match step.action {
                     Action::Delete | Action::Retire => state.forget(&instance),
+                    // A promoted replica is the pool itself from now on: the record of the
+                    // replica instance (`zfs_pool.home@g2`) would only be a stale copy.
+                    Action::Promote => {
+                        if let Some(generation) = step
+                            .inputs
+                            .get(ferry_core::fields::zfs_pool::HOST)
+                            .and_then(ferry_core::Value::as_str)
+                            .and_then(|host| host.parse::<ferry_core::InstanceAddress>().ok())
+                            .and_then(|host| host.generation)
+                        {
+                            state.forget(&instance.address.at(Some(generation)));
+                        }
+                        state.record_outputs(&instance, outcome.outputs.clone());
+                    }
                     _ => state.record_outputs(&instance, outcome.outputs.clone()),
                 }
             }

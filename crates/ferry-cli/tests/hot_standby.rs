@@ -174,6 +174,21 @@ fn a_hot_standby_is_seeded_promoted_with_no_disk_moved_and_failed_back_as_a_plan
         "replica"
     );
     assert!(world["instances"].get("vm.nfs@g1").is_none(), "{world:#}");
+    // The state holds the new replica, and no longer the one the failover promoted.
+    let list = ferry_ok(&scratch, &["state", "list", SPEC]);
+    let pools: Vec<&str> = list
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("zfs_pool."))
+        .collect();
+    assert_eq!(pools.len(), 2, "{}", list.stdout);
+    assert!(pools[0].starts_with("zfs_pool.home ") && pools[0].contains("stateful"));
+    assert!(
+        pools[1].starts_with("zfs_pool.home@g3") && pools[1].contains("hot standby's replica"),
+        "{}",
+        list.stdout
+    );
+    assert!(!list.stdout.contains("Generation 1 ("), "{}", list.stdout);
     assert!(world["instances"].get("resource_group.main@g1").is_none());
 
     // And back: generation 2's API server dies, the pool's own disks serve again on

@@ -78,11 +78,14 @@ pub enum Role {
     /// Of the generation after the active one, built ahead by a warm standby
     /// (`[failover] standby = "warm"`).
     Standby,
+    /// A hot standby's replica of a pool (`zfs_pool.home@g2`): data, of a generation.
+    Replica,
 }
 
 impl Role {
     fn of(instance: &InstanceAddress, active: Generation, spec: &ferry_spec::Spec) -> Role {
         match instance.generation {
+            Some(_) if instance.kind().is_stateful() => Role::Replica,
             _ if instance.kind().is_stateful() => Role::Stateful,
             None => Role::Serving,
             Some(generation) if generation == active => Role::Serving,
@@ -101,6 +104,7 @@ impl Role {
             Role::Old => "old generation",
             Role::Next => "next generation",
             Role::Standby => "warm standby",
+            Role::Replica => "hot standby's replica",
         }
     }
 }
@@ -144,9 +148,11 @@ impl Deployment {
         let rules = self.rules();
         let mut kept: BTreeMap<Generation, KeptView> = BTreeMap::new();
         for (address, record) in &state.instances {
+            // A hot standby's replica holds data: never an old generation's to retire.
             let Some(generation) = address
                 .generation
                 .filter(|generation| *generation < state.active_generation)
+                .filter(|_| !address.kind().is_stateful())
             else {
                 continue;
             };
