@@ -301,7 +301,11 @@ impl<'a> Builder<'a> {
         };
         // A hot pool's sides are its failover's to settle (a promotion, or its refusal when
         // there is no replica to promote), never an update's.
-        if moves_in_failover && self.spec.hot_pools().any(|pool| pool.address == resource.address)
+        if moves_in_failover
+            && self
+                .spec
+                .hot_pools()
+                .any(|pool| pool.address == resource.address)
         {
             moved.insert(ferry_core::fields::zfs_pool::DISKS.to_owned());
             moved.insert(ferry_core::fields::zfs_pool::REPLICA_DISKS.to_owned());
