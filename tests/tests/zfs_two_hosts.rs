@@ -7,8 +7,9 @@
 //!
 //! How the hosts are built (`zfs_hosts/mod.rs`): each is started by `unshare --mount
 //! --propagation private --uts`, with its own `/etc` overlay (its `/etc/hostid`, which
-//! `gethostid()` reads in both the daemon and `zpool`, and its own `zpool.cache`), its own
-//! `/var/run/zfs` socket and `/var/lock/zfs` lock, its own hostname, its daemon, and its sshd on
+//! `gethostid()` reads in both the daemon and `zpool`), its own `/var/lib/zfs` (where Debian's
+//! zfs-fuse keeps its `zpool.cache`), its own `/var/run/zfs` socket and `/var/lock/zfs` lock,
+//! its own hostname, its daemon, and its sshd on
 //! an address of its own (127.42.0.1 and .2, one port). No network namespace: which daemon an
 //! SSH session's `zpool` reaches is decided by the mount namespace the sshd runs in, and
 //! keeping the machine's loopback lets ferry and the test reach both hosts with no veth or

@@ -438,8 +438,9 @@ fn a_failover_rebuilds_an_unhealthy_standby_before_moving_onto_it() {
 #[test]
 fn a_ttl_the_update_waits_out_itself_is_counted_once() {
     let waiting = warm_with_service(|service| {
-        assert_eq!(service.matches("ttl = 300\n").count(), 2);
-        service.replace("ttl = 300\n", "ttl = 300\nwait_for_ttl = true\n")
+        let ttl = "ttl = \"${var.dns_ttl}\"\n";
+        assert_eq!(service.matches(ttl).count(), 2);
+        service.replace(ttl, &format!("{ttl}wait_for_ttl = true\n"))
     });
     let built = plan_of(&waiting, &Snapshot::new(0), &PlanConfig::default());
     let mut world = converge(&Snapshot::new(0), &built, 1);

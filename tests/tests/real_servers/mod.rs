@@ -194,7 +194,7 @@ impl World {
         if let Some(ttl) = settings.record_ttl_with_wait {
             let service = std::fs::read_to_string(spec.join("service.toml")).unwrap();
             let service = service.replace(
-                "ttl = 300\n",
+                "ttl = \"${var.dns_ttl}\"\n",
                 &format!("ttl = {ttl}\nwait_for_ttl = true\n"),
             );
             assert_eq!(service.matches("wait_for_ttl = true").count(), 2);

@@ -584,7 +584,11 @@ impl Loader<'_> {
                         },
                         Some(at),
                     )
-                    .help("a disk holds vdevs of one pool, on one side of it: remove it from one of the two"),
+                    .help(if side == fields::zfs_pool::DISKS {
+                        "a disk holds vdevs of one pool: remove it from one of the two"
+                    } else {
+                        "a disk holds vdevs of one pool, or of its replica: remove it from one of the two"
+                    }),
                 );
                 continue;
             }
@@ -620,9 +624,15 @@ impl Loader<'_> {
                         },
                         Some(at),
                     )
-                    .help(format!(
-                        "a pool is imported where its disks are (a replica on the standby generation's instance of the same host): set vm = \"{host}\" in [{text}], or host = \"{vm}\" here"
-                    )),
+                    .help(if side == fields::zfs_pool::DISKS {
+                        format!(
+                            "a pool is imported where its disks are: set vm = \"{host}\" in [{text}], or host = \"{vm}\" here"
+                        )
+                    } else {
+                        format!(
+                            "a replica is kept on the standby generation's instance of the pool's host: set vm = \"{host}\" in [{text}]"
+                        )
+                    }),
                 ),
                 _ => {}
             }
