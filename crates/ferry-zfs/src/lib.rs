@@ -439,20 +439,11 @@ impl KindRules for ZfsPoolRules {
                 .before(fence.clone()),
             );
         }
-        if !context
-            .snapshot
-            .get(&old_host)
-            .is_some_and(Observation::is_fenced_host)
-        {
-            drafts.push(
-                StepDraft::new(
-                    old_host.clone(),
-                    Action::Fence,
-                    format!("the pool {} moves to generation {to}: deallocate the old host so that it can never import it again", spec.address),
-                )
-                .input("mode", json!("deallocate")),
-            );
-        }
+        drafts.extend(fence_unless_fenced(
+            context,
+            &old_host,
+            format!("the pool {} moves to generation {to}: deallocate the old host so that it can never import it again", spec.address),
+        ));
         let mut import = StepDraft::new(
             me,
             Action::Import,
@@ -545,23 +536,14 @@ fn hot_failover(
         .input(zfs_pool::HAND_OVER_FROM, json!(old_host.to_string()))
     } else {
         let fence = StepId::new(&old_host, Action::Fence);
-        if !context
-            .snapshot
-            .get(&old_host)
-            .is_some_and(Observation::is_fenced_host)
-        {
-            drafts.push(
-                StepDraft::new(
-                    old_host.clone(),
-                    Action::Fence,
-                    format!(
-                        "the replica of {} on generation {to} is promoted: deallocate the old primary's host so that it can never write to the pool again",
-                        spec.address
-                    ),
-                )
-                .input("mode", json!("deallocate")),
-            );
-        }
+        drafts.extend(fence_unless_fenced(
+            context,
+            &old_host,
+            format!(
+                "the replica of {} on generation {to} is promoted: deallocate the old primary's host so that it can never write to the pool again",
+                spec.address
+            ),
+        ));
         StepDraft::new(
             me,
             Action::Promote,
@@ -579,6 +561,22 @@ fn hot_failover(
     }
     drafts.push(promote);
     Ok(drafts)
+}
+
+/// The fence (a deallocation) of the host the pool was on, unless it reads fenced already.
+fn fence_unless_fenced(
+    context: &FailoverContext<'_>,
+    host: &InstanceAddress,
+    reason: String,
+) -> Option<StepDraft> {
+    if context
+        .snapshot
+        .get(host)
+        .is_some_and(Observation::is_fenced_host)
+    {
+        return None;
+    }
+    Some(StepDraft::new(host.clone(), Action::Fence, reason).input("mode", json!("deallocate")))
 }
 
 /// What a pool's replica fields must say, on their own (the checks across resources, such as

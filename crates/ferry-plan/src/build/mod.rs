@@ -426,13 +426,7 @@ impl<'a> Builder<'a> {
         let instance = self.target_of(address);
         let observed = self.observation(&instance);
         if let Observation::Unknown { reason } = &observed {
-            self.unknown
-                .entry(instance.clone())
-                .or_insert_with(|| UnknownReading {
-                    address: instance.clone(),
-                    reason: reason.clone(),
-                    held_back: Vec::new(),
-                });
+            self.note_unknown(&instance, reason);
         }
         // What depends on a resource held back by an unknown reading is held back too: its
         // inputs may be stale (a record that may still point at the old ingress), and a check
@@ -474,6 +468,17 @@ impl<'a> Builder<'a> {
         if upstream_changed.is_some() {
             self.changed.insert(address.clone());
         }
+    }
+
+    /// Records an unknown reading met, once per instance.
+    fn note_unknown(&mut self, instance: &InstanceAddress, reason: &str) {
+        self.unknown
+            .entry(instance.clone())
+            .or_insert_with(|| UnknownReading {
+                address: instance.clone(),
+                reason: reason.to_owned(),
+                held_back: Vec::new(),
+            });
     }
 
     /// Holds a resource back because of `source`'s unknown reading.

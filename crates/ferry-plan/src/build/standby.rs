@@ -118,13 +118,7 @@ impl Builder<'_> {
         ));
         match &observed {
             Observation::Unknown { reason } => {
-                self.unknown
-                    .entry(instance.clone())
-                    .or_insert_with(|| UnknownReading {
-                        address: instance.clone(),
-                        reason: reason.clone(),
-                        held_back: Vec::new(),
-                    });
+                self.note_unknown(&instance, reason);
                 self.notes.push(format!(
                     "{instance}: not planned, its reading is unknown ({reason}); the hot standby's replica is never seeded over what ferry cannot read"
                 ));
