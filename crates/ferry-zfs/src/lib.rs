@@ -525,6 +525,15 @@ fn hot_failover(
             .and_then(Value::as_bool)
             .unwrap_or(false);
     let mut drafts = Vec::new();
+    // How much an unplanned promotion loses, as the replica last read it.
+    let lost = context
+        .snapshot
+        .get(&replica)
+        .and_then(|reading| reading.attribute(zfs_pool::REPLICA_LAG_SECONDS))
+        .and_then(Value::as_u64)
+        .map_or_else(String::new, |lag| {
+            format!(" (the replica read {lag} s behind the primary: about that much)")
+        });
     let mut promote = if answers {
         StepDraft::new(
             me,
@@ -548,7 +557,8 @@ fn hot_failover(
             me,
             Action::Promote,
             format!(
-                "{old_host} does not answer: once it is fenced, {new_host}'s replica is rolled back to its newest complete snapshot and promoted; what was written after that snapshot is lost"
+                "{old_host} does not answer: once it is fenced, {new_host}'s replica is rolled back to its newest complete snapshot and promoted; what was written after that snapshot is lost{}",
+                lost
             ),
         )
         .input("fenced_hosts", json!([old_host.to_string()]))
