@@ -9,7 +9,12 @@
 //!   last increment and becomes the replica; nothing is lost;
 //! - the unplanned one, with `fenced_hosts`: refused while A answers as the primary (safety
 //!   invariant 14 of ARCHITECTURE.md), done once A has crashed, with what the last complete
-//!   round brought.
+//!   round brought;
+//! - the failback's seed, `zfs_pool.POOL@g3:create`, on the old primary's disk (lun0) moved to
+//!   a third host C (generation 3, which sees lun0 only): the pool imported with `-f` only once
+//!   A, fenced, no longer answers with it imported (safety invariant 1), then kept the replica
+//!   a hand-over left, with an increment from B; or refused, and left as it is, when A was
+//!   fenced rather than handed over and is still a writable primary.
 //!
 //! What each host holds is asked of its own daemon (`zfs get`, `zpool status`) and read through
 //! its own mounts, never through ferry's code.
@@ -19,7 +24,7 @@ mod zfs_hosts;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ferry_core::{Action, Observation, StepOutcome};
+use ferry_core::{Action, Observation, StepError, StepOutcome};
 use serde_json::json;
 use zfs_hosts::*;
 
@@ -116,6 +121,52 @@ impl Hot {
             )
             .await
             .unwrap_or_else(|error| panic!("the seed failed: {}", error.message))
+    }
+
+    /// The planned promotion to B, `zfs_pool.POOL:promote` with `hand_over_from`.
+    async fn hand_over(&self) -> StepOutcome {
+        self.fixture
+            .apply(
+                Action::Promote,
+                json!({
+                    "host": "vm.nfs@g2",
+                    "disks": ["disk.d1"],
+                    "hand_over_from": "vm.nfs@g1",
+                }),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("the hand-over failed: {}", error.message))
+    }
+
+    /// The failback's new standby, generation 3: host C, built with A's disk (lun0) moved
+    /// and attached to it, which it alone sees in its device folder. A new VM: the pool's
+    /// mountpoint is an empty folder of its own (B's mounts made `mnt/prod` on the machine's
+    /// file system, where A's pool's root would not mount).
+    fn start_the_failback_host(&mut self) {
+        let devices = self.hosts.start_host_c(&[0]);
+        self.hosts.c().own_empty_folder(&self.hosts.mountpoint());
+        self.fixture
+            .record_host(3, &HOST_C.address.to_string(), &devices);
+    }
+
+    /// Applies the failback's seed, `zfs_pool.POOL@g3:create`, with the inputs its plan step
+    /// carries: the replica on the old primary's disk, on the new standby host, from the new
+    /// primary, after the fence of the host that had the pool imported. Returns the progress
+    /// lines too.
+    async fn seed_the_failback(&self) -> (Result<StepOutcome, StepError>, Vec<String>) {
+        self.fixture
+            .apply_reporting(
+                self.fixture.replica_instance(3),
+                Action::Create,
+                json!({
+                    "host": "vm.nfs@g3",
+                    "disks": ["disk.d0"],
+                    "replicate_from": "vm.nfs@g2",
+                    "fenced_hosts": ["vm.nfs@g1"],
+                    "layout": "stripe",
+                }),
+            )
+            .await
     }
 
     /// Writes a second set of files on A, in `prod/more`, after the seed.
@@ -328,4 +379,172 @@ async fn an_unplanned_promotion_waits_for_the_primary_to_be_gone() {
     let on_b = hot.fixture.read(2).await;
     assert!(on_b.is_healthy(), "{on_b:?}");
     assert_eq!(on_b.attribute("host"), Some(&json!("vm.nfs@g2")));
+}
+
+/// The checksums of `names` in `prod/sub` (`prod` itself for "") as `host`'s own mount of the
+/// pool's `prod` holds them: mounted for the reading when it is not (a replica is kept
+/// unmounted), and left as it was found.
+fn sums_on(
+    hot: &Hot,
+    host: &ZfsHost,
+    sub: &str,
+    names: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let prod = hot.prod_name();
+    let mounted = host.zfs_value("mounted", &prod) == "yes";
+    if !mounted {
+        host.zfs_ok(&["mount", &prod]);
+    }
+    let folder = host.path(Path::new(&host.zfs_value("mountpoint", &prod)));
+    let sums = read_sums(&folder.join(sub), names);
+    if !mounted {
+        host.zfs_ok(&["unmount", &prod]);
+    }
+    sums
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failback_seed_imports_the_old_primarys_disk_only_once_its_host_is_gone() {
+    let mut hot = Hot::start("failback");
+    hot.seed().await;
+    let more = hot.write_more_on_a();
+    hot.hand_over().await;
+    // B serves and is written; A's pool is B's read-only replica, still imported on A.
+    let newer_folder = hot.prod(&hot.hosts.b).join("newer");
+    std::fs::create_dir(&newer_folder).unwrap();
+    let newer = write_files(&newer_folder);
+    assert_eq!(
+        hot.side(&hot.hosts.a),
+        ("replica".to_owned(), "on".to_owned())
+    );
+    let handed_over = hot.hosts.b.snapshots(&hot.prod_name());
+    assert_eq!(hot.hosts.a.snapshots(&hot.prod_name()), handed_over);
+    hot.start_the_failback_host();
+
+    // A's VM was not fenced after all (it still runs, the pool imported): C's import is
+    // refused, for good, and C imports nothing (safety invariant 1 of ARCHITECTURE.md).
+    let (refused, _) = hot.seed_the_failback().await;
+    let refused = refused.expect_err("a seed's import while a fenced host holds the pool");
+    assert!(!refused.transient, "{refused:?}");
+    insta::assert_snapshot!(hot.hosts.redact(&refused.message));
+    assert!(hot.hosts.c().imported_pools().is_empty());
+    assert_eq!(hot.hosts.a.imported_pools(), [hot.pool()]);
+
+    // The fence takes effect (A's VM powered off, the pool never exported): C imports the
+    // pool with -f once A does not answer, finds B's replica and sends B's newer files as an
+    // increment from the hand-over's snapshot.
+    hot.hosts.a.crash();
+    let (seeded, lines) = hot.seed_the_failback().await;
+    let seeded =
+        seeded.unwrap_or_else(|error| panic!("the failback seed failed: {}", error.message));
+    assert_eq!(seeded.outputs["host"], json!("vm.nfs@g3"));
+    assert_eq!(seeded.outputs["replication_role"], json!("replica"));
+    let said = |text: &str| lines.iter().any(|line| line.contains(text));
+    assert!(
+        said("with -f, once the fenced hosts are asked"),
+        "{lines:#?}"
+    );
+    assert!(said("vm.nfs@g1 does not answer over SSH"), "{lines:#?}");
+    assert!(said("2 increments and 0 full sends"), "{lines:#?}");
+    let c = hot.hosts.c();
+    let history = c.history(hot.pool()).expect("C has the pool");
+    assert!(
+        history
+            .lines()
+            .any(|line| line.contains("zpool import") && line.contains(" -f ")),
+        "{history}"
+    );
+    assert_eq!(c.imported_pools(), [hot.pool()]);
+    assert_eq!(hot.side(c), ("replica".to_owned(), "on".to_owned()));
+    // Kept unmounted, as every replica is: the import had mounted it, writable as zfs-fuse
+    // mounts it whatever `readonly` says (found: the mark then unmounted only the root, which
+    // its mounted `prod` kept busy).
+    assert_eq!(c.zfs_value("readonly", &hot.prod_name()), "on");
+    assert_eq!(c.zfs_value("mounted", &hot.prod_name()), "no");
+    let round = c.snapshots(&hot.prod_name());
+    assert_eq!(round, hot.hosts.b.snapshots(&hot.prod_name()));
+    assert_eq!(round.len(), 1, "{round:?}");
+    assert_ne!(round, handed_over, "no round was sent");
+    assert_eq!(sums_on(&hot, c, "", &hot.first), hot.first);
+    assert_eq!(sums_on(&hot, c, "more", &more), more);
+    assert_eq!(sums_on(&hot, c, "newer", &newer), newer);
+    // B still serves, untouched.
+    assert_eq!(
+        hot.side(&hot.hosts.b),
+        ("primary".to_owned(), "off".to_owned())
+    );
+    assert_eq!(read_sums(&newer_folder, &newer), newer);
+
+    // Done again (a resumed apply): the pool is found imported, one more increment.
+    let (again, lines) = hot.seed_the_failback().await;
+    again.unwrap_or_else(|error| panic!("the failback seed again failed: {}", error.message));
+    assert!(
+        !lines.iter().any(|line| line.contains("importing")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|line| line.contains("0 full sends")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        hot.side(hot.hosts.c()),
+        ("replica".to_owned(), "on".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failback_seed_refuses_an_old_primary_fenced_rather_than_handed_over() {
+    let mut hot = Hot::start("diverged");
+    hot.seed().await;
+    // A takes writes the seed's round never sent, then dies: B is promoted without them.
+    let more = hot.write_more_on_a();
+    let seeded_round = hot.hosts.a.snapshots(&hot.prod_name());
+    hot.hosts.a.crash();
+    hot.fixture
+        .apply(
+            Action::Promote,
+            json!({
+                "host": "vm.nfs@g2",
+                "disks": ["disk.d1"],
+                "fenced_hosts": ["vm.nfs@g1"],
+            }),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("the promotion failed: {}", error.message));
+    hot.start_the_failback_host();
+
+    // A's pool, imported on C after the fence, is a writable primary with what B lacks:
+    // refused, for good, naming the pool, the host and what to do.
+    let (refused, lines) = hot.seed_the_failback().await;
+    let refused = refused.expect_err("a seed over an old primary that was never handed over");
+    assert!(!refused.transient, "{refused:?}");
+    insta::assert_snapshot!(hot.hosts.redact(&refused.message));
+    let said = |text: &str| lines.iter().any(|line| line.contains(text));
+    assert!(
+        said("with -f, once the fenced hosts are asked"),
+        "{lines:#?}"
+    );
+    assert!(said("vm.nfs@g1 does not answer over SSH"), "{lines:#?}");
+    // Left as it was: writable, its own snapshots, every file A wrote; nothing received.
+    let c = hot.hosts.c();
+    let untouched = |hot: &Hot, c: &ZfsHost| {
+        assert_eq!(hot.side(c), ("-".to_owned(), "off".to_owned()));
+        assert_eq!(c.snapshots(&hot.prod_name()), seeded_round);
+        assert_eq!(sums_on(hot, c, "", &hot.first), hot.first);
+        assert_eq!(sums_on(hot, c, "more", &more), more);
+    };
+    untouched(&hot, c);
+    assert_eq!(
+        hot.side(&hot.hosts.b),
+        ("primary".to_owned(), "off".to_owned())
+    );
+
+    // Applied again: the same refusal, the pool still as it was.
+    let (again, _) = hot.seed_the_failback().await;
+    let again = again.expect_err("the seed again");
+    assert_eq!(
+        hot.hosts.redact(&again.message),
+        hot.hosts.redact(&refused.message)
+    );
+    untouched(&hot, c);
 }

@@ -466,20 +466,23 @@ pub fn snapshot_name(now: SystemTime) -> String {
     format!("{SNAPSHOT_PREFIX}{stamp}.{:03}Z", since.subsec_millis())
 }
 
-/// Marks `replica` as the receiving side: `ferry:role=replica` and `readonly=on`. Refused for
-/// a pool that holds snapshots or data of its own unless it is a replica already, and for a
-/// promoted primary: its contents are replaced by the first round.
+/// Marks `replica` as the receiving side: `ferry:role=replica` and `readonly=on`, unmounted.
+/// Refused for a pool that holds snapshots or data of its own unless it is a replica already,
+/// and for a promoted primary: its contents are replaced by the first round. A pool marked a
+/// replica that does not read read-only (a mark that was interrupted, or a replica imported
+/// again, which mounts it) is unmounted and made read-only again.
 pub async fn mark_replica(replica: PoolEnd<'_>) -> Result<(), ReplicationError> {
     let (current, Listing { datasets, .. }) = survey(replica, None).await?;
     if current.is_replica() {
         return Ok(());
     }
     let role = format!("{ROLE_PROPERTY}=replica");
+    // Every dataset unmounted, children first, before `readonly=on`: an import mounts them all
+    // (a replica's too, which zfs-fuse then mounts writable and reads `readonly=off`,
+    // `temporary`, whatever is set), and a mounted dataset would take it only at its next
+    // mount.
     let finish = async {
-        let mounted = ["zfs", "get", "-H", "-o", "value", "mounted", replica.pool];
-        if query(replica, &mounted).await?.stdout.trim() == "yes" {
-            run(replica, &["zfs", "unmount", replica.pool]).await?;
-        }
+        run_line(replica, mounts(replica, &datasets, "unmount")).await?;
         run(replica, &["zfs", "set", "readonly=on", replica.pool]).await?;
         Ok(())
     };

@@ -117,6 +117,14 @@ pub const HOST_B: HostIdentity = HostIdentity {
     address: Ipv4Addr::new(127, 42, 0, 2),
 };
 
+/// A third host, for a test that needs one more VM (a failback's new standby): started only
+/// when asked ([`TwoHosts::start_host_c`]), on the port the other two share.
+pub const HOST_C: HostIdentity = HostIdentity {
+    hostname: "ferry-host-c",
+    hostid: 0x00c0_c0c0,
+    address: Ipv4Addr::new(127, 42, 0, 3),
+};
+
 /// The script a host runs in its new namespaces: private `/etc`, ZFS socket and lock folders,
 /// its daemon, then its sshd in the foreground (the process the harness holds).
 const HOST_SCRIPT: &str = r#"set -eu
@@ -315,6 +323,19 @@ impl ZfsHost {
         Path::new(&format!("/proc/{}/root", self.daemon_pid)).join(path.strip_prefix("/").unwrap())
     }
 
+    /// Gives the host an empty folder of its own at `folder` (a tmpfs in its mount namespace),
+    /// as a new VM's file system has: what the other hosts left there on the machine's file
+    /// system (the folders their mounts made) is no longer seen by this host.
+    pub fn own_empty_folder(&self, folder: &Path) {
+        std::fs::create_dir_all(folder).unwrap();
+        let target = self.daemon_pid.to_string();
+        let folder = folder.to_str().unwrap();
+        run_ok(
+            "nsenter",
+            &["-t", &target, "-m", "mount", "-t", "tmpfs", "tmpfs", folder],
+        );
+    }
+
     pub fn is_running(&self) -> bool {
         is_alive(self.daemon_pid)
     }
@@ -361,6 +382,8 @@ pub struct TwoHosts {
     // goes.
     pub a: ZfsHost,
     pub b: ZfsHost,
+    /// Host C, once [`TwoHosts::start_host_c`] started it.
+    pub c: Option<ZfsHost>,
     pub folder: TempDir,
     pub port: u16,
     pub user_key: PathBuf,
@@ -370,7 +393,7 @@ pub struct TwoHosts {
     pub disk_files: Vec<PathBuf>,
 }
 
-/// A port free on both hosts' addresses now (the sshds take it a moment later).
+/// A port free on every host's address now, host C's too (the sshds take it a moment later).
 fn port_free_on_both() -> u16 {
     loop {
         let port = TcpListener::bind((HOST_A.address, 0))
@@ -378,7 +401,9 @@ fn port_free_on_both() -> u16 {
             .local_addr()
             .unwrap()
             .port();
-        if TcpListener::bind((HOST_B.address, port)).is_ok() {
+        if TcpListener::bind((HOST_B.address, port)).is_ok()
+            && TcpListener::bind((HOST_C.address, port)).is_ok()
+        {
             return port;
         }
     }
@@ -420,6 +445,7 @@ impl TwoHosts {
         TwoHosts {
             a,
             b,
+            c: None,
             pool: format!("ferrytwo{}", std::process::id()),
             folder,
             port,
@@ -428,6 +454,34 @@ impl TwoHosts {
             devices,
             disk_files,
         }
+    }
+
+    /// Starts host C (its own daemon, sshd, host id and address, as A and B), lets ferry's
+    /// key in and adds its host key to the known_hosts file, and gives it a device folder of
+    /// its own that holds only `luns` (links to the same disk files): the disks moved and
+    /// attached to it. Returns that folder.
+    pub fn start_host_c(&mut self, luns: &[usize]) -> PathBuf {
+        let user_public_key = std::fs::read_to_string(self.user_key.with_extension("pub")).unwrap();
+        let c = ZfsHost::start(HOST_C, self.port, user_public_key.trim());
+        let mut known_hosts = std::fs::read_to_string(&self.known_hosts).unwrap();
+        known_hosts.push_str(&format!(
+            "[{}]:{} {}\n",
+            HOST_C.address, self.port, c.host_public_key
+        ));
+        std::fs::write(&self.known_hosts, known_hosts).unwrap();
+        let devices = self.folder.path().join("devices-c");
+        std::fs::create_dir_all(&devices).unwrap();
+        for &lun in luns {
+            std::os::unix::fs::symlink(&self.disk_files[lun], devices.join(format!("lun{lun}")))
+                .unwrap();
+        }
+        self.c = Some(c);
+        devices
+    }
+
+    /// Host C, started by [`TwoHosts::start_host_c`].
+    pub fn c(&self) -> &ZfsHost {
+        self.c.as_ref().expect("host C was started")
     }
 
     pub fn mountpoint(&self) -> PathBuf {
@@ -591,6 +645,19 @@ impl Fixture {
         );
     }
 
+    /// Records host g`generation` at `address`, seeing the disks in `folder`, as its VM's
+    /// outputs would (a VM built after the first two).
+    pub fn record_host(&mut self, generation: u32, address: &str, folder: &Path) {
+        self.outputs.insert(
+            host(generation),
+            serde_json::from_value(json!({
+                "private_ip": address,
+                "device_folder": folder.display().to_string(),
+            }))
+            .unwrap(),
+        );
+    }
+
     /// Reads the pool as the spec at `generation` sees it.
     pub async fn read(&self, generation: u32) -> Observation {
         let mut fields = self.spec.fields.clone();
@@ -637,6 +704,16 @@ impl Fixture {
         action: Action,
         inputs: Value,
     ) -> Result<StepOutcome, StepError> {
+        self.apply_reporting(address, action, inputs).await.0
+    }
+
+    /// [`Fixture::apply_to`], with the progress lines the step reported, in order.
+    pub async fn apply_reporting(
+        &self,
+        address: InstanceAddress,
+        action: Action,
+        inputs: Value,
+    ) -> (Result<StepOutcome, StepError>, Vec<String>) {
         let step = Step {
             id: StepId::new(&address, action),
             address,
@@ -649,17 +726,20 @@ impl Fixture {
             warning: None,
         };
         let outputs = |instance: &InstanceAddress| self.outputs.get(instance).cloned();
-        self.provider
+        let lines = std::sync::Mutex::new(Vec::new());
+        let result = self
+            .provider
             .apply(
                 &step,
                 ApplyContext {
                     inputs: &step.inputs,
                     outputs: &outputs,
-                    progress: &|_| {},
+                    progress: &|line| lines.lock().unwrap().push(line),
                     resume_token: None,
                     record_resume_token: &|_| {},
                 },
             )
-            .await
+            .await;
+        (result, lines.into_inner().unwrap())
     }
 }

@@ -81,6 +81,16 @@ pub enum ZfsError {
         "{pool}: the pool already exists on the disks in {folder} but is not imported: plan again to import it instead of creating it"
     )]
     ExistsNotImported { pool: String, folder: String },
+    #[error(
+        "{pool}: refused to seed the replica on {host}: the pool on its disks is writable and no replica ({reason}); an old primary fenced rather than handed over may hold writes that {primary} never got, and ferry never rolls back or overwrites it: the pool stays imported on {host} as it is; copy from it what {primary} lacks, then destroy it there (`zpool destroy {name}`) and apply again to seed a new replica on its disks"
+    )]
+    WritablePoolOnReplicaDisks {
+        pool: String,
+        host: String,
+        primary: String,
+        name: String,
+        reason: String,
+    },
     #[error("{pool}: {source}")]
     Replication {
         pool: String,

@@ -15,6 +15,14 @@ use crate::parse::{self, DatasetRow, PoolStatus};
 use crate::shell::{command_line, quote};
 use crate::ssh::SshError;
 
+/// The hosts a step's `fenced_hosts` names.
+pub(super) struct FencedHosts {
+    /// It names at least one: the plan fenced them before the step, so an import may take -f.
+    pub(super) named: bool,
+    /// Those that can be addressed, each asked over SSH right before an import.
+    pub(super) askable: Vec<Host>,
+}
+
 /// What a step works with.
 pub(super) struct StepTarget<'a> {
     pub(super) address: &'a ResourceAddress,
@@ -167,14 +175,24 @@ impl StepTarget<'_> {
         self.update().await
     }
 
-    /// Seeds a hot standby's replica on this host: the bare pool created on the replica's
-    /// disks (no dataset of its own: the primary's arrive by the first round), marked a
-    /// read-only replica, and a first full round sent from `primary`. Done again after an
-    /// interruption, it finds the pool and goes on: a replica already marked is not marked
-    /// again, and the round sends from the newest snapshot both sides hold.
+    /// Seeds a hot standby's replica on this host, from `primary`, and returns its outputs.
+    ///
+    /// On bare disks (the first seed): the pool created with no dataset of its own (the
+    /// primary's arrive by the first round), marked a read-only replica, and a full round sent.
+    /// On disks that hold the pool already (the failback: the old primary's disks, re-seated on
+    /// this host after a hot failover): imported, with `-f` only when ZFS asks for it and the
+    /// plan fenced the hosts that had it, each asked over SSH right before, as for an import
+    /// (safety invariant 1 of ARCHITECTURE.md); then marked, which leaves a replica as it is
+    /// (a primary handed over became one) and refuses a writable pool with data of its own (a
+    /// primary fenced rather than handed over, which may hold writes `primary` never got);
+    /// then a round sends the increment from the newest snapshot both hold.
+    ///
+    /// Done again after an interruption, it finds the pool and goes on: a replica already
+    /// marked is not marked again, and the round sends from the newest snapshot both hold.
     pub(super) async fn seed_replica(
         &self,
         primary: &Host,
+        fenced: &FencedHosts,
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<StepOutcome, ZfsError> {
         let replication = |source| ZfsError::Replication {
@@ -183,11 +201,24 @@ impl StepTarget<'_> {
         };
         match replica_state(pool_state(&self.host, self.pool()).await?, &self.expected) {
             PoolState::Imported { .. } => {}
-            PoolState::Importable(_) | PoolState::ImportedElsewhere { .. } => {
-                return Err(ZfsError::ExistsNotImported {
-                    pool: self.label(),
-                    folder: self.host.device_folder.clone(),
-                });
+            state @ (PoolState::Importable(_) | PoolState::ImportedElsewhere { .. }) => {
+                // ZFS asks for -f when the pool was not exported (its host was fenced, not
+                // stopped); a pool the plan fenced no host for is imported without, and ZFS
+                // refuses it if another system may still use it.
+                let needs_force = match &state {
+                    PoolState::Importable(found) => found.needs_force(),
+                    _ => true,
+                };
+                let force = needs_force && fenced.named;
+                progress(format!(
+                    "the pool is on the replica's disks already: importing it{}",
+                    if force {
+                        " with -f, once the fenced hosts are asked"
+                    } else {
+                        ""
+                    }
+                ));
+                self.import(force, &fenced.askable, progress).await?;
             }
             PoolState::NotFound => {
                 let missing = self.missing_disks().await?;
@@ -226,22 +257,69 @@ impl StepTarget<'_> {
         };
         // Always asked: the mark reads the pool first, leaves a replica marked already as it
         // is, finishes a mark an interrupted seed began, and refuses a pool with data of its
-        // own or a promoted primary, whose refusal says why. (The root dataset is in every
-        // pool, so a count of the datasets the replica shares with the primary never said
-        // whether it was marked: a new pool was never marked, and its first round refused.)
+        // own or a promoted primary. (The root dataset is in every pool, so a count of the
+        // datasets the replica shares with the primary never said whether it was marked: a
+        // new pool was never marked, and its first round refused.)
         progress(format!("marking {replica} a read-only replica"));
-        crate::replication::mark_replica(replica)
-            .await
-            .map_err(replication)?;
-        progress(format!("a full round from {source}"));
+        match crate::replication::mark_replica(replica).await {
+            Ok(()) => {}
+            Err(crate::replication::ReplicationError::CannotMark { reason, .. }) => {
+                return Err(self.refuse_writable_pool(primary, reason).await);
+            }
+            Err(source) => return Err(replication(source)),
+        }
+        progress(format!("a round from {source}"));
         let round = crate::replication::replicate(source, replica, std::time::SystemTime::now())
             .await
             .map_err(replication)?;
+        let increments = round.bases.values().filter(|base| base.is_some()).count();
         progress(format!(
-            "{replica} holds {} ({} bytes)",
-            round.snapshot.name, round.bytes
+            "{replica} holds {} ({} bytes in {increments} increments and {} full sends)",
+            round.snapshot.name,
+            round.bytes,
+            round.bases.len() - increments,
         ));
         self.replica_outcome(primary).await
+    }
+
+    /// The seed's refusal of a pool it found on the replica's disks that is no replica and
+    /// that `mark_replica` refused: said as the plan names the hosts, with the pool's role and
+    /// `readonly` as its own `zfs get` reads them, and what to do. The pool is left as it is:
+    /// it is the operator's to settle, and the seed refuses the same way until then.
+    async fn refuse_writable_pool(&self, primary: &Host, reason: String) -> ZfsError {
+        let properties = format!("{},readonly", crate::replication::ROLE_PROPERTY);
+        let side = query(
+            &self.host,
+            &self.label(),
+            &[
+                "zfs",
+                "get",
+                "-H",
+                "-o",
+                "property,value",
+                &properties,
+                self.pool(),
+            ],
+        )
+        .await
+        .map(|output| {
+            output
+                .stdout
+                .lines()
+                .map(|line| line.replacen('\t', "=", 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        ZfsError::WritablePoolOnReplicaDisks {
+            pool: self.label(),
+            host: self.host.instance.to_string(),
+            primary: primary.instance.to_string(),
+            name: self.pool().to_owned(),
+            reason: match side {
+                Ok(side) if !side.is_empty() => format!("{side}: {reason}"),
+                _ => reason,
+            },
+        }
     }
 
     /// The replica's outputs after a step: its host, role and lag, as a read gives them.
@@ -474,6 +552,41 @@ impl ZfsPoolProvider {
         )
     }
 
+    /// The hosts the step's `fenced_hosts` names, to be asked whether they still hold the pool
+    /// before it is imported. One that cannot be addressed (no recorded address) cannot be
+    /// asked: its fence, an ancestor of the step, is then what stands between it and the pool.
+    fn fenced_hosts(&self, target: &StepTarget<'_>, context: &ApplyContext<'_>) -> FencedHosts {
+        let mut fenced = FencedHosts {
+            named: false,
+            askable: Vec::new(),
+        };
+        for text in context
+            .inputs
+            .get("fenced_hosts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            fenced.named = true;
+            let Ok(instance) = text.parse::<InstanceAddress>() else {
+                continue;
+            };
+            match self.host(
+                target.address,
+                &target.settings,
+                &instance,
+                (context.outputs)(&instance),
+            ) {
+                Ok(host) => fenced.askable.push(host),
+                Err(error) => (context.progress)(format!(
+                    "{instance} cannot be asked whether it still holds the pool ({error}): relying on its fence"
+                )),
+            }
+        }
+        fenced
+    }
+
     pub(super) async fn run_step(
         &self,
         step: &Step,
@@ -514,37 +627,19 @@ impl ZfsPoolProvider {
             Action::Import => {
                 let force =
                     context.inputs.get(zfs_pool::FORCE).and_then(Value::as_bool) == Some(true);
-                let mut fenced = Vec::new();
-                for text in context
-                    .inputs
-                    .get("fenced_hosts")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                {
-                    let Ok(instance) = text.parse::<InstanceAddress>() else {
-                        continue;
-                    };
-                    match self.host(
-                        address,
-                        &target.settings,
-                        &instance,
-                        (context.outputs)(&instance),
-                    ) {
-                        Ok(host) => fenced.push(host),
-                        Err(error) => (context.progress)(format!(
-                            "{instance} cannot be asked whether it still holds the pool ({error}): relying on its fence"
-                        )),
-                    }
-                }
-                target.import(force, &fenced, context.progress).await
+                let fenced = self.fenced_hosts(&target, context);
+                target
+                    .import(force, &fenced.askable, context.progress)
+                    .await
             }
             Action::Export => target.export().await,
             // A stateful instance of a generation is a hot standby's replica.
             Action::Create if step.address.generation.is_some() => {
                 let primary = self.other_host(&target, context, zfs_pool::REPLICATE_FROM)?;
-                target.seed_replica(&primary, context.progress).await
+                let fenced = self.fenced_hosts(&target, context);
+                target
+                    .seed_replica(&primary, &fenced, context.progress)
+                    .await
             }
             Action::Promote => {
                 let handed_over = context
