@@ -148,30 +148,7 @@ impl StepTarget<'_> {
             }
             PoolState::NotFound => {}
         }
-        let missing = self.missing_disks().await?;
-        if !missing.is_empty() {
-            return Err(ZfsError::MissingDisks {
-                pool: self.label(),
-                host: self.host.instance.to_string(),
-                missing,
-            });
-        }
-        let mut arguments = vec!["zpool", "create", self.pool()];
-        match self.settings.layout.as_str() {
-            "mirror" => arguments.push("mirror"),
-            "raidz" => arguments.push("raidz"),
-            _ => {}
-        }
-        for (_, path) in &self.expected {
-            arguments.push(path);
-        }
-        match self.change(&arguments).await {
-            Ok(result) => result?,
-            Err(error) => match pool_state(&self.host, self.pool()).await? {
-                PoolState::Imported { .. } => {}
-                _ => return Err(error.into()),
-            },
-        }
+        self.create_bare_pool().await?;
         self.update().await
     }
 
@@ -220,32 +197,7 @@ impl StepTarget<'_> {
                 ));
                 self.import(force, &fenced.askable, progress).await?;
             }
-            PoolState::NotFound => {
-                let missing = self.missing_disks().await?;
-                if !missing.is_empty() {
-                    return Err(ZfsError::MissingDisks {
-                        pool: self.label(),
-                        host: self.host.instance.to_string(),
-                        missing,
-                    });
-                }
-                let mut arguments = vec!["zpool", "create", self.pool()];
-                match self.settings.layout.as_str() {
-                    "mirror" => arguments.push("mirror"),
-                    "raidz" => arguments.push("raidz"),
-                    _ => {}
-                }
-                for (_, path) in &self.expected {
-                    arguments.push(path);
-                }
-                match self.change(&arguments).await {
-                    Ok(result) => result?,
-                    Err(error) => match pool_state(&self.host, self.pool()).await? {
-                        PoolState::Imported { .. } => {}
-                        _ => return Err(error.into()),
-                    },
-                }
-            }
+            PoolState::NotFound => self.create_bare_pool().await?,
         }
         let replica = crate::replication::PoolEnd {
             connection: &self.host.connection,
@@ -428,6 +380,36 @@ impl StepTarget<'_> {
             progress(format!("{replica} rolled back to {}", snapshot.name));
         }
         self.update().await
+    }
+
+    /// `zpool create` on the step's disks with its layout (never `-f`, so that disks holding
+    /// a pool are refused), once every disk's device is there. A connection lost during the
+    /// command is read back: a pool imported by then was created.
+    async fn create_bare_pool(&self) -> Result<(), ZfsError> {
+        let missing = self.missing_disks().await?;
+        if !missing.is_empty() {
+            return Err(ZfsError::MissingDisks {
+                pool: self.label(),
+                host: self.host.instance.to_string(),
+                missing,
+            });
+        }
+        let mut arguments = vec!["zpool", "create", self.pool()];
+        match self.settings.layout.as_str() {
+            "mirror" => arguments.push("mirror"),
+            "raidz" => arguments.push("raidz"),
+            _ => {}
+        }
+        for (_, path) in &self.expected {
+            arguments.push(path);
+        }
+        match self.change(&arguments).await {
+            Ok(result) => result,
+            Err(error) => match pool_state(&self.host, self.pool()).await? {
+                PoolState::Imported { .. } => Ok(()),
+                _ => Err(error.into()),
+            },
+        }
     }
 
     /// Imports a pool that is not imported (without -f), then makes its datasets match.
