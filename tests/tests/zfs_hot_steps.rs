@@ -359,6 +359,16 @@ async fn an_unplanned_promotion_waits_for_the_primary_to_be_gone() {
     // A crashes (its VM powered off): B is promoted with what the seed's round brought; what A
     // wrote after it is the loss the fence-and-promote path accepts.
     hot.hosts.a.crash();
+    // With the primary gone, the replica still says how far behind it is, on its own clock:
+    // what the failover's plan shows the operator it would lose.
+    let reading = hot.fixture.read_replica(2).await;
+    assert!(
+        reading
+            .attribute("replica_lag_seconds")
+            .and_then(serde_json::Value::as_u64)
+            .is_some(),
+        "{reading:?}"
+    );
     let promoted = hot
         .fixture
         .apply(Action::Promote, promote)

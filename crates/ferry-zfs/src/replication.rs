@@ -538,6 +538,17 @@ pub async fn status(
     Ok(status_of(&mine, &theirs))
 }
 
+/// How far behind a replica is when its primary cannot be asked (its host down, as in an
+/// unplanned failover): the seconds since its newest snapshot that every one of its datasets
+/// holds (what a promotion now would roll back to), on the replica's own clock. `None` before
+/// any complete snapshot.
+pub async fn lag_on_replica(replica: PoolEnd<'_>) -> Result<Option<u64>, ReplicationError> {
+    let (_, listing) = survey(replica, None).await?;
+    Ok(listing
+        .newest_complete()
+        .map(|snapshot| listing.clock.saturating_sub(snapshot.created)))
+}
+
 fn status_of(primary: &Listing, replica: &Listing) -> ReplicaStatus {
     // The replica's newest snapshot that every dataset of the primary has on the replica:
     // the primary's own snapshot of that name (the same GUID), not one that only shares it.

@@ -228,8 +228,9 @@ fn replica_health(status: &PoolStatus, datasets: &[DatasetRow], pool: &str) -> H
 
 impl ZfsPoolProvider {
     /// How far a replica is behind its primary, the serving generation's host (the one before
-    /// the replica's), in seconds on the primary's clock; `None` when the primary cannot be
-    /// asked (the read of the replica itself stands).
+    /// the replica's), in seconds on the primary's clock; when the primary cannot be asked, the
+    /// time since the replica's newest complete snapshot on the replica's own clock; `None`
+    /// when neither can say (the read of the replica itself stands).
     async fn replica_lag(
         &self,
         context: &ReadContext<'_>,
@@ -237,29 +238,39 @@ impl ZfsPoolProvider {
         replica: &Host,
         replica_host: &InstanceAddress,
     ) -> Option<u64> {
+        let replica_end = crate::replication::PoolEnd {
+            connection: &replica.connection,
+            pool: &settings.name,
+        };
         let serving = replica_host.generation?.checked_sub(1)?;
         let primary_instance = replica_host.address.at(Some(serving));
-        let primary = self
-            .host(
-                &context.instance.address,
-                settings,
-                &primary_instance,
-                (context.outputs)(&primary_instance),
+        let on_primary = match self.host(
+            &context.instance.address,
+            settings,
+            &primary_instance,
+            (context.outputs)(&primary_instance),
+        ) {
+            Ok(primary) => crate::replication::status(
+                crate::replication::PoolEnd {
+                    connection: &primary.connection,
+                    pool: &settings.name,
+                },
+                replica_end,
             )
-            .ok()?;
-        let status = crate::replication::status(
-            crate::replication::PoolEnd {
-                connection: &primary.connection,
-                pool: &settings.name,
-            },
-            crate::replication::PoolEnd {
-                connection: &replica.connection,
-                pool: &settings.name,
-            },
-        )
-        .await
-        .ok()?;
-        status.lag_seconds()
+            .await
+            .ok()
+            .and_then(|status| status.lag_seconds()),
+            Err(_) => None,
+        };
+        // The primary does not answer (its host down: the very moment a failover reads this):
+        // the replica's own reckoning, on its clock, of what a promotion would lose.
+        match on_primary {
+            Some(lag) => Some(lag),
+            None => crate::replication::lag_on_replica(replica_end)
+                .await
+                .ok()
+                .flatten(),
+        }
     }
 
     pub(super) async fn observe(&self, context: &ReadContext<'_>) -> Result<Observation, ZfsError> {
