@@ -760,6 +760,15 @@ ssh_public_key = "ssh-ed25519 AAAA demo"
             ),
         ),
         (
+            "a replica, and failover off",
+            format!(
+                "{BASE}[failover]\nmode = \"off\"\nstandby = \"hot\"\n\n{}{}{}",
+                disks("d", 10, "vm.nfs"),
+                disks("r", 10, "vm.nfs"),
+                pool("replica_disks = [\"disk.r0\", \"disk.r1\"]")
+            ),
+        ),
+        (
             "a hot standby written right",
             format!(
                 "{BASE}{hot}{}{}{}",

@@ -673,14 +673,22 @@ impl Loader<'_> {
                     SpecError::new(
                         Problem::Invalid {
                             address: address.to_string(),
-                            message: format!(
-                                "replica_disks keeps a hot standby's replica, but [failover] standby is {}",
-                                standby.as_str()
-                            ),
+                            message: if *standby == crate::Standby::Hot {
+                                "replica_disks keeps a hot standby's replica, but [failover] mode is off: nothing fails over, and no standby is kept".to_owned()
+                            } else {
+                                format!(
+                                    "replica_disks keeps a hot standby's replica, but [failover] standby is {}",
+                                    standby.as_str()
+                                )
+                            },
                         },
                         Some(at),
                     )
-                    .help("set standby = \"hot\" in [failover] (with a failover mode other than off), or remove replica_disks"),
+                    .help(if *standby == crate::Standby::Hot {
+                        "set mode = \"manual\" or \"automatic\" in [failover], or remove replica_disks"
+                    } else {
+                        "set standby = \"hot\" in [failover], or remove replica_disks"
+                    }),
                 );
             }
             (true, Some(replica)) => {
