@@ -230,6 +230,9 @@ pub struct Plan {
     /// keep after the plan repointed it, and for how long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_cached: Option<CachedAnswer>,
+    /// In a failover that promotes a hot standby's replica: the data it loses at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss: Option<DataLoss>,
     pub summary: PlanSummary,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Failover>,
@@ -263,6 +266,17 @@ pub struct Plan {
     pub standby: Option<crate::StandbyGeneration>,
 }
 
+/// What a failover that promotes a hot standby's replica loses: nothing when every old
+/// primary hands its pool over, else what the replica lagged when it was read (the largest
+/// of the plan's replicas); `seconds` is `None` when a replica's lag could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataLoss {
+    pub seconds: Option<u64>,
+    /// The replica that loses the most, when one loses anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<InstanceAddress>,
+}
+
 /// A value clients may keep using after a step changed it: a DNS record's old answer, for
 /// its TTL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +300,9 @@ pub struct Readiness {
     /// carry it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,
+    /// What the failover would lose, when it promotes a hot standby's replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss: Option<DataLoss>,
     /// Each thing that stops the failover, with its reason and what to do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<Blocker>,

@@ -70,6 +70,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         estimated_seconds: timing.estimated_seconds,
         recovery_seconds: timing.recovery_seconds,
         recovery_cached: timing.recovery_cached,
+        data_loss: built.data_loss,
         failover: built.failover,
         notes: built.notes,
         unknown: built.unknown,

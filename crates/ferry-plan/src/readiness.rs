@@ -59,6 +59,7 @@ pub fn readiness_with(
                 to_generation,
                 recovery_seconds: None,
                 steps: None,
+                data_loss: None,
                 blockers: errors
                     .0
                     .into_iter()
@@ -90,6 +91,7 @@ pub fn readiness_with(
             .map_or(to_generation, |failover| failover.to_generation),
         recovery_seconds: plan.recovery_seconds,
         steps: Some(plan.steps.len()),
+        data_loss: plan.data_loss.clone(),
         blockers,
     })
 }

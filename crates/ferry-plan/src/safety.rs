@@ -510,6 +510,7 @@ mod tests {
             estimated_seconds: 0,
             recovery_seconds: None,
             recovery_cached: None,
+            data_loss: None,
             failover: None,
             notes: Vec::new(),
             unknown: Vec::new(),

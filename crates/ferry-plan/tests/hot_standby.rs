@@ -235,6 +235,8 @@ fn a_converged_hot_world_has_no_changes_and_shows_its_replica() {
     let ready =
         ferry_plan::readiness(&data100_hot(), &world, &rules, &PlanConfig::default()).unwrap();
     assert!(ready.ready, "{:?}", ready.blockers);
+    // The primary answers today: the failover would hand the pool over and lose nothing.
+    assert_eq!(ready.data_loss.and_then(|loss| loss.seconds), Some(0));
     let warm_world = {
         let first = plan_of(&data100_warm(), &Snapshot::new(0));
         converge(&Snapshot::new(0), &first, 1)
@@ -336,6 +338,17 @@ fn a_hot_failover_with_the_primary_answering_hands_the_pool_over() {
         promote.reason.contains("nothing lost"),
         "{}",
         promote.reason
+    );
+    assert_eq!(
+        plan.data_loss,
+        Some(ferry_core::DataLoss {
+            seconds: Some(0),
+            replica: None
+        })
+    );
+    assert!(
+        shown.contains("Data lost: none (the old primary hands its pool over)."),
+        "{shown}"
     );
 }
 

@@ -118,6 +118,7 @@ pub fn plan_of(steps: Vec<Step>) -> Plan {
         estimated_seconds,
         recovery_seconds: None,
         recovery_cached: None,
+        data_loss: None,
         failover: None,
         notes: Vec::new(),
         unknown: Vec::new(),

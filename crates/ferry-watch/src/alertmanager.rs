@@ -279,6 +279,7 @@ mod tests {
             to_generation: 2,
             recovery_seconds: None,
             steps: None,
+            data_loss: None,
             blockers: vec![Blocker {
                 address: Some("zfs_pool.home".parse().unwrap()),
                 reason: "it reads a vdev on a disk the spec does not list".into(),
@@ -290,6 +291,7 @@ mod tests {
             ready: true,
             recovery_seconds: Some(2369),
             steps: Some(31),
+            data_loss: None,
             blockers: Vec::new(),
             ..blocked
         };

@@ -161,6 +161,7 @@ mod tests {
             to_generation: 2,
             recovery_seconds: Some(2369),
             steps: Some(31),
+            data_loss: None,
             blockers: if ready {
                 Vec::new()
             } else {

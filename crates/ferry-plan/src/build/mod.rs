@@ -56,6 +56,8 @@ pub(crate) struct Built {
     pub kept: Vec<ferry_core::KeptGeneration>,
     /// The warm standby this plan builds or keeps.
     pub standby: Option<ferry_core::StandbyGeneration>,
+    /// What a failover that promotes a hot standby's replica loses.
+    pub data_loss: Option<ferry_core::DataLoss>,
 }
 
 struct Builder<'a> {
@@ -171,6 +173,7 @@ pub(crate) fn build(
         return Err(PlanErrors(builder.errors));
     }
     let warnings = builder.warnings(failover_due.is_some());
+    let data_loss = builder.data_loss();
     let unknown = builder.unknown_readings();
     let kept = builder
         .kept
@@ -191,6 +194,7 @@ pub(crate) fn build(
         dependencies,
         kept,
         standby,
+        data_loss,
     })
 }
 
@@ -468,6 +472,60 @@ impl<'a> Builder<'a> {
         if upstream_changed.is_some() {
             self.changed.insert(address.clone());
         }
+    }
+
+    /// What the plan's promotions of hot standby replicas lose: nothing for a hand-over, else
+    /// the replica's lag as read (`None` seconds when one could not be read). `None` when the
+    /// plan promotes nothing.
+    fn data_loss(&self) -> Option<ferry_core::DataLoss> {
+        let mut loss: Option<ferry_core::DataLoss> = None;
+        for draft in self
+            .drafts
+            .iter()
+            .filter(|draft| draft.step.action == Action::Promote)
+        {
+            let this = if draft
+                .step
+                .inputs
+                .contains_key(ferry_core::fields::zfs_pool::HAND_OVER_FROM)
+            {
+                ferry_core::DataLoss {
+                    seconds: Some(0),
+                    replica: None,
+                }
+            } else {
+                let generation = draft
+                    .step
+                    .inputs
+                    .get(ferry_core::fields::zfs_pool::HOST)
+                    .and_then(ferry_core::Value::as_str)
+                    .and_then(|host| host.parse::<InstanceAddress>().ok())
+                    .and_then(|host| host.generation);
+                let replica = draft.step.target.address.at(generation);
+                let seconds = self
+                    .snapshot
+                    .get(&replica)
+                    .and_then(|reading| {
+                        reading.attribute(ferry_core::fields::zfs_pool::REPLICA_LAG_SECONDS)
+                    })
+                    .and_then(ferry_core::Value::as_u64);
+                ferry_core::DataLoss {
+                    seconds,
+                    replica: Some(replica),
+                }
+            };
+            // The worst: an unknown lag, else the longest.
+            loss = Some(match loss {
+                None => this,
+                Some(worst) => match (worst.seconds, this.seconds) {
+                    (None, _) => worst,
+                    (_, None) => this,
+                    (Some(old), Some(new)) if new > old => this,
+                    _ => worst,
+                },
+            });
+        }
+        loss
     }
 
     /// Records an unknown reading met, once per instance.

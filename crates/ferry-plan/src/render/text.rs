@@ -220,6 +220,14 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
             );
         }
     }
+    if let Some(loss) = &plan.data_loss {
+        let _ = writeln!(
+            out,
+            "{} {}.",
+            paint.paint("1", "Data lost:"),
+            describe_data_loss(loss)
+        );
+    }
     let _ = writeln!(out, "Critical path:");
     let by_id: HashMap<&StepId, &ferry_core::Step> =
         plan.steps.iter().map(|step| (&step.id, step)).collect();
@@ -326,6 +334,20 @@ fn render_upkeep(out: &mut String, instances: &[ferry_core::KeptInstance], headi
     }
 }
 
+/// What a failover that promotes a hot standby's replica loses, in words.
+fn describe_data_loss(loss: &ferry_core::DataLoss) -> String {
+    match (loss.seconds, &loss.replica) {
+        (Some(0), _) | (_, None) => "none (the old primary hands its pool over)".to_owned(),
+        (Some(seconds), Some(replica)) => format!(
+            "up to {} (how far behind {replica} was when read)",
+            duration(seconds)
+        ),
+        (None, Some(replica)) => {
+            format!("unknown ({replica} could not say how far behind its primary it is)")
+        }
+    }
+}
+
 /// Failover readiness, when the plan carries it: ready with the failover's estimated time to
 /// recovery, or every blocker with its reason and what to do.
 fn render_readiness(out: &mut String, plan: &Plan, paint: &Paint) {
@@ -335,10 +357,13 @@ fn render_readiness(out: &mut String, plan: &Plan, paint: &Paint) {
     let heading = paint.paint("1", "Failover readiness:");
     let to = readiness.to_generation;
     if readiness.ready {
-        let recovery = readiness
+        let mut recovery = readiness
             .recovery_seconds
             .map(|seconds| format!(", estimated time to recovery {}", duration(seconds)))
             .unwrap_or_default();
+        if let Some(loss) = &readiness.data_loss {
+            recovery.push_str(&format!(", data lost {}", describe_data_loss(loss)));
+        }
         let _ = writeln!(
             out,
             "{heading} {}{recovery} (a failover to generation {to} planned from these readings).",
