@@ -427,6 +427,10 @@ fn the_replica_is_no_evidence_of_a_failover() {
         ferry_plan::world::reconstruct(&lost, &rules, data100_hot().standby_resources()).unwrap();
     assert_eq!(reconstruction.active_generation, 1);
     assert!(reconstruction.failover_in_progress.is_none());
+    // Without the spec's word on which disks are the standby's, the same world reads as a
+    // failover under way: the replica's disks are on generation 2.
+    let blind = ferry_plan::world::reconstruct(&lost, &rules, &BTreeSet::new()).unwrap();
+    assert!(blind.failover_in_progress.is_some(), "{blind:?}");
     let plan = plan(&lost);
     assert!(plan.failover.is_none(), "{}", text(&plan));
 }

@@ -188,15 +188,9 @@ impl ZfsPoolProvider {
             &primary_host,
             (context.outputs)(&primary_host),
         )?;
-        fn end<'h>(host: &'h host::Host, pool: &'h str) -> crate::replication::PoolEnd<'h> {
-            crate::replication::PoolEnd {
-                connection: &host.connection,
-                pool,
-            }
-        }
         let round = crate::replication::replicate(
-            end(&primary, &settings.name),
-            end(&replica, &settings.name),
+            primary.end(&settings.name),
+            replica.end(&settings.name),
             std::time::SystemTime::now(),
         )
         .await

@@ -22,6 +22,16 @@ pub(super) struct Host {
     pub(super) connection: Arc<SshConnection>,
 }
 
+impl Host {
+    /// This host's end of a replication of `pool`.
+    pub(super) fn end<'h>(&'h self, pool: &'h str) -> crate::replication::PoolEnd<'h> {
+        crate::replication::PoolEnd {
+            connection: &self.connection,
+            pool,
+        }
+    }
+}
+
 impl ZfsPoolProvider {
     pub(super) fn host(
         &self,

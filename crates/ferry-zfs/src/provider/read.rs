@@ -238,10 +238,7 @@ impl ZfsPoolProvider {
         replica: &Host,
         replica_host: &InstanceAddress,
     ) -> Option<u64> {
-        let replica_end = crate::replication::PoolEnd {
-            connection: &replica.connection,
-            pool: &settings.name,
-        };
+        let replica_end = replica.end(&settings.name);
         let serving = replica_host.generation?.checked_sub(1)?;
         let primary_instance = replica_host.address.at(Some(serving));
         let on_primary = match self.host(
@@ -250,16 +247,10 @@ impl ZfsPoolProvider {
             &primary_instance,
             (context.outputs)(&primary_instance),
         ) {
-            Ok(primary) => crate::replication::status(
-                crate::replication::PoolEnd {
-                    connection: &primary.connection,
-                    pool: &settings.name,
-                },
-                replica_end,
-            )
-            .await
-            .ok()
-            .and_then(|status| status.lag_seconds()),
+            Ok(primary) => crate::replication::status(primary.end(&settings.name), replica_end)
+                .await
+                .ok()
+                .and_then(|status| status.lag_seconds()),
             Err(_) => None,
         };
         // The primary does not answer (its host down: the very moment a failover reads this):
@@ -320,8 +311,7 @@ impl ZfsPoolProvider {
             state = replica_state(state, &expected);
         }
         match state {
-            // A stateful instance of a generation is a hot standby's replica.
-            PoolState::Imported { status, datasets } if context.instance.generation.is_some() => {
+            PoolState::Imported { status, datasets } => {
                 let mut attributes = imported_attributes(
                     &settings,
                     &host,
@@ -330,26 +320,21 @@ impl ZfsPoolProvider {
                     &expected,
                     context.fields.contains_key(zfs_pool::POOL_NAME),
                 );
-                let health = replica_health(&status, &datasets, &settings.name);
-                if let Some(lag) = self
-                    .replica_lag(context, &settings, &host, &host_instance)
-                    .await
-                {
-                    attributes.insert(zfs_pool::REPLICA_LAG_SECONDS.into(), json!(lag));
-                }
+                // A stateful instance of a generation is a hot standby's replica: healthy as
+                // one, and read with how far behind its primary it is.
+                let health = if context.instance.generation.is_some() {
+                    if let Some(lag) = self
+                        .replica_lag(context, &settings, &host, &host_instance)
+                        .await
+                    {
+                        attributes.insert(zfs_pool::REPLICA_LAG_SECONDS.into(), json!(lag));
+                    }
+                    replica_health(&status, &datasets, &settings.name)
+                } else {
+                    health_of(&status, &datasets, &settings.name)
+                };
                 Ok(Observation::Present { attributes, health })
             }
-            PoolState::Imported { status, datasets } => Ok(Observation::Present {
-                attributes: imported_attributes(
-                    &settings,
-                    &host,
-                    &status,
-                    &datasets,
-                    &expected,
-                    context.fields.contains_key(zfs_pool::POOL_NAME),
-                ),
-                health: health_of(&status, &datasets, &settings.name),
-            }),
             PoolState::ImportedElsewhere { devices } => {
                 let mut attributes = Attributes::new();
                 attributes.insert("imported".into(), json!(false));

@@ -199,14 +199,8 @@ impl StepTarget<'_> {
             }
             PoolState::NotFound => self.create_bare_pool().await?,
         }
-        let replica = crate::replication::PoolEnd {
-            connection: &self.host.connection,
-            pool: self.pool(),
-        };
-        let source = crate::replication::PoolEnd {
-            connection: &primary.connection,
-            pool: self.pool(),
-        };
+        let replica = self.host.end(self.pool());
+        let source = primary.end(self.pool());
         // Always asked: the mark reads the pool first, leaves a replica marked already as it
         // is, finishes a mark an interrupted seed began, and refuses a pool with data of its
         // own or a promoted primary. (The root dataset is in every pool, so a count of the
@@ -276,14 +270,8 @@ impl StepTarget<'_> {
 
     /// The replica's outputs after a step: its host, role and lag, as a read gives them.
     async fn replica_outcome(&self, primary: &Host) -> Result<StepOutcome, ZfsError> {
-        let replica = crate::replication::PoolEnd {
-            connection: &self.host.connection,
-            pool: self.pool(),
-        };
-        let source = crate::replication::PoolEnd {
-            connection: &primary.connection,
-            pool: self.pool(),
-        };
+        let replica = self.host.end(self.pool());
+        let source = primary.end(self.pool());
         let status = crate::replication::status(source, replica)
             .await
             .map_err(|source| ZfsError::Replication {
@@ -309,14 +297,8 @@ impl StepTarget<'_> {
         primary: &Host,
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<StepOutcome, ZfsError> {
-        let replica = crate::replication::PoolEnd {
-            connection: &self.host.connection,
-            pool: self.pool(),
-        };
-        let source = crate::replication::PoolEnd {
-            connection: &primary.connection,
-            pool: self.pool(),
-        };
+        let replica = self.host.end(self.pool());
+        let source = primary.end(self.pool());
         progress(format!("{source} hands the pool over to {replica}"));
         let handed = crate::replication::hand_over(source, replica, std::time::SystemTime::now())
             .await
@@ -341,21 +323,9 @@ impl StepTarget<'_> {
         old: Option<&Host>,
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<StepOutcome, ZfsError> {
-        let replica = crate::replication::PoolEnd {
-            connection: &self.host.connection,
-            pool: self.pool(),
-        };
+        let replica = self.host.end(self.pool());
         let promotion = match old {
-            Some(old) => {
-                crate::replication::promote(
-                    replica,
-                    crate::replication::PoolEnd {
-                        connection: &old.connection,
-                        pool: self.pool(),
-                    },
-                )
-                .await
-            }
+            Some(old) => crate::replication::promote(replica, old.end(self.pool())).await,
             // The old host's address is not known at all: nothing can be asked, and the plan's
             // fence (an ancestor of this step) is what stands between it and the pool.
             None => crate::replication::promote_fenced(replica).await,
