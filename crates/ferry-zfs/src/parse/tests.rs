@@ -139,6 +139,36 @@ fn import_listings_say_whether_a_pool_can_be_imported() {
 }
 
 #[test]
+fn an_import_listing_may_hold_two_pools_of_one_name_told_apart_by_id_and_devices() {
+    // Two exported pools named alike, each on its own disk (captured from zfs-fuse, where
+    // `zpool import -d /tmp/zcap/A capt` then refuses: "more than one matching pool").
+    let listed = parse_import_listing(
+        "zpool import -d /tmp/zcap/A",
+        include_str!("captured/import-listing-two-alike.txt"),
+    )
+    .unwrap();
+    let seen: Vec<(String, String, Vec<String>)> = listed
+        .iter()
+        .map(|pool| (pool.name.clone(), pool.id.clone(), rows(&pool.vdevs)))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "capt".to_owned(),
+                "10244186389227753337".to_owned(),
+                vec!["/tmp/zcap/A/lun0 ONLINE []".to_owned()]
+            ),
+            (
+                "capt".to_owned(),
+                "16485097325795866973".to_owned(),
+                vec!["/tmp/zcap/A/lun1 ONLINE []".to_owned()]
+            ),
+        ]
+    );
+}
+
+#[test]
 fn dataset_lists_keep_zfs_notation() {
     let row = |name: &str, mountpoint: &str, quota: &str, readonly: &str, role: &str| DatasetRow {
         name: name.into(),

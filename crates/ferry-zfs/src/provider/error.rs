@@ -78,6 +78,17 @@ pub enum ZfsError {
         folder: String,
     },
     #[error(
+        "{pool}: `zpool import -d {folder}` on {host} lists {} pools of that name, and ferry cannot tell which one is this pool: {}; ferry imports none of them rather than guess: detach from {host} the disks of the pool that is not this one, or rename that one by its id (`zpool import -d {folder} ID NEWNAME`, then `zpool export NEWNAME`), then plan again",
+        candidates.len(),
+        candidates.join("; ")
+    )]
+    AmbiguousPool {
+        pool: String,
+        host: String,
+        folder: String,
+        candidates: Vec<String>,
+    },
+    #[error(
         "{pool}: the pool already exists on the disks in {folder} but is not imported: plan again to import it instead of creating it"
     )]
     ExistsNotImported { pool: String, folder: String },

@@ -9,7 +9,7 @@ use ferry_core::{Attributes, InstanceAddress, ResourceAddress, Value};
 
 use super::settings::PoolSettings;
 use super::{ZfsError, ZfsPoolProvider};
-use crate::parse::{self, DatasetRow, ImportablePool, PoolStatus};
+use crate::parse::{self, DatasetRow, ImportablePool, PoolStatus, VdevRow};
 use crate::shell::{command_line, quote};
 use crate::ssh::{CommandOutput, HostKeys, SshConnection, SshTarget};
 
@@ -146,7 +146,24 @@ pub(super) async fn existing_paths(host: &Host, paths: &[String]) -> Result<Vec<
     Ok(output.stdout.lines().map(str::to_owned).collect())
 }
 
-pub(super) async fn pool_state(host: &Host, pool: &str) -> Result<PoolState, ZfsError> {
+/// The pool a read or step looks for: its name, and the devices that are its own (the spec's
+/// disks, as this host's device folder names them), which tell it from another pool of the
+/// same name that `zpool import -d` lists (a replica's disks beside the old primary's, both
+/// attached; a pool left on disks that were reused).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WantedPool<'a> {
+    pub(super) name: &'a str,
+    pub(super) devices: &'a [(InstanceAddress, String)],
+    /// A hot standby's replica, which is the pool on its own disks or nothing: a pool of that
+    /// name on none of them is another pool (the primary's, where the hosts see each other's
+    /// disks, as a test's hosts or shared disks do), and the replica is not there. A seed then
+    /// creates it on its own disks, which `zpool create` (never with -f) refuses should they
+    /// hold a pool.
+    pub(super) replica: bool,
+}
+
+pub(super) async fn pool_state(host: &Host, wanted: WantedPool<'_>) -> Result<PoolState, ZfsError> {
+    let pool = wanted.name;
     let list = query(host, pool, &["zpool", "list", "-H", "-o", "name,health"]).await?;
     let pools = parse::parse_pool_list("zpool list -H -o name,health", &list.stdout)?;
     if pools.iter().any(|entry| entry.name == pool) {
@@ -194,10 +211,79 @@ pub(super) async fn pool_state(host: &Host, pool: &str) -> Result<PoolState, Zfs
         return Err(command_failed(host, pool, &command, &output));
     }
     let importable = parse::parse_import_listing(&command, &output.stdout)?;
-    Ok(importable
+    match own_importable(importable, wanted) {
+        Ok(found) => Ok(found.map_or(PoolState::NotFound, PoolState::Importable)),
+        Err(candidates) => Err(ZfsError::AmbiguousPool {
+            pool: pool.to_owned(),
+            host: host.instance.to_string(),
+            folder: host.device_folder.clone(),
+            candidates,
+        }),
+    }
+}
+
+/// Which of the pools `zpool import -d FOLDER` lists is the wanted one: the only one of its
+/// name on its own devices; else, for a pool that is no replica, the only one of its name
+/// (its devices may be named otherwise than the spec's disks say, as while a failover is
+/// resumed after the import). Never a guess: when several qualify, `Err` describes each of
+/// them (id, devices, state, whether it is on the pool's own devices), for the error that asks
+/// the operator to settle it.
+pub(super) fn own_importable(
+    listed: Vec<ImportablePool>,
+    wanted: WantedPool<'_>,
+) -> Result<Option<ListedPool>, Vec<String>> {
+    let is_own = |candidate: &ImportablePool| {
+        candidate
+            .vdevs
+            .iter()
+            .any(|row| wanted.devices.iter().any(|(_, path)| path == row.path()))
+    };
+    let named: Vec<ImportablePool> = listed
         .into_iter()
-        .find(|candidate| candidate.name == pool)
-        .map_or(PoolState::NotFound, PoolState::Importable))
+        .filter(|candidate| candidate.name == wanted.name)
+        .collect();
+    let own = named.iter().filter(|candidate| is_own(candidate)).count();
+    let describe = |candidates: &[ImportablePool]| -> Vec<String> {
+        candidates
+            .iter()
+            .map(|candidate| {
+                let devices: Vec<&str> = candidate
+                    .vdevs
+                    .iter()
+                    .filter(|row| !row.is_group())
+                    .map(VdevRow::path)
+                    .collect();
+                format!(
+                    "id {} on {} ({}{})",
+                    candidate.id,
+                    devices.join(", "),
+                    candidate.state,
+                    if is_own(candidate) {
+                        ", on this pool's disks"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect()
+    };
+    let by_id = named.len() > 1;
+    let chosen = match (own, named.len()) {
+        (1, _) => named.into_iter().find(|candidate| is_own(candidate)),
+        (0, _) if wanted.replica => None,
+        (0, 0 | 1) => named.into_iter().next(),
+        _ => return Err(describe(&named)),
+    };
+    Ok(chosen.map(|pool| ListedPool { pool, by_id }))
+}
+
+/// The pool `zpool import -d FOLDER` lists that is the wanted one.
+#[derive(Debug, Clone)]
+pub(super) struct ListedPool {
+    pub(super) pool: ImportablePool,
+    /// Another pool of the same name is listed too: ZFS imports this one only by its id
+    /// (by name, it refuses: "more than one matching pool").
+    pub(super) by_id: bool,
 }
 
 /// What one host's ZFS says about a pool.
@@ -214,6 +300,76 @@ pub(super) enum PoolState {
         devices: Vec<String>,
     },
     /// Not imported, and `zpool import -d FOLDER` lists it.
-    Importable(ImportablePool),
+    Importable(ListedPool),
     NotFound,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the choice among a listing's pools comes to, for one wanted pool: the id chosen,
+    /// nothing, or the refusal's message.
+    fn choose(listing: &str, name: &str, luns: &[u32], replica: bool) -> String {
+        let folder = "/tmp/zcap/A";
+        let listed = parse::parse_import_listing("zpool import -d /tmp/zcap/A", listing).unwrap();
+        let devices: Vec<(InstanceAddress, String)> = luns
+            .iter()
+            .map(|lun| {
+                (
+                    format!("disk.d{lun}").parse().unwrap(),
+                    format!("{folder}/lun{lun}"),
+                )
+            })
+            .collect();
+        let wanted = WantedPool {
+            name,
+            devices: &devices,
+            replica,
+        };
+        let case = format!(
+            "{name} on luns {luns:?}{}",
+            if replica { " (a replica)" } else { "" }
+        );
+        match own_importable(listed, wanted) {
+            Ok(Some(found)) => format!(
+                "{case}: {} {}",
+                found.pool.id,
+                if found.by_id { "(by id)" } else { "(by name)" }
+            ),
+            Ok(None) => format!("{case}: not found"),
+            Err(candidates) => {
+                let error = ZfsError::AmbiguousPool {
+                    pool: name.to_owned(),
+                    host: "vm.nfs@g2".to_owned(),
+                    folder: folder.to_owned(),
+                    candidates,
+                };
+                format!("{case}: {error}")
+            }
+        }
+    }
+
+    #[test]
+    fn of_two_pools_named_alike_the_one_on_the_pools_own_disks_is_chosen_or_none_is() {
+        let two = include_str!("../parse/captured/import-listing-two-alike.txt");
+        let one = include_str!("../parse/captured/import-listing-online.txt");
+        let results = [
+            // Each on its own disks: the replica's lun1 beside the old primary's lun0.
+            choose(two, "capt", &[1], false),
+            choose(two, "capt", &[0], true),
+            // On neither: a replica is not there; any other pool cannot be told.
+            choose(two, "capt", &[2], true),
+            choose(two, "capt", &[2], false),
+            // On both (a hot pool's reading looks on both sides' disks), or on none named.
+            choose(two, "capt", &[0, 1], false),
+            choose(two, "capt", &[], false),
+            // One pool of the name: by name, as always, wherever the spec says its disks are.
+            choose(one, "mir", &[2, 3], false),
+            choose(one, "mir", &[7], false),
+            choose(one, "mir", &[7], true),
+            choose(two, "other", &[0], false),
+        ];
+        insta::assert_snapshot!(results.join("\n"));
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ferry_core::StepOutcome;
 
 use super::ZfsError;
-use super::host::{Host, PoolState, pool_state};
+use super::host::{Host, ListedPool, PoolState, pool_state};
 use super::steps::StepTarget;
 use crate::shell::command_line;
 use crate::ssh::{SshConnection, SshError, SshTimeouts};
@@ -67,7 +67,7 @@ impl StepTarget<'_> {
     ) -> Result<StepOutcome, ZfsError> {
         let label = self.label();
         let host = self.host.instance.to_string();
-        match pool_state(&self.host, self.pool()).await? {
+        let found = match pool_state(&self.host, self.wanted()).await? {
             PoolState::Imported { status, datasets } => {
                 self.verify(&status)?;
                 return Ok(self.outcome(&status, &datasets));
@@ -105,7 +105,7 @@ impl StepTarget<'_> {
                     folder: self.host.device_folder.clone(),
                 });
             }
-            PoolState::Importable(found) if !found.can_import() => {
+            PoolState::Importable(ListedPool { pool: found, .. }) if !found.can_import() => {
                 let mut missing = self.missing_disks().await?;
                 if missing.is_empty() {
                     missing.push(format!(
@@ -119,8 +119,8 @@ impl StepTarget<'_> {
                     missing,
                 });
             }
-            PoolState::Importable(_) => {}
-        }
+            PoolState::Importable(found) => found,
+        };
         if let Some(holder) = self.held_by_fenced_host(fenced, progress).await {
             return Err(if force {
                 ZfsError::StillImportedAfterFence {
@@ -142,8 +142,16 @@ impl StepTarget<'_> {
         if force {
             arguments.push("-f");
         }
-        arguments.push(self.pool());
-        match self.change(&arguments).await {
+        // By its id when another pool of that name is listed too (by name, ZFS refuses: "more
+        // than one matching pool"): the one `pool_state` chose on the pool's own disks. It
+        // keeps its name.
+        let pool = if found.by_id && !found.pool.id.is_empty() {
+            found.pool.id.as_str()
+        } else {
+            self.pool()
+        };
+        let imported = self.change(&[&arguments[..], &[pool]].concat()).await;
+        match imported {
             Ok(Ok(())) => {}
             Ok(Err(ZfsError::Command { stderr, .. }))
                 if stderr.contains("in use from another system")
@@ -159,14 +167,14 @@ impl StepTarget<'_> {
             // The import may have happened before the connection dropped: read again below,
             // on a new connection, rather than importing a second time.
             Err(error) if matches!(error, SshError::Dropped { .. } | SshError::Timeout { .. }) => {
-                match pool_state(&self.host, self.pool()).await? {
+                match pool_state(&self.host, self.wanted()).await? {
                     PoolState::Imported { .. } => {}
                     _ => return Err(error.into()),
                 }
             }
             Err(error) => return Err(error.into()),
         }
-        match pool_state(&self.host, self.pool()).await? {
+        match pool_state(&self.host, self.wanted()).await? {
             PoolState::Imported { status, datasets } => {
                 self.verify(&status)?;
                 Ok(self.outcome(&status, &datasets))

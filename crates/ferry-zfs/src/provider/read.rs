@@ -5,7 +5,7 @@ use ferry_core::fields::{self, zfs_pool};
 use ferry_core::{Attributes, Health, InstanceAddress, Observation, ReadContext, Value};
 use serde_json::json;
 
-use super::host::{Host, PoolState, pool_state};
+use super::host::{Host, ListedPool, PoolState, WantedPool, pool_state};
 use super::settings::PoolSettings;
 use super::{ZfsError, ZfsPoolProvider};
 use crate::parse::{DatasetRow, PoolStatus};
@@ -31,25 +31,6 @@ pub(super) fn expected_devices(
             )
         })
         .collect()
-}
-
-/// What a host's ZFS says about a hot standby's replica, which is the pool on the replica's
-/// own disks: a pool of that name that ZFS lists importable from none of them is another pool
-/// (the primary's, where the hosts see each other's disks, as a test's hosts or shared disks
-/// do), and the replica is not there. A seed then creates it on its own disks, which
-/// `zpool create` (never with -f) refuses should they hold a pool.
-pub(super) fn replica_state(state: PoolState, expected: &[(InstanceAddress, String)]) -> PoolState {
-    match state {
-        PoolState::Importable(found)
-            if !found
-                .vdevs
-                .iter()
-                .any(|row| expected.iter().any(|(_, path)| path == row.path())) =>
-        {
-            PoolState::NotFound
-        }
-        state => state,
-    }
 }
 
 fn pool_mountpoint(pool: &str, datasets: &[DatasetRow]) -> String {
@@ -306,11 +287,12 @@ impl ZfsPoolProvider {
         }
         let host = self.host(address, &settings, &host_instance, host_outputs)?;
         let expected = expected_devices(&settings, &host.device_folder, context.outputs);
-        let mut state = pool_state(&host, &settings.name).await?;
-        if context.instance.generation.is_some() {
-            state = replica_state(state, &expected);
-        }
-        match state {
+        let wanted = WantedPool {
+            name: &settings.name,
+            devices: &expected,
+            replica: context.instance.generation.is_some(),
+        };
+        match pool_state(&host, wanted).await? {
             PoolState::Imported { status, datasets } => {
                 let mut attributes = imported_attributes(
                     &settings,
@@ -347,7 +329,7 @@ impl ZfsPoolProvider {
                     },
                 })
             }
-            PoolState::Importable(found) => {
+            PoolState::Importable(ListedPool { pool: found, .. }) => {
                 let mut attributes = Attributes::new();
                 attributes.insert("imported".into(), json!(false));
                 attributes.insert("importable".into(), json!(found.can_import()));

@@ -7,8 +7,8 @@ use ferry_core::{
 };
 use serde_json::json;
 
-use super::host::{Host, PoolState, command_failed, existing_paths, pool_state, query};
-use super::read::{expected_devices, imported_attributes, replica_state};
+use super::host::{Host, PoolState, WantedPool, command_failed, existing_paths, pool_state, query};
+use super::read::{expected_devices, imported_attributes};
 use super::settings::PoolSettings;
 use super::{ZfsError, ZfsPoolProvider};
 use crate::parse::{self, DatasetRow, PoolStatus};
@@ -29,11 +29,22 @@ pub(super) struct StepTarget<'a> {
     pub(super) settings: PoolSettings,
     pub(super) host: Host,
     pub(super) expected: Vec<(InstanceAddress, String)>,
+    /// The step is a hot standby's replica's (an instance of a generation).
+    pub(super) replica: bool,
 }
 
 impl StepTarget<'_> {
     pub(super) fn pool(&self) -> &str {
         &self.settings.name
+    }
+
+    /// The pool this step looks for on its host: by name, on the step's own disks.
+    pub(super) fn wanted(&self) -> WantedPool<'_> {
+        WantedPool {
+            name: self.pool(),
+            devices: &self.expected,
+            replica: self.replica,
+        }
     }
 
     pub(super) fn label(&self) -> String {
@@ -123,14 +134,14 @@ impl StepTarget<'_> {
             outputs.insert("imported".into(), json!(false));
             StepOutcome { outputs }
         };
-        match pool_state(&self.host, self.pool()).await? {
+        match pool_state(&self.host, self.wanted()).await? {
             PoolState::Imported { .. } => {}
             _ => return Ok(not_imported()),
         }
         match self.change(&["zpool", "export", self.pool()]).await {
             Ok(Ok(())) => Ok(not_imported()),
             Ok(Err(error)) => Err(error),
-            Err(error) => match pool_state(&self.host, self.pool()).await? {
+            Err(error) => match pool_state(&self.host, self.wanted()).await? {
                 PoolState::Imported { .. } => Err(error.into()),
                 _ => Ok(not_imported()),
             },
@@ -138,7 +149,7 @@ impl StepTarget<'_> {
     }
 
     async fn create(&self) -> Result<StepOutcome, ZfsError> {
-        match pool_state(&self.host, self.pool()).await? {
+        match pool_state(&self.host, self.wanted()).await? {
             PoolState::Imported { .. } => return self.update().await,
             PoolState::Importable(_) | PoolState::ImportedElsewhere { .. } => {
                 return Err(ZfsError::ExistsNotImported {
@@ -176,14 +187,14 @@ impl StepTarget<'_> {
             pool: self.label(),
             source,
         };
-        match replica_state(pool_state(&self.host, self.pool()).await?, &self.expected) {
+        match pool_state(&self.host, self.wanted()).await? {
             PoolState::Imported { .. } => {}
             state @ (PoolState::Importable(_) | PoolState::ImportedElsewhere { .. }) => {
                 // ZFS asks for -f when the pool was not exported (its host was fenced, not
                 // stopped); a pool the plan fenced no host for is imported without, and ZFS
                 // refuses it if another system may still use it.
                 let needs_force = match &state {
-                    PoolState::Importable(found) => found.needs_force(),
+                    PoolState::Importable(found) => found.pool.needs_force(),
                     _ => true,
                 };
                 let force = needs_force && fenced.named;
@@ -375,7 +386,7 @@ impl StepTarget<'_> {
         }
         match self.change(&arguments).await {
             Ok(result) => result,
-            Err(error) => match pool_state(&self.host, self.pool()).await? {
+            Err(error) => match pool_state(&self.host, self.wanted()).await? {
                 PoolState::Imported { .. } => Ok(()),
                 _ => Err(error.into()),
             },
@@ -384,11 +395,11 @@ impl StepTarget<'_> {
 
     /// Imports a pool that is not imported (without -f), then makes its datasets match.
     async fn update(&self) -> Result<StepOutcome, ZfsError> {
-        let (status, mut datasets) = match pool_state(&self.host, self.pool()).await? {
+        let (status, mut datasets) = match pool_state(&self.host, self.wanted()).await? {
             PoolState::Imported { status, datasets } => (status, datasets),
             PoolState::Importable(_) => {
                 self.import(false, &[], &|_| {}).await?;
-                match pool_state(&self.host, self.pool()).await? {
+                match pool_state(&self.host, self.wanted()).await? {
                     PoolState::Imported { status, datasets } => (status, datasets),
                     _ => {
                         return Err(ZfsError::NotFound {
@@ -573,6 +584,7 @@ impl ZfsPoolProvider {
             settings,
             host,
             expected,
+            replica: step.address.generation.is_some(),
         };
         (context.progress)(format!("{} on {}", step.action, target.host.instance));
         match step.action {
