@@ -202,6 +202,48 @@ impl Hot {
     }
 }
 
+/// Every mount of the pool's datasets that `host`'s namespace showed while `work` ran, polled
+/// every millisecond from another thread: a replica's seed must mount nothing writable, not
+/// even for the moment between its import and its mark.
+async fn mounts_during<T>(
+    host: &ZfsHost,
+    pool: &str,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Vec<String>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    let seen = std::sync::Mutex::new(Vec::<String>::new());
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for mount in host.mounts_of(pool) {
+                    let mut seen = seen.lock().unwrap();
+                    if !seen.contains(&mount) {
+                        seen.push(mount);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let result =
+            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(work));
+        stop.store(true, Ordering::Relaxed);
+        result
+    });
+    (result, seen.into_inner().unwrap())
+}
+
+/// The mounts among `mounts` (lines of `/proc/PID/mounts`) that are not read-only.
+fn writable(mounts: &[String]) -> Vec<&String> {
+    mounts
+        .iter()
+        .filter(|line| {
+            let options = line.split_whitespace().nth(3).unwrap_or_default();
+            !options.split(',').any(|option| option == "ro")
+        })
+        .collect()
+}
+
 fn role(observation: &Observation) -> Option<&str> {
     observation
         .attribute("replication_role")
@@ -444,9 +486,19 @@ async fn the_failback_seed_imports_the_old_primarys_disk_only_once_its_host_is_g
     // pool with -f once A does not answer, finds B's replica and sends B's newer files as an
     // increment from the hand-over's snapshot.
     hot.hosts.a.crash();
-    let (seeded, lines) = hot.seed_the_failback().await;
+    let ((seeded, lines), mounted) =
+        mounts_during(hot.hosts.c(), hot.pool(), hot.seed_the_failback()).await;
     let seeded =
         seeded.unwrap_or_else(|error| panic!("the failback seed failed: {}", error.message));
+    // Imported without mounting (`-N`; zfs-fuse, which has none, mounts read-only), then
+    // marked and unmounted: no dataset of the replica was ever writable on C, not even for a
+    // moment (found: the import mounted them all, writable as zfs-fuse mounts them whatever
+    // `readonly` says, until the mark).
+    assert_eq!(
+        writable(&mounted),
+        Vec::<&String>::new(),
+        "writable during the seed"
+    );
     assert_eq!(seeded.outputs["host"], json!("vm.nfs@g3"));
     assert_eq!(seeded.outputs["replication_role"], json!("replica"));
     let said = |text: &str| lines.iter().any(|line| line.contains(text));
@@ -458,19 +510,22 @@ async fn the_failback_seed_imports_the_old_primarys_disk_only_once_its_host_is_g
     assert!(said("2 increments and 0 full sends"), "{lines:#?}");
     let c = hot.hosts.c();
     let history = c.history(hot.pool()).expect("C has the pool");
+    let imports: Vec<&str> = history
+        .lines()
+        .filter(|line| line.contains("zpool import"))
+        .collect();
+    assert_eq!(imports.len(), 1, "{history}");
+    assert!(imports[0].contains(" -f "), "{history}");
     assert!(
-        history
-            .lines()
-            .any(|line| line.contains("zpool import") && line.contains(" -f ")),
+        imports[0].contains(" -N ") || imports[0].contains(" -o ro "),
         "{history}"
     );
     assert_eq!(c.imported_pools(), [hot.pool()]);
     assert_eq!(hot.side(c), ("replica".to_owned(), "on".to_owned()));
-    // Kept unmounted, as every replica is: the import had mounted it, writable as zfs-fuse
-    // mounts it whatever `readonly` says (found: the mark then unmounted only the root, which
-    // its mounted `prod` kept busy).
+    // Kept unmounted, as every replica is.
     assert_eq!(c.zfs_value("readonly", &hot.prod_name()), "on");
     assert_eq!(c.zfs_value("mounted", &hot.prod_name()), "no");
+    assert_eq!(c.zfs_value("mounted", hot.pool()), "no");
     let round = c.snapshots(&hot.prod_name());
     assert_eq!(round, hot.hosts.b.snapshots(&hot.prod_name()));
     assert_eq!(round.len(), 1, "{round:?}");
@@ -485,8 +540,16 @@ async fn the_failback_seed_imports_the_old_primarys_disk_only_once_its_host_is_g
     );
     assert_eq!(read_sums(&newer_folder, &newer), newer);
 
-    // Done again (a resumed apply): the pool is found imported, one more increment.
-    let (again, lines) = hot.seed_the_failback().await;
+    // Done again (a resumed apply): the pool is found imported, one more increment, and
+    // still nothing mounted.
+    let ((again, lines), mounted) =
+        mounts_during(hot.hosts.c(), hot.pool(), hot.seed_the_failback()).await;
+    assert_eq!(
+        mounted,
+        Vec::<String>::new(),
+        "mounted during the seed again"
+    );
+    assert_eq!(c.mounts_of(hot.pool()), Vec::<String>::new());
     again.unwrap_or_else(|error| panic!("the failback seed again failed: {}", error.message));
     assert!(
         !lines.iter().any(|line| line.contains("importing")),
@@ -525,7 +588,16 @@ async fn the_failback_seed_refuses_an_old_primary_fenced_rather_than_handed_over
 
     // A's pool, imported on C after the fence, is a writable primary with what B lacks:
     // refused, for good, naming the pool, the host and what to do.
-    let (refused, lines) = hot.seed_the_failback().await;
+    // Imported without mounting (zfs-fuse: read-only), and left unmounted: the old primary's
+    // pool is never writable on C, where nothing may write to it.
+    let ((refused, lines), mounted) =
+        mounts_during(hot.hosts.c(), hot.pool(), hot.seed_the_failback()).await;
+    assert_eq!(
+        writable(&mounted),
+        Vec::<&String>::new(),
+        "writable during the seed"
+    );
+    assert_eq!(hot.hosts.c().mounts_of(hot.pool()), Vec::<String>::new());
     let refused = refused.expect_err("a seed over an old primary that was never handed over");
     assert!(!refused.transient, "{refused:?}");
     insta::assert_snapshot!(hot.hosts.redact(&refused.message));

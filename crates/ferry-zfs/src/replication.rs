@@ -467,28 +467,27 @@ pub fn snapshot_name(now: SystemTime) -> String {
 }
 
 /// Marks `replica` as the receiving side: `ferry:role=replica` and `readonly=on`, unmounted.
-/// Refused for a pool that holds snapshots or data of its own unless it is a replica already,
-/// and for a promoted primary: its contents are replaced by the first round. A pool marked a
-/// replica that does not read read-only (a mark that was interrupted, or a replica imported
-/// again, which mounts it) is unmounted and made read-only again.
+/// Refused, with nothing changed, for a pool that holds snapshots or data of its own unless it
+/// is a replica already, and for a promoted primary: its contents are replaced by the first
+/// round. A pool marked a replica already (or whose mark was interrupted) stays one: whatever
+/// of it is mounted is unmounted, and it is made read-only again. A seed imports the pool it
+/// finds on the replica's disks without mounting it (`zpool import -N`), but zfs-fuse, which
+/// has no `-N`, mounts it read-only, and an import with neither mounts it writable.
 pub async fn mark_replica(replica: PoolEnd<'_>) -> Result<(), ReplicationError> {
     let (current, Listing { datasets, .. }) = survey(replica, None).await?;
-    if current.is_replica() {
-        return Ok(());
-    }
     let role = format!("{ROLE_PROPERTY}=replica");
-    // Every dataset unmounted, children first, before `readonly=on`: an import mounts them all
-    // (a replica's too, which zfs-fuse then mounts writable and reads `readonly=off`,
-    // `temporary`, whatever is set), and a mounted dataset would take it only at its next
-    // mount.
+    // Every dataset unmounted, children first (one command, which leaves an unmounted one
+    // alone), before `readonly=on`: a mounted dataset would take it only at its next mount
+    // (zfs-fuse reads it `off`, `temporary`), and a `readonly` that reads `on` may be only a
+    // read-only mount's (`temporary`).
     let finish = async {
         run_line(replica, mounts(replica, &datasets, "unmount")).await?;
         run(replica, &["zfs", "set", "readonly=on", replica.pool]).await?;
         Ok(())
     };
     if current.role == "replica" {
-        // A mark that was interrupted: the checks passed then, and nothing receives into the
-        // pool until it is read-only.
+        // A replica already, or a mark that was interrupted (the checks passed then, and
+        // nothing receives into the pool until it is read-only).
         return finish.await;
     }
     let refuse = |reason: String| ReplicationError::CannotMark {
@@ -523,10 +522,19 @@ pub async fn mark_replica(replica: PoolEnd<'_>) -> Result<(), ReplicationError> 
         return Err(refuse("it has datasets of its own".to_owned()));
     }
     // Role first: a mark interrupted before the end leaves a pool that refuses to send and to
-    // receive until marked again. Unmounted before `readonly=on`, which a mounted zfs-fuse
-    // dataset would only take for its next mount (`zfs get` reads it `off`, `temporary`).
+    // receive until marked again.
     run(replica, &["zfs", "set", &role, replica.pool]).await?;
     finish.await
+}
+
+/// Unmounts every dataset of the pool that is mounted, children first, and changes nothing
+/// else: what a seed does to a pool it imported on the replica's disks and then refused (an
+/// old primary with data of its own), which nothing on the standby may use.
+pub async fn unmount_all(end: PoolEnd<'_>) -> Result<(), ReplicationError> {
+    let (_, Listing { datasets, .. }) = survey(end, None).await?;
+    run_line(end, mounts(end, &datasets, "unmount"))
+        .await
+        .map(|_| ())
 }
 
 /// Where the replica stands: its newest snapshot that every dataset of the primary holds.

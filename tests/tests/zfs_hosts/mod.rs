@@ -318,6 +318,23 @@ impl ZfsHost {
             .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// The mounts of `pool`'s datasets in this host's namespace, as its `/proc/PID/mounts`
+    /// lists them (what is mounted now, whatever ZFS's properties say).
+    pub fn mounts_of(&self, pool: &str) -> Vec<String> {
+        let mounts = std::fs::read_to_string(format!("/proc/{}/mounts", self.daemon_pid))
+            .unwrap_or_default();
+        let child = format!("{pool}/");
+        mounts
+            .lines()
+            .filter(|line| {
+                line.split_whitespace()
+                    .next()
+                    .is_some_and(|source| source == pool || source.starts_with(&child))
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// `path` as this host sees it (its daemon's mounts are in its namespace only).
     pub fn path(&self, path: &Path) -> PathBuf {
         Path::new(&format!("/proc/{}/root", self.daemon_pid)).join(path.strip_prefix("/").unwrap())

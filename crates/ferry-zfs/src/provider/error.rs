@@ -93,7 +93,7 @@ pub enum ZfsError {
     )]
     ExistsNotImported { pool: String, folder: String },
     #[error(
-        "{pool}: refused to seed the replica on {host}: the pool on its disks is writable and no replica ({reason}); an old primary fenced rather than handed over may hold writes that {primary} never got, and ferry never rolls back or overwrites it: the pool stays imported on {host} as it is; copy from it what {primary} lacks, then destroy it there (`zpool destroy {name}`) and apply again to seed a new replica on its disks"
+        "{pool}: refused to seed the replica on {host}: the pool on its disks is writable and no replica ({reason}); an old primary fenced rather than handed over may hold writes that {primary} never got, and ferry never rolls back or overwrites it: the pool stays imported on {host} as it is, unmounted; copy from it what {primary} lacks, then destroy it there (`zpool destroy {name}`) and apply again to seed a new replica on its disks"
     )]
     WritablePoolOnReplicaDisks {
         pool: String,

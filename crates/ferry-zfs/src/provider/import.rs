@@ -12,6 +12,17 @@ use super::steps::StepTarget;
 use crate::shell::command_line;
 use crate::ssh::{SshConnection, SshError, SshTimeouts};
 
+/// Whether an import mounts the pool's datasets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mounting {
+    /// As ZFS does: every dataset that can be mounted is (a pool that serves).
+    Mounted,
+    /// Nothing mounted (`zpool import -N`): a hot standby's replica, which nothing may write
+    /// to, marked read-only right after (or refused and left as it is, unmounted). zfs-fuse,
+    /// which has no `-N`, mounts it read-only instead, until the mark unmounts it.
+    Never,
+}
+
 /// How long a host the plan fenced is given to accept an SSH connection before it counts as
 /// fenced.
 const FENCED_HOST_CONNECT: Duration = Duration::from_secs(5);
@@ -63,6 +74,7 @@ impl StepTarget<'_> {
         &self,
         force: bool,
         fenced: &[Host],
+        mounting: Mounting,
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<StepOutcome, ZfsError> {
         let label = self.label();
@@ -150,7 +162,24 @@ impl StepTarget<'_> {
         } else {
             self.pool()
         };
-        let imported = self.change(&[&arguments[..], &[pool]].concat()).await;
+        let imported = match mounting {
+            Mounting::Mounted => self.change(&[&arguments[..], &[pool]].concat()).await,
+            Mounting::Never => {
+                let unmounted = self.change(&[&arguments[..], &["-N", pool]].concat()).await;
+                match unmounted {
+                    // zfs-fuse's zpool has no -N: it mounts whatever it imports, and is told
+                    // to mount read-only (a mount option, whatever `readonly` says), so that
+                    // nothing is ever writable; the mark that follows unmounts it all.
+                    Ok(Err(ZfsError::Command { stderr, .. }))
+                        if stderr.contains("invalid option 'N'") =>
+                    {
+                        self.change(&[&arguments[..], &["-o", "ro", pool]].concat())
+                            .await
+                    }
+                    other => other,
+                }
+            }
+        };
         match imported {
             Ok(Ok(())) => {}
             Ok(Err(ZfsError::Command { stderr, .. }))

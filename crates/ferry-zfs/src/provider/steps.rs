@@ -8,6 +8,7 @@ use ferry_core::{
 use serde_json::json;
 
 use super::host::{Host, PoolState, WantedPool, command_failed, existing_paths, pool_state, query};
+use super::import::Mounting;
 use super::read::{expected_devices, imported_attributes};
 use super::settings::PoolSettings;
 use super::{ZfsError, ZfsPoolProvider};
@@ -187,6 +188,8 @@ impl StepTarget<'_> {
             pool: self.label(),
             source,
         };
+        // Whether this seed imported the pool (without mounting it) rather than found it.
+        let mut imported_now = false;
         match pool_state(&self.host, self.wanted()).await? {
             PoolState::Imported { .. } => {}
             state @ (PoolState::Importable(_) | PoolState::ImportedElsewhere { .. }) => {
@@ -206,7 +209,9 @@ impl StepTarget<'_> {
                         ""
                     }
                 ));
-                self.import(force, &fenced.askable, progress).await?;
+                self.import(force, &fenced.askable, Mounting::Never, progress)
+                    .await?;
+                imported_now = true;
             }
             PoolState::NotFound => self.create_bare_pool().await?,
         }
@@ -221,6 +226,12 @@ impl StepTarget<'_> {
         match crate::replication::mark_replica(replica).await {
             Ok(()) => {}
             Err(crate::replication::ReplicationError::CannotMark { reason, .. }) => {
+                // Left as it is, but unmounted if this seed imported it: zfs-fuse, which has
+                // no `zpool import -N`, mounted it read-only. Best effort: the refusal is what
+                // the operator needs.
+                if imported_now {
+                    let _ = crate::replication::unmount_all(replica).await;
+                }
                 return Err(self.refuse_writable_pool(primary, reason).await);
             }
             Err(source) => return Err(replication(source)),
@@ -398,7 +409,7 @@ impl StepTarget<'_> {
         let (status, mut datasets) = match pool_state(&self.host, self.wanted()).await? {
             PoolState::Imported { status, datasets } => (status, datasets),
             PoolState::Importable(_) => {
-                self.import(false, &[], &|_| {}).await?;
+                self.import(false, &[], Mounting::Mounted, &|_| {}).await?;
                 match pool_state(&self.host, self.wanted()).await? {
                     PoolState::Imported { status, datasets } => (status, datasets),
                     _ => {
@@ -593,7 +604,7 @@ impl ZfsPoolProvider {
                     context.inputs.get(zfs_pool::FORCE).and_then(Value::as_bool) == Some(true);
                 let fenced = self.fenced_hosts(&target, context);
                 target
-                    .import(force, &fenced.askable, context.progress)
+                    .import(force, &fenced.askable, Mounting::Mounted, context.progress)
                     .await
             }
             Action::Export => target.export().await,
