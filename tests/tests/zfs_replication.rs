@@ -9,8 +9,9 @@
 //! finished before the last complete round began is on B with its checksum, and the loss is
 //! measured (printed, never asserted against a clock). The other tests are the refusals: a
 //! receive into a writable pool, a promotion beside a primary that still answers, two pools
-//! receiving from each other, a replica that diverged, and a round cut in the middle of its
-//! stream, after which the replica is still usable.
+//! receiving from each other, a replica that diverged, a round cut in the middle of its
+//! stream, after which the replica is still usable, and a round that finds another round of
+//! the pool running on the primary, which is skipped and harms nothing.
 
 mod zfs_hosts;
 
@@ -568,4 +569,150 @@ async fn a_stream_runs_as_long_as_it_moves_and_is_given_up_once_it_stands_still(
     );
     let again = a.pipe_to("echo again", &b, "cat").await.unwrap();
     assert_eq!(again.receiver.stdout, "again\n");
+}
+
+/// Two rounds of one pool never run at once, whichever machines run them: each holds the
+/// pool's lock on the primary host itself, and a round that finds it held (here another
+/// ferry's, on a connection of its own) changes nothing on either side and is skipped, as
+/// `ferry replicate` and the watch report it; once the other round is over, the next one
+/// sends an increment as usual. A ferry that goes without releasing the lock (its connection
+/// gone) leaves it to the host, which releases it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_that_finds_another_running_on_the_primary_is_skipped_and_harms_nothing() {
+    let pair = Pair::start();
+    replication::mark_replica(pair.replica()).await.unwrap();
+    replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    let pool = pair.hosts.pool.clone();
+    let on_both = |pair: &Pair| {
+        [&pair.hosts.a, &pair.hosts.b].map(|host| {
+            (
+                host.snapshots(&pair.hosts.pool),
+                host.snapshots(&prod_name(pair)),
+            )
+        })
+    };
+    let before = on_both(&pair);
+    write_files(&pair.prod(&pair.hosts.a));
+
+    // Another ferry's round holds the lock on A.
+    let other_ferry = SshConnection::new(pair.a.target().clone(), pair.a.timeouts());
+    let other = PoolEnd {
+        connection: &other_ferry,
+        pool: &pool,
+    };
+    let held = replication::hold_round_lock(other).await.unwrap();
+    let busy = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(busy, ReplicationError::Busy { .. }), "{busy}");
+    let message = busy.to_string();
+    let holder = message
+        .split_once("(started by ")
+        .and_then(|(_, rest)| rest.split_once("):"))
+        .map(|(holder, _)| holder)
+        .unwrap_or_else(|| panic!("no holder in {message}"));
+    assert!(
+        holder.starts_with(&format!("ferry pid {} on ", std::process::id())),
+        "{message}"
+    );
+    insta::assert_snapshot!(pair.hosts.redact(&message.replace(holder, "[holder]")), @"another replication round of [pool] is running on root@127.42.0.1:[port] (started by [holder]): this one is skipped, and the next round sends whatever both would have");
+    // The provider's round (`ferry replicate`, the watch's) says it skipped, and is no failure.
+    let provider = fixture(&pair.hosts);
+    let skipped = provider
+        .tend(
+            provider.replica_instance(2),
+            serde_json::json!({"host": "vm.nfs@g2", "replicate_from": "vm.nfs@g1"}),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("a skipped round failed: {}", error.message))
+        .unwrap();
+    assert!(
+        skipped.starts_with(&format!(
+            "skipped: another replication round of {pool} is running on root@127.42.0.1:"
+        )),
+        "{skipped}"
+    );
+    // Neither side changed: no snapshot taken, sent or pruned.
+    assert_eq!(on_both(&pair), before);
+    assert_eq!(pair.hosts.b.zfs_value("readonly", &pool), "on");
+    // A lock on the replica's host is no round of this pool's primary: no effect on it.
+    let on_b = SshConnection::new(pair.b.target().clone(), pair.b.timeouts());
+    let replica_side = replication::hold_round_lock(PoolEnd {
+        connection: &on_b,
+        pool: &pool,
+    })
+    .await
+    .unwrap();
+
+    // The other round ends: the next one is an increment from the last common snapshot.
+    held.release().await;
+    let round = replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    assert!(round.bases.values().all(Option::is_some), "{round:?}");
+    replica_side.release().await;
+    let after = on_both(&pair);
+    assert_eq!(
+        after[0], after[1],
+        "the replica holds the primary's snapshots"
+    );
+    assert_ne!(after, before);
+
+    // Another ferry that goes without a word (its connection dropped, as when it is killed):
+    // the host's shell sees its stdin close and lets go of the lock.
+    let held = replication::hold_round_lock(other).await.unwrap();
+    drop(held);
+    let started = Instant::now();
+    let round = loop {
+        match replication::replicate(pair.primary(), pair.replica(), SystemTime::now()).await {
+            Err(ReplicationError::Busy { .. }) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert!(round.bases.values().all(Option::is_some), "{round:?}");
+    eprintln!(
+        "a round begun as the other ferry went had sent its increment {:.2} s later",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Two ferries' rounds at once, each on connections of its own: at most one sends, the
+    // other is skipped, and the replica is whole after.
+    let (a2, b2) = (
+        SshConnection::new(pair.a.target().clone(), pair.a.timeouts()),
+        SshConnection::new(pair.b.target().clone(), pair.b.timeouts()),
+    );
+    let second = (
+        PoolEnd {
+            connection: &a2,
+            pool: &pool,
+        },
+        PoolEnd {
+            connection: &b2,
+            pool: &pool,
+        },
+    );
+    let (one, two) = tokio::join!(
+        replication::replicate(pair.primary(), pair.replica(), SystemTime::now()),
+        replication::replicate(second.0, second.1, SystemTime::now()),
+    );
+    let outcomes = [&one, &two].map(|outcome| match outcome {
+        Ok(_) => "sent",
+        Err(ReplicationError::Busy { .. }) => "skipped",
+        Err(error) => panic!("a round failed: {error}"),
+    });
+    assert!(outcomes.contains(&"sent"), "{outcomes:?}");
+    eprintln!("two rounds at once: {outcomes:?}");
+    let status = replication::status(pair.primary(), pair.replica())
+        .await
+        .unwrap();
+    assert_eq!((status.datasets, status.primary_datasets), (2, 2));
+    let after = on_both(&pair);
+    assert_eq!(
+        after[0], after[1],
+        "the replica holds the primary's snapshots"
+    );
 }

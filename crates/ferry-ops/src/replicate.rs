@@ -20,7 +20,10 @@ pub struct ReplicationRound {
     pub pool: ResourceAddress,
     /// The replica the round sent to (`zfs_pool.home@g2`).
     pub replica: InstanceAddress,
-    /// What the provider did, or why the round did not run or failed.
+    /// What the provider did, or why the round did not run or failed. A round skipped
+    /// because another round of the pool was running on its primary (a manual `ferry
+    /// replicate` beside the acting watch's rounds) is no failure: `Ok`, its line starting
+    /// `skipped: ` and naming the host and who runs the other round.
     pub outcome: Result<String, String>,
 }
 

@@ -138,6 +138,8 @@ impl Provider for ZfsPoolProvider {
     /// One replication round for a hot standby's replica (an instance with a generation):
     /// a snapshot of every dataset on the primary (the host `replicate_from` names), each sent
     /// to the replica as an increment, older rounds' snapshots pruned (`replication::replicate`).
+    /// A round that finds another round of the pool running on the primary is skipped: `Ok`,
+    /// with a line that starts `skipped: ` and names the host and who runs the other round.
     async fn tend(
         &self,
         instance: &InstanceAddress,
@@ -188,16 +190,27 @@ impl ZfsPoolProvider {
             &primary_host,
             (context.outputs)(&primary_host),
         )?;
-        let round = crate::replication::replicate(
+        let round = match crate::replication::replicate(
             primary.end(&settings.name),
             replica.end(&settings.name),
             std::time::SystemTime::now(),
         )
         .await
-        .map_err(|source| ZfsError::Replication {
-            pool: instance.to_string(),
-            source,
-        })?;
+        {
+            Ok(round) => round,
+            // Another round of the pool holds its lock on the primary (a manual `ferry
+            // replicate` beside the acting watch's): it sends what this one would have, so
+            // this one is skipped, no failure: the replica is no further behind for it.
+            Err(busy @ crate::replication::ReplicationError::Busy { .. }) => {
+                return Ok(format!("skipped: {busy}"));
+            }
+            Err(source) => {
+                return Err(ZfsError::Replication {
+                    pool: instance.to_string(),
+                    source,
+                });
+            }
+        };
         let sends = round.bases.values().filter(|base| base.is_some()).count();
         Ok(format!(
             "{} reached {replica_host} from {primary_host}: {} bytes in {} increments and {} full sends; {} older snapshots pruned",

@@ -48,6 +48,19 @@ pub const SNAPSHOT_PREFIX: &str = "ferry-";
 /// The tag of the hold on the snapshot the next increment needs.
 pub const HOLD_TAG: &str = "ferry-replication-base";
 
+/// The folder of the primary's round locks: a tmpfs on today's systems (`/var/lock` links to
+/// it), so a reboot leaves no lock behind, and writable by every user (sticky).
+pub const LOCK_FOLDER: &str = "/run/lock";
+
+/// The file a pool's rounds lock on its primary (`flock`): one per pool name on a host.
+pub fn lock_path(pool: &str) -> String {
+    format!("{LOCK_FOLDER}/ferry-replication-{pool}.lock")
+}
+
+/// What the lock's shell prints once it holds the lock, and when another holds it.
+const LOCK_HELD: &str = "ferry-round-lock-held";
+const LOCK_BUSY: &str = "ferry-round-lock-busy";
+
 /// How long the old primary is given to answer before it counts as fenced (as for an import).
 const FENCED_HOST_CONNECT: Duration = Duration::from_secs(5);
 
@@ -179,6 +192,14 @@ pub enum ReplicationError {
     )]
     NothingToPromote { replica: String },
     #[error(
+        "another replication round of {pool} is running on {host} (started by {holder}): this one is skipped, and the next round sends whatever both would have"
+    )]
+    Busy {
+        pool: String,
+        host: String,
+        holder: String,
+    },
+    #[error(
         "{end}: the stream of {dataset} failed ({side} side): {stderr}; the replica stays at its previous snapshot, and the next round sends again"
     )]
     Stream {
@@ -195,7 +216,9 @@ impl ReplicationError {
     pub fn is_transient(&self) -> bool {
         match self {
             ReplicationError::Ssh(error) => error.is_transient(),
-            ReplicationError::Stream { .. } | ReplicationError::Command { .. } => true,
+            ReplicationError::Stream { .. }
+            | ReplicationError::Command { .. }
+            | ReplicationError::Busy { .. } => true,
             _ => false,
         }
     }
@@ -599,7 +622,80 @@ fn status_of(primary: &Listing, replica: &Listing) -> ReplicaStatus {
 /// Each host is asked as few times as the rules allow, since every SSH call costs a round
 /// trip and a `zfs` start: both sides surveyed at once, the snapshot taken with the primary's
 /// listing, one stream per dataset, and the clean-up of both sides at once.
+///
+/// The whole round runs under the pool's round lock on the primary ([`hold_round_lock`]): a
+/// second round of the same pool, from this ferry or any other machine, finds it held and
+/// ends with [`ReplicationError::Busy`], having changed nothing.
 pub async fn replicate(
+    primary: PoolEnd<'_>,
+    replica: PoolEnd<'_>,
+    now: SystemTime,
+) -> Result<Round, ReplicationError> {
+    let lock = hold_round_lock(primary).await?;
+    let round = replicate_locked(primary, replica, now).await;
+    lock.release().await;
+    round
+}
+
+/// Takes the pool's round lock on the primary host itself, where every round of the pool
+/// goes whichever machine runs ferry (a manual `ferry replicate` beside the acting `ferry
+/// watch`, two operators): `flock -n` on [`lock_path`], opened by a shell that then waits on
+/// its stdin, on an SSH connection of its own ([`SshConnection::hold`]). The lock is the
+/// shell's for as long as ferry keeps the connection: released at the round's end, and by
+/// the host as soon as ferry goes (killed, or its connection lost), since the shell's stdin
+/// closes then. While it holds, the file says who took it, for the round that finds it held.
+pub async fn hold_round_lock(primary: PoolEnd<'_>) -> Result<crate::ssh::Held, ReplicationError> {
+    let path = crate::shell::quote(&lock_path(primary.pool));
+    let holder = crate::shell::quote(&this_round());
+    // The path in a variable, so that the traps' own quotes never meet its quoting.
+    let command = format!(
+        "lock={path}; exec 9>>\"$lock\" && if flock -n 9; then trap ': > \"$lock\"' EXIT; trap 'exit 1' HUP INT TERM PIPE; printf '%s\\n' {holder} > \"$lock\" && echo {LOCK_HELD} && read -r ferry_line; else echo {LOCK_BUSY} && cat \"$lock\"; fi"
+    );
+    let connection = SshConnection::new(
+        primary.connection.target().clone(),
+        primary.connection.timeouts(),
+    );
+    match connection.hold(&command, LOCK_HELD).await? {
+        Ok(held) => Ok(held),
+        Err(output) if output.stdout.starts_with(LOCK_BUSY) => {
+            let holder = output
+                .stdout
+                .lines()
+                .skip(1)
+                .map(str::trim)
+                .find(|line| !line.is_empty())
+                .unwrap_or("a round that has not yet said who runs it")
+                .to_owned();
+            Err(ReplicationError::Busy {
+                pool: primary.pool.to_owned(),
+                host: primary.connection.target().to_string(),
+                holder,
+            })
+        }
+        Err(output) => Err(ReplicationError::Command {
+            host: primary.connection.target().to_string(),
+            command: format!("flock -n {}", lock_path(primary.pool)),
+            stderr: output.first_error_line(),
+        }),
+    }
+}
+
+/// Who runs this round, as the lock file says it to the round that finds it held: ferry's
+/// process, machine and start.
+fn this_round() -> String {
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "an unnamed machine".to_owned());
+    format!(
+        "ferry pid {} on {machine} at {}",
+        std::process::id(),
+        ferry_core::time::format_time(SystemTime::now())
+    )
+}
+
+async fn replicate_locked(
     primary: PoolEnd<'_>,
     replica: PoolEnd<'_>,
     now: SystemTime,

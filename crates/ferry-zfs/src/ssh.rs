@@ -523,6 +523,83 @@ impl SshConnection {
         outcome
     }
 
+    /// Runs `command` on the host on a connection of its own and keeps it running for as long
+    /// as the returned [`Held`] lives: until [`Held::release`], or until it is dropped, or
+    /// ferry dies, each of which closes the command's stdin, on which it is to wait (`read`).
+    /// What holds a lock on the host for a span of several commands (`flock` on an open file
+    /// descriptor of the command's shell) lives exactly as long as this process means it to.
+    ///
+    /// The command says whether it holds by its first line on stdout: `ready` there, and it is
+    /// held; anything else, or nothing, and it is waited for and its output returned (`Err`
+    /// of the inner result): whatever it prints then is the reason it does not hold.
+    pub async fn hold(
+        self,
+        command: &str,
+        ready: &str,
+    ) -> Result<Result<Held, CommandOutput>, SshError> {
+        use openssh::Stdio;
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let target = self.target.to_string();
+        let dropped = |message: String| SshError::Dropped {
+            target: target.clone(),
+            command: command.to_owned(),
+            message,
+        };
+        let started = async {
+            let Live { session, _files } = self.connect().await?;
+            let session = std::sync::Arc::new(session);
+            let mut child = session
+                .clone()
+                .arc_raw_command(marked(command))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .await
+                .map_err(|error| dropped(error.to_string()))?;
+            let mut stdout = child.stdout().take().expect("stdout is piped");
+            let first = skip_to_begin_mark(&mut stdout)
+                .await
+                .map_err(|error| dropped(error.to_string()))?;
+            let mut stdout = tokio::io::BufReader::new(first.as_slice().chain(stdout));
+            let mut line = String::new();
+            stdout
+                .read_line(&mut line)
+                .await
+                .map_err(|error| dropped(error.to_string()))?;
+            if line.trim_end() == ready {
+                return Ok(Ok(Held {
+                    child: Some(child),
+                    session,
+                    _files,
+                }));
+            }
+            let mut rest = String::new();
+            let _ = stdout.read_to_string(&mut rest).await;
+            let mut stderr = String::new();
+            if let Some(mut from) = child.stderr().take() {
+                let _ = from.read_to_string(&mut stderr).await;
+            }
+            let status = child
+                .wait()
+                .await
+                .map_err(|error| dropped(error.to_string()))?;
+            Ok(Err(CommandOutput {
+                status: status.code(),
+                stdout: line + &rest,
+                stderr: after_begin_mark(&stderr),
+            }))
+        };
+        match tokio::time::timeout(self.timeouts.command, started).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(SshError::Timeout {
+                target: target.clone(),
+                command: command.to_owned(),
+                seconds: self.timeouts.command.as_secs(),
+            }),
+        }
+    }
+
     async fn connect(&self) -> Result<Live, SshError> {
         self.target.check()?;
         let target = self.target.to_string();
@@ -688,6 +765,33 @@ impl SshConnection {
             vec!["(no key for this host)".to_owned()]
         } else {
             found
+        }
+    }
+}
+
+/// A command kept running on a host by [`SshConnection::hold`], on a connection of its own.
+pub struct Held {
+    // Dropped first: its `ssh` is killed, which closes the command's stdin.
+    child: Option<openssh::Child<std::sync::Arc<Session>>>,
+    session: std::sync::Arc<Session>,
+    _files: TempDir,
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Held").finish_non_exhaustive()
+    }
+}
+
+impl Held {
+    /// Ends the command: its stdin closed, its end waited for (a few seconds at most), its
+    /// connection closed.
+    pub async fn release(mut self) {
+        if let Some(child) = self.child.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await;
+        }
+        if let Some(session) = std::sync::Arc::into_inner(self.session) {
+            let _ = session.close().await;
         }
     }
 }

@@ -16,6 +16,9 @@
 //! - `/var/run/zfs` (the daemon's socket) and `/var/lock/zfs` (its lock file) are bind mounts
 //!   of the host's folders, so the `zpool` commands of the host's SSH sessions talk to its own
 //!   daemon, and the machine's daemon (which other tests share) is never seen nor touched;
+//! - `/run/lock`, where a host's programs keep their lock files (ferry's replication round
+//!   lock among them), is a bind mount of the host's folder (mounted first: `/var/lock` links
+//!   to it, so the daemon's `/var/lock/zfs` is inside);
 //! - its hostname, which ZFS records as the pool's last user ("last accessed by ...");
 //! - its address: the sshd listens on a 127.x address of its own, on the port both hosts
 //!   share (as two VMs' port 22). A network namespace is not needed: what must be per host is
@@ -125,13 +128,14 @@ pub const HOST_C: HostIdentity = HostIdentity {
     address: Ipv4Addr::new(127, 42, 0, 3),
 };
 
-/// The script a host runs in its new namespaces: private `/etc`, ZFS socket and lock folders,
-/// its daemon, then its sshd in the foreground (the process the harness holds).
+/// The script a host runs in its new namespaces: private `/etc`, lock folder, ZFS socket and
+/// lock folders, its daemon, then its sshd in the foreground (the process the harness holds).
 const HOST_SCRIPT: &str = r#"set -eu
 folder=$1
 hostname "$2"
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$folder/etc,workdir=$folder/etc-work" /etc
 rm -f /etc/zfs/zpool.cache
+mount --bind "$folder/run-lock" /run/lock
 mount --bind "$folder/run-zfs" /var/run/zfs
 mount --bind "$folder/lock-zfs" /var/lock/zfs
 mount --bind "$folder/lib-zfs" /var/lib/zfs
@@ -157,7 +161,14 @@ impl ZfsHost {
             .tempdir()
             .unwrap();
         let path = folder.path();
-        for name in ["etc/zfs", "etc-work", "run-zfs", "lock-zfs", "lib-zfs"] {
+        for name in [
+            "etc/zfs",
+            "etc-work",
+            "run-lock/zfs",
+            "run-zfs",
+            "lock-zfs",
+            "lib-zfs",
+        ] {
             std::fs::create_dir_all(path.join(name)).unwrap();
         }
         // gethostid() reads the host id as a native-endian 32-bit number.
@@ -722,6 +733,29 @@ impl Fixture {
         inputs: Value,
     ) -> Result<StepOutcome, StepError> {
         self.apply_reporting(address, action, inputs).await.0
+    }
+
+    /// One replication round of the replica `address` with these inputs, as `ferry
+    /// replicate` and the watch run it (`Provider::tend`).
+    pub async fn tend(
+        &self,
+        address: InstanceAddress,
+        inputs: Value,
+    ) -> Result<Option<String>, StepError> {
+        let inputs: Attributes = serde_json::from_value(inputs).unwrap();
+        let outputs = |instance: &InstanceAddress| self.outputs.get(instance).cloned();
+        self.provider
+            .tend(
+                &address,
+                ApplyContext {
+                    inputs: &inputs,
+                    outputs: &outputs,
+                    progress: &|_| {},
+                    resume_token: None,
+                    record_resume_token: &|_| {},
+                },
+            )
+            .await
     }
 
     /// [`Fixture::apply_to`], with the progress lines the step reported, in order.
