@@ -12,7 +12,8 @@
 //!   acknowledged is lost, and the old primary becomes a read-only replica.
 //! - The NFS VM dies with the API server: the failover fences it and promotes the replica;
 //!   what is lost is at most what was written since the last replication round, and the plan
-//!   said so beforehand.
+//!   said so beforehand. The failback then finds the old primary's diverged pool on the disks
+//!   it moves: it refuses to overwrite it and says how to settle it; once settled, it seeds.
 
 mod real_servers;
 
@@ -363,4 +364,31 @@ async fn a_hot_failover_from_a_dead_primary_loses_at_most_the_writes_since_the_l
         "the old NFS VM stays down"
     );
     world.assert_served_by_tools_from_hot(2);
+
+    // The failback moves the old primary's disks onto generation 3, whose seed finds there a
+    // writable pool that may hold writes the new primary never got: it is refused, never
+    // rolled back, and the error says what to do. Done as it says, the next apply seeds.
+    let refused = world.ferry(&["apply", "data100", "--auto-approve"], true);
+    assert_ne!(refused.code, 0, "{}", refused.shown());
+    let output = format!("{}{}", refused.stdout, refused.stderr);
+    for wanted in [
+        "refused to seed the replica on vm.nfs@g3",
+        "ferry never rolls back or overwrites it",
+        &format!("zpool destroy {POOL}"),
+    ] {
+        assert!(output.contains(wanted), "`{wanted}` in:\n{output}");
+    }
+    // Left as it was found, writable, for the operator to copy from.
+    assert_eq!(pool_property(&world, 3, "readonly"), "off");
+    world
+        .hosts
+        .run("data100-nfs-g3", "zpool", &["destroy", POOL])
+        .unwrap();
+    world
+        .ferry(&["apply", "data100", "--auto-approve"], true)
+        .expect_code(0, "the failback, once the diverged pool is settled");
+    assert_eq!(pool_property(&world, 3, "ferry:role"), "replica");
+    world
+        .ferry(&["plan", "data100", "--detailed-exitcode"], true)
+        .expect_code(0, "nothing left after the failback");
 }
