@@ -266,7 +266,7 @@ async fn replication_refuses_every_direction_but_primary_to_replica() {
         .unwrap();
     // The base of the next increment is held on the primary: nobody destroys it by mistake.
     let base = format!("{}@{}", pair.hosts.pool, round.snapshot.name);
-    let destroy = pair.hosts.a.zfs(&["destroy", "-r", &base]);
+    let destroy = pair.hosts.a.zfs_output(&["destroy", "-r", &base]);
     assert!(
         !destroy.status.success(),
         "the held base {base} was destroyed"
@@ -340,7 +340,7 @@ async fn a_round_cut_in_its_stream_leaves_a_replica_the_next_round_and_a_promoti
         .unwrap();
     // The replication base is held on it too: the operator releases the hold to destroy it.
     let base = format!("{scratch}@{}", round.snapshot.name);
-    let busy = pair.hosts.a.zfs(&["destroy", "-r", &scratch]);
+    let busy = pair.hosts.a.zfs_output(&["destroy", "-r", &scratch]);
     assert!(
         !busy.status.success(),
         "a dataset whose base is held was destroyed"

@@ -1,9 +1,12 @@
-//! `cargo xtask demo [--mode cold|warm]`: the data100 failover story, end to end, against real
-//! local servers: the ARM simulator (`ferry-sim`), a BIND for the zone, an sshd in front of
-//! zfs-fuse, and a hub stand-in serving HTTPS. Every proof at the end comes from a tool that is
-//! not ferry. `--mode warm` tells the same story on `specs/data100/warm`, whose every apply
-//! keeps the next generation built and its hubs deployed idle. The last line of the output is
-//! one JSON object with the measured time to recovery, for programs (`tail -1`).
+//! `cargo xtask demo [--mode cold|warm|hot]`: the data100 failover story, end to end, against
+//! real local servers: the ARM simulator (`ferry-sim`), a BIND for the zone, an sshd in front
+//! of zfs-fuse, and a hub stand-in serving HTTPS. Every proof at the end comes from a tool that
+//! is not ferry. `--mode warm` tells the same story on `specs/data100/warm`, whose every apply
+//! keeps the next generation built and its hubs deployed idle. `--mode hot` tells it on
+//! `specs/data100/hot`, whose standby also holds a replica of the pool: there each simulated VM
+//! is a ZFS host of its own (`ferry_servers::VmHosts`), powered as the simulator says. The last
+//! line of the output is one JSON object with the measured time to recovery and data lost,
+//! for programs (`tail -1`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -13,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ferry_servers::{
-    Bind, DemoCa, HubServers, PoolCleanup, SimulatorProcess, SimulatorSettings, Sshd, ZfsLock,
-    checksums, data100_variables, group_exists, hub_environment, public_address,
+    Bind, DemoCa, HubServers, NfsHosts, PoolCleanup, SimulatorProcess, SimulatorSettings, Sshd,
+    VmHosts, ZfsLock, checksums, data100_variables, group_exists, hub_environment, public_address,
     simulator_addresses, write_home_files,
 };
 
@@ -22,6 +25,8 @@ use ferry_servers::{
 const TIME_SCALE: f64 = 0.01;
 const ZONE: &str = "data100.example.org";
 const POOL: &str = "data100";
+/// Where the pool's datasets are mounted on an NFS VM.
+const HOME_ROOT: &str = "/export/home";
 const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
 
 /// What helm took on the day for each hub (13:20 to 13:34, 13:34 to 13:41).
@@ -43,6 +48,9 @@ pub enum Mode {
     /// The same outage with `[failover] standby = "warm"`: the next generation was built,
     /// its hubs deployed idle, before it.
     Warm,
+    /// The same outage with `[failover] standby = "hot"`: the standby also holds a read-only
+    /// replica of the pool, on its own disks and its own host, which the failover promotes.
+    Hot,
 }
 
 impl Mode {
@@ -50,7 +58,8 @@ impl Mode {
         match text {
             "cold" => Ok(Mode::Cold),
             "warm" => Ok(Mode::Warm),
-            other => bail!("unknown demo mode `{other}`: give --mode cold or --mode warm"),
+            "hot" => Ok(Mode::Hot),
+            other => bail!("unknown demo mode `{other}`: give --mode cold, warm or hot"),
         }
     }
 
@@ -58,6 +67,7 @@ impl Mode {
         match self {
             Mode::Cold => "cold",
             Mode::Warm => "warm",
+            Mode::Hot => "hot",
         }
     }
 
@@ -66,6 +76,7 @@ impl Mode {
         match self {
             Mode::Cold => "specs/data100",
             Mode::Warm => "specs/data100/warm",
+            Mode::Hot => "specs/data100/hot",
         }
     }
 }
@@ -342,14 +353,22 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
             bail!("{error}");
         }
     }
-    ferry_servers::check_zfs()?;
     // The end-to-end tests use the same zfs-fuse and the same hub addresses: one at a time.
     let _zfs = ZfsLock::acquire()?;
-    clear_leftover_pool()?;
     // Declared before the hub servers, so dropped after them: a pool whose files a hub still
-    // holds open cannot be destroyed.
-    let _pool = PoolCleanup {
-        pool: POOL.to_owned(),
+    // holds open cannot be destroyed. A hot story's pools are on the VMs' own hosts, which go
+    // with them.
+    let _pool = if mode == Mode::Hot {
+        for (program, package) in [("unshare", "util-linux"), ("nsenter", "util-linux")] {
+            ferry_servers::need(program, package)?;
+        }
+        None
+    } else {
+        ferry_servers::check_zfs()?;
+        clear_leftover_pool()?;
+        Some(PoolCleanup {
+            pool: POOL.to_owned(),
+        })
     };
     // FERRY_DEMO_PREBUILT=1 reuses target/release/{ferry,ferry-sim} as they are.
     if std::env::var_os("FERRY_DEMO_PREBUILT").is_none() {
@@ -386,12 +405,27 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         "BIND           {} serves {ZONE}, updates signed with TSIG key `ferry`",
         bind.server()
     );
-    let sshd = Sshd::start(&work.join("ssh"), simulator_addresses(16))?;
-    println!(
-        "sshd           port {} on 127.0.1.1-16 (the simulator's public IPs), host keys pinned in known_hosts",
-        sshd.port
-    );
-    println!("zfs-fuse       answers `zpool list`");
+    let hosts = if mode == Mode::Hot {
+        let control = simulator.control();
+        let hosts = VmHosts::start(
+            &work.join("vms"),
+            Box::new(move || control.state()),
+            simulator_addresses(16),
+        )?;
+        println!(
+            "VM hosts       port {} on 127.0.1.1-16 (the simulator's public IPs) leads to the VM that holds the address: each VM its own zfs-fuse and sshd, started when the VM runs, killed when it is powered off; host keys pinned in known_hosts",
+            hosts.access().port
+        );
+        NfsHosts::Vms(hosts)
+    } else {
+        let sshd = Sshd::start(&work.join("ssh"), simulator_addresses(16))?;
+        println!(
+            "sshd           port {} on 127.0.1.1-16 (the simulator's public IPs), host keys pinned in known_hosts",
+            sshd.port
+        );
+        println!("zfs-fuse       answers `zpool list`");
+        NfsHosts::Machine(sshd)
+    };
     let ca = DemoCa::generate(&work.join("ca"))?;
     let _hubs = HubServers::of(&ca);
 
@@ -421,11 +455,19 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
             .iter()
             .map(|(name, seconds)| ((*name).to_owned(), format!("{seconds:.2}"))),
     );
+    // The hub stand-in writes its marker where it finds the home directories; a hot story's
+    // pool is mounted on a VM's host, which this machine's file system does not show.
+    if mode == Mode::Hot {
+        let markers = work.join("hub-homes");
+        std::fs::create_dir_all(&markers)?;
+        environment.push(("DEMO_HOME_ROOT".to_owned(), markers.display().to_string()));
+    }
     // Hooks get a clean environment: the hub stand-in is passed its CA and paces by name.
     let hub_variables: Vec<String> = hub_environment(&ca, 0.0, 0.0)
         .into_iter()
         .map(|(name, _)| name)
         .chain(activation.iter().map(|(name, _)| (*name).to_owned()))
+        .chain((mode == Mode::Hot).then(|| "DEMO_HOME_ROOT".to_owned()))
         .map(|name| format!("\"{name}\""))
         .collect();
     let service_file = work.join("data100/service.toml");
@@ -437,7 +479,7 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
     let story = Story {
         ferry: release.join("ferry"),
         work: work.clone(),
-        variables: data100_variables(&work.join("data100"), &sshd, &bind, &ca),
+        variables: data100_variables(&work.join("data100"), &hosts.access(), &bind, &ca),
         environment,
     };
 
@@ -446,21 +488,37 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         Mode::Warm => section(
             "Generation 1 and its warm standby, generation 2: ferry apply builds both from nothing",
         ),
+        Mode::Hot => section(
+            "Generation 1 and its hot standby, generation 2, with the pool's replica on its own disks: ferry apply builds both from nothing",
+        ),
     }
     ok(&mut story.with_variables(&["apply", "data100", "--auto-approve"]))?;
     // The standby was built before the outage, not by the failover.
     let standby_before_outage = group_exists(&simulator.state()?, "data100-g2");
-    let _ = Command::new("zfs")
-        .args(["set", &format!("{DEMO_PROPERTY}={}", work.display()), POOL])
-        .status();
-    let mut files = write_home_files(Path::new("/export/home/staging"), "alice", 4)?;
-    files.extend(write_home_files(Path::new("/export/home/prod"), "bob", 6)?);
-    files.extend(write_home_files(
-        Path::new("/export/home/prod"),
-        "carol",
-        6,
-    )?);
-    let before = checksums(&files)?;
+    if mode != Mode::Hot {
+        let _ = Command::new("zfs")
+            .args(["set", &format!("{DEMO_PROPERTY}={}", work.display()), POOL])
+            .status();
+    }
+    // The files, by their path below the home directories' root on the NFS VM.
+    let home = hosts.path("data100-nfs-g1", Path::new(HOME_ROOT))?;
+    let mut written = Written::default();
+    written.add(&home, write_home_files(&home.join("staging"), "alice", 4)?)?;
+    written.add(&home, write_home_files(&home.join("prod"), "bob", 6)?)?;
+    if mode == Mode::Hot {
+        println!(
+            "\n{} files written into the home directories on the pool",
+            written.files.len()
+        );
+        section("A replication round, as ferry watch runs one every replica_interval");
+        ok(&mut story.with_variables(&["replicate", "data100"]))?;
+        println!(
+            "\n6 more files written after the round: a failover that must fence the old NFS VM would lose them; a hand-over sends them first"
+        );
+    }
+    written.add(&home, write_home_files(&home.join("prod"), "carol", 6)?)?;
+    let before = written.checksums(&home)?;
+    let files = &written.files;
     println!(
         "\n{} files written into the home directories on the pool; their SHA-256 recorded",
         files.len()
@@ -527,28 +585,42 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
             good,
         ));
     }
-    let after = checksums(&files)?;
+    let new_home = hosts.path("data100-nfs-g2", Path::new(HOME_ROOT))?;
+    let after = written.checksums(&new_home)?;
     let same = files
         .iter()
         .filter(|file| before.get(*file) == after.get(*file))
         .count();
+    let moved = if mode == Mode::Hot {
+        "the replica took over"
+    } else {
+        "the pool moved"
+    };
     println!(
-        "sha256sum: {same} of {} files unchanged after the pool moved",
+        "sha256sum: {same} of {} files unchanged after {moved}",
         files.len()
     );
     proofs.push((
         format!("{same}/{} file checksums match", files.len()),
         same == files.len(),
     ));
-    let status = Command::new("zpool").args(["status", POOL]).output()?;
-    let status_text = String::from_utf8_lossy(&status.stdout);
-    let on_new_host = status_text.contains("data100-nfs-g2/scsi1/lun");
+    // The replica's disks are luns 4 to 7 of the standby's VM; the pool's own, 0 to 3.
+    let (luns, lun_text) = if mode == Mode::Hot {
+        (
+            "data100-nfs-g2/scsi1/lun4",
+            "lun4..7: the replica's own disks",
+        )
+    } else {
+        ("data100-nfs-g2/scsi1/lun0", "lun0..3")
+    };
+    let status_text = hosts.run("data100-nfs-g2", "zpool", &["status", POOL])?;
+    let on_new_host = status_text.contains(luns);
     println!(
         "zpool status: the pool's vdevs are {}",
         if on_new_host {
-            "the new VM's lun0..3"
+            format!("the new VM's {lun_text}")
         } else {
-            "NOT on the new VM"
+            "NOT on the new VM".to_owned()
         }
     );
     proofs.push((
@@ -575,7 +647,20 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         "simulator state: resource group data100-g1 {}",
         if old_gone { "is gone" } else { "still exists" }
     );
-    proofs.push(("old generation retired (data100-g1 gone)".into(), old_gone));
+    let saved_plan: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(work.join("failover.plan"))
+            .context("cannot read the saved failover plan")?,
+    )
+    .context("the saved failover plan is not JSON")?;
+    if mode == Mode::Hot {
+        // The old primary's disks keep its generation until the failback moves them.
+        proofs.push((
+            "old generation kept with the old primary's disks (data100-g1 exists)".into(),
+            !old_gone,
+        ));
+    } else {
+        proofs.push(("old generation retired (data100-g1 gone)".into(), old_gone));
+    }
     match mode {
         Mode::Cold => {
             let replan =
@@ -607,15 +692,76 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
                 run_status(&mut story.with_variables(&["plan", "data100", "--detailed-exitcode"]))?;
             proofs.push(("ferry plan after that: no changes".into(), replan == 0));
         }
+        Mode::Hot => {
+            proofs.push((
+                "standby and its replica built before the outage (data100-g2 existed)".into(),
+                standby_before_outage,
+            ));
+            let disk_steps = saved_plan["plan"]["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|step| {
+                    step["address"]
+                        .as_str()
+                        .is_some_and(|address| address.starts_with("disk."))
+                })
+                .count();
+            println!("the failover plan: {disk_steps} disk steps");
+            proofs.push(("the failover moved no disk".into(), disk_steps == 0));
+            let old_role = hosts
+                .run(
+                    "data100-nfs-g1",
+                    "zfs",
+                    &["get", "-H", "-o", "value", "readonly", POOL],
+                )
+                .map(|text| text.trim().to_owned())
+                .unwrap_or_else(|failure| format!("no answer ({failure})"));
+            let handed_over = old_role == "on";
+            println!("zfs get readonly {POOL} on data100-nfs-g1: {old_role}");
+            proofs.push((
+                "the old primary handed over: a read-only replica now".into(),
+                handed_over,
+            ));
+            section(
+                "The failback, a plan like any other: ferry apply builds the next hot standby, generation 3, and makes the old primary's disks its replica",
+            );
+            ok(&mut story.with_variables(&["apply", "data100", "--auto-approve"]))?;
+            let state = simulator.state()?;
+            let old_gone = !group_exists(&state, "data100-g1");
+            println!(
+                "simulator state: resource group data100-g1 {}",
+                if old_gone { "is gone" } else { "still exists" }
+            );
+            proofs.push((
+                "failback: old generation retired once its disks moved (data100-g1 gone)".into(),
+                old_gone,
+            ));
+            let replica = hosts.run(
+                "data100-nfs-g3",
+                "zfs",
+                &["get", "-H", "-o", "value", "readonly,ferry:role", POOL],
+            );
+            let replica_text = replica.as_deref().unwrap_or("no answer").trim().to_owned();
+            println!(
+                "zfs get readonly,ferry:role {POOL} on data100-nfs-g3: {}",
+                replica_text.replace('\n', ", ")
+            );
+            proofs.push((
+                "failback: data100-nfs-g3 holds the next read-only replica".into(),
+                replica_text.replace('\n', " ") == "on replica",
+            ));
+            let replan =
+                run_status(&mut story.with_variables(&["plan", "data100", "--detailed-exitcode"]))?;
+            proofs.push(("ferry plan after that: no changes".into(), replan == 0));
+        }
     }
-
-    let saved_plan: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(work.join("failover.plan"))
-            .context("cannot read the saved failover plan")?,
-    )
-    .context("the saved failover plan is not JSON")?;
     let estimate = saved_plan["plan"]["recovery_seconds"].as_u64();
     let recovery = measured_recovery(&saved_plan, &times)?;
+    // Data lost: from the first file written before the outage that the new pool lacks (or
+    // holds changed) to the last file written, as measured here (ZFS runs at this machine's
+    // pace, never scaled); none when every file is there.
+    let lost = written.lost_seconds(&before, &after);
     section("Summary");
     for (what, good) in &proofs {
         println!("  [{}] {what}", if *good { "ok" } else { "FAILED" });
@@ -651,6 +797,15 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         );
     }
     println!(
+        "  data lost:            {} (measured: {same} of {} files written before the outage there, unchanged)",
+        if lost == 0.0 {
+            "none".to_owned()
+        } else {
+            format!("{lost:.1} s of writes")
+        },
+        files.len()
+    );
+    println!(
         "                        on the day: 2 h 20 min (11:21 to 13:41), 3 h 27 min until TLS"
     );
     println!(
@@ -660,22 +815,81 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         "\nThe demo's files: {} (failover.svg, applied.svg, sim/state-dump.json)",
         work.display()
     );
-    drop(sshd);
+    drop(hosts);
     drop(bind);
     let dump = simulator.stop();
     println!("Simulator state dump: {}", dump.display());
     if proofs.iter().any(|(_, good)| !good) {
         bail!("some proofs failed: see the summary above");
     }
-    // The last line, for programs (`tail -1`). The disks move with every byte: nothing
-    // written before the outage is lost, whichever the mode.
+    // The last line, for programs (`tail -1`).
     println!(
-        "{{\"mode\":\"{}\",\"rto_seconds\":{},\"rpo_seconds\":0,\"files_checked\":{}}}",
+        "{{\"mode\":\"{}\",\"rto_seconds\":{},\"rpo_seconds\":{},\"files_checked\":{}}}",
         mode.name(),
         recovery.seconds.round() as u64,
+        lost.round() as u64,
         files.len()
     );
     Ok(())
+}
+
+/// The users' files the story writes: each one's path below the home directories' root, and
+/// when it was written.
+#[derive(Debug, Default)]
+struct Written {
+    files: Vec<PathBuf>,
+    at: Vec<Instant>,
+}
+
+impl Written {
+    /// Records `paths`, just written below `home`.
+    fn add(&mut self, home: &Path, paths: Vec<PathBuf>) -> Result<()> {
+        let now = Instant::now();
+        for path in paths {
+            let relative = path
+                .strip_prefix(home)
+                .with_context(|| format!("{} is not below {}", path.display(), home.display()))?;
+            self.files.push(relative.to_path_buf());
+            self.at.push(now);
+        }
+        Ok(())
+    }
+
+    /// Each file's SHA-256 by `sha256sum`, as found below `home`, by its path below it; a
+    /// missing file has none.
+    fn checksums(&self, home: &Path) -> Result<BTreeMap<PathBuf, String>> {
+        let present: Vec<PathBuf> = self
+            .files
+            .iter()
+            .map(|file| home.join(file))
+            .filter(|path| path.is_file())
+            .collect();
+        Ok(checksums(&present)?
+            .into_iter()
+            .filter_map(|(path, sum)| Some((path.strip_prefix(home).ok()?.to_path_buf(), sum)))
+            .collect())
+    }
+
+    /// The writes lost, in seconds: from the first file missing or changed to the last file
+    /// written; 0 when none is.
+    fn lost_seconds(
+        &self,
+        before: &BTreeMap<PathBuf, String>,
+        after: &BTreeMap<PathBuf, String>,
+    ) -> f64 {
+        let last = self.at.iter().max();
+        let first_lost = self
+            .files
+            .iter()
+            .zip(&self.at)
+            .filter(|(file, _)| before.get(*file) != after.get(*file))
+            .map(|(_, at)| at)
+            .min();
+        match (first_lost, last) {
+            (Some(first), Some(last)) => last.duration_since(*first).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
 }
 
 /// Whether `ferry plan` right after a warm failover has nothing to do but build the next

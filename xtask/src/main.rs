@@ -17,11 +17,12 @@ tasks:
   test     install and start what the tests need (as root: Debian packages, local servers),
            then run every test of the workspace
   setup    only the installation and start of the test servers
-  demo [--mode cold|warm]
+  demo [--mode cold|warm|hot]
            the data100 failover story, end to end, against the ARM simulator, BIND,
            sshd and zfs-fuse on this machine; --mode warm tells it with a warm standby
-           (specs/data100/warm). Its last line is one JSON object with the measured time
-           to recovery
+           (specs/data100/warm), --mode hot with a hot standby whose replica of the pool
+           takes over (specs/data100/hot: a ZFS host per VM). Its last line is one JSON
+           object with the measured time to recovery and data lost
   bench-hooks [--repeat N]
            ferry's hooks against Terraform's terraform_data + local-exec on the same
            wide and narrow DAGs of sleeps; prints wall times and ratios (BENCHMARKS.md)
@@ -58,16 +59,16 @@ fn main() -> Result<()> {
     }
 }
 
-/// `cargo xtask demo [--mode cold|warm]` (or `--mode=warm`); cold without it.
+/// `cargo xtask demo [--mode cold|warm|hot]` (or `--mode=warm`); cold without it.
 fn demo_mode(mut arguments: impl Iterator<Item = String>) -> Result<demo::Mode> {
     let mut mode = demo::Mode::Cold;
     while let Some(argument) = arguments.next() {
         let value = match argument.strip_prefix("--mode") {
             Some("") => arguments
                 .next()
-                .context("--mode needs a value: cold or warm")?,
+                .context("--mode needs a value: cold, warm or hot")?,
             Some(value) if value.starts_with('=') => value[1..].to_owned(),
-            _ => bail!("unknown argument `{argument}`: cargo xtask demo [--mode cold|warm]"),
+            _ => bail!("unknown argument `{argument}`: cargo xtask demo [--mode cold|warm|hot]"),
         };
         mode = demo::Mode::parse(&value)?;
     }

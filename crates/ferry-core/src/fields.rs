@@ -9,6 +9,18 @@
 //! Grouped by the kind that writes them; the names are the same in a spec's fields, a step's
 //! inputs and an instance's attributes.
 
+/// The attributes that are gauges: readings that move with the clock while nothing in the world
+/// changes (a replica's lag grows by a second every second between rounds). A gauge is left out
+/// of an observation's fingerprint, so that a saved plan does not go stale by the minute; what
+/// depends on one (readiness, a plan's data lost) reads it afresh. Every gauge a provider reads
+/// is listed here.
+pub const GAUGES: &[&str] = &[zfs_pool::REPLICA_LAG_SECONDS];
+
+/// Whether the attribute `name` is a gauge ([`GAUGES`]).
+pub fn is_gauge(name: &str) -> bool {
+    GAUGES.contains(&name)
+}
+
 /// `[resource_group.NAME]`.
 pub mod resource_group {
     /// The Azure name of the group; the spec checks that it contains `${generation}`.

@@ -124,9 +124,26 @@ impl Observation {
     /// The digest covers whether the instance is present, its attributes and whether it is
     /// healthy, but not the words of a reason: an API server that refuses connections says
     /// "reset by peer" on one read and "handshake eof" on the next, and neither makes a plan
-    /// stale.
+    /// stale. Nor does a gauge ([`fields::GAUGES`]), which moves with the clock alone.
     pub fn fingerprint(&self) -> String {
-        let canonical = match self {
+        let without_gauges;
+        let this = match self {
+            Observation::Present { attributes, health }
+                if attributes.iter().any(|(name, _)| fields::is_gauge(name)) =>
+            {
+                without_gauges = Observation::Present {
+                    attributes: attributes
+                        .iter()
+                        .filter(|(name, _)| !fields::is_gauge(name))
+                        .map(|(name, value)| (name.clone(), value.clone()))
+                        .collect(),
+                    health: health.clone(),
+                };
+                &without_gauges
+            }
+            other => other,
+        };
+        let canonical = match this {
             // A failed provisioning is its own reading (it plans a replacement); the key is
             // there only then, so that every other reading keeps its fingerprint.
             Observation::Present {
@@ -279,5 +296,35 @@ mod tests {
                 .collect(),
         );
         assert_ne!(healthy.fingerprint(), changed.fingerprint());
+    }
+
+    /// A replica's lag grows by the second while nothing changes: a saved plan made a minute
+    /// ago still holds, whatever the lag read then and now; the replica's role still counts.
+    #[test]
+    fn a_gauge_is_not_part_of_a_fingerprint() {
+        let replica = |lag: u64, role: &str| {
+            Observation::present(
+                [
+                    (
+                        fields::zfs_pool::REPLICA_LAG_SECONDS.to_owned(),
+                        serde_json::json!(lag),
+                    ),
+                    (
+                        fields::zfs_pool::REPLICATION_ROLE.to_owned(),
+                        serde_json::json!(role),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+            )
+        };
+        assert_eq!(
+            replica(3, "replica").fingerprint(),
+            replica(75, "replica").fingerprint()
+        );
+        assert_ne!(
+            replica(3, "replica").fingerprint(),
+            replica(3, "primary").fingerprint()
+        );
     }
 }

@@ -63,6 +63,7 @@ fn attribute_digests(observation: &Observation) -> BTreeMap<String, String> {
     match observation {
         Observation::Present { attributes, .. } => attributes
             .iter()
+            .filter(|(name, _)| !ferry_core::fields::is_gauge(name))
             .map(|(name, value)| (name.clone(), attribute_digest(value)))
             .collect(),
         _ => BTreeMap::new(),

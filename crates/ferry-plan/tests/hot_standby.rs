@@ -352,6 +352,39 @@ fn a_hot_failover_with_the_primary_answering_hands_the_pool_over() {
     );
 }
 
+/// The replica's lag grows between `ferry plan -o` and `ferry apply PLAN` while nothing
+/// changes: the saved failover still applies. (Found when the hot demo's saved failover was
+/// refused as stale within seconds: "replica_lag_seconds changed".) A change of role still
+/// makes it stale.
+#[test]
+fn a_saved_hot_failover_is_not_made_stale_by_the_replicas_lag_growing() {
+    let mut world = hot_world();
+    api_server_down(&mut world);
+    let saved = ferry_plan::SavedPlan::new("data100", plan(&world), &world);
+    set_attribute(
+        &mut world,
+        "zfs_pool.home@g2",
+        zfs_pool::REPLICA_LAG_SECONDS,
+        95.into(),
+    );
+    assert_eq!(saved.stale(&world), Vec::new());
+    set_attribute(
+        &mut world,
+        "zfs_pool.home@g2",
+        zfs_pool::REPLICATION_ROLE,
+        "primary".into(),
+    );
+    let stale: Vec<String> = saved
+        .stale(&world)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        stale,
+        vec!["zfs_pool.home@g2: replication_role changed (present, healthy)".to_owned()]
+    );
+}
+
 #[test]
 fn a_hot_failover_without_a_replica_is_refused_and_readiness_says_so_today() {
     let mut world = hot_world();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Bind, DemoCa, ServerError, Sshd, create_folder, need, run, write};
+use crate::{Bind, DemoCa, ServerError, SshAccess, create_folder, need, run, write};
 
 /// SHA-256 of each file, by `sha256sum`: a check made by a tool that is not ferry.
 pub fn checksums(files: &[PathBuf]) -> Result<BTreeMap<PathBuf, String>, ServerError> {
@@ -50,7 +50,12 @@ pub fn write_home_files(
 /// (`hooks/demo-hub.sh` in `spec_folder`, absolute, since ferry-hook starts a relative program
 /// from ferry's own folder), sshd's port, keys and known_hosts, BIND and its TSIG key, and
 /// the demo CA for the TLS check.
-pub fn data100_variables(spec_folder: &Path, sshd: &Sshd, bind: &Bind, ca: &DemoCa) -> Vec<String> {
+pub fn data100_variables(
+    spec_folder: &Path,
+    sshd: &SshAccess,
+    bind: &Bind,
+    ca: &DemoCa,
+) -> Vec<String> {
     vec![
         format!(
             "hub_deployer={}",

@@ -1,7 +1,8 @@
 //! The real local servers that `cargo xtask demo` and the end-to-end tests in `tests/` run
 //! ferry against: the ARM simulator (the `ferry-sim` binary), a BIND `named` for the deployment's
 //! zone with a generated TSIG key, an `sshd` with generated host and user keys on the loopback
-//! addresses the simulator hands to public IPs, the machine's zfs-fuse, a demo CA, and Azurite
+//! addresses the simulator hands to public IPs, the machine's zfs-fuse, ZFS hosts of their own
+//! (namespaced zfs-fuse and sshd; one per simulated VM for a hot standby), a demo CA, and Azurite
 //! (the Azure Blob Storage emulator) for the shared-state tests.
 //!
 //! Everything listens on 127.0.0.0/8 only. Each server is stopped when its handle is dropped.
@@ -24,7 +25,9 @@ mod data100;
 mod hub;
 mod simulator;
 mod sshd;
+mod vm_hosts;
 mod zfs;
+mod zfs_hosts;
 
 pub use azurite::{AZURITE_ACCOUNT, Azurite, azurite_token};
 pub use bind::Bind;
@@ -32,13 +35,15 @@ pub use ca::DemoCa;
 pub use data100::{checksums, data100_variables, write_home_files};
 pub use hub::{HubServers, hub_environment};
 pub use simulator::{
-    SimulatorProcess, SimulatorSettings, group_exists, public_address, simulator_addresses,
-    simulator_environment, state_resources,
+    SimulatorControl, SimulatorProcess, SimulatorSettings, group_exists, public_address,
+    simulator_addresses, simulator_environment, state_resources,
 };
-pub use sshd::Sshd;
+pub use sshd::{SshAccess, Sshd, generate_key};
+pub use vm_hosts::{NfsHosts, POWER_POLL, StateSource, VmHosts};
 pub use zfs::{
     PoolCleanup, ZFS_LOCK_FILE, ZfsLock, check_zfs, destroy_pool_if_present, pool_exists,
 };
+pub use zfs_hosts::{HostIdentity, HostKey, ZfsHost, is_alive};
 
 /// Why a server could not be started or asked something.
 #[derive(Debug, thiserror::Error)]

@@ -111,7 +111,44 @@ impl SimulatorProcess {
         simulator_environment(&self.endpoint, &self.ca_file, &self.data_directory)
     }
 
-    fn control(
+    /// Its control API, which a thread of its own may keep.
+    pub fn control(&self) -> SimulatorControl {
+        SimulatorControl {
+            endpoint: self.endpoint.clone(),
+            ca_file: self.ca_file.clone(),
+        }
+    }
+
+    /// Injects a fault, as `POST /ferry-sim/faults` (`{"kind": "api_server_down", ...}`).
+    pub fn inject(&self, fault: &serde_json::Value) -> Result<(), ServerError> {
+        self.control().inject(fault)
+    }
+
+    pub fn clear_faults(&self) -> Result<(), ServerError> {
+        self.control().clear_faults()
+    }
+
+    /// The world as the simulator sees it: resources, operations, faults.
+    pub fn state(&self) -> Result<serde_json::Value, ServerError> {
+        self.control().state()
+    }
+
+    /// Stops it with Ctrl-C, so that it writes its state dump.
+    pub fn stop(mut self) -> PathBuf {
+        self.process.interrupt();
+        self.state_dump.clone()
+    }
+}
+
+/// A simulator's control API (`/ferry-sim/...`), spoken with curl.
+#[derive(Debug, Clone)]
+pub struct SimulatorControl {
+    pub endpoint: String,
+    pub ca_file: PathBuf,
+}
+
+impl SimulatorControl {
+    fn call(
         &self,
         method: &str,
         path: &str,
@@ -133,26 +170,19 @@ impl SimulatorProcess {
 
     /// Injects a fault, as `POST /ferry-sim/faults` (`{"kind": "api_server_down", ...}`).
     pub fn inject(&self, fault: &serde_json::Value) -> Result<(), ServerError> {
-        self.control("POST", "/ferry-sim/faults", Some(fault))
+        self.call("POST", "/ferry-sim/faults", Some(fault))
             .map(|_| ())
     }
 
     pub fn clear_faults(&self) -> Result<(), ServerError> {
-        self.control("DELETE", "/ferry-sim/faults", None)
-            .map(|_| ())
+        self.call("DELETE", "/ferry-sim/faults", None).map(|_| ())
     }
 
-    /// The world as the simulator sees it: resources, operations, faults.
+    /// The world as the simulator sees it: resources, operations, faults, power states.
     pub fn state(&self) -> Result<serde_json::Value, ServerError> {
-        let text = self.control("GET", "/ferry-sim/state", None)?;
+        let text = self.call("GET", "/ferry-sim/state", None)?;
         serde_json::from_str(&text)
             .map_err(|failure| error("ferry-sim", format!("its state is not JSON: {failure}")))
-    }
-
-    /// Stops it with Ctrl-C, so that it writes its state dump.
-    pub fn stop(mut self) -> PathBuf {
-        self.process.interrupt();
-        self.state_dump.clone()
     }
 }
 

@@ -7,6 +7,16 @@ use std::process::{Command, Stdio};
 
 use crate::{Process, ServerError, create_folder, error, free_port, need, run, wait_ready, write};
 
+/// How ferry reaches hosts over SSH: their port, the key it logs in with (whose public half
+/// they let in as root), and the known_hosts file that pins their host key.
+#[derive(Debug, Clone)]
+pub struct SshAccess {
+    pub port: u16,
+    pub user_key: PathBuf,
+    pub user_public_key: String,
+    pub known_hosts: PathBuf,
+}
+
 /// An OpenSSH server on one port of several loopback addresses, letting root in with a
 /// generated user key; its host key is listed for every address in `known_hosts`, so ferry's
 /// strict host-key checking has something to check against.
@@ -22,7 +32,8 @@ pub struct Sshd {
     host_key: PathBuf,
 }
 
-fn generate_key(path: &Path, comment: &str) -> Result<String, ServerError> {
+/// Generates an ed25519 key pair at `path` (and `path.pub`); returns the public key line.
+pub fn generate_key(path: &Path, comment: &str) -> Result<String, ServerError> {
     let keygen = need("ssh-keygen", "openssh-client")?;
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(path.with_extension("pub"));
@@ -38,6 +49,16 @@ fn generate_key(path: &Path, comment: &str) -> Result<String, ServerError> {
 }
 
 impl Sshd {
+    /// How ferry reaches the hosts behind it.
+    pub fn access(&self) -> SshAccess {
+        SshAccess {
+            port: self.port,
+            user_key: self.user_key.clone(),
+            user_public_key: self.user_public_key.clone(),
+            known_hosts: self.known_hosts.clone(),
+        }
+    }
+
     pub fn start(folder: &Path, addresses: Vec<Ipv4Addr>) -> Result<Sshd, ServerError> {
         need("sshd", "openssh-server")?;
         need("ssh", "openssh-client")?;

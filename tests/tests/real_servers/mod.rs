@@ -1,12 +1,14 @@
 //! What the tests on real local servers share: the data100 spec pointed at the ARM simulator
-//! (in the test's process), BIND with TSIG, sshd in front of the machine's zfs-fuse and the hub
+//! (in the test's process), BIND with TSIG, sshd in front of the machine's zfs-fuse (or, for a
+//! hot standby, a ZFS host of its own per simulated VM: `ferry_servers::VmHosts`) and the hub
 //! stand-in, the `ferry` binary that runs against them, and the checks that tools other than
 //! ferry make of the outcome (the simulator's record of operations, `sha256sum`, `dig`,
 //! `zpool status`, `curl`).
 //!
-//! zfs-fuse is one daemon for every "host": pool names and mountpoints are global, so these
-//! tests use a pool of their own, take the machine-wide [`ZfsLock`] (the demo takes it too),
-//! and destroy the pool however they end.
+//! The machine's zfs-fuse is one daemon for every "host": pool names and mountpoints are
+//! global, so these tests use a pool of their own, take the machine-wide [`ZfsLock`] (the demo
+//! takes it too, and it also guards the hubs' addresses), and destroy the pool however they
+//! end.
 
 #![allow(dead_code)]
 
@@ -18,9 +20,9 @@ use std::sync::OnceLock;
 use ferry_core::{Action, Plan, Step};
 use ferry_plan::SavedPlan;
 use ferry_servers::{
-    Bind, DemoCa, HubServers, PoolCleanup, Sshd, ZfsLock, checksums, data100_variables,
-    group_exists, hub_environment, public_address, simulator_addresses, simulator_environment,
-    write_home_files,
+    Bind, DemoCa, HubServers, NfsHosts, PoolCleanup, SimulatorControl, Sshd, VmHosts, ZfsLock,
+    checksums, data100_variables, group_exists, hub_environment, public_address,
+    simulator_addresses, simulator_environment, write_home_files,
 };
 use ferry_sim::{Fault, SimEvent, Simulator, SimulatorConfig};
 
@@ -44,8 +46,12 @@ pub struct WorldSettings {
     /// each update of a failover waits out the old TTL (a recorded wait).
     pub record_ttl_with_wait: Option<u32>,
     /// The spec folder of the repository copied as `data100`: `specs/data100`, or its warm
-    /// variant `specs/data100/warm`.
+    /// or hot variant (`specs/data100/warm`, `specs/data100/hot`).
     pub spec: &'static str,
+    /// Each simulated VM a ZFS host of its own, powered as the simulator says (a hot
+    /// standby's replica is a pool of the same name on another VM), instead of the machine's
+    /// zfs-fuse behind one sshd.
+    pub vm_hosts: bool,
 }
 
 impl Default for WorldSettings {
@@ -54,6 +60,7 @@ impl Default for WorldSettings {
             time_scale: TIME_SCALE,
             record_ttl_with_wait: None,
             spec: "specs/data100",
+            vm_hosts: false,
         }
     }
 }
@@ -94,14 +101,14 @@ pub fn copy_folder(from: &Path, to: &Path) {
 /// the folder (with the simulator's disk files) goes.
 pub struct World {
     _hubs: HubServers,
-    pub sshd: Sshd,
+    pub hosts: NfsHosts,
     pub bind: Bind,
     pub simulator: Simulator,
     pub ca: DemoCa,
     pub variables: Vec<String>,
     pub environment: Vec<(String, String)>,
     pub work: PathBuf,
-    _pool: PoolCleanup,
+    _pool: Option<PoolCleanup>,
     _lock: ZfsLock,
     _folder: tempfile::TempDir,
 }
@@ -153,14 +160,17 @@ impl World {
     }
 
     pub async fn start_with(settings: WorldSettings) -> World {
-        ferry_servers::check_zfs().unwrap();
         let lock = ZfsLock::acquire().unwrap();
-        // The pool's name is the tests' own: one left by a test that was killed is ours.
-        ferry_servers::destroy_pool_if_present(POOL);
-        let _ = std::fs::remove_dir_all(HOME_ROOT);
-        let pool = PoolCleanup {
-            pool: POOL.to_owned(),
-        };
+        // The pool's name is the tests' own: one left by a test that was killed is ours. On
+        // the VMs' own hosts, it goes with them.
+        let pool = (!settings.vm_hosts).then(|| {
+            ferry_servers::check_zfs().unwrap();
+            ferry_servers::destroy_pool_if_present(POOL);
+            let _ = std::fs::remove_dir_all(HOME_ROOT);
+            PoolCleanup {
+                pool: POOL.to_owned(),
+            }
+        });
         let folder = tempfile::tempdir().unwrap();
         let work = folder.path().to_path_buf();
         let spec = work.join("data100");
@@ -208,7 +218,22 @@ impl World {
         .await
         .unwrap();
         let bind = Bind::start(&work.join("bind"), ZONE).unwrap();
-        let sshd = Sshd::start(&work.join("ssh"), simulator_addresses(16)).unwrap();
+        let hosts = if settings.vm_hosts {
+            let control = SimulatorControl {
+                endpoint: simulator.endpoint().to_owned(),
+                ca_file: simulator.ca_file().to_path_buf(),
+            };
+            NfsHosts::Vms(
+                VmHosts::start(
+                    &work.join("vms"),
+                    Box::new(move || control.state()),
+                    simulator_addresses(16),
+                )
+                .unwrap(),
+            )
+        } else {
+            NfsHosts::Machine(Sshd::start(&work.join("ssh"), simulator_addresses(16)).unwrap())
+        };
         let ca = DemoCa::generate(&work.join("ca")).unwrap();
         let hubs = HubServers::of(&ca);
         let mut environment: Vec<(String, String)> =
@@ -220,10 +245,10 @@ impl World {
         environment.push(("DEMO_HOME_ROOT".into(), HOME_ROOT.into()));
         // A hung API server is given up on after a second, not five.
         environment.push(("FERRY_AKS_READYZ_TIMEOUT".into(), "1".into()));
-        let variables = data100_variables(&spec, &sshd, &bind, &ca);
+        let variables = data100_variables(&spec, &hosts.access(), &bind, &ca);
         World {
             _hubs: hubs,
-            sshd,
+            hosts,
             bind,
             simulator,
             ca,
@@ -310,7 +335,7 @@ impl World {
             .into_iter()
             .filter(|other| *other != address)
             .collect();
-        self.sshd.listen_on(reachable).unwrap();
+        self.sshd().listen_on(reachable).unwrap();
     }
 
     /// sshd listens on the 16 loopback addresses from the NFS VM's of `generation` on, so that
@@ -328,10 +353,11 @@ impl World {
         let addresses: Vec<std::net::Ipv4Addr> = (0..16)
             .map(|offset| std::net::Ipv4Addr::from(u32::from(first) + offset))
             .collect();
-        if self.sshd.addresses.first() != Some(&first) {
+        let sshd = self.sshd();
+        if sshd.addresses.first() != Some(&first) {
             // known_hosts lists sshd's one host key for every address it was started on:
             // the same key, for the addresses it listens on now.
-            let known = std::fs::read_to_string(&self.sshd.known_hosts).unwrap();
+            let known = std::fs::read_to_string(&sshd.known_hosts).unwrap();
             let host_key = known
                 .lines()
                 .next()
@@ -340,13 +366,29 @@ impl World {
                 .expect("a host key in known_hosts");
             let mut lines = known.clone();
             for address in &addresses {
-                let entry = format!("[{address}]:{} {host_key}\n", self.sshd.port);
+                let entry = format!("[{address}]:{} {host_key}\n", sshd.port);
                 if !known.contains(&entry) {
                     lines.push_str(&entry);
                 }
             }
-            std::fs::write(&self.sshd.known_hosts, lines).unwrap();
-            self.sshd.listen_on(addresses).unwrap();
+            std::fs::write(&sshd.known_hosts, lines).unwrap();
+            sshd.listen_on(addresses).unwrap();
+        }
+    }
+
+    /// The sshd in front of the machine's zfs-fuse (a world without VM hosts).
+    fn sshd(&mut self) -> &mut Sshd {
+        match &mut self.hosts {
+            NfsHosts::Machine(sshd) => sshd,
+            NfsHosts::Vms(_) => panic!("this world's VMs are hosts of their own: no shared sshd"),
+        }
+    }
+
+    /// The VMs' own hosts (a world started with `vm_hosts`).
+    pub fn vm_hosts(&self) -> &VmHosts {
+        match &self.hosts {
+            NfsHosts::Vms(hosts) => hosts,
+            NfsHosts::Machine(_) => panic!("this world has no VM hosts: start it with vm_hosts"),
         }
     }
 
@@ -424,14 +466,7 @@ impl World {
         files: &[PathBuf],
         sums: &BTreeMap<PathBuf, String>,
     ) {
-        let ingress = self.ingress(generation);
-        for name in ["staging", "hub"] {
-            assert_eq!(
-                self.bind.dig(&format!("{name}.{ZONE}."), "A").unwrap(),
-                vec![ingress.clone()],
-                "dig {name}.{ZONE} answers the new ingress"
-            );
-        }
+        self.assert_clients_reach(generation);
         assert_eq!(
             &checksums(files).unwrap(),
             sums,
@@ -449,6 +484,40 @@ impl World {
             );
         }
         assert!(status.contains("ONLINE"), "{status}");
+        let state = self.simulator.dump_state();
+        assert!(
+            !group_exists(&state, &format!("data100-g{}", generation - 1)),
+            "the old generation's resource group is gone"
+        );
+    }
+
+    /// The proofs from tools that are not ferry, after a hot failover to `generation`: DNS
+    /// and TLS as after any failover, and the pool imported on its NFS VM's host from the
+    /// replica's own disks (lun4..7), healthy and writable.
+    pub fn assert_served_by_tools_from_hot(&self, generation: u32) {
+        self.assert_clients_reach(generation);
+        let vm = format!("data100-nfs-g{generation}");
+        let status = self.hosts.run(&vm, "zpool", &["status", POOL]).unwrap();
+        for lun in 4..8 {
+            assert!(
+                status.contains(&format!("{vm}/scsi1/lun{lun}")),
+                "zpool status on {vm}: lun{lun}, a replica disk, is a vdev:\n{status}"
+            );
+        }
+        assert!(status.contains("ONLINE"), "{status}");
+    }
+
+    /// DNS answers the ingress of `generation` for both names, and curl verifies the hub's
+    /// certificate there.
+    fn assert_clients_reach(&self, generation: u32) {
+        let ingress = self.ingress(generation);
+        for name in ["staging", "hub"] {
+            assert_eq!(
+                self.bind.dig(&format!("{name}.{ZONE}."), "A").unwrap(),
+                vec![ingress.clone()],
+                "dig {name}.{ZONE} answers the new ingress"
+            );
+        }
         let tls = Command::new("curl")
             .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
             .arg(&self.ca.ca_file)
@@ -464,11 +533,6 @@ impl World {
             "200",
             "curl verifies the hub's certificate at the new ingress: {}",
             String::from_utf8_lossy(&tls.stderr)
-        );
-        let state = self.simulator.dump_state();
-        assert!(
-            !group_exists(&state, &format!("data100-g{}", generation - 1)),
-            "the old generation's resource group is gone"
         );
     }
 }

@@ -1,121 +1,41 @@
-//! Two real ZFS hosts on one machine, for `zfs_two_hosts.rs`: each is a zfs-fuse daemon of its own
-//! and an `sshd` of its own, started together in a private mount and UTS namespace, so that a
-//! pool imported on one is unknown to the other, as on two VMs sharing a disk.
+//! Two real ZFS hosts on one machine, for `zfs_two_hosts.rs`, `zfs_replication.rs` and
+//! `zfs_hot_steps.rs`: each is `ferry_servers::ZfsHost`, a zfs-fuse daemon of its own and an
+//! `sshd` of its own in a private mount and UTS namespace (its module says what makes a host
+//! its own), so that a pool imported on one is unknown to the other, as on two VMs sharing a
+//! disk. Every host is stopped when dropped, however the test ends.
 //!
-//! What makes a host its own, inside its namespace (`unshare --mount --propagation private
-//! --uts`, no network namespace):
-//! - `/etc` is an overlay whose upper folder is the host's: `/etc/hostid` (what glibc's
-//!   `gethostid()` reads, and what both the daemon, which writes it into the pool's labels, and
-//!   the `zpool` command, which compares it on import, call) is the host's own;
-//! - `/var/lib/zfs`, where Debian's zfs-fuse keeps its pool cache (`zpool.cache`: the pools a
-//!   daemon imports when it starts), is a bind mount of the host's folder, empty at start: a
-//!   daemon never loads the pools another daemon wrote there (the machine's, another host's,
-//!   another test's, or a run's long gone, whose disks are deleted). Before it was, every host
-//!   shared the machine's cache, and a host started while another test's host held its pool
-//!   imported that pool too, from the same disk files;
-//! - `/var/run/zfs` (the daemon's socket) and `/var/lock/zfs` (its lock file) are bind mounts
-//!   of the host's folders, so the `zpool` commands of the host's SSH sessions talk to its own
-//!   daemon, and the machine's daemon (which other tests share) is never seen nor touched;
-//! - `/run/lock`, where a host's programs keep their lock files (ferry's replication round
-//!   lock among them), is a bind mount of the host's folder (mounted first: `/var/lock` links
-//!   to it, so the daemon's `/var/lock/zfs` is inside);
-//! - its hostname, which ZFS records as the pool's last user ("last accessed by ...");
-//! - its address: the sshd listens on a 127.x address of its own, on the port both hosts
-//!   share (as two VMs' port 22). A network namespace is not needed: what must be per host is
-//!   which daemon a session's `zpool` reaches, and that is the mount namespace's socket; the
-//!   loopback interface is the machine's, so the test and ferry reach both hosts directly.
-//!
-//! The datasets a daemon mounts (FUSE) are visible in its namespace only: the test reads and
-//! writes them through `/proc/PID/root`, and runs each host's own `zpool` with `nsenter`.
-//! Every host is stopped when dropped, however the test ends.
+//! The helpers here panic, as a test's do: [`HostChecks`] runs a host's `zpool` and `zfs` and
+//! fails the test on an error.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use ferry_core::{
     Action, ApplyContext, Attributes, InstanceAddress, Observation, Provider, ReadContext,
     ResourceSpec, Step, StepError, StepId, StepOutcome,
 };
+pub use ferry_servers::{HostIdentity, HostKey, ZfsHost};
 use ferry_zfs::{ZfsPoolProvider, ZfsProviderConfig};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-/// How long a daemon or an sshd may take to answer before the harness gives up.
-const READY_WITHIN: Duration = Duration::from_secs(30);
-
-fn run(program: &str, arguments: &[&str]) -> Output {
-    Command::new(program)
-        .args(arguments)
-        .output()
-        .unwrap_or_else(|error| {
-            panic!("cannot run {program}: {error}; run xtask/setup/30-zfs.sh first")
-        })
-}
-
-fn run_ok(program: &str, arguments: &[&str]) -> String {
-    let output = run(program, arguments);
-    assert!(
-        output.status.success(),
-        "{program} {arguments:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Generates an ed25519 key pair at `path` (and `path.pub`); returns the public key line.
 fn generate_key(path: &Path) -> String {
-    let path_text = path.to_str().unwrap();
-    run_ok(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "ferry-test",
-            "-f",
-            path_text,
-        ],
-    );
-    std::fs::read_to_string(path.with_extension("pub"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-/// Whether `pid` is a live process (not gone, not a zombie).
-fn is_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name, which is in parentheses.
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X")
-    })
-}
-
-/// What each host of the pair is: its name, host id and loopback address.
-#[derive(Debug, Clone, Copy)]
-pub struct HostIdentity {
-    pub hostname: &'static str,
-    pub hostid: u32,
-    pub address: Ipv4Addr,
+    ferry_servers::generate_key(path, "ferry-test").unwrap_or_else(|error| panic!("{error}"))
 }
 
 pub const HOST_A: HostIdentity = HostIdentity {
-    hostname: "ferry-host-a",
+    hostname: std::borrow::Cow::Borrowed("ferry-host-a"),
     hostid: 0x00a0_a0a0,
     address: Ipv4Addr::new(127, 42, 0, 1),
 };
 
 pub const HOST_B: HostIdentity = HostIdentity {
-    hostname: "ferry-host-b",
+    hostname: std::borrow::Cow::Borrowed("ferry-host-b"),
     hostid: 0x00b0_b0b0,
     address: Ipv4Addr::new(127, 42, 0, 2),
 };
@@ -123,149 +43,46 @@ pub const HOST_B: HostIdentity = HostIdentity {
 /// A third host, for a test that needs one more VM (a failback's new standby): started only
 /// when asked ([`TwoHosts::start_host_c`]), on the port the other two share.
 pub const HOST_C: HostIdentity = HostIdentity {
-    hostname: "ferry-host-c",
+    hostname: std::borrow::Cow::Borrowed("ferry-host-c"),
     hostid: 0x00c0_c0c0,
     address: Ipv4Addr::new(127, 42, 0, 3),
 };
 
-/// The script a host runs in its new namespaces: private `/etc`, lock folder, ZFS socket and
-/// lock folders, its daemon, then its sshd in the foreground (the process the harness holds).
-const HOST_SCRIPT: &str = r#"set -eu
-folder=$1
-hostname "$2"
-mount -t overlay overlay -o "lowerdir=/etc,upperdir=$folder/etc,workdir=$folder/etc-work" /etc
-rm -f /etc/zfs/zpool.cache
-mount --bind "$folder/run-lock" /run/lock
-mount --bind "$folder/run-zfs" /var/run/zfs
-mount --bind "$folder/lock-zfs" /var/lock/zfs
-mount --bind "$folder/lib-zfs" /var/lib/zfs
-zfs-fuse --pidfile "$folder/zfs-fuse.pid"
-exec /usr/sbin/sshd -D -e -f "$folder/sshd_config"
-"#;
-
-/// One ZFS host: its daemon and sshd, in their namespaces. Stopped on drop.
-pub struct ZfsHost {
-    pub identity: HostIdentity,
-    pub folder: TempDir,
-    pub port: u16,
-    pub host_public_key: String,
-    sshd: Child,
-    daemon_pid: u32,
+/// Starts a host of the pair in a folder of `parent`, letting in `user_public_key`.
+fn start_host(parent: &Path, identity: HostIdentity, port: u16, user_public_key: &str) -> ZfsHost {
+    let folder = parent.join(identity.hostname.as_ref());
+    ZfsHost::start(identity, &folder, port, user_public_key, HostKey::Generate)
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
-impl ZfsHost {
-    /// Starts the host, letting in the holder of `user_public_key` as root on `port`.
-    pub fn start(identity: HostIdentity, port: u16, user_public_key: &str) -> ZfsHost {
-        let folder = tempfile::Builder::new()
-            .prefix(&format!("{}-", identity.hostname))
-            .tempdir()
-            .unwrap();
-        let path = folder.path();
-        for name in [
-            "etc/zfs",
-            "etc-work",
-            "run-lock/zfs",
-            "run-zfs",
-            "lock-zfs",
-            "lib-zfs",
-        ] {
-            std::fs::create_dir_all(path.join(name)).unwrap();
-        }
-        // gethostid() reads the host id as a native-endian 32-bit number.
-        std::fs::write(path.join("etc/hostid"), identity.hostid.to_ne_bytes()).unwrap();
-        for mountpoint in ["/var/run/zfs", "/var/lock/zfs", "/var/lib/zfs", "/run/sshd"] {
-            std::fs::create_dir_all(mountpoint).unwrap();
-        }
-        let host_key = path.join("host_key");
-        let host_public_key = generate_key(&host_key);
-        std::fs::write(path.join("authorized_keys"), user_public_key).unwrap();
-        let config = format!(
-            "Port {port}\nListenAddress {address}\nHostKey {host}\nPidFile {dir}/sshd.pid\n\
-             AuthorizedKeysFile {dir}/authorized_keys\nPermitRootLogin prohibit-password\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             StrictModes no\nPubkeyAuthentication yes\nMaxSessions 50\n",
-            address = identity.address,
-            host = host_key.display(),
-            dir = path.display(),
-        );
-        std::fs::write(path.join("sshd_config"), config).unwrap();
-        let log = std::fs::File::create(path.join("host.log")).unwrap();
-        let mut sshd = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--uts", "sh", "-c"])
-            .arg(HOST_SCRIPT)
-            .args(["zfs-host", path.to_str().unwrap(), identity.hostname])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot run unshare: {error}"));
-        let started = Instant::now();
-        let failed = |sshd: &mut Child, what: &str| -> ! {
-            let _ = sshd.kill();
-            let _ = sshd.wait();
-            let log = std::fs::read_to_string(path.join("host.log")).unwrap_or_default();
-            if let Some(pid) = std::fs::read_to_string(path.join("zfs-fuse.pid"))
-                .ok()
-                .and_then(|text| text.trim().parse::<u32>().ok())
-            {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-            panic!("{}: {what}; its output:\n{log}", identity.hostname);
-        };
-        // Ready when its sshd accepts connections (which happens after the daemon started).
-        while TcpStream::connect((identity.address, port)).is_err() {
-            if let Ok(Some(status)) = sshd.try_wait() {
-                failed(&mut sshd, &format!("the host ended at start ({status})"));
-            }
-            if started.elapsed() > READY_WITHIN {
-                failed(
-                    &mut sshd,
-                    &format!("sshd did not listen on {}:{port}", identity.address),
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let Some(daemon_pid) = std::fs::read_to_string(path.join("zfs-fuse.pid"))
-            .ok()
-            .and_then(|text| text.trim().parse::<u32>().ok())
-        else {
-            failed(&mut sshd, "zfs-fuse wrote no pidfile");
-        };
-        let host = ZfsHost {
-            identity,
-            folder,
-            port,
-            host_public_key,
-            sshd,
-            daemon_pid,
-        };
-        // The daemon answers its own `zpool` (a wait for readiness, not a timed assertion).
-        while !host.zpool(&["list"]).status.success() {
-            assert!(
-                started.elapsed() < READY_WITHIN,
-                "{}: zfs-fuse does not answer `zpool list`: {}",
-                identity.hostname,
-                String::from_utf8_lossy(&host.zpool(&["list"]).stderr)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        host
+/// A test's checks on a host, each failing the test on an error.
+pub trait HostChecks {
+    fn zpool_output(&self, arguments: &[&str]) -> Output;
+    fn zfs_output(&self, arguments: &[&str]) -> Output;
+    fn zpool_ok(&self, arguments: &[&str]) -> String;
+    fn zfs_ok(&self, arguments: &[&str]) -> String;
+    fn snapshots(&self, dataset: &str) -> Vec<String>;
+    fn zfs_value(&self, property: &str, dataset: &str) -> String;
+    fn imported_pools(&self) -> Vec<String>;
+    fn history(&self, pool: &str) -> Option<String>;
+    fn own_empty_folder(&self, folder: &Path);
+}
+
+impl HostChecks for ZfsHost {
+    /// `zpool ARGUMENTS` as this host runs it: in its namespaces, against its daemon.
+    fn zpool_output(&self, arguments: &[&str]) -> Output {
+        self.zpool(arguments)
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
-    pub fn daemon_pid(&self) -> u32 {
-        self.daemon_pid
+    /// `zfs ARGUMENTS` as this host runs it.
+    fn zfs_output(&self, arguments: &[&str]) -> Output {
+        self.zfs(arguments)
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
-    /// Runs `zpool ARGUMENTS` as this host runs it: in its namespaces, against its daemon.
-    pub fn zpool(&self, arguments: &[&str]) -> Output {
-        let target = self.daemon_pid.to_string();
-        let mut all = vec!["-t", target.as_str(), "-m", "-u", "zpool"];
-        all.extend_from_slice(arguments);
-        run("nsenter", &all)
-    }
-
-    pub fn zpool_ok(&self, arguments: &[&str]) -> String {
-        let output = self.zpool(arguments);
+    fn zpool_ok(&self, arguments: &[&str]) -> String {
+        let output = self.zpool_output(arguments);
         assert!(
             output.status.success(),
             "{}: zpool {arguments:?} failed: {}",
@@ -275,17 +92,9 @@ impl ZfsHost {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Runs `zfs ARGUMENTS` as this host runs it.
-    pub fn zfs(&self, arguments: &[&str]) -> Output {
-        let target = self.daemon_pid.to_string();
-        let mut all = vec!["-t", target.as_str(), "-m", "-u", "zfs"];
-        all.extend_from_slice(arguments);
-        run("nsenter", &all)
-    }
-
     /// Runs `zfs ARGUMENTS` as this host runs it, and fails the test on an error.
-    pub fn zfs_ok(&self, arguments: &[&str]) -> String {
-        let output = self.zfs(arguments);
+    fn zfs_ok(&self, arguments: &[&str]) -> String {
+        let output = self.zfs_output(arguments);
         assert!(
             output.status.success(),
             "{}: zfs {arguments:?} failed: {}",
@@ -296,7 +105,7 @@ impl ZfsHost {
     }
 
     /// The snapshots of `dataset` (not of its children), oldest first, as this host lists them.
-    pub fn snapshots(&self, dataset: &str) -> Vec<String> {
+    fn snapshots(&self, dataset: &str) -> Vec<String> {
         self.zfs_ok(&["list", "-H", "-o", "name", "-t", "snapshot", "-r", dataset])
             .lines()
             .filter_map(|line| line.split_once('@'))
@@ -306,14 +115,14 @@ impl ZfsHost {
     }
 
     /// A dataset's property, as this host's `zfs get` says.
-    pub fn zfs_value(&self, property: &str, dataset: &str) -> String {
+    fn zfs_value(&self, property: &str, dataset: &str) -> String {
         self.zfs_ok(&["get", "-H", "-o", "value", property, dataset])
             .trim()
             .to_owned()
     }
 
     /// The pools this host's daemon has imported, as its own `zpool list` says.
-    pub fn imported_pools(&self) -> Vec<String> {
+    fn imported_pools(&self) -> Vec<String> {
         self.zpool_ok(&["list", "-H", "-o", "name"])
             .lines()
             .map(str::to_owned)
@@ -321,85 +130,28 @@ impl ZfsHost {
     }
 
     /// `zpool history POOL` on this host, or `None` when its daemon does not have the pool.
-    pub fn history(&self, pool: &str) -> Option<String> {
-        let output = self.zpool(&["history", pool]);
+    fn history(&self, pool: &str) -> Option<String> {
+        let output = self.zpool_output(&["history", pool]);
         output
             .status
             .success()
             .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// The mounts of `pool`'s datasets in this host's namespace, as its `/proc/PID/mounts`
-    /// lists them (what is mounted now, whatever ZFS's properties say).
-    pub fn mounts_of(&self, pool: &str) -> Vec<String> {
-        let mounts = std::fs::read_to_string(format!("/proc/{}/mounts", self.daemon_pid))
-            .unwrap_or_default();
-        let child = format!("{pool}/");
-        mounts
-            .lines()
-            .filter(|line| {
-                line.split_whitespace()
-                    .next()
-                    .is_some_and(|source| source == pool || source.starts_with(&child))
-            })
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// `path` as this host sees it (its daemon's mounts are in its namespace only).
-    pub fn path(&self, path: &Path) -> PathBuf {
-        Path::new(&format!("/proc/{}/root", self.daemon_pid)).join(path.strip_prefix("/").unwrap())
-    }
-
     /// Gives the host an empty folder of its own at `folder` (a tmpfs in its mount namespace),
     /// as a new VM's file system has: what the other hosts left there on the machine's file
     /// system (the folders their mounts made) is no longer seen by this host.
-    pub fn own_empty_folder(&self, folder: &Path) {
+    fn own_empty_folder(&self, folder: &Path) {
         std::fs::create_dir_all(folder).unwrap();
-        let target = self.daemon_pid.to_string();
         let folder = folder.to_str().unwrap();
-        run_ok(
-            "nsenter",
-            &["-t", &target, "-m", "mount", "-t", "tmpfs", "tmpfs", folder],
+        let output = self
+            .command("mount", &["-t", "tmpfs", "tmpfs", folder])
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(
+            output.status.success(),
+            "mount tmpfs on {folder}: {}",
+            String::from_utf8_lossy(&output.stderr)
         );
-    }
-
-    pub fn is_running(&self) -> bool {
-        is_alive(self.daemon_pid)
-    }
-
-    /// The host dies as a VM that is powered off: its daemon and its sshd are killed with
-    /// SIGKILL, with no export and no chance to write anything more to the disks. Returns once
-    /// the daemon is gone.
-    pub fn crash(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.daemon_pid.to_string()])
-            .status();
-        let _ = self.sshd.kill();
-        let _ = self.sshd.wait();
-        let started = Instant::now();
-        while is_alive(self.daemon_pid) {
-            assert!(
-                started.elapsed() < READY_WITHIN,
-                "zfs-fuse {} survived SIGKILL",
-                self.daemon_pid
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for ZfsHost {
-    fn drop(&mut self) {
-        // The host and its disks are thrown away: nothing needs a clean stop, and its mounts
-        // go with its namespace once its last process has ended.
-        if is_alive(self.daemon_pid) {
-            let _ = Command::new("kill")
-                .args(["-9", &self.daemon_pid.to_string()])
-                .status();
-        }
-        let _ = self.sshd.kill();
-        let _ = self.sshd.wait();
     }
 }
 
@@ -447,8 +199,8 @@ impl TwoHosts {
         let user_key = folder.path().join("user_key");
         let user_public_key = generate_key(&user_key);
         let port = port_free_on_both();
-        let a = ZfsHost::start(HOST_A, port, &user_public_key);
-        let b = ZfsHost::start(HOST_B, port, &user_public_key);
+        let a = start_host(folder.path(), HOST_A, port, &user_public_key);
+        let b = start_host(folder.path(), HOST_B, port, &user_public_key);
         let known_hosts = folder.path().join("known_hosts");
         std::fs::write(
             &known_hosts,
@@ -490,7 +242,12 @@ impl TwoHosts {
     /// attached to it. Returns that folder.
     pub fn start_host_c(&mut self, luns: &[usize]) -> PathBuf {
         let user_public_key = std::fs::read_to_string(self.user_key.with_extension("pub")).unwrap();
-        let c = ZfsHost::start(HOST_C, self.port, user_public_key.trim());
+        let c = start_host(
+            self.folder.path(),
+            HOST_C,
+            self.port,
+            user_public_key.trim(),
+        );
         let mut known_hosts = std::fs::read_to_string(&self.known_hosts).unwrap();
         known_hosts.push_str(&format!(
             "[{}]:{} {}\n",
@@ -528,11 +285,11 @@ impl TwoHosts {
     }
 
     /// Which hosts' daemons list the pool as imported, each asked with its own `zpool list`.
-    pub fn holders(&self) -> Vec<&'static str> {
+    pub fn holders(&self) -> Vec<String> {
         [&self.a, &self.b]
             .into_iter()
             .filter(|host| host.is_running() && host.imported_pools().contains(&self.pool))
-            .map(|host| host.identity.hostname)
+            .map(|host| host.identity.hostname.to_string())
             .collect()
     }
 
