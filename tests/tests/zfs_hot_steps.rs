@@ -144,7 +144,10 @@ impl Hot {
     /// file system, where A's pool's root would not mount).
     fn start_the_failback_host(&mut self) {
         let devices = self.hosts.start_host_c(&[0]);
-        self.hosts.c().own_empty_folder(&self.hosts.mountpoint());
+        self.hosts
+            .c()
+            .own_empty_folder(&self.hosts.mountpoint())
+            .unwrap();
         self.fixture
             .record_host(3, &HOST_C.address.to_string(), &devices);
     }

@@ -411,6 +411,7 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
             &work.join("vms"),
             Box::new(move || control.state()),
             simulator_addresses(16),
+            vec![PathBuf::from(HOME_ROOT)],
         )?;
         println!(
             "VM hosts       port {} on 127.0.1.1-16 (the simulator's public IPs) leads to the VM that holds the address: each VM its own zfs-fuse and sshd, started when the VM runs, killed when it is powered off; host keys pinned in known_hosts",

@@ -55,6 +55,8 @@ struct Shared {
     host_port: u16,
     authorized_keys: String,
     host_key: PathBuf,
+    /// Folders each host has empty and its own, as a VM's own file system.
+    own_folders: Vec<PathBuf>,
     /// By the VM's id, lowercased.
     hosts: Mutex<BTreeMap<String, Running>>,
     /// The VMs that crashed while the simulator says they run ([`VmHosts::crash`]): no host
@@ -241,13 +243,17 @@ impl Shared {
             hostid: 0x00f0_0000 | u32::from(number),
             address: Ipv4Addr::new(a, b, c, number),
         };
-        ZfsHost::start(
+        let host = ZfsHost::start(
             identity,
             &self.folder.join(format!("{}-{number}", vm.name)),
             self.host_port,
             &self.authorized_keys,
             HostKey::Shared(&self.host_key),
-        )
+        )?;
+        for folder in &self.own_folders {
+            host.own_empty_folder(folder)?;
+        }
+        Ok(host)
     }
 }
 
@@ -272,11 +278,14 @@ impl VmHosts {
     /// Listens on `addresses` (the simulator's public addresses) at a free port, with a user
     /// key, a host key and a known_hosts naming it for each address, generated in `folder`;
     /// `state` reads the simulator's state (a [`SimulatorControl`](crate::SimulatorControl)'s
-    /// `state`, or an in-process world's).
+    /// `state`, or an in-process world's). Each host has `own_folders` empty and its own (the
+    /// pool's mountpoints' parent, say): what one VM or an earlier run left there on this
+    /// machine is not on another VM.
     pub fn start(
         folder: &Path,
         state: StateSource,
         addresses: Vec<Ipv4Addr>,
+        own_folders: Vec<PathBuf>,
     ) -> Result<VmHosts, ServerError> {
         need("ssh", "openssh-client")?;
         create_folder("vm hosts", folder)?;
@@ -301,6 +310,7 @@ impl VmHosts {
             folder: folder.join("hosts"),
             host_port,
             authorized_keys: user_public_key.clone(),
+            own_folders,
             host_key,
             hosts: Mutex::new(BTreeMap::new()),
             crashed: Mutex::new(Vec::new()),

@@ -298,6 +298,27 @@ impl ZfsHost {
         self.command("zfs", arguments)
     }
 
+    /// Gives the host an empty folder of its own at `folder` (a tmpfs in its mount namespace),
+    /// as a new VM's file system has: what other hosts or earlier runs left there on the
+    /// machine's file system (the folders their mounts made, files written beside them) is no
+    /// longer seen by this host, and what it writes there stays its own.
+    pub fn own_empty_folder(&self, folder: &Path) -> Result<(), ServerError> {
+        create_folder("zfs host", folder)?;
+        let text = folder.to_string_lossy();
+        let output = self.command("mount", &["-t", "tmpfs", "tmpfs", &text])?;
+        if !output.status.success() {
+            return Err(error(
+                "zfs host",
+                format!(
+                    "{}: cannot mount a tmpfs on {text}: {}",
+                    self.identity.hostname,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The mounts of `pool`'s datasets in this host's namespace, as its `/proc/PID/mounts`
     /// lists them (what is mounted now, whatever ZFS's properties say).
     pub fn mounts_of(&self, pool: &str) -> Vec<String> {

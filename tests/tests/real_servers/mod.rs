@@ -228,6 +228,7 @@ impl World {
                     &work.join("vms"),
                     Box::new(move || control.state()),
                     simulator_addresses(16),
+                    vec![PathBuf::from(HOME_ROOT)],
                 )
                 .unwrap(),
             )
@@ -242,7 +243,16 @@ impl World {
                 .map(|(name, value)| (name.to_owned(), value))
                 .collect();
         environment.extend(hub_environment(&ca, 0.05, 0.05));
-        environment.push(("DEMO_HOME_ROOT".into(), HOME_ROOT.into()));
+        // The hub stand-in writes its marker where it finds the home directories: on the
+        // machine's zfs-fuse, the pool; the VMs' own hosts' pools are not seen from here.
+        let markers = if settings.vm_hosts {
+            let markers = work.join("hub-homes");
+            std::fs::create_dir_all(&markers).unwrap();
+            markers
+        } else {
+            PathBuf::from(HOME_ROOT)
+        };
+        environment.push(("DEMO_HOME_ROOT".into(), markers.display().to_string()));
         // A hung API server is given up on after a second, not five.
         environment.push(("FERRY_AKS_READYZ_TIMEOUT".into(), "1".into()));
         let variables = data100_variables(&spec, &hosts.access(), &bind, &ca);

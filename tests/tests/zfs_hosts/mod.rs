@@ -65,7 +65,6 @@ pub trait HostChecks {
     fn zfs_value(&self, property: &str, dataset: &str) -> String;
     fn imported_pools(&self) -> Vec<String>;
     fn history(&self, pool: &str) -> Option<String>;
-    fn own_empty_folder(&self, folder: &Path);
 }
 
 impl HostChecks for ZfsHost {
@@ -136,22 +135,6 @@ impl HostChecks for ZfsHost {
             .status
             .success()
             .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    /// Gives the host an empty folder of its own at `folder` (a tmpfs in its mount namespace),
-    /// as a new VM's file system has: what the other hosts left there on the machine's file
-    /// system (the folders their mounts made) is no longer seen by this host.
-    fn own_empty_folder(&self, folder: &Path) {
-        std::fs::create_dir_all(folder).unwrap();
-        let folder = folder.to_str().unwrap();
-        let output = self
-            .command("mount", &["-t", "tmpfs", "tmpfs", folder])
-            .unwrap_or_else(|error| panic!("{error}"));
-        assert!(
-            output.status.success(),
-            "mount tmpfs on {folder}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
     }
 }
 
