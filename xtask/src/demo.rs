@@ -798,6 +798,9 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         );
     }
     println!(
+        "                        on the day: 2 h 20 min (11:21 to 13:41), 3 h 27 min until TLS"
+    );
+    println!(
         "  data lost:            {} (measured: {same} of {} files written before the outage there, unchanged)",
         if lost == 0.0 {
             "none".to_owned()
@@ -805,9 +808,6 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
             format!("{lost:.1} s of writes")
         },
         files.len()
-    );
-    println!(
-        "                        on the day: 2 h 20 min (11:21 to 13:41), 3 h 27 min until TLS"
     );
     println!(
         "  (ferry watch would have alerted on the API server within minutes, instead of 11:21 to 12:40 before a decision)"
