@@ -102,7 +102,7 @@ pub async fn apply(
         at: format_time(SystemTime::now()),
         steps: plan.steps.len(),
     })?;
-    mark_finished_earlier(plan, &shared, store, &mut schedule);
+    mark_finished_earlier(plan, &shared, store, &mut schedule)?;
     schedule.queue_ready();
     let cancel = run_steps(plan, &shared, store, control, &mut schedule).await;
 
@@ -150,16 +150,40 @@ fn record_failover(plan: &Plan, shared: &Shared<'_>, store: &Store) -> Result<()
     Ok(())
 }
 
+/// The state records a step's end makes obsolete, forgotten: a deleted or retired
+/// instance's, and a promoted replica's (`zfs_pool.home@g2`: the pool itself from then on, of
+/// which that record would only be a stale copy).
+fn forget_what_ended(state: &mut StateFile, step: &ferry_core::Step) {
+    let instance = step.instance();
+    match step.action {
+        Action::Delete | Action::Retire => state.forget(&instance),
+        Action::Promote => {
+            if let Some(generation) = step
+                .inputs
+                .get(ferry_core::fields::zfs_pool::HOST)
+                .and_then(ferry_core::Value::as_str)
+                .and_then(|host| host.parse::<ferry_core::InstanceAddress>().ok())
+                .and_then(|host| host.generation)
+            {
+                state.forget(&instance.address.at(Some(generation)));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Marks the steps an interrupted apply finished as already done, and announces the start.
 ///
 /// Such steps count as succeeded; their outputs are in the state, which was saved before
-/// their end was journaled.
+/// their end was journaled. What their end made obsolete is forgotten again: the apply that
+/// resumes learned the world's outputs first, and a promoted replica reads present, so its
+/// record came back (found by the kill -9 test of a hot hand-over on real hosts).
 fn mark_finished_earlier(
     plan: &Plan,
     shared: &Shared<'_>,
     store: &Store,
     schedule: &mut Schedule<'_>,
-) {
+) -> Result<(), ApplyError> {
     // All are marked before any is counted as succeeded, so that a finished step is never
     // queued as the ready dependent of another finished step.
     let finished_earlier: Vec<usize> = (0..plan.steps.len())
@@ -169,6 +193,16 @@ fn mark_finished_earlier(
         .collect();
     for &index in &finished_earlier {
         schedule.reports[index].status = StepStatus::AlreadyDone;
+    }
+    if !finished_earlier.is_empty() {
+        let mut state = shared.lock_state();
+        let before = state.instances.len();
+        for &index in &finished_earlier {
+            forget_what_ended(&mut state, &plan.steps[index]);
+        }
+        if state.instances.len() != before {
+            store.save_state(&state).map_err(ApplyError::State)?;
+        }
     }
     for &index in &finished_earlier {
         schedule.succeeded(index);
@@ -186,6 +220,7 @@ fn mark_finished_earlier(
             });
         }
     }
+    Ok(())
 }
 
 /// Runs the queued steps: starts each as soon as it is ready, collects their ends, renews the
@@ -564,24 +599,9 @@ impl Shared<'_> {
             let mut state = self.lock_state();
             for (index, outcome) in &succeeded {
                 let step = &plan.steps[*index];
-                let instance = step.instance();
-                match step.action {
-                    Action::Delete | Action::Retire => state.forget(&instance),
-                    // A promoted replica is the pool itself from now on: the record of the
-                    // replica instance (`zfs_pool.home@g2`) would only be a stale copy.
-                    Action::Promote => {
-                        if let Some(generation) = step
-                            .inputs
-                            .get(ferry_core::fields::zfs_pool::HOST)
-                            .and_then(ferry_core::Value::as_str)
-                            .and_then(|host| host.parse::<ferry_core::InstanceAddress>().ok())
-                            .and_then(|host| host.generation)
-                        {
-                            state.forget(&instance.address.at(Some(generation)));
-                        }
-                        state.record_outputs(&instance, outcome.outputs.clone());
-                    }
-                    _ => state.record_outputs(&instance, outcome.outputs.clone()),
+                forget_what_ended(&mut state, step);
+                if !matches!(step.action, Action::Delete | Action::Retire) {
+                    state.record_outputs(&step.instance(), outcome.outputs.clone());
                 }
             }
             store.save_state(&state)

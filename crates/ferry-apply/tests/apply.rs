@@ -515,6 +515,66 @@ async fn an_interrupted_apply_resumes_from_its_journal() {
     assert_eq!(summary, Default::default());
 }
 
+/// A hot standby's promotion finished in an apply that was then interrupted: the apply that
+/// resumes learns the world's outputs first, and the promoted replica reads present, so the
+/// record of the replica instance (`zfs_pool.home@g2`) comes back into the state. The promote
+/// is already done and not run again, but what its end made obsolete is forgotten again: a
+/// stale replica record would be read by every later plan as a standby's pool that is no
+/// replica.
+#[tokio::test(start_paused = true)]
+async fn a_promotion_finished_before_an_interruption_forgets_the_replica_again_when_resumed() {
+    let directory = tempfile::tempdir().unwrap();
+    let state_dir = StateDir::new(directory.path().join(".ferry"));
+    let plan = plan_of(vec![
+        with_input(step("zfs_pool.home:promote", 10, &[]), "host", "vm.nfs@g2"),
+        step("hook.c:run", 100, &["zfs_pool.home:promote"]),
+    ]);
+    let world = World::new();
+    let providers = memory_providers(&world, |provider| {
+        provider.behaviour(Behaviour {
+            latency_from_estimate: true,
+            ..Behaviour::default()
+        })
+    });
+    let config = ApplyConfig::default();
+    let replica: ferry_core::InstanceAddress = "zfs_pool.home@g2".parse().unwrap();
+    let control = ApplyControl::new();
+    let mut store = Store::lock_and_open(&state_dir, "test").unwrap();
+    let ((first, _), ()) = tokio::join!(
+        run_with(&plan, &providers, &config, &mut store, &control),
+        async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            control.abort();
+        }
+    );
+    store.release_lock().unwrap();
+    drop(store);
+    assert_eq!(first.counts().describe(), "1 done, 1 interrupted");
+
+    // What the resuming apply learns from the world before it starts.
+    let mut state = StateFile::load(&state_dir.state_path()).unwrap();
+    state.record_outputs(
+        &replica,
+        [("replication_role".to_owned(), Value::from("primary"))]
+            .into_iter()
+            .collect(),
+    );
+    let mut store = Store::lock_and_open(&state_dir, "test").unwrap();
+    store.state = state;
+    let (second, _) = run_with(&plan, &providers, &config, &mut store, &ApplyControl::new()).await;
+    insta::assert_snapshot!(table(&second), @r"
+    zfs_pool.home:promote: AlreadyDone x0 -..-
+    hook.c:run: Done x1 0..100
+    ");
+    let saved = StateFile::load(&state_dir.state_path()).unwrap();
+    assert!(
+        saved.outputs(&replica).is_none(),
+        "{:?}",
+        saved.instances.keys().collect::<Vec<_>>()
+    );
+    assert!(saved.outputs(&"zfs_pool.home".parse().unwrap()).is_some());
+}
+
 /// An apply that a ferry of journal format version 1 left interrupted: its journal names the
 /// resume token as an operation (`operation_recorded` with a `url`). This ferry resumes it as
 /// its own: the finished step is not run again, the interrupted one gets its token back, and

@@ -385,6 +385,75 @@ fn a_saved_hot_failover_is_not_made_stale_by_the_replicas_lag_growing() {
     );
 }
 
+/// A hand-over killed between the standby's role change and its mounts leaves the standby's
+/// pool reading primary and the old one a replica: the next plan finishes the promotion (its
+/// steps find the role set and go on) rather than refusing a pool that is no replica. (Found
+/// by the kill -9 test of the hand-over on real hosts, `tests/tests/data100_hot.rs`.) Two
+/// pools that both read primary are refused: ferry never chooses between writable copies.
+#[test]
+fn a_promotion_killed_half_way_is_finished_and_two_primaries_are_refused() {
+    let mut world = hot_world();
+    api_server_down(&mut world);
+    set_attribute(
+        &mut world,
+        "zfs_pool.home@g2",
+        zfs_pool::REPLICATION_ROLE,
+        "primary".into(),
+    );
+    set_attribute(
+        &mut world,
+        "zfs_pool.home",
+        zfs_pool::REPLICATION_ROLE,
+        "replica".into(),
+    );
+    let plan = plan(&world);
+    let shown = text(&plan);
+    let promote = plan
+        .steps
+        .iter()
+        .find(|step| step.action == Action::Promote)
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert_eq!(promote.inputs[zfs_pool::HAND_OVER_FROM], "vm.nfs@g1");
+    assert!(
+        promote.reason.contains("did not finish"),
+        "{}",
+        promote.reason
+    );
+
+    // The old primary's host no longer answers: fenced first, then finished.
+    primary_unreachable(&mut world);
+    let plan = self::plan(&world);
+    let shown = text(&plan);
+    let promote = plan
+        .steps
+        .iter()
+        .find(|step| step.action == Action::Promote)
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(promote.inputs.contains_key("fenced_hosts"), "{shown}");
+    assert!(
+        ids(&plan, |step| step.action == Action::Fence).contains(&"vm.nfs@g1:fence".to_owned()),
+        "{shown}"
+    );
+
+    // Both read primary.
+    let mut world = hot_world();
+    api_server_down(&mut world);
+    set_attribute(
+        &mut world,
+        "zfs_pool.home@g2",
+        zfs_pool::REPLICATION_ROLE,
+        "primary".into(),
+    );
+    let refused = ferry_plan::plan(
+        &data100_hot(),
+        &world,
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    )
+    .expect_err("two primaries");
+    insta::assert_snapshot!("hot_two_primaries_refused", refused.to_string());
+}
+
 #[test]
 fn a_hot_failover_without_a_replica_is_refused_and_readiness_says_so_today() {
     let mut world = hot_world();
@@ -489,6 +558,24 @@ fn a_pool_in_the_replicas_place_that_is_no_replica_is_left_alone() {
         plan.notes
     );
     api_server_down(&mut world);
+    let refused = ferry_plan::plan(
+        &data100_hot(),
+        &world,
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    )
+    .expect_err("no promotion of a pool that is no replica");
+    assert!(
+        refused.to_string().contains("two writable copies"),
+        "{refused}"
+    );
+    // Nor of one whose role is no role of a replication at all.
+    set_attribute(
+        &mut world,
+        "zfs_pool.home@g2",
+        zfs_pool::REPLICATION_ROLE,
+        "something".into(),
+    );
     let refused = ferry_plan::plan(
         &data100_hot(),
         &world,

@@ -492,9 +492,28 @@ fn hot_failover(
             .and_then(Value::as_str)
             .map(str::to_owned)
     };
-    match context.snapshot.get(&replica) {
+    // A standby's pool that reads `primary` was promoted by ferry (only a promotion sets that
+    // role on it) in a failover that did not finish: a kill between the role's change and
+    // the mounts. The promotion is finished (its steps find the role set and go on), unless
+    // the old side reads primary too: two writable copies, which ferry never chooses between.
+    let old_role = role(context.observed);
+    let under_way = match context.snapshot.get(&replica) {
         Some(observation @ Observation::Present { .. })
-            if role(observation).as_deref() == Some("replica") => {}
+            if role(observation).as_deref() == Some("replica") =>
+        {
+            false
+        }
+        Some(observation @ Observation::Present { .. })
+            if role(observation).as_deref() == Some("primary") =>
+        {
+            if old_role.as_deref() == Some("primary") {
+                return Err(format!(
+                    "both {me} on generation {} and the hot standby's {replica} read primary: two writable copies of the pool, and ferry never chooses between them; compare them, keep one, and make the other a replica by destroying it (`zpool destroy` on its host) so that the next apply seeds it",
+                    context.from_generation
+                ));
+            }
+            true
+        }
         Some(Observation::Present { .. }) => {
             return Err(format!(
                 "the hot standby's pool {replica} is there but is no replica (its replication_role reads {}): ferry promotes only a read-only replica",
@@ -515,7 +534,7 @@ fn hot_failover(
                 "the hot standby has no replica on generation {to} ({replica} reads absent): a hot failover promotes the replica, and the data's disks stay where they are; seed it with ferry apply, or fail over warm (standby = \"warm\") to move the disks"
             ));
         }
-    }
+    };
     let old_host =
         observed_host.unwrap_or_else(|| new_host.address.at(Some(context.from_generation)));
     let answers = matches!(context.observed, Observation::Present { .. })
@@ -538,9 +557,15 @@ fn hot_failover(
         StepDraft::new(
             me,
             Action::Promote,
-            format!(
-                "{old_host} answers: it stops serving, sends its last increment and becomes the replica; {new_host}'s replica is promoted with nothing lost"
-            ),
+            if under_way {
+                format!(
+                    "{new_host}'s pool was promoted by a hand-over that did not finish: {old_host} answers, and the promotion is finished with nothing lost"
+                )
+            } else {
+                format!(
+                    "{old_host} answers: it stops serving, sends its last increment and becomes the replica; {new_host}'s replica is promoted with nothing lost"
+                )
+            },
         )
         .input(zfs_pool::HAND_OVER_FROM, json!(old_host.to_string()))
     } else {
@@ -556,10 +581,16 @@ fn hot_failover(
         StepDraft::new(
             me,
             Action::Promote,
-            format!(
-                "{old_host} does not answer: once it is fenced, {new_host}'s replica is rolled back to its newest complete snapshot and promoted; what was written after that snapshot is lost{}",
-                lost
-            ),
+            if under_way {
+                format!(
+                    "{new_host}'s pool was promoted by a failover that did not finish, and {old_host} does not answer: once it is fenced, the promotion is finished"
+                )
+            } else {
+                format!(
+                    "{old_host} does not answer: once it is fenced, {new_host}'s replica is rolled back to its newest complete snapshot and promoted; what was written after that snapshot is lost{}",
+                    lost
+                )
+            },
         )
         .input("fenced_hosts", json!([old_host.to_string()]))
         .after(fence)
