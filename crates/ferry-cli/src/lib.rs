@@ -218,7 +218,8 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
     if args.json {
         output.stdout(&render::json(&plan));
     } else {
-        output.stdout(&render::text(&plan, &output.text_options()));
+        let options = output.text_options();
+        output.stdout_pieces(|sink| render::write_text(&plan, &options, sink));
     }
     if let Some(path) = &args.timeline {
         let title = format!("ferry plan: {}", spec.deployment.name);
