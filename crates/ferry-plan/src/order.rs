@@ -389,7 +389,7 @@ fn waits_for_updates(drafts: &[Draft], edges: &mut Edges) {
 /// Folds drafts with the same id (four disks each asking for the same fence) into one.
 fn merge(drafts: Vec<Draft>) -> Vec<Draft> {
     // Where each draft goes, found by reference first: a map keyed by copies of every id
-    // cost an allocation per step for a plan that rarely has a duplicate.
+    // cost an allocation per step, and a plan without a duplicate is returned as it is.
     let mut first: HashMap<&StepId, usize> = HashMap::with_capacity(drafts.len());
     let mut target: Vec<usize> = Vec::with_capacity(drafts.len());
     let mut count = 0;
@@ -406,19 +406,19 @@ fn merge(drafts: Vec<Draft>) -> Vec<Draft> {
     }
     let mut merged: Vec<Draft> = Vec::with_capacity(count);
     for (draft, position) in drafts.into_iter().zip(target) {
-        match (position < merged.len()).then_some(position) {
-            Some(position) => {
-                let kept = &mut merged[position];
-                kept.step.after.extend(draft.step.after);
-                kept.step.before.extend(draft.step.before);
-                if kept.step.warning.is_none() {
-                    kept.step.warning = draft.step.warning;
-                }
-                if kept.resource.is_none() {
-                    kept.resource = draft.resource;
-                }
-            }
-            None => merged.push(draft),
+        // A draft's first occurrence is the next one to be placed; a later one folds into it.
+        if position == merged.len() {
+            merged.push(draft);
+            continue;
+        }
+        let kept = &mut merged[position];
+        kept.step.after.extend(draft.step.after);
+        kept.step.before.extend(draft.step.before);
+        if kept.step.warning.is_none() {
+            kept.step.warning = draft.step.warning;
+        }
+        if kept.resource.is_none() {
+            kept.resource = draft.resource;
         }
     }
     merged
