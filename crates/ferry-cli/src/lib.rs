@@ -218,7 +218,8 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
     if args.json {
         output.stdout(&render::json(&plan));
     } else {
-        output.stdout(&render::text(&plan, &output.text_options()));
+        let options = output.text_options();
+        output.stdout_pieces(|sink| render::write_text(&plan, &options, sink));
     }
     if let Some(path) = &args.timeline {
         let title = format!("ferry plan: {}", spec.deployment.name);
@@ -238,11 +239,20 @@ fn plan_command(args: &PlanArgs, output: &Output) -> Result<ExitCode> {
     }
     // A failover with no steps left still has its end to record: there is something to apply
     // (the verdict counts it as a change).
-    Ok(if args.detailed_exitcode {
+    let code = if args.detailed_exitcode {
         ExitCode::from(Verdict::of(&plan).exit_code())
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    // The process ends right after: freeing the plan, the readings and the spec one allocation
+    // at a time (millions of them for 100,000 resources, 6 % of the command's time) would only
+    // give back memory that the exit returns at once. rustc leaks its large structures at the
+    // end the same way. A plan holds no lock, so the state backend's own `Drop` (a blob
+    // backend's lease renewal and runtime) has nothing to release that the exit does not end.
+    std::mem::forget(plan);
+    std::mem::forget(snapshot);
+    std::mem::forget(deployment);
+    Ok(code)
 }
 
 /// The line above a plan or an apply: which deployment, which generation serves (as the world

@@ -47,6 +47,15 @@ impl Output {
         let _ = out.flush();
     }
 
+    /// Writes text to stdout in the pieces `write` hands its sink, as they come.
+    pub fn stdout_pieces(&self, write: impl FnOnce(&mut dyn FnMut(&str))) {
+        let mut out = std::io::stdout().lock();
+        write(&mut |piece| {
+            let _ = out.write_all(piece.as_bytes());
+        });
+        let _ = out.flush();
+    }
+
     pub fn stderr(&self, text: &str) {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(text.as_bytes());

@@ -238,6 +238,17 @@ impl Snapshot {
     pub fn insert(&mut self, instance: InstanceAddress, observation: Observation) {
         self.resources.insert(instance, observation);
     }
+
+    /// Inserts many readings at once; into an empty snapshot, the map is built from them
+    /// sorted, which fills its nodes: inserted one by one in the order reads end, a large
+    /// snapshot's nodes were left half empty.
+    pub fn extend(&mut self, readings: Vec<(InstanceAddress, Observation)>) {
+        if self.resources.is_empty() {
+            self.resources = readings.into_iter().collect();
+        } else {
+            self.resources.extend(readings);
+        }
+    }
 }
 
 #[cfg(test)]

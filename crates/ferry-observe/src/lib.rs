@@ -9,6 +9,7 @@
 //! generations the stateful resources read placed on are read too, since the world, not the
 //! state, says which generation serves.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use ferry_core::provider::ReadRound;
@@ -110,19 +111,18 @@ pub async fn observe(
     // than it holds, and four rounds cover a state lost two generations behind.
     for _ in 0..4 {
         wanted.retain(|instance| !read.contains(instance));
-        for (instance, observation) in read_instances(
-            spec,
-            rules,
-            &known,
-            providers,
-            config,
-            &wanted,
-            At::generation(active),
-        )
-        .await
-        {
-            snapshot.insert(instance, observation);
-        }
+        snapshot.extend(
+            read_instances(
+                spec,
+                rules,
+                &known,
+                providers,
+                config,
+                &wanted,
+                At::generation(active),
+            )
+            .await,
+        );
         read.extend(wanted.drain(..));
         // A generation beyond the ones read, kept only where it reads present: evidence of a
         // failover that started, never a reason to plan anything on its own.
@@ -424,33 +424,35 @@ async fn read_instances(
     let output = |instance: &InstanceAddress, name: &str| -> Option<Value> {
         state.outputs(instance)?.get(name).cloned()
     };
-    let prepared: Vec<(InstanceAddress, ResourceSpec, Attributes)> = instances
+    // Each instance's spec and fields are prepared as its read starts, not all before the
+    // first: a vector of every instance's copy of its resource and its resolved fields cost
+    // 9 % of a 100,000-resource `ferry plan`'s time, and memory that outlived its reads.
+    let prepare = |instance: &InstanceAddress| -> (Cow<'_, ResourceSpec>, Attributes) {
+        let resource = match spec.resources.get(&instance.address) {
+            Some(resource) => Cow::Borrowed(resource),
+            None => Cow::Owned(ResourceSpec::new(instance.address.clone())),
+        };
+        let generation: Generation = instance.generation.unwrap_or(generation_less_at);
+        let mut fields = match rules.get(instance.kind()) {
+            Some(kind_rules) => {
+                resolve_fields(spec, kind_rules, &instance.address, generation, &output)
+            }
+            None => Attributes::new(),
+        };
+        // A stateful instance of a generation is a hot standby's replica: read on its own
+        // side's disks only.
+        if instance.kind().is_stateful() && instance.generation.is_some() {
+            if !on_own_disks.contains(instance) {
+                ferry_core::fields::zfs_pool::swap_sides(&mut fields);
+            }
+            fields.remove(ferry_core::fields::zfs_pool::REPLICA_DISKS);
+        }
+        (resource, fields)
+    };
+    let prepare = &prepare;
+    let readable: Vec<&InstanceAddress> = instances
         .iter()
         .filter(|instance| providers.get(instance.kind()).is_some())
-        .map(|instance| {
-            let resource = spec
-                .resources
-                .get(&instance.address)
-                .cloned()
-                .unwrap_or_else(|| ResourceSpec::new(instance.address.clone()));
-            let generation: Generation = instance.generation.unwrap_or(generation_less_at);
-            let mut fields = match rules.get(instance.kind()) {
-                Some(kind_rules) => {
-                    resolve_fields(spec, kind_rules, &instance.address, generation, &output)
-                }
-                None => Attributes::new(),
-            };
-            // A stateful instance of a generation is a hot standby's replica: read on its own
-            // side's disks only.
-            if instance.kind().is_stateful() && instance.generation.is_some() {
-                if !on_own_disks.contains(instance) {
-                    ferry_core::fields::zfs_pool::swap_sides(&mut fields);
-                }
-                fields.remove(ferry_core::fields::zfs_pool::REPLICA_DISKS);
-            }
-
-            (instance.clone(), resource, fields)
-        })
         .collect();
     // Other instances' outputs as the state remembers them (a pool's host address).
     let remembered_outputs =
@@ -461,7 +463,7 @@ async fn read_instances(
     // after a pass that may take seconds) and the next observation read afresh. A round over
     // the whole observation answered a later pass from lists fetched before it: a cluster
     // still creating then, and long since created.
-    let _read_rounds: Vec<ReadRound> = if config.read_rounds && !prepared.is_empty() {
+    let _read_rounds: Vec<ReadRound> = if config.read_rounds && !readable.is_empty() {
         providers
             .kinds()
             .filter_map(|kind| providers.get(kind))
@@ -470,16 +472,17 @@ async fn read_instances(
     } else {
         Vec::new()
     };
-    futures_util::stream::iter(prepared.iter())
-        .map(|(instance, resource, fields)| async move {
+    futures_util::stream::iter(readable)
+        .map(|instance| async move {
             let provider = providers
                 .get(instance.kind())
                 .expect("filtered above: every kind read has a provider");
+            let (resource, fields) = prepare(instance);
             let observation = provider
                 .read(ReadContext {
-                    spec: resource,
+                    spec: &resource,
                     instance,
-                    fields,
+                    fields: &fields,
                     remembered: state.outputs(instance),
                     outputs: remembered_outputs,
                 })

@@ -59,7 +59,13 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
         }
     }
 
+    // What only the edges needed is freed before the steps are built, the plan's largest
+    // moment (the drafts and the steps side by side): the edge set, the dependencies, and
+    // below, once the order is known, the successors.
+    drop(edges);
+    drop(built.dependencies);
     let order = topological_order(&drafts, &predecessors, &successors)?;
+    drop(successors);
     let timing = timing(&drafts, &order, &predecessors, built.failover.is_some());
     let steps = steps_in_order(drafts, &order, predecessors);
     Ok(Plan {
@@ -325,30 +331,31 @@ fn steps_in_order(
     for (index, &position) in order.iter().enumerate() {
         place[position] = index;
     }
-    let ids: Vec<StepId> = drafts.iter().map(|draft| draft.id.clone()).collect();
     let mut slots: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
-    order
-        .iter()
-        .map(|&position| {
-            let draft = slots[position].take().expect("each step is placed once");
-            let mut after: Vec<usize> = std::mem::take(&mut predecessors[position]);
-            after.sort_by_key(|&predecessor| place[predecessor]);
-            Step {
-                id: draft.id,
-                address: draft.step.target,
-                action: draft.step.action,
-                reason: draft.step.reason,
-                after: after
-                    .into_iter()
-                    .map(|predecessor| ids[predecessor].clone())
-                    .collect(),
-                estimate_seconds: draft.estimate_seconds,
-                changes: draft.step.changes,
-                inputs: draft.step.inputs,
-                warning: draft.step.warning,
-            }
-        })
-        .collect()
+    let mut steps: Vec<Step> = Vec::with_capacity(order.len());
+    for &position in order {
+        let draft = slots[position].take().expect("each step is placed once");
+        let mut after: Vec<usize> = std::mem::take(&mut predecessors[position]);
+        after.sort_by_key(|&predecessor| place[predecessor]);
+        // A predecessor comes earlier in the order, so its step is already built: its id is
+        // copied from there, with no list of every id beside the steps.
+        let after = after
+            .into_iter()
+            .map(|predecessor| steps[place[predecessor]].id.clone())
+            .collect();
+        steps.push(Step {
+            id: draft.id,
+            address: draft.step.target,
+            action: draft.step.action,
+            reason: draft.step.reason,
+            after,
+            estimate_seconds: draft.estimate_seconds,
+            changes: draft.step.changes,
+            inputs: draft.step.inputs,
+            warning: draft.step.warning,
+        });
+    }
+    steps
 }
 
 /// A step that waits for an instance's move (a pool's import for each disk's attach) waits for
@@ -381,25 +388,37 @@ fn waits_for_updates(drafts: &[Draft], edges: &mut Edges) {
 
 /// Folds drafts with the same id (four disks each asking for the same fence) into one.
 fn merge(drafts: Vec<Draft>) -> Vec<Draft> {
-    let mut merged: Vec<Draft> = Vec::with_capacity(drafts.len());
-    let mut seen: HashMap<StepId, usize> = HashMap::new();
-    for draft in drafts {
-        match seen.get(&draft.id) {
-            Some(&position) => {
-                let kept = &mut merged[position];
-                kept.step.after.extend(draft.step.after);
-                kept.step.before.extend(draft.step.before);
-                if kept.step.warning.is_none() {
-                    kept.step.warning = draft.step.warning;
-                }
-                if kept.resource.is_none() {
-                    kept.resource = draft.resource;
-                }
-            }
-            None => {
-                seen.insert(draft.id.clone(), merged.len());
-                merged.push(draft);
-            }
+    // Where each draft goes, found by reference first: a map keyed by copies of every id
+    // cost an allocation per step, and a plan without a duplicate is returned as it is.
+    let mut first: HashMap<&StepId, usize> = HashMap::with_capacity(drafts.len());
+    let mut target: Vec<usize> = Vec::with_capacity(drafts.len());
+    let mut count = 0;
+    for draft in &drafts {
+        let position = *first.entry(&draft.id).or_insert_with(|| {
+            count += 1;
+            count - 1
+        });
+        target.push(position);
+    }
+    drop(first);
+    if count == drafts.len() {
+        return drafts;
+    }
+    let mut merged: Vec<Draft> = Vec::with_capacity(count);
+    for (draft, position) in drafts.into_iter().zip(target) {
+        // A draft's first occurrence is the next one to be placed; a later one folds into it.
+        if position == merged.len() {
+            merged.push(draft);
+            continue;
+        }
+        let kept = &mut merged[position];
+        kept.step.after.extend(draft.step.after);
+        kept.step.before.extend(draft.step.before);
+        if kept.step.warning.is_none() {
+            kept.step.warning = draft.step.warning;
+        }
+        if kept.resource.is_none() {
+            kept.resource = draft.resource;
         }
     }
     merged

@@ -8,7 +8,7 @@ mod text;
 mod timeline;
 
 pub use dot::{plan_dot, spec_dot};
-pub use text::{TextOptions, duration, text};
+pub use text::{TextOptions, duration, text, write_text};
 pub use timeline::{Bar, Marker, estimated_bars, timeline_svg, timeline_svg_marked};
 
 use ferry_core::Plan;

@@ -62,6 +62,18 @@ pub fn duration(seconds: u64) -> String {
 
 /// Renders a plan for people.
 pub fn text(plan: &Plan, options: &TextOptions) -> String {
+    let mut whole = String::new();
+    write_text(plan, options, &mut |piece| whole.push_str(piece));
+    whole
+}
+
+/// About how much of a plan's text [`write_text`] holds before it hands it on.
+const PIECE_BYTES: usize = 64 * 1024;
+
+/// The same text as [`text`], handed to `sink` in pieces as it is rendered: a large plan's
+/// text (30 MB at 100,000 resources) is then never held whole beside the plan, which a
+/// command's peak memory would pay for.
+pub fn write_text(plan: &Plan, options: &TextOptions, sink: &mut dyn FnMut(&str)) {
     let paint = Paint {
         color: options.color,
     };
@@ -102,7 +114,8 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
         {
             let _ = writeln!(out, "{}", paint_headline(&paint, &verdict, &headline));
         }
-        return out;
+        sink(&out);
+        return;
     }
 
     let numbers: HashMap<&StepId, usize> = plan
@@ -165,6 +178,12 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
         }
         render_changes(&mut out, &indent, &step.changes, &paint);
         out.push('\n');
+        // Only between steps: what follows the steps always writes a line before it reads
+        // `out` back (whether a blank line separates the next section).
+        if out.len() >= PIECE_BYTES {
+            sink(&out);
+            out.clear();
+        }
     }
 
     let counts: Vec<String> = Action::ALL
@@ -255,7 +274,7 @@ pub fn text(plan: &Plan, options: &TextOptions) -> String {
     if !headline.is_empty() {
         let _ = writeln!(out, "{}", paint_headline(&paint, &verdict, &headline));
     }
-    out
+    sink(&out);
 }
 
 /// The old generations the plan keeps: when each goes, and what it keeps running.
