@@ -313,29 +313,6 @@ fn kill(child: &mut Child) -> Option<ExitStatus> {
     None
 }
 
-/// After a kill: the dead apply's lock is reported stale, never taken over silently; then
-/// `ferry force-unlock` of it.
-fn force_unlock(world: &World, case: &str) {
-    let refused = world
-        .ferry(&["apply", "data100", "--auto-approve"], true)
-        .expect_code(1, "an apply while the dead one's lock is held");
-    assert!(
-        refused.stderr.contains("holds a stale lock") && refused.stderr.contains("no longer runs"),
-        "{case}: {}",
-        refused.shown()
-    );
-    let lock: Value = serde_json::from_str(
-        &std::fs::read_to_string(world.work.join("data100/.ferry/lock.json")).unwrap(),
-    )
-    .unwrap();
-    world
-        .ferry(
-            &["force-unlock", lock["id"].as_str().unwrap(), "data100"],
-            false,
-        )
-        .expect_code(0, "force-unlock");
-}
-
 /// One world: generation 1 built with users' files, and the failovers done in it so far.
 struct Chain {
     /// `None` only while a new world replaces the old one.
@@ -526,7 +503,7 @@ impl Chain {
                     }
                     killed_segments
                         .push((journal_before - marks.journal)..(journal_after - marks.journal));
-                    force_unlock(self.world(), &case);
+                    self.world().force_unlock(&case);
                 }
                 Ending::EndedFirst => {
                     eprintln!("{case}: the apply ended before the kill");

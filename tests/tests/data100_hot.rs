@@ -128,6 +128,22 @@ fn read_back(folder: &Path, written: &[Acknowledged]) -> BTreeMap<String, String
         .collect()
 }
 
+/// Every acknowledged file is on the NFS VM of `generation` with its checksum.
+fn assert_nothing_lost(world: &World, generation: u32, written: &[Acknowledged], case: &str) {
+    let found = read_back(&writer_folder(world, generation), written);
+    let lost: Vec<&str> = written
+        .iter()
+        .filter(|file| found.get(&file.name) != Some(&file.sum))
+        .map(|file| file.name.as_str())
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{case}: {} of {} acknowledged files lost or changed: {lost:?}",
+        lost.len(),
+        written.len()
+    );
+}
+
 async fn hot_world() -> World {
     World::start_with(WorldSettings {
         spec: "specs/data100/hot",
@@ -229,17 +245,11 @@ async fn a_planned_hot_failover_hands_over_and_loses_nothing_the_writer_was_told
     assert!(written.len() >= 20, "{why}");
 
     // Every acknowledged file, on the new primary, unchanged.
-    let found = read_back(&writer_folder(&world, 2), &written);
-    let lost: Vec<&str> = written
-        .iter()
-        .filter(|file| found.get(&file.name) != Some(&file.sum))
-        .map(|file| file.name.as_str())
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged files lost or changed by the hand-over: {lost:?} (the writer stopped: {why})",
-        lost.len(),
-        written.len()
+    assert_nothing_lost(
+        &world,
+        2,
+        &written,
+        &format!("the hand-over (the writer stopped: {why})"),
     );
     assert_eq!(pool_property(&world, 2, "readonly"), "off");
     assert_eq!(pool_property(&world, 1, "readonly"), "on");
@@ -502,16 +512,7 @@ async fn a_hand_over_killed_at_any_moment_resumes_with_one_writable_pool_and_not
         let (why, written) = writer.finish();
 
         // The dead apply's lock is force-unlocked, and the next apply finishes the failover.
-        let lock: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(world.work.join("data100/.ferry/lock.json")).unwrap(),
-        )
-        .unwrap();
-        world
-            .ferry(
-                &["force-unlock", lock["id"].as_str().unwrap(), "data100"],
-                false,
-            )
-            .expect_code(0, "force-unlock");
+        world.force_unlock(&format!("{at:?}"));
         let resumed = world.ferry(&["apply", "data100", "--auto-approve"], true);
         assert_eq!(resumed.code, 0, "{at:?}: {}", resumed.shown());
         assert_eq!(
@@ -519,17 +520,11 @@ async fn a_hand_over_killed_at_any_moment_resumes_with_one_writable_pool_and_not
             vec![standby],
             "{at:?}: the standby serves"
         );
-        let found = read_back(&writer_folder(&world, standby), &written);
-        let lost: Vec<&str> = written
-            .iter()
-            .filter(|file| found.get(&file.name) != Some(&file.sum))
-            .map(|file| file.name.as_str())
-            .collect();
-        assert!(
-            lost.is_empty(),
-            "{at:?}: {} of {} acknowledged files lost: {lost:?} (the writer stopped: {why})",
-            lost.len(),
-            written.len()
+        assert_nothing_lost(
+            &world,
+            standby,
+            &written,
+            &format!("{at:?} (the writer stopped: {why})"),
         );
         world.assert_served_by_tools_from_hot(standby);
 

@@ -23,7 +23,7 @@ use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -37,6 +37,14 @@ pub const POWER_POLL: Duration = Duration::from_millis(100);
 
 /// The hosts' own addresses: 127.43.0.N for the Nth host started.
 const HOST_NETWORK: [u8; 3] = [127, 43, 0];
+
+/// A mutex's value, whether or not a thread panicked holding it (the hosts are killed and
+/// their records dropped all the same).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A VM's host, and the connections routed to it (cut when it powers off).
 #[derive(Debug)]
@@ -153,14 +161,8 @@ impl Shared {
     fn enforce_power(&self, state: &serde_json::Value) -> Vec<(VmView, Vec<String>)> {
         let vms = vms_of(state);
         // A crashed VM that was powered off boots afresh when it is started again.
-        self.crashed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .retain(|id| vms.iter().any(|(vm, _)| &vm.id == id && vm.runs()));
-        let mut hosts = self
-            .hosts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        lock(&self.crashed).retain(|id| vms.iter().any(|(vm, _)| &vm.id == id && vm.runs()));
+        let mut hosts = lock(&self.hosts);
         let gone: Vec<String> = hosts
             .keys()
             .filter(|id| !vms.iter().any(|(vm, _)| &vm.id == *id && vm.runs()))
@@ -193,18 +195,11 @@ impl Shared {
         else {
             return Ok(None);
         };
-        let crashed = self
-            .crashed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(&vm.id);
+        let crashed = lock(&self.crashed).contains(&vm.id);
         if !vm.runs() || crashed {
             return Ok(None);
         }
-        let mut hosts = self
-            .hosts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut hosts = lock(&self.hosts);
         if !hosts.contains_key(&vm.id) {
             let host = self.start_host(&vm)?;
             hosts.insert(
@@ -228,10 +223,7 @@ impl Shared {
 
     fn start_host(&self, vm: &VmView) -> Result<ZfsHost, ServerError> {
         let number = {
-            let mut started = self
-                .started
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut started = lock(&self.started);
             *started = started
                 .checked_add(1)
                 .ok_or_else(|| error("vm hosts", "more than 255 VM hosts in one run"))?;
@@ -374,11 +366,7 @@ impl VmHosts {
 
     /// Runs `f` with the host of the VM named `vm` (`data100-nfs-g1`), when it runs.
     pub fn with_host<T>(&self, vm: &str, f: impl FnOnce(&ZfsHost) -> T) -> Option<T> {
-        let hosts = self
-            .shared
-            .hosts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let hosts = lock(&self.shared.hosts);
         hosts
             .values()
             .find(|running| running.host.identity.hostname == vm)
@@ -390,11 +378,7 @@ impl VmHosts {
     /// address answers no more until the VM is powered off and started again. Returns whether
     /// it had a host.
     pub fn crash(&self, vm: &str) -> bool {
-        let mut hosts = self
-            .shared
-            .hosts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut hosts = lock(&self.shared.hosts);
         let Some(id) = hosts
             .iter()
             .find(|(_, running)| running.host.identity.hostname == vm)
@@ -402,11 +386,7 @@ impl VmHosts {
         else {
             return false;
         };
-        self.shared
-            .crashed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(id.clone());
+        lock(&self.shared.crashed).push(id.clone());
         if let Some(mut running) = hosts.remove(&id) {
             for connection in &running.connections {
                 let _ = connection.shutdown(Shutdown::Both);
@@ -418,11 +398,7 @@ impl VmHosts {
 
     /// The names of the VMs whose hosts run now.
     pub fn running(&self) -> Vec<String> {
-        let hosts = self
-            .shared
-            .hosts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let hosts = lock(&self.shared.hosts);
         hosts
             .values()
             .map(|running| running.host.identity.hostname.to_string())
@@ -451,11 +427,7 @@ impl Drop for VmHosts {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        let mut hosts = self
-            .shared
-            .hosts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut hosts = lock(&self.shared.hosts);
         for (_, running) in std::mem::take(&mut *hosts) {
             for connection in &running.connections {
                 let _ = connection.shutdown(Shutdown::Both);

@@ -419,6 +419,29 @@ impl World {
         });
     }
 
+    /// After a kill: the dead apply's lock is reported stale, never taken over silently; then
+    /// `ferry force-unlock` of it.
+    pub fn force_unlock(&self, case: &str) {
+        let refused = self
+            .ferry(&["apply", "data100", "--auto-approve"], true)
+            .expect_code(1, "an apply while the dead one's lock is held");
+        assert!(
+            refused.stderr.contains("holds a stale lock")
+                && refused.stderr.contains("no longer runs"),
+            "{case}: {}",
+            refused.shown()
+        );
+        let lock: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.work.join("data100/.ferry/lock.json")).unwrap(),
+        )
+        .unwrap();
+        self.ferry(
+            &["force-unlock", lock["id"].as_str().unwrap(), "data100"],
+            false,
+        )
+        .expect_code(0, "force-unlock");
+    }
+
     /// `ferry plan data100 -o FILE`: what it showed, and the saved plan read back through the
     /// library.
     pub fn shown_and_saved_plan(&self, file: &str, extra: &[&str]) -> (Run, SavedPlan) {

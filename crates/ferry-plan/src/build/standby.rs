@@ -113,8 +113,23 @@ impl Builder<'_> {
             .and_then(|host| host.parse::<ResourceAddress>().ok())
             .map(|host| host.at(Some(serving)));
         let every = replica_interval_text(&desired);
+        // How far behind the primary it read, when it did: the recovery point a failover now
+        // would have (a gauge, read afresh by every plan).
+        let behind = match &observed {
+            Observation::Present { attributes, .. } => attributes
+                .get(zfs_pool::REPLICA_LAG_SECONDS)
+                .and_then(Value::as_u64)
+                .map(|lag| {
+                    format!(
+                        "; {} behind the primary when read",
+                        crate::render::duration(lag)
+                    )
+                }),
+            _ => None,
+        }
+        .unwrap_or_default();
         let upkeep = Some(format!(
-            "a read-only replica of the pool, sent an increment every {every}"
+            "a read-only replica of the pool, sent an increment every {every}{behind}"
         ));
         match &observed {
             Observation::Unknown { reason } => {
