@@ -159,7 +159,7 @@ fn writer_folder(world: &World, generation: u32) -> PathBuf {
         .hosts
         .path(
             &format!("data100-nfs-g{generation}"),
-            &Path::new(HOME_ROOT).join(WRITER_FOLDER),
+            &Path::new(VM_HOME_ROOT).join(WRITER_FOLDER),
         )
         .unwrap()
 }

@@ -227,7 +227,7 @@ fn a_converged_hot_world_has_no_changes_and_shows_its_replica() {
             .iter()
             .any(|kept| kept.address == address("zfs_pool.home@g2")
                 && kept.upkeep.as_deref()
-                    == Some("a read-only replica of the pool, sent an increment every 30s")),
+                    == Some("a read-only replica of the pool, sent an increment every 30s; 20s behind the primary when read")),
         "{shown}"
     );
     // Readiness holds, and its estimate is the promotion's, not the disks' moves.

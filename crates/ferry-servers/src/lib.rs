@@ -35,13 +35,14 @@ pub use ca::DemoCa;
 pub use data100::{checksums, data100_variables, write_home_files};
 pub use hub::{HubServers, hub_environment};
 pub use simulator::{
-    SimulatorControl, SimulatorProcess, SimulatorSettings, group_exists, public_address,
-    simulator_addresses, simulator_environment, state_resources,
+    SimulatorControl, SimulatorProcess, SimulatorSettings, addresses_from, group_exists,
+    public_address, simulator_addresses, simulator_environment, state_resources,
 };
 pub use sshd::{SshAccess, Sshd, generate_key};
 pub use vm_hosts::{NfsHosts, POWER_POLL, StateSource, VmHosts};
 pub use zfs::{
-    PoolCleanup, ZFS_LOCK_FILE, ZfsLock, check_zfs, destroy_pool_if_present, pool_exists,
+    PoolCleanup, VM_HOSTS_FIRST_ADDRESS, VM_HOSTS_LOCK_FILE, ZFS_LOCK_FILE, ZfsLock, check_zfs,
+    destroy_pool_if_present, pool_exists,
 };
 pub use zfs_hosts::{HostIdentity, HostKey, ZfsHost, is_alive};
 

@@ -14,8 +14,13 @@ use crate::{Process, ServerError, create_folder, error, free_port, need, run};
 /// public address reaches it. sshd listens on at most 16 sockets, enough for five
 /// generations of three addresses each (ingress, NFS VM, API server).
 pub fn simulator_addresses(count: u8) -> Vec<Ipv4Addr> {
-    (1..=count)
-        .map(|last| Ipv4Addr::new(127, 0, 1, last))
+    addresses_from(Ipv4Addr::new(127, 0, 1, 1), count)
+}
+
+/// `count` addresses from `first` on, as a simulator started at `first` hands them out.
+pub fn addresses_from(first: Ipv4Addr, count: u8) -> Vec<Ipv4Addr> {
+    (0..u32::from(count))
+        .map(|offset| Ipv4Addr::from(u32::from(first) + offset))
         .collect()
 }
 

@@ -84,17 +84,36 @@ pub struct ZfsLock {
 /// The lock file [`ZfsLock`] takes.
 pub const ZFS_LOCK_FILE: &str = "/tmp/ferry-zfs-servers.lock";
 
+/// The lock file of the runs whose VMs are ZFS hosts of their own (`VmHosts`): they never
+/// touch the machine's zfs-fuse, and serve their hubs on addresses of their own
+/// ([`VM_HOSTS_FIRST_ADDRESS`] on), so they run beside the machine's runs, one at a time among
+/// themselves.
+pub const VM_HOSTS_LOCK_FILE: &str = "/tmp/ferry-vm-hosts-servers.lock";
+
+/// The first public address a simulator hands out in a run on VM hosts (127.0.2.1): the
+/// machine's runs use 127.0.1.x, so neither's hubs (port 443) nor SSH meet the other's.
+pub const VM_HOSTS_FIRST_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 2, 1);
+
 impl ZfsLock {
     /// Waits for the lock; it is released when the guard is dropped or the process ends.
     pub fn acquire() -> Result<ZfsLock, ServerError> {
+        ZfsLock::acquire_file(ZFS_LOCK_FILE)
+    }
+
+    /// Waits for the lock of the runs on VM hosts ([`VM_HOSTS_LOCK_FILE`]).
+    pub fn acquire_for_vm_hosts() -> Result<ZfsLock, ServerError> {
+        ZfsLock::acquire_file(VM_HOSTS_LOCK_FILE)
+    }
+
+    fn acquire_file(path: &str) -> Result<ZfsLock, ServerError> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(ZFS_LOCK_FILE)
-            .map_err(|failure| error("lock", format!("cannot open {ZFS_LOCK_FILE}: {failure}")))?;
+            .open(path)
+            .map_err(|failure| error("lock", format!("cannot open {path}: {failure}")))?;
         file.lock()
-            .map_err(|failure| error("lock", format!("cannot lock {ZFS_LOCK_FILE}: {failure}")))?;
+            .map_err(|failure| error("lock", format!("cannot lock {path}: {failure}")))?;
         Ok(ZfsLock { _file: file })
     }
 }

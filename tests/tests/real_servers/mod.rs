@@ -29,6 +29,10 @@ use ferry_sim::{Fault, SimEvent, Simulator, SimulatorConfig};
 /// The tests' own pool and mountpoints, so that they never meet the demo's `data100`.
 pub const POOL: &str = "ferrye2e";
 pub const HOME_ROOT: &str = "/tmp/ferrye2e-home";
+/// The mountpoints' root of the runs on VM hosts, each host's own (a tmpfs in its namespace):
+/// never the machine's runs' folder, which they remove at start (removing a folder removes the
+/// mounts other namespaces have on it).
+pub const VM_HOME_ROOT: &str = "/tmp/ferrye2e-vm-home";
 pub const ZONE: &str = "data100.example.org";
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
 /// An 8-minute AKS create takes about a second.
@@ -160,9 +164,20 @@ impl World {
     }
 
     pub async fn start_with(settings: WorldSettings) -> World {
-        let lock = ZfsLock::acquire().unwrap();
+        // The machine's runs hold its zfs-fuse and the hubs' addresses 127.0.1.x; the runs on
+        // VM hosts touch neither (their simulator hands out 127.0.2.x), and run beside them.
+        let lock = if settings.vm_hosts {
+            ZfsLock::acquire_for_vm_hosts().unwrap()
+        } else {
+            ZfsLock::acquire().unwrap()
+        };
         // The pool's name is the tests' own: one left by a test that was killed is ours. On
         // the VMs' own hosts, it goes with them.
+        let home_root = if settings.vm_hosts {
+            VM_HOME_ROOT
+        } else {
+            HOME_ROOT
+        };
         let pool = (!settings.vm_hosts).then(|| {
             ferry_servers::check_zfs().unwrap();
             ferry_servers::destroy_pool_if_present(POOL);
@@ -186,8 +201,8 @@ impl World {
                 "pool_name = \"data100\"",
                 &format!("pool_name = \"{POOL}\""),
             )
-            .replace("\"/export/home/", &format!("\"{HOME_ROOT}/"));
-        assert!(storage.contains(POOL) && storage.contains(HOME_ROOT));
+            .replace("\"/export/home/", &format!("\"{home_root}/"));
+        assert!(storage.contains(POOL) && storage.contains(home_root));
         std::fs::write(spec.join("storage.toml"), storage).unwrap();
         // Hooks get a clean environment: the hub stand-in is told where the demo CA, the
         // home folders and its pace are (unless the spec already passes them).
@@ -211,8 +226,14 @@ impl World {
             std::fs::write(spec.join("service.toml"), service).unwrap();
         }
 
+        let first_address = if settings.vm_hosts {
+            ferry_servers::VM_HOSTS_FIRST_ADDRESS
+        } else {
+            std::net::Ipv4Addr::new(127, 0, 1, 1)
+        };
         let simulator = ferry_sim::start(SimulatorConfig {
             time_scale: settings.time_scale,
+            first_public_ip: first_address,
             ..SimulatorConfig::for_tests(work.join("sim"))
         })
         .await
@@ -227,8 +248,8 @@ impl World {
                 VmHosts::start(
                     &work.join("vms"),
                     Box::new(move || control.state()),
-                    simulator_addresses(16),
-                    vec![PathBuf::from(HOME_ROOT)],
+                    ferry_servers::addresses_from(first_address, 16),
+                    vec![PathBuf::from(VM_HOME_ROOT)],
                 )
                 .unwrap(),
             )
