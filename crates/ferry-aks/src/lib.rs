@@ -1,12 +1,17 @@
-//! Planning rules of AKS managed clusters.
+//! Planning rules of AKS managed clusters, and of the static public IP their ingress takes
+//! over in a failover (`static_ip`).
 //!
 //! The cluster is replaceable and it is the usual failover trigger: ARM may call it fine while
 //! its API server does not answer, which is exactly the data100 outage. Clusters cannot move
 //! between resource groups, so a failover always builds a new one.
 
 mod provider;
+mod static_ip;
+mod static_ip_provider;
 
 pub use provider::{AksClusterProvider, AksError};
+pub use static_ip::StaticIpRules;
+pub use static_ip_provider::StaticIpProvider;
 
 use ferry_core::naming::{self, check_field};
 use ferry_core::provider::{

@@ -48,6 +48,12 @@ pub enum AksError {
         cluster: InstanceAddress,
         message: String,
     },
+    /// A step that cannot be made as asked; the text says why and what to do.
+    #[error("{0}")]
+    Spec(String),
+    /// A step that may succeed if tried again (a resource others keep writing).
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<ArmError> for AksError {
@@ -61,6 +67,7 @@ impl From<AksError> for StepError {
         let message = error.to_string();
         match &error {
             AksError::Arm(arm) => arm.step_error(message),
+            AksError::Busy(_) => StepError::transient(message, None),
             _ => StepError::permanent(message),
         }
     }

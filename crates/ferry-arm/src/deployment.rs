@@ -808,8 +808,23 @@ impl<'a> StepOperations<'a> {
         id: &ResourceId,
         body: &B,
     ) -> Result<T, ArmError> {
+        self.put_if_match(id, body, None).await
+    }
+
+    /// PUT with an optional `If-Match` ETag: a resource that others write too (a load balancer
+    /// that AKS's cloud controller reconciles) is replaced only as it was read, and a 412
+    /// ([`ArmError::is_precondition_failed`]) says to read it again.
+    pub async fn put_if_match<B: Serialize, T: DeserializeOwned>(
+        &self,
+        id: &ResourceId,
+        body: &B,
+        if_match: Option<&str>,
+    ) -> Result<T, ArmError> {
         let version = api_version::for_type(&id.resource_type());
-        let options = WriteOptions::default();
+        let options = WriteOptions {
+            if_match: if_match.map(str::to_owned),
+            ..WriteOptions::default()
+        };
         let started = self
             .start_when_free(|| {
                 self.client

@@ -17,13 +17,14 @@ pub enum Kind {
     AksCluster,
     ZfsPool,
     DnsRecord,
+    StaticIp,
     Hook,
     Check,
 }
 
 impl Kind {
     /// Every kind, in the order the spec reference documents them.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::ResourceGroup,
         Kind::Vnet,
         Kind::PublicIp,
@@ -32,6 +33,7 @@ impl Kind {
         Kind::AksCluster,
         Kind::ZfsPool,
         Kind::DnsRecord,
+        Kind::StaticIp,
         Kind::Hook,
         Kind::Check,
     ];
@@ -46,6 +48,7 @@ impl Kind {
             Kind::AksCluster => "aks_cluster",
             Kind::ZfsPool => "zfs_pool",
             Kind::DnsRecord => "dns_record",
+            Kind::StaticIp => "static_ip",
             Kind::Hook => "hook",
             Kind::Check => "check",
         }
@@ -54,7 +57,17 @@ impl Kind {
     /// Stateful resources hold data or identity: a failover moves them, it never recreates them,
     /// and deleting one needs an explicit opt-in in the spec and on the command line.
     pub fn is_stateful(self) -> bool {
-        matches!(self, Kind::Disk | Kind::ZfsPool | Kind::DnsRecord)
+        matches!(
+            self,
+            Kind::Disk | Kind::ZfsPool | Kind::DnsRecord | Kind::StaticIp
+        )
+    }
+
+    /// Stateful kinds that hold data, as opposed to an identity (a DNS name, a static public
+    /// IP address): a standby generation may use an identity ahead of any failover, since it
+    /// exists outside every generation, but never data, which is the serving generation's.
+    pub fn holds_data(self) -> bool {
+        matches!(self, Kind::Disk | Kind::ZfsPool)
     }
 
     /// Replaceable resources are rebuilt from the spec; a failover creates a new generation of

@@ -128,6 +128,17 @@ pub mod dns_record {
     pub const ZONE: &str = "zone";
 }
 
+/// `[static_ip.NAME]`.
+pub mod static_ip {
+    /// The Azure resource group that holds it: a plain name, outside every generation.
+    pub const RESOURCE_GROUP: &str = "resource_group";
+    /// The address itself: the same in every generation, which is the point.
+    pub const ADDRESS: &str = "address";
+    /// The ARM id of the IP configuration that holds the address (a load balancer's frontend,
+    /// a network interface's), or null when it is free.
+    pub const HELD_BY: &str = "held_by";
+}
+
 /// `[hook.NAME]`.
 pub mod hook {
     /// The names of the outputs the command prints, each one of the hook's outputs.

@@ -96,7 +96,7 @@ mod tests {
             messages,
             [
                 "`hook` has no limit: write it as KIND=N, such as hook=16",
-                "unknown kind `hok` in `hok=16`: the kinds are resource_group, vnet, public_ip, vm, disk, aks_cluster, zfs_pool, dns_record, hook, check",
+                "unknown kind `hok` in `hok=16`: the kinds are resource_group, vnet, public_ip, vm, disk, aks_cluster, zfs_pool, dns_record, static_ip, hook, check",
                 "the limit in `hook=many` is not a whole number: write it as KIND=N with N from 1 to 1000",
                 "the limit in `hook=0` is 0, outside its range from 1 to 1000: a kind needs at least one step at a time, and more than 1000 is a typo rather than a plan",
                 "the limit in `hook=1001` is 1001, outside its range from 1 to 1000: a kind needs at least one step at a time, and more than 1000 is a typo rather than a plan",

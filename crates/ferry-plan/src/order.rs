@@ -131,11 +131,17 @@ fn dependency_edges(drafts: &[Draft], dependencies: &Dependencies, edges: &mut E
                 // step is of the generation it was drafted for: a hot standby's replica disk
                 // is the standby's).
                 let mine = draft.step.target.generation.unwrap_or(draft.generation);
-                let converged = other_step
-                    .target
-                    .generation
-                    .unwrap_or(drafts[other].generation)
-                    == mine;
+                // An identity outside every generation (a static IP's address) is every
+                // generation's: a standby's hook that needs its address waits for its create.
+                let identity = other_step.target.generation.is_none()
+                    && other_step.target.kind().is_stateful()
+                    && !other_step.target.kind().holds_data();
+                let converged = identity
+                    || other_step
+                        .target
+                        .generation
+                        .unwrap_or(drafts[other].generation)
+                        == mine;
                 match (draft.step.action, other_step.action) {
                     (_, Action::Retire) => {}
                     (Action::Delete, Action::Delete) => {

@@ -18,6 +18,7 @@ pub fn rule_book() -> RuleBook {
         .with(Box::new(ferry_aks::AksClusterRules))
         .with(Box::new(ferry_zfs::ZfsPoolRules))
         .with(Box::new(ferry_dns::DnsRecordRules))
+        .with(Box::new(ferry_aks::StaticIpRules))
         .with(Box::new(ferry_hook::HookRules))
         .with(Box::new(ferry_hook::CheckRules))
 }

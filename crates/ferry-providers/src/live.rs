@@ -71,8 +71,8 @@ pub fn live_providers(spec: &Spec) -> Result<Providers, SetupError> {
     Ok(providers)
 }
 
-/// Adds the six Azure providers (resource group, virtual network, public IP, VM, disk, AKS)
-/// over one deployment's ARM client.
+/// Adds the seven Azure providers (resource group, virtual network, public IP, VM, disk, AKS,
+/// static IP) over one deployment's ARM client.
 pub fn with_azure_providers(
     providers: Providers,
     azure: &Arc<ferry_arm::AzureDeployment>,
@@ -88,4 +88,5 @@ pub fn with_azure_providers(
         .with(Arc::new(ferry_compute::VmProvider::new(azure.clone())))
         .with(Arc::new(ferry_disk::DiskProvider::new(azure.clone())))
         .with(Arc::new(ferry_aks::AksClusterProvider::new(azure.clone())))
+        .with(Arc::new(ferry_aks::StaticIpProvider::new(azure.clone())))
 }

@@ -274,7 +274,8 @@ pub(crate) fn standby_eligible(resource: &ResourceSpec) -> bool {
 }
 
 /// Which resources a standby generation can build with no data present: the eligible ones
-/// (`eligible`, [`standby_eligible`]) whose dependencies are all in it too. Settled in
+/// (`eligible`, [`standby_eligible`]) whose dependencies are all in it too, or identities
+/// outside every generation (a static IP's address). Settled in
 /// dependency order, without recursion (a chain of 100,000 hooks is a spec like another);
 /// a resource on a cycle (refused at load anyway) is settled as neither.
 pub(crate) fn standby_closure(
@@ -301,9 +302,12 @@ pub(crate) fn standby_closure(
         .collect();
     let mut settled: BTreeMap<ResourceAddress, bool> = BTreeMap::new();
     while let Some(address) = ready.pop() {
+        // An identity outside every generation (a static IP, a DNS record) is there for the
+        // standby as for the serving generation: needing it keeps nothing out. Data does.
         let inside = eligible(address)
             && dependencies[address].iter().all(|dependency| {
                 dependency.address == *address
+                    || is_identity(dependency.address.kind)
                     || settled.get(&dependency.address).copied().unwrap_or(false)
             });
         settled.insert(address.clone(), inside);
@@ -316,6 +320,12 @@ pub(crate) fn standby_closure(
         }
     }
     settled
+}
+
+/// A stateful kind that holds an identity rather than data: a standby may use it ahead of any
+/// failover ([`Kind::holds_data`](ferry_core::Kind::holds_data)).
+pub(crate) fn is_identity(kind: ferry_core::Kind) -> bool {
+    kind.is_stateful() && !kind.holds_data()
 }
 
 /// Loads a spec: a folder of `*.toml` files (sorted by name, not recursive) or one file.

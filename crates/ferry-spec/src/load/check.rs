@@ -156,11 +156,15 @@ impl Loader<'_> {
                 continue;
             }
             // The first dependency outside the standby, and why it is outside.
-            let Some(outside) = dependencies
-                .get(address)
-                .into_iter()
-                .flatten()
-                .find(|dependency| settled.get(&dependency.address) == Some(&false))
+            let Some(outside) =
+                dependencies
+                    .get(address)
+                    .into_iter()
+                    .flatten()
+                    .find(|dependency| {
+                        settled.get(&dependency.address) == Some(&false)
+                            && !crate::is_identity(dependency.address.kind)
+                    })
             else {
                 continue;
             };
