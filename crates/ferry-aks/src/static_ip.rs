@@ -115,31 +115,14 @@ impl KindRules for StaticIpRules {
     }
 
     fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
-        let mut errors: Vec<FieldError> = [
+        // A name or group with ${generation} is refused for every stateful kind at load.
+        [
             check_field(spec, "name", &naming::PUBLIC_IP),
             check_field(spec, RESOURCE_GROUP, &naming::RESOURCE_GROUP),
         ]
         .into_iter()
         .flatten()
-        .collect();
-        for field in ["name", RESOURCE_GROUP] {
-            if spec
-                .field(field)
-                .and_then(Value::as_str)
-                .is_some_and(|text| text.contains("${generation}"))
-            {
-                errors.push(
-                    FieldError::new(
-                        field,
-                        "a static IP outlives generations: its name and group cannot carry ${generation}",
-                    )
-                    .with_help(
-                        "name a resource group of its own that no generation deletes, such as resource_group = \"data100-shared\"",
-                    ),
-                );
-            }
-        }
-        errors
+        .collect()
     }
 
     fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {

@@ -401,7 +401,13 @@ impl<'a> Builder<'a> {
                 ),
             }
         });
-        if !matches!(draft.action, Action::Update | Action::Wait | Action::Fence) {
+        // An identity handed over keeps its outputs: a static IP's address is the point of it.
+        let identity_handed_over = draft.action == Action::Detach
+            && draft.target.kind().is_stateful()
+            && !draft.target.kind().holds_data();
+        if !matches!(draft.action, Action::Update | Action::Wait | Action::Fence)
+            && !identity_handed_over
+        {
             self.unsettled.insert(draft.target.clone());
         }
         self.changed.insert(draft.target.address.clone());
