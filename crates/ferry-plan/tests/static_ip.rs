@@ -121,6 +121,21 @@ fn set_attribute(world: &mut Snapshot, instance: &str, name: &str, value: Value)
 /// Generation 1 and its warm standby built, the address held by generation 1's ingress; the
 /// API server of generation 1 has stopped answering.
 fn outage() -> Snapshot {
+    let mut world = ordinary_day();
+    match world.resources.get_mut(&address("aks_cluster.hub@g1")) {
+        Some(Observation::Present { health, .. }) => {
+            *health = Health::Unhealthy {
+                reason: "the API server does not answer".into(),
+            }
+        }
+        other => panic!("aks_cluster.hub@g1 is not present: {other:?}"),
+    }
+    world
+}
+
+/// Generation 1 and its warm standby built and healthy, the address held by generation 1's
+/// ingress.
+fn ordinary_day() -> Snapshot {
     let first = plan(&Snapshot::new(0)).unwrap();
     let mut world = converge(&Snapshot::new(0), &first, 1);
     // What AKS names each cluster's node resource group, as the provider reads it.
@@ -134,14 +149,6 @@ fn outage() -> Snapshot {
     }
     let holder = frontend_of(&world, "aks_cluster.hub@g1");
     set_attribute(&mut world, "static_ip.ingress", HELD_BY, holder.into());
-    match world.resources.get_mut(&address("aks_cluster.hub@g1")) {
-        Some(Observation::Present { health, .. }) => {
-            *health = Health::Unhealthy {
-                reason: "the API server does not answer".into(),
-            }
-        }
-        other => panic!("aks_cluster.hub@g1 is not present: {other:?}"),
-    }
     world
 }
 
@@ -234,6 +241,30 @@ fn an_address_held_by_what_is_not_the_deployments_is_never_taken() {
     );
     let errors = plan(&world).expect_err("refused");
     insta::assert_snapshot!(errors.to_string());
+}
+
+/// What would block the takeover shows on an ordinary day, not during the outage.
+#[test]
+fn readiness_names_a_foreign_holder_on_an_ordinary_day() {
+    let rules = ferry_providers::rule_book();
+    let world = ordinary_day();
+    let ready = ferry_plan::readiness(&web(), &world, &rules, &PlanConfig::default()).unwrap();
+    assert!(ready.ready, "{:?}", ready.blockers);
+    let mut taken = world;
+    set_attribute(
+        &mut taken,
+        "static_ip.ingress",
+        HELD_BY,
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/lab/providers/Microsoft.Network/loadBalancers/lab-lb/frontendIPConfigurations/public".into(),
+    );
+    let blocked = ferry_plan::readiness(&web(), &taken, &rules, &PlanConfig::default()).unwrap();
+    assert!(!blocked.ready);
+    let reasons: Vec<String> = blocked
+        .blockers
+        .iter()
+        .map(|blocker| blocker.reason.clone())
+        .collect();
+    insta::assert_snapshot!(reasons.join("\n"));
 }
 
 #[test]
