@@ -528,6 +528,80 @@ async fn a_planned_hand_over_loses_nothing_and_fails_back_the_same_way() {
     );
 }
 
+/// Safety invariant 14 of ARCHITECTURE.md, for a hand-over: from the stop of writes to the
+/// promotion it holds the pool's round lock on the primary, so that no round of `ferry watch`
+/// receives into the replica while it is promoted. A hand-over that finds a round running is
+/// busy (the engine tries the step again) and has changed nothing: the primary still writes,
+/// mounted, and the replica is still read-only; once the round is over it goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_that_finds_a_round_running_waits_for_it_and_changes_nothing() {
+    let pair = Pair::start();
+    replication::mark_replica(pair.replica()).await.unwrap();
+    replication::replicate(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap();
+    let pool = pair.hosts.pool.clone();
+    let other_ferry = SshConnection::new(pair.a.target().clone(), pair.a.timeouts());
+    let held = replication::hold_round_lock(PoolEnd {
+        connection: &other_ferry,
+        pool: &pool,
+    })
+    .await
+    .unwrap();
+    let busy = replication::hand_over(pair.primary(), pair.replica(), SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(busy, ReplicationError::Busy { .. }), "{busy}");
+    assert!(busy.is_transient());
+    assert_eq!(pair.hosts.a.zfs_value("readonly", &pool), "off");
+    assert_eq!(pair.hosts.a.zfs_value("mounted", &pool), "yes");
+    assert_eq!(pair.hosts.a.zfs_value("ferry:role", &pool), "primary");
+    assert_eq!(pair.hosts.b.zfs_value("readonly", &pool), "on");
+    assert_eq!(pair.hosts.b.zfs_value("ferry:role", &pool), "replica");
+    // While the hand-over runs, it holds the lock itself: another ferry's round is skipped.
+    held.release().await;
+    let written =
+        write_while_replicating(pair.prod(&pair.hosts.a), pair.primary(), pair.replica(), 1).await;
+    let (handed, round) = tokio::join!(
+        replication::hand_over(pair.primary(), pair.replica(), SystemTime::now()),
+        async {
+            // Once A stopped writing (the hand-over has the lock by then), a round is tried.
+            let started = Instant::now();
+            while pair.hosts.a.zfs_value("readonly", &pool) != "on"
+                && started.elapsed() < Duration::from_secs(30)
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let other = PoolEnd {
+                connection: &other_ferry,
+                pool: &pool,
+            };
+            let replica_connection =
+                SshConnection::new(pair.b.target().clone(), pair.b.timeouts());
+            let replica = PoolEnd {
+                connection: &replica_connection,
+                pool: &pool,
+            };
+            replication::replicate(other, replica, SystemTime::now()).await
+        }
+    );
+    let handed = handed.unwrap();
+    assert!(handed.last_round.is_some());
+    match round {
+        // Tried while the hand-over held the lock, or after it (A is a replica then, and
+        // sends nothing); never received into B beside the promotion.
+        Err(ReplicationError::Busy { .. } | ReplicationError::NotAPrimary { .. }) => {}
+        other => panic!("a round beside the hand-over: {other:?}"),
+    }
+    assert_all_there(
+        &pair.prod(&pair.hosts.b),
+        &written,
+        "was written on A before the hand-over, and is not on B",
+    );
+    assert_eq!(pair.hosts.b.zfs_value("ferry:role", &pool), "primary");
+    assert_eq!(pair.hosts.a.zfs_value("ferry:role", &pool), "replica");
+}
+
 /// A stream is bounded by how long it stands still, not by how long it runs: a first full send
 /// of a large pool takes hours. With a 3-second command timeout, a sender that writes a line
 /// a second for 5 seconds gets through whole; one that says nothing for 8 seconds is given up

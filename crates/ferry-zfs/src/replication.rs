@@ -1022,19 +1022,43 @@ pub async fn hand_over(
         }
         None
     } else {
-        if source.readonly != "on" {
-            // Writes stop: unmounted (the NFS shares go with the mounts), then read-only.
-            run_line(primary, mounts(primary, &mine.datasets, "unmount")).await?;
-            run(primary, &["zfs", "set", "readonly=on", primary.pool]).await?;
-        }
-        let round = replicate(primary, replica, now).await?;
-        let role = format!("{ROLE_PROPERTY}=replica");
-        run(primary, &["zfs", "set", &role, primary.pool]).await?;
-        Some(round)
+        // From the stop of writes to the promotion, under the pool's round lock: no round of
+        // `ferry watch` sends in between, so nothing is received into the replica while it
+        // is promoted (a round that holds the lock makes this attempt busy, and the step is
+        // tried again). A hand-over found past its last round needs no lock: nothing sends
+        // from a replica.
+        let lock = hold_round_lock(primary).await?;
+        let handed = hand_over_locked(primary, replica, &source, &mine.datasets, now).await;
+        lock.release().await;
+        return handed;
     };
     let promotion = promote(replica, primary).await?;
     Ok(HandOver {
         last_round,
+        promotion,
+    })
+}
+
+/// The hand-over's stop of writes, last round, change of roles and promotion, with the
+/// primary's round lock held.
+async fn hand_over_locked(
+    primary: PoolEnd<'_>,
+    replica: PoolEnd<'_>,
+    source: &Side,
+    datasets: &[String],
+    now: SystemTime,
+) -> Result<HandOver, ReplicationError> {
+    if source.readonly != "on" {
+        // Writes stop: unmounted (the NFS shares go with the mounts), then read-only.
+        run_line(primary, mounts(primary, datasets, "unmount")).await?;
+        run(primary, &["zfs", "set", "readonly=on", primary.pool]).await?;
+    }
+    let round = replicate_locked(primary, replica, now).await?;
+    let role = format!("{ROLE_PROPERTY}=replica");
+    run(primary, &["zfs", "set", &role, primary.pool]).await?;
+    let promotion = promote(replica, primary).await?;
+    Ok(HandOver {
+        last_round: Some(round),
         promotion,
     })
 }
