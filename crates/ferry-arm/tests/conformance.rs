@@ -190,6 +190,25 @@ fn ids_in(value: &Value, found: &mut Vec<String>) {
     }
 }
 
+/// The public IPs an example's IP configurations reference (`publicIPAddress.id`).
+fn public_ip_ids_in(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(id) = map
+                .get("publicIPAddress")
+                .and_then(|reference| reference.get("id"))
+                .and_then(Value::as_str)
+                && !found.iter().any(|known| known.eq_ignore_ascii_case(id))
+            {
+                found.push(id.to_owned());
+            }
+            map.values().for_each(|item| public_ip_ids_in(item, found));
+        }
+        Value::Array(items) => items.iter().for_each(|item| public_ip_ids_in(item, found)),
+        _ => {}
+    }
+}
+
 /// Sends every example request to the simulator and compares the shape of its answers with the
 /// example's, deeply: every key path of the example's answer must be in the simulator's with
 /// the same JSON type (object, array, string, number, bool), but for [`NOT_PRODUCED`]. A write
@@ -262,6 +281,27 @@ async fn the_simulator_accepts_every_example_request() {
                     serde_json::json!({"location": "westus", "properties": {"diskSizeGB": 8, "creationData": {"createOption": "Empty"}}}),
                 )
                 .unwrap_or_else(|error| panic!("{file}: seeding {disk}: {error}"));
+        }
+        // Public IPs a NIC's IP configurations reference exist first, free and in its region:
+        // Network refuses a reference to a missing IP or one in another region.
+        let mut public_ips = Vec::new();
+        let mut referring = body.clone().unwrap_or(Value::Null);
+        if method != "PUT" {
+            referring = example["responses"]["200"]["body"].clone();
+        }
+        public_ip_ids_in(&referring, &mut public_ips);
+        let referring_location = referring
+            .get("location")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!("westus"));
+        for public_ip in public_ips {
+            world
+                .simulator
+                .seed(
+                    &public_ip,
+                    serde_json::json!({"location": referring_location, "sku": {"name": "Standard"}}),
+                )
+                .unwrap_or_else(|error| panic!("{file}: seeding {public_ip}: {error}"));
         }
         // Reads, changes and deletes need the resource: seed it from the example's own answer.
         let resource_path = if method == "POST" || path.ends_with("/instanceView") {
@@ -453,6 +493,13 @@ fn pending_operation(
 /// list stays the simulator's exact limits. `TODO(world/FILE)` marks a gap worth closing in
 /// that file of `crates/ferry-sim/src/world/`.
 const NOT_PRODUCED: &[(&str, &str, &str)] = &[
+    // A public IP shows the IP configuration that holds it, computed from the holders the
+    // world has: the example's holder (a NIC) is not seeded, so the seeded IP is free.
+    (
+        "network/PublicIpAddressGet.json",
+        "properties.ipConfiguration",
+        "the holder the example names does not exist in the test's world",
+    ),
     // A tier change still in progress: ferry never changes a disk's performance tier.
     (
         "compute-disks/Disk_Update_ChangeTier.json",

@@ -151,7 +151,7 @@ const DISKS: &[&str] = &[
     "2017-03-30",
 ];
 
-/// `Microsoft.Network`'s networks, subnets, interfaces and public IPs.
+/// `Microsoft.Network`'s networks, subnets, interfaces, public IPs and load balancers.
 const NETWORK: &[&str] = &[
     // The defaults of Microsoft's Python SDKs pinned in tests/python-sdk/requirements.txt.
     "2026-03-01",
@@ -267,6 +267,7 @@ const RESOURCE_TYPES: &[(&str, &str, &[&str])] = &[
     ("microsoft.network", "virtualnetworks/subnets", NETWORK),
     ("microsoft.network", "networkinterfaces", NETWORK),
     ("microsoft.network", "publicipaddresses", NETWORK),
+    ("microsoft.network", "loadbalancers", NETWORK),
     ("microsoft.network", "dnszones", DNS),
     (
         "microsoft.containerservice",

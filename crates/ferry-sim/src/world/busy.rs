@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::ids::{Kind, kind_of, lower, name_of};
+use super::ids::{Kind, is_network_kind, kind_of, lower, name_of};
 use super::{Refusal, SimResponse, World};
 
 /// What holds a resource: an operation in progress, or another writer for a while.
@@ -161,7 +161,7 @@ impl World {
                     hold.activity
                 ),
             ),
-            Kind::VirtualNetwork | Kind::Subnet | Kind::PublicIp | Kind::NetworkInterface => {
+            kind if is_network_kind(kind) => {
                 let status_url = hold
                     .operation
                     .as_ref()

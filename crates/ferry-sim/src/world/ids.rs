@@ -60,6 +60,7 @@ pub(super) enum Kind {
     Subnet,
     PublicIp,
     NetworkInterface,
+    LoadBalancer,
     VirtualMachine,
     Disk,
     Snapshot,
@@ -78,6 +79,7 @@ pub(super) fn kind_of(id: &str) -> Kind {
         "microsoft.network/virtualnetworks/subnets" => Kind::Subnet,
         "microsoft.network/publicipaddresses" => Kind::PublicIp,
         "microsoft.network/networkinterfaces" => Kind::NetworkInterface,
+        "microsoft.network/loadbalancers" => Kind::LoadBalancer,
         "microsoft.compute/virtualmachines" => Kind::VirtualMachine,
         "microsoft.compute/disks" => Kind::Disk,
         "microsoft.compute/snapshots" => Kind::Snapshot,
@@ -104,6 +106,18 @@ pub(super) fn group_name(id: &str) -> String {
         .to_owned()
 }
 
+/// Whether a kind is Microsoft.Network's (not DNS): its provisioning states, its busy answer.
+pub(super) fn is_network_kind(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::VirtualNetwork
+            | Kind::Subnet
+            | Kind::PublicIp
+            | Kind::NetworkInterface
+            | Kind::LoadBalancer
+    )
+}
+
 pub(super) fn type_and_name(id: &str) -> String {
     format!("{}/{}", type_of(id), name_of(id))
 }
@@ -112,7 +126,11 @@ pub(super) fn type_and_name(id: &str) -> String {
 pub(super) fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Group => "group",
-        Kind::VirtualNetwork | Kind::Subnet | Kind::PublicIp | Kind::NetworkInterface => "network",
+        Kind::VirtualNetwork
+        | Kind::Subnet
+        | Kind::PublicIp
+        | Kind::NetworkInterface
+        | Kind::LoadBalancer => "network",
         Kind::VirtualMachine => "vm",
         // A snapshot takes what a disk's create takes (`OperationDurations::disk_create`).
         Kind::Disk | Kind::Snapshot => "disk",

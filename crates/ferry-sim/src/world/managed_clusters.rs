@@ -1,5 +1,14 @@
 //! Managed clusters (AKS): their server-owned fields, an HTTPS API server with `/readyz` on a
-//! loopback address for each, and the kubeconfigs of the credential actions.
+//! loopback address for each, the kubeconfigs of the credential actions, and the node resource
+//! group AKS makes for each (`MC_{group}_{name}_{location}`) with its `kubernetes` load
+//! balancer.
+//!
+//! The node group is created when the cluster's create ends and deleted with the cluster, with
+//! all it holds (which frees the public IPs its load balancer held). Like AKS, the group is
+//! tagged `aks-managed-cluster-name` and `aks-managed-cluster-rg` and `managedBy` the cluster.
+//! AKS lets users write into it by default (its `nodeResourceGroupProfile.restrictionLevel`
+//! is `Unrestricted`; `ReadOnly` adds a deny assignment, which the simulator does not model):
+//! ferry removes a frontend from the `kubernetes` load balancer at failover.
 
 use std::time::Duration;
 
@@ -7,7 +16,7 @@ use data_encoding::BASE64;
 use serde_json::{Value, json};
 
 use super::body::{keep_previous, properties_mut};
-use super::ids::{group_name, lower, name_of};
+use super::ids::{group_name, lower, name_of, subscription_of};
 use super::routing::no_such_action;
 use super::{Refusal, SimRequest, SimResponse, Stored, World};
 use crate::readyz::ReadyzServer;
@@ -73,6 +82,60 @@ impl World {
         }
     }
 
+    /// Creates the cluster's node resource group and its `kubernetes` load balancer, once.
+    pub(super) fn ensure_node_resource_group(&mut self, cluster_id: &str) -> Result<(), String> {
+        let Some(cluster) = self.resources.get(&lower(cluster_id)).cloned() else {
+            return Ok(());
+        };
+        let Some(group_id) = node_resource_group_id(&cluster.id, &cluster.body) else {
+            return Ok(());
+        };
+        if self.resources.contains_key(&lower(&group_id)) {
+            return Ok(());
+        }
+        let location = cluster
+            .body
+            .get("location")
+            .cloned()
+            .unwrap_or_else(|| json!("westeurope"));
+        self.seed(
+            &group_id,
+            json!({
+                "location": location,
+                "managedBy": cluster.id,
+                "tags": {
+                    "aks-managed-cluster-name": name_of(&cluster.id),
+                    "aks-managed-cluster-rg": group_name(&cluster.id),
+                },
+            }),
+        )?;
+        self.seed(
+            &format!("{group_id}/providers/Microsoft.Network/loadBalancers/kubernetes"),
+            json!({
+                "location": location,
+                "sku": {"name": "Standard", "tier": "Regional"},
+                "properties": {"backendAddressPools": [{"name": "kubernetes"}]},
+            }),
+        )
+    }
+
+    /// Deletes a deleted cluster's node resource group and everything in it.
+    pub(super) fn remove_node_resource_group(&mut self, cluster: &Stored) {
+        let Some(group_id) = node_resource_group_id(&cluster.id, &cluster.body) else {
+            return;
+        };
+        let managed_by_cluster = self.resources.get(&lower(&group_id)).is_some_and(|group| {
+            group
+                .body
+                .get("managedBy")
+                .and_then(Value::as_str)
+                .is_some_and(|owner| owner.eq_ignore_ascii_case(&cluster.id))
+        });
+        if managed_by_cluster {
+            self.remove_resource(&group_id);
+        }
+    }
+
     /// The address of a cluster's API server (`/readyz`), by cluster name or id.
     pub fn api_server_address(&self, cluster: &str) -> Option<std::net::SocketAddr> {
         self.readyz
@@ -82,6 +145,18 @@ impl World {
             })
             .map(|(_, server)| server.address())
     }
+}
+
+/// The id of a cluster's node resource group, from its `properties.nodeResourceGroup`.
+pub(super) fn node_resource_group_id(cluster_id: &str, body: &Value) -> Option<String> {
+    let name = body
+        .pointer("/properties/nodeResourceGroup")
+        .and_then(Value::as_str)
+        .filter(|name| !name.is_empty())?;
+    Some(format!(
+        "/subscriptions/{}/resourceGroups/{name}",
+        subscription_of(cluster_id)
+    ))
 }
 
 /// What AKS fills in an agent pool that does not say (the defaults of

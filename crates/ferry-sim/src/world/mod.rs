@@ -23,8 +23,9 @@
 //! - `stats`: how many ARM requests were answered, read and throttled ([`RequestStats`]);
 //! - `fault_injection`: the faults a test or a scenario adds;
 //! - one file per ARM type for what only that type does: `resource_groups`,
-//!   `virtual_networks`, `public_ips`, `network_interfaces`, `virtual_machines` (and
-//!   `vm_sizes`), `disks`, `snapshots` (and disks copied from one), `managed_clusters`, `dns`.
+//!   `virtual_networks`, `public_ips` (and who holds each), `network_interfaces`,
+//!   `load_balancers`, `virtual_machines` (and `vm_sizes`), `disks`, `snapshots` (and disks
+//!   copied from one), `managed_clusters` (and their node resource groups), `dns`.
 //!
 //! Adding an ARM type: its `Kind` (`ids`), a file with its server-owned fields and actions,
 //! and a line in the dispatch of `fill_server_fields` (`resources`) and, when it has actions,
@@ -39,6 +40,7 @@ mod dns;
 mod events;
 mod fault_injection;
 mod ids;
+mod load_balancers;
 mod managed_clusters;
 mod messages;
 mod moves;

@@ -10,8 +10,12 @@ use serde_json::{Value, json};
 use super::body::{merge_patch, properties_mut};
 use super::busy::disks_changing;
 use super::dns::fill_record_set_fields;
-use super::ids::{Kind, group_id_of, kind_name, kind_of, lower, name_of, subscription_of, type_of};
+use super::ids::{
+    Kind, group_id_of, is_network_kind, kind_name, kind_of, lower, name_of, subscription_of,
+    type_of,
+};
 use super::operations::Completion;
+use super::public_ips::public_ips_changing;
 use super::regions::{check_location_unchanged, normalise_location};
 use super::resource_groups::fill_resource_group_fields;
 use super::snapshots::{CopySource, copied_disk_fields};
@@ -118,6 +122,7 @@ impl World {
                 | Kind::VirtualNetwork
                 | Kind::PublicIp
                 | Kind::NetworkInterface
+                | Kind::LoadBalancer
                 | Kind::VirtualMachine
                 | Kind::Disk
                 | Kind::Snapshot
@@ -165,6 +170,12 @@ impl World {
             .as_ref()
             .map(|stored| stored.body.clone())
             .unwrap_or(Value::Null);
+        // Network checks what a body references before it accepts it.
+        match kind {
+            Kind::LoadBalancer => self.check_load_balancer(&stored_id, &body)?,
+            Kind::NetworkInterface => self.check_public_ip_references(&stored_id, &body)?,
+            _ => {}
+        }
         // DiskRP checks a new disk's or snapshot's source; an update keeps what it was made from.
         let copy_source = if creating && matches!(kind, Kind::Disk | Kind::Snapshot) {
             self.check_creation_data(kind, &body)?
@@ -192,6 +203,16 @@ impl World {
         } else {
             Vec::new()
         };
+        // A load balancer's write holds the public IPs it takes or lets go until it ends: a
+        // write naming one of them meanwhile is refused as busy, as Network refuses a write on
+        // a "dependent resource" in progress.
+        let public_ips_changing = if kind == Kind::LoadBalancer && !immediate {
+            let changing = public_ips_changing(&stored_id, &previous, &body);
+            self.require_disks_idle(&changing)?;
+            changing
+        } else {
+            Vec::new()
+        };
         if kind == Kind::VirtualMachine {
             let disks_changed = self.apply_vm_disk_request(&stored_id, &mut body, &previous)?;
             if disks_changed && !creating {
@@ -203,10 +224,7 @@ impl World {
             || matches!(kind, Kind::Group | Kind::DnsZone | Kind::RecordSet);
         // Network's `ProvisioningState` enum has no `Creating`: Succeeded, Updating, Deleting,
         // Failed (network.json of Microsoft.Network's 2025-03-01 definitions).
-        let network_kind = matches!(
-            kind,
-            Kind::VirtualNetwork | Kind::Subnet | Kind::PublicIp | Kind::NetworkInterface
-        );
+        let network_kind = is_network_kind(kind);
         let state = if synchronous {
             "Succeeded"
         } else if creating && !network_kind {
@@ -255,6 +273,7 @@ impl World {
             },
         );
         let mut held = disks_changing;
+        held.extend(public_ips_changing);
         held.push(stored_id.clone());
         self.hold(
             &held,
@@ -290,6 +309,7 @@ impl World {
             Kind::RecordSet => fill_record_set_fields(id, body),
             Kind::Group => fill_resource_group_fields(body, previous),
             Kind::VirtualNetwork => self.take_inline_subnets(id, body),
+            Kind::LoadBalancer => self.fill_load_balancer_fields(id, body, previous),
             Kind::Subnet | Kind::Other => {}
         }
     }
@@ -303,7 +323,10 @@ impl World {
         match kind_of(id) {
             Kind::Disk => self.ensure_backing_file(id)?,
             Kind::VirtualMachine => self.virtual_machine_provisioned(id),
-            Kind::ManagedCluster => self.start_api_server(id).map(|_| ())?,
+            Kind::ManagedCluster => {
+                self.start_api_server(id)?;
+                self.ensure_node_resource_group(id)?;
+            }
             _ => {}
         }
         Ok(())
@@ -337,6 +360,9 @@ impl World {
                     name_of(id)
                 ),
             ));
+        }
+        if kind == Kind::PublicIp {
+            self.require_public_ip_free(&existing.id)?;
         }
         if matches!(kind, Kind::DnsZone | Kind::RecordSet) {
             self.remove_resource(id);
@@ -385,7 +411,10 @@ impl World {
             };
             match kind_of(&stored.id) {
                 Kind::VirtualMachine => self.virtual_machine_removed(&doomed_key, &stored),
-                Kind::ManagedCluster => self.stop_api_server(&doomed_key),
+                Kind::ManagedCluster => {
+                    self.stop_api_server(&doomed_key);
+                    self.remove_node_resource_group(&stored);
+                }
                 Kind::Disk => self.remove_backing_file(&stored),
                 Kind::Snapshot => self.remove_snapshot_file(&stored),
                 _ => {}

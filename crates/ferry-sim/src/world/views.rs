@@ -1,10 +1,12 @@
 //! What a response shows of a stored resource: ARM never returns the secrets a client wrote,
-//! shows a network's subnets from the subnet resources themselves, and an AKS agent pool's
-//! provisioning state from its cluster's.
+//! shows a network's subnets from the subnet resources themselves, an AKS agent pool's
+//! provisioning state from its cluster's, a public IP's holder, and a load balancer's
+//! sub-resources with its ETag and state.
 
 use serde_json::Value;
 
 use super::ids::{Kind, kind_of};
+use super::load_balancers::sub_resources_follow_load_balancer;
 use super::{Stored, World};
 
 /// Write-only fields of a VM: Compute accepts them on a PUT and never returns them
@@ -35,6 +37,8 @@ impl World {
                 agent_pools_follow_cluster(&mut body);
             }
             Kind::VirtualNetwork => self.show_subnets(&stored.id, &mut body),
+            Kind::PublicIp => self.show_public_ip_holder(&stored.id, &mut body),
+            Kind::LoadBalancer => sub_resources_follow_load_balancer(&mut body),
             _ => {}
         }
         body
