@@ -122,8 +122,10 @@ fn the_warm_variant_is_data100_with_a_standby_and_nothing_else() {
 }
 
 /// `specs/data100/hot` is data100 with a hot standby: main.toml is the cold one's with the
-/// standby's lines, service.toml the warm spec's (hubs deployed idle ahead), and storage.toml
-/// the cold one's plus the replica's four disks and the pool's three replica fields.
+/// standby's line; azure.toml the cold one's with the ingress's static IP in place of a public
+/// IP per generation; service.toml the warm spec's (hubs deployed idle ahead) with the hubs on
+/// that static IP; and storage.toml the cold one's plus the replica's four disks and the
+/// pool's three replica fields.
 #[test]
 fn the_hot_variant_is_data100_with_a_replica_and_nothing_else() {
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/data100");
@@ -134,26 +136,73 @@ fn the_hot_variant_is_data100_with_a_replica_and_nothing_else() {
             .map(str::to_owned)
             .collect()
     };
-    // Beside the standby's line, a hot standby's data100 keeps its records' TTL short: the
-    // failover takes about 3 minutes, and resolvers' caches count in the time to recovery.
     let hot = read("hot/main.toml");
-    let without_ttl = |text: &str| -> Vec<String> {
+    assert_eq!(settings(&hot), settings(&read("main.toml")));
+    assert!(hot.contains("\nstandby = \"hot\"\n"));
+    let link = std::fs::read_link(folder.join("hot/hooks")).unwrap();
+    assert_eq!(link, Path::new("../hooks"));
+    // The static IP in place of the generation's public IP, and nothing else.
+    let table = |text: &str, header: &str| -> Vec<String> {
+        let lines = settings(text);
+        let start = lines.iter().position(|line| line == header);
+        start
+            .map(|start| {
+                lines[start..]
+                    .iter()
+                    .take_while(|line| !line.is_empty())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let cold_azure = read("azure.toml");
+    let hot_azure = read("hot/azure.toml");
+    let without = |text: &str, header: &str| -> Vec<String> {
+        let dropped = table(text, header);
+        let mut lines = settings(text);
+        if let Some(start) = lines.iter().position(|line| *line == dropped[0]) {
+            lines.drain(start..start + dropped.len());
+        }
+        lines.into_iter().filter(|line| !line.is_empty()).collect()
+    };
+    assert_eq!(
+        without(&hot_azure, "[static_ip.ingress]"),
+        without(&cold_azure, "[public_ip.ingress]")
+    );
+    assert_eq!(
+        table(&hot_azure, "[static_ip.ingress]"),
+        [
+            "[static_ip.ingress]",
+            "name = \"data100-ingress\"",
+            "resource_group = \"data100-shared\"",
+        ]
+    );
+    // The hubs' service: the warm one's, on the static IP (idle releases ask for none).
+    let warm_service = read("warm/service.toml");
+    let hot_service = read("hot/service.toml");
+    let on_static_ip = |line: &str| -> String {
+        line.replace("${public_ip.ingress.address}", "${static_ip.ingress.address}")
+            .replace(
+                ", INGRESS_IP_NAME = \"${static_ip.ingress.name}\", INGRESS_IP_GROUP = \"${static_ip.ingress.resource_group}\"",
+                "",
+            )
+            .replace(
+                ", INGRESS_IP = \"${static_ip.ingress.address}\", HUB_HOST",
+                ", HUB_HOST",
+            )
+    };
+    let plain = |text: &str| -> Vec<String> {
         settings(text)
-            .into_iter()
-            .filter(|line| !line.starts_with("dns_ttl ="))
+            .iter()
+            .map(|line| on_static_ip(line))
             .collect()
     };
-    assert_eq!(without_ttl(&hot), without_ttl(&read("main.toml")));
-    assert!(hot.contains("\nstandby = \"hot\"\n"));
-    assert!(hot.contains("\ndns_ttl = 60\n"));
-    for (linked, to) in [
-        ("azure.toml", "../azure.toml"),
-        ("hooks", "../hooks"),
-        ("service.toml", "../warm/service.toml"),
-    ] {
-        let link = std::fs::read_link(folder.join("hot").join(linked)).unwrap();
-        assert_eq!(link, Path::new(to));
-    }
+    let warm_plain: Vec<String> = settings(&warm_service)
+        .iter()
+        .map(|line| on_static_ip(line))
+        .collect();
+    assert_eq!(plain(&hot_service), warm_plain);
+    assert!(!hot_service.contains("public_ip.ingress"));
     let extra: Vec<String> = {
         let cold: Vec<String> = settings(&read("storage.toml"));
         let mut left = cold.into_iter().peekable();
@@ -193,4 +242,9 @@ fn the_hot_variant_is_data100_with_a_replica_and_nothing_else() {
     assert_eq!(spec.failover.standby, ferry_spec::Standby::Hot);
     assert_eq!(spec.resources.len(), 22);
     assert_eq!(spec.hot_pools().count(), 1);
+    assert!(
+        spec.resources
+            .keys()
+            .any(|address| address.to_string() == "static_ip.ingress")
+    );
 }

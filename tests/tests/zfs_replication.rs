@@ -576,8 +576,7 @@ async fn a_hand_over_that_finds_a_round_running_waits_for_it_and_changes_nothing
                 connection: &other_ferry,
                 pool: &pool,
             };
-            let replica_connection =
-                SshConnection::new(pair.b.target().clone(), pair.b.timeouts());
+            let replica_connection = SshConnection::new(pair.b.target().clone(), pair.b.timeouts());
             let replica = PoolEnd {
                 connection: &replica_connection,
                 pool: &pool,

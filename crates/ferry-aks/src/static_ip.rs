@@ -104,6 +104,10 @@ impl KindRules for StaticIpRules {
                 description: "the public IP address name",
             },
             O {
+                name: RESOURCE_GROUP,
+                description: "the resource group that holds it (for the ingress's annotation)",
+            },
+            O {
                 name: ADDRESS,
                 description: "the IP address, the same in every generation: point DNS records and the ingress Service (`loadBalancerIP`) at it",
             },

@@ -158,7 +158,7 @@ fn a_hot_standby_is_seeded_promoted_with_no_disk_moved_and_failed_back_as_a_plan
     assert!(
         settled
             .stdout
-            .contains("Failover readiness: ready, estimated time to recovery 3m 59s"),
+            .contains("Failover readiness: ready, estimated time to recovery 3m 15s"),
         "{}",
         settled.stdout
     );

@@ -109,8 +109,66 @@ fn rules_edges(drafts: &[Draft], edges: &mut Edges) {
     }
 }
 
+/// The resources with steps that `resource` depends on, directly or through resources with
+/// no step in the plan: a check after a DNS record that does not change (a static IP kept)
+/// still waits for the hook the record depends on. Each resource without a step is walked
+/// once (`through`), without recursion: a chain of 100,000 unchanged hooks is a spec like
+/// another.
+fn stepped_dependencies<'a>(
+    resource: &'a ferry_core::ResourceAddress,
+    dependencies: &'a Dependencies,
+    stepped: &HashMap<&ferry_core::ResourceAddress, Vec<usize>>,
+    through: &mut HashMap<&'a ferry_core::ResourceAddress, Vec<&'a ferry_core::ResourceAddress>>,
+) -> Vec<&'a ferry_core::ResourceAddress> {
+    let direct = |address: &'a ferry_core::ResourceAddress| {
+        dependencies
+            .get(address)
+            .into_iter()
+            .flatten()
+            .filter(move |dependency| *dependency != address)
+    };
+    // Settle every step-less resource below `resource` first, deepest first.
+    let mut stack: Vec<(&ferry_core::ResourceAddress, bool)> = direct(resource)
+        .filter(|dependency| !stepped.contains_key(*dependency))
+        .map(|dependency| (dependency, false))
+        .collect();
+    while let Some((address, expanded)) = stack.pop() {
+        if through.contains_key(address) {
+            continue;
+        }
+        if !expanded {
+            stack.push((address, true));
+            for dependency in direct(address) {
+                if !stepped.contains_key(dependency) && !through.contains_key(dependency) {
+                    stack.push((dependency, false));
+                }
+            }
+            continue;
+        }
+        let mut found: BTreeSet<&ferry_core::ResourceAddress> = BTreeSet::new();
+        for dependency in direct(address) {
+            if stepped.contains_key(dependency) {
+                found.insert(dependency);
+            } else if let Some(below) = through.get(dependency) {
+                found.extend(below.iter().copied());
+            }
+        }
+        through.insert(address, found.into_iter().collect());
+    }
+    let mut found: BTreeSet<&ferry_core::ResourceAddress> = BTreeSet::new();
+    for dependency in direct(resource) {
+        if stepped.contains_key(dependency) {
+            found.insert(dependency);
+        } else if let Some(below) = through.get(dependency) {
+            found.extend(below.iter().copied());
+        }
+    }
+    found.into_iter().collect()
+}
+
 /// Default edges: a resource's steps follow its dependencies' steps on their converged
-/// instances; deletions go the other way, dependents first.
+/// instances (through dependencies with no step: [`stepped_dependencies`]); deletions go the
+/// other way, dependents first.
 fn dependency_edges(drafts: &[Draft], dependencies: &Dependencies, edges: &mut Edges) {
     let mut by_resource: HashMap<&ferry_core::ResourceAddress, Vec<usize>> = HashMap::new();
     for (position, draft) in drafts.iter().enumerate() {
@@ -119,11 +177,12 @@ fn dependency_edges(drafts: &[Draft], dependencies: &Dependencies, edges: &mut E
             .or_default()
             .push(position);
     }
+    let mut through = HashMap::new();
     for (me, draft) in drafts.iter().enumerate() {
         let Some(resource) = &draft.resource else {
             continue;
         };
-        for dependency in dependencies.get(resource).into_iter().flatten() {
+        for dependency in stepped_dependencies(resource, dependencies, &by_resource, &mut through) {
             for &other in by_resource.get(dependency).into_iter().flatten() {
                 let other_step = &drafts[other].step;
                 // The dependency's step in the step's own generation (a warm standby's steps

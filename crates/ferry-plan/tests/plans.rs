@@ -998,21 +998,23 @@ fn the_vm_a_failover_fenced_is_never_started_only_retired() {
     vm.nfs@g2:create: generation 2 is built beside generation 1 (failover)
     vm.nfs@g1:retire: generation 2 serves now: generation 1 is retired
     --- after it
-    1. ~ update vm.nfs@g2  ~1m
+    1. ~ update vm.nfs@g2  ~1m  (critical path)
          it is deallocated: started again, so that it serves
          ~ power_state = "deallocated" -> "running"
 
     2. ? wait check.prod_tls  ~10m  (critical path)
          dns_record.prod changes: wait until the check passes again
+         after 1
 
     3. - retire vm.nfs@g1  ~1m 30s  (critical path)
          generation 2 serves now: generation 1 is retired
          after every step but the retirements
 
     Plan: 1 to update, 1 to wait, 1 to retire (3 steps).
-    Estimated duration: 11m 30s.
+    Estimated duration: 12m 30s.
     Critical path:
-         wait check.prod_tls (10m)
+         update vm.nfs@g2 (1m)
+      -> wait check.prod_tls (10m)
       -> retire vm.nfs@g1 (1m 30s)
     "#);
 }

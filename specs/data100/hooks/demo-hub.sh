@@ -14,6 +14,15 @@
 #   idle release up (DEMO_HUB_ACTIVATE_SECONDS_<RELEASE>, else DEMO_HUB_ACTIVATE_SECONDS,
 #   else 0); the idle release must already serve on $INGRESS_IP;
 # - with neither, both at once, as a cold failover runs it.
+#
+# With a static IP that outlives generations (INGRESS_IP_NAME and INGRESS_IP_GROUP set, as
+# deploy-hub.sh takes them), the hub does not listen on the address itself: --idle serves on a
+# port of 127.0.0.1 of its cluster's own (the "pods"), and --activate creates the proxy's
+# Service on the cluster's API server (from $KUBECONFIG) with the annotations that ask AKS for
+# the address by name, and waits until the Service has it, as `helm --wait` waits for a
+# LoadBalancer's address (DEMO_HUB_SERVICE_SECONDS, 120 by default): the ARM simulator's AKS
+# puts the address on the cluster's load balancer and forwards it to the pods. The idle
+# release asks for nothing, so a standby never takes the address.
 set -eu
 release="$1"
 mode="${2:-}"
@@ -28,7 +37,18 @@ esac
 # One folder per ingress address: its HTTPS server (pid, log, a certificate and key per hub
 # name) and each release's certificate request. Each generation has its own ingress, so the
 # deploys of two generations (a serving one and its standby) never share a file.
-server="$DEMO_CA_DIR/hubs/$INGRESS_IP"
+if [ -n "${INGRESS_IP_NAME:-}" ]; then
+  # One folder per cluster: both generations' hubs serve the same address, in turn.
+  : "${KUBECONFIG:?set KUBECONFIG: the hub's Service is made on its cluster}"
+  where="$(basename "$KUBECONFIG" .yaml)"
+  bind_address=127.0.0.1
+  bind_port=0
+else
+  where="$INGRESS_IP"
+  bind_address="$INGRESS_IP"
+  bind_port=443
+fi
+server="$DEMO_CA_DIR/hubs/$where"
 state="$server/$release"
 
 # Staging and prod share their ingress's server, and a standby deploys both at once: one
@@ -48,11 +68,53 @@ release_lock() {
   exec 9>&-
 }
 
+# The proxy's Service on the cluster's API server, asking AKS for the static IP by name, and
+# the wait until AKS gave it (its load balancer then forwards the address to the pods).
+ask_for_the_address() {
+  python3 - "$release" "$(cat "$server/port")" <<'PYTHON'
+import base64, json, os, ssl, sys, time, urllib.request
+release, port = sys.argv[1], sys.argv[2]
+kubeconfig = open(os.environ["KUBECONFIG"]).read()
+def field(name):
+    for line in kubeconfig.splitlines():
+        line = line.strip()
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+server = field("server")
+context = ssl.create_default_context(cadata=base64.b64decode(field("certificate-authority-data")).decode())
+headers = {"Authorization": "Bearer " + field("token"), "Content-Type": "application/json"}
+def call(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(server + path, method=method, data=data, headers=headers)
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        return json.load(response)
+path = "/api/v1/namespaces/%s/services/proxy-public" % release
+call("PUT", path, {
+    "apiVersion": "v1", "kind": "Service",
+    "metadata": {"name": "proxy-public", "namespace": release, "annotations": {
+        "service.beta.kubernetes.io/azure-pip-name": os.environ["INGRESS_IP_NAME"],
+        "service.beta.kubernetes.io/azure-load-balancer-resource-group": os.environ["INGRESS_IP_GROUP"],
+        "ferry-sim/backend": "127.0.0.1:" + port}},
+    "spec": {"type": "LoadBalancer", "ports": [{"name": "https", "port": 443, "targetPort": 443}]}})
+wait = float(os.environ.get("DEMO_HUB_SERVICE_SECONDS", "120"))
+deadline = time.time() + wait
+while True:
+    service = call("GET", path)
+    ingress = service.get("status", {}).get("loadBalancer", {}).get("ingress") or []
+    if any(item.get("ip") == os.environ["INGRESS_IP"] for item in ingress):
+        break
+    if time.time() > deadline:
+        sys.exit("hub-%s: its Service has not got %s after %g s: %s" % (
+            release, os.environ["INGRESS_IP"], wait, json.dumps(service.get("status"))))
+    time.sleep(0.1)
+PYTHON
+}
+
 # The marker: the hub found its home directories on the pool.
 write_marker() {
   home="${DEMO_HOME_ROOT:-/export/home}/$release"
   mkdir -p "$home"
-  printf '%s deployed on %s with kubeconfig %s\n' "hub-$release" "$INGRESS_IP" "$KUBECONFIG" > "$home/.hub-deployed"
+  printf '%s deployed on %s with kubeconfig %s\n' "hub-$release" "${INGRESS_IP:-its pods}" "$KUBECONFIG" > "$home/.hub-deployed"
 }
 
 if [ "$mode" = --activate ]; then
@@ -60,7 +122,7 @@ if [ "$mode" = --activate ]; then
   # name's certificate (read from its files, which costs nothing beside the pace below).
   take_lock
   if ! [ -f "$server/$HUB_HOST.pem" ] || ! [ -f "$server/pid" ] || ! kill -0 "$(cat "$server/pid")" 2>/dev/null; then
-    echo "hub-$release is not deployed on $INGRESS_IP: run demo-hub.sh $release --idle first" >&2
+    echo "hub-$release is not deployed on $where: run demo-hub.sh $release --idle first" >&2
     exit 1
   fi
   release_lock
@@ -70,6 +132,9 @@ if [ "$mode" = --activate ]; then
     *) pace="${DEMO_HUB_ACTIVATE_SECONDS_PROD:-${DEMO_HUB_ACTIVATE_SECONDS:-0}}" ;;
   esac
   sleep "$pace"
+  if [ -n "${INGRESS_IP_NAME:-}" ]; then
+    ask_for_the_address
+  fi
   write_marker
   echo "hub-$release active on $INGRESS_IP with its home directories"
   exit 0
@@ -112,9 +177,10 @@ if [ -f "$server/pid" ]; then
   done
 fi
 # Detached, with its output in a file: the hook ends while the hub keeps serving.
-setsid python3 - "$INGRESS_IP" "$server" > "$server/log" 2>&1 < /dev/null 9>&- <<'PYTHON' &
+rm -f "$server/port"
+setsid python3 - "$bind_address" "$bind_port" "$server" "$where" > "$server/log" 2>&1 < /dev/null 9>&- <<'PYTHON' &
 import http.server, os, ssl, sys
-address, folder = sys.argv[1], sys.argv[2]
+address, port, folder, where = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 contexts = {}
 for name in os.listdir(folder):
     if name.endswith(".pem"):
@@ -129,15 +195,18 @@ def choose(connection, server_name, _):
 default.sni_callback = choose
 class Hub(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = b"JupyterHub (ferry demo stand-in)\n"
+        body = ("JupyterHub (ferry demo stand-in) on %s\n" % where).encode()
         self.send_response(200)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *arguments):
         pass
-httpd = http.server.ThreadingHTTPServer((address, 443), Hub)
+httpd = http.server.ThreadingHTTPServer((address, port), Hub)
 httpd.socket = default.wrap_socket(httpd.socket, server_side=True)
+with open(os.path.join(folder, "port.new"), "w") as out:
+    out.write(str(httpd.socket.getsockname()[1]))
+os.rename(os.path.join(folder, "port.new"), os.path.join(folder, "port"))
 httpd.serve_forever()
 PYTHON
 hub=$!
@@ -147,11 +216,11 @@ for _ in $(seq 1 100); do
   if ! kill -0 "$hub" 2>/dev/null; then
     break
   fi
-  if python3 -c "import socket,sys; socket.create_connection((sys.argv[1], 443), 1)" "$INGRESS_IP" 2>/dev/null; then
-    echo "hub-$release serves https://$HUB_HOST on $INGRESS_IP:443"
+  if [ -f "$server/port" ] && python3 -c "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)" "$bind_address" "$(cat "$server/port")" 2>/dev/null; then
+    echo "hub-$release serves https://$HUB_HOST on $bind_address:$(cat "$server/port")"
     exit 0
   fi
   sleep 0.1
 done
-echo "hub-$release did not start serving on $INGRESS_IP:443: $(cat "$server/log")" >&2
+echo "hub-$release did not start serving on $bind_address: $(cat "$server/log")" >&2
 exit 1

@@ -74,6 +74,16 @@ fn output(instance: &str, name: &str) -> Value {
 pub fn converge(before: &Snapshot, plan: &Plan, active_generation: u32) -> Snapshot {
     let mut after = before.clone();
     after.active_generation = active_generation;
+    // An output that is a field too (a static IP's name) is the field's value, as the plan's
+    // own step on the instance sets it; other outputs are made up.
+    let field_of = |instance: &ferry_core::InstanceAddress, name: &str| -> Option<Value> {
+        plan.steps
+            .iter()
+            .filter(|step| &step.address == instance)
+            .find_map(|step| step.inputs.get(name))
+            .filter(|value| !value::has_expression(value))
+            .cloned()
+    };
     for step in &plan.steps {
         let instance = step.address.clone();
         let resolved = value::resolve(
@@ -83,7 +93,10 @@ pub fn converge(before: &Snapshot, plan: &Plan, active_generation: u32) -> Snaps
                     address,
                     generation,
                     output: name,
-                } => Some(output(&address.at(*generation).to_string(), name)),
+                } => {
+                    let at = address.at(*generation);
+                    Some(field_of(&at, name).unwrap_or_else(|| output(&at.to_string(), name)))
+                }
                 _ => None,
             },
         );
@@ -122,7 +135,9 @@ pub fn converge(before: &Snapshot, plan: &Plan, active_generation: u32) -> Snaps
                 if let Some(Observation::Present { attributes, .. }) =
                     after.resources.get_mut(&instance)
                 {
-                    attributes.insert(name.clone(), output(&instance.to_string(), &name));
+                    if field_of(&instance, &name).is_none() {
+                        attributes.insert(name.clone(), output(&instance.to_string(), &name));
+                    }
                 }
             }
         }
