@@ -430,9 +430,27 @@ async fn the_standby_s_controller_takes_the_static_ip_once_the_old_frontend_is_r
     let ip = get(client, &ip_id(), PUBLIC_IP).await;
     assert_eq!(holder_of(&ip).as_deref(), Some(blue_frontend.as_str()));
     let balancer = get(client, &kubernetes_balancer("blue"), NETWORK).await;
+    let rule_name = format!("{}-TCP-443", frontend_name(&blue_service));
+    let rule = &balancer["properties"]["loadBalancingRules"][0];
+    assert_eq!(rule["name"], rule_name);
     assert_eq!(
-        balancer["properties"]["loadBalancingRules"][0]["name"],
-        format!("{}-TCP-443", frontend_name(&blue_service))
+        rule["properties"]["frontendIPConfiguration"]["id"],
+        blue_frontend
+    );
+    assert_eq!(
+        rule["properties"]["probe"]["id"],
+        format!("{}/probes/{rule_name}", kubernetes_balancer("blue"))
+    );
+    assert_eq!(
+        (
+            rule["properties"]["frontendPort"].clone(),
+            rule["properties"]["backendPort"].clone()
+        ),
+        (json!(443), json!(443))
+    );
+    assert_eq!(
+        balancer["properties"]["probes"][0]["properties"]["port"],
+        blue_service["spec"]["ports"][0]["nodePort"]
     );
     let (_, service) = get_service(&world, "blue").await;
     assert_eq!(
@@ -558,6 +576,7 @@ async fn the_standby_s_controller_takes_the_static_ip_once_the_old_frontend_is_r
     let balancer = get(client, &kubernetes_balancer("green"), NETWORK).await;
     assert_eq!(frontends(&balancer), Vec::<String>::new());
     assert_eq!(balancer["properties"]["loadBalancingRules"], json!([]));
+    assert_eq!(balancer["properties"]["probes"], json!([]));
     assert_eq!(holder_of(&get(client, &ip_id(), PUBLIC_IP).await), None);
     eventually("the IP's listener to close", || async {
         reach(&address).await.is_none().then_some(())

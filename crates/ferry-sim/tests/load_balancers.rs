@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000001";
 
 struct World {
-    _simulator: Simulator,
+    simulator: Simulator,
     client: ArmClient,
     _folder: tempfile::TempDir,
 }
@@ -29,7 +29,7 @@ async fn start() -> World {
     ))
     .unwrap();
     World {
-        _simulator: simulator,
+        simulator,
         client,
         _folder: folder,
     }
@@ -422,7 +422,23 @@ async fn a_public_ip_has_one_holder_and_cannot_be_deleted_while_held() {
         )
     );
     delete(client, &lb, NETWORK).await;
+
+    // Deleting a group deletes its load balancer, which frees the IP it held elsewhere.
+    create_group(client, "rg-edge").await;
+    let edge = balancer_id("rg-edge", "edge");
+    create(client, &edge, NETWORK, balancer(&edge, "Standard", &[&ip])).await;
+    assert_eq!(
+        holder_of(&get(client, &ip, PUBLIC_IP).await),
+        Some(format!("{edge}/frontendIPConfigurations/fe0").as_str())
+    );
+    delete(client, &group_id("rg-edge"), RESOURCES).await;
+    assert_eq!(holder_of(&get(client, &ip, PUBLIC_IP).await), None);
     delete(client, &ip, PUBLIC_IP).await;
+
+    // The control API counts each refusal by code.
+    let counts = world.simulator.refusal_counts();
+    assert_eq!(counts.arm["PublicIPAddressInUse"], 4);
+    assert_eq!(counts.arm["PublicIPAddressCannotBeDeleted"], 2);
 }
 
 #[tokio::test]

@@ -5,12 +5,15 @@
 //! For a Service annotated with `service.beta.kubernetes.io/azure-pip-name` (and
 //! `service.beta.kubernetes.io/azure-load-balancer-resource-group`, the IP's group; the node
 //! group without it), the controller makes sure the load balancer has a frontend named `a` and
-//! the Service's uid without dashes holding that IP, and a rule per port
-//! (`{frontend}-{PROTOCOL}-{port}`) to the `kubernetes` pool. It writes through the same path as
+//! the Service's uid without dashes holding that IP, and a rule and a probe per port (both
+//! `{frontend}-{PROTOCOL}-{port}`; the rule to the `kubernetes` pool with floating IP, the probe
+//! on the port's `nodePort`). It writes through the same path as
 //! an ARM PUT, so the same refusals apply: while the IP is held elsewhere the Service's latest
 //! event is the refusal (`PublicIPAddressInUse: ...`), and the next tick tries again. A
 //! frontend removed over ARM comes back on the next tick. A deleted Service's frontend and rules
-//! are removed, then the Service goes (its finalizer).
+//! are removed, then the Service goes (its finalizer). While a write on the load balancer that
+//! held the IP runs (ferry's removal of its frontend), the IP is held by that write and the
+//! controller's write is refused as busy (`AnotherOperationInProgress`), then retried.
 //!
 //! The controller's writes are not ARM requests a client made: they are neither counted nor
 //! recorded as events, but they do start long-running operations and hold what they change.
@@ -40,8 +43,18 @@ struct Wanted {
     balancer: String,
     public_ip: String,
     frontend: String,
-    /// Rule name, protocol, frontend port and the backend its connections go to.
-    rules: Vec<(String, String, u16, Option<SocketAddr>)>,
+    rules: Vec<WantedRule>,
+}
+
+/// One port of a Service: its rule and probe (both named `{frontend}-{PROTOCOL}-{port}`), and
+/// the backend its connections go to.
+struct WantedRule {
+    name: String,
+    protocol: String,
+    port: u16,
+    /// The port the probe asks on the nodes: the Service's `nodePort`.
+    probe_port: u16,
+    backend: Option<SocketAddr>,
 }
 
 fn annotation<'a>(service: &'a Value, name: &str) -> Option<&'a str> {
@@ -124,13 +137,18 @@ impl World {
         started
     }
 
-    fn wanted(&self, cluster: &str, service: &Value) -> Result<Wanted, String> {
+    /// What a Service asks for; `Ok(None)` while its cluster's node group is not there yet (the
+    /// cluster's create has not ended).
+    fn wanted(&self, cluster: &str, service: &Value) -> Result<Option<Wanted>, String> {
         let stored = self
             .resources
             .get(cluster)
             .ok_or_else(|| "the cluster is gone".to_owned())?;
-        let node_group = node_resource_group_id(&stored.id, &stored.body)
-            .ok_or_else(|| "the cluster has no node resource group".to_owned())?;
+        let Some(node_group) = node_resource_group_id(&stored.id, &stored.body)
+            .filter(|group| self.resources.contains_key(&lower(group)))
+        else {
+            return Ok(None);
+        };
         let Some(ip_name) = annotation(service, PIP_NAME_ANNOTATION) else {
             return Err(format!(
                 "SimulatorUnsupported: the simulator's cloud controller takes only a named public IP ({PIP_NAME_ANNOTATION})"
@@ -165,20 +183,26 @@ impl World {
                     .and_then(Value::as_str)
                     .unwrap_or("TCP")
                     .to_ascii_uppercase();
-                Some((
-                    format!("{frontend}-{protocol}-{number}"),
+                let probe_port = port
+                    .get("nodePort")
+                    .and_then(Value::as_u64)
+                    .and_then(|node_port| u16::try_from(node_port).ok())
+                    .unwrap_or(number);
+                Some(WantedRule {
+                    name: format!("{frontend}-{protocol}-{number}"),
                     protocol,
-                    number,
-                    backend_of(service, port),
-                ))
+                    port: number,
+                    probe_port,
+                    backend: backend_of(service, port),
+                })
             })
             .collect();
-        Ok(Wanted {
+        Ok(Some(Wanted {
             balancer: format!("{node_group}/providers/Microsoft.Network/loadBalancers/kubernetes"),
             public_ip,
             frontend,
             rules,
-        })
+        }))
     }
 
     fn reconcile_service(
@@ -189,8 +213,9 @@ impl World {
         started: &mut StartedOperations,
     ) -> Reconciled {
         let wanted = match self.wanted(cluster, service) {
-            Ok(wanted) => wanted,
-            Err(_) if deleting => return Reconciled::Gone,
+            Ok(Some(wanted)) => wanted,
+            Ok(None) | Err(_) if deleting => return Reconciled::Gone,
+            Ok(None) => return Reconciled::Status(pending_status(service)),
             Err(error) => return Reconciled::Status(failure_status(service, &error)),
         };
         let Some(stored) = self.resources.get(&lower(&wanted.balancer)).cloned() else {
@@ -230,6 +255,7 @@ impl World {
         let is_rule = |name: &str| name.starts_with(&prefix);
         let mut frontends = keep_other(properties.get("frontendIPConfigurations"), &is_frontend);
         let mut rules = keep_other(properties.get("loadBalancingRules"), &is_rule);
+        let mut probes = keep_other(properties.get("probes"), &is_rule);
         let mut pools = keep_other(properties.get("backendAddressPools"), &|_| false);
         if !deleting {
             let mut frontend = items(&current, "frontendIPConfigurations")
@@ -242,26 +268,34 @@ impl World {
             if !named(&current, "backendAddressPools", "kubernetes") {
                 pools.push(json!({"name": "kubernetes"}));
             }
-            for (name, protocol, port, _) in &wanted.rules {
+            // As cloud-provider-azure writes them: floating IP on (the backend port is the
+            // Service's port), a TCP probe of the node port.
+            for rule in &wanted.rules {
+                probes.push(json!({
+                    "name": rule.name,
+                    "properties": {"protocol": "Tcp", "port": rule.probe_port, "intervalInSeconds": 5, "numberOfProbes": 2},
+                }));
                 rules.push(json!({
-                    "name": name,
+                    "name": rule.name,
                     "properties": {
                         "frontendIPConfiguration": {"id": format!("{}/frontendIPConfigurations/{}", stored.id, wanted.frontend)},
                         "backendAddressPool": {"id": format!("{}/backendAddressPools/kubernetes", stored.id)},
-                        "protocol": if protocol == "UDP" { "Udp" } else { "Tcp" },
-                        "frontendPort": port,
-                        "backendPort": port,
+                        "probe": {"id": format!("{}/probes/{}", stored.id, rule.name)},
+                        "protocol": if rule.protocol == "UDP" { "Udp" } else { "Tcp" },
+                        "frontendPort": rule.port,
+                        "backendPort": rule.port,
+                        "enableFloatingIP": true,
                     },
                 }));
             }
         }
         // Compare what the controller owns, not what Network filled in.
-        let unchanged = same_names_and_references(&current, &frontends, &rules, &pools);
-        for (name, _, _, backend) in &wanted.rules {
-            let rule_id = lower(&format!("{}/loadBalancingRules/{name}", stored.id));
-            match backend {
+        let unchanged = same_names_and_references(&current, &frontends, &rules, &pools, &probes);
+        for rule in &wanted.rules {
+            let rule_id = lower(&format!("{}/loadBalancingRules/{}", stored.id, rule.name));
+            match rule.backend {
                 Some(backend) if !deleting => {
-                    self.service_backends.insert(rule_id, *backend);
+                    self.service_backends.insert(rule_id, backend);
                 }
                 _ => {
                     self.service_backends.remove(&rule_id);
@@ -277,6 +311,7 @@ impl World {
         properties.insert("frontendIPConfigurations".to_owned(), json!(frontends));
         properties.insert("loadBalancingRules".to_owned(), json!(rules));
         properties.insert("backendAddressPools".to_owned(), json!(pools));
+        properties.insert("probes".to_owned(), json!(probes));
         match self.controller_put(&stored.id, desired, started) {
             Ok(()) => Reconciled::Status(pending_status(service)),
             Err(error) => Reconciled::Status(failure_status(service, &error)),
@@ -354,18 +389,17 @@ impl World {
         }
     }
 
-    /// Where connections to each public IP's frontend ports go: every rule of a provisioned load
-    /// balancer whose frontend holds an IP and whose Service names a backend.
+    /// Where connections to each public IP's frontend ports go: every rule of a load balancer
+    /// whose frontend holds an IP and whose Service names a backend.
     pub(crate) fn forwarding_table(&self) -> ForwardingTable {
         let mut table = ForwardingTable::new();
+        if self.service_backends.is_empty() {
+            return table;
+        }
+        // A frontend carries traffic from the moment its load balancer's body has it, whatever
+        // write is in progress on the load balancer: an unrelated update drops no flow.
         for stored in self.resources.values() {
-            if kind_of(&stored.id) != Kind::LoadBalancer
-                || stored
-                    .body
-                    .pointer("/properties/provisioningState")
-                    .and_then(Value::as_str)
-                    != Some("Succeeded")
-            {
+            if kind_of(&stored.id) != Kind::LoadBalancer {
                 continue;
             }
             for rule in items(&stored.body, "loadBalancingRules") {
@@ -423,6 +457,7 @@ fn same_names_and_references(
     frontends: &[Value],
     rules: &[Value],
     pools: &[Value],
+    probes: &[Value],
 ) -> bool {
     let shape = |items: Vec<&Value>| -> Vec<(String, String)> {
         let mut shape: Vec<(String, String)> = items
@@ -438,7 +473,9 @@ fn same_names_and_references(
                     "/publicIPAddress/id",
                     "/frontendIPConfiguration/id",
                     "/backendAddressPool/id",
+                    "/probe/id",
                     "/frontendPort",
+                    "/port",
                     "/protocol",
                 ]
                 .iter()
@@ -460,6 +497,7 @@ fn same_names_and_references(
     shape(items(current, "frontendIPConfigurations")) == shape(frontends.iter().collect())
         && shape(items(current, "loadBalancingRules")) == shape(rules.iter().collect())
         && shape(items(current, "backendAddressPools")) == shape(pools.iter().collect())
+        && shape(items(current, "probes")) == shape(probes.iter().collect())
 }
 
 /// The Service's status as it was, with the simulator's own field.

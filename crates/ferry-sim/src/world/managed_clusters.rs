@@ -91,14 +91,15 @@ impl World {
         let Some(group_id) = node_resource_group_id(&cluster.id, &cluster.body) else {
             return Ok(());
         };
-        if self.resources.contains_key(&lower(&group_id)) {
-            return Ok(());
-        }
         let location = cluster
             .body
             .get("location")
             .cloned()
             .unwrap_or_else(|| json!("westeurope"));
+        let balancer = format!("{group_id}/providers/Microsoft.Network/loadBalancers/kubernetes");
+        if self.resources.contains_key(&lower(&group_id)) {
+            return Ok(());
+        }
         self.seed(
             &group_id,
             json!({
@@ -111,7 +112,7 @@ impl World {
             }),
         )?;
         self.seed(
-            &format!("{group_id}/providers/Microsoft.Network/loadBalancers/kubernetes"),
+            &balancer,
             json!({
                 "location": location,
                 "sku": {"name": "Standard", "tier": "Regional"},

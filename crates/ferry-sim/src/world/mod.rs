@@ -275,7 +275,12 @@ impl World {
             "holds": self.holds,
             "powerStates": self.power_states,
             "forwardingFailures": self.forwarding_failures,
-            "apiServers": self.readyz.iter().map(|(id, server)| json!({"cluster": id, "address": server.address().to_string(), "up": server.is_up()})).collect::<Vec<_>>(),
+            "apiServers": self.readyz.iter().map(|(id, server)| json!({
+                "cluster": id,
+                "address": server.address().to_string(),
+                "up": server.is_up(),
+                "services": server.services().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).snapshot(),
+            })).collect::<Vec<_>>(),
         })
     }
 
