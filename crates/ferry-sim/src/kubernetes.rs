@@ -445,6 +445,26 @@ impl Services {
         }
     }
 
+    /// Lets go of a Service that is no longer a `LoadBalancer` once its frontend is removed: no
+    /// finalizer, no ingress.
+    pub(crate) fn release(&mut self, service: &Value) {
+        let Some(stored) = self.stored_mut(service) else {
+            return;
+        };
+        if let Some(finalizers) = stored
+            .pointer_mut("/metadata/finalizers")
+            .and_then(Value::as_array_mut)
+        {
+            finalizers.retain(|item| item != LOAD_BALANCER_FINALIZER);
+        }
+        stored["status"] = json!({"loadBalancer": {}});
+        self.counter += 1;
+        let version = self.counter.to_string();
+        if let Some(stored) = self.stored_mut(service) {
+            stored["metadata"]["resourceVersion"] = json!(version);
+        }
+    }
+
     /// Removes a deleted Service whose frontend the controller has removed.
     pub(crate) fn finalize(&mut self, service: &Value) {
         if self.stored_mut(service).is_some() {

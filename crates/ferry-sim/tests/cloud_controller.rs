@@ -583,3 +583,40 @@ async fn the_standby_s_controller_takes_the_static_ip_once_the_old_frontend_is_r
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_service_that_stops_being_a_load_balancer_lets_go_of_its_ip() {
+    let world = start(2).await;
+    let address = two_clusters_and_a_static_ip(&world).await;
+    let client = &world.client;
+    let pods = backend("blue").await;
+    put_service(&world, "blue", &ingress_service(pods)).await;
+    eventually("blue's Service to show the IP", || async {
+        ingress_of(&world, "blue").await
+    })
+    .await;
+
+    let (_, mut service) = get_service(&world, "blue").await;
+    service["spec"]["type"] = json!("ClusterIP");
+    let (status, _) = put_service(&world, "blue", &service).await;
+    assert_eq!(status, 200);
+    let released = eventually("blue's Service to lose its finalizer", || async {
+        let (_, service) = get_service(&world, "blue").await;
+        (service["metadata"]["finalizers"] == json!([])).then_some(service)
+    })
+    .await;
+    assert_eq!(released["status"], json!({"loadBalancer": {}}));
+    let balancer = get(client, &kubernetes_balancer("blue"), NETWORK).await;
+    assert_eq!(frontends(&balancer), Vec::<String>::new());
+    assert_eq!(holder_of(&get(client, &ip_id(), PUBLIC_IP).await), None);
+    eventually("the IP's listener to close", || async {
+        reach(&address).await.is_none().then_some(())
+    })
+    .await;
+    // A Service without the finalizer goes at once.
+    let (status, _) = kube(&world, "blue", "DELETE", SERVICE_PATH, Some(TOKEN), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(get_service(&world, "blue").await.0, 404);
+}

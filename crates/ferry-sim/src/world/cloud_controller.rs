@@ -11,7 +11,8 @@
 //! an ARM PUT, so the same refusals apply: while the IP is held elsewhere the Service's latest
 //! event is the refusal (`PublicIPAddressInUse: ...`), and the next tick tries again. A
 //! frontend removed over ARM comes back on the next tick. A deleted Service's frontend and rules
-//! are removed, then the Service goes (its finalizer). While a write on the load balancer that
+//! are removed, then the Service goes (its finalizer); a Service whose type is no longer
+//! `LoadBalancer` loses its frontend, its ingress and the finalizer. While a write on the load balancer that
 //! held the IP runs (ferry's removal of its frontend), the IP is held by that write and the
 //! controller's write is refused as busy (`AnotherOperationInProgress`), then retried.
 //!
@@ -28,7 +29,8 @@ use super::ids::{Kind, kind_of, lower, subscription_of};
 use super::managed_clusters::node_resource_group_id;
 use super::{SimRequest, World};
 use crate::kubernetes::{
-    BACKEND_ANNOTATION, PIP_GROUP_ANNOTATION, PIP_NAME_ANNOTATION, SharedServices,
+    BACKEND_ANNOTATION, LOAD_BALANCER_FINALIZER, PIP_GROUP_ANNOTATION, PIP_NAME_ANNOTATION,
+    SharedServices,
 };
 
 /// The long-running operations the controllers' writes started, to be completed on time.
@@ -90,6 +92,17 @@ fn backend_of(service: &Value, port: &Value) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, u16::try_from(target).ok()?))
 }
 
+fn has_finalizer(service: &Value) -> bool {
+    service
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|finalizers| {
+            finalizers
+                .iter()
+                .any(|item| item == LOAD_BALANCER_FINALIZER)
+        })
+}
+
 fn items<'a>(body: &'a Value, collection: &str) -> Vec<&'a Value> {
     body.pointer(&format!("/properties/{collection}"))
         .and_then(Value::as_array)
@@ -120,17 +133,23 @@ impl World {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .snapshot();
             for service in snapshot {
-                if service.pointer("/spec/type").and_then(Value::as_str) != Some("LoadBalancer") {
+                let load_balancer =
+                    service.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
+                // A Service that is no longer a `LoadBalancer` but still carries the finalizer
+                // had a frontend: it is removed as a deleted Service's is.
+                if !load_balancer && !has_finalizer(&service) {
                     continue;
                 }
-                let deleting = service.pointer("/metadata/deletionTimestamp").is_some();
-                let outcome = self.reconcile_service(&cluster, &service, deleting, &mut started);
+                let deleted = service.pointer("/metadata/deletionTimestamp").is_some();
+                let releasing = deleted || !load_balancer;
+                let outcome = self.reconcile_service(&cluster, &service, releasing, &mut started);
                 let mut services = services
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 match outcome {
-                    Reconciled::Gone => services.finalize(&service),
-                    Reconciled::Status(status) => services.record(&service, status, !deleting),
+                    Reconciled::Gone if deleted => services.finalize(&service),
+                    Reconciled::Gone => services.release(&service),
+                    Reconciled::Status(status) => services.record(&service, status, !releasing),
                 }
             }
         }
