@@ -305,7 +305,8 @@ fn holder_of(ip: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A "pod": answers every connection with its name.
+/// A "pod": reads what its client sends until the client is done, and answers with its name
+/// and those bytes, so that an answer shows bytes went both ways.
 async fn backend(name: &'static str) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -315,20 +316,25 @@ async fn backend(name: &'static str) -> SocketAddr {
                 return;
             };
             tokio::spawn(async move {
-                let _ = stream.write_all(name.as_bytes()).await;
+                let mut asked = String::new();
+                let _ = stream.read_to_string(&mut asked).await;
+                let _ = stream.write_all(format!("{name} {asked}").as_bytes()).await;
             });
         }
     });
     address
 }
 
-/// What a client of the static IP reaches on 443, if anything (within a second).
+/// Which pods a client of the static IP reaches on 443, if any (within a second): it sends
+/// `ping` and expects the pods' name and its `ping` back.
 async fn reach(ip: &str) -> Option<String> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect((ip, 443)).await.ok()?;
+        stream.write_all(b"ping").await.ok()?;
+        stream.shutdown().await.ok()?;
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await.ok()?;
-        Some(reply)
+        reply.strip_suffix(" ping").map(str::to_owned)
     };
     tokio::time::timeout(Duration::from_secs(1), exchange)
         .await

@@ -7,7 +7,7 @@
 //! `crates/ferry-sim/src/world/public_ips.rs` and `load_balancers.rs`.
 
 use ferry_arm::api_version::{CONTAINER_SERVICE, NETWORK, PUBLIC_IP, RESOURCES};
-use ferry_arm::{ArmClient, ArmClientConfig, ArmError, Url, WriteOptions};
+use ferry_arm::{ArmClient, ArmClientConfig, ArmError, Started, Url, WriteOptions};
 use ferry_sim::{Simulator, SimulatorConfig};
 use serde_json::{Value, json};
 
@@ -20,8 +20,13 @@ struct World {
 }
 
 async fn start() -> World {
+    start_with(|_| {}).await
+}
+
+async fn start_with(adjust: impl FnOnce(&mut SimulatorConfig)) -> World {
     let folder = tempfile::tempdir().unwrap();
-    let config = SimulatorConfig::for_tests(folder.path().join("sim"));
+    let mut config = SimulatorConfig::for_tests(folder.path().join("sim"));
+    adjust(&mut config);
     let simulator = ferry_sim::start(config).await.unwrap();
     let client = ArmClient::new(ArmClientConfig::simulator(
         Url::parse(simulator.endpoint()).unwrap(),
@@ -510,4 +515,61 @@ async fn a_cluster_s_node_group_holds_its_load_balancer_and_goes_with_the_cluste
     );
     assert_eq!(holder_of(&get(client, &ip, PUBLIC_IP).await), None);
     delete(client, &ip, PUBLIC_IP).await;
+}
+
+#[tokio::test]
+async fn an_ip_changing_holder_is_held_by_the_write_that_changes_it() {
+    // A network write lasts an hour of Azure's time: 1.8 s here, long enough to be seen running.
+    let world = start_with(|config| {
+        config.durations.network = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let client = &world.client;
+    // Seeded: in place at once.
+    let ip = ip_id("rg", "ingress");
+    world
+        .simulator
+        .seed(
+            &ip,
+            json!({"location": "westeurope", "sku": {"name": "Standard"}}),
+        )
+        .unwrap();
+    let old = balancer_id("rg", "old");
+    world
+        .simulator
+        .seed(&old, balancer(&old, "Standard", &[&ip]))
+        .unwrap();
+
+    // The old load balancer lets go of the IP: until that write ends, the IP is its.
+    let started = client
+        .put::<_, Value>(
+            &old,
+            NETWORK,
+            &balancer(&old, "Standard", &[]),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let Started::Pending(operation) = started else {
+        panic!("a load balancer's PUT is long-running");
+    };
+    let new = balancer_id("rg", "new");
+    let refused = put_refused(client, &new, NETWORK, balancer(&new, "Standard", &[&ip])).await;
+    assert!(
+        refused.starts_with(
+            "409 AnotherOperationInProgress: Another operation on this or dependent resource is in progress."
+        ),
+        "{refused}"
+    );
+    let refused = delete_refused(client, &ip, PUBLIC_IP).await;
+    assert!(
+        refused.starts_with("409 AnotherOperationInProgress: "),
+        "{refused}"
+    );
+    client.wait::<Value>(&operation).await.unwrap();
+    create(client, &new, NETWORK, balancer(&new, "Standard", &[&ip])).await;
+    assert_eq!(
+        holder_of(&get(client, &ip, PUBLIC_IP).await),
+        Some(format!("{new}/frontendIPConfigurations/fe0").as_str())
+    );
 }
