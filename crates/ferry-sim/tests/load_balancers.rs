@@ -247,6 +247,23 @@ async fn a_load_balancer_s_sub_resources_get_ids_etags_and_back_references() {
         .unwrap();
     assert_eq!(in_subscription.len(), 1);
 
+    // A PATCH changes only the tags (`LoadBalancers_UpdateTags`): not the frontends.
+    let patched: Value = client
+        .patch_and_wait(
+            &lb,
+            NETWORK,
+            &json!({"tags": {"owner": "ferry"}, "properties": {"frontendIPConfigurations": []}}),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched["tags"], json!({"owner": "ferry"}));
+    assert_eq!(
+        patched["properties"]["frontendIPConfigurations"][0]["name"],
+        "fe0"
+    );
+    let etag = patched["etag"].as_str().unwrap();
+
     // An `If-Match` with an ETag read before the last write is refused.
     let stale = etag.to_owned();
     create(client, &lb, NETWORK, balancer(&lb, "Standard", &[])).await;
