@@ -220,6 +220,39 @@ async fn a_load_balancer_s_sub_resources_get_ids_etags_and_back_references() {
     assert_eq!(rule["etag"], etag);
     assert_eq!(rule["properties"]["frontendPort"], 443);
 
+    // Each sub-resource is served on its own and in its list, as the load balancer shows it.
+    assert_eq!(
+        get(
+            client,
+            &format!("{lb}/frontendIPConfigurations/fe0"),
+            NETWORK
+        )
+        .await,
+        *frontend
+    );
+    let probes: Vec<Value> = client.list(&format!("{lb}/probes"), NETWORK).await.unwrap();
+    assert_eq!(probes, vec![probe.clone()]);
+    let missing = client
+        .get::<Value>(&format!("{lb}/loadBalancingRules/http"), NETWORK)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        answer(&missing),
+        "404 ResourceNotFound: The Resource 'Microsoft.Network/loadBalancers/loadBalancingRules/http' under resource group 'rg-static' was not found."
+    );
+    assert_eq!(
+        put_refused(
+            client,
+            &format!("{lb}/probes/https"),
+            NETWORK,
+            json!({"properties": {"port": 80}})
+        )
+        .await,
+        format!(
+            "405 MethodNotAllowed: the simulator serves only GET on a load balancer's probes: PUT the load balancer {lb} to change them"
+        )
+    );
+
     // The IP shows its holder, the frontend.
     assert_eq!(
         holder_of(&get(client, &ip, PUBLIC_IP).await),
