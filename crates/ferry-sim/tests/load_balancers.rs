@@ -340,6 +340,16 @@ async fn every_refusal_of_a_load_balancer_names_what_it_refers_to() {
     unknown_frontend["properties"]["frontendIPConfigurations"][0]["name"] = json!("other");
     let mut bare_frontend = balancer(&lb, "Standard", &[]);
     bare_frontend["properties"]["frontendIPConfigurations"] = json!([{"name": "fe0"}]);
+    let subnet = format!(
+        "{}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/default",
+        group_id("rg")
+    );
+    let mut missing_subnet = balancer(&lb, "Standard", &[]);
+    missing_subnet["properties"]["frontendIPConfigurations"] =
+        json!([{"name": "fe0", "properties": {"subnet": {"id": subnet}}}]);
+    let mut both = balancer(&lb, "Standard", &[&standard]);
+    both["properties"]["frontendIPConfigurations"][0]["properties"]["subnet"] =
+        json!({"id": subnet});
 
     let cases = [
         (
@@ -382,6 +392,18 @@ async fn every_refusal_of_a_load_balancer_names_what_it_refers_to() {
             unknown_frontend,
             format!(
                 "400 InvalidResourceReference: Resource {lb}/frontendIPConfigurations/fe0 referenced by resource {rule} was not found. Please make sure that the referenced resource exists, and that both resources are in the same region."
+            ),
+        ),
+        (
+            missing_subnet,
+            format!(
+                "400 InvalidResourceReference: Resource {subnet} referenced by resource {lb}/frontendIPConfigurations/fe0 was not found. Please make sure that the referenced resource exists, and that both resources are in the same region."
+            ),
+        ),
+        (
+            both,
+            format!(
+                "400 FrontendIPConfigHasBothSubnetAndPublicIP: Frontend IP Configuration {lb}/frontendIPConfigurations/fe0 must not reference both a Subnet and a Public IP Address."
             ),
         ),
         (

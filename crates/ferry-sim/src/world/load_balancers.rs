@@ -50,7 +50,9 @@ fn sub_resource_id(balancer: &str, collection: &str, name: &str) -> String {
 
 impl World {
     /// Network's refusals of a load balancer's body, before anything is stored: an unknown SKU,
-    /// a frontend with no public IP and no subnet (`FrontendIPConfigHasNoSubnetOrPublicIP`,
+    /// a frontend with both a subnet and a public IP (`FrontendIPConfigHasBothSubnetAndPublicIP`,
+    /// hashicorp/terraform-provider-azurerm#1622), with a subnet that does not exist
+    /// (`InvalidResourceReference`), or with neither (`FrontendIPConfigHasNoSubnetOrPublicIP`,
     /// ernestio/ernest#480), the public IPs' checks (`check_public_ip_references`), and a rule
     /// naming a frontend, pool or probe the body does not have (`InvalidResourceReference`,
     /// Azure/sap-hana#581, Azure/bicep-types-az#1403).
@@ -76,6 +78,23 @@ impl World {
                     .and_then(|reference| reference.get("id"))
                     .is_some()
             };
+            let frontend_id = sub_resource_id(id, "frontendIPConfigurations", item_name(frontend));
+            if has("publicIPAddress") && has("subnet") {
+                return Err(SimResponse::error(
+                    400,
+                    "FrontendIPConfigHasBothSubnetAndPublicIP",
+                    format!(
+                        "Frontend IP Configuration {frontend_id} must not reference both a Subnet and a Public IP Address."
+                    ),
+                ));
+            }
+            if let Some(subnet) = properties
+                .and_then(|properties| properties.pointer("/subnet/id"))
+                .and_then(Value::as_str)
+                && !self.resources.contains_key(&lower(subnet))
+            {
+                return Err(invalid_resource_reference(subnet, &frontend_id));
+            }
             if !has("publicIPAddress") && !has("subnet") && !has("publicIPPrefix") {
                 return Err(SimResponse::error(
                     400,

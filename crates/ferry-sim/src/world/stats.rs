@@ -20,6 +20,7 @@ const REFERENCE_REFUSALS: &[&str] = &[
     "PublicIPAndLBSkuDoNotMatch",
     "InvalidResourceReference",
     "FrontendIPConfigHasNoSubnetOrPublicIP",
+    "FrontendIPConfigHasBothSubnetAndPublicIP",
 ];
 
 /// Refusals by code: those of Network's reference checks answered to ARM's clients, and every
