@@ -181,6 +181,103 @@ def main():
     )
     run.step("network_interfaces.get", lambda: network.network_interfaces.get(GROUP, "nic"))
 
+    # A load balancer holding a public IP of its own: its sub-resources, the IP's holder, and
+    # Network's refusals of a second holder and of the held IP's deletion.
+    run.step(
+        "public_ip_addresses.begin_create_or_update for the load balancer",
+        lambda: network.public_ip_addresses.begin_create_or_update(
+            GROUP,
+            "lb-pip",
+            {
+                "location": LOCATION,
+                "sku": {"name": "Standard"},
+                "properties": {"publicIPAllocationMethod": "Static"},
+            },
+        ).result(),
+    )
+    lb_id = f"{prefix}/Microsoft.Network/loadBalancers/lb"
+    lb_body = {
+        "location": LOCATION,
+        "sku": {"name": "Standard"},
+        "properties": {
+            "frontendIPConfigurations": [
+                {
+                    "name": "fe",
+                    "properties": {"publicIPAddress": {"id": f"{prefix}/Microsoft.Network/publicIPAddresses/lb-pip"}},
+                }
+            ],
+            "backendAddressPools": [{"name": "pool"}],
+            "probes": [{"name": "https", "properties": {"protocol": "Tcp", "port": 443}}],
+            "loadBalancingRules": [
+                {
+                    "name": "https",
+                    "properties": {
+                        "frontendIPConfiguration": {"id": f"{lb_id}/frontendIPConfigurations/fe"},
+                        "backendAddressPool": {"id": f"{lb_id}/backendAddressPools/pool"},
+                        "probe": {"id": f"{lb_id}/probes/https"},
+                        "protocol": "Tcp",
+                        "frontendPort": 443,
+                        "backendPort": 443,
+                    },
+                }
+            ],
+        },
+    }
+    run.step(
+        "load_balancers.begin_create_or_update",
+        lambda: network.load_balancers.begin_create_or_update(GROUP, "lb", lb_body).result(),
+    )
+
+    def read_load_balancer():
+        balancer = network.load_balancers.get(GROUP, "lb")
+        frontend = balancer.frontend_ip_configurations[0]
+        expect(frontend.id == f"{lb_id}/frontendIPConfigurations/fe", f"frontend id {frontend.id}")
+        rules = [rule.id for rule in frontend.load_balancing_rules or []]
+        expect(rules == [f"{lb_id}/loadBalancingRules/https"], f"the frontend's rules: {rules}")
+        return balancer
+
+    run.step("load_balancers.get", read_load_balancer)
+
+    def holder_shown():
+        holder = network.public_ip_addresses.get(GROUP, "lb-pip").ip_configuration
+        expect(holder is not None and holder.id == f"{lb_id}/frontendIPConfigurations/fe", f"holder {holder}")
+        return holder.id
+
+    run.step("public_ip_addresses.get shows its holder", holder_shown)
+    run.step("load_balancers.list", lambda: [lb.name for lb in network.load_balancers.list(GROUP)])
+    run.step("load_balancers.list_all", lambda: [lb.name for lb in network.load_balancers.list_all()])
+
+    def refused(action, code):
+        def attempt():
+            try:
+                action()
+            except Exception as error:
+                expect(getattr(getattr(error, "error", None), "code", None) == code, f"refused with {error}")
+                return f"{type(error).__name__}: {error}"
+            raise AssertionError(f"accepted, not refused with {code}")
+
+        return attempt
+
+    run.step(
+        "load_balancers.begin_create_or_update refused: the IP is in use",
+        refused(
+            lambda: network.load_balancers.begin_create_or_update(GROUP, "lb-other", lb_body).result(),
+            "PublicIPAddressInUse",
+        ),
+    )
+    run.step(
+        "public_ip_addresses.begin_delete refused: the IP is held",
+        refused(
+            lambda: network.public_ip_addresses.begin_delete(GROUP, "lb-pip").result(),
+            "PublicIPAddressCannotBeDeleted",
+        ),
+    )
+    run.step("load_balancers.begin_delete", lambda: network.load_balancers.begin_delete(GROUP, "lb").result())
+    run.step(
+        "public_ip_addresses.begin_delete once free",
+        lambda: network.public_ip_addresses.begin_delete(GROUP, "lb-pip").result(),
+    )
+
     # A VM: create, read, power, update, data disks.
     vm_body = {
         "location": LOCATION,

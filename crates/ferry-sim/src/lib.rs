@@ -17,14 +17,25 @@
 //!   (`{"id": ..., "body": {...}}`), `PUT /ferry-sim/throttling` (an [`ArmThrottling`] as JSON,
 //!   or `"azure"` for Azure's documented limits), `DELETE /ferry-sim/throttling`,
 //!   `GET /ferry-sim/state`, `GET /ferry-sim/stats` (a [`RequestStats`]: ARM requests
-//!   answered, reads, throttled) and `DELETE /ferry-sim/stats` (back to zero): the control API.
+//!   answered, reads, throttled), `DELETE /ferry-sim/stats` (back to zero) and
+//!   `GET /ferry-sim/refusals` (a [`RefusalCounts`]: Network's refusals of references, to ARM's
+//!   clients and to the clusters' cloud controllers, by code): the control API.
+//!
+//! Each AKS cluster's API server (`readyz`) serves `/readyz` and the cluster's Services
+//! (`kubernetes`); while it is up, the cluster's cloud controller (`world/cloud_controller.rs`)
+//! reconciles its `LoadBalancer` Services with the cluster's `kubernetes` load balancer every
+//! tick (`controllers`), and a public IP's traffic goes to the backend of the Service whose
+//! frontend holds it (`traffic`).
 
+mod controllers;
 mod faults;
+mod kubernetes;
 mod readyz;
 mod record;
 mod scenario;
 mod server;
 mod tls;
+mod traffic;
 mod world;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,7 +47,9 @@ pub use faults::{ApiServerDownMode, Fault};
 pub use record::{DiskRecord, check_failover_order, disk_records};
 pub use scenario::{Scenario, SeededResource};
 pub use server::{CLIENT_ID, CLIENT_SECRET, ClientProof, FEDERATED_TOKEN, TENANT_ID, TokenRequest};
-pub use world::{ArmThrottling, Exchange, RequestStats, SimEvent, TokenBucket, World};
+pub use world::{
+    ArmThrottling, Exchange, RefusalCounts, RequestStats, SimEvent, TokenBucket, World,
+};
 
 /// How long operations take on Azure, before the time scale applies.
 ///
@@ -259,6 +272,7 @@ pub async fn start(config: SimulatorConfig) -> Result<Simulator, SimulatorError>
     if let Some(scenario) = &config.scenario {
         simulator.apply_scenario(scenario)?;
     }
+    tokio::spawn(controllers::run(world.clone(), shutdown_receiver.clone()));
     tokio::spawn(server::serve(
         listener,
         server_tls,
@@ -364,6 +378,12 @@ impl Simulator {
     /// [`Simulator::reset_request_stats`].
     pub fn request_stats(&self) -> RequestStats {
         self.with_world(|world| world.request_stats())
+    }
+
+    /// How many times Network refused a load balancer's or NIC's references (to ARM's clients
+    /// and to the clusters' cloud controllers), by code.
+    pub fn refusal_counts(&self) -> RefusalCounts {
+        self.with_world(|world| world.refusal_counts())
     }
 
     pub fn reset_request_stats(&self) {

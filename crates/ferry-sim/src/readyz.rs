@@ -1,16 +1,18 @@
 //! A simulated AKS API server: a real HTTPS listener on a loopback address whose `/readyz`
-//! answers while the cluster is up, and refuses or hangs when a fault says it is down.
+//! answers while the cluster is up, and refuses or hangs when a fault says it is down. It serves
+//! the cluster's Services too (`kubernetes`), refused like everything else while it is down.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
 use crate::SimulatorError;
 use crate::faults::ApiServerDownMode;
+use crate::kubernetes::{self, SharedServices};
 use crate::tls::CertificateAuthority;
 
 const UP: u8 = 0;
@@ -23,6 +25,7 @@ pub struct ReadyzServer {
     address: SocketAddr,
     state: Arc<AtomicU8>,
     stop: tokio::sync::watch::Sender<bool>,
+    services: SharedServices,
 }
 
 impl ReadyzServer {
@@ -58,6 +61,8 @@ impl ReadyzServer {
         let tls = authority.server_config(&[IpAddr::V4(ip).to_string()])?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let state = Arc::new(AtomicU8::new(UP));
+        let services = SharedServices::default();
+        let loop_services = services.clone();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let loop_state = state.clone();
         let mut loop_stopped = stopped.clone();
@@ -83,6 +88,7 @@ impl ReadyzServer {
                         let acceptor = acceptor.clone();
                         let connection_state = loop_state.clone();
                         let connection_stopped = stopped.clone();
+                        let connection_services = loop_services.clone();
                         tokio::spawn(async move {
                             let Ok(tls_stream) = acceptor.accept(stream).await else {
                                 return;
@@ -91,7 +97,8 @@ impl ReadyzServer {
                                 move |request: hyper::Request<hyper::body::Incoming>| {
                                     let state = connection_state.clone();
                                     let stopped = connection_stopped.clone();
-                                    answer_probe(request, state, stopped)
+                                    let services = connection_services.clone();
+                                    answer_probe(request, state, stopped, services)
                                 },
                             );
                             let _ = hyper::server::conn::http1::Builder::new()
@@ -106,6 +113,7 @@ impl ReadyzServer {
             address,
             state,
             stop,
+            services,
         })
     }
 
@@ -135,6 +143,11 @@ impl ReadyzServer {
         self.state.store(value, Ordering::SeqCst);
     }
 
+    /// The cluster's Services, shared with its cloud controller.
+    pub(crate) fn services(&self) -> SharedServices {
+        self.services.clone()
+    }
+
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
@@ -146,6 +159,7 @@ async fn answer_probe(
     request: hyper::Request<hyper::body::Incoming>,
     state: Arc<AtomicU8>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
+    services: SharedServices,
 ) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
     match state.load(Ordering::SeqCst) {
         DOWN_REFUSE => return Err(std::io::Error::other("api server is down")),
@@ -155,10 +169,43 @@ async fn answer_probe(
         }
         _ => {}
     }
-    let (status, text) = match request.uri().path() {
-        "/readyz" | "/livez" | "/healthz" => (200, "ok"),
-        _ => (404, "not found"),
-    };
+    let method = request.method().as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if let "/readyz" | "/livez" | "/healthz" = path.as_str() {
+        return text_response(200, "ok");
+    }
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes().to_vec())
+        .unwrap_or_default();
+    // A request that arrived while the server was up but is answered after it went down is
+    // not answered.
+    if state.load(Ordering::SeqCst) != UP {
+        return Err(std::io::Error::other("api server is down"));
+    }
+    match kubernetes::answer(&services, &method, &path, authorization.as_deref(), &body) {
+        Some(answer) => hyper::Response::builder()
+            .status(answer.status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                serde_json::to_vec(&answer.body).unwrap_or_default(),
+            )))
+            .map_err(std::io::Error::other),
+        None => text_response(404, "not found"),
+    }
+}
+
+fn text_response(
+    status: u16,
+    text: &'static str,
+) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
     hyper::Response::builder()
         .status(status)
         .header("content-type", "text/plain")

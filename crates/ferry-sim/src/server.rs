@@ -50,7 +50,7 @@ pub(crate) async fn serve(
     }
 }
 
-fn lock(world: &SharedWorld) -> std::sync::MutexGuard<'_, World> {
+pub(crate) fn lock(world: &SharedWorld) -> std::sync::MutexGuard<'_, World> {
     world
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -159,7 +159,7 @@ async fn answer_arm(world: &SharedWorld, request: &SimRequest) -> SimResponse {
     response
 }
 
-fn schedule_completion(world: SharedWorld, operation_id: String, after: Duration) {
+pub(crate) fn schedule_completion(world: SharedWorld, operation_id: String, after: Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
         lock(&world).complete_operation(&operation_id);
@@ -479,6 +479,10 @@ fn control(world: &SharedWorld, request: &SimRequest, segments: &[&str]) -> SimR
         ("GET", ["stats"]) => {
             let stats = lock(world).request_stats();
             SimResponse::json(200, &json!(stats))
+        }
+        ("GET", ["refusals"]) => {
+            let refusals = lock(world).refusal_counts();
+            SimResponse::json(200, &json!(refusals))
         }
         ("DELETE", ["stats"]) => {
             lock(world).reset_request_stats();

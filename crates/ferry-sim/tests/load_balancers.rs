@@ -7,21 +7,26 @@
 //! `crates/ferry-sim/src/world/public_ips.rs` and `load_balancers.rs`.
 
 use ferry_arm::api_version::{CONTAINER_SERVICE, NETWORK, PUBLIC_IP, RESOURCES};
-use ferry_arm::{ArmClient, ArmClientConfig, ArmError, Url, WriteOptions};
+use ferry_arm::{ArmClient, ArmClientConfig, ArmError, Started, Url, WriteOptions};
 use ferry_sim::{Simulator, SimulatorConfig};
 use serde_json::{Value, json};
 
 const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000001";
 
 struct World {
-    _simulator: Simulator,
+    simulator: Simulator,
     client: ArmClient,
     _folder: tempfile::TempDir,
 }
 
 async fn start() -> World {
+    start_with(|_| {}).await
+}
+
+async fn start_with(adjust: impl FnOnce(&mut SimulatorConfig)) -> World {
     let folder = tempfile::tempdir().unwrap();
-    let config = SimulatorConfig::for_tests(folder.path().join("sim"));
+    let mut config = SimulatorConfig::for_tests(folder.path().join("sim"));
+    adjust(&mut config);
     let simulator = ferry_sim::start(config).await.unwrap();
     let client = ArmClient::new(ArmClientConfig::simulator(
         Url::parse(simulator.endpoint()).unwrap(),
@@ -29,7 +34,7 @@ async fn start() -> World {
     ))
     .unwrap();
     World {
-        _simulator: simulator,
+        simulator,
         client,
         _folder: folder,
     }
@@ -215,6 +220,39 @@ async fn a_load_balancer_s_sub_resources_get_ids_etags_and_back_references() {
     assert_eq!(rule["etag"], etag);
     assert_eq!(rule["properties"]["frontendPort"], 443);
 
+    // Each sub-resource is served on its own and in its list, as the load balancer shows it.
+    assert_eq!(
+        get(
+            client,
+            &format!("{lb}/frontendIPConfigurations/fe0"),
+            NETWORK
+        )
+        .await,
+        *frontend
+    );
+    let probes: Vec<Value> = client.list(&format!("{lb}/probes"), NETWORK).await.unwrap();
+    assert_eq!(probes, vec![probe.clone()]);
+    let missing = client
+        .get::<Value>(&format!("{lb}/loadBalancingRules/http"), NETWORK)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        answer(&missing),
+        "404 ResourceNotFound: The Resource 'Microsoft.Network/loadBalancers/loadBalancingRules/http' under resource group 'rg-static' was not found."
+    );
+    assert_eq!(
+        put_refused(
+            client,
+            &format!("{lb}/probes/https"),
+            NETWORK,
+            json!({"properties": {"port": 80}})
+        )
+        .await,
+        format!(
+            "405 MethodNotAllowed: the simulator serves only GET on a load balancer's probes: PUT the load balancer {lb} to change them"
+        )
+    );
+
     // The IP shows its holder, the frontend.
     assert_eq!(
         holder_of(&get(client, &ip, PUBLIC_IP).await),
@@ -241,6 +279,23 @@ async fn a_load_balancer_s_sub_resources_get_ids_etags_and_back_references() {
         .await
         .unwrap();
     assert_eq!(in_subscription.len(), 1);
+
+    // A PATCH changes only the tags (`LoadBalancers_UpdateTags`): not the frontends.
+    let patched: Value = client
+        .patch_and_wait(
+            &lb,
+            NETWORK,
+            &json!({"tags": {"owner": "ferry"}, "properties": {"frontendIPConfigurations": []}}),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched["tags"], json!({"owner": "ferry"}));
+    assert_eq!(
+        patched["properties"]["frontendIPConfigurations"][0]["name"],
+        "fe0"
+    );
+    let etag = patched["etag"].as_str().unwrap();
 
     // An `If-Match` with an ETag read before the last write is refused.
     let stale = etag.to_owned();
@@ -285,6 +340,16 @@ async fn every_refusal_of_a_load_balancer_names_what_it_refers_to() {
     unknown_frontend["properties"]["frontendIPConfigurations"][0]["name"] = json!("other");
     let mut bare_frontend = balancer(&lb, "Standard", &[]);
     bare_frontend["properties"]["frontendIPConfigurations"] = json!([{"name": "fe0"}]);
+    let subnet = format!(
+        "{}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/default",
+        group_id("rg")
+    );
+    let mut missing_subnet = balancer(&lb, "Standard", &[]);
+    missing_subnet["properties"]["frontendIPConfigurations"] =
+        json!([{"name": "fe0", "properties": {"subnet": {"id": subnet}}}]);
+    let mut both = balancer(&lb, "Standard", &[&standard]);
+    both["properties"]["frontendIPConfigurations"][0]["properties"]["subnet"] =
+        json!({"id": subnet});
 
     let cases = [
         (
@@ -327,6 +392,18 @@ async fn every_refusal_of_a_load_balancer_names_what_it_refers_to() {
             unknown_frontend,
             format!(
                 "400 InvalidResourceReference: Resource {lb}/frontendIPConfigurations/fe0 referenced by resource {rule} was not found. Please make sure that the referenced resource exists, and that both resources are in the same region."
+            ),
+        ),
+        (
+            missing_subnet,
+            format!(
+                "400 InvalidResourceReference: Resource {subnet} referenced by resource {lb}/frontendIPConfigurations/fe0 was not found. Please make sure that the referenced resource exists, and that both resources are in the same region."
+            ),
+        ),
+        (
+            both,
+            format!(
+                "400 FrontendIPConfigHasBothSubnetAndPublicIP: Frontend IP Configuration {lb}/frontendIPConfigurations/fe0 must not reference both a Subnet and a Public IP Address."
             ),
         ),
         (
@@ -422,7 +499,23 @@ async fn a_public_ip_has_one_holder_and_cannot_be_deleted_while_held() {
         )
     );
     delete(client, &lb, NETWORK).await;
+
+    // Deleting a group deletes its load balancer, which frees the IP it held elsewhere.
+    create_group(client, "rg-edge").await;
+    let edge = balancer_id("rg-edge", "edge");
+    create(client, &edge, NETWORK, balancer(&edge, "Standard", &[&ip])).await;
+    assert_eq!(
+        holder_of(&get(client, &ip, PUBLIC_IP).await),
+        Some(format!("{edge}/frontendIPConfigurations/fe0").as_str())
+    );
+    delete(client, &group_id("rg-edge"), RESOURCES).await;
+    assert_eq!(holder_of(&get(client, &ip, PUBLIC_IP).await), None);
     delete(client, &ip, PUBLIC_IP).await;
+
+    // The control API counts each refusal by code.
+    let counts = world.simulator.refusal_counts();
+    assert_eq!(counts.arm["PublicIPAddressInUse"], 4);
+    assert_eq!(counts.arm["PublicIPAddressCannotBeDeleted"], 2);
 }
 
 #[tokio::test]
@@ -494,4 +587,61 @@ async fn a_cluster_s_node_group_holds_its_load_balancer_and_goes_with_the_cluste
     );
     assert_eq!(holder_of(&get(client, &ip, PUBLIC_IP).await), None);
     delete(client, &ip, PUBLIC_IP).await;
+}
+
+#[tokio::test]
+async fn an_ip_changing_holder_is_held_by_the_write_that_changes_it() {
+    // A network write lasts an hour of Azure's time: 1.8 s here, long enough to be seen running.
+    let world = start_with(|config| {
+        config.durations.network = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let client = &world.client;
+    // Seeded: in place at once.
+    let ip = ip_id("rg", "ingress");
+    world
+        .simulator
+        .seed(
+            &ip,
+            json!({"location": "westeurope", "sku": {"name": "Standard"}}),
+        )
+        .unwrap();
+    let old = balancer_id("rg", "old");
+    world
+        .simulator
+        .seed(&old, balancer(&old, "Standard", &[&ip]))
+        .unwrap();
+
+    // The old load balancer lets go of the IP: until that write ends, the IP is its.
+    let started = client
+        .put::<_, Value>(
+            &old,
+            NETWORK,
+            &balancer(&old, "Standard", &[]),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let Started::Pending(operation) = started else {
+        panic!("a load balancer's PUT is long-running");
+    };
+    let new = balancer_id("rg", "new");
+    let refused = put_refused(client, &new, NETWORK, balancer(&new, "Standard", &[&ip])).await;
+    assert!(
+        refused.starts_with(
+            "409 AnotherOperationInProgress: Another operation on this or dependent resource is in progress."
+        ),
+        "{refused}"
+    );
+    let refused = delete_refused(client, &ip, PUBLIC_IP).await;
+    assert!(
+        refused.starts_with("409 AnotherOperationInProgress: "),
+        "{refused}"
+    );
+    client.wait::<Value>(&operation).await.unwrap();
+    create(client, &new, NETWORK, balancer(&new, "Standard", &[&ip])).await;
+    assert_eq!(
+        holder_of(&get(client, &ip, PUBLIC_IP).await),
+        Some(format!("{new}/frontendIPConfigurations/fe0").as_str())
+    );
 }

@@ -268,6 +268,23 @@ const RESOURCE_TYPES: &[(&str, &str, &[&str])] = &[
     ("microsoft.network", "networkinterfaces", NETWORK),
     ("microsoft.network", "publicipaddresses", NETWORK),
     ("microsoft.network", "loadbalancers", NETWORK),
+    // A load balancer's sub-resources, read from its body (`load_balancers`).
+    (
+        "microsoft.network",
+        "loadbalancers/frontendipconfigurations",
+        NETWORK,
+    ),
+    (
+        "microsoft.network",
+        "loadbalancers/backendaddresspools",
+        NETWORK,
+    ),
+    (
+        "microsoft.network",
+        "loadbalancers/loadbalancingrules",
+        NETWORK,
+    ),
+    ("microsoft.network", "loadbalancers/probes", NETWORK),
     ("microsoft.network", "dnszones", DNS),
     (
         "microsoft.containerservice",

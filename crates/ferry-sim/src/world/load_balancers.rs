@@ -11,9 +11,9 @@
 use serde_json::{Value, json};
 
 use super::body::{keep_previous, properties_mut};
-use super::ids::lower;
+use super::ids::{Kind, kind_of, lower};
 use super::public_ips::invalid_resource_reference;
-use super::{Refusal, SimResponse, World};
+use super::{Refusal, SimRequest, SimResponse, World};
 
 /// The sub-resource collections of a load balancer that carry ids, and their types below it.
 const SUB_RESOURCES: &[&str] = &[
@@ -50,7 +50,9 @@ fn sub_resource_id(balancer: &str, collection: &str, name: &str) -> String {
 
 impl World {
     /// Network's refusals of a load balancer's body, before anything is stored: an unknown SKU,
-    /// a frontend with no public IP and no subnet (`FrontendIPConfigHasNoSubnetOrPublicIP`,
+    /// a frontend with both a subnet and a public IP (`FrontendIPConfigHasBothSubnetAndPublicIP`,
+    /// hashicorp/terraform-provider-azurerm#1622), with a subnet that does not exist
+    /// (`InvalidResourceReference`), or with neither (`FrontendIPConfigHasNoSubnetOrPublicIP`,
     /// ernestio/ernest#480), the public IPs' checks (`check_public_ip_references`), and a rule
     /// naming a frontend, pool or probe the body does not have (`InvalidResourceReference`,
     /// Azure/sap-hana#581, Azure/bicep-types-az#1403).
@@ -76,6 +78,23 @@ impl World {
                     .and_then(|reference| reference.get("id"))
                     .is_some()
             };
+            let frontend_id = sub_resource_id(id, "frontendIPConfigurations", item_name(frontend));
+            if has("publicIPAddress") && has("subnet") {
+                return Err(SimResponse::error(
+                    400,
+                    "FrontendIPConfigHasBothSubnetAndPublicIP",
+                    format!(
+                        "Frontend IP Configuration {frontend_id} must not reference both a Subnet and a Public IP Address."
+                    ),
+                ));
+            }
+            if let Some(subnet) = properties
+                .and_then(|properties| properties.pointer("/subnet/id"))
+                .and_then(Value::as_str)
+                && !self.resources.contains_key(&lower(subnet))
+            {
+                return Err(invalid_resource_reference(subnet, &frontend_id));
+            }
             if !has("publicIPAddress") && !has("subnet") && !has("publicIPPrefix") {
                 return Err(SimResponse::error(
                     400,
@@ -187,6 +206,64 @@ impl World {
                 }
             }
         }
+    }
+}
+
+/// The sub-resources Network serves a `GET` of, one by one and as a list.
+const READABLE_PARTS: &[&str] = &[
+    "frontendIPConfigurations",
+    "backendAddressPools",
+    "loadBalancingRules",
+    "probes",
+];
+
+impl World {
+    /// A request for a load balancer's sub-resource or their list
+    /// (`LoadBalancerFrontendIPConfigurations_Get`, `LoadBalancerProbes_List`...), answered from
+    /// the load balancer as it is shown; `None` when `path` is not one.
+    pub(super) fn load_balancer_part(
+        &self,
+        request: &SimRequest,
+        path: &str,
+    ) -> Option<Result<SimResponse, Refusal>> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.Network/loadBalancers/{lb}/{collection}[/{name}]
+        if !(9..=10).contains(&segments.len()) {
+            return None;
+        }
+        let balancer = format!("/{}", segments[..8].join("/"));
+        if kind_of(&balancer) != Kind::LoadBalancer {
+            return None;
+        }
+        let collection = *READABLE_PARTS
+            .iter()
+            .find(|known| known.eq_ignore_ascii_case(segments[8]))?;
+        if request.method != "GET" {
+            return Some(Err(SimResponse::error(
+                405,
+                "MethodNotAllowed",
+                format!(
+                    "the simulator serves only GET on a load balancer's {collection}: PUT the load balancer {balancer} to change them"
+                ),
+            )));
+        }
+        let Some(stored) = self.resources.get(&lower(&balancer)) else {
+            return Some(Err(Self::not_found(&balancer)));
+        };
+        let shown = self.response_body(stored);
+        let parts: Vec<Value> = shown
+            .pointer(&format!("/properties/{collection}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Some(match segments.get(9) {
+            None => Ok(SimResponse::json(200, &json!({"value": parts}))),
+            Some(name) => parts
+                .into_iter()
+                .find(|part| item_name(part).eq_ignore_ascii_case(name))
+                .map(|part| SimResponse::json(200, &part))
+                .ok_or_else(|| Self::not_found(path)),
+        })
     }
 }
 

@@ -19,6 +19,7 @@ use super::body::{keep_previous, properties_mut};
 use super::ids::{group_name, lower, name_of, subscription_of};
 use super::routing::no_such_action;
 use super::{Refusal, SimRequest, SimResponse, Stored, World};
+use crate::kubernetes::KUBERNETES_TOKEN;
 use crate::readyz::ReadyzServer;
 
 impl World {
@@ -41,7 +42,7 @@ impl World {
                     .to_owned();
                 let name = name_of(resource_id);
                 let kubeconfig = format!(
-                    "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: https://{fqdn}\n    certificate-authority-data: {}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: clusterUser_{name}\ncurrent-context: {name}\nusers:\n- name: clusterUser_{name}\n  user:\n    token: ferry-sim-kubernetes-token\n",
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: https://{fqdn}\n    certificate-authority-data: {}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: clusterUser_{name}\ncurrent-context: {name}\nusers:\n- name: clusterUser_{name}\n  user:\n    token: {KUBERNETES_TOKEN}\n",
                     BASE64.encode(self.authority.pem().as_bytes())
                 );
                 Ok((
@@ -90,14 +91,15 @@ impl World {
         let Some(group_id) = node_resource_group_id(&cluster.id, &cluster.body) else {
             return Ok(());
         };
-        if self.resources.contains_key(&lower(&group_id)) {
-            return Ok(());
-        }
         let location = cluster
             .body
             .get("location")
             .cloned()
             .unwrap_or_else(|| json!("westeurope"));
+        let balancer = format!("{group_id}/providers/Microsoft.Network/loadBalancers/kubernetes");
+        if self.resources.contains_key(&lower(&group_id)) {
+            return Ok(());
+        }
         self.seed(
             &group_id,
             json!({
@@ -110,7 +112,7 @@ impl World {
             }),
         )?;
         self.seed(
-            &format!("{group_id}/providers/Microsoft.Network/loadBalancers/kubernetes"),
+            &balancer,
             json!({
                 "location": location,
                 "sku": {"name": "Standard", "tier": "Regional"},

@@ -20,7 +20,11 @@
 //! - `attachments`: data disks attached to VMs, and their `lunN` links;
 //! - `views`: what a response shows of a stored resource (no secrets, a network's subnets);
 //! - `events`: the record of every request answered and operation ended ([`SimEvent`]);
-//! - `stats`: how many ARM requests were answered, read and throttled ([`RequestStats`]);
+//! - `stats`: how many ARM requests were answered, read and throttled ([`RequestStats`]), and
+//!   Network's refusals of references by code ([`RefusalCounts`]);
+//! - `cloud_controller`: each AKS cluster's cloud controller, which reconciles `LoadBalancer`
+//!   Services with its `kubernetes` load balancer, and the table of where a public IP's
+//!   traffic goes;
 //! - `fault_injection`: the faults a test or a scenario adds;
 //! - one file per ARM type for what only that type does: `resource_groups`,
 //!   `virtual_networks`, `public_ips` (and who holds each), `network_interfaces`,
@@ -35,6 +39,7 @@ mod api_versions;
 mod attachments;
 mod body;
 mod busy;
+mod cloud_controller;
 mod disks;
 mod dns;
 mod events;
@@ -72,9 +77,10 @@ use crate::readyz::ReadyzServer;
 use crate::tls::CertificateAuthority;
 use crate::{OperationDurations, SimulatorError};
 
+pub(crate) use cloud_controller::ForwardingTable;
 pub use events::{Exchange, SimEvent};
 pub use messages::{SimRequest, SimResponse};
-pub use stats::RequestStats;
+pub use stats::{RefusalCounts, RequestStats};
 pub use throttling::{ArmThrottling, TokenBucket};
 
 use ids::{Kind, group_id_of, kind_of, lower};
@@ -128,6 +134,13 @@ pub struct World {
     request_stats: RequestStats,
     /// Every request and answer in full, once a test asks for them (`record_exchanges`).
     exchanges: Option<Vec<events::Exchange>>,
+    /// Where the connections of each load-balancing rule a Service made go (lower-cased rule
+    /// id to the Service's backend), as its cluster's cloud controller last saw it.
+    service_backends: HashMap<String, std::net::SocketAddr>,
+    /// Network's refusals of references, by who was refused and code (`stats`).
+    refusal_counts: RefusalCounts,
+    /// Addresses the traffic of a public IP could not be listened on, and why.
+    forwarding_failures: BTreeMap<String, String>,
 }
 
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -171,7 +184,24 @@ impl World {
             events: Vec::new(),
             request_stats: RequestStats::default(),
             exchanges: None,
+            service_backends: HashMap::new(),
+            refusal_counts: RefusalCounts::default(),
+            forwarding_failures: BTreeMap::new(),
         })
+    }
+
+    pub(crate) fn time_scale(&self) -> f64 {
+        self.settings.time_scale
+    }
+
+    pub(crate) fn set_forwarding_failures(
+        &mut self,
+        failures: &HashMap<std::net::SocketAddrV4, String>,
+    ) {
+        self.forwarding_failures = failures
+            .iter()
+            .map(|(address, reason)| (address.to_string(), reason.clone()))
+            .collect();
     }
 
     pub fn data_directory(&self) -> &Path {
@@ -244,7 +274,13 @@ impl World {
             "faults": self.faults.iter().map(|active| &active.fault).collect::<Vec<_>>(),
             "holds": self.holds,
             "powerStates": self.power_states,
-            "apiServers": self.readyz.iter().map(|(id, server)| json!({"cluster": id, "address": server.address().to_string(), "up": server.is_up()})).collect::<Vec<_>>(),
+            "forwardingFailures": self.forwarding_failures,
+            "apiServers": self.readyz.iter().map(|(id, server)| json!({
+                "cluster": id,
+                "address": server.address().to_string(),
+                "up": server.is_up(),
+                "services": server.services().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).snapshot(),
+            })).collect::<Vec<_>>(),
         })
     }
 

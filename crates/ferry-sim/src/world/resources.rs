@@ -88,7 +88,15 @@ impl World {
                 return Err(Self::not_found(id));
             };
             let mut merged = existing.body.clone();
-            merge_patch(&mut merged, &incoming);
+            if kind_of(id) == Kind::LoadBalancer {
+                // `LoadBalancers_UpdateTags`: a load balancer's PATCH takes a `TagsObject`, and
+                // changes nothing but its tags (loadBalancer.json, 2025-03-01).
+                if let Some(tags) = incoming.get("tags") {
+                    merged["tags"] = tags.clone();
+                }
+            } else {
+                merge_patch(&mut merged, &incoming);
+            }
             merged
         } else {
             incoming

@@ -127,6 +127,9 @@ impl World {
         }
         self.require_group(&group_id)?;
         let full_path = format!("/{}", segments.join("/"));
+        if let Some(answer) = self.load_balancer_part(request, &full_path) {
+            return answer.map(|response| (response, None));
+        }
         let after_namespace = segments.len() - 6;
         if after_namespace.is_multiple_of(2) {
             return self.resource_request(request, &full_path);
