@@ -41,7 +41,7 @@ standby = "warm"
 retire_old = "when-asked"
 
 [variables]
-hub_state = "HUB_STATE"
+hub_state = "@HUB_STATE_FOLDER@"
 
 [resource_group.main]
 name = "web-g${generation}"
@@ -78,7 +78,7 @@ mode, generation, state = sys.argv[1], os.environ["GENERATION"], os.environ["HUB
 os.makedirs(state, exist_ok=True)
 port_file = os.path.join(state, "g%s.port" % generation)
 
-PODS = '''
+PODS = r'''
 import socket, sys
 generation, port_file = sys.argv[1], sys.argv[2]
 server = socket.socket()
@@ -186,7 +186,7 @@ impl Takeover {
         std::fs::create_dir_all(&work).unwrap();
         std::fs::write(
             work.join("main.toml"),
-            SPEC.replace("HUB_STATE", &state.display().to_string()),
+            SPEC.replace("@HUB_STATE_FOLDER@", &state.display().to_string()),
         )
         .unwrap();
         std::fs::write(
@@ -229,20 +229,24 @@ impl Takeover {
         text
     }
 
-    /// A resource as the simulator has it.
-    fn resource(&self, id: &str) -> serde_json::Value {
-        ferry_servers::state_resources(&self.simulator.dump_state())
-            .into_iter()
-            .find(|resource| {
-                resource["id"]
-                    .as_str()
-                    .is_some_and(|found| found.eq_ignore_ascii_case(id))
-            })
+    /// A resource as ARM answers for it (a public IP's holder is worked out by the GET).
+    async fn resource(&self, id: &str) -> serde_json::Value {
+        let client = ferry_arm::ArmClient::new(ferry_arm::ArmClientConfig::simulator(
+            ferry_arm::Url::parse(self.simulator.endpoint()).unwrap(),
+            self.simulator.ca_file().to_path_buf(),
+        ))
+        .unwrap();
+        client
+            .read::<serde_json::Value>(&ferry_arm::ResourceId::parse(id).unwrap())
+            .await
+            .unwrap()
             .unwrap_or_else(|| panic!("the simulator has no {id}"))
+            .value
     }
 
-    fn address(&self) -> (String, Option<String>) {
-        let ip = self.resource(IP_ID);
+    /// The static IP's address and the IP configuration that holds it.
+    async fn address(&self) -> (String, Option<String>) {
+        let ip = self.resource(IP_ID).await;
         (
             ip.pointer("/properties/ipAddress")
                 .and_then(serde_json::Value::as_str)
@@ -261,12 +265,13 @@ impl Takeover {
     }
 
     /// The load balancer of a generation's cluster, where its controller puts the address.
-    fn load_balancer(&self, generation: u32) -> String {
-        let cluster = self.resource(&Self::cluster_id(generation));
+    async fn load_balancer(&self, generation: u32) -> String {
+        let cluster = self.resource(&Self::cluster_id(generation)).await;
         let group = cluster
             .pointer("/properties/nodeResourceGroup")
             .and_then(serde_json::Value::as_str)
-            .unwrap();
+            .unwrap()
+            .to_owned();
         format!(
             "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{group}/providers/Microsoft.Network/loadBalancers/kubernetes"
         )
@@ -301,18 +306,27 @@ fn holder_is_of(holder: Option<&str>, load_balancer: &str) -> bool {
     })
 }
 
-/// The failover's plan, with the addresses that change from run to run masked.
-fn masked(text: &str, address: &str) -> String {
+/// The failover's plan, with what changes from run to run masked: the address, the test's
+/// folder, and the API server's address in the trigger's reason.
+fn masked(text: &str, address: &str, folder: &std::path::Path) -> String {
     text.replace(address, "ADDRESS")
+        .replace(&folder.display().to_string(), "FOLDER")
+        .lines()
+        .map(|line| match line.split_once("is unhealthy: ") {
+            Some((trigger, _)) => format!("{trigger}is unhealthy: [the API server's /readyz]"),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_hands_the_static_ip_to_the_new_generation_and_clients_keep_the_address() {
     let world = Takeover::start().await;
     world.ferry_ok(&["apply", ".", "--auto-approve"]);
-    let (address, holder) = world.address();
+    let (address, holder) = world.address().await;
     assert!(
-        holder_is_of(holder.as_deref(), &world.load_balancer(1)),
+        holder_is_of(holder.as_deref(), &world.load_balancer(1).await),
         "generation 1's ingress holds the address: {holder:?}"
     );
     assert_eq!(served_by(&address), "generation 1");
@@ -324,13 +338,13 @@ async fn a_failover_hands_the_static_ip_to_the_new_generation_and_clients_keep_t
     });
     let plan = world.ferry_ok(&["plan", "."]);
     assert!(plan.contains("detach static_ip.ingress"), "{plan}");
-    insta::assert_snapshot!(masked(&plan, &address));
+    insta::assert_snapshot!(masked(&plan, &address, world.work.parent().unwrap()));
 
     world.ferry_ok(&["apply", ".", "--auto-approve"]);
-    let (after, holder) = world.address();
+    let (after, holder) = world.address().await;
     assert_eq!(after, address, "the same address");
     assert!(
-        holder_is_of(holder.as_deref(), &world.load_balancer(2)),
+        holder_is_of(holder.as_deref(), &world.load_balancer(2).await),
         "generation 2's ingress holds it: {holder:?}"
     );
     assert_eq!(served_by(&address), "generation 2");
@@ -342,9 +356,9 @@ async fn a_failover_hands_the_static_ip_to_the_new_generation_and_clients_keep_t
         cluster: Takeover::cluster_id(1),
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, holder) = world.address();
+    let (_, holder) = world.address().await;
     assert!(
-        holder_is_of(holder.as_deref(), &world.load_balancer(2)),
+        holder_is_of(holder.as_deref(), &world.load_balancer(2).await),
         "{holder:?}"
     );
     assert_eq!(served_by(&address), "generation 2");

@@ -170,16 +170,16 @@ impl KindRules for StaticIpRules {
         match cluster {
             Some(cluster) if cluster.generation == Some(to) => Ok(Vec::new()),
             Some(cluster) if cluster.generation.is_some_and(|generation| generation < to) => {
-                Ok(vec![
-                    StepDraft::new(
-                        me,
-                        Action::Detach,
-                        format!(
-                            "held by the load balancer of {cluster}, which generation {to} replaces: released there so that generation {to}'s ingress takes the same address (clients and DNS keep it)"
-                        ),
-                    )
-                    .input(HELD_BY, json!(holder)),
-                ])
+                // The spec's fields say where the address is; the holder, what to take it from.
+                let mut detach = StepDraft::new(
+                    me,
+                    Action::Detach,
+                    format!(
+                        "held by the load balancer of {cluster}, which generation {to} replaces: released there so that generation {to}'s ingress takes the same address (clients and DNS keep it)"
+                    ),
+                );
+                detach.inputs = context.inputs.clone();
+                Ok(vec![detach.input(HELD_BY, json!(holder))])
             }
             _ => Err(format!(
                 "the address is held by {holder}, which is not the load balancer of a cluster of an older generation of this deployment: ferry takes it only from its own clusters; free it there (remove that IP configuration), or plan again once it is free"
