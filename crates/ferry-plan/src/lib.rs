@@ -5,6 +5,7 @@
 //! byte for byte, which is what lets a saved plan be checked and a plan be reviewed.
 
 mod build;
+pub mod drill;
 pub mod order;
 pub mod outcome;
 mod readiness;

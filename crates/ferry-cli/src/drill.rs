@@ -1,0 +1,179 @@
+//! `ferry drill`: the arguments to [`ferry_ops::Deployment::drill`] and its report on stdout.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use ferry_apply::{ApplyConfig, ApplyControl};
+use ferry_ops::{DrillMode, DrillReport, DrillRequest};
+use ferry_plan::drill::DrillId;
+use ferry_plan::render::duration;
+
+use crate::args::DrillArgs;
+use crate::output::Output;
+
+pub fn drill_command(args: &DrillArgs, output: &Output) -> Result<ExitCode> {
+    if args.source.observed.is_some() {
+        bail!(
+            "ferry drill builds and removes a drill, so it reads the world itself: --observed is for ferry plan"
+        );
+    }
+    let id = args.id.as_deref().map(DrillId::new).transpose()?;
+    let deployment = crate::open(&args.spec, &args.source, output)?;
+    let mode = if args.clean {
+        DrillMode::Clean
+    } else {
+        DrillMode::Run { keep: args.keep }
+    };
+    let control = ApplyControl::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let interrupts = tokio::spawn(crate::apply::watch_interrupts(
+            control.clone(),
+            Arc::new(crate::apply::output_plain()),
+        ));
+        let report = deployment
+            .drill(DrillRequest {
+                mode,
+                id,
+                lock_timeout: args.lock_timeout,
+                config: ApplyConfig::default(),
+                control: &control,
+                on_event: &|_| {},
+            })
+            .await;
+        interrupts.abort();
+        report
+    })?;
+    output.stdout(&render(&report));
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(ferry_plan::outcome::EXIT_ERROR)
+    })
+}
+
+/// A measured time, to the millisecond: estimates are whole seconds, measurements are not.
+fn measured(time: Duration) -> String {
+    format!("{:.3}s", time.as_secs_f64())
+}
+
+/// The drill's report, as people read it.
+pub fn render(report: &DrillReport) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "Drill {} of deployment {}: production serves generation {} and is only read.",
+        report.id, report.deployment, report.production_generation
+    );
+    if report.already_built {
+        text.push_str(
+            "The drill was built by an earlier ferry drill --keep: nothing was built or measured now.\n",
+        );
+    }
+    if !report.steps.is_empty() {
+        let width = report
+            .steps
+            .iter()
+            .map(|step| step.id.to_string().len())
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(
+            text,
+            "\n  {:width$}  {:>9}  {:>9}  {:>9}",
+            "step", "estimate", "failover", "measured"
+        );
+        for step in &report.steps {
+            let failover = step
+                .failover_estimate_seconds
+                .map_or_else(|| "-".to_owned(), duration);
+            let time = step.measured.map_or_else(|| "-".to_owned(), measured);
+            let outcome = if step.outcome == "done" {
+                String::new()
+            } else {
+                format!("  {}", step.outcome)
+            };
+            let _ = writeln!(
+                text,
+                "  {:width$}  {:>9}  {:>9}  {:>9}{outcome}",
+                step.id.to_string(),
+                duration(step.estimate_seconds),
+                failover,
+                time
+            );
+        }
+        text.push('\n');
+    }
+    if let Some(plan) = &report.plan
+        && !report.already_built
+    {
+        let recovery = report
+            .measured_recovery
+            .map_or_else(|| "not reached".to_owned(), measured);
+        let estimate = plan.recovery_seconds.unwrap_or(plan.estimated_seconds);
+        let failover = match &report.failover_plan {
+            Ok(failover) => format!(
+                "{} by production's failover plan (ferry plan --failover)",
+                duration(
+                    failover
+                        .recovery_seconds
+                        .unwrap_or(failover.estimated_seconds)
+                )
+            ),
+            Err(why) => format!("production's failover plan could not be made: {why}"),
+        };
+        let _ = writeln!(
+            text,
+            "Time to recovery: measured {recovery}; estimated {} by the drill's plan, {failover}.",
+            duration(estimate)
+        );
+        if !report.succeeded {
+            text.push_str("The drill did not finish: the steps above say which failed and why.\n");
+        }
+    }
+    match &report.cleanup {
+        None => {
+            let _ = writeln!(
+                text,
+                "Kept for inspection: remove it with ferry drill SPEC --clean (same --world)."
+            );
+        }
+        Some(cleanup) => {
+            let _ = write!(
+                text,
+                "Clean-up: {} instances deleted in {}",
+                cleanup.deleted.len(),
+                measured(cleanup.elapsed)
+            );
+            if cleanup.leftovers.is_empty() {
+                text.push_str("; nothing of the drill is left.\n");
+            } else {
+                let left: Vec<String> = cleanup.leftovers.iter().map(ToString::to_string).collect();
+                let _ = writeln!(
+                    text,
+                    "; {} of the drill's instances are left: {}; run ferry drill SPEC --clean again",
+                    left.len(),
+                    left.join(", ")
+                );
+            }
+            for failure in &cleanup.failures {
+                let _ = writeln!(text, "  {failure}");
+            }
+        }
+    }
+    if report.production_changes.is_empty() {
+        text.push_str("Production untouched: every reading is as it was before the drill.\n");
+    } else {
+        let _ = writeln!(
+            text,
+            "Production's readings changed during the drill (by the drill or by someone else):\n  {}",
+            report.production_changes.join("\n  ")
+        );
+    }
+    text
+}

@@ -1,0 +1,398 @@
+//! `ferry drill`: the failover rehearsed on copies in a deployment of its own, measured, and
+//! removed (issue 17).
+//!
+//! No second orchestrator: the production spec is rewritten into the drill's
+//! ([`ferry_plan::drill::drill_spec`]), which the planner plans from the drill's own readings
+//! and the engine applies under the drill's own lock, after the safety pass
+//! ([`ferry_plan::drill::check_drill_plan`]) has compared every step with production's
+//! readings. The clean-up is a plan of deletes through the same engine and journal, followed
+//! by a reading of the drill's world that must come back empty. Production is only read: its
+//! state, journal and lock are never opened for writing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_apply::{ApplyConfig, ApplyControl, ApplyReport, Event, StepStatus};
+use ferry_core::{Action, InstanceAddress, Observation, Plan, Snapshot, StepId};
+use ferry_plan::drill::{DrillId, DrillRefusal, check_drill_plan, drill_layout, teardown_plan};
+use ferry_plan::{FailoverRequest, PlanConfig, SavedPlan};
+
+use crate::{
+    Applied, ApplyRequest, Approval, Deployment, OpsError, PlanOptions, PlanSource, WorldSource,
+};
+
+/// What `ferry drill` is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrillMode {
+    /// Build the drill, measure it, and remove it unless `keep`.
+    Run { keep: bool },
+    /// Only remove what a drill left (after `--keep`, or a drill that was killed).
+    Clean,
+}
+
+/// What a drill needs beyond the deployment.
+pub struct DrillRequest<'a> {
+    pub mode: DrillMode,
+    /// The drill's id, on its tags and in its hooks' `FERRY_DRILL_ID`; `None`: from the clock.
+    pub id: Option<DrillId>,
+    /// How long to wait for the drill's own lock (another drill, or its clean-up).
+    pub lock_timeout: Duration,
+    /// The engine's settings, for the drill and its clean-up.
+    pub config: ApplyConfig,
+    pub control: &'a ApplyControl,
+    /// Every event of the drill's applies, as it happens.
+    pub on_event: &'a (dyn Fn(&Event) + Send + Sync),
+}
+
+impl std::fmt::Debug for DrillRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DrillRequest")
+            .field("mode", &self.mode)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One step of the drill, measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasuredStep {
+    pub id: StepId,
+    /// The drill plan's estimate.
+    pub estimate_seconds: u64,
+    /// The estimate of the same resource's same action in production's failover plan, when it
+    /// has one (a drill copies disks where the failover moves them).
+    pub failover_estimate_seconds: Option<u64>,
+    /// From its start to its end, when it ran.
+    pub measured: Option<Duration>,
+    /// How it ended: done, failed (with why), skipped, not started.
+    pub outcome: String,
+}
+
+/// The drill's removal, and its proof.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cleanup {
+    /// The instances the clean-up deleted.
+    pub deleted: Vec<InstanceAddress>,
+    /// What the drill's world still holds after the clean-up: empty, or the command fails.
+    pub leftovers: Vec<InstanceAddress>,
+    /// The clean-up's failed steps, with why.
+    pub failures: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// What a drill did and measured.
+#[derive(Debug, Clone)]
+pub struct DrillReport {
+    pub id: DrillId,
+    pub deployment: String,
+    /// The generation production served when the drill started.
+    pub production_generation: ferry_core::Generation,
+    /// The drill's plan (empty for `--clean`).
+    pub plan: Option<Plan>,
+    /// Production's failover plan from the same readings (`ferry plan --failover`), or why
+    /// there is none.
+    pub failover_plan: Result<Plan, String>,
+    pub steps: Vec<MeasuredStep>,
+    /// When the drill's last step ended, from the drill's start: the measured time to recovery.
+    pub measured_recovery: Option<Duration>,
+    /// Whether every step of the drill succeeded.
+    pub succeeded: bool,
+    /// The drill was built earlier and kept (`--keep`): nothing was built or measured now.
+    pub already_built: bool,
+    /// `None` with `--keep`.
+    pub cleanup: Option<Cleanup>,
+    /// Production's readings that differ between the drill's start and its end: empty when
+    /// production is untouched.
+    pub production_changes: Vec<String>,
+}
+
+impl DrillReport {
+    /// A drill that ran and left nothing (or was kept on purpose), production untouched.
+    pub fn ok(&self) -> bool {
+        let cleaned = self
+            .cleanup
+            .as_ref()
+            .is_none_or(|cleanup| cleanup.leftovers.is_empty() && cleanup.failures.is_empty());
+        self.succeeded && cleaned && self.production_changes.is_empty()
+    }
+}
+
+/// Where a drill's instances are kept in a simulated world: beside production's file, with
+/// `.drill.json` in place of its extension (`world.json`: `world.drill.json`).
+pub fn drill_world_path(production: &Path) -> PathBuf {
+    let stem = production
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "world".to_owned());
+    production.with_file_name(format!("{stem}.drill.json"))
+}
+
+/// A drill id from the clock: `20261207-121500`.
+fn id_from_clock() -> DrillId {
+    let now = ferry_core::time::format_time(std::time::SystemTime::now());
+    let digits: String = now.chars().filter(char::is_ascii_digit).take(14).collect();
+    let (date, time) = digits.split_at(digits.len().min(8));
+    DrillId::new(&format!("{date}-{time}"))
+        .unwrap_or_else(|_| DrillId::new("drill").expect("a fixed id that is valid"))
+}
+
+impl Deployment {
+    /// The drill's deployment: the drill's spec, state and world beside this one's.
+    fn drill_deployment(&self, spec: ferry_spec::Spec) -> Result<Deployment, OpsError> {
+        let source = match &self.source {
+            WorldSource::Simulated {
+                path, time_scale, ..
+            } => WorldSource::Simulated {
+                path: drill_world_path(path),
+                new: true,
+                time_scale: *time_scale,
+            },
+            other => other.clone(),
+        };
+        Deployment::open(spec, ferry_providers::rule_book(), &self.spec_path, source)
+    }
+
+    /// Rehearses the failover on copies (or, with [`DrillMode::Clean`], removes what a drill
+    /// left), and reports what it measured. Production is only read. An error means the drill
+    /// could not start or its clean-up could not be planned; a drill that ran reports its
+    /// failures, leftovers and any change of production's readings in the report
+    /// ([`DrillReport::ok`]).
+    pub async fn drill(&self, request: DrillRequest<'_>) -> Result<DrillReport, OpsError> {
+        let id = request.id.clone().unwrap_or_else(id_from_clock);
+        let refused = |refusal: DrillRefusal| OpsError::Refused(refusal.to_string());
+        let before = self.observe().await?;
+        let mut report = DrillReport {
+            id: id.clone(),
+            deployment: self.spec.deployment.name.clone(),
+            production_generation: before.active_generation,
+            plan: None,
+            failover_plan: Err("not planned for a clean-up".to_owned()),
+            steps: Vec::new(),
+            measured_recovery: None,
+            succeeded: true,
+            already_built: false,
+            cleanup: None,
+            production_changes: Vec::new(),
+        };
+        let keep = match request.mode {
+            DrillMode::Clean => {
+                let layout = drill_layout(&self.spec, &self.rules, &id);
+                let drill = self.drill_deployment(layout)?;
+                report.cleanup = Some(drill.drill_cleanup(&request).await?);
+                report.production_changes = self.changes_since(&before).await?;
+                return Ok(report);
+            }
+            DrillMode::Run { keep } => keep,
+        };
+        let spec = ferry_plan::drill::drill_spec(&self.spec, &before, &self.rules, &id)
+            .map_err(refused)?;
+        report.failover_plan = crate::plan(
+            &self.spec,
+            &before,
+            &self.rules,
+            &PlanOptions {
+                config: PlanConfig {
+                    failover: FailoverRequest::Force,
+                    ..PlanConfig::default()
+                },
+                force: false,
+            },
+        )
+        .map_err(|error| error.to_string());
+        let drill = self.drill_deployment(spec)?;
+        // The safety pass runs on the plan the engine is about to apply, after the drill's
+        // lock is taken and its world read: nothing is changed when it refuses.
+        let mut approve = |plan: &Plan| {
+            check_drill_plan(plan, &before)
+                .map(|()| Approval::Approved)
+                .map_err(|refusal| refusal.to_string())
+        };
+        let applied = drill
+            .apply(ApplyRequest {
+                plan: PlanSource::Fresh(PlanOptions {
+                    config: PlanConfig {
+                        failover: FailoverRequest::Never,
+                        ..PlanConfig::default()
+                    },
+                    force: false,
+                }),
+                lock_timeout: request.lock_timeout,
+                config: request.config.clone(),
+                control: request.control,
+                on_event: request.on_event,
+                approve: &mut approve,
+            })
+            .await?;
+        match applied {
+            Applied::Ran {
+                plan,
+                report: applied,
+                release_error,
+                ..
+            } => {
+                report.steps = measure(&plan, &applied, report.failover_plan.as_ref().ok());
+                report.measured_recovery =
+                    applied.steps.iter().filter_map(|step| step.finished).max();
+                report.succeeded = applied.succeeded() && release_error.is_none();
+                report.plan = Some(plan);
+            }
+            Applied::NothingToDo { plan } | Applied::Declined { plan } => {
+                report.already_built = true;
+                report.plan = Some(plan);
+            }
+        }
+        if !keep {
+            report.cleanup = Some(drill.drill_cleanup(&request).await?);
+        }
+        report.production_changes = self.changes_since(&before).await?;
+        Ok(report)
+    }
+
+    /// Production's readings that differ from `before`, each said as a saved plan's staleness
+    /// says it (gauges, which move with the clock alone, left out).
+    async fn changes_since(&self, before: &Snapshot) -> Result<Vec<String>, OpsError> {
+        let after = self.observe().await?;
+        let empty = ferry_plan::drill::teardown_plan(&self.spec, &Snapshot::new(0), &self.rules)
+            .map_err(|refusal| OpsError::Refused(refusal.to_string()))?;
+        let fingerprints = SavedPlan::new(&self.spec.deployment.name, empty, before);
+        let mut changes: Vec<String> = fingerprints
+            .stale(&after)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if after.active_generation != before.active_generation {
+            changes.push(format!(
+                "the serving generation went from {} to {}",
+                before.active_generation, after.active_generation
+            ));
+        }
+        Ok(changes)
+    }
+
+    /// Deletes every instance this (drill) deployment's readings show, under its lock, then
+    /// reads its world again: what is left is the proof.
+    async fn drill_cleanup(&self, request: &DrillRequest<'_>) -> Result<Cleanup, OpsError> {
+        let readings = self.observe().await?;
+        let plan = teardown_plan(&self.spec, &readings, &self.rules)
+            .map_err(|refusal| OpsError::Refused(refusal.to_string()))?;
+        let mut cleanup = Cleanup {
+            deleted: Vec::new(),
+            leftovers: Vec::new(),
+            failures: Vec::new(),
+            elapsed: Duration::ZERO,
+        };
+        if !plan.is_empty() {
+            let saved = SavedPlan::new(&self.spec.deployment.name, plan, &readings);
+            let applied = self
+                .apply(ApplyRequest {
+                    plan: PlanSource::Saved {
+                        plan: Box::new(saved),
+                        path: PathBuf::from("the drill's clean-up"),
+                    },
+                    lock_timeout: request.lock_timeout,
+                    config: request.config.clone(),
+                    control: request.control,
+                    on_event: request.on_event,
+                    approve: &mut |_| Ok(Approval::Approved),
+                })
+                .await?;
+            if let Applied::Ran {
+                plan,
+                report,
+                release_error,
+                ..
+            } = applied
+            {
+                cleanup.elapsed = report.elapsed;
+                for step in &report.steps {
+                    match &step.status {
+                        StepStatus::Done | StepStatus::AlreadyDone => {
+                            if let Some(planned) = plan.steps.iter().find(|s| s.id == step.id) {
+                                cleanup.deleted.push(planned.address.clone());
+                            }
+                        }
+                        StepStatus::Failed { error } => {
+                            cleanup.failures.push(format!("{}: {error}", step.id));
+                        }
+                        other => cleanup.failures.push(format!("{}: {other:?}", step.id)),
+                    }
+                }
+                if let Some(error) = release_error {
+                    cleanup.failures.push(error);
+                }
+            }
+        }
+        cleanup.leftovers = self.drill_leftovers().await?;
+        Ok(cleanup)
+    }
+
+    /// What the drill's world holds: in a simulated world every instance of its file (not only
+    /// those the spec names); elsewhere every instance its readings show present or unknown.
+    async fn drill_leftovers(&self) -> Result<Vec<InstanceAddress>, OpsError> {
+        if let WorldSource::Simulated { path, .. } = &self.source {
+            if !path.exists() {
+                return Ok(Vec::new());
+            }
+            let world = ferry_world::file::load(path, false, &self.rules)?;
+            return Ok(world.instances().into_keys().collect());
+        }
+        let readings = self.observe().await?;
+        Ok(readings
+            .resources
+            .into_iter()
+            .filter(|(_, observation)| !matches!(observation, Observation::Absent))
+            .map(|(instance, _)| instance)
+            .collect())
+    }
+}
+
+/// Each step of the drill's plan with its estimate, the failover's estimate for the same
+/// resource and action, and what the engine measured.
+fn measure(plan: &Plan, applied: &ApplyReport, failover: Option<&Plan>) -> Vec<MeasuredStep> {
+    plan.steps
+        .iter()
+        .map(|step| {
+            let failover_estimate_seconds = failover.and_then(|failover| {
+                failover
+                    .steps
+                    .iter()
+                    .find(|other| {
+                        other.address.address == step.address.address
+                            && (other.action == step.action
+                                || step.action == Action::Create
+                                    && counterpart(step.address.kind()) == Some(other.action))
+                    })
+                    .map(|other| other.estimate_seconds)
+            });
+            let ran = applied.step(&step.id);
+            let measured = ran.and_then(|ran| Some(ran.finished?.saturating_sub(ran.started?)));
+            let outcome = match ran.map(|ran| &ran.status) {
+                Some(StepStatus::Done) => "done".to_owned(),
+                Some(StepStatus::AlreadyDone) => "already done".to_owned(),
+                Some(StepStatus::Failed { error }) => format!("failed: {error}"),
+                Some(StepStatus::Skipped { because }) => format!("skipped ({because} failed)"),
+                Some(StepStatus::Interrupted) => "interrupted".to_owned(),
+                Some(StepStatus::NotSaved { error }) => format!("done, not saved: {error}"),
+                Some(StepStatus::NotStarted) | None => "not started".to_owned(),
+            };
+            MeasuredStep {
+                id: step.id.clone(),
+                estimate_seconds: step.estimate_seconds,
+                failover_estimate_seconds,
+                measured,
+                outcome,
+            }
+        })
+        .collect()
+}
+
+/// What the failover does to a stateful kind where the drill creates it: a disk moved where the
+/// drill copies it, a pool imported, a record repointed.
+fn counterpart(kind: ferry_core::Kind) -> Option<Action> {
+    match kind {
+        ferry_core::Kind::Disk => Some(Action::Move),
+        ferry_core::Kind::ZfsPool => Some(Action::Import),
+        ferry_core::Kind::DnsRecord => Some(Action::Update),
+        _ => None,
+    }
+}
