@@ -66,11 +66,19 @@ fn measured(time: Duration) -> String {
 /// The drill's report, as people read it.
 pub fn render(report: &DrillReport) -> String {
     let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "Drill {} of deployment {}: production serves generation {} and is only read.",
-        report.id, report.deployment, report.production_generation
-    );
+    if report.plan.is_none() {
+        let _ = writeln!(
+            text,
+            "Clean-up of drill {} of deployment {}: production serves generation {} and is only read.",
+            report.id, report.deployment, report.production_generation
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "Drill {} of deployment {}: production serves generation {} and is only read.",
+            report.id, report.deployment, report.production_generation
+        );
+    }
     if report.already_built {
         text.push_str(
             "The drill was built by an earlier ferry drill --keep: nothing was built or measured now.\n",

@@ -21,6 +21,11 @@ pub fn is_gauge(name: &str) -> bool {
     GAUGES.contains(&name)
 }
 
+/// The tag every resource of a failover drill carries (`ferry-drill = ID`, in `tags`): what
+/// its clean-up lists, and what the simulated world reads to give a drill's instances
+/// addresses of their own.
+pub const DRILL_TAG: &str = "ferry-drill";
+
 /// `[resource_group.NAME]`.
 pub mod resource_group {
     /// The Azure name of the group; the spec checks that it contains `${generation}`.

@@ -167,10 +167,34 @@ impl Deployment {
 
     /// Breaks the apply lock `id` after making sure its holder is gone; a holder that provably
     /// runs is refused unless `if_running` says otherwise. Returns the lock that was broken.
+    /// A lock `id` that is not production's may be its drill's (`ferry drill`, whose own state
+    /// is beside production's): lock ids are unique, so the one the error named is the one
+    /// broken, and the advice a killed drill prints works as written.
     pub fn force_unlock(&self, id: &str, if_running: IfHolderRuns) -> Result<LockInfo, OpsError> {
-        self.backend()?
-            .force_unlock(id, if_running)
-            .map_err(|error| error.for_spec(&self.spec_path).into())
+        match self.backend()?.force_unlock(id, if_running) {
+            Ok(lock) => Ok(lock),
+            Err(
+                error @ (ferry_state::lock::LockError::NotLocked { .. }
+                | ferry_state::lock::LockError::WrongId { .. }),
+            ) => {
+                let mut drill_spec = self.spec.clone();
+                drill_spec.state = ferry_plan::drill::drill_state(&self.spec.state);
+                let drill = state_backend(&drill_spec)?;
+                let drill_holds_it = drill
+                    .read_lock()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|lock| lock.id == id);
+                if drill_holds_it {
+                    drill
+                        .force_unlock(id, if_running)
+                        .map_err(|error| error.for_spec(&self.spec_path).into())
+                } else {
+                    Err(error.for_spec(&self.spec_path).into())
+                }
+            }
+            Err(error) => Err(error.for_spec(&self.spec_path).into()),
+        }
     }
 }
 

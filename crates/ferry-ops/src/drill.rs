@@ -158,8 +158,20 @@ impl Deployment {
     /// failures, leftovers and any change of production's readings in the report
     /// ([`DrillReport::ok`]).
     pub async fn drill(&self, request: DrillRequest<'_>) -> Result<DrillReport, OpsError> {
-        let id = request.id.clone().unwrap_or_else(id_from_clock);
         let refused = |refusal: DrillRefusal| OpsError::Refused(refusal.to_string());
+        // A drill kept earlier keeps its id: another would change every tag and hook of it.
+        let kept = self.kept_drill_id().await?;
+        let id = match (&request.id, kept) {
+            (Some(asked), Some(kept)) if *asked != kept && request.mode != DrillMode::Clean => {
+                return Err(OpsError::Refused(format!(
+                    "drill {kept} of deployment {} is still built (kept, or stopped before its clean-up): remove it with ferry drill SPEC --clean, or go on with it with --id {kept}",
+                    self.spec.deployment.name
+                )));
+            }
+            (_, Some(kept)) => kept,
+            (Some(asked), None) => asked.clone(),
+            (None, None) => id_from_clock(),
+        };
         let before = self.observe().await?;
         let mut report = DrillReport {
             id: id.clone(),
@@ -246,6 +258,21 @@ impl Deployment {
         }
         report.production_changes = self.changes_since(&before).await?;
         Ok(report)
+    }
+
+    /// The id of the drill whose instances the drill's world holds now (one kept, or one
+    /// stopped before its clean-up), from the tag they carry.
+    async fn kept_drill_id(&self) -> Result<Option<DrillId>, OpsError> {
+        let placeholder = DrillId::new("drill").expect("a fixed id that is valid");
+        let drill = self.drill_deployment(drill_layout(&self.spec, &self.rules, &placeholder))?;
+        let readings = drill.observe().await?;
+        Ok(readings.resources.values().find_map(|observation| {
+            let Observation::Present { attributes, .. } = observation else {
+                return None;
+            };
+            let tag = attributes.get("tags")?.get(ferry_plan::drill::DRILL_TAG)?;
+            DrillId::new(tag.as_str()?).ok()
+        }))
     }
 
     /// Production's readings that differ from `before`, each said as a saved plan's staleness

@@ -113,7 +113,7 @@ fn marked_fields(kind: Kind) -> &'static [&'static str] {
 
 /// The tag every Azure resource of a drill carries (`ferry-drill = ID`): what the clean-up
 /// lists, and what tells a person in the portal that it is not production's.
-pub const DRILL_TAG: &str = "ferry-drill";
+pub const DRILL_TAG: &str = ferry_core::fields::DRILL_TAG;
 
 /// The drill's layout of the production spec, without its copies: every name marked with
 /// [`DRILL_MARK`], every resource whose kind has `tags` tagged [`DRILL_TAG`], every hook run
@@ -125,9 +125,9 @@ pub fn drill_layout(production: &Spec, rules: &ferry_core::RuleBook, id: &DrillI
     drill.failover.standby = ferry_spec::Standby::Cold;
     for (address, resource) in &mut drill.resources {
         for field in marked_fields(address.kind) {
-            if let Some(Value::String(name)) = resource.fields.get_mut(*field)
-                && !name.ends_with(DRILL_MARK)
-            {
+            // Always appended, even to a name that ends with the mark already: production's
+            // `hub-drill` becomes `hub-drill-drill`, never the drill's `hub` twin.
+            if let Some(Value::String(name)) = resource.fields.get_mut(*field) {
                 name.push_str(DRILL_MARK);
             }
         }

@@ -1,0 +1,395 @@
+//! `ferry drill` on the simulated world (issue 17): the failover rehearsed on copies in a drill
+//! of its own (its own state, lock and world file), measured and removed; production's world
+//! file, state and journal untouched byte for byte. Also `--keep` then `--clean`, the safety
+//! pass refusing a drill that would touch production, a real failover taking production's
+//! lock while a drill runs, bad input, and a drill killed with SIGKILL in its build and in its
+//! clean-up, each removed whole by `ferry drill --clean`.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::{Run, Scratch, event, ferry_ok, read_journal, step};
+
+const WORLD: &str = "world.drill.json";
+
+/// A scratch copy of data100 with generation 1 built.
+fn built() -> Scratch {
+    let scratch = Scratch::new();
+    scratch.build();
+    scratch
+}
+
+/// Production's files: what a drill must never change.
+fn production_files(scratch: &Scratch) -> Vec<(String, Vec<u8>)> {
+    [
+        "world.json",
+        "data100/.ferry/state.json",
+        "data100/.ferry/journal.jsonl",
+    ]
+    .iter()
+    .map(|name| {
+        (
+            (*name).to_owned(),
+            std::fs::read(scratch.path().join(name)).unwrap(),
+        )
+    })
+    .collect()
+}
+
+fn drill(scratch: &Scratch, extra: &[&str]) -> Run {
+    let mut arguments = vec!["drill", "data100", "--world", "world.json"];
+    arguments.extend_from_slice(extra);
+    scratch.ferry(&arguments)
+}
+
+/// The instances the drill's world file holds (none when there is no file).
+fn drill_instances(scratch: &Scratch) -> Vec<String> {
+    let path = scratch.path().join(WORLD);
+    if !path.exists() {
+        return Vec::new();
+    }
+    support::read_json(&path)["instances"]
+        .as_object()
+        .map(|instances| instances.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The report with every measured time (the only figures with a decimal point, `0.034s`)
+/// replaced by `<measured>`: a snapshot holds what does not depend on the machine's speed.
+fn without_measurements(text: &str) -> String {
+    text.split('\n')
+        .map(|line| {
+            line.split(' ')
+                .map(|word| {
+                    let bare = word.trim_end_matches([';', ',']);
+                    let number = bare.strip_suffix('s').unwrap_or("");
+                    if number.contains('.') && number.parse::<f64>().is_ok() {
+                        word.replace(bare, "<measured>")
+                    } else {
+                        word.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_drill_builds_the_failover_on_copies_measures_it_removes_it_and_leaves_production_as_it_was() {
+    let scratch = built();
+    let before = production_files(&scratch);
+    let run = drill(&scratch, &["--id", "t1"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    insta::assert_snapshot!("drill_report", without_measurements(&run.stdout));
+    // Production's world, state and journal are byte for byte what they were; its lock was
+    // never taken.
+    assert_eq!(production_files(&scratch), before);
+    assert!(!scratch.lock_path().exists());
+    // The drill had its own state and journal, and its world holds nothing now.
+    let drill_journal = read_journal(&scratch.spec().join(".ferry/drill/journal.jsonl"));
+    assert!(
+        drill_journal
+            .iter()
+            .any(|record| event(record) == "step_finished" && step(record) == "disk.home0:create"),
+        "the drill's journal holds its steps"
+    );
+    assert!(
+        drill_journal
+            .iter()
+            .any(|record| step(record) == "disk.home0:delete"),
+        "and its clean-up's"
+    );
+    assert_eq!(drill_instances(&scratch), Vec::<String>::new());
+    // A second drill runs the same way.
+    let again = drill(&scratch, &["--id", "t2"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert_eq!(production_files(&scratch), before);
+}
+
+#[test]
+fn a_kept_drill_is_marked_as_a_drill_and_clean_removes_it() {
+    let scratch = built();
+    let before = production_files(&scratch);
+    let kept = drill(&scratch, &["--id", "k1", "--keep"]);
+    assert_eq!(kept.code, 0, "{}\n{}", kept.stdout, kept.stderr);
+    assert!(
+        kept.stdout
+            .contains("Kept for inspection: remove it with ferry drill SPEC --clean"),
+        "{}",
+        kept.stdout
+    );
+    // What the drill built is its own: names marked, tagged, disks copied from production's,
+    // hooks told, DNS under drill names.
+    let world = support::read_json(&scratch.path().join(WORLD));
+    let instances = &world["instances"];
+    assert_eq!(
+        instances["resource_group.main@g1"]["name"],
+        "data100-g1-drill"
+    );
+    assert_eq!(instances["vm.nfs@g1"]["name"], "data100-nfs-g1-drill");
+    assert_eq!(
+        instances["aks_cluster.hub@g1"]["dns_prefix"],
+        "data100-g1-drill"
+    );
+    assert_eq!(instances["disk.home0"]["name"], "data100-home0-drill");
+    assert_eq!(instances["disk.home0"]["copy_of"], "/memory/disk.home0");
+    assert_eq!(instances["disk.home0"]["tags"]["ferry-drill"], "k1");
+    assert_eq!(instances["dns_record.prod"]["name"], "hub-drill");
+    assert_eq!(instances["hook.prod_hub@g1"]["env"]["FERRY_DRILL"], "1");
+    assert_eq!(instances["hook.prod_hub@g1"]["env"]["FERRY_DRILL_ID"], "k1");
+    assert_eq!(drill_instances(&scratch).len(), 16);
+    assert_eq!(production_files(&scratch), before);
+
+    // A drill kept is not built again.
+    let again = drill(&scratch, &["--keep"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again
+            .stdout
+            .contains("built by an earlier ferry drill --keep"),
+        "{}",
+        again.stdout
+    );
+
+    let clean = drill(&scratch, &["--clean"]);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    insta::assert_snapshot!("drill_clean", without_measurements(&clean.stdout));
+    assert_eq!(drill_instances(&scratch), Vec::<String>::new());
+    assert_eq!(production_files(&scratch), before);
+    // Nothing left: cleaning again deletes nothing and still proves it.
+    let nothing = drill(&scratch, &["--clean"]);
+    assert_eq!(nothing.code, 0, "{}", nothing.stderr);
+    assert!(
+        nothing.stdout.contains("Clean-up: 0 instances deleted"),
+        "{}",
+        nothing.stdout
+    );
+}
+
+/// Production holds a record named `hub-drill` (a preview someone made by hand): the drill's
+/// `hub` record would be that name, so the safety pass refuses the whole drill before anything
+/// is built, naming the step and production's record.
+#[test]
+fn a_drill_that_would_touch_production_is_refused_before_anything_is_built() {
+    let scratch = Scratch::new();
+    std::fs::write(
+        scratch.spec().join("preview.toml"),
+        r#"[dns_record.preview]
+zone = "${var.domain}"
+name = "hub-drill"
+type = "A"
+ttl = 300
+values = ["${public_ip.ingress.address}"]
+"#,
+    )
+    .unwrap();
+    scratch.build();
+    let before = production_files(&scratch);
+    let refused = drill(&scratch, &["--id", "r1"]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    insta::assert_snapshot!("drill_refused", refused.stderr);
+    assert_eq!(drill_instances(&scratch), Vec::<String>::new());
+    assert_eq!(production_files(&scratch), before);
+}
+
+#[test]
+fn bad_input_to_drill_is_explained() {
+    let scratch = Scratch::new();
+    let mut shown = String::new();
+    let mut show = |title: &str, run: Run| {
+        assert_eq!(run.code, 1, "{title}: {}", run.stdout);
+        shown.push_str(&format!("## {title}\n{}\n", run.stderr.trim_end()));
+    };
+    // Production never built: nothing to copy.
+    show(
+        "production not built",
+        scratch.ferry(&["drill", "data100", "--world", "world.json", "--new-world"]),
+    );
+    // A spec with nothing stateful and no failover.
+    std::fs::create_dir(scratch.path().join("solo")).unwrap();
+    std::fs::write(
+        scratch.path().join("solo/main.toml"),
+        "[deployment]\nname = \"solo\"\nlocation = \"westeurope\"\n\n[resource_group.main]\nname = \"solo-g${generation}\"\n",
+    )
+    .unwrap();
+    show(
+        "nothing to drill",
+        scratch.ferry(&["drill", "solo", "--world", "solo.json", "--new-world"]),
+    );
+    scratch.build();
+    show(
+        "a bad id",
+        scratch.ferry(&[
+            "drill",
+            "data100",
+            "--world",
+            "world.json",
+            "--id",
+            "Drill 1",
+        ]),
+    );
+    show(
+        "from a snapshot",
+        scratch.ferry(&["drill", "data100", "--observed", "snapshot.json"]),
+    );
+    show(
+        "keep and clean",
+        scratch.ferry(&[
+            "drill",
+            "data100",
+            "--world",
+            "world.json",
+            "--keep",
+            "--clean",
+        ]),
+    );
+    insta::assert_snapshot!("drill_bad_input", shown);
+}
+
+/// The drill holds its own lock, so a real failover takes production's while a drill runs;
+/// the drill then reports that production's readings changed under it, and fails.
+#[test]
+fn a_real_failover_takes_productions_lock_while_a_drill_runs() {
+    let scratch = built();
+    let child = scratch
+        .command(&[
+            "drill",
+            "data100",
+            "--world",
+            "world.json",
+            "--world-time-scale",
+            "0.005",
+            "--id",
+            "f1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&scratch, |records| {
+        records.iter().any(|record| {
+            event(record) == "step_started" && step(record) == "aks_cluster.hub@g1:create"
+        })
+    });
+    scratch.break_api_server(1);
+    let failover = ferry_ok(
+        &scratch,
+        &[
+            "apply",
+            "data100",
+            "--world",
+            "world.json",
+            "--auto-approve",
+        ],
+    );
+    assert!(
+        failover.stderr.contains("Generation 2 serves") || failover.stdout.contains("failover"),
+        "{}\n{}",
+        failover.stdout,
+        failover.stderr
+    );
+    let drilled: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(drilled.code, 1, "{}\n{}", drilled.stdout, drilled.stderr);
+    assert!(
+        drilled
+            .stdout
+            .contains("Production's readings changed during the drill"),
+        "{}",
+        drilled.stdout
+    );
+    assert!(
+        drilled.stdout.contains("nothing of the drill is left"),
+        "{}",
+        drilled.stdout
+    );
+}
+
+/// Waits until the drill's journal satisfies `reached` (at most two minutes: a failure, never
+/// a measurement).
+fn wait_for(scratch: &Scratch, reached: impl Fn(&[serde_json::Value]) -> bool) {
+    let journal = scratch.spec().join(".ferry/drill/journal.jsonl");
+    let started = Instant::now();
+    while !reached(&read_journal(&journal)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the drill never got there"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Kills a drill with SIGKILL once its journal satisfies `reached`, then recovers as the
+/// message says (`ferry force-unlock ID SPEC`, which finds the drill's lock) and cleans:
+/// nothing of the drill is left, production is as it was.
+fn killed_then_cleaned(reached: impl Fn(&[serde_json::Value]) -> bool) {
+    let scratch = built();
+    let before = production_files(&scratch);
+    let mut child = scratch
+        .command(&[
+            "drill",
+            "data100",
+            "--world",
+            "world.json",
+            "--world-time-scale",
+            "0.002",
+            "--id",
+            "c1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&scratch, reached);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !drill_instances(&scratch).is_empty(),
+        "the kill left some of the drill"
+    );
+
+    let locked = drill(&scratch, &["--clean"]);
+    assert_eq!(locked.code, 1, "{}", locked.stdout);
+    let command = locked
+        .stderr
+        .split('`')
+        .find(|part| part.starts_with("ferry force-unlock "))
+        .unwrap_or_else(|| panic!("no advice to unlock: {}", locked.stderr))
+        .to_owned();
+    let words: Vec<&str> = command.split(' ').skip(1).collect();
+    let unlocked = scratch.ferry(&words);
+    assert_eq!(unlocked.code, 0, "{}\n{}", unlocked.stdout, unlocked.stderr);
+
+    let clean = drill(&scratch, &["--clean"]);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    assert!(
+        clean.stdout.contains("nothing of the drill is left"),
+        "{}",
+        clean.stdout
+    );
+    assert_eq!(drill_instances(&scratch), Vec::<String>::new());
+    assert_eq!(production_files(&scratch), before);
+}
+
+#[test]
+fn a_drill_killed_while_it_builds_is_removed_whole_by_clean() {
+    killed_then_cleaned(|records| {
+        records.iter().any(|record| {
+            event(record) == "step_started" && step(record) == "hook.staging_hub@g1:run"
+        })
+    });
+}
+
+#[test]
+fn a_drill_killed_during_its_clean_up_is_removed_whole_by_clean() {
+    killed_then_cleaned(|records| {
+        records
+            .iter()
+            .filter(|record| event(record) == "step_finished" && step(record).ends_with(":delete"))
+            .count()
+            >= 3
+    });
+}
