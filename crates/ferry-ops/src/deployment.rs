@@ -48,6 +48,9 @@ pub struct Deployment {
     /// Built on first use: planning from a snapshot file needs no state.
     backend: OnceLock<Arc<dyn StateBackend>>,
     pub(crate) source: WorldSource,
+    /// A drill's deployment: what production holds, which no step may touch; its providers
+    /// ask before each step (`crate::drill::GuardedProvider`).
+    pub(crate) guard: Option<Arc<ferry_plan::drill::ProductionIdentities>>,
 }
 
 impl Deployment {
@@ -71,6 +74,7 @@ impl Deployment {
             spec_path: spec_path.to_owned(),
             backend: OnceLock::new(),
             source,
+            guard: None,
         })
     }
 
@@ -107,6 +111,14 @@ impl Deployment {
     /// The world to read and change: the real providers, or the simulated world's (with the
     /// world itself, to save after an apply).
     pub(crate) fn providers(&self, persist: bool) -> Result<(Providers, Option<World>), OpsError> {
+        let (providers, world) = self.unguarded_providers(persist)?;
+        match &self.guard {
+            Some(production) => Ok((crate::drill::guarded(&providers, production), world)),
+            None => Ok((providers, world)),
+        }
+    }
+
+    fn unguarded_providers(&self, persist: bool) -> Result<(Providers, Option<World>), OpsError> {
         match &self.source {
             WorldSource::Live => Ok((ferry_providers::live_providers(&self.spec)?, None)),
             WorldSource::Providers(providers) => Ok((providers.clone(), None)),

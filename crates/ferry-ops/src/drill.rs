@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use ferry_apply::{ApplyConfig, ApplyControl, ApplyReport, Event, StepStatus};
 use ferry_core::{Action, InstanceAddress, Observation, Plan, Snapshot, StepId};
-use ferry_plan::drill::{DrillId, DrillRefusal, check_drill_plan, drill_layout, teardown_plan};
+use ferry_plan::drill::{
+    DrillId, DrillRefusal, ProductionIdentities, check_drill_plan, drill_layout, teardown_plan,
+};
 use ferry_plan::{FailoverRequest, PlanConfig, SavedPlan};
 
 use crate::{
@@ -137,8 +139,14 @@ fn id_from_clock() -> DrillId {
 }
 
 impl Deployment {
-    /// The drill's deployment: the drill's spec, state and world beside this one's.
-    fn drill_deployment(&self, spec: ferry_spec::Spec) -> Result<Deployment, OpsError> {
+    /// The drill's deployment: the drill's spec, state and world beside this one's, its
+    /// providers guarded against touching what `production` holds (none for a clean-up's
+    /// first look, which changes nothing).
+    fn drill_deployment(
+        &self,
+        spec: ferry_spec::Spec,
+        production: Option<&Snapshot>,
+    ) -> Result<Deployment, OpsError> {
         let source = match &self.source {
             WorldSource::Simulated {
                 path, time_scale, ..
@@ -149,7 +157,11 @@ impl Deployment {
             },
             other => other.clone(),
         };
-        Deployment::open(spec, ferry_providers::rule_book(), &self.spec_path, source)
+        let mut drill =
+            Deployment::open(spec, ferry_providers::rule_book(), &self.spec_path, source)?;
+        drill.guard =
+            production.map(|readings| std::sync::Arc::new(ProductionIdentities::of(readings)));
+        Ok(drill)
     }
 
     /// Rehearses the failover on copies (or, with [`DrillMode::Clean`], removes what a drill
@@ -189,7 +201,7 @@ impl Deployment {
         let keep = match request.mode {
             DrillMode::Clean => {
                 let layout = drill_layout(&self.spec, &self.rules, &id);
-                let drill = self.drill_deployment(layout)?;
+                let drill = self.drill_deployment(layout, Some(&before))?;
                 report.cleanup = Some(drill.drill_cleanup(&request).await?);
                 report.production_changes = self.changes_since(&before).await?;
                 return Ok(report);
@@ -211,7 +223,7 @@ impl Deployment {
             },
         )
         .map_err(|error| error.to_string());
-        let drill = self.drill_deployment(spec)?;
+        let drill = self.drill_deployment(spec, Some(&before))?;
         // The safety pass runs on the plan the engine is about to apply, after the drill's
         // lock is taken and its world read: nothing is changed when it refuses.
         let mut approve = |plan: &Plan| {
@@ -264,7 +276,8 @@ impl Deployment {
     /// stopped before its clean-up), from the tag they carry.
     async fn kept_drill_id(&self) -> Result<Option<DrillId>, OpsError> {
         let placeholder = DrillId::new("drill").expect("a fixed id that is valid");
-        let drill = self.drill_deployment(drill_layout(&self.spec, &self.rules, &placeholder))?;
+        let drill =
+            self.drill_deployment(drill_layout(&self.spec, &self.rules, &placeholder), None)?;
         let readings = drill.observe().await?;
         Ok(readings.resources.values().find_map(|observation| {
             let Observation::Present { attributes, .. } = observation else {
@@ -421,5 +434,148 @@ fn counterpart(kind: ferry_core::Kind) -> Option<Action> {
         ferry_core::Kind::ZfsPool => Some(Action::Import),
         ferry_core::Kind::DnsRecord => Some(Action::Update),
         _ => None,
+    }
+}
+
+/// A drill's provider: the kind's own, with the safety pass asked again about each step's
+/// resolved inputs before it starts (an address produced during the drill, which the plan
+/// only holds as `${...}`, is known then). A step that would touch production fails, and
+/// nothing is sent.
+#[derive(Debug)]
+pub(crate) struct GuardedProvider {
+    pub(crate) inner: std::sync::Arc<dyn ferry_core::Provider>,
+    pub(crate) production: std::sync::Arc<ProductionIdentities>,
+}
+
+#[async_trait::async_trait]
+impl ferry_core::Provider for GuardedProvider {
+    fn kind(&self) -> ferry_core::Kind {
+        self.inner.kind()
+    }
+
+    fn concurrency_limit(&self) -> usize {
+        self.inner.concurrency_limit()
+    }
+
+    async fn read(&self, context: ferry_core::ReadContext<'_>) -> Observation {
+        self.inner.read(context).await
+    }
+
+    async fn apply(
+        &self,
+        step: &ferry_core::Step,
+        context: ferry_core::ApplyContext<'_>,
+    ) -> Result<ferry_core::StepOutcome, ferry_core::StepError> {
+        let touched = self.production.touched_by(step, context.inputs);
+        if !touched.is_empty() {
+            return Err(ferry_core::StepError::permanent(
+                ferry_plan::drill::TouchesProduction(touched).to_string(),
+            ));
+        }
+        self.inner.apply(step, context).await
+    }
+
+    async fn tend(
+        &self,
+        instance: &InstanceAddress,
+        context: ferry_core::ApplyContext<'_>,
+    ) -> Result<Option<String>, ferry_core::StepError> {
+        self.inner.tend(instance, context).await
+    }
+
+    fn begin_read_round(&self) -> ferry_core::provider::ReadRound {
+        self.inner.begin_read_round()
+    }
+}
+
+/// `providers` with each one guarded against touching `production`.
+pub(crate) fn guarded(
+    providers: &ferry_core::Providers,
+    production: &std::sync::Arc<ProductionIdentities>,
+) -> ferry_core::Providers {
+    providers
+        .kinds()
+        .filter_map(|kind| providers.get(kind))
+        .fold(ferry_core::Providers::new(), |guarded, inner| {
+            guarded.with(std::sync::Arc::new(GuardedProvider {
+                inner: inner.clone(),
+                production: production.clone(),
+            }))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::{Attributes, Kind, Provider};
+
+    /// A step whose inputs, resolved as it starts, name an address production holds fails
+    /// before its provider is called; the same step with the drill's own address goes through.
+    #[tokio::test]
+    async fn a_step_whose_resolved_inputs_name_production_never_reaches_its_provider() {
+        let mut production = Snapshot::new(1);
+        production.resources.insert(
+            "public_ip.ingress@g1".parse().unwrap(),
+            Observation::present(
+                serde_json::from_value(
+                    serde_json::json!({"name": "data100-ingress", "address": "127.0.1.177"}),
+                )
+                .unwrap(),
+            ),
+        );
+        let world = ferry_world::World::new();
+        let guarded = GuardedProvider {
+            inner: std::sync::Arc::new(ferry_world::MemoryProvider::new(Kind::Hook, &world)),
+            production: std::sync::Arc::new(ProductionIdentities::of(&production)),
+        };
+        let address: InstanceAddress = "hook.prod_hub@g1".parse().unwrap();
+        let step = ferry_core::Step {
+            id: StepId::new(&address, Action::Run),
+            address,
+            action: Action::Run,
+            reason: String::new(),
+            after: Vec::new(),
+            estimate_seconds: 1,
+            changes: Vec::new(),
+            inputs: serde_json::from_value(
+                serde_json::json!({"env": {"INGRESS_IP": "${public_ip.ingress.address}"}}),
+            )
+            .unwrap(),
+            warning: None,
+        };
+        let run = |ingress: &str| {
+            let inputs: Attributes = serde_json::from_value(
+                serde_json::json!({"env": {"INGRESS_IP": ingress, "FERRY_DRILL": "1"}}),
+            )
+            .unwrap();
+            let guarded = &guarded;
+            let step = &step;
+            async move {
+                guarded
+                    .apply(
+                        step,
+                        ferry_core::ApplyContext {
+                            inputs: &inputs,
+                            outputs: &|_| None,
+                            progress: &|_| {},
+                            resume_token: None,
+                            record_resume_token: &|_| {},
+                        },
+                    )
+                    .await
+            }
+        };
+        let refused = run("127.0.1.177").await.unwrap_err();
+        assert!(!refused.transient);
+        assert!(
+            refused
+                .message
+                .contains("hook.prod_hub@g1:run: its env names 127.0.1.177, which is production's (public_ip.ingress@g1)"),
+            "{}",
+            refused.message
+        );
+        assert!(world.calls().is_empty(), "the provider was called");
+        run("127.0.1.222").await.unwrap();
+        assert_eq!(world.calls().len(), 1);
     }
 }

@@ -234,9 +234,12 @@ impl fmt::Display for Violation {
 )]
 pub struct TouchesProduction(pub Vec<Violation>);
 
-/// What production's readings say it holds: the things no step of a drill may target.
+/// What production's readings say it holds: the things no step of a drill may target. Made
+/// once from production's readings, then asked about each step: by [`check_drill_plan`] for
+/// the plan, and by the drill's providers for each step's resolved inputs as it starts (an
+/// address produced during the drill is only known then).
 #[derive(Debug, Default)]
-struct ProductionIdentities {
+pub struct ProductionIdentities {
     /// ARM ids, lower-case (ARM compares them so).
     ids: BTreeMap<String, String>,
     /// `kind name` of every resource named by a `name` (not DNS records: a name in a zone).
@@ -248,7 +251,7 @@ struct ProductionIdentities {
 }
 
 impl ProductionIdentities {
-    fn of(production: &Snapshot) -> Self {
+    pub fn of(production: &Snapshot) -> Self {
         let mut identities = Self::default();
         for (instance, observation) in &production.resources {
             let Observation::Present { attributes, .. } = observation else {
@@ -287,6 +290,75 @@ impl ProductionIdentities {
         }
         identities
     }
+
+    /// What of production `step`, with these `inputs` (the plan's, or resolved as it starts),
+    /// would touch: empty when nothing.
+    pub fn touched_by(
+        &self,
+        step: &ferry_core::Step,
+        inputs: &ferry_core::Attributes,
+    ) -> Vec<Violation> {
+        let mut violations = Vec::new();
+        let mut refuse = |what: String| {
+            violations.push(Violation {
+                step: step.id.clone(),
+                what,
+            })
+        };
+        if NEVER_IN_A_DRILL.contains(&step.action) {
+            refuse(format!(
+                "a drill never plans a {} step: it would act on what already holds data or serves",
+                step.action
+            ));
+            return violations;
+        }
+        if step.action == Action::Wait {
+            return violations;
+        }
+        let text = |name: &str| inputs.get(name).and_then(Value::as_str);
+        match step.address.kind() {
+            Kind::DnsRecord => {
+                if let Some(owner) = record_key(text("zone"), text("name"), text("type"))
+                    .and_then(|key| self.records.get(&key))
+                {
+                    refuse(format!(
+                        "the record {} in {} is production's ({owner})",
+                        text("name").unwrap_or_default(),
+                        text("zone").unwrap_or_default()
+                    ));
+                }
+            }
+            kind => {
+                if let Some(name) = text("name")
+                    && let Some(owner) = self.names.get(&format!("{kind} {}", name.to_lowercase()))
+                {
+                    refuse(format!("the {kind} named {name} is production's ({owner})"));
+                }
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (field, value) in inputs.iter() {
+            if field == COPY_OF {
+                continue;
+            }
+            let mut found = Vec::new();
+            strings(value, &mut found);
+            for text in found {
+                let owner = self
+                    .ids
+                    .get(&text.to_lowercase())
+                    .or_else(|| self.addresses.get(&text));
+                if let Some(owner) = owner
+                    && seen.insert(text.clone())
+                {
+                    refuse(format!(
+                        "its {field} names {text}, which is production's ({owner})"
+                    ));
+                }
+            }
+        }
+        violations
+    }
 }
 
 fn record_key(zone: Option<&str>, name: Option<&str>, kind: Option<&str>) -> Option<String> {
@@ -316,79 +388,11 @@ fn strings(value: &Value, found: &mut Vec<String>) {
 /// host name, connected to the drill's address).
 pub fn check_drill_plan(plan: &Plan, production: &Snapshot) -> Result<(), TouchesProduction> {
     let identities = ProductionIdentities::of(production);
-    let mut violations = Vec::new();
-    let mut refuse = |step: &StepId, what: String| {
-        violations.push(Violation {
-            step: step.clone(),
-            what,
-        })
-    };
-    for step in &plan.steps {
-        if NEVER_IN_A_DRILL.contains(&step.action) {
-            refuse(
-                &step.id,
-                format!(
-                    "a drill never plans a {} step: it would act on what already holds data or serves",
-                    step.action
-                ),
-            );
-            continue;
-        }
-        if step.action == Action::Wait {
-            continue;
-        }
-        let text = |name: &str| step.inputs.get(name).and_then(Value::as_str);
-        match step.address.kind() {
-            Kind::DnsRecord => {
-                if let Some(owner) = record_key(text("zone"), text("name"), text("type"))
-                    .and_then(|key| identities.records.get(&key))
-                {
-                    refuse(
-                        &step.id,
-                        format!(
-                            "the record {} in {} is production's ({owner})",
-                            text("name").unwrap_or_default(),
-                            text("zone").unwrap_or_default()
-                        ),
-                    );
-                }
-            }
-            kind => {
-                if let Some(name) = text("name")
-                    && let Some(owner) = identities
-                        .names
-                        .get(&format!("{kind} {}", name.to_lowercase()))
-                {
-                    refuse(
-                        &step.id,
-                        format!("the {kind} named {name} is production's ({owner})"),
-                    );
-                }
-            }
-        }
-        let mut seen = BTreeSet::new();
-        for (field, value) in step.inputs.iter() {
-            if field == COPY_OF {
-                continue;
-            }
-            let mut found = Vec::new();
-            strings(value, &mut found);
-            for text in found {
-                let owner = identities
-                    .ids
-                    .get(&text.to_lowercase())
-                    .or_else(|| identities.addresses.get(&text));
-                if let Some(owner) = owner
-                    && seen.insert(text.clone())
-                {
-                    refuse(
-                        &step.id,
-                        format!("its {field} names {text}, which is production's ({owner})"),
-                    );
-                }
-            }
-        }
-    }
+    let violations: Vec<Violation> = plan
+        .steps
+        .iter()
+        .flat_map(|step| identities.touched_by(step, &step.inputs))
+        .collect();
     if violations.is_empty() {
         Ok(())
     } else {
