@@ -59,6 +59,10 @@ pub mod disk {
     pub const VM: &str = "vm";
     /// The disk's LUN on its VM, which names its device (`lunN`) in the VM's device folder.
     pub const LUN: &str = "lun";
+    /// A failover drill's disk: the production disk it is a copy of (its ARM id), set by
+    /// `ferry drill` in the drill's spec; the create snapshots that disk, only reading it, and
+    /// makes this disk from the snapshot. It steers the create only: never compared.
+    pub const COPY_OF: &str = "copy_of";
 }
 
 /// `[zfs_pool.NAME]`.

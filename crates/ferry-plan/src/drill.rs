@@ -17,7 +17,7 @@ pub const DRILL_MARK: &str = "-drill";
 
 /// The field of a disk in a drill's spec that names the production disk it is a copy of (its
 /// ARM id, or its address in a simulated world): only ever read.
-pub const COPY_OF: &str = "copy_of";
+pub const COPY_OF: &str = ferry_core::fields::disk::COPY_OF;
 
 /// The environment variables every hook of a drill runs with.
 pub const DRILL_VARIABLE: &str = "FERRY_DRILL";
@@ -400,9 +400,40 @@ pub fn check_drill_plan(plan: &Plan, production: &Snapshot) -> Result<(), Touche
     }
 }
 
+/// Whether `first`'s delete waits for `then`'s: the reverse of the build's order (what
+/// depends on an instance goes before it), except for a disk and its VM: ARM refuses to
+/// delete an attached disk, and deleting the VM leaves its data disks unattached, so a disk
+/// goes after its VM.
+fn deleted_after(
+    drill: &Spec,
+    first: &ferry_core::InstanceAddress,
+    then: &ferry_core::InstanceAddress,
+) -> bool {
+    let through_vm = |dependency: &ferry_spec::Dependency| {
+        dependency.via == (ferry_spec::DependencyVia::Reference { field: "vm" })
+    };
+    let disk_on = |disk: &ferry_core::InstanceAddress, vm: &ferry_core::InstanceAddress| {
+        disk.kind() == Kind::Disk
+            && drill
+                .dependencies(&disk.address)
+                .iter()
+                .any(|dependency| dependency.address == vm.address && through_vm(dependency))
+    };
+    if disk_on(first, then) {
+        return true;
+    }
+    if disk_on(then, first) {
+        return false;
+    }
+    drill
+        .dependencies(&then.address)
+        .iter()
+        .any(|dependency| dependency.address == first.address)
+}
+
 /// The clean-up of a drill: a delete of every instance the drill's readings show, each after
 /// the deletes of what depends on it in the drill's spec (a pool before its disks and host, a
-/// disk before its VM and group), with the kinds' estimates. Refused while an instance reads
+/// disk before its group, but after its VM: [`deleted_after`]), with the kinds' estimates. Refused while an instance reads
 /// unknown: nothing is deleted from an unknown reading (safety invariant 3 of ARCHITECTURE.md).
 pub fn teardown_plan(
     drill: &Spec,
@@ -431,24 +462,19 @@ try ferry drill --clean again once they read",
         .filter(|(_, observation)| matches!(observation, Observation::Present { .. }))
         .map(|(instance, _)| instance)
         .collect();
-    // An instance's delete waits for the deletes of every present instance that depends on
-    // it: the reverse of the build's order.
     let mut steps: Vec<ferry_core::Step> = Vec::new();
     for instance in &present {
         let after: Vec<StepId> = present
             .iter()
-            .filter(|other| {
-                drill
-                    .dependencies(&other.address)
-                    .iter()
-                    .any(|dependency| dependency.address == instance.address)
-            })
+            .filter(|other| deleted_after(drill, instance, other))
             .map(|other| StepId::new(other, Action::Delete))
             .collect();
+        // A check holds nothing: its estimate is its wait's, not a delete's.
         let estimate = match (
             rules.get(instance.kind()),
             drill.resources.get(&instance.address),
         ) {
+            _ if instance.kind() == Kind::Check => 0,
             (Some(kind_rules), Some(resource)) => {
                 kind_rules.estimate_seconds(Action::Delete, resource)
             }

@@ -1,0 +1,82 @@
+//! A failover drill's planning (issue 17), on data100: the drill's spec from production's
+//! readings, the drill's plan (a build of its own generation, every name marked, every disk a
+//! copy), the safety pass that lets it through, and its clean-up's order.
+
+mod support;
+
+use ferry_core::{Action, Snapshot};
+use ferry_plan::PlanConfig;
+use ferry_plan::drill::{DrillId, check_drill_plan, drill_spec, teardown_plan};
+use ferry_plan::render::{self, TextOptions};
+use support::{converge, data100, data100_snapshot};
+
+fn position(plan: &ferry_core::Plan, id: &str) -> usize {
+    plan.steps
+        .iter()
+        .position(|step| step.id.to_string() == id)
+        .unwrap_or_else(|| panic!("no step {id}"))
+}
+
+#[test]
+fn a_drill_of_data100_builds_its_own_generation_on_copies_and_is_torn_down_disks_after_their_vm() {
+    let production = data100_snapshot("observed-healthy.json");
+    let rules = ferry_providers::rule_book();
+    let id = DrillId::new("d1").unwrap();
+    let drill = drill_spec(&data100(), &production, &rules, &id).unwrap();
+    let plan = ferry_plan::plan(&drill, &Snapshot::new(0), &rules, &PlanConfig::default()).unwrap();
+    assert!(plan.failover.is_none());
+    check_drill_plan(&plan, &production).unwrap();
+    let disk = plan
+        .steps
+        .iter()
+        .find(|step| step.id.to_string() == "disk.home0:create")
+        .unwrap();
+    assert_eq!(disk.inputs["name"], "data100-home0-drill");
+    assert!(
+        disk.inputs["copy_of"]
+            .as_str()
+            .unwrap()
+            .ends_with("/disks/data100-home0"),
+        "{:?}",
+        disk.inputs["copy_of"]
+    );
+    assert_eq!(disk.inputs["tags"]["ferry-drill"], "d1");
+    assert!(plan.steps.iter().all(|step| !matches!(
+        step.action,
+        Action::Fence | Action::Detach | Action::Move | Action::Retire
+    )));
+
+    let built = converge(&Snapshot::new(0), &plan, 1);
+    let teardown = teardown_plan(&drill, &built, &rules).unwrap();
+    assert_eq!(teardown.steps.len(), plan.steps.len());
+    assert!(position(&teardown, "zfs_pool.home:delete") < position(&teardown, "vm.nfs@g1:delete"));
+    assert!(position(&teardown, "vm.nfs@g1:delete") < position(&teardown, "disk.home0:delete"));
+    assert!(
+        position(&teardown, "disk.home0:delete")
+            < position(&teardown, "resource_group.main@g1:delete")
+    );
+    insta::assert_snapshot!(render::text(&teardown, &TextOptions::default()));
+}
+
+#[test]
+fn a_drill_refuses_a_production_that_serves_nothing_or_a_disk_it_cannot_read() {
+    let rules = ferry_providers::rule_book();
+    let id = DrillId::new("d1").unwrap();
+    let refused = drill_spec(&data100(), &Snapshot::new(0), &rules, &id).unwrap_err();
+    assert!(
+        refused.to_string().contains("serves no generation yet"),
+        "{refused}"
+    );
+    let mut production = data100_snapshot("observed-healthy.json");
+    production.insert(
+        "disk.home2".parse().unwrap(),
+        ferry_core::Observation::Unknown {
+            reason: "ARM answered 500".into(),
+        },
+    );
+    production.resources.remove(&"disk.home3".parse().unwrap());
+    insta::assert_snapshot!(drill_spec(&data100(), &production, &rules, &id).unwrap_err().to_string(), @r"
+    disk.home2 reads unknown in production (ARM answered 500): a copy needs its source read; drill again once it reads
+    disk.home3 is not in production's readings, so there is nothing to copy: build it with ferry apply, or remove it from the spec
+    ");
+}
