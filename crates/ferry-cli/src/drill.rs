@@ -45,6 +45,7 @@ pub fn drill_command(args: &DrillArgs, output: &Output) -> Result<ExitCode> {
                 config: ApplyConfig::default(),
                 control: &control,
                 on_event: &|_| {},
+                drill_providers: None,
             })
             .await;
         interrupts.abort();

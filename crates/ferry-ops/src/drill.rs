@@ -44,6 +44,13 @@ pub struct DrillRequest<'a> {
     pub control: &'a ApplyControl,
     /// Every event of the drill's applies, as it happens.
     pub on_event: &'a (dyn Fn(&Event) + Send + Sync),
+    /// The drill's own providers, built from the drill's spec it is given: needed when the
+    /// deployment was opened on providers the caller built ([`WorldSource::Providers`]), since
+    /// they were built for production's spec (an ARM deployment's name templates, an in-memory
+    /// world keyed by instance address that the drill's instances would share). The live
+    /// world and a simulated world file need none: the drill builds its own.
+    pub drill_providers:
+        Option<&'a (dyn Fn(&ferry_spec::Spec) -> ferry_core::Providers + Send + Sync)>,
 }
 
 impl std::fmt::Debug for DrillRequest<'_> {
@@ -146,16 +153,26 @@ impl Deployment {
         &self,
         spec: ferry_spec::Spec,
         production: Option<&Snapshot>,
+        request: &DrillRequest<'_>,
     ) -> Result<Deployment, OpsError> {
-        let source = match &self.source {
-            WorldSource::Simulated {
-                path, time_scale, ..
-            } => WorldSource::Simulated {
+        let source = match (&self.source, request.drill_providers) {
+            (
+                WorldSource::Simulated {
+                    path, time_scale, ..
+                },
+                _,
+            ) => WorldSource::Simulated {
                 path: drill_world_path(path),
                 new: true,
                 time_scale: *time_scale,
             },
-            other => other.clone(),
+            (WorldSource::Live, _) => WorldSource::Live,
+            (WorldSource::Providers(_), Some(build)) => WorldSource::Providers(build(&spec)),
+            (WorldSource::Providers(_), None) => {
+                return Err(OpsError::Refused(
+                    "this deployment was opened on providers built for production's spec, and a drill needs its own: give DrillRequest::drill_providers, which builds them from the drill's spec".to_owned(),
+                ));
+            }
         };
         let mut drill =
             Deployment::open(spec, ferry_providers::rule_book(), &self.spec_path, source)?;
@@ -172,7 +189,7 @@ impl Deployment {
     pub async fn drill(&self, request: DrillRequest<'_>) -> Result<DrillReport, OpsError> {
         let refused = |refusal: DrillRefusal| OpsError::Refused(refusal.to_string());
         // A drill kept earlier keeps its id: another would change every tag and hook of it.
-        let kept = self.kept_drill_id().await?;
+        let kept = self.kept_drill_id(&request).await?;
         let id = match (&request.id, kept) {
             (Some(asked), Some(kept)) if *asked != kept && request.mode != DrillMode::Clean => {
                 return Err(OpsError::Refused(format!(
@@ -201,7 +218,7 @@ impl Deployment {
         let keep = match request.mode {
             DrillMode::Clean => {
                 let layout = drill_layout(&self.spec, &self.rules, &id);
-                let drill = self.drill_deployment(layout, Some(&before))?;
+                let drill = self.drill_deployment(layout, Some(&before), &request)?;
                 report.cleanup = Some(drill.drill_cleanup(&request).await?);
                 report.production_changes = self.changes_since(&before).await?;
                 return Ok(report);
@@ -223,7 +240,7 @@ impl Deployment {
             },
         )
         .map_err(|error| error.to_string());
-        let drill = self.drill_deployment(spec, Some(&before))?;
+        let drill = self.drill_deployment(spec, Some(&before), &request)?;
         // The safety pass runs on the plan the engine is about to apply, after the drill's
         // lock is taken and its world read: nothing is changed when it refuses.
         let mut approve = |plan: &Plan| {
@@ -274,10 +291,13 @@ impl Deployment {
 
     /// The id of the drill whose instances the drill's world holds now (one kept, or one
     /// stopped before its clean-up), from the tag they carry.
-    async fn kept_drill_id(&self) -> Result<Option<DrillId>, OpsError> {
+    async fn kept_drill_id(&self, request: &DrillRequest<'_>) -> Result<Option<DrillId>, OpsError> {
         let placeholder = DrillId::new("drill").expect("a fixed id that is valid");
-        let drill =
-            self.drill_deployment(drill_layout(&self.spec, &self.rules, &placeholder), None)?;
+        let drill = self.drill_deployment(
+            drill_layout(&self.spec, &self.rules, &placeholder),
+            None,
+            request,
+        )?;
         let readings = drill.observe().await?;
         Ok(readings.resources.values().find_map(|observation| {
             let Observation::Present { attributes, .. } = observation else {
