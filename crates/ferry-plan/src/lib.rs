@@ -6,6 +6,7 @@
 
 mod build;
 pub mod drill;
+pub mod measured;
 pub mod order;
 pub mod outcome;
 mod readiness;

@@ -80,3 +80,58 @@ fn a_drill_refuses_a_production_that_serves_nothing_or_a_disk_it_cannot_read() {
     disk.home3 is not in production's readings, so there is nothing to copy: build it with ferry apply, or remove it from the spec
     ");
 }
+
+/// Figures equal to the kinds' own estimates give the planner's own timing back (the
+/// computation again is the planner's); a faster cluster create measured by drills shortens
+/// the failover's estimated time to recovery by as much, and a note says what it rests on.
+#[test]
+fn drills_measurements_feed_the_failovers_estimates() {
+    use ferry_plan::measured::{MeasuredDurations, with_measured};
+    let failover = ferry_plan::plan(
+        &data100(),
+        &data100_snapshot("observed-apiserver-down.json"),
+        &ferry_providers::rule_book(),
+        &PlanConfig::default(),
+    )
+    .unwrap();
+    assert!(failover.failover.is_some());
+    let mut same = MeasuredDurations::default();
+    for step in &failover.steps {
+        same.record(
+            MeasuredDurations::key(&step.address.address, step.action),
+            step.estimate_seconds,
+            "2026-12-07T12:00:00Z",
+        );
+    }
+    let again = with_measured(failover.clone(), &same);
+    assert_eq!(again.estimated_seconds, failover.estimated_seconds);
+    assert_eq!(again.recovery_seconds, failover.recovery_seconds);
+    assert_eq!(again.critical_path, failover.critical_path);
+
+    let mut faster = MeasuredDurations::default();
+    faster.record("aks_cluster.hub:create".into(), 400, "2026-12-06T10:00:00Z");
+    faster.record("aks_cluster.hub:create".into(), 200, "2026-12-07T12:00:00Z");
+    assert_eq!(faster.steps["aks_cluster.hub:create"].seconds, 300);
+    assert_eq!(faster.steps["aks_cluster.hub:create"].drills, 2);
+    let measured = with_measured(failover.clone(), &faster);
+    let create = |plan: &ferry_core::Plan| {
+        plan.steps
+            .iter()
+            .find(|step| step.id.to_string() == "aks_cluster.hub@g2:create")
+            .unwrap()
+            .estimate_seconds
+    };
+    assert_eq!(create(&failover), 480);
+    assert_eq!(create(&measured), 300);
+    // Shorter, but by less than the 3 minutes the create lost: another path now ends it.
+    let (before, after) = (
+        failover.recovery_seconds.unwrap(),
+        measured.recovery_seconds.unwrap(),
+    );
+    assert!(
+        after < before && after >= before - 180,
+        "{before} -> {after}"
+    );
+    assert_eq!((before, after), (2369, 2234));
+    insta::assert_snapshot!(measured.notes.last().unwrap(), @"estimates: 1 of the 34 steps take what this deployment's drills measured (up to 2 drills, the last at 2026-12-07T12:00:00Z), the others their kind's");
+}
