@@ -175,6 +175,13 @@ pub fn render(report: &DrillReport) -> String {
             }
         }
     }
+    if let Ok(path) = &report.measured_file {
+        let _ = writeln!(
+            text,
+            "Measured durations added to {}: ferry plan takes its estimates from them.",
+            path.display()
+        );
+    }
     if report.production_changes.is_empty() {
         text.push_str("Production untouched: every reading is as it was before the drill.\n");
     } else {

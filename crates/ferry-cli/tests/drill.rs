@@ -393,3 +393,52 @@ fn a_drill_killed_during_its_clean_up_is_removed_whole_by_clean() {
             >= 3
     });
 }
+
+/// A drill on a world with a time scale keeps what it measured (scaled back) beside
+/// production's state, one more drill behind each figure each time, and `ferry plan` takes
+/// its estimates from them, saying so. A drill on a world that takes no time keeps nothing.
+#[test]
+fn what_drills_measure_feeds_the_failover_plans_estimates() {
+    let scratch = built();
+    let figures = scratch.spec().join(".ferry/drill-durations.json");
+    let untimed = drill(&scratch, &["--id", "m0"]);
+    assert_eq!(untimed.code, 0, "{}", untimed.stderr);
+    assert!(!figures.exists());
+    assert!(
+        !untimed.stdout.contains("Measured durations"),
+        "{}",
+        untimed.stdout
+    );
+
+    for id in ["m1", "m2"] {
+        let timed = drill(&scratch, &["--world-time-scale", "0.0005", "--id", id]);
+        assert_eq!(timed.code, 0, "{}\n{}", timed.stdout, timed.stderr);
+        assert!(
+            timed
+                .stdout
+                .contains("drill-durations.json: ferry plan takes its estimates from them."),
+            "{}",
+            timed.stdout
+        );
+    }
+    let kept = support::read_json(&figures);
+    assert_eq!(kept["format_version"], "1");
+    let cluster = &kept["steps"]["aks_cluster.hub:create"];
+    assert_eq!(cluster["drills"], 2);
+    assert!(cluster["seconds"].as_u64().unwrap() >= 480, "{cluster}");
+    // The pool's create in a drill is its import in the failover; a disk's copy is no move.
+    assert_eq!(kept["steps"]["zfs_pool.home:import"]["drills"], 2);
+    assert!(kept["steps"].get("disk.home0:create").is_none());
+    assert!(kept["steps"].get("disk.home0:move").is_none());
+
+    let plan = ferry_ok(
+        &scratch,
+        &["plan", "data100", "--world", "world.json", "--failover"],
+    );
+    assert!(
+        plan.stdout
+            .contains("take what this deployment's drills measured (up to 2 drills, the last at"),
+        "{}",
+        plan.stdout
+    );
+}
