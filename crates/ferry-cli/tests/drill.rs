@@ -401,6 +401,15 @@ fn a_drill_killed_during_its_clean_up_is_removed_whole_by_clean() {
 fn what_drills_measure_feeds_the_failover_plans_estimates() {
     let scratch = built();
     let figures = scratch.spec().join(".ferry/drill-durations.json");
+    let readiness = |scratch: &Scratch| {
+        let plan = ferry_ok(scratch, &["plan", "data100", "--world", "world.json"]);
+        plan.stdout
+            .lines()
+            .find(|line| line.starts_with("Failover readiness"))
+            .unwrap_or_else(|| panic!("no readiness: {}", plan.stdout))
+            .to_owned()
+    };
+    let estimated = readiness(&scratch);
     let untimed = drill(&scratch, &["--id", "m0"]);
     assert_eq!(untimed.code, 0, "{}", untimed.stderr);
     assert!(!figures.exists());
@@ -431,6 +440,8 @@ fn what_drills_measure_feeds_the_failover_plans_estimates() {
     assert!(kept["steps"].get("disk.home0:create").is_none());
     assert!(kept["steps"].get("disk.home0:move").is_none());
 
+    // Readiness's time to recovery is the failover plan's, from the same figures.
+    assert_ne!(readiness(&scratch), estimated);
     let plan = ferry_ok(
         &scratch,
         &["plan", "data100", "--world", "world.json", "--failover"],

@@ -68,13 +68,30 @@ pub fn readiness(
     if plan.failover.is_some() {
         return None;
     }
-    ferry_plan::readiness_with(
+    // The failover's time to recovery from the drills' figures too, as `ferry plan
+    // --failover` shows it.
+    let measured_recovery = std::sync::Mutex::new(None);
+    let mut readiness = ferry_plan::readiness_with(
         spec,
         snapshot,
         rules,
         &clocked(&options.config),
-        &|failover| ferry_providers::check_plan(failover, snapshot, options.force),
-    )
+        &|failover| {
+            *measured_recovery
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                measured(spec, failover.clone()).recovery_seconds;
+            ferry_providers::check_plan(failover, snapshot, options.force)
+        },
+    )?;
+    if readiness.recovery_seconds.is_some()
+        && let Some(seconds) = measured_recovery
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        readiness.recovery_seconds = Some(seconds);
+    }
+    Some(readiness)
 }
 
 /// A plan to save: with its spec's absolute path (so that it applies from any folder), the
