@@ -141,7 +141,9 @@ pub fn render(report: &DrillReport) -> String {
             "Time to recovery: measured {recovery}; estimated {} by the drill's plan, {failover}.",
             duration(estimate)
         );
-        if !report.succeeded {
+        if let Some(why) = &report.cancelled {
+            let _ = writeln!(text, "The drill was cancelled: {why}.");
+        } else if !report.succeeded {
             text.push_str("The drill did not finish: the steps above say which failed and why.\n");
         }
     }

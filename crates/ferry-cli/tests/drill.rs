@@ -251,7 +251,8 @@ fn bad_input_to_drill_is_explained() {
 }
 
 /// The drill holds its own lock, so a real failover takes production's while a drill runs;
-/// the drill then reports that production's readings changed under it, and fails.
+/// the drill sees production's lock taken, aborts its build, removes what it made, reports
+/// the cancellation and that production's readings changed under it, and fails.
 #[test]
 fn a_real_failover_takes_productions_lock_while_a_drill_runs() {
     let scratch = built();
@@ -276,6 +277,7 @@ fn a_real_failover_takes_productions_lock_while_a_drill_runs() {
         })
     });
     scratch.break_api_server(1);
+    // Slow enough for the drill to see production's lock held (it looks four times a second).
     let failover = ferry_ok(
         &scratch,
         &[
@@ -283,6 +285,8 @@ fn a_real_failover_takes_productions_lock_while_a_drill_runs() {
             "data100",
             "--world",
             "world.json",
+            "--world-time-scale",
+            "0.001",
             "--auto-approve",
         ],
     );
@@ -297,10 +301,18 @@ fn a_real_failover_takes_productions_lock_while_a_drill_runs() {
     assert!(
         drilled
             .stdout
+            .contains("The drill was cancelled: production's lock was taken (by "),
+        "{}",
+        drilled.stdout
+    );
+    assert!(
+        drilled
+            .stdout
             .contains("Production's readings changed during the drill"),
         "{}",
         drilled.stdout
     );
+    assert_eq!(drill_instances(&scratch), Vec::<String>::new());
     assert!(
         drilled.stdout.contains("nothing of the drill is left"),
         "{}",

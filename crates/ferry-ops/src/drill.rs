@@ -10,9 +10,10 @@
 //! state, journal and lock are never opened for writing.
 
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::time::Duration;
 
-use ferry_apply::{ApplyConfig, ApplyControl, ApplyReport, Event, StepStatus};
+use ferry_apply::{ApplyConfig, ApplyControl, ApplyReport, CancelLevel, Event, StepStatus};
 use ferry_core::{Action, InstanceAddress, Observation, Plan, Snapshot, StepId};
 use ferry_plan::drill::{
     DrillId, DrillRefusal, ProductionIdentities, check_drill_plan, drill_layout, teardown_plan,
@@ -108,6 +109,9 @@ pub struct DrillReport {
     pub succeeded: bool,
     /// The drill was built earlier and kept (`--keep`): nothing was built or measured now.
     pub already_built: bool,
+    /// Why the drill's build was stopped before its end: production's lock taken (a real
+    /// apply, which a drill never holds up), or the caller's control.
+    pub cancelled: Option<String>,
     /// `None` with `--keep`.
     pub cleanup: Option<Cleanup>,
     /// Production's readings that differ between the drill's start and its end: empty when
@@ -252,6 +256,7 @@ impl Deployment {
             measured_recovery: None,
             succeeded: true,
             already_built: false,
+            cancelled: None,
             cleanup: None,
             production_changes: Vec::new(),
             measured_file: Err("nothing was measured".to_owned()),
@@ -268,6 +273,11 @@ impl Deployment {
         };
         let spec = ferry_plan::drill::drill_spec(&self.spec, &before, &self.rules, &id)
             .map_err(refused)?;
+        if let Some(holder) = self.production_lock_holder() {
+            return Err(OpsError::Refused(format!(
+                "production's lock is held ({holder}): a drill starts only while nothing changes production; drill again once it is released"
+            )));
+        }
         report.failover_plan = crate::plan(
             &self.spec,
             &before,
@@ -289,22 +299,55 @@ impl Deployment {
                 .map(|()| Approval::Approved)
                 .map_err(|refusal| refusal.to_string())
         };
-        let applied = drill
-            .apply(ApplyRequest {
-                plan: PlanSource::Fresh(PlanOptions {
-                    config: PlanConfig {
-                        failover: FailoverRequest::Never,
-                        ..PlanConfig::default()
-                    },
-                    force: false,
-                }),
-                lock_timeout: request.lock_timeout,
-                config: request.config.clone(),
-                control: request.control,
-                on_event: request.on_event,
-                approve: &mut approve,
-            })
-            .await?;
+        // The build has a control of its own: the caller's (Ctrl-C) reaches it, and so does
+        // production's lock being taken, which aborts the build (a real failover goes first);
+        // the clean-up then runs under the caller's.
+        let build_control = ApplyControl::new();
+        let cancelled: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let watch = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                match request.control.level() {
+                    CancelLevel::Abort => build_control.abort(),
+                    CancelLevel::StopStarting => build_control.stop_starting(),
+                    CancelLevel::Running => {}
+                }
+                if let Some(holder) = self.production_lock_holder() {
+                    build_control.abort();
+                    let mut why = cancelled.lock().unwrap_or_else(PoisonError::into_inner);
+                    why.get_or_insert_with(|| {
+                        format!(
+                            "production's lock was taken ({holder}): a real apply goes first, so the drill's build was aborted"
+                        )
+                    });
+                }
+            }
+        };
+        let build = drill.apply(ApplyRequest {
+            plan: PlanSource::Fresh(PlanOptions {
+                config: PlanConfig {
+                    failover: FailoverRequest::Never,
+                    ..PlanConfig::default()
+                },
+                force: false,
+            }),
+            lock_timeout: request.lock_timeout,
+            config: request.config.clone(),
+            control: &build_control,
+            on_event: request.on_event,
+            approve: &mut approve,
+        });
+        let applied = tokio::select! {
+            applied = build => applied?,
+            () = watch => unreachable!("the watch never ends"),
+        };
+        report.cancelled = cancelled
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .or_else(|| {
+                (request.control.level() != CancelLevel::Running)
+                    .then(|| "stopped by the caller (Ctrl-C)".to_owned())
+            });
         match applied {
             Applied::Ran {
                 plan,
@@ -315,7 +358,8 @@ impl Deployment {
                 report.steps = measure(&plan, &applied, report.failover_plan.as_ref().ok());
                 report.measured_recovery =
                     applied.steps.iter().filter_map(|step| step.finished).max();
-                report.succeeded = applied.succeeded() && release_error.is_none();
+                report.succeeded =
+                    applied.succeeded() && release_error.is_none() && report.cancelled.is_none();
                 if report.succeeded {
                     report.measured_file = self.record_measurements(&report.steps, &plan);
                 } else {
@@ -334,6 +378,19 @@ impl Deployment {
         }
         report.production_changes = self.changes_since(&before).await?;
         Ok(report)
+    }
+
+    /// Who holds production's lock now, if anyone: a drill never runs beside a change of
+    /// production. A lock that cannot be read counts as none (the readings at the end say
+    /// whether production changed).
+    fn production_lock_holder(&self) -> Option<String> {
+        let lock = self.backend().ok()?.read_lock().ok()??;
+        Some(format!(
+            "by {} for `{}` since {}",
+            lock.who(),
+            lock.operation,
+            lock.started_at
+        ))
     }
 
     /// The id of the drill whose instances the drill's world holds now (one kept, or one
