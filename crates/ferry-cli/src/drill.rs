@@ -51,6 +51,22 @@ pub fn drill_command(args: &DrillArgs, output: &Output) -> Result<ExitCode> {
         interrupts.abort();
         report
     })?;
+    if let (Some(path), Some(plan)) = (&args.timeline, &report.plan) {
+        let bars: Vec<ferry_plan::render::Bar> = report
+            .steps
+            .iter()
+            .filter_map(|step| {
+                Some(ferry_plan::render::Bar {
+                    step: step.id.clone(),
+                    start_seconds: step.started?.as_secs_f64(),
+                    duration_seconds: step.measured?.as_secs_f64(),
+                    outcome: Some(step.outcome.clone()),
+                })
+            })
+            .collect();
+        let title = format!("ferry drill: {} (drill {})", report.deployment, report.id);
+        crate::write_file(path, &ferry_plan::render::timeline_svg(plan, &bars, &title))?;
+    }
     output.stdout(&render(&report));
     Ok(if report.ok() {
         ExitCode::SUCCESS

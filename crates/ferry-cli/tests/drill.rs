@@ -82,9 +82,14 @@ fn without_measurements(text: &str) -> String {
 fn a_drill_builds_the_failover_on_copies_measures_it_removes_it_and_leaves_production_as_it_was() {
     let scratch = built();
     let before = production_files(&scratch);
-    let run = drill(&scratch, &["--id", "t1"]);
+    let run = drill(&scratch, &["--id", "t1", "--timeline", "drill.svg"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     insta::assert_snapshot!("drill_report", without_measurements(&run.stdout));
+    // The picture of the drill as it ran: a bar per step.
+    let picture = std::fs::read_to_string(scratch.path().join("drill.svg")).unwrap();
+    assert!(picture.starts_with("<svg"), "{picture}");
+    assert!(picture.contains("ferry drill: data100 (drill t1)"));
+    assert!(picture.contains("aks_cluster.hub@g1"));
     // Production's world, state and journal are byte for byte what they were; its lock was
     // never taken.
     assert_eq!(production_files(&scratch), before);

@@ -72,6 +72,8 @@ pub struct MeasuredStep {
     /// The estimate of the same resource's same action in production's failover plan, when it
     /// has one (a drill copies disks where the failover moves them).
     pub failover_estimate_seconds: Option<u64>,
+    /// When it started, from the drill's start, when it ran.
+    pub started: Option<Duration>,
     /// From its start to its end, when it ran.
     pub measured: Option<Duration>,
     /// How it ended: done, failed (with why), skipped, not started.
@@ -596,6 +598,7 @@ fn measure(plan: &Plan, applied: &ApplyReport, failover: Option<&Plan>) -> Vec<M
                 id: step.id.clone(),
                 estimate_seconds: step.estimate_seconds,
                 failover_estimate_seconds,
+                started: ran.and_then(|ran| ran.started),
                 measured,
                 outcome,
             }
