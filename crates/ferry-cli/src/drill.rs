@@ -193,6 +193,9 @@ pub fn render(report: &DrillReport) -> String {
             }
         }
     }
+    for note in &report.notes {
+        let _ = writeln!(text, "Note: {note}.");
+    }
     if let Ok(path) = &report.measured_file {
         let _ = writeln!(
             text,

@@ -470,3 +470,50 @@ fn what_drills_measure_feeds_the_failover_plans_estimates() {
         plan.stdout
     );
 }
+
+/// A drill of a deployment with a hot standby keeps no standby and copies no replica disk:
+/// it builds the drill's one generation from the four disks' copies, and says that its time to
+/// recovery is a cold failover's.
+#[test]
+fn a_drill_of_a_hot_standby_builds_no_standby_of_its_own() {
+    let scratch = Scratch::new();
+    let built = ferry_ok(
+        &scratch,
+        &[
+            "apply",
+            "data100/hot",
+            "--world",
+            "world.json",
+            "--new-world",
+            "--auto-approve",
+        ],
+    );
+    assert_eq!(built.code, 0);
+    let kept = scratch.ferry(&[
+        "drill",
+        "data100/hot",
+        "--world",
+        "world.json",
+        "--id",
+        "h1",
+        "--keep",
+    ]);
+    assert_eq!(kept.code, 0, "{}\n{}", kept.stdout, kept.stderr);
+    let instances = drill_instances(&scratch);
+    assert_eq!(instances.len(), 18, "{instances:?}");
+    assert!(
+        instances
+            .iter()
+            .all(|instance| !instance.contains("@g2") && !instance.starts_with("disk.replica"))
+    );
+    assert!(
+        kept.stdout.contains(
+            "Note: production keeps a hot standby, and the drill keeps none: it builds its generation from nothing"
+        ),
+        "{}",
+        kept.stdout
+    );
+    let clean = scratch.ferry(&["drill", "data100/hot", "--world", "world.json", "--clean"]);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    assert_eq!(drill_instances(&scratch), Vec::<String>::new());
+}

@@ -119,6 +119,8 @@ pub struct DrillReport {
     /// Production's readings that differ between the drill's start and its end: empty when
     /// production is untouched.
     pub production_changes: Vec<String>,
+    /// What the reader should know about what the drill rehearsed.
+    pub notes: Vec<String>,
     /// Where the drill's measurements were added to the deployment's figures, which `ferry
     /// plan` uses for its estimates; or why they were not.
     pub measured_file: Result<PathBuf, String>,
@@ -262,6 +264,7 @@ impl Deployment {
             cleanup: None,
             production_changes: Vec::new(),
             measured_file: Err("nothing was measured".to_owned()),
+            notes: Vec::new(),
         };
         let keep = match request.mode {
             DrillMode::Clean => {
@@ -273,8 +276,21 @@ impl Deployment {
             }
             DrillMode::Run { keep } => keep,
         };
+        if let Some(failover) = &before.failover_in_progress {
+            return Err(OpsError::Refused(format!(
+                "a failover from generation {} to {} is under way in production: finish it with ferry apply, then drill",
+                failover.from_generation, failover.to_generation
+            )));
+        }
         let spec = ferry_plan::drill::drill_spec(&self.spec, &before, &self.rules, &id)
             .map_err(refused)?;
+        if self.spec.failover.standby != ferry_spec::Standby::Cold {
+            report.notes.push(format!(
+                "production keeps a {} standby, and the drill keeps none: it builds its generation from nothing, as a cold failover does, so its time to recovery is a cold failover's; the {} failover's own steps (the moves onto the standby, the activation) are not rehearsed yet",
+                self.spec.failover.standby.as_str(),
+                self.spec.failover.standby.as_str()
+            ));
+        }
         if let Some(holder) = self.production_lock_holder() {
             return Err(OpsError::Refused(format!(
                 "production's lock is held ({holder}): a drill starts only while nothing changes production; drill again once it is released"

@@ -117,12 +117,13 @@ pub const DRILL_TAG: &str = ferry_core::fields::DRILL_TAG;
 
 /// The drill's layout of the production spec, without its copies: every name marked with
 /// [`DRILL_MARK`], every resource whose kind has `tags` tagged [`DRILL_TAG`], every hook run
-/// with `FERRY_DRILL=1` and `FERRY_DRILL_ID`, a cold standby, the drill's own state. Its
-/// dependencies are production's: what the clean-up orders its deletes by.
+/// with `FERRY_DRILL=1` and `FERRY_DRILL_ID`, a cold standby (no replica disks:
+/// [`Spec::into_cold`]), the drill's own state. Its dependencies are production's: what the
+/// clean-up orders its deletes by.
 pub fn drill_layout(production: &Spec, rules: &ferry_core::RuleBook, id: &DrillId) -> Spec {
-    let mut drill = production.clone();
+    // A cold standby: the drill builds no standby of its own, and copies no replica.
+    let mut drill = production.clone().into_cold();
     drill.state = drill_state(&production.state);
-    drill.failover.standby = ferry_spec::Standby::Cold;
     for (address, resource) in &mut drill.resources {
         for field in marked_fields(address.kind) {
             // Always appended, even to a name that ends with the mark already: production's
