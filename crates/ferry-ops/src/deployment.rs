@@ -269,8 +269,13 @@ pub(crate) fn blob_config(spec: &Spec) -> Result<BlobStateConfig, OpsError> {
                 blob: blob.clone(),
                 auth,
                 ca_file: ca_file.clone(),
-                // The operator's own copy of every journal record this machine writes.
-                local_journal: StateDir::for_spec_dir(&spec.root).journal_path(),
+                // The operator's own copy of every journal record this machine writes; a
+                // drill's beside the drill's, never in production's.
+                local_journal: if blob.ends_with(ferry_plan::drill::DRILL_BLOB_SUFFIX) {
+                    StateDir::new(spec.root.join(".ferry/drill")).journal_path()
+                } else {
+                    StateDir::for_spec_dir(&spec.root).journal_path()
+                },
                 lease: BLOB_LEASE,
                 request_timeout: Duration::from_secs(30),
                 // Long enough for a passing fault; an apply whose storage is gone stops

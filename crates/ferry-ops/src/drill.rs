@@ -662,7 +662,16 @@ impl ferry_core::Provider for GuardedProvider {
         step: &ferry_core::Step,
         context: ferry_core::ApplyContext<'_>,
     ) -> Result<ferry_core::StepOutcome, ferry_core::StepError> {
-        let touched = self.production.touched_by(step, context.inputs);
+        // Its inputs, and what the state recorded of its instance (the id the provider will
+        // act on).
+        let mut touched = self.production.touched_by(step, context.inputs);
+        if let Some(recorded) = (context.outputs)(&step.address) {
+            for violation in self.production.touched_by(step, &recorded) {
+                if !touched.contains(&violation) {
+                    touched.push(violation);
+                }
+            }
+        }
         if !touched.is_empty() {
             return Err(ferry_core::StepError::permanent(
                 ferry_plan::drill::TouchesProduction(touched).to_string(),
@@ -772,6 +781,43 @@ mod tests {
         );
         assert!(world.calls().is_empty(), "the provider was called");
         run("127.0.1.222").await.unwrap();
+        assert_eq!(world.calls().len(), 1);
+
+        // A step whose instance the state recorded as production's (a public IP of
+        // production's name) is refused whatever its inputs say.
+        let ip: InstanceAddress = "public_ip.ingress@g1".parse().unwrap();
+        let ip_step = ferry_core::Step {
+            id: StepId::new(&ip, Action::Update),
+            address: ip.clone(),
+            action: Action::Update,
+            inputs: Attributes::new(),
+            ..step.clone()
+        };
+        let recorded: Attributes = serde_json::from_value(
+            serde_json::json!({"name": "data100-ingress", "address": "127.0.1.177"}),
+        )
+        .unwrap();
+        let outputs = |instance: &InstanceAddress| (instance == &ip).then(|| recorded.clone());
+        let refused = guarded
+            .apply(
+                &ip_step,
+                ferry_core::ApplyContext {
+                    inputs: &Attributes::new(),
+                    outputs: &outputs,
+                    progress: &|_| {},
+                    resume_token: None,
+                    record_resume_token: &|_| {},
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            refused.message.contains(
+                "public_ip.ingress@g1:update: the public_ip named data100-ingress is production's (public_ip.ingress@g1)"
+            ),
+            "{}",
+            refused.message
+        );
         assert_eq!(world.calls().len(), 1);
     }
 }

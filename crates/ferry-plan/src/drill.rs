@@ -72,6 +72,9 @@ impl fmt::Display for DrillId {
 #[error("{0}")]
 pub struct DrillRefusal(pub String);
 
+/// What a drill's state blob's name ends with, after production's (`data100/state.json.drill`).
+pub const DRILL_BLOB_SUFFIX: &str = ".drill";
+
 /// The drill's `[state]`: beside production's and never production's, so that the drill holds
 /// a lock of its own and a real failover can still take production's.
 pub fn drill_state(production: &StateConfig) -> StateConfig {
@@ -89,7 +92,7 @@ pub fn drill_state(production: &StateConfig) -> StateConfig {
         } => StateConfig::AzureBlob {
             account: account.clone(),
             container: container.clone(),
-            blob: format!("{blob}.drill"),
+            blob: format!("{blob}{DRILL_BLOB_SUFFIX}"),
             endpoint: endpoint.clone(),
             sas_url_env: sas_url_env.clone(),
             ca_file: ca_file.clone(),
