@@ -99,6 +99,7 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
             config: ApplyConfig::default(),
             control: &ApplyControl::new(),
             on_event: &|_| {},
+            on_plan: &|_| {},
             drill_providers: Some(&build_drill),
         })
         .await

@@ -28,6 +28,12 @@ pub fn drill_command(args: &DrillArgs, output: &Output) -> Result<ExitCode> {
         DrillMode::Run { keep: args.keep }
     };
     let control = ApplyControl::new();
+    // The drill's progress, as `ferry apply` shows it, on stderr.
+    let time_scale = match &args.source.world {
+        Some(_) if args.source.world_time_scale > 0.0 => args.source.world_time_scale,
+        _ => 1.0,
+    };
+    let view = crate::progress::Progress::for_stderr(false, time_scale);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,7 +50,8 @@ pub fn drill_command(args: &DrillArgs, output: &Output) -> Result<ExitCode> {
                 lock_timeout: args.lock_timeout,
                 config: ApplyConfig::default(),
                 control: &control,
-                on_event: &|_| {},
+                on_event: &|event| view.handle(event),
+                on_plan: &|plan| view.set_plan(plan),
                 drill_providers: None,
             })
             .await;

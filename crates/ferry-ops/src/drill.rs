@@ -45,6 +45,9 @@ pub struct DrillRequest<'a> {
     pub control: &'a ApplyControl,
     /// Every event of the drill's applies, as it happens.
     pub on_event: &'a (dyn Fn(&Event) + Send + Sync),
+    /// Each plan the drill applies, before its first event: the drill's (once the safety pass
+    /// let it through) and its clean-up's, for a progress view's forecast.
+    pub on_plan: &'a (dyn Fn(&Plan) + Send + Sync),
     /// The drill's own providers, built from the drill's spec it is given: needed when the
     /// deployment was opened on providers the caller built ([`WorldSource::Providers`]), since
     /// they were built for production's spec (an ARM deployment's name templates, an in-memory
@@ -314,7 +317,10 @@ impl Deployment {
         // lock is taken and its world read: nothing is changed when it refuses.
         let mut approve = |plan: &Plan| {
             check_drill_plan(plan, &before)
-                .map(|()| Approval::Approved)
+                .map(|()| {
+                    (request.on_plan)(plan);
+                    Approval::Approved
+                })
                 .map_err(|refusal| refusal.to_string())
         };
         // The build has a control of its own: the caller's (Ctrl-C) reaches it, and so does
@@ -517,6 +523,7 @@ impl Deployment {
             elapsed: Duration::ZERO,
         };
         if !plan.is_empty() {
+            (request.on_plan)(&plan);
             let saved = SavedPlan::new(&self.spec.deployment.name, plan, &readings);
             let applied = self
                 .apply(ApplyRequest {

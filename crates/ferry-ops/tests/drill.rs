@@ -64,6 +64,7 @@ async fn a_drill_from_the_library_measures_every_step_and_leaves_production_as_i
             config: ApplyConfig::default(),
             control: &ApplyControl::new(),
             on_event: &|_| {},
+            on_plan: &|_| {},
             drill_providers: None,
         })
         .await
