@@ -49,7 +49,7 @@ pub struct Deployment {
     backend: OnceLock<Arc<dyn StateBackend>>,
     pub(crate) source: WorldSource,
     /// A drill's deployment: what production holds, which no step may touch; its providers
-    /// ask before each step (`crate::drill::GuardedProvider`).
+    /// ask before each step (`crate::drill::guard::GuardedProvider`).
     pub(crate) guard: Option<Arc<ferry_plan::drill::ProductionIdentities>>,
 }
 

@@ -20,6 +20,12 @@ use ferry_plan::drill::{
 };
 use ferry_plan::{FailoverRequest, PlanConfig, SavedPlan};
 
+mod figures;
+mod guard;
+
+pub use figures::{measured_path, read_measured};
+pub(crate) use guard::guarded;
+
 use crate::{
     Applied, ApplyRequest, Approval, Deployment, OpsError, PlanOptions, PlanSource, WorldSource,
 };
@@ -148,43 +154,6 @@ pub fn drill_world_path(production: &Path) -> PathBuf {
         .map(|stem| stem.to_string_lossy().into_owned())
         .unwrap_or_else(|| "world".to_owned());
     production.with_file_name(format!("{stem}.drill.json"))
-}
-
-/// Where a deployment's drills keep what they measured: beside its local state
-/// (`.ferry/drill-durations.json`), or in the spec's `.ferry` folder when the state is shared.
-pub fn measured_path(spec: &ferry_spec::Spec) -> PathBuf {
-    let folder = match &spec.state {
-        ferry_spec::StateConfig::Local { path } => path.clone(),
-        _ => spec.root.join(".ferry"),
-    };
-    folder.join("drill-durations.json")
-}
-
-/// The figures at `path`: `None` when there is none yet.
-pub fn read_measured(
-    path: &Path,
-) -> Result<Option<ferry_plan::measured::MeasuredDurations>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
-    };
-    let figures: ferry_plan::measured::MeasuredDurations =
-        serde_json::from_str(&text).map_err(|error| {
-            format!(
-                "{} is not a drill's figures: {error}; move it away",
-                path.display()
-            )
-        })?;
-    if figures.format_version != ferry_plan::measured::MEASURED_FORMAT_VERSION {
-        return Err(format!(
-            "{} has format {}, and this ferry reads {}: move it away",
-            path.display(),
-            figures.format_version,
-            ferry_plan::measured::MEASURED_FORMAT_VERSION
-        ));
-    }
-    Ok(Some(figures))
 }
 
 /// A drill id from the clock: `20261207-121500`.
@@ -436,59 +405,6 @@ impl Deployment {
         }))
     }
 
-    /// Adds what the drill measured to the deployment's figures ([`measured_path`]), for the
-    /// failover's steps: each drill step under the failover's resource and action (a pool's
-    /// create is its import, a record's its update; a disk's copy is no move, and is left out).
-    /// A simulated world's figures are scaled back by its time scale; one with no time scale,
-    /// or providers the caller built, measure nothing worth keeping.
-    fn record_measurements(&self, steps: &[MeasuredStep], plan: &Plan) -> Result<PathBuf, String> {
-        let scale = match &self.source {
-            WorldSource::Live => 1.0,
-            WorldSource::Simulated { time_scale, .. } if *time_scale > 0.0 => *time_scale,
-            WorldSource::Simulated { .. } => {
-                return Err("a simulated world with no --world-time-scale takes no time: nothing worth keeping was measured".to_owned());
-            }
-            WorldSource::Providers(_) => {
-                return Err("the providers were built by the program, whose clock ferry does not know: nothing kept".to_owned());
-            }
-        };
-        let path = measured_path(&self.spec);
-        let mut figures = read_measured(&path)?.unwrap_or_default();
-        let at = ferry_core::time::format_time(std::time::SystemTime::now());
-        for step in steps {
-            let Some(measured) = step.measured else {
-                continue;
-            };
-            let Some(planned) = plan.steps.iter().find(|planned| planned.id == step.id) else {
-                continue;
-            };
-            let action = match (planned.address.kind(), planned.action) {
-                (ferry_core::Kind::Disk, _) => continue,
-                (kind, Action::Create) => counterpart(kind).unwrap_or(Action::Create),
-                (_, action) => action,
-            };
-            let seconds = (measured.as_secs_f64() / scale).round();
-            figures.record(
-                ferry_plan::measured::MeasuredDurations::key(&planned.address.address, action),
-                // Saturating: a figure beyond u64 is no figure anyone keeps.
-                seconds.clamp(0.0, u64::MAX as f64) as u64,
-                &at,
-            );
-        }
-        let text = serde_json::to_string_pretty(&figures).map_err(|error| error.to_string())?;
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)
-                .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
-        }
-        ferry_core::fs::write_atomically(
-            &path,
-            format!("{text}\n").as_bytes(),
-            &ferry_core::fs::WriteOptions::default(),
-        )
-        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-        Ok(path)
-    }
-
     /// Production's readings that differ from `before`, each said as a saved plan's staleness
     /// says it (gauges, which move with the clock alone, left out).
     async fn changes_since(&self, before: &Snapshot) -> Result<Vec<String>, OpsError> {
@@ -631,200 +547,11 @@ fn measure(plan: &Plan, applied: &ApplyReport, failover: Option<&Plan>) -> Vec<M
 
 /// What the failover does to a stateful kind where the drill creates it: a disk moved where the
 /// drill copies it, a pool imported, a record repointed.
-fn counterpart(kind: ferry_core::Kind) -> Option<Action> {
+pub(super) fn counterpart(kind: ferry_core::Kind) -> Option<Action> {
     match kind {
         ferry_core::Kind::Disk => Some(Action::Move),
         ferry_core::Kind::ZfsPool => Some(Action::Import),
         ferry_core::Kind::DnsRecord => Some(Action::Update),
         _ => None,
-    }
-}
-
-/// A drill's provider: the kind's own, with the safety pass asked again about each step's
-/// resolved inputs before it starts (an address produced during the drill, which the plan
-/// only holds as `${...}`, is known then). A step that would touch production fails, and
-/// nothing is sent.
-#[derive(Debug)]
-pub(crate) struct GuardedProvider {
-    pub(crate) inner: std::sync::Arc<dyn ferry_core::Provider>,
-    pub(crate) production: std::sync::Arc<ProductionIdentities>,
-}
-
-#[async_trait::async_trait]
-impl ferry_core::Provider for GuardedProvider {
-    fn kind(&self) -> ferry_core::Kind {
-        self.inner.kind()
-    }
-
-    fn concurrency_limit(&self) -> usize {
-        self.inner.concurrency_limit()
-    }
-
-    async fn read(&self, context: ferry_core::ReadContext<'_>) -> Observation {
-        self.inner.read(context).await
-    }
-
-    async fn apply(
-        &self,
-        step: &ferry_core::Step,
-        context: ferry_core::ApplyContext<'_>,
-    ) -> Result<ferry_core::StepOutcome, ferry_core::StepError> {
-        // Its inputs, and what the state recorded of its instance (the id the provider will
-        // act on).
-        let mut touched = self.production.touched_by(step, context.inputs);
-        if let Some(recorded) = (context.outputs)(&step.address) {
-            for violation in self.production.touched_by(step, &recorded) {
-                if !touched.contains(&violation) {
-                    touched.push(violation);
-                }
-            }
-        }
-        if !touched.is_empty() {
-            return Err(ferry_core::StepError::permanent(
-                ferry_plan::drill::TouchesProduction(touched).to_string(),
-            ));
-        }
-        self.inner.apply(step, context).await
-    }
-
-    async fn tend(
-        &self,
-        instance: &InstanceAddress,
-        context: ferry_core::ApplyContext<'_>,
-    ) -> Result<Option<String>, ferry_core::StepError> {
-        self.inner.tend(instance, context).await
-    }
-
-    fn begin_read_round(&self) -> ferry_core::provider::ReadRound {
-        self.inner.begin_read_round()
-    }
-}
-
-/// `providers` with each one guarded against touching `production`.
-pub(crate) fn guarded(
-    providers: &ferry_core::Providers,
-    production: &std::sync::Arc<ProductionIdentities>,
-) -> ferry_core::Providers {
-    providers
-        .kinds()
-        .filter_map(|kind| providers.get(kind))
-        .fold(ferry_core::Providers::new(), |guarded, inner| {
-            guarded.with(std::sync::Arc::new(GuardedProvider {
-                inner: inner.clone(),
-                production: production.clone(),
-            }))
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ferry_core::{Attributes, Kind, Provider};
-
-    /// A step whose inputs, resolved as it starts, name an address production holds fails
-    /// before its provider is called; the same step with the drill's own address goes through.
-    #[tokio::test]
-    async fn a_step_whose_resolved_inputs_name_production_never_reaches_its_provider() {
-        let mut production = Snapshot::new(1);
-        production.resources.insert(
-            "public_ip.ingress@g1".parse().unwrap(),
-            Observation::present(
-                serde_json::from_value(
-                    serde_json::json!({"name": "data100-ingress", "address": "127.0.1.177"}),
-                )
-                .unwrap(),
-            ),
-        );
-        let world = ferry_world::World::new();
-        let guarded = GuardedProvider {
-            inner: std::sync::Arc::new(ferry_world::MemoryProvider::new(Kind::Hook, &world)),
-            production: std::sync::Arc::new(ProductionIdentities::of(&production)),
-        };
-        let address: InstanceAddress = "hook.prod_hub@g1".parse().unwrap();
-        let step = ferry_core::Step {
-            id: StepId::new(&address, Action::Run),
-            address,
-            action: Action::Run,
-            reason: String::new(),
-            after: Vec::new(),
-            estimate_seconds: 1,
-            changes: Vec::new(),
-            inputs: serde_json::from_value(
-                serde_json::json!({"env": {"INGRESS_IP": "${public_ip.ingress.address}"}}),
-            )
-            .unwrap(),
-            warning: None,
-        };
-        let run = |ingress: &str| {
-            let inputs: Attributes = serde_json::from_value(
-                serde_json::json!({"env": {"INGRESS_IP": ingress, "FERRY_DRILL": "1"}}),
-            )
-            .unwrap();
-            let guarded = &guarded;
-            let step = &step;
-            async move {
-                guarded
-                    .apply(
-                        step,
-                        ferry_core::ApplyContext {
-                            inputs: &inputs,
-                            outputs: &|_| None,
-                            progress: &|_| {},
-                            resume_token: None,
-                            record_resume_token: &|_| {},
-                        },
-                    )
-                    .await
-            }
-        };
-        let refused = run("127.0.1.177").await.unwrap_err();
-        assert!(!refused.transient);
-        assert!(
-            refused
-                .message
-                .contains("hook.prod_hub@g1:run: its env names 127.0.1.177, which is production's (public_ip.ingress@g1)"),
-            "{}",
-            refused.message
-        );
-        assert!(world.calls().is_empty(), "the provider was called");
-        run("127.0.1.222").await.unwrap();
-        assert_eq!(world.calls().len(), 1);
-
-        // A step whose instance the state recorded as production's (a public IP of
-        // production's name) is refused whatever its inputs say.
-        let ip: InstanceAddress = "public_ip.ingress@g1".parse().unwrap();
-        let ip_step = ferry_core::Step {
-            id: StepId::new(&ip, Action::Update),
-            address: ip.clone(),
-            action: Action::Update,
-            inputs: Attributes::new(),
-            ..step.clone()
-        };
-        let recorded: Attributes = serde_json::from_value(
-            serde_json::json!({"name": "data100-ingress", "address": "127.0.1.177"}),
-        )
-        .unwrap();
-        let outputs = |instance: &InstanceAddress| (instance == &ip).then(|| recorded.clone());
-        let refused = guarded
-            .apply(
-                &ip_step,
-                ferry_core::ApplyContext {
-                    inputs: &Attributes::new(),
-                    outputs: &outputs,
-                    progress: &|_| {},
-                    resume_token: None,
-                    record_resume_token: &|_| {},
-                },
-            )
-            .await
-            .unwrap_err();
-        assert!(
-            refused.message.contains(
-                "public_ip.ingress@g1:update: the public_ip named data100-ingress is production's (public_ip.ingress@g1)"
-            ),
-            "{}",
-            refused.message
-        );
-        assert_eq!(world.calls().len(), 1);
     }
 }
