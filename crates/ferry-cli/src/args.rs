@@ -76,6 +76,10 @@ pub struct DrillArgs {
     /// While another drill holds the drill's lock, wait up to this long for it (e.g. 5m).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub lock_timeout: std::time::Duration,
+    /// Print the report as one JSON object (format_version 1, documented in
+    /// docs/spec-reference.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
     /// Draw the drill as it ran as a timeline (SVG): each step from its real start to its
     /// end, the drill plan's critical path outlined.
     #[arg(long, value_name = "FILE.svg", conflicts_with = "clean")]

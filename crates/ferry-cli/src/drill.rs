@@ -74,7 +74,13 @@ pub fn drill_command(args: &DrillArgs, output: &Output) -> Result<ExitCode> {
         let title = format!("ferry drill: {} (drill {})", report.deployment, report.id);
         crate::write_file(path, &ferry_plan::render::timeline_svg(plan, &bars, &title))?;
     }
-    output.stdout(&render(&report));
+    if args.json {
+        let mut text = serde_json::to_string(&json(&report))?;
+        text.push('\n');
+        output.stdout(&text);
+    } else {
+        output.stdout(&render(&report));
+    }
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
@@ -220,4 +226,48 @@ pub fn render(report: &DrillReport) -> String {
         );
     }
     text
+}
+
+/// The report as one JSON object, for automation (`--json`): the figures a demo or a monitor
+/// reads, `rto_seconds` and `estimated_rto_seconds` first.
+pub fn json(report: &DrillReport) -> serde_json::Value {
+    let seconds = |time: Option<Duration>| time.map(|time| time.as_secs_f64());
+    let estimated = report
+        .plan
+        .as_ref()
+        .filter(|_| !report.already_built)
+        .map(|plan| plan.recovery_seconds.unwrap_or(plan.estimated_seconds));
+    let failover = report
+        .failover_plan
+        .as_ref()
+        .ok()
+        .map(|plan| plan.recovery_seconds.unwrap_or(plan.estimated_seconds));
+    serde_json::json!({
+        "format_version": "1",
+        "mode": if report.plan.is_none() { "clean" } else { "drill" },
+        "drill": report.id.as_str(),
+        "deployment": report.deployment,
+        "production_generation": report.production_generation,
+        "rto_seconds": seconds(report.measured_recovery),
+        "estimated_rto_seconds": estimated,
+        "failover_estimated_rto_seconds": failover,
+        "succeeded": report.succeeded,
+        "already_built": report.already_built,
+        "cancelled": report.cancelled,
+        "production_untouched": report.production_changes.is_empty(),
+        "production_changes": report.production_changes,
+        "kept": report.cleanup.is_none(),
+        "leftovers": report.cleanup.as_ref().map(|cleanup| cleanup.leftovers.len()),
+        "cleanup_failures": report.cleanup.as_ref().map(|cleanup| cleanup.failures.clone()),
+        "measured_file": report.measured_file.as_ref().ok(),
+        "notes": report.notes,
+        "steps": report.steps.iter().map(|step| serde_json::json!({
+            "id": step.id.to_string(),
+            "estimate_seconds": step.estimate_seconds,
+            "failover_estimate_seconds": step.failover_estimate_seconds,
+            "started_seconds": seconds(step.started),
+            "measured_seconds": seconds(step.measured),
+            "outcome": step.outcome,
+        })).collect::<Vec<_>>(),
+    })
 }

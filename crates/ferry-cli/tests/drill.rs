@@ -109,10 +109,21 @@ fn a_drill_builds_the_failover_on_copies_measures_it_removes_it_and_leaves_produ
         "and its clean-up's"
     );
     assert_eq!(drill_instances(&scratch), Vec::<String>::new());
-    // A second drill runs the same way.
-    let again = drill(&scratch, &["--id", "t2"]);
+    // A second drill runs the same way; its report as JSON, for automation.
+    let again = drill(&scratch, &["--id", "t2", "--json"]);
     assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
     assert_eq!(production_files(&scratch), before);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(report["format_version"], "1");
+    assert_eq!(report["mode"], "drill");
+    assert_eq!(report["drill"], "t2");
+    assert!(report["rto_seconds"].as_f64().is_some());
+    assert_eq!(report["estimated_rto_seconds"], 2369);
+    assert_eq!(report["production_untouched"], true);
+    assert_eq!(report["leftovers"], 0);
+    assert_eq!(report["steps"].as_array().unwrap().len(), 16);
+    assert_eq!(report["steps"][0]["id"], "resource_group.main@g1:create");
+    assert_eq!(report["steps"][0]["outcome"], "done");
 }
 
 #[test]
