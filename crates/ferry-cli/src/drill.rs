@@ -111,7 +111,15 @@ pub fn render(report: &DrillReport) -> String {
     }
     if report.already_built {
         text.push_str(
-            "The drill was built by an earlier ferry drill --keep: nothing was built or measured now.\n",
+            "The drill was built by an earlier ferry drill (kept, or stopped before its clean-up): nothing was built or measured now.\n",
+        );
+    }
+    if let Some(stage) = &report.stage {
+        let _ = writeln!(
+            text,
+            "Staged first: the drill's copy of production as it stands, with its standby ({} steps, in {}); then the failover onto that standby, measured below.",
+            stage.steps,
+            measured(stage.elapsed)
         );
     }
     if !report.steps.is_empty() {
@@ -261,6 +269,10 @@ pub fn json(report: &DrillReport) -> serde_json::Value {
         "cleanup_failures": report.cleanup.as_ref().map(|cleanup| cleanup.failures.clone()),
         "measured_file": report.measured_file.as_ref().ok(),
         "notes": report.notes,
+        "staged": report.stage.as_ref().map(|stage| serde_json::json!({
+            "steps": stage.steps,
+            "seconds": stage.elapsed.as_secs_f64(),
+        })),
         "steps": report.steps.iter().map(|step| serde_json::json!({
             "id": step.id.to_string(),
             "estimate_seconds": step.estimate_seconds,

@@ -166,7 +166,7 @@ fn a_kept_drill_is_marked_as_a_drill_and_clean_removes_it() {
     assert!(
         again
             .stdout
-            .contains("built by an earlier ferry drill --keep"),
+            .contains("built by an earlier ferry drill (kept, or stopped before its clean-up)"),
         "{}",
         again.stdout
     );
@@ -482,49 +482,65 @@ fn what_drills_measure_feeds_the_failover_plans_estimates() {
     );
 }
 
-/// A drill of a deployment with a hot standby keeps no standby and copies no replica disk:
-/// it builds the drill's one generation from the four disks' copies, and says that its time to
-/// recovery is a cold failover's.
+/// A drill of a deployment with a warm or a hot standby is staged: it first builds its own
+/// copy of production as it stands (the serving generation on copies, the standby beside it,
+/// a hot replica seeded from the drill's own primary), then fails that over onto its own
+/// standby, which is the failover it measures: the same steps, the same estimate as
+/// production's failover plan. Then nothing of it is left, and production is as it was.
 #[test]
-fn a_drill_of_a_hot_standby_builds_no_standby_of_its_own() {
-    let scratch = Scratch::new();
-    let built = ferry_ok(
-        &scratch,
-        &[
-            "apply",
-            "data100/hot",
-            "--world",
-            "world.json",
-            "--new-world",
-            "--auto-approve",
-        ],
-    );
-    assert_eq!(built.code, 0);
-    let kept = scratch.ferry(&[
-        "drill",
-        "data100/hot",
-        "--world",
-        "world.json",
-        "--id",
-        "h1",
-        "--keep",
-    ]);
-    assert_eq!(kept.code, 0, "{}\n{}", kept.stdout, kept.stderr);
-    let instances = drill_instances(&scratch);
-    assert_eq!(instances.len(), 18, "{instances:?}");
-    assert!(
-        instances
-            .iter()
-            .all(|instance| !instance.contains("@g2") && !instance.starts_with("disk.replica"))
-    );
-    assert!(
-        kept.stdout.contains(
-            "Note: production keeps a hot standby, and the drill keeps none: it builds its generation from nothing"
-        ),
-        "{}",
-        kept.stdout
-    );
-    let clean = scratch.ferry(&["drill", "data100/hot", "--world", "world.json", "--clean"]);
-    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
-    assert_eq!(drill_instances(&scratch), Vec::<String>::new());
+fn a_drill_of_a_warm_or_hot_standby_rehearses_the_failover_onto_its_own_standby() {
+    for (mode, first_step, estimate) in [
+        ("warm", "zfs_pool.home:export", "13m 44s"),
+        ("hot", "zfs_pool.home:promote", "3m 59s"),
+    ] {
+        let spec = format!("data100/{mode}");
+        let scratch = Scratch::new();
+        ferry_ok(
+            &scratch,
+            &[
+                "apply",
+                &spec,
+                "--world",
+                "world.json",
+                "--new-world",
+                "--auto-approve",
+            ],
+        );
+        let world_before = std::fs::read(scratch.path().join("world.json")).unwrap();
+        let run = scratch.ferry(&["drill", &spec, "--world", "world.json", "--id", mode]);
+        assert_eq!(run.code, 0, "{mode}: {}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout
+                .contains("Staged first: the drill's copy of production as it stands"),
+            "{mode}: {}",
+            run.stdout
+        );
+        let first = run
+            .stdout
+            .lines()
+            .find(|line| line.starts_with("  ") && !line.trim_start().starts_with("step"))
+            .unwrap();
+        assert!(
+            first.trim_start().starts_with(first_step),
+            "{mode}: {first}"
+        );
+        assert!(
+            run.stdout.contains(&format!(
+                "estimated {estimate} by the drill's plan, {estimate} by production's failover plan"
+            )),
+            "{mode}: {}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("nothing of the drill is left"),
+            "{mode}: {}",
+            run.stdout
+        );
+        assert_eq!(drill_instances(&scratch), Vec::<String>::new());
+        assert_eq!(
+            std::fs::read(scratch.path().join("world.json")).unwrap(),
+            world_before,
+            "{mode}"
+        );
+    }
 }

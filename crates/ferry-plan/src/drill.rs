@@ -120,12 +120,10 @@ pub const DRILL_TAG: &str = ferry_core::fields::DRILL_TAG;
 
 /// The drill's layout of the production spec, without its copies: every name marked with
 /// [`DRILL_MARK`], every resource whose kind has `tags` tagged [`DRILL_TAG`], every hook run
-/// with `FERRY_DRILL=1` and `FERRY_DRILL_ID`, a cold standby (no replica disks:
-/// [`Spec::into_cold`]), the drill's own state. Its dependencies are production's: what the
-/// clean-up orders its deletes by.
+/// with `FERRY_DRILL=1` and `FERRY_DRILL_ID`, production's standby, the drill's own state. Its
+/// dependencies are production's: what the clean-up orders its deletes by.
 pub fn drill_layout(production: &Spec, rules: &ferry_core::RuleBook, id: &DrillId) -> Spec {
-    // A cold standby: the drill builds no standby of its own, and copies no replica.
-    let mut drill = production.clone().into_cold();
+    let mut drill = production.clone();
     drill.state = drill_state(&production.state);
     for (address, resource) in &mut drill.resources {
         for field in marked_fields(address.kind) {
@@ -185,10 +183,22 @@ pub fn drill_spec(
             production.deployment.name
         )));
     }
+    // A hot standby's replica disks are new, empty disks in the drill: its stage seeds its
+    // replica from its own primary, as production's first apply did.
+    let replica_disks: BTreeSet<ferry_core::ResourceAddress> = production
+        .hot_pools()
+        .flat_map(|pool| {
+            pool.field(ferry_core::fields::zfs_pool::REPLICA_DISKS)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|disk| disk.as_str()?.parse().ok())
+        })
+        .collect();
     let mut drill = drill_layout(production, rules, id);
     let mut problems = Vec::new();
     for (address, resource) in &mut drill.resources {
-        if address.kind != Kind::Disk {
+        if address.kind != Kind::Disk || replica_disks.contains(address) {
             continue;
         }
         let instance = address.at(None);
@@ -309,13 +319,6 @@ impl ProductionIdentities {
                 what,
             })
         };
-        if NEVER_IN_A_DRILL.contains(&step.action) {
-            refuse(format!(
-                "a drill never plans a {} step: it would act on what already holds data or serves",
-                step.action
-            ));
-            return violations;
-        }
         if step.action == Action::Wait {
             return violations;
         }
@@ -395,6 +398,35 @@ pub fn check_drill_plan(plan: &Plan, production: &Snapshot) -> Result<(), Touche
     let violations: Vec<Violation> = plan
         .steps
         .iter()
+        .flat_map(|step| {
+            if NEVER_IN_A_DRILL.contains(&step.action) {
+                return vec![Violation {
+                    step: step.id.clone(),
+                    what: format!(
+                        "a drill never plans a {} step: it would act on what already holds data or serves",
+                        step.action
+                    ),
+                }];
+            }
+            identities.touched_by(step, &step.inputs)
+        })
+        .collect();
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(TouchesProduction(violations))
+    }
+}
+
+/// The safety pass of a staged drill's failover ([`is_staged`]): the failover of the drill's
+/// own generation onto its own standby, so its fences, moves and retirements are allowed,
+/// each on an instance of the drill's; every step is refused, as by [`check_drill_plan`],
+/// when it targets or names what production's readings hold.
+pub fn check_drill_failover(plan: &Plan, production: &Snapshot) -> Result<(), TouchesProduction> {
+    let identities = ProductionIdentities::of(production);
+    let violations: Vec<Violation> = plan
+        .steps
+        .iter()
         .flat_map(|step| identities.touched_by(step, &step.inputs))
         .collect();
     if violations.is_empty() {
@@ -402,6 +434,15 @@ pub fn check_drill_plan(plan: &Plan, production: &Snapshot) -> Result<(), Touche
     } else {
         Err(TouchesProduction(violations))
     }
+}
+
+/// Whether a drill of `production` is staged: with a warm or hot standby, the drill first
+/// builds its own copy of production as it stands (the serving generation on copies, and the
+/// standby beside it), then fails that over onto its standby, which is what it measures; a
+/// cold deployment's drill builds its one generation on copies, which is what a cold failover
+/// does.
+pub fn is_staged(production: &Spec) -> bool {
+    production.failover.standby != ferry_spec::Standby::Cold
 }
 
 /// Whether `first`'s delete waits for `then`'s: the reverse of the build's order (what

@@ -237,39 +237,6 @@ impl Spec {
         self.standby.contains(address)
     }
 
-    /// The same spec with a cold standby: nothing built ahead, no replica kept (a failover
-    /// drill's spec, which rehearses on copies and keeps no standby of its own). A hot pool's
-    /// `replica_disks` and the disks they name go: they hold nothing a cold failover uses.
-    pub fn into_cold(mut self) -> Self {
-        let replica_disks: BTreeSet<ResourceAddress> = self
-            .hot_pools()
-            .flat_map(|pool| {
-                pool.field(ferry_core::fields::zfs_pool::REPLICA_DISKS)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|disk| disk.as_str()?.parse().ok())
-            })
-            .collect();
-        for pool in self.resources.values_mut() {
-            if pool.address.kind == ferry_core::Kind::ZfsPool {
-                pool.fields
-                    .remove(ferry_core::fields::zfs_pool::REPLICA_DISKS);
-            }
-        }
-        for disk in &replica_disks {
-            self.resources.remove(disk);
-            self.origins.remove(disk);
-            self.dependencies.remove(disk);
-        }
-        for dependencies in self.dependencies.values_mut() {
-            dependencies.retain(|dependency| !replica_disks.contains(&dependency.address));
-        }
-        self.failover.standby = Standby::Cold;
-        self.standby.clear();
-        self
-    }
-
     /// `file:line:column` where the resource's table starts, for messages from later stages.
     pub fn location_of(&self, address: &ResourceAddress) -> Option<String> {
         let origin = self.origins.get(address)?;

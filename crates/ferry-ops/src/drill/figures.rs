@@ -48,7 +48,8 @@ pub fn read_measured(
 impl Deployment {
     /// Adds what the drill measured to the deployment's figures ([`measured_path`]), for the
     /// failover's steps: each drill step under the failover's resource and action (a pool's
-    /// create is its import, a record's its update; a disk's copy is no move, and is left out).
+    /// create is its import, a record's its update; a disk's copy is no move, and is left out,
+    /// but a staged drill's moves of its copies are kept).
     /// A simulated world's figures are scaled back by its time scale; one with no time scale,
     /// or providers the caller built, measure nothing worth keeping.
     pub(super) fn record_measurements(
@@ -77,7 +78,8 @@ impl Deployment {
                 continue;
             };
             let action = match (planned.address.kind(), planned.action) {
-                (ferry_core::Kind::Disk, _) => continue,
+                // A copy is no move; a staged drill's moves of its copies are.
+                (ferry_core::Kind::Disk, Action::Create) => continue,
                 (kind, Action::Create) => counterpart(kind).unwrap_or(Action::Create),
                 (_, action) => action,
             };

@@ -89,6 +89,13 @@ pub struct MeasuredStep {
     pub outcome: String,
 }
 
+/// A staged drill's build of its copy of production, before the failover it measures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub steps: usize,
+    pub elapsed: Duration,
+}
+
 /// The drill's removal, and its proof.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cleanup {
@@ -130,6 +137,9 @@ pub struct DrillReport {
     pub production_changes: Vec<String>,
     /// What the reader should know about what the drill rehearsed.
     pub notes: Vec<String>,
+    /// A staged drill's first apply (warm or hot standby): its copy of production as it
+    /// stands, built before the failover that is measured.
+    pub stage: Option<Stage>,
     /// Where the drill's measurements were added to the deployment's figures, which `ferry
     /// plan` uses for its estimates; or why they were not.
     pub measured_file: Result<PathBuf, String>,
@@ -209,8 +219,8 @@ impl Deployment {
     pub async fn drill(&self, request: DrillRequest<'_>) -> Result<DrillReport, OpsError> {
         let refused = |refusal: DrillRefusal| OpsError::Refused(refusal.to_string());
         // A drill kept earlier keeps its id: another would change every tag and hook of it.
-        let kept = self.kept_drill_id(&request).await?;
-        let id = match (&request.id, kept) {
+        let kept_drill = self.kept_drill_id(&request).await?;
+        let id = match (&request.id, kept_drill.clone()) {
             (Some(asked), Some(kept)) if *asked != kept && request.mode != DrillMode::Clean => {
                 return Err(OpsError::Refused(format!(
                     "drill {kept} of deployment {} is still built (kept, or stopped before its clean-up): remove it with ferry drill SPEC --clean, or go on with it with --id {kept}",
@@ -237,6 +247,7 @@ impl Deployment {
             production_changes: Vec::new(),
             measured_file: Err("nothing was measured".to_owned()),
             notes: Vec::new(),
+            stage: None,
         };
         let keep = match request.mode {
             DrillMode::Clean => {
@@ -256,13 +267,6 @@ impl Deployment {
         }
         let spec = ferry_plan::drill::drill_spec(&self.spec, &before, &self.rules, &id)
             .map_err(refused)?;
-        if self.spec.failover.standby != ferry_spec::Standby::Cold {
-            report.notes.push(format!(
-                "production keeps a {} standby, and the drill keeps none: it builds its generation from nothing, as a cold failover does, so its time to recovery is a cold failover's; the {} failover's own steps (the moves onto the standby, the activation) are not rehearsed yet",
-                self.spec.failover.standby.as_str(),
-                self.spec.failover.standby.as_str()
-            ));
-        }
         if let Some(holder) = self.production_lock_holder() {
             return Err(OpsError::Refused(format!(
                 "production's lock is held ({holder}): a drill starts only while nothing changes production; drill again once it is released"
@@ -282,88 +286,80 @@ impl Deployment {
         )
         .map_err(|error| error.to_string());
         let drill = self.drill_deployment(spec, Some(&before), &request)?;
-        // The safety pass runs on the plan the engine is about to apply, after the drill's
-        // lock is taken and its world read: nothing is changed when it refuses.
-        let mut approve = |plan: &Plan| {
-            check_drill_plan(plan, &before)
-                .map(|()| {
-                    (request.on_plan)(plan);
-                    Approval::Approved
-                })
-                .map_err(|refusal| refusal.to_string())
-        };
-        // The build has a control of its own: the caller's (Ctrl-C) reaches it, and so does
-        // production's lock being taken, which aborts the build (a real failover goes first);
-        // the clean-up then runs under the caller's.
-        let build_control = ApplyControl::new();
-        let cancelled: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-        let watch = async {
-            loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                match request.control.level() {
-                    CancelLevel::Abort => build_control.abort(),
-                    CancelLevel::StopStarting => build_control.stop_starting(),
-                    CancelLevel::Running => {}
-                }
-                if let Some(holder) = self.production_lock_holder() {
-                    build_control.abort();
-                    let mut why = cancelled.lock().unwrap_or_else(PoisonError::into_inner);
-                    why.get_or_insert_with(|| {
-                        format!(
-                            "production's lock was taken ({holder}): a real apply goes first, so the drill's build was aborted"
-                        )
+        let staged = ferry_plan::drill::is_staged(&self.spec);
+        if staged && kept_drill.is_some() {
+            // A staged drill left built has failed over already: another failover is no
+            // rehearsal of production's.
+            report.already_built = true;
+        } else {
+            // The build: the whole drill, or a staged drill's copy of production as it stands.
+            let (applied, cancelled) = self
+                .drill_apply(&drill, &request, &before, FailoverRequest::Never)
+                .await?;
+            report.cancelled = cancelled;
+            let (applied, phase) = match applied {
+                Applied::Ran {
+                    plan,
+                    report: ran,
+                    release_error,
+                    ..
+                } if staged
+                    && ran.succeeded()
+                    && release_error.is_none()
+                    && report.cancelled.is_none() =>
+                {
+                    report.stage = Some(Stage {
+                        steps: plan.steps.len(),
+                        elapsed: ran.elapsed,
                     });
+                    // Then the failover onto the drill's own standby: what is measured.
+                    let (applied, cancelled) = self
+                        .drill_apply(&drill, &request, &before, FailoverRequest::Force)
+                        .await?;
+                    report.cancelled = cancelled;
+                    (applied, "the failover")
                 }
-            }
-        };
-        let build = drill.apply(ApplyRequest {
-            plan: PlanSource::Fresh(PlanOptions {
-                config: PlanConfig {
-                    failover: FailoverRequest::Never,
-                    ..PlanConfig::default()
-                },
-                force: false,
-            }),
-            lock_timeout: request.lock_timeout,
-            config: request.config.clone(),
-            control: &build_control,
-            on_event: request.on_event,
-            approve: &mut approve,
-        });
-        let applied = tokio::select! {
-            applied = build => applied?,
-            () = watch => unreachable!("the watch never ends"),
-        };
-        report.cancelled = cancelled
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .or_else(|| {
-                (request.control.level() != CancelLevel::Running)
-                    .then(|| "stopped by the caller (Ctrl-C)".to_owned())
-            });
-        match applied {
-            Applied::Ran {
-                plan,
-                report: applied,
-                release_error,
-                ..
-            } => {
-                report.steps = measure(&plan, &applied, report.failover_plan.as_ref().ok());
-                report.measured_recovery =
-                    applied.steps.iter().filter_map(|step| step.finished).max();
-                report.succeeded =
-                    applied.succeeded() && release_error.is_none() && report.cancelled.is_none();
-                if report.succeeded {
-                    report.measured_file = self.record_measurements(&report.steps, &plan);
-                } else {
-                    report.measured_file =
-                        Err("the drill did not finish, so its figures are not kept".to_owned());
+                other => (other, "the build"),
+            };
+            match applied {
+                Applied::Ran {
+                    plan,
+                    report: applied,
+                    release_error,
+                    ..
+                } => {
+                    report.steps = measure(&plan, &applied, report.failover_plan.as_ref().ok());
+                    report.succeeded = applied.succeeded()
+                        && release_error.is_none()
+                        && report.cancelled.is_none();
+                    // Recovered when every step but the retirements is done, as a failover's
+                    // time to recovery counts it.
+                    report.measured_recovery = applied
+                        .steps
+                        .iter()
+                        .filter(|step| {
+                            plan.steps
+                                .iter()
+                                .find(|planned| planned.id == step.id)
+                                .is_none_or(|planned| !planned.action.goes_last())
+                        })
+                        .filter_map(|step| step.finished)
+                        .max()
+                        .filter(|_| report.succeeded && (phase == "the failover" || !staged));
+                    if report.succeeded && (phase == "the failover" || !staged) {
+                        report.measured_file = self.record_measurements(&report.steps, &plan);
+                    } else {
+                        report.succeeded = false;
+                        report.measured_file = Err(format!(
+                            "{phase} of the drill did not finish, so its figures are not kept"
+                        ));
+                    }
+                    report.plan = Some(plan);
                 }
-                report.plan = Some(plan);
-            }
-            Applied::NothingToDo { plan } | Applied::Declined { plan } => {
-                report.already_built = true;
-                report.plan = Some(plan);
+                Applied::NothingToDo { plan } | Applied::Declined { plan } => {
+                    report.already_built = true;
+                    report.plan = Some(plan);
+                }
             }
         }
         if !keep {
@@ -371,6 +367,83 @@ impl Deployment {
         }
         report.production_changes = self.changes_since(&before).await?;
         Ok(report)
+    }
+
+    /// One apply of the drill's deployment, under its lock, with the safety pass on its plan
+    /// (the build's, or a staged drill's failover's, which may fence and move the drill's
+    /// own), aborted once production's lock is taken (a real apply goes first) and stopped
+    /// with the caller's control. Returns how it ended and why it was cancelled, if it was.
+    async fn drill_apply(
+        &self,
+        drill: &Deployment,
+        request: &DrillRequest<'_>,
+        before: &Snapshot,
+        failover: FailoverRequest,
+    ) -> Result<(Applied, Option<String>), OpsError> {
+        // The safety pass runs on the plan the engine is about to apply, after the drill's
+        // lock is taken and its world read: nothing is changed when it refuses.
+        let mut approve = |plan: &Plan| {
+            let checked = match failover {
+                FailoverRequest::Force => ferry_plan::drill::check_drill_failover(plan, before),
+                _ => check_drill_plan(plan, before),
+            };
+            checked
+                .map(|()| {
+                    (request.on_plan)(plan);
+                    Approval::Approved
+                })
+                .map_err(|refusal| refusal.to_string())
+        };
+        // The apply has a control of its own: the caller's (Ctrl-C) reaches it, and so does
+        // production's lock being taken, which aborts it; the clean-up then runs under the
+        // caller's.
+        let control = ApplyControl::new();
+        let cancelled: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let watch = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                match request.control.level() {
+                    CancelLevel::Abort => control.abort(),
+                    CancelLevel::StopStarting => control.stop_starting(),
+                    CancelLevel::Running => {}
+                }
+                if let Some(holder) = self.production_lock_holder() {
+                    control.abort();
+                    let mut why = cancelled.lock().unwrap_or_else(PoisonError::into_inner);
+                    why.get_or_insert_with(|| {
+                        format!(
+                            "production's lock was taken ({holder}): a real apply goes first, so the drill was aborted"
+                        )
+                    });
+                }
+            }
+        };
+        let apply = drill.apply(ApplyRequest {
+            plan: PlanSource::Fresh(PlanOptions {
+                config: PlanConfig {
+                    failover,
+                    ..PlanConfig::default()
+                },
+                force: false,
+            }),
+            lock_timeout: request.lock_timeout,
+            config: request.config.clone(),
+            control: &control,
+            on_event: request.on_event,
+            approve: &mut approve,
+        });
+        let applied = tokio::select! {
+            applied = apply => applied?,
+            () = watch => unreachable!("the watch never ends"),
+        };
+        let cancelled = cancelled
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .or_else(|| {
+                (request.control.level() != CancelLevel::Running)
+                    .then(|| "stopped by the caller (Ctrl-C)".to_owned())
+            });
+        Ok((applied, cancelled))
     }
 
     /// Who holds production's lock now, if anyone: a drill never runs beside a change of
@@ -429,7 +502,22 @@ impl Deployment {
     /// Deletes every instance this (drill) deployment's readings show, under its lock, then
     /// reads its world again: what is left is the proof.
     async fn drill_cleanup(&self, request: &DrillRequest<'_>) -> Result<Cleanup, OpsError> {
-        let readings = self.observe().await?;
+        let read = self.observe().await?;
+        let mut readings = read.clone();
+        // A simulated world's file holds every instance of the drill, those the readings do
+        // not reach too (a hot failover's old replica instance): each is deleted. The plan's
+        // fingerprints are the readings', which the apply reads again.
+        if let WorldSource::Simulated { path, .. } = &self.source
+            && path.exists()
+        {
+            let world = ferry_world::file::load(path, false, &self.rules)?;
+            for (instance, attributes) in world.instances() {
+                readings
+                    .resources
+                    .entry(instance)
+                    .or_insert_with(|| Observation::present(attributes));
+            }
+        }
         let plan = teardown_plan(&self.spec, &readings, &self.rules)
             .map_err(|refusal| OpsError::Refused(refusal.to_string()))?;
         let mut cleanup = Cleanup {
@@ -440,7 +528,7 @@ impl Deployment {
         };
         if !plan.is_empty() {
             (request.on_plan)(&plan);
-            let saved = SavedPlan::new(&self.spec.deployment.name, plan, &readings);
+            let saved = SavedPlan::new(&self.spec.deployment.name, plan, &read);
             let applied = self
                 .apply(ApplyRequest {
                     plan: PlanSource::Saved {
