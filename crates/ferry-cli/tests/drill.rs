@@ -23,17 +23,20 @@ fn built() -> Scratch {
 
 /// Production's files: what a drill must never change.
 fn production_files(scratch: &Scratch) -> Vec<(String, Vec<u8>)> {
+    production_files_of(scratch, "data100")
+}
+
+/// [`production_files`] of the spec at `spec` in the scratch folder.
+fn production_files_of(scratch: &Scratch, spec: &str) -> Vec<(String, Vec<u8>)> {
     [
-        "world.json",
-        "data100/.ferry/state.json",
-        "data100/.ferry/journal.jsonl",
+        "world.json".to_owned(),
+        format!("{spec}/.ferry/state.json"),
+        format!("{spec}/.ferry/journal.jsonl"),
     ]
-    .iter()
+    .into_iter()
     .map(|name| {
-        (
-            (*name).to_owned(),
-            std::fs::read(scratch.path().join(name)).unwrap(),
-        )
+        let bytes = std::fs::read(scratch.path().join(&name)).unwrap();
+        (name, bytes)
     })
     .collect()
 }
@@ -339,7 +342,12 @@ fn a_real_failover_takes_productions_lock_while_a_drill_runs() {
 /// Waits until the drill's journal satisfies `reached` (at most two minutes: a failure, never
 /// a measurement).
 fn wait_for(scratch: &Scratch, reached: impl Fn(&[serde_json::Value]) -> bool) {
-    let journal = scratch.spec().join(".ferry/drill/journal.jsonl");
+    wait_for_in(scratch, "data100", reached);
+}
+
+/// [`wait_for`] a drill of the spec at `spec` in the scratch folder.
+fn wait_for_in(scratch: &Scratch, spec: &str, reached: impl Fn(&[serde_json::Value]) -> bool) {
+    let journal = scratch.path().join(spec).join(".ferry/drill/journal.jsonl");
     let started = Instant::now();
     while !reached(&read_journal(&journal)) {
         assert!(
@@ -354,12 +362,28 @@ fn wait_for(scratch: &Scratch, reached: impl Fn(&[serde_json::Value]) -> bool) {
 /// message says (`ferry force-unlock ID SPEC`, which finds the drill's lock) and cleans:
 /// nothing of the drill is left, production is as it was.
 fn killed_then_cleaned(reached: impl Fn(&[serde_json::Value]) -> bool) {
-    let scratch = built();
-    let before = production_files(&scratch);
+    killed_then_cleaned_in("data100", reached);
+}
+
+/// [`killed_then_cleaned`] for a drill of the spec at `spec` (`data100/warm`).
+fn killed_then_cleaned_in(spec: &str, reached: impl Fn(&[serde_json::Value]) -> bool) {
+    let scratch = Scratch::new();
+    ferry_ok(
+        &scratch,
+        &[
+            "apply",
+            spec,
+            "--world",
+            "world.json",
+            "--new-world",
+            "--auto-approve",
+        ],
+    );
+    let before = production_files_of(&scratch, spec);
     let mut child = scratch
         .command(&[
             "drill",
-            "data100",
+            spec,
             "--world",
             "world.json",
             "--world-time-scale",
@@ -371,7 +395,7 @@ fn killed_then_cleaned(reached: impl Fn(&[serde_json::Value]) -> bool) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(&scratch, reached);
+    wait_for_in(&scratch, spec, reached);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -379,7 +403,8 @@ fn killed_then_cleaned(reached: impl Fn(&[serde_json::Value]) -> bool) {
         "the kill left some of the drill"
     );
 
-    let locked = drill(&scratch, &["--clean"]);
+    let clean_args = ["drill", spec, "--world", "world.json", "--clean"];
+    let locked = scratch.ferry(&clean_args);
     assert_eq!(locked.code, 1, "{}", locked.stdout);
     let command = locked
         .stderr
@@ -391,7 +416,7 @@ fn killed_then_cleaned(reached: impl Fn(&[serde_json::Value]) -> bool) {
     let unlocked = scratch.ferry(&words);
     assert_eq!(unlocked.code, 0, "{}\n{}", unlocked.stdout, unlocked.stderr);
 
-    let clean = drill(&scratch, &["--clean"]);
+    let clean = scratch.ferry(&clean_args);
     assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
     assert!(
         clean.stdout.contains("nothing of the drill is left"),
@@ -399,7 +424,7 @@ fn killed_then_cleaned(reached: impl Fn(&[serde_json::Value]) -> bool) {
         clean.stdout
     );
     assert_eq!(drill_instances(&scratch), Vec::<String>::new());
-    assert_eq!(production_files(&scratch), before);
+    assert_eq!(production_files_of(&scratch, spec), before);
 }
 
 #[test]
@@ -543,4 +568,13 @@ fn a_drill_of_a_warm_or_hot_standby_rehearses_the_failover_onto_its_own_standby(
             "{mode}"
         );
     }
+}
+
+#[test]
+fn a_staged_drill_killed_in_the_middle_of_its_failovers_disk_moves_is_removed_whole_by_clean() {
+    killed_then_cleaned_in("data100/warm", |records| {
+        records
+            .iter()
+            .any(|record| event(record) == "step_finished" && step(record) == "disk.home1:move")
+    });
 }
