@@ -5,9 +5,12 @@
 //! ([`ferry_plan::drill::drill_spec`]), which the planner plans from the drill's own readings
 //! and the engine applies under the drill's own lock, after the safety pass
 //! ([`ferry_plan::drill::check_drill_plan`]) has compared every step with production's
-//! readings. The clean-up is a plan of deletes through the same engine and journal, followed
-//! by a reading of the drill's world that must come back empty. Production is only read: its
-//! state, journal and lock are never opened for writing.
+//! readings. With a warm or hot standby the drill is staged: its copy of production as it
+//! stands is built first, then its failover onto its own standby is planned (`--failover` on
+//! the drill's deployment), checked ([`ferry_plan::drill::check_drill_failover`]), applied
+//! and measured. The clean-up is a plan of deletes through the same engine and journal,
+//! followed by a reading of the drill's world that must come back empty. Production is only
+//! read: its state, journal and lock are never opened for writing.
 
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
@@ -29,6 +32,23 @@ pub(crate) use guard::guarded;
 use crate::{
     Applied, ApplyRequest, Approval, Deployment, OpsError, PlanOptions, PlanSource, WorldSource,
 };
+
+/// The apply of a drill that ended last: its build (a staged drill's copy of production, or
+/// a cold drill whole), or a staged drill's failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Build,
+    Failover,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Build => "build",
+            Phase::Failover => "failover",
+        }
+    }
+}
 
 /// What `ferry drill` is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,10 +337,12 @@ impl Deployment {
                         .drill_apply(&drill, &request, &before, FailoverRequest::Force)
                         .await?;
                     report.cancelled = cancelled;
-                    (applied, "the failover")
+                    (applied, Phase::Failover)
                 }
-                other => (other, "the build"),
+                other => (other, Phase::Build),
             };
+            // What is measured: a cold drill's build, or a staged drill's failover.
+            let measured_phase = !staged || phase == Phase::Failover;
             match applied {
                 Applied::Ran {
                     plan,
@@ -345,13 +367,14 @@ impl Deployment {
                         })
                         .filter_map(|step| step.finished)
                         .max()
-                        .filter(|_| report.succeeded && (phase == "the failover" || !staged));
-                    if report.succeeded && (phase == "the failover" || !staged) {
+                        .filter(|_| report.succeeded && measured_phase);
+                    if report.succeeded && measured_phase {
                         report.measured_file = self.record_measurements(&report.steps, &plan);
                     } else {
                         report.succeeded = false;
                         report.measured_file = Err(format!(
-                            "{phase} of the drill did not finish, so its figures are not kept"
+                            "the drill's {} did not finish, so its figures are not kept",
+                            phase.name()
                         ));
                     }
                     report.plan = Some(plan);
