@@ -3,7 +3,8 @@
 //! that refuses a drill plan with a step on a production instance.
 //!
 //! Pure like the rest of the planner: the drill's plan is `crate::plan` of [`drill_spec`]
-//! against the drill's own readings, checked by [`check_drill_plan`] against production's.
+//! against the drill's own readings, checked by [`check_drill_plan`] against production's (a
+//! staged drill's failover by [`check_drill_failover`]); its clean-up is [`teardown_plan`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -23,8 +24,9 @@ pub const COPY_OF: &str = ferry_core::fields::disk::COPY_OF;
 pub const DRILL_VARIABLE: &str = "FERRY_DRILL";
 pub const DRILL_ID_VARIABLE: &str = "FERRY_DRILL_ID";
 
-/// The actions a drill never takes: each acts on an instance that already holds something
-/// (production's, in a drill), never on what the drill builds.
+/// The actions a drill's build never takes: each acts on an instance that already holds
+/// something, never on what the build makes. A staged drill's failover takes them, on the
+/// instances its own build made ([`check_drill_failover`]).
 pub const NEVER_IN_A_DRILL: [Action; 6] = [
     Action::Fence,
     Action::Detach,
