@@ -135,3 +135,67 @@ fn drills_measurements_feed_the_failovers_estimates() {
     assert_eq!((before, after), (2369, 2234));
     insta::assert_snapshot!(measured.notes.last().unwrap(), @"estimates: 1 of the 34 steps take what this deployment's drills measured (up to 2 drills, the last at 2026-12-07T12:00:00Z), the others their kind's");
 }
+
+/// A cold drill is the failover's own build: every step of production's failover plan on a
+/// replaceable resource (its creates, hook runs, check) has its twin in the drill's plan, the
+/// same resource doing the same with the same estimate; the failover's moves of data are the
+/// drill's copies (a disk's create, a pool's create, a record's create), and its fence and
+/// retirements have none.
+#[test]
+fn a_cold_drills_plan_is_the_failovers_build_with_copies_in_place_of_the_moves() {
+    let rules = ferry_providers::rule_book();
+    let down = data100_snapshot("observed-apiserver-down.json");
+    let failover = ferry_plan::plan(&data100(), &down, &rules, &PlanConfig::default()).unwrap();
+    let drill = drill_spec(&data100(), &down, &rules, &DrillId::new("d1").unwrap()).unwrap();
+    let plan = ferry_plan::plan(&drill, &Snapshot::new(0), &rules, &PlanConfig::default()).unwrap();
+    let twin = |step: &ferry_core::Step, action: Action| {
+        plan.steps
+            .iter()
+            .find(|other| other.address.address == step.address.address && other.action == action)
+    };
+    for step in &failover.steps {
+        let kind = step.address.kind();
+        match step.action {
+            Action::Create | Action::Run | Action::Wait => {
+                let drilled = twin(step, step.action)
+                    .unwrap_or_else(|| panic!("{} has no twin in the drill", step.id));
+                assert_eq!(
+                    drilled.estimate_seconds, step.estimate_seconds,
+                    "{}",
+                    step.id
+                );
+            }
+            Action::Move | Action::Import | Action::Update if kind.is_stateful() => {
+                assert!(
+                    twin(step, Action::Create).is_some(),
+                    "{} is not copied",
+                    step.id
+                );
+            }
+            Action::Fence
+            | Action::Detach
+            | Action::Attach
+            | Action::Export
+            | Action::Retire
+            | Action::Update => {}
+            other => panic!(
+                "{}: a failover step the drill does not account for: {other}",
+                step.id
+            ),
+        }
+    }
+    // And nothing else: every drill step is a failover step's twin or a copy.
+    assert_eq!(
+        plan.steps.len(),
+        failover
+            .steps
+            .iter()
+            .filter(|step| matches!(step.action, Action::Create | Action::Run | Action::Wait))
+            .count()
+            + plan
+                .steps
+                .iter()
+                .filter(|step| step.address.kind().is_stateful())
+                .count()
+    );
+}
