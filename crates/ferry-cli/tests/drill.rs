@@ -578,3 +578,47 @@ fn a_staged_drill_killed_in_the_middle_of_its_failovers_disk_moves_is_removed_wh
             .any(|record| event(record) == "step_finished" && step(record) == "disk.home1:move")
     });
 }
+
+/// After a hot failover production's pool serves from its replica's disks: a drill copies
+/// those, the side that serves, into its pool's disks.
+#[test]
+fn a_drill_after_a_hot_failover_copies_the_side_that_serves() {
+    let scratch = Scratch::new();
+    let apply = |extra: &[&str]| {
+        let mut arguments = vec![
+            "apply",
+            "data100/hot",
+            "--world",
+            "world.json",
+            "--auto-approve",
+        ];
+        arguments.extend_from_slice(extra);
+        ferry_ok(&scratch, &arguments)
+    };
+    apply(&["--new-world"]);
+    scratch.break_api_server(1);
+    apply(&[]);
+    let world = scratch.world();
+    assert_eq!(
+        world["instances"]["zfs_pool.home"]["disks"][0],
+        "disk.replica0"
+    );
+    let kept = scratch.ferry(&[
+        "drill",
+        "data100/hot",
+        "--world",
+        "world.json",
+        "--id",
+        "after",
+        "--keep",
+    ]);
+    assert_eq!(kept.code, 0, "{}\n{}", kept.stdout, kept.stderr);
+    let drill_world = support::read_json(&scratch.path().join(WORLD));
+    assert_eq!(
+        drill_world["instances"]["disk.home0"]["copy_of"],
+        "/memory/disk.replica0"
+    );
+    let clean = scratch.ferry(&["drill", "data100/hot", "--world", "world.json", "--clean"]);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    assert_eq!(drill_instances(&scratch), Vec::<String>::new());
+}

@@ -197,13 +197,42 @@ pub fn drill_spec(
                 .filter_map(|disk| disk.as_str()?.parse().ok())
         })
         .collect();
+    // Which production disk holds what each of the spec's pool disks stands for: itself, but
+    // after a hot failover the pool serves from its replica's disks (its reading lists them),
+    // and the drill copies the side that serves.
+    let mut serving_disk: BTreeMap<ferry_core::ResourceAddress, ferry_core::ResourceAddress> =
+        BTreeMap::new();
+    for pool in production.resources.values() {
+        if pool.address.kind != Kind::ZfsPool {
+            continue;
+        }
+        let listed = |value: Option<&Value>| -> Vec<ferry_core::ResourceAddress> {
+            value
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|disk| disk.as_str()?.parse::<ferry_core::InstanceAddress>().ok())
+                .map(|disk| disk.address)
+                .collect()
+        };
+        let written = listed(pool.field(ferry_core::fields::zfs_pool::DISKS));
+        let read = match production_readings.resources.get(&pool.address.at(None)) {
+            Some(Observation::Present { attributes, .. }) => {
+                listed(attributes.get(ferry_core::fields::zfs_pool::DISKS))
+            }
+            _ => Vec::new(),
+        };
+        if read.len() == written.len() {
+            serving_disk.extend(written.into_iter().zip(read));
+        }
+    }
     let mut drill = drill_layout(production, rules, id);
     let mut problems = Vec::new();
     for (address, resource) in &mut drill.resources {
         if address.kind != Kind::Disk || replica_disks.contains(address) {
             continue;
         }
-        let instance = address.at(None);
+        let instance = serving_disk.get(address).unwrap_or(address).at(None);
         match production_readings.resources.get(&instance) {
             Some(Observation::Present { attributes, .. }) => {
                 let source = attributes
