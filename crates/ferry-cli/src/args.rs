@@ -160,7 +160,8 @@ pub struct SourceArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct PlanningArgs {
-    /// Plan a failover whatever the readings say (a drill, or a planned move).
+    /// Plan a failover whatever the readings say (a planned move; a rehearsal on copies is
+    /// `ferry drill`).
     #[arg(long, conflicts_with = "no_failover")]
     pub failover: bool,
     /// Only reconcile the active generation, even if a trigger is unhealthy.

@@ -33,7 +33,8 @@ pub enum FailoverRequest {
     /// unhealthy.
     #[default]
     Policy,
-    /// `--failover`: a planned failover (a drill, or a move), whatever the readings say.
+    /// `--failover`: a planned failover (a move, or a drill's failover onto its own standby),
+    /// whatever the readings say.
     Force,
     /// `--no-failover`: only reconcile the active generation.
     Never,
