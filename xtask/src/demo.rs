@@ -570,8 +570,20 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
 
     section("Proof, from tools that are not ferry");
     let state = simulator.state()?;
-    let ingress = public_address(&state, "data100-g2", "data100-ingress")
-        .context("the simulator shows no ingress address in data100-g2")?;
+    // A hot standby keeps the hubs on a static IP (data100-shared) that generation 2's ingress
+    // took over; the others give each generation an ingress address of its own.
+    let ingress_group = if mode == Mode::Hot {
+        "data100-shared"
+    } else {
+        "data100-g2"
+    };
+    let ingress = public_address(&state, ingress_group, "data100-ingress")
+        .with_context(|| format!("the simulator shows no ingress address in {ingress_group}"))?;
+    let new_ingress = if mode == Mode::Hot {
+        "the same static IP, now generation 2's"
+    } else {
+        "new ingress"
+    };
     let mut proofs = Vec::new();
     for name in ["staging", "hub"] {
         let answer = bind.dig(&format!("{name}.{ZONE}."), "A")?;
@@ -582,7 +594,7 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
             answer.join(", ")
         );
         proofs.push((
-            format!("DNS {name}.{ZONE} -> {ingress} (new ingress)"),
+            format!("DNS {name}.{ZONE} -> {ingress} ({new_ingress})"),
             good,
         ));
     }
@@ -629,7 +641,7 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         on_new_host,
     ));
     let tls = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .args(["-sS", "-w", "\n%{http_code}", "--cacert"])
         .arg(&ca.ca_file)
         .args([
             "--resolve",
@@ -637,12 +649,22 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
             &format!("https://hub.{ZONE}/"),
         ])
         .output()?;
-    let tls_code = String::from_utf8_lossy(&tls.stdout).into_owned();
+    let answer = String::from_utf8_lossy(&tls.stdout).into_owned();
+    let (body, tls_code) = answer.rsplit_once('\n').unwrap_or(("", answer.as_str()));
     println!("curl https://hub.{ZONE}/ at {ingress}: HTTP {tls_code}, certificate verified");
     proofs.push((
         "TLS: curl verifies hub's certificate".into(),
         tls_code == "200",
     ));
+    if mode == Mode::Hot {
+        // Which cluster answers on the static IP: generation 2's, through its load balancer.
+        let served_by_new = body.contains("on aks_cluster.hub@g2");
+        println!("the hub at {ingress} says: {}", body.trim());
+        proofs.push((
+            "the static IP serves generation 2's hub".into(),
+            served_by_new,
+        ));
+    }
     let old_gone = !group_exists(&state, "data100-g1");
     println!(
         "simulator state: resource group data100-g1 {}",

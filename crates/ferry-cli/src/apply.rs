@@ -310,12 +310,12 @@ fn actual_bars(report: &ferry_apply::ApplyReport) -> Vec<render::Bar> {
         .collect()
 }
 
-fn output_plain() -> Output {
+pub(crate) fn output_plain() -> Output {
     Output::new(crate::args::ColorChoice::Never)
 }
 
 /// The first Ctrl-C stops starting steps and lets running ones finish; the second aborts them.
-async fn watch_interrupts(control: ApplyControl, output: Arc<Output>) {
+pub(crate) async fn watch_interrupts(control: ApplyControl, output: Arc<Output>) {
     loop {
         if tokio::signal::ctrl_c().await.is_err() {
             return;

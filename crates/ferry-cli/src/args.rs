@@ -52,6 +52,38 @@ pub enum Command {
     Replicate(ObserveArgs),
     /// Look at what the state knows, or make it forget an instance.
     State(StateArgs),
+    /// Rehearse the failover on copies in a drill of its own, measure it, and remove it;
+    /// production is only read.
+    Drill(DrillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Leave the drill built for inspection; remove it later with --clean.
+    #[arg(long, conflicts_with = "clean")]
+    pub keep: bool,
+    /// Only remove what a drill left (after --keep, or a drill that was stopped or killed).
+    #[arg(long)]
+    pub clean: bool,
+    /// The drill's id, on its tags and in its hooks' FERRY_DRILL_ID (lower-case letters,
+    /// digits and -); by default the date and time.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// While another drill holds the drill's lock, wait up to this long for it (e.g. 5m).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: std::time::Duration,
+    /// Print the report as one JSON object (format_version 1, documented in
+    /// docs/spec-reference.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw the drill as it ran as a timeline (SVG): each step from its real start to its
+    /// end, the drill plan's critical path outlined.
+    #[arg(long, value_name = "FILE.svg", conflicts_with = "clean")]
+    pub timeline: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -128,7 +160,8 @@ pub struct SourceArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct PlanningArgs {
-    /// Plan a failover whatever the readings say (a drill, or a planned move).
+    /// Plan a failover whatever the readings say (a planned move; a rehearsal on copies is
+    /// `ferry drill`).
     #[arg(long, conflicts_with = "no_failover")]
     pub failover: bool,
     /// Only reconcile the active generation, even if a trigger is unhealthy.

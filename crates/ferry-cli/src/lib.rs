@@ -3,6 +3,7 @@
 
 mod apply;
 mod args;
+mod drill;
 mod output;
 pub mod progress;
 mod single_dash;
@@ -106,6 +107,7 @@ fn run(command: Command, output: &Output) -> Result<ExitCode> {
         Command::ForceUnlock(args) => apply::force_unlock(&args, output),
         Command::Watch(args) => watch::watch(&args, output),
         Command::State(args) => state::state_command(&args, output),
+        Command::Drill(args) => drill::drill_command(&args, output),
     }
 }
 

@@ -21,6 +21,11 @@ pub fn is_gauge(name: &str) -> bool {
     GAUGES.contains(&name)
 }
 
+/// The tag every resource of a failover drill carries (`ferry-drill = ID`, in `tags`): what
+/// its clean-up lists, and what the simulated world reads to give a drill's instances
+/// addresses of their own.
+pub const DRILL_TAG: &str = "ferry-drill";
+
 /// `[resource_group.NAME]`.
 pub mod resource_group {
     /// The Azure name of the group; the spec checks that it contains `${generation}`.
@@ -54,6 +59,10 @@ pub mod disk {
     pub const VM: &str = "vm";
     /// The disk's LUN on its VM, which names its device (`lunN`) in the VM's device folder.
     pub const LUN: &str = "lun";
+    /// A failover drill's disk: the production disk it is a copy of (its ARM id), set by
+    /// `ferry drill` in the drill's spec; the create snapshots that disk, only reading it, and
+    /// makes this disk from the snapshot. It steers the create only: never compared.
+    pub const COPY_OF: &str = "copy_of";
 }
 
 /// `[zfs_pool.NAME]`.

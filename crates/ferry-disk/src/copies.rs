@@ -198,8 +198,10 @@ pub async fn copy_disks(
             });
         }
     }
-    let results: Vec<Result<DiskCopy, CopyError>> = futures_util::stream::iter(requests)
-        .map(|request| copy_one(operations, request, config))
+    // Owned requests: a closure over borrowed ones is not `Send` for every lifetime, which a
+    // provider's `async_trait` step needs.
+    let results: Vec<Result<DiskCopy, CopyError>> = futures_util::stream::iter(requests.to_vec())
+        .map(|request| async move { copy_one(operations, &request, config).await })
         .buffered(config.parallelism.max(1))
         .collect()
         .await;

@@ -323,7 +323,7 @@ impl KindRules for DiskRules {
     }
 
     fn is_observed(&self, field: &str) -> bool {
-        field != "tags"
+        field != "tags" && field != disk::COPY_OF
     }
 }
 

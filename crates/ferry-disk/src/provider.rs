@@ -66,6 +66,12 @@ pub enum DiskError {
         disk: InstanceAddress,
         message: String,
     },
+    /// A drill's copy (`copy_of`) could not be made.
+    #[error("{disk}: {error}")]
+    Copy {
+        disk: InstanceAddress,
+        error: Box<crate::copies::CopyError>,
+    },
 }
 
 impl From<ArmError> for DiskError {
@@ -79,6 +85,10 @@ impl From<DiskError> for StepError {
         let message = error.to_string();
         match &error {
             DiskError::Arm(arm) => arm.step_error(message),
+            DiskError::Copy { error, .. } => {
+                let judged = error.step_error();
+                StepError { message, ..judged }
+            }
             _ => StepError::permanent(message),
         }
     }
@@ -470,6 +480,11 @@ async fn create(
     let found = match locate(azure, disk, hint, outputs, ReadVia::Single).await? {
         // Created by an earlier attempt: creating is done.
         Some(found) => found,
+        None if hint.get(fields::disk::COPY_OF).is_some() => {
+            let id = desired_id(azure, disk, hint, outputs)?;
+            let body = copy_from(operations, disk, &id, hint).await?;
+            Found { id, body }
+        }
         None => {
             let id = desired_id(azure, disk, hint, outputs)?;
             let mut body = json!({
@@ -491,6 +506,76 @@ async fn create(
         return attach_as_planned(azure, updates, operations, disk, found, hint, outputs).await;
     }
     Ok(found)
+}
+
+/// A failover drill's disk, made at `id` as a copy of the production disk `copy_of` names
+/// ([`crate::copies::copy_disks`]): a snapshot of it (only read) in the same group as `id`,
+/// then the disk from the snapshot, both with the drill's tag, which the step must carry.
+/// Returns the new disk's body.
+async fn copy_from(
+    operations: &StepOperations<'_>,
+    disk: &InstanceAddress,
+    id: &ResourceId,
+    hint: &Attributes,
+) -> Result<Value, DiskError> {
+    use crate::copies::{CopyConfig, DiskCopyRequest, DrillTag, copy_disks};
+    let step_error = |message: String| DiskError::Step {
+        disk: disk.clone(),
+        message,
+    };
+    let text = hint
+        .get(fields::disk::COPY_OF)
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let source = ResourceId::parse(text).map_err(|error| {
+        step_error(format!(
+            "copy_of `{text}` is not a managed disk's ARM id ({error}): ferry drill sets it from production's reading; drill again"
+        ))
+    })?;
+    let mut tags = tags_from(hint).unwrap_or_default();
+    let Some(drill) = tags.remove(fields::DRILL_TAG) else {
+        return Err(step_error(format!(
+            "a copy carries the drill's tag ({}), which this step lacks: ferry drill sets it; drill again",
+            fields::DRILL_TAG
+        )));
+    };
+    let group = ResourceId::resource_group(
+        id.subscription_id(),
+        id.resource_group_name().unwrap_or_default(),
+    );
+    let config = CopyConfig {
+        snapshot_group: group.clone(),
+        target_group: group,
+        zone: None,
+        snapshot_sku: ferry_arm::SnapshotSku::default(),
+        tag: DrillTag {
+            key: fields::DRILL_TAG.to_owned(),
+            value: drill,
+        },
+        tags,
+        parallelism: 1,
+    };
+    let request = DiskCopyRequest {
+        source,
+        snapshot_name: format!("{}-snapshot", id.name()),
+        copy_name: id.name().to_owned(),
+    };
+    copy_disks(operations, &[request], &config)
+        .await
+        .map_err(|error| DiskError::Copy {
+            disk: disk.clone(),
+            error: Box::new(error),
+        })?;
+    let copied = operations
+        .client()
+        .read::<Value>(id)
+        .await?
+        .ok_or_else(|| {
+            step_error(format!(
+                "{id} was copied but ARM does not show it: apply again"
+            ))
+        })?;
+    Ok(copied.value)
 }
 
 /// An update in place: size (grow only; the rules refuse a shrink), SKU, tags, and the

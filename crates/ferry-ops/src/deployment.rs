@@ -48,6 +48,9 @@ pub struct Deployment {
     /// Built on first use: planning from a snapshot file needs no state.
     backend: OnceLock<Arc<dyn StateBackend>>,
     pub(crate) source: WorldSource,
+    /// A drill's deployment: what production holds, which no step may touch; its providers
+    /// ask before each step (`crate::drill::guard::GuardedProvider`).
+    pub(crate) guard: Option<Arc<ferry_plan::drill::ProductionIdentities>>,
 }
 
 impl Deployment {
@@ -71,6 +74,7 @@ impl Deployment {
             spec_path: spec_path.to_owned(),
             backend: OnceLock::new(),
             source,
+            guard: None,
         })
     }
 
@@ -107,6 +111,14 @@ impl Deployment {
     /// The world to read and change: the real providers, or the simulated world's (with the
     /// world itself, to save after an apply).
     pub(crate) fn providers(&self, persist: bool) -> Result<(Providers, Option<World>), OpsError> {
+        let (providers, world) = self.unguarded_providers(persist)?;
+        match &self.guard {
+            Some(production) => Ok((crate::drill::guarded(&providers, production), world)),
+            None => Ok((providers, world)),
+        }
+    }
+
+    fn unguarded_providers(&self, persist: bool) -> Result<(Providers, Option<World>), OpsError> {
         match &self.source {
             WorldSource::Live => Ok((ferry_providers::live_providers(&self.spec)?, None)),
             WorldSource::Providers(providers) => Ok((providers.clone(), None)),
@@ -167,10 +179,34 @@ impl Deployment {
 
     /// Breaks the apply lock `id` after making sure its holder is gone; a holder that provably
     /// runs is refused unless `if_running` says otherwise. Returns the lock that was broken.
+    /// A lock `id` that is not production's may be its drill's (`ferry drill`, whose own state
+    /// is beside production's): lock ids are unique, so the one the error named is the one
+    /// broken, and the advice a killed drill prints works as written.
     pub fn force_unlock(&self, id: &str, if_running: IfHolderRuns) -> Result<LockInfo, OpsError> {
-        self.backend()?
-            .force_unlock(id, if_running)
-            .map_err(|error| error.for_spec(&self.spec_path).into())
+        match self.backend()?.force_unlock(id, if_running) {
+            Ok(lock) => Ok(lock),
+            Err(
+                error @ (ferry_state::lock::LockError::NotLocked { .. }
+                | ferry_state::lock::LockError::WrongId { .. }),
+            ) => {
+                let mut drill_spec = self.spec.clone();
+                drill_spec.state = ferry_plan::drill::drill_state(&self.spec.state);
+                let drill = state_backend(&drill_spec)?;
+                let drill_holds_it = drill
+                    .read_lock()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|lock| lock.id == id);
+                if drill_holds_it {
+                    drill
+                        .force_unlock(id, if_running)
+                        .map_err(|error| error.for_spec(&self.spec_path).into())
+                } else {
+                    Err(error.for_spec(&self.spec_path).into())
+                }
+            }
+            Err(error) => Err(error.for_spec(&self.spec_path).into()),
+        }
     }
 }
 
@@ -233,8 +269,13 @@ pub(crate) fn blob_config(spec: &Spec) -> Result<BlobStateConfig, OpsError> {
                 blob: blob.clone(),
                 auth,
                 ca_file: ca_file.clone(),
-                // The operator's own copy of every journal record this machine writes.
-                local_journal: StateDir::for_spec_dir(&spec.root).journal_path(),
+                // The operator's own copy of every journal record this machine writes; a
+                // drill's beside the drill's, never in production's.
+                local_journal: if blob.ends_with(ferry_plan::drill::DRILL_BLOB_SUFFIX) {
+                    StateDir::new(spec.root.join(".ferry/drill")).journal_path()
+                } else {
+                    StateDir::for_spec_dir(&spec.root).journal_path()
+                },
                 lease: BLOB_LEASE,
                 request_timeout: Duration::from_secs(30),
                 // Long enough for a passing fault; an apply whose storage is gone stops

@@ -13,6 +13,8 @@
 //! - [`Deployment::force_unlock`] breaks a lock whose holder is gone;
 //! - [`Deployment::state_view`] shows what the state knows, and [`Deployment::forget`] makes it
 //!   forget an instance, under the lock;
+//! - [`Deployment::drill`] rehearses the failover on copies in a deployment of its own (its
+//!   own state, lock and, in a simulated world, file), measures it and removes it;
 //! - [`Deployment::replicate`] runs one replication round for each pool of a hot standby;
 //! - [`watch::Watcher`] runs one round of `ferry watch`: readings, damped alerts delivered, the
 //!   failover plan written, failover readiness followed.
@@ -22,6 +24,7 @@
 
 mod apply;
 mod deployment;
+pub mod drill;
 mod error;
 mod plan;
 mod replicate;
@@ -31,6 +34,10 @@ pub mod watch;
 
 pub use apply::{Applied, ApplyRequest, Approval, PlanSource};
 pub use deployment::{Deployment, WorldSource, read_snapshot, state_backend};
+pub use drill::{
+    Cleanup, DrillMode, DrillReport, DrillRequest, MeasuredStep, Stage, drill_world_path,
+    measured_path, read_measured,
+};
 pub use error::OpsError;
 pub use plan::{PlanOptions, plan, readiness, saved_plan};
 pub use replicate::ReplicationRound;

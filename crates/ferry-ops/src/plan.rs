@@ -29,7 +29,23 @@ pub fn plan(
 ) -> Result<Plan, OpsError> {
     let plan = ferry_plan::plan(spec, snapshot, rules, &clocked(&options.config))?;
     ferry_providers::check_plan(&plan, snapshot, options.force).map_err(OpsError::Guard)?;
-    Ok(plan)
+    Ok(measured(spec, plan))
+}
+
+/// The plan with this deployment's drills' figures over its estimates, when it has some; a
+/// file that cannot be read is a note, never a refusal (a failover plan must not wait on it).
+fn measured(spec: &Spec, mut plan: Plan) -> Plan {
+    let path = crate::drill::measured_path(spec);
+    match crate::drill::read_measured(&path) {
+        Ok(Some(figures)) => ferry_plan::measured::with_measured(plan, &figures),
+        Ok(None) => plan,
+        Err(why) => {
+            plan.notes.push(format!(
+                "estimates: the drills' figures are not used: {why}"
+            ));
+            plan
+        }
+    }
 }
 
 /// The planning configuration with the time it plans at, the one thing the pure planner cannot
@@ -52,13 +68,30 @@ pub fn readiness(
     if plan.failover.is_some() {
         return None;
     }
-    ferry_plan::readiness_with(
+    // The failover's time to recovery from the drills' figures too, as `ferry plan
+    // --failover` shows it.
+    let measured_recovery = std::sync::Mutex::new(None);
+    let mut readiness = ferry_plan::readiness_with(
         spec,
         snapshot,
         rules,
         &clocked(&options.config),
-        &|failover| ferry_providers::check_plan(failover, snapshot, options.force),
-    )
+        &|failover| {
+            *measured_recovery
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                measured(spec, failover.clone()).recovery_seconds;
+            ferry_providers::check_plan(failover, snapshot, options.force)
+        },
+    )?;
+    if readiness.recovery_seconds.is_some()
+        && let Some(seconds) = measured_recovery
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        readiness.recovery_seconds = Some(seconds);
+    }
+    Some(readiness)
 }
 
 /// A plan to save: with its spec's absolute path (so that it applies from any folder), the

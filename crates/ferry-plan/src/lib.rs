@@ -5,6 +5,8 @@
 //! byte for byte, which is what lets a saved plan be checked and a plan be reviewed.
 
 mod build;
+pub mod drill;
+pub mod measured;
 pub mod order;
 pub mod outcome;
 mod readiness;
@@ -31,7 +33,8 @@ pub enum FailoverRequest {
     /// unhealthy.
     #[default]
     Policy,
-    /// `--failover`: a planned failover (a drill, or a move), whatever the readings say.
+    /// `--failover`: a planned failover (a move, or a drill's failover onto its own standby),
+    /// whatever the readings say.
     Force,
     /// `--no-failover`: only reconcile the active generation.
     Never,

@@ -398,7 +398,7 @@ fn effect(
                 instance: &instance,
                 action: step.action,
                 inputs,
-                number: stable_number(&instance),
+                number: stable_number(&instance, is_drills(inputs)),
                 outputs_of,
             },
             &mut attributes,
@@ -408,12 +408,27 @@ fn effect(
     Some(attributes)
 }
 
-/// A small number stable for an instance (20 to 219), for simulated addresses.
-fn stable_number(instance: &InstanceAddress) -> u32 {
-    instance.to_string().bytes().fold(7u32, |hash, byte| {
+/// A small number stable for an instance, for simulated addresses: 20 to 219, or for a
+/// failover drill's instance (`ferry drill`, whose instances have production's addresses in a
+/// world of their own) 220 to 254, so that a drill's simulated addresses are never
+/// production's.
+fn stable_number(instance: &InstanceAddress, drill: bool) -> u32 {
+    let hash = instance.to_string().bytes().fold(7u32, |hash, byte| {
         hash.wrapping_mul(31).wrapping_add(u32::from(byte))
-    }) % 200
-        + 20
+    });
+    if drill {
+        hash % 35 + 220
+    } else {
+        hash % 200 + 20
+    }
+}
+
+/// Whether a step's inputs carry a drill's tag.
+fn is_drills(inputs: &Attributes) -> bool {
+    inputs
+        .get("tags")
+        .and_then(|tags| tags.get(ferry_core::fields::DRILL_TAG))
+        .is_some()
 }
 
 /// Ends a call when its future is dropped before it returned.

@@ -112,6 +112,9 @@ pub struct World {
     pub variables: Vec<String>,
     pub environment: Vec<(String, String)>,
     pub work: PathBuf,
+    /// The hubs' ingress is a static IP that outlives generations (`static_ip.ingress`, the
+    /// hot spec), not a public IP per generation.
+    pub static_ingress: bool,
     _pool: Option<PoolCleanup>,
     _lock: ZfsLock,
     _folder: tempfile::TempDir,
@@ -277,7 +280,11 @@ impl World {
         // A hung API server is given up on after a second, not five.
         environment.push(("FERRY_AKS_READYZ_TIMEOUT".into(), "1".into()));
         let variables = data100_variables(&spec, &hosts.access(), &bind, &ca);
+        let static_ingress = std::fs::read_to_string(spec.join("azure.toml"))
+            .unwrap()
+            .contains("[static_ip.ingress]");
         World {
+            static_ingress,
             _hubs: hubs,
             hosts,
             bind,
@@ -491,13 +498,16 @@ impl World {
         SavedPlan::from_json(&text).unwrap().plan
     }
 
+    /// The hubs' address when `generation` serves: its own public IP, or the static IP that
+    /// every generation's ingress takes in turn.
     pub fn ingress(&self, generation: u32) -> String {
-        public_address(
-            &self.simulator.dump_state(),
-            &format!("data100-g{generation}"),
-            "data100-ingress",
-        )
-        .unwrap_or_else(|| panic!("no ingress address in data100-g{generation}"))
+        let group = if self.static_ingress {
+            "data100-shared".to_owned()
+        } else {
+            format!("data100-g{generation}")
+        };
+        public_address(&self.simulator.dump_state(), &group, "data100-ingress")
+            .unwrap_or_else(|| panic!("no ingress address in {group}"))
     }
 
     /// The proofs from tools that are not ferry, after a failover to `generation`, and the
@@ -567,7 +577,7 @@ impl World {
     }
 
     /// DNS answers the ingress of `generation` for both names, and curl verifies the hub's
-    /// certificate there.
+    /// certificate there; on a static IP, the hub that answers is generation's.
     fn assert_clients_reach(&self, generation: u32) {
         let ingress = self.ingress(generation);
         for name in ["staging", "hub"] {
@@ -578,7 +588,7 @@ impl World {
             );
         }
         let tls = Command::new("curl")
-            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .args(["-sS", "-w", "\n%{http_code}", "--cacert"])
             .arg(&self.ca.ca_file)
             .args([
                 "--resolve",
@@ -587,12 +597,20 @@ impl World {
             ])
             .output()
             .unwrap();
+        let answer = String::from_utf8_lossy(&tls.stdout).into_owned();
+        let (body, code) = answer.rsplit_once('\n').unwrap_or(("", &answer));
         assert_eq!(
-            String::from_utf8_lossy(&tls.stdout),
+            code,
             "200",
             "curl verifies the hub's certificate at the new ingress: {}",
             String::from_utf8_lossy(&tls.stderr)
         );
+        if self.static_ingress {
+            assert!(
+                body.contains(&format!("on aks_cluster.hub@g{generation}")),
+                "the hub of generation {generation} answers on the static IP {ingress}: {body}"
+            );
+        }
     }
 }
 

@@ -1,0 +1,286 @@
+//! A failover drill of data100 on the in-process ARM simulator (issue 17), through
+//! `ferry_ops::Deployment::drill`: the real Azure providers build the drill's own resource
+//! group, network, cluster, VM and public IPs, the disk provider copies production's disks
+//! through snapshots, the pool, records, hooks and checks are in a memory world of the drill's
+//! own; then the clean-up deletes it all. The simulator's record shows no request but a read
+//! to anything of production's group, and the drill's group is gone at the end. A warm
+//! standby's drill is staged: its failover fences, detaches, moves and attaches the drill's
+//! copies, between the drill's own groups.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_apply::{ApplyConfig, ApplyControl};
+use ferry_arm::{AzureDeployment, AzureSettings, Url};
+use ferry_core::{Kind, Providers};
+use ferry_ops::{
+    Applied, ApplyRequest, Approval, Deployment, DrillMode, DrillRequest, PlanOptions, PlanSource,
+    WorldSource,
+};
+use ferry_plan::drill::DrillId;
+use ferry_world::{MemoryProvider, World};
+
+/// Providers for `spec` on `simulator`: the real Azure ones, the rest in `world`.
+fn providers(
+    spec: &ferry_spec::Spec,
+    simulator: &ferry_sim::Simulator,
+    folder: &Path,
+    operations: &str,
+    world: &World,
+) -> Providers {
+    let mut settings = AzureSettings::simulator(
+        Url::parse(simulator.endpoint()).unwrap(),
+        simulator.ca_file().to_path_buf(),
+        folder.join(operations),
+    );
+    settings.subscription = spec.deployment.subscription.clone();
+    settings.device_root = Some(folder.join("sim"));
+    let azure = Arc::new(AzureDeployment::new(settings, spec.resources.values()).unwrap());
+    ferry_providers::with_azure_providers(Providers::new(), &azure)
+        .with(Arc::new(MemoryProvider::new(Kind::ZfsPool, world)))
+        .with(Arc::new(MemoryProvider::new(Kind::DnsRecord, world)))
+        .with(Arc::new(MemoryProvider::new(Kind::Hook, world)))
+        .with(Arc::new(MemoryProvider::new(Kind::Check, world)))
+}
+
+/// A drill of `specs/data100/{variant}` on a simulator of its own, production built first:
+/// the drill's report, and the simulator's record since the drill started.
+async fn drill_on_the_simulator(
+    variant: &str,
+) -> (ferry_ops::DrillReport, Vec<ferry_sim::SimEvent>) {
+    let folder = tempfile::tempdir().unwrap();
+    let simulator = ferry_sim::start(ferry_sim::SimulatorConfig::for_tests(
+        folder.path().join("sim"),
+    ))
+    .await
+    .unwrap();
+    let rules = ferry_providers::rule_book();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../specs/data100")
+        .join(variant);
+    let mut spec = ferry_spec::load(&root, &ferry_spec::LoadOptions::default(), &rules)
+        .unwrap_or_else(|errors| panic!("{}", errors.render(false)));
+    spec.state = ferry_spec::StateConfig::Local {
+        path: folder.path().join("state"),
+    };
+    let production_world = World::simulating(&rules);
+    let production_providers = providers(
+        &spec,
+        &simulator,
+        folder.path(),
+        "operations",
+        &production_world,
+    );
+    let production = Deployment::open(
+        spec,
+        rules,
+        &root,
+        WorldSource::Providers(production_providers),
+    )
+    .unwrap();
+    let built = production
+        .apply(ApplyRequest {
+            plan: PlanSource::Fresh(PlanOptions::default()),
+            lock_timeout: Duration::ZERO,
+            config: ApplyConfig::default(),
+            control: &ApplyControl::new(),
+            on_event: &|_| {},
+            approve: &mut |_| Ok(Approval::Approved),
+        })
+        .await
+        .unwrap();
+    let Applied::Ran { report, .. } = built else {
+        panic!("production was not built");
+    };
+    assert!(report.succeeded(), "{}", report.counts().describe());
+    let mark = simulator.events().len();
+    let drill_world = World::simulating(&ferry_providers::rule_book());
+    let build_drill = |drill_spec: &ferry_spec::Spec| {
+        providers(
+            drill_spec,
+            &simulator,
+            folder.path(),
+            "drill-operations",
+            &drill_world,
+        )
+    };
+    let drilled = production
+        .drill(DrillRequest {
+            mode: DrillMode::Run { keep: false },
+            id: Some(DrillId::new(variant).unwrap()),
+            lock_timeout: Duration::ZERO,
+            config: ApplyConfig::default(),
+            control: &ApplyControl::new(),
+            on_event: &|_| {},
+            on_plan: &|_| {},
+            drill_providers: Some(&build_drill),
+        })
+        .await
+        .unwrap();
+    let events = simulator.events().into_iter().skip(mark).collect();
+    (drilled, events)
+}
+
+/// A warm standby's drill on the simulator: the drill's copy of production and its standby
+/// built, then its failover (fence, detach, move, attach) of the drill's copies through the
+/// real Azure providers, as strict as Azure; production's group sees reads only, the drill's
+/// groups are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_standbys_drill_on_the_arm_simulator_moves_only_the_drills_copies() {
+    let (drilled, events) = drill_on_the_simulator("warm").await;
+    let failed: Vec<String> = drilled
+        .steps
+        .iter()
+        .filter(|step| step.outcome != "done")
+        .map(|step| format!("{}: {}", step.id, step.outcome))
+        .collect();
+    assert_eq!(failed, Vec::<String>::new());
+    assert!(drilled.stage.is_some());
+    assert!(drilled.ok(), "{drilled:#?}");
+    let step_ids: Vec<String> = drilled
+        .steps
+        .iter()
+        .map(|step| step.id.to_string())
+        .collect();
+    for wanted in [
+        "vm.nfs@g1:fence",
+        "disk.home0:detach",
+        "disk.home0:move",
+        "disk.home0:attach",
+    ] {
+        assert!(
+            step_ids.contains(&wanted.to_owned()),
+            "{wanted}: {step_ids:?}"
+        );
+    }
+    let production_writes: Vec<String> = events
+        .iter()
+        .filter(|event| event.what == "request" && event.method != "GET")
+        .filter(|event| {
+            let path = event.path.to_ascii_lowercase();
+            path.contains("/resourcegroups/data100-g1/")
+                || path.contains("/resourcegroups/data100-g2/")
+        })
+        .map(|event| format!("{} {}", event.method, event.path))
+        .collect();
+    assert_eq!(production_writes, Vec::<String>::new());
+    // The moves were the drill's copies', between the drill's groups.
+    assert!(events.iter().any(|event| {
+        event.what == "request"
+            && event.method == "POST"
+            && event
+                .path
+                .contains("/resourceGroups/data100-g1-drill/moveResources")
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_and_leaves_nothing() {
+    let folder = tempfile::tempdir().unwrap();
+    let support::AzureWorld {
+        mut spec,
+        rules,
+        simulator,
+        providers: production_providers,
+    } = support::azure_world(folder.path(), "operations").await;
+    spec.state = ferry_spec::StateConfig::Local {
+        path: folder.path().join("state"),
+    };
+    let spec_path = spec.root.clone();
+    let production = Deployment::open(
+        spec,
+        rules,
+        &spec_path,
+        WorldSource::Providers(production_providers),
+    )
+    .unwrap();
+    let built = production
+        .apply(ApplyRequest {
+            plan: PlanSource::Fresh(PlanOptions::default()),
+            lock_timeout: Duration::ZERO,
+            config: ApplyConfig::default(),
+            control: &ApplyControl::new(),
+            on_event: &|_| {},
+            approve: &mut |_| Ok(Approval::Approved),
+        })
+        .await
+        .unwrap();
+    let Applied::Ran { report, .. } = built else {
+        panic!("generation 1 was not built");
+    };
+    assert!(report.succeeded(), "{}", report.counts().describe());
+    let mark = simulator.events().len();
+
+    let drill_world = World::simulating(&ferry_providers::rule_book());
+    let build_drill = |drill_spec: &ferry_spec::Spec| {
+        providers(
+            drill_spec,
+            &simulator,
+            folder.path(),
+            "drill-operations",
+            &drill_world,
+        )
+    };
+    let drilled = production
+        .drill(DrillRequest {
+            mode: DrillMode::Run { keep: false },
+            id: Some(DrillId::new("azure-1").unwrap()),
+            lock_timeout: Duration::ZERO,
+            config: ApplyConfig::default(),
+            control: &ApplyControl::new(),
+            on_event: &|_| {},
+            on_plan: &|_| {},
+            drill_providers: Some(&build_drill),
+        })
+        .await
+        .unwrap();
+    let failed: Vec<String> = drilled
+        .steps
+        .iter()
+        .filter(|step| step.outcome != "done")
+        .map(|step| format!("{}: {}", step.id, step.outcome))
+        .collect();
+    assert_eq!(failed, Vec::<String>::new());
+    let cleanup = drilled.cleanup.as_ref().unwrap();
+    assert_eq!(cleanup.failures, Vec::<String>::new());
+    assert_eq!(cleanup.leftovers, Vec::new());
+    assert_eq!(drilled.production_changes, Vec::<String>::new());
+    assert!(drilled.ok());
+
+    // Production's group saw reads only; the drill's is gone, its snapshots with it.
+    let events = simulator.events();
+    let production_writes: Vec<String> = events
+        .iter()
+        .skip(mark)
+        .filter(|event| event.what == "request" && event.method != "GET")
+        .filter(|event| {
+            event
+                .path
+                .to_ascii_lowercase()
+                .contains("/resourcegroups/data100-g1/")
+        })
+        .map(|event| format!("{} {}", event.method, event.path))
+        .collect();
+    assert_eq!(production_writes, Vec::<String>::new());
+    let snapshots_made = events
+        .iter()
+        .skip(mark)
+        .filter(|event| {
+            event.what == "request"
+                && event.method == "PUT"
+                && event.path.contains(
+                    "/resourceGroups/data100-g1-drill/providers/Microsoft.Compute/snapshots/",
+                )
+        })
+        .count();
+    assert_eq!(snapshots_made, 4);
+    let group_deleted = events.iter().skip(mark).any(|event| {
+        event.what == "request"
+            && event.method == "DELETE"
+            && event.path.ends_with("/resourceGroups/data100-g1-drill")
+    });
+    assert!(group_deleted);
+}
