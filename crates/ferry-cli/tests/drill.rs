@@ -516,7 +516,7 @@ fn what_drills_measure_feeds_the_failover_plans_estimates() {
 fn a_drill_of_a_warm_or_hot_standby_rehearses_the_failover_onto_its_own_standby() {
     for (mode, first_step, estimate) in [
         ("warm", "zfs_pool.home:export", "13m 44s"),
-        ("hot", "zfs_pool.home:promote", "3m 59s"),
+        ("hot", "zfs_pool.home:promote", "3m 15s"),
     ] {
         let spec = format!("data100/{mode}");
         let scratch = Scratch::new();
