@@ -213,9 +213,12 @@ impl StaticIpProvider {
                 "creating the resource group {}, which no generation deletes",
                 group.name()
             ));
-            operations
-                .put::<_, Value>(&group, &json!({"location": location}))
-                .await?;
+            // With the address's tags: a drill's group says it is the drill's.
+            let mut body = json!({"location": location});
+            if let Some(tags) = tags_from(fields) {
+                body["tags"] = json!(tags);
+            }
+            operations.put::<_, Value>(&group, &body).await?;
         }
         let mut body = json!({
             "location": location,
@@ -231,6 +234,38 @@ impl StaticIpProvider {
         let id = self.id(fields)?;
         let written: Value = operations.put(&id, &body).await?;
         Ok(describe(&id, &written, fields))
+    }
+
+    /// A drill's address is in a group the drill's create made, tagged with the drill's id:
+    /// it goes with the address, so that nothing of the drill is left. Production's group is
+    /// never deleted: it carries no drill tag.
+    async fn delete_drills_group(
+        &self,
+        operations: &StepOperations<'_>,
+        fields: &Attributes,
+    ) -> Result<(), AksError> {
+        let group = self.group_id(fields)?;
+        let Some(body) = self.azure.read_resource(&group, ReadVia::Single).await? else {
+            return Ok(());
+        };
+        let drill = ferry_core::fields::DRILL_TAG;
+        let tagged = body
+            .pointer(&format!("/tags/{drill}"))
+            .and_then(Value::as_str)
+            .is_some_and(|id| {
+                tags_from(fields)
+                    .and_then(|tags| tags.get(drill).cloned())
+                    .as_deref()
+                    == Some(id)
+            });
+        if tagged {
+            operations.progress(format!(
+                "deleting the drill's resource group {}, made for its address",
+                group.name()
+            ));
+            operations.delete(&group).await?;
+        }
+        Ok(())
     }
 
     /// Takes the address off the load balancer frontend that holds it (the step's `held_by`,
@@ -352,6 +387,7 @@ impl Provider for StaticIpProvider {
                 Action::Delete => {
                     let id = self.id(fields)?;
                     operations.delete(&id).await?;
+                    self.delete_drills_group(&operations, fields).await?;
                     Ok(Attributes::new())
                 }
                 other => Err(AksError::Spec(format!("a static IP has no `{other}` step"))),

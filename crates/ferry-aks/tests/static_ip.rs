@@ -329,3 +329,87 @@ async fn a_basic_or_dynamic_address_reads_unhealthy() {
     };
     assert!(reason.contains("its SKU is Basic"), "{reason}");
 }
+
+/// A drill's address goes with the group its create made (tagged with the drill's id), so
+/// that nothing of the drill is left; production's group stays when its address is deleted.
+#[tokio::test]
+async fn a_drills_address_is_deleted_with_its_group_and_productions_group_stays() {
+    let harness = harness().await;
+    let provider = StaticIpProvider::new(harness.azure.clone());
+    let ingress = instance("static_ip.ingress");
+    let client = harness.azure.client();
+    let exists = |id: String| async move {
+        client
+            .read::<Value>(&ResourceId::parse(&id).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    };
+
+    let mut drill = fields();
+    drill.insert("resource_group".into(), json!("web-shared-drill"));
+    drill.insert(
+        "tags".into(),
+        json!({"purpose": "ingress", "ferry-drill": "2026-12-07-a"}),
+    );
+    harness
+        .apply(
+            &provider,
+            &ingress,
+            Action::Create,
+            &drill,
+            Vec::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    let drill_group = harness.group_id("web-shared-drill");
+    assert_eq!(
+        get(client, &drill_group).await["tags"]["ferry-drill"],
+        "2026-12-07-a"
+    );
+    harness
+        .apply(
+            &provider,
+            &ingress,
+            Action::Delete,
+            &drill,
+            Vec::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!exists(drill_group).await, "the drill's group is gone");
+
+    harness
+        .apply(
+            &provider,
+            &ingress,
+            Action::Create,
+            &fields(),
+            Vec::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    harness
+        .apply(
+            &provider,
+            &ingress,
+            Action::Delete,
+            &fields(),
+            Vec::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    let shared = harness.group_id(SHARED);
+    assert!(
+        !exists(format!(
+            "{shared}/providers/Microsoft.Network/publicIPAddresses/web-ingress"
+        ))
+        .await,
+        "the address is deleted"
+    );
+    assert!(exists(shared).await, "production's group stays");
+}
