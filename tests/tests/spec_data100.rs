@@ -175,6 +175,7 @@ fn the_hot_variant_is_data100_with_a_replica_and_nothing_else() {
             "[static_ip.ingress]",
             "name = \"data100-ingress\"",
             "resource_group = \"data100-shared\"",
+            "service = \"hub-ingress/proxy-public\"",
         ]
     );
     // The hubs' service: the warm one's, on the static IP (idle releases ask for none).

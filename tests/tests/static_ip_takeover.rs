@@ -56,6 +56,7 @@ node_count = 1
 [static_ip.ingress]
 name = "web-ingress"
 resource_group = "web-shared"
+service = "hub/proxy-public"
 
 [hook.hub_idle]
 command = ["python3", "./hub.py", "idle"]
@@ -318,6 +319,39 @@ fn masked(text: &str, address: &str, folder: &std::path::Path) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A planned failover, the old cluster answering: its controller would put the frontend back
+/// after ferry took it off, so the detach deletes the old cluster's Service first, and the old
+/// controller lets go of the address itself; the new generation takes it, and it stays there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_failover_releases_the_address_through_the_old_cluster_which_keeps_off_it() {
+    let world = Takeover::start().await;
+    world.ferry_ok(&["apply", ".", "--auto-approve"]);
+    let (address, holder) = world.address().await;
+    assert!(
+        holder_is_of(holder.as_deref(), &world.load_balancer(1).await),
+        "{holder:?}"
+    );
+    let planned = world.ferry_ok(&["apply", ".", "--failover", "--auto-approve"]);
+    assert!(
+        planned.contains("its Service hub/proxy-public deleted"),
+        "the old cluster let go of the address itself:\n{planned}"
+    );
+    let (after, holder) = world.address().await;
+    assert_eq!(after, address);
+    assert!(
+        holder_is_of(holder.as_deref(), &world.load_balancer(2).await),
+        "generation 2's ingress holds it: {holder:?}"
+    );
+    // Generation 1's controller still runs (generation 1 is kept): it stays off the address.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, holder) = world.address().await;
+    assert!(
+        holder_is_of(holder.as_deref(), &world.load_balancer(2).await),
+        "{holder:?}"
+    );
+    assert_eq!(served_by(&address), "generation 2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

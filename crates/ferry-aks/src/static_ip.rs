@@ -11,7 +11,9 @@
 //! over ARM, which answers whatever the API server does, and the new cluster's controller,
 //! whose Service has been asking for the address, takes it.
 
-use ferry_core::fields::static_ip::{ADDRESS, HELD_BY, RESOURCE_GROUP};
+use ferry_core::fields::static_ip::{
+    ADDRESS, HELD_BY, RELEASE_KUBECONFIG, RESOURCE_GROUP, SERVICE,
+};
 use ferry_core::naming::{self, check_field};
 use ferry_core::provider::{FieldType as T, LOCATION_IS_FIXED, NAME_IS_THE_ID, OnChange};
 use ferry_core::{
@@ -88,6 +90,13 @@ impl KindRules for StaticIpRules {
                 LOCATION_IS_FIXED,
                 "Azure region: a public IP moves only between load balancers of its own region",
             ),
+            F::optional(
+                SERVICE,
+                T::String,
+                None,
+                OnChange::InPlace,
+                "NAMESPACE/NAME of the Kubernetes Service that asks for the address in each generation's cluster (its ingress): a failover whose old cluster still answers deletes it there, so that its own cloud controller lets go of the address (otherwise it would take it back); without it, or when the old API server does not answer, the address is taken off the old load balancer over ARM",
+            ),
             F::optional("tags", T::StringMap, None, OnChange::InPlace, "Azure tags"),
         ];
         FIELDS
@@ -120,13 +129,40 @@ impl KindRules for StaticIpRules {
 
     fn validate(&self, spec: &ResourceSpec) -> Vec<FieldError> {
         // A name or group with ${generation} is refused for every stateful kind at load.
-        [
+        let mut errors: Vec<FieldError> = [
             check_field(spec, "name", &naming::PUBLIC_IP),
             check_field(spec, RESOURCE_GROUP, &naming::RESOURCE_GROUP),
         ]
         .into_iter()
         .flatten()
-        .collect()
+        .collect();
+        if let Some(service) = spec.field(SERVICE).and_then(Value::as_str) {
+            // Kubernetes names: DNS labels, up to 63 characters each.
+            let label = |part: &str| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            };
+            let valid = service
+                .split_once('/')
+                .is_some_and(|(namespace, name)| label(namespace) && label(name));
+            if !valid {
+                errors.push(
+                    FieldError::new(
+                        SERVICE,
+                        format!("`{service}` is not a Kubernetes Service as NAMESPACE/NAME"),
+                    )
+                    .with_help(
+                        "write the ingress Service's namespace and name, lower-case, such as service = \"ingress/ingress-nginx-controller\"",
+                    ),
+                );
+            }
+        }
+        errors
     }
 
     fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {
@@ -179,6 +215,15 @@ impl KindRules for StaticIpRules {
                     ),
                 );
                 detach.inputs = context.inputs.clone();
+                // The old cluster's own API server is asked first, when it answers.
+                if let Some(kubeconfig) = context
+                    .snapshot
+                    .get(cluster)
+                    .and_then(|reading| reading.attribute("kubeconfig"))
+                    .filter(|path| path.is_string())
+                {
+                    detach = detach.input(RELEASE_KUBECONFIG, kubeconfig.clone());
+                }
                 Ok(vec![detach.input(HELD_BY, json!(holder))])
             }
             _ => Err(format!(

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ferry_arm::deployment::{AzureDeployment, location_value, tags_from, tags_of_body, text_at};
 use ferry_arm::{ReadVia, ResourceId, StepOperations};
-use ferry_core::fields::static_ip::{ADDRESS, HELD_BY, RESOURCE_GROUP};
+use ferry_core::fields::static_ip::{
+    ADDRESS, HELD_BY, RELEASE_KUBECONFIG, RESOURCE_GROUP, SERVICE,
+};
 use ferry_core::provider::ReadRound;
 use ferry_core::{
     Action, ApplyContext, Attributes, Kind, Observation, Provider, ReadContext, Step, StepError,
@@ -23,6 +25,10 @@ use serde_json::json;
 
 use crate::AksError;
 use crate::static_ip::load_balancer_of;
+
+/// How long a detach waits for the old cluster's controller to let go of the address once its
+/// Service is deleted, before it takes the frontend off itself.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// How many times a detach reads the load balancer again after a 412 (its controller wrote
 /// it between our read and our write) before the step fails as transient.
@@ -268,8 +274,64 @@ impl StaticIpProvider {
         Ok(())
     }
 
+    /// The cooperative release, when the old cluster still answers (a planned failover): its
+    /// Service that asks for the address is deleted there, and its own cloud controller takes
+    /// the frontend off, as AKS does for a deleted LoadBalancer Service; otherwise that
+    /// controller would put the frontend back after ferry took it off. Returns whether the
+    /// address left the planned holder; any answer but the deletion's leaves it to ARM.
+    async fn release_through_old_cluster(
+        &self,
+        operations: &StepOperations<'_>,
+        fields: &Attributes,
+        planned_holder: &str,
+    ) -> Result<bool, AksError> {
+        let (Some(service), Some(kubeconfig)) = (
+            fields.get(SERVICE).and_then(Value::as_str),
+            fields.get(RELEASE_KUBECONFIG).and_then(Value::as_str),
+        ) else {
+            return Ok(false);
+        };
+        let Some((namespace, name)) = service.split_once('/') else {
+            return Ok(false);
+        };
+        match delete_service(&self.azure, kubeconfig, namespace, name).await {
+            Ok(true) => operations.progress(format!(
+                "the old cluster answers: its Service {service} deleted, so that its cloud controller lets go of the address"
+            )),
+            Ok(false) => {
+                operations.progress(format!(
+                    "the old cluster has no Service {service}: the address is taken off its load balancer over ARM"
+                ));
+                return Ok(false);
+            }
+            Err(reason) => {
+                operations.progress(format!(
+                    "the old cluster's Service {service} was not deleted ({reason}): the address is taken off its load balancer over ARM"
+                ));
+                return Ok(false);
+            }
+        }
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < RELEASE_WAIT {
+            let holder = self
+                .read_address(fields, ReadVia::Single)
+                .await?
+                .and_then(|now| now.get(HELD_BY).and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            if !holder.eq_ignore_ascii_case(planned_holder) {
+                return Ok(true);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        operations.progress(format!(
+            "the old cluster's controller has not let go of the address in {}s: it is taken off over ARM",
+            RELEASE_WAIT.as_secs()
+        ));
+        Ok(false)
+    }
+
     /// Takes the address off the load balancer frontend that holds it (the step's `held_by`,
-    /// as planned), and only that.
+    /// as planned), and only that: through the old cluster when it answers, else over ARM.
     async fn detach(
         &self,
         operations: &StepOperations<'_>,
@@ -278,6 +340,15 @@ impl StaticIpProvider {
     ) -> Result<Attributes, AksError> {
         let id = self.id(fields)?;
         let client = self.azure.client();
+        let still_planned = self
+            .read_address(fields, ReadVia::Single)
+            .await?
+            .and_then(|now| now.get(HELD_BY).and_then(Value::as_str).map(str::to_owned))
+            .is_some_and(|holder| holder.eq_ignore_ascii_case(planned_holder));
+        if still_planned {
+            self.release_through_old_cluster(operations, fields, planned_holder)
+                .await?;
+        }
         for _ in 0..DETACH_ATTEMPTS {
             let Some(now) = self.read_address(fields, ReadVia::Single).await? else {
                 return Err(AksError::Spec(
@@ -332,6 +403,53 @@ impl StaticIpProvider {
                 "{planned_holder} still holds the address after {DETACH_ATTEMPTS} attempts: its load balancer keeps changing (is the old cluster's cloud controller running?)"
             ))),
         }
+    }
+}
+
+/// Deletes a Service through a cluster's API server, as the kubeconfig at `path` reaches it
+/// (its server, its CA, a bearer token). `Err` says why it was not deleted: no kubeconfig, an
+/// API server that does not answer, a refusal; `Ok(false)` when the Service is not there.
+async fn delete_service(
+    azure: &AzureDeployment,
+    path: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("its kubeconfig {path} cannot be read: {error}"))?;
+    let field = |key: &str| {
+        text.lines().find_map(|line| {
+            line.trim()
+                .strip_prefix(key)
+                .map(|value| value.trim().to_owned())
+        })
+    };
+    let server = field("server:").ok_or("its kubeconfig names no server")?;
+    let token = field("token:").ok_or("its kubeconfig holds no token")?;
+    let settings = azure.settings();
+    let mut builder = reqwest::Client::builder()
+        .timeout(settings.readyz_timeout)
+        .connect_timeout(settings.readyz_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(true);
+    if let Some(ca) = field("certificate-authority-data:")
+        .and_then(|data| data_encoding::BASE64.decode(data.as_bytes()).ok())
+        && let Ok(certificates) = reqwest::Certificate::from_pem_bundle(&ca)
+    {
+        builder = builder.tls_certs_merge(certificates);
+    }
+    let client = builder
+        .build()
+        .map_err(|error| format!("no HTTPS client: {error}"))?;
+    let url = format!(
+        "{}/api/v1/namespaces/{namespace}/services/{name}",
+        server.trim_end_matches('/')
+    );
+    match client.delete(&url).bearer_auth(token).send().await {
+        Ok(response) if response.status().is_success() => Ok(true),
+        Ok(response) if response.status() == 404 => Ok(false),
+        Ok(response) => Err(format!("DELETE {url} answered {}", response.status())),
+        Err(error) => Err(format!("its API server does not answer: {error}")),
     }
 }
 

@@ -146,6 +146,12 @@ pub mod static_ip {
     /// The ARM id of the IP configuration that holds the address (a load balancer's frontend,
     /// a network interface's), or null when it is free.
     pub const HELD_BY: &str = "held_by";
+    /// `NAMESPACE/NAME` of the Kubernetes Service that asks for the address in each
+    /// generation's cluster: a planned failover deletes it in the old cluster, so that the old
+    /// cluster's own controller lets go of the address.
+    pub const SERVICE: &str = "service";
+    /// A detach's input: the old cluster's kubeconfig, to ask its API server first.
+    pub const RELEASE_KUBECONFIG: &str = "release_kubeconfig";
 }
 
 /// `[hook.NAME]`.

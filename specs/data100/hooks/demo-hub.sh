@@ -88,10 +88,12 @@ def call(method, path, body=None):
     request = urllib.request.Request(server + path, method=method, data=data, headers=headers)
     with urllib.request.urlopen(request, context=context, timeout=10) as response:
         return json.load(response)
-path = "/api/v1/namespaces/%s/services/proxy-public" % release
+# One Service per cluster for both hubs, as one ingress serves both names (by SNI): the
+# spec's static_ip.ingress names it (`service`).
+path = "/api/v1/namespaces/hub-ingress/services/proxy-public"
 call("PUT", path, {
     "apiVersion": "v1", "kind": "Service",
-    "metadata": {"name": "proxy-public", "namespace": release, "annotations": {
+    "metadata": {"name": "proxy-public", "namespace": "hub-ingress", "annotations": {
         "service.beta.kubernetes.io/azure-pip-name": os.environ["INGRESS_IP_NAME"],
         "service.beta.kubernetes.io/azure-load-balancer-resource-group": os.environ["INGRESS_IP_GROUP"],
         "ferry-sim/backend": "127.0.0.1:" + port}},
