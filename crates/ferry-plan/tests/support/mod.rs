@@ -134,10 +134,9 @@ pub fn converge(before: &Snapshot, plan: &Plan, active_generation: u32) -> Snaps
                 let instance = address.at(generation);
                 if let Some(Observation::Present { attributes, .. }) =
                     after.resources.get_mut(&instance)
+                    && field_of(&instance, &name).is_none()
                 {
-                    if field_of(&instance, &name).is_none() {
-                        attributes.insert(name.clone(), output(&instance.to_string(), &name));
-                    }
+                    attributes.insert(name.clone(), output(&instance.to_string(), &name));
                 }
             }
         }
