@@ -512,7 +512,7 @@ fn deleted_after(
 
 /// The clean-up of a drill: a delete of every instance the drill's readings show, each after
 /// the deletes of what depends on it in the drill's spec (a pool before its disks and host, a
-/// disk before its group, but after its VM: [`deleted_after`]), with the kinds' estimates. Refused while an instance reads
+/// disk before its group, but after its VM: `deleted_after`), with the kinds' estimates. Refused while an instance reads
 /// unknown: nothing is deleted from an unknown reading (safety invariant 3 of ARCHITECTURE.md).
 pub fn teardown_plan(
     drill: &Spec,
