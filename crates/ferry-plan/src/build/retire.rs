@@ -41,6 +41,7 @@ impl Builder<'_> {
             .iter()
             .map(|(instance, observation)| (instance.clone(), observation.clone()))
             .collect();
+        let needed_by_kept = self.needed_by_kept(&placed, &readings, retire_from);
         for (instance, observation) in readings.into_iter().rev() {
             // A hot standby's replica (`zfs_pool.home@g2`) holds data: never retired, whatever
             // its generation; what becomes of it is its pool's failover and failback.
@@ -62,6 +63,14 @@ impl Builder<'_> {
                     let source = &relied_on[&instance.address];
                     self.notes.push(format!(
                         "{instance}: not retired, {source} reads unknown and may still rely on it; a later apply retires it"
+                    ));
+                }
+                (Some(_), Some(_), Observation::Present { .. })
+                    if needed_by_kept.contains_key(&instance) =>
+                {
+                    let (kept, data) = &needed_by_kept[&instance];
+                    self.notes.push(format!(
+                        "{instance}: not retired, {kept} needs it and is kept while {data} is on it; it is retired with {kept}"
                     ));
                 }
                 (Some(_), Some(_), Observation::Present { .. })
@@ -137,6 +146,52 @@ impl Builder<'_> {
                 _ => {}
             }
         }
+    }
+
+    /// What an old instance kept with data on it needs of its own generation, directly or not
+    /// (the old primary's VM its public IP and network, which Azure refuses to delete while
+    /// its network interface holds them), each with the kept instance and its data: kept too.
+    fn needed_by_kept(
+        &self,
+        placed: &BTreeMap<InstanceAddress, Vec<InstanceAddress>>,
+        readings: &[(InstanceAddress, Observation)],
+        retire_from: Option<Generation>,
+    ) -> BTreeMap<InstanceAddress, (InstanceAddress, InstanceAddress)> {
+        let mut needed: BTreeMap<InstanceAddress, (InstanceAddress, InstanceAddress)> =
+            BTreeMap::new();
+        let mut stack: Vec<(InstanceAddress, InstanceAddress, InstanceAddress)> = readings
+            .iter()
+            .filter(|(instance, observation)| {
+                matches!(observation, Observation::Present { .. })
+                    && instance.generation.is_some_and(|generation| {
+                        generation < self.target || retire_from == Some(generation)
+                    })
+            })
+            .filter_map(|(instance, _)| {
+                let data = self.data_left_on(placed, instance)?;
+                Some((instance.clone(), instance.clone(), data))
+            })
+            .collect();
+        let kept: BTreeSet<InstanceAddress> = stack.iter().map(|(one, ..)| one.clone()).collect();
+        while let Some((instance, holder, data)) = stack.pop() {
+            for dependency in self
+                .dependencies
+                .get(&instance.address)
+                .into_iter()
+                .flatten()
+            {
+                if !dependency.kind.is_replaceable() {
+                    continue;
+                }
+                let needs = dependency.at(instance.generation);
+                if needs == instance || kept.contains(&needs) || needed.contains_key(&needs) {
+                    continue;
+                }
+                needed.insert(needs.clone(), (holder.clone(), data.clone()));
+                stack.push((needs, holder.clone(), data.clone()));
+            }
+        }
+        needed
     }
 
     /// Whether an instance is of the generation after the serving one without being part of
