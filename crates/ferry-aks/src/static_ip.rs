@@ -165,6 +165,11 @@ impl KindRules for StaticIpRules {
         errors
     }
 
+    /// The ingress Service's name steers ferry's detach: Azure has no such attribute.
+    fn is_observed(&self, field: &str) -> bool {
+        field != SERVICE
+    }
+
     fn estimate_seconds(&self, action: Action, _: &ResourceSpec) -> u64 {
         match action {
             // The group if missing, then the address.
