@@ -334,6 +334,30 @@ impl fmt::Display for Blocker {
 pub const PLAN_FORMAT_VERSION: &str = "2";
 
 impl Plan {
+    /// A plan of these steps and nothing more (no failover, notes, readings or standby), in
+    /// this layout's version, with its summary and the critical path and estimate given: what
+    /// a plan made outside the planner (a drill's clean-up, a test's) holds.
+    pub fn of_steps(steps: Vec<Step>, critical_path: Vec<StepId>, estimated_seconds: u64) -> Plan {
+        Plan {
+            format_version: PLAN_FORMAT_VERSION.to_owned(),
+            summary: PlanSummary::of(&steps),
+            steps,
+            critical_path,
+            estimated_seconds,
+            recovery_seconds: None,
+            recovery_cached: None,
+            data_loss: None,
+            failover: None,
+            notes: Vec::new(),
+            unknown: Vec::new(),
+            warnings: Vec::new(),
+            failover_due: None,
+            readiness: None,
+            kept: Vec::new(),
+            standby: None,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }

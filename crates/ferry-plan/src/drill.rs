@@ -608,24 +608,7 @@ try ferry drill --clean again once they read",
         critical_path.push(id);
     }
     critical_path.reverse();
-    Ok(Plan {
-        format_version: ferry_core::plan::PLAN_FORMAT_VERSION.to_owned(),
-        summary: ferry_core::PlanSummary::of(&ordered),
-        steps: ordered,
-        critical_path,
-        estimated_seconds,
-        recovery_seconds: None,
-        recovery_cached: None,
-        data_loss: None,
-        failover: None,
-        notes: Vec::new(),
-        unknown: Vec::new(),
-        warnings: Vec::new(),
-        failover_due: None,
-        readiness: None,
-        kept: Vec::new(),
-        standby: None,
-    })
+    Ok(Plan::of_steps(ordered, critical_path, estimated_seconds))
 }
 
 #[cfg(test)]
@@ -657,24 +640,7 @@ mod tests {
     }
 
     fn plan_of(steps: Vec<Step>) -> Plan {
-        Plan {
-            format_version: "2".into(),
-            summary: ferry_core::PlanSummary::of(&steps),
-            steps,
-            critical_path: Vec::new(),
-            estimated_seconds: 0,
-            recovery_seconds: None,
-            recovery_cached: None,
-            data_loss: None,
-            failover: None,
-            notes: Vec::new(),
-            unknown: Vec::new(),
-            warnings: Vec::new(),
-            failover_due: None,
-            readiness: None,
-            kept: Vec::new(),
-            standby: None,
-        }
+        Plan::of_steps(steps, Vec::new(), 0)
     }
 
     fn production() -> Snapshot {

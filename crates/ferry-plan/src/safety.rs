@@ -483,7 +483,7 @@ fn ancestors(step: &Step, steps: &HashMap<&StepId, &Step>) -> HashSet<StepId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_core::{Attributes, PlanSummary};
+    use ferry_core::Attributes;
     use serde_json::json;
 
     fn step(id: &str, action: Action, after: &[&str], inputs: Value) -> Step {
@@ -502,24 +502,7 @@ mod tests {
     }
 
     fn plan(steps: Vec<Step>) -> Plan {
-        Plan {
-            format_version: "1".into(),
-            summary: PlanSummary::of(&steps),
-            steps,
-            critical_path: Vec::new(),
-            estimated_seconds: 0,
-            recovery_seconds: None,
-            recovery_cached: None,
-            data_loss: None,
-            failover: None,
-            notes: Vec::new(),
-            unknown: Vec::new(),
-            warnings: Vec::new(),
-            failover_due: None,
-            readiness: None,
-            kept: Vec::new(),
-            standby: None,
-        }
+        Plan::of_steps(steps, Vec::new(), 0)
     }
 
     fn messages(plan: &Plan, snapshot: &Snapshot, allow_destroy: bool) -> Vec<String> {

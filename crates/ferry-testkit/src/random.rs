@@ -3,8 +3,7 @@
 //! Edges only go from a lower index to a higher one, so every generated plan is acyclic and its
 //! step order is already a topological order, as a planner's would be.
 
-use ferry_core::plan::PLAN_FORMAT_VERSION;
-use ferry_core::{Action, Kind, Plan, PlanSummary, ResourceAddress, Step, StepId, Value};
+use ferry_core::{Action, Kind, Plan, ResourceAddress, Step, StepId, Value};
 
 use crate::baseline::critical_path;
 
@@ -110,24 +109,7 @@ pub fn step(id: &str, estimate_seconds: u64, after: &[&str]) -> Step {
 
 pub fn plan_of(steps: Vec<Step>) -> Plan {
     let (critical_path, estimated_seconds) = critical_path(&steps);
-    Plan {
-        format_version: PLAN_FORMAT_VERSION.to_owned(),
-        summary: PlanSummary::of(&steps),
-        steps,
-        critical_path,
-        estimated_seconds,
-        recovery_seconds: None,
-        recovery_cached: None,
-        data_loss: None,
-        failover: None,
-        notes: Vec::new(),
-        unknown: Vec::new(),
-        warnings: Vec::new(),
-        failover_due: None,
-        readiness: None,
-        kept: Vec::new(),
-        standby: None,
-    }
+    Plan::of_steps(steps, critical_path, estimated_seconds)
 }
 
 pub fn random_plan(shape: &RandomPlan) -> Plan {
