@@ -33,6 +33,24 @@ fn with_holder(holder: &str) -> ferry_core::Attributes {
     inputs
 }
 
+/// One step of the address's, as the engine runs it.
+async fn step(
+    harness: &Harness,
+    action: Action,
+    inputs: &ferry_core::Attributes,
+) -> Result<ferry_core::Attributes, ferry_core::StepError> {
+    harness
+        .apply(
+            &StaticIpProvider::new(harness.azure.clone()),
+            &instance("static_ip.ingress"),
+            action,
+            inputs,
+            Vec::new(),
+            None,
+        )
+        .await
+}
+
 async fn put(client: &ArmClient, id: &str, body: Value) -> Value {
     client
         .create_or_update(
@@ -111,17 +129,7 @@ async fn the_address_is_created_in_its_own_group_and_read_with_its_holder() {
     let harness = harness().await;
     let provider = StaticIpProvider::new(harness.azure.clone());
     let ingress = instance("static_ip.ingress");
-    let outputs = harness
-        .apply(
-            &provider,
-            &ingress,
-            Action::Create,
-            &fields(),
-            Vec::new(),
-            None,
-        )
-        .await
-        .unwrap();
+    let outputs = step(&harness, Action::Create, &fields()).await.unwrap();
     let address = outputs[ADDRESS].as_str().unwrap().to_owned();
     assert!(address.parse::<std::net::Ipv4Addr>().is_ok(), "{outputs:?}");
     assert_eq!(outputs[HELD_BY], Value::Null);
@@ -135,17 +143,7 @@ async fn the_address_is_created_in_its_own_group_and_read_with_its_holder() {
     assert_eq!(body["tags"]["purpose"], "ingress");
 
     // Created again (a resumed step): the same address.
-    let again = harness
-        .apply(
-            &provider,
-            &ingress,
-            Action::Create,
-            &fields(),
-            Vec::new(),
-            None,
-        )
-        .await
-        .unwrap();
+    let again = step(&harness, Action::Create, &fields()).await.unwrap();
     assert_eq!(again[ADDRESS], address.as_str());
 
     let (_, frontend) = old_cluster_holds(&harness, &id).await;
@@ -167,17 +165,7 @@ async fn the_detach_frees_the_address_and_leaves_the_rest_of_the_load_balancer()
     let harness = harness().await;
     let provider = StaticIpProvider::new(harness.azure.clone());
     let ingress = instance("static_ip.ingress");
-    let outputs = harness
-        .apply(
-            &provider,
-            &ingress,
-            Action::Create,
-            &fields(),
-            Vec::new(),
-            None,
-        )
-        .await
-        .unwrap();
+    let outputs = step(&harness, Action::Create, &fields()).await.unwrap();
     let id = outputs["id"].as_str().unwrap().to_owned();
     let (balancer, frontend) = old_cluster_holds(&harness, &id).await;
 
@@ -223,17 +211,7 @@ async fn an_address_held_by_a_network_interface_is_not_taken_and_a_held_one_is_n
     let harness = harness().await;
     let provider = StaticIpProvider::new(harness.azure.clone());
     let ingress = instance("static_ip.ingress");
-    let outputs = harness
-        .apply(
-            &provider,
-            &ingress,
-            Action::Create,
-            &fields(),
-            Vec::new(),
-            None,
-        )
-        .await
-        .unwrap();
+    let outputs = step(&harness, Action::Create, &fields()).await.unwrap();
     let id = outputs["id"].as_str().unwrap().to_owned();
     let client = harness.azure.client();
     let group = harness.group_id("someone-else");
@@ -277,17 +255,7 @@ async fn an_address_held_by_a_network_interface_is_not_taken_and_a_held_one_is_n
     );
 
     // Deleting it while held: Azure refuses, and the step says so.
-    let refused = harness
-        .apply(
-            &provider,
-            &ingress,
-            Action::Delete,
-            &fields(),
-            Vec::new(),
-            None,
-        )
-        .await
-        .unwrap_err();
+    let refused = step(&harness, Action::Delete, &fields()).await.unwrap_err();
     assert!(
         refused.message.contains("PublicIPAddressCannotBeDeleted"),
         "{}",
@@ -300,17 +268,7 @@ async fn a_basic_or_dynamic_address_reads_unhealthy() {
     let harness = harness().await;
     let provider = StaticIpProvider::new(harness.azure.clone());
     let ingress = instance("static_ip.ingress");
-    harness
-        .apply(
-            &provider,
-            &ingress,
-            Action::Create,
-            &fields(),
-            Vec::new(),
-            None,
-        )
-        .await
-        .unwrap();
+    step(&harness, Action::Create, &fields()).await.unwrap();
     let id = format!(
         "{}/providers/Microsoft.Network/publicIPAddresses/web-ingress",
         harness.group_id(SHARED)
@@ -335,8 +293,6 @@ async fn a_basic_or_dynamic_address_reads_unhealthy() {
 #[tokio::test]
 async fn a_drills_address_is_deleted_with_its_group_and_productions_group_stays() {
     let harness = harness().await;
-    let provider = StaticIpProvider::new(harness.azure.clone());
-    let ingress = instance("static_ip.ingress");
     let client = harness.azure.client();
     let exists = |id: String| async move {
         client
@@ -352,57 +308,17 @@ async fn a_drills_address_is_deleted_with_its_group_and_productions_group_stays(
         "tags".into(),
         json!({"purpose": "ingress", "ferry-drill": "2026-12-07-a"}),
     );
-    harness
-        .apply(
-            &provider,
-            &ingress,
-            Action::Create,
-            &drill,
-            Vec::new(),
-            None,
-        )
-        .await
-        .unwrap();
+    step(&harness, Action::Create, &drill).await.unwrap();
     let drill_group = harness.group_id("web-shared-drill");
     assert_eq!(
         get(client, &drill_group).await["tags"]["ferry-drill"],
         "2026-12-07-a"
     );
-    harness
-        .apply(
-            &provider,
-            &ingress,
-            Action::Delete,
-            &drill,
-            Vec::new(),
-            None,
-        )
-        .await
-        .unwrap();
+    step(&harness, Action::Delete, &drill).await.unwrap();
     assert!(!exists(drill_group).await, "the drill's group is gone");
 
-    harness
-        .apply(
-            &provider,
-            &ingress,
-            Action::Create,
-            &fields(),
-            Vec::new(),
-            None,
-        )
-        .await
-        .unwrap();
-    harness
-        .apply(
-            &provider,
-            &ingress,
-            Action::Delete,
-            &fields(),
-            Vec::new(),
-            None,
-        )
-        .await
-        .unwrap();
+    step(&harness, Action::Create, &fields()).await.unwrap();
+    step(&harness, Action::Delete, &fields()).await.unwrap();
     let shared = harness.group_id(SHARED);
     assert!(
         !exists(format!(
