@@ -127,6 +127,23 @@ fn stepped_dependencies<'a>(
             .flatten()
             .filter(move |dependency| *dependency != address)
     };
+    // What `address` reaches: its dependencies with steps, and what those without reach.
+    let reached = |address: &'a ferry_core::ResourceAddress,
+                   through: &HashMap<
+        &'a ferry_core::ResourceAddress,
+        Vec<&'a ferry_core::ResourceAddress>,
+    >|
+     -> Vec<&'a ferry_core::ResourceAddress> {
+        let mut found: BTreeSet<&ferry_core::ResourceAddress> = BTreeSet::new();
+        for dependency in direct(address) {
+            if stepped.contains_key(dependency) {
+                found.insert(dependency);
+            } else if let Some(below) = through.get(dependency) {
+                found.extend(below.iter().copied());
+            }
+        }
+        found.into_iter().collect()
+    };
     // Settle every step-less resource below `resource` first, deepest first.
     let mut stack: Vec<(&ferry_core::ResourceAddress, bool)> = direct(resource)
         .filter(|dependency| !stepped.contains_key(*dependency))
@@ -145,25 +162,10 @@ fn stepped_dependencies<'a>(
             }
             continue;
         }
-        let mut found: BTreeSet<&ferry_core::ResourceAddress> = BTreeSet::new();
-        for dependency in direct(address) {
-            if stepped.contains_key(dependency) {
-                found.insert(dependency);
-            } else if let Some(below) = through.get(dependency) {
-                found.extend(below.iter().copied());
-            }
-        }
-        through.insert(address, found.into_iter().collect());
+        let found = reached(address, through);
+        through.insert(address, found);
     }
-    let mut found: BTreeSet<&ferry_core::ResourceAddress> = BTreeSet::new();
-    for dependency in direct(resource) {
-        if stepped.contains_key(dependency) {
-            found.insert(dependency);
-        } else if let Some(below) = through.get(dependency) {
-            found.extend(below.iter().copied());
-        }
-    }
-    found.into_iter().collect()
+    reached(resource, through)
 }
 
 /// Default edges: a resource's steps follow its dependencies' steps on their converged
