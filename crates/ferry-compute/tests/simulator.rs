@@ -239,6 +239,20 @@ async fn an_update_is_made_in_place_and_a_replacement_deletes_first() {
         .unwrap();
     assert_eq!(outputs["sku"], json!("Basic"));
     assert_ne!(outputs["address"], old_address, "a new IP address");
+    // Azure refuses to delete an address a network interface holds: the replacement took it
+    // off the VM's interface first and gave the new one back to it.
+    let vm_reading = harness
+        .read(
+            &VmProvider::new(azure.clone()),
+            &vm,
+            &vm_fields("Standard_E8s_v5"),
+        )
+        .await;
+    assert_eq!(
+        vm_reading.attribute("public_address"),
+        Some(&outputs["address"]),
+        "the VM holds the new address"
+    );
     // Applying the same replacement again (a retried step) does not delete the new one.
     let again = harness
         .apply(

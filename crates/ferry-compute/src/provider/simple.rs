@@ -73,8 +73,23 @@ async fn put_simple(
             .as_ref()
             .is_some_and(|(attributes, _)| already_replaced(step, attributes));
         if !done && let Some(old) = azure.remembered_id(instance, context.outputs)? {
+            // Azure refuses to delete an address a network interface holds
+            // (`PublicIPAddressCannotBeDeleted`): it is let go of first, and given back to the
+            // same IP configuration once the new address exists (the id is the same).
+            let holder = if instance.kind() == Kind::PublicIp {
+                release_from_interface(azure, operations, instance, &old).await?
+            } else {
+                None
+            };
             operations.progress(format!("deleting {old} to replace it"));
             operations.delete(&old).await?;
+            if let Some(holder) = holder {
+                operations
+                    .put::<_, Value>(&id, &network_body(instance.kind(), fields))
+                    .await?;
+                give_back_to_interface(operations, instance, &holder, &id).await?;
+                return outputs_now(azure, instance, fields, context.outputs).await;
+            }
         }
     }
     let creating_again = step.action == Action::Create
@@ -87,6 +102,114 @@ async fn put_simple(
             .await?;
     }
     outputs_now(azure, instance, fields, context.outputs).await
+}
+
+/// The IP configuration of a network interface that holds the public IP `address`, taken off
+/// it (the interface PUT back without the address, with `If-Match`); `None` when nothing or
+/// no interface holds it (a load balancer's frontend is not ferry's to change here: the
+/// delete then fails with Azure's own words).
+async fn release_from_interface(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    instance: &ferry_core::InstanceAddress,
+    address: &ferry_arm::ResourceId,
+) -> Result<Option<String>, ComputeError> {
+    let Some(body) = azure.read_resource(address, ReadVia::Single).await? else {
+        return Ok(None);
+    };
+    let Some(holder) = body
+        .pointer("/properties/ipConfiguration/id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return Ok(None);
+    };
+    let Some((interface, configuration)) = interface_of(&holder) else {
+        return Ok(None);
+    };
+    let fetched = operations
+        .client()
+        .read::<Value>(&interface)
+        .await?
+        .ok_or_else(|| ComputeError::Step {
+            instance: instance.clone(),
+            message: format!("{interface}, which held the address, is gone"),
+        })?;
+    let mut nic = fetched.value;
+    for item in nic
+        .pointer_mut("/properties/ipConfigurations")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if item["name"]
+            .as_str()
+            .is_some_and(|name| name.eq_ignore_ascii_case(&configuration))
+            && let Some(properties) = item["properties"].as_object_mut()
+        {
+            properties.remove("publicIPAddress");
+        }
+    }
+    operations.progress(format!(
+        "taking {address} off {holder}, which holds it, to replace it"
+    ));
+    operations
+        .put_if_match::<_, Value>(&interface, &nic, fetched.etag.as_deref())
+        .await?;
+    Ok(Some(holder))
+}
+
+/// Gives the replaced address back to the IP configuration that held it.
+async fn give_back_to_interface(
+    operations: &StepOperations<'_>,
+    instance: &ferry_core::InstanceAddress,
+    holder: &str,
+    address: &ferry_arm::ResourceId,
+) -> Result<(), ComputeError> {
+    let Some((interface, configuration)) = interface_of(holder) else {
+        return Ok(());
+    };
+    let fetched = operations
+        .client()
+        .read::<Value>(&interface)
+        .await?
+        .ok_or_else(|| ComputeError::Step {
+            instance: instance.clone(),
+            message: format!("{interface}, which held the address, is gone"),
+        })?;
+    let mut nic = fetched.value;
+    for item in nic
+        .pointer_mut("/properties/ipConfigurations")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if item["name"]
+            .as_str()
+            .is_some_and(|name| name.eq_ignore_ascii_case(&configuration))
+        {
+            item["properties"]["publicIPAddress"] = json!({"id": address.as_str()});
+        }
+    }
+    operations.progress(format!("giving {address} back to {holder}"));
+    operations
+        .put_if_match::<_, Value>(&interface, &nic, fetched.etag.as_deref())
+        .await?;
+    Ok(())
+}
+
+/// The network interface and IP configuration name of an IP configuration's id.
+fn interface_of(holder: &str) -> Option<(ferry_arm::ResourceId, String)> {
+    let lower = holder.to_ascii_lowercase();
+    if !lower.contains("/providers/microsoft.network/networkinterfaces/") {
+        return None;
+    }
+    let at = lower.find("/ipconfigurations/")?;
+    let interface = ferry_arm::ResourceId::parse(&holder[..at]).ok()?;
+    Some((
+        interface,
+        holder[at + "/ipconfigurations/".len()..].to_owned(),
+    ))
 }
 
 /// The providers whose steps are a plain create, update or delete of one ARM resource.
