@@ -166,9 +166,19 @@ async fn delete_instance(
             operations.delete(&id).await?;
         }
         Kind::Vm => {
-            let nic = get(azure, &id, ReadVia::Single)
+            // The interface the VM names, or, once the VM is gone (its delete done, the
+            // interface's not: a retried step), the one ferry made for it: `{vm}-nic`.
+            let named = get(azure, &id, ReadVia::Single)
                 .await?
                 .and_then(|body| text(&body, "/properties/networkProfile/networkInterfaces/0/id"));
+            let nic = named.or_else(|| {
+                Some(format!(
+                    "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/networkInterfaces/{}-nic",
+                    azure.subscription().ok()?,
+                    id.resource_group_name()?,
+                    id.name()
+                ))
+            });
             operations.delete(&id).await?;
             if let Some(nic) = nic.and_then(|text| ResourceId::parse(&text).ok()) {
                 operations.delete(&nic).await?;

@@ -263,7 +263,15 @@ async fn apply_simple(
             put_simple(azure, &operations, step, context).await
         }
         Action::Delete | Action::Retire => {
-            delete_instance(azure, &operations, &step.address, context.outputs).await
+            let orphan = if step.address.kind() == Kind::PublicIp {
+                delete_orphan_interface(azure, &operations, &step.address, context.outputs).await
+            } else {
+                Ok(())
+            };
+            match orphan {
+                Ok(()) => delete_instance(azure, &operations, &step.address, context.outputs).await,
+                Err(error) => Err(error),
+            }
         }
         other => Err(step_error(
             &step.address,
@@ -271,4 +279,48 @@ async fn apply_simple(
         )),
     };
     Ok(result?)
+}
+
+/// A network interface that still holds the address though its VM is gone (a VM's delete
+/// killed between the VM and its interface, which Azure deletes separately): it serves
+/// nothing, and Azure refuses to delete the address while it holds it
+/// (`PublicIPAddressCannotBeDeleted`), so it goes first. An interface whose VM exists is
+/// left alone: the delete then fails with Azure's own words.
+async fn delete_orphan_interface(
+    azure: &AzureDeployment,
+    operations: &StepOperations<'_>,
+    instance: &ferry_core::InstanceAddress,
+    outputs: ferry_arm::deployment::OutputsOf<'_>,
+) -> Result<(), ComputeError> {
+    let Ok(address) = azure.id_of(instance, outputs) else {
+        return Ok(());
+    };
+    let Some(body) = azure.read_resource(&address, ReadVia::Single).await? else {
+        return Ok(());
+    };
+    let Some((interface, _)) = body
+        .pointer("/properties/ipConfiguration/id")
+        .and_then(Value::as_str)
+        .and_then(interface_of)
+    else {
+        return Ok(());
+    };
+    let Some(nic) = azure.read_resource(&interface, ReadVia::Single).await? else {
+        return Ok(());
+    };
+    let vm = nic
+        .pointer("/properties/virtualMachine/id")
+        .and_then(Value::as_str)
+        .and_then(|text| ferry_arm::ResourceId::parse(text).ok());
+    let vm_exists = match vm {
+        Some(vm) => azure.read_resource(&vm, ReadVia::Single).await?.is_some(),
+        None => false,
+    };
+    if !vm_exists {
+        operations.progress(format!(
+            "deleting {interface}, which holds the address though its VM is gone"
+        ));
+        operations.delete(&interface).await?;
+    }
+    Ok(())
 }
