@@ -321,6 +321,25 @@ async fn an_old_nfs_vm_arm_cannot_read_is_force_detached_after_the_fence_once_ar
         );
     }
 
+    // The plan read the old VM unknown, so it kept it and what it needs (its public IP,
+    // network and group: Azure refuses to delete an address its interface holds); the next
+    // apply, with the VM readable, retires them.
+    let rest = world
+        .ferry(&["apply", "data100", "--auto-approve"], true)
+        .expect_code(0, "the apply that retires what the failover kept");
+    let retired = rest.steps_done();
+    for step in [
+        "vm.nfs@g1:retire",
+        "public_ip.nfs@g1:retire",
+        "resource_group.main@g1:retire",
+    ] {
+        assert!(
+            retired.iter().any(|done| done == step),
+            "{step}: {}",
+            rest.shown()
+        );
+    }
+
     // ARM's record: the deallocation ended before the first detach was asked for, each disk
     // moved once after its detach and attached after its move, so never on two VMs.
     let events = world.simulator.events()[events_before..].to_vec();

@@ -68,9 +68,9 @@ impl Builder<'_> {
                 (Some(_), Some(_), Observation::Present { .. })
                     if needed_by_kept.contains_key(&instance) =>
                 {
-                    let (kept, data) = &needed_by_kept[&instance];
+                    let (kept, why) = &needed_by_kept[&instance];
                     self.notes.push(format!(
-                        "{instance}: not retired, {kept} needs it and is kept while {data} is on it; it is retired with {kept}"
+                        "{instance}: not retired, {kept} needs it and is kept ({why}); it is retired with {kept}"
                     ));
                 }
                 (Some(_), Some(_), Observation::Present { .. })
@@ -148,32 +148,39 @@ impl Builder<'_> {
         }
     }
 
-    /// What an old instance kept with data on it needs of its own generation, directly or not
-    /// (the old primary's VM its public IP and network, which Azure refuses to delete while
-    /// its network interface holds them), each with the kept instance and its data: kept too.
+    /// What an old instance this plan does not retire needs of its own generation, directly or
+    /// not (the old NFS VM its public IP and network, which Azure refuses to delete while its
+    /// network interface holds them), each with that instance and why it stays: kept too. An
+    /// instance stays while data is on it, or while its reading is unknown.
     fn needed_by_kept(
         &self,
         placed: &BTreeMap<InstanceAddress, Vec<InstanceAddress>>,
         readings: &[(InstanceAddress, Observation)],
         retire_from: Option<Generation>,
-    ) -> BTreeMap<InstanceAddress, (InstanceAddress, InstanceAddress)> {
-        let mut needed: BTreeMap<InstanceAddress, (InstanceAddress, InstanceAddress)> =
-            BTreeMap::new();
-        let mut stack: Vec<(InstanceAddress, InstanceAddress, InstanceAddress)> = readings
+    ) -> BTreeMap<InstanceAddress, (InstanceAddress, String)> {
+        let mut needed: BTreeMap<InstanceAddress, (InstanceAddress, String)> = BTreeMap::new();
+        let mut stack: Vec<(InstanceAddress, InstanceAddress, String)> = readings
             .iter()
-            .filter(|(instance, observation)| {
-                matches!(observation, Observation::Present { .. })
+            .filter(|(instance, _)| {
+                self.spec.resources.contains_key(&instance.address)
+                    && instance.kind().is_replaceable()
                     && instance.generation.is_some_and(|generation| {
                         generation < self.target || retire_from == Some(generation)
                     })
             })
-            .filter_map(|(instance, _)| {
-                let data = self.data_left_on(placed, instance)?;
-                Some((instance.clone(), instance.clone(), data))
+            .filter_map(|(instance, observation)| {
+                let why = match observation {
+                    Observation::Present { .. } => {
+                        format!("{} is on it", self.data_left_on(placed, instance)?)
+                    }
+                    Observation::Unknown { .. } => "its reading is unknown".to_owned(),
+                    Observation::Absent => return None,
+                };
+                Some((instance.clone(), instance.clone(), why))
             })
             .collect();
         let kept: BTreeSet<InstanceAddress> = stack.iter().map(|(one, ..)| one.clone()).collect();
-        while let Some((instance, holder, data)) = stack.pop() {
+        while let Some((instance, holder, why)) = stack.pop() {
             for dependency in self
                 .dependencies
                 .get(&instance.address)
@@ -187,8 +194,8 @@ impl Builder<'_> {
                 if needs == instance || kept.contains(&needs) || needed.contains_key(&needs) {
                     continue;
                 }
-                needed.insert(needs.clone(), (holder.clone(), data.clone()));
-                stack.push((needs, holder.clone(), data.clone()));
+                needed.insert(needs.clone(), (holder.clone(), why.clone()));
+                stack.push((needs, holder.clone(), why.clone()));
             }
         }
         needed
