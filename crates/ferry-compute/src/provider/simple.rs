@@ -105,9 +105,8 @@ async fn put_simple(
 }
 
 /// The IP configuration of a network interface that holds the public IP `address`, taken off
-/// it (the interface PUT back without the address, with `If-Match`); `None` when nothing or
-/// no interface holds it (a load balancer's frontend is not ferry's to change here: the
-/// delete then fails with Azure's own words).
+/// it; `None` when nothing or no interface holds it (a load balancer's frontend is not
+/// ferry's to change here: the delete then fails with Azure's own words).
 async fn release_from_interface(
     azure: &AzureDeployment,
     operations: &StepOperations<'_>,
@@ -124,38 +123,13 @@ async fn release_from_interface(
     else {
         return Ok(None);
     };
-    let Some((interface, configuration)) = interface_of(&holder) else {
+    if interface_of(&holder).is_none() {
         return Ok(None);
-    };
-    let fetched = operations
-        .client()
-        .read::<Value>(&interface)
-        .await?
-        .ok_or_else(|| ComputeError::Step {
-            instance: instance.clone(),
-            message: format!("{interface}, which held the address, is gone"),
-        })?;
-    let mut nic = fetched.value;
-    for item in nic
-        .pointer_mut("/properties/ipConfigurations")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        if item["name"]
-            .as_str()
-            .is_some_and(|name| name.eq_ignore_ascii_case(&configuration))
-            && let Some(properties) = item["properties"].as_object_mut()
-        {
-            properties.remove("publicIPAddress");
-        }
     }
     operations.progress(format!(
         "taking {address} off {holder}, which holds it, to replace it"
     ));
-    operations
-        .put_if_match::<_, Value>(&interface, &nic, fetched.etag.as_deref())
-        .await?;
+    set_interface_address(operations, instance, &holder, None).await?;
     Ok(Some(holder))
 }
 
@@ -165,6 +139,19 @@ async fn give_back_to_interface(
     instance: &ferry_core::InstanceAddress,
     holder: &str,
     address: &ferry_arm::ResourceId,
+) -> Result<(), ComputeError> {
+    operations.progress(format!("giving {address} back to {holder}"));
+    set_interface_address(operations, instance, holder, Some(address)).await
+}
+
+/// Sets (or, with `None`, removes) the public IP of one IP configuration of a network
+/// interface: the interface read with its ETag and PUT back with `If-Match`, nothing else
+/// changed.
+async fn set_interface_address(
+    operations: &StepOperations<'_>,
+    instance: &ferry_core::InstanceAddress,
+    holder: &str,
+    address: Option<&ferry_arm::ResourceId>,
 ) -> Result<(), ComputeError> {
     let Some((interface, configuration)) = interface_of(holder) else {
         return Ok(());
@@ -184,14 +171,23 @@ async fn give_back_to_interface(
         .into_iter()
         .flatten()
     {
-        if item["name"]
+        if !item["name"]
             .as_str()
             .is_some_and(|name| name.eq_ignore_ascii_case(&configuration))
         {
-            item["properties"]["publicIPAddress"] = json!({"id": address.as_str()});
+            continue;
+        }
+        match address {
+            Some(address) => {
+                item["properties"]["publicIPAddress"] = json!({"id": address.as_str()});
+            }
+            None => {
+                if let Some(properties) = item["properties"].as_object_mut() {
+                    properties.remove("publicIPAddress");
+                }
+            }
         }
     }
-    operations.progress(format!("giving {address} back to {holder}"));
     operations
         .put_if_match::<_, Value>(&interface, &nic, fetched.etag.as_deref())
         .await?;
