@@ -122,7 +122,8 @@ fn describe(id: &ResourceId, body: &Value, fields: &Attributes) -> Attributes {
 }
 
 /// What a readable address that cannot serve its purpose reads as: a Basic or dynamic one
-/// cannot move between load balancers with its address kept.
+/// cannot move between load balancers with its address kept, and one that nothing holds
+/// serves nobody.
 fn health_of(body_attributes: &Attributes, body: Option<&Value>) -> ferry_core::Health {
     if let Some(body) = body
         && let creating @ ferry_core::Health::Creating { .. } =
@@ -144,6 +145,12 @@ fn health_of(body_attributes: &Attributes, body: Option<&Value>) -> ferry_core::
                 ),
             }
         }
+        // Only a cluster's ingress takes the address, ferry never gives it to one: an address
+        // that nothing holds is an ingress that lost it, seen on an ordinary day by the plan's
+        // warnings and `ferry watch`, not by clients on the day of the failover.
+        _ if text(HELD_BY).is_none_or(str::is_empty) => ferry_core::Health::Unhealthy {
+            reason: "no load balancer holds it, so clients reach nothing at this address: the serving cluster's ingress Service has not taken it (read that Service's events: its loadBalancerIP or its azure-pip-name and azure-load-balancer-resource-group annotations)".to_owned(),
+        },
         _ => ferry_core::Health::Healthy,
     }
 }

@@ -146,6 +146,16 @@ async fn the_address_is_created_in_its_own_group_and_read_with_its_holder() {
     let again = step(&harness, Action::Create, &fields()).await.unwrap();
     assert_eq!(again[ADDRESS], address.as_str());
 
+    // Nothing holds it yet: clients would reach nothing, which the plan and the watch say.
+    let reading = harness.read(&provider, &ingress, &fields()).await;
+    let Observation::Present { health, .. } = &reading else {
+        panic!("{reading:?}");
+    };
+    let Health::Unhealthy { reason } = health else {
+        panic!("an address nothing holds reads {health:?}");
+    };
+    assert!(reason.starts_with("no load balancer holds it"), "{reason}");
+
     let (_, frontend) = old_cluster_holds(&harness, &id).await;
     let reading = harness.read(&provider, &ingress, &fields()).await;
     let Observation::Present { attributes, health } = &reading else {
