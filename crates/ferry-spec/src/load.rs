@@ -7,8 +7,8 @@
 //!
 //! This file holds the passes' order and what they share; `schemas` the blocks' schemas,
 //! `paths` paths into a value and the spans they point at, `fields` reading a value against
-//! its schema, `blocks` the non-resource blocks, `resources` the resource tables, and `check`
-//! what crosses resources.
+//! its schema, `blocks` the non-resource blocks, `resources` the resource tables, `check`
+//! what crosses resources, and `pieces` how a large file is parsed a run of tables at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
