@@ -7,8 +7,8 @@
 //!
 //! This file holds the passes' order and what they share; `schemas` the blocks' schemas,
 //! `paths` paths into a value and the spans they point at, `fields` reading a value against
-//! its schema, `blocks` the non-resource blocks, `resources` the resource tables, and `check`
-//! what crosses resources.
+//! its schema, `blocks` the non-resource blocks, `resources` the resource tables, `check`
+//! what crosses resources, and `pieces` how a large file is parsed a run of tables at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -31,6 +31,7 @@ mod blocks;
 mod check;
 mod fields;
 mod paths;
+mod pieces;
 mod resources;
 mod schemas;
 
@@ -64,6 +65,25 @@ fn place(file: &Arc<SourceFile>, span: Range<usize>) -> Place {
     }
 }
 
+/// How the loader parses the files: in pieces where that gives exactly the whole file's
+/// document ([`pieces`]), or every file whole, as it does again when a piece had a syntax error.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parsing {
+    InPieces,
+    Whole,
+}
+
+/// A file's head (in pieces) or whole document (whole), and its resource pieces still to parse.
+struct Parsed<'t> {
+    file: Arc<SourceFile>,
+    document: Spanned<DeTable<'t>>,
+    broken: bool,
+    pieces: Vec<Range<usize>>,
+}
+
+/// A piece had a syntax error: load again with every file parsed whole.
+struct ParseWhole;
+
 pub(crate) fn load(
     root: &Path,
     files: Vec<(PathBuf, String)>,
@@ -75,37 +95,60 @@ pub(crate) fn load(
         .enumerate()
         .map(|(index, (path, text))| SourceFile::new(index, path.display().to_string(), text))
         .collect();
+    let mut parsing = Parsing::InPieces;
+    loop {
+        match load_files(root, &files, options, rules, parsing) {
+            Ok(loaded) => return loaded,
+            Err(ParseWhole) => parsing = Parsing::Whole,
+        }
+    }
+}
+
+fn load_files(
+    root: &Path,
+    files: &[Arc<SourceFile>],
+    options: &LoadOptions,
+    rules: &RuleBook,
+    parsing: Parsing,
+) -> Result<Result<Spec, SpecErrors>, ParseWhole> {
     let mut loader = Loader {
         rules,
         environment: &options.environment,
         variables: BTreeMap::new(),
         secrets: Secrets::new(),
         errors: Vec::new(),
-        files: &files,
+        files,
         reparsed: HashMap::new(),
     };
     let mut documents = Vec::new();
-    for file in &files {
-        let (document, syntax_errors) = DeTable::parse_recoverable(&file.text);
+    for file in files {
+        let cut = match parsing {
+            Parsing::InPieces => pieces::cut(&file.text, rules),
+            Parsing::Whole => None,
+        };
+        let (document, pieces) = match cut {
+            Some(cut) => {
+                let (head, errors) = DeTable::parse_recoverable(&file.text[cut.head]);
+                if !errors.is_empty() {
+                    return Err(ParseWhole);
+                }
+                if pieces::head_holds_resources(head.get_ref(), rules) {
+                    (DeTable::parse_recoverable(&file.text), Vec::new())
+                } else {
+                    ((head, errors), cut.pieces)
+                }
+            }
+            None => (DeTable::parse_recoverable(&file.text), Vec::new()),
+        };
+        let (document, syntax_errors) = document;
         let broken = !syntax_errors.is_empty();
-        for error in syntax_errors {
-            let span = error.span().unwrap_or(0..0);
-            let help = if error.message() == "duplicate key" {
-                "a key or table is defined once: remove or rename one of the two"
-            } else {
-                "fix the TOML syntax here; see https://toml.io for the format"
-            };
-            loader.errors.push(
-                SpecError::new(
-                    Problem::Syntax {
-                        message: error.message().replace('\n', ", "),
-                    },
-                    Some(place(file, span)),
-                )
-                .help(help),
-            );
-        }
-        documents.push((Arc::clone(file), document, broken));
+        loader.syntax_errors(file, syntax_errors);
+        documents.push(Parsed {
+            file: Arc::clone(file),
+            document,
+            broken,
+            pieces,
+        });
     }
 
     // Gather every block, variable and zone, across files; resource tables are read after
@@ -113,7 +156,13 @@ pub(crate) fn load(
     let mut blocks: BTreeMap<&str, Entry> = BTreeMap::new();
     let mut variable_entries: BTreeMap<String, Entry> = BTreeMap::new();
     let mut zone_entries: BTreeMap<String, Entry> = BTreeMap::new();
-    for (file, document, broken) in &documents {
+    for Parsed {
+        file,
+        document,
+        broken,
+        ..
+    } in &documents
+    {
         for (key, node) in document.get_ref() {
             let name: &str = key.get_ref();
             let entry = Entry {
@@ -175,13 +224,34 @@ pub(crate) fn load(
     // wait, whole, for the checks across resources. Those checks find the spans they report
     // on again from the file's text, when there is something to report (`Loader::field_place`).
     let mut read: BTreeMap<ResourceAddress, Read> = BTreeMap::new();
-    for (file, document, broken) in documents {
+    for Parsed {
+        file,
+        document,
+        broken,
+        pieces,
+    } in documents
+    {
         for (key, node) in document.into_inner() {
             let kind = match key.get_ref().parse::<Kind>() {
                 Ok(kind) if rules.get(kind).is_some() => kind,
                 _ => continue,
             };
             loader.read_kind(kind, &file, node, broken, &mut read);
+        }
+        for piece in pieces {
+            let (document, errors) = DeTable::parse_recoverable(&file.text[piece.clone()]);
+            if !errors.is_empty() {
+                return Err(ParseWhole);
+            }
+            // Every key of a piece is a kind with rules: `pieces::cut` let no other header in.
+            for (key, node) in document.into_inner() {
+                let kind = match key.get_ref().parse::<Kind>() {
+                    Ok(kind) if rules.get(kind).is_some() => kind,
+                    _ => continue,
+                };
+                let node = pieces::shifted(node, piece.start);
+                loader.read_kind(kind, &file, node, broken, &mut read);
+            }
         }
     }
 
@@ -195,7 +265,7 @@ pub(crate) fn load(
         for error in &mut errors {
             error.mask(&loader.secrets);
         }
-        return Err(SpecErrors::new(errors));
+        return Ok(Err(SpecErrors::new(errors)));
     }
     let standby = if failover.standby != crate::Standby::Cold && failover.mode != FailoverMode::Off
     {
@@ -235,7 +305,7 @@ pub(crate) fn load(
     }
     let resources = BTreeMap::from_iter(resources);
     let origins = BTreeMap::from_iter(origins);
-    Ok(Spec {
+    Ok(Ok(Spec {
         root: root.to_path_buf(),
         deployment,
         failover,
@@ -249,12 +319,32 @@ pub(crate) fn load(
         origins,
         dependencies,
         standby,
-    })
+    }))
 }
 
 impl<'a> Loader<'a> {
     fn push(&mut self, error: SpecError) {
         self.errors.push(error);
+    }
+
+    fn syntax_errors(&mut self, file: &Arc<SourceFile>, errors: Vec<toml::de::Error>) {
+        for error in errors {
+            let span = error.span().unwrap_or(0..0);
+            let help = if error.message() == "duplicate key" {
+                "a key or table is defined once: remove or rename one of the two"
+            } else {
+                "fix the TOML syntax here; see https://toml.io for the format"
+            };
+            self.push(
+                SpecError::new(
+                    Problem::Syntax {
+                        message: error.message().replace('\n', ", "),
+                    },
+                    Some(place(file, span)),
+                )
+                .help(help),
+            );
+        }
     }
 
     /// Keeps the first definition of a name and reports any later one, pointing at both.
