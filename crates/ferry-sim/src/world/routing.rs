@@ -74,12 +74,17 @@ impl World {
                 _ => (self.operation_result(segments[7]), None),
             });
         }
-        if segments.len() == 3 && lowered[2] == "resourcegroups" {
+        // The subscription's groups, and its resources across every group (`$filter`ed by a
+        // tag: a drill's clean-up proves with them that nothing of the drill is left).
+        if segments.len() == 3 && lowered[2] == "resourcegroups" && method == "GET" {
             return Ok((
-                self.list(
-                    request,
-                    &format!("/subscriptions/{subscription}/resourceGroups"),
-                )?,
+                self.list_groups_in_subscription(request, subscription)?,
+                None,
+            ));
+        }
+        if segments.len() == 3 && lowered[2] == "resources" && method == "GET" {
+            return Ok((
+                self.list_resources_in_subscription(request, subscription)?,
                 None,
             ));
         }
@@ -321,7 +326,7 @@ impl World {
 
     /// One page of a list, with `nextLink` carrying `$skiptoken` when more remain; `body`
     /// shows each item of the page (only of the page: a list of thousands is asked page by page).
-    fn page(
+    pub(super) fn page(
         &self,
         request: &SimRequest,
         items: Vec<&Stored>,
