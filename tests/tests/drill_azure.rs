@@ -18,7 +18,7 @@ use ferry_arm::{AzureDeployment, AzureSettings, Url};
 use ferry_core::{Kind, Providers};
 use ferry_ops::{
     Applied, ApplyRequest, Approval, Deployment, DrillMode, DrillRequest, PlanOptions, PlanSource,
-    WorldSource,
+    TaggedLists, WorldSource,
 };
 use ferry_plan::drill::DrillId;
 use ferry_world::{MemoryProvider, World};
@@ -46,6 +46,18 @@ fn providers(
         .with(Arc::new(MemoryProvider::new(Kind::Check, world)))
 }
 
+/// Where the drill of `spec` lists what carries its tag on `simulator`.
+fn tagged_lists(spec: &ferry_spec::Spec, simulator: &ferry_sim::Simulator) -> TaggedLists {
+    TaggedLists {
+        client: ferry_arm::ArmClient::new(ferry_arm::ArmClientConfig::simulator(
+            Url::parse(simulator.endpoint()).unwrap(),
+            simulator.ca_file().to_path_buf(),
+        ))
+        .unwrap(),
+        subscription: spec.deployment.subscription.clone().unwrap(),
+    }
+}
+
 /// A drill of `specs/data100/{variant}` on a simulator of its own, production built first:
 /// the drill's report, and the simulator's record since the drill started.
 async fn drill_on_the_simulator(
@@ -66,6 +78,7 @@ async fn drill_on_the_simulator(
     spec.state = ferry_spec::StateConfig::Local {
         path: folder.path().join("state"),
     };
+    let lists = tagged_lists(&spec, &simulator);
     let production_world = World::simulating(&rules);
     let production_providers = providers(
         &spec,
@@ -117,6 +130,7 @@ async fn drill_on_the_simulator(
             on_event: &|_| {},
             on_plan: &|_| {},
             drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
         })
         .await
         .unwrap();
@@ -189,6 +203,7 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     spec.state = ferry_spec::StateConfig::Local {
         path: folder.path().join("state"),
     };
+    let lists = tagged_lists(&spec, &simulator);
     let spec_path = spec.root.clone();
     let production = Deployment::open(
         spec,
@@ -234,6 +249,7 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
             on_event: &|_| {},
             on_plan: &|_| {},
             drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
         })
         .await
         .unwrap();
@@ -247,6 +263,10 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     let cleanup = drilled.cleanup.as_ref().unwrap();
     assert_eq!(cleanup.failures, Vec::<String>::new());
     assert_eq!(cleanup.leftovers, Vec::new());
+    // ARM's lists of the subscription: nothing carries the drill's tag, and the plan had
+    // deleted everything, so nothing was left for the sweep by tag.
+    assert_eq!(cleanup.tagged_leftovers, Some(Vec::new()));
+    assert_eq!(cleanup.deleted_by_tag, Vec::<String>::new());
     assert_eq!(drilled.production_changes, Vec::<String>::new());
     assert!(drilled.ok());
 
@@ -283,4 +303,106 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
             && event.path.ends_with("/resourceGroups/data100-g1-drill")
     });
     assert!(group_deleted);
+
+    // What the drill's state never recorded is found by its tag: a group of the drill's
+    // (created before a kill, its journal entry never written) holding a copy, and a disk
+    // and its snapshot outside every group of the drill. `--clean` deletes them, the group
+    // with what it holds, and ARM's lists prove nothing is left; an untagged group beside
+    // them, and production, are left alone.
+    let client = &lists.client;
+    let group = |name: &str| {
+        format!(
+            "/subscriptions/{}/resourceGroups/{name}",
+            lists.subscription
+        )
+    };
+    let put = |id: String, body: serde_json::Value| async move {
+        let api = ferry_arm::api_version::for_type(
+            &ferry_arm::ResourceId::parse(&id).unwrap().resource_type(),
+        );
+        let _: serde_json::Value = client
+            .put_and_wait(&id, api, &body, &ferry_arm::WriteOptions::default())
+            .await
+            .unwrap();
+    };
+    let tags = serde_json::json!({"ferry-drill": "azure-1"});
+    put(
+        group("data100-g1-drill"),
+        serde_json::json!({"location": "westeurope", "tags": tags}),
+    )
+    .await;
+    put(
+        group("elsewhere"),
+        serde_json::json!({"location": "westeurope"}),
+    )
+    .await;
+    let disk = |group_name: &str, name: &str| {
+        format!(
+            "{}/providers/Microsoft.Compute/disks/{name}",
+            group(group_name)
+        )
+    };
+    let empty_disk = serde_json::json!({"location": "westeurope", "tags": tags, "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 8}});
+    put(disk("data100-g1-drill", "orphan"), empty_disk.clone()).await;
+    put(disk("elsewhere", "stray"), empty_disk).await;
+    let snapshot = format!(
+        "{}/providers/Microsoft.Compute/snapshots/stray",
+        group("elsewhere")
+    );
+    put(
+        snapshot.clone(),
+        serde_json::json!({"location": "westeurope", "tags": tags, "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk("elsewhere", "stray")}, "incremental": true}}),
+    )
+    .await;
+    let mark = simulator.events().len();
+    let cleaned = production
+        .drill(DrillRequest {
+            mode: DrillMode::Clean,
+            id: Some(DrillId::new("azure-1").unwrap()),
+            lock_timeout: Duration::ZERO,
+            config: ApplyConfig::default(),
+            control: &ApplyControl::new(),
+            on_event: &|_| {},
+            on_plan: &|_| {},
+            drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
+        })
+        .await
+        .unwrap();
+    let cleanup = cleaned.cleanup.as_ref().unwrap();
+    assert_eq!(cleanup.failures, Vec::<String>::new());
+    assert_eq!(cleanup.tagged_leftovers, Some(Vec::new()));
+    let found_by_tag: Vec<String> = cleanup
+        .deleted_by_tag
+        .iter()
+        .map(|id| id.rsplit_once("/resourceGroups/").unwrap().1.to_owned())
+        .collect();
+    assert!(
+        found_by_tag.contains(&"elsewhere/providers/Microsoft.Compute/disks/stray".to_owned())
+            && found_by_tag
+                .contains(&"elsewhere/providers/Microsoft.Compute/snapshots/stray".to_owned()),
+        "{found_by_tag:?}"
+    );
+    assert!(cleaned.ok(), "{cleaned:#?}");
+    let written: Vec<String> = simulator
+        .events()
+        .iter()
+        .skip(mark)
+        .filter(|event| event.what == "request" && event.method != "GET")
+        .map(|event| format!("{} {}", event.method, event.path))
+        .collect();
+    assert!(
+        written.iter().all(|write| !write
+            .to_ascii_lowercase()
+            .contains("/resourcegroups/data100-g1/")
+            && !write.ends_with("/resourceGroups/elsewhere")),
+        "{written:#?}"
+    );
+    assert!(
+        client
+            .read::<serde_json::Value>(&ferry_arm::ResourceId::parse(&group("elsewhere")).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

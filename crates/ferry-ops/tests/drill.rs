@@ -66,6 +66,7 @@ async fn a_drill_from_the_library_measures_every_step_and_leaves_production_as_i
             on_event: &|_| {},
             on_plan: &|_| {},
             drill_providers: None,
+            tagged_lists: None,
         })
         .await
         .unwrap();

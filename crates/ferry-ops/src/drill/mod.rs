@@ -25,9 +25,11 @@ use ferry_plan::{FailoverRequest, PlanConfig, SavedPlan};
 
 mod figures;
 mod guard;
+mod tagged;
 
 pub use figures::{measured_path, read_measured};
 pub(crate) use guard::guarded;
+pub use tagged::TaggedLists;
 
 use crate::{
     Applied, ApplyRequest, Approval, Deployment, OpsError, PlanOptions, PlanSource, WorldSource,
@@ -81,6 +83,11 @@ pub struct DrillRequest<'a> {
     /// world and a simulated world file need none: the drill builds its own.
     pub drill_providers:
         Option<&'a (dyn Fn(&ferry_spec::Spec) -> ferry_core::Providers + Send + Sync)>,
+    /// Where the drill lists what carries its tag across the Azure subscription, to find what
+    /// it left and prove its clean-up: needed with providers the caller built; `None` with
+    /// the live world builds it from the environment (`FERRY_ARM_*`, the credential chain)
+    /// when the spec has Azure resources. A simulated world needs none: its file is the proof.
+    pub tagged_lists: Option<TaggedLists>,
 }
 
 impl std::fmt::Debug for DrillRequest<'_> {
@@ -123,6 +130,13 @@ pub struct Cleanup {
     pub deleted: Vec<InstanceAddress>,
     /// What the drill's world still holds after the clean-up: empty, or the command fails.
     pub leftovers: Vec<InstanceAddress>,
+    /// On Azure, the ARM ids deleted because they still carried the drill's tag after the
+    /// clean-up's plan (what the drill's state never recorded, a copy outside its groups).
+    pub deleted_by_tag: Vec<String>,
+    /// On Azure, what the subscription's lists still show tagged with the drill after it all
+    /// (groups, then resources): empty, or the command fails. `None` where there is no
+    /// Azure to ask (a simulated world, a spec without Azure resources).
+    pub tagged_leftovers: Option<Vec<String>>,
     /// The clean-up's failed steps, with why.
     pub failures: Vec<String>,
     pub elapsed: Duration,
@@ -168,10 +182,11 @@ pub struct DrillReport {
 impl DrillReport {
     /// A drill that ran and left nothing (or was kept on purpose), production untouched.
     pub fn ok(&self) -> bool {
-        let cleaned = self
-            .cleanup
-            .as_ref()
-            .is_none_or(|cleanup| cleanup.leftovers.is_empty() && cleanup.failures.is_empty());
+        let cleaned = self.cleanup.as_ref().is_none_or(|cleanup| {
+            cleanup.leftovers.is_empty()
+                && cleanup.failures.is_empty()
+                && cleanup.tagged_leftovers.as_ref().is_none_or(Vec::is_empty)
+        });
         self.succeeded && cleaned && self.production_changes.is_empty()
     }
 }
@@ -273,7 +288,12 @@ impl Deployment {
             DrillMode::Clean => {
                 let layout = drill_layout(&self.spec, &self.rules, &id);
                 let drill = self.drill_deployment(layout, Some(&before), &request)?;
-                report.cleanup = Some(drill.drill_cleanup(&request).await?);
+                let lists = self.tagged_lists(&request)?;
+                report.cleanup = Some(
+                    drill
+                        .drill_cleanup(&request, &id, lists.as_ref(), &before)
+                        .await?,
+                );
                 report.production_changes = self.changes_since(&before).await?;
                 return Ok(report);
             }
@@ -386,7 +406,12 @@ impl Deployment {
             }
         }
         if !keep {
-            report.cleanup = Some(drill.drill_cleanup(&request).await?);
+            let lists = self.tagged_lists(&request)?;
+            report.cleanup = Some(
+                drill
+                    .drill_cleanup(&request, &id, lists.as_ref(), &before)
+                    .await?,
+            );
         }
         report.production_changes = self.changes_since(&before).await?;
         Ok(report)
@@ -522,9 +547,56 @@ impl Deployment {
         Ok(changes)
     }
 
+    /// Where this deployment's drill lists what carries its tag on Azure: the caller's, or
+    /// with the live world one built from the environment when the spec has Azure resources.
+    fn tagged_lists(&self, request: &DrillRequest<'_>) -> Result<Option<TaggedLists>, OpsError> {
+        if let Some(lists) = &request.tagged_lists {
+            return Ok(Some(lists.clone()));
+        }
+        let on_azure = self
+            .spec
+            .resources
+            .values()
+            .any(|resource| ferry_arm::deployment::arm_type(resource.address.kind).is_some());
+        if !matches!(self.source, WorldSource::Live) || !on_azure {
+            return Ok(None);
+        }
+        let setup = |error: ferry_arm::ArmError| {
+            OpsError::Providers(ferry_providers::SetupError {
+                provider: "azure",
+                message: error.to_string(),
+            })
+        };
+        let settings = ferry_arm::AzureSettings::from_environment(
+            self.spec.deployment.subscription.clone(),
+            self.spec_path.clone(),
+            &|name| std::env::var(name).ok(),
+        )
+        .map_err(setup)?;
+        let Some(subscription) = settings.subscription.clone() else {
+            return Err(OpsError::Refused(format!(
+                "deployment {} has Azure resources but no subscription: set subscription in the spec's [deployment], so the drill can list what carries its tag",
+                self.spec.deployment.name
+            )));
+        };
+        let client = ferry_arm::ArmClient::new(settings.arm.clone()).map_err(setup)?;
+        Ok(Some(TaggedLists {
+            client,
+            subscription,
+        }))
+    }
+
     /// Deletes every instance this (drill) deployment's readings show, under its lock, then
-    /// reads its world again: what is left is the proof.
-    async fn drill_cleanup(&self, request: &DrillRequest<'_>) -> Result<Cleanup, OpsError> {
+    /// on Azure whatever still carries the drill's tag in the subscription; then reads its
+    /// world again, and on Azure ARM's lists of what carries the tag: what is left is the
+    /// proof.
+    async fn drill_cleanup(
+        &self,
+        request: &DrillRequest<'_>,
+        id: &DrillId,
+        lists: Option<&TaggedLists>,
+        production: &Snapshot,
+    ) -> Result<Cleanup, OpsError> {
         let read = self.observe().await?;
         let mut readings = read.clone();
         // A simulated world's file holds every instance of the drill, those the readings do
@@ -541,12 +613,41 @@ impl Deployment {
                     .or_insert_with(|| Observation::present(attributes));
             }
         }
+        // On Azure, what carries the drill's tag but the readings do not show (created by a
+        // drill killed before its state recorded it) goes first: the plan's deletion of its
+        // group would be refused while it holds data.
+        let production_identities = ProductionIdentities::of(production);
+        let mut deleted_by_tag = Vec::new();
+        let mut sweep_failures = Vec::new();
+        if let Some(lists) = lists {
+            let known: std::collections::BTreeSet<String> = readings
+                .resources
+                .values()
+                .filter_map(|observation| match observation {
+                    Observation::Present { attributes, .. } => attributes.get("id"),
+                    _ => None,
+                })
+                .filter_map(|id| id.as_str())
+                .map(str::to_lowercase)
+                .collect();
+            let sweep = lists
+                .sweep(
+                    id,
+                    &production_identities,
+                    tagged::SweepScope::UnknownTo(&known),
+                )
+                .await;
+            deleted_by_tag = sweep.deleted;
+            sweep_failures = sweep.failures;
+        }
         let plan = teardown_plan(&self.spec, &readings, &self.rules)
             .map_err(|refusal| OpsError::Refused(refusal.to_string()))?;
         let mut cleanup = Cleanup {
             deleted: Vec::new(),
             leftovers: Vec::new(),
-            failures: Vec::new(),
+            deleted_by_tag,
+            tagged_leftovers: None,
+            failures: sweep_failures,
             elapsed: Duration::ZERO,
         };
         if !plan.is_empty() {
@@ -589,6 +690,17 @@ impl Deployment {
                 if let Some(error) = release_error {
                     cleanup.failures.push(error);
                 }
+            }
+        }
+        if let Some(lists) = lists {
+            let sweep = lists
+                .sweep(id, &production_identities, tagged::SweepScope::Everything)
+                .await;
+            cleanup.deleted_by_tag.extend(sweep.deleted);
+            cleanup.failures.extend(sweep.failures);
+            match lists.of_drill(id).await {
+                Ok(tagged) => cleanup.tagged_leftovers = Some(tagged.ids()),
+                Err(failure) => cleanup.failures.push(failure),
             }
         }
         cleanup.leftovers = self.drill_leftovers().await?;
