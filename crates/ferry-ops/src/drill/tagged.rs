@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_vm_goes_before_what_it_holds_and_a_disk_before_its_snapshot() {
-        let mut ids = vec![
+        let mut ids = [
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/snapshots/s0",
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v",
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/d0",
