@@ -33,7 +33,10 @@ fn binary(package: &str, name: &str) -> PathBuf {
     let profile_folder = executable.parent().unwrap().parent().unwrap();
     let mut command = Command::new(option_env!("CARGO").unwrap_or("cargo"));
     command.args(["build", "--quiet", "-p", package, "--bin", name]);
-    match profile_folder.file_name().and_then(|folder| folder.to_str()) {
+    match profile_folder
+        .file_name()
+        .and_then(|folder| folder.to_str())
+    {
         Some("debug") | None => {}
         Some(profile) => {
             command.args(["--profile", profile]);
@@ -79,9 +82,7 @@ impl World {
         for folder in ["warm", "hot", "hooks"] {
             std::fs::remove_dir_all(spec.join(folder)).unwrap();
         }
-        for file in ["service.toml"] {
-            std::fs::remove_file(spec.join(file)).unwrap();
-        }
+        std::fs::remove_file(spec.join("service.toml")).unwrap();
         let cut = |file: &str, at: &str| {
             let text = std::fs::read_to_string(spec.join(file)).unwrap();
             let kept = &text[..text.find(at).unwrap()];
@@ -243,11 +244,16 @@ fn killed_then_cleaned(
         String::from_utf8_lossy(&clean.stderr)
     );
     assert!(
-        stdout.contains("nothing of the drill is left (nothing in the subscription carries its tag)"),
+        stdout
+            .contains("nothing of the drill is left (nothing in the subscription carries its tag)"),
         "{what}: {stdout}"
     );
     assert_eq!(world.tagged_in_lists(id), Vec::<String>::new(), "{what}");
-    assert_eq!(world.tagged_in_inventory(id), Vec::<String>::new(), "{what}");
+    assert_eq!(
+        world.tagged_in_inventory(id),
+        Vec::<String>::new(),
+        "{what}"
+    );
     assert_eq!(
         production(&world.inventory()),
         production_before,
@@ -285,18 +291,26 @@ fn a_drill_killed_on_the_arm_simulator_is_removed_whole_by_clean_and_proven_by_i
     });
     // In the middle of its build: its VM created, the rest under way.
     killed_then_cleaned(&world, "k2", false, "its VM built", |_, journal| {
-        journal.iter().any(|record| {
-            event(record) == "step_finished" && step(record) == "vm.nfs@g1:create"
-        })
-    });
-    // During its clean-up: three deletes done.
-    killed_then_cleaned(&world, "k3", true, "three deletes into its clean-up", |_, journal| {
         journal
             .iter()
-            .filter(|record| event(record) == "step_finished" && step(record).ends_with(":delete"))
-            .count()
-            >= 3
+            .any(|record| event(record) == "step_finished" && step(record) == "vm.nfs@g1:create")
     });
+    // During its clean-up: three deletes done.
+    killed_then_cleaned(
+        &world,
+        "k3",
+        true,
+        "three deletes into its clean-up",
+        |_, journal| {
+            journal
+                .iter()
+                .filter(|record| {
+                    event(record) == "step_finished" && step(record).ends_with(":delete")
+                })
+                .count()
+                >= 3
+        },
+    );
 
     // Nothing of any drill anywhere, production as built.
     assert_eq!(
