@@ -9,19 +9,14 @@
 
 mod support;
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
-use ferry_apply::{ApplyConfig, ApplyControl};
+use ferry_apply::ApplyControl;
 use ferry_arm::{AzureDeployment, AzureSettings, Url};
 use ferry_core::{Kind, Providers};
-use ferry_ops::{
-    Applied, ApplyRequest, Approval, Deployment, DrillMode, DrillRequest, PlanOptions, PlanSource,
-    TaggedLists, WorldSource,
-};
-use ferry_plan::drill::DrillId;
+use ferry_ops::{Deployment, DrillMode, DrillRequest, TaggedLists, WorldSource};
+use ferry_testkit::drill_harness::{build, drill_request};
 use ferry_world::{MemoryProvider, World};
+use std::path::Path;
+use std::sync::Arc;
 
 /// Providers for `spec` on `simulator`: the real Azure ones, the rest in `world`.
 fn providers(
@@ -94,22 +89,9 @@ async fn drill_on_the_simulator(
         WorldSource::Providers(production_providers),
     )
     .unwrap();
-    let built = production
-        .apply(ApplyRequest {
-            plan: PlanSource::Fresh(PlanOptions::default()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            approve: &mut |_| Ok(Approval::Approved),
-        })
-        .await
-        .unwrap();
-    let Applied::Ran { report, .. } = built else {
-        panic!("production was not built");
-    };
-    assert!(report.succeeded(), "{}", report.counts().describe());
+    build(&production).await;
     let mark = simulator.events().len();
+    let control = ApplyControl::new();
     let drill_world = World::simulating(&ferry_providers::rule_book());
     let build_drill = |drill_spec: &ferry_spec::Spec| {
         providers(
@@ -122,15 +104,9 @@ async fn drill_on_the_simulator(
     };
     let drilled = production
         .drill(DrillRequest {
-            mode: DrillMode::Run { keep: false },
-            id: Some(DrillId::new(variant).unwrap()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            on_plan: &|_| {},
             drill_providers: Some(&build_drill),
             tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Run { keep: false }, variant, &control)
         })
         .await
         .unwrap();
@@ -212,23 +188,10 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
         WorldSource::Providers(production_providers),
     )
     .unwrap();
-    let built = production
-        .apply(ApplyRequest {
-            plan: PlanSource::Fresh(PlanOptions::default()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            approve: &mut |_| Ok(Approval::Approved),
-        })
-        .await
-        .unwrap();
-    let Applied::Ran { report, .. } = built else {
-        panic!("generation 1 was not built");
-    };
-    assert!(report.succeeded(), "{}", report.counts().describe());
+    build(&production).await;
     let mark = simulator.events().len();
 
+    let control = ApplyControl::new();
     let drill_world = World::simulating(&ferry_providers::rule_book());
     let build_drill = |drill_spec: &ferry_spec::Spec| {
         providers(
@@ -241,15 +204,9 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     };
     let drilled = production
         .drill(DrillRequest {
-            mode: DrillMode::Run { keep: false },
-            id: Some(DrillId::new("azure-1").unwrap()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            on_plan: &|_| {},
             drill_providers: Some(&build_drill),
             tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Run { keep: false }, "azure-1", &control)
         })
         .await
         .unwrap();
@@ -357,15 +314,9 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     let mark = simulator.events().len();
     let cleaned = production
         .drill(DrillRequest {
-            mode: DrillMode::Clean,
-            id: Some(DrillId::new("azure-1").unwrap()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            on_plan: &|_| {},
             drill_providers: Some(&build_drill),
             tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Clean, "azure-1", &control)
         })
         .await
         .unwrap();
