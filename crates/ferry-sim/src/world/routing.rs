@@ -248,15 +248,20 @@ impl World {
     }
 
     fn list(&self, request: &SimRequest, collection: &str) -> Result<SimResponse, Refusal> {
+        let items = self.items_of(collection);
+        Ok(self.page(request, items, |stored| self.response_body(stored)))
+    }
+
+    /// The items of a collection (`{group}/providers/Microsoft.Compute/disks`,
+    /// `/subscriptions/{id}/resourceGroups`): what sits directly under it.
+    pub(super) fn items_of(&self, collection: &str) -> Vec<&Stored> {
         let prefix = format!("{}/", lower(collection));
-        let items: Vec<&Stored> = self
-            .resources
+        self.resources
             .range(prefix.clone()..)
             .take_while(|(key, _)| key.starts_with(&prefix))
             .filter(|(key, _)| !key[prefix.len()..].contains('/'))
             .map(|(_, stored)| stored)
-            .collect();
-        Ok(self.page(request, items, |stored| self.response_body(stored)))
+            .collect()
     }
 
     /// Every resource of one type in a subscription, whatever its group, paged like a group's list.

@@ -26,7 +26,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::ids::{Kind, kind_of, lower, name_of, subscription_of, type_of};
+use super::ids::{Kind, kind_of, name_of, subscription_of, type_of};
 use super::{Refusal, SimRequest, SimResponse, Stored, World};
 
 /// What a `$filter` asks for.
@@ -95,15 +95,8 @@ impl World {
         subscription: &str,
     ) -> Result<SimResponse, Refusal> {
         let filter = parse_filter(request.query_value("$filter"), ListOf::Groups)?;
-        let prefix = format!("/subscriptions/{}/resourcegroups/", lower(subscription));
-        let items: Vec<&Stored> = self
-            .resources
-            .range(prefix.clone()..)
-            .take_while(|(key, _)| key.starts_with(&prefix))
-            .filter(|(key, _)| !key[prefix.len()..].contains('/'))
-            .map(|(_, stored)| stored)
-            .filter(|stored| filter.matches(stored))
-            .collect();
+        let mut items = self.items_of(&format!("/subscriptions/{subscription}/resourceGroups"));
+        items.retain(|stored| filter.matches(stored));
         Ok(self.page(request, items, |stored| self.response_body(stored)))
     }
 }
