@@ -266,6 +266,9 @@ impl Deployment {
             (Some(asked), None) => asked.clone(),
             (None, None) => id_from_clock(),
         };
+        // Set up before anything is built: a drill whose clean-up could not ask ARM would
+        // be left built.
+        let lists = self.tagged_lists(&request)?;
         let before = self.observe().await?;
         let mut report = DrillReport {
             id: id.clone(),
@@ -288,7 +291,6 @@ impl Deployment {
             DrillMode::Clean => {
                 let layout = drill_layout(&self.spec, &self.rules, &id);
                 let drill = self.drill_deployment(layout, Some(&before), &request)?;
-                let lists = self.tagged_lists(&request)?;
                 report.cleanup = Some(
                     drill
                         .drill_cleanup(&request, &id, lists.as_ref(), &before)
@@ -406,7 +408,6 @@ impl Deployment {
             }
         }
         if !keep {
-            let lists = self.tagged_lists(&request)?;
             report.cleanup = Some(
                 drill
                     .drill_cleanup(&request, &id, lists.as_ref(), &before)
