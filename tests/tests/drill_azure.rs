@@ -356,4 +356,49 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
             .unwrap()
             .is_some()
     );
+
+    // A production disk carrying the drill's tag (a hand put it there) is never deleted: the
+    // clean-up fails naming it as production's, once, and ARM's lists still show it.
+    let production_disk = disk("data100-g1", "data100-home0");
+    let mut body: serde_json::Value = client
+        .get(&production_disk, ferry_arm::api_version::DISKS)
+        .await
+        .unwrap()
+        .value;
+    body["tags"]["ferry-drill"] = serde_json::json!("azure-1");
+    put(production_disk.clone(), body).await;
+    let mark = simulator.events().len();
+    let refused = production
+        .drill(DrillRequest {
+            drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Clean, "azure-1", &control)
+        })
+        .await
+        .unwrap();
+    assert!(!refused.ok());
+    let cleanup = refused.cleanup.as_ref().unwrap();
+    assert_eq!(
+        cleanup.failures,
+        [format!(
+            "{production_disk} carries the drill's tag ferry-drill=azure-1 but is production's (disk.home0): left alone; remove the tag or the resource by hand"
+        )]
+    );
+    assert_eq!(
+        cleanup
+            .tagged_leftovers
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|id| id.to_ascii_lowercase())
+            .collect::<Vec<_>>(),
+        [production_disk.to_ascii_lowercase()]
+    );
+    let written = simulator
+        .events()
+        .iter()
+        .skip(mark)
+        .filter(|event| event.what == "request" && event.method != "GET")
+        .count();
+    assert_eq!(written, 0);
 }

@@ -698,7 +698,12 @@ impl Deployment {
                 .sweep(id, &production_identities, tagged::SweepScope::Everything)
                 .await;
             cleanup.deleted_by_tag.extend(sweep.deleted);
-            cleanup.failures.extend(sweep.failures);
+            // What both sweeps refused (a production resource carrying the tag) is said once.
+            for failure in sweep.failures {
+                if !cleanup.failures.contains(&failure) {
+                    cleanup.failures.push(failure);
+                }
+            }
             match lists.of_drill(id).await {
                 Ok(tagged) => cleanup.tagged_leftovers = Some(tagged.ids()),
                 Err(failure) => cleanup.failures.push(failure),
