@@ -9,8 +9,10 @@
 //! stands is built first, then its failover onto its own standby is planned (`--failover` on
 //! the drill's deployment), checked ([`ferry_plan::drill::check_drill_failover`]), applied
 //! and measured. The clean-up is a plan of deletes through the same engine and journal,
-//! followed by a reading of the drill's world that must come back empty. Production is only
-//! read: its state, journal and lock are never opened for writing.
+//! followed by a reading of the drill's world that must come back empty, and on Azure by
+//! ARM's lists of the subscription filtered by the drill's tag, which also find what the
+//! drill's readings cannot ([`TaggedLists`]). Production is only read: its state, journal and lock
+//! are never opened for writing.
 
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
