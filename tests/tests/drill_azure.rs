@@ -401,4 +401,47 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
         .filter(|event| event.what == "request" && event.method != "GET")
         .count();
     assert_eq!(written, 0);
+
+    // A drill group of a generation the drill's state never recorded, which its readings do
+    // not reach, holding a copy: `--clean` without an id finds the drill by the group's tag
+    // and name, and removes it whole.
+    let lost_tags = serde_json::json!({"ferry-drill": "lost-1"});
+    put(
+        group("data100-g7-drill"),
+        serde_json::json!({"location": "westeurope", "tags": lost_tags}),
+    )
+    .await;
+    put(
+        disk("data100-g7-drill", "home0-copy"),
+        serde_json::json!({"location": "westeurope", "tags": lost_tags, "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 8}}),
+    )
+    .await;
+    let found = production
+        .drill(DrillRequest {
+            id: None,
+            drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Clean, "unused", &control)
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.id.as_str(), "lost-1");
+    let cleanup = found.cleanup.as_ref().unwrap();
+    assert_eq!(cleanup.failures, Vec::<String>::new());
+    assert_eq!(cleanup.tagged_leftovers, Some(Vec::new()));
+    assert_eq!(
+        cleanup.deleted_by_tag.len(),
+        2,
+        "{:?}",
+        cleanup.deleted_by_tag
+    );
+    assert!(
+        client
+            .read::<serde_json::Value>(
+                &ferry_arm::ResourceId::parse(&group("data100-g7-drill")).unwrap()
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -57,7 +57,27 @@ pub fn tag_filter(name: &str, value: &str) -> String {
     )
 }
 
+/// The `$filter` for every value of one tag: `tagName eq 'name'` (the items keep their tags).
+pub fn tag_name_filter(name: &str) -> String {
+    format!("tagName eq '{}'", name.replace('\'', "''"))
+}
+
 impl ArmClient {
+    /// Every resource group of `subscription` carrying the tag `name`, whatever its value,
+    /// with its tags (ARM leaves them in when the filter names the tag alone).
+    pub async fn resource_groups_with_tag(
+        &self,
+        subscription: &str,
+        name: &str,
+    ) -> Result<Vec<ResourceGroup>, ArmError> {
+        self.list_with_query(
+            &format!("/subscriptions/{subscription}/resourcegroups"),
+            api_version::RESOURCES,
+            &[("$filter".to_owned(), tag_name_filter(name))],
+        )
+        .await
+    }
+
     /// Every resource of `subscription` tagged `name` = `value`, in any group, every page
     /// read. A failure is an error, never an empty list.
     pub async fn resources_tagged(

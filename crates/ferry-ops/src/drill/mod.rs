@@ -520,12 +520,52 @@ impl Deployment {
             request,
         )?;
         let readings = drill.observe().await?;
-        Ok(readings.resources.values().find_map(|observation| {
+        let read = readings.resources.values().find_map(|observation| {
             let Observation::Present { attributes, .. } = observation else {
                 return None;
             };
             let tag = attributes.get("tags")?.get(ferry_plan::drill::DRILL_TAG)?;
             DrillId::new(tag.as_str()?).ok()
+        });
+        if read.is_some() {
+            return Ok(read);
+        }
+        // On Azure, a drill group the readings do not reach (one of a generation the drill's
+        // state never recorded) is found by its tag and its name.
+        let Some(lists) = self.tagged_lists(request)? else {
+            return Ok(None);
+        };
+        let templates: Vec<String> = drill
+            .spec
+            .resources
+            .values()
+            .filter(|resource| resource.address.kind == ferry_core::Kind::ResourceGroup)
+            .filter_map(|resource| resource.str_field("name").map(str::to_owned))
+            .collect();
+        let groups = lists
+            .client
+            .resource_groups_with_tag(&lists.subscription, ferry_plan::drill::DRILL_TAG)
+            .await
+            .map_err(|error| {
+                OpsError::Refused(format!(
+                    "the subscription {}'s list of groups tagged {} failed: {error}; give the drill's id with --id",
+                    lists.subscription,
+                    ferry_plan::drill::DRILL_TAG
+                ))
+            })?;
+        Ok(groups.iter().find_map(|group| {
+            let name = group.name.as_deref()?;
+            if !templates
+                .iter()
+                .any(|template| tagged::named_by(template, name))
+            {
+                return None;
+            }
+            let tags = group.tags.as_ref()?;
+            let (_, value) = tags
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(ferry_plan::drill::DRILL_TAG))?;
+            DrillId::new(value).ok()
         }))
     }
 

@@ -125,6 +125,22 @@ impl TaggedLists {
     }
 }
 
+/// Whether `name` is what the name template `template` gives at some generation
+/// (`data100-g${generation}-drill` names `data100-g7-drill`), compared ignoring case as ARM
+/// compares group names.
+pub(super) fn named_by(template: &str, name: &str) -> bool {
+    let (template, name) = (template.to_ascii_lowercase(), name.to_ascii_lowercase());
+    match template.split_once("${generation}") {
+        None => template == name,
+        Some((before, after)) => name
+            .strip_prefix(before)
+            .and_then(|rest| rest.strip_suffix(after))
+            .is_some_and(|generation| {
+                !generation.is_empty() && generation.chars().all(|c| c.is_ascii_digit())
+            }),
+    }
+}
+
 /// [`deletion_rank`] of a managed disk.
 const DISK_RANK: u8 = 4;
 
@@ -151,6 +167,17 @@ fn deletion_rank(id: &str) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_name_is_matched_to_its_template_at_any_generation() {
+        let template = "data100-g${generation}-drill";
+        assert!(named_by(template, "data100-g7-drill"));
+        assert!(named_by(template, "DATA100-G12-DRILL"));
+        assert!(!named_by(template, "data100-g-drill"));
+        assert!(!named_by(template, "data100-g1"));
+        assert!(!named_by(template, "data100-gx-drill"));
+        assert!(named_by("shared-drill", "shared-drill"));
+    }
 
     #[test]
     fn a_vm_goes_before_what_it_holds_and_a_disk_before_its_snapshot() {
