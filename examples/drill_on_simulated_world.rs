@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
             // The drill's plan, then its clean-up's.
             on_plan: &|plan| println!("applying a plan of {} steps", plan.steps.len()),
             drill_providers: None,
+            tagged_lists: None,
         })
         .await?;
     for step in &report.steps {

@@ -128,6 +128,35 @@ def main():
         lambda: network.virtual_networks.begin_create_or_update(GROUP, "vnet", vnet_body).result(),
     )
     run.step("virtual_networks.get", lambda: network.virtual_networks.get(GROUP, "vnet"))
+
+    # A subscription's lists filtered by a tag, as a drill's clean-up proves itself: the
+    # network and the target group carry it, the group holding the network does not.
+    drill_filter = "tagName eq 'ferry-drill' and tagValue eq 'sdk'"
+    run.step(
+        "resource_groups.create_or_update tagged",
+        lambda: resources.resource_groups.create_or_update(
+            TARGET_GROUP, {"location": LOCATION, "tags": {"ferry-drill": "sdk"}}
+        ),
+    )
+    run.step(
+        "virtual_networks.begin_create_or_update tagged",
+        lambda: network.virtual_networks.begin_create_or_update(
+            GROUP, "vnet", dict(vnet_body, tags={"ferry-drill": "sdk"})
+        ).result(),
+    )
+
+    def list_tagged():
+        found = [resource.name for resource in resources.resources.list(filter=drill_filter)]
+        expect(found == ["vnet"], f"resources tagged: {found}")
+        return found
+
+    def list_tagged_groups():
+        found = [group.name for group in resources.resource_groups.list(filter=drill_filter)]
+        expect(found == [TARGET_GROUP], f"groups tagged: {found}")
+        return found
+
+    run.step("resources.list by tag", list_tagged)
+    run.step("resource_groups.list by tag", list_tagged_groups)
     run.step("subnets.get inline", lambda: network.subnets.get(GROUP, "vnet", "inline"))
     run.step(
         "subnets.begin_create_or_update",
@@ -257,6 +286,18 @@ def main():
             raise AssertionError(f"accepted, not refused with {code}")
 
         return attempt
+
+    run.step(
+        "resources.list refused: a tag filter combined with a type",
+        refused(
+            lambda: list(
+                resources.resources.list(
+                    filter=drill_filter + " and resourceType eq 'Microsoft.Network/virtualNetworks'"
+                )
+            ),
+            "InvalidFilterInQueryString",
+        ),
+    )
 
     run.step(
         "load_balancers.begin_create_or_update refused: the IP is in use",

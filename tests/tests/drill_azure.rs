@@ -9,19 +9,14 @@
 
 mod support;
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
-use ferry_apply::{ApplyConfig, ApplyControl};
+use ferry_apply::ApplyControl;
 use ferry_arm::{AzureDeployment, AzureSettings, Url};
 use ferry_core::{Kind, Providers};
-use ferry_ops::{
-    Applied, ApplyRequest, Approval, Deployment, DrillMode, DrillRequest, PlanOptions, PlanSource,
-    WorldSource,
-};
-use ferry_plan::drill::DrillId;
+use ferry_ops::{Deployment, DrillMode, DrillRequest, TaggedLists, WorldSource};
+use ferry_testkit::drill_harness::{build, drill_request};
 use ferry_world::{MemoryProvider, World};
+use std::path::Path;
+use std::sync::Arc;
 
 /// Providers for `spec` on `simulator`: the real Azure ones, the rest in `world`.
 fn providers(
@@ -46,6 +41,18 @@ fn providers(
         .with(Arc::new(MemoryProvider::new(Kind::Check, world)))
 }
 
+/// Where the drill of `spec` lists what carries its tag on `simulator`.
+fn tagged_lists(spec: &ferry_spec::Spec, simulator: &ferry_sim::Simulator) -> TaggedLists {
+    TaggedLists {
+        client: ferry_arm::ArmClient::new(ferry_arm::ArmClientConfig::simulator(
+            Url::parse(simulator.endpoint()).unwrap(),
+            simulator.ca_file().to_path_buf(),
+        ))
+        .unwrap(),
+        subscription: spec.deployment.subscription.clone().unwrap(),
+    }
+}
+
 /// A drill of `specs/data100/{variant}` on a simulator of its own, production built first:
 /// the drill's report, and the simulator's record since the drill started.
 async fn drill_on_the_simulator(
@@ -66,6 +73,7 @@ async fn drill_on_the_simulator(
     spec.state = ferry_spec::StateConfig::Local {
         path: folder.path().join("state"),
     };
+    let lists = tagged_lists(&spec, &simulator);
     let production_world = World::simulating(&rules);
     let production_providers = providers(
         &spec,
@@ -81,22 +89,9 @@ async fn drill_on_the_simulator(
         WorldSource::Providers(production_providers),
     )
     .unwrap();
-    let built = production
-        .apply(ApplyRequest {
-            plan: PlanSource::Fresh(PlanOptions::default()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            approve: &mut |_| Ok(Approval::Approved),
-        })
-        .await
-        .unwrap();
-    let Applied::Ran { report, .. } = built else {
-        panic!("production was not built");
-    };
-    assert!(report.succeeded(), "{}", report.counts().describe());
+    build(&production).await;
     let mark = simulator.events().len();
+    let control = ApplyControl::new();
     let drill_world = World::simulating(&ferry_providers::rule_book());
     let build_drill = |drill_spec: &ferry_spec::Spec| {
         providers(
@@ -109,14 +104,9 @@ async fn drill_on_the_simulator(
     };
     let drilled = production
         .drill(DrillRequest {
-            mode: DrillMode::Run { keep: false },
-            id: Some(DrillId::new(variant).unwrap()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            on_plan: &|_| {},
             drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Run { keep: false }, variant, &control)
         })
         .await
         .unwrap();
@@ -189,6 +179,7 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     spec.state = ferry_spec::StateConfig::Local {
         path: folder.path().join("state"),
     };
+    let lists = tagged_lists(&spec, &simulator);
     let spec_path = spec.root.clone();
     let production = Deployment::open(
         spec,
@@ -197,23 +188,10 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
         WorldSource::Providers(production_providers),
     )
     .unwrap();
-    let built = production
-        .apply(ApplyRequest {
-            plan: PlanSource::Fresh(PlanOptions::default()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            approve: &mut |_| Ok(Approval::Approved),
-        })
-        .await
-        .unwrap();
-    let Applied::Ran { report, .. } = built else {
-        panic!("generation 1 was not built");
-    };
-    assert!(report.succeeded(), "{}", report.counts().describe());
+    build(&production).await;
     let mark = simulator.events().len();
 
+    let control = ApplyControl::new();
     let drill_world = World::simulating(&ferry_providers::rule_book());
     let build_drill = |drill_spec: &ferry_spec::Spec| {
         providers(
@@ -226,14 +204,9 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     };
     let drilled = production
         .drill(DrillRequest {
-            mode: DrillMode::Run { keep: false },
-            id: Some(DrillId::new("azure-1").unwrap()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            on_plan: &|_| {},
             drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Run { keep: false }, "azure-1", &control)
         })
         .await
         .unwrap();
@@ -247,6 +220,10 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     let cleanup = drilled.cleanup.as_ref().unwrap();
     assert_eq!(cleanup.failures, Vec::<String>::new());
     assert_eq!(cleanup.leftovers, Vec::new());
+    // ARM's lists of the subscription: nothing carries the drill's tag, and the plan had
+    // deleted everything, so nothing was left for the sweep by tag.
+    assert_eq!(cleanup.tagged_leftovers, Some(Vec::new()));
+    assert_eq!(cleanup.deleted_by_tag, Vec::<String>::new());
     assert_eq!(drilled.production_changes, Vec::<String>::new());
     assert!(drilled.ok());
 
@@ -283,4 +260,188 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
             && event.path.ends_with("/resourceGroups/data100-g1-drill")
     });
     assert!(group_deleted);
+
+    // What the drill's state never recorded is found by its tag: a group of the drill's
+    // (created before a kill, its journal entry never written) holding a copy, and a disk
+    // and its snapshot outside every group of the drill. `--clean` deletes them, the group
+    // with what it holds, and ARM's lists prove nothing is left; an untagged group beside
+    // them, and production, are left alone.
+    let client = &lists.client;
+    let group = |name: &str| {
+        format!(
+            "/subscriptions/{}/resourceGroups/{name}",
+            lists.subscription
+        )
+    };
+    let put = |id: String, body: serde_json::Value| async move {
+        let api = ferry_arm::api_version::for_type(
+            &ferry_arm::ResourceId::parse(&id).unwrap().resource_type(),
+        );
+        let _: serde_json::Value = client
+            .put_and_wait(&id, api, &body, &ferry_arm::WriteOptions::default())
+            .await
+            .unwrap();
+    };
+    let tags = serde_json::json!({"ferry-drill": "azure-1"});
+    put(
+        group("data100-g1-drill"),
+        serde_json::json!({"location": "westeurope", "tags": tags}),
+    )
+    .await;
+    put(
+        group("elsewhere"),
+        serde_json::json!({"location": "westeurope"}),
+    )
+    .await;
+    let disk = |group_name: &str, name: &str| {
+        format!(
+            "{}/providers/Microsoft.Compute/disks/{name}",
+            group(group_name)
+        )
+    };
+    let empty_disk = serde_json::json!({"location": "westeurope", "tags": tags, "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 8}});
+    put(disk("data100-g1-drill", "orphan"), empty_disk.clone()).await;
+    put(disk("elsewhere", "stray"), empty_disk).await;
+    let snapshot = format!(
+        "{}/providers/Microsoft.Compute/snapshots/stray",
+        group("elsewhere")
+    );
+    put(
+        snapshot.clone(),
+        serde_json::json!({"location": "westeurope", "tags": tags, "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk("elsewhere", "stray")}, "incremental": true}}),
+    )
+    .await;
+    let mark = simulator.events().len();
+    let cleaned = production
+        .drill(DrillRequest {
+            drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Clean, "azure-1", &control)
+        })
+        .await
+        .unwrap();
+    let cleanup = cleaned.cleanup.as_ref().unwrap();
+    assert_eq!(cleanup.failures, Vec::<String>::new());
+    assert_eq!(cleanup.tagged_leftovers, Some(Vec::new()));
+    let found_by_tag: Vec<String> = cleanup
+        .deleted_by_tag
+        .iter()
+        .map(|id| id.rsplit_once("/resourceGroups/").unwrap().1.to_owned())
+        .collect();
+    assert!(
+        found_by_tag.contains(&"elsewhere/providers/Microsoft.Compute/disks/stray".to_owned())
+            && found_by_tag
+                .contains(&"elsewhere/providers/Microsoft.Compute/snapshots/stray".to_owned()),
+        "{found_by_tag:?}"
+    );
+    assert!(cleaned.ok(), "{cleaned:#?}");
+    let written: Vec<String> = simulator
+        .events()
+        .iter()
+        .skip(mark)
+        .filter(|event| event.what == "request" && event.method != "GET")
+        .map(|event| format!("{} {}", event.method, event.path))
+        .collect();
+    assert!(
+        written.iter().all(|write| !write
+            .to_ascii_lowercase()
+            .contains("/resourcegroups/data100-g1/")
+            && !write.ends_with("/resourceGroups/elsewhere")),
+        "{written:#?}"
+    );
+    assert!(
+        client
+            .read::<serde_json::Value>(&ferry_arm::ResourceId::parse(&group("elsewhere")).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // A production disk carrying the drill's tag (a hand put it there) is never deleted: the
+    // clean-up fails naming it as production's, once, and ARM's lists still show it.
+    let production_disk = disk("data100-g1", "data100-home0");
+    let mut body: serde_json::Value = client
+        .get(&production_disk, ferry_arm::api_version::DISKS)
+        .await
+        .unwrap()
+        .value;
+    body["tags"]["ferry-drill"] = serde_json::json!("azure-1");
+    put(production_disk.clone(), body).await;
+    let mark = simulator.events().len();
+    let refused = production
+        .drill(DrillRequest {
+            drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Clean, "azure-1", &control)
+        })
+        .await
+        .unwrap();
+    assert!(!refused.ok());
+    let cleanup = refused.cleanup.as_ref().unwrap();
+    assert_eq!(
+        cleanup.failures,
+        [format!(
+            "{production_disk} carries the drill's tag ferry-drill=azure-1 but is production's (disk.home0): left alone; remove the tag or the resource by hand"
+        )]
+    );
+    assert_eq!(
+        cleanup
+            .tagged_leftovers
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|id| id.to_ascii_lowercase())
+            .collect::<Vec<_>>(),
+        [production_disk.to_ascii_lowercase()]
+    );
+    let written = simulator
+        .events()
+        .iter()
+        .skip(mark)
+        .filter(|event| event.what == "request" && event.method != "GET")
+        .count();
+    assert_eq!(written, 0);
+
+    // A drill group of a generation the drill's state never recorded, which its readings do
+    // not reach, holding a copy: `--clean` without an id finds the drill by the group's tag
+    // and name, and removes it whole.
+    let lost_tags = serde_json::json!({"ferry-drill": "lost-1"});
+    put(
+        group("data100-g7-drill"),
+        serde_json::json!({"location": "westeurope", "tags": lost_tags}),
+    )
+    .await;
+    put(
+        disk("data100-g7-drill", "home0-copy"),
+        serde_json::json!({"location": "westeurope", "tags": lost_tags, "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 8}}),
+    )
+    .await;
+    let found = production
+        .drill(DrillRequest {
+            id: None,
+            drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Clean, "unused", &control)
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.id.as_str(), "lost-1");
+    let cleanup = found.cleanup.as_ref().unwrap();
+    assert_eq!(cleanup.failures, Vec::<String>::new());
+    assert_eq!(cleanup.tagged_leftovers, Some(Vec::new()));
+    assert_eq!(
+        cleanup.deleted_by_tag.len(),
+        2,
+        "{:?}",
+        cleanup.deleted_by_tag
+    );
+    assert!(
+        client
+            .read::<serde_json::Value>(
+                &ferry_arm::ResourceId::parse(&group("data100-g7-drill")).unwrap()
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -95,6 +95,18 @@ arm_resource!(
 );
 arm_object!(ResourceGroupProperties { pub provisioning_state: Option<String>, });
 
+arm_resource!(
+    /// Any resource as a subscription's `Resources - List` shows it (`GenericResourceExpanded`,
+    /// Microsoft.Resources 2025-04-01): who it is, its region, SKU and tags, not its
+    /// properties (which only its own provider's GET has).
+    GenericResource, GenericResourceProperties {
+        pub kind: Option<String>,
+        pub managed_by: Option<String>,
+        pub sku: Option<Sku>,
+    }
+);
+arm_object!(GenericResourceProperties { pub provisioning_state: Option<String>, });
+
 // ---- network ------------------------------------------------------------------------------
 
 arm_resource!(

@@ -53,6 +53,7 @@ pub fn drill_command(args: &DrillArgs, output: &Output) -> Result<ExitCode> {
                 on_event: &|event| view.handle(event),
                 on_plan: &|plan| view.set_plan(plan),
                 drill_providers: None,
+                tagged_lists: None,
             })
             .await;
         interrupts.abort();
@@ -198,7 +199,27 @@ pub fn render(report: &DrillReport) -> String {
                 cleanup.deleted.len(),
                 measured(cleanup.elapsed)
             );
-            if cleanup.leftovers.is_empty() {
+            if !cleanup.deleted_by_tag.is_empty() {
+                let _ = write!(
+                    text,
+                    ", and {} more found by the drill's tag: {}",
+                    cleanup.deleted_by_tag.len(),
+                    cleanup.deleted_by_tag.join(", ")
+                );
+            }
+            let tagged_left = cleanup.tagged_leftovers.as_deref().unwrap_or_default();
+            if !tagged_left.is_empty() {
+                let _ = writeln!(
+                    text,
+                    "; {} resources still carry the drill's tag in the subscription: {}; run ferry drill SPEC --clean again",
+                    tagged_left.len(),
+                    tagged_left.join(", ")
+                );
+            } else if cleanup.leftovers.is_empty() && cleanup.tagged_leftovers.is_some() {
+                text.push_str(
+                    "; nothing of the drill is left (nothing in the subscription carries its tag).\n",
+                );
+            } else if cleanup.leftovers.is_empty() {
                 text.push_str("; nothing of the drill is left.\n");
             } else {
                 let left: Vec<String> = cleanup.leftovers.iter().map(ToString::to_string).collect();
@@ -265,7 +286,10 @@ pub fn json(report: &DrillReport) -> serde_json::Value {
         "production_untouched": report.production_changes.is_empty(),
         "production_changes": report.production_changes,
         "kept": report.cleanup.is_none(),
-        "leftovers": report.cleanup.as_ref().map(|cleanup| cleanup.leftovers.len()),
+        "leftovers": report.cleanup.as_ref().map(|cleanup| {
+            cleanup.leftovers.len()
+                + cleanup.tagged_leftovers.as_ref().map_or(0, Vec::len)
+        }),
         "cleanup_failures": report.cleanup.as_ref().map(|cleanup| cleanup.failures.clone()),
         "measured_file": report.measured_file.as_ref().ok(),
         "notes": report.notes,

@@ -4,8 +4,7 @@
 //! name Azure refuses, a name taken by what is not the drill's, a crash between the snapshot
 //! and the copy.
 
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use ferry_arm::api_version::{COMPUTE, DISKS};
@@ -13,10 +12,8 @@ use ferry_arm::{ResourceId, SnapshotOfDisk, SnapshotSku, StepOperations, WriteOp
 use ferry_disk::copies::{
     CopyConfig, CopyError, DiskCopyRequest, DrillTag, copy_disks, remove_copies,
 };
-use ferry_testkit::provider_harness::Harness;
+use ferry_testkit::provider_harness::{Harness, read_at, write_at};
 use serde_json::{Value, json};
-
-const DATA_OFFSET: u64 = 3 << 20;
 
 struct Drill {
     harness: Harness,
@@ -144,24 +141,6 @@ fn operations(harness: &Harness) -> StepOperations<'_> {
     static RECORD: fn(String) = |_| {};
     static SAY: fn(String) = |line| PROGRESS.lock().unwrap().push(line);
     StepOperations::new(harness.azure.client(), &RECORD, &SAY)
-}
-
-fn write_at(device: &Path, bytes: &[u8]) {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(device)
-        .unwrap();
-    file.seek(SeekFrom::Start(DATA_OFFSET)).unwrap();
-    file.write_all(bytes).unwrap();
-    file.sync_all().unwrap();
-}
-
-fn read_at(device: &Path, length: usize) -> Vec<u8> {
-    let mut file = std::fs::File::open(device).unwrap();
-    file.seek(SeekFrom::Start(DATA_OFFSET)).unwrap();
-    let mut bytes = vec![0; length];
-    file.read_exact(&mut bytes).unwrap();
-    bytes
 }
 
 #[tokio::test]

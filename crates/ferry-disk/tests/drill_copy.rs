@@ -4,35 +4,12 @@
 //! to the drill's VM with the snapshot's moment on it; a create without the drill's tag is
 //! refused; the drill's clean-up leaves nothing tagged.
 
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
-
 use ferry_arm::{ResourceId, StepOperations};
 use ferry_core::Action;
 use ferry_disk::DiskProvider;
 use ferry_disk::copies::{DrillTag, remove_copies};
-use ferry_testkit::provider_harness::{Harness, attributes, instance};
+use ferry_testkit::provider_harness::{Harness, attributes, instance, read_at, write_at};
 use serde_json::json;
-
-const DATA_OFFSET: u64 = 3 << 20;
-
-fn write_at(device: &Path, bytes: &[u8]) {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(device)
-        .unwrap();
-    file.seek(SeekFrom::Start(DATA_OFFSET)).unwrap();
-    file.write_all(bytes).unwrap();
-    file.sync_all().unwrap();
-}
-
-fn read_at(device: &Path, length: usize) -> Vec<u8> {
-    let mut file = std::fs::File::open(device).unwrap();
-    file.seek(SeekFrom::Start(DATA_OFFSET)).unwrap();
-    let mut bytes = vec![0; length];
-    file.read_exact(&mut bytes).unwrap();
-    bytes
-}
 
 #[tokio::test]
 async fn a_drills_disk_is_a_copy_of_productions_which_is_only_read() {

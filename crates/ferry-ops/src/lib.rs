@@ -35,8 +35,8 @@ pub mod watch;
 pub use apply::{Applied, ApplyRequest, Approval, PlanSource};
 pub use deployment::{Deployment, WorldSource, read_snapshot, state_backend};
 pub use drill::{
-    Cleanup, DrillMode, DrillReport, DrillRequest, MeasuredStep, Stage, drill_world_path,
-    measured_path, read_measured,
+    Cleanup, DrillMode, DrillReport, DrillRequest, MeasuredStep, Stage, TaggedLists,
+    drill_world_path, measured_path, read_measured,
 };
 pub use error::OpsError;
 pub use plan::{PlanOptions, plan, readiness, saved_plan};

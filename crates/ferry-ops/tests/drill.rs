@@ -3,15 +3,11 @@
 //! and the drill holding its own lock, not production's.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use ferry_apply::{ApplyConfig, ApplyControl};
-use ferry_ops::{
-    Applied, ApplyRequest, Approval, Deployment, DrillMode, DrillRequest, PlanOptions, PlanSource,
-    WorldSource,
-};
-use ferry_plan::drill::DrillId;
+use ferry_apply::ApplyControl;
+use ferry_ops::{Deployment, DrillMode, WorldSource};
 use ferry_spec::LoadOptions;
+use ferry_testkit::drill_harness::{build, drill_request};
 
 fn scratch() -> (tempfile::TempDir, PathBuf) {
     let folder = tempfile::tempdir().unwrap();
@@ -42,31 +38,15 @@ async fn a_drill_from_the_library_measures_every_step_and_leaves_production_as_i
     let (folder, spec) = scratch();
     let world = folder.path().join("world.json");
     let production = open(&spec, &world);
-    let built = production
-        .apply(ApplyRequest {
-            plan: PlanSource::Fresh(PlanOptions::default()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            approve: &mut |_| Ok(Approval::Approved),
-        })
-        .await
-        .unwrap();
-    assert!(matches!(built, Applied::Ran { .. }));
+    build(&production).await;
     let before = std::fs::read(&world).unwrap();
 
     let report = production
-        .drill(DrillRequest {
-            mode: DrillMode::Run { keep: false },
-            id: Some(DrillId::new("lib").unwrap()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            on_plan: &|_| {},
-            drill_providers: None,
-        })
+        .drill(drill_request(
+            DrillMode::Run { keep: false },
+            "lib",
+            &ApplyControl::new(),
+        ))
         .await
         .unwrap();
     assert!(report.ok(), "{report:#?}");

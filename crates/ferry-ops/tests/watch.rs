@@ -6,11 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferry_apply::{ApplyConfig, ApplyControl};
 use ferry_ops::watch::{WatchConfig, Watcher};
-use ferry_ops::{
-    Applied, ApplyRequest, Approval, Deployment, PlanOptions, PlanSource, WorldSource,
-};
+use ferry_ops::{Deployment, WorldSource};
 use ferry_spec::LoadOptions;
 use ferry_testkit::webhook_receiver::{Answer, WebhookReceiver};
 use ferry_watch::{Destination, RetryPolicy, WebhookFormat};
@@ -29,20 +26,7 @@ async fn built_data100(folder: &Path) -> Deployment {
         },
     )
     .unwrap();
-    let applied = deployment
-        .apply(ApplyRequest {
-            plan: PlanSource::Fresh(PlanOptions::default()),
-            lock_timeout: Duration::ZERO,
-            config: ApplyConfig::default(),
-            control: &ApplyControl::new(),
-            on_event: &|_| {},
-            approve: &mut |_| Ok(Approval::Approved),
-        })
-        .await;
-    assert!(
-        matches!(&applied, Ok(Applied::Ran { report, .. }) if report.succeeded()),
-        "{applied:?}"
-    );
+    ferry_testkit::drill_harness::build(&deployment).await;
     deployment
 }
 

@@ -299,6 +299,11 @@ pub struct ProductionIdentities {
 }
 
 impl ProductionIdentities {
+    /// The production instance whose ARM id is `id` (compared ignoring case), if any.
+    pub fn owner_of_id(&self, id: &str) -> Option<&str> {
+        self.ids.get(&id.to_lowercase()).map(String::as_str)
+    }
+
     pub fn of(production: &Snapshot) -> Self {
         let mut identities = Self::default();
         for (instance, observation) in &production.resources {

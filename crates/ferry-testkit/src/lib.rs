@@ -10,9 +10,13 @@
 //!   delivery tests;
 //! - `provider_harness` (feature `provider-harness`): the Azure providers called one step at a
 //!   time against an in-process ARM simulator, for the provider crates' tests;
+//! - `drill_harness` (feature `ops-harness`): production built and a drill's request, for the
+//!   drill tests of `ferry-ops` and of the workspace;
 //! - [`copy_spec_folder`]: a spec folder copied into a test's scratch folder.
 
 pub mod baseline;
+#[cfg(feature = "ops-harness")]
+pub mod drill_harness;
 #[cfg(feature = "provider-harness")]
 pub mod provider_harness;
 pub mod random;

@@ -16,6 +16,33 @@ use ferry_sim::{Simulator, SimulatorConfig};
 
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000aa";
 
+/// Where the disk tests write what stands for a pool's data: far enough into a simulated
+/// disk's backing file that a hole precedes it (a copy must keep both).
+pub const DATA_OFFSET: u64 = 3 << 20;
+
+/// Writes `bytes` at [`DATA_OFFSET`] of a simulated disk's backing file (or its VM's LUN link),
+/// synced, as a pool's write would land.
+pub fn write_at(device: &std::path::Path, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(device)
+        .unwrap();
+    file.seek(SeekFrom::Start(DATA_OFFSET)).unwrap();
+    file.write_all(bytes).unwrap();
+    file.sync_all().unwrap();
+}
+
+/// The `length` bytes at [`DATA_OFFSET`] of a simulated disk's backing file.
+pub fn read_at(device: &std::path::Path, length: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(device).unwrap();
+    file.seek(SeekFrom::Start(DATA_OFFSET)).unwrap();
+    let mut bytes = vec![0; length];
+    file.read_exact(&mut bytes).unwrap();
+    bytes
+}
+
 #[derive(Debug)]
 pub struct Harness {
     pub simulator: Simulator,

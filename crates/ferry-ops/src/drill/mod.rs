@@ -9,8 +9,10 @@
 //! stands is built first, then its failover onto its own standby is planned (`--failover` on
 //! the drill's deployment), checked ([`ferry_plan::drill::check_drill_failover`]), applied
 //! and measured. The clean-up is a plan of deletes through the same engine and journal,
-//! followed by a reading of the drill's world that must come back empty. Production is only
-//! read: its state, journal and lock are never opened for writing.
+//! followed by a reading of the drill's world that must come back empty, and on Azure by
+//! ARM's lists of the subscription filtered by the drill's tag, which also find what the
+//! drill's readings cannot ([`TaggedLists`]). Production is only read: its state, journal and lock
+//! are never opened for writing.
 
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
@@ -25,9 +27,11 @@ use ferry_plan::{FailoverRequest, PlanConfig, SavedPlan};
 
 mod figures;
 mod guard;
+mod tagged;
 
 pub use figures::{measured_path, read_measured};
 pub(crate) use guard::guarded;
+pub use tagged::TaggedLists;
 
 use crate::{
     Applied, ApplyRequest, Approval, Deployment, OpsError, PlanOptions, PlanSource, WorldSource,
@@ -81,6 +85,11 @@ pub struct DrillRequest<'a> {
     /// world and a simulated world file need none: the drill builds its own.
     pub drill_providers:
         Option<&'a (dyn Fn(&ferry_spec::Spec) -> ferry_core::Providers + Send + Sync)>,
+    /// Where the drill lists what carries its tag across the Azure subscription, to find what
+    /// it left and prove its clean-up: needed with providers the caller built; `None` with
+    /// the live world builds it from the environment (`FERRY_ARM_*`, the credential chain)
+    /// when the spec has Azure resources. A simulated world needs none: its file is the proof.
+    pub tagged_lists: Option<TaggedLists>,
 }
 
 impl std::fmt::Debug for DrillRequest<'_> {
@@ -123,6 +132,13 @@ pub struct Cleanup {
     pub deleted: Vec<InstanceAddress>,
     /// What the drill's world still holds after the clean-up: empty, or the command fails.
     pub leftovers: Vec<InstanceAddress>,
+    /// On Azure, the ARM ids deleted because they still carried the drill's tag after the
+    /// clean-up's plan (what the drill's state never recorded, a copy outside its groups).
+    pub deleted_by_tag: Vec<String>,
+    /// On Azure, what the subscription's lists still show tagged with the drill after it all
+    /// (groups, then resources): empty, or the command fails. `None` where there is no
+    /// Azure to ask (a simulated world, a spec without Azure resources).
+    pub tagged_leftovers: Option<Vec<String>>,
     /// The clean-up's failed steps, with why.
     pub failures: Vec<String>,
     pub elapsed: Duration,
@@ -168,10 +184,11 @@ pub struct DrillReport {
 impl DrillReport {
     /// A drill that ran and left nothing (or was kept on purpose), production untouched.
     pub fn ok(&self) -> bool {
-        let cleaned = self
-            .cleanup
-            .as_ref()
-            .is_none_or(|cleanup| cleanup.leftovers.is_empty() && cleanup.failures.is_empty());
+        let cleaned = self.cleanup.as_ref().is_none_or(|cleanup| {
+            cleanup.leftovers.is_empty()
+                && cleanup.failures.is_empty()
+                && cleanup.tagged_leftovers.as_ref().is_none_or(Vec::is_empty)
+        });
         self.succeeded && cleaned && self.production_changes.is_empty()
     }
 }
@@ -251,6 +268,9 @@ impl Deployment {
             (Some(asked), None) => asked.clone(),
             (None, None) => id_from_clock(),
         };
+        // Set up before anything is built: a drill whose clean-up could not ask ARM would
+        // be left built.
+        let lists = self.tagged_lists(&request)?;
         let before = self.observe().await?;
         let mut report = DrillReport {
             id: id.clone(),
@@ -273,7 +293,11 @@ impl Deployment {
             DrillMode::Clean => {
                 let layout = drill_layout(&self.spec, &self.rules, &id);
                 let drill = self.drill_deployment(layout, Some(&before), &request)?;
-                report.cleanup = Some(drill.drill_cleanup(&request).await?);
+                report.cleanup = Some(
+                    drill
+                        .drill_cleanup(&request, &id, lists.as_ref(), &before)
+                        .await?,
+                );
                 report.production_changes = self.changes_since(&before).await?;
                 return Ok(report);
             }
@@ -386,7 +410,11 @@ impl Deployment {
             }
         }
         if !keep {
-            report.cleanup = Some(drill.drill_cleanup(&request).await?);
+            report.cleanup = Some(
+                drill
+                    .drill_cleanup(&request, &id, lists.as_ref(), &before)
+                    .await?,
+            );
         }
         report.production_changes = self.changes_since(&before).await?;
         Ok(report)
@@ -492,12 +520,52 @@ impl Deployment {
             request,
         )?;
         let readings = drill.observe().await?;
-        Ok(readings.resources.values().find_map(|observation| {
+        let read = readings.resources.values().find_map(|observation| {
             let Observation::Present { attributes, .. } = observation else {
                 return None;
             };
             let tag = attributes.get("tags")?.get(ferry_plan::drill::DRILL_TAG)?;
             DrillId::new(tag.as_str()?).ok()
+        });
+        if read.is_some() {
+            return Ok(read);
+        }
+        // On Azure, a drill group the readings do not reach (one of a generation the drill's
+        // state never recorded) is found by its tag and its name.
+        let Some(lists) = self.tagged_lists(request)? else {
+            return Ok(None);
+        };
+        let templates: Vec<String> = drill
+            .spec
+            .resources
+            .values()
+            .filter(|resource| resource.address.kind == ferry_core::Kind::ResourceGroup)
+            .filter_map(|resource| resource.str_field("name").map(str::to_owned))
+            .collect();
+        let groups = lists
+            .client
+            .resource_groups_with_tag(&lists.subscription, ferry_plan::drill::DRILL_TAG)
+            .await
+            .map_err(|error| {
+                OpsError::Refused(format!(
+                    "the subscription {}'s list of groups tagged {} failed: {error}; give the drill's id with --id",
+                    lists.subscription,
+                    ferry_plan::drill::DRILL_TAG
+                ))
+            })?;
+        Ok(groups.iter().find_map(|group| {
+            let name = group.name.as_deref()?;
+            if !templates
+                .iter()
+                .any(|template| tagged::named_by(template, name))
+            {
+                return None;
+            }
+            let tags = group.tags.as_ref()?;
+            let (_, value) = tags
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(ferry_plan::drill::DRILL_TAG))?;
+            DrillId::new(value).ok()
         }))
     }
 
@@ -522,9 +590,56 @@ impl Deployment {
         Ok(changes)
     }
 
+    /// Where this deployment's drill lists what carries its tag on Azure: the caller's, or
+    /// with the live world one built from the environment when the spec has Azure resources.
+    fn tagged_lists(&self, request: &DrillRequest<'_>) -> Result<Option<TaggedLists>, OpsError> {
+        if let Some(lists) = &request.tagged_lists {
+            return Ok(Some(lists.clone()));
+        }
+        let on_azure = self
+            .spec
+            .resources
+            .values()
+            .any(|resource| ferry_arm::deployment::arm_type(resource.address.kind).is_some());
+        if !matches!(self.source, WorldSource::Live) || !on_azure {
+            return Ok(None);
+        }
+        let setup = |error: ferry_arm::ArmError| {
+            OpsError::Providers(ferry_providers::SetupError {
+                provider: "azure",
+                message: error.to_string(),
+            })
+        };
+        let settings = ferry_arm::AzureSettings::from_environment(
+            self.spec.deployment.subscription.clone(),
+            self.spec_path.clone(),
+            &|name| std::env::var(name).ok(),
+        )
+        .map_err(setup)?;
+        let Some(subscription) = settings.subscription.clone() else {
+            return Err(OpsError::Refused(format!(
+                "deployment {} has Azure resources but no subscription: set subscription in the spec's [deployment], so the drill can list what carries its tag",
+                self.spec.deployment.name
+            )));
+        };
+        let client = ferry_arm::ArmClient::new(settings.arm.clone()).map_err(setup)?;
+        Ok(Some(TaggedLists {
+            client,
+            subscription,
+        }))
+    }
+
     /// Deletes every instance this (drill) deployment's readings show, under its lock, then
-    /// reads its world again: what is left is the proof.
-    async fn drill_cleanup(&self, request: &DrillRequest<'_>) -> Result<Cleanup, OpsError> {
+    /// on Azure whatever still carries the drill's tag in the subscription; then reads its
+    /// world again, and on Azure ARM's lists of what carries the tag: what is left is the
+    /// proof.
+    async fn drill_cleanup(
+        &self,
+        request: &DrillRequest<'_>,
+        id: &DrillId,
+        lists: Option<&TaggedLists>,
+        production: &Snapshot,
+    ) -> Result<Cleanup, OpsError> {
         let read = self.observe().await?;
         let mut readings = read.clone();
         // A simulated world's file holds every instance of the drill, those the readings do
@@ -541,12 +656,41 @@ impl Deployment {
                     .or_insert_with(|| Observation::present(attributes));
             }
         }
+        // On Azure, what carries the drill's tag but the readings do not show (created by a
+        // drill killed before its state recorded it) goes first: the plan's deletion of its
+        // group would be refused while it holds data.
+        let production_identities = ProductionIdentities::of(production);
+        let mut deleted_by_tag = Vec::new();
+        let mut sweep_failures = Vec::new();
+        if let Some(lists) = lists {
+            let known: std::collections::BTreeSet<String> = readings
+                .resources
+                .values()
+                .filter_map(|observation| match observation {
+                    Observation::Present { attributes, .. } => attributes.get("id"),
+                    _ => None,
+                })
+                .filter_map(|id| id.as_str())
+                .map(str::to_lowercase)
+                .collect();
+            let sweep = lists
+                .sweep(
+                    id,
+                    &production_identities,
+                    tagged::SweepScope::UnknownTo(&known),
+                )
+                .await;
+            deleted_by_tag = sweep.deleted;
+            sweep_failures = sweep.failures;
+        }
         let plan = teardown_plan(&self.spec, &readings, &self.rules)
             .map_err(|refusal| OpsError::Refused(refusal.to_string()))?;
         let mut cleanup = Cleanup {
             deleted: Vec::new(),
             leftovers: Vec::new(),
-            failures: Vec::new(),
+            deleted_by_tag,
+            tagged_leftovers: None,
+            failures: sweep_failures,
             elapsed: Duration::ZERO,
         };
         if !plan.is_empty() {
@@ -589,6 +733,22 @@ impl Deployment {
                 if let Some(error) = release_error {
                     cleanup.failures.push(error);
                 }
+            }
+        }
+        if let Some(lists) = lists {
+            let sweep = lists
+                .sweep(id, &production_identities, tagged::SweepScope::Everything)
+                .await;
+            cleanup.deleted_by_tag.extend(sweep.deleted);
+            // What both sweeps refused (a production resource carrying the tag) is said once.
+            for failure in sweep.failures {
+                if !cleanup.failures.contains(&failure) {
+                    cleanup.failures.push(failure);
+                }
+            }
+            match lists.of_drill(id).await {
+                Ok(tagged) => cleanup.tagged_leftovers = Some(tagged.ids()),
+                Err(failure) => cleanup.failures.push(failure),
             }
         }
         cleanup.leftovers = self.drill_leftovers().await?;

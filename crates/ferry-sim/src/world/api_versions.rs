@@ -420,6 +420,13 @@ impl World {
                     Err(invalid_api_version(api_version, RESOURCES))
                 };
             }
+            Some("resources") if segments.len() == 3 => {
+                return if RESOURCES.contains(&api_version) {
+                    Ok(())
+                } else {
+                    Err(invalid_api_version(api_version, RESOURCES))
+                };
+            }
             _ => return Ok(()),
         };
         // The simulator's own operation URLs, ARM's own namespace, and location-scoped routes

@@ -58,6 +58,7 @@ mod resources;
 mod routing;
 mod snapshots;
 mod stats;
+mod tagged_lists;
 mod throttling;
 mod views;
 mod virtual_machines;

@@ -74,12 +74,17 @@ impl World {
                 _ => (self.operation_result(segments[7]), None),
             });
         }
-        if segments.len() == 3 && lowered[2] == "resourcegroups" {
+        // The subscription's groups, and its resources across every group (`$filter`ed by a
+        // tag: a drill's clean-up proves with them that nothing of the drill is left).
+        if segments.len() == 3 && lowered[2] == "resourcegroups" && method == "GET" {
             return Ok((
-                self.list(
-                    request,
-                    &format!("/subscriptions/{subscription}/resourceGroups"),
-                )?,
+                self.list_groups_in_subscription(request, subscription)?,
+                None,
+            ));
+        }
+        if segments.len() == 3 && lowered[2] == "resources" && method == "GET" {
+            return Ok((
+                self.list_resources_in_subscription(request, subscription)?,
                 None,
             ));
         }
@@ -243,15 +248,20 @@ impl World {
     }
 
     fn list(&self, request: &SimRequest, collection: &str) -> Result<SimResponse, Refusal> {
+        let items = self.items_of(collection);
+        Ok(self.page(request, items, |stored| self.response_body(stored)))
+    }
+
+    /// The items of a collection (`{group}/providers/Microsoft.Compute/disks`,
+    /// `/subscriptions/{id}/resourceGroups`): what sits directly under it.
+    pub(super) fn items_of(&self, collection: &str) -> Vec<&Stored> {
         let prefix = format!("{}/", lower(collection));
-        let items: Vec<&Stored> = self
-            .resources
+        self.resources
             .range(prefix.clone()..)
             .take_while(|(key, _)| key.starts_with(&prefix))
             .filter(|(key, _)| !key[prefix.len()..].contains('/'))
             .map(|(_, stored)| stored)
-            .collect();
-        Ok(self.page(request, items, |stored| self.response_body(stored)))
+            .collect()
     }
 
     /// Every resource of one type in a subscription, whatever its group, paged like a group's list.
@@ -321,7 +331,7 @@ impl World {
 
     /// One page of a list, with `nextLink` carrying `$skiptoken` when more remain; `body`
     /// shows each item of the page (only of the page: a list of thousands is asked page by page).
-    fn page(
+    pub(super) fn page(
         &self,
         request: &SimRequest,
         items: Vec<&Stored>,
