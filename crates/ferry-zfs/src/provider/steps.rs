@@ -405,7 +405,7 @@ impl StepTarget<'_> {
     }
 
     /// Imports a pool that is not imported (without -f), then makes its datasets match.
-    async fn update(&self) -> Result<StepOutcome, ZfsError> {
+    pub(super) async fn update(&self) -> Result<StepOutcome, ZfsError> {
         let (status, mut datasets) = match pool_state(&self.host, self.wanted()).await? {
             PoolState::Imported { status, datasets } => (status, datasets),
             PoolState::Importable(_) => {
@@ -646,6 +646,16 @@ impl ZfsPoolProvider {
                         .promote_replica(old_host.as_ref(), context.progress)
                         .await
                 }
+            }
+            // A drill's pool on the drill's copies of production's disks: the copy imported,
+            // never a pool created on them (`drill.rs` says why that is safe).
+            Action::Create if target.settings.drill.is_some() => {
+                let drill = target.settings.drill.clone().unwrap_or_default();
+                let not_copies =
+                    super::drill::disks_not_copies(&target.settings.disks, &drill, context.outputs);
+                target
+                    .import_drill_copy(&drill, not_copies, context.progress)
+                    .await
             }
             Action::Create => target.create().await,
             Action::Update => target.update().await,
