@@ -658,6 +658,10 @@ impl ZfsPoolProvider {
                     .await
             }
             Action::Create => target.create().await,
+            // The drill's clean-up: its copy exported from the drill's host, whose disks are
+            // deleted next. A pool that is no drill's has no delete: ferry never exports or
+            // destroys a pool to delete it.
+            Action::Delete if target.settings.drill.is_some() => target.export().await,
             Action::Update => target.update().await,
             action => Err(ZfsError::Unsupported {
                 pool: address.to_string(),
