@@ -52,6 +52,23 @@ pub(super) fn disks_not_copies(
         .collect()
 }
 
+/// The drill whose tag every one of `disks` carries in its reading, if they all carry one
+/// drill's (and there is at least one disk).
+pub(super) fn drill_of_disks(
+    disks: &[InstanceAddress],
+    outputs: &dyn Fn(&InstanceAddress) -> Option<Attributes>,
+) -> Option<String> {
+    let first = disks.first()?;
+    let tag = outputs(first)?
+        .get("tags")?
+        .get(DRILL_TAG)?
+        .as_str()?
+        .to_owned();
+    disks_not_copies(disks, &tag, outputs)
+        .is_empty()
+        .then_some(tag)
+}
+
 impl StepTarget<'_> {
     /// The create of a drill's pool: the copy imported (with `-f` when ZFS asks for it, see
     /// the module's comment), then its datasets made to match, as any create ends. Done again

@@ -659,9 +659,17 @@ impl ZfsPoolProvider {
             }
             Action::Create => target.create().await,
             // The drill's clean-up: its copy exported from the drill's host, whose disks are
-            // deleted next. A pool that is no drill's has no delete: ferry never exports or
+            // deleted next. A drill's pool is one whose spec says so or, for `--clean`, which
+            // plans from the drill's layout without its copies, one whose every disk carries a
+            // drill's tag. A pool that is no drill's has no delete: ferry never exports or
             // destroys a pool to delete it.
-            Action::Delete if target.settings.drill.is_some() => target.export().await,
+            Action::Delete
+                if target.settings.drill.is_some()
+                    || super::drill::drill_of_disks(&target.settings.disks, context.outputs)
+                        .is_some() =>
+            {
+                target.export().await
+            }
             Action::Update => target.update().await,
             action => Err(ZfsError::Unsupported {
                 pool: address.to_string(),
