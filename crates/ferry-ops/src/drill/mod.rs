@@ -596,7 +596,8 @@ impl Deployment {
     }
 
     /// What the drill's world holds: in a simulated world every instance of its file (not only
-    /// those the spec names); elsewhere every instance its readings show present or unknown, but a check.
+    /// those the spec names); elsewhere every instance its readings show present or unknown,
+    /// but a check.
     async fn drill_leftovers(&self) -> Result<Vec<InstanceAddress>, OpsError> {
         if let WorldSource::Simulated { path, .. } = &self.source {
             if !path.exists() {
