@@ -398,7 +398,10 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
             "ferry-sim",
         ]))?;
     }
-    let release = root.join("target/release");
+    // Where cargo put them: CARGO_TARGET_DIR when it is set, as cargo does.
+    let release = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), PathBuf::from)
+        .join("release");
     let work = std::env::temp_dir().join(format!("ferry-demo-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     // Following links: the warm spec's azure.toml, storage.toml and hooks are the cold one's.
