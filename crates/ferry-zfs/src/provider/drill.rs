@@ -188,3 +188,78 @@ impl StepTarget<'_> {
         self.update().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Disk readings: each disk's `ferry-drill` tag, or no tags, or no reading at all.
+    fn readings(disk: &InstanceAddress) -> Option<Attributes> {
+        let mut attributes = Attributes::new();
+        match disk.to_string().as_str() {
+            "disk.home0" | "disk.home1" => {
+                attributes.insert("tags".into(), json!({DRILL_TAG: "d1", "owner": "x"}));
+            }
+            "disk.other" => {
+                attributes.insert("tags".into(), json!({DRILL_TAG: "d2"}));
+            }
+            "disk.untagged" => {
+                attributes.insert("tags".into(), json!({"owner": "x"}));
+            }
+            _ => return None,
+        }
+        Some(attributes)
+    }
+
+    fn disks(names: &[&str]) -> Vec<InstanceAddress> {
+        names
+            .iter()
+            .map(|name| format!("disk.{name}").parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_drills_pool_is_on_copies_only_when_every_disk_carries_the_drills_tag() {
+        let all = disks(&["home0", "home1", "other", "untagged", "unread"]);
+        assert_eq!(
+            disks_not_copies(&all, "d1", &readings),
+            ["disk.other", "disk.untagged", "disk.unread"]
+        );
+        assert_eq!(
+            drill_of_disks(&disks(&["home0", "home1"]), &readings).as_deref(),
+            Some("d1")
+        );
+        assert_eq!(drill_of_disks(&disks(&["home0", "other"]), &readings), None);
+        assert_eq!(drill_of_disks(&disks(&["untagged"]), &readings), None);
+        assert_eq!(drill_of_disks(&[], &readings), None);
+    }
+
+    #[test]
+    fn a_drills_import_refusals_say_why_and_what_to_do() {
+        let pool = "zfs_pool.home".to_owned();
+        let host = "vm.nfs@g1".to_owned();
+        let refusals = [
+            ZfsError::DrillDisksNotCopies {
+                pool: pool.clone(),
+                drill: "d1".into(),
+                tag: DRILL_TAG,
+                disks: vec!["disk.home2".into(), "disk.home3".into()],
+            },
+            ZfsError::DrillCopyNotFound {
+                pool: pool.clone(),
+                host: host.clone(),
+                name: "data100".into(),
+                folder: "/dev/disk/azure/scsi1".into(),
+            },
+            ZfsError::DrillCopyCollides {
+                pool,
+                host,
+                detail: "the pool data100 imported there has the copy's id 9961266767913307871: it is production's pool or another copy of it".into(),
+            },
+        ];
+        let shown: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+        insta::assert_snapshot!(shown.join("\n\n"));
+    }
+}

@@ -113,7 +113,7 @@ pub enum ZfsError {
         disks: Vec<String>,
     },
     #[error(
-        "{pool}: the drill's disks on {host} hold no copy of production's pool {name} (`zpool import -d {folder}` lists none on them); a drill imports the pool production's disks held when they were copied and never creates an empty one in its place: check that production's pool is on the disks the spec names (ferry state), then clean the drill up (ferry drill --clean) and drill again"
+        "{pool}: the drill's disks on {host} hold no copy of production's pool {name} (`zpool import -d {folder}` lists none on them); a drill imports the pool production's disks held when they were copied and never creates an empty one in its place: check that production's pool is on the disks the spec names (ferry state list), then clean the drill up (ferry drill --clean) and drill again"
     )]
     DrillCopyNotFound {
         pool: String,
