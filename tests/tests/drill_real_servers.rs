@@ -233,3 +233,71 @@ async fn a_drill_on_real_zfs_imports_a_copy_of_productions_pool_on_its_own_host_
         .ferry(&["plan", "data100", "--detailed-exitcode"], true)
         .expect_code(0, "production has nothing to change after the drill");
 }
+
+/// A staged drill of a warm and of a hot standby on real ZFS hosts: the drill's copy of
+/// production is built first (its pool imported from the copies on the drill's first NFS VM,
+/// and, hot, a replica seeded from it on the drill's standby), then the failover onto the
+/// drill's standby; production's pool and files are as they were, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_drill_of_a_warm_and_a_hot_standby_runs_on_real_zfs_and_leaves_production_as_it_was()
+ {
+    for spec in ["specs/data100/warm", "specs/data100/hot"] {
+        let world = World::start_with(WorldSettings {
+            spec,
+            vm_hosts: true,
+            ..WorldSettings::default()
+        })
+        .await;
+        world
+            .ferry(&["apply", "data100", "--auto-approve"], true)
+            .expect_code(0, &format!("{spec}: production and its standby"));
+        let production_home = world
+            .hosts
+            .path(PRODUCTION_VM, Path::new(VM_HOME_ROOT))
+            .unwrap();
+        let written =
+            ferry_servers::write_home_files(&production_home.join("prod"), "bob", 4).unwrap();
+        for path in &written {
+            std::fs::File::open(path).unwrap().sync_all().unwrap();
+        }
+        let files: Vec<PathBuf> = written
+            .iter()
+            .map(|path| path.strip_prefix(&production_home).unwrap().to_path_buf())
+            .collect();
+        let production_sums = sums_below(&production_home, &files);
+        world
+            .hosts
+            .run(
+                PRODUCTION_VM,
+                "zfs",
+                &["snapshot", "-r", &format!("{POOL}@before-drill")],
+            )
+            .unwrap();
+        let production_pools = pools_on(&world, PRODUCTION_VM);
+        let production_records = dig_records(&world, &["hub", "staging"]);
+
+        let drilled = world.ferry(&["drill", "data100", "--id", "staged"], true);
+        assert_eq!(drilled.code, 0, "{spec}: {}", drilled.shown());
+        assert!(
+            drilled.stdout.contains("nothing of the drill is left"),
+            "{spec}: {}",
+            drilled.stdout
+        );
+        assert_eq!(
+            sums_below(&production_home, &files),
+            production_sums,
+            "{spec}"
+        );
+        assert_eq!(pools_on(&world, PRODUCTION_VM), production_pools, "{spec}");
+        assert_eq!(
+            dig_records(&world, &["hub", "staging"]),
+            production_records,
+            "{spec}"
+        );
+        let running = world.vm_hosts().running();
+        assert!(
+            running.iter().all(|vm| !vm.contains("-drill")),
+            "{spec}: no drill VM's host runs: {running:?}"
+        );
+    }
+}

@@ -540,6 +540,14 @@ fn deleted_after(
     if disk_on(then, first) {
         return false;
     }
+    // A static IP after every AKS cluster: once a Service took it, the cluster's load balancer
+    // holds it, ARM refuses to delete a held address, and the cluster's deletion lets go of it
+    // (no field of the spec says so: the hooks ask for it by name).
+    match (first.kind(), then.kind()) {
+        (Kind::StaticIp, Kind::AksCluster) => return true,
+        (Kind::AksCluster, Kind::StaticIp) => return false,
+        _ => {}
+    }
     drill
         .dependencies(&then.address)
         .iter()
