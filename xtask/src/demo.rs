@@ -4,9 +4,12 @@
 //! is not ferry. `--mode warm` tells the same story on `specs/data100/warm`, whose every apply
 //! keeps the next generation built and its hubs deployed idle. `--mode hot` tells it on
 //! `specs/data100/hot`, whose standby also holds a replica of the pool: there each simulated VM
-//! is a ZFS host of its own (`ferry_servers::VmHosts`), powered as the simulator says. The last
-//! line of the output is one JSON object with the measured time to recovery and data lost,
-//! for programs (`tail -1`).
+//! is a ZFS host of its own (`ferry_servers::VmHosts`), powered as the simulator says. `--mode
+//! drill` has no outage: `ferry drill` rehearses the cold failover on copies of production's
+//! disks beside production, which is checked untouched (`demo/drill.rs`). The last line of the
+//! output is one JSON object with the measured time to recovery and data lost (a drill's: its
+//! time to recovery, whether production was untouched, what was left), for programs
+//! (`tail -1`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -15,6 +18,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+mod drill;
 use ferry_servers::{
     Bind, DemoCa, HubServers, NfsHosts, PoolCleanup, SimulatorProcess, SimulatorSettings, Sshd,
     VmHosts, ZfsLock, checksums, data100_variables, group_exists, hub_environment, public_address,
@@ -51,6 +56,9 @@ pub enum Mode {
     /// The same outage with `[failover] standby = "hot"`: the standby also holds a read-only
     /// replica of the pool, on its own disks and its own host, which the failover promotes.
     Hot,
+    /// No outage: `ferry drill` rehearses the cold failover on copies of production's disks,
+    /// beside production, measures it and removes it (`demo/drill.rs`).
+    Drill,
 }
 
 impl Mode {
@@ -59,7 +67,8 @@ impl Mode {
             "cold" => Ok(Mode::Cold),
             "warm" => Ok(Mode::Warm),
             "hot" => Ok(Mode::Hot),
-            other => bail!("unknown demo mode `{other}`: give --mode cold, warm or hot"),
+            "drill" => Ok(Mode::Drill),
+            other => bail!("unknown demo mode `{other}`: give --mode cold, warm, hot or drill"),
         }
     }
 
@@ -68,16 +77,23 @@ impl Mode {
             Mode::Cold => "cold",
             Mode::Warm => "warm",
             Mode::Hot => "hot",
+            Mode::Drill => "drill",
         }
     }
 
     /// The spec the story copies, from the workspace's root.
     fn spec_folder(self) -> &'static str {
         match self {
-            Mode::Cold => "specs/data100",
+            Mode::Cold | Mode::Drill => "specs/data100",
             Mode::Warm => "specs/data100/warm",
             Mode::Hot => "specs/data100/hot",
         }
+    }
+
+    /// Whether each simulated VM is a ZFS host of its own (`VmHosts`): a hot standby's replica
+    /// is a pool of the same name on another VM, and so is a drill's copy.
+    fn on_vm_hosts(self) -> bool {
+        matches!(self, Mode::Hot | Mode::Drill)
     }
 }
 
@@ -358,7 +374,7 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
     // Declared before the hub servers, so dropped after them: a pool whose files a hub still
     // holds open cannot be destroyed. A hot story's pools are on the VMs' own hosts, which go
     // with them.
-    let _pool = if mode == Mode::Hot {
+    let _pool = if mode.on_vm_hosts() {
         for (program, package) in [("unshare", "util-linux"), ("nsenter", "util-linux")] {
             ferry_servers::need(program, package)?;
         }
@@ -382,7 +398,10 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
             "ferry-sim",
         ]))?;
     }
-    let release = root.join("target/release");
+    // Where cargo put them: CARGO_TARGET_DIR when it is set, as cargo does.
+    let release = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), PathBuf::from)
+        .join("release");
     let work = std::env::temp_dir().join(format!("ferry-demo-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     // Following links: the warm spec's azure.toml, storage.toml and hooks are the cold one's.
@@ -405,7 +424,7 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         "BIND           {} serves {ZONE}, updates signed with TSIG key `ferry`",
         bind.server()
     );
-    let hosts = if mode == Mode::Hot {
+    let hosts = if mode.on_vm_hosts() {
         let control = simulator.control();
         let hosts = VmHosts::start(
             &work.join("vms"),
@@ -458,7 +477,7 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
     );
     // The hub stand-in writes its marker where it finds the home directories; a hot story's
     // pool is mounted on a VM's host, which this machine's file system does not show.
-    if mode == Mode::Hot {
+    if mode.on_vm_hosts() {
         let markers = work.join("hub-homes");
         std::fs::create_dir_all(&markers)?;
         environment.push(("DEMO_HOME_ROOT".to_owned(), markers.display().to_string()));
@@ -468,7 +487,7 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         .into_iter()
         .map(|(name, _)| name)
         .chain(activation.iter().map(|(name, _)| (*name).to_owned()))
-        .chain((mode == Mode::Hot).then(|| "DEMO_HOME_ROOT".to_owned()))
+        .chain(mode.on_vm_hosts().then(|| "DEMO_HOME_ROOT".to_owned()))
         .map(|name| format!("\"{name}\""))
         .collect();
     let service_file = work.join("data100/service.toml");
@@ -483,6 +502,9 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         variables: data100_variables(&work.join("data100"), &hosts.access(), &bind, &ca),
         environment,
     };
+    if mode == Mode::Drill {
+        return drill::story(&story, simulator, hosts, &bind, &ca);
+    }
 
     match mode {
         Mode::Cold => section("Generation 1: ferry apply builds data100 from nothing"),
@@ -492,6 +514,7 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
         Mode::Hot => section(
             "Generation 1 and its hot standby, generation 2, with the pool's replica on its own disks: ferry apply builds both from nothing",
         ),
+        Mode::Drill => unreachable!("the drill's story is told by demo/drill.rs"),
     }
     ok(&mut story.with_variables(&["apply", "data100", "--auto-approve"]))?;
     // The standby was built before the outage, not by the failover.
@@ -715,6 +738,7 @@ pub fn demo(root: &Path, mode: Mode) -> Result<()> {
                 run_status(&mut story.with_variables(&["plan", "data100", "--detailed-exitcode"]))?;
             proofs.push(("ferry plan after that: no changes".into(), replan == 0));
         }
+        Mode::Drill => unreachable!("the drill's story is told by demo/drill.rs"),
         Mode::Hot => {
             proofs.push((
                 "standby and its replica built before the outage (data100-g2 existed)".into(),

@@ -17,12 +17,14 @@ tasks:
   test     install and start what the tests need (as root: Debian packages, local servers),
            then run every test of the workspace
   setup    only the installation and start of the test servers
-  demo [--mode cold|warm|hot]
+  demo [--mode cold|warm|hot|drill]
            the data100 failover story, end to end, against the ARM simulator, BIND,
            sshd and zfs-fuse on this machine; --mode warm tells it with a warm standby
            (specs/data100/warm), --mode hot with a hot standby whose replica of the pool
-           takes over (specs/data100/hot: a ZFS host per VM). Its last line is one JSON
-           object with the measured time to recovery and data lost
+           takes over (specs/data100/hot: a ZFS host per VM), --mode drill with no outage:
+           ferry drill rehearses the failover on copies beside production, checked
+           untouched. Its last line is one JSON object with the measured time to recovery
+           and data lost (a drill's: production_untouched and leftovers)
   bench-hooks [--repeat N]
            ferry's hooks against Terraform's terraform_data + local-exec on the same
            wide and narrow DAGs of sleeps; prints wall times and ratios (BENCHMARKS.md)
@@ -59,16 +61,18 @@ fn main() -> Result<()> {
     }
 }
 
-/// `cargo xtask demo [--mode cold|warm|hot]` (or `--mode=warm`); cold without it.
+/// `cargo xtask demo [--mode cold|warm|hot|drill]` (or `--mode=warm`); cold without it.
 fn demo_mode(mut arguments: impl Iterator<Item = String>) -> Result<demo::Mode> {
     let mut mode = demo::Mode::Cold;
     while let Some(argument) = arguments.next() {
         let value = match argument.strip_prefix("--mode") {
             Some("") => arguments
                 .next()
-                .context("--mode needs a value: cold, warm or hot")?,
+                .context("--mode needs a value: cold, warm, hot or drill")?,
             Some(value) if value.starts_with('=') => value[1..].to_owned(),
-            _ => bail!("unknown argument `{argument}`: cargo xtask demo [--mode cold|warm|hot]"),
+            _ => bail!(
+                "unknown argument `{argument}`: cargo xtask demo [--mode cold|warm|hot|drill]"
+            ),
         };
         mode = demo::Mode::parse(&value)?;
     }

@@ -75,6 +75,10 @@ pub mod zfs_pool {
     pub const DISKS: &str = "disks";
     /// An import's input: import with `zpool import -f`.
     pub const FORCE: &str = "force";
+    /// A failover drill's pool: the drill's id, set by `ferry drill` in the drill's spec on a
+    /// pool whose every disk is a drill's copy (`disk.copy_of`). Its create imports the copy of
+    /// production's pool that it finds on those disks instead of refusing it. Never compared.
+    pub const DRILL: &str = "drill";
     /// A hot standby's disks (`[failover] standby = "hot"`): the replica pool's, attached to
     /// the standby generation's host.
     pub const REPLICA_DISKS: &str = "replica_disks";

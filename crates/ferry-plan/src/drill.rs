@@ -258,7 +258,43 @@ pub fn drill_spec(
     if !problems.is_empty() {
         return Err(DrillRefusal(problems.join("\n")));
     }
+    mark_copied_pools(&mut drill, id);
     Ok(drill)
+}
+
+/// Marks every pool of the drill's spec whose every disk is a copy (`copy_of`) with the
+/// drill's id (`zfs_pool.drill`): its create then imports the copy of production's pool that it
+/// finds on those disks, which a pool's create otherwise refuses (a pool it did not make, on
+/// disks it was asked to create one on). Only a pool wholly on copies: one on a disk the drill
+/// makes empty, or on a disk that is no copy, is created as the spec says, or refused.
+fn mark_copied_pools(drill: &mut Spec, id: &DrillId) {
+    let copies: BTreeSet<ferry_core::ResourceAddress> = drill
+        .resources
+        .iter()
+        .filter(|(address, resource)| {
+            address.kind == Kind::Disk && resource.fields.get(COPY_OF).is_some()
+        })
+        .map(|(address, _)| address.clone())
+        .collect();
+    for (address, resource) in &mut drill.resources {
+        if address.kind != Kind::ZfsPool {
+            continue;
+        }
+        let disks: Vec<ferry_core::ResourceAddress> = resource
+            .fields
+            .get(ferry_core::fields::zfs_pool::DISKS)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|disk| disk.as_str()?.parse().ok())
+            .collect();
+        if !disks.is_empty() && disks.iter().all(|disk| copies.contains(disk)) {
+            resource.fields.insert(
+                ferry_core::fields::zfs_pool::DRILL.to_owned(),
+                Value::from(id.as_str()),
+            );
+        }
+    }
 }
 
 /// One step of a drill plan that would touch production, and what it would touch.
@@ -508,6 +544,14 @@ fn deleted_after(
     }
     if disk_on(then, first) {
         return false;
+    }
+    // A static IP after every AKS cluster: once a Service took it, the cluster's load balancer
+    // holds it, ARM refuses to delete a held address, and the cluster's deletion lets go of it
+    // (no field of the spec says so: the hooks ask for it by name).
+    match (first.kind(), then.kind()) {
+        (Kind::StaticIp, Kind::AksCluster) => return true,
+        (Kind::AksCluster, Kind::StaticIp) => return false,
+        _ => {}
     }
     drill
         .dependencies(&then.address)

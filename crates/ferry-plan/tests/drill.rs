@@ -41,6 +41,13 @@ fn a_drill_of_data100_builds_its_own_generation_on_copies_and_is_torn_down_disks
         disk.inputs["copy_of"]
     );
     assert_eq!(disk.inputs["tags"]["ferry-drill"], "d1");
+    // The pool, on copies only, is the drill's: its create imports the copy.
+    let pool = plan
+        .steps
+        .iter()
+        .find(|step| step.id.to_string() == "zfs_pool.home:create")
+        .unwrap();
+    assert_eq!(pool.inputs["drill"], "d1");
     assert!(plan.steps.iter().all(|step| !matches!(
         step.action,
         Action::Fence | Action::Detach | Action::Move | Action::Retire

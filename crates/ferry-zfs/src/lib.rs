@@ -210,6 +210,13 @@ impl KindRules for ZfsPoolRules {
                 "dataset name to its properties: mountpoint, sharenfs, quota",
             ),
             F::optional(
+                zfs_pool::DRILL,
+                T::String,
+                None,
+                OnChange::InPlace,
+                "set by `ferry drill` in a drill's spec, never by hand: the drill's id, on a pool whose every disk is a copy of production's (`copy_of`); its create imports the copy of production's pool on those disks (with -f, since production's host last had it) instead of refusing it, and refuses when the host also sees production's pool",
+            ),
+            F::optional(
                 "ssh_user",
                 T::String,
                 Some("the VM's admin_username"),
@@ -386,6 +393,7 @@ impl KindRules for ZfsPoolRules {
                 | zfs_pool::REPLICA_DISKS
                 | zfs_pool::REPLICA_INTERVAL
                 | zfs_pool::REPLICA_MAX_LAG
+                | zfs_pool::DRILL
         )
     }
 

@@ -6,7 +6,7 @@
 //!
 //! This file holds the provider and its settings; `settings` reads a pool's fields, `host`
 //! connects to the NFS host and reads what its ZFS says, `read` turns that into a reading,
-//! `steps` and `import` run the steps, and `error` holds [`ZfsError`].
+//! `steps` and `import` run the steps (`drill` a drill's import of its copy), and `error` holds [`ZfsError`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -20,6 +20,7 @@ use ferry_core::{
 
 use crate::ssh::{SshConnection, SshTarget, SshTimeouts};
 
+mod drill;
 mod error;
 mod host;
 mod import;

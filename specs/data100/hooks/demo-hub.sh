@@ -40,7 +40,9 @@ esac
 if [ -n "${INGRESS_IP_NAME:-}" ]; then
   # One folder per cluster: both generations' hubs serve the same address, in turn.
   : "${KUBECONFIG:?set KUBECONFIG: the hub's Service is made on its cluster}"
-  where="$(basename "$KUBECONFIG" .yaml)"
+  # A drill's cluster has the same instance address as production's, so its kubeconfig the
+  # same file name in the drill's own state folder: the drill's id tells their servers apart.
+  where="$(basename "$KUBECONFIG" .yaml)${FERRY_DRILL_ID:+.drill-$FERRY_DRILL_ID}"
   bind_address=127.0.0.1
   bind_port=0
 else

@@ -756,7 +756,8 @@ impl Deployment {
     }
 
     /// What the drill's world holds: in a simulated world every instance of its file (not only
-    /// those the spec names); elsewhere every instance its readings show present or unknown.
+    /// those the spec names); elsewhere every instance its readings show present or unknown,
+    /// but a check.
     async fn drill_leftovers(&self) -> Result<Vec<InstanceAddress>, OpsError> {
         if let WorldSource::Simulated { path, .. } = &self.source {
             if !path.exists() {
@@ -769,6 +770,9 @@ impl Deployment {
         Ok(readings
             .resources
             .into_iter()
+            // A check holds nothing: it reads present whenever its probe can run, whoever
+            // answers it (its delete has nothing to do), so it is never left.
+            .filter(|(instance, _)| instance.kind() != ferry_core::Kind::Check)
             .filter(|(_, observation)| !matches!(observation, Observation::Absent))
             .map(|(instance, _)| instance)
             .collect())

@@ -102,6 +102,33 @@ pub enum ZfsError {
         name: String,
         reason: String,
     },
+    #[error(
+        "{pool}: refused to import a copy of production's pool for drill {drill}: {} carry no tag {tag}={drill}, so nothing says they are this drill's copies; a drill's pool is imported only from the drill's own copies of production's disks: clean the drill up (ferry drill --clean), then drill again",
+        disks.join(", ")
+    )]
+    DrillDisksNotCopies {
+        pool: String,
+        drill: String,
+        tag: &'static str,
+        disks: Vec<String>,
+    },
+    #[error(
+        "{pool}: the drill's disks on {host} hold no copy of production's pool {name} (`zpool import -d {folder}` lists none on them); a drill imports the pool production's disks held when they were copied and never creates an empty one in its place: check that production's pool is on the disks the spec names (ferry state list), then clean the drill up (ferry drill --clean) and drill again"
+    )]
+    DrillCopyNotFound {
+        pool: String,
+        host: String,
+        name: String,
+        folder: String,
+    },
+    #[error(
+        "{pool}: refused to import the drill's copy of production's pool on {host}: {detail}; a copy carries production's pool id (GUID), so a host that sees production's pool or another copy of it must never import it: give the drill's pool a host of its own that sees only the drill's disks, then clean the drill up (ferry drill --clean) and drill again"
+    )]
+    DrillCopyCollides {
+        pool: String,
+        host: String,
+        detail: String,
+    },
     #[error("{pool}: {source}")]
     Replication {
         pool: String,

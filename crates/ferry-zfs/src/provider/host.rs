@@ -202,15 +202,7 @@ pub(super) async fn pool_state(host: &Host, wanted: WantedPool<'_>) -> Result<Po
         )?;
         return Ok(PoolState::Imported { status, datasets });
     }
-    let command = command_line(["zpool", "import", "-d", &host.device_folder]);
-    let output = host.connection.run_read_only(&command).await?;
-    // With nothing to list, zpool exits 1 and prints nothing (or "no pools available").
-    let nothing_listed = output.stdout.trim().is_empty()
-        && (output.stderr.trim().is_empty() || output.stderr.contains("no pools available"));
-    if !output.success() && !nothing_listed {
-        return Err(command_failed(host, pool, &command, &output));
-    }
-    let importable = parse::parse_import_listing(&command, &output.stdout)?;
+    let importable = importable_pools(host, pool).await?;
     match own_importable(importable, wanted) {
         Ok(found) => Ok(found.map_or(PoolState::NotFound, PoolState::Importable)),
         Err(candidates) => Err(ZfsError::AmbiguousPool {
@@ -220,6 +212,22 @@ pub(super) async fn pool_state(host: &Host, wanted: WantedPool<'_>) -> Result<Po
             candidates,
         }),
     }
+}
+
+/// Every pool `zpool import -d FOLDER` lists on the host (none imported), possibly none.
+pub(super) async fn importable_pools(
+    host: &Host,
+    pool: &str,
+) -> Result<Vec<ImportablePool>, ZfsError> {
+    let command = command_line(["zpool", "import", "-d", &host.device_folder]);
+    let output = host.connection.run_read_only(&command).await?;
+    // With nothing to list, zpool exits 1 and prints nothing (or "no pools available").
+    let nothing_listed = output.stdout.trim().is_empty()
+        && (output.stderr.trim().is_empty() || output.stderr.contains("no pools available"));
+    if !output.success() && !nothing_listed {
+        return Err(command_failed(host, pool, &command, &output));
+    }
+    Ok(parse::parse_import_listing(&command, &output.stdout)?)
 }
 
 /// Which of the pools `zpool import -d FOLDER` lists is the wanted one: the only one of its

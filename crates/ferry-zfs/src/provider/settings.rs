@@ -23,6 +23,9 @@ pub(super) struct PoolSettings {
     pub(super) ssh_key_file: Option<PathBuf>,
     pub(super) known_hosts: Option<PathBuf>,
     pub(super) host_key: Option<String>,
+    /// A failover drill's pool (`drill`): the drill's id, which the pool's disks are tagged
+    /// with (`ferry-drill`) as copies of production's.
+    pub(super) drill: Option<String>,
 }
 
 const DATASET_PROPERTIES: &[&str] = &["mountpoint", "sharenfs", "quota", "compression"];
@@ -84,8 +87,17 @@ pub(super) fn settings(
             .filter(|port| *port > 0)
             .ok_or_else(|| setting("ssh_port must be a port number, 1 to 65535".to_owned()))?,
     };
+    let drill = text(zfs_pool::DRILL);
+    if let Some(drill) = &drill
+        && (drill.is_empty() || drill.chars().any(char::is_control))
+    {
+        return Err(setting(
+            "drill must be a drill's id on one line: ferry drill sets it; drill again".to_owned(),
+        ));
+    }
     Ok(PoolSettings {
         name,
+        drill,
         layout: text("layout").unwrap_or_else(|| "stripe".to_owned()),
         disks,
         datasets,

@@ -405,7 +405,7 @@ impl StepTarget<'_> {
     }
 
     /// Imports a pool that is not imported (without -f), then makes its datasets match.
-    async fn update(&self) -> Result<StepOutcome, ZfsError> {
+    pub(super) async fn update(&self) -> Result<StepOutcome, ZfsError> {
         let (status, mut datasets) = match pool_state(&self.host, self.wanted()).await? {
             PoolState::Imported { status, datasets } => (status, datasets),
             PoolState::Importable(_) => {
@@ -647,7 +647,29 @@ impl ZfsPoolProvider {
                         .await
                 }
             }
+            // A drill's pool on the drill's copies of production's disks: the copy imported,
+            // never a pool created on them (`drill.rs` says why that is safe).
+            Action::Create if target.settings.drill.is_some() => {
+                let drill = target.settings.drill.clone().unwrap_or_default();
+                let not_copies =
+                    super::drill::disks_not_copies(&target.settings.disks, &drill, context.outputs);
+                target
+                    .import_drill_copy(&drill, not_copies, context.progress)
+                    .await
+            }
             Action::Create => target.create().await,
+            // The drill's clean-up: its copy exported from the drill's host, whose disks are
+            // deleted next. A drill's pool is one whose spec says so or, for `--clean`, which
+            // plans from the drill's layout without its copies, one whose every disk carries a
+            // drill's tag. A pool that is no drill's has no delete: ferry never exports or
+            // destroys a pool to delete it.
+            Action::Delete
+                if target.settings.drill.is_some()
+                    || super::drill::drill_of_disks(&target.settings.disks, context.outputs)
+                        .is_some() =>
+            {
+                target.export().await
+            }
             Action::Update => target.update().await,
             action => Err(ZfsError::Unsupported {
                 pool: address.to_string(),
