@@ -389,8 +389,13 @@ fn timing(
 }
 
 /// The drafts as the plan's steps, in `order`, each naming its predecessors in that order.
+///
+/// The steps are built in the drafts' own room: the drafts are put in order in place, then
+/// each is moved into its step (`into_iter` then `collect` reuses the allocation, a step
+/// being smaller than a draft), so that the plan's largest moment does not hold the drafts'
+/// vector and the steps' vector side by side (20 MiB at 100,005 steps).
 fn steps_in_order(
-    drafts: Vec<Draft>,
+    mut drafts: Vec<Draft>,
     order: &[usize],
     mut predecessors: Vec<Vec<usize>>,
 ) -> Vec<Step> {
@@ -398,31 +403,43 @@ fn steps_in_order(
     for (index, &position) in order.iter().enumerate() {
         place[position] = index;
     }
-    let mut slots: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
-    let mut steps: Vec<Step> = Vec::with_capacity(order.len());
-    for &position in order {
-        let draft = slots[position].take().expect("each step is placed once");
-        let mut after: Vec<usize> = std::mem::take(&mut predecessors[position]);
-        after.sort_by_key(|&predecessor| place[predecessor]);
-        // A predecessor comes earlier in the order, so its step is already built: its id is
-        // copied from there, with no list of every id beside the steps.
-        let after = after
-            .into_iter()
-            .map(|predecessor| steps[place[predecessor]].id.clone())
-            .collect();
-        steps.push(Step {
+    // Each step's `after`, copied from the drafts' ids while every draft is still there.
+    let afters: Vec<Vec<StepId>> = order
+        .iter()
+        .map(|&position| {
+            let mut after: Vec<usize> = std::mem::take(&mut predecessors[position]);
+            after.sort_by_key(|&predecessor| place[predecessor]);
+            after
+                .into_iter()
+                .map(|predecessor| drafts[predecessor].id.clone())
+                .collect()
+        })
+        .collect();
+    drop(predecessors);
+    // The draft at `position` goes to `place[position]`: each cycle of the permutation is
+    // followed by swaps, so that every draft moves once.
+    for position in 0..drafts.len() {
+        while place[position] != position {
+            let target = place[position];
+            drafts.swap(position, target);
+            place.swap(position, target);
+        }
+    }
+    let mut afters = afters.into_iter();
+    drafts
+        .into_iter()
+        .map(|draft| Step {
             id: draft.id,
             address: draft.step.target,
             action: draft.step.action,
             reason: draft.step.reason,
-            after,
+            after: afters.next().unwrap_or_default(),
             estimate_seconds: draft.estimate_seconds,
             changes: draft.step.changes,
             inputs: draft.step.inputs,
             warning: draft.step.warning,
-        });
-    }
-    steps
+        })
+        .collect()
 }
 
 /// A step that waits for an instance's move (a pool's import for each disk's attach) waits for

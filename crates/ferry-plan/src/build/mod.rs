@@ -8,7 +8,7 @@ mod resource;
 mod retire;
 mod standby;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use ferry_core::provider::FieldType;
 use ferry_core::value;
@@ -70,10 +70,13 @@ struct Builder<'a> {
     /// The generation the spec is converged at: the active one, or the next in a failover.
     target: Generation,
     drafts: Vec<Draft>,
-    /// Instances whose outputs are known only after this plan is applied.
-    unsettled: BTreeSet<InstanceAddress>,
+    /// Instances whose outputs are known only after this plan is applied. Both sets are only
+    /// asked whether they hold an address, never walked: hashed, a lookup reads the address
+    /// once instead of comparing it with about seventeen others (a large plan asks for every
+    /// field reference of every instance).
+    unsettled: HashSet<InstanceAddress>,
     /// Resources with a step, or downstream of one: a check after them waits again.
-    changed: BTreeSet<ResourceAddress>,
+    changed: HashSet<ResourceAddress>,
     errors: Vec<PlanError>,
     notes: Vec<String>,
     /// Every unknown reading met, by instance.
@@ -135,8 +138,8 @@ pub(crate) fn build(
         },
         target,
         drafts: Vec::new(),
-        unsettled: BTreeSet::new(),
-        changed: BTreeSet::new(),
+        unsettled: HashSet::new(),
+        changed: HashSet::new(),
         errors: Vec::new(),
         notes,
         unknown: BTreeMap::new(),
