@@ -54,25 +54,67 @@ fn pools_on(world: &World, vm: &str) -> String {
         .unwrap()
 }
 
-/// The drill's report with what changes from run to run (durations) redacted.
-fn without_measurements(text: &str) -> String {
-    text.split('\n')
-        .map(|line| {
-            line.split(' ')
-                .map(|word| {
-                    let bare = word.trim_end_matches([';', ',']);
-                    let number = bare.strip_suffix('s').unwrap_or("");
-                    if number.contains('.') && number.parse::<f64>().is_ok() {
-                        word.replace(bare, "<measured>")
-                    } else {
-                        word.to_owned()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// What tools other than ferry read of production before a drill: its users' files and their
+/// sums, its pools on its own host, its records in BIND.
+struct Production {
+    home: PathBuf,
+    files: Vec<PathBuf>,
+    sums: BTreeMap<PathBuf, String>,
+    pools: String,
+    records: BTreeMap<String, Vec<String>>,
+}
+
+impl Production {
+    /// Writes `count` files for each `(folder, user, count)` into production's pool, each
+    /// fsynced (what the NFS server does before it answers a write), then lets the pool rest:
+    /// a snapshot waits for its transaction group to reach the disks, and nothing writes to the
+    /// pool during the drill, so its disks' copies, made one by one, are of one state of it.
+    fn at_rest(world: &World, users: &[(&str, &str, usize)]) -> Self {
+        let home = world
+            .hosts
+            .path(PRODUCTION_VM, Path::new(VM_HOME_ROOT))
+            .unwrap();
+        let mut written = Vec::new();
+        for (folder, user, count) in users {
+            written
+                .extend(ferry_servers::write_home_files(&home.join(folder), user, *count).unwrap());
+        }
+        for path in &written {
+            std::fs::File::open(path).unwrap().sync_all().unwrap();
+        }
+        let files: Vec<PathBuf> = written
+            .iter()
+            .map(|path| path.strip_prefix(&home).unwrap().to_path_buf())
+            .collect();
+        let sums = sums_below(&home, &files);
+        assert_eq!(sums.len(), files.len());
+        world
+            .hosts
+            .run(
+                PRODUCTION_VM,
+                "zfs",
+                &["snapshot", "-r", &format!("{POOL}@before-drill")],
+            )
+            .unwrap();
+        Self {
+            pools: pools_on(world, PRODUCTION_VM),
+            records: dig_records(world, &["hub", "staging"]),
+            home,
+            files,
+            sums,
+        }
+    }
+
+    /// Production's files, pools and records read again, as they were.
+    fn assert_untouched(&self, world: &World, context: &str) {
+        assert_eq!(sums_below(&self.home, &self.files), self.sums, "{context}");
+        assert_eq!(pools_on(world, PRODUCTION_VM), self.pools, "{context}");
+        assert_eq!(
+            dig_records(world, &["hub", "staging"]),
+            self.records,
+            "{context}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,46 +130,16 @@ async fn a_drill_on_real_zfs_imports_a_copy_of_productions_pool_on_its_own_host_
         .ferry(&["apply", "data100", "--auto-approve"], true)
         .expect_code(0, "generation 1");
 
-    // Users' files in production's pool, each fsynced (what the NFS server does before it
-    // answers a write).
-    let production_home = world
-        .hosts
-        .path(PRODUCTION_VM, Path::new(VM_HOME_ROOT))
-        .unwrap();
-    let mut written =
-        ferry_servers::write_home_files(&production_home.join("prod"), "bob", 5).unwrap();
-    written.extend(
-        ferry_servers::write_home_files(&production_home.join("staging"), "alice", 3).unwrap(),
-    );
-    for path in &written {
-        std::fs::File::open(path).unwrap().sync_all().unwrap();
-    }
-    let files: Vec<PathBuf> = written
-        .iter()
-        .map(|path| path.strip_prefix(&production_home).unwrap().to_path_buf())
-        .collect();
-    let production_sums = sums_below(&production_home, &files);
-    assert_eq!(production_sums.len(), files.len());
-    // A snapshot waits for its transaction group to reach the disks: the pool is at rest on
-    // them (nothing writes to it during the drill), so the four copies, made one by one, are of
-    // one state of the pool.
-    world
-        .hosts
-        .run(
-            PRODUCTION_VM,
-            "zfs",
-            &["snapshot", "-r", &format!("{POOL}@before-drill")],
-        )
-        .unwrap();
-    let production_pools = pools_on(&world, PRODUCTION_VM);
+    let production = Production::at_rest(&world, &[("prod", "bob", 5), ("staging", "alice", 3)]);
     assert!(
-        production_pools.starts_with(&format!("{POOL}\tONLINE\t")),
-        "{production_pools}"
+        production.pools.starts_with(&format!("{POOL}\tONLINE\t")),
+        "{}",
+        production.pools
     );
-    let production_records = dig_records(&world, &["hub", "staging"]);
     assert!(
-        production_records.values().all(|answer| answer.len() == 1),
-        "{production_records:?}"
+        production.records.values().all(|answer| answer.len() == 1),
+        "{:?}",
+        production.records
     );
     let mark = world.simulator.events().len();
 
@@ -137,7 +149,7 @@ async fn a_drill_on_real_zfs_imports_a_copy_of_productions_pool_on_its_own_host_
         .expect_code(0, "the drill, kept");
     insta::assert_snapshot!(
         "drill_real_servers_report",
-        without_measurements(&drilled.stdout)
+        ferry_testkit::without_measurements(&drilled.stdout)
     );
     assert!(
         drilled.stderr.contains("importing it with -f"),
@@ -161,25 +173,25 @@ async fn a_drill_on_real_zfs_imports_a_copy_of_productions_pool_on_its_own_host_
     let guid = |listing: &str| listing.split('\t').nth(2).map(str::trim).map(str::to_owned);
     assert_eq!(
         guid(&drill_pools),
-        guid(&production_pools),
-        "a copy carries production's pool id: {drill_pools} / {production_pools}"
+        guid(&production.pools),
+        "a copy carries production's pool id: {drill_pools} / {}",
+        production.pools
     );
     let drill_home = world.hosts.path(DRILL_VM, Path::new(VM_HOME_ROOT)).unwrap();
-    assert_eq!(sums_below(&drill_home, &files), production_sums);
+    assert_eq!(sums_below(&drill_home, &production.files), production.sums);
     let drill_records = dig_records(&world, &["hub-drill", "staging-drill"]);
     assert!(
         drill_records.values().all(|answer| answer.len() == 1)
             && drill_records
                 .values()
-                .all(|answer| !production_records.values().any(|other| other == answer)),
-        "the drill's records point at the drill's own address: {drill_records:?} / {production_records:?}"
+                .all(|answer| !production.records.values().any(|other| other == answer)),
+        "the drill's records point at the drill's own address: {drill_records:?} / {:?}",
+        production.records
     );
 
     // Production, untouched while the drill stands: its files, its pool on its host, its
     // records, and not one write to its resources in the simulator's record.
-    assert_eq!(sums_below(&production_home, &files), production_sums);
-    assert_eq!(pools_on(&world, PRODUCTION_VM), production_pools);
-    assert_eq!(dig_records(&world, &["hub", "staging"]), production_records);
+    production.assert_untouched(&world, "while the drill stands");
     let production_writes = |from: usize| -> Vec<String> {
         world
             .simulator
@@ -203,7 +215,7 @@ async fn a_drill_on_real_zfs_imports_a_copy_of_productions_pool_on_its_own_host_
         .expect_code(0, "the drill's clean-up");
     insta::assert_snapshot!(
         "drill_real_servers_clean",
-        without_measurements(&cleaned.stdout)
+        ferry_testkit::without_measurements(&cleaned.stdout)
     );
     let state = world.simulator.dump_state();
     let drill_groups: Vec<String> = ferry_servers::state_resources(&state)
@@ -225,9 +237,7 @@ async fn a_drill_on_real_zfs_imports_a_copy_of_productions_pool_on_its_own_host_
         "the drill VM's host is gone: {:?}",
         world.vm_hosts().running()
     );
-    assert_eq!(sums_below(&production_home, &files), production_sums);
-    assert_eq!(pools_on(&world, PRODUCTION_VM), production_pools);
-    assert_eq!(dig_records(&world, &["hub", "staging"]), production_records);
+    production.assert_untouched(&world, "after the clean-up");
     assert_eq!(production_writes(mark), Vec::<String>::new());
     world
         .ferry(&["plan", "data100", "--detailed-exitcode"], true)
@@ -251,30 +261,7 @@ async fn a_staged_drill_of_a_warm_and_a_hot_standby_runs_on_real_zfs_and_leaves_
         world
             .ferry(&["apply", "data100", "--auto-approve"], true)
             .expect_code(0, &format!("{spec}: production and its standby"));
-        let production_home = world
-            .hosts
-            .path(PRODUCTION_VM, Path::new(VM_HOME_ROOT))
-            .unwrap();
-        let written =
-            ferry_servers::write_home_files(&production_home.join("prod"), "bob", 4).unwrap();
-        for path in &written {
-            std::fs::File::open(path).unwrap().sync_all().unwrap();
-        }
-        let files: Vec<PathBuf> = written
-            .iter()
-            .map(|path| path.strip_prefix(&production_home).unwrap().to_path_buf())
-            .collect();
-        let production_sums = sums_below(&production_home, &files);
-        world
-            .hosts
-            .run(
-                PRODUCTION_VM,
-                "zfs",
-                &["snapshot", "-r", &format!("{POOL}@before-drill")],
-            )
-            .unwrap();
-        let production_pools = pools_on(&world, PRODUCTION_VM);
-        let production_records = dig_records(&world, &["hub", "staging"]);
+        let production = Production::at_rest(&world, &[("prod", "bob", 4)]);
 
         let drilled = world.ferry(&["drill", "data100", "--id", "staged"], true);
         assert_eq!(drilled.code, 0, "{spec}: {}", drilled.shown());
@@ -283,17 +270,7 @@ async fn a_staged_drill_of_a_warm_and_a_hot_standby_runs_on_real_zfs_and_leaves_
             "{spec}: {}",
             drilled.stdout
         );
-        assert_eq!(
-            sums_below(&production_home, &files),
-            production_sums,
-            "{spec}"
-        );
-        assert_eq!(pools_on(&world, PRODUCTION_VM), production_pools, "{spec}");
-        assert_eq!(
-            dig_records(&world, &["hub", "staging"]),
-            production_records,
-            "{spec}"
-        );
+        production.assert_untouched(&world, spec);
         let running = world.vm_hosts().running();
         assert!(
             running.iter().all(|vm| !vm.contains("-drill")),

@@ -59,35 +59,16 @@ fn drill_instances(scratch: &Scratch) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The report with every measured time (the only figures with a decimal point, `0.034s`)
-/// replaced by `<measured>`: a snapshot holds what does not depend on the machine's speed.
-fn without_measurements(text: &str) -> String {
-    text.split('\n')
-        .map(|line| {
-            line.split(' ')
-                .map(|word| {
-                    let bare = word.trim_end_matches([';', ',']);
-                    let number = bare.strip_suffix('s').unwrap_or("");
-                    if number.contains('.') && number.parse::<f64>().is_ok() {
-                        word.replace(bare, "<measured>")
-                    } else {
-                        word.to_owned()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn a_drill_builds_the_failover_on_copies_measures_it_removes_it_and_leaves_production_as_it_was() {
     let scratch = built();
     let before = production_files(&scratch);
     let run = drill(&scratch, &["--id", "t1", "--timeline", "drill.svg"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    insta::assert_snapshot!("drill_report", without_measurements(&run.stdout));
+    insta::assert_snapshot!(
+        "drill_report",
+        ferry_testkit::without_measurements(&run.stdout)
+    );
     // The picture of the drill as it ran: a bar per step.
     let picture = std::fs::read_to_string(scratch.path().join("drill.svg")).unwrap();
     assert!(picture.starts_with("<svg"), "{picture}");
@@ -176,7 +157,10 @@ fn a_kept_drill_is_marked_as_a_drill_and_clean_removes_it() {
 
     let clean = drill(&scratch, &["--clean"]);
     assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
-    insta::assert_snapshot!("drill_clean", without_measurements(&clean.stdout));
+    insta::assert_snapshot!(
+        "drill_clean",
+        ferry_testkit::without_measurements(&clean.stdout)
+    );
     assert_eq!(drill_instances(&scratch), Vec::<String>::new());
     assert_eq!(production_files(&scratch), before);
     // Nothing left: cleaning again deletes nothing and still proves it.

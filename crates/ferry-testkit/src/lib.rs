@@ -12,7 +12,8 @@
 //!   time against an in-process ARM simulator, for the provider crates' tests;
 //! - `drill_harness` (feature `ops-harness`): production built and a drill's request, for the
 //!   drill tests of `ferry-ops` and of the workspace;
-//! - [`copy_spec_folder`]: a spec folder copied into a test's scratch folder.
+//! - [`copy_spec_folder`]: a spec folder copied into a test's scratch folder;
+//! - [`without_measurements`]: a report with its measured times redacted, for snapshots.
 
 pub mod baseline;
 #[cfg(feature = "ops-harness")]
@@ -48,5 +49,39 @@ pub fn copy_spec_folder(from: &std::path::Path, to: &std::path::Path) {
                 )
             });
         }
+    }
+}
+
+/// `text` with every measured time (the only figures with a decimal point and a unit `s`, such
+/// as `0.034s`, maybe followed by `;` or `,`) replaced by `<measured>`: a snapshot keeps what
+/// does not depend on the machine's speed.
+pub fn without_measurements(text: &str) -> String {
+    text.split('\n')
+        .map(|line| {
+            line.split(' ')
+                .map(|word| {
+                    let bare = word.trim_end_matches([';', ',']);
+                    let number = bare.strip_suffix('s').unwrap_or("");
+                    if number.contains('.') && number.parse::<f64>().is_ok() {
+                        word.replace(bare, "<measured>")
+                    } else {
+                        word.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_measured_times_are_redacted() {
+        assert_eq!(
+            super::without_measurements("done in 0.034s; 12 steps, 15s estimated, 1.5s,\nv1.2"),
+            "done in <measured>; 12 steps, 15s estimated, <measured>,\nv1.2"
+        );
     }
 }
