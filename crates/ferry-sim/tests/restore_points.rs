@@ -295,6 +295,26 @@ async fn a_restore_point_holds_every_data_disk_at_the_moment_its_put_was_accepte
         );
     }
 
+    // A drill's clean-up finds the collection by its tag (restore points are not top-level
+    // resources, so ARM's list shows only the collection), and nothing once it is deleted.
+    let tagged = || async {
+        let listed: Vec<Value> = client
+            .list_with_query(
+                &format!("/subscriptions/{SUBSCRIPTION}/resources"),
+                RESOURCES,
+                &[(
+                    "$filter".to_owned(),
+                    "tagName eq 'ferry-drill' and tagValue eq 'd1'".to_owned(),
+                )],
+            )
+            .await
+            .unwrap();
+        listed
+            .iter()
+            .map(|item| item["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(tagged().await, vec![collection.clone()]);
     // Deleting the collection takes its restore points and their disk restore points.
     client
         .delete_and_wait(&collection, COMPUTE, &WriteOptions::default())
@@ -311,6 +331,7 @@ async fn a_restore_point_holds_every_data_disk_at_the_moment_its_put_was_accepte
             .await
             .starts_with("404 ResourceNotFound")
     );
+    assert_eq!(tagged().await, Vec::<String>::new());
     // The restored disks keep their data.
     let device = world
         .simulator
