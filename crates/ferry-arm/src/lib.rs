@@ -21,6 +21,7 @@ pub mod models;
 pub mod pending_operation;
 pub mod provider_calls;
 pub mod provisioning;
+pub mod restore_points;
 pub mod subscription_lists;
 
 pub use client::{
@@ -39,6 +40,10 @@ pub use id::{ResourceId, ResourceIdError};
 pub use list_reads::{ReadRoundGuard, ReadVia};
 pub use pending_operation::{PendingOperation, PollStyle, Started};
 pub use provider_calls::api_version;
+pub use restore_points::{
+    CrashConsistentRestorePoint, DiskFromRestorePoint, DiskRestorePointOf, RestorePointCallError,
+    RestorePointCollectionOfVm, RestorePointRequestError,
+};
 pub use subscription_lists::{TaggedInSubscription, tag_filter, tag_name_filter};
 
 /// `azure_core`'s URL and method types, so callers need not depend on it.

@@ -30,6 +30,9 @@ pub mod api_version {
             DISKS
         } else if lower.starts_with("microsoft.compute/snapshots") {
             SNAPSHOTS
+        } else if lower.ends_with("/diskrestorepoints") {
+            // A VM restore point's disks are DiskRP's (diskRestorePoint.json).
+            DISKS
         } else if lower.starts_with("microsoft.compute/") {
             COMPUTE
         } else if lower.starts_with("microsoft.network/publicipaddresses") {

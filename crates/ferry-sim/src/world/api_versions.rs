@@ -263,6 +263,22 @@ const RESOURCE_TYPES: &[(&str, &str, &[&str])] = &[
     ("microsoft.compute", "disks", DISKS),
     // snapshot.json sits beside disk.json in each of DiskRP's stable folders: the same versions.
     ("microsoft.compute", "snapshots", DISKS),
+    // restorePoint.json is ComputeRP's; diskRestorePoint.json is DiskRP's.
+    (
+        "microsoft.compute",
+        "restorepointcollections",
+        VIRTUAL_MACHINES,
+    ),
+    (
+        "microsoft.compute",
+        "restorepointcollections/restorepoints",
+        VIRTUAL_MACHINES,
+    ),
+    (
+        "microsoft.compute",
+        "restorepointcollections/restorepoints/diskrestorepoints",
+        DISKS,
+    ),
     ("microsoft.network", "virtualnetworks", NETWORK),
     ("microsoft.network", "virtualnetworks/subnets", NETWORK),
     ("microsoft.network", "networkinterfaces", NETWORK),

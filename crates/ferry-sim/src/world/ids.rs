@@ -64,6 +64,9 @@ pub(super) enum Kind {
     VirtualMachine,
     Disk,
     Snapshot,
+    RestorePointCollection,
+    RestorePoint,
+    DiskRestorePoint,
     ManagedCluster,
     DnsZone,
     RecordSet,
@@ -83,6 +86,11 @@ pub(super) fn kind_of(id: &str) -> Kind {
         "microsoft.compute/virtualmachines" => Kind::VirtualMachine,
         "microsoft.compute/disks" => Kind::Disk,
         "microsoft.compute/snapshots" => Kind::Snapshot,
+        "microsoft.compute/restorepointcollections" => Kind::RestorePointCollection,
+        "microsoft.compute/restorepointcollections/restorepoints" => Kind::RestorePoint,
+        "microsoft.compute/restorepointcollections/restorepoints/diskrestorepoints" => {
+            Kind::DiskRestorePoint
+        }
         "microsoft.containerservice/managedclusters" => Kind::ManagedCluster,
         "microsoft.network/dnszones" => Kind::DnsZone,
         other if other.starts_with("microsoft.network/dnszones/") => Kind::RecordSet,
@@ -134,6 +142,8 @@ pub(super) fn kind_name(kind: Kind) -> &'static str {
         Kind::VirtualMachine => "vm",
         // A snapshot takes what a disk's create takes (`OperationDurations::disk_create`).
         Kind::Disk | Kind::Snapshot => "disk",
+        // A restore point copies disks as a snapshot does.
+        Kind::RestorePointCollection | Kind::RestorePoint | Kind::DiskRestorePoint => "disk",
         Kind::ManagedCluster => "aks",
         Kind::DnsZone | Kind::RecordSet => "dns",
         Kind::Other => "other",

@@ -55,6 +55,7 @@ mod public_ips;
 mod regions;
 mod resource_groups;
 mod resources;
+mod restore_points;
 mod routing;
 mod snapshots;
 mod stats;

@@ -76,6 +76,9 @@ impl World {
         request: &SimRequest,
         id: &str,
     ) -> Result<(SimResponse, Option<(String, Duration)>), Refusal> {
+        if kind_of(id) == Kind::DiskRestorePoint {
+            return Err(Self::refuse_disk_restore_point_write(id, &request.method));
+        }
         let key = lower(id);
         let existing = self.resources.get(&key).cloned();
         // A group's own PUT is refused while a move locks it, like any write inside it.
@@ -134,6 +137,7 @@ impl World {
                 | Kind::VirtualMachine
                 | Kind::Disk
                 | Kind::Snapshot
+                | Kind::RestorePointCollection
                 | Kind::ManagedCluster
         );
         if needs_location
@@ -182,6 +186,10 @@ impl World {
         match kind {
             Kind::LoadBalancer => self.check_load_balancer(&stored_id, &body)?,
             Kind::NetworkInterface => self.check_public_ip_references(&stored_id, &body)?,
+            Kind::RestorePointCollection => {
+                self.check_restore_point_collection(&body, &previous)?
+            }
+            Kind::RestorePoint => self.check_restore_point(&stored_id, &body, !creating)?,
             _ => {}
         }
         // DiskRP checks a new disk's or snapshot's source; an update keeps what it was made from.
@@ -199,6 +207,10 @@ impl World {
         self.fill_server_fields(kind, &stored_id, &mut body, &previous, copy_source.as_ref());
         if let Some(source) = &copy_source {
             self.copy_data(kind, &body, source)?;
+        }
+        // A restore point copies its VM's disks as its PUT is accepted: one moment for all.
+        if kind == Kind::RestorePoint {
+            self.take_restore_point(&stored_id, &mut body)?;
         }
         let mut duration = self
             .settings
@@ -229,7 +241,10 @@ impl World {
         }
         let synchronous = immediate
             || duration.is_zero()
-            || matches!(kind, Kind::Group | Kind::DnsZone | Kind::RecordSet);
+            || matches!(
+                kind,
+                Kind::Group | Kind::DnsZone | Kind::RecordSet | Kind::RestorePointCollection
+            );
         // Network's `ProvisioningState` enum has no `Creating`: Succeeded, Updating, Deleting,
         // Failed (network.json of Microsoft.Network's 2025-03-01 definitions).
         let network_kind = is_network_kind(kind);
@@ -244,7 +259,13 @@ impl World {
         let etag = self.next_etag();
         if !matches!(
             kind,
-            Kind::Group | Kind::VirtualMachine | Kind::Disk | Kind::Snapshot | Kind::ManagedCluster
+            Kind::Group
+                | Kind::VirtualMachine
+                | Kind::Disk
+                | Kind::Snapshot
+                | Kind::ManagedCluster
+                | Kind::RestorePointCollection
+                | Kind::RestorePoint
         ) {
             body["etag"] = json!(etag.clone());
         }
@@ -310,6 +331,9 @@ impl World {
             Kind::PublicIp => self.fill_public_ip_fields(body, previous),
             Kind::Disk => self.fill_disk_fields(body, previous),
             Kind::Snapshot => self.fill_snapshot_fields(body, previous, copy_source),
+            Kind::RestorePointCollection => {
+                self.fill_restore_point_collection_fields(body, previous);
+            }
             Kind::NetworkInterface => self.fill_network_interface_fields(body, previous),
             Kind::VirtualMachine => self.fill_virtual_machine_fields(body, previous),
             Kind::ManagedCluster => self.fill_managed_cluster_fields(id, body, previous),
@@ -318,7 +342,7 @@ impl World {
             Kind::Group => fill_resource_group_fields(body, previous),
             Kind::VirtualNetwork => self.take_inline_subnets(id, body),
             Kind::LoadBalancer => self.fill_load_balancer_fields(id, body, previous),
-            Kind::Subnet | Kind::Other => {}
+            Kind::Subnet | Kind::RestorePoint | Kind::DiskRestorePoint | Kind::Other => {}
         }
     }
 
@@ -347,6 +371,9 @@ impl World {
     ) -> Result<(SimResponse, Option<(String, Duration)>), Refusal> {
         let key = lower(id);
         let kind = kind_of(id);
+        if kind == Kind::DiskRestorePoint {
+            return Err(Self::refuse_disk_restore_point_write(id, "DELETE"));
+        }
         let Some(existing) = self.resources.get(&key).cloned() else {
             // A group's DELETE declares 200 and 202 only: deleting a missing group is
             // `404 ResourceGroupNotFound`, while a missing resource in an existing group is a
@@ -425,6 +452,7 @@ impl World {
                 }
                 Kind::Disk => self.remove_backing_file(&stored),
                 Kind::Snapshot => self.remove_snapshot_file(&stored),
+                Kind::DiskRestorePoint => self.remove_disk_restore_point_file(&stored),
                 _ => {}
             }
         }

@@ -70,6 +70,17 @@ pub(super) struct CopySource {
     data: Option<PathBuf>,
 }
 
+impl CopySource {
+    pub(super) fn new(id: String, unique_id: String, size_gb: i64, data: Option<PathBuf>) -> Self {
+        Self {
+            id,
+            unique_id,
+            size_gb,
+            data,
+        }
+    }
+}
+
 /// What a disk copied from `source` starts with: the source's size unless it asks for more,
 /// and the source's `uniqueId` in `creationData.sourceUniqueId`.
 pub(super) fn copied_disk_fields(body: &mut Value, source: &CopySource) {
@@ -139,6 +150,8 @@ impl World {
         }
         match (*option, kind) {
             ("Copy", _) => self.copy_source(body, creation).map(Some),
+            // A disk from a VM restore point's disk restore point (`restore_points.rs`).
+            ("Restore", Kind::Disk) => self.restore_source(body, creation).map(Some),
             // A snapshot of nothing has a size and no data.
             ("Empty", Kind::Snapshot) => Ok(None),
             (other, Kind::Snapshot) => Err(invalid_parameter(
@@ -362,7 +375,7 @@ impl World {
 /// Copies `source` (absent: a disk never provisioned, so no data) to `target`, keeping holes
 /// as holes: a 32 GiB disk with a pool's few megabytes costs those megabytes, not 32 GiB of
 /// reads and writes inside the world's lock. `target` is at least `length` long.
-fn copy_sparse(source: Option<&Path>, target: &Path, length: u64) -> Result<(), String> {
+pub(super) fn copy_sparse(source: Option<&Path>, target: &Path, length: u64) -> Result<(), String> {
     let mut output = File::create(target).map_err(|error| error.to_string())?;
     let mut end = 0;
     if let Some(source) = source.filter(|path| path.exists()) {
