@@ -8,6 +8,7 @@
 mod batch;
 pub mod copies;
 mod provider;
+pub mod restore_point_copies;
 
 pub use provider::{DiskError, DiskProvider};
 

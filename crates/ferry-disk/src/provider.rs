@@ -13,7 +13,7 @@ use ferry_arm::deployment::{
     AzureDeployment, OutputsOf, generations_around, location_value, tags_from, tags_of_body,
     text_at,
 };
-use ferry_arm::models::MoveResourcesRequest;
+use ferry_arm::models::{Disk, MoveResourcesRequest};
 use ferry_arm::{ArmError, LocateError, ReadVia, ResourceId, StepOperations, api_version};
 use ferry_core::fields;
 use ferry_core::provider::ReadRound;
@@ -24,6 +24,7 @@ use ferry_core::{
 use serde_json::json;
 
 use crate::batch::{Batches, Recorder};
+use crate::restore_point_copies::{OneMomentCopy, RestorePoints};
 
 /// Why a disk step was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,13 @@ pub enum DiskError {
         disk: InstanceAddress,
         message: String,
     },
+    /// Something ARM is still doing on its own (a restore point being taken before a kill):
+    /// the step is tried again.
+    #[error("{disk}: {message}")]
+    Pending {
+        disk: InstanceAddress,
+        message: String,
+    },
     /// A drill's copy (`copy_of`) could not be made.
     #[error("{disk}: {error}")]
     Copy {
@@ -85,6 +93,7 @@ impl From<DiskError> for StepError {
         let message = error.to_string();
         match &error {
             DiskError::Arm(arm) => arm.step_error(message),
+            DiskError::Pending { .. } => StepError::transient(message, None),
             DiskError::Copy { error, .. } => {
                 let judged = error.step_error();
                 StepError { message, ..judged }
@@ -100,6 +109,8 @@ pub struct DiskProvider {
     azure: Arc<AzureDeployment>,
     vm_updates: Arc<VmUpdates>,
     moves: Arc<Moves>,
+    /// A drill's restore points, one per production VM, shared by the disk steps of that VM.
+    restore_points: Arc<RestorePoints>,
 }
 
 impl DiskProvider {
@@ -108,6 +119,7 @@ impl DiskProvider {
             azure,
             vm_updates: Arc::default(),
             moves: Arc::default(),
+            restore_points: Arc::default(),
         }
     }
 }
@@ -380,7 +392,7 @@ impl Provider for DiskProvider {
         let outputs = context.outputs;
         let result = async {
             let found = match step.action {
-                Action::Create => create(azure, &self.vm_updates, &operations, disk, &hint, outputs).await?,
+                Action::Create => create(azure, &self.vm_updates, &self.restore_points, &operations, disk, &hint, outputs).await?,
                 Action::Update => update(azure, &self.vm_updates, &operations, disk, &hint, outputs).await?,
                 Action::Detach => {
                     let found = require(azure, disk, &hint, outputs).await?;
@@ -472,6 +484,7 @@ fn desired_id(
 async fn create(
     azure: &AzureDeployment,
     updates: &VmUpdates,
+    restore_points: &RestorePoints,
     operations: &StepOperations<'_>,
     disk: &InstanceAddress,
     hint: &Attributes,
@@ -482,7 +495,7 @@ async fn create(
         Some(found) => found,
         None if hint.get(fields::disk::COPY_OF).is_some() => {
             let id = desired_id(azure, disk, hint, outputs)?;
-            let body = copy_from(operations, disk, &id, hint).await?;
+            let body = copy_from(restore_points, operations, disk, &id, hint).await?;
             Found { id, body }
         }
         None => {
@@ -508,17 +521,22 @@ async fn create(
     Ok(found)
 }
 
-/// A failover drill's disk, made at `id` as a copy of the production disk `copy_of` names
-/// ([`crate::copies::copy_disks`]): a snapshot of it (only read) in the same group as `id`,
-/// then the disk from the snapshot, both with the drill's tag, which the step must carry.
+/// A failover drill's disk, made at `id` as a copy of the production disk `copy_of` names,
+/// which is only read; the copy and whatever is made on the way carry the drill's tag, which
+/// the step must carry. Production's disk attached to a VM (its reading's `managedBy`) is
+/// copied from the VM's one restore point for this drill
+/// ([`crate::restore_point_copies`]), so that the VM's disks are copies of one moment (a pool
+/// spread over them imports); one attached to no VM is consistent with itself, and is copied
+/// through a snapshot of its own in the same group as `id` ([`crate::copies::copy_disks`]).
 /// Returns the new disk's body.
 async fn copy_from(
+    restore_points: &RestorePoints,
     operations: &StepOperations<'_>,
     disk: &InstanceAddress,
     id: &ResourceId,
     hint: &Attributes,
 ) -> Result<Value, DiskError> {
-    use crate::copies::{CopyConfig, DiskCopyRequest, DrillTag, copy_disks};
+    use crate::copies::{CopyConfig, CopyError, DiskCopyRequest, DrillTag, copy_disks};
     let step_error = |message: String| DiskError::Step {
         disk: disk.clone(),
         message,
@@ -539,6 +557,42 @@ async fn copy_from(
             fields::DRILL_TAG
         )));
     };
+    let source_disk: Disk = operations
+        .client()
+        .read(&source)
+        .await?
+        .ok_or_else(|| DiskError::Copy {
+            disk: disk.clone(),
+            error: Box::new(CopyError::SourceMissing {
+                source_disk: source.as_str().to_owned(),
+            }),
+        })?
+        .value;
+    if let Some(vm) = source_disk.managed_by.as_deref() {
+        let vm = ResourceId::parse(vm).map_err(|error| {
+            step_error(format!(
+                "production's disk {} names `{vm}` as its VM, which is not an ARM id ({error}): read production again, then drill",
+                source.name()
+            ))
+        })?;
+        let mut all_tags = tags.clone();
+        all_tags.insert(fields::DRILL_TAG.to_owned(), drill.clone());
+        return restore_points
+            .copy(
+                operations,
+                &OneMomentCopy {
+                    disk,
+                    id,
+                    source: &source,
+                    vm: &vm,
+                    location: source_disk.location.clone().unwrap_or_default(),
+                    sku: source_disk.sku.as_ref().and_then(|sku| sku.name.clone()),
+                    drill: &drill,
+                    tags: all_tags,
+                },
+            )
+            .await;
+    }
     let group = ResourceId::resource_group(
         id.subscription_id(),
         id.resource_group_name().unwrap_or_default(),

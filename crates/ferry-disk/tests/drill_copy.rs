@@ -1,8 +1,9 @@
 //! A failover drill's disk through the disk provider on the ARM simulator: a create with
-//! `copy_of` (what `ferry drill` writes into the drill's spec) snapshots production's disk,
-//! only reading it, makes the drill's disk from the snapshot in the drill's group, attaches it
-//! to the drill's VM with the snapshot's moment on it; a create without the drill's tag is
-//! refused; the drill's clean-up leaves nothing tagged.
+//! `copy_of` (what `ferry drill` writes into the drill's spec) of a production disk attached
+//! to a VM takes one restore point of that VM in the drill's group, only reading the VM and
+//! its disk, makes the drill's disk from its disk restore point, attaches it to the drill's
+//! VM with the restore point's moment on it; a step run again reuses the restore point; a
+//! create without the drill's tag is refused; the drill's clean-up leaves nothing tagged.
 
 use ferry_arm::{ResourceId, StepOperations};
 use ferry_core::Action;
@@ -102,13 +103,28 @@ async fn a_drills_disk_is_a_copy_of_productions_which_is_only_read() {
         copy_id.contains("/resourceGroups/data-g1-drill/"),
         "{copy_id}"
     );
-    // Production goes on writing; the drill's disk holds the snapshot's moment.
+    // Production goes on writing; the drill's disk holds the restore point's moment.
     write_at(&production_device, b"production after it!!");
     let drill_device = harness
         .simulator
         .attachment_directory("nfs-g1-drill")
         .join("lun0");
     assert_eq!(read_at(&drill_device, 21), b"the pool at the drill");
+    // The restore point is the drill's, named for the drill and production's VM.
+    let collection = ResourceId::parse(&format!(
+        "{}/providers/Microsoft.Compute/restorePointCollections/rpc-d1-nfs-g1",
+        harness.group_id("data-g1-drill")
+    ))
+    .unwrap();
+    let restore_point = ResourceId::parse(&format!("{collection}/restorePoints/rp-d1")).unwrap();
+    let points = harness
+        .azure
+        .client()
+        .disk_restore_points(&restore_point)
+        .await
+        .unwrap();
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert!(points[0].source_disk.eq_ignore_ascii_case(&production_id));
     // Done again (a retried step), it finds the copy made.
     harness
         .apply(
@@ -122,7 +138,12 @@ async fn a_drills_disk_is_a_copy_of_productions_which_is_only_read() {
         .await
         .unwrap();
 
-    // Production's disk was only read: no request but a GET named it.
+    // Production's disk and VM were only read: no request but a GET named them.
+    let production_vm = format!(
+        "{}/providers/Microsoft.Compute/virtualMachines/nfs-g1",
+        harness.group_id("data-g1")
+    )
+    .to_ascii_lowercase();
     let production_lower = production_id.to_ascii_lowercase();
     let writes: Vec<String> = harness
         .simulator
@@ -131,10 +152,8 @@ async fn a_drills_disk_is_a_copy_of_productions_which_is_only_read() {
         .skip(mark)
         .filter(|event| event.what == "request" && event.method != "GET")
         .filter(|event| {
-            event
-                .path
-                .to_ascii_lowercase()
-                .starts_with(&production_lower)
+            let path = event.path.to_ascii_lowercase();
+            path.starts_with(&production_lower) || path.starts_with(&production_vm)
         })
         .map(|event| format!("{} {}", event.method, event.path))
         .collect();
@@ -142,7 +161,7 @@ async fn a_drills_disk_is_a_copy_of_productions_which_is_only_read() {
 
     // The clean-up, in the order the drill's clean-up plans it: an attached disk is not
     // deleted (ARM refuses), so its VM goes first, which leaves it unattached; then the disk;
-    // then the snapshot, and nothing tagged is left.
+    // then the restore point collection with its restore point, and nothing tagged is left.
     static RECORD: fn(String) = |_| {};
     static SAY: fn(String) = |_| {};
     let operations = StepOperations::new(harness.azure.client(), &RECORD, &SAY);
@@ -168,11 +187,165 @@ async fn a_drills_disk_is_a_copy_of_productions_which_is_only_read() {
         key: "ferry-drill".into(),
         value: "d1".into(),
     };
+    operations
+        .delete_restore_point_collection(&collection)
+        .await
+        .unwrap();
+    assert!(
+        harness
+            .azure
+            .client()
+            .read::<serde_json::Value>(&collection)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let removal = remove_copies(&operations, std::slice::from_ref(&drill_group), &tag, 2)
         .await
         .unwrap();
     assert_eq!(removal.disks_deleted, Vec::<ResourceId>::new());
-    assert_eq!(removal.snapshots_deleted.len(), 1);
+    assert_eq!(removal.snapshots_deleted, Vec::<ResourceId>::new());
     // Production's disk is still there, attached, with what production wrote.
     assert_eq!(read_at(&production_device, 21), b"production after it!!");
+}
+
+/// Two disks of one production VM copied at once share one restore point (the first step
+/// takes it, the other waits and reuses it: both copies are of its moment); a production disk
+/// attached to no VM is copied through a snapshot of its own, and no restore point is taken
+/// for it.
+#[tokio::test]
+async fn the_disks_of_one_vm_share_one_restore_point_and_a_lone_disk_is_snapshotted() {
+    let mut spec = vec![
+        (
+            "resource_group.main",
+            json!({"name": "data-g${generation}"}),
+        ),
+        (
+            "vm.nfs",
+            json!({"name": "nfs-g${generation}", "resource_group": "resource_group.main"}),
+        ),
+    ];
+    for name in [
+        "home0",
+        "home1",
+        "lone",
+        "home0-drill",
+        "home1-drill",
+        "lone-drill",
+    ] {
+        let address: &'static str =
+            Box::leak(format!("disk.{}", name.replace('-', "_")).into_boxed_str());
+        spec.push((
+            address,
+            json!({"name": name, "resource_group": "resource_group.main"}),
+        ));
+    }
+    let harness = Harness::start(&spec).await;
+    harness.seed_group("resource_group.main@g1", "data-g1");
+    harness.seed_group("resource_group.main@g2", "data-g1-drill");
+    harness.seed_vm("vm.nfs@g1", "data-g1", "nfs-g1");
+    let provider = DiskProvider::new(harness.azure.clone());
+    let mut production = Vec::new();
+    for (lun, name) in ["home0", "home1", "lone"].into_iter().enumerate() {
+        let mut fields = json!({
+            "name": name, "resource_group": "resource_group.main@g1",
+            "location": "westeurope", "size_gb": 64, "sku": "Premium_LRS",
+        });
+        if name != "lone" {
+            fields["vm"] = json!("vm.nfs@g1");
+            fields["lun"] = json!(lun);
+        }
+        let made = harness
+            .apply(
+                &provider,
+                &instance(&format!("disk.{name}")),
+                Action::Create,
+                &attributes(fields),
+                Vec::new(),
+                None,
+            )
+            .await
+            .unwrap();
+        production.push(made["id"].as_str().unwrap().to_owned());
+    }
+    let mark = harness.simulator.events().len();
+    let copy = |name: &str, source: &str| {
+        attributes(json!({
+            "name": format!("{name}-drill"), "resource_group": "resource_group.main@g2",
+            "location": "westeurope", "size_gb": 64, "sku": "Premium_LRS",
+            "copy_of": source, "tags": {"ferry-drill": "d1"}
+        }))
+    };
+    let (home0, home1, lone) = (
+        copy("home0", &production[0]),
+        copy("home1", &production[1]),
+        copy("lone", &production[2]),
+    );
+    let addresses = [
+        instance("disk.home0_drill"),
+        instance("disk.home1_drill"),
+        instance("disk.lone_drill"),
+    ];
+    let (first, second, third) = tokio::join!(
+        harness.apply(
+            &provider,
+            &addresses[0],
+            Action::Create,
+            &home0,
+            Vec::new(),
+            None
+        ),
+        harness.apply(
+            &provider,
+            &addresses[1],
+            Action::Create,
+            &home1,
+            Vec::new(),
+            None
+        ),
+        harness.apply(
+            &provider,
+            &addresses[2],
+            Action::Create,
+            &lone,
+            Vec::new(),
+            None
+        ),
+    );
+    for copied in [first, second, third] {
+        copied.unwrap();
+    }
+    let writes: Vec<String> = harness
+        .simulator
+        .events()
+        .into_iter()
+        .skip(mark)
+        .filter(|event| event.what == "request" && event.method == "PUT")
+        .map(|event| {
+            event
+                .path
+                .rsplit("/providers/")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let restore_points: Vec<&String> = writes
+        .iter()
+        .filter(|path| path.contains("/restorePoints/"))
+        .collect();
+    assert_eq!(
+        restore_points,
+        ["Microsoft.Compute/restorePointCollections/rpc-d1-nfs-g1/restorePoints/rp-d1"],
+        "{writes:?}"
+    );
+    let snapshots: Vec<&String> = writes
+        .iter()
+        .filter(|path| path.contains("/snapshots/"))
+        .collect();
+    assert_eq!(
+        snapshots,
+        ["Microsoft.Compute/snapshots/lone-drill-snapshot"],
+        "{writes:?}"
+    );
 }
