@@ -1,7 +1,8 @@
 //! A failover drill of data100 on the in-process ARM simulator (issue 17), through
 //! `ferry_ops::Deployment::drill`: the real Azure providers build the drill's own resource
 //! group, network, cluster, VM and public IPs, the disk provider copies production's disks
-//! through snapshots, the pool, records, hooks and checks are in a memory world of the drill's
+//! from one restore point of production's VM (the four disks of its pool at one moment), the
+//! pool, records, hooks and checks are in a memory world of the drill's
 //! own; then the clean-up deletes it all. The simulator's record shows no request but a read
 //! to anything of production's group, and the drill's group is gone at the end. A warm
 //! standby's drill is staged: its failover fences, detaches, moves and attaches the drill's
@@ -220,14 +221,19 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     let cleanup = drilled.cleanup.as_ref().unwrap();
     assert_eq!(cleanup.failures, Vec::<String>::new());
     assert_eq!(cleanup.leftovers, Vec::new());
-    // ARM's lists of the subscription: nothing carries the drill's tag, and the plan had
-    // deleted everything, so nothing was left for the sweep by tag.
+    // ARM's lists of the subscription: nothing carries the drill's tag. The plan deleted
+    // every instance; the restore point collection, which no reading shows, went first by
+    // its tag.
     assert_eq!(cleanup.tagged_leftovers, Some(Vec::new()));
-    assert_eq!(cleanup.deleted_by_tag, Vec::<String>::new());
+    let collection = format!(
+        "/subscriptions/{}/resourceGroups/data100-g1-drill/providers/Microsoft.Compute/restorePointCollections/rpc-azure-1-data100-nfs-g1",
+        lists.subscription
+    );
+    assert_eq!(cleanup.deleted_by_tag, [collection.clone()]);
     assert_eq!(drilled.production_changes, Vec::<String>::new());
     assert!(drilled.ok());
 
-    // Production's group saw reads only; the drill's is gone, its snapshots with it.
+    // Production's group saw reads only; the drill's is gone, its restore point with it.
     let events = simulator.events();
     let production_writes: Vec<String> = events
         .iter()
@@ -242,18 +248,25 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
         .map(|event| format!("{} {}", event.method, event.path))
         .collect();
     assert_eq!(production_writes, Vec::<String>::new());
-    let snapshots_made = events
+    // One restore point for the four disks, no snapshot.
+    let made: Vec<&str> = events
         .iter()
         .skip(mark)
-        .filter(|event| {
-            event.what == "request"
-                && event.method == "PUT"
-                && event.path.contains(
-                    "/resourceGroups/data100-g1-drill/providers/Microsoft.Compute/snapshots/",
-                )
+        .filter(|event| event.what == "request" && event.method == "PUT")
+        .filter_map(|event| {
+            event
+                .path
+                .split_once("/resourceGroups/data100-g1-drill/providers/")
         })
-        .count();
-    assert_eq!(snapshots_made, 4);
+        .map(|(_, path)| path)
+        .filter(|path| path.contains("/snapshots/") || path.contains("/restorePoints/"))
+        .collect();
+    assert_eq!(
+        made,
+        [
+            "Microsoft.Compute/restorePointCollections/rpc-azure-1-data100-nfs-g1/restorePoints/rp-azure-1"
+        ]
+    );
     let group_deleted = events.iter().skip(mark).any(|event| {
         event.what == "request"
             && event.method == "DELETE"
@@ -262,7 +275,8 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     assert!(group_deleted);
 
     // What the drill's state never recorded is found by its tag: a group of the drill's
-    // (created before a kill, its journal entry never written) holding a copy, and a disk
+    // (created before a kill, its journal entry never written) holding a copy and a restore
+    // point of production's VM (a kill between the restore point and the disks), and a disk
     // and its snapshot outside every group of the drill. `--clean` deletes them, the group
     // with what it holds, and ARM's lists prove nothing is left; an untagged group beside
     // them, and production, are left alone.
@@ -311,6 +325,20 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
         serde_json::json!({"location": "westeurope", "tags": tags, "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk("elsewhere", "stray")}, "incremental": true}}),
     )
     .await;
+    let left_collection = format!(
+        "{}/providers/Microsoft.Compute/restorePointCollections/rpc-azure-1-data100-nfs-g1",
+        group("data100-g1-drill")
+    );
+    put(
+        left_collection.clone(),
+        serde_json::json!({"location": "westeurope", "tags": tags, "properties": {"source": {"id": format!("{}/providers/Microsoft.Compute/virtualMachines/data100-nfs-g1", group("data100-g1"))}}}),
+    )
+    .await;
+    put(
+        format!("{left_collection}/restorePoints/rp-azure-1"),
+        serde_json::json!({"properties": {"consistencyMode": "CrashConsistent"}}),
+    )
+    .await;
     let mark = simulator.events().len();
     let cleaned = production
         .drill(DrillRequest {
@@ -331,7 +359,11 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     assert!(
         found_by_tag.contains(&"elsewhere/providers/Microsoft.Compute/disks/stray".to_owned())
             && found_by_tag
-                .contains(&"elsewhere/providers/Microsoft.Compute/snapshots/stray".to_owned()),
+                .contains(&"elsewhere/providers/Microsoft.Compute/snapshots/stray".to_owned())
+            && found_by_tag.contains(
+                &"data100-g1-drill/providers/Microsoft.Compute/restorePointCollections/rpc-azure-1-data100-nfs-g1"
+                    .to_owned()
+            ),
         "{found_by_tag:?}"
     );
     assert!(cleaned.ok(), "{cleaned:#?}");
@@ -355,6 +387,13 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
             .await
             .unwrap()
             .is_some()
+    );
+    assert!(
+        client
+            .read::<serde_json::Value>(&ferry_arm::ResourceId::parse(&left_collection).unwrap())
+            .await
+            .unwrap()
+            .is_none()
     );
 
     // A production disk carrying the drill's tag (a hand put it there) is never deleted: the

@@ -18,9 +18,12 @@ pub struct TaggedLists {
 pub(super) enum SweepScope<'a> {
     /// Before the clean-up's plan: the managed disks carrying the tag that the drill's
     /// readings do not show (their ARM ids, lower-case, are given): a group holding one would
-    /// be refused the plan's deletion (ferry never deletes a group with data in it). Nothing
-    /// else: a VM's interfaces and addresses are its own instance's, not instances the
-    /// readings name, and go with it.
+    /// be refused the plan's deletion (ferry never deletes a group with data in it); and the
+    /// restore point collections carrying the tag, which no reading shows (the disk provider
+    /// takes one per production VM to copy its disks at one moment, and a drill killed
+    /// between the restore point and its disks leaves one): each holds copies of
+    /// production's data. Nothing else: a VM's interfaces and addresses are its own
+    /// instance's, not instances the readings name, and go with it.
     UnknownTo(&'a std::collections::BTreeSet<String>),
     /// After the plan: everything still carrying the tag, groups included.
     Everything,
@@ -88,7 +91,8 @@ impl TaggedLists {
             .filter(|id| match scope {
                 SweepScope::Everything => true,
                 SweepScope::UnknownTo(known) => {
-                    !known.contains(&id.to_lowercase()) && deletion_rank(id) == DISK_RANK
+                    (!known.contains(&id.to_lowercase()) && deletion_rank(id) == DISK_RANK)
+                        || deletion_rank(id) == RESTORE_POINTS_RANK
                 }
             })
             .collect();
@@ -144,8 +148,12 @@ pub(super) fn named_by(template: &str, name: &str) -> bool {
 /// [`deletion_rank`] of a managed disk.
 const DISK_RANK: u8 = 4;
 
+/// [`deletion_rank`] of a restore point collection (its delete takes its restore points).
+const RESTORE_POINTS_RANK: u8 = 6;
+
 /// The order a leftover is deleted in: a VM before the disks and interfaces it holds, an
-/// interface before its public IP, a disk before the snapshot it was copied from.
+/// interface before its public IP, a disk before the snapshot or restore point it was copied
+/// from.
 fn deletion_rank(id: &str) -> u8 {
     let lowered = id.to_ascii_lowercase();
     let ranked = [
@@ -155,6 +163,7 @@ fn deletion_rank(id: &str) -> u8 {
         "/microsoft.network/publicipaddresses/",
         "/microsoft.compute/disks/",
         "/microsoft.compute/snapshots/",
+        "/microsoft.compute/restorepointcollections/",
     ];
     ranked
         .iter()
@@ -184,6 +193,7 @@ mod tests {
         let mut ids = [
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/snapshots/s0",
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v",
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/restorePointCollections/rpc",
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/d0",
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm",
         ];
@@ -192,6 +202,6 @@ mod tests {
             .iter()
             .map(|id| id.rsplit('/').next().unwrap())
             .collect();
-        assert_eq!(names, ["vm", "d0", "s0", "v"]);
+        assert_eq!(names, ["vm", "d0", "s0", "rpc", "v"]);
     }
 }
