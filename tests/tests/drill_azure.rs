@@ -484,3 +484,148 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
             .is_none()
     );
 }
+
+/// The drill's disk provider with production written between its copies: its copy steps run
+/// one at a time, and after each, every disk of production's pool is written with the next
+/// moment's bytes. Copies of one moment all show the moment before the first copy; one
+/// snapshot per disk would show a different moment on each.
+#[derive(Debug)]
+struct WritesBetweenCopies {
+    inner: Arc<dyn ferry_core::Provider>,
+    production_devices: Vec<std::path::PathBuf>,
+    copies_done: tokio::sync::Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl ferry_core::Provider for WritesBetweenCopies {
+    fn kind(&self) -> Kind {
+        self.inner.kind()
+    }
+
+    fn concurrency_limit(&self) -> usize {
+        self.inner.concurrency_limit()
+    }
+
+    async fn read(&self, context: ferry_core::ReadContext<'_>) -> ferry_core::Observation {
+        self.inner.read(context).await
+    }
+
+    async fn apply(
+        &self,
+        step: &ferry_core::Step,
+        context: ferry_core::ApplyContext<'_>,
+    ) -> Result<ferry_core::StepOutcome, ferry_core::StepError> {
+        let is_copy = step.action == ferry_core::Action::Create
+            && context
+                .inputs
+                .get(ferry_core::fields::disk::COPY_OF)
+                .is_some();
+        if !is_copy {
+            return self.inner.apply(step, context).await;
+        }
+        let mut copies_done = self.copies_done.lock().await;
+        let outcome = self.inner.apply(step, context).await;
+        *copies_done += 1;
+        let moment = format!("moment {copies_done}");
+        for device in &self.production_devices {
+            ferry_testkit::provider_harness::write_at(device, moment.as_bytes());
+        }
+        outcome
+    }
+
+    fn begin_read_round(&self) -> ferry_core::provider::ReadRound {
+        self.inner.begin_read_round()
+    }
+}
+
+/// The four disks of production's pool, written to between the drill's copies, come back
+/// in the drill as copies of one moment: the restore point's, taken before the first copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drills_copies_of_the_pools_four_disks_are_of_one_moment() {
+    let folder = tempfile::tempdir().unwrap();
+    let support::AzureWorld {
+        mut spec,
+        rules,
+        simulator,
+        providers: production_providers,
+    } = support::azure_world(folder.path(), "operations").await;
+    spec.state = ferry_spec::StateConfig::Local {
+        path: folder.path().join("state"),
+    };
+    let lists = tagged_lists(&spec, &simulator);
+    let spec_path = spec.root.clone();
+    let production = Deployment::open(
+        spec,
+        rules,
+        &spec_path,
+        WorldSource::Providers(production_providers),
+    )
+    .unwrap();
+    build(&production).await;
+    let devices = |vm: &str| -> Vec<std::path::PathBuf> {
+        (0..4)
+            .map(|lun| simulator.attachment_directory(vm).join(format!("lun{lun}")))
+            .collect()
+    };
+    let production_devices = devices("data100-nfs-g1");
+    for device in &production_devices {
+        ferry_testkit::provider_harness::write_at(device, b"moment 0");
+    }
+
+    let control = ApplyControl::new();
+    let drill_world = World::simulating(&ferry_providers::rule_book());
+    let build_drill = |drill_spec: &ferry_spec::Spec| {
+        let providers = providers(
+            drill_spec,
+            &simulator,
+            folder.path(),
+            "drill-operations",
+            &drill_world,
+        );
+        let disks = providers.get(Kind::Disk).unwrap().clone();
+        providers.with(Arc::new(WritesBetweenCopies {
+            inner: disks,
+            production_devices: production_devices.clone(),
+            copies_done: tokio::sync::Mutex::new(0),
+        }))
+    };
+    let drilled = production
+        .drill(DrillRequest {
+            drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Run { keep: true }, "moment-1", &control)
+        })
+        .await
+        .unwrap();
+    assert!(drilled.ok(), "{drilled:#?}");
+    // Production was written after each of the four copies...
+    for device in &production_devices {
+        assert_eq!(
+            ferry_testkit::provider_harness::read_at(device, 8),
+            b"moment 4"
+        );
+    }
+    // ...and every copy on the drill's VM holds the moment before the first.
+    let copies: Vec<String> = devices("data100-nfs-g1-drill")
+        .iter()
+        .map(|device| {
+            String::from_utf8_lossy(&ferry_testkit::provider_harness::read_at(device, 8))
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(copies, ["moment 0"; 4]);
+
+    let cleaned = production
+        .drill(DrillRequest {
+            drill_providers: Some(&build_drill),
+            tagged_lists: Some(lists.clone()),
+            ..drill_request(DrillMode::Clean, "moment-1", &control)
+        })
+        .await
+        .unwrap();
+    assert!(cleaned.ok(), "{cleaned:#?}");
+    assert_eq!(
+        cleaned.cleanup.as_ref().unwrap().tagged_leftovers,
+        Some(Vec::new())
+    );
+}
