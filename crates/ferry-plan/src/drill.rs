@@ -420,9 +420,12 @@ impl ProductionIdentities {
         }
         let mut seen = BTreeSet::new();
         for (field, value) in inputs.iter() {
-            if field == COPY_OF {
-                continue;
-            }
+            // A copy's source is only read: the disk provider snapshots it, or, when it is
+            // attached to a VM, takes a restore point of that VM (found from the disk's own
+            // reading, never from the step) and restores the copy from it. So a disk step's
+            // `copy_of` may name a production disk, and nothing else: not a VM, not another
+            // kind's field.
+            let copy_source = field == COPY_OF && step.address.kind() == Kind::Disk;
             let mut found = Vec::new();
             strings(value, &mut found);
             for text in found {
@@ -430,7 +433,13 @@ impl ProductionIdentities {
                     .ids
                     .get(&text.to_lowercase())
                     .or_else(|| self.addresses.get(&text));
+                let a_disk = |owner: &str| {
+                    owner
+                        .parse::<ferry_core::InstanceAddress>()
+                        .is_ok_and(|instance| instance.kind() == Kind::Disk)
+                };
                 if let Some(owner) = owner
+                    && !(copy_source && a_disk(owner))
                     && seen.insert(text.clone())
                 {
                     refuse(format!(
@@ -703,6 +712,10 @@ mod tests {
             present(serde_json::json!({"name": "data100-ingress", "address": "127.0.0.10"})),
         );
         snapshot.resources.insert(
+            instance("vm.nfs@g1"),
+            present(serde_json::json!({"name": "data100-nfs-g1", "id": "/subscriptions/s/resourceGroups/data100-g1/providers/Microsoft.Compute/virtualMachines/data100-nfs-g1"})),
+        );
+        snapshot.resources.insert(
             instance("dns_record.prod"),
             present(serde_json::json!({"zone": "data100.example.org", "name": "hub", "type": "A"})),
         );
@@ -755,6 +768,24 @@ mod tests {
                 Action::Create,
                 serde_json::json!({"name": "data100-home1-drill", "source": "/SUBSCRIPTIONS/s/resourceGroups/data100-g1/providers/Microsoft.Compute/disks/data100-home0"}),
             ),
+            // `copy_of` reads a production disk, and only on a disk's step: production's VM
+            // (whose restore point the disk provider takes from the disk's own reading) is
+            // never a step's to name.
+            step(
+                "disk.home2",
+                Action::Create,
+                serde_json::json!({"name": "data100-home2-drill", "copy_of": "/subscriptions/s/resourceGroups/data100-g1/providers/Microsoft.Compute/virtualMachines/data100-nfs-g1"}),
+            ),
+            step(
+                "disk.home3",
+                Action::Create,
+                serde_json::json!({"name": "data100-home3-drill", "copy_of": "/subscriptions/s/resourceGroups/data100-g1/providers/Microsoft.Compute/disks/data100-home0", "source_vm": "/subscriptions/s/resourceGroups/data100-g1/providers/Microsoft.Compute/virtualMachines/data100-nfs-g1"}),
+            ),
+            step(
+                "hook.copy@g1",
+                Action::Run,
+                serde_json::json!({"copy_of": "/subscriptions/s/resourceGroups/data100-g1/providers/Microsoft.Compute/disks/data100-home0"}),
+            ),
         ]);
         let refused = check_drill_plan(&touching, &production).unwrap_err();
         insta::assert_snapshot!(refused.to_string(), @r"
@@ -764,6 +795,9 @@ mod tests {
           dns_record.prod:update: the record HUB in data100.example.org. is production's (dns_record.prod)
           hook.staging_hub@g1:run: its env names 127.0.0.10, which is production's (public_ip.ingress@g1)
           disk.home1:create: its source names /SUBSCRIPTIONS/s/resourceGroups/data100-g1/providers/Microsoft.Compute/disks/data100-home0, which is production's (disk.home0)
+          disk.home2:create: its copy_of names /subscriptions/s/resourceGroups/data100-g1/providers/Microsoft.Compute/virtualMachines/data100-nfs-g1, which is production's (vm.nfs@g1)
+          disk.home3:create: its source_vm names /subscriptions/s/resourceGroups/data100-g1/providers/Microsoft.Compute/virtualMachines/data100-nfs-g1, which is production's (vm.nfs@g1)
+          hook.copy@g1:run: its copy_of names /subscriptions/s/resourceGroups/data100-g1/providers/Microsoft.Compute/disks/data100-home0, which is production's (disk.home0)
         nothing was changed; rename what collides in the spec (a drill marks every name with -drill), then drill again
         ");
     }
