@@ -1,7 +1,8 @@
 //! `kill -9` of `ferry drill` on the ARM simulator run as its own process (`ferry-sim`, at
 //! the smallest time scale the tests use), through the `ferry` binary against the live world
 //! (issue 17): production's Azure part of data100 is built, then a drill is killed with
-//! SIGKILL while it copies production's disks (a snapshot of the drill's already accepted),
+//! SIGKILL while it copies production's disks (the drill's restore point of production's VM
+//! already taken, its disks not all made),
 //! in the middle of its build (its VM created), and during its clean-up (three deletes
 //! done). After each kill, `ferry drill --clean` (with `--id`, and without) is refused naming
 //! the dead holder and `ferry force-unlock ...`; the advice, run as printed, frees the drill's
@@ -290,11 +291,13 @@ fn a_drill_killed_on_the_arm_simulator_is_removed_whole_by_clean_and_proven_by_i
         "{production_before:#?}"
     );
 
-    // While it copies production's disks: a snapshot of the drill's is in the simulator.
+    // While it copies production's disks: the drill's restore point of production's VM is
+    // taken (its disk restore points are in the simulator), which only the sweep by tag
+    // finds (no reading shows a restore point collection).
     killed_then_cleaned(&world, "k1", true, "to its disk copies", |world, _| {
-        world.inventory().iter().any(|(key, resource)| {
-            key.contains("/microsoft.compute/snapshots/")
-                && resource["tags"][DRILL_TAG].as_str() == Some("k1")
+        world.inventory().keys().any(|key| {
+            key.contains("/microsoft.compute/restorepointcollections/rpc-k1-")
+                && key.contains("/diskrestorepoints/")
         })
     });
     // In the middle of its build: its VM created, the rest under way.
