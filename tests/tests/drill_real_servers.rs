@@ -66,9 +66,12 @@ struct Production {
 
 impl Production {
     /// Writes `count` files for each `(folder, user, count)` into production's pool, each
-    /// fsynced (what the NFS server does before it answers a write), then lets the pool rest:
-    /// a snapshot waits for its transaction group to reach the disks, and nothing writes to the
-    /// pool during the drill, so its disks' copies, made one by one, are of one state of it.
+    /// fsynced (what the NFS server does before it answers a write), then takes a snapshot,
+    /// which waits for its transaction group to reach the disks. The snapshot is no longer
+    /// needed for the copies' consistency: the drill copies the pool's four disks from one
+    /// restore point of production's VM, so they are of one moment whatever writes, and an
+    /// fsynced file is in every such moment after its fsync. It stays as a named point of
+    /// production's pool to compare against.
     fn at_rest(world: &World, users: &[(&str, &str, usize)]) -> Self {
         let home = world
             .hosts

@@ -247,8 +247,9 @@ pub(super) fn story(
     written.add(&home, write_home_files(&home.join("staging"), "alice", 4)?)?;
     written.add(&home, write_home_files(&home.join("prod"), "bob", 6)?)?;
     // Each file fsynced, as an NFS server does before it answers a write; then a snapshot,
-    // which waits for its transaction group to reach the disks: the pool is at rest on them, so
-    // the drill's copies of its four disks, made one after the other, are of one state of it.
+    // which waits for its transaction group to reach the disks. The snapshot is no longer
+    // needed for consistency: the drill copies the four disks from one restore point of
+    // production's VM, one moment for all; it stays as a named point of production's pool.
     for file in &written.files {
         std::fs::File::open(home.join(file))?.sync_all()?;
     }
