@@ -229,7 +229,7 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
         "/subscriptions/{}/resourceGroups/data100-g1-drill/providers/Microsoft.Compute/restorePointCollections/rpc-azure-1-data100-nfs-g1",
         lists.subscription
     );
-    assert_eq!(cleanup.deleted_by_tag, [collection.clone()]);
+    assert_eq!(cleanup.deleted_by_tag, [collection]);
     assert_eq!(drilled.production_changes, Vec::<String>::new());
     assert!(drilled.ok());
 
