@@ -349,3 +349,117 @@ async fn the_disks_of_one_vm_share_one_restore_point_and_a_lone_disk_is_snapshot
         "{writes:?}"
     );
 }
+
+/// A step killed after it took the restore point, before its disk: run again, it finds the
+/// restore point by its name (the drill's and the VM's) and restores from it, taking no
+/// second one, so the copy holds the moment taken before the kill.
+#[tokio::test]
+async fn a_step_run_again_after_a_kill_restores_from_the_restore_point_it_took() {
+    let harness = Harness::start(&[
+        (
+            "resource_group.main",
+            json!({"name": "data-g${generation}"}),
+        ),
+        (
+            "vm.nfs",
+            json!({"name": "nfs-g${generation}", "resource_group": "resource_group.main"}),
+        ),
+        (
+            "disk.home",
+            json!({"name": "home0", "resource_group": "resource_group.main"}),
+        ),
+        (
+            "disk.copy",
+            json!({"name": "home0-drill", "resource_group": "resource_group.main"}),
+        ),
+    ])
+    .await;
+    harness.seed_group("resource_group.main@g1", "data-g1");
+    harness.seed_group("resource_group.main@g2", "data-g1-drill");
+    let production_vm = harness.seed_vm("vm.nfs@g1", "data-g1", "nfs-g1");
+    harness.seed_vm("vm.nfs@g2", "data-g1-drill", "nfs-g1-drill");
+    let provider = DiskProvider::new(harness.azure.clone());
+    let production = harness
+        .apply(
+            &provider,
+            &instance("disk.home"),
+            Action::Create,
+            &attributes(json!({
+                "name": "home0", "resource_group": "resource_group.main@g1",
+                "location": "westeurope", "size_gb": 64, "sku": "Premium_LRS",
+                "vm": "vm.nfs@g1", "lun": 0
+            })),
+            Vec::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    let production_id = production["id"].as_str().unwrap().to_owned();
+    let production_device = harness
+        .simulator
+        .attachment_directory("nfs-g1")
+        .join("lun0");
+    write_at(&production_device, b"before the kill");
+
+    // What the killed step had done: the collection and its restore point, by their names.
+    static RECORD: fn(String) = |_| {};
+    static SAY: fn(String) = |_| {};
+    let operations = StepOperations::new(harness.azure.client(), &RECORD, &SAY);
+    let collection = ResourceId::parse(&format!(
+        "{}/providers/Microsoft.Compute/restorePointCollections/rpc-d1-nfs-g1",
+        harness.group_id("data-g1-drill")
+    ))
+    .unwrap();
+    operations
+        .create_restore_point_collection(
+            &collection,
+            &ferry_arm::RestorePointCollectionOfVm {
+                vm: ResourceId::parse(&production_vm).unwrap(),
+                location: "westeurope".into(),
+                tags: [("ferry-drill".to_owned(), "d1".to_owned())].into(),
+            },
+        )
+        .await
+        .unwrap();
+    operations
+        .create_restore_point(
+            &ResourceId::parse(&format!("{collection}/restorePoints/rp-d1")).unwrap(),
+            &ferry_arm::CrashConsistentRestorePoint::default(),
+        )
+        .await
+        .unwrap();
+    write_at(&production_device, b"after the kill!");
+    let mark = harness.simulator.events().len();
+
+    harness
+        .apply(
+            &provider,
+            &instance("disk.copy"),
+            Action::Create,
+            &attributes(json!({
+                "name": "home0-drill", "resource_group": "resource_group.main@g2",
+                "location": "westeurope", "size_gb": 64, "sku": "Premium_LRS",
+                "vm": "vm.nfs@g2", "lun": 0, "copy_of": production_id,
+                "tags": {"ferry-drill": "d1"}
+            })),
+            Vec::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    let taken_again: Vec<String> = harness
+        .simulator
+        .events()
+        .into_iter()
+        .skip(mark)
+        .filter(|event| event.what == "request" && event.method == "PUT")
+        .filter(|event| event.path.contains("/restorePointCollections/"))
+        .map(|event| event.path)
+        .collect();
+    assert_eq!(taken_again, Vec::<String>::new());
+    let drill_device = harness
+        .simulator
+        .attachment_directory("nfs-g1-drill")
+        .join("lun0");
+    assert_eq!(read_at(&drill_device, 15), b"before the kill");
+}
