@@ -352,7 +352,8 @@ async fn the_disks_of_one_vm_share_one_restore_point_and_a_lone_disk_is_snapshot
 
 /// A step killed after it took the restore point, before its disk: run again, it finds the
 /// restore point by its name (the drill's and the VM's) and restores from it, taking no
-/// second one, so the copy holds the moment taken before the kill.
+/// second one, so the copy holds the moment taken before the kill. A collection of a drill's
+/// name without that drill's tag is refused, naming it.
 #[tokio::test]
 async fn a_step_run_again_after_a_kill_restores_from_the_restore_point_it_took() {
     let harness = Harness::start(&[
@@ -429,19 +430,61 @@ async fn a_step_run_again_after_a_kill_restores_from_the_restore_point_it_took()
         .await
         .unwrap();
     write_at(&production_device, b"after the kill!");
-    let mark = harness.simulator.events().len();
+    let copy_fields = attributes(json!({
+        "name": "home0-drill", "resource_group": "resource_group.main@g2",
+        "location": "westeurope", "size_gb": 64, "sku": "Premium_LRS",
+        "vm": "vm.nfs@g2", "lun": 0, "copy_of": production_id,
+        "tags": {"ferry-drill": "d1"}
+    }));
 
+    // A collection of the drill's name that another drill (or a hand) made is never used.
+    let other = ResourceId::parse(&format!(
+        "{}/providers/Microsoft.Compute/restorePointCollections/rpc-d2-nfs-g1",
+        harness.group_id("data-g1-drill")
+    ))
+    .unwrap();
+    operations
+        .create_restore_point_collection(
+            &other,
+            &ferry_arm::RestorePointCollectionOfVm {
+                vm: ResourceId::parse(&production_vm).unwrap(),
+                location: "westeurope".into(),
+                tags: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let other_fields = attributes(json!({
+        "name": "home0-drill", "resource_group": "resource_group.main@g2",
+        "location": "westeurope", "size_gb": 64, "sku": "Premium_LRS",
+        "copy_of": production_id, "tags": {"ferry-drill": "d2"}
+    }));
+    let refused = harness
+        .apply(
+            &provider,
+            &instance("disk.copy"),
+            Action::Create,
+            &other_fields,
+            Vec::new(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(!refused.transient);
+    assert_eq!(
+        refused.message,
+        format!(
+            "disk.copy: {other} exists without the drill's tag ferry-drill=d2: ferry never writes to what is not the drill's; delete it or drill under another id"
+        )
+    );
+
+    let mark = harness.simulator.events().len();
     harness
         .apply(
             &provider,
             &instance("disk.copy"),
             Action::Create,
-            &attributes(json!({
-                "name": "home0-drill", "resource_group": "resource_group.main@g2",
-                "location": "westeurope", "size_gb": 64, "sku": "Premium_LRS",
-                "vm": "vm.nfs@g2", "lun": 0, "copy_of": production_id,
-                "tags": {"ferry-drill": "d1"}
-            })),
+            &copy_fields,
             Vec::new(),
             None,
         )
