@@ -31,7 +31,9 @@ use crate::provider::DiskError;
 /// The restore points a disk provider is taking, one lock per collection: the disk steps of
 /// one VM run at once, and the first takes the restore point while the others wait for it and
 /// reuse it (single-flight). The lock is only held for the read-then-create of the restore
-/// point, never across the disks' own creates.
+/// point, never across the disks' own creates. The key is the collection's id, in the drill
+/// disk's group: a drill whose copies of one VM's disks went to two groups would take two
+/// restore points (two moments); a drill's spec puts a pool's disks in one group.
 #[derive(Debug, Default)]
 pub(crate) struct RestorePoints {
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
