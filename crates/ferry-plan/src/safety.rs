@@ -350,7 +350,7 @@ fn placement_changed_in_place(
             continue;
         };
         if before != after
-            && crate::world::is_placement(rules, kind, &change.path)
+            && crate::world::is_placement(rules, kind, change.path)
             && !crate::world::generation_references(before).is_empty()
             && !changed
                 .iter()
