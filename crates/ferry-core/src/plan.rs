@@ -627,3 +627,72 @@ impl Plan {
         self.steps.iter().find(|step| &step.id == id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn creation(changes: impl FnOnce(&Attributes) -> Changes) -> Step {
+        let address: InstanceAddress = "vm.nfs@g2".parse().unwrap();
+        let inputs: Attributes = serde_json::from_value(json!({
+            "location": "westeurope",
+            "name": "nfs-g2",
+            "size": "Standard_E8s_v5",
+        }))
+        .unwrap();
+        Step {
+            id: StepId::new(&address, Action::Create),
+            address,
+            action: Action::Create,
+            reason: "it does not exist".to_owned(),
+            after: Vec::new(),
+            estimate_seconds: 60,
+            changes: changes(&inputs),
+            inputs,
+            warning: None,
+        }
+    }
+
+    fn shown(name: &str) -> bool {
+        name != "name"
+    }
+
+    fn listed(inputs: &Attributes) -> Changes {
+        inputs
+            .iter()
+            .filter(|(name, _)| shown(name))
+            .map(|(name, value)| AttributeChange {
+                path: name.clone(),
+                before: None,
+                after: Some(value.clone()),
+                forces_replacement: None,
+            })
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    #[test]
+    fn a_creation_read_from_its_inputs_is_written_and_compared_as_a_listed_one() {
+        let from_inputs = creation(|inputs| Changes::created_from(inputs, shown));
+        let as_list = creation(listed);
+        let paths: Vec<&str> = from_inputs.changes().map(|change| change.path).collect();
+        assert_eq!(paths, ["location", "size"]);
+        let written = serde_json::to_string(&from_inputs).unwrap();
+        assert_eq!(written, serde_json::to_string(&as_list).unwrap());
+        assert_eq!(from_inputs, as_list);
+        let read: Step = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, from_inputs);
+        assert_eq!(read.changes, as_list.changes);
+    }
+
+    #[test]
+    fn a_creation_that_shows_nothing_writes_no_changes() {
+        let step = creation(|inputs| Changes::created_from(inputs, |_| false));
+        assert!(!step.has_changes());
+        let written = serde_json::to_value(&step).unwrap();
+        assert!(written.get("changes").is_none());
+        assert_eq!(step, creation(|_| Changes::default()));
+    }
+}
