@@ -22,7 +22,7 @@ fn step(id: &str, estimate_seconds: u64, after: &[&str]) -> Step {
         reason: "test".to_owned(),
         after: after.iter().map(|id| StepId((*id).to_owned())).collect(),
         estimate_seconds,
-        changes: Vec::new(),
+        changes: Default::default(),
         inputs: Default::default(),
         warning: None,
     }

@@ -604,10 +604,9 @@ pub fn generations_around(reference: Option<&Value>) -> RangeInclusive<Generatio
 /// Whether a replacement already happened (a retried step): every change that forced it
 /// now reads as the plan wants it.
 pub fn already_replaced(step: &ferry_core::Step, observed: &Attributes) -> bool {
-    step.changes
-        .iter()
+    step.changes()
         .filter(|change| change.forces_replacement.is_some())
-        .all(|change| observed.get(&change.path) == change.after.as_ref())
+        .all(|change| observed.get(change.path) == change.after)
 }
 
 /// An observation for a read that ARM did not answer: never `Absent`.

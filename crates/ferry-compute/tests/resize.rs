@@ -117,7 +117,7 @@ async fn update(
         reason: "changed in place: size".into(),
         after: Vec::new(),
         estimate_seconds: 180,
-        changes: Vec::new(),
+        changes: Default::default(),
         inputs: inputs.clone(),
         warning: None,
     };

@@ -23,8 +23,8 @@ pub mod value;
 pub use address::{AddressError, Generation, InstanceAddress, Kind, ResourceAddress, UnknownKind};
 pub use observation::{Health, Observation, Snapshot};
 pub use plan::{
-    Action, AttributeChange, Blocker, DataLoss, Failover, Plan, PlanSummary, PlanWarning,
-    Readiness, Step, StepId, UnknownReading,
+    Action, AttributeChange, Blocker, ChangeRef, Changes, ChangesIter, DataLoss, Failover, Plan,
+    PlanSummary, PlanWarning, Readiness, Step, StepId, UnknownReading,
 };
 pub use provider::{
     ApplyContext, ChangeClass, FailoverContext, FieldError, FieldSchema, FieldType, KindRules,

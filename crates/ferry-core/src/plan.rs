@@ -129,8 +129,158 @@ pub struct AttributeChange {
     pub forces_replacement: Option<String>,
 }
 
+/// One attribute's change, borrowed from the step that holds it: a listed change, or a
+/// creation's field read from the step's inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ChangeRef<'a> {
+    pub path: &'a str,
+    pub before: Option<&'a Value>,
+    pub after: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forces_replacement: Option<&'a str>,
+}
+
+impl ChangeRef<'_> {
+    pub fn to_owned_change(&self) -> AttributeChange {
+        AttributeChange {
+            path: self.path.to_owned(),
+            before: self.before.cloned(),
+            after: self.after.cloned(),
+            forces_replacement: self.forces_replacement.map(str::to_owned),
+        }
+    }
+}
+
+impl<'a> From<&'a AttributeChange> for ChangeRef<'a> {
+    fn from(change: &'a AttributeChange) -> Self {
+        ChangeRef {
+            path: &change.path,
+            before: change.before.as_ref(),
+            after: change.after.as_ref(),
+            forces_replacement: change.forces_replacement.as_deref(),
+        }
+    }
+}
+
+/// A step's changes. A creation's changes are its inputs (those the provider reads back), set
+/// from nothing: held as a copy of each, they were a second copy of every input of every
+/// create, about 60 MiB of a plan of 100,000 resources. So a creation holds only which of its
+/// inputs are shown, and [`Step::changes`] reads their names and values from the inputs. Read
+/// back from JSON, changes are listed; a plan's JSON is the same either way. `==` compares how
+/// they are held; [`Step`]'s compares the changes shown.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes(ChangesHeld);
+
+#[derive(Debug, Clone, PartialEq)]
+enum ChangesHeld {
+    Listed(Vec<AttributeChange>),
+    /// The inputs, by position, not shown as changes (bit `i` for the `i`th input): a
+    /// creation of at most 64 inputs.
+    CreatedFromInputs {
+        left_out: u64,
+    },
+}
+
+impl Default for ChangesHeld {
+    fn default() -> Self {
+        ChangesHeld::Listed(Vec::new())
+    }
+}
+
+impl Changes {
+    /// A creation's changes: every input `shown` keeps, in the inputs' order, from nothing to
+    /// its value. `inputs` must be the step's inputs as the step will hold them.
+    pub fn created_from(inputs: &Attributes, shown: impl Fn(&str) -> bool) -> Self {
+        if inputs.len() > 64 {
+            return Changes(ChangesHeld::Listed(
+                inputs
+                    .iter()
+                    .filter(|(name, _)| shown(name))
+                    .map(|(name, value)| AttributeChange {
+                        path: name.clone(),
+                        before: None,
+                        after: Some(value.clone()),
+                        forces_replacement: None,
+                    })
+                    .collect(),
+            ));
+        }
+        let mut left_out = 0u64;
+        for (position, (name, _)) in inputs.iter().enumerate() {
+            if !shown(name) {
+                left_out |= 1 << position;
+            }
+        }
+        Changes(ChangesHeld::CreatedFromInputs { left_out })
+    }
+
+    /// The changes as a list of their own, when they are one (not a creation's view of its
+    /// inputs): what may be edited in place.
+    pub fn listed_mut(&mut self) -> Option<&mut Vec<AttributeChange>> {
+        match &mut self.0 {
+            ChangesHeld::Listed(changes) => Some(changes),
+            ChangesHeld::CreatedFromInputs { .. } => None,
+        }
+    }
+
+    fn is_empty_given(&self, inputs: &Attributes) -> bool {
+        match &self.0 {
+            ChangesHeld::Listed(changes) => changes.is_empty(),
+            ChangesHeld::CreatedFromInputs { left_out } => {
+                (0..inputs.len()).all(|position| left_out & (1 << position) != 0)
+            }
+        }
+    }
+}
+
+impl From<Vec<AttributeChange>> for Changes {
+    fn from(changes: Vec<AttributeChange>) -> Self {
+        Changes(ChangesHeld::Listed(changes))
+    }
+}
+
+impl<'de> Deserialize<'de> for Changes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<AttributeChange>::deserialize(deserializer).map(Changes::from)
+    }
+}
+
+static NO_INPUTS: Attributes = Attributes::new();
+
+/// The changes of one step, in order (see [`Step::changes`]).
+#[derive(Debug, Clone)]
+pub struct ChangesIter<'a> {
+    listed: std::slice::Iter<'a, AttributeChange>,
+    inputs: crate::attributes::Iter<'a>,
+    position: u32,
+    left_out: u64,
+}
+
+impl<'a> Iterator for ChangesIter<'a> {
+    type Item = ChangeRef<'a>;
+
+    fn next(&mut self) -> Option<ChangeRef<'a>> {
+        if let Some(change) = self.listed.next() {
+            return Some(change.into());
+        }
+        loop {
+            let (name, value) = self.inputs.next()?;
+            let position = self.position;
+            self.position += 1;
+            if self.left_out & (1 << position) == 0 {
+                return Some(ChangeRef {
+                    path: name,
+                    before: None,
+                    after: Some(value),
+                    forces_replacement: None,
+                });
+            }
+        }
+    }
+}
+
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Step {
     pub id: StepId,
     /// The instance the step acts on: `vm.nfs@g2`, or `disk.home0` for a stateful resource.
@@ -142,8 +292,9 @@ pub struct Step {
     /// every step that is not one ([`Action::goes_last`]).
     pub after: Vec<StepId>,
     pub estimate_seconds: u64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<AttributeChange>,
+    /// Read them with [`Step::changes`]: a creation's are read from its inputs.
+    #[serde(default)]
+    pub changes: Changes,
     /// What the provider needs to carry the step out. Strings may still hold `${...}` of
     /// outputs produced earlier in the same apply; the engine resolves them.
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
@@ -160,6 +311,86 @@ impl Step {
 
     pub fn instance(&self) -> InstanceAddress {
         self.address.clone()
+    }
+
+    /// The step's attribute changes, in the order a plan shows them.
+    pub fn changes(&self) -> ChangesIter<'_> {
+        match &self.changes.0 {
+            ChangesHeld::Listed(changes) => ChangesIter {
+                listed: changes.iter(),
+                inputs: NO_INPUTS.iter(),
+                position: 0,
+                left_out: 0,
+            },
+            ChangesHeld::CreatedFromInputs { left_out } => ChangesIter {
+                listed: [].iter(),
+                inputs: self.inputs.iter(),
+                position: 0,
+                left_out: *left_out,
+            },
+        }
+    }
+
+    /// The step's changes as a list of their own (a copy).
+    pub fn changes_owned(&self) -> Vec<AttributeChange> {
+        self.changes()
+            .map(|change| change.to_owned_change())
+            .collect()
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty_given(&self.inputs)
+    }
+}
+
+/// Steps are equal when they show the same changes, however those are held.
+impl PartialEq for Step {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.address == other.address
+            && self.action == other.action
+            && self.reason == other.reason
+            && self.after == other.after
+            && self.estimate_seconds == other.estimate_seconds
+            && self.changes().eq(other.changes())
+            && self.inputs == other.inputs
+            && self.warning == other.warning
+    }
+}
+
+/// Written as the derived form would be, with a creation's changes spelled out from its
+/// inputs: a plan's JSON does not show how its changes are held.
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct ChangesOf<'a>(&'a Step);
+        impl Serialize for ChangesOf<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.changes())
+            }
+        }
+        let mut out = serializer.serialize_struct("Step", 9)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("address", &self.address)?;
+        out.serialize_field("action", &self.action)?;
+        out.serialize_field("reason", &self.reason)?;
+        out.serialize_field("after", &self.after)?;
+        out.serialize_field("estimate_seconds", &self.estimate_seconds)?;
+        if self.has_changes() {
+            out.serialize_field("changes", &ChangesOf(self))?;
+        } else {
+            out.skip_field("changes")?;
+        }
+        if self.inputs.is_empty() {
+            out.skip_field("inputs")?;
+        } else {
+            out.serialize_field("inputs", &self.inputs)?;
+        }
+        match &self.warning {
+            Some(warning) => out.serialize_field("warning", warning)?,
+            None => out.skip_field("warning")?,
+        }
+        out.end()
     }
 }
 
@@ -394,5 +625,74 @@ impl Plan {
 
     pub fn step(&self, id: &StepId) -> Option<&Step> {
         self.steps.iter().find(|step| &step.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn creation(changes: impl FnOnce(&Attributes) -> Changes) -> Step {
+        let address: InstanceAddress = "vm.nfs@g2".parse().unwrap();
+        let inputs: Attributes = serde_json::from_value(json!({
+            "location": "westeurope",
+            "name": "nfs-g2",
+            "size": "Standard_E8s_v5",
+        }))
+        .unwrap();
+        Step {
+            id: StepId::new(&address, Action::Create),
+            address,
+            action: Action::Create,
+            reason: "it does not exist".to_owned(),
+            after: Vec::new(),
+            estimate_seconds: 60,
+            changes: changes(&inputs),
+            inputs,
+            warning: None,
+        }
+    }
+
+    fn shown(name: &str) -> bool {
+        name != "name"
+    }
+
+    fn listed(inputs: &Attributes) -> Changes {
+        inputs
+            .iter()
+            .filter(|(name, _)| shown(name))
+            .map(|(name, value)| AttributeChange {
+                path: name.clone(),
+                before: None,
+                after: Some(value.clone()),
+                forces_replacement: None,
+            })
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    #[test]
+    fn a_creation_read_from_its_inputs_is_written_and_compared_as_a_listed_one() {
+        let from_inputs = creation(|inputs| Changes::created_from(inputs, shown));
+        let as_list = creation(listed);
+        let paths: Vec<&str> = from_inputs.changes().map(|change| change.path).collect();
+        assert_eq!(paths, ["location", "size"]);
+        let written = serde_json::to_string(&from_inputs).unwrap();
+        assert_eq!(written, serde_json::to_string(&as_list).unwrap());
+        assert_eq!(from_inputs, as_list);
+        let read: Step = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, from_inputs);
+        assert_eq!(read.changes, as_list.changes);
+    }
+
+    #[test]
+    fn a_creation_that_shows_nothing_writes_no_changes() {
+        let step = creation(|inputs| Changes::created_from(inputs, |_| false));
+        assert!(!step.has_changes());
+        let written = serde_json::to_value(&step).unwrap();
+        assert!(written.get("changes").is_none());
+        assert_eq!(step, creation(|_| Changes::default()));
     }
 }

@@ -208,7 +208,7 @@ pub struct StepDraft {
     pub action: Action,
     pub reason: String,
     pub inputs: Attributes,
-    pub changes: Vec<AttributeChange>,
+    pub changes: crate::plan::Changes,
     /// Steps this one must follow, beyond the planner's own edges. A step named here that is
     /// not in the plan is ignored: its work was already done.
     pub after: Vec<StepId>,
@@ -224,7 +224,7 @@ impl StepDraft {
             action,
             reason: reason.into(),
             inputs: Attributes::new(),
-            changes: Vec::new(),
+            changes: crate::plan::Changes::default(),
             after: Vec::new(),
             before: Vec::new(),
             warning: None,

@@ -390,7 +390,8 @@ impl Secrets {
             for value in step.inputs.values_mut() {
                 *value = self.seal(value);
             }
-            for change in &mut step.changes {
+            // A creation's changes are read from its inputs, sealed just above.
+            for change in step.changes.listed_mut().into_iter().flatten() {
                 for side in [&mut change.before, &mut change.after]
                     .into_iter()
                     .flatten()

@@ -192,7 +192,7 @@ mod tests {
             reason: String::new(),
             after: Vec::new(),
             estimate_seconds: 2,
-            changes: Vec::new(),
+            changes: Default::default(),
             inputs,
             warning: None,
         }

@@ -628,7 +628,7 @@ try ferry drill --clean again once they read",
             reason: "the drill is over: everything it made is deleted".to_owned(),
             after,
             estimate_seconds: estimate,
-            changes: Vec::new(),
+            changes: Default::default(),
             inputs,
             warning: None,
         });
@@ -691,7 +691,7 @@ mod tests {
             reason: String::new(),
             after: Vec::new(),
             estimate_seconds: 60,
-            changes: Vec::new(),
+            changes: Default::default(),
             inputs: serde_json::from_value(inputs).unwrap(),
             warning: None,
         }

@@ -345,12 +345,12 @@ fn placement_changed_in_place(
             ));
         }
     }
-    for change in &step.changes {
-        let (Some(before), Some(after)) = (&change.before, &change.after) else {
+    for change in step.changes() {
+        let (Some(before), Some(after)) = (change.before, change.after) else {
             continue;
         };
         if before != after
-            && crate::world::is_placement(rules, kind, &change.path)
+            && crate::world::is_placement(rules, kind, change.path)
             && !crate::world::generation_references(before).is_empty()
             && !changed
                 .iter()
@@ -461,9 +461,9 @@ fn show(value: &Value) -> String {
 fn starts_a_vm(step: &Step) -> bool {
     step.address.kind() == Kind::Vm
         && matches!(step.action, Action::Update | Action::Replace)
-        && step.changes.iter().any(|change| {
+        && step.changes().any(|change| {
             change.path == vm::POWER_STATE
-                && change.after.as_ref().and_then(Value::as_str) == Some("running")
+                && change.after.and_then(Value::as_str) == Some("running")
         })
 }
 
@@ -495,7 +495,7 @@ mod tests {
             reason: String::new(),
             after: after.iter().map(|id| StepId((*id).to_owned())).collect(),
             estimate_seconds: 1,
-            changes: Vec::new(),
+            changes: Default::default(),
             inputs: serde_json::from_value::<Attributes>(inputs).unwrap(),
             warning: None,
         }
@@ -707,12 +707,12 @@ lun = 0
     /// An update that starts a VM, as `VmRules::implied_changes` has the planner draft it.
     fn start(id: &str, after: &[&str]) -> Step {
         let mut step = step(id, Action::Update, after, json!({"power_state": "running"}));
-        step.changes = vec![ferry_core::AttributeChange {
+        step.changes = ferry_core::Changes::from(vec![ferry_core::AttributeChange {
             path: "power_state".into(),
             before: Some(json!("deallocated")),
             after: Some(json!("running")),
             forces_replacement: None,
-        }];
+        }]);
         step
     }
 
@@ -854,12 +854,12 @@ lun = 0
             &[],
             json!({"vm": "vm.nfs@g1", "resource_group": "resource_group.main@g1", "lun": 0}),
         );
-        disk.changes = vec![ferry_core::AttributeChange {
+        disk.changes = ferry_core::Changes::from(vec![ferry_core::AttributeChange {
             path: "vm".into(),
             before: Some(json!("vm.nfs@g2")),
             after: Some(json!("vm.nfs@g1")),
             forces_replacement: None,
-        }];
+        }]);
         let pool = step(
             "zfs_pool.home",
             Action::Update,

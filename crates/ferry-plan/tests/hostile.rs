@@ -88,12 +88,14 @@ fn a_change_path_longer_than_65535_characters_renders() {
     )
     .expect("the plan is made");
     let long = "p".repeat(70_000);
-    plan.steps[0].changes.push(ferry_core::AttributeChange {
+    let mut changes = plan.steps[0].changes_owned();
+    changes.push(ferry_core::AttributeChange {
         path: long.clone(),
         before: Some(serde_json::json!("old")),
         after: Some(serde_json::json!("new")),
         forces_replacement: None,
     });
+    plan.steps[0].changes = changes.into();
     for color in [false, true] {
         let rendered = render::text(&plan, &TextOptions { color });
         assert!(rendered.contains(&long));

@@ -807,11 +807,9 @@ fn vm_steps(plan: &ferry_core::Plan) -> String {
 
 /// Whether any step of `plan` starts a VM.
 fn starts_a_vm(plan: &ferry_core::Plan) -> bool {
-    plan.steps.iter().any(|step| {
-        step.changes
-            .iter()
-            .any(|change| change.path == "power_state")
-    })
+    plan.steps
+        .iter()
+        .any(|step| step.changes().any(|change| change.path == "power_state"))
 }
 
 #[test]

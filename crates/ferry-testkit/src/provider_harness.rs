@@ -149,7 +149,7 @@ impl Harness {
             reason: "a test".into(),
             after: Vec::new(),
             estimate_seconds: 1,
-            changes,
+            changes: changes.into(),
             inputs: inputs.clone(),
             warning: None,
         };

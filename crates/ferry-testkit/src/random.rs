@@ -76,7 +76,7 @@ fn numbered_step(index: usize, kind: Kind, estimate_seconds: u64, after: Vec<&St
         reason: "absent".to_owned(),
         after: after.iter().map(|step| step.id.clone()).collect(),
         estimate_seconds,
-        changes: Vec::new(),
+        changes: Default::default(),
         inputs,
         warning: None,
     }
@@ -101,7 +101,7 @@ pub fn step(id: &str, estimate_seconds: u64, after: &[&str]) -> Step {
             .map(|id| ferry_core::StepId((*id).to_owned()))
             .collect(),
         estimate_seconds,
-        changes: Vec::new(),
+        changes: Default::default(),
         inputs: Default::default(),
         warning: None,
     }

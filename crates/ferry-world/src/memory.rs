@@ -638,7 +638,7 @@ mod tests {
             reason: String::new(),
             after: Vec::new(),
             estimate_seconds: 1,
-            changes: Vec::new(),
+            changes: Default::default(),
             inputs: [("size_gb".to_owned(), Value::from(256))].into(),
             warning: None,
         }

@@ -281,7 +281,7 @@ pub fn step(name: &str, action: Action, inputs: serde_json::Value) -> Step {
         reason: "test".to_owned(),
         after: Vec::new(),
         estimate_seconds: 2,
-        changes: Vec::new(),
+        changes: Default::default(),
         inputs: serde_json::from_value(inputs).unwrap(),
         warning: None,
     }

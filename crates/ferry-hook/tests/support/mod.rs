@@ -26,7 +26,7 @@ pub fn step(address: &str, action: Action, inputs: serde_json::Value) -> Step {
         reason: "test".to_owned(),
         after: Vec::new(),
         estimate_seconds: 1,
-        changes: Vec::new(),
+        changes: Default::default(),
         inputs: serde_json::from_value(inputs).unwrap(),
         warning: None,
     }

@@ -113,7 +113,7 @@ mod tests {
             reason: String::new(),
             after: Vec::new(),
             estimate_seconds: 1,
-            changes: Vec::new(),
+            changes: Default::default(),
             inputs: serde_json::from_value(
                 serde_json::json!({"env": {"INGRESS_IP": "${public_ip.ingress.address}"}}),
             )

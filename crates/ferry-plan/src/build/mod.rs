@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use ferry_core::provider::FieldType;
 use ferry_core::value;
 use ferry_core::{
-    Action, AttributeChange, Attributes, ChangeClass, Ensure, Failover, FailoverContext,
+    Action, AttributeChange, Attributes, ChangeClass, Changes, Ensure, Failover, FailoverContext,
     Generation, Health, InstanceAddress, Kind, KindRules, Observation, PlanWarning,
     ResourceAddress, ResourceSpec, RuleBook, Snapshot, StepDraft, UnknownReading, UpdateContext,
 };

@@ -62,7 +62,7 @@ impl<'a> Builder<'a> {
                 }
                 (
                     format!("its inputs changed: {}", change_paths(&changes)),
-                    changes,
+                    changes.into(),
                 )
             }
         };
@@ -272,7 +272,7 @@ impl<'a> Builder<'a> {
     ) {
         let rules = self.rules(resource.address.kind);
         let mut draft = StepDraft::new(instance, Action::Replace, why);
-        draft.changes = diff(&desired, attributes, rules, &|_| false);
+        draft.changes = diff(&desired, attributes, rules, &|_| false).into();
         draft.inputs = desired;
         self.push(draft, Some(resource));
     }
@@ -342,7 +342,7 @@ impl<'a> Builder<'a> {
                 Action::Replace,
                 "its replacement was asked for (--replace)".to_owned(),
             );
-            draft.changes = mark_forced_replacements(rules, changes);
+            draft.changes = mark_forced_replacements(rules, changes).into();
             draft.inputs = desired;
             self.push(draft, Some(resource));
             return;
@@ -375,7 +375,7 @@ impl<'a> Builder<'a> {
             ),
             None => update_draft(rules, resource, instance, attributes, &changes),
         };
-        draft.changes = changes;
+        draft.changes = changes.into();
         draft.inputs = desired;
         if moves_in_failover {
             draft.inputs.retain(|name, _| !placed.contains(name));
@@ -520,27 +520,10 @@ pub(super) fn update_draft(
     (draft, refinement.estimate_seconds)
 }
 
-/// Every desired field, as a creation shows it.
-pub(super) fn creation_changes(
-    desired: &Attributes,
-    rules: &dyn KindRules,
-) -> Vec<AttributeChange> {
-    let observed = |(name, _): &(&String, &ferry_core::Value)| rules.is_observed(name);
-    // Exactly the room the changes need: collected from a filter, the vector would grow to
-    // twice that (eight slots of 112 bytes for five fields), on every step of a large plan.
-    let mut changes = Vec::with_capacity(desired.iter().filter(observed).count());
-    changes.extend(
-        desired
-            .iter()
-            .filter(observed)
-            .map(|(name, after)| AttributeChange {
-                path: name.clone(),
-                before: None,
-                after: Some(after.clone()),
-                forces_replacement: None,
-            }),
-    );
-    changes
+/// Every desired field, as a creation shows it: read from the step's inputs, which must be
+/// `desired` as it is.
+pub(super) fn creation_changes(desired: &Attributes, rules: &dyn KindRules) -> Changes {
+    Changes::created_from(desired, |name| rules.is_observed(name))
 }
 
 /// The fields whose desired value differs from the observed one. Fields the spec leaves out

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use ferry_core::value::{self, Expression};
-use ferry_core::{Action, AttributeChange, Plan, StepId, Value};
+use ferry_core::{Action, ChangesIter, Plan, StepId, Value};
 
 use crate::outcome::{Severity, Verdict};
 use similar::{ChangeTag, TextDiff};
@@ -176,7 +176,7 @@ pub fn write_text(plan: &Plan, options: &TextOptions, sink: &mut dyn FnMut(&str)
                 paint.paint("2", &format!("after {}", after.join(", ")))
             );
         }
-        render_changes(&mut out, &indent, &step.changes, &paint);
+        render_changes(&mut out, &indent, step.changes(), &paint);
         out.push('\n');
         // Only between steps: what follows the steps always writes a line before it reads
         // `out` back (whether a blank line separates the next section).
@@ -449,11 +449,11 @@ fn paint_headline(paint: &Paint, verdict: &Verdict, headline: &str) -> String {
 /// The widest attribute name the changes of a step are aligned to.
 const MAX_ALIGNED_NAME: usize = 60;
 
-fn render_changes(out: &mut String, indent: &str, changes: &[AttributeChange], paint: &Paint) {
+fn render_changes(out: &mut String, indent: &str, changes: ChangesIter<'_>, paint: &Paint) {
     // Names are aligned up to a width a reader can follow; beyond it a name takes its own
     // length, which also keeps `format!` from a pad it cannot make (65,535 at most).
     let name_width = changes
-        .iter()
+        .clone()
         .map(|change| change.path.len())
         .max()
         .unwrap_or(0)
@@ -461,10 +461,9 @@ fn render_changes(out: &mut String, indent: &str, changes: &[AttributeChange], p
     for change in changes {
         let replacement = change
             .forces_replacement
-            .as_ref()
             .map(|why| paint.paint("31", &format!("  # forces replacement: {why}")))
             .unwrap_or_default();
-        match (&change.before, &change.after) {
+        match (change.before, change.after) {
             (None, Some(after)) => {
                 let line = show(after);
                 if line.len() > 60 && (after.is_object() || after.is_array()) {

@@ -421,7 +421,7 @@ impl Fixture {
             reason: "test".into(),
             after: Vec::new(),
             estimate_seconds: 1,
-            changes: Vec::new(),
+            changes: Default::default(),
             inputs: serde_json::from_value(inputs).unwrap(),
             warning: None,
         };
