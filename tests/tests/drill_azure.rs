@@ -229,7 +229,8 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
         "/subscriptions/{}/resourceGroups/data100-g1-drill/providers/Microsoft.Compute/restorePointCollections/rpc-azure-1-data100-nfs-g1",
         lists.subscription
     );
-    assert_eq!(cleanup.deleted_by_tag, [collection]);
+    assert_eq!(cleanup.restore_points, [collection]);
+    assert_eq!(cleanup.deleted_by_tag, Vec::<String>::new());
     assert_eq!(drilled.production_changes, Vec::<String>::new());
     assert!(drilled.ok());
 
@@ -359,13 +360,11 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
     assert!(
         found_by_tag.contains(&"elsewhere/providers/Microsoft.Compute/disks/stray".to_owned())
             && found_by_tag
-                .contains(&"elsewhere/providers/Microsoft.Compute/snapshots/stray".to_owned())
-            && found_by_tag.contains(
-                &"data100-g1-drill/providers/Microsoft.Compute/restorePointCollections/rpc-azure-1-data100-nfs-g1"
-                    .to_owned()
-            ),
+                .contains(&"elsewhere/providers/Microsoft.Compute/snapshots/stray".to_owned()),
         "{found_by_tag:?}"
     );
+    // The restore point left behind is the drill's own, said apart from the strays.
+    assert_eq!(cleanup.restore_points, [left_collection.clone()]);
     assert!(cleaned.ok(), "{cleaned:#?}");
     let written: Vec<String> = simulator
         .events()

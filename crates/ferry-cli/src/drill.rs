@@ -199,6 +199,18 @@ pub fn render(report: &DrillReport) -> String {
                 cleanup.deleted.len(),
                 measured(cleanup.elapsed)
             );
+            if !cleanup.restore_points.is_empty() {
+                let names: Vec<&str> = cleanup
+                    .restore_points
+                    .iter()
+                    .map(|id| id.rsplit('/').next().unwrap_or(id))
+                    .collect();
+                let _ = write!(
+                    text,
+                    ", with the restore points production's disks were copied from ({})",
+                    names.join(", ")
+                );
+            }
             if !cleanup.deleted_by_tag.is_empty() {
                 let _ = write!(
                     text,

@@ -135,6 +135,10 @@ pub struct Cleanup {
     /// On Azure, the ARM ids deleted because they still carried the drill's tag after the
     /// clean-up's plan (what the drill's state never recorded, a copy outside its groups).
     pub deleted_by_tag: Vec<String>,
+    /// On Azure, the restore point collections the drill took to copy each production VM's
+    /// disks at one moment, deleted by the drill's tag: no reading shows them, yet every
+    /// drill has them, so they are not something found left over.
+    pub restore_points: Vec<String>,
     /// On Azure, what the subscription's lists still show tagged with the drill after it all
     /// (groups, then resources): empty, or the command fails. `None` where there is no
     /// Azure to ask (a simulated world, a spec without Azure resources).
@@ -661,6 +665,7 @@ impl Deployment {
         // group would be refused while it holds data.
         let production_identities = ProductionIdentities::of(production);
         let mut deleted_by_tag = Vec::new();
+        let mut restore_points = Vec::new();
         let mut sweep_failures = Vec::new();
         if let Some(lists) = lists {
             let known: std::collections::BTreeSet<String> = readings
@@ -680,7 +685,10 @@ impl Deployment {
                     tagged::SweepScope::UnknownTo(&known),
                 )
                 .await;
-            deleted_by_tag = sweep.deleted;
+            (restore_points, deleted_by_tag) = sweep
+                .deleted
+                .into_iter()
+                .partition(|id| tagged::is_restore_point_collection(id));
             sweep_failures = sweep.failures;
         }
         let plan = teardown_plan(&self.spec, &readings, &self.rules)
@@ -689,6 +697,7 @@ impl Deployment {
             deleted: Vec::new(),
             leftovers: Vec::new(),
             deleted_by_tag,
+            restore_points,
             tagged_leftovers: None,
             failures: sweep_failures,
             elapsed: Duration::ZERO,
@@ -739,7 +748,13 @@ impl Deployment {
             let sweep = lists
                 .sweep(id, &production_identities, tagged::SweepScope::Everything)
                 .await;
-            cleanup.deleted_by_tag.extend(sweep.deleted);
+            for deleted in sweep.deleted {
+                if tagged::is_restore_point_collection(&deleted) {
+                    cleanup.restore_points.push(deleted);
+                } else {
+                    cleanup.deleted_by_tag.push(deleted);
+                }
+            }
             // What both sweeps refused (a production resource carrying the tag) is said once.
             for failure in sweep.failures {
                 if !cleanup.failures.contains(&failure) {

@@ -92,7 +92,7 @@ impl TaggedLists {
                 SweepScope::Everything => true,
                 SweepScope::UnknownTo(known) => {
                     (!known.contains(&id.to_lowercase()) && deletion_rank(id) == DISK_RANK)
-                        || deletion_rank(id) == RESTORE_POINTS_RANK
+                        || is_restore_point_collection(id)
                 }
             })
             .collect();
@@ -150,6 +150,12 @@ const DISK_RANK: u8 = 4;
 
 /// [`deletion_rank`] of a restore point collection (its delete takes its restore points).
 const RESTORE_POINTS_RANK: u8 = 6;
+
+/// Whether `id` is a restore point collection: the drill's own, one per production VM whose
+/// disks it copied, which its clean-up deletes by the tag and reports apart from leftovers.
+pub(super) fn is_restore_point_collection(id: &str) -> bool {
+    deletion_rank(id) == RESTORE_POINTS_RANK
+}
 
 /// The order a leftover is deleted in: a VM before the disks and interfaces it holds, an
 /// interface before its public IP, a disk before the snapshot or restore point it was copied
