@@ -8,7 +8,9 @@ mod resource;
 mod retire;
 mod standby;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashSet;
 
 use ferry_core::provider::FieldType;
 use ferry_core::value;
@@ -73,10 +75,12 @@ struct Builder<'a> {
     /// Instances whose outputs are known only after this plan is applied. Both sets are only
     /// asked whether they hold an address, never walked: hashed, a lookup reads the address
     /// once instead of comparing it with about seventeen others (a large plan asks for every
-    /// field reference of every instance).
-    unsettled: HashSet<InstanceAddress>,
+    /// field reference of every instance). Fx rather than the standard SipHash: the keys are
+    /// the spec's own addresses, not input an attacker picks to collide, and SipHash was 3 % of
+    /// a large plan's instructions.
+    unsettled: FxHashSet<InstanceAddress>,
     /// Resources with a step, or downstream of one: a check after them waits again.
-    changed: HashSet<ResourceAddress>,
+    changed: FxHashSet<ResourceAddress>,
     errors: Vec<PlanError>,
     notes: Vec<String>,
     /// Every unknown reading met, by instance.
@@ -138,8 +142,8 @@ pub(crate) fn build(
         },
         target,
         drafts: Vec::new(),
-        unsettled: HashSet::new(),
-        changed: HashSet::new(),
+        unsettled: FxHashSet::default(),
+        changed: FxHashSet::default(),
         errors: Vec::new(),
         notes,
         unknown: BTreeMap::new(),

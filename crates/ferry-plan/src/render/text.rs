@@ -1,13 +1,14 @@
 //! The human plan, in the spirit of `terraform plan`: one block per step in execution order,
 //! attribute diffs, a summary line and the estimated time to recovery with its critical path.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use ferry_core::value::{self, Expression};
 use ferry_core::{Action, ChangesIter, Plan, StepId, Value};
 
 use crate::outcome::{Severity, Verdict};
+use rustc_hash::{FxHashMap, FxHashSet};
 use similar::{ChangeTag, TextDiff};
 
 /// How to render text.
@@ -22,11 +23,12 @@ struct Paint {
 }
 
 impl Paint {
-    fn paint(&self, code: &str, text: &str) -> String {
+    /// Borrowed when there is no colour: a large plan paints several pieces per step.
+    fn paint<'text>(&self, code: &str, text: &'text str) -> Cow<'text, str> {
         if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
+            Cow::Owned(format!("\x1b[{code}m{text}\x1b[0m"))
         } else {
-            text.to_owned()
+            Cow::Borrowed(text)
         }
     }
 }
@@ -118,14 +120,15 @@ pub fn write_text(plan: &Plan, options: &TextOptions, sink: &mut dyn FnMut(&str)
         return;
     }
 
-    let numbers: HashMap<&StepId, usize> = plan
+    let numbers: FxHashMap<&StepId, usize> = plan
         .steps
         .iter()
         .enumerate()
         .map(|(index, step)| (&step.id, index + 1))
         .collect();
     let width = plan.steps.len().to_string().len();
-    let critical: std::collections::HashSet<&StepId> = plan.critical_path.iter().collect();
+    let critical: FxHashSet<&StepId> = plan.critical_path.iter().collect();
+    let indent = " ".repeat(width + 4);
     for (index, step) in plan.steps.iter().enumerate() {
         let (symbol, code) = style(step.action);
         let head = format!("{symbol} {} {}", step.action, step.address);
@@ -142,7 +145,6 @@ pub fn write_text(plan: &Plan, options: &TextOptions, sink: &mut dyn FnMut(&str)
             duration(step.estimate_seconds),
             paint.paint("2", marker),
         );
-        let indent = " ".repeat(width + 4);
         let _ = writeln!(out, "{indent}{}", step.reason);
         if let Some(warning) = &step.warning {
             let _ = writeln!(
@@ -248,7 +250,7 @@ pub fn write_text(plan: &Plan, options: &TextOptions, sink: &mut dyn FnMut(&str)
         );
     }
     let _ = writeln!(out, "Critical path:");
-    let by_id: HashMap<&StepId, &ferry_core::Step> =
+    let by_id: FxHashMap<&StepId, &ferry_core::Step> =
         plan.steps.iter().map(|step| (&step.id, step)).collect();
     let path: Vec<String> = plan
         .critical_path
@@ -442,7 +444,7 @@ fn render_readings(out: &mut String, plan: &Plan, paint: &Paint) {
 fn paint_headline(paint: &Paint, verdict: &Verdict, headline: &str) -> String {
     match verdict.severity() {
         Severity::Clean | Severity::Changes => headline.to_owned(),
-        _ => paint.paint("1;33", headline),
+        _ => paint.paint("1;33", headline).into_owned(),
     }
 }
 
@@ -461,7 +463,11 @@ fn render_changes(out: &mut String, indent: &str, changes: ChangesIter<'_>, pain
     for change in changes {
         let replacement = change
             .forces_replacement
-            .map(|why| paint.paint("31", &format!("  # forces replacement: {why}")))
+            .map(|why| {
+                paint
+                    .paint("31", &format!("  # forces replacement: {why}"))
+                    .into_owned()
+            })
             .unwrap_or_default();
         match (change.before, change.after) {
             (None, Some(after)) => {
@@ -512,8 +518,8 @@ fn render_changes(out: &mut String, indent: &str, changes: ChangesIter<'_>, pain
                 for line in diff.iter_all_changes() {
                     let text = line.value().trim_end_matches('\n');
                     let line = match line.tag() {
-                        ChangeTag::Delete => paint.paint("31", &format!("- {text}")),
-                        ChangeTag::Insert => paint.paint("32", &format!("+ {text}")),
+                        ChangeTag::Delete => paint.paint("31", &format!("- {text}")).into_owned(),
+                        ChangeTag::Insert => paint.paint("32", &format!("+ {text}")).into_owned(),
                         ChangeTag::Equal => format!("  {text}"),
                     };
                     let _ = writeln!(out, "{indent}    {line}");
@@ -555,6 +561,10 @@ fn show(value: &Value) -> String {
 
 /// The expression a string consists of, when it is one `${...}` and nothing else.
 fn whole_expression(text: &str) -> Option<Expression> {
+    // Most strings hold no `${`, and parsing one copies it.
+    if !text.contains("${") {
+        return None;
+    }
     match value::parse_template(text).ok()?.as_slice() {
         [value::Segment::Expression(expression, _)] => Some(expression.clone()),
         _ => None,
