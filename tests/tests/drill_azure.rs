@@ -364,7 +364,10 @@ async fn a_drill_on_the_arm_simulator_copies_production_touches_nothing_of_it_an
         "{found_by_tag:?}"
     );
     // The restore point left behind is the drill's own, said apart from the strays.
-    assert_eq!(cleanup.restore_points, [left_collection.clone()]);
+    assert_eq!(
+        cleanup.restore_points,
+        std::slice::from_ref(&left_collection)
+    );
     assert!(cleaned.ok(), "{cleaned:#?}");
     let written: Vec<String> = simulator
         .events()
