@@ -18,7 +18,7 @@ use ferry_core::{
     RuleBook, Snapshot, Value,
 };
 use ferry_spec::Spec;
-use ferry_spec::resolve::{instance_at, resolve_fields};
+use ferry_spec::resolve::{instance_at, resolve_resource_fields};
 use ferry_state::StateFile;
 use futures_util::StreamExt;
 
@@ -433,11 +433,11 @@ async fn read_instances(
             None => Cow::Owned(ResourceSpec::new(instance.address.clone())),
         };
         let generation: Generation = instance.generation.unwrap_or(generation_less_at);
-        let mut fields = match rules.get(instance.kind()) {
-            Some(kind_rules) => {
-                resolve_fields(spec, kind_rules, &instance.address, generation, &output)
+        let mut fields = match (&resource, rules.get(instance.kind())) {
+            (Cow::Borrowed(resource), Some(kind_rules)) => {
+                resolve_resource_fields(spec, kind_rules, resource, generation, &output)
             }
-            None => Attributes::new(),
+            _ => Attributes::new(),
         };
         // A stateful instance of a generation is a hot standby's replica: read on its own
         // side's disks only.

@@ -5,10 +5,11 @@
 //! sees the steps roughly as they will happen.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use ferry_core::plan::PLAN_FORMAT_VERSION;
 use ferry_core::{Action, Plan, PlanSummary, Step, StepId};
+use rustc_hash::FxHashMap;
 
 use crate::build::{Built, Draft};
 use crate::{PlanError, PlanErrors};
@@ -90,7 +91,7 @@ pub(crate) fn finish(built: Built) -> Result<Plan, PlanErrors> {
 
 /// The rules' own edges; a step named there that is not in the plan was already done.
 fn rules_edges(drafts: &[Draft], edges: &mut Edges) {
-    let index: HashMap<&StepId, usize> = drafts
+    let index: FxHashMap<&StepId, usize> = drafts
         .iter()
         .enumerate()
         .map(|(position, draft)| (&draft.id, position))
@@ -117,8 +118,8 @@ fn rules_edges(drafts: &[Draft], edges: &mut Edges) {
 fn stepped_dependencies<'a>(
     resource: &'a ferry_core::ResourceAddress,
     dependencies: &'a Dependencies,
-    stepped: &HashMap<&ferry_core::ResourceAddress, Vec<usize>>,
-    through: &mut HashMap<&'a ferry_core::ResourceAddress, Vec<&'a ferry_core::ResourceAddress>>,
+    stepped: &FxHashMap<&ferry_core::ResourceAddress, Vec<usize>>,
+    through: &mut FxHashMap<&'a ferry_core::ResourceAddress, Vec<&'a ferry_core::ResourceAddress>>,
 ) -> Vec<&'a ferry_core::ResourceAddress> {
     let direct = |address: &'a ferry_core::ResourceAddress| {
         dependencies
@@ -129,7 +130,7 @@ fn stepped_dependencies<'a>(
     };
     // What `address` reaches: its dependencies with steps, and what those without reach.
     let reached = |address: &'a ferry_core::ResourceAddress,
-                   through: &HashMap<
+                   through: &FxHashMap<
         &'a ferry_core::ResourceAddress,
         Vec<&'a ferry_core::ResourceAddress>,
     >|
@@ -172,14 +173,14 @@ fn stepped_dependencies<'a>(
 /// instances (through dependencies with no step: [`stepped_dependencies`]); deletions go the
 /// other way, dependents first.
 fn dependency_edges(drafts: &[Draft], dependencies: &Dependencies, edges: &mut Edges) {
-    let mut by_resource: HashMap<&ferry_core::ResourceAddress, Vec<usize>> = HashMap::new();
+    let mut by_resource: FxHashMap<&ferry_core::ResourceAddress, Vec<usize>> = FxHashMap::default();
     for (position, draft) in drafts.iter().enumerate() {
         by_resource
             .entry(&draft.step.target.address)
             .or_default()
             .push(position);
     }
-    let mut through = HashMap::new();
+    let mut through = FxHashMap::default();
     for (me, draft) in drafts.iter().enumerate() {
         let Some(resource) = &draft.resource else {
             continue;
@@ -221,7 +222,7 @@ fn dependency_edges(drafts: &[Draft], dependencies: &Dependencies, edges: &mut E
 
 /// An instance's own steps, in their natural order.
 fn instance_edges(drafts: &[Draft], edges: &mut Edges) {
-    let mut by_instance: HashMap<&ferry_core::InstanceAddress, Vec<usize>> = HashMap::new();
+    let mut by_instance: FxHashMap<&ferry_core::InstanceAddress, Vec<usize>> = FxHashMap::default();
     for (position, draft) in drafts.iter().enumerate() {
         by_instance
             .entry(&draft.step.target)
@@ -249,7 +250,7 @@ fn retirement_edges(
     dependencies: &Dependencies,
     edges: &mut Edges,
 ) -> Result<(), PlanErrors> {
-    let mut retires_of: HashMap<&ferry_core::ResourceAddress, Vec<usize>> = HashMap::new();
+    let mut retires_of: FxHashMap<&ferry_core::ResourceAddress, Vec<usize>> = FxHashMap::default();
     for (position, draft) in drafts.iter().enumerate() {
         if draft.step.action.goes_last() {
             retires_of
@@ -447,7 +448,7 @@ fn steps_in_order(
 /// attach (its own steps' order) and before the import and the hooks, never while the pool is
 /// imported from it.
 fn waits_for_updates(drafts: &[Draft], edges: &mut Edges) {
-    let updates: HashMap<&ferry_core::InstanceAddress, usize> = drafts
+    let updates: FxHashMap<&ferry_core::InstanceAddress, usize> = drafts
         .iter()
         .enumerate()
         .filter(|(_, draft)| draft.step.action == Action::Update)
@@ -474,7 +475,8 @@ fn waits_for_updates(drafts: &[Draft], edges: &mut Edges) {
 fn merge(drafts: Vec<Draft>) -> Vec<Draft> {
     // Where each draft goes, found by reference first: a map keyed by copies of every id
     // cost an allocation per step, and a plan without a duplicate is returned as it is.
-    let mut first: HashMap<&StepId, usize> = HashMap::with_capacity(drafts.len());
+    let mut first: FxHashMap<&StepId, usize> =
+        FxHashMap::with_capacity_and_hasher(drafts.len(), Default::default());
     let mut target: Vec<usize> = Vec::with_capacity(drafts.len());
     let mut count = 0;
     for draft in &drafts {
@@ -582,7 +584,7 @@ fn topological_order(
 /// The earliest start of every step of a plan, in seconds from the start, from the steps'
 /// estimates: what a timeline draws.
 pub fn earliest_starts(plan: &Plan) -> BTreeMap<StepId, u64> {
-    let mut finish: HashMap<&StepId, u64> = HashMap::new();
+    let mut finish: FxHashMap<&StepId, u64> = FxHashMap::default();
     let mut starts = BTreeMap::new();
     // Retirements go last: after the end of every other step, which the order places first.
     let mut rest_ends = 0u64;

@@ -23,7 +23,7 @@ use ferry_spec::{FailoverMode, Spec};
 
 use crate::{FailoverRequest, PlanConfig, PlanError, PlanErrors};
 use decide::{Decision, decide_failover};
-use ferry_spec::resolve::{instance_at, resolve_fields};
+use ferry_spec::resolve::{instance_at, resolve_resource_fields};
 
 /// A step before ordering: the rules' draft plus what the planner knows about it.
 #[derive(Debug, Clone)]
@@ -366,10 +366,10 @@ impl<'a> Builder<'a> {
     /// The spec's fields as the target generation wants them, with the outputs known now.
     fn desired(&self, resource: &ResourceSpec) -> Attributes {
         let rules = self.rules(resource.address.kind);
-        let mut desired = resolve_fields(
+        let mut desired = resolve_resource_fields(
             self.spec,
             rules,
-            &resource.address,
+            resource,
             self.target,
             &|instance, output| {
                 if self.unsettled.contains(instance) {

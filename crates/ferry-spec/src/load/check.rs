@@ -467,7 +467,10 @@ impl Loader<'_> {
             let (OnChange::Replace(why) | OnChange::Refuse(why)) = field.on_change else {
                 continue;
             };
-            let Some(text) = spec.str_field(field.name) else {
+            let Some(text) = spec
+                .str_field(field.name)
+                .filter(|text| text.contains("${"))
+            else {
                 continue;
             };
             let Ok(segments) = value::parse_template(text) else {

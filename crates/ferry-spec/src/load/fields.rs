@@ -220,6 +220,10 @@ impl Loader<'_> {
         allowed: Allowed,
         within: &str,
     ) -> Vec<OutputUse> {
+        // A value with no `${` has no expression to check (most values): no template to read.
+        if !value::has_expression(value) {
+            return Vec::new();
+        }
         let mut strings = Vec::new();
         collect_strings(
             value,
