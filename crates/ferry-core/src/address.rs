@@ -123,9 +123,14 @@ impl ResourceAddress {
     }
 }
 
+// Addresses are written piece by piece rather than through `write!`: a plan's text writes
+// one or more per step, and the formatting machinery (a `pad` per piece) cost more than the
+// text itself. Like `write!` with its own arguments, they ignore a width given to them.
 impl fmt::Display for ResourceAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.kind, self.name)
+        f.write_str(self.kind.as_str())?;
+        f.write_str(".")?;
+        f.write_str(&self.name)
     }
 }
 
@@ -184,9 +189,10 @@ impl InstanceAddress {
 
 impl fmt::Display for InstanceAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.address, f)?;
         match self.generation {
-            Some(generation) => write!(f, "{}@g{generation}", self.address),
-            None => write!(f, "{}", self.address),
+            Some(generation) => write!(f, "@g{generation}"),
+            None => Ok(()),
         }
     }
 }

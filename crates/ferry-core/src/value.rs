@@ -40,18 +40,27 @@ pub enum Expression {
 impl fmt::Display for Expression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // Piece by piece, as addresses are written (see there).
             Expression::Output {
                 address,
-                generation: None,
+                generation,
                 output,
-            } => write!(f, "{address}.{output}"),
-            Expression::Output {
-                address,
-                generation: Some(generation),
-                output,
-            } => write!(f, "{address}@g{generation}.{output}"),
-            Expression::Variable(name) => write!(f, "var.{name}"),
-            Expression::Environment(name) => write!(f, "env.{name}"),
+            } => {
+                fmt::Display::fmt(address, f)?;
+                if let Some(generation) = generation {
+                    write!(f, "@g{generation}")?;
+                }
+                f.write_str(".")?;
+                f.write_str(output)
+            }
+            Expression::Variable(name) => {
+                f.write_str("var.")?;
+                f.write_str(name)
+            }
+            Expression::Environment(name) => {
+                f.write_str("env.")?;
+                f.write_str(name)
+            }
             Expression::Generation => f.write_str("generation"),
             Expression::Sealed { name, fingerprint } => {
                 write!(f, "env.{name}@sha256:{fingerprint}")

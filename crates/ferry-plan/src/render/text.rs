@@ -31,6 +31,62 @@ impl Paint {
             Cow::Borrowed(text)
         }
     }
+
+    /// Writes `text` painted onto `out`, as [`Paint::paint`] would show it.
+    fn paint_onto(&self, out: &mut String, code: &str, text: &str) {
+        self.start(out, code);
+        out.push_str(text);
+        self.end(out);
+    }
+
+    /// Opens a painted stretch of `out`, for text written piece by piece; [`Paint::end`]
+    /// closes it.
+    fn start(&self, out: &mut String, code: &str) {
+        if self.color {
+            out.push_str("\x1b[");
+            out.push_str(code);
+            out.push('m');
+        }
+    }
+
+    fn end(&self, out: &mut String) {
+        if self.color {
+            out.push_str("\x1b[0m");
+        }
+    }
+}
+
+// The steps and their changes, millions of lines in a large plan, are written piece by piece
+// onto the text rather than through `write!`: its formatting machinery (an argument list and a
+// `pad` per piece) cost more than the text itself (a third of a 10,000-resource `ferry plan`'s
+// rendering).
+
+/// Writes `number`, right-aligned in `width` characters, onto `out`.
+fn push_number(out: &mut String, number: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = number;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let digits = std::str::from_utf8(&digits[at..]).unwrap_or_default();
+    push_spaces(out, width.saturating_sub(digits.len()));
+    out.push_str(digits);
+}
+
+fn push_spaces(out: &mut String, count: usize) {
+    out.extend(std::iter::repeat_n(' ', count));
+}
+
+/// Writes `text` left-aligned in `width` characters (as `{:width$}` does) onto `out`.
+fn push_padded(out: &mut String, text: &str, width: usize) {
+    out.push_str(text);
+    push_spaces(out, width.saturating_sub(text.chars().count()));
 }
 
 fn style(action: Action) -> (&'static str, &'static str) {
@@ -53,12 +109,29 @@ fn style(action: Action) -> (&'static str, &'static str) {
 
 /// A duration as people read it: `45s`, `1m 30s`, `8m`, `1h 05m`.
 pub fn duration(seconds: u64) -> String {
+    let mut out = String::new();
+    push_duration(&mut out, seconds);
+    out
+}
+
+/// Writes [`duration`] onto `out`.
+fn push_duration(out: &mut String, seconds: u64) {
     let (hours, minutes, seconds) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
-    match (hours, minutes, seconds) {
-        (0, 0, seconds) => format!("{seconds}s"),
-        (0, minutes, 0) => format!("{minutes}m"),
-        (0, minutes, seconds) => format!("{minutes}m {seconds:02}s"),
-        (hours, minutes, _) => format!("{hours}h {minutes:02}m"),
+    let (first, first_unit, second, second_unit) = match (hours, minutes, seconds) {
+        (0, 0, seconds) => (seconds, "s", None, ""),
+        (0, minutes, 0) => (minutes, "m", None, ""),
+        (0, minutes, seconds) => (minutes, "m", Some(seconds), "s"),
+        (hours, minutes, _) => (hours, "h", Some(minutes), "m"),
+    };
+    push_number(out, first, 0);
+    out.push_str(first_unit);
+    if let Some(second) = second {
+        out.push(' ');
+        if second < 10 {
+            out.push('0');
+        }
+        push_number(out, second, 0);
+        out.push_str(second_unit);
     }
 }
 
@@ -129,23 +202,31 @@ pub fn write_text(plan: &Plan, options: &TextOptions, sink: &mut dyn FnMut(&str)
     let width = plan.steps.len().to_string().len();
     let critical: FxHashSet<&StepId> = plan.critical_path.iter().collect();
     let indent = " ".repeat(width + 4);
+    let mut after = String::new();
     for (index, step) in plan.steps.iter().enumerate() {
         let (symbol, code) = style(step.action);
-        let head = format!("{symbol} {} {}", step.action, step.address);
+        // `{number:>width$}. {symbol} {action} {address}  ~{duration}{marker}`
+        push_number(&mut out, index as u64 + 1, width);
+        out.push_str(". ");
+        paint.start(&mut out, code);
+        out.push_str(symbol);
+        out.push(' ');
+        out.push_str(step.action.as_str());
+        out.push(' ');
+        let _ = write!(out, "{}", step.address);
+        paint.end(&mut out);
+        out.push_str("  ~");
+        push_duration(&mut out, step.estimate_seconds);
         let marker = if critical.contains(&step.id) {
             "  (critical path)"
         } else {
             ""
         };
-        let _ = writeln!(
-            out,
-            "{:>width$}. {}  ~{}{}",
-            index + 1,
-            paint.paint(code, &head),
-            duration(step.estimate_seconds),
-            paint.paint("2", marker),
-        );
-        let _ = writeln!(out, "{indent}{}", step.reason);
+        paint.paint_onto(&mut out, "2", marker);
+        out.push('\n');
+        out.push_str(&indent);
+        out.push_str(&step.reason);
+        out.push('\n');
         if let Some(warning) = &step.warning {
             let _ = writeln!(
                 out,
@@ -153,30 +234,33 @@ pub fn write_text(plan: &Plan, options: &TextOptions, sink: &mut dyn FnMut(&str)
                 paint.paint("31;1", &format!("warning: {warning}"))
             );
         }
-        let mut after: Vec<String> = step
-            .after
-            .iter()
-            .map(|id| {
-                numbers
-                    .get(id)
-                    .map_or_else(|| id.to_string(), |n| n.to_string())
-            })
-            .collect();
+        // `after 3, 7, and every step but the retirements`
+        after.clear();
+        after.push_str("after ");
+        let mut listed = false;
+        for id in &step.after {
+            if listed {
+                after.push_str(", ");
+            }
+            listed = true;
+            match numbers.get(id) {
+                Some(number) => push_number(&mut after, *number as u64, 0),
+                None => after.push_str(&id.0),
+            }
+        }
         // Retirements go last by the plan's rule, which their `after` does not spell out.
         if step.action.goes_last() {
-            let rest = if after.is_empty() {
-                "every step but the retirements"
+            after.push_str(if listed {
+                ", and every step but the retirements"
             } else {
-                "and every step but the retirements"
-            };
-            after.push(rest.to_owned());
+                "every step but the retirements"
+            });
+            listed = true;
         }
-        if !after.is_empty() {
-            let _ = writeln!(
-                out,
-                "{indent}{}",
-                paint.paint("2", &format!("after {}", after.join(", ")))
-            );
+        if listed {
+            out.push_str(&indent);
+            paint.paint_onto(&mut out, "2", &after);
+            out.push('\n');
         }
         render_changes(&mut out, &indent, step.changes(), &paint);
         out.push('\n');
@@ -469,43 +553,42 @@ fn render_changes(out: &mut String, indent: &str, changes: ChangesIter<'_>, pain
                     .into_owned()
             })
             .unwrap_or_default();
+        // `{indent}{sign} {path:name_width$} = `
+        let head = |out: &mut String, code: &str, sign: &str| {
+            out.push_str(indent);
+            paint.paint_onto(out, code, sign);
+            out.push(' ');
+            push_padded(out, &change.path, name_width);
+            out.push_str(" = ");
+        };
         match (change.before, change.after) {
             (None, Some(after)) => {
-                let line = show(after);
-                if line.len() > 60 && (after.is_object() || after.is_array()) {
+                if (after.is_object() || after.is_array()) && show(after).len() > 60 {
                     let _ = writeln!(out, "{indent}{} {}:", paint.paint("32", "+"), change.path);
                     for item in pretty(after).lines() {
                         let _ = writeln!(out, "{indent}    {item}");
                     }
                     continue;
                 }
-                let _ = writeln!(
-                    out,
-                    "{indent}{} {:name_width$} = {line}{replacement}",
-                    paint.paint("32", "+"),
-                    change.path,
-                );
+                head(out, "32", "+");
+                show_onto(out, after);
+                out.push_str(&replacement);
+                out.push('\n');
             }
             (Some(before), None) => {
-                let _ = writeln!(
-                    out,
-                    "{indent}{} {:name_width$} = {}",
-                    paint.paint("31", "-"),
-                    change.path,
-                    show(before)
-                );
+                head(out, "31", "-");
+                show_onto(out, before);
+                out.push('\n');
             }
             (Some(before), Some(after)) => {
                 let (old, new) = (pretty(before), pretty(after));
                 if !old.contains('\n') && !new.contains('\n') {
-                    let _ = writeln!(
-                        out,
-                        "{indent}{} {:name_width$} = {} -> {}{replacement}",
-                        paint.paint("33", "~"),
-                        change.path,
-                        show(before),
-                        show(after)
-                    );
+                    head(out, "33", "~");
+                    show_onto(out, before);
+                    out.push_str(" -> ");
+                    show_onto(out, after);
+                    out.push_str(&replacement);
+                    out.push('\n');
                     continue;
                 }
                 let _ = writeln!(
@@ -532,30 +615,66 @@ fn render_changes(out: &mut String, indent: &str, changes: ChangesIter<'_>, pain
 
 /// A value on one line, TOML-like, with `(known after apply: ...)` where it is not known yet.
 fn show(value: &Value) -> String {
+    let mut out = String::new();
+    show_onto(&mut out, value);
+    out
+}
+
+/// Writes [`show`] onto `out`.
+fn show_onto(out: &mut String, value: &Value) {
     match value {
+        // Most strings hold neither an expression nor a secret.
+        Value::String(text) if !text.contains("${") => push_quoted(out, text),
         // A secret, sealed by the planner: `[redacted env.NAME sha256:…]`.
         Value::String(text) if let Some(shown) = ferry_core::secret::display_sealed(text) => {
             match whole_expression(text) {
-                Some(_) => shown,
-                None => serde_json::to_string(&shown).unwrap_or_default(),
+                Some(_) => out.push_str(&shown),
+                None => push_quoted(out, &shown),
             }
         }
         Value::String(text) => match whole_expression(text) {
-            Some(expression) => format!("(known after apply: {expression})"),
-            None => serde_json::to_string(text).unwrap_or_default(),
+            Some(expression) => {
+                let _ = write!(out, "(known after apply: {expression})");
+            }
+            None => push_quoted(out, text),
         },
         Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(show).collect();
-            format!("[{}]", items.join(", "))
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(", ");
+                }
+                show_onto(out, item);
+            }
+            out.push(']');
         }
         Value::Object(map) => {
-            let entries: Vec<String> = map
-                .iter()
-                .map(|(key, item)| format!("{key} = {}", show(item)))
-                .collect();
-            format!("{{ {} }}", entries.join(", "))
+            out.push_str("{ ");
+            for (index, (key, item)) in map.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(key);
+                out.push_str(" = ");
+                show_onto(out, item);
+            }
+            out.push_str(" }");
         }
-        other => other.to_string(),
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+/// Writes `text` as a JSON string (quoted and escaped) onto `out`.
+fn push_quoted(out: &mut String, text: &str) {
+    let plain = |c: char| c != '"' && c != '\\' && !c.is_control();
+    if text.chars().all(plain) {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
     }
 }
 
