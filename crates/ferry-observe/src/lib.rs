@@ -21,6 +21,7 @@ use ferry_spec::Spec;
 use ferry_spec::resolve::{instance_at, resolve_resource_fields};
 use ferry_state::StateFile;
 use futures_util::StreamExt;
+use rustc_hash::FxHashSet;
 
 /// How to read.
 #[derive(Debug, Clone)]
@@ -103,7 +104,9 @@ pub async fn observe(
     // A generation-less instance (a pool, whose host is a generation's VM) is read where the
     // active generation places it.
     let active = state.active_generation.max(1);
-    let mut read: BTreeSet<InstanceAddress> = BTreeSet::new();
+    // Only asked whether it holds an instance: hashed (Fx: the spec's own addresses), where an
+    // ordered set compared every address read with a dozen others.
+    let mut read: FxHashSet<InstanceAddress> = FxHashSet::default();
     let mut wanted: Vec<InstanceAddress> = instances;
     let mut probed: BTreeSet<Generation> = BTreeSet::new();
     let mut next = state.active_generation.max(1) + 1;

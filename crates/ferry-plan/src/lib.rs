@@ -10,6 +10,7 @@ pub mod measured;
 pub mod order;
 pub mod outcome;
 mod readiness;
+mod readings;
 pub mod render;
 /// Spec fields to an instance's attributes: it lives with the spec, re-exported for old paths.
 pub use ferry_spec::resolve;

@@ -3,9 +3,7 @@
 //! The kinds' rules are written to keep them; this pass makes sure, so that a mistake in a
 //! rule stops the plan instead of reaching the data.
 
-use std::collections::{HashMap, HashSet};
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use ferry_core::fields::{disk, vm, zfs_pool};
 use ferry_core::{
@@ -13,7 +11,9 @@ use ferry_core::{
     StepId, Value, value,
 };
 use ferry_spec::Spec;
+use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::readings::Readings;
 use crate::{PlanConfig, PlanError};
 
 /// Safety invariant 2 of ARCHITECTURE.md, a managed disk is attached to at most one VM, for the spec itself: two `disk`
@@ -69,8 +69,8 @@ pub(crate) fn check(
     rules: &RuleBook,
     config: &PlanConfig,
 ) -> Result<(), Vec<PlanError>> {
-    let steps: HashMap<&StepId, &Step> = plan.steps.iter().map(|step| (&step.id, step)).collect();
-    let started: HashSet<&InstanceAddress> = plan
+    let steps: FxHashMap<&StepId, &Step> = plan.steps.iter().map(|step| (&step.id, step)).collect();
+    let started: FxHashSet<&InstanceAddress> = plan
         .steps
         .iter()
         .filter(|step| starts_a_vm(step))
@@ -112,10 +112,11 @@ pub(crate) fn check(
         })
         .map(|step| &step.address)
         .collect();
+    let readings = Readings::of(snapshot);
     let mut errors = Vec::new();
     for step in &plan.steps {
         let instance = &step.address;
-        let reading = snapshot.get(instance);
+        let reading = readings.get(instance);
         let violation = |message: String| {
             PlanError::new(Some(instance.clone()), message).help(
                 "this is a bug in a kind's rules; please report it with the spec and snapshot",
@@ -206,7 +207,7 @@ pub(crate) fn check(
             let ancestors = ancestors(step, &steps);
             // A host this plan starts is not fenced, whatever it reads now.
             let fenced = |host: &InstanceAddress| {
-                (snapshot.get(host).is_some_and(Observation::is_fenced_host)
+                (readings.get(host).is_some_and(Observation::is_fenced_host)
                     && !started.contains(host))
                     || ancestors.contains(&StepId::new(host, Action::Fence))
             };
@@ -467,7 +468,7 @@ fn starts_a_vm(step: &Step) -> bool {
         })
 }
 
-fn ancestors(step: &Step, steps: &HashMap<&StepId, &Step>) -> HashSet<StepId> {
+fn ancestors(step: &Step, steps: &FxHashMap<&StepId, &Step>) -> HashSet<StepId> {
     let mut seen = HashSet::new();
     let mut stack: Vec<&StepId> = step.after.iter().collect();
     while let Some(id) = stack.pop() {

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashSet;
 
+use crate::readings::Readings;
+
 use ferry_core::provider::FieldType;
 use ferry_core::value;
 use ferry_core::{
@@ -66,6 +68,8 @@ struct Builder<'a> {
     spec: &'a Spec,
     dependencies: &'a BTreeMap<ResourceAddress, Vec<ResourceAddress>>,
     snapshot: &'a Snapshot,
+    /// The snapshot's readings, hashed: every lookup of a reading goes through it.
+    readings: Readings<'a>,
     rules: &'a RuleBook,
     config: &'a PlanConfig,
     failover: Option<Failover>,
@@ -134,6 +138,7 @@ pub(crate) fn build(
         spec,
         dependencies: &dependencies,
         snapshot,
+        readings: Readings::of(snapshot),
         rules,
         config,
         failover: match failover {
@@ -335,7 +340,7 @@ impl<'a> Builder<'a> {
     }
 
     fn observation(&self, instance: &InstanceAddress) -> Observation {
-        match self.snapshot.get(instance) {
+        match self.readings.get(instance) {
             Some(observation) => observation.clone(),
             // Nothing was built before the first apply, and a generation beyond the active one
             // was never built, as far as ferry's state knows; anything else missing was simply
@@ -375,7 +380,7 @@ impl<'a> Builder<'a> {
                 if self.unsettled.contains(instance) {
                     return None;
                 }
-                self.snapshot.get(instance)?.attribute(output).cloned()
+                self.readings.get(instance)?.attribute(output).cloned()
             },
         );
         // A pool that serves from its replica's disks since a hot failover is on those (and
@@ -421,7 +426,7 @@ impl<'a> Builder<'a> {
         let cached_seconds = match (
             &self.failover,
             draft.action,
-            self.snapshot.get(&draft.target),
+            self.readings.get(&draft.target),
         ) {
             (Some(_), Action::Update, Some(Observation::Present { attributes, .. })) => {
                 rules.cached_for_seconds(attributes, &draft.inputs)

@@ -53,7 +53,7 @@ impl Builder<'_> {
             let resource = &self.spec.resources[address];
             self.plan_resource(resource);
             let instance = self.target_of(address);
-            let upkeep = match self.snapshot.get(&instance) {
+            let upkeep = match self.readings.get(&instance) {
                 Some(Observation::Present { attributes, .. }) => {
                     self.rules(address.kind).upkeep(attributes)
                 }
