@@ -207,6 +207,14 @@ impl Spec {
         self.dependencies.get(address).map_or(&[], Vec::as_slice)
     }
 
+    /// Every resource's [`Spec::dependencies`], ordered by address: for a walk over every
+    /// resource, side by side with [`Spec::resources`], rather than a lookup for each.
+    pub fn all_dependencies(&self) -> impl Iterator<Item = (&ResourceAddress, &[Dependency])> {
+        self.dependencies
+            .iter()
+            .map(|(address, dependencies)| (address, dependencies.as_slice()))
+    }
+
     /// The resources a warm standby builds ahead of a failover, in the generation after the
     /// serving one: every replaceable resource that needs nothing stateful, directly or
     /// through another resource (the resource group, the network, the cluster, the NFS VM,

@@ -8,9 +8,10 @@ mod resource;
 mod retire;
 mod standby;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::readings::Readings;
 
@@ -117,23 +118,7 @@ pub(crate) fn build(
             due.clone(),
         ),
     };
-    let dependencies: BTreeMap<ResourceAddress, Vec<ResourceAddress>> = spec
-        .resources
-        .keys()
-        .map(|address| {
-            let mut dependencies: Vec<ResourceAddress> = spec
-                .dependencies(address)
-                .iter()
-                .map(|dependency| dependency.address.clone())
-                .filter(|dependency| {
-                    dependency != address && spec.resources.contains_key(dependency)
-                })
-                .collect();
-            dependencies.sort();
-            dependencies.dedup();
-            (address.clone(), dependencies)
-        })
-        .collect();
+    let dependencies = dependency_lists(spec);
     let mut builder = Builder {
         spec,
         dependencies: &dependencies,
@@ -210,35 +195,71 @@ pub(crate) fn build(
     })
 }
 
+/// Each resource's dependencies among the spec's resources, itself left out, sorted, each once.
+fn dependency_lists(spec: &Spec) -> BTreeMap<ResourceAddress, Vec<ResourceAddress>> {
+    let known: FxHashSet<&ResourceAddress> = spec.resources.keys().collect();
+    // Both are ordered by address: walked side by side, not looked up one by one.
+    let mut declared = spec.all_dependencies().peekable();
+    spec.resources
+        .keys()
+        .map(|address| {
+            while declared.next_if(|(from, _)| *from < address).is_some() {}
+            let listed = declared
+                .next_if(|(from, _)| *from == address)
+                .map_or(&[][..], |(_, listed)| listed);
+            let mut dependencies: Vec<ResourceAddress> = listed
+                .iter()
+                .map(|dependency| &dependency.address)
+                .filter(|dependency| *dependency != address && known.contains(dependency))
+                .cloned()
+                .collect();
+            dependencies.sort();
+            dependencies.dedup();
+            (address.clone(), dependencies)
+        })
+        .collect()
+}
+
 /// Resources in dependency order (dependencies first), ties broken by address.
+///
+/// Worked on positions in the map's order, which is the addresses' own order, so that the
+/// smallest position ready is the smallest address ready: a large spec's order was mostly
+/// ordered-map lookups comparing addresses (3 % of a 10,000-resource plan).
 pub(crate) fn resource_order(
     dependencies: &BTreeMap<ResourceAddress, Vec<ResourceAddress>>,
 ) -> Vec<ResourceAddress> {
-    let mut remaining: BTreeMap<&ResourceAddress, usize> = BTreeMap::new();
-    let mut dependents: BTreeMap<&ResourceAddress, Vec<&ResourceAddress>> = BTreeMap::new();
-    for (address, needs) in dependencies {
-        remaining.insert(address, needs.len());
-        for dependency in needs {
-            dependents.entry(dependency).or_default().push(address);
-        }
-    }
-    let mut ready: BTreeSet<&ResourceAddress> = remaining
+    let addresses: Vec<&ResourceAddress> = dependencies.keys().collect();
+    let position: FxHashMap<&ResourceAddress, usize> = addresses
         .iter()
-        .filter(|(_, count)| **count == 0)
-        .map(|(address, _)| *address)
+        .enumerate()
+        .map(|(at, address)| (*address, at))
         .collect();
-    let mut order = Vec::with_capacity(remaining.len());
-    while let Some(next) = ready.pop_first() {
-        for dependent in dependents.get(next).into_iter().flatten() {
-            let count = remaining
-                .get_mut(dependent)
-                .expect("every dependent is a resource");
-            *count -= 1;
-            if *count == 0 {
-                ready.insert(dependent);
+    let mut remaining: Vec<usize> = Vec::with_capacity(addresses.len());
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); addresses.len()];
+    for (at, needs) in dependencies.values().enumerate() {
+        remaining.push(needs.len());
+        for dependency in needs {
+            // A dependency that is not a resource is never ready, nor is what waits for it.
+            if let Some(&of) = position.get(dependency) {
+                dependents[of].push(at);
             }
         }
-        order.push(next.clone());
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> = remaining
+        .iter()
+        .enumerate()
+        .filter(|(_, count)| **count == 0)
+        .map(|(at, _)| Reverse(at))
+        .collect();
+    let mut order = Vec::with_capacity(addresses.len());
+    while let Some(Reverse(next)) = ready.pop() {
+        for &dependent in &dependents[next] {
+            remaining[dependent] -= 1;
+            if remaining[dependent] == 0 {
+                ready.push(Reverse(dependent));
+            }
+        }
+        order.push(addresses[next].clone());
     }
     order
 }
