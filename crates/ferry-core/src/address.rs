@@ -185,15 +185,53 @@ impl InstanceAddress {
     pub fn kind(&self) -> Kind {
         self.address.kind
     }
+
+    /// Writes the address (`vm.nfs@g2`) onto `out`, piece by piece (see `ResourceAddress`'s
+    /// `Display`): what `Display` and a step's id write.
+    pub fn write_onto(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        out.write_str(self.address.kind.as_str())?;
+        out.write_str(".")?;
+        out.write_str(&self.address.name)?;
+        if let Some(generation) = self.generation {
+            out.write_str("@g")?;
+            out.write_str(Decimal::of(generation.into()).as_str())?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for InstanceAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.address, f)?;
-        match self.generation {
-            Some(generation) => write!(f, "@g{generation}"),
-            None => Ok(()),
+        self.write_onto(f)
+    }
+}
+
+/// A number's decimal digits, written without the formatting machinery: addresses and plans
+/// write millions of small numbers (generations, step numbers).
+#[derive(Debug, Clone, Copy)]
+pub struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    pub fn of(number: u64) -> Self {
+        let mut digits = [b'0'; 20];
+        let mut start = digits.len();
+        let mut rest = number;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                return Self { digits, start };
+            }
         }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.digits[self.start..]).unwrap_or_default()
     }
 }
 

@@ -83,8 +83,11 @@ pub const AKS_DNS_PREFIX: NameRule = NameRule {
 impl NameRule {
     /// Checks a name; the error says what the rule is.
     pub fn check(&self, name: &str) -> Result<(), String> {
-        let name = name.replace("${generation}", "10");
-        if name.contains("${") {
+        let name = match crate::value::holds_open(name) {
+            true => std::borrow::Cow::Owned(name.replace("${generation}", "10")),
+            false => std::borrow::Cow::Borrowed(name),
+        };
+        if crate::value::holds_open(&name) {
             // Built from another resource's output: only known at apply time.
             return Ok(());
         }
@@ -152,7 +155,7 @@ pub fn check_choice(
     choices: &[&str],
 ) -> Option<crate::FieldError> {
     let value = spec.str_field(field)?;
-    if value.contains("${") || choices.contains(&value) {
+    if crate::value::holds_open(value) || choices.contains(&value) {
         return None;
     }
     Some(

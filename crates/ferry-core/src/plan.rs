@@ -107,7 +107,12 @@ pub struct StepId(pub String);
 
 impl StepId {
     pub fn new(instance: &InstanceAddress, action: Action) -> Self {
-        StepId(format!("{instance}:{action}"))
+        let mut id = String::with_capacity(instance.address.name.len() + 32);
+        // Writing into a `String` cannot fail.
+        let _ = instance.write_onto(&mut id);
+        id.push(':');
+        id.push_str(action.as_str());
+        StepId(id)
     }
 }
 

@@ -170,7 +170,7 @@ pub fn parse_template(text: &str) -> Result<Vec<Segment>, TemplateError> {
     let mut literal = String::new();
     let mut rest = text;
     let mut offset = 0;
-    while let Some(position) = rest.find("${") {
+    while let Some(position) = find_open(rest) {
         if rest[..position].ends_with('$') {
             literal.push_str(&rest[..position - 1]);
             literal.push_str("${");
@@ -201,11 +201,34 @@ pub fn parse_template(text: &str) -> Result<Vec<Segment>, TemplateError> {
     Ok(segments)
 }
 
+/// Where the first `${` of `text` starts.
+///
+/// Looks for the `$` byte, which the standard library finds with its fast byte search, and
+/// then at the byte after it: the searcher of a two-byte `&str` pattern costs more to set up
+/// than most of these short strings take to read, and every field of every instance is asked
+/// (4 % of a large plan's instructions).
+pub fn find_open(text: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = text[from..].find('$') {
+        let at = from + found;
+        if text.as_bytes().get(at + 1) == Some(&b'{') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Whether `text` holds a `${` (an expression, or an escaped `$${`).
+pub fn holds_open(text: &str) -> bool {
+    find_open(text).is_some()
+}
+
 /// Whether a value holds a `${` anywhere (an expression, or an escaped `$${`): one that does
 /// not is the same after [`resolve`] and [`rewrite`], and need not go through them.
 pub fn has_expression(value: &Value) -> bool {
     match value {
-        Value::String(text) => text.contains("${"),
+        Value::String(text) => holds_open(text),
         Value::Array(items) => items.iter().any(has_expression),
         Value::Object(map) => map.values().any(has_expression),
         _ => false,
@@ -258,7 +281,7 @@ pub fn escape_literal(text: &str) -> String {
 /// Appends `text` with a literal `${` escaped, as [`escape_literal`] does, without a copy of
 /// the (usual) text that holds none.
 fn push_escaped(out: &mut String, text: &str) {
-    if text.contains("${") {
+    if holds_open(text) {
         out.push_str(&escape_literal(text));
     } else {
         out.push_str(text);
@@ -289,7 +312,7 @@ pub fn resolve_in_place(
     lookup: &dyn Fn(&Expression) -> Option<Value>,
 ) {
     match value {
-        Value::String(text) if text.contains("${") => {
+        Value::String(text) if holds_open(text) => {
             let Ok(segments) = parse_template(text) else {
                 return;
             };

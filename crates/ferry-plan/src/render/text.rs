@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
+use ferry_core::address::Decimal;
 use ferry_core::value::{self, Expression};
 use ferry_core::{Action, ChangesIter, Plan, StepId, Value};
 
@@ -63,18 +64,8 @@ impl Paint {
 
 /// Writes `number`, right-aligned in `width` characters, onto `out`.
 fn push_number(out: &mut String, number: u64, width: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = number;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let digits = std::str::from_utf8(&digits[at..]).unwrap_or_default();
+    let digits = Decimal::of(number);
+    let digits = digits.as_str();
     push_spaces(out, width.saturating_sub(digits.len()));
     out.push_str(digits);
 }
@@ -624,7 +615,7 @@ fn show(value: &Value) -> String {
 fn show_onto(out: &mut String, value: &Value) {
     match value {
         // Most strings hold neither an expression nor a secret.
-        Value::String(text) if !text.contains("${") => push_quoted(out, text),
+        Value::String(text) if !value::holds_open(text) => push_quoted(out, text),
         // A secret, sealed by the planner: `[redacted env.NAME sha256:…]`.
         Value::String(text) if let Some(shown) = ferry_core::secret::display_sealed(text) => {
             match whole_expression(text) {
@@ -681,7 +672,7 @@ fn push_quoted(out: &mut String, text: &str) {
 /// The expression a string consists of, when it is one `${...}` and nothing else.
 fn whole_expression(text: &str) -> Option<Expression> {
     // Most strings hold no `${`, and parsing one copies it.
-    if !text.contains("${") {
+    if !value::holds_open(text) {
         return None;
     }
     match value::parse_template(text).ok()?.as_slice() {
