@@ -14,6 +14,7 @@
 //! like a header, say) makes the loader start again with every file parsed whole
 //! ([`super::Parsing::Whole`]), so that errors and their recovery are the whole file's.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ops::Range;
 
@@ -21,7 +22,7 @@ use ferry_core::{Kind, RuleBook};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::Node;
+use super::{Node, ParseWhole};
 
 /// Resource tables are gathered into pieces of at least this many bytes: small enough that a
 /// piece's parser vectors cost little, large enough that the parser's fixed cost per call does
@@ -128,6 +129,60 @@ pub(super) fn head_holds_resources(head: &DeTable<'_>, rules: &RuleBook) -> bool
             .parse::<Kind>()
             .is_ok_and(|kind| rules.get(kind).is_some())
     })
+}
+
+/// A piece's top-level keys (kinds) and their tables, in the piece's order.
+pub(super) type Tables<'t> = Vec<(Spanned<Cow<'t, str>>, Node<'t>)>;
+
+/// Pieces parsed ahead of the one being read, at most: enough that the reading never waits
+/// for the parser while it has work, few enough that the load's memory peak stays a piece's.
+const PIECES_AHEAD: usize = 2;
+
+/// Parses each piece of `text` and hands its document, spans moved to the whole file's, to
+/// `read`, in order. With more than one piece the parsing runs on a second thread, a few pieces
+/// ahead of `read`: it is about as costly as reading, and the two overlap. A piece with a
+/// syntax error stops it there: the caller loads again with every file parsed whole.
+pub(super) fn parse_each<'t>(
+    text: &'t str,
+    pieces: &[Range<usize>],
+    mut read: impl FnMut(Tables<'t>),
+) -> Result<(), ParseWhole> {
+    if pieces.len() < 2 {
+        for piece in pieces {
+            read(parse_piece(text, piece.clone())?);
+        }
+        return Ok(());
+    }
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(PIECES_AHEAD);
+        scope.spawn(move || {
+            for piece in pieces {
+                let parsed = parse_piece(text, piece.clone());
+                let stop = parsed.is_err();
+                // The reader stops early only by unwinding: nothing is left to parse for.
+                if sender.send(parsed).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        for parsed in receiver {
+            read(parsed?);
+        }
+        Ok(())
+    })
+}
+
+/// One piece's top-level tables, spans moved by the piece's offset.
+fn parse_piece(text: &str, piece: Range<usize>) -> Result<Tables<'_>, ParseWhole> {
+    let (document, errors) = DeTable::parse_recoverable(&text[piece.clone()]);
+    if !errors.is_empty() {
+        return Err(ParseWhole);
+    }
+    Ok(document
+        .into_inner()
+        .into_iter()
+        .map(|(key, node)| (key, shifted(node, piece.start)))
+        .collect())
 }
 
 /// A piece's node with every span (its own, its keys', its values') moved by `offset`: where
@@ -267,6 +322,79 @@ mod tests {
         ));
         expected.extend(table_spans(hooks));
         assert_eq!(from_pieces, expected);
+    }
+
+    /// Many hooks, in an order their names do not sort in, one a piece.
+    fn many_hooks(broken: Option<usize>) -> String {
+        let mut text = String::from("[deployment]\nname = \"x\"\n");
+        for number in (0..40).rev() {
+            let value = if broken == Some(number) { "" } else { "'true'" };
+            text.push_str(&format!(
+                "[hook.h{number}]\ncommand = {value}\nenv = {{ n = [{number}] }}\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn pieces_are_read_in_order_with_the_whole_files_spans() {
+        let text = many_hooks(None);
+        let cut = cut_at(&text, &rules(), 1).expect("the text is cut");
+        assert_eq!(cut.pieces.len(), 40);
+        let mut from_pieces = Vec::new();
+        let parsed = parse_each(&text, &cut.pieces, |document| {
+            for (_, node) in document {
+                let DeValue::Table(resources) = node.into_inner() else {
+                    panic!("a piece holds a kind's table");
+                };
+                from_pieces.extend(table_spans(&resources));
+            }
+        });
+        assert_eq!(parsed, Ok(()));
+        let (whole, errors) = DeTable::parse_recoverable(&text);
+        assert!(errors.is_empty(), "{errors:?}");
+        let DeValue::Table(hooks) = whole.get_ref().get("hook").unwrap().get_ref() else {
+            panic!("the whole file holds hooks");
+        };
+        // In the file's order, which is not the map's.
+        let mut expected = Vec::new();
+        for number in (0..40).rev() {
+            let name = format!("h{number}");
+            let (key, node) = hooks
+                .iter()
+                .find(|(key, _)| **key.get_ref() == name)
+                .unwrap();
+            expected.extend(table_spans(&DeTable::from_iter([(
+                key.clone(),
+                node.clone(),
+            )])));
+        }
+        assert_eq!(from_pieces, expected);
+    }
+
+    #[test]
+    fn a_syntax_error_in_a_piece_stops_the_pieces_for_the_whole_files_parse() {
+        let text = many_hooks(Some(20));
+        let cut = cut_at(&text, &rules(), 1).expect("the text is cut");
+        let mut read = Vec::new();
+        let parsed = parse_each(&text, &cut.pieces, |document| {
+            for (_, node) in document {
+                let DeValue::Table(resources) = node.into_inner() else {
+                    panic!("a piece holds a kind's table");
+                };
+                read.extend(resources.keys().map(|key| key.get_ref().to_string()));
+            }
+        });
+        assert_eq!(parsed, Err(ParseWhole));
+        // Hooks 39 down to 21 come before the broken one, and nothing after it is read.
+        let expected: Vec<String> = (21..40).rev().map(|number| format!("h{number}")).collect();
+        assert_eq!(read, expected);
+        // A single piece is parsed without a thread, and stops the same way.
+        let single = cut.pieces[0].start..text.len();
+        assert_eq!(
+            parse_each(&text, std::slice::from_ref(&single), |_| {}),
+            Err(ParseWhole)
+        );
     }
 
     #[test]
