@@ -44,28 +44,41 @@ pub(super) fn cut(text: &str, rules: &RuleBook) -> Option<Cut> {
 }
 
 fn cut_at(text: &str, rules: &RuleBook, piece_bytes: usize) -> Option<Cut> {
-    let mut resource_headers: Vec<usize> = Vec::new();
-    let mut seen: HashSet<(&str, &str)> = HashSet::new();
-    let mut line_start = 0;
-    for line in text.split_inclusive('\n') {
-        let start = line_start;
-        line_start += line.len();
-        let trimmed = line.trim_start_matches([' ', '\t']);
-        if !trimmed.starts_with('[') {
+    // Each resource header's line start, kind and name.
+    let mut resource_headers: Vec<(usize, &str, &str)> = Vec::new();
+    let bytes = text.as_bytes();
+    // Header lines are found from their `[`, fewer than the lines: the search skips from one
+    // to the next, and a `[` is at a line's start when only spaces or tabs come before it.
+    let mut from = 0;
+    while let Some(found) = text[from..].find('[') {
+        let bracket = from + found;
+        let start = bytes[..bracket]
+            .iter()
+            .rposition(|&byte| byte != b' ' && byte != b'\t')
+            .map_or(0, |before| before + 1);
+        if start > 0 && bytes[start - 1] != b'\n' {
+            from = bracket + 1;
             continue;
         }
-        match resource_header(trimmed, rules) {
-            Some(address) => {
-                if !seen.insert(address) {
-                    return None;
-                }
-                resource_headers.push(start);
-            }
+        let end = text[bracket..]
+            .find('\n')
+            .map_or(text.len(), |newline| bracket + newline + 1);
+        from = end;
+        match resource_header(&text[bracket..end], rules) {
+            Some((kind, name)) => resource_headers.push((start, kind, name)),
             None if resource_headers.is_empty() => {}
             None => return None,
         }
     }
-    let Some(&first) = resource_headers.first() else {
+    // Sized once, after the search, rather than grown (and rehashed) header by header.
+    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(resource_headers.len());
+    for &(_, kind, name) in &resource_headers {
+        if !seen.insert((kind, name)) {
+            return None;
+        }
+    }
+    drop(seen);
+    let Some(&(first, _, _)) = resource_headers.first() else {
         return Some(Cut {
             head: 0..text.len(),
             pieces: Vec::new(),
@@ -73,7 +86,7 @@ fn cut_at(text: &str, rules: &RuleBook, piece_bytes: usize) -> Option<Cut> {
     };
     let mut pieces = Vec::new();
     let mut piece_start = first;
-    for &header in &resource_headers[1..] {
+    for &(header, _, _) in &resource_headers[1..] {
         if header - piece_start >= piece_bytes {
             pieces.push(piece_start..header);
             piece_start = header;
@@ -416,5 +429,12 @@ mod tests {
         let cut = cut_at("[deployment]\n[nothing.x]\n[hook.a]\n[hook.b]\n", &rules, 1).unwrap();
         assert_eq!(cut.head, 0..25);
         assert_eq!(cut.pieces, vec![25..34, 34..43]);
+        // A header may be indented; a `[` after other text on its line starts no header.
+        let text = "x = [1]\n\t [hook.a]\ny = \"[hook.c]\"\r\n[hook.b] # [hook.d]\nz = [[2]]";
+        let cut = cut_at(text, &rules, 1).unwrap();
+        assert_eq!(cut.head, 0..8);
+        assert_eq!(cut.pieces, vec![8..35, 35..text.len()]);
+        // A line of an array that starts with `[` is no plain header: the file is parsed whole.
+        assert!(cut_at("[hook.a]\r\nlist = [\r\n  [1],\r\n]\r\n", &rules, 1).is_none());
     }
 }
