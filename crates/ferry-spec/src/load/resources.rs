@@ -144,7 +144,12 @@ impl Loader<'_> {
             .rules
             .get(address.kind)
             .map_or(&[][..], |rules| rules.fields());
-        let within = address.to_string();
+        // As `to_string` writes it, without the formatting machinery: a resource pays this once.
+        let kind = address.kind.as_str();
+        let mut within = String::with_capacity(kind.len() + 1 + address.name.len());
+        within.push_str(kind);
+        within.push('.');
+        within.push_str(&address.name);
         let read = self.read_table(
             file,
             header.clone(),
