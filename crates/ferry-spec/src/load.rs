@@ -82,6 +82,7 @@ struct Parsed<'t> {
 }
 
 /// A piece had a syntax error: load again with every file parsed whole.
+#[derive(Debug, PartialEq, Eq)]
 struct ParseWhole;
 
 pub(crate) fn load(
@@ -238,21 +239,16 @@ fn load_files(
             };
             loader.read_kind(kind, &file, node, broken, &mut read);
         }
-        for piece in pieces {
-            let (document, errors) = DeTable::parse_recoverable(&file.text[piece.clone()]);
-            if !errors.is_empty() {
-                return Err(ParseWhole);
-            }
+        pieces::parse_each(&file.text, &pieces, |document| {
             // Every key of a piece is a kind with rules: `pieces::cut` let no other header in.
-            for (key, node) in document.into_inner() {
+            for (key, node) in document {
                 let kind = match key.get_ref().parse::<Kind>() {
                     Ok(kind) if rules.get(kind).is_some() => kind,
                     _ => continue,
                 };
-                let node = pieces::shifted(node, piece.start);
                 loader.read_kind(kind, &file, node, broken, &mut read);
             }
-        }
+        })?;
     }
 
     let dependencies = loader.check_across(&read, &zones, &mut failover, &trigger_nodes);

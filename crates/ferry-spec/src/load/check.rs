@@ -44,9 +44,31 @@ pub(super) fn address_help(read: &BTreeMap<ResourceAddress, Read>, text: &str) -
     }
 }
 
+/// The resources in address order, as `read` holds them. A resource's position here is its
+/// node in the dependency graph, and finding it by binary search costs fewer comparisons of
+/// addresses than the map's lookup (names share long prefixes, a comparison is a `memcmp`).
+struct Positions<'r> {
+    resources: Vec<(&'r ResourceAddress, &'r Read)>,
+}
+
+impl<'r> Positions<'r> {
+    fn new(read: &'r BTreeMap<ResourceAddress, Read>) -> Self {
+        Self {
+            resources: read.iter().collect(),
+        }
+    }
+
+    fn find(&self, address: &ResourceAddress) -> Option<usize> {
+        self.resources
+            .binary_search_by(|(candidate, _)| (*candidate).cmp(address))
+            .ok()
+    }
+}
+
 /// One edge of the dependency graph, with where it is written.
 struct Edge {
-    to: ResourceAddress,
+    /// The target's position in [`Positions`].
+    to: usize,
     written: Written,
 }
 
@@ -71,21 +93,23 @@ impl Loader<'_> {
         // In address order, collected into a map at the end: filled by `insert`, its nodes
         // would be half empty, and it lives as long as the spec.
         let mut dependencies = Vec::with_capacity(read.len());
-        let mut edges: BTreeMap<&ResourceAddress, Vec<Edge>> = BTreeMap::new();
+        let positions = Positions::new(read);
+        // Each resource's edges, by its position.
+        let mut edges: Vec<Vec<Edge>> = Vec::with_capacity(read.len());
         let mut luns: HashMap<(&str, i64), &ResourceAddress> = HashMap::new();
         for (address, resource) in read {
             let mut found = Vec::new();
             let mut resource_edges = Vec::new();
-            self.check_references(read, resource, &mut found, &mut resource_edges);
-            self.check_outputs(read, resource, &mut found, &mut resource_edges);
+            self.check_references(read, &positions, resource, &mut found, &mut resource_edges);
+            self.check_outputs(read, &positions, resource, &mut found, &mut resource_edges);
             for (target, at) in &resource.depends_on {
-                if read.contains_key(target) {
+                if let Some(to) = positions.find(target) {
                     found.push(Dependency {
                         address: target.clone(),
                         via: DependencyVia::DependsOn,
                     });
                     resource_edges.push(Edge {
-                        to: target.clone(),
+                        to,
                         written: Written::At(at.clone()),
                     });
                 } else {
@@ -109,7 +133,7 @@ impl Loader<'_> {
             }
             let found = unique;
             dependencies.push((address.clone(), found));
-            edges.insert(address, resource_edges);
+            edges.push(resource_edges);
 
             self.check_kind_rules(resource);
             self.check_stateful_identity(resource);
@@ -122,7 +146,7 @@ impl Loader<'_> {
         }
         self.check_triggers(read, failover, triggers);
         self.check_pools(read, failover);
-        self.check_cycles(read, &edges);
+        self.check_cycles(&positions, &edges);
         let dependencies = BTreeMap::from_iter(dependencies);
         self.check_standby_hooks(read, &dependencies);
         dependencies
@@ -241,6 +265,7 @@ impl Loader<'_> {
     fn check_references(
         &mut self,
         read: &BTreeMap<ResourceAddress, Read>,
+        positions: &Positions,
         resource: &Read,
         found: &mut Vec<Dependency>,
         edges: &mut Vec<Edge>,
@@ -322,7 +347,7 @@ impl Loader<'_> {
                     );
                     continue;
                 }
-                if !read.contains_key(&target) {
+                let Some(to) = positions.find(&target) else {
                     let at = self.field_place(resource, &path());
                     self.push(
                         SpecError::new(
@@ -334,13 +359,13 @@ impl Loader<'_> {
                         .help(missing_help(read, &target)),
                     );
                     continue;
-                }
+                };
                 found.push(Dependency {
-                    address: target.clone(),
+                    address: target,
                     via: DependencyVia::Reference { field: field.name },
                 });
                 edges.push(Edge {
-                    to: target,
+                    to,
                     written: Written::Reference {
                         field: field.name,
                         index,
@@ -353,12 +378,13 @@ impl Loader<'_> {
     fn check_outputs(
         &mut self,
         read: &BTreeMap<ResourceAddress, Read>,
+        positions: &Positions,
         resource: &Read,
         found: &mut Vec<Dependency>,
         edges: &mut Vec<Edge>,
     ) {
         for used in &resource.outputs {
-            let Some(target) = read.get(&used.address) else {
+            let Some(to) = positions.find(&used.address) else {
                 self.push(
                     SpecError::new(
                         Problem::UnknownResource {
@@ -370,6 +396,7 @@ impl Loader<'_> {
                 );
                 continue;
             };
+            let target = positions.resources[to].1;
             let kind = used.address.kind;
             let mut outputs: Vec<&str> = self
                 .rules
@@ -422,7 +449,7 @@ impl Loader<'_> {
                 },
             });
             edges.push(Edge {
-                to: used.address.clone(),
+                to,
                 written: Written::At(used.place.clone()),
             });
         }
@@ -921,42 +948,20 @@ impl Loader<'_> {
         }
     }
 
-    fn check_cycles(
-        &mut self,
-        read: &BTreeMap<ResourceAddress, Read>,
-        edges: &BTreeMap<&ResourceAddress, Vec<Edge>>,
-    ) {
-        let index: HashMap<&ResourceAddress, usize> = read
-            .keys()
-            .enumerate()
-            .map(|(position, address)| (address, position))
-            .collect();
-        let addresses: Vec<&ResourceAddress> = read.keys().collect();
-        let adjacency: Vec<Vec<usize>> = addresses
+    fn check_cycles(&mut self, positions: &Positions, edges: &[Vec<Edge>]) {
+        let adjacency: Vec<Vec<usize>> = edges
             .iter()
-            .map(|address| {
-                edges
-                    .get(address)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|edge| index.get(&edge.to).copied())
-                    .collect()
-            })
+            .map(|edges| edges.iter().map(|edge| edge.to).collect())
             .collect();
         for component in graph::cyclic_components(&adjacency) {
             let cycle = graph::cycle_through(&component, &adjacency);
             let path: Vec<String> = cycle
                 .iter()
-                .map(|node| addresses[*node].to_string())
+                .map(|node| positions.resources[*node].0.to_string())
                 .collect();
-            let from = addresses[cycle[0]];
-            let to = addresses[cycle[1]];
-            let Some(edge) = edges
-                .get(from)
-                .into_iter()
-                .flatten()
-                .find(|edge| &edge.to == to)
-            else {
+            let (from, from_resource) = positions.resources[cycle[0]];
+            let to = positions.resources[cycle[1]].0;
+            let Some(edge) = edges[cycle[0]].iter().find(|edge| edge.to == cycle[1]) else {
                 continue;
             };
             let at = match &edge.written {
@@ -966,7 +971,7 @@ impl Loader<'_> {
                         Some(index) => format!("{field}[{index}]"),
                         None => (*field).to_owned(),
                     };
-                    self.field_place(&read[from], &field)
+                    self.field_place(from_resource, &field)
                 }
             };
             self.push(

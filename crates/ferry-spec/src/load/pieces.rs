@@ -4,7 +4,8 @@
 //! `toml`'s parser lexes a whole document into vectors of tokens and events before it builds
 //! the tables: for a file of 100,000 resources (11 MB) those vectors and the document were the
 //! load's peak (about 150 MiB). A piece's vectors and tables are freed as soon as its resources
-//! are read.
+//! are read. The pieces are parsed on a second thread, at most two ahead of the one being read
+//! ([`parse_each`]): parsing and reading cost about the same, and overlap.
 //!
 //! The pieces must give exactly what the whole file gives, spans included (every place in a
 //! diagnostic is a byte offset into the file). So a file is cut only where that is sure
@@ -14,6 +15,7 @@
 //! like a header, say) makes the loader start again with every file parsed whole
 //! ([`super::Parsing::Whole`]), so that errors and their recovery are the whole file's.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ops::Range;
 
@@ -21,7 +23,7 @@ use ferry_core::{Kind, RuleBook};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::Node;
+use super::{Node, ParseWhole};
 
 /// Resource tables are gathered into pieces of at least this many bytes: small enough that a
 /// piece's parser vectors cost little, large enough that the parser's fixed cost per call does
@@ -43,28 +45,41 @@ pub(super) fn cut(text: &str, rules: &RuleBook) -> Option<Cut> {
 }
 
 fn cut_at(text: &str, rules: &RuleBook, piece_bytes: usize) -> Option<Cut> {
-    let mut resource_headers: Vec<usize> = Vec::new();
-    let mut seen: HashSet<(&str, &str)> = HashSet::new();
-    let mut line_start = 0;
-    for line in text.split_inclusive('\n') {
-        let start = line_start;
-        line_start += line.len();
-        let trimmed = line.trim_start_matches([' ', '\t']);
-        if !trimmed.starts_with('[') {
+    // Each resource header's line start, kind and name.
+    let mut resource_headers: Vec<(usize, &str, &str)> = Vec::new();
+    let bytes = text.as_bytes();
+    // Header lines are found from their `[`, fewer than the lines: the search skips from one
+    // to the next, and a `[` is at a line's start when only spaces or tabs come before it.
+    let mut from = 0;
+    while let Some(found) = text[from..].find('[') {
+        let bracket = from + found;
+        let start = bytes[..bracket]
+            .iter()
+            .rposition(|&byte| byte != b' ' && byte != b'\t')
+            .map_or(0, |before| before + 1);
+        if start > 0 && bytes[start - 1] != b'\n' {
+            from = bracket + 1;
             continue;
         }
-        match resource_header(trimmed, rules) {
-            Some(address) => {
-                if !seen.insert(address) {
-                    return None;
-                }
-                resource_headers.push(start);
-            }
+        let end = text[bracket..]
+            .find('\n')
+            .map_or(text.len(), |newline| bracket + newline + 1);
+        from = end;
+        match resource_header(&text[bracket..end], rules) {
+            Some((kind, name)) => resource_headers.push((start, kind, name)),
             None if resource_headers.is_empty() => {}
             None => return None,
         }
     }
-    let Some(&first) = resource_headers.first() else {
+    // Sized once, after the search, rather than grown (and rehashed) header by header.
+    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(resource_headers.len());
+    for &(_, kind, name) in &resource_headers {
+        if !seen.insert((kind, name)) {
+            return None;
+        }
+    }
+    drop(seen);
+    let Some(&(first, _, _)) = resource_headers.first() else {
         return Some(Cut {
             head: 0..text.len(),
             pieces: Vec::new(),
@@ -72,7 +87,7 @@ fn cut_at(text: &str, rules: &RuleBook, piece_bytes: usize) -> Option<Cut> {
     };
     let mut pieces = Vec::new();
     let mut piece_start = first;
-    for &header in &resource_headers[1..] {
+    for &(header, _, _) in &resource_headers[1..] {
         if header - piece_start >= piece_bytes {
             pieces.push(piece_start..header);
             piece_start = header;
@@ -128,6 +143,60 @@ pub(super) fn head_holds_resources(head: &DeTable<'_>, rules: &RuleBook) -> bool
             .parse::<Kind>()
             .is_ok_and(|kind| rules.get(kind).is_some())
     })
+}
+
+/// A piece's top-level keys (kinds) and their tables, in the piece's order.
+pub(super) type Tables<'t> = Vec<(Spanned<Cow<'t, str>>, Node<'t>)>;
+
+/// Pieces parsed ahead of the one being read, at most: enough that the reading never waits
+/// for the parser while it has work, few enough that the load's memory peak stays a piece's.
+const PIECES_AHEAD: usize = 2;
+
+/// Parses each piece of `text` and hands its document, spans moved to the whole file's, to
+/// `read`, in order. With more than one piece the parsing runs on a second thread, a few pieces
+/// ahead of `read`: it is about as costly as reading, and the two overlap. A piece with a
+/// syntax error stops it there: the caller loads again with every file parsed whole.
+pub(super) fn parse_each<'t>(
+    text: &'t str,
+    pieces: &[Range<usize>],
+    mut read: impl FnMut(Tables<'t>),
+) -> Result<(), ParseWhole> {
+    if pieces.len() < 2 {
+        for piece in pieces {
+            read(parse_piece(text, piece.clone())?);
+        }
+        return Ok(());
+    }
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(PIECES_AHEAD);
+        scope.spawn(move || {
+            for piece in pieces {
+                let parsed = parse_piece(text, piece.clone());
+                let stop = parsed.is_err();
+                // The reader stops early only by unwinding: nothing is left to parse for.
+                if sender.send(parsed).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        for parsed in receiver {
+            read(parsed?);
+        }
+        Ok(())
+    })
+}
+
+/// One piece's top-level tables, spans moved by the piece's offset.
+fn parse_piece(text: &str, piece: Range<usize>) -> Result<Tables<'_>, ParseWhole> {
+    let (document, errors) = DeTable::parse_recoverable(&text[piece.clone()]);
+    if !errors.is_empty() {
+        return Err(ParseWhole);
+    }
+    Ok(document
+        .into_inner()
+        .into_iter()
+        .map(|(key, node)| (key, shifted(node, piece.start)))
+        .collect())
 }
 
 /// A piece's node with every span (its own, its keys', its values') moved by `offset`: where
@@ -269,6 +338,79 @@ mod tests {
         assert_eq!(from_pieces, expected);
     }
 
+    /// Many hooks, in an order their names do not sort in, one a piece.
+    fn many_hooks(broken: Option<usize>) -> String {
+        let mut text = String::from("[deployment]\nname = \"x\"\n");
+        for number in (0..40).rev() {
+            let value = if broken == Some(number) { "" } else { "'true'" };
+            text.push_str(&format!(
+                "[hook.h{number}]\ncommand = {value}\nenv = {{ n = [{number}] }}\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn pieces_are_read_in_order_with_the_whole_files_spans() {
+        let text = many_hooks(None);
+        let cut = cut_at(&text, &rules(), 1).expect("the text is cut");
+        assert_eq!(cut.pieces.len(), 40);
+        let mut from_pieces = Vec::new();
+        let parsed = parse_each(&text, &cut.pieces, |document| {
+            for (_, node) in document {
+                let DeValue::Table(resources) = node.into_inner() else {
+                    panic!("a piece holds a kind's table");
+                };
+                from_pieces.extend(table_spans(&resources));
+            }
+        });
+        assert_eq!(parsed, Ok(()));
+        let (whole, errors) = DeTable::parse_recoverable(&text);
+        assert!(errors.is_empty(), "{errors:?}");
+        let DeValue::Table(hooks) = whole.get_ref().get("hook").unwrap().get_ref() else {
+            panic!("the whole file holds hooks");
+        };
+        // In the file's order, which is not the map's.
+        let mut expected = Vec::new();
+        for number in (0..40).rev() {
+            let name = format!("h{number}");
+            let (key, node) = hooks
+                .iter()
+                .find(|(key, _)| **key.get_ref() == name)
+                .unwrap();
+            expected.extend(table_spans(&DeTable::from_iter([(
+                key.clone(),
+                node.clone(),
+            )])));
+        }
+        assert_eq!(from_pieces, expected);
+    }
+
+    #[test]
+    fn a_syntax_error_in_a_piece_stops_the_pieces_for_the_whole_files_parse() {
+        let text = many_hooks(Some(20));
+        let cut = cut_at(&text, &rules(), 1).expect("the text is cut");
+        let mut read = Vec::new();
+        let parsed = parse_each(&text, &cut.pieces, |document| {
+            for (_, node) in document {
+                let DeValue::Table(resources) = node.into_inner() else {
+                    panic!("a piece holds a kind's table");
+                };
+                read.extend(resources.keys().map(|key| key.get_ref().to_string()));
+            }
+        });
+        assert_eq!(parsed, Err(ParseWhole));
+        // Hooks 39 down to 21 come before the broken one, and nothing after it is read.
+        let expected: Vec<String> = (21..40).rev().map(|number| format!("h{number}")).collect();
+        assert_eq!(read, expected);
+        // A single piece is parsed without a thread, and stops the same way.
+        let single = cut.pieces[0].start..text.len();
+        assert_eq!(
+            parse_each(&text, std::slice::from_ref(&single), |_| {}),
+            Err(ParseWhole)
+        );
+    }
+
     #[test]
     fn a_file_is_parsed_whole_when_a_piece_could_differ() {
         let rules = rules();
@@ -288,5 +430,12 @@ mod tests {
         let cut = cut_at("[deployment]\n[nothing.x]\n[hook.a]\n[hook.b]\n", &rules, 1).unwrap();
         assert_eq!(cut.head, 0..25);
         assert_eq!(cut.pieces, vec![25..34, 34..43]);
+        // A header may be indented; a `[` after other text on its line starts no header.
+        let text = "x = [1]\n\t [hook.a]\ny = \"[hook.c]\"\r\n[hook.b] # [hook.d]\nz = [[2]]";
+        let cut = cut_at(text, &rules, 1).unwrap();
+        assert_eq!(cut.head, 0..8);
+        assert_eq!(cut.pieces, vec![8..35, 35..text.len()]);
+        // A line of an array that starts with `[` is no plain header: the file is parsed whole.
+        assert!(cut_at("[hook.a]\r\nlist = [\r\n  [1],\r\n]\r\n", &rules, 1).is_none());
     }
 }

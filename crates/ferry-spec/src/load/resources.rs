@@ -1,7 +1,7 @@
 //! Resource tables: gathering `[KIND.NAME]` tables across files, then reading each against its
 //! kind's schema and the keys every resource may hold (`depends_on`, `allow_destroy`, `ensure`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -93,23 +93,28 @@ impl Loader<'_> {
                 );
                 continue;
             }
-            if let Some(first) = read.get(&address) {
-                let first_place = place(&first.file, first.header.clone());
-                self.push(
-                    SpecError::new(
-                        Problem::Duplicate {
-                            what: address.to_string(),
-                        },
+            // One search of the map, whether the name is new or not.
+            let vacant = match read.entry(address) {
+                btree_map::Entry::Vacant(vacant) => vacant,
+                btree_map::Entry::Occupied(first) => {
+                    let (address, first) = (first.key(), first.get());
+                    let first_place = place(&first.file, first.header.clone());
+                    self.push(
+                        SpecError::new(
+                            Problem::Duplicate {
+                                what: address.to_string(),
+                            },
                         Some(place(file, node.span())),
                     )
-                    .label("defined again here")
-                    .help("each resource is defined once: remove this one or give it another name")
-                    .note(Problem::FirstDefinedHere, first_place),
-                );
-                continue;
-            }
-            let resource = self.read_resource(address.clone(), file, &node, broken);
-            read.insert(address, resource);
+                        .label("defined again here")
+                        .help("each resource is defined once: remove this one or give it another name")
+                        .note(Problem::FirstDefinedHere, first_place),
+                    );
+                    continue;
+                }
+            };
+            let resource = self.read_resource(vacant.key().clone(), file, &node, broken);
+            vacant.insert(resource);
         }
     }
 
@@ -139,7 +144,12 @@ impl Loader<'_> {
             .rules
             .get(address.kind)
             .map_or(&[][..], |rules| rules.fields());
-        let within = address.to_string();
+        // As `to_string` writes it, without the formatting machinery: a resource pays this once.
+        let kind = address.kind.as_str();
+        let mut within = String::with_capacity(kind.len() + 1 + address.name.len());
+        within.push_str(kind);
+        within.push('.');
+        within.push_str(&address.name);
         let read = self.read_table(
             file,
             header.clone(),
