@@ -549,7 +549,7 @@ fn render_changes(out: &mut String, indent: &str, changes: ChangesIter<'_>, pain
             out.push_str(indent);
             paint.paint_onto(out, code, sign);
             out.push(' ');
-            push_padded(out, &change.path, name_width);
+            push_padded(out, change.path, name_width);
             out.push_str(" = ");
         };
         match (change.before, change.after) {
