@@ -225,7 +225,7 @@ pub fn holds_open(text: &str) -> bool {
 }
 
 /// Whether a value holds a `${` anywhere (an expression, or an escaped `$${`): one that does
-/// not is the same after [`resolve`] and [`rewrite`], and need not go through them.
+/// not is the same after [`resolve`] and [`resolve_in_place`], and need not go through them.
 pub fn has_expression(value: &Value) -> bool {
     match value {
         Value::String(text) => holds_open(text),
