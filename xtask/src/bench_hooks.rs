@@ -28,10 +28,10 @@ struct Hook {
 
 /// splitmix64: a few lines of a well-known generator, so that the xtask needs no crate for
 /// reproducible numbers.
-struct Sequence(u64);
+pub(crate) struct Sequence(pub(crate) u64);
 
 impl Sequence {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -110,7 +110,7 @@ fn terraform_configuration(hooks: &[Hook]) -> String {
 }
 
 /// Runs `command` to its end, quietly, and returns its wall time; fails when it does.
-fn timed(command: &mut Command) -> Result<Duration> {
+pub(crate) fn timed(command: &mut Command) -> Result<Duration> {
     let shown = format!("{command:?}");
     let start = Instant::now();
     let output = command
@@ -129,7 +129,7 @@ fn timed(command: &mut Command) -> Result<Duration> {
     Ok(took)
 }
 
-fn median(mut times: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
@@ -174,7 +174,7 @@ fn run_terraform(folder: &Path, setting: &Setting, repeat: usize) -> Result<Dura
     Ok(median(times))
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
