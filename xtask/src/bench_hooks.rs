@@ -129,6 +129,19 @@ pub(crate) fn timed(command: &mut Command) -> Result<Duration> {
     Ok(took)
 }
 
+/// Writes `configuration` as `main.tf` into `folder` (made if need be) and initialises it.
+pub(crate) fn terraform_folder_with(folder: &Path, configuration: &str) -> Result<()> {
+    std::fs::create_dir_all(folder)?;
+    std::fs::write(folder.join("main.tf"), configuration)?;
+    timed(
+        Command::new("terraform")
+            .args(["init", "-input=false", "-no-color"])
+            .current_dir(folder),
+    )
+    .context("terraform init must work offline: terraform_data is built in")?;
+    Ok(())
+}
+
 pub(crate) fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -236,18 +249,8 @@ pub(crate) fn bench_hooks(root: &Path, arguments: &[String]) -> Result<()> {
         let ferry_folder = folder.join("ferry");
         let terraform_folder = folder.join("terraform");
         std::fs::create_dir_all(&ferry_folder)?;
-        std::fs::create_dir_all(&terraform_folder)?;
         std::fs::write(ferry_folder.join("main.toml"), ferry_spec(hooks))?;
-        std::fs::write(
-            terraform_folder.join("main.tf"),
-            terraform_configuration(hooks),
-        )?;
-        timed(
-            Command::new("terraform")
-                .args(["init", "-input=false", "-no-color"])
-                .current_dir(&terraform_folder),
-        )
-        .context("terraform init must work offline: terraform_data is built in")?;
+        terraform_folder_with(&terraform_folder, &terraform_configuration(hooks))?;
 
         let total: u64 = hooks.iter().map(|hook| hook.centiseconds).sum();
         println!(

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_hooks::{Sequence, median, target_dir, timed};
+use crate::bench_hooks::{Sequence, median, target_dir, terraform_folder_with, timed};
 
 /// The seed of the disks per group and the hooks' extra edges.
 const SEED: u64 = 7;
@@ -211,17 +211,7 @@ pub(crate) fn bench_plan(root: &Path, arguments: &[String]) -> Result<()> {
         std::fs::write(ferry_folder.join("main.toml"), ferry_spec(&nodes))?;
         let ferry = run_ferry(&binary, &ferry_folder, options.repeat)?;
         let terraform = if size <= options.terraform_max {
-            std::fs::create_dir_all(&terraform_folder)?;
-            std::fs::write(
-                terraform_folder.join("main.tf"),
-                terraform_configuration(&nodes),
-            )?;
-            timed(
-                Command::new("terraform")
-                    .args(["init", "-input=false", "-no-color"])
-                    .current_dir(&terraform_folder),
-            )
-            .context("terraform init must work offline: terraform_data is built in")?;
+            terraform_folder_with(&terraform_folder, &terraform_configuration(&nodes))?;
             Some(run_terraform(&terraform_folder, options.repeat)?)
         } else {
             None
