@@ -28,10 +28,10 @@ struct Hook {
 
 /// splitmix64: a few lines of a well-known generator, so that the xtask needs no crate for
 /// reproducible numbers.
-struct Sequence(u64);
+pub(crate) struct Sequence(pub(crate) u64);
 
 impl Sequence {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -110,7 +110,7 @@ fn terraform_configuration(hooks: &[Hook]) -> String {
 }
 
 /// Runs `command` to its end, quietly, and returns its wall time; fails when it does.
-fn timed(command: &mut Command) -> Result<Duration> {
+pub(crate) fn timed(command: &mut Command) -> Result<Duration> {
     let shown = format!("{command:?}");
     let start = Instant::now();
     let output = command
@@ -129,7 +129,20 @@ fn timed(command: &mut Command) -> Result<Duration> {
     Ok(took)
 }
 
-fn median(mut times: Vec<Duration>) -> Duration {
+/// Writes `configuration` as `main.tf` into `folder` (made if need be) and initialises it.
+pub(crate) fn terraform_folder_with(folder: &Path, configuration: &str) -> Result<()> {
+    std::fs::create_dir_all(folder)?;
+    std::fs::write(folder.join("main.tf"), configuration)?;
+    timed(
+        Command::new("terraform")
+            .args(["init", "-input=false", "-no-color"])
+            .current_dir(folder),
+    )
+    .context("terraform init must work offline: terraform_data is built in")?;
+    Ok(())
+}
+
+pub(crate) fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
@@ -174,7 +187,7 @@ fn run_terraform(folder: &Path, setting: &Setting, repeat: usize) -> Result<Dura
     Ok(median(times))
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
@@ -236,18 +249,8 @@ pub(crate) fn bench_hooks(root: &Path, arguments: &[String]) -> Result<()> {
         let ferry_folder = folder.join("ferry");
         let terraform_folder = folder.join("terraform");
         std::fs::create_dir_all(&ferry_folder)?;
-        std::fs::create_dir_all(&terraform_folder)?;
         std::fs::write(ferry_folder.join("main.toml"), ferry_spec(hooks))?;
-        std::fs::write(
-            terraform_folder.join("main.tf"),
-            terraform_configuration(hooks),
-        )?;
-        timed(
-            Command::new("terraform")
-                .args(["init", "-input=false", "-no-color"])
-                .current_dir(&terraform_folder),
-        )
-        .context("terraform init must work offline: terraform_data is built in")?;
+        terraform_folder_with(&terraform_folder, &terraform_configuration(hooks))?;
 
         let total: u64 = hooks.iter().map(|hook| hook.centiseconds).sum();
         println!(

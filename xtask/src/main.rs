@@ -8,6 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench_hooks;
+mod bench_plan;
 mod demo;
 
 const HELP: &str = "\
@@ -28,6 +29,9 @@ tasks:
   bench-hooks [--repeat N]
            ferry's hooks against Terraform's terraform_data + local-exec on the same
            wide and narrow DAGs of sleeps; prints wall times and ratios (BENCHMARKS.md)
+  bench-plan [--sizes 1000,3000,10000,100000] [--terraform-max 10000] [--repeat N]
+           ferry plan against terraform plan on one DAG of the synthetic specs' shape,
+           written for both; prints wall times and ratios (BENCHMARKS.md)
 ";
 
 fn main() -> Result<()> {
@@ -49,6 +53,10 @@ fn main() -> Result<()> {
         "bench-hooks" => {
             let arguments: Vec<String> = std::env::args().skip(2).collect();
             bench_hooks::bench_hooks(&root, &arguments)
+        }
+        "bench-plan" => {
+            let arguments: Vec<String> = std::env::args().skip(2).collect();
+            bench_plan::bench_plan(&root, &arguments)
         }
         _ => {
             print!("{HELP}");
