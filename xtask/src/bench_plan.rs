@@ -237,3 +237,63 @@ pub(crate) fn bench_plan(root: &Path, arguments: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The DAG has exactly the size asked for, each node waits only for nodes before it (so
+    /// both tools get an acyclic graph with no dangling name), and the same seed gives the
+    /// same graph, so that every run measures the same work.
+    #[test]
+    fn the_dag_has_its_size_and_only_earlier_dependencies() {
+        for size in [1, 2, 7, 1_000, 1_003] {
+            let nodes = dag(size);
+            assert_eq!(nodes.len(), size);
+            let mut seen = std::collections::HashSet::new();
+            for node in &nodes {
+                for after in &node.after {
+                    assert!(
+                        seen.contains(after),
+                        "{} waits for {after}, not before it",
+                        node.name
+                    );
+                }
+                assert!(seen.insert(node.name.clone()), "{} twice", node.name);
+            }
+            let again: Vec<(String, Vec<String>)> = dag(size)
+                .into_iter()
+                .map(|node| (node.name, node.after))
+                .collect();
+            let first: Vec<(String, Vec<String>)> = nodes
+                .into_iter()
+                .map(|node| (node.name, node.after))
+                .collect();
+            assert_eq!(first, again);
+        }
+        let nodes = dag(1_000);
+        assert!(edges(&nodes) > nodes.len(), "the DAG is not just chains");
+        assert!(ferry_spec(&nodes).contains("depends_on = [\"hook.rg0\"]"));
+        assert!(terraform_configuration(&nodes).contains("depends_on = [terraform_data.rg0]"));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        let arguments =
+            |text: &str| -> Vec<String> { text.split_whitespace().map(str::to_owned).collect() };
+        let error = options(&arguments("--sizes 10,x"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("not `x`"), "{error}");
+        let error = options(&arguments("--repeat")).err().unwrap().to_string();
+        assert!(error.contains("--repeat needs a value"), "{error}");
+        let error = options(&arguments("--fast 1")).err().unwrap().to_string();
+        assert!(error.contains("unknown argument `--fast`"), "{error}");
+        let parsed = options(&arguments("--sizes 5,6 --terraform-max 5 --repeat 1")).unwrap();
+        assert_eq!(
+            (parsed.sizes, parsed.terraform_max, parsed.repeat),
+            (vec![5, 6], 5, 1)
+        );
+    }
+}
